@@ -1,0 +1,1 @@
+"""Apps: compositions of layer-2 capabilities behind `App.run(input, tenant) -> Answer`."""

@@ -1,0 +1,65 @@
+"""Runtime: one project's wired-up services, built lazily. Surfaces (CLI, server) use this and nothing lower.
+
+    with Runtime(Project.load(".")) as rt:
+        rt.gateway.chat(...); rt.retriever.search(...); rt.app("docs_qa").run("question")
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from flywheel.config import Project
+
+
+class Runtime:
+    def __init__(self, project: Project, *, tracing: bool = True):
+        self.project = project
+        self.config = project.config
+        self._tracing = tracing and project.config.tracing.enabled
+        self._detach: Any = None
+
+    @cached_property
+    def store(self):
+        from flywheel.store import Store
+
+        store = Store.open(self.project.store_url)
+        if self._tracing:
+            from flywheel.tracing import attach_store
+
+            self._detach = attach_store(store, self.config.tracing)
+        return store
+
+    @cached_property
+    def gateway(self):
+        from flywheel.gateway import Gateway
+
+        self.store  # noqa: B018 - open the store first so gateway spans are recorded
+        return Gateway.from_config(self.config)
+
+    @cached_property
+    def retriever(self):
+        from flywheel.retrieval import Retriever
+
+        return Retriever.from_config(self.store, self.config.retrieval, self.project)
+
+    def app(self, name: str = "docs_qa"):
+        from flywheel.apps.registry import build_app
+
+        return build_app(self, name)
+
+    def close(self) -> None:
+        from flywheel.tracing import tracer
+
+        tracer.flush()
+        if self._detach is not None:
+            self._detach()
+            self._detach = None
+        if "store" in self.__dict__:
+            self.store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

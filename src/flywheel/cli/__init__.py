@@ -1,0 +1,69 @@
+"""The `flywheel` command. Thin: parse input, call layer 3, render output.
+
+Each command family lives in its own module and registers itself on `main`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flywheel.errors import UserError
+
+COMMAND_MODULES = ["core", "chat", "traces", "fake", "retrieval", "evals", "guards", "bench"]
+
+
+class State:
+    """Per-invocation state: the project folder, loaded lazily."""
+
+    def __init__(self, project_dir: str):
+        self.project_dir = Path(project_dir)
+        self._project = None
+
+    @property
+    def project(self):
+        if self._project is None:
+            from flywheel.config import Project
+
+            self._project = Project.load(self.project_dir)
+        return self._project
+
+
+class FlywheelGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.secho(f"error: {exc.render()}", fg="red", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=FlywheelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--project", "project_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Project folder (holds flywheel.yaml; data goes to DIR/.flywheel/).")
+@click.version_option(package_name="flywheel")
+@click.pass_context
+def main(ctx: click.Context, project_dir: str) -> None:
+    """flywheel: gateway, RAG, guardrails, caching, tracing, evals and the data flywheel for LLM apps."""
+    ctx.obj = State(project_dir)
+
+
+def emit_json(data: Any) -> None:
+    """Print machine-readable output (every command's --json)."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+for _name in COMMAND_MODULES:
+    try:
+        importlib.import_module(f"flywheel.cli.{_name}")
+    except ModuleNotFoundError as _exc:  # a command family not built yet
+        if _exc.name != f"flywheel.cli.{_name}":
+            raise

@@ -1,0 +1,1 @@
+"""Test helpers that are public API: the fake OpenAI-wire LLM server."""

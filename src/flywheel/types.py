@@ -1,0 +1,192 @@
+"""The records every layer speaks. Pydantic models, no behaviour beyond small helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant", "tool"]
+SpanKind = Literal["app", "llm", "retrieval", "guard", "cache", "tool", "eval", "embedding", "other"]
+
+
+def content_hash(*parts: str, n: int = 16) -> str:
+    """Stable short id from content (sha256 hex prefix)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()[:n]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- model calls
+
+
+class Message(Record):
+    role: Role
+    content: str
+    name: str | None = None
+
+
+class ChatRequest(Record):
+    messages: list[Message]
+    model: str = "default"  # an alias from flywheel.yaml
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    response_format: dict[str, Any] | None = None
+    timeout: float | None = None  # seconds, overrides the alias default
+    metadata: dict[str, Any] = Field(default_factory=dict)  # tenant, app, prompt version, cache directives
+
+    @classmethod
+    def of(cls, text: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
+        msgs = ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=text)]
+        return cls(messages=msgs, **kw)
+
+    def last_user(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+
+class Usage(Record):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class ChatResult(Record):
+    text: str
+    alias: str  # what the caller asked for
+    model: str  # the resolved provider model that answered, with pinned version when known
+    provider: str
+    usage: Usage = Field(default_factory=Usage)  # all attempts, failed included
+    cost_usd: float = 0.0  # all attempts, failed included
+    latency_ms: float = 0.0
+    attempts: int = 1
+    finish_reason: str | None = None
+    trace_id: str | None = None
+    cached: bool = False
+    raw: dict[str, Any] | None = None
+
+
+class StreamChunk(Record):
+    delta: str
+    finish_reason: str | None = None
+    usage: Usage | None = None  # present on the final chunk when the provider reports it
+
+
+# ---------------------------------------------------------------- retrieval
+
+
+class Document(Record):
+    id: str  # content hash
+    text: str
+    source: str  # path or URL
+    title: str | None = None
+    tenant: str = "default"
+    metadata: dict[str, Any] = Field(default_factory=dict)  # page, heading path, user fields
+
+
+class Chunk(Record):
+    id: str  # content hash of (doc_id, text)
+    doc_id: str
+    text: str
+    source: str
+    tenant: str = "default"
+    location: str | None = None  # "page 3", "Install > Linux"
+    ordinal: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(Record):
+    chunk: Chunk
+    score: float  # fused score
+    ranks: dict[str, int | None] = Field(default_factory=dict)  # {"bm25": 1, "dense": 4}
+    scores: dict[str, float] = Field(default_factory=dict)
+
+
+class Citation(Record):
+    id: int  # the [n] used in the answer
+    chunk_id: str
+    source: str
+    text: str
+    location: str | None = None
+
+
+# ---------------------------------------------------------------- checks, evals, feedback
+
+
+class CheckResult(Record):
+    passed: bool
+    score: float  # 0..1
+    reason: str = ""
+    spec: str = ""  # stable hash of the check definition
+    name: str = ""
+    error: str | None = None  # the check itself failed to run
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Case(Record):
+    id: str
+    vars: dict[str, Any] = Field(default_factory=dict)
+    reference: str | None = None
+    checks: list[Any] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Feedback(Record):
+    trace_id: str
+    kind: Literal["thumbs", "score", "label", "comment", "correction", "implicit"] = "thumbs"
+    value: Any = None
+    comment: str | None = None
+    user: str | None = None
+    created_at: float = Field(default_factory=time.time)
+
+
+# ---------------------------------------------------------------- tracing
+
+
+class Span(Record):
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    span_id: str
+    trace_id: str
+    parent_id: str | None = None
+    name: str
+    kind: SpanKind = "other"
+    start_ns: int = 0
+    end_ns: int | None = None
+    inputs: Any = None
+    outputs: Any = None
+    output_state: Literal["ok", "empty", "missing"] = "missing"
+    error: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6
+
+
+class Answer(Record):
+    text: str
+    citations: list[Citation] = Field(default_factory=list)
+    trace_id: str | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
+    refused: bool = False  # the app said it does not know / a guard blocked
