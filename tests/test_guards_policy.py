@@ -1,0 +1,194 @@
+"""Guard policies: every on-fail action, fail-closed / fail-open crashes, spans, config errors, streaming."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from flywheel.checks.base import Check, CheckContext, register
+from flywheel.config import GuardsConfig, Project
+from flywheel.errors import ConfigError
+from flywheel.guards import GuardPolicy, restore
+from flywheel.guards.streaming import guard_stream
+from flywheel.tracing import tracer
+from flywheel.types import CheckResult
+
+
+@register
+class NoBanana(Check):
+    """Fails when the text mentions bananas; can redact them and fix them."""
+
+    name = "test-no-banana"
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        found = "banana" in output.lower()
+        return CheckResult(passed=not found, score=0.0 if found else 1.0, reason="mentions banana" if found else "")
+
+    def redact(self, text: str):
+        vault, n = {}, 0
+
+        def sub(m):
+            nonlocal n
+            n += 1
+            vault[f"<FRUIT_{n}>"] = m.group(0)
+            return f"<FRUIT_{n}>"
+
+        return re.sub(r"banana", sub, text, flags=re.I), vault
+
+    def fix(self, text: str, result: CheckResult) -> str:
+        return re.sub(r"banana", "fruit", text, flags=re.I)
+
+
+@register
+class Crashes(Check):
+    """Always raises."""
+
+    name = "test-crash"
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        raise RuntimeError("detector exploded")
+
+
+@register
+class MaxLen(Check):
+    """Fails above N characters (default 20)."""
+
+    name = "test-maxlen"
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        limit = int(self.arg or 20)
+        ok = len(output) <= limit
+        return CheckResult(passed=ok, score=1.0 if ok else 0.0, reason=f"{len(output)} chars > {limit}")
+
+
+def policy(**stages) -> GuardPolicy:
+    return GuardPolicy.from_config(GuardsConfig.model_validate(stages))
+
+
+@pytest.fixture
+def spans():
+    got = []
+    tracer.add_sink(got.append)
+    yield got
+    tracer.remove_sink(got.append)
+
+
+def test_block_returns_safe_message_and_records_a_guard_span(spans):
+    p = policy(input=[{"check": "test-no-banana", "on_fail": "block", "message": "No fruit talk."}])
+    out = p.input.run("tell me about Banana prices")
+    assert out.refused and out.text == "No fruit talk." and out.action == "block"
+    guard_spans = [s for s in spans if s.kind == "guard"]
+    assert guard_spans and guard_spans[0].attributes["flywheel.guard.action"] == "block"
+    assert p.input.run("apples please").passed
+
+
+def test_redact_keeps_a_vault_that_restores_the_response():
+    p = policy(input=[{"check": "test-no-banana", "on_fail": "redact"}])
+    out = p.input.run("banana and BANANA")
+    assert out.passed and out.text == "<FRUIT_1> and <FRUIT_2>"
+    assert restore("You said <FRUIT_2> then <FRUIT_1>", out.vault) == "You said BANANA then banana"
+
+
+def test_fix_rewrites_and_log_only_passes_through():
+    p = policy(output=[{"check": "test-no-banana", "on_fail": "fix"}])
+    assert p.output.run("a banana").text == "a fruit"
+    logged = policy(output=[{"check": "test-no-banana", "on_fail": "log-only"}]).output.run("a banana")
+    assert logged.passed and logged.text == "a banana" and logged.action == "log-only"
+    assert logged.results[0].passed is False
+
+
+def test_reask_regenerates_with_the_failure_reason_and_is_bounded():
+    p = policy(output=[{"check": "test-maxlen", "value": 10, "on_fail": "reask", "max_reasks": 2}])
+    asked = []
+
+    def regenerate(feedback, alias):
+        asked.append((feedback, alias))
+        return "short" if len(asked) == 2 else "still far too long"
+
+    out = p.output.run("this answer is far too long", regenerate=regenerate)
+    assert out.passed and out.text == "short" and out.reasks == 2
+    assert "test-maxlen" in asked[0][0] and "chars > 10" in asked[0][0] and asked[0][1] is None
+
+    never = p.output.run("this answer is far too long", regenerate=lambda f, a: "never short enough, ever")
+    assert never.refused and never.action == "refrain" and never.reasks == 2
+
+
+def test_fallback_regenerates_on_another_alias():
+    p = policy(output=[{"check": "test-no-banana", "on_fail": "fallback", "fallback": "strong"}])
+    out = p.output.run("banana", regenerate=lambda feedback, alias: f"answer from {alias}")
+    assert out.passed and out.text == "answer from strong"
+
+
+def test_refrain_says_i_dont_know():
+    out = policy(output=[{"check": "test-no-banana", "on_fail": "refrain"}]).output.run("banana")
+    assert out.refused and out.text == "I don't know."
+
+
+def test_a_crashing_guard_fails_closed_for_block_and_open_for_log_only(spans):
+    closed = policy(input=[{"check": "test-crash", "on_fail": "block"}]).input.run("hello")
+    assert closed.refused and closed.results[0].error
+    opened = policy(input=[{"check": "test-crash", "on_fail": "log-only"}]).input.run("hello")
+    assert opened.passed and opened.text == "hello" and opened.results[0].error
+    crashed = [s for s in spans if s.kind == "guard" and s.error]
+    assert len(crashed) == 2 and "detector exploded" in crashed[0].error
+
+
+def test_binary_and_over_long_input_are_handled_not_crashed():
+    p = policy(input=[{"check": "test-no-banana", "on_fail": "block", "max_chars": 1000}])
+    assert p.input.run(b"\x00\xffbinary banana").refused
+    huge = "a" * 2_000_000 + " banana"
+    assert p.input.run(huge).passed  # only the first max_chars are inspected, by design
+    assert p.input.run(None).passed
+
+
+def test_negated_checks_work_as_guards():
+    p = policy(output=[{"check": "not-test-no-banana", "on_fail": "block"}])
+    assert p.output.run("only bananas here").passed
+    assert p.output.run("no fruit").refused
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "line", "words"),
+    [
+        ("      - {check: test-no-banana, on_fail: explode}\n", 7, "unknown on_fail action `explode`"),
+        ("      - {check: test-no-banana, on_fail: reask}\n", 7, "only applies to output guards"),
+        ("      - {check: no-such-check, on_fail: block}\n", 7, "unknown check `no-such-check`"),
+        ("      - {check: test-crash, on_fail: redact}\n", 7, "cannot redact"),
+    ],
+)
+def test_malformed_guard_config_names_file_and_line(tmp_path, yaml_text, line, words):
+    (tmp_path / "flywheel.yaml").write_text(
+        "models:\n  default: {provider: extractive}\napps:\n  docs_qa:\n    guards:\n      input:\n" + yaml_text)
+    project = Project.load(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        GuardPolicy.from_config(project.config.apps["docs_qa"].guards,
+                                where=lambda *p: project.where("apps", "docs_qa", "guards", *p))
+    assert words in err.value.message
+    assert err.value.where == f"{tmp_path.resolve() / 'flywheel.yaml'}:{line}"
+
+
+def test_fallback_to_unknown_alias_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown alias `ghost`"):
+        GuardPolicy.from_config({"output": [{"check": "test-no-banana", "on_fail": "fallback", "fallback": "ghost"}]},
+                                aliases={"default"})
+
+
+def test_streaming_guard_releases_checked_sentences_and_stops_on_failure():
+    p = policy(output=[{"check": "test-no-banana", "on_fail": "block", "message": "[stopped by policy]"}])
+    pulled = []
+
+    def deltas():
+        for piece in ["Apples are ", "red. Pears are", " green. Bananas are ", "yellow. Kiwis are brown."]:
+            pulled.append(piece)
+            yield piece
+
+    out = list(guard_stream(deltas(), p.output))
+    assert "".join(out) == "Apples are red. Pears are green. \n[stopped by policy]"
+    assert len(pulled) == 4  # the sentence with the failure needed the 4th delta; nothing after it is shown
+
+
+def test_streaming_guard_handles_chinese_sentences_and_redaction():
+    p = policy(output=[{"check": "test-no-banana", "on_fail": "redact"}])
+    out = "".join(guard_stream(iter(["苹果很好。", "banana 也很好！", "结束"]), p.output))
+    assert out == "苹果很好。<FRUIT_1> 也很好！结束"
