@@ -14,6 +14,7 @@ from flywheel.errors import ConfigError
 
 CONFIG_NAME = "flywheel.yaml"
 DATA_DIR = ".flywheel"
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -64,9 +65,11 @@ class RetrievalConfig(Section):
 
 
 class SemanticCacheConfig(Section):
-    threshold: float = Field(default=0.92, ge=0.0, le=1.0)
+    # cosine floor for candidates; 0.80 is tuned WITH the verifier (bench cache). Without it, use ≥ 0.92.
+    threshold: float = Field(default=0.80, ge=0.0, le=1.0)
     verify: bool = True
     multi_turn: bool = False
+    verifier_threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # None: the fitted one
 
 
 class CacheConfig(Section):
@@ -121,7 +124,22 @@ class Config(Section):
             for fb in alias.fallbacks:
                 if fb not in v:
                     raise ValueError(f"alias '{name}' falls back to unknown alias '{fb}'; known: {sorted(v)}")
+        _check_fallback_loops(v)
         return v
+
+
+def _check_fallback_loops(models: dict[str, ModelAlias]) -> None:
+    """`fallbacks:` must not lead back to an alias already in the chain (a → b → a)."""
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            loop = " → ".join((*path[path.index(name):], name))
+            raise ValueError(f"model aliases fall back in a loop: {loop}; remove one of these fallbacks")
+        for fb in models[name].fallbacks:
+            visit(fb, (*path, name))
+
+    for name in models:
+        visit(name, ())
 
 
 class Project:
@@ -147,9 +165,13 @@ class Project:
 
     @property
     def store_url(self) -> str:
-        if self.config.store:
-            return self.config.store
-        return f"sqlite:///{self.data_dir / 'flywheel.db'}"
+        url = self.config.store
+        if not url:
+            return f"sqlite:///{self.data_dir / 'flywheel.db'}"
+        prefix, _, path = url.partition(":///")
+        if prefix.startswith("sqlite") and path and not path.startswith("/") and path != ":memory:":
+            return f"{prefix}:///{self.root / path}"  # relative sqlite paths are relative to the project
+        return url
 
     def where(self, *path: str | int) -> str:
         """file:line of a key path in flywheel.yaml, for error messages (the nearest known parent)."""
@@ -197,8 +219,13 @@ def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}", hint="check the file exists and is UTF-8") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # One pass with libyaml when present: compose the node tree (for line numbers), construct data from it.
+        loader = _YAML_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

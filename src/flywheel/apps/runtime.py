@@ -27,7 +27,7 @@ class Runtime:
         if self._tracing:
             from flywheel.tracing import attach_store
 
-            self._detach = attach_store(store, self.config.tracing)
+            self._detach = attach_store(store, self.config.tracing, models=self.config.models)
         return store
 
     @cached_property

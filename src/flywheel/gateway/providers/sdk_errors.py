@@ -1,0 +1,67 @@
+"""Map exceptions of the official openai / anthropic SDKs (and raw httpx) to `ProviderError`.
+
+Both SDKs share one shape: `APIStatusError` (has `status_code` and `response`), `APITimeoutError`
+(a subclass of `APIConnectionError`) and `APIConnectionError`, so one mapper serves both without
+importing either SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flywheel.gateway.providers.base import ProviderError, make_usage
+from flywheel.gateway.retry import parse_retry_after
+from flywheel.types import Usage
+
+
+def reported_usage(data: Any) -> Usage | None:
+    """Usage from an OpenAI-style (`prompt_tokens`) or Anthropic-style (`input_tokens`) dict, if present."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    inp = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
+    out = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+    if not (inp or out):
+        return None
+    return make_usage(int(inp), int(out))
+
+
+def _short(text: str, n: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def to_provider_error(exc: BaseException) -> ProviderError:
+    """Classify one failed attempt."""
+    if isinstance(exc, ProviderError):
+        return exc
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    response = getattr(exc, "response", None)
+    if isinstance(status, int) and response is not None:
+        retry_after = parse_retry_after(getattr(response, "headers", None))
+        try:
+            usage = reported_usage(response.json())
+        except Exception:  # noqa: BLE001 - the error body is often not JSON
+            usage = None
+        message = getattr(exc, "message", None) or str(exc)
+        if status < 400:  # a 2xx whose body the SDK could not use
+            return ProviderError(_short(f"unusable response: {message}"), kind="bad_response", status=status,
+                                 retryable=True, usage=usage)
+        return ProviderError.from_status(status, _short(message), retry_after=retry_after, usage=usage)
+    if "Timeout" in name or isinstance(exc, TimeoutError):
+        return ProviderError("request timed out", kind="timeout", retryable=True)
+    if name == "APIConnectionError":
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {type(cause).__name__}: {cause}" if cause else ""
+        return ProviderError(_short(f"connection failed{detail}"), kind="connection", retryable=True)
+    module = type(exc).__module__ or ""
+    if module.startswith(("httpx", "httpcore", "h11")) or isinstance(exc, ConnectionError):
+        # raised while reading a body the SDK did not wrap (streams): peer closed, incomplete read …
+        return ProviderError(_short(f"connection broke: {name}: {exc}"), kind="connection", retryable=True)
+    if isinstance(exc, json.JSONDecodeError):
+        return ProviderError(_short(f"response body is not valid JSON: {exc}"), kind="bad_response", retryable=True)
+    return ProviderError(_short(f"{name}: {exc}"), kind="other", retryable=False)

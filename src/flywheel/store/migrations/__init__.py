@@ -1,0 +1,1 @@
+"""Alembic migrations for the store, configured in code (no alembic.ini). See README.md."""

@@ -1,0 +1,1 @@
+"""Migration scripts: one Alembic branch per domain (see ../README.md)."""

@@ -1,0 +1,78 @@
+"""Tables of the tracing domain, and the one `metadata` every domain adds its tables to.
+
+Other domains define their tables in `flywheel/store/schema_<domain>.py` with
+`from flywheel.store.schema import metadata`; `flywheel.store.db` imports every `schema_*` module, and each
+domain ships hand-written migrations on its own Alembic branch (see migrations/README.md).
+
+Times: `traces.started_at/ended_at` are Unix seconds (float); `spans.start_ns/end_ns` Unix nanoseconds.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite. Python None is stored as
+# SQL NULL (not the JSON literal null), so `IS NULL` works the same on both engines.
+JSONDoc = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+ID = 32  # hex ids: trace 32 chars, span 16 chars
+
+traces = Table(
+    "traces",
+    metadata,
+    Column("trace_id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False, server_default="other"),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("latency_ms", Float),
+    Column("status", String(10), nullable=False, server_default="ok"),  # ok | error
+    Column("error", Text),
+    Column("input_preview", Text),
+    Column("output_preview", Text),
+    Column("output_state", String(10)),  # ok | empty | missing (of the root span)
+    Column("tenant", String(100)),
+    Column("app", String(100)),
+    Column("model", String(200)),
+    Column("prompt_version", String(100)),
+    Column("span_count", Integer, nullable=False, server_default="0"),
+    Column("error_count", Integer, nullable=False, server_default="0"),
+    Column("input_tokens", Integer, nullable=False, server_default="0"),
+    Column("output_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Index("ix_traces_started_at", "started_at"),
+    Index("ix_traces_app_started_at", "app", "started_at"),
+    Index("ix_traces_tenant_started_at", "tenant", "started_at"),
+)
+
+spans = Table(
+    "spans",
+    metadata,
+    Column("span_id", String(ID), primary_key=True),
+    Column("trace_id", String(ID), nullable=False),
+    Column("parent_id", String(ID)),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(20), nullable=False, server_default="other"),
+    Column("start_ns", BigInteger, nullable=False),
+    Column("end_ns", BigInteger),
+    Column("latency_ms", Float),
+    Column("inputs", JSONDoc),
+    Column("outputs", JSONDoc),
+    Column("output_state", String(10), nullable=False, server_default="missing"),  # ok | empty | missing
+    Column("error", Text),
+    Column("attributes", JSONDoc),
+    Column("model", String(200)),
+    Column("provider", String(50)),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cost_usd", Float),
+    Column("prompt_version", String(100)),
+    Column("tenant", String(100)),
+    Column("app", String(100)),
+    Index("ix_spans_trace_id", "trace_id"),
+    Index("ix_spans_start_ns", "start_ns"),
+    Index("ix_spans_kind_start_ns", "kind", "start_ns"),
+)

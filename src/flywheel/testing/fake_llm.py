@@ -1,0 +1,284 @@
+"""A fake LLM: a real HTTP server on 127.0.0.1 speaking the OpenAI and Anthropic wire protocols.
+
+Point any OpenAI-compatible client (``base_url=llm.base_url``) or the Anthropic SDK
+(``base_url=llm.anthropic_base_url``) at it, script the answers, and inject faults::
+
+    from flywheel.testing.fake_llm import FakeLLM, Fault
+
+    with FakeLLM() as llm:
+        llm.add(r"capital of France", "Paris.")
+        llm.fail(Fault.RATE_LIMIT, times=2, retry_after=0.1)
+        client = openai.OpenAI(base_url=llm.base_url, api_key="test")
+
+Endpoints: ``POST /v1/chat/completions`` (also ``stream: true``, with ``stream_options.include_usage``),
+``POST /v1/messages`` (Anthropic Messages, also streaming), ``POST /v1/embeddings`` (deterministic
+pseudo-embeddings: texts sharing words are closer), ``GET /v1/models``. Token counts follow the
+simple deterministic tokenizer documented in :mod:`flywheel.testing.fake_llm_wire`.
+
+Rules are tried in the order they were added; the first whose regex matches the last user message
+(``re.search``, case-insensitive) and whose ``model`` (if given) equals the request's model answers.
+Reply callables run on the thread serving that connection (one thread per connection).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Self
+
+from flywheel.testing import fake_llm_wire as wire
+from flywheel.testing.fake_llm_http import ServerThread
+
+__all__ = ["FakeLLM", "Fault", "FaultPlan", "Reply", "Rule"]
+
+Reply = str | Callable[[dict], str]
+
+
+class Fault(str, Enum):
+    """Faults the server can inject. The value is the name used in YAML scripts."""
+
+    RATE_LIMIT = "rate_limit"  # 429 with Retry-After (seconds) and retry-after-ms headers
+    SERVER_ERROR = "server_error"  # 500 (or `status=`) with an OpenAI-style error body
+    HANG = "hang"  # accept, send nothing for `seconds` (or until stop()), then answer normally
+    DROP = "drop"  # close the socket without any response
+    TRUNCATED_STREAM = "truncated_stream"  # stream: half the chunks, no [DONE]; otherwise half the body
+    INVALID_JSON = "invalid_json"  # 200 whose body (or first SSE event) is not JSON
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern
+    reply: Reply
+    model: str | None = None
+    latency: float | None = None
+
+
+@dataclass
+class FaultPlan:
+    """A queued fault (from `fail`) and its parameters; `remaining` None means every matching request."""
+
+    fault: Fault
+    remaining: int | None = 1
+    model: str | None = None
+    retry_after: float = 0.0
+    seconds: float = 30.0
+    status: int = 500
+
+
+@dataclass
+class FaultRate:
+    rate: float
+    faults: list[Fault]
+    rng: random.Random
+    model: str | None
+    hang_seconds: float
+    retry_after: float
+    status: int = 500
+
+
+class FakeLLM:
+    """The fake server. Start it with ``with FakeLLM() as llm:`` or ``llm.start()`` / ``llm.stop()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, default: Reply | None = None,
+                 latency: float = 0.0, chunk_latency: float = 0.0, api_key: str | None = None,
+                 models: Iterable[str] = ("fake-model", "fake-embedding")):
+        self.host, self._want_port = host, port
+        self.default: Reply | None = default  # None: echo "You said: <last user message>"
+        self.latency = latency  # seconds before each answer or injected error (a rule's latency overrides it)
+        self.chunk_latency = chunk_latency  # seconds between stream chunks
+        self.api_key = api_key  # when set, requests must carry it (Bearer or x-api-key), else 401
+        self.models = list(models)  # listed by GET /v1/models, with every model named by a rule
+        self._rules: tuple[Rule, ...] = ()
+        self._faults: list[FaultPlan] = []
+        self._rates: list[FaultRate] = []
+        self._requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server: ServerThread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        if self._server is None:
+            self._server = ServerThread(self, self.host, self._want_port)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the fake LLM is not running: use `with FakeLLM() as llm:` or call llm.start()")
+        return self._server.port
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start(): with keep-alive, one per pooled client connection."""
+        return self._server.connections if self._server is not None else 0
+
+    @property
+    def url(self) -> str:
+        """Server root, e.g. ``http://127.0.0.1:PORT``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """For OpenAI-compatible clients: ``http://127.0.0.1:PORT/v1``."""
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """For the Anthropic SDK, which appends ``/v1/messages`` itself."""
+        return self.url
+
+    # ------------------------------------------------------------------ scripting
+
+    def add(self, pattern: str, reply: Reply, *, model: str | None = None, latency: float | None = None) -> Rule:
+        """Answer `reply` (text, or callable(request_body) -> text) when `pattern` matches the last user message."""
+        if not isinstance(reply, str) and not callable(reply):
+            raise TypeError("reply must be a string or a callable(request_body) -> str")
+        rule = Rule(re.compile(pattern, re.IGNORECASE | re.DOTALL), reply, model, latency)
+        with self._lock:
+            self._rules = (*self._rules, rule)
+        return rule
+
+    def fail(self, fault: Fault | str, times: int | None = 1, *, model: str | None = None,
+             retry_after: float = 0.0, seconds: float = 30.0, status: int = 500) -> None:
+        """Inject `fault` into the next `times` requests (None: all of them until clear_faults()).
+
+        `model` restricts it to requests for that model. Queued faults are used in the order added.
+        RATE_LIMIT uses `retry_after` (seconds), HANG `seconds`, SERVER_ERROR `status`.
+        """
+        plan = FaultPlan(Fault(fault), times, model, retry_after, seconds, status)
+        if times is not None and times <= 0:
+            return
+        with self._lock:
+            self._faults.append(plan)
+
+    def fault_rate(self, rate: float, faults: Iterable[Fault | str] | None = None, *, seed: int | None = 0,
+                   model: str | None = None, hang_seconds: float = 5.0, retry_after: float = 0.0,
+                   status: int = 500) -> None:
+        """Fail each request with probability `rate`, picking uniformly from `faults`.
+
+        With a `seed` the sequence of injected faults is reproducible for a given order of requests.
+        A second call for the same `model` replaces the first; rate 0 removes it. Faults queued by
+        `fail()` take precedence.
+        """
+        chosen = [Fault(f) for f in (faults or (Fault.RATE_LIMIT, Fault.SERVER_ERROR))]
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        entry = FaultRate(rate, chosen, random.Random(seed), model, hang_seconds, retry_after, status)
+        with self._lock:
+            self._rates = [r for r in self._rates if r.model != model]
+            if rate > 0:
+                self._rates.append(entry)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self._rates.clear()
+
+    def clear_rules(self) -> None:
+        with self._lock:
+            self._rules = ()
+
+    def reset(self) -> None:
+        """Forget rules, faults and recorded requests (default, latency and api_key are kept)."""
+        with self._lock:
+            self._rules = ()
+            self._faults.clear()
+            self._rates.clear()
+            self._requests.clear()
+
+    @property
+    def requests(self) -> list[dict]:
+        """A copy of every request body received, in order, each with a ``path`` key added."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    def load_script(self, path: str | Path) -> Self:
+        """Add rules, default, latency and faults from a YAML script (see flywheel.testing.fake_llm_script)."""
+        from flywheel.testing.fake_llm_script import load_script
+
+        load_script(self, path)
+        return self
+
+    # ------------------------------------------------------------------ used by the server thread
+
+    def _record(self, entry: dict) -> None:
+        with self._lock:
+            self._requests.append(entry)
+
+    def _take_fault(self, model: str | None) -> FaultPlan | None:
+        with self._lock:
+            for i, plan in enumerate(self._faults):
+                if plan.model is None or plan.model == model:
+                    if plan.remaining is not None:
+                        plan.remaining -= 1
+                        if plan.remaining <= 0:
+                            del self._faults[i]
+                    return plan
+            for entry in self._rates:
+                if entry.model is None or entry.model == model:
+                    if entry.rng.random() >= entry.rate:
+                        return None
+                    fault = entry.rng.choice(entry.faults)
+                    return FaultPlan(fault, None, model, entry.retry_after, entry.hang_seconds, entry.status)
+        return None
+
+    def _reply(self, body: dict) -> tuple[str, float]:
+        """The reply text and the delay before sending it. May raise if a user callable does."""
+        user = wire.last_user_text(body)
+        model = body.get("model")
+        for rule in self._rules:
+            if (rule.model is None or rule.model == model) and rule.pattern.search(user):
+                text = rule.reply(body) if callable(rule.reply) else rule.reply
+                delay = self.latency if rule.latency is None else rule.latency
+                return _as_text(text), delay
+        default = self.default
+        if default is None:
+            return f"You said: {user}", self.latency
+        return _as_text(default(body) if callable(default) else default), self.latency
+
+    def _reply_safe(self, body: dict) -> tuple[str, float]:
+        try:
+            return self._reply(body)
+        except Exception:  # noqa: BLE001 - only used to fill a truncated answer
+            return "partial answer", 0.0
+
+    def _model_names(self) -> list[str]:
+        names = list(self.models)
+        for rule in self._rules:
+            if rule.model and rule.model not in names:
+                names.append(rule.model)
+        return names
+
+
+def _as_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a reply callable must return str, got {type(value).__name__}")
+    return value

@@ -1,0 +1,107 @@
+"""YAML scripts for the fake LLM (`flywheel fake-llm --script FILE`, or `FakeLLM.load_script(FILE)`).
+
+Either a list of rules, or a mapping::
+
+    default: "I don't know."          # reply when no rule matches (default: echo)
+    latency_ms: 20                     # before every answer
+    rules:
+      - match: capital of France       # regex, case-insensitive, on the last user message
+        reply: Paris.
+        model: small                   # optional: only for requests naming this model
+        latency_ms: 200                # optional: overrides the global latency
+    faults:                            # optional, used in order
+      - fault: rate_limit              # rate_limit | server_error | hang | drop | truncated_stream | invalid_json
+        times: 2
+        retry_after: 0.5
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from flywheel.config import read_yaml, validation_error, where
+from flywheel.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flywheel.testing.fake_llm import FakeLLM
+
+
+HINT = ("a script is a list of {match, reply, model?, latency_ms?} or a mapping with rules:, default:, "
+        "latency_ms: and faults: (see `flywheel fake-llm --help`)")
+
+
+class ScriptRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    match: str
+    reply: str
+    model: str | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+
+
+class ScriptFault(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fault: str
+    times: int | None = Field(default=1, ge=1)
+    model: str | None = None
+    retry_after: float = Field(default=0.0, ge=0)
+    seconds: float = Field(default=30.0, ge=0)
+    status: int = Field(default=500, ge=400, le=599)
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: str | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    rules: list[ScriptRule] = []
+    faults: list[ScriptFault] = []
+
+
+def load_script(llm: FakeLLM, path: str | Path) -> Script:
+    """Validate the whole script first (ConfigError with file:line), then apply it to `llm`."""
+    from flywheel.testing.fake_llm import Fault
+
+    path = Path(path)
+    data, lines = read_yaml(path)
+    if data is None:
+        data = {}
+    try:
+        if isinstance(data, list):
+            script = Script(rules=TypeAdapter(list[ScriptRule]).validate_python(data))
+        elif isinstance(data, dict):
+            script = Script.model_validate(data)
+        else:
+            raise ConfigError("a fake-llm script must be a list of rules or a mapping with `rules:`",
+                              where=f"{path}:1", hint=HINT)
+    except ValidationError as exc:
+        error = validation_error(exc, path, lines)
+        raise ConfigError(error.message, where=error.where, hint=HINT) from None
+    rules_at = () if isinstance(data, list) else ("rules",)
+    for i, rule in enumerate(script.rules):
+        try:
+            re.compile(rule.match)
+        except re.error as exc:
+            raise ConfigError(f"`match` is not a valid regular expression: {exc}",
+                              where=where(path, lines, (*rules_at, i, "match")),
+                              hint="escape special characters such as ( ) [ ] ? * + with a backslash") from None
+    faults = []
+    for i, entry in enumerate(script.faults):
+        try:
+            faults.append(Fault(entry.fault))
+        except ValueError:
+            raise ConfigError(f"unknown fault `{entry.fault}`", where=where(path, lines, ("faults", i, "fault")),
+                              hint="use one of: " + ", ".join(f.value for f in Fault)) from None
+    if script.default is not None:
+        llm.default = script.default
+    if script.latency_ms is not None:
+        llm.latency = script.latency_ms / 1000
+    for rule in script.rules:
+        llm.add(rule.match, rule.reply, model=rule.model,
+                latency=None if rule.latency_ms is None else rule.latency_ms / 1000)
+    for fault, entry in zip(faults, script.faults):
+        llm.fail(fault, entry.times, model=entry.model, retry_after=entry.retry_after, seconds=entry.seconds,
+                 status=entry.status)
+    return script

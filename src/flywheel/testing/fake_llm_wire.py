@@ -1,0 +1,271 @@
+"""Wire formats spoken by the fake LLM server: OpenAI chat/embeddings/models and Anthropic Messages.
+
+Pure functions from request bodies (dicts) and reply texts to response payloads; no I/O here.
+
+Token counting (deterministic, documented because tests assert on it): every CJK / kana / hangul
+character is one token, every run of other word characters is one token, every other non-space
+character (punctuation, symbols) is one token. ``prompt_tokens`` is the sum over the text of every
+message (and the Anthropic ``system`` field); ``completion_tokens`` is the count of the reply text
+(times ``n`` when several choices are asked for).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import math
+import re
+import time
+from collections import Counter
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+TOKEN = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+|[^\\w\\s]")
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+_ids = itertools.count(1)
+
+DEFAULT_DIMENSIONS = 384
+
+
+def count_tokens(text: str) -> int:
+    """The fake tokenizer: see the module docstring."""
+    return len(TOKEN.findall(text))
+
+
+def content_text(content: Any) -> str:
+    """Text of a message `content`: a string, or a list of parts/blocks whose text parts are joined."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, dict) and "content" in part:  # anthropic tool_result block
+                parts.append(content_text(part["content"]))
+        return "\n".join(parts)
+    return str(content)
+
+
+def last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return content_text(message.get("content"))
+    return ""
+
+
+def prompt_tokens(body: dict) -> int:
+    total = count_tokens(content_text(body.get("system")))
+    for message in body.get("messages") or []:
+        if isinstance(message, dict):
+            total += count_tokens(content_text(message.get("content")))
+    return total
+
+
+def truncate(text: str, max_tokens: Any) -> tuple[str, bool]:
+    """Cut `text` after `max_tokens` tokens; returns (text, was_cut)."""
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        return text, False
+    if max_tokens <= 0:
+        return "", bool(text.strip())
+    for i, match in enumerate(TOKEN.finditer(text)):
+        if i == max_tokens:
+            return text[:match.start()].rstrip(), True
+    return text, False
+
+
+def split_deltas(text: str) -> list[str]:
+    """Split into stream deltas at token boundaries; the pieces concatenate back to `text` exactly."""
+    cuts = [m.start() for m in TOKEN.finditer(text)][1:]
+    if not cuts:
+        return [text] if text else []
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{next(_ids):012x}"
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(obj: Any) -> bytes:
+    return _ENCODER.encode(obj).encode()
+
+
+# --------------------------------------------------------------------------- OpenAI chat
+
+def openai_chat(body: dict, text: str) -> dict:
+    model = body.get("model") or "fake-model"
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    text, cut = truncate(text, limit)
+    n = _choices(body)
+    prompt, completion = prompt_tokens(body), count_tokens(text) * n
+    return {
+        "id": new_id("chatcmpl-fake"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+             "logprobs": None, "finish_reason": "length" if cut else "stop"}
+            for i in range(n)
+        ],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
+
+
+def openai_chat_stream(body: dict, text: str) -> list[bytes]:
+    """SSE events (each a complete `data: …\\n\\n` frame) for a streamed chat completion, [DONE] included."""
+    model = body.get("model") or "fake-model"
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    text, cut = truncate(text, limit)
+    n = _choices(body)
+    options = body.get("stream_options")
+    with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    base = {"id": new_id("chatcmpl-fake"), "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model, "system_fingerprint": "fp_fake"}
+
+    def chunk(index: int, delta: dict, finish: str | None = None) -> bytes:
+        data = {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if with_usage:
+            data["usage"] = None
+        return b"data: " + dumps(data) + b"\n\n"
+
+    frames = []
+    for i in range(n):
+        frames.append(chunk(i, {"role": "assistant", "content": "", "refusal": None}))
+        frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(text))
+        frames.append(chunk(i, {}, "length" if cut else "stop"))
+    if with_usage:
+        prompt, completion = prompt_tokens(body), count_tokens(text) * n
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        frames.append(b"data: " + dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+def _choices(body: dict) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128 else 1
+
+
+def openai_error(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def models_list(names: list[str]) -> dict:
+    created = int(time.time())
+    return {"object": "list",
+            "data": [{"id": m, "object": "model", "created": created, "owned_by": "flywheel-fake"} for m in names]}
+
+
+# --------------------------------------------------------------------------- Anthropic messages
+
+def anthropic_message(body: dict, text: str) -> dict:
+    text, cut = truncate(text, body.get("max_tokens"))
+    return {
+        "id": new_id("msg_fake"),
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model") or "fake-model",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "max_tokens" if cut else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt_tokens(body), "output_tokens": count_tokens(text)},
+    }
+
+
+def anthropic_stream(body: dict, text: str) -> list[bytes]:
+    """SSE frames of a streamed Anthropic message: message_start … message_stop."""
+    message = anthropic_message(body, text)
+    text = message["content"][0]["text"]
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0}}
+    frames = [
+        _event("message_start", {"type": "message_start", "message": start}),
+        _event("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}}),
+        _event("ping", {"type": "ping"}),
+    ]
+    frames.extend(
+        _event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": piece}})
+        for piece in split_deltas(text)
+    )
+    frames += [
+        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _event("message_delta", {"type": "message_delta",
+                                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                 "usage": {"output_tokens": usage["output_tokens"]}}),
+        _event("message_stop", {"type": "message_stop"}),
+    ]
+    return frames
+
+
+def _event(name: str, data: dict) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def anthropic_error(message: str, type_: str) -> dict:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+# --------------------------------------------------------------------------- embeddings
+
+def embedding(text: str, dimensions: int = DEFAULT_DIMENSIONS) -> np.ndarray:
+    """Deterministic unit vector (float64): the normalised sum of one pseudo-random vector per distinct
+    lower-cased word, weighted by the square root of its count.
+
+    Texts that share words point in similar directions; unrelated texts are near-orthogonal.
+    """
+    counts = Counter(_WORD.findall(text.lower()) or [""])
+    acc = np.zeros(dimensions)
+    for word, count in counts.items():
+        acc += math.sqrt(count) * _word_vector(word, dimensions)
+    return acc / (np.linalg.norm(acc) or 1.0)
+
+
+@lru_cache(maxsize=65536)
+def _word_vector(word: str, dimensions: int) -> np.ndarray:
+    raw = hashlib.shake_256(word.encode()).digest(2 * dimensions)
+    vector = np.frombuffer(raw, dtype="<i2") / 32768.0
+    vector.flags.writeable = False  # cached and shared
+    return vector
+
+
+def embeddings_response(body: dict) -> dict:
+    """Raises ValueError with a user-facing message on a bad `input` or `dimensions`."""
+    raw = body.get("input")
+    if isinstance(raw, str):
+        texts = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+        texts = [" ".join(f"t{x}" for x in raw)]
+    elif isinstance(raw, list) and raw and all(isinstance(x, (str, list)) for x in raw):
+        texts = [x if isinstance(x, str) else " ".join(f"t{t}" for t in x) for x in raw]
+    else:
+        raise ValueError("'input' must be a non-empty string or a non-empty list of strings or token lists")
+    dims = body.get("dimensions", DEFAULT_DIMENSIONS)
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 8192:
+        raise ValueError("'dimensions' must be an integer between 1 and 8192")
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for i, text in enumerate(texts):
+        vector = embedding(text, dims)
+        encoded = base64.b64encode(vector.astype("<f4").tobytes()).decode() if as_base64 else vector.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(count_tokens(t) for t in texts)
+    return {"object": "list", "data": data, "model": body.get("model") or "fake-embedding",
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}

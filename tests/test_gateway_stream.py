@@ -1,0 +1,184 @@
+"""Streaming (sync and async) and async calls through the gateway, against the real fake LLM server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flywheel.config import ModelAlias, Price
+from flywheel.errors import GatewayError
+from flywheel.gateway import Gateway, RetryPolicy, StreamBrokenError
+from flywheel.testing.fake_llm import FakeLLM, Fault
+from flywheel.tracing import tracer
+from flywheel.types import ChatRequest
+
+ANSWER = "The capital of France is Paris, a city on the Seine."
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeLLM() as llm:
+        yield llm
+
+
+@pytest.fixture
+def llm(server):
+    server.reset()
+    server.add("capital", ANSWER)
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def spans():
+    got: list = []
+    tracer.add_sink(got.append)
+    yield got
+    tracer.remove_sink(got.append)
+
+
+@pytest.fixture
+def gw(llm):
+    gateway = Gateway({
+        "primary": ModelAlias(model="primary-model", base_url=llm.base_url, timeout=2.0, max_retries=1,
+                              fallbacks=["backup"], price=Price(input=1.0, output=3.0)),
+        "backup": ModelAlias(model="backup-model", base_url=llm.base_url, timeout=2.0),
+    }, retry=RetryPolicy(base_s=0.01, max_s=0.02))
+    yield gateway
+    gateway.close()
+
+
+def request(**kw) -> ChatRequest:
+    return ChatRequest.of("What is the capital of France?", model="primary", **kw)
+
+
+def test_stream_yields_the_text_and_reports_usage(gw, llm, spans):
+    stream = gw.stream(request())
+    chunks = list(stream)
+    assert len([c for c in chunks if c.delta]) > 3  # really streamed, not one blob
+    assert "".join(c.delta for c in chunks) == ANSWER
+    last = chunks[-1]
+    assert last.finish_reason == "stop" and last.usage is not None and last.usage.output_tokens > 0
+    result = stream.result
+    assert result.text == ANSWER and result.usage == last.usage
+    assert result.cost_usd == pytest.approx((last.usage.input_tokens + 3 * last.usage.output_tokens) / 1e6)
+    assert llm.requests[-1]["stream_options"] == {"include_usage": True}
+    top = next(s for s in spans if s.name == "gateway.chat")
+    attempt = next(s for s in spans if s.kind == "llm" and s.parent_id == top.span_id)
+    assert top.outputs == ANSWER and attempt.outputs == ANSWER
+    assert attempt.attributes["gen_ai.usage.output_tokens"] == last.usage.output_tokens
+    assert result.trace_id == top.trace_id
+
+
+@pytest.mark.parametrize("fault", [Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.DROP, Fault.INVALID_JSON])
+def test_stream_retries_before_the_first_chunk(gw, llm, fault):
+    llm.fail(fault, times=1)
+    stream = gw.stream(request())
+    assert "".join(c.delta for c in stream) == ANSWER
+    assert stream.result.attempts == 2
+
+
+def test_stream_falls_back_before_the_first_chunk(gw, llm):
+    llm.fail(Fault.SERVER_ERROR, times=None, model="primary-model")
+    stream = gw.stream(request())
+    assert "".join(c.delta for c in stream) == ANSWER
+    assert stream.result.model == "backup-model" and stream.result.attempts == 3
+
+
+def test_stream_that_breaks_midway_raises_and_is_recorded(gw, llm, spans):
+    llm.fail(Fault.TRUNCATED_STREAM, times=1)
+    got = []
+    with pytest.raises(StreamBrokenError) as err:
+        for chunk in gw.stream(request()):
+            got.append(chunk.delta)
+    partial = "".join(got)
+    assert partial and ANSWER.startswith(partial) and partial != ANSWER
+    assert err.value.partial_text == partial
+    assert "broke after" in str(err.value) and "primary-model" in str(err.value)
+    assert isinstance(err.value, GatewayError)
+    assert len(llm.requests) == 1  # not retried: the caller already has part of the answer
+    attempt = next(s for s in spans if s.name == "chat primary-model")
+    top = next(s for s in spans if s.name == "gateway.chat")
+    assert attempt.error and "stream" in attempt.error and attempt.outputs == partial
+    assert top.error and "StreamBrokenError" in top.error
+
+
+def test_consumer_stopping_early_closes_the_spans(gw, llm, spans):
+    stream = gw.stream(request())
+    next(iter(stream))
+    stream.close()
+    top = next(s for s in spans if s.name == "gateway.chat")
+    assert top.attributes["flywheel.stream.cancelled"] is True and top.error is None
+    assert tracer.current() is None  # nothing leaked into the caller's context
+
+
+def test_streaming_does_not_leak_the_span_into_the_consumer(gw, llm):
+    with tracer.span("app", "app") as app:
+        for _ in gw.stream(request()):
+            assert tracer.current() is app
+
+
+def test_async_stream_with_usage(gw, llm):
+    async def run():
+        stream = gw.astream(request())
+        chunks = [c async for c in stream]
+        return chunks, stream.result
+
+    chunks, result = asyncio.run(run())
+    assert "".join(c.delta for c in chunks) == ANSWER
+    assert chunks[-1].usage is not None and result.usage == chunks[-1].usage
+
+
+def test_async_stream_retry_and_midway_break(gw, llm):
+    async def run():
+        llm.fail(Fault.RATE_LIMIT, times=1)
+        ok = "".join([c.delta async for c in gw.astream(request())])
+        llm.fail(Fault.TRUNCATED_STREAM, times=1)
+        with pytest.raises(StreamBrokenError):
+            async with gw.astream(request()) as stream:
+                async for _ in stream:
+                    pass
+        return ok
+
+    assert asyncio.run(run()) == ANSWER
+
+
+def test_async_gather_50_calls(gw, llm, spans):
+    async def run():
+        with tracer.span("batch", "app") as outer:
+            results = await asyncio.gather(*[
+                gw.achat(ChatRequest.of(f"capital question {i}", model="primary")) for i in range(50)])
+        return outer, results
+
+    outer, results = asyncio.run(run())
+    assert len(results) == 50 and all(r.text == ANSWER for r in results)
+    tops = [s for s in spans if s.name == "gateway.chat"]
+    assert len(tops) == 50 and all(t.parent_id == outer.span_id for t in tops)
+    assert {r.trace_id for r in results} == {outer.trace_id}
+
+
+def test_async_retry_fallback_and_new_event_loops(gw, llm):
+    llm.fail(Fault.SERVER_ERROR, times=None, model="primary-model")
+    for _ in range(2):  # a second asyncio.run must not reuse the first loop's connection pool
+        result = asyncio.run(gw.achat(request()))
+        assert result.model == "backup-model" and result.attempts == 3
+
+
+def test_async_hang_times_out(gw, llm):
+    llm.fail(Fault.HANG, times=1, seconds=5.0)
+    result = asyncio.run(gw.achat(request(timeout=0.3)))
+    assert result.attempts == 2 and result.text == ANSWER
+
+
+def test_threads_share_one_provider_and_client(gw, llm):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(i: int):
+        result = gw.chat(ChatRequest.of(f"capital {i}?", model="primary"))
+        return result.text, id(gw.provider("primary").client)
+
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(call, range(40)))
+    assert {text for text, _ in out} == {ANSWER}
+    assert len({client for _, client in out}) == 1  # one SDK client per alias, reused by every call
