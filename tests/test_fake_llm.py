@@ -445,3 +445,13 @@ def test_cli_serves_script_until_interrupted(tmp_path):
             proc.send_signal(signal.SIGINT)
             proc.wait(10)
     assert proc.returncode == 130
+
+
+def test_pytest_fixture_serves_scripted_answers(fake_llm):
+    """`fake_llm` comes from flywheel's pytest11 entry point, as it does in users' test suites."""
+    from openai import OpenAI
+
+    fake_llm.add(r"refund", "Refunds take 5 days.")
+    client = OpenAI(base_url=fake_llm.base_url, api_key="test", max_retries=0)
+    out = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "refund policy?"}])
+    assert out.choices[0].message.content == "Refunds take 5 days."

@@ -1,32 +1,20 @@
 """The anthropic provider through the official SDK against fake_llm's /v1/messages."""
+# ruff: noqa: F811 - pytest fixtures imported from gateway_support are redefined as parameters
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from gateway_support import llm, server  # noqa: F401 - fixtures
 
 from flywheel.config import ModelAlias, Price
 from flywheel.errors import GatewayError
 from flywheel.gateway import Gateway, RetryPolicy, StreamBrokenError
-from flywheel.testing.fake_llm import FakeLLM, Fault
+from flywheel.testing.fake_llm import Fault
 from flywheel.types import ChatRequest
 
 ANSWER = "Bonjour! Paris is the capital of France."
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLM() as llm:
-        yield llm
-
-
-@pytest.fixture
-def llm(server):
-    server.reset()
-    server.add("capital", ANSWER)
-    yield server
-    server.reset()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Retries, Retry-After, timeouts, fallback and cost across attempts, against the real fake LLM server."""
+# ruff: noqa: F811 - pytest fixtures imported from gateway_support are redefined as parameters
 
 from __future__ import annotations
 
@@ -6,30 +7,17 @@ import time
 from email.utils import formatdate
 
 import pytest
+from gateway_support import llm, server  # noqa: F401 - fixtures
 
 from flywheel.config import ModelAlias, Price
 from flywheel.errors import GatewayError
 from flywheel.gateway import Gateway, ProviderError, ProviderResponse, RetryPolicy
 from flywheel.gateway.providers.base import BaseProvider, make_usage
 from flywheel.gateway.retry import parse_retry_after
-from flywheel.testing.fake_llm import FakeLLM, Fault
+from flywheel.testing.fake_llm import Fault
 from flywheel.types import ChatRequest
 
 FAST = RetryPolicy(base_s=0.01, max_s=0.05)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLM() as llm:
-        yield llm
-
-
-@pytest.fixture
-def llm(server):
-    server.reset()
-    server.add("capital", "Paris.")
-    yield server
-    server.reset()
 
 
 def gateway(llm, retry: RetryPolicy = FAST, **primary) -> Gateway:

@@ -1,37 +1,17 @@
 """Every gateway attempt is an `llm` span with GenAI attributes, under one `gateway.chat` span."""
+# ruff: noqa: F811 - pytest fixtures imported from gateway_support are redefined as parameters
 
 from __future__ import annotations
 
 import pytest
+from gateway_support import llm, server, spans  # noqa: F401 - fixtures
 
 from flywheel.config import ModelAlias, Price
 from flywheel.errors import GatewayError
 from flywheel.gateway import Gateway, RetryPolicy
-from flywheel.testing.fake_llm import FakeLLM, Fault
+from flywheel.testing.fake_llm import Fault
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLM() as llm:
-        yield llm
-
-
-@pytest.fixture
-def llm(server):
-    server.reset()
-    server.add("capital", "Paris.")
-    yield server
-    server.reset()
-
-
-@pytest.fixture
-def spans():
-    got: list = []
-    tracer.add_sink(got.append)
-    yield got
-    tracer.remove_sink(got.append)
 
 
 @pytest.fixture

@@ -442,6 +442,22 @@ def test_secrets_never_reach_the_store(store_url, monkeypatch):
         assert secret not in dump, f"{name} secret leaked into the store"
 
 
+def test_pii_is_masked_before_storage_when_configured(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path / 'f.db'}") as s:
+        detach = attach_store(s, TracingConfig(redact_pii=True))
+        try:
+            with tracer.span("q", inputs="mail ann.lee@example.com or call +1 415-555-0132") as sp:
+                sp.set(outputs={"note": "card 4111 1111 1111 1111"})
+            tracer.flush()
+        finally:
+            detach()
+        with s.engine.connect() as conn:
+            row = conn.execute(select(spans_t)).mappings().one()
+    stored = json.dumps([row["inputs"], row["outputs"]])
+    assert "ann.lee@example.com" not in stored and "4111 1111 1111 1111" not in stored
+    assert "<EMAIL_ADDRESS>" in stored and "<CREDIT_CARD>" in stored and "mail" in stored
+
+
 def test_content_capture_off_keeps_structure_but_not_content(store_url):
     with Store.open(store_url) as s:
         detach = attach_store(s, TracingConfig(capture_content=False))

@@ -65,8 +65,8 @@ class RetrievalConfig(Section):
 
 
 class SemanticCacheConfig(Section):
-    # cosine floor for candidates; 0.80 is tuned WITH the verifier (bench cache). Without it, use ≥ 0.92.
-    threshold: float = Field(default=0.80, ge=0.0, le=1.0)
+    # cosine floor for candidates; 0.75 is tuned WITH the verifier (bench cache). Without it, use ≥ 0.92.
+    threshold: float = Field(default=0.75, ge=0.0, le=1.0)
     verify: bool = True
     multi_turn: bool = False
     verifier_threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # None: the fitted one
@@ -90,6 +90,7 @@ class GuardSpec(BaseModel):
 class GuardsConfig(Section):
     input: list[GuardSpec] = Field(default_factory=list)
     output: list[GuardSpec] = Field(default_factory=list)
+    sources: list[GuardSpec] = Field(default_factory=list)  # on retrieved context (indirect injection)
 
 
 class AppConfig(Section):
@@ -105,6 +106,7 @@ class TracingConfig(Section):
     enabled: bool = True
     otlp_endpoint: str | None = None
     redact: list[str] = Field(default_factory=list)  # extra regexes to scrub from stored spans
+    redact_pii: bool | list[str] = False  # mask PII in stored spans: true, or the entity types to mask
     capture_content: bool = True
 
 

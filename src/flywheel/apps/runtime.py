@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, Self
 
 from flywheel.config import Project
 
@@ -43,6 +43,16 @@ class Runtime:
 
         return Retriever.from_config(self.store, self.config.retrieval, self.project)
 
+    @cached_property
+    def cache(self):
+        """The `cache:` section as a Cache, or None when both the exact and the semantic cache are off."""
+        cfg = self.config.cache
+        if not cfg.exact and cfg.semantic is None:
+            return None
+        from flywheel.cache import Cache
+
+        return Cache.from_config(cfg, self.store)
+
     def app(self, name: str = "docs_qa"):
         from flywheel.apps.registry import build_app
 
@@ -55,11 +65,13 @@ class Runtime:
         if self._detach is not None:
             self._detach()
             self._detach = None
+        if self.__dict__.get("cache") is not None:
+            self.cache.close()
         if "store" in self.__dict__:
             self.store.close()
 
-    def __enter__(self) -> Runtime:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

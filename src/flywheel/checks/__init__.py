@@ -1,5 +1,5 @@
 """Checks: one detector per family, registered by name, negatable with `not-`."""
 
-from flywheel.checks.base import Check, CheckContext, build, from_entry, register, registered
+from flywheel.checks.base import Check, CheckContext, Services, build, from_entry, register, registered
 
-__all__ = ["Check", "CheckContext", "build", "from_entry", "register", "registered"]
+__all__ = ["Check", "CheckContext", "Services", "build", "from_entry", "register", "registered"]

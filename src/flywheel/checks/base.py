@@ -7,6 +7,7 @@ and run on an output with a `CheckContext`. Every check can be negated by prefix
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -31,7 +32,21 @@ class CheckContext:
     latency_ms: float | None = None
     cost_usd: float | None = None
     trace_id: str | None = None
-    services: Any = None  # gateway / embedder access for checks that need them (set by the caller)
+    services: Any = None  # a `Services` (or anything with .gateway / .embedder, e.g. a Runtime)
+
+
+@dataclass
+class Services:
+    """What LLM and embedding checks reach through `ctx.services`. Any object with these attributes works."""
+
+    gateway: Any = None  # has chat(ChatRequest) / achat(ChatRequest) -> ChatResult
+    embedder: Any = None  # has embed(list[str]) -> array of vectors
+    judge_model: str | None = None  # default alias for LLM checks that name none
+
+
+def service(ctx: CheckContext, name: str) -> Any:
+    """`ctx.services.<name>` or None (a Runtime builds its gateway lazily on first access)."""
+    return getattr(ctx.services, name, None) if ctx.services is not None else None
 
 
 class Check:
@@ -39,6 +54,7 @@ class Check:
 
     name: ClassVar[str] = ""
     needs_llm: ClassVar[bool] = False
+    blocking: ClassVar[bool] = False  # slow synchronous work (models): `arun` moves it to a worker thread
 
     def __init__(self, arg: Any = None):
         self.arg = arg
@@ -46,13 +62,28 @@ class Check:
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         raise NotImplementedError
 
+    async def aevaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        """Async evaluation; LLM checks override it to await the gateway instead of blocking a thread."""
+        if self.blocking or self.needs_llm:
+            return await asyncio.to_thread(self.evaluate, output, ctx)
+        return self.evaluate(output, ctx)
+
     def definition(self) -> dict[str, Any]:
         """What identifies this check; LLM checks add their judge prompt and resolved judge model."""
         return {"check": self.name, "arg": self.arg}
 
-    def spec(self) -> str:
-        blob = json.dumps(self.definition(), sort_keys=True, default=str, ensure_ascii=False)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    def bindings(self, ctx: CheckContext | None) -> dict[str, Any]:
+        """What the context resolves that also identifies the result (e.g. the judge alias's pinned model)."""
+        return {}
+
+    def spec(self, ctx: CheckContext | None = None) -> str:
+        bound = self.bindings(ctx)
+        if bound:
+            return _hash({**self.definition(), **bound})
+        cached = self.__dict__.get("_spec")  # the definition is fixed once built; hash it once
+        if cached is None:
+            cached = self.__dict__["_spec"] = _hash(self.definition())
+        return cached
 
     def run(self, output: str | None, ctx: CheckContext | None = None) -> CheckResult:
         ctx = ctx or CheckContext()
@@ -61,11 +92,37 @@ class Check:
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a crashing check is a recorded failure, not a crash
-            result = CheckResult(passed=False, score=0.0, reason=f"check crashed: {exc}",
-                                 error=f"{type(exc).__name__}: {exc}")
-        result.spec = self.spec()
+            result = _crashed(exc)
+        return self._finish(result, ctx)
+
+    async def arun(self, output: str | None, ctx: CheckContext | None = None) -> CheckResult:
+        """`run` for event loops: LLM checks await the gateway, cheap checks run inline."""
+        ctx = ctx or CheckContext()
+        try:
+            result = await self.aevaluate(output if output is not None else "", ctx)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            result = _crashed(exc)
+        return self._finish(result, ctx)
+
+    def _finish(self, result: CheckResult, ctx: CheckContext) -> CheckResult:
+        try:
+            result.spec = self.spec(ctx)
+        except Exception:  # noqa: BLE001 - an unresolvable binding still leaves the definition's hash
+            result.spec = self.spec(None)
         result.name = self.name
         return result
+
+
+def _hash(blob: dict[str, Any]) -> str:
+    text = json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _crashed(exc: BaseException) -> CheckResult:
+    return CheckResult(passed=False, score=0.0, reason=f"check crashed: {exc}",
+                       error=f"{type(exc).__name__}: {exc}")
 
 
 class Not(Check):
@@ -75,12 +132,23 @@ class Not(Check):
         super().__init__(inner.arg)
         self.inner = inner
         self.name = f"not-{inner.name}"  # type: ignore[misc]
+        self.needs_llm = inner.needs_llm  # type: ignore[misc]
+        self.blocking = inner.blocking  # type: ignore[misc]
 
     def definition(self) -> dict[str, Any]:
         return {"not": self.inner.definition()}
 
+    def bindings(self, ctx: CheckContext | None) -> dict[str, Any]:
+        return self.inner.bindings(ctx)
+
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
-        r = self.inner.run(output, ctx)
+        return self._negate(self.inner.run(output, ctx))
+
+    async def aevaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        return self._negate(await self.inner.arun(output, ctx))
+
+    @staticmethod
+    def _negate(r: CheckResult) -> CheckResult:
         if r.error:
             return r
         return CheckResult(passed=not r.passed, score=1.0 - r.score, reason=f"negated: {r.reason}",
@@ -101,9 +169,9 @@ def registered() -> dict[str, type[Check]]:
 
 def build(name: str, arg: Any = None, where: str | None = None) -> Check:
     """Build a check by registry name (with optional `not-` prefix); bad names/args raise UserError."""
-    _load_builtin()
     negate = name.startswith("not-")
     base = name[4:] if negate else name
+    _load_builtin(base)
     cls = _REGISTRY.get(base)
     if cls is None:
         raise UserError(f"unknown check `{name}`", where=where,
@@ -134,20 +202,28 @@ def from_entry(entry: Any, where: str | None = None) -> Check:
                     hint="write `- contains: text`, `- max_words: 100` or `- check: pii`")
 
 
-_loaded = False
+# Cheap families first: building `contains` should not import the PII or injection models.
+_FIRST = ("text", "structure", "perf", "language", "judge", "similarity", "grounding")
+_imported: set[str] = set()
 
 
-def _load_builtin() -> None:
-    """Import the check families so their @register lines run (one module per family)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+def _load_builtin(until: str | None = None) -> None:
+    """Import the check families so their @register lines run (one module per family).
+
+    With `until`, stop as soon as that check is registered; otherwise import every family.
+    """
     import importlib
     import pkgutil
 
     import flywheel.checks as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name != "base":
-            importlib.import_module(f"flywheel.checks.{mod.name}")
+    if until is not None and until in _REGISTRY:
+        return
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "base"]
+    for name in sorted(names, key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n)):
+        if name in _imported:
+            continue
+        _imported.add(name)
+        importlib.import_module(f"flywheel.checks.{name}")
+        if until is not None and until in _REGISTRY:
+            return

@@ -15,7 +15,12 @@ import click
 
 from flywheel.errors import UserError
 
-COMMAND_MODULES = ["core", "chat", "traces", "fake", "retrieval", "evals", "guards", "bench"]
+# command name -> the module in flywheel.cli that defines it; imported only when the command runs,
+# so `flywheel chat` doesn't pay for the retrieval or eval stacks.
+COMMANDS = {
+    "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
+    "search": "retrieval", "ask": "app", "demo": "app", "eval": "evals", "compare": "evals", "bench": "bench",
+}
 
 
 class State:
@@ -35,6 +40,14 @@ class State:
 
 
 class FlywheelGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and name not in self.commands:
+            importlib.import_module(f"flywheel.cli.{COMMANDS[name]}")
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -60,10 +73,3 @@ def emit_json(data: Any) -> None:
     """Print machine-readable output (every command's --json)."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
-
-for _name in COMMAND_MODULES:
-    try:
-        importlib.import_module(f"flywheel.cli.{_name}")
-    except ModuleNotFoundError as _exc:  # a command family not built yet
-        if _exc.name != f"flywheel.cli.{_name}":
-            raise

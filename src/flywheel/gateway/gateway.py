@@ -27,138 +27,15 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from flywheel.config import Config, ModelAlias
-from flywheel.errors import AttemptFailure, ConfigError, GatewayError, UserError
+from flywheel.errors import ConfigError, UserError
 from flywheel.gateway import providers as registry
-from flywheel.gateway.pricing import cost_usd
-from flywheel.gateway.providers.base import (
-    Provider,
-    ProviderError,
-    ProviderResponse,
-    estimate_tokens,
-    make_usage,
-    trusted,
-)
+from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
+from flywheel.gateway.providers.base import Provider, ProviderError
 from flywheel.gateway.retry import RetryPolicy
-from flywheel.tracing import LiveSpan, tracer
-from flywheel.types import ChatRequest, ChatResult, Usage
+from flywheel.tracing import tracer
+from flywheel.types import ChatRequest, ChatResult
 
-_METADATA_ATTRS = {"tenant": "flywheel.tenant", "app": "flywheel.app", "prompt_version": "flywheel.prompt.version"}
-
-
-class StreamBrokenError(GatewayError):
-    """A stream failed after some text was already delivered, so it could not be retried."""
-
-    def __init__(self, alias: str, attempts: list[AttemptFailure], partial_text: str):
-        self.alias, self.attempts, self.partial_text = alias, attempts, partial_text
-        last = attempts[-1]
-        UserError.__init__(
-            self,
-            f"the stream from alias '{last.alias}' ({last.model}) broke after {len(partial_text)} characters "
-            f"had been delivered: {last.error}",
-            hint="the partial answer was already shown, so the gateway could not retry; send the request again",
-        )
-
-
-class CallState:
-    """What one gateway call accumulates across its attempts."""
-
-    __slots__ = ("attempt", "cost", "failures", "input_tokens", "output_tokens", "request", "t0", "top")
-
-    def __init__(self, request: ChatRequest, top: LiveSpan):
-        self.request, self.top = request, top
-        self.t0 = time.perf_counter()
-        self.attempt = 0
-        self.input_tokens = self.output_tokens = 0
-        self.cost = 0.0
-        self.failures: list[AttemptFailure] = []
-
-    def begin(self, alias_name: str, alias: ModelAlias) -> tuple[str, dict[str, Any]]:
-        """Name and attributes of the next attempt span."""
-        self.attempt += 1
-        attrs = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": alias.provider,
-            "gen_ai.request.model": alias.model or alias.provider,
-            "flywheel.alias": alias_name,
-            "flywheel.attempt": self.attempt,
-        }
-        if alias.version:
-            attrs["flywheel.model.version"] = alias.version
-        return f"chat {alias.model or alias.provider}", attrs
-
-    def charge(self, span: LiveSpan, alias: ModelAlias, usage: Usage | None) -> float:
-        if usage is None:
-            return 0.0
-        cost = cost_usd(alias.price, usage.input_tokens, usage.output_tokens)
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
-        self.cost += cost
-        attrs = span.attributes
-        attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
-        attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
-        attrs["flywheel.cost_usd"] = cost
-        return cost
-
-    def failed(self, span: LiveSpan, alias_name: str, alias: ModelAlias, err: ProviderError) -> None:
-        self.charge(span, alias, err.usage)
-        attrs = span.attributes
-        attrs["error.type"] = str(err.status) if err.status else err.kind
-        if err.status:
-            attrs["http.response.status_code"] = err.status
-        if err.usage is None:
-            attrs["flywheel.usage.estimated_input_tokens"] = sum(
-                estimate_tokens(m.content) for m in self.request.messages)
-        span.record_error(f"{err.kind}: {err.message}")
-        self.failures.append(AttemptFailure(alias_name, alias.pinned, f"{err.kind}: {err.message}", err.status))
-
-    def succeeded(self, span: LiveSpan, alias_name: str, alias: ModelAlias, text: str, usage: Usage | None,
-                  response_model: str, finish_reason: str | None, raw: dict | None) -> ChatResult:
-        self.charge(span, alias, usage)
-        attrs = span.attributes
-        attrs["gen_ai.response.model"] = response_model or alias.model
-        if finish_reason:
-            attrs["gen_ai.response.finish_reasons"] = [finish_reason]
-        span.outputs, span.has_output = text, True
-        top = self.top
-        top.outputs, top.has_output = text, True
-        top_attrs = top.attributes
-        top_attrs["flywheel.model"] = alias.pinned
-        top_attrs["flywheel.answered_by"] = alias_name
-        top_attrs["gen_ai.response.model"] = response_model or alias.model
-        self.close_top()
-        return trusted(ChatResult, {
-            "text": text, "alias": self.request.model, "model": alias.pinned, "provider": alias.provider,
-            "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost, "latency_ms": (time.perf_counter() - self.t0) * 1000.0,
-            "attempts": self.attempt, "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False,
-            "raw": raw})
-
-    def close_top(self) -> None:
-        attrs = self.top.attributes
-        attrs["flywheel.attempts"] = self.attempt
-        attrs["flywheel.usage.input_tokens"] = self.input_tokens
-        attrs["flywheel.usage.output_tokens"] = self.output_tokens
-        attrs["flywheel.total_cost_usd"] = self.cost
-
-    def exhausted(self) -> GatewayError:
-        self.close_top()
-        return GatewayError(self.request.model, self.failures)
-
-
-def _top_attrs(request: ChatRequest) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "flywheel.alias": request.model}
-    if request.temperature is not None:
-        attrs["gen_ai.request.temperature"] = request.temperature
-    if request.max_tokens is not None:
-        attrs["gen_ai.request.max_tokens"] = request.max_tokens
-    if request.metadata:
-        for key, attr in _METADATA_ATTRS.items():
-            if key in request.metadata:
-                attrs[attr] = request.metadata[key]
-    return attrs
-
-
-def _inputs(request: ChatRequest) -> dict[str, Any]:
-    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+__all__ = ["Gateway", "StreamBrokenError"]
 
 
 class Gateway:
@@ -252,74 +129,32 @@ class Gateway:
     # ------------------------------------------------------------------ calls
     def chat(self, request: ChatRequest) -> ChatResult:
         chain = self.chain(request.model)
-        with tracer.span("gateway.chat", "llm", _inputs(request), **_top_attrs(request)) as top:
+        with tracer.span("gateway.chat", "llm", inputs(request), **top_attrs(request)) as top:
             call = CallState(request, top)
-            for alias_name in chain:
-                alias = self.models[alias_name]
-                prov = self._provider_or_error(alias_name)
-                timeout = request.timeout or alias.timeout
-                for retry in range(alias.max_retries + 1):
-                    name, attrs = call.begin(alias_name, alias)
-                    span, token = tracer.start(name, "llm", None, **attrs)
-                    try:
-                        if isinstance(prov, ProviderError):
-                            raise prov
-                        resp: ProviderResponse = prov.chat(alias, request, timeout)
-                    except ProviderError as err:
-                        call.failed(span, alias_name, alias, err)
-                        tracer.end(span, token)
-                        if not err.retryable or retry == alias.max_retries:
-                            break
-                        time.sleep(self.retry.delay(retry, err.retry_after))
-                        continue
-                    except Exception as exc:  # noqa: BLE001 - a provider bug fails this alias, not the call
-                        call.failed(span, alias_name, alias, ProviderError(f"{type(exc).__name__}: {exc}"))
-                        tracer.end(span, token)
-                        break
-                    except BaseException as exc:  # interrupted / cancelled: close the span, then propagate
-                        span.record_error(exc)
-                        tracer.end(span, token)
-                        raise
-                    result = call.succeeded(span, alias_name, alias, resp.text, resp.usage, resp.model,
-                                            resp.finish_reason, resp.raw)
-                    tracer.end(span, token)
-                    return result
+            for prov, alias, timeout in call.attempts(self, chain):
+                try:
+                    resp = prov.chat(alias, request, timeout)
+                except BaseException as exc:  # noqa: BLE001 - call.fail records it; re-raises interrupts
+                    delay = call.backoff(call.fail(exc), self.retry)
+                else:
+                    return call.answered(resp)
+                if delay is not None:
+                    time.sleep(delay)
             raise call.exhausted()
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         chain = self.chain(request.model)
-        with tracer.span("gateway.chat", "llm", _inputs(request), **_top_attrs(request)) as top:
+        with tracer.span("gateway.chat", "llm", inputs(request), **top_attrs(request)) as top:
             call = CallState(request, top)
-            for alias_name in chain:
-                alias = self.models[alias_name]
-                prov = self._provider_or_error(alias_name)
-                timeout = request.timeout or alias.timeout
-                for retry in range(alias.max_retries + 1):
-                    name, attrs = call.begin(alias_name, alias)
-                    span, token = tracer.start(name, "llm", None, **attrs)
-                    try:
-                        if isinstance(prov, ProviderError):
-                            raise prov
-                        resp: ProviderResponse = await prov.achat(alias, request, timeout)
-                    except ProviderError as err:
-                        call.failed(span, alias_name, alias, err)
-                        tracer.end(span, token)
-                        if not err.retryable or retry == alias.max_retries:
-                            break
-                        await asyncio.sleep(self.retry.delay(retry, err.retry_after))
-                        continue
-                    except Exception as exc:  # noqa: BLE001
-                        call.failed(span, alias_name, alias, ProviderError(f"{type(exc).__name__}: {exc}"))
-                        tracer.end(span, token)
-                        break
-                    except BaseException as exc:
-                        span.record_error(exc)
-                        tracer.end(span, token)
-                        raise
-                    result = call.succeeded(span, alias_name, alias, resp.text, resp.usage, resp.model,
-                                            resp.finish_reason, resp.raw)
-                    tracer.end(span, token)
-                    return result
+            for prov, alias, timeout in call.attempts(self, chain):
+                try:
+                    resp = await prov.achat(alias, request, timeout)
+                except BaseException as exc:  # noqa: BLE001 - likewise; cancellation propagates
+                    delay = call.backoff(call.fail(exc), self.retry)
+                else:
+                    return call.answered(resp)
+                if delay is not None:
+                    await asyncio.sleep(delay)
             raise call.exhausted()
 
     def stream(self, request: ChatRequest):

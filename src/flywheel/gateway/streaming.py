@@ -17,8 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
-from flywheel.gateway.gateway import CallState, StreamBrokenError, _inputs, _top_attrs
-from flywheel.gateway.providers.base import ProviderError
+from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult, StreamChunk, Usage
 
@@ -51,13 +50,9 @@ class _Attempt:
         return "".join(self.parts)
 
 
-def _as_provider_error(exc: Exception) -> ProviderError:
-    if isinstance(exc, ProviderError):
-        return exc
-    return ProviderError(f"{type(exc).__name__}: {exc}")
-
-
 class _StreamBase:
+    """What the sync and async streams share: everything but pulling chunks, yielding and sleeping."""
+
     def __init__(self, gateway: Gateway, request: ChatRequest):
         self.gateway = gateway
         self.request = request
@@ -65,55 +60,61 @@ class _StreamBase:
         self.result: ChatResult | None = None
         self._attempt: _Attempt | None = None
         self._ctx = contextvars.copy_context()
+        self._top_token: Any = None
+        self._gen = self._run()
+
+    def _run(self) -> Any:
+        raise NotImplementedError
 
     @property
     def text(self) -> str:
         return self._attempt.text if self._attempt else ""
 
-    def _open(self) -> tuple[CallState, Any]:
-        top, token = self._ctx.run(tracer.start, "gateway.chat", "llm", _inputs(self.request),
-                                   **_top_attrs(self.request))
+    def _open(self) -> CallState:
+        top, self._top_token = self._ctx.run(tracer.start, "gateway.chat", "llm", inputs(self.request),
+                                             **top_attrs(self.request))
         top.attributes["flywheel.stream"] = True
-        return CallState(self.request, top), token
+        return CallState(self.request, top, self._ctx)
 
-    def _fail(self, call: CallState, span: Any, token: Any, alias_name: str, err: ProviderError) -> None:
-        """Record a failed attempt; raise StreamBrokenError if text had already been delivered."""
+    def _attempts(self, call: CallState) -> Iterator[tuple[Any, Any, float, _Attempt]]:
+        """`call.attempts` with a fresh `_Attempt` for each."""
+        for prov, alias, timeout in call.attempts(self.gateway, self.chain):
+            self._attempt = attempt = _Attempt()
+            yield prov, alias, timeout, attempt
+
+    def _failed(self, call: CallState, exc: Exception) -> float | None:
+        """Record a failed attempt; raise StreamBrokenError if text had already been delivered, else return
+        the backoff before the next attempt (None: go on to the next alias)."""
         attempt = self._attempt
-        alias = self.gateway.models[alias_name]
-        if attempt and attempt.parts:
-            span.outputs, span.has_output = attempt.text, True
-        call.failed(span, alias_name, alias, err)
-        self._ctx.run(tracer.end, span, token)
-        if attempt and attempt.parts:
-            raise StreamBrokenError(self.request.model, call.failures, attempt.text)
+        partial = attempt.text if attempt and attempt.parts else ""
+        err = call.fail(exc, partial)
+        if partial:
+            raise StreamBrokenError(self.request.model, call.failures, partial)
+        return call.backoff(err, self.gateway.retry)
 
-    def _cancelled(self, call: CallState, span: Any, token: Any) -> None:
-        span.attributes["flywheel.stream.cancelled"] = True
-        call.top.attributes["flywheel.stream.cancelled"] = True
-        if self._attempt:
-            span.outputs, span.has_output = self._attempt.text, True
-        self._ctx.run(tracer.end, span, token)
-
-    def _succeed(self, call: CallState, span: Any, token: Any, alias_name: str) -> None:
-        alias = self.gateway.models[alias_name]
+    def _succeed(self, call: CallState) -> None:
         a = self._attempt
-        assert a is not None
-        self.result = call.succeeded(span, alias_name, alias, a.text, a.usage, alias.model, a.finish_reason, None)
-        self._ctx.run(tracer.end, span, token)
+        assert a is not None and call.alias is not None
+        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None)
+        self._close(call, None)
 
-    def _close(self, call: CallState, token: Any, exc: BaseException | None) -> None:
+    def _close(self, call: CallState, exc: BaseException | None) -> None:
+        """End the call's spans. An attempt still open was cut short (the consumer stopped, or cancellation)."""
+        span = call.span
+        if span is not None:
+            span.attributes["flywheel.stream.cancelled"] = True
+            call.top.attributes["flywheel.stream.cancelled"] = True
+            if self._attempt:
+                span.outputs, span.has_output = self._attempt.text, True
+            call.end_attempt()
         call.close_top()
         if exc is not None and not isinstance(exc, GeneratorExit | asyncio.CancelledError):
             call.top.record_error(exc)
-        self._ctx.run(tracer.end, call.top, token)
+        call.end(call.top, self._top_token)
 
 
 class ChatStream(_StreamBase):
     """Sync stream of chunks: `for chunk in gw.stream(request)`."""
-
-    def __init__(self, gateway: Gateway, request: ChatRequest):
-        super().__init__(gateway, request)
-        self._gen = self._run()
 
     def __iter__(self) -> Iterator[StreamChunk]:
         return self
@@ -131,59 +132,37 @@ class ChatStream(_StreamBase):
         self.close()
 
     def _run(self) -> Iterator[StreamChunk]:
-        call, top_token = self._open()
-        gw, request, ctx = self.gateway, self.request, self._ctx
-        error: BaseException | None = None
+        call = self._open()
+        request, ctx = self.request, self._ctx
         try:
-            for alias_name in self.chain:
-                alias = gw.models[alias_name]
-                prov = gw._provider_or_error(alias_name)
-                timeout = request.timeout or alias.timeout
-                for retry in range(alias.max_retries + 1):
-                    name, attrs = call.begin(alias_name, alias)
-                    span, token = ctx.run(tracer.start, name, "llm", None, **attrs)
-                    self._attempt = attempt = _Attempt()
-                    failure: ProviderError | None = prov if isinstance(prov, ProviderError) else None
-                    chunks = None if failure else ctx.run(prov.stream, alias, request, timeout)
-                    while failure is None:
-                        try:
-                            chunk = ctx.run(next, chunks, _END)
-                        except Exception as exc:  # noqa: BLE001 - classified below
-                            failure = _as_provider_error(exc)
-                            break
-                        except BaseException:
-                            self._cancelled(call, span, token)
-                            raise
-                        if chunk is _END:
-                            break
-                        attempt.take(chunk)
-                        try:
-                            yield chunk
-                        except GeneratorExit:
-                            chunks.close()
-                            self._cancelled(call, span, token)
-                            raise
-                    if failure is None:
-                        self._succeed(call, span, token, alias_name)
-                        return
-                    self._fail(call, span, token, alias_name, failure)
-                    if not failure.retryable or retry == alias.max_retries:
+            for prov, alias, timeout, attempt in self._attempts(call):
+                chunks = ctx.run(prov.stream, alias, request, timeout)
+                while True:
+                    try:
+                        chunk = ctx.run(next, chunks, _END)
+                    except Exception as exc:  # noqa: BLE001 - classified by _failed
+                        failure = exc
                         break
-                    time.sleep(gw.retry.delay(retry, failure.retry_after))
+                    if chunk is _END:
+                        self._succeed(call)  # closes the call's span too
+                        return
+                    attempt.take(chunk)
+                    try:
+                        yield chunk
+                    except GeneratorExit:
+                        chunks.close()
+                        raise
+                delay = self._failed(call, failure)
+                if delay is not None:
+                    time.sleep(delay)
             raise call.exhausted()
         except BaseException as exc:
-            error = exc
+            self._close(call, exc)
             raise
-        finally:
-            self._close(call, top_token, error)
 
 
 class AsyncChatStream(_StreamBase):
     """Async stream of chunks: `async for chunk in gw.astream(request)` (or `async with … as s`)."""
-
-    def __init__(self, gateway: Gateway, request: ChatRequest):
-        super().__init__(gateway, request)
-        self._gen = self._run()
 
     def __aiter__(self) -> AsyncIterator[StreamChunk]:
         return self
@@ -201,48 +180,30 @@ class AsyncChatStream(_StreamBase):
         await self.aclose()
 
     async def _run(self) -> AsyncIterator[StreamChunk]:
-        call, top_token = self._open()
-        gw, request, ctx = self.gateway, self.request, self._ctx
-        error: BaseException | None = None
+        call = self._open()
+        request = self.request
         try:
-            for alias_name in self.chain:
-                alias = gw.models[alias_name]
-                prov = gw._provider_or_error(alias_name)
-                timeout = request.timeout or alias.timeout
-                for retry in range(alias.max_retries + 1):
-                    name, attrs = call.begin(alias_name, alias)
-                    span, token = ctx.run(tracer.start, name, "llm", None, **attrs)
-                    self._attempt = attempt = _Attempt()
-                    failure: ProviderError | None = prov if isinstance(prov, ProviderError) else None
-                    chunks = None if failure else prov.astream(alias, request, timeout)
-                    while failure is None:
-                        try:
-                            chunk = await chunks.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        except Exception as exc:  # noqa: BLE001
-                            failure = _as_provider_error(exc)
-                            break
-                        except BaseException:
-                            self._cancelled(call, span, token)
-                            raise
-                        attempt.take(chunk)
-                        try:
-                            yield chunk
-                        except GeneratorExit:
-                            await chunks.aclose()
-                            self._cancelled(call, span, token)
-                            raise
-                    if failure is None:
-                        self._succeed(call, span, token, alias_name)
+            for prov, alias, timeout, attempt in self._attempts(call):
+                chunks = prov.astream(alias, request, timeout)
+                while True:
+                    try:
+                        chunk = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        self._succeed(call)
                         return
-                    self._fail(call, span, token, alias_name, failure)
-                    if not failure.retryable or retry == alias.max_retries:
+                    except Exception as exc:  # noqa: BLE001 - classified by _failed
+                        failure = exc
                         break
-                    await asyncio.sleep(gw.retry.delay(retry, failure.retry_after))
+                    attempt.take(chunk)
+                    try:
+                        yield chunk
+                    except GeneratorExit:
+                        await chunks.aclose()
+                        raise
+                delay = self._failed(call, failure)
+                if delay is not None:
+                    await asyncio.sleep(delay)
             raise call.exhausted()
         except BaseException as exc:
-            error = exc
+            self._close(call, exc)
             raise
-        finally:
-            self._close(call, top_token, error)

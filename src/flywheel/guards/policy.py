@@ -22,6 +22,7 @@ from flywheel.types import CheckResult
 
 ACTIONS = ("block", "redact", "fix", "reask", "fallback", "refrain", "log-only")
 OUTPUT_ONLY = ("reask", "fallback")
+SOURCE_ACTIONS = ("drop", "block", "refrain", "log-only")  # the `sources:` stage, on retrieved context
 POLICY_KEYS = {"check", "on_fail", "max_reasks", "message", "fallback", "max_chars"}
 DEFAULT_BLOCK = "Sorry, I can't help with that request."
 DEFAULT_REFRAIN = "I don't know."
@@ -129,10 +130,66 @@ class GuardPipeline:
         return outcome
 
 
+@dataclass
+class SourcesOutcome:
+    keep: list[int]  # indices of the sources that may be shown to the model
+    dropped: list[int] = field(default_factory=list)
+    passed: bool = True  # False when a block / refrain guard stopped the whole answer
+    action: str | None = None
+    message: str | None = None
+
+
+class SourcesPipeline:
+    """Guards on retrieved context (documents, tool results): each check's `flag_sources` names the sources
+    carrying hidden instructions; `drop` removes them, block / refrain stop the answer, log-only records."""
+
+    def __init__(self, guards: list[Guard]):
+        self.guards = guards
+
+    def __bool__(self) -> bool:
+        return bool(self.guards)
+
+    def run(self, sources: list[str]) -> SourcesOutcome:
+        outcome = SourcesOutcome(keep=list(range(len(sources))))
+        for guard in self.guards:
+            shown = [sources[i][: guard.max_chars] for i in outcome.keep]
+            with tracer.span(f"guard.{guard.name}", kind="guard", inputs={"stage": "sources", "sources": len(shown)},
+                             **{"flywheel.guard.check": guard.name, "flywheel.guard.on_fail": guard.on_fail}) as sp:
+                try:
+                    flagged = [outcome.keep[i] for i in guard.check.flag_sources(shown)]  # type: ignore[attr-defined]
+                except Exception as exc:  # noqa: BLE001 - fail closed unless log-only, and record it
+                    sp.record_error(f"guard crashed: {type(exc).__name__}: {exc}")
+                    flagged, action = [], ("log-only" if guard.on_fail == "log-only" else "block")
+                    if action == "block":
+                        return self._stop(outcome, guard, "block", sp)
+                    sp.set(outputs={"flagged": []}, **{"flywheel.guard.action": action})
+                    continue
+                action = guard.on_fail if flagged else "pass"
+                sp.set(outputs={"flagged": flagged}, **{"flywheel.guard.action": action})
+                if not flagged:
+                    continue
+                outcome.action = action
+                if action in ("block", "refrain"):
+                    return self._stop(outcome, guard, action, sp)
+                if action == "drop":
+                    outcome.dropped += flagged
+                    outcome.keep = [i for i in outcome.keep if i not in flagged]
+        return outcome
+
+    @staticmethod
+    def _stop(outcome: SourcesOutcome, guard: Guard, action: str, sp: Any) -> SourcesOutcome:
+        default = DEFAULT_BLOCK if action == "block" else DEFAULT_REFRAIN
+        outcome.passed, outcome.action, outcome.message = False, action, guard.message or default
+        sp.set(**{"flywheel.guard.action": action})
+        return outcome
+
+
 class GuardPolicy:
-    def __init__(self, input: GuardPipeline | None = None, output: GuardPipeline | None = None):
+    def __init__(self, input: GuardPipeline | None = None, output: GuardPipeline | None = None,
+                 sources: SourcesPipeline | None = None):
         self.input = input or GuardPipeline([], "input")
         self.output = output or GuardPipeline([], "output")
+        self.sources = sources or SourcesPipeline([])
 
     @classmethod
     def from_config(cls, config: GuardsConfig | dict | None,
@@ -146,6 +203,7 @@ class GuardPolicy:
         return cls(
             GuardPipeline([_build(s, "input", i, loc, aliases) for i, s in enumerate(config.input)], "input"),
             GuardPipeline([_build(s, "output", i, loc, aliases) for i, s in enumerate(config.output)], "output"),
+            SourcesPipeline([_build(s, "sources", i, loc, aliases) for i, s in enumerate(config.sources)]),
         )
 
 
@@ -160,6 +218,8 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
            aliases: set[str] | None) -> Guard:
     raw: dict[str, Any] = spec.model_dump()
     action = raw["on_fail"]
+    if stage == "sources":
+        return _build_source_guard(spec, raw, i, where)
     if action not in ACTIONS:
         raise ConfigError(f"unknown on_fail action `{action}` for guard `{spec.check}`",
                           where=where(stage, i, "on_fail"), hint=f"use one of: {', '.join(ACTIONS)}")
@@ -194,6 +254,23 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
                           where=where(stage, i, "max_reasks"), hint="bounded re-asks keep cost predictable")
     return Guard(check=check, on_fail=action, max_reasks=max_reasks, message=raw.get("message"),
                  fallback=fallback, max_chars=int(raw.get("max_chars", DEFAULT_MAX_CHARS)))
+
+
+def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Callable[..., str | None]) -> Guard:
+    action = raw["on_fail"]
+    if action not in SOURCE_ACTIONS:
+        raise ConfigError(f"on_fail `{action}` does not apply to retrieved sources (guard `{spec.check}`)",
+                          where=where("sources", i, "on_fail"), hint=f"use one of: {', '.join(SOURCE_ACTIONS)}")
+    args = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
+    try:
+        check = build(spec.check, args or None, where=where("sources", i, "check"))
+    except UserError as exc:
+        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from None
+    if not callable(getattr(check, "flag_sources", None)):
+        raise ConfigError(f"check `{spec.check}` cannot scan retrieved sources", where=where("sources", i, "check"),
+                          hint="source guards need a check that flags sources, such as injection")
+    return Guard(check=check, on_fail=action, message=raw.get("message"),
+                 max_chars=int(raw.get("max_chars", DEFAULT_MAX_CHARS)))
 
 
 def _closed(action: str) -> str:

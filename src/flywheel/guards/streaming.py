@@ -2,7 +2,8 @@
 
 Latency cost: the reader sees nothing until the first sentence is complete and checked, so time to first
 token grows by (time to generate one sentence) + (guard time per sentence); after that each sentence waits
-only for its own checks. Guards that need the whole answer (JSON Schema, word counts) don't belong here.
+for its own checks, run twice: on the sentence alone and on it with the last 1,000 released characters (so
+a system prompt leaked one short sentence at a time is still caught). Guards that need the whole answer (JSON Schema, word counts) don't belong here.
 A failing guard stops the stream: the generator is closed (the upstream request is dropped) and the
 policy message is appended. Re-ask and fallback can't rewrite text already shown, so on a stream they
 stop it like `block`.
@@ -28,34 +29,64 @@ def _split(buffer: str) -> tuple[list[str], str]:
     return sentences, buffer[start:]
 
 
-def _check(pipeline: GuardPipeline, sentence: str, ctx: CheckContext) -> tuple[str, str | None]:
-    """(text to release, stop message or None)."""
+WINDOW = 1000  # characters of already released text checked again with each new sentence
+
+
+def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckContext) -> tuple[str, str | None]:
+    """(text to release, stop message or None). The sentence is checked alone (its redact / fix applies),
+    then with the tail of what was already released, so a leak spread over short sentences is still caught."""
     if not sentence.strip():
         return sentence, None
     outcome: GuardOutcome = pipeline.run(sentence, ctx)  # no regenerate: reask/fallback end as refrain
-    if outcome.passed:
-        return outcome.text, None
-    return "", outcome.message or DEFAULT_BLOCK
+    if not outcome.passed:
+        return "", outcome.message or DEFAULT_BLOCK
+    if released.strip():
+        window = pipeline.run(released[-WINDOW:] + outcome.text, ctx)
+        if not window.passed:
+            return "", window.message or DEFAULT_BLOCK
+    return outcome.text, None
+
+
+class _Release:
+    """Sentence buffer shared by the sync and async generators: feed deltas, get what may be shown."""
+
+    def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None):
+        self.pipeline, self.ctx = pipeline, ctx or CheckContext()
+        self.buffer = self.released = ""
+        self.stopped = False
+
+    def feed(self, delta: str) -> list[str]:
+        self.buffer += delta
+        sentences, self.buffer = _split(self.buffer)
+        return self._release(sentences)
+
+    def finish(self) -> list[str]:
+        rest, self.buffer = self.buffer, ""
+        return self._release([rest] if rest else [])
+
+    def _release(self, sentences: list[str]) -> list[str]:
+        out = []
+        for sentence in sentences:
+            text, stop = _check(self.pipeline, sentence, self.released, self.ctx)
+            if stop:
+                self.stopped = True
+                out.append(("\n" if self.released else "") + stop)
+                break
+            self.released += text
+            out.append(text)
+        return out
 
 
 def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckContext | None = None) -> Iterator[str]:
     """Yield checked sentences from a stream of text deltas; stop with the policy message on a failure."""
-    ctx = ctx or CheckContext()
-    buffer = ""
+    state = _Release(pipeline, ctx)
     it = iter(deltas)
     try:
         for delta in it:
-            buffer += delta
-            sentences, buffer = _split(buffer)
-            for sentence in sentences:
-                text, stop = _check(pipeline, sentence, ctx)
-                if stop:
-                    yield "\n" + stop
-                    return
-                yield text
-        if buffer:
-            text, stop = _check(pipeline, buffer, ctx)
-            yield stop if stop else text
+            yield from state.feed(delta)
+            if state.stopped:
+                return
+        yield from state.finish()
     finally:
         close = getattr(it, "close", None)
         if close:
@@ -64,22 +95,16 @@ def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckConte
 
 async def aguard_stream(deltas: AsyncIterable[str], pipeline: GuardPipeline,
                         ctx: CheckContext | None = None) -> AsyncIterator[str]:
-    ctx = ctx or CheckContext()
-    buffer = ""
+    state = _Release(pipeline, ctx)
     it = deltas.__aiter__()
     try:
         async for delta in it:
-            buffer += delta
-            sentences, buffer = _split(buffer)
-            for sentence in sentences:
-                text, stop = _check(pipeline, sentence, ctx)
-                if stop:
-                    yield "\n" + stop
-                    return
-                yield text
-        if buffer:
-            text, stop = _check(pipeline, buffer, ctx)
-            yield stop if stop else text
+            for piece in state.feed(delta):
+                yield piece
+            if state.stopped:
+                return
+        for piece in state.finish():
+            yield piece
     finally:
         aclose = getattr(it, "aclose", None)
         if aclose:

@@ -128,7 +128,7 @@ class Redactor:
     """Scrubs secrets and converts values to storable JSON. Call it on a Span (the `tracer.redactor` API)."""
 
     def __init__(self, extra_patterns: Iterable[str] = (), secret_values: Iterable[str] = (), *,
-                 capture_content: bool = True):
+                 capture_content: bool = True, pii: bool | Iterable[str] = False):
         self._extra: list[re.Pattern] = []
         for i, pat in enumerate(extra_patterns):
             try:
@@ -140,6 +140,14 @@ class Redactor:
         self._values = sorted({v for v in secret_values if v and len(v) >= _MIN_SECRET_LEN}, key=len, reverse=True)
         self.capture_content = capture_content
         self._cache: dict[str, str] = {}
+        # PII masking before storage: False (off), True (the default sensitive types) or a list of types
+        self._pii = pii if isinstance(pii, bool) else list(pii)
+        self._mask_pii: Any = None
+        if self._pii is not False:
+            from flywheel.checks.pii import redact_for_storage
+
+            entities = None if self._pii is True else self._pii
+            self._mask_pii = lambda text: redact_for_storage(text, entities)
 
     @classmethod
     def from_config(cls, tracing: Any = None, models: Mapping[str, Any] | None = None,
@@ -153,7 +161,8 @@ class Redactor:
                 names.add(key_env)
         values = [env[n] for n in names if n in env]
         return cls(getattr(tracing, "redact", None) or (), values,
-                   capture_content=getattr(tracing, "capture_content", True))
+                   capture_content=getattr(tracing, "capture_content", True),
+                   pii=getattr(tracing, "redact_pii", False))
 
     # -------------------------------------------------------------- text and values
     def scrub_text(self, text: str) -> str:
@@ -182,6 +191,8 @@ class Redactor:
             text = _scrub_kv(text, low)
         for rx in self._extra:
             text = rx.sub(REDACTED, text)
+        if self._mask_pii is not None:
+            text = self._mask_pii(text)
         return text
 
     def clean(self, value: Any) -> Any:

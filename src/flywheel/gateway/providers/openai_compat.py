@@ -1,20 +1,14 @@
 """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp, DeepSeek, Qwen …).
 
 Uses the official `openai` SDK: its transport, auth headers and error types, with its own retries
-off (`max_retries=0`; the gateway retries). One sync client per alias, one async client per alias
-and event loop (an httpx async pool cannot outlive its loop). Non-streaming calls go through the
+off (the clients, key and error mapping are `SdkProvider`'s). Non-streaming calls go through the
 SDK's documented raw `client.post(..., cast_to=httpx.Response)` and decode the JSON directly: the
 gateway needs five fields, not a full pydantic `ChatCompletion`, and this keeps the hot path lean.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import threading
-import weakref
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -29,67 +23,21 @@ from flywheel.gateway.providers.base import (
     make_usage,
     request_messages,
 )
-from flywheel.gateway.providers.sdk_errors import reported_usage, to_provider_error
+from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
+from flywheel.gateway.providers.sdk_errors import reported_usage
 from flywheel.types import ChatRequest, StreamChunk, Usage
 
-NO_KEY = "sk-no-key-needed"  # local servers (Ollama, vLLM) accept any key; the SDK insists on one
+__all__ = ["NO_KEY", "OpenAICompatProvider", "api_key"]
+
 _PATH = "/chat/completions"
 
 
-def api_key(alias: ModelAlias, default_env: str) -> str:
-    """The key from `api_key_env`; else `default_env` for the vendor's own endpoint; else a dummy key.
-
-    A vendor key from the environment is only sent to the vendor's default URL, never to a custom
-    base_url, so pointing an alias at a local server cannot leak it.
-    """
-    if alias.api_key_env:
-        key = os.environ.get(alias.api_key_env)
-        if not key:
-            raise ProviderError(
-                f"environment variable {alias.api_key_env} (api_key_env of model '{alias.model}') is not set",
-                kind="config")
-        return key
-    if alias.base_url is None and os.environ.get(default_env):
-        return os.environ[default_env]
-    return NO_KEY
-
-
-class OpenAICompatProvider:
+class OpenAICompatProvider(SdkProvider):
     name = "openai_compat"
+    key_env = "OPENAI_API_KEY"
+    sdk_client = openai.OpenAI
+    sdk_async_client = openai.AsyncOpenAI
 
-    def __init__(self, alias: ModelAlias):
-        self.alias = alias
-        self._key = api_key(alias, "OPENAI_API_KEY")
-        self._client: openai.OpenAI | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary())
-        self._lock = threading.Lock()
-
-    # -- clients
-    @property
-    def client(self) -> openai.OpenAI:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = openai.OpenAI(api_key=self._key, base_url=self.alias.base_url,
-                                                 max_retries=0, timeout=self.alias.timeout)
-        return self._client
-
-    def aclient(self) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        client = self._aclients.get(loop)
-        if client is None:
-            client = openai.AsyncOpenAI(api_key=self._key, base_url=self.alias.base_url,
-                                        max_retries=0, timeout=self.alias.timeout)
-            self._aclients[loop] = client
-        return client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    # -- wire
     def body(self, alias: ModelAlias, request: ChatRequest, stream: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"model": alias.model, "messages": request_messages(request)}
         if alias.params:
@@ -124,72 +72,40 @@ class OpenAICompatProvider:
         return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
                                 data)
 
-    # -- calls
-    def chat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
-        try:
-            http = self.client.post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
-                                    options={"timeout": timeout})
-        except Exception as exc:
-            raise to_provider_error(exc) from exc
-        return self.parse(http)
+    _decode = parse
 
-    async def achat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
-        try:
-            http = await self.aclient().post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
-                                             options={"timeout": timeout})
-        except Exception as exc:
-            raise to_provider_error(exc) from exc
-        return self.parse(http)
+    def _send(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> httpx.Response:
+        return self.client.post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
+                                options={"timeout": timeout})
 
-    def stream(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Iterator[StreamChunk]:
-        state = _StreamState()
-        try:
-            stream = self.client.post(_PATH, body=self.body(alias, request, stream=True),
-                                      cast_to=ChatCompletionChunk, stream=True,
-                                      stream_cls=openai.Stream[ChatCompletionChunk], options={"timeout": timeout})
-        except Exception as exc:
-            raise to_provider_error(exc) from exc
-        try:
-            for chunk in stream:
-                delta = state.take(chunk)
-                if delta:
-                    yield make_chunk(delta)
-        except Exception as exc:
-            raise state.broken(to_provider_error(exc)) from exc
-        finally:
-            stream.close()
-        yield state.final()
+    async def _asend(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> httpx.Response:
+        return await self.aclient().post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
+                                         options={"timeout": timeout})
 
-    async def astream(self, alias: ModelAlias, request: ChatRequest,
-                      timeout: float) -> AsyncIterator[StreamChunk]:
-        state = _StreamState()
-        try:
-            stream = await self.aclient().post(
-                _PATH, body=self.body(alias, request, stream=True), cast_to=ChatCompletionChunk, stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk], options={"timeout": timeout})
-        except Exception as exc:
-            raise to_provider_error(exc) from exc
-        try:
-            async for chunk in stream:
-                delta = state.take(chunk)
-                if delta:
-                    yield make_chunk(delta)
-        except Exception as exc:
-            raise state.broken(to_provider_error(exc)) from exc
-        finally:
-            await stream.close()
-        yield state.final()
+    def _open(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> openai.Stream[ChatCompletionChunk]:
+        return self.client.post(_PATH, body=self.body(alias, request, stream=True), cast_to=ChatCompletionChunk,
+                                stream=True, stream_cls=openai.Stream[ChatCompletionChunk],
+                                options={"timeout": timeout})
+
+    async def _aopen(self, alias: ModelAlias, request: ChatRequest,
+                     timeout: float) -> openai.AsyncStream[ChatCompletionChunk]:
+        return await self.aclient().post(
+            _PATH, body=self.body(alias, request, stream=True), cast_to=ChatCompletionChunk, stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk], options={"timeout": timeout})
+
+    def _fold(self) -> _StreamState:
+        return _StreamState()
 
 
-class _StreamState:
+class _StreamState(StreamFold):
     """Collects finish_reason and usage across chunks (usage arrives last, in a chunk with no choices)."""
 
-    __slots__ = ("chars", "finish_reason", "usage")
+    __slots__ = ("finish_reason", "usage")
 
     def __init__(self) -> None:
+        super().__init__()
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        self.chars = 0
 
     def take(self, chunk: ChatCompletionChunk) -> str:
         if chunk.usage is not None:
@@ -204,16 +120,11 @@ class _StreamState:
         return delta
 
     def broken(self, err: ProviderError) -> ProviderError:
-        if self.chars:
-            err.kind = "stream_broken"
-            err.message = f"stream broke after {self.chars} characters: {err.message}"
-            err.args = (err.message,)
+        err = super().broken(err)
         err.usage = err.usage or self.usage
         return err
 
     def final(self) -> StreamChunk:
         if self.finish_reason is None:
-            raise ProviderError(f"stream ended after {self.chars} characters without a finish_reason "
-                                "(truncated by the server or a proxy)", kind="stream_broken",
-                                retryable=True, usage=self.usage)
+            raise self.truncated("a finish_reason", self.usage)
         return make_chunk("", self.finish_reason, self.usage)

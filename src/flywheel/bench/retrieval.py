@@ -1,0 +1,366 @@
+"""`flywheel bench retrieval`: quality on a BEIR folder (bm25, dense, hybrid, and the bm25s package on the same
+tokens as a check of our BM25), ingest throughput and search latency; `--synthetic N` for latency at scale.
+
+Quality protocol: the corpus is ingested into a temporary SQLite store with the product defaults (local
+embedder when installed, ~256-token chunks); every test query is run in each mode for the top 30 chunks, which
+are collapsed to documents (first chunk of a document wins) and scored at document level with BEIR's rules.
+Ranking is measured with the relevance floor off; `hybrid_floor` reports what the default floor does.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+CANDIDATES = 30  # chunks per query, collapsed to documents before scoring @10
+WANTED = ("ndcg@10", "mrr@10", "recall@5", "recall@10")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return float(np.percentile(np.array(values), q))
+
+
+def _open_store(folder: Path) -> Any:
+    from flywheel.store import Store
+
+    return Store.open(f"sqlite:///{folder / 'bench.db'}")
+
+
+# ---------------------------------------------------------------------------- BEIR quality
+
+
+def run_dataset(dataset: Path, limit: int | None = None, log: Any = None) -> dict[str, Any]:
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.beir import evaluate_run, load_beir
+    from flywheel.retrieval.embedders import build_embedder
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.retriever import Retriever, open_index
+
+    log = log or (lambda *_: None)
+    data = load_beir(dataset)
+    queries = list(data.queries.items())[: limit or None]
+    qrels = {q: data.qrels[q] for q, _ in queries}
+    config = RetrievalConfig()
+    embedder = build_embedder(config, {})
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+        store = _open_store(Path(tmp))
+        try:
+            log(f"ingesting {data.corpus} …")
+            summary = ingest([data.corpus], store, config, embedder=embedder)
+            log(f"{summary.chunks_added} chunks in {summary.seconds:.1f} s")
+            retriever = Retriever(open_index(store), embedder, config.model_copy(update={"min_relevance": None}))
+            modes = ["bm25", "dense", "hybrid"] if embedder is not None else ["bm25", "hybrid"]
+            result: dict[str, Any] = {"dataset": str(dataset), "queries": len(queries),
+                                      "corpus_chunks": summary.chunks_added,
+                                      "embedder": embedder.name if embedder else None}
+            latencies: list[float] = []
+            for mode in modes:
+                log(f"searching {len(queries)} queries ({mode}) …")
+                run: dict[str, list[str]] = {}
+                for qid, text in queries:
+                    t0 = time.perf_counter()
+                    hits = retriever.search(text, k=CANDIDATES, mode=mode)
+                    if mode == "hybrid":
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                    run[qid] = [str(h.chunk.metadata.get("ref")) for h in hits]
+                result[mode] = evaluate_run(run, qrels, WANTED)
+            result["peer_bm25s"] = _bm25s_peer(store, queries, qrels)
+            result["hybrid_floor"] = _floor_effect(store, embedder, config, queries, qrels)
+            result["ingest_chunks_per_s"] = round(summary.chunks_added / max(summary.seconds, 1e-9), 1)
+            result["ingest_seconds"] = summary.seconds
+            result["search_p50_ms"] = round(_percentile(latencies, 50), 2)
+            result["search_p99_ms"] = round(_percentile(latencies, 99), 2)
+            result["fusion"] = config.fusion
+            return result
+        finally:
+            store.close()
+
+
+def _bm25s_peer(store: Any, queries: list[tuple[str, str]], qrels: dict) -> dict[str, float]:
+    """bm25s on exactly our chunks' keyword tokens (jieba-segmented), collapsed to documents the same way."""
+    import bm25s
+    from sqlalchemy import select
+
+    from flywheel.retrieval.beir import evaluate_run
+    from flywheel.retrieval.tokenize import tokenize
+    from flywheel.store.schema_retrieval import chunks
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(chunks.c.tokens, chunks.c.metadata).order_by(chunks.c.pk)).all()
+    refs = [str((meta or {}).get("ref")) for _, meta in rows]
+    model = bm25s.BM25()
+    model.index([tokens.split() for tokens, _ in rows], show_progress=False)
+    run = {}
+    k = min(CANDIDATES, len(rows))
+    for qid, text in queries:
+        toks = [t for t in tokenize(text) if t in model.vocab_dict] or ["\x00"]
+        if toks == ["\x00"]:
+            run[qid] = []
+            continue
+        docs, _ = model.retrieve([toks], k=k, show_progress=False)
+        run[qid] = [refs[i] for i in docs[0]]
+    return evaluate_run(run, qrels, WANTED)
+
+
+def _floor_effect(store: Any, embedder: Any, config: Any, queries: list, qrels: dict) -> dict[str, Any]:
+    from flywheel.retrieval.beir import evaluate_run
+    from flywheel.retrieval.retriever import Retriever, open_index
+
+    retriever = Retriever(open_index(store), embedder, config)
+    run, empty = {}, 0
+    for qid, text in queries:
+        hits = retriever.search(text, k=CANDIDATES)
+        empty += not hits
+        run[qid] = [str(h.chunk.metadata.get("ref")) for h in hits]
+    return {"min_relevance": retriever.config.min_relevance, "empty_rate": round(empty / max(len(queries), 1), 4),
+            **evaluate_run(run, qrels, ("ndcg@10", "recall@5"))}
+
+
+# ---------------------------------------------------------------------------- synthetic scale
+
+
+class _RandomVectors:
+    """Benchmark fixture only: random unit vectors stand in for document embeddings, because embedding 100k
+    chunks with MiniLM on a 2-core CPU takes hours (its real throughput is measured separately). Token counting
+    and query embedding use the real local model, so chunking and query latency are the product's own."""
+
+    languages = frozenset({"en"})
+
+    def __init__(self, real: Any, dim: int = 384):
+        self.real, self.dim = real, dim
+        self.name = f"synthetic-random-{dim}"
+        self.max_tokens = real.max_tokens if real else 256
+
+    def covers(self, language: str) -> bool:
+        return not language or language in self.languages
+
+    def count_tokens(self, texts: Any) -> list[int]:
+        return self.real.count_tokens(texts) if self.real else [len(t.split()) for t in texts]
+
+    def hard_split(self, text: str, n: int) -> list[str]:
+        return self.real.hard_split(text, n) if self.real else [text]
+
+    def embed(self, texts: Any) -> np.ndarray:
+        rng = np.random.default_rng(len(texts))
+        v = rng.standard_normal((len(texts), self.dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        if self.real is not None:
+            return self.real.embed_query(text)
+        return self.embed([text])[0]
+
+
+def _vocabulary(n: int, rng: random.Random) -> list[str]:
+    """English-like word list in frequency order: the English stopwords first (as in real text, where they are
+    the head of the Zipf curve), then pseudo-words."""
+    from flywheel.retrieval.tokenize import STOPWORDS_EN
+
+    syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou", "an", "er")]
+    head = sorted(STOPWORDS_EN)
+    rng.shuffle(head)
+    words: set[str] = set(head)
+    tail: list[str] = []
+    while len(head) + len(tail) < n:
+        w = "".join(rng.choice(syllables) for _ in range(rng.choice((1, 2, 2, 3, 3, 4))))
+        if w not in words:
+            words.add(w)
+            tail.append(w)
+    return head + tail
+
+
+def run_synthetic(n_chunks: int, queries: int = 200, log: Any = None) -> dict[str, Any]:
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.embedders import local_available, local_embedder
+    from flywheel.retrieval.ingest import Ingestor
+    from flywheel.retrieval.retriever import Retriever, open_index
+
+    log = log or (lambda *_: None)
+    rng = random.Random(7)
+    vocab = _vocabulary(20000, rng)
+    weights = [1.0 / (i + 1) ** 1.07 for i in range(len(vocab))]  # Zipf-like word frequencies
+    real = local_embedder() if local_available() else None
+    fixture = _RandomVectors(real)
+    result: dict[str, Any] = {"synthetic_chunks": n_chunks, "vocabulary": len(vocab)}
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
+        folder = Path(tmp)
+        corpus = folder / "corpus"
+        corpus.mkdir()
+        per_file = 10000
+        texts_sample: list[str] = []
+        for f in range(0, n_chunks, per_file):
+            with (corpus / f"part{f // per_file:04d}.jsonl").open("w", encoding="utf-8") as out:
+                for i in range(f, min(f + per_file, n_chunks)):
+                    words = rng.choices(vocab, weights=weights, k=rng.randint(30, 70))
+                    text = " ".join(words).capitalize() + "."
+                    if len(texts_sample) < 256:
+                        texts_sample.append(text)
+                    out.write(json.dumps({"_id": f"d{i}", "title": f"doc {i}", "text": text}) + "\n")
+        store = _open_store(folder)
+        try:
+            config = RetrievalConfig()
+            ingestor = Ingestor(open_index(store), fixture, config)
+            log(f"ingesting {n_chunks} synthetic chunks (random vectors) …")
+            summary = ingestor.run([corpus], "default", False, None)
+            result["chunks_indexed"] = summary.chunks_added
+            pipeline = summary.chunks_added / max(summary.seconds, 1e-9)
+            result["index_chunks_per_s"] = round(pipeline, 1)
+            if real is not None:
+                log("measuring the local embedder on a sample …")
+                real.embed(texts_sample[:32])  # load weights before timing
+                t0 = time.perf_counter()
+                real.embed(texts_sample)
+                embed_rate = len(texts_sample) / (time.perf_counter() - t0)
+                result["embedder_chunks_per_s"] = round(embed_rate, 1)
+                result["ingest_chunks_per_s"] = round(1.0 / (1.0 / pipeline + 1.0 / embed_rate), 1)
+                result["note"] = (f"document vectors are random ({fixture.name}): embedding {n_chunks} chunks with "
+                                  f"{real.name} at {embed_rate:.0f}/s would take {n_chunks / embed_rate / 60:.0f} min "
+                                  "here. index_chunks_per_s is the whole pipeline minus the embedder (load, chunk, "
+                                  "tokenise, write FTS + vectors); embedder_chunks_per_s is MiniLM on a sample of "
+                                  f"{len(texts_sample)} chunks; ingest_chunks_per_s combines both. Queries are "
+                                  "embedded by the real model inside the timed search.")
+            qs = [" ".join(rng.choices(vocab, weights=weights, k=rng.randint(2, 6))) for _ in range(queries + 10)]
+            no_floor = config.model_copy(update={"min_relevance": None})
+            for mode in ("hybrid", "bm25", "dense"):
+                retriever = Retriever(open_index(store), fixture, no_floor)  # fresh: no cached query vectors
+                times = []
+                for i, q in enumerate(qs):
+                    t0 = time.perf_counter()
+                    retriever.search(q, k=10, mode=mode)
+                    if i >= 10:  # the first searches load the vector matrix and warm caches
+                        times.append((time.perf_counter() - t0) * 1000)
+                prefix = "search" if mode == "hybrid" else f"{mode}_search"
+                result[f"{prefix}_p50_ms"] = round(statistics.median(times), 2)
+                result[f"{prefix}_p99_ms"] = round(_percentile(times, 99), 2)
+            if real is not None:
+                times = []
+                for q in qs[10:]:
+                    t0 = time.perf_counter()
+                    real.embed_query(q + " ")
+                    times.append((time.perf_counter() - t0) * 1000)
+                result["query_embed_p50_ms"] = round(statistics.median(times), 2)
+        finally:
+            store.close()
+    return result
+
+
+# ---------------------------------------------------------------------------- relevance floor calibration
+
+FLOOR_GRID = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def _floor_table(pos: list[float], neg: list[float]) -> dict[str, dict[str, float]]:
+    """At each floor: share of answerable queries still answered, share of unanswerable ones refused."""
+    return {f"{t:.2f}": {"answered": round(sum(p >= t for p in pos) / max(len(pos), 1), 3),
+                         "refused": round(sum(n < t for n in neg) / max(len(neg), 1), 3)} for t in FLOOR_GRID}
+
+
+def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
+    """How `min_relevance: auto` was chosen. Keyword coverage (the signal for Chinese with an English-only
+    embedder): half of the cmrc2018 passages are indexed; questions about them should be answered, questions
+    about the other half refused. Dense cosine (all-MiniLM-L6-v2): MRPC sentence-1s are indexed; the
+    paraphrases (sentence 2 of positive pairs) should be answered, askfsdl questions (off-topic for news) refused."""
+    import csv
+
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.beir import load_beir
+    from flywheel.retrieval.embedders import build_embedder
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.retriever import AUTO_FLOOR, Retriever, open_index
+
+    log = log or (lambda *_: None)
+    config = RetrievalConfig(min_relevance=None)
+    out: dict[str, Any] = {"auto": AUTO_FLOOR}
+    with tempfile.TemporaryDirectory(prefix="flywheel-calibrate-") as tmp:
+        folder = Path(tmp)
+        cmrc = load_beir(data_dir / "cmrc2018-dev")
+        docs = [json.loads(line) for line in cmrc.corpus.open(encoding="utf-8")]
+        half = {d["_id"] for d in docs[: len(docs) // 2]}
+        (folder / "zh.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs
+                                                 if d["_id"] in half), encoding="utf-8")
+        store = _open_store(folder)
+        try:
+            log("calibrating keyword coverage on cmrc2018 …")
+            ingest([folder / "zh.jsonl"], store, RetrievalConfig(embedder="none"), embedder=None)
+            r = Retriever(open_index(store), None, config)
+            pos, neg = [], []
+            for i, (qid, text) in enumerate(cmrc.queries.items()):
+                if i % 4:
+                    continue  # every 4th question is plenty
+                best = max((h.scores["relevance"] for h in r.search(text, k=5)), default=0.0)
+                (pos if set(cmrc.qrels[qid]) & half else neg).append(best)
+            out["coverage_cmrc2018"] = {"answerable": len(pos), "unanswerable": len(neg),
+                                        **_floor_table(pos, neg)}
+        finally:
+            store.close()
+        embedder = build_embedder(RetrievalConfig(), {})
+        if embedder is None:
+            return out
+        rows = list(csv.reader((data_dir / "mrpc" / "msr_paraphrase_test.txt").open(encoding="utf-8-sig"),
+                               delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
+        (folder / "en.jsonl").write_text("".join(json.dumps({"_id": r[1], "text": r[3]}) + "\n" for r in rows),
+                                         encoding="utf-8")
+        store = _open_store(folder / "en")
+        try:
+            log("calibrating dense cosine on MRPC + askfsdl …")
+            ingest([folder / "en.jsonl"], store, RetrievalConfig(), embedder=embedder)
+            r = Retriever(open_index(store), embedder, config)
+            pos = [max((h.scores["relevance"] for h in r.search(row[4], k=5)), default=0.0)
+                   for row in rows[:800] if row[0] == "1"]
+            questions = [json.loads(line)["query"] for line in
+                         (data_dir / "askfsdl-scope" / "queries.jsonl").open(encoding="utf-8")]
+            neg = [max((h.scores["relevance"] for h in r.search(q, k=5)), default=0.0) for q in questions]
+            out["dense_mrpc_askfsdl"] = {"answerable": len(pos), "unanswerable": len(neg), **_floor_table(pos, neg)}
+        finally:
+            store.close()
+    return out
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def _default_dataset() -> Path:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = base.parent / "shared" / "data" / "cmrc2018-dev"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data" / "cmrc2018-dev"
+
+
+@click.command()
+@click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) [../shared/data/cmrc2018-dev].")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N test queries.")
+@click.option("--synthetic", type=click.IntRange(100), default=None,
+              help="Instead: N generated chunks, for ingest throughput and search latency at scale.")
+@click.option("--calibrate", is_flag=True,
+              help="Instead: measure the relevance floor on cmrc2018, MRPC and askfsdl (../shared/data).")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
+def command(dataset: Path | None, limit: int | None, synthetic: int | None, calibrate: bool, as_json: bool) -> None:
+    """Retrieval quality (nDCG, MRR, recall; bm25 / dense / hybrid / bm25s) and latency, as JSON."""
+    from flywheel.errors import UserError
+
+    def log(msg: str) -> None:
+        if not as_json:
+            click.secho(msg, dim=True, err=True)
+
+    if calibrate:
+        result = calibrate_floor(_default_dataset().parent, log=log)
+    elif synthetic:
+        result = run_synthetic(synthetic, log=log)
+    else:
+        dataset = dataset or _default_dataset()
+        if not dataset.is_dir():
+            raise UserError(f"no dataset folder {dataset}", hint="pass --dataset DIR (a BEIR folder)")
+        result = run_dataset(dataset, limit, log=log)
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -1,0 +1,137 @@
+"""Cache keys and per-request cache directives.
+
+A key is the sha256 of everything that changes the answer and nothing else: the normalised messages, the
+request parameters that change output, the resolved (pinned) model version, the prompt version, the corpus
+version and the tenant. A new prompt, model or corpus therefore gets new keys and old entries simply stop
+matching; there is nothing to invalidate by hand. Timeouts and metadata (trace ids, cache directives, user
+tags) are noise and stay out of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from flywheel.errors import UserError
+from flywheel.types import ChatRequest
+
+KEY_VERSION = "1"  # bump when the canonical form below changes, so old rows are never misread
+_OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format")
+DIRECTIVES = ("no-cache", "no-store")
+
+
+@dataclass(frozen=True)
+class Versions:
+    """What a cached answer depends on besides the request itself."""
+
+    model_version: str
+    prompt_version: str | None = None
+    corpus_version: str | None = None
+    tenant: str = "default"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"model": self.model_version, "prompt": self.prompt_version, "corpus": self.corpus_version,
+                "tenant": self.tenant}
+
+
+def normalise_text(text: str) -> str:
+    """NFC, LF line endings, no leading/trailing whitespace: differences a model does not see as meaning."""
+    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _params(request: ChatRequest) -> dict[str, Any]:
+    return {p: getattr(request, p) for p in _OUTPUT_PARAMS if getattr(request, p) is not None}
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def normalised_request(request: ChatRequest) -> dict[str, Any]:
+    """The canonical form of a request that the exact key hashes."""
+    return {
+        "messages": [[m.role, normalise_text(m.content), m.name] for m in request.messages],
+        "params": _params(request),
+    }
+
+
+def exact_key(request: ChatRequest, versions: Versions) -> str:
+    """sha256 hex of the normalised request + model/prompt/corpus versions + tenant."""
+    item = item_ref(request)
+    if item is not None:
+        return item_key(*item, versions=versions)
+    return _digest({"v": KEY_VERSION, "kind": "exact", "request": normalised_request(request), **versions.as_dict()})
+
+
+def item_key(task: str, item_id: str, item_version: str | int | None, *, versions: Versions) -> str:
+    """Key for "do TASK on item X": the item's id and version stand in for its (possibly long) text, so the
+    answer is reused until the item itself changes."""
+    return _digest({"v": KEY_VERSION, "kind": "item", "task": task, "item": str(item_id),
+                    "item_version": None if item_version is None else str(item_version), **versions.as_dict()})
+
+
+def item_ref(request: ChatRequest) -> tuple[str, str, str | None] | None:
+    """(task, item id, item version) from `metadata["cache_item"]`, when the caller marked the request as an
+    item task, e.g. {"task": "summarise", "id": "doc-42", "version": "3"}."""
+    ref = request.metadata.get("cache_item")
+    if ref is None:
+        return None
+    if not isinstance(ref, dict) or not ref.get("task") or ref.get("id") in (None, ""):
+        raise UserError(f"metadata.cache_item must be a mapping with `task` and `id` (and `version`), got {ref!r}",
+                        hint='e.g. metadata={"cache_item": {"task": "summarise", "id": "doc-42", "version": 3}}')
+    version = ref.get("version")
+    return str(ref["task"]), str(ref["id"]), None if version is None else str(version)
+
+
+def semantic_scope(request: ChatRequest, versions: Versions, *, multi_turn: bool = False) -> str:
+    """The partition a semantic match may come from: same system prompt, model, prompt/corpus version, tenant
+    and output parameters. With multi_turn, the earlier turns are part of the scope too, so only the last
+    user message is compared by meaning and the conversation before it must match exactly."""
+    system = [normalise_text(m.content) for m in request.messages if m.role == "system"]
+    history: list[list[str]] = []
+    if multi_turn:
+        last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+        history = [[m.role, normalise_text(m.content)] for i, m in enumerate(request.messages)
+                   if m.role != "system" and i != last_user]
+    return _digest({"v": KEY_VERSION, "kind": "scope", "system": system, "history": history,
+                    "params": _params(request), **versions.as_dict()})[:32]
+
+
+def is_single_turn(request: ChatRequest) -> bool:
+    """Exactly one user message and no assistant/tool turns (system messages allowed)."""
+    roles = [m.role for m in request.messages if m.role != "system"]
+    return roles == ["user"]
+
+
+@dataclass(frozen=True)
+class Directives:
+    read: bool = True  # False: "no-cache", do not answer from the cache (the fresh answer may still be stored)
+    write: bool = True  # False: "no-store", do not store this request's answer
+
+
+def directives(request: ChatRequest) -> Directives:
+    """Parse `metadata["cache"]`: "no-cache", "no-store", "no-cache, no-store" or a list of those."""
+    raw = request.metadata.get("cache")
+    if raw is None:
+        return Directives()
+    items: list[Any]
+    if isinstance(raw, str):
+        items = [p for p in raw.replace(";", ",").split(",")]
+    elif isinstance(raw, (list, tuple)):
+        items = list(raw)
+    else:
+        items = [raw]
+    found = set()
+    for item in items:
+        name = str(item).strip().lower().replace("_", "-")
+        if not name:
+            continue
+        if name not in DIRECTIVES:
+            raise UserError(f"unknown cache directive {item!r} in metadata.cache",
+                            hint=f"use one or more of {', '.join(DIRECTIVES)}")
+        found.add(name)
+    return Directives(read="no-cache" not in found, write="no-store" not in found)

@@ -1,0 +1,237 @@
+"""Prompt-injection detection (direct and indirect) and the `injection` and `prompt-leak` checks.
+
+    - injection                          # the text (a user's input, for an input guard) and ctx.sources
+    - injection: {threshold: 0.7, sources: false}
+    - prompt-leak                        # the answer reveals neither ctx.system_prompt nor ctx.secrets
+    - prompt-leak: {secrets: [hunter2], min_overlap: 0.5}
+
+Injection is scored by a small logistic-regression model over character and word n-grams plus rule
+and shape features (see `injection_features`), shipped as portable JSON in `checks/models/` (no
+pickle: loading it runs no code) and fitted by `scripts/train_injection.py`. Scoring is pure Python,
+about 1 ms for a short prompt. Indirect injection: `scan_sources(sources)` scores each retrieved
+document or tool result in windows of a few sentences, so one planted instruction in a long page
+is not diluted by the rest of it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.checks.base import Check, CheckContext, register
+from flywheel.checks.injection_features import char_ngrams, dense, normalise, rule_hits, word_ngrams
+from flywheel.checks.injection_leak import LeakDetector
+from flywheel.types import CheckResult
+
+MODEL_PATH = Path(__file__).parent / "models" / "injection.json"
+WINDOW_CHARS = 400  # indirect injection: documents are scored in windows of about this size
+MAX_SOURCE_CHARS = 200_000  # per source; the rest is reported as unscanned
+SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？\n])\s*")  # "flywheel.yaml" is not two sentences
+
+
+class InjectionModel:
+    """The portable model: TF-IDF tables (n-gram -> [idf, weight]), dense weights, intercept, threshold."""
+
+    def __init__(self, data: dict[str, Any]):
+        if data.get("format") != "flywheel-injection-v1":
+            raise ValueError(f"not a flywheel injection model (format {data.get('format')!r})")
+        self.char: dict[str, list[float]] = data["char"]
+        self.word: dict[str, list[float]] = data["word"]
+        self.dense: dict[str, float] = data["dense"]
+        self.intercept = float(data["intercept"])
+        self.threshold = float(data["threshold"])
+        self.sources: dict[str, int] = data.get("sources", {})
+        blob = json.dumps([self.intercept, self.threshold, len(self.char), len(self.word), self.dense], sort_keys=True)
+        self.version = hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @classmethod
+    def load(cls, path: str | Path = MODEL_PATH) -> InjectionModel:
+        with open(path, encoding="utf-8") as fh:
+            return cls(json.load(fh))
+
+    @staticmethod
+    def _block(counts: dict[str, int], table: dict[str, list[float]]) -> float:
+        num = sq = 0.0
+        for gram, n in counts.items():
+            entry = table.get(gram)
+            if entry is None:
+                continue
+            w = (1.0 + math.log(n)) * entry[0]
+            num += w * entry[1]
+            sq += w * w
+        return num / math.sqrt(sq) if sq else 0.0
+
+    def score(self, text: str) -> float:
+        """Probability-like score in 0..1 that the text is an injection attempt."""
+        norm = normalise(text)
+        if not norm:
+            return 0.0
+        z = self.intercept + self._block(char_ngrams(norm), self.char) + self._block(word_ngrams(norm), self.word)
+        z += sum(self.dense.get(name, 0.0) * value for name, value in dense(text, norm).items())
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+@functools.lru_cache(maxsize=4)
+def default_model(path: str = str(MODEL_PATH)) -> InjectionModel:
+    return InjectionModel.load(path)
+
+
+@dataclass
+class Verdict:
+    score: float
+    flagged: bool
+    rules: list[str] = field(default_factory=list)
+
+
+def _as_text(value: Any) -> str:
+    """Text of a str, bytes (undecodable bytes replaced) or a record with `.text` (a Chunk or Hit)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else str(value)
+
+
+def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
+    """Consecutive groups of sentences of about `size` characters (a long sentence is cut)."""
+    out, cur = [], ""
+    for sentence in SENTENCE.split(text[:MAX_SOURCE_CHARS]):
+        while len(sentence) > size:
+            out.append((cur + " " + sentence[:size]).strip())
+            cur, sentence = "", sentence[size:]
+        if len(cur) + len(sentence) > size and cur:
+            out.append(cur.strip())
+            cur = ""
+        cur += " " + sentence
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+class InjectionDetector:
+    """The model plus a decision threshold (the model's own unless given)."""
+
+    def __init__(self, threshold: float | None = None, model: InjectionModel | None = None):
+        self.model = model or default_model()
+        self.threshold = self.model.threshold if threshold is None else float(threshold)
+
+    def detect(self, text: Any) -> Verdict:
+        text = _as_text(text)
+        score = self.model.score(text)
+        return Verdict(score, score >= self.threshold, rule_hits(text) if score >= self.threshold else [])
+
+    def source_score(self, source: Any) -> float:
+        """The highest score of the whole source, of each window of a few sentences, and of each
+        sentence: a planted instruction is usually one or two sentences in an otherwise benign page."""
+        text = _as_text(source)[:MAX_SOURCE_CHARS]
+        parts = windows(text)
+        if len(parts) > 1:
+            parts.append(text)
+        parts += [s for s in SENTENCE.split(text) if len(s) >= 8] if len(text) > WINDOW_CHARS // 2 else []
+        return max((self.model.score(p) for p in dict.fromkeys(parts)), default=0.0)
+
+    def scan_sources(self, sources: Iterable[Any]) -> list[int]:
+        """Indices of the sources (retrieved documents, tool results) that carry an injection."""
+        return [i for i, s in enumerate(sources) if self.source_score(s) >= self.threshold]
+
+
+@functools.lru_cache(maxsize=8)
+def detector(threshold: float | None = None) -> InjectionDetector:
+    return InjectionDetector(threshold)
+
+
+def detect_injection(text: str, threshold: float | None = None) -> Verdict:
+    return detector(threshold).detect(text)
+
+
+def scan_sources(sources: Iterable[Any], threshold: float | None = None) -> list[int]:
+    """Indices of the sources that carry an injection (for the docs-QA app's retrieved context)."""
+    return detector(threshold).scan_sources(sources)
+
+
+def _options(arg: Any, allowed: set[str], name: str) -> dict[str, Any]:
+    if arg is None or arg is True:
+        return {}
+    if not isinstance(arg, dict):
+        raise TypeError(f"{name} takes a mapping of options ({', '.join(sorted(allowed))}), got {arg!r}")
+    unknown = set(arg) - allowed - {"on_fail"}
+    if unknown:
+        raise ValueError(f"unknown {name} option(s): {', '.join(sorted(unknown))} (valid: {', '.join(sorted(allowed))})")
+    return dict(arg)
+
+
+@register
+class InjectionCheck(Check):
+    """injection: {threshold, sources} — passes when neither the text nor (sources: true) ctx.sources
+    carry a prompt-injection attempt."""
+
+    name = "injection"
+
+    def __init__(self, arg: Any = None):
+        super().__init__(arg)
+        opts = _options(arg, {"threshold", "sources"}, self.name)
+        threshold = opts.get("threshold")
+        if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold < 1):
+            raise ValueError(f"injection threshold must be a number between 0 and 1, got {threshold!r}")
+        self.sources = bool(opts.get("sources", True))
+        self.detector = detector(None if threshold is None else float(threshold))
+
+    def definition(self) -> dict[str, Any]:
+        return {**super().definition(), "model": self.detector.model.version}
+
+    def flag_sources(self, sources: list[str]) -> list[int]:
+        """Indices of retrieved sources carrying injected instructions (the `sources:` guard stage)."""
+        return self.detector.scan_sources(sources)
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        verdict = self.detector.detect(output) if output else Verdict(0.0, False)
+        flagged = self.detector.scan_sources(ctx.sources) if self.sources and ctx.sources else []
+        details: dict[str, Any] = {"score": round(verdict.score, 4), "threshold": self.detector.threshold,
+                                   "rules": verdict.rules, "flagged_sources": flagged}
+        if verdict.flagged:
+            reason = f"prompt injection in the text (score {verdict.score:.2f})"
+        elif flagged:
+            reason = f"instructions hidden in source(s) {', '.join(f'[{i + 1}]' for i in flagged)}"
+        else:
+            return CheckResult(passed=True, score=1.0 - verdict.score, reason="no injection found", details=details)
+        return CheckResult(passed=False, score=1.0 - verdict.score if verdict.flagged else 0.0, reason=reason,
+                           details=details)
+
+
+@register
+class PromptLeakCheck(Check):
+    """prompt-leak: {secrets, min_overlap} — passes when the output reveals neither the system prompt
+    (ctx.system_prompt) nor any secret (ctx.secrets and the `secrets` listed here)."""
+
+    name = "prompt-leak"
+
+    def __init__(self, arg: Any = None):
+        super().__init__(arg)
+        opts = _options(arg, {"secrets", "min_overlap"}, self.name)
+        secrets = opts.get("secrets", [])
+        if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+            raise ValueError(f"prompt-leak secrets must be a list of strings, got {secrets!r}")
+        self.secrets = secrets
+        self.leaks = LeakDetector(min_overlap=float(opts.get("min_overlap", LeakDetector.min_overlap)))
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        secrets = [*ctx.secrets, *self.secrets]
+        if not (ctx.system_prompt or "").strip() and not any(s.strip() for s in secrets):
+            return CheckResult(passed=True, score=1.0, reason="nothing to check: no system prompt or secrets given",
+                               details={"leaks": [], "checked": False})
+        found = self.leaks.find(_as_text(output), ctx.system_prompt, secrets)
+        details = {"leaks": [f.as_dict() for f in found]}
+        if not found:
+            return CheckResult(passed=True, score=1.0, reason="no system prompt or secret revealed", details=details)
+        worst = max(f.score for f in found)
+        kinds = sorted({f"{f.what} ({f.how})" for f in found})
+        return CheckResult(passed=False, score=1.0 - worst, reason=f"the output reveals {', '.join(kinds)}",
+                           details=details)

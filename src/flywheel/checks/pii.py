@@ -1,0 +1,314 @@
+"""PII detection and reversible redaction; the `pii` check.
+
+    - pii                                   # fails when any PII is found (DATE_TIME and URL excepted)
+    - pii: [EMAIL_ADDRESS, CN_MOBILE]       # only these entity types
+    - pii: {entities: all}                  # every type, dates and URLs included
+    - pii: {entities: [...], threshold: 0.6, backend: presidio, allow: [support@example.com]}
+
+Entity types: EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD (Luhn), IBAN_CODE (MOD 97), IP_ADDRESS, URL,
+US_SSN, US_DRIVER_LICENSE, DATE_TIME, CN_RESIDENT_ID (GB 11643 checksum and birth date), CN_MOBILE,
+CN_BANK_CARD (Luhn), SECRET (API keys, tokens, private keys, passwords). With `backend: presidio`
+Presidio's other types (CRYPTO, UK_NHS, US_ITIN, US_PASSPORT, …) are found too.
+
+Backends: `regex` (default) runs flywheel's recognizers directly: pure Python, no dependency,
+about 0.3 ms per KB. `presidio` runs them inside Presidio's AnalyzerEngine (NoOpNlpEngine, no model)
+together with Presidio's remaining predefined recognizers; it needs `presidio-analyzer`, whose import
+takes seconds (it pulls in spaCy and torch), so it is opt-in.
+
+Redaction: `redact(text)` returns the text with placeholders (`<EMAIL_ADDRESS_1>`) and a `Vault`
+mapping them back; `restore(answer, vault)` puts the values back into a model's answer, and
+`restore_stream` does so for a streamed answer. `redact_for_storage(obj)` masks irreversibly
+(`<EMAIL_ADDRESS>`) every string inside a JSON-like object before it is written to traces.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from flywheel.checks import pii_presidio
+from flywheel.checks.base import Check, CheckContext, register
+from flywheel.checks.pii_recognizers import PiiEntity, Recognizer, builtin_recognizers
+from flywheel.checks.pii_secrets import secret_recognizers
+from flywheel.types import CheckResult
+
+__all__ = [
+    "CONTEXTUAL",
+    "ENTITY_TYPES",
+    "PiiAnalyzer",
+    "PiiCheck",
+    "PiiEntity",
+    "Vault",
+    "analyzer",
+    "find_pii",
+    "redact",
+    "redact_for_storage",
+    "restore",
+    "restore_stream",
+    "sensitive_pii",
+]
+
+# When two candidates overlap and score the same, the more specific type wins.
+_PRIORITY = {"CN_RESIDENT_ID": 6, "CN_BANK_CARD": 5, "SECRET": 5, "IBAN_CODE": 5, "EMAIL_ADDRESS": 5,
+             "CN_MOBILE": 4, "CREDIT_CARD": 3, "US_SSN": 3, "IP_ADDRESS": 3, "US_DRIVER_LICENSE": 3,
+             "URL": 2, "PHONE_NUMBER": 1, "DATE_TIME": 1}
+ENTITY_TYPES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
+                "US_DRIVER_LICENSE", "DATE_TIME", "CN_RESIDENT_ID", "CN_MOBILE", "CN_BANK_CARD", "SECRET")
+# Names users may write for an entity type.
+ALIASES = {"EMAIL": "EMAIL_ADDRESS", "PHONE": "PHONE_NUMBER", "IBAN": "IBAN_CODE", "SSN": "US_SSN",
+           "IP": "IP_ADDRESS", "DOMAIN_NAME": "URL", "DATE": "DATE_TIME", "API_KEY": "SECRET",
+           "CN_ID": "CN_RESIDENT_ID", "DRIVER_LICENSE": "US_DRIVER_LICENSE", "CARD": "CREDIT_CARD"}
+# Dates and URLs are personal only in context ("born on 2/8/1935" vs "released in 2019"), so the check,
+# `redact` and `redact_for_storage` leave them alone unless asked for by name (or with `entities: all`).
+CONTEXTUAL = frozenset({"DATE_TIME", "URL"})
+BACKENDS = ("regex", "presidio")
+MAX_CHARS = 2_000_000  # longer input is scanned up to here; the rest is reported as unscanned
+
+
+def canonical(entity: str) -> str:
+    name = str(entity).strip().upper().replace("-", "_").replace(" ", "_")
+    return ALIASES.get(name, name)
+
+
+class PiiAnalyzer:
+    """Finds PII spans. Build once and reuse (see `analyzer()`); thread-safe, holds no per-call state."""
+
+    def __init__(self, entities: Iterable[str] | None = None, threshold: float = 0.5, backend: str = "regex",
+                 allow: Iterable[str] = ()):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold!r}")
+        if backend == "presidio" and not pii_presidio.available():
+            raise ValueError("backend `presidio` needs the presidio-analyzer package "
+                             "(pip install presidio-analyzer), or use backend: regex")
+        self.entities = frozenset(canonical(e) for e in entities) if entities else None
+        self.threshold = float(threshold)
+        self.backend = backend
+        self.allow = frozenset(a.strip().casefold() for a in allow)
+        recognizers: list[Recognizer] = builtin_recognizers() + secret_recognizers()
+        if self.entities is not None:
+            recognizers = [r for r in recognizers if r.entity in self.entities]
+        self.recognizers = recognizers
+
+    def candidates(self, text: str) -> list[PiiEntity]:
+        """Every candidate above the threshold, overlaps not yet resolved."""
+        if self.backend == "presidio":
+            found = pii_presidio.analyze(pii_presidio.engine(self.recognizers), text,
+                                         sorted(self.entities) if self.entities else None)
+            if self.entities is not None:
+                found = [e for e in found if e.type in self.entities]
+        else:
+            found = [e for r in self.recognizers for e in r.find(text)]
+        return [e for e in found if e.score >= self.threshold and e.text.strip().casefold() not in self.allow]
+
+    def analyze(self, text: str) -> list[PiiEntity]:
+        """Non-overlapping PII spans in text order."""
+        if not text:
+            return []
+        return resolve(self.candidates(text[:MAX_CHARS]))
+
+
+def resolve(candidates: list[PiiEntity]) -> list[PiiEntity]:
+    """Keep the best of overlapping candidates: higher score, then more specific type, then longer."""
+    ranked = sorted(candidates, key=lambda e: (-e.score, -_PRIORITY.get(e.type, 2), -(e.end - e.start), e.start))
+    starts: list[int] = []
+    kept: list[PiiEntity] = []
+    for ent in ranked:
+        i = bisect.bisect_left(starts, ent.start)
+        if i > 0 and kept[i - 1].end > ent.start or i < len(kept) and kept[i].start < ent.end:
+            continue
+        starts.insert(i, ent.start)
+        kept.insert(i, ent)
+    return kept
+
+
+@functools.lru_cache(maxsize=32)
+def _cached(entities: frozenset[str] | None, threshold: float, backend: str, allow: frozenset[str]) -> PiiAnalyzer:
+    return PiiAnalyzer(entities, threshold, backend, allow)
+
+
+def analyzer(entities: Iterable[str] | None = None, threshold: float = 0.5, backend: str = "regex",
+             allow: Iterable[str] = ()) -> PiiAnalyzer:
+    """A cached analyzer for these settings."""
+    ents = frozenset(canonical(e) for e in entities) if entities else None
+    return _cached(ents, float(threshold), backend, frozenset(allow))
+
+
+def find_pii(text: str, entities: Iterable[str] | None = None, threshold: float = 0.5,
+             backend: str = "regex") -> list[PiiEntity]:
+    """Every PII span of the given types (default: every type, DATE_TIME and URL included)."""
+    return analyzer(entities, threshold, backend).analyze(text)
+
+
+def sensitive_pii(text: str, entities: Iterable[str] | str | None = None, threshold: float = 0.5,
+                  backend: str = "regex") -> list[PiiEntity]:
+    """The spans a guard acts on: the named types, every type for "all", or by default every type
+    except the contextual ones (DATE_TIME, URL)."""
+    if entities == "all":
+        return find_pii(text, None, threshold, backend)
+    if entities:
+        return find_pii(text, list(entities), threshold, backend)
+    return [e for e in find_pii(text, None, threshold, backend) if e.type not in CONTEXTUAL]
+
+
+# ---------------------------------------------------------------- reversible redaction
+
+
+class Vault(dict[str, str]):
+    """Placeholder -> original value. JSON-serialisable; reuse one vault across the turns of a
+    conversation so that the same value keeps the same placeholder."""
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        for key, known in self.items():
+            if known == value and key[1:].startswith(entity_type + "_"):
+                return key
+        n = 1 + sum(1 for key in self if re.fullmatch(rf"<{re.escape(entity_type)}_\d+>", key))
+        key = f"<{entity_type}_{n}>"
+        self[key] = value
+        return key
+
+
+def _replace(text: str, spans: list[PiiEntity], make: Any) -> str:
+    out, pos = [], 0
+    for ent in sorted(spans, key=lambda e: e.start):
+        if ent.start < pos:
+            continue
+        out.append(text[pos:ent.start])
+        out.append(make(ent))
+        pos = ent.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def redact(text: str, entities: Iterable[str] | Iterable[PiiEntity] | str | None = None, *,
+           vault: Vault | None = None, threshold: float = 0.5, backend: str = "regex") -> tuple[str, Vault]:
+    """Replace PII with numbered placeholders. `entities` is a list of entity types to redact (default:
+    all but DATE_TIME and URL; "all" for every type) or the spans already found by `find_pii`.
+    Returns (redacted text, vault)."""
+    vault = Vault() if vault is None else vault
+    given = [entities] if isinstance(entities, str) else list(entities) if entities is not None else None
+    if given and all(isinstance(e, PiiEntity) for e in given):
+        spans = given
+    else:
+        spans = sensitive_pii(text, "all" if given == ["all"] else given, threshold, backend)  # type: ignore[arg-type]
+    return _replace(text, spans, lambda e: vault.placeholder_for(e.type, e.text)), vault
+
+
+_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*_\d+)>|&lt;([A-Z][A-Z0-9_]*_\d+)&gt;")
+
+
+def restore(text: str, vault: dict[str, str]) -> str:
+    """Put the original values back in place of the placeholders that the vault knows."""
+    if not vault:
+        return text
+
+    def put(m: re.Match[str]) -> str:
+        return vault.get(f"<{m.group(1) or m.group(2)}>", m.group(0))
+
+    return _PLACEHOLDER.sub(put, text)
+
+
+def restore_stream(chunks: Iterable[str], vault: dict[str, str]) -> Iterator[str]:
+    """`restore` for a streamed answer: holds back a trailing partial placeholder (`<EMAIL_AD`) until
+    the next chunk completes it, so a placeholder split across chunks is still restored."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk
+        cut = pending.rfind("<")
+        amp = pending.rfind("&lt;")
+        cut = max(cut, amp)
+        if cut != -1 and ">" not in pending[cut:] and ";" not in pending[cut + 4:] and len(pending) - cut <= 40:
+            ready, pending = pending[:cut], pending[cut:]
+        else:
+            ready, pending = pending, ""
+        if ready:
+            yield restore(ready, vault)
+    if pending:
+        yield restore(pending, vault)
+
+
+def redact_for_storage(value: Any, entities: Iterable[str] | str | None = None, *, patterns: Iterable[str] = (),
+                       threshold: float = 0.5) -> Any:
+    """Irreversibly mask PII (`<EMAIL_ADDRESS>`) and any extra regexes (`<REDACTED>`, e.g. the
+    `tracing.redact` list) in every string of a JSON-like value (str, dict, list, tuple). Used
+    before spans and payloads are written to the store when redaction is configured."""
+    extra = [re.compile(p) for p in patterns]
+
+    def scrub(obj: Any) -> Any:
+        if isinstance(obj, str):
+            masked = _replace(obj, sensitive_pii(obj, entities, threshold), lambda e: f"<{e.type}>")
+            for rx in extra:
+                masked = rx.sub("<REDACTED>", masked)
+            return masked
+        if isinstance(obj, dict):
+            return {k: scrub(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return type(obj)(scrub(v) for v in obj)
+        return obj
+
+    return scrub(value)
+
+
+# ---------------------------------------------------------------- the check
+
+
+def _as_text(output: Any) -> str:
+    if isinstance(output, bytes | bytearray):
+        return bytes(output).decode("utf-8", errors="replace")
+    return output if isinstance(output, str) else str(output)
+
+
+@register
+class PiiCheck(Check):
+    """pii: [ENTITY, …] or {entities, threshold, backend, allow} — passes when the text holds no PII."""
+
+    name = "pii"
+
+    def __init__(self, arg: Any = None):
+        super().__init__(arg)
+        opts: dict[str, Any]
+        if arg is None or arg is True:
+            opts = {}
+        elif isinstance(arg, str):
+            opts = {"entities": [arg]}
+        elif isinstance(arg, list):
+            opts = {"entities": arg}
+        elif isinstance(arg, dict):
+            opts = dict(arg)
+        else:
+            raise ValueError(f"pii takes a list of entity types or a mapping, got {arg!r}")
+        unknown = set(opts) - {"entities", "threshold", "backend", "allow", "on_fail"}
+        if unknown:
+            raise ValueError(f"unknown pii option(s): {', '.join(sorted(unknown))} "
+                             "(valid: entities, threshold, backend, allow)")
+        ents = opts.get("entities")
+        if ents is not None and ents != "all" and (not isinstance(ents, list) or not all(isinstance(e, str) for e in ents)):
+            raise ValueError(f"pii entities must be a list of entity type names or \"all\", got {ents!r}")
+        self.analyzer = analyzer(None if ents == "all" else ents, float(opts.get("threshold", 0.5)),
+                                 str(opts.get("backend", "regex")), [str(a) for a in opts.get("allow", [])])
+        self.skip = CONTEXTUAL if ents is None else frozenset()
+
+    def found(self, text: str) -> list[PiiEntity]:
+        return [e for e in self.analyzer.analyze(text) if e.type not in self.skip]
+
+    def redact(self, text: str) -> tuple[str, Vault]:
+        """Numbered placeholders for what this check finds (the guard's `redact` action); the vault restores them."""
+        return redact(text, self.found(text))
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        text = _as_text(output)
+        found = self.found(text)
+        details: dict[str, Any] = {"entities": [e.as_dict() for e in found]}
+        if len(text) > MAX_CHARS:
+            details["unscanned_chars"] = len(text) - MAX_CHARS
+        if not found:
+            return CheckResult(passed=True, score=1.0, reason="no PII found", details=details)
+        kinds = sorted({e.type for e in found})
+        if len(text) <= 20_000:
+            details["redacted"] = _replace(text, found, lambda e: f"<{e.type}>")
+        return CheckResult(passed=False, score=0.0, reason=f"found {len(found)} PII span(s): {', '.join(kinds)}",
+                           details=details)

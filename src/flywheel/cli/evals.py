@@ -1,0 +1,245 @@
+"""`flywheel eval` (suites, repeats, model matrix, HTML report) and `flywheel compare` (pairwise LLM judge).
+
+Exit codes of `flywheel eval`: 0 every suite meets its threshold, 1 some suite is below it (CI-friendly),
+2 a user error (bad suite, unknown check, unreachable store …), 130 interrupted (run again to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from flywheel.cli import emit_json, main
+
+BELOW_THRESHOLD = 1
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _warn(text: str) -> None:
+    click.secho(f"warning: {text}", fg="yellow", err=True)
+
+
+@main.command("eval")
+@click.argument("suites", nargs=-1)
+@click.option(
+    "--repeat",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Run every case N times; reports per-case pass rate and flags flaky cases.",
+)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1), help="Cases in flight.")
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=0.001), help="Seconds per case (default: suite)."
+)
+@click.option("--models", help="Comma-separated model aliases: run the suite once per model, side by side.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
+@click.option("--results", is_flag=True, help="With --json: include every result (outputs, checks).")
+@click.option("--fresh", is_flag=True, help="Start a new run instead of resuming an interrupted one.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--list", "list_runs", is_flag=True, help="List recent eval runs and exit.")
+@click.pass_context
+def eval_cmd(
+    ctx: click.Context,
+    suites: tuple[str, ...],
+    repeat: int,
+    concurrency: int,
+    timeout_s: float | None,
+    models: str | None,
+    html_path: str | None,
+    as_json: bool,
+    results: bool,
+    fresh: bool,
+    no_progress: bool,
+    list_runs: bool,
+) -> None:
+    """Run eval suites (default: every YAML file in evals/). Exit 1 when a suite is below its threshold."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.evals.matrix import arun_matrix, parse_models
+    from flywheel.evals.records import RunStore
+    from flywheel.evals.runner import RunOptions, arun_suite
+    from flywheel.evals.suite import discover, load_suite
+
+    project = ctx.obj.project
+    if list_runs:
+        with Runtime(project, tracing=False) as rt:
+            _list(RunStore(rt.store).list(), as_json)
+        return
+    loaded = [load_suite(p, project) for p in discover(list(suites), project)]  # validate all before running
+    for suite in loaded:
+        for w in suite.warnings:
+            _warn(w)
+    model_list = parse_models(models, project.config.models) if models else None
+    options = RunOptions(
+        concurrency=concurrency,
+        repeat=repeat,
+        timeout_s=timeout_s,
+        resume=not fresh,
+        progress=not no_progress and not as_json,
+    )
+    console = _console()
+    outputs: list[dict[str, Any]] = []
+    ok = True
+    with Runtime(project, tracing=False) as rt:
+        runs = RunStore(rt.store)
+        summaries, matrices = [], []
+        try:
+            for suite in loaded:
+                if model_list:
+                    matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=rt.store, options=options))
+                    matrices.append(matrix)
+                    ok = ok and matrix.cheapest is not None
+                    outputs.append(
+                        {"matrix": matrix.to_dict(), "runs": [s.to_dict(results) for s in matrix.runs]}
+                    )
+                    if not as_json:
+                        from flywheel.evals.report import render_matrix
+
+                        render_matrix(console, suite.name, matrix.rows(), suite.threshold, matrix.cheapest)
+                    summaries.extend(matrix.runs)
+                else:
+                    summary = asyncio.run(arun_suite(suite, rt, store=rt.store, options=options))
+                    summaries.append(summary)
+                    ok = ok and summary.meets_threshold
+                    outputs.append(summary.to_dict(results))
+                    if not as_json:
+                        from flywheel.evals.report import render_run
+
+                        render_run(console, summary)
+        except KeyboardInterrupt:
+            click.secho(
+                "interrupted: finished cases are saved; run the same command again to resume",
+                fg="yellow",
+                err=True,
+            )
+            sys.exit(130)
+        if html_path:
+            from flywheel.evals.report_html import write_html
+
+            previous = {s.run_id: runs.previous(s.run_id, s.suite, s.model) for s in summaries}
+            diffs = {rid: (prev, runs.load_results(prev["id"])) for rid, prev in previous.items() if prev}
+            write_html(html_path, summaries, diffs=diffs, matrices=matrices)
+            if not as_json:
+                console.print(f"report: {html_path}")
+    if as_json:
+        emit_json({"ok": ok, "suites": outputs})
+    if not ok:
+        ctx.exit(BELOW_THRESHOLD)
+
+
+def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(show_edge=False)
+    for col in ("run", "suite", "target", "model", "status", "pass rate", "started"):
+        t.add_column(col)
+    import datetime as dt
+
+    for r in rows:
+        started = dt.datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M")
+        rate = "–" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
+        t.add_row(r["id"][:12], r["suite"], r["target"], r["model"] or "", r["status"], rate, started)
+    _console().print(t)
+
+
+@main.command()
+@click.argument("runs", nargs=-1)
+@click.option("--judge", required=True, help="Model alias of the judge.")
+@click.option(
+    "--against-traces",
+    "against_traces",
+    type=click.IntRange(1),
+    help="Replay N sampled production traces through the current app and judge new vs served.",
+)
+@click.option("--app", default="docs_qa", show_default=True, help="App whose traces to replay.")
+@click.option(
+    "--max-length-diff", type=click.FloatRange(min=0), help="Flag/skip pairs whose lengths differ > PCT %."
+)
+@click.option("--length-action", type=click.Choice(["flag", "skip"]), default="flag", show_default=True)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, help="Trace sampling seed.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def compare(
+    state: Any,
+    runs: tuple[str, ...],
+    judge: str,
+    against_traces: int | None,
+    app: str,
+    max_length_diff: float | None,
+    length_action: str,
+    concurrency: int,
+    seed: int,
+    html_path: str | None,
+    as_json: bool,
+) -> None:
+    """Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.errors import UserError
+    from flywheel.evals.pairwise import compare_pairs, pairs_from_runs
+    from flywheel.evals.records import RunStore
+    from flywheel.evals.regression import against_traces as replay
+
+    if against_traces is None and len(runs) != 2:
+        raise UserError(
+            "compare needs two run ids, or --against-traces N",
+            hint="list runs with `flywheel eval --list`; e.g. flywheel compare 3f2a 9c1d --judge strong",
+        )
+    if against_traces is not None and runs:
+        raise UserError("give either two run ids or --against-traces, not both")
+    with Runtime(state.project, tracing=False) as rt:
+        if against_traces is not None:
+            report = asyncio.run(
+                replay(
+                    rt,
+                    against_traces,
+                    judge,
+                    app=app,
+                    seed=seed,
+                    concurrency=concurrency,
+                    max_length_diff=max_length_diff,
+                    length_action=length_action,
+                )
+            )
+        else:
+            ra, rb, pairs = pairs_from_runs(RunStore(rt.store), runs[0], runs[1])
+            report = asyncio.run(
+                compare_pairs(
+                    pairs,
+                    rt.gateway,
+                    judge,
+                    a=ra["id"][:8],
+                    b=rb["id"][:8],
+                    max_length_diff=max_length_diff,
+                    length_action=length_action,
+                    concurrency=concurrency,
+                )
+            )
+    if html_path:
+        from flywheel.evals.report_html import write_pairwise_html
+
+        write_pairwise_html(html_path, report)
+    if as_json:
+        emit_json(report)
+        return
+    from flywheel.evals.report import render_pairwise
+
+    render_pairwise(_console(), report)
+    if html_path:
+        _console().print(f"report: {html_path}")

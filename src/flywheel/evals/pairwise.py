@@ -1,0 +1,273 @@
+"""Pairwise comparison with an LLM judge: each pair judged twice with the A/B order swapped.
+
+A win counts only when both orders prefer the same answer; any disagreement (or an explicit tie) is a tie,
+as in FastChat's llm_judge. The judge writes its reasoning before the verdict. Length is controlled: every
+pair reports its length ratio, and with `max_length_diff` (percent) pairs that differ more are flagged or
+skipped; the report says how often the longer answer won, which exposes a judge that rewards length.
+
+Win rate = (wins + ½ ties) / judged pairs, with a 95 % percentile-bootstrap interval over pairs
+(2,000 resamples, fixed seed). Position consistency = share of judged pairs whose two orders agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from flywheel.checks.judge import ask_async, parse_verdict, pinned_model, reasoning_of
+from flywheel.errors import GatewayError, UserError
+from flywheel.types import ChatRequest, Message
+
+PAIRWISE_SYSTEM = """Please act as an impartial judge and compare two responses by AI assistants
+to the user question below.
+Choose the response that answers the question better: correct, relevant, helpful, faithful to any reference.
+Do not let the order of the responses or their length influence you:
+a longer answer is not better for being longer.
+If both are equally good or equally bad, say it is a tie.
+First explain your reasoning, comparing the two responses.
+Only after the reasoning, end with one final line that is exactly
+`Verdict: A`, `Verdict: B` or `Verdict: tie`."""
+
+PAIRWISE_USER = """<question>
+{question}
+</question>
+{reference}
+<response_a>
+{a}
+</response_a>
+
+<response_b>
+{b}
+</response_b>
+
+Which response is better? Reason first, then the final line `Verdict: A`, `Verdict: B` or `Verdict: tie`."""
+
+PAIR_LABELS = {
+    "a": "A",
+    "b": "B",
+    "tie": "tie",
+    "draw": "tie",
+    "c": "tie",
+    "equal": "tie",
+    "both": "tie",
+    "neither": "tie",
+    "same": "tie",
+}
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass
+class Pair:
+    case_id: str
+    question: str
+    a: str
+    b: str
+    reference: str | None = None
+
+
+def length_gap(a: str, b: str) -> tuple[float, float]:
+    """(ratio longer/shorter, percent by which the longer exceeds the shorter), in characters."""
+    la, lb = len(a.strip()), len(b.strip())
+    short, long = max(1, min(la, lb)), max(la, lb)
+    return long / short, 100.0 * (long - short) / short
+
+
+def _request(pair: Pair, first: str, second: str, judge: str) -> ChatRequest:
+    ref = f"\n<reference>\n{pair.reference}\n</reference>\n" if pair.reference else ""
+    user = PAIRWISE_USER.format(question=pair.question or "(not given)", reference=ref, a=first, b=second)
+    return ChatRequest(
+        messages=[Message(role="system", content=PAIRWISE_SYSTEM), Message(role="user", content=user)],
+        model=judge,
+        temperature=0.0,
+        metadata={"purpose": "pairwise-judge"},
+    )
+
+
+async def judge_pair(pair: Pair, gateway: Any, judge: str, *, flagged: bool, skip: bool) -> dict[str, Any]:
+    ratio, _ = length_gap(pair.a, pair.b)
+    out: dict[str, Any] = {
+        "case_id": pair.case_id,
+        "outcome": "skipped",
+        "verdicts": [None, None],
+        "preferences": [None, None],
+        "consistent": None,
+        "len_a": len(pair.a.strip()),
+        "len_b": len(pair.b.strip()),
+        "length_ratio": round(ratio, 3),
+        "flagged": flagged,
+        "reason": None,
+        "error": None,
+        "judge_cost_usd": 0.0,
+    }
+    if flagged and skip:
+        return out
+    try:
+        first, second = await asyncio.gather(
+            ask_async(gateway, _request(pair, pair.a, pair.b, judge)),
+            ask_async(gateway, _request(pair, pair.b, pair.a, judge)),
+        )
+    except GatewayError as exc:
+        return {**out, "outcome": "error", "error": f"judge call failed: {exc.message}"}
+    v1, v2 = parse_verdict(first.text, PAIR_LABELS), parse_verdict(second.text, PAIR_LABELS)
+    out["verdicts"] = [v1, v2]
+    out["judge_cost_usd"] = first.cost_usd + second.cost_usd
+    out["reason"] = reasoning_of(first.text)[:500]
+    if v1 is None or v2 is None:
+        bad = first.text if v1 is None else second.text
+        return {**out, "outcome": "error", "error": f"malformed judge output (no verdict): {bad[:200]!r}"}
+    p1 = {"A": "a", "B": "b", "tie": "tie"}[v1]
+    p2 = {"A": "b", "B": "a", "tie": "tie"}[v2]  # order 2 showed b first
+    out["preferences"] = [p1, p2]
+    out["consistent"] = p1 == p2
+    out["outcome"] = "win" if p1 == p2 == "a" else "loss" if p1 == p2 == "b" else "tie"
+    return out
+
+
+def bootstrap_ci(
+    scores: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile-bootstrap interval of the mean."""
+    data = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    step = max(1, 2_000_000 // max(1, len(data)))  # bound memory: resample in blocks
+    for start in range(0, resamples, step):
+        stop = min(resamples, start + step)
+        means[start:stop] = data[rng.integers(0, len(data), (stop - start, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def summarize_pairs(
+    results: list[dict[str, Any]],
+    *,
+    a: str,
+    b: str,
+    judge: str,
+    judge_model: str,
+    max_length_diff: float | None,
+    length_action: str,
+) -> dict[str, Any]:
+    judged = [p for p in results if p["outcome"] in ("win", "tie", "loss")]
+    count = {k: sum(p["outcome"] == k for p in results) for k in ("win", "tie", "loss", "skipped", "error")}
+    n = len(judged)
+    scores = [{"win": 1.0, "tie": 0.5, "loss": 0.0}[p["outcome"]] for p in judged]
+    decisive = [p for p in judged if p["outcome"] != "tie" and p["len_a"] != p["len_b"]]
+    longer_won = sum((p["outcome"] == "win") == (p["len_a"] > p["len_b"]) for p in decisive)
+    single = [v for p in judged for v in p["verdicts"] if v in ("A", "B")]
+    report: dict[str, Any] = {
+        "a": a,
+        "b": b,
+        "judge": judge,
+        "judge_model": judge_model,
+        "pairs_total": len(results),
+        "wins": count["win"],
+        "ties": count["tie"],
+        "losses": count["loss"],
+        "skipped": count["skipped"],
+        "errors": count["error"],
+        "judged": n,
+        "win_rate": round(sum(scores) / n, 4) if n else None,
+        "win_rate_ci95": list(bootstrap_ci(scores)) if n else [None, None],
+        "win_rate_method": "(wins + ties/2) / judged pairs; 95% percentile bootstrap over pairs, "
+        "2000 resamples",
+        "position_consistency": round(sum(bool(p["consistent"]) for p in judged) / n, 4) if n else None,
+        "first_position_rate": round(single.count("A") / len(single), 4) if single else None,
+        "length": {
+            "max_length_diff_pct": max_length_diff,
+            "action": length_action,
+            "flagged": sum(p["flagged"] for p in results),
+            "decisive_with_length_gap": len(decisive),
+            "longer_won_rate": round(longer_won / len(decisive), 4) if decisive else None,
+        },
+        "judge_cost_usd": round(sum(p["judge_cost_usd"] for p in results), 8),
+        "pairs": results,
+    }
+    if max_length_diff is not None and length_action == "flag":
+        within = [p for p in judged if not p["flagged"]]
+        report["length"]["within_limit"] = {
+            k: sum(p["outcome"] == k for p in within) for k in ("win", "tie", "loss")
+        }
+    warnings = []
+    lr = report["length"]["longer_won_rate"]
+    if lr is not None and len(decisive) >= 5 and lr >= 0.8:
+        warnings.append(
+            f"the longer answer won {100 * lr:.0f}% of decisive pairs: the judge may reward length; "
+            "compare with --max-length-diff PCT (flag or skip pairs of unequal length)"
+        )
+    pc = report["position_consistency"]
+    if pc is not None and n >= 5 and pc < 0.7:
+        warnings.append(
+            f"the judge agreed with itself across the A/B swap in only {100 * pc:.0f}% of pairs: "
+            "its verdicts depend on position, so most pairs count as ties"
+        )
+    report["warnings"] = warnings
+    return report
+
+
+async def compare_pairs(
+    pairs: list[Pair],
+    gateway: Any,
+    judge: str,
+    *,
+    a: str = "A",
+    b: str = "B",
+    max_length_diff: float | None = None,
+    length_action: str = "flag",
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    """Judge every pair in both orders; returns the summary with a per-pair table under `pairs`."""
+    if length_action not in ("flag", "skip"):
+        raise UserError(f"unknown length action `{length_action}`", hint="use flag or skip")
+    if max_length_diff is not None and max_length_diff < 0:
+        raise UserError("--max-length-diff must be a percentage ≥ 0")
+    gateway.resolve(judge)  # unknown alias → UserError listing the known ones
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(pair: Pair) -> dict[str, Any]:
+        flagged = max_length_diff is not None and length_gap(pair.a, pair.b)[1] > max_length_diff
+        async with sem:
+            return await judge_pair(pair, gateway, judge, flagged=flagged, skip=length_action == "skip")
+
+    results = list(await asyncio.gather(*(one(p) for p in pairs)))
+    return summarize_pairs(
+        results,
+        a=a,
+        b=b,
+        judge=judge,
+        judge_model=pinned_model(gateway, judge),
+        max_length_diff=max_length_diff,
+        length_action=length_action,
+    )
+
+
+def pairs_from_runs(runs: Any, run_a: str, run_b: str) -> tuple[dict[str, Any], dict[str, Any], list[Pair]]:
+    """The two runs (by id / prefix) and one pair per case both answered (first repeat of each)."""
+    ra, rb = runs.get(run_a), runs.get(run_b)
+    if ra["id"] == rb["id"]:
+        raise UserError("RUN_A and RUN_B are the same run", hint="give two different run ids")
+    first = {
+        r.case_id: r for r in runs.load_results(ra["id"]) if r.repeat_index == 0 and r.output is not None
+    }
+    pairs = []
+    for r in runs.load_results(rb["id"]):
+        other = first.get(r.case_id)
+        if r.repeat_index == 0 and r.output is not None and other is not None:
+            pairs.append(
+                Pair(
+                    r.case_id,
+                    other.input or r.input,
+                    other.output or "",
+                    r.output,
+                    other.reference or r.reference,
+                )
+            )
+    if not pairs:
+        raise UserError(
+            f"runs {ra['id'][:8]} and {rb['id'][:8]} have no case with an output in common",
+            hint="compare two runs of the same suite",
+        )
+    return ra, rb, pairs

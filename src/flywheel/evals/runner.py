@@ -1,0 +1,389 @@
+"""Run a suite: asyncio with a concurrency limit, per-case timeout, repeats, results stored as they finish.
+
+    summary = run_suite(load_suite("evals/smoke.yaml", project), runtime, store=runtime.store,
+                        options=RunOptions(concurrency=16, repeat=3))
+    summary.pass_rate, summary.meets_threshold, summary.flaky
+
+A run is identified by a fingerprint of the suite, the versions of what it runs (prompt hashes, the pinned
+models its aliases resolve to, the configuration hash) and its options. A run that stops before the end
+(Ctrl-C, a crash, a killed CI job) keeps its finished results; running the same suite again with the same
+versions resumes it and runs only the missing cases. Pass `resume=False` for a fresh run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from collections import defaultdict, deque
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import flywheel
+from flywheel.checks.base import CheckContext
+from flywheel.config import AppConfig
+from flywheel.errors import GatewayError, UserError
+from flywheel.evals.records import CaseRun, RunStore
+from flywheel.evals.suite import EvalCase, Suite
+from flywheel.evals.targets import Runner, input_text, make_runner
+from flywheel.types import content_hash
+
+
+@dataclass
+class RunOptions:
+    concurrency: int = 8
+    repeat: int = 1
+    timeout_s: float | None = None  # per case; default: the suite's `defaults.timeout_s`
+    model: str | None = None  # run against this model alias instead of the target's (model matrix)
+    resume: bool = True
+    progress: bool = True
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    suite: str
+    target: str
+    model: str | None
+    threshold: float
+    repeat: int
+    cases: int
+    executions: int
+    passed: int
+    pass_rate: float
+    meets_threshold: bool
+    errors: int
+    resumed: int  # results reused from the interrupted run
+    cost_usd: float
+    latency_ms: dict[str, float | None]
+    wall_s: float
+    by_check: dict[str, dict[str, Any]]
+    by_case: list[dict[str, Any]]
+    flaky: list[str]
+    versions: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    results: list[CaseRun] = field(default_factory=list, repr=False)
+
+    def to_dict(self, results: bool = False) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "results"}
+        if results:
+            d["results"] = [r.to_dict() for r in self.results]
+        return d
+
+
+class RuntimeServices:
+    """What checks reach through ctx.services, built lazily (no gateway unless a check asks for it)."""
+
+    def __init__(self, runtime: Any, judge_model: str | None):
+        self._runtime = runtime
+        self.judge_model = judge_model
+
+    @property
+    def gateway(self) -> Any:
+        return self._runtime.gateway
+
+    @cached_property
+    def embedder(self) -> Any:
+        """The project's retrieval embedder (`retrieval.embedder` in flywheel.yaml), or None."""
+        from flywheel.retrieval.embedders import build_embedder
+
+        config = self._runtime.config
+        return build_embedder(
+            config.retrieval, config.models, self._runtime.project.where("retrieval", "embedder")
+        )
+
+
+# ---------------------------------------------------------------- versions
+
+
+def collect_versions(suite: Suite, runtime: Any, model: str | None = None) -> dict[str, Any]:
+    """Prompt hashes, pinned models of every alias involved (with fallbacks), config hash."""
+    config = runtime.config
+    aliases: set[str] = set()
+    prompts: dict[str, str] = {}
+    target = suite.target
+    if target.kind == "app":
+        app = config.apps.get(target.name) or AppConfig()
+        aliases.add(model or app.model)
+        try:
+            from flywheel.prompts.registry import PromptRegistry
+
+            prompt = PromptRegistry(runtime.project.root).get(app.prompt or "docs_qa")
+            prompts[prompt.name] = prompt.version
+        except UserError:
+            pass  # the app itself reports a broken prompt when it is built
+    elif target.kind == "model":
+        aliases.add(model or target.name)
+        if target.prompt is not None:
+            prompts[target.prompt.name] = target.prompt.version
+    for case in suite.cases:
+        for check in case.checks:
+            if check.needs_llm:
+                inner = getattr(check, "inner", check)
+                aliases.add(getattr(inner, "model", None) or suite.judge or "default")
+    pinned: dict[str, str] = {}
+    pending = sorted(aliases)
+    while pending:
+        alias = pending.pop()
+        spec = config.models.get(alias)
+        if spec is None or alias in pinned:
+            continue
+        pinned[alias] = spec.pinned
+        pending.extend(spec.fallbacks)
+    return {
+        "config_hash": content_hash(config.model_dump_json()),
+        "models": dict(sorted(pinned.items())),
+        "prompts": prompts,
+        "flywheel": flywheel.__version__,
+    }
+
+
+def fingerprint(suite: Suite, versions: dict[str, Any], options: RunOptions) -> str:
+    return content_hash(
+        suite.hash, json.dumps(versions, sort_keys=True), str(options.repeat), str(options.model)
+    )
+
+
+# ---------------------------------------------------------------- one case
+
+
+async def run_case(
+    case: EvalCase, repeat_index: int, runner: Runner, services: Any, timeout_s: float
+) -> CaseRun:
+    question = input_text(case.vars)
+    result = CaseRun(
+        case.id,
+        repeat_index,
+        passed=False,
+        score=0.0,
+        output=None,
+        input=question,
+        vars=case.vars,
+        reference=case.reference,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out = await runner.call(case.vars)
+            result.output, result.latency_ms, result.cost_usd = out.text, out.latency_ms, out.cost_usd
+            result.trace_id, result.models, result.prompt_versions = (
+                out.trace_id,
+                out.models,
+                out.prompt_versions,
+            )
+            ctx = CheckContext(
+                input=question,
+                vars=case.vars,
+                reference=case.reference,
+                sources=out.sources,
+                system_prompt=out.system_prompt,
+                latency_ms=out.latency_ms,
+                cost_usd=out.cost_usd,
+                trace_id=out.trace_id,
+                services=services,
+            )
+            if any(c.needs_llm or c.blocking for c in case.checks):  # judges and models: off the event loop
+                result.checks = list(await asyncio.gather(*(c.arun(out.text, ctx) for c in case.checks)))
+            else:
+                result.checks = [c.run(out.text, ctx) for c in case.checks]
+    except TimeoutError:
+        result.error = f"timed out after {timeout_s:g} s"
+    except GatewayError as exc:  # the endpoint failed for this case; the next may work
+        result.error = exc.message
+    except UserError:
+        raise  # a mistake in the suite or configuration: stop the run and say so
+    except Exception as exc:  # noqa: BLE001 - a crashing target is this case's failure, not the run's
+        result.error = f"{type(exc).__name__}: {exc}"
+    if result.error is None:
+        result.passed = all(c.passed for c in result.checks)
+        result.score = statistics.fmean(c.score for c in result.checks) if result.checks else 1.0
+    return result
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_suite(
+    suite: Suite, runtime: Any, *, store: Any = None, options: RunOptions | None = None
+) -> RunSummary:
+    """Synchronous entry point; see `arun_suite`."""
+    return asyncio.run(arun_suite(suite, runtime, store=store, options=options))
+
+
+async def arun_suite(
+    suite: Suite, runtime: Any, *, store: Any = None, options: RunOptions | None = None
+) -> RunSummary:
+    """Run every case `repeat` times; with a `store`, results are saved as they finish and runs resume."""
+    opts = options or RunOptions()
+    if opts.repeat < 1 or opts.concurrency < 1:
+        raise UserError("--repeat and --concurrency must be at least 1")
+    started = time.perf_counter()
+    timeout = opts.timeout_s or suite.timeout_s
+    # a broken target fails here, before a run is recorded
+    runner = make_runner(suite, runtime, opts.model, workers=opts.concurrency, timeout_s=timeout)
+    runs = RunStore(store) if store is not None else None
+    try:
+        versions = collect_versions(suite, runtime, opts.model)
+        run_id, done = _open_run(runs, suite, versions, opts)
+        finished = {(r.case_id, r.repeat_index) for r in done}
+        jobs = deque((c, i) for c in suite.cases for i in range(opts.repeat) if (c.id, i) not in finished)
+        results = list(done)
+        services = RuntimeServices(runtime, suite.judge)
+
+        async def worker(advance: Any) -> None:
+            while jobs:
+                case, index = jobs.popleft()
+                result = await run_case(case, index, runner, services, timeout)
+                results.append(result)
+                if runs is not None:
+                    runs.save(run_id, result)
+                advance()
+
+        with _progress(suite, len(jobs)) if opts.progress and jobs else nullcontext() as progress:
+            advance = (lambda: progress.advance(0)) if progress is not None else (lambda: None)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(opts.concurrency, len(jobs))):
+                        group.create_task(worker(advance))
+            except* UserError as eg:
+                raise eg.exceptions[0] from None
+    finally:
+        runner.close()
+        if runs is not None:
+            runs.flush()  # whatever finished is saved, so the next run resumes from here
+    summary = summarize(suite, run_id, results, opts, versions, len(done), time.perf_counter() - started)
+    if runs is not None:
+        runs.finish(run_id, summary.pass_rate, summary.to_dict())
+    return summary
+
+
+def _open_run(
+    runs: RunStore | None, suite: Suite, versions: dict[str, Any], opts: RunOptions
+) -> tuple[str, list[CaseRun]]:
+    """(run id, results already saved): the interrupted run with the same fingerprint, else a new run."""
+    key = fingerprint(suite, versions, opts)
+    if runs is not None and opts.resume:
+        run_id = runs.resumable(key)
+        if run_id is not None:
+            return run_id, runs.load_results(run_id)
+    run_id = uuid.uuid4().hex
+    if runs is not None:
+        runs.create(
+            run_id,
+            suite=suite.name,
+            suite_path=str(suite.path),
+            suite_hash=suite.hash,
+            fingerprint=key,
+            target=str(suite.target),
+            model=opts.model,
+            repeat=opts.repeat,
+            threshold=suite.threshold,
+            cases_total=len(suite.cases),
+            versions=versions,
+        )
+    return run_id, []
+
+
+def _progress(suite: Suite, total: int) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    progress.add_task(suite.name, total=total)
+    return progress
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 3)
+
+
+def summarize(
+    suite: Suite,
+    run_id: str,
+    results: list[CaseRun],
+    opts: RunOptions,
+    versions: dict[str, Any],
+    resumed: int,
+    wall_s: float,
+) -> RunSummary:
+    order = {c.id: i for i, c in enumerate(suite.cases)}
+    results.sort(key=lambda r: (order.get(r.case_id, len(order)), r.repeat_index))
+    by_case: dict[str, list[CaseRun]] = defaultdict(list)
+    for r in results:
+        by_case[r.case_id].append(r)
+    cases = []
+    for case in suite.cases:
+        runs = by_case.get(case.id, [])
+        passes = sum(r.passed for r in runs)
+        rate = passes / len(runs) if runs else 0.0
+        cases.append(
+            {
+                "id": case.id,
+                "runs": len(runs),
+                "passes": passes,
+                "pass_rate": round(rate, 4),
+                "flaky": 0 < passes < len(runs),
+                "errors": sum(r.error is not None for r in runs),
+            }
+        )
+    checks: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for c in r.checks:
+            entry = checks.setdefault(c.name, {"passed": 0, "total": 0, "errors": 0})
+            entry["total"] += 1
+            entry["passed"] += c.passed
+            entry["errors"] += c.error is not None
+    for entry in checks.values():
+        entry["pass_rate"] = round(entry["passed"] / entry["total"], 4) if entry["total"] else None
+    passed = sum(r.passed for r in results)
+    pass_rate = passed / len(results) if results else 0.0
+    latencies = [r.latency_ms for r in results if r.latency_ms is not None]
+    observed_models = sorted({m for r in results for m in r.models})
+    observed_prompts = sorted({p for r in results for p in r.prompt_versions})
+    versions = {**versions, "observed_models": observed_models, "observed_prompt_versions": observed_prompts}
+    return RunSummary(
+        run_id=run_id,
+        suite=suite.name,
+        target=str(suite.target),
+        model=opts.model,
+        threshold=suite.threshold,
+        repeat=opts.repeat,
+        cases=len(suite.cases),
+        executions=len(results),
+        passed=passed,
+        pass_rate=round(pass_rate, 4),
+        meets_threshold=pass_rate >= suite.threshold and bool(results),
+        errors=sum(r.error is not None for r in results),
+        resumed=resumed,
+        cost_usd=round(sum(r.cost_usd or 0.0 for r in results), 8),
+        latency_ms={
+            "p50": _percentile(latencies, 0.5),
+            "p95": _percentile(latencies, 0.95),
+            "mean": round(statistics.fmean(latencies), 3) if latencies else None,
+        },
+        wall_s=round(wall_s, 3),
+        by_check=dict(sorted(checks.items())),
+        by_case=cases,
+        flaky=[c["id"] for c in cases if c["flaky"]],
+        versions=versions,
+        warnings=list(suite.warnings),
+        results=results,
+    )

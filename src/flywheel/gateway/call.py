@@ -1,0 +1,257 @@
+"""One gateway call's bookkeeping, shared by `chat`, `achat`, `stream` and `astream`.
+
+`CallState.attempts` walks the fallback chain (each alias 1 + `max_retries` times) and opens each
+attempt's `llm` span; the caller makes the provider call (the only part that differs between sync
+and async) and reports back with `succeeded` / `fail` + `backoff`, which charge tokens and cost,
+set the span attributes and end the span. No I/O and no sleeping happens here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from flywheel.config import ModelAlias
+from flywheel.errors import AttemptFailure, GatewayError, UserError
+from flywheel.gateway.pricing import cost_usd
+from flywheel.gateway.providers.base import (
+    Provider,
+    ProviderError,
+    ProviderResponse,
+    estimate_tokens,
+    make_usage,
+    trusted,
+)
+from flywheel.gateway.retry import RetryPolicy
+from flywheel.tracing import LiveSpan, tracer
+from flywheel.types import ChatRequest, ChatResult, Usage
+
+if TYPE_CHECKING:
+    from flywheel.gateway.gateway import Gateway
+
+_METADATA_ATTRS = {"tenant": "flywheel.tenant", "app": "flywheel.app", "prompt_version": "flywheel.prompt.version"}
+
+
+class StreamBrokenError(GatewayError):
+    """A stream failed after some text was already delivered, so it could not be retried."""
+
+    def __init__(self, alias: str, attempts: list[AttemptFailure], partial_text: str):
+        self.alias, self.attempts, self.partial_text = alias, attempts, partial_text
+        last = attempts[-1]
+        UserError.__init__(
+            self,
+            f"the stream from alias '{last.alias}' ({last.model}) broke after {len(partial_text)} characters "
+            f"had been delivered: {last.error}",
+            hint="the partial answer was already shown, so the gateway could not retry; send the request again",
+        )
+
+
+class Unavailable:
+    """Stands in for a provider that could not be set up: every call fails with that error."""
+
+    name = "unavailable"
+
+    def __init__(self, err: ProviderError):
+        self.err = err
+
+    def chat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
+        raise self.err
+
+    async def achat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
+        raise self.err
+
+    def stream(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Iterator[Any]:
+        raise self.err
+        yield  # a generator, so it fails on the first chunk like a stream
+
+    async def astream(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Any:
+        raise self.err
+        yield
+
+
+class CallState:
+    """What one gateway call accumulates across its attempts, and the attempt in progress.
+
+    With `ctx` (streams), attempt spans are started and ended inside that context."""
+
+    __slots__ = ("alias", "alias_name", "attempt", "chain", "cost", "ctx", "failures", "gateway", "input_tokens",
+                 "move_on", "next_alias", "output_tokens", "prov", "request", "retry", "span", "t0", "timeout",
+                 "token", "top")
+
+    def __init__(self, request: ChatRequest, top: LiveSpan, ctx: contextvars.Context | None = None):
+        self.request, self.top, self.ctx = request, top, ctx
+        self.t0 = time.perf_counter()
+        self.attempt = self.retry = 0
+        self.input_tokens = self.output_tokens = 0
+        self.cost = 0.0
+        self.failures: list[AttemptFailure] = []
+        self.span: LiveSpan | None = None
+        self.token: Any = None
+
+    # ------------------------------------------------------------------ walking the chain
+    def attempts(self, gateway: Gateway, chain: tuple[str, ...]) -> CallState:
+        """Iterate (provider, alias, timeout), one per attempt, its span already open: each alias of `chain`
+        in turn, retried until `backoff` says to move on. (An iterator, not a generator: this is the per-call
+        hot path.)"""
+        self.gateway, self.chain, self.next_alias, self.move_on = gateway, chain, 0, True
+        return self
+
+    def __iter__(self) -> CallState:
+        return self
+
+    def __next__(self) -> tuple[Provider, ModelAlias, float]:
+        if self.move_on:  # on to the next alias
+            if self.next_alias == len(self.chain):
+                raise StopIteration
+            self.alias_name = alias_name = self.chain[self.next_alias]
+            self.next_alias += 1
+            self.alias = alias = self.gateway.models[alias_name]
+            prov = self.gateway._provider_or_error(alias_name)
+            self.prov = Unavailable(prov) if isinstance(prov, ProviderError) else prov
+            self.timeout = self.request.timeout or alias.timeout
+            self.retry, self.move_on = 0, False
+        else:
+            self.retry += 1
+        name, attrs = self.begin(self.alias_name, self.alias)
+        if self.ctx is None:
+            self.span, self.token = tracer.start(name, "llm", None, **attrs)
+        else:
+            self.span, self.token = self.ctx.run(tracer.start, name, "llm", None, **attrs)
+        return self.prov, self.alias, self.timeout
+
+    def begin(self, alias_name: str, alias: ModelAlias) -> tuple[str, dict[str, Any]]:
+        """Name and attributes of the next attempt span."""
+        self.attempt += 1
+        attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": alias.provider,
+            "gen_ai.request.model": alias.model or alias.provider,
+            "flywheel.alias": alias_name,
+            "flywheel.attempt": self.attempt,
+        }
+        if alias.version:
+            attrs["flywheel.model.version"] = alias.version
+        return f"chat {alias.model or alias.provider}", attrs
+
+    def end(self, span: LiveSpan, token: Any) -> None:
+        if self.ctx is None:
+            tracer.end(span, token)
+        else:
+            self.ctx.run(tracer.end, span, token)
+
+    def end_attempt(self) -> None:
+        """End the attempt span in progress (`span` is None from then on)."""
+        span, self.span = self.span, None
+        if self.ctx is None:
+            tracer.end(span, self.token)  # type: ignore[arg-type]
+        else:
+            self.ctx.run(tracer.end, span, self.token)
+
+    # ------------------------------------------------------------------ outcome of an attempt
+    def charge(self, span: LiveSpan, alias: ModelAlias, usage: Usage | None) -> float:
+        if usage is None:
+            return 0.0
+        cost = cost_usd(alias.price, usage.input_tokens, usage.output_tokens)
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cost += cost
+        attrs = span.attributes
+        attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+        attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+        attrs["flywheel.cost_usd"] = cost
+        return cost
+
+    def fail(self, exc: BaseException, partial: str = "") -> ProviderError:
+        """Record the attempt in progress as failed with `exc` (and the `partial` text it streamed) and end
+        its span. An interrupt or cancellation (not an `Exception`) is recorded and raised again."""
+        span, alias = self.span, self.alias
+        assert span is not None and alias is not None
+        if not isinstance(exc, Exception):
+            span.record_error(exc)
+            self.end_attempt()
+            raise exc
+        # anything but a ProviderError is a provider bug: it fails this alias (not retryable), not the call
+        err = exc if isinstance(exc, ProviderError) else ProviderError(f"{type(exc).__name__}: {exc}")
+        if partial:
+            span.outputs, span.has_output = partial, True
+        self.charge(span, alias, err.usage)
+        attrs = span.attributes
+        attrs["error.type"] = str(err.status) if err.status else err.kind
+        if err.status:
+            attrs["http.response.status_code"] = err.status
+        if err.usage is None:
+            attrs["flywheel.usage.estimated_input_tokens"] = sum(
+                estimate_tokens(m.content) for m in self.request.messages)
+        span.record_error(f"{err.kind}: {err.message}")
+        self.failures.append(AttemptFailure(self.alias_name, alias.pinned, f"{err.kind}: {err.message}", err.status))
+        self.end_attempt()
+        return err
+
+    def backoff(self, err: ProviderError, policy: RetryPolicy) -> float | None:
+        """Seconds to wait before retrying the same alias, or None: move on to the next alias. Call it after
+        every failed attempt that the call goes on from."""
+        if err.retryable and self.retry < self.alias.max_retries:  # type: ignore[union-attr]
+            return policy.delay(self.retry, err.retry_after)
+        self.move_on = True
+        return None
+
+    def answered(self, resp: ProviderResponse) -> ChatResult:
+        return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw)
+
+    def succeeded(self, text: str, usage: Usage | None, response_model: str, finish_reason: str | None,
+                  raw: dict | None) -> ChatResult:
+        """Close the attempt in progress (and the call) as answered; the call's `ChatResult`."""
+        span, alias = self.span, self.alias
+        assert span is not None and alias is not None
+        self.charge(span, alias, usage)
+        attrs = span.attributes
+        attrs["gen_ai.response.model"] = response_model or alias.model
+        if finish_reason:
+            attrs["gen_ai.response.finish_reasons"] = [finish_reason]
+        span.outputs, span.has_output = text, True
+        top = self.top
+        top.outputs, top.has_output = text, True
+        top_attrs = top.attributes
+        top_attrs["flywheel.model"] = alias.pinned
+        top_attrs["flywheel.answered_by"] = self.alias_name
+        top_attrs["gen_ai.response.model"] = response_model or alias.model
+        self.close_top()
+        result = trusted(ChatResult, {
+            "text": text, "alias": self.request.model, "model": alias.pinned, "provider": alias.provider,
+            "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost,
+            "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
+            "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw})
+        self.end_attempt()
+        return result
+
+    def close_top(self) -> None:
+        attrs = self.top.attributes
+        attrs["flywheel.attempts"] = self.attempt
+        attrs["flywheel.usage.input_tokens"] = self.input_tokens
+        attrs["flywheel.usage.output_tokens"] = self.output_tokens
+        attrs["flywheel.total_cost_usd"] = self.cost
+
+    def exhausted(self) -> GatewayError:
+        self.close_top()
+        return GatewayError(self.request.model, self.failures)
+
+
+def top_attrs(request: ChatRequest) -> dict[str, Any]:
+    """Attributes of the `gateway.chat` span."""
+    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat", "flywheel.alias": request.model}
+    if request.temperature is not None:
+        attrs["gen_ai.request.temperature"] = request.temperature
+    if request.max_tokens is not None:
+        attrs["gen_ai.request.max_tokens"] = request.max_tokens
+    if request.metadata:
+        for key, attr in _METADATA_ATTRS.items():
+            if key in request.metadata:
+                attrs[attr] = request.metadata[key]
+    return attrs
+
+
+def inputs(request: ChatRequest) -> dict[str, Any]:
+    """Inputs of the `gateway.chat` span."""
+    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages]}

@@ -1,0 +1,144 @@
+"""Rendering prompt templates: `{{ name }}` placeholders, per-family source blocks, language detection.
+
+The renderer is deliberately tiny and safe: it substitutes `{{ name }}` in ONE pass (a value containing
+`{{` is never expanded again, so retrieved text cannot inject template syntax), has no loops, filters or
+attribute access, and a missing variable is an error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flywheel.config import ModelAlias
+from flywheel.errors import UserError
+
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_OPEN_OR_CLOSE = re.compile(r"\{\{|\}\}")
+
+SourceStyle = Literal["xml", "markdown"]
+# Model families that read XML-tagged context best; every other family gets Markdown sections.
+XML_FAMILIES = frozenset({"anthropic", "claude"})
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_LATIN = re.compile(r"[A-Za-z]+")
+
+
+def placeholders(template: str) -> list[str]:
+    """The variable names a template uses, in order of first use."""
+    seen: dict[str, None] = {}
+    for m in PLACEHOLDER.finditer(template):
+        seen.setdefault(m.group(1), None)
+    return list(seen)
+
+
+def template_problem(template: str) -> str | None:
+    """Why a template is malformed (a stray or unclosed `{{` / `}}`), or None when it is fine."""
+    rest = PLACEHOLDER.sub("", template)
+    m = _OPEN_OR_CLOSE.search(rest)
+    if m is None:
+        return None
+    snippet = rest[max(0, m.start() - 20): m.end() + 20].replace("\n", " ")
+    return f"malformed placeholder near `{snippet}` (write {{{{ name }}}} with a plain variable name)"
+
+
+def render(template: str, variables: Mapping[str, Any], *, where: str | None = None) -> str:
+    """Substitute every `{{ name }}`; a name missing from `variables` raises UserError."""
+    missing = [n for n in placeholders(template) if n not in variables]
+    if missing:
+        raise UserError(f"prompt template uses undefined variable(s): {', '.join(missing)}", where=where,
+                        hint=f"pass them when rendering, or remove them; given: {', '.join(sorted(variables))}")
+
+    def sub(m: re.Match) -> str:
+        value = variables[m.group(1)]
+        return "" if value is None else str(value)
+
+    return PLACEHOLDER.sub(sub, template)
+
+
+# ---------------------------------------------------------------- model families
+
+
+def family_of(alias: ModelAlias | None) -> str:
+    """The prompt-formatting family of a model alias: `family:` when set, else guessed from provider/model."""
+    if alias is None:
+        return "openai"
+    if alias.family:
+        return alias.family.lower()
+    model = (alias.model or "").lower()
+    if alias.provider == "anthropic" or "claude" in model:
+        return "anthropic"
+    for family in ("qwen", "deepseek", "llama", "mistral", "gemma", "glm", "kimi", "moonshot", "gpt"):
+        if family in model:
+            return "openai" if family == "gpt" else family
+    return "extractive" if alias.provider == "extractive" else "openai"
+
+
+def source_style(family: str) -> SourceStyle:
+    """XML sections for Anthropic/Claude-family models, Markdown sections for everyone else."""
+    return "xml" if family.lower() in XML_FAMILIES else "markdown"
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One retrieved passage as the prompt shows it; `id` is the n the model cites as [n]."""
+
+    id: int
+    text: str
+    source: str = ""
+    location: str | None = None
+    title: str | None = None
+
+
+def _xml_attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace("\n", " ")
+
+
+def format_sources(items: Sequence[SourceItem], block: str, style: SourceStyle, separator: str = "\n\n",
+                   *, where: str | None = None) -> str:
+    """Render each passage with the style's block template and join them.
+
+    Attribute-like fields are XML-escaped in the xml style; passage text is inserted verbatim so that a quote
+    the model copies from it is byte-identical to the source (the grounding check relies on that).
+    """
+    out = []
+    for item in items:
+        fields = {"id": item.id, "text": item.text.strip(), "source": item.source,
+                  "location": item.location or "", "title": item.title or ""}
+        if style == "xml":
+            fields.update({k: _xml_attr(str(fields[k])) for k in ("source", "location", "title")})
+        text = render(block, fields, where=where)
+        out.append("\n".join(line.rstrip() for line in text.splitlines()))
+    return separator.join(out)
+
+
+# ---------------------------------------------------------------- language
+
+
+def language_of(text: str) -> str:
+    """A coarse language code for choosing messages: zh, ja, ko or en (the default for everything else)."""
+    han = len(_HAN.findall(text))
+    kana = len(_KANA.findall(text))
+    hangul = len(_HANGUL.findall(text))
+    latin_words = len(_LATIN.findall(text))
+    if kana and kana + han >= latin_words:
+        return "ja"
+    if hangul and hangul >= latin_words:
+        return "ko"
+    # A Chinese question often names an English term ("如何配置 fallbacks？"): count characters against words.
+    if han and han >= latin_words:
+        return "zh"
+    return "en"
+
+
+def pick_language(messages: Mapping[str, str], language: str, default: str = "en") -> str:
+    """The message for `language`, else for `default`, else the first one."""
+    if language in messages:
+        return messages[language]
+    if default in messages:
+        return messages[default]
+    return next(iter(messages.values()), "")

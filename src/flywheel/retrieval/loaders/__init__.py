@@ -1,0 +1,82 @@
+"""Loaders: files → Documents. A file a loader cannot use is skipped with a reason, never an exception."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode
+from flywheel.retrieval.loaders.html import load_html
+from flywheel.retrieval.loaders.jsonl import load_jsonl
+from flywheel.retrieval.loaders.markdown import load_markdown
+from flywheel.retrieval.loaders.pdf import load_pdf
+from flywheel.retrieval.loaders.text import load_text
+from flywheel.types import Document
+
+Loader = Callable[..., list[Document]]
+
+LOADERS: dict[str, Loader] = {
+    ".md": load_markdown, ".markdown": load_markdown, ".mdx": load_markdown,
+    ".txt": load_text, ".text": load_text, ".rst": load_text,
+    ".html": load_html, ".htm": load_html, ".xhtml": load_html,
+    ".pdf": load_pdf,
+    ".jsonl": load_jsonl, ".ndjson": load_jsonl,
+}
+_SKIP_DIRS = {"node_modules", "__pycache__", "venv", ".venv", "site-packages"}
+
+
+def loader_for(path: Path) -> Loader:
+    loader = LOADERS.get(path.suffix.lower())
+    if loader is None:
+        kinds = " ".join(sorted({s for s in LOADERS}))
+        raise Skip(f"unknown file type '{path.suffix or '(no extension)'}' (supported: {kinds})")
+    return loader
+
+
+@dataclass
+class Loaded:
+    docs: list[Document]
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_file(path: Path, *, source: str, tenant: str = "default", options: LoadOptions | None = None) -> Loaded:
+    """Documents of one file. Raises Skip (with the reason) when the file cannot be used."""
+    options = options or LoadOptions()
+    result = loader_for(path)(path, source=source, tenant=tenant, options=options)
+    docs, warnings = result if isinstance(result, tuple) else (result, [])
+    unique: dict[str, Document] = {}
+    for d in docs:
+        unique.setdefault(d.id, d)  # the same text at the same place twice adds nothing
+    if not unique:
+        raise Skip("no text")
+    return Loaded(list(unique.values()), warnings)
+
+
+def is_beir_dataset(folder: Path) -> bool:
+    return (folder / "corpus.jsonl").is_file() and (folder / "qrels").is_dir()
+
+
+def walk(path: Path) -> Iterator[Path]:
+    """Files under `path` in a stable order; hidden and tool folders are skipped. A BEIR dataset folder
+    contributes only its corpus (its queries and qrels are evaluation data, not documents)."""
+    if path.is_file():
+        yield path
+        return
+    if is_beir_dataset(path):
+        yield path / "corpus.jsonl"
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+        here = Path(root)
+        if here != path and is_beir_dataset(here):
+            dirs[:] = []
+            yield here / "corpus.jsonl"
+            continue
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield here / name
+
+
+__all__ = ["LOADERS", "LoadOptions", "Loaded", "Skip", "decode", "is_beir_dataset", "load_file", "loader_for", "walk"]

@@ -1,0 +1,83 @@
+"""What every loader shares: the skip signal, decoding bytes sensibly, and building Documents."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.types import Document, content_hash
+
+# Tried in order after BOM detection. Legacy single-byte code pages (latin-1, cp1252) are deliberately absent:
+# they decode any byte string, so a wrong guess would index mojibake instead of reporting the file.
+ENCODINGS = ("utf-8", "gb18030", "big5", "shift_jis", "euc-kr")
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Skip(Exception):
+    """Raised by a loader for a file it will not index; the message is the reason shown to the user."""
+
+
+@dataclass
+class LoadOptions:
+    max_bytes: int = 50 * 1024 * 1024
+    text_field: str = "text"  # JSONL: the field holding the text
+    title_field: str = "title"
+    id_fields: tuple[str, ...] = ("_id", "id")
+    metadata: dict[str, Any] = field(default_factory=dict)  # user fields added to every document
+
+
+def read_bytes(path: Path, options: LoadOptions) -> bytes:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise Skip(f"cannot read: {exc.strerror}") from None
+    if size == 0:
+        raise Skip("empty file")
+    if size > options.max_bytes:
+        raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise Skip(f"cannot read: {exc.strerror}") from None
+
+
+def decode(data: bytes) -> str:
+    """Text of `data`: BOM first, then UTF-8 and the common CJK encodings. Binary or undecodable → Skip."""
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            try:
+                return _checked(data.decode(enc))
+            except UnicodeDecodeError:
+                raise Skip(f"undecodable text (has a {enc} byte-order mark but is not valid {enc})") from None
+    if b"\x00" in data[:8192]:
+        raise Skip("binary file (contains NUL bytes)")
+    for enc in ENCODINGS:
+        try:
+            return _checked(data.decode(enc))
+        except UnicodeDecodeError:
+            continue
+    raise Skip(f"undecodable text (not {', '.join(ENCODINGS)}); convert it to UTF-8")
+
+
+def _checked(text: str) -> str:
+    if not text.strip():
+        raise Skip("empty file (only whitespace)")
+    sample = text[:20000]
+    if len(_CONTROL.findall(sample)) > max(8, len(sample) // 100):
+        raise Skip("binary file (too many control characters)")
+    return text
+
+
+def make_document(text: str, *, source: str, tenant: str, title: str | None, location: str | None,
+                  options: LoadOptions, **fields: Any) -> Document:
+    """A Document whose id is the hash of where it is and what it says (stable across runs and machines)."""
+    meta = {**options.metadata, **{k: v for k, v in fields.items() if v is not None}}
+    if location:
+        meta["location"] = location
+    return Document(id=content_hash(tenant, source, location or "", text), text=text, source=source,
+                    title=title, tenant=tenant, metadata=meta)

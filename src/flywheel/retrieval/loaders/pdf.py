@@ -1,0 +1,51 @@
+"""PDF (pypdf, extra `pdf`): one Document per page with text, located as "page N"."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flywheel.retrieval.loaders.base import LoadOptions, Skip, make_document, read_bytes
+from flywheel.types import Document
+
+
+def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> list[Document]:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PyPdfError
+    except ImportError:
+        raise Skip("PDF support is not installed: pip install 'flywheel[pdf]'") from None
+    import io
+
+    data = read_bytes(path, options)
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns loudly about harmless oddities
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:  # noqa: BLE001 - unsupported encryption algorithms raise various errors
+                ok = 0
+            if not ok:
+                raise Skip("encrypted PDF (needs a password)")
+        title = None
+        try:
+            meta = reader.metadata
+            title = str(meta.title).strip() if meta and meta.title else None
+        except Exception:  # noqa: BLE001 - broken info dictionaries are common and harmless
+            title = None
+        pages = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = (page.extract_text() or "").strip()
+            if text:
+                pages.append((number, text))
+    except Skip:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+            RecursionError, AssertionError) as exc:
+        raise Skip(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not pages:
+        raise Skip("PDF without extractable text (scanned images need OCR first)")
+    title = title or path.stem
+    return [make_document(text, source=source, tenant=tenant, title=title, location=f"page {n}",
+                          options=options, page=n) for n, text in pages]

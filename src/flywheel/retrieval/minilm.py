@@ -1,0 +1,103 @@
+"""all-MiniLM-L6-v2 forward pass in NumPy: the same vectors as sentence-transformers (max |Δ| ≈ 2e-7, checked
+in tests/test_retrieval_embedders.py) without importing torch, which takes seconds on every CLI start.
+
+BERT encoder (6 layers, 384 wide, 12 heads, exact-erf GELU) → mean pooling over real tokens → L2 normalisation,
+exactly what the model's modules.json (Transformer → Pooling(mean) → Normalize) prescribes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf
+    except ImportError:  # pragma: no cover - scipy comes with sentence-transformers; this is the fallback
+        import math
+
+        return np.vectorize(math.erf, otypes=[np.float32])(x)
+    return erf(x)
+
+
+class NumpyMiniLM:
+    def __init__(self, model_dir: Path, max_seq_length: int = 256):
+        from safetensors.numpy import load_file
+
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        w = load_file(str(model_dir / "model.safetensors"))
+        self.heads = int(cfg["num_attention_heads"])
+        self.eps = np.float32(cfg["layer_norm_eps"])
+        self.max_seq_length = max_seq_length
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
+        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
+        self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        self.dim = int(self.word.shape[1])
+        self.layers = []
+        for i in range(int(cfg["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            qkv = [w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]
+            self.layers.append({
+                "qkv_w": np.ascontiguousarray(np.concatenate(qkv).T),
+                "qkv_b": np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")]),
+                "out_w": np.ascontiguousarray(w[p + "attention.output.dense.weight"].T),
+                "out_b": w[p + "attention.output.dense.bias"],
+                "norm1": (w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"]),
+                "up_w": np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+                "up_b": w[p + "intermediate.dense.bias"],
+                "down_w": np.ascontiguousarray(w[p + "output.dense.weight"].T),
+                "down_b": w[p + "output.dense.bias"],
+                "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
+            })
+
+    def _norm(self, x: np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        mean = x.mean(-1, keepdims=True)
+        centered = x - mean
+        var = (centered * centered).mean(-1, keepdims=True)
+        return centered / np.sqrt(var + self.eps) * params[0] + params[1]
+
+    def forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Sentence embeddings (B, dim) for token ids (B, T) with attention mask (B, T) of 0/1 float32."""
+        b, t = ids.shape
+        h, d = self.heads, self.dim
+        hd = d // h
+        scale = np.float32(1.0 / np.sqrt(hd))
+        x = self._norm(self.word[ids] + self.position[:t] + self.token_type, self.embed_norm)
+        bias = ((1.0 - mask) * np.float32(-1e9)).astype(np.float32)[:, None, None, :]
+        for layer in self.layers:
+            qkv = (x.reshape(b * t, d) @ layer["qkv_w"] + layer["qkv_b"]).reshape(b, t, 3, h, hd)
+            q = np.ascontiguousarray(qkv[:, :, 0].transpose(0, 2, 1, 3))
+            k_t = np.ascontiguousarray(qkv[:, :, 1].transpose(0, 2, 3, 1))
+            v = np.ascontiguousarray(qkv[:, :, 2].transpose(0, 2, 1, 3))
+            scores = (q @ k_t) * scale + bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * t, d)
+            x = self._norm(x + (ctx @ layer["out_w"] + layer["out_b"]).reshape(b, t, d), layer["norm1"])
+            up = x.reshape(b * t, d) @ layer["up_w"] + layer["up_b"]
+            up = np.float32(0.5) * up * (np.float32(1.0) + _erf(up * np.float32(1 / np.sqrt(2))))
+            x = self._norm(x + (up @ layer["down_w"] + layer["down_b"]).reshape(b, t, d), layer["norm2"])
+        m = mask[:, :, None]
+        pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+    def encode(self, encodings: list[list[int]], batch_size: int = 32) -> np.ndarray:
+        """Embed already-tokenised inputs ([CLS] … [SEP] ids), batching similar lengths together."""
+        out = np.zeros((len(encodings), self.dim), np.float32)
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            t = max(len(encodings[i]) for i in idx)
+            ids = np.zeros((len(idx), t), np.int64)
+            mask = np.zeros((len(idx), t), np.float32)
+            for row, i in enumerate(idx):
+                n = len(encodings[i])
+                ids[row, :n] = encodings[i]
+                mask[row, :n] = 1.0
+            out[idx] = self.forward(ids, mask)
+        return out

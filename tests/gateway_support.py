@@ -1,0 +1,37 @@
+"""Shared fixtures of the test_gateway_* modules: one fake LLM server per module, reset around each test.
+
+No tests here; those modules import the fixtures they use (`from gateway_support import llm, server, …`).
+`llm` answers questions about a capital with the test module's `ANSWER` ("Paris." where it has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from flywheel.testing.fake_llm import FakeLLM
+from flywheel.tracing import tracer
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeLLM]:
+    with FakeLLM() as llm:
+        yield llm
+
+
+@pytest.fixture
+def llm(server: FakeLLM, request: pytest.FixtureRequest) -> Iterator[FakeLLM]:
+    server.reset()
+    server.add("capital", getattr(request.module, "ANSWER", "Paris."))
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def spans() -> Iterator[list]:
+    """Every span the tracer ends during the test."""
+    got: list = []
+    tracer.add_sink(got.append)
+    yield got
+    tracer.remove_sink(got.append)
