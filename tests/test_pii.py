@@ -265,8 +265,7 @@ def test_presidio_synth_micro_f1():
 def test_presidio_backend_runs_our_recognizers_inside_presidio():
     from flywheel.checks import pii_presidio
 
-    if not pii_presidio.available():
-        pytest.skip("presidio-analyzer is not installed (optional: the `bench` extra)")
+    need(pii_presidio.available(), "presidio-analyzer is not installed (the `presidio` extra)")
     found = types("身份证11010519491231002X, bitcoin 1BoatSLRHtKNngkdXEeobR76b53LETtpyT", backend="presidio")
     assert ("CN_RESIDENT_ID", "11010519491231002X") in found  # ours, through Presidio's engine
     assert ("CRYPTO", "1BoatSLRHtKNngkdXEeobR76b53LETtpyT") in found  # Presidio's own recognizer
