@@ -118,3 +118,12 @@ def test_one_shared_word_does_not_answer_a_question():
                              ).startswith("The sources do not cover")
     assert extractive_answer("什么是提示词版本？", {1: "每次提问都是一条追踪记录，包含检索、提示词和模型调用。"}
                              ).startswith("提供的资料没有涵盖")
+
+
+def test_quotes_prefer_the_question_language():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    sources = {1: "flywheel 可以完全离线运行，flywheel 是一个平台。", 2: "flywheel is a platform for LLM apps."}
+    answer = extractive_answer("What is flywheel as a platform?", sources)
+    assert "[2]" in answer and "[1]" not in answer
+    assert "[1]" in extractive_answer("flywheel 是什么平台？", sources)

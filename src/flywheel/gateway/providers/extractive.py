@@ -265,13 +265,16 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     total = sum(idf.values())
     # A sentence sharing one word with a two-word question ("reset my password") does not answer it.
     need_terms = min(2, len(q_terms))
+    q_lang = language_of(question)
     scored = []
     for sent, ts in zip(sentences, s_terms):
         shared = ts & q_terms
         coverage = sum(idf[t] for t in shared) / total
         if coverage >= min_coverage and len(shared) >= need_terms:
             order = len(q_pairs & _pairs(_words(sent.text))) / len(q_pairs) if q_pairs else 0.0
-            scored.append((coverage + 0.1 * order, sent))
+            # a quote in the reader's language beats an equally matching one in another language
+            same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
+            scored.append((coverage + 0.1 * order + same_language, sent))
     scored.sort(key=lambda x: (-x[0], x[1].source, x[1].ordinal))
     if not scored:
         return []
