@@ -23,6 +23,17 @@ def need(condition: bool, reason: str) -> None:
 
 
 @pytest.fixture
+def spans():
+    """Every span the tracer ends during the test."""
+    from flywheel.tracing import tracer
+
+    got: list = []
+    tracer.add_sink(got.append)
+    yield got
+    tracer.remove_sink(got.append)
+
+
+@pytest.fixture
 def project(tmp_path):
     """An empty project folder with no flywheel.yaml."""
     from flywheel.config import Project

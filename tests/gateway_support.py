@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 
 from flywheel.testing.fake_llm import FakeLLM
-from flywheel.tracing import tracer
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +27,3 @@ def llm(server: FakeLLM, request: pytest.FixtureRequest) -> Iterator[FakeLLM]:
     server.reset()
 
 
-@pytest.fixture
-def spans() -> Iterator[list]:
-    """Every span the tracer ends during the test."""
-    got: list = []
-    tracer.add_sink(got.append)
-    yield got
-    tracer.remove_sink(got.append)

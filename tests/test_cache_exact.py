@@ -13,7 +13,6 @@ from flywheel.config import CacheConfig
 from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema_cache import cache_hits
-from flywheel.tracing.tracer import tracer
 from flywheel.types import ChatRequest, ChatResult
 
 V = {"model_version": "m@1", "prompt_version": "p1", "corpus_version": "c1", "tenant": "acme"}
@@ -31,12 +30,6 @@ def cache(store) -> Cache:
     return Cache.from_config(CacheConfig(), store)
 
 
-@pytest.fixture
-def spans():
-    got: list = []
-    tracer.add_sink(got.append)
-    yield got
-    tracer.remove_sink(got.append)
 
 
 def q(text: str = "What is the refund window?", **kw) -> ChatRequest:

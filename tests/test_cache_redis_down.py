@@ -9,7 +9,6 @@ import subprocess
 import tempfile
 import time
 
-import pytest
 from conftest import need
 
 from flywheel.cache import Cache
@@ -18,7 +17,6 @@ from flywheel.cache.backends.redis import RedisBackend
 from flywheel.cache.embedding import HashingEmbedder
 from flywheel.config import CacheConfig, SemanticCacheConfig
 from flywheel.store import Store
-from flywheel.tracing.tracer import tracer
 from flywheel.types import ChatRequest
 
 V = {"model_version": "m@1"}
@@ -30,12 +28,6 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # nothing listens once the socket is closed
 
 
-@pytest.fixture
-def spans():
-    got: list = []
-    tracer.add_sink(got.append)
-    yield got
-    tracer.remove_sink(got.append)
 
 
 def q(text: str) -> ChatRequest:

@@ -118,8 +118,8 @@ def test_init_writes_a_valid_commented_config_and_refuses_to_overwrite(tmp_path)
 def test_every_provider_preset_in_the_template_validates(tmp_path):
     """Uncommenting a preset must give a working alias: the template is what new users copy."""
     text = resources.files("flywheel").joinpath("cli", "init_template.yaml").read_text(encoding="utf-8")
-    uncommented = re.sub(r"^  # (\w+):$", r"  \1:", text, flags=re.M)
-    uncommented = re.sub(r"^  #   ", "    ", uncommented, flags=re.M)
+    uncommented = re.sub(r"^  # (\w+):$", r"  \1:", text, flags=re.MULTILINE)
+    uncommented = re.sub(r"^  #   ", "    ", uncommented, flags=re.MULTILINE)
     path = write(tmp_path, uncommented)
     config, _ = load_config_file(path)
     for name in ["gpt", "claude", "local", "vllm", "deepseek", "qwen"]:

@@ -42,12 +42,6 @@ class ScriptedRetriever:
         return hits[: k or 5]
 
 
-@pytest.fixture
-def spans():
-    captured = []
-    tracer.add_sink(captured.append)
-    yield captured
-    tracer.remove_sink(captured.append)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from gateway_support import llm, server, spans  # noqa: F401 - fixtures
+from gateway_support import llm, server  # noqa: F401 - fixtures
 
 from flywheel.config import ModelAlias, Price
 from flywheel.errors import GatewayError

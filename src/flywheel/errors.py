@@ -31,7 +31,7 @@ class ConfigError(UserError):
 class AttemptFailure:
     """One failed attempt against one model, kept for the final error message."""
 
-    __slots__ = ("alias", "model", "error", "status")
+    __slots__ = ("alias", "error", "model", "status")
 
     def __init__(self, alias: str, model: str, error: str, status: int | None = None):
         self.alias, self.model, self.error, self.status = alias, model, error, status

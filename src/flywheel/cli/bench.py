@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-import click
-
 from flywheel.cli import main
 
 BENCHMARKS = ["gateway", "retrieval", "evals", "guards", "cache"]
