@@ -34,7 +34,8 @@ class Runtime:
     def gateway(self):
         from flywheel.gateway import Gateway
 
-        self.store  # noqa: B018 - open the store first so gateway spans are recorded
+        if self._tracing:
+            self.store  # noqa: B018 - open the store first so gateway spans are recorded
         return Gateway.from_config(self.config)
 
     @cached_property

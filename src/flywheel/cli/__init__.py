@@ -5,6 +5,8 @@ Each command family lives in its own module and registers itself on `main`.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import importlib
 import json
 import sys
@@ -67,6 +69,21 @@ class FlywheelGroup(click.Group):
 def main(ctx: click.Context, project_dir: str) -> None:
     """flywheel: gateway, RAG, guardrails, caching, tracing, evals and the data flywheel for LLM apps."""
     ctx.obj = State(project_dir)
+    global _teardown_registered
+    if not _teardown_registered:  # once per process, however many commands run in it (tests)
+        _teardown_registered = True
+        atexit.register(_quick_teardown)
+
+
+_teardown_registered = False
+
+
+def _quick_teardown() -> None:
+    """At exit: collect garbage once, then freeze what is left, so the interpreter's teardown does not walk
+    every live object again in its own final collections (~0.1 s per command once SQLAlchemy and pydantic
+    are loaded; the memory goes back to the OS either way)."""
+    gc.collect()
+    gc.freeze()
 
 
 def emit_json(data: Any) -> None:

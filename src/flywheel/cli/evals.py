@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from flywheel.cli import emit_json, main
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 BELOW_THRESHOLD = 1
 
 
 def _console() -> Console:
+    from rich.console import Console  # only when rendering: `--json` never imports rich
+
     return Console(stderr=False, highlight=False)
 
 
@@ -85,18 +89,18 @@ def eval_cmd(
         repeat=repeat,
         timeout_s=timeout_s,
         resume=not fresh,
-        progress=not no_progress and not as_json,
+        progress=not no_progress and not as_json and sys.stderr.isatty(),  # a bar only where it shows
     )
-    console = _console()
+    console = None if as_json else _console()
     outputs: list[dict[str, Any]] = []
     ok = True
     with Runtime(project, tracing=False) as rt:
-        runs = RunStore(rt.store)
+        runs = RunStore.open(rt)  # a new store is created while the first suite runs
         summaries, matrices = [], []
         try:
             for suite in loaded:
                 if model_list:
-                    matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=rt.store, options=options))
+                    matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=runs, options=options))
                     matrices.append(matrix)
                     ok = ok and matrix.cheapest is not None
                     outputs.append(
@@ -108,7 +112,7 @@ def eval_cmd(
                         render_matrix(console, suite.name, matrix.rows(), suite.threshold, matrix.cheapest)
                     summaries.extend(matrix.runs)
                 else:
-                    summary = asyncio.run(arun_suite(suite, rt, store=rt.store, options=options))
+                    summary = asyncio.run(arun_suite(suite, rt, store=runs, options=options))
                     summaries.append(summary)
                     ok = ok and summary.meets_threshold
                     outputs.append(summary.to_dict(results))

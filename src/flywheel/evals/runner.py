@@ -142,9 +142,14 @@ def collect_versions(suite: Suite, runtime: Any, model: str | None = None) -> di
     }
 
 
-def fingerprint(suite: Suite, versions: dict[str, Any], options: RunOptions) -> str:
+def fingerprint(
+    suite: Suite, versions: dict[str, Any], options: RunOptions, suite_hash: str | None = None
+) -> str:
     return content_hash(
-        suite.hash, json.dumps(versions, sort_keys=True), str(options.repeat), str(options.model)
+        suite_hash or suite.hash,
+        json.dumps(versions, sort_keys=True),
+        str(options.repeat),
+        str(options.model),
     )
 
 
@@ -216,7 +221,8 @@ def run_suite(
 async def arun_suite(
     suite: Suite, runtime: Any, *, store: Any = None, options: RunOptions | None = None
 ) -> RunSummary:
-    """Run every case `repeat` times; with a `store`, results are saved as they finish and runs resume."""
+    """Run every case `repeat` times; with a `store` (a Store, or a RunStore such as `RunStore.open(runtime)`),
+    results are saved as they finish and runs resume."""
     opts = options or RunOptions()
     if opts.repeat < 1 or opts.concurrency < 1:
         raise UserError("--repeat and --concurrency must be at least 1")
@@ -224,7 +230,7 @@ async def arun_suite(
     timeout = opts.timeout_s or suite.timeout_s
     # a broken target fails here, before a run is recorded
     runner = make_runner(suite, runtime, opts.model, workers=opts.concurrency, timeout_s=timeout)
-    runs = RunStore(store) if store is not None else None
+    runs = store if isinstance(store, RunStore) or store is None else RunStore(store)
     try:
         versions = collect_versions(suite, runtime, opts.model)
         run_id, done = _open_run(runs, suite, versions, opts)
@@ -251,7 +257,7 @@ async def arun_suite(
             except* UserError as eg:
                 raise eg.exceptions[0] from None
     finally:
-        runner.close()
+        await runner.aclose()
         if runs is not None:
             runs.flush()  # whatever finished is saved, so the next run resumes from here
     summary = summarize(suite, run_id, results, opts, versions, len(done), time.perf_counter() - started)
@@ -264,7 +270,8 @@ def _open_run(
     runs: RunStore | None, suite: Suite, versions: dict[str, Any], opts: RunOptions
 ) -> tuple[str, list[CaseRun]]:
     """(run id, results already saved): the interrupted run with the same fingerprint, else a new run."""
-    key = fingerprint(suite, versions, opts)
+    suite_hash = suite.hash  # hashes every case: once
+    key = fingerprint(suite, versions, opts, suite_hash)
     if runs is not None and opts.resume:
         run_id = runs.resumable(key)
         if run_id is not None:
@@ -275,7 +282,7 @@ def _open_run(
             run_id,
             suite=suite.name,
             suite_path=str(suite.path),
-            suite_hash=suite.hash,
+            suite_hash=suite_hash,
             fingerprint=key,
             target=str(suite.target),
             model=opts.model,

@@ -126,6 +126,14 @@ class Gateway:
                 close()
         self._providers.clear()
 
+    async def aclose(self) -> None:
+        """Close the connections providers keep for the running event loop (call it before the loop ends;
+        the gateway stays usable, later calls connect again)."""
+        for prov in list(self._providers.values()):
+            aclose = getattr(prov, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     # ------------------------------------------------------------------ calls
     def chat(self, request: ChatRequest) -> ChatResult:
         chain = self.chain(request.model)

@@ -4,17 +4,28 @@ Uses the official `openai` SDK: its transport, auth headers and error types, wit
 off (the clients, key and error mapping are `SdkProvider`'s). Non-streaming calls go through the
 SDK's documented raw `client.post(..., cast_to=httpx.Response)` and decode the JSON directly: the
 gateway needs five fields, not a full pydantic `ChatCompletion`, and this keeps the hot path lean.
+
+Non-streaming calls (`chat` and `achat`) to an alias with an explicit `base_url` (every local or
+third-party server) take a leaner road still: the same request (JSON body, `Authorization: Bearer`, a
+`User-Agent`, and the SDK's `OpenAI-Organization` / `OpenAI-Project` headers when OPENAI_ORG_ID /
+OPENAI_PROJECT_ID are set) over pooled keep-alive connections (`http_pool`: `http.client` for threads,
+asyncio streams per event loop), with failures worded and classified as the SDK words them. That saves
+~1-2 ms of CPU per call and importing the SDK at all (~0.8 s): what lets an eval of 1,000 cases at
+concurrency 32 finish near the model's own latency. The SDK still serves OpenAI's own endpoint (its base
+URL, auth and organisation settings come from its environment), streams, a base_url with a query string,
+proxies from the environment, and redirects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import os
+import threading
+from http.client import HTTPException
+from typing import TYPE_CHECKING, Any
 
-import httpx
-import openai
-from openai.types.chat import ChatCompletionChunk
-
+import flywheel
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import (
     ProviderError,
@@ -23,20 +34,56 @@ from flywheel.gateway.providers.base import (
     make_usage,
     request_messages,
 )
+from flywheel.gateway.providers.http_pool import AsyncHttpPool, HttpPool, proxied
 from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
-from flywheel.gateway.providers.sdk_errors import reported_usage
+from flywheel.gateway.providers.sdk_errors import reported_usage, short
+from flywheel.gateway.retry import parse_retry_after
 from flywheel.types import ChatRequest, StreamChunk, Usage
+
+if TYPE_CHECKING:
+    import httpx
+    import openai
+    from openai.types.chat import ChatCompletionChunk
 
 __all__ = ["NO_KEY", "OpenAICompatProvider", "api_key"]
 
 _PATH = "/chat/completions"
+# what a dropped, truncated or garbled exchange raises on the pooled connections (sync and async)
+_BROKEN = (OSError, HTTPException, EOFError, asyncio.LimitOverrunError, ValueError)
 
 
 class OpenAICompatProvider(SdkProvider):
     name = "openai_compat"
     key_env = "OPENAI_API_KEY"
-    sdk_client = openai.OpenAI
-    sdk_async_client = openai.AsyncOpenAI
+
+    def __init__(self, alias: ModelAlias):
+        super().__init__(alias)
+        self._headers = self._lean_headers(alias)  # None: every call through the SDK
+        self._base_url = alias.base_url or ""
+        self._pool = HttpPool(self._base_url, self._headers) if self._headers is not None else None
+        self._apools: dict[asyncio.AbstractEventLoop, AsyncHttpPool] = {}  # one per event loop
+        self._apools_lock = threading.Lock()
+
+    @property
+    def lean(self) -> bool:
+        """Whether non-streaming calls (sync and async) take the pooled connections rather than the SDK."""
+        return self._headers is not None
+
+    def _lean_headers(self, alias: ModelAlias) -> dict[str, str] | None:
+        """Headers of the pooled connections' requests, or None where the SDK must make every call."""
+        base = alias.base_url
+        if not base or "?" in base or "#" in base or not base.startswith(("http://", "https://")) or proxied():
+            return None
+        headers = {"Authorization": f"Bearer {self._key}", "User-Agent": f"flywheel/{flywheel.__version__}"}
+        for header, env in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+            if os.environ.get(env):
+                headers[header] = os.environ[env]
+        return headers
+
+    def _sdk_class(self, is_async: bool) -> type:
+        import openai
+
+        return openai.AsyncOpenAI if is_async else openai.OpenAI
 
     def body(self, alias: ModelAlias, request: ChatRequest, stream: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"model": alias.model, "messages": request_messages(request)}
@@ -57,44 +104,142 @@ class OpenAICompatProvider(SdkProvider):
 
     @staticmethod
     def parse(http: httpx.Response) -> ProviderResponse:
-        try:
-            data = json.loads(http.content)
-        except ValueError as exc:
-            raise ProviderError(f"response body is not valid JSON: {exc}", kind="bad_response",
-                                status=http.status_code, retryable=True) from None
-        try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError):
-            err = data.get("error") if isinstance(data, dict) else None
-            raise ProviderError(f"response has no choices: {str(err or data)[:300]}", kind="bad_response",
-                                status=http.status_code, retryable=True, usage=reported_usage(data)) from None
-        return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
-                                data)
+        return parse_body(http.status_code, http.content)
 
     _decode = parse
 
+    # -- calls
+    def chat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
+        pool = self._pool
+        if pool is None:
+            return super().chat(alias, request, timeout)
+        body = json.dumps(self.body(alias, request), ensure_ascii=False).encode()
+        try:
+            status, headers, content = pool.post(_PATH, body, timeout)
+        except Exception as exc:
+            raise transport_error(exc) from exc
+        if status < 300:
+            return parse_body(status, content)
+        if status < 400:  # a redirect: the SDK follows it
+            return super().chat(alias, request, timeout)
+        raise status_error(status, headers, content)
+
+    async def achat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
+        if self._headers is None:
+            return await super().achat(alias, request, timeout)
+        pool = self._apools.get(asyncio.get_running_loop()) or self._new_apool()
+        body = json.dumps(self.body(alias, request), ensure_ascii=False).encode()
+        try:
+            status, headers, content = await pool.post(_PATH, body, timeout)
+        except Exception as exc:
+            raise transport_error(exc) from exc
+        if status < 300:
+            return parse_body(status, content)
+        if status < 400:
+            return await super().achat(alias, request, timeout)
+        raise status_error(status, headers, content)
+
+    def _new_apool(self) -> AsyncHttpPool:
+        loop = asyncio.get_running_loop()
+        with self._apools_lock:
+            # forget the pools of loops that have ended: their connections can no longer be used (or closed
+            # cleanly) from any loop; the sockets close when collected
+            for ended in [other for other in self._apools if other.is_closed()]:
+                del self._apools[ended]
+            pool = self._apools.get(loop)
+            if pool is None:
+                pool = self._apools[loop] = AsyncHttpPool(self._base_url, self._headers or {})
+        return pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        with self._apools_lock:
+            self._apools.clear()
+        super().close()
+
+    async def aclose(self) -> None:
+        """Close this event loop's pooled connections (before the loop ends; later calls reconnect)."""
+        with self._apools_lock:
+            pool = self._apools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            pool.close()
+
+    # -- the SDK's wire steps
     def _send(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> httpx.Response:
+        import httpx
+
         return self.client.post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
                                 options={"timeout": timeout})
 
     async def _asend(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> httpx.Response:
+        import httpx
+
         return await self.aclient().post(_PATH, body=self.body(alias, request), cast_to=httpx.Response,
                                          options={"timeout": timeout})
 
     def _open(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> openai.Stream[ChatCompletionChunk]:
+        import openai
+        from openai.types.chat import ChatCompletionChunk
+
         return self.client.post(_PATH, body=self.body(alias, request, stream=True), cast_to=ChatCompletionChunk,
                                 stream=True, stream_cls=openai.Stream[ChatCompletionChunk],
                                 options={"timeout": timeout})
 
     async def _aopen(self, alias: ModelAlias, request: ChatRequest,
                      timeout: float) -> openai.AsyncStream[ChatCompletionChunk]:
+        import openai
+        from openai.types.chat import ChatCompletionChunk
+
         return await self.aclient().post(
             _PATH, body=self.body(alias, request, stream=True), cast_to=ChatCompletionChunk, stream=True,
             stream_cls=openai.AsyncStream[ChatCompletionChunk], options={"timeout": timeout})
 
     def _fold(self) -> _StreamState:
         return _StreamState()
+
+
+def parse_body(status: int, content: bytes) -> ProviderResponse:
+    """A 2xx chat-completions body → ProviderResponse; a body without an answer is a retryable bad_response."""
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise ProviderError(f"response body is not valid JSON: {exc}", kind="bad_response",
+                            status=status, retryable=True) from None
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        err = data.get("error") if isinstance(data, dict) else None
+        raise ProviderError(f"response has no choices: {str(err or data)[:300]}", kind="bad_response",
+                            status=status, retryable=True, usage=reported_usage(data)) from None
+    return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
+                            data)
+
+
+def status_error(status: int, headers: Any, content: bytes) -> ProviderError:
+    """An error status as the SDK reports it ("Error code: 429 - <the body's error.message>")."""
+    message = f"Error code: {status}"
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    detail = error.get("message") if isinstance(error, dict) else None
+    if isinstance(detail, str) and detail:
+        message += f" - {detail}"
+    return ProviderError.from_status(status, short(message), retry_after=parse_retry_after(headers),
+                                     usage=reported_usage(data))
+
+
+def transport_error(exc: Exception) -> ProviderError:
+    """A failure of the pooled connection, classified like the SDK's APITimeoutError / APIConnectionError."""
+    if isinstance(exc, TimeoutError):
+        return ProviderError("request timed out", kind="timeout", retryable=True)
+    if isinstance(exc, _BROKEN):  # refused, reset, dropped, truncated or garbled response …
+        return ProviderError(short(f"connection failed: {type(exc).__name__}: {exc}"), kind="connection",
+                             retryable=True)
+    return ProviderError(short(f"{type(exc).__name__}: {exc}"), kind="other", retryable=False)
 
 
 class _StreamState(StreamFold):

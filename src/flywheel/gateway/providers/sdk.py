@@ -105,8 +105,8 @@ class SdkProvider:
 
     name: ClassVar[str]
     key_env: ClassVar[str]  # the vendor's key variable, used for its default URL only
-    sdk_client: ClassVar[type]  # e.g. openai.OpenAI
-    sdk_async_client: ClassVar[type]  # e.g. openai.AsyncOpenAI
+    sdk_client: ClassVar[type]  # e.g. anthropic.Anthropic (or override `_sdk_class` to import lazily)
+    sdk_async_client: ClassVar[type]  # e.g. anthropic.AsyncAnthropic
 
     def __init__(self, alias: ModelAlias):
         self.alias = alias
@@ -116,6 +116,10 @@ class SdkProvider:
         self._lock = threading.Lock()
 
     # -- clients
+    def _sdk_class(self, is_async: bool) -> type:
+        """The SDK's client class; a subclass may import its SDK here, on first use."""
+        return self.sdk_async_client if is_async else self.sdk_client
+
     def _new_client(self, cls: type) -> Any:
         return cls(api_key=self._key, base_url=self.alias.base_url, max_retries=0, timeout=self.alias.timeout)
 
@@ -124,14 +128,14 @@ class SdkProvider:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._new_client(self.sdk_client)
+                    self._client = self._new_client(self._sdk_class(False))
         return self._client
 
     def aclient(self) -> Any:
         loop = asyncio.get_running_loop()
         client = self._aclients.get(loop)
         if client is None:
-            client = self._aclients[loop] = self._new_client(self.sdk_async_client)
+            client = self._aclients[loop] = self._new_client(self._sdk_class(True))
         return client
 
     def close(self) -> None:

@@ -29,7 +29,8 @@ def reported_usage(data: Any) -> Usage | None:
     return make_usage(int(inp), int(out))
 
 
-def _short(text: str, n: int = 300) -> str:
+def short(text: str, n: int = 300) -> str:
+    """One line of at most `n` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
@@ -49,19 +50,19 @@ def to_provider_error(exc: BaseException) -> ProviderError:
             usage = None
         message = getattr(exc, "message", None) or str(exc)
         if status < 400:  # a 2xx whose body the SDK could not use
-            return ProviderError(_short(f"unusable response: {message}"), kind="bad_response", status=status,
+            return ProviderError(short(f"unusable response: {message}"), kind="bad_response", status=status,
                                  retryable=True, usage=usage)
-        return ProviderError.from_status(status, _short(message), retry_after=retry_after, usage=usage)
+        return ProviderError.from_status(status, short(message), retry_after=retry_after, usage=usage)
     if "Timeout" in name or isinstance(exc, TimeoutError):
         return ProviderError("request timed out", kind="timeout", retryable=True)
     if name == "APIConnectionError":
         cause = exc.__cause__ or exc.__context__
         detail = f": {type(cause).__name__}: {cause}" if cause else ""
-        return ProviderError(_short(f"connection failed{detail}"), kind="connection", retryable=True)
+        return ProviderError(short(f"connection failed{detail}"), kind="connection", retryable=True)
     module = type(exc).__module__ or ""
     if module.startswith(("httpx", "httpcore", "h11")) or isinstance(exc, ConnectionError):
         # raised while reading a body the SDK did not wrap (streams): peer closed, incomplete read …
-        return ProviderError(_short(f"connection broke: {name}: {exc}"), kind="connection", retryable=True)
+        return ProviderError(short(f"connection broke: {name}: {exc}"), kind="connection", retryable=True)
     if isinstance(exc, json.JSONDecodeError):
-        return ProviderError(_short(f"response body is not valid JSON: {exc}"), kind="bad_response", retryable=True)
-    return ProviderError(_short(f"{name}: {exc}"), kind="other", retryable=False)
+        return ProviderError(short(f"response body is not valid JSON: {exc}"), kind="bad_response", retryable=True)
+    return ProviderError(short(f"{name}: {exc}"), kind="other", retryable=False)
