@@ -12,9 +12,10 @@ the tail of a difference of two noisy samples mostly measures the noise of the o
 
 Own cost: `gateway_own_p50_ms` / `gateway_own_p99_ms` time the same Gateway (tracing to the store
 included) over a provider that answers instantly without any I/O: what the gateway itself costs per
-call, independent of which HTTP path the provider takes. (The openai_compat provider sends through
-the SDK's documented raw `client.post` and decodes five fields itself instead of building the SDK's
-pydantic `ChatCompletion`, which is why the end-to-end overhead can come out below zero.)
+call, independent of which HTTP path the provider takes. (For an alias with an explicit base_url the
+openai_compat provider sends non-streaming calls over its own pooled keep-alive connections and decodes
+five fields itself, instead of the SDK's httpx client and pydantic `ChatCompletion`; that is why the
+end-to-end overhead comes out below zero. `gateway_own_*` is the like-for-like figure.)
 
 Fault run: `--fault-calls` calls through a Gateway whose `primary` alias gets 20 % injected
 faults (429 with Retry-After 0.05 s, 500, and hangs cut by a 0.2 s per-attempt timeout; 2 retries,
