@@ -184,9 +184,48 @@ class Span(Record):
         return None if self.end_ns is None else (self.end_ns - self.start_ns) / 1e6
 
 
+RefusalKind = Literal["no_passage", "model_declined", "guard_blocked"]
+CacheStatus = Literal["off", "miss", "exact", "semantic", "item"]  # off: no cache configured or bypassed
+
+
+class Source(Record):
+    """A passage the answer was built from (every retrieved source, cited or not)."""
+
+    n: int  # its [n] in the prompt
+    chunk_id: str
+    source: str
+    location: str | None = None
+    text: str
+    score: float = 0.0
+    cited: bool = False
+
+
+class GuardAction(Record):
+    """What one guard did during a run."""
+
+    stage: Literal["input", "sources", "output"]
+    check: str
+    action: str  # the on_fail action taken (block, redact, fix, reask, fallback, refrain, log, drop) or "pass"
+    passed: bool
+    reason: str = ""
+
+
 class Answer(Record):
+    """Everything a caller (CLI, server, evals) needs to know about one app run. Nobody listens on the tracer
+    to find out what happened: it is all here."""
+
     text: str
     citations: list[Citation] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
     trace_id: str | None = None
     checks: list[CheckResult] = Field(default_factory=list)
-    refused: bool = False  # the app said it does not know / a guard blocked
+    refused: bool = False  # the app said it does not know / the model declined / a guard blocked
+    refusal: RefusalKind | None = None  # why, when refused
+    usage: Usage = Field(default_factory=Usage)  # every model call of the run: retries, re-asks, judges
+    cost_usd: float = 0.0  # every model call of the run: retries, re-asks and judge calls included
+    models: dict[str, str] = Field(default_factory=dict)  # alias -> pinned provider model/version used
+    prompt_version: str | None = None
+    cache: CacheStatus = "off"
+    guard_actions: list[GuardAction] = Field(default_factory=list)
+    app: str | None = None
+    latency_ms: float = 0.0

@@ -22,7 +22,7 @@ DEFAULT_APP = "docs_qa"
 DOCS_QA_OPTIONS = {"k", "filters", "no_answer"}
 
 
-def _docs_qa(runtime: Any, name: str, cfg: AppConfig) -> Any:
+def _docs_qa(runtime: Any, name: str, cfg: AppConfig, cache: bool = True) -> Any:
     from flywheel.apps.docs_qa import DocsQA
     from flywheel.prompts import PromptRegistry
 
@@ -49,13 +49,13 @@ def _docs_qa(runtime: Any, name: str, cfg: AppConfig) -> Any:
     prompt = PromptRegistry(project.root).get(cfg.prompt or DEFAULT_APP, where=project.where("apps", name, "prompt"))
     guards = _guards(runtime, name, cfg)
     # Runtime.cache, where the runtime provides one (flywheel.cache.Cache built from `cache:` in flywheel.yaml).
-    cache = getattr(runtime, "cache", None)
+    cache = getattr(runtime, "cache", None) if cache else None
     return DocsQA(retriever=runtime.retriever, gateway=runtime.gateway, prompt=prompt, model=cfg.model,
                   name=name, tenant=cfg.tenant, k=k, filters=filters, no_answer=no_answer, guards=guards,
                   cache=cache)
 
 
-def _chat(runtime: Any, name: str, cfg: AppConfig) -> Any:
+def _chat(runtime: Any, name: str, cfg: AppConfig, cache: bool = True) -> Any:
     from flywheel.apps.chat import ChatApp
 
     project = runtime.project
@@ -66,7 +66,7 @@ def _chat(runtime: Any, name: str, cfg: AppConfig) -> Any:
                           where=project.where("apps", name, "options", min(unknown)),
                           hint="chat apps take options: {system: \"…\"}")
     return ChatApp(gateway=runtime.gateway, model=cfg.model, name=name, system=cfg.options.get("system"),
-                   tenant=cfg.tenant, guards=_guards(runtime, name, cfg), cache=getattr(runtime, "cache", None))
+                   tenant=cfg.tenant, guards=_guards(runtime, name, cfg), cache=getattr(runtime, "cache", None) if cache else None)
 
 
 def _known_alias(runtime: Any, name: str, cfg: AppConfig) -> None:
@@ -86,10 +86,10 @@ def _guards(runtime: Any, name: str, cfg: AppConfig) -> Any:
                                    aliases=set(runtime.config.models))
 
 
-APP_KINDS: dict[str, Callable[[Any, str, AppConfig], Any]] = {"docs_qa": _docs_qa, "chat": _chat}
+APP_KINDS: dict[str, Callable[..., Any]] = {"docs_qa": _docs_qa, "chat": _chat}
 
 
-def build_app(runtime: Any, name: str = DEFAULT_APP) -> Any:
+def build_app(runtime: Any, name: str = DEFAULT_APP, *, cache: bool = True) -> Any:
     """The app `name` of the runtime's project, wired to its retriever, gateway and prompts."""
     apps = runtime.config.apps
     cfg = apps.get(name)
@@ -104,4 +104,4 @@ def build_app(runtime: Any, name: str = DEFAULT_APP) -> Any:
         raise ConfigError(f"app '{name}' has unknown kind '{cfg.kind}'",
                           where=runtime.project.where("apps", name, "kind"),
                           hint=f"known kinds: {', '.join(sorted(APP_KINDS))}")
-    return factory(runtime, name, cfg)
+    return factory(runtime, name, cfg, cache=cache)

@@ -54,10 +54,11 @@ class Runtime:
 
         return Cache.from_config(cfg, self.store)
 
-    def app(self, name: str = "docs_qa"):
+    def app(self, name: str = "docs_qa", *, cache: bool = True):
+        """The app `name`; `cache=False` builds it without the response cache (evals replay uncached)."""
         from flywheel.apps.registry import build_app
 
-        return build_app(self, name)
+        return build_app(self, name, cache=cache)
 
     def close(self) -> None:
         from flywheel.tracing import tracer

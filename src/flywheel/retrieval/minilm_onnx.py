@@ -9,15 +9,16 @@ running it needs only onnxruntime. It lives in the user cache, shared by every p
 
     $FLYWHEEL_CACHE_DIR/onnx/<model>-<key>/model.onnx   (default ~/.cache/flywheel, or $XDG_CACHE_HOME/flywheel)
 
-where <key> hashes the weights' config and size and EXPORT_VERSION. The file is written under a temporary
-name, checked against the torch model on a few sentences, then renamed into place (atomic), so a reader never
-sees half a file; processes exporting at the same time queue on a lock file and the later ones find it ready.
-int8 quantisation was measured and rejected: dynamic int8 gave cosine 0.76-0.96 to the reference vectors on
-mixed English/Chinese chunks (the gate is 0.99); see docs/retrieval.md.
+where <key> hashes the weights' config and size, EXPORT_VERSION and onnxruntime's major.minor version. The
+file is written under a temporary name, checked against the torch model on a few sentences, then renamed into
+place (atomic), so a reader never sees half a file; processes exporting at the same time queue on a lock file
+and the later ones find it ready. int8 quantisation was measured and rejected: dynamic int8 gave cosine
+0.75-0.95 to the reference vectors on mixed English/Chinese text (the gate is 0.99); see docs/retrieval.md.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -59,13 +61,27 @@ def export_available() -> bool:
     return all(find_spec(m) is not None for m in ("torch", "transformers", "onnx", "onnxruntime"))
 
 
-def model_path(model_dir: Path, name: str) -> Path:
-    """Where the exported model of `model_dir` lives (whether or not it exists yet)."""
+def _runtime_version() -> str:
+    """onnxruntime's major.minor: its fused operators are what the file holds, so a new runtime re-exports."""
+    try:
+        return ".".join(metadata.version("onnxruntime").split(".")[:2])
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+@functools.lru_cache(maxsize=8)
+def _key(model_dir: Path, recipe: str) -> str:
     digest = hashlib.sha256()
     digest.update((model_dir / "config.json").read_bytes())
     digest.update(str((model_dir / "model.safetensors").stat().st_size).encode())
-    digest.update(f"export {EXPORT_VERSION} opset {OPSET}".encode())
-    return cache_root() / "onnx" / f"{name}-{digest.hexdigest()[:12]}" / "model.onnx"
+    digest.update(f"{recipe} onnxruntime {_runtime_version()}".encode())
+    return digest.hexdigest()[:12]
+
+
+def model_path(model_dir: Path, name: str) -> Path:
+    """Where the exported model of `model_dir` lives (whether or not it exists yet)."""
+    key = _key(model_dir, f"export {EXPORT_VERSION} opset {OPSET}")
+    return cache_root() / "onnx" / f"{name}-{key}" / "model.onnx"
 
 
 def cached_model(model_dir: Path, name: str) -> Path | None:

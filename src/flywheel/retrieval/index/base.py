@@ -22,6 +22,14 @@ from flywheel.types import Chunk
 
 COLUMN_FILTERS = {"source", "doc_id", "location", "title", "lang", "id"}
 Scored = list[tuple[int, float]]  # (chunk pk, score: higher is better)
+FETCH_COLUMNS = ("pk", "id", "doc_id", "tenant", "source", "ordinal", "location", "text", "tokens", "metadata")
+
+
+def chunk_from_row(row: Any, metadata: dict | None) -> tuple[Chunk, str]:
+    """(Chunk, its keyword tokens) from a row with the FETCH_COLUMNS."""
+    chunk = Chunk(id=row["id"], doc_id=row["doc_id"], text=row["text"], source=row["source"], tenant=row["tenant"],
+                  location=row["location"], ordinal=row["ordinal"], metadata=dict(metadata or {}))
+    return chunk, row["tokens"]
 
 
 def filter_clauses(filters: dict[str, Any] | None) -> list[Any]:
@@ -232,18 +240,13 @@ class Index(ABC):
         out: dict[int, tuple[Chunk, str]] = {}
         if not wanted:
             return out
-        cols = [chunks.c.pk, chunks.c.id, chunks.c.doc_id, chunks.c.tenant, chunks.c.source, chunks.c.ordinal,
-                chunks.c.location, chunks.c.title, chunks.c.text, chunks.c.tokens, chunks.c.metadata]
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
-                for r in conn.execute(select(*cols).where(
+                for r in conn.execute(select(*(chunks.c[name] for name in FETCH_COLUMNS)).where(
                         chunks.c.pk.in_(wanted[start:start + 500]),
                         # `|| ''` keeps SQLite on the primary key instead of scanning the tenant index
                         (chunks.c.tenant + "") == tenant)).mappings():
-                    meta = dict(r["metadata"] or {})
-                    chunk = Chunk(id=r["id"], doc_id=r["doc_id"], text=r["text"], source=r["source"],
-                                  tenant=r["tenant"], location=r["location"], ordinal=r["ordinal"], metadata=meta)
-                    out[r["pk"]] = (chunk, r["tokens"])
+                    out[r["pk"]] = chunk_from_row(r, r["metadata"])
         return out
 
     def invalidate(self, tenant: str | None = None) -> None:
