@@ -6,14 +6,14 @@
 
 Training data (see src/flywheel/checks/models/README.md):
 - attacks: `tensor-trust/extraction_robustness_dataset.jsonl` (the free training file), plus the
-  English and Chinese attacks written for flywheel (`flywheel.checks.injection_corpus`), plus those
+  English and Chinese attacks written for flywheel (`checks/data/injection_attacks.jsonl`), plus those
   attacks hidden inside benign documents (indirect injection);
 - benign: the training split of the questions in `cmrc2018-dev/queries.jsonl` and
   `askfsdl-scope/queries.jsonl` and the sentences of `mrpc/msr_paraphrase_train.txt` (the held-out
   split is never used here), the training file's access codes, hand-written hard benign requests and
-  benign texts that share attack vocabulary (`injection_corpus_benign`: passwords, instructions, AI,
+  benign texts that share attack vocabulary (`checks/data/injection_benign_vocabulary.jsonl`: passwords, instructions, AI,
   code, translation), requests addressed to an assistant in the second person and the imperative
-  (`injection_corpus_benign.assistant_requests`: "What are your opening hours?", "Can you help me…",
+  (`checks/data/injection_assistant_requests.jsonl`: "What are your opening hours?", "Can you help me…",
   "你们的营业时间是？"), benign documents made of several such sentences, the training split of the
   passages in `cmrc2018-dev/corpus.jsonl` and of Python standard-library docstrings (technical
   prose), synthetic technical documents and tool results, and windows of all of these as
@@ -47,7 +47,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from flywheel.checks import injection_corpus, injection_corpus_benign, injection_data
+from flywheel.checks import injection_corpus, injection_data
 from flywheel.checks.injection import SENTENCE, windows
 from flywheel.checks.injection_features import char_ngrams, dense, normalise, word_ngrams
 
@@ -98,15 +98,15 @@ def collect(root: Path, seed: int, quick: bool) -> tuple[list[str], list[int], l
             test_texts.update(str(row.get(k, "")).strip() for k in ("attack", "access_code", "llm_output"))
     tt_attacks = list(dict.fromkeys(r["attack"] for r in train_file))
     tt_codes = list(dict.fromkeys(r["access_code"] for r in train_file))
-    own_attacks = injection_corpus.attacks(seed)
+    own_attacks = injection_corpus.attacks()
     indirect = [a for a in own_attacks if "AI" in a or "模型" in a or "助手" in a]
     benign = injection_data.benign_split(root, held=False)
-    hard = injection_corpus.hard_benign(seed)
+    hard = injection_corpus.hard_benign()
     en_docs = _documents(rng, benign["mrpc"], 600, (3, 8))
     zh_docs = _documents(rng, benign["cmrc2018"], 300, (3, 6))
     passages = [p for p in injection_data.cmrc_passages(root) if not injection_data.held_out(p)]
     stdlib = [d for d in injection_data.stdlib_docs() if not injection_data.held_out(d)]
-    tech = injection_corpus_benign.technical_docs(seed)
+    tech = injection_corpus.technical_docs()
     zh_indirect = [a for a in own_attacks if _CJK.search(a)]
     hidden = (_embed(rng, en_docs[:300], indirect + tt_attacks, 250) + _embed(rng, zh_docs[:150], indirect, 150)
               + _embed(rng, _windows(rng, stdlib + tech, 400), indirect + tt_attacks, 400)
@@ -123,14 +123,14 @@ def collect(root: Path, seed: int, quick: bool) -> tuple[list[str], list[int], l
               ("mrpc sentences (train split)", benign["mrpc"], 0, True),
               ("tensor-trust training access codes", tt_codes, 0, False),
               ("flywheel hard benign (en+zh)", hard, 0, True),
-              ("flywheel benign with attack vocabulary (en+zh)", injection_corpus_benign.benign(seed), 0, True),
-              ("flywheel requests addressed to an assistant (en+zh)", injection_corpus_benign.assistant_requests(seed), 0,
+              ("flywheel benign with attack vocabulary (en+zh)", injection_corpus.benign(), 0, True),
+              ("flywheel requests addressed to an assistant (en+zh)", injection_corpus.assistant_requests(), 0,
                True),
               ("benign documents (mrpc / cmrc sentences)", en_docs + zh_docs, 0, False),
               ("benign passages: cmrc2018 corpus (train split), Python stdlib docstrings (train split)",
                passages + stdlib, 0, False),
               ("benign document windows and technical docs / tool results", doc_windows, 0, False),
-              ("flywheel documentation sentences (en+zh)", injection_corpus_benign.documentation(seed), 0, False)]
+              ("flywheel documentation sentences (en+zh)", injection_corpus.documentation(), 0, False)]
     texts, labels, question, counts = [], [], [], {}
     seen: set[str] = set()
     for name, items, label, is_q in groups:

@@ -4,6 +4,7 @@ FLYWHEEL_REQUIRE_SERVICES=1 (set by .ci/run) every such skip becomes a failure."
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -39,3 +40,23 @@ def project(tmp_path):
     from flywheel.config import Project
 
     return Project(tmp_path)
+
+
+class FakeClock:
+    """A wall clock that moves only when told: `clock()` reads it, `clock.advance(s)` moves it. Starts at the
+    real time, so anything that also reads the real clock (a Redis TTL) sees sane values."""
+
+    def __init__(self, start: float | None = None):
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Inject instead of sleeping: TTLs, backoffs and deadlines are then exact and instant."""
+    return FakeClock()

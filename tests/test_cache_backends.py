@@ -39,9 +39,9 @@ def env(request, tmp_path):
         store.close()
 
 
-def make(env, **cfg) -> Cache:
+def make(env, clock=time.time, **cfg) -> Cache:
     spec, store = env
-    return Cache.from_config(CacheConfig(backend=spec, **cfg), store, HashingEmbedder())
+    return Cache.from_config(CacheConfig(backend=spec, **cfg), store, HashingEmbedder(), clock=clock)
 
 
 def q(text: str, **kw) -> ChatRequest:
@@ -60,12 +60,12 @@ def test_exact_roundtrip_invalidation_and_directives(env) -> None:
     assert cache.status()["degraded"] is False
 
 
-def test_ttl_and_pins(env) -> None:
-    cache = make(env, ttl_s=0.3)
+def test_ttl_and_pins(env, clock) -> None:
+    cache = make(env, clock, ttl_s=300)
     cache.save(q("What is the refund window?"), "30 days.", **V)
     cache.save(q("Is shipping free?"), "Yes.", **V)
     cache.pin(q("Is shipping free?"), "Yes, over 50 EUR (reviewed).", **V)
-    time.sleep(0.45)
+    clock.advance(301)
     assert cache.lookup(q("What is the refund window?"), **V) is None
     hit = cache.lookup(q("Is shipping free?"), **V)
     assert hit.kind == "pinned" and hit.text == "Yes, over 50 EUR (reviewed)."

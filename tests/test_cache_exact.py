@@ -3,8 +3,6 @@ no-cache / no-store, pinned answers, item-ID answers, spans and the hit log."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
@@ -52,12 +50,13 @@ def test_tenant_defaults_to_request_metadata(cache: Cache) -> None:
     assert cache.lookup(q(), model_version="m@1") is None  # tenant "default"
 
 
-def test_ttl_expiry(store) -> None:
-    cache = Cache.from_config(CacheConfig(ttl_s=0.3), store)
+def test_ttl_expiry(store, clock) -> None:
+    cache = Cache.from_config(CacheConfig(ttl_s=300), store, clock=clock)
     cache.save(q(), "30 days.", **V)
-    cache.save(q("other"), "kept", **V, ttl_s=30)  # per-entry override
+    cache.save(q("other"), "kept", **V, ttl_s=3000)  # per-entry override
+    clock.advance(299)
     assert cache.lookup(q(), **V) is not None
-    time.sleep(0.45)
+    clock.advance(2)
     assert cache.lookup(q(), **V) is None
     assert cache.lookup(q("other"), **V) is not None
     assert cache.purge_expired() == 1
@@ -82,14 +81,14 @@ def test_empty_and_cached_results_are_not_stored(cache: Cache) -> None:
     assert cache.lookup(q(), **V) is None
 
 
-def test_pinned_answer_wins_never_expires_and_survives_saves_purges_and_clear(store) -> None:
-    cache = Cache.from_config(CacheConfig(ttl_s=0.2), store)
+def test_pinned_answer_wins_never_expires_and_survives_saves_purges_and_clear(store, clock) -> None:
+    cache = Cache.from_config(CacheConfig(ttl_s=200), store, clock=clock)
     cache.save(q(), "model answer", **V)
     key = cache.pin(q(), "Reviewed: 30 days from delivery.", **V)
     hit = cache.lookup(q(), **V)
     assert (hit.kind, hit.text, hit.key) == ("pinned", "Reviewed: 30 days from delivery.", key)
     cache.save(q(), "a newer model answer", **V)
-    time.sleep(0.3)
+    clock.advance(300)
     cache.purge_expired()
     cache.clear()
     assert cache.lookup(q(), **V).text == "Reviewed: 30 days from delivery."

@@ -91,3 +91,65 @@ def test_unknown_directive_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no-cahce") as err:
         directives(req(metadata={"cache": "no-cahce"}))
     assert "no-cache" in (err.value.hint or "")
+
+
+# ---------------------------------------------------------------- everything that changes an output
+
+
+def _alias(**kw):
+    from flywheel.config import ModelAlias
+
+    base = {"provider": "openai_compat", "model": "qwen2.5:7b", "base_url": "http://localhost:11434/v1"}
+    return ModelAlias(**{**base, **kw})
+
+
+def _with(**changes) -> Versions:
+    import dataclasses
+
+    from flywheel.cache.keys import route_version
+
+    routed = dataclasses.replace(BASE, route=route_version([_alias()]), guards="g1")
+    return dataclasses.replace(routed, **changes)
+
+
+@pytest.mark.parametrize("changed", [
+    {"model_version": "qwen2.5:7b@2025-02"},
+    {"prompt_version": "p2"},
+    {"corpus_version": "c2"},
+    {"tenant": "other"},
+    {"guards": "g2"},  # another guard policy (apps pass GuardPolicy.version)
+    {"route": "provider"},
+    {"route": "base_url"},
+    {"route": "version"},
+    {"route": "params"},
+    {"route": "family"},
+    {"route": "fallbacks"},
+], ids=lambda c: next(iter(c.values())) if "route" in c else next(iter(c)))
+def test_each_thing_that_changes_an_output_changes_the_key(changed) -> None:
+    from flywheel.cache.keys import route_version
+
+    routes = {"provider": [_alias(provider="anthropic", base_url=None)],
+              "base_url": [_alias(base_url="https://api.deepseek.com/v1")],
+              "version": [_alias(version="2025-02")],
+              "params": [_alias(params={"temperature": 0.7})],
+              "family": [_alias(family="qwen")],
+              "fallbacks": [_alias(), _alias(model="llama3.1:8b")]}
+    if "route" in changed:
+        changed = {"route": route_version(routes[changed["route"]])}
+    assert exact_key(req(), _with(**changed)) != exact_key(req(), _with())
+    assert semantic_scope(req(), _with(**changed)) != semantic_scope(req(), _with())
+
+
+def test_request_params_each_change_the_key() -> None:
+    key = exact_key(req(), _with())
+    changed = [req(temperature=0.2), req(max_tokens=10), req(stop=["\n"]),
+               req(response_format={"type": "json_object"})]
+    assert len({exact_key(r, _with()) for r in changed} | {key}) == 5
+
+
+def test_the_route_ignores_what_does_not_change_an_answer() -> None:
+    from flywheel.cache.keys import route_version
+
+    same = route_version([_alias()])
+    assert route_version([_alias(base_url="http://localhost:11434/v1/")]) == same  # trailing slash
+    assert route_version([_alias(api_key_env="OTHER_KEY", timeout=5.0, max_retries=0)]) == same

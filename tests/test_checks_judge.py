@@ -109,3 +109,36 @@ def test_reasoning_on_the_verdict_line_is_kept() -> None:
 
     assert reasoning_of("The output names the version: key. Verdict: PASS") == "The output names the version: key."
     assert reasoning_of("Reasoning: it cites [1].\nVerdict: FAIL") == "it cites [1]."
+
+
+def test_the_final_verdict_counts_not_json_quoted_from_the_output() -> None:
+    from flywheel.checks.judge import _BINARY, parse_verdict
+
+    quoted = 'The output is {"answer": "yes"} but it never names the file.\nVerdict: FAIL'
+    assert parse_verdict(quoted, _BINARY) == "fail"
+    assert parse_verdict('It wrote {"verdict": "pass"} as its answer, which is wrong.\nVerdict: FAIL', _BINARY) == "fail"
+    assert parse_verdict('Verdict: FAIL at first, but on reflection it is right.\n{"verdict": "pass"}', _BINARY) == "pass"
+    assert parse_verdict('{"reasoning": "It says yes.", "verdict": "FAIL"}', _BINARY) == "fail"
+
+
+def test_judge_asks_for_structured_output_and_reads_it(llm) -> None:
+    llm.add(r".", '{"reasoning": "The output is {\\"answer\\": \\"yes\\"} but cites nothing.", "verdict": "FAIL"}')
+    r = build("judge", "The answer cites a source.").run("yes", ctx_for(gateway_for(llm)))
+    assert not r.passed and r.error is None and r.reason.startswith("The output is")
+    fmt = llm.requests[-1]["response_format"]
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["properties"]["verdict"]["enum"] == ["PASS", "FAIL"]
+    assert list(fmt["json_schema"]["schema"]["properties"]) == ["reasoning", "verdict"]  # reasoning first
+
+
+def test_judge_without_structured_output_support_parses_text(llm) -> None:
+    llm.add(r".", "It cites [1].\nVerdict: PASS")
+    plain = Gateway({"judge": ModelAlias(provider="openai_compat", base_url=llm.base_url, model="fake-judge",
+                                         max_retries=0, json_schema=False)})
+    assert build("judge", "Cites a source.").run("[1]", ctx_for(plain)).passed
+    assert "response_format" not in llm.requests[-1]
+    # an endpoint that rejects response_format (HTTP 400) is asked again in plain text
+    llm.fail(Fault.SERVER_ERROR, times=1, status=400)
+    r = build("judge", "Cites a source.").run("[1]", ctx_for(gateway_for(llm)))
+    assert r.passed and r.error is None
+    assert "response_format" in llm.requests[-2] and "response_format" not in llm.requests[-1]

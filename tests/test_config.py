@@ -127,3 +127,55 @@ def test_every_provider_preset_in_the_template_validates(tmp_path):
     assert config.models["claude"].provider == "anthropic"
     assert config.models["deepseek"].base_url == "https://api.deepseek.com/v1"
     assert config.models["gpt"].fallbacks == ["local"]
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("models:\n  default: {provider: extractive}\n  default: {provider: openai_compat}\n", 3, "duplicate key `default`"),
+    ("apps:\n  docs_qa:\n    model: default\n    model: strong\n", 4, "(first at line 3)"),
+])
+def test_duplicate_keys_are_rejected_with_their_line(tmp_path, text, line, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config_file(path)
+    assert err.value.where == f"{path}:{line}" and words in err.value.message
+
+
+def test_the_one_yaml_loader_keeps_merge_keys_and_rejects_duplicates():
+    import yaml
+
+    from flywheel.config import load_yaml
+
+    assert load_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n")["d"] == {"x": 3, "y": 2}
+    with pytest.raises(yaml.YAMLError, match="duplicate key `a`"):
+        load_yaml("a: 1\na: 2\n")
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("apps:\n  docs_qa:\n    options: {k: 0}\n", 3, "options.k"),
+    ("apps:\n  docs_qa:\n    options:\n      k: true\n", 4, "options.k"),
+    ("apps:\n  docs_qa:\n    options:\n      filters: [en]\n", 4, "options.filters"),
+    ("apps:\n  docs_qa:\n    options: {top_k: 3}\n", 3, "unknown option(s) for app 'docs_qa': top_k"),
+    ("apps:\n  bot:\n    kind: chat\n    options:\n      system: [a]\n", 5, "options.system"),
+    ("apps:\n  bot:\n    kind: chatt\n", 3, "did you mean 'chat'"),
+    ("apps:\n  bot:\n    model: strnog\n", 3, "unknown model alias 'strnog'"),
+    ("apps:\n  bot:\n    guards:\n      output:\n        - {check: grounding, on_fail: explode}\n", 5,
+     "unknown on_fail action `explode`"),
+    ("apps:\n  bot:\n    guards:\n      output:\n        - check: grounding\n          max_reasks: 9\n", 6,
+     "max_reasks"),
+    (("apps:\n  bot:\n    guards:\n      output:\n        - check: grounding\n          on_fail: fallback\n"
+      "          fallback: nope\n"), 7, "unknown model alias 'nope'"),
+])
+def test_app_options_and_guard_specs_are_checked_when_the_config_loads(tmp_path, text, line, words):
+    """Not when the app first runs: `flywheel.yaml` with a bad app fails to load, naming file:line."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        Project.load(tmp_path)
+    assert err.value.where == f"{path}:{line}" and words in err.value.message, err.value.render()
+
+
+def test_a_config_built_in_python_gets_the_same_checks(tmp_path):
+    from flywheel.config import AppConfig, Config
+
+    with pytest.raises(ConfigError, match="unknown option"):
+        Project(tmp_path, Config(apps={"docs_qa": AppConfig(options={"kk": 3})}))
+    assert Project(tmp_path, Config(apps={"docs_qa": AppConfig(options={"k": 3})})).config.apps["docs_qa"]

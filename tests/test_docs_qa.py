@@ -198,3 +198,20 @@ def test_answers_are_cached_per_question_retrieved_chunks_and_tenant(llm, spans)
     retriever.chunks[0] = retriever.chunks[0].model_copy(update={"id": "c0-reingested"})
     app.run("How do I pin a model version?")
     assert len(llm.requests) == 3
+
+
+def test_sources_guard_actions_and_refusal_kind_are_on_the_answer(llm):
+    from test_guards_policy import POISON
+
+    llm.default = "Set `version:` on the alias [1]."
+    drop = GuardPolicy.from_config({"sources": [{"check": "test-flags-poison", "on_fail": "drop"}]})
+    app, _ = make_app(llm, texts=(PIN, POISON), model="gpt", guards=drop)
+    answer = app.run("How are model versions pinned?")
+    assert not answer.refused and [(a.stage, a.action) for a in answer.guard_actions] == [("sources", "drop")]
+    assert [s.chunk_id for s in answer.sources] == ["c0"]  # the dropped passage was never shown to the model
+    only_poison, _ = make_app(llm, texts=(POISON,), model="gpt", guards=drop)
+    dropped_all = only_poison.run("How are model versions pinned?")
+    assert dropped_all.refused and dropped_all.refusal == "guard_blocked"
+    block = GuardPolicy.from_config({"sources": [{"check": "test-flags-poison", "on_fail": "block"}]})
+    blocked, _ = make_app(llm, texts=(PIN, POISON), model="gpt", guards=block)
+    assert blocked.run("How are model versions pinned?").refusal == "guard_blocked"

@@ -127,7 +127,7 @@ def test_ask_json_from_the_cli(tmp_path):
 ])
 def test_app_config_mistakes_name_file_and_line(tmp_path, yaml_text, message, line):
     (tmp_path / "flywheel.yaml").write_text(yaml_text, encoding="utf-8")
-    with Runtime(Project.load(tmp_path)) as rt, pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err, Runtime(Project.load(tmp_path)) as rt:  # most at load time
         rt.app("docs_qa")
     assert message in err.value.message
     assert err.value.where == f"{tmp_path / 'flywheel.yaml'}:{line}"

@@ -138,7 +138,7 @@ def test_compare_against_stored_traces(tmp_path: Path, llm, project, monkeypatch
     finally:
         detach()
         store.close()
-    monkeypatch.setattr(Runtime, "app", lambda self, name="docs_qa": NewApp())
+    monkeypatch.setattr(Runtime, "app", lambda self, name="docs_qa", cache=True: NewApp())
     llm.add(r"<response_a>\nNew answer", "A cites a source.\nVerdict: A", model="fake-judge")
     llm.add(r"<response_b>\nNew answer", "B cites a source.\nVerdict: B", model="fake-judge")
     result = run(tmp_path, "compare", "--against-traces", "3", "--judge", "judge", "--json")

@@ -101,3 +101,26 @@ def test_assert_checks_in_python_tests() -> None:
     assert "max_words" in message and "not-contains" not in message
     with pytest.raises(AssertionError, match="latency"):
         assert_checks("x", [{"latency": 100}], latency_ms=250.0)
+
+
+def test_suites_bypass_the_response_cache_unless_flywheel_cache(tmp_path: Path, llm, project) -> None:
+    with (tmp_path / "flywheel.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("cache: {exact: true}\napps:\n  support: {kind: chat, model: small}\n")
+    llm.add(r"France", "Paris.")
+    write_suite(
+        tmp_path / "evals" / "app.yaml",
+        """\
+        target: app:support
+        cases:
+          - id: france
+            vars: {question: "Capital of France?"}
+            checks: [{contains: Paris}, {max_words: 10}, {cost: 0.01}]
+        """,
+    )
+    calls = []
+    for extra in ([], ["--flywheel-cache"], ["--flywheel-cache"]):
+        out = pytest_run(tmp_path, "evals/", *extra)
+        assert out.returncode == 0, out.stdout + out.stderr
+        calls.append(len(llm.requests))
+    # bypassed: nothing was cached by the first session; with --flywheel-cache the third is a cache hit
+    assert calls == [1, 2, 2]

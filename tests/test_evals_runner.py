@@ -17,7 +17,7 @@ from flywheel.evals.records import RunStore
 from flywheel.evals.runner import RunOptions, arun_suite, run_suite
 from flywheel.evals.suite import load_suite
 from flywheel.tracing import tracer
-from flywheel.types import Answer, Citation
+from flywheel.types import Answer, Citation, Source, Usage
 
 QUIET = RunOptions(concurrency=4, progress=False)
 
@@ -88,7 +88,7 @@ def test_interrupted_run_resumes_without_rerunning_finished_cases(
     runs = RunStore(runtime.store)
     with runtime.store.connect() as conn:
         ((run_id, status),) = conn.execute(select(runs.runs.c.id, runs.runs.c.status)).all()
-    assert status == "running"
+    assert status == "interrupted"  # not stuck in `running`; it resumes below
     done = runs.load_results(run_id)
     assert 3 <= len(done) < 10
     sent_before = len(llm.requests)
@@ -167,37 +167,58 @@ def test_python_target_and_config_mistakes(tmp_path: Path, llm, project, runtime
 
 
 class StubApp:
-    """An app that traces like docs_qa: an app span with an llm span carrying cost and the answering model."""
+    """An app returning a fully populated Answer. It also emits a decoy llm span with another cost and model:
+    the runner must read the Answer, not listen on the tracer."""
+
+    def __init__(self) -> None:
+        self.cache_flags: list[bool] = []
 
     def run(self, question: str, tenant: str | None = None, **options: object) -> Answer:
-        with tracer.span("docs_qa", kind="app", inputs={"question": question}) as span:
-            with tracer.span(
-                "chat",
-                kind="llm",
-                **{"flywheel.cost_usd": 0.002, "gen_ai.response.model": options.get("model", "m-default")},
-            ):
-                pass
-            text = 'It is "the capital city of France" [1].'
-            return Answer(
-                text=text,
-                trace_id=span.trace_id,
-                citations=[
-                    Citation(id=1, chunk_id="c", source="doc.md", text="Paris is the capital city of France.")
-                ],
-            )
+        decoy = {"flywheel.cost_usd": 0.5, "gen_ai.response.model": "decoy"}
+        with tracer.span("docs_qa", kind="app", inputs={"question": question}) as span, tracer.span(
+            "chat", kind="llm", **decoy
+        ):
+            pass
+        model = str(options.get("model", "default"))
+        return Answer(
+            text='It is "the capital city of France" [1].',
+            trace_id=span.trace_id,
+            citations=[Citation(id=1, chunk_id="c", source="doc.md", text="Paris is the capital city of France.")],
+            sources=[
+                Source(n=1, chunk_id="c", source="doc.md", text="Paris is the capital city of France.", cited=True),
+                Source(n=2, chunk_id="d", source="doc.md", text="Rome is the capital of Italy."),
+            ],
+            usage=Usage(input_tokens=100, output_tokens=20),
+            cost_usd=0.002,
+            models={model: f"m-{model}"},
+            prompt_version="pv-123",
+            cache="miss",
+            app="docs_qa",
+        )
 
 
 def test_app_target_collects_cost_models_and_sources(tmp_path: Path, llm, project, runtime) -> None:
-    runtime.app = lambda name: StubApp()  # a priced model under the app span; real docs_qa: test at the end
+    built: list[dict] = []
+
+    def app(name: str, **kw: object) -> StubApp:
+        built.append(kw)
+        return StubApp()
+
+    runtime.app = app  # the real docs_qa: test_docs_qa_app_target_end_to_end
     suite = suite_of(
         tmp_path, project, target="app:docs_qa", checks="[{grounding: {}}, {contains: capital}, {cost: 0.01}]"
     )
     summary = run_suite(suite, runtime, options=QUIET)
-    assert summary.passed == 3 and summary.cost_usd == pytest.approx(0.006)
+    assert built == [{"cache": False}]  # evals bypass the response cache by default
+    assert summary.passed == 3 and summary.cost_usd == pytest.approx(0.006)  # from the Answer, not the span
     assert summary.versions["observed_models"] == ["m-default"]
+    assert summary.versions["observed_prompt_versions"] == ["pv-123"]
     assert summary.versions["models"] == {"default": "extractive"}
-    matrix_run = run_suite(suite, runtime, options=RunOptions(model="strong", progress=False))
-    assert matrix_run.versions["observed_models"] == ["strong"] and matrix_run.model == "strong"
+    r = summary.results[0]
+    assert r.usage == {"input_tokens": 100, "output_tokens": 20} and r.cache == "miss" and r.refusal is None
+    matrix_run = run_suite(suite, runtime, options=RunOptions(model="strong", progress=False, cache=True))
+    assert matrix_run.versions["observed_models"] == ["m-strong"] and matrix_run.model == "strong"
+    assert built[-1] == {"cache": True}
 
 
 def test_similarity_uses_the_projects_retrieval_embedder(tmp_path: Path, llm, project, runtime) -> None:
@@ -265,3 +286,7 @@ def test_docs_qa_app_target_end_to_end(tmp_path: Path) -> None:
         summary.versions["models"] == {"default": "extractive"} and "docs_qa" in summary.versions["prompts"]
     )
     assert summary.versions["observed_prompt_versions"] == [summary.versions["prompts"]["docs_qa"]]
+    # everything comes from the Answer the real app returns (no tracer listening: tracing is off here)
+    assert summary.versions["observed_models"] == ["extractive"]
+    assert all(r.cache == "off" and r.cost_usd == 0.0 and r.refusal is None for r in summary.results)
+    assert all(r.usage["output_tokens"] > 0 for r in summary.results)

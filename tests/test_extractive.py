@@ -39,8 +39,8 @@ def ask(gateway, question, alias="default", metadata=True):
 def test_quotes_and_cites_the_passage_that_answers(gateway, alias):
     result = ask(gateway, "How do I pin a model version?", alias)
     assert result.provider == "extractive"
-    first_quote = result.text.splitlines()[1]
-    assert first_quote == "- “To pin a model version, set `version:` on the alias.” [2]"
+    # verbatim: the source's line break inside the sentence is kept
+    assert result.text.splitlines()[1:3] == ["- “To pin a model version, set", "`version:` on the alias.” [2]"]
     assert "[1]" not in result.text and "[3]" not in result.text
     assert result.usage.input_tokens > 50 and result.usage.output_tokens > 5
 
@@ -95,7 +95,7 @@ def test_sentence_splitting_english_chinese_lists_tables_and_wrapping():
             "- item one\n- item two\n\n中文第一句。中文第二句！\n```\nflywheel ingest docs/\n```\n"
             "| key | meaning |\n|---|---|\n| `k` | hits |")
     assert split_sentences(text) == [
-        "First sentence wraps across lines.", "Second one, e.g. with an abbreviation!", "Third?",
+        "First sentence wraps\nacross lines.", "Second one, e.g. with an abbreviation!", "Third?",
         "item one", "item two", "中文第一句。", "中文第二句！", "| key | meaning |", "| `k` | hits |"]
 
 
@@ -127,3 +127,112 @@ def test_quotes_prefer_the_question_language():
     answer = extractive_answer("What is flywheel as a platform?", sources)
     assert "[2]" in answer and "[1]" not in answer
     assert "[1]" in extractive_answer("flywheel 是什么平台？", sources)
+
+
+# ---------------------------------------------------------------- answers that answer (issue 10)
+
+ARTICLE = """## 二、GenOS 是什么
+
+GenOS 是 Intuit 自研的生成式 AI 操作系统，为公司内部的开发团队提供统一的模型接入和评估能力。
+有了 GenOS，产品团队不需要各自重复搭建基础设施。
+
+## **3.3 如何选择基础模型**
+
+以下是一些选择基础模型的建议：
+
+1. 从能通过评估的最小模型开始，再按需要换更大的模型。
+2. 比较每千次请求的成本和 P95 延迟，而不只是排行榜分数。
+3. 确认上下文窗口能装下检索到的资料。
+
+成对比较评估让裁判同时看到两个回答，只需判断哪一个更好。
+它的好处是判断更稳定：相对比较比绝对打分更容易。
+
+```python
+def choose_model():  # 如何选择基础模型
+    return "最小模型"
+```
+"""
+
+
+def quotes_of(answer: str) -> list[str]:
+    import re
+
+    return re.findall(r"[「“](.+?)[」”] \[\d+\]", answer, re.DOTALL)
+
+
+def test_chinese_questions_get_the_sentence_that_answers():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    genos = extractive_answer("Intuit 的 GenOS 是什么？", {1: ARTICLE})
+    assert "「GenOS 是 Intuit 自研的生成式 AI 操作系统" in genos
+    benefit = extractive_answer("成对比较评估有什么好处？", {1: ARTICLE})
+    assert "它的好处是判断更稳定" in benefit  # "它" is resolved through the sentence before
+
+
+def test_a_how_to_question_quotes_the_list_items_not_the_heading_or_the_lead_in():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    answer = extractive_answer("如何选择基础模型？", {1: ARTICLE})
+    quotes = quotes_of(answer)
+    assert quotes[:3] == ["从能通过评估的最小模型开始，再按需要换更大的模型。",
+                          "比较每千次请求的成本和 P95 延迟，而不只是排行榜分数。", "确认上下文窗口能装下检索到的资料。"]
+    assert "以下是一些" not in answer and "3.3" not in answer and "**" not in answer
+    assert "def choose_model" not in answer and "return" not in answer  # code is never quoted
+
+
+def test_every_quote_is_a_verbatim_slice_of_its_source():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    wrapped = ("The gateway retries HTTP 429 and 5xx errors with exponential\nbackoff and full jitter. "
+               "Client errors such as 400 are\nnot retried.\n\n- Each alias gets `max_retries` retries.\n"
+               "- Fallbacks are tried\n  after the retries.")
+    sources = {1: wrapped, 2: ARTICLE}
+    for question in ["Which errors does the gateway retry?", "When are fallbacks tried?", "如何选择基础模型？",
+                     "GenOS 是什么？", "What is exponential backoff with jitter?"]:
+        answer = extractive_answer(question, sources)
+        assert quotes_of(answer), (question, answer)
+        for quote in quotes_of(answer):
+            assert any(quote in text for text in sources.values()), (question, quote)
+
+
+def test_out_of_corpus_questions_decline_in_their_language_instead_of_quoting_boilerplate():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    page = ARTICLE + "\n点击上方蓝字关注我们，Intuit 公司的最新动态第一时间送达。\n"
+    assert extractive_answer("Intuit 公司的 CEO 是谁？", {1: page}).startswith("提供的资料没有涵盖")
+    # a capitalised name the sources never mention: they are about something else
+    assert extractive_answer("Does the gateway support Oracle databases?",
+                             {1: "The gateway supports OpenAI-compatible endpoints and the Anthropic API. "
+                                 "Databases: the store supports SQLite and PostgreSQL."}).startswith("The sources do not")
+
+
+def test_a_passage_that_mentions_source_tags_is_text_not_a_source_block(gateway):
+    passages = [SourceItem(1, "Retrieval sorts chunks by relevance.", "docs/a.md", "A"),
+                SourceItem(2, 'The prompt shows sources as XML sections (`<source id="1">…</source>`) to\n'
+                              "Claude models and as Markdown sections to the others.", "docs/b.md", "B")]
+    rendered = PromptRegistry().get("docs_qa").render(sources=passages, family="openai",
+                                                      question="Which models see XML sections?")
+    assert parse_sources(rendered.user) == {1: passages[0].text, 2: passages[1].text}
+    result = gateway.chat(ChatRequest(messages=rendered.messages(), model="default",
+                                      metadata={"question": "Which models see XML sections?"}))
+    assert "[2]" in result.text and "Claude models" in result.text
+
+
+def test_the_section_a_chunk_comes_from_is_context_for_its_sentences(gateway):
+    passages = [SourceItem(1, "| `redact` | the spans found are replaced by numbered placeholders |\n"
+                              "| `block` | the text is replaced by a safe message |", "docs/guards.md",
+                           "Guardrails > On-fail actions")]
+    for family in ("openai", "anthropic"):
+        rendered = PromptRegistry().get("docs_qa").render(sources=passages, family=family,
+                                                          question="What does the redact action do?")
+        result = gateway.chat(ChatRequest(messages=rendered.messages(), model="default",
+                                          metadata={"question": "What does the redact action do?"}))
+        assert "numbered placeholders" in result.text and "safe message" not in result.text, result.text
+
+
+def test_identifier_parts_match_question_words():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    answer = extractive_answer("How do I register a new provider?",
+                               {1: "Other providers can be added with `gateway.register_provider(name, factory)`."})
+    assert "register_provider" in answer

@@ -74,7 +74,11 @@ def test_async_chat(gw, llm):
     assert [r.text for r in results] == [ANSWER] * 5
 
 
-def test_truncated_stream_raises(gw, llm):
+def test_truncated_stream_resumes_or_raises_when_resuming_is_off(gw, llm):
+    llm.fail(Fault.TRUNCATED_STREAM, times=1)
+    stream = gw.stream(request())
+    assert "".join(c.delta for c in stream) == ANSWER and stream.result.attempts == 2
+    gw.resume_streams = False
     llm.fail(Fault.TRUNCATED_STREAM, times=1)
     got = []
     with pytest.raises(StreamBrokenError):

@@ -47,7 +47,7 @@ def test_self_fallback_is_a_loop():
 
 
 def test_unknown_fallback_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown alias 'ghost'"):
+    with pytest.raises(ConfigError, match="unknown model alias 'ghost'"):
         Gateway({"a": alias(fallbacks=["ghost"])})
 
 

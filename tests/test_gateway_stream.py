@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from gateway_support import llm, server  # noqa: F401 - fixtures
@@ -66,7 +67,8 @@ def test_stream_falls_back_before_the_first_chunk(gw, llm):
     assert stream.result.model == "backup-model" and stream.result.attempts == 3
 
 
-def test_stream_that_breaks_midway_raises_and_is_recorded(gw, llm, spans):
+def test_stream_that_breaks_midway_raises_and_is_recorded_when_resuming_is_off(gw, llm, spans):
+    gw.resume_streams = False
     llm.fail(Fault.TRUNCATED_STREAM, times=1)
     got = []
     with pytest.raises(StreamBrokenError) as err:
@@ -82,6 +84,77 @@ def test_stream_that_breaks_midway_raises_and_is_recorded(gw, llm, spans):
     top = next(s for s in spans if s.name == "gateway.chat")
     assert attempt.error and "stream" in attempt.error and attempt.outputs == partial
     assert top.error and "StreamBrokenError" in top.error
+
+
+def test_a_stream_broken_midway_resumes_from_the_next_attempt(gw, llm, spans):
+    llm.fail(Fault.TRUNCATED_STREAM, times=1)
+    stream = gw.stream(request())
+    deltas = [c.delta for c in stream]
+    assert "".join(deltas) == ANSWER  # nothing repeated, nothing missing
+    assert stream.result.text == ANSWER and stream.result.attempts == 2 and len(llm.requests) == 2
+    first, second = sorted((s for s in spans if s.name == "chat primary-model"),
+                           key=lambda s: s.attributes["flywheel.attempt"])
+    assert first.error and "stream" in first.error and ANSWER.startswith(first.outputs)
+    assert second.error is None and second.outputs == ANSWER
+    assert first.attributes["flywheel.cost_usd"] == 0.0  # a failed attempt that reported no usage costs $0
+
+
+def test_a_resumed_stream_that_departs_from_the_delivered_text_raises(gw, llm, spans):
+    answers = iter(["The capital of France is Paris, a city on the Seine.", "Paris is the capital; it is big."])
+    llm.reset()
+    llm.add("capital", lambda body: next(answers))
+    llm.fail(Fault.TRUNCATED_STREAM, times=1)
+    got = []
+    with pytest.raises(StreamBrokenError) as err:
+        for chunk in gw.stream(request()):
+            got.append(chunk.delta)
+    partial = "".join(got)
+    assert partial and err.value.partial_text == partial and partial.startswith("The capital")
+    assert "departs" in str(err.value)
+    diverged = [s for s in spans if s.name == "chat primary-model" and s.error and "departs" in s.error]
+    assert len(diverged) == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_no_streaming_call_fails_under_faults_with_a_healthy_fallback(llm, use_async):
+    """20 % of the primary's streams fail, in every way fake_llm can fail them, including mid-text."""
+    llm.fault_rate(0.2, list(Fault), model="primary-model", seed=7, hang_seconds=5.0)
+    gateway = Gateway({
+        "primary": ModelAlias(model="primary-model", base_url=llm.base_url, timeout=0.5, max_retries=1,
+                              fallbacks=["backup"]),
+        "backup": ModelAlias(model="backup-model", base_url=llm.base_url, timeout=5.0),
+    }, retry=RetryPolicy(base_s=0.001, max_s=0.002))
+    n = 60
+
+    async def one_async(i: int) -> str:
+        return "".join([c.delta async for c in gateway.astream(request_for(i))])
+
+    def one(i: int) -> str:
+        return "".join(c.delta for c in gateway.stream(request_for(i)))
+
+    try:
+        if use_async:
+            async def run() -> list:
+                return await asyncio.gather(*[one_async(i) for i in range(n)], return_exceptions=True)
+            outcomes = asyncio.run(run())
+        else:
+            outcomes = []
+            for i in range(n):
+                try:
+                    outcomes.append(one(i))
+                except Exception as exc:  # noqa: BLE001 - counted below
+                    outcomes.append(exc)
+    finally:
+        gateway.close()
+    failed = [o for o in outcomes if not isinstance(o, str)]
+    assert not failed, f"{len(failed)} of {n} streaming calls failed: {failed[:3]}"
+    assert all(o == ANSWER for o in outcomes)
+    faulted = sum(1 for r in llm.requests if r.get("model") == "primary-model") - n
+    assert faulted > 0  # the faults really happened (each one cost an extra request)
+
+
+def request_for(i: int) -> ChatRequest:
+    return ChatRequest.of(f"What is the capital of France? ({i})", model="primary")
 
 
 def test_consumer_stopping_early_closes_the_spans(gw, llm, spans):
@@ -110,18 +183,21 @@ def test_async_stream_with_usage(gw, llm):
     assert chunks[-1].usage is not None and result.usage == chunks[-1].usage
 
 
-def test_async_stream_retry_and_midway_break(gw, llm):
+def test_async_stream_retry_midway_resume_and_break(gw, llm):
     async def run():
         llm.fail(Fault.RATE_LIMIT, times=1)
         ok = "".join([c.delta async for c in gw.astream(request())])
+        llm.fail(Fault.TRUNCATED_STREAM, times=1)
+        resumed = "".join([c.delta async for c in gw.astream(request())])
+        gw.resume_streams = False
         llm.fail(Fault.TRUNCATED_STREAM, times=1)
         with pytest.raises(StreamBrokenError):
             async with gw.astream(request()) as stream:
                 async for _ in stream:
                     pass
-        return ok
+        return ok, resumed
 
-    assert asyncio.run(run()) == ANSWER
+    assert asyncio.run(run()) == (ANSWER, ANSWER)
 
 
 def test_async_gather_50_calls(gw, llm, spans):
@@ -162,3 +238,31 @@ def test_threads_share_one_provider_and_client(gw, llm):
         out = list(pool.map(call, range(40)))
     assert {text for text, _ in out} == {ANSWER}
     assert len({client for _, client in out}) == 1  # one SDK client per alias, reused by every call
+
+
+def test_provider_setup_happens_before_the_first_attempt_starts(gw, llm, spans, monkeypatch):
+    """The SDK import and client construction (seconds on a cold start) are not part of attempt 1."""
+    prov = gw.provider("primary")
+    prov._client = None
+    seen: list[tuple[bool, int]] = []
+    real = type(prov).prepare
+
+    def prepare(self, stream: bool = False) -> None:
+        real(self, stream)
+        seen.append((stream, time.time_ns()))  # when the setup was over
+
+    monkeypatch.setattr(type(prov), "prepare", prepare)
+    assert "".join(c.delta for c in gw.stream(request())) == ANSWER
+    assert [stream for stream, _ in seen] == [True]
+    assert prov._client is not None  # the client was built there, not inside the attempt
+    attempt = next(s for s in spans if s.name == "chat primary-model")
+    assert attempt.start_ns >= seen[0][1]  # the attempt (its span, its timeout) began after the setup
+    assert attempt.inputs["messages"][-1]["content"] == "What is the capital of France?"
+    assert attempt.inputs["params"]["model"] == "primary-model"
+
+
+def test_a_failed_attempt_records_cost_zero_not_unknown(gw, llm, spans):
+    llm.fail(Fault.SERVER_ERROR, times=1)
+    assert gw.chat(request()).attempts == 2
+    failed = next(s for s in spans if s.name == "chat primary-model" and s.error)
+    assert failed.attributes["flywheel.cost_usd"] == 0.0

@@ -131,7 +131,7 @@ def test_binary_and_over_long_input_are_handled_not_crashed():
     p = policy(input=[{"check": "test-no-banana", "on_fail": "block", "max_chars": 1000}])
     assert p.input.run(b"\x00\xffbinary banana").refused
     huge = "a" * 2_000_000 + " banana"
-    assert p.input.run(huge).passed  # only the first max_chars are inspected, by design
+    assert p.input.run(huge).refused  # checked in windows of max_chars: the end is seen too
     assert p.input.run(None).passed
 
 
@@ -146,15 +146,15 @@ def test_negated_checks_work_as_guards():
     [
         ("      - {check: test-no-banana, on_fail: explode}\n", 7, "unknown on_fail action `explode`"),
         ("      - {check: test-no-banana, on_fail: reask}\n", 7, "only applies to output guards"),
-        ("      - {check: no-such-check, on_fail: block}\n", 7, "unknown check `no-such-check`"),
+        ("      - {check: no-such-check, on_fail: block}\n", 7, "unknown check 'no-such-check'"),
         ("      - {check: test-crash, on_fail: redact}\n", 7, "cannot redact"),
     ],
 )
 def test_malformed_guard_config_names_file_and_line(tmp_path, yaml_text, line, words):
     (tmp_path / "flywheel.yaml").write_text(
         "models:\n  default: {provider: extractive}\napps:\n  docs_qa:\n    guards:\n      input:\n" + yaml_text)
-    project = Project.load(tmp_path)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err:  # the shape when flywheel.yaml loads, check names when built
+        project = Project.load(tmp_path)
         GuardPolicy.from_config(project.config.apps["docs_qa"].guards,
                                 where=lambda *p: project.where("apps", "docs_qa", "guards", *p))
     assert words in err.value.message
@@ -249,3 +249,101 @@ def test_async_streaming_guard_matches_the_sync_one():
 
     assert "".join(asyncio.run(collect())) == "Apples are red. \n[stopped]"
     assert closed == [True]  # the upstream stream was closed, not left hanging
+
+
+# ---------------------------------------------------------------- every character checked, what each guard did
+
+
+def test_an_output_longer_than_max_chars_is_checked_to_its_end():
+    p = policy(output=[{"check": "test-no-banana", "on_fail": "block", "max_chars": 1000}])
+    out = p.output.run("apple " * 400 + "banana")
+    assert out.refused and out.results[0].details["windows"] == 3
+    assert p.output.run("apple " * 400).passed
+
+
+def test_a_phrase_across_a_window_boundary_is_seen_whole():
+    p = policy(input=[{"check": "test-no-banana", "on_fail": "block", "max_chars": 1000}])
+    text = "x" * 997 + "banana" + "y" * 500  # "banana" straddles the end of the first window
+    assert p.input.run(text).refused
+
+
+@register
+class FlagsPoison(Check):
+    """Flags sources that tell the model to ignore its instructions (a stand-in for a real detector)."""
+
+    name = "test-flags-poison"
+
+    def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        return CheckResult(passed=True, score=1.0)
+
+    def flag_sources(self, sources: list[str]) -> list[int]:
+        return [i for i, s in enumerate(sources) if "ignore all previous instructions" in s.lower()]
+
+
+def test_a_long_source_is_scanned_to_its_end():
+    p = policy(sources=[{"check": "test-flags-poison", "on_fail": "drop", "max_chars": 5000}])
+    padded = " ".join(str(i) for i in range(3000)) + " " + POISON
+    out = p.sources.run(["To pin a model version, set `version:` on the alias.", padded])
+    assert out.dropped == [1] and out.actions[0].action == "drop" and not out.actions[0].passed
+
+
+@register
+class LeakyRedactor(NoBanana):
+    """Redacts only the first banana, so a second one survives the redaction."""
+
+    name = "test-leaky-redactor"
+
+    def redact(self, text: str):
+        return text.replace("banana", "<FRUIT_1>", 1), {"<FRUIT_1>": "banana"}
+
+
+def test_what_a_redaction_missed_is_blocked_not_forwarded():
+    out = policy(input=[{"check": "test-leaky-redactor", "on_fail": "redact"}]).input.run("banana and banana")
+    assert out.refused and out.action == "block"
+    assert [(a.action, a.passed) for a in out.actions] == [("redact", False), ("block", False)]
+    ok = policy(input=[{"check": "test-leaky-redactor", "on_fail": "redact"}]).input.run("one banana")
+    assert ok.passed and ok.text == "one <FRUIT_1>"
+
+
+def test_guard_actions_record_each_guard_in_order():
+    p = policy(input=[{"check": "test-maxlen", "value": 100, "on_fail": "block"},
+                      {"check": "test-no-banana", "on_fail": "redact"},
+                      {"check": "test-crash", "on_fail": "log-only"}])
+    out = p.input.run("a banana")
+    assert [(a.stage, a.check, a.action, a.passed) for a in out.actions] == [
+        ("input", "test-maxlen", "pass", True), ("input", "test-no-banana", "redact", False),
+        ("input", "test-crash", "log-only", False)]
+    assert "detector exploded" in out.actions[2].reason
+
+
+def test_refusals_speak_the_users_language():
+    p = policy(input=[{"check": "test-no-banana", "on_fail": "block"}],
+               output=[{"check": "test-no-banana", "on_fail": "refrain"}])
+    assert p.input.run("我想了解 banana 的价格").text == "抱歉，我无法协助处理这个请求。"
+    assert p.input.run("tell me about banana prices").text == "Sorry, I can't help with that request."
+    assert p.output.run("banana", CheckContext(input="香蕉是什么颜色？")).text == "我不知道。"
+    mapped = policy(input=[{"check": "test-no-banana", "on_fail": "block",
+                            "message": {"en": "Not here.", "zh": "这里不行。"}}])
+    assert mapped.input.run("香蕉 banana 多少钱").text == "这里不行。"
+    assert mapped.input.run("banana price").text == "Not here."
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ({"check": "test-no-banana", "on_fail": "block", "message": ["a"]}, "mapping of language to text"),
+    ({"check": "test-no-banana", "on_fail": "block", "max_chars": 0}, "max_chars must be a whole number"),
+])
+def test_bad_message_or_max_chars_is_a_config_error(entry, words):
+    with pytest.raises(ConfigError, match=words):
+        policy(input=[entry])
+
+
+def test_the_policy_version_follows_its_configuration():
+    a = policy(output=[{"check": "test-maxlen", "value": 10, "on_fail": "reask"}]).version
+    assert policy(output=[{"check": "test-maxlen", "value": 10, "on_fail": "reask"}]).version == a
+    for other in ({"check": "test-maxlen", "value": 11, "on_fail": "reask"},
+                  {"check": "test-maxlen", "value": 10, "on_fail": "block"},
+                  {"check": "test-maxlen", "value": 10, "on_fail": "reask", "max_reasks": 2},
+                  {"check": "test-maxlen", "value": 10, "on_fail": "reask", "message": "no"}):
+        assert policy(output=[other]).version != a
+    assert policy(input=[{"check": "test-maxlen", "value": 10, "on_fail": "block"}]).version != \
+        policy(output=[{"check": "test-maxlen", "value": 10, "on_fail": "block"}]).version

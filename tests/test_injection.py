@@ -107,12 +107,12 @@ def test_held_out_assistant_questions_false_positive_rate():
 
 
 def test_held_out_assistant_questions_are_not_trained_on():
-    from flywheel.checks import injection_corpus, injection_corpus_benign
+    from flywheel.checks import injection_corpus
 
     def key(text: str) -> str:
         return " ".join(text.casefold().split()).strip(" ?.!？。！")
 
-    trained = {key(t) for t in injection_corpus_benign.assistant_requests() + injection_corpus_benign.benign()
+    trained = {key(t) for t in injection_corpus.assistant_requests() + injection_corpus.benign()
                + injection_corpus.hard_benign()}
     assert not [r["text"] for r in _assistant_set() if key(r["text"]) in trained]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -169,3 +170,83 @@ def test_export_to_a_dead_collector_never_fails_the_traced_code():
     finally:
         detach()
     assert sp.outputs == "fine"
+
+
+# ------------------------------------------------------------------ the caller's OpenTelemetry trace
+
+
+@pytest.fixture
+def user_otel():
+    """An application's own OpenTelemetry setup: an SDK tracer writing to an in-memory exporter."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("user-app"), exporter
+    provider.shutdown()
+
+
+def test_flywheel_spans_nest_inside_the_callers_active_otel_span(user_otel):
+    from flywheel.config import ModelAlias
+    from flywheel.gateway import Gateway
+    from flywheel.testing.fake_llm import FakeLLM
+    from flywheel.types import ChatRequest, Message
+
+    user_tracer, exporter = user_otel
+    detach = attach_otlp(exporter=exporter)
+    try:
+        with FakeLLM() as llm:
+            llm.add("capital", "Paris.")
+            gw = Gateway({"m": ModelAlias(model="fake-model", base_url=llm.base_url)})
+            with user_tracer.start_as_current_span("handle-request") as user_span:
+                result = gw.chat(ChatRequest(model="m", temperature=0.2, messages=[
+                    Message(role="system", content="Be brief."),
+                    Message(role="user", content="What is the capital of France?")]))
+            gw.close()
+        tracer.flush()
+    finally:
+        detach()
+
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    user, top, attempt = spans["handle-request"], spans["gateway.chat"], spans["chat fake-model"]
+    user_ctx = user_span.get_span_context()
+    # one trace: flywheel's spans carry the caller's trace id, and flywheel's root is the caller span's child
+    assert {s.context.trace_id for s in spans.values()} == {user_ctx.trace_id}
+    assert top.parent.span_id == user_ctx.span_id and attempt.parent.span_id == top.context.span_id
+    assert user.parent is None
+    # flywheel's own trace id (returned to the caller, the key in the store) travels as an attribute
+    assert top.attributes["flywheel.trace_id"] == result.trace_id != f"{user_ctx.trace_id:032x}"
+    assert "flywheel.otel.trace_id" not in attempt.attributes
+    # content in the current GenAI semantic-convention shape, with the parameters this attempt sent
+    sent = json.loads(attempt.attributes["gen_ai.input.messages"])
+    assert sent == [{"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+                    {"role": "user", "parts": [{"type": "text", "content": "What is the capital of France?"}]}]
+    got = json.loads(attempt.attributes["gen_ai.output.messages"])
+    assert got == [{"role": "assistant", "parts": [{"type": "text", "content": "Paris."}], "finish_reason": "stop"}]
+    assert attempt.attributes["gen_ai.request.temperature"] == 0.2
+    assert "flywheel.inputs" not in attempt.attributes
+
+
+def test_a_w3c_traceparent_parents_the_flywheel_trace(user_otel):
+    from flywheel.tracing import remote_parent
+
+    _, exporter = user_otel
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    detach = attach_otlp(exporter=exporter)
+    try:
+        with remote_parent(header), tracer.span("docs_qa", kind="app") as root, tracer.span("retrieve"):
+            pass
+        with remote_parent("not-a-traceparent"), tracer.span("unlinked", kind="app") as plain:
+            pass
+        tracer.flush()
+    finally:
+        detach()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert spans["docs_qa"].context.trace_id == int("0af7651916cd43dd8448eb211c80319c", 16)
+    assert spans["docs_qa"].parent.span_id == int("b7ad6b7169203331", 16) and spans["docs_qa"].parent.is_remote
+    assert spans["retrieve"].context.trace_id == spans["docs_qa"].context.trace_id
+    assert spans["retrieve"].parent.span_id == int(root.span_id, 16)
+    assert spans["unlinked"].context.trace_id == int(plain.trace_id, 16) and spans["unlinked"].parent is None

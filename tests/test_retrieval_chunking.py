@@ -28,7 +28,7 @@ def doc(text: str, **meta) -> Document:
 def test_chinese_sentences_split_on_chinese_punctuation():
     assert split_sentences("他说：“你好。”然后走了！真的吗？是的；好。Done. Next one") == [
         "他说：“你好。”", "然后走了！", "真的吗？", "是的；", "好。", "Done.", "Next one"]
-    assert split_sentences("Pi is 3.14 today. e.g. this") == ["Pi is 3.14 today.", "e.g.", "this"]
+    assert split_sentences("Pi is 3.14 today. Use e.g. this") == ["Pi is 3.14 today.", "Use e.g. this"]
 
 
 def test_chunks_respect_the_token_budget_and_overlap(counter):
@@ -84,3 +84,43 @@ def test_ids_are_content_hashes_stable_across_runs(counter):
     assert len({c.id for c in a}) == len(a) == 2  # the repeated paragraph is one chunk
     changed = Chunker(count, split, chunk_tokens=5, overlap=0).chunk(doc(text.replace("Beta", "Gamma")))
     assert {c.id for c in changed}.isdisjoint({c.id for c in a})  # another document text → other ids
+
+
+# ---------------------------------------------------------------- code blocks, headings, line ranges (issue 10)
+
+
+def test_code_blocks_stay_whole_and_long_ones_are_cut_between_lines_and_refenced():
+    code = "```python\nimport os\n\n# a comment, not a heading\n\nprint(os.getcwd())\n```"
+    text = "# Setup\nRun this:\n\n" + code + "\n\nThen read on."
+    chunks = Chunker(approximate_tokens, split_by_characters, chunk_tokens=40, overlap=0).chunk(doc(text))
+    assert any(code in c.text for c in chunks)  # the blank lines inside did not split it
+    assert all(c.location == "Setup" for c in chunks)  # "# a comment" inside code is not a heading
+    long_code = "```yaml\n" + "\n".join(f"key{i}: value number {i}" for i in range(60)) + "\n```"
+    pieces = Chunker(approximate_tokens, split_by_characters, chunk_tokens=50, overlap=8).chunk(doc(long_code))
+    assert len(pieces) > 2
+    for c in pieces:
+        assert c.text.startswith("```yaml\n") and c.text.endswith("\n```") and c.text.count("```") == 2
+        assert all(n <= 50 for n in approximate_tokens([c.text]))
+    body = "\n".join(line for c in pieces for line in c.text.splitlines()[1:-1])
+    assert all(f"key{i}: value number {i}" in body for i in range(60))  # nothing lost
+
+
+def test_headings_in_text_lose_their_markdown():
+    chunks = Chunker(approximate_tokens, split_by_characters, 100, 0).chunk(doc("## **3.3 Choosing a model**\nStart small."))
+    assert chunks[0].location == "3.3 Choosing a model"
+
+
+def test_documents_with_a_first_line_get_line_ranges_in_their_location():
+    text = "\n".join(f"Sentence {i} of a long plain text file about retrieval." for i in range(40))
+    d = doc(text, location="3.3 Retrieval", line_start=120)
+    chunks = Chunker(approximate_tokens, split_by_characters, chunk_tokens=60, overlap=0).chunk(d)
+    assert len(chunks) > 2
+    lines = text.splitlines()
+    for c in chunks:
+        first, last = c.metadata["lines"]
+        assert c.location == f"3.3 Retrieval, lines {first}–{last}"
+        assert c.text.splitlines()[0] == lines[first - 120] and c.text.splitlines()[-1] == lines[last - 120]
+    assert chunks[0].metadata["lines"][0] == 120 and chunks[-1].metadata["lines"][1] == 159
+    plain = Chunker(approximate_tokens, split_by_characters, 100, 0).chunk(doc("One line.", line_start=7))
+    assert plain[0].location == "line 7"
+    assert "lines" not in Chunker(approximate_tokens, split_by_characters, 100, 0).chunk(doc("x y"))[0].metadata

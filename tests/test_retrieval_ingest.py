@@ -145,10 +145,11 @@ CHILD = textwrap.dedent("""
         real = Index.insert_chunks
         calls = []
         def insert_then_die(self, conn, rows):
-            real(self, conn, rows)
+            added = real(self, conn, rows)
             calls.append(1)
             if len(calls) == 3:  # rows written, transaction still open
                 os.kill(os.getpid(), signal.SIGKILL)
+            return added
         Index.insert_chunks = insert_then_die
     def slow(done, total, source, chunks):
         print(chunks, flush=True)

@@ -154,3 +154,92 @@ def encrypt_pdf(data: bytes, password: str = "secret") -> bytes:
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- boilerplate and locations (issue 10)
+
+WECHAT = """点击上方蓝字“AI 工程札记”关注我们，设为星标
+
+首页 > 技术专栏 > 大模型工程
+
+# 数据飞轮
+
+值得关注的是，数据飞轮需要每一步都有度量。
+
+```bash
+# 扫码关注 is a comment in code, never dropped
+echo 1
+```
+
+参考文献
+
+[1] Chip Huyen. Building A Generative AI Platform. https://huyenchip.com/, 2024.
+[2] Eugene Yan. Patterns for Building LLM-based Systems. 2023.
+
+扫描下方二维码，加入交流群
+觉得有用的话，点赞、在看、转发三连支持一下！
+本文版权归作者所有，转载请联系作者。
+"""
+ENGLISH_PAGE = """Home | Docs | Blog | Pricing | About
+
+# Caching answers
+
+The cache stores answers keyed on the model version.
+Subscribe to our newsletter for weekly updates.
+Share this: Twitter · LinkedIn · Email
+We use cookies to improve your experience. Accept all cookies?
+
+## References
+
+1. Smith et al. Semantic caching for LLMs. arXiv:2401.00001, 2024.
+2. https://example.com/caching
+
+## Next steps
+
+Read the guide on tenants.
+"""
+
+
+@pytest.mark.parametrize("suffix", [".md", ".txt"])
+def test_boilerplate_is_dropped_and_recorded(tmp_path, suffix):
+    p = tmp_path / f"wechat{suffix}"
+    p.write_text(WECHAT, encoding="utf-8")
+    loaded = load(p)
+    text = "\n".join(d.text for d in loaded.docs)
+    for noise in ("点击上方", "首页 >", "参考文献", "Chip Huyen", "扫描下方", "点赞", "转载"):
+        assert noise not in text, noise
+    assert "值得关注的是，数据飞轮需要每一步都有度量。" in text  # prose that mentions 关注 stays
+    assert "# 扫码关注 is a comment in code" in text  # code is never touched
+    assert loaded.dropped == {"subscribe": 2, "navigation": 1, "references": 3, "share": 1, "copyright": 1}
+    meta = loaded.docs[0].metadata
+    assert meta["boilerplate"] == loaded.dropped
+    assert meta["boilerplate_lines"] == "1, 3, 14, 16–17, 19–21"  # the file's own line numbers
+
+
+def test_english_boilerplate_classes_are_dropped(tmp_path):
+    p = tmp_path / "page.md"
+    p.write_text(ENGLISH_PAGE, encoding="utf-8")
+    loaded = load(p)
+    text = "\n".join(d.text for d in loaded.docs)
+    assert "The cache stores answers keyed on the model version." in text and "Read the guide on tenants." in text
+    for noise in ("Pricing", "Subscribe", "Share this", "cookies", "Smith et al", "example.com"):
+        assert noise not in text, noise
+    assert [d.metadata.get("location") for d in loaded.docs] == ["Caching answers", "Caching answers > Next steps"]
+    assert set(loaded.dropped) == {"navigation", "subscribe", "share", "cookie", "references"}
+
+
+def test_text_files_are_split_at_heading_like_lines_with_line_numbers(tmp_path):
+    p = tmp_path / "article.txt"
+    p.write_text("LLM 应用评估实践\n\n1. 为什么评估这么难\n\n大模型的输出是开放式的。\n另外，模型会更新。\n\n"
+                 "**3.3 成对比较的优势**\n\n它的好处是判断更稳定。\n", encoding="utf-8")
+    docs = load(p).docs
+    assert [(d.metadata.get("location"), d.metadata["line_start"], d.text.splitlines()[0]) for d in docs] == [
+        ("1. 为什么评估这么难", 5, "大模型的输出是开放式的。"), ("3.3 成对比较的优势", 10, "它的好处是判断更稳定。")]
+
+
+def test_markdown_headings_lose_their_markup(tmp_path):
+    p = tmp_path / "a.md"
+    p.write_text("## **3.3 如何选择基础模型**\n\n正文。\n\n### `flywheel ingest` and [links](https://x.y)\n\nMore.\n",
+                 encoding="utf-8")
+    assert [d.metadata["location"] for d in load(p).docs] == [
+        "3.3 如何选择基础模型", "3.3 如何选择基础模型 > flywheel ingest and links"]

@@ -443,8 +443,13 @@ def test_secrets_never_reach_the_store(store_url, monkeypatch):
 
 
 def test_pii_is_masked_before_storage_when_configured(tmp_path):
+    from flywheel.apps.runtime import pii_masker
+    from flywheel.errors import ConfigError
+
+    with Store.open(f"sqlite:///{tmp_path / 'g.db'}") as s, pytest.raises(ConfigError, match="no PII masker"):
+        attach_store(s, TracingConfig(redact_pii=True))  # tracing cannot reach the detectors by itself
     with Store.open(f"sqlite:///{tmp_path / 'f.db'}") as s:
-        detach = attach_store(s, TracingConfig(redact_pii=True))
+        detach = attach_store(s, TracingConfig(redact_pii=True), masker=pii_masker(True))  # as the Runtime does
         try:
             with tracer.span("q", inputs="mail ann.lee@example.com or call +1 415-555-0132") as sp:
                 sp.set(outputs={"note": "card 4111 1111 1111 1111"})
@@ -488,8 +493,8 @@ def test_cli_lists_and_shows_traces(tmp_path):
     assert out.exit_code == 0, out.output
     rows = json.loads(out.output)
     assert [r["trace_id"] for r in rows] == [tid]
-    table = runner.invoke(main, ["--project", str(tmp_path), "traces"])
-    assert table.exit_code == 0 and tid[:12] in table.output and "docs_qa" in table.output
+    table = runner.invoke(main, ["--project", str(tmp_path), "traces"], env={"COLUMNS": "140"})
+    assert table.exit_code == 0 and tid[:8] in table.output and "docs_qa" in table.output
     shown = runner.invoke(main, ["--project", str(tmp_path), "traces", "show", tid[:12], "--json"])
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["spans"][0]["children"][1]["name"] == "gateway.chat"

@@ -10,16 +10,70 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flywheel.errors import ConfigError
+from flywheel.errors import ConfigError, UserError
+from flywheel.registry import names_in_group, unknown_alias, unknown_name
 
 CONFIG_NAME = "flywheel.yaml"
 DATA_DIR = ".flywheel"
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice: YAML would silently keep the last one."""
+
+
+class YAMLLoader(_YAML_BASE):  # type: ignore[valid-type,misc]
+    """The one YAML loader of the package: safe (libyaml when present), and a duplicate mapping key is an error
+    at its line instead of the earlier value silently disappearing."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overriding keys is what merge keys are for
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise DuplicateKeyError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key `{key_node.value}` (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+_YAML_LOADER = YAMLLoader
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` with duplicate keys rejected; raises yaml.YAMLError like it."""
+    return yaml.load(text, Loader=YAMLLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+MAX_TENANT = 100
+_TENANT_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]")
+
+
+def validate_tenant(tenant: Any, where: str | None = None) -> str:
+    """The one tenant check (CLI, Python API, flywheel.yaml): a non-empty name of at most 100 characters with
+    no surrounding spaces and no control characters (line breaks, escape codes, bidi overrides), so a tenant
+    can never be confused with another one or rewrite a terminal. Returns it unchanged."""
+    hint = "a tenant is a non-empty name of at most 100 printable characters, e.g. `acme`"
+    if not isinstance(tenant, str) or not tenant.strip():
+        raise UserError(f"invalid tenant {tenant!r}: it is empty", where=where, hint=hint)
+    if len(tenant) > MAX_TENANT:
+        raise UserError(f"invalid tenant {tenant[:20]!r}…: longer than {MAX_TENANT} characters", where=where,
+                          hint=hint)
+    if _TENANT_BAD.search(tenant) or tenant != tenant.strip():
+        raise UserError(f"invalid tenant {tenant!r}: it holds control characters or surrounding spaces",
+                          where=where, hint=hint)
+    return tenant
 
 
 class Price(Section):
@@ -63,6 +117,14 @@ class RetrievalConfig(Section):
     k: int = Field(default=5, ge=1, le=1000)
     min_relevance: float | Literal["auto"] | None = "auto"
 
+    @field_validator("min_relevance")
+    @classmethod
+    def _floor_range(cls, value: float | str | None) -> float | str | None:
+        # relevance signals (cosine, term coverage) lie in 0..1: a floor outside it drops every hit or none
+        if isinstance(value, (int, float)) and not 0.0 <= value <= 1.0:
+            raise ValueError(f"min_relevance must be between 0 and 1 (got {value}); or `auto`, or null for no floor")
+        return value
+
 
 class SemanticCacheConfig(Section):
     # cosine floor for candidates; 0.75 is tuned WITH the verifier (bench cache). Without it, use ≥ 0.92.
@@ -79,12 +141,20 @@ class CacheConfig(Section):
     ttl_s: float | None = None
 
 
+GUARD_ACTIONS = ("block", "redact", "fix", "reask", "fallback", "refrain", "log-only")
+OUTPUT_ONLY_ACTIONS = ("reask", "fallback")  # they regenerate the answer
+SOURCE_ACTIONS = ("drop", "block", "refrain", "log-only")  # the `sources:` stage, on retrieved context
+
+
 class GuardSpec(BaseModel):
-    """One guard entry; validated in detail by flywheel.guards against the check registry."""
+    """One guard entry. Its shape is checked when flywheel.yaml loads; the check's name and arguments when the
+    guard policy is built (flywheel.guards, against the check registry)."""
 
     model_config = ConfigDict(extra="allow")
     check: str
     on_fail: str = "block"
+    max_reasks: int = Field(default=1, ge=0, le=5, strict=True)
+    fallback: str | None = None
 
 
 class GuardsConfig(Section):
@@ -99,7 +169,35 @@ class AppConfig(Section):
     prompt: str | None = None
     tenant: str = "default"
     guards: GuardsConfig = Field(default_factory=GuardsConfig)
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        try:
+            return validate_tenant(value)
+        except UserError as exc:
+            raise ValueError(exc.message) from None
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocsQAOptions(Section):
+    """`options:` of a docs_qa app."""
+
+    k: int | None = Field(default=None, ge=1, strict=True)  # strict: `k: true` or `k: "5"` is a mistake
+    filters: dict[str, Any] | None = None  # metadata field → value, e.g. {lang: en}
+    no_answer: str | dict[str, str] | None = None  # a message, or one per language {en: …, zh: …}
+
+
+class ChatOptions(Section):
+    """`options:` of a chat app."""
+
+    system: str | None = None
+
+
+# Options of the built-in app kinds; a plugin kind (entry-point group `flywheel.apps`) checks its own.
+APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatOptions}
+_OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\"}",
+                 "chat": "chat apps take options: {system: \"…\"}"}
 
 
 class TracingConfig(Section):
@@ -153,6 +251,8 @@ class Project:
         self.data_dir = self.root / DATA_DIR
         self.config = config if config is not None else Config()
         self._lines = lines or {}
+        if config is not None and lines is None:  # built in Python: the same checks as a loaded flywheel.yaml
+            check_apps(self.config, self.config_path, self._lines)
 
     @classmethod
     def load(cls, root: str | Path = ".") -> Project:
@@ -232,6 +332,9 @@ def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, DuplicateKeyError):
+            raise ConfigError(f"YAML {problem}", where=f"{path}:{line}",
+                              hint="keep one of them: YAML would silently drop the first") from None
         raise ConfigError(f"YAML syntax error: {problem}", where=f"{path}:{line}",
                           hint="fix the indentation or quoting on that line") from None
     lines: dict[tuple, int] = {}
@@ -277,6 +380,54 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
         raise ConfigError("flywheel.yaml must be a mapping of sections (models:, store: …)", where=f"{path}:1")
     data = interpolate(data, path, lines)
     try:
-        return Config.model_validate(data), lines
+        config = Config.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc, path, lines) from None
+    check_apps(config, path, lines)
+    return config, lines
+
+
+def check_apps(config: Config, file: Path | str, lines: dict) -> None:
+    """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
+    model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
+    for name, app in config.apps.items():
+        at = ("apps", name)
+        if app.model not in config.models:
+            raise unknown_alias(app.model, config.models, where=where(file, lines, (*at, "model")),
+                                used_by=f"app '{name}'", error=ConfigError)
+        for stage in ("input", "output", "sources"):
+            for i, spec in enumerate(getattr(app.guards, stage)):
+                _check_on_fail(spec, stage, where(file, lines, (*at, "guards", stage, i, "on_fail")))
+                if spec.fallback is not None and spec.fallback not in config.models:
+                    raise unknown_alias(spec.fallback, config.models, error=ConfigError,
+                                        where=where(file, lines, (*at, "guards", stage, i, "fallback")),
+                                        used_by=f"guard `{spec.check}`")
+        schema = APP_OPTIONS.get(app.kind)
+        if schema is None:
+            kinds = set(APP_OPTIONS) | names_in_group("flywheel.apps")
+            if app.kind not in kinds:
+                raise unknown_name("kind", app.kind, kinds, where=where(file, lines, (*at, "kind")),
+                                   used_by=f"app '{name}'", error=ConfigError,
+                                   hint="install the plugin that provides it, or use a built-in kind")
+            continue
+        unknown = sorted(set(app.options) - set(schema.model_fields))
+        if unknown:
+            raise ConfigError(f"unknown option(s) for app '{name}': {', '.join(unknown)}",
+                              where=where(file, lines, (*at, "options", unknown[0])),
+                              hint=f"{app.kind} options are {', '.join(schema.model_fields)}; {_OPTION_HINTS[app.kind]}")
+        try:
+            schema.model_validate(app.options)
+        except ValidationError as exc:
+            err = validation_error(exc, file, lines, prefix=(*at, "options"))
+            raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
+
+
+def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
+    allowed = SOURCE_ACTIONS if stage == "sources" else GUARD_ACTIONS
+    if spec.on_fail not in allowed:
+        what = "does not apply to retrieved sources" if spec.on_fail in GUARD_ACTIONS else "is unknown"
+        raise ConfigError(f"unknown on_fail action `{spec.on_fail}` for guard `{spec.check}` ({what})", where=at,
+                          hint=f"use one of: {', '.join(allowed)}")
+    if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
+        raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
+                          where=at, hint="use block, redact, fix, refrain or log-only")

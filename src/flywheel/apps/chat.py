@@ -1,4 +1,4 @@
-"""A guarded, cached model route: input guards → cache → gateway → output guards → cache.
+"""A guarded, cached model route: the answer pipeline with no retrieval.
 
     apps:
       support:
@@ -10,102 +10,72 @@
           output: [{check: prompt-leak, on_fail: block}]
 
 `flywheel chat --app support "…"` and `rt.app("support").run("…")` go through it. One run is one `app` span.
+`stream()` yields the answer in pieces (sentence by sentence after the output guards when there are any);
+its `.answer` is the Answer once the stream is done.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
+from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
+from flywheel.config import validate_tenant
 from flywheel.errors import UserError
-from flywheel.guards import GuardPolicy, restore
-from flywheel.guards.streaming import guard_stream
-from flywheel.tracing import in_context, tracer
-from flywheel.types import Answer, ChatRequest, ChatResult, Message
+from flywheel.guards import GuardPolicy
+from flywheel.tracing import in_context
+from flywheel.types import Answer, ChatRequest, content_hash
 
 
 class ChatApp:
     kind = "chat"
 
     def __init__(self, *, gateway: Any, model: str = "default", name: str = "chat", system: str | None = None,
-                 tenant: str = "default", guards: GuardPolicy | None = None, cache: Any = None):
+                 tenant: str = "default", guards: GuardPolicy | None = None, cache: Any = None,
+                 services: Any = None):
         self.gateway, self.model, self.name, self.system = gateway, model, name, system
-        self.tenant, self.guards, self.cache = tenant, guards or GuardPolicy(), cache
-        self.last_result: ChatResult | None = None  # the model call behind the latest answer (None: cached/guarded)
+        self.tenant, self.guards, self.cache, self.services = tenant, guards or GuardPolicy(), cache, services
+
+    @property
+    def prompt_version(self) -> str | None:
+        """The system prompt's content hash (chat apps have no prompt file)."""
+        return content_hash(self.system) if self.system else None
+
+    @property
+    def pipeline(self) -> AnswerPipeline:
+        return AnswerPipeline(name=self.name, gateway=self.gateway, guards=self.guards, cache=self.cache,
+                              services=self.services, prompt_version=self.prompt_version)
 
     def run(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Answer:
-        text = (input or "").strip()
-        if not text:
-            raise UserError("the message is empty", hint='say something, e.g. `flywheel chat "hello"`')
-        tenant, model = tenant or self.tenant, model or self.model
-        attrs = {"flywheel.app": self.name, "flywheel.tenant": tenant, "flywheel.alias": model}
-        with tracer.span(self.name, kind="app", inputs={"message": text}, **attrs) as span:
-            answer = self._answer(text, tenant, model)
-            answer.trace_id = span.trace_id
-            span.set(outputs={"text": answer.text}, **{"flywheel.refused": answer.refused})
-        return answer
+        text, tenant, model = self._start(input, tenant, model)
+        return self.pipeline.run(text, tenant=tenant, model=model, prepare=self._prepare(tenant),
+                                 input_key="message")
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Answer:
         return await asyncio.to_thread(in_context(self.run), input, tenant, model=model)
 
-    def stream(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Iterator[str]:
+    def stream(self, input: str, tenant: str | None = None, *, model: str | None = None) -> AnswerStream:
         """The answer as text pieces; with output guards, released sentence by sentence after they pass."""
-        tenant, model = tenant or self.tenant, model or self.model
-        self.last_result = None
-        verdict = self.guards.input.run(input, CheckContext(input=input))
-        if verdict.refused:
-            yield verdict.text
-            return
-        chunks = self.gateway.stream(self._request(verdict.text, tenant, model))
-        deltas = (c.delta for c in chunks if c.delta)
-        pieces = guard_stream(deltas, self.guards.output, self._context(verdict.text)) if self.guards.output else deltas
-        for piece in pieces:
-            yield restore(piece, verdict.vault)
-        self.last_result = chunks.result
+        text, tenant, model = self._start(input, tenant, model)
+        return self.pipeline.stream(text, tenant=tenant, model=model, prepare=self._prepare(tenant),
+                                    input_key="message")
 
     # ------------------------------------------------------------------ steps
-    def _answer(self, text: str, tenant: str, model: str) -> Answer:
-        self.last_result = None
-        verdict = self.guards.input.run(text, CheckContext(input=text))
-        if verdict.refused:
-            return Answer(text=verdict.text, checks=verdict.results, refused=True)
-        checks, vault, message = list(verdict.results), verdict.vault, verdict.text
-        request = self._request(message, tenant, model)
-        versions = {"model_version": self.gateway.resolve(model).pinned, "tenant": tenant}
-        hit = self.cache.lookup(request, **versions) if self.cache is not None else None
-        if hit is not None:
-            tracer.current().set(**{"flywheel.cache.hit": True, "flywheel.cache.kind": hit.kind})
-            output = hit.text
-        else:
-            output = self._generate(request)
-        if self.guards.output:
-            last = [output]  # the answer a re-ask responds to: the latest one
+    def _start(self, input: str, tenant: str | None, model: str | None) -> tuple[str, str, str]:
+        text = (input or "").strip()
+        if not text:
+            raise UserError("the message is empty", hint='say something, e.g. `flywheel chat "hello"`')
+        model = model or self.model
+        self.gateway.resolve(model)  # an unknown alias is a UserError before anything runs
+        return text, validate_tenant(self.tenant if tenant is None else tenant), model
 
-            def regenerate(feedback: str, alias: str | None) -> str:
-                retry = request.model_copy(update={"model": alias or model, "messages": [
-                    *request.messages, Message(role="assistant", content=last[0]),
-                    Message(role="user", content=feedback)]})
-                last[0] = self._generate(retry)
-                return last[0]
+    def _prepare(self, tenant: str):
+        def prepare(message: str, run: Run) -> Plan:
+            def request(alias: str) -> ChatRequest:
+                return ChatRequest.of(message, system=self.system, model=alias,
+                                      metadata={"app": self.name, "tenant": tenant})
 
-            out = self.guards.output.run(output, self._context(message), regenerate=regenerate)
-            checks += out.results
-            if out.refused:
-                return Answer(text=restore(out.text, vault), checks=checks, refused=True)
-            output = out.text
-        if hit is None and self.cache is not None:  # stored only once the output guards accepted it
-            self.cache.save(request, output, **versions)
-        return Answer(text=restore(output, vault), checks=checks)
+            return Plan(request=request, context=CheckContext(input=message, system_prompt=self.system))
 
-    def _request(self, message: str, tenant: str, model: str) -> ChatRequest:
-        return ChatRequest.of(message, system=self.system, model=model,
-                              metadata={"app": self.name, "tenant": tenant})
-
-    def _context(self, message: str) -> CheckContext:
-        return CheckContext(input=message, system_prompt=self.system, trace_id=tracer.current_trace_id())
-
-    def _generate(self, request: ChatRequest) -> str:
-        self.last_result = self.gateway.chat(request)
-        return self.last_result.text
+        return prepare

@@ -1,32 +1,41 @@
-"""The reference RAG app: retrieve → render the docs_qa prompt → gateway → Answer with citations.
+"""The reference RAG app: retrieve → sources guard → render the docs_qa prompt → the answer pipeline.
 
     app = DocsQA(retriever=rt.retriever, gateway=rt.gateway, prompt=PromptRegistry(root).get("docs_qa"))
     answer = app.run("How do I pin a model version?")
 
-One run is one `app` span (attributes `flywheel.app`, `flywheel.tenant`, `flywheel.prompt.version`) with
-the guard, retrieval (`retrieval.search`), prompt and model spans nested under it. When retrieval finds nothing above its
-relevance floor, the app answers the prompt's `no_answer` message in the question's language and does NOT
-call the model (`Answer.refused` is then true). Citations list only the [n] the answer actually uses.
+Input guards, the cache, the model call, output guards (re-ask / fallback), cache save and restore of redacted
+values are the shared `AnswerPipeline` (apps/pipeline.py); this app adds retrieval, the `sources:` guard stage,
+the prompt and citations. One run is one `app` span (attributes `flywheel.app`, `flywheel.tenant`,
+`flywheel.prompt.version`) with the guard, retrieval (`retrieval.search`), prompt and model spans under it.
+
+When retrieval finds nothing above its relevance floor, the app answers the prompt's `no_answer` message in the
+question's language without calling the model (`refusal: no_passage`). Citations are numbered in order of first
+use: the answer's [n] are renumbered so the first source it cites is [1], the next [2] …; `Answer.sources` lists
+every source shown to the model with its score, cited ones first under their new numbers.
 With a cache, an answer is reused for the same question (or, with the semantic cache, a verified paraphrase)
-over the same retrieved chunks, model, prompt version and tenant; it is stored only after the output guards.
+over the same retrieved chunks, model route, prompt version, guard policy and tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from flywheel.apps.pipeline import AnswerPipeline, Plan, Run
 from flywheel.checks.base import CheckContext
 from flywheel.checks.grounding import citations_in
+from flywheel.config import validate_tenant
 from flywheel.errors import UserError
-from flywheel.guards import GuardPolicy, restore
+from flywheel.guards import GuardPolicy
 from flywheel.prompts import Prompt, SourceItem, family_of, language_of
 from flywheel.prompts.render import pick_language
 from flywheel.tracing import in_context, tracer
-from flywheel.types import Answer, ChatRequest, CheckResult, Citation, Hit, Message, content_hash
+from flywheel.types import Answer, ChatRequest, Citation, Hit, Message, Source, content_hash
 
 REASK = "{feedback}\nUse only the sources above and cite them as [n]."
+_SEPARATOR = re.compile(r"(\s*[,，、]\s*)")
 
 
 class DocsQA:
@@ -37,7 +46,7 @@ class DocsQA:
     def __init__(self, *, retriever: Any, gateway: Any, prompt: Prompt, model: str = "default",
                  name: str = "docs_qa", tenant: str = "default", k: int | None = None,
                  filters: Mapping[str, Any] | None = None, no_answer: Mapping[str, str] | str | None = None,
-                 guards: GuardPolicy | None = None, cache: Any = None):
+                 guards: GuardPolicy | None = None, cache: Any = None, services: Any = None):
         self.retriever = retriever
         self.gateway = gateway
         self.prompt = prompt
@@ -51,6 +60,12 @@ class DocsQA:
         self.no_answer = {**prompt.no_answer, **(no_answer or {})} or {"en": "I don't know."}
         self.guards = guards
         self.cache = cache  # a flywheel.cache.Cache: answers reused for the same question and retrieved chunks
+        self.services = services  # what LLM guards use (default: this app's gateway)
+
+    @property
+    def pipeline(self) -> AnswerPipeline:
+        return AnswerPipeline(name=self.name, gateway=self.gateway, guards=self.guards, cache=self.cache,
+                              services=self.services, prompt_version=self.prompt.version)
 
     # ------------------------------------------------------------------ public API
     def run(self, input: str, tenant: str | None = None, *, model: str | None = None,
@@ -58,16 +73,17 @@ class DocsQA:
         question = (input or "").strip()
         if not question:
             raise UserError("the question is empty", hint="ask something, e.g. `flywheel ask \"How do I …?\"`")
-        tenant = tenant or self.tenant
+        tenant = validate_tenant(self.tenant if tenant is None else tenant)  # "" is an error, not `default`
         model = model or self.model
-        attrs = {"flywheel.app": self.name, "flywheel.tenant": tenant, "flywheel.prompt.name": self.prompt.name,
-                 "flywheel.prompt.version": self.prompt.version, "flywheel.alias": model}
-        with tracer.span(self.name, kind="app", inputs={"question": question}, **attrs) as span:
-            answer = self._answer(question, tenant, model, filters)
-            answer.trace_id = span.trace_id
-            span.set(outputs={"text": answer.text, "citations": [c.id for c in answer.citations]},
-                     **{"flywheel.refused": answer.refused})
-        return answer
+        self.gateway.resolve(model)  # an unknown alias is a UserError before anything runs
+        attrs = {"flywheel.prompt.name": self.prompt.name, "flywheel.prompt.version": self.prompt.version}
+        merged = {**(self.filters or {}), **(filters or {})} or None
+
+        def prepare(masked: str, run: Run) -> Plan | Answer:
+            return self._prepare(masked, run, tenant, model, merged)
+
+        return self.pipeline.run(question, tenant=tenant, model=model, prepare=prepare, input_key="question",
+                                 attrs=attrs)
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None,
                    filters: Mapping[str, Any] | None = None) -> Answer:
@@ -79,60 +95,45 @@ class DocsQA:
         return pick_language(self.no_answer, language_of(question))
 
     # ------------------------------------------------------------------ steps
-    def _answer(self, question: str, tenant: str, model: str, filters: Mapping[str, Any] | None) -> Answer:
-        checks: list[CheckResult] = []
-        vault: dict[str, str] = {}
-        if self.guards is not None and self.guards.input:
-            verdict = self.guards.input.run(question, CheckContext(input=question))
-            checks.extend(verdict.results)
-            if verdict.refused:
-                return Answer(text=verdict.text, checks=checks, refused=True)
-            question, vault = verdict.text, verdict.vault
-
-        hits = self._retrieve(question, tenant, {**(self.filters or {}), **(filters or {})} or None)
+    def _prepare(self, question: str, run: Run, tenant: str, model: str,
+                 filters: Mapping[str, Any] | None) -> Plan | Answer:
+        hits = self._retrieve(question, tenant, filters)
+        retrieved = len(hits)
         if hits and self.guards is not None and self.guards.sources:  # instructions hidden in the documents
-            scan = self.guards.sources.run([h.chunk.text for h in hits])
+            scan = self.guards.sources.run([h.chunk.text for h in hits], language_of(question))
+            run.guard_actions.extend(scan.actions)
             if not scan.passed:
-                return Answer(text=scan.message or "", checks=checks, refused=True)
+                return Answer(text=scan.message or "", refused=True, refusal="guard_blocked")
             hits = [hits[i] for i in scan.keep]
-        if not hits:
-            tracer.current().set(**{"flywheel.no_answer": "no relevant sources"})
-            return Answer(text=self.no_answer_message(question), checks=checks, refused=True)
+        if not hits:  # nothing relevant, or every relevant passage was dropped by a sources guard
+            _note(**{"flywheel.no_answer": "no relevant sources"})
+            return Answer(text=self.no_answer_message(question), refused=True,
+                          refusal="guard_blocked" if retrieved else "no_passage")
 
-        messages = self._render(question, hits, model)
-        cache_key = self._cache_request(question, messages, hits, tenant, model)
-        hit = self._cache_lookup(cache_key)
-        text = hit if hit is not None else self._generate(messages, question, tenant, model)
+        rendered: dict[str, list[Message]] = {}
 
-        if self.guards is not None and self.guards.output:
-            last = [text]  # the answer a re-ask responds to: the latest one
+        def request(alias: str) -> ChatRequest:  # a fallback alias gets the prompt in its own family's format
+            if alias not in rendered:
+                rendered[alias] = self._render(question, hits, alias)
+            return ChatRequest(messages=rendered[alias], model=alias, metadata={
+                "app": self.name, "tenant": tenant, "prompt_version": self.prompt.version, "question": question})
 
-            def regenerate(feedback: str, alias: str | None) -> str:
-                if alias is not None:  # fall back to another model: a fresh prompt in that model's format
-                    last[0] = self._generate(self._render(question, hits, alias), question, tenant, alias)
-                    return last[0]
-                retry = [*messages, Message(role="assistant", content=last[0]),
-                         Message(role="user", content=REASK.format(feedback=feedback))]
-                last[0] = self._generate(retry, question, tenant, model)
-                return last[0]
-
-            system = messages[0].content if messages[0].role == "system" else None
-            ctx = CheckContext(input=question, sources=[h.chunk.text for h in hits], system_prompt=system,
-                               trace_id=tracer.current_trace_id())
-            verdict = self.guards.output.run(text, ctx, regenerate=regenerate)
-            checks.extend(verdict.results)
-            if verdict.refused:
-                return Answer(text=restore(verdict.text, vault), checks=checks, refused=True)
-            text = verdict.text
-        if hit is None and cache_key is not None:  # stored only once the output guards accepted it
-            self.cache.save(cache_key[0], text, **cache_key[1])
-        text = restore(text, vault)
-        return Answer(text=text, citations=cited(text, hits), checks=checks)
+        messages = request(model).messages
+        system = messages[0].content if messages[0].role == "system" else None
+        # Cached under the question (not the whole prompt, so the semantic cache compares questions) and the
+        # system prompt; the retrieved chunks are the corpus version (a re-ingest that changes them is a new key).
+        head = [m for m in messages if m.role == "system"]
+        cache_request = ChatRequest(messages=[*head, Message(role="user", content=question)], model=model,
+                                    metadata={"tenant": tenant})
+        return Plan(request=request, cache_request=cache_request, reask=REASK,
+                    context=CheckContext(input=question, sources=[h.chunk.text for h in hits], system_prompt=system),
+                    corpus_version=content_hash(*(h.chunk.id for h in hits)),
+                    finish=lambda text: number_citations(text, hits), declines=tuple(self.no_answer.values()))
 
     def _retrieve(self, question: str, tenant: str, filters: Mapping[str, Any] | None) -> list[Hit]:
         # The retriever records its own `retrieval.search` span (query, tenant, hits and their scores).
         hits = self.retriever.search(question, k=self.k, tenant=tenant, filters=filters)
-        tracer.current().set(**{"flywheel.hits": len(hits)})
+        _note(**{"flywheel.hits": len(hits)})
         return hits
 
     def _render(self, question: str, hits: list[Hit], model: str) -> list[Message]:
@@ -147,40 +148,37 @@ class DocsQA:
                      **{"flywheel.prompt.family": family})
         return rendered.messages()
 
-    def _cache_request(self, question: str, messages: list[Message], hits: list[Hit], tenant: str, model: str
-                       ) -> tuple[ChatRequest, dict[str, Any]] | None:
-        """What the answer is cached under: the question (not the whole prompt, so the semantic cache compares
-        questions), the system prompt, and as versions the pinned model, the prompt version, the tenant and the
-        retrieved chunks (a re-ingest that changes what is retrieved changes the key)."""
-        if self.cache is None:
-            return None
-        head = [m for m in messages if m.role == "system"]
-        request = ChatRequest(messages=[*head, Message(role="user", content=question)], model=model,
-                              metadata={"tenant": tenant})
-        versions = {"model_version": self.gateway.resolve(model).pinned, "prompt_version": self.prompt.version,
-                    "corpus_version": content_hash(*(h.chunk.id for h in hits)), "tenant": tenant}
-        return request, versions
 
-    def _cache_lookup(self, key: tuple[ChatRequest, dict[str, Any]] | None) -> str | None:
-        if key is None:
-            return None
-        hit = self.cache.lookup(key[0], **key[1])
-        if hit is not None:
-            tracer.current().set(**{"flywheel.cache.hit": True, "flywheel.cache.kind": hit.kind})
-        return None if hit is None else hit.text
-
-    def _generate(self, messages: list[Message], question: str, tenant: str, model: str) -> str:
-        request = ChatRequest(messages=messages, model=model, metadata={
-            "app": self.name, "tenant": tenant, "prompt_version": self.prompt.version, "question": question})
-        return self.gateway.chat(request).text
-
-
-def cited(text: str, hits: list[Hit]) -> list[Citation]:
-    """Citations for the [n] the answer uses that name one of the hits, in order of first use."""
-    seen: dict[int, Citation] = {}
+def number_citations(text: str, hits: list[Hit]) -> tuple[str, dict[str, Any]]:
+    """Renumber the answer's [n] in order of first use ([3] … [1] becomes [1] … [2]) and build its citations
+    and sources. A number that names no source is left as written and is not a citation."""
+    order: list[int] = []
     for n, _, _ in citations_in(text):
-        if n in seen or not 1 <= n <= len(hits):
-            continue
-        chunk = hits[n - 1].chunk
-        seen[n] = Citation(id=n, chunk_id=chunk.id, source=chunk.source, text=chunk.text, location=chunk.location)
-    return list(seen.values())
+        if 1 <= n <= len(hits) and n not in order:
+            order.append(n)
+    new = {old: i for i, old in enumerate(order, start=1)}
+    out, pos = [], 0
+    for start, end in dict.fromkeys((s, e) for _, s, e in citations_in(text)):
+        parts = _SEPARATOR.split(text[start + 1:end - 1])
+        renumbered = [p if i % 2 else str(new.get(int(p), p)) for i, p in enumerate(parts)]
+        out += [text[pos:start], "[", "".join(renumbered), "]"]
+        pos = end
+    text = "".join([*out, text[pos:]])
+    citations = [Citation(id=new[old], chunk_id=hits[old - 1].chunk.id, source=hits[old - 1].chunk.source,
+                          text=hits[old - 1].chunk.text, location=hits[old - 1].chunk.location) for old in order]
+    uncited = [n for n in range(1, len(hits) + 1) if n not in new]
+    sources = [_source(n, hits[old - 1], cited=old in new) for n, old in enumerate([*order, *uncited], start=1)]
+    return text, {"citations": citations, "sources": sources}
+
+
+def _note(**attributes: Any) -> None:
+    """Attributes on the app span (the span current while the pipeline runs this app's steps)."""
+    span = tracer.current()
+    if span is not None:
+        span.set(**attributes)
+
+
+def _source(n: int, hit: Hit, *, cited: bool) -> Source:
+    chunk = hit.chunk
+    return Source(n=n, chunk_id=chunk.id, source=chunk.source, location=chunk.location, text=chunk.text,
+                  score=hit.score, cited=cited)

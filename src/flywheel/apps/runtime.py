@@ -6,10 +6,18 @@
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from flywheel.config import Project
+from flywheel.protocols import Embedder, Masker
+
+if TYPE_CHECKING:
+    from flywheel.cache import Cache
+    from flywheel.gateway import Gateway
+    from flywheel.retrieval import Retriever
+    from flywheel.store import Store
 
 
 class Runtime:
@@ -18,20 +26,25 @@ class Runtime:
         self.config = project.config
         self._tracing = tracing and project.config.tracing.enabled
         self._detach: Any = None
+        if self._tracing:  # spans that end before the store opens are held for it, not dropped
+            from flywheel.tracing import tracer
+
+            tracer.expect_store()
 
     @cached_property
-    def store(self):
+    def store(self) -> Store:
         from flywheel.store import Store
 
         store = Store.open(self.project.store_url)
         if self._tracing:
             from flywheel.tracing import attach_store
 
-            self._detach = attach_store(store, self.config.tracing, models=self.config.models)
+            self._detach = attach_store(store, self.config.tracing, models=self.config.models,
+                                        masker=pii_masker(self.config.tracing.redact_pii))
         return store
 
     @cached_property
-    def gateway(self):
+    def gateway(self) -> Gateway:
         from flywheel.gateway import Gateway
 
         if self._tracing:
@@ -39,20 +52,20 @@ class Runtime:
         return Gateway.from_config(self.config)
 
     @cached_property
-    def retriever(self):
+    def retriever(self) -> Retriever:
         from flywheel.retrieval import Retriever
 
         return Retriever.from_config(self.store, self.config.retrieval, self.project)
 
     @cached_property
-    def cache(self):
+    def cache(self) -> Cache | None:
         """The `cache:` section as a Cache, or None when both the exact and the semantic cache are off."""
         cfg = self.config.cache
         if not cfg.exact and cfg.semantic is None:
             return None
         from flywheel.cache import Cache
 
-        return Cache.from_config(cfg, self.store)
+        return Cache.from_config(cfg, self.store, cache_embedder() if cfg.semantic is not None else None)
 
     def app(self, name: str = "docs_qa", *, cache: bool = True):
         """The app `name`; `cache=False` builds it without the response cache (evals replay uncached)."""
@@ -71,9 +84,29 @@ class Runtime:
             self.cache.close()
         if "store" in self.__dict__:
             self.store.close()
+        elif self._tracing:
+            tracer.discard_early()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def pii_masker(setting: bool | list[str]) -> Masker | None:
+    """`tracing.redact_pii` as the masker tracing is given (tracing does not import the detectors in checks/)."""
+    if setting is False:
+        return None
+    from flywheel.checks.pii import redact_for_storage
+
+    masker: Masker = functools.partial(redact_for_storage, entities=None if setting is True else list(setting))
+    return masker
+
+
+def cache_embedder() -> Embedder:
+    """The semantic cache's embedder: retrieval's local MiniLM, shared with ingest (the cache does not import
+    retrieval)."""
+    from flywheel.retrieval.embedders import local_embedder
+
+    return local_embedder()

@@ -69,8 +69,8 @@ def _p50_ms(fn: Callable[[], Any], n: int) -> float:
 
 
 def _mrpc_vectors(rows: list[tuple[int, str, str]], cache_file: Path | None) -> dict[str, np.ndarray]:
-    from flywheel.cache.embedding import default_embedder
     from flywheel.cache.keys import normalise_text
+    from flywheel.retrieval.embedders import local_embedder as default_embedder
 
     texts = sorted({normalise_text(t) for r in rows for t in (r[1], r[2])})
     if cache_file is not None and cache_file.exists():
@@ -295,7 +295,7 @@ def run_latency(entries: int, queries: int = 300) -> dict[str, Any]:
 
 def _embed_p50_ms(n: int = 30) -> float | None:
     try:
-        from flywheel.cache.embedding import default_embedder
+        from flywheel.retrieval.embedders import local_embedder as default_embedder
 
         emb = default_embedder()
         emb.embed(["warm up"])

@@ -12,8 +12,10 @@ texts; negatives are the distinct access codes plus the held-out split of the be
 sentences (cmrc2018, askfsdl, MRPC; see `checks/injection_data.py`), never trained on. `fpr_benign`
 is over those benign texts only. The baseline (character TF-IDF + logistic regression fitted on the
 free training file plus the training split of the benign texts) is fitted and scored in the same run.
-Indirect injection: held-out cmrc2018 passages and stdlib docstrings, clean (false-positive rate) and
-with a hijacking attack or a `tests/data/injection_zh.jsonl` attack planted at a random place (recall).
+Indirect injection (`indirect`, the `sources:` guard stage): flywheel's own held-out set of retrieved
+sources (`checks/data/indirect_eval.jsonl`, see the README next to it): English and Chinese e-mails,
+tables, web pages, code and licences, clean or with an instruction to an AI planted at the start,
+middle or end; carriers and attack phrasings differ from the training ones. Needs no shared data.
 
 Leak (`tensor-trust/prompt_extraction_detection.jsonl`): the check gets the row's access code as a
 secret and, when the other Tensor Trust files hold defences with the same access code, each of their
@@ -24,7 +26,6 @@ alone. The baseline is "the access code occurs in the output" (case-insensitive)
 from __future__ import annotations
 
 import json
-import random
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -40,6 +41,7 @@ PATTERN_ENTITIES = ("CREDIT_CARD", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "I
                     "US_DRIVER_LICENSE", "US_SSN")
 LABEL_MAP = {"DOMAIN_NAME": "URL"}
 TESTS_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
+INDIRECT_EVAL = Path(__file__).resolve().parents[1] / "checks" / "data" / "indirect_eval.jsonl"
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -143,11 +145,6 @@ def _baseline(root: Path, attacks: list[str], benign: list[str]) -> Any:
     return model
 
 
-def _plant(rng: random.Random, doc: str, attack: str) -> str:
-    cut = rng.randint(0, len(doc))
-    return doc[:cut] + ("\n" if doc.isascii() else "") + attack + doc[cut:]
-
-
 def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
     from flywheel.checks.injection import default_model, detector
 
@@ -192,7 +189,6 @@ def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
             out["injection"]["baseline_f1"] = b["f1"]
             out["injection"]["baseline"] = {**b, "fpr_benign": round(float(base.predict(benign).mean()), 5)}
     zh_path = TESTS_DATA / "injection_zh.jsonl"
-    zh_attacks: list[str] = []
     if zh_path.exists():
         zh = [json.loads(line) for line in zh_path.read_text(encoding="utf-8").splitlines() if line.strip()]
         flags = [(r["label"], det.detect(r["text"]).flagged) for r in zh]
@@ -200,20 +196,39 @@ def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
         z_fp = sum(1 for y, f in flags if not y and f)
         z_fn = sum(1 for y, f in flags if y and not f)
         out["injection_zh"] = {**_prf(z_tp, z_fp, z_fn), "texts": len(zh)}
-        zh_attacks = [r["text"] for r in zh if r["label"]]
-    rng = random.Random(0)
-    passages = [p for p in injection_data.cmrc_passages(root) if injection_data.held_out(p)]
-    docs = [d for d in injection_data.stdlib_docs() if injection_data.held_out(d)]
-    clean = passages + docs
-    fp_docs = sum(det.source_score(d) >= det.threshold for d in clean)
-    en_planted = [_plant(rng, rng.choice(clean), a) for a in attacks]
-    zh_planted = [_plant(rng, rng.choice(passages), a) for a in zh_attacks]
-    out["injection_indirect"] = {
-        "fpr_docs": round(fp_docs / len(clean), 4), "docs": len(clean),
-        "recall_planted_en": round(sum(det.source_score(d) >= det.threshold for d in en_planted) / len(en_planted), 4),
-        "recall_planted_zh": round(sum(det.source_score(d) >= det.threshold for d in zh_planted) / len(zh_planted), 4)
-        if zh_planted else None}
     return out
+
+
+def bench_indirect(path: Path = INDIRECT_EVAL) -> dict[str, Any]:
+    """The `sources:` guard stage on flywheel's own indirect-injection set: each row is one retrieved source,
+    flagged when `scan_sources` flags it. Also the old detector's way (the direct model on the whole text,
+    windows and sentences) as the peer, and per-carrier recall / flag rates."""
+    from flywheel.checks.injection import detector
+
+    det = detector()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    flags, times = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        score = det.source_score(r["text"])
+        times.append((time.perf_counter() - t0) * 1000 / max(len(r["text"].encode()) / 1024, 1e-3))
+        flags.append(score >= det.sources_threshold)
+    labels = [int(r["label"]) for r in rows]
+    tp = sum(1 for y, f in zip(labels, flags, strict=True) if y and f)
+    fp = sum(1 for y, f in zip(labels, flags, strict=True) if not y and f)
+    clean = labels.count(0)
+    by: dict[str, Counter] = defaultdict(Counter)
+    for r, f in zip(rows, flags, strict=True):
+        by[r["carrier"]]["flagged" if f else "passed"] += 1
+        by[r["carrier"]]["attacks" if r["label"] else "clean"] += 1
+        by[r["carrier"]]["tp" if r["label"] and f else "fp" if f else "n"] += 1
+    per = {c: {"recall": round(v["tp"] / v["attacks"], 4) if v["attacks"] else None,
+               "fpr": round(v["fp"] / v["clean"], 4) if v["clean"] else None, "n": v["attacks"] + v["clean"]}
+           for c, v in sorted(by.items())}
+    return {"indirect": {**_prf(tp, fp, sum(labels) - tp), "fpr": round(fp / clean, 4) if clean else None,
+                         "p50_ms_per_kb": round(statistics.median(times), 3), "n": len(rows), "attacks": sum(labels),
+                         "clean": clean, "threshold": det.sources_threshold, "by_carrier": per,
+                         "set": f"{path.name} (scripts/build_indirect_eval.py)"}}
 
 
 def bench_leak(root: Path) -> dict[str, Any]:
@@ -242,23 +257,28 @@ def bench_leak(root: Path) -> dict[str, Any]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the default output is indented JSON too).")
 @click.option("--data", "data", default=None, help="The shared data folder (default: ../shared/data).")
-@click.option("--only", default="pii,injection,leak", show_default=True, help="Comma-separated parts to run.")
+@click.option("--only", default="pii,injection,indirect,leak", show_default=True,
+              help="Comma-separated parts to run.")
 @click.option("--no-peers", is_flag=True, help="Skip stock Presidio and the TF-IDF baseline.")
 def command(as_json: bool, data: str | None, only: str, no_peers: bool) -> None:
-    """PII, injection and prompt-leak detectors against stock Presidio and a TF-IDF baseline."""
+    """PII, injection (direct and indirect) and prompt-leak detectors against stock Presidio and a TF-IDF
+    baseline."""
+    parts = {p.strip() for p in only.split(",") if p.strip()}
+    unknown = parts - {"pii", "injection", "indirect", "leak"}
+    if unknown:
+        raise UserError(f"unknown benchmark part(s): {', '.join(sorted(unknown))}",
+                        hint="use pii, injection, indirect, leak")
     root = injection_data.data_dir(data)
-    if root is None:
+    if root is None and parts - {"indirect"}:  # the indirect set ships with flywheel
         raise UserError("benchmark data not found", hint="pass --data PATH to the shared data folder "
                         "(presidio-synth/, tensor-trust/, cmrc2018-dev/, askfsdl-scope/, mrpc/) or set FLYWHEEL_DATA_DIR")
-    parts = {p.strip() for p in only.split(",") if p.strip()}
-    unknown = parts - {"pii", "injection", "leak"}
-    if unknown:
-        raise UserError(f"unknown benchmark part(s): {', '.join(sorted(unknown))}", hint="use pii, injection, leak")
     result: dict[str, Any] = {}
-    if "pii" in parts:
+    if "pii" in parts and root:
         result.update(bench_pii(root, presidio=not no_peers))
-    if "injection" in parts:
+    if "injection" in parts and root:
         result.update(bench_injection(root, baseline=not no_peers))
-    if "leak" in parts:
+    if "indirect" in parts:
+        result.update(bench_indirect())
+    if "leak" in parts and root:
         result.update(bench_leak(root))
     click.echo(json.dumps(result, ensure_ascii=False) if as_json else json.dumps(result, indent=2, ensure_ascii=False))

@@ -168,7 +168,7 @@ class _RandomVectors:
 def _vocabulary(n: int, rng: random.Random) -> list[str]:
     """English-like word list in frequency order: the English stopwords first (as in real text, where they are
     the head of the Zipf curve), then pseudo-words."""
-    from flywheel.retrieval.tokenize import STOPWORDS_EN
+    from flywheel.text import STOPWORDS_EN
 
     syllables = [c + v for c in "bcdfghjklmnprstvwz" for v in ("a", "e", "i", "o", "u", "ai", "ou", "an", "er")]
     head = sorted(STOPWORDS_EN)

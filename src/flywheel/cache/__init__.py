@@ -7,6 +7,9 @@ app; it never calls them.
         result = gateway.chat(request)
         cache.save(request, result, model_version=..., prompt_version=p.version, tenant=t)
 
+Apps also pass `route=route_version(chain)` (provider, base_url, alias params, fallbacks) and `guards=` their
+guard policy version, so the key covers everything that changes an answer (see keys.py).
+
 Per request, `metadata["cache"]` may hold "no-cache" (do not answer from the cache) and/or "no-store" (do
 not store the answer); `metadata["cache_item"] = {"task", "id", "version"}` keys the answer by item instead
 of by text. A backend that is down makes the cache a no-op with a warning span, never a failed request.
@@ -16,13 +19,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.cache.backends import Backend, Breaker, open_backend
 from flywheel.cache.backends.guarded import GuardedBackend
+from flywheel.cache.embedding import Embedder
 from flywheel.cache.exact import ExactCache, resolve_key
-from flywheel.cache.keys import Versions, directives, exact_key, item_key, item_ref
+from flywheel.cache.keys import Versions, directives, exact_key, item_key, item_ref, route_version
 from flywheel.cache.semantic import SemanticCache
 from flywheel.config import CacheConfig
 from flywheel.errors import UserError
@@ -55,17 +60,19 @@ class CacheHit:
 class Cache:
     def __init__(self, backend: Backend, *, exact: bool = True, semantic: SemanticCache | None = None,
                  ttl_s: float | None = None, hit_log: Any = None, breaker: Breaker | None = None,
-                 guarded: GuardedBackend | None = None):
+                 guarded: GuardedBackend | None = None, clock: Callable[[], float] = time.time):
         self.guarded = guarded or GuardedBackend(backend, breaker)
         self.exact_enabled = exact
-        self.exact = ExactCache(self.guarded, ttl_s=ttl_s)
+        self.clock = clock  # wall-clock seconds for TTLs; tests inject a fake one instead of sleeping
+        self.exact = ExactCache(self.guarded, ttl_s=ttl_s, clock=clock)
         self.semantic = semantic
         self.ttl_s = ttl_s
         self._hit_log = hit_log
-        self._last_purge = time.time()
+        self._last_purge = clock()
 
     @classmethod
-    def from_config(cls, cache_config: CacheConfig | None, store: Any = None, embedder: Any = None) -> Cache:
+    def from_config(cls, cache_config: CacheConfig | None, store: Any = None,
+                    embedder: Embedder | None = None, clock: Callable[[], float] = time.time) -> Cache:
         cfg = cache_config or CacheConfig()
         backend = open_backend(cfg.backend, store)
         guarded = GuardedBackend(backend)
@@ -76,16 +83,17 @@ class Cache:
             hit_log = StoreHitLog(store).log_hit  # one place to review hits, whatever holds the entries
         semantic = None
         if cfg.semantic is not None:
-            if embedder is None:
-                from flywheel.cache.embedding import default_embedder
-
-                embedder = default_embedder()
+            if embedder is None:  # the cache does not reach into retrieval: the Runtime passes its embedder
+                raise UserError("the semantic cache needs an embedder and none was given",
+                                hint="pass embedder= to Cache.from_config (flywheel's Runtime passes the local "
+                                     "MiniLM), or turn `cache.semantic` off")
             sc = cfg.semantic
             semantic = SemanticCache(guarded, embedder, threshold=sc.threshold, verify=sc.verify,
                                      multi_turn=sc.multi_turn, ttl_s=cfg.ttl_s,
                                      verifier_threshold=sc.verifier_threshold,
-                                     log_hit=hit_log)
-        return cls(backend, exact=cfg.exact, semantic=semantic, ttl_s=cfg.ttl_s, hit_log=hit_log, guarded=guarded)
+                                     log_hit=hit_log, clock=clock)
+        return cls(backend, exact=cfg.exact, semantic=semantic, ttl_s=cfg.ttl_s, hit_log=hit_log, guarded=guarded,
+                   clock=clock)
 
     @property
     def backend(self) -> Backend:
@@ -93,9 +101,10 @@ class Cache:
 
     # ---------------------------------------------------------------- lookup
     def lookup(self, request: ChatRequest, *, model_version: str, prompt_version: str | None = None,
-               corpus_version: str | None = None, tenant: str | None = None) -> CacheHit | None:
+               corpus_version: str | None = None, tenant: str | None = None, route: str | None = None,
+               guards: str | None = None) -> CacheHit | None:
         """The cached answer for `request` under these versions, or None. Never raises for backend trouble."""
-        versions = self._versions(model_version, prompt_version, corpus_version, tenant, request)
+        versions = self._versions(model_version, prompt_version, corpus_version, tenant, request, route, guards)
         with tracer.span("cache.lookup", kind="cache", **{
                 "flywheel.cache.backend": self.guarded.name, "flywheel.tenant": versions.tenant}) as sp:
             hit = self._lookup(request, versions, sp)
@@ -133,7 +142,7 @@ class Cache:
                         match.verifier_p, match.question, match.meta)
 
     def _log(self, kind: str, key: str, versions: Versions, request: ChatRequest, sp: Any) -> None:
-        row = {"created_at": time.time(), "kind": kind, "accepted": True, "tenant": versions.tenant,
+        row = {"created_at": self.clock(), "kind": kind, "accepted": True, "tenant": versions.tenant,
                "model": versions.model_version, "scope": None, "entry": key, "similarity": 1.0,
                "verifier_p": None, "query": request.last_user(), "cached_question": None, "trace_id": sp.trace_id}
         if self._hit_log is not None:
@@ -151,11 +160,11 @@ class Cache:
     # ---------------------------------------------------------------- save
     def save(self, request: ChatRequest, result: str | ChatResult, *, model_version: str,
              prompt_version: str | None = None, corpus_version: str | None = None, tenant: str | None = None,
-             ttl_s: float | None = None) -> str | None:
+             ttl_s: float | None = None, route: str | None = None, guards: str | None = None) -> str | None:
         """Store the answer to `request`; returns its exact key, or None when nothing was stored (no-store, an
         empty answer, a result that itself came from the cache, a multi-turn request with only the semantic
         cache on, or a backend that is down)."""
-        versions = self._versions(model_version, prompt_version, corpus_version, tenant, request)
+        versions = self._versions(model_version, prompt_version, corpus_version, tenant, request, route, guards)
         text, meta = (result.text, {"model": result.model, "provider": result.provider, "alias": result.alias}) \
             if isinstance(result, ChatResult) else (result, {})
         if isinstance(result, ChatResult) and result.cached:
@@ -205,7 +214,7 @@ class Cache:
         """Pin a reviewed answer: it never expires, is never purged, and wins over ordinary entries."""
         key = resolve_key(key_or_request, self._maybe_versions(key_or_request, model_version, prompt_version,
                                                                corpus_version, tenant))
-        if not self.exact.pin(key, answer, meta={"pinned_at": time.time()}):
+        if not self.exact.pin(key, answer, meta={"pinned_at": self.clock()}):
             raise UserError(f"could not pin the answer: the {self.guarded.name} cache backend is unavailable "
                             f"({self.guarded.breaker.last_error})", hint="check the cache backend and pin again")
         return key
@@ -220,11 +229,11 @@ class Cache:
 
     # ---------------------------------------------------------------- upkeep
     def purge_expired(self) -> int:
-        self._last_purge = time.time()
-        return int(self.guarded.call("purge_expired", 0, time.time()))
+        self._last_purge = self.clock()
+        return int(self.guarded.call("purge_expired", 0, self.clock()))
 
     def _maybe_purge(self) -> None:
-        if time.time() - self._last_purge > PURGE_EVERY_S:
+        if self.clock() - self._last_purge > PURGE_EVERY_S:
             self.purge_expired()
 
     def clear(self, *, include_pinned: bool = False) -> None:
@@ -243,10 +252,11 @@ class Cache:
     # ---------------------------------------------------------------- helpers
     @staticmethod
     def _versions(model_version: str, prompt_version: str | None, corpus_version: str | None,
-                  tenant: str | None, request: ChatRequest | None = None) -> Versions:
+                  tenant: str | None, request: ChatRequest | None = None, route: str | None = None,
+                  guards: str | None = None) -> Versions:
         if tenant is None:
             tenant = str((request.metadata.get("tenant") if request is not None else None) or "default")
-        return Versions(model_version, prompt_version, corpus_version, tenant)
+        return Versions(model_version, prompt_version, corpus_version, tenant, route, guards)
 
     def _maybe_versions(self, key_or_request: str | ChatRequest, model_version: str | None,
                         prompt_version: str | None, corpus_version: str | None, tenant: str | None
@@ -256,4 +266,4 @@ class Cache:
         return self._versions(model_version, prompt_version, corpus_version, tenant, key_or_request)
 
 
-__all__ = ["Cache", "CacheHit", "Versions"]
+__all__ = ["Cache", "CacheHit", "Versions", "route_version"]

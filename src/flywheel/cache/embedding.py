@@ -1,19 +1,20 @@
-"""The semantic cache's view of an embedder: `embed(texts) -> float32 array of unit rows`, plus a name.
+"""The semantic cache's view of an embedder: `embed(texts) -> float32 array`, plus a name.
 
-The name is part of every semantic scope, so vectors of two different embedders are never compared.
+The cache never builds an embedder itself (retrieval's are a sibling room): whoever builds the cache passes
+one in — the Runtime passes retrieval's local MiniLM. The name is part of every semantic scope, so vectors of
+two different embedders are never compared.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from flywheel.protocols import Embedder
 
-@runtime_checkable
-class Embedder(Protocol):
-    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+__all__ = ["Embedder", "HashingEmbedder", "embedder_name", "normalise_rows"]
 
 
 def normalise_rows(vectors: Any) -> np.ndarray:
@@ -29,13 +30,6 @@ def embedder_name(embedder: Any) -> str:
         if isinstance(value, str) and value:
             return value
     return type(embedder).__qualname__
-
-
-def default_embedder() -> Any:
-    """The retrieval layer's local all-MiniLM-L6-v2 (shared with ingest; NumPy inference for single queries)."""
-    from flywheel.retrieval.embedders import local_embedder
-
-    return local_embedder()
 
 
 class HashingEmbedder:

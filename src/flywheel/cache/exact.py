@@ -7,6 +7,7 @@ entry with the same key (saving a fresh answer does not replace it; `unpin` does
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flywheel.cache.backends.base import StoredAnswer
@@ -17,23 +18,25 @@ from flywheel.types import ChatRequest
 
 
 class ExactCache:
-    def __init__(self, backend: GuardedBackend, *, ttl_s: float | None = None):
+    def __init__(self, backend: GuardedBackend, *, ttl_s: float | None = None,
+                 clock: Callable[[], float] = time.time):
         self.backend = backend
         self.ttl_s = ttl_s
+        self.clock = clock  # wall-clock seconds; tests inject a fake one instead of sleeping
 
     def get(self, key: str, now: float | None = None) -> StoredAnswer | None:
-        return self.backend.call("get", None, key, time.time() if now is None else now)
+        return self.backend.call("get", None, key, self.clock() if now is None else now)
 
     def put(self, key: str, text: str, *, ttl_s: float | None = None, meta: dict[str, Any] | None = None,
             now: float | None = None) -> bool:
         """Store an ordinary answer (True when stored); `ttl_s` overrides the default TTL (None: the default)."""
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         ttl = self.ttl_s if ttl_s is None else ttl_s
         expires = None if ttl is None else now + ttl
         return self.backend.attempt("put", StoredAnswer(key, text, now, expires, False, meta or {}))
 
     def pin(self, key: str, text: str, *, meta: dict[str, Any] | None = None) -> bool:
-        return self.backend.attempt("put", StoredAnswer(key, text, time.time(), None, True, meta or {}))
+        return self.backend.attempt("put", StoredAnswer(key, text, self.clock(), None, True, meta or {}))
 
     def unpin(self, key: str) -> None:
         self.backend.call("delete", None, key, pinned=True)

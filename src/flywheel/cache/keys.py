@@ -1,10 +1,12 @@
 """Cache keys and per-request cache directives.
 
 A key is the sha256 of everything that changes the answer and nothing else: the normalised messages, the
-request parameters that change output, the resolved (pinned) model version, the prompt version, the corpus
-version and the tenant. A new prompt, model or corpus therefore gets new keys and old entries simply stop
-matching; there is nothing to invalidate by hand. Timeouts and metadata (trace ids, cache directives, user
-tags) are noise and stay out of the key.
+request parameters that change output (temperature, max_tokens, stop, response_format), the resolved
+(pinned) model version, the route to it (`route_version`: provider, base_url, alias params, prompt family and
+the fallback chain), the prompt version, the corpus version, the tenant and the app's guard configuration. A
+new prompt, model, endpoint, corpus or guard policy therefore gets new keys and old entries simply stop
+matching; there is nothing to invalidate by hand. Timeouts, API keys and metadata (trace ids, cache
+directives, user tags) are noise and stay out of the key.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.config import ModelAlias
 from flywheel.errors import UserError
 from flywheel.types import ChatRequest
 
-KEY_VERSION = "1"  # bump when the canonical form below changes, so old rows are never misread
+KEY_VERSION = "2"  # bump when the canonical form below changes, so old rows are never misread
 _OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format")
 DIRECTIVES = ("no-cache", "no-store")
 
@@ -31,10 +35,22 @@ class Versions:
     prompt_version: str | None = None
     corpus_version: str | None = None
     tenant: str = "default"
+    route: str | None = None  # `route_version(...)`: provider, base_url, alias params, fallbacks
+    guards: str | None = None  # the app's guard policy version (a different policy may answer differently)
 
     def as_dict(self) -> dict[str, str | None]:
         return {"model": self.model_version, "prompt": self.prompt_version, "corpus": self.corpus_version,
-                "tenant": self.tenant}
+                "tenant": self.tenant, "route": self.route, "guards": self.guards}
+
+
+def route_version(chain: Iterable[ModelAlias]) -> str:
+    """A digest of how a request reaches its model: for the alias and each fallback in order, the provider,
+    base_url, model, pinned version, alias `params` (temperature …), prompt family and structured-output mode.
+    API keys and their variable names are not part of it: they do not change the answer."""
+    route = [{"provider": a.provider, "base_url": (a.base_url or "").rstrip("/"), "model": a.model,
+              "version": a.version, "params": a.params, "family": a.family, "json_schema": a.json_schema}
+             for a in chain]
+    return _digest({"v": KEY_VERSION, "route": route})[:16]
 
 
 def normalise_text(text: str) -> str:

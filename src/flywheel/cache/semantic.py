@@ -11,16 +11,18 @@ be measured later by reviewing the log.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from flywheel.cache.backends.guarded import GuardedBackend
-from flywheel.cache.embedding import embedder_name, normalise_rows
+from flywheel.cache.embedding import Embedder, embedder_name, normalise_rows
 from flywheel.cache.keys import Versions, is_single_turn, normalise_text, semantic_scope
 from flywheel.cache.vectors import VectorIndex
 from flywheel.cache.verifier import Verifier, default_verifier
@@ -48,10 +50,12 @@ class _Scope:
 
 
 class SemanticCache:
-    def __init__(self, backend: GuardedBackend, embedder: Any, *, threshold: float, verify: bool = True,
+    def __init__(self, backend: GuardedBackend, embedder: Embedder, *, threshold: float, verify: bool = True,
                  multi_turn: bool = False, ttl_s: float | None = None, verifier: Verifier | None = None,
-                 verifier_threshold: float | None = None, top_k: int = TOP_K, log_hit: Any = None):
+                 verifier_threshold: float | None = None, top_k: int = TOP_K, log_hit: Any = None,
+                 clock: Callable[[], float] = time.time):
         self.backend = backend
+        self.clock = clock  # wall-clock seconds; tests inject a fake one instead of sleeping
         self.embedder = embedder
         self.embedder_name = embedder_name(embedder)
         self.threshold = threshold
@@ -73,8 +77,7 @@ class SemanticCache:
             return None
         if not self.multi_turn and not is_single_turn(request):
             return None
-        scoped = Versions(f"{versions.model_version}|{self.embedder_name}", versions.prompt_version,
-                          versions.corpus_version, versions.tenant)
+        scoped = dataclasses.replace(versions, model_version=f"{versions.model_version}|{self.embedder_name}")
         return semantic_scope(request, scoped, multi_turn=self.multi_turn)
 
     def embed(self, text: str) -> np.ndarray:
@@ -108,7 +111,7 @@ class SemanticCache:
 
     def lookup(self, request: ChatRequest, versions: Versions, *, scope: str | None = None,
                trace_id: str | None = None, now: float | None = None) -> SemanticMatch | None:
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         scope = scope or self.scope(request, versions)
         if scope is None:
             return None
@@ -156,7 +159,7 @@ class SemanticCache:
         scope = self.scope(request, versions)
         if scope is None:
             return None
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         ttl = self.ttl_s if ttl_s is None else ttl_s
         question = normalise_text(request.last_user())
         return self.backend.call("add_semantic", None, scope, question, text, self.embed(question),

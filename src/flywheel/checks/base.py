@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from flywheel.errors import UserError
+from flywheel.registry import Registry
 from flywheel.types import CheckResult
 
-_REGISTRY: dict[str, type[Check]] = {}
+# Built-in families register themselves on import; plugins come from the `flywheel.checks` entry-point group.
+CHECKS: Registry[type[Check]] = Registry("check", group="flywheel.checks",
+                                         hint="any check may be prefixed with not-")
 
 
 @dataclass
@@ -158,13 +161,13 @@ class Not(Check):
 def register(cls: type[Check]) -> type[Check]:
     if not cls.name:
         raise TypeError(f"{cls.__name__} needs a `name`")
-    _REGISTRY[cls.name] = cls
+    CHECKS.register(cls.name, cls)
     return cls
 
 
 def registered() -> dict[str, type[Check]]:
     _load_builtin()
-    return dict(_REGISTRY)
+    return dict(CHECKS.items())
 
 
 def build(name: str, arg: Any = None, where: str | None = None) -> Check:
@@ -172,10 +175,7 @@ def build(name: str, arg: Any = None, where: str | None = None) -> Check:
     negate = name.startswith("not-")
     base = name[4:] if negate else name
     _load_builtin(base)
-    cls = _REGISTRY.get(base)
-    if cls is None:
-        raise UserError(f"unknown check `{name}`", where=where,
-                        hint=f"valid checks: {', '.join(sorted(_REGISTRY))} (any may be prefixed with not-)")
+    cls = CHECKS.get(base, where=where)
     try:
         check = cls(arg)
     except UserError:
@@ -217,7 +217,7 @@ def _load_builtin(until: str | None = None) -> None:
 
     import flywheel.checks as pkg
 
-    if until is not None and until in _REGISTRY:
+    if until is not None and until in CHECKS:
         return
     names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "base"]
     for name in sorted(names, key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n)):
@@ -225,5 +225,5 @@ def _load_builtin(until: str | None = None) -> None:
             continue
         _imported.add(name)
         importlib.import_module(f"flywheel.checks.{name}")
-        if until is not None and until in _REGISTRY:
+        if until is not None and until in CHECKS:
             return

@@ -9,8 +9,9 @@ Injection is scored by a small logistic-regression model over character and word
 and shape features (see `injection_features`), shipped as portable JSON in `checks/models/` (no
 pickle: loading it runs no code) and fitted by `scripts/train_injection.py`. Scoring is pure Python,
 about 1 ms for a short prompt. Indirect injection: `scan_sources(sources)` scores each retrieved
-document or tool result in windows of a few sentences, so one planted instruction in a long page
-is not diluted by the rest of it.
+document or tool result line by line and sentence by sentence with a second model trained for
+retrieved text (`injection_sources`), so one planted instruction in a long page is not diluted by the
+rest of it, and licence terms or e-mails that tell their human reader what to do are not flagged.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from typing import Any
 from flywheel.checks.base import Check, CheckContext, register
 from flywheel.checks.injection_features import char_ngrams, dense, normalise, rule_hits, word_ngrams
 from flywheel.checks.injection_leak import LeakDetector
+from flywheel.checks.injection_sources import SourcesModel, sources_model
 from flywheel.types import CheckResult
 
 MODEL_PATH = Path(__file__).parent / "models" / "injection.json"
-WINDOW_CHARS = 400  # indirect injection: documents are scored in windows of about this size
-MAX_SOURCE_CHARS = 200_000  # per source; the rest is reported as unscanned
+WINDOW_CHARS = 400  # the direct model's training script cuts documents into windows of about this size
+MAX_SOURCE_CHARS = 200_000  # per source; the rest is not scanned
 SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？\n])\s*")  # "flywheel.yaml" is not two sentences
 
 
@@ -117,35 +119,37 @@ def windows(text: str, size: int = WINDOW_CHARS) -> list[str]:
 
 
 class InjectionDetector:
-    """The model plus a decision threshold (the model's own unless given)."""
+    """The direct model (text a user sends) and the sources model (retrieved text), each with a decision
+    threshold (the model's own unless given)."""
 
-    def __init__(self, threshold: float | None = None, model: InjectionModel | None = None):
+    def __init__(self, threshold: float | None = None, model: InjectionModel | None = None,
+                 sources_threshold: float | None = None, sources: SourcesModel | None = None):
         self.model = model or default_model()
         self.threshold = self.model.threshold if threshold is None else float(threshold)
+        self.sources_model = sources or sources_model()
+        self.sources_threshold = self.sources_model.threshold if sources_threshold is None else float(sources_threshold)
 
     def detect(self, text: Any) -> Verdict:
         text = _as_text(text)
         score = self.model.score(text)
         return Verdict(score, score >= self.threshold, rule_hits(text) if score >= self.threshold else [])
 
+    def source_unit(self, source: Any) -> tuple[float, str]:
+        """The highest-scoring line or sentence of a retrieved source and its score ((0, "") when empty)."""
+        return max(self.sources_model.scores(_as_text(source)), default=(0.0, ""))
+
     def source_score(self, source: Any) -> float:
-        """The highest score of the whole source, of each window of a few sentences, and of each
-        sentence: a planted instruction is usually one or two sentences in an otherwise benign page."""
-        text = _as_text(source)[:MAX_SOURCE_CHARS]
-        parts = windows(text)
-        if len(parts) > 1:
-            parts.append(text)
-        parts += [s for s in SENTENCE.split(text) if len(s) >= 8] if len(text) > WINDOW_CHARS // 2 else []
-        return max((self.model.score(p) for p in dict.fromkeys(parts)), default=0.0)
+        """How likely a retrieved source carries instructions planted for an AI (its best unit's score)."""
+        return self.source_unit(source)[0]
 
     def scan_sources(self, sources: Iterable[Any]) -> list[int]:
         """Indices of the sources (retrieved documents, tool results) that carry an injection."""
-        return [i for i, s in enumerate(sources) if self.source_score(s) >= self.threshold]
+        return [i for i, s in enumerate(sources) if self.source_score(s) >= self.sources_threshold]
 
 
 @functools.lru_cache(maxsize=8)
-def detector(threshold: float | None = None) -> InjectionDetector:
-    return InjectionDetector(threshold)
+def detector(threshold: float | None = None, sources_threshold: float | None = None) -> InjectionDetector:
+    return InjectionDetector(threshold, sources_threshold=sources_threshold)
 
 
 def detect_injection(text: str, threshold: float | None = None) -> Verdict:
@@ -153,8 +157,9 @@ def detect_injection(text: str, threshold: float | None = None) -> Verdict:
 
 
 def scan_sources(sources: Iterable[Any], threshold: float | None = None) -> list[int]:
-    """Indices of the sources that carry an injection (for the docs-QA app's retrieved context)."""
-    return detector(threshold).scan_sources(sources)
+    """Indices of the sources that carry an injection (for the docs-QA app's retrieved context); `threshold`
+    is the sources model's (its own unless given)."""
+    return detector(None, threshold).scan_sources(sources)
 
 
 def _options(arg: Any, allowed: set[str], name: str) -> dict[str, Any]:
@@ -168,41 +173,55 @@ def _options(arg: Any, allowed: set[str], name: str) -> dict[str, Any]:
     return dict(arg)
 
 
+def _unit_interval(value: Any, name: str) -> float | None:
+    if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1):
+        raise ValueError(f"injection {name} must be a number between 0 and 1, got {value!r}")
+    return None if value is None else float(value)
+
+
 @register
 class InjectionCheck(Check):
-    """injection: {threshold, sources} — passes when neither the text nor (sources: true) ctx.sources
-    carry a prompt-injection attempt."""
+    """injection: {threshold, sources, sources_threshold} — passes when neither the text nor (sources: true)
+    ctx.sources carry a prompt-injection attempt."""
 
     name = "injection"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
-        opts = _options(arg, {"threshold", "sources"}, self.name)
-        threshold = opts.get("threshold")
-        if threshold is not None and not (isinstance(threshold, int | float) and 0 < threshold < 1):
-            raise ValueError(f"injection threshold must be a number between 0 and 1, got {threshold!r}")
+        opts = _options(arg, {"threshold", "sources", "sources_threshold"}, self.name)
+        threshold = _unit_interval(opts.get("threshold"), "threshold")
+        sources_threshold = _unit_interval(opts.get("sources_threshold"), "sources_threshold")
         self.sources = bool(opts.get("sources", True))
-        self.detector = detector(None if threshold is None else float(threshold))
+        self.detector = detector(threshold, sources_threshold)
 
     def definition(self) -> dict[str, Any]:
-        return {**super().definition(), "model": self.detector.model.version}
+        return {**super().definition(), "model": self.detector.model.version,
+                "sources_model": self.detector.sources_model.version}
 
     def flag_sources(self, sources: list[str]) -> list[int]:
         """Indices of retrieved sources carrying injected instructions (the `sources:` guard stage)."""
         return self.detector.scan_sources(sources)
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
-        verdict = self.detector.detect(output) if output else Verdict(0.0, False)
-        flagged = self.detector.scan_sources(ctx.sources) if self.sources and ctx.sources else []
-        details: dict[str, Any] = {"score": round(verdict.score, 4), "threshold": self.detector.threshold,
-                                   "rules": verdict.rules, "flagged_sources": flagged}
+        det = self.detector
+        verdict = det.detect(output) if output else Verdict(0.0, False)
+        units = [det.source_unit(s) for s in ctx.sources] if self.sources and ctx.sources else []
+        flagged = [i for i, (score, _) in enumerate(units) if score >= det.sources_threshold]
+        worst = max((score for score, _ in units), default=0.0)
+        details: dict[str, Any] = {"score": round(verdict.score, 4), "threshold": det.threshold,
+                                   "rules": verdict.rules, "flagged_sources": flagged,
+                                   "sources_score": round(worst, 4), "sources_threshold": det.sources_threshold}
         if verdict.flagged:
             reason = f"prompt injection in the text (score {verdict.score:.2f})"
         elif flagged:
-            reason = f"instructions hidden in source(s) {', '.join(f'[{i + 1}]' for i in flagged)}"
+            first = units[flagged[0]][1]
+            snippet = first if len(first) <= 80 else first[:77] + "..."
+            reason = (f"instructions hidden in source(s) {', '.join(f'[{i + 1}]' for i in flagged)} "
+                      f"(score {units[flagged[0]][0]:.2f}: \"{snippet}\")")
         else:
-            return CheckResult(passed=True, score=1.0 - verdict.score, reason="no injection found", details=details)
-        return CheckResult(passed=False, score=1.0 - verdict.score if verdict.flagged else 0.0, reason=reason,
+            return CheckResult(passed=True, score=1.0 - max(verdict.score, worst), reason="no injection found",
+                               details=details)
+        return CheckResult(passed=False, score=1.0 - (verdict.score if verdict.flagged else worst), reason=reason,
                            details=details)
 
 

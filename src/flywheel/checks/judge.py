@@ -6,8 +6,12 @@
     - agrees-with-reference: {model: strong}
 
 Binary verdicts only (no 1–10 scales: they drift and nobody can say what a 7 means), and the judge writes its
-reasoning BEFORE the verdict. Parsing is lenient (`Verdict: PASS`, `**verdict**: yes`, `{"verdict": "fail"}`,
-a bare `PASS`); output without any verdict is recorded as an error on the result, never raised.
+reasoning BEFORE the verdict. Where the alias's endpoint takes `response_format` (openai_compat unless the
+alias says `json_schema: false`), the judge is asked for `{"reasoning": …, "verdict": "PASS"|"FAIL"}` as
+structured output; an endpoint that rejects it (HTTP 400/422) is asked again in plain text. Text is parsed
+leniently (`Verdict: PASS`, `**verdict**: yes`, `{"verdict": "fail"}`, a bare `PASS`) and the FINAL verdict
+counts, never JSON quoted from the output under review; output without any verdict is recorded as an error
+on the result, never raised.
 
 The judge model is the check's `model`, else `ctx.services.judge_model`, else the `default` alias; the
 result's `spec` covers the judge prompt and the pinned model that alias resolves to.
@@ -53,55 +57,141 @@ PASS_WORDS = ("pass", "passed", "yes", "true", "meets", "correct")
 FAIL_WORDS = ("fail", "failed", "no", "false", "incorrect")
 _BINARY = {**{w: "pass" for w in PASS_WORDS}, **{w: "fail" for w in FAIL_WORDS}}
 _MAX_REASON = 2000
+_VERDICT_KEYS = ("verdict", "winner", "decision")
 
 
 # ---------------------------------------------------------------- lenient verdict parsing (shared with evals)
 
 
 def parse_verdict(text: str, labels: dict[str, str]) -> str | None:
-    """The verdict in a judge's output, as one of `labels`' values, or None when there is none.
+    """The FINAL verdict in a judge's output, as one of `labels`' values, or None when there is none.
 
     `labels` maps lower-case words to verdicts, e.g. {"pass": "pass", "yes": "pass", "fail": "fail"}.
     Words match in any case; one-letter labels (A, B) only in upper case, so the article "a" is no verdict.
-    Tried in order: a JSON object with `verdict`; the last `verdict: X` (any markup); the last `[[X]]`;
-    the whole output being one label; the last line holding exactly one label.
+    The whole output being one JSON object with `verdict` (structured output) decides. Otherwise the LAST
+    explicit verdict wins, wherever it is: `verdict: X` (any markup), `[[X]]`, or a JSON object with a
+    `verdict` / `winner` / `decision` key — JSON the judge quotes from the output under review
+    (`The output is {"answer": "yes"} … Verdict: FAIL`) is no verdict. Failing those: the whole output being
+    one label, then the last line holding exactly one label.
     """
     if not text or not text.strip():
         return None
+    whole = _json_verdict(text.strip(), labels)
+    if whole is not None:
+        return whole
     alts = [
         f"(?-i:{re.escape(w.upper())})" if len(w) == 1 else re.escape(w)
         for w in sorted(labels, key=len, reverse=True)
     ]
     label = rf"(?<![\w])({'|'.join(alts)})(?![\w])"
-    for m in reversed(list(re.finditer(r"\{[^{}]*\}", text))):
-        try:
-            obj = json.loads(m.group(0))
-        except ValueError:
-            continue
-        if isinstance(obj, dict):
-            for key in ("verdict", "winner", "answer", "result", "decision"):
-                value = str(obj.get(key, "")).strip().strip("[]*").lower()
-                if value in labels:
-                    return labels[value]
-    hits = list(re.finditer(rf"(?i:verdict|winner|decision)[^\w\n]{{0,12}}?{label}", text, re.IGNORECASE))
-    if hits:
-        return labels[hits[-1].group(1).lower()]
-    brackets = list(re.finditer(rf"\[\[\s*{label}\s*\]\]", text, re.IGNORECASE))
-    if brackets:
-        return labels[brackets[-1].group(1).lower()]
+    found: list[tuple[int, str]] = []
+    for m in re.finditer(r"\{[^{}]*\}", text):
+        verdict = _json_verdict(m.group(0), labels)
+        if verdict is not None:
+            found.append((m.end(), verdict))
+    marker = rf"(?i:verdict|winner|decision)[^\w\n]{{0,12}}?{label}"
+    for rx in (marker, rf"\[\[\s*{label}\s*\]\]"):
+        found.extend((m.end(), labels[m.group(1).lower()]) for m in re.finditer(rx, text, re.IGNORECASE))
+    if found:
+        return max(found)[1]
     bare = re.sub(r"[\s*_`\"'.!:\[\]()]+", " ", text).strip().lower()
     if bare in labels:
         return labels[bare]
     for line in reversed([ln for ln in text.strip().splitlines() if ln.strip()][-3:]):
-        found = {labels[m.group(1).lower()] for m in re.finditer(label, line, re.IGNORECASE)}
-        if len(found) == 1:
-            return found.pop()
+        hits = {labels[m.group(1).lower()] for m in re.finditer(label, line, re.IGNORECASE)}
+        if len(hits) == 1:
+            return hits.pop()
     return None
 
 
+def _json_verdict(text: str, labels: dict[str, str]) -> str | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for key in _VERDICT_KEYS:
+        value = str(obj.get(key, "")).strip().strip("[]*").lower()
+        if value in labels:
+            return labels[value]
+    return None
+
+
+def verdict_schema(verdicts: list[str]) -> dict[str, Any]:
+    """JSON Schema of a judge's structured answer: the reasoning first, then one of `verdicts`."""
+    return {
+        "type": "object",
+        "properties": {
+            "reasoning": {
+                "type": "string",
+                "description": "Step-by-step reasoning, written before the verdict.",
+            },
+            "verdict": {"type": "string", "enum": verdicts},
+        },
+        "required": ["reasoning", "verdict"],
+        "additionalProperties": False,
+    }
+
+
+def with_structured_output(gateway: Any, request: ChatRequest, verdicts: list[str]) -> ChatRequest:
+    """`request` asking for `verdict_schema` as `response_format` when the alias's endpoint takes it."""
+    if gateway is None:
+        return request
+    from flywheel.gateway.structured import _supports_response_format  # the one rule (lazy: import cost)
+
+    if not _supports_response_format(gateway, request.model):
+        return request
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "verdict", "strict": True, "schema": verdict_schema(verdicts)},
+    }
+    return request.model_copy(update={"response_format": fmt})
+
+
+def _rejected_format(exc: GatewayError) -> bool:
+    """The endpoint refused the request itself (400/422): most likely `response_format`; ask in text."""
+    return bool(exc.attempts) and all(a.status in (400, 422) for a in exc.attempts)
+
+
+def ask(gateway: Any, request: ChatRequest) -> ChatResult:
+    """One judge call; a structured request the endpoint rejects is asked again as plain text."""
+    try:
+        return gateway.chat(request)
+    except GatewayError as exc:
+        if request.response_format is None or not _rejected_format(exc):
+            raise
+    return gateway.chat(request.model_copy(update={"response_format": None}))
+
+
+async def ask_async(gateway: Any, request: ChatRequest) -> ChatResult:
+    """`ask` on the event loop (the gateway's `achat`, else its `chat` on a thread)."""
+    achat = getattr(gateway, "achat", None)
+    if achat is None:
+        import asyncio
+
+        return await asyncio.to_thread(ask, gateway, request)
+    try:
+        return await achat(request)
+    except GatewayError as exc:
+        if request.response_format is None or not _rejected_format(exc):
+            raise
+    return await achat(request.model_copy(update={"response_format": None}))
+
+
 def reasoning_of(text: str) -> str:
-    """The judge's reasoning: its output without the final verdict line."""
-    lines = text.strip().splitlines()
+    """The judge's reasoning: its output without the final verdict line (or the structured `reasoning`)."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("reasoning"), str):
+            return obj["reasoning"].strip()[:_MAX_REASON]
+    lines = stripped.splitlines()
     if lines and re.search(r"verdict|\[\[", lines[-1], re.IGNORECASE):
         # keep reasoning written on the verdict line itself ("… so it passes. Verdict: PASS")
         before = re.split(r"verdict|\[\[", lines[-1], maxsplit=1, flags=re.IGNORECASE)[0].strip()
@@ -129,15 +219,6 @@ def pinned_model(gateway: Any, alias: str) -> str:
     return alias
 
 
-async def ask_async(gateway: Any, request: ChatRequest) -> ChatResult:
-    achat = getattr(gateway, "achat", None)
-    if achat is not None:
-        return await achat(request)
-    import asyncio
-
-    return await asyncio.to_thread(gateway.chat, request)
-
-
 # ---------------------------------------------------------------- the checks
 
 
@@ -156,6 +237,7 @@ class _LLMCheck(Check):
             "model": self.model,
             "system": JUDGE_SYSTEM,
             "template": JUDGE_USER,
+            "schema": verdict_schema(["PASS", "FAIL"]),
         }
 
     def bindings(self, ctx: CheckContext | None) -> dict[str, Any]:
@@ -173,12 +255,13 @@ class _LLMCheck(Check):
                 error=f"{self.name}: this case has no reference answer",
             )
         user = JUDGE_USER.format(criterion=criterion, input=ctx.input or "(not given)", output=output)
-        return ChatRequest(
+        request = ChatRequest(
             messages=[Message(role="system", content=JUDGE_SYSTEM), Message(role="user", content=user)],
             model=judge_alias(ctx, self.model),
             temperature=0.0,
             metadata={"purpose": "judge", "check": self.name},
         )
+        return with_structured_output(service(ctx, "gateway"), request, ["PASS", "FAIL"])
 
     def verdict(self, result: ChatResult) -> CheckResult:
         details = {
@@ -209,7 +292,7 @@ class _LLMCheck(Check):
         if isinstance(req, CheckResult):
             return req
         try:
-            return self.verdict(_gateway(ctx).chat(req))
+            return self.verdict(ask(_gateway(ctx), req))
         except GatewayError as exc:  # the judge's endpoint failing is this result's error, not the run's
             return _unreachable(exc)
 

@@ -1,6 +1,10 @@
-"""Recognizers for credentials: provider API keys with known shapes, private keys, JWTs, and generic
-high-entropy values assigned to a key-like name (`api_key = "…"`, `token: …`, `密码：…`).
+"""Recognizers for credentials: provider API keys with known shapes, private keys, JWTs, AWS secret keys next to
+an AWS key id or mention, generic high-entropy values assigned to a key-like name (`api_key = "…"`, `token: …`,
+`密码：…`) or introduced in prose ("my token is 9f86…").
 
+The shapes and names come from `flywheel.text.secrets`, the floor the storage scrubber uses too, so what the
+`pii` check reports and what never reaches the store are the same patterns; this module only scores them (a
+guard that blocks needs more precision than a scrubber, e.g. `secret_key = 'aaaa…'` is no finding here).
 All report the entity type SECRET; the recognizer name says which kind it was.
 """
 
@@ -11,36 +15,25 @@ from collections.abc import Iterator
 
 from flywheel.checks import pii_validators as v
 from flywheel.checks.pii_recognizers import PiiEntity, Recognizer
+from flywheel.text.secrets import (
+    AWS_SECRET,
+    KNOWN_KEYS,
+    PRIVATE_KEY,
+    PROSE_SECRET,
+    SECRET_NAMES,
+    URL_PASSWORD,
+    aws_context,
+    is_aws_secret,
+    looks_random,
+)
 
 _T = r"(?![A-Za-z0-9_-])"  # end of a token
 _S = r"(?<![A-Za-z0-9_-])"  # start of a token
 
-# (name, pattern, score) — shapes published by each provider; all are long and prefixed, so precise.
-_KNOWN = [
-    ("anthropic_key", r"sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{20,}", 0.99),
-    ("openai_key", r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", 0.9),
-    ("aws_access_key", r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}", 0.95),
-    ("github_token", r"(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})", 0.99),
-    ("gitlab_token", r"glpat-[A-Za-z0-9_-]{20,}", 0.99),
-    ("slack_token", r"xox[abposr]-[A-Za-z0-9-]{10,}", 0.95),
-    ("google_api_key", r"AIza[0-9A-Za-z_-]{35}", 0.95),
-    ("stripe_key", r"(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}", 0.95),
-    ("huggingface_token", r"hf_[A-Za-z0-9]{30,}", 0.95),
-    ("npm_token", r"npm_[A-Za-z0-9]{36}", 0.95),
-    ("sendgrid_key", r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", 0.95),
-    ("jwt", r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0.9),
-]
-
-_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,8192}?"
-                          r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-
 # A key-like name, then `=`, `:`, `=>` or a Chinese "is", then the value (quoted or bare).
-_NAMES = (r"api[_ .-]?key|apikey|secret(?:[_ .-]?key)?|client[_ .-]?secret|access[_ .-]?key(?:[_ .-]?id)?|"
-          r"auth[_ .-]?token|access[_ .-]?token|refresh[_ .-]?token|bearer|token|private[_ .-]?key|"
-          r"password|passwd|pwd|passphrase|pass|credentials?|密码|口令|密钥|秘钥|令牌|私钥")
 _ASSIGNED = re.compile(
-    r"(?i)(?=[apsctrbk密口令秘私])(?P<name>" + _NAMES + r")[\w.-]{0,20}[\"']?[ \t]*(?::|=>|=|：|是|为)[ \t]*(?:bearer[ \t]+)?"
-    r"(?P<q>[\"'`]?)(?P<value>[^\s\"'`,;，。；)]{6,200})(?P=q)")
+    r"(?i)(?=[apsctrbk密口令秘私])(?P<name>" + SECRET_NAMES + r")[\w.-]{0,20}[\"']?[ \t]*(?::|=>|=|：|是|为)[ \t]*"
+    r"(?:bearer[ \t]+)?(?P<q>[\"'`]?)(?P<value>[^\s\"'`,;，。；)]{6,200})(?P=q)")
 _AUTH_HEADER = re.compile(r"(?i)\bauthorization:[ \t]*(?:bearer|basic|token)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{12,})")
 _PASSWORD_NAMES = ("password", "passwd", "pwd", "passphrase", "pass", "密码", "口令")
 _PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>|\{[^}]*\}|\$\{?[\w]+\}?|your[_-]?\w*|changeme|none|null|"
@@ -59,12 +52,17 @@ def _assigned(m: re.Match[str], text: str) -> float | None:
     return 0.8 if v.looks_random(value, min_len=12, min_entropy=3.0) else None
 
 
+def _prose(m: re.Match[str], text: str) -> float | None:
+    value = m.group("val")
+    return 0.75 if looks_random(value, min_len=12) and not _PLACEHOLDER.match(value) else None
+
+
 class KnownKeyRecognizer(Recognizer):
     """All provider key shapes in one alternation (one pass over the text instead of one per provider);
     the named group that matched says which provider."""
 
     def __init__(self) -> None:
-        alternatives = "|".join(f"(?P<{name}>{pattern})" for name, pattern, _ in _KNOWN)
+        alternatives = "|".join(f"(?P<{name}>{pattern})" for name, pattern, _ in KNOWN_KEYS)
         super().__init__("SECRET", "known_key", _S + r"(?=[sAaghxpreSnj])(?:" + alternatives + ")" + _T,
                          lambda m, t: _SCORES[m.lastgroup or ""])
 
@@ -74,12 +72,28 @@ class KnownKeyRecognizer(Recognizer):
             yield PiiEntity("SECRET", m.start(), m.end(), _SCORES.get(name, 0.9), m.group(0), name)
 
 
-_SCORES = {name: score for name, _, score in _KNOWN}
+class AwsSecretRecognizer(Recognizer):
+    """An unlabelled AWS secret access key: only in a text that holds an AWS key id or mentions AWS."""
+
+    def __init__(self) -> None:
+        super().__init__("SECRET", "aws_secret_key", AWS_SECRET, lambda m, t: 0.85)
+
+    def find(self, text: str) -> Iterator[PiiEntity]:
+        if not aws_context(text):
+            return
+        for m in self.pattern.finditer(text):
+            if is_aws_secret(m.group(0)):
+                yield PiiEntity("SECRET", m.start(), m.end(), 0.85, m.group(0), self.name)
+
+
+_SCORES = {name: score for name, _, score in KNOWN_KEYS}
 
 
 def secret_recognizers() -> list[Recognizer]:
-    out: list[Recognizer] = [KnownKeyRecognizer()]
-    out.append(Recognizer("SECRET", "private_key", _PRIVATE_KEY, lambda m, t: 0.99))
+    out: list[Recognizer] = [KnownKeyRecognizer(), AwsSecretRecognizer()]
+    out.append(Recognizer("SECRET", "private_key", PRIVATE_KEY, lambda m, t: 0.99))
     out.append(Recognizer("SECRET", "assigned_secret", _ASSIGNED, _assigned, group="value"))
+    out.append(Recognizer("SECRET", "stated_secret", PROSE_SECRET, _prose, group="val"))
+    out.append(Recognizer("SECRET", "url_password", URL_PASSWORD, lambda m, t: 0.9, group="pw"))
     out.append(Recognizer("SECRET", "authorization_header", _AUTH_HEADER, lambda m, t: 0.9, group="value"))
     return out

@@ -15,11 +15,11 @@ import re
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register
+from flywheel.text import split_sentences
 from flywheel.types import CheckResult
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])")
 
 
 def _text(arg: Any, what: str) -> str:
@@ -215,7 +215,7 @@ def count_words(text: str) -> int:
 
 
 def count_sentences(text: str) -> int:
-    return sum(1 for part in _SENTENCE_END.split(text.strip()) if _WORD.search(part))
+    return sum(1 for part in split_sentences(text) if _WORD.search(part))
 
 
 def count_chars(text: str) -> int:

@@ -22,6 +22,7 @@ from flywheel.errors import UserError
 COMMANDS = {
     "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
     "search": "retrieval", "ask": "app", "demo": "app", "eval": "evals", "compare": "evals", "bench": "bench",
+    "check": "check",
 }
 
 
@@ -50,15 +51,46 @@ class FlywheelGroup(click.Group):
             importlib.import_module(f"flywheel.cli.{COMMANDS[name]}")
         return super().get_command(ctx, name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_project(args))
+
     def invoke(self, ctx: click.Context) -> Any:
+        from flywheel.cli.core import print_crash, print_error, scrub_logs
+
+        scrub_logs()
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {exc.render()}", fg="red", err=True)
+            print_error(exc, ctx.obj)  # scrubbed: an upstream error may quote the API key
             sys.exit(2)
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: its traceback is printed scrubbed, exit 1
+            print_crash(exc, ctx.obj)
+            sys.exit(1)
+
+
+def hoist_project(args: list[str]) -> list[str]:
+    """`flywheel ask --project X "q"` means `flywheel --project X ask "q"`: the global option is moved in front
+    wherever it is given (up to a `--`, after which everything is an argument)."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        if arg == "--project" and i + 1 < len(args):
+            front += args[i:i + 2]
+            i += 2
+            continue
+        (front if arg.startswith("--project=") else rest).append(arg)
+        i += 1
+    return front + rest
 
 
 @click.group(cls=FlywheelGroup, context_settings={"help_option_names": ["-h", "--help"]})

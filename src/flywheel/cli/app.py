@@ -61,19 +61,26 @@ def answer_json(answer: Any, question: str | None = None) -> dict[str, Any]:
                        "text": c.text} for c in answer.citations],
         "trace_id": answer.trace_id,
         "refused": answer.refused,
+        "refusal": answer.refusal,
+        "cache": answer.cache,
     })
     return out
 
 
 def print_answer(answer: Any, root: Path, command: str) -> None:
-    click.echo(answer.text)
+    from flywheel.text.display import safe_display  # document text and names must not drive the terminal
+
+    click.echo(safe_display(answer.text, multiline=True))
     if answer.citations:
         click.secho("\nSources", bold=True)
         for c in answer.citations:
             where = f" · {c.location}" if c.location else ""
-            click.echo(f"  [{c.id}] {_shown_source(c.source, root)}{where}")
-    elif answer.refused:
-        click.secho("(no relevant passage was found, so no model was called)", dim=True)
+            click.echo(f"  [{c.id}] {safe_display(_shown_source(c.source, root) + where)}")
+    from flywheel.cli.chat import answer_note
+
+    note = answer_note(answer)  # answered from the cache, or refused and why
+    if note:
+        click.secho(f"({note})", dim=True)
     if answer.trace_id:
         click.secho(f"trace {answer.trace_id} · see it with `{command} traces show {answer.trace_id}`", dim=True)
 
@@ -83,7 +90,8 @@ def print_answer(answer: Any, root: Path, command: str) -> None:
 @click.option("--tenant", default=None, help="Answer from this tenant's documents (default: the app's tenant).")
 @click.option("--model", "model", default=None, help="Model alias from flywheel.yaml (default: the app's model).")
 @click.option("--app", "app_name", default="docs_qa", show_default=True, help="Which app under `apps:` answers.")
-@click.option("--json", "as_json", is_flag=True, help="Print {answer, citations, trace_id, refused} as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print {answer, citations, trace_id, refused, refusal, cache} as JSON.")
 @click.pass_obj
 def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | None, app_name: str,
         as_json: bool) -> None:

@@ -15,7 +15,7 @@ def _summary(result) -> str:
 
 
 @main.command()
-@click.argument("message")
+@click.argument("message", nargs=-1, required=True)
 @click.option("--model", "-m", "alias", default=None, help="Model alias from flywheel.yaml (default: `default`, "
               "or the app's model with --app).")
 @click.option("--app", "app_name", default=None,
@@ -24,12 +24,13 @@ def _summary(result) -> str:
 @click.option("--stream", is_flag=True, help="Print the answer as it is generated.")
 @click.option("--json", "as_json", is_flag=True, help="Print the ChatResult (with --app: the Answer) as JSON.")
 @click.pass_obj
-def chat(state, message: str, alias: str | None, app_name: str | None, system: str | None, stream: bool,
+def chat(state, message: tuple[str, ...] | str, alias: str | None, app_name: str | None, system: str | None, stream: bool,
          as_json: bool) -> None:
     """Send MESSAGE to a model alias and print the answer, its tokens, cost, latency and trace id."""
     from flywheel.apps.runtime import Runtime
     from flywheel.types import ChatRequest
 
+    message = " ".join(message).strip() if isinstance(message, tuple) else message  # unquoted words, like ask
     with Runtime(state.project) as rt:
         if app_name is not None:
             _chat_app(rt, app_name, message, alias, stream, as_json)
@@ -57,30 +58,45 @@ def chat(state, message: str, alias: str | None, app_name: str | None, system: s
 
 
 def _chat_app(rt, app_name: str, message: str, alias: str | None, stream: bool, as_json: bool) -> None:
-    from flywheel.tracing import tracer
-
     app = rt.app(app_name)
     if alias is not None:
         rt.gateway.resolve(alias)
     if stream and hasattr(app, "stream") and not as_json:
-        with tracer.span(app.name, kind="app", inputs={"message": message}, **{"flywheel.app": app.name}) as sp:
-            for piece in app.stream(message, model=alias):
-                click.echo(piece, nl=False)
-            click.echo()
-        trace_id, refused = sp.trace_id, False
+        pieces = app.stream(message, model=alias)
+        for piece in pieces:
+            click.echo(piece, nl=False)
+        click.echo()
+        answer = pieces.answer
     else:
         answer = app.run(message, model=alias)
         if as_json:
-            emit_json({**answer.model_dump(mode="json"), "result": _dump(getattr(app, "last_result", None))})
+            emit_json(answer.model_dump(mode="json"))
             return
         click.echo(answer.text)
-        trace_id, refused = answer.trace_id, answer.refused
-    result = getattr(app, "last_result", None)
-    note = _summary(result) if result is not None else f"{'refused' if refused else 'cached'} · trace {trace_id}"
-    if result is not None:
-        note = note.replace(f"trace {result.trace_id}", f"trace {trace_id}")
-    click.secho(note, dim=True, err=True)
+    if answer is None:
+        return
+    note = answer_note(answer)
+    if note:
+        click.secho(note, fg="yellow", err=True)
+    models = ", ".join(dict.fromkeys(answer.models.values())) or "no model call"
+    click.secho(f"{models} · {answer.usage.input_tokens} in / {answer.usage.output_tokens} out tokens · "
+                f"${answer.cost_usd:.6f} · {answer.latency_ms:.0f} ms · trace {answer.trace_id}", dim=True, err=True)
 
 
-def _dump(result) -> dict | None:
-    return None if result is None else result.model_dump(mode="json")
+_CACHE_NOTES = {"exact": "answered from the cache (the same question was answered before; no model call)",
+                "semantic": "answered from the cache (a similar question was answered before; no model call)",
+                "item": "answered from the cache (this item was answered before; no model call)"}
+
+
+def answer_note(answer) -> str | None:
+    """One short line saying the answer came from the cache, or that it was refused and why (None otherwise)."""
+    if answer.refusal == "guard_blocked":
+        stopped = next((a for a in answer.guard_actions if not a.passed and a.action not in ("log-only", "pass")),
+                       None)
+        by = f" by the `{stopped.check}` {stopped.stage} guard ({stopped.action})" if stopped else " by a guard"
+        return f"refused{by}"
+    if answer.refusal == "no_passage":
+        return "refused: no relevant passage was found, so no model was called"
+    if answer.refusal == "model_declined":
+        return "the model declined to answer (it said it does not know)"
+    return _CACHE_NOTES.get(answer.cache)

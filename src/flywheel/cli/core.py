@@ -1,16 +1,72 @@
-"""`flywheel init`: scaffold a project (flywheel.yaml, prompts/, evals/)."""
+"""`flywheel init`: scaffold a project (flywheel.yaml, prompts/, evals/); and what every command prints for
+an error or a log line: scrubbed of secrets, with control characters made visible."""
 
 from __future__ import annotations
 
+import logging
 import shutil
+import traceback
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
 from flywheel.cli import emit_json, main
 from flywheel.config import CONFIG_NAME, DATA_DIR
 from flywheel.errors import UserError
+from flywheel.text.display import safe_display
+from flywheel.text.secrets import scrub_secrets, secret_env_values
+
+
+def _key_env_names(state: Any) -> list[str]:
+    """`models.*.api_key_env` of the project, when its config was already loaded (never loads it here)."""
+    project = getattr(state, "_project", None)
+    models = getattr(getattr(project, "config", None), "models", None) or {}
+    return [getattr(alias, "api_key_env", None) or "" for alias in models.values()]
+
+
+def shown(text: str, state: Any = None) -> str:
+    """Text for the terminal: secrets scrubbed (key shapes and the values of secret environment variables,
+    e.g. a 401 body quoting the key), escape sequences and control characters made harmless."""
+    return safe_display(scrub_secrets(text, values=secret_env_values(names=_key_env_names(state))), multiline=True)
+
+
+def print_error(exc: BaseException, state: Any = None) -> None:
+    """One red `error:` line (and its hint) for a UserError."""
+    message = exc.render() if isinstance(exc, UserError) else str(exc)
+    click.secho(f"error: {shown(message, state)}", fg="red", err=True)
+
+
+def print_crash(exc: BaseException, state: Any = None) -> None:
+    """A bug (not a user error): the traceback, scrubbed, so an exception quoting a key does not print it."""
+    text = "".join(traceback.format_exception(exc))
+    click.echo(shown(text, state), err=True, nl=False)
+
+
+class ScrubLogs(logging.Filter):
+    """Log records reach the terminal scrubbed: the formatted message and any traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = shown(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = shown(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = shown(record.exc_text)
+        return True
+
+
+_LOG_FILTER = ScrubLogs()
+
+
+def scrub_logs() -> None:
+    """Attach the filter to every handler that prints (the root's and logging's last-resort handler)."""
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None and _LOG_FILTER not in handler.filters:
+            handler.addFilter(_LOG_FILTER)
 
 EXAMPLE_SUITE = """\
 # An eval suite: run it with `flywheel eval evals/docs_qa.yaml`. Reference: docs/evals.md

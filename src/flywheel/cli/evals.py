@@ -2,6 +2,8 @@
 
 Exit codes of `flywheel eval`: 0 every suite meets its threshold, 1 some suite is below it (CI-friendly),
 2 a user error (bad suite, unknown check, unreachable store …), 130 interrupted (run again to resume).
+Evals bypass the response cache unless `--cache`: `--repeat` then really runs every case again.
+Every comparison `flywheel compare` makes is stored; `flywheel compare --show ID` prints one again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def _warn(text: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.option("--results", is_flag=True, help="With --json: include every result (outputs, checks).")
 @click.option("--fresh", is_flag=True, help="Start a new run instead of resuming an interrupted one.")
+@click.option(
+    "--cache", is_flag=True, help="Let app targets answer from the response cache (default: bypass)."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--list", "list_runs", is_flag=True, help="List recent eval runs and exit.")
 @click.pass_context
@@ -64,6 +69,7 @@ def eval_cmd(
     as_json: bool,
     results: bool,
     fresh: bool,
+    cache: bool,
     no_progress: bool,
     list_runs: bool,
 ) -> None:
@@ -89,6 +95,7 @@ def eval_cmd(
         repeat=repeat,
         timeout_s=timeout_s,
         resume=not fresh,
+        cache=cache,
         progress=not no_progress and not as_json and sys.stderr.isatty(),  # a bar only where it shows
     )
     console = None if as_json else _console()
@@ -148,20 +155,27 @@ def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
     from rich.table import Table
 
     t = Table(show_edge=False)
+    errors = any(r.get("error") for r in rows)
     for col in ("run", "suite", "target", "model", "status", "pass rate", "started"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True)
+    if errors:
+        t.add_column("error", overflow="fold")
     import datetime as dt
 
     for r in rows:
         started = dt.datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M")
         rate = "–" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
-        t.add_row(r["id"][:12], r["suite"], r["target"], r["model"] or "", r["status"], rate, started)
+        cells = [r["id"][:12], r["suite"], r["target"], r["model"] or "", r["status"], rate, started]
+        if errors:
+            cells.append((r.get("error") or "").splitlines()[0][:80] if r.get("error") else "")
+        t.add_row(*cells)
     _console().print(t)
 
 
 @main.command()
 @click.argument("runs", nargs=-1)
-@click.option("--judge", required=True, help="Model alias of the judge.")
+@click.option("--judge", help="Model alias of the judge.")
+@click.option("--show", "show", metavar="ID", help="Print a stored comparison (id, unique prefix or latest).")
 @click.option(
     "--against-traces",
     "against_traces",
@@ -175,6 +189,7 @@ def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.option("--length-action", type=click.Choice(["flag", "skip"]), default="flag", show_default=True)
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, help="Trace sampling seed.")
+@click.option("--cache", is_flag=True, help="With --against-traces: replay through the response cache.")
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
 )
@@ -183,23 +198,38 @@ def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
 def compare(
     state: Any,
     runs: tuple[str, ...],
-    judge: str,
+    judge: str | None,
+    show: str | None,
     against_traces: int | None,
     app: str,
     max_length_diff: float | None,
     length_action: str,
     concurrency: int,
     seed: int,
+    cache: bool,
     html_path: str | None,
     as_json: bool,
 ) -> None:
-    """Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`."""
+    """Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`; results
+    are stored (`compare --show ID`)."""
     from flywheel.apps.runtime import Runtime
     from flywheel.errors import UserError
+    from flywheel.evals.comparisons import load_comparison, save_comparison
     from flywheel.evals.pairwise import compare_pairs, pairs_from_runs
     from flywheel.evals.records import RunStore
     from flywheel.evals.regression import against_traces as replay
 
+    if show is not None:
+        if runs or against_traces is not None:
+            raise UserError("--show prints a stored comparison; give no run ids or --against-traces with it")
+        with Runtime(state.project, tracing=False) as rt:
+            report = load_comparison(rt.store, show)
+        _render_comparison(report, html_path, as_json)
+        return
+    if not judge:
+        raise UserError(
+            "compare needs --judge ALIAS", hint="the model alias that judges, e.g. --judge strong"
+        )
     if against_traces is None and len(runs) != 2:
         raise UserError(
             "compare needs two run ids, or --against-traces N",
@@ -207,7 +237,8 @@ def compare(
         )
     if against_traces is not None and runs:
         raise UserError("give either two run ids or --against-traces, not both")
-    with Runtime(state.project, tracing=False) as rt:
+    # replays are traced (each its own trace, linked to the one it replays); a run-vs-run comparison is not
+    with Runtime(state.project, tracing=against_traces is not None) as rt:
         if against_traces is not None:
             report = asyncio.run(
                 replay(
@@ -219,8 +250,10 @@ def compare(
                     concurrency=concurrency,
                     max_length_diff=max_length_diff,
                     length_action=length_action,
+                    cache=cache,
                 )
             )
+            report["comparison_id"] = save_comparison(rt.store, report, kind="regression", app=app)
         else:
             ra, rb, pairs = pairs_from_runs(RunStore(rt.store), runs[0], runs[1])
             report = asyncio.run(
@@ -235,6 +268,13 @@ def compare(
                     concurrency=concurrency,
                 )
             )
+            report["comparison_id"] = save_comparison(
+                rt.store, report, kind="pairwise", run_a=ra["id"], run_b=rb["id"]
+            )
+    _render_comparison(report, html_path, as_json)
+
+
+def _render_comparison(report: dict[str, Any], html_path: str | None, as_json: bool) -> None:
     if html_path:
         from flywheel.evals.report_html import write_pairwise_html
 
@@ -244,6 +284,9 @@ def compare(
         return
     from flywheel.evals.report import render_pairwise
 
-    render_pairwise(_console(), report)
+    console = _console()
+    render_pairwise(console, report)
+    if report.get("comparison_id"):
+        console.print(f"stored as comparison {report['comparison_id'][:12]} (flywheel compare --show ID)")
     if html_path:
-        _console().print(f"report: {html_path}")
+        console.print(f"report: {html_path}")

@@ -9,6 +9,7 @@ import click
 
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
+from flywheel.text.display import safe_display
 
 
 def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
@@ -36,10 +37,12 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--text-field", default="text", show_default=True, help="JSONL: the field holding the text.")
 @click.option("--max-file-mb", default=50.0, show_default=True, type=click.FloatRange(0.001),
               help="Skip files larger than this.")
+@click.option("--follow-links", is_flag=True,
+              help="Also index what symbolic links leading outside the ingested folders point to.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tuple[str, ...], text_field: str,
-           max_file_mb: float, as_json: bool) -> None:
+           max_file_mb: float, follow_links: bool, as_json: bool) -> None:
     """Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora). Unchanged files are skipped;
     an interrupted run resumes where it stopped."""
     from flywheel.apps.runtime import Runtime
@@ -52,16 +55,17 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
     with Runtime(project) as rt:
         if as_json:
             summary = run_ingest(paths, rt.store, project.config, tenant=tenant, sync=sync, options=options,
-                                 root=project.root)
+                                 root=project.root, follow_links=follow_links)
             emit_json(summary.to_dict())
             return
         summary = _with_progress(lambda progress: run_ingest(
             paths, rt.store, project.config, tenant=tenant, sync=sync, progress=progress, options=options,
-            root=project.root))
+            root=project.root, follow_links=follow_links))
     _print_summary(summary, tenant)
 
 
 def _with_progress(run: Any) -> Any:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
@@ -70,7 +74,7 @@ def _with_progress(run: Any) -> Any:
         task = bar.add_task("ingest", total=None, chunks=0, current="")
 
         def progress(done: int, total: int, source: str, chunks: int) -> None:
-            bar.update(task, completed=done, total=total, chunks=chunks, current=source[-50:])
+            bar.update(task, completed=done, total=total, chunks=chunks, current=escape(safe_display(source[-50:])))
 
         return run(progress)
 
@@ -81,7 +85,7 @@ def _print_summary(summary: Any, tenant: str) -> None:
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"ingest · tenant {escape(tenant)}", show_header=False, min_width=36)
+    table = Table(title=f"ingest · tenant {escape(safe_display(tenant))}", show_header=False, min_width=36)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for label, value in (("files", summary.files), ("indexed", summary.indexed), ("unchanged", summary.unchanged),
@@ -89,20 +93,22 @@ def _print_summary(summary: Any, tenant: str) -> None:
                          ("embedded (not cached)", summary.embedded), ("skipped", len(summary.skipped)),
                          ("removed (sync)", len(summary.removed_files)), ("seconds", f"{summary.seconds:.1f}")):
         table.add_row(label, str(value))
+    if summary.boilerplate:  # page boilerplate dropped by the loaders (follow lines, reference lists, menus)
+        table.add_row("boilerplate lines dropped", ", ".join(f"{k} {n}" for k, n in sorted(summary.boilerplate.items())))
     console.print(table)
     if summary.skipped:
         skipped = Table(title="skipped", show_lines=False)
         skipped.add_column("file")
         skipped.add_column("reason")
         for source, reason in summary.skipped:
-            skipped.add_row(escape(source), escape(reason))
+            skipped.add_row(escape(safe_display(source)), escape(safe_display(reason)))
         console.print(skipped)
     for source, warning in summary.warnings:
-        console.print(f"[yellow]warning[/] {escape(source)}: {escape(warning)}")
+        console.print(f"[yellow]warning[/] {escape(safe_display(source))}: {escape(safe_display(warning))}")
 
 
 @main.command()
-@click.argument("query")
+@click.argument("query", nargs=-1, required=True)
 @click.option("--k", "k", default=None, type=click.IntRange(1, 1000), help="Hits to return [retrieval.k, 5].")
 @click.option("--tenant", default="default", show_default=True)
 @click.option("--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default="hybrid", show_default=True)
@@ -110,13 +116,13 @@ def _print_summary(summary: Any, tenant: str) -> None:
               help="Only chunks whose metadata (or source, doc_id, lang) matches; repeat a key for any-of.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @click.pass_obj
-def search(state: Any, query: str, k: int | None, tenant: str, mode: str, filters: tuple[str, ...],
+def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode: str, filters: tuple[str, ...],
            as_json: bool) -> None:
     """Search the ingested documents (hybrid BM25 + dense by default)."""
     from flywheel.apps.runtime import Runtime
 
     with Runtime(state.project) as rt:
-        hits = rt.retriever.search(query, k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)
+        hits = rt.retriever.search(" ".join(query).strip(), k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)
     rows = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
              "location": h.chunk.location, "text": h.chunk.text, "score": h.score, "ranks": h.ranks,
              "scores": h.scores} for h in hits]
@@ -128,8 +134,8 @@ def search(state: Any, query: str, k: int | None, tenant: str, mode: str, filter
                    "`flywheel ingest` more documents")
         return
     for i, r in enumerate(rows, start=1):
-        where = r["source"] + (f" · {r['location']}" if r["location"] else "")
+        where = safe_display(r["source"] + (f" · {r['location']}" if r["location"] else ""))
         ranks = " ".join(f"{name}#{rank}" for name, rank in r["ranks"].items() if rank)
         click.secho(f"[{i}] {where}  score {r['score']:.4f}  {ranks}", bold=True)
-        text = " ".join(r["text"].split())
+        text = " ".join(safe_display(r["text"], multiline=True).split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")

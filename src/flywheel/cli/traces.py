@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from typing import Any
 
 import click
+from rich.cells import cell_len
 
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
+from flywheel.text.display import safe_display
 
-ID_CHARS = 12  # shown in the table; `show` accepts this prefix
+ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or more
 
 
 @main.group(invoke_without_command=True)
@@ -21,17 +24,20 @@ ID_CHARS = 12  # shown in the table; `show` accepts this prefix
 @click.option("--json", "as_json", is_flag=True, help="Print the traces as JSON.")
 @click.pass_context
 def traces(ctx: click.Context, last: int, app: str | None, as_json: bool) -> None:
-    """List recent traces (newest first). `flywheel traces show ID` prints one trace's span tree."""
+    """List recent traces (newest first), including incomplete ones (their process stopped mid-request).
+    `flywheel traces show ID` prints one trace's span tree with each span's inputs and outputs."""
     if ctx.invoked_subcommand is not None:
         return
     from flywheel.tracing import list_traces
+    from flywheel.tracing.query import dropped_spans
 
     with _runtime(ctx) as rt:
         rows = list_traces(rt.store, last=last, app=app)
+        dropped = dropped_spans(rt.store)
     if as_json:
         emit_json(rows)
         return
-    _print_table(rows)
+    _print_table(rows, dropped=dropped)
 
 
 @traces.command("show")
@@ -39,7 +45,7 @@ def traces(ctx: click.Context, last: int, app: str | None, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True, help="Print the trace and its span tree as JSON.")
 @click.pass_context
 def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
-    """Show one trace (a unique prefix of its id is enough) as a span tree."""
+    """Show one trace (a unique prefix of its id is enough) as a span tree with inputs and outputs."""
     from flywheel.tracing import get_trace
 
     with _runtime(ctx) as rt:
@@ -60,93 +66,153 @@ def _runtime(ctx: click.Context) -> Any:
 
 
 # ------------------------------------------------------------------------------------ rendering
+# Plain fixed-width text (not a rich Table): columns are measured in terminal cells, so Chinese, Japanese and
+# Korean text (two cells a character) lines up and the question gets every column the others leave, down to
+# an 80-column terminal.
+
+WIDE_NAME = 100  # terminal width from which the name column is shown
+WIDE_TOTALS = 124  # … and the tokens and cost columns
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich import box
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
+def _print_table(rows: list[dict[str, Any]], width: int | None = None, dropped: int = 0) -> None:
+    width = width or shutil.get_terminal_size((80, 24)).columns
     if not rows:
-        console.print("no traces yet: run something traced (e.g. `flywheel chat \"hello\"`) first")
+        click.echo("no traces yet: run something traced (e.g. `flywheel chat \"hello\"`) first")
         return
-    cells = []
-    for r in rows:
-        name = r["name"] if not r.get("app") or r["app"] == r["name"] else f"{r['name']} ({r['app']})"
-        tokens = f"{r['input_tokens']}/{r['output_tokens']}" if (r["input_tokens"] or r["output_tokens"]) else "-"
-        cells.append([_when(r["started_at"]), r["trace_id"][:ID_CHARS], name[:40], _ms(r["latency_ms"]), tokens,
-                      _cost(r["cost_usd"]), r["status"], _one_line(r.get("input_preview"), 80)])
-    headers = ["time", "trace", "name", "latency", "tokens", "cost $", "status", "input"]
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for i, col in enumerate(headers):
-        fixed = col != "input"  # every column but the input preview keeps its full width
-        width = max(len(col), *(len(c[i]) for c in cells)) if fixed else None
-        table.add_column(col, justify="right" if col in ("latency", "tokens", "cost $") else "left",
-                         no_wrap=True, overflow="ellipsis", min_width=width)
+    cols: list[tuple[str, str, bool]] = [("time", "time", False), ("trace", "trace", False)]
+    if width >= WIDE_NAME:
+        cols.append(("name", "name", False))
+    cols += [("latency", "latency", True)]
+    if width >= WIDE_TOTALS:
+        cols += [("tokens", "tokens", True), ("cost $", "cost", True)]
+    cols += [("status", "status", False), ("question", "question", False)]
+    cells = [_cells(r) for r in rows]
+    widths = {key: max(cell_len(title), *(cell_len(c[key]) for c in cells)) for title, key, _ in cols}
+    widths["name"] = min(widths.get("name", 0), 24)
+    fixed = sum(widths[key] for _, key, _ in cols[:-1]) + 2 * (len(cols) - 1)
+    widths["question"] = max(12, width - fixed - 1)
+    click.echo(_line([(title, widths[key], right) for title, key, right in cols]), color=False)
     for c in cells:
-        status = "[red]error[/red]" if c[6] == "error" else escape(c[6])
-        table.add_row(*(escape(x) for x in c[:6]), status, escape(c[7]))
-    console.print(table)
+        line = _line([(c[key], widths[key], right) for _, key, right in cols])
+        color = "red" if c["status"] == "error" else "yellow" if c["status"] == "incomplete" else None
+        click.echo(click.style(line, fg=color) if color else line)
+    if dropped:
+        click.secho(f"{dropped} span(s) were dropped while the store fell behind (see `writer_drops`, "
+                    "docs/tracing.md)", fg="yellow", err=True)
 
 
-def _print_tree(trace: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.tree import Tree
+def _cells(r: dict[str, Any]) -> dict[str, str]:
+    name = r["name"] if not r.get("app") or r["app"] == r["name"] else f"{r['name']} ({r['app']})"
+    tokens = f"{r['input_tokens']}/{r['output_tokens']}" if (r["input_tokens"] or r["output_tokens"]) else "-"
+    return {"time": _when(r["started_at"]), "trace": r["trace_id"][:ID_CHARS], "name": _clean(name),
+            "latency": _ms(r["latency_ms"]), "tokens": tokens, "cost": _cost(r["cost_usd"]),
+            "status": r["status"], "question": _clean(r.get("input_preview"))}
 
-    head = (f"[bold]{escape(trace['name'])}[/bold]  trace {trace['trace_id']}  {_when(trace['started_at'])}  "
+
+def _line(cells: list[tuple[str, int, bool]]) -> str:
+    out = []
+    for text, w, right in cells:
+        text = fit(text, w)
+        pad = " " * (w - cell_len(text))
+        out.append(pad + text if right else text + pad)
+    return "  ".join(out).rstrip()
+
+
+def fit(text: str, cells: int) -> str:
+    """`text` cut to at most `cells` terminal cells (wide characters count two), ending in "…" when cut."""
+    if cell_len(text) <= cells:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = cell_len(ch)
+        if used + w > cells - 1:
+            break
+        out.append(ch)
+        used += w
+    kept = "".join(out)
+    space = kept.rfind(" ")
+    if space >= max(1, len(kept) - 12):  # end on a word boundary when one is near (words stay whole)
+        kept = kept[:space]
+    return kept.rstrip() + "…"
+
+
+def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    status = trace["status"]
+    head = (f"{_clean(trace['name'])}  {status}  trace {trace['trace_id']}  {_when(trace['started_at'])}  "
             f"{_ms(trace.get('latency_ms'))}  tokens {trace.get('input_tokens', 0)}/{trace.get('output_tokens', 0)}"
-            f"  ${_cost(trace.get('cost_usd'))}  {trace['status']}")
-    root = Tree(head)
+            f"  ${_cost(trace.get('cost_usd'))}")
+    click.echo(fit(head, width))
+    if status == "incomplete":
+        click.secho("  (its root span never ended: the process stopped or is still running)", fg="yellow")
 
-    def add(node: Tree, span: dict[str, Any]) -> None:
-        parts = [f"[bold]{escape(span['name'])}[/bold]", f"[dim]{span['kind']}[/dim]", _ms(span["latency_ms"])]
+    def add(span: dict[str, Any], prefix: str, last: bool) -> None:
+        branch, more = ("└─ ", "   ") if last else ("├─ ", "│  ")
+        parts = [_clean(span["name"]), span["kind"], _ms(span["latency_ms"])]
         if span.get("model"):
-            parts.append(escape(span["model"]))
+            parts.append(_clean(span["model"]))
         if span.get("input_tokens") is not None or span.get("output_tokens") is not None:
             parts.append(f"tokens {span.get('input_tokens') or 0}/{span.get('output_tokens') or 0}")
         if span.get("cost_usd"):
             parts.append(f"${_cost(span['cost_usd'])}")
+        click.echo(fit(prefix + branch + "  ".join(parts), width))
+        inner = prefix + more + ("│  " if span["children"] else "   ")
+        shown_in = _inputs(span.get("inputs"))
+        if shown_in:
+            click.echo(fit(f"{inner}in:  {shown_in}", width))
         if span.get("error"):
-            parts.append(f"[red]{escape(_one_line(span['error'], 100))}[/red]")
+            click.secho(fit(f"{inner}err: {_clean(span['error'])}", width), fg="red")
         else:
-            out = span["outputs"]
-            shown = "(missing output)" if span["output_state"] == "missing" else (
-                "(empty output)" if span["output_state"] == "empty" else _one_line(_text(out), 80))
-            parts.append(f"→ {escape(shown)}")
-        child = node.add("  ".join(parts))
-        for c in span["children"]:
-            add(child, c)
+            state = span["output_state"]
+            out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
+                   else _clean(_text(span["outputs"])))
+            click.echo(fit(f"{inner}out: {out}", width))
+        for i, child in enumerate(span["children"]):
+            add(child, prefix + more, i == len(span["children"]) - 1)
 
-    for span in trace["spans"]:
-        add(root, span)
-    Console().print(root)
+    for i, span in enumerate(trace["spans"]):
+        add(span, "", i == len(trace["spans"]) - 1)
+
+
+def _inputs(value: Any) -> str:
+    """A one-line view of a span's inputs: for model calls the last user message, how many messages were
+    sent and the parameters; otherwise the question/query/… or the JSON."""
+    if value is None:
+        return ""
+    from flywheel.tracing.store_sink import preview
+
+    text = _clean(preview(value, limit=400))
+    if isinstance(value, dict) and isinstance(value.get("messages"), list):
+        extra = [f"{len(value['messages'])} messages"]
+        params = value.get("params")
+        if isinstance(params, dict):
+            extra += [f"{k}={_clean(_text(v))}" for k, v in params.items()]
+        text = f"{text}  ({', '.join(extra)})"
+    return text
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _one_line(text: str | None, n: int) -> str:
+def _clean(text: str | None) -> str:
+    """One line, safe for the terminal: whitespace collapsed, escape sequences and controls neutralised."""
     if not text:
         return ""
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1] + "…"
+    return safe_display(" ".join(str(text).split()))
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
     t = dt.datetime.fromtimestamp(ts)
-    return t.strftime("%H:%M:%S") if t.date() == dt.date.today() else t.strftime("%Y-%m-%d %H:%M")
+    return t.strftime("%H:%M:%S") if t.date() == dt.date.today() else t.strftime("%m-%d %H:%M")
 
 
 def _ms(ms: float | None) -> str:
     if ms is None:
         return "-"
-    return f"{ms:.1f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
 def _cost(cost: float | None) -> str:

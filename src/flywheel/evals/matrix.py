@@ -34,6 +34,7 @@ class Matrix:
                 "model": s.model,
                 "run_id": s.run_id,
                 "pass_rate": s.pass_rate,
+                "pass_rate_ci95": s.pass_rate_ci95,
                 "passed": s.passed,
                 "executions": s.executions,
                 "meets_threshold": s.meets_threshold,

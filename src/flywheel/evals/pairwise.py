@@ -5,8 +5,12 @@ as in FastChat's llm_judge. The judge writes its reasoning before the verdict. L
 pair reports its length ratio, and with `max_length_diff` (percent) pairs that differ more are flagged or
 skipped; the report says how often the longer answer won, which exposes a judge that rewards length.
 
-Win rate = (wins + ½ ties) / judged pairs, with a 95 % percentile-bootstrap interval over pairs
-(2,000 resamples, fixed seed). Position consistency = share of judged pairs whose two orders agree.
+Win rate = (wins + ½ ties) / judged pairs. Next to it: a 95 % Wilson interval (n = judged pairs), the
+two-sided exact sign test of wins against losses (ties left out), and a 95 % percentile bootstrap over pairs
+(2,000 resamples, fixed seed) — absent when every pair had the same outcome (e.g. all ties), where it would
+have zero width. Fewer than 30 judged pairs gets a warning. Position consistency = share of judged pairs
+whose two orders agree. The judge answers as structured output (`{"reasoning", "verdict"}`) where the alias's
+endpoint takes `response_format`, else in text whose final verdict line counts.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from flywheel.checks.judge import ask_async, parse_verdict, pinned_model, reasoning_of
+from flywheel.checks.judge import ask_async, parse_verdict, pinned_model, reasoning_of, with_structured_output
 from flywheel.errors import GatewayError, UserError
+from flywheel.evals.records import scrub
+from flywheel.evals.stats import MIN_N, bootstrap_ci, sign_test_p, wilson
 from flywheel.types import ChatRequest, Message
 
 PAIRWISE_SYSTEM = """Please act as an impartial judge and compare two responses by AI assistants
@@ -56,16 +60,25 @@ PAIR_LABELS = {
     "neither": "tie",
     "same": "tie",
 }
-BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass
 class Pair:
+    """Two answers to one question. Texts are scrubbed of secrets when the pair is made: what the judge
+    sees is what is stored and shown."""
+
     case_id: str
     question: str
     a: str
     b: str
     reference: str | None = None
+    tenant: str | None = None
+    trace_id: str | None = None  # regression: the production trace replayed
+    replay_trace_id: str | None = None  # regression: the replay's own trace
+
+    def __post_init__(self) -> None:
+        self.question, self.a, self.b = scrub(self.question), scrub(self.a), scrub(self.b)
+        self.reference = scrub(self.reference)
 
 
 def length_gap(a: str, b: str) -> tuple[float, float]:
@@ -75,23 +88,32 @@ def length_gap(a: str, b: str) -> tuple[float, float]:
     return long / short, 100.0 * (long - short) / short
 
 
-def _request(pair: Pair, first: str, second: str, judge: str) -> ChatRequest:
+def _request(pair: Pair, first: str, second: str, judge: str, gateway: Any) -> ChatRequest:
     ref = f"\n<reference>\n{pair.reference}\n</reference>\n" if pair.reference else ""
     user = PAIRWISE_USER.format(question=pair.question or "(not given)", reference=ref, a=first, b=second)
-    return ChatRequest(
+    request = ChatRequest(
         messages=[Message(role="system", content=PAIRWISE_SYSTEM), Message(role="user", content=user)],
         model=judge,
         temperature=0.0,
         metadata={"purpose": "pairwise-judge"},
     )
+    return with_structured_output(gateway, request, ["A", "B", "tie"])
 
 
 async def judge_pair(pair: Pair, gateway: Any, judge: str, *, flagged: bool, skip: bool) -> dict[str, Any]:
     ratio, _ = length_gap(pair.a, pair.b)
     out: dict[str, Any] = {
         "case_id": pair.case_id,
+        "question": pair.question,
+        "reference": pair.reference,
+        "answer_a": pair.a,
+        "answer_b": pair.b,
+        "tenant": pair.tenant,
+        "trace_id": pair.trace_id,
+        "replay_trace_id": pair.replay_trace_id,
         "outcome": "skipped",
         "verdicts": [None, None],
+        "reasons": [None, None],
         "preferences": [None, None],
         "consistent": None,
         "len_a": len(pair.a.strip()),
@@ -106,39 +128,29 @@ async def judge_pair(pair: Pair, gateway: Any, judge: str, *, flagged: bool, ski
         return out
     try:
         first, second = await asyncio.gather(
-            ask_async(gateway, _request(pair, pair.a, pair.b, judge)),
-            ask_async(gateway, _request(pair, pair.b, pair.a, judge)),
+            ask_async(gateway, _request(pair, pair.a, pair.b, judge, gateway)),
+            ask_async(gateway, _request(pair, pair.b, pair.a, judge, gateway)),
         )
     except GatewayError as exc:
         return {**out, "outcome": "error", "error": f"judge call failed: {exc.message}"}
     v1, v2 = parse_verdict(first.text, PAIR_LABELS), parse_verdict(second.text, PAIR_LABELS)
     out["verdicts"] = [v1, v2]
     out["judge_cost_usd"] = first.cost_usd + second.cost_usd
-    out["reason"] = reasoning_of(first.text)[:500]
+    out["reasons"] = [scrub(reasoning_of(first.text)), scrub(reasoning_of(second.text))]
+    out["reason"] = out["reasons"][0][:500]
     if v1 is None or v2 is None:
         bad = first.text if v1 is None else second.text
-        return {**out, "outcome": "error", "error": f"malformed judge output (no verdict): {bad[:200]!r}"}
+        return {
+            **out,
+            "outcome": "error",
+            "error": f"malformed judge output (no verdict): {scrub(bad[:200])!r}",
+        }
     p1 = {"A": "a", "B": "b", "tie": "tie"}[v1]
     p2 = {"A": "b", "B": "a", "tie": "tie"}[v2]  # order 2 showed b first
     out["preferences"] = [p1, p2]
     out["consistent"] = p1 == p2
     out["outcome"] = "win" if p1 == p2 == "a" else "loss" if p1 == p2 == "b" else "tie"
     return out
-
-
-def bootstrap_ci(
-    scores: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
-) -> tuple[float, float]:
-    """95 % percentile-bootstrap interval of the mean."""
-    data = np.asarray(scores, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    step = max(1, 2_000_000 // max(1, len(data)))  # bound memory: resample in blocks
-    for start in range(0, resamples, step):
-        stop = min(resamples, start + step)
-        means[start:stop] = data[rng.integers(0, len(data), (stop - start, len(data)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return round(float(low), 4), round(float(high), 4)
 
 
 def summarize_pairs(
@@ -171,9 +183,12 @@ def summarize_pairs(
         "errors": count["error"],
         "judged": n,
         "win_rate": round(sum(scores) / n, 4) if n else None,
-        "win_rate_ci95": list(bootstrap_ci(scores)) if n else [None, None],
-        "win_rate_method": "(wins + ties/2) / judged pairs; 95% percentile bootstrap over pairs, "
-        "2000 resamples",
+        "win_rate_wilson95": list(wilson(sum(scores) / n, n)) if n else [None, None],
+        "win_rate_bootstrap95": list(boot) if (boot := bootstrap_ci(scores)) else None,
+        "sign_test_p": sign_test_p(count["win"], count["loss"]),
+        "win_rate_method": "(wins + ties/2) / judged pairs; 95% Wilson score interval over judged pairs; "
+        "two-sided exact sign test of wins vs losses (ties left out); 95% percentile bootstrap over pairs "
+        "(2000 resamples; null when every pair had the same outcome)",
         "position_consistency": round(sum(bool(p["consistent"]) for p in judged) / n, 4) if n else None,
         "first_position_rate": round(single.count("A") / len(single), 4) if single else None,
         "length": {
@@ -191,7 +206,14 @@ def summarize_pairs(
         report["length"]["within_limit"] = {
             k: sum(p["outcome"] == k for p in within) for k in ("win", "tie", "loss")
         }
+    # the headline interval: the bootstrap where it can show spread, else Wilson (never zero width)
+    report["win_rate_ci95"] = report["win_rate_bootstrap95"] or report["win_rate_wilson95"]
     warnings = []
+    if 0 < n < MIN_N:
+        warnings.append(
+            f"only {n} judged pair(s): the interval is wide and the win rate is indicative only "
+            f"(at least {MIN_N} pairs recommended)"
+        )
     lr = report["length"]["longer_won_rate"]
     if lr is not None and len(decisive) >= 5 and lr >= 0.8:
         warnings.append(

@@ -4,7 +4,8 @@ Enabled by the `pytest11` entry point `flywheel = "flywheel.evals.pytest_plugin"
 `pytest -p flywheel.evals.pytest_plugin evals/`. A YAML file is a suite when it has top-level `target:` and
 `cases:` keys; other YAML files are left alone. The project is the nearest folder above the suite holding
 flywheel.yaml (or `--flywheel-project DIR`). The selected cases of a suite run together, concurrently, on
-the first of them; nothing is written to the store.
+the first of them; nothing is written to the store. App targets bypass the response cache unless
+`--flywheel-cache` is given.
 
 A failing case fails its test, unless the suite has `threshold:` below 1 and the selected cases still meet
 it: then the failure is reported as xfail ("tolerated by the threshold").
@@ -28,6 +29,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--flywheel-project", default=None, help="Project folder (default: nearest with flywheel.yaml)."
     )
     group.addoption("--flywheel-concurrency", type=int, default=8, help="Cases of a suite in flight at once.")
+    group.addoption(
+        "--flywheel-cache",
+        action="store_true",
+        default=False,
+        help="Let app targets use the response cache (off by default: every case really runs).",
+    )
 
 
 def is_suite(path: Path) -> bool:
@@ -118,7 +125,11 @@ class SuiteFile(pytest.File):
             }
             suite = self.suite
             selected = replace(suite, cases=[c for c in suite.cases if c.id in wanted])
-            options = RunOptions(concurrency=self.config.getoption("flywheel_concurrency"), progress=False)
+            options = RunOptions(
+                concurrency=self.config.getoption("flywheel_concurrency"),
+                progress=False,
+                cache=bool(self.config.getoption("flywheel_cache")),
+            )
             summary = asyncio.run(
                 arun_suite(selected, _runtimes.get(self.project), store=None, options=options)
             )

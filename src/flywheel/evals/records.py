@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sys
 import threading
@@ -13,7 +15,38 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.text import scrub_secrets
+from flywheel.text.secrets import secret_env_values
 from flywheel.types import CheckResult
+
+_SECRET_VALUES = tuple(secret_env_values())  # the values of secret-named environment variables, once
+
+
+_MEMO: dict[str, str] = {}  # short texts repeat across results (check reasons, the same answer, vars)
+_MEMO_MAX_LEN, _MEMO_SIZE = 512, 8192
+
+
+def scrub(value: Any) -> Any:
+    """`value` with every string in it (nested in dicts and lists) through the one secret scrubber."""
+    if value.__class__ is str:
+        hit = _MEMO.get(value)
+        if hit is not None:
+            return hit
+        if not value or len(value) > _MEMO_MAX_LEN:
+            return scrub_secrets(value, values=_SECRET_VALUES) if value else value
+        if len(_MEMO) >= _MEMO_SIZE:
+            _MEMO.clear()
+        hit = _MEMO[value] = scrub_secrets(value, values=_SECRET_VALUES)
+        return hit
+    if not value:
+        return value
+    if isinstance(value, str):  # a str subclass
+        return scrub_secrets(str(value), values=_SECRET_VALUES)
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
 
 
 @dataclass
@@ -35,6 +68,17 @@ class CaseRun:
     trace_id: str | None = None
     models: list[str] = field(default_factory=list)
     prompt_versions: list[str] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    cache: str = "off"
+    refusal: str | None = None
+
+    def scrubbed(self) -> CaseRun:
+        """This result with secrets scrubbed from every text that is stored or shown (done once per result,
+        after its checks ran on the real output)."""
+        self.input, self.output, self.vars = scrub(self.input), scrub(self.output), scrub(self.vars)
+        self.reference, self.error = scrub(self.reference), scrub(self.error)
+        self.checks = [_scrubbed_check(c) for c in self.checks]
+        return self
 
     def row(self, run_id: str) -> dict[str, Any]:
         return {
@@ -53,10 +97,18 @@ class CaseRun:
             "cost_usd": self.cost_usd,
             "trace_id": self.trace_id,
             "created_at": time.time(),
+            "meta": {
+                "models": self.models,
+                "prompt_versions": self.prompt_versions,
+                "usage": self.usage,
+                "cache": self.cache,
+                "refusal": self.refusal,
+            },
         }
 
     @classmethod
     def from_row(cls, row: Any) -> CaseRun:
+        meta = row.get("meta") or {}
         return cls(
             case_id=row["case_id"],
             repeat_index=row["repeat_index"],
@@ -71,12 +123,27 @@ class CaseRun:
             cost_usd=row["cost_usd"],
             trace_id=row["trace_id"],
             checks=[CheckResult.model_validate(c) for c in row["checks"] or []],
+            models=list(meta.get("models") or []),
+            prompt_versions=list(meta.get("prompt_versions") or []),
+            usage=dict(meta.get("usage") or {}),
+            cache=meta.get("cache") or "off",
+            refusal=meta.get("refusal"),
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["checks"] = [c.model_dump(mode="json") for c in self.checks]
         return d
+
+
+def _scrubbed_check(c: CheckResult) -> CheckResult:
+    reason = scrub(c.reason)
+    if c.error is None and not c.details:
+        return c if reason == c.reason else c.model_copy(update={"reason": reason})
+    error, details = scrub(c.error), scrub(c.details)
+    if reason == c.reason and error == c.error and details == c.details:
+        return c  # nothing to copy
+    return c.model_copy(update={"reason": reason, "error": error, "details": details})
 
 
 class RunStore:
@@ -151,19 +218,29 @@ class RunStore:
             )
 
     def resumable(self, fingerprint: str) -> str | None:
-        """The newest unfinished run with this fingerprint (same suite, versions and options)."""
+        """The newest unfinished (running, failed or interrupted) run with this fingerprint (same suite,
+        versions and options)."""
         if self.fresh:
             return None
         from sqlalchemy import select
 
         q = (
             select(self.runs.c.id)
-            .where(self.runs.c.fingerprint == fingerprint, self.runs.c.status == "running")
+            .where(self.runs.c.fingerprint == fingerprint, self.runs.c.status.in_(UNFINISHED))
             .order_by(self.runs.c.started_at.desc())
             .limit(1)
         )
         with self.store.connect() as conn:
             return conn.execute(q).scalar()
+
+    def reopen(self, run_id: str) -> None:
+        """A failed or interrupted run being resumed is `running` again."""
+        from sqlalchemy import update
+
+        with self.store.begin() as conn:
+            conn.execute(
+                update(self.runs).where(self.runs.c.id == run_id).values(status="running", error=None)
+            )
 
     def save(self, run_id: str, result: CaseRun) -> None:
         if self._queued is not None and not self.ready(wait=False):
@@ -183,7 +260,33 @@ class RunStore:
             conn.execute(
                 update(self.runs)
                 .where(self.runs.c.id == run_id)
-                .values(status="finished", finished_at=time.time(), pass_rate=pass_rate, summary=summary)
+                .values(
+                    status="finished",
+                    finished_at=time.time(),
+                    pass_rate=pass_rate,
+                    summary=summary,
+                    error=None,
+                )
+            )
+
+    def fail(self, run_id: str, exc: BaseException) -> None:
+        """Mark the run `failed` with the reason (or `interrupted` on Ctrl-C / cancellation); it resumes
+        when the same suite runs again. Never raises: the original error is what the caller reports."""
+        from sqlalchemy import update
+
+        interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+        reason = "interrupted" if interrupted else _reason(exc)
+        with contextlib.suppress(Exception):  # the store itself may be what failed
+            self.flush()
+        with contextlib.suppress(Exception), self.store.begin() as conn:
+            conn.execute(
+                update(self.runs)
+                .where(self.runs.c.id == run_id)
+                .values(
+                    status="interrupted" if interrupted else "failed",
+                    finished_at=time.time(),
+                    error=scrub(reason)[:4000],
+                )
             )
 
     def load_results(self, run_id: str) -> list[CaseRun]:
@@ -252,6 +355,15 @@ class RunStore:
         q = select(self.runs).order_by(self.runs.c.started_at.desc()).limit(last)
         with self.store.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
+
+
+UNFINISHED = ("running", "failed", "interrupted")
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, UserError):  # message, where and hint as the CLI prints them
+        return exc.render()
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _new_sqlite_file(url: str) -> bool:

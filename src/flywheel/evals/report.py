@@ -21,6 +21,12 @@ def _ms(x: float | None) -> str:
     return "–" if x is None else f"{x:,.0f} ms"
 
 
+def _ci(ci: list[float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "–"
+    return f"{_pct(ci[0])}–{_pct(ci[1])}"
+
+
 def usd(x: float | None) -> str:
     """Dollars with enough digits for per-call prices ($0.000012 is not $0.0000)."""
     if x is None:
@@ -34,7 +40,8 @@ def render_run(console: Console, s: RunSummary, *, show_cases: int = 20) -> None
     extra = f" · model {s.model}" if s.model else ""
     console.print(
         f"[bold]{s.suite}[/] ({s.target}{extra}) run {s.run_id[:8]}: {mark} "
-        f"{s.passed}/{s.executions} passed = {_pct(s.pass_rate)} (threshold {_pct(s.threshold)})"
+        f"{s.passed}/{s.executions} passed = {_pct(s.pass_rate)} "
+        f"(95% interval {_ci(s.pass_rate_ci95)} over {s.cases} cases; threshold {_pct(s.threshold)})"
     )
     console.print(
         f"  cost {usd(s.cost_usd)} · latency p50 {_ms(s.latency_ms['p50'])} p95 {_ms(s.latency_ms['p95'])}"
@@ -104,7 +111,6 @@ def render_matrix(
 
 def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int = 30) -> None:
     a, b = report["a"], report["b"]
-    ci = report["win_rate_ci95"]
     console.print(
         f"[bold]{a}[/] vs [bold]{b}[/] judged by {report['judge']} ({report['judge_model']}), "
         f"each pair twice with A/B swapped"
@@ -114,9 +120,12 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
         f" · skipped {report['skipped']} · errors {report['errors']}"
     )
     if report["win_rate"] is not None:
+        boot = report.get("win_rate_bootstrap95")
         console.print(
-            f"  win rate of {a} {_pct(report['win_rate'])} (ties count half; 95% bootstrap interval "
-            f"{_pct(ci[0])}–{_pct(ci[1])}) · judge position consistency "
+            f"  win rate of {a} {_pct(report['win_rate'])} over {report['judged']} pairs (ties count half; "
+            f"95% Wilson {_ci(report.get('win_rate_wilson95'))}, bootstrap "
+            f"{_ci(boot) if boot else '– (every pair the same outcome)'}) · exact sign test "
+            f"p = {report.get('sign_test_p', 1.0):.3g} · judge position consistency "
             f"{_pct(report['position_consistency'])}"
         )
     lc = report["length"]

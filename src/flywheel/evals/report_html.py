@@ -1,8 +1,11 @@
 """Self-contained HTML reports (one file, inline CSS and SVG charts, no scripts, no network).
 
-`write_html(path, runs, diffs=…, matrices=…)`: per run a headline, charts of pass rate by check and of the
-latency and cost distributions, a diff against the previous run of the same suite, and a per-case table
-with every check's verdict and reason. `write_pairwise_html(path, report)`: a pairwise comparison.
+`write_html(path, runs, diffs=…, matrices=…)`: per run a headline (pass rate with its Wilson interval),
+charts of pass rate by check and of the latency and cost distributions, a diff against the previous run of
+the same suite, and a per-case table with every check's verdict and reason, the reference and a word-level
+diff of the output against it. `write_pairwise_html(path, report)`: a pairwise comparison with, per pair,
+the question, both answers, an A-vs-B diff and the judge's verdict and reasoning for both orders.
+Every text is passed through the secret scrubber before it is written (rows stored by older versions too).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from typing import Any
 
 from flywheel.errors import UserError
 from flywheel.evals.matrix import Matrix
-from flywheel.evals.records import CaseRun
+from flywheel.evals.records import CaseRun, scrub
 from flywheel.evals.report import usd
 from flywheel.evals.runner import RunSummary
+from flywheel.evals.textdiff import diff_html
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
@@ -31,7 +35,20 @@ pre{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;padding:6px;ma
 overflow:auto}
 .charts{display:flex;flex-wrap:wrap;gap:24px}.chart{flex:1 1 340px}
 details summary{cursor:pointer}
+del{background:#ffebe9;color:#82071e}ins{background:#dafbe1;color:#116329;text-decoration:none}
+.diff{white-space:pre-wrap;word-break:break-word;background:#f6f8fa;padding:6px;margin:4px 0}
 """
+
+
+def _t(text: str | None) -> str:
+    """Scrubbed and escaped."""
+    return escape(scrub(text or ""))
+
+
+def _ci(ci: list[float | None] | None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "–"
+    return f"{_pct(ci[0])}–{_pct(ci[1])}"
 
 
 def _pct(x: float | None) -> str:
@@ -107,7 +124,8 @@ def _headline(s: RunSummary) -> str:
     prompts = ", ".join(f"{n}@{v}" for n, v in versions.get("prompts", {}).items()) or "–"
     return (
         f"<p>{verdict} {s.passed}/{s.executions} passed = <b>{_pct(s.pass_rate)}</b> "
-        f"(threshold {_pct(s.threshold)}) · cost {usd(s.cost_usd)} · "
+        f"(95% Wilson interval {_ci(s.pass_rate_ci95)} over {s.cases} cases; "
+        f"threshold {_pct(s.threshold)}) · cost {usd(s.cost_usd)} · "
         f"latency p50 {_num(s.latency_ms['p50'])} ms, "
         f"p95 {_num(s.latency_ms['p95'])} ms · {s.errors} error(s) · repeat {s.repeat}"
         f"{f' · {len(s.flaky)} flaky' if s.flaky else ''}</p>"
@@ -165,22 +183,31 @@ def _cases(s: RunSummary) -> str:
     for r in s.results:
         verdict = "<span class='pass'>pass</span>" if r.passed else "<span class='fail'>fail</span>"
         tags = "".join(
-            f"<span class='tag {'pass' if c.passed else 'fail'}' title='{escape(c.reason)}'>"
+            f"<span class='tag {'pass' if c.passed else 'fail'}' title='{_t(c.reason)}'>"
             f"{escape(c.name)}</span>"
             for c in r.checks
         )
         detail = "".join(
-            f"<li><b>{escape(c.name)}</b> {'✔' if c.passed else '✘'} {escape(c.error or c.reason)}"
+            f"<li><b>{escape(c.name)}</b> {'✔' if c.passed else '✘'} {_t(c.error or c.reason)}"
             f" <span class='muted'>spec {escape(c.spec)}</span></li>"
             for c in r.checks
         )
-        error = f"<p class='fail'>{escape(r.error)}</p>" if r.error else ""
+        error = f"<p class='fail'>{_t(r.error)}</p>" if r.error else ""
+        reference = (
+            f"<p class='muted'>reference</p><pre>{_t(r.reference)}</pre>"
+            "<p class='muted'>output vs reference (<del>only in the reference</del> "
+            "<ins>only in the output</ins>)</p>"
+            f"<div class='diff'>{diff_html(scrub(r.reference), scrub(r.output or ''))}</div>"
+            if r.reference
+            else ""
+        )
         rows.append(
             f"<tr><td>{escape(r.case_id)}{f' #{r.repeat_index}' if s.repeat > 1 else ''}</td>"
             f"<td>{verdict}</td>"
             f"<td>{r.score:.2f}</td><td>{_num(r.latency_ms)}</td><td>{usd(r.cost_usd)}</td>"
             f"<td>{tags}{error}<details><summary>input, output, checks</summary>"
-            f"<pre>{escape(r.input)}</pre><pre>{escape(r.output or '')}</pre><ul>{detail}</ul>"
+            f"<p class='muted'>input</p><pre>{_t(r.input)}</pre>"
+            f"<p class='muted'>output</p><pre>{_t(r.output)}</pre>{reference}<ul>{detail}</ul>"
             "</details></td></tr>"
         )
     return (
@@ -254,34 +281,60 @@ def write_html(
 
 def render_pairwise(report: dict[str, Any]) -> str:
     n = report["judged"] or 0
-    ci = report["win_rate_ci95"]
     outcome_bars = [(k, (report[k] / n) if n else 0.0) for k in ("wins", "ties", "losses")]
     lc = report["length"]
+    stored = (
+        f" · stored as comparison {escape(report['comparison_id'][:12])}"
+        if report.get("comparison_id")
+        else ""
+    )
     head = (
         f"<p><b>{escape(report['a'])}</b> vs <b>{escape(report['b'])}</b>, "
         f"judged by {escape(report['judge'])} "
-        f"({escape(report['judge_model'])}), each pair in both orders.</p>"
+        f"({escape(str(report['judge_model']))}), each pair in both orders{stored}.</p>"
         f"<p>wins {report['wins']} · ties {report['ties']} · losses {report['losses']} · skipped "
         f"{report['skipped']} · errors {report['errors']}</p>"
-        f"<p>win rate {_pct(report['win_rate'])} (95% bootstrap {_pct(ci[0])}–{_pct(ci[1])}) · position "
+        f"<p>win rate {_pct(report['win_rate'])} (95% Wilson {_ci(report.get('win_rate_wilson95'))} · "
+        f"bootstrap {_ci(report.get('win_rate_bootstrap95'))} · exact sign test p = "
+        f"{_num(report.get('sign_test_p'), '{:.4g}')}, n = {n}) · position "
         f"consistency {_pct(report['position_consistency'])} · "
         f"longer answer won {_pct(lc['longer_won_rate'])}"
         f" of {lc['decisive_with_length_gap']} decisive pairs · flagged for length {lc['flagged']}</p>"
-        + "".join(f"<p class='fail'>warning: {escape(w)}</p>" for w in report.get("warnings", []))
+        + "".join(f"<p class='fail'>warning: {_t(w)}</p>" for w in report.get("warnings", []))
         + bar_chart(outcome_bars, title="outcomes")
     )
-    rows = "".join(
+    rows = "".join(_pair_row(p) for p in report["pairs"])
+    table = (
+        "<table><tr><th>case</th><th>outcome</th><th>verdicts (order 1 / swapped)</th><th>length ratio</th>"
+        f"<th>flag</th><th>question, answers, judge reasoning</th></tr>{rows}</table>"
+    )
+    return _page("flywheel pairwise comparison", head + table)
+
+
+def _pair_row(p: dict[str, Any]) -> str:
+    a, b = p.get("answer_a"), p.get("answer_b")
+    reasons = p.get("reasons") or [p.get("reason"), None]
+    detail = ""
+    if a is not None or b is not None:
+        reference = (
+            f"<p class='muted'>reference</p><pre>{_t(p.get('reference'))}</pre>" if p.get("reference") else ""
+        )
+        detail = (
+            "<details><summary>question, answers, reasoning</summary>"
+            f"<p class='muted'>question</p><pre>{_t(p.get('question'))}</pre>{reference}"
+            f"<p class='muted'>A</p><pre>{_t(a)}</pre><p class='muted'>B</p><pre>{_t(b)}</pre>"
+            "<p class='muted'>A vs B (<del>only in A</del> <ins>only in B</ins>)</p>"
+            f"<div class='diff'>{diff_html(scrub(a or ''), scrub(b or ''))}</div>"
+            f"<p class='muted'>judge, A shown first: {escape(str(p['verdicts'][0]))}</p><pre>{_t(reasons[0])}</pre>"
+            f"<p class='muted'>judge, B shown first: {escape(str(p['verdicts'][1]))}</p><pre>{_t(reasons[1])}</pre>"
+            "</details>"
+        )
+    return (
         f"<tr><td>{escape(p['case_id'])}</td><td>{escape(p['outcome'])}</td>"
         f"<td>{escape(str(p['verdicts'][0]))} / {escape(str(p['verdicts'][1]))}</td>"
         f"<td>{p['length_ratio']:.2f}</td><td>{'length' if p['flagged'] else ''}</td>"
-        f"<td>{escape(p.get('error') or p.get('reason') or '')}</td></tr>"
-        for p in report["pairs"]
+        f"<td>{_t(p.get('error') or p.get('reason') or '')}{detail}</td></tr>"
     )
-    table = (
-        "<table><tr><th>case</th><th>outcome</th><th>verdicts (order 1 / swapped)</th><th>length ratio</th>"
-        f"<th>flag</th><th>judge reasoning</th></tr>{rows}</table>"
-    )
-    return _page("flywheel pairwise comparison", head + table)
 
 
 def write_pairwise_html(path: str | Path, report: dict[str, Any]) -> Path:

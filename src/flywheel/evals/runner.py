@@ -28,6 +28,7 @@ from flywheel.checks.base import CheckContext
 from flywheel.config import AppConfig
 from flywheel.errors import GatewayError, UserError
 from flywheel.evals.records import CaseRun, RunStore
+from flywheel.evals.stats import wilson
 from flywheel.evals.suite import EvalCase, Suite
 from flywheel.evals.targets import Runner, input_text, make_runner
 from flywheel.types import content_hash
@@ -41,6 +42,7 @@ class RunOptions:
     model: str | None = None  # run against this model alias instead of the target's (model matrix)
     resume: bool = True
     progress: bool = True
+    cache: bool = False  # app targets: use the response cache (off by default: repeats really run again)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class RunSummary:
     executions: int
     passed: int
     pass_rate: float
+    pass_rate_ci95: list[float | None]  # Wilson interval; n = cases (repeats of a case are not independent)
     meets_threshold: bool
     errors: int
     resumed: int  # results reused from the interrupted run
@@ -100,26 +103,20 @@ class RuntimeServices:
 # ---------------------------------------------------------------- versions
 
 
-def collect_versions(suite: Suite, runtime: Any, model: str | None = None) -> dict[str, Any]:
-    """Prompt hashes, pinned models of every alias involved (with fallbacks), config hash."""
+def collect_versions(
+    suite: Suite, runtime: Any, model: str | None = None, prompts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Prompt versions (as the built target declares them: `Runner.versions()`), pinned models of every
+    alias involved (with fallbacks), config hash. What each answer actually used is read from the answers
+    (`observed_models`, `observed_prompt_versions` in the summary)."""
     config = runtime.config
     aliases: set[str] = set()
-    prompts: dict[str, str] = {}
     target = suite.target
     if target.kind == "app":
         app = config.apps.get(target.name) or AppConfig()
         aliases.add(model or app.model)
-        try:
-            from flywheel.prompts.registry import PromptRegistry
-
-            prompt = PromptRegistry(runtime.project.root).get(app.prompt or "docs_qa")
-            prompts[prompt.name] = prompt.version
-        except UserError:
-            pass  # the app itself reports a broken prompt when it is built
     elif target.kind == "model":
         aliases.add(model or target.name)
-        if target.prompt is not None:
-            prompts[target.prompt.name] = target.prompt.version
     for case in suite.cases:
         for check in case.checks:
             if check.needs_llm:
@@ -137,7 +134,7 @@ def collect_versions(suite: Suite, runtime: Any, model: str | None = None) -> di
     return {
         "config_hash": content_hash(config.model_dump_json()),
         "models": dict(sorted(pinned.items())),
-        "prompts": prompts,
+        "prompts": dict(prompts or {}),
         "flywheel": flywheel.__version__,
     }
 
@@ -150,6 +147,7 @@ def fingerprint(
         json.dumps(versions, sort_keys=True),
         str(options.repeat),
         str(options.model),
+        "cache" if options.cache else "",
     )
 
 
@@ -179,6 +177,7 @@ async def run_case(
                 out.models,
                 out.prompt_versions,
             )
+            result.usage, result.cache, result.refusal = out.usage, out.cache, out.refusal
             ctx = CheckContext(
                 input=question,
                 vars=case.vars,
@@ -205,7 +204,7 @@ async def run_case(
     if result.error is None:
         result.passed = all(c.passed for c in result.checks)
         result.score = statistics.fmean(c.score for c in result.checks) if result.checks else 1.0
-    return result
+    return result.scrubbed()  # checks saw the real output; what is stored and shown has no secrets
 
 
 # ---------------------------------------------------------------- the run
@@ -229,10 +228,13 @@ async def arun_suite(
     started = time.perf_counter()
     timeout = opts.timeout_s or suite.timeout_s
     # a broken target fails here, before a run is recorded
-    runner = make_runner(suite, runtime, opts.model, workers=opts.concurrency, timeout_s=timeout)
+    runner = make_runner(
+        suite, runtime, opts.model, workers=opts.concurrency, timeout_s=timeout, cache=opts.cache
+    )
     runs = store if isinstance(store, RunStore) or store is None else RunStore(store)
+    run_id: str | None = None
     try:
-        versions = collect_versions(suite, runtime, opts.model)
+        versions = collect_versions(suite, runtime, opts.model, runner.versions())
         run_id, done = _open_run(runs, suite, versions, opts)
         finished = {(r.case_id, r.repeat_index) for r in done}
         jobs = deque((c, i) for c in suite.cases for i in range(opts.repeat) if (c.id, i) not in finished)
@@ -256,6 +258,11 @@ async def arun_suite(
                         group.create_task(worker(advance))
             except* UserError as eg:
                 raise eg.exceptions[0] from None
+    except BaseException as exc:
+        if runs is not None and run_id is not None:
+            # never left `running`: a failed run says why; both kinds resume with the same fingerprint
+            runs.fail(run_id, exc)
+        raise
     finally:
         await runner.aclose()
         if runs is not None:
@@ -275,6 +282,7 @@ def _open_run(
     if runs is not None and opts.resume:
         run_id = runs.resumable(key)
         if run_id is not None:
+            runs.reopen(run_id)
             return run_id, runs.load_results(run_id)
     run_id = uuid.uuid4().hex
     if runs is not None:
@@ -362,6 +370,7 @@ def summarize(
         entry["pass_rate"] = round(entry["passed"] / entry["total"], 4) if entry["total"] else None
     passed = sum(r.passed for r in results)
     pass_rate = passed / len(results) if results else 0.0
+    judged_cases = sum(1 for c in cases if c["runs"])
     latencies = [r.latency_ms for r in results if r.latency_ms is not None]
     observed_models = sorted({m for r in results for m in r.models})
     observed_prompts = sorted({p for r in results for p in r.prompt_versions})
@@ -377,6 +386,7 @@ def summarize(
         executions=len(results),
         passed=passed,
         pass_rate=round(pass_rate, 4),
+        pass_rate_ci95=list(wilson(pass_rate, judged_cases)) if judged_cases else [None, None],
         meets_threshold=pass_rate >= suite.threshold and bool(results),
         errors=sum(r.error is not None for r in results),
         resumed=resumed,

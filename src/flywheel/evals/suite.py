@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from flywheel.checks.base import Check, from_entry
-from flywheel.config import Project, read_yaml
+from flywheel.config import Project, load_yaml, read_yaml
 from flywheel.errors import ConfigError, UserError
 from flywheel.types import content_hash
 
@@ -63,6 +63,7 @@ class Target:
     prompt: Any = None  # model targets: a flywheel.prompts Prompt
     function: Callable[..., Any] | None = None  # python targets
     where: str = ""
+    prompt_where: str = ""  # file:line of an inline `prompt:` (model targets)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}" if self.kind != "python" else self.name
@@ -207,6 +208,7 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
                 hint="give every case a unique `id`",
             )
         seen[case.id] = where
+        _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else where)
         if len(case.checks) < MIN_CHECKS:
             suite.warnings.append(
                 f"{where}: case `{case.id}` states {len(case.checks)} check(s); "
@@ -216,6 +218,24 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
     if not suite.cases:
         raise ConfigError("the suite has no cases", where=at("cases"), hint="add at least one case")
     return suite
+
+
+def _has_prompt_vars(case: EvalCase, target: Target, where: str) -> None:
+    """A model target's prompt may only use variables the case gives (checked before any run starts)."""
+    from flywheel.prompts.render import placeholders
+
+    prompt = target.prompt
+    if prompt is None:
+        return
+    used = placeholders(prompt.system or "") + placeholders(prompt.template)
+    missing = sorted({n for n in used if n not in case.vars})
+    if missing:
+        at = f"{prompt.path}" if getattr(prompt, "path", None) else target.prompt_where
+        raise ConfigError(
+            f"case `{case.id}` has no variable(s) {', '.join(missing)} used by the prompt ({at})",
+            where=where,
+            hint=f"add {', '.join(missing)} to the case's `vars:` (or `defaults.vars:`), or fix the template",
+        )
 
 
 def _no_unknown(data: dict, valid: set[str], at: Callable[..., str], prefix: tuple) -> None:
@@ -269,7 +289,8 @@ def _target(data: dict, project: Project, at: Callable[..., str]) -> Target:
         return Target("app", name or "docs_qa", where=where)
     if kind == "model":
         _known_alias(name, project, where)
-        return Target("model", name, prompt=_prompt(data.get("prompt"), project, at), where=where)
+        prompt = _prompt(data.get("prompt"), project, at)
+        return Target("model", name, prompt=prompt, where=where, prompt_where=at("prompt"))
     if not name or not all(part.isidentifier() for part in kind.split(".")):
         raise ConfigError(
             f"cannot read target `{raw}`",
@@ -434,7 +455,7 @@ def _csv_cases(path: Path) -> list[tuple[dict, str, None]]:
 
 def _yaml_cell(value: str, where: str, scalar: bool = False) -> Any:
     try:
-        parsed = yaml.safe_load(value)
+        parsed = load_yaml(value)
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"cannot read cell {value!r}: {exc}",

@@ -18,9 +18,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,8 +27,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.evals.suite import Suite, Target
 from flywheel.prompts.render import render
-from flywheel.tracing import tracer
-from flywheel.types import ChatRequest, Message, Span
+from flywheel.types import Answer, ChatRequest, Message
 
 INPUT_VARS = ("question", "input", "query", "prompt")
 
@@ -45,6 +42,9 @@ class Output:
     prompt_versions: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # texts shown to the model, in [n] order
     system_prompt: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)  # input_tokens / output_tokens, when known
+    cache: str = "off"  # the app's cache status: off | miss | exact | semantic | item
+    refusal: str | None = None  # why the app refused (no_passage | model_declined | guard_blocked)
 
 
 def input_text(vars: dict[str, Any]) -> str:
@@ -54,36 +54,6 @@ def input_text(vars: dict[str, Any]) -> str:
     if len(vars) == 1:
         return str(next(iter(vars.values())))
     return ""
-
-
-class SpanCollector:
-    """A tracer sink summing cost and noting models / prompt versions per trace, for targets that trace."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.cost: dict[str, float] = defaultdict(float)
-        self.models: dict[str, set[str]] = defaultdict(set)
-        self.prompts: dict[str, set[str]] = defaultdict(set)
-
-    def __call__(self, span: Span) -> None:
-        attrs = span.attributes or {}
-        with self._lock:
-            cost = attrs.get("flywheel.cost_usd")
-            if isinstance(cost, int | float):
-                self.cost[span.trace_id] += cost
-            model = attrs.get("flywheel.model.version") or attrs.get("gen_ai.response.model")
-            if model and span.kind == "llm" and span.error is None:
-                self.models[span.trace_id].add(str(model))
-            version = attrs.get("flywheel.prompt.version")
-            if version:
-                self.prompts[span.trace_id].add(str(version))
-
-    def pop(self, trace_id: str | None) -> tuple[float | None, list[str], list[str]]:
-        if trace_id is None:
-            return None, [], []
-        with self._lock:
-            cost = self.cost.pop(trace_id, None)
-            return cost, sorted(self.models.pop(trace_id, ())), sorted(self.prompts.pop(trace_id, ()))
 
 
 class Runner:
@@ -101,6 +71,11 @@ class Runner:
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    def versions(self) -> dict[str, str]:
+        """Prompt name -> version the target renders with, as far as it is known before any call."""
+        prompt = self.target.prompt
+        return {prompt.name: prompt.version} if prompt is not None else {}
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -110,15 +85,25 @@ class Runner:
 
 
 class AppRunner(Runner):
-    """`app.run(question, tenant)` (the App protocol's replay entry point) on the run's thread pool."""
+    """`app.run(question, tenant)` (the App protocol's replay entry point) on the run's thread pool.
 
-    def __init__(self, target: Target, runtime: Any, model: str | None, tenant: str | None, workers: int):
+    Everything recorded comes from the `Answer` the app returns (cost, models, prompt version, sources, cache
+    status): nothing listens on the tracer. The app is built without the response cache unless `cache`,
+    so repeats really run again and cost is what this run spent.
+    """
+
+    def __init__(
+        self, target: Target, runtime: Any, model: str | None, tenant: str | None, workers: int, cache: bool
+    ):
         super().__init__(target, workers)
-        self.app = runtime.app(target.name)
+        self.app = runtime.app(target.name, cache=cache)
         self.model = model
         self.tenant = tenant
-        self.collector = SpanCollector()
-        tracer.add_sink(self.collector)
+
+    def versions(self) -> dict[str, str]:
+        prompt = getattr(self.app, "prompt", None)
+        name, version = getattr(prompt, "name", None), getattr(prompt, "version", None)
+        return {str(name): str(version)} if name and version else {}
 
     async def call(self, vars: dict[str, Any]) -> Output:
         question = input_text(vars)
@@ -131,16 +116,30 @@ class AppRunner(Runner):
         options = {"model": self.model} if self.model else {}
         start = time.perf_counter()
         answer = await self.in_thread(self.app.run, question, tenant, **options)
-        latency = (time.perf_counter() - start) * 1000
-        cost, models, prompts = self.collector.pop(answer.trace_id)
-        sources = [""] * max((c.id for c in answer.citations), default=0)
-        for c in answer.citations:  # cited passages at their [n] position; uncited ones are not known here
-            sources[c.id - 1] = c.text
-        return Output(answer.text, latency, cost, answer.trace_id, models, prompts, sources)
+        return from_answer(answer, (time.perf_counter() - start) * 1000)
 
-    def close(self) -> None:
-        tracer.remove_sink(self.collector)
-        super().close()
+
+def from_answer(answer: Answer, latency_ms: float) -> Output:
+    """An Output from what an app's Answer says happened."""
+    sources = [""] * max((s.n for s in answer.sources), default=0)
+    for s in answer.sources:  # every passage shown to the model, at its [n] position
+        sources[s.n - 1] = s.text
+    for c in answer.citations:  # apps that list only what they cited
+        if c.id > len(sources):
+            sources.extend([""] * (c.id - len(sources)))
+        sources[c.id - 1] = sources[c.id - 1] or c.text
+    return Output(
+        answer.text,
+        latency_ms,
+        answer.cost_usd,
+        answer.trace_id,
+        sorted(set(answer.models.values())),
+        [answer.prompt_version] if answer.prompt_version else [],
+        sources,
+        usage={"input_tokens": answer.usage.input_tokens, "output_tokens": answer.usage.output_tokens},
+        cache=answer.cache,
+        refusal=answer.refusal or ("refused" if answer.refused else None),
+    )
 
 
 class ModelRunner(Runner):
@@ -165,7 +164,7 @@ class ModelRunner(Runner):
                     hint=f"add `prompt:` to the suite or give the case one of {', '.join(INPUT_VARS)}",
                 )
             return [Message(role="user", content=text)]
-        where = prompt.path or self.target.where
+        where = str(prompt.path) if prompt.path else self.target.prompt_where or self.target.where
         system = render(prompt.system, vars, where=where) if prompt.system else ""
         user = render(prompt.template, vars, where=where)
         head = [Message(role="system", content=system)] if system else []
@@ -193,6 +192,7 @@ class ModelRunner(Runner):
             [result.model],
             [version] if version else [],
             system_prompt=system,
+            usage={"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens},
         )
 
     async def aclose(self) -> None:
@@ -254,6 +254,8 @@ def _from_value(value: Any, latency: float) -> Output:
             value.get("trace_id"),
             sources=list(value.get("sources") or []),
         )
+    if isinstance(value, Answer):
+        return from_answer(value, value.latency_ms or latency)
     text = getattr(value, "text", None)
     if isinstance(text, str):
         model = getattr(value, "model", None)
@@ -268,12 +270,19 @@ def _from_value(value: Any, latency: float) -> Output:
 
 
 def make_runner(
-    suite: Suite, runtime: Any, model: str | None = None, *, workers: int = 8, timeout_s: float | None = None
+    suite: Suite,
+    runtime: Any,
+    model: str | None = None,
+    *,
+    workers: int = 8,
+    timeout_s: float | None = None,
+    cache: bool = False,
 ) -> Runner:
-    """The adapter for the suite's target; `workers` threads serve its blocking calls."""
+    """The adapter for the suite's target; `workers` threads serve its blocking calls. App targets run
+    without the response cache unless `cache` (model and Python targets have none to bypass)."""
     target = suite.target
     if target.kind == "app":
-        return AppRunner(target, runtime, model, suite.tenant, workers)
+        return AppRunner(target, runtime, model, suite.tenant, workers, cache)
     if target.kind == "model":
         return ModelRunner(target, runtime, model, workers, timeout_s)
     if model is not None:

@@ -77,8 +77,8 @@ class CallState:
     With `ctx` (streams), attempt spans are started and ended inside that context."""
 
     __slots__ = ("alias", "alias_name", "attempt", "chain", "cost", "ctx", "failures", "gateway", "input_tokens",
-                 "move_on", "next_alias", "output_tokens", "prov", "request", "retry", "span", "t0", "timeout",
-                 "token", "top")
+                 "move_on", "next_alias", "output_tokens", "prov", "request", "retry", "sent", "span", "t0",
+                 "timeout", "token", "top")
 
     def __init__(self, request: ChatRequest, top: LiveSpan, ctx: contextvars.Context | None = None):
         self.request, self.top, self.ctx = request, top, ctx
@@ -112,14 +112,27 @@ class CallState:
             self.prov = Unavailable(prov) if isinstance(prov, ProviderError) else prov
             self.timeout = self.request.timeout or alias.timeout
             self.retry, self.move_on = 0, False
+            self.prepare()
         else:
             self.retry += 1
         name, attrs = self.begin(self.alias_name, self.alias)
+        sent = attempt_inputs(self.request, self.alias)
         if self.ctx is None:
-            self.span, self.token = tracer.start(name, "llm", None, **attrs)
+            self.span, self.token = tracer.start(name, "llm", sent, **attrs)
         else:
-            self.span, self.token = self.ctx.run(tracer.start, name, "llm", None, **attrs)
+            self.span, self.token = self.ctx.run(tracer.start, name, "llm", sent, **attrs)
         return self.prov, self.alias, self.timeout
+
+    def prepare(self) -> None:
+        """Let the provider do its one-time setup (importing an SDK takes seconds) before the attempt's span
+        and timeout start, so that setup is never counted as the first attempt's time. A failure there is left
+        for the attempt itself to report."""
+        prepare = getattr(self.prov, "prepare", None)
+        if prepare is not None:
+            try:
+                prepare(stream=self.ctx is not None)
+            except Exception:  # noqa: BLE001,S110 - the attempt fails the same way and records why
+                pass
 
     def begin(self, alias_name: str, alias: ModelAlias) -> tuple[str, dict[str, Any]]:
         """Name and attributes of the next attempt span."""
@@ -178,6 +191,7 @@ class CallState:
             span.outputs, span.has_output = partial, True
         self.charge(span, alias, err.usage)
         attrs = span.attributes
+        attrs.setdefault("flywheel.cost_usd", 0.0)  # nothing reported, nothing billed: $0, not unknown
         attrs["error.type"] = str(err.status) if err.status else err.kind
         if err.status:
             attrs["http.response.status_code"] = err.status
@@ -250,6 +264,18 @@ def top_attrs(request: ChatRequest) -> dict[str, Any]:
             if key in request.metadata:
                 attrs[attr] = request.metadata[key]
     return attrs
+
+
+def attempt_inputs(request: ChatRequest, alias: ModelAlias) -> dict[str, Any]:
+    """Inputs of one attempt's span: the messages and the parameters sent to that alias's model."""
+    params: dict[str, Any] = {"model": alias.model or alias.provider}
+    if alias.params:
+        params.update(alias.params)
+    for key in ("temperature", "max_tokens", "stop", "response_format"):
+        value = getattr(request, key, None)
+        if value is not None and value != []:
+            params[key] = value
+    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages], "params": params}
 
 
 def inputs(request: ChatRequest) -> dict[str, Any]:

@@ -8,7 +8,9 @@ One call walks the alias's fallback chain (the alias, then its `fallbacks:` dept
 once). Each alias gets 1 + `max_retries` attempts; failures that are worth retrying (429, 5xx,
 timeouts, dropped connections, garbled bodies) wait for the backoff of `RetryPolicy` (or the
 server's Retry-After) and try again; others (400, 401, 404, a missing API key) move on to the next
-alias at once. Streams are retried only while nothing has been yielded yet.
+alias at once. Streams are retried the same way before any text was yielded; a stream that breaks after
+text went out is resumed from the next attempt when that attempt reproduces the text already delivered
+(`resume_streams`, see streaming.py), else it raises `StreamBrokenError`.
 
 Tracing: one `gateway.chat` span per call and, under it, one `llm` span per attempt named
 "chat <model>" carrying the OpenTelemetry GenAI attributes plus `flywheel.cost_usd`,
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Self
 
 from flywheel.config import Config, ModelAlias
@@ -32,6 +34,7 @@ from flywheel.gateway import providers as registry
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.gateway.providers.base import Provider, ProviderError
 from flywheel.gateway.retry import RetryPolicy
+from flywheel.registry import unknown_alias
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult
 
@@ -41,9 +44,13 @@ __all__ = ["Gateway", "StreamBrokenError"]
 class Gateway:
     """Routes chat requests to model aliases. Thread-safe and asyncio-safe; build one per process."""
 
-    def __init__(self, models: dict[str, ModelAlias], *, retry: RetryPolicy | None = None):
+    def __init__(self, models: dict[str, ModelAlias], *, retry: RetryPolicy | None = None,
+                 resume_streams: bool = True, sleep: Callable[[float], None] = time.sleep,
+                 asleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.models = dict(models)
         self.retry = retry or RetryPolicy()
+        self.sleep, self.asleep = sleep, asleep  # waits between attempts (injectable: tests record them)
+        self.resume_streams = resume_streams  # see streaming.py: resume a broken stream from the next attempt
         self._factories: dict[str, Any] = {}
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
@@ -58,8 +65,7 @@ class Gateway:
         try:
             return self.models[alias]
         except KeyError:
-            raise UserError(f"unknown model alias '{alias}'; known aliases: {', '.join(sorted(self.models))}",
-                            hint="use one of those, or add it under `models:` in flywheel.yaml") from None
+            raise unknown_alias(alias, self.models) from None
 
     def chain(self, alias: str) -> tuple[str, ...]:
         """Aliases tried for `alias`, in order: itself, then its fallbacks depth-first, each once."""
@@ -77,8 +83,8 @@ class Gateway:
                 raise ConfigError(f"model aliases fall back in a loop: {loop}",
                                   hint="remove one of these `fallbacks:` entries so the chain ends")
             if alias not in self.models:
-                raise ConfigError(f"alias '{path[-1]}' falls back to unknown alias '{alias}'; known aliases: "
-                                  f"{', '.join(sorted(self.models))}", hint="fix the name under `fallbacks:`")
+                raise unknown_alias(alias, self.models, used_by=f"the fallbacks of alias '{path[-1]}'",
+                                    error=ConfigError)
             if alias not in order:
                 order.append(alias)
             for fb in self.models[alias].fallbacks:
@@ -147,7 +153,7 @@ class Gateway:
                 else:
                     return call.answered(resp)
                 if delay is not None:
-                    time.sleep(delay)
+                    self.sleep(delay)
             raise call.exhausted()
 
     async def achat(self, request: ChatRequest) -> ChatResult:
@@ -162,7 +168,7 @@ class Gateway:
                 else:
                     return call.answered(resp)
                 if delay is not None:
-                    await asyncio.sleep(delay)
+                    await self.asleep(delay)
             raise call.exhausted()
 
     def stream(self, request: ChatRequest):

@@ -1,9 +1,14 @@
 """Streaming through the gateway: retries and fallback before the first text, spans that span the stream.
 
 `ChatStream` / `AsyncChatStream` are iterators of `StreamChunk`. Once exhausted, `.result` holds the
-`ChatResult` (text, usage, cost, attempts, trace id) and `.text` the text so far. A stream that fails
-after text was delivered raises `StreamBrokenError` (recorded on the attempt span), because
-retrying would repeat text the caller already showed.
+`ChatResult` (text, usage, cost, attempts, trace id) and `.text` the text so far.
+
+A stream that fails before any text was delivered is retried and falls back exactly like a non-streaming
+call. One that fails after text was delivered is resumed when the gateway has attempts left (`resume_streams`,
+on by default): the next attempt (a retry, or the fallback) is read silently until it has reproduced the text
+already delivered, and the stream goes on with what follows it — so a deterministic model behind a proxy that
+cuts streams loses nothing. If the new attempt's text departs from what the caller already has, or no attempt
+is left, `StreamBrokenError` is raised (recorded on the spans), since the caller cannot un-show text.
 
 The spans are opened in a private copy of the caller's context: a generator runs in its consumer's
 context, so setting the current span there would leak it into the consumer's code between chunks.
@@ -13,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Self
 
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
+from flywheel.gateway.providers.base import ProviderError, make_chunk
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult, StreamChunk, Usage
 
@@ -61,6 +66,8 @@ class _StreamBase:
         self._attempt: _Attempt | None = None
         self._ctx = contextvars.copy_context()
         self._top_token: Any = None
+        self._delivered: list[str] = []  # text handed to the consumer, across attempts
+        self._shown = 0  # its length
         self._gen = self._run()
 
     def _run(self) -> Any:
@@ -83,14 +90,51 @@ class _StreamBase:
             yield prov, alias, timeout, attempt
 
     def _failed(self, call: CallState, exc: Exception) -> float | None:
-        """Record a failed attempt; raise StreamBrokenError if text had already been delivered, else return
-        the backoff before the next attempt (None: go on to the next alias)."""
+        """Record a failed attempt and return the backoff before the next one (None: go on to the next alias).
+        Raises StreamBrokenError when text was delivered and resuming is off."""
         attempt = self._attempt
         partial = attempt.text if attempt and attempt.parts else ""
         err = call.fail(exc, partial)
-        if partial:
-            raise StreamBrokenError(self.request.model, call.failures, partial)
+        if self._shown and not self.gateway.resume_streams:
+            raise self._broken(call)
         return call.backoff(err, self.gateway.retry)
+
+    def _broken(self, call: CallState) -> StreamBrokenError:
+        return StreamBrokenError(self.request.model, call.failures, "".join(self._delivered))
+
+    def _exhausted(self, call: CallState) -> Exception:
+        """No attempt left: a GatewayError, or StreamBrokenError when the caller already has some text."""
+        if self._shown:
+            call.close_top()
+            return self._broken(call)
+        return call.exhausted()
+
+    def _to_show(self, call: CallState, attempt: _Attempt, chunk: StreamChunk) -> StreamChunk | None:
+        """`chunk` as the consumer should get it: unchanged normally; while a resumed attempt is still
+        re-producing the text already delivered, only what goes beyond it (None: nothing new yet). Raises
+        StreamBrokenError when the attempt departs from the delivered text."""
+        shown = self._shown
+        before = len(attempt.text) - len(chunk.delta) if chunk.delta else len(attempt.text)
+        if before >= shown:
+            if chunk.delta:
+                self._delivered.append(chunk.delta)
+                self._shown += len(chunk.delta)
+            return chunk
+        text = attempt.text
+        delivered = "".join(self._delivered)
+        if not delivered.startswith(text[:shown]) or (chunk.finish_reason and len(text) < shown):
+            assert call.alias is not None
+            err = ProviderError(f"the new attempt's text departs from the {shown} characters already delivered",
+                                kind="stream_diverged")
+            call.fail(err, text)
+            raise self._broken(call)
+        new = text[shown:]
+        if new:
+            self._delivered.append(new)
+            self._shown += len(new)
+        if not new and not chunk.finish_reason and chunk.usage is None:
+            return None
+        return make_chunk(new, chunk.finish_reason, chunk.usage)
 
     def _succeed(self, call: CallState) -> None:
         a = self._attempt
@@ -144,18 +188,23 @@ class ChatStream(_StreamBase):
                         failure = exc
                         break
                     if chunk is _END:
+                        if len(attempt.text) < self._shown:  # a resumed attempt that ended too early
+                            self._to_show(call, attempt, make_chunk("", "stop"))
                         self._succeed(call)  # closes the call's span too
                         return
                     attempt.take(chunk)
+                    shown = self._to_show(call, attempt, chunk)
+                    if shown is None:
+                        continue
                     try:
-                        yield chunk
+                        yield shown
                     except GeneratorExit:
                         chunks.close()
                         raise
                 delay = self._failed(call, failure)
                 if delay is not None:
-                    time.sleep(delay)
-            raise call.exhausted()
+                    self.gateway.sleep(delay)
+            raise self._exhausted(call)
         except BaseException as exc:
             self._close(call, exc)
             raise
@@ -189,21 +238,26 @@ class AsyncChatStream(_StreamBase):
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
+                        if len(attempt.text) < self._shown:
+                            self._to_show(call, attempt, make_chunk("", "stop"))
                         self._succeed(call)
                         return
                     except Exception as exc:  # noqa: BLE001 - classified by _failed
                         failure = exc
                         break
                     attempt.take(chunk)
+                    shown = self._to_show(call, attempt, chunk)
+                    if shown is None:
+                        continue
                     try:
-                        yield chunk
+                        yield shown
                     except GeneratorExit:
                         await chunks.aclose()
                         raise
                 delay = self._failed(call, failure)
                 if delay is not None:
-                    await asyncio.sleep(delay)
-            raise call.exhausted()
+                    await self.gateway.asleep(delay)
+            raise self._exhausted(call)
         except BaseException as exc:
             self._close(call, exc)
             raise

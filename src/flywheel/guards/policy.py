@@ -4,32 +4,46 @@
     inp = policy.input.run(question, ctx)                 # may block, redact (with a vault), fix, refrain
     out = policy.output.run(answer, ctx, regenerate=fn)   # may also reask (bounded) or fall back to another alias
 
-Every guard run is a span (kind "guard"). A guard whose check crashes fails closed (counts as failed) unless
-its action is log-only, where it fails open; either way the crash is recorded.
+Every guard run is a span (kind "guard") and a `GuardAction` on the outcome. A guard whose check crashes fails
+closed (counts as failed) unless its action is log-only, where it fails open; either way the crash is recorded.
+
+A guard never forwards text it did not check: text longer than a guard's `max_chars` is checked in
+overlapping windows of `max_chars` characters (every character is seen; the first failing window decides),
+and a redaction is checked again afterwards: what still fails is blocked rather than passed on.
+Checks get the services they need (the gateway an LLM judge calls) from `ctx.services`, or from the
+policy's `services` when the context has none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, build
-from flywheel.config import GuardsConfig, GuardSpec
+from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, SOURCE_ACTIONS, GuardsConfig, GuardSpec
 from flywheel.errors import ConfigError, UserError
+from flywheel.prompts.render import language_of, pick_language
 from flywheel.tracing import tracer
-from flywheel.types import CheckResult
+from flywheel.types import CheckResult, GuardAction, content_hash
 
-ACTIONS = ("block", "redact", "fix", "reask", "fallback", "refrain", "log-only")
-OUTPUT_ONLY = ("reask", "fallback")
-SOURCE_ACTIONS = ("drop", "block", "refrain", "log-only")  # the `sources:` stage, on retrieved context
+ACTIONS = GUARD_ACTIONS  # one list: flywheel.yaml is checked against it when it loads
+OUTPUT_ONLY = OUTPUT_ONLY_ACTIONS
 POLICY_KEYS = {"check", "on_fail", "max_reasks", "message", "fallback", "max_chars"}
-DEFAULT_BLOCK = "Sorry, I can't help with that request."
-DEFAULT_REFRAIN = "I don't know."
+MESSAGES = {
+    "block": {"en": "Sorry, I can't help with that request.", "zh": "抱歉，我无法协助处理这个请求。"},
+    "refrain": {"en": "I don't know.", "zh": "我不知道。"},
+}
+DEFAULT_BLOCK = MESSAGES["block"]["en"]
+DEFAULT_REFRAIN = MESSAGES["refrain"]["en"]
 DEFAULT_MAX_CHARS = 100_000
+WINDOW_OVERLAP = 1_000  # characters shared by consecutive windows, so a phrase on a boundary is seen whole
 
 # regenerate(feedback, alias) -> new output text; alias is None for a re-ask on the same model
 Regenerate = Callable[[str, "str | None"], str]
+Message = str | Mapping[str, str] | None  # one message, or one per language ({en: …, zh: …})
 
 
 @dataclass
@@ -37,13 +51,22 @@ class Guard:
     check: Check
     on_fail: str = "block"
     max_reasks: int = 1
-    message: str | None = None
+    message: Message = None
     fallback: str | None = None
-    max_chars: int = DEFAULT_MAX_CHARS  # longer text is cut before checking (never sent whole to a slow detector)
+    max_chars: int = DEFAULT_MAX_CHARS  # longer text is checked in windows of this size
 
     @property
     def name(self) -> str:
         return self.check.name
+
+    def stop_message(self, action: str, language: str) -> str:
+        """The message shown when this guard stops an answer, in the user's language when it has one."""
+        message = self.message
+        if isinstance(message, str) and message:
+            return message
+        if isinstance(message, Mapping) and message:
+            return pick_language(message, language)
+        return pick_language(MESSAGES["refrain" if action == "refrain" else "block"], language)
 
 
 @dataclass
@@ -55,47 +78,64 @@ class GuardOutcome:
     results: list[CheckResult] = field(default_factory=list)
     vault: dict[str, str] = field(default_factory=dict)  # placeholder -> original, to restore in the response
     reasks: int = 0
+    actions: list[GuardAction] = field(default_factory=list)  # what each guard did, in order
 
     @property
     def refused(self) -> bool:
         return self.action in ("block", "refrain")
 
 
+def windows(text: str, size: int) -> list[tuple[int, str]]:
+    """(start, piece) covering all of `text` in pieces of at most `size` characters, overlapping a little."""
+    size = max(1, size)
+    if len(text) <= size:
+        return [(0, text)]
+    overlap = min(WINDOW_OVERLAP, size // 4)
+    step = size - overlap
+    return [(start, text[start:start + size]) for start in range(0, len(text) - overlap, step)]
+
+
 class GuardPipeline:
-    def __init__(self, guards: list[Guard], stage: str):
-        self.guards, self.stage = guards, stage
+    def __init__(self, guards: list[Guard], stage: str, services: Any = None):
+        self.guards, self.stage, self.services = guards, stage, services
 
     def __bool__(self) -> bool:
         return bool(self.guards)
 
     def run(self, text: str, ctx: CheckContext | None = None, regenerate: Regenerate | None = None) -> GuardOutcome:
-        ctx = ctx or CheckContext()
+        ctx = self._context(ctx)
         outcome = GuardOutcome(text=_as_text(text))
+        language = language_of(ctx.input or outcome.text)
         i = 0
         while i < len(self.guards):
             guard = self.guards[i]
             result = self._check(guard, outcome.text, ctx)
             outcome.results.append(result)
             if result.passed or (result.error and guard.on_fail == "log-only"):
+                self._record(outcome, guard, result, "pass" if result.passed else "log-only")
                 i += 1
                 continue
             action = guard.on_fail if not result.error else _closed(guard.on_fail)
             outcome.action = action
+            self._record(outcome, guard, result, action)
             if action == "log-only":
                 i += 1
-            elif action == "block":
-                return self._stop(outcome, guard.message or DEFAULT_BLOCK, "block")
-            elif action == "refrain":
-                return self._stop(outcome, guard.message or DEFAULT_REFRAIN, "refrain")
+            elif action in ("block", "refrain"):
+                return self._stop(outcome, guard.stop_message(action, language), action)
             elif action == "redact":
                 outcome.text = self._redact(guard, outcome.text, outcome.vault)
+                again = self._check(guard, outcome.text, ctx)  # what the redaction missed is not passed on
+                if not again.passed:
+                    outcome.results.append(again)
+                    self._record(outcome, guard, again, "block")
+                    return self._stop(outcome, guard.stop_message("block", language), "block")
                 i += 1
             elif action == "fix":
                 outcome.text = _as_text(guard.check.fix(outcome.text, result))  # type: ignore[attr-defined]
                 i += 1
             elif action in OUTPUT_ONLY:
                 if regenerate is None or outcome.reasks >= guard.max_reasks:
-                    return self._stop(outcome, guard.message or DEFAULT_REFRAIN, "refrain")
+                    return self._stop(outcome, guard.stop_message("refrain", language), "refrain")
                 outcome.reasks += 1
                 feedback = f"Your previous answer failed the `{guard.name}` check: {result.reason}. Answer again."
                 alias = guard.fallback if action == "fallback" else None
@@ -105,10 +145,22 @@ class GuardPipeline:
                 i = 0  # the new output goes through every output guard again
         return outcome
 
+    def _context(self, ctx: CheckContext | None) -> CheckContext:
+        ctx = ctx or CheckContext()
+        if ctx.services is None and self.services is not None:
+            ctx = dataclasses.replace(ctx, services=self.services)
+        return ctx
+
+    def _record(self, outcome: GuardOutcome, guard: Guard, result: CheckResult, action: str) -> None:
+        outcome.actions.append(GuardAction(stage=self.stage, check=guard.name, action=action,  # type: ignore[arg-type]
+                                           passed=result.passed, reason=result.reason or result.error or ""))
+
     def _check(self, guard: Guard, text: str, ctx: CheckContext) -> CheckResult:
-        with tracer.span(f"guard.{guard.name}", kind="guard", inputs={"stage": self.stage, "chars": len(text)},
+        parts = windows(text, guard.max_chars)
+        with tracer.span(f"guard.{guard.name}", kind="guard",
+                         inputs={"stage": self.stage, "chars": len(text), "windows": len(parts)},
                          **{"flywheel.guard.check": guard.name, "flywheel.guard.on_fail": guard.on_fail}) as sp:
-            result = guard.check.run(text[: guard.max_chars], ctx)
+            result = check_windows(guard.check, parts, ctx)
             action = "pass" if result.passed else guard.on_fail
             if result.error:
                 action = "log-only" if guard.on_fail == "log-only" else _closed(guard.on_fail)
@@ -130,6 +182,21 @@ class GuardPipeline:
         return outcome
 
 
+def check_windows(check: Check, parts: list[tuple[int, str]], ctx: CheckContext) -> CheckResult:
+    """Run `check` on each window; the first failing (or crashed) window decides, else every window passed."""
+    worst: CheckResult | None = None
+    for start, piece in parts:
+        result = check.run(piece, ctx)
+        if len(parts) > 1:
+            result.details = {**result.details, "window": [start, start + len(piece)], "windows": len(parts)}
+        if not result.passed or result.error:
+            return result
+        if worst is None or result.score < worst.score:
+            worst = result
+    assert worst is not None
+    return worst
+
+
 @dataclass
 class SourcesOutcome:
     keep: list[int]  # indices of the sources that may be shown to the model
@@ -137,11 +204,13 @@ class SourcesOutcome:
     passed: bool = True  # False when a block / refrain guard stopped the whole answer
     action: str | None = None
     message: str | None = None
+    actions: list[GuardAction] = field(default_factory=list)
 
 
 class SourcesPipeline:
     """Guards on retrieved context (documents, tool results): each check's `flag_sources` names the sources
-    carrying hidden instructions; `drop` removes them, block / refrain stop the answer, log-only records."""
+    carrying hidden instructions; `drop` removes them, block / refrain stop the answer, log-only records.
+    A source longer than the guard's `max_chars` is scanned in windows; any flagged window flags it."""
 
     def __init__(self, guards: list[Guard]):
         self.guards = guards
@@ -149,54 +218,82 @@ class SourcesPipeline:
     def __bool__(self) -> bool:
         return bool(self.guards)
 
-    def run(self, sources: list[str]) -> SourcesOutcome:
+    def run(self, sources: list[str], language: str = "en") -> SourcesOutcome:
         outcome = SourcesOutcome(keep=list(range(len(sources))))
         for guard in self.guards:
-            shown = [sources[i][: guard.max_chars] for i in outcome.keep]
-            with tracer.span(f"guard.{guard.name}", kind="guard", inputs={"stage": "sources", "sources": len(shown)},
+            pieces: list[str] = []
+            owner: list[int] = []
+            for i in outcome.keep:
+                for _, piece in windows(sources[i], guard.max_chars):
+                    pieces.append(piece)
+                    owner.append(i)
+            with tracer.span(f"guard.{guard.name}", kind="guard",
+                             inputs={"stage": "sources", "sources": len(outcome.keep), "windows": len(pieces)},
                              **{"flywheel.guard.check": guard.name, "flywheel.guard.on_fail": guard.on_fail}) as sp:
                 try:
-                    flagged = [outcome.keep[i] for i in guard.check.flag_sources(shown)]  # type: ignore[attr-defined]
+                    hits = guard.check.flag_sources(pieces)  # type: ignore[attr-defined]
+                    flagged = sorted({owner[j] for j in hits})
                 except Exception as exc:  # noqa: BLE001 - fail closed unless log-only, and record it
-                    sp.record_error(f"guard crashed: {type(exc).__name__}: {exc}")
-                    flagged, action = [], ("log-only" if guard.on_fail == "log-only" else "block")
+                    error = f"guard crashed: {type(exc).__name__}: {exc}"
+                    sp.record_error(error)
+                    action = "log-only" if guard.on_fail == "log-only" else "block"
+                    outcome.actions.append(GuardAction(stage="sources", check=guard.name, action=action,
+                                                       passed=False, reason=error))
                     if action == "block":
-                        return self._stop(outcome, guard, "block", sp)
+                        return self._stop(outcome, guard, "block", sp, language)
                     sp.set(outputs={"flagged": []}, **{"flywheel.guard.action": action})
                     continue
                 action = guard.on_fail if flagged else "pass"
                 sp.set(outputs={"flagged": flagged}, **{"flywheel.guard.action": action})
+                reason = f"instructions found in source(s) {', '.join(str(i + 1) for i in flagged)}" if flagged else ""
+                outcome.actions.append(GuardAction(stage="sources", check=guard.name, action=action,
+                                                   passed=not flagged, reason=reason))
                 if not flagged:
                     continue
                 outcome.action = action
                 if action in ("block", "refrain"):
-                    return self._stop(outcome, guard, action, sp)
+                    return self._stop(outcome, guard, action, sp, language)
                 if action == "drop":
                     outcome.dropped += flagged
                     outcome.keep = [i for i in outcome.keep if i not in flagged]
         return outcome
 
     @staticmethod
-    def _stop(outcome: SourcesOutcome, guard: Guard, action: str, sp: Any) -> SourcesOutcome:
-        default = DEFAULT_BLOCK if action == "block" else DEFAULT_REFRAIN
-        outcome.passed, outcome.action, outcome.message = False, action, guard.message or default
+    def _stop(outcome: SourcesOutcome, guard: Guard, action: str, sp: Any, language: str) -> SourcesOutcome:
+        outcome.passed, outcome.action = False, action
+        outcome.message = guard.stop_message(action, language)
         sp.set(**{"flywheel.guard.action": action})
         return outcome
 
 
 class GuardPolicy:
     def __init__(self, input: GuardPipeline | None = None, output: GuardPipeline | None = None,
-                 sources: SourcesPipeline | None = None):
+                 sources: SourcesPipeline | None = None, *, services: Any = None):
         self.input = input or GuardPipeline([], "input")
         self.output = output or GuardPipeline([], "output")
         self.sources = sources or SourcesPipeline([])
+        if services is not None:
+            self.input.services = self.output.services = services
+
+    def __bool__(self) -> bool:
+        return bool(self.input or self.output or self.sources)
+
+    @property
+    def version(self) -> str:
+        """A stable hash of every guard (check definition, action, limits, messages): part of the cache key,
+        since a different policy can change what the app answers."""
+        stages = {"input": self.input.guards, "output": self.output.guards, "sources": self.sources.guards}
+        blob = {stage: [[g.check.spec(), g.on_fail, g.max_reasks, g.message, g.fallback, g.max_chars]
+                        for g in guards] for stage, guards in stages.items()}
+        return content_hash(json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False))
 
     @classmethod
-    def from_config(cls, config: GuardsConfig | dict | None,
-                    where: Callable[..., str] | None = None, aliases: set[str] | None = None) -> GuardPolicy:
-        """Build and validate; every mistake is a ConfigError naming file:line (via `where(stage, i, key)`)."""
+    def from_config(cls, config: GuardsConfig | dict | None, where: Callable[..., str] | None = None,
+                    aliases: set[str] | None = None, *, services: Any = None) -> GuardPolicy:
+        """Build and validate; every mistake is a ConfigError naming file:line (via `where(stage, i, key)`).
+        `services` (e.g. Services(gateway=…)) is what LLM checks use when a run's context brings none."""
         if config is None:
-            return cls()
+            return cls(services=services)
         if isinstance(config, dict):
             config = GuardsConfig.model_validate(config)
         loc = where or (lambda *p: None)
@@ -204,6 +301,7 @@ class GuardPolicy:
             GuardPipeline([_build(s, "input", i, loc, aliases) for i, s in enumerate(config.input)], "input"),
             GuardPipeline([_build(s, "output", i, loc, aliases) for i, s in enumerate(config.output)], "output"),
             SourcesPipeline([_build(s, "sources", i, loc, aliases) for i, s in enumerate(config.sources)]),
+            services=services,
         )
 
 
@@ -218,8 +316,10 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
            aliases: set[str] | None) -> Guard:
     raw: dict[str, Any] = spec.model_dump()
     action = raw["on_fail"]
+    message = _message(raw.get("message"), stage, i, where)
+    max_chars = _max_chars(raw.get("max_chars", DEFAULT_MAX_CHARS), stage, i, where)
     if stage == "sources":
-        return _build_source_guard(spec, raw, i, where)
+        return _build_source_guard(spec, raw, i, where, message, max_chars)
     if action not in ACTIONS:
         raise ConfigError(f"unknown on_fail action `{action}` for guard `{spec.check}`",
                           where=where(stage, i, "on_fail"), hint=f"use one of: {', '.join(ACTIONS)}")
@@ -252,11 +352,12 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
     if not isinstance(max_reasks, int) or not 0 <= max_reasks <= 5:
         raise ConfigError(f"max_reasks must be a whole number from 0 to 5, not {max_reasks!r}",
                           where=where(stage, i, "max_reasks"), hint="bounded re-asks keep cost predictable")
-    return Guard(check=check, on_fail=action, max_reasks=max_reasks, message=raw.get("message"),
-                 fallback=fallback, max_chars=int(raw.get("max_chars", DEFAULT_MAX_CHARS)))
+    return Guard(check=check, on_fail=action, max_reasks=max_reasks, message=message, fallback=fallback,
+                 max_chars=max_chars)
 
 
-def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Callable[..., str | None]) -> Guard:
+def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Callable[..., str | None],
+                        message: Message, max_chars: int) -> Guard:
     action = raw["on_fail"]
     if action not in SOURCE_ACTIONS:
         raise ConfigError(f"on_fail `{action}` does not apply to retrieved sources (guard `{spec.check}`)",
@@ -269,8 +370,25 @@ def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Cal
     if not callable(getattr(check, "flag_sources", None)):
         raise ConfigError(f"check `{spec.check}` cannot scan retrieved sources", where=where("sources", i, "check"),
                           hint="source guards need a check that flags sources, such as injection")
-    return Guard(check=check, on_fail=action, message=raw.get("message"),
-                 max_chars=int(raw.get("max_chars", DEFAULT_MAX_CHARS)))
+    return Guard(check=check, on_fail=action, message=message, max_chars=max_chars)
+
+
+def _message(value: Any, stage: str, i: int, where: Callable[..., str | None]) -> Message:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and value and all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in value.items()):
+        return dict(value)
+    raise ConfigError(f"guard `message` must be text or a mapping of language to text, not {value!r}",
+                      where=where(stage, i, "message"), hint='for example message: {en: "Not here.", zh: "不行。"}')
+
+
+def _max_chars(value: Any, stage: str, i: int, where: Callable[..., str | None]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 100:
+        raise ConfigError(f"max_chars must be a whole number of at least 100, not {value!r}",
+                          where=where(stage, i, "max_chars"),
+                          hint="longer text is checked in windows of max_chars characters (default 100000)")
+    return value
 
 
 def _closed(action: str) -> str:

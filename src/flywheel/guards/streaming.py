@@ -11,37 +11,33 @@ stop it like `block`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 from flywheel.checks.base import CheckContext
 from flywheel.guards.policy import DEFAULT_BLOCK, GuardOutcome, GuardPipeline
+from flywheel.text import complete_sentences
+from flywheel.types import GuardAction
 
-# A sentence ends at . ! ? followed by space/end, at Chinese/Japanese sentence punctuation, or at a newline.
-_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|[。！？；]+[”」』）]*|\n+")
-
-
-def _split(buffer: str) -> tuple[list[str], str]:
-    sentences, start = [], 0
-    for m in _END.finditer(buffer):
-        sentences.append(buffer[start:m.end()])
-        start = m.end()
-    return sentences, buffer[start:]
+# Sentences are released once complete (flywheel.text's splitter: "e.g. this" and "3.5" stay whole).
+_split = complete_sentences
 
 
 WINDOW = 1000  # characters of already released text checked again with each new sentence
 
 
-def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckContext) -> tuple[str, str | None]:
+def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckContext,
+           record: list[GuardAction]) -> tuple[str, str | None]:
     """(text to release, stop message or None). The sentence is checked alone (its redact / fix applies),
     then with the tail of what was already released, so a leak spread over short sentences is still caught."""
     if not sentence.strip():
         return sentence, None
     outcome: GuardOutcome = pipeline.run(sentence, ctx)  # no regenerate: reask/fallback end as refrain
+    record.extend(outcome.actions)
     if not outcome.passed:
         return "", outcome.message or DEFAULT_BLOCK
     if released.strip():
         window = pipeline.run(released[-WINDOW:] + outcome.text, ctx)
+        record.extend(window.actions)
         if not window.passed:
             return "", window.message or DEFAULT_BLOCK
     return outcome.text, None
@@ -50,8 +46,9 @@ def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckCont
 class _Release:
     """Sentence buffer shared by the sync and async generators: feed deltas, get what may be shown."""
 
-    def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None):
+    def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None, record: list[GuardAction] | None):
         self.pipeline, self.ctx = pipeline, ctx or CheckContext()
+        self.record: list[GuardAction] = [] if record is None else record
         self.buffer = self.released = ""
         self.stopped = False
 
@@ -67,7 +64,7 @@ class _Release:
     def _release(self, sentences: list[str]) -> list[str]:
         out = []
         for sentence in sentences:
-            text, stop = _check(self.pipeline, sentence, self.released, self.ctx)
+            text, stop = _check(self.pipeline, sentence, self.released, self.ctx, self.record)
             if stop:
                 self.stopped = True
                 out.append(("\n" if self.released else "") + stop)
@@ -77,9 +74,11 @@ class _Release:
         return out
 
 
-def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckContext | None = None) -> Iterator[str]:
-    """Yield checked sentences from a stream of text deltas; stop with the policy message on a failure."""
-    state = _Release(pipeline, ctx)
+def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckContext | None = None,
+                 record: list[GuardAction] | None = None) -> Iterator[str]:
+    """Yield checked sentences from a stream of text deltas; stop with the policy message on a failure.
+    Every guard action taken is appended to `record` when given."""
+    state = _Release(pipeline, ctx, record)
     it = iter(deltas)
     try:
         for delta in it:
@@ -94,8 +93,9 @@ def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckConte
 
 
 async def aguard_stream(deltas: AsyncIterable[str], pipeline: GuardPipeline,
-                        ctx: CheckContext | None = None) -> AsyncIterator[str]:
-    state = _Release(pipeline, ctx)
+                        ctx: CheckContext | None = None, record: list[GuardAction] | None = None
+                        ) -> AsyncIterator[str]:
+    state = _Release(pipeline, ctx, record)
     it = deltas.__aiter__()
     try:
         async for delta in it:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from flywheel.config import ModelAlias
 from flywheel.errors import UserError
+from flywheel.text import detect_language
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _OPEN_OR_CLOSE = re.compile(r"\{\{|\}\}")
@@ -22,10 +23,6 @@ SourceStyle = Literal["xml", "markdown"]
 # Model families that read XML-tagged context best; every other family gets Markdown sections.
 XML_FAMILIES = frozenset({"anthropic", "claude"})
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
-_LATIN = re.compile(r"[A-Za-z]+")
 
 
 def placeholders(template: str) -> list[str]:
@@ -120,19 +117,8 @@ def format_sources(items: Sequence[SourceItem], block: str, style: SourceStyle, 
 
 
 def language_of(text: str) -> str:
-    """A coarse language code for choosing messages: zh, ja, ko or en (the default for everything else)."""
-    han = len(_HAN.findall(text))
-    kana = len(_KANA.findall(text))
-    hangul = len(_HANGUL.findall(text))
-    latin_words = len(_LATIN.findall(text))
-    if kana and kana + han >= latin_words:
-        return "ja"
-    if hangul and hangul >= latin_words:
-        return "ko"
-    # A Chinese question often names an English term ("如何配置 fallbacks？"): count characters against words.
-    if han and han >= latin_words:
-        return "zh"
-    return "en"
+    """The language to answer `text` in: `flywheel.text.detect_language`, English when it has no letters."""
+    return detect_language(text) or "en"
 
 
 def pick_language(messages: Mapping[str, str], language: str, default: str = "en") -> str:

@@ -1,6 +1,12 @@
 """Structure-aware chunking: headings → paragraphs → sentences (Chinese 。！？； included), packed up to
 `chunk_tokens` tokens of the embedder's own tokenizer, with about `overlap` tokens repeated between
-consecutive chunks of a section. Chunk ids are content hashes, so re-chunking unchanged text gives the same ids."""
+consecutive chunks of a section. Chunk ids are content hashes, so re-chunking unchanged text gives the same ids.
+
+Fenced code blocks are one unit: never cut by a blank line inside them, and a block too long for one chunk is
+cut between lines with each piece re-fenced, so no chunk holds half a fence. `#` lines inside code are not
+headings; heading text loses its Markdown markup. When a document records `line_start` (the file line its text
+starts on: plain-text sources), every chunk records the file lines it spans (`metadata["lines"] = [a, b]`)
+and its location ends with "lines a–b", so a citation points into a long file."""
 
 from __future__ import annotations
 
@@ -8,12 +14,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from flywheel.retrieval.loaders.base import clean_inline
+from flywheel.text import sentence_spans, sentences_with_separators, split_sentences
 from flywheel.types import Chunk, Document, content_hash
 
-# Sentence ends: CJK punctuation (Chinese puts no space after it), ASCII . ! ? ; : before whitespace, or a line end.
-_SENTENCE_END = re.compile(r"[。！？；…]+[”」』）\"'’)]*|[.!?;:]+[\"'’)\]]*(?=\s|$)|\n")
+__all__ = ["Chunker", "approximate_tokens", "sentences_with_separators", "split_by_characters", "split_sentences"]
+
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
-_PARAGRAPH = re.compile(r"\n[ \t]*\n+")
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 Splitter = Callable[[str, int], list[str]]  # hard split of one over-long sentence into pieces of ≤ n tokens
@@ -24,29 +32,44 @@ class _Unit:
     text: str
     tokens: int
     joiner: str  # what goes before it when it follows another unit: "\n\n" (new paragraph) or " " / ""
+    start: int = 0  # offset of the unit in its section body
+    end: int = 0
 
 
-def split_sentences(text: str) -> list[str]:
-    return [s for s, _ in sentences_with_separators(text)]
+@dataclass
+class _Section:
+    path: list[str]
+    body: str
+    line: int  # 0-based line of the body's first character in the document text
 
 
-def sentences_with_separators(text: str) -> list[tuple[str, str]]:
-    """[(sentence, the whitespace that preceded it: "" | " " | "\n")]; joining them rebuilds the text."""
-    out: list[tuple[str, str]] = []
-    start = 0
-    between = ""  # whitespace since the end of the previous sentence
-    for end in [*(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]:
-        raw = text[start:end]
-        piece = raw.strip()
-        start = end
-        if not piece:
-            between += raw
-            continue
-        between += raw[: len(raw) - len(raw.lstrip())]
-        gap = "\n" if "\n" in between else (" " if between else "")
-        out.append((piece, gap if out else ""))
-        between = raw[len(raw.rstrip()):]
-    return out
+def paragraph_spans(body: str) -> list[tuple[int, int]]:
+    """(start, end) of the paragraphs of `body`: blank-line separated, a fenced code block always whole."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    in_fence = False
+    pos = last = 0
+    for line in body.split("\n"):
+        end = pos + len(line)
+        if _FENCE.match(line):
+            if not in_fence and start is not None:
+                spans.append((start, last))  # a fence opens a paragraph of its own
+                start = None
+            in_fence = not in_fence
+        if line.strip() or in_fence:
+            if start is None:
+                start = pos
+            last = end
+            if _FENCE.match(line) and not in_fence:  # the closing fence ends the code paragraph
+                spans.append((start, last))
+                start = None
+        elif start is not None:
+            spans.append((start, last))
+            start = None
+        pos = end + 1
+    if start is not None:
+        spans.append((start, last))
+    return spans
 
 
 class Chunker:
@@ -63,11 +86,20 @@ class Chunker:
 
     def chunk(self, doc: Document) -> list[Chunk]:
         base_location = doc.metadata.get("location")
+        line_start = doc.metadata.get("line_start")
         chunks: list[Chunk] = []
-        for heading_path, body in self._sections(doc.text):
-            location = " > ".join([p for p in [base_location, *heading_path] if p]) or None
-            for text in self._pack(self._units(body)):
-                chunks.append(self._make(doc, text, location, len(chunks)))
+        for section in self._sections(doc.text):
+            location = " > ".join([p for p in [base_location, *section.path] if p]) or None
+            for units in self._pack(self._units(section.body)):
+                meta: dict = {}
+                where = location
+                if isinstance(line_start, int):
+                    first = line_start + section.line + section.body.count("\n", 0, units[0].start)
+                    last = line_start + section.line + section.body.count("\n", 0, units[-1].end)
+                    meta["lines"] = [first, last]
+                    span = f"line {first}" if first == last else f"lines {first}–{last}"
+                    where = f"{location}, {span}" if location else span
+                chunks.append(self._make(doc, self._join(units), where, len(chunks), meta))
         seen: set[str] = set()
         unique = []
         for c in chunks:  # the same text twice in one document is one chunk
@@ -80,56 +112,101 @@ class Chunker:
 
     # ---------------------------------------------------------------- structure
 
-    def _sections(self, text: str) -> list[tuple[list[str], str]]:
-        """Split on Markdown-style heading lines found in the text itself (loaders already split Markdown)."""
-        out: list[tuple[list[str], str]] = []
+    def _sections(self, text: str) -> list[_Section]:
+        """Split on Markdown-style heading lines found in the text itself (loaders already split Markdown);
+        `#` lines inside fenced code are code."""
+        out: list[_Section] = []
         path: list[tuple[int, str]] = []
         body: list[str] = []
-        for line in text.splitlines():
-            m = _HEADING.match(line)
+        body_line = 0
+        in_fence = False
+
+        def flush() -> None:
+            joined = "\n".join(body)
+            if joined.strip():
+                lead = len(joined) - len(joined.lstrip())
+                out.append(_Section([t for _, t in path], joined.strip(), body_line + joined.count("\n", 0, lead)))
+
+        for i, line in enumerate(text.split("\n")):
+            if _FENCE.match(line):
+                in_fence = not in_fence
+            m = None if in_fence else _HEADING.match(line)
             if not m:
                 body.append(line)
                 continue
-            if "\n".join(body).strip():
-                out.append(([t for _, t in path], "\n".join(body).strip()))
-            body = []
+            flush()
+            body, body_line = [], i + 1
             level = len(m.group(1))
             while path and path[-1][0] >= level:
                 path.pop()
-            path.append((level, m.group(2).strip()))
-        if "\n".join(body).strip():
-            out.append(([t for _, t in path], "\n".join(body).strip()))
+            path.append((level, clean_inline(m.group(2))))
+        flush()
         return out
 
     def _units(self, body: str) -> list[_Unit]:
-        """Paragraphs that fit, else their sentences, else hard pieces of over-long sentences."""
-        paragraphs = [p.strip() for p in _PARAGRAPH.split(body) if p.strip()]
+        """Paragraphs that fit, else their sentences, else hard pieces of over-long sentences; code blocks whole,
+        or cut between lines and re-fenced."""
+        spans = paragraph_spans(body)
+        paragraphs = [body[a:b] for a, b in spans]
         counts = self.count(paragraphs)
         units: list[_Unit] = []
-        for para, n in zip(paragraphs, counts, strict=True):
+        for (a, b), para, n in zip(spans, paragraphs, counts, strict=True):
             if n <= self.size:
-                units.append(_Unit(para, n, "\n\n"))
+                units.append(_Unit(para, n, "\n\n", a, b))
                 continue
-            pairs = sentences_with_separators(para)
-            for j, ((sent, gap), m) in enumerate(zip(pairs, self.count([p for p, _ in pairs]), strict=True)):
-                joiner = "\n\n" if j == 0 else gap
+            if _FENCE.match(para):
+                units.extend(self._code_pieces(para, a))
+                continue
+            pieces = [(a + s, a + e) for s, e in sentence_spans(para)]
+            for j, ((s, e), m) in enumerate(zip(pieces, self.count([body[s:e] for s, e in pieces]), strict=True)):
+                sent = body[s:e]
+                joiner = "\n\n" if j == 0 else ("\n" if "\n" in body[pieces[j - 1][1]:s] else " ")
                 if m <= self.size:
-                    units.append(_Unit(sent, m, joiner))
+                    units.append(_Unit(sent, m, joiner, s, e))
                     continue
-                pieces = self.hard_split(sent, self.size)
-                for k, (piece, c) in enumerate(zip(pieces, self.count(pieces), strict=True)):
-                    units.append(_Unit(piece, c, joiner if k == 0 else _gap(pieces[k - 1], piece)))
+                hard = self.hard_split(sent, self.size)
+                for k, (piece, c) in enumerate(zip(hard, self.count(hard), strict=True)):
+                    units.append(_Unit(piece, c, joiner if k == 0 else _gap(hard[k - 1], piece), s, e))
         return units
 
-    def _pack(self, units: list[_Unit]) -> list[str]:
+    def _code_pieces(self, block: str, offset: int) -> list[_Unit]:
+        """An over-long fenced block cut between lines; every piece opens and closes its own fence."""
+        lines = block.split("\n")
+        fence, close = lines[0].strip(), lines[0].strip()[:3]
+        inner = lines[1:-1] if len(lines) > 1 and _FENCE.match(lines[-1]) else lines[1:]
+        units: list[_Unit] = []
+        piece: list[str] = []
+        start = pos = offset + len(lines[0]) + 1
+
+        def flush(end: int) -> None:
+            text = "\n".join([fence, *piece, close])
+            units.append(_Unit(text, self.count([text])[0], "\n\n", start, end))
+
+        for line in inner:
+            if piece and self.count(["\n".join([fence, *piece, line, close])])[0] > self.size:
+                flush(pos - 1)
+                piece, start = [], pos
+            if self.count([f"{fence}\n{line}\n{close}"])[0] > self.size:  # one line longer than a chunk
+                for part in self.hard_split(line, max(8, self.size - self.count([f"{fence}\n{close}"])[0])):
+                    piece = [part]
+                    flush(pos + len(line))
+                piece, start = [], pos + len(line) + 1
+            else:
+                piece.append(line)
+            pos += len(line) + 1
+        if piece:
+            flush(offset + len(block))
+        return units
+
+    def _pack(self, units: list[_Unit]) -> list[list[_Unit]]:
         """Greedy packing; each new chunk starts with the trailing units of the previous one (≤ overlap)."""
-        texts: list[str] = []
+        texts: list[list[_Unit]] = []
         current: list[_Unit] = []
         total = 0
         fresh = 0  # units in `current` that are not overlap from the previous chunk
         for u in units:
             if current and total + u.tokens > self.size:
-                texts.append(self._join(current))
+                texts.append(current)
                 carried: list[_Unit] = []
                 carried_tokens = 0
                 for prev in reversed(current):
@@ -142,7 +219,7 @@ class Chunker:
             total += u.tokens
             fresh += 1
         if current and fresh:
-            texts.append(self._join(current))
+            texts.append(current)
         return texts
 
     @staticmethod
@@ -153,8 +230,8 @@ class Chunker:
         return out
 
     @staticmethod
-    def _make(doc: Document, text: str, location: str | None, ordinal: int) -> Chunk:
-        meta = {k: v for k, v in doc.metadata.items() if k != "location"}
+    def _make(doc: Document, text: str, location: str | None, ordinal: int, extra: dict) -> Chunk:
+        meta = {k: v for k, v in doc.metadata.items() if k != "location"} | extra
         if doc.title:
             meta["title"] = doc.title
         return Chunk(id=content_hash(doc.id, text), doc_id=doc.id, text=text, source=doc.source,

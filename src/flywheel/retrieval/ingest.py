@@ -25,14 +25,17 @@ from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, walk
 from flywheel.retrieval.retriever import check_tenant, open_index
-from flywheel.retrieval.tokenize import TOKENIZER_VERSION, detect_language, keyword_tokens
+from flywheel.retrieval.tokenize import TOKENIZER_VERSION, keyword_tokens
+from flywheel.text import detect_language
+from flywheel.text.secrets import scrub_secrets
 from flywheel.tracing import tracer
 from flywheel.types import Chunk, Document, content_hash
 
-CHUNKER_VERSION = "1"
+CHUNKER_VERSION = "2"  # 2: boilerplate dropped, code blocks whole, line ranges
 BATCH_CHUNKS = 256
 HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
 
+LINK_OUTSIDE = "symbolic link to outside the ingested folder (pass --follow-links to index what it points to)"
 Progress = Callable[[int, int, str, int], None]  # (files done, files total, current source, chunks added so far)
 
 
@@ -48,6 +51,7 @@ class IngestSummary:
     removed_files: list[str] = field(default_factory=list)  # by sync
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    boilerplate: dict[str, int] = field(default_factory=dict)  # page boilerplate lines dropped, by kind
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,8 +82,9 @@ def source_name(path: Path, root: Path | None) -> str:
 
 class Ingestor:
     def __init__(self, index: Index, embedder: Embedder | None, config: RetrievalConfig,
-                 options: LoadOptions | None = None, root: Path | None = None):
+                 options: LoadOptions | None = None, root: Path | None = None, follow_links: bool = False):
         self.index = index
+        self.follow_links = follow_links
         self.embedder = embedder
         self.options = options or LoadOptions()
         self.root = root
@@ -104,7 +109,7 @@ class Ingestor:
         for p in roots:
             if not p.exists():
                 raise UserError(f"no such file or folder: {p}", hint="check the path passed to `flywheel ingest`")
-        files = list(dict.fromkeys(f for p in roots for f in walk(p)))
+        files = list(dict.fromkeys(f for p in roots for f in self._walk(p, summary)))
         seen: set[str] = set()
         for i, path in enumerate(files):
             source = source_name(path, self.root)
@@ -125,6 +130,20 @@ class Ingestor:
         self.index.invalidate(tenant)
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
+
+    def _walk(self, root: Path, summary: IngestSummary) -> Iterable[Path]:
+        """The files under `root`; without `follow_links`, a symbolic link leading outside `root` (to
+        /etc/shadow, ~/.ssh …) is skipped with a reason instead of being read."""
+        top = root.resolve()
+        for path in walk(root, self.follow_links):
+            target = path.resolve()
+            if self.follow_links or path == root or target == top or top in target.parents:
+                yield path
+                continue
+            link = path.absolute()
+            base = self.root.absolute() if self.root is not None else None
+            shown = link.relative_to(base).as_posix() if base is not None and base in link.parents else str(link)
+            summary.skipped.append((shown, LINK_OUTSIDE))
 
     def _file(self, path: Path, source: str, tenant: str, summary: IngestSummary, progress: Progress | None,
               i: int, n: int) -> str:
@@ -148,6 +167,8 @@ class Ingestor:
                     summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
             return f"skipped: {reason}"
         summary.warnings.extend((source, w) for w in loaded.warnings)
+        for kind, count in loaded.dropped.items():
+            summary.boilerplate[kind] = summary.boilerplate.get(kind, 0) + count
         resume = bool(state and state["status"] == "partial" and state["file_hash"] == file_hash
                       and state["settings"] == self.settings)
         done = self.index.doc_ids(tenant, source) if resume else set()
@@ -170,11 +191,11 @@ class Ingestor:
                     self.index.set_file_state(conn, tenant, source, file_hash=file_hash, settings=self.settings,
                                               status="partial", size=size, docs=n_docs, chunks=0)
                 self.index.put_embeddings(conn, self.model, vectors)
-                self.index.insert_chunks(conn, rows)
+                added = self.index.insert_chunks(conn, rows)  # ids already there (a concurrent run) are skipped
                 if last:
                     count = self.index.count_source(conn, tenant, source)
                     self.index.set_file_state(conn, tenant, source, status="complete", chunks=count)
-            summary.chunks_added += len(rows)
+            summary.chunks_added += added
             progress()
 
     def _batches(self, docs: list[Document]) -> Iterable[list[tuple[Document, list[Chunk]]]]:
@@ -196,15 +217,21 @@ class Ingestor:
         texts: dict[str, str] = {}
         now = time.time()
         for doc, chunks in batch:
+            # A credential in a document is never indexed: anyone who can ask could have it quoted back.
+            title = scrub_secrets(doc.title) if doc.title else doc.title
             for c in chunks:
-                full = embedding_text(doc.title, c.location, c.text)
+                text = scrub_secrets(c.text)
+                location = scrub_secrets(c.location) if c.location else c.location
+                full = embedding_text(title, location, text)
                 h = content_hash(full)
                 texts[h] = full
                 toks = keyword_tokens(full)
+                meta = {k: scrub_secrets(v) if isinstance(v, str) else v for k, v in (c.metadata or {}).items()}
                 rows.append({"id": c.id, "doc_id": c.doc_id, "tenant": tenant, "source": c.source,
-                             "ordinal": c.ordinal, "location": c.location, "title": doc.title, "text": c.text,
-                             "tokens": " ".join(toks), "n_tokens": len(toks), "lang": detect_language(c.text),
-                             "embed_hash": h, "metadata": c.metadata, "created_at": now})
+                             "ordinal": c.ordinal, "location": location, "title": title, "text": text,
+                             "tokens": " ".join(toks), "n_tokens": len(toks), "lang": detect_language(text),
+                             "embed_hash": h, "metadata": meta if c.metadata is not None else None,
+                             "created_at": now})
         return rows, self._vectors(texts, summary)
 
     def _vectors(self, texts: dict[str, str], summary: IngestSummary) -> dict:
@@ -250,14 +277,17 @@ class Ingestor:
 
 def ingest(paths: Sequence[str | Path], store: Any, config: Config | RetrievalConfig, tenant: str = "default",
            sync: bool = False, progress: Progress | None = None, *, embedder: Embedder | None | str = "config",
-           options: LoadOptions | None = None, root: str | Path | None = None) -> IngestSummary:
+           options: LoadOptions | None = None, root: str | Path | None = None,
+           follow_links: bool = False) -> IngestSummary:
     """Index files and folders into `store` for `tenant`. `config` is the project Config (its `retrieval`
-    section and model aliases) or just a RetrievalConfig. `root`: sources are stored relative to it."""
+    section and model aliases) or just a RetrievalConfig. `root`: sources are stored relative to it.
+    `follow_links`: also index what symbolic links leading outside the ingested folders point to."""
     rconfig = config.retrieval if isinstance(config, Config) else config
     models = config.models if isinstance(config, Config) else {}
     if embedder == "config":
         embedder = build_embedder(rconfig, models)
-    ingestor = Ingestor(open_index(store), embedder, rconfig, options, Path(root) if root else None)
+    ingestor = Ingestor(open_index(store), embedder, rconfig, options, Path(root) if root else None,
+                        follow_links=follow_links)
     with tracer.span("retrieval.ingest", kind="tool", inputs={"paths": [str(p) for p in paths], "tenant": tenant},
                      **{"flywheel.tenant": tenant}) as span:
         summary = ingestor.run(paths, tenant, sync, progress)

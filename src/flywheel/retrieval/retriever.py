@@ -7,7 +7,9 @@ Each Hit carries the chunk, the fused score, its rank in each retriever ({"bm25"
 raw scores plus `relevance`: the cosine similarity of the dense side when the embedder covers the query's
 language, else `coverage`, the idf-weighted share of the query's content words found in the chunk. When the
 best hit's relevance is below the floor (`min_relevance`), search returns [] and the app can say it does not
-know.
+know. It also returns [] when no hit is in the question's language and none was matched across languages by
+an embedder covering both (an English question over Chinese-only documents finds only shared Latin words:
+names, reference-list titles), so the app says it does not know instead of quoting noise.
 
 `min_relevance: auto` calibration (`flywheel bench retrieval --calibrate`, measured here): an all-MiniLM-L6-v2
 cosine ≥ 0.40 answered 99.3% of MRPC paraphrase queries and refused 90% of off-topic askfsdl questions; keyword
@@ -23,12 +25,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flywheel.config import Project, RetrievalConfig
+from flywheel.config import Project, RetrievalConfig, validate_tenant
 from flywheel.errors import UserError
 from flywheel.retrieval import fusion
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
-from flywheel.retrieval.tokenize import STOPWORDS_EN, STOPWORDS_ZH, detect_language, keyword_tokens
+from flywheel.retrieval.tokenize import keyword_tokens
+from flywheel.text import STOPWORDS, detect_language
+from flywheel.text.language import LATIN
 from flywheel.tracing import tracer
 from flywheel.types import Hit
 
@@ -50,14 +54,20 @@ QUERY_CACHE = 1024  # recent query vectors kept (repeated questions skip the emb
 
 
 def check_tenant(tenant: str) -> None:
-    if not isinstance(tenant, str) or not tenant.strip() or len(tenant) > 100:
-        raise UserError(f"invalid tenant {tenant!r}", hint="a tenant is a non-empty name of at most 100 characters")
+    validate_tenant(tenant)  # the one tenant rule (flywheel.config)
+
+
+def _script(language: str) -> str:
+    """The writing system a language tag stands for: keyword overlap is meaningful within one."""
+    if language in LATIN:
+        return "latin"
+    return {"ja": "zh", "uk": "ru"}.get(language, language)
 
 
 def content_terms(tokens: list[str]) -> list[str]:
     """The query's distinct keyword tokens minus stopwords (all of them when nothing else is left)."""
     unique = list(dict.fromkeys(tokens))
-    terms = [t for t in unique if t not in STOPWORDS_EN and t not in STOPWORDS_ZH]
+    terms = [t for t in unique if t not in STOPWORDS]
     return terms or unique
 
 
@@ -156,7 +166,19 @@ class Retriever:
         if floor is not None and hits and max(h.scores["relevance"] for h in hits) < floor:
             info["below_floor"] = True
             hits = []
+        if floor is not None and hits and not any(self._same_language(query, h, signal) for h in hits):
+            info["no_hit_in_question_language"] = True
+            hits = []
         return hits, info
+
+    def _same_language(self, query: str, hit: Hit, signal: str) -> bool:
+        """Whether a hit can answer in the question's language. Across languages, keyword overlap is only
+        shared Latin tokens (names, reference-list titles), so a hit in another language counts only when the
+        dense side matched it with an embedder that covers both languages."""
+        q, c = detect_language(query), detect_language(hit.chunk.text)
+        if not q or not c or _script(q) == _script(c):  # "pin a model version" may read as Portuguese
+            return True
+        return signal == "dense" and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
 
     def floor(self, signal: str) -> float | None:
         """The relevance floor for a signal ("dense" cosine or keyword "coverage"); None when disabled."""

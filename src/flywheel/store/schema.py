@@ -76,3 +76,16 @@ spans = Table(
     Index("ix_spans_start_ns", "start_ns"),
     Index("ix_spans_kind_start_ns", "kind", "start_ns"),
 )
+
+# Items the background writer had to drop (queue full for longer than its back-pressure wait, or written after
+# close), one row per (kind, reason) per batch: lost spans are counted, never silent.
+writer_drops = Table(
+    "writer_drops",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # Unix seconds
+    Column("kind", String(100), nullable=False),  # e.g. tracing.spans, table:cache_hits
+    Column("reason", String(20), nullable=False),  # queue_full | closed | early_buffer_full
+    Column("count", Integer, nullable=False),
+    Index("ix_writer_drops_at", "at"),
+)

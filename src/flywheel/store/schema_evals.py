@@ -1,9 +1,13 @@
-"""Tables of the evals domain: one row per eval run, one per (case, repeat) result.
+"""Tables of the evals domain: one row per eval run, one per (case, repeat) result, and stored comparisons.
 
 A run remembers what produced its numbers: `versions` holds the prompt hashes, the pinned models its aliases
 resolved to and the configuration hash; `fingerprint` is the hash of suite + versions + options that lets an
-interrupted run resume (`status` stays `running` until it finishes).
-Times are Unix seconds (float). Migration: migrations/versions/0003_evals.py (branch `evals`).
+interrupted run resume. `status` is `running` while it runs, then `finished`, `failed` (with `error`: why)
+or `interrupted`; a failed or interrupted run resumes when the same suite runs again with the same versions.
+A comparison (`eval_comparisons`: pairwise between two runs, or a regression replay against production
+traces) keeps one row per pair in `eval_comparison_pairs`: the question, both answers, the judge's verdict
+and reasoning for both orders of the position swap. Every stored text has been through the secret scrubber.
+Times are Unix seconds (float). Migrations: 0003_evals.py, 0005_evals_comparisons.py (branch `evals`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ eval_runs = Table(
     Column("fingerprint", String(32), nullable=False),
     Column("target", String(300), nullable=False),
     Column("model", String(200)),  # the model alias this run was forced to (model matrix), else null
-    Column("status", String(20), nullable=False, server_default="running"),  # running | finished
+    Column(
+        "status", String(20), nullable=False, server_default="running"
+    ),  # running|finished|failed|interrupted
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("repeat", Integer, nullable=False, server_default="1"),
@@ -42,6 +48,7 @@ eval_runs = Table(
     Column("pass_rate", Float),
     Column("versions", JSONDoc),
     Column("summary", JSONDoc),
+    Column("error", Text),  # why a failed run failed
     Index("ix_eval_runs_suite_started_at", "suite", "started_at"),
     Index("ix_eval_runs_fingerprint", "fingerprint"),
 )
@@ -65,5 +72,52 @@ eval_results = Table(
     Column("cost_usd", Float),
     Column("trace_id", String(32)),
     Column("created_at", Float, nullable=False),
+    Column("meta", JSONDoc),  # from the Answer: models, prompt_versions, usage, cache status, refusal
     UniqueConstraint("run_id", "case_id", "repeat_index", name="uq_eval_results_run_case_repeat"),
+)
+
+eval_comparisons = Table(
+    "eval_comparisons",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(20), nullable=False),  # pairwise | regression
+    Column("a", String(200), nullable=False),  # label of side A (a run id prefix, or "current")
+    Column("b", String(200), nullable=False),
+    Column("run_a", String(32)),  # pairwise: the two eval runs compared
+    Column("run_b", String(32)),
+    Column("app", String(100)),  # regression: the app replayed
+    Column("judge", String(200), nullable=False),
+    Column("judge_model", String(300)),
+    Column("created_at", Float, nullable=False),
+    Column("summary", JSONDoc),  # the report without its pairs: counts, win rate, intervals, warnings
+    Index("ix_eval_comparisons_created_at", "created_at"),
+)
+
+eval_comparison_pairs = Table(
+    "eval_comparison_pairs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "comparison_id", String(32), ForeignKey("eval_comparisons.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("ordinal", Integer, nullable=False),
+    Column("case_id", String(200), nullable=False),
+    Column("question", Text),
+    Column("reference", Text),
+    Column("answer_a", Text),
+    Column("answer_b", Text),
+    Column("outcome", String(20), nullable=False),  # win | tie | loss (for A) | skipped | error
+    Column("verdict_1", String(10)),  # order 1 (A shown first): A | B | tie
+    Column("verdict_2", String(10)),  # order 2 (B shown first), as the judge labelled it
+    Column("reason_1", Text),
+    Column("reason_2", Text),
+    Column("consistent", Boolean),
+    Column("length_ratio", Float),
+    Column("flagged", Boolean, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("judge_cost_usd", Float),
+    Column("tenant", String(100)),
+    Column("trace_id", String(32)),  # regression: the production trace replayed
+    Column("replay_trace_id", String(32)),  # regression: the replay's own trace
+    Index("ix_eval_comparison_pairs_comparison", "comparison_id", "ordinal"),
 )

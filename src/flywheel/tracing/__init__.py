@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from flywheel.tracing.tracer import LiveSpan, in_context, trace, tracer
+from flywheel.tracing.tracer import LiveSpan, in_context, remote_parent, trace, tracer
 
 _LAZY = {
     "attach_store": "flywheel.tracing.store_sink",
@@ -20,7 +20,7 @@ _LAZY = {
 }
 
 __all__ = ["LiveSpan", "Redactor", "attach_otlp", "attach_store", "get_trace", "in_context", "list_traces",
-           "trace", "tracer"]
+           "remote_parent", "trace", "tracer"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
-from flywheel.tracing.store_sink import aggregate
+from flywheel.store.schema import writer_drops
+from flywheel.tracing.store_sink import WRITER_KIND, aggregate, preview
 
 
 def list_traces(store: Store, last: int = 20, app: str | None = None, *, tenant: str | None = None,
                 status: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
-    """The `last` most recent traces (newest first), optionally of one app / tenant / status, since a Unix time."""
-    q = select(traces_t).order_by(traces_t.c.started_at.desc()).limit(max(0, int(last)))
+    """The `last` most recent traces (newest first), optionally of one app / tenant / status, since a Unix time.
+
+    Traces whose root span never ended — the process was killed mid-request, or it is still running — have
+    spans but no trace row yet; they are listed too, with status "incomplete" and totals over the spans stored.
+    """
+    last = max(0, int(last))
+    q = select(traces_t).order_by(traces_t.c.started_at.desc()).limit(last)
     if app is not None:
         q = q.where(traces_t.c.app == app)
     if tenant is not None:
@@ -26,7 +32,42 @@ def list_traces(store: Store, last: int = 20, app: str | None = None, *, tenant:
     if since is not None:
         q = q.where(traces_t.c.started_at >= since)
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
+        rows = [dict(r) for r in conn.execute(q).mappings()] if status != "incomplete" else []
+        if status in (None, "incomplete"):
+            # only as far back as the page reaches: older incomplete traces would not make the page anyway
+            floor = rows[-1]["started_at"] if len(rows) == last and rows else since
+            extra = [t for t in incomplete_traces(conn, floor)
+                     if (app is None or t["app"] == app) and (tenant is None or t["tenant"] == tenant)]
+            if extra:
+                rows = sorted([*rows, *extra], key=lambda r: r["started_at"], reverse=True)[:last]
+    return rows
+
+
+def dropped_spans(store: Store, since: float | None = None) -> int:
+    """How many spans the store's writer had to drop under load (or after close), since a Unix time."""
+    q = select(func.coalesce(func.sum(writer_drops.c.count), 0)).where(writer_drops.c.kind == WRITER_KIND)
+    if since is not None:
+        q = q.where(writer_drops.c.at >= since)
+    with store.engine.connect() as conn:
+        return int(conn.scalar(q) or 0)
+
+
+def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, Any]]:
+    """Traces with spans stored but no trace row (their root never ended), started at or after `since`."""
+    has_row = select(traces_t.c.trace_id).where(traces_t.c.trace_id == spans_t.c.trace_id).exists()
+    q = select(spans_t.c.trace_id).where(~has_row).distinct()
+    if since is not None:
+        q = q.where(spans_t.c.start_ns >= int(since * 1e9))
+    ids = list(conn.scalars(q.limit(10_000)))
+    out = []
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        members: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(select(spans_t).where(spans_t.c.trace_id.in_(chunk))
+                              .order_by(spans_t.c.start_ns)).mappings():
+            members.setdefault(r["trace_id"], []).append(dict(r))
+        out.extend(_incomplete(tid, spans) for tid, spans in members.items())
+    return out
 
 
 def get_trace(store: Store, trace_id: str) -> dict[str, Any] | None:
@@ -79,7 +120,16 @@ def _resolve(conn: Any, trace_id: str) -> str | None:
 
 
 def _incomplete(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
-    start = min(s["start_ns"] for s in spans)
-    return {"trace_id": trace_id, "name": spans[0]["name"], "kind": spans[0]["kind"], "started_at": start / 1e9,
+    """A trace row for a trace whose root never ended, from the spans that were stored (oldest first)."""
+    ordered = sorted(spans, key=lambda s: s["start_ns"])
+    known = {s["span_id"] for s in ordered}
+    top = next((s for s in ordered if s["parent_id"] not in known), ordered[0])  # the highest span stored
+
+    def first(key: str) -> Any:
+        return next((s[key] for s in ordered if s.get(key)), None)
+
+    return {"trace_id": trace_id, "name": top["name"], "kind": top["kind"], "started_at": ordered[0]["start_ns"] / 1e9,
             "ended_at": None, "latency_ms": None, "status": "incomplete", "error": None,
-            "input_preview": None, "output_preview": None, **aggregate(spans)}
+            "input_preview": next((p for p in (preview(s["inputs"]) for s in ordered) if p), None),
+            "output_preview": None, "output_state": None, "tenant": first("tenant"), "app": first("app"),
+            "model": first("model"), "prompt_version": first("prompt_version"), **aggregate(spans)}

@@ -1,6 +1,7 @@
 """Persist spans: a tracer sink that queues raw Span records on the store's background writer.
 
-The caller's thread only enqueues the record; on the writer thread each batch is redacted and converted to
+The caller's thread only enqueues the record (waiting briefly, then dropping and counting it, when the writer is
+a full second behind: see `flywheel.store.writer`); on the writer thread each batch is redacted and converted to
 `spans` rows, and when a root span arrives its `traces` row is upserted, aggregating over the trace's spans
 (tokens, cost, errors) in the same transaction, so a trace row never exists without its spans.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from flywheel.protocols import Masker
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
@@ -38,21 +40,24 @@ _LENGTHS = {"name": 200, "kind": 20, "model": 200, "provider": 50, "prompt_versi
             "app": 100}
 
 
-def attach_store(store: Store, tracing_config: Any = None, *, models: dict[str, Any] | None = None
-                 ) -> Callable[[], None]:
-    """Record every finished span into `store`. Installs a Redactor (from `tracing_config` and the models'
-    `api_key_env`) as `tracer.redactor`, and OTLP export when `tracing_config.otlp_endpoint` is set.
+def attach_store(store: Store, tracing_config: Any = None, *, models: dict[str, Any] | None = None,
+                 masker: Masker | None = None) -> Callable[[], None]:
+    """Record every finished span into `store`. Installs a Redactor (from `tracing_config`, the models'
+    `api_key_env` and the PII `masker` when `tracing.redact_pii` is on) as `tracer.redactor`, and OTLP export
+    when `tracing_config.otlp_endpoint` is set.
     Returns `detach()`, which flushes and removes all of it. `tracing_config` may also be a whole Config."""
     if hasattr(tracing_config, "tracing") and hasattr(tracing_config, "models"):
         models = models if models is not None else tracing_config.models
         tracing_config = tracing_config.tracing
     if tracing_config is not None and not getattr(tracing_config, "enabled", True):
         return lambda: None
-    redactor = Redactor.from_config(tracing_config, models)
+    redactor = Redactor.from_config(tracing_config, models, masker=masker)
     sink = StoreSink(store, redactor)
     previous = tracer.redactor
     tracer.redactor = redactor
-    tracer.add_sink(sink.submit, sink.flush, redacts=True)
+    tracer.add_sink(sink.submit, sink.flush, redacts=True, replay=True)  # + spans that ended before the store
+    early_dropped, tracer.early_dropped = tracer.early_dropped, 0
+    store.writer.count_dropped(WRITER_KIND, early_dropped, "early_buffer_full")
     detach_otlp: Callable[[], None] | None = None
     endpoint = getattr(tracing_config, "otlp_endpoint", None)
     if endpoint:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from flywheel.text.secrets import scrub_secrets
 
 
 class BackendDown(Exception):
@@ -43,6 +46,24 @@ class VectorRow:
     id: str
     vector: np.ndarray
     expires_at: float | None
+
+
+_HIT_TEXT_FIELDS = ("query", "cached_question")
+
+
+def stored_answer(entry: StoredAnswer) -> StoredAnswer:
+    """What a durable backend writes: the entry with secrets scrubbed from its text. Applied at the write so
+    nothing a caller passes in (a model answer quoting a key, a pinned answer) reaches a row unscrubbed; a
+    later hit returns the scrubbed copy, never the secret."""
+    text = scrub_secrets(entry.text)
+    if text == entry.text:
+        return entry
+    return StoredAnswer(entry.key, text, entry.created_at, entry.expires_at, entry.pinned, entry.meta)
+
+
+def hit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A hit-log row with the user's query (and the cached question it matched) scrubbed of secrets."""
+    return {k: scrub_secrets(v) if k in _HIT_TEXT_FIELDS and isinstance(v, str) else v for k, v in row.items()}
 
 
 class Backend(ABC):
@@ -103,8 +124,9 @@ class Breaker:
     """Circuit breaker with exponential back-off: after a failure the backend is skipped (uncached, no
     waiting on a socket) for base_s, doubling per consecutive failure up to max_s; then one call tries again."""
 
-    def __init__(self, base_s: float = 1.0, max_s: float = 30.0):
+    def __init__(self, base_s: float = 1.0, max_s: float = 30.0, clock: Callable[[], float] = time.monotonic):
         self.base_s, self.max_s = base_s, max_s
+        self.clock = clock  # monotonic seconds; tests inject a fake one instead of sleeping
         self.failures = 0
         self.retry_at = 0.0
         self.last_error: str | None = None
@@ -112,13 +134,13 @@ class Breaker:
 
     @property
     def open(self) -> bool:
-        return self.failures > 0 and time.monotonic() < self.retry_at
+        return self.failures > 0 and self.clock() < self.retry_at
 
     def allow(self) -> bool:
         if self.failures == 0:
             return True
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             if now < self.retry_at:
                 return False
             # half-open: let this one call through, hold the others back until it reports
@@ -137,6 +159,6 @@ class Breaker:
         with self._lock:
             self.failures += 1
             delay = min(self.max_s, self.base_s * 2 ** (self.failures - 1))
-            self.retry_at = time.monotonic() + delay
+            self.retry_at = self.clock() + delay
             self.last_error = error
             return delay

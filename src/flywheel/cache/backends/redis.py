@@ -20,8 +20,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-from flywheel.cache.backends.base import Backend, BackendDown, SemanticEntry, StoredAnswer, VectorRow
+from flywheel.cache.backends.base import (
+    Backend,
+    BackendDown,
+    SemanticEntry,
+    StoredAnswer,
+    VectorRow,
+    hit_row,
+    stored_answer,
+)
 from flywheel.errors import UserError
+from flywheel.text.secrets import scrub_secrets
 
 DEFAULT_PREFIX = "flywheel:cache:"
 CONNECT_TIMEOUT_S = 0.2
@@ -93,6 +102,7 @@ class RedisBackend(Backend):
         return StoredAnswer(key, doc["text"], doc["created_at"], expires, is_pinned, doc.get("meta") or {})
 
     def put(self, entry: StoredAnswer) -> None:
+        entry = stored_answer(entry)
         doc = json.dumps({"text": entry.text, "created_at": entry.created_at, "expires_at": entry.expires_at,
                           "meta": entry.meta}, ensure_ascii=False)
         name = self._k("pin" if entry.pinned else "x", entry.key)
@@ -107,8 +117,9 @@ class RedisBackend(Backend):
                      expires_at: float | None, meta: dict[str, Any]) -> str:
         n = int(self._call(self.client.incr, self._k("sseq", scope)))
         name = self._k("s", scope, str(n))
-        mapping = {"vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(), "question": question,
-                   "text": text, "created_at": repr(created_at), "scope": scope,
+        mapping = {"vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+                   "question": scrub_secrets(question), "text": scrub_secrets(text),
+                   "created_at": repr(created_at), "scope": scope,
                    "expires_at": "" if expires_at is None else repr(expires_at),
                    "meta": json.dumps(meta or {}, ensure_ascii=False)}
         pipe = self.client.pipeline(transaction=True)
@@ -156,7 +167,7 @@ class RedisBackend(Backend):
     # ---------------------------------------------------------------- upkeep
     def log_hit(self, row: dict[str, Any]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        pipe.lpush(self._k("hits"), json.dumps(row, ensure_ascii=False, default=str))
+        pipe.lpush(self._k("hits"), json.dumps(hit_row(row), ensure_ascii=False, default=str))
         pipe.ltrim(self._k("hits"), 0, MAX_HITS_LOGGED - 1)
         self._call(pipe.execute)
 

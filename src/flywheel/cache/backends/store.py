@@ -19,8 +19,17 @@ from sqlalchemy import and_, bindparam, delete, insert, or_, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from flywheel.cache.backends.base import Backend, BackendDown, SemanticEntry, StoredAnswer, VectorRow
+from flywheel.cache.backends.base import (
+    Backend,
+    BackendDown,
+    SemanticEntry,
+    StoredAnswer,
+    VectorRow,
+    hit_row,
+    stored_answer,
+)
 from flywheel.store.schema_cache import cache_entries, cache_hits, cache_semantic
+from flywheel.text.secrets import scrub_secrets
 
 _E, _S = cache_entries.c, cache_semantic.c
 
@@ -119,6 +128,7 @@ class StoreBackend(Backend):
         return StoredAnswer(key, row.text, row.created_at, row.expires_at, bool(row.pinned), row.meta or {})
 
     def put(self, entry: StoredAnswer) -> None:
+        entry = stored_answer(entry)
         row = {"key": entry.key, "pinned": entry.pinned, "text": entry.text, "created_at": entry.created_at,
                "expires_at": entry.expires_at, "meta": entry.meta or None}
         try:
@@ -141,7 +151,8 @@ class StoreBackend(Backend):
         try:
             with self.engine.begin() as conn:
                 result = conn.execute(insert(cache_semantic).returning(_S.id), {
-                    "scope": scope, "question": question, "text": text, "vector": blob,
+                    "scope": scope, "question": scrub_secrets(question), "text": scrub_secrets(text),
+                    "vector": blob,
                     "created_at": created_at, "expires_at": expires_at, "meta": meta or None})
                 return str(result.scalar_one())
         except Exception as exc:
@@ -182,7 +193,7 @@ class StoreBackend(Backend):
 
     # ---------------------------------------------------------------- upkeep
     def log_hit(self, row: dict[str, Any]) -> None:
-        self.store.writer.submit(cache_hits, row)
+        self.store.writer.submit(cache_hits, hit_row(row))
 
     def purge_expired(self, now: float) -> int:
         try:
@@ -213,4 +224,4 @@ class StoreHitLog:
         self.store = store
 
     def log_hit(self, row: dict[str, Any]) -> None:
-        self.store.writer.submit(cache_hits, row)
+        self.store.writer.submit(cache_hits, hit_row(row))

@@ -7,11 +7,9 @@ alias needs them. Other layers add providers with `register(name, factory)`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
-from flywheel.errors import UserError
 from flywheel.gateway.providers.base import (
     BaseProvider,
     Provider,
@@ -20,45 +18,43 @@ from flywheel.gateway.providers.base import (
     estimate_tokens,
     request_messages,
 )
+from flywheel.registry import Registry, import_object, unknown_name
 
 Factory = Callable[[Any], Provider]  # factory(alias: ModelAlias) -> Provider
 
-_FACTORIES: dict[str, Factory | str] = {
-    "openai_compat": "flywheel.gateway.providers.openai_compat:OpenAICompatProvider",
-    "anthropic": "flywheel.gateway.providers.anthropic:AnthropicProvider",
-    "extractive": "flywheel.gateway.providers.extractive:ExtractiveProvider",
-}
+PROVIDERS: Registry[Factory] = Registry(
+    "model provider", group="flywheel.providers",
+    hint="set `provider:` on the alias to one of those, or register yours (docs/plugins.md)")
+PROVIDERS.register("openai_compat", "flywheel.gateway.providers.openai_compat:OpenAICompatProvider")
+PROVIDERS.register("anthropic", "flywheel.gateway.providers.anthropic:AnthropicProvider")
+PROVIDERS.register("extractive", "flywheel.gateway.providers.extractive:ExtractiveProvider")
 
 
 def register(name: str, factory: Factory | str) -> None:
     """Register (or replace) the factory for a provider name; a "module:attr" string is imported lazily."""
-    _FACTORIES[name] = factory
+    PROVIDERS.register(name, factory, replace=True)
 
 
 def names() -> list[str]:
-    return sorted(_FACTORIES)
+    return PROVIDERS.names()
 
 
 def resolve_factory(name: str, factories: dict[str, Factory | str] | None = None) -> Factory:
-    """The factory for `name`, importing it on first use (and remembering the import)."""
-    table = factories if factories is not None else _FACTORIES
-    entry = table.get(name, _FACTORIES.get(name))
+    """The factory for `name`: a gateway's own `factories` first (imported on first use and remembered there),
+    then the registry (built-ins and `flywheel.providers` plugins)."""
+    factories = factories if factories is not None else {}
+    entry = factories.get(name)
     if entry is None:
-        known = sorted(set(_FACTORIES) | set(table))
-        raise UserError(f"unknown model provider '{name}'; known providers: {', '.join(known)}",
-                        hint="set `provider:` on the alias to one of those, or register yours with "
-                             "Gateway.register_provider(name, factory)")
+        if name not in PROVIDERS:
+            PROVIDERS.load_plugins()
+        if name not in PROVIDERS and factories:
+            raise unknown_name("model provider", name, {*PROVIDERS.names(), *factories}, hint=PROVIDERS.hint)
+        return PROVIDERS.get(name)
     if isinstance(entry, str):
-        module_name, _, attr = entry.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            raise UserError(f"provider '{name}' is not available: {exc}",
-                            hint="install the package it needs (pip install -e '.[…]')") from None
-        entry = getattr(module, attr)
-        table[name] = entry
+        entry = import_object(entry, what=f"provider '{name}'")
+        factories[name] = entry
     return entry
 
 
-__all__ = ["BaseProvider", "Factory", "Provider", "ProviderError", "ProviderResponse", "estimate_tokens",
-           "names", "register", "request_messages", "resolve_factory"]
+__all__ = ["PROVIDERS", "BaseProvider", "Factory", "Provider", "ProviderError", "ProviderResponse",
+           "estimate_tokens", "names", "register", "request_messages", "resolve_factory"]

@@ -1,5 +1,6 @@
-"""`extractive`: the offline default model. It answers by quoting the source sentences that best match the
-question, each followed by its [n] citation — deterministic, no network, and never says more than the sources.
+"""`extractive`: the offline default model. It answers by quoting the source sentences and list items that
+best match the question, each followed by its [n] citation — deterministic, no network, and never says more
+than the sources. Every quote is a verbatim slice of its source (line breaks inside it kept).
 
 Contract (what a caller gives it):
 
@@ -12,78 +13,82 @@ Contract (what a caller gives it):
   otherwise the text after the last `Question:` / `问题：` label, otherwise the last user message with the
   source blocks removed.
 
-It quotes up to `params.max_quotes` (default 3) sentences whose IDF-weighted term overlap with the question
-covers at least `params.min_coverage` (default 0.34) of the question's terms; English words are lightly
-stemmed and Chinese text is segmented into words with jieba. When no sentence reaches that, it says the sources
-do not cover the question, in the question's language. Token usage is estimated (~4 characters per token).
+How it picks (see docs/retrieval.md, "The extractive model"):
+
+- A source is read as units: sentences of paragraphs, list items, table rows. Headings, heading-like lines
+  (a short line without sentence punctuation, `**3.3 …**`) and lead-ins ("以下是一些建议：", a sentence ending in
+  a colon right before a list) are not quoted themselves: they are the *context* of the units under them, so
+  "如何选择基础模型？" quotes the items under the heading "如何选择基础模型", not the heading. A sentence's context
+  also holds the sentence before it ("它的好处是…" is about what that one names). Code is never quoted.
+- A unit's score is the IDF-weighted share of the question's terms it covers (its own words count fully, its
+  context's words half). It must reach `params.min_coverage` (default 0.34) with at least two question terms.
+  The quotes are the best units (up to `params.max_quotes`, default 3); when the best is a list item, its
+  sibling items that also qualify are quoted with it, in order (up to 5).
+- It declines (in the question's language) when no unit qualifies, or when the question names something —
+  a Latin-script word in a Chinese question, a capitalised word (not the first) or a number in an English
+  one — that appears in none of the sources: names have no synonyms, so the sources are about something else.
+
+English words are lightly stemmed and Chinese text is segmented into words with jieba. Token usage is
+estimated (~4 characters per token).
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import re
-import threading
 from dataclasses import dataclass
-from typing import Any
 
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, estimate_tokens
 from flywheel.prompts.render import language_of
+from flywheel.text import QUESTION_WORDS, STOPWORDS, segment, sentence_spans, stem
 from flywheel.types import ChatRequest, Usage
 
-_XML_SOURCE = re.compile(r"<source\b([^>]*)>(.*?)</source>", re.DOTALL)
+# At line starts, as the prompt renders them: a passage that mentions `<source id="1">…</source>` inline (the
+# docs do) is text, not a source block.
+_XML_SOURCE = re.compile(r"^[ \t]*<source\b([^>\n]*)>(.*?)^[ \t]*</source>", re.DOTALL | re.MULTILINE)
 _XML_ID = re.compile(r"\bid\s*=\s*[\"']?(\d+)")
+_XML_LOCATION = re.compile(r"\blocation\s*=\s*\"([^\"]*)\"")
+_LINES_SUFFIX = re.compile(r",?\s*lines? \d+(?:–\d+)?$")
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s*\[(\d+)\]")
 _QUESTION_LABEL = re.compile(r"^\s*(?:question|问题|問題)\s*[:：]\s*", re.IGNORECASE | re.MULTILINE)
-_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_LIST_MARK = re.compile(r"^\s*(?:(?:[-*+•·]|\d{1,3}[.)])\s+|(?:\d{1,3}[、．]|[（(]\d{1,3}[)）]|[一二三四五六七八九十]{1,3}、)\s*)")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 # Data, not prose: YAML keys, JSON/YAML flow collections, shell prompts. Chunking can cut a code block so that
 # a chunk starts inside it, without its opening fence.
 _CODE_LIKE = re.compile(r"[{\[]|[A-Za-z_][\w.-]*:(?:\s|$)|\$ |>>> ")
 _CODE_LINE = re.compile(r"^\s{2,}\S|[(){}\[\]=;]|^\s*(?:def|class|import|from|with|return|async|await|@)\b"
                         r"|^\s*[\w.-]+:(?:\s|$)|^\s*(?:\$|>>>) ")
-# Sentence ends: Chinese punctuation (closing quotes/brackets kept with it), or . ! ? followed by space
-# and something that starts a sentence — so "e.g. this" and "v1.2" stay whole.
-_CJK_END = re.compile(r"(?<=[。！？；!?])([”」』）)]*)")
-_EN_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\"“`(\[*_])")
+_TERMINAL = tuple("。！？；.!?;：:，,、”」)）")
+_LEAD_END = ("：", ":")
+_INLINE_CODE = re.compile(r"`[^`\n]+`")
+_EMPHASIS = re.compile(r"[*_`#>]+")
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_]*")
-_CJK_CHAR = r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]"
+_NAME_LIKE = re.compile(r"\b(?:[A-Z][A-Za-z0-9]*|\d+(?:\.\d+)?)\b")  # Oracle, GenOS, CEO, 2024
 
-_EN_STOP = frozenset({
-    "a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing",
-    "how", "what", "which", "who", "whom", "whose", "why", "when", "where", "can", "could", "should",
-    "would", "will", "shall", "may", "might", "must", "i", "me", "my", "we", "our", "you", "your", "it",
-    "its", "they", "them", "their", "he", "she", "his", "her", "this", "that", "these", "those", "there",
-    "here", "to", "of", "in", "on", "at", "by", "for", "from", "with", "without", "about", "into", "onto",
-    "over", "under", "and", "or", "but", "not", "no", "nor", "if", "then", "than", "so", "as", "also",
-    "just", "any", "some", "all", "each", "every", "there's", "it's", "what's", "how's", "i'm", "please",
-    "tell", "explain", "describe", "show", "give", "want", "need", "know", "use", "using", "used", "get"
-})
-# Chinese function words and question words: they do not count as content.
-_ZH_STOP = frozenset({
-    "如何", "怎么样", "怎么", "怎样", "什么", "哪些", "哪个", "哪里", "为什么", "为何", "是否", "能否", "可以", "能", "会", "可不可以",
-    "请问", "一下", "吗", "呢", "吧", "啊", "的", "地", "得", "了", "着", "过", "是", "我", "你", "我们", "你们", "在", "和",
-    "与", "及", "或", "也", "就", "都", "有", "把", "被", "对", "从", "为", "以", "于", "这", "那", "这个", "那个", "一个",
-    "个", "之", "其", "中", "下", "要", "该", "时", "时候"
-})
-_jieba_lock = threading.Lock()
-_jieba: Any = None
+# What questions are phrased with rather than about (plus a few Chinese question phrases jieba keeps whole).
+_STOP = STOPWORDS | QUESTION_WORDS | frozenset({"有什么", "什么样", "哪种", "几个", "是不是", "work", "happen", "mean"})
 
 _LEAD = {"en": "According to the sources:", "zh": "根据资料："}
 _NOT_COVERED = {"en": "The sources do not cover this question, so I cannot answer it from them.",
                 "zh": "提供的资料没有涵盖这个问题，无法据此回答。"}
 _NO_SOURCES = {"en": "No sources were given, and the extractive model can only quote sources.",
                "zh": "没有提供任何资料；抽取式模型只能引用资料中的原文。"}
+MAX_ITEMS = 5  # list items quoted together when the best unit is one of them
 
 
 @dataclass(frozen=True)
 class Sentence:
+    """A quotable unit: a sentence, a list item or a table row, with what stands above it."""
+
     source: int  # the n of [n]
-    ordinal: int  # position in the source, for deterministic ties
-    text: str
+    ordinal: int  # position in the source, for deterministic ties and document order
+    text: str  # verbatim slice of the source
+    kind: str = "sentence"  # sentence | item | row
+    context: str = ""  # the heading it sits under, and the lead-in (list items) or previous sentence
+    group: int = -1  # list items of one list share a group
 
 
 def parse_sources(text: str) -> dict[int, str]:
@@ -111,6 +116,23 @@ def parse_sources(text: str) -> dict[int, str]:
     return found
 
 
+def source_sections(text: str) -> dict[int, str]:
+    """The section each numbered source comes from: the last part of its location ("Guardrails > On-fail
+    actions" → "On-fail actions"), from the XML `location` attribute or the Markdown `### [n] source location`
+    line. A chunk's text does not repeat its heading; this is what its sentences sit under."""
+    found: dict[int, str] = {}
+    for attrs, _ in _XML_SOURCE.findall(text):
+        m, loc = _XML_ID.search(attrs), _XML_LOCATION.search(attrs)
+        if m and loc:
+            found.setdefault(int(m.group(1)), loc.group(1))
+    for line in text.splitlines():
+        m = _MD_HEADING.match(line)
+        if m:
+            rest = line[m.end():].split(None, 1)  # the source name, then the location
+            found.setdefault(int(m.group(1)), rest[1] if len(rest) > 1 else "")
+    return {n: _LINES_SUFFIX.sub("", loc).split(" > ")[-1].strip() for n, loc in found.items()}
+
+
 def _strip_sources(text: str) -> str:
     text = _XML_SOURCE.sub(" ", text)
     keep, inside = [], False
@@ -135,16 +157,7 @@ def find_question(request: ChatRequest) -> str:
     return _strip_sources(user).strip()
 
 
-# ---------------------------------------------------------------- sentences and terms
-
-
-def _join(a: str, b: str) -> str:
-    """Join wrapped lines: no space between two CJK characters, one space otherwise."""
-    if not a:
-        return b
-    if re.match(_CJK_CHAR, a[-1]) and re.match(_CJK_CHAR, b[:1] or " "):
-        return a + b
-    return f"{a} {b}"
+# ---------------------------------------------------------------- units
 
 
 def _starts_inside_code(lines: list[str]) -> bool:
@@ -157,81 +170,124 @@ def _starts_inside_code(lines: list[str]) -> bool:
     return bool(before) and sum(bool(_CODE_LINE.search(line)) for line in before) * 2 >= len(before)
 
 
-def _paragraphs(text: str) -> list[str]:
-    """Markdown-aware units: wrapped paragraphs joined, list items and table rows apart, code left out."""
-    units: list[str] = []
-    current = ""
-    lines = text.splitlines()
-    in_code = _starts_inside_code(lines)
+def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Sentence spans of the paragraph text[start:end]. Line breaks inside a paragraph are wrapping, not sentence
+    ends, and punctuation inside `inline code` ends nothing: the splitter sees a copy with those masked (same
+    length, so the spans index the original text)."""
+    flat = _INLINE_CODE.sub(lambda m: "`" + "x" * (len(m.group(0)) - 2) + "`", text[start:end].replace("\n", " "))
+    return [(start + a, start + b) for a, b in sentence_spans(flat)]
+
+
+def _heading_like(line: str) -> bool:
+    """A line that names a section rather than says something: bold-only, or short without sentence punctuation."""
+    s = line.strip()
+    if s.startswith("**") and s.endswith("**") and len(s) <= 80:
+        return True
+    return 0 < len(s) <= 40 and not s.endswith(_TERMINAL) and not _CODE_LIKE.match(s)
+
+
+def _clean(text: str) -> str:
+    return _EMPHASIS.sub("", text).strip()
+
+
+def units(n: int, text: str, section: str = "") -> list[Sentence]:
+    """Quotable units of one source: sentences of paragraphs, list items, table rows; code left out. `section`:
+    the heading the source's text starts under."""
+    out: list[Sentence] = []
+    lines = text.splitlines(keepends=True)
+    in_code = _starts_inside_code([ln.rstrip("\n") for ln in lines])
+    heading = section
+    block: list[int] = []  # [start, end) of the open paragraph or item
+    block_kind = ""
+    lead = ""  # a lead-in sentence ending in a colon, waiting for its list
+    group = 0
+    pos = 0
+
+    def close() -> None:
+        nonlocal block, block_kind, heading, lead, group
+        if not block:
+            return
+        a, b = block
+        raw = text[a:b].strip()
+        if block_kind == "item":
+            out.append(Sentence(n, len(out), text[a:b].strip(), "item", f"{heading} {lead}".strip(), group))
+        elif "\n" not in raw and _heading_like(raw):
+            heading, lead = _clean(raw), ""
+            group += 1
+        else:
+            spans = _sentence_spans(text, a, b)
+            lead = ""
+            group += 1
+            previous = ""
+            for i, (s, e) in enumerate(spans):
+                sent = text[s:e]
+                if i == len(spans) - 1 and sent.endswith(_LEAD_END):
+                    lead = sent  # quoted through its items, not by itself
+                    continue
+                if len(sent) >= 2 and not _CODE_LIKE.match(sent):
+                    # the sentence before says what "it" / "它" refers to
+                    out.append(Sentence(n, len(out), sent, "sentence", f"{heading} {previous}".strip()))
+                previous = sent
+        block, block_kind = [], ""
+
     for raw in lines:
-        line = raw.strip()
-        if _FENCE.match(raw):
+        line = raw.rstrip("\n")
+        start, pos = pos, pos + len(raw)
+        stripped = line.strip()
+        if _FENCE.match(line):
+            close()
             in_code = not in_code
-            units.append(current)
-            current = ""
             continue
-        if in_code or line.startswith(("#", "|", "<")) or not line:
-            units.append(current)
-            current = ""
-            # Code is not quoted: examples often repeat a question's words without answering it.
-            if not in_code and line.startswith("|") and not set(line) <= set("|-: "):
-                units.append(line)
+        if in_code:
             continue
-        if _LIST_MARK.match(raw):
-            units.append(current)
-            current = _LIST_MARK.sub("", raw, count=1).strip()
+        if not stripped:
+            close()
             continue
-        current = _join(current, line)
-    units.append(current)
-    return [u for u in units if u and not _CODE_LIKE.match(u)]
+        if stripped.startswith("#"):
+            close()
+            heading, lead = _clean(stripped), ""
+            group += 1
+            continue
+        if stripped.startswith("<"):
+            close()
+            continue
+        if stripped.startswith("|"):
+            close()
+            if not set(stripped) <= set("|-: "):
+                out.append(Sentence(n, len(out), stripped, "row", heading))
+            continue
+        mark = _LIST_MARK.match(line)
+        if mark and len(stripped) > len(mark.group(0).strip()):
+            close()  # items of one list share `group`: only headings and paragraphs start a new one
+            block, block_kind = [start + mark.end(), start + len(line)], "item"
+            continue
+        if block:
+            block[1] = start + len(line)
+        else:
+            block, block_kind = [start + len(line) - len(line.lstrip()), start + len(line)], "para"
+    close()
+    return [u for u in out if len(u.text) >= 2]
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of English and Chinese text (paragraphs first, then sentence punctuation)."""
-    out: list[str] = []
-    for para in _paragraphs(text):
-        for piece in _CJK_END.sub(r"\1\n", para).split("\n"):
-            out.extend(s.strip() for s in _EN_END.split(piece) if s and s.strip())
-    return [s for s in out if len(s) >= 2]
+    """The quotable units of a source, as text (verbatim slices)."""
+    return [u.text for u in units(0, text)]
 
 
-def _stem(word: str) -> str:
-    """A light English stemmer: plural and -ed/-ing endings, doubled consonants, a final e."""
-    if len(word) > 4 and word.endswith(("ies", "ied")):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "as")):
-        word = word[:-1]
-    elif len(word) > 5 and word.endswith("ing") or len(word) > 4 and word.endswith("ed"):
-        word = word[:-3] if word.endswith("ing") else word[:-2]
-        if len(word) > 2 and word[-1] == word[-2] and word[-1] not in "lsz":
-            word = word[:-1]  # pinned → pinn → pin
-    if len(word) > 4 and word.endswith("e"):
-        word = word[:-1]
-    return word
+# ---------------------------------------------------------------- terms
 
 
 def _words(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _EN_STOP]
+    """Stemmed English words; an identifier (`register_provider`) also counts as its parts."""
+    out = []
+    for w in _WORD.findall(text.lower()):
+        parts = w.split("_") if "_" in w else []
+        out.extend(t for t in (stem(x) for x in [w, *parts] if x and x not in _STOP) if t not in _STOP)
+    return out
 
 
 def _pairs(words: list[str]) -> set[tuple[str, str]]:
     return set(itertools.pairwise(words))
-
-
-def _segment(run: str) -> list[str]:
-    """Chinese words of a run of Han characters (jieba, loaded once and quietly)."""
-    global _jieba
-    if _jieba is None:
-        with _jieba_lock:
-            if _jieba is None:
-                import jieba
-
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _jieba = jieba
-    return _jieba.lcut(run)
 
 
 def terms(text: str) -> set[str]:
@@ -241,22 +297,39 @@ def terms(text: str) -> set[str]:
     out = set(_words(lowered))
     for run in _HAN_RUN.findall(lowered):
         # Single characters (词, 下, 用) are too ambiguous to count as matching content.
-        out.update(w for w in _segment(run) if len(w) > 1 and w not in _ZH_STOP)
+        out.update(w for w in segment(run) if len(w) > 1 and w not in _STOP)
     return out
 
 
-def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 3,
-                   min_coverage: float = 0.34) -> list[tuple[float, Sentence]]:
-    """The sentences that cover the most of the question's terms (IDF-weighted), best first."""
-    sentences = [Sentence(n, i, s) for n in sorted(sources) for i, s in enumerate(split_sentences(sources[n]))]
+def _names(question: str, language: str) -> set[str]:
+    """Terms of the question that name something: Latin words in a Chinese question; capitalised words
+    (Oracle, GenOS, CEO) and numbers in an English one, except its first word (capitalised anyway)."""
+    if language == "zh":
+        return set(_words(" ".join(re.findall(r"[A-Za-z0-9][A-Za-z0-9_.-]*", question))))
+    found = [m for m in _NAME_LIKE.finditer(question) if m.start() > 0]
+    return set(_words(" ".join(m.group(0) for m in found)))
+
+
+# ---------------------------------------------------------------- choosing
+
+
+def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 3, min_coverage: float = 0.34,
+                   sections: dict[int, str] | None = None) -> list[tuple[float, Sentence]]:
+    """The units that answer the question best, in the order they are quoted; [] when none does."""
+    sections = sections or {}
+    sentences = [u for n in sorted(sources) for u in units(n, sources[n], sections.get(n, ""))]
     q_terms = terms(question)
     if not sentences or not q_terms:
         return []
-    s_terms = [terms(s.text) for s in sentences]
-    # Question words in the same order ("model version") break ties between equally covering sentences.
+    q_lang = language_of(question)
+    everywhere = set().union(*(terms(t) for t in sources.values()))
+    if _names(question, q_lang) & q_terms - everywhere:
+        return []  # the question names something the sources never mention
+    own = [terms(s.text) for s in sentences]
+    ctx = [terms(s.context) - o for s, o in zip(sentences, own, strict=True)]
     q_pairs = _pairs(_words(question))
     df: dict[str, int] = {}
-    for ts in s_terms:
+    for ts in own:
         for t in ts & q_terms:
             df[t] = df.get(t, 0) + 1
     n = len(sentences)
@@ -265,39 +338,46 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     total = sum(idf.values())
     # A sentence sharing one word with a two-word question ("reset my password") does not answer it.
     need_terms = min(2, len(q_terms))
-    q_lang = language_of(question)
-    scored = []
-    for sent, ts in zip(sentences, s_terms):
-        shared = ts & q_terms
-        coverage = sum(idf[t] for t in shared) / total
-        if coverage >= min_coverage and len(shared) >= need_terms:
-            order = len(q_pairs & _pairs(_words(sent.text))) / len(q_pairs) if q_pairs else 0.0
-            # a quote in the reader's language beats an equally matching one in another language
-            same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
-            scored.append((coverage + 0.1 * order + same_language, sent))
+    scored: list[tuple[float, Sentence]] = []
+    for sent, o, c in zip(sentences, own, ctx, strict=True):
+        mine, around = o & q_terms, c & q_terms
+        coverage = (sum(idf[t] for t in mine) + 0.5 * sum(idf[t] for t in around)) / total
+        if coverage < min_coverage or len(mine | around) < need_terms or not (mine or sent.kind == "item"):
+            continue
+        order = len(q_pairs & _pairs(_words(sent.text))) / len(q_pairs) if q_pairs else 0.0
+        # a quote in the reader's language beats an equally matching one in another language
+        same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
+        scored.append((coverage + 0.1 * order + same_language, sent))
     scored.sort(key=lambda x: (-x[0], x[1].source, x[1].ordinal))
     if not scored:
         return []
     floor = max(min_coverage, scored[0][0] * 0.5)
     picked: list[tuple[float, Sentence]] = []
     seen: set[str] = set()
-    for coverage, sent in scored:
-        key = " ".join(sent.text.split()).lower()
-        if coverage < floor or key in seen:
-            continue
-        seen.add(key)
-        picked.append((coverage, sent))
-        if len(picked) >= max_quotes:
+    for score, sent in scored:
+        if score < floor or len(picked) >= max_quotes:
             break
+        group = [sent]
+        if sent.kind == "item" and not picked:  # the list that answers, in its own order
+            group = sorted((s for sc, s in scored if s.kind == "item" and s.source == sent.source
+                            and s.group == sent.group and sc >= floor), key=lambda s: s.ordinal)[:MAX_ITEMS]
+            if sent not in group:
+                group = [sent]
+        for s in group:
+            key = " ".join(s.text.split()).lower()
+            if key not in seen:
+                seen.add(key)
+                picked.append((score, s))
     return picked
 
 
 def extractive_answer(question: str, sources: dict[int, str], *, max_quotes: int = 3,
-                      min_coverage: float = 0.34) -> str:
+                      min_coverage: float = 0.34, sections: dict[int, str] | None = None) -> str:
     language = "zh" if language_of(question) == "zh" else "en"
     if not sources:
         return _NO_SOURCES[language]
-    picked = best_sentences(question, sources, max_quotes=max_quotes, min_coverage=min_coverage)
+    picked = best_sentences(question, sources, max_quotes=max_quotes, min_coverage=min_coverage,
+                            sections=sections)
     if not picked:
         return _NOT_COVERED[language]
     lines = [_LEAD[language]]
@@ -315,12 +395,15 @@ class ExtractiveProvider(BaseProvider):
     def chat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
         prompt = "\n\n".join(m.content for m in request.messages)
         sources: dict[int, str] = {}
+        sections: dict[int, str] = {}
         for m in request.messages:
             for n, text in parse_sources(m.content).items():
                 sources.setdefault(n, text)
+            for n, where in source_sections(m.content).items():
+                sections.setdefault(n, where)
         params = alias.params or {}
         text = extractive_answer(find_question(request), sources,
                                  max_quotes=int(params.get("max_quotes", 3)),
-                                 min_coverage=float(params.get("min_coverage", 0.34)))
+                                 min_coverage=float(params.get("min_coverage", 0.34)), sections=sections)
         usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text))
         return ProviderResponse(text, usage, alias.model or "extractive", "stop")

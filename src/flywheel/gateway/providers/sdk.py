@@ -138,6 +138,13 @@ class SdkProvider:
             client = self._aclients[loop] = self._new_client(self._sdk_class(True))
         return client
 
+    def prepare(self, stream: bool = False) -> None:
+        """One-time setup before the first attempt's clock starts: import the SDK and build the sync client
+        (the gateway calls this when it first uses the alias; streams always go through the SDK)."""
+        if stream or not getattr(self, "lean", False):
+            self._sdk_class(True)  # the async client class: imports the SDK; the client itself is per loop
+            self.client  # noqa: B018 - builds the sync client
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

@@ -121,11 +121,18 @@ class Index(ABC):
         self.bump(conn, tenant, -n)
         return n
 
-    def insert_chunks(self, conn: Connection, rows: list[dict]) -> None:
-        if rows:
-            conn.execute(insert(chunks), [self._prepare_row(r) for r in rows])
-            for tenant in {r["tenant"] for r in rows}:
-                self.bump(conn, tenant, sum(1 for r in rows if r["tenant"] == tenant))
+    def insert_chunks(self, conn: Connection, rows: list[dict]) -> int:
+        """Insert chunks, skipping ids already stored (ids are content hashes, so an existing row is the same
+        chunk: two processes ingesting the same files end with one copy, neither fails). Returns rows added."""
+        added = 0
+        for tenant in dict.fromkeys(r["tenant"] for r in rows):
+            part = [self._prepare_row(r) for r in rows if r["tenant"] == tenant]
+            n = conn.execute(self._insert_ignore(chunks), part).rowcount
+            n = len(part) if n is None or n < 0 else n  # a driver without a summed executemany rowcount
+            if n:
+                self.bump(conn, tenant, n)
+            added += n
+        return added
 
     def _prepare_row(self, row: dict) -> dict:
         return row

@@ -39,6 +39,7 @@ def loader_for(path: Path) -> Loader:
 class Loaded:
     docs: list[Document]
     warnings: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # boilerplate lines dropped, by kind
 
 
 def load_file(path: Path, *, source: str, tenant: str = "default", options: LoadOptions | None = None) -> Loaded:
@@ -51,23 +52,35 @@ def load_file(path: Path, *, source: str, tenant: str = "default", options: Load
         unique.setdefault(d.id, d)  # the same text at the same place twice adds nothing
     if not unique:
         raise Skip("no text")
-    return Loaded(list(unique.values()), warnings)
+    dropped: dict[str, int] = {}
+    for d in unique.values():
+        for kind, n in (d.metadata.get("boilerplate") or {}).items():
+            dropped[kind] = dropped.get(kind, 0) + n
+    return Loaded(list(unique.values()), warnings, dropped)
 
 
 def is_beir_dataset(folder: Path) -> bool:
     return (folder / "corpus.jsonl").is_file() and (folder / "qrels").is_dir()
 
 
-def walk(path: Path) -> Iterator[Path]:
+def walk(path: Path, follow_links: bool = False) -> Iterator[Path]:
     """Files under `path` in a stable order; hidden and tool folders are skipped. A BEIR dataset folder
-    contributes only its corpus (its queries and qrels are evaluation data, not documents)."""
+    contributes only its corpus (its queries and qrels are evaluation data, not documents). Linked folders are
+    entered only with `follow_links` (each real folder once: a link back up the tree does not loop)."""
     if path.is_file():
         yield path
         return
     if is_beir_dataset(path):
         yield path / "corpus.jsonl"
         return
-    for root, dirs, files in os.walk(path):
+    visited: set[str] = set()
+    for root, dirs, files in os.walk(path, followlinks=follow_links):
+        if follow_links:
+            real = os.path.realpath(root)
+            if real in visited:
+                dirs[:] = []
+                continue
+            visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
         here = Path(root)
         if here != path and is_beir_dataset(here):

@@ -81,3 +81,40 @@ def make_document(text: str, *, source: str, tenant: str, title: str | None, loc
         meta["location"] = location
     return Document(id=content_hash(tenant, source, location or "", text), text=text, source=source,
                     title=title, tenant=tenant, metadata=meta)
+
+
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+\S")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MARKS = re.compile(r"\*\*|__|(?<![\w*])[*_](?=\S)|(?<=\S)[*_](?![\w*])|`")
+_NUMBERED = re.compile(r"^(?:\d+(?:\.\d+)+\.?|第[一二三四五六七八九十百\d]+[章节部分篇]|[一二三四五六七八九十]+、|[A-Z]\.)\s*\S")
+_SECTION_NUMBER = re.compile(r"^\d{1,2}[.、]\s*\S.{0,38}$")
+_NOT_HEADING = re.compile(r"^\s*(?:[-*+•]\s|\d{1,3}[.)、]\s|\[\d+\])|https?://|[。！？；.!?;：:，,、]\s*$")
+
+
+def clean_inline(text: str) -> str:
+    """A heading's text without Markdown markup: `**3.3 Title**` → `3.3 Title`, `[a](url)` → `a`."""
+    text = re.sub(r"^\s*#{1,6}\s+|\s+#+\s*$", "", text.strip())
+    return " ".join(_MARKS.sub("", _LINK.sub(r"\1", text)).split())
+
+
+def heading_level(lines: list[str], i: int) -> int | None:
+    """Whether line i of a text heads a section, and how high: 1–6 for Markdown `#` headings, 7 for a
+    numbered ("3.3 …", "第二章", "一、") or bold-only line, 8 for a short line standing alone between blank
+    lines; None for anything else (list items, citations, sentences)."""
+    line = lines[i].strip()
+    m = _ATX.match(lines[i])
+    if m:
+        return len(m.group(1))
+    alone = (i == 0 or not lines[i - 1].strip()) and (i + 1 >= len(lines) or not lines[i + 1].strip())
+    if alone and i + 1 < len(lines) and _SECTION_NUMBER.match(line) and not _NOT_HEADING.search(line[3:]):
+        return 7  # "1. Why evals are hard" alone between blank lines: a numbered section, not a list
+    if not line or len(line) > 80 or _NOT_HEADING.search(line):
+        return None
+    if line.startswith("**") and line.endswith("**") and line.count("**") == 2:
+        return 7
+    plain = clean_inline(line)
+    if not plain or len(plain) > 40 or _NOT_HEADING.search(plain):
+        return None
+    if _NUMBERED.match(plain):
+        return 7
+    return 8 if alone and i + 1 < len(lines) else None

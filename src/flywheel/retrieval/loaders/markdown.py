@@ -1,5 +1,7 @@
-"""Markdown: one Document per heading section, the heading path ("Install > Linux") as its location.
-YAML front matter becomes metadata (its `title` the document title)."""
+"""Markdown: one Document per heading section, the heading path ("Install > Linux") as its location, headings
+without markup (`## **3.3 Title**` → `3.3 Title`). YAML front matter becomes metadata (its `title` the document
+title). Page boilerplate (follow/subscribe lines, reference lists, navigation) is dropped first and recorded
+in the first Document's metadata (see boilerplate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from flywheel.retrieval.loaders.base import LoadOptions, decode, make_document, read_bytes
+from flywheel.config import load_yaml
+from flywheel.retrieval.loaders.base import LoadOptions, clean_inline, decode, make_document, read_bytes
+from flywheel.retrieval.loaders.boilerplate import record, strip_boilerplate
 from flywheel.types import Document
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -39,10 +43,10 @@ def split_sections(text: str) -> list[tuple[list[str], str]]:
         if not in_fence:
             m = _ATX.match(line)
             if m:
-                heading = (len(m.group(1)), m.group(2).strip())
+                heading = (len(m.group(1)), clean_inline(m.group(2)))
             elif (_SETEXT.match(line) and body and body[-1].strip()
                   and (i < 2 or not lines[i - 2].strip()) and not _ATX.match(body[-1])):
-                heading = (1 if line.strip()[0] == "=" else 2, body.pop().strip())
+                heading = (1 if line.strip()[0] == "=" else 2, clean_inline(body.pop()))
         if heading is None:
             body.append(line)
             continue
@@ -60,7 +64,7 @@ def front_matter(text: str) -> tuple[dict, str]:
     if not m:
         return {}, text
     try:
-        data = yaml.safe_load(m.group(1))
+        data = load_yaml(m.group(1))
     except yaml.YAMLError:
         return {}, text
     if not isinstance(data, dict):
@@ -77,6 +81,7 @@ def load_markdown(path: Path, *, source: str, tenant: str, options: LoadOptions)
 def markdown_documents(text: str, *, source: str, tenant: str, options: LoadOptions,
                        default_title: str) -> list[Document]:
     meta, text = front_matter(text)
+    text, dropped = strip_boilerplate(text)
     sections = split_sections(text)
     title = str(meta.pop("title", "")) or next((p[0] for p, _ in sections if p), None) or default_title
     docs = []
@@ -84,4 +89,6 @@ def markdown_documents(text: str, *, source: str, tenant: str, options: LoadOpti
         location = " > ".join(heading_path) or None
         docs.append(make_document(body, source=source, tenant=tenant, title=title, location=location,
                                   options=options, heading=heading_path[-1] if heading_path else None, **meta))
+    if docs:
+        record(docs[0].metadata, dropped)
     return docs

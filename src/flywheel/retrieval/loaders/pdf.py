@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, make_document, read_bytes
+from flywheel.retrieval.loaders.boilerplate import record, strip_boilerplate
 from flywheel.types import Document
 
 
@@ -47,5 +48,11 @@ def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> l
     if not pages:
         raise Skip("PDF without extractable text (scanned images need OCR first)")
     title = title or path.stem
-    return [make_document(text, source=source, tenant=tenant, title=title, location=f"page {n}",
-                          options=options, page=n) for n, text in pages]
+    docs = []
+    for n, text in pages:  # running heads, share lines and reference lists dropped page by page
+        kept, dropped = strip_boilerplate(text)
+        if kept.strip():
+            docs.append(make_document(kept.strip(), source=source, tenant=tenant, title=title,
+                                      location=f"page {n}", options=options, page=n))
+            record(docs[-1].metadata, dropped)
+    return docs

@@ -1,0 +1,110 @@
+"""Language detection, one detector for every room: which language a question is asked in (the reply's
+language, the no-answer message), which language a chunk or query is in (whether an embedder covers it), and
+which language an output is written in (the `language` check).
+
+Dependency-free and deterministic. The dominant script decides between scripts (Han, kana, Hangul, Cyrillic,
+Arabic, …), counting a CJK character against a whole word of a space-separated script, plus the function words
+that frame a sentence ("怎么", "的", "the", "for"): a Chinese question naming English terms ("怎么设置 model
+version pinning？") is Chinese, an English sentence naming a Chinese person ("Contact 王小明 for details") is
+English. Between Latin-script languages, short marker words decide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from flywheel.text.stopwords import LANGUAGE_MARKERS, STOPWORDS_ZH
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
+_CJK_ANY = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_WORD = re.compile(r"[^\W\d_]+")
+# Script of a space-separated word, by its first letter.
+_SCRIPTS: list[tuple[str, re.Pattern[str]]] = [
+    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
+    ("cyrillic", re.compile(r"[\u0400-\u04ff]")),
+    ("arabic", re.compile(r"[\u0600-\u06ff]")),
+    ("hebrew", re.compile(r"[\u0590-\u05ff]")),
+    ("greek", re.compile(r"[\u0370-\u03ff]")),
+    ("devanagari", re.compile(r"[\u0900-\u097f]")),
+    ("thai", re.compile(r"[\u0e00-\u0e7f]")),
+]
+_THAI_CHARS_PER_WORD = 4  # Thai is written without spaces between words
+_SCRIPT_LANG = {"arabic": "ar", "hebrew": "he", "greek": "el", "devanagari": "hi", "thai": "th"}
+_ZH_FRAME = sorted(STOPWORDS_ZH)
+LATIN: list[str] = list(LANGUAGE_MARKERS)  # "en" first: the answer when Latin text is too short to tell
+LANGUAGES: list[str] = sorted({"zh", "ja", "ko", "ru", "uk", *LATIN, *_SCRIPT_LANG.values()})
+_ALIASES = {
+    "chinese": "zh", "english": "en", "japanese": "ja", "korean": "ko", "russian": "ru", "ukrainian": "uk",
+    "french": "fr", "german": "de", "spanish": "es", "portuguese": "pt", "italian": "it", "dutch": "nl",
+    "arabic": "ar", "hebrew": "he", "greek": "el", "hindi": "hi", "thai": "th",
+}
+_SAMPLE_CHARS = 4000  # detect_language reads this much: enough for a chunk or a question, cheap for a document
+
+
+@dataclass(frozen=True)
+class Detection:
+    """candidates: one language, several when the script cannot tell (short Latin text), none without letters."""
+
+    candidates: list[str]
+    confidence: float
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+def normalize_language(code: str) -> str:
+    """`zh-CN`, `ZH`, `Chinese` → `zh`."""
+    c = code.strip().lower().replace("_", "-")
+    return _ALIASES.get(c, c.split("-")[0])
+
+
+def detect(text: str) -> Detection:
+    """All the evidence: candidate languages, a 0..1 confidence and the counts they came from."""
+    han, kana, hangul = (len(rx.findall(text)) for rx in (_HAN, _KANA, _HANGUL))
+    words: dict[str, list[str]] = {name: [] for name, _ in _SCRIPTS}
+    for w in _WORD.findall(_CJK_ANY.sub(" ", text)):
+        for name, rx in _SCRIPTS:
+            if rx.match(w):
+                words[name].append(w.lower())
+                break
+    scores = {name: float(len(ws)) for name, ws in words.items()}
+    scores["thai"] = sum(max(1.0, len(w) / _THAI_CHARS_PER_WORD) for w in words["thai"])
+    latin_frame = sum(1 for w in words["latin"] if any(w in stop for stop in LANGUAGE_MARKERS.values()))
+    scores["latin"] += latin_frame
+    cjk_frame = sum(text.count(w) for w in _ZH_FRAME) if han else 0
+    scores["cjk"] = float(han + kana + hangul + cjk_frame)
+    total = sum(scores.values())
+    evidence: dict[str, Any] = {"scripts": {k: round(v, 2) for k, v in scores.items() if v}}
+    if total == 0:
+        return Detection([], 0.0, evidence)
+    script = max(scores, key=lambda k: scores[k])
+    share = scores[script] / total
+    if script == "cjk":
+        if hangul >= max(han, kana):
+            return Detection(["ko"], share, evidence)
+        if kana and kana >= 0.1 * (han + kana):
+            return Detection(["ja"], share, evidence)
+        return Detection(["zh"], share, evidence)
+    if script == "cyrillic":
+        return Detection(["uk"] if re.search(r"[іїєґІЇЄҐ]", text) else ["ru"], share, evidence)
+    if script in _SCRIPT_LANG:
+        return Detection([_SCRIPT_LANG[script]], share, evidence)
+    counts = Counter(words["latin"])
+    hits = {lang: sum(n for w, n in counts.items() if w in stop) for lang, stop in LANGUAGE_MARKERS.items()}
+    evidence["stopwords"] = {k: v for k, v in hits.items() if v}
+    best = max(hits.values())
+    if best == 0:
+        return Detection(list(LATIN), share * 0.5, evidence)  # Latin script, too little text to tell which
+    ranked = sorted(hits, key=lambda k: -hits[k])
+    runner_up = hits[ranked[1]]
+    return Detection([ranked[0]], share * (best - runner_up + 1) / (best + 1), evidence)
+
+
+def detect_language(text: str) -> str:
+    """The language of `text` as a short code ('zh', 'en', 'ja', 'ko', 'fr', 'ru', …); 'en' for Latin text too
+    short to tell; '' when there are no letters at all."""
+    found = detect(text[:_SAMPLE_CHARS]).candidates
+    return found[0] if found else ""
