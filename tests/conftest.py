@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-pytest_plugins = ["services_fixtures"]
+pytest_plugins = ["services_fixtures", "server_support"]
 
 REQUIRE_SERVICES = os.environ.get("FLYWHEEL_REQUIRE_SERVICES") == "1"
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -32,6 +32,34 @@ def spans():
     tracer.add_sink(got.append)
     yield got
     tracer.remove_sink(got.append)
+
+
+@pytest.fixture
+def llm():
+    """A fresh fake LLM server (OpenAI and Anthropic wire) for one test."""
+    from flywheel.testing.fake_llm import FakeLLM
+
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One fake LLM server for a whole test module; reset it in the test (or use `llm`)."""
+    from flywheel.testing.fake_llm import FakeLLM
+
+    with FakeLLM() as fake:
+        yield fake
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An open SQLite store in the test's folder (modules testing PostgreSQL too define their own)."""
+    from flywheel.store import Store
+
+    s = Store.open(f"sqlite:///{tmp_path / 'flywheel.db'}")
+    yield s
+    s.close()
 
 
 @pytest.fixture

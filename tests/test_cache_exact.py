@@ -9,18 +9,10 @@ from sqlalchemy import select
 from flywheel.cache import Cache
 from flywheel.config import CacheConfig
 from flywheel.errors import UserError
-from flywheel.store import Store
 from flywheel.store.schema_cache import cache_hits
 from flywheel.types import ChatRequest, ChatResult
 
 V = {"model_version": "m@1", "prompt_version": "p1", "corpus_version": "c1", "tenant": "acme"}
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'flywheel.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

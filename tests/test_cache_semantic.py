@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from flywheel.cache import Cache
 from flywheel.config import CacheConfig, SemanticCacheConfig
-from flywheel.store import Store
 from flywheel.store.schema_cache import cache_hits
 from flywheel.tracing.tracer import tracer
 from flywheel.types import ChatRequest, Message
@@ -43,13 +42,6 @@ class TableEmbedder:
                 self._next += 1
             out.append(self.table[t])
         return np.stack(out)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'flywheel.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

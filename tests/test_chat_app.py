@@ -39,12 +39,6 @@ def chat_requests(llm: FakeLLM) -> list[dict]:
     return [r for r in llm.requests if r["path"].endswith("/chat/completions")]
 
 
-@pytest.fixture
-def llm():
-    with FakeLLM() as server:
-        yield server
-
-
 def test_input_guards_block_injection_and_redact_pii_with_restore(tmp_path, llm):
     llm.add(r"EMAIL_ADDRESS_1", "I will write to <EMAIL_ADDRESS_1> today.")
     with Runtime(write_project(tmp_path, llm.base_url)) as rt:

@@ -84,7 +84,7 @@ def test_unknown_check_lists_the_valid_choices() -> None:
     with pytest.raises(UserError) as err:
         from_entry({"contians": "x"}, where="evals/a.yaml:7")
     assert err.value.where == "evals/a.yaml:7"
-    assert "contains" in err.value.hint and "not-" in err.value.hint
+    assert "did you mean 'contains'" in err.value.message and "not-" in err.value.hint
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from flywheel.cli import main
-from flywheel.testing.fake_llm import FakeLLM, Fault
-
-
-@pytest.fixture(scope="module")
-def server():
-    with FakeLLM() as llm:
-        yield llm
+from flywheel.testing.fake_llm import Fault
 
 
 @pytest.fixture

@@ -84,7 +84,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
          "models.a.max_retries", "greater than or equal"),
         ("retrieval:\n  k: lots\n", 2, "retrieval.k", "integer"),
         ("models:\n  a:\n    provider: openai_compat\n    model: m\n    fallbacks: [ghost]\n", 1, "models",
-         "unknown alias 'ghost'"),
+         "falls back to unknown model alias 'ghost'"),
     ],
 )
 def test_bad_fields_name_file_line_and_field(tmp_path, text, line, field, words):
@@ -179,3 +179,25 @@ def test_a_config_built_in_python_gets_the_same_checks(tmp_path):
     with pytest.raises(ConfigError, match="unknown option"):
         Project(tmp_path, Config(apps={"docs_qa": AppConfig(options={"kk": 3})}))
     assert Project(tmp_path, Config(apps={"docs_qa": AppConfig(options={"k": 3})})).config.apps["docs_qa"]
+
+
+def test_the_runtime_gives_tracing_its_pii_masker(tmp_path):
+    """tracing/ cannot import the detectors in checks/: `tracing.redact_pii` works because the Runtime injects one."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.tracing import tracer
+
+    write(tmp_path, "tracing:\n  redact_pii: [EMAIL_ADDRESS]\n")
+    with Runtime(Project.load(tmp_path)) as rt:
+        rt.store  # noqa: B018 - opening the store attaches tracing
+        assert tracer.redactor.scrub_text("write to ann.lee@example.com") == "write to <EMAIL_ADDRESS>"
+
+
+def test_an_unknown_check_in_a_guard_fails_when_the_project_opens(tmp_path):
+    """The check registry sits above the config: the Runtime builds every guard policy as it opens."""
+    from flywheel.apps.runtime import Runtime
+
+    path = write(tmp_path, "apps:\n  docs_qa:\n    guards:\n      input:\n        - {check: pii-x, on_fail: block}\n")
+    project = Project.load(tmp_path)  # the shape is fine
+    with pytest.raises(ConfigError) as err:
+        Runtime(project, tracing=False)
+    assert err.value.where == f"{path}:5" and "unknown check 'pii-x' — did you mean 'pii'" in err.value.message

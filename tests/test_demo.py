@@ -1,4 +1,5 @@
-"""`flywheel demo`: offline, on the documentation bundled with the package; and the bundled copy stays in sync."""
+"""`flywheel demo`: offline, on the documentation bundled with the package; every section's facts come from
+`demo --json`; and the bundled copy stays in sync."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from click.testing import CliRunner
 from conftest import need
 
 from flywheel.cli import main
-from flywheel.cli.app import DEMO_QUESTIONS, bundled_docs
+from flywheel.cli.app import bundled_docs
+from flywheel.cli.demo import DEMO_QUESTIONS, INJECTION, PII_MESSAGE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,7 +27,8 @@ def test_bundled_docs_are_the_repository_docs():
 def run_demo(project: Path) -> dict:
     result = CliRunner().invoke(main, ["--project", str(project), "demo", "--json"])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    assert "[1/6] Answers" in result.stderr and "[6/6] Traces" in result.stderr  # progress, as it happens
+    return json.loads(result.stdout)
 
 
 def check_answers(data: dict) -> None:
@@ -35,15 +38,49 @@ def check_answers(data: dict) -> None:
     config_ids = [c["id"] for c in pin["citations"] if c["source"] == "docs/configuration.md"]
     assert any(f"“To pin a model version, set `version:` on the alias.” [{n}]" in pin["answer"] for n in config_ids)
     assert zh["answer"].startswith("根据资料") and zh["citations"][0]["source"] == "docs/zh/quickstart.md"
-    assert "A failed attempt is retried when the failure is worth retrying" in retry["answer"]
-    assert retry["citations"][0]["source"] == "docs/gateway.md"
+    assert "retr" in retry["answer"] and retry["citations"][0]["source"] == "docs/gateway.md"
     assert mercury["refused"] and mercury["citations"] == []
     assert mercury["answer"].startswith("I don't know")
     for a in data["answers"]:
         assert {f"[{c['id']}]" for c in a["citations"]} <= set(a["answer"].replace("]", "]\n").split())
 
 
-def test_demo_without_the_local_extra_answers_with_citations_and_traces(tmp_path, monkeypatch):
+def check_sections(data: dict, demo_dir: Path, semantic: bool) -> None:
+    blocked, redacted = data["guards"]["blocked"], data["guards"]["redacted"]
+    assert blocked["input"] == INJECTION and blocked["refused"] and blocked["refusal"] == "guard_blocked"
+    assert any(a["check"] == "injection" and a["action"] == "block" and not a["passed"]
+               for a in blocked["guard_actions"])
+    assert redacted["input"] == PII_MESSAGE
+    assert "jane.doe@example.com" not in redacted["model_saw"] and "<EMAIL_ADDRESS_1>" in redacted["model_saw"]
+    assert "jane.doe@example.com" in redacted["answer"]  # restored for the user
+    assert any(a["check"] == "pii" and a["action"] == "redact" for a in redacted["guard_actions"])
+
+    caches = {row["ask"]: (row["cache"], row["model_calls"]) for row in data["cache"]["asks"]}
+    assert caches["first"] == ("miss", 1) and caches["again"] == ("exact", 0)  # a hit calls no model
+    assert (caches.get("reworded") == ("semantic", 0)) if semantic else "reworded" not in caches
+    assert data["cache"]["semantic"] == ("on" if semantic else "skipped: needs the `local` extra")
+
+    fallback = data["fallback"]
+    assert fallback["alias"] == "primary" and fallback["fallbacks"] == ["backup"]
+    assert fallback["model"].startswith("backup-model")
+    assert fallback["attempts"] == 3 and fallback["failed_attempts"] == 2  # 1 try + 1 retry, then the fallback
+
+    ev = data["eval"]
+    assert ev["cases"] == 5 and 0 <= ev["passed"] <= 5
+    assert ev["pass_rate"] == ev["passed"] / ev["cases"] and len(ev["failed"]) == ev["cases"] - ev["passed"]
+    assert Path(ev["report"]).is_file() and Path(ev["report"]).read_text(encoding="utf-8").startswith("<!")
+
+    traces = data["traces"]
+    assert traces["stored"] == traces["expected"] == len(DEMO_QUESTIONS) + 2 + len(caches) + 1
+    assert [s["title"].split(":")[0] for s in data["sections"]] == [
+        "Answers with citations (flywheel's docs, the offline extractive model)", "Guards", "Cache",
+        "Retries and fallback", "Evals", "Traces of it all"]
+    for s in data["sections"]:
+        assert s["command"].startswith((f"flywheel --project {demo_dir} ",)) and "TRACE_ID" not in s["command"]
+    assert f"traces show {fallback['trace_id']}" in data["sections"][3]["command"]
+
+
+def test_demo_without_the_local_extra_shows_every_section(tmp_path, monkeypatch):
     from flywheel.retrieval import embedders
 
     monkeypatch.setattr(embedders, "local_available", lambda: False)  # BM25-only fallback, as without [local]
@@ -52,17 +89,20 @@ def test_demo_without_the_local_extra_answers_with_citations_and_traces(tmp_path
     assert Path(data["project"]) == demo_dir and (demo_dir / "flywheel.yaml").is_file()
     assert data["ingest"]["indexed"] == len(list(bundled_docs().rglob("*.md"))) and not data["ingest"]["skipped"]
     check_answers(data)
+    check_sections(data, demo_dir, semantic=False)
 
     runner = CliRunner()
-    traces = runner.invoke(main, ["--project", str(demo_dir), "traces", "--json"])
-    by_id = {r["trace_id"]: r for r in json.loads(traces.output)}
+    traces = runner.invoke(main, ["--project", str(demo_dir), "traces", "--json", "--last", "50"])
+    by_id = {r["trace_id"]: r for r in json.loads(traces.stdout)}
     for a in data["answers"]:
         assert by_id[a["trace_id"]]["app"] == "docs_qa"
+    assert by_id[data["guards"]["blocked"]["trace_id"]]["app"] == "assistant"
 
     again = runner.invoke(main, ["--project", str(tmp_path), "demo"])
     assert again.exit_code == 0, again.output
     assert "0 indexed" in again.output  # nothing changed: nothing re-ingested
     assert "Q: " + DEMO_QUESTIONS[0] in again.output and "Sources" in again.output
+    assert "cache miss, 1 model call" in again.output and "cache exact, 0 model calls" in again.output
     assert f"flywheel --project {demo_dir} traces" in again.output
 
 
@@ -73,3 +113,4 @@ def test_demo_with_the_local_embedder(tmp_path):
     data = run_demo(tmp_path)
     assert data["ingest"]["embedded"] > 0
     check_answers(data)
+    check_sections(data, tmp_path / ".flywheel" / "demo", semantic=True)

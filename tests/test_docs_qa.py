@@ -12,7 +12,6 @@ from flywheel.errors import UserError
 from flywheel.gateway import Gateway
 from flywheel.guards import GuardPolicy
 from flywheel.prompts import PromptRegistry
-from flywheel.testing.fake_llm import FakeLLM
 from flywheel.tracing import tracer
 from flywheel.types import Chunk, Hit
 
@@ -42,12 +41,6 @@ class ScriptedRetriever:
         return hits[: k or 5]
 
 
-
-
-@pytest.fixture
-def llm():
-    with FakeLLM() as server:
-        yield server
 
 
 def make_app(llm=None, texts=(PIN, FALLBACK, ZH), model="default", **kw):

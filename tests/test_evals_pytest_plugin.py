@@ -124,3 +124,18 @@ def test_suites_bypass_the_response_cache_unless_flywheel_cache(tmp_path: Path, 
         calls.append(len(llm.requests))
     # bypassed: nothing was cached by the first session; with --flywheel-cache the third is a cache hit
     assert calls == [1, 2, 2]
+
+
+def test_plain_pytest_collects_suites_only_when_asked(tmp_path: Path, llm, project) -> None:
+    """Judges may be paid: a plain `pytest` leaves eval YAML alone; naming the folder, --flywheel-evals or the
+    `flywheel_evals` ini option collects it."""
+    llm.add(r"France", "Paris.")
+    llm.add(r"Italy", "Rome.")
+    llm.add(r"Spain", "Madrid.")
+    write_suite(tmp_path / "evals" / "strict.yaml", SUITE % 1.0)
+    plain = pytest_run(tmp_path)
+    assert plain.returncode == 5 and "no tests ran" in plain.stdout, plain.stdout  # 5: nothing collected
+    assert llm.requests == []
+    assert "3 passed" in pytest_run(tmp_path, "--flywheel-evals").stdout
+    assert "3 passed" in pytest_run(tmp_path, "-o", "flywheel_evals=true").stdout
+    assert "3 passed" in pytest_run(tmp_path, "evals").stdout

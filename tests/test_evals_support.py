@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the shared fixtures imported from conftest are redefined as parameters
 """Shared fixtures of the checks/evals tests: a fake LLM and a project whose aliases point at it.
 
 No tests here; the other test_evals_* / test_checks_* modules import from this one.
@@ -10,16 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import llm  # noqa: F401 - the shared fixture, re-exported for modules importing it from here
 
 from flywheel.apps.runtime import Runtime
 from flywheel.config import Project
 from flywheel.testing.fake_llm import FakeLLM
-
-
-@pytest.fixture
-def llm() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def write_project(root: Path, llm: FakeLLM, store: str | None = None) -> Project:

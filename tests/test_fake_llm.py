@@ -26,12 +26,6 @@ USER = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 @pytest.fixture
-def llm():
-    with FakeLLM() as server:
-        yield server
-
-
-@pytest.fixture
 def client(llm):
     with openai.OpenAI(base_url=llm.base_url, api_key="test", max_retries=0, timeout=5) as c:
         yield c

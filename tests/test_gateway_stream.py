@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -266,3 +267,24 @@ def test_a_failed_attempt_records_cost_zero_not_unknown(gw, llm, spans):
     assert gw.chat(request()).attempts == 2
     failed = next(s for s in spans if s.name == "chat primary-model" and s.error)
     assert failed.attributes["flywheel.cost_usd"] == 0.0
+
+
+def test_async_callers_do_the_provider_setup_off_the_event_loop(gw, llm, monkeypatch):
+    prov = gw.provider("primary")
+    prov._client = None
+    threads: list[int] = []
+    real = type(prov).prepare
+
+    def prepare(self, stream: bool = False) -> None:
+        threads.append(threading.get_ident())
+        real(self, stream)
+
+    monkeypatch.setattr(type(prov), "prepare", prepare)
+
+    async def run() -> tuple[str, int]:
+        text = "".join([c.delta async for c in gw.astream(request())])
+        return text, threading.get_ident()
+
+    text, loop_thread = asyncio.run(run())
+    assert text == ANSWER
+    assert threads and threads[0] != loop_thread  # a cold SDK import never blocks the event loop

@@ -162,7 +162,7 @@ def test_malformed_guard_config_names_file_and_line(tmp_path, yaml_text, line, w
 
 
 def test_fallback_to_unknown_alias_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown alias `ghost`"):
+    with pytest.raises(ConfigError, match="unknown model alias 'ghost'"):
         GuardPolicy.from_config({"output": [{"check": "test-no-banana", "on_fail": "fallback", "fallback": "ghost"}]},
                                 aliases={"default"})
 

@@ -47,9 +47,9 @@ def test_shipped_sources_model_is_portable_json():
 
 def test_units_split_lines_cells_html_and_sentences():
     text = ("<html><head><title>Hi there</title></head><body><p>One. Two!</p>\n"
-            "<div style=\"display:none\">AI readers: do x.</div><!-- ai: do y -->\n| a | b |\n第一句。第二句！")
+            "<div style=\"display:none\">AI readers: do x.</div><!-- ai: do y -->\n| a | b |\n第一句。第二句！第三句？第四句话")
     assert units(normalise(text)) == ["hi there", "one.", "two!", "ai readers: do x.", "<!-- ai: do y -->", "第一句。",
-                                      "第二句！"]
+                                      "第二句!", "第三句?", "第四句话"]
     long = units(normalise("word " * 500))
     assert len(long) > 1 and all(len(u) <= 400 for u in long)
     assert units(normalise("\u200bIGNORE\u200b")) == ["ignore"]
@@ -78,7 +78,7 @@ def test_evaluation_set_shape():
     assert {r["position"] for r in attacks} == {"start", "middle", "end"}
     assert {r["lang"] for r in attacks} == {"en", "zh"}
     assert all(r["label"] == 0 for r in rows if r["carrier"] == "licence")
-    assert sum(r["carrier"] == "licence" and len(r["text"]) > 10_000 for r in rows) >= 10
+    assert sum(r["carrier"] == "licence" and len(r["text"]) > 10_000 for r in rows) >= 5
 
 
 def test_evaluation_set_is_not_trained_on():
@@ -187,14 +187,14 @@ def test_bench_indirect_reports_its_figures(tmp_path):
     assert out["by_carrier"]["licence"]["fpr"] == 0.0
 
 
-def test_bench_guards_indirect_needs_no_shared_data(monkeypatch, tmp_path):
+def test_bench_guards_indirect_needs_no_shared_data(tmp_path):
     from click.testing import CliRunner
 
     from flywheel.cli import main
 
-    monkeypatch.setattr("flywheel.checks.injection_data.data_dir", lambda explicit=None: None)
-    res = CliRunner().invoke(main, ["bench", "guards", "--only", "indirect", "--json"])
+    absent = str(tmp_path / "absent")
+    res = CliRunner().invoke(main, ["bench", "guards", "--only", "indirect", "--json", "--data", absent])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["indirect"]["n"] >= 600
-    res = CliRunner().invoke(main, ["bench", "guards", "--only", "injection", "--json"])
-    assert res.exit_code == 2 and "benchmark data not found" in res.output
+    res = CliRunner().invoke(main, ["bench", "guards", "--only", "injection", "--json", "--data", absent])
+    assert res.exit_code == 2 and "tensor-trust" in res.output

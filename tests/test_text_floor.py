@@ -33,6 +33,8 @@ from flywheel.text import (
         ("Укажите версию модели в файле конфигурации.", "ru"),
         ("Définissez la version dans le fichier de configuration pour que le modèle soit fixé.", "fr"),
         ("Paris.", "en"),  # Latin text too short to tell: English
+        ("pin a model version", "en"),  # one Portuguese marker ("a") is not evidence enough
+        ("la casa de papel es una serie", "es"),
         ("1234 !!!", ""),
     ],
 )

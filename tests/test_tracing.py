@@ -410,6 +410,8 @@ SECRETS = {
     "env_key": "plain-looking-value-4f9a2c",  # no known shape: found only as the api_key_env value
     "custom": "cust-493021",  # only the configured tracing.redact regex knows this one
     "db_password": "pg-pass-77x",
+    "zh_glued": "sk-Zq81mXc04LpVb7Rt2NwE9yHd5KjU3aFs",  # glued to Chinese text: 密钥是sk-…
+    "token_hex": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",  # "my token is <hex>"
 }
 
 
@@ -421,7 +423,8 @@ def test_secrets_never_reach_the_store(store_url, monkeypatch):
         detach = attach_store(s, config.tracing, models=config.models)
         try:
             with tracer.span("call", kind="llm", inputs={
-                "messages": [{"role": "user", "content": f"my key is {SECRETS['openai']} and {SECRETS['custom']}"}],
+                "messages": [{"role": "user", "content": f"my key is {SECRETS['openai']} and {SECRETS['custom']}"},
+                             {"role": "user", "content": f"密钥是{SECRETS['zh_glued']}，my token is {SECRETS['token_hex']}"}],
                 "headers": {"Authorization": f"Bearer {SECRETS['bearer']}", "x-api-key": SECRETS["anthropic"]},
                 "config": f"aws_secret_access_key={SECRETS['aws_secret']} id={SECRETS['aws']}",
                 "dsn": f"postgresql://app:{SECRETS['db_password']}@db:5432/prod",

@@ -3,6 +3,8 @@ traces listed, and `traces show` with each span's inputs."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 from rich.cells import cell_len
@@ -83,6 +85,8 @@ def test_incomplete_traces_are_listed_and_shown(project):
     killed = next(ln for ln in out.splitlines() if ids["killed"][:8] in ln)
     assert "incomplete" in killed and "Why did it stop?" in killed
     assert "3 span(s) were dropped" in out
+    only = _run(path, "traces", "--status", "incomplete", "--json")
+    assert [r["trace_id"] for r in json.loads(only)] == [ids["killed"]]
     tree = _run(path, "traces", "show", ids["killed"][:8])
     assert "incomplete" in tree and "input_guards" in tree and "retrieve" in tree
 

@@ -223,7 +223,7 @@ class Config(Section):
         for name, alias in v.items():
             for fb in alias.fallbacks:
                 if fb not in v:
-                    raise ValueError(f"alias '{name}' falls back to unknown alias '{fb}'; known: {sorted(v)}")
+                    raise ValueError(unknown_alias(fb, v, used_by=f"alias '{name}'", verb="falls back to").message)
         _check_fallback_loops(v)
         return v
 
@@ -401,7 +401,7 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
                 if spec.fallback is not None and spec.fallback not in config.models:
                     raise unknown_alias(spec.fallback, config.models, error=ConfigError,
                                         where=where(file, lines, (*at, "guards", stage, i, "fallback")),
-                                        used_by=f"guard `{spec.check}`")
+                                        used_by=f"guard `{spec.check}`", verb="falls back to")
         schema = APP_OPTIONS.get(app.kind)
         if schema is None:
             kinds = set(APP_OPTIONS) | names_in_group("flywheel.apps")

@@ -52,12 +52,12 @@ def did_you_mean(name: str, known: Iterable[str], *, n: int = 3) -> list[str]:
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str], *, where: str | None = None,
-                 hint: str | None = None, error: type[UserError] = UserError, used_by: str | None = None
-                 ) -> UserError:
+                 hint: str | None = None, error: type[UserError] = UserError, used_by: str | None = None,
+                 verb: str = "uses") -> UserError:
     """The one "unknown <kind>" error: what was asked for, the closest names, every known name."""
     names = sorted(set(known))
     close = did_you_mean(name, names)
-    message = f"{used_by} uses unknown {kind} '{name}'" if used_by else f"unknown {kind} '{name}'"
+    message = f"{used_by} {verb} unknown {kind} '{name}'" if used_by else f"unknown {kind} '{name}'"
     if close:
         message += " — did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
     plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
@@ -66,9 +66,9 @@ def unknown_name(kind: str, name: str, known: Iterable[str], *, where: str | Non
 
 
 def unknown_alias(alias: str, known: Iterable[str], *, where: str | None = None, used_by: str | None = None,
-                  error: type[UserError] = UserError) -> UserError:
+                  verb: str = "uses", error: type[UserError] = UserError) -> UserError:
     """The one "unknown model alias" error (gateway, apps, eval suites, guards, fallbacks)."""
-    return unknown_name("model alias", alias, known, where=where, used_by=used_by, error=error,
+    return unknown_name("model alias", alias, known, where=where, used_by=used_by, verb=verb, error=error,
                         hint="use one of those, or add it under `models:` in flywheel.yaml")
 
 

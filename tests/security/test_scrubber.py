@@ -41,6 +41,10 @@ def test_all_plants_in_one_text_and_in_spans():
     "uuid 123e4567-e89b-12d3-a456-426614174000",
     "在北京的密钥管理服务里轮换",  # the word for key, no value
     "https://example.com/path?q=1",
+    "api_key=${OPENAI_API_KEY}",  # placeholders in docs and config templates are no credentials
+    "use postgresql://user:password@host:5432/db",
+    "send `Authorization: Bearer <key>`",
+    "render_as_string(hide_password=True)",
 ])
 def test_ordinary_text_is_left_alone(text):
     assert scrub_secrets(text) == text

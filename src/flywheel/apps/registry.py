@@ -33,10 +33,10 @@ def _docs_qa(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True
     prompt = PromptRegistry(project.root).get(cfg.prompt or DEFAULT_APP, where=project.where("apps", name, "prompt"))
     guards = _guards(runtime, name, cfg)
     # Runtime.cache, where the runtime provides one (flywheel.cache.Cache built from `cache:` in flywheel.yaml).
-    cache = getattr(runtime, "cache", None) if cache else None
+    response_cache = runtime.cache if cache else None
     return DocsQA(retriever=runtime.retriever, gateway=runtime.gateway, prompt=prompt, model=cfg.model,
                   name=name, tenant=cfg.tenant, k=k, filters=filters, no_answer=no_answer, guards=guards,
-                  cache=cache)
+                  cache=response_cache)
 
 
 def _chat(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True) -> Any:
@@ -45,18 +45,28 @@ def _chat(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True) -
     options = ChatOptions.model_validate(cfg.options)  # checked with file:line when flywheel.yaml loaded
     return ChatApp(gateway=runtime.gateway, model=cfg.model, name=name, system=options.system,
                    tenant=cfg.tenant, guards=_guards(runtime, name, cfg),
-                   cache=getattr(runtime, "cache", None) if cache else None)
+                   cache=runtime.cache if cache else None)
 
 
-def _guards(runtime: RuntimeLike, name: str, cfg: AppConfig) -> Any:
+def _guards(runtime: RuntimeLike, name: str, cfg: AppConfig, services: Any = ...) -> Any:
     """The app's guard policy; LLM checks in it (judge) call the runtime's gateway."""
     from flywheel.checks.base import Services
     from flywheel.guards import GuardPolicy
 
     if not (cfg.guards.input or cfg.guards.output or cfg.guards.sources):
         return None
+    if services is ...:
+        services = Services(gateway=runtime.gateway)
     return GuardPolicy.from_config(cfg.guards, where=lambda *p: runtime.project.where("apps", name, "guards", *p),
-                                   aliases=set(runtime.config.models), services=Services(gateway=runtime.gateway))
+                                   aliases=set(runtime.config.models), services=services)
+
+
+def check_guards(runtime: RuntimeLike) -> None:
+    """Build every configured app's guard policy once, so that an unknown check or a bad check argument is a
+    ConfigError with file:line when the project opens, not on the app's first request. (The shape of each
+    guard entry was already checked when flywheel.yaml loaded; the check registry lives up here.)"""
+    for name, cfg in runtime.config.apps.items():
+        _guards(runtime, name, cfg, services=None)
 
 
 # factory(runtime, name, AppConfig, cache=True) -> App; plugins add kinds through the `flywheel.apps` group.

@@ -26,6 +26,10 @@ class Runtime:
         self.config = project.config
         self._tracing = tracing and project.config.tracing.enabled
         self._detach: Any = None
+        if any(a.guards.input or a.guards.output or a.guards.sources for a in project.config.apps.values()):
+            from flywheel.apps.registry import check_guards
+
+            check_guards(self)  # a bad check in a guard fails here, with file:line, not on a first request
         if self._tracing:  # spans that end before the store opens are held for it, not dropped
             from flywheel.tracing import tracer
 
@@ -80,8 +84,9 @@ class Runtime:
         if self._detach is not None:
             self._detach()
             self._detach = None
-        if self.__dict__.get("cache") is not None:
-            self.cache.close()
+        cache = self.__dict__.get("cache")
+        if cache is not None:
+            cache.close()
         if "store" in self.__dict__:
             self.store.close()
         elif self._tracing:

@@ -27,14 +27,6 @@ TARGETS = {"exact_hit_p50_ms": 0.5, "semantic_lookup_p50_ms": 5.0, "hit_precisio
 GPTCACHE_SWEEP = (0.85, 0.90, 0.95)
 
 
-def _default_data() -> Path:
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidate = base.parent / "shared" / "data" / "mrpc"
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd().parent / "shared" / "data" / "mrpc"
-
-
 class _Precomputed:
     """Embedder answering from vectors computed once (so both systems and every run share them)."""
 
@@ -193,17 +185,21 @@ def run_mrpc(data: Path, vectors_file: Path | None) -> dict[str, Any]:
             unverified = _score(_ours(rows, embedder, store, verify=False), rows)
         finally:
             store.close()
-        theirs = _gptcache(rows, embedder, Path(tmp), sorted({matching, *GPTCACHE_SWEEP}))
+        try:
+            theirs = _gptcache(rows, embedder, Path(tmp), sorted({matching, *GPTCACHE_SWEEP}))
+        except ImportError:
+            theirs = None
+    ours = {"threshold": threshold, "hit_rate": verified[0], "hit_precision": verified[1],
+            "unverified_hit_rate": unverified[0], "unverified_hit_precision": unverified[1], "queries": len(rows)}
+    if theirs is None:
+        from flywheel.bench import missing_peer
+
+        return {**ours, "gptcache": missing_peer("gptcache", "pip install gptcache")}
     return {
-        "threshold": threshold,
-        "hit_rate": verified[0],
-        "hit_precision": verified[1],
+        **ours,
         "gptcache_threshold": matching,
         "gptcache_hit_rate": _score(theirs[matching], rows)[0],
         "gptcache_hit_precision": _score(theirs[matching], rows)[1],
-        "unverified_hit_rate": unverified[0],
-        "unverified_hit_precision": unverified[1],
-        "queries": len(rows),
         "gptcache_sweep": [{"threshold": t, "cosine": round(2 * t - 1, 4), "hit_rate": _score(a, rows)[0],
                             "hit_precision": _score(a, rows)[1]} for t, a in sorted(theirs.items())],
     }
@@ -307,33 +303,41 @@ def _embed_p50_ms(n: int = 30) -> float | None:
 @click.command()
 @click.option("--entries", default=100_000, show_default=True, type=click.IntRange(1000),
               help="Entries in the latency runs (exact and one semantic scope).")
-@click.option("--data", type=click.Path(path_type=Path), default=None, help="MRPC folder (default ../shared/data/mrpc).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The benchmark data folder holding mrpc/ (or the mrpc folder itself) "
+                   "[$FLYWHEEL_BENCH_DATA, else ../shared/data].")
 @click.option("--vectors", type=click.Path(path_type=Path), default=None,
               help="npz file to keep the MRPC embeddings between runs.")
 @click.option("--skip-mrpc", is_flag=True, help="Only the latency runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON result.")
 def command(entries: int, data: Path | None, vectors: Path | None, skip_mrpc: bool, as_json: bool) -> None:
     """Cache latency at --entries entries, and semantic hit precision on MRPC against GPTCache."""
+    from flywheel.bench import data_root, dataset_dir
     from flywheel.cli import emit_json
+    from flywheel.errors import UserError
 
-    data = data or _default_data()
+    mrpc: Path | None = None
+    if not skip_mrpc:
+        try:
+            mrpc = dataset_dir(data_root(data), "mrpc", "cache")
+        except UserError as exc:
+            if data is not None:
+                raise  # a folder given explicitly must hold the data
+            click.echo(f"{exc.render()}\n(skipping the hit-precision run; --skip-mrpc silences this)", err=True)
     result: dict[str, Any] = {}
     if not as_json:
         click.echo(f"latency runs at {entries} entries …", err=True)
     result.update(run_latency(entries))
     result["entries"] = entries
     result["embed_p50_ms"] = _embed_p50_ms()
-    if skip_mrpc:
-        result["mrpc"] = None
-    elif not (data / "msr_paraphrase_test.txt").exists():
-        click.echo(f"MRPC not found in {data}; pass --data DIR (skipping the hit-precision run)", err=True)
-        result["mrpc"] = None
+    if mrpc is None:
+        result["mrpc"] = {"status": "skipped" if skip_mrpc else "missing", "dataset": "mrpc"}
     else:
         if not as_json:
             click.echo("MRPC hit precision: flywheel vs GPTCache …", err=True)
-        result["mrpc"] = run_mrpc(data, vectors)
+        result["mrpc"] = run_mrpc(mrpc, vectors)
     result["targets"] = TARGETS
-    m = result["mrpc"] or {}
+    m = result["mrpc"] if "hit_precision" in result["mrpc"] else {}
     result["targets_met"] = bool(
         result["exact_hit_p50_ms"] <= TARGETS["exact_hit_p50_ms"]
         and result["semantic_lookup_p50_ms"] <= TARGETS["semantic_lookup_p50_ms"]

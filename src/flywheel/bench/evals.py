@@ -202,8 +202,6 @@ def command(cases: int, skip_promptfoo: bool, as_json: bool) -> None:
             "cases": cases,
             "wall_s": ours["wall_s"],
             "peak_rss_mb": ours["peak_rss_mb"],
-            "promptfoo_wall_s": None,
-            "promptfoo_peak_rss_mb": None,
             "run_wall_s": summary.get("wall_s"),
             "pass_rate": summary.get("pass_rate"),
             "floor_s": round(cases / CONCURRENCY * LATENCY_S, 3),
@@ -211,7 +209,10 @@ def command(cases: int, skip_promptfoo: bool, as_json: bool) -> None:
         if not skip_promptfoo:
             entry = ensure_promptfoo()
             if entry is None:
-                result["promptfoo_error"] = "node/npm not found or promptfoo could not be installed"
+                from flywheel.bench import missing_peer
+
+                result["promptfoo"] = missing_peer("promptfoo", "npm install -g promptfoo (needs node and npm)",
+                                                   "node/npm not found or promptfoo could not be installed")
             else:
                 llm_requests = len(llm.requests)
                 theirs = run_promptfoo(entry, folder, llm.base_url, cases)

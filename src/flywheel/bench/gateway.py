@@ -177,7 +177,9 @@ def overhead_run(calls: int, warmup: int) -> dict[str, Any]:
         out["litellm_overhead_p50_ms"] = round(percentile(lt, 50) - percentile(d, 50), 3)
         out["litellm_overhead_p99_ms"] = round(percentile(lt, 99) - percentile(d, 99), 3)
     else:
-        out["litellm_overhead_p50_ms"] = out["litellm_overhead_p99_ms"] = None
+        from flywheel.bench import missing_peer
+
+        out["litellm"] = missing_peer("litellm", "pip install litellm")
     return out
 
 

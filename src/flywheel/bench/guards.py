@@ -105,7 +105,11 @@ def bench_pii(root: Path, presidio: bool) -> dict[str, Any]:
     docs = _kb_docs(texts)
     out: dict[str, Any] = {"pii": per, "pii_micro_f1": micro["f1"], "pii_micro": micro,
                            "pii_p50_ms_per_kb": _ms_per_kb(ours.analyze, docs), "pii_label_map": LABEL_MAP,
-                           "presidio_micro_f1": None, "presidio_p50_ms_per_kb": None}
+                           }
+    if presidio and not pii_presidio.available():
+        from flywheel.bench import missing_peer
+
+        out["presidio"] = missing_peer("presidio", "pip install presidio-analyzer")
     if presidio and pii_presidio.available():
         stock = pii_presidio.stock_engine()
         stock_pred = [[(e.type, e.start, e.end) for e in pii_presidio.analyze(stock, t)] for t in texts]
@@ -175,13 +179,17 @@ def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
         "fpr_access_codes": round(sum(flag_c) / len(codes), 4),
         "p50_ms": round(statistics.median(times), 3), "p99_ms": round(sorted(times)[int(0.99 * len(times))], 3),
         "threshold": det.threshold, "attacks": len(attacks), "access_codes": len(codes), "benign": len(benign),
-        "baseline_f1": None}}
+        }}
     if baseline:
         try:
             base = _baseline(root, attacks, benign)
         except ImportError:
             base = None
-        if base is not None:
+        if base is None:
+            from flywheel.bench import missing_peer
+
+            out["injection"]["baseline"] = missing_peer("tfidf-logreg", "pip install scikit-learn")
+        else:
             neg = codes + benign
             pa = base.predict(attacks)
             pn = base.predict(neg)
@@ -256,7 +264,9 @@ def bench_leak(root: Path) -> dict[str, Any]:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (the default output is indented JSON too).")
-@click.option("--data", "data", default=None, help="The shared data folder (default: ../shared/data).")
+@click.option("--data", "data", default=None,
+              help="The benchmark data folder (presidio-synth/, tensor-trust/, cmrc2018-dev/, askfsdl-scope/, mrpc/) "
+                   "[$FLYWHEEL_BENCH_DATA, else ../shared/data].")
 @click.option("--only", default="pii,injection,indirect,leak", show_default=True,
               help="Comma-separated parts to run.")
 @click.option("--no-peers", is_flag=True, help="Skip stock Presidio and the TF-IDF baseline.")
@@ -268,10 +278,14 @@ def command(as_json: bool, data: str | None, only: str, no_peers: bool) -> None:
     if unknown:
         raise UserError(f"unknown benchmark part(s): {', '.join(sorted(unknown))}",
                         hint="use pii, injection, indirect, leak")
-    root = injection_data.data_dir(data)
-    if root is None and parts - {"indirect"}:  # the indirect set ships with flywheel
-        raise UserError("benchmark data not found", hint="pass --data PATH to the shared data folder "
-                        "(presidio-synth/, tensor-trust/, cmrc2018-dev/, askfsdl-scope/, mrpc/) or set FLYWHEEL_DATA_DIR")
+    from flywheel.bench import data_root, missing_data
+
+    root = data_root(data)
+    needed = {"pii": ["presidio-synth"], "injection": ["tensor-trust", "cmrc2018-dev", "askfsdl-scope", "mrpc"],
+              "leak": ["tensor-trust"]}  # the indirect set ships with flywheel
+    missing = sorted({n for p in parts for n in needed.get(p, []) if root is None or not (root / n).is_dir()})
+    if missing:
+        raise missing_data(missing, "guards", root)
     result: dict[str, Any] = {}
     if "pii" in parts and root:
         result.update(bench_pii(root, presidio=not no_peers))

@@ -76,7 +76,12 @@ def run_dataset(dataset: Path, limit: int | None = None, log: Any = None) -> dic
                         latencies.append((time.perf_counter() - t0) * 1000)
                     run[qid] = [str(h.chunk.metadata.get("ref")) for h in hits]
                 result[mode] = evaluate_run(run, qrels, WANTED)
-            result["peer_bm25s"] = _bm25s_peer(store, queries, qrels)
+            try:
+                result["peer_bm25s"] = _bm25s_peer(store, queries, qrels)
+            except ImportError:
+                from flywheel.bench import missing_peer
+
+                result["peer_bm25s"] = missing_peer("bm25s", "pip install bm25s")
             result["hybrid_floor"] = _floor_effect(store, embedder, config, queries, qrels)
             result["ingest_chunks_per_s"] = round(summary.chunks_added / max(summary.seconds, 1e-9), 1)
             result["ingest_seconds"] = summary.seconds
@@ -334,38 +339,34 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- command
 
 
-def _default_dataset() -> Path:
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        candidate = base.parent / "shared" / "data" / "cmrc2018-dev"
-        if candidate.is_dir():
-            return candidate
-    return Path.cwd().parent / "shared" / "data" / "cmrc2018-dev"
-
-
 @click.command()
+@click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The benchmark data folder holding cmrc2018-dev/ (and for --calibrate mrpc/, askfsdl-scope/) "
+                   "[$FLYWHEEL_BENCH_DATA, else ../shared/data].")
 @click.option("--dataset", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) [../shared/data/cmrc2018-dev].")
+              help="Any BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv) instead of DATA/cmrc2018-dev.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N test queries.")
 @click.option("--synthetic", type=click.IntRange(100), default=None,
               help="Instead: N generated chunks, for ingest throughput and search latency at scale.")
 @click.option("--calibrate", is_flag=True,
               help="Instead: measure the relevance floor on cmrc2018, MRPC and askfsdl (../shared/data).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
-def command(dataset: Path | None, limit: int | None, synthetic: int | None, calibrate: bool, as_json: bool) -> None:
+def command(data: Path | None, dataset: Path | None, limit: int | None, synthetic: int | None, calibrate: bool, as_json: bool) -> None:
     """Retrieval quality (nDCG, MRR, recall; bm25 / dense / hybrid / bm25s) and latency, as JSON."""
-    from flywheel.errors import UserError
+    from flywheel.bench import data_root, dataset_dir
 
     def log(msg: str) -> None:
         if not as_json:
             click.secho(msg, dim=True, err=True)
 
+    root = data_root(data)
     if calibrate:
-        result = calibrate_floor(_default_dataset().parent, log=log)
+        for name in ("cmrc2018-dev", "mrpc", "askfsdl-scope"):
+            dataset_dir(root, name, "retrieval --calibrate")
+        assert root is not None  # dataset_dir raised otherwise
+        result = calibrate_floor(root, log=log)
     elif synthetic:
         result = run_synthetic(synthetic, log=log)
     else:
-        dataset = dataset or _default_dataset()
-        if not dataset.is_dir():
-            raise UserError(f"no dataset folder {dataset}", hint="pass --dataset DIR (a BEIR folder)")
-        result = run_dataset(dataset, limit, log=log)
+        result = run_dataset(dataset or dataset_dir(root, "cmrc2018-dev", "retrieval"), limit, log=log)
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register
+from flywheel.text import sentence_spans
 from flywheel.types import CheckResult
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,，、]\s*\d+)*)\]")
 _QUOTES = [re.compile(p) for p in (r'"([^"\n]+)"', r"“([^”]+)”", r"「([^」]+)」", r"『([^』]+)』")]
 # Citations that belong to a quote: after it, before the sentence ends.
 _RIGHT_AFTER = re.compile(r"\s*[.,;:。，；：]?\s*((?:\[\d+(?:\s*[,，、]\s*\d+)*\]\s*)+)")
-_SENTENCE_END = re.compile(r"[.!?。！？\n](?:\s|$)|\n")
 _ELLIPSIS = re.compile(r"\s*(?:…|\.\.\.)\s*")
 _CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 _SPACE_NEAR_CJK = re.compile(rf"(?<=[{_CJK}])\s+|\s+(?=[{_CJK}])")
@@ -78,9 +78,9 @@ def _cited_after(text: str, quote: Quote, cites: list[tuple[int, int, int]]) -> 
     right_after = _RIGHT_AFTER.match(text, quote.end)
     if right_after:
         return [n for n, start, _ in cites if right_after.start(1) <= start < right_after.end(1)]
-    end = _SENTENCE_END.search(text, quote.end)
+    rest = sentence_spans(text, quote.end)  # the quote's sentence runs to the end of the first of these
     # A citation right after the closing sentence mark ("…." [2]) still belongs to the quote.
-    limit = len(text) if end is None else end.end() + 6
+    limit = len(text) if not rest else rest[0][1] + 7
     return [n for n, start, _ in cites if quote.end <= start <= limit]
 
 

@@ -35,6 +35,7 @@ from flywheel.types import CheckResult
 MODEL_PATH = Path(__file__).parent / "models" / "injection.json"
 WINDOW_CHARS = 400  # the direct model's training script cuts documents into windows of about this size
 MAX_SOURCE_CHARS = 200_000  # per source; the rest is not scanned
+# The model was trained on windows cut this way (scripts/train_injection.py): keep it with the model.
 SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？\n])\s*")  # "flywheel.yaml" is not two sentences
 
 

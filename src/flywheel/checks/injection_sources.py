@@ -31,7 +31,9 @@ UNIT_CHARS = 400  # a longer line or sentence is cut into pieces of about this s
 
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
 # lines, table cells, HTML element tags (not comments: text hides in those), sentences
-_UNIT = re.compile(r"\n+|\s*\|\s*|\s*</?[a-z][a-z0-9]*(?:\s[^<>]{0,300})?/?>\s*|(?<=[.!?])\s+(?=\S)|(?<=[。！？；])")
+# (NFKC has turned "！？；" into "!?;": after those a Chinese sentence starts with no space)
+_UNIT = re.compile(r"\n+|\s*\|\s*|\s*</?[a-z][a-z0-9]*(?:\s[^<>]{0,300})?/?>\s*|(?<=[.!?])\s+(?=\S)|(?<=。)|"
+                   r"(?<=[!?;])(?=[\u3400-\u4dbf\u4e00-\u9fff])")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z][a-z']*")
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")

@@ -21,8 +21,31 @@ from flywheel.errors import UserError
 # so `flywheel chat` doesn't pay for the retrieval or eval stacks.
 COMMANDS = {
     "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
-    "search": "retrieval", "ask": "app", "demo": "app", "eval": "evals", "compare": "evals", "bench": "bench",
-    "check": "check",
+    "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
+    "check": "check", "serve": "serve", "keys": "keys",
+}
+# command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
+# (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
+SHORT_HELP = {
+    "ask": "Answer QUESTION from the ingested documents, with [n] citations.",
+    "bench": "Benchmarks that print JSON, measured side by side against a peer in the same run.",
+    "chat": "Send MESSAGE to a model alias and print the answer, its tokens, cost, latency and trace id.",
+    "check": "Run check NAME over the rows of FILE.jsonl: one verdict per row, and precision / recall / F1 "
+             "/ flag rate on clean rows when rows carry `label`.",
+    "compare": "Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`; "
+               "results are stored (`compare --show ID`).",
+    "demo": "Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces.",
+    "eval": "Run eval suites (default: every YAML file in evals/).",
+    "fake-llm": "Serve scripted answers on the OpenAI (/v1/chat/completions, /v1/embeddings, /v1/models) "
+                "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
+    "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
+    "init": "Write flywheel.yaml (commented, with provider presets), prompts/ and evals/.",
+    "keys": "Create, list and revoke API keys for `flywheel serve` (tenant, models, apps, budget, rate "
+            "limits).",
+    "search": "Search the ingested documents (hybrid BM25 + dense by default).",
+    "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
+    "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
+              "mid-request).",
 }
 
 
@@ -50,6 +73,24 @@ class FlywheelGroup(click.Group):
         if name in COMMANDS and name not in self.commands:
             importlib.import_module(f"flywheel.cli.{COMMANDS[name]}")
         return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from SHORT_HELP, importing only commands it lacks."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands or name not in SHORT_HELP:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden:
+                    continue
+                rows.append((name, cmd.get_short_help_str(limit)))
+            else:
+                rows.append((name, click.Command(name, help=SHORT_HELP[name]).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_project(args))

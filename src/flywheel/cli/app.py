@@ -1,10 +1,7 @@
-"""`flywheel ask` (one question through an app) and `flywheel demo` (the whole loop, offline, on our own docs)."""
+"""`flywheel ask` (one question through an app), and what `ask` and `flywheel demo` (cli/demo.py) print."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,24 +10,6 @@ import click
 
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
-
-# Questions the demo asks: answerable (configuration), Chinese, answerable from another page (gateway), and out
-# of scope (no relevant passage: "I don't know" without calling a model).
-DEMO_QUESTIONS = [
-    "How do I pin a model version?",
-    "如何在没有网络的情况下运行 flywheel？",
-    "Which failures does the gateway retry?",
-    "What is the boiling point of mercury?",
-]
-DEMO_CONFIG = """\
-# The `flywheel demo` project: flywheel's own documentation, answered offline by the extractive model.
-# Ask your own question:   flywheel --project {root} ask "How do I add a fallback model?"
-# Look at what happened:   flywheel --project {root} traces
-models:
-  default: {{provider: extractive}}   # quotes the retrieved sentences that answer the question, with [n]
-apps:
-  docs_qa: {{model: default}}
-"""
 
 
 def bundled_docs() -> Path:
@@ -42,7 +21,7 @@ def bundled_docs() -> Path:
     return path
 
 
-def _command(project_dir: Path | str) -> str:
+def command_prefix(project_dir: Path | str) -> str:
     return "flywheel" if str(project_dir) in ("", ".") else f"flywheel --project {project_dir}"
 
 
@@ -110,105 +89,15 @@ def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | 
     if as_json:
         emit_json(answer_json(answer))
         return
-    print_answer(answer, project.root, _command(state.project_dir))
+    print_answer(answer, project.root, command_prefix(state.project_dir))
     if empty:
-        click.secho(f"tenant '{tenant}' has no documents yet: run `{_command(state.project_dir)} ingest PATH"
+        click.secho(f"tenant '{tenant}' has no documents yet: run `{command_prefix(state.project_dir)} ingest PATH"
                     f"{'' if tenant == 'default' else f' --tenant {tenant}'}` first", fg="yellow")
 
 
-def _copy_docs(src: Path, dst: Path) -> None:
-    """Mirror the bundled docs into the demo project, rewriting only what changed (so re-ingest is a no-op)."""
-    wanted = {p.relative_to(src) for p in src.rglob("*.md")}
-    for rel in wanted:
-        target = dst / rel
-        data = (src / rel).read_bytes()
-        if not target.is_file() or target.read_bytes() != data:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-    for stale in [p for p in dst.rglob("*.md") if p.relative_to(dst) not in wanted]:
-        stale.unlink()
-
-
-@main.command()
-@click.option("--dir", "demo_dir", type=click.Path(file_okay=False), default=None,
-              help="Demo project folder [default: PROJECT/.flywheel/demo].")
-@click.option("--fresh", is_flag=True, help="Delete the demo project first and start over.")
-@click.option("--json", "as_json", is_flag=True, help="Print the ingest summary and every answer as JSON.")
-@click.pass_obj
-def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
-    """Offline tour: ingest flywheel's own docs, ask questions, show the answers, citations and traces."""
-    from flywheel.apps.runtime import Runtime
-    from flywheel.config import Project
-    from flywheel.retrieval.ingest import ingest
-
-    root = Path(demo_dir) if demo_dir else state.project_dir / ".flywheel" / "demo"
-    if fresh and root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "flywheel.yaml"
-    if not config.exists():
-        config.write_text(DEMO_CONFIG.format(root=root), encoding="utf-8")
-    _copy_docs(bundled_docs(), root / "docs")
-    project = Project.load(root)
-    command = _command(root)
-    say = (lambda *a, **k: None) if as_json else click.secho
-
-    t0 = time.perf_counter()
-    results = []
-    with Runtime(project) as rt:
-        say(f"Ingesting flywheel's documentation into {root} …", bold=True)
-        summary = _ingest_with_progress(ingest, [root / "docs"], rt.store, project, quiet=as_json)
-        say(f"{_summary_line(summary)} in {time.perf_counter() - t0:.1f} s\n", dim=True)
-        app = rt.app("docs_qa")
-        for question in DEMO_QUESTIONS:
-            answer = app.run(question)
-            results.append(answer_json(answer, question))
-            if not as_json:
-                click.secho(f"Q: {question}", fg="cyan", bold=True)
-                print_answer(answer, project.root.resolve(), command)
-                click.echo()
-    if as_json:
-        emit_json({"project": str(root), "ingest": _summary_dict(summary), "answers": results,
-                   "seconds": round(time.perf_counter() - t0, 2)})
-        return
-    click.secho("Next:", bold=True)
-    steps = [(f"{command} traces", "every question above is a trace: retrieval, prompt, model"),
-             (f"{command} ask \"your question\"", "ask the docs yourself"),
-             ("flywheel init", "start your own project (see docs/getting-started.md)")]
-    width = max(len(cmd) for cmd, _ in steps)
-    for cmd, what in steps:
-        click.echo(f"  {cmd:<{width}}  # {what}")
-
-
-def _ingest_with_progress(ingest: Any, paths: list[Path], store: Any, project: Any, *, quiet: bool) -> Any:
-    """Ingest with a transient progress bar (the first run embeds every chunk: tens of seconds on 2 cores)."""
-    embedder = _bulk_embedder(project)
-    if quiet:
-        return ingest(paths, store, project.config, sync=True, root=project.root, embedder=embedder)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[source]}"), transient=True) as bar:
-        task = bar.add_task("ingest", total=None, source="")
-
-        def progress(done: int, total: int, source: str, chunks: int) -> None:
-            bar.update(task, completed=done, total=total, source=source)
-
-        return ingest(paths, store, project.config, sync=True, progress=progress, root=project.root,
-                      embedder=embedder)
-
-
 def _bulk_embedder(project: Any) -> Any:
-    """The local embedder on its torch backend when sentence-transformers is installed: for the ~150 chunks of
-    the docs it takes a fifth of the CPU time of the numpy backend that per-file batches would otherwise pick
-    (same model, same vectors). Anything else: the configured embedder."""
-    from importlib.util import find_spec
-
-    from flywheel.retrieval.embedders import LocalEmbedder, local_available
-
-    if project.config.retrieval.embedder == "local" and local_available() and find_spec("sentence_transformers"):
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar amid the output
-        return LocalEmbedder(backend="torch")
+    """The embedder for the demo's ingest: the configured one. (It used to force the torch backend; the local
+    embedder's `auto` now runs the shipped ONNX graph for every batch, the fastest backend, without torch.)"""
     return "config"
 
 

@@ -34,8 +34,38 @@ def shown(text: str, state: Any = None) -> str:
 
 def print_error(exc: BaseException, state: Any = None) -> None:
     """One red `error:` line (and its hint) for a UserError."""
-    message = exc.render() if isinstance(exc, UserError) else str(exc)
+    from flywheel.errors import GatewayError
+
+    if isinstance(exc, GatewayError) and exc.attempts:
+        message = gateway_message(exc, state)
+    else:
+        message = exc.render() if isinstance(exc, UserError) else str(exc)
     click.secho(f"error: {shown(message, state)}", fg="red", err=True)
+
+
+def gateway_message(exc: Any, state: Any = None) -> str:
+    """A failed gateway call as one message: each distinct failure once (with its attempt count) and the URL it
+    went to, and for an endpoint that refused every connection, what to do about it."""
+    project = getattr(state, "_project", None)
+    models = getattr(getattr(project, "config", None), "models", None) or {}
+    groups: dict[tuple[str, str, str], int] = {}
+    for a in exc.attempts:
+        code = f"HTTP {a.status}: " if a.status else ""
+        key = (a.alias, a.model, code + a.error)
+        groups[key] = groups.get(key, 0) + 1
+    lines = [f"all models failed for alias '{exc.alias}' ({len(exc.attempts)} attempts):"]
+    for (alias, model, error), n in groups.items():
+        url = getattr(models.get(alias), "base_url", None)
+        at = f" at {url}" if url else ""
+        lines.append(f"  {alias} ({model}){at}: {error}" + (f" (×{n})" if n > 1 else ""))
+    refused = [a for a in exc.attempts if "connect" in a.error.lower()]
+    if len(refused) == len(exc.attempts):
+        urls = sorted({str(getattr(models.get(a.alias), "base_url", None) or a.alias) for a in refused})
+        hint = (f"nothing answered at {', '.join(urls)}: start the server (Ollama: `ollama serve` and "
+                f"`ollama pull MODEL`), or fix `base_url:` of the alias in flywheel.yaml")
+    else:
+        hint = exc.hint or ""
+    return "\n".join(lines) + (f"\n  hint: {hint}" if hint else "")
 
 
 def print_crash(exc: BaseException, state: Any = None) -> None:
@@ -83,6 +113,20 @@ cases:
 """
 
 
+# evals/conftest.py: `pytest evals/` run by a pytest outside flywheel's environment says so (instead of
+# "no tests ran": that pytest does not have flywheel's plugin).
+EVALS_CONFTEST = """\
+# Written by `flywheel init`: `pytest evals/` runs the suites here, one test per case (docs/evals.md).
+import sys
+
+try:
+    import flywheel.evals.pytest_plugin  # noqa: F401
+except ImportError:
+    raise SystemExit(f"`pytest evals/` needs pytest in the environment where flywheel is installed; this pytest "
+                     f"runs {sys.executable}. Run `pip install pytest` there, or use `flywheel eval`.") from None
+"""
+
+
 def _packaged(*parts: str) -> Path | None:
     ref = resources.files("flywheel").joinpath(*parts)
     return Path(str(ref)) if ref.is_file() else None
@@ -115,6 +159,10 @@ def init(state, force: bool, as_json: bool) -> None:
         suite.parent.mkdir(exist_ok=True)
         suite.write_text(EXAMPLE_SUITE, encoding="utf-8")
         written.append(str(suite))
+    conftest = root / "evals" / "conftest.py"
+    if not conftest.exists():
+        conftest.write_text(EVALS_CONFTEST, encoding="utf-8")
+        written.append(str(conftest))
     gitignore = root / ".gitignore"
     if not gitignore.exists() or DATA_DIR not in gitignore.read_text(encoding="utf-8"):
         with gitignore.open("a", encoding="utf-8") as f:
@@ -124,4 +172,13 @@ def init(state, force: bool, as_json: bool) -> None:
         return
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo("next: `flywheel ingest docs/` then `flywheel ask \"…\"`; edit models: in flywheel.yaml to use an API model")
+    click.echo(f"next: {_ingest_suggestion(root)} then `flywheel ask \"…\"`; "
+               "edit models: in flywheel.yaml to use an API model")
+
+
+def _ingest_suggestion(root: Path) -> str:
+    """`flywheel ingest` of a documents folder that exists here, or a request to point at the user's own."""
+    for name in ("docs", "doc", "documentation", "notes", "content", "README.md"):
+        if (root / name).exists():
+            return f"`flywheel ingest {name}{'/' if (root / name).is_dir() else ''}`"
+    return "`flywheel ingest PATH` (a folder of your Markdown, PDF, HTML or text files; try it with `flywheel demo`)"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,30 +54,54 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
     options = LoadOptions(max_bytes=int(max_file_mb * 1024 * 1024), text_field=text_field,
                           metadata=_parse_filters(meta) or {})
     project = state.project
-    with Runtime(project) as rt:
-        if as_json:
-            summary = run_ingest(paths, rt.store, project.config, tenant=tenant, sync=sync, options=options,
-                                 root=project.root, follow_links=follow_links)
-            emit_json(summary.to_dict())
-            return
-        summary = _with_progress(lambda progress: run_ingest(
-            paths, rt.store, project.config, tenant=tenant, sync=sync, progress=progress, options=options,
-            root=project.root, follow_links=follow_links))
-    _print_summary(summary, tenant)
+    _check_folders(paths)
+    try:
+        with Runtime(project) as rt:
+            if as_json:
+                summary = run_ingest(paths, rt.store, project.config, tenant=tenant, sync=sync, options=options,
+                                     root=project.root, follow_links=follow_links)
+                emit_json(summary.to_dict())
+            else:
+                summary = _with_progress(lambda progress: run_ingest(
+                    paths, rt.store, project.config, tenant=tenant, sync=sync, progress=progress, options=options,
+                    root=project.root, follow_links=follow_links))
+    except KeyboardInterrupt:
+        click.secho("interrupted: the files indexed so far are saved; run the same command again to resume",
+                    fg="yellow", err=True)
+        sys.exit(130)
+    if not as_json:
+        _print_summary(summary, tenant)
+    _check_explicit_files(paths, summary.skipped, project.root)
+
+
+def _check_folders(paths: tuple[str, ...]) -> None:
+    """An empty folder is a mistake (a wrong path), not a successful ingest of nothing."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+            raise UserError(f"folder {raw} has no files to ingest",
+                            hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text or JSONL files")
+
+
+def _check_explicit_files(paths: tuple[str, ...], skipped: list[tuple[str, str]], root: Path) -> None:
+    """A file named on the command line that could not be indexed is an error (exit 2); files skipped inside a
+    folder are only listed."""
+    named = {Path(raw).resolve(): raw for raw in paths if Path(raw).is_file()}
+    failed = []
+    for source, reason in skipped:
+        path = Path(source) if Path(source).is_absolute() else root / source
+        raw = named.get(path.resolve())
+        if raw is not None:
+            failed.append(f"{raw}: {reason}")
+    if failed:
+        raise UserError(f"cannot ingest {'; '.join(failed)}",
+                        hint="give Markdown, PDF, HTML, text or JSONL files (`flywheel ingest --help`)")
 
 
 def _with_progress(run: Any) -> Any:
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from flywheel.cli.progress import ingest_progress
 
-    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-                  TimeElapsedColumn(), TextColumn("{task.fields[chunks]} chunks · {task.fields[current]}"),
-                  transient=True) as bar:
-        task = bar.add_task("ingest", total=None, chunks=0, current="")
-
-        def progress(done: int, total: int, source: str, chunks: int) -> None:
-            bar.update(task, completed=done, total=total, chunks=chunks, current=escape(safe_display(source[-50:])))
-
+    with ingest_progress() as progress:
         return run(progress)
 
 
@@ -95,7 +121,11 @@ def _print_summary(summary: Any, tenant: str) -> None:
         table.add_row(label, str(value))
     if summary.boilerplate:  # page boilerplate dropped by the loaders (follow lines, reference lists, menus)
         table.add_row("boilerplate lines dropped", ", ".join(f"{k} {n}" for k, n in sorted(summary.boilerplate.items())))
+    if summary.not_embedded:  # chunks in languages the embedder does not cover: keyword search only
+        table.add_row("not embedded (language)", ", ".join(f"{k} {n}" for k, n in sorted(summary.not_embedded.items())))
     console.print(table)
+    if summary.not_embedded_reason:
+        console.print(f"[dim]not embedded: {escape(summary.not_embedded_reason)}[/]")
     if summary.skipped:
         skipped = Table(title="skipped", show_lines=False)
         skipped.add_column("file")

@@ -21,9 +21,11 @@ ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or mor
 @click.option("--last", "last", default=20, show_default=True, type=click.IntRange(1, 10_000),
               help="How many of the most recent traces to list.")
 @click.option("--app", default=None, help="Only traces of this app.")
+@click.option("--status", default=None, type=click.Choice(["ok", "error", "incomplete"]),
+              help="Only traces with this status (incomplete: the process stopped mid-request).")
 @click.option("--json", "as_json", is_flag=True, help="Print the traces as JSON.")
 @click.pass_context
-def traces(ctx: click.Context, last: int, app: str | None, as_json: bool) -> None:
+def traces(ctx: click.Context, last: int, app: str | None, status: str | None, as_json: bool) -> None:
     """List recent traces (newest first), including incomplete ones (their process stopped mid-request).
     `flywheel traces show ID` prints one trace's span tree with each span's inputs and outputs."""
     if ctx.invoked_subcommand is not None:
@@ -32,7 +34,7 @@ def traces(ctx: click.Context, last: int, app: str | None, as_json: bool) -> Non
     from flywheel.tracing.query import dropped_spans
 
     with _runtime(ctx) as rt:
-        rows = list_traces(rt.store, last=last, app=app)
+        rows = list_traces(rt.store, last=last, app=app, status=status)
         dropped = dropped_spans(rt.store)
     if as_json:
         emit_json(rows)

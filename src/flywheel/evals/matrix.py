@@ -12,6 +12,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.evals.runner import RunOptions, RunSummary, arun_suite
 from flywheel.evals.suite import Suite
+from flywheel.registry import unknown_alias
 
 
 @dataclass
@@ -62,10 +63,7 @@ def parse_models(value: str, known: dict[str, Any]) -> list[str]:
         raise UserError("--models is empty", hint="write --models small,strong")
     unknown = [m for m in models if m not in known]
     if unknown:
-        raise UserError(
-            f"unknown model alias(es) in --models: {', '.join(unknown)}",
-            hint=f"valid aliases (models: in flywheel.yaml): {', '.join(sorted(known))}",
-        )
+        raise unknown_alias(unknown[0], known, used_by="--models")
     return list(dict.fromkeys(models))
 
 

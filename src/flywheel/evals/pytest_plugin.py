@@ -5,7 +5,8 @@ Enabled by the `pytest11` entry point `flywheel = "flywheel.evals.pytest_plugin"
 `cases:` keys; other YAML files are left alone. The project is the nearest folder above the suite holding
 flywheel.yaml (or `--flywheel-project DIR`). The selected cases of a suite run together, concurrently, on
 the first of them; nothing is written to the store. App targets bypass the response cache unless
-`--flywheel-cache` is given.
+`--flywheel-cache` is given. A plain `pytest` in a project does not run suites (their judges may be paid):
+name them (`pytest evals/`), or pass `--flywheel-evals` / set the ini option `flywheel_evals = true`.
 
 A failing case fails its test, unless the suite has `threshold:` below 1 and the selected cases still meet
 it: then the failure is reported as xfail ("tolerated by the threshold").
@@ -30,6 +31,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--flywheel-concurrency", type=int, default=8, help="Cases of a suite in flight at once.")
     group.addoption(
+        "--flywheel-evals",
+        action="store_true",
+        default=False,
+        help="Collect eval suites (YAML) anywhere under the test paths; without it, only suites inside paths "
+        "named on the command line (`pytest evals/`) are collected: judges may be paid.",
+    )
+    parser.addini("flywheel_evals", "Always collect eval suites (YAML), as --flywheel-evals.", type="bool",
+                  default=False)
+    group.addoption(
         "--flywheel-cache",
         action="store_true",
         default=False,
@@ -47,8 +57,23 @@ def is_suite(path: Path) -> bool:
     return all(rx.search(head) for rx in _SUITE_KEYS)
 
 
+def _asked_for(config: pytest.Config, file_path: Path) -> bool:
+    """Suites are collected when asked: --flywheel-evals, the `flywheel_evals` ini option, or a path named on the
+    command line that holds the file (`pytest evals/`). A plain `pytest` (or `pytest .`) leaves them alone."""
+    if config.getoption("flywheel_evals") or config.getini("flywheel_evals"):
+        return True
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    here = Path(config.invocation_params.dir).resolve()
+    for arg in config.args:
+        named = (here / arg.split("::")[0]).resolve()
+        if named != here and (named == file_path.resolve() or named in file_path.resolve().parents):
+            return True
+    return False
+
+
 def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Collector | None:
-    if is_suite(file_path):
+    if is_suite(file_path) and _asked_for(parent.config, file_path):
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 

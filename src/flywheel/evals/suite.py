@@ -36,6 +36,7 @@ import yaml
 from flywheel.checks.base import Check, from_entry
 from flywheel.config import Project, load_yaml, read_yaml
 from flywheel.errors import ConfigError, UserError
+from flywheel.registry import unknown_alias
 from flywheel.types import content_hash
 
 SUITE_KEYS = {"name", "description", "target", "prompt", "threshold", "defaults", "cases"}
@@ -260,11 +261,7 @@ def _number(value: Any, what: str, where: str, low: float, high: float | None = 
 
 def _known_alias(alias: str, project: Project, where: str) -> None:
     if alias not in project.config.models:
-        raise ConfigError(
-            f"unknown model alias `{alias}`",
-            where=where,
-            hint=f"valid aliases (models: in flywheel.yaml): {', '.join(sorted(project.config.models))}",
-        )
+        raise unknown_alias(alias, project.config.models, where=where, error=ConfigError)
 
 
 def _target(data: dict, project: Project, at: Callable[..., str]) -> Target:

@@ -27,6 +27,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.evals.suite import Suite, Target
 from flywheel.prompts.render import render
+from flywheel.protocols import RuntimeLike
 from flywheel.types import Answer, ChatRequest, Message
 
 INPUT_VARS = ("question", "input", "query", "prompt")
@@ -93,7 +94,7 @@ class AppRunner(Runner):
     """
 
     def __init__(
-        self, target: Target, runtime: Any, model: str | None, tenant: str | None, workers: int, cache: bool
+        self, target: Target, runtime: RuntimeLike, model: str | None, tenant: str | None, workers: int, cache: bool
     ):
         super().__init__(target, workers)
         self.app = runtime.app(target.name, cache=cache)
@@ -144,7 +145,7 @@ def from_answer(answer: Answer, latency_ms: float) -> Output:
 
 class ModelRunner(Runner):
     def __init__(
-        self, target: Target, runtime: Any, model: str | None, workers: int, timeout_s: float | None
+        self, target: Target, runtime: RuntimeLike, model: str | None, workers: int, timeout_s: float | None
     ):
         super().__init__(target, workers)
         self.timeout_s = timeout_s

@@ -8,6 +8,7 @@ set the span attributes and end the span. No I/O and no sleeping happens here.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from collections.abc import Iterator
@@ -89,6 +90,7 @@ class CallState:
         self.failures: list[AttemptFailure] = []
         self.span: LiveSpan | None = None
         self.token: Any = None
+        self.sent: list[dict[str, str]] | None = None
 
     # ------------------------------------------------------------------ walking the chain
     def attempts(self, gateway: Gateway, chain: tuple[str, ...]) -> CallState:
@@ -116,12 +118,26 @@ class CallState:
         else:
             self.retry += 1
         name, attrs = self.begin(self.alias_name, self.alias)
-        sent = attempt_inputs(self.request, self.alias)
+        if self.sent is None:  # the messages as the call's span recorded them (the same list, built once)
+            top_in = self.top.inputs
+            self.sent = top_in["messages"] if isinstance(top_in, dict) and "messages" in top_in else None
+        sent = attempt_inputs(self.request, self.alias, self.sent)
         if self.ctx is None:
             self.span, self.token = tracer.start(name, "llm", sent, **attrs)
         else:
             self.span, self.token = self.ctx.run(tracer.start, name, "llm", sent, **attrs)
         return self.prov, self.alias, self.timeout
+
+    async def aprepare(self, gateway: Gateway, chain: tuple[str, ...], stream: bool) -> None:
+        """For asyncio callers: the first alias's one-time setup in a worker thread, so a cold SDK import
+        does not block the event loop (and every other request on it) for seconds."""
+        prov = gateway._provider_or_error(chain[0])
+        ready = getattr(prov, "ready", None)
+        if ready is not None and not ready(stream):
+            try:
+                await asyncio.to_thread(prov.prepare, stream)  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001,S110 - the attempt fails the same way and records why
+                pass
 
     def prepare(self) -> None:
         """Let the provider do its one-time setup (importing an SDK takes seconds) before the attempt's span
@@ -266,16 +282,23 @@ def top_attrs(request: ChatRequest) -> dict[str, Any]:
     return attrs
 
 
-def attempt_inputs(request: ChatRequest, alias: ModelAlias) -> dict[str, Any]:
+def attempt_inputs(request: ChatRequest, alias: ModelAlias,
+                   messages: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Inputs of one attempt's span: the messages and the parameters sent to that alias's model."""
     params: dict[str, Any] = {"model": alias.model or alias.provider}
     if alias.params:
         params.update(alias.params)
-    for key in ("temperature", "max_tokens", "stop", "response_format"):
-        value = getattr(request, key, None)
-        if value is not None and value != []:
-            params[key] = value
-    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages], "params": params}
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.stop:
+        params["stop"] = request.stop
+    if request.response_format is not None:
+        params["response_format"] = request.response_format
+    if messages is None:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+    return {"messages": messages, "params": params}
 
 
 def inputs(request: ChatRequest) -> dict[str, Any]:

@@ -83,7 +83,7 @@ class Gateway:
                 raise ConfigError(f"model aliases fall back in a loop: {loop}",
                                   hint="remove one of these `fallbacks:` entries so the chain ends")
             if alias not in self.models:
-                raise unknown_alias(alias, self.models, used_by=f"the fallbacks of alias '{path[-1]}'",
+                raise unknown_alias(alias, self.models, used_by=f"alias '{path[-1]}'", verb="falls back to",
                                     error=ConfigError)
             if alias not in order:
                 order.append(alias)
@@ -160,6 +160,7 @@ class Gateway:
         chain = self.chain(request.model)
         with tracer.span("gateway.chat", "llm", inputs(request), **top_attrs(request)) as top:
             call = CallState(request, top)
+            await call.aprepare(self, chain, stream=False)
             for prov, alias, timeout in call.attempts(self, chain):
                 try:
                     resp = await prov.achat(alias, request, timeout)

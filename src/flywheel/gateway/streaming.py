@@ -232,6 +232,7 @@ class AsyncChatStream(_StreamBase):
         call = self._open()
         request = self.request
         try:
+            await call.aprepare(self.gateway, self.chain, stream=True)
             for prov, alias, timeout, attempt in self._attempts(call):
                 chunks = prov.astream(alias, request, timeout)
                 while True:

@@ -26,6 +26,7 @@ from flywheel.checks.base import Check, CheckContext, build
 from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, SOURCE_ACTIONS, GuardsConfig, GuardSpec
 from flywheel.errors import ConfigError, UserError
 from flywheel.prompts.render import language_of, pick_language
+from flywheel.registry import unknown_alias
 from flywheel.tracing import tracer
 from flywheel.types import CheckResult, GuardAction, content_hash
 
@@ -346,8 +347,8 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
             raise ConfigError(f"guard `{spec.check}` falls back but names no alias", where=where(stage, i),
                               hint="add `fallback: ALIAS` (a model alias from models:)")
         if aliases is not None and fallback not in aliases:
-            raise ConfigError(f"guard `{spec.check}` falls back to unknown alias `{fallback}`",
-                              where=where(stage, i, "fallback"), hint=f"known aliases: {', '.join(sorted(aliases))}")
+            raise unknown_alias(fallback, aliases, where=where(stage, i, "fallback"), used_by=f"guard `{spec.check}`",
+                                verb="falls back to", error=ConfigError)
     max_reasks = raw.get("max_reasks", 1)
     if not isinstance(max_reasks, int) or not 0 <= max_reasks <= 5:
         raise ConfigError(f"max_reasks must be a whole number from 0 to 5, not {max_reasks!r}",

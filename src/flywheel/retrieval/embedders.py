@@ -22,12 +22,13 @@ import numpy as np
 from flywheel.config import ModelAlias, RetrievalConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+from flywheel.text.language import LATIN
 
 log = logging.getLogger("flywheel.retrieval")
 INSTALL_LOCAL = "pip install 'flywheel[local]'"
 INSTALL_TORCH = "pip install 'flywheel[torch]'"
 BACKENDS = ("auto", "bulk", "onnx", "torch", "numpy")
-SMALL_BATCH = 16  # auto: up to this many texts is a "small" batch (queries, a short file)
+SMALL_BATCH = 16  # prepare() warms up with a batch just above this size
 TORCH_BATCH = 32
 
 
@@ -63,42 +64,44 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 
 def local_available() -> bool:
-    """The weights ship with flywheel; the `local` extra adds the tokenizer and safetensors readers."""
+    """The weights, graph and tokenizer ship with flywheel; the `local` extra adds onnxruntime."""
     from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
 
-    return (MODEL_DIR / WEIGHTS).is_file() and all(find_spec(m) is not None for m in ("tokenizers", "safetensors"))
+    return (MODEL_DIR / WEIGHTS).is_file() and find_spec("onnxruntime") is not None
 
 
 class LocalEmbedder(Embedder):
     """sentence-transformers/all-MiniLM-L6-v2, its weights shipped in the package (minilm.py), never downloaded.
 
     Backends, all giving the same vectors (cosine ≥ 0.99999, tested), so they share one cache key:
-    - `onnx`: onnxruntime over a graph built once per machine from the shipped weights (minilm_onnx.py). The
-      fastest here, for bulk and for single queries; needs onnxruntime and onnx (the `local` extra).
+    - `onnx`: onnxruntime over the graph shipped next to the weights (minilm_onnx.py). The fastest here, for
+      bulk and for single queries; needs onnxruntime (the `local` extra).
     - `numpy`: a NumPy forward pass over the same weights (minilm.py), the reference for `onnx`.
     - `torch`: sentence-transformers over the original fp32 weights (extra `torch`, not installed by `local`):
       the upstream implementation, for comparisons.
-    `auto` (default): onnx when onnxruntime is installed, building the graph at the first bulk batch; until
-    then, and when onnx cannot be used, numpy. `bulk` builds/uses onnx for every batch.
-    FLYWHEEL_EMBED_BACKEND=auto|bulk|onnx|torch|numpy overrides the default. The backend in use is logged once
+    `auto` (default; `bulk` is the same): onnx when onnxruntime is installed and loads the graph, else numpy.
+    FLYWHEEL_EMBED_BACKEND=auto|onnx|torch|numpy overrides the default. The backend in use is logged once
     (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
 
-    Languages: English only. The model card says `language: en` and every training set was English; other
-    scripts (Chinese, Japanese, Korean, Cyrillic …) map to near-random vectors. Ingest leaves chunks in other
-    languages without vectors (keyword search still finds them). Note that the retrieval language tag
-    (tokenize.detect_language) tells scripts apart, so Latin-script text in other languages is tagged `en`
-    and embedded: those vectors still match shared words, names and code.
+    Languages: the Latin-script ones (flywheel.text.language.LATIN: en, fr, de, es, pt, it, nl …). The model
+    was trained on English only (model card: `language: en`), but its English wordpieces still carry names,
+    code, numbers and shared words in other Latin-script text, and the detector's guess between Latin-script
+    languages is wrong for a few English chunks in a hundred (short ones, tables): covering only `en` would
+    leave those without vectors. Other scripts (Chinese, Japanese, Korean, Cyrillic, Arabic …) come out as
+    near-random vectors: ingest leaves those chunks unembedded and keyword search finds them.
     """
 
     name = "all-MiniLM-L6-v2"
-    languages = frozenset({"en"})
+    languages = frozenset(LATIN)
     max_tokens = 256  # the model's max_seq_length, [CLS] and [SEP] included
     dim = 384
 
     def __init__(self, backend: str | None = None):
-        if not local_available():
-            raise UserError("the local embedder is not installed", hint=INSTALL_LOCAL)
-        from flywheel.retrieval.minilm import MODEL_DIR
+        from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
+
+        if not (MODEL_DIR / WEIGHTS).is_file():  # a packaging mistake: the weights ship with flywheel
+            raise UserError(f"the local embedder's weights are missing ({MODEL_DIR / WEIGHTS})",
+                            hint="reinstall flywheel (`pip install -e '.[local]'` from a full clone)")
 
         self.model_dir = MODEL_DIR
         self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
@@ -106,39 +109,29 @@ class LocalEmbedder(Embedder):
             raise UserError(f"unknown local embedder backend {self.backend!r}",
                             hint=f"FLYWHEEL_EMBED_BACKEND is one of {', '.join(BACKENDS)}")
         self._lock = threading.Lock()
-        self._counter = None
-        self._encoder = None
+        self._wordpiece: Any = None  # loaded at first use
         self._runners: dict[str, Any] = {}  # backend -> loaded model
         self._onnx_error: str | None = None  # why onnx cannot be used (auto then falls back)
-        self._seen = 0  # texts embedded so far by the auto backend choice
         self.backends_used: dict[str, str] = {}  # backend -> description, in order of first use
         self.last_backend: str | None = None  # the backend of the latest embed() call
 
-    def _tokenizers(self):
-        if self._counter is None:
+    def _tokenizer(self) -> Any:
+        if self._wordpiece is None:
             with self._lock:
-                if self._counter is None:
-                    from tokenizers import Tokenizer
+                if self._wordpiece is None:
+                    from flywheel.retrieval.wordpiece import WordPiece
 
-                    counter = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-                    counter.no_padding()
-                    counter.no_truncation()
-                    encoder = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
-                    encoder.no_padding()
-                    encoder.enable_truncation(self.max_tokens)
-                    self._encoder, self._counter = encoder, counter
-        return self._counter, self._encoder
+                    self._wordpiece = WordPiece(self.model_dir / "tokenizer.json")
+        return self._wordpiece
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
-        counter, _ = self._tokenizers()
-        return [len(e.ids) for e in counter.encode_batch(list(texts), add_special_tokens=False)]
+        return [len(e.ids) for e in self._tokenizer().encode_batch(list(texts), add_special_tokens=False)]
 
     def hard_split(self, text: str, max_tokens: int) -> list[str]:
         """Cut at wordpiece boundaries every `max_tokens` tokens (never inside a word piece)."""
-        counter, _ = self._tokenizers()
-        offsets = counter.encode(text, add_special_tokens=False).offsets
+        offsets = self._tokenizer().encode(text, add_special_tokens=False).offsets
         pieces = []
         for start in range(0, len(offsets), max_tokens):
             window = offsets[start:start + max_tokens]
@@ -151,36 +144,19 @@ class LocalEmbedder(Embedder):
 
     # ------------------------------------------------------------ backend choice
 
-    def _onnx_state(self) -> str:
-        """'loaded', 'cached' (exported, not loaded), 'exportable', or 'no' (see self._onnx_error)."""
-        from flywheel.retrieval import minilm_onnx
-
-        if "onnx" in self._runners:
-            return "loaded"
-        if self._onnx_error is not None:
-            return "no"
-        if not minilm_onnx.runtime_available():
-            self._onnx_error = "onnxruntime is not installed"
-            return "no"
-        if minilm_onnx.cached_model(self.model_dir, self.name) is not None:
-            return "cached"
-        if minilm_onnx.export_available():
-            return "exportable"
-        self._onnx_error = f"building the ONNX model needs the onnx package ({INSTALL_LOCAL})"
-        return "no"
-
     def backend_for(self, n: int) -> str:
-        """The backend a batch of `n` texts goes to."""
+        """The backend a batch of `n` texts goes to: `auto` picks onnx whenever onnxruntime can run it."""
         if self.backend in ("onnx", "torch", "numpy"):
             return self.backend
-        onnx = self._onnx_state()
-        if onnx in ("loaded", "cached"):
+        if "onnx" in self._runners:
             return "onnx"
-        bulk = self.backend == "bulk" or n > SMALL_BATCH
-        if self.backend == "auto" and n > 2:  # many small batches (an ingest of many short files) add up
-            self._seen += n
-            bulk = bulk or self._seen > 4 * SMALL_BATCH
-        return "onnx" if bulk and onnx == "exportable" else "numpy"
+        if self._onnx_error is None:
+            from flywheel.retrieval import minilm_onnx
+
+            if minilm_onnx.runtime_available():
+                return "onnx"
+            self._onnx_error = "onnxruntime is not installed"
+        return "numpy"
 
     def _runner(self, backend: str) -> Any:
         runner = self._runners.get(backend)
@@ -200,7 +176,7 @@ class LocalEmbedder(Embedder):
 
             if not minilm_onnx.runtime_available():
                 raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=INSTALL_LOCAL)
-            path = minilm_onnx.ensure_model(self.model_dir, self.name, self.max_tokens)
+            path = minilm_onnx.MODEL_FILE
             runner = minilm_onnx.OnnxMiniLM(path)
             return runner, f"onnx (onnxruntime {runner.version}, fp32, {runner.threads} threads, {path})"
         if backend == "torch":
@@ -210,8 +186,8 @@ class LocalEmbedder(Embedder):
         return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
 
     def prepare(self) -> str:
-        """Load the backend that bulk batches use (exporting the ONNX model if this machine has none yet, a
-        one-time cost kept out of timings); returns the description of the backends used so far."""
+        """Load the backend that bulk batches use (a one-time cost kept out of timings); returns the description
+        of the backends used so far."""
         self.embed(["warm up"] * (SMALL_BATCH + 1))
         return self.describe()
 
@@ -235,8 +211,7 @@ class LocalEmbedder(Embedder):
         self.last_backend = backend
         if backend == "torch":
             return self._embed_torch(list(texts))
-        _, encoder = self._tokenizers()
-        ids = [e.ids for e in encoder.encode_batch(list(texts))]
+        ids = [e.ids for e in self._tokenizer().encode_batch(list(texts), max_length=self.max_tokens)]
         return self._runner(backend).encode(ids)
 
     def _embed_torch(self, texts: list[str]) -> np.ndarray:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flywheel.config import Config, RetrievalConfig
 from flywheel.errors import UserError
 from flywheel.retrieval.chunking import Chunker
@@ -33,10 +35,13 @@ from flywheel.types import Chunk, Document, content_hash
 
 CHUNKER_VERSION = "2"  # 2: boilerplate dropped, code blocks whole, line ranges
 BATCH_CHUNKS = 256
+EMBED_STEP = 64  # texts per embed call: progress moves every few seconds even on a slow CPU
 HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
 
 LINK_OUTSIDE = "symbolic link to outside the ingested folder (pass --follow-links to index what it points to)"
-Progress = Callable[[int, int, str, int], None]  # (files done, files total, current source, chunks added so far)
+# (files done, files total, current source, chunks so far): called once the files are found (0, n, "", 0), as
+# each file starts, and every EMBED_STEP embedded chunks, so a caller can show progress from the first second.
+Progress = Callable[[int, int, str, int], None]
 
 
 @dataclass
@@ -52,6 +57,10 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     boilerplate: dict[str, int] = field(default_factory=dict)  # page boilerplate lines dropped, by kind
+    # chunks left without a vector because the embedder does not cover their language, by language; keyword
+    # search still finds them (why: not_embedded_reason)
+    not_embedded: dict[str, int] = field(default_factory=dict)
+    not_embedded_reason: str = ""
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,11 +119,15 @@ class Ingestor:
             if not p.exists():
                 raise UserError(f"no such file or folder: {p}", hint="check the path passed to `flywheel ingest`")
         files = list(dict.fromkeys(f for p in roots for f in self._walk(p, summary)))
+        if progress:
+            progress(0, len(files), "", 0)
         seen: set[str] = set()
         for i, path in enumerate(files):
             source = source_name(path, self.root)
             seen.add(source)
             summary.files += 1
+            if progress:
+                progress(i, len(files), source, summary.chunks_added)
             with tracer.span("retrieval.ingest_file", kind="tool", inputs={"source": source, "tenant": tenant}) as sp:
                 status = self._file(path, source, tenant, summary, progress, i, len(files))
                 sp.set(outputs=status)
@@ -126,6 +139,10 @@ class Ingestor:
             self._backfill(tenant, summary)
         if summary.embedded and hasattr(self.embedder, "describe"):
             summary.embedder_backend = self.embedder.describe()
+        if summary.not_embedded and self.embedder is not None:
+            covered = ", ".join(sorted(self.embedder.languages or ()))
+            summary.not_embedded_reason = (f"the embedder {self.model} covers {covered} only; keyword search "
+                                           f"finds these chunks (a multilingual embedder would embed them)")
         self.index.refresh_languages(tenant)
         self.index.invalidate(tenant)
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -174,15 +191,16 @@ class Ingestor:
         done = self.index.doc_ids(tenant, source) if resume else set()
         todo = [d for d in loaded.docs if d.id not in done]
         self._write(todo, source, tenant, file_hash, size, len(loaded.docs), replace=bool(state) and not resume,
-                    summary=summary, progress=lambda: progress and progress(i, n, source, summary.chunks_added))
+                    summary=summary,
+                    progress=lambda extra=0: progress and progress(i, n, source, summary.chunks_added + extra))
         summary.indexed += 1
         return "resumed" if resume else ("replaced" if state else "added")
 
     def _write(self, docs: list[Document], source: str, tenant: str, file_hash: str, size: int, n_docs: int, *,
-               replace: bool, summary: IngestSummary, progress: Callable[[], Any]) -> None:
+               replace: bool, summary: IngestSummary, progress: Callable[..., Any]) -> None:
         batches = list(self._batches(docs))
         for b, batch in enumerate(batches or [[]]):
-            rows, vectors = self._prepare(batch, tenant, summary)
+            rows, vectors = self._prepare(batch, tenant, summary, progress)
             last = b == max(len(batches), 1) - 1
             with self.index.transaction() as conn:
                 if b == 0:
@@ -211,8 +229,8 @@ class Ingestor:
         if batch:
             yield batch
 
-    def _prepare(self, batch: list[tuple[Document, list[Chunk]]], tenant: str, summary: IngestSummary
-                 ) -> tuple[list[dict], dict]:
+    def _prepare(self, batch: list[tuple[Document, list[Chunk]]], tenant: str, summary: IngestSummary,
+                 tick: Callable[[int], Any] | None = None) -> tuple[list[dict], dict]:
         rows: list[dict] = []
         texts: dict[str, str] = {}
         now = time.time()
@@ -224,17 +242,22 @@ class Ingestor:
                 location = scrub_secrets(c.location) if c.location else c.location
                 full = embedding_text(title, location, text)
                 h = content_hash(full)
-                texts[h] = full
+                lang = detect_language(text)
+                if self.embedder is None or self.embedder.covers(lang):
+                    texts[h] = full
+                else:  # its vector would be noise that search skips anyway; minutes of CPU on a big corpus
+                    summary.not_embedded[lang] = summary.not_embedded.get(lang, 0) + 1
                 toks = keyword_tokens(full)
                 meta = {k: scrub_secrets(v) if isinstance(v, str) else v for k, v in (c.metadata or {}).items()}
                 rows.append({"id": c.id, "doc_id": c.doc_id, "tenant": tenant, "source": c.source,
                              "ordinal": c.ordinal, "location": location, "title": title, "text": text,
-                             "tokens": " ".join(toks), "n_tokens": len(toks), "lang": detect_language(text),
+                             "tokens": " ".join(toks), "n_tokens": len(toks), "lang": lang,
                              "embed_hash": h, "metadata": meta if c.metadata is not None else None,
                              "created_at": now})
-        return rows, self._vectors(texts, summary)
+        return rows, self._vectors(texts, summary, tick)
 
-    def _vectors(self, texts: dict[str, str], summary: IngestSummary) -> dict:
+    def _vectors(self, texts: dict[str, str], summary: IngestSummary, tick: Callable[[int], Any] | None = None
+                 ) -> dict:
         if self.embedder is None or not texts:
             return {}
         have = self.index.get_embeddings(self.model, texts)
@@ -242,7 +265,12 @@ class Ingestor:
         if missing:
             with tracer.span("retrieval.embed", kind="embedding", inputs={"texts": len(missing)},
                              **{"gen_ai.request.model": self.model}) as sp:
-                vecs = self.embedder.embed([texts[h] for h in missing])
+                parts = []
+                for start in range(0, len(missing), EMBED_STEP):
+                    parts.append(self.embedder.embed([texts[h] for h in missing[start:start + EMBED_STEP]]))
+                    if tick:
+                        tick(min(start + EMBED_STEP, len(missing)))
+                vecs = np.concatenate(parts)
                 backend = getattr(self.embedder, "last_backend", None)
                 sp.set(outputs={"vectors": len(missing)},
                        **({"flywheel.retrieval.embed_backend": backend} if backend else {}))
@@ -264,7 +292,8 @@ class Ingestor:
     def _backfill(self, tenant: str, summary: IngestSummary) -> None:
         """Embed chunks that have no vector for the current model (ingested under another embedder)."""
         while True:
-            rows = self.index.missing_embeddings(tenant, self.model, limit=BATCH_CHUNKS)
+            rows = self.index.missing_embeddings(tenant, self.model, limit=BATCH_CHUNKS,
+                                                 languages=self.embedder.languages if self.embedder else None)
             if not rows:
                 return
             texts = {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"]) for r in rows}

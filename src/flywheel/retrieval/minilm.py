@@ -2,8 +2,8 @@
 sentence-transformers' vectors (cosine ≥ 0.99999, see models/all-MiniLM-L6-v2/NOTICE.md) without torch.
 
 The weights live in the package (models/all-MiniLM-L6-v2/, Apache-2.0): float16 safetensors (45 MB, half the
-original), upcast to float32 when loaded, with the model's tokenizer.json and config.json. So the `local`
-extra needs only tokenizers, safetensors and onnxruntime, and nothing is downloaded at run time.
+original), upcast to float32 when loaded, with the model's tokenizer.json (read by wordpiece.py), config.json
+and the ONNX graph (minilm_onnx.py). So the `local` extra needs only onnxruntime, and nothing is downloaded.
 
 BERT encoder (6 layers, 384 wide, 12 heads, exact-erf GELU) → mean pooling over real tokens → L2 normalisation,
 exactly what the model's modules.json (Transformer → Pooling(mean) → Normalize) prescribes."""
@@ -20,12 +20,31 @@ MODEL_DIR = Path(__file__).resolve().parent / "models" / "all-MiniLM-L6-v2"
 WEIGHTS = "model.fp16.safetensors"
 
 
+_DTYPES = {"F16": np.float16, "F32": np.float32}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file (an 8-byte header length, a JSON header, then the raw little-endian
+    data): the format is simple enough that reading it needs no package."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+        out[name] = np.frombuffer(data, dtype, count=(end - begin) // dtype.itemsize, offset=begin
+                                  ).reshape(info["shape"])
+    return out
+
+
 def load_weights(model_dir: Path) -> tuple[dict[str, np.ndarray], dict]:
     """(tensors upcast to float32, config.json) of the model in `model_dir`."""
-    from safetensors.numpy import load_file
-
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    tensors = {k: v.astype(np.float32) for k, v in load_file(str(model_dir / WEIGHTS)).items()}
+    tensors = {k: v.astype(np.float32) for k, v in read_safetensors(model_dir / WEIGHTS).items()}
     return tensors, cfg
 
 

@@ -62,7 +62,7 @@ class BatchWorker:
 
     def __init__(self, process: Callable[[list[Any]], None], *, name: str, batch_items: int = 100,
                  max_delay_s: float = 0.2, max_queue: int = 200_000, flush_at_exit: bool = True,
-                 max_backlog_s: float | None = None, block_s: float = 1.0, max_batch_items: int = 5_000,
+                 max_backlog_s: float | None = None, block_s: float = 0.0, max_batch_items: int = 5_000,
                  initial_limit: int = 500, clock: Callable[[], float] = time.perf_counter):
         self._process = process
         self.name = name

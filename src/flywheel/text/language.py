@@ -43,6 +43,7 @@ _ALIASES = {
     "french": "fr", "german": "de", "spanish": "es", "portuguese": "pt", "italian": "it", "dutch": "nl",
     "arabic": "ar", "hebrew": "he", "greek": "el", "hindi": "hi", "thai": "th",
 }
+_MIN_MARKERS = 2  # marker words needed before naming one Latin-script language
 _SAMPLE_CHARS = 4000  # detect_language reads this much: enough for a chunk or a question, cheap for a document
 
 
@@ -95,11 +96,12 @@ def detect(text: str) -> Detection:
     counts = Counter(words["latin"])
     hits = {lang: sum(n for w, n in counts.items() if w in stop) for lang, stop in LANGUAGE_MARKERS.items()}
     evidence["stopwords"] = {k: v for k, v in hits.items() if v}
-    best = max(hits.values())
-    if best == 0:
-        return Detection(list(LATIN), share * 0.5, evidence)  # Latin script, too little text to tell which
     ranked = sorted(hits, key=lambda k: -hits[k])
-    runner_up = hits[ranked[1]]
+    best, runner_up = hits[ranked[0]], hits[ranked[1]]
+    if best < _MIN_MARKERS or best == runner_up:
+        # Latin script, too little evidence to tell which language ("pin a model version" has one Portuguese
+        # marker, "a"): every Latin language stays a candidate, English first.
+        return Detection(list(LATIN), share * 0.5, evidence)
     return Detection([ranked[0]], share * (best - runner_up + 1) / (best + 1), evidence)
 
 

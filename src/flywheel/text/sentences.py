@@ -27,7 +27,8 @@ _ABBREVIATIONS = frozenset({
     "ca", "al", "resp", "incl",
 })
 _WORD_BEFORE = re.compile(r"(\S+)$")
-_LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*(?:\d+|[A-Za-z])$")
+_LIST_NUMBER = re.compile(r"[ \t]*(?:\d+|[A-Za-z])")
+_LOOKBACK = 40  # characters read back from a period to find the word it ends
 _NEXT = re.compile(r"\s*(\S)")
 
 
@@ -35,14 +36,17 @@ def _is_end(text: str, m: re.Match[str]) -> bool:
     mark = m.group(0)
     if not mark.startswith("."):
         return True
-    before = text[: m.start()]
+    window = max(0, m.start() - _LOOKBACK)  # bounded look-back: splitting stays linear in the text length
+    newline = text.rfind("\n", window, m.start())
+    line_start = newline + 1 if newline >= 0 else (0 if window == 0 else -1)  # -1: the line began earlier
+    before = text[max(line_start, window): m.start()]
     word = _WORD_BEFORE.search(before)
     if word is None:
         return True
     token = word.group(1).lstrip("(\"'“‘[").lower()
     if token in _ABBREVIATIONS or re.fullmatch(r"[a-z]", token) and word.group(1)[-1].isupper():
         return False
-    if _LIST_NUMBER.search(before):
+    if line_start >= 0 and _LIST_NUMBER.fullmatch(before):
         return False  # "1. Install" / "a. first" at the start of a line
     nxt = _NEXT.match(text, m.end())
     return nxt is None or not nxt.group(1).islower()

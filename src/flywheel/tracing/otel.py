@@ -79,7 +79,8 @@ def attach_otlp(endpoint: str | None = None, *, headers: Mapping[str, str] | Non
             if getattr(result, "name", "") != "SUCCESS":
                 log.warning("OTLP export of %d spans to %s failed", len(out), target)
 
-    worker = BatchWorker(export, name="flywheel-otlp-export", batch_items=512, max_delay_s=max_delay_s)
+    # block_s=0: a slow or dead collector drops spans (counted in worker.dropped), it never slows the app
+    worker = BatchWorker(export, name="flywheel-otlp-export", batch_items=512, max_delay_s=max_delay_s, block_s=0.0)
 
     def sink(record: Span) -> None:
         worker.put(record)

@@ -141,9 +141,13 @@ class SdkProvider:
     def prepare(self, stream: bool = False) -> None:
         """One-time setup before the first attempt's clock starts: import the SDK and build the sync client
         (the gateway calls this when it first uses the alias; streams always go through the SDK)."""
-        if stream or not getattr(self, "lean", False):
+        if not self.ready(stream):
             self._sdk_class(True)  # the async client class: imports the SDK; the client itself is per loop
             self.client  # noqa: B018 - builds the sync client
+
+    def ready(self, stream: bool = False) -> bool:
+        """Whether `prepare` has nothing left to do (asyncio callers run it in a thread only when not)."""
+        return self._client is not None or (not stream and getattr(self, "lean", False))
 
     def close(self) -> None:
         if self._client is not None:

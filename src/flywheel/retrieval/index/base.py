@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -207,11 +207,15 @@ class Index(ABC):
         conn.execute(self._insert_ignore(embeddings), rows)
         self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
 
-    def missing_embeddings(self, tenant: str, model: str, limit: int = 10000) -> list[dict]:
-        """Chunks of the tenant without a vector for `model` (after an embedder change)."""
+    def missing_embeddings(self, tenant: str, model: str, limit: int = 10000,
+                           languages: Collection[str] | None = None) -> list[dict]:
+        """Chunks of the tenant without a vector for `model` (after an embedder change); with `languages`, only
+        chunks in those languages or of no language (the ones an embedder covering `languages` should embed)."""
         have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash)
         q = (select(chunks.c.embed_hash, chunks.c.title, chunks.c.location, chunks.c.text)
              .where(chunks.c.tenant == tenant, ~have.exists()).limit(limit))
+        if languages is not None:
+            q = q.where(or_(chunks.c.lang.in_(sorted(languages)), chunks.c.lang == "", chunks.c.lang.is_(None)))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 

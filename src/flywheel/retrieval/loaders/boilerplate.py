@@ -25,10 +25,10 @@ _LINE_RULES: list[tuple[str, re.Pattern[str]]] = [
         r"|\bsubscribe\b|\bnewsletter\b|\bsign up for\b|\bfollow (?:us|me)\b|\bjoin (?:our|the) (?:mailing list|"
         r"community|discord|slack)\b|\bget (?:the latest|updates)\b", re.IGNORECASE)),
     ("share", re.compile(
-        r"(?:点赞|在看|转发|分享|收藏)[、，/ ]*(?:点赞|在看|转发|分享|收藏|支持)|一键三连|欢迎(?:转发|分享|留言|点赞|关注)"
+        r"(?:点赞|在看|转发|分享|收藏)[、，/ ]*(?:点赞|在看|转发|分享|收藏|支持)|点个?(?:赞|在看)|一键三连|欢迎(?:转发|分享|留言|点赞|关注)"
         r"|分享到朋友圈|阅读原文|\bshare (?:this|on|via)\b|\btweet this\b|\bclick to share\b", re.IGNORECASE)),
     ("cookie", re.compile(
-        r"\bcookies?\b.*\b(?:use|accept|consent|settings|policy|preferences)\b"
+        r"^(?=.*\bcookies?\b)(?=.*\b(?:uses?|accept|consent|settings|policy|preferences)\b)"
         r"|\b(?:accept|reject) all\b|使用\s*cookie|cookie\s*(?:政策|设置)", re.IGNORECASE)),
     ("copyright", re.compile(
         r"版权(?:归|声明|所有)|转载请|未经(?:授权|许可).{0,8}转载|侵删|联系.{0,6}删除|本文(?:转载|来源|来自|首发)|免责声明"
@@ -43,6 +43,7 @@ _REFERENCE_HEADING = re.compile(
 _CITATION = re.compile(
     r"^\s*(?:\[\d{1,3}\]|\d{1,3}[.)、]|[-*•])\s*.*(?:https?://|doi:|arxiv|et al\.|\b(?:19|20)\d{2}\b[.)]|《.+》)",
     re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|「[^」]*」|`[^`]*`")
 _NAV_SPLIT = re.compile(r"\s+[|｜·•›»>/]\s+|\s*[｜›»]\s*")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _HAN = re.compile(r"[\u3400-\u9fff]")
@@ -57,12 +58,13 @@ class Dropped:
 
 def _line_kind(line: str) -> str | None:
     s = line.strip()
-    if not s:
+    if not s or s.startswith("|"):  # a table row is content
         return None
     limit = _MAX_LINE["zh" if len(_HAN.findall(s)) * 3 >= len(s) else "en"]
+    said = _QUOTED.sub("", s)  # "点击上方…" in quotes is a mention (as in these docs), not a call to action
     if len(s) <= limit:
         for kind, rule in _LINE_RULES:
-            if rule.search(s):
+            if rule.search(said):
                 return kind
     if _is_navigation(s):
         return "navigation"

@@ -1,0 +1,128 @@
+"""Write src/flywheel/retrieval/models/all-MiniLM-L6-v2/model.onnx: the graph of all-MiniLM-L6-v2 for ONNX
+Runtime, its weights not copied but referenced inside model.fp16.safetensors (ONNX external data: file, offset,
+length), so the package ships the 45 MB of weights once and the graph is a few kilobytes. Needs `onnx` (a
+development tool only; running the graph needs onnxruntime alone).
+
+    python scripts/minilm_onnx.py          # after scripts/minilm_fp16.py, or when the recipe below changes
+
+The graph: embeddings + LayerNorm, 6 BERT layers (attention as MatMul/Softmax, exact-erf GELU), mean pooling
+over real tokens and L2 normalisation (exactly the model's modules.json). Each float16 weight goes through
+Cast (and Transpose for the dense layers); ONNX Runtime folds those at session creation, so the weights are
+float32 in memory and each run costs what an fp32 export costs. tests/test_retrieval_onnx.py checks the vectors
+against the NumPy forward pass and that this script still writes the shipped file byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+MODEL_DIR = Path(__file__).resolve().parents[1] / "src/flywheel/retrieval/models/all-MiniLM-L6-v2"
+WEIGHTS = "model.fp16.safetensors"
+OPSET = 17
+
+
+def graph_bytes(model_dir: Path = MODEL_DIR) -> bytes:
+    """The serialized model (deterministic: the same bytes for the same weights file and recipe)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    with (model_dir / WEIGHTS).open("rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+    base = 8 + size
+    d, heads, eps = int(cfg["hidden_size"]), int(cfg["num_attention_heads"]), float(cfg["layer_norm_eps"])
+    inits: list = []
+    nodes: list = []
+
+    def op(kind: str, inputs: list[str], name: str, **attrs: object) -> str:
+        nodes.append(helper.make_node(kind, inputs, [name], name=name, **attrs))
+        return name
+
+    def const(name: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def weight(key: str, transpose: bool = False) -> str:
+        """A float16 tensor of the safetensors file, by reference, cast (and transposed) to float32."""
+        info = header[key]
+        assert info["dtype"] == "F16", key
+        t = TensorProto(name=key + ".f16", data_type=TensorProto.FLOAT16, dims=info["shape"],
+                        data_location=TensorProto.EXTERNAL)
+        begin, end = info["data_offsets"]
+        for k, v in (("location", WEIGHTS), ("offset", str(base + begin)), ("length", str(end - begin))):
+            t.external_data.add(key=k, value=v)
+        inits.append(t)
+        out = op("Cast", [t.name], key + ".f32", to=TensorProto.FLOAT)
+        return op("Transpose", [out], key + ".t", perm=[1, 0]) if transpose else out
+
+    def linear(x: str, prefix: str, name: str) -> str:
+        mm = op("MatMul", [x, weight(prefix + ".weight", transpose=True)], name + "_mm")
+        return op("Add", [mm, weight(prefix + ".bias")], name)
+
+    def norm(x: str, prefix: str, name: str) -> str:
+        return op("LayerNormalization", [x, weight(prefix + ".weight"), weight(prefix + ".bias")], name,
+                  axis=-1, epsilon=eps)
+
+    for name, value in (("i0", [0]), ("i1", [1]), ("i2", [2]), ("i12", [1, 2]),
+                        ("heads_shape", [0, 0, heads, d // heads]), ("flat_shape", [0, 0, d])):
+        const(name, np.array(value, np.int64))
+    for name, scalar in (("one", 1.0), ("neg", -1e9), ("scale", 1.0 / np.sqrt(d // heads)), ("sqrt2", np.sqrt(2.0)),
+                         ("half", 0.5), ("tiny", 1e-9), ("tiny2", 1e-12)):
+        const(name, np.array(scalar, np.float32))
+    # token type is always 0: its first row is added to every position
+    type0 = op("Gather", [weight("embeddings.token_type_embeddings.weight"), "i0"], "type0")
+    positions = op("Add", [weight("embeddings.position_embeddings.weight"), type0], "pos")
+    tokens = op("Slice", [op("Shape", ["input_ids"], "ids_shape"), "i1", "i2"], "tokens")
+    x = op("Add", [op("Gather", [weight("embeddings.word_embeddings.weight"), "input_ids"], "word_rows"),
+                   op("Slice", [positions, "i0", tokens, "i0"], "pos_rows")], "emb_sum")
+    x = norm(x, "embeddings.LayerNorm", "emb")
+    maskf = op("Cast", ["attention_mask"], "maskf", to=TensorProto.FLOAT)
+    bias = op("Unsqueeze", [op("Mul", [op("Sub", ["one", maskf], "inv_mask"), "neg"], "mask_add"), "i12"],
+              "mask_bias")  # (B, 1, 1, T)
+    for i in range(int(cfg["num_hidden_layers"])):
+        p, n = f"encoder.layer.{i}.", f"l{i}_"
+        q, k, v = (op("Transpose", [op("Reshape", [linear(x, p + f"attention.self.{which}", n + which),
+                                                   "heads_shape"], n + which + "_h")], n + which + "_t", perm=perm)
+                   for which, perm in (("query", [0, 2, 1, 3]), ("key", [0, 2, 3, 1]), ("value", [0, 2, 1, 3])))
+        scores = op("Add", [op("Mul", [op("MatMul", [q, k], n + "qk"), "scale"], n + "scaled"), bias], n + "scores")
+        ctx = op("MatMul", [op("Softmax", [scores], n + "probs", axis=-1), v], n + "ctx")
+        ctx = op("Reshape", [op("Transpose", [ctx], n + "ctx_t", perm=[0, 2, 1, 3]), "flat_shape"], n + "ctx_flat")
+        x = norm(op("Add", [x, linear(ctx, p + "attention.output.dense", n + "att")], n + "res1"),
+                 p + "attention.output.LayerNorm", n + "norm1")
+        up = linear(x, p + "intermediate.dense", n + "up")
+        erf = op("Erf", [op("Div", [up, "sqrt2"], n + "up_s")], n + "erf")
+        gelu = op("Mul", [op("Mul", [up, op("Add", [erf, "one"], n + "erf1")], n + "g0"), "half"], n + "gelu")
+        x = norm(op("Add", [x, linear(gelu, p + "output.dense", n + "down")], n + "res2"),
+                 p + "output.LayerNorm", n + "norm2")
+    mask3 = op("Unsqueeze", [maskf, "i2"], "mask3")
+    summed = op("ReduceSum", [op("Mul", [x, mask3], "masked"), "i1"], "summed", keepdims=0)
+    count = op("Max", [op("ReduceSum", [mask3, "i1"], "count", keepdims=0), "tiny"], "count_min")
+    pooled = op("Div", [summed, count], "pooled")
+    length = op("Max", [op("ReduceL2", [pooled], "l2", axes=[1], keepdims=1), "tiny2"], "l2_min")
+    nodes.append(helper.make_node("Div", [pooled, length], ["embedding"], name="embedding"))
+    graph = helper.make_graph(
+        nodes, "all-MiniLM-L6-v2",
+        [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "tokens"])
+         for n in ("input_ids", "attention_mask")],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", d])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="flywheel")
+    model.ir_version = 8  # readable by every onnxruntime that runs opset 17
+    return model.SerializeToString(deterministic=True)
+
+
+def main(model_dir: Path = MODEL_DIR) -> None:
+    import onnx
+
+    out = model_dir / "model.onnx"
+    out.write_bytes(graph_bytes(model_dir))
+    onnx.checker.check_model(str(out))  # by path: it resolves the external data next to the file
+    print(f"{out} ({out.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else MODEL_DIR)

@@ -1,0 +1,187 @@
+"""`flywheel bench serve`: what `flywheel serve` adds on top of calling the model directly, next to LiteLLM.
+
+Setup: `flywheel fake-llm` (no latency) in its own process; `flywheel serve --workers N` in front of it with
+tracing to SQLite on (a temp project); when the `litellm` command is installed, the LiteLLM proxy with the same
+worker count, the same upstream and no database. One asyncio + httpx load generator drives all of them.
+
+- Latency (`overhead_p50_ms`, `overhead_p99_ms`): `--requests` sequential calls per target, interleaved target
+  by target so machine noise hits them alike; overhead pX = pX(through the proxy) − pX(direct).
+- Throughput (`rps`, `litellm_rps`): `--requests` calls per target at `--concurrency` in flight.
+- `failed`: non-200 answers through our proxy, over both phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flywheel.bench.gateway import percentile
+
+BODY = {"model": "bench", "messages": [{"role": "user", "content": "What does the proxy add?"}]}
+
+
+def _spawn(args: list[str], **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen(args, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, **kw)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+    import httpx
+
+    while True:  # readiness poll
+        if proc.poll() is not None:
+            raise click.ClickException(f"{url} exited during start-up (status {proc.returncode})")
+        try:
+            if httpx.get(url, timeout=5).status_code < 500:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _services(workers: int, use_litellm: bool) -> Iterator[dict[str, str]]:
+    procs: list[subprocess.Popen] = []
+    tmp = Path(tempfile.mkdtemp(prefix="fw-bench-serve-"))
+    try:
+        fake = _spawn([sys.executable, "-m", "flywheel", "fake-llm", "--port", "0"], stdout=subprocess.PIPE,
+                      stderr=subprocess.DEVNULL)
+        procs.append(fake)
+        base = (fake.stdout.readline() if fake.stdout else "").strip()
+        if not base.startswith("http"):
+            raise click.ClickException("fake-llm did not start")
+        (tmp / "flywheel.yaml").write_text(
+            f"models:\n  bench: {{provider: openai_compat, base_url: \"{base}\", model: fake-model, max_retries: 0}}\n"
+            "cache: {exact: false}\n", encoding="utf-8")
+        serve = _spawn([sys.executable, "-m", "flywheel", "--project", str(tmp), "serve", "--port", "0",
+                        "--workers", str(workers), "--no-access-log"], stderr=subprocess.PIPE)
+        procs.append(serve)
+        port = None
+        for line in serve.stderr or []:
+            if m := re.search(r"at http://127\.0\.0\.1:(\d+)", line):
+                port = m.group(1)
+                break
+        if port is None:
+            raise click.ClickException("flywheel serve did not start")
+        threading_drain(serve)
+        urls = {"direct": base + "/chat/completions", "proxy": f"http://127.0.0.1:{port}/v1/chat/completions"}
+        _wait_ready(f"http://127.0.0.1:{port}/readyz", serve)
+        if use_litellm:
+            (tmp / "litellm.yaml").write_text(
+                "model_list:\n  - model_name: bench\n    litellm_params: {model: openai/fake-model, "
+                f"api_base: \"{base}\", api_key: x}}\n", encoding="utf-8")
+            lport = _free_port()
+            lite = _spawn([shutil.which("litellm") or "litellm", "--config", str(tmp / "litellm.yaml"), "--port",
+                           str(lport), "--num_workers", str(workers)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+            procs.append(lite)
+            _wait_ready(f"http://127.0.0.1:{lport}/health/liveliness", lite)
+            urls["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"
+        yield urls
+    finally:
+        for proc in reversed(procs):
+            _stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def threading_drain(proc: subprocess.Popen) -> None:
+    """Keep reading the server's stderr so a full pipe never blocks it."""
+    import threading
+
+    if proc.stderr is not None:
+        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _measure(urls: dict[str, str], requests: int, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    lat: dict[str, list[float]] = {name: [] for name in urls}
+    failed = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=60, limits=limits, headers={"authorization": "Bearer x"}) as client:
+        async def one(name: str) -> float:
+            nonlocal failed
+            start = time.perf_counter()
+            resp = await client.post(urls[name], json=BODY)
+            if resp.status_code != 200 and name == "proxy":
+                failed += 1
+            return (time.perf_counter() - start) * 1000
+
+        for name in urls:  # warm-up
+            for _ in range(20):
+                await one(name)
+        for _ in range(requests):
+            for name in urls:
+                lat[name].append(await one(name))
+        rps: dict[str, float] = {}
+        for name in urls:
+            sem = asyncio.Semaphore(concurrency)
+
+            async def bounded(target: str = name, gate: asyncio.Semaphore = sem) -> None:
+                async with gate:
+                    await one(target)
+
+            start = time.perf_counter()
+            await asyncio.gather(*(bounded() for _ in range(requests)))
+            rps[name] = requests / (time.perf_counter() - start)
+    return {"lat": lat, "rps": rps, "failed": failed}
+
+
+@click.command()
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server workers.")
+@click.option("--requests", default=2000, show_default=True, type=click.IntRange(10),
+              help="Calls per target in each phase.")
+@click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="Calls in flight in the throughput phase.")
+@click.option("--no-litellm", is_flag=True, help="Skip the LiteLLM proxy even when it is installed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
+def command(workers: int, requests: int, concurrency: int, no_litellm: bool, as_json: bool) -> None:
+    """`flywheel serve` overhead and throughput in front of fake_llm, next to the LiteLLM proxy."""
+    use_litellm = not no_litellm and shutil.which("litellm") is not None
+    with _services(workers, use_litellm) as urls:
+        got = asyncio.run(_measure(urls, requests, concurrency))
+    lat, rps = got["lat"], got["rps"]
+
+    def over(name: str, q: float) -> float | None:
+        return round(percentile(lat[name], q) - percentile(lat["direct"], q), 3) if name in lat else None
+
+    out = {"workers": workers, "requests": requests, "concurrency": concurrency,
+           "direct_p50_ms": round(percentile(lat["direct"], 50), 3),
+           "overhead_p50_ms": over("proxy", 50), "overhead_p99_ms": over("proxy", 99),
+           "rps": round(rps["proxy"], 1), "direct_rps": round(rps["direct"], 1), "failed": got["failed"],
+           "litellm_overhead_p50_ms": over("litellm", 50),
+           "litellm_rps": round(rps["litellm"], 1) if "litellm" in rps else None,
+           "litellm": "measured" if use_litellm else "skipped: the `litellm` command is not installed "
+                                                      "(pip install 'litellm[proxy]')" if not no_litellm else
+           "skipped: --no-litellm"}
+    import json
+
+    click.echo(json.dumps(out, indent=None if as_json else 2))

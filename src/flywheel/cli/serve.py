@@ -1,0 +1,124 @@
+"""`flywheel serve`: the HTTP server (OpenAI/Anthropic-compatible proxy, app API, feedback) on uvicorn."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+import click
+
+from flywheel.cli import main
+from flywheel.errors import UserError
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a port in use is one clear error (exit 2), not a uvicorn log."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"cannot listen on {host}:{port}: unknown host ({exc.strerror})",
+                        hint="pass --host 127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    family, kind, proto, _, addr = infos[0]
+    # the protocol number matters: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    # without it every keep-alive response waited ~40 ms for the client's delayed ACK (Nagle)
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        hint="pick another --port, or stop what is using it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def log_config(access_log: bool) -> dict[str, Any]:
+    """uvicorn's logging config plus flywheel's JSON access log on stderr (applied in every worker)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg: dict[str, Any] = {**LOGGING_CONFIG, "loggers": dict(LOGGING_CONFIG["loggers"])}
+    cfg["formatters"] = {**LOGGING_CONFIG["formatters"], "flywheel_json": {"format": "%(message)s"}}
+    cfg["handlers"] = {**LOGGING_CONFIG["handlers"],
+                       "flywheel_access": {"class": "logging.StreamHandler", "formatter": "flywheel_json",
+                                           "stream": "ext://sys.stderr"}}
+    cfg["loggers"]["flywheel.server.access"] = {"handlers": ["flywheel_access"], "propagate": False,
+                                                "level": "INFO" if access_log else "WARNING"}
+    return cfg
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Anything but a loopback address requires API keys (flywheel keys create).")
+@click.option("--port", default=8300, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 512),
+              help="Worker processes (share the port; budgets and rate limits are kept in the store).")
+@click.option("--cors", "cors", multiple=True, help="Allow browser calls from this origin (repeatable).")
+@click.option("--max-body-mb", default=4.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Largest request body accepted (bigger → 413).")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One JSON line per request on stderr.")
+@click.pass_obj
+def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...], max_body_mb: float,
+          access_log: bool) -> None:
+    """Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn)."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
+    from flywheel.server.state import is_loopback
+
+    project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
+    open_mode = _check_keys(project, host)
+    sock = bind(host, port)
+    port = sock.getsockname()[1]
+    max_body = int(max_body_mb * 1024 * 1024)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"flywheel serving {project.root} at http://{shown}:{port}  (OpenAI base_url http://{shown}:{port}/v1; "
+               f"{workers} worker{'s' if workers != 1 else ''}; Ctrl-C to stop)", err=True)
+    if open_mode:
+        click.secho(f"no API keys: the server is OPEN to anyone who can reach {host} "
+                    "(create one with `flywheel keys create --name NAME`)", fg="yellow", err=True)
+    elif not is_loopback(host):
+        click.echo("API keys required on every route but /healthz, /readyz and /metrics", err=True)
+    common: dict[str, Any] = {"log_config": log_config(access_log), "access_log": False, "log_level": "info",
+                              "timeout_graceful_shutdown": 30, "server_header": False}
+    if workers == 1:
+        from flywheel.server import create_app
+
+        app = create_app(project, host=host, max_body_bytes=max_body, cors_origins=list(cors) or None)
+        server = uvicorn.Server(uvicorn.Config(app, **common))
+        server.run(sockets=[sock])
+    else:
+        from uvicorn.supervisors import Multiprocess
+
+        os.environ.update({"FLYWHEEL_PROJECT": str(project.root), "FLYWHEEL_HOST": host,
+                           "FLYWHEEL_MAX_BODY_BYTES": str(max_body), "FLYWHEEL_CORS_ORIGINS": ",".join(cors)})
+        config = uvicorn.Config("flywheel.server:create_app_from_env", factory=True, workers=workers, **common)
+        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.36
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+        else:
+            Multiprocess(config, sockets=[sock]).run()
+    if not sys.stderr.closed:
+        logging.getLogger("flywheel.server").info("stopped")
+
+
+def _check_keys(project: Any, host: str) -> bool:
+    """True when the server will run open (no keys, loopback). Off loopback with no keys: refuse (exit 2)."""
+    from flywheel.server.keys import KeyStore
+    from flywheel.server.state import is_loopback
+    from flywheel.store import Store
+
+    with Store.open(project.store_url) as store:
+        has_keys = KeyStore(store).any_active()
+    if has_keys:
+        return False
+    if not is_loopback(host):
+        raise UserError(f"refusing to serve on {host} without API keys: anyone on the network could use your "
+                        "models and read your traces",
+                        hint="create one first: flywheel keys create --name NAME (or bind --host 127.0.0.1)")
+    return True

@@ -1,0 +1,160 @@
+"""Feedback events: validation and storage (the `feedback` table, store/schema_feedback.py).
+
+Known event names and the value each takes:
+
+| name | kind | value |
+|---|---|---|
+| thumbs | explicit | "up" / "down" (also true/false, 1/0), stored as 1 or 0 |
+| score | explicit | a number in 0..1 |
+| category | explicit | a short label string |
+| comment | explicit | none (the text goes in `comment`) |
+| correction | explicit | the corrected answer text |
+| copied, regenerated, accepted, rejected, abandoned | implicit | none |
+| edited | implicit | the edited text (its edit distance to the answer is computed by the caller if wanted) |
+| followup | implicit | the follow-up question text |
+| label | annotator / check / judge | any JSON value ("pass", "fail", "a", "b", "tie", a score …) |
+
+Other names are accepted from annotators, checks and judges (lowercase `[a-z0-9_.:-]`, ≤ 100 characters);
+users (`source="user"`) are held to the list above, so a browser holding a feedback token cannot invent kinds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.errors import UserError
+
+if TYPE_CHECKING:
+    from flywheel.store import Store
+
+Source = Literal["user", "annotator", "check", "judge"]
+SOURCES: tuple[str, ...] = ("user", "annotator", "check", "judge")
+MAX_TEXT = 20_000  # characters of a comment, correction or edited text
+_NAME = re.compile(r"^[a-z0-9_.:-]{1,100}$")
+_HEX = re.compile(r"^[0-9a-f]{1,32}$")
+
+
+def _thumbs(value: Any) -> int:
+    table = {"up": 1, "down": 0, True: 1, False: 0, "+1": 1, "-1": 0}  # True == 1, False == 0: ints too
+    key = value.lower() if isinstance(value, str) else value
+    if isinstance(key, (str, bool, int)) and key in table:
+        return table[key]
+    raise ValueError('thumbs takes "up" or "down"')
+
+
+def _score(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError("score takes a number between 0 and 1")
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("takes a non-empty text")
+    if len(value) > MAX_TEXT:
+        raise ValueError(f"text longer than {MAX_TEXT} characters")
+    return value
+
+
+def _short(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 100:
+        raise ValueError("takes a label of 1 to 100 characters")
+    return value
+
+
+def _none(value: Any) -> None:
+    if value not in (None, True, ""):
+        raise ValueError("takes no value")
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+EVENTS: dict[str, Any] = {
+    "thumbs": _thumbs, "score": _score, "category": _short, "comment": _none, "correction": _text,
+    "copied": _none, "regenerated": _none, "accepted": _none, "rejected": _none, "abandoned": _none,
+    "edited": _text, "followup": _text, "label": _any,
+}
+
+
+class FeedbackEvent(BaseModel):
+    """One stored feedback row."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int | None = None
+    trace_id: str
+    span_id: str | None = None
+    source: Source = "user"
+    name: str
+    value: Any = None
+    comment: str | None = None
+    actor: str | None = None
+    tenant: str | None = None
+    created_at: float = Field(default_factory=time.time)
+
+
+def validate(trace_id: Any, name: Any, value: Any = None, *, source: str = "user", span_id: Any = None,
+             comment: Any = None, actor: Any = None) -> tuple[str, Any]:
+    """Check one event and return its normalised (name, value); a problem raises UserError whose `field`
+    attribute names the offending field."""
+    def bad(field: str, message: str) -> UserError:
+        err = UserError(f"feedback `{field}`: {message}", hint="see flywheel.feedback.events for the event kinds")
+        err.field = field  # type: ignore[attr-defined]  - the server names it in its 400
+        return err
+
+    if not isinstance(trace_id, str) or not _HEX.match(trace_id):
+        raise bad("trace_id", "a trace id is 1-32 lowercase hex characters")
+    if span_id is not None and (not isinstance(span_id, str) or not _HEX.match(span_id)):
+        raise bad("span_id", "a span id is 1-32 lowercase hex characters")
+    if source not in SOURCES:
+        raise bad("source", f"one of {', '.join(SOURCES)}")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise bad("name", "lowercase letters, digits and _.:- (at most 100)")
+    check = EVENTS.get(name)
+    if check is None:
+        if source == "user":
+            raise bad("name", f"unknown event {name!r}; known: {', '.join(EVENTS)}")
+        check = _any
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_TEXT):
+        raise bad("comment", f"a text of at most {MAX_TEXT} characters")
+    if name == "comment" and not (isinstance(comment, str) and comment.strip()):
+        raise bad("comment", "a `comment` event needs the comment text")
+    if actor is not None and (not isinstance(actor, str) or len(actor) > 200):
+        raise bad("actor", "a name of at most 200 characters")
+    try:
+        value = check(value)
+    except ValueError as exc:
+        raise bad("value", f"{name} {exc}") from None
+    return name, value
+
+
+def record(store: Store, trace_id: str, name: str, value: Any = None, *, source: str = "user",
+           span_id: str | None = None, comment: str | None = None, actor: str | None = None,
+           tenant: str | None = None, created_at: float | None = None) -> FeedbackEvent:
+    """Validate and store one feedback event against `trace_id`; returns the stored event (with its id)."""
+    name, value = validate(trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor)
+    event = FeedbackEvent(trace_id=trace_id, span_id=span_id, source=source, name=name, value=value,  # type: ignore[arg-type]
+                          comment=comment, actor=actor, tenant=tenant,
+                          created_at=time.time() if created_at is None else created_at)
+    table = store.table("feedback")
+    with store.begin() as conn:
+        result = conn.execute(table.insert().values(**event.model_dump(exclude={"id"})))
+        event.id = int(result.inserted_primary_key[0])
+    return event
+
+
+def for_trace(store: Store, trace_id: str, *, tenant: str | None = None) -> list[FeedbackEvent]:
+    """Every feedback event of a trace, oldest first (only the tenant's when `tenant` is given)."""
+    table = store.table("feedback")
+    query = table.select().where(table.c.trace_id == trace_id)
+    if tenant is not None:
+        query = query.where(table.c.tenant == tenant)
+    with store.connect() as conn:
+        rows = conn.execute(query.order_by(table.c.created_at, table.c.id)).mappings().all()
+    return [FeedbackEvent(**dict(row)) for row in rows]

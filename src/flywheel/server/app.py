@@ -1,0 +1,217 @@
+"""The ASGI app: `create_app(project)` for `flywheel serve`, uvicorn, gunicorn or any ASGI server.
+
+    uvicorn --factory 'flywheel.server:create_app_from_env'      # FLYWHEEL_PROJECT=. (what `serve --workers` runs)
+
+One pure-ASGI middleware does what every request needs, before any route runs: a request id (`x-request-id`,
+kept from the client when sane), the body size limit (413 before the body is parsed), the JSON access log
+line (logger `flywheel.server.access`) and the request counters and latency histogram.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flywheel.config import Project
+from flywheel.server.errors import ApiError, from_validation
+from flywheel.server.state import ServerState
+
+access_log = logging.getLogger("flywheel.server.access")
+log = logging.getLogger("flywheel.server")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", clock: Any = None,
+               max_body_bytes: int = 4 * 1024 * 1024, cors_origins: list[str] | None = None) -> FastAPI:
+    """The flywheel server for `project` (a Project or its folder). `host` is the address it will be bound
+    to: on a loopback address a project without keys is served open; elsewhere keys are required."""
+    if not isinstance(project, Project):
+        project = Project.load(project)
+    kwargs: dict[str, Any] = {"host": host, "max_body_bytes": max_body_bytes}
+    if clock is not None:
+        kwargs["clock"] = clock
+    state = ServerState(project, **kwargs)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        try:
+            yield
+        finally:
+            if "gateway" in state.runtime.__dict__:
+                await state.runtime.gateway.aclose()
+            state.close()  # flushes the trace writer and closes the store
+
+    # no /docs or /redoc: FastAPI serves them from a CDN, and flywheel works offline; /openapi.json stays
+    app = FastAPI(title="flywheel", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="OpenAI-compatible proxy, app API and feedback for a flywheel project.")
+    app.state.flywheel = state
+    _errors(app)
+    from flywheel.server import anthropic_api, apps_api, feedback_api, openai_proxy, ops, otlp
+
+    for module in (openai_proxy, anthropic_api, apps_api, feedback_api, ops, otlp):
+        app.include_router(module.router)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["x-flywheel-trace-id", "x-request-id"])
+    app.add_middleware(RequestMiddleware, state=state)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The factory `flywheel serve --workers N` hands to uvicorn (each worker builds its own app)."""
+    origins = [o for o in os.environ.get("FLYWHEEL_CORS_ORIGINS", "").split(",") if o]
+    return create_app(os.environ.get("FLYWHEEL_PROJECT", "."), host=os.environ.get("FLYWHEEL_HOST", "127.0.0.1"),
+                      max_body_bytes=int(os.environ.get("FLYWHEEL_MAX_BODY_BYTES") or 4 * 1024 * 1024),
+                      cors_origins=origins or None)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flywheel")
+    except PackageNotFoundError:
+        return "0"
+
+
+def _is_anthropic(request: Request) -> bool:
+    return request.url.path.startswith("/v1/messages")
+
+
+def error_response(request: Request, err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(anthropic=_is_anthropic(request)), status_code=err.status, headers=err.headers)
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, from_validation(list(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        elif exc.status_code == 400 and "parsing the body" in message:
+            message = "the request body is not valid JSON in UTF-8"
+        return error_response(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        rid = request.scope.get("flywheel.request_id", "")
+        log.exception("request %s failed", rid)
+        return error_response(request, ApiError(500, f"internal error (request id {rid}); see the server log",
+                                                code="internal_error"))
+
+
+class RequestMiddleware:
+    """Request id, body size limit, access log and request metrics, as plain ASGI (no per-request task)."""
+
+    def __init__(self, app: Any, state: ServerState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")
+        if not _REQUEST_ID.match(rid):
+            rid = f"{random.getrandbits(64):016x}"  # an id, not a secret: no urandom call per request
+        scope["flywheel.request_id"] = rid
+        status = [500]
+        rid_header = (b"x-request-id", rid.encode())
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            if scope["method"] in _BODY_METHODS:
+                body = await self._read_body(headers, receive)
+                if body is None:
+                    await self._too_large(scope, send_with_id)
+                    return
+                receive = _replay(body, receive)
+                if not scope["path"].startswith("/v1/traces"):  # `curl -d '{…}'` sends a form content-type
+                    ctype = headers.get(b"content-type", b"")
+                    if not ctype or ctype.startswith(b"application/x-www-form-urlencoded"):
+                        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"] + \
+                            [(b"content-type", b"application/json")]
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, rid, status[0], time.perf_counter() - start)
+
+    async def _read_body(self, headers: dict, receive: Any) -> bytes | None:
+        limit = self.state.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def _too_large(self, scope: dict, send: Any) -> None:
+        err = ApiError(413, f"the request body is larger than {self.state.max_body_bytes} bytes", code="body_too_large")
+        body = json.dumps(err.body(anthropic=scope["path"].startswith("/v1/messages"))).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _record(self, scope: dict, rid: str, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        metrics = self.state.metrics
+        metrics.requests.labels(path, str(status)).inc()
+        metrics.latency.labels(path).observe(seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(json.dumps({
+                "ts": round(time.time(), 3), "request_id": rid, "method": scope["method"], "path": scope["path"],
+                "route": path, "status": status, "ms": round(seconds * 1000, 2),
+                "client": (scope.get("client") or ("", 0))[0],
+            }))
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: disconnect notices for streaming responses
+
+    return replay

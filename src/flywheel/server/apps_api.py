@@ -1,0 +1,118 @@
+"""POST /v1/apps/{name}: run an app (docs-QA, chat, plugins) and return its Answer plus a feedback token.
+
+    {"input": "How do I pin a model version?", "stream": false}
+    → {"text", "citations", "sources", "refused", "refusal", "usage", "cost_usd", "models", "prompt_version",
+       "cache", "guard_actions", "trace_id", …, "feedback": {"token", "expires_at"}}
+
+`stream: true` answers with server-sent events: `delta` events ({"text"}), then one `answer` event with the
+whole Answer (apps without streaming send their text as one delta).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.errors import UserError
+from flywheel.server import calls
+from flywheel.server.errors import ApiError
+from flywheel.types import Answer
+
+router = APIRouter()
+MAX_INPUT = 32_000
+
+
+class AppIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: str = Field(min_length=1, max_length=MAX_INPUT)
+    stream: bool = False
+    tenant: str | None = Field(default=None, description="only the admin key or an open server may choose")
+
+
+def answer_json(call: calls.Call, answer: Answer) -> dict[str, Any]:
+    data = answer.model_dump(mode="json")
+    token, expires = call.state.signer.issue(call.trace_id)
+    data["trace_id"] = call.trace_id
+    data["feedback"] = {"token": token, "expires_at": expires}
+    return data
+
+
+@router.post("/v1/apps/{name}")
+async def run_app(name: str, body: AppIn, request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    tenant = calls.resolve_tenant(principal, body.tenant or request.headers.get("x-flywheel-tenant"))
+    calls.check_app(state, principal, name, param="name")
+    if not body.input.strip():
+        raise ApiError(400, "the input is empty", param="input", code="invalid_value")
+    alias = calls.app_model(state, name)
+    call = await calls.begin(state, principal, tenant, "/v1/apps/{name}", alias, name,
+                             estimate_usd=state.estimate(alias, len(body.input), None), inputs={"input": body.input})
+    try:
+        app = state.app(name)
+        if body.stream and hasattr(app, "stream"):
+            return _stream(call, app.stream(body.input, tenant))
+        answer = await app.arun(body.input, tenant)
+    except ApiError as exc:
+        await call.finish(error=exc.message)
+        exc.headers.update(call.headers)
+        raise
+    except UserError as exc:
+        await call.finish(error=exc)
+        raise call.fail_upstream(exc) from None
+    except BaseException as exc:
+        await call.finish(error=exc)
+        raise
+    state.metrics.answer(answer, tenant)
+    await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
+                      output_tokens=answer.usage.output_tokens, output=answer.text)
+    if body.stream:
+        return calls.sse_response(_replay(call, answer), call.headers)
+    return JSONResponse(answer_json(call, answer), headers=call.headers)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _replay(call: calls.Call, answer: Answer) -> AsyncIterator[bytes]:
+    yield _event("delta", {"text": answer.text})
+    yield _event("answer", answer_json(call, answer))
+
+
+def _stream(call: calls.Call, stream: Any) -> Any:
+    async def events() -> AsyncIterator[bytes]:
+        error: Any = None
+        try:
+            while True:
+                piece = await anyio.to_thread.run_sync(next, stream, None)
+                if piece is None:
+                    break
+                yield _event("delta", {"text": piece})
+            answer = stream.answer
+            if answer is not None:
+                call.state.metrics.answer(answer, call.tenant)
+                yield _event("answer", answer_json(call, answer))
+        except UserError as exc:
+            error = exc
+            yield _event("error", call.fail_upstream(exc).body())
+        except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else "client disconnected"
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(stream.close)
+                answer = stream.answer
+                usage = answer.usage if answer is not None else None
+                await call.finish(cost=answer.cost_usd if answer is not None else 0.0,
+                                  input_tokens=usage.input_tokens if usage else 0,
+                                  output_tokens=usage.output_tokens if usage else 0, error=error,
+                                  output=answer.text if answer is not None else ...)
+
+    return calls.sse_response(events(), call.headers)

@@ -1,0 +1,144 @@
+"""One metered call, shared by every route: authenticate → check the model/app is allowed → admit against the
+key's budget and rate limit → open the root span (tenant on it) → run → settle the cost and tokens → metrics.
+
+The root span is opened by the server, so the trace id is known before the first byte (the
+`x-flywheel-trace-id` header, also on streams) and every span of the request — gateway attempts, app steps,
+guards, judges — lands in one trace carrying the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flywheel.errors import GatewayError, UserError
+from flywheel.server.errors import ApiError, from_gateway
+from flywheel.server.keys import Admission, Principal
+from flywheel.server.state import ServerState
+from flywheel.tracing import tracer
+
+APP_PREFIX = "app:"
+
+
+class Call:
+    """What a route needs to finish a request: `finish()` once, with what it cost."""
+
+    def __init__(self, state: ServerState, principal: Principal, tenant: str, route: str, model: str,
+                 app: str | None, admission: Admission, span: Any, token: Any):
+        self.state, self.principal, self.tenant, self.route = state, principal, tenant, route
+        self.model, self.app, self.admission = model, app, admission
+        self.span, self.token = span, token
+        self.done = False
+
+    @property
+    def trace_id(self) -> str:
+        return self.span.trace_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-flywheel-trace-id": self.span.trace_id}
+
+    async def finish(self, *, cost: float = 0.0, input_tokens: int = 0, output_tokens: int = 0,
+                     error: BaseException | str | None = None, output: Any = ...) -> None:
+        if self.done:
+            return
+        self.done = True
+        if error is not None:
+            self.span.record_error(error)
+        if output is not ...:
+            self.span.set(output)
+        tracer.end(self.span, self.token)
+        if self.admission.key_id is not None:
+            await asyncio.to_thread(self.state.keys.settle, self.admission, cost, input_tokens + output_tokens)
+        self.state.metrics.usage(self.model, self.app or "", self.tenant, input_tokens, output_tokens, cost)
+
+    def fail_upstream(self, exc: Exception) -> ApiError:
+        err = from_gateway(exc)
+        err.headers.update(self.headers)
+        if isinstance(exc, GatewayError):
+            self.state.metrics.upstream_errors.labels(self.model, str(err.status)).inc()
+        return err
+
+
+def resolve_tenant(principal: Principal, requested: str | None) -> str:
+    """A key's tenant is the only one it may use; the admin and an open server may name any."""
+    if requested is None or requested == principal.tenant:
+        return principal.tenant
+    if principal.admin or principal.key_id is None:
+        from flywheel.config import validate_tenant
+
+        try:
+            return validate_tenant(requested)
+        except UserError as exc:
+            raise ApiError(400, exc.message, param="tenant", code="invalid_tenant") from None
+    raise ApiError(403, f"this key belongs to tenant {principal.tenant!r} and cannot act for another tenant",
+                   param="tenant", code="tenant_not_allowed")
+
+
+def check_model(state: ServerState, principal: Principal, model: str, param: str = "model") -> str | None:
+    """The app name for `app:NAME`, else None for a model alias; 404 unknown, 403 not allowed for this key."""
+    if model.startswith(APP_PREFIX):
+        name = model[len(APP_PREFIX):]
+        check_app(state, principal, name, param)
+        return name
+    if model not in state.project.config.models:
+        raise ApiError(404, f"the model `{model}` does not exist; known: {', '.join(model_names(state))}",
+                       param=param, code="model_not_found")
+    if not principal.may_use_model(model):
+        raise ApiError(403, f"this key may not use model `{model}`", param=param, code="model_not_allowed")
+    return None
+
+
+def check_app(state: ServerState, principal: Principal, name: str, param: str = "app") -> None:
+    if name not in app_names(state):
+        raise ApiError(404, f"the app `{name}` does not exist; known: {', '.join(app_names(state))}", param=param,
+                       code="app_not_found")
+    if not principal.may_use_app(name):
+        raise ApiError(403, f"this key may not use app `{name}`", param=param, code="app_not_allowed")
+
+
+def app_names(state: ServerState) -> list[str]:
+    from flywheel.apps.registry import DEFAULT_APP
+
+    return sorted({DEFAULT_APP, *state.project.config.apps})
+
+
+def model_names(state: ServerState) -> list[str]:
+    return sorted(state.project.config.models)
+
+
+def app_model(state: ServerState, app: str) -> str:
+    cfg = state.project.config.apps.get(app)
+    return (cfg.model if cfg is not None and cfg.model else None) or "default"
+
+
+async def begin(state: ServerState, principal: Principal, tenant: str, route: str, model: str,
+                app: str | None, *, estimate_usd: float = 0.0, inputs: Any = None) -> Call:
+    """Admit the request (429 when over a limit) and open its root span."""
+    admission = await asyncio.to_thread(state.admit, principal, estimate_usd) if principal.limited \
+        else Admission()
+    attrs: dict[str, Any] = {"flywheel.tenant": tenant, "flywheel.route": route}
+    if app:
+        attrs["flywheel.app"] = app
+    if principal.key_id:
+        attrs["flywheel.key"] = principal.name
+    span, token = tracer.start(f"server {route}", "other", inputs, **attrs)
+    return Call(state, principal, tenant, route, model, app, admission, span, token)
+
+
+def sse_response(events: Any, headers: dict[str, str]) -> Any:
+    """A text/event-stream response that closes its generator as soon as the stream ends for any reason (the
+    client went away included), so the generator's `finally` ends the trace and settles the cost right then,
+    not whenever the garbage collector finds it."""
+    import anyio
+    from fastapi.responses import StreamingResponse
+
+    class _Closing(StreamingResponse):
+        async def stream_response(self, send: Any) -> None:
+            try:
+                await super().stream_response(send)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await events.aclose()
+
+    return _Closing(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})

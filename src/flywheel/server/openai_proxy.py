@@ -1,0 +1,345 @@
+"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models, POST /v1/embeddings.
+
+`model` is a flywheel alias (through the gateway: retries, fallbacks, cost, tracing) or `app:NAME` (through
+the app's answer pipeline: guards, cache, retrieval; the last user message is the input). Unknown request
+fields are refused like OpenAI does; fields the gateway cannot honour are refused by name (`tools`,
+`tool_choice`, non-text content), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.errors import UserError
+from flywheel.server import calls
+from flywheel.server.errors import ApiError
+from flywheel.types import Answer, ChatRequest, ChatResult, Message
+
+router = APIRouter()
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "stop": "stop", "max_tokens": "length",
+           "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionIn(BaseModel):
+    """The OpenAI chat-completions body. Parameters the gateway has no use for (top_p, seed …) are accepted
+    and ignored, as OpenAI-compatible servers commonly do."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1, le=16)
+    user: str | None = Field(default=None, max_length=256)
+    metadata: dict[str, str] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+
+
+class EmbeddingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = None
+    user: str | None = None
+
+
+def text_of(content: str | list[ContentPart] | None, param: str) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for i, part in enumerate(content):
+        if part.type not in ("text", "input_text") or part.text is None:
+            raise ApiError(400, f"content part type {part.type!r} is not supported (text only)",
+                           param=f"{param}.{i}.type", code="unsupported_content")
+        parts.append(part.text)
+    return "".join(parts)
+
+
+def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
+    out = []
+    for i, m in enumerate(messages):
+        role = "system" if m.role == "developer" else m.role
+        out.append(Message(role=role, content=text_of(m.content, f"messages.{i}.content"), name=m.name))
+    return out
+
+
+def chat_request(body: ChatCompletionIn, tenant: str) -> ChatRequest:
+    if body.tools or body.tool_choice not in (None, "none"):
+        raise ApiError(400, "tools and tool_choice are not supported by the flywheel gateway yet",
+                       param="tools" if body.tools else "tool_choice", code="unsupported_parameter")
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    meta: dict[str, Any] = {"tenant": tenant}
+    if body.user:
+        meta["user"] = body.user
+    if body.metadata:
+        meta["request"] = body.metadata
+    return ChatRequest(messages=to_messages(body.messages), model=body.model, temperature=body.temperature,
+                       max_tokens=body.max_completion_tokens or body.max_tokens, stop=stop or None,
+                       response_format=body.response_format, metadata=meta)
+
+
+def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens}
+
+
+def completion(call: calls.Call, model: str, choices: list[tuple[str, str | None]], input_tokens: int,
+               output_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": _FINISH.get(fr or "stop", "stop")}
+                    for i, (text, fr) in enumerate(choices)],
+        "usage": usage_json(input_tokens, output_tokens), "system_fingerprint": None,
+        "flywheel": {"trace_id": call.trace_id, **extra},
+    }
+
+
+def answer_extra(answer: Answer) -> dict[str, Any]:
+    return {"app": answer.app, "refused": answer.refused, "refusal": answer.refusal, "cache": answer.cache,
+            "cost_usd": answer.cost_usd, "models": answer.models,
+            "citations": [c.model_dump() for c in answer.citations]}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
+    app = calls.check_model(state, principal, body.model)
+    n = body.n or 1
+    if n > 1 and (body.stream or app):
+        raise ApiError(400, "n > 1 is supported for non-streaming model aliases only; send n requests",
+                       param="n", code="unsupported_parameter")
+    creq = chat_request(body, tenant)
+    alias = calls.app_model(state, app) if app else body.model
+    chars = sum(len(m.content) for m in creq.messages)
+    estimate = state.estimate(alias, chars, creq.max_tokens) * n
+    route = "/v1/chat/completions"
+    call = await calls.begin(state, principal, tenant, route, alias, app, estimate_usd=estimate,
+                             inputs={"model": body.model, "messages": [m.model_dump() for m in creq.messages]})
+    try:
+        if app:
+            return await _app_completion(call, body, creq, app)
+        if body.stream:
+            return await _stream(call, body, creq)
+        results = await asyncio.gather(*(state.runtime.gateway.achat(creq) for _ in range(n)),
+                                       return_exceptions=True)
+    except ApiError as exc:
+        await call.finish(error=exc.message)
+        exc.headers.update(call.headers)
+        raise
+    except UserError as exc:
+        await call.finish(error=exc)
+        raise call.fail_upstream(exc) from None
+    except BaseException as exc:
+        await call.finish(error=exc)
+        raise
+    ok = [r for r in results if isinstance(r, ChatResult)]
+    cost = sum(r.cost_usd for r in ok)
+    tin, tout = sum(r.usage.input_tokens for r in ok), sum(r.usage.output_tokens for r in ok)
+    failed = next((r for r in results if isinstance(r, BaseException)), None)
+    if failed is not None:
+        await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, error=failed)
+        if not isinstance(failed, Exception):
+            raise failed
+        raise call.fail_upstream(failed)
+    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, output=[r.text for r in ok])
+    payload = completion(call, body.model, [(r.text, r.finish_reason) for r in ok], tin, tout,
+                         {"model": ok[0].model, "cost_usd": cost, "attempts": sum(r.attempts for r in ok)})
+    return JSONResponse(payload, headers=call.headers)
+
+
+async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str) -> Any:
+    question = creq.last_user()
+    if not question.strip():
+        raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
+    answer = await call.state.app(app).arun(question, call.tenant)
+    call.state.metrics.answer(answer, call.tenant)
+    await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
+                      output_tokens=answer.usage.output_tokens, output=answer.text)
+    if body.stream:
+        return _sse(call, body, _one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
+                    answer_extra(answer))
+    payload = completion(call, body.model, [(answer.text, "stop")], answer.usage.input_tokens,
+                         answer.usage.output_tokens, answer_extra(answer))
+    return JSONResponse(payload, headers=call.headers)
+
+
+async def _one_piece(text: str) -> AsyncIterator[tuple[str, str | None]]:
+    yield text, None
+
+
+async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
+    """Pull the first chunk before answering, so a failure before any text is a proper HTTP status."""
+    stream = call.state.runtime.gateway.astream(creq)
+    it = stream.__aiter__()
+    try:
+        first = await it.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def pieces() -> AsyncIterator[tuple[str, str | None]]:
+        try:
+            if first is not None:
+                yield first.delta, first.finish_reason
+                async for chunk in it:
+                    yield chunk.delta, chunk.finish_reason
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    def settle() -> tuple[int, int, float]:
+        r = stream.result
+        return (r.usage.input_tokens, r.usage.output_tokens, r.cost_usd) if r is not None else (0, 0, 0.0)
+
+    return _sse(call, body, pieces(), settle, {})
+
+
+def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[str, str | None]],
+         usage: Any, extra: dict[str, Any]) -> Any:
+    cid, created = f"chatcmpl-{call.trace_id}", int(time.time())
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "system_fingerprint": None, "choices": choices, **more}
+        return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
+
+    async def events() -> AsyncIterator[bytes]:
+        finish, parts, error = "stop", [], None
+        try:
+            yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            async for delta, fr in pieces:
+                if fr:
+                    finish = _FINISH.get(fr, "stop")
+                if delta:
+                    parts.append(delta)
+                    yield event([{"index": 0, "delta": {"content": delta}, "finish_reason": None}])
+            tin, tout, cost = usage() if callable(usage) else (*usage, None)
+            yield event([{"index": 0, "delta": {}, "finish_reason": finish}],
+                        flywheel={"trace_id": call.trace_id, **extra})
+            if include_usage:
+                yield event([], usage=usage_json(tin, tout))
+            yield b"data: [DONE]\n\n"
+        except UserError as exc:  # the upstream broke after text went out: tell the client in-band
+            error = exc
+            err = call.fail_upstream(exc)
+            yield b"data: " + json.dumps(err.body()).encode() + b"\n\n"
+        except BaseException as exc:  # the client went away (cancelled) or a bug: the trace says so
+            error = exc if isinstance(exc, Exception) else "client disconnected"
+            raise
+        finally:
+            if callable(usage):
+                with anyio.CancelScope(shield=True):
+                    tin, tout, cost = usage()
+                    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, error=error,
+                                      output="".join(parts))
+
+    return calls.sse_response(events(), call.headers)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    created = int(state.project.config_path.stat().st_mtime) if state.project.config_path.exists() else 0
+    data = [{"id": m, "object": "model", "created": created, "owned_by": "flywheel"}
+            for m in calls.model_names(state) if principal.may_use_model(m)]
+    data += [{"id": f"app:{a}", "object": "model", "created": created, "owned_by": "flywheel"}
+             for a in calls.app_names(state) if principal.may_use_app(a)]
+    return {"object": "list", "data": data}
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingsIn, request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    configured = state.project.config.retrieval.embedder
+    if body.model not in (configured, "default") and body.model != state.project.config.retrieval.embedder_model:
+        raise ApiError(404, f"the embedding model `{body.model}` does not exist; this server embeds with "
+                       f"`{configured}` (send model `{configured}` or `default`)", param="model",
+                       code="model_not_found")
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if any(not t for t in texts):
+        raise ApiError(400, "input texts must be non-empty", param="input", code="invalid_value")
+    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
+    call = await calls.begin(state, principal, tenant, "/v1/embeddings", configured, None)
+    try:
+        vectors = await asyncio.to_thread(state.embed, texts)
+    except UserError as exc:
+        await call.finish(error=exc)
+        raise call.fail_upstream(exc) from None
+    tokens = sum(max(1, len(t) // 4) for t in texts)
+    await call.finish(input_tokens=tokens)
+    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+        raise ApiError(400, f"this embedder has {vectors.shape[1]} dimensions", param="dimensions",
+                       code="invalid_value")
+    return JSONResponse({"object": "list", "model": body.model,
+                         "data": [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+                                  for i, v in enumerate(vectors)],
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers=call.headers)
+
+
+def _encode(vector: Any, encoding: str | None) -> Any:
+    """A vector as floats, or as base64 of little-endian float32 (what the OpenAI SDK asks for by default)."""
+    if encoding == "base64":
+        import base64
+
+        import numpy as np
+
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return vector.tolist()

@@ -1,0 +1,94 @@
+"""A real `flywheel serve` app on uvicorn, on 127.0.0.1, in a thread of the test process (one per test module),
+in front of `fake_llm`. Registered in conftest.py (`pytest_plugins`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flywheel.config import Project
+from flywheel.testing.fake_llm import FakeLLM
+
+# price: $0.125 per output token → a 2-token answer ("Yes.") costs exactly $0.25 (binary-exact sums)
+PROJECT_YAML = """
+models:
+  gpt: {{provider: openai_compat, base_url: "{base}", model: fake-model, max_retries: 0,
+        price: {{input: 0.0, output: 125000.0}}}}
+  other: {{provider: openai_compat, base_url: "{base}", model: fake-model, max_retries: 0}}
+  emb: {{provider: openai_compat, base_url: "{base}", model: fake-embedding}}
+retrieval: {{embedder: emb}}
+cache: {{exact: false}}
+apps:
+  support:
+    kind: chat
+    model: gpt
+    options: {{system: "You are ACME support."}}
+    guards:
+      input:
+        - {{check: injection, on_fail: block, message: "I can't do that."}}
+"""
+
+
+def write_project(root: Path, base_url: str) -> Project:
+    (root / "flywheel.yaml").write_text(PROJECT_YAML.format(base=base_url), encoding="utf-8")
+    return Project.load(root)
+
+
+class LiveServer:
+    """uvicorn serving `app` on 127.0.0.1:<free port> until stop()."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        while not self.server.started:  # readiness poll, not a timing assertion
+            if not self.thread.is_alive():
+                raise RuntimeError("the server thread died during start-up")
+            time.sleep(0.01)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def state(self):
+        return self.app.state.flywheel
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def server_llm():
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server_clock():
+    from conftest import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, server_llm, server_clock):
+    """The server for this test module (its own project folder and store)."""
+    from flywheel.server import create_app
+
+    project = write_project(tmp_path_factory.mktemp("serve"), server_llm.base_url)
+    server = LiveServer(create_app(project, clock=server_clock, max_body_bytes=64 * 1024)).start()
+    yield server
+    server.stop()

@@ -1,0 +1,118 @@
+"""`flywheel serve` as a user runs it: a real process, a clean SIGTERM that flushes the traces, and one-line
+errors (exit 2) for a port in use, a bad config, or a public address without keys."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from click.testing import CliRunner
+
+from flywheel.cli import main
+
+
+def test_serve_answers_then_drains_and_flushes_traces_on_sigterm(tmp_path):
+    (tmp_path / "flywheel.yaml").write_text("cache: {exact: false}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "serve", "--port", "0"],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        port = None
+        for line in proc.stderr:  # the banner names the bound port
+            if m := re.search(r"at http://127\.0\.0\.1:(\d+)", line):
+                port = int(m.group(1))
+                break
+        assert port, "no start-up banner"
+        url = f"http://127.0.0.1:{port}"
+        while True:  # readiness poll
+            try:
+                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        resp = httpx.post(url + "/v1/chat/completions", timeout=30,
+                          json={"model": "default", "messages": [{"role": "user", "content": "hello there"}]})
+        assert resp.status_code == 200
+        trace_id = resp.headers["x-flywheel-trace-id"]
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn re-raises the signal after a clean shutdown, so the exit status is the signal's
+    assert proc.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in rest, rest
+    assert '"path": "/v1/chat/completions"' in rest  # the JSON access log line
+    from flywheel.config import Project
+    from flywheel.store import Store
+    from flywheel.tracing import get_trace
+
+    with Store.open(Project.load(tmp_path).store_url) as store:
+        trace = get_trace(store, trace_id)
+    assert trace is not None and trace["status"] == "ok"
+
+
+def test_port_in_use_is_one_line_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "Traceback" not in result.output
+
+
+def test_public_address_without_keys_is_refused(tmp_path):
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 2 and "without API keys" in result.output
+
+
+def test_bad_config_is_exit_2(tmp_path):
+    (tmp_path / "flywheel.yaml").write_text("models: [oops\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--port", "0"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_listening_socket_is_tcp_so_responses_are_not_delayed(tmp_path):
+    from flywheel.cli.serve import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:  # asyncio sets TCP_NODELAY on accepted connections only when the listener's proto is IPPROTO_TCP
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+
+
+def test_bench_serve_json(tmp_path):
+    import json
+
+    result = CliRunner().invoke(main, ["bench", "serve", "--requests", "20", "--concurrency", "2", "--no-litellm",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["failed"] == 0 and out["workers"] == 1 and out["rps"] > 0
+    assert out["overhead_p50_ms"] is not None and out["litellm_rps"] is None
+
+
+def test_cors_preflight_when_configured(tmp_path):
+    import asyncio
+
+    from flywheel.server import create_app
+
+    app = create_app(tmp_path, cors_origins=["https://app.example.com"])
+
+    async def preflight():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return await client.options("/v1/feedback", headers={
+                "origin": "https://app.example.com", "access-control-request-method": "POST"})
+
+    try:
+        resp = asyncio.run(preflight())
+    finally:
+        app.state.flywheel.close()
+    assert resp.status_code == 200
+    assert resp.headers["access-control-allow-origin"] == "https://app.example.com"
