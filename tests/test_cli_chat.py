@@ -83,5 +83,12 @@ def test_unknown_alias_is_a_clean_error(project):
 def test_all_models_failing_is_a_clean_error(project, server):
     server.fail(Fault.SERVER_ERROR, times=None, status=503)
     result = run(project, "capital?", "--model", "fake")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # an upstream outage, not the user's mistake
     assert "fake-model" in result.output and "spare-model" in result.output and "HTTP 503" in result.output
+
+
+def test_rejected_credentials_are_the_users_mistake(project, server):
+    server.fail(Fault.SERVER_ERROR, times=None, status=401)
+    result = run(project, "capital?", "--model", "fake")
+    assert result.exit_code == 2, result.output
+    assert "HTTP 401" in result.output and "Traceback" not in result.output

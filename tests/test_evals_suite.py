@@ -164,3 +164,92 @@ def test_csv_check_cells_keep_the_text_the_user_wrote(project, tmp_path: Path) -
     (case,) = suite.cases
     assert [c.arg for c in case.checks] == ["Yes", "version:", 50]
     assert [c.run("Yes, set version: 2").passed for c in case.checks] == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "text, line, needle, hint",
+    [
+        ("target: model:small\nthreshhold: 0.5\ncases: []\n", 2, "unknown key `threshhold`", "did you mean `threshold`"),
+        ("target: model:small\nthreshold: '0.9'\ncases: []\n", 2, "`threshold` must be a number between 0 and 1",
+         "threshold: 0.9"),
+        ("target: model:small\nthreshold: yes\ncases: []\n", 2, "got True", None),
+        ("target: model:small\nthreshold: -0.1\ncases: []\n", 2, "between 0 and 1", None),
+        ("target: model:small\ncases: 5\n", 2, "`cases` must be a list", ".jsonl"),
+        ("target: model:small\ncases:\n  a: {id: x}\n", 2, "`cases` must be a list", None),
+        ("target: model:small\n", 1, "needs `cases:`", None),
+        ("name: x\ncases: []\n", 1, "needs `target:`", "model:ALIAS"),
+        ("target: [app]\ncases: []\n", 1, "`target` must be text", None),
+        ("target: model:small\ncases:\n  - vars: {q: x}\n  - id:\n    vars: {q: y}\n", 4, "`id` is empty in case 2",
+         "unique `id`"),
+        ("target: model:small\ncases:\n  - id: {a: 1}\n", 3, "`id` in case 1 must be a text", None),
+        ("target: model:small\ncases:\n  - id: a\n    vars: [q, x]\n", 4, "`vars` in case 1 must be a mapping", None),
+        ("target: model:small\ncases:\n  - id: a\n    checks: {contains: x}\n", 4, "`checks` in case 1 must be a list",
+         "checks: [{contains: x}"),
+        ("target: model:small\ncases:\n  - id: a\n    reference: No\n", 4, "`reference` in case 1", "text"),
+        ("target: model:small\ncases:\n  - just a question\n", 3, "case 1 must be a mapping", None),
+        ("target: model:small\ndefaults:\n  timeout: 5\ncases: []\n", 3, "unknown key `timeout`", "timeout_s"),
+        ("target: model:small\ndefaults: [1]\ncases: []\n", 2, "`defaults` must be a mapping", "timeout_s"),
+        ("target: model:small\ndefaults:\n  timeout_s: 0\ncases: []\n", 3, "`defaults.timeout_s`", None),
+        ("target: model:small\ndefaults:\n  tenant: ' acme'\ncases: []\n", 3, "`defaults.tenant`", "acme"),
+        ("target: model:small\ndefaults:\n  judge: strng\ncases: []\n", 3, "unknown model alias", "strong"),
+        ("target: model:small\nprompt: {template: x, sytem: y}\ncases: []\n", 2, "`prompt` must be", None),
+        ("target: model:small\ncases:\n  - id: a\n    id: b\n", 4, "duplicate key `id`", None),
+    ],
+)
+def test_schema_mistakes_fail_at_load_with_file_line(
+    project, tmp_path: Path, text: str, line: int, needle: str, hint: str | None
+) -> None:
+    path = write_suite(tmp_path / "bad.yaml", text)
+    with pytest.raises(UserError) as err:
+        load_suite(path, project)
+    assert err.value.where == f"{path}:{line}", err.value.render()
+    assert needle in err.value.message, err.value.render()
+    if hint:
+        assert hint in err.value.render()
+
+
+def test_the_first_schema_mistake_by_line_is_reported_with_a_count(project, tmp_path: Path) -> None:
+    text = "threshold: 3\ndescription: [x]\ntarget: model:small\ncases: 5\nbogus: 1\n"
+    path = write_suite(tmp_path / "bad.yaml", text)
+    with pytest.raises(UserError) as err:
+        load_suite(path, project)
+    # pydantic lists `description` first (field order); the user reads the file top down
+    assert err.value.where == f"{path}:1" and "`threshold` must be a number" in err.value.message
+    assert "(+3 more)" in err.value.message
+
+
+def test_case_file_rows_are_validated_by_the_same_schema(project, tmp_path: Path) -> None:
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "checks": []}\n{"id": "b", "vars": [1]}\n', encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        load_suite(write_suite(tmp_path / "s.yaml", "target: model:small\ncases: c.jsonl\n"), project)
+    assert err.value.where.endswith("c.jsonl:2") and "`vars` in case 2 must be a mapping" in err.value.message
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "vars": {"q": 1}, "refrence": "x"}\n', encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        load_suite(write_suite(tmp_path / "t.yaml", "target: model:small\ncases: d.jsonl\n"), project)
+    assert err.value.where.endswith("d.jsonl:1") and "did you mean `reference`" in err.value.message
+
+
+def test_every_check_entry_form_and_scalar_ids_still_load(project, tmp_path: Path) -> None:
+    text = """\
+    target: model:small
+    defaults: {timeout_s: 5, tenant: acme, checks: [is-json]}
+    cases:
+      - id: 7
+        vars: {question: "Q?"}
+        reference: 42
+        metadata: {topic: x}
+        description: d
+        checks:
+          - contains: "x"
+          - not-contains: "y"
+          - judge: "It answers the question."
+          - grounding: {}
+          - {check: regex, pattern: "v\\\\d+", flags: i}
+          - not-is-json
+    """
+    suite = load_suite(write_suite(tmp_path / "s.yaml", text), project)
+    (case,) = suite.cases
+    assert case.id == "7" and case.reference == "42" and case.metadata == {"topic": "x"}
+    assert [c.name for c in case.checks] == [
+        "contains", "not-contains", "judge", "grounding", "regex", "not-is-json", "is-json"]
+    assert suite.timeout_s == 5.0 and suite.tenant == "acme" and suite.threshold == 1.0

@@ -10,8 +10,11 @@ class FlywheelError(Exception):
 class UserError(FlywheelError):
     """A mistake the user can fix: bad config, missing file, unreachable endpoint.
 
-    `where` is a location such as ``flywheel.yaml:12`` and `hint` says what to do.
+    `where` is a location such as ``flywheel.yaml:12`` and `hint` says what to do. The CLI exits with
+    `exit_code`: 2 for a mistake in the user's input or config.
     """
+
+    exit_code = 2
 
     def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
         self.message = message
@@ -41,12 +44,22 @@ class AttemptFailure:
         return f"{self.alias} ({self.model}){code}: {self.error}"
 
 
+# HTTP statuses that mean the request or its credentials are wrong (the user can fix it), not an outage.
+_USER_STATUSES = frozenset({400, 401, 403, 404, 422})
+UPSTREAM_EXIT = 3  # CLI exit code when the model upstream is down (not a user mistake)
+
+
 class GatewayError(UserError):
-    """Every attempt on every model of the fallback chain failed."""
+    """Every attempt on every model of the fallback chain failed.
+
+    Exit code 2 when every attempt was refused as a bad request or bad credentials (fix the config or key);
+    3 (`UPSTREAM_EXIT`) when the upstream was unreachable, timed out or failed: an outage, not a mistake."""
 
     def __init__(self, alias: str, attempts: list[AttemptFailure]):
         self.alias = alias
         self.attempts = attempts
+        user_fault = bool(attempts) and all(a.status in _USER_STATUSES for a in attempts)
+        self.exit_code = 2 if user_fault else UPSTREAM_EXIT
         tried = "; ".join(repr(a) for a in attempts) or "no attempt was made"
         super().__init__(
             f"all models failed for alias '{alias}' after {len(attempts)} attempt(s): {tried}",

@@ -67,6 +67,28 @@ def test_the_demo_flow_runs_with_the_network_refused(tmp_path):
     traces = json.loads(_cli(project, "traces", "--json"))
     assert len(traces) >= 3
 
+    _serve_offline(project, question)
+
+
+def _serve_offline(project: Path, question: str) -> None:
+    """The server, offline: the app API and the OpenAI-compatible route answer through the official SDK."""
+    import httpx
+    from openai import OpenAI
+    from server_support import LiveServer
+
+    from flywheel.config import Project
+    from flywheel.server import create_app
+
+    server = LiveServer(create_app(Project.load(project))).start()
+    try:
+        answer = httpx.post(f"{server.url}/v1/apps/docs_qa", json={"input": question}, timeout=60).json()
+        assert answer["citations"] and not answer["refused"] and answer["feedback"]["token"]
+        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="app:docs_qa", messages=[{"role": "user", "content": question}])
+        assert reply.choices[0].message.content
+    finally:
+        server.stop()
+
 
 def test_a_feature_that_reaches_out_fails_under_the_guard():
     before = len(attempts)

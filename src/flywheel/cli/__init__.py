@@ -103,7 +103,7 @@ class FlywheelGroup(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             print_error(exc, ctx.obj)  # scrubbed: an upstream error may quote the API key
-            sys.exit(2)
+            sys.exit(exc.exit_code)  # 2: the user's mistake; 3: the model upstream is down
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
             sys.exit(130)

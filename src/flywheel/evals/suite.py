@@ -16,7 +16,8 @@
         reference: "Set `version:` on the model alias."
         checks: [{contains: version}, {max_words: 120}, {judge: "It says where the version is configured."}]
 
-Every mistake is a UserError naming file:line and the valid choices. A case with fewer than three checks
+The shape is validated by the pydantic schema in flywheel.evals.suite_schema; every mistake is a UserError
+naming file:line and the valid choices. A case with fewer than three checks
 gets a warning: an assertion test should state at least three expectations.
 """
 
@@ -35,13 +36,12 @@ import yaml
 
 from flywheel.checks.base import Check, from_entry
 from flywheel.config import Project, load_yaml, read_yaml
+from flywheel.config import where as line_of
 from flywheel.errors import ConfigError, UserError
+from flywheel.evals.suite_schema import CASE_KEYS, CaseSpec, DefaultsSpec, SuiteSpec, validate
 from flywheel.registry import unknown_alias
 from flywheel.types import content_hash
 
-SUITE_KEYS = {"name", "description", "target", "prompt", "threshold", "defaults", "cases"}
-DEFAULT_KEYS = {"vars", "checks", "timeout_s", "judge", "tenant"}
-CASE_KEYS = {"id", "vars", "reference", "checks", "metadata", "description"}
 MIN_CHECKS = 3
 SUITE_SUFFIXES = (".yaml", ".yml")
 
@@ -135,10 +135,7 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
     data, lines = read_yaml(path)
 
     def at(*keys: Any) -> str:
-        p = tuple(keys)
-        while p and p not in lines:
-            p = p[:-1]
-        return f"{path}:{lines.get(p, 1)}"
+        return line_of(path, lines, keys)
 
     if not isinstance(data, dict):
         raise ConfigError(
@@ -146,73 +143,41 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
             where=f"{path}:1",
             hint="see the example in `flywheel init`'s evals/ folder",
         )
-    _no_unknown(data, SUITE_KEYS, at, ())
-    name = str(data.get("name") or path.stem)
-    target = _target(data, project, at)
-    threshold = _number(data.get("threshold", 1.0), "threshold", at("threshold"), low=0.0, high=1.0)
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        raise ConfigError(
-            "`defaults` must be a mapping",
-            where=at("defaults"),
-            hint=f"valid keys: {', '.join(sorted(DEFAULT_KEYS))}",
-        )
-    _no_unknown(defaults, DEFAULT_KEYS, at, ("defaults",))
-    default_vars = defaults.get("vars") or {}
-    if not isinstance(default_vars, dict):
-        raise ConfigError("`defaults.vars` must be a mapping", where=at("defaults", "vars"))
-    default_entries = defaults.get("checks") or []
-    if not isinstance(default_entries, list):
-        raise ConfigError(
-            "`defaults.checks` must be a list",
-            where=at("defaults", "checks"),
-            hint="write `checks: [{max_words: 200}]`",
-        )
-    default_checks = [(e, at("defaults", "checks", i)) for i, e in enumerate(default_entries)]
-    judge = defaults.get("judge")
-    if judge is not None:
-        _known_alias(str(judge), project, at("defaults", "judge"))
+    spec = validate(SuiteSpec, data, lambda loc: at(*loc))
+    target = _target(spec, project, at)
+    defaults = spec.defaults or DefaultsSpec()
+    default_vars = defaults.vars or {}
+    default_checks = [(e, at("defaults", "checks", i)) for i, e in enumerate(defaults.checks or [])]
+    if defaults.judge is not None:
+        _known_alias(defaults.judge, project, at("defaults", "judge"))
     suite = Suite(
-        name=name,
+        name=spec.name or path.stem,
         path=path,
         target=target,
         cases=[],
-        threshold=threshold,
-        judge=judge,
-        timeout_s=_number(
-            defaults.get("timeout_s", 60.0), "defaults.timeout_s", at("defaults", "timeout_s"), low=0.001
-        ),
-        tenant=defaults.get("tenant"),
+        threshold=spec.threshold,
+        judge=defaults.judge,
+        timeout_s=defaults.timeout_s,
+        tenant=defaults.tenant,
     )
-    raw_cases = data.get("cases")
-    if raw_cases is None:
-        raise ConfigError(
-            "the suite has no `cases:`",
-            where=f"{path}:1",
-            hint="add `cases:` as a list, or the path of a .jsonl / .csv file",
-        )
-    if isinstance(raw_cases, str):
-        rows = read_case_file(path.parent / raw_cases, at("cases"))
-    elif isinstance(raw_cases, list):
-        rows = [(c, at("cases", i), ("cases", i)) for i, c in enumerate(raw_cases)]
+    if isinstance(spec.cases, str):
+        rows = read_case_file(path.parent / spec.cases, at("cases"))
     else:
-        raise ConfigError(
-            "`cases` must be a list of cases or the path of a .jsonl / .csv file", where=at("cases")
-        )
+        rows = [(c, at("cases", i), ("cases", i)) for i, c in enumerate(spec.cases)]
     seen: dict[str, str] = {}
-    for n, (raw, where, keypath) in enumerate(rows, start=1):
-        case = _case(raw, n, where, keypath, at, default_vars, default_checks, project)
+    for n, (raw, case_where, keypath) in enumerate(rows, start=1):
+        case = _case(raw, n, case_where, keypath, at, default_vars, default_checks, project)
         if case.id in seen:
             raise ConfigError(
                 f"duplicate case id `{case.id}` (first at {seen[case.id]})",
-                where=where,
+                where=case_where,
                 hint="give every case a unique `id`",
             )
-        seen[case.id] = where
-        _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else where)
+        seen[case.id] = case_where
+        _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else case_where)
         if len(case.checks) < MIN_CHECKS:
             suite.warnings.append(
-                f"{where}: case `{case.id}` states {len(case.checks)} check(s); "
+                f"{case_where}: case `{case.id}` states {len(case.checks)} check(s); "
                 f"state at least {MIN_CHECKS} expectations"
             )
         suite.cases.append(case)
@@ -239,45 +204,17 @@ def _has_prompt_vars(case: EvalCase, target: Target, where: str) -> None:
         )
 
 
-def _no_unknown(data: dict, valid: set[str], at: Callable[..., str], prefix: tuple) -> None:
-    for key in data:
-        if key not in valid:
-            raise ConfigError(
-                f"unknown key `{key}`", where=at(*prefix, key), hint=f"valid keys: {', '.join(sorted(valid))}"
-            )
-
-
-def _number(value: Any, what: str, where: str, low: float, high: float | None = None) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        span = f"between {low:g} and {high:g}" if high is not None else f"above {low:g}"
-        raise ConfigError(f"`{what}` must be a number {span}, got {value!r}", where=where)
-    return float(value)
-
-
 def _known_alias(alias: str, project: Project, where: str) -> None:
     if alias not in project.config.models:
         raise unknown_alias(alias, project.config.models, where=where, error=ConfigError)
 
 
-def _target(data: dict, project: Project, at: Callable[..., str]) -> Target:
-    raw = data.get("target")
+def _target(spec: SuiteSpec, project: Project, at: Callable[..., str]) -> Target:
+    raw = spec.target.strip()
     where = at("target")
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError(
-            "the suite needs `target:`",
-            where=where,
-            hint="write `target: app:docs_qa`, `target: model:ALIAS` (with `prompt:`) "
-            "or `target: package.module:function`",
-        )
-    raw = raw.strip()
     kind, _, name = raw.partition(":")
     if kind == "app":
-        if data.get("prompt") is not None:
+        if spec.prompt is not None:
             raise ConfigError(
                 "`prompt:` is for model targets; an app uses the prompt set in flywheel.yaml",
                 where=at("prompt"),
@@ -286,7 +223,7 @@ def _target(data: dict, project: Project, at: Callable[..., str]) -> Target:
         return Target("app", name or "docs_qa", where=where)
     if kind == "model":
         _known_alias(name, project, where)
-        prompt = _prompt(data.get("prompt"), project, at)
+        prompt = _prompt(spec.prompt, project, at("prompt"))
         return Target("model", name, prompt=prompt, where=where, prompt_where=at("prompt"))
     if not name or not all(part.isidentifier() for part in kind.split(".")):
         raise ConfigError(
@@ -297,25 +234,16 @@ def _target(data: dict, project: Project, at: Callable[..., str]) -> Target:
     return Target("python", raw, function=_import(kind, name, project, where), where=where)
 
 
-def _prompt(raw: Any, project: Project, at: Callable[..., str]) -> Any:
+def _prompt(raw: str | dict[str, str] | None, project: Project, where: str) -> Any:
+    """The schema has checked the shape: None, a template text, a prompt file, or {system, template}."""
     from flywheel.prompts.registry import Prompt, PromptRegistry
     from flywheel.prompts.render import template_problem
 
-    where = at("prompt")
     if raw is None:
         return None  # the case's input variable is sent as the user message
     if isinstance(raw, str) and raw.strip().endswith((".yaml", ".yml")):
         return PromptRegistry(project.root).get(raw.strip(), where=where)
-    if isinstance(raw, str):
-        system, template = "", raw
-    elif isinstance(raw, dict) and set(raw) <= {"system", "template"} and "template" in raw:
-        system, template = str(raw.get("system") or ""), str(raw["template"])
-    else:
-        raise ConfigError(
-            "`prompt` must be a template text, {system, template}, or a prompt file (*.yaml)",
-            where=where,
-            hint='write `prompt: "Answer briefly: {{question}}"`',
-        )
+    system, template = ("", raw) if isinstance(raw, str) else (raw.get("system") or "", raw["template"])
     for text in (system, template):
         problem = template_problem(text)
         if problem:
@@ -359,39 +287,27 @@ def _case(
         return at(*keypath, *keys) if keypath is not None else where
 
     if not isinstance(raw, dict):
-        raise ConfigError(f"case {n} must be a mapping with `vars:` and `checks:`", where=where)
-    for key in raw:
-        if key not in CASE_KEYS:
-            raise ConfigError(
-                f"unknown key `{key}` in case {n}",
-                where=here(key),
-                hint=f"valid keys: {', '.join(sorted(CASE_KEYS))}",
-            )
-    case_vars = raw.get("vars") or {}
-    if not isinstance(case_vars, dict):
-        raise ConfigError("`vars` must be a mapping of names to values", where=here("vars"))
-    entries = raw.get("checks") or []
-    if not isinstance(entries, list):
         raise ConfigError(
-            "`checks` must be a list",
-            where=here("checks"),
-            hint="write `checks: [{contains: x}, {max_words: 100}]`",
+            f"case {n} must be a mapping with `vars:` and `checks:`",
+            where=where,
+            hint='write `- {id: pin, vars: {question: "…"}, checks: [{contains: x}]}`',
         )
+    spec = validate(CaseSpec, raw, lambda loc: here(*loc), label=f" in case {n}")
+    entries = spec.checks or []
     located = [(e, here("checks", i)) for i, e in enumerate(entries)] + default_checks
     checks = [from_entry(e, where=w) for e, w in located]
     for check, (_, w) in zip(checks, located, strict=True):
         model = getattr(check, "model", None) or getattr(getattr(check, "inner", None), "model", None)
         if check.needs_llm and model:
             _known_alias(model, project, w)
-    reference = raw.get("reference")
     return EvalCase(
-        id=str(raw.get("id") or f"case-{n}"),
-        vars={**default_vars, **case_vars},
+        id=spec.id or f"case-{n}",
+        vars={**default_vars, **(spec.vars or {})},
         checks=checks,
         entries=[e for e, _ in located],
-        reference=None if reference is None else str(reference),
+        reference=spec.reference,
         where=where,
-        metadata=raw.get("metadata") or {},
+        metadata=spec.metadata or {},
     )
 
 

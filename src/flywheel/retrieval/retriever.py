@@ -4,10 +4,11 @@
     hits = retriever.search("how do I pin a model?", k=5, tenant="acme", filters={"product": "x"})
 
 Each Hit carries the chunk, the fused score, its rank in each retriever ({"bm25": 1, "dense": None}) and the
-raw scores plus `relevance`: the cosine similarity of the dense side when the embedder covers the query's
-language, else `coverage`, the idf-weighted share of the query's content words found in the chunk. When the
-best hit's relevance is below the floor (`min_relevance`), search returns [] and the app can say it does not
-know. It also returns [] when no hit is in the question's language and none was matched across languages by
+raw scores plus `relevance`: the larger of `coverage`, the idf-weighted share of the query's content words
+found in the chunk, and the cosine similarity of the dense side when it ran (the embedder covers the query's
+language). When no hit reaches the floor (`min_relevance`) on either signal, search returns [] and the app can
+say it does not know. Either signal suffices, so turning an embedder on never refuses a question that keyword
+matching alone would pass: paraphrases pass on the cosine, exact wording on the coverage. It also returns [] when no hit is in the question's language and none was matched across languages by
 an embedder covering both (an English question over Chinese-only documents finds only shared Latin words:
 names, reference-list titles), so the app says it does not know instead of quoting noise.
 
@@ -150,7 +151,7 @@ class Retriever:
         dn_rank = {p: i for i, (p, _) in enumerate(dense, start=1)}
         dn_score = dict(dense)
         coverage = self._coverage(terms, doc_freqs, [rows[p][1] for p, _ in top if p in rows])
-        signal = "dense" if dense else "coverage"
+        signal = "coverage+dense" if dense else "coverage"
         hits: list[Hit] = []
         for (pk, score), cov in zip([t for t in top if t[0] in rows], coverage, strict=True):
             scores = {"coverage": round(cov, 4)}
@@ -158,30 +159,46 @@ class Retriever:
                 scores["bm25"] = kw_score[pk]
             if pk in dn_score:
                 scores["dense"] = dn_score[pk]
-            scores["relevance"] = round(dn_score.get(pk, 0.0) if signal == "dense" else cov, 4)
+            scores["relevance"] = round(max(cov, dn_score.get(pk, 0.0)), 4)
             hits.append(Hit(chunk=rows[pk][0], score=score, scores=scores,
                             ranks={"bm25": kw_rank.get(pk), "dense": dn_rank.get(pk)}))
-        floor = self.floor(signal)
-        info.update(relevance_signal=signal, floor=floor)
-        if floor is not None and hits and max(h.scores["relevance"] for h in hits) < floor:
+        floors = {s: self.floor(s) for s in ("coverage", "dense")}
+        info.update(relevance_signal=signal, floor=floors["coverage"])
+        if dense:
+            info["floor_dense"] = floors["dense"]
+        if floors["coverage"] is None:
+            return hits, info
+        passing = [h for h in hits if self.passes(h)]
+        if hits and not passing:
             info["below_floor"] = True
             hits = []
-        if floor is not None and hits and not any(self._same_language(query, h, signal) for h in hits):
+        # The hit that passes the floor must be one that can answer: a Chinese chunk sharing the word "happy"
+        # with an English question does not become answerable because an English chunk is retrieved too.
+        if passing and not any(self._same_language(query, h, bool(dense)) for h in passing):
             info["no_hit_in_question_language"] = True
             hits = []
         return hits, info
 
-    def _same_language(self, query: str, hit: Hit, signal: str) -> bool:
+    def passes(self, hit: Hit) -> bool:
+        """Whether a hit reaches the floor on either signal: keyword coverage or dense cosine (each its own
+        `auto` floor; one number for both when `min_relevance` is set). True when the floor is off."""
+        cov_floor, dense_floor = self.floor("coverage"), self.floor("dense")
+        if cov_floor is None or dense_floor is None:
+            return True
+        dense = hit.scores.get("dense")
+        return hit.scores.get("coverage", 0.0) >= cov_floor or (dense is not None and dense >= dense_floor)
+
+    def _same_language(self, query: str, hit: Hit, dense_ran: bool) -> bool:
         """Whether a hit can answer in the question's language. Across languages, keyword overlap is only
         shared Latin tokens (names, reference-list titles), so a hit in another language counts only when the
         dense side matched it with an embedder that covers both languages."""
         q, c = detect_language(query), detect_language(hit.chunk.text)
         if not q or not c or _script(q) == _script(c):  # "pin a model version" may read as Portuguese
             return True
-        return signal == "dense" and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
+        return dense_ran and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
 
     def floor(self, signal: str) -> float | None:
-        """The relevance floor for a signal ("dense" cosine or keyword "coverage"); None when disabled."""
+        """The relevance floor for one signal ("dense" cosine or keyword "coverage"); None when disabled."""
         if self.min_relevance == "auto":
             return AUTO_FLOOR[signal]
         return self.min_relevance

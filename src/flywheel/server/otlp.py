@@ -209,7 +209,7 @@ async def receive_traces(request: Request) -> Any:
     spans = to_spans(_parse(raw, content_type), tenant)
     for span in spans:
         # the tracer's own path to its sinks: the same redaction and store writer as flywheel's spans
-        tracer._emit(span)
+        tracer.ingest(span)
     if "protobuf" in content_type:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 

@@ -266,6 +266,11 @@ class Tracer:
             self._emit(record, sinks)
         return True
 
+    def ingest(self, record: Span) -> None:
+        """Hand a finished span recorded elsewhere (e.g. received over OTLP) to the sinks, with the same
+        redaction and writer as flywheel's own spans."""
+        self._emit(record)
+
     def _emit(self, record: Span, sinks: list[Callable[[Span], None]] | None = None) -> None:
         sinks = self._sinks if sinks is None else sinks
         redacted: Span | None = record
