@@ -171,7 +171,7 @@ def test_an_unreachable_endpoint_is_one_error_naming_the_url(tmp_path):
         f"models:\n  local: {{provider: openai_compat, base_url: '{url}', model: qwen2.5:7b-instruct, "
         "max_retries: 1}\n", encoding="utf-8")
     result = cli("--project", str(tmp_path), "chat", "--model", "local", "hi")
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # nothing answered: the upstream is down, not a mistake in the input
     err = result.stderr
     assert err.count("Connection refused") == 1 and "(×2)" in err
     assert f"local (qwen2.5:7b-instruct) at {url}: " in err

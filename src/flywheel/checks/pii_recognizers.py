@@ -405,10 +405,10 @@ def _date_score(kind: str, m: re.Match[str], text: str) -> float | None:
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
         return 0.85 if v.valid_date(y, mo, d, 1000, 2999) else None
     if kind == "dmy":
-        a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
+        a, b, year = int(m.group(1)), int(m.group(2)), m.group(3)
         if not (a <= 12 and 1 <= b <= 31 or b <= 12 and 1 <= a <= 31) or a == 0 or b == 0:
             return None
-        score = 0.75 if len(y) == 4 else 0.5
+        score = 0.75 if len(year) == 4 else 0.5
         return score + 0.2 if near(text, m.start(), m.end(), _DATE_WORDS, 24, 0) else score
     if kind == "text":
         if value[:3].lower() == "may" and not any(c.isdigit() for c in value):
@@ -431,10 +431,12 @@ def _date_score(kind: str, m: re.Match[str], text: str) -> float | None:
 
 
 def _date_recognizers() -> list[Recognizer]:
-    out = []
+    out: list[Recognizer] = []
     for kind, pattern in _DATE_PATTERNS:
-        out.append(Recognizer("DATE_TIME", f"date_{kind}", pattern,
-                              lambda m, t, k=kind: _date_score(k, m, t)))
+        def scorer(m: re.Match[str], t: str, k: str = kind) -> float | None:
+            return _date_score(k, m, t)
+
+        out.append(Recognizer("DATE_TIME", f"date_{kind}", pattern, scorer))
     return out
 
 

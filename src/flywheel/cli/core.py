@@ -146,6 +146,7 @@ def init(state, force: bool, as_json: bool) -> None:
         raise UserError(f"{target} already exists", hint="pass --force to overwrite it")
     written = []
     template = _packaged("cli", "init_template.yaml")
+    assert template is not None  # package data, always shipped
     target.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
     written.append(str(target))
     prompt_src = _packaged("prompts", "builtin", "docs_qa.yaml")

@@ -116,6 +116,7 @@ def eval_cmd(
                     if not as_json:
                         from flywheel.evals.report import render_matrix
 
+                        assert console is not None
                         render_matrix(console, suite.name, matrix.rows(), suite.threshold, matrix.cheapest)
                     summaries.extend(matrix.runs)
                 else:
@@ -126,6 +127,7 @@ def eval_cmd(
                     if not as_json:
                         from flywheel.evals.report import render_run
 
+                        assert console is not None
                         render_run(console, summary)
         except KeyboardInterrupt:
             click.secho(
@@ -140,7 +142,7 @@ def eval_cmd(
             previous = {s.run_id: runs.previous(s.run_id, s.suite, s.model) for s in summaries}
             diffs = {rid: (prev, runs.load_results(prev["id"])) for rid, prev in previous.items() if prev}
             write_html(html_path, summaries, diffs=diffs, matrices=matrices)
-            if not as_json:
+            if console is not None:  # None exactly when as_json
                 console.print(f"report: {html_path}")
     if as_json:
         emit_json({"ok": ok, "suites": outputs})

@@ -152,8 +152,8 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
     from flywheel.apps.runtime import Runtime
 
     with Runtime(state.project) as rt:
-        hits = rt.retriever.search(" ".join(query).strip(), k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)
-    rows = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
+        hits = rt.retriever.search(" ".join(query).strip(), k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)  # type: ignore[arg-type]
+    rows: list[dict[str, Any]] = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
              "location": h.chunk.location, "text": h.chunk.text, "score": h.score, "ranks": h.ranks,
              "scores": h.scores} for h in hits]
     if as_json:

@@ -344,7 +344,7 @@ def summarize(
     by_case: dict[str, list[CaseRun]] = defaultdict(list)
     for r in results:
         by_case[r.case_id].append(r)
-    cases = []
+    cases: list[dict[str, Any]] = []
     for case in suite.cases:
         runs = by_case.get(case.id, [])
         passes = sum(r.passed for r in runs)

@@ -27,7 +27,7 @@ import csv
 import importlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,7 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
         timeout_s=defaults.timeout_s,
         tenant=defaults.tenant,
     )
+    rows: Sequence[tuple[Any, str, tuple | None]]
     if isinstance(spec.cases, str):
         rows = read_case_file(path.parent / spec.cases, at("cases"))
     else:

@@ -105,7 +105,7 @@ def validate(trace_id: Any, name: Any, value: Any = None, *, source: str = "user
     attribute names the offending field."""
     def bad(field: str, message: str) -> UserError:
         err = UserError(f"feedback `{field}`: {message}", hint="see flywheel.feedback.events for the event kinds")
-        err.field = field  # type: ignore[attr-defined]  - the server names it in its 400
+        err.field = field  # type: ignore[attr-defined]  # the server names it in its 400
         return err
 
     if not isinstance(trace_id, str) or not _HEX.match(trace_id):

@@ -176,7 +176,7 @@ class CallState:
         if self.ctx is None:
             tracer.end(span, self.token)  # type: ignore[arg-type]
         else:
-            self.ctx.run(tracer.end, span, self.token)
+            self.ctx.run(tracer.end, span, self.token)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ outcome of an attempt
     def charge(self, span: LiveSpan, alias: ModelAlias, usage: Usage | None) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.gateway.providers.base import ProviderError, make_chunk
@@ -192,6 +192,7 @@ class ChatStream(_StreamBase):
                             self._to_show(call, attempt, make_chunk("", "stop"))
                         self._succeed(call)  # closes the call's span too
                         return
+                    chunk = cast(StreamChunk, chunk)
                     attempt.take(chunk)
                     shown = self._to_show(call, attempt, chunk)
                     if shown is None:

@@ -59,7 +59,7 @@ def dense_weight(languages: frozenset[str] | None, query_language: str, corpus: 
     total = sum((corpus or {}).values())
     if not total:
         return 1.0
-    covered = sum(n for lang, n in corpus.items() if not lang or lang in languages)
+    covered = sum(n for lang, n in (corpus or {}).items() if not lang or lang in languages)
     return covered / total
 
 

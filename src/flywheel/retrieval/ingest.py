@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -137,7 +137,7 @@ class Ingestor:
             self._sync(roots, seen, tenant, summary)
         if self.embedder is not None:
             self._backfill(tenant, summary)
-        if summary.embedded and hasattr(self.embedder, "describe"):
+        if summary.embedded and self.embedder is not None and hasattr(self.embedder, "describe"):
             summary.embedder_backend = self.embedder.describe()
         if summary.not_embedded and self.embedder is not None:
             covered = ", ".join(sorted(self.embedder.languages or ()))
@@ -315,7 +315,7 @@ def ingest(paths: Sequence[str | Path], store: Any, config: Config | RetrievalCo
     models = config.models if isinstance(config, Config) else {}
     if embedder == "config":
         embedder = build_embedder(rconfig, models)
-    ingestor = Ingestor(open_index(store), embedder, rconfig, options, Path(root) if root else None,
+    ingestor = Ingestor(open_index(store), cast("Embedder | None", embedder), rconfig, options, Path(root) if root else None,
                         follow_links=follow_links)
     with tracer.span("retrieval.ingest", kind="tool", inputs={"paths": [str(p) for p in paths], "tenant": tenant},
                      **{"flywheel.tenant": tenant}) as span:

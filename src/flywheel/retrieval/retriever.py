@@ -132,8 +132,9 @@ class Retriever:
         # OpenBLAS's own threads fight for the 2 cores and the embedding 10x slower.
         keyword, doc_freqs = keyword_side()
         dense: list[tuple[int, float]] = []
-        if mode == "dense" or (mode == "hybrid" and w_dense >= fusion.MIN_DENSE_WEIGHT):
-            dense = self.index.dense(tenant, self.embedder.name, self._query_vector(query), n, filters)
+        embedder = self.embedder  # not None when w_dense > 0 or mode is dense (checked above)
+        if embedder is not None and (mode == "dense" or (mode == "hybrid" and w_dense >= fusion.MIN_DENSE_WEIGHT)):
+            dense = self.index.dense(tenant, embedder.name, self._query_vector(embedder, query), n, filters)
 
         if mode == "bm25":
             fused = dict(keyword)
@@ -203,10 +204,10 @@ class Retriever:
             return AUTO_FLOOR[signal]
         return self.min_relevance
 
-    def _query_vector(self, query: str) -> np.ndarray:
+    def _query_vector(self, embedder: Embedder, query: str) -> np.ndarray:
         vec = self._query_cache.get(query)
         if vec is None:
-            vec = self.embedder.embed_query(query)
+            vec = embedder.embed_query(query)
             self._query_cache[query] = vec
             if len(self._query_cache) > QUERY_CACHE:
                 self._query_cache.popitem(last=False)

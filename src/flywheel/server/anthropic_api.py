@@ -95,7 +95,7 @@ async def messages(body: MessagesIn, request: Request) -> Any:
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
     call = await calls.begin(state, principal, tenant, "/v1/messages", alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": [m.model_dump() for m in creq.messages]})
-    try:
+    async with calls.failures(call):
         if app:
             answer = await state.app(app).arun(creq.last_user(), tenant)
             state.metrics.answer(answer, tenant)
@@ -107,53 +107,17 @@ async def messages(body: MessagesIn, request: Request) -> Any:
             result = await state.runtime.gateway.achat(creq)
             text, stop, tin, tout, cost = result.text, result.finish_reason, result.usage.input_tokens, \
                 result.usage.output_tokens, result.cost_usd
-    except ApiError as exc:
-        await call.finish(error=exc.message)
-        exc.headers.update(call.headers)
-        raise
-    except UserError as exc:
-        await call.finish(error=exc)
-        raise call.fail_upstream(exc) from None
-    except BaseException as exc:
-        await call.finish(error=exc)
-        raise
     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, output=text)
     message = _message(call, body.model, text, stop, tin, tout)
     if body.stream:  # an app answer, streamed as one text delta
-        return calls.sse_response(_events(call, body.model, _once(text), lambda: (tin, tout, None)), call.headers)
+        events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
+        return calls.sse_response(events, call.headers)
     return JSONResponse(message, headers=call.headers)
 
 
-async def _once(text: str) -> AsyncIterator[tuple[str, str | None]]:
-    yield text, None
-
-
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:
-    stream = call.state.runtime.gateway.astream(creq)
-    it = stream.__aiter__()
-    try:
-        first = await it.__anext__()
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await stream.aclose()
-        raise
-
-    async def pieces() -> AsyncIterator[tuple[str, str | None]]:
-        try:
-            if first is not None:
-                yield first.delta, first.finish_reason
-                async for chunk in it:
-                    yield chunk.delta, chunk.finish_reason
-        finally:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-
-    def usage() -> tuple[int, int, float]:
-        r = stream.result
-        return (r.usage.input_tokens, r.usage.output_tokens, r.cost_usd) if r is not None else (0, 0, 0.0)
-
-    return calls.sse_response(_events(call, body.model, pieces(), usage), call.headers)
+    pieces, usage = await calls.primed_stream(call.state.runtime.gateway, creq)
+    return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -162,6 +126,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 async def _events(call: calls.Call, model: str, pieces: AsyncIterator[tuple[str, str | None]], usage: Any
                   ) -> AsyncIterator[bytes]:
+    error: BaseException | str | None
     stop, parts, error = "end_turn", [], None
     try:
         start = _message(call, model, "", None, 0, 0)

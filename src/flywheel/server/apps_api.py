@@ -54,21 +54,11 @@ async def run_app(name: str, body: AppIn, request: Request) -> Any:
     alias = calls.app_model(state, name)
     call = await calls.begin(state, principal, tenant, "/v1/apps/{name}", alias, name,
                              estimate_usd=state.estimate(alias, len(body.input), None), inputs={"input": body.input})
-    try:
+    async with calls.failures(call):
         app = state.app(name)
         if body.stream and hasattr(app, "stream"):
             return _stream(call, app.stream(body.input, tenant))
         answer = await app.arun(body.input, tenant)
-    except ApiError as exc:
-        await call.finish(error=exc.message)
-        exc.headers.update(call.headers)
-        raise
-    except UserError as exc:
-        await call.finish(error=exc)
-        raise call.fail_upstream(exc) from None
-    except BaseException as exc:
-        await call.finish(error=exc)
-        raise
     state.metrics.answer(answer, tenant)
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)

@@ -9,6 +9,8 @@ guards, judges — lands in one trace carrying the caller's tenant.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from flywheel.errors import GatewayError, UserError
@@ -16,6 +18,7 @@ from flywheel.server.errors import ApiError, from_gateway
 from flywheel.server.keys import Admission, Principal
 from flywheel.server.state import ServerState
 from flywheel.tracing import tracer
+from flywheel.types import ChatRequest
 
 APP_PREFIX = "app:"
 
@@ -142,3 +145,62 @@ def sse_response(events: Any, headers: dict[str, str]) -> Any:
                     await events.aclose()
 
     return _Closing(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+
+
+@asynccontextmanager
+async def failures(call: Call) -> AsyncIterator[None]:
+    """Settle `call` when the route fails: an ApiError keeps its status, a gateway/user error becomes the
+    upstream status (502/504 …), anything else ends the trace with the error and propagates."""
+    try:
+        yield
+    except ApiError as exc:
+        await call.finish(error=exc.message)
+        exc.headers.update(call.headers)
+        raise
+    except UserError as exc:
+        await call.finish(error=exc)
+        raise call.fail_upstream(exc) from None
+    except BaseException as exc:
+        await call.finish(error=exc)
+        raise
+
+
+Pieces = AsyncIterator[tuple[str, str | None]]  # (text delta, finish reason)
+
+
+async def one_piece(text: str) -> Pieces:
+    """A whole answer as a one-delta stream."""
+    yield text, None
+
+
+async def primed_stream(gateway: Any, request: ChatRequest) -> tuple[Pieces, Callable[[], tuple[int, int, float]]]:
+    """The gateway's stream with its first chunk already pulled, so a failure before any text surfaces here
+    (a proper HTTP status) instead of inside a 200 event stream; plus a function giving (input tokens,
+    output tokens, cost) once the stream has ended."""
+    import anyio
+
+    stream = gateway.astream(request)
+    it = stream.__aiter__()
+    try:
+        first = await it.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def pieces() -> Pieces:
+        try:
+            if first is not None:
+                yield first.delta, first.finish_reason
+                async for chunk in it:
+                    yield chunk.delta, chunk.finish_reason
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+
+    def usage() -> tuple[int, int, float]:
+        r = stream.result
+        return (r.usage.input_tokens, r.usage.output_tokens, r.cost_usd) if r is not None else (0, 0, 0.0)
+
+    return pieces(), usage

@@ -244,7 +244,7 @@ def _insert_ignore(conn: Any, table: Any, values: dict[str, Any]) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     return insert(table).values(**values).on_conflict_do_nothing()
 
 

@@ -168,23 +168,13 @@ async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
     route = "/v1/chat/completions"
     call = await calls.begin(state, principal, tenant, route, alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": [m.model_dump() for m in creq.messages]})
-    try:
+    async with calls.failures(call):
         if app:
             return await _app_completion(call, body, creq, app)
         if body.stream:
             return await _stream(call, body, creq)
         results = await asyncio.gather(*(state.runtime.gateway.achat(creq) for _ in range(n)),
                                        return_exceptions=True)
-    except ApiError as exc:
-        await call.finish(error=exc.message)
-        exc.headers.update(call.headers)
-        raise
-    except UserError as exc:
-        await call.finish(error=exc)
-        raise call.fail_upstream(exc) from None
-    except BaseException as exc:
-        await call.finish(error=exc)
-        raise
     ok = [r for r in results if isinstance(r, ChatResult)]
     cost = sum(r.cost_usd for r in ok)
     tin, tout = sum(r.usage.input_tokens for r in ok), sum(r.usage.output_tokens for r in ok)
@@ -209,44 +199,16 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)
     if body.stream:
-        return _sse(call, body, _one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
+        return _sse(call, body, calls.one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
                     answer_extra(answer))
     payload = completion(call, body.model, [(answer.text, "stop")], answer.usage.input_tokens,
                          answer.usage.output_tokens, answer_extra(answer))
     return JSONResponse(payload, headers=call.headers)
 
 
-async def _one_piece(text: str) -> AsyncIterator[tuple[str, str | None]]:
-    yield text, None
-
-
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
-    """Pull the first chunk before answering, so a failure before any text is a proper HTTP status."""
-    stream = call.state.runtime.gateway.astream(creq)
-    it = stream.__aiter__()
-    try:
-        first = await it.__anext__()
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await stream.aclose()
-        raise
-
-    async def pieces() -> AsyncIterator[tuple[str, str | None]]:
-        try:
-            if first is not None:
-                yield first.delta, first.finish_reason
-                async for chunk in it:
-                    yield chunk.delta, chunk.finish_reason
-        finally:
-            with anyio.CancelScope(shield=True):
-                await stream.aclose()
-
-    def settle() -> tuple[int, int, float]:
-        r = stream.result
-        return (r.usage.input_tokens, r.usage.output_tokens, r.cost_usd) if r is not None else (0, 0, 0.0)
-
-    return _sse(call, body, pieces(), settle, {})
+    pieces, settle = await calls.primed_stream(call.state.runtime.gateway, creq)
+    return _sse(call, body, pieces, settle, {})
 
 
 def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[str, str | None]],
@@ -260,6 +222,7 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[s
         return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
+        error: BaseException | str | None
         finish, parts, error = "stop", [], None
         try:
             yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
 from flywheel.tracing import tracer
-from flywheel.types import Span
+from flywheel.types import Span, SpanKind
 
 router = APIRouter()
 _HEX = re.compile(r"^[0-9a-f]+$")
@@ -34,7 +34,7 @@ _RENAMES = {"gen_ai.usage.prompt_tokens": "gen_ai.usage.input_tokens",
             "gen_ai.usage.completion_tokens": "gen_ai.usage.output_tokens", "gen_ai.system": "gen_ai.provider.name",
             "llm.model_name": "gen_ai.request.model", "llm.token_count.prompt": "gen_ai.usage.input_tokens",
             "llm.token_count.completion": "gen_ai.usage.output_tokens"}
-_KINDS = {"chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",
+_KINDS: dict[str, SpanKind] = {"chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",
           "execute_tool": "tool", "LLM": "llm", "EMBEDDING": "embedding", "RETRIEVER": "retrieval",
           "TOOL": "tool", "CHAIN": "other", "AGENT": "other", "GUARDRAIL": "guard", "EVALUATOR": "eval"}
 MAX_INFLATED = 64 * 1024 * 1024
@@ -192,7 +192,8 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
     failed = status.get("code") in (2, "STATUS_CODE_ERROR")
     kind_key = attrs.get("gen_ai.operation.name") or attrs.get("openinference.span.kind")
     inputs, outputs = _content(attrs)
-    name = sp.get("name") if isinstance(sp.get("name"), str) and sp.get("name") else "span"
+    raw_name = sp.get("name")
+    name = raw_name if isinstance(raw_name, str) and raw_name else "span"
     return Span(span_id=span_id, trace_id=trace_id, parent_id=_id(sp.get("parentSpanId"), 8, f"{where}.parentSpanId"),
                 name=name[:200], kind=_KINDS.get(str(kind_key), "other"), start_ns=start, end_ns=end,
                 inputs=inputs, outputs=outputs, output_state="missing" if outputs is None else "ok",

@@ -181,6 +181,7 @@ def script_revisions() -> tuple[frozenset[str], frozenset[str]]:
 
 def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    node: Any  # an ast.AnnAssign or ast.Assign wherever `.value` is read
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         target = node.target if isinstance(node, ast.AnnAssign) else (
             node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
@@ -235,7 +236,7 @@ def migrate(engine: Engine, dialect: str) -> None:
 
 
 def _raw_sqlite(conn: Connection, sql: str) -> None:
-    cur = conn.connection.dbapi_connection.cursor()
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # open while conn is
     try:
         cur.execute(sql)
     finally:

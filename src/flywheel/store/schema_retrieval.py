@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, String, Table, Text, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
@@ -21,7 +23,7 @@ from flywheel.store.schema import JSONDoc, metadata
 try:  # the `postgres` extra; without it a PostgreSQL store cannot be opened anyway
     from pgvector.sqlalchemy import VECTOR as _PgVector
 
-    _pg_vector = _PgVector()
+    _pg_vector: Any = _PgVector()
 except ImportError:  # pragma: no cover
     _pg_vector = LargeBinary()
 

@@ -147,9 +147,9 @@ def otel_attributes(rec: Span) -> dict[str, Any]:
         out["gen_ai.input.messages"] = _json(messages)
         params = rec.inputs.get("params") if isinstance(rec.inputs, dict) else None
         for key, value in (params or {}).items():
-            name = _PARAMS.get(key)
-            if name and name not in out and _otel_value(value) is not None:
-                out[name] = _otel_value(value)
+            param = _PARAMS.get(key)
+            if param and param not in out and _otel_value(value) is not None:
+                out[param] = _otel_value(value)
         if rec.output_state != "missing" and rec.outputs is not None:
             finish = attrs.get("gen_ai.response.finish_reasons")
             message: dict[str, Any] = {"role": "assistant", "parts": [_part(rec.outputs)]}

@@ -59,7 +59,7 @@ def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, A
     if since is not None:
         q = q.where(spans_t.c.start_ns >= int(since * 1e9))
     ids = list(conn.scalars(q.limit(10_000)))
-    out = []
+    out: list[dict[str, Any]] = []
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
         members: dict[str, list[dict[str, Any]]] = {}

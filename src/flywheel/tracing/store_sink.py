@@ -106,8 +106,8 @@ class StoreSink:
     # writer thread
     def write_batch(self, conn: Connection, records: list[Span]) -> Callable[[], None] | None:
         rows: list[dict[str, Any]] = []
-        for rec in records:
-            rec = self._redact(rec)
+        for raw in records:
+            rec = self._redact(raw)
             if rec is not None:
                 rows.append(span_row(rec))
             _yield_gil()
@@ -152,9 +152,10 @@ class StoreSink:
     def _redact(self, rec: Span) -> Span | None:
         custom = tracer.redactor
         if custom is not None and custom is not self.redactor and not isinstance(custom, Redactor):
-            rec = tracer.redact(rec)
-            if rec is None:
+            redacted = tracer.redact(rec)
+            if redacted is None:
                 return None
+            rec = redacted
         try:
             return self.redactor(rec)
         except Exception:

@@ -55,6 +55,9 @@ class LiveSpan:
 
     __slots__ = ("span_id", "trace_id", "parent_id", "name", "kind", "start_ns", "end_ns", "inputs",  # noqa: RUF023
                  "outputs", "has_output", "error", "attributes", "link")
+    trace_id: str
+    parent_id: str | None
+    link: tuple[str, str] | None
 
     def __init__(self, name: str, kind: SpanKind, parent: LiveSpan | None, inputs: Any, attrs: dict):
         self.span_id = _new_id(8)

@@ -117,7 +117,7 @@ class RedisBackend(Backend):
                      expires_at: float | None, meta: dict[str, Any]) -> str:
         n = int(self._call(self.client.incr, self._k("sseq", scope)))
         name = self._k("s", scope, str(n))
-        mapping = {"vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+        mapping: dict[Any, Any] = {"vector": np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                    "question": scrub_secrets(question), "text": scrub_secrets(text),
                    "created_at": repr(created_at), "scope": scope,
                    "expires_at": "" if expires_at is None else repr(expires_at),

@@ -45,7 +45,7 @@ class AnthropicProvider(SdkProvider):
             params["temperature"] = request.temperature
         if request.stop:
             params["stop_sequences"] = request.stop
-        extra = {}
+        extra: dict[str, Any] = {}
         for key, value in params.items():
             (kw if key in _KNOWN else extra)[key] = value
         if extra:

@@ -21,7 +21,8 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   "如何选择基础模型？" quotes the items under the heading "如何选择基础模型", not the heading. A sentence's context
   also holds the sentence before it ("它的好处是…" is about what that one names). Code is never quoted.
 - A unit's score is the IDF-weighted share of the question's terms it covers (its own words count fully, its
-  context's words half). It must reach `params.min_coverage` (default 0.34) with at least two question terms.
+  context's words half; a Chinese question word written inside a longer source word counts too). It must
+  reach `params.min_coverage` (default 0.34) with at least two question terms.
   The quotes are the best units (up to `params.max_quotes`, default 3); when the best is a list item, its
   sibling items that also qualify are quoted with it, in order (up to 5).
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
@@ -94,10 +95,10 @@ class Sentence:
 def parse_sources(text: str) -> dict[int, str]:
     """The numbered sources in a rendered prompt: XML `<source id="n">` blocks, else Markdown `[n]` sections."""
     found: dict[int, str] = {}
-    for attrs, body in _XML_SOURCE.findall(text):
+    for attrs, block in _XML_SOURCE.findall(text):
         m = _XML_ID.search(attrs)
         if m:
-            found.setdefault(int(m.group(1)), body.strip())
+            found.setdefault(int(m.group(1)), block.strip())
     if found:
         return found
     current: int | None = None
@@ -279,7 +280,7 @@ def split_sentences(text: str) -> list[str]:
 
 def _words(text: str) -> list[str]:
     """Stemmed English words; an identifier (`register_provider`) also counts as its parts."""
-    out = []
+    out: list[str] = []
     for w in _WORD.findall(text.lower()):
         parts = w.split("_") if "_" in w else []
         out.extend(t for t in (stem(x) for x in [w, *parts] if x and x not in _STOP) if t not in _STOP)
@@ -310,6 +311,14 @@ def _names(question: str, language: str) -> set[str]:
     return set(_words(" ".join(m.group(0) for m in found)))
 
 
+def _found(text: str, q_terms: set[str], han_terms: list[str]) -> set[str]:
+    """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
+    same words differently in different phrases (代表 in the question, 代表队 in the source)."""
+    out = terms(text)
+    lowered = text.lower()
+    return out | {t for t in han_terms if t not in out and t in lowered}
+
+
 # ---------------------------------------------------------------- choosing
 
 
@@ -325,8 +334,9 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     everywhere = set().union(*(terms(t) for t in sources.values()))
     if _names(question, q_lang) & q_terms - everywhere:
         return []  # the question names something the sources never mention
-    own = [terms(s.text) for s in sentences]
-    ctx = [terms(s.context) - o for s, o in zip(sentences, own, strict=True)]
+    han_terms = [t for t in q_terms if _HAN_RUN.fullmatch(t)]
+    own = [_found(s.text, q_terms, han_terms) for s in sentences]
+    ctx = [_found(s.context, q_terms, han_terms) - o for s, o in zip(sentences, own, strict=True)]
     q_pairs = _pairs(_words(question))
     df: dict[str, int] = {}
     for ts in own:

@@ -106,7 +106,7 @@ class OpenAICompatProvider(SdkProvider):
     def parse(http: httpx.Response) -> ProviderResponse:
         return parse_body(http.status_code, http.content)
 
-    _decode = parse
+    _decode = parse  # type: ignore[assignment]  # a staticmethod standing in for SdkProvider._decode
 
     # -- calls
     def chat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:

@@ -35,7 +35,7 @@ def chunk_from_row(row: Any, metadata: dict | None) -> tuple[Chunk, str]:
 def filter_clauses(filters: dict[str, Any] | None) -> list[Any]:
     """SQL conditions for metadata filters: {key: value} is equality, {key: [a, b]} is "any of".
     Keys are chunk columns (source, doc_id, location, title, lang) or fields of the chunk metadata."""
-    out = []
+    out: list[Any] = []
     for key, value in (filters or {}).items():
         values = list(value) if isinstance(value, (list, tuple, set)) else [value]
         if not values:

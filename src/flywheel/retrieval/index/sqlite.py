@@ -88,7 +88,7 @@ class SqliteIndex(Index):
             return []
         if filters:
             with self.engine.connect() as conn, conn.begin():  # one read snapshot
-                rank = literal_column("chunks_fts.rank")
+                rank: Any = literal_column("chunks_fts.rank")
                 q = (select(chunks.c.pk, rank.label("rank"))
                      .select_from(_fts.join(chunks, chunks.c.pk == _fts.c.rowid))
                      .where(text("chunks_fts MATCH :match").bindparams(match=self._tenant_match(tenant, body)),

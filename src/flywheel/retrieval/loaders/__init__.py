@@ -15,7 +15,7 @@ from flywheel.retrieval.loaders.pdf import load_pdf
 from flywheel.retrieval.loaders.text import load_text
 from flywheel.types import Document
 
-Loader = Callable[..., list[Document]]
+Loader = Callable[..., list[Document] | tuple[list[Document], list[str]]]
 
 LOADERS: dict[str, Loader] = {
     ".md": load_markdown, ".markdown": load_markdown, ".mdx": load_markdown,

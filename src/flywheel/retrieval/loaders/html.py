@@ -29,7 +29,7 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup.find_all(_DROP):
         tag.decompose()
-    for tag in soup.find_all(attrs={"role": _NOISE_ROLES}):
+    for tag in soup.find_all(attrs={"role": _NOISE_ROLES}):  # type: ignore[call-overload]
         tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
     for level in range(1, 7):

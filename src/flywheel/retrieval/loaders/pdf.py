@@ -24,7 +24,7 @@ def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> l
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok: object = reader.decrypt("")
             except Exception:  # noqa: BLE001 - unsupported encryption algorithms raise various errors
                 ok = 0
             if not ok:
