@@ -17,6 +17,7 @@ import pkgutil
 import shutil
 import tempfile
 import threading
+import time
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -265,6 +266,9 @@ def schema_diff(store: Store, tables: list[str] | None = None) -> list[Any]:
 # ---------------------------------------------------------------------------- the store
 
 
+_OPEN_ATTEMPTS = 6  # opening a SQLite store that another process is migrating: up to ~3 s of pauses
+
+
 class Store:
     """An open store: `.engine` (SQLAlchemy 2), `.url`, `.dialect` ('sqlite' | 'postgresql'), `.writer`."""
 
@@ -286,21 +290,29 @@ class Store:
         shown = u.render_as_string(hide_password=True)
         engine = _sqlite_engine(u) if dialect == "sqlite" else _postgres_engine(u)
         load_schemas()
-        try:
-            current = current_revisions(engine) if migrate_schema else None
-            if migrate_schema and current != script_heads():
-                unknown = (current or frozenset()) - script_revisions()[0]
-                if unknown:
-                    engine.dispose()
-                    raise UserError(f"the store {shown} was migrated by a newer flywheel (unknown schema "
-                                    f"revisions: {', '.join(sorted(unknown))})",
-                                    hint="upgrade flywheel (pip install -U flywheel), or use another store")
-                migrate(engine, dialect)
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-            engine.dispose()
-            if tmp:
-                shutil.rmtree(tmp, ignore_errors=True)
-            raise _open_error(shown, dialect, exc) from None
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                current = current_revisions(engine) if migrate_schema else None
+                if migrate_schema and current != script_heads():
+                    unknown = (current or frozenset()) - script_revisions()[0]
+                    if unknown:
+                        engine.dispose()
+                        raise UserError(f"the store {shown} was migrated by a newer flywheel (unknown schema "
+                                        f"revisions: {', '.join(sorted(unknown))})",
+                                        hint="upgrade flywheel (pip install -U flywheel), or use another store")
+                    migrate(engine, dialect)
+                break
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                # Another process opening the same fresh SQLite file can hold it while it migrates; SQLite
+                # answers some of those conflicts (a journal-mode switch, a read lock upgraded to a write)
+                # with "database is locked" at once, without waiting: look again after a short pause.
+                if dialect == "sqlite" and "locked" in str(exc) and attempt + 1 < _OPEN_ATTEMPTS:
+                    time.sleep(0.1 * 2 ** attempt)
+                    continue
+                engine.dispose()
+                if tmp:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                raise _open_error(shown, dialect, exc) from None
         return cls(engine, u.render_as_string(hide_password=False), dialect, temp_dir=tmp,
                    batch_rows=batch_rows, max_delay_s=max_delay_s)
 
