@@ -60,7 +60,10 @@ def _run_and_kill(url: str, threads: int) -> tuple[list[tuple[int, float]], floa
 
     def read() -> None:
         for line in proc.stdout:
-            n, at = line.split()
+            fields = line.split()
+            if len(fields) != 2:  # the last line, cut in half by the kill
+                continue
+            n, at = fields
             reports.append((int(n), float(at)))
             if int(n):
                 first.set()
