@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import need
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from flywheel.config import RetrievalConfig
 from flywheel.retrieval import embedders
@@ -287,6 +287,26 @@ def test_chunks_in_a_language_the_embedder_does_not_cover_are_not_embedded(store
     everything.languages = None
     third = ingest([docs], store, RetrievalConfig(), tenant="t2", embedder=everything, root=tmp_path)
     assert third.embedded == 2 and third.not_embedded == {} and all("数据" in t or "评估" in t for t in everything.seen)
+
+
+def test_a_language_the_embedder_does_not_cover_is_chunked_at_the_configured_size(store, tmp_path):
+    """A tiny embedder window (here 60 word pieces) must not cut Chinese text it never embeds into tiny chunks."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    para = "数据飞轮把线上反馈变成评测用例和训练数据，团队每天检查一部分线上输入和输出。"
+    (docs / "zh.md").write_text("# 数据飞轮\n" + "\n\n".join(f"第{i}段。{para}" for i in range(12)) + "\n",
+                                encoding="utf-8")
+    sentence = "The semantic cache answers paraphrased questions without calling the model."
+    (docs / "en.md").write_text("# Cache\n" + "\n\n".join(f"Part {i}. {sentence}" for i in range(12)) + "\n",
+                                encoding="utf-8")
+    narrow = EnglishOnly()
+    narrow.max_tokens = 60
+    ingest([docs], store, RetrievalConfig(chunk_tokens=256), embedder=narrow, root=tmp_path)
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT source, count(*) FROM chunks GROUP BY source")).all()
+    counts = {Path(src).name: n for src, n in rows}
+    assert counts["en.md"] > counts["zh.md"]  # English cut to the embedder's window; Chinese kept whole-ish
+    assert counts["zh.md"] <= 3
 
 
 def test_the_local_embedder_covers_latin_script_languages_only():

@@ -97,16 +97,19 @@ class Ingestor:
         self.embedder = embedder
         self.options = options or LoadOptions()
         self.root = root
+        from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+
         size = config.chunk_tokens
+        # Documents in a language the embedder doesn't cover are never embedded, so they are chunked at the
+        # configured size, not cut to the embedder's window and counted in its tokenizer.
+        self.plain_chunker = Chunker(approximate_tokens, split_by_characters, size, config.overlap)
+        self.chunker = self.plain_chunker
         if embedder is not None:
             size = max(16, min(size, embedder.max_tokens - 2 - HEADER_TOKENS))
             self.chunker = Chunker(embedder.count_tokens, embedder.hard_split, size, config.overlap)
-        else:
-            from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
-
-            self.chunker = Chunker(approximate_tokens, split_by_characters, size, config.overlap)
         self.model = embedder.name if embedder is not None else "none"
-        self.settings = content_hash(CHUNKER_VERSION, TOKENIZER_VERSION, self.model, str(size), str(config.overlap))
+        self.settings = content_hash(CHUNKER_VERSION, TOKENIZER_VERSION, self.model, str(size), str(config.overlap),
+                                     "by-language", str(config.chunk_tokens))
 
     # ---------------------------------------------------------------- the run
 
@@ -220,7 +223,8 @@ class Ingestor:
         batch: list[tuple[Document, list[Chunk]]] = []
         size = 0
         for doc in docs:
-            chunks = self.chunker.chunk(doc)
+            embedded = self.embedder is None or self.embedder.covers(detect_language(doc.text[:4000]))
+            chunks = (self.chunker if embedded else self.plain_chunker).chunk(doc)
             batch.append((doc, chunks))
             size += len(chunks)
             if size >= BATCH_CHUNKS:
