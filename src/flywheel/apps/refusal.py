@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from flywheel.text import split_sentences
+
 _EN = re.compile(
     r"\b(?:"
     r"i (?:really |simply )?(?:do not|don't|dont|cannot|can't|can not) (?:know|say|tell|answer|determine|find|help)"
@@ -36,7 +38,6 @@ _ZH = re.compile(
     r"|(?:资料|文档|来源|材料|上下文|内容)(?:中)?(?:没有|并未|未|不)(?:涵盖|提及|提到|包含|涉及|说明|给出)"
     r"|(?:没有|未)(?:涵盖|提及|提到|涉及)|(?:资料|信息)不足|没有提供(?:任何)?资料|抱歉，?我(?:无法|不能)")
 _CITATION = re.compile(r"\[\d+(?:\s*[,，、]\s*\d+)*\]")
-_FIRST_SENTENCE = re.compile(r"^.*?(?:[.!?](?=\s|$)|[。！？\n]|$)", re.DOTALL)
 
 
 def declined(text: str, own: Iterable[str] = ()) -> bool:
@@ -48,6 +49,5 @@ def declined(text: str, own: Iterable[str] = ()) -> bool:
         return True
     if _CITATION.search(answer):
         return False
-    m = _FIRST_SENTENCE.match(answer)
-    first = m.group(0) if m else answer
+    first = next(iter(split_sentences(answer)), answer)
     return bool(_EN.search(first) or _ZH.search(first))

@@ -23,6 +23,7 @@ from flywheel.gateway.providers.base import (
     ProviderResponse,
     estimate_tokens,
     make_usage,
+    request_params,
     trusted,
 )
 from flywheel.gateway.retry import RetryPolicy
@@ -288,14 +289,7 @@ def attempt_inputs(request: ChatRequest, alias: ModelAlias,
     params: dict[str, Any] = {"model": alias.model or alias.provider}
     if alias.params:
         params.update(alias.params)
-    if request.temperature is not None:
-        params["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        params["max_tokens"] = request.max_tokens
-    if request.stop:
-        params["stop"] = request.stop
-    if request.response_format is not None:
-        params["response_format"] = request.response_format
+    params.update(request_params(request))
     if messages is None:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
     return {"messages": messages, "params": params}

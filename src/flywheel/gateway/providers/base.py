@@ -167,6 +167,20 @@ def request_messages(request: ChatRequest) -> list[dict[str, str]]:
     return out
 
 
+def request_params(request: ChatRequest) -> dict[str, Any]:
+    """The sampling parameters the request sets (OpenAI-wire names), in the order providers send them."""
+    params: dict[str, Any] = {}
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        params["max_tokens"] = request.max_tokens
+    if request.stop:
+        params["stop"] = request.stop
+    if request.response_format is not None:
+        params["response_format"] = request.response_format
+    return params
+
+
 def estimate_tokens(text: str) -> int:
     """Rough token count (about 4 characters per token) for spans when the backend reports none."""
     return (len(text) + 3) // 4

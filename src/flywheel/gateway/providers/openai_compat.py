@@ -33,6 +33,7 @@ from flywheel.gateway.providers.base import (
     make_chunk,
     make_usage,
     request_messages,
+    request_params,
 )
 from flywheel.gateway.providers.http_pool import AsyncHttpPool, HttpPool, proxied
 from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
@@ -89,14 +90,7 @@ class OpenAICompatProvider(SdkProvider):
         body: dict[str, Any] = {"model": alias.model, "messages": request_messages(request)}
         if alias.params:
             body.update(alias.params)
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.max_tokens is not None:
-            body["max_tokens"] = request.max_tokens
-        if request.stop:
-            body["stop"] = request.stop
-        if request.response_format is not None:
-            body["response_format"] = request.response_format
+        body.update(request_params(request))
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
