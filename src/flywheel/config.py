@@ -208,6 +208,50 @@ class TracingConfig(Section):
     capture_content: bool = True
 
 
+class ServerConfig(Section):
+    redis: str | None = None  # redis://host:port/db: budget and rate counters shared by every worker
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_mb: float = Field(default=4.0, gt=0)
+    online_evaluators: bool = True  # run `monitor.online` in a background worker inside `flywheel serve`
+
+
+class OnlineEvaluatorSpec(BaseModel):
+    """One `monitor.online` entry: a check (grounding, judge, pii, …) run on a sample of production traces after
+    the response. Keys other than these are the check's own options (criterion, model …)."""
+
+    model_config = ConfigDict(extra="allow")
+    check: str
+    apps: list[str] = Field(default_factory=list)  # empty: every app (and plain proxy calls)
+    sample: float = Field(default=1.0, gt=0, le=1)
+    name: str | None = None  # the feedback `name` the scores are written under; default: the check's name
+
+
+class AlertRule(Section):
+    """One `monitor.alerts` entry: `metric` over `window`, alerting when above/below a bound — absolute, or
+    relative to a baseline window when `relative_to` is set (then the bounds are ratios: above: 1.5 = +50 %)."""
+
+    name: str | None = None
+    metric: str
+    window: str = "1d"
+    above: float | None = None
+    below: float | None = None
+    relative_to: str | None = None  # e.g. "window:7d"
+    where: dict[str, str] = Field(default_factory=dict)  # app / model / prompt_version / tenant
+
+
+class MonitorConfig(Section):
+    online: list[OnlineEvaluatorSpec] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)
+    notify: list[str] = Field(default_factory=lambda: ["log"])  # log | http(s)://webhook | command:CMD
+    interval_s: float = Field(default=30.0, gt=0)  # how often the background worker looks for new traces
+
+
+class ReviewConfig(Section):
+    overlap: int = Field(default=2, ge=1)  # distinct annotators each review item needs
+    lock_ttl_s: float = Field(default=600.0, gt=0)  # an annotator's hold on an item before others may take it
+    min_judge_kappa: float = Field(default=0.6, ge=-1, le=1)  # eval reports warn below this agreement
+
+
 class Config(Section):
     store: str | None = None  # sqlite:///… or postgresql://…; default: <project>/.flywheel/flywheel.db
     models: dict[str, ModelAlias] = Field(default_factory=lambda: {"default": ModelAlias(provider="extractive")})
@@ -215,6 +259,9 @@ class Config(Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     apps: dict[str, AppConfig] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @field_validator("models")
     @classmethod

@@ -43,7 +43,10 @@ traces = Table(
     Column("input_tokens", Integer, nullable=False, server_default="0"),
     Column("output_tokens", Integer, nullable=False, server_default="0"),
     Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("session_id", String(200)),  # a conversation: flywheel.session_id / session.id / gen_ai.conversation.id
+    Column("user_id", String(200)),  # the end user: flywheel.user_id / user.id / the OpenAI `user` field
     Index("ix_traces_started_at", "started_at"),
+    Index("ix_traces_session_id", "session_id"),
     Index("ix_traces_app_started_at", "app", "started_at"),
     Index("ix_traces_tenant_started_at", "tenant", "started_at"),
 )

@@ -310,7 +310,22 @@ def trace_row(root: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, 
         "input_preview": preview(root["inputs"]), "output_preview": preview(root["outputs"]),
         "output_state": root["output_state"], "tenant": first("tenant"), "app": first("app"),
         "model": first("model"), "prompt_version": first("prompt_version"), **aggregate(members),
+        **conversation(root.get("attributes") or {}),
     }
+
+
+_SESSION_KEYS = ("flywheel.session_id", "session.id", "gen_ai.conversation.id")
+_USER_KEYS = ("flywheel.user_id", "user.id", "enduser.id")
+
+
+def conversation(attrs: dict[str, Any]) -> dict[str, str | None]:
+    """The trace's session and user ids from its root span's attributes (flywheel's, OpenInference's or the
+    OTel semantic conventions' names)."""
+    def pick(keys: tuple[str, ...]) -> str | None:
+        value = next((_str(attrs.get(k)) for k in keys if attrs.get(k) not in (None, "")), None)
+        return value[:200] if value else None
+
+    return {"session_id": pick(_SESSION_KEYS), "user_id": pick(_USER_KEYS)}
 
 
 _PREVIEW_KEYS = ("question", "query", "input", "prompt", "text", "message", "answer", "output", "content",
