@@ -22,7 +22,7 @@ from flywheel.errors import UserError
 COMMANDS = {
     "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
-    "check": "check", "serve": "serve", "keys": "keys",
+    "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -42,6 +42,8 @@ SHORT_HELP = {
     "init": "Write flywheel.yaml (commented, with provider presets), prompts/ and evals/.",
     "keys": "Create, list and revoke API keys for `flywheel serve` (tenant, models, apps, budget, rate "
             "limits).",
+    "monitor": "Production metrics per time window and group, and the alerts that crossed a threshold.",
+    "report": "Reports over production traces: `flywheel report daily`.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "

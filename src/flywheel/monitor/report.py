@@ -1,0 +1,156 @@
+"""The daily report (`flywheel report daily`): one day's monitors, the alerts that fired, the online evaluators'
+backlog, the review queues' state and the day's notable traces (errors, negative feedback, the slowest), as a
+dict (JSON), terminal text or a self-contained HTML page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, select
+
+from flywheel.config import AlertRule
+from flywheel.monitor.alerts import evaluate
+from flywheel.monitor.online import pending_counts
+from flywheel.monitor.windows import WORKER_TRACE, compute
+from flywheel.store import Store
+from flywheel.store.schema import traces as traces_t
+from flywheel.store.schema_feedback import feedback as feedback_t
+
+NOTABLE = 10  # traces listed per kind
+DAY = 86400.0
+_KEYS = ("trace_id", "started_at", "app", "model", "tenant", "latency_ms", "status", "error", "input_preview",
+         "output_preview")
+
+
+def day_bounds(day: dt.date | None = None, *, now: float | None = None) -> tuple[float, float]:
+    """[start, end) of a UTC day; default: yesterday."""
+    if day is None:
+        today = dt.datetime.fromtimestamp(now if now is not None else dt.datetime.now(dt.UTC).timestamp(), dt.UTC)
+        day = today.date() - dt.timedelta(days=1)
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+    return start, start + DAY
+
+
+def daily(store: Store, rules: Sequence[AlertRule] = (), *, day: dt.date | None = None,
+          now: float | None = None) -> dict[str, Any]:
+    start, end = day_bounds(day, now=now)
+    windows = compute(store, window=DAY, since=start, until=end, group_by=("app",))
+    alerts, _ = evaluate(store, rules, since=start, until=end) if rules else ([], {})
+    total = compute(store, window=DAY, since=start, until=end, group_by=())
+    return {
+        "day": dt.datetime.fromtimestamp(start, dt.UTC).date().isoformat(), "since": start, "until": end,
+        "totals": total[0].metrics if total else None,
+        "apps": [w.to_json() for w in windows],
+        "alerts": [a.to_json() for a in alerts],
+        "online_evaluators": pending_counts(store),
+        "review_queues": _queues(store),
+        "notable": _notable(store, start, end),
+    }
+
+
+def _queues(store: Store) -> list[dict[str, Any]]:
+    from flywheel.feedback import queues
+
+    return [queues.progress(store, q) for q in queues.list_queues(store)]
+
+
+def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
+    cols = [traces_t.c[k] for k in _KEYS]
+    in_day = and_(traces_t.c.started_at >= start, traces_t.c.started_at < end, traces_t.c.name != WORKER_TRACE)
+    with store.connect() as conn:
+        # thumbs are stored as JSON 0/1: compared in Python, the same on both engines
+        thumbs = conn.execute(select(feedback_t.c.trace_id, feedback_t.c.value).where(
+            feedback_t.c.source == "user", feedback_t.c.name == "thumbs", feedback_t.c.created_at >= start)).all()
+        negative = sorted({tid for tid, value in thumbs if value == 0})
+
+        def rows(q: Any) -> list[dict[str, Any]]:
+            return [dict(r) for r in conn.execute(q.limit(NOTABLE)).mappings()]
+
+        errors = rows(select(*cols).where(in_day, traces_t.c.status == "error")
+                      .order_by(traces_t.c.started_at.desc(), traces_t.c.trace_id))
+        slowest = rows(select(*cols).where(in_day, traces_t.c.latency_ms.is_not(None))
+                       .order_by(traces_t.c.latency_ms.desc(), traces_t.c.trace_id))
+        disliked = rows(select(*cols).where(in_day, traces_t.c.trace_id.in_(negative))
+                        .order_by(traces_t.c.started_at.desc(), traces_t.c.trace_id))
+    return {"errors": errors, "negative_feedback": disliked, "slowest": slowest}
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def render_text(report: dict[str, Any]) -> str:
+    out = [f"flywheel daily report · {report['day']} (UTC)"]
+    totals = report["totals"]
+    if not totals:
+        out.append("no traces this day")
+    else:
+        out.append(f"traces {totals['volume']} · errors {_pct(totals['error_rate'])} · p95 "
+                   f"{_num(totals['latency_p95_ms'])} ms · cost ${totals['cost_usd'] or 0:.4f} · refusals "
+                   f"{_pct(totals['refusal_rate'])} · negative feedback {_pct(totals['negative_feedback_rate'])}")
+    for w in report["apps"]:
+        m = w["metrics"]
+        out.append(f"  {w['group'].get('app') or '(no app)'}: {m['volume']} traces · errors {_pct(m['error_rate'])}"
+                   f" · p95 {_num(m['latency_p95_ms'])} ms · online pass {_pct(m['online_pass_rate'])}")
+    out.append(f"alerts: {len(report['alerts'])}")
+    out += [f"  ! {a['message']}" for a in report["alerts"]]
+    if report["online_evaluators"]:
+        out.append("online evaluators: " + "; ".join(
+            f"{k} " + ", ".join(f"{s} {n}" for s, n in sorted(v.items()))
+            for k, v in sorted(report["online_evaluators"].items())))
+    for q in report["review_queues"]:
+        out.append(f"review queue {q['queue']}: {q['complete']}/{q['items']} items complete, {q['labels']} labels")
+    for kind, rows in report["notable"].items():
+        if rows:
+            out.append(f"{kind.replace('_', ' ')}:")
+            out += [f"  {r['trace_id'][:8]}  {_num(r['latency_ms'])} ms  {(r['input_preview'] or '')[:70]}"
+                    for r in rows]
+    return "\n".join(out)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>flywheel daily {e(report['day'])}</title>",
+             ("<style>body{font:14px system-ui;margin:2em}table{border-collapse:collapse}"
+              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}.alert{color:#b00}</style>"),
+             f"<h1>flywheel daily report · {e(report['day'])} (UTC)</h1>"]
+    if not report["totals"]:
+        parts.append("<p>No traces this day.</p>")
+    if report["apps"]:
+        names = list(report["apps"][0]["metrics"])
+        parts.append("<h2>Apps</h2><table><tr><th>app</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>")
+        for w in report["apps"]:
+            parts.append(f"<tr><td>{e(str(w['group'].get('app')))}</td>"
+                         + "".join(f"<td>{e(_cell(w['metrics'][n]))}</td>" for n in names) + "</tr>")
+        parts.append("</table>")
+    parts.append(f"<h2>Alerts ({len(report['alerts'])})</h2><ul>"
+                 + "".join(f"<li class='alert'>{e(a['message'])}</li>" for a in report["alerts"]) + "</ul>")
+    if report["review_queues"]:
+        parts.append("<h2>Review queues</h2><ul>" + "".join(
+            f"<li>{e(q['queue'])}: {q['complete']}/{q['items']} complete, {q['labels']} labels</li>"
+            for q in report["review_queues"]) + "</ul>")
+    for kind, rows in report["notable"].items():
+        if rows:
+            parts.append(f"<h2>{e(kind.replace('_', ' ').capitalize())}</h2><table><tr><th>trace</th><th>app</th>"
+                         "<th>latency ms</th><th>question</th><th>answer / error</th></tr>")
+            parts += [f"<tr><td><code>{e(r['trace_id'])}</code></td><td>{e(str(r['app']))}</td>"
+                      f"<td>{e(_num(r['latency_ms']))}</td><td>{e(r['input_preview'] or '')}</td>"
+                      f"<td>{e(r['error'] or r['output_preview'] or '')}</td></tr>" for r in rows]
+            parts.append("</table>")
+    return "\n".join(parts)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.1f} %"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
