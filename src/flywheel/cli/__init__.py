@@ -23,6 +23,7 @@ COMMANDS = {
     "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
+    "judge": "judge", "promote": "promote",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -40,9 +41,13 @@ SHORT_HELP = {
                 "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
     "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
     "init": "Write flywheel.yaml (commented, with provider presets), prompts/ and evals/.",
+    "judge": "Calibrate LLM judges against human review labels (agreement κ, few-shot examples, versioned "
+             "prompts).",
     "keys": "Create, list and revoke API keys for `flywheel serve` (tenant, models, apps, budget, rate "
             "limits).",
     "monitor": "Production metrics per time window and group, and the alerts that crossed a threshold.",
+    "promote": "Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite "
+               "--to.",
     "report": "Reports over production traces: `flywheel report daily`.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",

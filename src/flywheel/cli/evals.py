@@ -103,11 +103,16 @@ def eval_cmd(
     ok = True
     with Runtime(project, tracing=False) as rt:
         runs = RunStore.open(rt)  # a new store is created while the first suite runs
+        from flywheel.evals.calibration_judges import calibrate_for_run
+
+        judges = {suite.path: calibrate_for_run(suite, rt) for suite in loaded}  # calibrated judge prompts
         summaries, matrices = [], []
         try:
             for suite in loaded:
                 if model_list:
                     matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=runs, options=options))
+                    for run in matrix.runs:
+                        run.judges = judges[suite.path]
                     matrices.append(matrix)
                     ok = ok and matrix.cheapest is not None
                     outputs.append(
@@ -121,6 +126,7 @@ def eval_cmd(
                     summaries.extend(matrix.runs)
                 else:
                     summary = asyncio.run(arun_suite(suite, rt, store=runs, options=options))
+                    summary.judges = judges[suite.path]
                     summaries.append(summary)
                     ok = ok and summary.meets_threshold
                     outputs.append(summary.to_dict(results))

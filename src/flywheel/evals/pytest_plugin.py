@@ -148,6 +148,13 @@ class SuiteFile(pytest.File):
             wanted = {
                 item.name for item in self.session.items if isinstance(item, CaseItem) and item.parent is self
             }
+            from flywheel.evals.calibration_judges import calibrate_for_run
+
+            runtime = _runtimes.get(self.project)
+            judges = calibrate_for_run(self.suite, runtime)  # judges use their calibrated prompts
+            for line in judges:
+                if line.get("warning"):
+                    self.warn(pytest.PytestWarning(line["warning"]))
             suite = self.suite
             selected = replace(suite, cases=[c for c in suite.cases if c.id in wanted])
             options = RunOptions(
@@ -156,8 +163,9 @@ class SuiteFile(pytest.File):
                 cache=bool(self.config.getoption("flywheel_cache")),
             )
             summary = asyncio.run(
-                arun_suite(selected, _runtimes.get(self.project), store=None, options=options)
+                arun_suite(selected, runtime, store=None, options=options)
             )
+            summary.judges = judges
             self.summary = summary
             self.results = {r.case_id: r for r in summary.results}
         return self.results

@@ -34,8 +34,24 @@ def usd(x: float | None) -> str:
     return f"${x:.4f}" if x == 0 or x >= 0.01 else f"${x:.6f}"
 
 
-def render_run(console: Console, s: RunSummary, *, show_cases: int = 20) -> None:
-    """Headline, per-check pass rates, and the failing (or flaky) cases."""
+def judge_agreement(s: RunSummary, judges: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The run's judge agreement lines (`flywheel.evals.calibration_judges.apply_calibration`): given, or
+    carried on the summary as `judges`."""
+    return list(judges if judges is not None else getattr(s, "judges", None) or [])
+
+
+def agreement_text(line: dict[str, Any]) -> str:
+    """One judge's last measured agreement with people, e.g. `qa.yaml#refund κ 0.82 (v2, 40 held out)`."""
+    if line.get("version") is None:
+        return f"{line['check']}: never calibrated"
+    kappa = "undefined" if line.get("kappa") is None else f"{line['kappa']:.2f}"
+    return f"{line['check']}: κ {kappa} (v{line['version']}, {line.get('n_heldout') or 0} held out)"
+
+
+def render_run(
+    console: Console, s: RunSummary, *, show_cases: int = 20, judges: list[dict[str, Any]] | None = None
+) -> None:
+    """Headline, per-check pass rates, judge agreement with people, and the failing (or flaky) cases."""
     mark = "[green]PASS[/]" if s.meets_threshold else "[red]FAIL[/]"
     extra = f" · model {s.model}" if s.model else ""
     console.print(
@@ -51,6 +67,10 @@ def render_run(console: Console, s: RunSummary, *, show_cases: int = 20) -> None
     )
     for w in s.warnings:
         console.print(f"  [yellow]warning:[/] {w}")
+    for line in judge_agreement(s, judges):
+        console.print(f"  judge agreement {agreement_text(line)}")
+        if line.get("warning"):
+            console.print(f"  [yellow]warning:[/] {line['warning']}")
     if s.by_check:
         t = Table(title="by check", title_justify="left", show_edge=False)
         for col in ("check", "passed", "total", "pass rate", "errors"):

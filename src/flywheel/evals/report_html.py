@@ -17,7 +17,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.evals.matrix import Matrix
 from flywheel.evals.records import CaseRun, scrub
-from flywheel.evals.report import usd
+from flywheel.evals.report import agreement_text, judge_agreement, usd
 from flywheel.evals.runner import RunSummary
 from flywheel.evals.textdiff import diff_html
 
@@ -256,17 +256,32 @@ def render_runs(
     *,
     diffs: dict[str, tuple[dict[str, Any], list[CaseRun]]] | None = None,
     matrices: list[Matrix] | None = None,
+    judges: dict[str, list[dict[str, Any]]] | None = None,
 ) -> str:
     body = [_matrix(m) for m in matrices or []]
     for s in runs:
         body.append(f"<h2>{escape(s.suite)}{' · ' + escape(s.model) if s.model else ''}</h2>")
         body.append(_headline(s))
         body.extend(f"<p class='muted'>warning: {escape(w)}</p>" for w in s.warnings)
+        body.append(_judges(judge_agreement(s, (judges or {}).get(s.run_id))))
         body.append(_charts(s))
         if diffs and s.run_id in diffs:
             body.append(_diff(s, *diffs[s.run_id]))
         body.append(_cases(s))
     return _page("flywheel eval report", "".join(body))
+
+
+def _judges(lines: list[dict[str, Any]]) -> str:
+    """Each judge's last measured agreement with human labels, and a warning when low or never measured."""
+    if not lines:
+        return ""
+    rows = "".join(
+        f"<li>{_t(agreement_text(line))}"
+        + (f" <span class='fail'>warning: {_t(line['warning'])}</span>" if line.get("warning") else "")
+        + "</li>"
+        for line in lines
+    )
+    return f"<h3>judge agreement with people</h3><ul class='judges'>{rows}</ul>"
 
 
 def write_html(
@@ -275,8 +290,10 @@ def write_html(
     *,
     diffs: dict[str, tuple[dict[str, Any], list[CaseRun]]] | None = None,
     matrices: list[Matrix] | None = None,
+    judges: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
-    return _write(path, render_runs(runs, diffs=diffs, matrices=matrices))
+    """`judges`: run id → its judge agreement lines (else each summary's `judges`, when it has them)."""
+    return _write(path, render_runs(runs, diffs=diffs, matrices=matrices, judges=judges))
 
 
 def render_pairwise(report: dict[str, Any]) -> str:

@@ -69,6 +69,7 @@ class RunSummary:
     flaky: list[str]
     versions: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    judges: list[dict[str, Any]] = field(default_factory=list)  # each judge's last measured agreement
     results: list[CaseRun] = field(default_factory=list, repr=False)
 
     def to_dict(self, results: bool = False) -> dict[str, Any]:

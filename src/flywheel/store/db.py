@@ -160,24 +160,26 @@ def script_heads() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def script_revisions() -> tuple[frozenset[str], frozenset[str]]:
-    """(all revisions, head revisions) read from the version files without importing Alembic, so opening
-    an up-to-date store stays cheap."""
+    """(all revisions, head revisions as Alembic records them) read from the version files without importing
+    Alembic, so opening an up-to-date store stays cheap. A branch head that another branch `depends_on` is not
+    recorded in `alembic_version` (the dependent revision stands for it), so it is not counted as a head."""
     revisions: set[str] = set()
-    downs: set[str] = set()
+    below: set[str] = set()
     for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
         if path.name.startswith("__"):
             continue
-        values = _module_constants(path, ("revision", "down_revision"))
+        values = _module_constants(path, ("revision", "down_revision", "depends_on"))
         rev = values.get("revision")
         if not isinstance(rev, str):
             continue
         revisions.add(rev)
-        down = values.get("down_revision")
-        if isinstance(down, str):
-            downs.add(down)
-        elif isinstance(down, (tuple, list)):
-            downs.update(d for d in down if isinstance(d, str))
-    return frozenset(revisions), frozenset(revisions - downs)
+        for key in ("down_revision", "depends_on"):
+            ref = values.get(key)
+            if isinstance(ref, str):
+                below.add(ref)
+            elif isinstance(ref, (tuple, list)):
+                below.update(d for d in ref if isinstance(d, str))
+    return frozenset(revisions), frozenset(revisions - below)
 
 
 def _module_constants(path: Path, names: tuple[str, ...]) -> dict[str, Any]:

@@ -121,3 +121,32 @@ eval_comparison_pairs = Table(
     Column("replay_trace_id", String(32)),  # regression: the replay's own trace
     Index("ix_eval_comparison_pairs_comparison", "comparison_id", "ordinal"),
 )
+
+# One row per calibration of an LLM judge against human labels (flywheel.evals.calibration). `judge_key` is
+# the hash of the criterion as written in the suite / flywheel.yaml, so the row is found from the check
+# itself; `version` counts calibrations of that key from 1. `prompt` is the effective criterion the judge uses
+# when the version is `adopted` (the criterion, then the few-shot examples). Migration:
+# 0007_evals_calibration.py.
+judge_calibrations = Table(
+    "judge_calibrations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("judge_key", String(40), nullable=False),
+    Column("check_name", String(300), nullable=False),  # how it was addressed: evals/qa.yaml#case, monitor:x
+    Column("version", Integer, nullable=False),
+    Column("base_criterion", Text, nullable=False),
+    Column("criterion", Text, nullable=False),  # after the proposed edit (the base one when none was taken)
+    Column("examples", JSONDoc),  # [{input, output, verdict, reason}]
+    Column("prompt", Text, nullable=False),
+    Column("judge_model", String(300)),
+    Column("queue_id", String(64)),
+    Column("seed", Integer, nullable=False, server_default="0"),
+    Column("n", Integer, nullable=False),  # labelled items with a human majority
+    Column("n_heldout", Integer, nullable=False),
+    Column("kappa_before", Float),
+    Column("kappa_after", Float),
+    Column("adopted", Boolean, nullable=False, server_default="0"),
+    Column("metrics", JSONDoc),  # before/after: kappa, tpr, tnr, confusion matrix; the proposed edit
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("judge_key", "version", name="uq_judge_calibrations_key_version"),
+)

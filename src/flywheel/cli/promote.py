@@ -1,0 +1,83 @@
+"""`flywheel promote`: turn reviewed production traces into eval cases (a regression suite)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flywheel.cli import emit_json, main
+
+
+@main.command("promote")
+@click.option("--queue", help="Review queue (name or id): its items whose human majority verdict is --verdict.")
+@click.option("--verdict", default="fail", show_default=True, type=click.Choice(["fail", "pass"]))
+@click.option("--traces", help="Comma-separated trace ids (or unique prefixes).")
+@click.option("--feedback", type=click.Choice(["negative"]), help="Traces with negative user feedback.")
+@click.option("--app", help="With --feedback: only traces of this app.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1), help="With --feedback: traces.")
+@click.option("--to", "to", required=True, type=click.Path(dir_okay=False), help="Suite file to create or append to.")
+@click.option("--target", help="Target of a new suite (default: app:APP of the traces).")
+@click.option("--judge", help="Model alias of the promoted cases' judge checks (a new suite's defaults.judge).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.pass_obj
+def promote(state: Any, queue: str | None, verdict: str, traces: str | None, feedback: str | None,
+            app: str | None, limit: int, to: str, target: str | None, judge: str | None, as_json: bool) -> None:
+    """Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite --to."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.errors import UserError
+    from flywheel.evals import promote_sources as sources_of
+    from flywheel.evals.promote import write_suite
+
+    project = state.project
+    given = [x for x in (queue, traces, feedback) if x]
+    if len(given) != 1:
+        raise UserError("promote needs exactly one of --queue, --traces or --feedback negative",
+                        hint="e.g. flywheel promote --queue daily --verdict fail --to evals/regressions.yaml")
+    if judge and judge not in project.config.models:
+        from flywheel.registry import unknown_alias
+
+        raise unknown_alias(judge, project.config.models)
+    path = Path(to)
+    if not path.is_absolute():
+        path = project.root / path
+    with Runtime(project, tracing=False) as rt:
+        if queue:
+            found = sources_of.from_queue(rt.store, queue, verdict)
+            if not found:
+                raise UserError(f"no item of queue {queue} has the human majority verdict {verdict}",
+                                hint="see the labels with `flywheel review agreement --queue Q`")
+        elif traces:
+            ids = [t.strip() for t in traces.split(",") if t.strip()]
+            if not ids:
+                raise UserError("--traces needs at least one trace id")
+            found = sources_of.from_traces(rt.store, ids)
+        else:
+            found = sources_of.from_feedback(rt.store, feedback or "negative", app=app, limit=limit)
+        result = write_suite(project, path, found, target=target, judge=judge, embedder=_embedder(rt))
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    verb = "created" if result.created and result.written else "appended to"
+    if result.written:
+        click.echo(f"{verb} {path}: {len(result.written)} case(s) ({', '.join(result.written[:5])}"
+                   f"{' …' if len(result.written) > 5 else ''})")
+    else:
+        click.echo(f"nothing new for {path}")
+    if result.skipped_existing:
+        click.echo(f"  skipped {len(result.skipped_existing)} trace(s) already in the suite (or near-duplicates)")
+    for kept, dups in result.collapsed.items():
+        click.echo(f"  {kept[:12]} stands for {len(dups)} near-duplicate(s): {', '.join(d[:12] for d in dups)}")
+    if result.written:
+        click.echo(f"run it: flywheel eval {to}")
+
+
+def _embedder(rt: Any) -> Any:
+    """The project's retrieval embedder (None: near-duplicates by token overlap only)."""
+    from flywheel.retrieval.embedders import build_embedder
+
+    try:
+        return build_embedder(rt.config.retrieval, rt.config.models, rt.project.where("retrieval", "embedder"))
+    except Exception:  # noqa: BLE001 - an embedder that cannot load only costs the embedding comparison
+        return None

@@ -1,0 +1,149 @@
+"""Where promoted cases come from: a review queue's labels, a list of traces, or negative feedback.
+
+Each gives `Source`s: the trace's input, served answer and retrieved context (flywheel.feedback.content), the
+reviewer's reason and correction. Nothing is masked here; flywheel.evals.promote masks before writing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from flywheel.errors import UserError
+
+NEGATIVE = ("thumbs", "score", "rejected", "correction", "edited", "regenerated")
+
+
+@dataclass
+class Source:
+    trace_id: str
+    input: str
+    output: str
+    context: list[str] = field(default_factory=list)
+    reason: str | None = None
+    correction: str | None = None
+    app: str | None = None
+    description: str = ""
+    verdict: str = "fail"  # the human verdict on the served answer: the case guards against it (fail) or keeps it
+    extra: dict[str, Any] = field(default_factory=dict)  # kept in the case's metadata (queue, labels …)
+
+
+def _context(sources: list[dict[str, Any]]) -> list[str]:
+    return [str(s["text"]) for s in sources if isinstance(s, dict) and s.get("text")]
+
+
+def _apps(store: Any, trace_ids: list[str]) -> dict[str, str | None]:
+    t = store.table("traces")
+    with store.connect() as conn:
+        rows = conn.execute(select(t.c.trace_id, t.c.app).where(t.c.trace_id.in_(trace_ids))).all()
+    return {tid: app for tid, app in rows}
+
+
+def from_queue(store: Any, queue: str, verdict: str = "fail") -> list[Source]:
+    """Items of `queue` whose human majority verdict is `verdict` (binary queues)."""
+    from flywheel.feedback import queues
+    from flywheel.feedback.agreement import majority
+
+    if verdict not in ("pass", "fail"):
+        raise UserError(f"--verdict must be pass or fail, got {verdict!r}")
+    q = queues.get_queue(store, queue)  # UserError for an unknown queue
+    if q.kind != "binary":
+        raise UserError(f"queue {q.name} is {q.kind}; promote takes a binary (pass/fail) queue")
+    labels = queues.labels(store, q)
+    if not labels:
+        raise UserError(f"queue {q.name} has no labels yet",
+                        hint="label it first: flywheel review label ITEM --annotator NAME --verdict fail")
+    verdicts = majority((lb.item_id, lb.annotator, lb.verdict) for lb in labels)
+    items = [i for i in queues.items(store, q) if verdicts.get(i.id) == verdict]
+    apps = _apps(store, [i.trace_id for i in items]) if items else {}
+    out = []
+    for item in items:
+        mine = [lb for lb in labels if lb.item_id == item.id and lb.verdict == verdict]
+        reasons = list(dict.fromkeys(lb.reason for lb in mine if lb.reason))
+        correction = next((lb.correction for lb in reversed(mine) if lb.correction), None)
+        who = sorted({lb.annotator for lb in mine})
+        out.append(Source(
+            trace_id=item.trace_id, input=item.input, output=item.output, context=_context(item.sources),
+            reason="; ".join(reasons) or None, correction=correction, app=apps.get(item.trace_id),
+            description=f"queue {q.name}: {verdict} by {', '.join(who)}", verdict=verdict,
+            extra={"queue": q.name, "item_id": item.id, "annotators": who},
+        ))
+    return out
+
+
+def from_traces(store: Any, trace_ids: list[str]) -> list[Source]:
+    """The given traces; reason and correction from their feedback (comments, `correction` / `edited`)."""
+    from flywheel.tracing.query import get_trace
+
+    full = []
+    for tid in trace_ids:
+        trace = get_trace(store, tid)  # resolves a unique prefix
+        if trace is None:
+            raise UserError(f"unknown trace {tid}", hint="list traces with `flywheel traces`")
+        full.append(trace["trace_id"])
+    feedback = _feedback(store, full)
+    return _sources(store, full, feedback, "trace")
+
+
+def from_feedback(store: Any, kind: str = "negative", *, app: str | None = None, limit: int = 200) -> list[Source]:
+    """Traces with negative feedback: thumbs down, a score below 0.5, rejected, regenerated, corrected or
+    edited answers (newest first, at most `limit` traces)."""
+    if kind != "negative":
+        raise UserError(f"--feedback takes `negative`, got {kind!r}")
+    t = store.table("feedback")
+    with store.connect() as conn:
+        rows = conn.execute(select(t).where(t.c.name.in_(NEGATIVE)).order_by(t.c.created_at.desc())).mappings().all()
+    picked: list[str] = []
+    for r in rows:
+        if r["trace_id"] not in picked and _negative(r):
+            picked.append(r["trace_id"])
+    if app is not None and picked:
+        apps = _apps(store, picked)
+        picked = [tid for tid in picked if apps.get(tid) == app]
+    picked = picked[:limit]
+    if not picked:
+        raise UserError("no trace has negative feedback" + (f" in app {app}" if app else ""),
+                        hint="record some: flywheel feedback TRACE_ID --thumbs down --comment '…'")
+    return _sources(store, picked, _feedback(store, picked), "feedback")
+
+
+def _negative(row: Any) -> bool:
+    name, value = row["name"], row["value"]
+    if name == "thumbs":
+        return value in (0, False, "down")
+    if name == "score":
+        return isinstance(value, int | float) and value < 0.5
+    return True
+
+
+def _feedback(store: Any, trace_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    t = store.table("feedback")
+    out: dict[str, list[dict[str, Any]]] = {}
+    with store.connect() as conn:
+        for r in conn.execute(select(t).where(t.c.trace_id.in_(trace_ids)).order_by(t.c.created_at, t.c.id)).mappings():
+            out.setdefault(r["trace_id"], []).append(dict(r))
+    return out
+
+
+def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str, Any]]], via: str) -> list[Source]:
+    from flywheel.feedback.content import trace_contents
+
+    contents = trace_contents(store, trace_ids)
+    apps = _apps(store, trace_ids)
+    out = []
+    for tid in trace_ids:
+        c = contents.get(tid)
+        if c is None:
+            raise UserError(f"trace {tid} has no stored content to promote")
+        # an annotator's `pass` label (written by review queues) is no complaint about the answer
+        events = [e for e in feedback.get(tid, []) if not (e["name"] == "label" and e["value"] != "fail")]
+        comments = list(dict.fromkeys(e["comment"] for e in events if e.get("comment")))
+        fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)]
+        out.append(Source(
+            trace_id=tid, input=c["input"], output=c["output"], context=_context(c["sources"]),
+            reason="; ".join(comments) or None, correction=fixes[-1] if fixes else None, app=apps.get(tid),
+            description=f"promoted from {via}", extra={"feedback": sorted({e["name"] for e in events}) or None},
+        ))
+    return out
