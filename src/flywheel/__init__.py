@@ -44,7 +44,7 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "Answer", "Cache", "ChatRequest", "ChatResult", "CheckResult", "Chunk", "Citation", "ConfigError", "Document",
     "Feedback", "FlywheelError", "Gateway", "GatewayError", "GuardAction", "GuardPolicy", "Hit", "Message",
-    "Project", "Retriever", "Runtime", "Source", "Usage", "UserError", "__version__", "ingest", "trace",
+    "Project", "Retriever", "Runtime", "Source", "Usage", "UserError", "__version__", "feedback", "ingest", "trace",
 ]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
@@ -74,6 +74,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
 
 
 def __getattr__(name: str) -> Any:
+    if name == "feedback":  # a callable module: flywheel.feedback(trace_id, "thumbs", "down")
+        value = importlib.import_module("flywheel.feedback")
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flywheel' has no attribute {name!r}")
@@ -83,4 +87,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"feedback"})

@@ -23,7 +23,7 @@ COMMANDS = {
     "init": "core", "chat": "chat", "traces": "traces", "fake-llm": "fake", "ingest": "retrieval",
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
-    "judge": "judge", "promote": "promote",
+    "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -37,6 +37,8 @@ SHORT_HELP = {
                "results are stored (`compare --show ID`).",
     "demo": "Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces.",
     "eval": "Run eval suites (default: every YAML file in evals/).",
+    "feedback": "Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are "
+                "stored.",
     "fake-llm": "Serve scripted answers on the OpenAI (/v1/chat/completions, /v1/embeddings, /v1/models) "
                 "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
     "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
@@ -49,6 +51,8 @@ SHORT_HELP = {
     "promote": "Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite "
                "--to.",
     "report": "Reports over production traces: `flywheel report daily`.",
+    "review": "Label sampled traces pass / fail (or A / B / tie) in a keyboard-first terminal UI; `review sample` "
+              "builds the queue.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "

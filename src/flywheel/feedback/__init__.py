@@ -1,13 +1,59 @@
 """Feedback attached to traces: explicit (thumbs, score, comment, correction), implicit (copied, regenerated,
 edited, accepted …), annotator labels, check and judge results — one row shape for all of them.
 
-    from flywheel import feedback
-    feedback.record(store, answer.trace_id, "thumbs", "down", comment="wrong version number", actor="ann")
-    feedback.for_trace(store, answer.trace_id)
+    import flywheel.feedback
+    flywheel.feedback(answer.trace_id, "thumbs", "down", comment="wrong version number")   # opens the project's store
+
+    from flywheel.feedback import record, for_trace                                       # with a store you hold
+    record(store, answer.trace_id, "thumbs", "down", comment="wrong version number", actor="ann")
+    for_trace(store, answer.trace_id)
+
+The module itself is callable (`flywheel.feedback(...)` = `send`); review queues are in `flywheel.feedback.queues`,
+sampling strategies in `.sampling`, implicit signals (edit distance, regenerations) in `.implicit`.
 """
 
 from __future__ import annotations
 
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
 from flywheel.feedback.events import EVENTS, SOURCES, FeedbackEvent, for_trace, record, validate
 
-__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "for_trace", "record", "validate"]
+
+def send(trace_id: str, name: str, value: Any = None, *, comment: str | None = None, source: str = "user",
+         span_id: str | None = None, actor: str | None = None, tenant: str | None = None,
+         project: str | Path | Any = ".", store: Any = None) -> FeedbackEvent:
+    """Record one feedback event on `trace_id` in the store of `project` (a folder or a Project), or in `store`
+    when given. `name`/`value` as in `record` ("thumbs", "down"; "score", 0.2; "correction", "…")."""
+    if store is not None:
+        return record(store, trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor,
+                      tenant=tenant)
+    from flywheel.config import Project
+    from flywheel.store import Store
+
+    proj = project if isinstance(project, Project) else Project.load(project)
+    with Store.open(proj.store_url) as opened:
+        if tenant is None:
+            tenant = _trace_tenant(opened, trace_id)
+        return record(opened, trace_id, name, value, source=source, span_id=span_id, comment=comment,
+                      actor=actor, tenant=tenant)
+
+
+def _trace_tenant(store: Any, trace_id: str) -> str | None:
+    from sqlalchemy import select
+
+    t = store.table("traces")
+    with store.connect() as conn:
+        return conn.scalar(select(t.c.tenant).where(t.c.trace_id == trace_id))
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, trace_id: str, name: str, value: Any = None, **kwargs: Any) -> FeedbackEvent:
+        return send(trace_id, name, value, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "for_trace", "record", "send", "validate"]
