@@ -23,18 +23,32 @@ ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or mor
 @click.option("--app", default=None, help="Only traces of this app.")
 @click.option("--status", default=None, type=click.Choice(["ok", "error", "incomplete"]),
               help="Only traces with this status (incomplete: the process stopped mid-request).")
+@click.option("--feedback", default=None, type=click.Choice(["positive", "negative", "any", "none"]),
+              help="Only traces with thumbs up (positive), thumbs down (negative), any feedback, or none.")
+@click.option("--model", default=None, help="Only traces of this model alias.")
+@click.option("--session", "session_id", default=None, help="Only the turns of this conversation (session id).")
+@click.option("--since", default=None, help="Only traces since a time: an age (15m, 24h, 7d) or an ISO date.")
+@click.option("--search", default=None, help="Only traces whose question or answer contains this text.")
 @click.option("--json", "as_json", is_flag=True, help="Print the traces as JSON.")
 @click.pass_context
-def traces(ctx: click.Context, last: int, app: str | None, status: str | None, as_json: bool) -> None:
+def traces(ctx: click.Context, last: int, app: str | None, status: str | None, feedback: str | None,
+           model: str | None, session_id: str | None, since: str | None, search: str | None, as_json: bool) -> None:
     """List recent traces (newest first), including incomplete ones (their process stopped mid-request).
     `flywheel traces show ID` prints one trace's span tree with each span's inputs and outputs."""
     if ctx.invoked_subcommand is not None:
         return
-    from flywheel.tracing import list_traces
     from flywheel.tracing.query import dropped_spans
+    from flywheel.tracing.search import TraceQuery, search_traces
 
+    q, errors = TraceQuery.from_params({"app": app, "status": status, "feedback": feedback, "model": model,
+                                        "session_id": session_id, "since": since, "search": search})
+    if errors:
+        field, why = next(iter(errors.items()))
+        option = {"session_id": "session"}.get(field, field)
+        raise UserError(f"invalid --{option} {ctx.params.get(field)!r}: {why}",
+                        hint="see `flywheel traces --help` for what each filter takes")
     with _runtime(ctx) as rt:
-        rows = list_traces(rt.store, last=last, app=app, status=status)
+        rows = search_traces(rt.store, q, limit=last).rows
         dropped = dropped_spans(rt.store)
     if as_json:
         emit_json(rows)
@@ -44,21 +58,25 @@ def traces(ctx: click.Context, last: int, app: str | None, status: str | None, a
 
 @traces.command("show")
 @click.argument("trace_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the trace and its span tree as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the trace, its span tree and its feedback as JSON.")
 @click.pass_context
 def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
-    """Show one trace (a unique prefix of its id is enough) as a span tree with inputs and outputs."""
+    """Show one trace (a unique prefix of its id is enough) as a span tree with inputs and outputs, and its
+    feedback."""
+    from flywheel.feedback import for_trace
     from flywheel.tracing import get_trace
 
     with _runtime(ctx) as rt:
         trace = get_trace(rt.store, trace_id)
+        events = for_trace(rt.store, trace["trace_id"]) if trace is not None else []
     if trace is None:
         raise UserError(f"no trace with id '{trace_id}' in this project's store",
                         hint="run `flywheel traces` to list recent trace ids")
     if as_json:
-        emit_json(trace)
+        emit_json({**trace, "feedback": [e.model_dump() for e in events]})
         return
     _print_tree(trace)
+    _print_feedback(events)
 
 
 def _runtime(ctx: click.Context) -> Any:
@@ -176,6 +194,23 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
         add(span, "", i == len(trace["spans"]) - 1)
 
 
+def _print_feedback(events: list[Any], width: int | None = None) -> None:
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    if not events:
+        click.echo("feedback: none")
+        return
+    click.echo(f"feedback ({len(events)}):")
+    for e in events:
+        value = ("up" if e.value else "down") if e.name == "thumbs" else ("" if e.value is None else _text(e.value))
+        parts = [_when(e.created_at), f"{e.name} {_clean(value)}".rstrip(), f"({e.source}"
+                 + (f", {_clean(e.actor)})" if e.actor else ")")]
+        if e.span_id:
+            parts.append(f"span {e.span_id[:8]}")
+        if e.comment:
+            parts.append(f'"{_clean(e.comment)}"')
+        click.echo(fit("  " + "  ".join(parts), width))
+
+
 def _inputs(value: Any) -> str:
     """A one-line view of a span's inputs: for model calls the last user message, how many messages were
     sent and the parameters; otherwise the question/query/… or the JSON."""
@@ -221,3 +256,6 @@ def _cost(cost: float | None) -> str:
     if not cost:
         return "0"
     return f"{cost:.4f}" if cost >= 0.001 else f"{cost:.6f}"
+
+
+from flywheel.cli import traces_import  # noqa: F401 - registers `traces import`

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 
 from flywheel.errors import UserError
 from flywheel.store import Store
@@ -55,10 +55,11 @@ def dropped_spans(store: Store, since: float | None = None) -> int:
 def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, Any]]:
     """Traces with spans stored but no trace row (their root never ended), started at or after `since`."""
     has_row = select(traces_t.c.trace_id).where(traces_t.c.trace_id == spans_t.c.trace_id).exists()
-    q = select(spans_t.c.trace_id).where(~has_row).distinct()
+    # no DISTINCT in SQL: with it SQLite walks the whole trace_id index instead of the start_ns range
+    q = select(spans_t.c.trace_id).where(~has_row)
     if since is not None:
         q = q.where(spans_t.c.start_ns >= int(since * 1e9))
-    ids = list(conn.scalars(q.limit(10_000)))
+    ids = list(dict.fromkeys(conn.scalars(q.limit(1_000_000))))[:10_000]
     out: list[dict[str, Any]] = []
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -90,6 +91,76 @@ def get_trace(store: Store, trace_id: str) -> dict[str, Any] | None:
     trace = dict(row) if row is not None else _incomplete(tid, span_rows)
     trace["spans"] = span_tree(span_rows)
     return trace
+
+
+def trace_outline(store: Store, trace_id: str, *, body_kinds: tuple[str, ...] = ("llm", "retrieval"),
+                  attribute_kinds: tuple[str, ...] = ("guard", "cache")) -> dict[str, Any] | None:
+    """A trace for a page that must open fast however many spans it has: the trace row plus `span_rows`, every
+    span WITHOUT its inputs/outputs (their sizes: `body_sizes`), ordered by start. Spans of `attribute_kinds`
+    carry their attributes; the bodies of spans of `body_kinds` are in `bodies` {span_id: {"inputs", "outputs"}}
+    (the model calls' prompts, the retrieved sources). None when unknown."""
+    s = spans_t.c
+    with store.engine.connect() as conn:
+        tid = _resolve(conn, trace_id.strip().lower())
+        if tid is None:
+            return None
+        row = conn.execute(select(traces_t).where(traces_t.c.trace_id == tid)).mappings().first()
+        # only the columns stored before the JSON bodies: later ones would make SQLite read every overflow page
+        light = [s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns, s.latency_ms]
+        result = conn.execute(select(*light).where(s.trace_id == tid).order_by(s.start_ns, s.span_id))
+        names = list(result.keys())
+        span_rows = [dict(zip(names, r)) for r in result]  # tuples: a 5,000-span trace stays cheap
+        attrs = dict(conn.execute(select(s.span_id, s.attributes)
+                                  .where(s.trace_id == tid, s.kind.in_(attribute_kinds))).all())
+        bodies = {r[0]: {"inputs": r[1], "outputs": r[2]} for r in conn.execute(
+            select(s.span_id, s.inputs, s.outputs).where(s.trace_id == tid, s.kind.in_(body_kinds))
+            .order_by(s.start_ns).limit(200))}
+    if row is None and not span_rows:
+        return None
+    for r in span_rows:
+        r["attributes"] = attrs.get(r["span_id"])
+    if row is not None:
+        trace = dict(row)
+    else:  # no trace row: its totals and tenant come from the spans' details
+        details = span_details(store, [r["span_id"] for r in span_rows])
+        trace = _incomplete(tid, [{**r, **details.get(r["span_id"], {}), "inputs": None} for r in span_rows])
+    trace["span_rows"] = span_rows
+    trace["bodies"] = bodies
+    return trace
+
+
+DETAIL_COLUMNS = ("output_state", "error", "model", "provider", "input_tokens", "output_tokens", "cost_usd",
+                  "prompt_version", "tenant", "app")
+
+
+def span_details(store: Store, span_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """{span_id: its DETAIL_COLUMNS plus `input_bytes`/`output_bytes` (stored size of its inputs and outputs)},
+    without the bodies — read for the spans shown, not for all of a big trace's."""
+    s = spans_t.c
+    cols = [s.span_id, *(s[c] for c in DETAIL_COLUMNS),
+            func.coalesce(func.length(cast(s.inputs, Text)), 0).label("input_bytes"),
+            func.coalesce(func.length(cast(s.outputs, Text)), 0).label("output_bytes")]
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for i in range(0, len(span_ids), 500):
+            result = conn.execute(select(*cols).where(s.span_id.in_(span_ids[i:i + 500])))
+            names = list(result.keys())
+            out.update((r[0], dict(zip(names[1:], r[1:]))) for r in result)
+    return out
+
+
+def span_body(store: Store, span_id: str) -> dict[str, Any] | None:
+    """One span with its inputs, outputs and attributes, plus `trace_tenant` (its trace's tenant), or None."""
+    if not span_id or len(span_id) > 32:
+        return None
+    with store.engine.connect() as conn:
+        row = conn.execute(select(spans_t).where(spans_t.c.span_id == span_id)).mappings().first()
+        if row is None:
+            return None
+        tenant = conn.scalar(select(traces_t.c.tenant).where(traces_t.c.trace_id == row["trace_id"]))
+    out = dict(row)
+    out["trace_tenant"] = tenant if tenant is not None else row["tenant"]
+    return out
 
 
 def span_tree(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

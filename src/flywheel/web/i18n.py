@@ -1,0 +1,102 @@
+"""UI text in English and Chinese. The language comes from `?lang=` (then remembered in a cookie), else the
+`fw_lang` cookie, else the browser's Accept-Language; English otherwise.
+
+Add a string: one key in EN and the same key in ZH (a test checks both have the same keys).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGS = ("en", "zh")
+COOKIE = "fw_lang"
+
+EN: dict[str, str] = {
+    "title": "flywheel", "traces": "Traces", "sessions": "Sessions", "users": "Users", "login": "Log in",
+    "logout": "Log out", "api_key": "API key", "login_help": "Log in with a flywheel API key (`flywheel keys create`).",
+    "login_failed": "That key is not valid (unknown, malformed or revoked).",
+    "filters": "Filters", "apply": "Apply", "clear": "Clear", "invalid": "invalid",
+    "since": "Since", "until": "Until", "app": "App", "model": "Model", "prompt_version": "Prompt version",
+    "tenant": "Tenant", "status": "Status", "latency_min": "Latency ≥ ms", "latency_max": "Latency ≤ ms",
+    "cost_min": "Cost ≥ $", "cost_max": "Cost ≤ $", "feedback": "Feedback", "guard": "Guard action",
+    "cache": "Cache", "search": "Search text", "session_id": "Session", "user_id": "User",
+    "any": "any", "none": "none", "positive": "positive", "negative": "negative", "hit": "hit", "miss": "miss",
+    "time": "Time", "trace": "Trace", "name": "Name", "latency": "Latency", "tokens": "Tokens", "cost": "Cost",
+    "question": "Question", "answer": "Answer", "next_page": "Next page →", "first_page": "← First page",
+    "no_traces": "No traces match these filters.", "facets": "Facets",
+    "facets_partial": "Facet counts stopped at the time budget; not counted:",
+    "saved_views": "Saved views", "save_view": "Save this view", "view_name": "View name", "delete": "Delete",
+    "export": "Export", "keys_help": "Keys: J / K move, Enter opens, / searches.",
+    "span_tree": "Span tree and waterfall", "span": "Span", "kind": "Kind", "size": "Body size",
+    "final_prompt": "Final prompt as sent", "no_prompt": "No model call in this trace.",
+    "sources": "Retrieved sources", "score": "Score", "source": "Source", "chunk": "Chunk", "guards": "Guard actions",
+    "action": "Action", "check": "Check", "labels": "Feedback and labels", "no_feedback": "No feedback yet.",
+    "value": "Value", "comment": "Comment", "actor": "By", "span_body": "Span body",
+    "click_span": "Click a span to load its inputs and outputs.", "inputs": "Inputs", "outputs": "Outputs",
+    "attributes": "Attributes", "error": "Error", "more_spans": "Loading more spans…",
+    "add_to_review": "Add to review queue", "replay": "Replay in playground",
+    "not_found": "Not found", "back": "Back to traces", "turns": "Turns", "first": "First", "last": "Last",
+    "errors": "Errors", "conversation": "Conversation", "no_sessions": "No sessions: requests carry no session id.",
+    "spans_shown": "spans", "of": "of", "incomplete_note": "Its root span never ended (the process stopped).",
+    "language": "中文", "open_mode": "open (local, no keys)", "signed_in_as": "signed in as",
+    "bad_csrf": "The form expired or came from another site; reload the page and try again.",
+}
+
+ZH: dict[str, str] = {
+    "title": "flywheel", "traces": "追踪", "sessions": "会话", "users": "用户", "login": "登录",
+    "logout": "退出", "api_key": "API 密钥", "login_help": "用 flywheel API 密钥登录（`flywheel keys create`）。",
+    "login_failed": "该密钥无效（未知、格式错误或已吊销）。",
+    "filters": "筛选", "apply": "应用", "clear": "清除", "invalid": "无效",
+    "since": "起始时间", "until": "截止时间", "app": "应用", "model": "模型", "prompt_version": "提示词版本",
+    "tenant": "租户", "status": "状态", "latency_min": "延迟 ≥ 毫秒", "latency_max": "延迟 ≤ 毫秒",
+    "cost_min": "费用 ≥ $", "cost_max": "费用 ≤ $", "feedback": "反馈", "guard": "护栏动作",
+    "cache": "缓存", "search": "搜索文本", "session_id": "会话", "user_id": "用户",
+    "any": "任意", "none": "无", "positive": "正面", "negative": "负面", "hit": "命中", "miss": "未命中",
+    "time": "时间", "trace": "追踪", "name": "名称", "latency": "延迟", "tokens": "令牌", "cost": "费用",
+    "question": "问题", "answer": "回答", "next_page": "下一页 →", "first_page": "← 第一页",
+    "no_traces": "没有符合筛选条件的追踪。", "facets": "分面统计",
+    "facets_partial": "分面统计在时间预算内停止；未统计：",
+    "saved_views": "已保存视图", "save_view": "保存当前视图", "view_name": "视图名称", "delete": "删除",
+    "export": "导出", "keys_help": "快捷键：J / K 移动，Enter 打开，/ 搜索。",
+    "span_tree": "跨度树与瀑布图", "span": "跨度", "kind": "类型", "size": "内容大小",
+    "final_prompt": "实际发送的最终提示词", "no_prompt": "此追踪中没有模型调用。",
+    "sources": "检索到的来源", "score": "分数", "source": "来源", "chunk": "片段", "guards": "护栏动作",
+    "action": "动作", "check": "检查", "labels": "反馈与标签", "no_feedback": "暂无反馈。",
+    "value": "值", "comment": "评论", "actor": "提交者", "span_body": "跨度内容",
+    "click_span": "点击一个跨度以加载其输入和输出。", "inputs": "输入", "outputs": "输出",
+    "attributes": "属性", "error": "错误", "more_spans": "正在加载更多跨度…",
+    "add_to_review": "加入审核队列", "replay": "在试验场中重放",
+    "not_found": "未找到", "back": "返回追踪列表", "turns": "轮次", "first": "首次", "last": "最近",
+    "errors": "错误", "conversation": "对话", "no_sessions": "没有会话：请求未携带会话 ID。",
+    "spans_shown": "个跨度", "of": "/", "incomplete_note": "其根跨度从未结束（进程已停止）。",
+    "language": "English", "open_mode": "开放模式（本机，无密钥）", "signed_in_as": "已登录：",
+    "bad_csrf": "表单已过期或来自其他网站；请刷新页面后重试。",
+}
+
+TEXT = {"en": EN, "zh": ZH}
+
+
+def choose(query_lang: str | None, cookie: str | None, accept_language: str | None) -> str:
+    """The UI language: ?lang=, else the cookie, else the first supported Accept-Language entry, else en."""
+    for value in (query_lang, cookie):
+        if value in LANGS:
+            return value  # type: ignore[return-value]
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+class Translator:
+    """`t("key")` in templates; a missing key shows the key itself (never an error page)."""
+
+    def __init__(self, lang: str):
+        self.lang = lang if lang in LANGS else "en"
+        self.table = TEXT[self.lang]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        text = self.table.get(key) or EN.get(key) or key
+        return text.format(**values) if values else text

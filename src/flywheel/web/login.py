@@ -1,0 +1,46 @@
+"""/ui/login and /ui/logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from flywheel.web.auth import csrf_ok, is_open, login, prepare_csrf, set_session
+from flywheel.web.pages import form_of, safe_next
+from flywheel.web.render import render
+
+router = APIRouter()
+
+
+@router.get("/ui/login", include_in_schema=False)
+def login_page(request: Request) -> Response:
+    prepare_csrf(request)
+    if is_open(request):
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    return render(request, "login.html", next=safe_next(request.query_params.get("next")), failed=False)
+
+
+@router.post("/ui/login", include_in_schema=False)
+async def login_submit(request: Request) -> Response:
+    prepare_csrf(request)
+    form = await form_of(request)
+    target = safe_next(form.get("next"))
+    if not csrf_ok(request, form):
+        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+    session = login(request, form.get("key", ""))
+    if session is None:
+        return render(request, "login.html", status=401, next=target, failed=True)
+    response = RedirectResponse(target, status_code=303)
+    set_session(request, response, session)
+    return response
+
+
+@router.post("/ui/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    prepare_csrf(request)
+    form = await form_of(request)
+    if not csrf_ok(request, form):
+        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+    response = RedirectResponse("/ui/login", status_code=303)
+    set_session(request, response, None)
+    return response

@@ -1,0 +1,42 @@
+"""What every dashboard route does first: find the viewer (or send them to log in), read a form body."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from flywheel.web.auth import Viewer, prepare_csrf, viewer_of
+
+
+def gate(request: Request, fmt: str = "html") -> Viewer | Response:
+    """The viewer, or the response to send instead: a redirect to the login page (HTML) or a 401 (twins)."""
+    prepare_csrf(request)
+    viewer = viewer_of(request)
+    if viewer is None:
+        if fmt != "html":
+            return JSONResponse({"error": {"message": "log in at /ui/login or send `Authorization: Bearer <key>`",
+                                           "code": "login_required"}}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+    request.scope["flywheel.viewer"] = viewer
+    return viewer
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """A urlencoded form body (read raw: the server's middleware relabels form posts as JSON for `curl -d`)."""
+    body = (await request.body()).decode("utf-8", "replace")
+    return dict(parse_qsl(body, keep_blank_values=True))
+
+
+def tenant_may_see(viewer: Viewer, tenant: Any) -> bool:
+    return not viewer.scoped or tenant == viewer.tenant
+
+
+def safe_next(target: str | None) -> str:
+    """Only a local dashboard path: a login link must not redirect to another site."""
+    if target and target.startswith("/ui") and not target.startswith("//"):
+        return target
+    return "/ui/traces"

@@ -1,0 +1,150 @@
+"""Rendering for the dashboard: the Jinja2 environment, page context (language, viewer, CSRF token), the `.json`
+and `.csv` twins of list pages, and the HTML error page."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import html
+import io
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from flywheel.web import i18n
+
+HERE = Path(__file__).parent
+_env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                   trim_blocks=True, lstrip_blocks=True)
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"
+
+
+def usd(value: float | None) -> str:
+    if not value:
+        return "0"
+    return f"{value:.4f}" if value >= 0.001 else f"{value:.6f}"
+
+
+def size(n: int | None) -> str:
+    if not n:
+        return "0 B"
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.1f} MB"
+
+
+def pretty(value: Any) -> str:
+    """A span body as readable text: strings as they are, everything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, indent=2, default=str)
+
+
+_env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty)
+
+
+def qs(params: dict[str, Any], **changes: Any) -> str:
+    """A querystring from `params` with `changes` applied (None removes a key)."""
+    merged = {**params, **changes}
+    return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+
+
+_env.globals["qs"] = qs
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """The template with the page context every page has: `t` (UI text), `lang`, `viewer`, `csrf`, `path`."""
+    from flywheel.web.auth import csrf_token, ensure_csrf_cookie
+
+    lang = language(request)
+    nonce = request.scope.get("flywheel.csrf_nonce") or request.cookies.get("fw_csrf")
+    from flywheel.web import NAV
+
+    body = _env.get_template(template).render(
+        request=request, nav=NAV, t=i18n.Translator(lang), lang=lang, other_lang="en" if lang == "zh" else "zh",
+        viewer=request.scope.get("flywheel.viewer"), csrf=csrf_token(request, nonce) if nonce else "",
+        path=request.url.path, query=dict(request.query_params), **context)
+    response = HTMLResponse(body, status_code=status)
+    if request.query_params.get("lang") in i18n.LANGS:
+        response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    ensure_csrf_cookie(request, response)
+    return response
+
+
+def fragment(request: Request, template: str, **context: Any) -> HTMLResponse:
+    """A piece of a page for HTMX (no layout, no cookies)."""
+    lang = language(request)
+    body = _env.get_template(template).render(request=request, t=i18n.Translator(lang), lang=lang,
+                                              viewer=request.scope.get("flywheel.viewer"), **context)
+    return HTMLResponse(body)
+
+
+def language(request: Request) -> str:
+    return i18n.choose(request.query_params.get("lang"), request.cookies.get(i18n.COOKIE),
+                       request.headers.get("accept-language"))
+
+
+def not_found(request: Request, what: str, fmt: str = "html") -> Response:
+    """The 404 page (or JSON) that says what was not found."""
+    if fmt == "fragment":
+        return HTMLResponse(f'<p class="invalid">{html.escape(what)}</p>', status_code=404)
+    if fmt != "html":
+        return JSONResponse({"error": {"message": what, "code": "not_found"}}, status_code=404)
+    return render(request, "error.html", status=404, title=i18n.Translator(language(request))("not_found"),
+                  message=what)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def as_json(rows: list[dict[str, Any]], **extra: Any) -> JSONResponse:
+    return JSONResponse({"rows": [{k: _plain(v) for k, v in r.items()} for r in rows], **extra},
+                        status_code=400 if extra.get("errors") else 200)
+
+
+def as_csv(rows: list[dict[str, Any]], columns: Iterable[str], filename: str, status: int = 200) -> Response:
+    buf = io.StringIO()
+    cols = list(columns)
+    out = csv.writer(buf)
+    out.writerow(cols)
+    for r in rows:
+        out.writerow([_csv_cell(r.get(c)) for c in cols])
+    return Response(buf.getvalue(), status_code=status, media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # a spreadsheet must not run a formula from a question
+    return "" if value is None else value
+
+
+def split_format(name: str) -> tuple[str, str]:
+    """("abc", "json") from "abc.json"; ("abc", "html") otherwise."""
+    for fmt in ("json", "csv"):
+        if name.endswith("." + fmt):
+            return name[: -len(fmt) - 1], fmt
+    return name, "html"

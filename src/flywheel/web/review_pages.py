@@ -1,0 +1,328 @@
+"""/ui/review (queues with per-annotator progress, the new-queue form; .json/.csv twins), /ui/review/new?trace=ID,
+/ui/review/{queue}?annotator=NAME (the labelling page: one key per verdict, next item over HTMX; .json twin) and
+/ui/review/{queue}/agreement (κ / α with intervals, disagreements, judge vs. people; .json twin).
+
+The overlap and the blind A / B order are the queue API's (flywheel.feedback.queues): this page only shows what
+`next_item` hands this annotator, and "done" when it hands nothing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+
+from flywheel.errors import UserError
+from flywheel.feedback import queues
+from flywheel.feedback.sampling import STRATEGIES
+from flywheel.web.auth import Viewer, csrf_ok, csrf_token
+from flywheel.web.pages import form_of, gate, tenant_may_see
+from flywheel.web.render import as_csv, as_json, fragment, language, not_found, render, split_format
+from flywheel.web.review_i18n import Text
+
+router = APIRouter()
+ANNOTATOR_COOKIE = "fw_annotator"
+CSV_COLUMNS = ("id", "name", "kind", "strategy", "overlap", "n_items", "labels", "complete", "annotators",
+               "created_at")
+KEYS = {"binary": {"pass": "p", "fail": "f"}, "pairwise": {"a": "a", "b": "b", "tie": "t"}}
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.flywheel.store
+
+
+def _tenant(viewer: Viewer) -> str | None:
+    return viewer.tenant if viewer.scoped else None
+
+
+def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    return render(request, template, status=status, tx=Text(language(request)), **context)
+
+
+def _bad_csrf(request: Request) -> Response:
+    return render(request, "error.html", status=403, title="403", message="bad_csrf")
+
+
+def _queue(request: Request, viewer: Viewer, ref: str) -> queues.Queue | None:
+    try:
+        return queues.get_queue(_store(request), ref, tenant=_tenant(viewer))
+    except UserError:  # another tenant's queue is as unknown as a missing one
+        return None
+
+
+def _rows(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
+    store = _store(request)
+    out = []
+    for q in queues.list_queues(store, tenant=_tenant(viewer)):
+        p = queues.progress(store, q)
+        out.append({**q.model_dump(), "labels": p["labels"], "complete": p["complete"], "annotators": p["annotators"]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- the list
+@router.get("/ui/review", include_in_schema=False)
+@router.get("/ui/review.json", include_in_schema=False)
+@router.get("/ui/review.csv", include_in_schema=False)
+def queues_page(request: Request) -> Response:
+    fmt = split_format(request.url.path)[1]
+    viewer = gate(request, fmt)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    rows = _rows(request, viewer)
+    if fmt == "json":
+        return as_json(rows)
+    if fmt == "csv":
+        return as_csv(rows, CSV_COLUMNS, "review-queues.csv")
+    return _page(request, "review_queues.html", rows=rows, form=_form_defaults(request), errors={})
+
+
+def _form_defaults(request: Request, trace: str = "") -> dict[str, str]:
+    review = request.app.state.flywheel.project.config.review
+    return {"kind": "binary", "strategy": "mixed", "n": "50", "overlap": str(review.overlap), "name": "", "app": "",
+            "trace_ids": trace}
+
+
+def _strategies() -> list[str]:
+    return ["mixed", *STRATEGIES]
+
+
+@router.get("/ui/review/new", include_in_schema=False)
+def new_queue_page(request: Request, trace: str = "") -> Response:
+    """The new-queue form with one trace filled in (the trace page's "add to review queue" button)."""
+    viewer = gate(request)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    trace = trace.strip().lower()
+    if trace:
+        t = _store(request).table("traces")
+        with _store(request).connect() as conn:
+            found = conn.execute(select(t.c.trace_id, t.c.tenant).where(t.c.trace_id == trace)).first()
+        if found is None or not tenant_may_see(viewer, found[1]):
+            return not_found(request, f"no trace with id '{trace}'")
+    return _page(request, "review_new.html", form=_form_defaults(request, trace), errors={},
+                 strategies=_strategies())
+
+
+@router.post("/ui/review/new", include_in_schema=False)
+async def create_queue(request: Request) -> Response:
+    viewer = gate(request)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    form = await form_of(request)
+    if not csrf_ok(request, form):
+        return _bad_csrf(request)
+    errors: dict[str, str] = {}
+    numbers: dict[str, int] = {}
+    for name, low, high in (("n", 1, 10_000), ("overlap", 1, 100)):
+        raw = form.get(name, "").strip()
+        if raw.isdigit() and low <= int(raw) <= high:
+            numbers[name] = int(raw)
+        else:
+            errors[name] = f"a whole number from {low} to {high}"
+    kind, strategy = form.get("kind", "binary"), form.get("strategy", "mixed")
+    if kind not in queues.CHOICES:
+        errors["kind"] = "binary or pairwise"
+    if strategy not in _strategies():
+        errors["strategy"] = "one of " + ", ".join(_strategies())
+    ids = [x for x in form.get("trace_ids", "").replace(",", " ").split() if x]
+    if ids and kind != "binary":
+        errors["trace_ids"] = "trace ids make a binary queue; pairwise queues are sampled"
+    if not errors:
+        try:
+            queue = queues.create_queue(
+                _store(request), form.get("name", "").strip() or None, kind=kind, overlap=numbers["overlap"],
+                strategy=strategy, n=numbers["n"], app=form.get("app", "").strip() or None,
+                trace_ids=ids or None, tenant=_tenant(viewer))
+        except UserError as exc:
+            errors["form"] = exc.message + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
+        else:
+            return RedirectResponse(f"/ui/review/{quote(queue.name)}", status_code=303)
+    return _page(request, "review_new.html", status=400, form={**_form_defaults(request), **form}, errors=errors,
+                 strategies=_strategies())
+
+
+# ------------------------------------------------------------------------------------------- labelling
+def _annotator_of(request: Request) -> tuple[str | None, str | None]:
+    """(annotator name, error) from ?annotator= or the cookie."""
+    raw = request.query_params.get("annotator")
+    if raw is None:
+        raw = request.cookies.get(ANNOTATOR_COOKIE)
+        if raw is None:
+            return None, None
+    name = raw.strip()
+    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+        return None, "1-200 printable characters"
+    return name, None
+
+
+def _item_context(request: Request, queue: queues.Queue, annotator: str, item: queues.Item | None,
+                  **extra: Any) -> dict[str, Any]:
+    nonce = request.scope.get("flywheel.csrf_nonce") or request.cookies.get("fw_csrf") or ""
+    progress = queues.progress(_store(request), queue)
+    return {"queue": queue, "annotator": annotator, "item": item, "keys": KEYS[queue.kind], "progress": progress,
+            "mine": progress["annotators"].get(annotator, 0), "csrf": csrf_token(request, nonce) if nonce else "",
+            "tx": Text(language(request)), **extra}
+
+
+def _next(request: Request, queue: queues.Queue, annotator: str, skip: list[str] | None = None) -> queues.Item | None:
+    ttl = request.app.state.flywheel.project.config.review.lock_ttl_s
+    return queues.next_item(_store(request), queue, annotator, lock_ttl_s=ttl, skip=skip or ())
+
+
+@router.get("/ui/review/{queue_ref}", include_in_schema=False)
+def queue_page(request: Request, queue_ref: str) -> Response:
+    ref, fmt = split_format(queue_ref)
+    viewer = gate(request, fmt)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    queue = _queue(request, viewer, ref)
+    if queue is None:
+        return not_found(request, f"no review queue '{ref}'", fmt)
+    store = _store(request)
+    if fmt != "html":
+        rows = [{"id": i.id, "position": i.position, "trace_id": i.trace_id, "trace_id_b": i.trace_id_b,
+                 "stratum": i.stratum, "n_labels": i.n_labels} for i in queues.items(store, queue)]
+        if fmt == "csv":
+            return as_csv(rows, ("id", "position", "trace_id", "trace_id_b", "stratum", "n_labels"),
+                          f"review-{queue.name}.csv")
+        return as_json(rows, queue=queue.model_dump(), progress=queues.progress(store, queue))
+    annotator, error = _annotator_of(request)
+    if annotator is None:
+        suggestion = viewer.name if viewer.kind == "key" else ""
+        return _page(request, "review_queue.html", status=400 if error else 200, queue=queue, annotator=None,
+                     error=error, suggestion=suggestion, progress=queues.progress(store, queue))
+    item = _next(request, queue, annotator)
+    response = _page(request, "review_queue.html", **_item_context(request, queue, annotator, item), error=None,
+                     last=None, message=None)
+    if request.cookies.get(ANNOTATOR_COOKIE) != annotator:
+        response.set_cookie(ANNOTATOR_COOKIE, annotator, path="/ui", max_age=365 * 86400, samesite="lax")
+    return response
+
+
+async def _posted(request: Request, queue_ref: str) -> tuple[Viewer, queues.Queue, str, dict[str, str]] | Response:
+    """The checks every labelling POST makes: viewer, CSRF, the queue (the viewer's tenant's), the annotator."""
+    viewer = gate(request, "fragment")
+    if not isinstance(viewer, Viewer):
+        return viewer
+    form = await form_of(request)
+    if not csrf_ok(request, form):
+        return _bad_csrf(request)
+    queue = _queue(request, viewer, queue_ref)
+    if queue is None:
+        return not_found(request, f"no review queue '{queue_ref}'", "fragment")
+    annotator = form.get("annotator", "").strip()
+    if not annotator:
+        return not_found(request, "an annotator name is needed", "fragment")
+    return viewer, queue, annotator, form
+
+
+def _answer(request: Request, queue: queues.Queue, annotator: str, item: queues.Item | None, **extra: Any) -> Response:
+    if request.headers.get("hx-request") != "true":  # a plain form post (no JavaScript): back to the page
+        return RedirectResponse(f"/ui/review/{quote(queue.name)}?annotator={quote(annotator)}", status_code=303)
+    return fragment(request, "review_item.html", **_item_context(request, queue, annotator, item, **extra))
+
+
+@router.post("/ui/review/{queue_ref}/label", include_in_schema=False)
+async def label_item(request: Request, queue_ref: str) -> Response:
+    got = await _posted(request, queue_ref)
+    if isinstance(got, Response):
+        return got
+    _, queue, annotator, form = got
+    item_id = form.get("item_id", "")
+    message = None
+    try:
+        item = queues.get_item(_store(request), item_id)
+        if item.queue_id != queue.id:
+            raise queues.NotFoundError(f"no review item {item_id!r} in this queue")
+        queues.label(_store(request), item_id, annotator, form.get("verdict", ""), reason=form.get("reason"),
+                     correction=form.get("correction"))
+        last: str | None = item_id
+    except UserError as exc:  # a second label, a full item, a bad verdict: say so and go on
+        message, last = exc.message, form.get("last") or None
+    return _answer(request, queue, annotator, _next(request, queue, annotator), last=last, message=message)
+
+
+@router.post("/ui/review/{queue_ref}/skip", include_in_schema=False)
+async def skip_item(request: Request, queue_ref: str) -> Response:
+    got = await _posted(request, queue_ref)
+    if isinstance(got, Response):
+        return got
+    _, queue, annotator, form = got
+    skipped = [x for x in form.get("skipped", "").split(",") if x][-200:]
+    item_id = form.get("item_id", "")
+    if item_id:
+        queues.release(_store(request), item_id, annotator)
+        skipped.append(item_id)
+    item = _next(request, queue, annotator, skipped)
+    return _answer(request, queue, annotator, item, last=form.get("last") or None, message=None,
+                   skipped=",".join(skipped))
+
+
+@router.post("/ui/review/{queue_ref}/undo", include_in_schema=False)
+async def undo_label(request: Request, queue_ref: str) -> Response:
+    got = await _posted(request, queue_ref)
+    if isinstance(got, Response):
+        return got
+    _, queue, annotator, form = got
+    item_id = form.get("last", "")
+    store = _store(request)
+    try:
+        if queues.get_item(store, item_id).queue_id != queue.id:
+            raise queues.NotFoundError(f"no review item {item_id!r} in this queue")
+        queues.undo(store, item_id, annotator)
+    except UserError as exc:
+        return _answer(request, queue, annotator, _next(request, queue, annotator), last=None, message=exc.message)
+    current = form.get("item_id")
+    if current:  # hand the item on screen back: the undone one comes first
+        queues.release(store, current, annotator)
+    item = queues.get_item(store, item_id, annotator)
+    return _answer(request, queue, annotator, item, last=None, message=Text(language(request))("undone"))
+
+
+# ------------------------------------------------------------------------------------------- agreement
+def judge_line(store: Any, queue: queues.Queue) -> dict[str, Any] | None:
+    """The last judge calibration measured on this queue's labels: {check_name, version, kappa, n_heldout …}."""
+    from flywheel.evals.calibration_store import judge_status
+    from flywheel.store.schema_evals import judge_calibrations as jc
+
+    with store.engine.connect() as conn:
+        row = conn.execute(select(jc.c.base_criterion, jc.c.check_name).where(jc.c.queue_id == queue.id)
+                           .order_by(jc.c.created_at.desc()).limit(1)).first()
+    if row is None:
+        return None
+    status = judge_status(store, row[0])
+    return None if status is None else {"check_name": row[1], **status}
+
+
+@router.get("/ui/review/{queue_ref}/agreement", include_in_schema=False)
+@router.get("/ui/review/{queue_ref}/agreement.json", include_in_schema=False)
+def agreement_page(request: Request, queue_ref: str) -> Response:
+    fmt = "json" if request.url.path.endswith(".json") else "html"
+    viewer = gate(request, fmt)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    queue = _queue(request, viewer, queue_ref)
+    if queue is None:
+        return not_found(request, f"no review queue '{queue_ref}'", fmt)
+    from flywheel.feedback.agreement import agreement_report
+
+    store = _store(request)
+    labels = queues.labels(store, queue)
+    report = agreement_report([(lb.item_id, lb.annotator, lb.verdict) for lb in labels], n_boot=1000, seed=0)
+    traces = {lb.item_id: (lb.trace_id, lb.trace_id_b) for lb in labels}
+    reasons: dict[str, dict[str, str]] = {}
+    for lb in labels:
+        if lb.reason:
+            reasons.setdefault(lb.item_id, {})[lb.annotator] = lb.reason
+    for d in report["disagreements"]:
+        d["trace_id"], d["trace_id_b"] = traces.get(d["item_id"], (None, None))
+        d["reasons"] = reasons.get(d["item_id"], {})
+    judge = judge_line(store, queue)
+    if fmt == "json":
+        return as_json(report["disagreements"], queue=queue.model_dump(), progress=queues.progress(store, queue),
+                       report={k: v for k, v in report.items() if k != "disagreements"}, judge=judge)
+    return _page(request, "review_agreement.html", queue=queue, report=report, judge=judge,
+                 progress=queues.progress(store, queue), generated=time.time())

@@ -1,0 +1,56 @@
+"""What the trace page pulls out of a trace's spans: the final prompt as sent, the retrieved sources with their
+scores, and the guard actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def final_prompt(spans: list[dict[str, Any]], bodies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The inputs of the last model call (kind llm) that has stored inputs: messages and parameters."""
+    calls = [s for s in spans if s["kind"] == "llm" and s["span_id"] in bodies]
+    for span in sorted(calls, key=lambda s: s["start_ns"], reverse=True):
+        inputs = bodies[span["span_id"]].get("inputs")
+        if inputs is None:
+            continue
+        messages = inputs.get("messages") if isinstance(inputs, dict) else None
+        text: str | None
+        if isinstance(messages, list):
+            text = "\n\n".join(f"[{m.get('role', '?')}]\n{_content(m.get('content'))}" if isinstance(m, dict)
+                               else str(m) for m in messages)
+        else:
+            text = inputs if isinstance(inputs, str) else None
+        params = inputs.get("params") if isinstance(inputs, dict) else None
+        return {"span": span, "text": text, "raw": inputs if text is None else None, "params": params}
+    return None
+
+
+def _content(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones, name the others
+        return "\n".join(p.get("text", "") if isinstance(p, dict) and p.get("type") == "text"
+                         else f"<{p.get('type', 'part') if isinstance(p, dict) else 'part'}>" for p in content)
+    return "" if content is None else str(content)
+
+
+def retrieved_sources(spans: list[dict[str, Any]], bodies: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for span in spans:
+        if span["kind"] != "retrieval" or span["span_id"] not in bodies:
+            continue
+        hits = bodies[span["span_id"]].get("outputs")
+        if isinstance(hits, list):
+            out.extend({"span_id": span["span_id"], "source": h.get("source"), "chunk_id": h.get("chunk_id"),
+                        "score": h.get("score")} for h in hits if isinstance(h, dict))
+    return out[:100]
+
+
+def guard_actions(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for span in spans:
+        attrs = span.get("attributes") or {}
+        if span["kind"] == "guard" and isinstance(attrs, dict):
+            out.append({"span_id": span["span_id"], "check": attrs.get("flywheel.guard.check") or span["name"],
+                        "action": attrs.get("flywheel.guard.action", "?"), "error": span.get("error")})
+    return out
