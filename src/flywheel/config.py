@@ -186,6 +186,7 @@ class DocsQAOptions(Section):
     k: int | None = Field(default=None, ge=1, strict=True)  # strict: `k: true` or `k: "5"` is a mistake
     filters: dict[str, Any] | None = None  # metadata field → value, e.g. {lang: en}
     no_answer: str | dict[str, str] | None = None  # a message, or one per language {en: …, zh: …}
+    prompt_label: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")  # pin a label
 
 
 class ChatOptions(Section):
@@ -196,7 +197,7 @@ class ChatOptions(Section):
 
 # Options of the built-in app kinds; a plugin kind (entry-point group `flywheel.apps`) checks its own.
 APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatOptions}
-_OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\"}",
+_OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\", prompt_label: production}",
                  "chat": "chat apps take options: {system: \"…\"}"}
 
 

@@ -30,7 +30,9 @@ def _docs_qa(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True
     project = runtime.project
     options = DocsQAOptions.model_validate(cfg.options)  # checked with file:line when flywheel.yaml loaded
     k, filters, no_answer = options.k, options.filters, options.no_answer
-    prompt = PromptRegistry(project.root).get(cfg.prompt or DEFAULT_APP, where=project.where("apps", name, "prompt"))
+    label = options.prompt_label  # a pinned label serves the stored version even after the file moved on
+    where = project.where("apps", name, "options", "prompt_label") if label else project.where("apps", name, "prompt")
+    prompt = PromptRegistry(project.root, store=runtime.store).get(cfg.prompt or DEFAULT_APP, where=where, label=label)
     guards = _guards(runtime, name, cfg)
     # Runtime.cache, where the runtime provides one (flywheel.cache.Cache built from `cache:` in flywheel.yaml).
     response_cache = runtime.cache if cache else None

@@ -24,6 +24,7 @@ COMMANDS = {
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
+    "prompts": "prompts",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -48,6 +49,7 @@ SHORT_HELP = {
     "keys": "Create, list and revoke API keys for `flywheel serve` (tenant, models, apps, budget, rate "
             "limits).",
     "monitor": "Production metrics per time window and group, and the alerts that crossed a threshold.",
+    "prompts": "Prompt versions and labels: list, show, diff, label, rollback, register.",
     "promote": "Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite "
                "--to.",
     "report": "Reports over production traces: `flywheel report daily`.",

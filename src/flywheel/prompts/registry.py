@@ -7,19 +7,21 @@
     template: |- … {{sources}} … {{question}}
     sources: {xml: "<source id=\"{{id}}\">…", markdown: "### [{{id}}] …", separator: "\\n\\n"}
     no_answer: {en: "I don't know …", zh: "我不知道…"}
+    examples: [{input: …, output: …}, …]     # n-shot; `shots:` picks and orders them per request
+    shots: {k: 3, select: similar, shuffle: false, seed: 0}
+    prefill: "…"                             # the start of the assistant's answer
+    reasoning: true                          # think in <thinking>…</thinking>, stripped from the answer
+    format: auto                             # auto | xml | markdown | json (structured input)
 
 A prompt is looked up by name in the project's `prompts/` folder first and in the prompts packaged with
-flywheel (`flywheel/prompts/builtin/`) second, or loaded from an explicit path. Its `version` is a hash of
-everything that changes what the model sees (system, template, source blocks, no-answer messages) — not of
-comments, key order or the description — and is recorded on spans as `flywheel.prompt.version`.
+flywheel (`flywheel/prompts/builtin/`) second, or loaded from an explicit path, or by label / version from the
+store (`flywheel.prompts.versions`). Its `version` is a hash of everything that changes what the model sees —
+not of comments, key order or the description — and is recorded on spans as `flywheel.prompt.version`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+import logging
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,29 +29,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flywheel.config import read_yaml, validation_error
-from flywheel.errors import ConfigError
-from flywheel.prompts.render import (
-    SourceItem,
-    SourceStyle,
-    format_sources,
-    pick_language,
-    placeholders,
-    render,
-    source_style,
-    template_problem,
-)
-from flywheel.types import Message, content_hash
+from flywheel.config import where as where_in
+from flywheel.errors import ConfigError, UserError
+from flywheel.prompts.examples import MIN_EXAMPLES, Example, ExampleTurn, Shots
+from flywheel.prompts.prompt import Prompt, RenderedPrompt, SourceBlocks
+from flywheel.prompts.reasoning import Reasoning
+from flywheel.prompts.render import PromptFormat, placeholders, template_problem
+from flywheel.protocols import StoreLike
+from flywheel.registry import did_you_mean, unknown_name
+
+__all__ = ["Prompt", "PromptFile", "PromptRegistry", "RenderedPrompt", "SourceBlocks", "builtin_dir",
+           "load_prompt", "load_prompt_file"]
+
+log = logging.getLogger(__name__)
 
 PROMPTS_DIR = "prompts"
 SOURCE_FIELDS = frozenset({"id", "text", "source", "location", "title"})
 _SUFFIXES = (".yaml", ".yml")
-
-
-class SourceBlocks(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    xml: str = '<source id="{{id}}" name="{{source}}" location="{{location}}">\n{{text}}\n</source>'
-    markdown: str = "### [{{id}}] {{source}} {{location}}\n{{text}}"
-    separator: str = "\n\n"
 
 
 class PromptFile(BaseModel):
@@ -62,66 +58,51 @@ class PromptFile(BaseModel):
     template: str
     sources: SourceBlocks = Field(default_factory=SourceBlocks)
     no_answer: dict[str, str] = Field(default_factory=dict)
+    examples: list[Example] = Field(default_factory=list)
+    shots: Shots = Field(default_factory=Shots)
+    prefill: str = ""
+    reasoning: bool | Reasoning = False
+    format: PromptFormat = "auto"
 
 
-@dataclass(frozen=True)
-class RenderedPrompt:
-    """A prompt filled in for one request."""
-
-    name: str
-    version: str
-    system: str
-    user: str
-    style: SourceStyle
-
-    def messages(self) -> list[Message]:
-        head = [Message(role="system", content=self.system)] if self.system else []
-        return [*head, Message(role="user", content=self.user)]
+# The models whose keys a mapping at each position of a prompt file may use, for "did you mean" on a typo.
+_KEYS_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): PromptFile, ("sources",): SourceBlocks, ("shots",): Shots, ("reasoning",): Reasoning,
+    ("examples", "*"): Example, ("examples", "*", "messages", "*"): ExampleTurn,
+}
 
 
-@dataclass(frozen=True)
-class Prompt:
-    name: str
-    template: str
-    system: str = ""
-    description: str = ""
-    sources: SourceBlocks = field(default_factory=SourceBlocks)
-    no_answer: dict[str, str] = field(default_factory=dict)
-    path: str | None = None  # where it was loaded from (None: built in Python)
-
-    @cached_property
-    def version(self) -> str:
-        body = {"system": self.system, "template": self.template, "sources": self.sources.model_dump(),
-                "no_answer": self.no_answer}
-        return content_hash(json.dumps(body, sort_keys=True, ensure_ascii=False), n=12)
-
-    def variables(self) -> list[str]:
-        """Variables the caller must supply (`sources` is built from the passages given to render)."""
-        return [v for v in placeholders(self.system + "\n" + self.template) if v != "sources"]
-
-    def render(self, *, sources: Sequence[SourceItem] = (), family: str = "openai", **variables: Any) -> RenderedPrompt:
-        """Fill the template. `sources` become `{{sources}}`, formatted as XML or Markdown for `family`."""
-        style = source_style(family)
-        block = self.sources.xml if style == "xml" else self.sources.markdown
-        values = dict(variables)
-        values["sources"] = format_sources(sources, block, style, self.sources.separator, where=self.path)
-        return RenderedPrompt(
-            name=self.name, version=self.version, style=style,
-            system=render(self.system, values, where=self.path),
-            user=render(self.template, values, where=self.path),
-        )
-
-    def no_answer_message(self, language: str, default: str = "I don't know.") -> str:
-        return pick_language(self.no_answer, language) if self.no_answer else default
+def _unknown_keys(data: Any, path: Path, lines: dict, at: tuple = ()) -> None:
+    """A key no field has, with the closest valid ones and the list of all, at its file:line."""
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            _unknown_keys(item, path, lines, (*at, i))
+        return
+    if not isinstance(data, dict):
+        return
+    pattern = tuple("*" if isinstance(p, int) else p for p in at)
+    model = _KEYS_AT.get(pattern)
+    if model is None:
+        return
+    valid = list(model.model_fields)
+    for key, value in data.items():
+        if key not in valid:
+            close = did_you_mean(str(key), valid)
+            field = ".".join(map(str, (*at, key)))
+            mean = (" — did you mean " + " or ".join(f"`{c}`" for c in close) + "?") if close else ""
+            raise ConfigError(f"unknown field `{key}`{mean} (at `{field}`)", where=where_in(path, lines, (*at, key)),
+                              hint=f"valid fields here: {', '.join(valid)}")
+        _unknown_keys(value, path, lines, (*at, key))
 
 
-def load_prompt(path: str | Path) -> Prompt:
+def load_prompt_file(path: str | Path) -> Prompt:
     """Read and validate a prompt file; mistakes raise ConfigError naming file:line."""
     path = Path(path)
     data, lines = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError("a prompt file must be a mapping with at least `template:`", where=f"{path}:1",
                           hint="see flywheel/prompts/builtin/docs_qa.yaml for an example")
+    _unknown_keys(data, path, lines)
     try:
         spec = PromptFile.model_validate(data)
     except ValidationError as exc:
@@ -143,9 +124,39 @@ def load_prompt(path: str | Path) -> Prompt:
             raise ConfigError(f"`sources.{style}` uses unknown field(s) {', '.join(sorted(unknown))}",
                               where=line_of("sources", style),
                               hint=f"a source block may use {', '.join(sorted(SOURCE_FIELDS))}")
+    warnings: list[str] = []
+    if 0 < len(spec.examples) < MIN_EXAMPLES:
+        warnings.append(f"{line_of('examples')}: only {len(spec.examples)} example(s); n-shot prompts work best "
+                        f"with at least {MIN_EXAMPLES} representative ones")
+    if "examples" in placeholders(spec.system + "\n" + spec.template) and not spec.examples:
+        warnings.append(f"{line_of('template')}: `{{{{examples}}}}` is used but the file has no `examples:`")
+    reasoning = (spec.reasoning if isinstance(spec.reasoning, Reasoning)
+                 else Reasoning() if spec.reasoning else None)
     return Prompt(name=spec.name or path.stem, template=spec.template, system=spec.system,
                   description=spec.description, sources=spec.sources, no_answer=dict(spec.no_answer),
-                  path=str(path))
+                  path=str(path), examples=tuple(spec.examples), shots=spec.shots, prefill=spec.prefill,
+                  reasoning=reasoning, format=spec.format, warnings=tuple(warnings))
+
+
+def _looks_like_path(ref: str | Path) -> bool:
+    return isinstance(ref, Path) or str(ref).endswith(_SUFFIXES) or "/" in str(ref) or "\\" in str(ref)
+
+
+def load_prompt(ref: str | Path, *, label: str | None = None, version: str | None = None,
+                store: StoreLike | None = None, root: str | Path | None = None) -> Prompt:
+    """A prompt by path (`prompts/qa.yaml`), by name (project `prompts/` then packaged), or — with `label` or
+    `version` — the content stored for that name in `store`, whatever the file says today."""
+    if label is None and version is None:
+        if _looks_like_path(ref):
+            return load_prompt_file(ref)
+        return PromptRegistry(root, store=store).get(str(ref))
+    name = Path(ref).stem if _looks_like_path(ref) else str(ref)
+    if store is None:
+        raise UserError(f"loading prompt '{name}' by {'label' if label else 'version'} needs the store",
+                        hint="pass store=Store.open(project.store_url)")
+    from flywheel.prompts.versions import PromptVersions
+
+    return PromptVersions(store).load(name, label=label, version=version)
 
 
 def builtin_dir() -> Path:
@@ -155,9 +166,13 @@ def builtin_dir() -> Path:
 class PromptRegistry:
     """Prompts of one project: `<root>/prompts/<name>.yaml`, falling back to the packaged ones."""
 
-    def __init__(self, root: str | Path | None = None):
+    def __init__(self, root: str | Path | None = None, *, store: StoreLike | None = None,
+                 log_warnings: bool = True):
         self.root = Path(root).resolve() if root is not None else None
+        self.store = store  # when given, every version loaded is recorded there (once per process)
+        self.log_warnings = log_warnings  # a prompt's warnings (too few examples) logged when it is (re)read
         self._cache: dict[tuple[str, int, int], Prompt] = {}
+        self._recorded: set[tuple[str, str]] = set()
 
     def _candidates(self, name: str) -> list[Path]:
         dirs = ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]
@@ -176,19 +191,40 @@ class PromptRegistry:
         for path in self._candidates(ref):
             if path.is_file():
                 return path
-        raise ConfigError(f"unknown prompt '{ref}'", where=where,
-                        hint=f"known prompts: {', '.join(self.names()) or 'none'}; "
-                             f"add {PROMPTS_DIR}/{ref}.yaml to the project")
+        raise unknown_name("prompt", ref, self.names(), where=where, error=ConfigError,
+                           hint=f"add {PROMPTS_DIR}/{ref}.yaml to the project")
 
-    def get(self, ref: str, *, where: str | None = None) -> Prompt:
-        """The prompt named (or at path) `ref`, re-read when its file changes."""
+    def get(self, ref: str, *, where: str | None = None, label: str | None = None,
+            version: str | None = None) -> Prompt:
+        """The prompt named (or at path) `ref`, re-read when its file changes; with `label` or `version`, the
+        content stored under that label / version (needs the registry's store)."""
+        if label is not None or version is not None:
+            if self.store is None:
+                raise UserError(f"prompt '{ref}' pinned to {'label ' + label if label else 'version ' + str(version)}"
+                                " needs the store", where=where, hint="open the registry with store=…")
+            from flywheel.prompts.versions import PromptVersions
+
+            # A path names the prompt its file declares (`name:`), which is what the store knows it by.
+            name = load_prompt_file(self.path_of(ref, where=where)).name if _looks_like_path(ref) else ref
+            return PromptVersions(self.store).load(name, label=label, version=version, where=where)
         path = self.path_of(ref, where=where)
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         prompt = self._cache.get(key)
         if prompt is None:
-            prompt = self._cache[key] = load_prompt(path)
+            prompt = self._cache[key] = load_prompt_file(path)
+            for w in prompt.warnings if self.log_warnings else ():
+                log.warning("prompt %s", w)
+        self._record(prompt)
         return prompt
+
+    def _record(self, prompt: Prompt) -> None:
+        if self.store is None or (prompt.name, prompt.version) in self._recorded:
+            return
+        from flywheel.prompts.versions import PromptVersions
+
+        PromptVersions(self.store).record(prompt)
+        self._recorded.add((prompt.name, prompt.version))
 
     def names(self) -> list[str]:
         dirs = ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]

@@ -7,6 +7,7 @@ attribute access, and a missing variable is an error rather than an empty string
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from flywheel.text import detect_language
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _OPEN_OR_CLOSE = re.compile(r"\{\{|\}\}")
 
-SourceStyle = Literal["xml", "markdown"]
+SourceStyle = Literal["xml", "markdown", "json"]
+PromptFormat = Literal["auto", "xml", "markdown", "json"]
 # Model families that read XML-tagged context best; every other family gets Markdown sections.
 XML_FAMILIES = frozenset({"anthropic", "claude"})
-
+# Providers that continue a trailing assistant message (prefill); elsewhere the prefill is not sent.
+PREFILL_PROVIDERS = frozenset({"anthropic"})
 
 
 def placeholders(template: str) -> list[str]:
@@ -75,9 +78,17 @@ def family_of(alias: ModelAlias | None) -> str:
     return "extractive" if alias.provider == "extractive" else "openai"
 
 
-def source_style(family: str) -> SourceStyle:
-    """XML sections for Anthropic/Claude-family models, Markdown sections for everyone else."""
+def source_style(family: str, format: PromptFormat = "auto") -> SourceStyle:
+    """The structured-input style: the prompt's `format:` when set, else XML sections for Anthropic/Claude-family
+    models and Markdown sections for everyone else."""
+    if format != "auto":
+        return format
     return "xml" if family.lower() in XML_FAMILIES else "markdown"
+
+
+def supports_prefill(alias: ModelAlias | None) -> bool:
+    """Whether the alias's provider continues a trailing assistant message (Anthropic does)."""
+    return alias is not None and alias.provider in PREFILL_PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,10 @@ def format_sources(items: Sequence[SourceItem], block: str, style: SourceStyle, 
     Attribute-like fields are XML-escaped in the xml style; passage text is inserted verbatim so that a quote
     the model copies from it is byte-identical to the source (the grounding check relies on that).
     """
+    if style == "json":  # one array of objects (the text is JSON-escaped: a copied quote may differ in escapes)
+        rows = [{k: v for k, v in {"id": i.id, "source": i.source, "location": i.location, "title": i.title,
+                                   "text": i.text.strip()}.items() if v not in (None, "")} for i in items]
+        return json.dumps(rows, ensure_ascii=False, indent=2) if rows else ""
     out = []
     for item in items:
         fields = {"id": item.id, "text": item.text.strip(), "source": item.source,
