@@ -133,7 +133,7 @@ def _err(resp: httpx.Response, status: int, param: str | None = ...) -> dict:
     ({"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "bogus": 1}, "bogus"),
     ({"model": "gpt", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
      "messages.0.content.0.type"),
-    ({"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools"),
+    ({"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}, "tools.0"),
     ({"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "n": 2, "stream": True}, "n"),
 ])
 def test_bad_requests_are_400_naming_the_field(live, body, param):

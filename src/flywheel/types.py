@@ -30,8 +30,13 @@ class Record(BaseModel):
 
 class Message(Record):
     role: Role
-    content: str
+    content: str = ""
     name: str | None = None
+    # OpenAI wire shapes: an assistant turn asking for tools carries `tool_calls`
+    # ([{id, type: "function", function: {name, arguments (a JSON string)}}]); a `tool` turn answers one by
+    # `tool_call_id`, its result in `content`.
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
 
 
 class ChatRequest(Record):
@@ -41,6 +46,8 @@ class ChatRequest(Record):
     max_tokens: int | None = None
     stop: list[str] | None = None
     response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None  # OpenAI function tools: [{type: "function", function: {name, …}}]
+    tool_choice: str | dict[str, Any] | None = None  # auto | none | required | {type: function, function: {name}}
     timeout: float | None = None  # seconds, overrides the alias default
     metadata: dict[str, Any] = Field(default_factory=dict)  # tenant, app, prompt version, cache directives
 
@@ -84,12 +91,15 @@ class ChatResult(Record):
     trace_id: str | None = None
     cached: bool = False
     raw: dict[str, Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # [{id, type: "function", function: {name, arguments}}]
 
 
 class StreamChunk(Record):
     delta: str
     finish_reason: str | None = None
     usage: Usage | None = None  # present on the final chunk when the provider reports it
+    # OpenAI `delta.tool_calls` pieces: [{index, id?, type?, function: {name?, arguments (a fragment)}}]
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 # ---------------------------------------------------------------- retrieval

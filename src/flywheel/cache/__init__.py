@@ -162,13 +162,13 @@ class Cache:
              prompt_version: str | None = None, corpus_version: str | None = None, tenant: str | None = None,
              ttl_s: float | None = None, route: str | None = None, guards: str | None = None) -> str | None:
         """Store the answer to `request`; returns its exact key, or None when nothing was stored (no-store, an
-        empty answer, a result that itself came from the cache, a multi-turn request with only the semantic
+        empty answer, a result that itself came from the cache or asks for tools, a multi-turn request with only the semantic
         cache on, or a backend that is down)."""
         versions = self._versions(model_version, prompt_version, corpus_version, tenant, request, route, guards)
         text, meta = (result.text, {"model": result.model, "provider": result.provider, "alias": result.alias}) \
             if isinstance(result, ChatResult) else (result, {})
-        if isinstance(result, ChatResult) and result.cached:
-            return None
+        if isinstance(result, ChatResult) and (result.cached or result.tool_calls):
+            return None  # a tool call is not an answer the cache can replay as text
         with tracer.span("cache.save", kind="cache", **{"flywheel.cache.backend": self.guarded.name}) as sp:
             if not directives(request).write or not text.strip():
                 sp.set(outputs=None, **{"flywheel.cache.stored": False})

@@ -1,7 +1,8 @@
 """Cache keys and per-request cache directives.
 
 A key is the sha256 of everything that changes the answer and nothing else: the normalised messages, the
-request parameters that change output (temperature, max_tokens, stop, response_format), the resolved
+request parameters that change output (temperature, max_tokens, stop, response_format, tools, tool_choice;
+assistant tool calls and tool results are part of the messages), the resolved
 (pinned) model version, the route to it (`route_version`: provider, base_url, alias params, prompt family and
 the fallback chain), the prompt version, the corpus version, the tenant and the app's guard configuration. A
 new prompt, model, endpoint, corpus or guard policy therefore gets new keys and old entries simply stop
@@ -20,10 +21,10 @@ from typing import Any
 
 from flywheel.config import ModelAlias
 from flywheel.errors import UserError
-from flywheel.types import ChatRequest
+from flywheel.types import ChatRequest, Message
 
 KEY_VERSION = "2"  # bump when the canonical form below changes, so old rows are never misread
-_OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format")
+_OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format", "tools", "tool_choice")
 DIRECTIVES = ("no-cache", "no-store")
 
 
@@ -70,9 +71,16 @@ def _digest(payload: dict[str, Any]) -> str:
 def normalised_request(request: ChatRequest) -> dict[str, Any]:
     """The canonical form of a request that the exact key hashes."""
     return {
-        "messages": [[m.role, normalise_text(m.content), m.name] for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
         "params": _params(request),
     }
+
+
+def _message(m: Message) -> list[Any]:
+    out: list[Any] = [m.role, normalise_text(m.content), m.name]
+    if m.tool_calls or m.tool_call_id is not None:  # only then, so keys of plain messages stay as they were
+        out += [m.tool_calls, m.tool_call_id]
+    return out
 
 
 def exact_key(request: ChatRequest, versions: Versions) -> str:

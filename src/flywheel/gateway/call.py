@@ -229,11 +229,12 @@ class CallState:
         return None
 
     def answered(self, resp: ProviderResponse) -> ChatResult:
-        return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw)
+        return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw, resp.tool_calls)
 
     def succeeded(self, text: str, usage: Usage | None, response_model: str, finish_reason: str | None,
-                  raw: dict | None) -> ChatResult:
-        """Close the attempt in progress (and the call) as answered; the call's `ChatResult`."""
+                  raw: dict | None, tool_calls: list[dict[str, Any]] | None = None) -> ChatResult:
+        """Close the attempt in progress (and the call) as answered; the call's `ChatResult`. The spans' output
+        is the text, or {"content", "tool_calls"} when the model asked for tools."""
         span, alias = self.span, self.alias
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
@@ -241,9 +242,10 @@ class CallState:
         attrs["gen_ai.response.model"] = response_model or alias.model
         if finish_reason:
             attrs["gen_ai.response.finish_reasons"] = [finish_reason]
-        span.outputs, span.has_output = text, True
+        output: Any = {"content": text, "tool_calls": tool_calls} if tool_calls else text
+        span.outputs, span.has_output = output, True
         top = self.top
-        top.outputs, top.has_output = text, True
+        top.outputs, top.has_output = output, True
         top_attrs = top.attributes
         top_attrs["flywheel.model"] = alias.pinned
         top_attrs["flywheel.answered_by"] = self.alias_name
@@ -253,7 +255,8 @@ class CallState:
             "text": text, "alias": self.request.model, "model": alias.pinned, "provider": alias.provider,
             "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
-            "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw})
+            "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
+            "tool_calls": tool_calls})
         self.end_attempt()
         return result
 
@@ -291,10 +294,23 @@ def attempt_inputs(request: ChatRequest, alias: ModelAlias,
         params.update(alias.params)
     params.update(request_params(request))
     if messages is None:
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = span_messages(request)
     return {"messages": messages, "params": params}
 
 
 def inputs(request: ChatRequest) -> dict[str, Any]:
     """Inputs of the `gateway.chat` span."""
-    return {"messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+    return {"messages": span_messages(request)}
+
+
+def span_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The messages as spans record them: role and content, plus tool calls / tool call id when present."""
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            d["tool_calls"] = m.tool_calls
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out

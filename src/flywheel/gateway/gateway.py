@@ -158,7 +158,10 @@ class Gateway:
 
     async def achat(self, request: ChatRequest) -> ChatResult:
         chain = self.chain(request.model)
-        with tracer.span("gateway.chat", "llm", inputs(request), **top_attrs(request)) as top:
+        # tracer.start/end rather than `with tracer.span(...)`: the same span, without a generator-based
+        # context manager on the proxy's per-request path
+        top, token = tracer.start("gateway.chat", "llm", inputs(request), **top_attrs(request))
+        try:
             call = CallState(request, top)
             await call.aprepare(self, chain, stream=False)
             for prov, alias, timeout in call.attempts(self, chain):
@@ -171,6 +174,11 @@ class Gateway:
                 if delay is not None:
                     await self.asleep(delay)
             raise call.exhausted()
+        except BaseException as exc:
+            top.record_error(exc)
+            raise
+        finally:
+            tracer.end(top, token)
 
     def stream(self, request: ChatRequest):
         """Iterate StreamChunks; after the last one, `.result` holds the ChatResult (usage, cost, trace id)."""

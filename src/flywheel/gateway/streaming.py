@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.gateway.providers.base import ProviderError, make_chunk
+from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult, StreamChunk, Usage
 
@@ -35,16 +36,19 @@ _END = object()
 class _Attempt:
     """Text, usage and finish reason of the attempt in progress."""
 
-    __slots__ = ("finish_reason", "parts", "usage")
+    __slots__ = ("finish_reason", "parts", "tool_calls", "usage")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
+        self.tool_calls: list[dict[str, Any]] = []
 
     def take(self, chunk: StreamChunk) -> None:
         if chunk.delta:
             self.parts.append(chunk.delta)
+        if chunk.tool_calls:
+            merge_tool_deltas(self.tool_calls, chunk.tool_calls)
         if chunk.usage is not None:
             self.usage = chunk.usage
         if chunk.finish_reason:
@@ -132,14 +136,14 @@ class _StreamBase:
         if new:
             self._delivered.append(new)
             self._shown += len(new)
-        if not new and not chunk.finish_reason and chunk.usage is None:
+        if not new and not chunk.finish_reason and chunk.usage is None and not chunk.tool_calls:
             return None
-        return make_chunk(new, chunk.finish_reason, chunk.usage)
+        return make_chunk(new, chunk.finish_reason, chunk.usage, chunk.tool_calls)
 
     def _succeed(self, call: CallState) -> None:
         a = self._attempt
         assert a is not None and call.alias is not None
-        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None)
+        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, a.tool_calls or None)
         self._close(call, None)
 
     def _close(self, call: CallState, exc: BaseException | None) -> None:

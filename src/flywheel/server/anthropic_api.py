@@ -1,5 +1,10 @@
 """POST /v1/messages: the Anthropic Messages wire, through the same gateway (and `app:NAME` apps), so Anthropic
-SDK users can point `base_url` here. Non-streaming and streaming (Anthropic's SSE event sequence)."""
+SDK users can point `base_url` here. Non-streaming and streaming (Anthropic's SSE event sequence).
+
+Tools in Anthropic's shape (`tools`, `tool_choice`, tool_use / tool_result blocks) are translated to the gateway's
+OpenAI shape (gateway/tools.py), so they work with any provider; tool calls come back as tool_use blocks with
+stop_reason "tool_use" (streamed as content_block_start + `input_json_delta`). `metadata.user_id` and
+`metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace."""
 
 from __future__ import annotations
 
@@ -9,23 +14,36 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
+from flywheel.gateway.call import span_messages
+from flywheel.gateway.tools import (
+    ToolFormatError,
+    merge_tool_deltas,
+    openai_messages,
+    openai_tool_choice,
+    openai_tools,
+    tool_use_blocks,
+)
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
 from flywheel.types import ChatRequest, Message
 
 router = APIRouter()
 _STOP = {"stop": "end_turn", "end_turn": "end_turn", "length": "max_tokens", "max_tokens": "max_tokens",
-         "stop_sequence": "stop_sequence"}
+         "stop_sequence": "stop_sequence", "tool_calls": "tool_use", "tool_use": "tool_use"}
 
 
 class Block(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     text: str | None = None
+    id: str | None = None  # tool_use
+    name: str | None = None  # tool_use
+    input: Any = None  # tool_use
+    tool_use_id: str | None = None  # tool_result
+    content: Any = None  # tool_result
 
 
 class AnthropicMessage(BaseModel):
@@ -65,36 +83,53 @@ def _text(content: str | list[Block], param: str) -> str:
 
 
 def _request(body: MessagesIn, tenant: str) -> ChatRequest:
-    if body.tools:
-        raise ApiError(400, "tools are not supported by the flywheel gateway yet", param="tools",
-                       code="unsupported_parameter")
     msgs = [Message(role="system", content=_text(body.system, "system"))] if body.system else []
-    msgs += [Message(role=m.role, content=_text(m.content, f"messages.{i}.content"))
-             for i, m in enumerate(body.messages)]
+    try:
+        for i, m in enumerate(body.messages):
+            content = m.content if isinstance(m.content, str) else \
+                [b.model_dump(exclude_none=True) for b in m.content]
+            msgs += openai_messages(m.role, content, f"messages.{i}.content")
+        tools = openai_tools(body.tools) if body.tools else None
+        choice, _ = openai_tool_choice(body.tool_choice)
+    except ToolFormatError as exc:
+        raise ApiError(400, exc.message, param=exc.param, code="invalid_value") from None
     meta: dict[str, Any] = {"tenant": tenant}
     if body.metadata and isinstance(body.metadata.get("user_id"), str):
         meta["user"] = body.metadata["user_id"]
     return ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
-                       stop=body.stop_sequences or None, metadata=meta)
+                       stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta)
 
 
-def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int) -> dict[str, Any]:
+def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int,
+             tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    content = [{"type": "text", "text": text}] if text or not tool_calls else []
+    if tool_calls:
+        content += tool_use_blocks(tool_calls)
+        stop = "tool_use"
     return {"id": f"msg_{call.trace_id}", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": _STOP.get(stop or "stop", "end_turn"),
+            "content": content, "stop_reason": _STOP.get(stop or "stop", "end_turn"),
             "stop_sequence": None, "usage": {"input_tokens": tin, "output_tokens": tout}}
 
 
-@router.post("/v1/messages")
-async def messages(body: MessagesIn, request: Request) -> Any:
+@router.post("/v1/messages", openapi_extra=calls.body_schema(MessagesIn))
+async def messages(request: Request) -> Any:
+    body = await calls.read_body(request, MessagesIn)
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     app = calls.check_model(state, principal, body.model)
+    if app and body.tools:
+        raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and does not call tools; "
+                       "send tools to a model alias", param="tools", code="unsupported_parameter")
     creq = _request(body, tenant)
     alias = calls.app_model(state, app) if app else body.model
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
+    meta = body.metadata or {}
     call = await calls.begin(state, principal, tenant, "/v1/messages", alias, app, estimate_usd=estimate,
-                             inputs={"model": body.model, "messages": [m.model_dump() for m in creq.messages]})
+                             inputs={"model": body.model, "messages": span_messages(creq)},
+                             user=meta.get("user_id") if isinstance(meta.get("user_id"), str) else None,
+                             session=meta.get("session_id") or request.headers.get("x-flywheel-session-id"))
+    tool_calls = None
     async with calls.failures(call):
         if app:
             answer = await state.app(app).arun(creq.last_user(), tenant)
@@ -107,16 +142,18 @@ async def messages(body: MessagesIn, request: Request) -> Any:
             result = await state.runtime.gateway.achat(creq)
             text, stop, tin, tout, cost = result.text, result.finish_reason, result.usage.input_tokens, \
                 result.usage.output_tokens, result.cost_usd
-    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, output=text)
-    message = _message(call, body.model, text, stop, tin, tout)
+            tool_calls = result.tool_calls
+    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
+                      output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
+    message = _message(call, body.model, text, stop, tin, tout, tool_calls)
     if body.stream:  # an app answer, streamed as one text delta
         events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
         return calls.sse_response(events, call.headers)
-    return JSONResponse(message, headers=call.headers)
+    return calls.JSONBytes(message, call.headers)
 
 
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:
-    pieces, usage = await calls.primed_stream(call.state.runtime.gateway, creq)
+    pieces, usage = await calls.primed_stream(call, creq)
     return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
 
 
@@ -124,25 +161,50 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _events(call: calls.Call, model: str, pieces: AsyncIterator[tuple[str, str | None]], usage: Any
-                  ) -> AsyncIterator[bytes]:
+async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any) -> AsyncIterator[bytes]:
+    """Anthropic's event sequence: a text block (index 0) as text arrives, then one tool_use block per tool call
+    (content_block_start with id and name, `input_json_delta` pieces), each closed before the next opens."""
     error: BaseException | str | None
     stop, parts, error = "end_turn", [], None
+    tool_calls: list[dict[str, Any]] = []
+    block = -1  # index of the open content block
+    tool_block: dict[int, int] = {}  # tool-call index → its content block index
     try:
         start = _message(call, model, "", None, 0, 0)
         start["content"], start["stop_reason"] = [], None
         yield _sse("message_start", {"type": "message_start", "message": start})
-        yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                           "content_block": {"type": "text", "text": ""}})
-        async for delta, fr in pieces:
+        async for delta, fr, tools in pieces:
             if fr:
                 stop = _STOP.get(fr, "end_turn")
             if delta:
+                if block < 0:
+                    block = 0
+                    yield _block_start(block, {"type": "text", "text": ""})
                 parts.append(delta)
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": block,
                                                    "delta": {"type": "text_delta", "text": delta}})
+            for piece in tools or ():
+                merge_tool_deltas(tool_calls, [piece])
+                index = piece.get("index", 0)
+                if index not in tool_block:
+                    if block >= 0:
+                        yield _sse("content_block_stop", {"type": "content_block_stop", "index": block})
+                    block = tool_block[index] = block + 1
+                    fn = piece.get("function") or {}
+                    yield _block_start(block, {"type": "tool_use", "id": piece.get("id") or "",
+                                               "name": fn.get("name") or "", "input": {}})
+                arguments = (piece.get("function") or {}).get("arguments")
+                if arguments:
+                    yield _sse("content_block_delta", {"type": "content_block_delta", "index": tool_block[index],
+                                                       "delta": {"type": "input_json_delta",
+                                                                 "partial_json": arguments}})
+        if block < 0:
+            block = 0
+            yield _block_start(block, {"type": "text", "text": ""})
+        if tool_calls:
+            stop = "tool_use"
         tin, tout, _ = usage()
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        yield _sse("content_block_stop", {"type": "content_block_stop", "index": block})
         yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                                      "usage": {"input_tokens": tin, "output_tokens": tout}})
         yield _sse("message_stop", {"type": "message_stop"})
@@ -155,5 +217,10 @@ async def _events(call: calls.Call, model: str, pieces: AsyncIterator[tuple[str,
     finally:
         with anyio.CancelScope(shield=True):
             tin, tout, cost = usage()
+            text = "".join(parts)
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,
-                              output="".join(parts))
+                              output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
+
+
+def _block_start(index: int, block: dict[str, Any]) -> bytes:
+    return _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})

@@ -9,18 +9,69 @@ guards, judges — lands in one trace carrying the caller's tenant.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from flywheel.errors import GatewayError, UserError
-from flywheel.server.errors import ApiError, from_gateway
+from flywheel.server.errors import ApiError, from_gateway, from_validation
 from flywheel.server.keys import Admission, Principal
 from flywheel.server.state import ServerState
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest
 
 APP_PREFIX = "app:"
+M = TypeVar("M", bound=BaseModel)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """The request body validated as `model` straight from its bytes, in one pass (the hot routes take `Request`
+    rather than a model parameter: FastAPI would decode the JSON, then validate the dicts). A bad body is the
+    same 400 naming the field that a FastAPI validation error gives."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise from_validation([dict(e) for e in exc.errors(include_url=False)]) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting `model` as the JSON request body of a route that reads it with `read_body`
+    (self-contained: the model's `$defs` inlined)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
+
+
+class JSONBytes(Response):
+    """A JSON response whose body is encoded once and whose headers are built directly (Starlette's JSONResponse
+    re-walks the headers through MutableHeaders on every response)."""
+
+    media_type = "application/json"
+
+    def __init__(self, payload: Any, headers: dict[str, str], status_code: int = 200):
+        self.body = _ENCODER.encode(payload).encode()
+        self.status_code = status_code
+        self.background = None
+        self.raw_headers = [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(self.body)).encode())]
+        self.raw_headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 class Call:
@@ -116,8 +167,10 @@ def app_model(state: ServerState, app: str) -> str:
 
 
 async def begin(state: ServerState, principal: Principal, tenant: str, route: str, model: str,
-                app: str | None, *, estimate_usd: float = 0.0, inputs: Any = None) -> Call:
-    """Admit the request (429 when over a limit) and open its root span."""
+                app: str | None, *, estimate_usd: float = 0.0, inputs: Any = None, user: str | None = None,
+                session: str | None = None) -> Call:
+    """Admit the request (429 when over a limit) and open its root span. The caller's end-user and session ids
+    go on it as `flywheel.user_id` / `flywheel.session_id` (the store files the trace under them)."""
     admission = await asyncio.to_thread(state.admit, principal, estimate_usd) if principal.limited \
         else Admission()
     attrs: dict[str, Any] = {"flywheel.tenant": tenant, "flywheel.route": route}
@@ -125,6 +178,10 @@ async def begin(state: ServerState, principal: Principal, tenant: str, route: st
         attrs["flywheel.app"] = app
     if principal.key_id:
         attrs["flywheel.key"] = principal.name
+    if user:
+        attrs["flywheel.user_id"] = user[:256]
+    if session:
+        attrs["flywheel.session_id"] = str(session)[:256]
     span, token = tracer.start(f"server {route}", "other", inputs, **attrs)
     return Call(state, principal, tenant, route, model, app, admission, span, token)
 
@@ -165,21 +222,25 @@ async def failures(call: Call) -> AsyncIterator[None]:
         raise
 
 
-Pieces = AsyncIterator[tuple[str, str | None]]  # (text delta, finish reason)
+# (text delta, finish reason, tool-call pieces in OpenAI `delta.tool_calls` form or None)
+Pieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None]]
 
 
 async def one_piece(text: str) -> Pieces:
     """A whole answer as a one-delta stream."""
-    yield text, None
+    yield text, None, None
 
 
-async def primed_stream(gateway: Any, request: ChatRequest) -> tuple[Pieces, Callable[[], tuple[int, int, float]]]:
+
+async def primed_stream(call: Call, request: ChatRequest) -> tuple[Pieces, Callable[[], tuple[int, int, float]]]:
     """The gateway's stream with its first chunk already pulled, so a failure before any text surfaces here
     (a proper HTTP status) instead of inside a 200 event stream; plus a function giving (input tokens,
-    output tokens, cost) once the stream has ended."""
+    output tokens, cost) once the stream has ended. A stream cut short (the client hung up, the upstream broke)
+    has no usage from the upstream: it is estimated from the prompt and the text handed out so far
+    (`ServerState.cut_stream_usage`), since the upstream bills what it generated."""
     import anyio
 
-    stream = gateway.astream(request)
+    stream = call.state.runtime.gateway.astream(request)
     it = stream.__aiter__()
     try:
         first = await it.__anext__()
@@ -188,19 +249,24 @@ async def primed_stream(gateway: Any, request: ChatRequest) -> tuple[Pieces, Cal
     except BaseException:
         await stream.aclose()
         raise
+    delivered: list[str] = []
 
     async def pieces() -> Pieces:
         try:
             if first is not None:
-                yield first.delta, first.finish_reason
+                delivered.append(first.delta)
+                yield first.delta, first.finish_reason, first.tool_calls
                 async for chunk in it:
-                    yield chunk.delta, chunk.finish_reason
+                    delivered.append(chunk.delta)
+                    yield chunk.delta, chunk.finish_reason, chunk.tool_calls
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
 
     def usage() -> tuple[int, int, float]:
         r = stream.result
-        return (r.usage.input_tokens, r.usage.output_tokens, r.cost_usd) if r is not None else (0, 0, 0.0)
+        if r is not None:
+            return r.usage.input_tokens, r.usage.output_tokens, r.cost_usd
+        return call.state.cut_stream_usage(call.model, request.messages, "".join(delivered))
 
     return pieces(), usage

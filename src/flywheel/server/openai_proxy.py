@@ -2,8 +2,11 @@
 
 `model` is a flywheel alias (through the gateway: retries, fallbacks, cost, tracing) or `app:NAME` (through
 the app's answer pipeline: guards, cache, retrieval; the last user message is the input). Unknown request
-fields are refused like OpenAI does; fields the gateway cannot honour are refused by name (`tools`,
-`tool_choice`, non-text content), never silently dropped.
+fields are refused like OpenAI does; fields the gateway cannot honour are refused by name (non-text content,
+`tools` on an `app:NAME` model), never silently dropped. `tools`, `tool_choice` and `response_format` go to the
+provider (translated for Anthropic aliases); tool calls come back in `message.tool_calls` and, streamed, in
+`delta.tool_calls` pieces. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id`
+header) land on the trace as `flywheel.user_id` / `flywheel.session_id`.
 """
 
 from __future__ import annotations
@@ -20,11 +23,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
+from flywheel.gateway.call import span_messages
+from flywheel.gateway.providers.base import trusted
+from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
 from flywheel.types import Answer, ChatRequest, ChatResult, Message
 
 router = APIRouter()
+# ChatRequest's defaults, for building one from an already-validated body without validating it again
+_REQUEST_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in ChatRequest.model_fields.items()
+                     if not f.is_required()}
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "stop": "stop", "max_tokens": "length",
            "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 
@@ -109,23 +118,34 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
     out = []
     for i, m in enumerate(messages):
         role = "system" if m.role == "developer" else m.role
-        out.append(Message(role=role, content=text_of(m.content, f"messages.{i}.content"), name=m.name))
+        if m.role == "tool" and not m.tool_call_id:
+            raise ApiError(400, "a tool message needs the `tool_call_id` it answers", param=f"messages.{i}",
+                           code="invalid_value")
+        # already validated as ChatMessageIn: built without a second validation pass (the per-request hot path)
+        out.append(trusted(Message, {
+            "role": role, "content": text_of(m.content, f"messages.{i}.content"), "name": m.name,
+            "tool_calls": (m.tool_calls or None) if m.role == "assistant" else None,
+            "tool_call_id": m.tool_call_id if m.role == "tool" else None}))
     return out
 
 
 def chat_request(body: ChatCompletionIn, tenant: str) -> ChatRequest:
-    if body.tools or body.tool_choice not in (None, "none"):
-        raise ApiError(400, "tools and tool_choice are not supported by the flywheel gateway yet",
-                       param="tools" if body.tools else "tool_choice", code="unsupported_parameter")
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     meta: dict[str, Any] = {"tenant": tenant}
     if body.user:
         meta["user"] = body.user
     if body.metadata:
         meta["request"] = body.metadata
-    return ChatRequest(messages=to_messages(body.messages), model=body.model, temperature=body.temperature,
-                       max_tokens=body.max_completion_tokens or body.max_tokens, stop=stop or None,
-                       response_format=body.response_format, metadata=meta)
+    for i, tool in enumerate(body.tools or ()):
+        fn = tool.get("function")
+        if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ApiError(400, "a tool must be {type: function, function: {name, description?, parameters?}}",
+                           param=f"tools.{i}", code="invalid_value")
+    return trusted(ChatRequest, {
+        **_REQUEST_DEFAULTS, "messages": to_messages(body.messages), "model": body.model,
+        "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens,
+        "stop": stop or None, "response_format": body.response_format, "tools": body.tools or None,
+        "tool_choice": body.tool_choice, "metadata": meta})
 
 
 def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -133,13 +153,19 @@ def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
             "total_tokens": input_tokens + output_tokens}
 
 
-def completion(call: calls.Call, model: str, choices: list[tuple[str, str | None]], input_tokens: int,
+def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if tool_calls:
+        return {"role": "assistant", "content": text or None, "refusal": None, "tool_calls": tool_calls}
+    return {"role": "assistant", "content": text, "refusal": None}
+
+
+def completion(call: calls.Call, model: str, choices: list[tuple[str, str | None, Any]], input_tokens: int,
                output_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
-                     "logprobs": None, "finish_reason": _FINISH.get(fr or "stop", "stop")}
-                    for i, (text, fr) in enumerate(choices)],
+        "choices": [{"index": i, "message": _message(text, tools), "logprobs": None,
+                     "finish_reason": "tool_calls" if tools else _FINISH.get(fr or "stop", "stop")}
+                    for i, (text, fr, tools) in enumerate(choices)],
         "usage": usage_json(input_tokens, output_tokens), "system_fingerprint": None,
         "flywheel": {"trace_id": call.trace_id, **extra},
     }
@@ -151,8 +177,9 @@ def answer_extra(answer: Answer) -> dict[str, Any]:
             "citations": [c.model_dump() for c in answer.citations]}
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
+@router.post("/v1/chat/completions", openapi_extra=calls.body_schema(ChatCompletionIn))
+async def chat_completions(request: Request) -> Any:
+    body = await calls.read_body(request, ChatCompletionIn)
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
@@ -161,20 +188,33 @@ async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
     if n > 1 and (body.stream or app):
         raise ApiError(400, "n > 1 is supported for non-streaming model aliases only; send n requests",
                        param="n", code="unsupported_parameter")
+    if app and (body.tools or body.tool_choice not in (None, "none")):
+        raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and does not call tools; "
+                       "send tools to a model alias", param="tools" if body.tools else "tool_choice",
+                       code="unsupported_parameter")
     creq = chat_request(body, tenant)
     alias = calls.app_model(state, app) if app else body.model
     chars = sum(len(m.content) for m in creq.messages)
     estimate = state.estimate(alias, chars, creq.max_tokens) * n
     route = "/v1/chat/completions"
+    session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     call = await calls.begin(state, principal, tenant, route, alias, app, estimate_usd=estimate,
-                             inputs={"model": body.model, "messages": [m.model_dump() for m in creq.messages]})
+                             inputs={"model": body.model, "messages": span_messages(creq)},
+                             user=body.user, session=session)
     async with calls.failures(call):
         if app:
             return await _app_completion(call, body, creq, app)
         if body.stream:
             return await _stream(call, body, creq)
-        results = await asyncio.gather(*(state.runtime.gateway.achat(creq) for _ in range(n)),
-                                       return_exceptions=True)
+        gateway = state.runtime.gateway
+        results: list[ChatResult | BaseException]
+        if n == 1:  # awaited in this task: no extra task and event-loop turn, as gather() would take
+            try:
+                results = [await gateway.achat(creq)]
+            except Exception as exc:  # noqa: BLE001 - settled below, like gather's exceptions
+                results = [exc]
+        else:
+            results = await asyncio.gather(*(gateway.achat(creq) for _ in range(n)), return_exceptions=True)
     ok = [r for r in results if isinstance(r, ChatResult)]
     cost = sum(r.cost_usd for r in ok)
     tin, tout = sum(r.usage.input_tokens for r in ok), sum(r.usage.output_tokens for r in ok)
@@ -184,10 +224,11 @@ async def chat_completions(body: ChatCompletionIn, request: Request) -> Any:
         if not isinstance(failed, Exception):
             raise failed
         raise call.fail_upstream(failed)
-    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, output=[r.text for r in ok])
-    payload = completion(call, body.model, [(r.text, r.finish_reason) for r in ok], tin, tout,
+    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
+                      output=[{"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text for r in ok])
+    payload = completion(call, body.model, [(r.text, r.finish_reason, r.tool_calls) for r in ok], tin, tout,
                          {"model": ok[0].model, "cost_usd": cost, "attempts": sum(r.attempts for r in ok)})
-    return JSONResponse(payload, headers=call.headers)
+    return calls.JSONBytes(payload, call.headers)
 
 
 async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str) -> Any:
@@ -201,18 +242,17 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     if body.stream:
         return _sse(call, body, calls.one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
                     answer_extra(answer))
-    payload = completion(call, body.model, [(answer.text, "stop")], answer.usage.input_tokens,
+    payload = completion(call, body.model, [(answer.text, "stop", None)], answer.usage.input_tokens,
                          answer.usage.output_tokens, answer_extra(answer))
-    return JSONResponse(payload, headers=call.headers)
+    return calls.JSONBytes(payload, call.headers)
 
 
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
-    pieces, settle = await calls.primed_stream(call.state.runtime.gateway, creq)
+    pieces, settle = await calls.primed_stream(call, creq)
     return _sse(call, body, pieces, settle, {})
 
 
-def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[str, str | None]],
-         usage: Any, extra: dict[str, Any]) -> Any:
+def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: Any, extra: dict[str, Any]) -> Any:
     cid, created = f"chatcmpl-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -224,14 +264,20 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[s
     async def events() -> AsyncIterator[bytes]:
         error: BaseException | str | None
         finish, parts, error = "stop", [], None
+        tool_calls: list[dict[str, Any]] = []
         try:
             yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-            async for delta, fr in pieces:
+            async for delta, fr, tools in pieces:
                 if fr:
                     finish = _FINISH.get(fr, "stop")
                 if delta:
                     parts.append(delta)
                     yield event([{"index": 0, "delta": {"content": delta}, "finish_reason": None}])
+                if tools:
+                    merge_tool_deltas(tool_calls, tools)
+                    yield event([{"index": 0, "delta": {"tool_calls": tools}, "finish_reason": None}])
+            if tool_calls:
+                finish = "tool_calls"
             tin, tout, cost = usage() if callable(usage) else (*usage, None)
             yield event([{"index": 0, "delta": {}, "finish_reason": finish}],
                         flywheel={"trace_id": call.trace_id, **extra})
@@ -249,8 +295,9 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: AsyncIterator[tuple[s
             if callable(usage):
                 with anyio.CancelScope(shield=True):
                     tin, tout, cost = usage()
+                    text = "".join(parts)
                     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, error=error,
-                                      output="".join(parts))
+                                      output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
 
     return calls.sse_response(events(), call.headers)
 

@@ -15,6 +15,12 @@ Endpoints: ``POST /v1/chat/completions`` (also ``stream: true``, with ``stream_o
 pseudo-embeddings: texts sharing words are closer), ``GET /v1/models``. Token counts follow the
 simple deterministic tokenizer documented in :mod:`flywheel.testing.fake_llm_wire`.
 
+A reply can also ask for tools: ``llm.add(r"weather", ToolCall("get_weather", {"city": "Paris"}))`` (or a list
+of them) answers with tool calls on both wires, streamed too. The caller's tool result (an OpenAI ``tool``
+message, an Anthropic ``tool_result`` block) counts as the last user message, so a second rule can match it::
+
+    llm.add(r'"temp"', "It is 21 °C in Paris.")   # the tool returned {"temp": 21}
+
 Rules are tried in the order they were added; the first whose regex matches the last user message
 (``re.search``, case-insensitive) and whose ``model`` (if given) equals the request's model answers.
 Reply callables run on the thread serving that connection (one thread per connection).
@@ -33,10 +39,11 @@ from typing import Any, Self
 
 from flywheel.testing import fake_llm_wire as wire
 from flywheel.testing.fake_llm_http import ServerThread
+from flywheel.testing.fake_llm_wire import ToolCall
 
-__all__ = ["FakeLLM", "Fault", "FaultPlan", "Reply", "Rule"]
+__all__ = ["FakeLLM", "Fault", "FaultPlan", "Reply", "Rule", "ToolCall"]
 
-Reply = str | Callable[[dict], str]
+Reply = str | ToolCall | list[ToolCall] | Callable[[dict], "str | ToolCall | list[ToolCall]"]
 
 
 class Fault(str, Enum):
@@ -154,9 +161,10 @@ class FakeLLM:
     # ------------------------------------------------------------------ scripting
 
     def add(self, pattern: str, reply: Reply, *, model: str | None = None, latency: float | None = None) -> Rule:
-        """Answer `reply` (text, or callable(request_body) -> text) when `pattern` matches the last user message."""
-        if not isinstance(reply, str) and not callable(reply):
-            raise TypeError("reply must be a string or a callable(request_body) -> str")
+        """Answer `reply` (text, tool calls, or callable(request_body) -> either) when `pattern` matches the last
+        user message (or tool result)."""
+        if not isinstance(reply, str | ToolCall | list) and not callable(reply):
+            raise TypeError("reply must be a string, ToolCall(s) or a callable(request_body) -> str")
         rule = Rule(re.compile(pattern, re.IGNORECASE | re.DOTALL), reply, model, latency)
         with self._lock:
             self._rules = (*self._rules, rule)
@@ -250,7 +258,7 @@ class FakeLLM:
                     return FaultPlan(fault, None, model, entry.retry_after, entry.hang_seconds, entry.status)
         return None
 
-    def _reply(self, body: dict) -> tuple[str, float]:
+    def _reply(self, body: dict) -> tuple[wire.Answer, float]:
         """The reply text and the delay before sending it. May raise if a user callable does."""
         user = wire.last_user_text(body)
         model = body.get("model")
@@ -264,7 +272,7 @@ class FakeLLM:
             return f"You said: {user}", self.latency
         return _as_text(default(body) if callable(default) else default), self.latency
 
-    def _reply_safe(self, body: dict) -> tuple[str, float]:
+    def _reply_safe(self, body: dict) -> tuple[wire.Answer, float]:
         try:
             return self._reply(body)
         except Exception:  # noqa: BLE001 - only used to fill a truncated answer
@@ -278,7 +286,11 @@ class FakeLLM:
         return names
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: Any) -> wire.Answer:
+    if isinstance(value, ToolCall):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, ToolCall) for v in value):
+        return value
     if not isinstance(value, str):
-        raise TypeError(f"a reply callable must return str, got {type(value).__name__}")
+        raise TypeError(f"a reply callable must return str or ToolCall(s), got {type(value).__name__}")
     return value

@@ -5,8 +5,10 @@ Either a list of rules, or a mapping::
     default: "I don't know."          # reply when no rule matches (default: echo)
     latency_ms: 20                     # before every answer
     rules:
-      - match: capital of France       # regex, case-insensitive, on the last user message
+      - match: capital of France       # regex, case-insensitive, on the last user message (or tool result)
         reply: Paris.
+      - match: weather in Paris
+        tool_call: {name: get_weather, arguments: {city: Paris}}   # instead of reply: ask for a tool
         model: small                   # optional: only for requests naming this model
         latency_ms: 200                # optional: overrides the global latency
     faults:                            # optional, used in order
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -28,16 +30,24 @@ from flywheel.errors import ConfigError
 
 if TYPE_CHECKING:
     from flywheel.testing.fake_llm import FakeLLM
+    from flywheel.testing.fake_llm_wire import ToolCall
 
 
-HINT = ("a script is a list of {match, reply, model?, latency_ms?} or a mapping with rules:, default:, "
+HINT = ("a script is a list of {match, reply (or tool_call: {name, arguments}), model?, latency_ms?} or a mapping with rules:, default:, "
         "latency_ms: and faults: (see `flywheel fake-llm --help`)")
+
+
+class ScriptToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    arguments: dict[str, Any] = {}
 
 
 class ScriptRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     match: str
-    reply: str
+    reply: str | None = None
+    tool_call: ScriptToolCall | list[ScriptToolCall] | None = None
     model: str | None = None
     latency_ms: float | None = Field(default=None, ge=0)
 
@@ -81,6 +91,9 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
         raise ConfigError(error.message, where=error.where, hint=HINT) from None
     rules_at = () if isinstance(data, list) else ("rules",)
     for i, rule in enumerate(script.rules):
+        if (rule.reply is None) == (rule.tool_call is None):
+            raise ConfigError("a rule needs exactly one of `reply:` and `tool_call:`",
+                              where=where(path, lines, (*rules_at, i)), hint=HINT)
         try:
             re.compile(rule.match)
         except re.error as exc:
@@ -99,9 +112,18 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
     if script.latency_ms is not None:
         llm.latency = script.latency_ms / 1000
     for rule in script.rules:
-        llm.add(rule.match, rule.reply, model=rule.model,
+        llm.add(rule.match, _answer(rule), model=rule.model,
                 latency=None if rule.latency_ms is None else rule.latency_ms / 1000)
     for fault, entry in zip(faults, script.faults):
         llm.fail(fault, entry.times, model=entry.model, retry_after=entry.retry_after, seconds=entry.seconds,
                  status=entry.status)
     return script
+
+
+def _answer(rule: ScriptRule) -> str | list[ToolCall]:
+    from flywheel.testing.fake_llm_wire import ToolCall
+
+    if rule.reply is not None:
+        return rule.reply
+    calls = rule.tool_call if isinstance(rule.tool_call, list) else [rule.tool_call]
+    return [ToolCall(c.name, c.arguments) for c in calls if c is not None]

@@ -19,6 +19,7 @@ import math
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -57,10 +58,35 @@ def content_text(content: Any) -> str:
 
 
 def last_user_text(body: dict) -> str:
+    """Text of the last message from the caller's side: a user message, or an OpenAI `tool` message (on the
+    Anthropic wire a tool result is a user message whose tool_result blocks give the text), so rules can answer
+    a tool's result the same way on both wires."""
     for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
+        if isinstance(message, dict) and message.get("role") in ("user", "tool"):
             return content_text(message.get("content"))
     return ""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A scripted answer that asks the caller to run a tool (finish_reason "tool_calls" / stop_reason
+    "tool_use"). `id` defaults to a deterministic `call_<n>` per answer."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+Answer = str | list[ToolCall]  # what a rule answers: text, or tool calls
+
+
+def _calls(answer: Answer) -> list[dict]:
+    """OpenAI-wire tool calls of an answer ([] for text)."""
+    if isinstance(answer, str):
+        return []
+    return [{"id": c.id or f"call_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            for i, c in enumerate(answer)]
 
 
 def prompt_tokens(body: dict) -> int:
@@ -105,8 +131,19 @@ def dumps(obj: Any) -> bytes:
 
 # --------------------------------------------------------------------------- OpenAI chat
 
-def openai_chat(body: dict, text: str) -> dict:
+def openai_chat(body: dict, text: Answer) -> dict:
     model = body.get("model") or "fake-model"
+    calls = _calls(text)
+    if calls:
+        prompt, completion = prompt_tokens(body), sum(count_tokens(c["function"]["arguments"]) for c in calls)
+        return {"id": new_id("chatcmpl-fake"), "object": "chat.completion", "created": int(time.time()),
+                "model": model, "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": None,
+                                                     "tool_calls": calls},
+                             "logprobs": None, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                          "total_tokens": prompt + completion}}
+    assert isinstance(text, str)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     text, cut = truncate(text, limit)
     n = _choices(body)
@@ -126,12 +163,14 @@ def openai_chat(body: dict, text: str) -> dict:
     }
 
 
-def openai_chat_stream(body: dict, text: str) -> list[bytes]:
-    """SSE events (each a complete `data: …\\n\\n` frame) for a streamed chat completion, [DONE] included."""
+def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
+    """SSE events (each a complete `data: …\\n\\n` frame) for a streamed chat completion, [DONE] included. Tool
+    calls stream as OpenAI does: the id and name first, then the arguments in pieces, by `index`."""
     model = body.get("model") or "fake-model"
+    calls = _calls(text)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    text, cut = truncate(text, limit)
-    n = _choices(body)
+    text, cut = truncate(text, limit) if isinstance(text, str) else ("", False)
+    n = 1 if calls else _choices(body)
     options = body.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     base = {"id": new_id("chatcmpl-fake"), "object": "chat.completion.chunk", "created": int(time.time()),
@@ -145,11 +184,19 @@ def openai_chat_stream(body: dict, text: str) -> list[bytes]:
 
     frames = []
     for i in range(n):
-        frames.append(chunk(i, {"role": "assistant", "content": "", "refusal": None}))
+        frames.append(chunk(i, {"role": "assistant", "content": None if calls else "", "refusal": None}))
         frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(text))
-        frames.append(chunk(i, {}, "length" if cut else "stop"))
+        for k, call in enumerate(calls):
+            frames.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
+                                                    "function": {"name": call["function"]["name"],
+                                                                 "arguments": ""}}]}))
+            frames.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+                          for piece in split_deltas(call["function"]["arguments"]))
+        frames.append(chunk(i, {}, "tool_calls" if calls else "length" if cut else "stop"))
     if with_usage:
-        prompt, completion = prompt_tokens(body), count_tokens(text) * n
+        prompt = prompt_tokens(body)
+        completion = sum(count_tokens(c["function"]["arguments"]) for c in calls) if calls \
+            else count_tokens(text) * n
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         frames.append(b"data: " + dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     frames.append(b"data: [DONE]\n\n")
@@ -173,7 +220,17 @@ def models_list(names: list[str]) -> dict:
 
 # --------------------------------------------------------------------------- Anthropic messages
 
-def anthropic_message(body: dict, text: str) -> dict:
+def anthropic_message(body: dict, text: Answer) -> dict:
+    calls = _calls(text)
+    if calls:
+        blocks = [{"type": "tool_use", "id": c["id"].replace("call_", "toolu_", 1), "name": c["function"]["name"],
+                   "input": json.loads(c["function"]["arguments"])} for c in calls]
+        return {"id": new_id("msg_fake"), "type": "message", "role": "assistant",
+                "model": body.get("model") or "fake-model", "content": blocks, "stop_reason": "tool_use",
+                "stop_sequence": None,
+                "usage": {"input_tokens": prompt_tokens(body),
+                          "output_tokens": sum(count_tokens(c["function"]["arguments"]) for c in calls)}}
+    assert isinstance(text, str)
     text, cut = truncate(text, body.get("max_tokens"))
     return {
         "id": new_id("msg_fake"),
@@ -187,26 +244,29 @@ def anthropic_message(body: dict, text: str) -> dict:
     }
 
 
-def anthropic_stream(body: dict, text: str) -> list[bytes]:
-    """SSE frames of a streamed Anthropic message: message_start … message_stop."""
+def anthropic_stream(body: dict, text: Answer) -> list[bytes]:
+    """SSE frames of a streamed Anthropic message: message_start … message_stop (tool_use blocks stream their
+    input as `input_json_delta` pieces)."""
     message = anthropic_message(body, text)
-    text = message["content"][0]["text"]
     usage = message["usage"]
     start = {**message, "content": [], "stop_reason": None,
              "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0}}
-    frames = [
-        _event("message_start", {"type": "message_start", "message": start}),
-        _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                       "content_block": {"type": "text", "text": ""}}),
-        _event("ping", {"type": "ping"}),
-    ]
-    frames.extend(
-        _event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": piece}})
-        for piece in split_deltas(text)
-    )
+    frames = [_event("message_start", {"type": "message_start", "message": start}), _event("ping", {"type": "ping"})]
+    for i, block in enumerate(message["content"]):
+        opened: dict[str, Any]
+        if block["type"] == "text":
+            opened, pieces = {"type": "text", "text": ""}, [{"type": "text_delta", "text": piece}
+                                                            for piece in split_deltas(block["text"])]
+        else:
+            opened = {**block, "input": {}}
+            pieces = [{"type": "input_json_delta", "partial_json": piece}
+                      for piece in split_deltas(json.dumps(block["input"], ensure_ascii=False))]
+        frames.append(_event("content_block_start", {"type": "content_block_start", "index": i,
+                                                     "content_block": opened}))
+        frames.extend(_event("content_block_delta", {"type": "content_block_delta", "index": i, "delta": piece})
+                      for piece in pieces)
+        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": i}))
     frames += [
-        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
         _event("message_delta", {"type": "message_delta",
                                  "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
                                  "usage": {"output_tokens": usage["output_tokens"]}}),

@@ -1,7 +1,9 @@
 """Anthropic Messages API through the official `anthropic` SDK.
 
-System messages become the `system=` parameter (joined by blank lines); `tool` messages are sent as
-user turns. The SDK's own retries are off (`max_retries=0`); the gateway retries. `max_tokens`, which
+System messages become the `system=` parameter (joined by blank lines). Tools, tool_choice, assistant
+`tool_calls` and `tool` messages are translated to Anthropic's tools, tool_use and tool_result blocks, and
+tool_use blocks in the answer (streamed too: `input_json_delta`) back to OpenAI `tool_calls` with
+finish_reason "tool_calls" (see gateway/tools.py). The SDK's own retries are off (`max_retries=0`); the gateway retries. `max_tokens`, which
 the API requires, comes from the request, else `params.max_tokens` on the alias, else 1024.
 """
 
@@ -15,6 +17,7 @@ import anthropic
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import ProviderResponse, make_chunk, make_usage
 from flywheel.gateway.providers.sdk import SdkProvider, StreamFold
+from flywheel.gateway.tools import anthropic_messages, anthropic_tool_choice, anthropic_tools, tool_calls_of
 from flywheel.types import ChatRequest, StreamChunk, Usage
 
 DEFAULT_MAX_TOKENS = 1024
@@ -31,9 +34,7 @@ class AnthropicProvider(SdkProvider):
     sdk_async_client = anthropic.AsyncAnthropic
 
     def kwargs(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> dict[str, Any]:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [{"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-                    for m in request.messages if m.role != "system"]
+        system, messages = anthropic_messages(request.messages)
         params = dict(alias.params)
         max_tokens = request.max_tokens or params.pop("max_tokens", None) or DEFAULT_MAX_TOKENS
         params.pop("max_tokens", None)
@@ -45,6 +46,11 @@ class AnthropicProvider(SdkProvider):
             params["temperature"] = request.temperature
         if request.stop:
             params["stop_sequences"] = request.stop
+        if request.tools:
+            params["tools"] = anthropic_tools(request.tools)
+        choice = anthropic_tool_choice(request.tool_choice, params.pop("parallel_tool_calls", None))
+        if choice is not None:
+            params["tool_choice"] = choice
         extra: dict[str, Any] = {}
         for key, value in params.items():
             (kw if key in _KNOWN else extra)[key] = value
@@ -54,11 +60,14 @@ class AnthropicProvider(SdkProvider):
 
     @staticmethod
     def _decode(msg: Any) -> ProviderResponse:
-        text = "".join(getattr(b, "text", "") or "" for b in msg.content or [])
+        blocks = msg.content or []
+        text = "".join(getattr(b, "text", "") or "" for b in blocks)
         usage = None
         if msg.usage is not None:
             usage = make_usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0)
-        return ProviderResponse(text, usage, msg.model or "", msg.stop_reason, None)
+        calls = tool_calls_of(blocks)
+        stop = "tool_calls" if msg.stop_reason == "tool_use" else msg.stop_reason
+        return ProviderResponse(text, usage, msg.model or "", stop, None, calls)
 
     def _send(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Any:
         return self.client.messages.create(**self.kwargs(alias, request, timeout))
@@ -79,21 +88,32 @@ class AnthropicProvider(SdkProvider):
 class _Events(StreamFold):
     """Folds the Messages stream events: text deltas, input tokens at start, output tokens and stop at end."""
 
-    __slots__ = ("input_tokens", "output_tokens", "stop_reason", "stopped")
+    __slots__ = ("input_tokens", "output_tokens", "stop_reason", "stopped", "tools")
 
     def __init__(self) -> None:
         super().__init__()
         self.input_tokens = self.output_tokens = 0
         self.stop_reason: str | None = None
         self.stopped = False
+        self.tools: dict[int, int] = {}  # content block index → tool-call index
 
     def take(self, event: Any) -> str:
         kind = event.type
         if kind == "content_block_delta":
-            text = getattr(event.delta, "text", None) or ""
+            delta = event.delta
+            if delta.type == "input_json_delta":
+                index = self.tools.get(event.index, 0)
+                self.calls = [{"index": index, "function": {"arguments": delta.partial_json or ""}}]
+                return ""
+            text = getattr(delta, "text", None) or ""
             self.chars += len(text)
             return text
-        if kind == "message_start" and event.message.usage is not None:
+        if kind == "content_block_start" and event.content_block.type == "tool_use":
+            block = event.content_block
+            index = self.tools[event.index] = len(self.tools)
+            self.calls = [{"index": index, "id": block.id, "type": "function",
+                           "function": {"name": block.name, "arguments": ""}}]
+        elif kind == "message_start" and event.message.usage is not None:
             self.input_tokens = event.message.usage.input_tokens or 0
             self.output_tokens = event.message.usage.output_tokens or 0
         elif kind == "message_delta":
@@ -112,4 +132,5 @@ class _Events(StreamFold):
     def final(self) -> StreamChunk:
         if not self.stopped and self.stop_reason is None:
             raise self.truncated("message_stop", self.usage())
-        return make_chunk("", self.stop_reason or "end_turn", self.usage())
+        stop = "tool_calls" if self.stop_reason == "tool_use" else self.stop_reason
+        return make_chunk("", stop or "end_turn", self.usage())

@@ -48,11 +48,13 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 
 class ProviderResponse:
     """One successful completion as the backend returned it."""
 
-    __slots__ = ("finish_reason", "model", "raw", "text", "usage")
+    __slots__ = ("finish_reason", "model", "raw", "text", "tool_calls", "usage")
 
     def __init__(self, text: str, usage: Usage | None = None, model: str = "",
-                 finish_reason: str | None = None, raw: dict[str, Any] | None = None):
+                 finish_reason: str | None = None, raw: dict[str, Any] | None = None,
+                 tool_calls: list[dict[str, Any]] | None = None):
         self.text = text
+        self.tool_calls = tool_calls  # OpenAI-wire tool calls the model asked for, None for none
         self.usage = usage  # None when the backend reported no token counts
         self.model = model  # the model name the backend says answered
         self.finish_reason = finish_reason
@@ -121,7 +123,7 @@ class BaseProvider:
         resp = self.chat(alias, request, timeout)
         if resp.text:
             yield make_chunk(resp.text)
-        yield make_chunk("", resp.finish_reason or "stop", resp.usage)
+        yield make_chunk("", resp.finish_reason or "stop", resp.usage, indexed(resp.tool_calls))
 
     async def achat(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> ProviderResponse:
         return await asyncio.to_thread(self.chat, alias, request, timeout)
@@ -131,7 +133,7 @@ class BaseProvider:
         resp = await self.achat(alias, request, timeout)
         if resp.text:
             yield make_chunk(resp.text)
-        yield make_chunk("", resp.finish_reason or "stop", resp.usage)
+        yield make_chunk("", resp.finish_reason or "stop", resp.usage, indexed(resp.tool_calls))
 
     def close(self) -> None:
         """Release clients/connections. Optional."""
@@ -152,17 +154,31 @@ def make_usage(input_tokens: int, output_tokens: int) -> Usage:
     return trusted(Usage, {"input_tokens": input_tokens, "output_tokens": output_tokens})
 
 
-def make_chunk(delta: str, finish_reason: str | None = None, usage: Usage | None = None) -> StreamChunk:
-    return trusted(StreamChunk, {"delta": delta, "finish_reason": finish_reason, "usage": usage})
+def make_chunk(delta: str, finish_reason: str | None = None, usage: Usage | None = None,
+               tool_calls: list[dict[str, Any]] | None = None) -> StreamChunk:
+    return trusted(StreamChunk, {"delta": delta, "finish_reason": finish_reason, "usage": usage,
+                                 "tool_calls": tool_calls})
 
 
-def request_messages(request: ChatRequest) -> list[dict[str, str]]:
-    """The request's messages as OpenAI-wire dicts (`name` only when set)."""
+def indexed(tool_calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Whole tool calls as stream pieces (`delta.tool_calls` carry an `index`)."""
+    return [{"index": i, **c} for i, c in enumerate(tool_calls)] if tool_calls else None
+
+
+def request_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The request's messages as OpenAI-wire dicts (`name`, `tool_calls`, `tool_call_id` only when set; an
+    assistant turn that only calls tools has `content: null`, as OpenAI sends it)."""
     out = []
     for m in request.messages:
-        d = {"role": m.role, "content": m.content}
+        d: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.name:
             d["name"] = m.name
+        if m.tool_calls:
+            d["tool_calls"] = m.tool_calls
+            if not m.content:
+                d["content"] = None
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
         out.append(d)
     return out
 
@@ -178,6 +194,10 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["stop"] = request.stop
     if request.response_format is not None:
         params["response_format"] = request.response_format
+    if request.tools:
+        params["tools"] = request.tools
+    if request.tool_choice is not None:
+        params["tool_choice"] = request.tool_choice
     return params
 
 

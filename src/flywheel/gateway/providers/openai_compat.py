@@ -202,13 +202,14 @@ def parse_body(status: int, content: bytes) -> ProviderResponse:
                             status=status, retryable=True) from None
     try:
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        message = choice["message"]
+        text = message.get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
         err = data.get("error") if isinstance(data, dict) else None
         raise ProviderError(f"response has no choices: {str(err or data)[:300]}", kind="bad_response",
                             status=status, retryable=True, usage=reported_usage(data)) from None
     return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
-                            data)
+                            data, message.get("tool_calls") or None)
 
 
 def status_error(status: int, headers: Any, content: bytes) -> ProviderError:
@@ -254,7 +255,11 @@ class _StreamState(StreamFold):
         choice = chunk.choices[0]
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
-        delta = (choice.delta.content if choice.delta else None) or ""
+        if choice.delta is None:
+            return ""
+        if choice.delta.tool_calls:
+            self.calls = [c.model_dump(exclude_none=True) for c in choice.delta.tool_calls]
+        delta = choice.delta.content or ""
         self.chars += len(delta)
         return delta
 

@@ -51,16 +51,18 @@ def api_key(alias: ModelAlias, default_env: str) -> str:
 class StreamFold:
     """Folds one SDK stream's events into text deltas and, at the end, the closing chunk.
 
-    Subclasses implement `take` (an event → its text delta, "" for none; add its length to `chars`) and
+    Subclasses implement `take` (an event → its text delta, "" for none; add its length to `chars`; tool-call
+    pieces in OpenAI `delta.tool_calls` form go in `calls`) and
     `final` (the last chunk, or `truncated(...)` raised when the stream ended without its end marker).
     As a context manager (sync or async) around reading `events`, it closes them on the way out and
     turns an exception into the `ProviderError` for it (see `broken`)."""
 
-    __slots__ = ("chars", "events")
+    __slots__ = ("calls", "chars", "events")
 
     def __init__(self) -> None:
         self.chars = 0
         self.events: Any = None  # the SDK stream, once open
+        self.calls: list[dict[str, Any]] | None = None  # tool-call pieces `take` found in the last event
 
     def __enter__(self) -> Self:
         return self
@@ -193,7 +195,10 @@ class SdkProvider:
             fold.events = self._open(alias, request, timeout)
             for event in fold.events:
                 delta = fold.take(event)
-                if delta:
+                if fold.calls:
+                    yield make_chunk(delta, tool_calls=fold.calls)
+                    fold.calls = None
+                elif delta:
                     yield make_chunk(delta)
         yield fold.final()
 
@@ -203,6 +208,9 @@ class SdkProvider:
             fold.events = await self._aopen(alias, request, timeout)
             async for event in fold.events:
                 delta = fold.take(event)
-                if delta:
+                if fold.calls:
+                    yield make_chunk(delta, tool_calls=fold.calls)
+                    fold.calls = None
+                elif delta:
                     yield make_chunk(delta)
         yield fold.final()
