@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-pytest_plugins = ["services_fixtures", "server_support"]
+pytest_plugins = ["services_fixtures", "server_support", "web_support"]
 
 REQUIRE_SERVICES = os.environ.get("FLYWHEEL_REQUIRE_SERVICES") == "1"
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")

@@ -56,6 +56,70 @@ def test_serve_answers_then_drains_and_flushes_traces_on_sigterm(tmp_path):
     assert trace is not None and trace["status"] == "ok"
 
 
+def test_serve_prints_its_ready_line_and_answers_healthz_before_the_app_is_built(tmp_path):
+    (tmp_path / "flywheel.yaml").write_text("cache: {exact: false}\nserver: {max_body_mb: 0.01}\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "serve", "--port", "0",
+                             "--no-access-log"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        banner = proc.stderr.readline()
+        m = re.search(r"^flywheel serving .* at http://127\.0\.0\.1:(\d+) ", banner)
+        assert m, banner
+        url = f"http://127.0.0.1:{m.group(1)}"
+        while True:  # readiness poll: /healthz answers as soon as the server runs
+            try:
+                health = httpx.get(url + "/healthz", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.02)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        while (ready := httpx.get(url + "/readyz", timeout=5)).status_code == 503:
+            assert ready.json() == {"status": "starting"}
+            time.sleep(0.02)
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        big = httpx.post(url + "/v1/chat/completions", content=b"x" * 20_000, timeout=30)
+        assert big.status_code == 413  # `server.max_body_mb` from flywheel.yaml
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=60)[1]
+    assert "no API keys: the server is OPEN" in rest  # looked up beside the start-up, still said
+
+
+def test_lazy_app_is_live_at_once_and_requests_wait_for_the_build(tmp_path):
+    import asyncio
+    import threading
+
+    from flywheel.server import create_app
+    from flywheel.server.app import LazyApp
+
+    release = threading.Event()
+
+    def build():
+        release.wait(30)
+        return create_app(tmp_path)
+
+    lazy = LazyApp(build)
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lazy), base_url="http://t") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            starting = await client.get("/readyz")
+            assert starting.status_code == 503 and starting.json() == {"status": "starting"}
+            models = asyncio.ensure_future(client.get("/v1/models"))
+            await asyncio.sleep(0.2)
+            assert not models.done()  # waits for the app, is not refused
+            release.set()
+            assert (await models).status_code == 200
+            assert (await client.get("/readyz")).status_code == 200
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        if lazy.app is not None:
+            lazy.app.state.flywheel.close()
+
+
 def test_port_in_use_is_one_line_exit_2(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -77,6 +141,15 @@ def test_bad_config_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_a_bad_guard_found_while_the_app_builds_stops_the_server_with_exit_2(tmp_path):
+    (tmp_path / "flywheel.yaml").write_text("apps:\n  support:\n    kind: chat\n    guards:\n      input:\n"
+                                            "        - {check: no_such_check, on_fail: block}\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "serve", "--port", "0",
+                           "--no-access-log"], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "flywheel.yaml:6: unknown check 'no_such_check'" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_listening_socket_is_tcp_so_responses_are_not_delayed(tmp_path):
     from flywheel.cli.serve import bind
 
@@ -85,17 +158,6 @@ def test_listening_socket_is_tcp_so_responses_are_not_delayed(tmp_path):
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
-
-
-def test_bench_serve_json(tmp_path):
-    import json
-
-    result = CliRunner().invoke(main, ["bench", "serve", "--requests", "20", "--concurrency", "2", "--no-litellm",
-                                       "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
-    assert out["failed"] == 0 and out["workers"] == 1 and out["rps"] > 0
-    assert out["overhead_p50_ms"] is not None and out["litellm_rps"] is None
 
 
 def test_cors_preflight_when_configured(tmp_path):

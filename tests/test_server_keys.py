@@ -168,3 +168,37 @@ def test_app_retrieval_sees_only_the_keys_tenant(live, keys, tmp_path):
         assert forced.status_code == 403
     keys.revoke("rag-acme")
     keys.revoke("rag-globex")
+
+
+def test_cut_stream_usage_prices_the_prompt_and_the_text_produced(live):
+    from flywheel.types import Message
+
+    tin, tout, cost = live.state.cut_stream_usage("gpt", [Message(role="user", content="x" * 8)], "word0 word1")
+    assert (tin, tout) == (2, 3) and cost == 3 * 0.125  # gpt: $0.125 per output token, input free
+    assert live.state.cut_stream_usage("no-such-alias", [], "abc")[2] == 0.0
+
+
+def test_a_stream_the_client_drops_is_charged_to_the_key(live, keys, server_llm):
+    import time
+
+    server_llm.add(r"charged story", " ".join(f"word{i}" for i in range(60)))
+    server_llm.chunk_latency = 0.05
+    key, _ = keys.create("streamer", budget_usd=100.0)
+    try:
+        with httpx.stream("POST", live.url + "/v1/chat/completions", timeout=30,
+                          headers={"authorization": f"Bearer {key}"},
+                          json={"model": "gpt", "stream": True,
+                                "messages": [{"role": "user", "content": "a charged story"}]}) as resp:
+            for line in resp.iter_lines():
+                if "word2" in line:
+                    break  # hang up mid-stream
+    finally:
+        server_llm.chunk_latency = 0.0
+    spent = 0.0
+    for _ in range(200):  # the server notices the hang-up, ends the trace and settles
+        spent = next(r for r in keys.list() if r["name"] == "streamer")["spent_usd"]
+        if spent:
+            break
+        time.sleep(0.05)
+    assert 0 < spent < 60 * 2 * 0.125  # what was produced before the hang-up, not the whole story
+    keys.revoke("streamer")

@@ -7,20 +7,20 @@ from __future__ import annotations
 import re
 
 import pytest
-from web_support import BIG_TRACE, GLOBEX_TRACE, browser, login, trace_id, web_server  # noqa: F401
+from web_support import BIG_TRACE, GLOBEX_TRACE, login, trace_id
 
 pytest.importorskip("playwright")
 from playwright.sync_api import expect
 
 
 @pytest.fixture(scope="module")
-def acme(browser, web_server):  # noqa: F811
+def acme(browser, web_server):
     w = login(browser, web_server, "acme")
     yield w
     w.context.close()
 
 
-def test_every_page_loads_without_console_errors(acme, web_server):  # noqa: F811
+def test_every_page_loads_without_console_errors(acme, web_server):
     page = acme.page
     for path, shot in [("/ui/traces", "traces"), (f"/ui/traces/{trace_id(3)}", "trace"), ("/ui/sessions", "sessions"),
                        ("/ui/sessions/sess-1", "session"), ("/ui/users", "users"), (f"/ui/traces/{BIG_TRACE}", "big")]:
@@ -34,7 +34,7 @@ def test_every_page_loads_without_console_errors(acme, web_server):  # noqa: F81
     expect(page.locator('#facets [data-facet="status"]')).to_contain_text("error")  # loaded after the page
 
 
-def test_filters_change_the_url_and_the_rows(acme, web_server):  # noqa: F811
+def test_filters_change_the_url_and_the_rows(acme, web_server):
     page = acme.page
     page.goto(web_server.url + "/ui/traces")
     all_rows = page.locator("#trace-rows tbody tr").count()
@@ -55,7 +55,7 @@ def test_filters_change_the_url_and_the_rows(acme, web_server):  # noqa: F811
     assert "globex" not in page.content()
 
 
-def test_keyset_paging_and_keyboard(acme, web_server):  # noqa: F811
+def test_keyset_paging_and_keyboard(acme, web_server):
     page = acme.page
     page.goto(web_server.url + "/ui/traces?limit=40")
     first = page.locator("#trace-rows tbody tr").first.get_attribute("data-trace")
@@ -80,7 +80,7 @@ def test_keyset_paging_and_keyboard(acme, web_server):  # noqa: F811
     page.wait_for_url(f"**/ui/traces/{first}")
 
 
-def test_trace_page_shows_the_final_prompt_and_loads_span_bodies_lazily(acme, web_server):  # noqa: F811
+def test_trace_page_shows_the_final_prompt_and_loads_span_bodies_lazily(acme, web_server):
     page = acme.page
     page.goto(f"{web_server.url}/ui/traces/{trace_id(12)}")
     expect(page.locator("#final-prompt")).to_contain_text("[system]")
@@ -100,7 +100,7 @@ def test_trace_page_shows_the_final_prompt_and_loads_span_bodies_lazily(acme, we
     expect(spans).to_have_count(400)
 
 
-def test_a_tenant_key_cannot_open_another_tenants_trace(browser, web_server):  # noqa: F811
+def test_a_tenant_key_cannot_open_another_tenants_trace(browser, web_server):
     w = login(browser, web_server, "globex")
     try:
         response = w.page.goto(f"{web_server.url}/ui/traces/{trace_id(3)}")
@@ -117,7 +117,7 @@ def test_a_tenant_key_cannot_open_another_tenants_trace(browser, web_server):  #
         w.context.close()
 
 
-def test_login_is_required_and_a_bad_key_is_refused(browser, web_server):  # noqa: F811
+def test_login_is_required_and_a_bad_key_is_refused(browser, web_server):
     context = browser.new_context()
     page = context.new_page()
     try:
@@ -132,7 +132,7 @@ def test_login_is_required_and_a_bad_key_is_refused(browser, web_server):  # noq
         context.close()
 
 
-def test_chinese_ui_text(browser, web_server):  # noqa: F811
+def test_chinese_ui_text(browser, web_server):
     w = login(browser, web_server, "admin")
     try:
         w.page.goto(f"{web_server.url}/ui/traces?lang=zh")
@@ -146,7 +146,7 @@ def test_chinese_ui_text(browser, web_server):  # noqa: F811
         w.context.close()
 
 
-def test_saved_views_round_trip(acme, web_server):  # noqa: F811
+def test_saved_views_round_trip(acme, web_server):
     page = acme.page
     page.goto(web_server.url + "/ui/traces?guard=block")
     page.fill('#save-view input[name="name"]', "blocked")
@@ -159,7 +159,7 @@ def test_saved_views_round_trip(acme, web_server):  # noqa: F811
     expect(page.locator("#trace-rows tbody tr")).to_have_count(8)
 
 
-def test_a_malformed_filter_is_marked_invalid(acme, web_server):  # noqa: F811
+def test_a_malformed_filter_is_marked_invalid(acme, web_server):
     page = acme.page
     response = page.goto(web_server.url + "/ui/traces?latency_min=fast&since=someday&cursor=%%%")
     assert response.status == 400
@@ -168,7 +168,7 @@ def test_a_malformed_filter_is_marked_invalid(acme, web_server):  # noqa: F811
     expect(page.locator("#trace-rows tbody tr")).to_have_count(50)  # the other filters still apply
 
 
-def test_a_real_request_shows_its_exact_prompt(acme, web_server):  # noqa: F811
+def test_a_real_request_shows_its_exact_prompt(acme, web_server):
     """A chat completion through the live server (fake upstream) becomes a trace whose page shows the messages
     exactly as the gateway sent them."""
     import httpx

@@ -1,12 +1,20 @@
 """`flywheel bench serve`: what `flywheel serve` adds on top of calling the model directly, next to LiteLLM.
 
 Setup: `flywheel fake-llm` (no latency) in its own process; `flywheel serve --workers N` in front of it with
-tracing to SQLite on (a temp project); when the `litellm` command is installed, the LiteLLM proxy with the same
-worker count, the same upstream and no database. One asyncio + httpx load generator drives all of them.
+tracing to SQLite on (a temp project); when the `litellm` command is found, the LiteLLM proxy (`litellm[proxy]`)
+with the same worker count, the same upstream and no database. One asyncio + httpx load generator drives all of
+them, in the same run.
+
+LiteLLM is a bench-only dependency whose pins clash with ours, so it usually lives in a virtualenv of its own:
+the command is `$FLYWHEEL_LITELLM_BIN`, else `litellm` on PATH, else `.venv-litellm/bin/litellm` next to the
+running virtualenv or in the current folder (`python -m venv .venv-litellm && .venv-litellm/bin/pip install
+'litellm[proxy]'`). It runs with a random master key (it refuses to start without one) and
+`LITELLM_LOCAL_MODEL_COST_MAP=True` (no download at start-up).
 
 - Latency (`overhead_p50_ms`, `overhead_p99_ms`): `--requests` sequential calls per target, interleaved target
   by target so machine noise hits them alike; overhead pX = pX(through the proxy) − pX(direct).
-- Throughput (`rps`, `litellm_rps`): `--requests` calls per target at `--concurrency` in flight.
+- Throughput (`rps`, `litellm_rps`): `--requests` calls per target at `--concurrency` in flight, in 5
+  rounds interleaved target by target.
 - `failed`: non-200 answers through our proxy, over both phases.
 """
 
@@ -16,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -30,6 +39,7 @@ import click
 
 from flywheel.bench.gateway import percentile
 
+_ROUNDS = 5
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "What does the proxy add?"}]}
 
 
@@ -46,12 +56,15 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.kill()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen, limit_s: float = 180.0) -> None:
     import httpx
 
+    deadline = time.monotonic() + limit_s
     while True:  # readiness poll
         if proc.poll() is not None:
             raise click.ClickException(f"{url} exited during start-up (status {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"{url} did not answer within {limit_s:.0f} s")
         try:
             if httpx.get(url, timeout=5).status_code < 500:
                 return
@@ -59,8 +72,24 @@ def _wait_ready(url: str, proc: subprocess.Popen) -> None:
             time.sleep(0.05)
 
 
+def litellm_bin() -> str | None:
+    """The LiteLLM proxy command (see the module doc), or None."""
+    env = os.environ.get("FLYWHEEL_LITELLM_BIN")
+    if env:
+        return env if Path(env).exists() or shutil.which(env) else None
+    found = shutil.which("litellm")
+    if found:
+        return found
+    for root in (Path(sys.prefix).parent, Path.cwd()):
+        candidate = root / ".venv-litellm" / "bin" / "litellm"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
 @contextlib.contextmanager
-def _services(workers: int, use_litellm: bool) -> Iterator[dict[str, str]]:
+def _services(workers: int, litellm: str | None) -> Iterator[dict[str, tuple[str, str]]]:
+    """{target: (URL, API key)} for direct, proxy and (when `litellm` is a command) litellm."""
     procs: list[subprocess.Popen] = []
     tmp = Path(tempfile.mkdtemp(prefix="fw-bench-serve-"))
     try:
@@ -84,19 +113,24 @@ def _services(workers: int, use_litellm: bool) -> Iterator[dict[str, str]]:
         if port is None:
             raise click.ClickException("flywheel serve did not start")
         threading_drain(serve)
-        urls = {"direct": base + "/chat/completions", "proxy": f"http://127.0.0.1:{port}/v1/chat/completions"}
+        urls = {"direct": (base + "/chat/completions", "x"),
+                "proxy": (f"http://127.0.0.1:{port}/v1/chat/completions", "x")}
         _wait_ready(f"http://127.0.0.1:{port}/readyz", serve)
-        if use_litellm:
+        if litellm:
+            master = f"sk-bench-{secrets.token_hex(16)}"
             (tmp / "litellm.yaml").write_text(
                 "model_list:\n  - model_name: bench\n    litellm_params: {model: openai/fake-model, "
-                f"api_base: \"{base}\", api_key: x}}\n", encoding="utf-8")
+                f"api_base: \"{base}\", api_key: x}}\n"
+                f"general_settings: {{master_key: {master}}}\nlitellm_settings: {{telemetry: false}}\n",
+                encoding="utf-8")
             lport = _free_port()
-            lite = _spawn([shutil.which("litellm") or "litellm", "--config", str(tmp / "litellm.yaml"), "--port",
-                           str(lport), "--num_workers", str(workers)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+            lite = subprocess.Popen([litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port",
+                                     str(lport), "--num_workers", str(workers)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL,
+                                    env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
             procs.append(lite)
             _wait_ready(f"http://127.0.0.1:{lport}/health/liveliness", lite)
-            urls["litellm"] = f"http://127.0.0.1:{lport}/chat/completions"
+            urls["litellm"] = (f"http://127.0.0.1:{lport}/chat/completions", master)
         yield urls
     finally:
         for proc in reversed(procs):
@@ -120,19 +154,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _measure(urls: dict[str, str], requests: int, concurrency: int) -> dict[str, Any]:
+async def _measure(urls: dict[str, tuple[str, str]], requests: int, concurrency: int) -> dict[str, Any]:
     import httpx
 
     lat: dict[str, list[float]] = {name: [] for name in urls}
-    failed = 0
+    failed = {name: 0 for name in urls}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits, headers={"authorization": "Bearer x"}) as client:
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         async def one(name: str) -> float:
-            nonlocal failed
+            url, key = urls[name]
             start = time.perf_counter()
-            resp = await client.post(urls[name], json=BODY)
-            if resp.status_code != 200 and name == "proxy":
-                failed += 1
+            try:
+                resp = await client.post(url, json=BODY, headers={"authorization": f"Bearer {key}"})
+                failed[name] += resp.status_code != 200
+            except httpx.HTTPError:
+                failed[name] += 1
             return (time.perf_counter() - start) * 1000
 
         for name in urls:  # warm-up
@@ -141,17 +177,21 @@ async def _measure(urls: dict[str, str], requests: int, concurrency: int) -> dic
         for _ in range(requests):
             for name in urls:
                 lat[name].append(await one(name))
-        rps: dict[str, float] = {}
-        for name in urls:
-            sem = asyncio.Semaphore(concurrency)
+        # throughput in interleaved rounds (target by target), so a burst of machine noise is shared out
+        spent = {name: 0.0 for name in urls}
+        rounds = [requests // _ROUNDS + (i < requests % _ROUNDS) for i in range(_ROUNDS)]
+        for size in rounds:
+            for name in urls:
+                sem = asyncio.Semaphore(concurrency)
 
-            async def bounded(target: str = name, gate: asyncio.Semaphore = sem) -> None:
-                async with gate:
-                    await one(target)
+                async def bounded(target: str = name, gate: asyncio.Semaphore = sem) -> None:
+                    async with gate:
+                        await one(target)
 
-            start = time.perf_counter()
-            await asyncio.gather(*(bounded() for _ in range(requests)))
-            rps[name] = requests / (time.perf_counter() - start)
+                start = time.perf_counter()
+                await asyncio.gather(*(bounded() for _ in range(size)))
+                spent[name] += time.perf_counter() - start
+        rps = {name: requests / spent[name] for name in urls}
     return {"lat": lat, "rps": rps, "failed": failed}
 
 
@@ -161,12 +201,12 @@ async def _measure(urls: dict[str, str], requests: int, concurrency: int) -> dic
               help="Calls per target in each phase.")
 @click.option("--concurrency", default=32, show_default=True, type=click.IntRange(1, 1024),
               help="Calls in flight in the throughput phase.")
-@click.option("--no-litellm", is_flag=True, help="Skip the LiteLLM proxy even when it is installed.")
+@click.option("--no-litellm", is_flag=True, help="Skip the LiteLLM proxy even when it is found.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON only.")
 def command(workers: int, requests: int, concurrency: int, no_litellm: bool, as_json: bool) -> None:
     """`flywheel serve` overhead and throughput in front of fake_llm, next to the LiteLLM proxy."""
-    use_litellm = not no_litellm and shutil.which("litellm") is not None
-    with _services(workers, use_litellm) as urls:
+    litellm = None if no_litellm else litellm_bin()
+    with _services(workers, litellm) as urls:
         got = asyncio.run(_measure(urls, requests, concurrency))
     lat, rps = got["lat"], got["rps"]
 
@@ -176,12 +216,13 @@ def command(workers: int, requests: int, concurrency: int, no_litellm: bool, as_
     out = {"workers": workers, "requests": requests, "concurrency": concurrency,
            "direct_p50_ms": round(percentile(lat["direct"], 50), 3),
            "overhead_p50_ms": over("proxy", 50), "overhead_p99_ms": over("proxy", 99),
-           "rps": round(rps["proxy"], 1), "direct_rps": round(rps["direct"], 1), "failed": got["failed"],
-           "litellm_overhead_p50_ms": over("litellm", 50),
+           "rps": round(rps["proxy"], 1), "direct_rps": round(rps["direct"], 1), "failed": got["failed"]["proxy"],
+           "litellm_overhead_p50_ms": over("litellm", 50), "litellm_overhead_p99_ms": over("litellm", 99),
            "litellm_rps": round(rps["litellm"], 1) if "litellm" in rps else None,
-           "litellm": "measured" if use_litellm else "skipped: the `litellm` command is not installed "
-                                                      "(pip install 'litellm[proxy]')" if not no_litellm else
-           "skipped: --no-litellm"}
+           "litellm_failed": got["failed"].get("litellm"),
+           "litellm": "measured" if litellm else "skipped: --no-litellm" if no_litellm else
+           "skipped: no `litellm` command (set FLYWHEEL_LITELLM_BIN, or install 'litellm[proxy]' into "
+           ".venv-litellm)"}
     import json
 
     click.echo(json.dumps(out, indent=None if as_json else 2))

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 import click
@@ -56,43 +57,62 @@ def log_config(access_log: bool) -> dict[str, Any]:
               help="Address to bind. Anything but a loopback address requires API keys (flywheel keys create).")
 @click.option("--port", default=8300, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 512),
-              help="Worker processes (share the port; budgets and rate limits are kept in the store).")
-@click.option("--cors", "cors", multiple=True, help="Allow browser calls from this origin (repeatable).")
-@click.option("--max-body-mb", default=4.0, show_default=True, type=click.FloatRange(min=0.001),
-              help="Largest request body accepted (bigger → 413).")
+              help="Worker processes (share the port; budgets and rate limits are counted in the store, or in "
+                   "Redis with `server.redis`).")
+@click.option("--cors", "cors", multiple=True,
+              help="Allow browser calls from this origin (repeatable; default: `server.cors_origins`).")
+@click.option("--max-body-mb", default=None, type=click.FloatRange(min=0.001),
+              help="Largest request body accepted, bigger → 413 (default: `server.max_body_mb`, 4).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="One JSON line per request on stderr.")
 @click.pass_obj
-def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...], max_body_mb: float,
+def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...], max_body_mb: float | None,
           access_log: bool) -> None:
     """Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn)."""
     try:
         import uvicorn
     except ImportError:
         raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
-    from flywheel.server.state import is_loopback
+    from flywheel.server.app import is_loopback
 
     project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
-    open_mode = _check_keys(project, host)
+    loopback = is_loopback(host)
+    if not loopback:
+        _check_keys(project, host)  # refuses to start without keys: before anything is bound
     sock = bind(host, port)
     port = sock.getsockname()[1]
-    max_body = int(max_body_mb * 1024 * 1024)
+    settings = project.config.server
+    max_body = int((max_body_mb or settings.max_body_mb) * 1024 * 1024)
+    cors = cors or tuple(settings.cors_origins)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"flywheel serving {project.root} at http://{shown}:{port}  (OpenAI base_url http://{shown}:{port}/v1; "
                f"{workers} worker{'s' if workers != 1 else ''}; Ctrl-C to stop)", err=True)
-    if open_mode:
-        click.secho(f"no API keys: the server is OPEN to anyone who can reach {host} "
-                    "(create one with `flywheel keys create --name NAME`)", fg="yellow", err=True)
-    elif not is_loopback(host):
+    if loopback and workers > 1:  # only a warning depends on the keys here: looked up beside the start-up
+        threading.Thread(target=_warn_if_open, args=(project, host), daemon=True).start()
+    elif not loopback:
         click.echo("API keys required on every route but /healthz, /readyz and /metrics", err=True)
     common: dict[str, Any] = {"log_config": log_config(access_log), "access_log": False, "log_level": "info",
                               "timeout_graceful_shutdown": 30, "server_header": False}
     if workers == 1:
-        from flywheel.server import create_app
+        from flywheel.server.app import lazy_app
 
-        app = create_app(project, host=host, max_body_bytes=max_body, cors_origins=list(cors) or None)
+        failed: list[BaseException] = []
+
+        def stop(exc: BaseException) -> None:  # the app could not be built (a bad guard check …): exit
+            failed.append(exc)
+            server.should_exit = True
+
+        def ready(app: Any) -> None:  # one store for the app and the open-mode check, opened once
+            if loopback and not app.state.flywheel.keys.any_active():
+                _warn_open(host)
+
+        # live at once; the app itself is built in the background once the socket is bound (see LazyApp)
+        app = lazy_app(project, on_failure=stop, on_ready=ready, host=host, max_body_bytes=max_body,
+                       cors_origins=list(cors) or None)
         server = uvicorn.Server(uvicorn.Config(app, **common))
         server.run(sockets=[sock])
+        if failed:
+            raise failed[0]  # a UserError: one line, exit 2
     else:
         from uvicorn.supervisors import Multiprocess
 
@@ -107,10 +127,25 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
         logging.getLogger("flywheel.server").info("stopped")
 
 
+def _warn_if_open(project: Any, host: str) -> None:
+    try:
+        open_mode = _check_keys(project, host)
+    except UserError as exc:  # the store is unreachable: the app build reports it too
+        logging.getLogger("flywheel.server").warning("could not look up API keys: %s", exc.message)
+        return
+    if open_mode:
+        _warn_open(host)
+
+
+def _warn_open(host: str) -> None:
+    click.secho(f"no API keys: the server is OPEN to anyone who can reach {host} "
+                "(create one with `flywheel keys create --name NAME`)", fg="yellow", err=True)
+
+
 def _check_keys(project: Any, host: str) -> bool:
     """True when the server will run open (no keys, loopback). Off loopback with no keys: refuse (exit 2)."""
+    from flywheel.server.app import is_loopback
     from flywheel.server.keys import KeyStore
-    from flywheel.server.state import is_loopback
     from flywheel.store import Store
 
     with Store.open(project.store_url) as store:

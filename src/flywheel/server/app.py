@@ -2,6 +2,11 @@
 
     uvicorn --factory 'flywheel.server:create_app_from_env'      # FLYWHEEL_PROJECT=. (what `serve --workers` runs)
 
+`flywheel serve` and `create_app_from_env` hand the server a `LazyApp`: it answers `GET /healthz` at once and
+builds the real app (FastAPI, the store, keys, routers) in a thread once the socket is bound, so a worker is live
+in well under a second; `GET /readyz` says 503 `starting` until the build is done, and any other request waits
+for it. Importing this module is light (FastAPI is imported by `create_app`).
+
 One pure-ASGI middleware does what every request needs, before any route runs: a request id (`x-request-id`,
 kept from the client when sane), the body size limit (413 before the body is parsed), the JSON access log
 line (logger `flywheel.server.access`) and the request counters and latency histogram.
@@ -9,24 +14,26 @@ line (logger `flywheel.server.access`) and the request counters and latency hist
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import random
 import re
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from typing import TYPE_CHECKING, Any
 
 from flywheel.config import Project
 from flywheel.server.errors import ApiError, from_validation
-from flywheel.server.state import ServerState
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+
+    from flywheel.server.state import ServerState
 
 access_log = logging.getLogger("flywheel.server.access")
 log = logging.getLogger("flywheel.server")
@@ -34,10 +41,25 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", clock: Any = None,
                max_body_bytes: int = 4 * 1024 * 1024, cors_origins: list[str] | None = None) -> FastAPI:
     """The flywheel server for `project` (a Project or its folder). `host` is the address it will be bound
     to: on a loopback address a project without keys is served open; elsewhere keys are required."""
+    from fastapi import FastAPI
+
+    from flywheel.server.state import ServerState
+
     if not isinstance(project, Project):
         project = Project.load(project)
     kwargs: dict[str, Any] = {"host": host, "max_body_bytes": max_body_bytes}
@@ -47,9 +69,12 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        workers = _background_workers(state)
         try:
             yield
         finally:
+            for worker in workers:
+                worker.stop()
             if "gateway" in state.runtime.__dict__:
                 await state.runtime.gateway.aclose()
             state.close()  # flushes the trace writer and closes the store
@@ -59,10 +84,12 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
                   description="OpenAI-compatible proxy, app API and feedback for a flywheel project.")
     app.state.flywheel = state
     _errors(app)
-    from flywheel.server import anthropic_api, apps_api, feedback_api, openai_proxy, ops, otlp
+    from flywheel import web
+    from flywheel.server import anthropic_api, apps_api, feedback_api, openai_proxy, ops, otlp, review_api
 
-    for module in (openai_proxy, anthropic_api, apps_api, feedback_api, ops, otlp):
+    for module in (openai_proxy, anthropic_api, apps_api, feedback_api, ops, otlp, review_api):
         app.include_router(module.router)
+    web.mount(app, state)  # the dashboard under /ui
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -72,12 +99,117 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     return app
 
 
-def create_app_from_env() -> FastAPI:
-    """The factory `flywheel serve --workers N` hands to uvicorn (each worker builds its own app)."""
+def _background_workers(state: ServerState) -> list[Any]:
+    """Work that runs beside the requests, never in their path: the online evaluators and alert checks
+    (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`)."""
+    config = state.project.config
+    workers: list[Any] = []
+    if config.server.online_evaluators and (config.monitor.online or config.monitor.alerts):
+        from flywheel.monitor.online import OnlineWorker
+
+        workers.append(OnlineWorker(state.runtime).start())
+    return workers
+
+
+def create_app_from_env() -> LazyApp:
+    """The factory `flywheel serve --workers N` hands to uvicorn (each worker builds its own app, lazily)."""
     origins = [o for o in os.environ.get("FLYWHEEL_CORS_ORIGINS", "").split(",") if o]
-    return create_app(os.environ.get("FLYWHEEL_PROJECT", "."), host=os.environ.get("FLYWHEEL_HOST", "127.0.0.1"),
-                      max_body_bytes=int(os.environ.get("FLYWHEEL_MAX_BODY_BYTES") or 4 * 1024 * 1024),
-                      cors_origins=origins or None)
+    project = os.environ.get("FLYWHEEL_PROJECT", ".")
+    host = os.environ.get("FLYWHEEL_HOST", "127.0.0.1")
+    max_body = int(os.environ.get("FLYWHEEL_MAX_BODY_BYTES") or 4 * 1024 * 1024)
+    return LazyApp(lambda: create_app(project, host=host, max_body_bytes=max_body, cors_origins=origins or None))
+
+
+def lazy_app(project: Project | str | Path = ".", *, on_failure: Callable[[BaseException], None] | None = None,
+             on_ready: Callable[[Any], None] | None = None, **kwargs: Any) -> LazyApp:
+    """`create_app(project, **kwargs)` behind a `LazyApp` (what `flywheel serve` runs)."""
+    return LazyApp(lambda: create_app(project, **kwargs), on_failure, on_ready)
+
+
+class LazyApp:
+    """An ASGI app that is live as soon as the server runs: `/healthz` is answered here, the real app is built
+    in a thread at lifespan start-up, and its own lifespan (which flushes traces on shutdown) is entered and
+    left around it. Requests other than /healthz and /readyz wait for the build."""
+
+    def __init__(self, build: Callable[[], Any], on_failure: Callable[[BaseException], None] | None = None,
+                 on_ready: Callable[[Any], None] | None = None):
+        self._build = build
+        self._on_failure = on_failure  # `flywheel serve` stops and exits 2 on a user error (a bad guard …)
+        self._on_ready = on_ready  # called in the build thread with the built app
+        self.app: Any = None  # the built FastAPI app
+        self._task: asyncio.Task | None = None
+        self._lifespan: Any = None
+        self._failed: BaseException | None = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        app = self.app
+        if app is not None:
+            await app(scope, receive, send)
+            return
+        if scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
+            return
+        path = scope.get("path")
+        if scope["type"] == "http" and path in ("/healthz", "/readyz") and self._failed is None:
+            ready = path == "/healthz"
+            await _send_json(send, 200 if ready else 503, {"status": "ok" if ready else "starting"})
+            return
+        app = await self._ready()
+        if app is None:
+            if scope["type"] == "http":
+                err = ApiError(503, "the server failed to start; see its log", code="server_not_ready")
+                await _send_json(send, 503, err.body())
+            return
+        await app(scope, receive, send)
+
+    async def _ready(self) -> Any:
+        if self._task is None:  # no lifespan (an ASGI server run with lifespan off): build on first request
+            self._task = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._task)
+        return self.app
+
+    async def _start(self) -> None:
+        try:
+            app = await asyncio.to_thread(self._built)
+            lifespan = app.router.lifespan_context(app)
+            await lifespan.__aenter__()
+            self._lifespan, self.app = lifespan, app
+        except Exception as exc:
+            self._failed = exc
+            if self._on_failure is not None:
+                self._on_failure(exc)
+            else:
+                log.exception("building the flywheel app failed")
+
+    def _built(self) -> Any:
+        app = self._build()
+        if self._on_ready is not None:
+            self._on_ready(app)
+        return app
+
+    async def _run_lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._task = self._task or asyncio.ensure_future(self._start())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._task is not None:
+                    await self._task  # a build in progress is finished, so its resources are closed
+                if self._lifespan is not None:
+                    try:
+                        await self._lifespan.__aexit__(None, None, None)
+                    except Exception:
+                        log.exception("shutting the flywheel app down failed")
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send_json(send: Any, status: int, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _version() -> str:
@@ -94,10 +226,15 @@ def _is_anthropic(request: Request) -> bool:
 
 
 def error_response(request: Request, err: ApiError) -> JSONResponse:
+    from fastapi.responses import JSONResponse
+
     return JSONResponse(err.body(anthropic=_is_anthropic(request)), status_code=err.status, headers=err.headers)
 
 
 def _errors(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(request, exc)
@@ -200,7 +337,7 @@ class RequestMiddleware:
             access_log.info(json.dumps({
                 "ts": round(time.time(), 3), "request_id": rid, "method": scope["method"], "path": scope["path"],
                 "route": path, "status": status, "ms": round(seconds * 1000, 2),
-                "client": (scope.get("client") or ("", 0))[0],
+                "client": (scope.get("client") or ("", 0))[0], "pid": os.getpid(),
             }))
 
 

@@ -4,19 +4,19 @@ A key looks like `fw-<key_id>-<secret>`. Only `key_id` (public) and a salted SHA
 the full key is shown once, by `create`. The secret is 256 random bits, so a fast hash is enough: there is
 nothing to brute-force that a slow hash would protect.
 
-Budgets and rate limits are counters in the store, changed by single atomic UPDATEs whose WHERE clause holds
-the limit, so they are exact across threads, workers and processes sharing one store:
+Budgets and rate limits are counters behind one interface (server/counters.py): in the store by default,
+changed by single atomic UPDATEs whose WHERE clause holds the limit, or in Redis (atomic Lua scripts) when
+`server.redis` or a Redis `cache.backend` is set. Both are exact across threads, workers and processes:
 
 - budget: a request is admitted by `reserved += estimate WHERE spent + reserved < budget AND spent + reserved +
   estimate <= budget`; when it ends, `spent += actual cost, reserved -= estimate`. A request is refused once the
   settled spend reaches the budget (429, `Retry-After` = seconds to the next period for monthly budgets).
-- rpm / tpm: one row per key per minute; admitted by `requests += 1 WHERE requests < rpm AND tokens < tpm`;
+- rpm / tpm: one counter per key per minute; admitted by `requests += 1 WHERE requests < rpm AND tokens < tpm`;
   tokens are added when the request ends. Refused → 429 with `Retry-After` = seconds to the next minute.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import math
@@ -24,14 +24,27 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select, update
 
 from flywheel.config import validate_tenant
 from flywheel.errors import UserError
+from flywheel.server.counters import (
+    Admission,
+    Counters,
+    CountersDown,
+    LimitExceeded,
+    Limits,
+    StoreCounters,
+    month_of,
+    seconds_to_next_month,
+)
 from flywheel.store import Store
+
+__all__ = ["Admission", "CountersDown", "KeyStore", "LimitExceeded", "Limits", "Principal", "month_of",
+           "seconds_to_next_month"]
 
 _KEY = re.compile(r"^fw-([0-9a-f]{12})-([A-Za-z0-9_-]{20,100})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.@:-]{1,100}$")
@@ -49,6 +62,7 @@ class Principal:
     apps: list[str] | None = None  # None: every app
     admin: bool = False
     limited: bool = False  # has a budget or rate limit to check
+    limits: Limits | None = None
 
     def may_use_model(self, alias: str) -> bool:
         return self.models is None or alias in self.models
@@ -57,43 +71,18 @@ class Principal:
         return self.apps is None or app in self.apps
 
 
-@dataclass
-class LimitExceeded(Exception):
-    """A budget or rate limit refused the request (→ 429)."""
-
-    message: str
-    code: str
-    retry_after: int | None = None
-
-
-@dataclass
-class Admission:
-    key_id: str | None = None
-    minute: int | None = None
-    reserved: float = 0.0
-    settled: bool = field(default=False)
-
-
 def _hash(salt: str, secret: str) -> str:
     return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
-
-
-def month_of(now: float) -> str:
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m")
-
-
-def seconds_to_next_month(now: float) -> int:
-    d = dt.datetime.fromtimestamp(now, dt.UTC)
-    nxt = dt.datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=dt.UTC)
-    return max(1, math.ceil(nxt.timestamp() - now))
 
 
 class KeyStore:
     """The `api_keys` and `rate_windows` tables. `clock` is injectable (tests move time, never sleep)."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time, cache_s: float = 1.0):
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, cache_s: float = 1.0,
+                 counters: Counters | None = None):
         self.store = store
         self.clock = clock
+        self.counters: Counters = counters or StoreCounters(store)
         self.keys = store.table("api_keys")
         self.windows = store.table("rate_windows")
         # verified keys are reused for `cache_s` seconds (a store round trip per request cost ~1-2 ms on
@@ -178,74 +167,24 @@ class KeyStore:
             return None
         if not hmac.compare_digest(row["hash"], _hash(row["salt"], m.group(2))):
             return None
-        limited = row["budget_usd"] is not None or row["rpm"] is not None or row["tpm"] is not None
+        limits = Limits(rpm=row["rpm"], tpm=row["tpm"], budget_usd=row["budget_usd"],
+                        budget_period=row["budget_period"])
         return Principal(name=row["name"], tenant=row["tenant"], key_id=row["key_id"], models=row["models"],
-                         apps=row["apps"], limited=limited)
+                         apps=row["apps"], limited=limits.any, limits=limits)
 
     def admit(self, principal: Principal, estimate_usd: float = 0.0) -> Admission:
-        """Count the request against the key's rate limit and reserve its estimated cost; raises LimitExceeded."""
+        """Count the request against the key's rate limit and reserve its estimated cost; raises LimitExceeded
+        (→ 429) or CountersDown (→ 503)."""
         if not principal.limited or principal.key_id is None:
             return Admission()
-        now, key_id = self.clock(), principal.key_id
-        minute = int(now // 60)
-        k, w = self.keys.c, self.windows.c
-        with self.store.begin() as conn:
-            row = conn.execute(select(k.rpm, k.tpm, k.budget_usd, k.budget_period, k.period)
-                               .where(k.key_id == key_id)).mappings().first()
-            if row is None:
-                raise LimitExceeded("the key was deleted", "invalid_api_key")
-            if row["rpm"] is not None or row["tpm"] is not None:
-                conn.execute(_insert_ignore(conn, self.windows, {"key_id": key_id, "minute": minute,
-                                                                 "requests": 0, "tokens": 0}))
-                cond = [w.key_id == key_id, w.minute == minute]
-                if row["rpm"] is not None:
-                    cond.append(w.requests < row["rpm"])
-                if row["tpm"] is not None:
-                    cond.append(w.tokens < row["tpm"])
-                done = conn.execute(update(self.windows).where(and_(*cond)).values(requests=w.requests + 1))
-                if done.rowcount == 0:
-                    raise LimitExceeded(f"rate limit of key {principal.name!r} reached for this minute",
-                                        "rate_limit_exceeded", max(1, math.ceil((minute + 1) * 60 - now)))
-            reserved = 0.0
-            if row["budget_usd"] is not None:
-                if row["budget_period"] == "month" and row["period"] != month_of(now):
-                    conn.execute(update(self.keys).where(k.key_id == key_id, k.period == row["period"])
-                                 .values(spent_usd=0.0, period=month_of(now)))
-                reserved = max(0.0, estimate_usd)
-                used = k.spent_usd + k.reserved_usd
-                done = conn.execute(update(self.keys).where(
-                    k.key_id == key_id, used < k.budget_usd, used + reserved <= k.budget_usd,
-                ).values(reserved_usd=k.reserved_usd + reserved))
-                if done.rowcount == 0:
-                    wait = seconds_to_next_month(now) if row["budget_period"] == "month" else None
-                    raise LimitExceeded(f"budget of key {principal.name!r} (${row['budget_usd']:g} per "
-                                        f"{row['budget_period']}) is spent", "budget_exceeded", wait)
-        return Admission(key_id=key_id, minute=minute, reserved=reserved)
+        return self.counters.admit(principal.key_id, principal.name, principal.limits, estimate_usd, self.clock())
 
     def settle(self, admission: Admission, cost_usd: float, tokens: int) -> None:
         """Record what the admitted request really cost (once)."""
         if admission.key_id is None or admission.settled:
             return
         admission.settled = True
-        k, w = self.keys.c, self.windows.c
-        with self.store.begin() as conn:
-            if cost_usd or admission.reserved:
-                conn.execute(update(self.keys).where(k.key_id == admission.key_id).values(
-                    spent_usd=k.spent_usd + max(0.0, cost_usd), reserved_usd=k.reserved_usd - admission.reserved))
-            if tokens and admission.minute is not None:
-                conn.execute(update(self.windows).where(w.key_id == admission.key_id, w.minute == admission.minute)
-                             .values(tokens=w.tokens + tokens))
-            if admission.minute is not None:  # old windows are never read again
-                conn.execute(self.windows.delete().where(w.key_id == admission.key_id,
-                                                         w.minute < admission.minute - 1))
-
-
-def _insert_ignore(conn: Any, table: Any, values: dict[str, Any]) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return insert(table).values(**values).on_conflict_do_nothing()
+        self.counters.settle(admission, cost_usd, tokens, self.clock())
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@ is calling (`authenticate`)."""
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import math
 import os
 import time
@@ -13,21 +12,15 @@ from typing import Any
 
 from flywheel.apps.runtime import Runtime
 from flywheel.config import Project
+from flywheel.server.app import is_loopback
+from flywheel.server.counters import build_counters
 from flywheel.server.errors import ApiError
-from flywheel.server.keys import Admission, KeyStore, LimitExceeded, Principal
+from flywheel.server.keys import Admission, CountersDown, KeyStore, LimitExceeded, Principal
 from flywheel.server.metrics import Metrics
 from flywheel.server.tokens import TokenSigner, load_secret
 
 OPEN = Principal(name="open", tenant="default")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["OPEN", "ServerState", "is_loopback"]
 
 
 class ServerState:
@@ -39,7 +32,7 @@ class ServerState:
         self.max_body_bytes = max_body_bytes
         self.runtime = runtime or Runtime(project)
         self.store = self.runtime.store  # opened (and migrated) at start-up, not on the first request
-        self.keys = KeyStore(self.store, clock)
+        self.keys = KeyStore(self.store, clock, counters=build_counters(project.config, self.store))
         self.signer = TokenSigner(load_secret(project), clock)
         self.metrics = Metrics()
         self.admin_key = os.environ.get("FLYWHEEL_ADMIN_KEY") or None
@@ -87,6 +80,9 @@ class ServerState:
     def admit(self, principal: Principal, estimate_usd: float = 0.0) -> Admission:
         try:
             return self.keys.admit(principal, estimate_usd)
+        except CountersDown as exc:  # fail closed: a limited key is not served while its counters are unknown
+            raise ApiError(503, f"{exc}; requests of keys with a budget or rate limit are refused until it is back",
+                           code="counters_unavailable", headers={"Retry-After": "5"}) from None
         except LimitExceeded as exc:
             headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
             status = 401 if exc.code == "invalid_api_key" else 429
@@ -116,5 +112,18 @@ class ServerState:
                                code="model_not_found")
         return self._embedder.embed(texts)
 
+    def cut_stream_usage(self, alias: str, messages: list[Any], delivered: str) -> tuple[int, int, float]:
+        """(input tokens, output tokens, cost) of a stream the client dropped before the upstream reported its
+        usage: the prompt and the text produced so far, estimated the way the gateway estimates tokens, priced at
+        the alias's price. The caller charges this to the key, since the upstream bills what it generated."""
+        from flywheel.gateway.pricing import cost_usd
+        from flywheel.gateway.providers.base import estimate_tokens
+
+        tin = sum(estimate_tokens(getattr(m, "content", None) or "") for m in messages)
+        tout = estimate_tokens(delivered) if delivered else 0
+        model = self.project.config.models.get(alias)
+        return tin, tout, cost_usd(model.price, tin, tout) if model is not None else 0.0
+
     def close(self) -> None:
+        self.keys.counters.close()
         self.runtime.close()

@@ -5,6 +5,9 @@
   request across processes: `spent_usd` (settled) + `reserved_usd` (in flight) against `budget_usd`, reset
   when `period` (e.g. "2026-12" for monthly budgets) changes.
 - rate_windows: requests and tokens per key per fixed one-minute window (rpm / tpm limits).
+With `server.redis` set, the counters live in Redis (server/counters.py) and these rows are the record: each
+settled cost is added to `spent_usd` (`reserved_usd` and `rate_windows` stay unused), and Redis re-seeds a
+missing budget counter from `spent_usd`.
 Times are Unix seconds (float).
 """
 

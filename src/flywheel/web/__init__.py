@@ -18,8 +18,10 @@ from fastapi.staticfiles import StaticFiles
 
 HERE = Path(__file__).parent
 
-PAGES = ["flywheel.web.login", "flywheel.web.traces", "flywheel.web.sessions"]
-NAV: list[tuple[str, str]] = [("traces", "/ui/traces"), ("sessions", "/ui/sessions"), ("users", "/ui/users")]
+PAGES = ["flywheel.web.login", "flywheel.web.traces", "flywheel.web.sessions", "flywheel.web.review_pages",
+         "flywheel.web.eval_pages"]
+NAV: list[tuple[str, str]] = [("traces", "/ui/traces"), ("sessions", "/ui/sessions"), ("users", "/ui/users"),
+                              ("review", "/ui/review"), ("evals", "/ui/evals")]
 
 
 def mount(app: FastAPI, state: Any = None) -> None:

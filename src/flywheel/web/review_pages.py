@@ -127,6 +127,8 @@ async def create_queue(request: Request) -> Response:
         errors["kind"] = "binary or pairwise"
     if strategy not in _strategies():
         errors["strategy"] = "one of " + ", ".join(_strategies())
+    if form.get("name", "").strip() == "new":
+        errors["name"] = "'new' is the address of this form; choose another name"
     ids = [x for x in form.get("trace_ids", "").replace(",", " ").split() if x]
     if ids and kind != "binary":
         errors["trace_ids"] = "trace ids make a binary queue; pairwise queues are sampled"
@@ -160,11 +162,9 @@ def _annotator_of(request: Request) -> tuple[str | None, str | None]:
 
 def _item_context(request: Request, queue: queues.Queue, annotator: str, item: queues.Item | None,
                   **extra: Any) -> dict[str, Any]:
-    nonce = request.scope.get("flywheel.csrf_nonce") or request.cookies.get("fw_csrf") or ""
     progress = queues.progress(_store(request), queue)
     return {"queue": queue, "annotator": annotator, "item": item, "keys": KEYS[queue.kind], "progress": progress,
-            "mine": progress["annotators"].get(annotator, 0), "csrf": csrf_token(request, nonce) if nonce else "",
-            "tx": Text(language(request)), **extra}
+            "mine": progress["annotators"].get(annotator, 0), **extra}
 
 
 def _next(request: Request, queue: queues.Queue, annotator: str, skip: list[str] | None = None) -> queues.Item | None:
@@ -222,7 +222,9 @@ async def _posted(request: Request, queue_ref: str) -> tuple[Viewer, queues.Queu
 def _answer(request: Request, queue: queues.Queue, annotator: str, item: queues.Item | None, **extra: Any) -> Response:
     if request.headers.get("hx-request") != "true":  # a plain form post (no JavaScript): back to the page
         return RedirectResponse(f"/ui/review/{quote(queue.name)}?annotator={quote(annotator)}", status_code=303)
-    return fragment(request, "review_item.html", **_item_context(request, queue, annotator, item, **extra))
+    nonce = request.cookies.get("fw_csrf") or ""
+    return fragment(request, "review_item.html", csrf=csrf_token(request, nonce) if nonce else "",
+                    tx=Text(language(request)), **_item_context(request, queue, annotator, item, **extra))
 
 
 @router.post("/ui/review/{queue_ref}/label", include_in_schema=False)
