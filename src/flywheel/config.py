@@ -253,6 +253,43 @@ class ReviewConfig(Section):
     min_judge_kappa: float = Field(default=0.6, ge=-1, le=1)  # eval reports warn below this agreement
 
 
+class RouteConfig(Section):
+    """One `routes:` entry: a name callers use like a model alias, served by `alias`, or by the arms of `split`
+    (weights, sticky per user or session), optionally copied to a `shadow` alias whose answer is only stored."""
+
+    alias: str | None = None
+    split: dict[str, float] | None = None  # alias → weight (any positive numbers; 90/10 = 0.9/0.1)
+    sticky: Literal["user", "session", "none"] = "user"
+    shadow: str | None = None
+    shadow_sample: float = Field(default=1.0, gt=0, le=1)  # share of requests copied to the shadow
+
+    @field_validator("split")
+    @classmethod
+    def _arms(cls, split: dict[str, float] | None) -> dict[str, float] | None:
+        if split is not None:
+            if len(split) < 2:
+                raise ValueError("a split needs at least two arms, e.g. {small: 90, large: 10}; "
+                                 "for one alias write `alias: NAME`")
+            bad = [f"{name}: {weight}" for name, weight in split.items() if not weight > 0]
+            if bad:
+                raise ValueError(f"split weights must be positive numbers (got {', '.join(bad)})")
+        return split
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RouteConfig:
+        if (self.alias is None) == (self.split is None):
+            raise ValueError("a route needs exactly one of `alias: NAME` or `split: {a: 90, b: 10}`")
+        return self
+
+    @property
+    def arms(self) -> dict[str, float]:
+        """Alias → share of traffic (sums to 1)."""
+        if self.split is None:
+            return {str(self.alias): 1.0}
+        total = sum(self.split.values())
+        return {name: weight / total for name, weight in self.split.items()}
+
+
 class Config(Section):
     store: str | None = None  # sqlite:///… or postgresql://…; default: <project>/.flywheel/flywheel.db
     models: dict[str, ModelAlias] = Field(default_factory=lambda: {"default": ModelAlias(provider="extractive")})
@@ -263,6 +300,7 @@ class Config(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)  # route name → alias / split / shadow
 
     @field_validator("models")
     @classmethod
@@ -438,9 +476,10 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
 def check_apps(config: Config, file: Path | str, lines: dict) -> None:
     """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
     model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
+    check_routes(config, file, lines)
     for name, app in config.apps.items():
         at = ("apps", name)
-        if app.model not in config.models:
+        if app.model not in config.models and app.model not in config.routes:
             raise unknown_alias(app.model, config.models, where=where(file, lines, (*at, "model")),
                                 used_by=f"app '{name}'", error=ConfigError)
         for stage in ("input", "output", "sources"):
@@ -479,3 +518,20 @@ def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
     if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
         raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
                           where=at, hint="use block, redact, fix, refrain or log-only")
+
+
+def check_routes(config: Config, file: Path | str, lines: dict) -> None:
+    """`routes:` name defined aliases (arms and shadow), and no route shadows an alias of the same name."""
+    for name, route in config.routes.items():
+        at = ("routes", name)
+        if name in config.models:
+            raise ConfigError(f"route '{name}' has the name of a model alias, so requests for it are ambiguous",
+                              where=where(file, lines, at), hint="rename the route or the alias")
+        targets = [("alias", route.alias)] if route.split is None else [("split", a) for a in route.split]
+        if route.shadow is not None:
+            targets.append(("shadow", route.shadow))
+        for key, alias in targets:
+            if alias not in config.models:
+                path = (*at, key, alias) if key == "split" else (*at, key)
+                raise unknown_alias(str(alias), config.models, where=where(file, lines, path),
+                                    used_by=f"route '{name}'", error=ConfigError)

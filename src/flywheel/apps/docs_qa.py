@@ -2,11 +2,14 @@
 
     app = DocsQA(retriever=rt.retriever, gateway=rt.gateway, prompt=PromptRegistry(root).get("docs_qa"))
     answer = app.run("How do I pin a model version?")
+    stream = app.stream("How do I pin a model version?")   # pieces; stream.answer once it is done
 
 Input guards, the cache, the model call, output guards (re-ask / fallback), cache save and restore of redacted
 values are the shared `AnswerPipeline` (apps/pipeline.py); this app adds retrieval, the `sources:` guard stage,
-the prompt and citations. One run is one `app` span (attributes `flywheel.app`, `flywheel.tenant`,
-`flywheel.prompt.version`) with the guard, retrieval (`retrieval.search`), prompt and model spans under it.
+the prompt (rendered per alias: its family's format, examples, a prefill where the provider continues an
+assistant turn, the reasoning scaffold, whose reasoning is stripped from every reply) and citations. One run
+is one `app` span (attributes `flywheel.app`, `flywheel.tenant`, `flywheel.prompt.version`) with the guard,
+retrieval (`retrieval.search`), prompt and model spans under it.
 
 When retrieval finds nothing above its relevance floor, the app answers the prompt's `no_answer` message in the
 question's language without calling the model (`refusal: no_passage`). Citations are numbered in order of first
@@ -20,16 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flywheel.apps.pipeline import AnswerPipeline, Plan, Run
+from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
 from flywheel.checks.grounding import citations_in
 from flywheel.config import validate_tenant
 from flywheel.errors import UserError
 from flywheel.guards import GuardPolicy
-from flywheel.prompts import Prompt, SourceItem, family_of, language_of
+from flywheel.prompts import Prompt, RenderedPrompt, SourceItem, family_of, language_of, supports_prefill
 from flywheel.prompts.render import pick_language
 from flywheel.tracing import in_context, tracer
 from flywheel.types import Answer, ChatRequest, Citation, Hit, Message, Source, content_hash
@@ -70,20 +73,34 @@ class DocsQA:
     # ------------------------------------------------------------------ public API
     def run(self, input: str, tenant: str | None = None, *, model: str | None = None,
             filters: Mapping[str, Any] | None = None) -> Answer:
+        question, tenant, model, prepare = self._start(input, tenant, model, filters)
+        return self.pipeline.run(question, tenant=tenant, model=model, prepare=prepare, input_key="question",
+                                 attrs=self._attrs())
+
+    def stream(self, input: str, tenant: str | None = None, *, model: str | None = None,
+               filters: Mapping[str, Any] | None = None) -> AnswerStream:
+        """The answer as text pieces (citations already renumbered; with a reasoning prompt, nothing of the
+        reasoning); `.answer` is the Answer once the stream is done."""
+        question, tenant, model, prepare = self._start(input, tenant, model, filters)
+        return self.pipeline.stream(question, tenant=tenant, model=model, prepare=prepare, input_key="question",
+                                    attrs=self._attrs())
+
+    def _start(self, input: str, tenant: str | None, model: str | None, filters: Mapping[str, Any] | None
+               ) -> tuple[str, str, str, Callable[[str, Run], Plan | Answer]]:
         question = (input or "").strip()
         if not question:
             raise UserError("the question is empty", hint="ask something, e.g. `flywheel ask \"How do I …?\"`")
         tenant = validate_tenant(self.tenant if tenant is None else tenant)  # "" is an error, not `default`
         model = model or self.model
         self.gateway.resolve(model)  # an unknown alias is a UserError before anything runs
-        attrs = {"flywheel.prompt.name": self.prompt.name, "flywheel.prompt.version": self.prompt.version}
         merged = {**(self.filters or {}), **(filters or {})} or None
-
         def prepare(masked: str, run: Run) -> Plan | Answer:
             return self._prepare(masked, run, tenant, model, merged)
 
-        return self.pipeline.run(question, tenant=tenant, model=model, prepare=prepare, input_key="question",
-                                 attrs=attrs)
+        return question, tenant, model, prepare
+
+    def _attrs(self) -> dict[str, Any]:
+        return {"flywheel.prompt.name": self.prompt.name, "flywheel.prompt.version": self.prompt.version}
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None,
                    filters: Mapping[str, Any] | None = None) -> Answer:
@@ -110,12 +127,12 @@ class DocsQA:
             return Answer(text=self.no_answer_message(question), refused=True,
                           refusal="guard_blocked" if retrieved else "no_passage")
 
-        rendered: dict[str, list[Message]] = {}
+        rendered: dict[str, RenderedPrompt] = {}
 
         def request(alias: str) -> ChatRequest:  # a fallback alias gets the prompt in its own family's format
             if alias not in rendered:
                 rendered[alias] = self._render(question, hits, alias)
-            return ChatRequest(messages=rendered[alias], model=alias, metadata={
+            return ChatRequest(messages=rendered[alias].messages(), model=alias, metadata={
                 "app": self.name, "tenant": tenant, "prompt_version": self.prompt.version, "question": question})
 
         messages = request(model).messages
@@ -128,7 +145,9 @@ class DocsQA:
         return Plan(request=request, cache_request=cache_request, reask=REASK,
                     context=CheckContext(input=question, sources=[h.chunk.text for h in hits], system_prompt=system),
                     corpus_version=content_hash(*(h.chunk.id for h in hits)),
-                    finish=lambda text: number_citations(text, hits), declines=tuple(self.no_answer.values()))
+                    finish=lambda text: number_citations(text, hits), declines=tuple(self.no_answer.values()),
+                    clean=lambda text, alias: rendered.get(alias, rendered[model]).finish(text),
+                    hold_until=f"</{tag}" if (tag := rendered[model].reasoning_tag) else None)
 
     def _retrieve(self, question: str, tenant: str, filters: Mapping[str, Any] | None) -> list[Hit]:
         # The retriever records its own `retrieval.search` span (query, tenant, hits and their scores).
@@ -136,17 +155,19 @@ class DocsQA:
         _note(**{"flywheel.hits": len(hits)})
         return hits
 
-    def _render(self, question: str, hits: list[Hit], model: str) -> list[Message]:
-        family = family_of(self.gateway.resolve(model))
+    def _render(self, question: str, hits: list[Hit], model: str) -> RenderedPrompt:
+        alias = self.gateway.resolve(model)
+        family, prefill = family_of(alias), supports_prefill(alias)
         sources = [SourceItem(id=i, text=h.chunk.text, source=h.chunk.source, location=h.chunk.location,
                               title=h.chunk.metadata.get("title")) for i, h in enumerate(hits, start=1)]
         with tracer.span("prompt", kind="other", inputs={"prompt": self.prompt.name, "sources": len(sources)},
                          **{"flywheel.prompt.name": self.prompt.name,
                             "flywheel.prompt.version": self.prompt.version}) as span:
-            rendered = self.prompt.render(sources=sources, family=family, question=question)
-            span.set(outputs={"style": rendered.style, "chars": len(rendered.system) + len(rendered.user)},
+            rendered = self.prompt.render(sources=sources, family=family, prefill=prefill, question=question)
+            span.set(outputs={"style": rendered.style, "chars": len(rendered.system) + len(rendered.user),
+                              "examples": list(rendered.examples), "prefill_sent": rendered.prefill_sent},
                      **{"flywheel.prompt.family": family})
-        return rendered.messages()
+        return rendered
 
 
 def number_citations(text: str, hits: list[Hit]) -> tuple[str, dict[str, Any]]:

@@ -1,8 +1,8 @@
 """The one guarded answer path every app runs through (docs_qa, chat, the server):
 
-    input guards → prepare (the app: retrieve, sources guard, render) → cache lookup → generate →
-    output guards (re-ask / fallback) → cache save (only what the output guards accepted) → finish (the app:
-    citations) → restore of redacted values → Answer
+    input guards → prepare (the app: retrieve, sources guard, render) → cache lookup → generate → clean (the
+    app: reasoning stripped, prefill put back) → output guards (re-ask / fallback) → cache save (only what the
+    output guards accepted) → finish (the app: citations) → restore of redacted values → Answer
 
     pipeline = AnswerPipeline(name="support", gateway=gw, guards=policy, cache=cache)
     answer = pipeline.run("hello", tenant="acme", model="gpt", prepare=lambda text, run: Plan(request=...))
@@ -12,6 +12,10 @@ answer is cached under) or an early `Answer` (no passage found, a sources guard 
 every model call itself, so `Answer.usage` / `cost_usd` cover every attempt of every call of the run: retries
 and fallbacks inside the gateway, re-asks, fallbacks from guards, and LLM-judge guards (checks reach the
 gateway through `ctx.services`, metered per run).
+
+Every generation (first answer, re-ask, fallback, a stream) is cleaned before guards, the cache and the trace
+see it; a stream releases nothing before `Plan.hold_until` (the end of the reasoning) and holds back a tag or
+citation still arriving, so what the client sees is `Answer.text`.
 
 One run is one `app` span. What it stores is what the model saw: the input after the input guards (masked
 when a redact guard is configured; a blocked input is masked by the redact guards before it is stored) and
@@ -58,6 +62,9 @@ class Plan:
     reask: str = "{feedback}"  # the user turn of a re-ask, after the rejected answer
     finish: Callable[[str], tuple[str, dict[str, Any]]] | None = None  # text -> (text, more Answer fields)
     declines: tuple[str, ...] = ()  # the app's own no-answer messages: a model that answers them declined
+    # (model text, alias) -> the answer (e.g. reasoning stripped, prefill put back), before guards and the cache
+    clean: Callable[[str, str], str] | None = None
+    hold_until: str | None = None  # a stream releases nothing before this marker (e.g. `</thinking`) arrives
 
 
 @dataclass
@@ -160,7 +167,7 @@ class AnswerPipeline:
             return prepared, prepared.text
         key = self._key(prepared, tenant, model)
         hit = self._lookup(key, run, span)
-        output = hit.text if hit is not None else run.generation(self.gateway.chat(prepared.request(model)))
+        output = hit.text if hit is not None else self._generate(prepared, prepared.request(model), run)
         if self.guards.output and (hit is None or hit.kind == "semantic"):  # exact hits passed these guards
             output, stop = self._output(output, prepared, model, run, services)
             if stop is not None:
@@ -195,13 +202,16 @@ class AnswerPipeline:
 
         def regenerate(feedback: str, alias: str | None) -> str:
             if alias is not None:  # fall back to another model: a fresh request in that model's format
-                last[0] = run.generation(self.gateway.chat(plan.request(alias)))
+                last[0] = self._generate(plan, plan.request(alias), run)
                 return last[0]
             base = plan.request(model)
+            head, prefill = list(base.messages), []
+            if head and head[-1].role == "assistant":  # a prefill: it goes after the re-ask, to start the new answer
+                prefill = [head.pop()]
             retry = base.model_copy(update={"messages": [
-                *base.messages, Message(role="assistant", content=last[0]),
-                Message(role="user", content=plan.reask.format(feedback=feedback))]})
-            last[0] = run.generation(self.gateway.chat(retry))
+                *head, Message(role="assistant", content=last[0]),
+                Message(role="user", content=plan.reask.format(feedback=feedback)), *prefill]})
+            last[0] = self._generate(plan, retry, run)
             return last[0]
 
         ctx = replace(plan.context, services=services, trace_id=tracer.current_trace_id())
@@ -210,6 +220,11 @@ class AnswerPipeline:
         if verdict.refused:
             return output, Answer(text=verdict.text, refused=True, refusal="guard_blocked")
         return verdict.text, None
+
+    def _generate(self, plan: Plan, request: ChatRequest, run: Run) -> str:
+        """One model call; its text cleaned (for the alias whose format the request is in) before anything sees it."""
+        text = run.generation(self.gateway.chat(request))
+        return plan.clean(text, request.model) if plan.clean is not None else text
 
     def _final(self, output: str, vault: dict[str, str], plan: Plan, key: tuple[ChatRequest, dict] | None,
                run: Run) -> tuple[Answer, str]:
@@ -284,11 +299,18 @@ class AnswerPipeline:
             actions: list[GuardAction] = []
             chunks = self.gateway.stream(prepared.request(model))
             try:
-                deltas = (c.delta for c in chunks if c.delta)
+                deltas: Iterator[str] = (c.delta for c in chunks if c.delta)
+                if prepared.clean is not None:  # guards, the client and the cache see only the cleaned text
+                    clean = prepared.clean
+                    deltas = settled_stream(deltas, lambda raw: clean(raw, model), "<", prepared.hold_until)
                 ctx = replace(prepared.context, services=services, trace_id=span.trace_id)
                 pieces = guard_stream(deltas, self.guards.output, ctx, record=actions) if self.guards.output \
                     else deltas
-                yield from restore_stream(_collect(pieces, shown), vault)
+                shown_pieces = _collect(pieces, shown)
+                if prepared.finish is not None:  # e.g. citations renumbered as they appear, as in the Answer
+                    finish = prepared.finish
+                    shown_pieces = settled_stream(shown_pieces, lambda text: finish(text)[0], "[")
+                yield from restore_stream(shown_pieces, vault)
             finally:
                 result = chunks.result
                 if result is not None:
@@ -332,6 +354,35 @@ def _collect(pieces: Iterator[str] | Any, into: list[str]) -> Iterator[str]:
     for piece in pieces:
         into.append(piece)
         yield piece
+
+
+_CLOSERS = {"<": ">", "[": "]"}
+HOLD_CHARS = 64  # an opening `<` / `[` this close to the end may still become a tag / citation
+
+
+def settled_stream(pieces: Iterator[str], transform: Callable[[str], str], opener: str,
+                   hold_until: str | None = None) -> Iterator[str]:
+    """The growth of `transform(text so far)` as pieces: nothing before `hold_until` has arrived (matched without
+    case), and the text from a trailing unclosed `opener` (a tag or citation still arriving) is held back. A
+    transform that rewrites what was already released (it should not) releases nothing more until the end."""
+    closer, marker = _CLOSERS[opener], (hold_until or "").lower()
+    raw, released, open_ = "", "", not marker
+    for piece in pieces:
+        raw += piece
+        if not open_:
+            open_ = marker in raw.lower()
+            if not open_:
+                continue
+        cut = raw.rfind(opener)
+        if cut < 0 or cut < len(raw) - HOLD_CHARS or closer in raw[cut:]:
+            cut = len(raw)
+        out = transform(raw[:cut])
+        if out.startswith(released) and len(out) > len(released):
+            yield out[len(released):]
+            released = out
+    out = transform(raw)
+    if out.startswith(released) and len(out) > len(released):
+        yield out[len(released):]
 
 
 def restore_stream(pieces: Iterator[str], vault: dict[str, str]) -> Iterator[str]:

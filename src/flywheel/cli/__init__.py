@@ -24,7 +24,7 @@ COMMANDS = {
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
-    "prompts": "prompts",
+    "prompts": "prompts", "route": "route",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -55,6 +55,7 @@ SHORT_HELP = {
     "report": "Reports over production traces: `flywheel report daily`.",
     "review": "Label sampled traces pass / fail (or A / B / tie) in a keyboard-first terminal UI; `review sample` "
               "builds the queue.",
+    "route": "Eval-driven model routes: select the cheapest passing model, report A/B arms, judge shadow outputs.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "

@@ -188,13 +188,12 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
 
 
 def _has_prompt_vars(case: EvalCase, target: Target, where: str) -> None:
-    """A model target's prompt may only use variables the case gives (checked before any run starts)."""
-    from flywheel.prompts.render import placeholders
-
+    """A model target's prompt may only use variables the case gives (checked before any run starts);
+    `{{sources}}` and `{{examples}}` are built by the prompt's render."""
     prompt = target.prompt
     if prompt is None:
         return
-    used = placeholders(prompt.system or "") + placeholders(prompt.template)
+    used = prompt.variables()
     missing = sorted({n for n in used if n not in case.vars})
     if missing:
         at = f"{prompt.path}" if getattr(prompt, "path", None) else target.prompt_where

@@ -26,11 +26,28 @@ from typing import Any
 
 from flywheel.errors import UserError
 from flywheel.evals.suite import Suite, Target
-from flywheel.prompts.render import render
+from flywheel.prompts import RenderedPrompt, SourceItem, family_of, supports_prefill
 from flywheel.protocols import RuntimeLike
 from flywheel.types import Answer, ChatRequest, Message
 
 INPUT_VARS = ("question", "input", "query", "prompt")
+RENDER_OPTIONS = frozenset({"sources", "family", "prefill", "embedder"})  # case vars render takes apart
+
+
+def source_items(value: Any) -> list[SourceItem]:
+    """A case's `sources` var (a text, a list of texts, or of {text, source, location, title}) as prompt sources,
+    numbered from 1."""
+    if value is None or value == "":
+        return []
+    rows = value if isinstance(value, list) else [value]
+    items = []
+    for n, row in enumerate(rows, start=1):
+        if isinstance(row, dict):
+            items.append(SourceItem(id=n, text=str(row.get("text", "")), source=str(row.get("source", "")),
+                                    location=row.get("location"), title=row.get("title")))
+        else:
+            items.append(SourceItem(id=n, text=str(row)))
+    return items
 
 
 @dataclass
@@ -151,28 +168,36 @@ class ModelRunner(Runner):
         self.timeout_s = timeout_s
         self.gateway = runtime.gateway
         self.alias = model or target.name
-        self.gateway.resolve(self.alias)  # unknown alias → UserError before any case runs
+        resolved = self.gateway.resolve(self.alias)  # unknown alias → UserError before any case runs
+        self.family, self.prefill = family_of(resolved), supports_prefill(resolved)
         self.on_loop = _lean_async(self.gateway, self.alias)
 
-    def messages(self, vars: dict[str, Any]) -> list[Message]:
+    def rendered(self, vars: dict[str, Any]) -> RenderedPrompt | None:
+        """The suite's prompt filled with a case's vars for this alias's family (examples, prefill, reasoning
+        scaffold, structured input), or None when the suite has no prompt."""
         prompt = self.target.prompt
         if prompt is None:
-            text = input_text(vars)
-            if not text:
-                raise UserError(
-                    "the case has no input and the suite no `prompt:`",
-                    where=self.target.where,
-                    hint=f"add `prompt:` to the suite or give the case one of {', '.join(INPUT_VARS)}",
-                )
-            return [Message(role="user", content=text)]
-        where = str(prompt.path) if prompt.path else self.target.prompt_where or self.target.where
-        system = render(prompt.system, vars, where=where) if prompt.system else ""
-        user = render(prompt.template, vars, where=where)
-        head = [Message(role="system", content=system)] if system else []
-        return [*head, Message(role="user", content=user)]
+            return None
+        values = {k: v for k, v in vars.items() if k not in RENDER_OPTIONS}
+        return prompt.render(sources=source_items(vars.get("sources")), family=self.family, prefill=self.prefill,
+                             **values)
+
+    def messages(self, vars: dict[str, Any]) -> list[Message]:
+        rendered = self.rendered(vars)
+        if rendered is not None:
+            return rendered.messages()
+        text = input_text(vars)
+        if not text:
+            raise UserError(
+                "the case has no input and the suite no `prompt:`",
+                where=self.target.where,
+                hint=f"add `prompt:` to the suite or give the case one of {', '.join(INPUT_VARS)}",
+            )
+        return [Message(role="user", content=text)]
 
     async def call(self, vars: dict[str, Any]) -> Output:
-        messages = self.messages(vars)
+        rendered = self.rendered(vars)
+        messages = rendered.messages() if rendered is not None else self.messages(vars)
         version = getattr(self.target.prompt, "version", None)
         request = ChatRequest(
             messages=messages,
@@ -186,7 +211,7 @@ class ModelRunner(Runner):
             result = await self.in_thread(self.gateway.chat, request)
         system = messages[0].content if messages[0].role == "system" else None
         return Output(
-            result.text,
+            rendered.finish(result.text) if rendered is not None else result.text,  # prefill back, reasoning out
             result.latency_ms,
             result.cost_usd,
             result.trace_id,

@@ -25,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Self
 
-from flywheel.config import Config, ModelAlias
+from flywheel.config import Config, ModelAlias, RouteConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.gateway import providers as registry
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
@@ -46,7 +46,8 @@ class Gateway:
 
     def __init__(self, models: dict[str, ModelAlias], *, retry: RetryPolicy | None = None,
                  resume_streams: bool = True, sleep: Callable[[float], None] = time.sleep,
-                 asleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+                 asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 routes: Mapping[str, RouteConfig] | None = None):
         self.models = dict(models)
         self.retry = retry or RetryPolicy()
         self.sleep, self.asleep = sleep, asleep  # waits between attempts (injectable: tests record them)
@@ -55,13 +56,20 @@ class Gateway:
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._chains = {name: self._build_chain(name) for name in self.models}
+        self.router: Any = None  # routes.Router when `routes:` are configured: route names resolve per request
+        if routes:
+            from flywheel.gateway.routes import Router
+
+            self.router = Router(routes)
 
     @classmethod
     def from_config(cls, config: Config, **kw: Any) -> Gateway:
-        return cls(config.models, **kw)
+        return cls(config.models, routes=config.routes, **kw)
 
     # ------------------------------------------------------------------ aliases and providers
     def resolve(self, alias: str) -> ModelAlias:
+        if self.router is not None and alias in self.router:
+            alias = self.router.primary(alias)
         try:
             return self.models[alias]
         except KeyError:
@@ -69,6 +77,8 @@ class Gateway:
 
     def chain(self, alias: str) -> tuple[str, ...]:
         """Aliases tried for `alias`, in order: itself, then its fallbacks depth-first, each once."""
+        if self.router is not None and alias in self.router:
+            alias = self.router.primary(alias)
         chain = self._chains.get(alias)
         if chain is None:
             self.resolve(alias)  # raises the UserError listing the known aliases
@@ -126,6 +136,8 @@ class Gateway:
                                  f"{type(exc).__name__}: {exc}", kind="config")
 
     def close(self) -> None:
+        if self.router is not None:
+            self.router.close()
         for prov in list(self._providers.values()):
             close = getattr(prov, "close", None)
             if close is not None:
@@ -142,6 +154,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ calls
     def chat(self, request: ChatRequest) -> ChatResult:
+        if self.router is not None and request.model in self.router:
+            return self.router.chat(self, request)  # type: ignore[no-any-return]
         chain = self.chain(request.model)
         with tracer.span("gateway.chat", "llm", inputs(request), **top_attrs(request)) as top:
             call = CallState(request, top)
@@ -157,6 +171,8 @@ class Gateway:
             raise call.exhausted()
 
     async def achat(self, request: ChatRequest) -> ChatResult:
+        if self.router is not None and request.model in self.router:
+            return await self.router.achat(self, request)  # type: ignore[no-any-return]
         chain = self.chain(request.model)
         # tracer.start/end rather than `with tracer.span(...)`: the same span, without a generator-based
         # context manager on the proxy's per-request path
@@ -184,12 +200,16 @@ class Gateway:
         """Iterate StreamChunks; after the last one, `.result` holds the ChatResult (usage, cost, trace id)."""
         from flywheel.gateway.streaming import ChatStream
 
+        if self.router is not None and request.model in self.router:
+            request = self.router.resolve(request)[0]
         return ChatStream(self, request)
 
     def astream(self, request: ChatRequest):
         """`async for chunk in gw.astream(request)`; `.result` is set once the stream is done."""
         from flywheel.gateway.streaming import AsyncChatStream
 
+        if self.router is not None and request.model in self.router:
+            request = self.router.resolve(request)[0]
         return AsyncChatStream(self, request)
 
     def __enter__(self) -> Self:

@@ -3,38 +3,19 @@
     for field, ops in prompt_diff(old, new).items():   # only the fields that differ
         print(field, render_word_diff(ops))             # "Be [-brief-]{+very brief+}."
 
-Tokens are words, single punctuation marks and runs of whitespace. (Chinese and Japanese runs are one token
-each here; a CJK-aware word diff lives in the evals report and should move down to `flywheel.text`.)
+Tokens are those of `flywheel.text.diff` (the evals report's too): words, single punctuation marks and runs of
+whitespace, and single characters in Chinese and Japanese text (which has no spaces between words).
 """
 
 from __future__ import annotations
 
-import re
-from difflib import SequenceMatcher
-from typing import Literal
-
 import yaml
 
 from flywheel.prompts.prompt import Prompt
+from flywheel.text.diff import Op, word_diff
 
-Op = Literal["equal", "delete", "insert"]
-_TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+__all__ = ["FIELDS", "Op", "dump_yaml", "field_text", "prompt_diff", "render_word_diff", "word_diff"]
 FIELDS = ("system", "template", "examples", "shots", "prefill", "reasoning", "format", "sources", "no_answer")
-
-
-def word_diff(old: str, new: str) -> list[tuple[Op, str]]:
-    """`new` against `old` as (op, text) runs: equal, delete (only in old), insert (only in new)."""
-    a, b = _TOKEN.findall(old), _TOKEN.findall(new)
-    out: list[tuple[Op, str]] = []
-    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal":
-            out.append(("equal", "".join(a[i1:i2])))
-            continue
-        if i2 > i1:
-            out.append(("delete", "".join(a[i1:i2])))
-        if j2 > j1:
-            out.append(("insert", "".join(b[j1:j2])))
-    return out
 
 
 def render_word_diff(ops: list[tuple[Op, str]]) -> str:

@@ -135,7 +135,8 @@ def check_model(state: ServerState, principal: Principal, model: str, param: str
         name = model[len(APP_PREFIX):]
         check_app(state, principal, name, param)
         return name
-    if model not in state.project.config.models:
+    cfg = state.project.config
+    if model not in cfg.models and model not in cfg.routes:  # a route resolves to an alias in the gateway
         raise ApiError(404, f"the model `{model}` does not exist; known: {', '.join(model_names(state))}",
                        param=param, code="model_not_found")
     if not principal.may_use_model(model):
@@ -158,7 +159,8 @@ def app_names(state: ServerState) -> list[str]:
 
 
 def model_names(state: ServerState) -> list[str]:
-    return sorted(state.project.config.models)
+    cfg = state.project.config
+    return sorted(cfg.models) + sorted(cfg.routes)
 
 
 def app_model(state: ServerState, app: str) -> str:

@@ -129,11 +129,13 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
     return out
 
 
-def chat_request(body: ChatCompletionIn, tenant: str) -> ChatRequest:
+def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None) -> ChatRequest:
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
     meta: dict[str, Any] = {"tenant": tenant}
     if body.user:
         meta["user"] = body.user
+    if session:
+        meta["session_id"] = session  # a route's sticky split hashes it
     if body.metadata:
         meta["request"] = body.metadata
     for i, tool in enumerate(body.tools or ()):
@@ -192,12 +194,12 @@ async def chat_completions(request: Request) -> Any:
         raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and does not call tools; "
                        "send tools to a model alias", param="tools" if body.tools else "tool_choice",
                        code="unsupported_parameter")
-    creq = chat_request(body, tenant)
+    session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
+    creq = chat_request(body, tenant, session if isinstance(session, str) else None)
     alias = calls.app_model(state, app) if app else body.model
     chars = sum(len(m.content) for m in creq.messages)
     estimate = state.estimate(alias, chars, creq.max_tokens) * n
     route = "/v1/chat/completions"
-    session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     call = await calls.begin(state, principal, tenant, route, alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq)},
                              user=body.user, session=session)

@@ -91,8 +91,13 @@ class ServerState:
                            headers=headers) from None
 
     def estimate(self, alias: str, input_chars: int, max_tokens: int | None) -> float:
-        """An upper-ish cost estimate reserved against a budget while the request runs."""
-        model = self.project.config.models.get(alias)
+        """An upper-ish cost estimate reserved against a budget while the request runs (a route: its dearest arm)."""
+        cfg = self.project.config
+        route = cfg.routes.get(alias)
+        if route is not None:
+            arms = [route.alias] if route.alias else list(route.split or ())
+            return max((self.estimate(a, input_chars, max_tokens) for a in arms if a in cfg.models), default=0.0)
+        model = cfg.models.get(alias)
         if model is None:
             return 0.0
         price = model.price
