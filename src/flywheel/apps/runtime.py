@@ -62,6 +62,17 @@ class Runtime:
         return Retriever.from_config(self.store, self.config.retrieval, self.project)
 
     @cached_property
+    def embedder(self) -> Embedder | None:
+        """The project's retrieval embedder (`retrieval.embedder`) for near-duplicate detection and features;
+        None when it cannot load (callers fall back to token overlap)."""
+        from flywheel.retrieval.embedders import build_embedder
+
+        try:
+            return build_embedder(self.config.retrieval, self.config.models, self.project.where("retrieval", "embedder"))
+        except Exception:  # noqa: BLE001 - an embedder that cannot load only costs the embedding comparison
+            return None
+
+    @cached_property
     def cache(self) -> Cache | None:
         """The `cache:` section as a Cache, or None when both the exact and the semantic cache are off."""
         cfg = self.config.cache

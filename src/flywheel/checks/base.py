@@ -174,16 +174,28 @@ def build(name: str, arg: Any = None, where: str | None = None) -> Check:
     """Build a check by registry name (with optional `not-` prefix); bad names/args raise UserError."""
     negate = name.startswith("not-")
     base = name[4:] if negate else name
+    if ":" in base and arg is None:  # `trained:NAME` reads as `trained: NAME`
+        base, arg = base.split(":", 1)
     _load_builtin(base)
     cls = CHECKS.get(base, where=where)
     try:
-        check = cls(arg)
+        check = cls(arg, where=where) if _takes_where(cls) else cls(arg)
     except UserError:
         raise
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad argument for check `{base}`: {exc}", where=where,
                         hint=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None) from None
     return Not(check) if negate else check
+
+
+def _takes_where(cls: Any) -> bool:
+    """Whether a check class wants to know where it was declared (to find files next to the suite)."""
+    import inspect
+
+    try:
+        return "where" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def from_entry(entry: Any, where: str | None = None) -> Check:

@@ -24,7 +24,7 @@ COMMANDS = {
     "search": "retrieval", "ask": "app", "demo": "demo", "eval": "evals", "compare": "evals", "bench": "bench",
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
-    "prompts": "prompts", "route": "route",
+    "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -40,6 +40,7 @@ SHORT_HELP = {
     "eval": "Run eval suites (default: every YAML file in evals/).",
     "feedback": "Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are "
                 "stored.",
+    "export": "Export reviewed traces as fine-tuning or eval data (sft, dpo, openai-ft, hf, eval) with a datasheet.",
     "fake-llm": "Serve scripted answers on the OpenAI (/v1/chat/completions, /v1/embeddings, /v1/models) "
                 "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
     "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
@@ -58,6 +59,8 @@ SHORT_HELP = {
     "route": "Eval-driven model routes: select the cheapest passing model, report A/B arms, judge shadow outputs.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
+    "train-check": "Train check NAME (logistic regression) on a review queue's pass / fail labels; use it as "
+                   "`trained: NAME`.",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
               "mid-request).",
 }

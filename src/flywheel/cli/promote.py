@@ -55,7 +55,7 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
             found = sources_of.from_traces(rt.store, ids)
         else:
             found = sources_of.from_feedback(rt.store, feedback or "negative", app=app, limit=limit)
-        result = write_suite(project, path, found, target=target, judge=judge, embedder=_embedder(rt))
+        result = write_suite(project, path, found, target=target, judge=judge, embedder=rt.embedder)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -72,12 +72,3 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
     if result.written:
         click.echo(f"run it: flywheel eval {to}")
 
-
-def _embedder(rt: Any) -> Any:
-    """The project's retrieval embedder (None: near-duplicates by token overlap only)."""
-    from flywheel.retrieval.embedders import build_embedder
-
-    try:
-        return build_embedder(rt.config.retrieval, rt.config.models, rt.project.where("retrieval", "embedder"))
-    except Exception:  # noqa: BLE001 - an embedder that cannot load only costs the embedding comparison
-        return None

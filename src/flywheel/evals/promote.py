@@ -158,7 +158,7 @@ def collapse(
 # ---------------------------------------------------------------- cases
 
 
-def _mask(text: str | None) -> str | None:
+def mask_text(text: str | None) -> str | None:
     if text is None:
         return None
     from flywheel.checks.pii import redact_for_storage
@@ -167,10 +167,10 @@ def _mask(text: str | None) -> str | None:
 
 
 def build_case(src: Source, judge: str | None, taken: set[str]) -> dict[str, Any]:
-    question = _mask(src.input) or ""
-    served = _mask(src.output) or ""
-    correction = _mask(src.correction)
-    reason = _mask(src.reason)
+    question = mask_text(src.input) or ""
+    served = mask_text(src.output) or ""
+    correction = mask_text(src.correction)
+    reason = mask_text(src.reason)
     case_id = f"trace-{src.trace_id[:12]}"
     n = 2
     while case_id in taken:
@@ -182,7 +182,7 @@ def build_case(src: Source, judge: str | None, taken: set[str]) -> dict[str, Any
     case["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass")
     meta: dict[str, Any] = {"source_trace_id": src.trace_id, "served_answer": served}
     if src.context:
-        meta["context"] = [(_mask(c) or "")[:_MAX_CONTEXT] for c in src.context]
+        meta["context"] = [(mask_text(c) or "")[:_MAX_CONTEXT] for c in src.context]
     if reason:
         meta["reason"] = reason
     meta.update({k: v for k, v in src.extra.items() if v is not None})
@@ -246,7 +246,7 @@ def write_suite(
     fresh = [s for s in sources if s.trace_id not in known]
     result.skipped_existing = [s.trace_id for s in sources if s.trace_id in known]
     old_inputs = [str((c.get("vars") or {}).get("question", "")) for c in old_cases if isinstance(c, dict)]
-    masked = [replace(s, input=_mask(s.input) or "") for s in fresh]
+    masked = [replace(s, input=mask_text(s.input) or "") for s in fresh]
     kept, result.collapsed, dup = collapse(masked, [i for i in old_inputs if i], embedder)
     result.skipped_existing += dup
     taken = {str(c.get("id")) for c in old_cases if isinstance(c, dict)}

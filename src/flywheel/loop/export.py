@@ -1,0 +1,378 @@
+"""Reviewed production traces → fine-tuning and eval data (`flywheel export sft|dpo|openai-ft|hf|eval OUT`).
+
+- sft: `{"messages": [<the exact final prompt sent: system, few-shot, context, user>, {"role": "assistant",
+  "content": answer}], "source_trace_id"}` for items the annotators' majority passed (the correction, when one was
+  written, replaces the answer) and for failed items that carry a correction.
+- dpo: `{"prompt": [messages], "chosen": [{"role": "assistant", …}], "rejected": [...], "source_trace_id"}` (TRL's
+  conversational preference format) from pairwise verdicts (winner vs loser) and from corrections vs the served
+  answer.
+- openai-ft: OpenAI's chat fine-tuning format (`{"messages": [...]}`, nothing else on the line, validated with
+  `validate_openai`); `source_trace_id` of each line is in the line-aligned `OUT.sources.jsonl`.
+- hf: a folder with `train.jsonl`, `holdout.jsonl` (sft rows) and a dataset card (`README.md`), loadable with
+  `datasets.load_dataset("json", data_files={"train": …, "holdout": …})` or `load_dataset(FOLDER)`.
+- eval: an eval suite YAML written by the promote writer (flywheel.evals.promote.write_suite).
+
+PII is masked and secrets scrubbed with promote's masker, near-duplicate inputs collapsed with promote's
+`collapse`, and the train / holdout split is by normalised input (flywheel.loop.labelled.split), checked again
+before writing. Every file, datasheet included, is written to a temporary name and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flywheel.errors import UserError
+from flywheel.evals.promote import collapse, mask_text
+from flywheel.evals.promote_sources import Source
+from flywheel.loop import datasheet
+from flywheel.loop.labelled import (
+    Collected,
+    Labelled,
+    add_trace_facts,
+    check_no_leak,
+    collect,
+    corrections,
+    norm_input,
+    split,
+)
+
+if TYPE_CHECKING:
+    from flywheel.config import Project
+    from flywheel.store import Store
+
+FORMATS = ("sft", "dpo", "openai-ft", "hf", "eval")
+OPENAI_ROLES = ("system", "user", "assistant", "tool")
+OPENAI_MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
+OPENAI_MIN_EXAMPLES = 10
+OPENAI_MAX_TOKENS = 65_536  # per example, for the current chat models (estimated here at 4 characters a token)
+
+
+@dataclass
+class ExportResult:
+    format: str
+    files: list[str]
+    counts: dict[str, int]
+    datasheet: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "files": self.files, "counts": self.counts, "warnings": self.warnings,
+                "datasheet": self.datasheet}
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: keep the text ones
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def prompt_messages(x: Labelled) -> list[dict[str, str]]:
+    """The exact final prompt the answer was generated from (masked), without a trailing assistant turn."""
+    messages = [{"role": str(m.get("role", "user")), "content": mask_text(_text(m.get("content"))) or ""}
+                for m in x.prompt if isinstance(m, dict)]
+    while messages and messages[-1]["role"] == "assistant":
+        messages.pop()
+    if not messages or not any(m["role"] == "user" for m in messages):
+        messages.append({"role": "user", "content": mask_text(x.input) or ""})
+    return messages
+
+
+def _assistant(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": mask_text(text) or ""}
+
+
+def sft_rows(items: list[Labelled], verdict: str = "pass") -> list[tuple[Labelled, dict[str, Any]]]:
+    out = []
+    for x in items:
+        if x.kind != "binary":
+            continue
+        if (verdict == "pass" and x.verdict == "pass") or (x.verdict == "fail" and x.correction):
+            answer = x.correction or x.output
+            if answer.strip():
+                out.append((x, {"messages": [*prompt_messages(x), _assistant(answer)], "source_trace_id": x.trace_id}))
+    return out
+
+
+def dpo_rows(items: list[Labelled]) -> list[tuple[Labelled, dict[str, Any]]]:
+    out = []
+    for x in items:
+        row: dict[str, Any]
+        if x.kind == "pairwise" and x.verdict in ("a", "b") and x.output_b is not None:
+            win, lose = (x.output, x.output_b) if x.verdict == "a" else (x.output_b, x.output)
+            ids = (x.trace_id, x.trace_id_b) if x.verdict == "a" else (x.trace_id_b, x.trace_id)
+            row = {"prompt": prompt_messages(x), "chosen": [_assistant(win)], "rejected": [_assistant(lose)],
+                   "source_trace_id": ids[0], "rejected_trace_id": ids[1]}
+        elif x.kind == "binary" and x.correction and x.correction.strip() != x.output.strip():
+            row = {"prompt": prompt_messages(x), "chosen": [_assistant(x.correction)],
+                   "rejected": [_assistant(x.output)], "source_trace_id": x.trace_id}
+        else:
+            continue
+        if row["chosen"][0]["content"].strip() and row["rejected"][0]["content"].strip():
+            out.append((x, row))
+    return out
+
+
+def validate_openai(rows: list[dict[str, Any]]) -> list[str]:
+    """Problems OpenAI's chat fine-tuning would reject, one line each (`line N: …`); empty when the file is good."""
+    errors = []
+    for n, row in enumerate(rows, 1):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list) or not messages:
+            errors.append(f"line {n}: no `messages` list")
+            continue
+        extra = set(row) - {"messages", "tools", "parallel_tool_calls"}
+        if extra:
+            errors.append(f"line {n}: unknown key(s) {sorted(extra)}")
+        chars = 0
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in OPENAI_ROLES:
+                errors.append(f"line {n}, message {i}: role must be one of {', '.join(OPENAI_ROLES)}")
+                continue
+            if set(m) - OPENAI_MESSAGE_KEYS:
+                errors.append(f"line {n}, message {i}: unknown key(s) {sorted(set(m) - OPENAI_MESSAGE_KEYS)}")
+            content = m.get("content")
+            if not (isinstance(content, str) and content.strip()) and not m.get("tool_calls"):
+                errors.append(f"line {n}, message {i}: empty content")
+            if "weight" in m and m["weight"] not in (0, 1):
+                errors.append(f"line {n}, message {i}: weight must be 0 or 1")
+            chars += len(content) if isinstance(content, str) else 0
+        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+            errors.append(f"line {n}: no assistant message to learn from")
+        elif not (isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant"):
+            errors.append(f"line {n}: the last message must be the assistant's")
+        if chars / 4 > OPENAI_MAX_TOKENS:
+            errors.append(f"line {n}: about {chars // 4} tokens, over the {OPENAI_MAX_TOKENS} per example")
+    return errors
+
+
+# ---------------------------------------------------------------------------- dedup and split
+
+
+def _question(x: Labelled) -> str:
+    """The user's input of a row (masked): what near-duplicates and the split are judged on, not the retrieved
+    context around it in the prompt (two questions over the same passages are different inputs)."""
+    return mask_text(x.input) or ""
+
+
+def dedupe(rows: list[tuple[Labelled, dict[str, Any]]], embedder: Any = None
+           ) -> tuple[list[tuple[Labelled, dict[str, Any]]], int]:
+    """Rows whose input is a near-duplicate of an earlier row's are dropped (promote's rule)."""
+    keyed = [Source(trace_id=str(i), input=_question(x), output="") for i, (x, _) in enumerate(rows)]
+    kept, _, _ = collapse(keyed, [], embedder)
+    keep = {int(s.trace_id) for s in kept}
+    return [r for i, r in enumerate(rows) if i in keep], len(rows) - len(keep)
+
+
+def split_rows(rows: list[tuple[Labelled, dict[str, Any]]], train_share: float, seed: int
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    questions = [_question(x) for x, _ in rows]
+    keys = [norm_input(q) for q in questions]
+    train_keys, _ = split(keys, train_share, seed) if rows else (set(), set())
+    side = [k in train_keys for k in keys]
+    train = [row for (_, row), t in zip(rows, side, strict=True) if t]
+    holdout = [row for (_, row), t in zip(rows, side, strict=True) if not t]
+    check_no_leak([q for q, t in zip(questions, side, strict=True) if t],
+                  [q for q, t in zip(questions, side, strict=True) if not t])
+    return train, holdout
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def gather(store: Store, *, queue: str | None = None, since: float | None = None, app: str | None = None,
+           min_agreement: float | None = None) -> Collected:
+    """Labelled items, plus traces corrected through `correction` feedback outside any queue (as `fail` items)."""
+    from flywheel.feedback.content import trace_contents
+
+    collected = collect(store, queue, since=since, app=app, min_agreement=min_agreement)
+    if queue is None:
+        ft = store.table("feedback")
+        from sqlalchemy import select
+
+        with store.connect() as conn:
+            ids = list(dict.fromkeys(conn.scalars(select(ft.c.trace_id).where(ft.c.name == "correction"))))
+        seen = {x.trace_id for x in collected.items} | {x.trace_id_b for x in collected.items if x.trace_id_b}
+        ids = [t for t in ids if t not in seen]
+        fixes, contents = corrections(store, ids), trace_contents(store, ids)
+        extra = [Labelled(item_id="", queue="", kind="binary", trace_id=t, verdict="fail", agreement=1.0, n_labels=0,
+                          input=c["input"], output=c["output"], prompt=c["prompt"], sources=c["sources"],
+                          correction=fixes.get(t)) for t, c in contents.items() if fixes.get(t)]
+        if extra:
+            add_trace_facts(store, extra)
+            extra = [x for x in extra if (since is None or (x.started_at or 0) >= since) and (app is None or x.app == app)]
+            collected.items += extra
+    else:
+        fixes = corrections(store, [x.trace_id for x in collected.items if x.kind == "binary" and not x.correction])
+        for x in collected.items:
+            if not x.correction and x.trace_id in fixes:
+                x.correction = fixes[x.trace_id]
+    return collected
+
+
+def export(store: Store, fmt: str, out: Path, *, project: Project | None = None, queue: str | None = None,
+           since: float | None = None, app: str | None = None, verdict: str = "pass",
+           min_agreement: float | None = None, train_share: float = 0.9, seed: int = 0, embedder: Any = None,
+           target: str | None = None) -> ExportResult:
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
+    collected = gather(store, queue=queue, since=since, app=app, min_agreement=min_agreement)
+    options = {"queue": queue, "since": since, "app": app, "verdict": verdict, "min_agreement": min_agreement,
+               "split": train_share, "seed": seed}
+    if fmt == "eval":
+        return _export_eval(collected, out, project, verdict, embedder, target, options)
+    rows = dpo_rows(collected.items) if fmt == "dpo" else sft_rows(collected.items, verdict)
+    if not rows:
+        what = "pairwise verdicts or corrections" if fmt == "dpo" else f"items labelled {verdict} or corrected"
+        raise UserError(f"no {what} to export" + (f" (left out: {collected.dropped})" if collected.dropped else ""),
+                        hint="label first: `flywheel review sample -n 50` then `flywheel review`"
+                             + (" (`--kind pairwise` for A/B preferences)" if fmt == "dpo" else ""))
+    rows, n_dupes = dedupe(rows, embedder)
+    used = [x for x, _ in rows]
+    train, holdout = split_rows(rows, train_share, seed)
+    warnings: list[str] = []
+    files: dict[Path, str] = {}
+    if fmt == "openai-ft":
+        train = [{"messages": r["messages"]} | {"_id": r["source_trace_id"]} for r in train]
+        holdout = [{"messages": r["messages"]} | {"_id": r["source_trace_id"]} for r in holdout]
+        problems = validate_openai([{"messages": r["messages"]} for r in train + holdout])
+        if problems:
+            raise UserError("the rows break OpenAI's fine-tuning rules: " + "; ".join(problems[:5]),
+                            hint="nothing was written")
+        if len(train) < OPENAI_MIN_EXAMPLES:
+            warnings.append(f"OpenAI fine-tuning needs at least {OPENAI_MIN_EXAMPLES} training examples; "
+                            f"this file has {len(train)}")
+        for part, part_rows in (("", train), (".holdout", holdout)):
+            if part and not part_rows:
+                continue
+            path = _sibling(out, part)
+            files[path] = _jsonl([{"messages": r["messages"]} for r in part_rows])
+            files[_sibling(path, ".sources")] = _jsonl([{"source_trace_id": r["_id"]} for r in part_rows])
+    elif fmt == "hf":
+        files[out / "train.jsonl"] = _jsonl(train)
+        if holdout:
+            files[out / "holdout.jsonl"] = _jsonl(holdout)
+    else:
+        files[out] = _jsonl(train)
+        if holdout:
+            files[_sibling(out, ".holdout")] = _jsonl(holdout)
+    counts = {"train": len(train), "holdout": len(holdout)}
+    base = out / "datasheet" if fmt == "hf" else _sibling(out, ".datasheet", suffix="")
+    names = [str(p) for p in files]
+    sheet = datasheet.build(fmt, collected, used, counts, {"near-duplicates": n_dupes}, options, names, warnings)
+    if fmt == "hf":
+        files[out / "README.md"] = _card(sheet, bool(holdout))
+    files[_ext(base, ".md")] = datasheet.render(sheet)
+    files[_ext(base, ".json")] = json.dumps(sheet, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "hf":
+        _write_folder(out, files)
+    else:
+        _write_all(files)
+    return ExportResult(fmt, [str(p) for p in files], counts, sheet, warnings)
+
+
+def _export_eval(collected: Collected, out: Path, project: Project | None, verdict: str, embedder: Any,
+                 target: str | None, options: dict[str, Any]) -> ExportResult:
+    from flywheel.evals.promote import write_suite
+
+    if project is None:
+        raise UserError("an eval export needs the project (its apps name the suite's target)")
+    picked = [x for x in collected.items if x.kind == "binary" and x.verdict == verdict]
+    if not picked:
+        raise UserError(f"no item has the human majority verdict {verdict}", hint="see `flywheel review agreement`")
+    sources = [Source(trace_id=x.trace_id, input=x.input, output=x.output,
+                      context=[str(s["text"]) for s in x.sources if isinstance(s, dict) and s.get("text")],
+                      reason="; ".join(x.reasons) or None, correction=x.correction, app=x.app, verdict=verdict,
+                      description=f"exported from queue {x.queue}: {verdict} ({x.agreement:.0%} agreement)",
+                      extra={"queue": x.queue or None, "item_id": x.item_id or None}) for x in picked]
+    result = write_suite(project, out, sources, target=target, embedder=embedder)
+    used = picked
+    counts = {"cases": len(result.written), "already in the suite": len(result.skipped_existing)}
+    sheet = datasheet.build("eval", collected, used, counts, {"near-duplicates": sum(map(len, result.collapsed.values()))},
+                            options, [str(out)], [])
+    base = _sibling(out, ".datasheet", suffix="")
+    _write_all({_ext(base, ".md"): datasheet.render(sheet),
+                _ext(base, ".json"): json.dumps(sheet, indent=2, ensure_ascii=False) + "\n"})
+    return ExportResult("eval", [str(out), str(_ext(base, ".md")), str(_ext(base, ".json"))], counts, sheet)
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _sibling(path: Path, tag: str, suffix: str | None = None) -> Path:
+    """sft.jsonl + ".holdout" → sft.holdout.jsonl (the suffix kept unless one is given)."""
+    ext = path.suffix if suffix is None else suffix
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}{tag}{ext}")
+
+
+def _ext(base: Path, ext: str) -> Path:
+    return base.with_name(base.name + ext)
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def _write_all(files: dict[Path, str]) -> None:
+    """Every file to a temporary name first, then all renamed: an error leaves no file half-written."""
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+    except BaseException:
+        for tmp, _ in temps:
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    for tmp, path in temps:
+        os.replace(tmp, path)
+
+
+def _write_folder(folder: Path, files: dict[Path, str]) -> None:
+    """A whole export folder built next to `folder` and swapped in."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} exists and is not a folder", hint="an hf export writes a folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for path, text in files.items():
+            (tmp / path.relative_to(folder)).write_text(text, encoding="utf-8")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _card(sheet: dict[str, Any], holdout: bool) -> str:
+    splits = "    - split: train\n      path: train.jsonl\n" + (
+        "    - split: holdout\n      path: holdout.jsonl\n" if holdout else "")
+    rows = sheet["rows"]
+    return ("---\nconfigs:\n  - config_name: default\n    data_files:\n" + splits +
+            "task_categories:\n  - text-generation\n---\n\n# Reviewed production answers (SFT)\n\n"
+            "Chat rows `{\"messages\": [...], \"source_trace_id\": ...}` exported by `flywheel export hf` from "
+            "human-reviewed traces: the exact prompt the model was sent, and the answer reviewers passed (or their "
+            f"correction). {rows['train']} train / {rows['holdout']} holdout rows; no input is in both.\n\n"
+            "```python\nfrom datasets import load_dataset\nds = load_dataset(\"json\", data_files={\"train\": "
+            "\"train.jsonl\"" + (", \"holdout\": \"holdout.jsonl\"" if holdout else "") + "})\n```\n\n"
+            "See `datasheet.md` for sources, label agreement, the date range and what was left out.\n")
