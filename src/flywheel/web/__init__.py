@@ -19,9 +19,12 @@ from fastapi.staticfiles import StaticFiles
 HERE = Path(__file__).parent
 
 PAGES = ["flywheel.web.login", "flywheel.web.traces", "flywheel.web.sessions", "flywheel.web.review_pages",
-         "flywheel.web.eval_pages"]
+         "flywheel.web.eval_pages", "flywheel.web.metrics_pages", "flywheel.web.monitor_pages",
+         "flywheel.web.prompt_pages", "flywheel.web.playground"]
 NAV: list[tuple[str, str]] = [("traces", "/ui/traces"), ("sessions", "/ui/sessions"), ("users", "/ui/users"),
-                              ("review", "/ui/review"), ("evals", "/ui/evals")]
+                              ("review", "/ui/review"), ("evals", "/ui/evals"), ("metrics", "/ui/metrics"),
+                              ("monitors", "/ui/monitors"), ("prompts", "/ui/prompts"),
+                              ("playground", "/ui/playground")]
 
 
 def mount(app: FastAPI, state: Any = None) -> None:

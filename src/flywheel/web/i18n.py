@@ -13,7 +13,8 @@ COOKIE = "fw_lang"
 
 EN: dict[str, str] = {
     "title": "flywheel", "traces": "Traces", "sessions": "Sessions", "users": "Users", "login": "Log in",
-    "review": "Review", "evals": "Evals",
+    "review": "Review", "evals": "Evals", "metrics": "Metrics", "monitors": "Monitors", "prompts": "Prompts",
+    "playground": "Playground",
     "logout": "Log out", "api_key": "API key", "login_help": "Log in with a flywheel API key (`flywheel keys create`).",
     "login_failed": "That key is not valid (unknown, malformed or revoked).",
     "filters": "Filters", "apply": "Apply", "clear": "Clear", "invalid": "invalid",
@@ -45,7 +46,8 @@ EN: dict[str, str] = {
 
 ZH: dict[str, str] = {
     "title": "flywheel", "traces": "追踪", "sessions": "会话", "users": "用户", "login": "登录",
-    "review": "审核", "evals": "评测",
+    "review": "审核", "evals": "评测", "metrics": "指标", "monitors": "监控", "prompts": "提示词",
+    "playground": "试验场",
     "logout": "退出", "api_key": "API 密钥", "login_help": "用 flywheel API 密钥登录（`flywheel keys create`）。",
     "login_failed": "该密钥无效（未知、格式错误或已吊销）。",
     "filters": "筛选", "apply": "应用", "clear": "清除", "invalid": "无效",
