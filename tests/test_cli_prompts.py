@@ -37,7 +37,8 @@ def edit(project, text):
 
 def test_register_label_edit_diff_and_rollback(project):
     rows = data(project, "register")
-    assert {r["name"]: r["new"] for r in rows} == {"docs_qa": True, "qa": True}
+    registered = {r["name"]: r["new"] for r in rows}  # the project's prompts and the packaged ones, all new
+    assert {"docs_qa", "qa"} <= set(registered) and all(registered.values())
     v1 = next(r["version"] for r in rows if r["name"] == "qa")
     assert not any(r["new"] for r in data(project, "register"))  # the same versions again: nothing new
 

@@ -188,6 +188,37 @@ class DocsQAOptions(Section):
     no_answer: str | dict[str, str] | None = None  # a message, or one per language {en: …, zh: …}
     prompt_label: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")  # pin a label
 
+    class QueryOptions(Section):
+        """`options.query`: transforms of the question before search (flywheel.apps.augment)."""
+
+        translate: Literal["off", "auto"] = "off"  # auto: into the corpus language when it differs; true = auto
+        rewrite: bool = False  # a self-contained search query from the question
+        hyde: bool = False  # search with a hypothetical answer too
+        multi_query: int = Field(default=0, ge=0, le=10, strict=True)  # paraphrases fused with RRF
+        model: str | None = None  # alias for the transforms; default: the app's model
+
+        @field_validator("translate", mode="before")
+        @classmethod
+        def _bool_translate(cls, value: Any) -> Any:
+            return {True: "auto", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    class RerankOptions(Section):
+        """`options.rerank`: re-score the top passages (an LLM alias, or the app's cross-encoder when null)."""
+
+        model: str | None = None
+        top: int = Field(default=20, ge=1, le=100, strict=True)  # candidates retrieved and scored
+
+    class ContextOptions(Section):
+        """`options.context`: which passages the model sees, and in what order."""
+
+        budget_tokens: int | None = Field(default=None, ge=1, strict=True)
+        order: Literal["best_first", "best_at_ends", "shuffle"] = "best_first"
+        seed: int = 0  # for `order: shuffle`
+
+    query: QueryOptions | None = None
+    rerank: RerankOptions | None = None
+    context: ContextOptions | None = None
+
 
 class ChatOptions(Section):
     """`options:` of a chat app."""
@@ -197,7 +228,8 @@ class ChatOptions(Section):
 
 # Options of the built-in app kinds; a plugin kind (entry-point group `flywheel.apps`) checks its own.
 APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatOptions}
-_OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\", prompt_label: production}",
+_OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\", prompt_label: production, "
+                            "query: {translate: auto}, rerank: {model: small}, context: {budget_tokens: 3000}}",
                  "chat": "chat apps take options: {system: \"…\"}"}
 
 

@@ -15,6 +15,13 @@ When retrieval finds nothing above its relevance floor, the app answers the prom
 question's language without calling the model (`refusal: no_passage`). Citations are numbered in order of first
 use: the answer's [n] are renumbered so the first source it cites is [1], the next [2] …; `Answer.sources` lists
 every source shown to the model with its score, cited ones first under their new numbers.
+Retrieval augmentations (flywheel.apps.augment; each off unless its option is set): `query` transforms the
+question before search (translation into the corpus language, rewrite, HyDE, paraphrases; every query is
+searched and the rankings fused with RRF), `rerank` re-scores the top candidates (an LLM alias in one structured
+call, or a local cross-encoder), `context` packs the passages under a token budget in an order (best_first,
+best_at_ends, shuffle). Their model calls are spans of their own and count in `Answer.usage` / `cost_usd`.
+With query options and nothing found for a question in another script than the corpus (offline, or translation
+off), the answer says it cannot match across languages, in the question's language.
 With a cache, an answer is reused for the same question (or, with the semantic cache, a verified paraphrase)
 over the same retrieved chunks, model route, prompt version, guard policy and tenant.
 """
@@ -26,13 +33,34 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from flywheel.apps.augment import (
+    Augmenter,
+    ContextOptions,
+    CrossEncoder,
+    Query,
+    QueryOptions,
+    RerankOptions,
+    corpus_language,
+    cross_language_message,
+    crosses_script,
+    fuse,
+    pack,
+)
 from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
 from flywheel.checks.grounding import citations_in
 from flywheel.config import validate_tenant
 from flywheel.errors import UserError
 from flywheel.guards import GuardPolicy
-from flywheel.prompts import Prompt, RenderedPrompt, SourceItem, family_of, language_of, supports_prefill
+from flywheel.prompts import (
+    Prompt,
+    PromptRegistry,
+    RenderedPrompt,
+    SourceItem,
+    family_of,
+    language_of,
+    supports_prefill,
+)
 from flywheel.prompts.render import pick_language
 from flywheel.tracing import in_context, tracer
 from flywheel.types import Answer, ChatRequest, Citation, Hit, Message, Source, content_hash
@@ -49,7 +77,10 @@ class DocsQA:
     def __init__(self, *, retriever: Any, gateway: Any, prompt: Prompt, model: str = "default",
                  name: str = "docs_qa", tenant: str = "default", k: int | None = None,
                  filters: Mapping[str, Any] | None = None, no_answer: Mapping[str, str] | str | None = None,
-                 guards: GuardPolicy | None = None, cache: Any = None, services: Any = None):
+                 guards: GuardPolicy | None = None, cache: Any = None, services: Any = None,
+                 query: QueryOptions | None = None, rerank: RerankOptions | None = None,
+                 context: ContextOptions | None = None, cross_encoder: CrossEncoder | None = None,
+                 prompts: Any = None):
         self.retriever = retriever
         self.gateway = gateway
         self.prompt = prompt
@@ -64,6 +95,16 @@ class DocsQA:
         self.guards = guards
         self.cache = cache  # a flywheel.cache.Cache: answers reused for the same question and retrieved chunks
         self.services = services  # what LLM guards use (default: this app's gateway)
+        # Retrieval augmentations (options query / rerank / context; flywheel.apps.augment), all off by default.
+        self.query, self.rerank, self.context = query, rerank, context
+        if rerank is not None and rerank.model is None and cross_encoder is None:
+            raise UserError(f"app '{name}': `options.rerank` has no model and no cross-encoder was given",
+                            hint="set `rerank: {model: ALIAS}` to re-rank with a model alias")
+        for alias in (query.model if query else None, rerank.model if rerank else None):
+            if alias:
+                gateway.resolve(alias)  # an unknown transform or re-rank alias fails when the app is built
+        self.augmenter = Augmenter(gateway=gateway, prompts=prompts or PromptRegistry(), model=model, query=query,
+                                   rerank=rerank, cross_encoder=cross_encoder, app=name)
 
     @property
     def pipeline(self) -> AnswerPipeline:
@@ -114,8 +155,10 @@ class DocsQA:
     # ------------------------------------------------------------------ steps
     def _prepare(self, question: str, run: Run, tenant: str, model: str,
                  filters: Mapping[str, Any] | None) -> Plan | Answer:
-        hits = self._retrieve(question, tenant, filters)
-        retrieved = len(hits)
+        found = self._retrieve(question, tenant, filters, run)
+        if isinstance(found, Answer):
+            return found
+        hits, retrieved = found, len(found)
         if hits and self.guards is not None and self.guards.sources:  # instructions hidden in the documents
             scan = self.guards.sources.run([h.chunk.text for h in hits], language_of(question))
             run.guard_actions.extend(scan.actions)
@@ -126,6 +169,7 @@ class DocsQA:
             _note(**{"flywheel.no_answer": "no relevant sources"})
             return Answer(text=self.no_answer_message(question), refused=True,
                           refusal="guard_blocked" if retrieved else "no_passage")
+        hits = self._arrange(question, hits, run, tenant)
 
         rendered: dict[str, RenderedPrompt] = {}
 
@@ -149,11 +193,55 @@ class DocsQA:
                     clean=lambda text, alias: rendered.get(alias, rendered[model]).finish(text),
                     hold_until=f"</{tag}" if (tag := rendered[model].reasoning_tag) else None)
 
-    def _retrieve(self, question: str, tenant: str, filters: Mapping[str, Any] | None) -> list[Hit]:
+    def _retrieve(self, question: str, tenant: str, filters: Mapping[str, Any] | None, run: Run
+                  ) -> list[Hit] | Answer:
         # The retriever records its own `retrieval.search` span (query, tenant, hits and their scores).
-        hits = self.retriever.search(question, k=self.k, tenant=tenant, filters=filters)
-        _note(**{"flywheel.hits": len(hits)})
+        if self.query is None:
+            hits = self.retriever.search(question, k=self._search_k(), tenant=tenant, filters=filters)
+            _note(**{"flywheel.hits": len(hits)})
+            return hits
+        first = self.retriever.search(question, k=self._search_k(), tenant=tenant, filters=filters)
+        # The index's per-tenant language counts; without them, the languages of what the question found.
+        corpus = corpus_language(self.retriever, tenant, first) if self.query.translate == "auto" else None
+        queries = self.augmenter.queries(question, corpus, run, tenant)
+        rankings = [first, *(self.retriever.search(q.text, k=self._search_k(), tenant=tenant, filters=filters)
+                             for q in queries[1:])]
+        hits = fuse(rankings)
+        _note(**{"flywheel.hits": len(hits), "flywheel.queries": [q.kind for q in queries]})
+        if not hits:
+            return self._cross_language(question, tenant, corpus, queries)
         return hits
+
+    def _cross_language(self, question: str, tenant: str, corpus: str | None, queries: list[Query]
+                        ) -> list[Hit] | Answer:
+        """Nothing found for a question in another script than the corpus, and nothing translated it (offline,
+        or translation off): say that it cannot be matched across languages, in the question's language."""
+        language = language_of(question)
+        corpus = corpus or corpus_language(self.retriever, tenant)
+        if not crosses_script(language, corpus) or any(q.kind == "translation" for q in queries):
+            return []
+        _note(**{"flywheel.no_answer": "cross-language", "flywheel.corpus.language": corpus})
+        return Answer(text=cross_language_message(language, str(corpus)), refused=True, refusal="no_passage")
+
+    def _search_k(self) -> int | None:
+        if self.rerank is not None:  # the re-ranker sees `top` candidates; the model the best k of them
+            return max(self.rerank.top, self.k or 0)
+        return self.k
+
+    def _arrange(self, question: str, hits: list[Hit], run: Run, tenant: str) -> list[Hit]:
+        """Re-rank, keep the best k (several queries or a re-ranker see more), then pack under the budget."""
+        if self.query is None and self.rerank is None and self.context is None:
+            return hits
+        hits = self.augmenter.rerank(question, hits, run, tenant)
+        if self.rerank is not None or (self.query is not None and len(hits) > self._final_k()):
+            hits = hits[:self._final_k()]
+        if self.context is not None:
+            hits = pack(hits, budget_tokens=self.context.budget_tokens, order=self.context.order,
+                        seed=self.context.seed, key=question)
+        return hits
+
+    def _final_k(self) -> int:
+        return self.k or getattr(getattr(self.retriever, "config", None), "k", None) or 5
 
     def _render(self, question: str, hits: list[Hit], model: str) -> RenderedPrompt:
         alias = self.gateway.resolve(model)
