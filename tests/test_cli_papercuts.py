@@ -127,7 +127,7 @@ def test_import_flywheel_is_cheap_and_exposes_the_public_api():
             "ConfigError, GuardPolicy, Cache, ingest, trace); "
             "from flywheel.apps.runtime import Runtime as R; from flywheel.types import ChatRequest as C; "
             "assert Runtime is R and ChatRequest is C; "
-            "assert sorted(flywheel.__all__) == sorted(['__version__', *flywheel._LAZY]); print(loaded)")
+            "assert sorted(flywheel.__all__) == sorted(['__version__', 'feedback', *flywheel._LAZY]); print(loaded)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.stdout.strip() == "['flywheel']"

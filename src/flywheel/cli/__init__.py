@@ -25,6 +25,7 @@ COMMANDS = {
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
     "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
+    "drift": "drift", "skew": "drift",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -37,6 +38,8 @@ SHORT_HELP = {
     "compare": "Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`; "
                "results are stored (`compare --show ID`).",
     "demo": "Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces.",
+    "drift": "Drift of production traces against a reference: embeddings (MMD, AUC), topics, languages, lengths, "
+             "format.",
     "eval": "Run eval suites (default: every YAML file in evals/).",
     "feedback": "Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are "
                 "stored.",
@@ -61,6 +64,8 @@ SHORT_HELP = {
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
     "train-check": "Train check NAME (logistic regression) on a review queue's pass / fail labels; use it as "
                    "`trained: NAME`.",
+    "skew": "How an eval suite's inputs differ from production (length, language, format, topics) and the traces "
+            "to add.",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
               "mid-request).",
 }

@@ -139,7 +139,7 @@ def compute(store: Store, *, window: str | float = "1d", since: float | None = N
         members: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             members[(r["bucket"], *(r[g] for g in groups))].append(dict(r))
-        details = _trace_details(conn, [r["trace_id"] for r in rows])
+        details = trace_details(conn, [r["trace_id"] for r in rows])
     out = []
     for key in sorted(sums, key=lambda k: (k[0], *(str(v) for v in k[1:]))):
         s = sums[key]
@@ -244,7 +244,7 @@ def _bare(trace: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- per-trace details from spans
 
 
-def _trace_details(conn: Any, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
+def trace_details(conn: Any, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Per trace: the question and answer text, whether JSON was asked for, guards that fired, cache lookups
     and hits, negative user feedback and online results (1 pass / 0 fail)."""
     out: dict[str, dict[str, Any]] = {}

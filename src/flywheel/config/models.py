@@ -1,55 +1,15 @@
-"""flywheel.yaml: schema, loading with file:line errors, ${ENV} interpolation, project folders."""
+"""The flywheel.yaml schema: one pydantic model per section (models, retrieval, cache, apps and their options,
+guards, tracing, server, monitor, review, routes)."""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flywheel.errors import ConfigError, UserError
-from flywheel.registry import names_in_group, unknown_alias, unknown_name
-
-CONFIG_NAME = "flywheel.yaml"
-DATA_DIR = ".flywheel"
-_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class DuplicateKeyError(yaml.constructor.ConstructorError):
-    """A mapping names the same key twice: YAML would silently keep the last one."""
-
-
-class YAMLLoader(_YAML_BASE):  # type: ignore[valid-type,misc]
-    """The one YAML loader of the package: safe (libyaml when present), and a duplicate mapping key is an error
-    at its line instead of the earlier value silently disappearing."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[tuple[str, str], yaml.Node] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *defaults` overriding keys is what merge keys are for
-            key = (key_node.tag, key_node.value)
-            if key in seen:
-                raise DuplicateKeyError(
-                    "while constructing a mapping", node.start_mark,
-                    f"duplicate key `{key_node.value}` (first at line {seen[key].start_mark.line + 1})",
-                    key_node.start_mark)
-            seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
-
-_YAML_LOADER = YAMLLoader
-
-
-def load_yaml(text: str) -> Any:
-    """`yaml.safe_load` with duplicate keys rejected; raises yaml.YAMLError like it."""
-    return yaml.load(text, Loader=YAMLLoader)  # a SafeLoader subclass: no arbitrary objects
-
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+from flywheel.errors import UserError
+from flywheel.registry import unknown_alias
 
 
 class Section(BaseModel):
@@ -360,210 +320,32 @@ def _check_fallback_loops(models: dict[str, ModelAlias]) -> None:
         visit(name, ())
 
 
-class Project:
-    """A project folder: its flywheel.yaml (optional) and its data folder `.flywheel/`."""
-
-    def __init__(self, root: str | Path = ".", config: Config | None = None, lines: dict | None = None):
-        self.root = Path(root).resolve()
-        self.config_path = self.root / CONFIG_NAME
-        self.data_dir = self.root / DATA_DIR
-        self.config = config if config is not None else Config()
-        self._lines = lines or {}
-        if config is not None and lines is None:  # built in Python: the same checks as a loaded flywheel.yaml
-            check_apps(self.config, self.config_path, self._lines)
-
-    @classmethod
-    def load(cls, root: str | Path = ".") -> Project:
-        root = Path(root)
-        if not root.is_dir():
-            raise ConfigError(f"project folder {root} does not exist", hint="pass --project DIR of an existing folder")
-        path = root / CONFIG_NAME
-        if not path.exists():
-            return cls(root)
-        config, lines = load_config_file(path)
-        return cls(root, config, lines)
-
-    @property
-    def store_url(self) -> str:
-        url = self.config.store
-        if not url:
-            return f"sqlite:///{self.data_dir / 'flywheel.db'}"
-        prefix, _, path = url.partition(":///")
-        if prefix.startswith("sqlite") and path and not path.startswith("/") and path != ":memory:":
-            return f"{prefix}:///{self.root / path}"  # relative sqlite paths are relative to the project
-        return url
-
-    def where(self, *path: str | int) -> str:
-        """file:line of a key path in flywheel.yaml, for error messages (the nearest known parent)."""
-        return where(self.config_path, self._lines, path)
 
 
-def where(file: Path | str, lines: dict, path: tuple | list) -> str:
-    p = tuple(path)
-    while p and p not in lines:
-        p = p[:-1]
-    line = lines.get(p, 1)
-    return f"{file}:{line}"
-
-
-def interpolate(value: Any, file: Path | str, lines: dict, path: tuple = ()) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, file, lines, (*path, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, file, lines, (*path, i)) for i, v in enumerate(value)]
-    if not isinstance(value, str) or "${" not in value:
-        return value
-
-    def sub(m: re.Match) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"environment variable {name} is not set (used in `{'.'.join(map(str, path))}`)",
-            where=where(file, lines, path),
-            hint=f"export {name}=… or write ${{{name}:-default}}",
-        )
-
-    return _ENV.sub(sub, value)
-
-
-def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
-    """Parse YAML, returning (data, {key path: line}). Syntax errors become ConfigError with file:line."""
-    path = Path(path)
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}", hint="check the file exists and is UTF-8") from None
-    try:
-        # One pass with libyaml when present: compose the node tree (for line numbers), construct data from it.
-        loader = _YAML_LOADER(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        if isinstance(exc, DuplicateKeyError):
-            raise ConfigError(f"YAML {problem}", where=f"{path}:{line}",
-                              hint="keep one of them: YAML would silently drop the first") from None
-        raise ConfigError(f"YAML syntax error: {problem}", where=f"{path}:{line}",
-                          hint="fix the indentation or quoting on that line") from None
-    lines: dict[tuple, int] = {}
-    _collect_lines(node, (), lines)
-    return data, lines
-
-
-def _collect_lines(node: Any, path: tuple, out: dict) -> None:
-    if node is None:
-        return
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            out[(*path, key)] = k.start_mark.line + 1
-            _collect_lines(v, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _collect_lines(v, (*path, i), out)
-
-
-def validation_error(exc: ValidationError, file: Path | str, lines: dict, prefix: tuple = ()) -> ConfigError:
-    """Turn the first pydantic error into a ConfigError naming file:line and the field."""
-    err = exc.errors()[0]
-    loc = (*prefix, *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
-    field = ".".join(map(str, loc)) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    hint = "see the commented example written by `flywheel init`"
-    if err["type"] == "extra_forbidden":
-        msg = f"unknown field `{loc[-1]}`"
-        hint = "remove it or check its spelling; the valid fields are in `flywheel init`'s example"
-    elif err["type"] == "literal_error":
-        hint = f"use one of the allowed values ({err.get('ctx', {}).get('expected', '')})"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return ConfigError(f"`{field}`: {msg}{more}", where=where(file, lines, loc), hint=hint)
-
-
-def load_config_file(path: Path | str) -> tuple[Config, dict]:
-    data, lines = read_yaml(path)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError("flywheel.yaml must be a mapping of sections (models:, store: …)", where=f"{path}:1")
-    data = interpolate(data, path, lines)
-    try:
-        config = Config.model_validate(data)
-    except ValidationError as exc:
-        raise validation_error(exc, path, lines) from None
-    check_apps(config, path, lines)
-    return config, lines
-
-
-def check_apps(config: Config, file: Path | str, lines: dict) -> None:
-    """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
-    model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
-    check_routes(config, file, lines)
-    for name, app in config.apps.items():
-        at = ("apps", name)
-        if app.model not in config.models and app.model not in config.routes:
-            raise unknown_alias(app.model, config.models, where=where(file, lines, (*at, "model")),
-                                used_by=f"app '{name}'", error=ConfigError)
-        for stage in ("input", "output", "sources"):
-            for i, spec in enumerate(getattr(app.guards, stage)):
-                _check_on_fail(spec, stage, where(file, lines, (*at, "guards", stage, i, "on_fail")))
-                if spec.fallback is not None and spec.fallback not in config.models:
-                    raise unknown_alias(spec.fallback, config.models, error=ConfigError,
-                                        where=where(file, lines, (*at, "guards", stage, i, "fallback")),
-                                        used_by=f"guard `{spec.check}`", verb="falls back to")
-        schema = APP_OPTIONS.get(app.kind)
-        if schema is None:
-            kinds = set(APP_OPTIONS) | names_in_group("flywheel.apps")
-            if app.kind not in kinds:
-                raise unknown_name("kind", app.kind, kinds, where=where(file, lines, (*at, "kind")),
-                                   used_by=f"app '{name}'", error=ConfigError,
-                                   hint="install the plugin that provides it, or use a built-in kind")
-            continue
-        unknown = sorted(set(app.options) - set(schema.model_fields))
-        if unknown:
-            raise ConfigError(f"unknown option(s) for app '{name}': {', '.join(unknown)}",
-                              where=where(file, lines, (*at, "options", unknown[0])),
-                              hint=f"{app.kind} options are {', '.join(schema.model_fields)}; {_OPTION_HINTS[app.kind]}")
-        try:
-            schema.model_validate(app.options)
-        except ValidationError as exc:
-            err = validation_error(exc, file, lines, prefix=(*at, "options"))
-            raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
-
-
-def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
-    allowed = SOURCE_ACTIONS if stage == "sources" else GUARD_ACTIONS
-    if spec.on_fail not in allowed:
-        what = "does not apply to retrieved sources" if spec.on_fail in GUARD_ACTIONS else "is unknown"
-        raise ConfigError(f"unknown on_fail action `{spec.on_fail}` for guard `{spec.check}` ({what})", where=at,
-                          hint=f"use one of: {', '.join(allowed)}")
-    if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
-        raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
-                          where=at, hint="use block, redact, fix, refrain or log-only")
-
-
-def check_routes(config: Config, file: Path | str, lines: dict) -> None:
-    """`routes:` name defined aliases (arms and shadow), and no route shadows an alias of the same name."""
-    for name, route in config.routes.items():
-        at = ("routes", name)
-        if name in config.models:
-            raise ConfigError(f"route '{name}' has the name of a model alias, so requests for it are ambiguous",
-                              where=where(file, lines, at), hint="rename the route or the alias")
-        targets = [("alias", route.alias)] if route.split is None else [("split", a) for a in route.split]
-        if route.shadow is not None:
-            targets.append(("shadow", route.shadow))
-        for key, alias in targets:
-            if alias not in config.models:
-                path = (*at, key, alias) if key == "split" else (*at, key)
-                raise unknown_alias(str(alias), config.models, where=where(file, lines, path),
-                                    used_by=f"route '{name}'", error=ConfigError)
+__all__ = [
+    "APP_OPTIONS",
+    "GUARD_ACTIONS",
+    "MAX_TENANT",
+    "OUTPUT_ONLY_ACTIONS",
+    "SOURCE_ACTIONS",
+    "AlertRule",
+    "AppConfig",
+    "CacheConfig",
+    "ChatOptions",
+    "Config",
+    "DocsQAOptions",
+    "GuardSpec",
+    "GuardsConfig",
+    "ModelAlias",
+    "MonitorConfig",
+    "OnlineEvaluatorSpec",
+    "Price",
+    "RetrievalConfig",
+    "ReviewConfig",
+    "RouteConfig",
+    "Section",
+    "SemanticCacheConfig",
+    "ServerConfig",
+    "TracingConfig",
+    "validate_tenant",
+]

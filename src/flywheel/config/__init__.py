@@ -1,0 +1,143 @@
+"""flywheel.yaml: schema (config/models.py), loading with file:line errors and ${ENV} interpolation
+(config/yaml_io.py), project folders and the checks the schema alone cannot make (here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from flywheel.config.models import *  # the schema is part of flywheel.config's API
+from flywheel.config.models import (
+    _OPTION_HINTS,
+    APP_OPTIONS,
+    GUARD_ACTIONS,
+    OUTPUT_ONLY_ACTIONS,
+    SOURCE_ACTIONS,
+    Config,
+    GuardSpec,
+)
+from flywheel.config.yaml_io import *
+from flywheel.config.yaml_io import interpolate, read_yaml, validation_error, where
+from flywheel.errors import ConfigError
+from flywheel.registry import names_in_group, unknown_alias, unknown_name
+
+CONFIG_NAME = "flywheel.yaml"
+DATA_DIR = ".flywheel"
+
+
+class Project:
+    """A project folder: its flywheel.yaml (optional) and its data folder `.flywheel/`."""
+
+    def __init__(self, root: str | Path = ".", config: Config | None = None, lines: dict | None = None):
+        self.root = Path(root).resolve()
+        self.config_path = self.root / CONFIG_NAME
+        self.data_dir = self.root / DATA_DIR
+        self.config = config if config is not None else Config()
+        self._lines = lines or {}
+        if config is not None and lines is None:  # built in Python: the same checks as a loaded flywheel.yaml
+            check_apps(self.config, self.config_path, self._lines)
+
+    @classmethod
+    def load(cls, root: str | Path = ".") -> Project:
+        root = Path(root)
+        if not root.is_dir():
+            raise ConfigError(f"project folder {root} does not exist", hint="pass --project DIR of an existing folder")
+        path = root / CONFIG_NAME
+        if not path.exists():
+            return cls(root)
+        config, lines = load_config_file(path)
+        return cls(root, config, lines)
+
+    @property
+    def store_url(self) -> str:
+        url = self.config.store
+        if not url:
+            return f"sqlite:///{self.data_dir / 'flywheel.db'}"
+        prefix, _, path = url.partition(":///")
+        if prefix.startswith("sqlite") and path and not path.startswith("/") and path != ":memory:":
+            return f"{prefix}:///{self.root / path}"  # relative sqlite paths are relative to the project
+        return url
+
+    def where(self, *path: str | int) -> str:
+        """file:line of a key path in flywheel.yaml, for error messages (the nearest known parent)."""
+        return where(self.config_path, self._lines, path)
+
+
+def load_config_file(path: Path | str) -> tuple[Config, dict]:
+    data, lines = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("flywheel.yaml must be a mapping of sections (models:, store: …)", where=f"{path}:1")
+    data = interpolate(data, path, lines)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, lines) from None
+    check_apps(config, path, lines)
+    return config, lines
+
+
+def check_apps(config: Config, file: Path | str, lines: dict) -> None:
+    """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
+    model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
+    check_routes(config, file, lines)
+    for name, app in config.apps.items():
+        at = ("apps", name)
+        if app.model not in config.models and app.model not in config.routes:
+            raise unknown_alias(app.model, config.models, where=where(file, lines, (*at, "model")),
+                                used_by=f"app '{name}'", error=ConfigError)
+        for stage in ("input", "output", "sources"):
+            for i, spec in enumerate(getattr(app.guards, stage)):
+                _check_on_fail(spec, stage, where(file, lines, (*at, "guards", stage, i, "on_fail")))
+                if spec.fallback is not None and spec.fallback not in config.models:
+                    raise unknown_alias(spec.fallback, config.models, error=ConfigError,
+                                        where=where(file, lines, (*at, "guards", stage, i, "fallback")),
+                                        used_by=f"guard `{spec.check}`", verb="falls back to")
+        schema = APP_OPTIONS.get(app.kind)
+        if schema is None:
+            kinds = set(APP_OPTIONS) | names_in_group("flywheel.apps")
+            if app.kind not in kinds:
+                raise unknown_name("kind", app.kind, kinds, where=where(file, lines, (*at, "kind")),
+                                   used_by=f"app '{name}'", error=ConfigError,
+                                   hint="install the plugin that provides it, or use a built-in kind")
+            continue
+        unknown = sorted(set(app.options) - set(schema.model_fields))
+        if unknown:
+            raise ConfigError(f"unknown option(s) for app '{name}': {', '.join(unknown)}",
+                              where=where(file, lines, (*at, "options", unknown[0])),
+                              hint=f"{app.kind} options are {', '.join(schema.model_fields)}; {_OPTION_HINTS[app.kind]}")
+        try:
+            schema.model_validate(app.options)
+        except ValidationError as exc:
+            err = validation_error(exc, file, lines, prefix=(*at, "options"))
+            raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
+
+
+def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
+    allowed = SOURCE_ACTIONS if stage == "sources" else GUARD_ACTIONS
+    if spec.on_fail not in allowed:
+        what = "does not apply to retrieved sources" if spec.on_fail in GUARD_ACTIONS else "is unknown"
+        raise ConfigError(f"unknown on_fail action `{spec.on_fail}` for guard `{spec.check}` ({what})", where=at,
+                          hint=f"use one of: {', '.join(allowed)}")
+    if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
+        raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
+                          where=at, hint="use block, redact, fix, refrain or log-only")
+
+
+def check_routes(config: Config, file: Path | str, lines: dict) -> None:
+    """`routes:` name defined aliases (arms and shadow), and no route shadows an alias of the same name."""
+    for name, route in config.routes.items():
+        at = ("routes", name)
+        if name in config.models:
+            raise ConfigError(f"route '{name}' has the name of a model alias, so requests for it are ambiguous",
+                              where=where(file, lines, at), hint="rename the route or the alias")
+        targets = [("alias", route.alias)] if route.split is None else [("split", a) for a in route.split]
+        if route.shadow is not None:
+            targets.append(("shadow", route.shadow))
+        for key, alias in targets:
+            if alias not in config.models:
+                path = (*at, key, alias) if key == "split" else (*at, key)
+                raise unknown_alias(str(alias), config.models, where=where(file, lines, path),
+                                    used_by=f"route '{name}'", error=ConfigError)

@@ -1,0 +1,156 @@
+"""Reading flywheel.yaml and other YAML files: duplicate keys rejected, ${ENV} interpolation, and the line of
+every key so errors can say file:line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from flywheel.errors import ConfigError
+
+_YAML_BASE: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice: YAML would silently keep the last one."""
+
+
+class YAMLLoader(_YAML_BASE):  # type: ignore[valid-type,misc]
+    """The one YAML loader of the package: safe (libyaml when present), and a duplicate mapping key is an error
+    at its line instead of the earlier value silently disappearing."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overriding keys is what merge keys are for
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise DuplicateKeyError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key `{key_node.value}` (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+_YAML_LOADER = YAMLLoader
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` with duplicate keys rejected; raises yaml.YAMLError like it."""
+    return yaml.load(text, Loader=YAMLLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+
+def where(file: Path | str, lines: dict, path: tuple | list) -> str:
+    p = tuple(path)
+    while p and p not in lines:
+        p = p[:-1]
+    line = lines.get(p, 1)
+    return f"{file}:{line}"
+
+
+def interpolate(value: Any, file: Path | str, lines: dict, path: tuple = ()) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, file, lines, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, file, lines, (*path, i)) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(m: re.Match) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set (used in `{'.'.join(map(str, path))}`)",
+            where=where(file, lines, path),
+            hint=f"export {name}=… or write ${{{name}:-default}}",
+        )
+
+    return _ENV.sub(sub, value)
+
+
+def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
+    """Parse YAML, returning (data, {key path: line}). Syntax errors become ConfigError with file:line."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}", hint="check the file exists and is UTF-8") from None
+    try:
+        # One pass with libyaml when present: compose the node tree (for line numbers), construct data from it.
+        loader = _YAML_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, DuplicateKeyError):
+            raise ConfigError(f"YAML {problem}", where=f"{path}:{line}",
+                              hint="keep one of them: YAML would silently drop the first") from None
+        raise ConfigError(f"YAML syntax error: {problem}", where=f"{path}:{line}",
+                          hint="fix the indentation or quoting on that line") from None
+    lines: dict[tuple, int] = {}
+    _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: Any, path: tuple, out: dict) -> None:
+    if node is None:
+        return
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value
+            out[(*path, key)] = k.start_mark.line + 1
+            _collect_lines(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _collect_lines(v, (*path, i), out)
+
+
+def validation_error(exc: ValidationError, file: Path | str, lines: dict, prefix: tuple = ()) -> ConfigError:
+    """Turn the first pydantic error into a ConfigError naming file:line and the field."""
+    err = exc.errors()[0]
+    loc = (*prefix, *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
+    field = ".".join(map(str, loc)) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    hint = "see the commented example written by `flywheel init`"
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown field `{loc[-1]}`"
+        hint = "remove it or check its spelling; the valid fields are in `flywheel init`'s example"
+    elif err["type"] == "literal_error":
+        hint = f"use one of the allowed values ({err.get('ctx', {}).get('expected', '')})"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return ConfigError(f"`{field}`: {msg}{more}", where=where(file, lines, loc), hint=hint)
+
+
+
+
+__all__ = [
+    "DuplicateKeyError",
+    "YAMLLoader",
+    "interpolate",
+    "load_yaml",
+    "read_yaml",
+    "validation_error",
+    "where",
+]
