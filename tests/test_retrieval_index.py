@@ -182,10 +182,11 @@ def test_postgres_hnsw_scan_filtered_below_k_falls_back_to_exact(pg_fresh_url, e
         store.engine.dispose()  # new connections pick the setting up
         r = retriever(store, embedder, min_relevance=None)
         with store.engine.connect() as conn:
+            kind = open_index(store).vector_kind(384)  # halfvec on pgvector >= 0.7
             plan = "\n".join(row[0] for row in conn.exec_driver_sql(
-                "EXPLAIN SELECT hash FROM embeddings WHERE model = 'all-MiniLM-L6-v2' "
-                "ORDER BY vector::vector(384) <=> "
-                "(SELECT vector FROM embeddings LIMIT 1)::vector(384) LIMIT 5"))
+                "EXPLAIN SELECT hash FROM embeddings WHERE model = 'all-MiniLM-L6-v2' AND dim = 384 "
+                f"ORDER BY vector::{kind}(384) <=> "
+                f"(SELECT vector FROM embeddings LIMIT 1)::{kind}(384) LIMIT 5"))
         assert "hnsw" in plan.lower()
         query = embedder.embed_query("gateway retries for model calls")
         rows = open_index(store).dense("small", embedder.name, query, 5)

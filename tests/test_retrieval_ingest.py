@@ -316,19 +316,20 @@ def test_the_local_embedder_covers_latin_script_languages_only():
 
 
 def test_progress_starts_with_the_file_count_then_follows_files_and_chunks(store, tmp_path, monkeypatch):
-    monkeypatch.setattr(sys.modules["flywheel.retrieval.ingest"], "EMBED_STEP", 2)
+    monkeypatch.setattr(sys.modules["flywheel.retrieval.embed"], "WINDOW", 2)
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("".join(f"# Part {i}\nSection {i} explains topic {i}.\n\n" for i in range(5)))
     (docs / "b.md").write_text("# Only\nOne section.\n")
     calls: list[tuple[int, int, str, int]] = []
+    embedded: list[tuple[int, int]] = []
     ingest([docs], store, RetrievalConfig(), embedder=EnglishOnly(), root=tmp_path,
-           progress=lambda *args: calls.append(args))
+           progress=lambda *args: calls.append(args), embed_progress=lambda *args: embedded.append(args))
     assert calls[0] == (0, 2, "", 0)  # before any file is read
     assert calls[1] == (0, 2, "docs/a.md", 0)  # a file is shown as it starts
-    during = [c for c in calls if c[0] == 0 and c[2] == "docs/a.md"]
-    assert [c[3] for c in during] == [0, 2, 4, 5, 5]  # every EMBED_STEP chunks embedded, then the write
     assert calls[-1] == (2, 2, "docs/b.md", 6)
+    # then the embed stage, one window (here 2 chunks) at a time, after every chunk is keyword-searchable
+    assert embedded == [(0, 6), (2, 6), (4, 6), (6, 6)]
 
 
 def test_progress_lines_off_a_terminal_come_at_once_then_at_intervals():

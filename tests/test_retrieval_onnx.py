@@ -144,3 +144,18 @@ def test_an_unknown_backend_is_a_user_error(monkeypatch):
     monkeypatch.setenv("FLYWHEEL_EMBED_BACKEND", "tpu")
     with pytest.raises(UserError, match="backend"):
         embedders.LocalEmbedder()
+
+
+def test_several_sessions_give_the_vectors_of_one(monkeypatch):
+    """On many cores batches of similar length run side by side on several sessions; same vectors, in order."""
+    _need_onnx()
+    assert minilm_onnx.session_layout(2) == (1, 2) and minilm_onnx.session_layout(16) == (4, 4)
+    monkeypatch.setenv("FLYWHEEL_EMBED_SESSIONS", "3")
+    assert minilm_onnx.session_layout(16) == (3, 5)
+    emb = embedders.LocalEmbedder(backend="numpy")
+    texts = [f"sentence {i} " + "word " * (i % 37) for i in range(90)]
+    ids = [e.ids for e in emb._tokenizer().encode_batch(texts, max_length=emb.max_tokens)]
+    one = minilm_onnx.OnnxMiniLM(minilm_onnx.MODEL_FILE, threads=2, sessions=1)
+    two = minilm_onnx.OnnxMiniLM(minilm_onnx.MODEL_FILE, threads=2, sessions=2)
+    assert two.describe() == "2 sessions × 1 threads"
+    assert np.abs(two.encode(ids, token_budget=256) - one.encode(ids, token_budget=256)).max() < 1e-5

@@ -25,7 +25,7 @@ COMMANDS = {
     "check": "check", "serve": "serve", "keys": "keys", "monitor": "monitor", "report": "report",
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
     "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
-    "drift": "drift", "skew": "drift",
+    "drift": "drift", "skew": "drift", "embed": "retrieval", "store": "store",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -40,6 +40,7 @@ SHORT_HELP = {
     "demo": "Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces.",
     "drift": "Drift of production traces against a reference: embeddings (MMD, AUC), topics, languages, lengths, "
              "format.",
+    "embed": "Compute the vectors of chunks that have none yet (after `flywheel ingest --no-embed`); resumable.",
     "eval": "Run eval suites (default: every YAML file in evals/).",
     "feedback": "Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are "
                 "stored.",
@@ -66,6 +67,7 @@ SHORT_HELP = {
                    "`trained: NAME`.",
     "skew": "How an eval suite's inputs differ from production (length, language, format, topics) and the traces "
             "to add.",
+    "store": "Manage the store: copy it between SQLite and PostgreSQL.",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
               "mid-request).",
 }

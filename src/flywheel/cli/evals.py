@@ -47,6 +47,11 @@ def _warn(text: str) -> None:
 )
 @click.option("--models", help="Comma-separated model aliases: run the suite once per model, side by side.")
 @click.option(
+    "--strategies",
+    help="Comma-separated sampling strategies (none, self_consistency:5, best_of:3:judge, critique:2, "
+    "ensemble:a+b+c): run the suite once per strategy, side by side.",
+)
+@click.option(
     "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
@@ -65,6 +70,7 @@ def eval_cmd(
     concurrency: int,
     timeout_s: float | None,
     models: str | None,
+    strategies: str | None,
     html_path: str | None,
     as_json: bool,
     results: bool,
@@ -75,7 +81,8 @@ def eval_cmd(
 ) -> None:
     """Run eval suites (default: every YAML file in evals/). Exit 1 when a suite is below its threshold."""
     from flywheel.apps.runtime import Runtime
-    from flywheel.evals.matrix import arun_matrix, parse_models
+    from flywheel.errors import UserError
+    from flywheel.evals.matrix import arun_matrix, arun_strategies, parse_models, parse_strategy_list
     from flywheel.evals.records import RunStore
     from flywheel.evals.runner import RunOptions, arun_suite
     from flywheel.evals.suite import discover, load_suite
@@ -90,6 +97,9 @@ def eval_cmd(
         for w in suite.warnings:
             _warn(w)
     model_list = parse_models(models, project.config.models) if models else None
+    if model_list and strategies:
+        raise UserError("give --models or --strategies, not both", hint="compare strategies for one model at a time")
+    strategy_list = parse_strategy_list(strategies, project.config.models) if strategies else None
     options = RunOptions(
         concurrency=concurrency,
         repeat=repeat,
@@ -109,7 +119,21 @@ def eval_cmd(
         summaries, matrices = [], []
         try:
             for suite in loaded:
-                if model_list:
+                if strategy_list:
+                    comparison = asyncio.run(
+                        arun_strategies(suite, rt, strategy_list, store=runs, options=options)
+                    )
+                    for run in comparison.runs:
+                        run.judges = judges[suite.path]
+                    ok = ok and any(s.meets_threshold for s in comparison.runs)  # as the matrix: one meets it
+                    outputs.append(
+                        {"strategies": comparison.to_dict(), "runs": [s.to_dict(results) for s in comparison.runs]}
+                    )
+                    if not as_json:
+                        assert console is not None
+                        _render_strategies(console, comparison)
+                    summaries.extend(comparison.runs)
+                elif model_list:
                     matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=runs, options=options))
                     for run in matrix.runs:
                         run.judges = judges[suite.path]
@@ -154,6 +178,31 @@ def eval_cmd(
         emit_json({"ok": ok, "suites": outputs})
     if not ok:
         ctx.exit(BELOW_THRESHOLD)
+
+
+def _render_strategies(console: Console, comparison: Any) -> None:
+    from rich.table import Table
+
+    from flywheel.evals.report import _ci as ci
+    from flywheel.evals.report import _ms as ms
+    from flywheel.evals.report import _pct as pct
+    from flywheel.evals.report import usd
+
+    t = Table(title=f"{comparison.suite}: strategies (threshold {pct(comparison.threshold)})", title_justify="left",
+              show_edge=False)
+    widest = max(len(s) for s in comparison.strategies) + 2
+    t.add_column("strategy", no_wrap=True, min_width=widest)  # the name never shrinks; cost/case is in --json
+    for col in ("pass rate", "95% CI", "passed", "cost", "p50", "p95", "errors"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in comparison.rows():
+        name = r["strategy"] if r["meets_threshold"] else f"[red]{r['strategy']}[/]"
+        if r["strategy"] == comparison.best:
+            name = f"[green]★ {r['strategy']}[/]"
+        t.add_row(name, pct(r["pass_rate"]), ci(r["pass_rate_ci95"]),
+                  f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
+                  ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
+    console.print(t)
+    console.print(f"★ highest pass rate (ties: cheaper): [bold]{comparison.best}[/]")
 
 
 def _list(rows: list[dict[str, Any]], as_json: bool) -> None:

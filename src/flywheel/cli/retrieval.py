@@ -1,9 +1,13 @@
-"""`flywheel ingest PATH…` (loaders → chunks → embeddings → index) and `flywheel search QUERY`."""
+"""`flywheel ingest PATH…` (loaders → chunks → keyword index, then the embed stage), `flywheel embed` (the embed
+stage on its own) and `flywheel search QUERY`."""
 
 from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +45,15 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
               help="Skip files larger than this.")
 @click.option("--follow-links", is_flag=True,
               help="Also index what symbolic links leading outside the ingested folders point to.")
+@click.option("--no-embed", is_flag=True,
+              help="Only write chunks and the keyword index; leave the vectors to `flywheel embed` or `flywheel serve`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tuple[str, ...], text_field: str,
-           max_file_mb: float, follow_links: bool, as_json: bool) -> None:
+           max_file_mb: float, follow_links: bool, no_embed: bool, as_json: bool) -> None:
     """Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora). Unchanged files are skipped;
-    an interrupted run resumes where it stopped."""
+    an interrupted run resumes where it stopped. Keyword search works as soon as the chunks are written; the
+    vectors are computed after (skip with --no-embed)."""
     from flywheel.apps.runtime import Runtime
     from flywheel.retrieval.ingest import ingest as run_ingest
     from flywheel.retrieval.loaders import LoadOptions
@@ -59,19 +66,34 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
         with Runtime(project) as rt:
             if as_json:
                 summary = run_ingest(paths, rt.store, project.config, tenant=tenant, sync=sync, options=options,
-                                     root=project.root, follow_links=follow_links)
+                                     root=project.root, follow_links=follow_links, embed=not no_embed)
                 emit_json(summary.to_dict())
             else:
                 summary = _with_progress(lambda progress: run_ingest(
                     paths, rt.store, project.config, tenant=tenant, sync=sync, progress=progress, options=options,
-                    root=project.root, follow_links=follow_links))
+                    root=project.root, follow_links=follow_links, embed=False))
+                if not no_embed and summary.embed_waiting:  # searchable by keyword now; vectors next
+                    _embed_after_ingest(rt, tenant, summary)
     except KeyboardInterrupt:
+        # the files indexed so far are searchable by keyword; the rerun (or `flywheel embed`) adds the vectors
         click.secho("interrupted: the files indexed so far are saved; run the same command again to resume",
                     fg="yellow", err=True)
         sys.exit(130)
     if not as_json:
         _print_summary(summary, tenant)
     _check_explicit_files(paths, summary.skipped, project.root)
+
+
+def _embed_after_ingest(rt: Any, tenant: str, summary: Any) -> None:
+    from flywheel.retrieval.embed import embed_pending
+
+    click.echo(f"{summary.chunks_added} chunks searchable by keyword after {summary.keyword_seconds:.1f} s; "
+               f"embedding {summary.embed_waiting} …", err=True)
+    with embed_progress() as on_embed:
+        done = embed_pending(rt.retriever.index, rt.retriever.embedder, tenant, progress=on_embed)
+    summary.embedded, summary.embedder_backend, summary.embed_seconds = done.embedded, done.backend, done.seconds
+    summary.embed_waiting = 0
+    summary.seconds = round(summary.seconds + done.seconds, 3)
 
 
 def _check_folders(paths: tuple[str, ...]) -> None:
@@ -117,13 +139,20 @@ def _print_summary(summary: Any, tenant: str) -> None:
     for label, value in (("files", summary.files), ("indexed", summary.indexed), ("unchanged", summary.unchanged),
                          ("chunks added", summary.chunks_added), ("chunks removed", summary.chunks_removed),
                          ("embedded (not cached)", summary.embedded), ("skipped", len(summary.skipped)),
-                         ("removed (sync)", len(summary.removed_files)), ("seconds", f"{summary.seconds:.1f}")):
+                         ("removed (sync)", len(summary.removed_files)),
+                         ("keyword-searchable after", f"{summary.keyword_seconds:.1f} s"),
+                         ("seconds", f"{summary.seconds:.1f}")):
         table.add_row(label, str(value))
     if summary.boilerplate:  # page boilerplate dropped by the loaders (follow lines, reference lists, menus)
         table.add_row("boilerplate lines dropped", ", ".join(f"{k} {n}" for k, n in sorted(summary.boilerplate.items())))
     if summary.not_embedded:  # chunks in languages the embedder does not cover: keyword search only
         table.add_row("not embedded (language)", ", ".join(f"{k} {n}" for k, n in sorted(summary.not_embedded.items())))
+    if summary.embed_waiting:
+        table.add_row("waiting for vectors", str(summary.embed_waiting))
     console.print(table)
+    if summary.embed_waiting:
+        console.print(f"[dim]{summary.embed_waiting} chunks are searchable by keyword and wait for vectors: run "
+                      f"`flywheel embed` (or `flywheel serve`, which embeds in the background)[/]")
     if summary.not_embedded_reason:
         console.print(f"[dim]not embedded: {escape(summary.not_embedded_reason)}[/]")
     if summary.skipped:
@@ -153,6 +182,7 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
 
     with Runtime(state.project) as rt:
         hits = rt.retriever.search(" ".join(query).strip(), k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)  # type: ignore[arg-type]
+        coverage = rt.retriever.coverage(tenant) if rt.retriever.embedder is not None and mode != "bm25" else None
     rows: list[dict[str, Any]] = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
              "location": h.chunk.location, "text": h.chunk.text, "score": h.score, "ranks": h.ranks,
              "scores": h.scores} for h in hits]
@@ -162,6 +192,7 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
     if not rows:
         click.echo("no results above the relevance floor (retrieval.min_relevance); try other words or "
                    "`flywheel ingest` more documents")
+        _print_coverage(coverage)
         return
     for i, r in enumerate(rows, start=1):
         where = safe_display(r["source"] + (f" · {r['location']}" if r["location"] else ""))
@@ -169,3 +200,85 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
         click.secho(f"[{i}] {where}  score {r['score']:.4f}  {ranks}", bold=True)
         text = " ".join(safe_display(r["text"], multiline=True).split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+    _print_coverage(coverage)
+
+
+def _print_coverage(coverage: Any) -> None:
+    if coverage is not None and coverage.total:
+        click.secho(coverage.describe(), dim=True)
+
+
+@main.command()
+@click.option("--tenant", default=None, help="Only this tenant's chunks [all tenants].")
+@click.option("--watch", is_flag=True, help="Keep going: look for new chunks every --interval seconds.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between looks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json: bool) -> None:
+    """Compute the vectors of chunks that have none yet (after `flywheel ingest --no-embed`); resumable."""
+    import threading
+
+    from flywheel.apps.runtime import Runtime
+    from flywheel.retrieval.embed import embed_pending
+
+    if tenant is not None:
+        from flywheel.retrieval.retriever import check_tenant
+
+        check_tenant(tenant)
+    with Runtime(state.project) as rt:
+        retriever = rt.retriever
+        if retriever.embedder is None:
+            raise UserError("no embedder is configured (or the local one is not installed): nothing to embed",
+                            hint="set `retrieval.embedder` in flywheel.yaml, or pip install 'flywheel[local]'")
+        stop = threading.Event()
+        total = 0
+        try:
+            while True:
+                if as_json:
+                    done = embed_pending(retriever.index, retriever.embedder, tenant, stop=stop)
+                else:
+                    with embed_progress(force=True) as on_embed:
+                        done = embed_pending(retriever.index, retriever.embedder, tenant, progress=on_embed,
+                                             stop=stop)
+                total += done.chunks
+                if as_json and not watch:
+                    emit_json({**done.to_dict(), "model": retriever.embedder.name})
+                elif done.chunks or not watch:
+                    click.echo(f"embedded {done.chunks} chunks ({done.embedded} vectors computed, the rest cached) "
+                               f"in {done.seconds:.1f} s with {retriever.embedder.name}")
+                if not watch:
+                    return
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            stop.set()
+            click.secho(f"stopped after {total} chunks: the vectors written are kept; run `flywheel embed` again "
+                        f"to continue", fg="yellow", err=True)
+            sys.exit(130)
+
+
+@contextmanager
+def embed_progress(force: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """The embed stage's progress: a bar on a terminal, else a line at most every 5 s (nothing when empty)."""
+    out = sys.stderr
+    if not out.isatty():
+        last = [0.0]
+
+        def lines(done: int, total: int) -> None:
+            now = time.monotonic()
+            if total and (done == total or now - last[0] >= 5.0) and (done or force):
+                last[0] = now
+                print(f"embed: {done}/{total} chunks", file=out, flush=True)
+
+        yield lines
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]embed"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                  TimeElapsedColumn(), console=Console(file=out), transient=True) as bar:
+        task = bar.add_task("embed", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total or None)
+
+        yield update

@@ -76,6 +76,9 @@ class RetrievalConfig(Section):
     rrf_k: int = Field(default=60, ge=1)
     k: int = Field(default=5, ge=1, le=1000)
     min_relevance: float | Literal["auto"] | None = "auto"
+    hnsw_m: int = Field(default=16, ge=2, le=100)  # PostgreSQL (pgvector) HNSW graph degree
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)  # candidates per search: recall vs latency
 
     @field_validator("min_relevance")
     @classmethod
@@ -206,6 +209,7 @@ class ServerConfig(Section):
     cors_origins: list[str] = Field(default_factory=list)
     max_body_mb: float = Field(default=4.0, gt=0)
     online_evaluators: bool = True  # run `monitor.online` in a background worker inside `flywheel serve`
+    embed_worker: bool = True  # embed chunks that have no vector yet, in the background (after `ingest --no-embed`)
 
 
 class OnlineEvaluatorSpec(BaseModel):

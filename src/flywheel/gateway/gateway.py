@@ -154,6 +154,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ calls
     def chat(self, request: ChatRequest) -> ChatResult:
+        if "strategy" in request.metadata:  # self-consistency, best-of-n, critique, ensemble (strategies.py)
+            picked = _strategy(request)
+            if picked is not None:
+                return picked[0].chat(self, picked[1])
         if self.router is not None and request.model in self.router:
             return self.router.chat(self, request)  # type: ignore[no-any-return]
         chain = self.chain(request.model)
@@ -171,6 +175,10 @@ class Gateway:
             raise call.exhausted()
 
     async def achat(self, request: ChatRequest) -> ChatResult:
+        if "strategy" in request.metadata:
+            picked = _strategy(request)
+            if picked is not None:
+                return await picked[0].achat(self, picked[1])
         if self.router is not None and request.model in self.router:
             return await self.router.achat(self, request)  # type: ignore[no-any-return]
         chain = self.chain(request.model)
@@ -217,3 +225,9 @@ class Gateway:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _strategy(request: ChatRequest) -> Any:
+    from flywheel.gateway.strategies import requested
+
+    return requested(request)

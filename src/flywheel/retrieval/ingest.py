@@ -1,4 +1,8 @@
-"""Ingest: files → loaders → chunks → cached embeddings → index, one file at a time, resumable.
+"""Ingest: files → loaders → chunks → keyword index, one file at a time, resumable; then the embed stage.
+
+- Searchable first, embedded after: chunks and their keyword index are written first (the corpus answers
+  keyword queries as soon as a file's transaction commits); vectors come after, from the embed stage
+  (embed.py: run by `ingest(embed=True)`, the default, or later by `flywheel embed` / the server's worker).
 
 - Unchanged files (same content hash, same chunking settings and embedder) are skipped without being parsed.
 - A changed file's chunks are replaced; with `sync=True`, files that disappeared from an ingested folder lose
@@ -18,11 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
-
 from flywheel.config import Config, RetrievalConfig
 from flywheel.errors import UserError
 from flywheel.retrieval.chunking import Chunker
+from flywheel.retrieval.embed import EmbedProgress, embed_pending, embedding_text, waiting_count
 from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, walk
@@ -35,12 +38,11 @@ from flywheel.types import Chunk, Document, content_hash
 
 CHUNKER_VERSION = "2"  # 2: boilerplate dropped, code blocks whole, line ranges
 BATCH_CHUNKS = 256
-EMBED_STEP = 64  # texts per embed call: progress moves every few seconds even on a slow CPU
 HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
 
 LINK_OUTSIDE = "symbolic link to outside the ingested folder (pass --follow-links to index what it points to)"
 # (files done, files total, current source, chunks so far): called once the files are found (0, n, "", 0), as
-# each file starts, and every EMBED_STEP embedded chunks, so a caller can show progress from the first second.
+# each file starts, and after every batch written, so a caller can show progress from the first second.
 Progress = Callable[[int, int, str, int], None]
 
 
@@ -52,6 +54,7 @@ class IngestSummary:
     chunks_added: int = 0
     chunks_removed: int = 0
     embedded: int = 0  # vectors computed (the rest came from the cache)
+    embed_waiting: int = 0  # chunks left without a vector for the embed stage (`flywheel embed`), after --no-embed
     embedder_backend: str = ""  # how they were computed (local embedder: onnx, torch or numpy)
     removed_files: list[str] = field(default_factory=list)  # by sync
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
@@ -61,6 +64,8 @@ class IngestSummary:
     # search still finds them (why: not_embedded_reason)
     not_embedded: dict[str, int] = field(default_factory=dict)
     not_embedded_reason: str = ""
+    keyword_seconds: float = 0.0  # until every chunk was written and keyword-searchable
+    embed_seconds: float = 0.0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,15 +73,6 @@ class IngestSummary:
         d["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
         d["warnings"] = [{"source": s, "warning": w} for s, w in self.warnings]
         return d
-
-
-def embedding_text(title: str | None, location: str | None, text: str) -> str:
-    """What is embedded and keyword-indexed for a chunk: its title and heading path, then its text."""
-    parts = [title] if title else []
-    if location and location != title:
-        parts.append(location)
-    head = " > ".join(parts)
-    return f"{head}\n{text}" if head else text
 
 
 def source_name(path: Path, root: Path | None) -> str:
@@ -91,8 +87,11 @@ def source_name(path: Path, root: Path | None) -> str:
 
 class Ingestor:
     def __init__(self, index: Index, embedder: Embedder | None, config: RetrievalConfig,
-                 options: LoadOptions | None = None, root: Path | None = None, follow_links: bool = False):
+                 options: LoadOptions | None = None, root: Path | None = None, follow_links: bool = False,
+                 embed: bool = True, embed_progress: EmbedProgress | None = None):
         self.index = index
+        self.embed = embed
+        self.embed_progress = embed_progress
         self.follow_links = follow_links
         self.embedder = embedder
         self.options = options or LoadOptions()
@@ -138,16 +137,20 @@ class Ingestor:
                 progress(i + 1, len(files), source, summary.chunks_added)
         if sync:
             self._sync(roots, seen, tenant, summary)
-        if self.embedder is not None:
-            self._backfill(tenant, summary)
-        if summary.embedded and self.embedder is not None and hasattr(self.embedder, "describe"):
-            summary.embedder_backend = self.embedder.describe()
+        self.index.refresh_languages(tenant)
+        self.index.invalidate(tenant)
+        summary.keyword_seconds = round(time.perf_counter() - started, 3)
+        if self.embedder is not None and self.embed:
+            # Also picks up chunks of earlier runs left waiting (--no-embed, a killed embed, another embedder).
+            done = embed_pending(self.index, self.embedder, tenant, progress=self.embed_progress)
+            summary.embedded, summary.embedder_backend = done.embedded, done.backend
+            summary.embed_seconds = done.seconds
+        elif self.embedder is not None:
+            summary.embed_waiting = waiting_count(self.index, self.embedder, tenant)
         if summary.not_embedded and self.embedder is not None:
             covered = ", ".join(sorted(self.embedder.languages or ()))
             summary.not_embedded_reason = (f"the embedder {self.model} covers {covered} only; keyword search "
                                            f"finds these chunks (a multilingual embedder would embed them)")
-        self.index.refresh_languages(tenant)
-        self.index.invalidate(tenant)
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
 
@@ -203,7 +206,7 @@ class Ingestor:
                replace: bool, summary: IngestSummary, progress: Callable[..., Any]) -> None:
         batches = list(self._batches(docs))
         for b, batch in enumerate(batches or [[]]):
-            rows, vectors = self._prepare(batch, tenant, summary, progress)
+            rows = self._prepare(batch, tenant, summary)
             last = b == max(len(batches), 1) - 1
             with self.index.transaction() as conn:
                 if b == 0:
@@ -211,7 +214,6 @@ class Ingestor:
                         summary.chunks_removed += self.index.delete_source(conn, tenant, source)
                     self.index.set_file_state(conn, tenant, source, file_hash=file_hash, settings=self.settings,
                                               status="partial", size=size, docs=n_docs, chunks=0)
-                self.index.put_embeddings(conn, self.model, vectors)
                 added = self.index.insert_chunks(conn, rows)  # ids already there (a concurrent run) are skipped
                 if last:
                     count = self.index.count_source(conn, tenant, source)
@@ -233,10 +235,9 @@ class Ingestor:
         if batch:
             yield batch
 
-    def _prepare(self, batch: list[tuple[Document, list[Chunk]]], tenant: str, summary: IngestSummary,
-                 tick: Callable[[int], Any] | None = None) -> tuple[list[dict], dict]:
+    def _prepare(self, batch: list[tuple[Document, list[Chunk]]], tenant: str, summary: IngestSummary
+                 ) -> list[dict]:
         rows: list[dict] = []
-        texts: dict[str, str] = {}
         now = time.time()
         for doc, chunks in batch:
             # A credential in a document is never indexed: anyone who can ask could have it quoted back.
@@ -245,42 +246,19 @@ class Ingestor:
                 text = scrub_secrets(c.text)
                 location = scrub_secrets(c.location) if c.location else c.location
                 full = embedding_text(title, location, text)
-                h = content_hash(full)
                 lang = detect_language(text)
-                if self.embedder is None or self.embedder.covers(lang):
-                    texts[h] = full
-                else:  # its vector would be noise that search skips anyway; minutes of CPU on a big corpus
+                if self.embedder is not None and not self.embedder.covers(lang):
+                    # never embedded (the embed stage skips its language): its vector would be noise that
+                    # search skips anyway, and minutes of CPU on a big corpus
                     summary.not_embedded[lang] = summary.not_embedded.get(lang, 0) + 1
                 toks = keyword_tokens(full)
                 meta = {k: scrub_secrets(v) if isinstance(v, str) else v for k, v in (c.metadata or {}).items()}
                 rows.append({"id": c.id, "doc_id": c.doc_id, "tenant": tenant, "source": c.source,
                              "ordinal": c.ordinal, "location": location, "title": title, "text": text,
                              "tokens": " ".join(toks), "n_tokens": len(toks), "lang": lang,
-                             "embed_hash": h, "metadata": meta if c.metadata is not None else None,
+                             "embed_hash": content_hash(full), "metadata": meta if c.metadata is not None else None,
                              "created_at": now})
-        return rows, self._vectors(texts, summary, tick)
-
-    def _vectors(self, texts: dict[str, str], summary: IngestSummary, tick: Callable[[int], Any] | None = None
-                 ) -> dict:
-        if self.embedder is None or not texts:
-            return {}
-        have = self.index.get_embeddings(self.model, texts)
-        missing = [h for h in texts if h not in have]
-        if missing:
-            with tracer.span("retrieval.embed", kind="embedding", inputs={"texts": len(missing)},
-                             **{"gen_ai.request.model": self.model}) as sp:
-                parts = []
-                for start in range(0, len(missing), EMBED_STEP):
-                    parts.append(self.embedder.embed([texts[h] for h in missing[start:start + EMBED_STEP]]))
-                    if tick:
-                        tick(min(start + EMBED_STEP, len(missing)))
-                vecs = np.concatenate(parts)
-                backend = getattr(self.embedder, "last_backend", None)
-                sp.set(outputs={"vectors": len(missing)},
-                       **({"flywheel.retrieval.embed_backend": backend} if backend else {}))
-            summary.embedded += len(missing)
-            return dict(zip(missing, vecs, strict=True))
-        return {}
+        return rows
 
     def _sync(self, roots: list[Path], seen: set[str], tenant: str, summary: IngestSummary) -> None:
         prefixes = [source_name(p, self.root).rstrip("/") + "/" for p in roots if p.is_dir()]
@@ -293,34 +271,24 @@ class Ingestor:
                     summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
                 summary.removed_files.append(source)
 
-    def _backfill(self, tenant: str, summary: IngestSummary) -> None:
-        """Embed chunks that have no vector for the current model (ingested under another embedder)."""
-        while True:
-            rows = self.index.missing_embeddings(tenant, self.model, limit=BATCH_CHUNKS,
-                                                 languages=self.embedder.languages if self.embedder else None)
-            if not rows:
-                return
-            texts = {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"]) for r in rows}
-            vecs = self._vectors(texts, summary)
-            if not vecs:
-                return
-            with self.index.transaction() as conn:
-                self.index.put_embeddings(conn, self.model, vecs)
-
 
 def ingest(paths: Sequence[str | Path], store: Any, config: Config | RetrievalConfig, tenant: str = "default",
            sync: bool = False, progress: Progress | None = None, *, embedder: Embedder | None | str = "config",
            options: LoadOptions | None = None, root: str | Path | None = None,
-           follow_links: bool = False) -> IngestSummary:
+           follow_links: bool = False, embed: bool = True, embed_progress: EmbedProgress | None = None
+           ) -> IngestSummary:
     """Index files and folders into `store` for `tenant`. `config` is the project Config (its `retrieval`
     section and model aliases) or just a RetrievalConfig. `root`: sources are stored relative to it.
-    `follow_links`: also index what symbolic links leading outside the ingested folders point to."""
+    `follow_links`: also index what symbolic links leading outside the ingested folders point to.
+    `embed`: run the embed stage once the chunks are written (False: they stay keyword-searchable and wait for
+    `flywheel embed` or the server's embed worker; `summary.embed_waiting` says how many)."""
     rconfig = config.retrieval if isinstance(config, Config) else config
     models = config.models if isinstance(config, Config) else {}
     if embedder == "config":
         embedder = build_embedder(rconfig, models)
-    ingestor = Ingestor(open_index(store), cast("Embedder | None", embedder), rconfig, options, Path(root) if root else None,
-                        follow_links=follow_links)
+    ingestor = Ingestor(open_index(store, rconfig), cast("Embedder | None", embedder), rconfig, options,
+                        Path(root) if root else None, follow_links=follow_links, embed=embed,
+                        embed_progress=embed_progress)
     with tracer.span("retrieval.ingest", kind="tool", inputs={"paths": [str(p) for p in paths], "tenant": tenant},
                      **{"flywheel.tenant": tenant}) as span:
         summary = ingestor.run(paths, tenant, sync, progress)

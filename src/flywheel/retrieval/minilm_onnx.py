@@ -12,8 +12,11 @@ English/Chinese text (the gate is 0.99); see docs/retrieval.md.
 from __future__ import annotations
 
 import os
+import queue
+from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,21 +29,60 @@ def runtime_available() -> bool:
     return find_spec("onnxruntime") is not None
 
 
+THREADS_PER_SESSION = 4  # MiniLM's matrices are small: past ~4 threads one run stops getting faster
+
+
 def cpu_count() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container given
+    `--cpus 2` on a 64-core host must not start 64 threads that then take turns)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def session_layout(cores: int) -> tuple[int, int]:
+    """(sessions, intra-op threads each): batches run side by side on several sessions when there are more
+    cores than one run can use (FLYWHEEL_EMBED_SESSIONS overrides the count)."""
+    wanted = os.environ.get("FLYWHEEL_EMBED_SESSIONS", "")
+    sessions = int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, cores // THREADS_PER_SESSION)
+    sessions = min(sessions, cores)
+    return sessions, max(1, cores // sessions)
 
 
 class OnnxMiniLM:
-    """An onnxruntime session over the exported model; `encode` takes already-tokenised inputs."""
+    """onnxruntime sessions over the exported model; `encode` takes already-tokenised inputs. Inputs are cut
+    into batches of similar length (minilm.length_batches); with several sessions, batches run concurrently
+    (onnxruntime releases the GIL), each session on its own share of the cores."""
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, sessions: int | None = None):
         import onnxruntime as ort
 
+        cores = threads or cpu_count()
+        n_sessions, per_session = (sessions, max(1, cores // sessions)) if sessions else session_layout(cores)
+        self.path = path
+        self.threads = per_session
+        self.version = ort.__version__
+        self.sessions = [self._session(ort, path, per_session) for _ in range(n_sessions)]
+        self.session = self.sessions[0]
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for session in self.sessions:
+            self._free.put(session)
+        self._pool = ThreadPoolExecutor(n_sessions, thread_name_prefix="flywheel-onnx") if n_sessions > 1 else None
+        width = self.session.get_outputs()[0].shape[-1]
+        self.dim = width if isinstance(width, int) else 384
+
+    @staticmethod
+    def _session(ort: Any, path: Path, threads: int) -> Any:
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_count()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -48,18 +90,27 @@ class OnnxMiniLM:
         # Idle worker threads would otherwise spin after each run, taking the cores from what follows (the
         # NumPy vector scan right after a query embedding ran 2x slower; SQLite writes during ingest).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.path = path
-        self.threads = options.intra_op_num_threads
-        self.version = ort.__version__
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        width = self.session.get_outputs()[0].shape[-1]
-        self.dim = width if isinstance(width, int) else 384
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def describe(self) -> str:
+        n = len(self.sessions)
+        return f"{n} sessions × {self.threads} threads" if n > 1 else f"{self.threads} threads"
 
     def run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        session = self._free.get()
+        try:
+            return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        finally:
+            self._free.put(session)
 
     def encode(self, encodings: list[list[int]], token_budget: int = 1024) -> np.ndarray:
         out = np.zeros((len(encodings), self.dim), np.float32)
-        for idx, ids, mask in length_batches(encodings, token_budget):
-            out[idx] = self.run(ids, mask)
+        batches = list(length_batches(encodings, token_budget))
+        if self._pool is None or len(batches) < 2:
+            for idx, ids, mask in batches:
+                out[idx] = self.run(ids, mask)
+            return out
+        for (idx, _, _), vectors in zip(batches, self._pool.map(lambda b: self.run(b[1], b[2]), batches),
+                                        strict=True):
+            out[idx] = vectors
         return out

@@ -29,6 +29,8 @@ import numpy as np
 from flywheel.config import Project, RetrievalConfig, validate_tenant
 from flywheel.errors import UserError
 from flywheel.retrieval import fusion
+from flywheel.retrieval.embed import Coverage
+from flywheel.retrieval.embed import coverage as embedding_coverage
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.tokenize import keyword_tokens
@@ -41,11 +43,13 @@ Mode = Literal["hybrid", "bm25", "dense"]
 AUTO_FLOOR = {"dense": 0.40, "coverage": 0.30}  # `min_relevance: auto`, per relevance signal (see above)
 
 
-def open_index(store: Any) -> Index:
+def open_index(store: Any, config: RetrievalConfig | None = None) -> Index:
+    """The index over `store`; `config` carries the PostgreSQL HNSW parameters (hnsw_m, hnsw_ef_construction,
+    hnsw_ef_search)."""
     if store.dialect == "postgresql":
         from flywheel.retrieval.index.postgres import PostgresIndex
 
-        return PostgresIndex(store)
+        return PostgresIndex(store, config)
     from flywheel.retrieval.index.sqlite import SqliteIndex
 
     return SqliteIndex(store)
@@ -88,7 +92,8 @@ class Retriever:
     def from_config(cls, store: Any, retrieval_config: RetrievalConfig, project: Project | None = None) -> Retriever:
         models = project.config.models if project is not None else {}
         where = project.where("retrieval", "embedder") if project is not None else None
-        return cls(open_index(store), build_embedder(retrieval_config, models, where), retrieval_config)
+        return cls(open_index(store, retrieval_config), build_embedder(retrieval_config, models, where),
+                   retrieval_config)
 
     # ---------------------------------------------------------------- search
 
@@ -233,6 +238,12 @@ class Retriever:
 
     def count(self, tenant: str | None = None) -> int:
         return self.index.count(tenant)
+
+    def coverage(self, tenant: str = "default") -> Coverage:
+        """How much of the tenant's corpus has vectors: dense search (and the dense side of hybrid) sees only
+        those chunks; the rest is found by keyword until the embed stage reaches it."""
+        check_tenant(tenant)
+        return embedding_coverage(self.index, self.embedder, tenant)
 
     def close(self) -> None:
         self.index.invalidate()

@@ -101,13 +101,18 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
 
 def _background_workers(state: ServerState) -> list[Any]:
     """Work that runs beside the requests, never in their path: the online evaluators and alert checks
-    (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`)."""
+    (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`), and the embedding of chunks
+    that have no vector yet (unless `server.embed_worker: false`)."""
     config = state.project.config
     workers: list[Any] = []
     if config.server.online_evaluators and (config.monitor.online or config.monitor.alerts):
         from flywheel.monitor.online import OnlineWorker
 
         workers.append(OnlineWorker(state.runtime).start())
+    if config.server.embed_worker and config.retrieval.embedder not in ("none", ""):
+        from flywheel.retrieval.embed import EmbedWorker
+
+        workers.append(EmbedWorker(state.runtime).start())
     return workers
 
 

@@ -207,20 +207,50 @@ class Index(ABC):
         conn.execute(self._insert_ignore(embeddings), rows)
         self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
 
-    def missing_embeddings(self, tenant: str, model: str, limit: int = 10000,
-                           languages: Collection[str] | None = None) -> list[dict]:
-        """Chunks of the tenant without a vector for `model` (after an embedder change); with `languages`, only
-        chunks in those languages or of no language (the ones an embedder covering `languages` should embed)."""
+    def _missing(self, q: Any, tenant: str | None, model: str, languages: Collection[str] | None) -> Any:
         have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash)
-        q = (select(chunks.c.embed_hash, chunks.c.title, chunks.c.location, chunks.c.text)
-             .where(chunks.c.tenant == tenant, ~have.exists()).limit(limit))
+        q = q.where(~have.exists())
+        if tenant is not None:
+            q = q.where(chunks.c.tenant == tenant)
         if languages is not None:
             q = q.where(or_(chunks.c.lang.in_(sorted(languages)), chunks.c.lang == "", chunks.c.lang.is_(None)))
+        return q
+
+    def missing_embeddings(self, tenant: str | None, model: str, limit: int = 10000,
+                           languages: Collection[str] | None = None, after_pk: int = 0) -> list[dict]:
+        """Chunks (of the tenant, or of all tenants) without a vector for `model`, in pk order after `after_pk`;
+        with `languages`, only chunks in those languages or of no language (the ones an embedder covering
+        `languages` should embed). This is the embed stage's queue (embed.py)."""
+        q = self._missing(select(chunks.c.pk, chunks.c.tenant, chunks.c.embed_hash, chunks.c.title,
+                                 chunks.c.location, chunks.c.text).where(chunks.c.pk > after_pk),
+                          tenant, model, languages)
         with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+            return [dict(r) for r in conn.execute(q.order_by(chunks.c.pk).limit(limit)).mappings()]
+
+    def count_missing_embeddings(self, tenant: str | None, model: str,
+                                 languages: Collection[str] | None = None) -> int:
+        q = self._missing(select(func.count()).select_from(chunks), tenant, model, languages)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def embedding_coverage(self, tenant: str, model: str, languages: Collection[str] | None
+                           ) -> tuple[int, int, int]:
+        """(chunks, chunks with a vector for `model`, chunks waiting for one) of the tenant."""
+        with_vector = (select(func.count()).select_from(
+            chunks.join(embeddings, (embeddings.c.hash == chunks.c.embed_hash) & (embeddings.c.model == model)))
+            .where(chunks.c.tenant == tenant))
+        with self.engine.connect() as conn:
+            embedded = int(conn.execute(with_vector).scalar() or 0)
+            total = int(conn.execute(select(func.count()).select_from(chunks).where(chunks.c.tenant == tenant)
+                                     ).scalar() or 0)
+        return total, embedded, self.count_missing_embeddings(tenant, model, languages)
 
     def on_new_vectors(self, conn: Connection, model: str, dim: int) -> None:
         """Hook: PostgreSQL creates the model's HNSW index here."""
+
+    def ensure_vector_indexes(self) -> list[str]:
+        """Build the vector indexes of every stored model (after a bulk copy); none on SQLite."""
+        return []
 
     @abstractmethod
     def _insert_ignore(self, table: Any) -> Any: ...

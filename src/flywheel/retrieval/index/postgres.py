@@ -3,8 +3,22 @@ match), and pgvector cosine search with one HNSW index per embedding model.
 
 The tsvector is written as a literal from our own tokens (no PostgreSQL parser or dictionary touches them), so
 Chinese words segmented by jieba stay words and term frequencies are exact. Idf and average length are
-computed per tenant. HNSW may return fewer rows than asked when the tenant or a filter is selective (pgvector
-filters after the index scan); the query then falls back to an exact scan, so n rows come back when n exist.
+computed per tenant.
+
+Keyword top-k without scoring every matching row (MaxScore): document frequencies are counted per term through
+the GIN index (cached until the tenant's next write). Chunks containing a rare term (df ≤ CANDIDATES) are all
+scored. A chunk containing only common terms scores less than the sum of those terms' upper bounds
+(idf · (k1 + 1)); when the k-th best rare-term candidate already reaches that bound, the result is exact and
+common-only chunks are never read. Otherwise at most CANDIDATES of them are scored too (a query made only of
+words found in more than CANDIDATES chunks: the ranking is then approximate, `last_keyword["exact"]` is False).
+
+Vectors: HNSW over `halfvec` (pgvector ≥ 0.7: half the index memory, same recall at these dimensions), else
+over `vector`; `m` / `ef_construction` from `retrieval.hnsw_m` / `retrieval.hnsw_ef_construction` when the index
+is created (at the first vector write of a model, or `ensure_vector_indexes()` after `flywheel store copy`).
+Searches set `hnsw.ef_search` (`retrieval.hnsw_ef_search`, at least k) and, with pgvector ≥ 0.8,
+`hnsw.iterative_scan = relaxed_order`, so a tenant or metadata filter that rejects most index candidates keeps
+scanning until k rows pass. Older pgvector filters after a bounded scan; when that returns fewer than k rows
+the query is re-run exactly, so k rows come back whenever k exist.
 """
 
 from __future__ import annotations
@@ -14,9 +28,10 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Float, and_, bindparam, cast, desc, func, select, text, true
+from sqlalchemy import Float, Text, bindparam, cast, column, desc, func, literal, select, text, true, values
 from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.types import UserDefinedType
 
 from flywheel.retrieval.index.base import Index, Scored, filter_clauses
 from flywheel.store.schema_retrieval import chunks, embeddings
@@ -24,6 +39,9 @@ from flywheel.types import content_hash
 
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
+CANDIDATES = 2000  # a term in more chunks than this is "common" (see above)
+HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 100}
+MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 
 
 def _quote(term: str) -> str:
@@ -42,14 +60,32 @@ def tsquery_literal(terms: list[str]) -> str:
     return " | ".join(_quote(t) for t in terms)
 
 
+class _Vec(UserDefinedType):
+    """pgvector's `vector(n)` / `halfvec(n)` for casts and the query parameter."""
+
+    cache_ok = True
+
+    def __init__(self, kind: str, dim: int):
+        self.kind, self.dim = kind, dim
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return f"{self.kind}({self.dim})"
+
+    def bind_processor(self, dialect: Any) -> Any:
+        return lambda v: None if v is None else "[" + ",".join(f"{float(x):.8g}" for x in v) + "]"
+
+
 class PostgresIndex(Index):
     dialect = "postgresql"
 
-    def __init__(self, store: Any):
+    def __init__(self, store: Any, config: Any = None):
         super().__init__(store)
+        self.hnsw = {k: int(getattr(config, k, None) or d) for k, d in HNSW_DEFAULTS.items()}
         self._hnsw: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self._dims: dict[str, int] = {}
+        self._pgvector: tuple[int, ...] | None = None
+        self._stats: dict[str, tuple[int, float, float, dict[str, int]]] = {}  # tenant -> (version, n, avgdl, df)
+        self.last_keyword: dict[str, Any] = {}
 
     def _prepare_row(self, row: dict) -> dict:
         return {**row, "tsv": tsvector_literal(row["tokens"].split())}
@@ -63,75 +99,150 @@ class PostgresIndex(Index):
     def _decode_vector(self, v: Any) -> np.ndarray:
         return np.asarray(v, dtype=np.float32)
 
+    def pgvector_version(self) -> tuple[int, ...]:
+        if self._pgvector is None:
+            with self.engine.connect() as conn:
+                v = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+            self._pgvector = tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
+        return self._pgvector
+
     # ---------------------------------------------------------------- keyword (BM25 in SQL)
+
+    def _tenant_stats(self, conn: Any, tenant: str, terms: list[str]) -> tuple[float, float, dict[str, int]]:
+        """(chunks, average length, {term: chunks containing it}) of the tenant, cached until its next write."""
+        version = self.version(conn, tenant)
+        cached = self._stats.get(tenant)
+        if cached is None or cached[0] != version or len(cached[3]) > 50_000:
+            n, avgdl = conn.execute(select(cast(func.count(), Float),
+                                           cast(func.coalesce(func.avg(chunks.c.n_tokens), 1.0), Float))
+                                    .where(chunks.c.tenant == tenant)).one()
+            cached = (version, float(n), float(avgdl), {})
+        df = cached[3]
+        for term in terms:
+            if term not in df:  # one GIN lookup per new term
+                df[term] = int(conn.execute(select(func.count()).select_from(chunks).where(
+                    chunks.c.tenant == tenant, chunks.c.tsv.op("@@")(
+                        cast(bindparam("tsq", tsquery_literal([term])), TSQUERY)))).scalar() or 0)
+        with self._lock:
+            self._stats[tenant] = cached
+        return cached[1], cached[2], {t: df[t] for t in terms}
+
+    def _score(self, conn: Any, where: list[Any], weights: dict[str, float], avgdl: float, n: int) -> Scored:
+        lex = func.unnest(chunks.c.tsv).table_valued("lexeme", "positions", "weights").lateral("u")
+        w = values(column("term", Text), column("idf", Float), name="w").data(list(weights.items()))
+        tf = cast(func.coalesce(func.array_length(lex.c.positions, 1), 1), Float)
+        norm = K1 * (1.0 - B + B * cast(chunks.c.n_tokens, Float) / max(avgdl, 1.0))
+        score = func.sum(w.c.idf * tf * (K1 + 1.0) / (tf + norm)).label("score")
+        q = (select(chunks.c.pk, score).select_from(chunks.join(lex, true()).join(w, w.c.term == lex.c.lexeme))
+             .where(*where).group_by(chunks.c.pk).order_by(desc("score"), chunks.c.pk).limit(n))
+        return [(int(pk), float(s)) for pk, s in conn.execute(q)]
 
     def keyword(self, tenant: str, tokens: list[str], n: int, filters: dict | None = None) -> Scored:
         terms = list(dict.fromkeys(t for t in tokens if len(t.encode("utf-8")) < 2000))
         if not terms:
             return []
-        tsq = cast(bindparam("tsq", tsquery_literal(terms)), TSQUERY)
-        lex = func.unnest(chunks.c.tsv).table_valued("lexeme", "positions", "weights").lateral("u")
-        matched = (select(chunks.c.pk, chunks.c.n_tokens, lex.c.lexeme.label("term"),
-                          func.coalesce(func.array_length(lex.c.positions, 1), 1).label("tf"),
-                          and_(true(), *filter_clauses(filters)).label("ok"))
-                   .select_from(chunks.join(lex, true()))
-                   .where(chunks.c.tenant == tenant, chunks.c.tsv.op("@@")(tsq), lex.c.lexeme.in_(terms))
-                   ).cte("m")
-        df = select(matched.c.term, cast(func.count(), Float).label("df")).group_by(matched.c.term).cte("df")
-        stats = select(cast(func.count(), Float).label("n"),
-                       cast(func.coalesce(func.avg(chunks.c.n_tokens), 1.0), Float).label("avgdl")
-                       ).where(chunks.c.tenant == tenant).cte("stats")
-        tf = cast(matched.c.tf, Float)
-        idf = func.ln(1.0 + (stats.c.n - df.c.df + 0.5) / (df.c.df + 0.5))
-        norm = K1 * (1.0 - B + B * cast(matched.c.n_tokens, Float) / func.greatest(stats.c.avgdl, 1.0))
-        score = func.sum(idf * tf * (K1 + 1.0) / (tf + norm)).label("score")
-        q = (select(matched.c.pk, score)
-             .select_from(matched.join(df, df.c.term == matched.c.term).join(stats, true()))
-             .where(matched.c.ok).group_by(matched.c.pk).order_by(desc("score"), matched.c.pk).limit(n))
         with self.engine.connect() as conn:
-            return [(int(pk), float(s)) for pk, s in conn.execute(q)]
+            total, avgdl, df = self._tenant_stats(conn, tenant, terms)
+            present = [t for t in terms if df[t]]
+            if not present:
+                return []
+            idf = {t: float(np.log(1.0 + (total - df[t] + 0.5) / (df[t] + 0.5))) for t in present}
+            rare = [t for t in present if df[t] <= CANDIDATES]
+            common = [t for t in present if df[t] > CANDIDATES]
+            base = [chunks.c.tenant == tenant, *filter_clauses(filters)]
+
+            def matching(words: list[str]) -> Any:
+                return chunks.c.tsv.op("@@")(cast(literal(tsquery_literal(words)), TSQUERY))
+
+            top = self._score(conn, [*base, matching(rare)], idf, avgdl, n) if rare else []
+            scored, exact = sum(df[t] for t in rare), True
+            bound = sum(idf[t] * (K1 + 1.0) for t in common)
+            if common and (len(top) < n or top[-1][1] < bound):
+                # chunks with only common words could still rank: score at most CANDIDATES of them
+                where = [*base, matching(common)] + ([~matching(rare)] if rare else [])
+                pks = [r[0] for r in conn.execute(select(chunks.c.pk).where(*where).limit(CANDIDATES + 1))]
+                exact = len(pks) <= CANDIDATES
+                extra = self._score(conn, [chunks.c.pk.in_(pks[:CANDIDATES])], idf, avgdl, n) if pks else []
+                top = sorted(top + extra, key=lambda r: (-r[1], r[0]))[:n]
+                scored += len(pks[:CANDIDATES])
+        self.last_keyword = {"scored": scored, "exact": exact, "common_terms": len(common)}
+        return top
 
     def doc_freqs(self, tenant: str, terms: list[str]) -> tuple[int, dict[str, int]]:
         unique = list(dict.fromkeys(t for t in terms if len(t.encode("utf-8")) < 2000))
-        df = {t: 0 for t in unique}
         with self.engine.connect() as conn:
             total, _ = self.chunk_counts(conn, tenant)
-            if unique:
-                lex = func.unnest(chunks.c.tsv).table_valued("lexeme", "positions", "weights").lateral("u")
-                q = (select(lex.c.lexeme, func.count()).select_from(chunks.join(lex, true()))
-                     .where(chunks.c.tenant == tenant,
-                            chunks.c.tsv.op("@@")(cast(bindparam("tsq", tsquery_literal(unique)), TSQUERY)),
-                            lex.c.lexeme.in_(unique)).group_by(lex.c.lexeme))
-                for term, count in conn.execute(q):
-                    df[term] = int(count)
+            df = self._tenant_stats(conn, tenant, unique)[2] if unique else {}
         return total, df
 
     # ---------------------------------------------------------------- vectors (pgvector HNSW)
 
+    def vector_kind(self, dim: int) -> str | None:
+        """The type the HNSW index of `dim`-dimensional vectors is built over (None: too wide for HNSW)."""
+        kind = "halfvec" if self.pgvector_version() >= (0, 7) else "vector"
+        if dim > MAX_INDEX_DIMS[kind]:
+            return None
+        return kind
+
+    def hnsw_index_name(self, model: str, dim: int) -> str:
+        return f"ix_embeddings_hnsw_{content_hash(model, str(dim), self.vector_kind(dim) or '', n=12)}"
+
     def on_new_vectors(self, conn: Any, model: str, dim: int) -> None:
         if (model, dim) in self._hnsw:
             return
-        name = f"ix_embeddings_hnsw_{content_hash(model, str(dim), n=12)}"
-        model_sql = model.replace("'", "''")
-        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
-                          f"((vector::vector({int(dim)})) vector_cosine_ops) WHERE model = '{model_sql}'"))
+        kind = self.vector_kind(dim)
+        if kind is not None:
+            model_sql = model.replace("'", "''")
+            conn.execute(text(
+                f"CREATE INDEX IF NOT EXISTS {self.hnsw_index_name(model, dim)} ON embeddings USING hnsw "
+                f"((vector::{kind}({int(dim)})) {kind}_cosine_ops) "
+                f"WITH (m = {self.hnsw['hnsw_m']}, ef_construction = {self.hnsw['hnsw_ef_construction']}) "
+                f"WHERE model = '{model_sql}' AND dim = {int(dim)}"))
         self._hnsw.add((model, dim))
 
-    def dense(self, tenant: str, model: str, vector: np.ndarray, n: int, filters: dict | None = None) -> Scored:
-        from pgvector.sqlalchemy import VECTOR
+    def ensure_vector_indexes(self) -> list[str]:
+        """Create the HNSW index of every (model, dim) stored (after a bulk copy); returns their names."""
+        with self.engine.connect() as conn:
+            pairs = conn.execute(select(embeddings.c.model, embeddings.c.dim).distinct()).all()
+        names = []
+        for model, dim in pairs:
+            with self.transaction() as conn:
+                self.on_new_vectors(conn, model, int(dim))
+            names.append(self.hnsw_index_name(model, int(dim)))
+        return names
 
+    def dense(self, tenant: str, model: str, vector: np.ndarray, n: int, filters: dict | None = None) -> Scored:
         dim = int(vector.shape[0])
-        column = cast(embeddings.c.vector, VECTOR(dim))
-        distance = column.cosine_distance(np.asarray(vector, dtype=np.float32))
+        kind = self.vector_kind(dim) or "vector"
+        vtype = _Vec(kind, dim)
+        distance = cast(embeddings.c.vector, vtype).op("<=>", return_type=Float)(
+            bindparam("qv", np.asarray(vector, dtype=np.float32), type_=vtype))
         base = (select(chunks.c.pk, (1.0 - distance).label("sim"))
                 .select_from(embeddings.join(chunks, chunks.c.embed_hash == embeddings.c.hash))
                 .where(embeddings.c.model == bindparam("model", model, literal_execute=True),
-                       embeddings.c.dim == dim, chunks.c.tenant == tenant, *filter_clauses(filters))
+                       embeddings.c.dim == bindparam("dim", dim, literal_execute=True),
+                       chunks.c.tenant == tenant, *filter_clauses(filters))
                 .limit(n))
         with self.engine.connect() as conn, conn.begin():
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(1000, max(40, 2 * n))}"))
+            ef = min(1000, max(self.hnsw["hnsw_ef_search"], n))
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+            if self.pgvector_version() >= (0, 8):
+                conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
             rows = conn.execute(base.order_by(distance)).all()
             if len(rows) < n:
                 # The HNSW scan was filtered below n; an ORDER BY the index cannot serve makes it exact.
                 rows = conn.execute(base.order_by(distance + 0.0, chunks.c.pk)).all()
-        return [(int(pk), float(sim)) for pk, sim in rows]
+        # relaxed_order may return neighbours slightly out of order
+        return sorted(((int(pk), float(sim)) for pk, sim in rows), key=lambda r: (-r[1], r[0]))
+
+
+def copy_transforms(dialect: str) -> dict[str, Any]:
+    """Per-table row fixes for `flywheel store copy` into `dialect`: the chunks' tsvector exists on PostgreSQL
+    only (SQLite's FTS5 table is filled by its triggers from `tokens`), so it is rebuilt from the tokens."""
+
+    def chunk_rows(rows: list[dict]) -> list[dict]:
+        for row in rows:
+            row["tsv"] = tsvector_literal(row["tokens"].split()) if dialect == "postgresql" else None
+        return rows
+
+    return {"chunks": chunk_rows}

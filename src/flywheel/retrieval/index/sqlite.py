@@ -22,7 +22,7 @@ from sqlalchemy import column, literal_column, select, table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flywheel.retrieval.index.base import FETCH_COLUMNS, Index, Scored, chunk_from_row, filter_clauses
-from flywheel.store.schema_retrieval import chunks, embeddings
+from flywheel.store.schema_retrieval import chunks
 from flywheel.types import Chunk
 
 _FETCH = f"SELECT {', '.join(FETCH_COLUMNS)} FROM chunks WHERE pk IN ({{marks}}) AND tenant || '' = ?"
@@ -44,7 +44,7 @@ def match_expression(tokens: list[str]) -> str:
 class _Matrix:
     __slots__ = ("pks", "vectors", "version")
 
-    def __init__(self, version: int, pks: np.ndarray, vectors: np.ndarray):
+    def __init__(self, version: tuple[int, int], pks: np.ndarray, vectors: np.ndarray):
         self.version, self.pks, self.vectors = version, pks, vectors
 
 
@@ -140,28 +140,28 @@ class SqliteIndex(Index):
 
     # ---------------------------------------------------------------- vectors
 
+    _STAMP = ("SELECT (SELECT version FROM retrieval_tenants WHERE tenant = ?), "
+              "(SELECT max(rowid) FROM embeddings)")
+
     def _matrix(self, tenant: str, model: str) -> _Matrix:
+        """The tenant's vectors for `model`. Stale when the tenant's write counter moved or a vector was added
+        anywhere (the embed stage writes vectors without touching chunks; max(rowid) of `embeddings` only grows)."""
         key = (tenant, model)
         cached = self._matrices.get(key)
         if cached is not None:
             with self._reader() as db:
-                row = db.execute("SELECT version FROM retrieval_tenants WHERE tenant = ?", (tenant,)).fetchone()
-            if cached.version == int(row[0] if row else 0):
+                row = db.execute(self._STAMP, (tenant,)).fetchone()
+            if cached.version == (int(row[0] or 0), int(row[1] or 0)):
                 return cached
-        with self.engine.connect() as conn:  # the counter and the vectors from one snapshot
-            version = self.version(conn, tenant)
-            cached = self._matrices.get(key)
-            if cached is not None and cached.version == version:
-                return cached
+        with self._reader(snapshot=True) as db:  # the stamp and the vectors from one snapshot
+            row = db.execute(self._STAMP, (tenant,)).fetchone()
+            version = (int(row[0] or 0), int(row[1] or 0))
             with self._lock:
                 cached = self._matrices.get(key)
                 if cached is not None and cached.version == version:
                     return cached
-                q = (select(chunks.c.pk, embeddings.c.vector)
-                     .select_from(chunks.join(embeddings, (embeddings.c.hash == chunks.c.embed_hash)
-                                              & (embeddings.c.model == model)))
-                     .where(chunks.c.tenant == tenant).order_by(chunks.c.pk))
-                rows = conn.execute(q).all()
+                rows = db.execute("SELECT c.pk, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.embed_hash "
+                                  "AND e.model = ? WHERE c.tenant = ? ORDER BY c.pk", (model, tenant)).fetchall()
                 pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
                 if rows:
                     vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)

@@ -1,0 +1,81 @@
+"""`flywheel store copy SRC_URL DST_URL`: move a whole store between SQLite and PostgreSQL (either direction)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from flywheel.cli import emit_json, main
+
+
+def masked(url: str) -> str:
+    """A store URL safe to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown without anything after the scheme
+        return url.split("://", 1)[0] + "://…"
+
+
+@main.group("store")
+def store() -> None:
+    """Manage the store: copy it between SQLite and PostgreSQL."""
+
+
+@store.command("copy")
+@click.argument("src_url")
+@click.argument("dst_url")
+@click.option("--append", is_flag=True,
+              help="Copy into a non-empty store: rows already there are skipped (finishes an interrupted copy).")
+@click.option("--batch", "batch_rows", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Rows per transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def copy(src_url: str, dst_url: str, append: bool, batch_rows: int, as_json: bool) -> None:
+    """Copy every table of the store at SRC_URL into DST_URL (sqlite:///… or postgresql://…, either way)."""
+    from flywheel.retrieval.index.postgres import copy_transforms
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.store import Store
+    from flywheel.store.copy import copy_store
+
+    src = Store.open(src_url)
+    try:
+        dst = Store.open(dst_url)
+        try:
+            if not as_json:
+                click.echo(f"copying {masked(src_url)} → {masked(dst_url)}", err=True)
+            summary = copy_store(src, dst, append=append, batch_rows=batch_rows,
+                                 progress=None if as_json else _progress(),
+                                 transforms=copy_transforms(dst.dialect))
+            if dst.dialect == "postgresql":  # one HNSW build per embedding model, after the bulk load
+                open_index(dst).ensure_vector_indexes()
+        except KeyboardInterrupt:
+            click.secho("interrupted: re-run the same command with --append to finish (rows already copied are "
+                        "skipped)", fg="yellow", err=True)
+            sys.exit(130)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    if as_json:
+        emit_json({"source": masked(src_url), "target": masked(dst_url), **summary.to_dict()})
+        return
+    tables = sum(1 for n in summary.tables.values() if n)
+    click.echo(f"copied {summary.copied:,} rows of {tables} tables in {summary.seconds:.1f} s"
+               + (f" ({summary.skipped:,} already in the target, skipped)" if summary.skipped else ""))
+
+
+def _progress() -> Any:
+    """One line per table with rows, then one every 5 s while a big table is copied."""
+    last = [0.0]
+
+    def show(table: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if total and (done == 0 or done == total or now - last[0] >= 5.0):
+            last[0] = now
+            click.echo(f"  {table}: {done:,}/{total:,} rows", err=True)
+
+    return show

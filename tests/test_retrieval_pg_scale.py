@@ -1,0 +1,176 @@
+"""PostgreSQL at scale: HNSW (halfvec on pgvector >= 0.7) with the configured parameters, filtered searches that
+keep k results, recall@10 against exact search, and keyword top-k that does not score every matching row.
+Runs on the real PostgreSQL of tests/services_fixtures.py (skipped when it cannot start)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import event, select, text
+
+from flywheel.config import RetrievalConfig
+from flywheel.retrieval.index import postgres
+from flywheel.retrieval.retriever import open_index
+from flywheel.store import Store
+from flywheel.store.schema_retrieval import chunks
+from flywheel.types import content_hash
+
+pytestmark = pytest.mark.postgres
+MODEL = "synthetic"
+
+
+@pytest.fixture(scope="module")
+def pg_store(pg_server):
+    name = "t_pg_scale"
+    pg_server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    pg_server.execute(f"CREATE DATABASE {name}")
+    store = Store.open(pg_server.url(name))
+
+    @event.listens_for(store.engine, "connect")
+    def _prefer_indexes(dbapi_conn, _record):
+        # A few thousand rows are small enough for the planner to scan them exactly; make it use the HNSW
+        # index, as it does at the sizes where HNSW matters.
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET enable_seqscan = off")
+            cur.execute("SET enable_sort = off")
+        dbapi_conn.commit()
+
+    store.engine.dispose()
+    yield store
+    store.close()
+
+
+def put(index, tenant: str, vectors: np.ndarray, tokens=None, meta=None) -> list[str]:
+    rows, vecs, ids = [], {}, []
+    for i, v in enumerate(vectors):
+        h = content_hash(tenant, str(i))
+        toks = tokens(i) if tokens else f"row {i}"
+        rows.append({"id": h, "doc_id": h, "tenant": tenant, "source": "synthetic", "ordinal": i, "location": None,
+                     "title": None, "text": toks, "tokens": toks, "n_tokens": len(toks.split()), "lang": "en",
+                     "embed_hash": h, "metadata": meta(i) if meta else None, "created_at": 0.0})
+        vecs[h] = v
+        ids.append(h)
+    with index.transaction() as conn:
+        index.insert_chunks(conn, rows)
+        if len(vectors) and vectors.shape[1]:
+            index.put_embeddings(conn, MODEL, vecs)
+    return ids
+
+
+def ids_of(store, pks) -> list[str]:
+    with store.engine.connect() as conn:
+        by_pk = dict(conn.execute(select(chunks.c.pk, chunks.c.id).where(chunks.c.pk.in_([p for p, _ in pks]))).all())
+    return [by_pk[p] for p, _ in pks]
+
+
+def clustered(rng, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
+    v = centers[rng.integers(0, len(centers), n)] + 0.35 * rng.standard_normal((n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_hnsw_index_uses_the_configured_parameters_and_recall_at_10_is_high(pg_store):
+    rng = np.random.default_rng(7)
+    dim = 96
+    centers = rng.standard_normal((40, dim))
+    data = clustered(rng, 3000, dim, centers)
+    config = RetrievalConfig()
+    config.__dict__.update(hnsw_m=12, hnsw_ef_construction=48)  # fields of RetrievalConfig (see docs)
+    index = open_index(pg_store, config)
+    ids = put(index, "recall", data)
+    kind = index.vector_kind(dim)
+    assert kind == ("halfvec" if index.pgvector_version() >= (0, 7) else "vector")
+    with pg_store.engine.connect() as conn:
+        ddl = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                           {"n": index.hnsw_index_name(MODEL, dim)}).scalar()
+        assert ddl and "hnsw" in ddl and f"{kind}_cosine_ops" in ddl and "m='12'" in ddl.replace(" ", "")
+        assert "ef_construction='48'" in ddl.replace(" ", "")
+        plan = "\n".join(r[0] for r in conn.execute(text(
+            f"EXPLAIN SELECT hash FROM embeddings WHERE model = '{MODEL}' AND dim = {dim} "
+            f"ORDER BY vector::{kind}({dim}) <=> (SELECT vector FROM embeddings LIMIT 1)::{kind}({dim}) LIMIT 10")))
+    assert "ix_embeddings_hnsw" in plan
+    queries = clustered(rng, 40, dim, centers)
+    recalls = []
+    for q in queries:
+        exact = {ids[i] for i in np.argsort(-(data @ q))[:10]}
+        got = ids_of(pg_store, index.dense("recall", MODEL, q, 10))
+        assert len(got) == 10
+        recalls.append(len(exact & set(got)) / 10)
+    assert float(np.mean(recalls)) >= 0.95, np.mean(recalls)
+
+
+def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store):
+    rng = np.random.default_rng(3)
+    dim = 32
+    centers = rng.standard_normal((5, dim))
+    index = open_index(pg_store)
+    put(index, "big", clustered(rng, 1500, dim, centers))
+    small = clustered(rng, 30, dim, centers)
+    small_ids = put(index, "small", small, meta=lambda i: {"kind": "b" if i % 2 else "a"})
+    q = clustered(rng, 1, dim, centers)[0]
+    got = ids_of(pg_store, index.dense("small", MODEL, q, 10))
+    assert len(got) == 10 and set(got) <= set(small_ids)
+    only_b = ids_of(pg_store, index.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+    assert len(only_b) == 10 and set(only_b) <= {small_ids[i] for i in range(1, 30, 2)}
+    exact = sorted(range(1, 30, 2), key=lambda i: -float(small[i] @ q))[:10]
+    assert set(only_b) == {small_ids[i] for i in exact}  # the fallback is exact when the filter is selective
+
+
+def test_keyword_top_k_scores_only_candidates_and_matches_full_scoring(pg_store, monkeypatch):
+    index = open_index(pg_store)
+    rng = np.random.default_rng(5)
+    # "common" is in all 400 chunks (1-5 times), "rare" in 6 of them, "other" in 40
+    reps = rng.integers(1, 6, 400)
+
+    def tokens(i: int) -> str:
+        words = ["common"] * int(reps[i]) + [f"filler{i}"] * 10
+        if i % 67 == 0:
+            words += ["rare"] * (1 + i % 3)
+        if i % 10 == 0:
+            words.append("other")
+        return " ".join(words)
+
+    put(index, "kw", np.zeros((400, 0), np.float32), tokens=tokens)
+
+    def full(query: list[str], k: int):
+        monkeypatch.setattr(postgres, "CANDIDATES", 10**9)  # every term "rare": every matching row scored
+        index._stats.clear()
+        try:
+            return index.keyword("kw", query, k)
+        finally:
+            monkeypatch.setattr(postgres, "CANDIDATES", 50)
+            index._stats.clear()
+
+    monkeypatch.setattr(postgres, "CANDIDATES", 50)
+    for query, k in ((["common", "rare"], 5), (["rare", "other", "common"], 8), (["other", "common"], 10)):
+        want = full(query, k)
+        index._stats.clear()
+        got = index.keyword("kw", query, k)
+        assert [p for p, _ in got] == [p for p, _ in want] and len(got) == k
+        assert [s for _, s in got] == pytest.approx([s for _, s in want])
+        assert index.last_keyword["exact"] and index.last_keyword["scored"] < 400
+    # only common words: a bounded, approximate candidate set, still k results
+    got = index.keyword("kw", ["common"], 7)
+    assert len(got) == 7 and index.last_keyword == {"scored": 50, "exact": False, "common_terms": 1}
+    # document frequencies are exact (the relevance floor's idf)
+    total, df = index.doc_freqs("kw", ["common", "rare", "other", "absent"])
+    assert total == 400 and df == {"common": 400, "rare": 6, "other": 40, "absent": 0}
+
+
+def test_migration_replaces_the_old_vector_index_of_a_store_written_before(pg_fresh_url):
+    store = Store.open(pg_fresh_url)
+    index = open_index(store)
+    put(index, "old", np.random.default_rng(1).standard_normal((50, 24)).astype(np.float32))
+    new_name = index.hnsw_index_name(MODEL, 24)
+    old_name = f"ix_embeddings_hnsw_{content_hash(MODEL, '24', n=12)}"
+    with store.engine.begin() as conn:  # the store as the previous revision left it
+        conn.execute(text(f"DROP INDEX {new_name}"))
+        conn.execute(text(f"CREATE INDEX {old_name} ON embeddings USING hnsw ((vector::vector(24)) "
+                          f"vector_cosine_ops) WHERE model = '{MODEL}'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002_retrieval' "
+                          "WHERE version_num = '0007_retrieval_halfvec'"))
+    store.close()
+    store = Store.open(pg_fresh_url)
+    with store.engine.connect() as conn:
+        names = {r[0] for r in conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'"))}
+    store.close()
+    assert new_name in names and old_name not in names
