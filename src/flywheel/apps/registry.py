@@ -78,6 +78,8 @@ AppFactory = Callable[..., Any]
 APP_KINDS: Registry[AppFactory] = Registry("kind", group="flywheel.apps")
 APP_KINDS.register("docs_qa", _docs_qa)
 APP_KINDS.register("chat", _chat)
+APP_KINDS.register("sql_qa", "flywheel.workflows.sql_qa:sql_qa_factory")
+APP_KINDS.register("summarize", "flywheel.workflows.summarize:summarize_factory")
 
 
 def build_app(runtime: RuntimeLike, name: str = DEFAULT_APP, *, cache: bool = True) -> Any:

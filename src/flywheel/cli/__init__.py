@@ -26,6 +26,7 @@ COMMANDS = {
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
     "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
     "drift": "drift", "skew": "drift", "embed": "retrieval", "store": "store",
+    "workflow": "workflow",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -70,6 +71,8 @@ SHORT_HELP = {
     "store": "Manage the store: copy it between SQLite and PostgreSQL.",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
               "mid-request).",
+    "workflow": "Run YAML workflows (prompt, retrieve, tool, check, branch, map/reduce, plan steps); resume stopped "
+                "runs.",
 }
 
 
@@ -186,4 +189,3 @@ def _quick_teardown() -> None:
 def emit_json(data: Any) -> None:
     """Print machine-readable output (every command's --json)."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-

@@ -190,10 +190,34 @@ class ChatOptions(Section):
 
 
 # Options of the built-in app kinds; a plugin kind (entry-point group `flywheel.apps`) checks its own.
-APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatOptions}
+class SqlQAOptions(Section):
+    """`options:` of a sql_qa app (flywheel.workflows.sql_qa)."""
+
+    database: str = Field(min_length=1)  # sqlite:///data/shop.db (relative to the project), a path, or postgresql://…
+    tables: list[str] | None = None  # only these tables go into the prompt's schema
+    max_rows: int = Field(default=50, ge=1, le=10_000, strict=True)
+    max_retries: int = Field(default=1, ge=0, le=5, strict=True)  # new SQL after a refused or failing query
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+
+class SummarizeOptions(Section):
+    """`options:` of a summarize app (flywheel.workflows.summarize)."""
+
+    source: Literal["input", "search"] = "input"  # summarise the input text, or the documents found for it
+    k: int = Field(default=20, ge=1, le=1000, strict=True)  # source: search — passages to summarise
+    filters: dict[str, Any] | None = None
+    chunk_tokens: int = Field(default=800, ge=64, le=32_000, strict=True)  # source: input — piece size
+    batch: int = Field(default=8, ge=2, le=100, strict=True)  # summaries combined per reduce call
+    max_words: int = Field(default=150, ge=10, le=5000, strict=True)
+
+
+APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatOptions, "sql_qa": SqlQAOptions,
+                                         "summarize": SummarizeOptions}
 _OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\", prompt_label: production, "
                             "query: {translate: auto}, rerank: {model: small}, context: {budget_tokens: 3000}}",
-                 "chat": "chat apps take options: {system: \"…\"}"}
+                 "chat": "chat apps take options: {system: \"…\"}",
+                 "sql_qa": "for example {database: sqlite:///data/shop.db, max_rows: 50}",
+                 "summarize": "for example {source: input, chunk_tokens: 800, batch: 8, max_words: 150}"}
 
 
 class TracingConfig(Section):
@@ -350,6 +374,8 @@ __all__ = [
     "Section",
     "SemanticCacheConfig",
     "ServerConfig",
+    "SqlQAOptions",
+    "SummarizeOptions",
     "TracingConfig",
     "validate_tenant",
 ]

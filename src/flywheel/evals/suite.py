@@ -16,6 +16,17 @@
         reference: "Set `version:` on the model alias."
         checks: [{contains: version}, {max_words: 120}, {judge: "It says where the version is configured."}]
 
+A case may instead be a conversation or a multiple-choice question (see docs/multiturn.md):
+
+      - id: remembers-name         # turns run in order in one session; the case passes when every turn does
+        turns:
+          - {input: "Hi, I'm Ann.", checks: [{max_words: 30}]}
+          - {input: "What is my name?", checks: [{contains: Ann}]}
+      - id: capital-mc             # scored by log-probabilities where the provider returns them, else by
+        vars: {question: "Capital of France?"}   # generation (the answer's letter or text)
+        choices: [Paris, Rome, Madrid]
+        answer: 0                  # the index of the right choice, or its text
+
 The shape is validated by the pydantic schema in flywheel.evals.suite_schema; every mistake is a UserError
 naming file:line and the valid choices. A case with fewer than three checks
 gets a warning: an assertion test should state at least three expectations.
@@ -55,11 +66,27 @@ class EvalCase:
     reference: str | None = None
     where: str = ""  # file:line of the case
     metadata: dict[str, Any] = field(default_factory=dict)
+    turns: list[EvalTurn] = field(default_factory=list)  # a multi-turn case: run in order, in one session
+    choices: list[str] = field(default_factory=list)  # a multiple-choice case's options
+    answer: int | None = None  # the index of the right choice
+
+    @property
+    def kind(self) -> str:
+        return "turns" if self.turns else "choice" if self.choices else "single"
+
+
+@dataclass
+class EvalTurn:
+    input: str
+    checks: list[Check]
+    entries: list[Any]
+    reference: str | None = None
+    where: str = ""
 
 
 @dataclass
 class Target:
-    kind: str  # app | model | python
+    kind: str  # app | model | workflow | python
     name: str  # app name, model alias, or module:function
     prompt: Any = None  # model targets: a flywheel.prompts Prompt
     function: Callable[..., Any] | None = None  # python targets
@@ -91,9 +118,18 @@ class Suite:
             "threshold": self.threshold,
             "prompt": getattr(self.target.prompt, "version", None),
             "judge": self.judge,
-            "cases": [[c.id, c.vars, c.reference, [k.spec() for k in c.checks]] for c in self.cases],
+            "cases": [[c.id, c.vars, c.reference, [k.spec() for k in c.checks], *_shape(c)] for c in self.cases],
         }
         return content_hash(json.dumps(body, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def _shape(case: EvalCase) -> list[Any]:
+    """What a multi-turn or multiple-choice case adds to the suite hash (nothing for a plain case)."""
+    if case.turns:
+        return [[[t.input, t.reference, [k.spec() for k in t.checks]] for t in case.turns]]
+    if case.choices:
+        return [case.choices, case.answer]
+    return []
 
 
 # ---------------------------------------------------------------- discovery
@@ -176,9 +212,16 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
             )
         seen[case.id] = case_where
         _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else case_where)
-        if len(case.checks) < MIN_CHECKS:
+        if case.turns and target.kind == "python":
+            raise ConfigError(
+                f"case `{case.id}` has `turns:` but the target {target} keeps no conversation",
+                where=case_where,
+                hint="multi-turn cases need an app: target (a chat app keeps the session) or a model: target",
+            )
+        stated = sum(len(t.checks) for t in case.turns) if case.turns else len(case.checks)
+        if stated < MIN_CHECKS and not case.choices:  # a multiple-choice case is scored by its answer
             suite.warnings.append(
-                f"{case_where}: case `{case.id}` states {len(case.checks)} check(s); "
+                f"{case_where}: case `{case.id}` states {stated} check(s); "
                 f"state at least {MIN_CHECKS} expectations"
             )
         suite.cases.append(case)
@@ -194,7 +237,8 @@ def _has_prompt_vars(case: EvalCase, target: Target, where: str) -> None:
     if prompt is None:
         return
     used = prompt.variables()
-    missing = sorted({n for n in used if n not in case.vars})
+    given = {*case.vars, "input", "question"} if case.turns else set(case.vars)  # each turn's text fills them
+    missing = sorted({n for n in used if n not in given})
     if missing:
         at = f"{prompt.path}" if getattr(prompt, "path", None) else target.prompt_where
         raise ConfigError(
@@ -225,11 +269,16 @@ def _target(spec: SuiteSpec, project: Project, at: Callable[..., str]) -> Target
         _known_alias(name, project, where)
         prompt = _prompt(spec.prompt, project, at("prompt"))
         return Target("model", name, prompt=prompt, where=where, prompt_where=at("prompt"))
+    if kind == "workflow":
+        from flywheel.workflows.eval_target import parse_target
+
+        parse_target(name, project.root, where)
+        return Target("workflow", name, where=where)
     if not name or not all(part.isidentifier() for part in kind.split(".")):
         raise ConfigError(
             f"cannot read target `{raw}`",
             where=where,
-            hint="valid targets: app:NAME, model:ALIAS, or package.module:function",
+            hint="valid targets: app:NAME, model:ALIAS, workflow:FILE.yaml[#STEP], or package.module:function",
         )
     return Target("python", raw, function=_import(kind, name, project, where), where=where)
 
@@ -295,12 +344,8 @@ def _case(
     spec = validate(CaseSpec, raw, lambda loc: here(*loc), label=f" in case {n}")
     entries = spec.checks or []
     located = [(e, here("checks", i)) for i, e in enumerate(entries)] + default_checks
-    checks = [from_entry(e, where=w) for e, w in located]
-    for check, (_, w) in zip(checks, located, strict=True):
-        model = getattr(check, "model", None) or getattr(getattr(check, "inner", None), "model", None)
-        if check.needs_llm and model:
-            _known_alias(model, project, w)
-    return EvalCase(
+    checks = _built(located, project)
+    case = EvalCase(
         id=spec.id or f"case-{n}",
         vars={**default_vars, **(spec.vars or {})},
         checks=checks,
@@ -309,6 +354,50 @@ def _case(
         where=where,
         metadata=spec.metadata or {},
     )
+    if spec.turns is not None:
+        if spec.choices is not None:
+            raise ConfigError(f"case {n} has both `turns:` and `choices:`", where=here("choices"),
+                              hint="a case is a conversation (turns) or a multiple-choice question, not both")
+        for i, turn in enumerate(spec.turns):  # the case's own checks and the defaults apply to every turn
+            mine = [(e, here("turns", i, "checks", j)) for j, e in enumerate(turn.checks or [])]
+            case.turns.append(EvalTurn(turn.input, _built(mine, project) + checks, [e for e, _ in mine],
+                                       turn.reference, here("turns", i)))
+    elif spec.choices is not None:
+        case.choices, case.answer = list(spec.choices), _answer_index(spec.choices, spec.answer, n, here)
+    elif spec.answer is not None:
+        raise ConfigError(f"case {n} has `answer:` but no `choices:`", where=here("answer"),
+                          hint='add `choices: ["…", "…"]`, or write the expected text as `reference:`')
+    return case
+
+
+def _built(located: list[tuple[Any, str]], project: Project) -> list[Check]:
+    checks = [from_entry(e, where=w) for e, w in located]
+    for check, (_, w) in zip(checks, located, strict=True):
+        model = getattr(check, "model", None) or getattr(getattr(check, "inner", None), "model", None)
+        if check.needs_llm and model:
+            _known_alias(model, project, w)
+    return checks
+
+
+def _answer_index(choices: list[str], answer: int | str | None, n: int, here: Callable[..., str]) -> int:
+    """The right choice's index: `answer` as written (an index from 0, or the text of a choice)."""
+    listed = ", ".join(f"{i}: {c}" for i, c in enumerate(choices))
+    if len({c.strip().casefold() for c in choices}) != len(choices):
+        raise ConfigError(f"case {n} lists the same choice twice", where=here("choices"),
+                          hint="every choice must be different")
+    if answer is None:
+        raise ConfigError(f"case {n} has `choices:` but no `answer:`", where=here("choices"),
+                          hint=f"add `answer:` with the right choice's index or text ({listed})")
+    if isinstance(answer, int):
+        if 0 <= answer < len(choices):
+            return answer
+        raise ConfigError(f"`answer: {answer}` in case {n} is not a choice index", where=here("answer"),
+                          hint=f"choices are numbered from 0: {listed}")
+    matches = [i for i, c in enumerate(choices) if c.strip().casefold() == answer.strip().casefold()]
+    if not matches:
+        raise ConfigError(f"`answer: {answer}` in case {n} is none of the choices", where=here("answer"),
+                          hint=f"write the index or the exact text of one of: {listed}")
+    return matches[0]
 
 
 # ---------------------------------------------------------------- case files
@@ -392,6 +481,7 @@ def _flat_case(obj: dict) -> dict:
     """JSONL rows may nest `vars` or put variables at the top level next to id/reference/checks."""
     if "vars" in obj:
         return obj
-    known = {k: obj[k] for k in CASE_KEYS if k in obj}
-    known["vars"] = {k: v for k, v in obj.items() if k not in CASE_KEYS}
+    keys = CASE_KEYS if "choices" in obj else CASE_KEYS - {"answer"}  # an `answer` column is a var otherwise
+    known = {k: obj[k] for k in keys if k in obj}
+    known["vars"] = {k: v for k, v in obj.items() if k not in keys}
     return known

@@ -51,6 +51,14 @@ class DefaultsSpec(_Spec):
             raise ValueError(exc.message) from None
 
 
+class TurnSpec(_Spec):
+    """One turn of a multi-turn case: the user's message and the checks on the answer to it."""
+
+    input: Text = Field(min_length=1)
+    checks: list[Any] | None = None
+    reference: Text | None = None
+
+
 class CaseSpec(_Spec):
     id: Text | None = None  # absent: `case-N`
     vars: dict[str, Any] | None = None
@@ -58,6 +66,16 @@ class CaseSpec(_Spec):
     checks: list[Any] | None = None
     metadata: dict[str, Any] | None = None
     description: Text | None = None
+    turns: list[TurnSpec] | None = Field(default=None, min_length=1)  # a conversation, run in one session
+    choices: list[Text] | None = Field(default=None, min_length=2)  # a multiple-choice question's options
+    answer: int | Text | None = None  # the right choice: its index (from 0) or its text
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _answer(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("`answer` must be a choice's index (0, 1, …) or its text, got a boolean")  # noqa: TRY004
+        return value
 
     @field_validator("id", mode="before")
     @classmethod
@@ -110,10 +128,14 @@ _EXPECT = {
     "id": "a text",
     "reference": "a text (quote it: YAML reads yes/no/on/off as booleans)",
     "metadata": "a mapping",
+    "turns": "a list of turns ({input, checks})",
+    "input": "the user's message (text)",
+    "choices": "a list of at least two options",
+    "answer": "a choice's index (from 0) or its text",
 }
 _HINTS = {
-    "target": "write `target: app:docs_qa`, `target: model:ALIAS` (with `prompt:`) "
-    "or `target: package.module:function`",
+    "target": "write `target: app:docs_qa`, `target: model:ALIAS` (with `prompt:`), "
+    "`target: workflow:FILE.yaml[#STEP]` or `target: package.module:function`",
     "prompt": 'write `prompt: "Answer briefly: {{question}}"`',
     "threshold": "the share of cases that must pass, e.g. `threshold: 0.9`",
     "cases": "add `cases:` as a list, or the path of a .jsonl / .csv file",
@@ -126,6 +148,11 @@ _HINTS = {
     "reference": "write the reference answer as text",
     "metadata": "write `metadata: {topic: billing}`",
     "tenant": "a tenant is a non-empty name of at most 100 printable characters, e.g. `tenant: acme`",
+    "turns": 'write `turns: [{input: "Hi, I am Ann.", checks: [...]}, {input: "What is my name?", checks: '
+             '[{contains: Ann}]}]`',
+    "input": 'write `input: "What is my name?"`',
+    "choices": 'write `choices: ["Paris", "Rome", "Madrid"]` and `answer: 0` (or `answer: Paris`)',
+    "answer": "the index of the right choice (0 is the first) or its text",
 }
 
 
@@ -179,10 +206,13 @@ def _describe(model: type[BaseModel], err: Any, prefix: tuple, label: str) -> tu
 
 
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel]:
-    """The nested model a key path leads to (`("defaults",)` → DefaultsSpec)."""
+    """The nested model a key path leads to (`("defaults",)` → DefaultsSpec, `("turns", 0)` → TurnSpec)."""
     for part in path:
+        if isinstance(part, int):  # a list index: the list's item model was found at its key
+            continue
         field = model.model_fields.get(str(part))
-        args = getattr(field.annotation, "__args__", (field.annotation,)) if field else ()
+        args = list(getattr(field.annotation, "__args__", (field.annotation,))) if field else []
+        args += [inner for a in args for inner in getattr(a, "__args__", ())]  # list[TurnSpec] → TurnSpec
         found = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
         if not found:
             break

@@ -4,6 +4,12 @@ Each adapter turns a case's vars into one `Output` (text, latency, cost, the mod
 context checks may look at). The input text of a case is its `question`, `input`, `query` or `prompt`
 variable (or its only variable).
 
+A multi-turn case (`converse`) sends its turns in order in one conversation: to an app as one session
+(`session_id`; chat apps keep the memory), to a model as a growing message list. A multiple-choice case
+(`choose`) asks the question with lettered options and reads the answer from the first token's
+log-probabilities when the provider returns them (an alias with `params: {logprobs: true, top_logprobs: 10}`),
+otherwise from the generated text (a letter, or the text of one choice).
+
 Blocking calls (apps, sync callables) run on a thread pool sized to the run's concurrency. Model calls go
 through `gateway.achat` on the event loop when every provider of the alias's fallback chain has a lean
 async path (`openai_compat` with a `base_url`: pooled asyncio connections, ~0.2 ms of CPU per call), and
@@ -18,7 +24,9 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import re
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +71,40 @@ class Output:
     usage: dict[str, int] = field(default_factory=dict)  # input_tokens / output_tokens, when known
     cache: str = "off"  # the app's cache status: off | miss | exact | semantic | item
     refusal: str | None = None  # why the app refused (no_passage | model_declined | guard_blocked)
+    top_logprobs: dict[str, float] | None = None  # the first answer token's alternatives, when the provider says
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+MC_INSTRUCTION = "Answer with the letter of the right choice."
+
+
+def choice_question(question: str, choices: list[str]) -> str:
+    """The question with its options lettered A, B, C … (lm-evaluation-harness style)."""
+    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
+    return f"{question}\n\n{options}\n\n{MC_INSTRUCTION}"
+
+
+def chosen_by_logprobs(top: dict[str, float], n: int) -> int | None:
+    """The most likely option letter among the first token's alternatives (" B", "B." count as B)."""
+    best: tuple[float, int] | None = None
+    for token, logprob in top.items():
+        letter = token.strip().rstrip(".):").upper()
+        if len(letter) == 1 and letter in LETTERS[:n] and (best is None or logprob > best[0]):
+            best = (logprob, LETTERS.index(letter))
+    return best[1] if best is not None else None
+
+
+def chosen_by_text(text: str, choices: list[str]) -> int | None:
+    """The option a generated answer names: a leading letter ("B", "(B)", "B. Rome", "Answer: B"), else the one
+    choice whose text it contains; None when it names none or several."""
+    letters = LETTERS[:len(choices)]
+    said = re.match(rf"^\s*\(?([{letters}])\)?(?:\s*$|[.):：,])", text) or \
+        re.search(rf"(?:(?i:answer|choice|option)|答案|选项)\s*(?:(?i:is)|是)?\s*[:：]?\s*\(?([{letters}])\)?(?![A-Za-z])", text)
+    if said:
+        return letters.index(said.group(1))
+    lowered = text.casefold()
+    found = [i for i, c in enumerate(choices) if c.strip() and c.strip().casefold() in lowered]
+    return found[0] if len(found) == 1 else None
 
 
 def input_text(vars: dict[str, Any]) -> str:
@@ -83,6 +125,26 @@ class Runner:
 
     async def call(self, vars: dict[str, Any]) -> Output:
         raise NotImplementedError
+
+    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
+        """The outputs of a conversation's turns, sent in order."""
+        raise UserError(f"{self.target} keeps no conversation", where=self.target.where,
+                        hint="multi-turn cases need an app: target (a chat app) or a model: target")
+
+    async def choose(self, vars: dict[str, Any], choices: list[str]) -> tuple[int | None, Output, str]:
+        """(chosen index or None, the output, "logprobs" | "generation") for a multiple-choice question."""
+        name = next((n for n in INPUT_VARS if vars.get(n) is not None), None)
+        if name is None and len(vars) == 1:
+            name = next(iter(vars))
+        if name is None:
+            raise UserError("a multiple-choice case needs its question", where=self.target.where,
+                            hint=f"give it one of the vars {', '.join(INPUT_VARS)}")
+        out = await self.call({**vars, name: choice_question(str(vars[name]), choices)})
+        if out.top_logprobs:
+            picked = chosen_by_logprobs(out.top_logprobs, len(choices))
+            if picked is not None:
+                return picked, out, "logprobs"
+        return chosen_by_text(out.text, choices), out, "generation"
 
     async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """`fn(*args, **kwargs)` on the run's pool, in a copy of the caller's context (spans nest)."""
@@ -117,6 +179,7 @@ class AppRunner(Runner):
         self.app = runtime.app(target.name, cache=cache)
         self.model = model
         self.tenant = tenant
+        self.runtime = runtime
 
     def versions(self) -> dict[str, str]:
         prompt = getattr(self.app, "prompt", None)
@@ -135,6 +198,23 @@ class AppRunner(Runner):
         start = time.perf_counter()
         answer = await self.in_thread(self.app.run, question, tenant, **options)
         return from_answer(answer, (time.perf_counter() - start) * 1000)
+
+    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
+        """Each turn is `app.run(turn, tenant, session_id=…)` in a fresh session (one per case run)."""
+        if "session_id" not in _parameters(self.app.run):
+            raise UserError(f"app:{self.target.name} keeps no sessions (kind {getattr(self.app, 'kind', '?')})",
+                            where=self.target.where, hint="multi-turn cases need a chat app or a model: target")
+        if getattr(self.app, "memory", None) is None and hasattr(self.app, "remember"):
+            self.app.remember(self.runtime.store)
+        tenant = vars.get("tenant") or self.tenant
+        options: dict[str, Any] = {"model": self.model} if self.model else {}
+        options["session_id"] = f"eval-{uuid.uuid4().hex}"
+        outputs = []
+        for text in inputs:
+            start = time.perf_counter()
+            answer = await self.in_thread(self.app.run, text, tenant, **options)
+            outputs.append(from_answer(answer, (time.perf_counter() - start) * 1000))
+        return outputs
 
 
 def from_answer(answer: Answer, latency_ms: float) -> Output:
@@ -195,9 +275,26 @@ class ModelRunner(Runner):
             )
         return [Message(role="user", content=text)]
 
-    async def call(self, vars: dict[str, Any]) -> Output:
+    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
+        """Each turn is the suite's prompt rendered with the turn's text as `input` / `question`, after the
+        earlier turns' user messages and answers."""
+        history: list[Message] = []
+        outputs = []
+        for text in inputs:
+            turn_vars = {**vars, "input": text, "question": text}
+            rendered = self.rendered(turn_vars)
+            messages = rendered.messages() if rendered is not None else [Message(role="user", content=text)]
+            head = [m for m in messages[:1] if m.role == "system"]
+            out = await self.call(turn_vars, [*head, *history, *messages[len(head):]])
+            outputs.append(out)
+            history += [m for m in messages[len(head):] if m.role == "user"]
+            history.append(Message(role="assistant", content=out.text))
+        return outputs
+
+    async def call(self, vars: dict[str, Any], messages: list[Message] | None = None) -> Output:
         rendered = self.rendered(vars)
-        messages = rendered.messages() if rendered is not None else self.messages(vars)
+        if messages is None:
+            messages = rendered.messages() if rendered is not None else self.messages(vars)
         version = getattr(self.target.prompt, "version", None)
         request = ChatRequest(
             messages=messages,
@@ -219,12 +316,24 @@ class ModelRunner(Runner):
             [version] if version else [],
             system_prompt=system,
             usage={"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens},
+            top_logprobs=first_token_logprobs(result.raw),
         )
 
     async def aclose(self) -> None:
         if self.on_loop:
             await self.gateway.aclose()  # this loop's connections; the next run's loop opens its own
         await super().aclose()
+
+
+def first_token_logprobs(raw: Any) -> dict[str, float] | None:
+    """token -> logprob of the first answer token's alternatives in an OpenAI-wire response, when present."""
+    try:
+        first = raw["choices"][0]["logprobs"]["content"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    options = first.get("top_logprobs") or [first]
+    found = {str(o["token"]): float(o["logprob"]) for o in options if "token" in o and "logprob" in o}
+    return found or None
 
 
 def _lean_async(gateway: Any, alias: str) -> bool:
@@ -317,4 +426,8 @@ def make_runner(
             where=target.where,
             hint="choose the model inside your function, or drop --models",
         )
+    if target.kind == "workflow":
+        from flywheel.workflows.eval_target import WorkflowEvalRunner
+
+        return WorkflowEvalRunner(target, runtime, workers)
     return PythonRunner(target, workers)

@@ -1,0 +1,167 @@
+"""A SQL database opened read-only, for the `sql_qa` workflow: its schema as text, and SELECT queries.
+
+Three locks, any one of which stops a write: `read_only_problem` lets only one SELECT / WITH statement through;
+SQLite is opened `file:…?mode=ro` with `PRAGMA query_only` and an authorizer that denies everything but reads;
+PostgreSQL runs the query in a READ ONLY transaction that is rolled back.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from flywheel.errors import UserError
+
+# Verbs that write or change state wherever they appear (functions such as replace() stay allowed; the read-only
+# connection is the lock that does not depend on this list).
+_WRITES = re.compile(
+    r"\b(insert|update|delete|drop|alter|create|truncate|attach|detach|pragma|vacuum|grant|revoke|merge|into"
+    r"|reindex|load_extension|upsert)\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\$\$.*?\$\$", re.DOTALL)
+_FENCE = re.compile(r"```(?:sql|SQL)?\s*\n?(.*?)```", re.DOTALL)
+
+
+def extract_sql(text: str) -> str:
+    """The SQL in a model's answer: the first ``` fence, else the whole text; trailing `;` and space removed."""
+    m = _FENCE.search(text or "")
+    sql = (m.group(1) if m else text or "").strip()
+    return sql.rstrip().rstrip(";").strip()
+
+
+def read_only_problem(sql: str) -> str | None:
+    """Why `sql` is not a single read-only SELECT / WITH statement, or None when it is."""
+    body = _STRINGS.sub("''", _COMMENT.sub(" ", sql or "")).strip()
+    body = body.rstrip().rstrip(";").strip()
+    if not body:
+        return "there is no SQL statement"
+    if ";" in body:
+        return "only one statement is allowed (found `;` between statements)"
+    first = re.match(r"[\s(]*([A-Za-z]+)", body)
+    if first is None or first.group(1).lower() not in ("select", "with"):
+        return f"only SELECT or WITH queries are allowed, not {first.group(1).upper() if first else 'this'}"
+    bad = _WRITES.search(body)
+    if bad:
+        return f"`{bad.group(1).upper()}` is not allowed in a read-only query"
+    return None
+
+
+class SqlDatabase:
+    """`sqlite:///path.db` (or a plain path) or `postgresql://…`, only ever read."""
+
+    def __init__(self, url: str, *, root: Path | None = None, timeout_s: float = 10.0, tables: list[str] | None = None):
+        self.timeout_s, self.tables = timeout_s, tables
+        if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            self.kind, self.url = "postgresql", url.replace("postgresql+psycopg://", "postgresql://")
+            self.path: Path | None = None
+        else:
+            raw = url.split(":///", 1)[1] if url.startswith("sqlite:") else url
+            path = Path(raw)
+            if not path.is_absolute() and root is not None:
+                path = root / path
+            if not path.is_file():
+                raise UserError(f"database {path} does not exist", hint="set `database:` to a SQLite file or a "
+                                "postgresql:// URL in the app's options")
+            self.kind, self.url, self.path = "sqlite", f"sqlite:///{path}", path
+
+    @property
+    def shown(self) -> str:
+        """The URL with any password hidden."""
+        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", self.url)
+
+    # ------------------------------------------------------------------ schema
+    def schema_text(self) -> str:
+        return self._sqlite_schema() if self.kind == "sqlite" else self._pg_schema()
+
+    def _sqlite_schema(self) -> str:
+        with self._sqlite() as conn:
+            rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'view') "
+                                "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+        return "\n".join(f"{sql};" for name, sql in rows if sql and (self.tables is None or name in self.tables))
+
+    def _pg_schema(self) -> str:
+        sql = ("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+               "ORDER BY table_schema, table_name, ordinal_position")
+        tables: dict[str, list[str]] = {}
+        for schema, table, column, kind in self.query(sql, max_rows=100_000, checked=False)["rows"]:
+            if self.tables is None or table in self.tables:
+                name = table if schema == "public" else f"{schema}.{table}"
+                tables.setdefault(name, []).append(f"{column} {kind}")
+        return "\n".join(f"CREATE TABLE {t} ({', '.join(cols)});" for t, cols in tables.items())
+
+    # ------------------------------------------------------------------ queries
+    def query(self, sql: str, *, max_rows: int = 50, checked: bool = True) -> dict[str, Any]:
+        """{columns, rows, truncated} of one read-only query; UserError when it is not one."""
+        if checked:
+            problem = read_only_problem(sql)
+            if problem is not None:
+                raise UserError(f"refused SQL: {problem}", hint="ask a question the database can answer by reading")
+        if self.kind == "sqlite":
+            with self._sqlite() as conn:
+                cur = conn.execute(sql)
+                rows = cur.fetchmany(max_rows + 1)
+                columns = [d[0] for d in cur.description or []]
+        else:
+            columns, rows = self._pg_query(sql, max_rows)
+        return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]], "truncated": len(rows) > max_rows}
+
+    def _sqlite(self) -> Any:
+        assert self.path is not None
+        conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=self.timeout_s,
+                               check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_read_only_authorizer)
+        deadline = time.monotonic() + self.timeout_s
+        conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+        return _Closing(conn)
+
+    def _pg_query(self, sql: str, max_rows: int) -> tuple[list[str], list[Any]]:
+        try:
+            import psycopg
+        except ImportError:
+            raise UserError("sql_qa over PostgreSQL needs psycopg", hint="pip install -e '.[postgres]'") from None
+        with psycopg.connect(self.url, connect_timeout=max(1, int(self.timeout_s))) as conn:
+            conn.read_only = True  # every transaction of this connection is READ ONLY
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
+                    cur.execute(sql)  # type: ignore[arg-type]
+                    columns = [d.name for d in cur.description or []]
+                    rows = cur.fetchmany(max_rows + 1)
+            finally:
+                conn.rollback()
+        return columns, rows
+
+
+_ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
+            getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
+
+
+def _read_only_authorizer(action: int, *args: Any) -> int:
+    return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+
+
+class _Closing:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def rows_text(result: dict[str, Any]) -> str:
+    """Rows as a small pipe table (what the answering model and the Answer's source show)."""
+    cols = result.get("columns") or []
+    lines = [" | ".join(map(str, cols))] if cols else []
+    lines += [" | ".join("NULL" if v is None else str(v) for v in row) for row in result.get("rows") or []]
+    if result.get("truncated"):
+        lines.append(f"… (only the first {len(result.get('rows') or [])} rows)")
+    return "\n".join(lines) if lines else "(no rows)"

@@ -1,0 +1,193 @@
+"""Workflow steps: one small thing each, composed into a deterministic DAG (see dag.py, runner.py).
+
+    @step
+    def retrieve(ctx, question):                 # parameters name workflow inputs or earlier steps
+        return [h.chunk.text for h in ctx.retriever.search(question, k=3)]
+
+    @step
+    def answer(ctx, question, retrieve):         # `retrieve` is that step's output
+        return ctx.chat(f"{question}\\n\\n{retrieve}")
+
+    Workflow(steps=[retrieve, answer]).run({"question": "…"}, services=WorkflowServices(gateway=gw))
+
+Declarative steps (the YAML form, yaml_form.py) are the same `Step` records with a `kind` and `params`; their
+`{{inputs.x}}` / `{{steps.id.output}}` references are resolved here, from the values of earlier steps.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flywheel.errors import UserError
+
+KINDS = ("python", "prompt", "retrieve", "tool", "check", "branch", "map", "reduce", "plan")
+ON_FAIL = ("retry", "branch", "stop")
+MAX_RETRIES = 5
+# `{{inputs.question}}`, `{{steps.draft.output}}`, `{{steps.sql.output.rows}}`, `{{item}}` (inside map)
+REFERENCE = re.compile(r"\{\{\s*((?:inputs|steps)\.[A-Za-z0-9_.-]+|item|items)\s*\}\}")
+LOCAL = ("item", "items")  # names a map / reduce step fills per item or batch
+
+
+class StepStopped(Exception):  # control flow, not an error
+    """A check with `on_fail: stop` failed: the run stops here (its status is `stopped`)."""
+
+    def __init__(self, step_id: str, reason: str):
+        self.step_id, self.reason = step_id, reason
+        super().__init__(f"step '{step_id}' stopped the run: {reason}")
+
+
+class StepRefused(Exception):  # control flow, not an error
+    """A step could not do its job safely (a plan that never fit its schema, a write statement): refused."""
+
+    def __init__(self, step_id: str, reason: str):
+        self.step_id, self.reason = step_id, reason
+        super().__init__(f"step '{step_id}' refused: {reason}")
+
+
+@dataclass
+class Step:
+    """One node of a workflow. `kind` picks the implementation (steps_kinds.py); `params` are its settings,
+    where strings may hold references to inputs and earlier outputs; `needs` adds ordering-only edges."""
+
+    id: str
+    kind: str = "python"
+    params: dict[str, Any] = field(default_factory=dict)
+    needs: list[str] = field(default_factory=list)
+    fn: Callable[..., Any] | None = None  # python steps
+    where: str | None = None  # file:line of the step in a workflow file
+
+    def references(self) -> set[str]:
+        """`inputs.x` and `steps.y` names this step reads (its edges), from params, `needs` and the function's
+        parameters (a python step's parameter names an input or an earlier step)."""
+        found: set[str] = {f"steps.{n}" for n in self.needs}
+        _collect_refs(self.params, found)
+        return found
+
+    def step_refs(self) -> set[str]:
+        return {r.split(".")[1] for r in self.references() if r.startswith("steps.")}
+
+    def input_refs(self) -> set[str]:
+        return {r.split(".")[1] for r in self.references() if r.startswith("inputs.")}
+
+
+def _collect_refs(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        for m in REFERENCE.finditer(value):
+            name = m.group(1)
+            if name.startswith(("inputs.", "steps.")):
+                out.add(".".join(name.split(".")[:2]))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_refs(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_refs(v, out)
+
+
+def step(fn: Callable[..., Any] | None = None, *, id: str | None = None, needs: list[str] | None = None
+         ) -> Any:
+    """Turn a function into a workflow step. Its first parameter may be `ctx` (a StepContext); the others name
+    workflow inputs or earlier steps, whose values they receive."""
+
+    def wrap(f: Callable[..., Any]) -> Step:
+        return Step(id=id or f.__name__, kind="python", fn=f, needs=list(needs or []))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def python_args(s: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """(wants ctx, keyword arguments) for a python step: each parameter is an earlier step's output, else an
+    input, else its default."""
+    assert s.fn is not None
+    params = list(inspect.signature(s.fn).parameters.values())
+    wants_ctx = bool(params) and params[0].name in ("ctx", "context")
+    kwargs: dict[str, Any] = {}
+    for p in params[1:] if wants_ctx else params:
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if p.name in outputs:
+            kwargs[p.name] = outputs[p.name]
+        elif p.name in inputs:
+            kwargs[p.name] = inputs[p.name]
+        elif p.default is p.empty:
+            raise UserError(f"step '{s.id}' needs `{p.name}`, which is neither a workflow input nor an earlier step",
+                            where=s.where, hint=f"pass --input {p.name}=… or add a step with id `{p.name}`")
+    return wants_ctx, kwargs
+
+
+def python_refs(s: Step, step_ids: set[str]) -> set[str]:
+    """The earlier steps a python step's parameters name."""
+    if s.fn is None:
+        return set()
+    names = [p.name for p in inspect.signature(s.fn).parameters.values()]
+    return {n for n in names if n in step_ids and n != s.id}
+
+
+def lookup(path: str, inputs: dict[str, Any], outputs: dict[str, Any], extra: dict[str, Any], where: str | None
+           ) -> Any:
+    """The value a reference names: `inputs.x`, `steps.y.output[.field…]`, `item`, `feedback`."""
+    if path in extra:
+        return extra[path]
+    parts = path.split(".")
+    if parts[0] == "inputs":
+        value: Any = inputs.get(parts[1])
+        rest = parts[2:]
+    elif parts[0] == "steps":
+        value = outputs.get(parts[1])
+        rest = parts[3:] if len(parts) > 2 and parts[2] == "output" else parts[2:]
+    else:
+        return extra.get(parts[0])
+    for key in rest:
+        if isinstance(value, dict) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        elif value is None:
+            return None
+        else:
+            raise UserError(f"reference `{{{{{path}}}}}` has no field `{key}`", where=where,
+                            hint=f"the value there is {type(value).__name__}: {_short(value)}")
+    return value
+
+
+def resolve(value: Any, inputs: dict[str, Any], outputs: dict[str, Any], extra: dict[str, Any] | None = None,
+            where: str | None = None) -> Any:
+    """`value` with every reference replaced: a string that is exactly one reference becomes that value (a list
+    stays a list); references inside longer text are written as text (JSON for lists and mappings)."""
+    extra = extra or {}
+    if isinstance(value, str):
+        whole = REFERENCE.fullmatch(value.strip())
+        if whole and (whole.group(1) not in LOCAL or whole.group(1) in extra):
+            return lookup(whole.group(1), inputs, outputs, extra, where)
+
+        def sub(m: re.Match) -> str:
+            if m.group(1) in LOCAL and m.group(1) not in extra:
+                return m.group(0)  # filled later, per item
+            return as_text(lookup(m.group(1), inputs, outputs, extra, where))
+
+        return REFERENCE.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: resolve(v, inputs, outputs, extra, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, inputs, outputs, extra, where) for v in value]
+    return value
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "text" in v for v in value):
+        return "\n\n".join(f"[{v.get('n', n)}] {v['text']}" for n, v in enumerate(value, start=1))  # passages
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _short(value: Any) -> str:
+    text = as_text(value)
+    return text if len(text) <= 80 else text[:77] + "…"
