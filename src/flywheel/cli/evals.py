@@ -130,8 +130,10 @@ def eval_cmd(
                         {"strategies": comparison.to_dict(), "runs": [s.to_dict(results) for s in comparison.runs]}
                     )
                     if not as_json:
+                        from flywheel.evals.report import render_strategies
+
                         assert console is not None
-                        _render_strategies(console, comparison)
+                        render_strategies(console, comparison)
                     summaries.extend(comparison.runs)
                 elif model_list:
                     matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=runs, options=options))
@@ -178,31 +180,6 @@ def eval_cmd(
         emit_json({"ok": ok, "suites": outputs})
     if not ok:
         ctx.exit(BELOW_THRESHOLD)
-
-
-def _render_strategies(console: Console, comparison: Any) -> None:
-    from rich.table import Table
-
-    from flywheel.evals.report import _ci as ci
-    from flywheel.evals.report import _ms as ms
-    from flywheel.evals.report import _pct as pct
-    from flywheel.evals.report import usd
-
-    t = Table(title=f"{comparison.suite}: strategies (threshold {pct(comparison.threshold)})", title_justify="left",
-              show_edge=False)
-    widest = max(len(s) for s in comparison.strategies) + 2
-    t.add_column("strategy", no_wrap=True, min_width=widest)  # the name never shrinks; cost/case is in --json
-    for col in ("pass rate", "95% CI", "passed", "cost", "p50", "p95", "errors"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for r in comparison.rows():
-        name = r["strategy"] if r["meets_threshold"] else f"[red]{r['strategy']}[/]"
-        if r["strategy"] == comparison.best:
-            name = f"[green]★ {r['strategy']}[/]"
-        t.add_row(name, pct(r["pass_rate"]), ci(r["pass_rate_ci95"]),
-                  f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
-                  ms(r["latency_ms"]["p50"]), ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
-    console.print(t)
-    console.print(f"★ highest pass rate (ties: cheaper): [bold]{comparison.best}[/]")
 
 
 def _list(rows: list[dict[str, Any]], as_json: bool) -> None:

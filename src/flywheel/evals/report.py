@@ -173,3 +173,24 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
     console.print(t)
     if len(report["pairs"]) > show_cases:
         console.print(f"  … and {len(report['pairs']) - show_cases} more pairs (see --json)")
+
+
+def render_strategies(console: Console, comparison: Any) -> None:
+    """One row per sampling strategy of `flywheel eval --strategies`: pass rate with its interval, cost, latency."""
+    from rich.table import Table
+
+    t = Table(title=f"{comparison.suite}: strategies (threshold {_pct(comparison.threshold)})", title_justify="left",
+              show_edge=False)
+    widest = max(len(s) for s in comparison.strategies) + 2
+    t.add_column("strategy", no_wrap=True, min_width=widest)  # the name never shrinks; cost/case is in --json
+    for col in ("pass rate", "95% CI", "passed", "cost", "p50", "p95", "errors"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in comparison.rows():
+        name = r["strategy"] if r["meets_threshold"] else f"[red]{r['strategy']}[/]"
+        if r["strategy"] == comparison.best:
+            name = f"[green]★ {r['strategy']}[/]"
+        t.add_row(name, _pct(r["pass_rate"]), _ci(r["pass_rate_ci95"]),
+                  f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
+                  _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
+    console.print(t)
+    console.print(f"★ highest pass rate (ties: cheaper): [bold]{comparison.best}[/]")
