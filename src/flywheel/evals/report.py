@@ -177,8 +177,6 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
 
 def render_strategies(console: Console, comparison: Any) -> None:
     """One row per sampling strategy of `flywheel eval --strategies`: pass rate with its interval, cost, latency."""
-    from rich.table import Table
-
     t = Table(title=f"{comparison.suite}: strategies (threshold {_pct(comparison.threshold)})", title_justify="left",
               show_edge=False)
     widest = max(len(s) for s in comparison.strategies) + 2
