@@ -12,6 +12,7 @@ from conftest import need
 from flywheel.cli import main
 from flywheel.cli.app import bundled_docs
 from flywheel.cli.demo import DEMO_QUESTIONS, INJECTION, PII_MESSAGE
+from flywheel.cli.demo_loop import CORRECTION, PROMOTED_SUITE, WRONG_QUESTION
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def test_bundled_docs_are_the_repository_docs():
 def run_demo(project: Path) -> dict:
     result = CliRunner().invoke(main, ["--project", str(project), "demo", "--json"])
     assert result.exit_code == 0, result.output
-    assert "[1/6] Answers" in result.stderr and "[6/6] Traces" in result.stderr  # progress, as it happens
+    assert "[1/7] Answers" in result.stderr and "[7/7] The flywheel" in result.stderr  # progress, as it happens
     return json.loads(result.stdout)
 
 
@@ -75,10 +76,41 @@ def check_sections(data: dict, demo_dir: Path, semantic: bool) -> None:
     assert traces["stored"] == traces["expected"] == len(DEMO_QUESTIONS) + 2 + len(caches) + 1
     assert [s["title"].split(":")[0] for s in data["sections"]] == [
         "Answers with citations (flywheel's docs, the offline extractive model)", "Guards", "Cache",
-        "Retries and fallback", "Evals", "Traces of it all"]
+        "Retries and fallback", "Evals", "Traces of it all", "The flywheel"]
     for s in data["sections"]:
         assert s["command"].startswith((f"flywheel --project {demo_dir} ",)) and "TRACE_ID" not in s["command"]
     assert f"traces show {fallback['trace_id']}" in data["sections"][3]["command"]
+    check_loop(data, demo_dir)
+
+
+def check_loop(data: dict, demo_dir: Path) -> None:
+    """Feedback → review → agreement → monitor → promote, checked against the store, not only the summary."""
+    from flywheel.config import Project
+    from flywheel.feedback import for_trace, queues
+    from flywheel.store import Store
+
+    loop = data["loop"]
+    answers = {a["question"]: a["trace_id"] for a in data["answers"]}
+    wrong = answers[WRONG_QUESTION]
+    assert loop["feedback"]["down"] == wrong and loop["feedback"]["up"] == answers[DEMO_QUESTIONS[0]]
+    review = loop["review"]
+    assert review["items"] == 4 and review["overlap"] == 2 and review["annotators"] == ["ana", "ben"]
+    agreement = loop["agreement"]
+    assert agreement["cohen_kappa"] == 0.5 and agreement["n_items"] == 4  # 3 of 4 agree; chance 1/2
+    assert agreement["disagreements"] == ["What is the boiling point of mercury?"]
+    monitor = loop["monitor"]["apps"]
+    assert monitor["docs_qa"]["volume"] >= 4 and monitor["docs_qa"]["negative_feedback_rate"] > 0
+    assert monitor["assistant"]["guard_trigger_rate"] > 0
+    promote = loop["promote"]
+    assert promote["cases"] == [f"trace-{wrong[:12]}"] and (promote["passed"], promote["total"]) == (0, 1)
+    suite = (demo_dir / PROMOTED_SUITE).read_text(encoding="utf-8")
+    assert WRONG_QUESTION in suite and "contains-all" in suite and "'408'" in suite
+
+    with Store.open(Project.load(demo_dir).store_url) as store:
+        events = {(e.name, str(e.value)) for e in for_trace(store, wrong)}
+        assert ("correction", CORRECTION) in events and any(n == "thumbs" for n, _ in events)
+        q = queues.get_queue(store, review["queue"])
+        assert len(queues.labels(store, q)) == 8  # 4 items × overlap 2
 
 
 def test_demo_without_the_local_extra_shows_every_section(tmp_path, monkeypatch):
@@ -105,6 +137,13 @@ def test_demo_without_the_local_extra_shows_every_section(tmp_path, monkeypatch)
     assert "Q: " + DEMO_QUESTIONS[0] in again.output and "Sources" in again.output
     assert "cache miss, 1 model call" in again.output and "cache exact, 0 model calls" in again.output
     assert f"flywheel --project {demo_dir} traces" in again.output
+    assert "[7/7] The flywheel: feedback → review → agreement → monitor → promote" in again.output
+    for line in [f"👎 on {WRONG_QUESTION!r} with a correction", "feedback ", "--thumbs down",
+                 "review sample -n 20 --overlap 2", "4 answers labelled by ana (1 fail) and ben (2 fail)",
+                 "Cohen's κ ana–ben = 0.50 on 4 items", "review agreement --queue demo-",
+                 "monitor, traces of this run:", "monitor --window 1h --since 1h",
+                 f"in {PROMOTED_SUITE}; run now: 0/1 passed", "promote --queue demo-", f"eval {PROMOTED_SUITE}"]:
+        assert line in again.output, line
 
 
 def test_demo_with_the_local_embedder(tmp_path):

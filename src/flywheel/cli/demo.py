@@ -3,7 +3,8 @@
 Sections, each ending with the one command to look deeper: answers with citations (English and Chinese), a
 guard blocking an injection and redacting PII, an exact and a semantic cache hit, a failing upstream retried
 and falling back (the fake LLM, in-process on 127.0.0.1), an eval suite with its pass rate and HTML report,
-and the traces of it all. Section headers and timings are printed as they happen (a log shows progress).
+the traces of it all, and the data flywheel turning on them: feedback, a review queue with two annotators and
+their agreement, a monitor summary, and the failed answer promoted to an eval case (demo_loop.py). Section headers and timings are printed as they happen (a log shows progress).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 
 from flywheel.cli import emit_json, main
 from flywheel.cli.app import answer_json, bundled_docs, command_prefix, print_answer
+from flywheel.errors import UserError
 
 # Questions the demo asks: answerable (configuration), Chinese, answerable from another page (gateway), and out
 # of scope (no relevant passage: "I don't know" without calling a model).
@@ -36,11 +38,12 @@ PII_MESSAGE = "Please confirm my order. My email is jane.doe@example.com."
 CACHE_QUESTION = "How do I pin a model version?"
 PARAPHRASE = "How do I pin a model's version?"  # another exact key; the semantic cache matches it
 LLM_ENV = "FLYWHEEL_DEMO_LLM"  # the fake LLM's base URL, set while the demo runs
+SECTIONS = 7
 
 DEMO_CONFIG = """\
-# The `flywheel demo` project, rewritten by every demo run. Models: the offline extractive model, and two
-# aliases served by the fake LLM the demo starts on 127.0.0.1 (`primary` fails, `backup` answers); to use them
-# after the demo, run `flywheel fake-llm` (port 8765) in another terminal.
+# The `flywheel demo` project, rewritten by every demo run. Models: the offline extractive model, and three
+# aliases served by the fake LLM the demo starts on 127.0.0.1 (`primary` fails, `backup` answers, `judge` judges);
+# to use them after the demo, run `flywheel fake-llm` (port 8765) in another terminal.
 # Ask your own question:   flywheel --project {root} ask "How do I add a fallback model?"
 # Look at what happened:   flywheel --project {root} traces
 models:
@@ -55,6 +58,10 @@ models:
     provider: openai_compat
     base_url: ${{{env}:-http://127.0.0.1:8765/v1}}
     model: backup-model
+  judge:                            # the LLM judge of the eval cases promoted from review (scripted fake)
+    provider: openai_compat
+    base_url: ${{{env}:-http://127.0.0.1:8765/v1}}
+    model: judge-model
 cache:
   exact: true
 {semantic}apps:
@@ -125,7 +132,7 @@ class Log:
     @contextmanager
     def section(self, n: int, title: str, command: str) -> Iterator[dict[str, Any]]:
         """Yields the section's record; the body may set a more precise `command` (e.g. with a trace id)."""
-        self.line(f"[{n}/6] {title}", bold=True, fg="cyan")
+        self.line(f"[{n}/{SECTIONS}] {title}", bold=True, fg="cyan")
         t0 = time.perf_counter()
         record: dict[str, Any] = {"title": title, "command": command}
         yield record
@@ -143,23 +150,30 @@ class Log:
 @click.pass_obj
 def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
     """Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces."""
+    from flywheel.cli.demo_loop import PROMOTED_SUITE, judge_reply
     from flywheel.retrieval.embedders import local_available
     from flywheel.testing.fake_llm import FakeLLM
 
     root = Path(demo_dir) if demo_dir else state.project_dir / ".flywheel" / "demo"
     if fresh and root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the demo folder {root}: {exc.strerror}",
+                        hint="pass --dir DIR of a folder you can write to") from None
     semantic = local_available()  # the semantic cache embeds with the local MiniLM
     (root / "flywheel.yaml").write_text(DEMO_CONFIG.format(
         root=root, env=LLM_ENV, semantic="  semantic: {}                    # verified paraphrase hits\n"
         if semantic else ""), encoding="utf-8")
     (root / "evals").mkdir(exist_ok=True)
     (root / "evals" / "demo.yaml").write_text(DEMO_SUITE.format(root=root), encoding="utf-8")
+    (root / PROMOTED_SUITE).unlink(missing_ok=True)  # the last section writes it afresh
     _copy_docs(bundled_docs(), root / "docs")
     log = Log(as_json)
-    llm = FakeLLM(models=("primary-model", "backup-model"))
+    llm = FakeLLM(models=("primary-model", "backup-model", "judge-model"))
     llm.fail("server_error", times=None, model="primary-model", status=503)  # the primary is down
+    llm.add(r".", judge_reply, model="judge-model")
     llm.start()
     previous = os.environ.get(LLM_ENV)
     os.environ[LLM_ENV] = llm.base_url
@@ -179,6 +193,7 @@ def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
     log.line(f"Done in {out['seconds']:.1f} s. Next:", bold=True)
     steps = [(f"{command_prefix(root)} traces", "every step above is a trace"),
              (f"{command_prefix(root)} ask \"your question\"", "ask the docs yourself"),
+             (f"{command_prefix(root)} serve", "the dashboard at /ui: traces, review, evals (docs/dashboard.md)"),
              ("flywheel init", "start your own project (see docs/getting-started.md)")]
     width = max(len(cmd) for cmd, _ in steps)
     for cmd, what in steps:
@@ -187,8 +202,10 @@ def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
 
 def _tour(root: Path, log: Log, llm: Any, semantic: bool) -> dict[str, Any]:
     from flywheel.apps.runtime import Runtime
+    from flywheel.cli.demo_loop import flywheel_loop
     from flywheel.config import Project
 
+    since = time.time()
     project = Project.load(root)
     cmd = command_prefix(root)
     out: dict[str, Any] = {"project": str(root)}
@@ -210,6 +227,11 @@ def _tour(root: Path, log: Log, llm: Any, semantic: bool) -> dict[str, Any]:
             out["eval"] = _eval(rt, project, log)
     with Runtime(project, tracing=False) as rt, log.section(6, "Traces of it all", f"{cmd} traces"):
         out["traces"] = _traces(rt, out, log)
+    with Runtime(project) as rt, log.section(
+            7, "The flywheel: feedback → review → agreement → monitor → promote",
+            f"{cmd} review status") as s:
+        out["loop"] = flywheel_loop(rt, project, out, log, cmd, since)
+        s["command"] = f"{cmd} review agreement --queue {out['loop']['review']['queue']}"
     return out
 
 
@@ -232,8 +254,14 @@ def _answers(rt: Any, project: Any, log: Log, cmd: str) -> tuple[dict[str, Any],
         last_line[0] = time.perf_counter()
         log.line(f"  ingest {done}/{total} files, {chunks} chunks ({time.perf_counter() - t0:.1f} s)", dim=True)
 
+    def embedded(done: int, waiting: int) -> None:  # the embed stage runs after every file is chunked
+        if tty or time.perf_counter() - last_line[0] < 2.0 and done != waiting:
+            return
+        last_line[0] = time.perf_counter()
+        log.line(f"  embedded {done}/{waiting} chunks ({time.perf_counter() - t0:.1f} s)", dim=True)
+
     summary = ingest([project.root / "docs"], rt.store, project.config, sync=True, root=project.root,
-                     embedder=embedder, progress=progress)
+                     embedder=embedder, progress=progress, embed_progress=embedded)
     log.line(f"  {_summary_line(summary)} in {time.perf_counter() - t0:.1f} s", dim=True)
     app = rt.app("docs_qa", cache=False)  # the cache gets its own section
     results = []
