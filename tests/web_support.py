@@ -165,8 +165,10 @@ def web_server(tmp_path_factory):
         server.live.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event loop running in the
+    main thread until it stops, and later tests that call asyncio.run() would fail."""
     need(os.path.exists(CHROMIUM), f"{CHROMIUM} (Debian package chromium) is not installed")
     try:
         from playwright.sync_api import sync_playwright

@@ -45,11 +45,14 @@ def _docs_qa(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True
 
 def _chat(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True) -> Any:
     from flywheel.apps.chat import ChatApp
+    from flywheel.apps.memory import ConversationMemory
 
     options = ChatOptions.model_validate(cfg.options)  # checked with file:line when flywheel.yaml loaded
+    memory = ConversationMemory(lambda: runtime.store, max_turns=options.memory.max_turns,  # opened on first use
+                                token_budget=options.memory.token_budget, keep_turns=options.avoid_recent)
     return ChatApp(gateway=runtime.gateway, model=cfg.model, name=name, system=options.system,
                    tenant=cfg.tenant, guards=_guards(runtime, name, cfg),
-                   cache=runtime.cache if cache else None)
+                   cache=runtime.cache if cache else None, memory=memory, avoid_recent=options.avoid_recent)
 
 
 def _guards(runtime: RuntimeLike, name: str, cfg: AppConfig, services: Any = ...) -> Any:

@@ -183,10 +183,19 @@ class DocsQAOptions(Section):
     context: ContextOptions | None = None
 
 
+class ChatMemoryOptions(Section):
+    """`options.memory:` of a chat app: how much of a session the prompt carries (flywheel.apps.memory)."""
+
+    max_turns: int = Field(default=10, ge=1, le=1000, strict=True)
+    token_budget: int = Field(default=2000, ge=1, strict=True)
+
+
 class ChatOptions(Section):
     """`options:` of a chat app."""
 
     system: str | None = None
+    memory: ChatMemoryOptions = Field(default_factory=ChatMemoryOptions)
+    avoid_recent: int = Field(default=0, ge=0, le=50, strict=True)  # the session's last N answers: don't repeat
 
 
 # Options of the built-in app kinds; a plugin kind (entry-point group `flywheel.apps`) checks its own.
@@ -215,7 +224,8 @@ APP_OPTIONS: dict[str, type[Section]] = {"docs_qa": DocsQAOptions, "chat": ChatO
                                          "summarize": SummarizeOptions}
 _OPTION_HINTS = {"docs_qa": "for example {k: 5, filters: {lang: en}, no_answer: \"…\", prompt_label: production, "
                             "query: {translate: auto}, rerank: {model: small}, context: {budget_tokens: 3000}}",
-                 "chat": "chat apps take options: {system: \"…\"}",
+                 "chat": "chat apps take options: {system: \"…\", memory: {max_turns: 10, token_budget: 2000}, "
+                         "avoid_recent: 0}",
                  "sql_qa": "for example {database: sqlite:///data/shop.db, max_rows: 50}",
                  "summarize": "for example {source: input, chunk_tokens: 800, batch: 8, max_words: 150}"}
 
@@ -359,6 +369,7 @@ __all__ = [
     "AlertRule",
     "AppConfig",
     "CacheConfig",
+    "ChatMemoryOptions",
     "ChatOptions",
     "Config",
     "DocsQAOptions",

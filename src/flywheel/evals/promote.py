@@ -51,8 +51,13 @@ class PromoteResult:
 # ---------------------------------------------------------------- checks from labels
 
 
+_CITATION = re.compile(r"\[\d+(?:\s*[,，]\s*\d+)*\]")
+
+
 def numbers(text: str) -> list[str]:
-    return list(dict.fromkeys(m.group(0).rstrip(".,:") for m in _NUMBER.finditer(text or "")))
+    """The numbers an answer states, without its citation markers ([1], [2, 3])."""
+    plain = _CITATION.sub(" ", text or "")
+    return list(dict.fromkeys(m.group(0).rstrip(".,:") for m in _NUMBER.finditer(plain)))
 
 
 def key_terms(text: str, avoid: str = "", limit: int = 3) -> list[str]:

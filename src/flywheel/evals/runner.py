@@ -8,6 +8,13 @@ A run is identified by a fingerprint of the suite, the versions of what it runs 
 models its aliases resolve to, the configuration hash) and its options. A run that stops before the end
 (Ctrl-C, a crash, a killed CI job) keeps its finished results; running the same suite again with the same
 versions resumes it and runs only the missing cases. Pass `resume=False` for a fresh run.
+
+A multi-turn case runs its turns in order in one session; each check result carries its turn
+(`details.turn`), the stored output is the transcript, and the case passes when every turn passes
+(`by_case[i].turns` has each turn's pass count). A multiple-choice case records one `choice` check
+(`details`: chosen, answer, method) and the summary's `multiple_choice` has the accuracy. Checks over repeats
+(`diversity`) run once per case over all its outputs, after the other checks; their result is added to each of
+the case's runs (and fails them when it fails). A case var `shuffle_seed` shuffles its list vars, per repeat.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ from functools import cached_property
 from typing import Any
 
 import flywheel
-from flywheel.checks.base import CheckContext
+from flywheel.checks.base import Check, CheckContext
+from flywheel.checks.diversity import shuffle_lists
 from flywheel.config import AppConfig
 from flywheel.errors import GatewayError, UserError
 from flywheel.evals.records import CaseRun, RunStore
 from flywheel.evals.stats import wilson
 from flywheel.evals.suite import EvalCase, Suite
-from flywheel.evals.targets import Runner, input_text, make_runner
-from flywheel.types import content_hash
+from flywheel.evals.targets import LETTERS, Output, Runner, input_text, make_runner
+from flywheel.types import CheckResult, content_hash
 
 
 @dataclass
@@ -70,6 +78,7 @@ class RunSummary:
     versions: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     judges: list[dict[str, Any]] = field(default_factory=list)  # each judge's last measured agreement
+    multiple_choice: dict[str, Any] | None = None  # {cases, executions, correct, accuracy, methods}
     results: list[CaseRun] = field(default_factory=list, repr=False)
 
     def to_dict(self, results: bool = False) -> dict[str, Any]:
@@ -155,45 +164,86 @@ def fingerprint(
 # ---------------------------------------------------------------- one case
 
 
+def per_output(checks: list[Check]) -> list[Check]:
+    """The checks that look at one output (not the ones over a case's repeats, such as `diversity`)."""
+    return [c for c in checks if not getattr(c, "over_repeats", False)]
+
+
+async def _checked(checks: list[Check], out: Output, ctx: CheckContext) -> list[CheckResult]:
+    if any(c.needs_llm or c.blocking for c in checks):  # judges and models: off the event loop
+        return list(await asyncio.gather(*(c.arun(out.text, ctx) for c in checks)))
+    return [c.run(out.text, ctx) for c in checks]
+
+
+def _context(question: str, vars: dict[str, Any], reference: str | None, out: Output, services: Any) -> CheckContext:
+    return CheckContext(input=question, vars=vars, reference=reference, sources=out.sources,
+                        system_prompt=out.system_prompt, latency_ms=out.latency_ms, cost_usd=out.cost_usd,
+                        trace_id=out.trace_id, services=services)
+
+
+def _record(result: CaseRun, out: Output) -> None:
+    result.output, result.latency_ms, result.cost_usd = out.text, out.latency_ms, out.cost_usd
+    result.trace_id, result.models, result.prompt_versions = out.trace_id, out.models, out.prompt_versions
+    result.usage, result.cache, result.refusal = out.usage, out.cache, out.refusal
+
+
+async def _single(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner, services: Any) -> None:
+    out = await runner.call(vars)
+    _record(result, out)
+    result.checks = await _checked(per_output(case.checks), out, _context(result.input, vars, case.reference,
+                                                                           out, services))
+
+
+async def _turns(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner, services: Any) -> None:
+    outs = await runner.converse(vars, [t.input for t in case.turns])
+    transcript, checks = [], []
+    for n, (turn, out) in enumerate(zip(case.turns, outs, strict=True), start=1):
+        ctx = _context(turn.input, vars, turn.reference or case.reference, out, services)
+        for check in await _checked(per_output(turn.checks), out, ctx):
+            check.details, check.reason = {**check.details, "turn": n}, f"turn {n}: {check.reason}"
+            checks.append(check)
+        transcript.append(f"[turn {n}] {turn.input}\n{out.text}")
+    last = outs[-1]
+    _record(result, last)
+    result.output = "\n\n".join(transcript)
+    result.latency_ms = sum(o.latency_ms for o in outs)
+    result.cost_usd = sum(o.cost_usd or 0.0 for o in outs)
+    result.models = sorted({m for o in outs for m in o.models})
+    result.usage = {k: sum(o.usage.get(k, 0) for o in outs) for k in ("input_tokens", "output_tokens")}
+    result.checks = checks
+
+
+async def _choice(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner) -> None:
+    chosen, out, method = await runner.choose(vars, case.choices)
+    _record(result, out)
+    answer = case.answer if case.answer is not None else -1
+    right = f"{LETTERS[answer]}. {case.choices[answer]}"
+    said = f"{LETTERS[chosen]}. {case.choices[chosen]}" if chosen is not None else "no choice it could read"
+    check = CheckResult(passed=chosen == answer, score=1.0 if chosen == answer else 0.0, name="choice",
+                        reason=f"chose {said} (by {method}); right: {right}",
+                        spec=content_hash(json.dumps([case.choices, answer], ensure_ascii=False)),
+                        details={"chosen": chosen, "answer": answer, "method": method})
+    result.checks = [check]
+
+
 async def run_case(
     case: EvalCase, repeat_index: int, runner: Runner, services: Any, timeout_s: float
 ) -> CaseRun:
-    question = input_text(case.vars)
-    result = CaseRun(
-        case.id,
-        repeat_index,
-        passed=False,
-        score=0.0,
-        output=None,
-        input=question,
-        vars=case.vars,
-        reference=case.reference,
-    )
+    vars = case.vars
+    if "shuffle_seed" in vars:  # each repeat its own order of the list vars, reproducibly
+        vars = shuffle_lists({k: v for k, v in vars.items() if k != "shuffle_seed"},
+                             f"{vars['shuffle_seed']}:{repeat_index}")
+    question = case.turns[0].input if case.turns else input_text(vars)
+    result = CaseRun(case.id, repeat_index, passed=False, score=0.0, output=None, input=question, vars=case.vars,
+                     reference=case.reference)
     try:
         async with asyncio.timeout(timeout_s):
-            out = await runner.call(case.vars)
-            result.output, result.latency_ms, result.cost_usd = out.text, out.latency_ms, out.cost_usd
-            result.trace_id, result.models, result.prompt_versions = (
-                out.trace_id,
-                out.models,
-                out.prompt_versions,
-            )
-            result.usage, result.cache, result.refusal = out.usage, out.cache, out.refusal
-            ctx = CheckContext(
-                input=question,
-                vars=case.vars,
-                reference=case.reference,
-                sources=out.sources,
-                system_prompt=out.system_prompt,
-                latency_ms=out.latency_ms,
-                cost_usd=out.cost_usd,
-                trace_id=out.trace_id,
-                services=services,
-            )
-            if any(c.needs_llm or c.blocking for c in case.checks):  # judges and models: off the event loop
-                result.checks = list(await asyncio.gather(*(c.arun(out.text, ctx) for c in case.checks)))
+            if case.turns:
+                await _turns(case, vars, result, runner, services)
+            elif case.choices:
+                await _choice(case, vars, result, runner)
             else:
-                result.checks = [c.run(out.text, ctx) for c in case.checks]
+                await _single(case, vars, result, runner, services)
     except TimeoutError:
         result.error = f"timed out after {timeout_s:g} s"
     except GatewayError as exc:  # the endpoint failed for this case; the next may work
@@ -206,6 +256,26 @@ async def run_case(
         result.passed = all(c.passed for c in result.checks)
         result.score = statistics.fmean(c.score for c in result.checks) if result.checks else 1.0
     return result.scrubbed()  # checks saw the real output; what is stored and shown has no secrets
+
+
+def over_repeats(suite: Suite, results: list[CaseRun], services: Any) -> None:
+    """Run each case's checks over repeats (diversity) on all its outputs; add the result to each of its runs."""
+    by_case: dict[str, list[CaseRun]] = defaultdict(list)
+    for r in results:
+        by_case[r.case_id].append(r)
+    for case in suite.cases:
+        group = [c for c in (case.turns[-1].checks if case.turns else case.checks) if getattr(c, "over_repeats", False)]
+        runs = [r for r in by_case.get(case.id, []) if r.error is None]
+        if not group or not runs:
+            continue
+        outputs = [r.output or "" for r in sorted(runs, key=lambda r: r.repeat_index)]
+        ctx = CheckContext(input=runs[0].input, vars=case.vars, reference=case.reference, services=services)
+        for check in group:
+            verdict = check.run_many(outputs, ctx)  # type: ignore[attr-defined]
+            for r in runs:
+                r.checks = [c for c in r.checks if c.spec != verdict.spec or c.name != verdict.name] + [verdict]
+                r.passed = all(c.passed for c in r.checks)
+                r.score = statistics.fmean(c.score for c in r.checks)
 
 
 # ---------------------------------------------------------------- the run
@@ -259,6 +329,7 @@ async def arun_suite(
                         group.create_task(worker(advance))
             except* UserError as eg:
                 raise eg.exceptions[0] from None
+        over_repeats(suite, results, services)
     except BaseException as exc:
         if runs is not None and run_id is not None:
             # never left `running`: a failed run says why; both kinds resume with the same fingerprint
@@ -287,19 +358,9 @@ def _open_run(
             return run_id, runs.load_results(run_id)
     run_id = uuid.uuid4().hex
     if runs is not None:
-        runs.create(
-            run_id,
-            suite=suite.name,
-            suite_path=str(suite.path),
-            suite_hash=suite_hash,
-            fingerprint=key,
-            target=str(suite.target),
-            model=opts.model,
-            repeat=opts.repeat,
-            threshold=suite.threshold,
-            cases_total=len(suite.cases),
-            versions=versions,
-        )
+        runs.create(run_id, suite=suite.name, suite_path=str(suite.path), suite_hash=suite_hash, fingerprint=key,
+                    target=str(suite.target), model=opts.model, repeat=opts.repeat, threshold=suite.threshold,
+                    cases_total=len(suite.cases), versions=versions)
     return run_id, []
 
 
@@ -350,16 +411,18 @@ def summarize(
         runs = by_case.get(case.id, [])
         passes = sum(r.passed for r in runs)
         rate = passes / len(runs) if runs else 0.0
-        cases.append(
-            {
-                "id": case.id,
-                "runs": len(runs),
-                "passes": passes,
-                "pass_rate": round(rate, 4),
-                "flaky": 0 < passes < len(runs),
-                "errors": sum(r.error is not None for r in runs),
-            }
-        )
+        entry: dict[str, Any] = {
+            "id": case.id,
+            "kind": case.kind,
+            "runs": len(runs),
+            "passes": passes,
+            "pass_rate": round(rate, 4),
+            "flaky": 0 < passes < len(runs),
+            "errors": sum(r.error is not None for r in runs),
+        }
+        if case.turns:
+            entry["turns"] = _turn_rows(case, runs)
+        cases.append(entry)
     checks: dict[str, dict[str, Any]] = {}
     for r in results:
         for c in r.checks:
@@ -403,5 +466,32 @@ def summarize(
         flaky=[c["id"] for c in cases if c["flaky"]],
         versions=versions,
         warnings=list(suite.warnings),
+        multiple_choice=_choice_summary(suite, results),
         results=results,
     )
+
+
+def _turn_rows(case: EvalCase, runs: list[CaseRun]) -> list[dict[str, Any]]:
+    """Per turn: how many runs passed it, and the checks that failed it (a run that errored passes none)."""
+    rows = []
+    for n, turn in enumerate(case.turns, start=1):
+        mine = [[c for c in r.checks if c.details.get("turn") == n] for r in runs if r.error is None]
+        failed = sorted({c.name for checks in mine for c in checks if not c.passed})
+        rows.append({"turn": n, "input": turn.input, "runs": len(runs),
+                     "passes": sum(all(c.passed for c in checks) for checks in mine), "failed_checks": failed})
+    return rows
+
+
+def _choice_summary(suite: Suite, results: list[CaseRun]) -> dict[str, Any] | None:
+    ids = {c.id for c in suite.cases if c.choices}
+    if not ids:
+        return None
+    runs = [r for r in results if r.case_id in ids]
+    correct = sum(r.passed for r in runs)
+    methods: dict[str, int] = defaultdict(int)
+    for r in runs:
+        for c in r.checks:
+            if c.name == "choice":
+                methods[str(c.details.get("method"))] += 1
+    return {"cases": len(ids), "executions": len(runs), "correct": correct,
+            "accuracy": round(correct / len(runs), 4) if runs else None, "methods": dict(sorted(methods.items()))}

@@ -43,12 +43,12 @@ def _thumbs(value: Any) -> int:
     key = value.lower() if isinstance(value, str) else value
     if isinstance(key, (str, bool, int)) and key in table:
         return table[key]
-    raise ValueError('thumbs takes "up" or "down"')
+    raise ValueError('takes "up" or "down"')
 
 
 def _score(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError("score takes a number between 0 and 1")
+        raise ValueError("takes a number between 0 and 1")
     return float(value)
 
 

@@ -6,6 +6,9 @@
 
 `stream: true` answers with server-sent events: `delta` events ({"text"}), then one `answer` event with the
 whole Answer (apps without streaming send their text as one delta).
+
+`session_id` (chat apps): the conversation to continue; the app keeps its memory in the store (so any worker
+serves the next turn), scoped by tenant; the trace records it and the response echoes it.
 """
 
 from __future__ import annotations
@@ -33,10 +36,14 @@ class AppIn(BaseModel):
     input: str = Field(min_length=1, max_length=MAX_INPUT)
     stream: bool = False
     tenant: str | None = Field(default=None, description="only the admin key or an open server may choose")
+    session_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                   description="chat apps: the conversation this message continues")
 
 
-def answer_json(call: calls.Call, answer: Answer) -> dict[str, Any]:
+def answer_json(call: calls.Call, answer: Answer, session: str | None = None) -> dict[str, Any]:
     data = answer.model_dump(mode="json")
+    if session is not None:
+        data["session_id"] = session
     token, expires = call.state.signer.issue(call.trace_id)
     data["trace_id"] = call.trace_id
     data["feedback"] = {"token": token, "expires_at": expires}
@@ -52,31 +59,41 @@ async def run_app(name: str, body: AppIn, request: Request) -> Any:
     if not body.input.strip():
         raise ApiError(400, "the input is empty", param="input", code="invalid_value")
     alias = calls.app_model(state, name)
+    session = body.session_id or request.headers.get("x-flywheel-session-id")
     call = await calls.begin(state, principal, tenant, "/v1/apps/{name}", alias, name,
-                             estimate_usd=state.estimate(alias, len(body.input), None), inputs={"input": body.input})
+                             estimate_usd=state.estimate(alias, len(body.input), None), inputs={"input": body.input},
+                             session=session)
     async with calls.failures(call):
         app = state.app(name)
+        options: dict[str, Any] = {}
+        if session is not None:
+            if getattr(app, "kind", None) != "chat":
+                raise ApiError(400, f"app '{name}' does not keep sessions; only chat apps do", param="session_id",
+                               code="invalid_value")
+            if getattr(app, "memory", None) is None:
+                app.remember(state.store)
+            options["session_id"] = session
         if body.stream and hasattr(app, "stream"):
-            return _stream(call, app.stream(body.input, tenant))
-        answer = await app.arun(body.input, tenant)
+            return _stream(call, app.stream(body.input, tenant, **options), session)
+        answer = await app.arun(body.input, tenant, **options)
     state.metrics.answer(answer, tenant)
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)
     if body.stream:
-        return calls.sse_response(_replay(call, answer), call.headers)
-    return JSONResponse(answer_json(call, answer), headers=call.headers)
+        return calls.sse_response(_replay(call, answer, session), call.headers)
+    return JSONResponse(answer_json(call, answer, session), headers=call.headers)
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _replay(call: calls.Call, answer: Answer) -> AsyncIterator[bytes]:
+async def _replay(call: calls.Call, answer: Answer, session: str | None) -> AsyncIterator[bytes]:
     yield _event("delta", {"text": answer.text})
-    yield _event("answer", answer_json(call, answer))
+    yield _event("answer", answer_json(call, answer, session))
 
 
-def _stream(call: calls.Call, stream: Any) -> Any:
+def _stream(call: calls.Call, stream: Any, session: str | None) -> Any:
     async def events() -> AsyncIterator[bytes]:
         error: Any = None
         try:
@@ -88,7 +105,7 @@ def _stream(call: calls.Call, stream: Any) -> Any:
             answer = stream.answer
             if answer is not None:
                 call.state.metrics.answer(answer, call.tenant)
-                yield _event("answer", answer_json(call, answer))
+                yield _event("answer", answer_json(call, answer, session))
         except UserError as exc:
             error = exc
             yield _event("error", call.fail_upstream(exc).body())

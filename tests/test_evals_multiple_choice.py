@@ -1,0 +1,118 @@
+"""Multiple-choice eval cases (lm-evaluation-harness style): accuracy by generation against the fake LLM, the
+first-token log-probability reading for providers that return them, and bad cases with file:line."""
+# ruff: noqa: F811 - pytest fixtures imported from test_evals_support are redefined as parameters
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_evals_support import llm, project, runtime, write_suite  # noqa: F401 - fixtures
+
+from flywheel.errors import ConfigError
+from flywheel.evals.runner import RunOptions, run_suite
+from flywheel.evals.suite import load_suite
+from flywheel.evals.targets import chosen_by_logprobs, chosen_by_text, first_token_logprobs
+
+QUIET = RunOptions(concurrency=2, progress=False)
+
+SUITE = """\
+name: capitals-mc
+target: model:small
+prompt: "{{question}}"
+cases:
+  - id: france
+    vars: {question: "Capital of France?"}
+    choices: [Paris, Rome, Madrid]
+    answer: 0
+  - id: italy
+    vars: {question: "Capital of Italy?"}
+    choices: [Paris, Rome, Madrid]
+    answer: Rome
+  - id: spain
+    vars: {question: "Capital of Spain?"}
+    choices: [Paris, Rome, Madrid]
+    answer: 2
+  - id: germany
+    vars: {question: "Capital of Germany?"}
+    choices: [Berlin, Bonn]
+    answer: Berlin
+"""
+
+
+def test_accuracy_by_generation(tmp_path: Path, llm, runtime, project) -> None:
+    llm.add(r"France", "A")  # a letter
+    llm.add(r"Italy", "The answer is B.")  # a sentence naming the letter
+    llm.add(r"Spain", "Barcelona, I think.")  # none of the choices: wrong
+    llm.add(r"Germany", "It is Berlin.")  # the text of a choice
+    suite = load_suite(write_suite(tmp_path / "evals" / "mc.yaml", SUITE), project)
+    assert not suite.warnings  # a multiple-choice case needs no checks
+    summary = run_suite(suite, runtime, options=QUIET)
+    assert summary.multiple_choice == {"cases": 4, "executions": 4, "correct": 3, "accuracy": 0.75,
+                                       "methods": {"generation": 4}}
+    spain = next(r for r in summary.results if r.case_id == "spain")
+    assert not spain.passed and spain.checks[0].details == {"chosen": None, "answer": 2, "method": "generation"}
+    asked = next(r for r in llm.requests if "France" in r["messages"][-1]["content"])["messages"][-1]["content"]
+    assert "A. Paris\nB. Rome\nC. Madrid" in asked and "letter" in asked
+
+
+def test_reading_the_choice() -> None:
+    choices = ["Paris", "Rome", "Madrid"]
+    assert [chosen_by_text(t, choices) for t in ("B", "(C)", "Answer: A", "答案：B", "Rome.", "Rome or Paris",
+                                                 "A city")] == [1, 2, 0, 1, 1, None, None]
+    raw = {"choices": [{"logprobs": {"content": [{"token": "B", "logprob": -0.2, "top_logprobs": [
+        {"token": "B", "logprob": -0.2}, {"token": " A", "logprob": -1.9}, {"token": "Z", "logprob": -0.1}]}]}}]}
+    top = first_token_logprobs(raw)
+    assert top == {"B": -0.2, " A": -1.9, "Z": -0.1}
+    assert chosen_by_logprobs(top, 3) == 1  # Z is no option
+    assert first_token_logprobs({"choices": [{"logprobs": None}]}) is None
+
+
+@pytest.mark.parametrize(("case", "message", "line"), [
+    ("    choices: [a, b]\n    answer: 2", "`answer: 2` in case 1 is not a choice index", 6),
+    ("    choices: [a, b]\n    answer: c", "`answer: c` in case 1 is none of the choices", 6),
+    ("    choices: [a, b]", "has `choices:` but no `answer:`", 5),
+    ("    choices: [a, A]\n    answer: 0", "lists the same choice twice", 5),
+    ("    choices: [a]\n    answer: 0", "`choices` in case 1", 5),
+    ("    answer: 1", "has `answer:` but no `choices:`", 5),
+    ("    choices: [a, b]\n    answer: true", "got a boolean", 6),
+])
+def test_bad_choices_are_config_errors(tmp_path: Path, project, case, message, line) -> None:
+    text = f"name: bad\ntarget: model:small\ncases:\n  - vars: {{question: q}}\n{case}\n"
+    path = write_suite(tmp_path / "evals" / "bad.yaml", text)
+    with pytest.raises(ConfigError) as err:
+        load_suite(path, project)
+    assert message in err.value.message and err.value.where == f"{path}:{line}"
+
+
+def test_jsonl_cases_with_choices_and_a_plain_answer_column(tmp_path: Path, project) -> None:
+    (tmp_path / "evals").mkdir()
+    (tmp_path / "evals" / "mc.jsonl").write_text(
+        '{"id": "a", "question": "Capital of France?", "choices": ["Paris", "Rome"], "answer": "Paris"}\n'
+        '{"id": "b", "question": "2+2?", "answer": "4", "checks": [{"contains": "4"}]}\n', encoding="utf-8")
+    path = write_suite(tmp_path / "evals" / "s.yaml", "name: j\ntarget: model:small\ncases: mc.jsonl\n")
+    first, second = load_suite(path, project).cases
+    assert (first.kind, first.answer, first.vars) == ("choice", 0, {"question": "Capital of France?"})
+    assert (second.kind, second.vars) == ("single", {"question": "2+2?", "answer": "4"})  # still a var
+
+
+def test_accuracy_by_logprobs_when_the_provider_returns_them(tmp_path: Path, runtime, project, monkeypatch) -> None:
+    """fake_llm returns no log-probabilities, so the gateway's answer is stubbed with an OpenAI-wire `raw`."""
+    from flywheel.types import ChatResult
+
+    def answer(request):
+        right = " B" if "Italy" in request.messages[-1].content else " A"
+        top = [{"token": right, "logprob": -0.1}, {"token": " C", "logprob": -2.5}]
+        raw = {"choices": [{"logprobs": {"content": [{"token": right, "logprob": -0.1, "top_logprobs": top}]}}]}
+        return ChatResult(text="I think it is Madrid.", alias="small", model="fake-small", provider="stub", raw=raw)
+
+    async def aanswer(request):
+        return answer(request)
+
+    monkeypatch.setattr(runtime.gateway, "chat", answer)
+    monkeypatch.setattr(runtime.gateway, "achat", aanswer)
+    suite = load_suite(write_suite(tmp_path / "evals" / "mc.yaml", SUITE), project)
+    summary = run_suite(suite, runtime, options=QUIET)
+    # france A ✓, italy B ✓, spain A ✗ (the text says Madrid: log-probabilities win), germany A ✓
+    assert summary.multiple_choice == {"cases": 4, "executions": 4, "correct": 3, "accuracy": 0.75,
+                                       "methods": {"logprobs": 4}}
