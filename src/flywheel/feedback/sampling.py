@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, exists, func, literal_column, or_, select
 
 from flywheel.errors import UserError
+from flywheel.tracing.query import product_traffic
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -123,7 +124,7 @@ class _Sampler:
 
     # ------------------------------------------------------------------ filters
     def where(self, *, window: bool = True, queued: bool = True) -> list[Any]:
-        t, out = self.t, []
+        t, out = self.t, [product_traffic(self.t)]
         if self.app is not None:
             out.append(t.c.app == self.app)
         if self.tenant is not None:

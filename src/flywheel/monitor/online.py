@@ -49,6 +49,7 @@ from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_monitor import monitor_cursors, monitor_online_runs
 from flywheel.tracing import tracer
+from flywheel.tracing.query import product_traffic
 
 log = logging.getLogger("flywheel.monitor")
 LATE_S = 600.0  # how far behind the cursor late-written traces are still looked for
@@ -190,7 +191,7 @@ class OnlineWorker:
         claimed = []
         not_claimed = ~exists().where(and_(monitor_online_runs.c.evaluator == ev.name,
                                            monitor_online_runs.c.trace_id == traces_t.c.trace_id))
-        base = [traces_t.c.name != WORKER_TRACE, traces_t.c.started_at < until, not_claimed]
+        base = [product_traffic(traces_t), traces_t.c.started_at < until, not_claimed]
         if ev.apps:
             base.append(traces_t.c.app.in_(ev.apps))
         position, first = start, True

@@ -33,6 +33,7 @@ from flywheel.store import Store
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_drift import trace_vectors
 from flywheel.text import detect_language, scrub_secrets, tokenize
+from flywheel.tracing.query import product_traffic
 
 NO_EMBEDDER = "none"
 MAX_TERMS = 64  # keyword tokens kept per text: enough for topics and labels, bounded storage
@@ -173,7 +174,7 @@ def _traces_query(since: float | None, until: float | None, app: str | None) -> 
         q = q.where(traces_t.c.started_at < until)
     if app is not None:
         q = q.where(traces_t.c.app == app)
-    return q.where(traces_t.c.name != "monitor.online")
+    return q.where(product_traffic(traces_t))
 
 
 def store_vectors(store: Store, embedder: Embedder | None, *, since: float | None = None,

@@ -32,6 +32,7 @@ from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
 from flywheel.text.language import detect_language
+from flywheel.tracing.query import product_traffic
 
 GROUP_FIELDS = ("app", "model", "prompt_version", "tenant")
 WORKER_TRACE = "monitor.online"  # traces of the online evaluators' own judge calls: never monitored or scored
@@ -122,7 +123,7 @@ def compute(store: Store, *, window: str | float = "1d", since: float | None = N
     until = time.time() if until is None else until
     since = until - 7 * width if since is None else since
     groups = tuple(dict.fromkeys(group_by))
-    cond = [traces_t.c.started_at >= since, traces_t.c.started_at < until, traces_t.c.name != WORKER_TRACE]
+    cond = [traces_t.c.started_at >= since, traces_t.c.started_at < until, product_traffic(traces_t)]
     cond += [traces_t.c[k] == v for k, v in (where or {}).items()]
     with store.connect() as conn:
         bucket = _bucket(conn.dialect.name, width)

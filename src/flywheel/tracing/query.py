@@ -13,6 +13,16 @@ from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema import writer_drops
 from flywheel.tracing.store_sink import WRITER_KIND, aggregate, preview
 
+# Root span names of flywheel's own housekeeping (ingest, background embedding, the online evaluators' judge
+# calls): traces of these are not product traffic, so monitors, drift, review sampling and the online evaluators
+# leave them out.
+HOUSEKEEPING = ("retrieval.ingest", "retrieval.ingest_file", "retrieval.embed", "monitor.online")
+
+
+def product_traffic(traces: Any) -> Any:
+    """A SQL condition on the traces table: the trace is an app or model call, not housekeeping."""
+    return traces.c.name.not_in(HOUSEKEEPING)
+
 
 def list_traces(store: Store, last: int = 20, app: str | None = None, *, tenant: str | None = None,
                 status: str | None = None, since: float | None = None) -> list[dict[str, Any]]:

@@ -20,8 +20,9 @@ from fastapi.responses import Response
 from sqlalchemy import Float, Integer, case, cast, func, select
 
 from flywheel.errors import UserError
-from flywheel.monitor.windows import GROUP_FIELDS, METRICS, WORKER_TRACE, WindowStats, compute, parse_duration
+from flywheel.monitor.windows import GROUP_FIELDS, METRICS, WindowStats, compute, parse_duration
 from flywheel.store.schema import traces as traces_t
+from flywheel.tracing.query import product_traffic
 from flywheel.tracing.search import parse_time
 from flywheel.web import svg
 from flywheel.web.auth import Viewer
@@ -103,7 +104,7 @@ def summaries(store: Any, p: dict[str, Any]) -> list[WindowStats]:
     keys = [bucket.label("bucket"), *(c[g] for g in groups)]
     q = select(*keys, func.count().label("n"), func.sum(case((c.status == "error", 1), else_=0)).label("errors"),
                func.sum(c.cost_usd).label("cost"), func.sum(c.input_tokens + c.output_tokens).label("tokens")).where(
-        c.started_at >= p["since"], c.started_at < p["until"], c.name != WORKER_TRACE,
+        c.started_at >= p["since"], c.started_at < p["until"], product_traffic(c),
         *(c[k] == v for k, v in p["where"].items())).group_by(*keys)
     with store.connect() as conn:
         rows = conn.execute(q).mappings().all()
