@@ -39,6 +39,10 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         from flywheel.registry import unknown_alias
 
         raise unknown_alias(judge, project.config.models)
+    judged_by = project.config.models.get(judge or "default")
+    if judged_by is not None and judged_by.provider == "extractive":
+        click.secho(f"note: the cases' judge checks will use `{judge or 'default'}`, the offline extractive model, "
+                    "which cannot judge; pass --judge ALIAS of a real model", fg="yellow", err=True)
     path = Path(to)
     if not path.is_absolute():
         path = project.root / path

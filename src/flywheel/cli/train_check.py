@@ -11,7 +11,7 @@ from flywheel.cli import emit_json, main
 
 @main.command("train-check")
 @click.argument("name")
-@click.option("--from-queue", "queue", required=True, help="Binary review queue (name or id) whose labels to learn.")
+@click.option("--queue", "--from-queue", "queue", required=True, help="Binary review queue (name or id) whose labels to learn.")
 @click.option("--features", default="tfidf", show_default=True, type=click.Choice(["tfidf", "embedding"]),
               help="Hashed word + char n-gram TF-IDF (CJK aware), or the local embedder's vectors.")
 @click.option("--heldout", default=0.3, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),

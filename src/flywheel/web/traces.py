@@ -46,8 +46,9 @@ def _limit(request: Request, errors: dict[str, str]) -> int:
 
 
 @router.get("/ui", include_in_schema=False)
-def home() -> Response:
-    return RedirectResponse("/ui/traces", status_code=307)
+def home(request: Request) -> Response:
+    query = request.url.query  # ?lang=zh and any filter carry over to the traces page
+    return RedirectResponse("/ui/traces" + (f"?{query}" if query else ""), status_code=307)
 
 
 @router.get("/ui/traces", include_in_schema=False)
