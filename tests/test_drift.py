@@ -192,3 +192,39 @@ def test_bad_input_is_a_user_error(cli_project: Path, args: list[str], message: 
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert "Traceback" not in res.output
+
+
+class _HashEmbedder:
+    """A deterministic 384-dimension embedder (hashed words): enough to give traces vectors."""
+
+    name = "hash-384"
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in str(t).lower().split():
+                out[i, hash(w) % 384] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_empty_reference_with_an_embedder_says_so_instead_of_crashing(tmp_path: Path) -> None:
+    """Regression: an empty reference window, traces in the current one and an embedder set raised
+    `ValueError: matmul … size 256 is different from 640` in the random projection."""
+    from flywheel.monitor.drift import drift_report
+
+    with Store.open(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        write_traces(store, traffic(MIX, 120, START + 5 * DAY, DAY, random.Random(7)))
+        report = drift_report(store, _HashEmbedder(), reference=f"window:{START:.0f}..{START + DAY:.0f}",
+                              since=START + 5 * DAY, until=START + 6 * DAY)
+    assert report["reference"]["n"] == 0
+    assert "the reference is empty" in report["reference"]["warning"]
+    (only,) = report["windows"]
+    assert only["n"] == 120 and only["input_drift"] is None and not only["drifted"]
+    assert report["alerts"] == []
+
+
+def test_cli_with_an_empty_reference_exits_0_and_says_so(cli_project: Path) -> None:
+    res = run(cli_project, "drift", "--reference", "window:2026-09-01..2026-09-05", "--since", "2026-10-06",
+              "--until", "2026-10-07")
+    assert res.exit_code == 0, res.output
+    assert "warning: the reference is empty" in res.output

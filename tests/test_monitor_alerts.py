@@ -147,3 +147,60 @@ def test_fire_sends_each_alert_once_across_workers(traffic, tmp_path):
     assert fire(traffic, RULES, [target], now=now + 60) == []  # same window: already sent (by any worker)
     lines = log_file.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["alerts"][0]["rule"] == "errors"
+
+
+@pytest.fixture
+def webhook():
+    """A local webhook: (its URL, the JSON bodies it received)."""
+    got: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", got
+    server.shutdown()
+
+
+def test_drift_notify_sends_drift_alerts_to_the_monitor_targets(tmp_path, webhook):
+    """`flywheel drift --notify`: the drift alerts go to monitor.notify (here a webhook and the log), in the
+    monitor alerts' JSON; a bad target is an exit-2 error before any work."""
+    from drift_support import DAY, START, traffic, write_project
+
+    import flywheel.cli.drift  # noqa: F401 - registers `drift` until the CLI lists it
+    from flywheel.bench.drift import write_traces
+    from flywheel.store import Store
+
+    url, got = webhook
+    root = write_project(tmp_path)
+    rnd = random.Random(6)
+    mix = {"billing": 0.5, "deploy": 0.45, "天气": 0.05}
+    records = traffic(mix, 300, START, 5 * DAY, rnd) + traffic({**mix, "garden": 0.7}, 60, START + 5 * DAY, DAY, rnd)
+    (root / ".flywheel").mkdir()
+    with Store.open(f"sqlite:///{root / '.flywheel' / 'flywheel.db'}") as store:
+        write_traces(store, records)
+    args = ["--project", str(root), "drift", "--reference", "window:2026-10-01..2026-10-05", "--since",
+            "2026-10-06", "--until", "2026-10-07", "--notify", "--json"]
+    yaml = root / "flywheel.yaml"
+    base = yaml.read_text()
+    yaml.write_text(base + "monitor:\n  notify: [\"ftp://nowhere\"]\n", encoding="utf-8")
+    bad = CliRunner().invoke(main, args)
+    assert bad.exit_code == 2 and "unknown notify target 'ftp://nowhere'" in bad.output and got == []
+    yaml.write_text(base + f"monitor:\n  notify: [log, \"{url}\"]\n", encoding="utf-8")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["alerts"] and len(got) == 1
+    sent = got[0]["alerts"]
+    assert [a["metric"] for a in sent] == [a["kind"] for a in report["alerts"]]
+    assert all(a["rule"] == "drift" and set(a) >= {"value", "bound", "window_start", "group", "message"} for a in sent)
+    assert any(a["metric"] == "input_drift" and "input embeddings drifted" in a["message"] for a in sent)
+    assert f"notified {len(sent)} drift alert(s) to 2 of 2 target(s)" in res.stderr

@@ -353,3 +353,43 @@ def test_concurrent_queue_builders_never_queue_a_trace_twice(any_store):
         t.join(120)
     traced = [i.trace_id for q in made for i in queues.items(any_store, q)]
     assert made and len(traced) == len(set(traced))
+
+
+def test_queue_names_are_per_tenant_on_both_engines(any_store):
+    acme = add_traces(any_store, [{"input": f"acme q{i}", "tenant": "acme"} for i in range(3)])
+    beta = add_traces(any_store, [{"input": f"beta q{i}", "tenant": "beta"} for i in range(3)])
+    a = queues.create_queue(any_store, "weekly", trace_ids=acme[:1], tenant="acme")
+    b = queues.create_queue(any_store, "weekly", trace_ids=beta[:1], tenant="beta")  # no "already exists" leak
+    assert a.id != b.id
+    assert queues.get_queue(any_store, "weekly", tenant="acme").id == a.id
+    assert queues.get_queue(any_store, "weekly", tenant="beta").id == b.id
+    with pytest.raises(UserError, match="2 tenants have a review queue named 'weekly'"):
+        queues.get_queue(any_store, "weekly")
+    assert queues.get_queue(any_store, b.id).tenant == "beta"
+    with pytest.raises(queues.NotFoundError):
+        queues.get_queue(any_store, a.id, tenant="beta")
+    with pytest.raises(UserError, match="already exists"):
+        queues.create_queue(any_store, "weekly", trace_ids=acme[1:2], tenant="acme")
+    untenanted = add_traces(any_store, [{"input": "no tenant"}, {"input": "no tenant 2"}])
+    queues.create_queue(any_store, "shared", trace_ids=untenanted[:1])
+    with pytest.raises(UserError, match="already exists"):  # NULL tenants: checked in code, not by the constraint
+        queues.create_queue(any_store, "shared", trace_ids=untenanted[1:])
+    assert _count(any_store, "review_queues") == 3
+
+
+def test_add_items_skips_queued_traces_and_checks_the_tenant(any_store):
+    acme = add_traces(any_store, [{"input": f"acme q{i}", "tenant": "acme"} for i in range(4)])
+    beta = add_traces(any_store, [{"input": "beta q", "tenant": "beta"}])
+    q = queues.create_queue(any_store, "inbox", trace_ids=acme[:1], tenant="acme")
+    got = queues.add_items(any_store, "inbox", [acme[1], acme[0], acme[2]], tenant="acme")
+    assert got == {"added": [acme[1], acme[2]], "skipped": [acme[0]]}
+    assert [i.trace_id for i in queues.items(any_store, q)] == [acme[0], acme[1], acme[2]]
+    assert [i.position for i in queues.items(any_store, q)] == [0, 1, 2]
+    assert queues.get_queue(any_store, q.id).n_items == 3
+    with pytest.raises(UserError, match="unknown trace id"):  # another tenant's trace: nothing added
+        queues.add_items(any_store, q, [acme[3], beta[0]])
+    with pytest.raises(queues.NotFoundError):
+        queues.add_items(any_store, "inbox", [beta[0]], tenant="beta")
+    assert _count(any_store, "review_items") == 3
+    item = queues.next_item(any_store, q, "ana")
+    assert item is not None and item.trace_id == acme[0]

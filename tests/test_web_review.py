@@ -226,3 +226,56 @@ def test_unknown_queue_404_csrf_and_tenants(browser, server):
         assert w.page.locator('tr[data-queue="web-binary"]').count() == 0
     finally:
         w.context.close()
+
+
+def test_trace_page_adds_the_trace_to_a_queue_and_to_an_eval_suite(browser, server):
+    """The trace page's actions: pick one of the tenant's queues (a trace queued anywhere is skipped and said so),
+    append the trace as a case to a new or existing suite under evals/ (never outside), CSRF and tenants."""
+    from flywheel.evals.suite import load_suite
+    from flywheel.feedback import queues
+
+    state = server.live.app.state.flywheel
+    inbox = queues.create_queue(state.store, "web-inbox", kind="binary", overlap=1, trace_ids=[trace_id(20)],
+                                tenant="acme")
+    queues.create_queue(state.store, "web-inbox", kind="binary", overlap=1, trace_ids=[GLOBEX_TRACE],
+                        tenant="globex")  # same name, other tenant: not offered to acme
+    first, second = trace_id(10), trace_id(12)  # two different questions: no near-duplicates
+    w = login(browser, server, "acme")
+    try:
+        w.page.goto(f"{server.url}/ui/traces/{first}")
+        choice = w.page.locator("#queue-choice option")
+        expect(choice.filter(has_text="web-inbox")).to_have_count(1)
+        w.page.locator("#queue-choice").select_option(label="web-inbox")
+        w.page.click("#add-to-queue-submit")
+        expect(w.page.locator("#trace-action-message")).to_have_text("Added to web-inbox.")
+        assert [i.trace_id for i in queues.items(state.store, inbox)] == [trace_id(20), first]
+        w.page.locator("#queue-choice").select_option(label="web-inbox")
+        w.page.click("#add-to-queue-submit")
+        expect(w.page.locator("#trace-action-message")).to_contain_text("Already in a review queue")
+        expect(w.page.locator("#new-queue-link")).to_have_attribute("href", f"/ui/review/new?trace={first}")
+
+        w.page.fill("#new-suite", "regressions")
+        w.page.click("#add-to-suite-submit")
+        expect(w.page.locator("#trace-action-message")).to_contain_text("written to evals/regressions.yaml")
+        w.shot("trace-actions")
+        w.page.goto(f"{server.url}/ui/traces/{second}")
+        w.page.locator("#suite-choice").select_option("regressions.yaml")
+        w.page.click("#add-to-suite-submit")
+        expect(w.page.locator("#trace-action-message")).to_contain_text("written to evals/regressions.yaml")
+        suite = load_suite(state.project.root / "evals" / "regressions.yaml", state.project)
+        assert [c.metadata["source_trace_id"] for c in suite.cases] == [first, second]
+        w.page.click("#add-to-suite-submit")  # the same trace again: nothing written
+        expect(w.page.locator("#trace-action-message")).to_contain_text("nothing written")
+        w.page.fill("#new-suite", "../escape")
+        w.page.click("#add-to-suite-submit")
+        expect(w.page.locator("#trace-action-error")).to_contain_text("invalid suite file name")
+        assert not (state.project.root / "escape.yaml").exists()
+        assert w.errors == []
+    finally:
+        w.context.close()
+    acme = {"Authorization": f"Bearer {server.keys['acme']}"}
+    no_csrf = httpx.post(f"{server.url}/ui/traces/{second}/review", data={"queue": inbox.id}, headers=acme)
+    assert no_csrf.status_code == 403
+    hidden = httpx.get(f"{server.url}/ui/traces/{GLOBEX_TRACE}/actions", headers=acme)
+    assert hidden.status_code == 404
+    assert len(queues.items(state.store, inbox)) == 2

@@ -42,12 +42,14 @@ def _times(since: str | None, until: str | None) -> tuple[float | None, float | 
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(1e-9, 0.5),
               help="False-alarm rate for the whole report (split over every test of every window).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--notify", "send", is_flag=True, help="Send the drift alerts to the monitor.notify targets.")
 @click.pass_obj
 def drift(state: Any, reference: str, since: str | None, until: str | None, window: str, app: str | None,
-          alpha: float, as_json: bool) -> None:
+          alpha: float, as_json: bool, send: bool) -> None:
     """Drift of production traces against a reference: embeddings (MMD, AUC), topics, languages, lengths, format."""
     from flywheel.monitor.drift import drift_report
 
+    targets = _notify_targets(state) if send else []
     t0, t1 = _times(since, until)
     store, embedder = _services(state)
     with store:
@@ -55,8 +57,29 @@ def drift(state: Any, reference: str, since: str | None, until: str | None, wind
                               window=window, app=app, alpha=alpha)
     if as_json:
         emit_json(report)
-        return
-    _print_drift(report)
+    else:
+        _print_drift(report)
+    if send:
+        from flywheel.monitor.alerts import drift_alerts, notify
+
+        alerts = drift_alerts(report)
+        problems = notify(alerts, targets)
+        click.echo(f"notified {len(alerts)} drift alert(s) to {len(targets) - len(problems)} of {len(targets)} "
+                   "target(s)", err=True)
+        for p in problems:
+            click.echo(f"  {p}", err=True)
+
+
+def _notify_targets(state: Any) -> list[str]:
+    from flywheel.errors import UserError
+    from flywheel.monitor.alerts import check_rules
+
+    config = state.project.config.monitor
+    if not config.notify:
+        raise UserError("--notify: no notify targets in flywheel.yaml",
+                        hint="add monitor.notify, e.g. notify: [log, https://hooks.example.com/flywheel]")
+    check_rules([], config.notify, state.project.where)
+    return list(config.notify)
 
 
 def _print_drift(report: dict[str, Any]) -> None:

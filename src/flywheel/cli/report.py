@@ -38,7 +38,7 @@ def daily(state: Any, day: str | None, as_html: bool, out: str | None, as_json: 
     except ValueError:
         raise UserError(f"cannot read --date {day!r}", hint="write the day as YYYY-MM-DD") from None
     with Runtime(project, tracing=False) as rt:
-        data = build(rt.store, config.alerts, day=date)
+        data = build(rt.store, config.alerts, day=date, embedder=rt.embedder)
     if as_json:
         emit_json(data)
         return

@@ -167,22 +167,27 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
             rows = [r for r in rows if r[0] not in queued and r[1] not in queued]  # taken meanwhile
             if not rows:
                 raise UserError("every sampled trace was queued by someone else meanwhile", hint="sample again")
-            queue.name = name or _free_name(conn, qt, f"{strategy}-{time.strftime('%Y-%m-%d', time.gmtime(now))}")
+            queue.name = name or _free_name(conn, qt, f"{strategy}-{time.strftime('%Y-%m-%d', time.gmtime(now))}",
+                                            tenant)
             queue.n_items = len(rows)
+            taken = UserError(f"a queue named {queue.name!r} already exists",
+                              hint="choose another --name, or omit it for a dated one")
+            if name and _free_name(conn, qt, name, tenant) != name:  # names are per tenant; NULL never clashes in SQL
+                raise taken
             try:
                 conn.execute(qt.insert().values(
                     **queue.model_dump(), params={"n": n, "strategy": strategy, "seed": seed}))
             except IntegrityError:
-                raise UserError(f"a queue named {queue.name!r} already exists",
-                                hint="choose another --name, or omit it for a dated one") from None
+                raise taken from None
             conn.execute(it.insert(), [
                 {"id": secrets.token_hex(6), "queue_id": queue.id, "position": i, "kind": kind, "trace_id": a,
                  "trace_id_b": b, "stratum": s, "created_at": now} for i, (a, b, s) in enumerate(rows)])
     return queue
 
 
-def _free_name(conn: Any, qt: Any, base: str) -> str:
-    taken = set(conn.scalars(select(qt.c.name).where(qt.c.name.like(f"{base}%"))))
+def _free_name(conn: Any, qt: Any, base: str, tenant: str | None) -> str:
+    mine = qt.c.tenant.is_(None) if tenant is None else qt.c.tenant == tenant
+    taken = set(conn.scalars(select(qt.c.name).where(qt.c.name.like(f"{base}%"), mine)))
     name, i = base, 2
     while name in taken:
         name, i = f"{base}-{i}", i + 1
@@ -254,13 +259,17 @@ def _queue_from(row: Any) -> Queue:
 
 
 def get_queue(store: Store, name_or_id: str | Queue, *, tenant: str | None = None) -> Queue:
-    """The queue named (or with the id) `name_or_id`, among the tenant's when `tenant` is given."""
+    """The queue named (or with the id) `name_or_id`, among the tenant's when `tenant` is given. Names are unique
+    per tenant: without `tenant`, a name two tenants use is ambiguous (UserError; pass the id)."""
     if isinstance(name_or_id, Queue):
         return name_or_id
     qt = store.table("review_queues")
     with store.connect() as conn:
         rows = conn.execute(select(qt).where((qt.c.name == name_or_id) | (qt.c.id == name_or_id))).mappings().all()
-        rows = [r for r in rows if tenant is None or r["tenant"] == tenant]
+        rows = sorted((r for r in rows if tenant is None or r["tenant"] == tenant), key=lambda r: r["id"] != name_or_id)
+        if len(rows) > 1 and rows[0]["id"] != name_or_id:
+            raise UserError(f"{len(rows)} tenants have a review queue named {name_or_id!r}",
+                            hint="give the tenant, or the queue id: " + ", ".join(f"{r['id']} ({r['tenant']})" for r in rows))
         if rows:
             return _queue_from(rows[0])
         q = select(qt.c.name)
@@ -337,6 +346,39 @@ def get_item(store: Store, item_id: str, annotator: str | None = None) -> Item:
     if row is None:
         raise NotFoundError(f"no review item {item_id!r}", hint="item ids come from `flywheel review sample --json`")
     return _items(store, [row], annotator)[0]
+
+
+def add_items(store: Store, queue: str | Queue, trace_ids: Iterable[str], *, tenant: str | None = None
+              ) -> dict[str, list[str]]:
+    """Append traces to a binary queue (of `tenant` when given): {"added": [...], "skipped": [...]} — a trace
+    already in any review queue is skipped, not an error. Unknown traces, or another tenant's, raise UserError
+    and add nothing."""
+    queue = get_queue(store, queue, tenant=tenant)
+    if queue.kind != "binary":
+        raise UserError(f"queue {queue.name!r} is pairwise; traces are added to binary queues")
+    ids = list(dict.fromkeys(str(t).strip().lower() for t in trace_ids if str(t).strip()))
+    if not ids:
+        raise UserError("no trace id to add", hint="list traces with `flywheel traces`")
+    with store.connect() as conn:
+        missing = [t for t in ids if t not in _known(store, conn, ids, queue.tenant)]
+    if missing:
+        raise UserError(f"unknown trace id(s): {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""),
+                        hint="list traces with `flywheel traces` (of the queue's tenant)")
+    qt, it = store.table("review_queues"), store.table("review_items")
+    now = time.time()
+    with _serialized(store, queue.id) as conn:
+        if store.dialect == "postgresql":  # the same lock as create_queue: a trace is never queued twice
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CREATE_LOCK})
+        queued = _queued(conn, it, ids)
+        added = [t for t in ids if t not in queued]
+        start = conn.scalar(select(func.coalesce(func.max(it.c.position), -1)).where(it.c.queue_id == queue.id)) + 1
+        if added:
+            conn.execute(it.insert(), [
+                {"id": secrets.token_hex(6), "queue_id": queue.id, "position": start + i, "kind": "binary",
+                 "trace_id": t, "trace_id_b": None, "stratum": "explicit", "created_at": now}
+                for i, t in enumerate(added)])
+            conn.execute(update(qt).where(qt.c.id == queue.id).values(n_items=qt.c.n_items + len(added)))
+    return {"added": added, "skipped": [t for t in ids if t in queued]}
 
 
 def _annotator(name: Any) -> str:

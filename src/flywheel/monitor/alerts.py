@@ -55,6 +55,8 @@ class Alert:
     @property
     def message(self) -> str:
         group = ", ".join(f"{k}={v}" for k, v in self.group.items()) or "all traffic"
+        if self.details.get("message"):  # a drift alert says what moved in its own words
+            return f"{self.rule}: {self.details['message']}, {self.bound} [{group}]"
         base = f" (baseline {self.baseline:.4g})" if self.baseline is not None else ""
         return f"{self.rule}: {self.metric} = {self.value:.4g}{base}, {self.bound} [{group}]"
 
@@ -194,6 +196,18 @@ def fire(store: Store, rules: Sequence[AlertRule], targets: Sequence[str], *, no
     notify(new, targets)
     return new
 
+
+
+def drift_alerts(report: dict[str, Any]) -> list[Alert]:
+    """The alerts of a drift report (`flywheel.monitor.drift.drift_report`) as Alerts, for `notify` — so drift
+    reaches the same `monitor.notify` targets, in the same JSON, as the monitor's alerts."""
+    threshold = report.get("reference", {}).get("threshold")
+    bound = f"p below {threshold:.2g}" if isinstance(threshold, float) else "p below the threshold"
+    group = {"app": report["app"]} if report.get("app") else {}
+    return [Alert(rule="drift", metric=str(a["kind"]), value=float(a["p_value"]), bound=bound,
+                  window_start=float(a["start"] if a.get("start") is not None else report["since"]),
+                  window_end=float(a["end"] if a.get("end") is not None else report["until"]), group=dict(group),
+                  details={"message": a["message"]}) for a in report.get("alerts", [])]
 
 
 def notify(alerts: Sequence[Alert], targets: Sequence[str]) -> list[str]:

@@ -333,7 +333,9 @@ def _compare(reference: TraceRows, windows: Sequence[Window], *, alpha: float, s
             out.append(entry)
             continue
         tests = len(w.rows) >= MIN_TRACES and bool(kernels)
-        zs = {s: project(w.rows, s) for s in sides}
+        # untested windows are never projected: the projection is sized from the reference's columns, and an
+        # empty reference has no embedding columns (a window with vectors then has more)
+        zs = {s: project(w.rows, s) for s in sides} if tests else {}
         for side in ("input", "output"):
             if side not in sides or not tests:
                 entry[f"{side}_drift"] = None
@@ -506,7 +508,11 @@ def drift_report(store: Store, embedder: Embedder | None, *, project: Project | 
     store_vectors(store, embedder, since=since, until=until, app=app)
     cur = load_rows(store, name, since=since, until=until, app=app)
     windows = split_windows(cur, kind, size, since, until)
-    if len(ref_rows) < MIN_TRACES:
+    if len(ref_rows) == 0:
+        info["warning"] = ("the reference is empty: no traces to compare against"
+                           + (f" in {ref.get('suite')}" if ref["kind"] == "eval" else " in that window")
+                           + "; choose another --reference")
+    elif len(ref_rows) < MIN_TRACES:
         info["warning"] = (f"the reference holds {len(ref_rows)} traces; at least {MIN_TRACES} are needed to "
                            "test drift")
     out, alerts, summary = compare(ref_rows, windows, alpha=alpha, seed=seed, permutations=permutations)

@@ -1,17 +1,19 @@
 """The daily report (`flywheel report daily`): one day's monitors, the alerts that fired, the online evaluators'
-backlog, the review queues' state and the day's notable traces (errors, negative feedback, the slowest), as a
-dict (JSON), terminal text or a self-contained HTML page."""
+backlog, the review queues' state, drift (the day against the 7 days before it) and the day's notable traces
+(errors, negative feedback, the slowest), as a dict (JSON), terminal text or a self-contained HTML page."""
 
 from __future__ import annotations
 
 import datetime as dt
 import html
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, select
 
 from flywheel.config import AlertRule
+from flywheel.errors import UserError
 from flywheel.monitor.alerts import evaluate
 from flywheel.monitor.online import pending_counts
 from flywheel.monitor.windows import WORKER_TRACE, compute
@@ -19,7 +21,9 @@ from flywheel.store import Store
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
 
+log = logging.getLogger(__name__)
 NOTABLE = 10  # traces listed per kind
+DRIFT_REFERENCE = "window:7d"  # the 7 days before the reported day
 DAY = 86400.0
 _KEYS = ("trace_id", "started_at", "app", "model", "tenant", "latency_ms", "status", "error", "input_preview",
          "output_preview")
@@ -35,7 +39,8 @@ def day_bounds(day: dt.date | None = None, *, now: float | None = None) -> tuple
 
 
 def daily(store: Store, rules: Sequence[AlertRule] = (), *, day: dt.date | None = None,
-          now: float | None = None) -> dict[str, Any]:
+          now: float | None = None, embedder: Any = None, drift: bool = True) -> dict[str, Any]:
+    """The report of `day` (default yesterday); `embedder` for the drift section (None: words only)."""
     start, end = day_bounds(day, now=now)
     windows = compute(store, window=DAY, since=start, until=end, group_by=("app",))
     alerts, _ = evaluate(store, rules, since=start, until=end) if rules else ([], {})
@@ -47,6 +52,7 @@ def daily(store: Store, rules: Sequence[AlertRule] = (), *, day: dt.date | None 
         "alerts": [a.to_json() for a in alerts],
         "online_evaluators": pending_counts(store),
         "review_queues": _queues(store),
+        "drift": drift_section(store, embedder, start, end) if drift else None,
         "notable": _notable(store, start, end),
     }
 
@@ -55,6 +61,44 @@ def _queues(store: Store) -> list[dict[str, Any]]:
     from flywheel.feedback import queues
 
     return [queues.progress(store, q) for q in queues.list_queues(store)]
+
+
+def drift_section(store: Store, embedder: Any, start: float, end: float) -> dict[str, Any]:
+    """The day against the 7 days before it: {"ran", "note", "embedder", "reference_n", "n", "input_drifted",
+    "output_drifted", "new_topics": [{label, keywords, n}], "alerts"}. Never raises: when drift cannot run
+    (an empty reference, an embedder that fails) `ran` is False and `note` says why."""
+    from flywheel.monitor.drift import drift_report
+
+    out: dict[str, Any] = {"ran": False, "note": None, "embedder": None if embedder is None else "set",
+                           "reference_n": 0, "n": 0, "input_drifted": None, "output_drifted": None,
+                           "new_topics": [], "alerts": []}
+    try:
+        doc = drift_report(store, embedder, reference=DRIFT_REFERENCE, since=start, until=end, window="1d")
+    except UserError as exc:
+        out["note"] = f"drift could not run: {exc.message}"
+        return out
+    except Exception as exc:  # an embedder that is down must not cost the rest of the report
+        log.warning("daily report: drift failed", exc_info=True)
+        out["note"] = f"drift could not run: {type(exc).__name__}: {exc}"
+        return out
+    ref = doc["reference"]
+    windows = [w for w in doc["windows"] if w["n"]]
+    out.update(embedder=ref.get("embedder"), reference_n=ref.get("n", 0), n=sum(w["n"] for w in doc["windows"]))
+    tested = [w for w in windows if w.get("input_drift") is not None]
+    if ref.get("warning") or not tested:
+        out["note"] = ref.get("warning") or ("no traces this day" if not windows else
+                                             "too few traces this day to test drift")
+        return out
+    out["ran"] = True
+    for side in ("input", "output"):
+        results = [w[f"{side}_drift"] for w in tested if w.get(f"{side}_drift") is not None]
+        out[f"{side}_drifted"] = any(r["drifted"] for r in results) if results else None
+    out["new_topics"] = [{"label": c["label"], "keywords": c["keywords"][:8], "n": c["n"]}
+                         for w in tested for c in w.get("new_clusters", [])]
+    out["alerts"] = [a["message"] for a in doc["alerts"]]
+    if ref.get("embedder") in (None, "none"):
+        out["note"] = "no embedder configured: compared on words only (set retrieval.embedder)"
+    return out
 
 
 def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
@@ -102,12 +146,28 @@ def render_text(report: dict[str, Any]) -> str:
             for k, v in sorted(report["online_evaluators"].items())))
     for q in report["review_queues"]:
         out.append(f"review queue {q['queue']}: {q['complete']}/{q['items']} items complete, {q['labels']} labels")
+    out += _drift_lines(report.get("drift"))
     for kind, rows in report["notable"].items():
         if rows:
             out.append(f"{kind.replace('_', ' ')}:")
             out += [f"  {r['trace_id'][:8]}  {_num(r['latency_ms'])} ms  {(r['input_preview'] or '')[:70]}"
                     for r in rows]
     return "\n".join(out)
+
+
+def _drift_lines(d: dict[str, Any] | None) -> list[str]:
+    if d is None:
+        return []
+    if not d["ran"]:
+        return [f"drift vs the previous 7 days: not tested ({d['note']})"]
+    yes = {True: "yes", False: "no", None: "-"}
+    head = (f"drift vs the previous 7 days ({d['n']} traces vs {d['reference_n']}): input drifted "
+            f"{yes[d['input_drifted']]} · output drifted {yes[d['output_drifted']]}")
+    out = [head]
+    if d["note"]:
+        out.append(f"  note: {d['note']}")
+    out += [f"  new topic: {t['label']} ({t['n']} traces; {', '.join(t['keywords'])})" for t in d["new_topics"]]
+    return out
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -131,6 +191,10 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<h2>Review queues</h2><ul>" + "".join(
             f"<li>{e(q['queue'])}: {q['complete']}/{q['items']} complete, {q['labels']} labels</li>"
             for q in report["review_queues"]) + "</ul>")
+    if report.get("drift") is not None:
+        lines = _drift_lines(report["drift"])
+        parts.append(f"<h2>Drift</h2><p id='drift'>{e(lines[0])}</p><ul>"
+                     + "".join(f"<li>{e(x.strip())}</li>" for x in lines[1:]) + "</ul>")
     for kind, rows in report["notable"].items():
         if rows:
             parts.append(f"<h2>{e(kind.replace('_', ' ').capitalize())}</h2><table><tr><th>trace</th><th>app</th>"

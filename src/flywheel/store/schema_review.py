@@ -1,6 +1,7 @@
-"""Tables of the review domain (flywheel.feedback.queues). Migration: migrations/versions/0007_review.py.
+"""Tables of the review domain (flywheel.feedback.queues). Migrations: migrations/versions/0007_review.py,
+0008_review_tenant_names.py.
 
-- review_queues: one row per annotation queue: binary (pass / fail) or pairwise (a / b / tie), the overlap K
+- review_queues: one row per annotation queue (its name unique per tenant): binary (pass / fail) or pairwise (a / b / tie), the overlap K
   (distinct annotators each item needs), and how it was sampled (strategy, seed, window, app) so it can be rebuilt.
 - review_items: the queue's tasks in order; a binary item is one trace, a pairwise item two traces that answered
   the same input (`trace_id` is A, `trace_id_b` is B before the per-annotator shuffle). `stratum` is the sampling
@@ -34,7 +35,7 @@ review_queues = Table(
     Column("params", JSONDoc),
     Column("n_items", Integer, nullable=False, server_default="0"),
     Column("created_at", Float, nullable=False),
-    UniqueConstraint("name", name="uq_review_queues_name"),
+    UniqueConstraint("tenant", "name", name="uq_review_queues_tenant_name"),
 )
 
 review_items = Table(

@@ -1,6 +1,8 @@
 """/ui/review (queues with per-annotator progress, the new-queue form; .json/.csv twins), /ui/review/new?trace=ID,
 /ui/review/{queue}?annotator=NAME (the labelling page: one key per verdict, next item over HTMX; .json twin) and
-/ui/review/{queue}/agreement (κ / α with intervals, disagreements, judge vs. people; .json twin).
+/ui/review/{queue}/agreement (κ / α with intervals, disagreements, judge vs. people; .json twin), and the trace
+page's actions: /ui/traces/{id}/actions (the forms, over HTMX), POST …/review (add to one of the tenant's binary
+queues) and POST …/eval (append the trace as a case to a suite file under evals/, the `flywheel promote` code).
 
 The overlap and the blind A / B order are the queue API's (flywheel.feedback.queues): this page only shows what
 `next_item` hands this annotator, and "done" when it hands nothing."""
@@ -328,3 +330,108 @@ def agreement_page(request: Request, queue_ref: str) -> Response:
                        report={k: v for k, v in report.items() if k != "disagreements"}, judge=judge)
     return _page(request, "review_agreement.html", queue=queue, report=report, judge=judge,
                  progress=queues.progress(store, queue), generated=time.time())
+
+
+# ------------------------------------------------------------------------------------------- trace page actions
+ACTION_TEXT = {
+    "en": {"add_to_queue": "Add to review queue", "queue": "Queue", "add": "Add", "new_queue": "or a new queue",
+           "add_to_suite": "Add to eval suite", "suite": "Suite file", "new_suite": "or a new file in evals/",
+           "no_queue": "No binary queue of yours yet.", "added": "Added to {q}.",
+           "skipped": "Already in a review queue: not added.", "written": "Case {c} written to {p}.",
+           "in_suite": "Already in {p} (or a near-duplicate): nothing written."},
+    "zh": {"add_to_queue": "加入审核队列", "queue": "队列", "add": "加入", "new_queue": "或新建队列",
+           "add_to_suite": "加入评测集", "suite": "评测集文件", "new_suite": "或 evals/ 下的新文件",
+           "no_queue": "还没有你的二元队列。", "added": "已加入 {q}。", "skipped": "已在某个审核队列中：未加入。",
+           "written": "用例 {c} 已写入 {p}。", "in_suite": "{p} 中已有（或近似重复）：未写入。"},
+}
+
+
+def _visible_trace(request: Request, viewer: Viewer, trace: str) -> str | None:
+    t = _store(request).table("traces")
+    with _store(request).connect() as conn:
+        found = conn.execute(select(t.c.trace_id, t.c.tenant).where(t.c.trace_id == trace.strip().lower())).first()
+    return found[0] if found is not None and tenant_may_see(viewer, found[1]) else None
+
+
+def _actions(request: Request, viewer: Viewer, trace: str, message: str | None = None, error: str | None = None
+             ) -> Response:
+    from flywheel.web.trace_view import suite_files
+
+    nonce = request.cookies.get("fw_csrf") or ""
+    binary = [q for q in queues.list_queues(_store(request), tenant=_tenant(viewer)) if q.kind == "binary"]
+    return fragment(request, "trace_actions.html", trace_id=trace, queues=binary, message=message, error=error,
+                    suites=suite_files(request.app.state.flywheel.project.root),
+                    csrf=csrf_token(request, nonce) if nonce else "",
+                    ax=ACTION_TEXT.get(language(request), ACTION_TEXT["en"]))
+
+
+@router.get("/ui/traces/{trace}/actions", include_in_schema=False)
+def trace_actions(request: Request, trace: str) -> Response:
+    """The trace page's "add to review queue" and "add to eval suite" forms (loaded over HTMX)."""
+    viewer = gate(request, "fragment")
+    if not isinstance(viewer, Viewer):
+        return viewer
+    found = _visible_trace(request, viewer, trace)
+    if found is None:
+        return not_found(request, f"no trace with id '{trace}'", "fragment")
+    return _actions(request, viewer, found)
+
+
+async def _trace_post(request: Request, trace: str) -> tuple[Viewer, str, dict[str, str]] | Response:
+    viewer = gate(request, "fragment")
+    if not isinstance(viewer, Viewer):
+        return viewer
+    form = await form_of(request)
+    if not csrf_ok(request, form):
+        return _bad_csrf(request)
+    found = _visible_trace(request, viewer, trace)
+    if found is None:
+        return not_found(request, f"no trace with id '{trace}'", "fragment")
+    return viewer, found, form
+
+
+def _done(request: Request, viewer: Viewer, trace: str, message: str | None, error: str | None) -> Response:
+    if request.headers.get("hx-request") != "true":  # a plain form post (no JavaScript): back to the trace
+        if error:
+            return render(request, "error.html", status=400, title="400", message=error)
+        return RedirectResponse(f"/ui/traces/{trace}", status_code=303)
+    return _actions(request, viewer, trace, message, error)  # 200: HTMX swaps no 4xx answer in
+
+
+@router.post("/ui/traces/{trace}/review", include_in_schema=False)
+async def add_trace_to_queue(request: Request, trace: str) -> Response:
+    got = await _trace_post(request, trace)
+    if isinstance(got, Response):
+        return got
+    viewer, trace, form = got
+    ax = ACTION_TEXT.get(language(request), ACTION_TEXT["en"])
+    try:
+        queue = queues.get_queue(_store(request), form.get("queue", ""), tenant=_tenant(viewer))
+        result = queues.add_items(_store(request), queue, [trace], tenant=_tenant(viewer))
+    except UserError as exc:
+        return _done(request, viewer, trace, None, exc.message)
+    return _done(request, viewer, trace, ax["added"].format(q=queue.name) if result["added"] else ax["skipped"], None)
+
+
+@router.post("/ui/traces/{trace}/eval", include_in_schema=False)
+async def add_trace_to_suite(request: Request, trace: str) -> Response:
+    """Append the trace as a case to a suite file under evals/ (the `flywheel promote --traces` code)."""
+    got = await _trace_post(request, trace)
+    if isinstance(got, Response):
+        return got
+    viewer, trace, form = got
+    from flywheel.evals import promote_sources
+    from flywheel.evals.promote import write_suite
+    from flywheel.web.trace_view import SUITE_DIR, suite_path
+
+    project = request.app.state.flywheel.project
+    ax = ACTION_TEXT.get(language(request), ACTION_TEXT["en"])
+    try:
+        path = suite_path(project.root, form.get("new_suite", "").strip() or form.get("suite", ""))
+        result = write_suite(project, path, promote_sources.from_traces(_store(request), [trace]))
+    except UserError as exc:
+        return _done(request, viewer, trace, None, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+    shown = f"{SUITE_DIR}/{path.relative_to((project.root / SUITE_DIR).resolve())}"
+    message = ax["written"].format(c=", ".join(result.written), p=shown) if result.written else \
+        ax["in_suite"].format(p=shown)
+    return _done(request, viewer, trace, message, None)

@@ -1,9 +1,16 @@
 """What the trace page pulls out of a trace's spans: the final prompt as sent, the retrieved sources with their
-scores, and the guard actions."""
+scores, and the guard actions; and the eval suite files the "add to eval suite" action may write."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
+
+from flywheel.errors import UserError
+
+SUITE_DIR = "evals"
+_SUITE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}$")
 
 
 def final_prompt(spans: list[dict[str, Any]], bodies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -54,3 +61,27 @@ def guard_actions(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"span_id": span["span_id"], "check": attrs.get("flywheel.guard.check") or span["name"],
                         "action": attrs.get("flywheel.guard.action", "?"), "error": span.get("error")})
     return out
+
+
+def suite_files(root: Path) -> list[str]:
+    """The suite files under the project's evals/ folder, relative to it (e.g. `regressions.yaml`)."""
+    base = root / SUITE_DIR
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.suffix in (".yaml", ".yml")
+                  and p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts))
+
+
+def suite_path(root: Path, name: str) -> Path:
+    """evals/<name> (`.yaml` added when it has no suffix); UserError when the name would leave evals/."""
+    name = name.strip().removeprefix(f"{SUITE_DIR}/")
+    if not _SUITE_NAME.match(name) or ".." in name.split("/") or name.startswith("/"):
+        raise UserError(f"invalid suite file name {name!r}",
+                        hint="letters, digits and _.-/ inside evals/, e.g. regressions.yaml")
+    if Path(name).suffix not in (".yaml", ".yml"):
+        name += ".yaml"
+    base = (root / SUITE_DIR).resolve()
+    path = (base / name).resolve()
+    if base not in path.parents:
+        raise UserError(f"suite file {name!r} is outside {SUITE_DIR}/", hint="choose a name inside evals/")
+    return path
