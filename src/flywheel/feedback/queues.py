@@ -33,9 +33,9 @@ from sqlalchemy.exc import IntegrityError
 from flywheel.errors import UserError
 from flywheel.feedback.content import trace_contents
 from flywheel.feedback.events import validate
+from flywheel.feedback.queue_checks import already_queued, checked_ids, checked_pairs, free_name, known
 from flywheel.feedback.sampling import STRATEGIES, empty_window_message, sample_pairs, sample_strata
 from flywheel.text.secrets import scrub_secrets
-from flywheel.tracing import tracer
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -142,10 +142,10 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
         if pairs is not None or kind == "pairwise":
             if kind != "pairwise" or trace_ids is not None:
                 raise UserError("a pairwise queue is built from `pairs` (or sampled), a binary one from `trace_ids`")
-            rows = _checked_pairs(store, conn, pairs, tenant) if pairs is not None else \
+            rows = checked_pairs(store, conn, pairs, tenant) if pairs is not None else \
                 sample_pairs(store, n=n, app=app, tenant=tenant, since=since, until=until, seed=seed)
         elif trace_ids is not None:
-            rows = [(tid, None, "explicit") for tid in _checked_ids(store, conn, trace_ids, tenant)]
+            rows = [(tid, None, "explicit") for tid in checked_ids(store, conn, trace_ids, tenant)]
         else:
             rows = [(tid, None, s) for tid, s in sample_strata(store, n=n, strategy=strategy, app=app, tenant=tenant,
                                                                since=since, until=until, seed=seed)]
@@ -163,16 +163,16 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
         with conn.begin():
             if store.dialect == "postgresql":  # one queue builder at a time: a trace is never queued twice
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CREATE_LOCK})
-            queued = _queued(conn, it, [r[0] for r in rows] + [r[1] for r in rows if r[1]])
+            queued = already_queued(conn, it, [r[0] for r in rows] + [r[1] for r in rows if r[1]])
             rows = [r for r in rows if r[0] not in queued and r[1] not in queued]  # taken meanwhile
             if not rows:
                 raise UserError("every sampled trace was queued by someone else meanwhile", hint="sample again")
-            queue.name = name or _free_name(conn, qt, f"{strategy}-{time.strftime('%Y-%m-%d', time.gmtime(now))}",
+            queue.name = name or free_name(conn, qt, f"{strategy}-{time.strftime('%Y-%m-%d', time.gmtime(now))}",
                                             tenant)
             queue.n_items = len(rows)
             taken = UserError(f"a queue named {queue.name!r} already exists",
                               hint="choose another --name, or omit it for a dated one")
-            if name and _free_name(conn, qt, name, tenant) != name:  # names are per tenant; NULL never clashes in SQL
+            if name and free_name(conn, qt, name, tenant) != name:  # names are per tenant; NULL never clashes in SQL
                 raise taken
             try:
                 conn.execute(qt.insert().values(
@@ -183,75 +183,6 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
                 {"id": secrets.token_hex(6), "queue_id": queue.id, "position": i, "kind": kind, "trace_id": a,
                  "trace_id_b": b, "stratum": s, "created_at": now} for i, (a, b, s) in enumerate(rows)])
     return queue
-
-
-def _free_name(conn: Any, qt: Any, base: str, tenant: str | None) -> str:
-    mine = qt.c.tenant.is_(None) if tenant is None else qt.c.tenant == tenant
-    taken = set(conn.scalars(select(qt.c.name).where(qt.c.name.like(f"{base}%"), mine)))
-    name, i = base, 2
-    while name in taken:
-        name, i = f"{base}-{i}", i + 1
-    return name
-
-
-def _queued(conn: Any, it: Any, ids: list[str]) -> set[str]:
-    out: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        out.update(conn.scalars(select(it.c.trace_id).where(it.c.trace_id.in_(chunk))))
-        out.update(conn.scalars(select(it.c.trace_id_b).where(it.c.trace_id_b.in_(chunk))))
-    return out
-
-
-def _known(store: Store, conn: Any, ids: list[str], tenant: str | None) -> set[str]:
-    t = store.table("traces")
-    out: set[str] = set()
-    for attempt in range(2):
-        for i in range(0, len(ids), 500):
-            q = select(t.c.trace_id).where(t.c.trace_id.in_(ids[i:i + 500]))
-            if tenant is not None:
-                q = q.where(t.c.tenant == tenant)
-            out.update(conn.scalars(q))
-        if len(out) == len(set(ids)) or attempt:
-            return out
-        tracer.flush()  # traces of this process may still be in the writer's queue
-        conn.rollback()  # a fresh snapshot sees what the flush committed
-    return out
-
-
-def _checked_ids(store: Store, conn: Any, trace_ids: Iterable[str], tenant: str | None) -> list[str]:
-    ids = list(dict.fromkeys(str(t).strip().lower() for t in trace_ids))
-    missing = [t for t in ids if t not in _known(store, conn, ids, tenant)]
-    if missing:
-        raise UserError(f"unknown trace id(s): {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""),
-                        hint="list traces with `flywheel traces`")
-    queued = _queued(conn, store.table("review_items"), ids)
-    if queued:
-        raise UserError(f"trace(s) already in a review queue: {', '.join(sorted(queued)[:5])}",
-                        hint="a trace is reviewed once; leave these out")
-    return ids
-
-
-def _checked_pairs(store: Store, conn: Any, pairs: Iterable[tuple[str, str]], tenant: str | None
-                   ) -> list[tuple[str, str | None, str]]:
-    clean: list[tuple[str, str]] = []
-    for pair in pairs:
-        a, b = (str(x).strip().lower() for x in pair)
-        if a == b:
-            raise UserError(f"a pair compares two different traces (got {a} twice)")
-        if (a, b) not in clean and (b, a) not in clean:
-            clean.append((a, b))
-    flat = [x for p in clean for x in p]
-    missing = sorted(set(flat) - _known(store, conn, flat, tenant))
-    if missing:
-        raise UserError(f"unknown trace id(s): {', '.join(missing[:5])}", hint="list traces with `flywheel traces`")
-    it = store.table("review_items")
-    for a, b in clean:
-        same = select(func.count()).select_from(it).where(
-            ((it.c.trace_id == a) & (it.c.trace_id_b == b)) | ((it.c.trace_id == b) & (it.c.trace_id_b == a)))
-        if conn.scalar(same):
-            raise UserError(f"the pair {a} / {b} is already in a review queue")
-    return [(a, b, "explicit") for a, b in clean]
 
 
 def _queue_from(row: Any) -> Queue:
@@ -360,7 +291,7 @@ def add_items(store: Store, queue: str | Queue, trace_ids: Iterable[str], *, ten
     if not ids:
         raise UserError("no trace id to add", hint="list traces with `flywheel traces`")
     with store.connect() as conn:
-        missing = [t for t in ids if t not in _known(store, conn, ids, queue.tenant)]
+        missing = [t for t in ids if t not in known(store, conn, ids, queue.tenant)]
     if missing:
         raise UserError(f"unknown trace id(s): {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""),
                         hint="list traces with `flywheel traces` (of the queue's tenant)")
@@ -369,7 +300,7 @@ def add_items(store: Store, queue: str | Queue, trace_ids: Iterable[str], *, ten
     with _serialized(store, queue.id) as conn:
         if store.dialect == "postgresql":  # the same lock as create_queue: a trace is never queued twice
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CREATE_LOCK})
-        queued = _queued(conn, it, ids)
+        queued = already_queued(conn, it, ids)
         added = [t for t in ids if t not in queued]
         start = conn.scalar(select(func.coalesce(func.max(it.c.position), -1)).where(it.c.queue_id == queue.id)) + 1
         if added:
