@@ -15,7 +15,8 @@ from drift_support import DAY, START, traffic, write_project, write_suite
 import flywheel.cli.drift  # noqa: F401 - registers `drift` and `skew` until the CLI lists them
 from flywheel.bench.drift import write_traces
 from flywheel.cli import main
-from flywheel.monitor.drift import Window, chi2_sf, compare, gamma_sf, pearson3_sf, roc_auc
+from flywheel.monitor.drift import Window, compare
+from flywheel.monitor.drift_stats import chi2_sf, gamma_sf, pearson3_sf, roc_auc
 from flywheel.monitor.vectors import load_rows, rows_from_texts, store_vectors
 from flywheel.store import Store
 from flywheel.store.db import schema_diff

@@ -25,7 +25,8 @@ import numpy as np
 from flywheel.config import Project
 from flywheel.errors import UserError
 from flywheel.monitor.clusters import TopicModel, distances
-from flywheel.monitor.drift import length_buckets, length_edges, psi_test, suite_rows
+from flywheel.monitor.drift import length_buckets, length_edges, suite_rows
+from flywheel.monitor.drift_stats import psi_test
 from flywheel.monitor.vectors import (
     Lexicon,
     TraceRows,
