@@ -95,12 +95,14 @@ def choose(query_lang: str | None, cookie: str | None, accept_language: str | No
 
 
 class Translator:
-    """`t("key")` in templates; a missing key shows the key itself (never an error page)."""
+    """`t("key")` in templates; a missing key shows the key itself (never an error page). A page group may add
+    its own strings (`extra`: {"en": {…}, "zh": {…}}), looked up before the shared ones."""
 
-    def __init__(self, lang: str):
+    def __init__(self, lang: str, extra: dict[str, dict[str, str]] | None = None):
         self.lang = lang if lang in LANGS else "en"
-        self.table = TEXT[self.lang]
+        extra = extra or {}
+        self.tables = [extra.get(self.lang) or {}, extra.get("en") or {}, TEXT[self.lang], EN]
 
     def __call__(self, key: str, **values: Any) -> str:
-        text = self.table.get(key) or EN.get(key) or key
+        text = next((t[key] for t in self.tables if t.get(key)), key)
         return text.format(**values) if values else text

@@ -3,8 +3,6 @@ own (flywheel.web.i18n): templates call `tx("key")`, which looks here first and 
 
 from __future__ import annotations
 
-from typing import Any
-
 from flywheel.web import i18n
 
 EN: dict[str, str] = {
@@ -84,15 +82,6 @@ ZH: dict[str, str] = {
 TEXT = {"en": EN, "zh": ZH}
 
 
-class Text:
+def Text(lang: str) -> i18n.Translator:
     """`tx("key", **values)` in the metrics, monitors, prompts and playground templates."""
-
-    def __init__(self, lang: str):
-        self.table = TEXT.get(lang, EN)
-        self.shared = i18n.Translator(lang)
-
-    def __call__(self, key: str, **values: Any) -> str:
-        text = self.table.get(key) or EN.get(key)
-        if text is None:
-            return self.shared(key, **values)
-        return text.format(**values) if values else text
+    return i18n.Translator(lang, TEXT)
