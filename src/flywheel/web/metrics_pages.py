@@ -104,7 +104,7 @@ def summaries(store: Any, p: dict[str, Any]) -> list[WindowStats]:
     keys = [bucket.label("bucket"), *(c[g] for g in groups)]
     q = select(*keys, func.count().label("n"), func.sum(case((c.status == "error", 1), else_=0)).label("errors"),
                func.sum(c.cost_usd).label("cost"), func.sum(c.input_tokens + c.output_tokens).label("tokens")).where(
-        c.started_at >= p["since"], c.started_at < p["until"], product_traffic(c),
+        c.started_at >= p["since"], c.started_at < p["until"], product_traffic(traces_t),
         *(c[k] == v for k, v in p["where"].items())).group_by(*keys)
     with store.connect() as conn:
         rows = conn.execute(q).mappings().all()

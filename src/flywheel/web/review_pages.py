@@ -204,14 +204,23 @@ def queue_page(request: Request, queue_ref: str) -> Response:
     return response
 
 
-async def _posted(request: Request, queue_ref: str) -> tuple[Viewer, queues.Queue, str, dict[str, str]] | Response:
-    """The checks every labelling POST makes: viewer, CSRF, the queue (the viewer's tenant's), the annotator."""
+async def _form(request: Request) -> tuple[Viewer, dict[str, str]] | Response:
+    """The viewer and the posted form, or the response to send instead (not logged in, a bad CSRF token)."""
     viewer = gate(request, "fragment")
     if not isinstance(viewer, Viewer):
         return viewer
     form = await form_of(request)
     if not csrf_ok(request, form):
         return _bad_csrf(request)
+    return viewer, form
+
+
+async def _posted(request: Request, queue_ref: str) -> tuple[Viewer, queues.Queue, str, dict[str, str]] | Response:
+    """The checks every labelling POST makes: viewer, CSRF, the queue (the viewer's tenant's), the annotator."""
+    checked = await _form(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     queue = _queue(request, viewer, queue_ref)
     if queue is None:
         return not_found(request, f"no review queue '{queue_ref}'", "fragment")
@@ -378,12 +387,10 @@ def trace_actions(request: Request, trace: str) -> Response:
 
 
 async def _trace_post(request: Request, trace: str) -> tuple[Viewer, str, dict[str, str]] | Response:
-    viewer = gate(request, "fragment")
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return _bad_csrf(request)
+    checked = await _form(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     found = _visible_trace(request, viewer, trace)
     if found is None:
         return not_found(request, f"no trace with id '{trace}'", "fragment")
