@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from flywheel.errors import UserError
 from flywheel.registry import Registry
@@ -179,7 +179,7 @@ def build(name: str, arg: Any = None, where: str | None = None) -> Check:
     _load_builtin(base)
     cls = CHECKS.get(base, where=where)
     try:
-        check = cls(arg, where=where) if _takes_where(cls) else cls(arg)
+        check = cast(Any, cls)(arg, where=where) if _takes_where(cls) else cls(arg)
     except UserError:
         raise
     except (TypeError, ValueError) as exc:

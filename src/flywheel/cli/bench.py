@@ -6,7 +6,7 @@ import importlib
 
 from flywheel.cli import main
 
-BENCHMARKS = ["gateway", "retrieval", "evals", "guards", "cache", "answers", "serve", "review", "drift", "ui"]
+BENCHMARKS = ["gateway", "retrieval", "evals", "guards", "cache", "answers", "serve", "review", "drift", "ui", "scale"]
 
 
 @main.group()

@@ -47,31 +47,44 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
               help="Also index what symbolic links leading outside the ingested folders point to.")
 @click.option("--no-embed", is_flag=True,
               help="Only write chunks and the keyword index; leave the vectors to `flywheel embed` or `flywheel serve`.")
+@click.option("--shard", "shard_spec", default=None, metavar="I/N",
+              help="Only the files of partition I of N (by a hash of their path); run I = 0 … N-1 anywhere.")
+@click.option("--ray", "ray_address", default=None, metavar="HOST:PORT|auto",
+              help="Load, chunk and embed on this Ray cluster (pip install 'flywheel[ray]'); this process writes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tuple[str, ...], text_field: str,
-           max_file_mb: float, follow_links: bool, no_embed: bool, as_json: bool) -> None:
+           max_file_mb: float, follow_links: bool, no_embed: bool, shard_spec: str | None, ray_address: str | None,
+           as_json: bool) -> None:
     """Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora). Unchanged files are skipped;
     an interrupted run resumes where it stopped. Keyword search works as soon as the chunks are written; the
     vectors are computed after (skip with --no-embed)."""
     from flywheel.apps.runtime import Runtime
     from flywheel.retrieval.ingest import ingest as run_ingest
+    from flywheel.retrieval.ingest import parse_shard
     from flywheel.retrieval.loaders import LoadOptions
 
+    shard = parse_shard(shard_spec) if shard_spec is not None else None
     options = LoadOptions(max_bytes=int(max_file_mb * 1024 * 1024), text_field=text_field,
                           metadata=_parse_filters(meta) or {})
     project = state.project
     _check_folders(paths)
+    if ray_address is not None:  # before the store is opened: a cluster that doesn't answer changes nothing
+        from flywheel.retrieval.ray_ingest import connect
+
+        connect(ray_address)
     try:
         with Runtime(project) as rt:
             if as_json:
                 summary = run_ingest(paths, rt.store, project.config, tenant=tenant, sync=sync, options=options,
-                                     root=project.root, follow_links=follow_links, embed=not no_embed)
+                                     root=project.root, follow_links=follow_links, embed=not no_embed,
+                                     shard=shard, ray=ray_address)
                 emit_json(summary.to_dict())
             else:
                 summary = _with_progress(lambda progress: run_ingest(
                     paths, rt.store, project.config, tenant=tenant, sync=sync, progress=progress, options=options,
-                    root=project.root, follow_links=follow_links, embed=False))
+                    root=project.root, follow_links=follow_links, embed=bool(ray_address) and not no_embed,
+                    shard=shard, ray=ray_address))
                 if not no_embed and summary.embed_waiting:  # searchable by keyword now; vectors next
                     _embed_after_ingest(rt, tenant, summary)
     except KeyboardInterrupt:

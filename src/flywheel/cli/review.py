@@ -247,7 +247,7 @@ def _content(value: Any) -> str:
 @click.option("--kind", type=click.Choice(["binary", "pairwise"]), default="binary", show_default=True)
 @click.option("--since", help="Window start: 24h, 7d, 2026-06-01, an ISO date-time or Unix seconds.")
 @click.option("--until", help="Window end (same forms).")
-@click.option("--seed", type=int, help="Sampling seed (default: a random one, recorded on the queue).")
+@click.option("--seed", type=click.IntRange(0, 2**62), help="Sampling seed (default: a random one, recorded on the queue).")
 @click.option("--name", help="Queue name (default: <strategy>-<date>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the queue and its items as JSON.")
 @click.pass_obj

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 CHOICES = {"binary": ("pass", "fail"), "pairwise": ("a", "b", "tie")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+MAX_UNIX_S = 7_258_118_400  # the year 2200: later `since`/`until` are mistakes (and overflow SQL integers)
 MAX_TEXT, _CREATE_LOCK = 20_000, 0x7265766965  # reason / correction length; create_queue's pg advisory lock key
 
 
@@ -133,6 +134,12 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
         raise UserError(f"invalid queue name {name!r}", hint="letters, digits and _.:- (at most 200), e.g. daily-0612")
     if seed is None:
         seed = secrets.randbelow(2**31)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**62:
+        raise UserError(f"the sampling seed must be a whole number from 0 to 2**62 (got {seed!r})")
+    for label, when in (("since", since), ("until", until)):
+        if when is not None and not 0 <= when <= MAX_UNIX_S:
+            raise UserError(f"`{label}` is not a plausible time ({when!r} Unix seconds)",
+                            hint="give Unix seconds, e.g. 1767225600 for 2026-01-01")
     explicit = trace_ids is not None or pairs is not None
     if explicit:
         strategy = "explicit"

@@ -44,6 +44,29 @@ LINK_OUTSIDE = "symbolic link to outside the ingested folder (pass --follow-link
 # (files done, files total, current source, chunks so far): called once the files are found (0, n, "", 0), as
 # each file starts, and after every batch written, so a caller can show progress from the first second.
 Progress = Callable[[int, int, str, int], None]
+Shard = tuple[int, int]  # (i, n): this run handles the files whose source hashes to i modulo n
+
+
+def parse_shard(spec: str) -> Shard:
+    """`i/N` with 0 <= i < N, as given to `flywheel ingest --shard`."""
+    left, sep, right = spec.partition("/")
+    try:
+        i, n = int(left), int(right)
+    except ValueError:
+        i = n = -1
+    if not sep or n < 1 or not 0 <= i < n:
+        raise UserError(f"bad --shard {spec!r}: expected i/N with 0 <= i < N (e.g. 0/4)",
+                        hint="run one `flywheel ingest --shard i/N` per i in 0 … N-1, with the same N")
+    return i, n
+
+
+def in_shard(source: str, shard: Shard | None) -> bool:
+    """Files are partitioned by a hash of their source name (the path relative to the project), so every
+    machine computes the same partition without talking to the others."""
+    if shard is None:
+        return True
+    i, n = shard
+    return int.from_bytes(hashlib.sha256(source.encode("utf-8")).digest()[:8], "big") % n == i
 
 
 @dataclass
@@ -88,8 +111,9 @@ def source_name(path: Path, root: Path | None) -> str:
 class Ingestor:
     def __init__(self, index: Index, embedder: Embedder | None, config: RetrievalConfig,
                  options: LoadOptions | None = None, root: Path | None = None, follow_links: bool = False,
-                 embed: bool = True, embed_progress: EmbedProgress | None = None):
+                 embed: bool = True, embed_progress: EmbedProgress | None = None, shard: Shard | None = None):
         self.index = index
+        self.shard = shard
         self.embed = embed
         self.embed_progress = embed_progress
         self.follow_links = follow_links
@@ -121,6 +145,7 @@ class Ingestor:
             if not p.exists():
                 raise UserError(f"no such file or folder: {p}", hint="check the path passed to `flywheel ingest`")
         files = list(dict.fromkeys(f for p in roots for f in self._walk(p, summary)))
+        files = [f for f in files if in_shard(source_name(f, self.root), self.shard)]
         if progress:
             progress(0, len(files), "", 0)
         seen: set[str] = set()
@@ -204,9 +229,16 @@ class Ingestor:
 
     def _write(self, docs: list[Document], source: str, tenant: str, file_hash: str, size: int, n_docs: int, *,
                replace: bool, summary: IngestSummary, progress: Callable[..., Any]) -> None:
-        batches = list(self._batches(docs))
-        for b, batch in enumerate(batches or [[]]):
-            rows = self._prepare(batch, tenant, summary)
+        batches = [self._prepare(batch, tenant, summary) for batch in self._batches(docs)]
+        self.write_rows(batches, source, tenant, file_hash, size, n_docs, replace=replace, summary=summary,
+                        progress=progress)
+
+    def write_rows(self, batches: list[list[dict]], source: str, tenant: str, file_hash: str, size: int,
+                   n_docs: int, *, replace: bool, summary: IngestSummary, progress: Callable[..., Any],
+                   vectors: dict[str, Any] | None = None) -> None:
+        """Write a file's prepared chunk rows, one transaction per batch (`vectors`: embeddings computed
+        elsewhere, by embed_hash, written with the first batch)."""
+        for b, rows in enumerate(batches or [[]]):
             last = b == max(len(batches), 1) - 1
             with self.index.transaction() as conn:
                 if b == 0:
@@ -214,6 +246,8 @@ class Ingestor:
                         summary.chunks_removed += self.index.delete_source(conn, tenant, source)
                     self.index.set_file_state(conn, tenant, source, file_hash=file_hash, settings=self.settings,
                                               status="partial", size=size, docs=n_docs, chunks=0)
+                    if vectors and self.embedder is not None:
+                        self.index.put_embeddings(conn, self.model, vectors)
                 added = self.index.insert_chunks(conn, rows)  # ids already there (a concurrent run) are skipped
                 if last:
                     count = self.index.count_source(conn, tenant, source)
@@ -264,7 +298,7 @@ class Ingestor:
         prefixes = [source_name(p, self.root).rstrip("/") + "/" for p in roots if p.is_dir()]
         files = {source_name(p, self.root) for p in roots if p.is_file()}
         for source in self.index.sources(tenant):
-            if source in seen:
+            if source in seen or not in_shard(source, self.shard):  # another shard's file is its business
                 continue
             if any(source.startswith(pre) for pre in prefixes) or source in files:
                 with self.index.transaction() as conn:
@@ -275,22 +309,30 @@ class Ingestor:
 def ingest(paths: Sequence[str | Path], store: Any, config: Config | RetrievalConfig, tenant: str = "default",
            sync: bool = False, progress: Progress | None = None, *, embedder: Embedder | None | str = "config",
            options: LoadOptions | None = None, root: str | Path | None = None,
-           follow_links: bool = False, embed: bool = True, embed_progress: EmbedProgress | None = None
-           ) -> IngestSummary:
+           follow_links: bool = False, embed: bool = True, embed_progress: EmbedProgress | None = None,
+           shard: Shard | None = None, ray: str | None = None) -> IngestSummary:
     """Index files and folders into `store` for `tenant`. `config` is the project Config (its `retrieval`
     section and model aliases) or just a RetrievalConfig. `root`: sources are stored relative to it.
     `follow_links`: also index what symbolic links leading outside the ingested folders point to.
     `embed`: run the embed stage once the chunks are written (False: they stay keyword-searchable and wait for
-    `flywheel embed` or the server's embed worker; `summary.embed_waiting` says how many)."""
+    `flywheel embed` or the server's embed worker; `summary.embed_waiting` says how many).
+    `shard`: (i, n) handles only the files of partition i of n (see `in_shard`); the n runs together write
+    what one run writes (chunk ids are content hashes, so overlapping or repeated runs add nothing twice).
+    `ray`: the address of a Ray cluster (HOST:PORT or auto) to load, chunk and embed on (ray_ingest.py)."""
     rconfig = config.retrieval if isinstance(config, Config) else config
     models = config.models if isinstance(config, Config) else {}
     if embedder == "config":
         embedder = build_embedder(rconfig, models)
     ingestor = Ingestor(open_index(store, rconfig), cast("Embedder | None", embedder), rconfig, options,
                         Path(root) if root else None, follow_links=follow_links, embed=embed,
-                        embed_progress=embed_progress)
+                        embed_progress=embed_progress, shard=shard)
     with tracer.span("retrieval.ingest", kind="tool", inputs={"paths": [str(p) for p in paths], "tenant": tenant},
                      **{"flywheel.tenant": tenant}) as span:
-        summary = ingestor.run(paths, tenant, sync, progress)
+        if ray is not None:
+            from flywheel.retrieval.ray_ingest import ray_ingest
+
+            summary = ray_ingest(ingestor, paths, tenant, ray, sync, rconfig, models, options or LoadOptions())
+        else:
+            summary = ingestor.run(paths, tenant, sync, progress)
         span.set(outputs={k: v for k, v in summary.to_dict().items() if k not in ("skipped", "warnings")})
     return summary

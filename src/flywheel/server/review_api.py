@@ -29,6 +29,9 @@ from flywheel.server.errors import ApiError
 router = APIRouter()
 
 
+_YEAR_2200 = 7_258_118_400.0
+
+
 class SampleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -37,9 +40,9 @@ class SampleIn(BaseModel):
     strategy: str = "mixed"
     overlap: int | None = Field(default=None, ge=1, le=100)
     app: str | None = None
-    since: float | None = None
-    until: float | None = None
-    seed: int | None = None
+    since: float | None = Field(default=None, ge=0, le=_YEAR_2200)  # Unix seconds
+    until: float | None = Field(default=None, ge=0, le=_YEAR_2200)
+    seed: int | None = Field(default=None, ge=0, le=2**62)
     trace_ids: list[str] | None = None
     pairs: list[tuple[str, str]] | None = None
 

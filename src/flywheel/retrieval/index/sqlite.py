@@ -1,7 +1,7 @@
 """SQLite index: FTS5 bm25() over pre-segmented tokens, and exact cosine search with NumPy over float32
-vectors kept as BLOBs. The vectors of a (tenant, model) are held in memory as one contiguous matrix, reloaded
-when the tenant's write counter moves (so writes from another process are seen on the next search); a search
-is one BLAS matrix-vector product over it.
+vectors kept as BLOBs. The vectors of a (tenant, model) are held in memory (sqlite_vectors.py), brought up to
+date on each search when the tenant's write counter moved (so writes from another process are seen): new rows
+are appended, a delete rebuilds; a search is a few BLAS matrix-vector products.
 
 The statements a search runs (keyword match, document frequencies, the tenant's write counter and languages,
 fetching the hits) go straight to the pooled sqlite3 connection: through SQLAlchemy each costs ~0.2 ms of
@@ -22,6 +22,7 @@ from sqlalchemy import column, literal_column, select, table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flywheel.retrieval.index.base import FETCH_COLUMNS, Index, Scored, chunk_from_row, filter_clauses
+from flywheel.retrieval.index.sqlite_vectors import Stamp, VectorMatrix, load, refresh
 from flywheel.store.schema_retrieval import chunks
 from flywheel.types import Chunk
 
@@ -41,19 +42,12 @@ def match_expression(tokens: list[str]) -> str:
     return " OR ".join(f'"{t}"' for t in unique)
 
 
-class _Matrix:
-    __slots__ = ("pks", "vectors", "version")
-
-    def __init__(self, version: tuple[int, int], pks: np.ndarray, vectors: np.ndarray):
-        self.version, self.pks, self.vectors = version, pks, vectors
-
-
 class SqliteIndex(Index):
     dialect = "sqlite"
 
     def __init__(self, store: Any):
         super().__init__(store)
-        self._matrices: dict[tuple[str, str], _Matrix] = {}
+        self._matrices: dict[tuple[str, str], VectorMatrix] = {}
         self._lock = threading.Lock()
 
     def _insert_ignore(self, tbl: Any) -> Any:
@@ -140,47 +134,31 @@ class SqliteIndex(Index):
 
     # ---------------------------------------------------------------- vectors
 
-    _STAMP = ("SELECT (SELECT version FROM retrieval_tenants WHERE tenant = ?), "
-              "(SELECT max(rowid) FROM embeddings)")
-
-    def _matrix(self, tenant: str, model: str) -> _Matrix:
-        """The tenant's vectors for `model`. Stale when the tenant's write counter moved or a vector was added
-        anywhere (the embed stage writes vectors without touching chunks; max(rowid) of `embeddings` only grows)."""
+    def _matrix(self, tenant: str, model: str) -> VectorMatrix:
+        """The tenant's vectors for `model`, current as of this search (appended to, or rebuilt after a delete)."""
         key = (tenant, model)
         cached = self._matrices.get(key)
         if cached is not None:
             with self._reader() as db:
-                row = db.execute(self._STAMP, (tenant,)).fetchone()
-            if cached.version == (int(row[0] or 0), int(row[1] or 0)):
-                return cached
-        with self._reader(snapshot=True) as db:  # the stamp and the vectors from one snapshot
-            row = db.execute(self._STAMP, (tenant,)).fetchone()
-            version = (int(row[0] or 0), int(row[1] or 0))
-            with self._lock:
-                cached = self._matrices.get(key)
-                if cached is not None and cached.version == version:
+                if cached.stamp.same(Stamp.read(db, tenant)):
                     return cached
-                rows = db.execute("SELECT c.pk, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.embed_hash "
-                                  "AND e.model = ? WHERE c.tenant = ? ORDER BY c.pk", (model, tenant)).fetchall()
-                pks = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-                if rows:
-                    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-                else:
-                    vectors = np.zeros((0, 0), np.float32)
-                matrix = _Matrix(version, pks, vectors)
-                self._matrices[key] = matrix
-                return matrix
+        with self._lock, self._reader(snapshot=True) as db:  # the stamp and the rows from one snapshot
+            cached = self._matrices.get(key)
+            matrix = refresh(cached, db, tenant, model) if cached is not None else load(db, tenant, model)
+            self._matrices[key] = matrix
+            return matrix
 
     def dense(self, tenant: str, model: str, vector: np.ndarray, n: int, filters: dict | None = None) -> Scored:
         m = self._matrix(tenant, model)
-        if not len(m.pks) or m.vectors.shape[1] != vector.shape[0]:
+        if not m.size or m.dim != vector.shape[0]:
             return []
-        scores = m.vectors @ vector.astype(np.float32)
+        pks = m.pks()
+        scores = m.scores(vector)
         if filters:
             with self.engine.connect() as conn:
                 allowed = np.fromiter((r[0] for r in conn.execute(
                     select(chunks.c.pk).where(chunks.c.tenant == tenant, *filter_clauses(filters)))), dtype=np.int64)
-            keep = np.isin(m.pks, allowed, assume_unique=True)
+            keep = np.isin(pks, allowed, assume_unique=True)
             scores = np.where(keep, scores, -np.inf)
             available = int(keep.sum())
         else:
@@ -190,12 +168,12 @@ class SqliteIndex(Index):
             return []
         top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(int(m.pks[i]), float(scores[i])) for i in top]
+        return [(int(pks[i]), float(scores[i])) for i in top]
 
     def invalidate(self, tenant: str | None = None) -> None:
-        with self._lock:
-            if tenant is None:
+        """With no tenant (closing), free the matrices. A tenant's matrix is kept after its writes (ingest and
+        the embed stage call this): the next search appends what was added, so a write never costs a reload of
+        every vector, and a delete is caught there anyway."""
+        if tenant is None:
+            with self._lock:
                 self._matrices.clear()
-            else:
-                for key in [k for k in self._matrices if k[0] == tenant]:
-                    del self._matrices[key]

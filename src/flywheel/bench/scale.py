@@ -1,0 +1,230 @@
+"""`flywheel bench scale`: how long until a corpus is searchable, embedding throughput against
+sentence-transformers on the same chunks, and SQLite dense search at a million synthetic vectors.
+
+- keyword: `--chunks` chunks of generated Markdown ingested with `--no-embed` into a temporary SQLite store;
+  `keyword_searchable_s` is the ingest's own clock until every chunk was written and keyword-searchable.
+- embedding: the first `--embed-chunks` of those chunks' texts through the local embedder, then through
+  sentence-transformers (the `bench` extra) on the same texts in the same run.
+- SQLite at scale: `--vectors` synthetic unit 384-d vectors written as real rows, then, in a fresh process (so
+  its RSS is the search's own), the first search (load) and `--queries` searches; p50 and resident memory.
+- Ray (`--ray ADDRESS`): the same keyword-only ingest with loading and chunking on the cluster;
+  `ray_workers` is the cluster's CPUs. Without it the `ray_*` fields are null, with a `<field>_reason`.
+- Not measured here (null, with a reason): PostgreSQL at a million (`pg_*`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import click
+
+FIELDS = ("chunks", "keyword_searchable_s", "chunks_per_s_bm25", "embed_chunks_per_s", "st_chunks_per_s",
+          "ray_workers", "ray_chunks_per_s", "pg_search_p50_ms_1m", "pg_recall_at_10_1m",
+          "sqlite_search_p50_ms_1m", "sqlite_rss_mb_1m")
+WORDS = ["tenant", "gateway", "retries", "budget", "cache", "answer", "vector", "index", "shard", "embed", "chunk", "router", "fallback", "trace", "review", "drift", "guard", "prompt", "eval", "feedback", "latency", "quota", "token", "stream", "batch", "replica"]
+
+
+def _corpus(folder: Path, chunks: int, sections: int = 20) -> Path:
+    """Markdown files of `sections` short sections each (one chunk per section)."""
+    docs = folder / "docs"
+    docs.mkdir()
+    for f in range((chunks + sections - 1) // sections):
+        parts = []
+        for s in range(min(sections, chunks - f * sections)):
+            n = f * sections + s
+            words = " ".join(WORDS[(n * 7 + i * 3) % len(WORDS)] for i in range(40))
+            parts.append(f"## Section {n}\nTopic{n} note: {words}.\n")
+        (docs / f"file{f:05d}.md").write_text(f"# File {f}\n\n" + "\n".join(parts))
+    return docs
+
+
+def measure_ray(folder: Path, address: str) -> dict[str, Any]:
+    """The same corpus ingested (keyword-only, as `chunks_per_s_bm25`) with loading and chunking on the Ray
+    cluster at `address`, into a fresh store."""
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.ray_ingest import connect
+    from flywheel.store import Store
+
+    ray = connect(address)
+    workers = int(ray.cluster_resources().get("CPU", 0))
+    with Store.open(f"sqlite:///{folder / 'ray.db'}") as store:
+        summary = ingest([folder / "docs"], store, RetrievalConfig(embedder="none"), root=folder, embed=False,
+                         ray=address)
+    return {"ray_workers": workers, "ray_chunks_per_s": round(summary.chunks_added / max(summary.seconds, 1e-6), 1),
+            "ray_seconds": summary.seconds}
+
+
+def measure_keyword(folder: Path, chunks: int) -> tuple[dict[str, Any], list[str]]:
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.retriever import Retriever, open_index
+    from flywheel.store import Store
+
+    docs = _corpus(folder, chunks)
+    config = RetrievalConfig(embedder="none", min_relevance=None)
+    with Store.open(f"sqlite:///{folder / 'keyword.db'}") as store:
+        summary = ingest([docs], store, config, root=folder, embed=False)
+        hits = Retriever(open_index(store), None, config).search("Topic1 note", k=3, mode="bm25")
+        if not hits:
+            raise RuntimeError("the ingested corpus does not answer a keyword query")
+        with store.engine.connect() as conn:
+            texts = [r[0] for r in conn.exec_driver_sql("SELECT text FROM chunks ORDER BY pk")]
+    seconds = max(summary.keyword_seconds, 1e-6)
+    return {"chunks": summary.chunks_added, "keyword_searchable_s": round(seconds, 3),
+            "chunks_per_s_bm25": round(summary.chunks_added / seconds, 1)}, texts
+
+
+def measure_embedding(texts: list[str]) -> dict[str, Any]:
+    from flywheel.retrieval.embedders import _load_sentence_transformers, local_available, local_embedder
+
+    out: dict[str, Any] = {"embed_chunks": len(texts)}
+    if not texts:
+        reason = "--embed-chunks 0"
+        return {**out, "embed_chunks_per_s": None, "embed_chunks_per_s_reason": reason,
+                "st_chunks_per_s": None, "st_chunks_per_s_reason": reason}
+    if local_available():
+        embedder = local_embedder()
+        embedder.embed(texts[:8])  # load the weights outside the clock
+        started = time.perf_counter()
+        embedder.embed(texts)
+        out["embed_chunks_per_s"] = round(len(texts) / (time.perf_counter() - started), 1)
+        out["embed_backend"] = embedder.describe()
+    else:
+        out["embed_chunks_per_s"], out["embed_chunks_per_s_reason"] = None, "the local embedder is not installed"
+    try:
+        model, backend = _load_sentence_transformers()
+    except Exception as exc:  # noqa: BLE001 - the peer is optional (the `bench` extra); say why it is missing
+        out["st_chunks_per_s"], out["st_chunks_per_s_reason"] = None, f"sentence-transformers unavailable: {exc}"
+        return out
+    model.encode(texts[:8], batch_size=32)
+    started = time.perf_counter()
+    model.encode(texts, batch_size=32, normalize_embeddings=True)
+    out["st_chunks_per_s"] = round(len(texts) / (time.perf_counter() - started), 1)
+    out["st_backend"] = backend
+    return out
+
+
+def _build_vectors(db: str, n: int, dim: int) -> float:
+    import numpy as np
+
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.retrieval.synthetic import add_chunks, unit_vectors
+    from flywheel.store import Store
+
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    with Store.open(f"sqlite:///{db}") as store:
+        index = open_index(store)
+        step = 50000
+        for lo in range(0, n, step):
+            add_chunks(index, "bench", f"part{lo // step}", unit_vectors(rng, min(step, n - lo), dim), start=lo)
+    return time.perf_counter() - started
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(resident now, peak) in MB, from /proc (Linux; getrusage's peak would include the parent's before exec)."""
+    import resource
+
+    fields = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return fields.get("VmRSS", peak), fields.get("VmHWM", peak)
+
+
+def _search_vectors(db: str, dim: int, queries: int) -> dict[str, Any]:
+    import numpy as np
+
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.retrieval.synthetic import MODEL, unit_vectors
+    from flywheel.store import Store
+
+    rng = np.random.default_rng(1)
+    qs = unit_vectors(rng, queries + 1, dim)
+    with Store.open(f"sqlite:///{db}") as store:
+        index = open_index(store)
+        started = time.perf_counter()
+        index.dense("bench", MODEL, qs[0], 10)
+        load_s = time.perf_counter() - started
+        times = []
+        for q in qs[1:]:
+            started = time.perf_counter()
+            hits = index.dense("bench", MODEL, q, 10)
+            times.append((time.perf_counter() - started) * 1000)
+            assert len(hits) == 10
+        rss, peak = _rss_mb()
+    return {"sqlite_search_p50_ms_1m": round(statistics.median(times), 2), "sqlite_rss_mb_1m": round(rss, 1),
+            "sqlite_peak_rss_mb_1m": round(peak, 1), "sqlite_load_s_1m": round(load_s, 2)}
+
+
+def measure_sqlite(folder: Path, n: int, queries: int, dim: int = 384) -> dict[str, Any]:
+    if n <= 0:
+        reason = "--vectors 0"
+        return {"sqlite_search_p50_ms_1m": None, "sqlite_search_p50_ms_1m_reason": reason,
+                "sqlite_rss_mb_1m": None, "sqlite_rss_mb_1m_reason": reason}
+    db = str(folder / "vectors.db")
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        build_s = pool.submit(_build_vectors, db, n, dim).result()
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:  # a fresh process: its own RSS
+        result = pool.submit(_search_vectors, db, dim, queries).result()
+    return {**result, "sqlite_vectors": n, "sqlite_dim": dim, "sqlite_build_s": round(build_s, 1)}
+
+
+def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_address: str | None = None,
+              log: Any = None) -> dict[str, Any]:
+    say = log or (lambda _msg: None)
+    result: dict[str, Any] = {"cores": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-scale-") as tmp:
+        folder = Path(tmp)
+        say(f"keyword ingest of {chunks} chunks …")
+        keyword, texts = measure_keyword(folder, chunks)
+        result.update(keyword)
+        say(f"embedding {min(embed_chunks, len(texts))} chunks (local, then sentence-transformers) …")
+        result.update(measure_embedding(texts[:embed_chunks]))
+        say(f"SQLite: {vectors} synthetic vectors, {queries} searches …")
+        if ray_address:
+            say(f"the same ingest on the Ray cluster at {ray_address} …")
+            result.update(measure_ray(folder, ray_address))
+        else:
+            for name in ("ray_workers", "ray_chunks_per_s"):
+                result[name], result[f"{name}_reason"] = None, "no --ray ADDRESS given (a running Ray cluster)"
+        result.update(measure_sqlite(folder, vectors, queries))
+    pg = "not measured by this benchmark yet (see `flywheel bench retrieval` and docs/retrieval.md sizing)"
+    for name in ("pg_search_p50_ms_1m", "pg_recall_at_10_1m"):
+        result[name], result[f"{name}_reason"] = None, pg
+    return {**{k: result.get(k) for k in FIELDS}, **{k: v for k, v in result.items() if k not in FIELDS}}
+
+
+@click.command()
+@click.option("--chunks", default=20000, show_default=True, type=click.IntRange(1),
+              help="Chunks of generated Markdown for the keyword ingest.")
+@click.option("--embed-chunks", default=512, show_default=True, type=click.IntRange(0),
+              help="Of those, how many to embed (local embedder, then sentence-transformers).")
+@click.option("--vectors", default=1_000_000, show_default=True, type=click.IntRange(0),
+              help="Synthetic 384-d vectors for the SQLite search figures (the *_1m fields); 0 skips.")
+@click.option("--queries", default=50, show_default=True, type=click.IntRange(1), help="Searches timed on SQLite.")
+@click.option("--ray", "ray_address", default=None, metavar="HOST:PORT|auto",
+              help="Also ingest the corpus on this Ray cluster (ray_workers = its CPUs, ray_chunks_per_s).")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
+def command(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_address: str | None,
+            as_json: bool) -> None:
+    """Time to keyword-searchable, embedding vs sentence-transformers, SQLite search at 1M vectors, as JSON."""
+    def log(msg: str) -> None:
+        if not as_json:
+            click.secho(msg, dim=True, err=True)
+
+    click.echo(json.dumps(run_scale(chunks, embed_chunks, vectors, queries, ray_address, log=log), indent=2))
