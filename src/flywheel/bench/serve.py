@@ -2,8 +2,9 @@
 
 Setup: `flywheel fake-llm` (no latency) in its own process; `flywheel serve --workers N` in front of it with
 tracing to SQLite on (a temp project); when the `litellm` command is found, the LiteLLM proxy (`litellm[proxy]`)
-with the same worker count, the same upstream and no database. One asyncio + httpx load generator drives all of
-them, in the same run.
+with the same worker count, the same upstream and no database. One asyncio load generator (a minimal keep-alive
+HTTP/1.1 client: httpx's async client costs milliseconds of CPU per call and capped the measured rates) drives
+all of them, in the same run.
 
 LiteLLM is a bench-only dependency whose pins clash with ours, so it usually lives in a virtualenv of its own:
 the command is `$FLYWHEEL_LITELLM_BIN`, else `litellm` on PATH, else `.venv-litellm/bin/litellm` next to the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -34,6 +36,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -154,23 +157,79 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _measure(urls: dict[str, tuple[str, str]], requests: int, concurrency: int) -> dict[str, Any]:
-    import httpx
+class _Client:
+    """The load generator's HTTP/1.1 client: keep-alive connections per host, Content-Length or chunked bodies.
+    The same for every target, and cheap enough that the servers, not the client, set the rates."""
 
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        u = urlsplit(url)
+        host, port = u.hostname or "127.0.0.1", u.port or 80
+        pool = self.idle.setdefault((host, port), [])
+        reader, writer = pool.pop() if pool else await asyncio.open_connection(host, port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(f"POST {u.path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n{head}\r\n".encode() + body)
+        try:
+            status, keep = await self._response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if keep:
+            pool.append((reader, writer))
+        else:
+            writer.close()
+        return status
+
+    @staticmethod
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+        status = int((await reader.readline()).split()[1])
+        length, chunked, keep = None, False, True
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name, value = name.strip().lower(), value.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value
+            elif name == "connection":
+                keep = value != "close"
+        if chunked:
+            while (size := int((await reader.readline()).split(b";")[0], 16)) > 0:
+                await reader.readexactly(size + 2)
+            await reader.readline()
+        elif length is not None:
+            await reader.readexactly(length)
+        else:
+            await reader.read()
+            keep = False
+        return status, keep
+
+    def close(self) -> None:
+        for pool in self.idle.values():
+            for _, writer in pool:
+                writer.close()
+
+
+async def _measure(urls: dict[str, tuple[str, str]], requests: int, concurrency: int) -> dict[str, Any]:
     lat: dict[str, list[float]] = {name: [] for name in urls}
     failed = {name: 0 for name in urls}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        async def one(name: str) -> float:
-            url, key = urls[name]
-            start = time.perf_counter()
-            try:
-                resp = await client.post(url, json=BODY, headers={"authorization": f"Bearer {key}"})
-                failed[name] += resp.status_code != 200
-            except httpx.HTTPError:
-                failed[name] += 1
-            return (time.perf_counter() - start) * 1000
+    body = json.dumps(BODY).encode()
+    client = _Client()
 
+    async def one(name: str) -> float:
+        url, key = urls[name]
+        start = time.perf_counter()
+        try:
+            status = await client.post(url, body, {"Authorization": f"Bearer {key}"})
+            failed[name] += status != 200
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            failed[name] += 1
+        return (time.perf_counter() - start) * 1000
+
+    try:
         for name in urls:  # warm-up
             for _ in range(20):
                 await one(name)
@@ -191,7 +250,9 @@ async def _measure(urls: dict[str, tuple[str, str]], requests: int, concurrency:
                 start = time.perf_counter()
                 await asyncio.gather(*(bounded() for _ in range(size)))
                 spent[name] += time.perf_counter() - start
-        rps = {name: requests / spent[name] for name in urls}
+    finally:
+        client.close()
+    rps = {name: requests / spent[name] for name in urls}
     return {"lat": lat, "rps": rps, "failed": failed}
 
 
