@@ -16,10 +16,11 @@ from flywheel.config import AlertRule
 from flywheel.errors import UserError
 from flywheel.monitor.alerts import evaluate
 from flywheel.monitor.online import pending_counts
-from flywheel.monitor.windows import WORKER_TRACE, compute
+from flywheel.monitor.windows import compute
 from flywheel.store import Store
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
+from flywheel.tracing.query import product_traffic
 
 log = logging.getLogger(__name__)
 NOTABLE = 10  # traces listed per kind
@@ -103,7 +104,7 @@ def drift_section(store: Store, embedder: Any, start: float, end: float) -> dict
 
 def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
     cols = [traces_t.c[k] for k in _KEYS]
-    in_day = and_(traces_t.c.started_at >= start, traces_t.c.started_at < end, traces_t.c.name != WORKER_TRACE)
+    in_day = and_(traces_t.c.started_at >= start, traces_t.c.started_at < end, product_traffic(traces_t))
     with store.connect() as conn:
         # thumbs are stored as JSON 0/1: compared in Python, the same on both engines
         thumbs = conn.execute(select(feedback_t.c.trace_id, feedback_t.c.value).where(
@@ -129,7 +130,7 @@ def render_text(report: dict[str, Any]) -> str:
     out = [f"flywheel daily report · {report['day']} (UTC)"]
     totals = report["totals"]
     if not totals:
-        out.append("no traces this day")
+        out.append("no traces this day (the report covers yesterday by default; another day: --date YYYY-MM-DD)")
     else:
         out.append(f"traces {totals['volume']} · errors {_pct(totals['error_rate'])} · p95 "
                    f"{_num(totals['latency_p95_ms'])} ms · cost ${totals['cost_usd'] or 0:.4f} · refusals "
