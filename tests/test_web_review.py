@@ -253,7 +253,13 @@ def test_trace_page_adds_the_trace_to_a_queue_and_to_an_eval_suite(browser, serv
         w.page.click("#add-to-queue-submit")
         expect(w.page.locator("#trace-action-message")).to_contain_text("Already in a review queue")
         expect(w.page.locator("#new-queue-link")).to_have_attribute("href", f"/ui/review/new?trace={first}")
-
+        expect(w.page.locator("#add-to-suite")).to_have_count(0)  # suites are shared: a tenant key can't write them
+        assert w.errors == []
+    finally:
+        w.context.close()
+    w = login(browser, server, "admin")
+    try:
+        w.page.goto(f"{server.url}/ui/traces/{first}")
         w.page.fill("#new-suite", "regressions")
         w.page.click("#add-to-suite-submit")
         expect(w.page.locator("#trace-action-message")).to_contain_text("written to evals/regressions.yaml")

@@ -347,11 +347,12 @@ ACTION_TEXT = {
            "add_to_suite": "Add to eval suite", "suite": "Suite file", "new_suite": "or a new file in evals/",
            "no_queue": "No binary queue of yours yet.", "added": "Added to {q}.",
            "skipped": "Already in a review queue: not added.", "written": "Case {c} written to {p}.",
+           "admin_only": "Only an admin key writes the project's eval suites (they are shared by every tenant).",
            "in_suite": "Already in {p} (or a near-duplicate): nothing written."},
     "zh": {"add_to_queue": "加入审核队列", "queue": "队列", "add": "加入", "new_queue": "或新建队列",
            "add_to_suite": "加入评测集", "suite": "评测集文件", "new_suite": "或 evals/ 下的新文件",
            "no_queue": "还没有你的二元队列。", "added": "已加入 {q}。", "skipped": "已在某个审核队列中：未加入。",
-           "written": "用例 {c} 已写入 {p}。", "in_suite": "{p} 中已有（或近似重复）：未写入。"},
+           "written": "用例 {c} 已写入 {p}。", "admin_only": "只有管理员密钥可以写入项目的评测套件（所有租户共用）。", "in_suite": "{p} 中已有（或近似重复）：未写入。"},
 }
 
 
@@ -369,7 +370,7 @@ def _actions(request: Request, viewer: Viewer, trace: str, message: str | None =
     nonce = request.cookies.get("fw_csrf") or ""
     binary = [q for q in queues.list_queues(_store(request), tenant=_tenant(viewer)) if q.kind == "binary"]
     return fragment(request, "trace_actions.html", trace_id=trace, queues=binary, message=message, error=error,
-                    suites=suite_files(request.app.state.flywheel.project.root),
+                    suites=suite_files(request.app.state.flywheel.project.root), may_write_suites=not viewer.scoped,
                     csrf=csrf_token(request, nonce) if nonce else "",
                     ax=ACTION_TEXT.get(language(request), ACTION_TEXT["en"]))
 
@@ -427,6 +428,8 @@ async def add_trace_to_suite(request: Request, trace: str) -> Response:
     if isinstance(got, Response):
         return got
     viewer, trace, form = got
+    if viewer.scoped:  # suites are the project's, shared by every tenant: an admin (or open-mode) job
+        return _done(request, viewer, trace, None, ACTION_TEXT.get(language(request), ACTION_TEXT["en"])["admin_only"])
     from flywheel.evals import promote_sources
     from flywheel.evals.promote import write_suite
     from flywheel.web.trace_view import SUITE_DIR, suite_path
