@@ -393,3 +393,15 @@ def test_add_items_skips_queued_traces_and_checks_the_tenant(any_store):
     assert _count(any_store, "review_items") == 3
     item = queues.next_item(any_store, q, "ana")
     assert item is not None and item.trace_id == acme[0]
+
+
+def test_a_tool_call_trace_is_reviewed_with_the_users_question():
+    from flywheel.feedback.content import _content
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function"}]},
+                {"role": "tool", "content": '{"temp": 21}', "tool_call_id": "c1"}]
+    root = {"span_id": "a1", "parent_id": None, "kind": "llm", "inputs": {"model": "m", "messages": messages},
+            "outputs": {"text": "It is 21 °C."}}
+    got = _content([root], None, None)
+    assert got["input"] == "Weather in Paris?" and got["output"] == "It is 21 °C."

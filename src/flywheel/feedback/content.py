@@ -52,7 +52,7 @@ def trace_contents(store: Store, trace_ids: list[str]) -> dict[str, dict[str, An
 def _content(spans: list[dict[str, Any]], input_preview: Any, output_preview: Any) -> dict[str, Any]:
     by_id = {s["span_id"]: s for s in spans}
     root = next((s for s in spans if s["parent_id"] is None or s["parent_id"] not in by_id), None)
-    text_in = _pick(root["inputs"], _INPUT_KEYS) if root else None
+    text_in = _pick(root["inputs"], _INPUT_KEYS, role="user") if root else None
     text_out = _pick(root["outputs"], _OUTPUT_KEYS) if root else None
     answering = [s for s in spans if not _under_judge(s, by_id)]  # the root too: an OTLP trace may be one llm span
     llm = [s for s in answering if s["kind"] == "llm"]
@@ -85,7 +85,8 @@ def _under_judge(span: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> bool
     return False
 
 
-def _pick(value: Any, keys: tuple[str, ...]) -> str | None:
+def _pick(value: Any, keys: tuple[str, ...], role: str | None = None) -> str | None:
+    """A text under one of `keys`, else the content of the last message (of `role`, when given)."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
@@ -93,7 +94,8 @@ def _pick(value: Any, keys: tuple[str, ...]) -> str | None:
             if isinstance(value.get(key), str):
                 return value[key]
         messages = value.get("messages")
-        if isinstance(messages, list) and messages and isinstance(messages[-1], dict):
-            content = messages[-1].get("content")
+        if isinstance(messages, list):  # inputs: the last user turn (after a tool call, the last message is its result)
+            turns = [m for m in messages if isinstance(m, dict) and (role is None or m.get("role", "user") == role)]
+            content = turns[-1].get("content") if turns else None
             return content if isinstance(content, str) else None
     return None
