@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from flywheel.web.auth import csrf_ok, is_open, login, prepare_csrf, set_session
-from flywheel.web.pages import form_of, safe_next
+from flywheel.web.pages import bad_csrf, form_of, safe_next
 from flywheel.web.render import render
 
 router = APIRouter()
@@ -26,7 +26,7 @@ async def login_submit(request: Request) -> Response:
     form = await form_of(request)
     target = safe_next(form.get("next"))
     if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+        return bad_csrf(request)
     session = login(request, form.get("key", ""))
     if session is None:
         return render(request, "login.html", status=401, next=target, failed=True)
@@ -40,7 +40,7 @@ async def logout(request: Request) -> Response:
     prepare_csrf(request)
     form = await form_of(request)
     if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+        return bad_csrf(request)
     response = RedirectResponse("/ui/login", status_code=303)
     set_session(request, response, None)
     return response

@@ -8,7 +8,8 @@ from urllib.parse import parse_qsl, quote
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from flywheel.web.auth import Viewer, prepare_csrf, viewer_of
+from flywheel.web.auth import Viewer, csrf_ok, prepare_csrf, viewer_of
+from flywheel.web.render import render
 
 
 def gate(request: Request, fmt: str = "html") -> Viewer | Response:
@@ -29,6 +30,22 @@ async def form_of(request: Request) -> dict[str, str]:
     """A urlencoded form body (read raw: the server's middleware relabels form posts as JSON for `curl -d`)."""
     body = (await request.body()).decode("utf-8", "replace")
     return dict(parse_qsl(body, keep_blank_values=True))
+
+
+async def posted(request: Request, fmt: str = "html") -> tuple[Viewer, dict[str, str]] | Response:
+    """What every dashboard POST checks first: the viewer (else a login redirect or 401) and the CSRF token of
+    its form (else a 403 page); returns (viewer, form) or the response to send instead."""
+    viewer = gate(request, fmt)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    form = await form_of(request)
+    if not csrf_ok(request, form):
+        return bad_csrf(request)
+    return viewer, form
+
+
+def bad_csrf(request: Request) -> Response:
+    return render(request, "error.html", status=403, title="403", message="bad_csrf")
 
 
 def tenant_may_see(viewer: Viewer, tenant: Any) -> bool:

@@ -29,9 +29,9 @@ from flywheel.prompts.render import family_of, template_problem
 from flywheel.prompts.versions import PromptVersions
 from flywheel.text import scrub_secrets
 from flywheel.types import ChatRequest, Message
-from flywheel.web.auth import Viewer, csrf_ok
+from flywheel.web.auth import Viewer
 from flywheel.web.metrics_i18n import Text
-from flywheel.web.pages import form_of, gate, tenant_may_see
+from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import language, not_found, render
 
 router = APIRouter()
@@ -173,13 +173,11 @@ def _template_of(versions: PromptVersions, ref: str) -> str:
 
 @router.post("/ui/playground", include_in_schema=False)
 async def run_playground(request: Request) -> Response:
-    viewer = gate(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     tx = Text(language(request))
-    if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
     if viewer.scoped:  # its key's model allow-list, budget and rate limit are not applied here (yet)
         return render(request, "error.html", status=403, title="403", message=tx("run_forbidden"))
     state = request.app.state.flywheel
@@ -202,12 +200,10 @@ async def run_playground(request: Request) -> Response:
 
 @router.post("/ui/playground/save", include_in_schema=False)
 async def save_version(request: Request) -> Response:
-    viewer = gate(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     tx = Text(language(request))
     if viewer.scoped:
         return render(request, "error.html", status=403, title="403", message=tx("save_forbidden"))

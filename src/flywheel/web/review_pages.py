@@ -20,8 +20,8 @@ from sqlalchemy import select
 from flywheel.errors import UserError
 from flywheel.feedback import queues
 from flywheel.feedback.sampling import STRATEGIES
-from flywheel.web.auth import Viewer, csrf_ok, csrf_token
-from flywheel.web.pages import form_of, gate, tenant_may_see
+from flywheel.web.auth import Viewer, csrf_token
+from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, language, not_found, render, split_format
 from flywheel.web.review_i18n import Text
 
@@ -42,10 +42,6 @@ def _tenant(viewer: Viewer) -> str | None:
 
 def _page(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     return render(request, template, status=status, tx=Text(language(request)), **context)
-
-
-def _bad_csrf(request: Request) -> Response:
-    return render(request, "error.html", status=403, title="403", message="bad_csrf")
 
 
 def _queue(request: Request, viewer: Viewer, ref: str) -> queues.Queue | None:
@@ -110,12 +106,10 @@ def new_queue_page(request: Request, trace: str = "") -> Response:
 
 @router.post("/ui/review/new", include_in_schema=False)
 async def create_queue(request: Request) -> Response:
-    viewer = gate(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return _bad_csrf(request)
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     errors: dict[str, str] = {}
     numbers: dict[str, int] = {}
     for name, low, high in (("n", 1, 10_000), ("overlap", 1, 100)):
@@ -204,20 +198,9 @@ def queue_page(request: Request, queue_ref: str) -> Response:
     return response
 
 
-async def _form(request: Request) -> tuple[Viewer, dict[str, str]] | Response:
-    """The viewer and the posted form, or the response to send instead (not logged in, a bad CSRF token)."""
-    viewer = gate(request, "fragment")
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return _bad_csrf(request)
-    return viewer, form
-
-
 async def _posted(request: Request, queue_ref: str) -> tuple[Viewer, queues.Queue, str, dict[str, str]] | Response:
     """The checks every labelling POST makes: viewer, CSRF, the queue (the viewer's tenant's), the annotator."""
-    checked = await _form(request)
+    checked = await posted(request, "fragment")
     if isinstance(checked, Response):
         return checked
     viewer, form = checked
@@ -388,7 +371,7 @@ def trace_actions(request: Request, trace: str) -> Response:
 
 
 async def _trace_post(request: Request, trace: str) -> tuple[Viewer, str, dict[str, str]] | Response:
-    checked = await _form(request)
+    checked = await posted(request, "fragment")
     if isinstance(checked, Response):
         return checked
     viewer, form = checked

@@ -15,8 +15,8 @@ from flywheel.errors import UserError
 from flywheel.store.schema_web import web_views
 from flywheel.tracing.query import span_body, span_details, trace_outline
 from flywheel.tracing.search import FACET_FIELDS, TraceQuery, facet_counts, search_traces
-from flywheel.web.auth import Viewer, csrf_ok
-from flywheel.web.pages import form_of, gate, tenant_may_see
+from flywheel.web.auth import Viewer
+from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, not_found, render, split_format
 
 router = APIRouter()
@@ -104,12 +104,10 @@ def _views(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
 
 @router.post("/ui/views", include_in_schema=False)
 async def save_view(request: Request) -> Response:
-    viewer = gate(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, form = checked
     name = " ".join(form.get("name", "").split())[:100]
     query = urlencode([(k, v) for k, v in parse_qsl(form.get("query", "")) if k in TraceQuery.model_fields and v])
     if not name:
@@ -122,12 +120,10 @@ async def save_view(request: Request) -> Response:
 
 @router.post("/ui/views/{view_id}/delete", include_in_schema=False)
 async def delete_view(request: Request, view_id: int) -> Response:
-    viewer = gate(request)
-    if not isinstance(viewer, Viewer):
-        return viewer
-    form = await form_of(request)
-    if not csrf_ok(request, form):
-        return render(request, "error.html", status=403, title="403", message="bad_csrf")
+    checked = await posted(request)
+    if isinstance(checked, Response):
+        return checked
+    viewer, _ = checked
     c = web_views.c
     tenant_cond = c.tenant == viewer.tenant if viewer.scoped else c.tenant.is_(None)
     with request.app.state.flywheel.store.engine.begin() as conn:
