@@ -92,7 +92,7 @@ def test_sft_rows_prompt_corrections_pii_dedup_split_and_datasheet(world, tmp_pa
     assert first[0] == {"role": "system", "content": SYSTEM}  # the exact final prompt, as sent
     assert first[1]["content"].startswith("Sources: [1]") and first[-1]["role"] == "assistant"
     text = out.read_text(encoding="utf-8") + (tmp_path / "sft.holdout.jsonl").read_text(encoding="utf-8")
-    assert "ann.lee@example.com" not in text and "<EMAIL_ADDRESS>" in text
+    assert "ann.lee@example.com" not in text and "<EMAIL_ADDRESS_1>" in text
     assert ids[-1] not in by_id  # the near-duplicate of ids[0] is gone
     assert all(r["source_trace_id"] for r in rows) and holdout
     users = lambda part: {r["messages"][-2]["content"] for r in part}
@@ -206,3 +206,125 @@ def test_since_and_app_filters_leave_nothing_and_write_nothing(world, tmp_path):
     assert res.exit_code == 2 and "outside --since / --app" in res.output
     res = _run(world, "export", "sft", str(tmp_path / "other.jsonl"), "--app", "nope")
     assert res.exit_code == 2 and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------- personal data per field
+
+PII_INPUTS = ["My invoice mail to ann.lee@example.com bounced; where do I send it?",
+              "Who is the contact for refunds? I am bo.ray@example.org",
+              "Why does my API call fail? My key is sk-proj-AbCdEfGhIjKlMnOpQrStUv12"]
+PII_FIXES = ["Send it to billing@acme-corp.com, not ann.lee@example.com.",  # a new address: the point of the fix
+             "Write to refunds@acme-corp.com; bo.ray@example.org gets a copy.",
+             "That key is revoked; mail ops@acme-corp.com."]
+
+
+@pytest.fixture(scope="module")
+def pii_world(tmp_path_factory):
+    """Three traces labelled fail with corrections that hold e-mail addresses; one input holds a secret (written
+    straight to the store here: flywheel's own tracing scrubs secrets before they are stored)."""
+    root = tmp_path_factory.mktemp("export-pii")
+    (root / "flywheel.yaml").write_text("models:\n  default: {provider: extractive}\nretrieval: {embedder: none}\n"
+                                        "apps:\n  docs_qa: {kind: chat, model: default}\n", encoding="utf-8")
+    project = Project.load(root)
+    store = Store.open(project.store_url)
+    ids = add_traces(store, [{"input": q, "output": "Please contact support.", "system": SYSTEM} for q in PII_INPUTS])
+    q = queues.create_queue(store, "pii", kind="binary", overlap=1, trace_ids=ids)
+    for item, fix in zip(queues.items(store, q), [PII_FIXES[ids.index(i.trace_id)] for i in queues.items(store, q)],
+                         strict=True):
+        queues.label(store, item.id, "ana", "fail", reason="wrong contact", correction=fix)
+    store.close()
+    return {"project": project, "ids": ids}
+
+
+def _pii_rows(pii_world, tmp_path, fmt: str, *args: str):
+    out = tmp_path / f"{fmt}.jsonl"
+    res = _run(pii_world, "export", fmt, str(out), "--queue", "pii", "--split", "1", *args)
+    assert res.exit_code == 0, res.output
+    rows = {r["source_trace_id"]: r for r in _rows(out)}
+    return res, [rows[t] for t in pii_world["ids"]], json.loads((tmp_path / f"{fmt}.datasheet.json").read_text("utf-8"))
+
+
+def test_sft_same_value_same_placeholder_and_the_reference_only_warning(pii_world, tmp_path):
+    res, rows, sheet = _pii_rows(pii_world, tmp_path, "sft")
+    user, answer = rows[0]["messages"][-2]["content"], rows[0]["messages"][-1]["content"]
+    assert "ann.lee@example.com" not in user and "<EMAIL_ADDRESS_1>" in user
+    # the input's address is <EMAIL_ADDRESS_1> in the answer too; the new one gets the next number
+    assert answer == "Send it to <EMAIL_ADDRESS_2>, not <EMAIL_ADDRESS_1>."
+    assert rows[1]["messages"][-1]["content"] == "Write to <EMAIL_ADDRESS_2>; <EMAIL_ADDRESS_1> gets a copy."
+    text = json.dumps(rows)
+    assert "@acme-corp.com" not in text and "sk-proj-" not in text and "<SECRET>" in rows[2]["messages"][-2]["content"]
+    warning = ("3 corrections contain personal data only in the reference; masked; pass --keep-pii reference to "
+               "keep them")
+    assert res.stderr.count(warning) == 1  # once per run, with the count
+    pii = sheet["pii"]
+    assert pii["kept_fields"] == [] and pii["corrections_with_reference_only_pii"] == {"masked": 3, "kept": 0}
+    # each row's prompt holds its input's address (rows 1, 2) or key (row 3) once; answers: 2 + 2 + 1 addresses
+    assert pii["masked"]["prompt"] == {"EMAIL_ADDRESS": 2, "SECRET": 1}
+    assert pii["masked"]["answer"] == {"EMAIL_ADDRESS": 5}
+    assert warning in sheet["warnings"]
+    md = (tmp_path / "sft.datasheet.md").read_text(encoding="utf-8")
+    assert "## Personal data" in md and "| prompt | EMAIL_ADDRESS (2), SECRET (1) | — |" in md
+
+
+def test_keep_pii_reference_keeps_the_corrected_address_and_masks_the_inputs(pii_world, tmp_path):
+    res, rows, sheet = _pii_rows(pii_world, tmp_path, "sft", "--keep-pii", "reference")
+    user, answer = rows[0]["messages"][-2]["content"], rows[0]["messages"][-1]["content"]
+    assert "ann.lee@example.com" not in user and "<EMAIL_ADDRESS_1>" in user
+    # the new address is the fact the correction teaches: kept; the input's address stays masked everywhere
+    assert answer == "Send it to billing@acme-corp.com, not <EMAIL_ADDRESS_1>."
+    assert "sk-proj-" not in json.dumps(rows)
+    assert "warning" not in res.stderr
+    assert sheet["pii"]["kept_fields"] == ["answer"] and sheet["pii"]["kept"] == {"answer": {"EMAIL_ADDRESS": 3}}
+    assert sheet["pii"]["corrections_with_reference_only_pii"] == {"masked": 0, "kept": 3}
+    assert sheet["options"]["keep_pii"] == ["answer"]
+
+
+def test_dpo_keep_all_still_masks_secrets(pii_world, tmp_path):
+    _, rows, sheet = _pii_rows(pii_world, tmp_path, "dpo", "--keep-pii", "all")
+    assert "ann.lee@example.com" in rows[0]["prompt"][-1]["content"]
+    assert rows[0]["chosen"][0]["content"] == PII_FIXES[0]
+    prompt = rows[2]["prompt"][-1]["content"]
+    assert "sk-proj-" not in prompt and "<SECRET>" in prompt and "ops@acme-corp.com" in rows[2]["chosen"][0]["content"]
+    assert sheet["pii"]["kept_fields"] == ["chosen", "prompt", "rejected"]
+    assert sheet["pii"]["masked"] == {"prompt": {"SECRET": 1}}
+
+
+@pytest.mark.parametrize(("fmt", "bad", "valid"), [
+    ("sft", "refrence", "valid fields: prompt, answer, reference, all, none"),
+    ("dpo", "answer", "valid fields: prompt, chosen, rejected, reference, all, none"),
+    ("eval", "messages", "valid fields: input, context, served_answer, reference, reason, all, none"),
+    ("sft", "all,answer", "valid fields: prompt, answer"),
+])
+def test_bad_keep_pii_field_exits_2_listing_the_valid_ones(pii_world, tmp_path, fmt, bad, valid):
+    out = tmp_path / "rows.jsonl"
+    res = _run(pii_world, "export", fmt, str(out), "--queue", "pii", "--keep-pii", bad)
+    assert res.exit_code == 2 and valid in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_default_and_eval_export_record_pii(pii_world, tmp_path):
+    project = pii_world["project"]
+    config = project.root / "flywheel.yaml"
+    original = config.read_text(encoding="utf-8")
+    config.write_text(original + "review: {keep_pii: [reference]}\n", encoding="utf-8")
+    try:
+        res = _run(pii_world, "export", "eval", str(tmp_path / "cases.yaml"), "--verdict", "fail", "--queue", "pii",
+                   "--json")
+        assert res.exit_code == 0, res.output
+        cases = {c["metadata"]["source_trace_id"]: c for c in yaml.safe_load((tmp_path / "cases.yaml").read_text())
+                 ["cases"]}
+        first = cases[pii_world["ids"][0]]
+        assert first["reference"] == "Send it to billing@acme-corp.com, not <EMAIL_ADDRESS_1>."
+        assert "<EMAIL_ADDRESS_1>" in first["vars"]["question"]
+        sheet = json.loads((tmp_path / "cases.datasheet.json").read_text(encoding="utf-8"))
+        assert sheet["pii"]["kept_fields"] == ["reference"]
+        assert sheet["pii"]["masked"]["input"] == {"EMAIL_ADDRESS": 2, "SECRET": 1}
+        # the flag wins over the config
+        res = _run(pii_world, "export", "sft", str(tmp_path / "s.jsonl"), "--queue", "pii", "--split", "1",
+                   "--keep-pii", "none")
+        assert res.exit_code == 0 and "3 corrections contain personal data only in the reference" in res.stderr
+        config.write_text(original + "review: {keep_pii: [answr]}\n", encoding="utf-8")
+        res = _run(pii_world, "export", "sft", str(tmp_path / "t.jsonl"), "--queue", "pii")
+        assert res.exit_code == 2 and "review.keep_pii" in res.output and "answr" in res.output
+    finally:
+        config.write_text(original, encoding="utf-8")

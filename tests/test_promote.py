@@ -4,6 +4,7 @@ keep the file and never repeat a source trace, bad input leaves nothing half-wri
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import numpy as np
@@ -16,7 +17,8 @@ from flywheel import feedback
 from flywheel.apps.runtime import Runtime
 from flywheel.cli import main
 from flywheel.config import Project
-from flywheel.evals.promote import collapse, derive_checks, numbers
+from flywheel.evals.promote import build_case, collapse, derive_checks, numbers
+from flywheel.evals.promote_pii import CASE_FIELDS
 from flywheel.evals.promote_sources import Source
 from flywheel.evals.suite import load_suite
 from flywheel.feedback import queues
@@ -98,7 +100,7 @@ def test_round_trip_fail_label_to_case_that_fails_old_prompt_and_passes_fixed(wo
     assert out.exit_code == 0, out.output
     path = project.root / "evals" / "regressions.yaml"
     text = path.read_text(encoding="utf-8")
-    assert "ann.lee@example.com" not in text and "<EMAIL_ADDRESS>" in text  # PII masked
+    assert "ann.lee@example.com" not in text and "<EMAIL_ADDRESS_1>" in text  # PII masked
     data = yaml.safe_load(text)
     assert data["target"] == "app:support" and data["defaults"] == {"judge": "judge"}
     [case] = data["cases"]  # the near-duplicate collapsed into the first
@@ -229,3 +231,89 @@ def test_collapse_with_the_shipped_local_embedder():
     kept, groups, _ = collapse(sources, [], local_embedder())
     assert [s.trace_id for s in kept] == ["a", "c"] and groups == {"a": ["b"]}
     assert [s.trace_id for s in collapse(sources, [], None)[0]] == ["a", "b", "c"]  # tokens alone keep both
+
+
+# ---------------------------------------------------------------- personal data per field
+
+PII_QUESTIONS = ["My invoice mail to ann.lee@example.com bounced; where do I send it?",
+                 "Who handles refunds? I am bo.ray@example.org"]
+PII_FIXES = ["Send it to billing@acme-corp.com, not ann.lee@example.com.",
+             "Write to refunds@acme-corp.com; bo.ray@example.org gets a copy."]
+
+
+@pytest.fixture(scope="module")
+def pii_world(tmp_path_factory, fake):
+    """Two traced answers whose corrections name a new e-mail address (the point of the fix) and the input's."""
+    root = tmp_path_factory.mktemp("promote-pii")
+    (root / "flywheel.yaml").write_text(_config(fake.base_url, OLD_SYSTEM), encoding="utf-8")
+    project = Project.load(root)
+    with Runtime(project) as rt:
+        traces = [rt.app("support").run(q).trace_id for q in PII_QUESTIONS]
+    with Runtime(project, tracing=False) as rt:
+        for tid, fix in zip(traces, PII_FIXES, strict=True):
+            feedback.record(rt.store, tid, "thumbs", "down", comment="wrong contact")
+            feedback.record(rt.store, tid, "correction", fix)
+    return {"project": project, "traces": traces}
+
+
+def _promoted(pii_world, name: str, *args: str):
+    project = pii_world["project"]
+    out = _run(project, "promote", "--traces", ",".join(pii_world["traces"]), "--to", f"evals/{name}.yaml", *args)
+    assert out.exit_code == 0, out.output
+    cases = yaml.safe_load((project.root / "evals" / f"{name}.yaml").read_text(encoding="utf-8"))["cases"]
+    return out, {c["metadata"]["source_trace_id"]: c for c in cases}
+
+
+def test_promote_pseudonymises_consistently_and_warns_once_with_the_count(pii_world):
+    out, cases = _promoted(pii_world, "pii-default")
+    first, second = (cases[t] for t in pii_world["traces"])
+    assert first["vars"]["question"] == "My invoice mail to <EMAIL_ADDRESS_1> bounced; where do I send it?"
+    # the input's address keeps its number in the reference; a different address gets a different one
+    assert first["reference"] == "Send it to <EMAIL_ADDRESS_2>, not <EMAIL_ADDRESS_1>."
+    assert second["reference"] == "Write to <EMAIL_ADDRESS_2>; <EMAIL_ADDRESS_1> gets a copy."
+    assert "<EMAIL_ADDRESS_1>" in first["checks"][0]["judge"]  # the judge's criterion names the same entity
+    assert not any("email_address" in str(c.get("icontains-any", "")) for c in first["checks"])
+    text = yaml.safe_dump(cases)
+    assert "@example.com" not in text and "@example.org" not in text and "acme-corp.com" not in text
+    assert out.stderr.count("2 corrections contain personal data only in the reference; masked; "
+                            "pass --keep-pii reference to keep them") == 1
+
+
+def test_promote_keep_pii_reference_and_secrets_always_masked(pii_world):
+    out, cases = _promoted(pii_world, "pii-kept", "--keep-pii", "reference", "--json")
+    first = cases[pii_world["traces"][0]]
+    assert first["reference"] == "Send it to billing@acme-corp.com, not <EMAIL_ADDRESS_1>."
+    assert "ann.lee@example.com" not in yaml.safe_dump(first) and "<EMAIL_ADDRESS_1>" in first["vars"]["question"]
+    report = json.loads(out.stdout)
+    assert report["warnings"] == [] and report["pii"]["kept_fields"] == ["reference"]
+    assert report["pii"]["kept"] == {"reference": {"EMAIL_ADDRESS": 2}}
+    assert report["pii"]["corrections_with_reference_only_pii"] == {"masked": 0, "kept": 2}
+
+    src = Source(trace_id="f" * 32, input="Reach me at ann.lee@example.com, password: hunter2hunter2",
+                 output="Use sk-proj-AbCdEfGhIjKlMnOpQrStUv12 as the key.", correction="No: ann.lee@example.com.")
+    case = build_case(src, None, set(), keep=frozenset(CASE_FIELDS))  # --keep-pii all
+    text = yaml.safe_dump(case)
+    assert "hunter2hunter2" not in text and "sk-proj-" not in text and "<SECRET>" in text
+    assert case["reference"] == "No: ann.lee@example.com." and "ann.lee@example.com" in case["vars"]["question"]
+
+
+def test_promote_keep_pii_from_config_and_bad_field_names(pii_world):
+    project = pii_world["project"]
+    config = project.root / "flywheel.yaml"
+    original = config.read_text(encoding="utf-8")
+    bad = _run(project, "promote", "--traces", pii_world["traces"][0], "--to", "evals/bad-pii.yaml",
+               "--keep-pii", "referense")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+    assert "'referense'" in bad.output and "valid fields: input, context, served_answer, reference, reason, all, none" \
+        in bad.output
+    assert not (project.root / "evals" / "bad-pii.yaml").exists()
+    try:
+        config.write_text(original + "review: {keep_pii: [reference]}\n", encoding="utf-8")
+        out, cases = _promoted(pii_world, "pii-config")
+        assert cases[pii_world["traces"][0]]["reference"] == "Send it to billing@acme-corp.com, not <EMAIL_ADDRESS_1>."
+        assert "warning" not in out.stderr
+        config.write_text(original + "review: {keep_pii: [everything]}\n", encoding="utf-8")
+        bad = _run(project, "promote", "--traces", pii_world["traces"][0], "--to", "evals/bad-pii.yaml")
+        assert bad.exit_code == 2 and "review.keep_pii" in bad.output and "everything" in bad.output
+    finally:
+        config.write_text(original, encoding="utf-8")

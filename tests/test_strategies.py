@@ -116,9 +116,20 @@ def test_self_consistency_picks_the_majority_and_sums_every_call(gw, llm, spans)
     assert normalize_answer(result.text) == "42"
     info = result.raw["strategy"]
     assert info["votes"]["42"] == 3 and info["agreement"] == 0.6 and len(info["samples"]) == 5
-    assert all(r["temperature"] == 0.8 for r in llm.requests[-5:])
+    (sent,) = llm.requests  # openai_compat takes `n`: the five samples are one request
+    assert sent["n"] == 5 and sent["temperature"] == 0.8
     assert result.alias == "m"
-    assert_totals(result, spans, calls=5)
+    assert_totals(result, spans, calls=1)
+    (attempt,) = [s for s in spans if s.name == "chat fake-model"]
+    assert len(attempt.outputs["choices"]) == 5 and attempt.attributes["gen_ai.request.choice.count"] == 5
+
+
+def test_self_consistency_samples_one_by_one_where_the_provider_has_no_n(gw, llm, spans):
+    llm.add(r"6 \* 7", cycling("Answer: 42", "Answer: 41", "Answer: 42"), model="m-c")
+    result = StrategySpec.parse("self_consistency:3").build().chat(gw, ChatRequest.of("What is 6 * 7?", model="c"))
+    assert normalize_answer(result.text) == "42" and result.raw["strategy"]["votes"] == {"42": 2, "41": 1}
+    assert [r["path"] for r in llm.requests] == ["/v1/messages"] * 3 and all("n" not in r for r in llm.requests)
+    assert_totals(result, spans, calls=3)
 
 
 def test_self_consistency_votes_on_a_json_field(gw, llm):
@@ -137,7 +148,7 @@ def test_best_of_n_picks_the_sample_passing_the_check(gw, llm, spans):
     assert result.text == '{"ok": true}'
     scores = result.raw["strategy"]["scores"]
     assert sorted(s["passed"] for s in scores) == [False, False, True]
-    assert_totals(result, spans, calls=3)
+    assert_totals(result, spans, calls=1)  # the three samples: one request with n=3
 
 
 def test_best_of_n_by_judge_counts_the_judge(gw, llm, spans):
@@ -151,7 +162,7 @@ def test_best_of_n_by_judge_counts_the_judge(gw, llm, spans):
     result = StrategySpec.parse("best_of:3:judge=a").build().chat(gw, ChatRequest.of("a poem", model="m"))
     assert result.text == "the good one"
     assert llm.requests[-1]["model"] == "m-a" and llm.requests[-1]["temperature"] == 0.0
-    assert_totals(result, spans, calls=4)
+    assert_totals(result, spans, calls=2)  # the samples (one request with n=3) and the judge
 
 
 def test_critique_revises_until_no_issues(gw, llm, spans):
@@ -193,15 +204,19 @@ def test_failed_samples_are_dropped_when_others_answer(gw, llm):
     llm.fail(Fault.SERVER_ERROR, times=1)
     result = StrategySpec.parse("self_consistency:3").build().chat(gw, ChatRequest.of("x", model="m"))
     assert result.text == "fine" and len(result.raw["strategy"]["failed_calls"]) == 1
+    # the one request with n=3 failed, so the samples were asked for one by one
+    assert [r.get("n") for r in llm.requests] == [3, None, None, None]
 
 
 def test_strategy_gateway_applies_to_answers_only(gw, llm):
     llm.add(r"q", cycling("A", "B", "A"))
     sgw = StrategyGateway(gw, "self_consistency:3")
-    assert sgw.chat(ChatRequest.of("q", model="m")).attempts == 3
+    assert len(sgw.chat(ChatRequest.of("q", model="m")).raw["strategy"]["samples"]) == 3
     judged = sgw.chat(ChatRequest.of("q", model="m", metadata={"purpose": "judge"}))
     assert judged.attempts == 1 and "strategy" not in (judged.raw or {})
-    assert asyncio.run(sgw.achat(ChatRequest.of("q", model="m"))).attempts == 3
+    several = sgw.chat(ChatRequest.of("q", model="m", n=2))  # asks for choices itself: passes through
+    assert len(several.choices) == 2 and "strategy" not in (several.raw or {})
+    assert len(asyncio.run(sgw.achat(ChatRequest.of("q", model="m"))).raw["strategy"]["samples"]) == 3
     assert sgw.resolve("m").model == "fake-model"  # everything else is the wrapped gateway's
     assert StrategyGateway(gw, "none").chat(ChatRequest.of("q", model="m")).attempts == 1
 
@@ -248,7 +263,8 @@ def test_eval_compares_strategies_side_by_side(tmp_path, llm, target):
     rows = {r["strategy"]: r for r in suite["strategies"]["strategies"]}
     assert rows["none"]["pass_rate"] == 0.5 and rows["self_consistency:3"]["pass_rate"] == 1.0
     assert rows["self_consistency:3"]["pass_rate_ci95"][0] is not None
-    assert rows["self_consistency:3"]["cost_usd"] > 2 * rows["none"]["cost_usd"] > 0  # every sample paid
+    # every sample's answer paid, the prompt once (one request with n=3)
+    assert rows["self_consistency:3"]["cost_usd"] > 1.5 * rows["none"]["cost_usd"] > 0
     assert suite["strategies"]["best"] == "self_consistency:3"
     assert [r["suite"] for r in suite["runs"]] == ["cities", "cities [self_consistency:3]"]
     table = run_cli(tmp_path, "eval", "--strategies", "none,self_consistency:3", "--no-progress")
@@ -286,6 +302,9 @@ def test_a_request_can_ask_the_gateway_for_a_strategy_in_its_metadata(gw, llm):
         update={"metadata": {"strategy": "self_consistency:3"}})
     result = gw.chat(req)
     assert normalize_answer(result.text) == normalize_answer("Paris")
-    assert sum(result.raw["strategy"]["votes"].values()) == 3 and len(llm.requests) >= 3  # three samples
+    assert sum(result.raw["strategy"]["votes"].values()) == 3  # three samples, one request
+    assert [r["n"] for r in llm.requests] == [3]
+    with pytest.raises(UserError, match="n=2"):  # a strategy answers one choice
+        gw.chat(req.model_copy(update={"n": 2}))
     plain = asyncio.run(gw.achat(ChatRequest.of("What is the capital of France?", model="m")))
     assert "strategy" not in (plain.raw or {})  # no metadata: one plain call

@@ -285,3 +285,21 @@ def test_trace_page_adds_the_trace_to_a_queue_and_to_an_eval_suite(browser, serv
     hidden = httpx.get(f"{server.url}/ui/traces/{GLOBEX_TRACE}/actions", headers=acme)
     assert hidden.status_code == 404
     assert len(queues.items(state.store, inbox)) == 2
+
+
+def test_trace_actions_in_chinese(server):
+    """The trace actions' labels come from the dashboard's text tables: in Chinese on a Chinese page."""
+    from flywheel.web import i18n
+
+    first = trace_id(10)
+    admin = httpx.get(f"{server.url}/ui/traces/{first}/actions?lang=zh",
+                      headers={"Authorization": f"Bearer {server.keys['admin']}"})
+    assert admin.status_code == 200
+    for key in ("action_add_to_queue", "action_add_to_suite", "action_new_queue", "action_new_suite"):
+        assert i18n.ZH[key] in admin.text and i18n.EN[key] not in admin.text
+    english = httpx.get(f"{server.url}/ui/traces/{first}/actions?lang=en",
+                        headers={"Authorization": f"Bearer {server.keys['admin']}"})
+    assert "Add to eval suite" in english.text and "加入评测套件" not in english.text
+    tenant = httpx.get(f"{server.url}/ui/traces/{first}/actions", headers={
+        "Authorization": f"Bearer {server.keys['acme']}", "Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "加入审核队列" in tenant.text and "加入评测套件" not in tenant.text  # a tenant key writes no suites

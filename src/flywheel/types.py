@@ -50,6 +50,7 @@ class ChatRequest(Record):
     tool_choice: str | dict[str, Any] | None = None  # auto | none | required | {type: function, function: {name}}
     timeout: float | None = None  # seconds, overrides the alias default
     metadata: dict[str, Any] = Field(default_factory=dict)  # tenant, app, prompt version, cache directives
+    n: int = 1  # choices wanted (OpenAI `n`, 1..16): one request where the provider takes `n`, else n requests
 
     @classmethod
     def of(cls, text: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
@@ -78,6 +79,14 @@ class Usage(Record):
         )
 
 
+class Choice(Record):
+    """One of the n answers of a request with n > 1."""
+
+    text: str
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
 class ChatResult(Record):
     text: str
     alias: str  # what the caller asked for
@@ -92,6 +101,7 @@ class ChatResult(Record):
     cached: bool = False
     raw: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] | None = None  # [{id, type: "function", function: {name, arguments}}]
+    choices: list[Choice] | None = None  # every choice of an n > 1 request (`text` is the first); None for n = 1
 
 
 class StreamChunk(Record):

@@ -60,7 +60,10 @@ def normalise_text(text: str) -> str:
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:
-    return {p: getattr(request, p) for p in _OUTPUT_PARAMS if getattr(request, p) is not None}
+    params = {p: getattr(request, p) for p in _OUTPUT_PARAMS if getattr(request, p) is not None}
+    if request.n != 1:  # only then, so keys of one-choice requests stay as they were
+        params["n"] = request.n
+    return params
 
 
 def _digest(payload: dict[str, Any]) -> str:
@@ -138,8 +141,11 @@ class Directives:
 
 
 def directives(request: ChatRequest) -> Directives:
-    """Parse `metadata["cache"]`: "no-cache", "no-store", "no-cache, no-store" or a list of those."""
+    """Parse `metadata["cache"]`: "no-cache", "no-store", "no-cache, no-store" or a list of those. A request for
+    several choices (`n` > 1) neither reads nor writes: an entry holds one answer."""
     raw = request.metadata.get("cache")
+    if request.n != 1:
+        return Directives(read=False, write=False)
     if raw is None:
         return Directives()
     items: list[Any]

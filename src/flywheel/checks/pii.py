@@ -19,6 +19,9 @@ Redaction: `redact(text)` returns the text with placeholders (`<EMAIL_ADDRESS_1>
 mapping them back; `restore(answer, vault)` puts the values back into a model's answer, and
 `restore_stream` does so for a streamed answer. `redact_for_storage(obj)` masks irreversibly
 (`<EMAIL_ADDRESS>`) every string inside a JSON-like object before it is written to traces.
+`pseudonymize(fields, keep)` masks one record (an eval case, a training row) consistently across its fields
+(the same value is `<EMAIL_ADDRESS_1>` in the input and in the correction), keeping the values of chosen fields
+that no masked field holds; secrets are masked in every field.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flywheel.checks import pii_presidio
 from flywheel.checks.base import Check, CheckContext, register
 from flywheel.checks.pii_recognizers import PiiEntity, Recognizer, builtin_recognizers
 from flywheel.checks.pii_secrets import secret_recognizers
+from flywheel.text.secrets import REDACTED, scrub_secrets
 from flywheel.types import CheckResult
 
 __all__ = [
@@ -41,9 +47,11 @@ __all__ = [
     "PiiAnalyzer",
     "PiiCheck",
     "PiiEntity",
+    "Pseudonymized",
     "Vault",
     "analyzer",
     "find_pii",
+    "pseudonymize",
     "redact",
     "redact_for_storage",
     "restore",
@@ -252,6 +260,105 @@ def redact_for_storage(value: Any, entities: Iterable[str] | str | None = None, 
         return obj
 
     return scrub(value)
+
+
+# ---------------------------------------------------------------- consistent pseudonyms for one record
+
+# Types whose values are written with varying separators ("415-555-0134", "415 555 0134"): compared without them.
+_SEPARATED = frozenset({"PHONE_NUMBER", "CN_MOBILE", "CREDIT_CARD", "CN_BANK_CARD", "IBAN_CODE", "US_SSN",
+                        "CN_RESIDENT_ID", "US_DRIVER_LICENSE"})
+
+
+def _identity(entity_type: str, value: str) -> str:
+    """What makes two spans the same value: case and spacing ignored (separators too for numbers)."""
+    folded = value.casefold()
+    folded = re.sub(r"[\W_]", "", folded) if entity_type in _SEPARATED else "".join(folded.split())
+    return f"{entity_type}\0{folded}"
+
+
+@dataclass
+class Pseudonymized:
+    """One record masked by `pseudonymize`: its fields' texts and what was done to them, per field."""
+
+    fields: dict[str, list[str | None]]  # field → masked texts, in the order given
+    vault: Vault  # placeholder → the value it stands for (never written anywhere by flywheel)
+    masked: dict[str, Counter[str]] = field(default_factory=dict)  # field → entity type → spans masked
+    kept: dict[str, Counter[str]] = field(default_factory=dict)  # field → entity type → spans left as written
+    exclusive: dict[str, Counter[str]] = field(default_factory=dict)  # field → type → spans no other field holds
+
+    def text(self, name: str, i: int = 0) -> str | None:
+        return self.fields[name][i]
+
+
+def pseudonymize(fields: Mapping[str, Sequence[str | None]], keep: Iterable[str] = (), *,
+                 entities: Iterable[str] | str | None = None, threshold: float = 0.5) -> Pseudonymized:
+    """Mask the PII of one record consistently across its fields: each value gets a numbered placeholder
+    (`<EMAIL_ADDRESS_1>`) that is the same wherever the value occurs in the record (case and spacing aside),
+    and different values get different numbers, numbered in field order. A field named in `keep` keeps the
+    values that occur in no masked field (a corrected e-mail address that is the point of a correction); a
+    value that a masked field holds too gets its placeholder in the kept field as well, so keeping one field
+    never reveals what another one hides. Secrets are masked in every field, kept or not: SECRET spans become
+    `<SECRET>`, and the secret scrubber (flywheel.text.secrets) runs on every text afterwards."""
+    keep = frozenset(keep)
+    found = {name: [sensitive_pii(t, entities, threshold) if t else [] for t in texts] for name, texts in fields.items()}
+    holders: dict[str, set[str]] = {}  # value identity → fields that hold it
+    for name, per_text in found.items():
+        for ent in (e for spans in per_text for e in spans if e.type != "SECRET"):
+            holders.setdefault(_identity(ent.type, ent.text), set()).add(name)
+    hidden = {key for key, names in holders.items() if names - keep}
+    numbering = _Numbering(holders, hidden, keep)
+    result = Pseudonymized(fields={}, vault=numbering.vault)
+    for name, texts in fields.items():
+        for table in (numbering.masked, numbering.kept, numbering.exclusive):
+            table.setdefault(name, Counter())
+        put = functools.partial(numbering.put, name)
+        out: list[str | None] = []
+        for text, spans in zip(texts, found[name], strict=True):
+            if not text:
+                out.append(text)
+                continue
+            replaced = _replace(text, spans, put)
+            scrubbed = scrub_secrets(replaced)
+            numbering.masked[name]["SECRET"] += max(0, scrubbed.count(REDACTED) - replaced.count(REDACTED))
+            out.append(scrubbed)
+        result.fields[name] = out
+        result.masked[name] = +numbering.masked[name]
+        result.kept[name] = numbering.kept[name]
+        result.exclusive[name] = numbering.exclusive[name]
+    return result
+
+
+class _Numbering:
+    """The placeholders of one record and the counts of what `pseudonymize` did, per field."""
+
+    def __init__(self, holders: dict[str, set[str]], hidden: set[str], keep: frozenset[str]):
+        self.holders, self.hidden, self.keep = holders, hidden, keep
+        self.vault = Vault()
+        self.numbers: dict[str, str] = {}  # value identity → placeholder
+        self.per_type: Counter[str] = Counter()
+        self.masked: dict[str, Counter[str]] = {}
+        self.kept: dict[str, Counter[str]] = {}
+        self.exclusive: dict[str, Counter[str]] = {}
+
+    def put(self, name: str, ent: PiiEntity) -> str:
+        masked = self.masked.setdefault(name, Counter())
+        kept = self.kept.setdefault(name, Counter())
+        exclusive = self.exclusive.setdefault(name, Counter())
+        if ent.type == "SECRET":
+            masked["SECRET"] += 1
+            return "<SECRET>"
+        key = _identity(ent.type, ent.text)
+        if self.holders[key] == {name}:
+            exclusive[ent.type] += 1
+        if name in self.keep and key not in self.hidden:
+            kept[ent.type] += 1
+            return ent.text
+        masked[ent.type] += 1
+        if key not in self.numbers:
+            self.per_type[ent.type] += 1
+            self.numbers[key] = f"<{ent.type}_{self.per_type[ent.type]}>"
+            self.vault[self.numbers[key]] = ent.text
+        return self.numbers[key]
 
 
 # ---------------------------------------------------------------- the check

@@ -24,23 +24,31 @@ from flywheel.cli import emit_json, main
               help="Train share; the rest is the holdout (no input on both sides). 1 = no holdout.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train / holdout assignment.")
 @click.option("--target", help="eval: target of a new suite (default: app:APP of the traces).")
+@click.option("--keep-pii", "keep_pii", metavar="FIELD[,FIELD]",
+              help="Fields whose own personal data is kept unmasked: sft/openai-ft/hf prompt, answer; dpo prompt, "
+                   "chosen, rejected; eval input, context, served_answer, reference, reason; `reference` = the human "
+                   "answer; all or none (default: review.keep_pii, else none). Secrets are always masked.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_obj
 def export(state: Any, fmt: str, out: str, queue: str | None, since: str | None, app: str | None, verdict: str,
-           min_agreement: float | None, train_share: float, seed: int, target: str | None, as_json: bool) -> None:
+           min_agreement: float | None, train_share: float, seed: int, target: str | None, keep_pii: str | None,
+           as_json: bool) -> None:
     """Export reviewed traces as fine-tuning or eval data (sft, dpo, openai-ft, hf, eval) with a datasheet."""
     from flywheel.apps.runtime import Runtime
     from flywheel.cli.review import parse_when
+    from flywheel.evals.promote_pii import fields_of, keep_fields
     from flywheel.loop.export import export as run_export
 
     project = state.project
+    if keep_pii is not None:
+        keep_fields(keep_pii, fields_of(fmt))  # a bad field name: exit 2 before opening anything
     path = Path(out)
     if not path.is_absolute():
         path = Path.cwd() / path
     with Runtime(project, tracing=False) as rt:
         result = run_export(rt.store, fmt, path, project=project, queue=queue, since=parse_when(since, "--since"),
                             app=app, verdict=verdict, min_agreement=min_agreement, train_share=train_share,
-                            seed=seed, embedder=rt.embedder, target=target)
+                            seed=seed, embedder=rt.embedder, target=target, keep_pii=keep_pii)
     if as_json:
         emit_json(result.to_dict())
         return

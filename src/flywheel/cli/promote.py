@@ -20,17 +20,23 @@ from flywheel.cli import emit_json, main
 @click.option("--to", "to", required=True, type=click.Path(dir_okay=False), help="Suite file to create or append to.")
 @click.option("--target", help="Target of a new suite (default: app:APP of the traces).")
 @click.option("--judge", help="Model alias of the promoted cases' judge checks (a new suite's defaults.judge).")
+@click.option("--keep-pii", "keep_pii", metavar="FIELD[,FIELD]",
+              help="Case fields whose own personal data is kept unmasked: reference, input, context, served_answer, "
+                   "reason, all or none (default: review.keep_pii, else none). Secrets are always masked.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @click.pass_obj
 def promote(state: Any, queue: str | None, verdict: str, traces: str | None, feedback: str | None,
-            app: str | None, limit: int, to: str, target: str | None, judge: str | None, as_json: bool) -> None:
+            app: str | None, limit: int, to: str, target: str | None, judge: str | None, keep_pii: str | None,
+            as_json: bool) -> None:
     """Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite --to."""
     from flywheel.apps.runtime import Runtime
     from flywheel.errors import UserError
     from flywheel.evals import promote_sources as sources_of
     from flywheel.evals.promote import write_suite
+    from flywheel.evals.promote_pii import CASE_FIELDS, keep_fields
 
     project = state.project
+    keep = None if keep_pii is None else keep_fields(keep_pii, CASE_FIELDS)  # a bad name: exit 2 before any work
     given = [x for x in (queue, traces, feedback) if x]
     if len(given) != 1:
         raise UserError("promote needs exactly one of --queue, --traces or --feedback negative",
@@ -59,10 +65,12 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
             found = sources_of.from_traces(rt.store, ids)
         else:
             found = sources_of.from_feedback(rt.store, feedback or "negative", app=app, limit=limit)
-        result = write_suite(project, path, found, target=target, judge=judge, embedder=rt.embedder)
-    if as_json:
+        result = write_suite(project, path, found, target=target, judge=judge, embedder=rt.embedder, keep=keep)
+    if as_json:  # the warnings are in it
         emit_json(result.to_dict())
         return
+    for w in result.warnings:
+        click.secho(f"warning: {w}", fg="yellow", err=True)
     verb = "created" if result.created and result.written else "appended to"
     if result.written:
         click.echo(f"{verb} {path}: {len(result.written)} case(s) ({', '.join(result.written[:5])}"

@@ -1,4 +1,5 @@
-"""`flywheel route select|report|compare-shadow`: pick models by evals, measure A/B arms, judge shadow outputs.
+"""`flywheel route select|report|compare-shadow|train-router`: pick models by evals, measure A/B arms, judge shadow
+outputs, train a query-level router.
 
 Exit codes of `route select`: 0 an alias meets the bar (with --write: flywheel.yaml updated), 1 none does,
 2 a user error.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,7 +22,7 @@ NONE_PASSES = 1
 
 @main.group("route")
 def route() -> None:
-    """Eval-driven model routes: select the cheapest passing model, report A/B arms, judge shadow outputs."""
+    """Model routes from evals: cheapest passing model, per-query router, A/B arm reports, shadow judging."""
 
 
 def _fmt_ci(ci: Any) -> str:
@@ -183,3 +185,119 @@ def compare_shadow_cmd(state: Any, route_name: str, judge: str, last: int, concu
                   f"failed or unpaired: {counts['failed_or_unpaired']}")
     console.print(f"stored as comparison {data['comparison_id'][:12]} (flywheel compare --show ID)")
     sys.stdout.flush()
+
+
+@route.command("train-router")
+@click.argument("route_name")
+@click.option("--small", required=True, help="Alias of the cheap model the router prefers.")
+@click.option("--strong", required=True, help="Alias of the strong model it falls back to.")
+@click.option("--suite", "suite_path", required=True, help="Eval suite (a YAML file or a name in evals/; with --runs "
+              "the name of the suite the runs ran).")
+@click.option("--runs", help="Stored eval runs of the suite to learn from, the small model's then the strong "
+              "model's (ids or prefixes: RUN_A,RUN_B); without it the suite runs on both models.")
+@click.option("--features", type=click.Choice(["tfidf", "embedding"]), default="tfidf", show_default=True,
+              help="Hashed word + char n-gram TF-IDF of the query, or the local embedder's vectors.")
+@click.option("--target-quality", default=0.95, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Share of the strong model's pass rate the routed answers must keep (on the training part).")
+@click.option("--heldout", default=0.3, show_default=True, type=float, help="Share of inputs held out.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the split.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to save the router in (default: routers/ROUTE next to flywheel.yaml).")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1), help="Cases in flight.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def train_router_cmd(state: Any, route_name: str, small: str, strong: str, suite_path: str, runs: str | None,
+                     features: str, target_quality: float, heldout: float, seed: int, out_dir: Path | None,
+                     concurrency: int, as_json: bool) -> None:
+    """Train a query-level router: small model unless a classifier predicts it fails the query, else strong."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.checks.trained import NAME_PATTERN
+    from flywheel.evals.matrix import arun_matrix
+    from flywheel.evals.records import RunStore
+    from flywheel.evals.runner import RunOptions
+    from flywheel.evals.suite import discover, load_suite
+    from flywheel.loop.query_router import (
+        ROUTERS_DIR,
+        outcomes_from_runs,
+        pair_outcomes,
+        routes_yaml,
+        save_router,
+        train_router,
+    )
+    from flywheel.registry import unknown_alias
+
+    project = state.project
+    models = project.config.models
+    if not NAME_PATTERN.match(route_name):
+        raise UserError(f"invalid route name {route_name!r}", hint="letters, digits and _.- (at most 100)")
+    if route_name in models:
+        raise UserError(f"route '{route_name}' would have the name of a model alias", hint="pick another name")
+    for option, alias in (("--small", small), ("--strong", strong)):
+        if alias not in models:
+            raise unknown_alias(alias, models, used_by=option)
+    if small == strong:
+        raise UserError(f"--small and --strong are both '{small}'", hint="a router chooses between two aliases")
+    named = project.root / "evals" / f"{suite_path}.yaml"
+    a_path = "/" in suite_path or suite_path.endswith((".yaml", ".yml")) or named.exists()
+    suite = None  # stored runs are found by the suite's name: with --runs, no suite file is needed
+    if a_path or not runs:
+        paths = discover([str(named) if named.exists() else suite_path], project)
+        if len(paths) != 1:
+            raise UserError(f"--suite {suite_path} names {len(paths)} suites", hint="give one suite file")
+        suite = load_suite(paths[0], project)
+    suite_name = suite.name if suite is not None else suite_path
+    warnings: list[str] = []
+    with Runtime(project, tracing=False) as rt:
+        store = RunStore.open(rt)
+        if runs:
+            refs = [r.strip() for r in runs.split(",") if r.strip()]
+            cases, rows, warnings = outcomes_from_runs(store, refs, suite=suite_name, small=small, strong=strong)
+            run_ids = [str(r["id"]) for r in rows]
+        else:
+            assert suite is not None
+            options = RunOptions(concurrency=concurrency, resume=False, progress=False)
+            matrix = asyncio.run(arun_matrix(suite, rt, [small, strong], store=store, options=options))
+            cases = pair_outcomes(matrix.runs[0].results, matrix.runs[1].results)
+            run_ids = [r.run_id for r in matrix.runs]
+    if not cases:
+        raise UserError(f"no case of suite '{suite_name}' has an outcome for both {small} and {strong}",
+                        hint="give runs of the same suite with --runs, or leave it out to run the suite")
+    fit = train_router(cases, features=features, target_quality=target_quality, heldout=heldout, seed=seed)
+    folder = out_dir or project.root / ROUTERS_DIR / route_name
+    meta = {"name": route_name, "small": small, "strong": strong, "suite": suite_name, "runs": run_ids}
+    save_router(folder, fit, meta)
+    shown = _relative(folder, project.root)
+    yaml_text = routes_yaml(route_name, shown, small, strong, fit.threshold)
+    data = {"route": route_name, "small": small, "strong": strong, "suite": suite_name, "runs": run_ids,
+            **fit.report, "path": str(folder), "routes_yaml": yaml_text, "warnings": warnings}
+    if as_json:
+        emit_json(data)
+        return
+    _print_router(data)
+
+
+def _relative(folder: Path, root: Path) -> str:
+    try:
+        return str(folder.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(folder.resolve())
+
+
+def _print_router(data: dict[str, Any]) -> None:
+    held, cases = data["heldout"], data["cases"]
+    click.echo(f"route {data['route']} · suite {data['suite']} · small {data['small']} · strong {data['strong']}")
+    click.echo(f"cases: {cases['total']} ({cases['train']} train, {cases['heldout']} held out; the small model "
+               f"fails {cases['small_fails']}) · features {data['features']} · threshold {data['threshold']:g} "
+               f"(picked on the training part for {data['target_quality']:.0%} of strong quality)")
+    rates = held["pass_rate"]
+    click.echo(f"held out ({held['n']} cases): {held['small_share']:.0%} sent to small · pass rate routed "
+               f"{rates['routed']:.2f} vs strong {rates['strong']:.2f}, small {rates['small']:.2f}")
+    kept, rand = held["quality_kept"], held["quality_kept_random_same_share"]
+    saved = held["cost_saved"]
+    click.echo(f"  strong quality kept: {'-' if kept is None else f'{kept:.1%}'} (random routing, same share: "
+               f"{'-' if rand is None else f'{rand:.1%}'}) · cost saved vs all-strong: "
+               f"{'-' if saved is None else f'{saved:.1%}'}")
+    for w in data["warnings"]:
+        click.secho(f"warning: {w}", fg="yellow", err=True)
+    click.echo(f"saved: {data['path']}\nadd to flywheel.yaml:\n")
+    click.echo(data["routes_yaml"])

@@ -134,6 +134,9 @@ def check_routes(config: Config, file: Path | str, lines: dict) -> None:
             raise ConfigError(f"route '{name}' has the name of a model alias, so requests for it are ambiguous",
                               where=where(file, lines, at), hint="rename the route or the alias")
         targets = [("alias", route.alias)] if route.split is None else [("split", a) for a in route.split]
+        if route.router is not None:
+            targets = [("router", route.router.small), ("router", route.router.strong)]
+            route.router.anchor(file, where(file, lines, (*at, "router", "model")))
         if route.shadow is not None:
             targets.append(("shadow", route.shadow))
         for key, alias in targets:

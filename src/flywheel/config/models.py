@@ -4,11 +4,12 @@ guards, tracing, server, monitor, review, routes)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from flywheel.errors import UserError
+from flywheel.errors import ConfigError, UserError
 from flywheel.registry import unknown_alias
 
 
@@ -42,7 +43,7 @@ class Price(Section):
 
 
 class ModelAlias(Section):
-    provider: Literal["openai_compat", "anthropic", "extractive"] = "openai_compat"
+    provider: Literal["openai_compat", "anthropic", "extractive", "transformers"] = "openai_compat"
     model: str = ""
     version: str | None = None  # pinned version; recorded on every result
     base_url: str | None = None
@@ -281,14 +282,52 @@ class ReviewConfig(Section):
     overlap: int = Field(default=2, ge=1)  # distinct annotators each review item needs
     lock_ttl_s: float = Field(default=600.0, gt=0)  # an annotator's hold on an item before others may take it
     min_judge_kappa: float = Field(default=0.6, ge=-1, le=1)  # eval reports warn below this agreement
+    # fields whose own personal data `flywheel promote` / `flywheel export` keep (--keep-pii's default): e.g.
+    # [reference]; empty: every field masked. Secrets are always masked.
+    keep_pii: list[str] = Field(default_factory=list)
+
+
+class RouterSpec(Section):
+    """`routes.<name>.router`: a classifier (`flywheel route train-router`) that sends each query to `small` unless
+    its predicted probability that `small` fails the query is above `threshold`, then to `strong`."""
+
+    model: str = Field(min_length=1)  # the router's folder (model.json + weights.npz), relative to flywheel.yaml
+    small: str
+    strong: str
+    threshold: float = Field(ge=0, le=1)
+    _base: str | None = PrivateAttr(default=None)  # flywheel.yaml's folder, set when the config loads
+
+    @model_validator(mode="after")
+    def _two_models(self) -> RouterSpec:
+        if self.small == self.strong:
+            raise ValueError(f"a router needs two different aliases (small and strong are both '{self.small}')")
+        return self
+
+    def path(self) -> Path:
+        folder = Path(self.model).expanduser()
+        return folder if folder.is_absolute() or self._base is None else Path(self._base) / folder
+
+    def anchor(self, config_file: Path | str, where: str | None = None) -> Path:
+        """Resolve `model` against the folder of `config_file`; ConfigError when no router was saved there."""
+        self._base = str(Path(config_file).resolve().parent)
+        folder = self.path()
+        missing = [n for n in ("model.json", "weights.npz") if not (folder / n).is_file()]
+        if missing:
+            raise ConfigError(f"no query router in {folder} ({' and '.join(missing)} missing)", where=where,
+                              hint="fix `model:` (a folder, relative to flywheel.yaml) or restore the folder; to "
+                                   "train it again, take the route out of flywheel.yaml and run flywheel route "
+                                   "train-router ROUTE --small A --strong B --suite S")
+        return folder
 
 
 class RouteConfig(Section):
-    """One `routes:` entry: a name callers use like a model alias, served by `alias`, or by the arms of `split`
-    (weights, sticky per user or session), optionally copied to a `shadow` alias whose answer is only stored."""
+    """One `routes:` entry: a name callers use like a model alias, served by `alias`, by the arms of `split`
+    (weights, sticky per user or session) or per query by a trained `router`, optionally copied to a `shadow`
+    alias whose answer is only stored."""
 
     alias: str | None = None
     split: dict[str, float] | None = None  # alias → weight (any positive numbers; 90/10 = 0.9/0.1)
+    router: RouterSpec | None = None  # per query: small unless the classifier predicts it fails
     sticky: Literal["user", "session", "none"] = "user"
     shadow: str | None = None
     shadow_sample: float = Field(default=1.0, gt=0, le=1)  # share of requests copied to the shadow
@@ -307,13 +346,16 @@ class RouteConfig(Section):
 
     @model_validator(mode="after")
     def _one_target(self) -> RouteConfig:
-        if (self.alias is None) == (self.split is None):
-            raise ValueError("a route needs exactly one of `alias: NAME` or `split: {a: 90, b: 10}`")
+        if sum(x is not None for x in (self.alias, self.split, self.router)) != 1:
+            raise ValueError("a route needs exactly one of `alias: NAME`, `split: {a: 90, b: 10}` or "
+                             "`router: {model: DIR, small: A, strong: B, threshold: T}`")
         return self
 
     @property
     def arms(self) -> dict[str, float]:
-        """Alias → share of traffic (sums to 1)."""
+        """Alias → share of traffic (sums to 1); a router's share is decided per query, its default arm is small."""
+        if self.router is not None:
+            return {self.router.small: 1.0, self.router.strong: 0.0}
         if self.split is None:
             return {str(self.alias): 1.0}
         total = sum(self.split.values())
@@ -382,6 +424,7 @@ __all__ = [
     "RetrievalConfig",
     "ReviewConfig",
     "RouteConfig",
+    "RouterSpec",
     "Section",
     "SemanticCacheConfig",
     "ServerConfig",

@@ -7,8 +7,10 @@ correction as `reference`, and checks derived from the labels: a `judge` whose c
 reason, `contains-all` of the numbers the correction states, `not-regex` of the numbers the served answer got
 wrong (or `icontains-any` of the correction's key terms when it has no numbers), and `not-equals` of the
 served answer. Near-duplicate inputs are collapsed (cosine of the project's embedder; token Jaccard for text
-in a language it does not cover), PII is masked (flywheel.checks.pii) and secrets scrubbed, and every case
-keeps `metadata.source_trace_id`; appending never repeats one. The file is written atomically, and only after
+in a language it does not cover), PII is pseudonymised per case (flywheel.checks.pii.pseudonymize: the same
+value is the same `<EMAIL_ADDRESS_1>` in the input, the reference and the checks; `keep` names the fields whose
+own values stay, see flywheel.evals.promote_pii) and secrets always scrubbed, and every case keeps
+`metadata.source_trace_id`; appending never repeats one. The file is written atomically, and only after
 the suite it would become loads with the suite loader.
 """
 
@@ -17,22 +19,25 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from flywheel.checks.pii import pseudonymize
 from flywheel.config import Project
 from flywheel.errors import UserError
+from flywheel.evals.promote_pii import CASE_FIELDS, PiiTally, keep_fields
 from flywheel.evals.promote_sources import Source
-from flywheel.text import STOPWORDS, detect_language, scrub_secrets, tokenize
+from flywheel.text import STOPWORDS, detect_language, tokenize
 
 COSINE_DUPLICATE = 0.92  # same threshold family as the semantic cache
 JACCARD_DUPLICATE = 0.8
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*%?")
 _MAX_CONTEXT = 2000  # characters per retrieved passage kept in a case
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")  # masked PII (<EMAIL_ADDRESS_1>, <SECRET>): no key term
 
 
 @dataclass
@@ -42,10 +47,12 @@ class PromoteResult:
     skipped_existing: list[str] = field(default_factory=list)  # source trace ids already in the suite
     collapsed: dict[str, list[str]] = field(default_factory=dict)  # kept trace id → near-duplicate trace ids
     created: bool = False
+    pii: dict[str, Any] = field(default_factory=dict)  # PiiTally.to_dict() of the written cases
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "written": self.written, "skipped_existing": self.skipped_existing,
-                "collapsed": self.collapsed, "created": self.created}
+                "collapsed": self.collapsed, "created": self.created, "pii": self.pii, "warnings": self.warnings}
 
 
 # ---------------------------------------------------------------- checks from labels
@@ -63,7 +70,7 @@ def numbers(text: str) -> list[str]:
 def key_terms(text: str, avoid: str = "", limit: int = 3) -> list[str]:
     """Up to `limit` content words of `text` (CJK aware) that `avoid` does not contain, longest first."""
     seen = set(tokenize(avoid))
-    terms = [t for t in dict.fromkeys(tokenize(text)) if t not in seen and t not in STOPWORDS and not t.isdigit()]
+    terms = [t for t in dict.fromkeys(tokenize(_PLACEHOLDER.sub(" ", text))) if t not in seen and t not in STOPWORDS and not t.isdigit()]
     terms = [t for t in terms if len(t) >= 4 or not t.isascii()]
     return sorted(terms, key=len, reverse=True)[:limit]
 
@@ -164,18 +171,23 @@ def collapse(
 
 
 def mask_text(text: str | None) -> str | None:
+    """One text masked on its own (numbered placeholders, secrets scrubbed): the key near-duplicates and the
+    train / holdout split are judged on."""
     if text is None:
         return None
-    from flywheel.checks.pii import redact_for_storage
-
-    return scrub_secrets(str(redact_for_storage(text)))
+    return pseudonymize({"text": [text]}).text("text")
 
 
-def build_case(src: Source, judge: str | None, taken: set[str]) -> dict[str, Any]:
-    question = mask_text(src.input) or ""
-    served = mask_text(src.output) or ""
-    correction = mask_text(src.correction)
-    reason = mask_text(src.reason)
+def build_case(src: Source, judge: str | None, taken: set[str], keep: frozenset[str] = frozenset(),
+               tally: PiiTally | None = None) -> dict[str, Any]:
+    masked = pseudonymize({"input": [src.input], "context": list(src.context), "served_answer": [src.output],
+                           "reference": [src.correction], "reason": [src.reason]}, keep)
+    if tally is not None:
+        tally.add(masked, correction=bool(src.correction))
+    question = masked.text("input") or ""
+    served = masked.text("served_answer") or ""
+    correction = masked.text("reference")
+    reason = masked.text("reason")
     case_id = f"trace-{src.trace_id[:12]}"
     n = 2
     while case_id in taken:
@@ -187,7 +199,7 @@ def build_case(src: Source, judge: str | None, taken: set[str]) -> dict[str, Any
     case["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass")
     meta: dict[str, Any] = {"source_trace_id": src.trace_id, "served_answer": served}
     if src.context:
-        meta["context"] = [(mask_text(c) or "")[:_MAX_CONTEXT] for c in src.context]
+        meta["context"] = [(c or "")[:_MAX_CONTEXT] for c in masked.fields["context"]]
     if reason:
         meta["reason"] = reason
     meta.update({k: v for k, v in src.extra.items() if v is not None})
@@ -242,8 +254,17 @@ def write_suite(
     judge: str | None = None,
     embedder: Any = None,
     name: str | None = None,
+    keep: str | Iterable[str] | None = None,
 ) -> PromoteResult:
-    """Add a case for every new source to the suite at `path` (created when missing); atomic."""
+    """Add a case for every new source to the suite at `path` (created when missing); atomic. `keep`: the case
+    fields whose own personal data stays (see flywheel.evals.promote_pii); None: the project's
+    `review.keep_pii`."""
+    if keep is None:
+        kept_fields = keep_fields(project.config.review.keep_pii, CASE_FIELDS, option="review.keep_pii",
+                           where=str(project.root / "flywheel.yaml"))
+    else:
+        kept_fields = keep_fields(keep, CASE_FIELDS)
+    tally = PiiTally(CASE_FIELDS, kept_fields)
     text, data = _existing(path)
     result = PromoteResult(path=path, created=data is None)
     old_cases = data["cases"] if data else []
@@ -252,16 +273,18 @@ def write_suite(
     result.skipped_existing = [s.trace_id for s in sources if s.trace_id in known]
     old_inputs = [str((c.get("vars") or {}).get("question", "")) for c in old_cases if isinstance(c, dict)]
     masked = [replace(s, input=mask_text(s.input) or "") for s in fresh]
-    kept, result.collapsed, dup = collapse(masked, [i for i in old_inputs if i], embedder)
+    survivors, result.collapsed, dup = collapse(masked, [i for i in old_inputs if i], embedder)
     result.skipped_existing += dup
     taken = {str(c.get("id")) for c in old_cases if isinstance(c, dict)}
     by_id = {s.trace_id: s for s in fresh}
-    cases = [build_case(by_id[s.trace_id], judge, taken) for s in kept]
+    cases = [build_case(by_id[s.trace_id], judge, taken, kept_fields, tally) for s in survivors]
     for case in cases:
         dups = result.collapsed.get(case["metadata"]["source_trace_id"])
         if dups:
             case["metadata"]["duplicates"] = dups
     result.written = [c["id"] for c in cases]
+    result.pii = tally.to_dict()
+    result.warnings = [w for w in [tally.warning()] if w]
     if not cases:
         return result
     if data is None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flywheel.config import ModelAlias
 from flywheel.errors import AttemptFailure, GatewayError, UserError
+from flywheel.gateway.choices import span_output
 from flywheel.gateway.pricing import cost_usd
 from flywheel.gateway.providers.base import (
     Provider,
@@ -28,7 +29,7 @@ from flywheel.gateway.providers.base import (
 )
 from flywheel.gateway.retry import RetryPolicy
 from flywheel.tracing import LiveSpan, tracer
-from flywheel.types import ChatRequest, ChatResult, Usage
+from flywheel.types import ChatRequest, ChatResult, Choice, Usage
 
 if TYPE_CHECKING:
     from flywheel.gateway.gateway import Gateway
@@ -229,20 +230,26 @@ class CallState:
         return None
 
     def answered(self, resp: ProviderResponse) -> ChatResult:
-        return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw, resp.tool_calls)
+        return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw, resp.tool_calls,
+                              resp.choices)
 
     def succeeded(self, text: str, usage: Usage | None, response_model: str, finish_reason: str | None,
-                  raw: dict | None, tool_calls: list[dict[str, Any]] | None = None) -> ChatResult:
+                  raw: dict | None, tool_calls: list[dict[str, Any]] | None = None,
+                  choices: list[Choice] | None = None) -> ChatResult:
         """Close the attempt in progress (and the call) as answered; the call's `ChatResult`. The spans' output
-        is the text, or {"content", "tool_calls"} when the model asked for tools."""
+        is the text, or {"content", "tool_calls"} when the model asked for tools, plus every choice under
+        "choices" when the request asked for n > 1 (choices.py)."""
         span, alias = self.span, self.alias
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
         attrs = span.attributes
         attrs["gen_ai.response.model"] = response_model or alias.model
-        if finish_reason:
+        if choices:
+            attrs["gen_ai.response.finish_reasons"] = [c.finish_reason or "" for c in choices]
+        elif finish_reason:
             attrs["gen_ai.response.finish_reasons"] = [finish_reason]
-        output: Any = {"content": text, "tool_calls": tool_calls} if tool_calls else text
+        output: Any = (span_output(text, tool_calls, choices) if choices else
+                       {"content": text, "tool_calls": tool_calls} if tool_calls else text)
         span.outputs, span.has_output = output, True
         top = self.top
         top.outputs, top.has_output = output, True
@@ -256,7 +263,7 @@ class CallState:
             "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
-            "tool_calls": tool_calls})
+            "tool_calls": tool_calls, "choices": choices})
         self.end_attempt()
         return result
 
@@ -279,6 +286,8 @@ def top_attrs(request: ChatRequest) -> dict[str, Any]:
         attrs["gen_ai.request.temperature"] = request.temperature
     if request.max_tokens is not None:
         attrs["gen_ai.request.max_tokens"] = request.max_tokens
+    if request.n != 1:
+        attrs["gen_ai.request.choice.count"] = request.n
     if request.metadata:
         for key, attr in _METADATA_ATTRS.items():
             if key in request.metadata:

@@ -4,6 +4,9 @@
     result = gw.chat(ChatRequest.of("hi", model="strong"))      # or: await gw.achat(...)
     for chunk in gw.stream(request): print(chunk.delta, end="")  # or: async for c in gw.astream(...)
 
+`request.n` > 1 asks for n choices (OpenAI's `n`): one upstream request where the provider takes `n`, else n
+concurrent requests merged into one attempt (choices.py); `result.choices` holds them all.
+
 One call walks the alias's fallback chain (the alias, then its `fallbacks:` depth-first, each alias
 once). Each alias gets 1 + `max_retries` attempts; failures that are worth retrying (429, 5xx,
 timeouts, dropped connections, garbled bodies) wait for the backoff of `RetryPolicy` (or the
@@ -32,6 +35,7 @@ from flywheel.config import Config, ModelAlias, RouteConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.gateway import providers as registry
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
+from flywheel.gateway.choices import achat_n, chat_n, check_n
 from flywheel.gateway.providers.base import Provider, ProviderError
 from flywheel.gateway.retry import RetryPolicy
 from flywheel.registry import unknown_alias
@@ -154,6 +158,8 @@ class Gateway:
 
     # ------------------------------------------------------------------ calls
     def chat(self, request: ChatRequest) -> ChatResult:
+        if request.n != 1:
+            check_n(request)
         if "strategy" in request.metadata:  # self-consistency, best-of-n, critique, ensemble (strategies.py)
             picked = _strategy(request)
             if picked is not None:
@@ -165,7 +171,8 @@ class Gateway:
             call = CallState(request, top)
             for prov, alias, timeout in call.attempts(self, chain):
                 try:
-                    resp = prov.chat(alias, request, timeout)
+                    resp = prov.chat(alias, request, timeout) if request.n == 1 else \
+                        chat_n(prov, alias, request, timeout, call.span)
                 except BaseException as exc:  # noqa: BLE001 - call.fail records it; re-raises interrupts
                     delay = call.backoff(call.fail(exc), self.retry)
                 else:
@@ -175,6 +182,8 @@ class Gateway:
             raise call.exhausted()
 
     async def achat(self, request: ChatRequest) -> ChatResult:
+        if request.n != 1:
+            check_n(request)
         if "strategy" in request.metadata:
             picked = _strategy(request)
             if picked is not None:
@@ -190,7 +199,8 @@ class Gateway:
             await call.aprepare(self, chain, stream=False)
             for prov, alias, timeout in call.attempts(self, chain):
                 try:
-                    resp = await prov.achat(alias, request, timeout)
+                    resp = await prov.achat(alias, request, timeout) if request.n == 1 else \
+                        await achat_n(prov, alias, request, timeout, call.span)
                 except BaseException as exc:  # noqa: BLE001 - likewise; cancellation propagates
                     delay = call.backoff(call.fail(exc), self.retry)
                 else:

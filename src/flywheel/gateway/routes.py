@@ -4,9 +4,13 @@
       support: {alias: small}                                   # plain indirection
       faq: {split: {small: 90, large: 10}, sticky: user}        # A/B: arms by weight, sticky per user
       triage: {alias: small, shadow: large}                     # shadow: a copy goes to `large`, only stored
+      ask: {router: {model: routers/ask, small: small, strong: large, threshold: 0.4}}  # per query
 
 A request whose `model` is a route name is served by one arm; a `route <name>` span wraps the gateway call
-with `flywheel.route`, `flywheel.route.arm` and the served cost (`flywheel.route.cost_usd`). Sticky
+with `flywheel.route`, `flywheel.route.arm` and the served cost (`flywheel.route.cost_usd`). A `router` route
+scores the request's last user message with the classifier `flywheel route train-router` saved (the same
+features as flywheel.checks.trained) and serves it with `small` unless the predicted probability that `small`
+fails is above the threshold; the span also carries `flywheel.route.p_fail` and `flywheel.route.threshold`. Sticky
 assignment hashes the route name with the caller's user (request metadata `user` / `user_id`) or session
 (`session_id`, or `request.session_id` from the OpenAI body's metadata), so one user always sees the same arm;
 without an id (or `sticky: none`) each request draws at random.
@@ -30,7 +34,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from flywheel.config import RouteConfig
+from flywheel.config import RouteConfig, RouterSpec
+from flywheel.errors import UserError
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult
 
@@ -77,11 +82,68 @@ def pick_arm(route: str, config: RouteConfig, key: str | None, rng: random.Rando
     return alias  # rounding: the last arm
 
 
+ROUTER_KIND = "query-router"  # model.json `kind` of a router saved by flywheel.loop.query_router
+
+
+class QueryRouter:
+    """A saved query-level router: P(the small model fails this query) from the query text alone."""
+
+    def __init__(self, route: str, spec: RouterSpec):
+        from flywheel.checks.trained import LOCAL_EMBEDDER, TrainedModel
+
+        self.route, self.spec, self.threshold = route, spec, spec.threshold
+        folder = spec.path()
+        if not (folder / "model.json").is_file():
+            raise UserError(f"route '{route}': no query router in {folder} (model.json missing)",
+                            hint="train one: flywheel route train-router ROUTE --small A --strong B --suite S")
+        try:
+            self.model = TrainedModel.load(folder)
+        except UserError as exc:
+            raise UserError(f"route '{route}': {exc.message}",
+                            hint="train the router again: flywheel route train-router") from None
+        meta = self.model.meta
+        if meta.get("kind") != ROUTER_KIND:
+            raise UserError(f"route '{route}': {folder} holds a {meta.get('kind') or 'trained check'}, not a "
+                            "query router", hint="point `router.model` at a folder `route train-router` wrote")
+        trained_on = (meta.get("small"), meta.get("strong"))
+        if trained_on != (spec.small, spec.strong):  # its predictions are about other models' failures
+            raise UserError(f"route '{route}': the router in {folder} was trained for small={trained_on[0]}, "
+                            f"strong={trained_on[1]}, but the route names small={spec.small}, strong={spec.strong}",
+                            hint="name the aliases it was trained for, or train it again for these")
+        self.embedder: Any = None
+        if self.model.features == "embedding":
+            if meta.get("embedder") != LOCAL_EMBEDDER:
+                raise UserError(f"route '{route}': the router was fitted on {meta.get('embedder')} vectors; "
+                                f"the gateway computes only {LOCAL_EMBEDDER} vectors",
+                                hint="train it with --features tfidf, or with the local embedder")
+            from flywheel.retrieval.embedders import local_embedder
+
+            self.embedder = local_embedder()
+
+    @property
+    def blocking(self) -> bool:
+        """Scoring does real work (an embedding model) that an event loop should not wait on."""
+        return self.embedder is not None
+
+    def p_fail(self, text: str) -> float:
+        return float(self.model.predict([text], [""], self.embedder)[0])
+
+    def choose(self, request: ChatRequest) -> tuple[str, float]:
+        """(the arm, the predicted probability that the small model fails)."""
+        p = self.p_fail(request.last_user())
+        return (self.spec.strong if p > self.threshold else self.spec.small), p
+
+
+def load_routers(routes: Mapping[str, RouteConfig]) -> dict[str, QueryRouter]:
+    return {name: QueryRouter(name, r.router) for name, r in routes.items() if r.router is not None}
+
+
 class Router:
     """Resolves route names for one gateway and dispatches shadow copies."""
 
     def __init__(self, routes: Mapping[str, RouteConfig], *, rng: random.Random | None = None):
         self.routes = dict(routes)
+        self.query_routers = load_routers(self.routes)  # a missing or broken router file fails here, loudly
         self.rng = rng or random.Random()
         self.shadow_skipped = 0
         self._pending = 0
@@ -94,21 +156,43 @@ class Router:
         return name in self.routes
 
     def primary(self, name: str) -> str:
-        """The alias standing for the route where one alias is needed (validation, versions): the heaviest arm."""
+        """The alias standing for the route where one alias is needed (validation, versions): the heaviest arm
+        (a router's small one)."""
         arms = self.routes[name].arms
         return max(arms, key=lambda a: arms[a])
 
     def resolve(self, request: ChatRequest) -> tuple[ChatRequest, str]:
         """(the request addressed to the chosen arm, that arm)."""
+        routed, attrs = self._route(request)
+        return routed, attrs["flywheel.route.arm"]
+
+    def _route(self, request: ChatRequest, p_fail: float | None = None) -> tuple[ChatRequest, dict[str, Any]]:
+        """The request addressed to its arm, and the span attributes that record the choice."""
         name = request.model
         config = self.routes[name]
-        arm = pick_arm(name, config, sticky_key(request, config.sticky), self.rng)
-        return request.model_copy(update={"model": arm}), arm
+        scorer = self.query_routers.get(name)
+        if scorer is None:
+            arm = pick_arm(name, config, sticky_key(request, config.sticky), self.rng)
+            return request.model_copy(update={"model": arm}), self._attrs(name, arm)
+        if p_fail is None:
+            arm, p_fail = scorer.choose(request)
+        else:
+            arm = scorer.spec.strong if p_fail > scorer.threshold else scorer.spec.small
+        attrs = {**self._attrs(name, arm), "flywheel.route.p_fail": round(p_fail, 6),
+                 "flywheel.route.threshold": scorer.threshold}
+        return request.model_copy(update={"model": arm}), attrs
+
+    async def _aroute(self, request: ChatRequest) -> tuple[ChatRequest, dict[str, Any]]:
+        scorer = self.query_routers.get(request.model)
+        if scorer is not None and scorer.blocking:  # an embedding model: score off the event loop
+            p = await asyncio.to_thread(scorer.p_fail, request.last_user())
+            return self._route(request, p)
+        return self._route(request)
 
     # ------------------------------------------------------------------ serving
     def chat(self, gateway: Gateway, request: ChatRequest) -> ChatResult:
-        routed, arm = self.resolve(request)
-        with tracer.span(f"route {request.model}", "other", None, **self._attrs(request.model, arm)) as span:
+        routed, attrs = self._route(request)
+        with tracer.span(f"route {request.model}", "other", None, **attrs) as span:
             result = gateway.chat(routed)
             span.set(result.text, **{"flywheel.route.cost_usd": result.cost_usd})
             trace_id = span.trace_id
@@ -116,8 +200,8 @@ class Router:
         return result
 
     async def achat(self, gateway: Gateway, request: ChatRequest) -> ChatResult:
-        routed, arm = self.resolve(request)
-        span, token = tracer.start(f"route {request.model}", "other", None, **self._attrs(request.model, arm))
+        routed, attrs = await self._aroute(request)
+        span, token = tracer.start(f"route {request.model}", "other", None, **attrs)
         try:
             result = await gateway.achat(routed)
             span.set(result.text, **{"flywheel.route.cost_usd": result.cost_usd})

@@ -18,8 +18,10 @@
 The result's usage, cost and attempts sum EVERY call (samples, judge, critiques, LLM checks); latency is the
 wall time of the whole strategy; `raw["strategy"]` says what happened (samples, votes, winner). Every call is
 traced under one parent span `strategy.<name>`. Requests with `tools` and requests marked with a
-`metadata.purpose` (judges, the strategies' own calls) pass through `StrategyGateway` unchanged. Providers are
-called N times (ChatRequest has no `n`; see docs/strategies.md).
+`metadata.purpose` (judges, the strategies' own calls) or `n` > 1 pass through `StrategyGateway` unchanged.
+Samples (self_consistency, best_of) are ONE gateway call with `n` = N (split by 16) where the alias's provider
+takes `n` (openai_compat): one round trip, one `llm` span holding every sample and their whole cost. Otherwise,
+or when that call fails, they are N calls, one `gateway.chat` span each (docs/strategies.md).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.errors import GatewayError, UserError
+from flywheel.gateway.choices import MAX_CHOICES, supports_n
 from flywheel.tracing import in_context, tracer
 from flywheel.types import ChatRequest, ChatResult, Message, Usage
 
@@ -306,9 +309,40 @@ def _sampled(request: ChatRequest, n: int) -> list[ChatRequest]:
     return [request.model_copy(update={"temperature": temperature}) for _ in range(n)]
 
 
+def _samples(calls: _Calls, request: ChatRequest, n: int) -> list[ChatResult | None]:
+    """n samples: `n`-requests (at most MAX_CHOICES choices each) where the provider takes `n`, else (or when
+    those fail) n separate requests. Each choice becomes a ChatResult of its own; the totals count the calls."""
+    gateway = calls.gateway
+    try:  # does the provider answering first take `n`? (no for a scripted gateway, or an alias failing to build)
+        takes_n = supports_n(gateway.provider(gateway.chain(request.model)[0]))
+    except Exception:  # noqa: BLE001 - then the samples go one by one
+        takes_n = False
+    if n > 1 and takes_n:
+        one = _sampled(request, 1)[0]
+        sizes = [min(MAX_CHOICES, n - start) for start in range(0, n, MAX_CHOICES)]
+        try:
+            got = calls.many([one.model_copy(update={"n": size}) for size in sizes])
+        except GatewayError:  # every n-request failed (`many` kept why): try the samples one by one
+            pass
+        else:
+            out: list[ChatResult | None] = []
+            for size, r in zip(sizes, got, strict=True):
+                out.extend([None] * size if r is None else _split(r))
+            return out
+    return calls.many(_sampled(request, n))
+
+
+def _split(result: ChatResult) -> list[ChatResult | None]:
+    """One ChatResult per choice of an n-request (usage and cost stay on the request, counted once in the totals)."""
+    if not result.choices:
+        return [result]
+    return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
+                                      "choices": None}) for c in result.choices]
+
+
 class SelfConsistency(Strategy):
     def pick(self, calls: _Calls, request: ChatRequest) -> tuple[ChatResult, dict[str, Any]]:
-        samples = calls.many(_sampled(request, self.spec.n))
+        samples = _samples(calls, request, self.spec.n)
         path = self.spec.field
         keys = [None if s is None else field_value(s.text, path) if path else normalize_answer(s.text)
                 for s in samples]
@@ -324,7 +358,7 @@ class SelfConsistency(Strategy):
 
 class BestOfN(Strategy):
     def pick(self, calls: _Calls, request: ChatRequest) -> tuple[ChatResult, dict[str, Any]]:
-        samples = calls.many(_sampled(request, self.spec.n))
+        samples = _samples(calls, request, self.spec.n)
         answered = [(i, s) for i, s in enumerate(samples) if s is not None]
         details: dict[str, Any] = {"name": "best_of", "samples": [s.text if s else None for s in samples]}
         if self.spec.check:
@@ -435,9 +469,11 @@ def requested(request: ChatRequest) -> tuple[Strategy, ChatRequest] | None:
     spec = StrategySpec.parse(str(text), where="metadata.strategy")
     if spec.name == "none":
         return None
+    if request.n != 1:
+        raise UserError(f"metadata.strategy ({text}) answers with one choice, and this request asks for n={request.n}",
+                        where="metadata.strategy", hint="drop `n` to use the strategy, or drop the strategy for n choices")
     plain = request.model_copy(update={"metadata": {k: v for k, v in request.metadata.items() if k != "strategy"}})
     return spec.build(), plain
-
 
 
 class StrategyGateway:
@@ -450,7 +486,8 @@ class StrategyGateway:
         self.strategy = self.spec.build()
 
     def _plain(self, request: ChatRequest) -> bool:
-        return self.spec.name == "none" or bool(request.tools) or bool(request.metadata.get("purpose"))
+        return (self.spec.name == "none" or bool(request.tools) or bool(request.metadata.get("purpose"))
+                or request.n != 1)
 
     def chat(self, request: ChatRequest) -> ChatResult:
         if self._plain(request):

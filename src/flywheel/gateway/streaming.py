@@ -10,6 +10,8 @@ already delivered, and the stream goes on with what follows it — so a determin
 cuts streams loses nothing. If the new attempt's text departs from what the caller already has, or no attempt
 is left, `StreamBrokenError` is raised (recorded on the spans), since the caller cannot un-show text.
 
+A stream answers one choice: a request with `n` > 1 is refused (UserError) when the stream is created.
+
 The spans are opened in a private copy of the caller's context: a generator runs in its consumer's
 context, so setting the current span there would leak it into the consumer's code between chunks.
 """
@@ -21,6 +23,7 @@ import contextvars
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Self, cast
 
+from flywheel.errors import UserError
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.gateway.providers.base import ProviderError, make_chunk
 from flywheel.gateway.tools import merge_tool_deltas
@@ -63,6 +66,9 @@ class _StreamBase:
     """What the sync and async streams share: everything but pulling chunks, yielding and sleeping."""
 
     def __init__(self, gateway: Gateway, request: ChatRequest):
+        if request.n != 1:
+            raise UserError(f"a stream answers one choice; this request asks for n={request.n!r}",
+                            hint="drop `n` to stream, or call chat/achat (not stream) for several choices")
         self.gateway = gateway
         self.request = request
         self.chain = gateway.chain(request.model)  # unknown alias fails here, before iteration

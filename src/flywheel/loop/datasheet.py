@@ -1,5 +1,6 @@
 """The datasheet written next to every export: what is in the file, where it came from, how much the annotators
-agreed, the date range, and what was left out and why (`OUT.datasheet.md` and `OUT.datasheet.json`)."""
+agreed, the date range, what was left out and why, and what personal data was masked in which field and which
+fields kept theirs (`OUT.datasheet.md` and `OUT.datasheet.json`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from flywheel.loop.labelled import Collected, Labelled
 
 
 def build(fmt: str, collected: Collected, used: list[Labelled], counts: dict[str, int], dropped: dict[str, int],
-          options: dict[str, Any], files: list[str], warnings: list[str]) -> dict[str, Any]:
+          options: dict[str, Any], files: list[str], warnings: list[str], pii: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    """`pii`: flywheel.evals.promote_pii.PiiTally.to_dict() of the rows written."""
     starts = [x.started_at for x in used if x.started_at is not None]
     rep = collected.agreement
     return {
@@ -37,11 +40,21 @@ def build(fmt: str, collected: Collected, used: list[Labelled], counts: dict[str
         "date_range": {"first": _day(min(starts)) if starts else None, "last": _day(max(starts)) if starts else None},
         "dropped": {**collected.dropped, **dropped},
         "options": options,
-        "processing": ["PII masked (flywheel.checks.pii) and secrets scrubbed in every message",
+        "pii": pii or {},
+        "processing": [_pii_line(pii or {}), "secrets (API keys, tokens, passwords) masked in every field",
                        "near-duplicate inputs collapsed (embedder cosine ≥ 0.92, else token Jaccard ≥ 0.8)",
                        "train / holdout split by normalised input: no input is on both sides"],
         "warnings": warnings,
     }
+
+
+def _pii_line(pii: dict[str, Any]) -> str:
+    kept = pii.get("kept_fields") or []
+    line = ("PII pseudonymised per row (flywheel.checks.pii.pseudonymize): the same value is the same numbered "
+            "placeholder (<EMAIL_ADDRESS_1>) in every field of a row")
+    if kept:
+        return line + f"; fields keeping the personal data no masked field holds: {', '.join(kept)}"
+    return line + "; no field kept its personal data"
 
 
 def _origin(x: Labelled) -> str:
@@ -72,11 +85,26 @@ def render(sheet: dict[str, Any]) -> str:
              f"- mean share of an item's labels agreeing with its majority: {_num(labels['mean_item_agreement'])}", "",
              "## Left out", ""]
     lines += [f"- {why}: {n}" for why, n in sheet["dropped"].items()] or ["- nothing"]
+    lines += ["", "## Personal data", "", *_pii_lines(sheet.get("pii") or {})]
     lines += ["", "## Processing", "", *[f"- {p}" for p in sheet["processing"]], "", "## Options", "", "```json",
               json.dumps(sheet["options"], indent=2, ensure_ascii=False), "```"]
     if sheet["warnings"]:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in sheet["warnings"]]]
     return "\n".join(lines) + "\n"
+
+
+def _pii_lines(pii: dict[str, Any]) -> list[str]:
+    masked, kept = pii.get("masked") or {}, pii.get("kept") or {}
+    refs = pii.get("corrections_with_reference_only_pii") or {}
+    lines = ["| field | masked | kept as written |", "|---|---|---|"]
+    lines += [f"| {name} | {_counts(masked.get(name) or {})} | {_counts(kept.get(name) or {})} |"
+              for name in dict.fromkeys([*masked, *kept])]
+    if len(lines) == 2:
+        lines = ["- no personal data found"]
+    lines += [f"- fields kept (`--keep-pii`): {', '.join(pii.get('kept_fields') or []) or 'none'}",
+              (f"- corrections whose personal data only the reference holds: {refs.get('masked', 0)} masked, "
+               f"{refs.get('kept', 0)} kept"), "- secrets: always masked, in every field"]
+    return lines
 
 
 def _counts(c: dict[str, int]) -> str:

@@ -12,8 +12,9 @@
   `datasets.load_dataset("json", data_files={"train": …, "holdout": …})` or `load_dataset(FOLDER)`.
 - eval: an eval suite YAML written by the promote writer (flywheel.evals.promote.write_suite).
 
-PII is masked and secrets scrubbed with promote's masker, near-duplicate inputs collapsed with promote's
-`collapse`, and the train / holdout split is by normalised input (flywheel.loop.labelled.split), checked again
+PII is pseudonymised per row with promote's masker (flywheel.checks.pii.pseudonymize: the same value is the same
+`<EMAIL_ADDRESS_1>` in the prompt and in the answer; `keep_pii` names the fields whose own values stay, see
+flywheel.evals.promote_pii) and secrets always scrubbed, near-duplicate inputs collapsed with promote's `collapse`, and the train / holdout split is by normalised input (flywheel.loop.labelled.split), checked again
 before writing. Every file, datasheet included, is written to a temporary name and renamed at the end.
 """
 
@@ -27,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flywheel.checks.pii import pseudonymize
 from flywheel.errors import UserError
 from flywheel.evals.promote import collapse, mask_text
+from flywheel.evals.promote_pii import DPO_FIELDS, SFT_FIELDS, PiiTally, fields_of, keep_fields
 from flywheel.evals.promote_sources import Source
 from flywheel.loop import datasheet
 from flywheel.loop.labelled import (
@@ -78,21 +81,23 @@ def _text(content: Any) -> str:
 
 
 def prompt_messages(x: Labelled) -> list[dict[str, str]]:
-    """The exact final prompt the answer was generated from (masked), without a trailing assistant turn."""
-    messages = [{"role": str(m.get("role", "user")), "content": mask_text(_text(m.get("content"))) or ""}
+    """The exact final prompt the answer was generated from (not masked yet, see `mask_row`), without a trailing
+    assistant turn."""
+    messages = [{"role": str(m.get("role", "user")), "content": _text(m.get("content"))}
                 for m in x.prompt if isinstance(m, dict)]
     while messages and messages[-1]["role"] == "assistant":
         messages.pop()
     if not messages or not any(m["role"] == "user" for m in messages):
-        messages.append({"role": "user", "content": mask_text(x.input) or ""})
+        messages.append({"role": "user", "content": x.input or ""})
     return messages
 
 
 def _assistant(text: str) -> dict[str, str]:
-    return {"role": "assistant", "content": mask_text(text) or ""}
+    return {"role": "assistant", "content": text or ""}
 
 
 def sft_rows(items: list[Labelled], verdict: str = "pass") -> list[tuple[Labelled, dict[str, Any]]]:
+    """Unmasked SFT rows (mask each with `mask_row` before it leaves the process)."""
     out = []
     for x in items:
         if x.kind != "binary":
@@ -105,6 +110,7 @@ def sft_rows(items: list[Labelled], verdict: str = "pass") -> list[tuple[Labelle
 
 
 def dpo_rows(items: list[Labelled]) -> list[tuple[Labelled, dict[str, Any]]]:
+    """Unmasked DPO rows (mask each with `mask_row` before it leaves the process)."""
     out = []
     for x in items:
         row: dict[str, Any]
@@ -121,6 +127,26 @@ def dpo_rows(items: list[Labelled]) -> list[tuple[Labelled, dict[str, Any]]]:
         if row["chosen"][0]["content"].strip() and row["rejected"][0]["content"].strip():
             out.append((x, row))
     return out
+
+
+def mask_row(x: Labelled, row: dict[str, Any], keep: frozenset[str] = frozenset(),
+             tally: PiiTally | None = None) -> dict[str, Any]:
+    """An SFT or DPO row with its personal data pseudonymised consistently across its fields (prompt, answer /
+    chosen, rejected) and secrets scrubbed; `keep`: the fields whose own values stay."""
+    if "messages" in row:
+        parts = {"prompt": row["messages"][:-1], "answer": row["messages"][-1:]}
+        fields: tuple[str, ...] = SFT_FIELDS
+    else:
+        parts = {name: row[name] for name in DPO_FIELDS}
+        fields = DPO_FIELDS
+    masked = pseudonymize({name: [str(m.get("content") or "") for m in parts[name]] for name in fields}, keep)
+    if tally is not None:
+        tally.add(masked, correction=bool(x.correction) and x.kind == "binary")
+    new = {name: [{**m, "content": masked.fields[name][i] or ""} for i, m in enumerate(parts[name])]
+           for name in fields}
+    if "messages" in row:
+        return {**row, "messages": new["prompt"] + new["answer"]}
+    return {**row, **new}
 
 
 def validate_openai(rows: list[dict[str, Any]]) -> list[str]:
@@ -223,14 +249,21 @@ def gather(store: Store, *, queue: str | None = None, since: float | None = None
 def export(store: Store, fmt: str, out: Path, *, project: Project | None = None, queue: str | None = None,
            since: float | None = None, app: str | None = None, verdict: str = "pass",
            min_agreement: float | None = None, train_share: float = 0.9, seed: int = 0, embedder: Any = None,
-           target: str | None = None) -> ExportResult:
+           target: str | None = None, keep_pii: str | list[str] | None = None) -> ExportResult:
+    """`keep_pii`: the fields whose own personal data stays ("reference", "prompt,answer", "all", …; see
+    flywheel.evals.promote_pii); None: the project's `review.keep_pii`, else none. Secrets are always masked."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}", hint=f"one of {', '.join(FORMATS)}")
+    if keep_pii is None and project is not None:
+        keep = keep_fields(project.config.review.keep_pii, fields_of(fmt), option="review.keep_pii",
+                           where=str(project.root / "flywheel.yaml"))
+    else:
+        keep = keep_fields(keep_pii, fields_of(fmt))
     collected = gather(store, queue=queue, since=since, app=app, min_agreement=min_agreement)
     options = {"queue": queue, "since": since, "app": app, "verdict": verdict, "min_agreement": min_agreement,
-               "split": train_share, "seed": seed}
+               "split": train_share, "seed": seed, "keep_pii": sorted(keep)}
     if fmt == "eval":
-        return _export_eval(collected, out, project, verdict, embedder, target, options)
+        return _export_eval(collected, out, project, verdict, embedder, target, options, keep)
     rows = dpo_rows(collected.items) if fmt == "dpo" else sft_rows(collected.items, verdict)
     if not rows:
         what = "pairwise verdicts or corrections" if fmt == "dpo" else f"items labelled {verdict} or corrected"
@@ -238,9 +271,11 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
                         hint="label first: `flywheel review sample -n 50` then `flywheel review`"
                              + (" (`--kind pairwise` for A/B preferences)" if fmt == "dpo" else ""))
     rows, n_dupes = dedupe(rows, embedder)
+    tally = PiiTally(fields_of(fmt), keep)
+    rows = [(x, mask_row(x, row, keep, tally)) for x, row in rows]
     used = [x for x, _ in rows]
     train, holdout = split_rows(rows, train_share, seed)
-    warnings: list[str] = []
+    warnings: list[str] = [w for w in [tally.warning()] if w]
     files: dict[Path, str] = {}
     if fmt == "openai-ft":
         train = [{"messages": r["messages"]} | {"_id": r["source_trace_id"]} for r in train]
@@ -269,7 +304,8 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
     counts = {"train": len(train), "holdout": len(holdout)}
     base = out / "datasheet" if fmt == "hf" else _sibling(out, ".datasheet", suffix="")
     names = [str(p) for p in files]
-    sheet = datasheet.build(fmt, collected, used, counts, {"near-duplicates": n_dupes}, options, names, warnings)
+    sheet = datasheet.build(fmt, collected, used, counts, {"near-duplicates": n_dupes}, options, names, warnings,
+                            tally.to_dict())
     if fmt == "hf":
         files[out / "README.md"] = _card(sheet, bool(holdout))
     files[_ext(base, ".md")] = datasheet.render(sheet)
@@ -282,7 +318,7 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
 
 
 def _export_eval(collected: Collected, out: Path, project: Project | None, verdict: str, embedder: Any,
-                 target: str | None, options: dict[str, Any]) -> ExportResult:
+                 target: str | None, options: dict[str, Any], keep: frozenset[str]) -> ExportResult:
     from flywheel.evals.promote import write_suite
 
     if project is None:
@@ -295,15 +331,16 @@ def _export_eval(collected: Collected, out: Path, project: Project | None, verdi
                       reason="; ".join(x.reasons) or None, correction=x.correction, app=x.app, verdict=verdict,
                       description=f"exported from queue {x.queue}: {verdict} ({x.agreement:.0%} agreement)",
                       extra={"queue": x.queue or None, "item_id": x.item_id or None}) for x in picked]
-    result = write_suite(project, out, sources, target=target, embedder=embedder)
+    result = write_suite(project, out, sources, target=target, embedder=embedder, keep=keep)
     used = picked
     counts = {"cases": len(result.written), "already in the suite": len(result.skipped_existing)}
     sheet = datasheet.build("eval", collected, used, counts, {"near-duplicates": sum(map(len, result.collapsed.values()))},
-                            options, [str(out)], [])
+                            options, [str(out)], result.warnings, result.pii)
     base = _sibling(out, ".datasheet", suffix="")
     _write_all({_ext(base, ".md"): datasheet.render(sheet),
                 _ext(base, ".json"): json.dumps(sheet, indent=2, ensure_ascii=False) + "\n"})
-    return ExportResult("eval", [str(out), str(_ext(base, ".md")), str(_ext(base, ".json"))], counts, sheet)
+    return ExportResult("eval", [str(out), str(_ext(base, ".md")), str(_ext(base, ".json"))], counts, sheet,
+                        list(result.warnings))
 
 
 # ---------------------------------------------------------------------------- files

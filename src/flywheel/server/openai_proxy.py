@@ -5,7 +5,9 @@ the app's answer pipeline: guards, cache, retrieval; the last user message is th
 fields are refused like OpenAI does; fields the gateway cannot honour are refused by name (non-text content,
 `tools` on an `app:NAME` model), never silently dropped. `tools`, `tool_choice` and `response_format` go to the
 provider (translated for Anthropic aliases); tool calls come back in `message.tool_calls` and, streamed, in
-`delta.tool_calls` pieces. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id`
+`delta.tool_calls` pieces. `n` (1..16) asks a model alias for several choices in one gateway call (one upstream
+request where the provider takes `n`, else n merged requests; see gateway/choices.py); a stream or an app answers
+one choice, so `n` > 1 with `stream` or `app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id`
 header) land on the trace as `flywheel.user_id` / `flywheel.session_id`.
 """
 
@@ -28,7 +30,7 @@ from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
-from flywheel.types import Answer, ChatRequest, ChatResult, Message
+from flywheel.types import Answer, ChatRequest, Message
 
 router = APIRouter()
 # ChatRequest's defaults, for building one from an already-validated body without validating it again
@@ -147,7 +149,7 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
         **_REQUEST_DEFAULTS, "messages": to_messages(body.messages), "model": body.model,
         "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens,
         "stop": stop or None, "response_format": body.response_format, "tools": body.tools or None,
-        "tool_choice": body.tool_choice, "metadata": meta})
+        "tool_choice": body.tool_choice, "metadata": meta, "n": body.n or 1})
 
 
 def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -208,28 +210,22 @@ async def chat_completions(request: Request) -> Any:
             return await _app_completion(call, body, creq, app)
         if body.stream:
             return await _stream(call, body, creq)
-        gateway = state.runtime.gateway
-        results: list[ChatResult | BaseException]
-        if n == 1:  # awaited in this task: no extra task and event-loop turn, as gather() would take
-            try:
-                results = [await gateway.achat(creq)]
-            except Exception as exc:  # noqa: BLE001 - settled below, like gather's exceptions
-                results = [exc]
-        else:
-            results = await asyncio.gather(*(gateway.achat(creq) for _ in range(n)), return_exceptions=True)
-    ok = [r for r in results if isinstance(r, ChatResult)]
-    cost = sum(r.cost_usd for r in ok)
-    tin, tout = sum(r.usage.input_tokens for r in ok), sum(r.usage.output_tokens for r in ok)
-    failed = next((r for r in results if isinstance(r, BaseException)), None)
+        failed: Exception | None = None
+        try:  # n > 1: one gateway call for every choice (one upstream request where the provider takes `n`)
+            r = await state.runtime.gateway.achat(creq)
+        except Exception as exc:  # noqa: BLE001 - settled below, outside `failures`
+            failed = exc
     if failed is not None:
-        await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, error=failed)
-        if not isinstance(failed, Exception):
-            raise failed
+        await call.finish(error=failed)
         raise call.fail_upstream(failed)
-    await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
-                      output=[{"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text for r in ok])
-    payload = completion(call, body.model, [(r.text, r.finish_reason, r.tool_calls) for r in ok], tin, tout,
-                         {"model": ok[0].model, "cost_usd": cost, "attempts": sum(r.attempts for r in ok)})
+    tin, tout = r.usage.input_tokens, r.usage.output_tokens
+    picked = [(c.text, c.finish_reason, c.tool_calls) for c in r.choices] if r.choices else \
+        [(r.text, r.finish_reason, r.tool_calls)]
+    await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
+                      output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc in picked] if n > 1 else
+                      {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
+    payload = completion(call, body.model, picked, tin, tout,
+                         {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts})
     return calls.JSONBytes(payload, call.headers)
 
 

@@ -21,6 +21,11 @@ message, an Anthropic ``tool_result`` block) counts as the last user message, so
 
     llm.add(r'"temp"', "It is 21 °C in Paris.")   # the tool returned {"temp": 21}
 
+Several choices (OpenAI ``n``): each choice is answered on its own — a reply callable is called once per choice,
+and ``Choices("42", "42", "41")`` hands its replies out in turn (cycling), the n choices of one request taking the
+next n and successive requests the ones after, so one request with ``n=3`` and three requests get the same
+answers. ``usage.completion_tokens`` sums the choices. (The Anthropic wire has no ``n``: one answer per request.)
+
 Rules are tried in the order they were added; the first whose regex matches the last user message
 (``re.search``, case-insensitive) and whose ``model`` (if given) equals the request's model answers.
 Reply callables run on the thread serving that connection (one thread per connection).
@@ -41,9 +46,30 @@ from flywheel.testing import fake_llm_wire as wire
 from flywheel.testing.fake_llm_http import ServerThread
 from flywheel.testing.fake_llm_wire import ToolCall
 
-__all__ = ["FakeLLM", "Fault", "FaultPlan", "Reply", "Rule", "ToolCall"]
+__all__ = ["Choices", "FakeLLM", "Fault", "FaultPlan", "Reply", "Rule", "ToolCall"]
 
-Reply = str | ToolCall | list[ToolCall] | Callable[[dict], "str | ToolCall | list[ToolCall]"]
+
+class Choices:
+    """Text replies handed out in turn, cycling: one per choice of a request (`n`), and on across requests."""
+
+    def __init__(self, *replies: str):
+        if not replies or not all(isinstance(r, str) for r in replies):
+            raise TypeError("Choices takes one or more reply strings")
+        self.replies = replies
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> str:
+        with self._lock:
+            reply = self.replies[self._next % len(self.replies)]
+            self._next += 1
+        return reply
+
+    def __repr__(self) -> str:
+        return f"Choices{self.replies!r}"
+
+
+Reply = str | ToolCall | list[ToolCall] | Choices | Callable[[dict], "str | ToolCall | list[ToolCall]"]
 
 
 class Fault(str, Enum):
@@ -163,8 +189,8 @@ class FakeLLM:
     def add(self, pattern: str, reply: Reply, *, model: str | None = None, latency: float | None = None) -> Rule:
         """Answer `reply` (text, tool calls, or callable(request_body) -> either) when `pattern` matches the last
         user message (or tool result)."""
-        if not isinstance(reply, str | ToolCall | list) and not callable(reply):
-            raise TypeError("reply must be a string, ToolCall(s) or a callable(request_body) -> str")
+        if not isinstance(reply, str | ToolCall | list | Choices) and not callable(reply):
+            raise TypeError("reply must be a string, ToolCall(s), Choices or a callable(request_body) -> str")
         rule = Rule(re.compile(pattern, re.IGNORECASE | re.DOTALL), reply, model, latency)
         with self._lock:
             self._rules = (*self._rules, rule)
@@ -258,19 +284,18 @@ class FakeLLM:
                     return FaultPlan(fault, None, model, entry.retry_after, entry.hang_seconds, entry.status)
         return None
 
-    def _reply(self, body: dict) -> tuple[wire.Answer, float]:
-        """The reply text and the delay before sending it. May raise if a user callable does."""
+    def _reply(self, body: dict, choices: int = 1) -> tuple[wire.Answer, float]:
+        """The reply (one text per choice, as a tuple, when `choices` > 1 and they differ) and the delay before
+        sending it. May raise if a user callable does."""
         user = wire.last_user_text(body)
         model = body.get("model")
         for rule in self._rules:
             if (rule.model is None or rule.model == model) and rule.pattern.search(user):
-                text = rule.reply(body) if callable(rule.reply) else rule.reply
                 delay = self.latency if rule.latency is None else rule.latency
-                return _as_text(text), delay
-        default = self.default
-        if default is None:
+                return _answers(rule.reply, body, choices), delay
+        if self.default is None:
             return f"You said: {user}", self.latency
-        return _as_text(default(body) if callable(default) else default), self.latency
+        return _answers(self.default, body, choices), self.latency
 
     def _reply_safe(self, body: dict) -> tuple[wire.Answer, float]:
         try:
@@ -284,6 +309,16 @@ class FakeLLM:
             if rule.model and rule.model not in names:
                 names.append(rule.model)
         return names
+
+
+def _answers(reply: Reply, body: dict, choices: int) -> wire.Answer:
+    """`reply` answered once per choice; a tuple of texts when several choices differ."""
+    answers = [_as_text(reply.take() if isinstance(reply, Choices) else reply(body) if callable(reply) else reply)
+               for _ in range(choices)]
+    first = answers[0]
+    if isinstance(first, list) or all(a == first for a in answers):  # tool calls answer one choice
+        return first
+    return tuple(a if isinstance(a, str) else "" for a in answers)
 
 
 def _as_text(value: Any) -> wire.Answer:

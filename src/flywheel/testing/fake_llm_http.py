@@ -303,7 +303,7 @@ class Exchange:
                 return self.error(400, str(exc))
             return self.sleep(self.llm.latency) and self.send(200, wire.dumps(payload))
         try:
-            text, delay = self.llm._reply(self.body)
+            text, delay = self.llm._reply(self.body, 1 if self.anthropic else wire.choice_count(self.body))
         except Exception as exc:  # noqa: BLE001 - a user's reply callable failed; tell the client why
             return self.error(500, f"fake_llm reply callable raised {type(exc).__name__}: {exc}")
         if not self.sleep(delay):

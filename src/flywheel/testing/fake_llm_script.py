@@ -7,6 +7,8 @@ Either a list of rules, or a mapping::
     rules:
       - match: capital of France       # regex, case-insensitive, on the last user message (or tool result)
         reply: Paris.
+      - match: what is 6 times 7
+        reply: ["Answer: 42", "Answer: 42", "Answer: 41"]   # a list: handed out in turn, one per choice (`n`)
       - match: weather in Paris
         tool_call: {name: get_weather, arguments: {city: Paris}}   # instead of reply: ask for a tool
         model: small                   # optional: only for requests naming this model
@@ -29,7 +31,7 @@ from flywheel.config import read_yaml, validation_error, where
 from flywheel.errors import ConfigError
 
 if TYPE_CHECKING:
-    from flywheel.testing.fake_llm import FakeLLM
+    from flywheel.testing.fake_llm import Choices, FakeLLM
     from flywheel.testing.fake_llm_wire import ToolCall
 
 
@@ -46,7 +48,7 @@ class ScriptToolCall(BaseModel):
 class ScriptRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     match: str
-    reply: str | None = None
+    reply: str | list[str] | None = None
     tool_call: ScriptToolCall | list[ScriptToolCall] | None = None
     model: str | None = None
     latency_ms: float | None = Field(default=None, ge=0)
@@ -94,6 +96,9 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
         if (rule.reply is None) == (rule.tool_call is None):
             raise ConfigError("a rule needs exactly one of `reply:` and `tool_call:`",
                               where=where(path, lines, (*rules_at, i)), hint=HINT)
+        if rule.reply == []:
+            raise ConfigError("`reply:` is an empty list", where=where(path, lines, (*rules_at, i, "reply")),
+                              hint="give one reply, or a list of replies handed out in turn")
         try:
             re.compile(rule.match)
         except re.error as exc:
@@ -120,9 +125,12 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
     return script
 
 
-def _answer(rule: ScriptRule) -> str | list[ToolCall]:
+def _answer(rule: ScriptRule) -> str | list[ToolCall] | Choices:
+    from flywheel.testing.fake_llm import Choices
     from flywheel.testing.fake_llm_wire import ToolCall
 
+    if isinstance(rule.reply, list):
+        return Choices(*rule.reply)
     if rule.reply is not None:
         return rule.reply
     calls = rule.tool_call if isinstance(rule.tool_call, list) else [rule.tool_call]

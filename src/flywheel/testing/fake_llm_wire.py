@@ -6,7 +6,7 @@ Token counting (deterministic, documented because tests assert on it): every CJK
 character is one token, every run of other word characters is one token, every other non-space
 character (punctuation, symbols) is one token. ``prompt_tokens`` is the sum over the text of every
 message (and the Anthropic ``system`` field); ``completion_tokens`` is the count of the reply text
-(times ``n`` when several choices are asked for).
+(summed over the choices when several are asked for with ``n``).
 """
 
 from __future__ import annotations
@@ -77,12 +77,13 @@ class ToolCall:
     id: str | None = None
 
 
-Answer = str | list[ToolCall]  # what a rule answers: text, or tool calls
+# what a rule answers: text, or tool calls; or, for a request with `n` > 1, one text per choice (a tuple)
+Answer = str | list[ToolCall] | tuple[str, ...]
 
 
 def _calls(answer: Answer) -> list[dict]:
     """OpenAI-wire tool calls of an answer ([] for text)."""
-    if isinstance(answer, str):
+    if isinstance(answer, str | tuple):
         return []
     return [{"id": c.id or f"call_{i}", "type": "function",
              "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
@@ -143,11 +144,12 @@ def openai_chat(body: dict, text: Answer) -> dict:
                              "logprobs": None, "finish_reason": "tool_calls"}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt + completion}}
-    assert isinstance(text, str)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    text, cut = truncate(text, limit)
-    n = _choices(body)
-    prompt, completion = prompt_tokens(body), count_tokens(text) * n
+    if not isinstance(text, tuple):
+        assert isinstance(text, str)
+        text = (text,) * choice_count(body)
+    texts = [truncate(t, limit) for t in text]
+    prompt, completion = prompt_tokens(body), sum(count_tokens(t) for t, _ in texts)
     return {
         "id": new_id("chatcmpl-fake"),
         "object": "chat.completion",
@@ -155,9 +157,9 @@ def openai_chat(body: dict, text: Answer) -> dict:
         "model": model,
         "system_fingerprint": "fp_fake",
         "choices": [
-            {"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+            {"index": i, "message": {"role": "assistant", "content": t, "refusal": None},
              "logprobs": None, "finish_reason": "length" if cut else "stop"}
-            for i in range(n)
+            for i, (t, cut) in enumerate(texts)
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     }
@@ -169,8 +171,9 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     model = body.get("model") or "fake-model"
     calls = _calls(text)
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    text, cut = truncate(text, limit) if isinstance(text, str) else ("", False)
-    n = 1 if calls else _choices(body)
+    answers = text if isinstance(text, tuple) else [text if isinstance(text, str) else ""] * (
+        1 if calls else choice_count(body))
+    texts = [truncate(t, limit) for t in answers]
     options = body.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     base = {"id": new_id("chatcmpl-fake"), "object": "chat.completion.chunk", "created": int(time.time()),
@@ -183,9 +186,9 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
         return b"data: " + dumps(data) + b"\n\n"
 
     frames = []
-    for i in range(n):
+    for i, (said, cut) in enumerate(texts):
         frames.append(chunk(i, {"role": "assistant", "content": None if calls else "", "refusal": None}))
-        frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(text))
+        frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(said))
         for k, call in enumerate(calls):
             frames.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
                                                     "function": {"name": call["function"]["name"],
@@ -196,14 +199,15 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     if with_usage:
         prompt = prompt_tokens(body)
         completion = sum(count_tokens(c["function"]["arguments"]) for c in calls) if calls \
-            else count_tokens(text) * n
+            else sum(count_tokens(t) for t, _ in texts)
         usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         frames.append(b"data: " + dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     frames.append(b"data: [DONE]\n\n")
     return frames
 
 
-def _choices(body: dict) -> int:
+def choice_count(body: dict) -> int:
+    """The `n` of an OpenAI request: how many choices to answer (1 when absent or not a whole number 1..128)."""
     n = body.get("n")
     return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128 else 1
 
@@ -221,6 +225,8 @@ def models_list(names: list[str]) -> dict:
 # --------------------------------------------------------------------------- Anthropic messages
 
 def anthropic_message(body: dict, text: Answer) -> dict:
+    if isinstance(text, tuple):  # the Messages API has no `n`: one answer
+        text = text[0]
     calls = _calls(text)
     if calls:
         blocks = [{"type": "tool_use", "id": c["id"].replace("call_", "toolu_", 1), "name": c["function"]["name"],

@@ -42,6 +42,14 @@ EN: dict[str, str] = {
     "spans_shown": "spans", "of": "of", "incomplete_note": "Its root span never ended (the process stopped).",
     "language": "中文", "open_mode": "open (local, no keys)", "signed_in_as": "signed in as",
     "bad_csrf": "The form expired or came from another site; reload the page and try again.",
+    # the trace page's actions (flywheel.web.review_pages): add the trace to a review queue or an eval suite
+    "action_add_to_queue": "Add to review queue", "action_queue": "Queue", "action_add": "Add",
+    "action_new_queue": "or a new queue", "action_add_to_suite": "Add to eval suite", "action_suite": "Suite file",
+    "action_new_suite": "or a new file in evals/", "action_no_queue": "No binary queue of yours yet.",
+    "action_added": "Added to {q}.", "action_skipped": "Already in a review queue: not added.",
+    "action_written": "Case {c} written to {p}.",
+    "action_admin_only": "Only an admin key writes the project's eval suites (they are shared by every tenant).",
+    "action_in_suite": "Already in {p} (or a near-duplicate): nothing written.",
 }
 
 ZH: dict[str, str] = {
@@ -75,6 +83,13 @@ ZH: dict[str, str] = {
     "spans_shown": "个跨度", "of": "/", "incomplete_note": "其根跨度从未结束（进程已停止）。",
     "language": "English", "open_mode": "开放模式（本机，无密钥）", "signed_in_as": "已登录：",
     "bad_csrf": "表单已过期或来自其他网站；请刷新页面后重试。",
+    "action_add_to_queue": "加入审核队列", "action_queue": "队列", "action_add": "加入",
+    "action_new_queue": "或新建队列", "action_add_to_suite": "加入评测套件", "action_suite": "评测套件文件",
+    "action_new_suite": "或 evals/ 下的新文件", "action_no_queue": "你还没有二元（通过 / 不通过）队列。",
+    "action_added": "已加入 {q}。", "action_skipped": "已在某个审核队列中：未加入。",
+    "action_written": "用例 {c} 已写入 {p}。",
+    "action_admin_only": "只有管理员密钥可以写入项目的评测套件（所有租户共用）。",
+    "action_in_suite": "{p} 中已有（或有近似重复）：未写入。",
 }
 
 TEXT = {"en": EN, "zh": ZH}

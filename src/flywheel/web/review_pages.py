@@ -21,6 +21,7 @@ from flywheel.errors import UserError
 from flywheel.feedback import queues
 from flywheel.feedback.sampling import STRATEGIES
 from flywheel.web.auth import Viewer, csrf_token
+from flywheel.web.i18n import Translator
 from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, language, not_found, render, split_format
 from flywheel.web.review_i18n import Text
@@ -325,18 +326,15 @@ def agreement_page(request: Request, queue_ref: str) -> Response:
 
 
 # ------------------------------------------------------------------------------------------- trace page actions
-ACTION_TEXT = {
-    "en": {"add_to_queue": "Add to review queue", "queue": "Queue", "add": "Add", "new_queue": "or a new queue",
-           "add_to_suite": "Add to eval suite", "suite": "Suite file", "new_suite": "or a new file in evals/",
-           "no_queue": "No binary queue of yours yet.", "added": "Added to {q}.",
-           "skipped": "Already in a review queue: not added.", "written": "Case {c} written to {p}.",
-           "admin_only": "Only an admin key writes the project's eval suites (they are shared by every tenant).",
-           "in_suite": "Already in {p} (or a near-duplicate): nothing written."},
-    "zh": {"add_to_queue": "加入审核队列", "queue": "队列", "add": "加入", "new_queue": "或新建队列",
-           "add_to_suite": "加入评测集", "suite": "评测集文件", "new_suite": "或 evals/ 下的新文件",
-           "no_queue": "还没有你的二元队列。", "added": "已加入 {q}。", "skipped": "已在某个审核队列中：未加入。",
-           "written": "用例 {c} 已写入 {p}。", "admin_only": "只有管理员密钥可以写入项目的评测套件（所有租户共用）。", "in_suite": "{p} 中已有（或近似重复）：未写入。"},
-}
+# The trace actions' labels: keys `action_*` of the dashboard's text tables (flywheel.web.i18n, English and Chinese).
+ACTION_KEYS = ("add_to_queue", "queue", "add", "new_queue", "add_to_suite", "suite", "new_suite", "no_queue", "added",
+               "skipped", "written", "admin_only", "in_suite")
+
+
+def _action_text(request: Request) -> dict[str, str]:
+    """The trace actions' labels in the page's language (the template reads them as `ax.KEY`)."""
+    t = Translator(language(request))
+    return {key: t(f"action_{key}") for key in ACTION_KEYS}
 
 
 def _visible_trace(request: Request, viewer: Viewer, trace: str) -> str | None:
@@ -355,7 +353,7 @@ def _actions(request: Request, viewer: Viewer, trace: str, message: str | None =
     return fragment(request, "trace_actions.html", trace_id=trace, queues=binary, message=message, error=error,
                     suites=suite_files(request.app.state.flywheel.project.root), may_write_suites=not viewer.scoped,
                     csrf=csrf_token(request, nonce) if nonce else "",
-                    ax=ACTION_TEXT.get(language(request), ACTION_TEXT["en"]))
+                    ax=_action_text(request))
 
 
 @router.get("/ui/traces/{trace}/actions", include_in_schema=False)
@@ -395,7 +393,7 @@ async def add_trace_to_queue(request: Request, trace: str) -> Response:
     if isinstance(got, Response):
         return got
     viewer, trace, form = got
-    ax = ACTION_TEXT.get(language(request), ACTION_TEXT["en"])
+    ax = _action_text(request)
     try:
         queue = queues.get_queue(_store(request), form.get("queue", ""), tenant=_tenant(viewer))
         result = queues.add_items(_store(request), queue, [trace], tenant=_tenant(viewer))
@@ -412,13 +410,13 @@ async def add_trace_to_suite(request: Request, trace: str) -> Response:
         return got
     viewer, trace, form = got
     if viewer.scoped:  # suites are the project's, shared by every tenant: an admin (or open-mode) job
-        return _done(request, viewer, trace, None, ACTION_TEXT.get(language(request), ACTION_TEXT["en"])["admin_only"])
+        return _done(request, viewer, trace, None, _action_text(request)["admin_only"])
     from flywheel.evals import promote_sources
     from flywheel.evals.promote import write_suite
     from flywheel.web.trace_view import SUITE_DIR, suite_path
 
     project = request.app.state.flywheel.project
-    ax = ACTION_TEXT.get(language(request), ACTION_TEXT["en"])
+    ax = _action_text(request)
     try:
         path = suite_path(project.root, form.get("new_suite", "").strip() or form.get("suite", ""))
         result = write_suite(project, path, promote_sources.from_traces(_store(request), [trace]))

@@ -30,6 +30,7 @@ _KNOWN = frozenset(inspect.signature(anthropic.resources.Messages.create).parame
 class AnthropicProvider(SdkProvider):
     name = "anthropic"
     key_env = "ANTHROPIC_API_KEY"
+    supports_n = False  # the Messages API has no `n`: the gateway sends n requests and merges them (choices.py)
     sdk_client = anthropic.Anthropic
     sdk_async_client = anthropic.AsyncAnthropic
 

@@ -16,6 +16,11 @@ fallback, cost and tracing — and must:
   server reported for the failed attempt. Any other exception is treated as a non-retryable
   bug in the provider and is reported with its type and message.
 
+Several choices (`request.n` > 1, OpenAI's `n`): a provider whose backend answers n choices in one request sets
+``supports_n = True``, sends `n` and returns them all in `ProviderResponse.choices` (its `usage` covering all of
+them). Other providers never see n > 1: the gateway sends them n requests with n = 1 and merges the answers
+(gateway/choices.py).
+
 Streaming yields `StreamChunk`s: text deltas, then a last chunk carrying `finish_reason` and, when
 the backend reports it, `usage`. A stream that breaks part-way raises `ProviderError` (the gateway
 only retries when nothing was yielded yet). Async variants have the same contract.
@@ -37,7 +42,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from flywheel.config import ModelAlias
-from flywheel.types import ChatRequest, StreamChunk, Usage
+from flywheel.types import ChatRequest, Choice, StreamChunk, Usage
 
 R = TypeVar("R")
 
@@ -48,12 +53,14 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 
 class ProviderResponse:
     """One successful completion as the backend returned it."""
 
-    __slots__ = ("finish_reason", "model", "raw", "text", "tool_calls", "usage")
+    __slots__ = ("choices", "finish_reason", "model", "raw", "text", "tool_calls", "usage")
 
     def __init__(self, text: str, usage: Usage | None = None, model: str = "",
                  finish_reason: str | None = None, raw: dict[str, Any] | None = None,
-                 tool_calls: list[dict[str, Any]] | None = None):
+                 tool_calls: list[dict[str, Any]] | None = None, choices: list[Choice] | None = None):
         self.text = text
+        # every choice when several were asked for (the first is text / finish_reason / tool_calls); else None
+        self.choices = choices
         self.tool_calls = tool_calls  # OpenAI-wire tool calls the model asked for, None for none
         self.usage = usage  # None when the backend reported no token counts
         self.model = model  # the model name the backend says answered
@@ -112,6 +119,7 @@ class BaseProvider:
     """
 
     name: ClassVar[str] = "base"
+    supports_n: ClassVar[bool] = False  # True: one request answers `n` choices (see the module docstring)
 
     def __init__(self, alias: ModelAlias | None = None):
         self.alias = alias
@@ -198,6 +206,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["tools"] = request.tools
     if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
+    if request.n != 1:
+        params["n"] = request.n
     return params
 
 

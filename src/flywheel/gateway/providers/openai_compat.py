@@ -14,6 +14,9 @@ asyncio streams per event loop), with failures worded and classified as the SDK 
 concurrency 32 finish near the model's own latency. The SDK still serves OpenAI's own endpoint (its base
 URL, auth and organisation settings come from its environment), streams, a base_url with a query string,
 proxies from the environment, and redirects.
+
+`request.n` > 1 is sent as `n`, and every choice of the answer comes back (`ProviderResponse.choices`, usage
+covering all of them); the gateway asks again for any choices a server that ignores `n` left out.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from flywheel.gateway.providers.base import (
     make_usage,
     request_messages,
     request_params,
+    trusted,
 )
 from flywheel.gateway.providers.http_pool import AsyncHttpPool, HttpPool, proxied
 from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
 from flywheel.gateway.providers.sdk_errors import reported_usage, short
 from flywheel.gateway.retry import parse_retry_after
-from flywheel.types import ChatRequest, StreamChunk, Usage
+from flywheel.types import ChatRequest, Choice, StreamChunk, Usage
 
 if TYPE_CHECKING:
     import httpx
@@ -56,6 +60,7 @@ _BROKEN = (OSError, HTTPException, EOFError, asyncio.LimitOverrunError, ValueErr
 class OpenAICompatProvider(SdkProvider):
     name = "openai_compat"
     key_env = "OPENAI_API_KEY"
+    supports_n = True  # `n` goes on the wire; every choice comes back (gateway/choices.py)
 
     def __init__(self, alias: ModelAlias):
         super().__init__(alias)
@@ -208,8 +213,26 @@ def parse_body(status: int, content: bytes) -> ProviderResponse:
         err = data.get("error") if isinstance(data, dict) else None
         raise ProviderError(f"response has no choices: {str(err or data)[:300]}", kind="bad_response",
                             status=status, retryable=True, usage=reported_usage(data)) from None
+    choices = data["choices"]
     return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
-                            data, message.get("tool_calls") or None)
+                            data, message.get("tool_calls") or None,
+                            parse_choices(choices, status) if len(choices) > 1 else None)
+
+
+def parse_choices(choices: list[Any], status: int) -> list[Choice]:
+    """Every choice of an n > 1 answer, in `index` order (usage, reported once, covers them all)."""
+    out: list[tuple[int, Choice]] = []
+    for pos, choice in enumerate(choices):
+        try:
+            message = choice["message"]
+            out.append((choice.get("index", pos), trusted(Choice, {
+                "text": message.get("content") or "", "finish_reason": choice.get("finish_reason"),
+                "tool_calls": message.get("tool_calls") or None})))
+        except (KeyError, TypeError, AttributeError):
+            raise ProviderError(f"choice {pos} has no message: {str(choice)[:300]}", kind="bad_response",
+                                status=status, retryable=True) from None
+    out.sort(key=lambda item: item[0] if isinstance(item[0], int) else 0)
+    return [c for _, c in out]
 
 
 def status_error(status: int, headers: Any, content: bytes) -> ProviderError:
