@@ -26,7 +26,7 @@ COMMANDS = {
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
     "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
     "drift": "drift", "skew": "drift", "embed": "retrieval", "store": "store",
-    "workflow": "workflow",
+    "workflow": "workflow", "finetune": "finetune",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -46,6 +46,8 @@ SHORT_HELP = {
     "feedback": "Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are "
                 "stored.",
     "export": "Export reviewed traces as fine-tuning or eval data (sft, dpo, openai-ft, hf, eval) with a datasheet.",
+    "finetune": "LoRA fine-tune a local Hugging Face model on exported SFT rows; serve it with `provider: "
+                "transformers`.",
     "fake-llm": "Serve scripted answers on the OpenAI (/v1/chat/completions, /v1/embeddings, /v1/models) "
                 "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
     "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
@@ -61,7 +63,7 @@ SHORT_HELP = {
     "report": "Reports over production traces: `flywheel report daily`.",
     "review": "Label sampled traces pass / fail (or A / B / tie) in a keyboard-first terminal UI; `review sample` "
               "builds the queue.",
-    "route": "Eval-driven model routes: select the cheapest passing model, report A/B arms, judge shadow outputs.",
+    "route": "Model routes from evals: cheapest passing model, per-query router, A/B arm reports, shadow judging.",
     "search": "Search the ingested documents (hybrid BM25 + dense by default).",
     "serve": "Serve the OpenAI-compatible proxy, the app API and feedback over HTTP (FastAPI on uvicorn).",
     "train-check": "Train check NAME (logistic regression) on a review queue's pass / fail labels; use it as "

@@ -28,6 +28,7 @@ PROVIDERS: Registry[Factory] = Registry(
 PROVIDERS.register("openai_compat", "flywheel.gateway.providers.openai_compat:OpenAICompatProvider")
 PROVIDERS.register("anthropic", "flywheel.gateway.providers.anthropic:AnthropicProvider")
 PROVIDERS.register("extractive", "flywheel.gateway.providers.extractive:ExtractiveProvider")
+PROVIDERS.register("transformers", "flywheel.gateway.providers.transformers_local:TransformersProvider")
 
 
 def register(name: str, factory: Factory | str) -> None:

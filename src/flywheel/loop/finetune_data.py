@@ -1,0 +1,155 @@
+"""Reading and tokenizing fine-tuning rows for `flywheel finetune`.
+
+Accepted, one JSON object a line: the rows `flywheel export sft` / `hf` write (`{"messages": [...],
+"source_trace_id": ...}`) and OpenAI's chat fine-tuning format that `flywheel export openai-ft` writes
+(`{"messages": [...]}`, optionally `tools`, and `weight: 0|1` on assistant messages). A folder from
+`flywheel export hf` is read as its `train.jsonl`. Every row needs an assistant message with text; the loss is
+taken on the assistant messages only (not on the ones with `weight: 0`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flywheel.errors import UserError
+
+ROLES = ("system", "user", "assistant", "tool")
+ROW_KEYS = {"messages", "source_trace_id", "tools", "parallel_tool_calls"}
+IGNORE = -100  # label of a token the loss skips (torch's cross_entropy ignore_index)
+
+
+@dataclass
+class Row:
+    messages: list[dict[str, Any]]
+    line: int
+    source_trace_id: str | None = None
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE outside the assistant turns
+
+
+def data_file(path: Path) -> Path:
+    if path.is_dir():
+        train = path / "train.jsonl"
+        if not train.is_file():
+            raise UserError(f"{path} is a folder without train.jsonl",
+                            hint="give an SFT file (`flywheel export sft FILE.jsonl`) or an hf export folder")
+        return train
+    if not path.is_file():
+        raise UserError(f"data file {path} does not exist",
+                        hint="write one with `flywheel export sft sft.jsonl` (or `export openai-ft`)")
+    return path
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Every row of an SFT / openai-ft JSONL file, validated; UserError with file:line for the first bad one."""
+    rows: list[Row] = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"not JSON ({exc.msg})", where=where, hint=_FORMAT_HINT) from None
+            rows.append(_row(obj, n, where))
+    if not rows:
+        raise UserError(f"{path} has no rows", hint=_FORMAT_HINT)
+    return rows
+
+
+_FORMAT_HINT = ('each line is {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": '
+                '...}]} as `flywheel export sft` writes it')
+
+
+def _row(obj: Any, n: int, where: str) -> Row:
+    if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list) or not obj["messages"]:
+        raise UserError("the row has no `messages` list", where=where, hint=_FORMAT_HINT)
+    extra = set(obj) - ROW_KEYS
+    if extra:
+        raise UserError(f"unknown key(s) {sorted(extra)}", where=where, hint=_FORMAT_HINT)
+    messages = []
+    for i, m in enumerate(obj["messages"]):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise UserError(f"message {i}: role must be one of {', '.join(ROLES)}", where=where, hint=_FORMAT_HINT)
+        content = m.get("content")
+        if content is None and m.get("tool_calls"):
+            raise UserError(f"message {i}: tool calls cannot be trained on by `flywheel finetune`", where=where,
+                            hint="leave rows with tool calls out of the file")
+        if not isinstance(content, str):
+            raise UserError(f"message {i}: content must be text", where=where, hint=_FORMAT_HINT)
+        weight = m.get("weight", 1)
+        if weight not in (0, 1):
+            raise UserError(f"message {i}: weight must be 0 or 1", where=where)
+        messages.append({"role": m["role"], "content": content, "weight": weight})
+    if not any(m["role"] == "assistant" and m["weight"] and m["content"].strip() for m in messages):
+        raise UserError("no assistant message with text to learn from", where=where, hint=_FORMAT_HINT)
+    trace = obj.get("source_trace_id")
+    return Row(messages, n, str(trace) if trace is not None else None)
+
+
+def encode(row: Row, tokenizer: Any, max_length: int) -> Example | None:
+    """Token ids of the row as the chat template renders it, labels on the (weighted) assistant turns only;
+    None when truncation to `max_length` left no assistant token."""
+    from flywheel.gateway.providers.transformers_local import chat_text
+
+    plain = [{"role": m["role"], "content": m["content"]} for m in row.messages]
+    ids: list[int] = []
+    labels: list[int] = []
+    done = ""  # the text rendered so far; each assistant turn is the difference between two renderings
+    for i, m in enumerate(row.messages):
+        if m["role"] != "assistant":
+            continue
+        before = chat_text(tokenizer, plain[:i], add_generation_prompt=True) if i else ""
+        after = chat_text(tokenizer, plain[:i + 1], add_generation_prompt=False)
+        if not before.startswith(done) or not after.startswith(before):
+            # a template that rewrites earlier turns (some drop the reasoning of past turns): train on the last
+            # assistant turn only, after the whole prompt
+            return _last_turn(row, tokenizer, max_length)
+        _extend(ids, labels, tokenizer, before[len(done):], False)
+        _extend(ids, labels, tokenizer, after[len(before):], bool(m["weight"]))
+        done = after
+    ids, labels = ids[:max_length], labels[:max_length]
+    return Example(ids, labels) if any(x != IGNORE for x in labels) else None
+
+
+def _last_turn(row: Row, tokenizer: Any, max_length: int) -> Example | None:
+    from flywheel.gateway.providers.transformers_local import chat_text
+
+    plain = [{"role": m["role"], "content": m["content"]} for m in row.messages]
+    last = max(i for i, m in enumerate(row.messages) if m["role"] == "assistant")
+    prompt = chat_text(tokenizer, plain[:last], add_generation_prompt=True)
+    ids: list[int] = []
+    labels: list[int] = []
+    _extend(ids, labels, tokenizer, prompt, False)
+    answer = tokenizer(plain[last]["content"], add_special_tokens=False).input_ids
+    if tokenizer.eos_token_id is not None:
+        answer = [*answer, tokenizer.eos_token_id]
+    ids += answer
+    labels += answer if row.messages[last]["weight"] else [IGNORE] * len(answer)
+    ids, labels = ids[:max_length], labels[:max_length]
+    return Example(ids, labels) if any(x != IGNORE for x in labels) else None
+
+
+def _extend(ids: list[int], labels: list[int], tokenizer: Any, text: str, learn: bool) -> None:
+    if not text:
+        return
+    new = tokenizer(text, add_special_tokens=False).input_ids
+    ids += new
+    labels += new if learn else [IGNORE] * len(new)
