@@ -140,7 +140,7 @@ def test_hybrid_hits_carry_both_ranks_and_the_fused_score(store, embedder, tmp_p
             "Guards block prompt injection before the model is called.",
             "Evaluation suites replay cases through the app and score them.",
             "The gateway retries failed calls and falls back to another model."])])
-    r = retriever(store, embedder, min_relevance=None, rrf_k=60)
+    r = retriever(store, embedder, min_relevance=None, rrf_k=60, fusion="rrf")
     hits = r.search("which model calls failed and were retried by the gateway", k=4)
     top = hits[0]
     assert top.chunk.metadata["ref"] == "d3"
@@ -149,6 +149,23 @@ def test_hybrid_hits_carry_both_ranks_and_the_fused_score(store, embedder, tmp_p
     assert top.score == pytest.approx(expected)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert {"bm25", "dense", "relevance", "coverage"} <= set(top.scores)
+
+
+def test_auto_hybrid_rescores_the_pool_of_both_sides(store, embedder, tmp_path):
+    add(store, embedder, tmp_path, "default", [
+        {"id": f"d{i}", "text": t} for i, t in enumerate([
+            "Traces record every model call with its latency and cost.",
+            "Guards block prompt injection before the model is called.",
+            "Evaluation suites replay cases through the app and score them.",
+            "The gateway retries failed calls and falls back to another model."])])
+    add(store, embedder, tmp_path, "other", [{"id": "x", "text": "The gateway retries failed model calls."}])
+    r = retriever(store, embedder, min_relevance=None)
+    hits = r.search("which model calls failed and were retried by the gateway", k=4)
+    assert hits[0].chunk.metadata["ref"] == "d3" and all(h.chunk.tenant == "default" for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.chunk.metadata["ref"] for h in r.search("gateway retries", k=4, filters={"ref": "d0"})} == {"d0"}
+    keyword = r.search("gateway retries failed calls", k=4, mode="bm25")  # bm25 mode stays the index's ranking
+    assert keyword[0].chunk.metadata["ref"] == "d3"
 
 
 def test_dense_search_without_an_embedder_is_a_user_error(store, tmp_path):

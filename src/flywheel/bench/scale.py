@@ -7,15 +7,19 @@ sentence-transformers on the same chunks, and SQLite dense search at a million s
   sentence-transformers (the `bench` extra) on the same texts in the same run.
 - SQLite at scale: `--vectors` synthetic unit 384-d vectors written as real rows, then, in a fresh process (so
   its RSS is the search's own), the first search (load) and `--queries` searches; p50 and resident memory.
-- Ray (`--ray ADDRESS`): the same keyword-only ingest with loading and chunking on the cluster;
-  `ray_workers` is the cluster's CPUs. Without it the `ray_*` fields are null, with a `<field>_reason`.
-- Not measured here (null, with a reason): PostgreSQL at a million (`pg_*`).
+- Ray (`--ray ADDRESS|auto`): the same keyword-only ingest with loading and chunking on the cluster;
+  `ray_workers` is the cluster's CPUs, `single_process_chunks_per_s` the one-process ingest of the same corpus in
+  the same run, `ray_speedup` their ratio (`ray_speedup_reason` when this machine has under 4 cores, where a
+  speed-up is not expected). Without `--ray` the `ray_*` fields are null, with a `<field>_reason`.
+- PostgreSQL at scale (`--pg-vectors`, default a million; `--pg DSN` or a temporary `pgserver`): tenant-filtered
+  HNSW search p50 and recall@10 against exact search over clustered synthetic vectors (bench/scale_pg.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -26,9 +30,11 @@ from typing import Any
 
 import click
 
+from flywheel.bench.scale_pg import measure_pg
+
 FIELDS = ("chunks", "keyword_searchable_s", "chunks_per_s_bm25", "embed_chunks_per_s", "st_chunks_per_s",
-          "ray_workers", "ray_chunks_per_s", "pg_search_p50_ms_1m", "pg_recall_at_10_1m",
-          "sqlite_search_p50_ms_1m", "sqlite_rss_mb_1m")
+          "ray_workers", "ray_chunks_per_s", "single_process_chunks_per_s", "ray_speedup",
+          "pg_search_p50_ms_1m", "pg_recall_at_10_1m", "sqlite_search_p50_ms_1m", "sqlite_rss_mb_1m")
 WORDS = ["tenant", "gateway", "retries", "budget", "cache", "answer", "vector", "index", "shard", "embed", "chunk", "router", "fallback", "trace", "review", "drift", "guard", "prompt", "eval", "feedback", "latency", "quota", "token", "stream", "batch", "replica"]
 
 
@@ -60,7 +66,22 @@ def measure_ray(folder: Path, address: str) -> dict[str, Any]:
         summary = ingest([folder / "docs"], store, RetrievalConfig(embedder="none"), root=folder, embed=False,
                          ray=address)
     return {"ray_workers": workers, "ray_chunks_per_s": round(summary.chunks_added / max(summary.seconds, 1e-6), 1),
-            "ray_seconds": summary.seconds}
+            "ray_seconds": summary.seconds, "ray_chunks": summary.chunks_added}
+
+
+def ray_speedup(result: dict[str, Any]) -> dict[str, Any]:
+    """Ray's ingest against the one-process ingest of the same corpus in the same run."""
+    single = result.get("chunks_per_s_bm25")
+    out: dict[str, Any] = {"single_process_chunks_per_s": single, "ray_speedup": None}
+    if result.get("ray_chunks_per_s") is None or not single:
+        out["ray_speedup_reason"] = result.get("ray_chunks_per_s_reason") or "no single-process figure"
+        return out
+    out["ray_speedup"] = round(result["ray_chunks_per_s"] / single, 2)
+    cores = result.get("cores") or 0
+    if cores < 4:
+        out["ray_speedup_reason"] = (f"this machine has {cores} cores: the Ray workers and the store writer share "
+                                     "them, so no speed-up is expected (the target is for >= 4 cores)")
+    return out
 
 
 def measure_keyword(folder: Path, chunks: int) -> tuple[dict[str, Any], list[str]]:
@@ -185,7 +206,8 @@ def measure_sqlite(folder: Path, n: int, queries: int, dim: int = 384) -> dict[s
 
 
 def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_address: str | None = None,
-              log: Any = None) -> dict[str, Any]:
+              log: Any = None, pg_vectors: int = 0, pg_dsn: str | None = None, pg_tenants: int = 10,
+              pg_ef_sweep: tuple[int, ...] = ()) -> dict[str, Any]:
     say = log or (lambda _msg: None)
     result: dict[str, Any] = {"cores": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-scale-") as tmp:
@@ -202,10 +224,11 @@ def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_ad
         else:
             for name in ("ray_workers", "ray_chunks_per_s"):
                 result[name], result[f"{name}_reason"] = None, "no --ray ADDRESS given (a running Ray cluster)"
+        result.update(ray_speedup(result))
         result.update(measure_sqlite(folder, vectors, queries))
-    pg = "not measured by this benchmark yet (see `flywheel bench retrieval` and docs/retrieval.md sizing)"
-    for name in ("pg_search_p50_ms_1m", "pg_recall_at_10_1m"):
-        result[name], result[f"{name}_reason"] = None, pg
+    if pg_vectors:
+        say(f"PostgreSQL: {pg_vectors} synthetic vectors, {queries} tenant-filtered searches …")
+    result.update(measure_pg(pg_vectors, queries, pg_tenants, pg_dsn, ef_sweep=pg_ef_sweep, log=say))
     return {**{k: result.get(k) for k in FIELDS}, **{k: v for k, v in result.items() if k not in FIELDS}}
 
 
@@ -216,15 +239,46 @@ def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_ad
               help="Of those, how many to embed (local embedder, then sentence-transformers).")
 @click.option("--vectors", default=1_000_000, show_default=True, type=click.IntRange(0),
               help="Synthetic 384-d vectors for the SQLite search figures (the *_1m fields); 0 skips.")
-@click.option("--queries", default=50, show_default=True, type=click.IntRange(1), help="Searches timed on SQLite.")
+@click.option("--queries", default=50, show_default=True, type=click.IntRange(1),
+              help="Searches timed on SQLite and on PostgreSQL.")
+@click.option("--pg-vectors", default=0, show_default=True, type=click.IntRange(0),
+              help="Synthetic 384-d chunks for the PostgreSQL figures (pg_*_1m: HNSW p50, recall@10); 0 skips.")
+@click.option("--pg-tenants", default=10, show_default=True, type=click.IntRange(1),
+              help="Tenants the PostgreSQL chunks are spread over (searches filter to one).")
+@click.option("--pg-ef-sweep", default="", metavar="EF,EF,…",
+              help="Also time the PostgreSQL searches with these hnsw.ef_search values (latency vs recall).")
+@click.option("--pg", "pg_dsn", default=None, metavar="DSN",
+              help="PostgreSQL server (with pgvector) to measure on: a database is created there and dropped "
+                   "after (needs CREATEDB). Default: a temporary server from the pgserver wheel.")
 @click.option("--ray", "ray_address", default=None, metavar="HOST:PORT|auto",
               help="Also ingest the corpus on this Ray cluster (ray_workers = its CPUs, ray_chunks_per_s).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
-def command(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_address: str | None,
-            as_json: bool) -> None:
+def command(chunks: int, embed_chunks: int, vectors: int, queries: int, pg_vectors: int, pg_tenants: int,
+            pg_ef_sweep: str, pg_dsn: str | None, ray_address: str | None, as_json: bool) -> None:
     """Time to keyword-searchable, embedding vs sentence-transformers, SQLite search at 1M vectors, as JSON."""
     def log(msg: str) -> None:
         if not as_json:
             click.secho(msg, dim=True, err=True)
 
-    click.echo(json.dumps(run_scale(chunks, embed_chunks, vectors, queries, ray_address, log=log), indent=2))
+    def stop(_signum: int, _frame: Any) -> None:
+        raise SystemExit(143)  # unwinds the `finally`s: the temporary PostgreSQL and temp dirs go too
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        result = run_scale(chunks, embed_chunks, vectors, queries, ray_address, log=log, pg_vectors=pg_vectors,
+                           pg_dsn=pg_dsn, pg_tenants=pg_tenants, pg_ef_sweep=_ef_values(pg_ef_sweep))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    click.echo(json.dumps(result, indent=2))
+
+
+def _ef_values(text: str) -> tuple[int, ...]:
+    from flywheel.errors import UserError
+
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise UserError(f"--pg-ef-sweep {text!r}: expected comma-separated integers, e.g. 200,400") from None
+    if any(not 1 <= v <= 1000 for v in values):
+        raise UserError(f"--pg-ef-sweep {text!r}: hnsw.ef_search must be 1 … 1000")
+    return values

@@ -22,6 +22,7 @@ __all__ = ["Chunker", "approximate_tokens", "sentences_with_separators", "split_
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
+_ABOVE_CJK_RADICALS = re.compile("[\u2e81-\U0010ffff]+")  # runs of the characters counted one token each
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 Splitter = Callable[[str, int], list[str]]  # hard split of one over-long sentence into pieces of ≤ n tokens
@@ -247,7 +248,7 @@ def approximate_tokens(texts: Sequence[str]) -> list[int]:
     """Token estimate for embedders without a local tokenizer: one per CJK character, ~4 characters otherwise."""
     out = []
     for t in texts:
-        cjk = sum(1 for ch in t if ord(ch) > 0x2E80)
+        cjk = 0 if t.isascii() else sum(map(len, _ABOVE_CJK_RADICALS.findall(t)))
         out.append(cjk + (len(t) - cjk + 3) // 4)
     return out
 

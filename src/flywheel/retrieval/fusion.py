@@ -4,8 +4,9 @@
 - `weighted`: min-max normalise each retriever's scores to [0, 1] over its candidates, then Σ_i w_i · s_i(d).
 - `dense_weight`: how much the dense side can help, from the languages the embedder covers: 0 when the query's
   language is not covered (an English-only model on a Chinese question), scaled by the share of the tenant's
-  corpus in covered languages. `auto` fusion is RRF with this weight, and skips the dense side entirely when
-  the weight is negligible; a multilingual embedder (languages=None) gets weight 1 everywhere.
+  corpus in covered languages. `auto` fusion (rescore.py: both sides' candidates re-scored on the passage and
+  fused by z-scored score) scales the dense side by this weight, and skips it entirely when the weight is
+  negligible; a multilingual embedder (languages=None) gets weight 1 everywhere.
 """
 
 from __future__ import annotations

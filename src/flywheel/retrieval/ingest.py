@@ -7,9 +7,12 @@
 - Unchanged files (same content hash, same chunking settings and embedder) are skipped without being parsed.
 - A changed file's chunks are replaced; with `sync=True`, files that disappeared from an ingested folder lose
   their chunks.
-- Writes are transactions of up to BATCH_CHUNKS chunks; a small file is replaced in one transaction. A file is
-  marked `complete` only by its last transaction, so after a crash (`kill -9`) the next run resumes it: its
-  documents already written are kept and skipped (chunk ids are content hashes and unique: no duplicates).
+- Writes are transactions of up to BATCH_CHUNKS chunks; a small file is replaced in one transaction, which
+  consecutive small files share (committed once it holds BATCH_CHUNKS chunks or is GROUP_SECONDS old: one
+  commit, and one FTS5 segment, per file made commits most of the keyword ingest's time). A file is marked
+  `complete` only by its last transaction, so after a crash (`kill -9`) the next run resumes it: its documents
+  already written are kept and skipped (chunk ids are content hashes and unique: no duplicates); the files of
+  an uncommitted shared transaction are simply indexed again.
 - A file that cannot be used is skipped with a reason; the run goes on.
 """
 
@@ -17,10 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
+
+from sqlalchemy import Connection
 
 from flywheel.config import Config, RetrievalConfig
 from flywheel.errors import UserError
@@ -38,6 +44,7 @@ from flywheel.types import Chunk, Document, content_hash
 
 CHUNKER_VERSION = "2"  # 2: boilerplate dropped, code blocks whole, line ranges
 BATCH_CHUNKS = 256
+GROUP_SECONDS = 1.0  # the longest a written file waits for its shared transaction to commit
 HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
 
 LINK_OUTSIDE = "symbolic link to outside the ingested folder (pass --follow-links to index what it points to)"
@@ -98,6 +105,64 @@ class IngestSummary:
         return d
 
 
+class SharedTransaction:
+    """Write transactions for one run: inside `with writes.open():` consecutive `with writes() as conn:` blocks
+    share one transaction, committed by `done` once it holds `chunks` chunks (BATCH_CHUNKS) or is `seconds`
+    (GROUP_SECONDS) old, and when `open` ends; an exception rolls the open one back. Outside `open` each block
+    is a transaction of its own (as `Index.transaction`)."""
+
+    def __init__(self, index: Index, chunks: int | None = None, seconds: float | None = None):
+        self.index, self.chunks, self.seconds = index, chunks, seconds
+        self._stack: ExitStack | None = None
+        self._conn: Connection | None = None
+        self._shared = False
+        self._chunks = 0
+        self._since = 0.0
+
+    @contextmanager
+    def __call__(self) -> Iterator[Connection]:
+        if not self._shared:
+            with self.index.transaction() as conn:
+                yield conn
+            return
+        if self._conn is None:
+            self._stack = ExitStack()
+            self._conn = self._stack.enter_context(self.index.transaction())
+            self._since = time.perf_counter()
+        yield self._conn
+
+    @contextmanager
+    def open(self) -> Iterator[None]:
+        self._shared = True
+        try:
+            yield
+        except BaseException as exc:
+            self._end(exc)
+            raise
+        else:
+            self._end(None)
+        finally:
+            self._shared = False
+
+    def done(self, chunks: int) -> None:
+        """`chunks` rows were written: commit when the shared transaction is full or old enough."""
+        if self._conn is None:
+            return
+        self._chunks += chunks
+        limit = BATCH_CHUNKS if self.chunks is None else self.chunks
+        seconds = GROUP_SECONDS if self.seconds is None else self.seconds
+        if self._chunks >= limit or time.perf_counter() - self._since >= seconds:
+            self._end(None)
+
+    def _end(self, exc: BaseException | None) -> None:
+        stack, self._stack, self._conn, self._chunks = self._stack, None, None, 0
+        if stack is not None:
+            if exc is None:
+                stack.close()  # commit
+            else:
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # roll back
+
+
 def source_name(path: Path, root: Path | None) -> str:
     resolved = path.resolve()
     if root is not None:
@@ -131,6 +196,7 @@ class Ingestor:
             size = max(16, min(size, embedder.max_tokens - 2 - HEADER_TOKENS))
             self.chunker = Chunker(embedder.count_tokens, embedder.hard_split, size, config.overlap)
         self.model = embedder.name if embedder is not None else "none"
+        self.writes = SharedTransaction(index)
         self.settings = content_hash(CHUNKER_VERSION, TOKENIZER_VERSION, self.model, str(size), str(config.overlap),
                                      "by-language", str(config.chunk_tokens))
 
@@ -149,17 +215,19 @@ class Ingestor:
         if progress:
             progress(0, len(files), "", 0)
         seen: set[str] = set()
-        for i, path in enumerate(files):
-            source = source_name(path, self.root)
-            seen.add(source)
-            summary.files += 1
-            if progress:
-                progress(i, len(files), source, summary.chunks_added)
-            with tracer.span("retrieval.ingest_file", kind="tool", inputs={"source": source, "tenant": tenant}) as sp:
-                status = self._file(path, source, tenant, summary, progress, i, len(files))
-                sp.set(outputs=status)
-            if progress:
-                progress(i + 1, len(files), source, summary.chunks_added)
+        with self.writes.open():
+            for i, path in enumerate(files):
+                source = source_name(path, self.root)
+                seen.add(source)
+                summary.files += 1
+                if progress:
+                    progress(i, len(files), source, summary.chunks_added)
+                with tracer.span("retrieval.ingest_file", kind="tool",
+                                 inputs={"source": source, "tenant": tenant}) as sp:
+                    status = self._file(path, source, tenant, summary, progress, i, len(files))
+                    sp.set(outputs=status)
+                if progress:
+                    progress(i + 1, len(files), source, summary.chunks_added)
         if sync:
             self._sync(roots, seen, tenant, summary)
         self.index.refresh_languages(tenant)
@@ -211,8 +279,9 @@ class Ingestor:
             reason = str(exc) if isinstance(exc, Skip) else f"cannot read: {exc.strerror or exc}"
             summary.skipped.append((source, reason))
             if state:  # it was indexed before and is unusable now: its old chunks would be stale
-                with self.index.transaction() as conn:
+                with self.writes() as conn:
                     summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
+                self.writes.done(0)
             return f"skipped: {reason}"
         summary.warnings.extend((source, w) for w in loaded.warnings)
         for kind, count in loaded.dropped.items():
@@ -240,19 +309,22 @@ class Ingestor:
         elsewhere, by embed_hash, written with the first batch)."""
         for b, rows in enumerate(batches or [[]]):
             last = b == max(len(batches), 1) - 1
-            with self.index.transaction() as conn:
+            state = {"file_hash": file_hash, "settings": self.settings, "size": size, "docs": n_docs}
+            with self.writes() as conn:
                 if b == 0:
                     if replace:
                         summary.chunks_removed += self.index.delete_source(conn, tenant, source)
-                    self.index.set_file_state(conn, tenant, source, file_hash=file_hash, settings=self.settings,
-                                              status="partial", size=size, docs=n_docs, chunks=0)
+                    if not last:  # (a file written in one transaction is marked complete at once, below)
+                        self.index.set_file_state(conn, tenant, source, status="partial", chunks=0, **state)
                     if vectors and self.embedder is not None:
                         self.index.put_embeddings(conn, self.model, vectors)
                 added = self.index.insert_chunks(conn, rows)  # ids already there (a concurrent run) are skipped
                 if last:
                     count = self.index.count_source(conn, tenant, source)
-                    self.index.set_file_state(conn, tenant, source, status="complete", chunks=count)
+                    self.index.set_file_state(conn, tenant, source, status="complete", chunks=count,
+                                              **(state if b == 0 else {}))
             summary.chunks_added += added
+            self.writes.done(len(rows))
             progress()
 
     def _batches(self, docs: list[Document]) -> Iterable[list[tuple[Document, list[Chunk]]]]:
@@ -273,12 +345,20 @@ class Ingestor:
                  ) -> list[dict]:
         rows: list[dict] = []
         now = time.time()
+        scrubbed: dict[str, str] = {}  # titles, headings and metadata repeat from chunk to chunk
+
+        def scrub(value: str) -> str:
+            out = scrubbed.get(value)
+            if out is None:
+                out = scrubbed[value] = scrub_secrets(value)
+            return out
+
         for doc, chunks in batch:
             # A credential in a document is never indexed: anyone who can ask could have it quoted back.
-            title = scrub_secrets(doc.title) if doc.title else doc.title
+            title = scrub(doc.title) if doc.title else doc.title
             for c in chunks:
                 text = scrub_secrets(c.text)
-                location = scrub_secrets(c.location) if c.location else c.location
+                location = scrub(c.location) if c.location else c.location
                 full = embedding_text(title, location, text)
                 lang = detect_language(text)
                 if self.embedder is not None and not self.embedder.covers(lang):
@@ -286,7 +366,7 @@ class Ingestor:
                     # search skips anyway, and minutes of CPU on a big corpus
                     summary.not_embedded[lang] = summary.not_embedded.get(lang, 0) + 1
                 toks = keyword_tokens(full)
-                meta = {k: scrub_secrets(v) if isinstance(v, str) else v for k, v in (c.metadata or {}).items()}
+                meta = {k: scrub(v) if isinstance(v, str) else v for k, v in (c.metadata or {}).items()}
                 rows.append({"id": c.id, "doc_id": c.doc_id, "tenant": tenant, "source": c.source,
                              "ordinal": c.ordinal, "location": location, "title": title, "text": text,
                              "tokens": " ".join(toks), "n_tokens": len(toks), "lang": lang,
@@ -301,7 +381,7 @@ class Ingestor:
             if source in seen or not in_shard(source, self.shard):  # another shard's file is its business
                 continue
             if any(source.startswith(pre) for pre in prefixes) or source in files:
-                with self.index.transaction() as conn:
+                with self.writes() as conn:
                     summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
                 summary.removed_files.append(source)
 

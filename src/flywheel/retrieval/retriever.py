@@ -1,4 +1,5 @@
-"""Retriever: hybrid search (BM25 + dense, fused) per tenant, with metadata filters and a relevance floor.
+"""Retriever: hybrid search (BM25 + dense, re-scored and fused: rescore.py) per tenant, with metadata filters and
+a relevance floor.
 
     retriever = Retriever.from_config(store, config.retrieval, project)
     hits = retriever.search("how do I pin a model?", k=5, tenant="acme", filters={"product": "x"})
@@ -28,16 +29,17 @@ import numpy as np
 
 from flywheel.config import Project, RetrievalConfig, validate_tenant
 from flywheel.errors import UserError
-from flywheel.retrieval import fusion
+from flywheel.retrieval import fusion, rescore
 from flywheel.retrieval.embed import Coverage
 from flywheel.retrieval.embed import coverage as embedding_coverage
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
-from flywheel.retrieval.tokenize import keyword_tokens
+from flywheel.retrieval.tokenize import cjk_bigrams, keyword_tokens
 from flywheel.text import STOPWORDS, detect_language
 from flywheel.text.language import LATIN
+from flywheel.text.stopwords import QUESTION_WORDS_ZH
 from flywheel.tracing import tracer
-from flywheel.types import Hit
+from flywheel.types import Chunk, Hit
 
 Mode = Literal["hybrid", "bm25", "dense"]
 AUTO_FLOOR = {"dense": 0.40, "coverage": 0.30}  # `min_relevance: auto`, per relevance signal (see above)
@@ -87,6 +89,7 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self.min_relevance = self.config.min_relevance  # float | "auto" | None (no floor)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.weights = rescore.Weights()  # hybrid re-scoring (fusion `auto`)
 
     @classmethod
     def from_config(cls, store: Any, retrieval_config: RetrievalConfig, project: Project | None = None) -> Retriever:
@@ -141,22 +144,27 @@ class Retriever:
         if embedder is not None and (mode == "dense" or (mode == "hybrid" and w_dense >= fusion.MIN_DENSE_WEIGHT)):
             dense = self.index.dense(tenant, embedder.name, self._query_vector(embedder, query), n, filters)
 
+        pool: dict[int, tuple[Chunk, str]] | None = None
         if mode == "bm25":
             fused = dict(keyword)
         elif mode == "dense":
             fused = dict(dense)
         elif self.config.fusion == "weighted":
             fused = fusion.weighted({"bm25": keyword, "dense": dense}, {"bm25": 1.0, "dense": w_dense})
-        else:
+        elif self.config.fusion == "rrf":
             fused = fusion.rrf({"bm25": [p for p, _ in keyword], "dense": [p for p, _ in dense]},
                                {"bm25": 1.0, "dense": w_dense}, k=self.config.rrf_k)
+        else:  # auto: re-score the pool of both sides on the passages themselves (rescore.py)
+            pool = self.index.fetch(dict.fromkeys([p for p, _ in keyword] + [p for p, _ in dense]), tenant)
+            fused, used = self._rescore(terms, doc_freqs, dense, pool, w_dense)
+            info.update(used)
         top = fusion.ranked(fused, k)
-        rows = self.index.fetch((p for p, _ in top), tenant)
+        rows = pool if pool is not None else self.index.fetch((p for p, _ in top), tenant)
         kw_rank = {p: i for i, (p, _) in enumerate(keyword, start=1)}
         kw_score = dict(keyword)
         dn_rank = {p: i for i, (p, _) in enumerate(dense, start=1)}
         dn_score = dict(dense)
-        coverage = self._coverage(terms, doc_freqs, [rows[p][1] for p, _ in top if p in rows])
+        coverage = self._coverage(terms, doc_freqs, [(rows[p][1], rows[p][0].text) for p, _ in top if p in rows])
         signal = "coverage+dense" if dense else "coverage"
         hits: list[Hit] = []
         for (pk, score), cov in zip([t for t in top if t[0] in rows], coverage, strict=True):
@@ -184,6 +192,13 @@ class Retriever:
             info["no_hit_in_question_language"] = True
             hits = []
         return hits, info
+
+    def _rescore(self, terms: list[str], doc_freqs: tuple[int, dict[str, int]], dense: list[tuple[int, float]],
+                 pool: dict[int, tuple[Chunk, str]], w_dense: float) -> tuple[dict[int, float], dict[str, Any]]:
+        dense_score = dict(dense)
+        candidates = [rescore.Candidate(pk, tokens.split(), dense_score.get(pk)) for pk, (_, tokens) in pool.items()]
+        n_docs, df = doc_freqs
+        return rescore.fuse(candidates, terms, df, n_docs, w_dense if dense else 0.0, self.weights)
 
     def passes(self, hit: Hit) -> bool:
         """Whether a hit reaches the floor on either signal: keyword coverage or dense cosine (each its own
@@ -221,17 +236,29 @@ class Retriever:
         return vec
 
     @staticmethod
-    def _coverage(terms: list[str], doc_freqs: tuple[int, dict[str, int]], chunk_tokens: list[str]) -> list[float]:
-        """Idf-weighted share of the query's content words present in each chunk."""
-        if not terms or not chunk_tokens:
-            return [0.0] * len(chunk_tokens)
+    def _coverage(terms: list[str], doc_freqs: tuple[int, dict[str, int]], chunks: list[tuple[str, str]]
+                  ) -> list[float]:
+        """Idf-weighted share of the query's content words present in each chunk ((tokens, text) pairs). A
+        Chinese word jieba cut differently in the chunk (发送 inside 电子邮件发送) counts by the share of its
+        character bigrams found in the chunk's text; question words (什么时候, 如何) are not content."""
+        terms = [t for t in terms if t not in QUESTION_WORDS_ZH] or terms
+        if not terms or not chunks:
+            return [0.0] * len(chunks)
         n_docs, df = doc_freqs
         weights = [idf(max(n_docs, 1), df.get(t, 0)) for t in terms]
         total = sum(weights) or 1.0
+        term_bigrams = {t: set(b) for t in terms if len(t) > 1 and (b := cjk_bigrams(t))}
         out = []
-        for toks in chunk_tokens:
+        for toks, text in chunks:
             present = set(toks.split())
-            out.append(sum(w for t, w in zip(terms, weights, strict=True) if t in present) / total)
+            grams = set(cjk_bigrams(text)) if term_bigrams else set()
+            got = 0.0
+            for t, w in zip(terms, weights, strict=True):
+                if t in present:
+                    got += w
+                elif t in term_bigrams:
+                    got += w * len(term_bigrams[t] & grams) / len(term_bigrams[t])
+            out.append(got / total)
         return out
 
     # ---------------------------------------------------------------- housekeeping

@@ -1,6 +1,7 @@
-"""Synthetic chunks with random unit vectors, written straight into an index: for scale measurements
-(`flywheel bench scale`: a million 384-d vectors) and tests, where real text and a real embedder would only
-cost time. Rows are real `chunks` / `embeddings` rows, so search runs its ordinary code path over them."""
+"""Synthetic chunks with random (uniform or clustered) unit vectors, written straight into an index: for scale
+measurements (`flywheel bench scale`: a million 384-d vectors) and tests, where real text and a real embedder
+would only cost time. Rows are real `chunks` / `embeddings` rows, so search runs its ordinary code path over
+them."""
 
 from __future__ import annotations
 
@@ -19,6 +20,27 @@ def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     v = rng.standard_normal((n, dim), dtype=np.float32)
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     return v
+
+
+def clustered_vectors(rng: np.random.Generator, n: int, dim: int, centres: np.ndarray, basis: np.ndarray,
+                      spread: float = 0.25, jitter: float = 0.01) -> np.ndarray:
+    """Unit vectors from a Gaussian mixture: a random centre of `centres`, plus `spread` along the low-dimensional
+    `basis` (rows: directions, shared by all clusters), plus a little isotropic `jitter`. Real embeddings cluster
+    by topic and lie near a low-dimensional manifold; uniform random unit vectors have no neighbourhood structure
+    at all and are the worst case of every approximate index. `mixture(rng, dim)` makes centres and basis."""
+    pick = rng.integers(0, len(centres), n)
+    low = rng.standard_normal((n, basis.shape[0]), dtype=np.float32)
+    v = centres[pick] + spread * (low @ basis) + jitter * rng.standard_normal((n, dim), dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return v
+
+
+def mixture(rng: np.random.Generator, dim: int, n_centres: int = 2000, intrinsic: int = 16) -> tuple[np.ndarray,
+                                                                                                      np.ndarray]:
+    """(centres, basis) for `clustered_vectors`: unit centres and an `intrinsic`-dimensional orthonormal basis."""
+    centres = unit_vectors(rng, n_centres, dim)
+    basis = np.linalg.qr(rng.standard_normal((dim, intrinsic)))[0].T.astype(np.float32)
+    return centres, basis
 
 
 def chunk_row(tenant: str, source: str, ordinal: int, text: str) -> dict:

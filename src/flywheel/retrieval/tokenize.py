@@ -4,6 +4,7 @@ Chinese text."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from flywheel.text import STOPWORDS_EN, STOPWORDS_ZH, detect_language, normalize
@@ -29,3 +30,16 @@ def keyword_tokens(text: str) -> list[str]:
 
 def tokenize_many(texts: Iterable[str], *, stopwords: bool = False) -> list[list[str]]:
     return [tokenize(t, stopwords=stopwords) for t in texts]
+
+
+_CJK_RUN = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def cjk_bigrams(text: str) -> list[str]:
+    """Overlapping character bigrams of the CJK runs of `text` (NFKC, in order; a one-character run is kept
+    whole). Empty for text without Chinese or Japanese."""
+    out: list[str] = []
+    for m in _CJK_RUN.finditer(normalize(text)):
+        run = m.group(0)
+        out.extend([run] if len(run) == 1 else [run[i:i + 2] for i in range(len(run) - 1)])
+    return out

@@ -12,17 +12,18 @@ English. Between Latin-script languages, short marker words decide.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.text.stopwords import LANGUAGE_MARKERS, STOPWORDS_ZH
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-_CJK_ANY = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+# Runs of Han, kana, Hangul and any of them (characters are counted a run at a time: far fewer objects).
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_KANA_RUN = re.compile(r"[\u3040-\u30ff]+")
+_HANGUL_RUN = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]+")
+_CJK_RUN = re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _WORD = re.compile(r"[^\W\d_]+")
+_UKRAINIAN = re.compile(r"[іїєґІЇЄҐ]")
 # Script of a space-separated word, by its first letter.
 _SCRIPTS: list[tuple[str, re.Pattern[str]]] = [
     ("latin", re.compile(r"[A-Za-z\u00c0-\u024f]")),
@@ -62,21 +63,63 @@ def normalize_language(code: str) -> str:
     return _ALIASES.get(c, c.split("-")[0])
 
 
-def detect(text: str) -> Detection:
-    """All the evidence: candidate languages, a 0..1 confidence and the counts they came from."""
-    han, kana, hangul = (len(rx.findall(text)) for rx in (_HAN, _KANA, _HANGUL))
+def _script_of(ch: str) -> str | None:
+    """The script of a space-separated word starting with `ch` (None: none of _SCRIPTS), cached per character."""
+    try:
+        return _FIRST_LETTER[ch]
+    except KeyError:
+        name = next((name for name, rx in _SCRIPTS if rx.match(ch)), None)
+        if len(_FIRST_LETTER) < 65536:
+            _FIRST_LETTER[ch] = name
+        return name
+
+
+_FIRST_LETTER: dict[str, str | None] = {}
+# marker word → the positions in LATIN of the languages it marks
+_MARKERS: dict[str, tuple[int, ...]] = {
+    w: tuple(i for i, stop in enumerate(LANGUAGE_MARKERS.values()) if w in stop)
+    for w in frozenset().union(*LANGUAGE_MARKERS.values())}
+# ASCII bytes → lower-case letters, everything else a space: what _WORD finds in ASCII text, lower-cased
+_ASCII_LETTERS = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 else 32 for c in range(256))
+
+
+def _count(text: str, cjk_frame: bool) -> tuple[dict[str, float], list[tuple[int, ...]], int, int, int]:
+    """(script scores, the Latin marker words found (as _MARKERS values), han, kana, hangul). With
+    `cjk_frame=False` the Chinese function words are counted only when they can change which script wins
+    (detect_language needs no more)."""
     words: dict[str, list[str]] = {name: [] for name, _ in _SCRIPTS}
-    for w in _WORD.findall(_CJK_ANY.sub(" ", text)):
-        for name, rx in _SCRIPTS:
-            if rx.match(w):
+    if text.isascii():  # the common case: only Latin words, no CJK (same result, a fraction of the work)
+        han = kana = hangul = 0
+        words["latin"] = text.encode("ascii").translate(_ASCII_LETTERS).decode("ascii").split()
+    else:
+        han, kana, hangul = (sum(map(len, rx.findall(text))) for rx in (_HAN_RUN, _KANA_RUN, _HANGUL_RUN))
+        for w in _WORD.findall(_CJK_RUN.sub(" ", text) if han or kana or hangul else text):
+            name = _script_of(w[0])
+            if name is not None:
                 words[name].append(w.lower())
-                break
     scores = {name: float(len(ws)) for name, ws in words.items()}
     scores["thai"] = sum(max(1.0, len(w) / _THAI_CHARS_PER_WORD) for w in words["thai"])
-    latin_frame = sum(1 for w in words["latin"] if any(w in stop for stop in LANGUAGE_MARKERS.values()))
-    scores["latin"] += latin_frame
-    cjk_frame = sum(text.count(w) for w in _ZH_FRAME) if han else 0
-    scores["cjk"] = float(han + kana + hangul + cjk_frame)
+    marks = [m for m in map(_MARKERS.get, words["latin"]) if m]
+    scores["latin"] += len(marks)
+    scores["cjk"] = float(han + kana + hangul)
+    # cjk is the last key, so it wins only when strictly ahead: then more frame words change nothing
+    if han and (cjk_frame or scores["cjk"] <= max(v for k, v in scores.items() if k != "cjk")):
+        scores["cjk"] += sum(text.count(w) for w in _ZH_FRAME)
+    return scores, marks, han, kana, hangul
+
+
+def _latin_hits(marks: list[tuple[int, ...]]) -> list[int]:
+    """Marker words found per Latin-script language, in LATIN order."""
+    hits = [0] * len(LATIN)
+    for langs in marks:
+        for i in langs:
+            hits[i] += 1
+    return hits
+
+
+def detect(text: str) -> Detection:
+    """All the evidence: candidate languages, a 0..1 confidence and the counts they came from."""
+    scores, marks, han, kana, hangul = _count(text, cjk_frame=True)
     total = sum(scores.values())
     evidence: dict[str, Any] = {"scripts": {k: round(v, 2) for k, v in scores.items() if v}}
     if total == 0:
@@ -90,11 +133,10 @@ def detect(text: str) -> Detection:
             return Detection(["ja"], share, evidence)
         return Detection(["zh"], share, evidence)
     if script == "cyrillic":
-        return Detection(["uk"] if re.search(r"[іїєґІЇЄҐ]", text) else ["ru"], share, evidence)
+        return Detection(["uk"] if _UKRAINIAN.search(text) else ["ru"], share, evidence)
     if script in _SCRIPT_LANG:
         return Detection([_SCRIPT_LANG[script]], share, evidence)
-    counts = Counter(words["latin"])
-    hits = {lang: sum(n for w, n in counts.items() if w in stop) for lang, stop in LANGUAGE_MARKERS.items()}
+    hits = dict(zip(LATIN, _latin_hits(marks)))
     evidence["stopwords"] = {k: v for k, v in hits.items() if v}
     ranked = sorted(hits, key=lambda k: -hits[k])
     best, runner_up = hits[ranked[0]], hits[ranked[1]]
@@ -108,5 +150,18 @@ def detect(text: str) -> Detection:
 def detect_language(text: str) -> str:
     """The language of `text` as a short code ('zh', 'en', 'ja', 'ko', 'fr', 'ru', …); 'en' for Latin text too
     short to tell; '' when there are no letters at all."""
-    found = detect(text[:_SAMPLE_CHARS]).candidates
-    return found[0] if found else ""
+    # detect()'s decision without its evidence and confidence: called per chunk at ingest, so it is kept cheap
+    sample = text[:_SAMPLE_CHARS]
+    scores, marks, han, kana, hangul = _count(sample, cjk_frame=False)
+    script = max(scores, key=lambda k: scores[k])
+    if not scores[script]:
+        return ""
+    if script == "cjk":
+        return "ko" if hangul >= max(han, kana) else "ja" if kana and kana >= 0.1 * (han + kana) else "zh"
+    if script == "cyrillic":
+        return "uk" if _UKRAINIAN.search(sample) else "ru"
+    if script in _SCRIPT_LANG:
+        return _SCRIPT_LANG[script]
+    hits = _latin_hits(marks)
+    best, runner_up = sorted(hits, reverse=True)[:2]
+    return LATIN[hits.index(best)] if best >= _MIN_MARKERS and best != runner_up else LATIN[0]

@@ -9,6 +9,7 @@ light English stemmer for matching question and answer words.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -20,7 +21,10 @@ from flywheel.text.stopwords import STOPWORDS
 # Han (incl. extension A and compatibility ideographs) and Japanese kana: written without spaces.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
+_HAS_CJK = re.compile(rf"[{_CJK}]")
+_WORD = re.compile(r"[^\W_]+")  # what _TOKEN's second group finds in text without CJK
 MAX_TOKEN_CHARS = 64  # longer "words" are hashes, base64 or URLs: noise for BM25
+_CACHED_RUN_CHARS = 200  # longer CJK runs are segmented every time (rarely repeated, big to keep)
 
 _jieba: ModuleType | None = None
 _jieba_lock = threading.Lock()
@@ -48,6 +52,13 @@ def segment(text: str) -> list[str]:
     return [w for w in _segmenter().lcut(text, HMM=True) if w.strip()]
 
 
+@functools.lru_cache(maxsize=8192)
+def _segment_run(run: str) -> tuple[str, ...]:
+    """`segment` of one CJK run, remembered: a chunk's title and heading path, and the sentences it shares
+    with the chunk before it (overlap), are the same runs again (jieba's dictionary never changes in-process)."""
+    return tuple(segment(run))
+
+
 def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
@@ -55,13 +66,16 @@ def normalize(text: str) -> str:
 def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
     """Keyword tokens of `text`: CJK runs segmented into words, other words whole, lower-cased, NFKC; common
     English and Chinese function words dropped unless `keep_stopwords`."""
+    text = normalize(text)
     out: list[str] = []
-    for m in _TOKEN.finditer(normalize(text)):
-        cjk, word = m.group(1), m.group(2)
-        if cjk:
-            out.extend(segment(cjk))
-        elif len(word) <= MAX_TOKEN_CHARS:
-            out.append(word)
+    if _HAS_CJK.search(text) is None:  # the common case, in one pass
+        out = [w for w in _WORD.findall(text) if len(w) <= MAX_TOKEN_CHARS]
+    else:
+        for cjk, word in _TOKEN.findall(text):
+            if cjk:
+                out.extend(_segment_run(cjk) if len(cjk) <= _CACHED_RUN_CHARS else segment(cjk))
+            elif len(word) <= MAX_TOKEN_CHARS:
+                out.append(word)
     if not keep_stopwords:
         out = [t for t in out if t not in STOPWORDS]
     return out

@@ -14,11 +14,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, false, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, false, func, insert, or_, select, update
 
 from flywheel.errors import UserError
 from flywheel.store.schema_retrieval import chunks, embeddings, ingested_files, retrieval_tenants
 from flywheel.types import Chunk
+
+# Statements the ingest runs for every file, built once (constructing and cache-keying them each time cost
+# more than SQLite's work for these point reads and writes).
+_FILE_WHERE = (ingested_files.c.tenant == bindparam("w_tenant"), ingested_files.c.source == bindparam("w_source"))
+_FILE_STATE = select(ingested_files).where(*_FILE_WHERE)
+_COUNT_SOURCE = select(func.count()).select_from(chunks).where(
+    chunks.c.tenant == bindparam("w_tenant"), chunks.c.source == bindparam("w_source"))
+_BUMP = update(retrieval_tenants).where(retrieval_tenants.c.tenant == bindparam("w_tenant")).values(
+    version=retrieval_tenants.c.version + 1, chunks=retrieval_tenants.c.chunks + bindparam("w_added"),
+    updated_at=bindparam("w_now"))
+_SET_FILE_STATE: dict[tuple[str, ...], Any] = {}  # update statement by the fields it sets
 
 COLUMN_FILTERS = {"source", "doc_id", "location", "title", "lang", "id"}
 Scored = list[tuple[int, float]]  # (chunk pk, score: higher is better)
@@ -86,8 +97,7 @@ class Index(ABC):
 
     def file_state(self, tenant: str, source: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(ingested_files).where(
-                ingested_files.c.tenant == tenant, ingested_files.c.source == source)).mappings().first()
+            row = conn.execute(_FILE_STATE, {"w_tenant": tenant, "w_source": source}).mappings().first()
         return dict(row) if row else None
 
     def sources(self, tenant: str) -> list[str]:
@@ -102,13 +112,17 @@ class Index(ABC):
             return {r[0] for r in rows}
 
     def count_source(self, conn: Connection, tenant: str, source: str) -> int:
-        return int(conn.execute(select(func.count()).select_from(chunks).where(
-            chunks.c.tenant == tenant, chunks.c.source == source)).scalar() or 0)
+        return int(conn.execute(_COUNT_SOURCE, {"w_tenant": tenant, "w_source": source}).scalar() or 0)
 
     def set_file_state(self, conn: Connection, tenant: str, source: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()
-        done = conn.execute(update(ingested_files).where(
-            ingested_files.c.tenant == tenant, ingested_files.c.source == source).values(**fields))
+        names = tuple(fields)
+        stmt = _SET_FILE_STATE.get(names)
+        if stmt is None:
+            stmt = _SET_FILE_STATE[names] = update(ingested_files).where(*_FILE_WHERE).values(
+                {name: bindparam(f"v_{name}") for name in names})
+        done = conn.execute(stmt, {"w_tenant": tenant, "w_source": source,
+                                   **{f"v_{name}": value for name, value in fields.items()}})
         if not done.rowcount:
             conn.execute(insert(ingested_files).values(tenant=tenant, source=source, **fields))
 
@@ -140,9 +154,7 @@ class Index(ABC):
     def bump(self, conn: Connection, tenant: str, added: int = 0) -> None:
         """Advance the tenant's write counter (in-memory caches compare it to know they are stale) and keep its
         chunk count, in the same transaction as the write."""
-        done = conn.execute(update(retrieval_tenants).where(retrieval_tenants.c.tenant == tenant).values(
-            version=retrieval_tenants.c.version + 1, chunks=retrieval_tenants.c.chunks + added,
-            updated_at=time.time()))
+        done = conn.execute(_BUMP, {"w_tenant": tenant, "w_added": added, "w_now": time.time()})
         if not done.rowcount:
             conn.execute(insert(retrieval_tenants).values(tenant=tenant, version=1, chunks=max(added, 0),
                                                           updated_at=time.time()))

@@ -1,5 +1,6 @@
 """SQLite index: FTS5 bm25() over pre-segmented tokens, and exact cosine search with NumPy over float32
-vectors kept as BLOBs. The vectors of a (tenant, model) are held in memory (sqlite_vectors.py), brought up to
+vectors kept as BLOBs. The vectors of a (tenant, model) are held in memory (sqlite_vectors.py), or for a large
+tenant as int8 codes in memory-mapped files shared by processes (sqlite_vectors_int8.py), brought up to
 date on each search when the tenant's write counter moved (so writes from another process are seen): new rows
 are appended, a delete rebuilds; a search is a few BLAS matrix-vector products.
 
@@ -21,8 +22,9 @@ import numpy as np
 from sqlalchemy import column, literal_column, select, table, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from flywheel.retrieval.index import sqlite_vectors_int8 as int8
 from flywheel.retrieval.index.base import FETCH_COLUMNS, Index, Scored, chunk_from_row, filter_clauses
-from flywheel.retrieval.index.sqlite_vectors import Stamp, VectorMatrix, load, refresh
+from flywheel.retrieval.index.sqlite_vectors import Stamp, VectorMatrix
 from flywheel.store.schema_retrieval import chunks
 from flywheel.types import Chunk
 
@@ -47,7 +49,7 @@ class SqliteIndex(Index):
 
     def __init__(self, store: Any):
         super().__init__(store)
-        self._matrices: dict[tuple[str, str], VectorMatrix] = {}
+        self._matrices: dict[tuple[str, str], VectorMatrix | int8.Int8Matrix] = {}
         self._lock = threading.Lock()
 
     def _insert_ignore(self, tbl: Any) -> Any:
@@ -134,8 +136,10 @@ class SqliteIndex(Index):
 
     # ---------------------------------------------------------------- vectors
 
-    def _matrix(self, tenant: str, model: str) -> VectorMatrix:
-        """The tenant's vectors for `model`, current as of this search (appended to, or rebuilt after a delete)."""
+    def _matrix(self, tenant: str, model: str) -> VectorMatrix | int8.Int8Matrix:
+        """The tenant's vectors for `model`, current as of this search (appended to, or rebuilt after a delete):
+        int8 side files shared by every process for a large tenant (sqlite_vectors_int8.py), else float32 in
+        memory."""
         key = (tenant, model)
         cached = self._matrices.get(key)
         if cached is not None:
@@ -144,7 +148,7 @@ class SqliteIndex(Index):
                     return cached
         with self._lock, self._reader(snapshot=True) as db:  # the stamp and the rows from one snapshot
             cached = self._matrices.get(key)
-            matrix = refresh(cached, db, tenant, model) if cached is not None else load(db, tenant, model)
+            matrix = int8.current(db, int8.folder_for(self.engine.url.database), tenant, model, cached)
             self._matrices[key] = matrix
             return matrix
 
@@ -152,12 +156,17 @@ class SqliteIndex(Index):
         m = self._matrix(tenant, model)
         if not m.size or m.dim != vector.shape[0]:
             return []
-        pks = m.pks()
-        scores = m.scores(vector)
+        allowed = None
         if filters:
             with self.engine.connect() as conn:
                 allowed = np.fromiter((r[0] for r in conn.execute(
                     select(chunks.c.pk).where(chunks.c.tenant == tenant, *filter_clauses(filters)))), dtype=np.int64)
+        if isinstance(m, int8.Int8Matrix):
+            with self._reader() as db:
+                return m.top(vector, n, allowed, lambda pks: int8.rescore(db, tenant, model, pks, vector))
+        pks = m.pks()
+        scores = m.scores(vector)
+        if allowed is not None:
             keep = np.isin(pks, allowed, assume_unique=True)
             scores = np.where(keep, scores, -np.inf)
             available = int(keep.sum())

@@ -28,7 +28,7 @@ _FETCH_ROWS = 4096
 # No ORDER BY: SQLite would sort every row, vectors included, in a temporary B-tree (1.5 GB more at 1M rows);
 # the pks array keeps each row's identity whatever the order.
 # Chunks and vectors of the tenant, all at once (a rebuild) or those with pk in (lo, hi] (what was added).
-_CHUNK_VECTORS = ("SELECT c.pk, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.embed_hash AND e.model = ? "
+CHUNK_VECTORS = ("SELECT c.pk, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.embed_hash AND e.model = ? "
                   "WHERE c.pk > ? AND c.pk <= ? AND c.tenant = ?")
 # Vectors added with rowid in (lo, hi] for chunks that were already loaded (pk <= the last pk seen).
 _NEW_VECTORS = ("SELECT c.pk, e.vector FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
@@ -86,7 +86,7 @@ def load(db: sqlite3.Connection, tenant: str, model: str) -> VectorMatrix:
     """Everything, from one read snapshot (the caller's transaction)."""
     stamp = Stamp.read(db, tenant)
     # the chunk counter bounds the rows: pages of the array never filled are never touched (not resident)
-    segment = _read(db.execute(_CHUNK_VECTORS, (model, 0, stamp.chunk_pk, tenant)), stamp.chunks)
+    segment = _read(db.execute(CHUNK_VECTORS, (model, 0, stamp.chunk_pk, tenant)), stamp.chunks)
     return VectorMatrix(stamp, [segment] if len(segment[0]) else [], rebuilds=1)
 
 
@@ -96,14 +96,12 @@ def refresh(matrix: VectorMatrix, db: sqlite3.Connection, tenant: str, model: st
     old, new = matrix.stamp, Stamp.read(db, tenant)
     if old.same(new):
         return matrix
-    added = int(db.execute(_NEW_CHUNKS, (old.chunk_pk, new.chunk_pk, tenant)).fetchone()[0])
-    if new.vector_rowid < old.vector_rowid or new.chunk_pk < old.chunk_pk or old.chunks + added != new.chunks:
+    if not appendable(db, tenant, old, new):
         rebuilt = load(db, tenant, model)  # a delete (or a vector removed): positions moved
         rebuilt.rebuilds += matrix.rebuilds
         rebuilt.appends = matrix.appends
         return rebuilt
-    fresh = [_read(db.execute(_CHUNK_VECTORS, (model, old.chunk_pk, new.chunk_pk, tenant))),
-             _read(db.execute(_NEW_VECTORS, (old.vector_rowid, new.vector_rowid, model, tenant, old.chunk_pk)))]
+    fresh = added_rows(db, tenant, model, old, new)
     out = VectorMatrix(new, list(matrix.segments), matrix.rebuilds, matrix.appends)
     dim = matrix.dim
     for pks, vectors in fresh:
@@ -115,6 +113,19 @@ def refresh(matrix: VectorMatrix, db: sqlite3.Connection, tenant: str, model: st
         out.appends += 1
     _compact(out)
     return out
+
+
+def appendable(db: sqlite3.Connection, tenant: str, old: Stamp, new: Stamp) -> bool:
+    """Whether `new` only added rows to `old` (else a chunk or a vector went away: positions moved)."""
+    added = int(db.execute(_NEW_CHUNKS, (old.chunk_pk, new.chunk_pk, tenant)).fetchone()[0])
+    return not (new.vector_rowid < old.vector_rowid or new.chunk_pk < old.chunk_pk or old.chunks + added != new.chunks)
+
+
+def added_rows(db: sqlite3.Connection, tenant: str, model: str, old: Stamp,
+               new: Stamp) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(pks, vectors) of the chunks added since `old`, then of the vectors that older chunks got since."""
+    return [_read(db.execute(CHUNK_VECTORS, (model, old.chunk_pk, new.chunk_pk, tenant))),
+            _read(db.execute(_NEW_VECTORS, (old.vector_rowid, new.vector_rowid, model, tenant, old.chunk_pk)))]
 
 
 def _compact(matrix: VectorMatrix) -> None:

@@ -84,6 +84,7 @@ def make_document(text: str, *, source: str, tenant: str, title: str | None, loc
 
 
 _ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+\S")
+_HASHES = re.compile(r"^\s*#{1,6}\s+|\s+#+\s*$")
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _MARKS = re.compile(r"\*\*|__|(?<![\w*])[*_](?=\S)|(?<=\S)[*_](?![\w*])|`")
 _NUMBERED = re.compile(r"^(?:\d+(?:\.\d+)+\.?|第[一二三四五六七八九十百\d]+[章节部分篇]|[一二三四五六七八九十]+、|[A-Z]\.)\s*\S")
@@ -93,8 +94,15 @@ _NOT_HEADING = re.compile(r"^\s*(?:[-*+•]\s|\d{1,3}[.)、]\s|\[\d+\])|https?:/
 
 def clean_inline(text: str) -> str:
     """A heading's text without Markdown markup: `**3.3 Title**` → `3.3 Title`, `[a](url)` → `a`."""
-    text = re.sub(r"^\s*#{1,6}\s+|\s+#+\s*$", "", text.strip())
-    return " ".join(_MARKS.sub("", _LINK.sub(r"\1", text)).split())
+    text = text.strip()
+    # each pattern runs only when its text can match (called for most lines of every file at ingest)
+    if "#" in text:
+        text = _HASHES.sub("", text)
+    if "[" in text:
+        text = _LINK.sub(r"\1", text)
+    if "*" in text or "_" in text or "`" in text:
+        text = _MARKS.sub("", text)
+    return " ".join(text.split())
 
 
 def heading_level(lines: list[str], i: int) -> int | None:

@@ -46,7 +46,8 @@ _CITATION = re.compile(
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|「[^」]*」|`[^`]*`")
 _NAV_SPLIT = re.compile(r"\s+[|｜·•›»>/]\s+|\s*[｜›»]\s*")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
-_HAN = re.compile(r"[\u3400-\u9fff]")
+_NAV_MARK = re.compile(r"[|｜·•›»>/]")
+_HAN = re.compile(r"[\u3400-\u9fff]+")
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ def _line_kind(line: str) -> str | None:
     s = line.strip()
     if not s or s.startswith("|"):  # a table row is content
         return None
-    limit = _MAX_LINE["zh" if len(_HAN.findall(s)) * 3 >= len(s) else "en"]
-    said = _QUOTED.sub("", s)  # "点击上方…" in quotes is a mention (as in these docs), not a call to action
-    if len(s) <= limit:
+    han = 0 if s.isascii() else sum(map(len, _HAN.findall(s)))
+    if len(s) <= _MAX_LINE["zh" if han * 3 >= len(s) else "en"]:
+        said = _QUOTED.sub("", s)  # "点击上方…" in quotes is a mention (as in these docs), not a call to action
         for kind, rule in _LINE_RULES:
             if rule.search(said):
                 return kind
@@ -73,8 +74,8 @@ def _line_kind(line: str) -> str | None:
 
 def _is_navigation(s: str) -> bool:
     """A menu or breadcrumb: three or more short labels separated by | · › » / (not a Markdown table row)."""
-    if s.startswith("|") or s.endswith("|") or "`" in s:
-        return False
+    if s.startswith("|") or s.endswith("|") or "`" in s or not _NAV_MARK.search(s):
+        return False  # (without a separator character there is one label)
     parts = [p.strip() for p in _NAV_SPLIT.split(clean_inline(s))]
     return len(parts) >= 3 and all(0 < len(p) <= 16 and not re.search(r"[。！？.!?,，]$", p) for p in parts)
 

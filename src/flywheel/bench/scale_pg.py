@@ -1,0 +1,263 @@
+"""PostgreSQL part of `flywheel bench scale`: dense search with a tenant filter over `n` synthetic chunks.
+
+- Data: `n` clustered 384-d unit vectors (`retrieval.synthetic.clustered_vectors`: a Gaussian mixture of 2,000
+  centres with a 16-d within-cluster spread; nearest-neighbour cosines ≈ 0.8, 10th ≈ 0.7, like sentence
+  embeddings). Uniform random unit vectors would be the pathological worst case of every ANN index (no
+  neighbourhood structure); `pg_vectors_kind` says which was used. Chunks are spread round-robin over `tenants`
+  tenants, so a tenant filter keeps 1/tenants of the index's candidates.
+- Rows: real `chunks` rows through the index's `insert_chunks`, vectors by binary COPY into `embeddings` (the
+  bulk path `flywheel store copy` also takes: rows first, then `ensure_vector_indexes()` builds the HNSW index
+  the product way — halfvec on pgvector ≥ 0.7, m / ef_construction from the retrieval config).
+  `maintenance_work_mem` is raised for the build session so the graph is built in memory.
+- Search: `queries` calls of `index.dense(tenant, …, k=10)` (the product's query: hnsw.ef_search from config,
+  iterative scan on pgvector ≥ 0.8), on fresh query vectors from the same mixture; p50/p95 after a few warm-ups.
+- Recall@10: against exact search by numpy over the tenant's stored vectors (rounded to float16 when the index
+  is over halfvec, as the index compares them; `pg_recall_at_10_vs_float32` against the float32 originals).
+  `exact=True` disables index scans, so the same query runs as a sequential scan: recall 1.0 checks the
+  recall computation itself.
+- Server: a throw-away PostgreSQL from the `pgserver` wheel in a temp dir (deleted after), or a fresh database
+  created on `dsn` (needs CREATEDB; dropped after).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PG_FIELDS = ("pg_search_p50_ms_1m", "pg_recall_at_10_1m")
+K = 10
+DIM = 384
+WARMUP = 5
+
+
+@contextlib.contextmanager
+def _database(dsn: str | None) -> Iterator[tuple[str, str]]:
+    """(URL of a fresh empty database, where it runs); the database, and a server we started, go after."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import DBAPIError
+
+    from flywheel.errors import UserError
+    from flywheel.store.db import normalize_url
+
+    folder: Path | None = None
+    server: Any = None
+    name = f"fw_bench_scale_{uuid.uuid4().hex[:8]}"
+    if dsn is None:
+        import pgserver
+
+        folder = Path(tempfile.mkdtemp(prefix="flywheel-bench-pg-"))
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(folder, cleanup_mode="delete")
+        admin, where = server.get_uri(), "pgserver (temporary)"
+    else:
+        admin, where = dsn, "--pg"
+    admin_url = normalize_url(admin)[0]
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        try:
+            with engine.connect() as conn:
+                if server is not None:  # a throw-away server: durability buys nothing
+                    for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                        conn.exec_driver_sql(f"ALTER SYSTEM SET {setting}")
+                    conn.exec_driver_sql("SELECT pg_reload_conf()")
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+        except DBAPIError as exc:
+            shown = admin_url.render_as_string(hide_password=True)
+            raise UserError(f"--pg {shown}: cannot create the benchmark's database: {str(exc.orig).strip()}",
+                            hint="a PostgreSQL with pgvector, as a role that may CREATE DATABASE") from None
+        try:
+            yield admin_url.set(database=name).render_as_string(hide_password=False), where
+        finally:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        engine.dispose()
+        if server is not None:
+            try:
+                server.cleanup()
+            finally:
+                shutil.rmtree(folder or "", ignore_errors=True)
+
+
+def _copy_vectors(store: Any, model: str, hashes: list[str], vectors: np.ndarray) -> None:
+    """Binary COPY into `embeddings` (model, hash, dim, vector): pgvector's binary `vector` is int16 dim,
+    int16 0, then float4s, all big-endian."""
+    m, width = model.encode(), len(hashes[0])
+    dt = np.dtype([("nf", ">i2"), ("lm", ">i4"), ("m", f"S{len(m)}"), ("lh", ">i4"), ("h", f"S{width}"),
+                   ("ld", ">i4"), ("d", ">i4"), ("lv", ">i4"), ("vd", ">i2"), ("vu", ">i2"),
+                   ("v", ">f4", (vectors.shape[1],))])
+    rows = np.zeros(len(hashes), dtype=dt)
+    rows["nf"], rows["lm"], rows["m"], rows["lh"], rows["h"] = 4, len(m), m, width, [h.encode() for h in hashes]
+    rows["ld"], rows["d"], rows["lv"], rows["vd"] = 4, vectors.shape[1], 4 + 4 * vectors.shape[1], vectors.shape[1]
+    rows["v"] = vectors
+    raw = store.engine.raw_connection()
+    try:
+        with raw.cursor() as cur, cur.copy("COPY embeddings (model, hash, dim, vector) FROM STDIN (FORMAT BINARY)") as cp:
+            cp.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + rows.tobytes() + b"\xff\xff")
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def _load(store: Any, index: Any, data: np.ndarray, tenants: list[str], batch: int = 20000) -> None:
+    from flywheel.retrieval.synthetic import chunk_row
+
+    for lo in range(0, len(data), batch):
+        rows = [chunk_row(tenants[i % len(tenants)], "bench", i, f"chunk {i}")
+                for i in range(lo, min(len(data), lo + batch))]
+        with index.transaction() as conn:
+            index.insert_chunks(conn, rows)
+        _copy_vectors(store, MODEL_NAME, [r["embed_hash"] for r in rows], data[lo:lo + batch])
+
+
+MODEL_NAME = "synthetic-384"
+
+
+def _mb(conn: Any, sql: str) -> float:
+    return round(float(conn.exec_driver_sql(sql).scalar() or 0) / 2**20, 1)
+
+
+def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, *, exact: bool = False,
+               config: Any = None, seed: int = 0, ef_sweep: tuple[int, ...] = (),
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The `pg_*` fields (see the module docstring); `n` ≤ 0 gives nulls with a reason. `ef_sweep`: the same
+    searches (new query vectors) again with each of these `hnsw_ef_search` values, in `pg_ef_sweep`."""
+    if n <= 0:
+        return {f: None for f in PG_FIELDS} | {f"{f}_reason": "--pg-vectors 0" for f in PG_FIELDS}
+    if dsn is None and find_spec("pgserver") is None:
+        reason = "no --pg DSN given and the pgserver wheel (a temporary PostgreSQL) is not installed"
+        return {f: None for f in PG_FIELDS} | {f"{f}_reason": reason for f in PG_FIELDS}
+    from sqlalchemy import event
+
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.retrieval.synthetic import clustered_vectors, mixture
+    from flywheel.store import Store
+
+    say = log or (lambda _msg: None)
+    config = config or RetrievalConfig()
+    rng = np.random.default_rng(seed)
+    centres, basis = mixture(rng, DIM)
+    data = clustered_vectors(rng, n, DIM, centres, basis)
+    names = [f"tenant{t}" for t in range(tenants)]
+    out: dict[str, Any] = {"pg_vectors": n, "pg_tenants": tenants, "pg_dim": DIM,
+                           "pg_vectors_kind": "clustered: Gaussian mixture, 2000 centres, 16-d spread (synthetic)"}
+    with _database(dsn) as (url, where):
+        store = Store.open(url)
+        try:
+            index: Any = open_index(store, config)
+            kind = index.vector_kind(DIM)
+            per_vector = DIM * (2 if kind == "halfvec" else 4) + 2 * index.hnsw["hnsw_m"] * 6 + 64
+            work_mem_mb = max(64, int(n * per_vector * 1.3 / 2**20))
+
+            @event.listens_for(store.engine, "connect")
+            def _session(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute(f"SET maintenance_work_mem = '{work_mem_mb}MB'")
+                    if exact:
+                        cur.execute("SET enable_indexscan = off")
+                dbapi_conn.commit()
+
+            store.engine.dispose()
+            say(f"PostgreSQL ({where}): writing {n} chunks over {tenants} tenants …")
+            started = time.perf_counter()
+            _load(store, index, data, names)
+            out["pg_load_s"] = round(time.perf_counter() - started, 1)
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE chunks")
+                conn.exec_driver_sql("ANALYZE embeddings")
+                conn.commit()
+            say(f"building the HNSW index ({kind}) …")
+            started = time.perf_counter()
+            (index_name,) = index.ensure_vector_indexes()
+            out["pg_build_s"] = round(time.perf_counter() - started, 1)
+            with store.engine.connect() as conn:
+                out["pg_index_mb"] = _mb(conn, f"SELECT pg_relation_size('{index_name}')")
+                out["pg_embeddings_mb"] = round(_mb(conn, "SELECT pg_total_relation_size('embeddings')")
+                                                - out["pg_index_mb"], 1)  # the heap and its primary key
+                out["pg_chunks_mb"] = _mb(conn, "SELECT pg_total_relation_size('chunks')")
+                out["pg_shared_buffers"] = str(conn.exec_driver_sql("SHOW shared_buffers").scalar())
+                pk_ordinal: dict[int, int] = {int(pk): int(o) for pk, o in
+                                              conn.exec_driver_sql("SELECT pk, ordinal FROM chunks")}
+                out["pg_server"] = str(conn.exec_driver_sql("SHOW server_version").scalar())
+            per_million = 1e6 / n
+            out["pg_mb_per_million"] = {"hnsw_index": round(out["pg_index_mb"] * per_million),
+                                        "embeddings": round(out["pg_embeddings_mb"] * per_million),
+                                        "chunks_synthetic": round(out["pg_chunks_mb"] * per_million)}
+            say(f"{queries} searches with a tenant filter …")
+            out.update(_search(index, data, names, clustered_vectors(rng, queries + WARMUP, DIM, centres, basis),
+                               pk_ordinal, halfvec=kind == "halfvec"))
+            sweep = {}
+            for ef in ef_sweep:
+                say(f"again with hnsw_ef_search = {ef} …")
+                index.hnsw["hnsw_ef_search"] = ef
+                found = _search(index, data, names, clustered_vectors(rng, queries + WARMUP, DIM, centres, basis),
+                                pk_ordinal, halfvec=kind == "halfvec")
+                sweep[str(ef)] = {k.removeprefix("pg_").removesuffix("_1m"): v for k, v in found.items()}
+            if sweep:
+                out["pg_ef_sweep"] = sweep
+            index.hnsw["hnsw_ef_search"] = (config.hnsw_ef_search if hasattr(config, "hnsw_ef_search") else 100)
+            version = index.pgvector_version()
+            out.update({"pg_pgvector": ".".join(map(str, version)), "pg_vector_type": kind,
+                        "pg_hnsw_m": index.hnsw["hnsw_m"], "pg_hnsw_ef_construction": index.hnsw["hnsw_ef_construction"],
+                        "pg_hnsw_ef_search": max(index.hnsw["hnsw_ef_search"], K),
+                        "pg_iterative_scan": "relaxed_order" if version >= (0, 8) else None,
+                        "pg_maintenance_work_mem_mb": work_mem_mb, "pg_exact": exact})
+            if version < (0, 8):
+                out["pg_iterative_scan_reason"] = ("pgvector < 0.8: a filtered HNSW scan stops at ef_search "
+                                                   "candidates; fewer than k left re-runs the query exactly")
+        finally:
+            store.close()
+    return out
+
+
+def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk_ordinal: dict[int, int],
+            halfvec: bool) -> dict[str, Any]:
+    times: list[float] = []
+    found: list[tuple[int, np.ndarray, list[int]]] = []  # (tenant, query, ordinals returned)
+    for i, q in enumerate(qs):
+        t = i % len(tenants)
+        started = time.perf_counter()
+        hits = index.dense(tenants[t], MODEL_NAME, q, K)
+        elapsed = (time.perf_counter() - started) * 1000
+        if i < WARMUP:
+            continue
+        times.append(elapsed)
+        got = [pk_ordinal[pk] for pk, _ in hits]
+        if any(o % len(tenants) != t for o in got):
+            raise RuntimeError(f"a search filtered to {tenants[t]} returned another tenant's chunk")
+        found.append((t, q, got))
+    recall: list[float] = []
+    recall32: list[float] = []
+    for t in range(len(tenants)):  # exact top-k per tenant, all its queries in one product
+        mine = np.arange(t, len(data), len(tenants))  # ordinals of the tenant's chunks (round-robin)
+        theirs = [(q, got) for tt, q, got in found if tt == t]
+        if not theirs:
+            continue
+        vecs = data[mine]
+        queries = np.stack([q for q, _ in theirs])
+        for rounded, into in ((halfvec, recall), (False, recall32)):
+            v = vecs.astype(np.float16).astype(np.float32) if rounded else vecs
+            qq = queries.astype(np.float16).astype(np.float32) if rounded else queries
+            sims = (qq @ v.T) / np.linalg.norm(v, axis=1)  # the index ranks by cosine of the stored values
+            for row, (_q, got) in zip(sims, theirs, strict=True):
+                truth = set(mine[np.argpartition(-row, K)[:K]].tolist())
+                into.append(len(truth & set(got)) / K)
+    return {"pg_search_p50_ms_1m": round(statistics.median(times), 2),
+            "pg_search_p95_ms": round(float(np.percentile(times, 95)), 2),
+            "pg_recall_at_10_1m": round(float(np.mean(recall)), 4),
+            "pg_recall_at_10_min": round(float(np.min(recall)), 2),
+            "pg_recall_at_10_vs_float32": round(float(np.mean(recall32)), 4),
+            "pg_queries": len(times), "pg_searches_short_of_k": sum(len(got) < K for _t, _q, got in found)}
