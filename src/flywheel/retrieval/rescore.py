@@ -87,4 +87,6 @@ def fuse(candidates: Sequence[Candidate], query_terms: Sequence[str], df: dict[s
         lowest = min(known)
         dense = zscores([c.dense if c.dense is not None else lowest for c in candidates])
         fused = [f + w_dense * d for f, d in zip(fused, dense, strict=True)]
-    return {c.pk: s for c, s in zip(candidates, fused, strict=True)}, {"dense_weight": round(w_dense, 4)}
+    # squashed to (0, 1), same order: a hit's score stays positive (a lone candidate's z-score is 0)
+    return ({c.pk: 1.0 / (1.0 + math.exp(-s)) for c, s in zip(candidates, fused, strict=True)},
+            {"dense_weight": round(w_dense, 4)})
