@@ -388,14 +388,7 @@ def _write_folder(folder: Path, files: dict[Path, str]) -> None:
     try:
         for path, text in files.items():
             (tmp / path.relative_to(folder)).write_text(text, encoding="utf-8")
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
+        swap_in(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -413,3 +406,15 @@ def _card(sheet: dict[str, Any], holdout: bool) -> str:
             "```python\nfrom datasets import load_dataset\nds = load_dataset(\"json\", data_files={\"train\": "
             "\"train.jsonl\"" + (", \"holdout\": \"holdout.jsonl\"" if holdout else "") + "})\n```\n\n"
             "See `datasheet.md` for sources, label agreement, the date range and what was left out.\n")
+
+
+def swap_in(tmp: Path, dest: Path) -> None:
+    """Put the finished folder `tmp` at `dest`, replacing what was there only once `tmp` is complete."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        dest.rename(old)
+        tmp.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dest)

@@ -36,6 +36,7 @@ from flywheel.gateway.providers.transformers_local import (
     quiet_transformers,
     require_extra,
 )
+from flywheel.loop.export import swap_in
 from flywheel.loop.finetune_data import IGNORE, Example, Row, data_file, encode, read_rows, sha256
 
 METHODS = ("lora",)
@@ -249,14 +250,7 @@ def _write_out(out: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) 
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
+        swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
