@@ -21,7 +21,7 @@ from flywheel.config import ModelAlias
 from flywheel.errors import UserError
 from flywheel.gateway.providers.base import Provider, ProviderError, ProviderResponse, make_usage, trusted
 from flywheel.tracing import LiveSpan, in_context
-from flywheel.types import ChatRequest, Choice, Usage
+from flywheel.types import ChatRequest, ChatResult, Choice, Usage
 
 MAX_CHOICES = 16  # as the server's /v1/chat/completions accepts; strategies split larger sample counts
 
@@ -129,3 +129,11 @@ def span_output(text: str, tool_calls: list[dict[str, Any]] | None, choices: lis
         out["tool_calls"] = tool_calls
     out["choices"] = [{"content": c.text, "tool_calls": c.tool_calls} if c.tool_calls else c.text for c in choices]
     return out
+
+
+def split_choices(result: ChatResult) -> list[ChatResult | None]:
+    """One ChatResult per choice of an n-request (usage and cost stay on the request, counted once in the totals)."""
+    if not result.choices:
+        return [result]
+    return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
+                                      "choices": None}) for c in result.choices]

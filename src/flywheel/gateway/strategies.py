@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.errors import GatewayError, UserError
-from flywheel.gateway.choices import MAX_CHOICES, supports_n
+from flywheel.gateway.choices import MAX_CHOICES, split_choices, supports_n
 from flywheel.tracing import in_context, tracer
 from flywheel.types import ChatRequest, ChatResult, Message, Usage
 
@@ -327,17 +327,9 @@ def _samples(calls: _Calls, request: ChatRequest, n: int) -> list[ChatResult | N
         else:
             out: list[ChatResult | None] = []
             for size, r in zip(sizes, got, strict=True):
-                out.extend([None] * size if r is None else _split(r))
+                out.extend([None] * size if r is None else split_choices(r))
             return out
     return calls.many(_sampled(request, n))
-
-
-def _split(result: ChatResult) -> list[ChatResult | None]:
-    """One ChatResult per choice of an n-request (usage and cost stay on the request, counted once in the totals)."""
-    if not result.choices:
-        return [result]
-    return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
-                                      "choices": None}) for c in result.choices]
 
 
 class SelfConsistency(Strategy):
