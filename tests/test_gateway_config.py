@@ -119,3 +119,42 @@ def test_fallback_loop_in_yaml_names_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config_file(path)
     assert "a → b → a" in err.value.message and str(path) in (err.value.where or "")
+
+
+def test_a_local_config_failure_is_the_users_mistake_exit_2_while_an_outage_is_exit_3(monkeypatch):
+    from flywheel.errors import UPSTREAM_EXIT
+    from flywheel.gateway.providers.base import ProviderError
+
+    class Broken(BaseProvider):
+        name = "broken"
+
+        def __init__(self, kind: str, status: int | None):
+            self.kind, self.status = kind, status
+
+        def chat(self, alias, request, timeout):
+            raise ProviderError("nope", kind=self.kind, status=self.status)
+
+    exits = {}
+    for kind, status in (("config", None), ("client", None), ("client", 400), ("server", 503),
+                         ("connection", None)):
+        gw = Gateway({"a": alias(max_retries=0)})
+        gw.register_provider("openai_compat", lambda _alias, k=kind, s=status: Broken(k, s))
+        with pytest.raises(GatewayError) as err:
+            gw.chat(ChatRequest.of("hi", model="a"))
+        exits[(kind, status)] = err.value.exit_code
+    assert exits == {("config", None): 2, ("client", None): 2, ("client", 400): 2,
+                     ("server", 503): UPSTREAM_EXIT, ("connection", None): UPSTREAM_EXIT}
+
+
+def test_a_transformers_alias_folder_is_relative_to_flywheel_yaml(tmp_path, monkeypatch):
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "flywheel.yaml").write_text(
+        "models:\n  dotted: {provider: transformers, model: ./tuned}\n"
+        "  bare: {provider: transformers, model: tuned}\n  hub: {provider: transformers, model: org/name}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config, _ = load_config_file(tmp_path / "flywheel.yaml")
+    assert config.models["dotted"].model == str(tmp_path / "tuned")
+    assert config.models["bare"].model == str(tmp_path / "tuned")
+    assert config.models["hub"].model == "org/name"  # no such folder: a Hugging Face cache id

@@ -34,10 +34,18 @@ class ConfigError(UserError):
 class AttemptFailure:
     """One failed attempt against one model, kept for the final error message."""
 
-    __slots__ = ("alias", "error", "model", "status")
+    __slots__ = ("alias", "error", "local_mistake", "model", "status")
 
-    def __init__(self, alias: str, model: str, error: str, status: int | None = None):
+    def __init__(self, alias: str, model: str, error: str, status: int | None = None, *,
+                 local_mistake: bool = False):
         self.alias, self.model, self.error, self.status = alias, model, error, status
+        # refused before reaching any upstream (a local model folder that does not load, a request the provider
+        # cannot express): the user's to fix, like a 4xx
+        self.local_mistake = local_mistake
+
+    @property
+    def user_fault(self) -> bool:
+        return self.local_mistake or self.status in _USER_STATUSES
 
     def __repr__(self) -> str:
         code = f" HTTP {self.status}" if self.status else ""
@@ -58,7 +66,7 @@ class GatewayError(UserError):
     def __init__(self, alias: str, attempts: list[AttemptFailure]):
         self.alias = alias
         self.attempts = attempts
-        user_fault = bool(attempts) and all(a.status in _USER_STATUSES for a in attempts)
+        user_fault = bool(attempts) and all(a.user_fault for a in attempts)
         self.exit_code = 2 if user_fault else UPSTREAM_EXIT
         tried = "; ".join(repr(a) for a in attempts) or "no attempt was made"
         super().__init__(

@@ -76,6 +76,7 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
     except ValidationError as exc:
         raise validation_error(exc, path, lines) from None
     check_apps(config, path, lines)
+    anchor_local_models(config, path)
     return config, lines
 
 
@@ -124,6 +125,18 @@ def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
     if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
         raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
                           where=at, hint="use block, redact, fix, refrain or log-only")
+
+
+def anchor_local_models(config: Config, file: Path | str) -> None:
+    """A `transformers` alias's relative `model:` folder is relative to flywheel.yaml, like every other path in
+    it, so the same config works from any working directory."""
+    base = Path(file).resolve().parent
+    for alias in config.models.values():
+        folder = Path(alias.model).expanduser()
+        if alias.provider != "transformers" or folder.is_absolute():
+            continue
+        if alias.model.startswith(".") or (base / folder).is_dir():  # else a Hugging Face cache id
+            alias.model = str(base / folder)
 
 
 def check_routes(config: Config, file: Path | str, lines: dict) -> None:

@@ -217,7 +217,9 @@ class CallState:
             attrs["flywheel.usage.estimated_input_tokens"] = sum(
                 estimate_tokens(m.content) for m in self.request.messages)
         span.record_error(f"{err.kind}: {err.message}")
-        self.failures.append(AttemptFailure(self.alias_name, alias.pinned, f"{err.kind}: {err.message}", err.status))
+        local = err.kind == "config" or (err.kind == "client" and err.status is None)
+        self.failures.append(AttemptFailure(self.alias_name, alias.pinned, f"{err.kind}: {err.message}", err.status,
+                                            local_mistake=local))
         self.end_attempt()
         return err
 

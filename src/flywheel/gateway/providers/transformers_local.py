@@ -5,7 +5,7 @@ written by `flywheel finetune` (its `flywheel-finetune.json` names the base mode
       tuned: {provider: transformers, model: ./tuned}          # adapter folder from `flywheel finetune`
       base:  {provider: transformers, model: ./tiny-base, params: {device: cpu}}
 
-`model:` is a folder (a relative path is relative to the working directory) or the id of a model already in
+`model:` is a folder (a relative path is relative to flywheel.yaml) or the id of a model already in
 the local Hugging Face cache; nothing is downloaded. The weights load on the first request, once per process
 and folder (aliases naming the same folder share them), under a lock; an adapter is merged into its base for
 speed. Requests are answered one at a time per model (generation is not thread-safe and would only compete for
