@@ -98,7 +98,7 @@ def test_hnsw_index_uses_the_configured_parameters_and_recall_at_10_is_high(pg_s
     assert float(np.mean(recalls)) >= 0.95, np.mean(recalls)
 
 
-def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store):
+def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store, monkeypatch):
     rng = np.random.default_rng(3)
     dim = 32
     centers = rng.standard_normal((5, dim))
@@ -107,12 +107,70 @@ def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store):
     small = clustered(rng, 30, dim, centers)
     small_ids = put(index, "small", small, meta=lambda i: {"kind": "b" if i % 2 else "a"})
     q = clustered(rng, 1, dim, centers)[0]
+    exact = sorted(range(1, 30, 2), key=lambda i: -float(small[i] @ q))[:10]
+    only_b_all = {small_ids[i] for i in range(1, 30, 2)}
     got = ids_of(pg_store, index.dense("small", MODEL, q, 10))
     assert len(got) == 10 and set(got) <= set(small_ids)
+    assert index.last_dense["path"] == "exact"  # 30 chunks <= hnsw_exact_below: no graph scan
     only_b = ids_of(pg_store, index.dense("small", MODEL, q, 10, filters={"kind": "b"}))
-    assert len(only_b) == 10 and set(only_b) <= {small_ids[i] for i in range(1, 30, 2)}
-    exact = sorted(range(1, 30, 2), key=lambda i: -float(small[i] @ q))[:10]
-    assert set(only_b) == {small_ids[i] for i in exact}  # the fallback is exact when the filter is selective
+    assert only_b == [small_ids[i] for i in exact]
+    # above hnsw_exact_below but too small a share for 1000 candidates to hold 10 of its rows (before 0.8)
+    graph = open_index(pg_store, RetrievalConfig(hnsw_exact_below=0))
+    got = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+    if graph.pgvector_version() < (0, 8):
+        assert graph.last_dense["path"] == "exact" and got == [small_ids[i] for i in exact]
+    else:  # iterative scan: through the graph
+        assert graph.last_dense["path"] == "hnsw" and len(got) == 10 and set(got) <= set(only_b_all)
+    # through the graph: a scan that the filters cut below k is re-run exactly
+    monkeypatch.setattr(graph, "ef_search", lambda n, mine, everyone: 10)
+    only_b = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+    assert graph.last_dense["path"] == "hnsw+exact" and graph.last_dense["ef_search"] == 10
+    assert only_b == [small_ids[i] for i in exact]
+
+
+def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled_ef_search(pg_store):
+    rng = np.random.default_rng(11)
+    dim = 48
+    centers = rng.standard_normal((30, dim))
+    index = open_index(pg_store, RetrievalConfig(hnsw_exact_below=100))
+    put(index, "huge", clustered(rng, 4000, dim, centers))
+    small = clustered(rng, 200, dim, centers)
+    small_ids = put(index, "tiny", small)
+    with pg_store.engine.connect() as conn:
+        mine, everyone = index.chunk_counts(conn, "tiny")
+    assert mine == 200 and everyone >= 4200  # the other tests' tenants count too
+    old = index.pgvector_version() < (0, 8)
+    want = min(1000, -(-100 * everyone // mine)) if old else 100  # ef_search / share, capped; or as configured
+    assert index.ef_search(10, mine, everyone) == want
+    recalls = []
+    for q in clustered(rng, 20, dim, centers):
+        got = index.dense("tiny", MODEL, q, 10)
+        assert index.last_dense == {"path": "hnsw", "ef_search": want, "tenant_chunks": 200,
+                                    "all_chunks": everyone}
+        truth = {small_ids[i] for i in np.argsort(-(small @ q))[:10]}
+        recalls.append(len(truth & set(ids_of(pg_store, got))) / 10)
+    assert recalls == [1.0] * 20
+    with pg_store.engine.connect() as conn:  # the graph served it: the product's query plan
+        conn.execute(text(f"SET enable_seqscan = off; SET hnsw.ef_search = {want}"))
+        plan = "\n".join(r[0] for r in conn.execute(text(
+            f"EXPLAIN SELECT c.pk FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
+            f"WHERE e.model = '{MODEL}' AND e.dim = {dim} AND c.tenant = 'tiny' "
+            f"ORDER BY e.vector::{index.vector_kind(dim)}({dim}) <=> "
+            f"(SELECT vector FROM embeddings LIMIT 1)::{index.vector_kind(dim)}({dim}) LIMIT 10")))
+    assert index.hnsw_index_name(MODEL, dim) in plan
+
+
+def test_ef_search_scales_with_the_tenant_share_only_before_pgvector_0_8(pg_store, monkeypatch):
+    index = open_index(pg_store, RetrievalConfig(hnsw_ef_search=40))
+    monkeypatch.setattr(index, "pgvector_version", lambda: (0, 6, 2))
+    assert index.ef_search(10, 1000, 1000) == 40  # the only tenant: as configured
+    assert index.ef_search(10, 100, 1000) == 400  # a tenth of the chunks: ten times the candidates
+    assert index.ef_search(10, 20, 1000) == 1000  # capped at pgvector's limit
+    assert index.ef_search(10, 9, 1000) is None  # 1000 candidates would hold ~9 of its rows: search exactly
+    assert index.ef_search(60, 500, 1000) == 120  # at least k before scaling
+    monkeypatch.setattr(index, "pgvector_version", lambda: (0, 8, 0))
+    assert index.ef_search(10, 100, 1000) == 40  # iterative scan keeps scanning instead
+    assert index.ef_search(10, 9, 1000) == 40
 
 
 def test_keyword_top_k_scores_only_candidates_and_matches_full_scoring(pg_store, monkeypatch):
@@ -174,3 +232,22 @@ def test_migration_replaces_the_old_vector_index_of_a_store_written_before(pg_fr
         names = {r[0] for r in conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'"))}
     store.close()
     assert new_name in names and old_name not in names
+
+
+def test_bench_server_memory_is_sized_for_the_vector_working_set():
+    from flywheel.bench.scale_pg import sized_settings
+
+    assert sized_settings(4000, ram_mb=16000) == {"shared_buffers": "4400MB", "effective_cache_size": "9600MB",
+                                                  "random_page_cost": "1.1"}
+    assert sized_settings(20000, ram_mb=16000)["shared_buffers"] == "6400MB"  # at most 40% of RAM
+    assert sized_settings(10, ram_mb=16000)["shared_buffers"] == "128MB"  # never below the default
+
+
+def test_the_throwaway_bench_server_is_restarted_with_the_sized_settings(pg_server):
+    # pg_server started, so pgserver works; measure_pg without a DSN starts (and deletes) a server of its own
+    from flywheel.bench.scale_pg import measure_pg
+
+    out = measure_pg(5000, 6, 2)  # 2,500 chunks per tenant: above hnsw_exact_below, through the graph
+    assert out["pg_settings"]["random_page_cost"] == "1.1" and out["pg_settings"]["shared_buffers"] == "128MB"
+    assert out["pg_settings_source"].startswith("sized") and out["pg_searches_short_of_k"] == 0
+    assert out["pg_search_paths"] == {"hnsw": 6} and out["pg_hnsw_exact_below"] == 2000

@@ -15,13 +15,16 @@
   is over halfvec, as the index compares them; `pg_recall_at_10_vs_float32` against the float32 originals).
   `exact=True` disables index scans, so the same query runs as a sequential scan: recall 1.0 checks the
   recall computation itself.
-- Server: a throw-away PostgreSQL from the `pgserver` wheel in a temp dir (deleted after), or a fresh database
-  created on `dsn` (needs CREATEDB; dropped after).
+- Server: a throw-away PostgreSQL from the `pgserver` wheel in a temp dir (deleted after), configured like a
+  production server sized for the vectors (`sized_settings`: shared_buffers holding the HNSW index and the
+  `embeddings` heap, effective_cache_size, random_page_cost; `pg_settings`), or a fresh database created on
+  `dsn` (needs CREATEDB; dropped after), whose settings are reported as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -41,9 +44,27 @@ DIM = 384
 WARMUP = 5
 
 
+def _ram_mb() -> int:
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20)
+    return 4096
+
+
+def sized_settings(working_set_mb: int, ram_mb: int | None = None) -> dict[str, str]:
+    """The memory settings of a PostgreSQL sized for a vector working set (HNSW index + `embeddings` heap) of
+    `working_set_mb`: shared_buffers holds it (at most 40% of RAM, at least the 128 MB default), the planner is
+    told the rest of RAM caches files, and random reads cost little more than sequential ones."""
+    ram = ram_mb or _ram_mb()
+    buffers = max(128, min(int(working_set_mb * 1.1), int(ram * 0.4)))
+    return {"shared_buffers": f"{buffers}MB", "effective_cache_size": f"{max(buffers, int(ram * 0.6))}MB",
+            "random_page_cost": "1.1"}
+
+
 @contextlib.contextmanager
-def _database(dsn: str | None) -> Iterator[tuple[str, str]]:
-    """(URL of a fresh empty database, where it runs); the database, and a server we started, go after."""
+def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """(URL of a fresh empty database, where it runs); the database, and a server we started, go after. A
+    server we start gets `settings` too (restarted once: shared_buffers needs it); a `dsn` server is used as
+    it is configured."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import DBAPIError
 
@@ -71,7 +92,13 @@ def _database(dsn: str | None) -> Iterator[tuple[str, str]]:
                 if server is not None:  # a throw-away server: durability buys nothing
                     for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
                         conn.exec_driver_sql(f"ALTER SYSTEM SET {setting}")
+                    for key, value in (settings or {}).items():
+                        conn.exec_driver_sql(f"ALTER SYSTEM SET {key} = '{value}'")
                     conn.exec_driver_sql("SELECT pg_reload_conf()")
+            if server is not None and settings:
+                engine.dispose()
+                _restart(server, folder)
+            with engine.connect() as conn:
                 conn.exec_driver_sql(f"CREATE DATABASE {name}")
         except DBAPIError as exc:
             shown = admin_url.render_as_string(hide_password=True)
@@ -89,6 +116,15 @@ def _database(dsn: str | None) -> Iterator[tuple[str, str]]:
                 server.cleanup()
             finally:
                 shutil.rmtree(folder or "", ignore_errors=True)
+
+
+def _restart(server: Any, folder: Path | None) -> None:
+    """Stop the pgserver server and start it again through pgserver, which then knows the new postmaster (and
+    stops it, and deletes its folder, at cleanup)."""
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, one per binary
+
+    pg_ctl(["-w", "stop"], pgdata=folder, user=server.system_user)
+    server.ensure_postgres_running()
 
 
 def _copy_vectors(store: Any, model: str, hashes: list[str], vectors: np.ndarray) -> None:
@@ -154,7 +190,10 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
     names = [f"tenant{t}" for t in range(tenants)]
     out: dict[str, Any] = {"pg_vectors": n, "pg_tenants": tenants, "pg_dim": DIM,
                            "pg_vectors_kind": "clustered: Gaussian mixture, 2000 centres, 16-d spread (synthetic)"}
-    with _database(dsn) as (url, where):
+    # the vector working set as float32 `vector` (pgvector < 0.7; halfvec needs less): HNSW pages ≈ 2 KB per
+    # 384-d vector at m = 16 (measured), heap ≈ 1.7 KB
+    working_set_mb = int(n * (2 * DIM * 4 + 700) / 2**20)
+    with _database(dsn, sized_settings(working_set_mb)) as (url, where):
         store = Store.open(url)
         try:
             index: Any = open_index(store, config)
@@ -188,7 +227,11 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
                 out["pg_embeddings_mb"] = round(_mb(conn, "SELECT pg_total_relation_size('embeddings')")
                                                 - out["pg_index_mb"], 1)  # the heap and its primary key
                 out["pg_chunks_mb"] = _mb(conn, "SELECT pg_total_relation_size('chunks')")
-                out["pg_shared_buffers"] = str(conn.exec_driver_sql("SHOW shared_buffers").scalar())
+                out["pg_settings"] = {key: str(conn.exec_driver_sql(f"SHOW {key}").scalar()) for key in
+                                      ("shared_buffers", "effective_cache_size", "random_page_cost")}
+                out["pg_settings_source"] = ("sized by the benchmark for the vector working set" if dsn is None
+                                             else "the --pg server's own")
+                out["pg_working_set_mb_estimate"] = working_set_mb
                 pk_ordinal: dict[int, int] = {int(pk): int(o) for pk, o in
                                               conn.exec_driver_sql("SELECT pk, ordinal FROM chunks")}
                 out["pg_server"] = str(conn.exec_driver_sql("SHOW server_version").scalar())
@@ -214,10 +257,13 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
                         "pg_hnsw_m": index.hnsw["hnsw_m"], "pg_hnsw_ef_construction": index.hnsw["hnsw_ef_construction"],
                         "pg_hnsw_ef_search": max(index.hnsw["hnsw_ef_search"], K),
                         "pg_iterative_scan": "relaxed_order" if version >= (0, 8) else None,
+                        "pg_hnsw_exact_below": index.hnsw["hnsw_exact_below"],
                         "pg_maintenance_work_mem_mb": work_mem_mb, "pg_exact": exact})
             if version < (0, 8):
                 out["pg_iterative_scan_reason"] = ("pgvector < 0.8: a filtered HNSW scan stops at ef_search "
-                                                   "candidates; fewer than k left re-runs the query exactly")
+                                                   "candidates, so ef_search is divided by the tenant's share of "
+                                                   "the chunks (pg_ef_search_used); fewer than k left re-runs "
+                                                   "the query exactly")
         finally:
             store.close()
     return out
@@ -227,6 +273,8 @@ def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk
             halfvec: bool) -> dict[str, Any]:
     times: list[float] = []
     found: list[tuple[int, np.ndarray, list[int]]] = []  # (tenant, query, ordinals returned)
+    paths: dict[str, int] = {}  # how each search ran (PostgresIndex.last_dense)
+    efs: set[int] = set()
     for i, q in enumerate(qs):
         t = i % len(tenants)
         started = time.perf_counter()
@@ -235,6 +283,8 @@ def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk
         if i < WARMUP:
             continue
         times.append(elapsed)
+        paths[index.last_dense["path"]] = paths.get(index.last_dense["path"], 0) + 1
+        efs.add(index.last_dense["ef_search"])
         got = [pk_ordinal[pk] for pk, _ in hits]
         if any(o % len(tenants) != t for o in got):
             raise RuntimeError(f"a search filtered to {tenants[t]} returned another tenant's chunk")
@@ -260,4 +310,5 @@ def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk
             "pg_recall_at_10_1m": round(float(np.mean(recall)), 4),
             "pg_recall_at_10_min": round(float(np.min(recall)), 2),
             "pg_recall_at_10_vs_float32": round(float(np.mean(recall32)), 4),
-            "pg_queries": len(times), "pg_searches_short_of_k": sum(len(got) < K for _t, _q, got in found)}
+            "pg_queries": len(times), "pg_searches_short_of_k": sum(len(got) < K for _t, _q, got in found),
+            "pg_search_paths": paths, "pg_ef_search_used": sorted(efs)}

@@ -17,12 +17,18 @@ over `vector`; `m` / `ef_construction` from `retrieval.hnsw_m` / `retrieval.hnsw
 is created (at the first vector write of a model, or `ensure_vector_indexes()` after `flywheel store copy`).
 Searches set `hnsw.ef_search` (`retrieval.hnsw_ef_search`, at least k) and, with pgvector ≥ 0.8,
 `hnsw.iterative_scan = relaxed_order`, so a tenant or metadata filter that rejects most index candidates keeps
-scanning until k rows pass. Older pgvector filters after a bounded scan; when that returns fewer than k rows
-the query is re-run exactly, so k rows come back whenever k exist.
+scanning until k rows pass. Older pgvector filters after a bounded scan of ef_search candidates, of which the
+tenant holds about its share of all chunks (the counters of `retrieval_tenants`): ef_search is divided by that
+share (capped at 1000), so the scan keeps about as many of the tenant's rows as a graph of its own would rank.
+When it still returns fewer than k rows (a selective metadata filter) the query is re-run exactly, so k rows
+come back whenever k exist. A tenant of at most `retrieval.hnsw_exact_below` chunks, or (pgvector < 0.8) too
+small a share for 1000 candidates to hold k of its rows, is searched exactly (faster than a graph scan that
+the filter would mostly discard). `last_dense` says which path ran.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from typing import Any
@@ -40,7 +46,8 @@ from flywheel.types import content_hash
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
 CANDIDATES = 2000  # a term in more chunks than this is "common" (see above)
-HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 100}
+HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 64, "hnsw_ef_search": 100, "hnsw_exact_below": 2000}
+MAX_EF_SEARCH = 1000  # pgvector's limit
 MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 
 
@@ -80,12 +87,14 @@ class PostgresIndex(Index):
 
     def __init__(self, store: Any, config: Any = None):
         super().__init__(store)
-        self.hnsw = {k: int(getattr(config, k, None) or d) for k, d in HNSW_DEFAULTS.items()}
+        self.hnsw = {k: int(d if getattr(config, k, None) is None else getattr(config, k))
+                     for k, d in HNSW_DEFAULTS.items()}
         self._hnsw: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._pgvector: tuple[int, ...] | None = None
         self._stats: dict[str, tuple[int, float, float, dict[str, int]]] = {}  # tenant -> (version, n, avgdl, df)
         self.last_keyword: dict[str, Any] = {}
+        self.last_dense: dict[str, Any] = {}  # how the last dense() ran: path, ef_search, counts
 
     def _prepare_row(self, row: dict) -> dict:
         return {**row, "tsv": tsvector_literal(row["tokens"].split())}
@@ -223,17 +232,35 @@ class PostgresIndex(Index):
                        embeddings.c.dim == bindparam("dim", dim, literal_execute=True),
                        chunks.c.tenant == tenant, *filter_clauses(filters))
                 .limit(n))
+        exact_query = base.order_by(distance + 0.0, chunks.c.pk)  # an ORDER BY the index cannot serve
         with self.engine.connect() as conn, conn.begin():
-            ef = min(1000, max(self.hnsw["hnsw_ef_search"], n))
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-            if self.pgvector_version() >= (0, 8):
-                conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-            rows = conn.execute(base.order_by(distance)).all()
-            if len(rows) < n:
-                # The HNSW scan was filtered below n; an ORDER BY the index cannot serve makes it exact.
-                rows = conn.execute(base.order_by(distance + 0.0, chunks.c.pk)).all()
+            mine, everyone = self.chunk_counts(conn, tenant)
+            ef = None if mine <= self.hnsw["hnsw_exact_below"] else self.ef_search(n, mine, everyone)
+            if ef is None:
+                rows, path = conn.execute(exact_query).all(), "exact"
+            else:
+                conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+                if self.pgvector_version() >= (0, 8):
+                    conn.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+                rows, path = conn.execute(base.order_by(distance)).all(), "hnsw"
+                if len(rows) < n:  # the filtered scan kept fewer than n: exact over the tenant's rows
+                    rows, path = conn.execute(exact_query).all(), "hnsw+exact"
+        self.last_dense = {"path": path, "ef_search": ef or 0, "tenant_chunks": mine, "all_chunks": everyone}
         # relaxed_order may return neighbours slightly out of order
         return sorted(((int(pk), float(sim)) for pk, sim in rows), key=lambda r: (-r[1], r[0]))
+
+    def ef_search(self, n: int, tenant_chunks: int, all_chunks: int) -> int | None:
+        """hnsw.ef_search for a search of `n` rows of a tenant holding `tenant_chunks` of `all_chunks`; None when
+        a graph scan could not keep n of them (search exactly). pgvector < 0.8 filters after a scan of ef_search
+        candidates, of which the tenant holds about its share: the configured value is divided by that share,
+        so about as many of the tenant's rows are ranked as in a graph of its own (capped at pgvector's 1000).
+        pgvector ≥ 0.8 scans on until n rows pass the filter."""
+        want = max(self.hnsw["hnsw_ef_search"], n)
+        if self.pgvector_version() < (0, 8) and 0 < tenant_chunks < all_chunks:
+            if MAX_EF_SEARCH * tenant_chunks < n * all_chunks:
+                return None  # even 1000 candidates would hold fewer than n of the tenant's rows
+            want = math.ceil(want * all_chunks / tenant_chunks)
+        return min(MAX_EF_SEARCH, want)
 
 
 def copy_transforms(dialect: str) -> dict[str, Any]:
