@@ -5,8 +5,12 @@ sentence-transformers on the same chunks, and SQLite dense search at a million s
   `keyword_searchable_s` is the ingest's own clock until every chunk was written and keyword-searchable.
 - embedding: the first `--embed-chunks` of those chunks' texts through the local embedder, then through
   sentence-transformers (the `bench` extra) on the same texts in the same run.
-- SQLite at scale: `--vectors` synthetic unit 384-d vectors written as real rows, then, in a fresh process (so
-  its RSS is the search's own), the first search (load) and `--queries` searches; p50 and resident memory.
+- SQLite at scale: `--vectors` synthetic 384-d vectors (clustered like the PostgreSQL part's) written as real
+  rows, then, in a fresh process (so its RSS is the search's own), the first search (load) and `--queries`
+  searches; p50, resident memory (and the private part of it: the rest is pages of the shared side files), and
+  recall@10 against exact numpy search over the same vectors (the product's path: from `COARSE_MIN_ROWS` rows a
+  sign-bit first stage makes it approximate). In the same process the same queries then run with that stage
+  off (`sqlite_exact_*`: the exact int8 scan of every row), side by side.
 - Ray (`--ray ADDRESS|auto`): the same keyword-only ingest with loading and chunking on the cluster;
   `ray_workers` is the cluster's CPUs, `single_process_chunks_per_s` the one-process ingest of the same corpus in
   the same run, `ray_speedup` their ratio (`ray_speedup_reason` when this machine has under 4 cores, where a
@@ -34,7 +38,10 @@ from flywheel.bench.scale_pg import measure_pg
 
 FIELDS = ("chunks", "keyword_searchable_s", "chunks_per_s_bm25", "embed_chunks_per_s", "st_chunks_per_s",
           "ray_workers", "ray_chunks_per_s", "single_process_chunks_per_s", "ray_speedup",
-          "pg_search_p50_ms_1m", "pg_recall_at_10_1m", "sqlite_search_p50_ms_1m", "sqlite_rss_mb_1m")
+          "pg_search_p50_ms_1m", "pg_recall_at_10_1m", "sqlite_search_p50_ms_1m", "sqlite_recall_at_10_1m",
+          "sqlite_rss_mb_1m")
+SQLITE_STEP = 50000  # vectors generated and written at a time
+SQLITE_KIND = "clustered: Gaussian mixture, 2000 centres, 16-d spread (synthetic)"
 WORDS = ["tenant", "gateway", "retries", "budget", "cache", "answer", "vector", "index", "shard", "embed", "chunk", "router", "fallback", "trace", "review", "drift", "guard", "prompt", "eval", "feedback", "latency", "quota", "token", "stream", "batch", "replica"]
 
 
@@ -134,75 +141,138 @@ def measure_embedding(texts: list[str]) -> dict[str, Any]:
     return out
 
 
-def _build_vectors(db: str, n: int, dim: int) -> float:
+def _sqlite_data(n: int, dim: int) -> tuple[Any, Any]:
+    """(blocks of the benchmark's vectors, the same on every call; (centres, basis) for queries near them)."""
     import numpy as np
 
-    from flywheel.retrieval.retriever import open_index
-    from flywheel.retrieval.synthetic import add_chunks, unit_vectors
-    from flywheel.store import Store
+    from flywheel.retrieval.synthetic import clustered_vectors, mixture
 
     rng = np.random.default_rng(0)
+    centres, basis = mixture(rng, dim)
+    blocks = (clustered_vectors(rng, min(SQLITE_STEP, n - lo), dim, centres, basis) for lo in range(0, n, SQLITE_STEP))
+    return blocks, (centres, basis)
+
+
+def _build_vectors(db: str, n: int, dim: int) -> float:
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.retrieval.synthetic import add_chunks
+    from flywheel.store import Store
+
     started = time.perf_counter()
     with Store.open(f"sqlite:///{db}") as store:
         index = open_index(store)
-        step = 50000
-        for lo in range(0, n, step):
-            add_chunks(index, "bench", f"part{lo // step}", unit_vectors(rng, min(step, n - lo), dim), start=lo)
+        blocks, _ = _sqlite_data(n, dim)
+        for i, vectors in enumerate(blocks):  # ordinal = the vector's position (start=)
+            add_chunks(index, "bench", f"part{i}", vectors, start=i * SQLITE_STEP)
     return time.perf_counter() - started
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(resident now, peak) in MB, from /proc (Linux; getrusage's peak would include the parent's before exec)."""
+def _rss_mb() -> tuple[float, float, float | None]:
+    """(resident now, peak, private now) in MB, from /proc (Linux; getrusage's peak would include the parent's
+    before exec). Resident counts the pages of mapped side files the process touched, which the page cache shares
+    with every other process; private (RssAnon) is its own memory."""
     import resource
 
     fields = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon"):
                 fields[key] = int(value.split()[0]) / 1024
     except OSError:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return fields.get("VmRSS", peak), fields.get("VmHWM", peak)
+    private = fields.get("RssAnon")
+    return fields.get("VmRSS", peak), fields.get("VmHWM", peak), round(private, 1) if private is not None else None
 
 
-def _search_vectors(db: str, dim: int, queries: int) -> dict[str, Any]:
+def _exact_top(n: int, dim: int, queries: Any, k: int) -> list[set[int]]:
+    """Positions of each query's k best vectors by exact inner product, over the regenerated vectors."""
     import numpy as np
 
+    best = np.zeros((len(queries), 0), np.int64)
+    best_scores = np.zeros((len(queries), 0), np.float32)
+    blocks, _ = _sqlite_data(n, dim)
+    for i, vectors in enumerate(blocks):
+        scores = np.concatenate([best_scores, queries @ vectors.T], axis=1)
+        where = np.concatenate([best, np.broadcast_to(np.arange(len(vectors)) + i * SQLITE_STEP,
+                                                      (len(queries), len(vectors)))], axis=1)
+        kept = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kept - 1, axis=1)[:, :kept]
+        best, best_scores = np.take_along_axis(where, top, 1), np.take_along_axis(scores, top, 1)
+    return [set(row.tolist()) for row in best]
+
+
+def _timed(index: Any, queries: Any, k: int) -> tuple[list[float], list[list[int]]]:
+    from flywheel.retrieval.synthetic import MODEL
+
+    times, found = [], []
+    for q in queries:
+        started = time.perf_counter()
+        hits = index.dense("bench", MODEL, q, k)
+        times.append((time.perf_counter() - started) * 1000)
+        assert len(hits) == k
+        found.append([pk for pk, _ in hits])
+    return times, found
+
+
+def _search_vectors(db: str, n: int, dim: int, queries: int) -> dict[str, Any]:
+    import numpy as np
+
+    from flywheel.retrieval.index import sqlite_vectors_binary as binary
     from flywheel.retrieval.retriever import open_index
-    from flywheel.retrieval.synthetic import MODEL, unit_vectors
+    from flywheel.retrieval.synthetic import MODEL, clustered_vectors
     from flywheel.store import Store
 
-    rng = np.random.default_rng(1)
-    qs = unit_vectors(rng, queries + 1, dim)
+    k = 10
+    _, (centres, basis) = _sqlite_data(n, dim)
+    qs = clustered_vectors(np.random.default_rng(1), queries + 1, dim, centres, basis)
     with Store.open(f"sqlite:///{db}") as store:
         index = open_index(store)
         started = time.perf_counter()
-        index.dense("bench", MODEL, qs[0], 10)
+        index.dense("bench", MODEL, qs[0], k)
         load_s = time.perf_counter() - started
-        times = []
-        for q in qs[1:]:
-            started = time.perf_counter()
-            hits = index.dense("bench", MODEL, q, 10)
-            times.append((time.perf_counter() - started) * 1000)
-            assert len(hits) == 10
-        rss, peak = _rss_mb()
-    return {"sqlite_search_p50_ms_1m": round(statistics.median(times), 2), "sqlite_rss_mb_1m": round(rss, 1),
-            "sqlite_peak_rss_mb_1m": round(peak, 1), "sqlite_load_s_1m": round(load_s, 2)}
+        times, found = _timed(index, qs[1:], k)
+        rss, peak, private = _rss_mb()
+        coarse = binary.COARSE_MIN_ROWS
+        binary.COARSE_MIN_ROWS = n + 1  # the same queries, every row scanned by the int8 stage
+        try:
+            exact_times, exact_found = _timed(index, qs[1:], k)
+        finally:
+            binary.COARSE_MIN_ROWS = coarse
+        exact_rss, _, _ = _rss_mb()
+        hit_pks = {int(pk) for hits in (*found, *exact_found) for pk in hits}
+        with store.engine.connect() as conn:  # hit pk -> the vector's position (its ordinal)
+            ordinal: dict[int, int] = {int(pk): int(o) for pk, o in conn.exec_driver_sql(
+                f"SELECT pk, ordinal FROM chunks WHERE tenant = 'bench' AND pk IN ({','.join(map(str, hit_pks))})")}
+    truth = _exact_top(n, dim, qs[1:], k)
+
+    def recall(hits: list[list[int]]) -> float:
+        return round(float(np.mean([len({ordinal[pk] for pk in h} & t) / k for h, t in zip(hits, truth,
+                                                                                          strict=True)])), 4)
+
+    return {"sqlite_search_p50_ms_1m": round(statistics.median(times), 2), "sqlite_recall_at_10_1m": recall(found),
+            "sqlite_rss_mb_1m": round(rss, 1), "sqlite_peak_rss_mb_1m": round(peak, 1),
+            "sqlite_private_rss_mb_1m": private,
+            "sqlite_load_s_1m": round(load_s, 2), "sqlite_coarse_stage": n >= coarse,
+            "sqlite_candidates": binary.candidates_for(k) if n >= coarse else None,
+            "sqlite_exact_search_p50_ms_1m": round(statistics.median(exact_times), 2),
+            "sqlite_exact_recall_at_10_1m": recall(exact_found), "sqlite_exact_rss_mb_1m": round(exact_rss, 1)}
 
 
 def measure_sqlite(folder: Path, n: int, queries: int, dim: int = 384) -> dict[str, Any]:
     if n <= 0:
         reason = "--vectors 0"
         return {"sqlite_search_p50_ms_1m": None, "sqlite_search_p50_ms_1m_reason": reason,
+                "sqlite_recall_at_10_1m": None, "sqlite_recall_at_10_1m_reason": reason,
                 "sqlite_rss_mb_1m": None, "sqlite_rss_mb_1m_reason": reason}
     db = str(folder / "vectors.db")
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         build_s = pool.submit(_build_vectors, db, n, dim).result()
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:  # a fresh process: its own RSS
-        result = pool.submit(_search_vectors, db, dim, queries).result()
-    return {**result, "sqlite_vectors": n, "sqlite_dim": dim, "sqlite_build_s": round(build_s, 1)}
+        result = pool.submit(_search_vectors, db, n, dim, queries).result()
+    return {**result, "sqlite_vectors": n, "sqlite_dim": dim, "sqlite_vectors_kind": SQLITE_KIND,
+            "sqlite_build_s": round(build_s, 1)}
 
 
 def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_address: str | None = None,

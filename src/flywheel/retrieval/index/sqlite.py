@@ -1,6 +1,7 @@
-"""SQLite index: FTS5 bm25() over pre-segmented tokens, and exact cosine search with NumPy over float32
-vectors kept as BLOBs. The vectors of a (tenant, model) are held in memory (sqlite_vectors.py), or for a large
-tenant as int8 codes in memory-mapped files shared by processes (sqlite_vectors_int8.py), brought up to
+"""SQLite index: FTS5 bm25() over pre-segmented tokens, and cosine search with NumPy over float32 vectors kept
+as BLOBs. The vectors of a (tenant, model) are held in memory (sqlite_vectors.py), or for a large tenant as int8
+codes in memory-mapped files shared by processes (sqlite_vectors_int8.py): exact up to 200,000 chunks per
+tenant, above that a sign-bit first stage picks the candidates (sqlite_vectors_binary.py), brought up to
 date on each search when the tenant's write counter moved (so writes from another process are seen): new rows
 are appended, a delete rebuilds; a search is a few BLAS matrix-vector products.
 

@@ -1,5 +1,5 @@
 """Large corpora on SQLite: the vectors of a (tenant, model) as int8 codes in memory-mapped files beside the
-database (`<db>-vectors/`), searched exactly.
+database (`<db>-vectors/`), searched exactly (approximately above `binary.COARSE_MIN_ROWS`, see below).
 
 Why: at a million 384-d chunks the float32 matrix is 1.5 GB in every process that searches, and a BLAS pass over
 it reads all of that per query. Int8 codes (one scale per row) are 384 MB, live in the page cache shared by every
@@ -7,6 +7,12 @@ process that maps them, and a SIMD int8 kernel (the optional `simsimd` package) 
 time. Results stay exact: the int8 scores pick candidates, the candidates are re-scored from their float32 rows in
 SQLite, and a bound on the quantisation error says whether a row outside the candidates could still beat the
 k-th hit; if so, more candidates are taken (rarely needed).
+
+From `binary.COARSE_MIN_ROWS` rows a coarse stage comes first (sqlite_vectors_binary.py): sign bits of the codes,
+an eighth of their size, pick a few thousand candidates by Hamming distance, and the int8 stage above runs on
+those only. That stage has no error bound, so search is exact within the candidates but approximate overall
+(its recall is measured). A filter that keeps no more rows than the candidates skips it: the int8 stage scores
+exactly the rows the filter keeps.
 
 The files: immutable segment files (codes, pks, scales) plus one manifest per (tenant, model) naming the segments
 and the SQLite stamp they reflect. Writes append a segment (the rows since the manifest's stamp), a delete
@@ -31,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.retrieval.index import sqlite_vectors_binary as binary
 from flywheel.retrieval.index.sqlite_vectors import (
     CHUNK_VECTORS,
     MAX_SEGMENTS,
@@ -53,7 +60,7 @@ except ImportError:  # pragma: no cover - Windows: no side files
 
 MIN_ROWS = 50_000  # below this the float32 matrix in memory is small and fast enough
 THREADS = 1  # threads per scan: on a busy machine more made it slower (2 cores: 175 vs 220-236 ms at 1M)
-FORMAT = 1
+FORMAT = 2  # 2: a `.b1` file of sign bits beside each segment
 _MAGIC = b"FWI8VEC1"
 _HEADER = 64
 _BLOCK = 8192  # rows per read while writing the files: bounds the transient memory of a rebuild
@@ -93,6 +100,7 @@ class Segment:
     pks: np.ndarray  # int64
     scales: np.ndarray  # float32
     codes: np.ndarray  # int8 (rows, dim), memory-mapped
+    bits: np.ndarray  # uint8 (rows, ceil(dim / 8)): the codes' sign bits, memory-mapped from `<name>.b1`
     max_scale: float
     max_bound: float
 
@@ -120,35 +128,59 @@ class Int8Matrix:
         parts = [s.pks for s in self.segments]
         return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.int64))
 
-    def approx(self, codes: np.ndarray, scale: float) -> np.ndarray:
+    def approx(self, codes: np.ndarray, scale: float, positions: np.ndarray | None = None) -> np.ndarray:
+        """Int8 scores of every row, or of the rows at `positions` (sorted, counted over all segments)."""
         parts = []
+        lo = 0
         for s in self.segments:
-            if len(s.pks):
-                dots = np.asarray(simsimd.cdist(codes[None], s.codes, metric="dot", dtype="int8",
+            block, scales = s.codes, s.scales
+            if positions is not None:
+                a, b = np.searchsorted(positions, [lo, lo + len(s.pks)])
+                local = positions[a:b] - lo
+                block, scales = s.codes[local], s.scales[local]
+            lo += len(s.pks)
+            if len(block):
+                dots = np.asarray(simsimd.cdist(codes[None], block, metric="dot", dtype="int8",
                                                 out_dtype="float32", threads=THREADS))[0]
-                parts.append(dots * s.scales * np.float32(scale))
+                parts.append(dots * scales * np.float32(scale))
         return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.float32))
+
+    def distances(self, query_bits: np.ndarray) -> np.ndarray:
+        parts = [binary.distances(query_bits, s.bits) for s in self.segments if len(s.pks)]
+        return np.concatenate(parts) if len(parts) > 1 else (parts[0] if parts else np.zeros(0, np.uint32))
+
+    def scanned(self, codes: np.ndarray, n: int, keep: np.ndarray | None, available: int) -> np.ndarray | None:
+        """Positions of the rows the int8 stage scores, None for all: those a filter keeps when they are no
+        more than the coarse stage's candidates (exact), else, for a large tenant, the coarse candidates."""
+        want = binary.candidates_for(n)
+        if keep is not None and available <= want:
+            return np.flatnonzero(keep)
+        if self.size >= binary.COARSE_MIN_ROWS and available > want:
+            return binary.closest(self.distances(binary.pack(codes[None])[0]), keep, want)
+        return None
 
     def top(self, vector: np.ndarray, n: int, allowed: np.ndarray | None,
             rescore: Callable[[np.ndarray], dict[int, float]]) -> list[tuple[int, float]]:
-        """The exact top `n` by inner product. With q ≈ s_q·c_q and row ≈ s·c (rounding errors ≤ half a step
-        per component), |exact − approx| ≤ s_q·s·(|c|₁/2 + |c_q|₁/2 + dim/4) = s_q·(bound + s·|c_q|₁/2) ≤ err.
-        Every row outside the candidates has approx ≤ the candidates' lowest approx, so once the n-th exact
-        score is ≥ that + err, no other row can enter the top n."""
+        """The exact top `n` by inner product among the rows scanned (all of them, the rows a filter keeps, or
+        the coarse stage's candidates: see `scanned`). With q ≈ s_q·c_q and row ≈ s·c (rounding errors ≤ half
+        a step per component), |exact − approx| ≤ s_q·s·(|c|₁/2 + |c_q|₁/2 + dim/4) = s_q·(bound + s·|c_q|₁/2)
+        ≤ err. Every row outside the candidates has approx ≤ the candidates' lowest approx, so once the n-th
+        exact score is ≥ that + err, no other row can enter the top n."""
         q = np.asarray(vector, dtype=np.float32)
         codes, scales, _ = quantize(q[None])
         s_q = float(scales[0])
-        approx = self.approx(codes[0], s_q)
         pks = self.pks()
-        if allowed is not None:
-            keep = np.isin(pks, allowed)
-            approx = np.where(keep, approx, np.float32(-np.inf))
-            available = int(keep.sum())
-        else:
-            available = len(approx)
+        keep = np.isin(pks, allowed) if allowed is not None else None
+        available = int(keep.sum()) if keep is not None else len(pks)
         n = min(n, available)
         if n <= 0:
             return []
+        positions = self.scanned(codes[0], n, keep, available)
+        approx = self.approx(codes[0], s_q, positions)
+        if positions is not None:
+            pks, available = pks[positions], len(positions)
+        elif keep is not None:
+            approx = np.where(keep, approx, np.float32(-np.inf))
         l1_q = float(np.abs(codes[0].astype(np.int32)).sum())
         max_scale = max(s.max_scale for s in self.segments)
         max_bound = max(s.max_bound for s in self.segments)
@@ -305,6 +337,8 @@ def _layout(rows: int, dim: int) -> tuple[int, int, int]:
 
 
 def _map_segment(path: Path, dim: int) -> Segment | None:
+    """The segment at `path` with its bits (written from the codes when their file is missing or unusable:
+    OSError when it cannot be), None when the segment file itself is unusable."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -319,8 +353,9 @@ def _map_segment(path: Path, dim: int) -> Segment | None:
         return None
     pks_at, scales_at, _ = _layout(rows, dim)
     whole = np.memmap(path, dtype=np.uint8, mode="r")
-    return Segment(path.name, whole[pks_at:scales_at].view("<i8"), whole[scales_at:].view("<f4"),
-                   whole[_HEADER:_HEADER + rows * dim].reshape(rows, dim).view(np.int8), max_scale, max_bound)
+    codes = whole[_HEADER:_HEADER + rows * dim].reshape(rows, dim).view(np.int8)
+    return Segment(path.name, whole[pks_at:scales_at].view("<i8"), whole[scales_at:].view("<f4"), codes,
+                   binary.mapped(path, codes), max_scale, max_bound)
 
 
 Block = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # pks, codes, scales, bounds
@@ -333,20 +368,21 @@ def _quantized(blocks: Iterator[tuple[np.ndarray, np.ndarray]]) -> Iterator[Bloc
 
 
 def _write_segment(folder: Path, blocks: Iterator[Block]) -> tuple[Segment | None, int]:
-    """A segment file from blocks of quantised rows, written under a temporary name and renamed.
+    """A segment file (and its bits) from blocks of quantised rows, written under temporary names and renamed.
     Returns the mapped segment (None when there were no rows) and the rows written."""
     tmp = folder / f".tmp-{uuid.uuid4().hex}"
     pks: list[np.ndarray] = []
     scales: list[np.ndarray] = []
     dim, rows, max_scale, max_bound = 0, 0, 0.0, 0.0
     try:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f, binary.Writer(folder) as bits:
             f.write(b"\0" * _HEADER)
             for block_pks, codes, s, b in blocks:
                 dim = dim or codes.shape[1]
                 if codes.shape[1] != dim:
                     continue
                 f.write(codes.tobytes())
+                bits.add(codes)
                 pks.append(np.asarray(block_pks, dtype="<i8"))
                 scales.append(s)
                 rows += len(block_pks)
@@ -360,7 +396,8 @@ def _write_segment(folder: Path, blocks: Iterator[Block]) -> tuple[Segment | Non
             f.seek(0)
             f.write(_MAGIC + np.array([(dim, 0, max_scale, max_bound)], dtype="<u4,<u4,<f4,<f4").tobytes()
                     + np.array([rows], dtype="<u8").tobytes())
-        name = f"{uuid.uuid4().hex}.i8"
+            name = f"{uuid.uuid4().hex}.i8"
+            bits.publish(binary.path_for(folder / name))
         os.replace(tmp, folder / name)
     finally:
         tmp.unlink(missing_ok=True)
@@ -431,8 +468,8 @@ def _requantized(segment: Segment) -> Block:
 
 
 def _spot_check(db: sqlite3.Connection, tenant: str, model: str, matrix: Int8Matrix) -> bool:
-    """A few rows of the files, re-quantised from SQLite, must give the same codes (catches files of another
-    database at the same path and overwritten contents)."""
+    """A few rows of the files, re-quantised from SQLite, must give the same codes, and their bits those of the
+    codes (catches files of another database at the same path and overwritten contents)."""
     if not matrix.segments:
         return True
     rng = np.random.default_rng()
@@ -443,13 +480,14 @@ def _spot_check(db: sqlite3.Connection, tenant: str, model: str, matrix: Int8Mat
             if found is None or len(found[1]) != 4 * matrix.dim:
                 return False
             codes, scales, _ = quantize(np.frombuffer(found[1], dtype="<f4")[None])
-            if not (np.array_equal(codes[0], segment.codes[i]) and scales[0] == segment.scales[i]):
+            if not (np.array_equal(codes[0], segment.codes[i]) and scales[0] == segment.scales[i]
+                    and np.array_equal(binary.pack(codes)[0], segment.bits[i])):
                 return False
     return True
 
 
 def _sweep(folder: Path) -> None:
-    """Delete segment files no manifest names (processes that mapped them keep their mapping) and temporary
+    """Delete segment files (and their bits) no manifest names (processes that mapped them keep their mapping) and temporary
     files a writer killed midway left (writers hold the lock, so none is being written now)."""
     named: set[str] = set()
     for manifest in folder.glob("*.json"):
@@ -457,8 +495,8 @@ def _sweep(folder: Path) -> None:
             named.update(json.loads(manifest.read_text()).get("segments", []))
         except (OSError, ValueError, AttributeError):
             continue
-    for segment in folder.glob("*.i8"):
-        if segment.name not in named:
+    for segment in [*folder.glob("*.i8"), *folder.glob(f"*{binary.SUFFIX}")]:
+        if segment.with_suffix(".i8").name not in named:
             segment.unlink(missing_ok=True)
     for tmp in folder.glob(".tmp-*"):
         tmp.unlink(missing_ok=True)
