@@ -144,7 +144,7 @@ def _floor_effect(store: Any, embedder: Any, config: Any, queries: list, qrels: 
             **evaluate_run(run, qrels, ("ndcg@10", "recall@5"))}
 
 
-def run_sets(root: Path, names: list[str] | None = None, limit: int | None = None, log: Any = None
+def run_sets(root: Path | None, names: list[str] | None = None, limit: int | None = None, log: Any = None
              ) -> dict[str, Any]:
     """Every set of retrieval_sets.SETS (or `names`), built from `root`, run side by side: nDCG@10 of keyword
     (ours), dense, plain RRF, our hybrid and jieba + bm25s, with the set's language and role (dev: the hybrid's
@@ -389,8 +389,9 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
 @click.option("--calibrate", is_flag=True,
               help="Instead: measure the relevance floor on cmrc2018, MRPC and askfsdl (../shared/data).")
 @click.option("--sets", "sets", is_flag=True,
-              help="Instead: the dev and held-out sets with hard negatives built from cmrc2018-dev/ and mrpc/ "
-                   "(bench/retrieval_sets.py), keyword / dense / RRF / hybrid / jieba+bm25s side by side.")
+              help="Instead: the dev and held-out sets (built from cmrc2018-dev/ and mrpc/ when the data folder "
+                   "has them, plus the Debian description and man page sets committed under "
+                   "benchmarks/retrieval-sets/), keyword / dense / RRF / hybrid / jieba+bm25s side by side.")
 @click.option("--set", "only", multiple=True, help="With --sets: only this set (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
 def command(data: Path | None, dataset: Path | None, limit: int | None, synthetic: int | None, calibrate: bool,
@@ -411,15 +412,29 @@ def command(data: Path | None, dataset: Path | None, limit: int | None, syntheti
         result = calibrate_floor(root, log=log)
     elif sets:
         from flywheel.bench.retrieval_sets import NEEDS, SETS
+        from flywheel.bench.retrieval_sets_debian import PACKAGED
 
-        wanted = list(only) or list(SETS)
-        unknown = [n for n in wanted if n not in SETS]
+        unknown = [n for n in only if n not in SETS]
         if unknown:
             raise UserError(f"unknown retrieval set {unknown[0]!r}", hint=f"use one of {', '.join(SETS)}")
-        for name in dict.fromkeys(NEEDS[SETS[n][2]] for n in wanted):
-            dataset_dir(root, name, "retrieval --sets")
-        assert root is not None  # dataset_dir raised otherwise
+        if not PACKAGED.is_dir():
+            raise UserError(f"the committed retrieval sets are not here ({PACKAGED})",
+                            hint="run --sets from a clone of the flywheel repository (benchmarks/retrieval-sets/)")
+        skipped = {}
+        if only:  # asked for by name: its data must be there
+            for name in dict.fromkeys(NEEDS[SETS[n][2]] for n in only if NEEDS[SETS[n][2]]):
+                dataset_dir(root, name, "retrieval --sets")
+            wanted = list(only)
+        else:  # all sets: the committed ones always, the others when the data folder has their source
+            def available(name: str) -> bool:
+                need = NEEDS[SETS[name][2]]
+                return not need or (root is not None and (root / need).is_dir())
+
+            wanted = [n for n in SETS if available(n)]
+            skipped = {n: f"needs {NEEDS[SETS[n][2]]}/ in the data folder (--data)" for n in SETS if n not in wanted}
         result = run_sets(root, wanted, limit, log=log)
+        if skipped:
+            result["skipped"] = skipped
     elif synthetic:
         result = run_synthetic(synthetic, log=log)
     else:

@@ -12,6 +12,9 @@
 Articles are split into dev / held-out by a hash of their title (crc32, even = dev), so the two halves share no
 document. Ranking parameters are chosen on the `dev` sets (cmrc2018-sentence-dev, mrpc-train) only; the
 held-out ones (cmrc2018-sentence-heldout, cmrc2018-passage-heldout, mrpc-test) are reported, never tuned on.
+
+The `debian-desc-*` and `manpages-*` sets (retrieval_sets_debian.py) are committed under benchmarks/retrieval-sets/,
+already split into `dev` and `heldout` halves by a hash of the package / page name; they need no data folder.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ SETS: dict[str, tuple[str, str, str, str]] = {
     "cmrc2018-passage-heldout": ("zh", "heldout", "cmrc-passage", "heldout"),
     "mrpc-test": ("en", "heldout", "mrpc", "msr_paraphrase_test.txt"),
 }
-NEEDS = {"cmrc-sentence": "cmrc2018-dev", "cmrc-passage": "cmrc2018-dev", "mrpc": "mrpc"}
+for _name, _lang in (("debian-desc-en", "en"), ("debian-desc-zh", "zh"), ("manpages-en", "en"),
+                     ("manpages-zh", "zh")):
+    for _role in ("dev", "heldout"):
+        SETS[f"{_name}-{_role}"] = (_lang, _role, "packaged", f"{_name}-{_role}")
+# the data folder a kind is built from ("" = committed under benchmarks/retrieval-sets/)
+NEEDS = {"cmrc-sentence": "cmrc2018-dev", "cmrc-passage": "cmrc2018-dev", "mrpc": "mrpc", "packaged": ""}
 
 
 def _half(title: str) -> str:
@@ -114,9 +122,15 @@ def mrpc(source: Path, filename: str, out: Path) -> Path:
     return _write(out, list(corpus.values()), list(qs.values()), qrels)
 
 
-def build(name: str, data_root: Path, out: Path) -> Path:
-    """Write set `name` (a key of SETS) from `data_root` (holding cmrc2018-dev/ and mrpc/) into `out`."""
+def build(name: str, data_root: Path | None, out: Path) -> Path:
+    """Write set `name` (a key of SETS) from `data_root` (holding cmrc2018-dev/ and mrpc/; unused for the
+    committed sets) into `out`."""
     _, _, kind, arg = SETS[name]
+    if kind == "packaged":
+        from flywheel.bench.retrieval_sets_debian import unpack
+
+        return unpack(arg, out)
+    assert data_root is not None, f"{name} is built from {NEEDS[kind]}/"
     source = data_root / NEEDS[kind]
     if kind == "cmrc-sentence":
         return cmrc_sentences(source, arg, out)
