@@ -30,6 +30,10 @@ def runtime_available() -> bool:
 
 
 THREADS_PER_SESSION = 4  # MiniLM's matrices are small: past ~4 threads one run stops getting faster
+# On 2 cores, two single-threaded sessions each running its own batch are as fast as one session of 2 threads
+# on an idle machine and ~35 % faster on a busy one: no thread waits at each of the graph's ~100 operators for
+# another that was descheduled (worker threads do not spin, see _session). docs/retrieval.md has the figures.
+SINGLE_THREADED_BELOW = 3
 
 
 def cpu_count() -> int:
@@ -50,9 +54,15 @@ def cpu_count() -> int:
 
 def session_layout(cores: int) -> tuple[int, int]:
     """(sessions, intra-op threads each): batches run side by side on several sessions when there are more
-    cores than one run can use (FLYWHEEL_EMBED_SESSIONS overrides the count)."""
+    cores than one run can use, and below SINGLE_THREADED_BELOW cores on one single-threaded session per core
+    (FLYWHEEL_EMBED_SESSIONS overrides the count)."""
     wanted = os.environ.get("FLYWHEEL_EMBED_SESSIONS", "")
-    sessions = int(wanted) if wanted.isdigit() and int(wanted) > 0 else max(1, cores // THREADS_PER_SESSION)
+    if wanted.isdigit() and int(wanted) > 0:
+        sessions = int(wanted)
+    elif cores < SINGLE_THREADED_BELOW:
+        sessions = cores
+    else:
+        sessions = max(1, cores // THREADS_PER_SESSION)
     sessions = min(sessions, cores)
     return sessions, max(1, cores // sessions)
 
