@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, bindparam, delete, false, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, case, delete, false, func, insert, or_, select, update
 
 from flywheel.errors import UserError
 from flywheel.store.schema_retrieval import chunks, embeddings, ingested_files, retrieval_tenants
@@ -161,8 +161,10 @@ class Index(ABC):
 
     def chunk_counts(self, conn: Connection, tenant: str) -> tuple[int, int]:
         """(chunks of the tenant, chunks of all tenants) from the counters, without scanning `chunks`."""
-        rows = conn.execute(select(retrieval_tenants.c.tenant, retrieval_tenants.c.chunks)).all()
-        return (int(sum(n for t, n in rows if t == tenant)), int(sum(n for _, n in rows)))
+        counted = retrieval_tenants.c.chunks
+        mine, everyone = conn.execute(select(func.sum(case((retrieval_tenants.c.tenant == tenant, counted), else_=0)),
+                                             func.sum(counted))).one()
+        return int(mine or 0), int(everyone or 0)
 
     def version(self, conn: Connection, tenant: str) -> int:
         v = conn.execute(select(retrieval_tenants.c.version).where(retrieval_tenants.c.tenant == tenant)).scalar()
