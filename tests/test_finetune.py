@@ -224,6 +224,11 @@ def test_bad_input_exits_2_saying_what_and_where(tmp_path) -> None:
     result = run(tmp_path, *cmd, "--data", str(garbled))
     assert result.exit_code == 2 and f"{garbled}:3: not JSON" in result.stderr
 
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"messages": [{"role": "user", "content": "café"}]}\n'.encode("latin-1"))
+    result = run(tmp_path, *cmd, "--data", str(latin1))
+    assert result.exit_code == 2 and "is not UTF-8 text" in result.stderr and "Traceback" not in result.output
+
     bad_role = _sft(tmp_path / "c.jsonl", [{"messages": [{"role": "bot", "content": "x"}]}])
     result = run(tmp_path, *cmd, "--data", str(bad_role))
     assert result.exit_code == 2 and f"{bad_role}:1: message 0: role must be one of" in result.stderr

@@ -302,7 +302,6 @@ def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_ad
         result.update(keyword)
         say(f"embedding {min(embed_chunks, len(texts))} chunks (local, then sentence-transformers) …")
         result.update(measure_embedding(texts[:embed_chunks]))
-        say(f"SQLite: {vectors} synthetic vectors, {queries} searches …")
         if ray_address:
             say(f"the same ingest on the Ray cluster at {ray_address} …")
             result.update(measure_ray(folder, ray_address))
@@ -310,6 +309,7 @@ def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_ad
             for name in ("ray_workers", "ray_chunks_per_s"):
                 result[name], result[f"{name}_reason"] = None, "no --ray ADDRESS given (a running Ray cluster)"
         result.update(ray_speedup(result))
+        say(f"SQLite: {vectors} synthetic vectors, {queries} searches …")
         result.update(measure_sqlite(folder, vectors, queries))
     if pg_vectors:
         say(f"PostgreSQL: {pg_vectors} synthetic vectors, {queries} tenant-filtered searches …")

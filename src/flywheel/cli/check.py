@@ -18,26 +18,15 @@ import click
 
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
+from flywheel.text.lines import numbered_lines
 
 AS_CHOICES = ("output", "input", "source")
 
 
 def read_rows(path: Path, field: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) for every non-empty line; a bad row is a UserError naming file:line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"no such file: {path}", hint="pass a JSONL file with one JSON object per line") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
-                        hint="save the file as UTF-8 JSONL") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror}") from None
     rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
+    for n, where, line in numbered_lines(path, hint="pass a JSONL file with one JSON object per line"):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:

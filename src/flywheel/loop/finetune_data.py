@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.text.lines import numbered_lines
 
 ROLES = ("system", "user", "assistant", "tool")
 ROW_KEYS = {"messages", "source_trace_id", "tools", "parallel_tool_calls"}
@@ -59,16 +60,12 @@ def sha256(path: Path) -> str:
 def read_rows(path: Path) -> list[Row]:
     """Every row of an SFT / openai-ft JSONL file, validated; UserError with file:line for the first bad one."""
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"not JSON ({exc.msg})", where=where, hint=_FORMAT_HINT) from None
-            rows.append(_row(obj, n, where))
+    for n, where, line in numbered_lines(path, hint=_FORMAT_HINT):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not JSON ({exc.msg})", where=where, hint=_FORMAT_HINT) from None
+        rows.append(_row(obj, n, where))
     if not rows:
         raise UserError(f"{path} has no rows", hint=_FORMAT_HINT)
     return rows

@@ -70,15 +70,22 @@ def mapped(segment: Path, codes: np.ndarray) -> np.ndarray:
     return bits
 
 
-def _map(path: Path, rows: int, dim: int) -> np.ndarray | None:
+def read_header(path: Path, magic: bytes, length: int = _HEADER) -> tuple[int, bytes] | None:
+    """(file size, header) of a side file that starts with `magic`; None when it is missing or unreadable."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
-            header = f.read(_HEADER)
+            header = f.read(length)
     except OSError:
         return None
-    if len(header) < _HEADER or header[:8] != _MAGIC or size != _size(rows, dim):
+    return (size, header) if len(header) == length and header[:len(magic)] == magic else None
+
+
+def _map(path: Path, rows: int, dim: int) -> np.ndarray | None:
+    found = read_header(path, _MAGIC)
+    if found is None or found[0] != _size(rows, dim):
         return None
+    header = found[1]
     file_dim, file_rows = np.frombuffer(header[8:24], dtype="<u8").tolist()
     if (file_dim, file_rows) != (dim, rows):
         return None

@@ -339,14 +339,10 @@ def _layout(rows: int, dim: int) -> tuple[int, int, int]:
 def _map_segment(path: Path, dim: int) -> Segment | None:
     """The segment at `path` with its bits (written from the codes when their file is missing or unusable:
     OSError when it cannot be), None when the segment file itself is unusable."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            header = f.read(_HEADER)
-    except OSError:
+    found = binary.read_header(path, _MAGIC, _HEADER)
+    if found is None:
         return None
-    if len(header) < _HEADER or header[:8] != _MAGIC:
-        return None
+    size, header = found
     file_dim, _, max_scale, max_bound = np.frombuffer(header[8:24], dtype="<u4,<u4,<f4,<f4")[0].tolist()
     rows = int(np.frombuffer(header[24:32], dtype="<u8")[0])
     if file_dim != dim or size != _layout(rows, dim)[2] or rows == 0:

@@ -1,0 +1,24 @@
+"""One reader for the line-per-record files users hand us (JSONL rows for `check`, SFT data for `finetune`):
+a missing, unreadable or non-UTF-8 file is a UserError naming it, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flywheel.errors import UserError
+
+
+def numbered_lines(path: Path, *, hint: str) -> list[tuple[int, str, str]]:
+    """(line number, "file:line", text) of every non-blank line of the UTF-8 file at `path`; `hint` says what
+    the file should be when it does not exist."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no such file: {path}", hint=hint) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                        hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    # split on "\n" only: str.splitlines would also cut at U+2028 inside a JSON string written unescaped
+    return [(n, f"{path}:{n}", line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
