@@ -140,7 +140,8 @@ def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled
         mine, everyone = index.chunk_counts(conn, "tiny")
     assert mine == 200 and everyone >= 4200  # the other tests' tenants count too
     old = index.pgvector_version() < (0, 8)
-    want = min(1000, -(-100 * everyone // mine)) if old else 100  # ef_search / share, capped; or as configured
+    ef = RetrievalConfig().hnsw_ef_search  # the default
+    want = min(1000, -(-ef * everyone // mine)) if old else ef  # ef_search / share, capped; or as configured
     assert index.ef_search(10, mine, everyone) == want
     recalls = []
     for q in clustered(rng, 20, dim, centers):

@@ -11,6 +11,10 @@
   `maintenance_work_mem` is raised for the build session so the graph is built in memory.
 - Search: `queries` calls of `index.dense(tenant, …, k=10)` (the product's query: hnsw.ef_search from config,
   iterative scan on pgvector ≥ 0.8), on fresh query vectors from the same mixture; p50/p95 after a few warm-ups.
+- Unfiltered search (`pg_unfiltered_*`): as many queries over all chunks, the product's SQL without the tenant
+  clause at the ef_search the product gives a store's only tenant (`index.ef_search(k, n, n)`: no scaling) — what
+  a one-tenant deployment runs; recall@10 against exact search over all vectors. `pg_unfiltered_plan` says
+  whether the planner used the HNSW index (a sequential scan would be exact).
 - Recall@10: against exact search by numpy over the tenant's stored vectors (rounded to float16 when the index
   is over halfvec, as the index compares them; `pg_recall_at_10_vs_float32` against the float32 originals).
   `exact=True` disables index scans, so the same query runs as a sequential scan: recall 1.0 checks the
@@ -42,6 +46,8 @@ PG_FIELDS = ("pg_search_p50_ms_1m", "pg_recall_at_10_1m")
 K = 10
 DIM = 384
 WARMUP = 5
+VECTOR_KINDS = {"clustered": "clustered: Gaussian mixture, 2000 centres, 16-d spread (synthetic)",
+                "uniform": "uniform random unit vectors (synthetic; no neighbourhood structure: the worst case)"}
 
 
 def _ram_mb() -> int:
@@ -167,9 +173,11 @@ def _mb(conn: Any, sql: str) -> float:
 
 def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, *, exact: bool = False,
                config: Any = None, seed: int = 0, ef_sweep: tuple[int, ...] = (),
-               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+               vectors: str | np.ndarray = "clustered", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The `pg_*` fields (see the module docstring); `n` ≤ 0 gives nulls with a reason. `ef_sweep`: the same
-    searches (new query vectors) again with each of these `hnsw_ef_search` values, in `pg_ef_sweep`."""
+    searches, filtered and unfiltered (new query vectors), again with each of these `hnsw_ef_search` values, in
+    `pg_ef_sweep`. `vectors`: a key of VECTOR_KINDS, or real unit vectors (rows, DIM wide): the first `n` are
+    stored, queries are drawn from the others (held out, so no query finds itself)."""
     if n <= 0:
         return {f: None for f in PG_FIELDS} | {f"{f}_reason": "--pg-vectors 0" for f in PG_FIELDS}
     if dsn is None and find_spec("pgserver") is None:
@@ -178,18 +186,33 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
     from sqlalchemy import event
 
     from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.index.postgres import HNSW_DEFAULTS
     from flywheel.retrieval.retriever import open_index
-    from flywheel.retrieval.synthetic import clustered_vectors, mixture
+    from flywheel.retrieval.synthetic import clustered_vectors, mixture, unit_vectors
     from flywheel.store import Store
 
+    given = vectors if isinstance(vectors, np.ndarray) else None
+    if given is None and vectors not in VECTOR_KINDS:
+        raise ValueError(f"vectors={vectors!r}: one of {sorted(VECTOR_KINDS)}")
+    if given is not None and (given.shape[1] != DIM or len(given) <= n):
+        raise ValueError(f"{given.shape} vectors given: need more than n = {n} rows (the rest are queries), {DIM} wide")
     say = log or (lambda _msg: None)
     config = config or RetrievalConfig()
     rng = np.random.default_rng(seed)
     centres, basis = mixture(rng, DIM)
-    data = clustered_vectors(rng, n, DIM, centres, basis)
+
+    def sample(count: int) -> np.ndarray:
+        if given is not None:
+            return given[n:][rng.integers(0, len(given) - n, count)].astype(np.float32)
+        if vectors == "uniform":
+            return unit_vectors(rng, count, DIM)
+        return clustered_vectors(rng, count, DIM, centres, basis)
+
+    data = sample(n) if given is None else np.ascontiguousarray(given[:n], dtype=np.float32)
     names = [f"tenant{t}" for t in range(tenants)]
-    out: dict[str, Any] = {"pg_vectors": n, "pg_tenants": tenants, "pg_dim": DIM,
-                           "pg_vectors_kind": "clustered: Gaussian mixture, 2000 centres, 16-d spread (synthetic)"}
+    kind_text = (VECTOR_KINDS[str(vectors)] if given is None else
+                 f"given: {n} stored, queries drawn from {len(given) - n} held out")
+    out: dict[str, Any] = {"pg_vectors": n, "pg_tenants": tenants, "pg_dim": DIM, "pg_vectors_kind": kind_text}
     # the vector working set as float32 `vector` (pgvector < 0.7; halfvec needs less): HNSW pages ≈ 2 KB per
     # 384-d vector at m = 16 (measured), heap ≈ 1.7 KB
     working_set_mb = int(n * (2 * DIM * 4 + 700) / 2**20)
@@ -239,19 +262,20 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
             out["pg_mb_per_million"] = {"hnsw_index": round(out["pg_index_mb"] * per_million),
                                         "embeddings": round(out["pg_embeddings_mb"] * per_million),
                                         "chunks_synthetic": round(out["pg_chunks_mb"] * per_million)}
-            say(f"{queries} searches with a tenant filter …")
-            out.update(_search(index, data, names, clustered_vectors(rng, queries + WARMUP, DIM, centres, basis),
-                               pk_ordinal, halfvec=kind == "halfvec"))
+            say(f"{queries} searches with a tenant filter, {queries} without …")
+            out.update(_search(index, data, names, sample(queries + WARMUP), pk_ordinal, halfvec=kind == "halfvec"))
+            out.update(_search_unfiltered(index, data, sample(queries + WARMUP), pk_ordinal, kind))
             sweep = {}
             for ef in ef_sweep:
                 say(f"again with hnsw_ef_search = {ef} …")
                 index.hnsw["hnsw_ef_search"] = ef
-                found = _search(index, data, names, clustered_vectors(rng, queries + WARMUP, DIM, centres, basis),
-                                pk_ordinal, halfvec=kind == "halfvec")
+                found = _search(index, data, names, sample(queries + WARMUP), pk_ordinal, halfvec=kind == "halfvec")
+                found.update(_search_unfiltered(index, data, sample(queries + WARMUP), pk_ordinal, kind))
                 sweep[str(ef)] = {k.removeprefix("pg_").removesuffix("_1m"): v for k, v in found.items()}
             if sweep:
                 out["pg_ef_sweep"] = sweep
-            index.hnsw["hnsw_ef_search"] = (config.hnsw_ef_search if hasattr(config, "hnsw_ef_search") else 100)
+            index.hnsw["hnsw_ef_search"] = int(getattr(config, "hnsw_ef_search", None)
+                                               or HNSW_DEFAULTS["hnsw_ef_search"])
             version = index.pgvector_version()
             out.update({"pg_pgvector": ".".join(map(str, version)), "pg_vector_type": kind,
                         "pg_hnsw_m": index.hnsw["hnsw_m"], "pg_hnsw_ef_construction": index.hnsw["hnsw_ef_construction"],
@@ -312,3 +336,58 @@ def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk
             "pg_recall_at_10_vs_float32": round(float(np.mean(recall32)), 4),
             "pg_queries": len(times), "pg_searches_short_of_k": sum(len(got) < K for _t, _q, got in found),
             "pg_search_paths": paths, "pg_ef_search_used": sorted(efs)}
+
+
+def _search_unfiltered(index: Any, data: np.ndarray, qs: np.ndarray, pk_ordinal: dict[int, int],
+                       kind: str) -> dict[str, Any]:
+    """Searches over every chunk: `dense()`'s SQL without the tenant clause (no store runs it, but a store's only
+    tenant runs the same scan: its filter rejects nothing), at the ef_search `dense()` sets for that tenant."""
+    from sqlalchemy import text
+
+    n = len(data)
+    ef = index.ef_search(K, n, n)
+    cast = f"{kind}({DIM})"
+    sql = text(f"SELECT c.pk FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
+               f"WHERE e.model = '{MODEL_NAME}' AND e.dim = {DIM} "
+               f"ORDER BY e.vector::{cast} <=> CAST(:q AS {cast}) LIMIT {K}")
+
+    def literal(q: np.ndarray) -> str:
+        return "[" + ",".join(f"{float(x):.8g}" for x in q) + "]"
+
+    times: list[float] = []
+    got: list[list[int]] = []
+    with index.engine.connect() as conn:
+        with conn.begin():
+            conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+            plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql.text), {"q": literal(qs[0])}))
+        for i, q in enumerate(qs):
+            started = time.perf_counter()
+            with conn.begin():
+                conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
+                rows = conn.execute(sql, {"q": literal(q)}).all()
+            elapsed = (time.perf_counter() - started) * 1000
+            if i >= WARMUP:
+                times.append(elapsed)
+                got.append([pk_ordinal[int(pk)] for (pk,) in rows])
+    queries = qs[WARMUP:]
+    if kind == "halfvec":  # the index compares the float16-rounded values
+        queries = queries.astype(np.float16).astype(np.float32)
+    best = np.full((len(queries), K), -np.inf, dtype=np.float32)  # exact top-k over all rows, 100k at a time
+    best_at = np.zeros((len(queries), K), dtype=np.int64)
+    for lo in range(0, n, 100_000):
+        part = data[lo:lo + 100_000]
+        if kind == "halfvec":
+            part = part.astype(np.float16).astype(np.float32)
+        sims = np.concatenate([best, (queries @ part.T) / np.linalg.norm(part, axis=1)], axis=1)
+        at = np.concatenate([best_at, np.broadcast_to(np.arange(lo, lo + len(part)), (len(queries), len(part)))],
+                            axis=1)
+        top = np.argpartition(-sims, K, axis=1)[:, :K]
+        best, best_at = np.take_along_axis(sims, top, axis=1), np.take_along_axis(at, top, axis=1)
+    recall = [len(set(truth.tolist()) & set(found)) / K for truth, found in zip(best_at, got, strict=True)]
+    return {"pg_unfiltered_p50_ms": round(statistics.median(times), 2),
+            "pg_unfiltered_p95_ms": round(float(np.percentile(times, 95)), 2),
+            "pg_unfiltered_recall_at_10": round(float(np.mean(recall)), 4),
+            "pg_unfiltered_recall_at_10_min": round(float(np.min(recall)), 2),
+            "pg_unfiltered_ef_search": ef, "pg_unfiltered_short_of_k": sum(len(g) < K for g in got),
+            "pg_unfiltered_plan": "; ".join(line.strip().removeprefix("->  ").split("  (cost=")[0]
+                                            for line in plan.splitlines() if "Scan" in line)}

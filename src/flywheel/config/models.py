@@ -79,7 +79,7 @@ class RetrievalConfig(Section):
     min_relevance: float | Literal["auto"] | None = "auto"
     hnsw_m: int = Field(default=16, ge=2, le=100)  # PostgreSQL (pgvector) HNSW graph degree
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
-    hnsw_ef_search: int = Field(default=100, ge=1, le=1000)  # candidates per search: recall vs latency
+    hnsw_ef_search: int = Field(default=64, ge=1, le=1000)  # candidates per search: recall vs latency
     hnsw_exact_below: int = Field(default=2000, ge=0)  # a tenant with at most this many chunks: exact search
 
     @field_validator("min_relevance")
@@ -240,12 +240,37 @@ class TracingConfig(Section):
     capture_content: bool = True
 
 
+_ORIGIN = re.compile(r"(?:\*|https?://[^/\s?#]+)")
+
+
+def validate_cors_origin(origin: str) -> str:
+    """The one CORS origin check (`server.cors_origins`, `flywheel serve --cors`): `*` or scheme://host[:port], the
+    form a browser's Origin header has, since anything else (a path, a trailing slash, no scheme) never matches
+    and the browser blocks every call without saying why. Returns it unchanged."""
+    if _ORIGIN.fullmatch(origin):
+        return origin
+    scheme, sep, rest = origin.partition("://")
+    fixed = f"{scheme}://{rest.split('/')[0]}" if sep and scheme in ("http", "https") else f"https://{origin}"
+    raise UserError(f"CORS origin {origin!r} can never match: browsers send scheme://host[:port], no path",
+                    hint=f"write it as {fixed.rstrip('/')!r}")
+
+
 class ServerConfig(Section):
     redis: str | None = None  # redis://host:port/db: budget and rate counters shared by every worker
     cors_origins: list[str] = Field(default_factory=list)
     max_body_mb: float = Field(default=4.0, gt=0)
     online_evaluators: bool = True  # run `monitor.online` in a background worker inside `flywheel serve`
     embed_worker: bool = True  # embed chunks that have no vector yet, in the background (after `ingest --no-embed`)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            try:
+                validate_cors_origin(origin)
+            except UserError as exc:
+                raise ValueError(f"{exc.message}; {exc.hint}") from None
+        return value
 
 
 class OnlineEvaluatorSpec(BaseModel):

@@ -46,7 +46,10 @@ from flywheel.types import content_hash
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
 CANDIDATES = 2000  # a term in more chunks than this is "common" (see above)
-HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 100, "hnsw_exact_below": 2000}
+HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 64, "hnsw_exact_below": 2000}
+# ef_search 64: at 100k MiniLM-like chunks the smallest of 40 / 64 / 100 whose recall@10 stays ≥ 0.95 both
+# unfiltered and filtered to a 10 % tenant (40 runs as 50 under the retriever: 0.949 unfiltered); see the table in
+# docs/retrieval.md, "PostgreSQL at a million chunks"
 MAX_EF_SEARCH = 1000  # pgvector's limit
 MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 

@@ -1,0 +1,57 @@
+"""`measure_pg`'s unfiltered searches (`pg_unfiltered_*`: the scan a store's only tenant runs) next to the
+tenant-filtered ones, in the main run and in every `pg_ef_sweep` entry, and the vector kinds it measures on.
+Runs on the session's PostgreSQL (tests/services_fixtures.py), in a database of its own that it drops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flywheel.bench.scale_pg import DIM, measure_pg
+from flywheel.config import RetrievalConfig
+from flywheel.retrieval.synthetic import unit_vectors
+
+
+@pytest.mark.postgres
+def test_unfiltered_searches_go_through_the_hnsw_index_at_the_configured_ef_in_each_sweep_entry(pg_server):
+    out = measure_pg(5000, 10, 2, pg_server.admin_uri, ef_sweep=(20, 64))
+    assert out["pg_unfiltered_ef_search"] == max(RetrievalConfig().hnsw_ef_search, 10)  # not scaled: no filter
+    assert "hnsw" in out["pg_unfiltered_plan"]  # a sequential scan would be exact and hide the graph's recall
+    assert 0.0 <= out["pg_unfiltered_recall_at_10"] <= 1.0 and out["pg_unfiltered_p50_ms"] > 0
+    assert out["pg_unfiltered_short_of_k"] == 0
+    assert [out["pg_ef_sweep"][ef]["unfiltered_ef_search"] for ef in ("20", "64")] == [20, 64]
+    assert out["pg_ef_sweep"]["20"]["ef_search_used"] == [40]  # the filtered ones: 20 / a half share
+    for entry in out["pg_ef_sweep"].values():
+        assert 0.0 <= entry["unfiltered_recall_at_10"] <= 1.0 and entry["unfiltered_p50_ms"] > 0
+
+
+@pytest.mark.postgres
+def test_unfiltered_recall_is_exactly_one_when_index_scans_are_off(pg_server):
+    out = measure_pg(3000, 8, 2, pg_server.admin_uri, exact=True, seed=5)
+    assert "hnsw" not in out["pg_unfiltered_plan"] and out["pg_unfiltered_recall_at_10"] == 1.0
+
+
+@pytest.mark.postgres
+def test_given_vectors_are_stored_and_queried_with_held_out_rows(pg_server):
+    rng = np.random.default_rng(2)
+    given = np.repeat(unit_vectors(rng, 250, DIM), 12, axis=0)[rng.permutation(3000)]  # 12 copies of each
+    given += 0.02 * rng.standard_normal(given.shape).astype(np.float32)
+    given /= np.linalg.norm(given, axis=1, keepdims=True)
+    out = measure_pg(2800, 8, 2, pg_server.admin_uri, vectors=given, exact=True)
+    assert out["pg_vectors_kind"] == "given: 2800 stored, queries drawn from 200 held out"
+    assert out["pg_recall_at_10_1m"] == 1.0 and out["pg_unfiltered_recall_at_10"] == 1.0
+
+
+def test_an_unknown_vector_kind_or_too_few_given_vectors_is_refused_before_any_server_starts():
+    with pytest.raises(ValueError, match="one of"):
+        measure_pg(100, 1, 1, "postgresql://u@127.0.0.1:1/x", vectors="gaussian")
+    with pytest.raises(ValueError, match="more than n"):
+        measure_pg(100, 1, 1, "postgresql://u@127.0.0.1:1/x", vectors=np.zeros((100, DIM), np.float32))
+
+
+def test_the_index_defaults_without_a_config_are_the_config_defaults():
+    from flywheel.retrieval.index.postgres import HNSW_DEFAULTS
+
+    config = RetrievalConfig()
+    assert {key: getattr(config, key) for key in HNSW_DEFAULTS} == HNSW_DEFAULTS
+    assert HNSW_DEFAULTS["hnsw_ef_search"] == 64  # measured choice: docs/retrieval.md, "PostgreSQL at a million chunks"
