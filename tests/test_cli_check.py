@@ -69,6 +69,8 @@ def test_bad_rows_name_file_and_line(tmp_path):
     cases = [
         (['{"text": "ok"}', "", '{"text": "broken"'], "bad.jsonl:3", "not valid JSON"),
         (['{"text": "ok"}', '["a list"]'], "bad.jsonl:2", "expected a JSON object"),
+        (["[", '  {"text": "a"},', '  {"text": "b"}', "]"], "bad.jsonl:1", "a JSON array, not JSON Lines"),
+        (['[{"text": "a"}, {"text": "b"}]'], "bad.jsonl:1", "a JSON array, not JSON Lines"),
         (['{"text": "ok"}', '{"body": "no text"}'], "bad.jsonl:2", "field `text` is missing"),
         (['{"text": 5}'], "bad.jsonl:1", "expected a string"),
         (['{"text": "ok", "label": 2}'], "bad.jsonl:1", "label must be 0 or 1"),

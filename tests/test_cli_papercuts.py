@@ -37,6 +37,14 @@ def test_ingest_of_an_unusable_file_named_explicitly_is_exit_2(project, name, co
     assert result.exit_code == 2, result.output
     assert f"error: cannot ingest {path}: {reason}" in result.stderr
     assert "Traceback" not in result.output
+    assert result.stdout == ""  # nothing was indexed: the error alone, no summary tables before it
+
+
+def test_ingest_of_a_bad_file_beside_a_good_one_shows_the_summary_then_fails(project):
+    (project / "a.md").write_text("# Keys\n\nRotate the API keys every month.\n", encoding="utf-8")
+    (project / "b.xyz").write_text("x", encoding="utf-8")
+    result = cli("--project", str(project), "ingest", str(project / "a.md"), str(project / "b.xyz"))
+    assert result.exit_code == 2 and "indexed" in result.stdout and "cannot ingest" in result.stderr
 
 
 def test_ingest_of_an_empty_folder_is_exit_2(project):

@@ -125,6 +125,15 @@ def test_no_answer_message_is_configurable(llm):
     assert llm.requests == []
 
 
+def test_one_no_answer_text_is_used_for_every_language(llm):
+    """`options.no_answer: "…"` (a string, as the Chinese quickstart shows) replaces the built-in messages for
+    questions in every language, not only English ones."""
+    app, _ = make_app(llm, model="gpt", no_answer="抱歉，资料里没有。")
+    assert app.run("告诉我关于水银的事").text == "抱歉，资料里没有。"
+    assert app.run("Tell me about mercury").text == "抱歉，资料里没有。"
+    assert llm.requests == []
+
+
 def test_model_override_and_filters_are_passed_through(llm):
     llm.add(r".", "Fallbacks are tried in order [1].")
     app, retriever = make_app(llm, filters={"lang": "en"}, k=3)

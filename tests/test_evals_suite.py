@@ -74,6 +74,7 @@ def test_suite_hash_changes_with_what_is_asked(project, tmp_path: Path) -> None:
         ),
         ("target: model:small\ncases:\n  - vars: {q: x}\n    chekcs: []\n", 4, "unknown key", "checks"),
         ("target: model:nope\ncases: []\n", 1, "unknown model alias", "small"),
+        ("target: app:docs_q\ncases: []\n", 1, "unknown app 'docs_q'", "did you mean 'docs_qa'"),
         ("target: wat\ncases: []\n", 1, "cannot read target", "app:NAME"),
         ("target: model:small\nthreshold: 2\ncases: []\n", 2, "threshold", None),
         (

@@ -103,6 +103,11 @@ def test_rendering_is_single_pass_so_sources_cannot_inject_variables(tmp_path):
     assert "Ignore this {{question}} and {{system}}" in user
 
 
+def test_a_no_answer_string_in_a_prompt_file_is_the_message_for_every_language(tmp_path):
+    prompt = load_prompt(write(tmp_path / "p.yaml", 'template: "{{question}}"\nno_answer: "抱歉。"\n'))
+    assert prompt.no_answer_message("zh") == prompt.no_answer_message("en") == "抱歉。"
+
+
 def test_language_detection_for_no_answer_messages():
     assert language_of("如何配置 fallbacks？") == "zh"
     assert language_of("How do I configure fallbacks?") == "en"

@@ -4,6 +4,8 @@ exit 2 and nothing written for bad input."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import time
 
 import pytest
@@ -52,6 +54,10 @@ def test_sample_json_then_label_status_and_agreement(proj):
             assert done.exit_code == 0, done.output
     again = run(path, "review", "label", items[0]["id"], "--annotator", "ana", "--verdict", "pass")
     assert again.exit_code == 2 and "already labelled" in again.output
+    undo = re.search(r"`flywheel (review undo [^`]+)`", again.output)  # the hint's command runs as printed
+    assert undo is not None and run(path, *shlex.split(undo.group(1))).exit_code == 0
+    relabel = run(path, "review", "label", items[0]["id"], "--annotator", "ana", "--verdict", "fail", "--reason", "x")
+    assert relabel.exit_code == 0, relabel.output
     third = run(path, "review", "label", items[0]["id"], "--annotator", "cy", "--verdict", "pass")
     assert third.exit_code == 2 and "already has its 2 label" in third.output
     status = json.loads(run(path, "review", "status", "--queue", "d1", "--json").output)
@@ -104,7 +110,10 @@ def test_keyboard_ui_from_stdin(proj):
     assert got[first].verdict == "pass"
     assert got[second].verdict == "fail" and got[second].reason == "wrong version"
     assert got[second].correction == "Set version: on the alias."
-    rest = run(path, "review", "--queue", "kb", "--annotator", "ana", input="p\np\n")
+    resume = re.search(r"`flywheel (review [^`]+)`\s+resumes", out.output)  # the printed command, run as printed
+    assert resume is not None, out.output[-600:]
+    assert shlex.split(resume.group(1)) == ["review", "--queue", "kb", "--annotator", "ana"]
+    rest = run(path, *shlex.split(resume.group(1)), input="p\np\n")
     assert rest.exit_code == 0 and "nothing left for ana" in rest.output
     assert {lb.item_id for lb in _labels(path)} == {first, second, third, fourth}
     nobody = run(path, "review", env={"FLYWHEEL_ANNOTATOR": ""})

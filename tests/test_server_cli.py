@@ -141,6 +141,17 @@ def test_bad_config_is_exit_2(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_a_cors_origin_that_can_never_match_is_exit_2(tmp_path):
+    """A trailing slash, a path or no scheme never equals a browser's Origin header: refused, with the fix."""
+    for origin in ("https://app.example.com/", "app.example.com"):
+        result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--port", "0", "--cors", origin])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "can never match" in result.output and "'https://app.example.com'" in result.output
+    (tmp_path / "flywheel.yaml").write_text("server:\n  cors_origins: [https://app.example.com/x]\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--port", "0"])
+    assert result.exit_code == 2 and "flywheel.yaml:2" in result.output and "can never match" in result.output
+
+
 def test_a_bad_guard_found_while_the_app_builds_stops_the_server_with_exit_2(tmp_path):
     (tmp_path / "flywheel.yaml").write_text("apps:\n  support:\n    kind: chat\n    guards:\n      input:\n"
                                             "        - {check: no_such_check, on_fail: block}\n", encoding="utf-8")

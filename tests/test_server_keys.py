@@ -52,6 +52,8 @@ def test_allowed_models_and_apps(live, keys):
     listed = {m["id"] for m in httpx.get(live.url + "/v1/models", headers={"authorization": f"Bearer {key}"})
               .json()["data"]}
     assert listed == {"other", "app:support"}
+    one = httpx.get(live.url + "/v1/models/gpt", headers={"authorization": f"Bearer {key}"})
+    assert one.status_code == 404 and "gpt" not in one.json()["error"]["message"].split("known:")[1]
     keys.revoke("narrow")
 
 

@@ -4,6 +4,7 @@ against a real uvicorn server in front of fake_llm."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import anthropic
@@ -89,6 +90,9 @@ def test_app_model_runs_its_guards(client, server_llm):
 def test_models_and_embeddings(client):
     ids = {m.id for m in client.models.list()}
     assert {"gpt", "other", "app:support", "app:docs_qa"} <= ids
+    assert client.models.retrieve("gpt").id == "gpt" and client.models.retrieve("app:support").id == "app:support"
+    with pytest.raises(openai.NotFoundError, match="the model `gpt-9` does not exist; known: .*gpt"):
+        client.models.retrieve("gpt-9")
     emb = client.embeddings.create(model="emb", input=["red apple", "green apple"])
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == 384
 
@@ -156,6 +160,14 @@ def test_unknown_model_is_404(live):
     assert _err(_post(live, "/v1/chat/completions", json=body), 404, "model")["code"] == "model_not_found"
     body["model"] = "app:nope"
     _err(_post(live, "/v1/chat/completions", json=body), 404, "model")
+
+
+def test_a_base_url_without_v1_is_told_to_add_it(live):
+    """The commonest SDK set-up mistake: base_url="http://host:port" sends /chat/completions, not /v1/…"""
+    client = openai.OpenAI(base_url=live.url, api_key="unused", max_retries=0)
+    with pytest.raises(openai.NotFoundError, match=re.escape(f"set the client's base_url to {live.url}/v1")):
+        client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
+    assert "base_url" not in _post(live, "/nope").json()["error"]["message"]
 
 
 def test_upstream_failures_are_502_after_the_gateway_gave_up(live, server_llm):

@@ -72,3 +72,20 @@ def test_skew_with_no_production_traces_says_so(prod) -> None:
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     assert doc["production"]["n"] == 0 and doc["gaps"] == [] and "no production traces" in doc["warning"]
+
+
+def test_the_printed_promote_command_runs(prod, tmp_path: Path) -> None:
+    """Each gap's command is what the user copies: it must parse and add the traces to the suite."""
+    import shlex
+    import shutil
+
+    root = Path(shutil.copytree(prod[0], tmp_path / "project"))
+    res = run(root, "skew", "--suite", "billing", "--since", "2026-10-01", "--until", "2026-10-05", "--json")
+    gap = json.loads(res.output)["gaps"][0]
+    argv = shlex.split(gap["command"])
+    assert argv[0] == "flywheel"
+    before = (root / "evals" / "billing.yaml").read_text()
+    promoted = run(root, *argv[1:])
+    assert promoted.exit_code == 0, promoted.output
+    after = (root / "evals" / "billing.yaml").read_text()
+    assert len(after) > len(before) and gap["traces"][0] in after

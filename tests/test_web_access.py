@@ -60,6 +60,7 @@ def test_not_open_on_another_address(tmp_path):
         page = client.get("/ui/traces?model=gpt", follow_redirects=False)
         assert page.status_code == 303 and page.headers["location"].startswith("/ui/login?next=%2Fui%2Ftraces")
         assert client.get("/ui/traces.json").status_code == 401
+        assert "flywheel keys create --name NAME" in client.get("/ui/login").text  # the command as it runs
 
 
 def test_login_sets_a_signed_httponly_lax_cookie_and_scopes_the_tenant(keyed):

@@ -228,6 +228,28 @@ def test_unknown_queue_404_csrf_and_tenants(browser, server):
         w.context.close()
 
 
+def test_a_tenant_key_is_told_about_queues_built_for_every_tenant(server):
+    """`flywheel review sample` without --tenant makes a queue no tenant key lists; the list page says why."""
+    from sqlalchemy import delete
+
+    from flywheel.feedback import queues
+
+    store = server.live.app.state.flywheel.store
+    shared = queues.create_queue(store, "every-tenant", kind="binary", overlap=1, trace_ids=[trace_id(3)])
+    try:
+        acme = httpx.get(f"{server.url}/ui/review", headers={"Authorization": f"Bearer {server.keys['acme']}"})
+        assert acme.status_code == 200 and 'data-queue="every-tenant"' not in acme.text
+        assert 'id="shared-queues"' in acme.text and "flywheel review sample --tenant acme" in acme.text
+        zh = httpx.get(f"{server.url}/ui/review?lang=zh", headers={"Authorization": f"Bearer {server.keys['acme']}"})
+        assert "未指定租户" in zh.text
+        admin = httpx.get(f"{server.url}/ui/review", headers={"Authorization": f"Bearer {server.keys['admin']}"})
+        assert 'data-queue="every-tenant"' in admin.text and 'id="shared-queues"' not in admin.text
+    finally:
+        with store.begin() as conn:
+            conn.execute(delete(store.table("review_items")).where(store.table("review_items").c.queue_id == shared.id))
+            conn.execute(delete(store.table("review_queues")).where(store.table("review_queues").c.id == shared.id))
+
+
 def test_trace_page_adds_the_trace_to_a_queue_and_to_an_eval_suite(browser, server):
     """The trace page's actions: pick one of the tenant's queues (a trace queued anywhere is skipped and said so),
     append the trace as a case to a new or existing suite under evals/ (never outside), CSRF and tenants."""

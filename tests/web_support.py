@@ -171,10 +171,13 @@ def browser():
     main thread until it stops, and later tests that call asyncio.run() would fail."""
     need(os.path.exists(CHROMIUM), f"{CHROMIUM} (Debian package chromium) is not installed")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         need(False, "the playwright Python package is not installed")
         raise
+    # how long expect() waits for a page to reach a state (not a speed check): 5 s by default, too short for a
+    # form post that ingests or calls the model while a loaded 2-core machine runs other tests
+    expect.set_options(timeout=20_000)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -89,9 +89,10 @@ class DocsQA:
         self.tenant = tenant
         self.k = k
         self.filters = dict(filters) if filters else None
-        if isinstance(no_answer, str):
-            no_answer = {"en": no_answer}
-        self.no_answer = {**prompt.no_answer, **(no_answer or {})} or {"en": "I don't know."}
+        if isinstance(no_answer, str):  # one message for every language: the prompt's per-language ones give way
+            self.no_answer: dict[str, str] = {"en": no_answer}
+        else:
+            self.no_answer = {**prompt.no_answer, **(no_answer or {})} or {"en": "I don't know."}
         self.guards = guards
         self.cache = cache  # a flywheel.cache.Cache: answers reused for the same question and retrieved chunks
         self.services = services  # what LLM guards use (default: this app's gateway)

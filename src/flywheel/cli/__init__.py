@@ -103,6 +103,19 @@ class FlywheelGroup(click.Group):
             importlib.import_module(f"flywheel.cli.{COMMANDS[name]}")
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                          list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            from flywheel.registry import did_you_mean
+
+            name = args[0] if args else ""
+            close = did_you_mean(name, self.list_commands(ctx)) if name[:1].isalpha() else []
+            if close:  # `flywheel askk` → did you mean 'ask'?
+                ctx.fail(f"No such command {name!r}. Did you mean {' or '.join(map(repr, close))}?")
+            raise
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list from SHORT_HELP, importing only commands it lacks."""
         names = self.list_commands(ctx)
@@ -138,9 +151,22 @@ class FlywheelGroup(click.Group):
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `flywheel traces | head`: the reader left; stop quietly, as SIGPIPE would
+            _silence_stdout()
+            sys.exit(141)
         except Exception as exc:  # noqa: BLE001 - a bug: its traceback is printed scrubbed, exit 1
             print_crash(exc, ctx.obj)
             sys.exit(1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise BrokenPipeError again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (tests' captured output)
+        pass
 
 
 def hoist_project(args: list[str]) -> list[str]:

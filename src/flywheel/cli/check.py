@@ -21,17 +21,23 @@ from flywheel.errors import UserError
 from flywheel.text.lines import numbered_lines
 
 AS_CHOICES = ("output", "input", "source")
+ARRAY_HINT = "write one JSON object per line; from an array: jq -c '.[]' FILE.json > FILE.jsonl"
 
 
 def read_rows(path: Path, field: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) for every non-empty line; a bad row is a UserError naming file:line."""
-    rows = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     for n, where, line in numbered_lines(path, hint="pass a JSONL file with one JSON object per line"):
+        array = not rows and line.lstrip().startswith("[")  # a .json file of one array, a common mix-up
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            if array:
+                raise UserError("the file is a JSON array, not JSON Lines", where=where, hint=ARRAY_HINT) from None
             raise UserError(f"not valid JSON ({exc.msg}, column {exc.colno})", where=where,
                             hint="write one JSON object per line, e.g. {\"text\": \"...\", \"label\": 1}") from None
+        if array and isinstance(row, list):
+            raise UserError("the file is a JSON array, not JSON Lines", where=where, hint=ARRAY_HINT)
         if not isinstance(row, dict):
             raise UserError(f"expected a JSON object, got {type(row).__name__}", where=where,
                             hint="write one JSON object per line, e.g. {\"text\": \"...\", \"label\": 1}")

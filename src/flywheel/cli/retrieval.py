@@ -92,9 +92,12 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
         click.secho("interrupted: the files indexed so far are saved; run the same command again to resume",
                     fg="yellow", err=True)
         sys.exit(130)
-    if not as_json:
+    failed = _explicit_failures(paths, summary.skipped, project.root)
+    if not as_json and not (failed and summary.indexed == summary.unchanged == 0):  # nothing done: the error only
         _print_summary(summary, tenant)
-    _check_explicit_files(paths, summary.skipped, project.root)
+    if failed:
+        raise UserError(f"cannot ingest {'; '.join(failed)}",
+                        hint="give Markdown, PDF, HTML, text or JSONL files (`flywheel ingest --help`)")
 
 
 def _embed_after_ingest(rt: Any, tenant: str, summary: Any) -> None:
@@ -118,9 +121,9 @@ def _check_folders(paths: tuple[str, ...]) -> None:
                             hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text or JSONL files")
 
 
-def _check_explicit_files(paths: tuple[str, ...], skipped: list[tuple[str, str]], root: Path) -> None:
-    """A file named on the command line that could not be indexed is an error (exit 2); files skipped inside a
-    folder are only listed."""
+def _explicit_failures(paths: tuple[str, ...], skipped: list[tuple[str, str]], root: Path) -> list[str]:
+    """"FILE: reason" for each file named on the command line that could not be indexed: an error (exit 2);
+    files skipped inside a folder are only listed."""
     named = {Path(raw).resolve(): raw for raw in paths if Path(raw).is_file()}
     failed = []
     for source, reason in skipped:
@@ -128,9 +131,7 @@ def _check_explicit_files(paths: tuple[str, ...], skipped: list[tuple[str, str]]
         raw = named.get(path.resolve())
         if raw is not None:
             failed.append(f"{raw}: {reason}")
-    if failed:
-        raise UserError(f"cannot ingest {'; '.join(failed)}",
-                        hint="give Markdown, PDF, HTML, text or JSONL files (`flywheel ingest --help`)")
+    return failed
 
 
 def _with_progress(run: Any) -> Any:

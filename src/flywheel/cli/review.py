@@ -4,6 +4,7 @@ and agreement. The queue logic is flywheel.feedback.queues; this module parses a
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -134,7 +135,10 @@ class ReviewSession:
             outcome = self.ask(item)
             if outcome == "quit":
                 queues.release(self.store, item.id, self.annotator)
-                self.console.print(f"stopped: {self.done} labelled this session; `flywheel review` resumes")
+                from rich.markup import escape
+
+                resume = f"flywheel review --queue {shlex.quote(self.queue.name)} --annotator {shlex.quote(self.annotator)}"
+                self.console.print(f"stopped: {self.done} labelled this session; `{escape(resume)}` resumes")
                 return
             if isinstance(outcome, tuple):  # undo: show the undone item again
                 queues.release(self.store, item.id, self.annotator)

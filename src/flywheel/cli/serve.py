@@ -73,9 +73,12 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
         import uvicorn
     except ImportError:
         raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
+    from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
 
     project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
+    for origin in cors:
+        validate_cors_origin(origin)
     loopback = is_loopback(host)
     if not loopback:
         _check_keys(project, host)  # refuses to start without keys: before anything is bound

@@ -50,7 +50,7 @@ from flywheel.config import Project, load_yaml, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import ConfigError, UserError
 from flywheel.evals.suite_schema import CASE_KEYS, CaseSpec, DefaultsSpec, SuiteSpec, validate
-from flywheel.registry import unknown_alias
+from flywheel.registry import unknown_alias, unknown_name
 from flywheel.types import content_hash
 
 MIN_CHECKS = 3
@@ -264,7 +264,11 @@ def _target(spec: SuiteSpec, project: Project, at: Callable[..., str]) -> Target
                 where=at("prompt"),
                 hint="remove it, or change `apps:` in flywheel.yaml",
             )
-        return Target("app", name or "docs_qa", where=where)
+        app = name or "docs_qa"
+        if app != "docs_qa" and app not in project.config.apps:  # docs_qa works unconfigured, with defaults
+            raise unknown_name("app", app, {"docs_qa", *project.config.apps}, where=where, error=ConfigError,
+                               hint="use one of those, or add it under `apps:` in flywheel.yaml")
+        return Target("app", app, where=where)
     if kind == "model":
         _known_alias(name, project, where)
         prompt = _prompt(spec.prompt, project, at("prompt"))

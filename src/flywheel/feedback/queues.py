@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import shlex
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -405,7 +406,8 @@ def label(store: Store, item_id: str, annotator: str, verdict: str, *, reason: s
         mine = conn.scalar(select(lt.c.id).where(lt.c.item_id == item_id, lt.c.annotator == annotator))
         if mine is not None:
             raise ConflictError(f"{annotator} already labelled item {item_id}",
-                            hint=f"each annotator labels an item once; `flywheel review undo {item_id}` to change it")
+                            hint=f"each annotator labels an item once; `flywheel review undo {item_id} --annotator "
+                                 f"{shlex.quote(annotator)}` to change it")
         n = conn.scalar(select(func.count()).select_from(lt).where(lt.c.item_id == item_id)) or 0
         if n >= overlap:
             raise ConflictError(f"item {item_id} already has its {overlap} label(s)",

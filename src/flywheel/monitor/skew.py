@@ -57,7 +57,7 @@ def _shares(values: Sequence[Any]) -> dict[str, float]:
 
 
 def _promote(ids: list[str], suite_path: str) -> str:
-    return f"flywheel promote --traces {','.join(ids)} --suite {shlex.quote(suite_path)}"
+    return f"flywheel promote --traces {','.join(ids)} --to {shlex.quote(suite_path)}"
 
 
 def category_gaps(kind: str, prod: Sequence[Any], suite: Sequence[Any], ids: Sequence[str], suite_path: str,

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flywheel.config import read_yaml, validation_error
 from flywheel.config import where as where_in
@@ -63,6 +63,11 @@ class PromptFile(BaseModel):
     prefill: str = ""
     reasoning: bool | Reasoning = False
     format: PromptFormat = "auto"
+
+    @field_validator("no_answer", mode="before")
+    @classmethod
+    def _one_message(cls, value: Any) -> Any:
+        return {"en": value} if isinstance(value, str) else value  # one message for every language
 
 
 # The models whose keys a mapping at each position of a prompt file may use, for "did you mean" on a typo.

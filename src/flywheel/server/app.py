@@ -39,6 +39,7 @@ access_log = logging.getLogger("flywheel.server.access")
 log = logging.getLogger("flywheel.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_UNDER_V1 = ("/chat/completions", "/embeddings", "/models", "/messages", "/apps/", "/feedback")  # routes of /v1/…
 
 
 def is_loopback(host: str) -> bool:
@@ -253,6 +254,8 @@ def _errors(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
+            if request.url.path.startswith(_UNDER_V1):  # an OpenAI SDK whose base_url lacks the /v1
+                message += f"; the API is under /v1: set the client's base_url to {str(request.base_url).rstrip('/')}/v1"
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid JSON in UTF-8"
         return error_response(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))

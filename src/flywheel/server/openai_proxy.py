@@ -1,4 +1,4 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models, POST /v1/embeddings.
+"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models[/ID], POST /v1/embeddings.
 
 `model` is a flywheel alias (through the gateway: retries, fallbacks, cost, tracing) or `app:NAME` (through
 the app's answer pipeline: guards, cache, retrieval; the last user message is the input). Unknown request
@@ -300,8 +300,8 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: 
     return calls.sse_response(events(), call.headers)
 
 
-@router.get("/v1/models")
-async def list_models(request: Request) -> Any:
+def _model_cards(request: Request) -> list[dict[str, Any]]:
+    """The aliases and `app:` names the caller's key may use, as OpenAI model objects."""
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
     created = int(state.project.config_path.stat().st_mtime) if state.project.config_path.exists() else 0
@@ -309,7 +309,23 @@ async def list_models(request: Request) -> Any:
             for m in calls.model_names(state) if principal.may_use_model(m)]
     data += [{"id": f"app:{a}", "object": "model", "created": created, "owned_by": "flywheel"}
              for a in calls.app_names(state) if principal.may_use_app(a)]
-    return {"object": "list", "data": data}
+    return data
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Any:
+    return {"object": "list", "data": _model_cards(request)}
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(model: str, request: Request) -> Any:
+    # `client.models.retrieve(ID)`; a model the key may not use is as absent as one that does not exist.
+    cards = _model_cards(request)
+    for card in cards:
+        if card["id"] == model:
+            return card
+    raise ApiError(404, f"the model `{model}` does not exist; known: {', '.join(c['id'] for c in cards)}",
+                   param="model", code="model_not_found")
 
 
 @router.post("/v1/embeddings")

@@ -42,6 +42,9 @@ EN: dict[str, str] = {
     "first_page": "← First page", "next_page": "Next page →", "prev_page": "← Previous", "rows_of": "rows {a}–{b} of {n}",
     "invalid": "invalid", "export": "Export", "case_rule": "A case passes when every repeat passed.",
     "open": "Open",
+    "shared_queues": "{n} queue(s) built without a tenant (`flywheel review sample` without `--tenant`) cover every "
+    "tenant, so only the admin key or the open local server lists them. For this key's tenant: `flywheel review "
+    "sample --tenant {tenant}`, or New queue here.",
 }
 
 ZH: dict[str, str] = {
@@ -81,6 +84,9 @@ ZH: dict[str, str] = {
     "first_page": "← 第一页", "next_page": "下一页 →", "prev_page": "← 上一页", "rows_of": "第 {a}–{b} 行，共 {n} 行",
     "invalid": "无效", "export": "导出", "case_rule": "一个用例的所有重复都通过才算通过。",
     "open": "打开",
+    "shared_queues": "有 {n} 个队列创建时未指定租户（`flywheel review sample` 未加 `--tenant`），涵盖所有租户，"
+    "只有管理员密钥或本地开放模式下的服务会列出它们。要为此密钥的租户建队列：`flywheel review sample --tenant {tenant}`，"
+    "或在此处“新建队列”。",
 }
 
 TEXT = {"en": EN, "zh": ZH}

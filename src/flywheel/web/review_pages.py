@@ -75,7 +75,11 @@ def queues_page(request: Request) -> Response:
         return as_json(rows)
     if fmt == "csv":
         return as_csv(rows, CSV_COLUMNS, "review-queues.csv")
-    return _page(request, "review_queues.html", rows=rows, form=_form_defaults(request), errors={})
+    # `flywheel review sample` without --tenant builds a queue over every tenant, which a tenant's key never sees:
+    # say so, or a one-tenant project's queues just vanish from /ui once its first key exists
+    shared = sum(q.tenant is None for q in queues.list_queues(_store(request))) if viewer.scoped else 0
+    return _page(request, "review_queues.html", rows=rows, form=_form_defaults(request), errors={}, shared=shared,
+                 tenant=viewer.tenant)
 
 
 def _form_defaults(request: Request, trace: str = "") -> dict[str, str]:
