@@ -76,7 +76,7 @@ def test_chat_falls_back_and_says_so(project, server):
 def test_unknown_alias_is_a_clean_error(project):
     result = run(project, "hi", "--model", "nope")
     assert result.exit_code == 2
-    assert "unknown model alias 'nope'" in result.output and "fake" in result.output
+    assert "--model 'nope': no such model alias" in result.output and "fake" in result.output
     assert "Traceback" not in result.output
 
 

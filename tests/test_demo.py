@@ -22,7 +22,7 @@ def test_bundled_docs_are_the_repository_docs():
     packaged = bundled_docs()
     assert packaged.resolve() == (REPO / "docs").resolve()
     assert {"getting-started.md", "configuration.md", "retrieval.md", "tracing.md", "gateway.md",
-            "zh/quickstart.md"} <= {str(p.relative_to(packaged)) for p in packaged.rglob("*.md")}
+            "zh/getting-started.md"} <= {str(p.relative_to(packaged)) for p in packaged.rglob("*.md")}
 
 
 def run_demo(project: Path) -> dict:

@@ -114,7 +114,7 @@ def test_ask_json_from_the_cli(tmp_path):
     assert "traces show" in pretty.output
 
     bad = runner.invoke(main, ["--project", str(tmp_path), "ask", "hi", "--model", "nope"])
-    assert bad.exit_code == 2 and "unknown model alias 'nope'" in bad.output
+    assert bad.exit_code == 2 and "--model 'nope': no such model alias" in bad.output
 
 
 @pytest.mark.parametrize("yaml_text,message,line", [

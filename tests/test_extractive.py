@@ -18,7 +18,7 @@ PASSAGES = [
                   "`version:` on the alias. Each alias may list `fallbacks:`, tried in order when every\n"
                   "retry failed.", "docs/configuration.md", "Models"),
     SourceItem(3, "flywheel 默认完全离线运行。内置的抽取式模型会引用检索到的原文句子，并标注来源编号。\n"
-                  "安装本地嵌入模型：pip install 'flywheel[local]'。", "docs/zh/quickstart.md", "快速开始"),
+                  "安装本地嵌入模型：pip install 'flywheel[local]'。", "docs/zh/getting-started.md", "快速开始"),
 ]
 
 

@@ -53,23 +53,27 @@ def did_you_mean(name: str, known: Iterable[str], *, n: int = 3) -> list[str]:
 
 def unknown_name(kind: str, name: str, known: Iterable[str], *, where: str | None = None,
                  hint: str | None = None, error: type[UserError] = UserError, used_by: str | None = None,
-                 verb: str = "uses") -> UserError:
-    """The one "unknown <kind>" error: what was asked for, the closest names, every known name."""
+                 verb: str = "uses", option: str | None = None) -> UserError:
+    """The one "unknown <kind>" error: what was asked for, the closest names, every known name. `option`: the
+    name came from that command-line option (`--app`), which is then the mistake, not the config file."""
     names = sorted(set(known))
     close = did_you_mean(name, names)
-    message = f"{used_by} {verb} unknown {kind} '{name}'" if used_by else f"unknown {kind} '{name}'"
-    if close:
-        message += " — did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
     plural = f"{kind}es" if kind.endswith("s") else f"{kind}s"
+    mean = (" — did you mean " + " or ".join(f"'{c}'" for c in close) + "?") if close else ""
+    if option:  # "--app 'nope': no such app; apps: a, b — did you mean …?"
+        listed = f"{plural}: {', '.join(names)}" if names else f"no {plural} are defined"
+        return error(f"{option} '{name}': no such {kind}; {listed}{mean}", where=where, hint=hint)
+    message = f"{used_by} {verb} unknown {kind} '{name}'" if used_by else f"unknown {kind} '{name}'"
+    message += mean
     message += f" (known {plural}: {', '.join(names)})" if names else f" (no {plural} are defined)"
     return error(message, where=where, hint=hint)
 
 
 def unknown_alias(alias: str, known: Iterable[str], *, where: str | None = None, used_by: str | None = None,
-                  verb: str = "uses", error: type[UserError] = UserError) -> UserError:
-    """The one "unknown model alias" error (gateway, apps, eval suites, guards, fallbacks)."""
+                  verb: str = "uses", error: type[UserError] = UserError, option: str | None = None) -> UserError:
+    """The one "unknown model alias" error (gateway, apps, eval suites, guards, fallbacks, `--model`)."""
     return unknown_name("model alias", alias, known, where=where, used_by=used_by, verb=verb, error=error,
-                        hint="use one of those, or add it under `models:` in flywheel.yaml")
+                        hint="use one of those, or add it under `models:` in flywheel.yaml", option=option)
 
 
 def import_object(target: str, *, what: str, where: str | None = None) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from flywheel.cli import emit_json, main
+from flywheel.cli.names import check_alias, check_app
 from flywheel.errors import UserError
 
 
@@ -81,8 +82,8 @@ def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | 
     project = state.project
     with Runtime(project) as rt:
         if model is not None:
-            rt.gateway.resolve(model)  # unknown alias → UserError listing the known ones
-        app = rt.app(app_name)
+            check_alias(rt.gateway, model, "--model")  # before anything runs; lists the known ones
+        app = rt.app(check_app(project, app_name))
         answer = app.run(text, tenant=tenant, model=model)
         tenant = tenant or getattr(app, "tenant", "default")
         empty = answer.refused and not answer.checks and rt.retriever.count(tenant) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from flywheel.cli import emit_json, main
+from flywheel.cli.names import check_alias, check_app
 
 
 def _summary(result) -> str:
@@ -35,10 +36,12 @@ def chat(state, message: tuple[str, ...] | str, alias: str | None, app_name: str
         if app_name is not None:
             _chat_app(rt, app_name, message, alias, stream, as_json)
             return
+        gateway = rt.gateway
+        if alias is not None:  # an unknown alias is a UserError before anything is sent
+            check_alias(gateway, alias, "--model")
         alias = alias or "default"
         request = ChatRequest.of(message, system=system, model=alias)
-        gateway = rt.gateway
-        gateway.resolve(alias)  # an unknown alias is a UserError before anything is sent
+        gateway.resolve(alias)
         if stream:
             chunks = gateway.stream(request)
             for chunk in chunks:
@@ -58,9 +61,9 @@ def chat(state, message: tuple[str, ...] | str, alias: str | None, app_name: str
 
 
 def _chat_app(rt, app_name: str, message: str, alias: str | None, stream: bool, as_json: bool) -> None:
-    app = rt.app(app_name)
+    app = rt.app(check_app(rt.project, app_name))
     if alias is not None:
-        rt.gateway.resolve(alias)
+        check_alias(rt.gateway, alias, "--model")
     if stream and hasattr(app, "stream") and not as_json:
         pieces = app.stream(message, model=alias)
         for piece in pieces:

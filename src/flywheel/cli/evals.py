@@ -247,6 +247,7 @@ def compare(
     """Pairwise LLM judge, both A/B orders: `compare RUN_A RUN_B` or `compare --against-traces N`; results
     are stored (`compare --show ID`)."""
     from flywheel.apps.runtime import Runtime
+    from flywheel.cli.names import check_alias, check_app
     from flywheel.errors import UserError
     from flywheel.evals.comparisons import load_comparison, save_comparison
     from flywheel.evals.pairwise import compare_pairs, pairs_from_runs
@@ -273,7 +274,9 @@ def compare(
         raise UserError("give either two run ids or --against-traces, not both")
     # replays are traced (each its own trace, linked to the one it replays); a run-vs-run comparison is not
     with Runtime(state.project, tracing=against_traces is not None) as rt:
+        check_alias(rt.gateway, judge, "--judge")
         if against_traces is not None:
+            check_app(rt.project, app)
             report = asyncio.run(
                 replay(
                     rt,

@@ -54,7 +54,7 @@ def calibrate_cmd(
         if model not in project.config.models:
             from flywheel.registry import unknown_alias
 
-            raise unknown_alias(model, project.config.models)
+            raise unknown_alias(model, project.config.models, option="--model")
         ref.model = model
     with Runtime(project, tracing=False) as rt:
         queue_id, items = labelled_items(rt.store, queue)

@@ -194,16 +194,21 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
     """Search the ingested documents (hybrid BM25 + dense by default)."""
     from flywheel.apps.runtime import Runtime
 
+    question = " ".join(query).strip()
     with Runtime(state.project) as rt:
-        hits = rt.retriever.search(" ".join(query).strip(), k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)  # type: ignore[arg-type]
+        hits = rt.retriever.search(question, k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)  # type: ignore[arg-type]
         coverage = rt.retriever.coverage(tenant) if rt.retriever.embedder is not None and mode != "bm25" else None
+        gap = (rt.retriever.language_gap(question, switch="use --mode hybrid or --mode bm25")
+               if mode == "dense" and not hits else None)
     rows: list[dict[str, Any]] = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
              "location": h.chunk.location, "text": h.chunk.text, "score": h.score, "ranks": h.ranks,
              "scores": h.scores} for h in hits]
+    if gap is not None:  # why nothing came back, not "try other words": no words in this language can match
+        click.secho(f"no results: {gap}", fg="yellow", err=as_json)  # with --json, stdout stays the JSON []
     if as_json:
         emit_json(rows)
         return
-    if not rows:
+    if not rows and gap is None:
         click.echo("no results above the relevance floor (retrieval.min_relevance); try other words or "
                    "`flywheel ingest` more documents")
         _print_coverage(coverage)

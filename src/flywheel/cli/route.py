@@ -166,7 +166,7 @@ def compare_shadow_cmd(state: Any, route_name: str, judge: str, last: int, concu
     from flywheel.registry import unknown_alias
 
     if judge not in state.project.config.models:
-        raise unknown_alias(judge, state.project.config.models, used_by="--judge")
+        raise unknown_alias(judge, state.project.config.models, option="--judge")
     with Runtime(state.project, tracing=False) as rt:
         data = asyncio.run(compare_shadow(rt.store, rt.gateway, route_name, judge, last=last,
                                           concurrency=concurrency))
@@ -234,7 +234,7 @@ def train_router_cmd(state: Any, route_name: str, small: str, strong: str, suite
         raise UserError(f"route '{route_name}' would have the name of a model alias", hint="pick another name")
     for option, alias in (("--small", small), ("--strong", strong)):
         if alias not in models:
-            raise unknown_alias(alias, models, used_by=option)
+            raise unknown_alias(alias, models, option=option)
     if small == strong:
         raise UserError(f"--small and --strong are both '{small}'", hint="a router chooses between two aliases")
     named = project.root / "evals" / f"{suite_path}.yaml"

@@ -63,16 +63,42 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
     given = parse_inputs(inputs)
     with Runtime(project) as rt:
         services = WorkflowServices.of_runtime(rt, tenant=tenant)
-        result = WorkflowRunner(wf, services).run(given, run_id=run_id, resume=run_id is not None, tenant=tenant)
+        runner = WorkflowRunner(wf, services)
+        try:
+            result = runner.run(given, run_id=run_id, resume=run_id is not None, tenant=tenant)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the user's step code (a tool, a python step) raised
+            if not runner.step_id:
+                raise  # before any step ran: a bug, with its traceback
+            raise _step_failed(exc, runner, file) from None
     if as_json:
         emit_json(result.to_json())
     else:
-        _print(result)
+        _print(result, file)
     if result.status != "done":
         raise SystemExit(1)
 
 
-def _print(result: Any) -> None:
+def _step_failed(exc: Exception, runner: Any, file: str) -> UserError:
+    """One line naming the step and where the user's code raised (exit 1, like a stopped run), not a traceback;
+    the finished steps are stored, so the run resumes after the fix."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = ""
+    if frames:
+        last, cwd = Path(frames[-1].filename), Path.cwd()
+        shown = last.relative_to(cwd) if last.is_relative_to(cwd) else last
+        at = f" (at {shown}:{frames[-1].lineno} in {frames[-1].name})"
+    step = f" at step '{runner.step_id}'" if runner.step_id else ""
+    error = UserError(f"workflow run {runner.run_id} failed{step}: {type(exc).__name__}: {exc}{at}",
+                      hint=f"fix it, then resume with `flywheel workflow run {file} --resume {runner.run_id}`")
+    error.exit_code = 1
+    return error
+
+
+def _print(result: Any, file: str) -> None:
     from flywheel.text.display import safe_display
     from flywheel.workflows.steps import as_text
 
@@ -86,7 +112,7 @@ def _print(result: Any) -> None:
     click.secho(f"\nsteps: {safe_display(line)}", dim=True)
     click.secho(f"run {result.run_id} · ${result.cost_usd:.6f} · trace {result.trace_id}", dim=True)
     if result.status != "done":
-        click.secho(f"resume with `flywheel workflow run FILE --resume {result.run_id}`", dim=True)
+        click.secho(f"resume with `flywheel workflow run {file} --resume {result.run_id}`", dim=True)
 
 
 @workflow.command("show")

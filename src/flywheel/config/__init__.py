@@ -110,10 +110,15 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
                               where=where(file, lines, (*at, "options", unknown[0])),
                               hint=f"{app.kind} options are {', '.join(schema.model_fields)}; {_OPTION_HINTS[app.kind]}")
         try:
-            schema.model_validate(app.options)
+            options = schema.model_validate(app.options)
         except ValidationError as exc:
             err = validation_error(exc, file, lines, prefix=(*at, "options"))
             raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
+        for key in ("query", "rerank"):  # docs_qa's transform and re-rank aliases
+            alias = getattr(getattr(options, key, None), "model", None)
+            if isinstance(alias, str) and alias not in config.models and alias not in config.routes:
+                raise unknown_alias(alias, config.models, where=where(file, lines, (*at, "options", key, "model")),
+                                    used_by=f"app '{name}'", error=ConfigError)
 
 
 def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:

@@ -63,7 +63,7 @@ def parse_models(value: str, known: dict[str, Any]) -> list[str]:
         raise UserError("--models is empty", hint="write --models small,strong")
     unknown = [m for m in models if m not in known]
     if unknown:
-        raise unknown_alias(unknown[0], known, used_by="--models")
+        raise unknown_alias(unknown[0], known, option="--models")
     return list(dict.fromkeys(models))
 
 

@@ -202,6 +202,10 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
     else:
         rows = [(c, at("cases", i), ("cases", i)) for i, c in enumerate(spec.cases)]
     seen: dict[str, str] = {}
+    if target.kind == "workflow":
+        from flywheel.workflows.eval_target import check_case, parse_target
+
+        workflow, step_id = parse_target(target.name, project.root, target.where)
     for n, (raw, case_where, keypath) in enumerate(rows, start=1):
         case = _case(raw, n, case_where, keypath, at, default_vars, default_checks, project)
         if case.id in seen:
@@ -212,6 +216,8 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
             )
         seen[case.id] = case_where
         _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else case_where)
+        if target.kind == "workflow":
+            check_case(workflow, step_id, case.vars, case.id, case_where)
         if case.turns and target.kind == "python":
             raise ConfigError(
                 f"case `{case.id}` has `turns:` but the target {target} keeps no conversation",

@@ -36,7 +36,7 @@ from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.tokenize import cjk_bigrams, keyword_tokens
 from flywheel.text import STOPWORDS, detect_language
-from flywheel.text.language import LATIN
+from flywheel.text.language import LATIN, language_name
 from flywheel.text.stopwords import QUESTION_WORDS_ZH
 from flywheel.tracing import tracer
 from flywheel.types import Chunk, Hit
@@ -122,6 +122,10 @@ class Retriever:
         if mode == "dense" and self.embedder is None:
             raise UserError("dense search needs an embedder, and none is available",
                             hint=f"{INSTALL_LOCAL}, or set `retrieval.embedder` in flywheel.yaml")
+        gap = self.language_gap(query) if mode == "dense" else None
+        if gap is not None:  # its vectors for this language are near-random: nothing dense can match
+            info["query_language_not_covered"] = detect_language(query)
+            return [], info
         w_dense = 0.0
         if self.embedder is not None and mode != "bm25":
             w_dense = 1.0
@@ -217,6 +221,19 @@ class Retriever:
         if not q or not c or _script(q) == _script(c):  # "pin a model version" may read as Portuguese
             return True
         return dense_ran and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
+
+    def language_gap(self, query: str, switch: str = "search in hybrid or bm25 mode") -> str | None:
+        """Why dense search cannot match `query`: the embedder does not cover the question's language (a
+        Chinese question with the Latin-only local MiniLM). None when it does, or when there is no embedder.
+        Hybrid search needs no such warning: it leaves the dense side out for such a question (fusion)."""
+        language = detect_language(query)
+        if self.embedder is None or self.embedder.covers(language):
+            return None
+        covered = ", ".join(sorted(self.embedder.languages or ()))
+        return (f"the embedder {self.embedder.name} does not cover {language_name(language)} ({language}), the "
+                f"question's language (it covers {covered}), so dense search cannot match this question; "
+                f"{switch} (keyword matching), or configure a multilingual embedder "
+                f"(retrieval.embedder in flywheel.yaml)")
 
     def floor(self, signal: str) -> float | None:
         """The relevance floor for one signal ("dense" cosine or keyword "coverage"); None when disabled."""

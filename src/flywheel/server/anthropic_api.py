@@ -113,9 +113,9 @@ def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int
 
 @router.post("/v1/messages", openapi_extra=calls.body_schema(MessagesIn))
 async def messages(request: Request) -> Any:
-    body = await calls.read_body(request, MessagesIn)
     state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
+    principal = state.authenticate(request.headers)  # first: an unauthenticated caller learns nothing of the body
+    body = await calls.read_body(request, MessagesIn)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     app = calls.check_model(state, principal, body.model)
     if app and body.tools:

@@ -237,6 +237,20 @@ def error_response(request: Request, err: ApiError) -> JSONResponse:
     return JSONResponse(err.body(anthropic=_is_anthropic(request)), status_code=err.status, headers=err.headers)
 
 
+def _unauthenticated(request: Request) -> JSONResponse | None:
+    """The 401 a caller without a valid key gets instead of a bad body's 400 (FastAPI validates a route's body
+    parameter before the route authenticates): an unauthenticated client learns nothing about validation.
+    /v1/feedback also takes a feedback token from the body, so it checks its own body (feedback_api)."""
+    path = request.url.path
+    if not path.startswith("/v1/") or path == "/v1/feedback":
+        return None
+    try:
+        request.app.state.flywheel.authenticate(request.headers)
+    except ApiError as exc:
+        return error_response(request, exc)
+    return None
+
+
 def _errors(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -247,7 +261,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, from_validation(list(exc.errors())))
+        return _unauthenticated(request) or error_response(request, from_validation(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -258,6 +272,9 @@ def _errors(app: FastAPI) -> None:
                 message += f"; the API is under /v1: set the client's base_url to {str(request.base_url).rstrip('/')}/v1"
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid JSON in UTF-8"
+            denied = _unauthenticated(request)
+            if denied is not None:
+                return denied
         return error_response(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))
 
     @app.exception_handler(Exception)

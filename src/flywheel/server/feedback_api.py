@@ -8,16 +8,18 @@ the trace must belong to the key's tenant; annotators, checks and judges post wi
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from flywheel import feedback
 from flywheel.errors import UserError
-from flywheel.server.errors import ApiError
+from flywheel.server import calls
+from flywheel.server.errors import ApiError, from_validation
 from flywheel.tracing import tracer
 
 router = APIRouter()
@@ -48,9 +50,31 @@ def _trace_tenant(store: Any, trace_id: str) -> tuple[bool, str | None]:
     return False, None
 
 
-@router.post("/v1/feedback", status_code=201)
-async def post_feedback(body: FeedbackIn, request: Request) -> Any:
+def _authenticate_bad_body(state: Any, request: Request, raw: bytes) -> None:
+    """Before a bad body's 400, the caller must hold a valid feedback token (header or body) or API key: an
+    unauthenticated client learns nothing about validation."""
+    token = request.headers.get("x-flywheel-feedback-token")
+    if not token:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        token = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        state.authenticate(request.headers)
+    elif state.signer.verify(token) is None:
+        raise ApiError(401, "invalid or expired feedback token", param="token", code="invalid_feedback_token")
+
+
+@router.post("/v1/feedback", status_code=201, openapi_extra=calls.body_schema(FeedbackIn))
+async def post_feedback(request: Request) -> Any:
     state = request.app.state.flywheel
+    raw = await request.body()
+    try:
+        body = FeedbackIn.model_validate_json(raw)
+    except ValidationError as exc:
+        _authenticate_bad_body(state, request, raw)
+        raise from_validation([dict(e) for e in exc.errors(include_url=False)]) from None
     token = body.token or request.headers.get("x-flywheel-feedback-token")
     if token:
         trace_id = state.signer.verify(token)

@@ -183,9 +183,9 @@ def answer_extra(answer: Answer) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions", openapi_extra=calls.body_schema(ChatCompletionIn))
 async def chat_completions(request: Request) -> Any:
-    body = await calls.read_body(request, ChatCompletionIn)
     state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
+    principal = state.authenticate(request.headers)  # first: an unauthenticated caller learns nothing of the body
+    body = await calls.read_body(request, ChatCompletionIn)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     app = calls.check_model(state, principal, body.model)
     n = body.n or 1

@@ -63,6 +63,16 @@ def normalize_language(code: str) -> str:
     return _ALIASES.get(c, c.split("-")[0])
 
 
+_NAMES = {"en": "English", "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "fr": "French", "de": "German",
+          "es": "Spanish", "pt": "Portuguese", "it": "Italian", "nl": "Dutch", "ru": "Russian", "uk": "Ukrainian",
+          "ar": "Arabic", "he": "Hebrew", "el": "Greek", "hi": "Hindi", "th": "Thai"}
+
+
+def language_name(code: str) -> str:
+    """The English name of a language tag for messages (`zh` → `Chinese`); the tag itself when unknown."""
+    return _NAMES.get(code, code)
+
+
 def _script_of(ch: str) -> str | None:
     """The script of a space-separated word starting with `ch` (None: none of _SCRIPTS), cached per character."""
     try:

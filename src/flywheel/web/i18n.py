@@ -50,6 +50,9 @@ EN: dict[str, str] = {
     "action_written": "Case {c} written to {p}.",
     "action_admin_only": "Only an admin key writes the project's eval suites (they are shared by every tenant).",
     "action_in_suite": "Already in {p} (or a near-duplicate): nothing written.",
+    # status values as displayed (Translator.status); URLs, filters and JSON keep the English value
+    "status_ok": "ok", "status_error": "error", "status_incomplete": "incomplete", "status_finished": "finished",
+    "status_failed": "failed", "status_running": "running", "status_interrupted": "interrupted",
 }
 
 ZH: dict[str, str] = {
@@ -90,6 +93,8 @@ ZH: dict[str, str] = {
     "action_written": "用例 {c} 已写入 {p}。",
     "action_admin_only": "只有管理员密钥可以写入项目的评测套件（所有租户共用）。",
     "action_in_suite": "{p} 中已有（或有近似重复）：未写入。",
+    "status_ok": "正常", "status_error": "出错", "status_incomplete": "未完成", "status_finished": "已完成",
+    "status_failed": "失败", "status_running": "运行中", "status_interrupted": "已中断",
 }
 
 TEXT = {"en": EN, "zh": ZH}
@@ -121,3 +126,11 @@ class Translator:
     def __call__(self, key: str, **values: Any) -> str:
         text = next((t[key] for t in self.tables if t.get(key)), key)
         return text.format(**values) if values else text
+
+    def status(self, value: str | None) -> str:
+        """A status value as shown on a page (`ok` → 正常 in Chinese); the value itself when it has no entry.
+        Only the displayed text: links, filters, CSS classes and JSON keep the English value."""
+        if value is None:
+            return ""
+        key = f"status_{value}"
+        return next((t[key] for t in self.tables if t.get(key)), value)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flywheel.errors import ConfigError, UserError
+from flywheel.errors import ConfigError
 from flywheel.evals.targets import Output, Runner
 from flywheel.tracing import tracer
 from flywheel.workflows.dag import Workflow
@@ -42,17 +42,39 @@ def parse_target(name: str, root: Path, where: str | None = None) -> tuple[Workf
     return wf, step_id or None
 
 
-def run_step(wf: Workflow, step_id: str, vars: dict[str, Any], services: WorkflowServices
-             ) -> tuple[Any, Meter, str]:
-    """(output, what its model calls cost, trace id) of one step, given the workflow inputs and the outputs of the steps it reads."""
+def check_case(wf: Workflow, step_id: str | None, vars: dict[str, Any], case_id: str, where: str) -> None:
+    """When the suite loads, before anything runs: the case gives the workflow's inputs, or (a step target) the
+    outputs of the steps that step reads."""
+    if step_id is None:
+        missing = [name for name in wf.inputs or [] if name not in vars]
+        if missing:
+            raise ConfigError(f"case `{case_id}` lacks input(s) {', '.join(missing)} of workflow '{wf.name}'",
+                              where=where, hint="add them to the case's `vars:` (or `defaults.vars:`)")
+        return
+    _step_outputs(wf, step_id, vars, where=where, case_id=case_id)
+
+
+def _step_outputs(wf: Workflow, step_id: str, vars: dict[str, Any], *, where: str | None = None,
+                  case_id: str | None = None) -> dict[str, Any]:
+    """The outputs of the steps `step_id` reads, from the case's vars (`steps: {ID: …}` or plain `ID: …`)."""
     s = wf.by_id[step_id]
     given = dict(vars.get("steps") or {})
     given.update({k: v for k, v in vars.items() if k in wf.by_id and k != step_id})
     reads = sorted(d for d in wf.edges[s.id] if s.id not in wf.controlled(wf.by_id[d]))
     missing = [d for d in reads if d not in given]
     if missing:
-        raise UserError(f"step '{step_id}' reads the output of {', '.join(missing)}, which the case does not give",
-                        hint="add them to the case's vars: steps: {" + ", ".join(f"{m}: …" for m in missing) + "}")
+        case = f"case `{case_id}`: " if case_id else ""
+        raise ConfigError(f"{case}step '{step_id}' reads the output of {', '.join(missing)}, which the case does "
+                          "not give", where=where,
+                          hint="add them to the case's vars: steps: {" + ", ".join(f"{m}: …" for m in missing) + "}")
+    return given
+
+
+def run_step(wf: Workflow, step_id: str, vars: dict[str, Any], services: WorkflowServices
+             ) -> tuple[Any, Meter, str]:
+    """(output, what its model calls cost, trace id) of one step, given the workflow inputs and the outputs of the steps it reads."""
+    s = wf.by_id[step_id]
+    given = _step_outputs(wf, step_id, vars)
     inputs = {k: v for k, v in vars.items() if k != "steps" and k not in wf.by_id}
     runner = WorkflowRunner(wf, services)
     runner.meter = Meter()

@@ -48,7 +48,7 @@ CONTROL_KEYS = ("then", "else", "goto", "retry", "on_fail", "max_retries", "chec
 class StepOutcome:
     id: str
     kind: str
-    status: str  # done | reused | skipped
+    status: str  # done | reused | skipped | stopped | refused (the step that ended the run)
     latency_ms: float = 0.0
     cost_usd: float = 0.0
 
@@ -107,6 +107,7 @@ class WorkflowRunner:
         self._checks: dict[str, Any] = {}
         self.meter = Meter()
         self.run_id = ""
+        self.step_id: str | None = None  # the step running now: the one that failed when a step raises
 
     # ------------------------------------------------------------------ the run
     def run(self, inputs: dict[str, Any] | None = None, *, run_id: str | None = None, resume: bool = False,
@@ -139,8 +140,9 @@ class WorkflowRunner:
                 status, reason, stopped_by = self.walk(walk)
             except BaseException as exc:
                 if self.records is not None:
-                    self.records.finish(self.run_id, "failed", None, f"{type(exc).__name__}: {exc}", root.trace_id,
-                                        self.meter.cost_usd)
+                    at = f"step '{self.step_id}': " if self.step_id else ""
+                    self.records.finish(self.run_id, "failed", None, f"{at}{type(exc).__name__}: {exc}",
+                                        root.trace_id, self.meter.cost_usd)
                 raise
             output = self._output(walk) if status == "done" else None
             root.set(outputs=as_text(output) if status == "done" else reason,
@@ -156,7 +158,12 @@ class WorkflowRunner:
             return
         missing = [name for name in declared if name not in given]
         if missing:
-            raise UserError(f"workflow '{self.workflow.name}' needs input(s): {', '.join(missing)}",
+            from flywheel.registry import did_you_mean
+
+            typos = [f"{extra} (did you mean {close[0]}?)" for extra in given if extra not in declared
+                     for close in [did_you_mean(extra, missing)] if close]
+            given_too = f"; given instead: {', '.join(typos)}" if typos else ""
+            raise UserError(f"workflow '{self.workflow.name}' needs input(s): {', '.join(missing)}{given_too}",
                             where=self.workflow.where,
                             hint=" ".join(f"--input {n}=…" for n in missing) + f" (inputs: {', '.join(declared)})")
 
@@ -178,11 +185,14 @@ class WorkflowRunner:
             if self._skipped(walk, s):
                 walk.states[sid] = StepOutcome(sid, s.kind, "skipped")
                 continue
+            self.step_id = walk.prefix + sid
             try:
                 output = self._execute(walk, s)
             except StepStopped as stop:
+                walk.states[sid] = StepOutcome(sid, s.kind, "stopped")
                 return "stopped", stop.reason, stop.step_id
             except StepRefused as refused:
+                walk.states[sid] = StepOutcome(sid, s.kind, "refused")
                 return "refused", refused.reason, refused.step_id
             walk.outputs[sid] = output
             if s.kind == "branch":

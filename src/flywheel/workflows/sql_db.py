@@ -24,6 +24,10 @@ _WRITES = re.compile(
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _STRINGS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\$\$.*?\$\$", re.DOTALL)
 _FENCE = re.compile(r"```(?:sql|SQL)?\s*\n?(.*?)```", re.DOTALL)
+# A query such as `SELECT randomblob(1000000000)` must not fill memory or the answering prompt: SQLite refuses
+# values longer than MAX_VALUE_BYTES ("string or blob too big"), and each cell shown to the model is cut.
+MAX_VALUE_BYTES = 10_000_000
+MAX_CELL_CHARS = 1000
 
 
 def extract_sql(text: str) -> str:
@@ -83,6 +87,15 @@ class SqlDatabase:
                                 "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
         return "\n".join(f"{sql};" for name, sql in rows if sql and (self.tables is None or name in self.tables))
 
+    def table_names(self) -> list[str]:
+        """The SQLite file's tables and views (PostgreSQL: not listed, [] — checking would need a connection)."""
+        if self.kind != "sqlite":
+            return []
+        with self._sqlite() as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+        return [name for (name,) in rows]
+
     def _pg_schema(self) -> str:
         sql = ("SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
@@ -115,6 +128,7 @@ class SqlDatabase:
         conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=self.timeout_s,
                                check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         conn.set_authorizer(_read_only_authorizer)
         deadline = time.monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
@@ -161,7 +175,12 @@ def rows_text(result: dict[str, Any]) -> str:
     """Rows as a small pipe table (what the answering model and the Answer's source show)."""
     cols = result.get("columns") or []
     lines = [" | ".join(map(str, cols))] if cols else []
-    lines += [" | ".join("NULL" if v is None else str(v) for v in row) for row in result.get("rows") or []]
+    lines += [" | ".join(_cell(v) for v in row) for row in result.get("rows") or []]
     if result.get("truncated"):
         lines.append(f"… (only the first {len(result.get('rows') or [])} rows)")
     return "\n".join(lines) if lines else "(no rows)"
+
+
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= MAX_CELL_CHARS else f"{text[:MAX_CELL_CHARS]}… ({len(text)} characters)"

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from flywheel.errors import ConfigError, UserError
+from flywheel.registry import unknown_name
 from flywheel.types import Answer, Source
 from flywheel.workflows.builders import check_step, prompt_step
 from flywheel.workflows.dag import Workflow
@@ -132,5 +133,11 @@ def sql_qa_factory(runtime: Any, name: str, cfg: Any, cache: bool = True) -> Sql
     except UserError as exc:
         raise ConfigError(exc.message, where=project.where("apps", name, "options", "database"), hint=exc.hint) \
             from None
+    known = db.table_names()
+    for table in (options.tables or []) if known else []:
+        if table not in known:  # a typo would silently leave the table out of the prompt's schema
+            raise unknown_name("table", table, known, where=project.where("apps", name, "options", "tables"),
+                               used_by=f"app '{name}'", error=ConfigError,
+                               hint=f"`tables:` lists tables of {db.shown} whose schema goes into the prompt")
     return SqlQAApp(gateway=runtime.gateway, database=db, model=cfg.model, name=name, tenant=cfg.tenant,
                     max_rows=options.max_rows, max_retries=options.max_retries, store=runtime.store)

@@ -152,8 +152,11 @@ def _kind(raw: dict, sid: str, at: Any, i: int) -> str:
                                error=ConfigError)
         return kind
     present = [k for k in KINDS if k in raw]
-    if len(present) == 1:
-        return present[0]
+    # `prompt:` is a kind and also a setting of map, reduce and tool steps: the kind is the one key whose
+    # settings cover the other kind keys present.
+    owners = [k for k in present if all(o == k or o in FIELDS[k] for o in present)]
+    if len(owners) == 1:
+        return owners[0]
     if len(present) > 1:
         raise ConfigError(f"step '{sid}' has several kinds: {', '.join(present)}", where=at("steps", i),
                           hint="a step does one thing; split it, or say which with `kind:`")
@@ -178,6 +181,8 @@ def _check_step(s: Step, raw: dict, at: Any, i: int, root: Path, tools: dict[str
                                    and "tool" or "tools"), used_by=f"step '{s.id}'", error=ConfigError,
                                    hint="declare it under `tools:` with `function:` and `schema:`")
             TOOLS.get(str(name)).require_schema(s.where)
+        if s.kind == "plan":
+            _check_plan_kinds(raw.get("allowed"), at("steps", i, "allowed"), s.id)
         if s.kind == "tool" and "args" not in raw and "prompt" not in raw:
             raise ConfigError(f"tool step '{s.id}' needs `args:` (call it with them) or `prompt:` (a model picks "
                               "them)", where=s.where)
@@ -211,6 +216,20 @@ def _check_step(s: Step, raw: dict, at: Any, i: int, root: Path, tools: dict[str
         if "prompt" not in raw:
             raise ConfigError(f"{s.kind} step '{s.id}' needs `prompt:`", where=s.where)
         _check_prompt(raw["prompt"], at("steps", i, "prompt"), root)
+
+
+def _check_plan_kinds(allowed: Any, here: str, sid: str) -> None:
+    from flywheel.workflows.plan import PLAN_KINDS
+
+    if allowed is None:
+        return
+    if not isinstance(allowed, list) or not allowed:
+        raise ConfigError(f"`allowed:` of plan step '{sid}' must be a list of step kinds", where=here,
+                          hint=f"e.g. allowed: [{', '.join(PLAN_KINDS)}]")
+    for kind in allowed:
+        if kind not in PLAN_KINDS:
+            raise unknown_name("plan step kind", str(kind), PLAN_KINDS, where=here, used_by=f"plan step '{sid}'",
+                               error=ConfigError, hint="a plan's steps can only be of these kinds")
 
 
 def _check_prompt(prompt: Any, here: str, root: Path) -> None:
