@@ -128,6 +128,26 @@ def test_http_session_id_continues_the_conversation(live, server_llm) -> None:
     assert "Got it: green." not in [m["content"] for m in sent(server_llm)[-1]]
 
 
+def test_openai_sdk_app_model_continues_a_session(live, server_llm) -> None:
+    """`model: app:NAME` over /v1/chat/completions keeps the conversation given by the session header or
+    `metadata.session_id`, like /v1/apps/{name}: the app answers the last user message from its stored memory."""
+    import openai
+
+    server_llm.add(r"my city is", "Noted: Lyon.")
+    server_llm.add(r"which city", "You live in Lyon.")
+    client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+    client.chat.completions.create(model="app:support", messages=[{"role": "user", "content": "My city is Lyon."}],
+                                   extra_headers={"x-flywheel-session-id": "sdk-1"})
+    again = client.chat.completions.create(model="app:support",
+                                           messages=[{"role": "user", "content": "Which city do I live in?"}],
+                                           metadata={"session_id": "sdk-1"})
+    assert again.choices[0].message.content == "You live in Lyon."
+    contents = [m["content"] for m in sent(server_llm)[-1]]
+    assert "My city is Lyon." in contents and "Noted: Lyon." in contents
+    client.chat.completions.create(model="app:support", messages=[{"role": "user", "content": "Which city?"}])
+    assert "Noted: Lyon." not in [m["content"] for m in sent(server_llm)[-1]]  # no session: no memory
+
+
 # ---------------------------------------------------------------- multi-turn eval cases
 
 TURNS_SUITE = """\

@@ -36,13 +36,21 @@ def store() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def copy(src_url: str, dst_url: str, append: bool, batch_rows: int, as_json: bool) -> None:
     """Copy every table of the store at SRC_URL into DST_URL (sqlite:///… or postgresql://…, either way)."""
+    from flywheel.errors import UserError
     from flywheel.retrieval.index.postgres import copy_transforms
     from flywheel.retrieval.retriever import open_index
     from flywheel.store import Store
-    from flywheel.store.copy import copy_store
+    from flywheel.store.copy import copy_store, non_empty_tables
 
+    missing = _missing_sqlite_file(src_url)
+    if missing is not None:  # Store.open would create it: a typo must not copy an empty store and exit 0
+        raise UserError(f"the source store {masked(src_url)} does not exist (no file {missing})",
+                        hint="check the path; the source comes first, then the target")
     src = Store.open(src_url)
     try:
+        if not non_empty_tables(src):
+            raise UserError(f"the source store {masked(src_url)} is empty: nothing to copy",
+                            hint="check the URL; the source comes first, then the target")
         dst = Store.open(dst_url)
         try:
             if not as_json:
@@ -66,6 +74,23 @@ def copy(src_url: str, dst_url: str, append: bool, batch_rows: int, as_json: boo
     tables = sum(1 for n in summary.tables.values() if n)
     click.echo(f"copied {summary.copied:,} rows of {tables} tables in {summary.seconds:.1f} s"
                + (f" ({summary.skipped:,} already in the target, skipped)" if summary.skipped else ""))
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a sqlite:/// URL's file when it does not exist (None for other URLs and in-memory ones)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url.strip())
+    except Exception:  # noqa: BLE001 - Store.open reports an unparsable URL
+        return None
+    db = u.database or ""
+    if u.get_backend_name() != "sqlite" or db in ("", ":memory:") or db.startswith("file:"):
+        return None
+    path = Path(db).expanduser()
+    return None if path.exists() else str(path)
 
 
 def _progress() -> Any:

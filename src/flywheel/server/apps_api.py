@@ -65,14 +65,7 @@ async def run_app(name: str, body: AppIn, request: Request) -> Any:
                              session=session)
     async with calls.failures(call):
         app = state.app(name)
-        options: dict[str, Any] = {}
-        if session is not None:
-            if getattr(app, "kind", None) != "chat":
-                raise ApiError(400, f"app '{name}' does not keep sessions; only chat apps do", param="session_id",
-                               code="invalid_value")
-            if getattr(app, "memory", None) is None:
-                app.remember(state.store)
-            options["session_id"] = session
+        options = calls.session_options(state, app, name, session)
         if body.stream and hasattr(app, "stream"):
             return _stream(call, app.stream(body.input, tenant, **options), session)
         answer = await app.arun(body.input, tenant, **options)

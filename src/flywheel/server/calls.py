@@ -168,6 +168,20 @@ def app_model(state: ServerState, app: str) -> str:
     return (cfg.model if cfg is not None and cfg.model else None) or "default"
 
 
+def session_options(state: ServerState, app: Any, name: str, session: str | None,
+                    param: str = "session_id") -> dict[str, Any]:
+    """The keyword arguments that make app `name` continue conversation `session` (chat apps keep their memory in
+    the store, so any worker continues it); a session for another app kind is a 400."""
+    if session is None:
+        return {}
+    if getattr(app, "kind", None) != "chat":
+        raise ApiError(400, f"app '{name}' does not keep sessions; only chat apps do", param=param,
+                       code="invalid_value")
+    if getattr(app, "memory", None) is None:
+        app.remember(state.store)
+    return {"session_id": session}
+
+
 async def begin(state: ServerState, principal: Principal, tenant: str, route: str, model: str,
                 app: str | None, *, estimate_usd: float = 0.0, inputs: Any = None, user: str | None = None,
                 session: str | None = None) -> Call:

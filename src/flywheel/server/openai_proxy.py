@@ -207,7 +207,7 @@ async def chat_completions(request: Request) -> Any:
                              user=body.user, session=session)
     async with calls.failures(call):
         if app:
-            return await _app_completion(call, body, creq, app)
+            return await _app_completion(call, body, creq, app, session if isinstance(session, str) else None)
         if body.stream:
             return await _stream(call, body, creq)
         failed: Exception | None = None
@@ -229,11 +229,16 @@ async def chat_completions(request: Request) -> Any:
     return calls.JSONBytes(payload, call.headers)
 
 
-async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str) -> Any:
+async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str,
+                          session: str | None) -> Any:
+    """An app answers the last user message; with a session (`metadata.session_id` or the header) a chat app
+    continues that conversation from its stored memory, as on /v1/apps/{name}."""
     question = creq.last_user()
     if not question.strip():
         raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
-    answer = await call.state.app(app).arun(question, call.tenant)
+    runner = call.state.app(app)
+    options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
+    answer = await runner.arun(question, call.tenant, **options)
     call.state.metrics.answer(answer, call.tenant)
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)

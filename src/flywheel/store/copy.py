@@ -109,7 +109,9 @@ def _copy_table(src: Store, dst: Store, table: Table, batch_rows: int, progress:
         progress(table.name, 0, total)
     if not total:
         return 0
-    statement = _insert_ignore(table, dst.dialect)
+    # RETURNING counts the rows really inserted: psycopg's executemany rowcount does not leave out the rows
+    # ON CONFLICT DO NOTHING skipped, so `skipped` read 0 on a PostgreSQL target.
+    statement = _insert_ignore(table, dst.dialect).returning(*keys)
     done, last = 0, None
     while True:
         q = select(table).order_by(*keys).limit(batch_rows)
@@ -126,8 +128,7 @@ def _copy_table(src: Store, dst: Store, table: Table, batch_rows: int, progress:
         if transform is not None:
             rows = transform(rows)
         with dst.engine.begin() as conn:
-            result = conn.execute(statement, rows)
-        written = result.rowcount if result.rowcount is not None and result.rowcount >= 0 else len(rows)
+            written = len(conn.execute(statement, rows).all())
         summary.copied += written
         summary.skipped += len(rows) - written
         done += len(rows)

@@ -74,6 +74,21 @@ def _float_safe(value: Any) -> Any:
 # ---------------------------------------------------------------------------- URLs and engines
 
 
+def _refuse_raw_at_in_password(raw: str) -> None:
+    """A password with a raw '@' splits at the first '@': the rest of it would be taken for the host and printed
+    in every error. Refuse it, showing nothing of the password."""
+    scheme, _, rest = raw.partition("://")
+    authority = rest.split("?", 1)[0]
+    userinfo = authority.rsplit("@", 1)[0]
+    if not scheme.startswith("postgresql") or authority.count("@") < 2 or ":" not in userinfo.split("@", 1)[0]:
+        return
+    host = authority.rsplit("@", 1)[1]
+    raise UserError(f"the password in the store URL {scheme}://{userinfo.split(':', 1)[0]}:***@{host} contains "
+                    "'@', which must be written %40",
+                    hint="percent-encode the user and password in a URL (@ → %40, : → %3A, / → %2F, # → %23; "
+                         "urllib.parse.quote(password, safe=''))")
+
+
 def normalize_url(url: str) -> tuple[URL, str, Path | None]:
     """(SQLAlchemy URL, dialect, temp dir to delete on close). Maps postgresql:// to the psycopg 3 driver and
     sqlite memory URLs to a temporary file (a writer thread and readers need a real shared database)."""
@@ -82,6 +97,7 @@ def normalize_url(url: str) -> tuple[URL, str, Path | None]:
     raw = url.strip()
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw[len("postgres://"):]
+    _refuse_raw_at_in_password(raw)
     try:
         u = make_url(raw)
     except sa_exc.ArgumentError:
@@ -302,7 +318,13 @@ class Store:
                         raise UserError(f"the store {shown} was migrated by a newer flywheel (unknown schema "
                                         f"revisions: {', '.join(sorted(unknown))})",
                                         hint="upgrade flywheel (pip install -U flywheel), or use another store")
-                    migrate(engine, dialect)
+                    try:
+                        migrate(engine, dialect)
+                    except sa_exc.DBAPIError as exc:  # all migrations run in one transaction: nothing written
+                        if dialect == "postgresql" and 'extension "vector"' in str(exc.orig):
+                            engine.dispose()
+                            raise _pgvector_error(shown, exc) from None
+                        raise
                 break
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
                 # Another process opening the same fresh SQLite file can hold it while it migrates; SQLite
@@ -352,6 +374,14 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.dialect}: {make_url(self.url).render_as_string(hide_password=True)})"
+
+
+def _pgvector_error(shown: str, exc: sa_exc.DBAPIError) -> UserError:
+    """The store's schema needs pgvector: not installed on the server, or this user may not create it."""
+    reason = str(exc.orig).strip().splitlines()[0]
+    return UserError(f"the PostgreSQL store {shown} needs the pgvector extension: {reason}",
+                     hint="install pgvector on the server (https://github.com/pgvector/pgvector) and have a "
+                          "superuser run `CREATE EXTENSION vector;` in this database once; nothing was written")
 
 
 def _open_error(shown: str, dialect: str, exc: Exception) -> UserError:
