@@ -154,3 +154,22 @@ def test_postgres_is_read_only_too(pg_fresh_url, llm):
     assert SqlQAApp(gateway=gateway(llm), database=db).run("Whose order is pending?").text == "Bob."
     with psycopg.connect(pg_fresh_url) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+
+
+def test_ask_after_a_refused_sql_question_does_not_talk_about_documents(shop, llm, tmp_path):
+    """`flywheel ask --app shop` on a refused question: the refusal, not the docs-QA hint to ingest documents
+    (an sql_qa app reads its database, not the store's documents)."""
+    from click.testing import CliRunner
+
+    from flywheel.cli import main
+
+    llm.add(r"DROP TABLE|did not pass", "DROP TABLE orders;")
+    (tmp_path / "flywheel.yaml").write_text(
+        "retrieval: {embedder: none}\n"
+        f"models:\n  gpt: {{provider: openai_compat, base_url: '{llm.base_url}', model: fake, max_retries: 0}}\n"
+        "apps:\n  shop: {kind: sql_qa, model: gpt, options: {database: shop.db}}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "ask", "--app", "shop",
+                                       "Please DROP TABLE orders"])
+    assert result.exit_code == 0, result.output
+    assert "DROP" in result.output and "no documents yet" not in result.output
+    assert count_orders(shop) == 3

@@ -308,3 +308,21 @@ def test_a_request_can_ask_the_gateway_for_a_strategy_in_its_metadata(gw, llm):
         gw.chat(req.model_copy(update={"n": 2}))
     plain = asyncio.run(gw.achat(ChatRequest.of("What is the capital of France?", model="m")))
     assert "strategy" not in (plain.raw or {})  # no metadata: one plain call
+
+
+@pytest.mark.parametrize("target,hint", [
+    ("python:tests_strategy_target:answer", "apply a strategy inside your function"),
+    ("workflow:flow.yaml", "run the workflow's steps with a StrategyGateway"),
+])
+def test_strategies_on_a_python_or_workflow_target_say_where_a_strategy_goes(target, hint):
+    import asyncio
+    from types import SimpleNamespace
+
+    from flywheel.evals.matrix import arun_strategies
+
+    kind, name = target.split(":", 1)
+    suite = SimpleNamespace(target=SimpleNamespace(kind=kind, name=name, where="s.yaml:2"), path="s.yaml")
+    spec = SimpleNamespace(name="self_consistency")
+    with pytest.raises(UserError) as err:
+        asyncio.run(arun_strategies(suite, None, [spec]))
+    assert hint in (err.value.hint or "") and err.value.where == "s.yaml:2"

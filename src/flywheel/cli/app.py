@@ -86,7 +86,8 @@ def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | 
         app = rt.app(check_app(project, app_name))
         answer = app.run(text, tenant=tenant, model=model)
         tenant = tenant or getattr(app, "tenant", "default")
-        empty = answer.refused and not answer.checks and rt.retriever.count(tenant) == 0
+        empty = (getattr(app, "kind", None) == "docs_qa" and answer.refused and not answer.checks
+                 and rt.retriever.count(tenant) == 0)  # other kinds (sql_qa, chat) do not read documents
     if as_json:
         emit_json(answer_json(answer))
         return

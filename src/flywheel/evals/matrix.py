@@ -148,7 +148,11 @@ async def arun_strategies(
         raise UserError(
             f"--strategies needs an app: or model: target; {suite.path} targets {suite.target.name}",
             where=suite.target.where,
-            hint="apply a strategy inside your function (flywheel.gateway.strategies), or drop --strategies",
+            hint=("apply a strategy inside your function (flywheel.gateway.strategies), or drop --strategies"
+                  if suite.target.kind == "python" else
+                  "run the workflow's steps with a StrategyGateway (flywheel.gateway.strategies), or drop "
+                  "--strategies"
+                  if suite.target.kind == "workflow" else "drop --strategies"),
         )
     runs = []
     for spec in specs:
