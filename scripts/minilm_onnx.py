@@ -29,10 +29,15 @@ import numpy as np
 MODEL_DIR = Path(__file__).resolve().parents[1] / "src/flywheel/retrieval/models/all-MiniLM-L6-v2"
 WEIGHTS = "model.fp16.safetensors"
 OPSET = 17
+# Not shipped, kept to reproduce docs/retrieval.md's int8 table: `graph_bytes(int8=FFN_INT8_LAYERS)` runs the six
+# feed-forward input MatMuls in int8. It passes the 0.99 cosine gate (min 0.993) but was no faster than fp32 on
+# an idle AVX2 machine (0.95-1.04x); int8 in the feed-forward output MatMuls too fails the gate (min 0.975).
+FFN_INT8_LAYERS = frozenset(f"l{i}_up" for i in range(6))
 
 
-def graph_bytes(model_dir: Path = MODEL_DIR) -> bytes:
-    """The serialized model (deterministic: the same bytes for the same weights file and recipe)."""
+def graph_bytes(model_dir: Path = MODEL_DIR, int8: frozenset[str] = frozenset()) -> bytes:
+    """The serialized model (deterministic: the same bytes for the same weights file and recipe). `int8` names
+    the dense layers (`l0_up` … `l5_up`, `l0_down` …) whose MatMul runs in int8 (see int8_linear)."""
     from onnx import TensorProto, helper, numpy_helper
 
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -66,8 +71,28 @@ def graph_bytes(model_dir: Path = MODEL_DIR) -> bytes:
         return op("Transpose", [out], key + ".t", perm=[1, 0]) if transpose else out
 
     def linear(x: str, prefix: str, name: str) -> str:
+        if name in int8:
+            return int8_linear(x, prefix, name)
         mm = op("MatMul", [x, weight(prefix + ".weight", transpose=True)], name + "_mm")
         return op("Add", [mm, weight(prefix + ".bias")], name)
+
+    def int8_linear(x: str, prefix: str, name: str) -> str:
+        """com.microsoft DynamicQuantizeMatMul: x quantised to uint8 on each run (over the whole tensor), the
+        weights per output column, symmetric (±127), derived from the float16 weights by nodes that ONNX Runtime
+        folds at session creation. The weights are stored as uint8 around a zero point of 128 (u8u8), not int8:
+        on AVX2 without VNNI the u8s8 kernel adds pairs of products in saturating int16 (vpmaddubsw), which
+        moved vectors by up to 0.01 and would make them depend on the CPU; u8u8 is exact and as fast here."""
+        w = weight(prefix + ".weight", transpose=True)  # (in, out) float32
+        peak = op("Max", [op("ReduceMax", [op("Abs", [w], name + "_wabs")], name + "_wmax", axes=[0], keepdims=0),
+                          "tiny"], name + "_wpeak")
+        scale = op("Div", [peak, "q127"], name + "_wscale")
+        q = op("Clip", [op("Round", [op("Div", [w, scale], name + "_wdiv")], name + "_wround"), "qmin", "q127"],
+               name + "_wclip")
+        qt = op("Cast", [op("Add", [q, "q128"], name + "_wshift")], name + "_wq", to=TensorProto.UINT8)
+        zero = const(name + "_wzero", np.full(int(header[prefix + ".weight"]["shape"][0]), 128, np.uint8))
+        nodes.append(helper.make_node("DynamicQuantizeMatMul", [x, qt, scale, zero, weight(prefix + ".bias")],
+                                      [name], name=name, domain="com.microsoft"))
+        return name
 
     def norm(x: str, prefix: str, name: str) -> str:
         return op("LayerNormalization", [x, weight(prefix + ".weight"), weight(prefix + ".bias")], name,
@@ -78,6 +103,9 @@ def graph_bytes(model_dir: Path = MODEL_DIR) -> bytes:
     for name, scalar in (("one", 1.0), ("sqrt2", np.sqrt(2.0)), ("half", 0.5), ("tiny", 1e-9),
                          ("tiny2", 1e-12)):
         const(name, np.array(scalar, np.float32))
+    if int8:
+        for name, scalar in (("q127", 127.0), ("qmin", -127.0), ("q128", 128.0)):
+            const(name, np.array(scalar, np.float32))
     # token type is always 0: its first row is added to every position
     type0 = op("Gather", [weight("embeddings.token_type_embeddings.weight"), "i0"], "type0")
     positions = op("Add", [weight("embeddings.position_embeddings.weight"), type0], "pos")
