@@ -147,5 +147,9 @@ def test_compare_against_stored_traces(tmp_path: Path, llm, project, monkeypatch
     assert report["traces_sampled"] == 3 and report["wins"] == 3 and report["a"] == "current"
     questions = [m["content"] for r in llm.requests for m in r["messages"] if "<question>" in m["content"]]
     assert all("Question" in q for q in questions) and len(questions) == 6
-    empty = run(tmp_path, "compare", "--against-traces", "3", "--judge", "judge", "--app", "other")
+    unknown = run(tmp_path, "compare", "--against-traces", "3", "--judge", "judge", "--app", "other")
+    assert unknown.exit_code == 2 and "--app 'other': no such app" in unknown.stderr
+    with (tmp_path / "flywheel.yaml").open("a", encoding="utf-8") as f:
+        f.write("apps:\n  helper: {kind: chat, model: small}\n")
+    empty = run(tmp_path, "compare", "--against-traces", "3", "--judge", "judge", "--app", "helper")
     assert empty.exit_code == 2 and "no stored traces" in empty.stderr
