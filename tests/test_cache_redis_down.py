@@ -56,6 +56,7 @@ def test_refused_connection_means_uncached_and_a_warning_span(spans, clock, monk
     assert errors and all(s.kind == "cache" and s.error is None for s in errors)
     assert "refused" in errors[0].attributes["flywheel.cache.error"].lower() or \
         "connect" in errors[0].attributes["flywheel.cache.error"].lower()
+    assert errors[0].outputs == errors[0].attributes["flywheel.cache.error"]  # `traces show` prints why
     lookups = [s for s in spans if s.name == "cache.lookup"]
     assert all(s.attributes["flywheel.cache.hit"] is False for s in lookups)
     assert all("flywheel.cache.error" in s.attributes for s in lookups)

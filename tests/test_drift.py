@@ -229,3 +229,17 @@ def test_cli_with_an_empty_reference_exits_0_and_says_so(cli_project: Path) -> N
               "--until", "2026-10-07")
     assert res.exit_code == 0, res.output
     assert "warning: the reference is empty" in res.output
+
+
+def test_a_remainder_of_milliseconds_joins_the_last_window() -> None:
+    """`--since 1d --window 1h` is read a moment before `until` defaults to now: the report ended with a window
+    `09:55 .. 09:55` of a few milliseconds (n=0). A real remainder (a half window) is still its own window."""
+    from flywheel.monitor.drift import split_windows
+
+    rows = rows_from_texts(["t1", "t2"], ["a question", "another"], ["an answer", "another"], None,
+                           started_at=[START + 10.0, START + 86400.0 - 1.0])
+    windows = split_windows(rows, "time", 3600.0, START, START + 86400.0 + 0.004)
+    assert len(windows) == 24 and windows[-1].end == START + 86400.0 + 0.004
+    assert sum(len(w.rows) for w in windows) == 2
+    half = split_windows(rows, "time", 3600.0, START, START + 1800.0 + 3600.0)
+    assert [w.end - w.start for w in half] == [3600.0, 1800.0]

@@ -123,6 +123,12 @@ def test_pairwise_comparison_of_runs_is_stored_with_an_html_diff(tmp_path: Path,
     assert {p["case_id"] for p in stored["pairs"]} == {"france", "italy"}
     by_case = {p["case_id"]: p for p in stored["pairs"]}  # pairs are judged concurrently: any order
     assert by_case["france"]["reference"] == "The capital of France is Paris."
+    # the terminal report ends with the command that shows it again; copied as printed, it runs
+    text = run(tmp_path, "compare", first["run_id"][:8], second_id[:8], "--judge", "judge").stdout
+    printed = re.search(r"\(flywheel (compare --show \S+)\)", text)
+    assert printed, text
+    again = run(tmp_path, *printed.group(1).split())
+    assert again.exit_code == 0 and "win rate" in again.stdout, again.output
 
 
 def test_statistics() -> None:

@@ -149,7 +149,7 @@ def test_biased_judge_is_caught_and_improves_with_few_shot_examples(world):
     console = Console(record=True, width=160)
     render_run(console, summary, judges=lines)
     text = console.export_text()
-    assert f"judge agreement support.yaml#promise: κ {report['kappa_after']:.2f} (v1" in text
+    assert f"judge agreement evals/support.yaml#promise: κ {report['kappa_after']:.2f} (v1" in text
     html = render_runs([summary], judges={summary.run_id: lines})
     assert "judge agreement with people" in html and "support.yaml#promise" in html
 
@@ -177,7 +177,7 @@ def test_never_measured_and_low_agreement_warnings(world):
             for check in case.checks:
                 if check.name == "judge":
                     check.criterion = criterion
-        return apply_calibration(suite, store, 0.6)
+        return apply_calibration(suite, store, 0.6, world.root)
 
     with Runtime(world, tracing=False) as rt:
         never = lines_for("Some criterion nobody calibrated.", rt.store)
@@ -191,8 +191,8 @@ def test_never_measured_and_low_agreement_warnings(world):
     console = Console(record=True, width=200)
     render_run(console, run_suite_stub(), judges=low + never)
     text = console.export_text()
-    assert "warning: judge support.yaml#promise agrees with people at κ 0.30" in text
-    assert "support.yaml#promise: never calibrated" in text
+    assert "warning: judge evals/support.yaml#promise agrees with people at κ 0.30" in text
+    assert "evals/support.yaml#promise: never calibrated" in text
 
 
 def run_suite_stub():
@@ -263,3 +263,26 @@ def test_synthetic_judge_through_fake_llm_matches_the_in_process_one(fake):
     gateway = Gateway({"default": ModelAlias(provider="openai_compat", model="fake-judge",
                                              base_url=fake.base_url, max_retries=0)})
     assert calibrate_synthetic(seed=2, n=40, gateway=gateway) == calibrate_synthetic(seed=2, n=40)
+
+
+def test_never_calibrated_hint_is_a_command_that_runs(world):
+    """The hint eval prints (`flywheel judge calibrate LABEL --queue Q`) names the suite as calibrate resolves
+    it: a bare `support.yaml#promise` was refused as an unknown check when copied."""
+    suite = load_suite(world.root / "evals" / "support.yaml", world)
+    for case in suite.cases:
+        for check in case.checks:
+            if check.name == "judge":
+                check.criterion = "A criterion no one calibrated, for the hint."
+    with Runtime(world, tracing=False) as rt:
+        [line] = calibrate_for_run(suite, rt)
+    assert line["check"] == "evals/support.yaml#promise"
+    assert f"flywheel judge calibrate {line['check']} --queue Q" in line["warning"]
+    assert resolve_judge(world, line["check"]).criterion == CRITERION
+
+
+def test_the_report_names_the_queue_as_the_user_did(world):
+    """The header said `on queue 14a4c9bc02e9` (the id) for `--queue cal`."""
+    result = _cli(world, "judge", "calibrate", "judge:Names the queue.", "--queue", "cal", "--model", "judge",
+                  "--no-propose")
+    assert result.exit_code == 0, result.output
+    assert "on queue cal:" in result.output

@@ -166,6 +166,22 @@ def test_negative_feedback_source(world):
     assert "too vague" in case["checks"][0]["judge"] and {"contains-all": ["2"]} in case["checks"]
 
 
+def test_a_trace_nobody_complained_about_is_not_promoted_as_a_failure(world):
+    """`flywheel skew` prints `promote --traces …` to cover a gap with production traces nobody reviewed: those
+    cases claimed "an earlier answer to it was rejected" and `not-equals` the served answer, so an app that gave
+    the same good answer again failed its own coverage case."""
+    project = world["project"]
+    with Runtime(project) as rt:
+        tid = rt.app("support").run("Do you ship to Sweden?").trace_id
+    with Runtime(project, tracing=False) as rt:
+        feedback.record(rt.store, tid, "thumbs", "up")
+    out = _run(project, "promote", "--traces", tid, "--to", "evals/coverage.yaml")
+    assert out.exit_code == 0, out.output
+    [case] = yaml.safe_load((project.root / "evals" / "coverage.yaml").read_text(encoding="utf-8"))["cases"]
+    assert case["checks"] == [{"judge": "The answer correctly and helpfully answers the question."}]
+    assert "reference" not in case and "no feedback against it" in case["description"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--queue", "nope"], "nope"),
     (["--queue", "unlabelled"], "no labels"),

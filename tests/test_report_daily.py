@@ -50,9 +50,11 @@ def test_a_calm_day_is_not_drifted(shifted_store):
 def test_empty_reference_is_said_and_the_report_still_comes_out(shifted_store):
     report = daily(shifted_store, day=dt.date(2026, 10, 1))  # nothing before 10-01
     d = report["drift"]
-    assert not d["ran"] and "the reference is empty" in d["note"]
+    assert not d["ran"] and d["note"] == "no traces in the 7 days before to compare against"
     assert report["totals"]["volume"] == 50
-    assert "drift vs the previous 7 days: not tested (the reference is empty" in render_text(report)
+    text = render_text(report)
+    assert "drift vs the previous 7 days: not tested (no traces in the 7 days before" in text
+    assert "--reference" not in text  # drift's own hint names an option `report daily` does not have
 
 
 class _Down:

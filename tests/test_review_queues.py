@@ -133,6 +133,20 @@ def test_queue_records_its_seed_and_never_queues_a_trace_twice(store):
     assert _count(store, "review_queues") == 2
 
 
+def test_an_empty_sample_hints_only_remedies_that_can_help(store):
+    """`--strategy random` given to a random sample, or a wider window to one without --since, would be a
+    printed next step that fails the same way when copied."""
+    with pytest.raises(UserError) as random_empty:
+        queues.create_queue(store, n=5, strategy="random")
+    hint = random_empty.value.hint or ""
+    assert "--strategy random" not in hint and "--since" not in hint and "--app" not in hint
+    assert "record more traffic (flywheel ask" in hint
+    with pytest.raises(UserError) as filtered:
+        queues.create_queue(store, n=5, app="support", since=time.time() - DAY)
+    hint = filtered.value.hint or ""
+    assert "widen the window" in hint and "drop --app" in hint and "try --strategy random" in hint
+
+
 def test_bad_input_writes_nothing(store):
     ids = _signals(store)
     before = {t: _count(store, t) for t in (*REVIEW_TABLES, "feedback")}

@@ -223,3 +223,19 @@ def test_written_routes_block_is_appended_when_there_is_none(tmp_path: Path, llm
           faq: {alias: large}
           support: {alias: small}  # picked
         """))
+
+
+def test_arms_without_online_checks_get_no_online_p_value() -> None:
+    """Two arms and no online-check feedback: the report showed p 1.000 for the online pass rate, a test that
+    was never run; it is None (printed `-`), while the feedback p-value is still computed."""
+    from flywheel.loop.routing import _route_summary
+
+    def row(i: int) -> dict:
+        return {"trace_id": f"t{i}", "attributes": {}, "latency_ms": 10.0, "error": None}
+
+    entry = {"arms": {"small": [row(i) for i in range(3)], "large": [row(i) for i in range(3, 5)]}, "shadow": {}}
+    report = _route_summary(entry, {})
+    assert report["baseline"] == "small"
+    assert report["arms"]["large"]["online_pass_rate"] is None
+    assert report["arms"]["large"]["online_pass_p"] is None
+    assert report["arms"]["large"]["negative_feedback_p"] == 1.0

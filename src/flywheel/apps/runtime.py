@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self
 
 from flywheel.config import Project
+from flywheel.errors import ConfigError
 from flywheel.protocols import Embedder, Masker
 
 if TYPE_CHECKING:
@@ -114,8 +115,13 @@ def pii_masker(setting: bool | list[str]) -> Masker | None:
     """`tracing.redact_pii` as the masker tracing is given (tracing does not import the detectors in checks/)."""
     if setting is False:
         return None
-    from flywheel.checks.pii import redact_for_storage
+    from flywheel.checks.pii import analyzer, redact_for_storage
 
+    if setting is not True:
+        try:
+            analyzer(list(setting))  # an unknown type would mask nothing: stop at start-up, not on the writer
+        except ValueError as exc:
+            raise ConfigError(f"`tracing.redact_pii`: {exc}", hint="or redact_pii: true for every type") from None
     masker: Masker = functools.partial(redact_for_storage, entities=None if setting is True else list(setting))
     return masker
 

@@ -152,10 +152,11 @@ class Cache:
 
     def _semantic_failed(self, op: str, exc: Exception) -> None:
         log.exception("semantic cache %s failed", op)
+        message = f"semantic {op} failed: {type(exc).__name__}: {exc}"
         with tracer.span("cache.error", kind="cache", **{
-                "flywheel.cache.error": f"semantic {op} failed: {type(exc).__name__}: {exc}",
-                "flywheel.cache.op": f"semantic.{op}", "flywheel.level": "warning"}) as sp:
-            sp.set(outputs=None)
+                "flywheel.cache.error": message, "flywheel.cache.op": f"semantic.{op}",
+                "flywheel.level": "warning"}) as sp:
+            sp.set(outputs=message)
 
     # ---------------------------------------------------------------- save
     def save(self, request: ChatRequest, result: str | ChatResult, *, model_version: str,

@@ -94,6 +94,10 @@ class PiiAnalyzer:
             raise ValueError("backend `presidio` needs the presidio-analyzer package "
                              "(pip install presidio-analyzer), or use backend: regex")
         self.entities = frozenset(canonical(e) for e in entities) if entities else None
+        unknown = sorted(self.entities - set(ENTITY_TYPES)) if self.entities and backend == "regex" else []
+        if unknown:  # an unknown name would find nothing: a guard that never fires, PII stored in clear
+            raise ValueError(f"unknown PII entity type(s) {', '.join(unknown)}; known: {', '.join(ENTITY_TYPES)} "
+                             f"(or the short names {', '.join(ALIASES)})")
         self.threshold = float(threshold)
         self.backend = backend
         self.allow = frozenset(a.strip().casefold() for a in allow)

@@ -336,13 +336,15 @@ def _driver_license(m: re.Match[str], text: str) -> float | None:
 
 # ---------------------------------------------------------------- Chinese identifiers
 
-_CN_ID = re.compile(_L + r"[1-8]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _R)
+# also written in 6-8-4 groups (`110105 19491231 002X`, `110105-19491231-002X`): one separator, used twice
+_CN_ID = re.compile(_L + r"[1-8]\d{5}([ -]?)(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\1\d{3}[\dXx]"
+                    + _R)
 _CN_ID15 = re.compile(_L + r"[1-8]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _R)
 _CN_ID_WORDS = _words("身份证", "身份证号", "证件号", "公民身份", "居民身份", "id card", "resident id", "id number")
 
 
 def _cn_id(m: re.Match[str], text: str) -> float | None:
-    return 0.95 if v.cn_id_valid(m.group(0)) else None
+    return 0.95 if v.cn_id_valid(m.group(0).replace(" ", "").replace("-", "")) else None
 
 
 def _cn_id15(m: re.Match[str], text: str) -> float | None:

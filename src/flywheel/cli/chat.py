@@ -94,8 +94,9 @@ _CACHE_NOTES = {"exact": "answered from the cache (the same question was answere
 def answer_note(answer) -> str | None:
     """One short line saying the answer came from the cache, or that it was refused and why (None otherwise)."""
     if answer.refusal == "guard_blocked":
-        stopped = next((a for a in answer.guard_actions if not a.passed and a.action not in ("log-only", "pass")),
-                       None)
+        # the last guard that acted decides: an earlier `drop` or `redact` let the answer go on
+        stopped = next((a for a in reversed(answer.guard_actions)
+                        if not a.passed and a.action not in ("log-only", "pass", "redact", "fix")), None)
         by = f" by the `{stopped.check}` {stopped.stage} guard ({stopped.action})" if stopped else " by a guard"
         return f"refused{by}"
     if answer.refusal == "no_passage":

@@ -324,6 +324,7 @@ def _render_comparison(report: dict[str, Any], html_path: str | None, as_json: b
     console = _console()
     render_pairwise(console, report)
     if report.get("comparison_id"):
-        console.print(f"stored as comparison {report['comparison_id'][:12]} (flywheel compare --show ID)")
+        console.print(f"stored as comparison {report['comparison_id'][:12]} "
+                      f"(flywheel compare --show {report['comparison_id'][:12]})")
     if html_path:
         console.print(f"report: {html_path}")

@@ -73,20 +73,21 @@ def calibrate_cmd(
     if as_json:
         emit_json(report)
         return
-    _render(report, project.config.review.min_judge_kappa)
+    _render(report, project.config.review.min_judge_kappa, queue)
 
 
 def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
-def _render(r: dict[str, Any], min_kappa: float) -> None:
+def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
+    """`queue` as the user named it (the report holds the queue id, which they never typed)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
     console.print(
-        f"[bold]{r['check']}[/] judged by {r['judge_model']} on queue {r['queue']}: "
+        f"[bold]{r['check']}[/] judged by {r['judge_model']} on queue {queue}: "
         f"{r['n']} labelled item(s), {r['n_train']} train / {r['n_heldout']} held out (seed {r['seed']})"
     )
     t = Table(show_edge=False)

@@ -183,7 +183,8 @@ def compare_shadow_cmd(state: Any, route_name: str, judge: str, last: int, concu
     counts = data["shadow"]
     console.print(f"shadow copies: {counts['shadow_calls']} · compared: {counts['paired']} · "
                   f"failed or unpaired: {counts['failed_or_unpaired']}")
-    console.print(f"stored as comparison {data['comparison_id'][:12]} (flywheel compare --show ID)")
+    short = data["comparison_id"][:12]
+    console.print(f"stored as comparison {short} (flywheel compare --show {short})")
     sys.stdout.flush()
 
 

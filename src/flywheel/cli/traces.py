@@ -53,6 +53,9 @@ def traces(ctx: click.Context, last: int, app: str | None, status: str | None, f
     if as_json:
         emit_json(rows)
         return
+    if not rows and any(v for v in (app, status, feedback, model, session_id, since, search)):
+        click.echo("no traces match these filters (`flywheel traces` with none lists the most recent)")
+        return
     _print_table(rows, dropped=dropped)
 
 

@@ -239,6 +239,23 @@ class TracingConfig(Section):
     redact_pii: bool | list[str] = False  # mask PII in stored spans: true, or the entity types to mask
     capture_content: bool = True
 
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value and not re.fullmatch(r"https?://[^/\s?#]+(?:/\S*)?", value):  # "" (from ${VAR:-}) is off
+            raise ValueError(f"{value!r} is not an OTLP/HTTP collector URL; write it as http://HOST:4318")
+        return value
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"item {i} is not a valid regular expression: {exc}") from None
+        return value
+
 
 _ORIGIN = re.compile(r"(?:\*|https?://[^/\s?#]+)")
 

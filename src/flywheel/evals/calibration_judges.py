@@ -97,7 +97,8 @@ def judges_of(suite: Any) -> list[tuple[str, Any]]:
     return [(case.id, c) for case in suite.cases for c in case.checks if c.name == "judge"]
 
 
-def apply_calibration(suite: Any, store: Any, min_kappa: float = 0.6) -> list[dict[str, Any]]:
+def apply_calibration(suite: Any, store: Any, min_kappa: float = 0.6,
+                      root: Path | None = None) -> list[dict[str, Any]]:
     """Give every `judge` check of `suite` its adopted calibrated prompt; return one agreement line per
     distinct judge for the reports: {check, criterion, version, kappa, n_heldout, warning}.
 
@@ -107,12 +108,24 @@ def apply_calibration(suite: Any, store: Any, min_kappa: float = 0.6) -> list[di
         written = check.criterion
         if written not in lines:
             status = judge_status(store, written)
-            lines[written] = _line(f"{Path(str(suite.path)).name}#{case_id}", written, status, min_kappa)
+            lines[written] = _line(f"{_typed_path(Path(str(suite.path)), root)}#{case_id}", written, status, min_kappa)
         prompt = calibrated_criterion(store, written)
         if prompt != written:
             check.criterion = prompt
             check.__dict__.pop("_spec", None)
     return list(lines.values())
+
+
+def _typed_path(path: Path, root: Path | None) -> str:
+    """The suite path as `resolve_judge` finds it: relative to the project root (or the current folder) when
+    under it, else absolute. A bare file name would not resolve, so the printed command would not run."""
+    resolved = path.resolve()
+    for base in ([root] if root is not None else []) + [Path.cwd()]:
+        try:
+            return resolved.relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(resolved)
 
 
 def _line(label: str, criterion: str, status: dict[str, Any] | None, min_kappa: float) -> dict[str, Any]:
@@ -134,4 +147,4 @@ def calibrate_for_run(suite: Any, runtime: Any) -> list[dict[str, Any]]:
     opens nothing and gets no lines. For `flywheel eval` (and the pytest plugin) right after loading a suite."""
     if not judges_of(suite):
         return []
-    return apply_calibration(suite, runtime.store, runtime.config.review.min_judge_kappa)
+    return apply_calibration(suite, runtime.store, runtime.config.review.min_judge_kappa, runtime.project.root)

@@ -88,13 +88,21 @@ def judge_criterion(reason: str | None, correction: str | None) -> str:
     return "The answer correctly and helpfully answers the question; an earlier answer to it was rejected."
 
 
+UNREVIEWED_CRITERION = "The answer correctly and helpfully answers the question."
+
+
 def derive_checks(
-    reason: str | None, correction: str | None, served: str, judge: str | None = None, *, passed: bool = False
+    reason: str | None, correction: str | None, served: str, judge: str | None = None, *, passed: bool = False,
+    unreviewed: bool = False,
 ) -> list[Any]:
     """The checks a promoted case states. A failed answer: a judge from the reason, deterministic checks where
     the correction allows, and that the served answer is not given again. A passed answer (a case that must
     keep passing): the case's reference (the correction, else the served answer) is what the answer must
-    agree with, and the numbers it states must stay."""
+    agree with, and the numbers it states must stay. An unreviewed answer (a trace promoted for coverage, e.g.
+    from a `flywheel skew` gap, that nobody complained about): only a plain judge, since nothing says the
+    served answer was wrong (`not-equals` would fail the app for giving a good answer again) or right."""
+    if unreviewed:
+        return [{"judge": {"criterion": UNREVIEWED_CRITERION, "model": judge} if judge else UNREVIEWED_CRITERION}]
     if passed:
         reference = correction or served
         why = f" (a reviewer passed it: {reason})" if reason else ""
@@ -196,7 +204,8 @@ def build_case(src: Source, judge: str | None, taken: set[str], keep: frozenset[
     case: dict[str, Any] = {"id": case_id, "description": src.description, "vars": {"question": question}}
     if correction or (src.verdict == "pass" and served):
         case["reference"] = correction or served
-    case["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass")
+    case["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass",
+                                   unreviewed=src.verdict == "unreviewed")
     meta: dict[str, Any] = {"source_trace_id": src.trace_id, "served_answer": served}
     if src.context:
         meta["context"] = [(c or "")[:_MAX_CONTEXT] for c in masked.fields["context"]]

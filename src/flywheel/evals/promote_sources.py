@@ -26,7 +26,9 @@ class Source:
     correction: str | None = None
     app: str | None = None
     description: str = ""
-    verdict: str = "fail"  # the human verdict on the served answer: the case guards against it (fail) or keeps it
+    # the human verdict on the served answer: the case guards against it (fail) or keeps it (pass);
+    # "unreviewed": a trace given by id that no feedback finds fault with (promoted for coverage)
+    verdict: str = "fail"
     extra: dict[str, Any] = field(default_factory=dict)  # kept in the case's metadata (queue, labels …)
 
 
@@ -141,9 +143,12 @@ def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str
         events = [e for e in feedback.get(tid, []) if not (e["name"] == "label" and e["value"] != "fail")]
         comments = list(dict.fromkeys(e["comment"] for e in events if e.get("comment")))
         fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)]
+        complaint = any(_negative(e) for e in events)
         out.append(Source(
             trace_id=tid, input=c["input"], output=c["output"], context=_context(c["sources"]),
             reason="; ".join(comments) or None, correction=fixes[-1] if fixes else None, app=apps.get(tid),
-            description=f"promoted from {via}", extra={"feedback": sorted({e["name"] for e in events}) or None},
+            description=f"promoted from {via}" + ("" if complaint else " (no feedback against it)"),
+            verdict="fail" if complaint else "unreviewed",
+            extra={"feedback": sorted({e["name"] for e in events}) or None},
         ))
     return out

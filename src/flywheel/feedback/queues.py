@@ -159,7 +159,7 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
                                                                since=since, until=until, seed=seed)]
     if not rows:
         raise UserError(empty_window_message(kind, strategy, app, tenant, since, until),
-                        hint="widen the window (--since / --until), drop --app, or try --strategy random")
+                        hint=_empty_queue_hint(kind, strategy, app, since, until))
     now = time.time()
     queue = Queue(id=secrets.token_hex(6), name=name or "", kind=kind, overlap=overlap,  # type: ignore[arg-type]
                   strategy=strategy, seed=seed, tenant=tenant, app=app, since=since, until=until, created_at=now,
@@ -480,3 +480,16 @@ def progress(store: Store, queue: str | Queue) -> dict[str, Any]:
             .group_by(lt.c.annotator).order_by(lt.c.annotator)).all()}
     return {"queue": queue.name, "items": n_items, "overlap": queue.overlap, "labels": sum(who.values()),
             "complete": complete, "annotators": who}
+
+
+def _empty_queue_hint(kind: str, strategy: str, app: str | None, since: float | None, until: float | None) -> str:
+    """Only the remedies that can change the outcome: suggesting `--strategy random` to a random sample,
+    or a wider window to a command that gave none, would print a next step that fails the same way."""
+    steps = ["widen the window (--since / --until)"] if since is not None or until is not None else []
+    steps += ["drop --app"] if app else []
+    steps += ["try --strategy random"] if kind == "binary" and strategy not in ("random", "explicit") else []
+    more = ("answer the same questions with another model or prompt version (flywheel ask … --model ALIAS)"
+            if kind == "pairwise" else "record more traffic (flywheel ask, flywheel serve)")
+    steps.append(f"{more}; traces already in a queue are not sampled again")
+    return ", ".join(steps[:-1]) + (", or " if len(steps) > 1 else "") + steps[-1]
+

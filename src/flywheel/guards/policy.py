@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +118,8 @@ class GuardPipeline:
                 i += 1
                 continue
             action = guard.on_fail if not result.error else _closed(guard.on_fail)
+            if action in OUTPUT_ONLY and (regenerate is None or outcome.reasks >= guard.max_reasks):
+                action = "refrain"  # no re-ask left: what happens (and what guard_actions says) is a refrain
             outcome.action = action
             self._record(outcome, guard, result, action)
             if action == "log-only":
@@ -124,7 +127,8 @@ class GuardPipeline:
             elif action in ("block", "refrain"):
                 return self._stop(outcome, guard.stop_message(action, language), action)
             elif action == "redact":
-                outcome.text = self._redact(guard, outcome.text, outcome.vault)
+                outcome.text = self._redact(guard, outcome.text, outcome.vault) if self.stage == "input" \
+                    else self._redact_output(guard, outcome.text)
                 again = self._check(guard, outcome.text, ctx)  # what the redaction missed is not passed on
                 if not again.passed:
                     outcome.results.append(again)
@@ -134,9 +138,7 @@ class GuardPipeline:
             elif action == "fix":
                 outcome.text = _as_text(guard.check.fix(outcome.text, result))  # type: ignore[attr-defined]
                 i += 1
-            elif action in OUTPUT_ONLY:
-                if regenerate is None or outcome.reasks >= guard.max_reasks:
-                    return self._stop(outcome, guard.stop_message("refrain", language), "refrain")
+            elif action in OUTPUT_ONLY and regenerate is not None:  # (without one it became a refrain above)
                 outcome.reasks += 1
                 feedback = f"Your previous answer failed the `{guard.name}` check: {result.reason}. Answer again."
                 alias = guard.fallback if action == "fallback" else None
@@ -176,6 +178,27 @@ class GuardPipeline:
             redacted, more = redacted
             vault.update(more)
         return _as_text(redacted)
+
+    def _redact_output(self, guard: Guard, text: str) -> str:
+        """An output redaction is final and must not look like an input placeholder: the answer is restored
+        with the input's vault, which would turn a `<EMAIL_ADDRESS_1>` given to some other address into the
+        user's own. So its placeholders carry the type only (`<EMAIL_ADDRESS>`), and the placeholders the
+        model already used (restored later) are kept out of the check's way while it redacts."""
+        kept: list[str] = []
+
+        def hide(m: re.Match[str]) -> str:
+            kept.append(m.group(0))
+            return chr(_HIDDEN + len(kept) - 1)
+
+        hidden = _PLACEHOLDER.sub(hide, text) if len(_PLACEHOLDER.findall(text)) < _HIDDEN_MAX else text
+        redacted = guard.check.redact(hidden)  # type: ignore[attr-defined]
+        out = _as_text(redacted[0] if isinstance(redacted, tuple) else redacted)
+        if isinstance(redacted, tuple):
+            for placeholder in sorted(redacted[1], key=len, reverse=True):
+                out = out.replace(placeholder, re.sub(r"_\d+>$", ">", placeholder))
+        if hidden is not text:
+            out = re.sub(f"[{chr(_HIDDEN)}-{chr(_HIDDEN + _HIDDEN_MAX - 1)}]", lambda m: kept[ord(m.group(0)) - _HIDDEN], out)
+        return out
 
     @staticmethod
     def _stop(outcome: GuardOutcome, message: str, action: str) -> GuardOutcome:
@@ -304,6 +327,10 @@ class GuardPolicy:
             SourcesPipeline([_build(s, "sources", i, loc, aliases) for i, s in enumerate(config.sources)]),
             services=services,
         )
+
+
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
+_HIDDEN, _HIDDEN_MAX = 0xF0000, 60000  # a Unicode private-use plane: no detector matches these characters
 
 
 def restore(text: str, vault: dict[str, str]) -> str:

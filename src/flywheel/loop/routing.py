@@ -187,8 +187,10 @@ def _route_summary(entry: dict[str, Any], feedback: dict[str, list]) -> dict[str
         m["vs"] = base
         m["negative_feedback_p"] = fisher_exact(m["negative"], m["requests"] - m["negative"],
                                                 b["negative"], b["requests"] - b["negative"])
+        # no online checks on either side is no evidence, not "no difference" (p 1.0 read as a tested tie)
         m["online_pass_p"] = fisher_exact(m["online_passed"], m["online_checks"] - m["online_passed"],
-                                          b["online_passed"], b["online_checks"] - b["online_passed"])
+                                          b["online_passed"], b["online_checks"] - b["online_passed"]) \
+            if m["online_checks"] and b["online_checks"] else None
     shadow = {arm: {"requests": len(rows), "errors": sum(1 for r in rows if r["error"]),
                     "cost_usd": round(sum(_cost(r) for r in rows), 8)}
               for arm, rows in sorted(entry["shadow"].items())}

@@ -64,6 +64,7 @@ PSI_FIELDS = ("model", "app", "input_language", "output_language", "input_length
               "output_format", "refused")
 TOPIC_FIT_MAX = 3000
 PROJECTED = 128  # dimensions the representation is randomly projected to for the kernel tests and clusters
+SLIVER = 0.01  # a trailing remainder under this share of a window joins the last window
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -300,9 +301,12 @@ def split_windows(rows: TraceRows, kind: str, size: float, since: float, until: 
             out.append(Window(float(part.started_at[0]), float(part.started_at[-1]), part))
         return out
     out = []
-    edges = np.arange(since, until, size)
-    for start in edges:
-        end = min(float(start) + size, until)
+    # `--since 1d` is read a moment before `until` defaults to now: a remainder under 1 % of a window joins the
+    # last window instead of becoming a window of a few milliseconds at the end
+    count = max(1, math.ceil((until - since) / size - SLIVER))
+    edges = [since + i * size for i in range(count)]
+    for i, start in enumerate(edges):
+        end = until if i == count - 1 else min(float(start) + size, until)
         idx = np.flatnonzero((rows.started_at >= start) & (rows.started_at < end))
         out.append(Window(float(start), end, rows.take(idx)))
     return out

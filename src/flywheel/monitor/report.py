@@ -87,8 +87,10 @@ def drift_section(store: Store, embedder: Any, start: float, end: float) -> dict
     out.update(embedder=ref.get("embedder"), reference_n=ref.get("n", 0), n=sum(w["n"] for w in doc["windows"]))
     tested = [w for w in windows if w.get("input_drift") is not None]
     if ref.get("warning") or not tested:
-        out["note"] = ref.get("warning") or ("no traces this day" if not windows else
-                                             "too few traces this day to test drift")
+        # drift's own warning ends in "choose another --reference", an option `report daily` does not have
+        empty_ref = "no traces in the 7 days before to compare against" if not ref.get("n") else None
+        out["note"] = empty_ref or ref.get("warning") or ("no traces this day" if not windows else
+                                                          "too few traces this day to test drift")
         return out
     out["ran"] = True
     for side in ("input", "output"):

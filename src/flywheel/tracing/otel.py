@@ -35,6 +35,7 @@ from flywheel.types import Span
 
 log = logging.getLogger("flywheel.tracing.otel")
 MAX_CONTENT_CHARS = 16_000
+DETACH_WAIT_S = 2.0  # at exit, how long queued spans may take to export before a dead collector is given up
 _OPERATION = {"llm": "chat", "embedding": "embeddings", "tool": "execute_tool"}
 
 
@@ -62,6 +63,12 @@ def attach_otlp(endpoint: str | None = None, *, headers: Mapping[str, str] | Non
             raise UserError("attach_otlp needs a collector endpoint or an exporter",
                             hint="e.g. attach_otlp('http://127.0.0.1:4318')")
         exporter = OTLPSpanExporter(endpoint=traces_url(endpoint), headers=dict(headers or {}), timeout=timeout_s)
+        # its retry warnings ("Transient error … retrying in 1.08s") would print on every CLI run while the
+        # collector is down; flywheel logs one line per failed batch instead (unless you set that logger's level)
+        for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.exporter.otlp.common.http"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _RetryNoise) for f in logger.filters):
+                logger.addFilter(_RetryNoise())
     target = endpoint or type(exporter).__name__
     resource = Resource.create({"service.name": service_name})
     scope = InstrumentationScope("flywheel", _version())
@@ -85,17 +92,32 @@ def attach_otlp(endpoint: str | None = None, *, headers: Mapping[str, str] | Non
     def sink(record: Span) -> None:
         worker.put(record)
 
+    stuck: list[bool] = []
+
     def flush() -> None:
-        worker.flush()
+        if not worker.flush(timeout=DETACH_WAIT_S):  # a dead collector's retries must not stall whoever flushes
+            stuck.append(True)
 
     tracer.add_sink(sink, flush, redacts=True)
 
     def detach() -> None:
         tracer.remove_sink(sink, flush)
-        worker.close()
-        exporter.shutdown()
+        # a dead collector must not hold the process up: the exporter retries with backoff up to its timeout,
+        # and shutdown() is what interrupts that backoff
+        if stuck:  # a flush already waited for it in vain: interrupt its retries first
+            exporter.shutdown()
+        worker.close(timeout=DETACH_WAIT_S)
+        if not stuck:
+            exporter.shutdown()
 
     return detach
+
+
+class _RetryNoise(logging.Filter):
+    """Drops the OTLP exporter's per-retry lines; flywheel logs one warning per batch that failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Transient error", "Failed to export", "Shutdown in progress"))
 
 
 def to_otel(rec: Span, resource: Any, scope: Any) -> Any:

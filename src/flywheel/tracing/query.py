@@ -209,8 +209,10 @@ def _incomplete(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
     def first(key: str) -> Any:
         return next((s[key] for s in ordered if s.get(key)), None)
 
+    # guard and cache spans record what they looked at (`{"stage": "input", "chars": 55}`), not the question
+    asked = [s for s in ordered if s["kind"] not in ("guard", "cache")] or ordered
     return {"trace_id": trace_id, "name": top["name"], "kind": top["kind"], "started_at": ordered[0]["start_ns"] / 1e9,
             "ended_at": None, "latency_ms": None, "status": "incomplete", "error": None,
-            "input_preview": next((p for p in (preview(s["inputs"]) for s in ordered) if p), None),
+            "input_preview": next((p for p in (preview(s["inputs"]) for s in asked) if p), None),
             "output_preview": None, "output_state": None, "tenant": first("tenant"), "app": first("app"),
             "model": first("model"), "prompt_version": first("prompt_version"), **aggregate(spans)}

@@ -63,4 +63,4 @@ class GuardedBackend:
             "flywheel.cache.error": message, "flywheel.cache.backend": self.name, "flywheel.cache.op": op,
             "flywheel.level": "warning", **extra,
         }) as sp:
-            sp.set(outputs=None)
+            sp.set(outputs=message)  # what `traces show` prints under the span (not "(empty output)")
