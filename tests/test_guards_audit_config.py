@@ -45,3 +45,13 @@ def test_unknown_pii_entity_in_tracing_redact_pii_stops_start_up():
         pii_masker(["PHONES"])
     masker = pii_masker(["EMAIL"])
     assert masker is not None and masker("mail ann@example.com") == "mail <EMAIL_ADDRESS>"
+
+
+def test_unknown_pii_entity_in_tracing_redact_pii_names_its_line(tmp_path):
+    from flywheel.apps.runtime import Runtime
+    from flywheel.config import Project
+
+    (tmp_path / "flywheel.yaml").write_text("tracing:\n  redact_pii: [EMAIL, PHONES]\n", encoding="utf-8")
+    with Runtime(Project.load(tmp_path)) as rt, pytest.raises(ConfigError) as info:
+        rt.store  # noqa: B018 - opening the store attaches tracing with the masker
+    assert info.value.where is not None and info.value.where.endswith("flywheel.yaml:2")

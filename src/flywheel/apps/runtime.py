@@ -45,7 +45,8 @@ class Runtime:
             from flywheel.tracing import attach_store
 
             self._detach = attach_store(store, self.config.tracing, models=self.config.models,
-                                        masker=pii_masker(self.config.tracing.redact_pii))
+                                        masker=pii_masker(self.config.tracing.redact_pii,
+                                                          self.project.where("tracing", "redact_pii")))
         return store
 
     @cached_property
@@ -111,8 +112,9 @@ class Runtime:
         self.close()
 
 
-def pii_masker(setting: bool | list[str]) -> Masker | None:
-    """`tracing.redact_pii` as the masker tracing is given (tracing does not import the detectors in checks/)."""
+def pii_masker(setting: bool | list[str], where: str | None = None) -> Masker | None:
+    """`tracing.redact_pii` as the masker tracing is given (tracing does not import the detectors in checks/);
+    `where`: its file:line, for the error an unknown type gives."""
     if setting is False:
         return None
     from flywheel.checks.pii import analyzer, redact_for_storage
@@ -121,7 +123,8 @@ def pii_masker(setting: bool | list[str]) -> Masker | None:
         try:
             analyzer(list(setting))  # an unknown type would mask nothing: stop at start-up, not on the writer
         except ValueError as exc:
-            raise ConfigError(f"`tracing.redact_pii`: {exc}", hint="or redact_pii: true for every type") from None
+            raise ConfigError(f"`tracing.redact_pii`: {exc}", where=where,
+                              hint="or redact_pii: true for every type") from None
     masker: Masker = functools.partial(redact_for_storage, entities=None if setting is True else list(setting))
     return masker
 

@@ -31,7 +31,8 @@ def import_traces(state: Any, file: str, fmt: str, as_json: bool) -> None:
     from flywheel.tracing.redact import Redactor
 
     config = state.project.config
-    redactor = Redactor.from_config(config.tracing, config.models, masker=pii_masker(config.tracing.redact_pii))
+    masker = pii_masker(config.tracing.redact_pii, state.project.where("tracing", "redact_pii"))
+    redactor = Redactor.from_config(config.tracing, config.models, masker=masker)
     last = [0.0]
 
     def progress(phase: str, done: int, total: int) -> None:
