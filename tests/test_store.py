@@ -253,3 +253,27 @@ def test_redis_fixture_serves_a_real_redis(redis_url):
         assert client.config_get("appendonly")["appendonly"] == "no"
     finally:
         client.close()
+
+
+def test_write_first_transaction_holds_sqlites_write_lock_from_begin(tmp_path):
+    """A read-then-write transaction (rate-limit admission) takes the write lock at BEGIN: a writer that commits
+    between its read and its write can no longer make it fail with "database is locked"."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+
+    store = Store.open(f"sqlite:///{tmp_path / 'w.db'}")
+    other = sqlite3.connect(tmp_path / "w.db", timeout=0, isolation_level=None)
+    try:
+        with store.begin(write_first=True) as conn:
+            conn.execute(text("SELECT 1"))
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        with store.begin() as conn:  # a plain transaction takes no write lock for a read
+            conn.execute(text("SELECT 1"))
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+        store.close()

@@ -127,7 +127,9 @@ class StoreCounters:
     def admit(self, key_id: str, name: str, limits: Limits | None, estimate_usd: float, now: float) -> Admission:
         minute = int(now // 60)
         k, w = self.keys.c, self.windows.c
-        with self.store.begin() as conn:  # a refusal raises inside: the whole transaction (rate count too) rolls back
+        # a refusal raises inside: the whole transaction (rate count too) rolls back; it reads, then writes, so
+        # it takes SQLite's write lock first
+        with self.store.begin(write_first=True) as conn:
             row = conn.execute(select(k.rpm, k.tpm, k.budget_usd, k.budget_period, k.period)
                                .where(k.key_id == key_id)).mappings().first()
             if row is None:

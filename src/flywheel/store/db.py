@@ -349,8 +349,13 @@ class Store:
     def connect(self) -> Connection:
         return self.engine.connect()
 
-    def begin(self) -> Any:
-        """`with store.begin() as conn:` one transaction, committed on exit."""
+    def begin(self, *, write_first: bool = False) -> Any:
+        """`with store.begin() as conn:` one transaction, committed on exit. `write_first=True` for a transaction
+        that reads and then writes: on SQLite it takes the write lock at BEGIN (BEGIN IMMEDIATE), so it waits
+        for another writer (busy_timeout) instead of failing with "database is locked" when that writer
+        committed after its read; PostgreSQL is unaffected."""
+        if write_first:
+            return self.engine.execution_options(sqlite_immediate=True).begin()
         return self.engine.begin()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
