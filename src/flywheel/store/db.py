@@ -293,6 +293,8 @@ class Store:
     def __init__(self, engine: Engine, url: str, dialect: str, *, temp_dir: Path | None = None,
                  batch_rows: int = 100, max_delay_s: float = 0.2):
         self.engine = engine
+        # the same pool, BEGIN IMMEDIATE on SQLite (see begin()); made once, not per transaction
+        self._write_first = engine.execution_options(sqlite_immediate=True)
         self.url = url
         self.dialect = dialect
         self.metadata = load_schemas()
@@ -355,7 +357,7 @@ class Store:
         for another writer (busy_timeout) instead of failing with "database is locked" when that writer
         committed after its read; PostgreSQL is unaffected."""
         if write_first:
-            return self.engine.execution_options(sqlite_immediate=True).begin()
+            return self._write_first.begin()
         return self.engine.begin()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
