@@ -13,6 +13,7 @@ BAD = "fw-000000000000-" + "x" * 43
 ROUTES = [
     ("/v1/chat/completions", {"model": "gpt"}),  # reads its body itself (calls.read_body)
     ("/v1/messages", {"model": "gpt", "max_tokens": "many"}),  # Anthropic wire
+    ("/v1/responses", {"model": "gpt", "input": {"not": "items"}}),  # OpenAI Responses wire
     ("/v1/apps/support", {"input": 42, "stream": "sometimes"}),  # FastAPI body parameter
     ("/v1/embeddings", {"input": {"not": "text"}}),
     ("/v1/review/queues", {"kind": 7}),

@@ -121,6 +121,9 @@ def tool_calls_of(blocks: list[Any]) -> list[dict[str, Any]] | None:
 def openai_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
+        if tool.get("type") not in (None, "custom"):  # web_search_…, bash_…: Anthropic-defined tools
+            raise ToolFormatError(f"tool type {tool.get('type')!r} is not supported: only custom tools "
+                                  "{name, description?, input_schema} are", f"tools.{i}.type")
         if not isinstance(tool.get("name"), str):
             raise ToolFormatError("a tool must be {name, description?, input_schema}", f"tools.{i}.name")
         fn: dict[str, Any] = {"name": tool["name"], "parameters": tool.get("input_schema") or _EMPTY_SCHEMA}
@@ -159,11 +162,14 @@ def openai_messages(role: str, content: str | list[dict[str, Any]], param: str) 
             texts.append(block.get("text") or "")
         elif kind == "tool_use" and role == "assistant":
             pass  # collected below
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            pass  # an earlier turn's reasoning, sent back by extended-thinking clients: not part of the answer
         elif kind == "tool_result" and role == "user":
             results.append(Message(role="tool", content=_result_text(block.get("content"), f"{param}.{i}.content"),
                                    tool_call_id=block.get("tool_use_id")))
         else:
-            raise ToolFormatError(f"content block type {kind!r} is not supported in a {role} turn "
+            article = "an" if role == "assistant" else "a"
+            raise ToolFormatError(f"content block type {kind!r} is not supported in {article} {role} turn "
                                   "(text, tool_use, tool_result)", f"{param}.{i}.type")
     out = results
     calls = tool_calls_of(content) if role == "assistant" else None

@@ -4,7 +4,8 @@ SDK users can point `base_url` here. Non-streaming and streaming (Anthropic's SS
 Tools in Anthropic's shape (`tools`, `tool_choice`, tool_use / tool_result blocks) are translated to the gateway's
 OpenAI shape (gateway/tools.py), so they work with any provider; tool calls come back as tool_use blocks with
 stop_reason "tool_use" (streamed as content_block_start + `input_json_delta`). `metadata.user_id` and
-`metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace."""
+`metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace. `output_config.format`
+(`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens."""
 
 from __future__ import annotations
 
@@ -68,6 +69,14 @@ class MessagesIn(BaseModel):
     tool_choice: dict[str, Any] | None = None
     thinking: dict[str, Any] | None = None
     service_tier: str | None = None
+    output_config: dict[str, Any] | None = None  # `format` (structured output) is honoured; `effort` is a hint
+    cache_control: dict[str, Any] | None = None  # a prompt-caching hint: accepted, not needed by the gateway
+
+
+class CountTokensIn(MessagesIn):
+    """POST /v1/messages/count_tokens: a Messages body without `max_tokens`."""
+
+    max_tokens: int | None = Field(default=None, ge=1)  # type: ignore[assignment]
 
 
 def _text(content: str | list[Block], param: str) -> str:
@@ -97,7 +106,20 @@ def _request(body: MessagesIn, tenant: str) -> ChatRequest:
     if body.metadata and isinstance(body.metadata.get("user_id"), str):
         meta["user"] = body.metadata["user_id"]
     return ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
-                       stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta)
+                       stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta,
+                       response_format=_response_format(body.output_config))
+
+
+def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`output_config.format` ({type: json_schema, schema}, what `client.messages.parse(output_format=…)` sends)
+    as the gateway's OpenAI-shaped `response_format`; `output_config.effort` is a hint the gateway leaves out."""
+    fmt = (output_config or {}).get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise ApiError(400, "output_config.format must be {type: json_schema, schema: {...}}",
+                       param="output_config.format", code="invalid_value")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
 def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int,
@@ -150,6 +172,25 @@ async def messages(request: Request) -> Any:
         events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
         return calls.sse_response(events, call.headers)
     return calls.JSONBytes(message, call.headers)
+
+
+@router.post("/v1/messages/count_tokens", openapi_extra=calls.body_schema(CountTokensIn))
+async def count_tokens(request: Request) -> Any:
+    """`client.messages.count_tokens(...)`: the input tokens of a Messages body (system, messages, tools),
+    estimated the way the gateway estimates tokens when a provider reports none (about 4 characters a token),
+    not with the provider's tokenizer. Nothing is sent upstream and nothing is charged."""
+    from flywheel.gateway.providers.base import estimate_tokens
+
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    body = await calls.read_body(request, CountTokensIn)
+    calls.check_model(state, principal, body.model)
+    creq = _request(body, principal.tenant)
+    texts = [m.content for m in creq.messages]
+    texts += [json.dumps(m.tool_calls, ensure_ascii=False) for m in creq.messages if m.tool_calls]
+    if creq.tools:
+        texts.append(json.dumps(creq.tools, ensure_ascii=False))
+    return {"input_tokens": sum(estimate_tokens(t) for t in texts if t)}
 
 
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:

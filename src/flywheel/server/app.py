@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel.config import Project
-from flywheel.server.errors import ApiError, from_validation
+from flywheel.server.errors import ApiError, compressed_body, from_validation
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
@@ -39,7 +39,9 @@ access_log = logging.getLogger("flywheel.server.access")
 log = logging.getLogger("flywheel.server")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_UNDER_V1 = ("/chat/completions", "/embeddings", "/models", "/messages", "/apps/", "/feedback")  # routes of /v1/…
+# routes of /v1/…
+_UNDER_V1 = ("/chat/completions", "/completions", "/embeddings", "/models", "/messages", "/responses", "/apps/",
+             "/feedback")
 
 
 def is_loopback(host: str) -> bool:
@@ -86,9 +88,18 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     app.state.flywheel = state
     _errors(app)
     from flywheel import web
-    from flywheel.server import anthropic_api, apps_api, feedback_api, openai_proxy, ops, otlp, review_api
+    from flywheel.server import (
+        anthropic_api,
+        apps_api,
+        feedback_api,
+        openai_proxy,
+        ops,
+        otlp,
+        responses_api,
+        review_api,
+    )
 
-    for module in (openai_proxy, anthropic_api, apps_api, feedback_api, ops, otlp, review_api):
+    for module in (openai_proxy, anthropic_api, responses_api, apps_api, feedback_api, ops, otlp, review_api):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
     if cors_origins:
@@ -251,6 +262,11 @@ def _unauthenticated(request: Request) -> JSONResponse | None:
     return None
 
 
+def _compressed(request: Request) -> JSONResponse | None:
+    refused = compressed_body(request.headers)
+    return None if refused is None else error_response(request, refused)
+
+
 def _errors(app: FastAPI) -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -261,7 +277,8 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _unauthenticated(request) or error_response(request, from_validation(list(exc.errors())))
+        return _unauthenticated(request) or _compressed(request) or error_response(
+            request, from_validation(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -270,9 +287,12 @@ def _errors(app: FastAPI) -> None:
             message = f"no route {request.method} {request.url.path}"
             if request.url.path.startswith(_UNDER_V1):  # an OpenAI SDK whose base_url lacks the /v1
                 message += f"; the API is under /v1: set the client's base_url to {str(request.base_url).rstrip('/')}/v1"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("allow", (exc.headers or {}).get("Allow", ""))
+            message = f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}" if allowed else "")
         elif exc.status_code == 400 and "parsing the body" in message:
             message = "the request body is not valid JSON in UTF-8"
-            denied = _unauthenticated(request)
+            denied = _unauthenticated(request) or _compressed(request)
             if denied is not None:
                 return denied
         return error_response(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from flywheel.errors import GatewayError, UserError
-from flywheel.server.errors import ApiError, from_gateway, from_validation
+from flywheel.server.errors import ApiError, compressed_body, from_gateway, from_validation
 from flywheel.server.keys import Admission, Principal
 from flywheel.server.state import ServerState
 from flywheel.tracing import tracer
@@ -34,6 +34,9 @@ async def read_body(request: Request, model: type[M]) -> M:
     """The request body validated as `model` straight from its bytes, in one pass (the hot routes take `Request`
     rather than a model parameter: FastAPI would decode the JSON, then validate the dicts). A bad body is the
     same 400 naming the field that a FastAPI validation error gives."""
+    compressed = compressed_body(request.headers)
+    if compressed is not None:
+        raise compressed
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -101,9 +104,11 @@ class Call:
             self.span.record_error(error)
         if output is not ...:
             self.span.set(output)
-        tracer.end(self.span, self.token)
-        if self.admission.key_id is not None:
-            await asyncio.to_thread(self.state.keys.settle, self.admission, cost, input_tokens + output_tokens)
+        try:  # settled before the trace ends, so a finished trace means its cost is on the key
+            if self.admission.key_id is not None:
+                await asyncio.to_thread(self.state.keys.settle, self.admission, cost, input_tokens + output_tokens)
+        finally:
+            tracer.end(self.span, self.token)
         self.state.metrics.usage(self.model, self.app or "", self.tenant, input_tokens, output_tokens, cost)
 
     def fail_upstream(self, exc: Exception) -> ApiError:

@@ -6,6 +6,7 @@ nothing a client sends can produce a 5xx: a 5xx means the upstream failed (502/5
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flywheel.errors import GatewayError, UserError
@@ -63,3 +64,13 @@ def from_gateway(exc: Exception) -> ApiError:
     if isinstance(exc, UserError):
         return ApiError(400, exc.message, code="invalid_request")
     return ApiError(502, f"upstream failed: {type(exc).__name__}", code="upstream_failed")
+
+
+def compressed_body(headers: Mapping[str, str]) -> ApiError | None:
+    """A compressed JSON body would otherwise read as 'not valid JSON': say what is wrong (OTLP, which does
+    accept gzip, decodes its own body)."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    return ApiError(415, f"compressed request bodies (content-encoding: {encoding}) are not accepted here; "
+                         "send the JSON uncompressed", param="content-encoding")

@@ -1,4 +1,5 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, GET /v1/models[/ID], POST /v1/embeddings.
+"""OpenAI-compatible routes: POST /v1/chat/completions, POST /v1/completions (legacy text completions, answered as
+a chat), GET /v1/models[/ID], POST /v1/embeddings.
 
 `model` is a flywheel alias (through the gateway: retries, fallbacks, cost, tracing) or `app:NAME` (through
 the app's answer pipeline: guards, cache, retrieval; the last user message is the input). Unknown request
@@ -8,7 +9,8 @@ provider (translated for Anthropic aliases); tool calls come back in `message.to
 `delta.tool_calls` pieces. `n` (1..16) asks a model alias for several choices in one gateway call (one upstream
 request where the provider takes `n`, else n merged requests; see gateway/choices.py); a stream or an app answers
 one choice, so `n` > 1 with `stream` or `app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id`
-header) land on the trace as `flywheel.user_id` / `flywheel.session_id`.
+header) land on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` is a 400 (the gateway does not
+relay them); embeddings of token ids are a 400 naming LangChain's switch.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
+from flywheel.server.keys import Principal
 from flywheel.types import Answer, ChatRequest, Message
 
 router = APIRouter()
 # ChatRequest's defaults, for building one from an already-validated body without validating it again
 _REQUEST_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in ChatRequest.model_fields.items()
                      if not f.is_required()}
+_LEGACY = "/v1/completions"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "stop": "stop", "max_tokens": "length",
            "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
 
@@ -93,12 +97,57 @@ class ChatCompletionIn(BaseModel):
     reasoning_effort: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    verbosity: str | None = None
+    modalities: list[str] | None = None
+
+
+class CompletionIn(BaseModel):
+    """The legacy text-completions body (POST /v1/completions: LlamaIndex's `OpenAILike` and other completion-model
+    clients use it), answered as a chat with the prompt as the user message."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    prompt: str | list[str] | list[int] | list[list[int]]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1, le=16)
+    user: str | None = Field(default=None, max_length=256)
+    suffix: str | None = None
+    echo: bool | None = None
+    logprobs: int | None = None
+    best_of: int | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+
+    def as_chat(self) -> ChatCompletionIn:
+        prompt = self.prompt[0] if isinstance(self.prompt, list) and len(self.prompt) == 1 else self.prompt
+        if not isinstance(prompt, str):
+            raise ApiError(400, "`prompt` must be one text (token ids and several prompts are not supported; send "
+                           "one request per prompt)", param="prompt", code="unsupported_value")
+        for name in ("suffix", "echo", "logprobs"):
+            if getattr(self, name) not in (None, False):
+                raise ApiError(400, f"`{name}` is not supported on /v1/completions", param=name,
+                               code="unsupported_parameter")
+        return ChatCompletionIn.model_construct(
+            model=self.model, messages=[ChatMessageIn.model_construct(role="user", content=prompt, name=None,
+                                                                      tool_calls=None, tool_call_id=None)],
+            **{k: getattr(self, k) for k in ("stream", "stream_options", "temperature", "max_tokens", "stop", "n",
+                                             "user")},
+            **{k: None for k in ("max_completion_tokens", "metadata", "response_format", "tools", "tool_choice",
+                                 "logprobs", "top_logprobs", "modalities")})
 
 
 class EmbeddingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
-    input: str | list[str] = Field(min_length=1)
+    # token ids (what LangChain's OpenAIEmbeddings sends by default) are parsed so the refusal can name them
+    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = None
     user: str | None = None
@@ -165,6 +214,12 @@ def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, An
 
 def completion(call: calls.Call, model: str, choices: list[tuple[str, str | None, Any]], input_tokens: int,
                output_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
+    if call.route == _LEGACY:  # a text completion: `text` where a chat has `message`
+        return {"id": f"cmpl-{call.trace_id}", "object": "text_completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": i, "text": text, "logprobs": None,
+                                             "finish_reason": _FINISH.get(fr or "stop", "stop")}
+                                            for i, (text, fr, _) in enumerate(choices)],
+                "usage": usage_json(input_tokens, output_tokens), "flywheel": {"trace_id": call.trace_id, **extra}}
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": i, "message": _message(text, tools), "logprobs": None,
@@ -186,6 +241,31 @@ async def chat_completions(request: Request) -> Any:
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)  # first: an unauthenticated caller learns nothing of the body
     body = await calls.read_body(request, ChatCompletionIn)
+    return await _chat(request, body, principal, "/v1/chat/completions")
+
+
+@router.post("/v1/completions", openapi_extra=calls.body_schema(CompletionIn))
+async def completions(request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    body = (await calls.read_body(request, CompletionIn)).as_chat()
+    return await _chat(request, body, principal, "/v1/completions")
+
+
+def _unsupported(body: ChatCompletionIn) -> None:
+    """Parameters whose answer the gateway cannot give, refused by name rather than answered with nothing."""
+    if body.logprobs or body.top_logprobs:
+        raise ApiError(400, "logprobs are not available through flywheel (the gateway does not relay them); "
+                       "drop `logprobs` and `top_logprobs`", param="logprobs" if body.logprobs else "top_logprobs",
+                       code="unsupported_parameter")
+    if body.modalities and set(body.modalities) != {"text"}:
+        raise ApiError(400, "only text output is supported: send `modalities: [\"text\"]` or leave it out",
+                       param="modalities", code="unsupported_parameter")
+
+
+async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, route: str) -> Any:
+    state = request.app.state.flywheel
+    _unsupported(body)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     app = calls.check_model(state, principal, body.model)
     n = body.n or 1
@@ -201,7 +281,6 @@ async def chat_completions(request: Request) -> Any:
     alias = calls.app_model(state, app) if app else body.model
     chars = sum(len(m.content) for m in creq.messages)
     estimate = state.estimate(alias, chars, creq.max_tokens) * n
-    route = "/v1/chat/completions"
     call = await calls.begin(state, principal, tenant, route, alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq)},
                              user=body.user, session=session)
@@ -256,12 +335,16 @@ async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -
 
 
 def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: Any, extra: dict[str, Any]) -> Any:
-    cid, created = f"chatcmpl-{call.trace_id}", int(time.time())
+    legacy = call.route == _LEGACY
+    cid, created = f"{'cmpl' if legacy else 'chatcmpl'}-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
-        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                "system_fingerprint": None, "choices": choices, **more}
+        if legacy:  # a text completion's chunk: {text} where a chat chunk has {delta}
+            choices = [{"index": c["index"], "text": c["delta"].get("content") or "", "logprobs": None,
+                        "finish_reason": c["finish_reason"]} for c in choices]
+        data = {"id": cid, "object": "text_completion" if legacy else "chat.completion.chunk", "created": created,
+                "model": body.model, "system_fingerprint": None, "choices": choices, **more}
         return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
@@ -269,7 +352,8 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: 
         finish, parts, error = "stop", [], None
         tool_calls: list[dict[str, Any]] = []
         try:
-            yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            if not legacy:
+                yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             async for delta, fr, tools in pieces:
                 if fr:
                     finish = _FINISH.get(fr, "stop")
@@ -310,16 +394,19 @@ def _model_cards(request: Request) -> list[dict[str, Any]]:
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
     created = int(state.project.config_path.stat().st_mtime) if state.project.config_path.exists() else 0
-    data = [{"id": m, "object": "model", "created": created, "owned_by": "flywheel"}
-            for m in calls.model_names(state) if principal.may_use_model(m)]
-    data += [{"id": f"app:{a}", "object": "model", "created": created, "owned_by": "flywheel"}
-             for a in calls.app_names(state) if principal.may_use_app(a)]
-    return data
+    names = [m for m in calls.model_names(state) if principal.may_use_model(m)]
+    names += [f"app:{a}" for a in calls.app_names(state) if principal.may_use_app(a)]
+    # OpenAI's model fields, and Anthropic's (type, display_name, created_at) for its SDK's models.list()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
+    return [{"id": m, "object": "model", "created": created, "owned_by": "flywheel", "type": "model",
+             "display_name": m, "created_at": stamp} for m in names]
 
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> Any:
-    return {"object": "list", "data": _model_cards(request)}
+    cards = _model_cards(request)
+    return {"object": "list", "data": cards, "has_more": False,  # Anthropic's page fields: one page
+            "first_id": cards[0]["id"] if cards else None, "last_id": cards[-1]["id"] if cards else None}
 
 
 @router.get("/v1/models/{model:path}")
@@ -333,16 +420,22 @@ async def retrieve_model(model: str, request: Request) -> Any:
                    param="model", code="model_not_found")
 
 
-@router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingsIn, request: Request) -> Any:
+@router.post("/v1/embeddings", openapi_extra=calls.body_schema(EmbeddingsIn))
+async def embeddings(request: Request) -> Any:
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
+    body = await calls.read_body(request, EmbeddingsIn)
     configured = state.project.config.retrieval.embedder
     if body.model not in (configured, "default") and body.model != state.project.config.retrieval.embedder_model:
         raise ApiError(404, f"the embedding model `{body.model}` does not exist; this server embeds with "
                        f"`{configured}` (send model `{configured}` or `default`)", param="model",
                        code="model_not_found")
-    texts = [body.input] if isinstance(body.input, str) else body.input
+    given = [body.input] if isinstance(body.input, str) else list(body.input)
+    texts = [t for t in given if isinstance(t, str)]
+    if len(texts) != len(given):
+        raise ApiError(400, "`input` as token ids is not supported: this server embeds text, send strings (LangChain: "
+                       "OpenAIEmbeddings(..., check_embedding_ctx_length=False))", param="input",
+                       code="unsupported_value")
     if any(not t for t in texts):
         raise ApiError(400, "input texts must be non-empty", param="input", code="invalid_value")
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
@@ -353,10 +446,13 @@ async def embeddings(body: EmbeddingsIn, request: Request) -> Any:
         await call.finish(error=exc)
         raise call.fail_upstream(exc) from None
     tokens = sum(max(1, len(t) // 4) for t in texts)
-    await call.finish(input_tokens=tokens)
     if body.dimensions is not None and body.dimensions != vectors.shape[1]:
-        raise ApiError(400, f"this embedder has {vectors.shape[1]} dimensions", param="dimensions",
-                       code="invalid_value")
+        err = ApiError(400, f"`{configured}` makes {vectors.shape[1]}-dimensional vectors and cannot shorten them: "
+                       f"leave `dimensions` out or send {vectors.shape[1]}", param="dimensions",
+                       code="invalid_value", headers=call.headers)
+        await call.finish(input_tokens=tokens, error=err.message)
+        raise err
+    await call.finish(input_tokens=tokens)
     return JSONResponse({"object": "list", "model": body.model,
                          "data": [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
                                   for i, v in enumerate(vectors)],

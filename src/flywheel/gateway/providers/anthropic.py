@@ -4,7 +4,8 @@ System messages become the `system=` parameter (joined by blank lines). Tools, t
 `tool_calls` and `tool` messages are translated to Anthropic's tools, tool_use and tool_result blocks, and
 tool_use blocks in the answer (streamed too: `input_json_delta`) back to OpenAI `tool_calls` with
 finish_reason "tool_calls" (see gateway/tools.py). The SDK's own retries are off (`max_retries=0`); the gateway retries. `max_tokens`, which
-the API requires, comes from the request, else `params.max_tokens` on the alias, else 1024.
+the API requires, comes from the request, else `params.max_tokens` on the alias, else 1024. A `response_format`
+of type json_schema goes as Anthropic's structured output (`output_config.format`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ DEFAULT_MAX_TOKENS = 1024
 # params keep working across SDK versions that add or drop named arguments (e.g. `temperature`).
 _KNOWN = frozenset(inspect.signature(anthropic.resources.Messages.create).parameters) - {
     "self", "model", "messages", "max_tokens", "system", "stream", "timeout", "extra_body"}
+
+
+def anthropic_output_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An OpenAI `response_format` of type json_schema as Anthropic's structured-output format
+    (`output_config.format`); json_object and text have no Anthropic form and stay a prompt matter."""
+    if not response_format or response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return {"type": "json_schema", "schema": schema} if isinstance(schema, dict) else None
 
 
 class AnthropicProvider(SdkProvider):
@@ -49,6 +60,9 @@ class AnthropicProvider(SdkProvider):
             params["stop_sequences"] = request.stop
         if request.tools:
             params["tools"] = anthropic_tools(request.tools)
+        output_format = anthropic_output_format(request.response_format)
+        if output_format is not None:
+            params["output_config"] = {**params.get("output_config", {}), "format": output_format}
         choice = anthropic_tool_choice(request.tool_choice, params.pop("parallel_tool_calls", None))
         if choice is not None:
             params["tool_choice"] = choice

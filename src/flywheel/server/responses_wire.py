@@ -1,0 +1,276 @@
+"""The OpenAI Responses API's shapes ↔ the gateway's chat shapes, for POST /v1/responses (responses_api.py).
+
+    Responses                                                  gateway (OpenAI chat)
+    instructions                                               a system message first
+    input "text" | [{role, content}, {type: message, …}]       messages (input_text / output_text parts joined)
+    {type: function_call, call_id, name, arguments}            the assistant turn's tool_calls (consecutive merged)
+    {type: function_call_output, call_id, output}              {role: tool, tool_call_id, content}
+    tools [{type: function, name, description, parameters}]    [{type: function, function: {name, …}}]
+    tool_choice {type: function, name}                         {type: function, function: {name}}
+    text.format {type: json_schema, name, schema, strict}      response_format {type: json_schema, json_schema: {…}}
+    output: a `message` item (output_text) and/or `function_call` items; status `incomplete` when the
+    answer was cut at max_output_tokens
+
+Anything that cannot be translated (images, files, built-in tools such as web_search, reasoning items) is a
+400 naming the field, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flywheel.server.errors import ApiError
+from flywheel.types import Citation, Message
+
+_EMPTY_SCHEMA = {"type": "object", "properties": {}}
+_TEXT_PARTS = ("input_text", "output_text", "text")
+CUT = ("length", "max_tokens")  # finish reasons that mean the answer hit max_output_tokens
+
+
+class ResponsesIn(BaseModel):
+    """The Responses API body. Parameters the gateway has no use for (top_p, reasoning, include …) are accepted
+    and ignored, as for chat completions; ones that change what is answered and cannot be honoured
+    (previous_response_id, conversation, background, logprobs) are refused by `refuse_unsupported`."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=200)
+    input: Any  # a string or a list of items, checked by `chat_messages` (so a bad item is named by index)
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    text: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    store: bool | None = None
+    previous_response_id: str | None = None
+    conversation: Any = None
+    background: bool | None = None
+    include: list[str] | None = None
+    reasoning: dict[str, Any] | None = None
+    truncation: str | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    top_logprobs: int | None = None
+    max_tool_calls: int | None = None
+
+
+def refuse_unsupported(body: ResponsesIn) -> None:
+    if body.previous_response_id is not None:
+        raise ApiError(400, "previous_response_id is not supported: this server does not keep responses; send the "
+                       "whole conversation in `input` (earlier turns, the `response.output` items and any "
+                       "function_call_output items)", param="previous_response_id", code="unsupported_parameter")
+    if body.conversation is not None:
+        raise ApiError(400, "conversation is not supported: this server does not keep conversations; send the whole "
+                       "conversation in `input`", param="conversation", code="unsupported_parameter")
+    if body.top_logprobs or "message.output_text.logprobs" in (body.include or ()):
+        raise ApiError(400, "logprobs are not supported: the gateway does not relay them; send the request without "
+                       "them", param="top_logprobs" if body.top_logprobs else "include",
+                       code="unsupported_parameter")
+    if body.background:
+        raise ApiError(400, "background responses are not supported; send the request without `background` "
+                       "(use stream=true for long answers)", param="background", code="unsupported_parameter")
+
+
+def _text(content: Any, param: str) -> str:
+    """A message's content (a string or text parts) as one string."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise ApiError(400, "content must be a string or a list of input_text parts", param=param,
+                       code="invalid_value")
+    out = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+            out.append(part["text"])
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            out.append(part["refusal"])
+        else:
+            raise ApiError(400, f"content part type {kind!r} is not supported (text only: input_text, output_text)",
+                           param=f"{param}.{i}.type", code="unsupported_content")
+    return "".join(out)
+
+
+def _string(item: dict[str, Any], key: str, param: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value and key != "arguments":
+        raise ApiError(400, f"a {item.get('type')} item needs `{key}` (a string)", param=f"{param}.{key}",
+                       code="invalid_value")
+    return value
+
+
+def chat_messages(body: ResponsesIn) -> list[Message]:
+    """`instructions` + `input` as gateway messages. A function_call item joins the assistant turn before it (so
+    `[*earlier_input, *response.output, function_call_output]` round-trips); a function_call_output is a tool
+    message."""
+    msgs = [Message(role="system", content=body.instructions)] if body.instructions else []
+    if isinstance(body.input, str):
+        return [*msgs, Message(role="user", content=body.input)]
+    if not isinstance(body.input, list) or not body.input:
+        raise ApiError(400, "input must be a string or a non-empty list of input items", param="input",
+                       code="invalid_value")
+    for i, item in enumerate(body.input):
+        param = f"input.{i}"
+        if not isinstance(item, dict):
+            raise ApiError(400, "an input item must be an object", param=param, code="invalid_value")
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise ApiError(400, f"role must be user, assistant, system or developer, got {role!r}",
+                               param=f"{param}.role", code="invalid_value")
+            text = _text(item.get("content"), f"{param}.content")
+            msgs.append(Message(role="system" if role == "developer" else role, content=text))
+        elif kind == "function_call":
+            call = {"id": _string(item, "call_id", param), "type": "function",
+                    "function": {"name": _string(item, "name", param),
+                                 "arguments": _string(item, "arguments", param) or "{}"}}
+            last = msgs[-1] if msgs else None
+            if last is not None and last.role == "assistant":
+                msgs[-1] = last.model_copy(update={"tool_calls": [*(last.tool_calls or []), call]})
+            else:
+                msgs.append(Message(role="assistant", content="", tool_calls=[call]))
+        elif kind == "function_call_output":
+            output = item.get("output")
+            msgs.append(Message(role="tool", tool_call_id=_string(item, "call_id", param),
+                                content=_text(output if output is not None else "", f"{param}.output")))
+        else:
+            raise ApiError(400, f"input item type {kind!r} is not supported (message, function_call, "
+                           "function_call_output)", param=f"{param}.type", code="unsupported_content")
+    return msgs
+
+
+def chat_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Responses function tools → the gateway's OpenAI chat tools; a built-in tool is a 400 naming its type."""
+    if not tools:
+        return None
+    out = []
+    for i, tool in enumerate(tools):
+        kind = tool.get("type")
+        if kind != "function":
+            raise ApiError(400, f"tool type {kind!r} is not supported: this server calls function tools only "
+                           "({type: function, name, parameters}); built-in tools such as web_search or "
+                           "file_search run on OpenAI's platform", param=f"tools.{i}.type", code="unsupported_tool")
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise ApiError(400, "a function tool needs a `name`", param=f"tools.{i}.name", code="invalid_value")
+        if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
+            raise ApiError(400, "a function tool's `parameters` must be a JSON schema object",
+                           param=f"tools.{i}.parameters", code="invalid_value")
+        fn: dict[str, Any] = {"name": tool["name"], "parameters": tool.get("parameters") or _EMPTY_SCHEMA}
+        if tool.get("description"):
+            fn["description"] = tool["description"]
+        if tool.get("strict") is not None:
+            fn["strict"] = tool["strict"]
+        out.append({"type": "function", "function": fn})
+    return out
+
+
+def chat_tool_choice(choice: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if choice is None or choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
+        return {"type": "function", "function": {"name": choice["name"]}}
+    kind = choice.get("type") if isinstance(choice, dict) else choice
+    raise ApiError(400, f"tool_choice must be auto, none, required or {{type: function, name}}, got {kind!r}",
+                   param="tool_choice", code="invalid_value")
+
+
+def response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`text.format` → the gateway's response_format (None for plain text)."""
+    fmt = (text or {}).get("format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        assert isinstance(fmt, dict)
+        if not isinstance(fmt.get("name"), str) or not isinstance(fmt.get("schema"), dict):
+            raise ApiError(400, "a json_schema format needs `name` (a string) and `schema` (an object)",
+                           param="text.format", code="invalid_value")
+        spec = {k: fmt[k] for k in ("name", "schema", "strict", "description") if fmt.get(k) is not None}
+        return {"type": "json_schema", "json_schema": spec}
+    raise ApiError(400, f"text.format.type must be text, json_object or json_schema, got {kind!r}",
+                   param="text.format.type", code="invalid_value")
+
+
+# ------------------------------------------------------------------ answers → Responses output
+
+
+def citation_notes(text: str, citations: list[Citation]) -> list[dict[str, Any]]:
+    """An app's citations as file_citation annotations: file_id is the chunk id, filename the source, index where
+    its `[n]` marker sits in the text (the end of the text when the marker is absent)."""
+    out = []
+    for c in citations:
+        at = text.find(f"[{c.id}]")
+        out.append({"type": "file_citation", "file_id": c.chunk_id, "filename": c.source,
+                    "index": at if at >= 0 else len(text)})
+    return out
+
+
+def message_item(item_id: str, text: str, status: str, notes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"id": item_id, "type": "message", "role": "assistant", "status": status,
+            "content": [text_part(text, notes)]}
+
+
+def text_part(text: str, notes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": notes or [], "logprobs": []}
+
+
+def call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    return {"id": f"fc_{call_id}", "type": "function_call", "status": status, "call_id": call_id, "name": name,
+            "arguments": arguments}
+
+
+def output_items(rid: str, text: str, tool_calls: list[dict[str, Any]] | None, cut: bool,
+                 notes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """A whole answer as output items: the message (when there is text, or nothing else), then one function_call
+    item per tool call."""
+    items = []
+    if text or not tool_calls:
+        items.append(message_item(f"msg_{rid[5:]}", text, "incomplete" if cut else "completed", notes))
+    for i, call in enumerate(tool_calls or ()):
+        fn = call.get("function") or {}
+        items.append(call_item(call.get("id") or f"call_{rid[5:]}_{i}", fn.get("name") or "",
+                               fn.get("arguments") or "", "completed"))
+    return items
+
+
+def usage_json(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {"input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input_tokens + output_tokens}
+
+
+def response_object(rid: str, body: ResponsesIn, *, status: str, output: list[dict[str, Any]],
+                    usage: dict[str, Any] | None, created_at: int | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `response` object, echoing the request's settings as OpenAI does; `flywheel` carries the trace id (and
+    an app's citations, cache hit, cost). `store` is false whatever was asked: nothing is kept for later."""
+    incomplete = status == "incomplete"
+    return {
+        "id": rid, "object": "response", "created_at": created_at or int(time.time()), "status": status,
+        "background": False, "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": body.model,
+        "output": output, "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
+        "store": False, "temperature": body.temperature, "top_p": body.top_p,
+        "text": body.text or {"format": {"type": "text"}}, "tool_choice": body.tool_choice or "auto",
+        "tools": body.tools or [], "truncation": "disabled", "usage": usage, "user": body.user,
+        "metadata": body.metadata or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
+    }
