@@ -53,7 +53,7 @@ def check_sections(data: dict, demo_dir: Path, semantic: bool) -> None:
     assert any(a["check"] == "injection" and a["action"] == "block" and not a["passed"]
                for a in blocked["guard_actions"])
     assert redacted["input"] == PII_MESSAGE
-    assert "jane.doe@example.com" not in redacted["model_saw"] and "<EMAIL_ADDRESS_1>" in redacted["model_saw"]
+    assert "jane.doe@example.com" not in redacted["model_saw"] and "<EMAIL_ADDRESS_1_" in redacted["model_saw"]
     assert "jane.doe@example.com" in redacted["answer"]  # restored for the user
     assert any(a["check"] == "pii" and a["action"] == "redact" for a in redacted["guard_actions"])
 

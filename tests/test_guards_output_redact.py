@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from pii_placeholder_replies import copies_placeholders
+
 from flywheel.apps.runtime import Runtime
 from flywheel.config import Project
 from flywheel.guards import GuardPolicy
@@ -35,7 +37,7 @@ apps:
 
 
 def test_output_redaction_is_not_restored_to_the_users_value(tmp_path, llm):
-    llm.add(r"refund", f"Write to {OTHER}; I noted <EMAIL_ADDRESS_1> as yours.")
+    llm.add(r"refund", copies_placeholders(f"Write to {OTHER}; I noted {{EMAIL_ADDRESS_1}} as yours."))
     with Runtime(write_project(tmp_path, llm.base_url)) as rt:
         answer = rt.app("support").run(f"How do I get a refund? My email is {USER}")
         streamed = rt.app("support").stream(f"How do I get a refund, please? My email is {USER}")
@@ -53,7 +55,8 @@ def test_output_stage_redact_uses_type_placeholders_and_leaves_the_vault_empty()
     out = p.output.run(f"Mail {OTHER} or {USER}.")
     assert out.passed and out.text == "Mail <EMAIL_ADDRESS> or <EMAIL_ADDRESS>." and out.vault == {}
     inp = GuardPolicy.from_config({"input": [{"check": "pii", "on_fail": "redact"}]}).input.run(f"I am {USER}")
-    assert inp.text == "I am <EMAIL_ADDRESS_1>" and inp.vault == {"<EMAIL_ADDRESS_1>": USER}
+    issued = f"<EMAIL_ADDRESS_1_{inp.vault.nonce}>"
+    assert inp.text == f"I am {issued}" and inp.vault == {issued: USER}
 
 
 def test_refusal_note_names_the_guard_that_stopped_the_answer():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -146,28 +147,30 @@ def test_secret_lookalikes(text):
 def test_redact_restore_round_trip():
     text = "Mail bob@example.com or bob@example.com, else alice@x.org; 手机13812345678。"
     red, vault = redact(text)
-    assert red == "Mail <EMAIL_ADDRESS_1> or <EMAIL_ADDRESS_1>, else <EMAIL_ADDRESS_2>; 手机<CN_MOBILE_1>。"
-    assert vault == {"<EMAIL_ADDRESS_1>": "bob@example.com", "<EMAIL_ADDRESS_2>": "alice@x.org",
-                     "<CN_MOBILE_1>": "13812345678"}
+    n = vault.nonce  # random per vault: only the placeholders this vault issued are restored
+    assert re.fullmatch(r"[a-z]{5}", n)
+    assert red == f"Mail <EMAIL_ADDRESS_1_{n}> or <EMAIL_ADDRESS_1_{n}>, else <EMAIL_ADDRESS_2_{n}>; 手机<CN_MOBILE_1_{n}>。"
+    assert vault == {f"<EMAIL_ADDRESS_1_{n}>": "bob@example.com", f"<EMAIL_ADDRESS_2_{n}>": "alice@x.org",
+                     f"<CN_MOBILE_1_{n}>": "13812345678"}
     assert restore(red, vault) == text
-    answer = "I wrote to <EMAIL_ADDRESS_2> and &lt;CN_MOBILE_1&gt;; <PHONE_NUMBER_9> is unknown."
-    assert restore(answer, vault) == "I wrote to alice@x.org and 13812345678; <PHONE_NUMBER_9> is unknown."
+    answer = f"I wrote to <EMAIL_ADDRESS_2_{n}> and &lt;CN_MOBILE_1_{n}&gt;; <PHONE_NUMBER_9_{n}>, <EMAIL_ADDRESS_2>."
+    assert restore(answer, vault) == f"I wrote to alice@x.org and 13812345678; <PHONE_NUMBER_9_{n}>, <EMAIL_ADDRESS_2>."
 
 
 def test_vault_is_shared_across_turns_and_json_serialisable():
     _, vault = redact("call 13812345678")
     red, vault2 = redact("mail bob@example.com, call 13812345678", vault=vault)
-    assert vault2 is vault and red == "mail <EMAIL_ADDRESS_1>, call <CN_MOBILE_1>"
+    assert vault2 is vault and red == f"mail <EMAIL_ADDRESS_1_{vault.nonce}>, call <CN_MOBILE_1_{vault.nonce}>"
     again = Vault(json.loads(json.dumps(vault)))
     assert restore(red, again) == "mail bob@example.com, call 13812345678"
 
 
 def test_redact_only_some_types_or_given_spans():
     text = "bob@example.com +1 (415) 555-0132"
-    red, _ = redact(text, ["EMAIL_ADDRESS"])
+    red, _ = redact(text, ["EMAIL_ADDRESS"], vault=Vault(nonce=""))  # nonce "": plain <TYPE_N> placeholders
     assert red == "<EMAIL_ADDRESS_1> +1 (415) 555-0132"
     spans = [e for e in find_pii(text) if e.type == "PHONE_NUMBER"]
-    red, vault = redact(text, spans)
+    red, vault = redact(text, spans, vault=Vault(nonce=""))
     assert red == "bob@example.com <PHONE_NUMBER_1>" and vault["<PHONE_NUMBER_1>"] == "+1 (415) 555-0132"
 
 
@@ -204,8 +207,9 @@ def test_dates_and_urls_only_when_asked_for():
     assert [e["type"] for e in build("pii").run(text, CheckContext()).details["entities"]] == ["EMAIL_ADDRESS"]
     everything = build("pii", {"entities": "all"}).run(text, CheckContext()).details["entities"]
     assert [e["type"] for e in everything] == ["DATE_TIME", "URL", "EMAIL_ADDRESS"]
-    assert redact(text)[0] == "Founded in 1977, see https://example.com; mail <EMAIL_ADDRESS_1>"
-    assert redact(text, ["DATE_TIME"])[0] == "Founded in <DATE_TIME_1>, see https://example.com; mail bob@example.com"
+    assert redact(text, vault=Vault(nonce=""))[0] == "Founded in 1977, see https://example.com; mail <EMAIL_ADDRESS_1>"
+    assert redact(text, ["DATE_TIME"], vault=Vault(nonce=""))[0] == \
+        "Founded in <DATE_TIME_1>, see https://example.com; mail bob@example.com"
 
 
 def test_check_arguments():

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
+from pii_placeholder_replies import copies_placeholders
 from test_docs_qa import FALLBACK, PIN, ZH, ScriptedRetriever
 
 from flywheel.apps.docs_qa import DocsQA
@@ -70,7 +71,7 @@ def test_padding_past_max_chars_no_longer_bypasses_injection_blocking_or_pii_red
     pii = GuardPolicy.from_config({"input": [{"check": "pii", "on_fail": "redact"}]})
     answer = ChatApp(gateway=gateway(llm), model="gpt", guards=pii).run(lorem + f"Please write to {EMAIL}.")
     sent = chats(llm)[-1]["messages"][-1]["content"]
-    assert EMAIL not in sent and "<EMAIL_ADDRESS_1>" in sent and len(sent) > 100_000
+    assert EMAIL not in sent and "<EMAIL_ADDRESS_1_" in sent and len(sent) > 100_000
     assert [(a.check, a.action) for a in answer.guard_actions] == [("pii", "redact")]
 
 
@@ -275,7 +276,7 @@ def stored_text(db) -> str:
 
 
 def test_pii_is_never_stored_unmasked_when_a_redact_guard_is_configured(tmp_path, llm, spans):
-    llm.add(r"EMAIL_ADDRESS_1", "I will write to <EMAIL_ADDRESS_1> today.")
+    llm.add(r"EMAIL_ADDRESS_1", copies_placeholders("I will write to {EMAIL_ADDRESS_1} today."))
     with Runtime(write_chat_project(tmp_path, llm.base_url)) as rt:
         app = rt.app("support")
         answer = app.run(f"Please email me at {EMAIL} or call {PHONE} about my order")
@@ -287,7 +288,7 @@ def test_pii_is_never_stored_unmasked_when_a_redact_guard_is_configured(tmp_path
     assert blocked.refusal == "guard_blocked"
     ours = [s for s in spans if s.trace_id in {answer.trace_id, streamed.answer.trace_id, blocked.trace_id}]
     root = next(s for s in ours if s.trace_id == answer.trace_id and s.kind == "app")
-    assert "<EMAIL_ADDRESS_1>" in root.inputs["message"] and "<EMAIL_ADDRESS_1>" in root.outputs["text"]
+    assert "<EMAIL_ADDRESS_1_" in root.inputs["message"] and "<EMAIL_ADDRESS_1_" in root.outputs["text"]
     for span in ours:
         dump = json.dumps([span.inputs, span.outputs, span.attributes], default=str)
         assert EMAIL not in dump and PHONE not in dump, span.name

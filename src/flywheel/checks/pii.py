@@ -15,20 +15,24 @@ about 0.3 ms per KB. `presidio` runs them inside Presidio's AnalyzerEngine (NoOp
 together with Presidio's remaining predefined recognizers; it needs `presidio-analyzer`, whose import
 takes seconds (it pulls in spaCy and torch), so it is opt-in.
 
-Redaction: `redact(text)` returns the text with placeholders (`<EMAIL_ADDRESS_1>`) and a `Vault`
-mapping them back; `restore(answer, vault)` puts the values back into a model's answer, and
-`restore_stream` does so for a streamed answer. `redact_for_storage(obj)` masks irreversibly
+Redaction: `redact(text)` returns the text with placeholders (`<EMAIL_ADDRESS_1_qhzvk>`: type, number and
+the vault's random nonce) and a `Vault` mapping them back; `restore(answer, vault)` puts the values back into a
+model's answer, and `restore_stream` does so for a streamed answer. Only the vault's own placeholders are
+restored: a `<EMAIL_ADDRESS_1>` planted in a retrieved document stays as written. `redact_for_storage(obj)` masks irreversibly
 (`<EMAIL_ADDRESS>`) every string inside a JSON-like object before it is written to traces.
 `pseudonymize(fields, keep)` masks one record (an eval case, a training row) consistently across its fields
 (the same value is `<EMAIL_ADDRESS_1>` in the input and in the correction), keeping the values of chosen fields
-that no masked field holds; secrets are masked in every field.
+that no masked field holds; secrets are masked in every field. Its placeholders carry no nonce (they are stable
+per record), and the nonce'd placeholders a guard left in a stored trace are renumbered the same way.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import re
+import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +48,7 @@ from flywheel.types import CheckResult
 __all__ = [
     "CONTEXTUAL",
     "ENTITY_TYPES",
+    "PLACEHOLDER",
     "PiiAnalyzer",
     "PiiCheck",
     "PiiEntity",
@@ -51,6 +56,9 @@ __all__ = [
     "Vault",
     "analyzer",
     "find_pii",
+    "new_nonce",
+    "placeholder",
+    "placeholder_type",
     "pseudonymize",
     "redact",
     "redact_for_storage",
@@ -118,10 +126,20 @@ class PiiAnalyzer:
         return [e for e in found if e.score >= self.threshold and e.text.strip().casefold() not in self.allow]
 
     def analyze(self, text: str) -> list[PiiEntity]:
-        """Non-overlapping PII spans in text order."""
+        """Non-overlapping PII spans in text order. Full-width forms (`１３８…`, `ａｂｃ＠ｑｑ．ｃｏｍ`, typed with
+        a Chinese or Japanese input method) are read as their ASCII twins; each span's text is as written."""
         if not text:
             return []
-        return resolve(self.candidates(text[:MAX_CHARS]))
+        text = text[:MAX_CHARS]
+        folded = text.translate(_HALF_WIDTH)  # one character for one: the offsets stay those of `text`
+        found = resolve(self.candidates(folded))
+        if folded == text:
+            return found
+        return [dataclasses.replace(e, text=text[e.start:e.end]) for e in found]
+
+
+# U+FF01–U+FF5E are the full-width twins of ASCII "!" … "~" (U+0021–U+007E); U+3000 is the ideographic space.
+_HALF_WIDTH = {**{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}, 0x3000: 0x20}
 
 
 def resolve(candidates: list[PiiEntity]) -> list[PiiEntity]:
@@ -170,16 +188,53 @@ def sensitive_pii(text: str, entities: Iterable[str] | str | None = None, thresh
 # ---------------------------------------------------------------- reversible redaction
 
 
+# A placeholder is `<TYPE_N>` plus, for a vault that restores a model's answer, the vault's nonce:
+# `<EMAIL_ADDRESS_1_qhzvk>`. The nonce is random per request, so only placeholders this request issued are
+# restored; `<EMAIL_ADDRESS_1>` written by a document or another user stays as it is. Lowercase letters only:
+# no recognizer (driver licences, IDs) fires on them, and models copy them as written.
+NONCE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+NONCE_LENGTH = 5
+PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)(?:_([a-z]{4,8}))?>")
+
+
+def new_nonce() -> str:
+    return "".join(secrets.choice(NONCE_LETTERS) for _ in range(NONCE_LENGTH))
+
+
+def placeholder(entity_type: str, number: int, nonce: str = "") -> str:
+    """The one spelling of a placeholder: `<EMAIL_ADDRESS_1>`, or `<EMAIL_ADDRESS_1_qhzvk>` with a nonce."""
+    return f"<{entity_type}_{number}_{nonce}>" if nonce else f"<{entity_type}_{number}>"
+
+
+def placeholder_type(text: str) -> str | None:
+    """EMAIL_ADDRESS for `<EMAIL_ADDRESS_1>` or `<EMAIL_ADDRESS_1_qhzvk>`; None for anything else."""
+    m = PLACEHOLDER.fullmatch(text)
+    return m.group(1) if m else None
+
+
 class Vault(dict[str, str]):
     """Placeholder -> original value. JSON-serialisable; reuse one vault across the turns of a
-    conversation so that the same value keeps the same placeholder."""
+    conversation so that the same value keeps the same placeholder.
+
+    `nonce` is part of every placeholder the vault issues (a fresh random one by default; `""` for plain
+    `<EMAIL_ADDRESS_1>`, as `pseudonymize` uses). A vault rebuilt from its JSON takes the nonce its keys carry."""
+
+    def __init__(self, *args: Any, nonce: str | None = None, **kwargs: str):
+        super().__init__(*args, **kwargs)
+        if nonce is None:
+            carried = [m.group(3) for m in map(PLACEHOLDER.fullmatch, self) if m and m.group(3)]
+            nonce = carried[0] if carried else new_nonce() if not self else ""
+        self.nonce = nonce
 
     def placeholder_for(self, entity_type: str, value: str) -> str:
         for key, known in self.items():
-            if known == value and key[1:].startswith(entity_type + "_"):
+            if known == value and placeholder_type(key) == entity_type:
                 return key
-        n = 1 + sum(1 for key in self if re.fullmatch(rf"<{re.escape(entity_type)}_\d+>", key))
-        key = f"<{entity_type}_{n}>"
+        n = 1 + sum(1 for key in self if placeholder_type(key) == entity_type)
+        key = placeholder(entity_type, n, self.nonce)
+        while key in self:  # a key added by hand with this number
+            n += 1
+            key = placeholder(entity_type, n, self.nonce)
         self[key] = value
         return key
 
@@ -211,18 +266,19 @@ def redact(text: str, entities: Iterable[str] | Iterable[PiiEntity] | str | None
     return _replace(text, spans, lambda e: vault.placeholder_for(e.type, e.text)), vault
 
 
-_PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*_\d+)>|&lt;([A-Z][A-Z0-9_]*_\d+)&gt;")
-
-
-def restore(text: str, vault: dict[str, str]) -> str:
-    """Put the original values back in place of the placeholders that the vault knows."""
+def restore(text: str, vault: Mapping[str, str]) -> str:
+    """Put the original values back in place of the vault's own placeholders (also when HTML-escaped,
+    `&lt;EMAIL_ADDRESS_1_qhzvk&gt;`), in one pass: a restored value is never read again as a placeholder, and
+    placeholder-looking text the vault did not issue stays as written."""
     if not vault:
         return text
-
-    def put(m: re.Match[str]) -> str:
-        return vault.get(f"<{m.group(1) or m.group(2)}>", m.group(0))
-
-    return _PLACEHOLDER.sub(put, text)
+    forms: dict[str, str] = {}
+    for key, value in vault.items():
+        forms[key] = value
+        if key.startswith("<") and key.endswith(">"):
+            forms[f"&lt;{key[1:-1]}&gt;"] = value
+    rx = re.compile("|".join(re.escape(k) for k in sorted(forms, key=len, reverse=True)))
+    return rx.sub(lambda m: forms[m.group(0)], text)
 
 
 def restore_stream(chunks: Iterable[str], vault: dict[str, str]) -> Iterator[str]:
@@ -304,7 +360,8 @@ def pseudonymize(fields: Mapping[str, Sequence[str | None]], keep: Iterable[str]
     never reveals what another one hides. Secrets are masked in every field, kept or not: SECRET spans become
     `<SECRET>`, and the secret scrubber (flywheel.text.secrets) runs on every text afterwards."""
     keep = frozenset(keep)
-    found = {name: [sensitive_pii(t, entities, threshold) if t else [] for t in texts] for name, texts in fields.items()}
+    found = {name: [_with_issued(t, sensitive_pii(t, entities, threshold)) if t else [] for t in texts]
+             for name, texts in fields.items()}
     holders: dict[str, set[str]] = {}  # value identity → fields that hold it
     for name, per_text in found.items():
         for ent in (e for spans in per_text for e in spans if e.type != "SECRET"):
@@ -332,12 +389,23 @@ def pseudonymize(fields: Mapping[str, Sequence[str | None]], keep: Iterable[str]
     return result
 
 
+def _with_issued(text: str, spans: list[PiiEntity]) -> list[PiiEntity]:
+    """The spans, plus the placeholders a guard issued at serve time (`<EMAIL_ADDRESS_1_qhzvk>`, kept in the
+    stored trace): they get the record's own numbering too, so an exported row carries no request's nonce."""
+    issued = [PiiEntity(m.group(1), m.start(), m.end(), 1.0, m.group(0), ISSUED)
+              for m in PLACEHOLDER.finditer(text) if m.group(3)]
+    return resolve(spans + issued) if issued else spans
+
+
+ISSUED = "issued-placeholder"  # the recognizer name of a placeholder found in a record
+
+
 class _Numbering:
     """The placeholders of one record and the counts of what `pseudonymize` did, per field."""
 
     def __init__(self, holders: dict[str, set[str]], hidden: set[str], keep: frozenset[str]):
         self.holders, self.hidden, self.keep = holders, hidden, keep
-        self.vault = Vault()
+        self.vault = Vault(nonce="")  # stable per record: <EMAIL_ADDRESS_1>
         self.numbers: dict[str, str] = {}  # value identity → placeholder
         self.per_type: Counter[str] = Counter()
         self.masked: dict[str, Counter[str]] = {}
@@ -354,13 +422,13 @@ class _Numbering:
         key = _identity(ent.type, ent.text)
         if self.holders[key] == {name}:
             exclusive[ent.type] += 1
-        if name in self.keep and key not in self.hidden:
+        if name in self.keep and key not in self.hidden and ent.recognizer != ISSUED:
             kept[ent.type] += 1
             return ent.text
         masked[ent.type] += 1
         if key not in self.numbers:
             self.per_type[ent.type] += 1
-            self.numbers[key] = f"<{ent.type}_{self.per_type[ent.type]}>"
+            self.numbers[key] = placeholder(ent.type, self.per_type[ent.type])
             self.vault[self.numbers[key]] = ent.text
         return self.numbers[key]
 
@@ -407,9 +475,9 @@ class PiiCheck(Check):
     def found(self, text: str) -> list[PiiEntity]:
         return [e for e in self.analyzer.analyze(text) if e.type not in self.skip]
 
-    def redact(self, text: str) -> tuple[str, Vault]:
+    def redact(self, text: str, vault: Vault | None = None) -> tuple[str, Vault]:
         """Numbered placeholders for what this check finds (the guard's `redact` action); the vault restores them."""
-        return redact(text, self.found(text))
+        return redact(text, self.found(text), vault=vault)
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         text = _as_text(output)

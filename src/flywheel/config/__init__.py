@@ -15,7 +15,6 @@ from flywheel.config.models import (
     OUTPUT_ONLY_ACTIONS,
     SOURCE_ACTIONS,
     Config,
-    GuardSpec,
 )
 from flywheel.config.yaml_io import *
 from flywheel.config.yaml_io import interpolate, read_yaml, validation_error, where
@@ -32,6 +31,7 @@ class Project:
     def __init__(self, root: str | Path = ".", config: Config | None = None, lines: dict | None = None):
         self.root = Path(root).resolve()
         self.config_path = self.root / CONFIG_NAME
+        self._shown_path = Path(root) / CONFIG_NAME  # as the loader names it in errors (relative when root is)
         self.data_dir = self.root / DATA_DIR
         self.config = config if config is not None else Config()
         self._lines = lines or {}
@@ -61,7 +61,7 @@ class Project:
 
     def where(self, *path: str | int) -> str:
         """file:line of a key path in flywheel.yaml, for error messages (the nearest known parent)."""
-        return where(self.config_path, self._lines, path)
+        return where(self._shown_path, self._lines, path)
 
 
 def load_config_file(path: Path | str) -> tuple[Config, dict]:
@@ -91,7 +91,7 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
                                 used_by=f"app '{name}'", error=ConfigError)
         for stage in ("input", "output", "sources"):
             for i, spec in enumerate(getattr(app.guards, stage)):
-                _check_on_fail(spec, stage, where(file, lines, (*at, "guards", stage, i, "on_fail")))
+                check_on_fail(spec.check, spec.on_fail, stage, where(file, lines, (*at, "guards", stage, i, "on_fail")))
                 if spec.fallback is not None and spec.fallback not in config.models:
                     raise unknown_alias(spec.fallback, config.models, error=ConfigError,
                                         where=where(file, lines, (*at, "guards", stage, i, "fallback")),
@@ -121,15 +121,22 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
                                     used_by=f"app '{name}'", error=ConfigError)
 
 
-def _check_on_fail(spec: GuardSpec, stage: str, at: str) -> None:
+def check_on_fail(check: str, on_fail: str, stage: str, at: str | None) -> None:
+    """A guard's on_fail is one its stage can take (flywheel.yaml when it loads, GuardPolicy for Python specs)."""
     allowed = SOURCE_ACTIONS if stage == "sources" else GUARD_ACTIONS
-    if spec.on_fail not in allowed:
-        what = "does not apply to retrieved sources" if spec.on_fail in GUARD_ACTIONS else "is unknown"
-        raise ConfigError(f"unknown on_fail action `{spec.on_fail}` for guard `{spec.check}` ({what})", where=at,
-                          hint=f"use one of: {', '.join(allowed)}")
-    if stage == "input" and spec.on_fail in OUTPUT_ONLY_ACTIONS:
-        raise ConfigError(f"on_fail `{spec.on_fail}` only applies to output guards (it regenerates the answer)",
-                          where=at, hint="use block, redact, fix, refrain or log-only")
+    if on_fail in allowed and not (stage == "input" and on_fail in OUTPUT_ONLY_ACTIONS):
+        return
+    hint = f"use one of: {', '.join(allowed)}"
+    if stage == "sources" and on_fail in GUARD_ACTIONS:
+        message = f"on_fail `{on_fail}` does not apply to retrieved sources (guard `{check}`)"
+    elif stage != "sources" and on_fail in SOURCE_ACTIONS:
+        message = f"on_fail `{on_fail}` only applies to `sources:` guards (it removes retrieved passages)"
+    elif on_fail in OUTPUT_ONLY_ACTIONS:
+        message = f"on_fail `{on_fail}` only applies to output guards (it regenerates the answer)"
+        hint = "use block, redact, fix, refrain or log-only"
+    else:
+        message = f"unknown on_fail action `{on_fail}` for guard `{check}`"
+    raise ConfigError(message, where=at, hint=hint)
 
 
 def anchor_local_models(config: Config, file: Path | str) -> None:

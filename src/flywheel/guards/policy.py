@@ -21,13 +21,15 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, build
-from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, SOURCE_ACTIONS, GuardsConfig, GuardSpec
+from flywheel.checks.pii import PLACEHOLDER, Vault, placeholder_type
+from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, GuardsConfig, GuardSpec, check_on_fail
 from flywheel.errors import ConfigError, UserError
 from flywheel.prompts.render import language_of, pick_language
-from flywheel.registry import unknown_alias
+from flywheel.registry import did_you_mean, unknown_alias
 from flywheel.tracing import tracer
 from flywheel.types import CheckResult, GuardAction, content_hash
 
@@ -78,7 +80,7 @@ class GuardOutcome:
     action: str | None = None  # the last action taken, None when every guard passed
     message: str | None = None
     results: list[CheckResult] = field(default_factory=list)
-    vault: dict[str, str] = field(default_factory=dict)  # placeholder -> original, to restore in the response
+    vault: Vault = field(default_factory=Vault)  # placeholder -> original (nonce'd per run), to restore the answer
     reasks: int = 0
     actions: list[GuardAction] = field(default_factory=list)  # what each guard did, in order
 
@@ -111,15 +113,13 @@ class GuardPipeline:
         i = 0
         while i < len(self.guards):
             guard = self.guards[i]
-            result = self._check(guard, outcome.text, ctx)
+            can_regenerate = regenerate is not None and outcome.reasks < guard.max_reasks
+            result, action = self._check(guard, outcome.text, ctx, partial(_decide, guard, can_regenerate=can_regenerate))
             outcome.results.append(result)
-            if result.passed or (result.error and guard.on_fail == "log-only"):
-                self._record(outcome, guard, result, "pass" if result.passed else "log-only")
+            if action == "pass" or (action == "log-only" and result.error):
+                self._record(outcome, guard, result, action)
                 i += 1
                 continue
-            action = guard.on_fail if not result.error else _closed(guard.on_fail)
-            if action in OUTPUT_ONLY and (regenerate is None or outcome.reasks >= guard.max_reasks):
-                action = "refrain"  # no re-ask left: what happens (and what guard_actions says) is a refrain
             outcome.action = action
             self._record(outcome, guard, result, action)
             if action == "log-only":
@@ -127,9 +127,9 @@ class GuardPipeline:
             elif action in ("block", "refrain"):
                 return self._stop(outcome, guard.stop_message(action, language), action)
             elif action == "redact":
-                outcome.text = self._redact(guard, outcome.text, outcome.vault) if self.stage == "input" \
-                    else self._redact_output(guard, outcome.text)
-                again = self._check(guard, outcome.text, ctx)  # what the redaction missed is not passed on
+                outcome.text = self._redact(guard, outcome.text, outcome.vault if self.stage == "input" else None)
+                # what the redaction missed is not passed on
+                again, _ = self._check(guard, outcome.text, ctx, lambda r: "pass" if r.passed else "block")
                 if not again.passed:
                     outcome.results.append(again)
                     self._record(outcome, guard, again, "block")
@@ -158,44 +158,42 @@ class GuardPipeline:
         outcome.actions.append(GuardAction(stage=self.stage, check=guard.name, action=action,  # type: ignore[arg-type]
                                            passed=result.passed, reason=result.reason or result.error or ""))
 
-    def _check(self, guard: Guard, text: str, ctx: CheckContext) -> CheckResult:
+    def _check(self, guard: Guard, text: str, ctx: CheckContext,
+               decide: Callable[[CheckResult], str]) -> tuple[CheckResult, str]:
+        """The check's verdict and the action taken on it (`decide`), which is what the guard span records."""
         parts = windows(text, guard.max_chars)
         with tracer.span(f"guard.{guard.name}", kind="guard",
                          inputs={"stage": self.stage, "chars": len(text), "windows": len(parts)},
                          **{"flywheel.guard.check": guard.name, "flywheel.guard.on_fail": guard.on_fail}) as sp:
             result = check_windows(guard.check, parts, ctx)
-            action = "pass" if result.passed else guard.on_fail
+            action = decide(result)
             if result.error:
-                action = "log-only" if guard.on_fail == "log-only" else _closed(guard.on_fail)
                 sp.record_error(f"guard crashed: {result.error}")
             sp.set(outputs={"passed": result.passed, "score": result.score, "reason": result.reason},
                    **{"flywheel.guard.action": action})
-            return result
+            return result, action
 
-    def _redact(self, guard: Guard, text: str, vault: dict[str, str]) -> str:
-        redacted = guard.check.redact(text)  # type: ignore[attr-defined]
-        if isinstance(redacted, tuple):
-            redacted, more = redacted
-            vault.update(more)
-        return _as_text(redacted)
-
-    def _redact_output(self, guard: Guard, text: str) -> str:
-        """An output redaction is final and must not look like an input placeholder: the answer is restored
-        with the input's vault, which would turn a `<EMAIL_ADDRESS_1>` given to some other address into the
-        user's own. So its placeholders carry the type only (`<EMAIL_ADDRESS>`), and the placeholders the
-        model already used (restored later) are kept out of the check's way while it redacts."""
+    def _redact(self, guard: Guard, text: str, vault: Vault | None) -> str:
+        """The text with what the check finds replaced by placeholders. Each placeholder the check made becomes
+        one of `vault`'s (input side: numbered, with the run's nonce, restored in the answer) or, without a
+        vault (output side, final), the type alone (`<EMAIL_ADDRESS>`), so an output redaction is never mistaken
+        for, and restored as, one of the user's own values. Placeholders already in the text (an earlier
+        guard's, or those the model used) are kept out of the check's way while it redacts."""
         kept: list[str] = []
 
         def hide(m: re.Match[str]) -> str:
             kept.append(m.group(0))
             return chr(_HIDDEN + len(kept) - 1)
 
-        hidden = _PLACEHOLDER.sub(hide, text) if len(_PLACEHOLDER.findall(text)) < _HIDDEN_MAX else text
+        hidden = PLACEHOLDER.sub(hide, text) if len(PLACEHOLDER.findall(text)) < _HIDDEN_MAX else text
         redacted = guard.check.redact(hidden)  # type: ignore[attr-defined]
-        out = _as_text(redacted[0] if isinstance(redacted, tuple) else redacted)
-        if isinstance(redacted, tuple):
-            for placeholder in sorted(redacted[1], key=len, reverse=True):
-                out = out.replace(placeholder, re.sub(r"_\d+>$", ">", placeholder))
+        out, made = (redacted[0], dict(redacted[1])) if isinstance(redacted, tuple) else (redacted, {})
+        out = _as_text(out)
+        if made:
+            names = {key: vault.placeholder_for(placeholder_type(key) or "REDACTED", value) if vault is not None
+                     else f"<{placeholder_type(key) or 'REDACTED'}>" for key, value in made.items()}
+            rx = re.compile("|".join(re.escape(k) for k in sorted(names, key=len, reverse=True)))
+            out = rx.sub(lambda m: names[m.group(0)], out)
         if hidden is not text:
             out = re.sub(f"[{chr(_HIDDEN)}-{chr(_HIDDEN + _HIDDEN_MAX - 1)}]", lambda m: kept[ord(m.group(0)) - _HIDDEN], out)
         return out
@@ -329,15 +327,7 @@ class GuardPolicy:
         )
 
 
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 _HIDDEN, _HIDDEN_MAX = 0xF0000, 60000  # a Unicode private-use plane: no detector matches these characters
-
-
-def restore(text: str, vault: dict[str, str]) -> str:
-    """Put redacted values back into a response (longest placeholders first, so _1 never eats _10)."""
-    for placeholder in sorted(vault, key=len, reverse=True):
-        text = text.replace(placeholder, vault[placeholder])
-    return text
 
 
 def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None],
@@ -348,20 +338,17 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
     max_chars = _max_chars(raw.get("max_chars", DEFAULT_MAX_CHARS), stage, i, where)
     if stage == "sources":
         return _build_source_guard(spec, raw, i, where, message, max_chars)
-    if action not in ACTIONS:
-        raise ConfigError(f"unknown on_fail action `{action}` for guard `{spec.check}`",
-                          where=where(stage, i, "on_fail"), hint=f"use one of: {', '.join(ACTIONS)}")
-    if stage == "input" and action in OUTPUT_ONLY:
-        raise ConfigError(f"on_fail `{action}` only applies to output guards (it regenerates the answer)",
-                          where=where(stage, i, "on_fail"), hint="use block, redact, fix, refrain or log-only")
+    check_on_fail(spec.check, action, stage, where(stage, i, "on_fail"))
     args = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
     arg = args.pop("value") if set(args) == {"value"} else (args or None)
     try:
         check = build(spec.check, arg, where=where(stage, i, "check"))
-    except ConfigError:
-        raise
-    except UserError as exc:
-        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from None
+    except UserError as exc:  # ConfigError included
+        raise ConfigError(exc.message, where=exc.where, hint=_policy_key_hint(args) or exc.hint) from None
+    judge = getattr(check, "model", None)  # an LLM check's judge alias (judge, agrees-with-reference)
+    if isinstance(judge, str) and aliases is not None and judge not in aliases:
+        raise unknown_alias(judge, aliases, where=where(stage, i, "model"), used_by=f"guard `{spec.check}`",
+                            verb="calls", error=ConfigError)
     if action == "redact" and not callable(getattr(check, "redact", None)):
         raise ConfigError(f"check `{spec.check}` cannot redact", where=where(stage, i, "on_fail"),
                           hint="redact works with checks that find spans (pii); use block or refrain")
@@ -387,18 +374,25 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
 def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Callable[..., str | None],
                         message: Message, max_chars: int) -> Guard:
     action = raw["on_fail"]
-    if action not in SOURCE_ACTIONS:
-        raise ConfigError(f"on_fail `{action}` does not apply to retrieved sources (guard `{spec.check}`)",
-                          where=where("sources", i, "on_fail"), hint=f"use one of: {', '.join(SOURCE_ACTIONS)}")
+    check_on_fail(spec.check, action, "sources", where("sources", i, "on_fail"))
     args = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
     try:
         check = build(spec.check, args or None, where=where("sources", i, "check"))
     except UserError as exc:
-        raise ConfigError(exc.message, where=exc.where, hint=exc.hint) from None
+        raise ConfigError(exc.message, where=exc.where, hint=_policy_key_hint(args) or exc.hint) from None
     if not callable(getattr(check, "flag_sources", None)):
         raise ConfigError(f"check `{spec.check}` cannot scan retrieved sources", where=where("sources", i, "check"),
                           hint="source guards need a check that flags sources, such as injection")
     return Guard(check=check, on_fail=action, message=message, max_chars=max_chars)
+
+
+def _policy_key_hint(args: Mapping[str, Any]) -> str | None:
+    """A check argument the check rejected that looks like a misspelt guard key (`max_reask`)."""
+    for key in args:
+        close = did_you_mean(key, POLICY_KEYS - {"check"}, n=1)
+        if close:
+            return f"`{key}` is not a guard key: did you mean `{close[0]}`?"
+    return None
 
 
 def _message(value: Any, stage: str, i: int, where: Callable[..., str | None]) -> Message:
@@ -417,6 +411,17 @@ def _max_chars(value: Any, stage: str, i: int, where: Callable[..., str | None])
                           where=where(stage, i, "max_chars"),
                           hint="longer text is checked in windows of max_chars characters (default 100000)")
     return value
+
+
+def _decide(guard: Guard, result: CheckResult, can_regenerate: bool) -> str:
+    """What a guard does with its check's result: pass, its on_fail action, or what that becomes."""
+    if result.passed:
+        return "pass"
+    if result.error:
+        return "log-only" if guard.on_fail == "log-only" else _closed(guard.on_fail)
+    if guard.on_fail in OUTPUT_ONLY and not can_regenerate:
+        return "refrain"  # no re-ask left: what happens (and what the span and guard_actions say) is a refrain
+    return guard.on_fail
 
 
 def _closed(action: str) -> str:
