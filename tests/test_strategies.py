@@ -312,9 +312,8 @@ def test_a_request_can_ask_the_gateway_for_a_strategy_in_its_metadata(gw, llm):
 
 @pytest.mark.parametrize("target,hint", [
     ("python:tests_strategy_target:answer", "apply a strategy inside your function"),
-    ("workflow:flow.yaml", "run the workflow's steps with a StrategyGateway"),
-])
-def test_strategies_on_a_python_or_workflow_target_say_where_a_strategy_goes(target, hint):
+])  # workflow targets take --strategies: tests/test_evals_workflow_strategies.py
+def test_strategies_on_a_python_target_say_where_a_strategy_goes(target, hint):
     import asyncio
     from types import SimpleNamespace
 

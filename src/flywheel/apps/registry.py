@@ -65,7 +65,7 @@ def _guards(runtime: RuntimeLike, name: str, cfg: AppConfig, services: Any = ...
     if services is ...:
         services = Services(gateway=runtime.gateway)
     return GuardPolicy.from_config(cfg.guards, where=lambda *p: runtime.project.where("apps", name, "guards", *p),
-                                   aliases=set(runtime.config.models), services=services)
+                                   aliases=set(runtime.config.models) | set(runtime.config.routes), services=services)
 
 
 def check_guards(runtime: RuntimeLike) -> None:

@@ -40,6 +40,11 @@ def _check_name(name: str, registry: Any, versions: Any) -> None:
     from flywheel.registry import unknown_name
 
     if name not in _known(registry, versions):
+        renamed = registry.renamed(name)
+        if renamed is not None:
+            raise UserError(f"prompt file {renamed[0]} declares `name: {renamed[1]}`, so its versions and labels are "
+                            f"stored as '{renamed[1]}'",
+                            hint=f"use `{renamed[1]}` instead of `{name}`, or make the file name and `name:` agree")
         raise unknown_name("prompt", name, _known(registry, versions),
                            hint="add prompts/NAME.yaml to the project, or `flywheel prompts register PATH`")
 
@@ -226,7 +231,7 @@ def register(state: Any, paths: tuple[str, ...], as_json: bool) -> None:
 
     rows = []
     with _open(state) as (registry, versions):
-        refs = list(paths) or registry.names()
+        refs = list(paths) or [str(p) for p in registry.files()]  # every file, even two declaring one name
         # All files are checked before anything is stored. A PATH is relative to the working directory, else
         # to the project.
         loaded = [load_prompt_file(Path(r).resolve() if r in paths and Path(r).is_file() else registry.path_of(r))

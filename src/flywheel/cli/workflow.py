@@ -45,7 +45,8 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE",
               help="A workflow input (repeatable); NAME=@file reads a file; JSON lists/mappings are parsed.")
 @click.option("--resume", "run_id", default=None, metavar="RUN_ID",
-              help="Continue this run: steps that finished with the same inputs are not run again.")
+              help="Continue this run (`latest`: the newest unfinished run of this workflow): steps that finished "
+                   "with the same inputs are not run again.")
 @click.option("--tenant", default=None, help="Tenant for retrieve steps (default: default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (status, output, steps, cost) as JSON.")
 @click.pass_obj
@@ -61,13 +62,28 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
         path = project.root / path
     wf = load_workflow(path, root=project.root)
     given = parse_inputs(inputs)
+    for name in given:  # a typed input the workflow does not declare is a typo, not something to ignore
+        if wf.inputs is not None and name not in wf.inputs:
+            from flywheel.registry import unknown_name
+
+            raise unknown_name("input", name, wf.inputs, option="--input",
+                               hint=f"workflow '{wf.name}' declares these under `inputs:` in {file}")
     with Runtime(project) as rt:
         services = WorkflowServices.of_runtime(rt, tenant=tenant)
         runner = WorkflowRunner(wf, services)
+        if run_id == "latest":
+            run_id = _latest(rt.store, wf.name, file)
         try:
             result = runner.run(given, run_id=run_id, resume=run_id is not None, tenant=tenant)
-        except (UserError, KeyboardInterrupt):
+        except UserError:
             raise
+        except KeyboardInterrupt:
+            if not runner.run_id:
+                raise
+            step = f" at step '{runner.step_id}'" if runner.step_id else ""
+            click.secho(f"interrupted{step}: finished steps are stored; resume with "
+                        f"`flywheel workflow run {file} --resume {runner.run_id}`", fg="yellow", err=True)
+            raise SystemExit(130) from None
         except Exception as exc:  # the user's step code (a tool, a python step) raised
             if not runner.step_id:
                 raise  # before any step ran: a bug, with its traceback
@@ -78,6 +94,16 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
         _print(result, file)
     if result.status != "done":
         raise SystemExit(1)
+
+
+def _latest(store: Any, workflow: str, file: str) -> str:
+    from flywheel.workflows.records import RunRecords
+
+    found = RunRecords(store).latest_unfinished(workflow)
+    if found is None:
+        raise UserError(f"workflow '{workflow}' has no unfinished run to resume",
+                        hint=f"start one with `flywheel workflow run {file} --input NAME=VALUE`")
+    return found
 
 
 def _step_failed(exc: Exception, runner: Any, file: str) -> UserError:

@@ -144,15 +144,13 @@ async def arun_strategies(
     the strategy appended (`smoke [self_consistency:5]`), so each resumes and compares with its own history;
     `none` is the plain run."""
     opts = options or RunOptions()
-    if suite.target.kind not in ("app", "model") and any(s.name != "none" for s in specs):
+    # a workflow's model steps call the runtime's gateway, so they answer with the strategy like an app does
+    if suite.target.kind not in ("app", "model", "workflow") and any(s.name != "none" for s in specs):
         raise UserError(
-            f"--strategies needs an app: or model: target; {suite.path} targets {suite.target.name}",
+            f"--strategies needs an app:, model: or workflow: target; {suite.path} targets {suite.target.name}",
             where=suite.target.where,
             hint=("apply a strategy inside your function (flywheel.gateway.strategies), or drop --strategies"
-                  if suite.target.kind == "python" else
-                  "run the workflow's steps with a StrategyGateway (flywheel.gateway.strategies), or drop "
-                  "--strategies"
-                  if suite.target.kind == "workflow" else "drop --strategies"),
+                  if suite.target.kind == "python" else "drop --strategies"),
         )
     runs = []
     for spec in specs:

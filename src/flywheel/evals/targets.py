@@ -34,28 +34,13 @@ from typing import Any
 
 from flywheel.errors import UserError
 from flywheel.evals.suite import Suite, Target
-from flywheel.prompts import RenderedPrompt, SourceItem, family_of, supports_prefill
+from flywheel.prompts import RenderedPrompt, family_of, supports_prefill
+from flywheel.prompts.render import source_items
 from flywheel.protocols import RuntimeLike
 from flywheel.types import Answer, ChatRequest, Message
 
 INPUT_VARS = ("question", "input", "query", "prompt")
 RENDER_OPTIONS = frozenset({"sources", "family", "prefill", "embedder"})  # case vars render takes apart
-
-
-def source_items(value: Any) -> list[SourceItem]:
-    """A case's `sources` var (a text, a list of texts, or of {text, source, location, title}) as prompt sources,
-    numbered from 1."""
-    if value is None or value == "":
-        return []
-    rows = value if isinstance(value, list) else [value]
-    items = []
-    for n, row in enumerate(rows, start=1):
-        if isinstance(row, dict):
-            items.append(SourceItem(id=n, text=str(row.get("text", "")), source=str(row.get("source", "")),
-                                    location=row.get("location"), title=row.get("title")))
-        else:
-            items.append(SourceItem(id=n, text=str(row)))
-    return items
 
 
 @dataclass
@@ -424,7 +409,8 @@ def make_runner(
         raise UserError(
             f"--models needs an app: or model: target; {suite.path} targets {target.name}",
             where=target.where,
-            hint="choose the model inside your function, or drop --models",
+            hint=("set `model:` in the workflow (or on its steps), or drop --models" if target.kind == "workflow"
+                  else "choose the model inside your function, or drop --models"),
         )
     if target.kind == "workflow":
         from flywheel.workflows.eval_target import WorkflowEvalRunner

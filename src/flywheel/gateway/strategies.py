@@ -45,6 +45,7 @@ from flywheel.types import ChatRequest, ChatResult, Message, Usage
 NAMES = ("none", "self_consistency", "best_of", "critique", "ensemble")
 FORMS = ("none, self_consistency:N[:field=PATH], best_of:N[:judge[=ALIAS]|:CHECK[=ARG]], critique:R[:ALIAS], "
          "ensemble:A+B[+C…][:judge[=ALIAS]]")
+ALIASES = {"best_of_n": "best_of"}  # the name the literature uses; the spec keeps the short one
 SAMPLE_TEMPERATURE = 0.8
 MAX_SAMPLES = 32
 _FINAL = re.compile(r"^\W*(?:final answer|answer|答案)\W*[:：]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
@@ -89,6 +90,7 @@ class StrategySpec:
         """UserError (with `where`) naming the valid forms when `text` is not one of them."""
         parts = [p.strip() for p in text.strip().split(":")]
         name, args = parts[0].lower().replace("-", "_"), parts[1:]
+        name = ALIASES.get(name, name)
 
         def bad(why: str) -> UserError:
             return UserError(f"bad strategy {text!r}: {why}", where=where, hint=f"write one of: {FORMS}")

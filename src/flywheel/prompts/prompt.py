@@ -27,6 +27,7 @@ from flywheel.prompts.render import (
     pick_language,
     placeholders,
     render,
+    source_items,
     source_style,
 )
 from flywheel.protocols import Embedder
@@ -129,11 +130,13 @@ class Prompt:
     def style_for(self, family: str) -> SourceStyle:
         return source_style(family, self.format)
 
-    def render(self, *, sources: Sequence[SourceItem] = (), family: str = "openai", prefill: bool | None = None,
+    def render(self, *, sources: Sequence[SourceItem | Mapping[str, Any] | str] = (), family: str = "openai",
+               prefill: bool | None = None,
                embedder: Embedder | None = None, **variables: Any) -> RenderedPrompt:
         """Fill the template for a model of `family`.
 
-        `sources` become `{{sources}}` in the prompt's structured-input style (`format:`; auto = XML for the
+        `sources` (SourceItems, or {text, source, location, title} mappings or texts numbered from 1) become
+        `{{sources}}` in the prompt's structured-input style (`format:`; auto = XML for the
         Anthropic/Claude family, Markdown otherwise). Examples are picked per `shots:` (the query is the
         `shots.query` variable, else `question`, else `input`; `embedder` replaces lexical similarity) and go
         into `{{examples}}` where the template has it, else before the request as user/assistant turns.
@@ -143,7 +146,8 @@ class Prompt:
         style = self.style_for(family)
         block = self.sources.xml if style == "xml" else self.sources.markdown
         values = dict(variables)
-        values["sources"] = format_sources(sources, block, style, self.sources.separator, where=self.path)
+        values["sources"] = format_sources(source_items(list(sources)), block, style, self.sources.separator,
+                                           where=self.path)
         chosen = self._chosen(values, embedder)
         picked = [self.examples[i] for i in chosen]
         inline = "examples" in placeholders(self.system + "\n" + self.template)

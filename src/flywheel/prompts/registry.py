@@ -69,6 +69,14 @@ class PromptFile(BaseModel):
     def _one_message(cls, value: Any) -> Any:
         return {"en": value} if isinstance(value, str) else value  # one message for every language
 
+    @field_validator("reasoning", mode="before")
+    @classmethod
+    def _reasoning_shape(cls, value: Any) -> Any:
+        # without this, `reasoning: maybe` reads "reasoning.bool: Input should be a valid boolean (+1 more)"
+        if value is None or isinstance(value, bool | dict):
+            return value
+        raise ValueError(f"must be true, false or {{tag: NAME}}, got {value!r}")
+
 
 # The models whose keys a mapping at each position of a prompt file may use, for "did you mean" on a typo.
 _KEYS_AT: dict[tuple[str, ...], type[BaseModel]] = {
@@ -196,6 +204,9 @@ class PromptRegistry:
         for path in self._candidates(ref):
             if path.is_file():
                 return path
+        for path in self.files():  # a file whose `name:` is not its file name is found by its `name:`
+            if _declared_name(path) == ref:
+                return path
         raise unknown_name("prompt", ref, self.names(), where=where, error=ConfigError,
                            hint=f"add {PROMPTS_DIR}/{ref}.yaml to the project")
 
@@ -210,7 +221,9 @@ class PromptRegistry:
             from flywheel.prompts.versions import PromptVersions
 
             # A path names the prompt its file declares (`name:`), which is what the store knows it by.
-            name = load_prompt_file(self.path_of(ref, where=where)).name if _looks_like_path(ref) else ref
+            renamed = None if _looks_like_path(ref) else self.renamed(ref)
+            name = (load_prompt_file(self.path_of(ref, where=where)).name if _looks_like_path(ref)
+                    else renamed[1] if renamed else ref)
             return PromptVersions(self.store).load(name, label=label, version=version, where=where)
         path = self.path_of(ref, where=where)
         stat = path.stat()
@@ -231,7 +244,34 @@ class PromptRegistry:
         PromptVersions(self.store).record(prompt)
         self._recorded.add((prompt.name, prompt.version))
 
-    def names(self) -> list[str]:
+    def files(self) -> list[Path]:
+        """Every prompt file: the project's, then the packaged ones the project does not override (by file name)."""
         dirs = ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]
-        found = {p.stem for d in dirs if d.is_dir() for p in d.iterdir() if p.suffix in _SUFFIXES}
-        return sorted(found)
+        found: dict[str, Path] = {}
+        for d in dirs:
+            for p in sorted(d.iterdir()) if d.is_dir() else []:
+                if p.suffix in _SUFFIXES:
+                    found.setdefault(p.stem, p)
+        return list(found.values())
+
+    def names(self) -> list[str]:
+        """Every prompt by the name the store knows it by: its `name:`, else its file name."""
+        return sorted({_declared_name(p) for p in self.files()})
+
+    def renamed(self, ref: str) -> tuple[Path, str] | None:
+        """(file, declared name) when `ref` is the file name of a prompt whose `name:` says otherwise."""
+        for path in self._candidates(ref):
+            if path.is_file():
+                declared = _declared_name(path)
+                return (path, declared) if declared != ref else None
+        return None
+
+
+def _declared_name(path: Path) -> str:
+    """The `name:` of a prompt file (its file name when it has none, or cannot be read: loading it says why)."""
+    try:
+        data, _ = read_yaml(path)
+    except UserError:
+        return path.stem
+    name = data.get("name") if isinstance(data, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else path.stem

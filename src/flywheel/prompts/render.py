@@ -102,6 +102,28 @@ class SourceItem:
     title: str | None = None
 
 
+def source_items(value: Any) -> list[SourceItem]:
+    """Passages as prompt sources: SourceItems as they are; a text, a list of texts, or of mappings
+    {text, source?, location?, title?, id?} numbered from 1 in order (a mapping's own `id` is kept)."""
+    if value is None or value == "":
+        return []
+    rows = value if isinstance(value, list | tuple) else [value]
+    items = []
+    for n, row in enumerate(rows, start=1):
+        if isinstance(row, SourceItem):
+            items.append(row)
+        elif isinstance(row, Mapping):
+            if "text" not in row:
+                raise UserError(f"source {n} has no `text`", hint="give each source {text, source?, location?, "
+                                "title?}, or a plain text")
+            items.append(SourceItem(id=int(row.get("id") or n), text=str(row["text"]),
+                                    source=str(row.get("source") or ""), location=row.get("location"),
+                                    title=row.get("title")))
+        else:
+            items.append(SourceItem(id=n, text=str(row)))
+    return items
+
+
 def _xml_attr(value: str) -> str:
     return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace("\n", " ")
 

@@ -20,7 +20,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.registry import unknown_name
 from flywheel.types import content_hash
-from flywheel.workflows.steps import KINDS, ON_FAIL, Step, python_refs
+from flywheel.workflows.steps import KINDS, ON_FAIL, Step, check_settings, python_refs
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Workflow:
     tools: dict[str, Any] = field(default_factory=dict)  # name → Tool (steps_kinds.Tool) for tool steps
     where: str | None = None  # the workflow file
     root: Path | None = None  # where prompt files and python modules of a workflow file are found
+    model_where: str | None = None  # file:line of the workflow's `model:`
     order: list[str] = field(init=False, default_factory=list)
     edges: dict[str, set[str]] = field(init=False, default_factory=dict)  # step → steps it waits for
 
@@ -52,6 +53,7 @@ class Workflow:
             seen[s.id] = s
             if s.kind not in KINDS:
                 raise unknown_name("step kind", s.kind, KINDS, where=s.where, used_by=f"step '{s.id}'")
+            check_settings(s)
         self.by_id = seen
         ids = set(seen)
         self.edges = {s.id: self._deps(s, ids) for s in self.steps}

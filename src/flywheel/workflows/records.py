@@ -87,6 +87,15 @@ class RunRecords:
                                 .order_by(self.steps.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
+    def latest_unfinished(self, workflow: str) -> str | None:
+        """The id of the newest run of `workflow` that did not finish (stopped, failed, interrupted, or killed while
+        running), for `--resume latest`."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(self.runs.c.run_id)
+                               .where(self.runs.c.workflow == workflow, self.runs.c.status != "done")
+                               .order_by(self.runs.c.updated_at.desc()).limit(1)).first()
+        return str(row.run_id) if row is not None else None
+
     def require(self, run_id: str) -> dict[str, Any]:
         run = self.get_run(run_id)
         if run is None:

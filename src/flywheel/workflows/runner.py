@@ -41,6 +41,7 @@ from flywheel.workflows.steps import (
 )
 
 SPAN_KINDS: dict[str, SpanKind] = {"retrieve": "retrieval", "tool": "tool", "check": "guard"}
+MODEL_KINDS = ("prompt", "map", "reduce", "plan", "tool")  # kinds that call a model (tool: with `prompt:`)
 CONTROL_KEYS = ("then", "else", "goto", "retry", "on_fail", "max_retries", "check", "fn")
 
 
@@ -125,6 +126,7 @@ class WorkflowRunner:
                                 hint=f"resume it with the file of workflow '{row['workflow']}'")
             given = {**(row.get("inputs") or {}), **given}
         self._check_inputs(given)
+        self._check_models()
         self.run_id = run_id or uuid.uuid4().hex
         self.meter = Meter()
         if tenant:
@@ -141,7 +143,8 @@ class WorkflowRunner:
             except BaseException as exc:
                 if self.records is not None:
                     at = f"step '{self.step_id}': " if self.step_id else ""
-                    self.records.finish(self.run_id, "failed", None, f"{at}{type(exc).__name__}: {exc}",
+                    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                    self.records.finish(self.run_id, status, None, f"{at}{type(exc).__name__}: {exc}".rstrip(": "),
                                         root.trace_id, self.meter.cost_usd)
                 raise
             output = self._output(walk) if status == "done" else None
@@ -167,6 +170,22 @@ class WorkflowRunner:
                             where=self.workflow.where,
                             hint=" ".join(f"--input {n}=…" for n in missing) + f" (inputs: {', '.join(declared)})")
 
+    def _check_models(self) -> None:
+        """Every alias a step will call exists, before anything runs (a typo is the step's file:line, not a failure
+        halfway through a paid run)."""
+        gateway = self.services.gateway
+        if gateway is None or not callable(getattr(gateway, "resolve", None)):
+            return
+        wf = self.workflow
+        for s in wf.steps:
+            if s.kind not in MODEL_KINDS or (s.kind == "tool" and "prompt" not in s.params):
+                continue
+            own = s.params.get("model")
+            try:
+                gateway.resolve(own or wf.model)
+            except UserError as exc:
+                raise _located(exc, s.where if own else (wf.model_where or wf.where)) from None
+
     def _output(self, walk: _Walk) -> Any:
         if walk.wf.output is not None:
             return resolve(walk.wf.output, walk.inputs, walk.outputs, where=walk.wf.where)
@@ -188,6 +207,8 @@ class WorkflowRunner:
             self.step_id = walk.prefix + sid
             try:
                 output = self._execute(walk, s)
+            except UserError as exc:  # a mistake found while the step ran (tool arguments, a map over a text)
+                raise _located(exc, s.where) from None
             except StepStopped as stop:
                 walk.states[sid] = StepOutcome(sid, s.kind, "stopped")
                 return "stopped", stop.reason, stop.step_id
@@ -320,6 +341,14 @@ def build_check(s: Step) -> Any:
         raise UserError(f"check step '{s.id}' names no check", where=s.where,
                         hint="write `check: {contains: \"[1]\"}` or any check of `flywheel check --help`")
     return from_entry(s.params["check"], where=s.where)
+
+
+def _located(exc: UserError, where: str | None) -> UserError:
+    """`exc` naming `where` (the step's file:line) when it names no place itself."""
+    if exc.where is None and where:
+        exc.where = where
+        exc.args = (exc.render(),)
+    return exc
 
 
 def _preview(value: Any) -> Any:

@@ -115,7 +115,7 @@ class SqlDatabase:
             if problem is not None:
                 raise UserError(f"refused SQL: {problem}", hint="ask a question the database can answer by reading")
         if self.kind == "sqlite":
-            with self._sqlite() as conn:
+            with self._sqlite(restrict=True) as conn:
                 cur = conn.execute(sql)
                 rows = cur.fetchmany(max_rows + 1)
                 columns = [d[0] for d in cur.description or []]
@@ -123,13 +123,15 @@ class SqlDatabase:
             columns, rows = self._pg_query(sql, max_rows)
         return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]], "truncated": len(rows) > max_rows}
 
-    def _sqlite(self) -> Any:
+    def _sqlite(self, restrict: bool = False) -> Any:
         assert self.path is not None
         conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=ro", uri=True, timeout=self.timeout_s,
                                check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
-        conn.set_authorizer(_read_only_authorizer)
+        # the model's query reads only `tables:`; flywheel's own schema reads (sqlite_master) are not restricted
+        conn.set_authorizer(_tables_authorizer(set(self.tables)) if restrict and self.tables is not None
+                            else _read_only_authorizer)
         deadline = time.monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         return _Closing(conn)
@@ -158,6 +160,16 @@ _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,
 
 def _read_only_authorizer(action: int, *args: Any) -> int:
     return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
+
+
+def _tables_authorizer(tables: set[str]) -> Any:
+    """Reads only, and only of `tables:` (a view listed there may read its own tables): a query naming a table the
+    prompt never showed is denied like a write."""
+    def authorize(action: int, table: str | None, _column: str | None, _db: str | None, via: str | None) -> int:
+        if action == sqlite3.SQLITE_READ and table not in tables and via not in tables:
+            return sqlite3.SQLITE_DENY
+        return _read_only_authorizer(action)
+    return authorize
 
 
 class _Closing:

@@ -22,7 +22,7 @@ from typing import Any
 
 from flywheel.errors import ConfigError, UserError
 from flywheel.registry import unknown_name
-from flywheel.types import Answer, Source
+from flywheel.types import Answer, GuardAction, Source
 from flywheel.workflows.builders import check_step, prompt_step
 from flywheel.workflows.dag import Workflow
 from flywheel.workflows.kinds import WorkflowServices
@@ -114,7 +114,11 @@ def answer_of(result: RunResult, app: str, database: str, latency_ms: float, ver
               "sources": sources}
     if result.status != "done":
         text = f"I can't answer that from the database: {result.reason}"
-        return Answer(text=text, refused=True, refusal="guard_blocked", **common)
+        # the check step that stopped the run (`safe`: not a read-only query; `ran`: the database refused it) is
+        # named like a guard, so `flywheel ask` says which one refused instead of "by a guard"
+        stopped = [GuardAction(stage="output", check=result.stopped_by, action="block", passed=False,
+                               reason=str(result.reason or ""))] if result.stopped_by else []
+        return Answer(text=text, refused=True, refusal="guard_blocked", guard_actions=stopped, **common)
     return Answer(text=str(result.output or ""), **common)
 
 

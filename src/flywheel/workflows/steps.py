@@ -33,6 +33,48 @@ REFERENCE = re.compile(r"\{\{\s*((?:inputs|steps)\.[A-Za-z0-9_.-]+|item|items)\s
 LOCAL = ("item", "items")  # names a map / reduce step fills per item or batch
 
 
+# Settings with a fixed type, checked before anything runs (a reference such as "{{inputs.k}}" is not allowed
+# here: these shape the run, they are not data). key → (description, test, hint)
+SEARCH_MODES = ("hybrid", "bm25", "dense")
+
+
+def _whole(lo: int, hi: int | None = None) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo and (hi is None or v <= hi)
+
+
+SETTINGS: dict[str, tuple[str, Callable[[Any], bool], str]] = {
+    "k": ("a whole number ≥ 1", _whole(1), "k: 4"),
+    "batch": ("a whole number ≥ 2", _whole(2), "batch: 8 (how many items one reduce prompt combines)"),
+    "max_reasks": ("a whole number from 0 to 5", _whole(0, 5), "max_reasks: 1"),
+    "max_retries": ("a whole number from 0 to 5", _whole(0, MAX_RETRIES), "max_retries: 2"),
+    "max_steps": ("a whole number from 1 to 32", _whole(1, 32), "max_steps: 4"),
+    "max_cost_usd": ("a number above 0 (USD)", lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+                     and v > 0, "max_cost_usd: 0.05"),
+    "mode": (f"one of {', '.join(SEARCH_MODES)}", lambda v: v in SEARCH_MODES, "mode: hybrid"),
+    "filters": ("a mapping of metadata field → value", lambda v: isinstance(v, dict), "filters: {lang: en}"),
+    "loop": ("true or false", lambda v: isinstance(v, bool), "loop: true"),
+    "model": ("a model alias name", lambda v: isinstance(v, str) and bool(v.strip()), "model: default"),
+    "tenant": ("a tenant name", lambda v: isinstance(v, str) and bool(v.strip()), "tenant: default"),
+}
+
+
+def setting_problem(key: str, value: Any) -> tuple[str, str] | None:
+    """(what it must be, an example) when `value` does not fit setting `key`; None when it fits or is free."""
+    rule = SETTINGS.get(key)
+    if rule is None or value is None or rule[1](value):
+        return None
+    return rule[0], rule[2]
+
+
+def check_settings(s: Step, where_of: Callable[[str], str | None] | None = None) -> None:
+    """A UserError at the setting's file:line (else the step's) for the first setting of the wrong type."""
+    for key, value in s.params.items():
+        problem = setting_problem(key, value)
+        if problem is not None:
+            raise UserError(f"`{key}` of step '{s.id}' must be {problem[0]}, got {value!r}",
+                            where=(where_of(key) if where_of else None) or s.where, hint=f"e.g. {problem[1]}")
+
+
 class StepStopped(Exception):  # control flow, not an error
     """A check with `on_fail: stop` failed: the run stops here (its status is `stopped`)."""
 

@@ -36,7 +36,7 @@ from flywheel.config import read_yaml, where
 from flywheel.errors import ConfigError
 from flywheel.registry import did_you_mean, unknown_name
 from flywheel.workflows.dag import Workflow
-from flywheel.workflows.steps import KINDS, Step
+from flywheel.workflows.steps import KINDS, Step, check_settings
 from flywheel.workflows.tools import TOOLS, Tool
 
 COMMON = ("id", "kind", "needs", "model")
@@ -83,7 +83,8 @@ def parse_workflow(data: Any, path: Path, lines: dict, *, root: Path) -> Workflo
     if not isinstance(model, str):
         raise ConfigError("`model:` must be a model alias name", where=at("model"))
     return Workflow(steps=steps, name=str(data.get("name") or path.stem), inputs=inputs, output=data.get("output"),
-                    model=model, tools=tools, where=f"{path}:1", root=root)
+                    model=model, tools=tools, where=f"{path}:1", root=root,
+                    model_where=at("model") if "model" in data else None)
 
 
 def _inputs(raw: Any, at: str) -> list[str] | None:
@@ -140,6 +141,7 @@ def _step(raw: Any, i: int, at: Any, root: Path, tools: dict[str, Tool]) -> Step
     if not isinstance(needs, list):
         raise ConfigError("`needs:` must be a list of step ids", where=at("steps", i, "needs"))
     s = Step(id=sid, kind=kind, params=params, needs=[str(n) for n in needs], where=here)
+    check_settings(s, lambda key: at("steps", i, key))
     _check_step(s, raw, at, i, root, tools)
     return s
 
