@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
+from flywheel.text.secrets import scrub_secrets
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -139,6 +140,10 @@ def record(store: Store, trace_id: str, name: str, value: Any = None, *, source:
            tenant: str | None = None, created_at: float | None = None) -> FeedbackEvent:
     """Validate and store one feedback event against `trace_id`; returns the stored event (with its id)."""
     name, value = validate(trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor)
+    # every path (HTTP with a browser's token, Python, CLI) stores user text: a key pasted into a comment or a
+    # correction must not reach the store, the dashboard or an eval suite promoted from it
+    comment = scrub_secrets(comment) if comment else comment
+    value = scrub_secrets(value) if isinstance(value, str) else value
     event = FeedbackEvent(trace_id=trace_id, span_id=span_id, source=source, name=name, value=value,  # type: ignore[arg-type]
                           comment=comment, actor=actor, tenant=tenant,
                           created_at=time.time() if created_at is None else created_at)

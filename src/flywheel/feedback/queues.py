@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 
 CHOICES = {"binary": ("pass", "fail"), "pairwise": ("a", "b", "tie")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$")
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` may name a queue: it is part of the queue's URLs and CLI arguments, so ASCII only."""
+    return bool(_NAME.match(name))
 MAX_UNIX_S = 7_258_118_400  # the year 2200: later `since`/`until` are mistakes (and overflow SQL integers)
 MAX_TEXT, _CREATE_LOCK = 20_000, 0x7265766965  # reason / correction length; create_queue's pg advisory lock key
 
@@ -131,7 +136,7 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
         raise UserError(f"unknown queue kind {kind!r}", hint="binary (pass / fail) or pairwise (a / b / tie)")
     if not isinstance(overlap, int) or overlap < 1:
         raise UserError(f"overlap must be at least 1 annotator per item (got {overlap!r})")
-    if name is not None and not _NAME.match(name):
+    if name is not None and not valid_name(name):
         raise UserError(f"invalid queue name {name!r}", hint="letters, digits and _.:- (at most 200), e.g. daily-0612")
     if seed is None:
         seed = secrets.randbelow(2**31)

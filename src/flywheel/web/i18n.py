@@ -39,6 +39,8 @@ EN: dict[str, str] = {
     "add_to_review": "Add to review queue", "replay": "Replay in playground",
     "not_found": "Not found", "back": "Back to traces", "turns": "Turns", "first": "First", "last": "Last",
     "errors": "Errors", "conversation": "Conversation", "no_sessions": "No sessions: requests carry no session id.",
+    "no_users": "No users: requests carry no user id (`user` in an OpenAI request, `metadata.user_id` in an "
+    "Anthropic one).",
     "spans_shown": "spans", "of": "of", "incomplete_note": "Its root span never ended (the process stopped).",
     "language": "中文", "open_mode": "open (local, no keys)", "signed_in_as": "signed in as",
     "bad_csrf": "The form expired or came from another site; reload the page and try again.",
@@ -83,6 +85,7 @@ ZH: dict[str, str] = {
     "add_to_review": "加入审核队列", "replay": "在试验场中重放",
     "not_found": "未找到", "back": "返回追踪列表", "turns": "轮次", "first": "首次", "last": "最近",
     "errors": "错误", "conversation": "对话", "no_sessions": "没有会话：请求未携带会话 ID。",
+    "no_users": "没有用户：请求未携带用户 ID（OpenAI 请求中的 `user`，Anthropic 请求中的 `metadata.user_id`）。",
     "spans_shown": "个跨度", "of": "/", "incomplete_note": "其根跨度从未结束（进程已停止）。",
     "language": "English", "open_mode": "开放模式（本机，无密钥）", "signed_in_as": "已登录：",
     "bad_csrf": "表单已过期或来自其他网站；请刷新页面后重试。",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from flywheel.web import i18n
 from flywheel.web.auth import Viewer, csrf_ok, prepare_csrf, viewer_of
 from flywheel.web.render import render
 
@@ -17,13 +18,27 @@ def gate(request: Request, fmt: str = "html") -> Viewer | Response:
     prepare_csrf(request)
     viewer = viewer_of(request)
     if viewer is None:
+        if request.headers.get("hx-request") == "true":
+            # a key pressed on a page whose session expired: HTMX does not swap a 401, so without this the page
+            # would just stop answering; HX-Redirect sends the whole page to the login form, then back
+            page = urlsplit(request.headers.get("hx-current-url", ""))
+            target = safe_next(page.path + (f"?{page.query}" if page.query else ""))
+            return Response(status_code=401, headers={"HX-Redirect": _login_url(request, target)})
         if fmt != "html":
             return JSONResponse({"error": {"message": "log in at /ui/login or send `Authorization: Bearer <key>`",
                                            "code": "login_required"}}, status_code=401)
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/ui/login?next={quote(target, safe='')}", status_code=303)
+        return RedirectResponse(_login_url(request, target), status_code=303)
     request.scope["flywheel.viewer"] = viewer
     return viewer
+
+
+def _login_url(request: Request, target: str) -> str:
+    """The login page that returns to `target`, in the language the visitor asked for with ?lang= (the page they
+    wanted never rendered, so the fw_lang cookie was not set)."""
+    url = f"/ui/login?next={quote(target, safe='')}"
+    lang = request.query_params.get("lang")
+    return url + (f"&lang={lang}" if lang in i18n.LANGS else "")
 
 
 async def form_of(request: Request) -> dict[str, str]:

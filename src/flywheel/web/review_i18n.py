@@ -42,6 +42,13 @@ EN: dict[str, str] = {
     "first_page": "← First page", "next_page": "Next page →", "prev_page": "← Previous", "rows_of": "rows {a}–{b} of {n}",
     "invalid": "invalid", "export": "Export", "case_rule": "A case passes when every repeat passed.",
     "open": "Open",
+    "kind_binary": "binary", "kind_pairwise": "pairwise",
+    "err_whole_number": "a whole number from {low} to {high}", "err_kind": "binary or pairwise",
+    "err_strategy": "one of {choices}", "err_name_new": "'new' is the address of this form; choose another name",
+    "err_name": "letters, digits and _.:- only (at most 200, starting with a letter or digit), e.g. daily-0612",
+    "err_ids_pairwise": "trace ids make a binary queue; pairwise queues are sampled",
+    "err_no_traces": "There are no traces to review yet: send some requests through `flywheel serve` (or run "
+    "`flywheel ask`), then create the queue.",
     "shared_queues": "{n} queue(s) built without a tenant (`flywheel review sample` without `--tenant`) cover every "
     "tenant, so only the admin key or the open local server lists them. For this key's tenant: `flywheel review "
     "sample --tenant {tenant}`, or New queue here.",
@@ -84,6 +91,12 @@ ZH: dict[str, str] = {
     "first_page": "← 第一页", "next_page": "下一页 →", "prev_page": "← 上一页", "rows_of": "第 {a}–{b} 行，共 {n} 行",
     "invalid": "无效", "export": "导出", "case_rule": "一个用例的所有重复都通过才算通过。",
     "open": "打开",
+    "kind_binary": "二元", "kind_pairwise": "成对",
+    "err_whole_number": "须为 {low} 到 {high} 之间的整数", "err_kind": "二元或成对",
+    "err_strategy": "须为以下之一：{choices}", "err_name_new": "“new”是此表单的地址，请换一个名称",
+    "err_name": "只能使用英文字母、数字和 _.:-（以字母或数字开头，最多 200 个字符），例如 daily-0612",
+    "err_ids_pairwise": "追踪 ID 只能建二元队列；成对队列由抽样生成",
+    "err_no_traces": "还没有可审核的追踪：先通过 `flywheel serve` 发送一些请求（或运行 `flywheel ask`），再创建队列。",
     "shared_queues": "有 {n} 个队列创建时未指定租户（`flywheel review sample` 未加 `--tenant`），涵盖所有租户，"
     "只有管理员密钥或本地开放模式下的服务会列出它们。要为此密钥的租户建队列：`flywheel review sample --tenant {tenant}`，"
     "或在此处“新建队列”。",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -117,22 +117,26 @@ async def create_queue(request: Request) -> Response:
     viewer, form = checked
     errors: dict[str, str] = {}
     numbers: dict[str, int] = {}
+    tx = Text(language(request))
     for name, low, high in (("n", 1, 10_000), ("overlap", 1, 100)):
         raw = form.get(name, "").strip()
         if raw.isdigit() and low <= int(raw) <= high:
             numbers[name] = int(raw)
         else:
-            errors[name] = f"a whole number from {low} to {high}"
+            errors[name] = tx("err_whole_number", low=low, high=high)
     kind, strategy = form.get("kind", "binary"), form.get("strategy", "mixed")
     if kind not in queues.CHOICES:
-        errors["kind"] = "binary or pairwise"
+        errors["kind"] = tx("err_kind")
     if strategy not in _strategies():
-        errors["strategy"] = "one of " + ", ".join(_strategies())
-    if form.get("name", "").strip() == "new":
-        errors["name"] = "'new' is the address of this form; choose another name"
+        errors["strategy"] = tx("err_strategy", choices=", ".join(_strategies()))
+    queue_name = form.get("name", "").strip()
+    if queue_name == "new":
+        errors["name"] = tx("err_name_new")
+    elif queue_name and not queues.valid_name(queue_name):
+        errors["name"] = tx("err_name")
     ids = [x for x in form.get("trace_ids", "").replace(",", " ").split() if x]
     if ids and kind != "binary":
-        errors["trace_ids"] = "trace ids make a binary queue; pairwise queues are sampled"
+        errors["trace_ids"] = tx("err_ids_pairwise")
     if not errors:
         try:
             queue = queues.create_queue(
@@ -140,11 +144,23 @@ async def create_queue(request: Request) -> Response:
                 strategy=strategy, n=numbers["n"], app=form.get("app", "").strip() or None,
                 trace_ids=ids or None, tenant=_tenant(viewer))
         except UserError as exc:
-            errors["form"] = exc.message + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
+            if not ids and not _has_traces(request, viewer):  # a new project: say what to do, in the page's language
+                errors["form"] = tx("err_no_traces")
+            else:
+                errors["form"] = exc.message + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
         else:
             return RedirectResponse(f"/ui/review/{quote(queue.name)}", status_code=303)
     return _page(request, "review_new.html", status=400, form={**_form_defaults(request), **form}, errors=errors,
                  strategies=_strategies())
+
+
+def _has_traces(request: Request, viewer: Viewer) -> bool:
+    t = _store(request).table("traces")
+    query = select(t.c.trace_id).limit(1)
+    if viewer.scoped:
+        query = query.where(t.c.tenant == viewer.tenant)
+    with _store(request).connect() as conn:
+        return conn.execute(query).first() is not None
 
 
 # ------------------------------------------------------------------------------------------- labelling
@@ -155,6 +171,7 @@ def _annotator_of(request: Request) -> tuple[str | None, str | None]:
         raw = request.cookies.get(ANNOTATOR_COOKIE)
         if raw is None:
             return None, None
+        raw = unquote(raw)
     name = raw.strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         return None, "1-200 printable characters"
@@ -198,8 +215,10 @@ def queue_page(request: Request, queue_ref: str) -> Response:
     item = _next(request, queue, annotator)
     response = _page(request, "review_queue.html", **_item_context(request, queue, annotator, item), error=None,
                      last=None, message=None)
-    if request.cookies.get(ANNOTATOR_COOKIE) != annotator:
-        response.set_cookie(ANNOTATOR_COOKIE, annotator, path="/ui", max_age=365 * 86400, samesite="lax")
+    # percent-encoded: a cookie header is Latin-1, and annotators may be called 丽丽
+    if request.cookies.get(ANNOTATOR_COOKIE) != quote(annotator, safe=""):
+        response.set_cookie(ANNOTATOR_COOKIE, quote(annotator, safe=""), path="/ui", max_age=365 * 86400,
+                            samesite="lax")
     return response
 
 
