@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -75,6 +80,7 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
         raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
     from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
+    from flywheel.server.counters import check_redis_answers, redis_url_of
 
     project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
     for origin in cors:
@@ -82,6 +88,9 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     loopback = is_loopback(host)
     if not loopback:
         _check_keys(project, host)  # refuses to start without keys: before anything is bound
+    redis_url = redis_url_of(project.config)
+    if redis_url:  # a Redis that does not answer at start is a typo or a missing service: exit 2, not 503s
+        check_redis_answers(redis_url)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     settings = project.config.server
@@ -119,22 +128,66 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     else:
         from uvicorn.supervisors import Multiprocess
 
+        failed_file = Path(tempfile.mkdtemp(prefix="flywheel-serve-")) / "failed.json"
         os.environ.update({"FLYWHEEL_PROJECT": str(project.root), "FLYWHEEL_HOST": host,
-                           "FLYWHEEL_MAX_BODY_BYTES": str(max_body), "FLYWHEEL_CORS_ORIGINS": ",".join(cors)})
-        config = uvicorn.Config("flywheel.server:create_app_from_env", factory=True, workers=workers, **common)
-        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.36
-            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
-        else:
-            Multiprocess(config, sockets=[sock]).run()
+                           "FLYWHEEL_MAX_BODY_BYTES": str(max_body), "FLYWHEEL_CORS_ORIGINS": ",".join(cors),
+                           _FAILED_ENV: str(failed_file)})
+        config = uvicorn.Config("flywheel.cli.serve:worker_app_from_env", factory=True, workers=workers, **common)
+        try:
+            if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.36
+                Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+            else:
+                Multiprocess(config, sockets=[sock]).run()
+            _raise_worker_failure(failed_file)
+        finally:
+            shutil.rmtree(failed_file.parent, ignore_errors=True)
     if not sys.stderr.closed:
         logging.getLogger("flywheel.server").info("stopped")
+
+
+_FAILED_ENV = "FLYWHEEL_SERVE_FAILED_FILE"
+
+
+def worker_app_from_env() -> Any:
+    """The app of one `flywheel serve --workers N` process. A worker whose app cannot be built (the store does
+    not answer, an unknown guard check) records why and stops the whole server, which then exits like one
+    worker does (one line, exit 2), instead of N workers answering 503 forever."""
+    from flywheel.server.app import lazy_app
+
+    failed_file = Path(os.environ[_FAILED_ENV])
+    origins = [o for o in os.environ.get("FLYWHEEL_CORS_ORIGINS", "").split(",") if o]
+    return lazy_app(os.environ["FLYWHEEL_PROJECT"], on_failure=lambda exc: _stop_server(exc, failed_file),
+                    host=os.environ["FLYWHEEL_HOST"], max_body_bytes=int(os.environ["FLYWHEEL_MAX_BODY_BYTES"]),
+                    cors_origins=origins or None)
+
+
+def _stop_server(exc: BaseException, failed_file: Path) -> None:
+    if not isinstance(exc, UserError):
+        logging.getLogger("flywheel.server").error("building the flywheel app failed", exc_info=exc)
+    record = {"user_error": isinstance(exc, UserError), "message": getattr(exc, "message", str(exc)),
+              "where": getattr(exc, "where", None), "hint": getattr(exc, "hint", None)}
+    try:
+        with open(failed_file, "x", encoding="utf-8") as fh:  # the first failing worker's reason wins
+            json.dump(record, fh)
+    except FileExistsError:
+        pass
+    os.kill(os.getppid(), signal.SIGTERM)  # the supervisor stops every worker and returns
+
+
+def _raise_worker_failure(failed_file: Path) -> None:
+    try:
+        record = json.loads(failed_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if record.get("user_error"):
+        raise UserError(record["message"], where=record.get("where"), hint=record.get("hint"))
+    raise click.ClickException(f"the server could not start: {record['message']} (see the log above)")
 
 
 def _warn_if_open(project: Any, host: str) -> None:
     try:
         open_mode = _check_keys(project, host)
-    except UserError as exc:  # the store is unreachable: the app build reports it too
-        logging.getLogger("flywheel.server").warning("could not look up API keys: %s", exc.message)
+    except UserError:  # the store is unreachable: the workers' app build reports it and stops the server
         return
     if open_mode:
         _warn_open(host)
@@ -155,8 +208,11 @@ def _check_keys(project: Any, host: str) -> bool:
         has_keys = KeyStore(store).any_active()
     if has_keys:
         return False
+    if not is_loopback(host) and os.environ.get("FLYWHEEL_ADMIN_KEY"):
+        return False  # not open: every route needs a key, and the admin key creates the first ones over HTTP
     if not is_loopback(host):
         raise UserError(f"refusing to serve on {host} without API keys: anyone on the network could use your "
                         "models and read your traces",
-                        hint="create one first: flywheel keys create --name NAME (or bind --host 127.0.0.1)")
+                        hint="create one first: flywheel keys create --name NAME, or set FLYWHEEL_ADMIN_KEY to create them "
+                             "over HTTP (POST /v1/keys); or bind --host 127.0.0.1")
     return True

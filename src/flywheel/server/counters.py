@@ -358,6 +358,43 @@ def redis_url_of(config: Any) -> str | None:
     return None
 
 
+def check_redis_answers(url: str) -> None:
+    """`flywheel serve`'s start-up check: the counters' Redis answers a PING, else one line (exit 2).
+
+    Only at start: a Redis that goes away later fails closed per request (see `RedisCounters`)."""
+    try:
+        import redis
+    except ImportError:
+        raise UserError("budgets and rate limits in Redis need the redis client",
+                        hint="pip install 'flywheel[redis]', or remove `server.redis`") from None
+    clean, _ = split_redis_url(url)
+    shown = mask_redis_url(url)
+    try:
+        client = redis.Redis.from_url(clean, health_check_interval=0)
+    except ValueError as exc:
+        raise UserError(f"cannot parse the Redis URL {shown!r}: {exc}",
+                        hint="use redis://host:6379/0 in `server.redis`") from None
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise UserError(f"the Redis counters at {shown} do not answer: {exc}",
+                        hint="start Redis, or fix `server.redis` (or the Redis `cache.backend`) in "
+                             "flywheel.yaml; once running, a Redis outage refuses only limited keys (503)") from None
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def mask_redis_url(url: str) -> str:
+    """The URL with its password shown as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - unparsable: show the scheme only
+        return url.split("://", 1)[0] + "://…"
+
+
 def build_counters(config: Any, store: Store) -> Counters:
     url = redis_url_of(config)
     return RedisCounters(url, store) if url else StoreCounters(store)

@@ -154,10 +154,17 @@ class Index(ABC):
     def bump(self, conn: Connection, tenant: str, added: int = 0) -> None:
         """Advance the tenant's write counter (in-memory caches compare it to know they are stale) and keep its
         chunk count, in the same transaction as the write."""
-        done = conn.execute(_BUMP, {"w_tenant": tenant, "w_added": added, "w_now": time.time()})
-        if not done.rowcount:
-            conn.execute(insert(retrieval_tenants).values(tenant=tenant, version=1, chunks=max(added, 0),
-                                                          updated_at=time.time()))
+        params = {"w_tenant": tenant, "w_added": added, "w_now": time.time()}
+        if not conn.execute(_BUMP, params).rowcount:
+            # a new tenant: two ingests (shards) may both get here; a plain INSERT made the second fail
+            self._ensure_tenant_row(conn, tenant)
+            conn.execute(_BUMP, params)
+
+    def _ensure_tenant_row(self, conn: Connection, tenant: str) -> None:
+        """The tenant's counter row, created at zero unless another writer made it first (on PostgreSQL the
+        insert waits for that writer's commit, and the statement after it sees the committed row)."""
+        conn.execute(self._insert_ignore(retrieval_tenants).values(tenant=tenant, version=0, chunks=0,
+                                                                  updated_at=time.time()))
 
     def chunk_counts(self, conn: Connection, tenant: str) -> tuple[int, int]:
         """(chunks of the tenant, chunks of all tenants) from the counters, without scanning `chunks`."""
@@ -175,11 +182,11 @@ class Index(ABC):
             rows = conn.execute(select(chunks.c.lang, func.count()).where(chunks.c.tenant == tenant)
                                 .group_by(chunks.c.lang)).all()
             langs = {lang: int(n) for lang, n in rows}
-            done = conn.execute(update(retrieval_tenants).where(retrieval_tenants.c.tenant == tenant)
-                                .values(languages=langs, updated_at=time.time()))
-            if not done.rowcount:
-                conn.execute(insert(retrieval_tenants).values(tenant=tenant, version=0, languages=langs,
-                                                              updated_at=time.time()))
+            set_langs = (update(retrieval_tenants).where(retrieval_tenants.c.tenant == tenant)
+                         .values(languages=langs, updated_at=time.time()))
+            if not conn.execute(set_langs).rowcount:
+                self._ensure_tenant_row(conn, tenant)
+                conn.execute(set_langs)
         return langs
 
     def languages(self, tenant: str) -> dict[str, int]:

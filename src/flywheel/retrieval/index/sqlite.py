@@ -108,16 +108,25 @@ class SqliteIndex(Index):
         return f'tenant_key : "{tenant_key(tenant)}" AND tokens : ({body})'
 
     def doc_freqs(self, tenant: str, terms: list[str]) -> tuple[int, dict[str, int]]:
-        """Chunks containing each term, over all tenants (FTS5 keeps one vocabulary; its bm25() idf is global
-        too). Used for idf weights only, never to decide what a tenant can see."""
+        """The tenant's chunks and, per term, how many of them contain it (as PostgreSQL counts), so one tenant's
+        documents never move another's idf. FTS5's own bm25() (the keyword candidates' order) stays file-wide.
+        Measured at 3 × 1,039 chunks: median 0.22 → 0.39 ms per query (docs/retrieval.md, "Tenants")."""
         df: dict[str, int] = {}
-        with self._reader() as db:
-            total = db.execute("SELECT coalesce(sum(chunks), 0) FROM retrieval_tenants").fetchone()[0]
+        with self._reader(snapshot=True) as db:  # the count and the frequencies from one snapshot
+            row = db.execute("SELECT chunks FROM retrieval_tenants WHERE tenant = ?", (tenant,)).fetchone()
+            total = int(row[0] or 0) if row else 0
+            others = db.execute("SELECT count(*) FROM retrieval_tenants WHERE tenant != ? AND chunks != 0",
+                                (tenant,)).fetchone()[0]
             for term in dict.fromkeys(terms):
                 expr = match_expression([term])
+                if not expr or not total:
+                    df[term] = 0
+                    continue
+                # the only tenant with chunks: every row is the tenant's, so the cheaper file-wide count is exact
+                match = self._tenant_match(tenant, expr) if others else f"tokens : ({expr})"
                 df[term] = int(db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
-                                          (f"tokens : ({expr})",)).fetchone()[0] or 0) if expr else 0
-        return int(total), df
+                                          (match,)).fetchone()[0] or 0)
+        return total, df
 
     def languages(self, tenant: str) -> dict[str, int]:
         with self._reader() as db:
