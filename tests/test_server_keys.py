@@ -142,6 +142,7 @@ def test_keys_cli(tmp_path):
     assert row["key"].startswith("fw-") and row["budget_usd"] == 10 and row["tenant"] == "acme"
     listed = runner.invoke(main, ["--project", str(tmp_path), "keys", "list"])
     assert "ci" in listed.stdout and row["key"] not in listed.stdout
+    assert "$0.0000 spent of $10 per month" in listed.stdout
     bad = runner.invoke(main, ["--project", str(tmp_path), "keys", "create", "--name", "x", "--models", "gpt-9"])
     assert bad.exit_code == 2 and "unknown model alias" in bad.output
     dup = runner.invoke(main, ["--project", str(tmp_path), "keys", "create", "--name", "ci"])

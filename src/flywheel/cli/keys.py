@@ -90,7 +90,8 @@ def list_keys(state: Any, include_revoked: bool, as_json: bool) -> None:
         click.echo("no keys (the server runs open on 127.0.0.1 only)", err=True)
         return
     for r in rows:
-        budget = f"${r['spent_usd']:.4f}/{r['budget_usd']:g} per {r['budget_period']}" if r["budget_usd"] is not None \
+        per = "in total" if r["budget_period"] == "total" else f"per {r['budget_period']}"
+        budget = f"${r['spent_usd']:.4f} spent of ${r['budget_usd']:g} {per}" if r["budget_usd"] is not None \
             else "no budget"
         limits = ", ".join(f"{k} {r[k]}" for k in ("rpm", "tpm") if r[k]) or "no rate limit"
         scope = f"models {','.join(r['models'])}" if r["models"] else "all models"
