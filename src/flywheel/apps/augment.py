@@ -36,7 +36,7 @@ from flywheel.gateway.structured import StructuredOutputError, chat_structured
 from flywheel.prompts import family_of, supports_prefill
 from flywheel.prompts.render import pick_language
 from flywheel.retrieval.fusion import rrf
-from flywheel.text.language import LATIN, detect_language
+from flywheel.text.language import LANGUAGES, LATIN, detect_language, normalize_language
 from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult, Hit
 
@@ -298,6 +298,64 @@ def pack(hits: Sequence[Hit], *, budget_tokens: int | None = None, order: str = 
         random.Random(f"{seed}:{key}").shuffle(shuffled)  # a str seed is hashed with sha512: stable across runs
         return shuffled
     return chosen
+
+
+# ---------------------------------------------------------------------- language twins
+_TAG = re.compile(r"^[a-z]{2}(?:[-_][a-z0-9]{2,4})?$", re.IGNORECASE)  # zh, zh-CN, zh_hans, en-us
+_STEM_TAG = re.compile(r"^(.+?)[._-]([a-z]{2}(?:[-_][a-z0-9]{2,4})?)$", re.IGNORECASE)  # cache.zh, cache_zh-CN
+
+
+def _language_tag(name: str) -> str | None:
+    if not _TAG.match(name):
+        return None
+    lang = {"cn": "zh"}.get(name.lower(), normalize_language(name))
+    return lang if lang in LANGUAGES else None
+
+
+def twin_key(source: str) -> tuple[str, str | None]:
+    """(the source with its language tag taken out, that tag): `docs/zh/cache.md`, `docs/en/cache.md`,
+    `docs/cache.zh.md` and `docs/cache.md` are one page in several languages, the usual layouts of translated
+    docs. No tag: (source, None)."""
+    *folders, name = source.replace("\\", "/").split("/")
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    found: str | None = None
+    kept = []
+    for folder in folders:
+        tag = _language_tag(folder) if found is None else None
+        if tag is None:
+            kept.append(folder)
+        found = found or tag
+    m = _STEM_TAG.match(stem)
+    if found is None and m and (tag := _language_tag(m.group(2))):
+        stem, found = m.group(1), tag
+    return "/".join([*kept, f"{stem}{dot}{ext}"]), found
+
+
+def prefer_question_language(question: str, hits: Sequence[Hit]) -> list[Hit]:
+    """The hits without those from another-language version of a page whose version in the question's
+    language was retrieved too (docs/zh/cache.md when docs/cache.md answers an English question): the model
+    should read and cite the passage its reader can read. A page's language is its path's tag, else that of
+    its retrieved passages. Passages in other languages with no twin among the hits stay (the cross-lingual
+    path: a Chinese question over English-only docs)."""
+    asked = detect_language(question)
+    if not asked or len(hits) < 2:
+        return list(hits)
+    pages: dict[str, dict[str, list[str]]] = {}  # twin key → source → languages (its tag, or per passage)
+    for hit in hits:
+        key, tag = twin_key(hit.chunk.source)
+        langs = pages.setdefault(key, {}).setdefault(hit.chunk.source, [])
+        langs.append(tag or detect_language(hit.chunk.text))
+    drop: set[str] = set()
+    for sources in pages.values():
+        if len(sources) < 2:
+            continue
+        language = {src: max(set(ls), key=ls.count) for src, ls in sources.items()}
+        if any(lang and script(lang) == script(asked) for lang in language.values()):
+            drop |= {src for src, lang in language.items() if lang and script(lang) != script(asked)}
+    if not drop:
+        return list(hits)
+    _note(**{"flywheel.twins_dropped": sorted(drop)})
+    return [h for h in hits if h.chunk.source not in drop]
 
 
 # ---------------------------------------------------------------------- helpers

@@ -45,6 +45,7 @@ from flywheel.apps.augment import (
     crosses_script,
     fuse,
     pack,
+    prefer_question_language,
 )
 from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
@@ -159,7 +160,8 @@ class DocsQA:
         found = self._retrieve(question, tenant, filters, run)
         if isinstance(found, Answer):
             return found
-        hits, retrieved = found, len(found)
+        # Both language versions of a page retrieved: the model reads (and cites) the one in the question's.
+        hits, retrieved = prefer_question_language(question, found), len(found)
         if hits and self.guards is not None and self.guards.sources:  # instructions hidden in the documents
             scan = self.guards.sources.run([h.chunk.text for h in hits], language_of(question))
             run.guard_actions.extend(scan.actions)

@@ -9,9 +9,12 @@ raw scores plus `relevance`: the larger of `coverage`, the idf-weighted share of
 found in the chunk, and the cosine similarity of the dense side when it ran (the embedder covers the query's
 language). When no hit reaches the floor (`min_relevance`) on either signal, search returns [] and the app can
 say it does not know. Either signal suffices, so turning an embedder on never refuses a question that keyword
-matching alone would pass: paraphrases pass on the cosine, exact wording on the coverage. It also returns [] when no hit is in the question's language and none was matched across languages by
-an embedder covering both (an English question over Chinese-only documents finds only shared Latin words:
-names, reference-list titles), so the app says it does not know instead of quoting noise.
+matching alone would pass: paraphrases pass on the cosine, exact wording on the coverage. Coverage leaves out
+an identifier no chunk contains (order 12345: `topic_terms`) and, for a question of several sentences, also
+scores what it asks on its own (`asked_terms`). It also returns [] when no hit is in the question's language
+(or that of its content words) and none was matched across languages by an embedder covering both (an English
+question over Chinese-only documents finds only shared Latin words: names, reference-list titles), so the app
+says it does not know instead of quoting noise.
 
 `min_relevance: auto` calibration (`flywheel bench retrieval --calibrate`, measured here): an all-MiniLM-L6-v2
 cosine ≥ 0.40 answered 99.3% of MRPC paraphrase queries and refused 90% of off-topic askfsdl questions; keyword
@@ -35,7 +38,7 @@ from flywheel.retrieval.embed import coverage as embedding_coverage
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.tokenize import cjk_bigrams, keyword_tokens
-from flywheel.text import STOPWORDS, detect_language
+from flywheel.text import STOPWORDS, detect_language, split_sentences
 from flywheel.text.language import LATIN, language_name
 from flywheel.text.stopwords import QUESTION_WORDS_ZH
 from flywheel.tracing import tracer
@@ -76,6 +79,36 @@ def content_terms(tokens: list[str]) -> list[str]:
     unique = list(dict.fromkeys(tokens))
     terms = [t for t in unique if t not in STOPWORDS]
     return terms or unique
+
+
+def asked_terms(query: str) -> list[list[str]]:
+    """The content terms of each sentence that asks (ends in ? or ？; else the last sentence) of a question of
+    several sentences; [] for a one-sentence question. A question that first tells its story ("we ingested two
+    hundred pages from our wiki … What does min_relevance do?") is as relevant as what it asks: the story's
+    words are context the documents need not contain."""
+    sentences = [s.strip() for s in split_sentences(query) if s.strip()]
+    if len(sentences) < 2:
+        return []
+    asking = [s for s in sentences if s.rstrip("\"'”’」』）)").endswith(("?", "？"))] or sentences[-1:]
+    return [terms for s in asking if (terms := content_terms(keyword_tokens(s)))]
+
+
+def is_identifier(term: str) -> bool:
+    """A token naming one instance rather than a topic: a number (an order or ticket number, a date, an
+    amount) or mostly digits (A20240101, a hash's piece). Short names with a digit (s3, h200, gpt4, sha256)
+    are topics."""
+    digits = sum(ch.isdigit() for ch in term)
+    return digits == len(term) or (digits >= 4 and digits > len(term) - digits)
+
+
+def topic_terms(terms: list[str], df: dict[str, int]) -> list[str]:
+    """The terms coverage is measured on: an identifier found in no chunk of the corpus (order 12345 in a
+    question about refund rules) is left out, since documentation describes kinds of things, not the user's
+    own instance of one; as the rarest term it would otherwise outweigh the topic words the passages do match.
+    A word found nowhere still counts (it is what makes an off-topic question off-topic), and so does an
+    identifier the corpus contains (an error code the docs explain). All terms when only such identifiers
+    are left: a question that is nothing but an unknown number is about nothing the corpus holds."""
+    return [t for t in terms if df.get(t, 0) or not is_identifier(t)] or terms
 
 
 def idf(n_docs: int, df: int) -> float:
@@ -168,7 +201,10 @@ class Retriever:
         kw_score = dict(keyword)
         dn_rank = {p: i for i, (p, _) in enumerate(dense, start=1)}
         dn_score = dict(dense)
-        coverage = self._coverage(terms, doc_freqs, [(rows[p][1], rows[p][0].text) for p, _ in top if p in rows])
+        found_rows = [(rows[p][1], rows[p][0].text) for p, _ in top if p in rows]
+        coverage = self._coverage(terms, doc_freqs, found_rows)
+        for asked in asked_terms(query):  # a long question is relevant when what it asks is covered
+            coverage = [max(a, b) for a, b in zip(coverage, self._coverage(asked, doc_freqs, found_rows), strict=True)]
         signal = "coverage+dense" if dense else "coverage"
         hits: list[Hit] = []
         for (pk, score), cov in zip([t for t in top if t[0] in rows], coverage, strict=True):
@@ -192,7 +228,7 @@ class Retriever:
             hits = []
         # The hit that passes the floor must be one that can answer: a Chinese chunk sharing the word "happy"
         # with an English question does not become answerable because an English chunk is retrieved too.
-        if passing and not any(self._same_language(query, h, bool(dense)) for h in passing):
+        if passing and not any(self._same_language(query, terms, h, bool(dense)) for h in passing):
             info["no_hit_in_question_language"] = True
             hits = []
         return hits, info
@@ -213,12 +249,17 @@ class Retriever:
         dense = hit.scores.get("dense")
         return hit.scores.get("coverage", 0.0) >= cov_floor or (dense is not None and dense >= dense_floor)
 
-    def _same_language(self, query: str, hit: Hit, dense_ran: bool) -> bool:
+    def _same_language(self, query: str, terms: list[str], hit: Hit, dense_ran: bool) -> bool:
         """Whether a hit can answer in the question's language. Across languages, keyword overlap is only
         shared Latin tokens (names, reference-list titles), so a hit in another language counts only when the
-        dense side matched it with an embedder that covers both languages."""
+        dense side matched it with an embedder that covers both languages. The language the question's content
+        words are written in counts too: "min_relevance 是什么？" is about two English words, which an
+        English passage matches as well as a Chinese one."""
         q, c = detect_language(query), detect_language(hit.chunk.text)
         if not q or not c or _script(q) == _script(c):  # "pin a model version" may read as Portuguese
+            return True
+        content = detect_language(" ".join(t for t in terms if t not in QUESTION_WORDS_ZH))
+        if content and _script(content) == _script(c):
             return True
         return dense_ran and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
 
@@ -257,13 +298,17 @@ class Retriever:
                   ) -> list[float]:
         """Idf-weighted share of the query's content words present in each chunk ((tokens, text) pairs). A
         Chinese word jieba cut differently in the chunk (发送 inside 电子邮件发送) counts by the share of its
-        character bigrams found in the chunk's text; question words (什么时候, 如何) are not content."""
+        character bigrams found in the chunk's text; question words (什么时候, 如何) are not content, nor an
+        identifier the corpus lacks (topic_terms)."""
         terms = [t for t in terms if t not in QUESTION_WORDS_ZH] or terms
         if not terms or not chunks:
             return [0.0] * len(chunks)
         n_docs, df = doc_freqs
+        terms = topic_terms(terms, df)
         weights = [idf(max(n_docs, 1), df.get(t, 0)) for t in terms]
         total = sum(weights) or 1.0
+        # Not a one-character word by its character (开 of 发票怎么开 inside 开票): on cmrc2018 (bench retrieval
+        # --calibrate) that refused 5% fewer questions about passages left out and answered none more.
         term_bigrams = {t: set(b) for t in terms if len(t) > 1 and (b := cjk_bigrams(t))}
         out = []
         for toks, text in chunks:

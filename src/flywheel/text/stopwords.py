@@ -37,7 +37,10 @@ QUESTION_WORDS_ZH = _words("""
 一下 一个 下 与 个 中 为 为什么 为何 之 也 了 于 什么 什么样 从 以 会 你 你们 其 几个 及 可不可以
 可以 吗 吧 呢 和 哪个 哪些 哪种 哪里 啊 在 地 多少 如何 对 就 得 怎么 怎么样 怎样 我 我们 或 把 时
 时候 是 是否 有 有什么 的 着 能 能否 被 要 该 请问 谁 过 这 这个 那 那个 都
-""")
+""") | _words("""
+一個 個 與 為 為什麼 為何 什麼 什麼樣 從 會 你們 幾個 嗎 哪個 哪種 哪裡 哪裏 對 怎麼 怎麼樣 怎樣 我們 時 時候 有什麼
+著 該 請問 誰 過 這 這個 那個 於
+""")  # the same words in traditional characters (繁體): jieba keeps them whole too
 QUESTION_WORDS: frozenset[str] = QUESTION_WORDS_EN | QUESTION_WORDS_ZH
 
 # Frequent short words that tell one Latin-script language from another; balanced in size on purpose, so no
