@@ -85,7 +85,8 @@ def _notify_targets(state: Any) -> list[str]:
 def _print_drift(report: dict[str, Any]) -> None:
     ref = report["reference"]
     where = ref.get("suite") or f"{_when(ref.get('start'))} .. {_when(ref.get('end'))}"
-    click.echo(f"reference {ref['spec']}: {where}, {ref['n']} traces (embedder {ref['embedder']})")
+    unit = "cases" if ref.get("kind") == "eval" else "traces"
+    click.echo(f"reference {ref['spec']}: {where}, {ref['n']} {unit} (embedder {ref['embedder']})")
     if ref.get("warning"):
         click.echo(f"  warning: {ref['warning']}")
     for w in report["windows"]:
@@ -135,7 +136,8 @@ def skew(state: Any, suite: str, since: str | None, until: str | None, app: str 
         return
     s, p = report["suite"], report["production"]
     click.echo(f"suite {s['suite']} ({s['n']} cases) vs production {_when(p['since'])} .. {_when(p['until'])} "
-               f"({p['n']} traces)")
+               f"({p['n']} traces" + (f"; {p['without_question']} without a question left out" if
+                                       p.get("without_question") else "") + ")")
     if report.get("warning"):
         click.echo(f"  {report['warning']}")
         return

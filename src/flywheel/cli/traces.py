@@ -188,7 +188,7 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
         else:
             state = span["output_state"]
             out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
-                   else _clean(_text(span["outputs"])))
+                   else _clean(_outputs(span["outputs"])))
             click.echo(fit(f"{inner}out: {out}", width))
         for i, child in enumerate(span["children"]):
             add(child, prefix + more, i == len(span["children"]) - 1)
@@ -229,6 +229,13 @@ def _inputs(value: Any) -> str:
             extra += [f"{k}={_clean(_text(v))}" for k, v in params.items()]
         text = f"{text}  ({', '.join(extra)})"
     return text
+
+
+def _outputs(value: Any) -> str:
+    """A span's output; for a list of messages (spans received over OTLP) the last message's text."""
+    from flywheel.tracing.store_sink import answer_preview
+
+    return (answer_preview(value) or "") if isinstance(value, list) else _text(value)
 
 
 def _text(value: Any) -> str:

@@ -83,7 +83,8 @@ def _from_suite(project: Project, path: Path, ref: str, case_id: str) -> JudgeRe
             raise UserError(f"unknown check {ref}: case {case_id!r} has no judge check", hint=f"cases: {ids}")
     distinct = {c.criterion: (cid, c) for cid, c in judges}
     if len(distinct) != 1:
-        listed = "; ".join(f"{path.name}#{cid}" for cid, _ in list(distinct.values())[:5])
+        base = ref.split("#", 1)[0]  # as the user named the suite, so the hint's forms run as printed
+        listed = "; ".join(f"{base}#{cid}" for cid, _ in list(distinct.values())[:5])
         raise UserError(
             f"unknown check {ref}: the suite has {len(distinct)} distinct judge criteria",
             hint=f"name one by its case: {listed}" if distinct else "add a `judge:` check to the suite",

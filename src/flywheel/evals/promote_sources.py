@@ -112,12 +112,18 @@ def from_feedback(store: Any, kind: str = "negative", *, app: str | None = None,
 
 
 def _negative(row: Any) -> bool:
+    """Whether a feedback event finds fault with the answer: thumbs down, a score below 0.5, a fail label or a
+    failed online check / judge, or a rejected, regenerated, corrected or edited answer."""
     name, value = row["name"], row["value"]
     if name == "thumbs":
         return value in (0, False, "down")
     if name == "score":
         return isinstance(value, int | float) and value < 0.5
-    return True
+    if isinstance(value, dict) and isinstance(value.get("passed"), bool):  # an online check's or judge's result
+        return not value["passed"]
+    if name == "label":
+        return value == "fail"
+    return name in NEGATIVE
 
 
 def _feedback(store: Any, trace_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -139,8 +145,10 @@ def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str
         c = contents.get(tid)
         if c is None:
             raise UserError(f"trace {tid} has no stored content to promote")
-        # an annotator's `pass` label (written by review queues) is no complaint about the answer
-        events = [e for e in feedback.get(tid, []) if not (e["name"] == "label" and e["value"] != "fail")]
+        # an annotator's `pass` label (written by review queues) and a passed online check (its comment says
+        # what it found fine, e.g. "no PII found") are no complaint about the answer
+        events = [e for e in feedback.get(tid, []) if not (e["name"] == "label" and e["value"] != "fail")
+                  and not (isinstance(e["value"], dict) and e["value"].get("passed") is True)]
         comments = list(dict.fromkeys(e["comment"] for e in events if e.get("comment")))
         fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)]
         complaint = any(_negative(e) for e in events)

@@ -89,6 +89,9 @@ def _pick(value: Any, keys: tuple[str, ...], role: str | None = None) -> str | N
     """A text under one of `keys`, else the content of the last message (of `role`, when given)."""
     if isinstance(value, str):
         return value
+    if role is None and isinstance(value, list) and value and isinstance(value[-1], dict) and "role" in value[-1]:
+        content = value[-1].get("content")  # a model span received over OTLP: its answer's messages
+        return content if isinstance(content, str) else None
     if isinstance(value, dict):
         for key in keys:
             if isinstance(value.get(key), str):

@@ -96,8 +96,13 @@ def _assistant(text: str) -> dict[str, str]:
     return {"role": "assistant", "content": text or ""}
 
 
-def sft_rows(items: list[Labelled], verdict: str = "pass") -> list[tuple[Labelled, dict[str, Any]]]:
-    """Unmasked SFT rows (mask each with `mask_row` before it leaves the process)."""
+NO_ANSWER = "no answer recorded on the trace"
+
+
+def sft_rows(items: list[Labelled], verdict: str = "pass",
+             dropped: dict[str, int] | None = None) -> list[tuple[Labelled, dict[str, Any]]]:
+    """Unmasked SFT rows (mask each with `mask_row` before it leaves the process). Items with nothing to train
+    on (no answer stored, no correction) are counted in `dropped`."""
     out = []
     for x in items:
         if x.kind != "binary":
@@ -106,6 +111,8 @@ def sft_rows(items: list[Labelled], verdict: str = "pass") -> list[tuple[Labelle
             answer = x.correction or x.output
             if answer.strip():
                 out.append((x, {"messages": [*prompt_messages(x), _assistant(answer)], "source_trace_id": x.trace_id}))
+            elif dropped is not None:
+                dropped[NO_ANSWER] = dropped.get(NO_ANSWER, 0) + 1
     return out
 
 
@@ -264,10 +271,12 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
                "split": train_share, "seed": seed, "keep_pii": sorted(keep)}
     if fmt == "eval":
         return _export_eval(collected, out, project, verdict, embedder, target, options, keep)
-    rows = dpo_rows(collected.items) if fmt == "dpo" else sft_rows(collected.items, verdict)
+    unusable: dict[str, int] = {}
+    rows = dpo_rows(collected.items) if fmt == "dpo" else sft_rows(collected.items, verdict, unusable)
     if not rows:
         what = "pairwise verdicts or corrections" if fmt == "dpo" else f"items labelled {verdict} or corrected"
-        raise UserError(f"no {what} to export" + (f" (left out: {collected.dropped})" if collected.dropped else ""),
+        left_out = {**collected.dropped, **unusable}
+        raise UserError(f"no {what} to export" + (f" (left out: {left_out})" if left_out else ""),
                         hint="label first: `flywheel review sample -n 50` then `flywheel review`"
                              + (" (`--kind pairwise` for A/B preferences)" if fmt == "dpo" else ""))
     rows, n_dupes = dedupe(rows, embedder)
@@ -304,8 +313,8 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
     counts = {"train": len(train), "holdout": len(holdout)}
     base = out / "datasheet" if fmt == "hf" else _sibling(out, ".datasheet", suffix="")
     names = [str(p) for p in files]
-    sheet = datasheet.build(fmt, collected, used, counts, {"near-duplicates": n_dupes}, options, names, warnings,
-                            tally.to_dict())
+    sheet = datasheet.build(fmt, collected, used, counts, {**unusable, "near-duplicates": n_dupes}, options, names,
+                            warnings, tally.to_dict())
     if fmt == "hf":
         files[out / "README.md"] = _card(sheet, bool(holdout))
     files[_ext(base, ".md")] = datasheet.render(sheet)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shlex
 import statistics
 import subprocess
@@ -81,9 +82,14 @@ def check_rules(rules: Sequence[AlertRule], notify: Sequence[str] = (), where: C
         if rule.above is None and rule.below is None:
             raise UserError(f"alert rule `{name}` has neither `above` nor `below`", where=at,
                             hint="give a bound, e.g. above: 0.05 (or above: 1.5 with relative_to: window:7d)")
-        parse_duration(rule.window, f"the window of alert rule `{name}`")
-        if rule.relative_to is not None:
-            baseline_width(rule, name)
+        try:
+            parse_duration(rule.window, f"the window of alert rule `{name}`")
+            if rule.relative_to is not None:
+                baseline_width(rule, name)
+        except UserError as err:  # the rule's flywheel.yaml line, like the other mistakes in it
+            if err.where is None:
+                err.where = at
+            raise
         for key in rule.where:
             if key not in GROUP_FIELDS:
                 raise UserError(f"alert rule `{name}` filters on unknown field {key!r}", where=at,
@@ -114,7 +120,9 @@ def evaluate(store: Store, rules: Sequence[AlertRule], *, since: float | None = 
     for i, rule in enumerate(rules):
         name = rule_name(rule, i)
         width = parse_duration(rule.window)
-        start = until - width if since is None else since
+        # the latest windows: the one that closed last, whole, and the current one. Windows are epoch-aligned
+        # (monitor.windows), so starting at `until - width` would judge the closed window on its tail alone.
+        start = math.floor((until - width) / width) * width if since is None else since
         extra = baseline_width(rule, name) if rule.relative_to else 0.0
         stats = compute(store, window=width, since=start - extra, until=until, group_by=group_by,
                         where=rule.where or None)

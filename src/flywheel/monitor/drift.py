@@ -342,7 +342,8 @@ def drift_report(store: Store, embedder: Embedder | None, *, project: Project | 
                            + (f" in {ref.get('suite')}" if ref["kind"] == "eval" else " in that window")
                            + "; choose another --reference")
     elif len(ref_rows) < MIN_TRACES:
-        info["warning"] = (f"the reference holds {len(ref_rows)} traces; at least {MIN_TRACES} are needed to "
+        unit = "cases" if ref["kind"] == "eval" else "traces"
+        info["warning"] = (f"the reference holds {len(ref_rows)} {unit}; at least {MIN_TRACES} are needed to "
                            "test drift")
     out, alerts, summary = compare(ref_rows, windows, alpha=alpha, seed=seed, permutations=permutations)
     info.update(summary)

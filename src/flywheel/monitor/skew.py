@@ -82,8 +82,14 @@ def skew_report(store: Store, embedder: Embedder | None, project: Project, suite
     cases, info = suite_rows(project, suite, embedder)
     store_vectors(store, embedder, since=since, until=until, app=app)
     prod = load_rows(store, embedder_name(embedder), since=since, until=until, app=app)
+    # traces that recorded no question (a received span without content) say nothing about what people ask, and
+    # promoting them would write cases with an empty input
+    asked = np.nonzero(prod.input_chars > 0)[0]
+    unasked = len(prod) - len(asked)
+    prod = prod.take(asked)
     out: dict[str, Any] = {"suite": {**info, "n": len(cases)},
-                           "production": {"n": len(prod), "since": since, "until": until, "app": app},
+                           "production": {"n": len(prod), "since": since, "until": until, "app": app,
+                                          "without_question": unasked},
                            "gaps": []}
     if len(prod) == 0:
         out["warning"] = "no production traces in the period: nothing to compare the suite with"

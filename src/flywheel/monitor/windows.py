@@ -350,7 +350,10 @@ def text_of(value: Any) -> str:
         return ""
     if isinstance(value, list):
         if value and all(isinstance(v, dict) and "role" in v for v in value):
-            return text_of({"messages": value})
+            # a prompt's messages: its last user turn; a model's answer as messages (spans received over OTLP
+            # keep `[{"role": "assistant", "content": …}]`): the last message's text
+            last = value[-1].get("content")
+            return text_of({"messages": value}) or (last if isinstance(last, str) else "")
         return "\n".join(t for t in (text_of(v) for v in value) if t)
     return ""
 

@@ -16,24 +16,29 @@ import base64
 import binascii
 import json
 import re
+import threading
 import zlib
+from collections import OrderedDict
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
-from flywheel.tracing import tracer
+from flywheel.store.schema import spans as spans_t
+from flywheel.tracing import genai_content, tracer
 from flywheel.types import Span, SpanKind
 
 router = APIRouter()
 _HEX = re.compile(r"^[0-9a-f]+$")
-_INDEXED = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(\w+)$")
 _RENAMES = {"gen_ai.usage.prompt_tokens": "gen_ai.usage.input_tokens",
             "gen_ai.usage.completion_tokens": "gen_ai.usage.output_tokens", "gen_ai.system": "gen_ai.provider.name",
             "llm.model_name": "gen_ai.request.model", "llm.token_count.prompt": "gen_ai.usage.input_tokens",
-            "llm.token_count.completion": "gen_ai.usage.output_tokens"}
+            "llm.token_count.completion": "gen_ai.usage.output_tokens", "llm.provider": "gen_ai.provider.name",
+            "llm.system": "gen_ai.provider.name"}
 _KINDS: dict[str, SpanKind] = {"chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",
           "execute_tool": "tool", "LLM": "llm", "EMBEDDING": "embedding", "RETRIEVER": "retrieval",
           "TOOL": "tool", "CHAIN": "other", "AGENT": "other", "GUARDRAIL": "guard", "EVALUATOR": "eval"}
@@ -55,7 +60,7 @@ def _decode_body(raw: bytes, encoding: str) -> bytes:
     return raw
 
 
-def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
+def _parse(raw: bytes, content_type: str, signal: str = "trace") -> dict[str, Any]:
     if "protobuf" in content_type:
         try:
             from google.protobuf.json_format import MessageToDict
@@ -63,13 +68,14 @@ def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
             raise ApiError(415, "OTLP protobuf needs the OpenTelemetry packages (pip install 'flywheel[otel]'); "
                            "or send application/json", code="unsupported_media_type") from None
         from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-        msg = ExportTraceServiceRequest()
+        msg = ExportTraceServiceRequest() if signal == "trace" else ExportLogsServiceRequest()
         try:
             msg.ParseFromString(raw)
         except DecodeError:
-            raise ApiError(400, "the body is not an OTLP ExportTraceServiceRequest (protobuf)",
+            raise ApiError(400, f"the body is not an OTLP {type(msg).__name__} (protobuf)",
                            code="invalid_protobuf") from None
         return MessageToDict(msg)
     if "json" in content_type:
@@ -78,8 +84,8 @@ def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from None
         if not isinstance(data, dict):
-            raise ApiError(400, "an OTLP request is a JSON object with resourceSpans", param="resourceSpans",
-                           code="invalid_value")
+            top = "resourceSpans" if signal == "trace" else "resourceLogs"
+            raise ApiError(400, f"an OTLP request is a JSON object with {top}", param=top, code="invalid_value")
         return data
     raise ApiError(415, "send application/x-protobuf or application/json", code="unsupported_media_type")
 
@@ -130,30 +136,23 @@ def _attrs(items: Any) -> dict[str, Any]:
     return out
 
 
-def _content(attrs: dict[str, Any]) -> tuple[Any, Any]:
-    """(inputs, outputs) from the GenAI / OpenLLMetry / OpenInference content attributes."""
-    indexed: dict[str, dict[int, dict[str, Any]]] = {"prompt": {}, "completion": {}}
-    for key, value in attrs.items():
-        m = _INDEXED.match(key)
-        if m:
-            indexed[m.group(1)].setdefault(int(m.group(2)), {})[m.group(3)] = value
+def _span_events(items: Any) -> list[genai_content.Event]:
+    out: list[genai_content.Event] = []
+    for ev in items if isinstance(items, list) else []:
+        if isinstance(ev, dict) and genai_content.is_content_event(str(ev.get("name"))):
+            attrs = _attrs(ev.get("attributes"))
+            body = attrs.pop("body", None) if "body" in attrs else None
+            out.append((str(ev["name"]), attrs, _json_body(body)))
+    return out
 
-    def pick(*keys: str, side: str) -> Any:
-        for key in keys:
-            value = attrs.get(key)
-            if isinstance(value, str):
-                try:
-                    return json.loads(value)
-                except ValueError:
-                    return value
-            if value is not None:
-                return value
-        items = indexed[side]
-        return [items[i] for i in sorted(items)] if items else None
 
-    inputs = pick("gen_ai.input.messages", "gen_ai.prompt", "input.value", side="prompt")
-    outputs = pick("gen_ai.output.messages", "gen_ai.completion", "output.value", side="completion")
-    return ({"messages": inputs} if isinstance(inputs, list) else inputs), outputs
+def _json_body(body: Any) -> Any:
+    if isinstance(body, str) and body[:1] == "{":
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body
+    return body
 
 
 def to_spans(data: dict[str, Any], tenant: str) -> list[Span]:
@@ -191,7 +190,7 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
     status = sp.get("status") or {}
     failed = status.get("code") in (2, "STATUS_CODE_ERROR")
     kind_key = attrs.get("gen_ai.operation.name") or attrs.get("openinference.span.kind")
-    inputs, outputs = _content(attrs)
+    inputs, outputs = genai_content.content(attrs, _span_events(sp.get("events")))
     raw_name = sp.get("name")
     name = raw_name if isinstance(raw_name, str) and raw_name else "span"
     return Span(span_id=span_id, trace_id=trace_id, parent_id=_id(sp.get("parentSpanId"), 8, f"{where}.parentSpanId"),
@@ -209,10 +208,102 @@ async def receive_traces(request: Request) -> Any:
     raw = _decode_body(await request.body(), request.headers.get("content-encoding", "").lower().strip())
     spans = to_spans(_parse(raw, content_type), tenant)
     for span in spans:
+        events = _take_pending(tenant, span.trace_id, span.span_id)
         # the tracer's own path to its sinks: the same redaction and store writer as flywheel's spans
-        tracer.ingest(span)
+        tracer.ingest(_with_events(span, events) if events else span)
     if "protobuf" in content_type:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+    return JSONResponse({"partialSuccess": {}})
+
+
+# ------------------------------------------------------------------------------------------------ logs
+# OTel GenAI instrumentations that follow the event-based conventions (opentelemetry-instrumentation-openai-v2)
+# send the prompt and the answer as log records tied to the model span (its trace and span id), not as span
+# attributes. They are joined to their span here: a span already stored is rewritten with the content (through
+# the tracer, so redaction applies); records that arrive before their span wait in this process until it comes.
+
+MAX_PENDING = 10_000
+_pending: OrderedDict[tuple[str, str, str], list[genai_content.Event]] = OrderedDict()
+_pending_lock = threading.Lock()
+
+
+def log_events(data: dict[str, Any]) -> dict[tuple[str, str], list[genai_content.Event]]:
+    """GenAI content events of an OTLP logs request, by (trace id, span id); records tied to no span are skipped."""
+    out: dict[tuple[str, str], list[genai_content.Event]] = {}
+    for r, rl in enumerate(data.get("resourceLogs") or []):
+        for s, sl in enumerate((rl or {}).get("scopeLogs") or []):
+            for i, rec in enumerate((sl or {}).get("logRecords") or []):
+                where = f"resourceLogs.{r}.scopeLogs.{s}.logRecords.{i}"
+                if not isinstance(rec, dict):
+                    raise ApiError(400, "a log record is an object", param=where, code="invalid_value")
+                attrs = _attrs(rec.get("attributes"))
+                name = rec.get("eventName") or attrs.get("event.name")
+                if not isinstance(name, str) or not genai_content.is_content_event(name):
+                    continue
+                trace_id = _id(rec.get("traceId"), 16, f"{where}.traceId")
+                span_id = _id(rec.get("spanId"), 8, f"{where}.spanId")
+                if trace_id is None or span_id is None:
+                    continue
+                out.setdefault((trace_id, span_id), []).append((name, attrs, _json_body(_value(rec.get("body")))))
+    return out
+
+
+def _with_events(span: Span, events: list[genai_content.Event]) -> Span:
+    inputs, outputs = genai_content.from_events(events)
+    update: dict[str, Any] = {}
+    if span.inputs is None and inputs is not None:
+        update["inputs"] = {"messages": inputs}
+    if span.output_state == "missing" and outputs is not None:
+        update.update(outputs=outputs, output_state="ok")
+    return span.model_copy(update=update) if update else span
+
+
+def _take_pending(tenant: str, trace_id: str, span_id: str) -> list[genai_content.Event] | None:
+    if not _pending:
+        return None
+    with _pending_lock:
+        return _pending.pop((tenant, trace_id, span_id), None)
+
+
+def _attach(store: Any, tenant: str, events: dict[tuple[str, str], list[genai_content.Event]]) -> None:
+    tracer.flush()  # spans received just before their logs are written before they are looked up
+    ids = [span_id for _, span_id in events]
+    with store.connect() as conn:
+        rows = {(r["trace_id"], r["span_id"]): dict(r) for r in conn.execute(
+            select(spans_t).where(spans_t.c.span_id.in_(ids))).mappings()}
+    for key, evs in events.items():
+        row = rows.get(key)
+        if row is None:
+            with _pending_lock:
+                _pending.setdefault((tenant, *key), []).extend(evs)
+                while len(_pending) > MAX_PENDING:
+                    _pending.popitem(last=False)
+            continue
+        if row["tenant"] != tenant:
+            continue  # another tenant's span: its content is not this caller's to write
+        span = Span(span_id=row["span_id"], trace_id=row["trace_id"], parent_id=row["parent_id"], name=row["name"],
+                    kind=row["kind"], start_ns=row["start_ns"], end_ns=row["end_ns"], inputs=row["inputs"],
+                    outputs=row["outputs"], output_state=row["output_state"], error=row["error"],
+                    attributes=row["attributes"] or {})
+        updated = _with_events(span, evs)
+        if updated is not span:
+            tracer.ingest(updated)
+
+
+@router.post("/v1/logs")
+async def receive_logs(request: Request) -> Any:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
+    content_type = request.headers.get("content-type", "").lower()
+    raw = _decode_body(await request.body(), request.headers.get("content-encoding", "").lower().strip())
+    events = log_events(_parse(raw, content_type, "logs"))
+    if events:
+        await run_in_threadpool(_attach, state.store, tenant, events)
+    if "protobuf" in content_type:
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+        return Response(ExportLogsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
     return JSONResponse({"partialSuccess": {}})

@@ -151,10 +151,15 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 
 # ------------------------------------------------------------------------------------------- filters
+EVALUATOR_TRACE = "monitor.online"
+
+
 def conditions(q: TraceQuery) -> list[Any]:
     """SQL conditions on the traces table for `q`."""
     t = traces_t.c
-    out: list[Any] = []
+    # the online evaluators' own traces: one per scored trace (with monitor.online at sample 1.0 they would be half
+    # the list); their verdicts are feedback on the trace they scored, and `traces show ID` still opens one
+    out: list[Any] = [t.name != EVALUATOR_TRACE]
     if q.since is not None:
         out.append(t.started_at >= q.since)
     if q.until is not None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from flywheel.protocols import Masker
 from flywheel.store import Store
@@ -122,7 +122,9 @@ class StoreSink:
                 roots.append(r)
         root_ids = {r["trace_id"] for r in roots}
         if roots:
-            unknown = [tid for tid in root_ids if self._overflowed and tid not in self._open]
+            # a root seen before (sent again) or members forgotten on overflow: the database has them all
+            unknown = [tid for tid in root_ids
+                       if tid in self._done or (self._overflowed and tid not in self._open)]
             from_db = _trace_members(conn, unknown) if unknown else {}
             trace_rows = []
             for root in roots:
@@ -169,12 +171,13 @@ class StoreSink:
             _yield_gil()
 
     def _fix_late(self, conn: Connection, trace_ids: set[str]) -> None:
-        """Spans that ended after their root: recompute the totals of those trace rows from the database."""
+        """Spans that ended (or were rewritten) after their root: recompute those trace rows from the database."""
         members = _trace_members(conn, trace_ids)
-        updates = [{"tid": tid, **aggregate(m)} for tid, m in members.items()]
-        stmt = (update(traces_t).where(traces_t.c.trace_id == bindparam("tid"))
-                .values({k: bindparam(k) for k in ("span_count", "error_count", *_METRICS)}))
-        conn.execute(stmt, updates)
+        roots = conn.execute(select(spans_t).where(spans_t.c.trace_id.in_(list(trace_ids)),
+                                                   spans_t.c.parent_id.is_(None))).mappings()
+        rows = [trace_row(dict(r), members[r["trace_id"]]) for r in roots if r["trace_id"] in members]
+        if rows:
+            self._upsert_traces(conn, rows)
 
 
 _last_yield = 0.0
@@ -207,9 +210,12 @@ def _sql(conn: Connection, table: str) -> str:
         mark = "?" if style == "qmark" else "%s"
         cols = _SPAN_COLS if table == "spans" else _TRACE_COLS
         sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-        if table == "traces":  # same upsert syntax on SQLite (3.24+) and PostgreSQL
-            sql += " ON CONFLICT (trace_id) DO UPDATE SET " + ", ".join(
-                f"{c} = excluded.{c}" for c in cols if c != "trace_id")
+        # Upserts (same syntax on SQLite 3.24+ and PostgreSQL). A span can come twice: OTLP delivery is
+        # at-least-once (exporters retry), and /v1/logs rewrites a stored span with its content. A plain INSERT
+        # would fail the whole batch, losing every other span in it.
+        key_col = "trace_id" if table == "traces" else "span_id"
+        sql += f" ON CONFLICT ({key_col}) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in cols if c != key_col)
         _SQL[key] = sql
     return _SQL[key]
 
@@ -232,18 +238,25 @@ _SUMMARY_KEYS = ("span_id", "parent_id", "start_ns", "error", "tenant", "app", "
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: row[k] for k in _SUMMARY_KEYS}
+    out = {k: row[k] for k in _SUMMARY_KEYS}
+    # A received (OTLP) trace's root is often the sender's own request span, without content: the trace's
+    # question and answer then come from its spans (see trace_row). flywheel's roots always record theirs, so
+    # the previews are only worked out for received spans.
+    if (row.get("attributes") or {}).get("flywheel.source") == "otlp" and row.get("kind") not in ("guard", "cache"):
+        out["in_preview"] = preview(row.get("inputs"))
+        out["out_preview"] = answer_preview(row.get("outputs")) if row.get("kind") == "llm" else None
+    return out
 
 
 def _trace_members(conn: Connection, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     cols = [spans_t.c.trace_id, spans_t.c.span_id, spans_t.c.parent_id, spans_t.c.start_ns, spans_t.c.error,
-            spans_t.c.tenant, spans_t.c.app, spans_t.c.model, spans_t.c.prompt_version,
-            *(spans_t.c[m] for m in _METRICS)]
+            spans_t.c.tenant, spans_t.c.app, spans_t.c.model, spans_t.c.prompt_version, spans_t.c.kind,
+            spans_t.c.inputs, spans_t.c.outputs, spans_t.c.attributes, *(spans_t.c[m] for m in _METRICS)]
     out: dict[str, list[dict[str, Any]]] = {}
     ids = list(trace_ids)
     for i in range(0, len(ids), 500):
         for r in conn.execute(select(*cols).where(spans_t.c.trace_id.in_(ids[i:i + 500]))).mappings():
-            out.setdefault(r["trace_id"], []).append(dict(r))
+            out.setdefault(r["trace_id"], []).append(_summary(dict(r)))
     return out
 
 
@@ -293,9 +306,17 @@ def span_row(rec: Span) -> dict[str, Any]:
 
 
 def trace_row(root: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, Any]:
+    members = list({m["span_id"]: m for m in members}.values())  # a span sent twice counts once (the last)
     if not any(m["span_id"] == root["span_id"] for m in members):
         members = [*members, root]
     ordered = sorted(members, key=lambda m: m["start_ns"] or 0)
+    question, answer = preview(root["inputs"]), answer_preview(root["outputs"])
+    output_state = root["output_state"]
+    if question is None:
+        question = next((m["in_preview"] for m in ordered if m.get("in_preview")), None)
+    if answer is None and root["output_state"] == "missing":
+        answer = next((m["out_preview"] for m in reversed(ordered) if m.get("out_preview")), None)
+        output_state = "ok" if answer is not None else output_state
 
     def first(key: str) -> Any:
         if root.get(key):
@@ -307,8 +328,7 @@ def trace_row(root: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, 
         "started_at": root["start_ns"] / 1e9,
         "ended_at": root["end_ns"] / 1e9 if root["end_ns"] is not None else None,
         "latency_ms": root["latency_ms"], "status": "error" if root["error"] else "ok", "error": root["error"],
-        "input_preview": preview(root["inputs"]), "output_preview": preview(root["outputs"]),
-        "output_state": root["output_state"], "tenant": first("tenant"), "app": first("app"),
+        "input_preview": question, "output_preview": answer, "output_state": output_state, "tenant": first("tenant"), "app": first("app"),
         "model": first("model"), "prompt_version": first("prompt_version"), **aggregate(members),
         **conversation(root.get("attributes") or {}),
     }
@@ -339,6 +359,15 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str | None:
         return None
     text = " ".join(text[: limit * 4].split())  # cut first: previews of huge inputs stay cheap
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def answer_preview(outputs: Any) -> str | None:
+    """The preview of a model span's answer: the last message's text when the output is a list of messages."""
+    if isinstance(outputs, list) and outputs and isinstance(outputs[-1], dict) and "role" in outputs[-1]:
+        text = outputs[-1].get("content")
+        if isinstance(text, str):
+            return preview(text)
+    return preview(outputs)
 
 
 def _preview_text(value: Any) -> str | None:
