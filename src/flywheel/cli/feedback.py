@@ -53,7 +53,13 @@ def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None,
         for i, (name, value) in enumerate(wanted):
             text = scrub_secrets(value) if name == "correction" and isinstance(value, str) else value
             with_comment = comment if i == 0 else None
-            name, text = validate(full, name, text, comment=with_comment, actor=actor)
+            try:
+                name, text = validate(full, name, text, comment=with_comment, actor=actor)
+            except UserError as exc:  # the library names its field; on the command line the option is the mistake
+                field = getattr(exc, "field", None)
+                option = f"--{field}" if field in ("actor", "comment") else f"--{name}"
+                raise UserError(f"{option} {value!r}: {exc.message.split(': ', 1)[-1]}",
+                                hint=f"see `flywheel feedback --help` for what {option} takes") from None
             events.append(FeedbackEvent(trace_id=full, name=name, value=text, comment=with_comment, actor=actor,
                                         tenant=tenant))
         table = store.table("feedback")
