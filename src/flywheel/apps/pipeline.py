@@ -15,7 +15,11 @@ gateway through `ctx.services`, metered per run).
 
 Every generation (first answer, re-ask, fallback, a stream) is cleaned before guards, the cache and the trace
 see it; a stream releases nothing before `Plan.hold_until` (the end of the reasoning) and holds back a tag or
-citation still arriving, so what the client sees is `Answer.text`.
+citation still arriving, so what the client sees is `Answer.text`. A stream's `Answer.checks` are its output
+guards' results sentence by sentence, and one a guard stopped still names the model it called in `models`.
+
+Redacted input: the run's placeholders carry its vault's nonce; the cache keys them without it and re-issues a
+hit's placeholders with this run's nonce (cache/__init__.py), so a cached answer restores this user's values.
 
 One run is one `app` span. What it stores is what the model saw: the input after the input guards (masked
 when a redact guard is configured; a blocked input is masked by the redact guards before it is stored) and
@@ -33,7 +37,7 @@ from typing import Any
 from flywheel.apps.refusal import declined
 from flywheel.cache import route_version
 from flywheel.checks.base import CheckContext, Services
-from flywheel.guards import GuardOutcome, GuardPolicy, restore
+from flywheel.guards import GuardOutcome, GuardPipeline, GuardPolicy, restore
 from flywheel.guards.streaming import guard_stream
 from flywheel.tracing import tracer
 from flywheel.types import (
@@ -165,7 +169,7 @@ class AnswerPipeline:
         prepared = prepare(masked, run)
         if isinstance(prepared, Answer):
             return prepared, prepared.text
-        key = self._key(prepared, tenant, model)
+        key = self._key(prepared, tenant, model, vault)
         hit = self._lookup(key, run, span)
         output = hit.text if hit is not None else self._generate(prepared, prepared.request(model), run)
         if self.guards.output and (hit is None or hit.kind == "semantic"):  # exact hits passed these guards
@@ -238,8 +242,10 @@ class AnswerPipeline:
         return answer, text
 
     # ------------------------------------------------------------------ cache
-    def _key(self, plan: Plan, tenant: str, model: str) -> tuple[ChatRequest, dict[str, Any]] | None:
-        """What the answer is cached under: the request and everything else that changes an answer."""
+    def _key(self, plan: Plan, tenant: str, model: str, vault: dict[str, str]
+             ) -> tuple[ChatRequest, dict[str, Any]] | None:
+        """What the answer is cached under: the request and everything else that changes an answer, plus the
+        run's redaction nonce (left out of the key; a hit's placeholders are re-issued with it, see cache/)."""
         if self.cache is None:
             return None
         chain = getattr(self.gateway, "chain", None)
@@ -247,7 +253,8 @@ class AnswerPipeline:
         versions = {"model_version": self.gateway.resolve(model).pinned, "prompt_version": self.prompt_version,
                     "corpus_version": plan.corpus_version, "tenant": tenant,
                     "route": route_version(self.gateway.resolve(a) for a in aliases),
-                    "guards": self.guards.version if self.guards else None}
+                    "guards": self.guards.version if self.guards else None,
+                    "nonce": str(getattr(vault, "nonce", "") or "") if vault else ""}
         return plan.cache_request or plan.request(model), versions
 
     def _lookup(self, key: tuple[ChatRequest, dict[str, Any]] | None, run: Run, span: Any) -> Any:
@@ -281,7 +288,7 @@ class AnswerPipeline:
                 holder.append(self._complete(prepared, prepared.text, run, span, start))
                 yield prepared.text
                 return
-            key = self._key(prepared, tenant, model)
+            key = self._key(prepared, tenant, model, vault)
             hit = self._lookup(key, run, span)
             if hit is not None:  # a cached answer is shown whole, after the same guards as a fresh one
                 output = hit.text
@@ -297,6 +304,7 @@ class AnswerPipeline:
                 return
             shown: list[str] = []
             actions: list[GuardAction] = []
+            checks: list[CheckResult] = []
             chunks = self.gateway.stream(prepared.request(model))
             try:
                 deltas: Iterator[str] = (c.delta for c in chunks if c.delta)
@@ -304,8 +312,8 @@ class AnswerPipeline:
                     clean = prepared.clean
                     deltas = settled_stream(deltas, lambda raw: clean(raw, model), "<", prepared.hold_until)
                 ctx = replace(prepared.context, services=services, trace_id=span.trace_id)
-                pieces = guard_stream(deltas, self.guards.output, ctx, record=actions) if self.guards.output \
-                    else deltas
+                pieces = guard_stream(deltas, _Recording(self.guards.output, checks), ctx, record=actions) \
+                    if self.guards.output else deltas
                 shown_pieces = _collect(pieces, shown)
                 if prepared.finish is not None:  # e.g. citations renumbered as they appear, as in the Answer
                     finish = prepared.finish
@@ -315,9 +323,14 @@ class AnswerPipeline:
                 result = chunks.result
                 if result is not None:
                     run.generation(result)
-                elif callable(getattr(chunks, "close", None)):  # stopped early: drop the upstream request
-                    chunks.close()
+                else:
+                    if callable(getattr(chunks, "close", None)):  # stopped early: drop the upstream request
+                        chunks.close()
+                    answering = getattr(chunks, "alias", None)  # the model was called all the same
+                    if answering is not None:
+                        run.models[getattr(getattr(chunks, "request", None), "model", model)] = str(answering.pinned)
                 run.guard_actions.extend(actions)
+                run.checks.extend(checks)
                 stopped = any(not a.passed and a.action in STOPS for a in actions)
                 output = "".join(shown)
                 if stopped:
@@ -348,6 +361,19 @@ class AnswerPipeline:
             attrs["flywheel.refusal"] = answer.refusal
         span.set(outputs={"text": stored, "citations": [c.id for c in answer.citations]}, **attrs)
         return answer
+
+
+class _Recording(GuardPipeline):
+    """The output guards as a stream runs them (once per sentence), each check's result kept in `into`."""
+
+    def __init__(self, guards: GuardPipeline, into: list[CheckResult]):
+        super().__init__(guards.guards, guards.stage, guards.services)
+        self.into = into
+
+    def run(self, text: str, ctx: CheckContext | None = None, regenerate: Any = None) -> GuardOutcome:
+        outcome = super().run(text, ctx, regenerate)
+        self.into.extend(outcome.results)
+        return outcome
 
 
 def _collect(pieces: Iterator[str] | Any, into: list[str]) -> Iterator[str]:

@@ -10,6 +10,13 @@ app; it never calls them.
 Apps also pass `route=route_version(chain)` (provider, base_url, alias params, fallbacks) and `guards=` their
 guard policy version, so the key covers everything that changes an answer (see keys.py).
 
+Redacted questions: an input `redact` guard masks `ann@example.com` as `<EMAIL_ADDRESS_1_qhzvk>`, with a nonce
+that is new every run. The key leaves the nonce out, so the same question from another user (another address,
+another nonce) is an exact hit; pass the run's nonce as `nonce=` to both calls. An entry keeps the nonce it was
+saved with, and a hit re-issues exactly that nonce's placeholders with the current run's nonce, so the current
+run's vault restores the current user's own value, while placeholder-looking text the entry's run did not issue
+(`<EMAIL_ADDRESS_1>`, another nonce) stays as written. (An entry is text only: `save` stores no tool calls.)
+
 Per request, `metadata["cache"]` may hold "no-cache" (do not answer from the cache) and/or "no-store" (do
 not store the answer); `metadata["cache_item"] = {"task", "id", "version"}` keys the answer by item instead
 of by text. A backend that is down makes the cache a no-op with a warning span, never a failed request.
@@ -17,6 +24,7 @@ of by text. A backend that is down makes the cache a no-op with a warning span, 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +37,7 @@ from flywheel.cache.embedding import Embedder
 from flywheel.cache.exact import ExactCache, resolve_key
 from flywheel.cache.keys import Versions, directives, exact_key, item_key, item_ref, route_version
 from flywheel.cache.semantic import SemanticCache
+from flywheel.checks.pii import renonce
 from flywheel.config import CacheConfig
 from flywheel.errors import UserError
 from flywheel.tracing.tracer import tracer
@@ -102,12 +111,13 @@ class Cache:
     # ---------------------------------------------------------------- lookup
     def lookup(self, request: ChatRequest, *, model_version: str, prompt_version: str | None = None,
                corpus_version: str | None = None, tenant: str | None = None, route: str | None = None,
-               guards: str | None = None) -> CacheHit | None:
-        """The cached answer for `request` under these versions, or None. Never raises for backend trouble."""
+               guards: str | None = None, nonce: str = "") -> CacheHit | None:
+        """The cached answer for `request` under these versions, or None. Never raises for backend trouble.
+        `nonce`: the run's input-redaction nonce; the hit's placeholders are re-issued with it."""
         versions = self._versions(model_version, prompt_version, corpus_version, tenant, request, route, guards)
         with tracer.span("cache.lookup", kind="cache", **{
                 "flywheel.cache.backend": self.guarded.name, "flywheel.tenant": versions.tenant}) as sp:
-            hit = self._lookup(request, versions, sp)
+            hit = _reissued(self._lookup(request, versions, sp), nonce)
             attrs: dict[str, Any] = {"flywheel.cache.hit": hit is not None}
             if hit is not None:
                 attrs.update({"flywheel.cache.kind": hit.kind, "flywheel.cache.key": hit.key})
@@ -161,13 +171,16 @@ class Cache:
     # ---------------------------------------------------------------- save
     def save(self, request: ChatRequest, result: str | ChatResult, *, model_version: str,
              prompt_version: str | None = None, corpus_version: str | None = None, tenant: str | None = None,
-             ttl_s: float | None = None, route: str | None = None, guards: str | None = None) -> str | None:
+             ttl_s: float | None = None, route: str | None = None, guards: str | None = None,
+             nonce: str = "") -> str | None:
         """Store the answer to `request`; returns its exact key, or None when nothing was stored (no-store, an
         empty answer, a result that itself came from the cache or asks for tools, a multi-turn request with only the semantic
-        cache on, or a backend that is down)."""
+        cache on, or a backend that is down). `nonce`: the run's input-redaction nonce, kept with the entry."""
         versions = self._versions(model_version, prompt_version, corpus_version, tenant, request, route, guards)
         text, meta = (result.text, {"model": result.model, "provider": result.provider, "alias": result.alias}) \
             if isinstance(result, ChatResult) else (result, {})
+        if nonce:
+            meta["nonce"] = nonce
         if isinstance(result, ChatResult) and (result.cached or result.tool_calls):
             return None  # a tool call is not an answer the cache can replay as text
         with tracer.span("cache.save", kind="cache", **{"flywheel.cache.backend": self.guarded.name}) as sp:
@@ -265,6 +278,14 @@ class Cache:
         if isinstance(key_or_request, str) or model_version is None:
             return None
         return self._versions(model_version, prompt_version, corpus_version, tenant, key_or_request)
+
+
+def _reissued(hit: CacheHit | None, nonce: str) -> CacheHit | None:
+    """The hit with the placeholders its entry's run issued re-issued with this run's nonce."""
+    stored = str(hit.meta.get("nonce") or "") if hit is not None else ""
+    if hit is None or not stored or not nonce or stored == nonce:
+        return hit
+    return dataclasses.replace(hit, text=renonce(hit.text, stored, nonce), meta={**hit.meta, "nonce": nonce})
 
 
 __all__ = ["Cache", "CacheHit", "Versions", "route_version"]

@@ -7,7 +7,9 @@ assistant tool calls and tool results are part of the messages), the resolved
 the fallback chain), the prompt version, the corpus version, the tenant and the app's guard configuration. A
 new prompt, model, endpoint, corpus or guard policy therefore gets new keys and old entries simply stop
 matching; there is nothing to invalidate by hand. Timeouts, API keys and metadata (trace ids, cache
-directives, user tags) are noise and stay out of the key.
+directives, user tags) are noise and stay out of the key, and so is the per-run nonce of input-redaction
+placeholders (`<EMAIL_ADDRESS_1_qhzvk>` is keyed as `<EMAIL_ADDRESS_1>`): two users asking the same question with
+their own e-mail addresses share one entry (the cache replays it with the current run's nonce, see __init__.py).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.checks.pii import without_nonces
 from flywheel.config import ModelAlias
 from flywheel.errors import UserError
 from flywheel.types import ChatRequest, Message
 
-KEY_VERSION = "2"  # bump when the canonical form below changes, so old rows are never misread
+KEY_VERSION = "3"  # bump when the canonical form below changes, so old rows are never misread
 _OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format", "tools", "tool_choice")
 DIRECTIVES = ("no-cache", "no-store")
 
@@ -55,8 +58,10 @@ def route_version(chain: Iterable[ModelAlias]) -> str:
 
 
 def normalise_text(text: str) -> str:
-    """NFC, LF line endings, no leading/trailing whitespace: differences a model does not see as meaning."""
-    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    """NFC, LF line endings, no leading/trailing whitespace, placeholders without their run's nonce: differences
+    a model does not see as meaning."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    return without_nonces(text) if "<" in text else text
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:

@@ -18,7 +18,9 @@ takes seconds (it pulls in spaCy and torch), so it is opt-in.
 Redaction: `redact(text)` returns the text with placeholders (`<EMAIL_ADDRESS_1_qhzvk>`: type, number and
 the vault's random nonce) and a `Vault` mapping them back; `restore(answer, vault)` puts the values back into a
 model's answer, and `restore_stream` does so for a streamed answer. Only the vault's own placeholders are
-restored: a `<EMAIL_ADDRESS_1>` planted in a retrieved document stays as written. `redact_for_storage(obj)` masks irreversibly
+restored: a `<EMAIL_ADDRESS_1>` planted in a retrieved document stays as written. The cache keys a masked question
+by `without_nonces(text)` and replays a cached answer with `renonce(answer, stored, current)`, which re-issues
+only the stored nonce's placeholders for the current run. `redact_for_storage(obj)` masks irreversibly
 (`<EMAIL_ADDRESS>`) every string inside a JSON-like object before it is written to traces.
 `pseudonymize(fields, keep)` masks one record (an eval case, a training row) consistently across its fields
 (the same value is `<EMAIL_ADDRESS_1>` in the input and in the correction), keeping the values of chosen fields
@@ -62,9 +64,11 @@ __all__ = [
     "pseudonymize",
     "redact",
     "redact_for_storage",
+    "renonce",
     "restore",
     "restore_stream",
     "sensitive_pii",
+    "without_nonces",
 ]
 
 # When two candidates overlap and score the same, the more specific type wins.
@@ -201,7 +205,7 @@ def new_nonce() -> str:
     return "".join(secrets.choice(NONCE_LETTERS) for _ in range(NONCE_LENGTH))
 
 
-def placeholder(entity_type: str, number: int, nonce: str = "") -> str:
+def placeholder(entity_type: str, number: int | str, nonce: str = "") -> str:
     """The one spelling of a placeholder: `<EMAIL_ADDRESS_1>`, or `<EMAIL_ADDRESS_1_qhzvk>` with a nonce."""
     return f"<{entity_type}_{number}_{nonce}>" if nonce else f"<{entity_type}_{number}>"
 
@@ -210,6 +214,33 @@ def placeholder_type(text: str) -> str | None:
     """EMAIL_ADDRESS for `<EMAIL_ADDRESS_1>` or `<EMAIL_ADDRESS_1_qhzvk>`; None for anything else."""
     m = PLACEHOLDER.fullmatch(text)
     return m.group(1) if m else None
+
+
+def without_nonces(text: str) -> str:
+    """`<EMAIL_ADDRESS_1_qhzvk>` as `<EMAIL_ADDRESS_1>`: a masked text the same whichever run masked it (cache keys)."""
+    return PLACEHOLDER.sub(lambda m: placeholder(m.group(1), m.group(2)) if m.group(3) else m.group(0), text)
+
+
+_ESCAPED = re.compile(f"&lt;{PLACEHOLDER.pattern[1:-1]}&gt;")
+
+
+def renonce(value: Any, old: str, new: str) -> Any:
+    """The placeholders issued with nonce `old` given nonce `new` (also HTML-escaped), in a text or in every string
+    of a JSON-like value: a cached answer replayed for another run. Any other placeholder stays as written."""
+    if not old or not new or old == new:
+        return value
+    if isinstance(value, str):
+        def swap(m: re.Match[str]) -> str:
+            if m.group(3) != old:
+                return m.group(0)
+            return placeholder(m.group(1), m.group(2), new) if m.group(0)[0] == "<" else \
+                f"&lt;{m.group(1)}_{m.group(2)}_{new}&gt;"
+        return _ESCAPED.sub(swap, PLACEHOLDER.sub(swap, value))
+    if isinstance(value, dict):
+        return {k: renonce(v, old, new) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(renonce(v, old, new) for v in value)
+    return value
 
 
 class Vault(dict[str, str]):

@@ -73,6 +73,7 @@ class _StreamBase:
         self.request = request
         self.chain = gateway.chain(request.model)  # unknown alias fails here, before iteration
         self.result: ChatResult | None = None
+        self.alias: Any = None  # the ModelAlias of the attempt in progress: who answers a stream closed early
         self._attempt: _Attempt | None = None
         self._ctx = contextvars.copy_context()
         self._top_token: Any = None
@@ -97,6 +98,7 @@ class _StreamBase:
         """`call.attempts` with a fresh `_Attempt` for each."""
         for prov, alias, timeout in call.attempts(self.gateway, self.chain):
             self._attempt = attempt = _Attempt()
+            self.alias = alias
             yield prov, alias, timeout, attempt
 
     def _failed(self, call: CallState, exc: Exception) -> float | None:

@@ -5,7 +5,9 @@
        "cache", "guard_actions", "trace_id", …, "feedback": {"token", "expires_at"}}
 
 `stream: true` answers with server-sent events: `delta` events ({"text"}), then one `answer` event with the
-whole Answer (apps without streaming send their text as one delta).
+whole Answer (apps without streaming send their text as one delta). With output guards the deltas are the
+answer's sentences, each released once it passed them. `app_pieces` is the one way a route streams an app's
+answer (`model: app:NAME` with `stream: true` on /v1/chat/completions uses it too).
 
 `session_id` (chat apps): the conversation to continue; the app keeps its memory in the store (so any worker
 serves the next turn), scoped by tenant; the trace records it and the response echoes it.
@@ -14,7 +16,7 @@ serves the next turn), scoped by tenant; the trace records it and the response e
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -86,19 +88,29 @@ async def _replay(call: calls.Call, answer: Answer, session: str | None) -> Asyn
     yield _event("answer", answer_json(call, answer, session))
 
 
+async def app_pieces(call: calls.Call, stream: Any) -> AsyncGenerator[str, None]:
+    """The text pieces of an app's AnswerStream as they come, each pulled in a worker thread (the pipeline makes
+    blocking calls). A stream that ran to its end is counted in the metrics; however it ends, it is closed (the
+    upstream request dropped), after which `stream.answer` holds the Answer."""
+    try:
+        while (piece := await anyio.to_thread.run_sync(next, stream, None)) is not None:
+            yield piece
+        if stream.answer is not None:
+            call.state.metrics.answer(stream.answer, call.tenant)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(stream.close)
+
+
 def _stream(call: calls.Call, stream: Any, session: str | None) -> Any:
     async def events() -> AsyncIterator[bytes]:
         error: Any = None
+        pieces = app_pieces(call, stream)
         try:
-            while True:
-                piece = await anyio.to_thread.run_sync(next, stream, None)
-                if piece is None:
-                    break
+            async for piece in pieces:
                 yield _event("delta", {"text": piece})
-            answer = stream.answer
-            if answer is not None:
-                call.state.metrics.answer(answer, call.tenant)
-                yield _event("answer", answer_json(call, answer, session))
+            if stream.answer is not None:
+                yield _event("answer", answer_json(call, stream.answer, session))
         except UserError as exc:
             error = exc
             yield _event("error", call.fail_upstream(exc).body())
@@ -107,7 +119,7 @@ def _stream(call: calls.Call, stream: Any, session: str | None) -> Any:
             raise
         finally:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(stream.close)
+                await pieces.aclose()
                 answer = stream.answer
                 usage = answer.usage if answer is not None else None
                 await call.finish(cost=answer.cost_usd if answer is not None else 0.0,

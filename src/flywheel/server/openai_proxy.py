@@ -6,10 +6,12 @@ the app's answer pipeline: guards, cache, retrieval; the last user message is th
 fields are refused like OpenAI does; fields the gateway cannot honour are refused by name (non-text content,
 `tools` on an `app:NAME` model), never silently dropped. `tools`, `tool_choice` and `response_format` go to the
 provider (translated for Anthropic aliases); tool calls come back in `message.tool_calls` and, streamed, in
-`delta.tool_calls` pieces. `n` (1..16) asks a model alias for several choices in one gateway call (one upstream
-request where the provider takes `n`, else n merged requests; see gateway/choices.py); a stream or an app answers
-one choice, so `n` > 1 with `stream` or `app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id`
-header) land on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` is a 400 (the gateway does not
+`delta.tool_calls` pieces. An `app:NAME` stream is the app's own stream (apps_api.app_pieces): sentence by
+sentence as its output guards pass them, its citations in the final chunk's `flywheel` extra. `n` (1..16) asks
+a model alias for several choices in one gateway call (one upstream request where the provider takes `n`, else n
+merged requests; see gateway/choices.py); a stream or an app answers one choice, so `n` > 1 with `stream` or
+`app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id` header) land
+on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` is a 400 (the gateway does not
 relay them); embeddings of token ids are a 400 naming LangChain's switch.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -31,6 +33,7 @@ from flywheel.gateway.call import span_messages
 from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
+from flywheel.server.apps_api import app_pieces
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Principal
 from flywheel.types import Answer, ChatRequest, Message
@@ -317,6 +320,8 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
         raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
+    if body.stream and hasattr(runner, "stream"):
+        return await _app_stream(call, body, runner.stream(question, call.tenant, **options))
     answer = await runner.arun(question, call.tenant, **options)
     call.state.metrics.answer(answer, call.tenant)
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
@@ -329,12 +334,43 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     return calls.JSONBytes(payload, call.headers)
 
 
+async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any) -> Any:
+    """The app's answer streamed as it comes. Its first piece is pulled here, so a failure before any text (every
+    model down) is an HTTP status, as for a model alias, not an error inside a 200 event stream."""
+    texts = app_pieces(call, stream)
+    try:
+        first = await anext(texts, None)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await texts.aclose()
+        raise
+
+    async def pieces() -> calls.Pieces:
+        try:
+            if first is not None:
+                yield first, None, None
+                async for text in texts:
+                    yield text, None, None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await texts.aclose()
+
+    def usage() -> tuple[int, int, float]:
+        a = stream.answer
+        return (a.usage.input_tokens, a.usage.output_tokens, a.cost_usd) if a is not None else (0, 0, 0.0)
+
+    return _sse(call, body, pieces(), usage, lambda: answer_extra(stream.answer) if stream.answer else {})
+
+
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
     pieces, settle = await calls.primed_stream(call, creq)
     return _sse(call, body, pieces, settle, {})
 
 
-def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: Any, extra: dict[str, Any]) -> Any:
+def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: Any,
+         extra: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
+    """The SSE response; `usage` is (input tokens, output tokens) or a function giving (them, cost) once `pieces`
+    is done, `extra` the final chunk's `flywheel` fields (or a function giving them then)."""
     legacy = call.route == _LEGACY
     cid, created = f"{'cmpl' if legacy else 'chatcmpl'}-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -367,7 +403,7 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: 
                 finish = "tool_calls"
             tin, tout, cost = usage() if callable(usage) else (*usage, None)
             yield event([{"index": 0, "delta": {}, "finish_reason": finish}],
-                        flywheel={"trace_id": call.trace_id, **extra})
+                        flywheel={"trace_id": call.trace_id, **(extra() if callable(extra) else extra)})
             if include_usage:
                 yield event([], usage=usage_json(tin, tout))
             yield b"data: [DONE]\n\n"
@@ -381,6 +417,9 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: 
         finally:
             if callable(usage):
                 with anyio.CancelScope(shield=True):
+                    close = getattr(pieces, "aclose", None)  # ended (its usage known) before it is settled
+                    if close is not None:
+                        await close()
                     tin, tout, cost = usage()
                     text = "".join(parts)
                     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout, error=error,
