@@ -22,7 +22,9 @@ Rows that also occur, word for word, in a Tensor Trust test file are dropped, so
 never scores a training row; nothing else is read from the test files.
 
 The model: TF-IDF of character 2-4-grams and of word 1-2-grams plus dense rule / shape features
-(`flywheel.checks.injection_features`), logistic regression, vocabulary pruned to the features with
+(`flywheel.checks.injection_features`) of text normalised by `injection_features.normalise` — the one
+normaliser scoring uses too (full-width forms, zero-width characters, words and Chinese spelt out
+character by character) —, logistic regression, vocabulary pruned to the features with
 the largest weights, decision threshold chosen on cross-validated scores (false-positive rate on
 benign questions at most 0.5 %). Needs scikit-learn and numpy (training only).
 """

@@ -16,6 +16,10 @@ Indirect injection (`indirect`, the `sources:` guard stage): flywheel's own held
 sources (`checks/data/indirect_eval.jsonl`, see the README next to it): English and Chinese e-mails,
 tables, web pages, code and licences, clean or with an instruction to an AI planted at the start,
 middle or end; carriers and attack phrasings differ from the training ones. Needs no shared data.
+Obfuscation (`obfuscation`): the injection sets above, and the Chinese and assistant-question test sets,
+each spelt out letter by letter (spaces, hyphens, dots, underscores, zero-width or full-width spaces) or in
+full-width letters (`bench/injection_obfuscation.py`): detection and false-positive rates per obfuscation,
+ours and the baseline's side by side.
 
 Leak (`tensor-trust/prompt_extraction_detection.jsonl`): the check gets the row's access code as a
 secret and, when the other Tensor Trust files hold defences with the same access code, each of their
@@ -25,6 +29,7 @@ alone. The baseline is "the access code occurs in the output" (case-insensitive)
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
@@ -135,7 +140,8 @@ def bench_pii(root: Path, presidio: bool) -> dict[str, Any]:
     return out
 
 
-def _baseline(root: Path, attacks: list[str], benign: list[str]) -> Any:
+@functools.lru_cache(maxsize=2)
+def _baseline(root: Path) -> Any:
     """Character TF-IDF + logistic regression on the free training file and the benign training split."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -184,7 +190,7 @@ def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
         }}
     if baseline:
         try:
-            base = _baseline(root, attacks, benign)
+            base = _baseline(root)
         except ImportError:
             base = None
         if base is None:
@@ -207,6 +213,42 @@ def bench_injection(root: Path, baseline: bool) -> dict[str, Any]:
         z_fn = sum(1 for y, f in flags if y and not f)
         out["injection_zh"] = {**_prf(z_tp, z_fp, z_fn), "texts": len(zh)}
     return out
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def bench_obfuscation(root: Path, baseline: bool) -> dict[str, Any]:
+    """Detection and false-positive rates on the benchmark's sets with each obfuscation applied."""
+    from flywheel.bench.injection_obfuscation import evaluate
+    from flywheel.checks.injection import default_model, detector
+
+    det = detector()
+    model = default_model()
+    attacks = list(dict.fromkeys(r["attack"] for r in injection_data.tensor_trust(
+        root, "hijacking_robustness_dataset.jsonl")))
+    sets: dict[str, tuple[list[str], int]] = {"en_attacks": (attacks, 1)}
+    zh = _jsonl(TESTS_DATA / "injection_zh.jsonl") if (TESTS_DATA / "injection_zh.jsonl").exists() else []
+    if zh:
+        sets["zh_attacks"] = ([r["text"] for r in zh if r["label"]], 1)
+        sets["zh_benign"] = ([r["text"] for r in zh if not r["label"]], 0)
+    sets.update({f"benign_{name}": (texts, 0) for name, texts in injection_data.benign_split(root, held=True).items()})
+    assistant = TESTS_DATA / "injection_benign_assistant.jsonl"
+    if assistant.exists():
+        sets["assistant_questions"] = ([r["text"] for r in _jsonl(assistant)], 0)
+    out: dict[str, Any] = {"ours": evaluate(lambda texts: [model.score(t) >= det.threshold for t in texts], sets),
+                           "sizes": {name: len(texts) for name, (texts, _) in sets.items()}}
+    if baseline:
+        try:
+            base = _baseline(root)
+        except ImportError:
+            from flywheel.bench import missing_peer
+
+            out["baseline"] = missing_peer("tfidf-logreg", "pip install scikit-learn")
+        else:
+            out["baseline"] = evaluate(lambda texts: [bool(p) for p in base.predict(texts)], sets)
+    return {"injection_obfuscated": out}
 
 
 def bench_indirect(path: Path = INDIRECT_EVAL) -> dict[str, Any]:
@@ -269,21 +311,22 @@ def bench_leak(root: Path) -> dict[str, Any]:
 @click.option("--data", "data", default=None,
               help="The benchmark data folder (presidio-synth/, tensor-trust/, cmrc2018-dev/, askfsdl-scope/, mrpc/) "
                    "[$FLYWHEEL_BENCH_DATA, else ../shared/data].")
-@click.option("--only", default="pii,injection,indirect,leak", show_default=True,
+@click.option("--only", default="pii,injection,obfuscation,indirect,leak", show_default=True,
               help="Comma-separated parts to run.")
 @click.option("--no-peers", is_flag=True, help="Skip stock Presidio and the TF-IDF baseline.")
 def command(as_json: bool, data: str | None, only: str, no_peers: bool) -> None:
     """PII, injection (direct and indirect) and prompt-leak detectors against stock Presidio and a TF-IDF
     baseline."""
     parts = {p.strip() for p in only.split(",") if p.strip()}
-    unknown = parts - {"pii", "injection", "indirect", "leak"}
+    unknown = parts - {"pii", "injection", "obfuscation", "indirect", "leak"}
     if unknown:
         raise UserError(f"unknown benchmark part(s): {', '.join(sorted(unknown))}",
-                        hint="use pii, injection, indirect, leak")
+                        hint="use pii, injection, obfuscation, indirect, leak")
     from flywheel.bench import data_root, missing_data
 
     root = data_root(data)
-    needed = {"pii": ["presidio-synth"], "injection": ["tensor-trust", "cmrc2018-dev", "askfsdl-scope", "mrpc"],
+    injection_sets = ["tensor-trust", "cmrc2018-dev", "askfsdl-scope", "mrpc"]
+    needed = {"pii": ["presidio-synth"], "injection": injection_sets, "obfuscation": injection_sets,
               "leak": ["tensor-trust"]}  # the indirect set ships with flywheel
     missing = sorted({n for p in parts for n in needed.get(p, []) if root is None or not (root / n).is_dir()})
     if missing:
@@ -293,6 +336,8 @@ def command(as_json: bool, data: str | None, only: str, no_peers: bool) -> None:
         result.update(bench_pii(root, presidio=not no_peers))
     if "injection" in parts and root:
         result.update(bench_injection(root, baseline=not no_peers))
+    if "obfuscation" in parts and root:
+        result.update(bench_obfuscation(root, baseline=not no_peers))
     if "indirect" in parts:
         result.update(bench_indirect())
     if "leak" in parts and root:

@@ -7,7 +7,9 @@
 
 Injection is scored by a small logistic-regression model over character and word n-grams plus rule
 and shape features (see `injection_features`), shipped as portable JSON in `checks/models/` (no
-pickle: loading it runs no code) and fitted by `scripts/train_injection.py`. Scoring is pure Python,
+pickle: loading it runs no code) and fitted by `scripts/train_injection.py`, both on text normalised by
+`injection_features.normalise` (spelt-out words such as `i g n o r e` or `忽 略 之 前` joined, full-width
+and zero-width characters undone). Scoring is pure Python,
 about 1 ms for a short prompt. Indirect injection: `scan_sources(sources)` scores each retrieved
 document or tool result line by line and sentence by sentence with a second model trained for
 retrieved text (`injection_sources`), so one planted instruction in a long page is not diluted by the
