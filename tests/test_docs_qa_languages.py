@@ -147,7 +147,7 @@ def test_an_identifier_the_docs_contain_still_counts(runtime):
 
 
 @pytest.mark.parametrize("question", ["量子计算机的原理 12345？", "明天北京会下雨吗？", "12345", "１２３４５",
-                                      "How do I bake sourdough bread 12345?", "What career should I pursue?",
+                                      "How do I bake sourdough bread 12345?", "How do I grow tomatoes 12345?", "What career should I pursue?",
                                       "My grandmother lives in Paris. How do I bake sourdough bread?"])
 def test_off_topic_questions_are_still_refused_in_both_languages(runtime, question):
     assert runtime.retriever.search(question) == []
