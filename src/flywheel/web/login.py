@@ -1,4 +1,4 @@
-"""/ui/login and /ui/logout."""
+"""/ui/login, /ui/logout and /favicon.ico (none)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,10 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     set_session(request, response, None)
     return response
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    """No icon, and no 404 in the log: a browser asks for /favicon.ico when it shows a `.json` twin (the HTML
+    pages declare an empty icon in base.html, so they never ask)."""
+    return Response(status_code=204, headers={"cache-control": "public, max-age=86400"})

@@ -78,6 +78,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     nonce = request.scope.get("flywheel.csrf_nonce") or request.cookies.get("fw_csrf")
     from flywheel.web import NAV
 
+    context = _localized(lang, context)
+
     body = _env.get_template(template).render(
         request=request, nav=NAV, t=i18n.Translator(lang), lang=lang, other_lang="en" if lang == "zh" else "zh",
         viewer=request.scope.get("flywheel.viewer"), csrf=csrf_token(request, nonce) if nonce else "",
@@ -93,8 +95,23 @@ def fragment(request: Request, template: str, **context: Any) -> HTMLResponse:
     """A piece of a page for HTMX (no layout, no cookies)."""
     lang = language(request)
     body = _env.get_template(template).render(request=request, t=i18n.Translator(lang), lang=lang,
-                                              viewer=request.scope.get("flywheel.viewer"), **context)
+                                              viewer=request.scope.get("flywheel.viewer"),
+                                              **_localized(lang, context))
     return HTMLResponse(body)
+
+
+def _localized(lang: str, context: dict[str, Any]) -> dict[str, Any]:
+    """The page's messages (`errors` {field: why}, `error`, `message`) in its language where they are known
+    English texts (flywheel.web.message_i18n); the JSON twins keep the English ones."""
+    from flywheel.web.message_i18n import localize, localize_all
+
+    out = dict(context)
+    if isinstance(out.get("errors"), dict):
+        out["errors"] = localize_all(lang, out["errors"])
+    for key in ("error", "message"):
+        if isinstance(out.get(key), str):
+            out[key] = localize(lang, out[key])
+    return out
 
 
 def language(request: Request) -> str:
@@ -103,9 +120,12 @@ def language(request: Request) -> str:
 
 
 def not_found(request: Request, what: str, fmt: str = "html") -> Response:
-    """The 404 page (or JSON) that says what was not found."""
+    """The 404 page (or JSON) that says what was not found: in the page's language on a page, in English in JSON."""
+    from flywheel.web.message_i18n import localize
+
     if fmt == "fragment":
-        return HTMLResponse(f'<p class="invalid">{html.escape(what)}</p>', status_code=404)
+        return HTMLResponse(f'<p class="invalid">{html.escape(localize(language(request), what))}</p>',
+                            status_code=404)
     if fmt != "html":
         return JSONResponse({"error": {"message": what, "code": "not_found"}}, status_code=404)
     return render(request, "error.html", status=404, title=i18n.Translator(language(request))("not_found"),

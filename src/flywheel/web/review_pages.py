@@ -22,6 +22,7 @@ from flywheel.feedback import queues
 from flywheel.feedback.sampling import STRATEGIES
 from flywheel.web.auth import Viewer, csrf_token
 from flywheel.web.i18n import Translator
+from flywheel.web.message_i18n import localize, localize_error
 from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, language, not_found, render, split_format
 from flywheel.web.review_i18n import Text
@@ -147,7 +148,7 @@ async def create_queue(request: Request) -> Response:
             if not ids and not _has_traces(request, viewer):  # a new project: say what to do, in the page's language
                 errors["form"] = tx("err_no_traces")
             else:
-                errors["form"] = exc.message + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
+                errors["form"] = localize_error(language(request), exc)
         else:
             return RedirectResponse(f"/ui/review/{quote(queue.name)}", status_code=303)
     return _page(request, "review_new.html", status=400, form={**_form_defaults(request), **form}, errors=errors,
@@ -261,7 +262,7 @@ async def label_item(request: Request, queue_ref: str) -> Response:
                      correction=form.get("correction"))
         last: str | None = item_id
     except UserError as exc:  # a second label, a full item, a bad verdict: say so and go on
-        message, last = exc.message, form.get("last") or None
+        message, last = localize(language(request), exc.message, exc), form.get("last") or None
     return _answer(request, queue, annotator, _next(request, queue, annotator), last=last, message=message)
 
 
@@ -294,7 +295,8 @@ async def undo_label(request: Request, queue_ref: str) -> Response:
             raise queues.NotFoundError(f"no review item {item_id!r} in this queue")
         queues.undo(store, item_id, annotator)
     except UserError as exc:
-        return _answer(request, queue, annotator, _next(request, queue, annotator), last=None, message=exc.message)
+        return _answer(request, queue, annotator, _next(request, queue, annotator), last=None,
+                       message=localize(language(request), exc.message, exc))
     current = form.get("item_id")
     if current:  # hand the item on screen back: the undone one comes first
         queues.release(store, current, annotator)
@@ -421,7 +423,7 @@ async def add_trace_to_queue(request: Request, trace: str) -> Response:
         queue = queues.get_queue(_store(request), form.get("queue", ""), tenant=_tenant(viewer))
         result = queues.add_items(_store(request), queue, [trace], tenant=_tenant(viewer))
     except UserError as exc:
-        return _done(request, viewer, trace, None, exc.message)
+        return _done(request, viewer, trace, None, localize(language(request), exc.message, exc))
     return _done(request, viewer, trace, ax["added"].format(q=queue.name) if result["added"] else ax["skipped"], None)
 
 
@@ -444,7 +446,7 @@ async def add_trace_to_suite(request: Request, trace: str) -> Response:
         path = suite_path(project.root, form.get("new_suite", "").strip() or form.get("suite", ""))
         result = write_suite(project, path, promote_sources.from_traces(_store(request), [trace]))
     except UserError as exc:
-        return _done(request, viewer, trace, None, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        return _done(request, viewer, trace, None, localize_error(language(request), exc))
     shown = f"{SUITE_DIR}/{path.relative_to((project.root / SUITE_DIR).resolve())}"
     message = ax["written"].format(c=", ".join(result.written), p=shown) if result.written else \
         ax["in_suite"].format(p=shown)
