@@ -5,7 +5,9 @@ Tools in Anthropic's shape (`tools`, `tool_choice`, tool_use / tool_result block
 OpenAI shape (gateway/tools.py), so they work with any provider; tool calls come back as tool_use blocks with
 stop_reason "tool_use" (streamed as content_block_start + `input_json_delta`). `metadata.user_id` and
 `metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace. `output_config.format`
-(`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens."""
+(`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens.
+An `app:NAME` model streams the app's answer as it comes (apps_api.primed_app_stream: sentence by sentence once its
+output guards passed each one), as on /v1/chat/completions."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from flywheel.gateway.tools import (
     tool_use_blocks,
 )
 from flywheel.server import calls
+from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
 from flywheel.types import ChatRequest, Message
 
@@ -154,7 +157,11 @@ async def messages(request: Request) -> Any:
     tool_calls = None
     async with calls.failures(call):
         if app:
-            answer = await state.app(app).arun(creq.last_user(), tenant)
+            runner = state.app(app)
+            if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
+                pieces, usage = await primed_app_stream(call, runner.stream(creq.last_user(), tenant))
+                return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
+            answer = await runner.arun(creq.last_user(), tenant)
             state.metrics.answer(answer, tenant)
             text, stop, tin, tout, cost = answer.text, "stop", answer.usage.input_tokens, \
                 answer.usage.output_tokens, answer.cost_usd
@@ -168,7 +175,7 @@ async def messages(request: Request) -> Any:
     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
                       output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
     message = _message(call, body.model, text, stop, tin, tout, tool_calls)
-    if body.stream:  # an app answer, streamed as one text delta
+    if body.stream:  # an app without streaming: its answer as one text delta
         events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
         return calls.sse_response(events, call.headers)
     return calls.JSONBytes(message, call.headers)

@@ -92,6 +92,7 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
         anthropic_api,
         apps_api,
         feedback_api,
+        models_api,
         openai_proxy,
         ops,
         otlp,
@@ -99,7 +100,8 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
         review_api,
     )
 
-    for module in (openai_proxy, anthropic_api, responses_api, apps_api, feedback_api, ops, otlp, review_api):
+    for module in (openai_proxy, models_api, anthropic_api, responses_api, apps_api, feedback_api, ops, otlp,
+                   review_api):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
     if cors_origins:

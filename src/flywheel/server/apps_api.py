@@ -7,7 +7,8 @@
 `stream: true` answers with server-sent events: `delta` events ({"text"}), then one `answer` event with the
 whole Answer (apps without streaming send their text as one delta). With output guards the deltas are the
 answer's sentences, each released once it passed them. `app_pieces` is the one way a route streams an app's
-answer (`model: app:NAME` with `stream: true` on /v1/chat/completions uses it too).
+answer: `model: app:NAME` with `stream: true` on /v1/chat/completions, /v1/responses and /v1/messages uses it
+too, through `primed_app_stream`.
 
 `session_id` (chat apps): the conversation to continue; the app keeps its memory in the store (so any worker
 serves the next turn), scoped by tenant; the trace records it and the response echoes it.
@@ -16,7 +17,7 @@ serves the next turn), scoped by tenant; the trace records it and the response e
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -100,6 +101,37 @@ async def app_pieces(call: calls.Call, stream: Any) -> AsyncGenerator[str, None]
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(stream.close)
+
+
+async def primed_app_stream(call: calls.Call,
+                            stream: Any) -> tuple[calls.Pieces, Callable[[], tuple[int, int, float]]]:
+    """An app's AnswerStream as the routes' `calls.Pieces` (what `calls.primed_stream` is for a model alias): its
+    first piece pulled here, so a failure before any text (every model down) is an HTTP status, not an error
+    inside a 200 event stream; plus a function giving (input tokens, output tokens, cost) once it has ended.
+    /v1/chat/completions, /v1/responses and /v1/messages stream `app:NAME` through it."""
+    texts = app_pieces(call, stream)
+    try:
+        first = await anext(texts, None)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await texts.aclose()
+        raise
+
+    async def pieces() -> calls.Pieces:
+        try:
+            if first is not None:
+                yield first, None, None
+                async for text in texts:
+                    yield text, None, None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await texts.aclose()
+
+    def usage() -> tuple[int, int, float]:
+        a = stream.answer
+        return (a.usage.input_tokens, a.usage.output_tokens, a.cost_usd) if a is not None else (0, 0, 0.0)
+
+    return pieces(), usage
 
 
 def _stream(call: calls.Call, stream: Any, session: str | None) -> Any:

@@ -1,5 +1,5 @@
-"""OpenAI-compatible routes: POST /v1/chat/completions, POST /v1/completions (legacy text completions, answered as
-a chat), GET /v1/models[/ID], POST /v1/embeddings.
+"""OpenAI-compatible chat routes: POST /v1/chat/completions, POST /v1/completions (legacy text completions, answered
+as a chat). GET /v1/models[/ID] and POST /v1/embeddings are in models_api.py.
 
 `model` is a flywheel alias (through the gateway: retries, fallbacks, cost, tracing) or `app:NAME` (through
 the app's answer pipeline: guards, cache, retrieval; the last user message is the input). Unknown request
@@ -12,12 +12,11 @@ a model alias for several choices in one gateway call (one upstream request wher
 merged requests; see gateway/choices.py); a stream or an app answers one choice, so `n` > 1 with `stream` or
 `app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id` header) land
 on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` is a 400 (the gateway does not
-relay them); embeddings of token ids are a 400 naming LangChain's switch.
+relay them).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +24,6 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
@@ -33,7 +31,7 @@ from flywheel.gateway.call import span_messages
 from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
-from flywheel.server.apps_api import app_pieces
+from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Principal
 from flywheel.types import Answer, ChatRequest, Message
@@ -144,16 +142,6 @@ class CompletionIn(BaseModel):
                                              "user")},
             **{k: None for k in ("max_completion_tokens", "metadata", "response_format", "tools", "tool_choice",
                                  "logprobs", "top_logprobs", "modalities")})
-
-
-class EmbeddingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1, max_length=200)
-    # token ids (what LangChain's OpenAIEmbeddings sends by default) are parsed so the refusal can name them
-    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
-    encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = None
-    user: str | None = None
 
 
 def text_of(content: str | list[ContentPart] | None, param: str) -> str:
@@ -335,31 +323,9 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
 
 
 async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any) -> Any:
-    """The app's answer streamed as it comes. Its first piece is pulled here, so a failure before any text (every
-    model down) is an HTTP status, as for a model alias, not an error inside a 200 event stream."""
-    texts = app_pieces(call, stream)
-    try:
-        first = await anext(texts, None)
-    except BaseException:
-        with anyio.CancelScope(shield=True):
-            await texts.aclose()
-        raise
-
-    async def pieces() -> calls.Pieces:
-        try:
-            if first is not None:
-                yield first, None, None
-                async for text in texts:
-                    yield text, None, None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await texts.aclose()
-
-    def usage() -> tuple[int, int, float]:
-        a = stream.answer
-        return (a.usage.input_tokens, a.usage.output_tokens, a.cost_usd) if a is not None else (0, 0, 0.0)
-
-    return _sse(call, body, pieces(), usage, lambda: answer_extra(stream.answer) if stream.answer else {})
+    """The app's answer streamed as it comes (a failure before any text is an HTTP status, as for an alias)."""
+    pieces, usage = await primed_app_stream(call, stream)
+    return _sse(call, body, pieces, usage, lambda: answer_extra(stream.answer) if stream.answer else {})
 
 
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
@@ -426,84 +392,3 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: 
                                       output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
 
     return calls.sse_response(events(), call.headers)
-
-
-def _model_cards(request: Request) -> list[dict[str, Any]]:
-    """The aliases and `app:` names the caller's key may use, as OpenAI model objects."""
-    state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
-    created = int(state.project.config_path.stat().st_mtime) if state.project.config_path.exists() else 0
-    names = [m for m in calls.model_names(state) if principal.may_use_model(m)]
-    names += [f"app:{a}" for a in calls.app_names(state) if principal.may_use_app(a)]
-    # OpenAI's model fields, and Anthropic's (type, display_name, created_at) for its SDK's models.list()
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
-    return [{"id": m, "object": "model", "created": created, "owned_by": "flywheel", "type": "model",
-             "display_name": m, "created_at": stamp} for m in names]
-
-
-@router.get("/v1/models")
-async def list_models(request: Request) -> Any:
-    cards = _model_cards(request)
-    return {"object": "list", "data": cards, "has_more": False,  # Anthropic's page fields: one page
-            "first_id": cards[0]["id"] if cards else None, "last_id": cards[-1]["id"] if cards else None}
-
-
-@router.get("/v1/models/{model:path}")
-async def retrieve_model(model: str, request: Request) -> Any:
-    # `client.models.retrieve(ID)`; a model the key may not use is as absent as one that does not exist.
-    cards = _model_cards(request)
-    for card in cards:
-        if card["id"] == model:
-            return card
-    raise ApiError(404, f"the model `{model}` does not exist; known: {', '.join(c['id'] for c in cards)}",
-                   param="model", code="model_not_found")
-
-
-@router.post("/v1/embeddings", openapi_extra=calls.body_schema(EmbeddingsIn))
-async def embeddings(request: Request) -> Any:
-    state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
-    body = await calls.read_body(request, EmbeddingsIn)
-    configured = state.project.config.retrieval.embedder
-    if body.model not in (configured, "default") and body.model != state.project.config.retrieval.embedder_model:
-        raise ApiError(404, f"the embedding model `{body.model}` does not exist; this server embeds with "
-                       f"`{configured}` (send model `{configured}` or `default`)", param="model",
-                       code="model_not_found")
-    given = [body.input] if isinstance(body.input, str) else list(body.input)
-    texts = [t for t in given if isinstance(t, str)]
-    if len(texts) != len(given):
-        raise ApiError(400, "`input` as token ids is not supported: this server embeds text, send strings (LangChain: "
-                       "OpenAIEmbeddings(..., check_embedding_ctx_length=False))", param="input",
-                       code="unsupported_value")
-    if any(not t for t in texts):
-        raise ApiError(400, "input texts must be non-empty", param="input", code="invalid_value")
-    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
-    call = await calls.begin(state, principal, tenant, "/v1/embeddings", configured, None)
-    try:
-        vectors = await asyncio.to_thread(state.embed, texts)
-    except UserError as exc:
-        await call.finish(error=exc)
-        raise call.fail_upstream(exc) from None
-    tokens = sum(max(1, len(t) // 4) for t in texts)
-    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
-        err = ApiError(400, f"`{configured}` makes {vectors.shape[1]}-dimensional vectors and cannot shorten them: "
-                       f"leave `dimensions` out or send {vectors.shape[1]}", param="dimensions",
-                       code="invalid_value", headers=call.headers)
-        await call.finish(input_tokens=tokens, error=err.message)
-        raise err
-    await call.finish(input_tokens=tokens)
-    return JSONResponse({"object": "list", "model": body.model,
-                         "data": [{"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
-                                  for i, v in enumerate(vectors)],
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers=call.headers)
-
-
-def _encode(vector: Any, encoding: str | None) -> Any:
-    """A vector as floats, or as base64 of little-endian float32 (what the OpenAI SDK asks for by default)."""
-    if encoding == "base64":
-        import base64
-
-        import numpy as np
-
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    return vector.tolist()

@@ -5,15 +5,17 @@ included). The shapes are translated in responses_wire.py; streaming sends the R
 (response.created … response.completed, each with a `sequence_number`), an upstream failure after the first byte
 as an `error` event followed by `response.failed`.
 
-Nothing is stored: `store` is accepted, `previous_response_id` is a 400 asking for the whole conversation in
-`input`. An `app:NAME` model answers the last user message from its pipeline (a chat app continues
-`metadata.session_id`); its citations come back as file_citation annotations and under `flywheel.citations`.
+A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
+`previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
+answers it again and DELETE /v1/responses/{id} makes it unretrievable. An `app:NAME` model answers the last user
+message from its pipeline (a chat app continues `metadata.session_id`), streamed as it comes through its output
+guards (apps_api.primed_app_stream); its citations come back as file_citation annotations and under
+`flywheel.citations`.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,7 +25,8 @@ from fastapi import APIRouter, Request
 from flywheel.errors import UserError
 from flywheel.gateway.call import span_messages
 from flywheel.gateway.tools import merge_tool_deltas
-from flywheel.server import calls
+from flywheel.server import calls, responses_store
+from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
 from flywheel.server.openai_proxy import answer_extra
 from flywheel.server.responses_wire import (
@@ -39,17 +42,40 @@ from flywheel.server.responses_wire import (
     refuse_unsupported,
     response_format,
     response_object,
+    settings,
     text_part,
     usage_json,
 )
-from flywheel.types import ChatRequest
+from flywheel.types import ChatRequest, Message
 
 router = APIRouter()
 ROUTE = "/v1/responses"
 Usage = Callable[[], tuple[int, int, float | None]]
+Notes = list[dict[str, Any]] | None
+Extra = dict[str, Any] | None
 
 
-def _chat_request(body: ResponsesIn, tenant: str, session: str | None) -> ChatRequest:
+class _Turn:
+    """One response: its id and settings, and what its trace keeps of it (`record`, the root span's
+    `inputs.response`: filled in before the span ends, so a retrieve answers the same object)."""
+
+    def __init__(self, call: calls.Call, record: dict[str, Any]):
+        self.rid = f"resp_{call.trace_id}"
+        self.record, self.echo = record, record["settings"]
+        self.created = call.span.start_ns // 1_000_000_000
+
+    def keep(self, status: str, input_tokens: int, output_tokens: int, extra: Extra = None,
+             notes: Notes = None) -> None:
+        self.record.update(status=status, usage=[input_tokens, output_tokens], flywheel=extra or {},
+                           annotations=notes or [])
+
+    def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
+                 extra: Extra = None) -> dict[str, Any]:
+        return response_object(self.rid, self.echo, status=status, output=output, usage=usage,
+                               created_at=self.created, extra=extra)
+
+
+def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None) -> ChatRequest:
     meta: dict[str, Any] = {"tenant": tenant}
     if body.user:
         meta["user"] = body.user
@@ -57,7 +83,7 @@ def _chat_request(body: ResponsesIn, tenant: str, session: str | None) -> ChatRe
         meta["session_id"] = session  # a route's sticky split hashes it
     if body.metadata:
         meta["request"] = body.metadata
-    return ChatRequest(messages=chat_messages(body), model=body.model, temperature=body.temperature,
+    return ChatRequest(messages=chat_messages(body, history), model=body.model, temperature=body.temperature,
                        max_tokens=body.max_output_tokens, response_format=response_format(body.text),
                        tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice), metadata=meta)
 
@@ -71,21 +97,34 @@ async def responses(request: Request) -> Any:
     refuse_unsupported(body)
     app = calls.check_model(state, principal, body.model)
     session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
-    creq = _chat_request(body, tenant, session)
+    history = None
+    if body.previous_response_id is not None:
+        if app:
+            raise ApiError(400, f"an app (`{body.model}`) answers the last user message and keeps its own memory: "
+                           "continue a chat app's conversation with metadata.session_id", param="previous_response_id",
+                           code="unsupported_parameter")
+        previous = await responses_store.find(state, body.previous_response_id, tenant, "previous_response_id")
+        history = previous.history("previous_response_id")
+    creq = _chat_request(body, tenant, session, history)
     if app:
         _check_app_body(body, creq)
     alias = calls.app_model(state, app) if app else body.model
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
+    kept = body.store is not False and responses_store.unkept_reason(state) is None
+    record = {"settings": settings(body, kept)}
     call = await calls.begin(state, principal, tenant, ROUTE, alias, app, estimate_usd=estimate,
-                             inputs={"model": body.model, "messages": span_messages(creq)},
+                             inputs={"model": body.model, "messages": span_messages(creq), "response": record},
                              user=body.user, session=session)
-    rid = f"resp_{call.trace_id}"
+    call.span.set(**{responses_store.KEPT: body.store is not False})
+    if body.previous_response_id is not None:
+        call.span.set(**{responses_store.PREVIOUS: body.previous_response_id})
+    turn = _Turn(call, record)
     async with calls.failures(call):
         if app:
-            return await _app_response(call, rid, body, creq, app, session)
+            return await _app_response(call, turn, body, creq, app, session)
         if body.stream:
             pieces, usage = await calls.primed_stream(call, creq)
-            return calls.sse_response(_events(call, rid, body, pieces, usage), call.headers)
+            return calls.sse_response(_events(call, turn, pieces, usage), call.headers)
         failed: Exception | None = None
         try:
             r = await state.runtime.gateway.achat(creq)
@@ -95,13 +134,40 @@ async def responses(request: Request) -> Any:
         await call.finish(error=failed)
         raise call.fail_upstream(failed)
     tin, tout = r.usage.input_tokens, r.usage.output_tokens
+    cut = r.finish_reason in CUT
+    status, extra = "incomplete" if cut else "completed", {"model": r.model, "cost_usd": r.cost_usd,
+                                                            "attempts": r.attempts}
+    turn.keep(status, tin, tout, extra)
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output={"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
-    cut = r.finish_reason in CUT
-    payload = response_object(rid, body, status="incomplete" if cut else "completed",
-                              output=output_items(rid, r.text, r.tool_calls, cut), usage=usage_json(tin, tout),
-                              extra={"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts})
+    payload = turn.response(status, output_items(turn.rid, r.text, r.tool_calls, cut), usage_json(tin, tout), extra)
     return calls.JSONBytes(payload, call.headers)
+
+
+@router.get(ROUTE + "/{response_id}")
+async def retrieve(response_id: str, request: Request) -> Any:
+    """`client.responses.retrieve(id)`: a kept response of the caller's tenant, as it was answered."""
+    stored = await _stored(request, response_id)
+    return calls.JSONBytes(stored.payload(), {"x-flywheel-trace-id": response_id[5:]})
+
+
+@router.delete(ROUTE + "/{response_id}")
+async def delete(response_id: str, request: Request) -> Any:
+    """`client.responses.delete(id)`: the response can no longer be retrieved or continued; its trace stays."""
+    stored = await _stored(request, response_id)
+    await responses_store.delete(request.app.state.flywheel, stored)
+    return calls.JSONBytes({"id": response_id, "object": "response", "deleted": True},
+                           {"x-flywheel-trace-id": response_id[5:]})
+
+
+async def _stored(request: Request, response_id: str) -> responses_store.Stored:
+    state = request.app.state.flywheel
+    principal = state.authenticate(request.headers)
+    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
+    if request.query_params.get("stream") in ("true", "1"):
+        raise ApiError(400, "replaying a response as a stream is not supported; retrieve it without `stream`",
+                       param="stream", code="unsupported_parameter")
+    return await responses_store.find(state, response_id, tenant, "response_id")
 
 
 def _check_app_body(body: ResponsesIn, creq: ChatRequest) -> None:
@@ -116,23 +182,32 @@ def _check_app_body(body: ResponsesIn, creq: ChatRequest) -> None:
         raise ApiError(400, "an app needs a user message in `input`", param="input", code="invalid_value")
 
 
-async def _app_response(call: calls.Call, rid: str, body: ResponsesIn, creq: ChatRequest, app: str,
+async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: ChatRequest, app: str,
                         session: str | None) -> Any:
     """An app answers the last user message; with `metadata.session_id` (or the header) a chat app continues that
-    conversation from its stored memory, as on /v1/chat/completions."""
+    conversation from its stored memory, as on /v1/chat/completions. Streamed, the answer goes out as it comes
+    (sentence by sentence once its output guards passed each one); its citations close the message."""
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
+    if body.stream and hasattr(runner, "stream"):
+        stream = runner.stream(creq.last_user(), call.tenant, **options)
+        pieces, usage = await primed_app_stream(call, stream)
+        return calls.sse_response(_events(
+            call, turn, pieces, usage,
+            lambda: citation_notes(stream.answer.text, stream.answer.citations) if stream.answer else None,
+            lambda: answer_extra(stream.answer) if stream.answer else None), call.headers)
     answer = await runner.arun(creq.last_user(), call.tenant, **options)
     call.state.metrics.answer(answer, call.tenant)
     tin, tout = answer.usage.input_tokens, answer.usage.output_tokens
+    notes, extra = citation_notes(answer.text, answer.citations), answer_extra(answer)
+    if body.stream:  # an app without streaming: its answer as one delta
+        return calls.sse_response(_events(call, turn, calls.one_piece(answer.text),
+                                          lambda: (tin, tout, answer.cost_usd), lambda: notes, lambda: extra),
+                                  call.headers)
+    turn.keep("completed", tin, tout, extra, notes)
     await call.finish(cost=answer.cost_usd, input_tokens=tin, output_tokens=tout, output=answer.text)
-    notes = citation_notes(answer.text, answer.citations)
-    if body.stream:
-        events = _events(call, rid, body, calls.one_piece(answer.text), lambda: (tin, tout, None), notes,
-                         answer_extra(answer))
-        return calls.sse_response(events, call.headers)
-    payload = response_object(rid, body, status="completed", output=output_items(rid, answer.text, None, False, notes),
-                              usage=usage_json(tin, tout), extra=answer_extra(answer))
+    payload = turn.response("completed", output_items(turn.rid, answer.text, None, False, notes),
+                            usage_json(tin, tout), extra)
     return calls.JSONBytes(payload, call.headers)
 
 
@@ -141,10 +216,10 @@ class _Stream:
     while text comes, one function_call item per tool call (arguments as deltas); each item is closed with its
     `done` events before the next kind opens, and every item still open is closed at the end."""
 
-    def __init__(self, rid: str, body: ResponsesIn, notes: list[dict[str, Any]] | None):
-        self.rid, self.body, self.notes = rid, body, notes
+    def __init__(self, turn: _Turn):
+        self.turn, self.rid = turn, turn.rid
+        self.notes: Notes = None
         self.seq = 0
-        self.created = int(time.time())
         self.items: list[dict[str, Any]] = []  # output items, in output order
         self.open: list[int] = []  # output indexes of the items not yet done
         self.message: int | None = None  # output index of the open message item
@@ -157,10 +232,9 @@ class _Stream:
         self.seq += 1
         return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
-    def response(self, status: str, usage: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+    def response(self, status: str, usage: dict[str, Any] | None = None, extra: Extra = None,
                  output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return response_object(self.rid, self.body, status=status, output=self.items if output is None else output,
-                               usage=usage, created_at=self.created, extra=extra)
+        return self.turn.response(status, self.items if output is None else output, usage, extra)
 
     def delta(self, text: str) -> list[bytes]:
         out: list[bytes] = []
@@ -243,12 +317,15 @@ class _Stream:
         return out
 
 
-async def _events(call: calls.Call, rid: str, body: ResponsesIn, pieces: calls.Pieces, usage: Usage,
-                  notes: list[dict[str, Any]] | None = None,
-                  extra: dict[str, Any] | None = None) -> AsyncIterator[bytes]:
-    s = _Stream(rid, body, notes)
+async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces, usage: Usage,
+                  notes: Callable[[], Notes] | None = None,
+                  extra: Callable[[], Extra] | None = None) -> AsyncIterator[bytes]:
+    """The event stream; `notes` and `extra` (an app's citations and `flywheel` fields) are asked for once the
+    pieces have all come."""
+    s = _Stream(turn)
     error: BaseException | str | None = None
     finish: str | None = None
+    status, fields = "failed", None
     try:
         yield s.event("response.created", response=s.response("in_progress", output=[]))
         yield s.event("response.in_progress", response=s.response("in_progress", output=[]))
@@ -263,11 +340,12 @@ async def _events(call: calls.Call, rid: str, body: ResponsesIn, pieces: calls.P
             for chunk in s.delta(""):
                 yield chunk
         cut = finish in CUT
+        s.notes, fields = notes() if notes else None, extra() if extra else None
         for chunk in s.close_all(cut):
             yield chunk
         tin, tout, _ = usage()
         status = "incomplete" if cut else "completed"
-        yield s.event(f"response.{status}", response=s.response(status, usage_json(tin, tout), extra))
+        yield s.event(f"response.{status}", response=s.response(status, usage_json(tin, tout), fields))
     except UserError as exc:  # the upstream broke after the first byte: tell the client in-band
         error = exc
         err = call.fail_upstream(exc)
@@ -280,7 +358,11 @@ async def _events(call: calls.Call, rid: str, body: ResponsesIn, pieces: calls.P
         raise
     finally:
         with anyio.CancelScope(shield=True):
+            close = getattr(pieces, "aclose", None)  # ended (its usage known) before it is settled
+            if close is not None:
+                await close()
             tin, tout, cost = usage()
             text = "".join(s.text)
+            turn.keep(status if error is None else "failed", tin, tout, fields, s.notes)
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,
                               output={"content": text, "tool_calls": s.tool_calls} if s.tool_calls else text)

@@ -12,12 +12,12 @@
     answer was cut at max_output_tokens
 
 Anything that cannot be translated (images, files, built-in tools such as web_search, reasoning items) is a
-400 naming the field, never silently dropped.
+400 naming the field, never silently dropped. `previous_response_id` puts the stored conversation
+(responses_store.py) between `instructions` and `input`.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +33,7 @@ CUT = ("length", "max_tokens")  # finish reasons that mean the answer hit max_ou
 class ResponsesIn(BaseModel):
     """The Responses API body. Parameters the gateway has no use for (top_p, reasoning, include …) are accepted
     and ignored, as for chat completions; ones that change what is answered and cannot be honoured
-    (previous_response_id, conversation, background, logprobs) are refused by `refuse_unsupported`."""
+    (conversation, background, logprobs) are refused by `refuse_unsupported`."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
@@ -66,13 +66,10 @@ class ResponsesIn(BaseModel):
 
 
 def refuse_unsupported(body: ResponsesIn) -> None:
-    if body.previous_response_id is not None:
-        raise ApiError(400, "previous_response_id is not supported: this server does not keep responses; send the "
-                       "whole conversation in `input` (earlier turns, the `response.output` items and any "
-                       "function_call_output items)", param="previous_response_id", code="unsupported_parameter")
     if body.conversation is not None:
-        raise ApiError(400, "conversation is not supported: this server does not keep conversations; send the whole "
-                       "conversation in `input`", param="conversation", code="unsupported_parameter")
+        raise ApiError(400, "conversation is not supported: continue a conversation with `previous_response_id`, "
+                       "or send the whole conversation in `input`", param="conversation",
+                       code="unsupported_parameter")
     if body.top_logprobs or "message.output_text.logprobs" in (body.include or ()):
         raise ApiError(400, "logprobs are not supported: the gateway does not relay them; send the request without "
                        "them", param="top_logprobs" if body.top_logprobs else "include",
@@ -110,11 +107,12 @@ def _string(item: dict[str, Any], key: str, param: str) -> str:
     return value
 
 
-def chat_messages(body: ResponsesIn) -> list[Message]:
-    """`instructions` + `input` as gateway messages. A function_call item joins the assistant turn before it (so
-    `[*earlier_input, *response.output, function_call_output]` round-trips); a function_call_output is a tool
-    message."""
+def chat_messages(body: ResponsesIn, history: list[Message] | None = None) -> list[Message]:
+    """`instructions` + `history` (a previous response's conversation) + `input` as gateway messages. A
+    function_call item joins the assistant turn before it (so `[*earlier_input, *response.output,
+    function_call_output]` round-trips); a function_call_output is a tool message."""
     msgs = [Message(role="system", content=body.instructions)] if body.instructions else []
+    msgs += history or []
     if isinstance(body.input, str):
         return [*msgs, Message(role="user", content=body.input)]
     if not isinstance(body.input, list) or not body.input:
@@ -256,21 +254,33 @@ def usage_json(input_tokens: int, output_tokens: int) -> dict[str, Any]:
             "total_tokens": input_tokens + output_tokens}
 
 
-def response_object(rid: str, body: ResponsesIn, *, status: str, output: list[dict[str, Any]],
-                    usage: dict[str, Any] | None, created_at: int | None = None,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `response` object, echoing the request's settings as OpenAI does; `flywheel` carries the trace id (and
-    an app's citations, cache hit, cost). `store` is false whatever was asked: nothing is kept for later."""
+def settings(body: ResponsesIn, kept: bool) -> dict[str, Any]:
+    """The request's settings a `response` object echoes (kept with the response, so a retrieve echoes them
+    too); `store` says whether the response is kept (`kept`: asked for, and the server's traces keep content)."""
+    out: dict[str, Any] = {k: getattr(body, k) for k in _ECHOED}
+    out["store"] = kept
+    return out
+
+
+_ECHOED = ("model", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice", "text",
+           "metadata", "user", "parallel_tool_calls", "previous_response_id")
+
+
+def response_object(rid: str, echo: dict[str, Any], *, status: str, output: list[dict[str, Any]],
+                    usage: dict[str, Any] | None, created_at: int, extra: dict[str, Any] | None = None,
+                    error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `response` object, echoing the request's `settings` as OpenAI does; `flywheel` carries the trace id
+    (and an app's citations, cache hit, cost)."""
     incomplete = status == "incomplete"
     return {
-        "id": rid, "object": "response", "created_at": created_at or int(time.time()), "status": status,
-        "background": False, "error": None,
+        "id": rid, "object": "response", "created_at": created_at, "status": status,
+        "background": False, "error": error,
         "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
-        "instructions": body.instructions, "max_output_tokens": body.max_output_tokens, "model": body.model,
-        "output": output, "parallel_tool_calls": body.parallel_tool_calls is not False,
-        "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
-        "store": False, "temperature": body.temperature, "top_p": body.top_p,
-        "text": body.text or {"format": {"type": "text"}}, "tool_choice": body.tool_choice or "auto",
-        "tools": body.tools or [], "truncation": "disabled", "usage": usage, "user": body.user,
-        "metadata": body.metadata or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
+        "instructions": echo.get("instructions"), "max_output_tokens": echo.get("max_output_tokens"),
+        "model": echo.get("model"), "output": output, "parallel_tool_calls": echo.get("parallel_tool_calls") is not False,
+        "previous_response_id": echo.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
+        "store": bool(echo.get("store")), "temperature": echo.get("temperature"), "top_p": echo.get("top_p"),
+        "text": echo.get("text") or {"format": {"type": "text"}}, "tool_choice": echo.get("tool_choice") or "auto",
+        "tools": echo.get("tools") or [], "truncation": "disabled", "usage": usage, "user": echo.get("user"),
+        "metadata": echo.get("metadata") or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
     }
