@@ -49,7 +49,8 @@ Array = np.ndarray[Any, Any]
 
 def _grams(text: str) -> list[str]:
     norm = _SPACE.sub(" ", normalize(text)).strip()
-    words = [f"w:{t}" for t in tokenize(norm, keep_stopwords=True)]
+    # unfolded (traditional characters as written): the features models on disk were trained with
+    words = [f"w:{t}" for t in tokenize(norm, keep_stopwords=True, fold=False)]
     padded = f" {norm} "
     chars = [f"c:{padded[i:i + n]}" for n in (2, 3, 4) for i in range(max(0, len(padded) - n + 1))]
     return words + chars

@@ -309,7 +309,8 @@ class Ingestor:
         elsewhere, by embed_hash, written with the first batch)."""
         for b, rows in enumerate(batches or [[]]):
             last = b == max(len(batches), 1) - 1
-            state = {"file_hash": file_hash, "settings": self.settings, "size": size, "docs": n_docs}
+            state = {"file_hash": file_hash, "settings": self.settings, "size": size, "docs": n_docs,
+                     "tokenizer": TOKENIZER_VERSION}
             with self.writes() as conn:
                 if b == 0:
                     if replace:

@@ -24,6 +24,7 @@ passages left out (they share many content words; a higher floor would refuse mo
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 from typing import Any, Literal
@@ -37,13 +38,14 @@ from flywheel.retrieval.embed import Coverage
 from flywheel.retrieval.embed import coverage as embedding_coverage
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
-from flywheel.retrieval.tokenize import cjk_bigrams, keyword_tokens
+from flywheel.retrieval.tokenize import TOKENIZER_VERSION, cjk_bigrams, keyword_tokens
 from flywheel.text import STOPWORDS, detect_language, split_sentences
 from flywheel.text.language import LATIN, language_name
 from flywheel.text.stopwords import QUESTION_WORDS_ZH
 from flywheel.tracing import tracer
 from flywheel.types import Chunk, Hit
 
+log = logging.getLogger("flywheel.retrieval")
 Mode = Literal["hybrid", "bm25", "dense"]
 AUTO_FLOOR = {"dense": 0.40, "coverage": 0.30}  # `min_relevance: auto`, per relevance signal (see above)
 
@@ -123,6 +125,7 @@ class Retriever:
         self.min_relevance = self.config.min_relevance  # float | "auto" | None (no floor)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.weights = rescore.Weights()  # hybrid re-scoring (fusion `auto`)
+        self._stale_files: dict[str, int] = {}  # tenant -> files indexed by another keyword tokenizer version
 
     @classmethod
     def from_config(cls, store: Any, retrieval_config: RetrievalConfig, project: Project | None = None) -> Retriever:
@@ -152,6 +155,8 @@ class Retriever:
         tokens = keyword_tokens(query)
         n = max(4 * k, 50)
         info: dict[str, Any] = {"candidates": n}
+        if stale := self.stale_tokenizer_files(tenant):
+            info["stale_tokenizer_files"] = stale
         if mode == "dense" and self.embedder is None:
             raise UserError("dense search needs an embedder, and none is available",
                             hint=f"{INSTALL_LOCAL}, or set `retrieval.embedder` in flywheel.yaml")
@@ -239,6 +244,23 @@ class Retriever:
         candidates = [rescore.Candidate(pk, tokens.split(), dense_score.get(pk)) for pk, (_, tokens) in pool.items()]
         n_docs, df = doc_freqs
         return rescore.fuse(candidates, terms, df, n_docs, w_dense if dense else 0.0, self.weights)
+
+    def stale_tokenizer_files(self, tenant: str) -> int:
+        """How many of the tenant's files were indexed by another keyword tokenizer version than the query's
+        (their tokens may not match it: 1 did not fold traditional Chinese); looked up, and warned about with
+        the command that re-indexes them, once per tenant."""
+        if tenant not in self._stale_files:
+            total, stale, examples = self.index.stale_tokenizer_files(tenant, TOKENIZER_VERSION)
+            self._stale_files[tenant] = stale
+            if stale:
+                named = ", ".join(examples) + (", …" if stale > len(examples) else "")
+                whose = "" if tenant == "default" else f" of tenant {tenant!r}"
+                flag = "" if tenant == "default" else f" --tenant {tenant}"
+                log.warning("%d of %d indexed files%s (%s) were indexed by another keyword tokenizer version "
+                            "than this one (%s: traditional Chinese folded to simplified), so keyword search "
+                            "may miss them; run `flywheel ingest PATH%s` on the same paths to re-index them",
+                            stale, total, whose, named, TOKENIZER_VERSION, flag)
+        return self._stale_files[tenant]
 
     def passes(self, hit: Hit) -> bool:
         """Whether a hit reaches the floor on either signal: keyword coverage or dense cosine (each its own

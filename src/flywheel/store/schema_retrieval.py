@@ -1,7 +1,8 @@
 """Tables of the retrieval domain (migration: migrations/versions/0002_retrieval.py, branch `retrieval`).
 
 - `ingested_files`: one row per (tenant, source file): content hash and status, so unchanged files are skipped
-  and an interrupted ingest resumes (`partial` until every document of the file is written).
+  and an interrupted ingest resumes (`partial` until every document of the file is written), and the keyword
+  tokenizer version it was indexed with (a search over another version's tokens warns).
 - `chunks`: the searchable unit. `tokens` holds the pre-segmented keyword tokens (jieba for Chinese); SQLite
   indexes them with the tenant in the contentless FTS5 table `chunks_fts` (kept in sync by triggers, created
   by the migration only); PostgreSQL in the `tsv` tsvector column (GIN). `pk` only ever grows (AUTOINCREMENT).
@@ -42,6 +43,7 @@ ingested_files = Table(
     Column("docs", Integer, nullable=False, server_default="0"),
     Column("chunks", Integer, nullable=False, server_default="0"),
     Column("updated_at", Float, nullable=False),
+    Column("tokenizer", String(16)),  # keyword tokenizer version (NULL: indexed before it was recorded, "1")
 )
 
 chunks = Table(

@@ -3,8 +3,15 @@
 `segment` cuts Chinese (and Japanese kana) runs into words with jieba, initialised once per process, quietly.
 (rjieba is 15x faster but not token-identical: 1 of 25,920 cmrc2018 runs differs, which would change what an
 existing index matches; measured 2026-12.) `tokenize` gives the keyword tokens BM25 indexes: NFKC, lower case,
-jieba words for CJK runs, word characters elsewhere, stopwords dropped unless asked to keep them. `stem` is a
-light English stemmer for matching question and answer words.
+traditional Chinese characters folded to simplified, jieba words for CJK runs, word characters elsewhere,
+stopwords dropped unless asked to keep them. `stem` is a light English stemmer for matching question and answer
+words.
+
+The fold (`fold_traditional`: OpenCC's TSCharacters table, one character to one, traditional_chars.py) makes
+發票怎麼開 and 发票怎么开 the same tokens, index and query alike, so each finds the other; it is applied to
+the CJK runs before jieba (which segments simplified text better) and only to keyword tokens: `normalize` (cache
+keys, the injection model's features) and the text itself (display, citations, answers) keep the characters as
+written. It is symmetric, so Japanese kanji (國 and 国 both become 国) still match their own text.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import unicodedata
 from types import ModuleType
 
 from flywheel.text.stopwords import STOPWORDS
+from flywheel.text.traditional_chars import PAIRS
 
 # Han (incl. extension A and compatibility ideographs) and Japanese kana: written without spaces.
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -25,6 +33,7 @@ _HAS_CJK = re.compile(rf"[{_CJK}]")
 _WORD = re.compile(r"[^\W_]+")  # what _TOKEN's second group finds in text without CJK
 MAX_TOKEN_CHARS = 64  # longer "words" are hashes, base64 or URLs: noise for BM25
 _CACHED_RUN_CHARS = 200  # longer CJK runs are segmented every time (rarely repeated, big to keep)
+_FOLD = str.maketrans(PAIRS[0::2], PAIRS[1::2])  # every pair lies in _CJK's ranges: runs keep their bounds
 
 _jieba: ModuleType | None = None
 _jieba_lock = threading.Lock()
@@ -52,19 +61,27 @@ def segment(text: str) -> list[str]:
     return [w for w in _segmenter().lcut(text, HMM=True) if w.strip()]
 
 
+def fold_traditional(text: str) -> str:
+    """`text` with traditional Chinese characters replaced by their simplified forms (發票 → 发票), one
+    character for one, everything else unchanged."""
+    return text.translate(_FOLD)
+
+
 @functools.lru_cache(maxsize=8192)
-def _segment_run(run: str) -> tuple[str, ...]:
-    """`segment` of one CJK run, remembered: a chunk's title and heading path, and the sentences it shares
-    with the chunk before it (overlap), are the same runs again (jieba's dictionary never changes in-process)."""
-    return tuple(segment(run))
+def _segment_run(run: str, fold: bool) -> tuple[str, ...]:
+    """`segment` of one CJK run (folded to simplified first with `fold`), remembered: a chunk's title and
+    heading path, and the sentences it shares with the chunk before it (overlap), are the same runs again
+    (jieba's dictionary never changes in-process)."""
+    return tuple(segment(run.translate(_FOLD) if fold else run))
 
 
 def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
-def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
-    """Keyword tokens of `text`: CJK runs segmented into words, other words whole, lower-cased, NFKC; common
+def tokenize(text: str, *, keep_stopwords: bool = False, fold: bool = True) -> list[str]:
+    """Keyword tokens of `text`: CJK runs folded to simplified characters (unless not `fold`: features of
+    models trained before the fold) and segmented into words, other words whole, lower-cased, NFKC; common
     English and Chinese function words dropped unless `keep_stopwords`."""
     text = normalize(text)
     out: list[str] = []
@@ -73,7 +90,10 @@ def tokenize(text: str, *, keep_stopwords: bool = False) -> list[str]:
     else:
         for cjk, word in _TOKEN.findall(text):
             if cjk:
-                out.extend(_segment_run(cjk) if len(cjk) <= _CACHED_RUN_CHARS else segment(cjk))
+                if len(cjk) <= _CACHED_RUN_CHARS:
+                    out.extend(_segment_run(cjk, fold))
+                else:
+                    out.extend(segment(cjk.translate(_FOLD) if fold else cjk))
             elif len(word) <= MAX_TOKEN_CHARS:
                 out.append(word)
     if not keep_stopwords:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, estimate_tokens
 from flywheel.prompts.render import language_of
-from flywheel.text import QUESTION_WORDS, STOPWORDS, segment, sentence_spans, stem
+from flywheel.text import QUESTION_WORDS, STOPWORDS, fold_traditional, segment, sentence_spans, stem
 from flywheel.types import ChatRequest, Usage
 
 # At line starts, as the prompt renders them: a passage that mentions `<source id="1">…</source>` inline (the
@@ -292,11 +292,11 @@ def _pairs(words: list[str]) -> set[tuple[str, str]]:
 
 
 def terms(text: str) -> set[str]:
-    """Content terms: stemmed English words and Chinese words of two or more characters (jieba), without
-    function words."""
+    """Content terms: stemmed English words and Chinese words of two or more characters (jieba, traditional
+    characters folded to simplified, as the keyword tokens are: 發票 matches 发票), without function words."""
     lowered = text.lower()
     out = set(_words(lowered))
-    for run in _HAN_RUN.findall(lowered):
+    for run in _HAN_RUN.findall(fold_traditional(lowered)):
         # Single characters (词, 下, 用) are too ambiguous to count as matching content.
         out.update(w for w in segment(run) if len(w) > 1 and w not in _STOP)
     return out
@@ -315,7 +315,7 @@ def _found(text: str, q_terms: set[str], han_terms: list[str]) -> set[str]:
     """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
     same words differently in different phrases (代表 in the question, 代表队 in the source)."""
     out = terms(text)
-    lowered = text.lower()
+    lowered = fold_traditional(text.lower())
     return out | {t for t in han_terms if t not in out and t in lowered}
 
 

@@ -105,6 +105,18 @@ class Index(ABC):
             rows = conn.execute(select(ingested_files.c.source).where(ingested_files.c.tenant == tenant))
             return [r[0] for r in rows]
 
+    def stale_tokenizer_files(self, tenant: str, current: str) -> tuple[int, int, list[str]]:
+        """(the tenant's ingested files, how many were indexed by a keyword tokenizer version other than
+        `current`, up to 3 of their sources); a file indexed before versions were recorded counts as "1"."""
+        mine = ingested_files.c.tenant == tenant
+        stale = func.coalesce(ingested_files.c.tokenizer, "1") != current
+        with self.engine.connect() as conn:
+            total, n_stale = conn.execute(select(func.count(), func.sum(case((stale, 1), else_=0)))
+                                          .where(mine)).one()
+            examples = [r[0] for r in conn.execute(select(ingested_files.c.source).where(mine, stale)
+                                                   .order_by(ingested_files.c.source).limit(3))] if n_stale else []
+        return int(total or 0), int(n_stale or 0), examples
+
     def doc_ids(self, tenant: str, source: str) -> set[str]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(chunks.c.doc_id).distinct().where(
