@@ -37,6 +37,24 @@ def write_project(root: Path, base_url: str) -> Project:
     return Project.load(root)
 
 
+def serve_project(root: Path, yaml_text: str, docs: dict[str, str] | None = None) -> LiveServer:
+    """A started server over a project written to `root`: its flywheel.yaml and, ingested first, the `docs`
+    pages (relative path → Markdown)."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.server import create_app
+
+    (root / "flywheel.yaml").write_text(yaml_text, encoding="utf-8")
+    if docs:
+        for name, text in docs.items():
+            (root / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / "docs" / name).write_text(text, encoding="utf-8")
+        project = Project.load(root)
+        with Runtime(project) as rt:
+            ingest([root / "docs"], rt.store, project.config, root=root)
+    return LiveServer(create_app(Project.load(root))).start()
+
+
 class LiveServer:
     """uvicorn serving `app` on 127.0.0.1:<free port> until stop()."""
 

@@ -11,7 +11,6 @@ import pytest
 from test_pipeline import gateway, judge_policy
 
 from flywheel.apps.chat import ChatApp
-from flywheel.config import Project
 from flywheel.testing.fake_llm import FakeLLM
 
 PROJECT = """
@@ -49,20 +48,9 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import LiveServer
+    from server_support import serve_project
 
-    from flywheel.apps.runtime import Runtime
-    from flywheel.retrieval.ingest import ingest
-    from flywheel.server import create_app
-
-    root = tmp_path_factory.mktemp("app_stream")
-    (root / "flywheel.yaml").write_text(PROJECT.format(base=llm.url), encoding="utf-8")
-    (root / "docs").mkdir()
-    (root / "docs" / "models.md").write_text(PAGE, encoding="utf-8")
-    project = Project.load(root)
-    with Runtime(project) as rt:
-        ingest([root / "docs"], rt.store, project.config, root=root)
-    server = LiveServer(create_app(Project.load(root))).start()
+    server = serve_project(tmp_path_factory.mktemp("app_stream"), PROJECT.format(base=llm.url), {"models.md": PAGE})
     yield server
     server.stop()
 
