@@ -199,14 +199,20 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
                 error=(status.get("message") or "error") if failed else None, attributes=attrs)
 
 
-@router.post("/v1/traces")
-async def receive_traces(request: Request) -> Any:
+async def _receive(request: Request, signal: str) -> tuple[Any, str, str, dict[str, Any]]:
+    """(server state, tenant, content type, the decoded export request) of an authenticated OTLP POST."""
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     content_type = request.headers.get("content-type", "").lower()
     raw = _decode_body(await request.body(), request.headers.get("content-encoding", "").lower().strip())
-    spans = to_spans(_parse(raw, content_type), tenant)
+    return state, tenant, content_type, _parse(raw, content_type, signal)
+
+
+@router.post("/v1/traces")
+async def receive_traces(request: Request) -> Any:
+    _, tenant, content_type, payload = await _receive(request, "trace")
+    spans = to_spans(payload, tenant)
     for span in spans:
         events = _take_pending(tenant, span.trace_id, span.span_id)
         # the tracer's own path to its sinks: the same redaction and store writer as flywheel's spans
@@ -294,12 +300,8 @@ def _attach(store: Any, tenant: str, events: dict[tuple[str, str], list[genai_co
 
 @router.post("/v1/logs")
 async def receive_logs(request: Request) -> Any:
-    state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
-    tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
-    content_type = request.headers.get("content-type", "").lower()
-    raw = _decode_body(await request.body(), request.headers.get("content-encoding", "").lower().strip())
-    events = log_events(_parse(raw, content_type, "logs"))
+    state, tenant, content_type, payload = await _receive(request, "logs")
+    events = log_events(payload)
     if events:
         await run_in_threadpool(_attach, state.store, tenant, events)
     if "protobuf" in content_type:
