@@ -18,15 +18,20 @@ request carries the session's earlier exchanges (bounded by `max_turns` / `token
 prompt and the new message, the app span records `flywheel.session_id`, and the finished exchange is stored
 unless the answer was refused. `avoid_recent: N` adds the session's last N answers to the system prompt as
 answers not to repeat. Without a session id a run has no memory, as before.
+
+A session's redacted values come back in later turns: its turns share one vault (in process memory, see
+flywheel.apps.memory.SessionVaults), so when turn 3's answer repeats the placeholder turn 1 issued, the user sees
+the value. The stored answer is masked again with the same placeholders, so the store never holds the value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from flywheel.apps.memory import ConversationMemory, avoid_note, validate_session_id
+from flywheel.apps.memory import ConversationMemory, TurnVault, avoid_note, validate_session_id
 from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
 from flywheel.config import validate_tenant
@@ -66,9 +71,10 @@ class ChatApp:
             session_id: str | None = None) -> Answer:
         text, tenant, model, session = self._start(input, tenant, model, session_id)
         seen: list[str] = []
+        vault = self._vault(tenant, session)
         answer = self.pipeline.run(text, tenant=tenant, model=model, prepare=self._prepare(tenant, session, seen),
-                                   input_key="message", attrs=self._session_attrs(session))
-        self._remember(tenant, session, seen, answer)
+                                   input_key="message", attrs=self._session_attrs(session), vault=vault)
+        self._remember(tenant, session, seen, answer, vault)
         return answer
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None,
@@ -80,8 +86,9 @@ class ChatApp:
         """The answer as text pieces; with output guards, released sentence by sentence after they pass."""
         text, tenant, model, session = self._start(input, tenant, model, session_id)
         seen: list[str] = []
+        vault = self._vault(tenant, session)
         inner = self.pipeline.stream(text, tenant=tenant, model=model, prepare=self._prepare(tenant, session, seen),
-                                     input_key="message", attrs=self._session_attrs(session))
+                                     input_key="message", attrs=self._session_attrs(session), vault=vault)
         if session is None:
             return inner
         holder: list[Answer] = []
@@ -93,7 +100,7 @@ class ChatApp:
                 inner.close()
                 if inner.answer is not None:
                     holder.append(inner.answer)
-                    self._remember(tenant, session, seen, inner.answer)
+                    self._remember(tenant, session, seen, inner.answer, vault)
 
         return AnswerStream(pieces(), holder)
 
@@ -110,6 +117,12 @@ class ChatApp:
             raise UserError(f"chat app '{self.name}' has no conversation memory, so it cannot keep a session",
                             hint="open it through a Runtime with a store, or call `app.remember(store)`")
         return text, validate_tenant(self.tenant if tenant is None else tenant), model, session
+
+    def _vault(self, tenant: str, session: str | None) -> TurnVault | None:
+        """This turn's redaction vault: the session's placeholders so far (None without a session or redaction)."""
+        if session is None or self.memory is None or not any(g.on_fail == "redact" for g in self.guards.input.guards):
+            return None
+        return self.memory.vault(tenant, self.name, session).turn()
 
     @staticmethod
     def _session_attrs(session: str | None) -> dict[str, Any]:
@@ -135,19 +148,29 @@ class ChatApp:
 
         return prepare
 
-    def _remember(self, tenant: str, session: str | None, seen: list[str], answer: Answer) -> None:
+    def _remember(self, tenant: str, session: str | None, seen: list[str], answer: Answer,
+                  vault: TurnVault | None = None) -> None:
         """Store the finished exchange; refused turns (blocked input, blocked or declined answers) are not kept."""
         if session is None or self.memory is None or answer.refused or not seen:
             return
-        self.memory.append(tenant, self.name, session, seen[0], self._masked(answer.text), answer.trace_id)
+        self.memory.append(tenant, self.name, session, seen[0], self._masked(answer.text, vault), answer.trace_id)
 
-    def _masked(self, text: str) -> str:
-        """The answer with the input stage's redactions applied again, so a restored value is not stored."""
-        for guard in self.guards.input.guards:
-            if guard.on_fail == "redact":
-                try:
+    def _masked(self, text: str, vault: TurnVault | None = None) -> str:
+        """The answer with the input stage's redactions applied again, so a restored value is not stored: first
+        every value of the turn's vault back to its placeholder (the one the next turn restores), then the redact
+        guards for anything else they find."""
+        if vault and any(vault.values()):
+            keys = {value: key for key, value in vault.items() if value}
+            rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(keys, key=len, reverse=True))
+                            + r")(?!\w)")
+            text = rx.sub(lambda m: keys[m.group(0)], text)
+        try:
+            if vault is not None:
+                return self.guards.input.redact(text, vault)
+            for guard in self.guards.input.guards:
+                if guard.on_fail == "redact":
                     redacted = guard.check.redact(text)  # type: ignore[attr-defined]
-                except Exception:  # noqa: BLE001 - never store what could not be masked
-                    return "[answer withheld: it could not be masked]"
-                text = redacted[0] if isinstance(redacted, tuple) else str(redacted)
+                    text = redacted[0] if isinstance(redacted, tuple) else str(redacted)
+        except Exception:  # noqa: BLE001 - never store what could not be masked
+            return "[answer withheld: it could not be masked]"
         return text

@@ -12,20 +12,32 @@ arrive). A session id sent by another tenant (or to another app) finds no turns:
 
 What is stored is what the model saw: the user's message after the input guards (masked where a redact guard
 is configured) and the answer with credentials scrubbed.
+
+Session vaults: the values a redact guard masked in a session's turns stay in this process only (`SessionVaults`,
+never in the store), so a later answer that repeats an earlier turn's placeholder shows the user's value again.
+One vault per session: one nonce, and the same value keeps the same placeholder in every turn. Bounded: the
+newest `max_sessions` sessions (LRU), each forgotten `ttl_s` seconds after its last turn. Another worker, or
+this one after a restart or an eviction, starts a new vault: the earlier values then stay masked.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flywheel.checks.pii import Vault
 from flywheel.errors import UserError
 from flywheel.gateway.providers.base import estimate_tokens
 from flywheel.text.secrets import scrub_secrets
 from flywheel.types import Message
 
 MAX_SESSION_ID = 200
+MAX_SESSION_VAULTS = 10_000
+SESSION_VAULT_TTL_S = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -46,14 +58,90 @@ def validate_session_id(session_id: str | None) -> str | None:
     return value
 
 
-class ConversationMemory:
-    """`store`: a Store, or a function returning one (opened on the first turn with a session)."""
+class SessionVault(Vault):
+    """The placeholders of one session. Turns of the session may run at once (threads), so a new placeholder is
+    numbered under a lock and a turn restores from its own `turn()` copy, never from this shared dict."""
 
-    def __init__(self, store: Any, *, max_turns: int = 10, token_budget: int = 2000, keep_turns: int | None = None):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        with self.lock:
+            return super().placeholder_for(entity_type, value)
+
+    def turn(self) -> TurnVault:
+        with self.lock:
+            return TurnVault(self)
+
+
+class TurnVault(Vault):
+    """One turn's vault: the session's placeholders so far plus those this turn issues (numbered by the session,
+    so concurrent turns never give two values one placeholder)."""
+
+    def __init__(self, session: SessionVault):
+        super().__init__(dict(session), nonce=session.nonce)
+        self.session = session
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        key = self.session.placeholder_for(entity_type, value)
+        self[key] = value
+        return key
+
+
+class SessionVaults:
+    """Session -> its SessionVault, in process memory: at most `max_sessions` (least recently used go first),
+    each dropped `ttl_s` seconds after its last use."""
+
+    def __init__(self, max_sessions: int = MAX_SESSION_VAULTS, ttl_s: float = SESSION_VAULT_TTL_S,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_sessions < 1 or ttl_s <= 0:
+            raise UserError("session vaults need max_sessions >= 1 and ttl_s > 0")
+        self.max_sessions, self.ttl_s, self.clock = max_sessions, ttl_s, clock
+        self._vaults: OrderedDict[tuple[str, ...], tuple[SessionVault, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vaults)
+
+    def get(self, *key: str) -> SessionVault:
+        now = self.clock()
+        with self._lock:
+            found = self._vaults.pop(key, None)
+            vault = found[0] if found is not None and now - found[1] < self.ttl_s else SessionVault()
+            self._vaults[key] = (vault, now)
+            while self._vaults:  # the oldest entries: expired, or beyond the bound
+                oldest, (_, used) = next(iter(self._vaults.items()))
+                if len(self._vaults) <= self.max_sessions and now - used < self.ttl_s:
+                    break
+                del self._vaults[oldest]
+            return vault
+
+    def forget(self, *key: str) -> None:
+        with self._lock:
+            self._vaults.pop(key, None)
+
+
+# One per process: every app object over the same store continues the same sessions (apps are rebuilt per call).
+SESSION_VAULTS = SessionVaults()
+
+
+class ConversationMemory:
+    """`store`: a Store, or a function returning one (opened on the first turn with a session). `vaults`: where
+    the sessions' redaction vaults live (the process-wide SESSION_VAULTS unless given)."""
+
+    def __init__(self, store: Any, *, max_turns: int = 10, token_budget: int = 2000, keep_turns: int | None = None,
+                 vaults: SessionVaults | None = None):
         if max_turns < 1 or token_budget < 1:
             raise UserError("memory needs max_turns >= 1 and token_budget >= 1")
         self._store, self.max_turns, self.token_budget = store, max_turns, token_budget
         self.keep_turns = max(keep_turns or 0, max_turns)
+        self.vaults = vaults if vaults is not None else SESSION_VAULTS
+
+    def vault(self, tenant: str, app: str, session_id: str) -> SessionVault:
+        """The session's redaction vault (in process memory; keyed by store too, so two projects never share)."""
+        where = str(getattr(self.store, "url", id(self.store)))
+        return self.vaults.get(where, tenant, app, session_id)
 
     @property
     def store(self) -> Any:
@@ -115,6 +203,7 @@ class ConversationMemory:
         from sqlalchemy import delete
 
         t = self._table
+        self.vaults.forget(str(getattr(self.store, "url", id(self.store))), tenant, app, session_id)
         with self.store.begin() as conn:
             return int(conn.execute(delete(t).where(t.c.tenant == tenant, t.c.app == app,
                                                     t.c.session_id == session_id)).rowcount or 0)

@@ -37,6 +37,7 @@ from typing import Any
 from flywheel.apps.refusal import declined
 from flywheel.cache import route_version
 from flywheel.checks.base import CheckContext, Services
+from flywheel.checks.pii import Vault
 from flywheel.guards import GuardOutcome, GuardPipeline, GuardPolicy, restore
 from flywheel.guards.streaming import guard_stream
 from flywheel.tracing import tracer
@@ -154,16 +155,17 @@ class AnswerPipeline:
 
     # ------------------------------------------------------------------ whole answers
     def run(self, text: str, *, tenant: str, model: str, prepare: Prepare, input_key: str = "input",
-            attrs: dict[str, Any] | None = None) -> Answer:
+            attrs: dict[str, Any] | None = None, vault: Vault | None = None) -> Answer:
+        """`vault`: the input redactions' vault (a chat session's); a fresh one per run by default."""
         start, run = self.clock(), Run()
         with tracer.span(self.name, kind="app", inputs=None, **self._attrs(tenant, model, attrs)) as span:
-            answer, stored = self._answer(text, tenant, model, prepare, run, span, input_key)
+            answer, stored = self._answer(text, tenant, model, prepare, run, span, input_key, vault)
             return self._complete(answer, stored, run, span, start)
 
     def _answer(self, text: str, tenant: str, model: str, prepare: Prepare, run: Run, span: Any,
-                input_key: str) -> tuple[Answer, str]:
+                input_key: str, given: Vault | None = None) -> tuple[Answer, str]:
         services = self._services(run)
-        masked, vault, refused = self._input(text, run, services, span, input_key)
+        masked, vault, refused = self._input(text, run, services, span, input_key, given)
         if refused is not None:
             return refused, refused.text
         prepared = prepare(masked, run)
@@ -178,12 +180,12 @@ class AnswerPipeline:
                 return stop, stop.text
         return self._final(output, vault, prepared, key, run)
 
-    def _input(self, text: str, run: Run, services: Any, span: Any, input_key: str
+    def _input(self, text: str, run: Run, services: Any, span: Any, input_key: str, vault: Vault | None = None
                ) -> tuple[str, dict[str, str], Answer | None]:
         if not self.guards.input:
             span.inputs = {input_key: text}
             return text, {}, None
-        verdict = self.guards.input.run(text, CheckContext(input=text, services=services))
+        verdict = self.guards.input.run(text, CheckContext(input=text, services=services), vault=vault)
         run.record(verdict)
         span.inputs = {input_key: verdict.text if verdict.passed else self._masked(text)}
         if verdict.refused:
@@ -272,17 +274,17 @@ class AnswerPipeline:
 
     # ------------------------------------------------------------------ streams
     def stream(self, text: str, *, tenant: str, model: str, prepare: Prepare, input_key: str = "input",
-               attrs: dict[str, Any] | None = None) -> AnswerStream:
+               attrs: dict[str, Any] | None = None, vault: Vault | None = None) -> AnswerStream:
         """The answer as text pieces; with output guards, released sentence by sentence after they pass."""
         holder: list[Answer] = []
-        return AnswerStream(self._stream(text, tenant, model, prepare, input_key, attrs, holder), holder)
+        return AnswerStream(self._stream(text, tenant, model, prepare, input_key, attrs, holder, vault), holder)
 
     def _stream(self, text: str, tenant: str, model: str, prepare: Prepare, input_key: str,
-                attrs: dict[str, Any] | None, holder: list[Answer]) -> Iterator[str]:
+                attrs: dict[str, Any] | None, holder: list[Answer], given: Vault | None = None) -> Iterator[str]:
         start, run = self.clock(), Run()
         with tracer.span(self.name, kind="app", inputs=None, **self._attrs(tenant, model, attrs)) as span:
             services = self._services(run)
-            masked, vault, refused = self._input(text, run, services, span, input_key)
+            masked, vault, refused = self._input(text, run, services, span, input_key, given)
             prepared = refused if refused is not None else prepare(masked, run)
             if isinstance(prepared, Answer):
                 holder.append(self._complete(prepared, prepared.text, run, span, start))
@@ -370,8 +372,9 @@ class _Recording(GuardPipeline):
         super().__init__(guards.guards, guards.stage, guards.services)
         self.into = into
 
-    def run(self, text: str, ctx: CheckContext | None = None, regenerate: Any = None) -> GuardOutcome:
-        outcome = super().run(text, ctx, regenerate)
+    def run(self, text: str, ctx: CheckContext | None = None, regenerate: Any = None,
+            vault: Vault | None = None) -> GuardOutcome:
+        outcome = super().run(text, ctx, regenerate, vault)
         self.into.extend(outcome.results)
         return outcome
 

@@ -106,9 +106,12 @@ class GuardPipeline:
     def __bool__(self) -> bool:
         return bool(self.guards)
 
-    def run(self, text: str, ctx: CheckContext | None = None, regenerate: Regenerate | None = None) -> GuardOutcome:
+    def run(self, text: str, ctx: CheckContext | None = None, regenerate: Regenerate | None = None,
+            vault: Vault | None = None) -> GuardOutcome:
+        """`vault`: where an input redaction's placeholders go (a chat session's, so they keep one nonce and
+        number across turns); a fresh one by default."""
         ctx = self._context(ctx)
-        outcome = GuardOutcome(text=_as_text(text))
+        outcome = GuardOutcome(text=_as_text(text), vault=vault if vault is not None else Vault())
         language = language_of(ctx.input or outcome.text)
         i = 0
         while i < len(self.guards):
@@ -172,6 +175,14 @@ class GuardPipeline:
             sp.set(outputs={"passed": result.passed, "score": result.score, "reason": result.reason},
                    **{"flywheel.guard.action": action})
             return result, action
+
+    def redact(self, text: str, vault: Vault) -> str:
+        """`text` masked by every redact guard of this stage with `vault`'s placeholders, without deciding
+        anything (a restored answer masked again before it is stored)."""
+        for guard in self.guards:
+            if guard.on_fail == "redact":
+                text = self._redact(guard, text, vault)
+        return text
 
     def _redact(self, guard: Guard, text: str, vault: Vault | None) -> str:
         """The text with what the check finds replaced by placeholders. Each placeholder the check made becomes
