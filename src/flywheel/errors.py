@@ -71,5 +71,6 @@ class GatewayError(UserError):
         tried = "; ".join(repr(a) for a in attempts) or "no attempt was made"
         super().__init__(
             f"all models failed for alias '{alias}' after {len(attempts)} attempt(s): {tried}",
-            hint="check the endpoint is up and the API key is set, or add `fallbacks:` to the alias",
+            hint="check the endpoint is up and the API key is set" + (
+                "" if len({a.alias for a in attempts}) > 1 else ", or add `fallbacks:` to the alias"),
         )
