@@ -225,8 +225,9 @@ def test_migration_replaces_the_old_vector_index_of_a_store_written_before(pg_fr
         conn.execute(text(f"DROP INDEX {new_name}"))
         conn.execute(text(f"CREATE INDEX {old_name} ON embeddings USING hnsw ((vector::vector(24)) "
                           f"vector_cosine_ops) WHERE model = '{MODEL}'"))
+        conn.execute(text("ALTER TABLE ingested_files DROP COLUMN tokenizer"))  # added after 0007 (0009)
         conn.execute(text("UPDATE alembic_version SET version_num = '0002_retrieval' "
-                          "WHERE version_num = '0007_retrieval_halfvec'"))
+                          "WHERE version_num = '0009_retrieval_tokenizer'"))
     store.close()
     store = Store.open(pg_fresh_url)
     with store.engine.connect() as conn:
