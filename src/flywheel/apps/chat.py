@@ -27,13 +27,13 @@ the value. The stored answer is masked again with the same placeholders, so the 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator
 from typing import Any
 
 from flywheel.apps.memory import ConversationMemory, TurnVault, avoid_note, validate_session_id
 from flywheel.apps.pipeline import AnswerPipeline, AnswerStream, Plan, Run
 from flywheel.checks.base import CheckContext
+from flywheel.checks.pii_placeholders import remask
 from flywheel.config import validate_tenant
 from flywheel.errors import UserError
 from flywheel.guards import GuardPolicy
@@ -159,11 +159,8 @@ class ChatApp:
         """The answer with the input stage's redactions applied again, so a restored value is not stored: first
         every value of the turn's vault back to its placeholder (the one the next turn restores), then the redact
         guards for anything else they find."""
-        if vault and any(vault.values()):
-            keys = {value: key for key, value in vault.items() if value}
-            rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(keys, key=len, reverse=True))
-                            + r")(?!\w)")
-            text = rx.sub(lambda m: keys[m.group(0)], text)
+        if vault:
+            text = remask(text, vault)
         try:
             if vault is not None:
                 return self.guards.input.redact(text, vault)

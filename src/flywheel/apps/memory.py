@@ -140,8 +140,10 @@ class ConversationMemory:
 
     def vault(self, tenant: str, app: str, session_id: str) -> SessionVault:
         """The session's redaction vault (in process memory; keyed by store too, so two projects never share)."""
-        where = str(getattr(self.store, "url", id(self.store)))
-        return self.vaults.get(where, tenant, app, session_id)
+        return self.vaults.get(self._where(), tenant, app, session_id)
+
+    def _where(self) -> str:
+        return str(getattr(self.store, "url", id(self.store)))
 
     @property
     def store(self) -> Any:
@@ -203,7 +205,7 @@ class ConversationMemory:
         from sqlalchemy import delete
 
         t = self._table
-        self.vaults.forget(str(getattr(self.store, "url", id(self.store))), tenant, app, session_id)
+        self.vaults.forget(self._where(), tenant, app, session_id)
         with self.store.begin() as conn:
             return int(conn.execute(delete(t).where(t.c.tenant == tenant, t.c.app == app,
                                                     t.c.session_id == session_id)).rowcount or 0)

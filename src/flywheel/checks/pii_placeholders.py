@@ -87,6 +87,16 @@ class Vault(dict[str, str]):
         return key
 
 
+def remask(text: str, vault: Mapping[str, str]) -> str:
+    """The inverse of `restore`: each value the vault holds (as a whole word) back to its placeholder, in one pass,
+    longest value first (an answer stored for a later turn to restore)."""
+    keys = {value: key for key, value in vault.items() if value}
+    if not keys:
+        return text
+    rx = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in sorted(keys, key=len, reverse=True)) + r")(?!\w)")
+    return rx.sub(lambda m: keys[m.group(0)], text)
+
+
 def restore(text: str, vault: Mapping[str, str]) -> str:
     """Put the original values back in place of the vault's own placeholders (also when HTML-escaped,
     `&lt;EMAIL_ADDRESS_1_qhzvk&gt;`), in one pass: a restored value is never read again as a placeholder, and
