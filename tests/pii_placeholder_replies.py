@@ -1,6 +1,6 @@
 """A fake_llm reply that copies the request's PII placeholders, as a real model does.
 
-Input `redact` guards issue placeholders with a random per-run nonce (`<EMAIL_ADDRESS_1_qhzvk>`), so a canned
+`redacting_chat_project` writes the chat app these tests run. Input `redact` guards issue placeholders with a random per-run nonce (`<EMAIL_ADDRESS_1_qhzvk>`), so a canned
 reply can't spell them: `copies_placeholders("I will write to {EMAIL_ADDRESS_1} today.")` answers with the
 placeholder the request carried (`{EMAIL_ADDRESS_1}` → `<EMAIL_ADDRESS_1_qhzvk>`).
 """
@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flywheel.checks.pii import PLACEHOLDER
+from flywheel.config import Project
+
+REDACTING_CHAT = """
+models:
+  gpt: {{provider: openai_compat, base_url: "{base}", model: fake-model, max_retries: 0}}
+{cache}
+apps:
+  support:
+    kind: chat
+    model: gpt
+    guards:
+      input:
+        - {{check: pii, on_fail: redact}}
+{output}"""
+
+
+def redacting_chat_project(root: Path, base_url: str, *, cache: str = "", output_redact: bool = False) -> Project:
+    """A project whose chat app `support` redacts PII on input (and on output with `output_redact`)."""
+    output = "      output:\n        - {check: pii, on_fail: redact}\n" if output_redact else ""
+    (root / "flywheel.yaml").write_text(REDACTING_CHAT.format(base=base_url, cache=cache, output=output),
+                                        encoding="utf-8")
+    return Project.load(root)
 
 
 def _texts(value: Any) -> list[str]:

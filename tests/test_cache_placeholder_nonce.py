@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
-from pii_placeholder_replies import copies_placeholders
+from pii_placeholder_replies import copies_placeholders, redacting_chat_project
 
 from flywheel.apps.chat import ChatApp
 from flywheel.apps.runtime import Runtime
@@ -28,19 +28,7 @@ REPLY = f"I will send the invoice to {{EMAIL_ADDRESS_1}}. {PLANTED}"
 
 
 def project(tmp_path, base_url: str, cache: str = "cache: {exact: true}") -> Project:
-    (tmp_path / "flywheel.yaml").write_text(f"""
-models:
-  gpt: {{provider: openai_compat, base_url: "{base_url}", model: fake-model, max_retries: 0}}
-{cache}
-apps:
-  support:
-    kind: chat
-    model: gpt
-    guards:
-      input:
-        - {{check: pii, on_fail: redact}}
-""", encoding="utf-8")
-    return Project.load(tmp_path)
+    return redacting_chat_project(tmp_path, base_url, cache=cache)
 
 
 def model_calls(llm) -> int:

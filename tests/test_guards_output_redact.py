@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from pii_placeholder_replies import copies_placeholders
+from pii_placeholder_replies import copies_placeholders, redacting_chat_project
 
 from flywheel.apps.runtime import Runtime
 from flywheel.config import Project
@@ -20,20 +20,7 @@ OTHER = "refunds@acme-corp.com"
 
 
 def write_project(tmp_path, base_url: str) -> Project:
-    (tmp_path / "flywheel.yaml").write_text(f"""
-models:
-  gpt: {{provider: openai_compat, base_url: "{base_url}", model: fake-model, max_retries: 0}}
-apps:
-  support:
-    kind: chat
-    model: gpt
-    guards:
-      input:
-        - {{check: pii, on_fail: redact}}
-      output:
-        - {{check: pii, on_fail: redact}}
-""", encoding="utf-8")
-    return Project.load(tmp_path)
+    return redacting_chat_project(tmp_path, base_url, output_redact=True)
 
 
 def test_output_redaction_is_not_restored_to_the_users_value(tmp_path, llm):

