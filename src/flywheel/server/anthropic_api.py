@@ -105,9 +105,8 @@ def _request(body: MessagesIn, tenant: str) -> ChatRequest:
         choice, _ = openai_tool_choice(body.tool_choice)
     except ToolFormatError as exc:
         raise ApiError(400, exc.message, param=exc.param, code="invalid_value") from None
-    meta: dict[str, Any] = {"tenant": tenant}
-    if body.metadata and isinstance(body.metadata.get("user_id"), str):
-        meta["user"] = body.metadata["user_id"]
+    user = body.metadata.get("user_id") if body.metadata else None
+    meta = calls.request_metadata(tenant, user if isinstance(user, str) else None)
     return ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
                        stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta,
                        response_format=_response_format(body.output_config))

@@ -119,6 +119,20 @@ class Call:
         return err
 
 
+def request_metadata(tenant: str, user: str | None = None, session: str | None = None,
+                     sent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A ChatRequest's metadata from what a wire sent: tenant, end user, session (a route's sticky split hashes
+    it) and the client's own `metadata` (kept under `request`)."""
+    meta: dict[str, Any] = {"tenant": tenant}
+    if user:
+        meta["user"] = user
+    if session:
+        meta["session_id"] = session
+    if sent:
+        meta["request"] = sent
+    return meta
+
+
 def resolve_tenant(principal: Principal, requested: str | None) -> str:
     """A key's tenant is the only one it may use; the admin and an open server may name any."""
     if requested is None or requested == principal.tenant:

@@ -173,13 +173,7 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
 
 def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None) -> ChatRequest:
     stop = [body.stop] if isinstance(body.stop, str) else body.stop
-    meta: dict[str, Any] = {"tenant": tenant}
-    if body.user:
-        meta["user"] = body.user
-    if session:
-        meta["session_id"] = session  # a route's sticky split hashes it
-    if body.metadata:
-        meta["request"] = body.metadata
+    meta = calls.request_metadata(tenant, body.user, session, body.metadata)
     for i, tool in enumerate(body.tools or ()):
         fn = tool.get("function")
         if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):

@@ -76,13 +76,7 @@ class _Turn:
 
 
 def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None) -> ChatRequest:
-    meta: dict[str, Any] = {"tenant": tenant}
-    if body.user:
-        meta["user"] = body.user
-    if session:
-        meta["session_id"] = session  # a route's sticky split hashes it
-    if body.metadata:
-        meta["request"] = body.metadata
+    meta = calls.request_metadata(tenant, body.user, session, body.metadata)
     return ChatRequest(messages=chat_messages(body, history), model=body.model, temperature=body.temperature,
                        max_tokens=body.max_output_tokens, response_format=response_format(body.text),
                        tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice), metadata=meta)
