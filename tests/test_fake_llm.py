@@ -317,6 +317,20 @@ def test_fault_rate_per_model(llm, client):
     assert ask(client, "hi", model="primary").choices[0].message.content == "You said: hi"
 
 
+def test_injected_lists_the_faults_made_in_order_until_reset(llm, client):
+    llm.fail(Fault.RATE_LIMIT, model="primary")
+    llm.fault_rate(1.0, faults=[Fault.SERVER_ERROR], model="other")
+    for model in ("fine", "primary", "other"):
+        try:
+            ask(client, "hi", model=model)
+        except openai.APIStatusError:
+            pass
+    assert llm.injected == [(Fault.RATE_LIMIT, "primary"), (Fault.SERVER_ERROR, "other")]
+    assert len(llm.requests) == 3  # the request log counts every request, faulted or not
+    llm.reset()
+    assert llm.injected == []
+
+
 def test_reply_callable_errors_become_500(llm, client):
     llm.add("boom", lambda req: 1 / 0)
     with pytest.raises(openai.InternalServerError, match="ZeroDivisionError"):

@@ -118,10 +118,14 @@ def test_a_resumed_stream_that_departs_from_the_delivered_text_raises(gw, llm, s
 
 @pytest.mark.parametrize("use_async", [False, True])
 def test_no_streaming_call_fails_under_faults_with_a_healthy_fallback(llm, use_async):
-    """20 % of the primary's streams fail, in every way fake_llm can fail them, including mid-text."""
+    """20 % of the primary's streams fail, in every way fake_llm can fail them, including mid-text.
+
+    The primary's timeout (1.5 s) is well under a hang (5 s) yet long enough that, on a loaded CI machine, most
+    of 60 streams started at once on one event loop get connected: at 0.5 s many timed out while connecting, so
+    their requests never reached the fake and the faults went untested."""
     llm.fault_rate(0.2, list(Fault), model="primary-model", seed=7, hang_seconds=5.0)
     gateway = Gateway({
-        "primary": ModelAlias(model="primary-model", base_url=llm.base_url, timeout=0.5, max_retries=1,
+        "primary": ModelAlias(model="primary-model", base_url=llm.base_url, timeout=1.5, max_retries=1,
                               fallbacks=["backup"]),
         "backup": ModelAlias(model="backup-model", base_url=llm.base_url, timeout=5.0),
     }, retry=RetryPolicy(base_s=0.001, max_s=0.002))
@@ -150,8 +154,10 @@ def test_no_streaming_call_fails_under_faults_with_a_healthy_fallback(llm, use_a
     failed = [o for o in outcomes if not isinstance(o, str)]
     assert not failed, f"{len(failed)} of {n} streaming calls failed: {failed[:3]}"
     assert all(o == ANSWER for o in outcomes)
-    faulted = sum(1 for r in llm.requests if r.get("model") == "primary-model") - n
-    assert faulted > 0  # the faults really happened (each one cost an extra request)
+    # the faults really happened: counted where they are made. Not len(llm.requests) - n: an attempt that timed
+    # out before its request reached the fake is retried unseen, so that count moves with the machine's load
+    injected = llm.injected
+    assert injected and {i.model for i in injected} == {"primary-model"}
 
 
 def request_for(i: int) -> ChatRequest:

@@ -29,6 +29,12 @@ answers. ``usage.completion_tokens`` sums the choices. (The Anthropic wire has n
 Rules are tried in the order they were added; the first whose regex matches the last user message
 (``re.search``, case-insensitive) and whose ``model`` (if given) equals the request's model answers.
 Reply callables run on the thread serving that connection (one thread per connection).
+
+``llm.requests`` lists the request bodies the server received and ``llm.injected`` the faults it injected (from
+`fail` or `fault_rate`), in order. A test that wants to know whether faults happened should read ``injected``,
+not infer it from ``len(requests)``: a client whose own timeout fires before its request reaches the server (an
+event loop starved of CPU cannot even finish connecting) retries without the server seeing the first try, so the
+request count rises and falls with the machine's load, not only with the faults.
 """
 
 from __future__ import annotations
@@ -40,13 +46,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from flywheel.testing import fake_llm_wire as wire
 from flywheel.testing.fake_llm_http import ServerThread
 from flywheel.testing.fake_llm_wire import ToolCall
 
-__all__ = ["Choices", "FakeLLM", "Fault", "FaultPlan", "Reply", "Rule", "ToolCall"]
+__all__ = ["Choices", "FakeLLM", "Fault", "FaultPlan", "Injected", "Reply", "Rule", "ToolCall"]
 
 
 class Choices:
@@ -103,6 +109,13 @@ class FaultPlan:
     status: int = 500
 
 
+class Injected(NamedTuple):
+    """One fault the server injected: which, into a request for which model."""
+
+    fault: Fault
+    model: str | None
+
+
 @dataclass
 class FaultRate:
     rate: float
@@ -130,6 +143,7 @@ class FakeLLM:
         self._faults: list[FaultPlan] = []
         self._rates: list[FaultRate] = []
         self._requests: list[dict] = []
+        self._injected: list[Injected] = []
         self._lock = threading.Lock()
         self._server: ServerThread | None = None
 
@@ -237,18 +251,25 @@ class FakeLLM:
             self._rules = ()
 
     def reset(self) -> None:
-        """Forget rules, faults and recorded requests (default, latency and api_key are kept)."""
+        """Forget rules, faults, recorded requests and injected faults (default, latency and api_key are kept)."""
         with self._lock:
             self._rules = ()
             self._faults.clear()
             self._rates.clear()
             self._requests.clear()
+            self._injected.clear()
 
     @property
     def requests(self) -> list[dict]:
         """A copy of every request body received, in order, each with a ``path`` key added."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def injected(self) -> list[Injected]:
+        """A copy of every fault injected so far (queued by `fail` or drawn by `fault_rate`), in order."""
+        with self._lock:
+            return list(self._injected)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -275,12 +296,14 @@ class FakeLLM:
                         plan.remaining -= 1
                         if plan.remaining <= 0:
                             del self._faults[i]
+                    self._injected.append(Injected(plan.fault, model))
                     return plan
             for entry in self._rates:
                 if entry.model is None or entry.model == model:
                     if entry.rng.random() >= entry.rate:
                         return None
                     fault = entry.rng.choice(entry.faults)
+                    self._injected.append(Injected(fault, model))
                     return FaultPlan(fault, None, model, entry.retry_after, entry.hang_seconds, entry.status)
         return None
 
