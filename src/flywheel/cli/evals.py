@@ -85,17 +85,17 @@ def eval_cmd(
     from flywheel.evals.matrix import arun_matrix, arun_strategies, parse_models, parse_strategy_list
     from flywheel.evals.records import RunStore
     from flywheel.evals.runner import RunOptions, arun_suite
-    from flywheel.evals.suite import discover, load_suite
+    from flywheel.evals.suite import discover, load_suites
 
     project = ctx.obj.project
     if list_runs:
         with Runtime(project, tracing=False) as rt:
             _list(RunStore(rt.store).list(), as_json)
         return
-    loaded = [load_suite(p, project) for p in discover(list(suites), project)]  # validate all before running
-    for suite in loaded:
-        for w in suite.warnings:
-            _warn(w)
+    # validate all before running; a promptfoo config gives one suite per prompt
+    loaded = [s for p in discover(list(suites), project) for s in load_suites(p, project)]
+    for w in dict.fromkeys(w for suite in loaded for w in suite.warnings):
+        _warn(w)
     model_list = parse_models(models, project.config.models) if models else None
     if model_list and strategies:
         raise UserError("give --models or --strategies, not both", hint="compare strategies for one model at a time")
@@ -135,8 +135,10 @@ def eval_cmd(
                         assert console is not None
                         render_strategies(console, comparison)
                     summaries.extend(comparison.runs)
-                elif model_list:
-                    matrix = asyncio.run(arun_matrix(suite, rt, model_list, store=runs, options=options))
+                elif model_list or len(suite.models) > 1:  # --models, or the providers of a promptfoo config
+                    matrix = asyncio.run(
+                        arun_matrix(suite, rt, model_list or suite.models, store=runs, options=options)
+                    )
                     for run in matrix.runs:
                         run.judges = judges[suite.path]
                     matrices.append(matrix)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flywheel.evals.runner import RunSummary
@@ -55,7 +56,7 @@ def render_run(
     mark = "[green]PASS[/]" if s.meets_threshold else "[red]FAIL[/]"
     extra = f" · model {s.model}" if s.model else ""
     console.print(
-        f"[bold]{s.suite}[/] ({s.target}{extra}) run {s.run_id[:8]}: {mark} "
+        f"[bold]{escape(s.suite)}[/] ({escape(s.target)}{escape(extra)}) run {s.run_id[:8]}: {mark} "
         f"{s.passed}/{s.executions} passed = {_pct(s.pass_rate)} "
         f"(95% interval {_ci(s.pass_rate_ci95)} over {s.cases} cases; threshold {_pct(s.threshold)})"
     )
@@ -66,17 +67,17 @@ def render_run(
         + (f" · {s.errors} error(s)" if s.errors else "")
     )
     for w in s.warnings:
-        console.print(f"  [yellow]warning:[/] {w}")
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
     for line in judge_agreement(s, judges):
-        console.print(f"  judge agreement {agreement_text(line)}")
+        console.print(f"  judge agreement {escape(agreement_text(line))}")
         if line.get("warning"):
-            console.print(f"  [yellow]warning:[/] {line['warning']}")
+            console.print(f"  [yellow]warning:[/] {escape(line['warning'])}")
     if s.by_check:
         t = Table(title="by check", title_justify="left", show_edge=False)
         for col in ("check", "passed", "total", "pass rate", "errors"):
             t.add_column(col, justify="left" if col == "check" else "right")
         for name, c in s.by_check.items():
-            t.add_row(name, str(c["passed"]), str(c["total"]), _pct(c["pass_rate"]), str(c["errors"] or ""))
+            t.add_row(escape(name), str(c["passed"]), str(c["total"]), _pct(c["pass_rate"]), str(c["errors"] or ""))
         console.print(t)
     bad = [r for r in s.results if not r.passed]
     if s.repeat > 1:
@@ -86,7 +87,7 @@ def render_run(
             for col in ("case", "passes", "runs", "pass rate"):
                 t.add_column(col)
             for c in flaky[:show_cases]:
-                t.add_row(c["id"], str(c["passes"]), str(c["runs"]), _pct(c["pass_rate"]))
+                t.add_row(escape(c["id"]), str(c["passes"]), str(c["runs"]), _pct(c["pass_rate"]))
             console.print(t)
     if bad:
         t = Table(title=f"failed ({len(bad)})", title_justify="left", show_edge=False)
@@ -94,7 +95,7 @@ def render_run(
             t.add_column(col, overflow="fold")
         for r in bad[:show_cases]:
             why = r.error or "; ".join(f"{c.name}: {c.reason}" for c in r.checks if not c.passed)
-            t.add_row(r.case_id, str(r.repeat_index), why[:200], (r.output or "")[:120])
+            t.add_row(escape(r.case_id), str(r.repeat_index), escape(why[:200]), escape((r.output or "")[:120]))
         console.print(t)
         if len(bad) > show_cases:
             console.print(f"  … and {len(bad) - show_cases} more (see --html or --json)")
@@ -103,14 +104,15 @@ def render_run(
 def render_matrix(
     console: Console, suite: str, rows: list[dict[str, Any]], threshold: float, cheapest: str | None
 ) -> None:
-    t = Table(title=f"{suite}: model matrix (threshold {_pct(threshold)})", title_justify="left")
+    t = Table(title=f"{escape(suite)}: model matrix (threshold {_pct(threshold)})", title_justify="left")
     for col in ("model", "pass rate", "passed", "cost", "cost/case", "p50", "p95", "errors"):
         t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for r in rows:
+        model = escape(r["model"])
         name = (
-            f"[green]★ {r['model']}[/]"
+            f"[green]★ {model}[/]"
             if r["model"] == cheapest
-            else (r["model"] if r["meets_threshold"] else f"[red]{r['model']}[/]")
+            else (model if r["meets_threshold"] else f"[red]{model}[/]")
         )
         t.add_row(
             name,
@@ -126,13 +128,13 @@ def render_matrix(
     if cheapest is None:
         console.print("[red]no model meets the threshold[/]")
     else:
-        console.print(f"★ cheapest model meeting the threshold: [bold]{cheapest}[/]")
+        console.print(f"★ cheapest model meeting the threshold: [bold]{escape(cheapest)}[/]")
 
 
 def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int = 30) -> None:
-    a, b = report["a"], report["b"]
+    a, b = escape(report["a"]), escape(report["b"])
     console.print(
-        f"[bold]{a}[/] vs [bold]{b}[/] judged by {report['judge']} ({report['judge_model']}), "
+        f"[bold]{a}[/] vs [bold]{b}[/] judged by {escape(report['judge'])} ({escape(report['judge_model'])}), "
         f"each pair twice with A/B swapped"
     )
     console.print(
@@ -156,19 +158,19 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
             f"{lc['max_length_diff_pct'] if lc['max_length_diff_pct'] is not None else '–'}%"
         )
     for w in report.get("warnings", []):
-        console.print(f"  [yellow]warning:[/] {w}")
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
     t = Table(show_edge=False)
     for col in ("case", "outcome", "order 1", "order 2", "len ratio", "flag", "reason"):
         t.add_column(col, overflow="fold")
     for p in report["pairs"][:show_cases]:
         t.add_row(
-            p["case_id"],
+            escape(p["case_id"]),
             p["outcome"],
             p["verdicts"][0] or "–",
             p["verdicts"][1] or "–",
             f"{p['length_ratio']:.2f}",
             "length" if p["flagged"] else "",
-            (p.get("reason") or "")[:100],
+            escape((p.get("reason") or "")[:100]),
         )
     console.print(t)
     if len(report["pairs"]) > show_cases:
@@ -177,18 +179,19 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
 
 def render_strategies(console: Console, comparison: Any) -> None:
     """One row per sampling strategy of `flywheel eval --strategies`: pass rate with its interval, cost, latency."""
-    t = Table(title=f"{comparison.suite}: strategies (threshold {_pct(comparison.threshold)})", title_justify="left",
+    t = Table(title=f"{escape(comparison.suite)}: strategies (threshold {_pct(comparison.threshold)})", title_justify="left",
               show_edge=False)
     widest = max(len(s) for s in comparison.strategies) + 2
     t.add_column("strategy", no_wrap=True, min_width=widest)  # the name never shrinks; cost/case is in --json
     for col in ("pass rate", "95% CI", "passed", "cost", "p50", "p95", "errors"):
         t.add_column(col, justify="right", no_wrap=True)
     for r in comparison.rows():
-        name = r["strategy"] if r["meets_threshold"] else f"[red]{r['strategy']}[/]"
+        strategy = escape(r["strategy"])
+        name = strategy if r["meets_threshold"] else f"[red]{strategy}[/]"
         if r["strategy"] == comparison.best:
-            name = f"[green]★ {r['strategy']}[/]"
+            name = f"[green]★ {strategy}[/]"
         t.add_row(name, _pct(r["pass_rate"]), _ci(r["pass_rate_ci95"]),
                   f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
                   _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
     console.print(t)
-    console.print(f"★ highest pass rate (ties: cheaper): [bold]{comparison.best}[/]")
+    console.print(f"★ highest pass rate (ties: cheaper): [bold]{escape(comparison.best)}[/]")

@@ -92,6 +92,7 @@ class Target:
     function: Callable[..., Any] | None = None  # python targets
     where: str = ""
     prompt_where: str = ""  # file:line of an inline `prompt:` (model targets)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # alias -> request fields (temperature)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}" if self.kind != "python" else self.name
@@ -108,6 +109,7 @@ class Suite:
     judge: str | None = None
     tenant: str | None = None
     warnings: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # the model matrix the file asks for (promptfoo)
 
     @property
     def hash(self) -> str:
@@ -120,6 +122,8 @@ class Suite:
             "judge": self.judge,
             "cases": [[c.id, c.vars, c.reference, [k.spec() for k in c.checks], *_shape(c)] for c in self.cases],
         }
+        if self.target.params:  # only when set, so the hashes of suites without them stay what they were
+            body["params"] = self.target.params
         return content_hash(json.dumps(body, sort_keys=True, default=str, ensure_ascii=False))
 
 
@@ -164,11 +168,32 @@ def discover(paths: list[str] | tuple[str, ...], project: Project) -> list[Path]
 # ---------------------------------------------------------------- loading
 
 
-def load_suite(path: str | Path, project: Project | None = None) -> Suite:
-    """Read and validate one suite file; every check is built now, so bad entries fail before any run."""
+def load_suites(path: str | Path, project: Project | None = None) -> list[Suite]:
+    """The suites one file holds: a flywheel suite, or one per prompt of a promptfoo config."""
+    from flywheel.evals.promptfoo import is_promptfoo, load_promptfoo
+
     path = Path(path)
     project = project or Project(path.parent)
     data, lines = read_yaml(path)
+    if is_promptfoo(data, path):
+        return load_promptfoo(path, project, data, lines)
+    return [load_suite(path, project)]
+
+
+def load_suite(path: str | Path, project: Project | None = None) -> Suite:
+    """Read and validate one suite file; every check is built now, so bad entries fail before any run.
+    A promptfoo config with one prompt is read too (`load_suites` reads one with several)."""
+    path = Path(path)
+    project = project or Project(path.parent)
+    data, lines = read_yaml(path)
+    from flywheel.evals.promptfoo import is_promptfoo, load_promptfoo
+
+    if is_promptfoo(data, path):
+        suites = load_promptfoo(path, project, data, lines)
+        if len(suites) > 1:
+            raise ConfigError(f"{path.name} is a promptfoo config with {len(suites)} prompts",
+                              where=f"{path}:1", hint="`flywheel eval` runs them all; here, keep one prompt")
+        return suites[0]
 
     def at(*keys: Any) -> str:
         return line_of(path, lines, keys)

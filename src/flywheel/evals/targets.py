@@ -286,6 +286,7 @@ class ModelRunner(Runner):
             model=self.alias,
             timeout=self.timeout_s,
             metadata={"prompt_version": version} if version else {},
+            **self.target.params.get(self.alias, {}),  # per-alias request fields (promptfoo provider config)
         )
         if self.on_loop:
             result = await self.gateway.achat(request)
