@@ -170,8 +170,8 @@ def _compare(reference: TraceRows, windows: Sequence[Window], *, alpha: float, s
             kt["drifted"] = bool(kt["p_value"] < threshold)
             entry[f"{side}_drift"] = kt
             if kt["drifted"]:
-                alerts.append(_alert(w, f"{side}_drift", f"{side} embeddings drifted (MMD p={kt['p_value']:.2g}, "
-                                                         f"AUC {kt['auc']:.2f})", kt["p_value"]))
+                alerts.append(_alert(w, f"{side}_drift", embedding_drift_message(side, kt["p_value"], kt["auc"]),
+                                     kt["p_value"]))
         psi: dict[str, Any] = {}
         if tests:
             for name in fields:
@@ -180,8 +180,7 @@ def _compare(reference: TraceRows, windows: Sequence[Window], *, alpha: float, s
                 res["drifted"] = bool(res["p_value"] < threshold and res["psi"] >= PSI_MIN)
                 psi[name] = res
                 if res["drifted"]:
-                    moved = ", ".join(f"{k} {a:.0%}→{b:.0%}" for k, (a, b) in res["shift"].items() if a != b)
-                    alerts.append(_alert(w, f"psi:{name}", f"{name} shifted (PSI {res['psi']:.2f}; {moved})",
+                    alerts.append(_alert(w, f"psi:{name}", field_shift_message(name, res["psi"], res["shift"]),
                                          res["p_value"]))
         entry["psi"] = psi
         new, gone = topics.compare(zs["input"], w.rows.terms["input"], w.rows.trace_ids) if topics and tests \
@@ -197,6 +196,28 @@ def _compare(reference: TraceRows, windows: Sequence[Window], *, alpha: float, s
 
 def _alert(w: Window, kind: str, message: str, p: float) -> dict[str, Any]:
     return {"start": w.start, "end": w.end, "kind": kind, "message": message, "p_value": p}
+
+
+# The report's texts, built here only: the dashboard shows them in Chinese by these templates
+# (flywheel.web.stored_i18n), and its tests build them with these functions.
+def embedding_drift_message(side: str, p_value: float, auc: float) -> str:
+    return f"{side} embeddings drifted (MMD p={p_value:.2g}, AUC {auc:.2f})"
+
+
+def field_shift_message(name: str, psi: float, shift: dict[str, tuple[float, float]]) -> str:
+    moved = ", ".join(f"{k} {a:.0%}→{b:.0%}" for k, (a, b) in shift.items() if a != b)
+    return f"{name} shifted (PSI {psi:.2f}; {moved})"
+
+
+def reference_warning(n: int, kind: str, suite: str | None = None) -> str | None:
+    """What is wrong with a reference of `n` rows (kind `eval` or `window`), or None."""
+    if n == 0:
+        return ("the reference is empty: no traces to compare against"
+                + (f" in {suite}" if kind == "eval" else " in that window") + "; choose another --reference")
+    if n < MIN_TRACES:
+        unit = "cases" if kind == "eval" else "traces"
+        return f"the reference holds {n} {unit}; at least {MIN_TRACES} are needed to test drift"
+    return None
 
 
 # ---------------------------------------------------------------------------- references and windows from the store
@@ -337,14 +358,9 @@ def drift_report(store: Store, embedder: Embedder | None, *, project: Project | 
     store_vectors(store, embedder, since=since, until=until, app=app)
     cur = load_rows(store, name, since=since, until=until, app=app)
     windows = split_windows(cur, kind, size, since, until)
-    if len(ref_rows) == 0:
-        info["warning"] = ("the reference is empty: no traces to compare against"
-                           + (f" in {ref.get('suite')}" if ref["kind"] == "eval" else " in that window")
-                           + "; choose another --reference")
-    elif len(ref_rows) < MIN_TRACES:
-        unit = "cases" if ref["kind"] == "eval" else "traces"
-        info["warning"] = (f"the reference holds {len(ref_rows)} {unit}; at least {MIN_TRACES} are needed to "
-                           "test drift")
+    warning = reference_warning(len(ref_rows), ref["kind"], ref.get("suite"))
+    if warning is not None:
+        info["warning"] = warning
     out, alerts, summary = compare(ref_rows, windows, alpha=alpha, seed=seed, permutations=permutations)
     info.update(summary)
     return {"reference": info, "since": since, "until": until, "window": window, "app": app,

@@ -36,6 +36,10 @@ def mount(app: FastAPI, state: Any = None) -> None:
     for name in PAGES:
         app.include_router(importlib.import_module(name).router)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="ui-static")
+    from flywheel.web.pages import unknown_page
+
+    # last: any other /ui address is the dashboard's own 404 page, in the viewer's language (not the API's JSON)
+    app.add_api_route("/ui/{rest:path}", unknown_page, methods=["GET"], include_in_schema=False)
 
 
 def add_page(module: str, nav: tuple[str, str] | None = None) -> None:

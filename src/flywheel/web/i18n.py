@@ -133,7 +133,12 @@ class Translator:
     def status(self, value: str | None) -> str:
         """A status value as shown on a page (`ok` → 正常 in Chinese); the value itself when it has no entry.
         Only the displayed text: links, filters, CSS classes and JSON keep the English value."""
+        return self.label("status", value)
+
+    def label(self, kind: str, value: str | None) -> str:
+        """A value of a fixed set as shown on a page (`kind_value` in the tables: a status, a sampling strategy,
+        a judge's outcome); the value itself when it has no entry."""
         if value is None:
             return ""
-        key = f"status_{value}"
+        key = f"{kind}_{value}"
         return next((t[key] for t in self.tables if t.get(key)), value)

@@ -14,6 +14,7 @@ Add a message: a pattern in PATTERNS (its named groups are the parameters) and i
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flywheel.errors import UserError
@@ -30,6 +31,7 @@ def _p(name: str) -> str:
 # (the exception type the message comes from — `object` for the web layer's own texts —, i18n key, pattern)
 PATTERNS: list[tuple[type, str, str]] = [
     # 404s (flywheel.web.render.not_found)
+    (object, "nf_page", r"no page (?P<id>\S+)"),  # the address (flywheel.web.pages.unknown_page)
     (object, "nf_trace", rf"no trace with id {_p('id')}"),
     (object, "nf_span", rf"no span with id {_p('id')}"),
     (object, "nf_session", rf"no session with id {_p('id')}"),
@@ -76,6 +78,8 @@ PATTERNS: list[tuple[type, str, str]] = [
     (UserError, "range_backwards", rf"--reference {_p('spec')}: the range ends before it starts"),
     (UserError, "since_not_before_until", r"--since is not before --until"),
     (object, "drift_failed", r"the drift report failed: (?P<detail>.+)"),
+    (UserError, "nf_suite", rf"no eval suite {_p('name')}"),  # flywheel.monitor.drift: --reference eval:SUITE
+    (UserError, "suite_no_inputs", rf"suite {_p('name')} has no text inputs to compare"),
     (object, "since_before_until", r"must be before until"),
     (object, "too_many_windows", (r"the range holds more than (?P<n>\d+) windows of (?P<window>\S+); pick a longer "
                                  r"window")),
@@ -124,7 +128,8 @@ PHRASES: dict[str, str] = {
 _WORDS = re.compile(r"[A-Za-z]+(?: [A-Za-z]+){2,}")  # three English words in a row: still untranslated
 
 EN: dict[str, str] = {
-    "nf_trace": "no trace with id {id}", "nf_span": "no span with id {id}", "nf_session": "no session with id {id}",
+    "nf_page": "no page {id}", "nf_trace": "no trace with id {id}", "nf_span": "no span with id {id}",
+    "nf_session": "no session with id {id}",
     "nf_prompt": "no stored prompt named {name}", "nf_eval_run": "no eval run {id}",
     "nf_eval_run_side": "no eval run {id} ({side})", "nf_queue": "no review queue {name}",
     "nf_queue_close": "no review queue {name}; did you mean {close}?", "nf_item": "no review item {id}",
@@ -151,7 +156,9 @@ EN: dict[str, str] = {
     "time_format": "a time is a Unix number, an ISO date ({a}) or an age ({b})",
     "cannot_read": "cannot read {what} {text}", "range_needs_ends": "--reference {spec}: a range needs a start and an end",
     "range_backwards": "--reference {spec}: the range ends before it starts",
-    "since_not_before_until": "--since is not before --until", "drift_failed": "the drift report failed: {detail}", "since_before_until": "must be before until",
+    "since_not_before_until": "--since is not before --until", "drift_failed": "the drift report failed: {detail}",
+    "nf_suite": "no eval suite {name}", "suite_no_inputs": "suite {name} has no text inputs to compare",
+    "since_before_until": "must be before until",
     "too_many_windows": "the range holds more than {n} windows of {window}; pick a longer window",
     "at_most_chars": "at most {n} characters", "run_id_needed": "a run id is needed",
     "not_a_check": "not a check of this run: it ran none", "not_a_check_of": "not a check of this run: {checks}",
@@ -167,7 +174,8 @@ EN: dict[str, str] = {
 }
 
 ZH: dict[str, str] = {
-    "nf_trace": "没有 ID 为 {id} 的追踪", "nf_span": "没有 ID 为 {id} 的跨度", "nf_session": "没有 ID 为 {id} 的会话",
+    "nf_page": "没有页面 {id}", "nf_trace": "没有 ID 为 {id} 的追踪", "nf_span": "没有 ID 为 {id} 的跨度",
+    "nf_session": "没有 ID 为 {id} 的会话",
     "nf_prompt": "没有名为 {name} 的已存储提示词", "nf_eval_run": "没有评测运行 {id}",
     "nf_eval_run_side": "没有评测运行 {id}（{side}）", "nf_queue": "没有审核队列 {name}",
     "nf_queue_close": "没有审核队列 {name}；你是不是要找 {close}？", "nf_item": "没有审核条目 {id}",
@@ -192,6 +200,7 @@ ZH: dict[str, str] = {
     "cannot_read": "无法读取 {what} {text}", "range_needs_ends": "--reference {spec}：范围需要起点和终点",
     "range_backwards": "--reference {spec}：范围的终点早于起点", "since_not_before_until": "--since 不早于 --until",
     "drift_failed": "漂移报告失败：{detail}", "since_before_until": "须早于截止时间",
+    "nf_suite": "没有评测套件 {name}", "suite_no_inputs": "评测套件 {name} 没有可比较的文本输入",
     "too_many_windows": "该时间范围超过 {n} 个 {window} 时间窗；请选更长的时间窗",
     "at_most_chars": "最多 {n} 个字符", "run_id_needed": "需要运行 ID",
     "not_a_check": "不是此运行的检查：它没有运行任何检查", "not_a_check_of": "不是此运行的检查：{checks}",
@@ -219,14 +228,23 @@ def localize(lang: str, text: str | None, source: Any = None) -> str:
     came from, if known: then a pattern tied to an exception type only matches a message of that type."""
     if text is None or lang == "en":
         return text or ""
-    for kind, key, pattern in _COMPILED:
+    found = match(lang, text, _COMPILED, TEXT, source)
+    return text if found is None else found
+
+
+def match(lang: str, text: str, compiled: list[tuple[type, str, re.Pattern[str]]], table: dict[str, dict[str, str]],
+          source: Any = None, param: Callable[[str, str], str] | None = None) -> str | None:
+    """`text` in `lang` by the first of `compiled` (exception type, key, pattern) that matches it whole, its
+    named groups passed through `param` (name, value) (default: this module's word parameters); None when none
+    matches. The other catalogs (flywheel.web.stored_i18n) use it with their own patterns and tables."""
+    for kind, key, pattern in compiled:
         if source is not None and kind is not object and not isinstance(source, kind):
             continue
         m = pattern.fullmatch(text.strip())
         if m is not None:
-            values = {k: _param(k, v or "") for k, v in m.groupdict().items()}
-            return i18n.Translator(lang, TEXT)(key, **values)
-    return text
+            values = {k: (param or _param)(k, v or "") for k, v in m.groupdict().items()}
+            return i18n.Translator(lang, table)(key, **values)
+    return None
 
 
 def localize_error(lang: str, exc: UserError) -> str:
@@ -234,7 +252,7 @@ def localize_error(lang: str, exc: UserError) -> str:
     message = localize(lang, exc.message, exc)
     hint = localize(lang, exc.hint, exc) if exc.hint else ""
     if lang != "en" and hint == exc.hint:
-        hint = _phrases(hint)
+        hint = phrases(hint)
     if lang != "en" and message != exc.message and _WORDS.search(hint or ""):
         hint = ""  # the message says what went wrong in Chinese; an untranslated CLI hint would only add English
     if not hint:
@@ -257,10 +275,10 @@ def _param(name: str, value: str) -> str:
         value = re.sub(r" \(known [a-z ]+: (.*)\)$", r"（已知：\1）", value)
         value = re.sub(r" \(it has no [a-z ]+ yet\)$", "（尚无）", value)
         return value.replace(" — did you mean ", "——你是不是要找 ").replace("' or '", "' 或 '").replace("?", "？")
-    return _phrases(value) if name == "scope" else value
+    return phrases(value) if name == "scope" else value
 
 
-def _phrases(text: str) -> str:
+def phrases(text: str) -> str:
     """`text` with its known fixed phrases translated; unchanged unless every English sentence part went."""
     out = text
     for en, zh in sorted(PHRASES.items(), key=lambda kv: -len(kv[0])):

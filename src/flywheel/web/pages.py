@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from flywheel.web import i18n
 from flywheel.web.auth import Viewer, csrf_ok, prepare_csrf, viewer_of
-from flywheel.web.render import render
+from flywheel.web.render import not_found, render, split_format
 
 
 def gate(request: Request, fmt: str = "html") -> Viewer | Response:
@@ -72,3 +72,12 @@ def safe_next(target: str | None) -> str:
     if target and target.startswith("/ui") and not target.startswith("//"):
         return target
     return "/ui/traces"
+
+
+def unknown_page(request: Request) -> Response:
+    """GET of an address under /ui that no page answers: the 404 page (JSON for a `.json` address)."""
+    fmt = split_format(request.url.path)[1]
+    viewer = gate(request, fmt)
+    if not isinstance(viewer, Viewer):
+        return viewer
+    return not_found(request, f"no page {request.url.path}", fmt)

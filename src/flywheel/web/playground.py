@@ -33,6 +33,7 @@ from flywheel.web.auth import Viewer
 from flywheel.web.metrics_i18n import Text
 from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import language, not_found, render
+from flywheel.web.stored_i18n import error_text
 
 router = APIRouter()
 MAX_VARIANTS = 4
@@ -192,9 +193,10 @@ async def run_playground(request: Request) -> Response:
         return _page(request, viewer, form, errors=errors, status=400, posted=True)
     results = await asyncio.gather(*(asyncio.to_thread(run_variant, state, v, text, form.get("system", ""), None)
                                      for v in chosen))
+    lang = language(request)
     for r in results:
-        if r["error"]:
-            r["error"] = f"{tx('variant_error')}: {r['error']}"
+        if r["error"]:  # the gateway's (or the prompt's) English error, in the page's language where known
+            r["error"] = f"{tx('variant_error')}{'：' if lang == 'zh' else ': '}{error_text(lang, r['error'])}"
     return _page(request, viewer, form, results=list(results), posted=True)
 
 

@@ -58,7 +58,19 @@ def pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
-_env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty)
+def _stored(name: str) -> Any:
+    """A filter that shows a text the core built in English in the page's language: `{{ text|NAME(lang) }}`."""
+
+    def shown(text: str | None, lang: str) -> str:
+        from flywheel.web import stored_i18n
+
+        return str(getattr(stored_i18n, name)(lang, text))
+
+    return shown
+
+
+_env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty, alert_text=_stored("alert_text"),
+                    bound_text=_stored("bound_text"), error_text=_stored("error_text"))
 
 
 def qs(params: dict[str, Any], **changes: Any) -> str:
