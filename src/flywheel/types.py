@@ -51,6 +51,7 @@ class ChatRequest(Record):
     timeout: float | None = None  # seconds, overrides the alias default
     metadata: dict[str, Any] = Field(default_factory=dict)  # tenant, app, prompt version, cache directives
     n: int = 1  # choices wanted (OpenAI `n`, 1..16): one request where the provider takes `n`, else n requests
+    parallel_tool_calls: bool | None = None  # OpenAI's; Anthropic: tool_choice.disable_parallel_tool_use
 
     @classmethod
     def of(cls, text: str, *, system: str | None = None, **kw: Any) -> ChatRequest:

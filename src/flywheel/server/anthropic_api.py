@@ -4,7 +4,9 @@ SDK users can point `base_url` here. Non-streaming and streaming (Anthropic's SS
 Tools in Anthropic's shape (`tools`, `tool_choice`, tool_use / tool_result blocks) are translated to the gateway's
 OpenAI shape (gateway/tools.py), so they work with any provider; tool calls come back as tool_use blocks with
 stop_reason "tool_use" (streamed as content_block_start + `input_json_delta`). `metadata.user_id` and
-`metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace. `output_config.format`
+`metadata.session_id` (or the `x-flywheel-session-id` header) land on the trace and in the request's metadata (a
+route's sticky arm), and a chat app continues that session, as on the OpenAI wire; `disable_parallel_tool_use` is
+the gateway's `parallel_tool_calls: false`. `output_config.format`
 (`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens.
 An `app:NAME` model streams the app's answer as it comes (apps_api.primed_app_stream: sentence by sentence once its
 output guards passed each one), as on /v1/chat/completions."""
@@ -94,7 +96,13 @@ def _text(content: str | list[Block], param: str) -> str:
     return "".join(out)
 
 
-def _request(body: MessagesIn, tenant: str) -> ChatRequest:
+def _session(body: MessagesIn, request: Request) -> str | None:
+    """The conversation this request continues: `metadata.session_id`, or the `x-flywheel-session-id` header."""
+    session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
+    return str(session)[:256] if session else None
+
+
+def _request(body: MessagesIn, tenant: str, session: str | None = None) -> ChatRequest:
     msgs = [Message(role="system", content=_text(body.system, "system"))] if body.system else []
     try:
         for i, m in enumerate(body.messages):
@@ -102,14 +110,14 @@ def _request(body: MessagesIn, tenant: str) -> ChatRequest:
                 [b.model_dump(exclude_none=True) for b in m.content]
             msgs += openai_messages(m.role, content, f"messages.{i}.content")
         tools = openai_tools(body.tools) if body.tools else None
-        choice, _ = openai_tool_choice(body.tool_choice)
+        choice, parallel = openai_tool_choice(body.tool_choice)
     except ToolFormatError as exc:
         raise ApiError(400, exc.message, param=exc.param, code="invalid_value") from None
     user = body.metadata.get("user_id") if body.metadata else None
-    meta = calls.request_metadata(tenant, user if isinstance(user, str) else None)
+    meta = calls.request_metadata(tenant, user if isinstance(user, str) else None, session, body.metadata)
     return ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
                        stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta,
-                       response_format=_response_format(body.output_config))
+                       response_format=_response_format(body.output_config), parallel_tool_calls=parallel)
 
 
 def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -145,22 +153,24 @@ async def messages(request: Request) -> Any:
     if app and body.tools:
         raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and does not call tools; "
                        "send tools to a model alias", param="tools", code="unsupported_parameter")
-    creq = _request(body, tenant)
+    session = _session(body, request)
+    creq = _request(body, tenant, session)
     alias = calls.app_model(state, app) if app else body.model
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
     meta = body.metadata or {}
     call = await calls.begin(state, principal, tenant, "/v1/messages", alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq)},
                              user=meta.get("user_id") if isinstance(meta.get("user_id"), str) else None,
-                             session=meta.get("session_id") or request.headers.get("x-flywheel-session-id"))
+                             session=session)
     tool_calls = None
     async with calls.failures(call):
         if app:
-            runner = state.app(app)
+            runner = state.app(app)  # a chat app continues the session's conversation from its memory
+            options = calls.session_options(state, runner, app, session, param="metadata.session_id")
             if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
-                pieces, usage = await primed_app_stream(call, runner.stream(creq.last_user(), tenant))
+                pieces, usage = await primed_app_stream(call, runner.stream(creq.last_user(), tenant, **options))
                 return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
-            answer = await runner.arun(creq.last_user(), tenant)
+            answer = await runner.arun(creq.last_user(), tenant, **options)
             state.metrics.answer(answer, tenant)
             text, stop, tin, tout, cost = answer.text, "stop", answer.usage.input_tokens, \
                 answer.usage.output_tokens, answer.cost_usd

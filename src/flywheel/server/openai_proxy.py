@@ -141,7 +141,7 @@ class CompletionIn(BaseModel):
             **{k: getattr(self, k) for k in ("stream", "stream_options", "temperature", "max_tokens", "stop", "n",
                                              "user")},
             **{k: None for k in ("max_completion_tokens", "metadata", "response_format", "tools", "tool_choice",
-                                 "logprobs", "top_logprobs", "modalities")})
+                                 "logprobs", "top_logprobs", "modalities", "parallel_tool_calls")})
 
 
 def text_of(content: str | list[ContentPart] | None, param: str) -> str:
@@ -183,7 +183,8 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
         **_REQUEST_DEFAULTS, "messages": to_messages(body.messages), "model": body.model,
         "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens,
         "stop": stop or None, "response_format": body.response_format, "tools": body.tools or None,
-        "tool_choice": body.tool_choice, "metadata": meta, "n": body.n or 1})
+        "tool_choice": body.tool_choice, "metadata": meta, "n": body.n or 1,
+        "parallel_tool_calls": body.parallel_tool_calls})
 
 
 def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:

@@ -7,10 +7,11 @@ as an `error` event followed by `response.failed`.
 
 A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
 `previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
-answers it again and DELETE /v1/responses/{id} makes it unretrievable. An `app:NAME` model answers the last user
-message from its pipeline (a chat app continues `metadata.session_id`), streamed as it comes through its output
-guards (apps_api.primed_app_stream); its citations come back as file_citation annotations and under
-`flywheel.citations`.
+answers it again, GET /v1/responses/{id}/input_items lists its `input`, DELETE /v1/responses/{id} makes it
+unretrievable, and an `item_reference` input item is read back from the kept response it names. An `app:NAME`
+model answers the last user message from its pipeline (a chat app continues `metadata.session_id`), streamed as it
+comes through its output guards (apps_api.primed_app_stream); its citations come back as file_citation
+annotations and under `flywheel.citations`.
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ class _Turn:
                                created_at=self.created, extra=extra)
 
 
-def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None) -> ChatRequest:
+def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None,
+                  developer: list[int]) -> ChatRequest:
     meta = calls.request_metadata(tenant, body.user, session, body.metadata)
-    return ChatRequest(messages=chat_messages(body, history), model=body.model, temperature=body.temperature,
+    return ChatRequest(messages=chat_messages(body, history, developer), model=body.model, temperature=body.temperature,
                        max_tokens=body.max_output_tokens, response_format=response_format(body.text),
-                       tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice), metadata=meta)
+                       tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice), metadata=meta,
+                       parallel_tool_calls=body.parallel_tool_calls)
 
 
 @router.post(ROUTE, openapi_extra=calls.body_schema(ResponsesIn))
@@ -90,6 +93,7 @@ async def responses(request: Request) -> Any:
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     refuse_unsupported(body)
     app = calls.check_model(state, principal, body.model)
+    body.input = await responses_store.resolve_references(state, body.input, tenant)
     session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     history = None
     if body.previous_response_id is not None:
@@ -99,13 +103,17 @@ async def responses(request: Request) -> Any:
                            code="unsupported_parameter")
         previous = await responses_store.find(state, body.previous_response_id, tenant, "previous_response_id")
         history = previous.history("previous_response_id")
-    creq = _chat_request(body, tenant, session, history)
+    developer: list[int] = []
+    creq = _chat_request(body, tenant, session, history, developer)
     if app:
         _check_app_body(body, creq)
     alias = calls.app_model(state, app) if app else body.model
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
     kept = body.store is not False and responses_store.unkept_reason(state) is None
-    record = {"settings": settings(body, kept)}
+    start = (1 if body.instructions else 0) + len(history or ())  # where this request's `input` begins
+    record: dict[str, Any] = {"settings": settings(body, kept), "input_start": start}
+    if developer:
+        record["developer"] = [i - start for i in developer]
     call = await calls.begin(state, principal, tenant, ROUTE, alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq), "response": record},
                              user=body.user, session=session)
@@ -151,6 +159,36 @@ async def delete(response_id: str, request: Request) -> Any:
     stored = await _stored(request, response_id)
     await responses_store.delete(request.app.state.flywheel, stored)
     return calls.JSONBytes({"id": response_id, "object": "response", "deleted": True},
+                           {"x-flywheel-trace-id": response_id[5:]})
+
+
+@router.get(ROUTE + "/{response_id}/input_items")
+async def input_items(response_id: str, request: Request) -> Any:
+    """`client.responses.input_items.list(id)`: the items of the response's `input` (not the instructions, not a
+    previous response's conversation), a page at a time: `limit` (1-100, 20), `order` (desc, the default, or
+    asc), `after` / `before` an item id."""
+    stored = await _stored(request, response_id)
+    query = request.query_params
+    limit = query.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100:
+        raise ApiError(400, f"limit must be a whole number from 1 to 100, got {limit!r}", param="limit",
+                       code="invalid_value")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiError(400, f"order must be asc or desc, got {order!r}", param="order", code="invalid_value")
+    items = stored.input_items()
+    if order == "desc":
+        items.reverse()
+    ids = [item["id"] for item in items]
+    for name in ("after", "before"):
+        if query.get(name) is not None and query[name] not in ids:
+            raise ApiError(400, f"{name}: no input item {query[name]!r} in response {response_id}", param=name,
+                           code="invalid_value")
+    after, before = query.get("after"), query.get("before")
+    items = items[ids.index(after) + 1 if after else 0:ids.index(before) if before else len(ids)]
+    page = items[:int(limit)]
+    return calls.JSONBytes({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+                            "last_id": page[-1]["id"] if page else None, "has_more": len(items) > len(page)},
                            {"x-flywheel-trace-id": response_id[5:]})
 
 
@@ -262,7 +300,7 @@ class _Stream:
             fn = piece.get("function") or {}
             call_id = piece.get("id") or f"call_{self.rid[5:]}_{number}"
             index = self.calls[number] = len(self.items)
-            item = call_item(call_id, fn.get("name") or "", "", "in_progress")
+            item = call_item(self.rid, number, call_id, fn.get("name") or "", "", "in_progress")
             self.items.append(item)
             self.open.append(index)
             out.append(self.event("response.output_item.added", output_index=index, item=item))

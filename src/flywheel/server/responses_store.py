@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 
 from flywheel.server.errors import ApiError
-from flywheel.server.responses_wire import output_items, response_object, usage_json
+from flywheel.server.responses_wire import input_items, output_items, response_object, usage_json
 from flywheel.store.schema import spans as spans_t
 from flywheel.tracing.redact import MAX_ITEMS, MAX_STRING
 from flywheel.types import Message
@@ -35,6 +35,7 @@ KEPT = "flywheel.response.store"
 PREVIOUS = "flywheel.response.previous_id"
 DELETED = "flywheel.response.deleted"
 _ID = re.compile(r"resp_([0-9a-f]{32})")
+_ITEM = re.compile(r"(msg|fc)_([0-9a-f]{32})(?:_(\d+))?")  # an output item's id: the response's trace id in it
 _CUT = re.compile(r"…\[\d+ more characters\]$")
 _WAIT_S = (0.0, 0.1, 0.2, 0.4)  # another worker's trace writer may still hold a response that just ended
 
@@ -65,18 +66,34 @@ class Stored:
     def failed(self) -> bool:
         return bool(self.root["error"]) or self.record.get("status") in (None, "failed")
 
+    def output(self) -> list[dict[str, Any]]:
+        """The response's output items, as it answered them."""
+        text, tool_calls = _answer(self.root["outputs"])
+        cut = not self.failed and self.record.get("status") == "incomplete"
+        return output_items(self.rid, text, tool_calls, cut, self.record.get("annotations"))
+
     def payload(self) -> dict[str, Any]:
         """The response object as it was answered (GET /v1/responses/{id})."""
         record = self.record
         status = "failed" if self.failed else record["status"]
-        text, tool_calls = _answer(self.root["outputs"])
         usage = record.get("usage")
         return response_object(
-            self.rid, record.get("settings") or {}, status=status,
-            output=output_items(self.rid, text, tool_calls, status == "incomplete", record.get("annotations")),
+            self.rid, record.get("settings") or {}, status=status, output=self.output(),
             usage=usage_json(*usage) if usage else None, created_at=self.root["start_ns"] // 1_000_000_000,
             extra=record.get("flywheel"),
             error={"code": "server_error", "message": self.root["error"] or "failed"} if self.failed else None)
+
+    def input_items(self) -> list[dict[str, Any]]:
+        """The request's `input` as Responses input items (GET /v1/responses/{id}/input_items)."""
+        record = self.record
+        messages = list((self.root["inputs"] or {}).get("messages") or [])
+        start = record.get("input_start")
+        if not isinstance(start, int):  # kept before input_start was recorded: without its instructions
+            start = 1 if (record.get("settings") or {}).get("instructions") and messages else 0
+            if (record.get("settings") or {}).get("previous_response_id"):
+                raise ApiError(404, f"the input items of response {self.rid} were not recorded",
+                               param="response_id", code="response_not_found")
+        return input_items(self.rid[5:], messages[start:], record.get("developer"))
 
     def history(self, param: str) -> list[Message]:
         """The conversation up to and including this response's answer, less its `instructions`."""
@@ -156,6 +173,40 @@ async def find(state: Any, rid: str, tenant: str, param: str) -> Stored:
         raise ApiError(404, f"response {rid!r} was deleted", param=param, code="response_not_found")
     apps = sorted((r for r in rows if r["kind"] == "app"), key=lambda r: r["start_ns"])
     return Stored(rid, root, apps[0] if apps else None)
+
+
+async def resolve_references(state: Any, items: Any, tenant: str) -> Any:
+    """`input` with each `{type: item_reference, id}` replaced by the output item it names, read back from the
+    kept response whose trace id is in the item's id (the Vercel AI SDK sends references for the assistant turns
+    it got from this server while `store` is on). The caller's tenant's only, like `previous_response_id`."""
+    if not isinstance(items, list) or not any(isinstance(i, dict) and i.get("type") == "item_reference"
+                                              for i in items):
+        return items
+    responses: dict[str, Stored] = {}
+    out: list[Any] = []
+    for k, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("type") != "item_reference":
+            out.append(item)
+            continue
+        param, ref = f"input.{k}.id", item.get("id")
+        match = _ITEM.fullmatch(ref) if isinstance(ref, str) else None
+        if match is None:
+            raise ApiError(404, f"no output item with id {ref!r} was found: an item_reference names a message "
+                           "(msg_…) or function_call (fc_…) item of a response this server kept", param=param,
+                           code="item_not_found")
+        kind, trace, number = match.groups()
+        stored = responses.get(trace) or await find(state, f"resp_{trace}", tenant, param)
+        responses[trace] = stored
+        if stored.failed:
+            raise ApiError(400, f"response {stored.rid} failed, so its item {ref!r} has no content; send the "
+                           "item itself in `input`", param=param, code="invalid_value")
+        wanted = "message" if kind == "msg" else "function_call"
+        found = [o for o in stored.output() if o["type"] == wanted]
+        index = int(number or 0) if kind == "fc" else 0
+        if index >= len(found):
+            raise ApiError(404, f"response {stored.rid} has no item {ref!r}", param=param, code="item_not_found")
+        out.append(found[index])
+    return out
 
 
 def _rows(state: Any, trace_id: str) -> list[dict[str, Any]]:

@@ -107,10 +107,12 @@ def _string(item: dict[str, Any], key: str, param: str) -> str:
     return value
 
 
-def chat_messages(body: ResponsesIn, history: list[Message] | None = None) -> list[Message]:
+def chat_messages(body: ResponsesIn, history: list[Message] | None = None,
+                  developer: list[int] | None = None) -> list[Message]:
     """`instructions` + `history` (a previous response's conversation) + `input` as gateway messages. A
     function_call item joins the assistant turn before it (so `[*earlier_input, *response.output,
-    function_call_output]` round-trips); a function_call_output is a tool message."""
+    function_call_output]` round-trips); a function_call_output is a tool message. The indexes of the messages
+    sent with the `developer` role (a system message for the gateway) are appended to `developer`."""
     msgs = [Message(role="system", content=body.instructions)] if body.instructions else []
     msgs += history or []
     if isinstance(body.input, str):
@@ -129,6 +131,8 @@ def chat_messages(body: ResponsesIn, history: list[Message] | None = None) -> li
                 raise ApiError(400, f"role must be user, assistant, system or developer, got {role!r}",
                                param=f"{param}.role", code="invalid_value")
             text = _text(item.get("content"), f"{param}.content")
+            if role == "developer" and developer is not None:
+                developer.append(len(msgs))
             msgs.append(Message(role="system" if role == "developer" else role, content=text))
         elif kind == "function_call":
             call = {"id": _string(item, "call_id", param), "type": "function",
@@ -145,7 +149,7 @@ def chat_messages(body: ResponsesIn, history: list[Message] | None = None) -> li
                                 content=_text(output if output is not None else "", f"{param}.output")))
         else:
             raise ApiError(400, f"input item type {kind!r} is not supported (message, function_call, "
-                           "function_call_output)", param=f"{param}.type", code="unsupported_content")
+                           "function_call_output, item_reference)", param=f"{param}.type", code="unsupported_content")
     return msgs
 
 
@@ -228,8 +232,10 @@ def text_part(text: str, notes: list[dict[str, Any]] | None = None) -> dict[str,
     return {"type": "output_text", "text": text, "annotations": notes or [], "logprobs": []}
 
 
-def call_item(call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
-    return {"id": f"fc_{call_id}", "type": "function_call", "status": status, "call_id": call_id, "name": name,
+def call_item(rid: str, number: int, call_id: str, name: str, arguments: str, status: str) -> dict[str, Any]:
+    """The function_call output item of tool call `number` of response `rid` (its id names both, so an
+    `item_reference` to it can be read back)."""
+    return {"id": f"fc_{rid[5:]}_{number}", "type": "function_call", "status": status, "call_id": call_id, "name": name,
             "arguments": arguments}
 
 
@@ -242,7 +248,7 @@ def output_items(rid: str, text: str, tool_calls: list[dict[str, Any]] | None, c
         items.append(message_item(f"msg_{rid[5:]}", text, "incomplete" if cut else "completed", notes))
     for i, call in enumerate(tool_calls or ()):
         fn = call.get("function") or {}
-        items.append(call_item(call.get("id") or f"call_{rid[5:]}_{i}", fn.get("name") or "",
+        items.append(call_item(rid, i, call.get("id") or f"call_{rid[5:]}_{i}", fn.get("name") or "",
                                fn.get("arguments") or "", "completed"))
     return items
 
@@ -284,3 +290,31 @@ def response_object(rid: str, echo: dict[str, Any], *, status: str, output: list
         "tools": echo.get("tools") or [], "truncation": "disabled", "usage": usage, "user": echo.get("user"),
         "metadata": echo.get("metadata") or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
     }
+
+
+def input_items(trace_id: str, messages: list[dict[str, Any]], developer: list[int] | None = None) -> list[dict[str, Any]]:
+    """A response's `input` (as its trace keeps it: gateway messages) as Responses input items, in order, for
+    GET /v1/responses/{id}/input_items: messages with input_text (output_text for the assistant) parts, an
+    assistant turn's tool calls as function_call items, tool messages as function_call_output items. `developer`:
+    the indexes of the messages sent with the `developer` role (kept as `system` for the gateway)."""
+    items: list[dict[str, Any]] = []
+
+    def add(item: dict[str, Any], prefix: str) -> None:
+        items.append({"id": f"{prefix}_{trace_id}_{len(items)}", **item})
+
+    for i, m in enumerate(messages):
+        role, content = m.get("role"), m.get("content") or ""
+        if role == "tool":
+            add({"type": "function_call_output", "call_id": m.get("tool_call_id") or "", "output": content,
+                 "status": "completed"}, "fco")
+            continue
+        if role == "system" and i in (developer or ()):
+            role = "developer"
+        if content or not m.get("tool_calls"):
+            part = text_part(content) if role == "assistant" else {"type": "input_text", "text": content}
+            add({"type": "message", "role": role, "status": "completed", "content": [part]}, "msg")
+        for call in m.get("tool_calls") or ():
+            fn = call.get("function") or {}
+            add({"type": "function_call", "call_id": call.get("id") or "", "name": fn.get("name") or "",
+                 "arguments": fn.get("arguments") or "", "status": "completed"}, "fc")
+    return items

@@ -63,7 +63,10 @@ class AnthropicProvider(SdkProvider):
         output_format = anthropic_output_format(request.response_format)
         if output_format is not None:
             params["output_config"] = {**params.get("output_config", {}), "format": output_format}
-        choice = anthropic_tool_choice(request.tool_choice, params.pop("parallel_tool_calls", None))
+        parallel = params.pop("parallel_tool_calls", None)
+        if request.parallel_tool_calls is not None:
+            parallel = request.parallel_tool_calls
+        choice = anthropic_tool_choice(request.tool_choice, parallel if request.tools else None)
         if choice is not None:
             params["tool_choice"] = choice
         extra: dict[str, Any] = {}

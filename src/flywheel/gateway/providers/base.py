@@ -206,6 +206,8 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["tools"] = request.tools
     if request.tool_choice is not None:
         params["tool_choice"] = request.tool_choice
+    if request.parallel_tool_calls is not None and request.tools:  # OpenAI refuses it without tools
+        params["parallel_tool_calls"] = request.parallel_tool_calls
     if request.n != 1:
         params["n"] = request.n
     return params
