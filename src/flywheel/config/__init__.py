@@ -143,6 +143,7 @@ def anchor_local_models(config: Config, file: Path | str) -> None:
     """A `transformers` alias's relative `model:` folder is relative to flywheel.yaml, like every other path in
     it, so the same config works from any working directory."""
     base = Path(file).resolve().parent
+    config.retrieval.anchor(file)  # `embedder_model:` of `embedder: local`
     for alias in config.models.values():
         folder = Path(alias.model).expanduser()
         if alias.provider != "transformers" or folder.is_absolute():

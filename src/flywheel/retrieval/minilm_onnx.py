@@ -1,7 +1,8 @@
 """all-MiniLM-L6-v2 on ONNX Runtime: the fastest CPU backend measured here, with the NumPy forward pass's
 vectors (max |Δ| ≈ 1e-6, so the embedding cache key stays `all-MiniLM-L6-v2`; tests/test_retrieval_onnx.py).
 
-The graph ships in the package (models/all-MiniLM-L6-v2/model.onnx, ~50 KB, written by scripts/minilm_onnx.py):
+The graph ships in the package (models/all-MiniLM-L6-v2/model.onnx, ~50 KB, written by scripts/minilm_onnx.py
+with bert_onnx.py, the builder that also makes the graph of a user's model folder in memory):
 its weights are not a copy but references into model.fp16.safetensors (ONNX external data), cast to float32
 and transposed by nodes that ONNX Runtime folds when the session is created. So there is nothing to export or
 download at first use, no torch and no `onnx` package at run time, and no per-machine cache. int8 quantisation
@@ -68,12 +69,13 @@ def session_layout(cores: int) -> tuple[int, int]:
     return sessions, max(1, cores // sessions)
 
 
-class OnnxMiniLM:
-    """onnxruntime sessions over the exported model; `encode` takes already-tokenised inputs. Inputs are cut
-    into batches of similar length (minilm.length_batches); with several sessions, batches run concurrently
-    (onnxruntime releases the GIL), each session on its own share of the cores."""
+class OnnxBert:
+    """onnxruntime sessions over a BERT graph (bert_onnx.py: the file shipped for MiniLM, or the serialized bytes
+    built from a user's model folder); `encode` takes already-tokenised inputs. Inputs are cut into batches of
+    similar length (minilm.length_batches); with several sessions, batches run concurrently (onnxruntime
+    releases the GIL), each session on its own share of the cores."""
 
-    def __init__(self, path: Path, threads: int | None = None, sessions: int | None = None):
+    def __init__(self, path: Path | bytes, threads: int | None = None, sessions: int | None = None):
         import onnxruntime as ort
 
         cores = threads or cpu_count()
@@ -91,7 +93,7 @@ class OnnxMiniLM:
         self.dim = width if isinstance(width, int) else 384
 
     @staticmethod
-    def _session(ort: Any, path: Path, threads: int) -> Any:
+    def _session(ort: Any, path: Path | bytes, threads: int) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -101,7 +103,8 @@ class OnnxMiniLM:
         # Idle worker threads would otherwise spin after each run, taking the cores from what follows (the
         # NumPy vector scan right after a query embedding ran 2x slower; SQLite writes during ingest).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def describe(self) -> str:
         n = len(self.sessions)
@@ -125,3 +128,6 @@ class OnnxMiniLM:
                                         strict=True):
             out[idx] = vectors
         return out
+
+
+OnnxMiniLM = OnnxBert  # the shipped model's name for it

@@ -6,7 +6,10 @@ installed). It replaces that package so the `local` extra does not pull huggingf
 
 Normalisation follows the Rust BertNormalizer order, character by character (so every token maps back to
 its characters in the original text): drop NUL, U+FFFD and control characters (tab/CR/LF become spaces, as do
-other space separators); space out CJK ideographs; NFD and drop non-spacing marks; lowercase.
+other space separators); space out CJK ideographs (one token each, as BERT's basic tokenizer does); NFD and
+drop non-spacing marks; lowercase — each step as the tokenizer.json's `normalizer` options say (Chinese BERT
+vocabularies keep case and accents: `lowercase: false`). A folder with only vocab.txt takes them from
+tokenizer_config.json (model_folder.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 _WORDS = re.compile(r"\S+")  # after normalisation the only spaces left are ' ' (and U+2028/2029, also split)
@@ -29,20 +32,33 @@ class Encoding:
     offsets: list[tuple[int, int]]  # (start, end) character offsets of each token in the original text
 
 
-@lru_cache(maxsize=4096)
-def _normalize_char(c: str) -> str:
+@dataclass(frozen=True)
+class Normalizer:
+    """BertNormalizer's options (tokenizer.json `normalizer`; tokenizer_config.json for a vocab.txt folder).
+    `strip_accents` None follows `lowercase`, as in `tokenizers`."""
+
+    clean_text: bool = True
+    handle_chinese_chars: bool = True
+    strip_accents: bool | None = None
+    lowercase: bool = True
+
+
+def _normalize_char(c: str, options: Normalizer = Normalizer()) -> str:
     cp = ord(c)
-    if cp == 0 or cp == 0xFFFD:
-        return ""
-    if c in "\t\n\r" or unicodedata.category(c) == "Zs":
-        return " "
-    category = unicodedata.category(c)
-    if category.startswith("C") and category != "Cn":  # unassigned code points stay, as in `tokenizers`
-        return ""
-    if any(lo <= cp <= hi for lo, hi in _CJK):
+    if options.clean_text:
+        if cp == 0 or cp == 0xFFFD:
+            return ""
+        if c in "\t\n\r" or unicodedata.category(c) == "Zs":
+            return " "
+        category = unicodedata.category(c)
+        if category.startswith("C") and category != "Cn":  # unassigned code points stay, as in `tokenizers`
+            return ""
+    if options.handle_chinese_chars and any(lo <= cp <= hi for lo, hi in _CJK):
         return f" {c} "
-    out = "".join(d for d in unicodedata.normalize("NFD", c) if unicodedata.category(d) != "Mn")
-    return "".join(ch.lower() for ch in out)
+    out = c
+    if options.lowercase if options.strip_accents is None else options.strip_accents:
+        out = "".join(d for d in unicodedata.normalize("NFD", c) if unicodedata.category(d) != "Mn")
+    return "".join(ch.lower() for ch in out) if options.lowercase else out
 
 
 @lru_cache(maxsize=4096)
@@ -53,17 +69,42 @@ def _is_punctuation(c: str) -> bool:
     return unicodedata.category(c).startswith("P")
 
 
+def runs_here(spec: dict) -> bool:
+    """Whether this module reproduces the tokenizer.json `spec`: WordPiece after BertNormalizer (or none) and
+    BertPreTokenizer, [CLS] … [SEP] around the text. Others (XLM-R's Unigram …) need the `tokenizers` package."""
+    normalizer = spec.get("normalizer") or {"type": "BertNormalizer"}
+    pre = spec.get("pre_tokenizer") or {}
+    return ((spec.get("model") or {}).get("type") == "WordPiece" and normalizer.get("type") == "BertNormalizer"
+            and pre.get("type") == "BertPreTokenizer"
+            and {"[CLS]", "[SEP]"} <= {t.get("content") for t in spec.get("added_tokens", [])})
+
+
 class WordPiece:
-    def __init__(self, tokenizer_json: Path):
-        spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-        model = spec["model"]
-        self.vocab: dict[str, int] = model["vocab"]
-        self.unk = self.vocab[model["unk_token"]]
-        self.prefix = model.get("continuing_subword_prefix", "##")
-        self.max_chars = int(model.get("max_input_chars_per_word", 100))
-        self.special = {t["content"]: int(t["id"]) for t in spec.get("added_tokens", [])}
+    """`tokenizer.json` of a BERT WordPiece model (runs_here), or `vocab` + `normalizer` for a vocab.txt folder."""
+
+    def __init__(self, tokenizer_json: Path | None = None, *, vocab: dict[str, int] | None = None,
+                 normalizer: Normalizer | None = None, unk_token: str = "[UNK]",
+                 special_tokens: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")):
+        if tokenizer_json is not None:
+            spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+            model = spec["model"]
+            self.vocab: dict[str, int] = model["vocab"]
+            self.unk = self.vocab[model["unk_token"]]
+            self.prefix = model.get("continuing_subword_prefix", "##")
+            self.max_chars = int(model.get("max_input_chars_per_word", 100))
+            self.special = {t["content"]: int(t["id"]) for t in spec.get("added_tokens", [])}
+            options = {k: v for k, v in (spec.get("normalizer") or {}).items() if k in Normalizer.__annotations__}
+            normalizer = Normalizer(**options)
+        else:
+            assert vocab is not None, "a tokenizer.json or a vocabulary"
+            self.vocab = vocab
+            self.unk = vocab[unk_token]
+            self.prefix, self.max_chars = "##", 100
+            self.special = {t: vocab[t] for t in special_tokens if t in vocab}
+        self.normalizer = normalizer or Normalizer()
         self._special_rx = re.compile("|".join(re.escape(s) for s in sorted(self.special, key=len, reverse=True)))
         self.cls, self.sep = self.special["[CLS]"], self.special["[SEP]"]
+        self._normalize = lru_cache(maxsize=4096)(partial(_normalize_char, options=self.normalizer))
 
     def encode(self, text: str, add_special_tokens: bool = True, max_length: int | None = None) -> Encoding:
         """Ids and offsets; `max_length` truncates (special tokens included) like `enable_truncation`."""
@@ -92,7 +133,8 @@ class WordPiece:
 
     def _encode_plain(self, text: str, start: int, end: int, ids: list[int], offsets: list[tuple[int, int]]
                       ) -> None:
-        parts = [_normalize_char(c) for c in text[start:end]]
+        normalize = self._normalize
+        parts = [normalize(c) for c in text[start:end]]
         norm = "".join(parts)
         if len(norm) == end - start and all(len(part) == 1 for part in parts):  # most text: the identity
             origin: list[int] | range = range(start, end)
