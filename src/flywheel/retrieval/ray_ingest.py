@@ -65,7 +65,8 @@ def connect(address: str) -> Any:
 def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], options: LoadOptions,
                   root: str | None, tenant: str, files: list[tuple[str, str]], embed: bool) -> list[dict]:
     """A task's work: load, chunk (and embed) `files` [(path, source)] exactly as a plain ingest would."""
-    key = repr((rconfig.embedder, rconfig.embedder_model))
+    key = repr((rconfig.embedder, rconfig.embedder_model, str(rconfig.model_folder()),
+                rconfig.embedder_languages))
     if key not in _worker_embedder:  # one embedder per worker process, loaded by its first task
         _worker_embedder[key] = build_embedder(rconfig, models)
     embedder = _worker_embedder[key]
