@@ -175,12 +175,16 @@ class DocsQA:
         hits = self._arrange(question, hits, run, tenant)
 
         rendered: dict[str, RenderedPrompt] = {}
+        # Identifiers no document contains (order 12345): the extractive model leaves them out of the question's
+        # terms, as the relevance floor did; one the corpus has still counts (retriever.unseen_identifiers).
+        unseen = getattr(self.retriever, "unseen_identifiers", None)
+        meta = {"app": self.name, "tenant": tenant, "prompt_version": self.prompt.version, "question": question,
+                "unseen_identifiers": unseen(question, tenant) if unseen is not None else []}
 
         def request(alias: str) -> ChatRequest:  # a fallback alias gets the prompt in its own family's format
             if alias not in rendered:
                 rendered[alias] = self._render(question, hits, alias)
-            return ChatRequest(messages=rendered[alias].messages(), model=alias, metadata={
-                "app": self.name, "tenant": tenant, "prompt_version": self.prompt.version, "question": question})
+            return ChatRequest(messages=rendered[alias].messages(), model=alias, metadata=dict(meta))
 
         messages = request(model).messages
         system = messages[0].content if messages[0].role == "system" else None

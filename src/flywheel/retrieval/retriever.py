@@ -96,10 +96,13 @@ def asked_terms(query: str) -> list[list[str]]:
 
 
 def is_identifier(term: str) -> bool:
-    """A token naming one instance rather than a topic: a number (an order or ticket number, a date, an
+    """A token naming one instance rather than a topic: a number (an order or ticket number, a day, an
     amount) or mostly digits (A20240101, a hash's piece). Short names with a digit (s3, h200, gpt4, sha256)
-    are topics."""
+    are topics, and so is a year (1900-2099): "revenue in 2019" asks about that year, and a corpus without
+    it cannot answer."""
     digits = sum(ch.isdigit() for ch in term)
+    if digits == len(term) == 4 and term[:2] in ("19", "20"):
+        return False
     return digits == len(term) or (digits >= 4 and digits > len(term) - digits)
 
 
@@ -125,7 +128,8 @@ class Retriever:
         self.min_relevance = self.config.min_relevance  # float | "auto" | None (no floor)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.weights = rescore.Weights()  # hybrid re-scoring (fusion `auto`)
-        self._stale_files: dict[str, int] = {}  # tenant -> files indexed by another keyword tokenizer version
+        # tenant -> (its write counter when counted, files indexed by another keyword tokenizer version)
+        self._stale_files: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_config(cls, store: Any, retrieval_config: RetrievalConfig, project: Project | None = None) -> Retriever:
@@ -247,20 +251,35 @@ class Retriever:
 
     def stale_tokenizer_files(self, tenant: str) -> int:
         """How many of the tenant's files were indexed by another keyword tokenizer version than the query's
-        (their tokens may not match it: 1 did not fold traditional Chinese); looked up, and warned about with
-        the command that re-indexes them, once per tenant."""
-        if tenant not in self._stale_files:
-            total, stale, examples = self.index.stale_tokenizer_files(tenant, TOKENIZER_VERSION)
-            self._stale_files[tenant] = stale
-            if stale:
-                named = ", ".join(examples) + (", …" if stale > len(examples) else "")
-                whose = "" if tenant == "default" else f" of tenant {tenant!r}"
-                flag = "" if tenant == "default" else f" --tenant {tenant}"
-                log.warning("%d of %d indexed files%s (%s) were indexed by another keyword tokenizer version "
-                            "than this one (%s: traditional Chinese folded to simplified), so keyword search "
-                            "may miss them; run `flywheel ingest PATH%s` on the same paths to re-index them",
-                            stale, total, whose, named, TOKENIZER_VERSION, flag)
-        return self._stale_files[tenant]
+        (their tokens may not match it: 1 did not fold traditional Chinese). Counted again only after a write
+        to the tenant (its write counter moved: a re-ingest, in this process or another, while `flywheel serve`
+        runs), and warned about, with the command that re-indexes them, when that count changes."""
+        version = self.index.write_version(tenant)
+        cached = self._stale_files.get(tenant)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        total, stale, examples = self.index.stale_tokenizer_files(tenant, TOKENIZER_VERSION)
+        self._stale_files[tenant] = (version, stale)
+        if stale and stale != (cached[1] if cached else 0):
+            named = ", ".join(examples) + (", …" if stale > len(examples) else "")
+            whose = "" if tenant == "default" else f" of tenant {tenant!r}"
+            flag = "" if tenant == "default" else f" --tenant {tenant}"
+            log.warning("%d of %d indexed files%s (%s) were indexed by another keyword tokenizer version "
+                        "than this one (%s: traditional Chinese folded to simplified), so keyword search "
+                        "may miss them; run `flywheel ingest PATH%s` on the same paths to re-index them",
+                        stale, total, whose, named, TOKENIZER_VERSION, flag)
+        return stale
+
+    def unseen_identifiers(self, query: str, tenant: str = "default") -> list[str]:
+        """The question's identifiers (`is_identifier`: order 12345, a day) found in no chunk of the tenant's
+        corpus, as keyword tokens: what `topic_terms` leaves out of the coverage, for the answering step to
+        leave out too (the extractive model). No lookup when the question has none."""
+        check_tenant(tenant)
+        ids = [t for t in content_terms(keyword_tokens(query)) if is_identifier(t)]
+        if not ids:
+            return []
+        _, df = self.index.doc_freqs(tenant, ids)
+        return [t for t in ids if not df.get(t, 0)]
 
     def passes(self, hit: Hit) -> bool:
         """Whether a hit reaches the floor on either signal: keyword coverage or dense cosine (each its own

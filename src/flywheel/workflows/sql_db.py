@@ -2,7 +2,9 @@
 
 Three locks, any one of which stops a write: `read_only_problem` lets only one SELECT / WITH statement through;
 SQLite is opened `file:…?mode=ro` with `PRAGMA query_only` and an authorizer that denies everything but reads;
-PostgreSQL runs the query in a READ ONLY transaction that is rolled back.
+PostgreSQL runs the query in a READ ONLY transaction that is rolled back. What a query may read (`tables:`, and
+on PostgreSQL which functions it may call) is the database's own check too: SQLite's authorizer, PostgreSQL's
+parse tree of the query before it runs (sql_pg_check.py).
 """
 
 from __future__ import annotations
@@ -101,15 +103,18 @@ class SqlDatabase:
                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
                "ORDER BY table_schema, table_name, ordinal_position")
         tables: dict[str, list[str]] = {}
-        for schema, table, column, kind in self.query(sql, max_rows=100_000, checked=False)["rows"]:
-            if self.tables is None or table in self.tables:
+        (_, rows), shown = self._pg_query(sql, 100_000, inspect=False)
+        for schema, table, column, kind in rows:
+            if shown is None or (schema, table) in shown:
                 name = table if schema == "public" else f"{schema}.{table}"
                 tables.setdefault(name, []).append(f"{column} {kind}")
         return "\n".join(f"CREATE TABLE {t} ({', '.join(cols)});" for t, cols in tables.items())
 
     # ------------------------------------------------------------------ queries
     def query(self, sql: str, *, max_rows: int = 50, checked: bool = True) -> dict[str, Any]:
-        """{columns, rows, truncated} of one read-only query; UserError when it is not one."""
+        """{columns, rows, truncated} of one read-only query; UserError when it is not one, or (PostgreSQL)
+        when it reads outside `tables:` or calls a function that may (sql_pg_check.py). `checked=False`:
+        flywheel's own statements, and tests of what the database itself refuses."""
         if checked:
             problem = read_only_problem(sql)
             if problem is not None:
@@ -120,7 +125,7 @@ class SqlDatabase:
                 rows = cur.fetchmany(max_rows + 1)
                 columns = [d[0] for d in cur.description or []]
         else:
-            columns, rows = self._pg_query(sql, max_rows)
+            (columns, rows), _ = self._pg_query(sql, max_rows, inspect=checked)
         return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]], "truncated": len(rows) > max_rows}
 
     def _sqlite(self, restrict: bool = False) -> Any:
@@ -136,22 +141,32 @@ class SqlDatabase:
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         return _Closing(conn)
 
-    def _pg_query(self, sql: str, max_rows: int) -> tuple[list[str], list[Any]]:
+    def _pg_query(self, sql: str, max_rows: int, *, inspect: bool
+                  ) -> tuple[tuple[list[str], list[Any]], set[tuple[str, str]] | None]:
+        """((columns, rows), the (schema, table) pairs `tables:` names, or None without `tables:`). `inspect`:
+        the query is the model's, checked against `tables:` and the function rules before it runs."""
         try:
             import psycopg
         except ImportError:
             raise UserError("sql_qa over PostgreSQL needs psycopg", hint="pip install -e '.[postgres]'") from None
+        from flywheel.workflows.sql_pg_check import allowed_relations, check_query
+
         with psycopg.connect(self.url, connect_timeout=max(1, int(self.timeout_s))) as conn:
             conn.read_only = True  # every transaction of this connection is READ ONLY
             try:
                 with conn.cursor() as cur:
                     cur.execute(f"SET LOCAL statement_timeout = {int(self.timeout_s * 1000)}")
+                    shown = None
+                    if inspect:
+                        check_query(conn, sql, self.tables)
+                    elif self.tables is not None:
+                        shown = set(allowed_relations(conn, self.tables).values())
                     cur.execute(sql)  # type: ignore[arg-type]
                     columns = [d.name for d in cur.description or []]
                     rows = cur.fetchmany(max_rows + 1)
             finally:
                 conn.rollback()
-        return columns, rows
+        return (columns, rows), shown
 
 
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,

@@ -28,6 +28,11 @@ How it picks (see docs/retrieval.md, "The extractive model"):
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
   a Latin-script word in a Chinese question, a capitalised word (not the first) or a number in an English
   one — that appears in none of the sources: names have no synonyms, so the sources are about something else.
+- **Unseen identifiers** (`request.metadata["unseen_identifiers"]`, which the docs-QA app sets from the
+  retriever): the question's identifiers that no document of the corpus contains (order 12345 in "退款规则
+  12345？") are not terms of the question — documentation describes the kind of thing, not the user's own
+  one — unless nothing else is left. An identifier the corpus has but no source shows still counts, and
+  still declines.
 
 English words are lightly stemmed and Chinese text is segmented into words with jieba. Token usage is
 estimated (~4 characters per token).
@@ -38,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from flywheel.config import ModelAlias
@@ -323,11 +329,16 @@ def _found(text: str, q_terms: set[str], han_terms: list[str]) -> set[str]:
 
 
 def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 3, min_coverage: float = 0.34,
-                   sections: dict[int, str] | None = None) -> list[tuple[float, Sentence]]:
-    """The units that answer the question best, in the order they are quoted; [] when none does."""
+                   sections: dict[int, str] | None = None, unseen: Collection[str] = ()
+                   ) -> list[tuple[float, Sentence]]:
+    """The units that answer the question best, in the order they are quoted; [] when none does. `unseen`:
+    identifiers of the question that the whole corpus lacks, left out of its terms."""
     sections = sections or {}
     sentences = [u for n in sorted(sources) for u in units(n, sources[n], sections.get(n, ""))]
     q_terms = terms(question)
+    left_out = q_terms & set(_words(" ".join(unseen)))
+    if q_terms - left_out:  # a question that is nothing but an unseen number is still about it (and declined)
+        q_terms -= left_out
     if not sentences or not q_terms:
         return []
     q_lang = language_of(question)
@@ -382,12 +393,13 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
 
 
 def extractive_answer(question: str, sources: dict[int, str], *, max_quotes: int = 3,
-                      min_coverage: float = 0.34, sections: dict[int, str] | None = None) -> str:
+                      min_coverage: float = 0.34, sections: dict[int, str] | None = None,
+                      unseen: Collection[str] = ()) -> str:
     language = "zh" if language_of(question) == "zh" else "en"
     if not sources:
         return _NO_SOURCES[language]
     picked = best_sentences(question, sources, max_quotes=max_quotes, min_coverage=min_coverage,
-                            sections=sections)
+                            sections=sections, unseen=unseen)
     if not picked:
         return _NOT_COVERED[language]
     lines = [_LEAD[language]]
@@ -412,8 +424,10 @@ class ExtractiveProvider(BaseProvider):
             for n, where in source_sections(m.content).items():
                 sections.setdefault(n, where)
         params = alias.params or {}
+        unseen = request.metadata.get("unseen_identifiers") or ()
         text = extractive_answer(find_question(request), sources,
                                  max_quotes=int(params.get("max_quotes", 3)),
-                                 min_coverage=float(params.get("min_coverage", 0.34)), sections=sections)
+                                 min_coverage=float(params.get("min_coverage", 0.34)), sections=sections,
+                                 unseen=[str(t) for t in unseen] if isinstance(unseen, (list, tuple)) else ())
         usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text))
         return ProviderResponse(text, usage, alias.model or "extractive", "stop")

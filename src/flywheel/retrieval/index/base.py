@@ -189,6 +189,12 @@ class Index(ABC):
         v = conn.execute(select(retrieval_tenants.c.version).where(retrieval_tenants.c.tenant == tenant)).scalar()
         return int(v or 0)
 
+    def write_version(self, tenant: str) -> int:
+        """The tenant's write counter on its own connection: what a cache kept outside the index (the
+        retriever's stale-tokenizer count) compares to know a write, from any process, happened since."""
+        with self.engine.connect() as conn:
+            return self.version(conn, tenant)
+
     def refresh_languages(self, tenant: str) -> dict[str, int]:
         with self.transaction() as conn:
             rows = conn.execute(select(chunks.c.lang, func.count()).where(chunks.c.tenant == tenant)

@@ -128,6 +128,11 @@ class SqliteIndex(Index):
                                           (match,)).fetchone()[0] or 0)
         return total, df
 
+    def write_version(self, tenant: str) -> int:
+        with self._reader() as db:  # a point read per search: straight to sqlite3 (see the module docstring)
+            row = db.execute("SELECT version FROM retrieval_tenants WHERE tenant = ?", (tenant,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
     def languages(self, tenant: str) -> dict[str, int]:
         with self._reader() as db:
             row = db.execute("SELECT languages FROM retrieval_tenants WHERE tenant = ?", (tenant,)).fetchone()
