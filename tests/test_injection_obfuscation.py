@@ -110,6 +110,8 @@ def test_obfuscated_benchmark_sets():
 
     res = bench_obfuscation(Path(DATA), baseline=False)["injection_obfuscated"]["ours"]
     plain = res["plain"]
-    for name in ("spaced", "hyphenated", "dotted", "underscored", "zero_width", "fullwidth_spaced", "fullwidth"):
+    for name in ("spaced", "hyphenated", "dotted", "underscored", "zero_width", "fullwidth_spaced", "fullwidth",
+                 "homoglyph_cyrillic", "homoglyph_partial", "homoglyph_greek", "leetspeak", "leetspeak_heavy",
+                 "diacritics", "mixed"):
         assert res[name]["detection"] >= plain["detection"] - 0.05, (name, res[name])
         assert res[name]["fpr"] <= plain["fpr"] + 0.01, (name, res[name])

@@ -16,10 +16,13 @@ Indirect injection (`indirect`, the `sources:` guard stage): flywheel's own held
 sources (`checks/data/indirect_eval.jsonl`, see the README next to it): English and Chinese e-mails,
 tables, web pages, code and licences, clean or with an instruction to an AI planted at the start,
 middle or end; carriers and attack phrasings differ from the training ones. Needs no shared data.
-Obfuscation (`obfuscation`): the injection sets above, and the Chinese and assistant-question test sets,
-each spelt out letter by letter (spaces, hyphens, dots, underscores, zero-width or full-width spaces) or in
-full-width letters (`bench/injection_obfuscation.py`): detection and false-positive rates per obfuscation,
-ours and the baseline's side by side.
+Obfuscation (`obfuscation`): the injection sets above, the Chinese and assistant-question test sets and
+benign look-alikes (`tests/data/injection_benign_lookalikes.jsonl`: product codes, versions, passwords in
+prose, gamer tags in leetspeak, Russian, Greek, science notation, accented words), each spelt out letter by
+letter (spaces, hyphens, dots, underscores, zero-width or full-width spaces), in full-width letters, with
+Cyrillic or Greek homoglyphs, in leetspeak, with diacritics or a mix (`bench/injection_obfuscation.py`):
+detection and false-positive rates per obfuscation, ours and the baseline's side by side; and the indirect
+set with the same obfuscations applied to every source (`indirect_obfuscated`).
 
 Leak (`tensor-trust/prompt_extraction_detection.jsonl`): the check gets the row's access code as a
 secret and, when the other Tensor Trust files hold defences with the same access code, each of their
@@ -47,6 +50,7 @@ PATTERN_ENTITIES = ("CREDIT_CARD", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "I
 LABEL_MAP = {"DOMAIN_NAME": "URL"}
 TESTS_DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
 INDIRECT_EVAL = Path(__file__).resolve().parents[1] / "checks" / "data" / "indirect_eval.jsonl"
+LOOKALIKES = TESTS_DATA / "injection_benign_lookalikes.jsonl"
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -237,6 +241,8 @@ def bench_obfuscation(root: Path, baseline: bool) -> dict[str, Any]:
     assistant = TESTS_DATA / "injection_benign_assistant.jsonl"
     if assistant.exists():
         sets["assistant_questions"] = ([r["text"] for r in _jsonl(assistant)], 0)
+    if LOOKALIKES.exists():
+        sets["benign_lookalikes"] = ([r["text"] for r in _jsonl(LOOKALIKES)], 0)
     out: dict[str, Any] = {"ours": evaluate(lambda texts: [model.score(t) >= det.threshold for t in texts], sets),
                            "sizes": {name: len(texts) for name, (texts, _) in sets.items()}}
     if baseline:
@@ -248,7 +254,28 @@ def bench_obfuscation(root: Path, baseline: bool) -> dict[str, Any]:
             out["baseline"] = missing_peer("tfidf-logreg", "pip install scikit-learn")
         else:
             out["baseline"] = evaluate(lambda texts: [bool(p) for p in base.predict(texts)], sets)
-    return {"injection_obfuscated": out}
+    return {"injection_obfuscated": out, **bench_indirect_obfuscated()}
+
+
+def bench_indirect_obfuscated(path: Path = INDIRECT_EVAL) -> dict[str, Any]:
+    """The `sources:` stage on the indirect set with each obfuscation applied to every source (the planted
+    instruction and the carrier around it alike): recall over the sources with a planted instruction, the
+    rate of clean sources flagged."""
+    from flywheel.bench.injection_obfuscation import OBFUSCATIONS
+    from flywheel.checks.injection import detector
+
+    det = detector()
+    rows = _jsonl(path)
+    out: dict[str, Any] = {}
+    for name, obfuscate in OBFUSCATIONS.items():
+        if name in ("dotted", "underscored", "spaced_flat", "fullwidth_spaced"):
+            continue  # spelling variants of `spaced` / `hyphenated`: the same figures, twice the time
+        flags = [(bool(r["label"]), det.source_score(obfuscate(r["text"])) >= det.sources_threshold) for r in rows]
+        attacks = [f for y, f in flags if y]
+        clean = [f for y, f in flags if not y]
+        out[name] = {"recall": round(sum(attacks) / max(len(attacks), 1), 4),
+                     "fpr": round(sum(clean) / max(len(clean), 1), 4)}
+    return {"indirect_obfuscated": {**out, "sources": len(rows), "set": path.name}}
 
 
 def bench_indirect(path: Path = INDIRECT_EVAL) -> dict[str, Any]:

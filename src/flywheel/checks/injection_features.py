@@ -8,9 +8,11 @@ Three blocks, all computed in pure Python so that scoring needs neither scikit-l
   play, fake delimiters, authority claims, encodings, text addressed to an AI; English and Chinese),
   and shape statistics (symbol and non-ASCII ratios, token repetition, runs), each scaled to 0..1.
 
-`normalise` undoes spelling tricks first, for training and scoring alike: full-width letters (NFKC),
-zero-width characters, words spelt out letter by letter (`i g n o r e`, `I-g-n-o-r-e`) and Chinese spelt
-out character by character (`忽 略 之 前`, `忽-略-之-前`).
+`normalise` undoes spelling tricks first, for training and scoring alike, with the normaliser the sources
+model uses too (`injection_normalise.deobfuscate`): full-width letters (NFKC), zero-width characters,
+diacritics, Cyrillic and Greek look-alikes of Latin letters (`іgnоre`), words spelt out letter by letter
+(`i g n o r e`, `I-g-n-o-r-e`), Chinese spelt out character by character (`忽 略 之 前`) and leetspeak
+(`1gn0r3 a11 pr3v10us`).
 """
 
 from __future__ import annotations
@@ -20,49 +22,17 @@ import re
 from collections import Counter
 from itertools import pairwise
 
-from flywheel.text import normalize as nfkc_lower
+from flywheel.checks.injection_normalise import deobfuscate
 
 MAX_CHARS = 4000  # longer text: the first 3000 and the last 1000 characters are scored
 CHAR_NGRAMS = (2, 4)
-# zero-width spaces and joiners, direction marks, word joiners, BOM, soft hyphen, Mongolian vowel separator
-_ZERO_WIDTH = re.compile(r"[\u00ad\u034f\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z][a-z0-9']*|\d+")
-_CJK_CLASS = r"\u3400-\u4dbf\u4e00-\u9fff"
-_CJK = re.compile(f"[{_CJK_CLASS}]")
-# What people put between the letters of a word they spell out (after NFKC: full-width forms are ASCII).
-_SEP_CLASS = r"\-_.·•・*/|~+\u2010-\u2015"
-# Three or more single characters, each followed by the same run of spaces: "i g n o r e", "忽 略 之 前",
-# "a i 助 理". A different gap ("i g n o r e   a l l") ends the word; a line break is never a separator.
-_SPELT_SPACED = re.compile(r"(?<!\S)\S(?P<sep>[^\S\n]+)(?:\S(?P=sep))+\S(?!\S)")
-# Three or more single letters, Chinese characters or punctuation marks (not digits: "1.2.3" is a version
-# and "2024-01-02" a date), each followed by the same visible separator: "i-g-n-o-r-e", "忽-略-之-前", "A - B - C".
-_UNIT = rf"[^\s\d{_SEP_CLASS}]"
-_NOT_UNIT = rf"[^\s{_SEP_CLASS}]"
-_SPELT_SYMBOL = re.compile(rf"(?<!{_NOT_UNIT}){_UNIT}(?P<sep>[^\S\n]?[{_SEP_CLASS}][^\S\n]?)"
-                           rf"(?:{_UNIT}(?P=sep))+{_UNIT}(?!{_NOT_UNIT})")
-# Chinese is written without spaces: a space between two Chinese characters (or a Chinese character and
-# Chinese punctuation, which NFKC has made ASCII) carries nothing and only hides the words.
-_CJK_SPACE = re.compile(rf"(?<=[{_CJK_CLASS}])[^\S\n]+(?=[{_CJK_CLASS}])")
-_CJK_PUNCT_SPACE = re.compile(rf"(?<=[{_CJK_CLASS}])[^\S\n]*([,!?;:、。])[^\S\n]*(?=[{_CJK_CLASS}])")
-
-
-def _join(match: re.Match[str]) -> str:
-    return match.group(0).replace(match.group("sep"), "")
-
-
-def deobfuscate(text: str) -> str:
-    """NFKC (full-width letters and spaces become ASCII), lower case, zero-width characters dropped,
-    spelt-out words joined, spaces between Chinese characters removed. Line breaks are kept."""
-    text = _ZERO_WIDTH.sub("", nfkc_lower(text))
-    text = _SPELT_SPACED.sub(_join, text)
-    text = _SPELT_SYMBOL.sub(_join, text)
-    text = _CJK_PUNCT_SPACE.sub(r"\1", text)
-    return _CJK_SPACE.sub("", text)
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def normalise(text: str) -> str:
-    """`deobfuscate`, whitespace collapsed, long text cut."""
+    """`injection_normalise.deobfuscate`, whitespace collapsed, long text cut."""
     text = _SPACES.sub(" ", deobfuscate(text)).strip()
     if len(text) > MAX_CHARS:
         text = text[:3000] + " " + text[-1000:]

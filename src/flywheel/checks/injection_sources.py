@@ -2,7 +2,8 @@
 
 A retrieved source (a web page, an e-mail, a table, a code file, a licence) is cut into units —
 its lines and sentences — and each unit is scored by a small linear model trained for this job
-(`models/injection_sources.json`, fitted by `scripts/train_injection_sources.py`): word 1-2-grams
+(`models/injection_sources.json`, fitted by `scripts/train_injection_sources.py`) on text normalised
+like the prompt model's (`injection_normalise.deobfuscate`: homoglyphs, leetspeak, spelt-out words): word 1-2-grams
 (Latin script) and character bigrams (Chinese), TF-IDF weighted, plus rule features for what a
 planted instruction does — addresses an AI ("AI assistant, …", "note to the language model"),
 overrides its instructions, tells it what to reply, sends data somewhere, talks about "the user"
@@ -18,18 +19,18 @@ import hashlib
 import json
 import math
 import re
-import unicodedata
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from flywheel.checks.injection_normalise import deobfuscate
 
 SOURCES_MODEL_PATH = Path(__file__).parent / "models" / "injection_sources.json"
 FORMAT = "flywheel-injection-sources-v1"
 MAX_SOURCE_CHARS = 200_000  # per source; the rest is not scanned
 UNIT_CHARS = 400  # a longer line or sentence is cut into pieces of about this size
 
-_ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
 # lines, table cells, HTML element tags (not comments: text hides in those), sentences
 # (NFKC has turned "！？；" into "!?;": after those a Chinese sentence starts with no space)
 _UNIT = re.compile(r"\n+|\s*\|\s*|\s*</?[a-z][a-z0-9]*(?:\s[^<>]{0,300})?/?>\s*|(?<=[.!?])\s+(?=\S)|(?<=。)|"
@@ -129,9 +130,9 @@ _ANCHOR_SETS = {name: [frozenset(g) for g in groups] for name, groups in ANCHORS
 _RULE_ORDER = tuple(RULES)
 
 
-def normalise(text: str) -> str:
-    """NFKC, lower case, zero-width characters dropped; line breaks kept (they separate units)."""
-    return _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)).lower()
+# The one normaliser of both injection models (full-width, zero-width, diacritics, homoglyphs, spelt-out
+# words, leetspeak undone; lower case; line breaks kept: they separate units).
+normalise = deobfuscate
 
 
 def units(text: str) -> list[str]:
