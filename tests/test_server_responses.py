@@ -251,7 +251,7 @@ def _error(exc_info) -> dict:
 
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"model": "gpt", "input": "hi", "tools": [{"type": "web_search"}]}, "tools.0.type"),
-    ({"model": "gpt", "input": "hi", "conversation": "conv_123"}, "conversation"),
+    ({"model": "gpt", "input": "hi", "conversation": "conv_123", "previous_response_id": "resp_1"}, "conversation"),
     ({"model": "gpt", "input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
      "input.0.content.0.type"),
     ({"model": "gpt", "input": [{"type": "reasoning", "summary": []}]}, "input.0.type"),

@@ -91,6 +91,7 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     from flywheel.server import (
         anthropic_api,
         apps_api,
+        conversations_api,
         feedback_api,
         models_api,
         openai_proxy,
@@ -100,8 +101,8 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
         review_api,
     )
 
-    for module in (openai_proxy, models_api, anthropic_api, responses_api, apps_api, feedback_api, ops, otlp,
-                   review_api):
+    for module in (openai_proxy, models_api, anthropic_api, responses_api, conversations_api, apps_api, feedback_api,
+                   ops, otlp, review_api):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
     if cors_origins:

@@ -8,16 +8,17 @@ as an `error` event followed by `response.failed`.
 A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
 `previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
 answers it again, GET /v1/responses/{id}/input_items lists its `input`, DELETE /v1/responses/{id} makes it
-unretrievable, and an `item_reference` input item is read back from the kept response it names. An `app:NAME`
-model answers the last user message from its pipeline (a chat app continues `metadata.session_id`), streamed as it
-comes through its output guards (apps_api.primed_app_stream); its citations come back as file_citation
-annotations and under `flywheel.citations`.
+unretrievable, and an `item_reference` input item is read back from the kept response it names. `conversation`
+(conversations_api.py) puts a conversation's items before `input` and appends the input and output items to it
+when the response completes. An `app:NAME` model answers the last user message from its pipeline (a chat app
+continues `metadata.session_id`), streamed as it comes through its output guards (apps_api.primed_app_stream);
+its citations come back as file_citation annotations and under `flywheel.citations`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -26,7 +27,7 @@ from fastapi import APIRouter, Request
 from flywheel.errors import UserError
 from flywheel.gateway.call import span_messages
 from flywheel.gateway.tools import merge_tool_deltas
-from flywheel.server import calls, responses_store
+from flywheel.server import calls, conversations_store, responses_store
 from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
 from flywheel.server.openai_proxy import answer_extra
@@ -64,6 +65,13 @@ class _Turn:
         self.rid = f"resp_{call.trace_id}"
         self.record, self.echo = record, record["settings"]
         self.created = call.span.start_ns // 1_000_000_000
+        # `conversation`: appends this request's input and the answer's output items to it (before the answer is
+        # sent, so a client that lists the conversation's items next finds them)
+        self.append: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+
+    async def appended(self, output: list[dict[str, Any]]) -> None:
+        if self.append is not None:
+            await self.append(output)
 
     def keep(self, status: str, input_tokens: int, output_tokens: int, extra: Extra = None,
              notes: Notes = None) -> None:
@@ -96,6 +104,9 @@ async def responses(request: Request) -> Any:
     body.input = await responses_store.resolve_references(state, body.input, tenant)
     session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     history = None
+    conversation = await _conversation(state, body, tenant, app) if body.conversation is not None else None
+    if conversation is not None:
+        history = conversations_store.history(await conversations_store.all_items(state, conversation.id))
     if body.previous_response_id is not None:
         if app:
             raise ApiError(400, f"an app (`{body.model}`) answers the last user message and keeps its own memory: "
@@ -112,6 +123,8 @@ async def responses(request: Request) -> Any:
     kept = body.store is not False and responses_store.unkept_reason(state) is None
     start = (1 if body.instructions else 0) + len(history or ())  # where this request's `input` begins
     record: dict[str, Any] = {"settings": settings(body, kept), "input_start": start}
+    if conversation is not None:
+        record["settings"]["conversation"] = {"id": conversation.id}
     if developer:
         record["developer"] = [i - start for i in developer]
     call = await calls.begin(state, principal, tenant, ROUTE, alias, app, estimate_usd=estimate,
@@ -121,6 +134,9 @@ async def responses(request: Request) -> Any:
     if body.previous_response_id is not None:
         call.span.set(**{responses_store.PREVIOUS: body.previous_response_id})
     turn = _Turn(call, record)
+    if conversation is not None:
+        call.span.set(**{"flywheel.response.conversation": conversation.id})
+        turn.append = _appender(state, conversation.id, conversations_store.normal_items(body.input, "input"))
     async with calls.failures(call):
         if app:
             return await _app_response(call, turn, body, creq, app, session)
@@ -142,8 +158,28 @@ async def responses(request: Request) -> Any:
     turn.keep(status, tin, tout, extra)
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output={"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
-    payload = turn.response(status, output_items(turn.rid, r.text, r.tool_calls, cut), usage_json(tin, tout), extra)
-    return calls.JSONBytes(payload, call.headers)
+    output = output_items(turn.rid, r.text, r.tool_calls, cut)
+    await turn.appended(output)
+    return calls.JSONBytes(turn.response(status, output, usage_json(tin, tout), extra), call.headers)
+
+
+async def _conversation(state: Any, body: ResponsesIn, tenant: str,
+                        app: str | None) -> conversations_store.Conversation:
+    if body.previous_response_id is not None:
+        raise ApiError(400, "conversation and previous_response_id cannot be used together: a conversation keeps "
+                       "its own history; send one of them", param="conversation", code="invalid_value")
+    if app:
+        raise ApiError(400, f"an app (`{body.model}`) answers the last user message and keeps its own memory: "
+                       "continue a chat app's conversation with metadata.session_id", param="conversation",
+                       code="unsupported_parameter")
+    cid = conversations_store.conversation_id(body.conversation)
+    return await conversations_store.find(state, cid, tenant, "conversation")
+
+
+def _appender(state: Any, cid: str, inputs: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
+    async def append(output: list[dict[str, Any]]) -> None:
+        await conversations_store.add(state, cid, [*inputs, *output], fresh_on_duplicate=True)
+    return append
 
 
 @router.get(ROUTE + "/{response_id}")
@@ -377,6 +413,7 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces, usage: Us
             yield chunk
         tin, tout, _ = usage()
         status = "incomplete" if cut else "completed"
+        await turn.appended(s.items)
         yield s.event(f"response.{status}", response=s.response(status, usage_json(tin, tout), fields))
     except UserError as exc:  # the upstream broke after the first byte: tell the client in-band
         error = exc

@@ -33,7 +33,7 @@ CUT = ("length", "max_tokens")  # finish reasons that mean the answer hit max_ou
 class ResponsesIn(BaseModel):
     """The Responses API body. Parameters the gateway has no use for (top_p, reasoning, include …) are accepted
     and ignored, as for chat completions; ones that change what is answered and cannot be honoured
-    (conversation, background, logprobs) are refused by `refuse_unsupported`."""
+    (background, logprobs) are refused by `refuse_unsupported`."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
@@ -66,10 +66,6 @@ class ResponsesIn(BaseModel):
 
 
 def refuse_unsupported(body: ResponsesIn) -> None:
-    if body.conversation is not None:
-        raise ApiError(400, "conversation is not supported: continue a conversation with `previous_response_id`, "
-                       "or send the whole conversation in `input`", param="conversation",
-                       code="unsupported_parameter")
     if body.top_logprobs or "message.output_text.logprobs" in (body.include or ()):
         raise ApiError(400, "logprobs are not supported: the gateway does not relay them; send the request without "
                        "them", param="top_logprobs" if body.top_logprobs else "include",
@@ -289,6 +285,7 @@ def response_object(rid: str, echo: dict[str, Any], *, status: str, output: list
         "text": echo.get("text") or {"format": {"type": "text"}}, "tool_choice": echo.get("tool_choice") or "auto",
         "tools": echo.get("tools") or [], "truncation": "disabled", "usage": usage, "user": echo.get("user"),
         "metadata": echo.get("metadata") or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
+        **({"conversation": echo["conversation"]} if echo.get("conversation") else {}),
     }
 
 
