@@ -1,5 +1,8 @@
 """POST /v1/traces: an OTLP/HTTP receiver, so applications instrumented with OpenTelemetry (the OTel SDK,
-OpenLLMetry, OpenInference) get flywheel traces without calling through the gateway.
+OpenLLMetry, OpenInference, OpenLIT, Langfuse) get flywheel traces without calling through the gateway.
+Langfuse's SDK posts to /api/public/otel/v1/traces with Basic auth: the same handler, its secret key being the
+flywheel API key. /v1/metrics is accepted and dropped (SDKs export metrics by default next to traces).
+Attribute names of the different SDKs are mapped by one table, flywheel.tracing.otlp_conventions.
 
 Accepts `application/x-protobuf` and `application/json` (OTLP's JSON mapping: hex ids), optionally gzip.
 Each span keeps its ids, parent, timestamps, status and attributes; prompt and completion content is lifted
@@ -26,22 +29,15 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from flywheel.gateway import pricing
 from flywheel.server import calls
 from flywheel.server.errors import ApiError
 from flywheel.store.schema import spans as spans_t
-from flywheel.tracing import genai_content, tracer
-from flywheel.types import Span, SpanKind
+from flywheel.tracing import genai_content, otlp_conventions, tracer
+from flywheel.types import Span
 
 router = APIRouter()
 _HEX = re.compile(r"^[0-9a-f]+$")
-_RENAMES = {"gen_ai.usage.prompt_tokens": "gen_ai.usage.input_tokens",
-            "gen_ai.usage.completion_tokens": "gen_ai.usage.output_tokens", "gen_ai.system": "gen_ai.provider.name",
-            "llm.model_name": "gen_ai.request.model", "llm.token_count.prompt": "gen_ai.usage.input_tokens",
-            "llm.token_count.completion": "gen_ai.usage.output_tokens", "llm.provider": "gen_ai.provider.name",
-            "llm.system": "gen_ai.provider.name"}
-_KINDS: dict[str, SpanKind] = {"chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "embedding",
-          "execute_tool": "tool", "LLM": "llm", "EMBEDDING": "embedding", "RETRIEVER": "retrieval",
-          "TOOL": "tool", "CHAIN": "other", "AGENT": "other", "GUARDRAIL": "guard", "EVALUATOR": "eval"}
 MAX_INFLATED = 64 * 1024 * 1024
 
 
@@ -169,10 +165,7 @@ def to_spans(data: dict[str, Any], tenant: str) -> list[Span]:
 
 
 def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str) -> Span:
-    attrs = _attrs(sp.get("attributes"))
-    for old, new in _RENAMES.items():
-        if old in attrs and new not in attrs:
-            attrs[new] = attrs[old]
+    attrs = otlp_conventions.normalise(_attrs(sp.get("attributes")))
     if "service.name" in resource:
         attrs.setdefault("service.name", resource["service.name"])
     attrs["flywheel.tenant"] = tenant  # the caller's tenant, never the sender's claim
@@ -189,20 +182,57 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
         raise ApiError(400, "a span needs traceId and spanId", param=f"{where}.traceId", code="invalid_value")
     status = sp.get("status") or {}
     failed = status.get("code") in (2, "STATUS_CODE_ERROR")
-    kind_key = attrs.get("gen_ai.operation.name") or attrs.get("openinference.span.kind")
     inputs, outputs = genai_content.content(attrs, _span_events(sp.get("events")))
+    kind = otlp_conventions.kind(attrs)
+    # the text now lives in inputs/outputs: not kept twice, and gone with them under capture_content: false
+    attrs = {k: v for k, v in attrs.items() if not otlp_conventions.is_content_key(k)}
     raw_name = sp.get("name")
     name = raw_name if isinstance(raw_name, str) and raw_name else "span"
     return Span(span_id=span_id, trace_id=trace_id, parent_id=_id(sp.get("parentSpanId"), 8, f"{where}.parentSpanId"),
-                name=name[:200], kind=_KINDS.get(str(kind_key), "other"), start_ns=start, end_ns=end,
+                name=name[:200], kind=kind, start_ns=start, end_ns=end,
                 inputs=inputs, outputs=outputs, output_state="missing" if outputs is None else "ok",
                 error=(status.get("message") or "error") if failed else None, attributes=attrs)
+
+
+def _credentials(headers: Any) -> Any:
+    """The headers to authenticate with. Langfuse's SDK sends `Authorization: Basic base64(public:secret)`:
+    its secret key is the flywheel API key (the public key is not checked)."""
+    auth = headers.get("authorization") or ""
+    if auth[:6].lower() != "basic ":
+        return headers
+    try:
+        user_pass = base64.b64decode(auth[6:].strip(), validate=True).decode()
+    except (binascii.Error, ValueError):
+        raise ApiError(401, "the Basic credentials are not base64 of `public-key:secret-key`",
+                       code="invalid_api_key") from None
+    secret = user_pass.partition(":")[2]
+    return {"x-api-key": headers.get("x-api-key"), "authorization": f"Bearer {secret}" if secret else ""}
+
+
+def _priced(span: Span, models: dict[str, Any]) -> Span:
+    """A model span that reports tokens but no cost (or a cost of 0) is priced from flywheel.yaml's `models:`
+    when one of them (by alias, else the first by its `model:` name) is the span's model and has a price."""
+    attrs = span.attributes
+    model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+    if attrs.get("flywheel.cost_usd") or not isinstance(model, str) or not models:
+        return span
+    tokens_in, tokens_out = attrs.get("gen_ai.usage.input_tokens"), attrs.get("gen_ai.usage.output_tokens")
+    if not (isinstance(tokens_in, int) and tokens_in > 0) and not (isinstance(tokens_out, int) and tokens_out > 0):
+        return span  # (a cost of 0 for tokens used is a price the SDK did not know: OpenLIT offline, Langfuse)
+    alias = models.get(model) or next((m for m in models.values() if getattr(m, "model", None) == model), None)
+    price = getattr(alias, "price", None)
+    if price is None or not (price.input or price.output):
+        return span
+    cost = pricing.cost_usd(price, tokens_in if isinstance(tokens_in, int) else 0,
+                            tokens_out if isinstance(tokens_out, int) else 0)
+    return span.model_copy(update={"attributes": {**attrs, "flywheel.cost_usd": cost,
+                                                  "flywheel.cost_priced_by": "flywheel.yaml"}})
 
 
 async def _receive(request: Request, signal: str) -> tuple[Any, str, str, dict[str, Any]]:
     """(server state, tenant, content type, the decoded export request) of an authenticated OTLP POST."""
     state = request.app.state.flywheel
-    principal = state.authenticate(request.headers)
+    principal = state.authenticate(_credentials(request.headers))
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     content_type = request.headers.get("content-type", "").lower()
     raw = _decode_body(await request.body(), request.headers.get("content-encoding", "").lower().strip())
@@ -210,13 +240,15 @@ async def _receive(request: Request, signal: str) -> tuple[Any, str, str, dict[s
 
 
 @router.post("/v1/traces")
+@router.post("/api/public/otel/v1/traces")  # where Langfuse's SDK sends them: LANGFUSE_HOST=<this server>
 async def receive_traces(request: Request) -> Any:
-    _, tenant, content_type, payload = await _receive(request, "trace")
+    state, tenant, content_type, payload = await _receive(request, "trace")
     spans = to_spans(payload, tenant)
+    models = state.project.config.models
     for span in spans:
         events = _take_pending(tenant, span.trace_id, span.span_id)
         # the tracer's own path to its sinks: the same redaction and store writer as flywheel's spans
-        tracer.ingest(_with_events(span, events) if events else span)
+        tracer.ingest(_priced(_with_events(span, events) if events else span, models))
     if "protobuf" in content_type:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -308,4 +340,14 @@ async def receive_logs(request: Request) -> Any:
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
         return Response(ExportLogsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+    return JSONResponse({"partialSuccess": {}})
+
+
+@router.post("/v1/metrics")
+async def receive_metrics(request: Request) -> Any:
+    """OTLP metrics are accepted and not kept (OpenLLMetry and OpenLIT export them by default next to their
+    traces): the caller is authenticated, its body is not read. flywheel's metrics come from the traces."""
+    request.app.state.flywheel.authenticate(_credentials(request.headers))
+    if "protobuf" in request.headers.get("content-type", "").lower():
+        return Response(b"", media_type="application/x-protobuf")
     return JSONResponse({"partialSuccess": {}})

@@ -13,7 +13,9 @@ received over OTLP carry their content in one of several conventions, read here 
   `gen_ai.completion`);
 - OpenLLMetry: `gen_ai.prompt.N.role|content` / `gen_ai.completion.N.role|content`;
 - OpenInference: `llm.input_messages.N.message.role|content` / `llm.output_messages.N.message.…` (or
-  `…message.contents.M.message_content.text`), else `input.value` / `output.value`.
+  `…message.contents.M.message_content.text`);
+- whole values: OpenInference's `input.value` / `output.value`, OpenLLMetry's `traceloop.entity.input|output`,
+  Langfuse's `langfuse.observation.input|output` (otlp_conventions.INPUT_VALUES / OUTPUT_VALUES).
 
 Messages keep their own fields; a message given as `parts` gets a `content` with its text parts joined, so
 previews, exports and `flywheel promote` read it like flywheel's own.
@@ -24,6 +26,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from flywheel.tracing.otlp_conventions import INPUT_VALUES, OUTPUT_VALUES
 
 _INDEXED = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(\w+)$")
 _OI = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
@@ -75,10 +79,16 @@ def messages(value: Any) -> list[dict[str, Any]] | None:
     return out
 
 
-def _system(value: Any) -> list[dict[str, Any]]:
+def _system(value: Any, following: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The system instructions as a message, unless `following` (the input messages) already opens with it
+    (OpenLIT sends the system prompt both ways)."""
     value = _json(value)
     text = _text(value) if isinstance(value, list) else value
-    return [{"role": "system", "content": text}] if isinstance(text, str) and text else []
+    if not isinstance(text, str) or not text:
+        return []
+    if following and following[0].get("role") == "system" and following[0].get("content") == text:
+        return []
+    return [{"role": "system", "content": text}]
 
 
 def _indexed(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
@@ -130,8 +140,9 @@ def from_events(events: list[Event]) -> tuple[list[dict[str, Any]] | None, list[
             index = body.get("index")
             outputs.append((index if isinstance(index, int) else len(outputs), msg))
         elif name == DETAILS_EVENT:
-            inputs.extend(_system(attrs.get("gen_ai.system_instructions")))
-            inputs.extend(messages(attrs.get("gen_ai.input.messages")) or [])
+            listed = messages(attrs.get("gen_ai.input.messages")) or []
+            inputs.extend(_system(attrs.get("gen_ai.system_instructions"), listed))
+            inputs.extend(listed)
             outputs.extend(enumerate(messages(attrs.get("gen_ai.output.messages")) or [], start=len(outputs)))
         elif name == "gen_ai.content.prompt":
             inputs.extend(messages(attrs.get("gen_ai.prompt")) or [])
@@ -145,7 +156,7 @@ def content(attrs: dict[str, Any], events: list[Event] | None = None) -> tuple[A
     """(inputs, outputs) of a span from its attributes, else from its content events."""
     inputs: Any = messages(attrs.get("gen_ai.input.messages"))
     if inputs is not None:
-        inputs = _system(attrs.get("gen_ai.system_instructions")) + inputs
+        inputs = _system(attrs.get("gen_ai.system_instructions"), inputs) + inputs
     outputs: Any = messages(attrs.get("gen_ai.output.messages"))
     indexed_in, indexed_out = _indexed(attrs)
     event_in, event_out = from_events(events or [])
@@ -153,10 +164,35 @@ def content(attrs: dict[str, Any], events: list[Event] | None = None) -> tuple[A
         legacy = attrs.get("gen_ai.prompt")
         inputs = messages(legacy) or (legacy if legacy is not None else None) or indexed_in
     if inputs is None:
-        inputs = _json(attrs.get("input.value")) if attrs.get("input.value") is not None else event_in
+        inputs = _generic(attrs, INPUT_VALUES, output=False)
+    if inputs is None:
+        inputs = event_in
     if outputs is None:
         legacy = attrs.get("gen_ai.completion")
         outputs = messages(legacy) or (legacy if legacy is not None else None) or indexed_out
     if outputs is None:
-        outputs = _json(attrs.get("output.value")) if attrs.get("output.value") is not None else event_out
+        outputs = _generic(attrs, OUTPUT_VALUES, output=True)
+    if outputs is None:
+        outputs = event_out
     return ({"messages": inputs} if isinstance(inputs, list) else inputs), outputs
+
+
+def _generic(attrs: dict[str, Any], keys: tuple[str, ...], output: bool) -> Any:
+    """A span's input or output from the SDKs' whole-value attributes (OpenInference's `input.value`,
+    OpenLLMetry's `traceloop.entity.input`, Langfuse's `langfuse.observation.input` …): JSON is decoded, a
+    decorated function's `{"args": [x], "kwargs": {}}` becomes `x`, and a single chat message answer becomes
+    `[message]` like flywheel's own model spans."""
+    key = next((k for k in keys if attrs.get(k) is not None), None)
+    if key is None:
+        return None
+    value = _json(attrs[key])
+    if isinstance(value, dict) and value and set(value) <= {"args", "kwargs"}:
+        args, kwargs = value.get("args") or [], value.get("kwargs") or {}
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            if len(args) + len(kwargs) == 1:
+                value = args[0] if args else next(iter(kwargs.values()))
+            elif not args and not kwargs:
+                return None
+    if output and isinstance(value, dict) and "role" in value and "content" in value:
+        value = [value]
+    return messages(value) or value
