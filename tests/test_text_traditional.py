@@ -97,7 +97,7 @@ def test_keyword_tokens_are_the_same_for_both_scripts_and_mixed_text():
     assert keyword_tokens("發票怎麼開？") == keyword_tokens("发票怎么开？") == ["发票", "开"]
     mixed_tw, mixed_cn = "請問 Invoice API 的發票怎麼開？v2 版本", "请问 Invoice API 的发票怎么开？v2 版本"
     assert keyword_tokens(mixed_tw) == keyword_tokens(mixed_cn)
-    assert {"invoice", "api", "v2", "发票"} <= set(keyword_tokens(mixed_tw))
+    assert {"invoic", "api", "v2", "发票"} <= set(keyword_tokens(mixed_tw))  # English stemmed: invoice → invoic
     assert cjk_bigrams("開立發票") == cjk_bigrams("开立发票") == ["开立", "立发", "发票"]
     # traditional function words fold onto the simplified stopwords
     assert tokenize("這個問題", keep_stopwords=False) == tokenize("这个问题", keep_stopwords=False)

@@ -40,19 +40,35 @@ def _open_store(folder: Path) -> Any:
 # ---------------------------------------------------------------------------- BEIR quality
 
 
-def run_dataset(dataset: Path, limit: int | None = None, log: Any = None) -> dict[str, Any]:
-    from flywheel.config import RetrievalConfig
+def load_bench_config(path: Path | None) -> tuple[Any, dict[str, Any], str | None]:
+    """(retrieval config, model aliases, file:line of `retrieval.embedder`) from a flywheel.yaml given with
+    `--config`, so the bench ranks with the embedder, chunking and fusion a user configured; the product
+    defaults without one."""
+    from flywheel.config import RetrievalConfig, load_config_file, where
+
+    if path is None:
+        return RetrievalConfig(), {}, None
+    config, lines = load_config_file(path)
+    return config.retrieval, dict(config.models), where(path, lines, ("retrieval", "embedder"))
+
+
+def run_dataset(dataset: Path, limit: int | None = None, log: Any = None, config_file: Path | None = None,
+                dense_weights: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Quality and latency on one BEIR folder. `config_file`: a flywheel.yaml whose `retrieval:` and `models:`
+    are used (else the defaults); `dense_weights`: hybrid runs again with each of these weights on the dense
+    side of the re-scoring (rescore.Weights.dense), reported as `hybrid_dense` — the ingest is shared."""
     from flywheel.retrieval.beir import evaluate_run, load_beir
     from flywheel.retrieval.embedders import build_embedder
     from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.rescore import Weights
     from flywheel.retrieval.retriever import Retriever, open_index
 
     log = log or (lambda *_: None)
     data = load_beir(dataset)
     queries = list(data.queries.items())[: limit or None]
     qrels = {q: data.qrels[q] for q, _ in queries}
-    config = RetrievalConfig()
-    embedder = build_embedder(config, {})
+    config, models, where = load_bench_config(config_file)
+    embedder = build_embedder(config, models, where)
     if embedder is not None and hasattr(embedder, "prepare"):
         embedder.prepare()  # a one-time ONNX export is an install step, not ingest time
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
@@ -83,6 +99,15 @@ def run_dataset(dataset: Path, limit: int | None = None, log: Any = None) -> dic
                         (latencies if mode == "hybrid" else rrf_latencies).append((time.perf_counter() - t0) * 1000)
                     run[qid] = [str(h.chunk.metadata.get("ref")) for h in hits]
                 result[mode] = evaluate_run(run, qrels, WANTED)
+            if dense_weights and embedder is not None:
+                result["hybrid_dense"] = {}
+                for weight in dense_weights:
+                    log(f"searching {len(queries)} queries (hybrid, dense weight {weight}) …")
+                    retriever.weights = Weights(dense=weight)
+                    run = {qid: [str(h.chunk.metadata.get("ref")) for h in retriever.search(text, k=CANDIDATES)]
+                           for qid, text in queries}
+                    result["hybrid_dense"][f"{weight:g}"] = evaluate_run(run, qrels, WANTED)
+                retriever.weights = Weights()
             try:
                 result["peer_bm25s"] = _bm25s_peer(store, queries, qrels)
             except ImportError:
@@ -110,7 +135,7 @@ def _bm25s_peer(store: Any, queries: list[tuple[str, str]], qrels: dict) -> dict
     from sqlalchemy import select
 
     from flywheel.retrieval.beir import evaluate_run
-    from flywheel.retrieval.tokenize import tokenize
+    from flywheel.retrieval.tokenize import keyword_tokens
     from flywheel.store.schema_retrieval import chunks
 
     with store.engine.connect() as conn:
@@ -121,7 +146,7 @@ def _bm25s_peer(store: Any, queries: list[tuple[str, str]], qrels: dict) -> dict
     run: dict[str, list[str]] = {}
     k = min(CANDIDATES, len(rows))
     for qid, text in queries:
-        toks = [t for t in tokenize(text) if t in model.vocab_dict] or ["\x00"]
+        toks = [t for t in keyword_tokens(text) if t in model.vocab_dict] or ["\x00"]
         if toks == ["\x00"]:
             run[qid] = []
             continue
@@ -144,23 +169,29 @@ def _floor_effect(store: Any, embedder: Any, config: Any, queries: list, qrels: 
             **evaluate_run(run, qrels, ("ndcg@10", "recall@5"))}
 
 
-def run_sets(root: Path | None, names: list[str] | None = None, limit: int | None = None, log: Any = None
-             ) -> dict[str, Any]:
+def run_sets(root: Path | None, names: list[str] | None = None, limit: int | None = None, log: Any = None,
+             config_file: Path | None = None, dense_weights: tuple[float, ...] = ()) -> dict[str, Any]:
     """Every set of retrieval_sets.SETS (or `names`), built from `root`, run side by side: nDCG@10 of keyword
     (ours), dense, plain RRF, our hybrid and jieba + bm25s, with the set's language and role (dev: the hybrid's
-    weights were chosen on it; heldout: never tuned on)."""
+    weights were chosen on it; heldout: never tuned on). `config_file` and `dense_weights`: see run_dataset."""
     from flywheel.bench.retrieval_sets import SETS, build
 
     log = log or (lambda *_: None)
     out: dict[str, Any] = {"sets": {}, "target": "hybrid >= best single retriever + 0.02 nDCG@10"}
+    if config_file is not None:
+        out["config"] = str(config_file)
     with tempfile.TemporaryDirectory(prefix="flywheel-sets-") as tmp:
         for name in names or list(SETS):
             language, role = SETS[name][0], SETS[name][1]
             log(f"== {name} ({language}, {role})")
-            full = run_dataset(build(name, root, Path(tmp) / name), limit, log=log)
+            full = run_dataset(build(name, root, Path(tmp) / name), limit, log=log, config_file=config_file,
+                               dense_weights=dense_weights)
+            out["embedder"] = full["embedder"]
             ndcg = {"keyword": full["bm25"]["ndcg@10"], "dense": full.get("dense", {}).get("ndcg@10"),
                     "rrf": full.get("rrf", {}).get("ndcg@10"), "hybrid": full["hybrid"]["ndcg@10"],
                     "jieba_bm25s": full["peer_bm25s"].get("ndcg@10")}
+            if "hybrid_dense" in full:
+                ndcg["hybrid_dense"] = {w: m["ndcg@10"] for w, m in full["hybrid_dense"].items()}
             singles = [v for key, v in ndcg.items() if key in ("keyword", "dense", "jieba_bm25s") and v is not None]
             best = max(singles)
             out["sets"][name] = {"language": language, "role": role, "queries": full["queries"],
@@ -377,6 +408,21 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- command
 
 
+def _parse_weights(raw: str | None) -> tuple[float, ...]:
+    from flywheel.errors import UserError
+
+    if not raw:
+        return ()
+    try:
+        weights = tuple(float(w) for w in raw.split(",") if w.strip())
+    except ValueError:
+        raise UserError(f"--dense-weights {raw!r} is not a comma-separated list of numbers",
+                        hint="e.g. --dense-weights 0.5,1.5,2") from None
+    if any(w < 0 for w in weights):
+        raise UserError(f"--dense-weights {raw!r} has a negative weight", hint="use weights >= 0") from None
+    return weights
+
+
 @click.command()
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder holding cmrc2018-dev/ (and for --calibrate mrpc/, askfsdl-scope/) "
@@ -393,9 +439,16 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
                    "has them, plus the Debian description and man page sets committed under "
                    "benchmarks/retrieval-sets/), keyword / dense / RRF / hybrid / jieba+bm25s side by side.")
 @click.option("--set", "only", multiple=True, help="With --sets: only this set (repeatable).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A flywheel.yaml whose `retrieval:` and `models:` the quality runs use (e.g. an openai_compat "
+                   "embedder alias) instead of the defaults.")
+@click.option("--dense-weights", "dense_weights", default=None, metavar="W,W,…",
+              help="With --sets or --dataset: also run the hybrid with these dense-side weights of the "
+                   "re-scoring (default 1.0), e.g. 0.5,1.5,2 (for choosing a weight on dev sets).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON (no progress lines).")
 def command(data: Path | None, dataset: Path | None, limit: int | None, synthetic: int | None, calibrate: bool,
-            sets: bool, only: tuple[str, ...], as_json: bool) -> None:
+            sets: bool, only: tuple[str, ...], config_file: Path | None, dense_weights: str | None,
+            as_json: bool) -> None:
     """Retrieval quality (nDCG, MRR, recall; bm25 / dense / hybrid / bm25s) and latency, as JSON."""
     from flywheel.bench import data_root, dataset_dir
     from flywheel.errors import UserError
@@ -405,6 +458,7 @@ def command(data: Path | None, dataset: Path | None, limit: int | None, syntheti
             click.secho(msg, dim=True, err=True)
 
     root = data_root(data)
+    weights = _parse_weights(dense_weights)
     if calibrate:
         for name in ("cmrc2018-dev", "mrpc", "askfsdl-scope"):
             dataset_dir(root, name, "retrieval --calibrate")
@@ -432,11 +486,12 @@ def command(data: Path | None, dataset: Path | None, limit: int | None, syntheti
 
             wanted = [n for n in SETS if available(n)]
             skipped = {n: f"needs {NEEDS[SETS[n][2]]}/ in the data folder (--data)" for n in SETS if n not in wanted}
-        result = run_sets(root, wanted, limit, log=log)
+        result = run_sets(root, wanted, limit, log=log, config_file=config_file, dense_weights=weights)
         if skipped:
             result["skipped"] = skipped
     elif synthetic:
         result = run_synthetic(synthetic, log=log)
     else:
-        result = run_dataset(dataset or dataset_dir(root, "cmrc2018-dev", "retrieval"), limit, log=log)
+        result = run_dataset(dataset or dataset_dir(root, "cmrc2018-dev", "retrieval"), limit, log=log,
+                             config_file=config_file, dense_weights=weights)
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -38,7 +38,7 @@ from flywheel.retrieval.embed import Coverage
 from flywheel.retrieval.embed import coverage as embedding_coverage
 from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
-from flywheel.retrieval.tokenize import TOKENIZER_VERSION, cjk_bigrams, keyword_tokens
+from flywheel.retrieval.tokenize import TOKENIZER_HISTORY, TOKENIZER_VERSION, cjk_bigrams, keyword_tokens
 from flywheel.text import STOPWORDS, detect_language, split_sentences
 from flywheel.text.language import LATIN, language_name
 from flywheel.text.stopwords import QUESTION_WORDS_ZH
@@ -265,9 +265,9 @@ class Retriever:
             whose = "" if tenant == "default" else f" of tenant {tenant!r}"
             flag = "" if tenant == "default" else f" --tenant {tenant}"
             log.warning("%d of %d indexed files%s (%s) were indexed by another keyword tokenizer version "
-                        "than this one (%s: traditional Chinese folded to simplified), so keyword search "
+                        "than this one (%s), so keyword search "
                         "may miss them; run `flywheel ingest PATH%s` on the same paths to re-index them",
-                        stale, total, whose, named, TOKENIZER_VERSION, flag)
+                        stale, total, whose, named, TOKENIZER_HISTORY, flag)
         return stale
 
     def unseen_identifiers(self, query: str, tenant: str = "default") -> list[str]:

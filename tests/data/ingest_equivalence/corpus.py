@@ -1,8 +1,9 @@
 """The mixed English/Chinese corpus of tests/test_ingest_speed_equivalence.py, written by `write_corpus`.
 expected.json holds what ingesting it (keyword-only, BATCH_CHUNKS=8, into SQLite) stored before the ingest
 speed work (issue #17): every chunk's id, text hash, keyword tokens and language, and the file records. The
-files' `settings` hash was updated once since, when TOKENIZER_VERSION went to 2 (traditional Chinese folded to
-simplified): it includes that version; this corpus's keyword tokens did not change."""
+files' `settings` hash includes TOKENIZER_VERSION and was updated when it went to 2 (traditional Chinese folded to
+simplified; this corpus's keyword tokens did not change) and to 3 (English words stemmed: the English chunks'
+tokens were updated too, each token either as it was or its Snowball stem, every other field unchanged)."""
 
 from __future__ import annotations
 
