@@ -106,3 +106,13 @@ def test_the_embeddings_server_speaks_the_wire_the_openai_compat_embedder_uses()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_dense_weight_comes_from_the_config():
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.retriever import Retriever
+
+    retriever = Retriever(None, None, RetrievalConfig(embedder="none", dense_weight=0.5))  # type: ignore[arg-type]
+    assert retriever.weights.dense == 0.5
+    with pytest.raises(ValueError):
+        RetrievalConfig(dense_weight=-1)

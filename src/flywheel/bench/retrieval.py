@@ -107,7 +107,7 @@ def run_dataset(dataset: Path, limit: int | None = None, log: Any = None, config
                     run = {qid: [str(h.chunk.metadata.get("ref")) for h in retriever.search(text, k=CANDIDATES)]
                            for qid, text in queries}
                     result["hybrid_dense"][f"{weight:g}"] = evaluate_run(run, qrels, WANTED)
-                retriever.weights = Weights()
+                retriever.weights = Weights(dense=config.dense_weight)
             try:
                 result["peer_bm25s"] = _bm25s_peer(store, queries, qrels)
             except ImportError:

@@ -77,6 +77,8 @@ class RetrievalConfig(Section):
     chunk_tokens: int = Field(default=256, ge=16, le=8192)
     overlap: int = Field(default=32, ge=0)
     fusion: Literal["auto", "rrf", "weighted"] = "auto"
+    # `auto` fusion: the dense side's weight next to the keyword side's 1.0 (chosen on dev sets, retrieval.md)
+    dense_weight: float = Field(default=1.0, ge=0.0, le=10.0)
     rrf_k: int = Field(default=60, ge=1)
     k: int = Field(default=5, ge=1, le=1000)
     min_relevance: float | Literal["auto"] | None = "auto"

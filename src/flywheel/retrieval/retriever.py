@@ -127,7 +127,7 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self.min_relevance = self.config.min_relevance  # float | "auto" | None (no floor)
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.weights = rescore.Weights()  # hybrid re-scoring (fusion `auto`)
+        self.weights = rescore.Weights(dense=self.config.dense_weight)  # hybrid re-scoring (fusion `auto`)
         # tenant -> (its write counter when counted, files indexed by another keyword tokenizer version)
         self._stale_files: dict[str, tuple[int, int]] = {}
 
