@@ -3,6 +3,7 @@ every key so errors can say file:line."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -83,6 +84,23 @@ def interpolate(value: Any, file: Path | str, lines: dict, path: tuple = ()) -> 
     return _ENV.sub(sub, value)
 
 
+def read_jsonl(path: Path, what: str = "JSON object") -> list[tuple[int, dict]]:
+    """(line number, object) of each non-empty line of a user-written JSONL file; ConfigError at file:line for
+    a line that is not JSON or not an object (`what` names what each line should be)."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ConfigError(f"invalid JSON: {exc}", where=f"{path}:{n}", hint=f"one {what} per line") from None
+        if not isinstance(obj, dict):
+            raise ConfigError(f"each line must be a {what}", where=f"{path}:{n}")
+        rows.append((n, obj))
+    return rows
+
+
 def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
     """Parse YAML, returning (data, {key path: line}). Syntax errors become ConfigError with file:line."""
     path = Path(path)
@@ -150,6 +168,7 @@ __all__ = [
     "YAMLLoader",
     "interpolate",
     "load_yaml",
+    "read_jsonl",
     "read_yaml",
     "validation_error",
     "where",

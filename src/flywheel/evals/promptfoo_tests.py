@@ -11,13 +11,12 @@ from __future__ import annotations
 import csv
 import glob
 import itertools
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import read_yaml
+from flywheel.config import read_jsonl, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import UserError
 
@@ -106,18 +105,7 @@ def _from_files(ref: str, base: Path, where: str) -> list[TestRow]:
                     raise UserError("each test must be a mapping", where=line_of(path, lines, key))
                 rows.append(TestRow(item, line_of(path, lines, key), _shifted(lines, key), path))
         elif suffix == ".jsonl":
-            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except ValueError as exc:
-                    raise UserError(
-                        f"invalid JSON: {exc}", where=f"{path}:{n}", hint="one test per line"
-                    ) from None
-                if not isinstance(item, dict):
-                    raise UserError("each line must be a JSON object (a test)", where=f"{path}:{n}")
-                rows.append(TestRow(item, f"{path}:{n}"))
+            rows.extend(TestRow(item, f"{path}:{n}") for n, item in read_jsonl(path, "JSON object (a test)"))
         else:
             raise UserError(
                 f"cannot read tests from {path.name}",

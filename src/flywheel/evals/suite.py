@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from flywheel.checks.base import Check, from_entry
-from flywheel.config import Project, load_yaml, read_yaml
+from flywheel.config import Project, load_yaml, read_jsonl, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import ConfigError, UserError
 from flywheel.evals.suite_schema import CASE_KEYS, CaseSpec, DefaultsSpec, SuiteSpec, validate
@@ -452,20 +452,7 @@ def read_case_file(path: Path, where: str) -> list[tuple[dict, str, None]]:
 
 
 def _jsonl_cases(path: Path) -> list[tuple[dict, str, None]]:
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(
-                f"invalid JSON: {exc}", where=f"{path}:{i}", hint="one JSON object per line"
-            ) from None
-        if not isinstance(obj, dict):
-            raise ConfigError("each line must be a JSON object", where=f"{path}:{i}")
-        rows.append((_flat_case(obj), f"{path}:{i}", None))
-    return rows
+    return [(_flat_case(obj), f"{path}:{i}", None) for i, obj in read_jsonl(path)]
 
 
 def _csv_cases(path: Path) -> list[tuple[dict, str, None]]:

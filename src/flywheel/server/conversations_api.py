@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.server import calls, conversations_store, responses_store
 from flywheel.server.conversations_store import MAX_ADD, Conversation, check_metadata, normal_items
-from flywheel.server.errors import ApiError
+from flywheel.server.errors import ApiError, page_query
 
 router = APIRouter()
 ROUTE = "/v1/conversations"
@@ -125,14 +125,8 @@ async def list_items(cid: str, request: Request) -> Any:
     """`client.conversations.items.list(id, order=…, limit=…, after=…)` (desc by default, as OpenAI)."""
     state, conv = await _find(request, cid)
     query = request.query_params
-    limit = query.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
-        raise ApiError(400, f"limit must be a whole number from 1 to 100, got {limit!r}", param="limit",
-                       code="invalid_value")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise ApiError(400, f"order must be asc or desc, got {order!r}", param="order", code="invalid_value")
-    data, more = await conversations_store.page(state, conv.id, order, int(limit), query.get("after"))
+    limit, order = page_query(query)
+    data, more = await conversations_store.page(state, conv.id, order, limit, query.get("after"))
     return _answer(_list(data, more))
 
 

@@ -74,3 +74,15 @@ def compressed_body(headers: Mapping[str, str]) -> ApiError | None:
         return None
     return ApiError(415, f"compressed request bodies (content-encoding: {encoding}) are not accepted here; "
                          "send the JSON uncompressed", param="content-encoding")
+
+
+def page_query(query: Mapping[str, str]) -> tuple[int, str]:
+    """(limit, order) of an OpenAI list endpoint's query: `limit` 1-100 (20), `order` asc or desc (desc)."""
+    limit = query.get("limit", "20")
+    if not limit.isdigit() or not 1 <= int(limit) <= 100:
+        raise ApiError(400, f"limit must be a whole number from 1 to 100, got {limit!r}", param="limit",
+                       code="invalid_value")
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise ApiError(400, f"order must be asc or desc, got {order!r}", param="order", code="invalid_value")
+    return int(limit), order

@@ -29,7 +29,7 @@ from flywheel.gateway.call import span_messages
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls, conversations_store, responses_store
 from flywheel.server.apps_api import primed_app_stream
-from flywheel.server.errors import ApiError
+from flywheel.server.errors import ApiError, page_query
 from flywheel.server.openai_proxy import answer_extra
 from flywheel.server.responses_wire import (
     CUT,
@@ -205,13 +205,7 @@ async def input_items(response_id: str, request: Request) -> Any:
     asc), `after` / `before` an item id."""
     stored = await _stored(request, response_id)
     query = request.query_params
-    limit = query.get("limit", "20")
-    if not limit.isdigit() or not 1 <= int(limit) <= 100:
-        raise ApiError(400, f"limit must be a whole number from 1 to 100, got {limit!r}", param="limit",
-                       code="invalid_value")
-    order = query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise ApiError(400, f"order must be asc or desc, got {order!r}", param="order", code="invalid_value")
+    limit, order = page_query(query)
     items = stored.input_items()
     if order == "desc":
         items.reverse()
@@ -222,7 +216,7 @@ async def input_items(response_id: str, request: Request) -> Any:
                            code="invalid_value")
     after, before = query.get("after"), query.get("before")
     items = items[ids.index(after) + 1 if after else 0:ids.index(before) if before else len(ids)]
-    page = items[:int(limit)]
+    page = items[:limit]
     return calls.JSONBytes({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
                             "last_id": page[-1]["id"] if page else None, "has_more": len(items) > len(page)},
                            {"x-flywheel-trace-id": response_id[5:]})
