@@ -34,7 +34,6 @@ gets a warning: an assertion test should state at least three expectations.
 
 from __future__ import annotations
 
-import csv
 import importlib
 import json
 import sys
@@ -43,13 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from flywheel.checks.base import Check, from_entry
-from flywheel.config import Project, load_yaml, read_jsonl, read_yaml
+from flywheel.config import Project, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import ConfigError, UserError
-from flywheel.evals.suite_schema import CASE_KEYS, CaseSpec, DefaultsSpec, SuiteSpec, validate
+from flywheel.evals.case_files import read_case_file
+from flywheel.evals.suite_schema import CaseSpec, DefaultsSpec, SuiteSpec, validate
 from flywheel.registry import unknown_alias, unknown_name
 from flywheel.types import content_hash
 
@@ -436,74 +434,3 @@ def _answer_index(choices: list[str], answer: int | str | None, n: int, here: Ca
 
 
 # ---------------------------------------------------------------- case files
-
-
-def read_case_file(path: Path, where: str) -> list[tuple[dict, str, None]]:
-    """Cases from JSONL (one case per line) or CSV (columns: id, reference, checks, check:NAME, vars)."""
-    if not path.is_file():
-        raise ConfigError(
-            f"case file {path} does not exist", where=where, hint="the path is relative to the suite"
-        )
-    if path.suffix == ".jsonl":
-        return _jsonl_cases(path)
-    if path.suffix == ".csv":
-        return _csv_cases(path)
-    raise ConfigError(f"cannot read cases from {path.name}", where=where, hint="use a .jsonl or .csv file")
-
-
-def _jsonl_cases(path: Path) -> list[tuple[dict, str, None]]:
-    return [(_flat_case(obj), f"{path}:{i}", None) for i, obj in read_jsonl(path)]
-
-
-def _csv_cases(path: Path) -> list[tuple[dict, str, None]]:
-    rows = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            case: dict[str, Any] = {"vars": {}, "checks": []}
-            for key, value in row.items():
-                if key is None or value is None or value == "":
-                    continue
-                if key == "checks":
-                    case["checks"].extend(_yaml_cell(value, where))
-                elif key.startswith("check:"):
-                    case["checks"].append({key[6:]: _yaml_cell(value, where, scalar=True)})
-                elif key in ("id", "reference"):
-                    case[key] = value
-                else:
-                    case["vars"][key] = value
-            rows.append((case, where, None))
-    return rows
-
-
-def _yaml_cell(value: str, where: str, scalar: bool = False) -> Any:
-    try:
-        parsed = load_yaml(value)
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"cannot read cell {value!r}: {exc}",
-            where=where,
-            hint="write checks as YAML, e.g. [{contains: x}, {max_words: 50}]",
-        ) from None
-    if scalar:
-        # a `check:NAME` cell holds one argument: numbers stay numbers, anything YAML would turn into
-        # a bool, null or mapping ("Yes", "version:") is the text the user wrote
-        return parsed if isinstance(parsed, (str, int, float)) and not isinstance(parsed, bool) else value
-    if not isinstance(parsed, list):
-        raise ConfigError(
-            "the `checks` column must hold a YAML list",
-            where=where,
-            hint="write [{contains: x}, {max_words: 50}]",
-        )
-    return parsed
-
-
-def _flat_case(obj: dict) -> dict:
-    """JSONL rows may nest `vars` or put variables at the top level next to id/reference/checks."""
-    if "vars" in obj:
-        return obj
-    keys = CASE_KEYS if "choices" in obj else CASE_KEYS - {"answer"}  # an `answer` column is a var otherwise
-    known = {k: obj[k] for k in keys if k in obj}
-    known["vars"] = {k: v for k, v in obj.items() if k not in keys}
-    return known
