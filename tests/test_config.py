@@ -78,12 +78,12 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
     [
         ("models:\n  a:\n    provider: openai_compat\n    model: m\n    timeoutt: 3\n", 5, "models.a.timeoutt",
          "unknown field"),
-        ("models:\n  a:\n    provider: bedrock\n    model: m\n", 3, "models.a.provider", "openai_compat"),
+        ("models:\n  a:\n    provider: vertex\n    model: m\n", 3, "models.a.provider", "openai_compat"),
         ("models:\n  a:\n    provider: openai_compat\n", 2, "models.a", "needs `model:`"),
         ("models:\n  a:\n    provider: openai_compat\n    model: m\n    max_retries: -1\n", 5,
          "models.a.max_retries", "greater than or equal"),
         ("retrieval:\n  k: lots\n", 2, "retrieval.k", "integer"),
-        ("models:\n  a:\n    provider: openai_compat\n    model: m\n    fallbacks: [ghost]\n", 1, "models",
+        ("models:\n  a:\n    provider: openai_compat\n    model: m\n    fallbacks: [ghost]\n", 5, "models.a.fallbacks.0",
          "falls back to unknown model alias 'ghost'"),
     ],
 )

@@ -13,7 +13,7 @@ from flywheel.errors import UserError
 @main.command("feedback")
 @click.argument("trace_id")
 @click.option("--thumbs", type=click.Choice(["up", "down"], case_sensitive=False), help="Thumbs up or down.")
-@click.option("--score", type=float, help="A score between 0 and 1.")
+@click.option("--score", type=click.FloatRange(0, 1), help="A score between 0 and 1.")
 @click.option("--comment", help="Free text; attached to the thumbs / score event, or stored on its own.")
 @click.option("--correction", help="The answer it should have given.")
 @click.option("--category", help="A short label, e.g. outdated, wrong-source, tone.")

@@ -74,7 +74,7 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, path, lines) from None
+        raise validation_error(exc, path, lines, schema=Config) from None
     check_apps(config, path, lines)
     anchor_local_models(config, path)
     return config, lines
@@ -112,7 +112,7 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
         try:
             options = schema.model_validate(app.options)
         except ValidationError as exc:
-            err = validation_error(exc, file, lines, prefix=(*at, "options"))
+            err = validation_error(exc, file, lines, prefix=(*at, "options"), schema=schema)
             raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
         for key in ("query", "rerank"):  # docs_qa's transform and re-rank aliases
             alias = getattr(getattr(options, key, None), "model", None)

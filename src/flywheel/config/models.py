@@ -19,6 +19,7 @@ from flywheel.config.app_options import (  # noqa: F401 - re-exported: flywheel.
     SqlQAOptions,
     SummarizeOptions,
 )
+from flywheel.config.yaml_io import FieldValueError
 from flywheel.errors import ConfigError, UserError
 from flywheel.registry import unknown_alias
 
@@ -108,6 +109,14 @@ class RetrievalConfig(Section):
         return sorted(set(codes))
 
     @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> RetrievalConfig:
+        if self.overlap >= self.chunk_tokens:
+            raise FieldValueError(f"overlap ({self.overlap}) must be smaller than chunk_tokens ({self.chunk_tokens}): "
+                                  "each chunk would repeat the whole previous one; a tenth to a quarter is usual",
+                                  ("overlap",))
+        return self
+
+    @model_validator(mode="after")
     def _languages_need_a_folder(self) -> RetrievalConfig:
         if self.embedder_languages is not None and not (self.embedder == "local" and self.embedder_model):
             raise ValueError("embedder_languages applies to a local model folder (`embedder: local` with "
@@ -145,8 +154,17 @@ class SemanticCacheConfig(Section):
 class CacheConfig(Section):
     exact: bool = True
     semantic: SemanticCacheConfig | None = None
-    backend: str = "store"  # store | redis://host:port/db
+    backend: str = "store"  # store | memory | redis://host:port/db (rediss://, unix://)
     ttl_s: float | None = None
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        spec = (value or "store").strip()
+        if spec in ("store", "memory") or spec.startswith(("redis://", "rediss://", "unix://")):
+            return spec
+        raise ValueError(f"unknown cache backend {spec!r}: use store (default), memory, or redis://host:6379/0 "
+                         "(rediss://, unix:// also work)")
 
 
 GUARD_ACTIONS = ("block", "redact", "fix", "reask", "fallback", "refrain", "log-only")
@@ -365,6 +383,17 @@ class RouteConfig(Section):
 
 class Config(Section):
     store: str | None = None  # sqlite:///… or postgresql://…; default: <project>/.flywheel/flywheel.db
+
+    @field_validator("store")
+    @classmethod
+    def _known_store_scheme(cls, value: str | None) -> str | None:
+        if value and "://" not in value:
+            raise ValueError("the store is a URL: sqlite:///path/to/flywheel.db or postgresql://user@host:5432/db")
+        scheme = (value or "").split(":", 1)[0].split("+", 1)[0].lower()
+        if value and scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite:///path/to/flywheel.db or "
+                             "postgresql://user@host:5432/db")
+        return value
     models: dict[str, ModelAlias] = Field(default_factory=lambda: {"default": ModelAlias(provider="extractive")})
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -380,9 +409,10 @@ class Config(Section):
     def _default_alias(cls, v: dict[str, ModelAlias]) -> dict[str, ModelAlias]:
         v.setdefault("default", ModelAlias(provider="extractive"))
         for name, alias in v.items():
-            for fb in alias.fallbacks:
+            for i, fb in enumerate(alias.fallbacks):
                 if fb not in v:
-                    raise ValueError(unknown_alias(fb, v, used_by=f"alias '{name}'", verb="falls back to").message)
+                    raise FieldValueError(unknown_alias(fb, v, used_by=f"alias '{name}'", verb="falls back to").message,
+                                          (name, "fallbacks", i))
         _check_fallback_loops(v)
         return v
 

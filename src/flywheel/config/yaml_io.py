@@ -7,10 +7,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from flywheel.errors import ConfigError
 
@@ -84,11 +85,35 @@ def interpolate(value: Any, file: Path | str, lines: dict, path: tuple = ()) -> 
     return _ENV.sub(sub, value)
 
 
+def read_user_text(path: Path | str, encoding: str = "utf-8") -> str:
+    """The text of a file the user wrote; a missing file, a folder, a binary file or bytes that are not UTF-8
+    are a ConfigError naming the file (and the line of the first bad byte), never a traceback."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist", hint="check the path (relative paths start at the file "
+                          "or project that names it)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a file", hint="give the path of a file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if b"\x00" in data[:8192]:
+        raise ConfigError(f"{path.name} is a binary file, not text", where=f"{path}:1",
+                          hint="give a UTF-8 text file")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})",
+                          where=f"{path}:{line}", hint="save the file as UTF-8") from None
+
+
 def read_jsonl(path: Path, what: str = "JSON object") -> list[tuple[int, dict]]:
     """(line number, object) of each non-empty line of a user-written JSONL file; ConfigError at file:line for
     a line that is not JSON or not an object (`what` names what each line should be)."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_user_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -105,10 +130,7 @@ def read_yaml(path: Path | str, text: str | None = None) -> tuple[Any, dict]:
     """Parse YAML, returning (data, {key path: line}). Syntax errors become ConfigError with file:line."""
     path = Path(path)
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}", hint="check the file exists and is UTF-8") from None
+        text = read_user_text(path)
     try:
         # One pass with libyaml when present: compose the node tree (for line numbers), construct data from it.
         loader = _YAML_LOADER(text)
@@ -145,22 +167,70 @@ def _collect_lines(node: Any, path: tuple, out: dict) -> None:
             _collect_lines(v, (*path, i), out)
 
 
-def validation_error(exc: ValidationError, file: Path | str, lines: dict, prefix: tuple = ()) -> ConfigError:
-    """Turn the first pydantic error into a ConfigError naming file:line and the field."""
+class FieldValueError(ValueError):
+    """A validator's error about a field below the one it validates (an alias's `fallbacks`, a section's
+    `overlap`): `loc` is appended to pydantic's location, so the message points at that field's line."""
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]):
+        super().__init__(message)
+        self.loc = loc
+
+
+def validation_error(exc: ValidationError, file: Path | str, lines: dict, prefix: tuple = (),
+                     schema: type[BaseModel] | None = None) -> ConfigError:
+    """Turn the first pydantic error into a ConfigError naming file:line and the field. With the `schema` that
+    was validated, an unknown field names the nearest valid one and lists them all."""
     err = exc.errors()[0]
-    loc = (*prefix, *[p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))])
+    own = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, FieldValueError):
+        own = (*own, *cause.loc)
+    loc = (*prefix, *own)
     field = ".".join(map(str, loc)) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     hint = "see the commented example written by `flywheel init`"
     if err["type"] == "extra_forbidden":
         msg = f"unknown field `{loc[-1]}`"
         hint = "remove it or check its spelling; the valid fields are in `flywheel init`'s example"
+        valid = _field_names(schema, own[:-1]) if schema is not None else []
+        if valid:
+            from flywheel.registry import did_you_mean
+
+            close = did_you_mean(str(own[-1]), valid, n=1)
+            msg += f" — did you mean `{close[0]}`?" if close else ""
+            hint = f"valid fields here: {', '.join(valid)}"
     elif err["type"] == "literal_error":
         hint = f"use one of the allowed values ({err.get('ctx', {}).get('expected', '')})"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return ConfigError(f"`{field}`: {msg}{more}", where=where(file, lines, loc), hint=hint)
 
 
+
+def _field_names(schema: Any, path: tuple) -> list[str]:
+    """The field names of the model found at `path` inside `schema` (through dicts, lists and optionals)."""
+    tp: Any = schema
+    for part in path:
+        tp = _step(tp, part)
+        if tp is None:
+            return []
+    model = next((c for c in _members(tp) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return list(model.model_fields) if model is not None else []
+
+
+def _members(tp: Any) -> tuple[Any, ...]:
+    return get_args(tp) if get_origin(tp) in (Union, UnionType) else (tp,)
+
+
+def _step(tp: Any, part: Any) -> Any:
+    for member in _members(tp):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            if isinstance(part, str) and part in member.model_fields:
+                return member.model_fields[part].annotation
+        elif get_origin(member) is dict and isinstance(part, str):
+            return get_args(member)[1]
+        elif get_origin(member) is list and isinstance(part, int):
+            return get_args(member)[0]
+    return None
 
 
 __all__ = [
@@ -169,6 +239,7 @@ __all__ = [
     "interpolate",
     "load_yaml",
     "read_jsonl",
+    "read_user_text",
     "read_yaml",
     "validation_error",
     "where",

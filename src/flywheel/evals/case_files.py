@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from flywheel.config import load_yaml, read_jsonl
+from flywheel.config import load_yaml, read_jsonl, read_user_text
 from flywheel.errors import ConfigError
 from flywheel.evals.suite_schema import CASE_KEYS
 
@@ -32,23 +33,29 @@ def _jsonl_cases(path: Path) -> list[tuple[dict, str, None]]:
 
 def _csv_cases(path: Path) -> list[tuple[dict, str, None]]:
     rows = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            case: dict[str, Any] = {"vars": {}, "checks": []}
-            for key, value in row.items():
-                if key is None or value is None or value == "":
-                    continue
-                if key == "checks":
-                    case["checks"].extend(_yaml_cell(value, where))
-                elif key.startswith("check:"):
-                    case["checks"].append({key[6:]: _yaml_cell(value, where, scalar=True)})
-                elif key in ("id", "reference"):
-                    case[key] = value
-                else:
-                    case["vars"][key] = value
-            rows.append((case, where, None))
+    reader = csv.DictReader(io.StringIO(read_user_text(path, "utf-8-sig"), newline=""))
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        case: dict[str, Any] = {"vars": {}, "checks": []}
+        for key, value in row.items():
+            if key is None:
+                raise ConfigError(
+                    f"the row has {len(reader.fieldnames or []) + len(value)} cells but the header has "
+                    f"{len(reader.fieldnames or [])} columns",
+                    where=where,
+                    hint="quote cells that hold commas (\"a, b\"), or add the missing column to the header",
+                )
+            if value is None or value == "":
+                continue
+            if key == "checks":
+                case["checks"].extend(_yaml_cell(value, where))
+            elif key.startswith("check:"):
+                case["checks"].append({key[6:]: _yaml_cell(value, where, scalar=True)})
+            elif key in ("id", "reference"):
+                case[key] = value
+            else:
+                case["vars"][key] = value
+        rows.append((case, where, None))
     return rows
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import read_jsonl, read_yaml
+from flywheel.config import read_jsonl, read_user_text, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import UserError
 
@@ -122,40 +123,39 @@ def _shifted(lines: dict, prefix: tuple) -> dict[tuple, int]:
 
 def _csv_tests(path: Path) -> list[TestRow]:
     rows = []
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            test: dict[str, Any] = {"vars": {}, "assert": []}
-            for key, cell in row.items():
-                if key is None:
-                    raise UserError("the row has more cells than the header has columns", where=where)
-                cell = cell or ""
-                if key.startswith("__expected"):
-                    if cell.strip():
-                        test["assert"].append(assertion_from_string(cell.strip()))
-                elif key == "__description":
-                    test["description"] = cell
-                elif key == "__threshold":
-                    if cell.strip():
-                        try:
-                            test["threshold"] = float(cell)
-                        except ValueError:
-                            raise UserError(
-                                f"`__threshold` must be a number, got {cell!r}", where=where
-                            ) from None
-                elif key.startswith(("__metric", "__metadata")):
-                    continue
-                elif key.startswith("__"):
-                    raise UserError(
-                        f"unsupported CSV column `{key}`",
-                        where=f"{path}:1",
-                        hint="special columns: __expected[N], __description, __threshold, __metric, "
-                        "__metadata:NAME; other columns are vars",
-                    )
-                else:
-                    test["vars"][key] = cell
-            rows.append(TestRow(test, where))
+    reader = csv.DictReader(io.StringIO(read_user_text(path, "utf-8-sig"), newline=""))
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        test: dict[str, Any] = {"vars": {}, "assert": []}
+        for key, cell in row.items():
+            if key is None:
+                raise UserError("the row has more cells than the header has columns", where=where)
+            cell = cell or ""
+            if key.startswith("__expected"):
+                if cell.strip():
+                    test["assert"].append(assertion_from_string(cell.strip()))
+            elif key == "__description":
+                test["description"] = cell
+            elif key == "__threshold":
+                if cell.strip():
+                    try:
+                        test["threshold"] = float(cell)
+                    except ValueError:
+                        raise UserError(
+                            f"`__threshold` must be a number, got {cell!r}", where=where
+                        ) from None
+            elif key.startswith(("__metric", "__metadata")):
+                continue
+            elif key.startswith("__"):
+                raise UserError(
+                    f"unsupported CSV column `{key}`",
+                    where=f"{path}:1",
+                    hint="special columns: __expected[N], __description, __threshold, __metric, "
+                    "__metadata:NAME; other columns are vars",
+                )
+            else:
+                test["vars"][key] = cell
+        rows.append(TestRow(test, where))
     return rows
 
 
@@ -214,10 +214,7 @@ def _read_var_file(path: Path, where: str) -> Any:
             where=where,
             hint="model targets send text; use a text file",
         )
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read var file {path}: {exc}", where=where) from None
+    return read_user_text(path)
 
 
 def expand(vars: dict[str, Any]) -> list[dict[str, Any]]:

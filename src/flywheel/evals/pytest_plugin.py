@@ -1,8 +1,11 @@
-"""pytest plugin: `pytest evals/` collects YAML eval suites, one test per case.
+"""pytest plugin: `pytest evals/` collects YAML eval suites and promptfoo configs, one test per case.
 
 Enabled by the `pytest11` entry point `flywheel = "flywheel.evals.pytest_plugin"`, or explicitly with
 `pytest -p flywheel.evals.pytest_plugin evals/`. A YAML file is a suite when it has top-level `target:` and
-`cases:` keys; other YAML files are left alone. The project is the nearest folder above the suite holding
+`cases:` keys; it is a promptfoo config when `flywheel eval` reads it as one (named promptfooconfig.yaml, or
+top-level `prompts:`, `tests:` and `providers:`/`targets:` without `target:`); other YAML files are left
+alone. A promptfoo config gives one test per test × prompt × provider, `france[small]` (the prompt's label
+leads the brackets when there are several prompts). The project is the nearest folder above the suite holding
 flywheel.yaml (or `--flywheel-project DIR`). The selected cases of a suite run together, concurrently, on
 the first of them; nothing is written to the store. App targets bypass the response cache unless
 `--flywheel-cache` is given. A plain `pytest` in a project does not run suites (their judges may be paid):
@@ -21,7 +24,13 @@ from typing import Any
 
 import pytest
 
-_SUITE_KEYS = (re.compile(r"^target\s*:", re.MULTILINE), re.compile(r"^cases\s*:", re.MULTILINE))
+
+def _top_key(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^['\"]?{name}['\"]?\s*:", re.MULTILINE)
+
+
+_SUITE_KEYS = (_top_key("target"), _top_key("cases"))
+_PROMPTFOO_KEYS = (_top_key("prompts"), _top_key("tests"), _top_key("(?:providers|targets)"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,13 +57,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def is_suite(path: Path) -> bool:
+    """A file the plugin collects: a flywheel suite or a promptfoo config (decided as `flywheel eval` does,
+    from the top-level keys, without parsing the YAML)."""
     if path.suffix not in (".yaml", ".yml"):
         return False
     try:
         head = path.read_text(encoding="utf-8", errors="replace")[:65536]
     except OSError:
         return False
-    return all(rx.search(head) for rx in _SUITE_KEYS)
+    if all(rx.search(head) for rx in _SUITE_KEYS):
+        return True
+    return path.stem == "promptfooconfig" or (
+        not _SUITE_KEYS[0].search(head) and all(rx.search(head) for rx in _PROMPTFOO_KEYS)
+    )
 
 
 def _asked_for(config: pytest.Config, file_path: Path) -> bool:
@@ -122,69 +137,87 @@ class CaseFailed(Exception):
         self.result = result
 
 
+class SuiteRun:
+    """One suite run against one model (None: the suite's own target): its selected cases run together once."""
+
+    def __init__(self, suite: Any, model: str | None):
+        self.suite = suite
+        self.model = model
+        self.results: dict[str, Any] | None = None
+        self.summary: Any = None
+
+
 class SuiteFile(pytest.File):
+    """A flywheel suite (one run), or a promptfoo config (a run per prompt × provider)."""
+
     def collect(self) -> Any:
         from flywheel.errors import UserError
-        from flywheel.evals.suite import load_suite
+        from flywheel.evals.suite import load_suites
 
         try:
             self.project = _project_for(self.path, self.config.getoption("flywheel_project"))
-            self.suite = load_suite(self.path, self.project)
+            suites = load_suites(self.path, self.project)
         except UserError as exc:
             raise self.CollectError(exc.render()) from None
-        self.results: dict[str, Any] | None = None
-        for w in self.suite.warnings:
+        for w in dict.fromkeys(w for suite in suites for w in suite.warnings):
             self.warn(pytest.PytestWarning(w))
-        for case in self.suite.cases:
-            yield CaseItem.from_parent(self, name=case.id, case=case)
+        runs = [
+            SuiteRun(suite, model)
+            for suite in suites
+            for model in (suite.models if len(suite.models) > 1 else [None])
+        ]
+        for run in runs:
+            tag = [run.suite.target.prompt.name] if len(suites) > 1 else []
+            tag += [run.model] if run.model else []
+            for case in run.suite.cases:
+                name = f"{case.id}[{'-'.join(tag)}]" if tag else case.id
+                yield CaseItem.from_parent(self, name=name, case=case, run=run)
 
-    def run_selected(self) -> dict[str, Any]:
-        """Run every selected case of this suite once, concurrently; results by case id."""
-        if self.results is None:
+    def run_selected(self, run: SuiteRun) -> dict[str, Any]:
+        """Run every selected case of `run` once, concurrently; results by case id."""
+        if run.results is None:
             from dataclasses import replace
 
+            from flywheel.evals.calibration_judges import calibrate_for_run
             from flywheel.evals.runner import RunOptions, arun_suite
 
             wanted = {
-                item.name for item in self.session.items if isinstance(item, CaseItem) and item.parent is self
+                item.case.id for item in self.session.items if isinstance(item, CaseItem) and item.run is run
             }
-            from flywheel.evals.calibration_judges import calibrate_for_run
-
             runtime = _runtimes.get(self.project)
-            judges = calibrate_for_run(self.suite, runtime)  # judges use their calibrated prompts
+            judges = calibrate_for_run(run.suite, runtime)  # judges use their calibrated prompts
             for line in judges:
                 if line.get("warning"):
                     self.warn(pytest.PytestWarning(line["warning"]))
-            suite = self.suite
-            selected = replace(suite, cases=[c for c in suite.cases if c.id in wanted])
+            selected = replace(run.suite, cases=[c for c in run.suite.cases if c.id in wanted])
             options = RunOptions(
                 concurrency=self.config.getoption("flywheel_concurrency"),
                 progress=False,
                 cache=bool(self.config.getoption("flywheel_cache")),
+                model=run.model,
             )
-            summary = asyncio.run(
-                arun_suite(selected, runtime, store=None, options=options)
-            )
+            summary = asyncio.run(arun_suite(selected, runtime, store=None, options=options))
             summary.judges = judges
-            self.summary = summary
-            self.results = {r.case_id: r for r in summary.results}
-        return self.results
+            run.summary = summary
+            run.results = {r.case_id: r for r in summary.results}
+        return run.results
 
 
 class CaseItem(pytest.Item):
-    def __init__(self, *, case: Any, **kwargs: Any):
+    def __init__(self, *, case: Any, run: SuiteRun, **kwargs: Any):
         super().__init__(**kwargs)
         self.case = case
+        self.run = run
 
     def runtest(self) -> None:
         parent: SuiteFile = self.parent  # type: ignore[assignment]
-        result = parent.run_selected()[self.case.id]
+        result = parent.run_selected(self.run)[self.case.id]
         if result.passed:
             return
-        if parent.suite.threshold < 1 and parent.summary.meets_threshold:
+        suite, summary = self.run.suite, self.run.summary
+        if suite.threshold < 1 and summary.meets_threshold:
             pytest.xfail(
-                f"tolerated by the suite threshold {parent.suite.threshold:g} "
-                f"(pass rate {parent.summary.pass_rate:.2f})"
+                f"tolerated by the suite threshold {suite.threshold:g} (pass rate {summary.pass_rate:.2f})"
             )
         raise CaseFailed(result)
 
@@ -192,7 +225,8 @@ class CaseItem(pytest.Item):
         if not isinstance(excinfo.value, CaseFailed):
             return str(super().repr_failure(excinfo))
         r = excinfo.value.result
-        lines = [f"case `{r.case_id}` failed ({self.case.where})"]
+        model = f" on {self.run.model}" if self.run.model else ""
+        lines = [f"case `{r.case_id}` failed{model} ({self.case.where})"]
         if r.error:
             lines.append(f"  error: {r.error}")
         for c in r.checks:

@@ -52,6 +52,7 @@ from flywheel.registry import unknown_alias, unknown_name
 from flywheel.types import content_hash
 
 MIN_CHECKS = 3
+TARGET_KINDS = ("app", "model", "workflow")  # and package.module:function
 SUITE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -340,11 +341,15 @@ def _import(module: str, attr: str, project: Project, where: str) -> Callable[..
     try:
         fn = getattr(importlib.import_module(module), attr)
     except ImportError as exc:
+        from flywheel.registry import did_you_mean
+
+        close = did_you_mean(module, TARGET_KINDS) if "." not in module else []
+        guess = f" — did you mean `{close[0]}:{attr}`?" if close else ""
         raise ConfigError(
-            f"cannot import `{module}`: {exc}",
+            f"cannot import `{module}`: {exc}{guess}",
             where=where,
-            hint="valid targets: app:NAME, model:ALIAS, or package.module:function importable "
-            "from the project folder",
+            hint="valid targets: app:NAME, model:ALIAS, workflow:FILE.yaml[#STEP], or package.module:function "
+            "importable from the project folder",
         ) from None
     except AttributeError:
         raise ConfigError(
