@@ -10,8 +10,10 @@
     DELETE /v1/conversations/{id}/items/{item_id}    remove one item (answers the conversation)
 
 POST /v1/responses with `conversation` (responses_api.py) puts the conversation's items before its `input` and
-appends the input and the answer's output items once the response completes. The caller's key is checked first
-and a conversation is its tenant's only (conversations_store.py).
+appends the input and the answer's output items once the response completes, with `store: false` too (as OpenAI:
+`store` keeps or not the response object, the conversation gets the turn either way). An `item_reference` names
+an item of any of the tenant's conversations (this one first) or of a kept response. The caller's key is checked
+first and a conversation is its tenant's only (conversations_store.py).
 """
 
 from __future__ import annotations
@@ -51,9 +53,9 @@ def _tenant(request: Request) -> tuple[Any, str]:
     return state, calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
 
 
-async def _items(state: Any, tenant: str, raw: list[Any]) -> list[dict[str, Any]]:
+async def _items(state: Any, tenant: str, raw: list[Any], cid: str | None = None) -> list[dict[str, Any]]:
     try:
-        resolved = await responses_store.resolve_references(state, raw, tenant)
+        resolved = await responses_store.resolve_references(state, raw, tenant, cid)
     except ApiError as exc:  # it names the item as `input.N`: here it is `items.N`
         if exc.param and exc.param.startswith("input"):
             exc.param = "items" + exc.param[len("input"):]
@@ -115,7 +117,7 @@ async def add_items(cid: str, request: Request) -> Any:
     """`client.conversations.items.create(id, items=…)`: the items as stored, in order."""
     state, conv = await _find(request, cid)
     body = await calls.read_body(request, ItemsIn)
-    items = await _items(state, conv.tenant, body.items)
+    items = await _items(state, conv.tenant, body.items, conv.id)
     stored = await conversations_store.add(state, conv.id, items, fresh_on_duplicate=False)
     return _answer(_list(stored, False))
 

@@ -236,6 +236,23 @@ async def all_items(state: Any, cid: str) -> list[dict[str, Any]]:
     return await asyncio.to_thread(read)
 
 
+async def find_items(state: Any, tenant: str, ids: list[Any], first: str | None = None) -> dict[str, dict[str, Any]]:
+    """The items named by `ids` (those that are strings) in `tenant`'s conversations (what `item_reference`s name),
+    by id: from conversation `first` when it holds one, else from the conversation that added it last. Another
+    tenant's items are not found."""
+    wanted = [i for i in dict.fromkeys(ids) if isinstance(i, str) and 0 < len(i) <= 100]
+
+    def read() -> dict[str, dict[str, Any]]:
+        c = items_t.c
+        q = (select(c.item_id, c.item, c.conversation_id, c.seq).join(conv_t, conv_t.c.id == c.conversation_id)
+             .where(conv_t.c.tenant == tenant, c.item_id.in_(wanted)))
+        with state.store.engine.connect() as conn:
+            rows = sorted(conn.execute(q), key=lambda r: (r.conversation_id == first, r.seq))
+        return {r.item_id: dict(r.item) for r in rows}  # the preferred row comes last and wins
+
+    return await asyncio.to_thread(read) if wanted else {}
+
+
 async def page(state: Any, cid: str, order: str, limit: int, after: str | None) -> tuple[list[dict[str, Any]], bool]:
     """One page of items: `order` asc or desc by position, at most `limit`, those after item `after`."""
     def read() -> tuple[list[dict[str, Any]], bool]:
@@ -244,9 +261,9 @@ async def page(state: Any, cid: str, order: str, limit: int, after: str | None) 
         with state.store.engine.connect() as conn:
             if after is not None:
                 seq = conn.execute(select(c.seq).where(c.conversation_id == cid, c.item_id == after)).scalar()
-                if seq is None:
-                    raise ApiError(400, f"after: no item {after!r} in conversation {cid}", param="after",
-                                   code="invalid_value")
+                if seq is None:  # a 404, as OpenAI answers it
+                    raise ApiError(404, f"after: no item with id {after!r} in conversation {cid}", param="after",
+                                   code="item_not_found")
                 q = q.where(c.seq > seq if order == "asc" else c.seq < seq)
             q = q.order_by(c.seq if order == "asc" else c.seq.desc()).limit(limit + 1)
             rows = [r[0] for r in conn.execute(q)]

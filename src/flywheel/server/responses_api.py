@@ -8,9 +8,10 @@ as an `error` event followed by `response.failed`.
 A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
 `previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
 answers it again, GET /v1/responses/{id}/input_items lists its `input`, DELETE /v1/responses/{id} makes it
-unretrievable, and an `item_reference` input item is read back from the kept response it names. `conversation`
-(conversations_api.py) puts a conversation's items before `input` and appends the input and output items to it
-when the response completes. An `app:NAME` model answers the last user message from its pipeline (a chat app
+unretrievable, and an `item_reference` input item is read back from the caller's conversations or the kept response
+it names. `conversation` (conversations_api.py) puts a conversation's items before `input` and appends the input
+and output items to it when the response completes (`store: false` included: as OpenAI, it governs the response
+object, not the conversation). An `app:NAME` model answers the last user message from its pipeline (a chat app
 continues `metadata.session_id`), streamed as it comes through its output guards (apps_api.primed_app_stream);
 its citations come back as file_citation annotations and under `flywheel.citations`.
 """
@@ -18,6 +19,7 @@ its citations come back as file_citation annotations and under `flywheel.citatio
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -81,7 +83,7 @@ class _Turn:
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
                  extra: Extra = None) -> dict[str, Any]:
         return response_object(self.rid, self.echo, status=status, output=output, usage=usage,
-                               created_at=self.created, extra=extra)
+                               created_at=self.created, extra=extra, completed_at=int(time.time()))
 
 
 def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None,
@@ -101,10 +103,11 @@ async def responses(request: Request) -> Any:
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     refuse_unsupported(body)
     app = calls.check_model(state, principal, body.model)
-    body.input = await responses_store.resolve_references(state, body.input, tenant)
+    conversation = await _conversation(state, body, tenant, app) if body.conversation is not None else None
+    body.input = await responses_store.resolve_references(state, body.input, tenant,
+                                                          conversation.id if conversation else None)
     session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     history = None
-    conversation = await _conversation(state, body, tenant, app) if body.conversation is not None else None
     if conversation is not None:
         history = conversations_store.history(await conversations_store.all_items(state, conversation.id))
     if body.previous_response_id is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
+from flywheel.server import conversations_store
 from flywheel.server.errors import ApiError
 from flywheel.server.responses_wire import input_items, output_items, response_object, usage_json
 from flywheel.store.schema import spans as spans_t
@@ -36,6 +37,7 @@ PREVIOUS = "flywheel.response.previous_id"
 DELETED = "flywheel.response.deleted"
 _ID = re.compile(r"resp_([0-9a-f]{32})")
 _ITEM = re.compile(r"(msg|fc)_([0-9a-f]{32})(?:_(\d+))?")  # an output item's id: the response's trace id in it
+_INPUT_ITEM = re.compile(r"(msg|fc|fco)_([0-9a-f]{32})_in(\d+)")  # an input item's id (responses_wire.input_items)
 _CUT = re.compile(r"…\[\d+ more characters\]$")
 _WAIT_S = (0.0, 0.1, 0.2, 0.4)  # another worker's trace writer may still hold a response that just ended
 
@@ -81,7 +83,8 @@ class Stored:
             self.rid, record.get("settings") or {}, status=status, output=self.output(),
             usage=usage_json(*usage) if usage else None, created_at=self.root["start_ns"] // 1_000_000_000,
             extra=record.get("flywheel"),
-            error={"code": "server_error", "message": self.root["error"] or "failed"} if self.failed else None)
+            error={"code": "server_error", "message": self.root["error"] or "failed"} if self.failed else None,
+            completed_at=self.root["end_ns"] // 1_000_000_000 if self.root.get("end_ns") else None)
 
     def input_items(self) -> list[dict[str, Any]]:
         """The request's `input` as Responses input items (GET /v1/responses/{id}/input_items)."""
@@ -175,38 +178,55 @@ async def find(state: Any, rid: str, tenant: str, param: str) -> Stored:
     return Stored(rid, root, apps[0] if apps else None)
 
 
-async def resolve_references(state: Any, items: Any, tenant: str) -> Any:
-    """`input` with each `{type: item_reference, id}` replaced by the output item it names, read back from the
-    kept response whose trace id is in the item's id (the Vercel AI SDK sends references for the assistant turns
-    it got from this server while `store` is on). The caller's tenant's only, like `previous_response_id`."""
+async def resolve_references(state: Any, items: Any, tenant: str, conversation: str | None = None) -> Any:
+    """`input` with each `{type: item_reference, id}` replaced by the item it names, of the caller's tenant only:
+    an item of one of its conversations (of `conversation` first: the items a response with `store: false` added
+    to a conversation are found there too), else an output or input item of a kept response, read back from the
+    trace whose id is in the item's id. The Vercel AI SDK sends references for the assistant turns it got from
+    this server while `store` is on; the Agents SDK keeps them in a conversation session."""
     if not isinstance(items, list) or not any(isinstance(i, dict) and i.get("type") == "item_reference"
                                               for i in items):
         return items
+    refs = [i.get("id") for i in items if isinstance(i, dict) and i.get("type") == "item_reference"]
+    in_conversations = await conversations_store.find_items(state, tenant, refs, conversation)
     responses: dict[str, Stored] = {}
     out: list[Any] = []
     for k, item in enumerate(items):
         if not isinstance(item, dict) or item.get("type") != "item_reference":
             out.append(item)
-            continue
-        param, ref = f"input.{k}.id", item.get("id")
-        match = _ITEM.fullmatch(ref) if isinstance(ref, str) else None
-        if match is None:
-            raise ApiError(404, f"no output item with id {ref!r} was found: an item_reference names a message "
-                           "(msg_…) or function_call (fc_…) item of a response this server kept", param=param,
-                           code="item_not_found")
-        kind, trace, number = match.groups()
-        stored = responses.get(trace) or await find(state, f"resp_{trace}", tenant, param)
-        responses[trace] = stored
-        if stored.failed:
-            raise ApiError(400, f"response {stored.rid} failed, so its item {ref!r} has no content; send the "
-                           "item itself in `input`", param=param, code="invalid_value")
-        wanted = "message" if kind == "msg" else "function_call"
-        found = [o for o in stored.output() if o["type"] == wanted]
-        index = int(number or 0) if kind == "fc" else 0
-        if index >= len(found):
-            raise ApiError(404, f"response {stored.rid} has no item {ref!r}", param=param, code="item_not_found")
-        out.append(found[index])
+        elif isinstance(item.get("id"), str) and item["id"] in in_conversations:
+            out.append(in_conversations[item["id"]])
+        else:
+            out.append(await _kept_item(state, item.get("id"), tenant, f"input.{k}.id", responses))
     return out
+
+
+async def _kept_item(state: Any, ref: Any, tenant: str, param: str, responses: dict[str, Stored]) -> dict[str, Any]:
+    """The item `ref` of a kept response: an output item (msg_<trace>, msg_<trace>_N streamed after a tool call,
+    fc_<trace>_N the Nth tool call) or an input item (msg_ / fc_ / fco_<trace>_inN, as its input_items list it)."""
+    output = _ITEM.fullmatch(ref) if isinstance(ref, str) else None
+    given = _INPUT_ITEM.fullmatch(ref) if isinstance(ref, str) and output is None else None
+    match = output or given
+    if match is None:
+        raise ApiError(404, f"no item with id {ref!r} was found: an item_reference names an item of one of your "
+                       "conversations, or an output or input item of a response this server kept", param=param,
+                       code="item_not_found")
+    kind, trace, number = match.groups()
+    stored = responses.get(trace) or await find(state, f"resp_{trace}", tenant, param)
+    responses[trace] = stored
+    if given is not None:
+        found = [i for i in stored.input_items() if i["id"] == ref]
+    elif stored.failed:
+        raise ApiError(400, f"response {stored.rid} failed, so its item {ref!r} has no content; send the "
+                       "item itself in `input`", param=param, code="invalid_value")
+    else:
+        wanted = "message" if kind == "msg" else "function_call"
+        calls = [o for o in stored.output() if o["type"] == wanted]
+        index = int(number or 0) if kind == "fc" else 0
+        found = calls[index:index + 1]
+    if not found:
+        raise ApiError(404, f"response {stored.rid} has no item {ref!r}", param=param, code="item_not_found")
+    return found[0]
 
 
 def _rows(state: Any, trace_id: str) -> list[dict[str, Any]]:

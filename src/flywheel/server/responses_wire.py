@@ -18,7 +18,7 @@ Anything that cannot be translated (images, files, built-in tools such as web_se
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +56,7 @@ class ResponsesIn(BaseModel):
     background: bool | None = None
     include: list[str] | None = None
     reasoning: dict[str, Any] | None = None
-    truncation: str | None = None
+    truncation: Literal["auto", "disabled"] | None = None  # echoed; nothing is dropped (see docs/server.md)
     service_tier: str | None = None
     safety_identifier: str | None = None
     prompt_cache_key: str | None = None
@@ -265,17 +265,18 @@ def settings(body: ResponsesIn, kept: bool) -> dict[str, Any]:
 
 
 _ECHOED = ("model", "instructions", "max_output_tokens", "temperature", "top_p", "tools", "tool_choice", "text",
-           "metadata", "user", "parallel_tool_calls", "previous_response_id")
+           "metadata", "user", "parallel_tool_calls", "previous_response_id", "truncation")
 
 
 def response_object(rid: str, echo: dict[str, Any], *, status: str, output: list[dict[str, Any]],
                     usage: dict[str, Any] | None, created_at: int, extra: dict[str, Any] | None = None,
-                    error: dict[str, Any] | None = None) -> dict[str, Any]:
+                    error: dict[str, Any] | None = None, completed_at: int | None = None) -> dict[str, Any]:
     """The `response` object, echoing the request's `settings` as OpenAI does; `flywheel` carries the trace id
-    (and an app's citations, cache hit, cost)."""
+    (and an app's citations, cache hit, cost). `completed_at` only on a completed one, as OpenAI."""
     incomplete = status == "incomplete"
     return {
         "id": rid, "object": "response", "created_at": created_at, "status": status,
+        "completed_at": completed_at if status == "completed" else None,
         "background": False, "error": error,
         "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
         "instructions": echo.get("instructions"), "max_output_tokens": echo.get("max_output_tokens"),
@@ -283,7 +284,7 @@ def response_object(rid: str, echo: dict[str, Any], *, status: str, output: list
         "previous_response_id": echo.get("previous_response_id"), "reasoning": {"effort": None, "summary": None},
         "store": bool(echo.get("store")), "temperature": echo.get("temperature"), "top_p": echo.get("top_p"),
         "text": echo.get("text") or {"format": {"type": "text"}}, "tool_choice": echo.get("tool_choice") or "auto",
-        "tools": echo.get("tools") or [], "truncation": "disabled", "usage": usage, "user": echo.get("user"),
+        "tools": echo.get("tools") or [], "truncation": echo.get("truncation") or "disabled", "usage": usage, "user": echo.get("user"),
         "metadata": echo.get("metadata") or {}, "flywheel": {"trace_id": rid[5:], **(extra or {})},
         **({"conversation": echo["conversation"]} if echo.get("conversation") else {}),
     }
@@ -297,7 +298,7 @@ def input_items(trace_id: str, messages: list[dict[str, Any]], developer: list[i
     items: list[dict[str, Any]] = []
 
     def add(item: dict[str, Any], prefix: str) -> None:
-        items.append({"id": f"{prefix}_{trace_id}_{len(items)}", **item})
+        items.append({"id": f"{prefix}_{trace_id}_in{len(items)}", **item})  # `_in`: apart from output ids
 
     for i, m in enumerate(messages):
         role, content = m.get("role"), m.get("content") or ""

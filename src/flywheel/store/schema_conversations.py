@@ -1,5 +1,5 @@
 """Tables of the conversations domain (the OpenAI Conversations API on `flywheel serve`,
-flywheel/server/conversations_store.py). Migration: migrations/versions/0010_conversations.py.
+flywheel/server/conversations_store.py). Migrations: migrations/versions/0010_conversations.py, 0011_conversation_items_by_id.py.
 
 - conversations: one row per conversation (`conv_<48 hex>`), owned by one tenant: another tenant's id is not
   found. `meta` is the caller's metadata (up to 16 string pairs). Deleting a conversation deletes its row and
@@ -34,4 +34,5 @@ conversation_items = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_conversation_items_order", "conversation_id", "seq"),
     Index("ix_conversation_items_id", "conversation_id", "item_id", unique=True),
+    Index("ix_conversation_items_item", "item_id"),  # item_reference lookups across conversations (0011)
 )
