@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from flywheel.config.model_checks import check_models
 from flywheel.config.models import *  # the schema is part of flywheel.config's API
 from flywheel.config.models import (
     _OPTION_HINTS,
@@ -84,6 +85,7 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
     """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
     model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
     check_routes(config, file, lines)
+    check_models(config, file, lines)
     for name, app in config.apps.items():
         at = ("apps", name)
         if app.model not in config.models and app.model not in config.routes:

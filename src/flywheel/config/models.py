@@ -49,11 +49,13 @@ class Price(Section):
 
 
 class ModelAlias(Section):
-    provider: Literal["openai_compat", "anthropic", "extractive", "transformers"] = "openai_compat"
+    provider: Literal["openai_compat", "anthropic", "extractive", "transformers", "azure", "bedrock"] = "openai_compat"
     model: str = ""
     version: str | None = None  # pinned version; recorded on every result
     base_url: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
+    api_version: str | None = None  # azure: the `api-version` query parameter
+    region: str | None = None  # bedrock: the AWS region (else AWS_REGION / AWS_DEFAULT_REGION)
     price: Price = Field(default_factory=Price)
     timeout: float = 60.0  # seconds per attempt
     max_retries: int = Field(default=2, ge=0, le=10)

@@ -485,5 +485,6 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
                           hint="add the alias under `models:` with provider openai_compat, or use `local`")
     if alias.provider != "openai_compat":
         raise ConfigError(f"embedder alias '{name}' has provider {alias.provider}; embeddings need openai_compat",
-                          where=where, hint="point the alias at an OpenAI-compatible embeddings endpoint")
+                          where=where, hint="point the alias at an OpenAI-compatible embeddings endpoint (Azure OpenAI: "
+                          "provider openai_compat with base_url https://RESOURCE.openai.azure.com/openai/v1)")
     return OpenAICompatEmbedder(name, alias, config.embedder_model)

@@ -12,7 +12,9 @@ Point any OpenAI-compatible client (``base_url=llm.base_url``) or the Anthropic 
 
 Endpoints: ``POST /v1/chat/completions`` (also ``stream: true``, with ``stream_options.include_usage``),
 ``POST /v1/messages`` (Anthropic Messages, also streaming), ``POST /v1/embeddings`` (deterministic
-pseudo-embeddings: texts sharing words are closer), ``GET /v1/models``. Token counts follow the
+pseudo-embeddings: texts sharing words are closer), ``GET /v1/models``; Azure OpenAI's routes (an alias with
+``provider: azure`` and ``base_url: llm.url``, or ``llm.url + "/openai/v1"``) and Bedrock's Converse /
+ConverseStream (``provider: bedrock``, ``base_url: llm.url``). Token counts follow the
 simple deterministic tokenizer documented in :mod:`flywheel.testing.fake_llm_wire`.
 
 A reply can also ask for tools: ``llm.add(r"weather", ToolCall("get_weather", {"city": "Paris"}))`` (or a list

@@ -4,26 +4,42 @@ A thread per connection with plain blocking ``recv``/``sendall`` costs the fewes
 request (measured faster than an asyncio loop when the client runs in the same process). Every wait
 (latency, hangs, stream pauses) is ``stopping.wait(t)``, so ``stop()`` wakes them all at once and shuts
 every connection down. The scripting state (rules, faults, recorded requests) lives on the FakeLLM.
+
+Besides the OpenAI (`/v1/…`) and Anthropic (`/v1/messages`) routes it answers Azure OpenAI's
+(`/openai/deployments/{deployment}/chat/completions?api-version=…` and `…/embeddings`, and the v1 style
+`/openai/v1/chat/completions`, `/openai/v1/embeddings`, `/openai/v1/models`; the OpenAI wire, the key in an
+`api-key` header or as a bearer token) and Bedrock Runtime's Converse and ConverseStream
+(`/model/{id}/converse[-stream]`, fake_llm_bedrock.py). Requests on those routes are recorded with `auth` (the
+scheme that carried the credential: `api-key`, `bearer`, `sigv4` or None), and `api_version` (Azure) or `region`
+(Bedrock, from a SigV4 scope) — never the credential itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
 
+from flywheel.testing import fake_llm_bedrock as bedrock
 from flywheel.testing import fake_llm_wire as wire
 
 if TYPE_CHECKING:
     from flywheel.testing.fake_llm import FakeLLM, FaultPlan
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           413: "Payload Too Large",
            429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
            502: "Bad Gateway", 503: "Service Unavailable", 529: "Overloaded"}
 ROUTES = {("POST", "/v1/chat/completions"): "chat", ("POST", "/v1/messages"): "messages",
           ("POST", "/v1/embeddings"): "embeddings", ("GET", "/v1/models"): "models"}
+_AZURE_ROUTES = {"chat/completions": "chat", "embeddings": "embeddings", "models": "models"}
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]+)/(chat/completions|embeddings)")
+_AZURE_V1 = re.compile(r"/openai/v1/(chat/completions|embeddings|models)")
+_BEDROCK = re.compile(r"/model/([^/]+)/(converse|converse-stream)")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 429: "rate_limit_error", 500: "server_error"}
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
@@ -183,7 +199,7 @@ class RequestReader:
             return None
         connection = headers.get("connection", "").lower()
         keep = connection != "close" if version == "HTTP/1.1" else connection == "keep-alive"
-        return method, target.split("?", 1)[0], headers, body, keep
+        return method, target, headers, body, keep
 
     def _chunked(self) -> bytes | None:
         parts: list[bytes] = []
@@ -222,15 +238,34 @@ def response(status: int, body: bytes, *, content_type: str = "application/json"
 class Exchange:
     """One request/response on a connection. `run()` returns whether the connection stays open."""
 
-    def __init__(self, server: ServerThread, conn: socket.socket, method: str, path: str,
+    def __init__(self, server: ServerThread, conn: socket.socket, method: str, target: str,
                  headers: dict[str, str], raw: bytes, keep: bool):
         self.llm: FakeLLM = server.llm
         self.stopping = server.stopping
-        self.conn, self.method, self.path = conn, method, path
+        path, _, self.query = target.partition("?")
+        self.conn, self.method, self.path, self.target = conn, method, path, target
         self.headers, self.raw, self.keep = headers, raw, keep
         self.route = ROUTES.get((method, path))
-        self.anthropic = path == "/v1/messages"
+        self.dialect = "anthropic" if path == "/v1/messages" else "openai"  # or azure, bedrock
+        self.model_in_path: str | None = None  # an Azure deployment or a Bedrock model id
+        self.streaming_path = False  # Bedrock's /converse-stream
+        if self.route is None:
+            self._cloud_route()
+        self.anthropic = self.dialect == "anthropic"
         self.body: dict[str, Any] = {}
+        self.converse: dict[str, Any] = {}  # a Bedrock request as sent (self.body is its chat view)
+
+    def _cloud_route(self) -> None:
+        if m := _AZURE_DEPLOYMENT.fullmatch(self.path):
+            self.route = _AZURE_ROUTES[m[2]] if self.method == "POST" else None
+            self.dialect, self.model_in_path = "azure", unquote(m[1])
+        elif m := _AZURE_V1.fullmatch(self.path):
+            self.route = _AZURE_ROUTES[m[1]] if self.method == ("GET" if m[1] == "models" else "POST") else None
+            self.dialect = "azure"
+        elif m := _BEDROCK.fullmatch(self.path):
+            self.route = "converse" if self.method == "POST" else None
+            self.dialect, self.model_in_path = "bedrock", unquote(m[1])
+            self.streaming_path = m[2] == "converse-stream"
 
     def run(self) -> bool:
         if self.raw:
@@ -243,16 +278,25 @@ class Exchange:
                 self.llm._record({"path": self.path, "invalid_body": self.raw.decode("utf-8", "replace")})
                 return self.error(400, "request body must be a JSON object")
             self.body = parsed
-        self.llm._record({**self.body, "path": self.path})
+        self.llm._record({**self.body, "path": self.path, **self._cloud_record()})
         if self.route is None:
             return self.error(404, f"unknown endpoint {self.method} {self.path}", code="unknown_url")
         if not self.authorised():
+            if self.dialect == "bedrock":
+                return self.error(403, "The security token included in the request is invalid.")
             return self.error(401, "invalid API key", code="invalid_api_key")
         if self.route == "models":
             return self.send(200, wire.dumps(wire.models_list(self.llm._model_names())))
         problem = self.validate()
         if problem:
             return self.error(400, problem)
+        if self.dialect == "bedrock":
+            self.converse = self.body
+            self.body = bedrock.chat_view(self.converse, self.model_in_path or "")
+            if self.streaming_path:
+                self.body["stream"] = True
+        elif self.model_in_path is not None and "model" not in self.body:
+            self.body["model"] = self.model_in_path  # Azure: the deployment names the model
         model = self.body.get("model")
         plan = self.llm._take_fault(model if isinstance(model, str) else None)
         if plan is not None:
@@ -263,6 +307,18 @@ class Exchange:
             if not self.sleep(plan.seconds):  # then answer normally, like a very slow server
                 return False
         return self.answer()
+
+    def _cloud_record(self) -> dict[str, Any]:
+        """What an Azure or Bedrock request is recorded with besides its body: never the credential itself."""
+        if self.dialect not in ("azure", "bedrock"):
+            return {}
+        auth = self.headers.get("authorization", "")
+        scheme = ("sigv4" if auth.startswith("AWS4-HMAC-SHA256 ") else "bearer" if auth.startswith("Bearer ")
+                  else "api-key" if "api-key" in self.headers else None)
+        if self.dialect == "bedrock":
+            return {"auth": scheme, "region": bedrock.sigv4_region(self.headers), "model_id": self.model_in_path}
+        version = parse_qs(self.query).get("api-version")
+        return {"auth": scheme, "api_version": version[0] if version else None}
 
     def sleep(self, seconds: float) -> bool:
         """Wait; False when the server is stopping or the client hung up meanwhile (nothing left to do)."""
@@ -281,38 +337,58 @@ class Exchange:
         key = self.llm.api_key
         if not key:
             return True
-        return self.headers.get("authorization") == f"Bearer {key}" or self.headers.get("x-api-key") == key
+        bearer = self.headers.get("authorization") == f"Bearer {key}"
+        if self.dialect == "azure":
+            return bearer or self.headers.get("api-key") == key
+        if self.dialect == "bedrock":
+            return bearer or bedrock.sigv4_valid(self.method, self.target, self.headers, self.raw, key)
+        return bearer or self.headers.get("x-api-key") == key
 
     def validate(self) -> str | None:
         if self.route == "embeddings":
             return None if "input" in self.body else "'input' is required"
+        if self.dialect == "bedrock":
+            return bedrock.validate(self.body)
+        if self.dialect == "azure" and self.model_in_path is not None and "api-version" not in parse_qs(self.query):
+            return "the api-version query parameter is required"
         messages = self.body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "'messages' must be a non-empty list"
-        if not isinstance(self.body.get("model"), str):
+        if not isinstance(self.body.get("model", self.model_in_path), str):
             return "'model' is required"
         if self.anthropic and not isinstance(self.body.get("max_tokens"), int):
             return "'max_tokens' is required"
         return None
 
+    def _frames(self, text: wire.Answer) -> list[bytes]:
+        if self.dialect == "bedrock":
+            return bedrock.converse_stream(self.body, text)
+        return (wire.anthropic_stream if self.anthropic else wire.openai_chat_stream)(self.body, text)
+
+    def _payload(self, text: wire.Answer) -> dict[str, Any]:
+        if self.dialect == "bedrock":
+            return bedrock.converse_response(self.body, text)
+        return (wire.anthropic_message if self.anthropic else wire.openai_chat)(self.body, text)
+
     def answer(self) -> bool:
         if self.route == "embeddings":
+            if self.model_in_path is not None and "model" not in self.body:
+                self.body["model"] = self.model_in_path
             try:
                 payload = wire.embeddings_response(self.body)
             except ValueError as exc:
                 return self.error(400, str(exc))
             return self.sleep(self.llm.latency) and self.send(200, wire.dumps(payload))
+        single = self.anthropic or self.dialect == "bedrock"
         try:
-            text, delay = self.llm._reply(self.body, 1 if self.anthropic else wire.choice_count(self.body))
+            text, delay = self.llm._reply(self.body, 1 if single else wire.choice_count(self.body))
         except Exception as exc:  # noqa: BLE001 - a user's reply callable failed; tell the client why
             return self.error(500, f"fake_llm reply callable raised {type(exc).__name__}: {exc}")
         if not self.sleep(delay):
             return False
         if self.body.get("stream"):
-            frames = (wire.anthropic_stream if self.anthropic else wire.openai_chat_stream)(self.body, text)
-            return self.stream(frames)
-        payload = (wire.anthropic_message if self.anthropic else wire.openai_chat)(self.body, text)
-        return self.send(200, wire.dumps(payload))
+            return self.stream(self._frames(text))
+        return self.send(200, wire.dumps(self._payload(text)))
 
     def fault(self, plan: FaultPlan) -> bool:
         kind = plan.fault.value
@@ -326,6 +402,10 @@ class Exchange:
             return False  # the caller closes the socket without a byte of response
         if kind == "invalid_json":
             if self.body.get("stream"):
+                if self.dialect == "bedrock":
+                    frame = bedrock.encode_message({":event-type": "contentBlockDelta", ":message-type": "event"},
+                                                   b'{"delta": not json')
+                    return self._send_frames([frame], True)
                 frame = b"event: message_start\n" if self.anthropic else b""
                 frame += b'data: {"id": "broken", not json\n\n'
                 return self._send_frames([frame] + ([] if self.anthropic else [b"data: [DONE]\n\n"]), True)
@@ -333,11 +413,10 @@ class Exchange:
         # truncated_stream: the answer cut off mid-way, then the socket closes
         text, _ = self.llm._reply_safe(self.body)
         if self.body.get("stream"):
-            frames = (wire.anthropic_stream if self.anthropic else wire.openai_chat_stream)(self.body, text)
+            frames = self._frames(text)
             self._send_frames(frames[:max(1, len(frames) // 2)], terminate=False)
         else:
-            payload = (wire.anthropic_message if self.anthropic else wire.openai_chat)(self.body, text)
-            body = wire.dumps(payload)
+            body = wire.dumps(self._payload(text))
             self.conn.sendall(response(200, body[:len(body) // 2], length=len(body)))
         return False
 
@@ -349,6 +428,9 @@ class Exchange:
 
     def error(self, status: int, message: str, *, code: str | None = None,
               headers: dict[str, str] | None = None) -> bool:
+        if self.dialect == "bedrock":
+            body, more = bedrock.error(status, message)
+            return self.send(status, body, {**more, **(headers or {})})
         if self.anthropic:
             payload = wire.anthropic_error(message, _ANTHROPIC_TYPES.get(status, "api_error"))
         else:
@@ -356,8 +438,8 @@ class Exchange:
         return self.send(status, wire.dumps(payload), headers)
 
     def _stream_head(self) -> bytes:
-        lines = ["HTTP/1.1 200 OK", "Content-Type: text/event-stream; charset=utf-8", "Cache-Control: no-cache",
-                 "Transfer-Encoding: chunked"]
+        kind = "application/vnd.amazon.eventstream" if self.dialect == "bedrock" else "text/event-stream; charset=utf-8"
+        lines = ["HTTP/1.1 200 OK", f"Content-Type: {kind}", "Cache-Control: no-cache", "Transfer-Encoding: chunked"]
         if not self.keep:
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

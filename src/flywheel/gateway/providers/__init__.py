@@ -27,6 +27,8 @@ PROVIDERS: Registry[Factory] = Registry(
     hint="set `provider:` on the alias to one of those, or register yours (docs/plugins.md)")
 PROVIDERS.register("openai_compat", "flywheel.gateway.providers.openai_compat:OpenAICompatProvider")
 PROVIDERS.register("anthropic", "flywheel.gateway.providers.anthropic:AnthropicProvider")
+PROVIDERS.register("azure", "flywheel.gateway.providers.azure:AzureProvider")
+PROVIDERS.register("bedrock", "flywheel.gateway.providers.bedrock:BedrockProvider")
 PROVIDERS.register("extractive", "flywheel.gateway.providers.extractive:ExtractiveProvider")
 PROVIDERS.register("transformers", "flywheel.gateway.providers.transformers_local:TransformersProvider")
 
