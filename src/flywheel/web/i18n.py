@@ -55,6 +55,12 @@ EN: dict[str, str] = {
     # status values as displayed (Translator.status); URLs, filters and JSON keep the English value
     "status_ok": "ok", "status_error": "error", "status_incomplete": "incomplete", "status_finished": "finished",
     "status_failed": "failed", "status_running": "running", "status_interrupted": "interrupted",
+    # guard actions and feedback values as displayed (Translator.label); the stored value in English
+    "guard_pass": "pass", "guard_block": "block", "guard_redact": "redact", "guard_fix": "fix", "guard_reask": "reask",
+    "guard_fallback": "fallback", "guard_refrain": "refrain", "guard_log-only": "log-only", "guard_error": "error",
+    "fbname_thumbs": "thumbs", "fbvalue_up": "up", "fbvalue_down": "down", "fbsource_user": "user",
+    "fbsource_annotator": "annotator", "fbsource_check": "check", "fbsource_judge": "judge",
+    "colon": ": ",
 }
 
 ZH: dict[str, str] = {
@@ -98,6 +104,11 @@ ZH: dict[str, str] = {
     "action_in_suite": "{p} 中已有（或有近似重复）：未写入。",
     "status_ok": "正常", "status_error": "出错", "status_incomplete": "未完成", "status_finished": "已完成",
     "status_failed": "失败", "status_running": "运行中", "status_interrupted": "已中断",
+    "guard_pass": "通过", "guard_block": "拦截", "guard_redact": "脱敏", "guard_fix": "修正", "guard_reask": "重新生成",
+    "guard_fallback": "回退", "guard_refrain": "拒答", "guard_log-only": "仅记录", "guard_error": "出错",
+    "fbname_thumbs": "赞/踩", "fbvalue_up": "赞", "fbvalue_down": "踩", "fbsource_user": "用户",
+    "fbsource_annotator": "标注人", "fbsource_check": "检查", "fbsource_judge": "评审模型",
+    "colon": "：",
 }
 
 TEXT = {"en": EN, "zh": ZH}

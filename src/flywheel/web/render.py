@@ -26,9 +26,10 @@ _env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=selec
 
 
 def when(ts: float | None) -> str:
+    """A stored time as pages show it: in UTC, and saying so (the filters read a time without a zone as UTC)."""
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def ms(value: float | None) -> str:
@@ -58,19 +59,20 @@ def pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
-def _stored(name: str) -> Any:
+def _stored(name: str, catalog: str = "stored_i18n") -> Any:
     """A filter that shows a text the core built in English in the page's language: `{{ text|NAME(lang) }}`."""
 
     def shown(text: str | None, lang: str) -> str:
-        from flywheel.web import stored_i18n
+        import importlib
 
-        return str(getattr(stored_i18n, name)(lang, text))
+        return str(getattr(importlib.import_module(f"flywheel.web.{catalog}"), name)(lang, text))
 
     return shown
 
 
 _env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty, alert_text=_stored("alert_text"),
-                    bound_text=_stored("bound_text"), error_text=_stored("error_text"))
+                    bound_text=_stored("bound_text"), error_text=_stored("error_text"),
+                    reason_text=_stored("reason_text", "reason_i18n"))
 
 
 def qs(params: dict[str, Any], **changes: Any) -> str:
