@@ -3,9 +3,10 @@ The index stores the tokens space-joined, so FTS5 / tsvector see pre-segmented t
 Chinese text. Traditional characters are folded to simplified in the tokens (and the bigrams coverage compares),
 so a question in either script finds documents in the other.
 
-English words are stemmed (Snowball English, i.e. Porter2, as Lucene's EnglishAnalyzer, bm25s and Pyserini
-do), so "refund rule" matches "Refund rules" and "refunded". Only words of ASCII letters written as words: a
-piece of a name keeps its exact form, and so does a token with a digit (s3, gpt4) or another script. A name is
+English words are stemmed (flywheel.text's `stem`: Snowball English, i.e. Porter2, as Lucene's EnglishAnalyzer,
+bm25s and Pyserini do; the extractive model matches questions with the same stems), so "refund rule" matches
+"Refund rules" and "refunded". Only words of ASCII letters written as words: a piece of a name keeps its exact
+form, and so does a token with a digit (s3, gpt4) or another script. A name is
 a run of word characters joined by `_`, `.`, `/`, `::` or `->` (min_relevance, v1.2, os.path, docs/a.md,
 std::vector): `settings.yaml` stemmed would be `set` + `yaml`, matching every text with "set" in it. camelCase
 is not told apart: its case is gone once lower-cased, and a user typing `maxtokens` must get the same tokens
@@ -14,15 +15,14 @@ as a document writing `maxTokens`. Hyphens join English words (follow-ups, e-mai
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 
-from flywheel.text import STOPWORDS_EN, STOPWORDS_ZH, detect_language, normalize
+from flywheel.text import STOPWORDS_EN, STOPWORDS_ZH, detect_language, normalize, stem
 from flywheel.text import tokenize as _tokenize
 from flywheel.text.tokenize import MAX_TOKEN_CHARS, fold_traditional
 
 __all__ = ["MAX_TOKEN_CHARS", "STOPWORDS_EN", "STOPWORDS_ZH", "TOKENIZER_HISTORY", "TOKENIZER_VERSION",
-           "detect_language", "keyword_tokens", "marked_tokens", "normalize", "stem_en", "tokenize", "tokenize_many"]
+           "detect_language", "keyword_tokens", "marked_tokens", "normalize", "tokenize", "tokenize_many"]
 
 # Part of the ingest settings hash (changing keyword_tokens re-indexes files) and recorded per ingested file, so
 # a search over files indexed by another version warns (retriever.py). 2: traditional Chinese folded to simplified;
@@ -42,7 +42,7 @@ def keyword_tokens(text: str) -> list[str]:
     words no longer make every query score the whole corpus), English words stemmed (see the module's doc)."""
     out: list[str] = []
     for tokens, words in _pieces(text):
-        out.extend(map(_STEMS.__getitem__, tokens) if words else tokens)
+        out.extend(map(stem, tokens) if words else tokens)
     return out
 
 
@@ -98,33 +98,6 @@ def _pieces(text: str) -> list[tuple[list[str], bool]]:
         start = hi
     out.append((_tokenize(text[start:] if start else text), True))
     return out
-
-
-_stemmers = threading.local()  # a Snowball stemmer keeps its state on the object: one per thread
-
-
-def stem_en(word: str) -> str:
-    """The Snowball English (Porter2) stem of a lower-case English word (rules → rule, refunded → refund)."""
-    stemmer = getattr(_stemmers, "english", None)
-    if stemmer is None:
-        import snowballstemmer
-
-        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
-    return str(stemmer.stemWord(word))
-
-
-class _Stems(dict[str, str]):
-    """A word token → its keyword token: the stem of ASCII letters, any other token itself. Filled as words are
-    met (the pure-Python stemmer takes ~50-100 µs a word, a corpus repeats its words), emptied past 2^17."""
-
-    def __missing__(self, word: str) -> str:
-        if len(self) >= 1 << 17:
-            self.clear()
-        stem = self[word] = stem_en(word) if word.isascii() and word.isalpha() else word
-        return stem
-
-
-_STEMS = _Stems()
 
 
 def tokenize_many(texts: Iterable[str], *, stopwords: bool = False) -> list[list[str]]:

@@ -4,8 +4,10 @@
 (rjieba is 15x faster but not token-identical: 1 of 25,920 cmrc2018 runs differs, which would change what an
 existing index matches; measured 2026-12.) `tokenize` gives the keyword tokens BM25 indexes: NFKC, lower case,
 traditional Chinese characters folded to simplified, jieba words for CJK runs, word characters elsewhere,
-stopwords dropped unless asked to keep them. `stem` is a light English stemmer for matching question and answer
-words.
+stopwords dropped unless asked to keep them. `stem` is the one English stemmer (Snowball English, i.e. Porter2, as
+Lucene's EnglishAnalyzer, bm25s and Pyserini use): the keyword index stems its word tokens with it
+(flywheel.retrieval.tokenize) and the extractive model its question and source words, so both conflate the same
+forms (rules → rule, refunded → refund, configuration → configur).
 
 The fold (`fold_traditional`: OpenCC's TSCharacters table, one character to one, traditional_chars.py) makes
 發票怎麼開 and 发票怎么开 the same tokens, index and query alike, so each finds the other; it is applied to
@@ -101,18 +103,21 @@ def tokenize(text: str, *, keep_stopwords: bool = False, fold: bool = True) -> l
     return out
 
 
+_stemmers = threading.local()  # a Snowball stemmer keeps its state on the object: one per thread
+
+
+@functools.lru_cache(maxsize=1 << 17)  # the pure-Python stemmer takes ~50-100 µs a word; a corpus repeats its words
 def stem(word: str) -> str:
-    """A light English stemmer: plural and -ed/-ing endings, doubled consonants, a final e."""
-    if len(word) > 4 and word.endswith(("ies", "ied")):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        word = word[:-2]
-    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "as")):
-        word = word[:-1]
-    elif len(word) > 5 and word.endswith("ing") or len(word) > 4 and word.endswith("ed"):
-        word = word[:-3] if word.endswith("ing") else word[:-2]
-        if len(word) > 2 and word[-1] == word[-2] and word[-1] not in "lsz":
-            word = word[:-1]  # pinned → pinn → pin
-    if len(word) > 4 and word.endswith("e"):
-        word = word[:-1]
-    return word
+    """The Snowball English (Porter2) stem of a lower-case word of ASCII letters (rules → rule, refunded → refund,
+    policies → polici); any other token (with a digit, `_`, another script) is returned as it is.
+
+    Known gaps, kept because the keyword index's tokens (TOKENIZER_VERSION) are built with it: a plural without
+    a vowel before its s keeps it (llms, pdfs, sdks), and "alias" is "alia" while "aliases" is "alias"."""
+    if not (word.isascii() and word.isalpha()):
+        return word
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        import snowballstemmer
+
+        stemmer = _stemmers.english = snowballstemmer.stemmer("english")
+    return str(stemmer.stemWord(word))

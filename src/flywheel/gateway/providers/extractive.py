@@ -23,6 +23,8 @@ How it picks (see docs/retrieval.md, "The extractive model"):
 - A unit's score is the IDF-weighted share of the question's terms it covers (its own words count fully, its
   context's words half; a Chinese question word written inside a longer source word counts too). It must
   reach `params.min_coverage` (default 0.34) with at least two question terms.
+  Examples are not answers: a unit holding the whole question (a page listing example questions) is not
+  quoted, and Chinese inside inline code (`"发票怎么开？"`, an example string) matches nothing.
   The quotes are the best units (up to `params.max_quotes`, default 3); when the best is a list item, its
   sibling items that also qualify are quoted with it, in order (up to 5).
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
@@ -34,8 +36,8 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   one — unless nothing else is left. An identifier the corpus has but no source shows still counts, and
   still declines.
 
-English words are lightly stemmed and Chinese text is segmented into words with jieba. Token usage is
-estimated (~4 characters per token).
+English words are stemmed with flywheel.text's `stem` (Snowball English, the keyword index's stems; a final s
+ignored, see `_match_form`) and Chinese text is segmented into words with jieba. Token usage is estimated (~4 characters per token).
 """
 
 from __future__ import annotations
@@ -49,7 +51,15 @@ from dataclasses import dataclass
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, estimate_tokens
 from flywheel.prompts.render import language_of
-from flywheel.text import QUESTION_WORDS, STOPWORDS, fold_traditional, segment, sentence_spans, stem
+from flywheel.text import (
+    QUESTION_WORDS,
+    STOPWORDS,
+    fold_traditional,
+    normalize,
+    segment,
+    sentence_spans,
+    stem,
+)
 from flywheel.types import ChatRequest, Usage
 
 # At line starts, as the prompt renders them: a passage that mentions `<source id="1">…</source>` inline (the
@@ -284,12 +294,20 @@ def split_sentences(text: str) -> list[str]:
 # ---------------------------------------------------------------- terms
 
 
+def _match_form(word: str) -> str:
+    """A word's stem without a final s. Snowball keeps the s of a plural without a vowel before it (llms, pdfs,
+    gpus) and takes one that belongs to the word (alias → alia, aliases → alias): matching ignores it on both
+    sides, so "model aliases" finds "alias" and "PDFs" finds "PDF"."""
+    t = stem(word)
+    return t[:-1] if len(t) > 2 and t.endswith("s") and t.isalpha() else t
+
+
 def _words(text: str) -> list[str]:
     """Stemmed English words; an identifier (`register_provider`) also counts as its parts."""
     out: list[str] = []
     for w in _WORD.findall(text.lower()):
         parts = w.split("_") if "_" in w else []
-        out.extend(t for t in (stem(x) for x in [w, *parts] if x and x not in _STOP) if t not in _STOP)
+        out.extend(t for t in (_match_form(x) for x in [w, *parts] if x and x not in _STOP) if t not in _STOP)
     return out
 
 
@@ -317,9 +335,19 @@ def _names(question: str, language: str) -> set[str]:
     return set(_words(" ".join(m.group(0) for m in found)))
 
 
+def _code_without_han(code: re.Match[str]) -> str:
+    """Inline code with Chinese in it is an example string (`"发票怎么开？"`), not what the sentence is about."""
+    return " " if _HAN_RUN.search(code.group(0)) else code.group(0)
+
+
+def _echo_key(text: str) -> str:
+    return "".join(normalize(text).split()).rstrip("?？.。!！")
+
+
 def _found(text: str, q_terms: set[str], han_terms: list[str]) -> set[str]:
     """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
     same words differently in different phrases (代表 in the question, 代表队 in the source)."""
+    text = _INLINE_CODE.sub(_code_without_han, text)
     out = terms(text)
     lowered = fold_traditional(text.lower())
     return out | {t for t in han_terms if t not in out and t in lowered}
@@ -335,6 +363,11 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     identifiers of the question that the whole corpus lacks, left out of its terms."""
     sections = sections or {}
     sentences = [u for n in sorted(sources) for u in units(n, sources[n], sections.get(n, ""))]
+    # A source sentence holding the whole question quotes it as an example ("What does min_relevance do?" in a
+    # passage about questions); it does not answer it.
+    echo = _echo_key(question)
+    if len(echo) >= 6:
+        sentences = [s for s in sentences if echo not in _echo_key(s.text)]
     q_terms = terms(question)
     left_out = q_terms & set(_words(" ".join(unseen)))
     if q_terms - left_out:  # a question that is nothing but an unseen number is still about it (and declined)
