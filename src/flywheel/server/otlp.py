@@ -1,5 +1,6 @@
 """POST /v1/traces: an OTLP/HTTP receiver, so applications instrumented with OpenTelemetry (the OTel SDK,
-OpenLLMetry, OpenInference, OpenLIT, Langfuse) get flywheel traces without calling through the gateway.
+OpenLLMetry, OpenInference, OpenLIT, Langfuse, Logfire, Pydantic AI, MLflow) get flywheel traces without calling
+through the gateway.
 Langfuse's SDK posts to /api/public/otel/v1/traces with Basic auth: the same handler, its secret key being the
 flywheel API key. /v1/metrics is accepted and dropped (SDKs export metrics by default next to traces).
 Attribute names of the different SDKs are mapped by one table, flywheel.tracing.otlp_conventions.
@@ -142,6 +143,18 @@ def _span_events(items: Any) -> list[genai_content.Event]:
     return out
 
 
+def _exception(items: Any) -> str | None:
+    """`Type: message` of the span's last `exception` event (MLflow sets the error status without a message)."""
+    found = None
+    for ev in items if isinstance(items, list) else []:
+        if isinstance(ev, dict) and ev.get("name") == "exception":
+            attrs = _attrs(ev.get("attributes"))
+            kind, message = attrs.get("exception.type"), attrs.get("exception.message")
+            kind = kind.rsplit(".", 1)[-1] if isinstance(kind, str) else None
+            found = ": ".join(str(x) for x in (kind, message) if x) or found
+    return found
+
+
 def _json_body(body: Any) -> Any:
     if isinstance(body, str) and body[:1] == "{":
         try:
@@ -165,7 +178,7 @@ def to_spans(data: dict[str, Any], tenant: str) -> list[Span]:
 
 
 def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str) -> Span:
-    attrs = otlp_conventions.normalise(_attrs(sp.get("attributes")))
+    attrs = otlp_conventions.normalise(_attrs(sp.get("attributes")), resource.get("telemetry.sdk.name"))
     if "service.name" in resource:
         attrs.setdefault("service.name", resource["service.name"])
     attrs["flywheel.tenant"] = tenant  # the caller's tenant, never the sender's claim
@@ -191,7 +204,8 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
     return Span(span_id=span_id, trace_id=trace_id, parent_id=_id(sp.get("parentSpanId"), 8, f"{where}.parentSpanId"),
                 name=name[:200], kind=kind, start_ns=start, end_ns=end,
                 inputs=inputs, outputs=outputs, output_state="missing" if outputs is None else "ok",
-                error=(status.get("message") or "error") if failed else None, attributes=attrs)
+                error=(status.get("message") or _exception(sp.get("events")) or "error") if failed else None,
+                attributes=attrs)
 
 
 def _credentials(headers: Any) -> Any:

@@ -5,7 +5,7 @@ received over OTLP carry their content in one of several conventions, read here 
 
 - OTel GenAI (current): `gen_ai.input.messages` / `gen_ai.output.messages` (JSON arrays of `{"role", "parts":
   [{"type": "text", "content"}]}`) and `gen_ai.system_instructions`, as span attributes or as the attributes of a
-  `gen_ai.client.inference.operation.details` event;
+  `gen_ai.client.inference.operation.details` event (Pydantic AI's agent span: `pydantic_ai.all_messages`);
 - OTel GenAI (event-based, e.g. `opentelemetry-instrumentation-openai-v2`): log records or span events named
   `gen_ai.system.message`, `gen_ai.user.message`, `gen_ai.assistant.message`, `gen_ai.tool.message` (body
   `{"content"}`) and `gen_ai.choice` (body `{"index", "finish_reason", "message": {"role", "content"}}`);
@@ -15,10 +15,15 @@ received over OTLP carry their content in one of several conventions, read here 
 - OpenInference: `llm.input_messages.N.message.role|content` / `llm.output_messages.N.message.…` (or
   `…message.contents.M.message_content.text`);
 - whole values: OpenInference's `input.value` / `output.value`, OpenLLMetry's `traceloop.entity.input|output`,
-  Langfuse's `langfuse.observation.input|output` (otlp_conventions.INPUT_VALUES / OUTPUT_VALUES).
+  Langfuse's `langfuse.observation.input|output`, MLflow's `mlflow.spanInputs|spanOutputs`, a tool span's
+  `gen_ai.tool.call.arguments|result`, Pydantic AI's `final_result` (otlp_conventions.INPUT_VALUES /
+  OUTPUT_VALUES); an OpenAI chat request (`{"model", "messages"}`) reads as its messages, a chat completion
+  (`{"choices": [{"message"}]}`) as its answer messages.
 
-Messages keep their own fields; a message given as `parts` gets a `content` with its text parts joined, so
-previews, exports and `flywheel promote` read it like flywheel's own.
+Messages keep their own fields; a message given as `parts` gets a `content` with its text parts joined, its
+`tool_call` parts as OpenAI `tool_calls`, and a message of `tool_call_response` parts becomes the `tool` message
+answering them (`tool_call_id`, the response as `content`), so previews, exports and `flywheel promote` read it
+like flywheel's own.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import re
 from typing import Any
 
-from flywheel.tracing.otlp_conventions import INPUT_VALUES, OUTPUT_VALUES
+from flywheel.tracing.otlp_conventions import INPUT_MESSAGES, INPUT_VALUES, OUTPUT_VALUES
 
 _INDEXED = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(\w+)$")
 _OI = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
@@ -62,6 +67,30 @@ def _text(content: Any) -> Any:
     return content
 
 
+def _as_text(value: Any) -> Any:
+    return value if isinstance(value, str) or value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _from_parts(msg: dict[str, Any]) -> dict[str, Any]:
+    """A GenAI `parts` message with OpenAI's fields added: `content`, `tool_calls`, or for tool results
+    (`tool_call_response` parts: `response`, Pydantic AI's `result`) role `tool` and `tool_call_id`."""
+    parts = [p for p in msg["parts"] if isinstance(p, dict)]
+    text = _text(msg["parts"])
+    msg["content"] = text if isinstance(text, str) else None
+    calls = [{"id": p.get("id"), "type": "function",
+              "function": {"name": p.get("name"), "arguments": _as_text(p.get("arguments")) or "{}"}}
+             for p in parts if p.get("type") == "tool_call"]
+    if calls:
+        msg["tool_calls"] = calls
+    responses = [p for p in parts if p.get("type") == "tool_call_response"]
+    if responses and len(responses) == len(parts):
+        msg["role"] = "tool"
+        if len(responses) == 1 and responses[0].get("id") is not None:
+            msg["tool_call_id"] = responses[0]["id"]
+        msg["content"] = "\n".join(str(_as_text(p.get("response", p.get("result")))) for p in responses)
+    return msg
+
+
 def messages(value: Any) -> list[dict[str, Any]] | None:
     """A list of chat messages (GenAI parts form or role/content form), each with a `content`; else None."""
     value = _json(value)
@@ -71,8 +100,7 @@ def messages(value: Any) -> list[dict[str, Any]] | None:
     for m in value:
         msg = dict(m)
         if "content" not in msg and isinstance(msg.get("parts"), list):
-            text = _text(msg["parts"])
-            msg["content"] = text if isinstance(text, str) else None
+            msg = _from_parts(msg)
         elif "content" in msg:
             msg["content"] = _text(msg["content"])
         out.append(msg)
@@ -127,6 +155,8 @@ def from_events(events: list[Event]) -> tuple[list[dict[str, Any]] | None, list[
         body = body if isinstance(body, dict) else ({"content": body} if body is not None else {})
         if name in _ROLE_EVENTS:
             msg = {k: v for k, v in body.items() if k != "content"}
+            if name == "gen_ai.tool.message" and "id" in msg and "tool_call_id" not in msg:
+                msg["tool_call_id"] = msg.pop("id")  # the call it answers, under OpenAI's name
             msg["role"] = body.get("role") or _ROLE_EVENTS[name]
             msg["content"] = _text(body.get("content"))
             inputs.append(msg)
@@ -154,7 +184,7 @@ def from_events(events: list[Event]) -> tuple[list[dict[str, Any]] | None, list[
 
 def content(attrs: dict[str, Any], events: list[Event] | None = None) -> tuple[Any, Any]:
     """(inputs, outputs) of a span from its attributes, else from its content events."""
-    inputs: Any = messages(attrs.get("gen_ai.input.messages"))
+    inputs: Any = next((m for m in (messages(attrs.get(k)) for k in INPUT_MESSAGES) if m is not None), None)
     if inputs is not None:
         inputs = _system(attrs.get("gen_ai.system_instructions"), inputs) + inputs
     outputs: Any = messages(attrs.get("gen_ai.output.messages"))
@@ -181,7 +211,7 @@ def _generic(attrs: dict[str, Any], keys: tuple[str, ...], output: bool) -> Any:
     """A span's input or output from the SDKs' whole-value attributes (OpenInference's `input.value`,
     OpenLLMetry's `traceloop.entity.input`, Langfuse's `langfuse.observation.input` …): JSON is decoded, a
     decorated function's `{"args": [x], "kwargs": {}}` becomes `x`, and a single chat message answer becomes
-    `[message]` like flywheel's own model spans."""
+    `[message]` like flywheel's own model spans; an OpenAI chat request or completion reads as its messages."""
     key = next((k for k in keys if attrs.get(k) is not None), None)
     if key is None:
         return None
@@ -193,6 +223,26 @@ def _generic(attrs: dict[str, Any], keys: tuple[str, ...], output: bool) -> Any:
                 value = args[0] if args else next(iter(kwargs.values()))
             elif not args and not kwargs:
                 return None
+    if isinstance(value, dict) and not output and isinstance(value.get("messages"), list):
+        value = value["messages"]  # a chat request: the model, its parameters and the messages
+    elif isinstance(value, dict) and output and isinstance(value.get("choices"), list):
+        value = _choices(value["choices"]) or value
     if output and isinstance(value, dict) and "role" in value and "content" in value:
         value = [value]
     return messages(value) or value
+
+
+def _choices(choices: list[Any]) -> list[dict[str, Any]] | None:
+    """The answer messages of an OpenAI chat completion's choices (its `finish_reason` on each), None-valued
+    fields left out."""
+    out = []
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            return None
+        msg = {k: v for k, v in message.items() if v is not None}
+        msg.setdefault("content", None)
+        if choice.get("finish_reason") is not None:
+            msg["finish_reason"] = choice["finish_reason"]
+        out.append(msg)
+    return out or None
