@@ -12,7 +12,8 @@ from test_evals_support import llm, project, runtime, write_suite  # noqa: F401 
 from flywheel.errors import ConfigError
 from flywheel.evals.runner import RunOptions, run_suite
 from flywheel.evals.suite import load_suite
-from flywheel.evals.targets import chosen_by_logprobs, chosen_by_text, first_token_logprobs
+from flywheel.evals.targets import chosen_by_logprobs, chosen_by_text, first_token_alternatives
+from flywheel.testing.fake_llm_wire import Scored
 
 QUIET = RunOptions(concurrency=2, progress=False)
 
@@ -60,12 +61,12 @@ def test_reading_the_choice() -> None:
     choices = ["Paris", "Rome", "Madrid"]
     assert [chosen_by_text(t, choices) for t in ("B", "(C)", "Answer: A", "答案：B", "Rome.", "Rome or Paris",
                                                  "A city")] == [1, 2, 0, 1, 1, None, None]
-    raw = {"choices": [{"logprobs": {"content": [{"token": "B", "logprob": -0.2, "top_logprobs": [
-        {"token": "B", "logprob": -0.2}, {"token": " A", "logprob": -1.9}, {"token": "Z", "logprob": -0.1}]}]}}]}
-    top = first_token_logprobs(raw)
+    tokens = [{"token": "B", "logprob": -0.2, "top_logprobs": [
+        {"token": "B", "logprob": -0.2}, {"token": " A", "logprob": -1.9}, {"token": "Z", "logprob": -0.1}]}]
+    top = first_token_alternatives(tokens)
     assert top == {"B": -0.2, " A": -1.9, "Z": -0.1}
     assert chosen_by_logprobs(top, 3) == 1  # Z is no option
-    assert first_token_logprobs({"choices": [{"logprobs": None}]}) is None
+    assert first_token_alternatives(None) is None
 
 
 @pytest.mark.parametrize(("case", "message", "line"), [
@@ -96,23 +97,23 @@ def test_jsonl_cases_with_choices_and_a_plain_answer_column(tmp_path: Path, proj
     assert (second.kind, second.vars) == ("single", {"question": "2+2?", "answer": "4"})  # still a var
 
 
-def test_accuracy_by_logprobs_when_the_provider_returns_them(tmp_path: Path, runtime, project, monkeypatch) -> None:
-    """fake_llm returns no log-probabilities, so the gateway's answer is stubbed with an OpenAI-wire `raw`."""
-    from flywheel.types import ChatResult
+def test_accuracy_by_logprobs_when_the_provider_returns_them(tmp_path: Path, llm, project) -> None:
+    """The alias asks for log-probabilities; fake_llm answers them (scripted) through the gateway's one path."""
+    from flywheel.apps.runtime import Runtime
+    from flywheel.config import Project
 
-    def answer(request):
-        right = " B" if "Italy" in request.messages[-1].content else " A"
-        top = [{"token": right, "logprob": -0.1}, {"token": " C", "logprob": -2.5}]
-        raw = {"choices": [{"logprobs": {"content": [{"token": right, "logprob": -0.1, "top_logprobs": top}]}}]}
-        return ChatResult(text="I think it is Madrid.", alias="small", model="fake-small", provider="stub", raw=raw)
-
-    async def aanswer(request):
-        return answer(request)
-
-    monkeypatch.setattr(runtime.gateway, "chat", answer)
-    monkeypatch.setattr(runtime.gateway, "achat", aanswer)
-    suite = load_suite(write_suite(tmp_path / "evals" / "mc.yaml", SUITE), project)
-    summary = run_suite(suite, runtime, options=QUIET)
+    config = project.root / "flywheel.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "model: fake-small,", "model: fake-small, params: {logprobs: true, top_logprobs: 5},"), encoding="utf-8")
+    for country, right in (("France", " A"), ("Italy", " B"), ("Spain", " A"), ("Germany", " A")):
+        llm.add(country, Scored("I think it is Madrid.", {right: -0.1, " C": -2.5}))
+    runtime = Runtime(Project.load(project.root), tracing=False)
+    try:
+        suite = load_suite(write_suite(tmp_path / "evals" / "mc.yaml", SUITE), runtime.project)
+        summary = run_suite(suite, runtime, options=QUIET)
+    finally:
+        runtime.close()
     # france A ✓, italy B ✓, spain A ✗ (the text says Madrid: log-probabilities win), germany A ✓
     assert summary.multiple_choice == {"cases": 4, "executions": 4, "correct": 3, "accuracy": 0.75,
                                        "methods": {"logprobs": 4}}
+    assert all(r["logprobs"] is True and r["top_logprobs"] == 5 for r in llm.requests)

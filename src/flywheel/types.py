@@ -52,6 +52,10 @@ class ChatRequest(Record):
     metadata: dict[str, Any] = Field(default_factory=dict)  # tenant, app, prompt version, cache directives
     n: int = 1  # choices wanted (OpenAI `n`, 1..16): one request where the provider takes `n`, else n requests
     parallel_tool_calls: bool | None = None  # OpenAI's; Anthropic: tool_choice.disable_parallel_tool_use
+    # OpenAI's: the answer tokens' log-probabilities, with `top_logprobs` (0..20) alternatives each; providers
+    # that cannot return them refuse the request (gateway/logprobs.py)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     @classmethod
     def of(cls, text: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
@@ -86,6 +90,7 @@ class Choice(Record):
     text: str
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[dict[str, Any]] | None = None  # as ChatResult.logprobs
 
 
 class ChatResult(Record):
@@ -103,6 +108,9 @@ class ChatResult(Record):
     raw: dict[str, Any] | None = None
     tool_calls: list[dict[str, Any]] | None = None  # [{id, type: "function", function: {name, arguments}}]
     choices: list[Choice] | None = None  # every choice of an n > 1 request (`text` is the first); None for n = 1
+    # the answer's tokens when the request asked for `logprobs` (OpenAI `choices[].logprobs.content`): each
+    # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}
+    logprobs: list[dict[str, Any]] | None = None
 
 
 class StreamChunk(Record):
@@ -111,6 +119,7 @@ class StreamChunk(Record):
     usage: Usage | None = None  # present on the final chunk when the provider reports it
     # OpenAI `delta.tool_calls` pieces: [{index, id?, type?, function: {name?, arguments (a fragment)}}]
     tool_calls: list[dict[str, Any]] | None = None
+    logprobs: list[dict[str, Any]] | None = None  # the tokens of this delta, as ChatResult.logprobs
 
 
 # ---------------------------------------------------------------- retrieval

@@ -28,7 +28,7 @@ from flywheel.types import ChatRequest, Message
 
 KEY_VERSION = "3"  # bump when the canonical form below changes, so old rows are never misread
 _OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format", "tools", "tool_choice",
-                  "parallel_tool_calls")  # (a None parameter stays out of the key)
+                  "parallel_tool_calls", "logprobs", "top_logprobs")  # (a None parameter stays out of the key)
 DIRECTIVES = ("no-cache", "no-store")
 
 

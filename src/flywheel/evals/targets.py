@@ -7,8 +7,9 @@ variable (or its only variable).
 A multi-turn case (`converse`) sends its turns in order in one conversation: to an app as one session
 (`session_id`; chat apps keep the memory), to a model as a growing message list. A multiple-choice case
 (`choose`) asks the question with lettered options and reads the answer from the first token's
-log-probabilities when the provider returns them (an alias with `params: {logprobs: true, top_logprobs: 10}`),
-otherwise from the generated text (a letter, or the text of one choice).
+log-probabilities when the gateway returns them (`ChatResult.logprobs`: an openai_compat alias with
+`params: {logprobs: true, top_logprobs: 10}`), otherwise from the generated text (a letter, or the text of one
+choice).
 
 Blocking calls (apps, sync callables) run on a thread pool sized to the run's concurrency. Model calls go
 through `gateway.achat` on the event loop when every provider of the alias's fallback chain has a lean
@@ -302,7 +303,7 @@ class ModelRunner(Runner):
             [version] if version else [],
             system_prompt=system,
             usage={"input_tokens": result.usage.input_tokens, "output_tokens": result.usage.output_tokens},
-            top_logprobs=first_token_logprobs(result.raw),
+            top_logprobs=first_token_alternatives(result.logprobs),
         )
 
     async def aclose(self) -> None:
@@ -311,12 +312,11 @@ class ModelRunner(Runner):
         await super().aclose()
 
 
-def first_token_logprobs(raw: Any) -> dict[str, float] | None:
-    """token -> logprob of the first answer token's alternatives in an OpenAI-wire response, when present."""
-    try:
-        first = raw["choices"][0]["logprobs"]["content"][0]
-    except (KeyError, IndexError, TypeError):
+def first_token_alternatives(tokens: list[dict[str, Any]] | None) -> dict[str, float] | None:
+    """token -> logprob of the first answer token's alternatives (`ChatResult.logprobs`), when present."""
+    if not tokens or not isinstance(tokens[0], dict):
         return None
+    first = tokens[0]
     options = first.get("top_logprobs") or [first]
     found = {str(o["token"]): float(o["logprob"]) for o in options if "token" in o and "logprob" in o}
     return found or None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from flywheel.config import ModelAlias
 from flywheel.errors import AttemptFailure, GatewayError, UserError
 from flywheel.gateway.choices import span_output
+from flywheel.gateway.logprobs import refusal, supports_logprobs, wanted
 from flywheel.gateway.pricing import cost_usd
 from flywheel.gateway.providers.base import (
     Provider,
@@ -114,6 +115,9 @@ class CallState:
             self.alias = alias = self.gateway.models[alias_name]
             prov = self.gateway._provider_or_error(alias_name)
             self.prov = Unavailable(prov) if isinstance(prov, ProviderError) else prov
+            if wanted(self.request) and not supports_logprobs(self.prov) and not isinstance(prov, ProviderError):
+                # a fallback that cannot return the log-probabilities asked for is skipped (logprobs.py)
+                self.prov = Unavailable(ProviderError(refusal(alias_name, alias.provider), kind="config"))
             self.timeout = self.request.timeout or alias.timeout
             self.retry, self.move_on = 0, False
             self.prepare()
@@ -233,14 +237,14 @@ class CallState:
 
     def answered(self, resp: ProviderResponse) -> ChatResult:
         return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw, resp.tool_calls,
-                              resp.choices)
+                              resp.choices, resp.logprobs)
 
     def succeeded(self, text: str, usage: Usage | None, response_model: str, finish_reason: str | None,
                   raw: dict | None, tool_calls: list[dict[str, Any]] | None = None,
-                  choices: list[Choice] | None = None) -> ChatResult:
+                  choices: list[Choice] | None = None, logprobs: list[dict[str, Any]] | None = None) -> ChatResult:
         """Close the attempt in progress (and the call) as answered; the call's `ChatResult`. The spans' output
         is the text, or {"content", "tool_calls"} when the model asked for tools, plus every choice under
-        "choices" when the request asked for n > 1 (choices.py)."""
+        "choices" when the request asked for n > 1 (choices.py); log-probabilities stay off the spans (logprobs.py)."""
         span, alias = self.span, self.alias
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
@@ -265,7 +269,7 @@ class CallState:
             "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
-            "tool_calls": tool_calls, "choices": choices})
+            "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs})
         self.end_attempt()
         return result
 

@@ -104,12 +104,12 @@ def merge(responses: list[ProviderResponse], n: int) -> ProviderResponse:
     choices: list[Choice] = []
     for r in responses:
         choices.extend(r.choices or [trusted(Choice, {"text": r.text, "finish_reason": r.finish_reason,
-                                                      "tool_calls": r.tool_calls})])
+                                                      "tool_calls": r.tool_calls, "logprobs": r.logprobs})])
     choices = choices[:n]
     head = choices[0]
     return ProviderResponse(head.text, _sum_usage([r.usage for r in responses]), responses[0].model,
                             head.finish_reason, responses[0].raw if len(responses) == 1 else None, head.tool_calls,
-                            choices)
+                            choices, head.logprobs)
 
 
 def _sum_usage(usages: list[Usage | None]) -> Usage | None:
@@ -136,4 +136,4 @@ def split_choices(result: ChatResult) -> list[ChatResult | None]:
     if not result.choices:
         return [result]
     return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
-                                      "choices": None}) for c in result.choices]
+                                      "logprobs": c.logprobs, "choices": None}) for c in result.choices]

@@ -5,7 +5,9 @@
     for chunk in gw.stream(request): print(chunk.delta, end="")  # or: async for c in gw.astream(...)
 
 `request.n` > 1 asks for n choices (OpenAI's `n`): one upstream request where the provider takes `n`, else n
-concurrent requests merged into one attempt (choices.py); `result.choices` holds them all.
+concurrent requests merged into one attempt (choices.py); `result.choices` holds them all. `request.logprobs` /
+`top_logprobs` come back on `result.logprobs` from aliases whose provider returns them, and are refused (UserError)
+for any other alias (logprobs.py).
 
 One call walks the alias's fallback chain (the alias, then its `fallbacks:` depth-first, each alias
 once). Each alias gets 1 + `max_retries` attempts; failures that are worth retrying (429, 5xx,
@@ -33,6 +35,7 @@ from typing import Any, Self
 
 from flywheel.config import Config, ModelAlias, RouteConfig
 from flywheel.errors import ConfigError, UserError
+from flywheel.gateway import logprobs
 from flywheel.gateway import providers as registry
 from flywheel.gateway.call import CallState, StreamBrokenError, inputs, top_attrs
 from flywheel.gateway.choices import achat_n, chat_n, check_n
@@ -160,6 +163,8 @@ class Gateway:
     def chat(self, request: ChatRequest) -> ChatResult:
         if request.n != 1:
             check_n(request)
+        if request.logprobs is not None or request.top_logprobs is not None:
+            logprobs.check(self, request)
         if "strategy" in request.metadata:  # self-consistency, best-of-n, critique, ensemble (strategies.py)
             picked = _strategy(request)
             if picked is not None:
@@ -184,6 +189,8 @@ class Gateway:
     async def achat(self, request: ChatRequest) -> ChatResult:
         if request.n != 1:
             check_n(request)
+        if request.logprobs is not None or request.top_logprobs is not None:
+            logprobs.check(self, request)
         if "strategy" in request.metadata:
             picked = _strategy(request)
             if picked is not None:
@@ -220,6 +227,8 @@ class Gateway:
 
         if self.router is not None and request.model in self.router:
             request = self.router.resolve(request)[0]
+        if request.logprobs is not None or request.top_logprobs is not None:
+            logprobs.check(self, request)
         return ChatStream(self, request)
 
     def astream(self, request: ChatRequest):
@@ -228,6 +237,8 @@ class Gateway:
 
         if self.router is not None and request.model in self.router:
             request = self.router.resolve(request)[0]
+        if request.logprobs is not None or request.top_logprobs is not None:
+            logprobs.check(self, request)
         return AsyncChatStream(self, request)
 
     def __enter__(self) -> Self:

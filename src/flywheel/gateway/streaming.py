@@ -39,19 +39,22 @@ _END = object()
 class _Attempt:
     """Text, usage and finish reason of the attempt in progress."""
 
-    __slots__ = ("finish_reason", "parts", "tool_calls", "usage")
+    __slots__ = ("finish_reason", "logprobs", "parts", "tool_calls", "usage")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.tool_calls: list[dict[str, Any]] = []
+        self.logprobs: list[dict[str, Any]] = []
 
     def take(self, chunk: StreamChunk) -> None:
         if chunk.delta:
             self.parts.append(chunk.delta)
         if chunk.tool_calls:
             merge_tool_deltas(self.tool_calls, chunk.tool_calls)
+        if chunk.logprobs:
+            self.logprobs.extend(chunk.logprobs)
         if chunk.usage is not None:
             self.usage = chunk.usage
         if chunk.finish_reason:
@@ -151,7 +154,8 @@ class _StreamBase:
     def _succeed(self, call: CallState) -> None:
         a = self._attempt
         assert a is not None and call.alias is not None
-        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, a.tool_calls or None)
+        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, a.tool_calls or None,
+                                     None, a.logprobs or None)
         self._close(call, None)
 
     def _close(self, call: CallState, exc: BaseException | None) -> None:

@@ -11,8 +11,10 @@ sentence as its output guards pass them, its citations in the final chunk's `fly
 a model alias for several choices in one gateway call (one upstream request where the provider takes `n`, else n
 merged requests; see gateway/choices.py); a stream or an app answers one choice, so `n` > 1 with `stream` or
 `app:NAME` is a 400. The caller's `user` and `metadata.session_id` (or the `x-flywheel-session-id` header) land
-on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` is a 400 (the gateway does not
-relay them).
+on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` / `top_logprobs` are relayed from an alias
+whose provider returns them (`choices[].logprobs.content`, streamed on each chunk; the legacy route's `logprobs: N`
+in its {tokens, token_logprobs, top_logprobs, text_offset} shape); another alias, or an `app:NAME` model, is a 400
+naming `logprobs`. They are not stored on the trace (gateway/logprobs.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
+from flywheel.gateway import logprobs as gateway_logprobs
 from flywheel.gateway.call import span_messages
 from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
@@ -92,7 +95,7 @@ class ChatCompletionIn(BaseModel):
     seed: int | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=gateway_logprobs.MAX_TOP_LOGPROBS)
     store: bool | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
@@ -118,7 +121,7 @@ class CompletionIn(BaseModel):
     user: str | None = Field(default=None, max_length=256)
     suffix: str | None = None
     echo: bool | None = None
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=gateway_logprobs.MAX_TOP_LOGPROBS)
     best_of: int | None = None
     top_p: float | None = None
     frequency_penalty: float | None = None
@@ -131,7 +134,7 @@ class CompletionIn(BaseModel):
         if not isinstance(prompt, str):
             raise ApiError(400, "`prompt` must be one text (token ids and several prompts are not supported; send "
                            "one request per prompt)", param="prompt", code="unsupported_value")
-        for name in ("suffix", "echo", "logprobs"):
+        for name in ("suffix", "echo"):
             if getattr(self, name) not in (None, False):
                 raise ApiError(400, f"`{name}` is not supported on /v1/completions", param=name,
                                code="unsupported_parameter")
@@ -140,8 +143,9 @@ class CompletionIn(BaseModel):
                                                                       tool_calls=None, tool_call_id=None)],
             **{k: getattr(self, k) for k in ("stream", "stream_options", "temperature", "max_tokens", "stop", "n",
                                              "user")},
+            logprobs=True if self.logprobs is not None else None, top_logprobs=self.logprobs or None,
             **{k: None for k in ("max_completion_tokens", "metadata", "response_format", "tools", "tool_choice",
-                                 "logprobs", "top_logprobs", "modalities", "parallel_tool_calls")})
+                                 "modalities", "parallel_tool_calls")})
 
 
 def text_of(content: str | list[ContentPart] | None, param: str) -> str:
@@ -184,7 +188,7 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
         "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens,
         "stop": stop or None, "response_format": body.response_format, "tools": body.tools or None,
         "tool_choice": body.tool_choice, "metadata": meta, "n": body.n or 1,
-        "parallel_tool_calls": body.parallel_tool_calls})
+        "parallel_tool_calls": body.parallel_tool_calls, "logprobs": body.logprobs, "top_logprobs": body.top_logprobs})
 
 
 def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
@@ -198,19 +202,42 @@ def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, An
     return {"role": "assistant", "content": text, "refusal": None}
 
 
-def completion(call: calls.Call, model: str, choices: list[tuple[str, str | None, Any]], input_tokens: int,
+def chat_logprobs(tokens: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A chat choice's (or chunk's) `logprobs` field from the answer's tokens."""
+    return {"content": tokens, "refusal": None} if tokens else None
+
+
+def legacy_logprobs(tokens: list[dict[str, Any]] | None, offset: int = 0) -> dict[str, Any] | None:
+    """A text completion's `logprobs` field ({tokens, token_logprobs, top_logprobs, text_offset}) from a chat
+    answer's tokens; `offset` is where the first token starts in the completion's text."""
+    if not tokens:
+        return None
+    offsets = []
+    for t in tokens:
+        offsets.append(offset)
+        offset += len(t.get("token") or "")
+    return {"tokens": [t.get("token") for t in tokens], "token_logprobs": [t.get("logprob") for t in tokens],
+            "top_logprobs": [{a.get("token"): a.get("logprob") for a in t.get("top_logprobs") or ()} for t in tokens],
+            "text_offset": offsets}
+
+
+# one choice of an answer: (text, finish reason, tool calls, tokens with their log-probabilities)
+Picked = tuple[str, str | None, Any, list[dict[str, Any]] | None]
+
+
+def completion(call: calls.Call, model: str, choices: list[Picked], input_tokens: int,
                output_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
     if call.route == _LEGACY:  # a text completion: `text` where a chat has `message`
         return {"id": f"cmpl-{call.trace_id}", "object": "text_completion", "created": int(time.time()),
-                "model": model, "choices": [{"index": i, "text": text, "logprobs": None,
+                "model": model, "choices": [{"index": i, "text": text, "logprobs": legacy_logprobs(lp),
                                              "finish_reason": _FINISH.get(fr or "stop", "stop")}
-                                            for i, (text, fr, _) in enumerate(choices)],
+                                            for i, (text, fr, _, lp) in enumerate(choices)],
                 "usage": usage_json(input_tokens, output_tokens), "flywheel": {"trace_id": call.trace_id, **extra}}
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": _message(text, tools), "logprobs": None,
+        "choices": [{"index": i, "message": _message(text, tools), "logprobs": chat_logprobs(lp),
                      "finish_reason": "tool_calls" if tools else _FINISH.get(fr or "stop", "stop")}
-                    for i, (text, fr, tools) in enumerate(choices)],
+                    for i, (text, fr, tools, lp) in enumerate(choices)],
         "usage": usage_json(input_tokens, output_tokens), "system_fingerprint": None,
         "flywheel": {"trace_id": call.trace_id, **extra},
     }
@@ -240,10 +267,6 @@ async def completions(request: Request) -> Any:
 
 def _unsupported(body: ChatCompletionIn) -> None:
     """Parameters whose answer the gateway cannot give, refused by name rather than answered with nothing."""
-    if body.logprobs or body.top_logprobs:
-        raise ApiError(400, "logprobs are not available through flywheel (the gateway does not relay them); "
-                       "drop `logprobs` and `top_logprobs`", param="logprobs" if body.logprobs else "top_logprobs",
-                       code="unsupported_parameter")
     if body.modalities and set(body.modalities) != {"text"}:
         raise ApiError(400, "only text output is supported: send `modalities: [\"text\"]` or leave it out",
                        param="modalities", code="unsupported_parameter")
@@ -264,6 +287,8 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
                        code="unsupported_parameter")
     session = (body.metadata or {}).get("session_id") or request.headers.get("x-flywheel-session-id")
     creq = chat_request(body, tenant, session if isinstance(session, str) else None)
+    if body.logprobs is not None or body.top_logprobs is not None:
+        _check_logprobs(state, body, creq, app)
     alias = calls.app_model(state, app) if app else body.model
     chars = sum(len(m.content) for m in creq.messages)
     estimate = state.estimate(alias, chars, creq.max_tokens) * n
@@ -284,14 +309,28 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
         await call.finish(error=failed)
         raise call.fail_upstream(failed)
     tin, tout = r.usage.input_tokens, r.usage.output_tokens
-    picked = [(c.text, c.finish_reason, c.tool_calls) for c in r.choices] if r.choices else \
-        [(r.text, r.finish_reason, r.tool_calls)]
+    picked: list[Picked] = [(c.text, c.finish_reason, c.tool_calls, c.logprobs) for c in r.choices] if r.choices \
+        else [(r.text, r.finish_reason, r.tool_calls, r.logprobs)]
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
-                      output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc in picked] if n > 1 else
+                      output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc, _ in picked] if n > 1 else
                       {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
     payload = completion(call, body.model, picked, tin, tout,
                          {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts})
     return calls.JSONBytes(payload, call.headers)
+
+
+def _check_logprobs(state: Any, body: ChatCompletionIn, creq: ChatRequest, app: str | None) -> None:
+    """400 naming `logprobs` / `top_logprobs` when they are malformed or the model cannot return them."""
+    param = "logprobs" if body.logprobs or body.top_logprobs is None else "top_logprobs"
+    if app and (body.logprobs or body.top_logprobs):
+        raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and returns no log-probabilities; "
+                       "send logprobs to a model alias", param=param, code="unsupported_parameter")
+    if app:
+        return
+    try:
+        gateway_logprobs.check(state.runtime.gateway, creq)
+    except UserError as exc:
+        raise ApiError(400, exc.message, param=param, code="unsupported_parameter") from None
 
 
 async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str,
@@ -312,7 +351,7 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     if body.stream:
         return _sse(call, body, calls.one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
                     answer_extra(answer))
-    payload = completion(call, body.model, [(answer.text, "stop", None)], answer.usage.input_tokens,
+    payload = completion(call, body.model, [(answer.text, "stop", None, None)], answer.usage.input_tokens,
                          answer.usage.output_tokens, answer_extra(answer))
     return calls.JSONBytes(payload, call.headers)
 
@@ -324,39 +363,50 @@ async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any) -> 
 
 
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
+    if creq.logprobs:
+        scored, settle = await calls.primed_scored_stream(call, creq)
+        return _sse(call, body, scored, settle, {})
     pieces, settle = await calls.primed_stream(call, creq)
     return _sse(call, body, pieces, settle, {})
 
 
-def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces, usage: Any,
+def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.ScoredPieces, usage: Any,
          extra: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
     """The SSE response; `usage` is (input tokens, output tokens) or a function giving (them, cost) once `pieces`
     is done, `extra` the final chunk's `flywheel` fields (or a function giving them then)."""
     legacy = call.route == _LEGACY
     cid, created = f"{'cmpl' if legacy else 'chatcmpl'}-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    offset = 0  # where the next delta starts in the answer (a legacy chunk's logprobs.text_offset)
 
     def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
         if legacy:  # a text completion's chunk: {text} where a chat chunk has {delta}
-            choices = [{"index": c["index"], "text": c["delta"].get("content") or "", "logprobs": None,
+            choices = [{"index": c["index"], "text": c["delta"].get("content") or "",
+                        "logprobs": legacy_logprobs(c["logprobs"]["content"], offset) if c.get("logprobs") else None,
                         "finish_reason": c["finish_reason"]} for c in choices]
         data = {"id": cid, "object": "text_completion" if legacy else "chat.completion.chunk", "created": created,
                 "model": body.model, "system_fingerprint": None, "choices": choices, **more}
         return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
     async def events() -> AsyncIterator[bytes]:
+        nonlocal offset
         error: BaseException | str | None
         finish, parts, error = "stop", [], None
         tool_calls: list[dict[str, Any]] = []
         try:
             if not legacy:
                 yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-            async for delta, fr, tools in pieces:
+            async for piece in pieces:
+                delta, fr, tools = piece[0], piece[1], piece[2]
                 if fr:
                     finish = _FINISH.get(fr, "stop")
                 if delta:
                     parts.append(delta)
-                    yield event([{"index": 0, "delta": {"content": delta}, "finish_reason": None}])
+                    choice: dict[str, Any] = {"index": 0, "delta": {"content": delta}, "finish_reason": None}
+                    if len(piece) == 4 and piece[3]:  # a request asking for logprobs: this delta's tokens
+                        choice["logprobs"] = chat_logprobs(piece[3])
+                    yield event([choice])
+                    offset += len(delta)
                 if tools:
                     merge_tool_deltas(tool_calls, tools)
                     yield event([{"index": 0, "delta": {"tool_calls": tools}, "finish_reason": None}])

@@ -67,8 +67,8 @@ class ResponsesIn(BaseModel):
 
 def refuse_unsupported(body: ResponsesIn) -> None:
     if body.top_logprobs or "message.output_text.logprobs" in (body.include or ()):
-        raise ApiError(400, "logprobs are not supported: the gateway does not relay them; send the request without "
-                       "them", param="top_logprobs" if body.top_logprobs else "include",
+        raise ApiError(400, "logprobs are not supported on the Responses API here (chat completions relay them from "
+                       "OpenAI-compatible aliases); send the request without them", param="top_logprobs" if body.top_logprobs else "include",
                        code="unsupported_parameter")
     if body.background:
         raise ApiError(400, "background responses are not supported; send the request without `background` "

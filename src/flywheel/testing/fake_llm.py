@@ -52,9 +52,9 @@ from typing import Any, NamedTuple, Self
 
 from flywheel.testing import fake_llm_wire as wire
 from flywheel.testing.fake_llm_http import ServerThread
-from flywheel.testing.fake_llm_wire import ToolCall
+from flywheel.testing.fake_llm_wire import Scored, ToolCall
 
-__all__ = ["Choices", "FakeLLM", "Fault", "FaultPlan", "Injected", "Reply", "Rule", "ToolCall"]
+__all__ = ["Choices", "FakeLLM", "Fault", "FaultPlan", "Injected", "Reply", "Rule", "Scored", "ToolCall"]
 
 
 class Choices:

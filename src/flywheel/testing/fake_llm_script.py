@@ -9,6 +9,9 @@ Either a list of rules, or a mapping::
         reply: Paris.
       - match: what is 6 times 7
         reply: ["Answer: 42", "Answer: 42", "Answer: 41"]   # a list: handed out in turn, one per choice (`n`)
+      - match: Capital of Italy
+        reply: B
+        logprobs: {A: -0.4, B: -1.3, C: -3.0}   # optional: the first token's alternatives (a list: one per token)
       - match: weather in Paris
         tool_call: {name: get_weather, arguments: {city: Paris}}   # instead of reply: ask for a tool
         model: small                   # optional: only for requests naming this model
@@ -35,7 +38,8 @@ if TYPE_CHECKING:
     from flywheel.testing.fake_llm_wire import ToolCall
 
 
-HINT = ("a script is a list of {match, reply (or tool_call: {name, arguments}), model?, latency_ms?} or a mapping with rules:, default:, "
+HINT = ("a script is a list of {match, reply (or tool_call: {name, arguments}), logprobs?, model?, latency_ms?} or a "
+        "mapping with rules:, default:, "
         "latency_ms: and faults: (see `flywheel fake-llm --help`)")
 
 
@@ -50,6 +54,7 @@ class ScriptRule(BaseModel):
     match: str
     reply: str | list[str] | None = None
     tool_call: ScriptToolCall | list[ScriptToolCall] | None = None
+    logprobs: dict[str, float] | list[dict[str, float]] | None = None  # scripted alternatives (fake_llm_wire.Scored)
     model: str | None = None
     latency_ms: float | None = Field(default=None, ge=0)
 
@@ -96,6 +101,10 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
         if (rule.reply is None) == (rule.tool_call is None):
             raise ConfigError("a rule needs exactly one of `reply:` and `tool_call:`",
                               where=where(path, lines, (*rules_at, i)), hint=HINT)
+        if rule.logprobs is not None and rule.reply is None:
+            raise ConfigError("`logprobs:` scores a text reply; this rule has no `reply:`",
+                              where=where(path, lines, (*rules_at, i, "logprobs")),
+                              hint="give the rule a `reply:`, or drop `logprobs:`")
         if rule.reply == []:
             raise ConfigError("`reply:` is an empty list", where=where(path, lines, (*rules_at, i, "reply")),
                               hint="give one reply, or a list of replies handed out in turn")
@@ -127,11 +136,12 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
 
 def _answer(rule: ScriptRule) -> str | list[ToolCall] | Choices:
     from flywheel.testing.fake_llm import Choices
-    from flywheel.testing.fake_llm_wire import ToolCall
+    from flywheel.testing.fake_llm_wire import Scored, ToolCall
 
+    scored = [rule.logprobs] if isinstance(rule.logprobs, dict) else rule.logprobs
     if isinstance(rule.reply, list):
-        return Choices(*rule.reply)
+        return Choices(*(Scored(r, *scored) if scored else r for r in rule.reply))
     if rule.reply is not None:
-        return rule.reply
+        return Scored(rule.reply, *scored) if scored else rule.reply
     calls = rule.tool_call if isinstance(rule.tool_call, list) else [rule.tool_call]
     return [ToolCall(c.name, c.arguments) for c in calls if c is not None]

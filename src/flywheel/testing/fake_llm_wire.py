@@ -7,6 +7,14 @@ character is one token, every run of other word characters is one token, every o
 character (punctuation, symbols) is one token. ``prompt_tokens`` is the sum over the text of every
 message (and the Anthropic ``system`` field); ``completion_tokens`` is the count of the reply text
 (summed over the choices when several are asked for with ``n``).
+
+Log-probabilities (OpenAI ``logprobs: true``, ``top_logprobs: K``): the answer is cut into tokens (each word,
+CJK character or punctuation mark with the whitespace before it), which concatenate back to the text exactly;
+a stream sends one token per chunk, its logprobs on the chunk. Unless scripted, each token's logprob is derived
+from its text (between -0.1 and -0.001, the same every time) and its K alternatives are the token itself followed
+by filler tokens (" the", ",", …) with logprobs from -3 down. A reply can script them: ``Scored("B", {"A": -0.2,
+"B": -1.6})`` gives the first token those alternatives (a dict per token, in order; the token's own logprob is
+its entry, else derived).
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -77,6 +85,18 @@ class ToolCall:
     id: str | None = None
 
 
+class Scored(str):
+    """A reply text with scripted log-probabilities: one {token: logprob} dict per token of the answer, from the
+    first (see the module docstring)."""
+
+    alternatives: tuple[dict[str, float], ...]
+
+    def __new__(cls, text: str, *alternatives: dict[str, float]) -> Self:
+        scored = super().__new__(cls, text)
+        scored.alternatives = tuple({str(k): float(v) for k, v in a.items()} for a in alternatives)
+        return scored
+
+
 # what a rule answers: text, or tool calls; or, for a request with `n` > 1, one text per choice (a tuple)
 Answer = str | list[ToolCall] | tuple[str, ...]
 
@@ -119,6 +139,58 @@ def split_deltas(text: str) -> list[str]:
     return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
+def logprob_tokens(text: str) -> list[str]:
+    """The answer's tokens for log-probabilities: each token with the whitespace before it (trailing whitespace
+    joins the last one); they concatenate back to `text` exactly."""
+    ends = [m.end() for m in TOKEN.finditer(text)]
+    if not ends:
+        return [text] if text else []
+    ends[-1] = len(text)
+    return [text[a:b] for a, b in itertools.pairwise([0, *ends])]
+
+
+_FILLERS = (" the", ",", ".", " a", " and", " of", " to", " in", " is", " it", " that", " for", " on", " with",
+            " as", " was", " he", " be", " at", " by", " or")
+
+
+def _derived(token: str) -> float:
+    return -round(0.001 + int.from_bytes(hashlib.sha256(token.encode()).digest()[:4], "big") % 1000 / 10100, 4)
+
+
+def _token(token: str, logprob: float) -> dict:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+
+def token_logprobs(text: str, top: int, alternatives: tuple[dict[str, float], ...] = ()) -> list[dict]:
+    """OpenAI `logprobs.content` for `text`: every token with its logprob and its `top` alternatives."""
+    out = []
+    for i, token in enumerate(logprob_tokens(text)):
+        scripted = alternatives[i] if i < len(alternatives) else None
+        own = scripted[token] if scripted and token in scripted else _derived(token)
+        if scripted:
+            ranked = sorted({**scripted, token: own}.items(), key=lambda kv: -kv[1])
+        else:
+            ranked = [(token, own), *((f, -3.0 - k) for k, f in enumerate(x for x in _FILLERS if x != token))]
+        out.append({**_token(token, own), "top_logprobs": [_token(t, lp) for t, lp in ranked[:top]]})
+    return out
+
+
+def _logprobs_asked(body: dict) -> int | None:
+    """The `top_logprobs` count when the request asks for log-probabilities, else None."""
+    if not body.get("logprobs"):
+        return None
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) and top > 0 else 0
+
+
+def _choice_logprobs(body: dict, answer: str, said: str) -> dict | None:
+    """A choice's `logprobs` field: None unless asked for; `said` is the answer as sent (maybe truncated)."""
+    top = _logprobs_asked(body)
+    if top is None:
+        return None
+    return {"content": token_logprobs(said, top, getattr(answer, "alternatives", ())), "refusal": None}
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}{next(_ids):012x}"
 
@@ -150,6 +222,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
         text = (text,) * choice_count(body)
     texts = [truncate(t, limit) for t in text]
     prompt, completion = prompt_tokens(body), sum(count_tokens(t) for t, _ in texts)
+    scores = [_choice_logprobs(body, answer, said) for answer, (said, _) in zip(text, texts)]
     return {
         "id": new_id("chatcmpl-fake"),
         "object": "chat.completion",
@@ -158,7 +231,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
         "system_fingerprint": "fp_fake",
         "choices": [
             {"index": i, "message": {"role": "assistant", "content": t, "refusal": None},
-             "logprobs": None, "finish_reason": "length" if cut else "stop"}
+             "logprobs": scores[i], "finish_reason": "length" if cut else "stop"}
             for i, (t, cut) in enumerate(texts)
         ],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
@@ -179,8 +252,8 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     base = {"id": new_id("chatcmpl-fake"), "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model, "system_fingerprint": "fp_fake"}
 
-    def chunk(index: int, delta: dict, finish: str | None = None) -> bytes:
-        data = {**base, "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def chunk(index: int, delta: dict, finish: str | None = None, logprobs: dict | None = None) -> bytes:
+        data = {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
         if with_usage:
             data["usage"] = None
         return b"data: " + dumps(data) + b"\n\n"
@@ -188,7 +261,12 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     frames = []
     for i, (said, cut) in enumerate(texts):
         frames.append(chunk(i, {"role": "assistant", "content": None if calls else "", "refusal": None}))
-        frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(said))
+        scored = None if calls else _choice_logprobs(body, answers[i], said)
+        if scored is not None:  # one token per chunk, its logprobs on it
+            frames.extend(chunk(i, {"content": t["token"]}, None, {"content": [t], "refusal": None})
+                          for t in scored["content"])
+        else:
+            frames.extend(chunk(i, {"content": piece}) for piece in split_deltas(said))
         for k, call in enumerate(calls):
             frames.append(chunk(i, {"tool_calls": [{"index": k, "id": call["id"], "type": "function",
                                                     "function": {"name": call["function"]["name"],

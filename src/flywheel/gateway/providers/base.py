@@ -21,6 +21,12 @@ Several choices (`request.n` > 1, OpenAI's `n`): a provider whose backend answer
 them). Other providers never see n > 1: the gateway sends them n requests with n = 1 and merges the answers
 (gateway/choices.py).
 
+Log-probabilities (`request.logprobs` / `top_logprobs`, OpenAI's): a provider whose backend returns them sets
+``supports_logprobs = True``, sends them and returns the answer's tokens in `ProviderResponse.logprobs` (and each
+choice's in `Choice.logprobs`; streamed, each chunk's in `StreamChunk.logprobs`), in OpenAI's shape:
+``[{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]``. The gateway never sends a request asking
+for them to any other provider (gateway/logprobs.py).
+
 Streaming yields `StreamChunk`s: text deltas, then a last chunk carrying `finish_reason` and, when
 the backend reports it, `usage`. A stream that breaks part-way raises `ProviderError` (the gateway
 only retries when nothing was yielded yet). Async variants have the same contract.
@@ -53,11 +59,12 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 
 class ProviderResponse:
     """One successful completion as the backend returned it."""
 
-    __slots__ = ("choices", "finish_reason", "model", "raw", "text", "tool_calls", "usage")
+    __slots__ = ("choices", "finish_reason", "logprobs", "model", "raw", "text", "tool_calls", "usage")
 
     def __init__(self, text: str, usage: Usage | None = None, model: str = "",
                  finish_reason: str | None = None, raw: dict[str, Any] | None = None,
-                 tool_calls: list[dict[str, Any]] | None = None, choices: list[Choice] | None = None):
+                 tool_calls: list[dict[str, Any]] | None = None, choices: list[Choice] | None = None,
+                 logprobs: list[dict[str, Any]] | None = None):
         self.text = text
         # every choice when several were asked for (the first is text / finish_reason / tool_calls); else None
         self.choices = choices
@@ -66,6 +73,7 @@ class ProviderResponse:
         self.model = model  # the model name the backend says answered
         self.finish_reason = finish_reason
         self.raw = raw  # the decoded wire response when it is at hand for free, else None
+        self.logprobs = logprobs  # the first choice's tokens with their log-probabilities, when asked for
 
     def __repr__(self) -> str:
         return f"ProviderResponse(text={self.text[:40]!r}, model={self.model!r}, usage={self.usage!r})"
@@ -120,6 +128,7 @@ class BaseProvider:
 
     name: ClassVar[str] = "base"
     supports_n: ClassVar[bool] = False  # True: one request answers `n` choices (see the module docstring)
+    supports_logprobs: ClassVar[bool] = False  # True: it returns log-probabilities when asked (module docstring)
 
     def __init__(self, alias: ModelAlias | None = None):
         self.alias = alias
@@ -163,9 +172,10 @@ def make_usage(input_tokens: int, output_tokens: int) -> Usage:
 
 
 def make_chunk(delta: str, finish_reason: str | None = None, usage: Usage | None = None,
-               tool_calls: list[dict[str, Any]] | None = None) -> StreamChunk:
+               tool_calls: list[dict[str, Any]] | None = None,
+               logprobs: list[dict[str, Any]] | None = None) -> StreamChunk:
     return trusted(StreamChunk, {"delta": delta, "finish_reason": finish_reason, "usage": usage,
-                                 "tool_calls": tool_calls})
+                                 "tool_calls": tool_calls, "logprobs": logprobs})
 
 
 def indexed(tool_calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -210,6 +220,10 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["parallel_tool_calls"] = request.parallel_tool_calls
     if request.n != 1:
         params["n"] = request.n
+    if request.logprobs is not None:
+        params["logprobs"] = request.logprobs
+    if request.top_logprobs is not None:
+        params["top_logprobs"] = request.top_logprobs
     return params
 
 

@@ -17,6 +17,10 @@ proxies from the environment, and redirects.
 
 `request.n` > 1 is sent as `n`, and every choice of the answer comes back (`ProviderResponse.choices`, usage
 covering all of them); the gateway asks again for any choices a server that ignores `n` left out.
+
+`request.logprobs` / `top_logprobs` are sent as they are, and the answer's `choices[].logprobs.content` comes back
+on `ProviderResponse.logprobs` (each choice's on `Choice.logprobs`; streamed, each chunk's on `StreamChunk.logprobs`).
+A server that ignores them answers without: the result's `logprobs` is None.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class OpenAICompatProvider(SdkProvider):
     name = "openai_compat"
     key_env = "OPENAI_API_KEY"
     supports_n = True  # `n` goes on the wire; every choice comes back (gateway/choices.py)
+    supports_logprobs = True  # `logprobs` / `top_logprobs` go on the wire; the tokens come back
 
     def __init__(self, alias: ModelAlias):
         super().__init__(alias)
@@ -216,7 +221,14 @@ def parse_body(status: int, content: bytes) -> ProviderResponse:
     choices = data["choices"]
     return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
                             data, message.get("tool_calls") or None,
-                            parse_choices(choices, status) if len(choices) > 1 else None)
+                            parse_choices(choices, status) if len(choices) > 1 else None, tokens(choice))
+
+
+def tokens(choice: Any) -> list[dict[str, Any]] | None:
+    """A wire choice's `logprobs.content` (the answer's tokens with their log-probabilities), or None."""
+    logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    return content if isinstance(content, list) and content else None
 
 
 def parse_choices(choices: list[Any], status: int) -> list[Choice]:
@@ -227,7 +239,7 @@ def parse_choices(choices: list[Any], status: int) -> list[Choice]:
             message = choice["message"]
             out.append((choice.get("index", pos), trusted(Choice, {
                 "text": message.get("content") or "", "finish_reason": choice.get("finish_reason"),
-                "tool_calls": message.get("tool_calls") or None})))
+                "tool_calls": message.get("tool_calls") or None, "logprobs": tokens(choice)})))
         except (KeyError, TypeError, AttributeError):
             raise ProviderError(f"choice {pos} has no message: {str(choice)[:300]}", kind="bad_response",
                                 status=status, retryable=True) from None
@@ -261,7 +273,8 @@ def transport_error(exc: Exception) -> ProviderError:
 
 
 class _StreamState(StreamFold):
-    """Collects finish_reason and usage across chunks (usage arrives last, in a chunk with no choices)."""
+    """Collects finish_reason and usage across chunks (usage arrives last, in a chunk with no choices); hands each
+    chunk's log-probabilities on (`logprobs`)."""
 
     __slots__ = ("finish_reason", "usage")
 
@@ -282,6 +295,8 @@ class _StreamState(StreamFold):
             return ""
         if choice.delta.tool_calls:
             self.calls = [c.model_dump(exclude_none=True) for c in choice.delta.tool_calls]
+        if choice.logprobs is not None and choice.logprobs.content:
+            self.logprobs = [t.model_dump() for t in choice.logprobs.content]
         delta = choice.delta.content or ""
         self.chars += len(delta)
         return delta

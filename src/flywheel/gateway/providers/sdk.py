@@ -57,12 +57,13 @@ class StreamFold:
     As a context manager (sync or async) around reading `events`, it closes them on the way out and
     turns an exception into the `ProviderError` for it (see `broken`)."""
 
-    __slots__ = ("calls", "chars", "events")
+    __slots__ = ("calls", "chars", "events", "logprobs")
 
     def __init__(self) -> None:
         self.chars = 0
         self.events: Any = None  # the SDK stream, once open
         self.calls: list[dict[str, Any]] | None = None  # tool-call pieces `take` found in the last event
+        self.logprobs: list[dict[str, Any]] | None = None  # the last event's tokens with their log-probabilities
 
     def __enter__(self) -> Self:
         return self
@@ -195,9 +196,9 @@ class SdkProvider:
             fold.events = self._open(alias, request, timeout)
             for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls:
-                    yield make_chunk(delta, tool_calls=fold.calls)
-                    fold.calls = None
+                if fold.calls or fold.logprobs:
+                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs)
+                    fold.calls = fold.logprobs = None
                 elif delta:
                     yield make_chunk(delta)
         yield fold.final()
@@ -208,9 +209,9 @@ class SdkProvider:
             fold.events = await self._aopen(alias, request, timeout)
             async for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls:
-                    yield make_chunk(delta, tool_calls=fold.calls)
-                    fold.calls = None
+                if fold.calls or fold.logprobs:
+                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs)
+                    fold.calls = fold.logprobs = None
                 elif delta:
                     yield make_chunk(delta)
         yield fold.final()
