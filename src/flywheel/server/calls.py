@@ -217,7 +217,10 @@ async def begin(state: ServerState, principal: Principal, tenant: str, route: st
         attrs["flywheel.user_id"] = user[:256]
     if session:
         attrs["flywheel.session_id"] = str(session)[:256]
-    span, token = tracer.start(f"server {route}", "other", inputs, **attrs)
+    # An app's own span records its input as the app saw it (after its input `redact` guards): the raw request
+    # stays off the root span, so the trace's input preview is the masked text too.
+    name = f"server {route.replace('{name}', app)}" if app else f"server {route}"
+    span, token = tracer.start(name, "other", None if app else inputs, **attrs)
     return Call(state, principal, tenant, route, model, app, admission, span, token)
 
 
@@ -259,6 +262,8 @@ async def failures(call: Call) -> AsyncIterator[None]:
 
 # (text delta, finish reason, tool-call pieces in OpenAI `delta.tool_calls` form or None)
 Pieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None]]
+# the same, plus the delta's tokens with their log-probabilities (StreamChunk.logprobs) or None
+ScoredPieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]]
 
 
 async def one_piece(text: str) -> Pieces:
@@ -268,6 +273,17 @@ async def one_piece(text: str) -> Pieces:
 
 
 async def primed_stream(call: Call, request: ChatRequest) -> tuple[Pieces, Callable[[], tuple[int, int, float]]]:
+    """`_primed` as (delta, finish reason, tool calls) pieces."""
+    return await _primed(call, request, False)  # type: ignore[no-any-return]
+
+
+async def primed_scored_stream(call: Call,
+                               request: ChatRequest) -> tuple[ScoredPieces, Callable[[], tuple[int, int, float]]]:
+    """`_primed` as (delta, finish reason, tool calls, logprobs) pieces, for a request asking for logprobs."""
+    return await _primed(call, request, True)  # type: ignore[no-any-return]
+
+
+async def _primed(call: Call, request: ChatRequest, scored: bool) -> Any:
     """The gateway's stream with its first chunk already pulled, so a failure before any text surfaces here
     (a proper HTTP status) instead of inside a 200 event stream; plus a function giving (input tokens,
     output tokens, cost) once the stream has ended. A stream cut short (the client hung up, the upstream broke)
@@ -286,14 +302,20 @@ async def primed_stream(call: Call, request: ChatRequest) -> tuple[Pieces, Calla
         raise
     delivered: list[str] = []
 
-    async def pieces() -> Pieces:
+    async def pieces() -> Any:
         try:
             if first is not None:
                 delivered.append(first.delta)
-                yield first.delta, first.finish_reason, first.tool_calls
+                if scored:
+                    yield first.delta, first.finish_reason, first.tool_calls, first.logprobs
+                else:
+                    yield first.delta, first.finish_reason, first.tool_calls
                 async for chunk in it:
                     delivered.append(chunk.delta)
-                    yield chunk.delta, chunk.finish_reason, chunk.tool_calls
+                    if scored:
+                        yield chunk.delta, chunk.finish_reason, chunk.tool_calls, chunk.logprobs
+                    else:
+                        yield chunk.delta, chunk.finish_reason, chunk.tool_calls
         finally:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()

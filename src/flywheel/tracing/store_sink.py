@@ -240,11 +240,14 @@ _SUMMARY_KEYS = ("span_id", "parent_id", "start_ns", "error", "tenant", "app", "
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in _SUMMARY_KEYS}
     # A received (OTLP) trace's root is often the sender's own request span, without content: the trace's
-    # question and answer then come from its spans (see trace_row). flywheel's roots always record theirs, so
-    # the previews are only worked out for received spans.
+    # question and answer then come from its spans (see trace_row). flywheel's roots record theirs, except the
+    # server's root of an `app:NAME` request, whose question is the app span's (masked by its input guards), so
+    # the previews are only worked out for received spans and app spans.
     if (row.get("attributes") or {}).get("flywheel.source") == "otlp" and row.get("kind") not in ("guard", "cache"):
         out["in_preview"] = preview(row.get("inputs"))
         out["out_preview"] = answer_preview(row.get("outputs")) if row.get("kind") == "llm" else None
+    elif row.get("kind") == "app":
+        out["in_preview"] = preview(row.get("inputs"))
     return out
 
 
