@@ -256,6 +256,8 @@ class ServerConfig(Section):
     max_body_mb: float = Field(default=4.0, gt=0)
     online_evaluators: bool = True  # run `monitor.online` in a background worker inside `flywheel serve`
     embed_worker: bool = True  # embed chunks that have no vector yet, in the background (after `ingest --no-embed`)
+    batch_worker: bool = True  # run the Batch API's batches (/v1/batches) in the background of this server
+    batch_concurrency: int = Field(default=4, ge=1, le=256)  # requests of one batch in flight at once
 
     @field_validator("cors_origins")
     @classmethod

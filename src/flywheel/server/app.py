@@ -41,7 +41,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # routes of /v1/…
 _UNDER_V1 = ("/chat/completions", "/completions", "/embeddings", "/models", "/messages", "/responses", "/apps/",
-             "/feedback")
+             "/feedback", "/files", "/batches")
 
 
 def is_loopback(host: str) -> bool:
@@ -72,7 +72,7 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        workers = _background_workers(state)
+        workers = _background_workers(state, app)
         try:
             yield
         finally:
@@ -91,8 +91,10 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     from flywheel.server import (
         anthropic_api,
         apps_api,
+        batches_api,
         conversations_api,
         feedback_api,
+        files_api,
         models_api,
         openai_proxy,
         ops,
@@ -102,7 +104,7 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     )
 
     for module in (openai_proxy, models_api, anthropic_api, responses_api, conversations_api, apps_api, feedback_api,
-                   ops, otlp, review_api):
+                   ops, otlp, review_api, files_api, batches_api):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
     if cors_origins:
@@ -114,12 +116,18 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
     return app
 
 
-def _background_workers(state: ServerState) -> list[Any]:
+def _background_workers(state: ServerState, app: FastAPI) -> list[Any]:
     """Work that runs beside the requests, never in their path: the online evaluators and alert checks
-    (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`), and the embedding of chunks
-    that have no vector yet (unless `server.embed_worker: false`)."""
+    (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`), the embedding of chunks
+    that have no vector yet (unless `server.embed_worker: false`), and the Batch API's runner (unless
+    `server.batch_worker: false`)."""
     config = state.project.config
     workers: list[Any] = []
+    if config.server.batch_worker:
+        from flywheel.server.batches_runner import BatchRunner
+
+        app.state.batch_runner = BatchRunner(state, config.server.batch_concurrency).start()
+        workers.append(app.state.batch_runner)
     if config.server.online_evaluators and (config.monitor.online or config.monitor.alerts):
         from flywheel.monitor.online import OnlineWorker
 
