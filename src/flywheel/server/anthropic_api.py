@@ -9,7 +9,14 @@ route's sticky arm), and a chat app continues that session, as on the OpenAI wir
 the gateway's `parallel_tool_calls: false`. `output_config.format`
 (`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens.
 An `app:NAME` model streams the app's answer as it comes (apps_api.primed_app_stream: sentence by sentence once its
-output guards passed each one), as on /v1/chat/completions."""
+output guards passed each one), as on /v1/chat/completions.
+
+To an `anthropic` alias the body also goes as it came (gateway/providers/anthropic_native.py): `thinking` with the
+signed thinking blocks of earlier turns, `cache_control` breakpoints, images and documents, `top_k`, `top_p`,
+`service_tier`, `metadata.user_id`, the `anthropic-beta` header and fields this code does not know
+(`context_management` …); the answer's thinking blocks (streamed: thinking_delta, signature_delta) and cache usage
+come back. Other providers get the translation: thinking and cache_control dropped, fields they have no use for
+ignored; image and document blocks are a 400 unless every alias the request may reach is an Anthropic one."""
 
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.errors import UserError
 from flywheel.gateway.call import span_messages
+from flywheel.gateway.providers import anthropic_native as native_
 from flywheel.gateway.tools import (
     ToolFormatError,
     merge_tool_deltas,
@@ -54,12 +62,13 @@ class Block(BaseModel):
 
 class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # Claude Code sends mid-conversation system turns
     content: str | list[Block]
 
 
 class MessagesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # fields newer than this code (`context_management`, …) are kept: Anthropic aliases get them, others not
+    model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=200)
     max_tokens: int = Field(ge=1)
     messages: list[AnthropicMessage] = Field(min_length=1)
@@ -102,12 +111,20 @@ def _session(body: MessagesIn, request: Request) -> str | None:
     return str(session)[:256] if session else None
 
 
-def _request(body: MessagesIn, tenant: str, session: str | None = None) -> ChatRequest:
+_GATEWAY_FIELDS = frozenset({"model", "max_tokens", "stream", "temperature", "stop_sequences"})  # sent anyway
+
+
+def _request(body: MessagesIn, tenant: str, session: str | None = None, *, betas: list[str] | None = None,
+             native_blocks: bool = False) -> ChatRequest:
+    """The gateway's request. `betas` (not None): attach the native exchange for Anthropic aliases.
+    `native_blocks`: image / document blocks are stood in for by `[image]`-like text in the gateway's view (they
+    reach the upstream through the exchange only), else they are a 400."""
     msgs = [Message(role="system", content=_text(body.system, "system"))] if body.system else []
     try:
         for i, m in enumerate(body.messages):
             content = m.content if isinstance(m.content, str) else \
-                [b.model_dump(exclude_none=True) for b in m.content]
+                [_plain(b.model_dump(exclude_none=True), f"messages.{i}.content.{j}", native_blocks)
+                 for j, b in enumerate(m.content)]
             msgs += openai_messages(m.role, content, f"messages.{i}.content")
         tools = openai_tools(body.tools) if body.tools else None
         choice, parallel = openai_tool_choice(body.tool_choice)
@@ -115,9 +132,57 @@ def _request(body: MessagesIn, tenant: str, session: str | None = None) -> ChatR
         raise ApiError(400, exc.message, param=exc.param, code="invalid_value") from None
     user = body.metadata.get("user_id") if body.metadata else None
     meta = calls.request_metadata(tenant, user if isinstance(user, str) else None, session, body.metadata)
-    return ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
+    creq = ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
                        stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta,
                        response_format=_response_format(body.output_config), parallel_tool_calls=parallel)
+    if betas is not None:
+        creq.metadata[native_.NATIVE] = native_.NativeExchange(_native_body(body), betas, creq)
+    return creq
+
+
+def _plain(block: dict[str, Any], param: str, native_blocks: bool) -> dict[str, Any]:
+    """A content block as the gateway's view holds it: image-like blocks (also inside a tool_result) as text."""
+    kind = block.get("type")
+    if kind in native_.NATIVE_ONLY_BLOCKS:
+        if not native_blocks:
+            raise ApiError(400, f"content block type {kind!r} reaches Anthropic aliases only, and this model may "
+                           "be answered by another provider (text only): send it to a model alias whose route and "
+                           "fallbacks are all `provider: anthropic`", param=f"{param}.type",
+                           code="unsupported_content")
+        return {"type": "text", "text": f"[{kind}]"}
+    inner = block.get("content")
+    if kind == "tool_result" and isinstance(inner, list):
+        return {**block, "content": [_plain(c, f"{param}.content.{k}", native_blocks) if isinstance(c, dict) else c
+                                     for k, c in enumerate(inner)]}
+    return block
+
+
+def _native_body(body: MessagesIn) -> dict[str, Any]:
+    """The body an Anthropic alias gets besides what the gateway sends itself (model, max_tokens, temperature,
+    stop sequences, output_config.format): Anthropic's `metadata` takes `user_id` only."""
+    data = {k: v for k, v in body.model_dump(exclude_none=True).items() if k not in _GATEWAY_FIELDS}
+    meta = data.pop("metadata", None) or {}
+    if isinstance(meta.get("user_id"), str):
+        data["metadata"] = {"user_id": meta["user_id"]}
+    config = {k: v for k, v in (data.pop("output_config", None) or {}).items() if k != "format"}
+    if config:
+        data["output_config"] = config
+    return data
+
+
+def _providers(state: Any, alias: str) -> set[str]:
+    """The providers a request for `alias` (or route) may reach: every arm and every fallback."""
+    gateway = state.runtime.gateway
+    route = state.project.config.routes.get(alias)
+    names = [alias]
+    if route is not None:
+        router = route.router
+        names = [n for n in (route.alias, *(route.split or ()), router and router.small, router and router.strong)
+                 if n]
+    try:
+        return {gateway.models[a].provider for n in names for a in gateway.chain(n)}
+    except (UserError, KeyError):
+        return set()
 
 
 def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -133,14 +198,22 @@ def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | N
 
 
 def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int,
-             tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+             tool_calls: list[dict[str, Any]] | None = None, native: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Message object; `native` (an Anthropic alias's `raw["anthropic"]`): its content blocks as they came
+    (thinking with signatures included), cache usage and stop sequence."""
     content = [{"type": "text", "text": text}] if text or not tool_calls else []
     if tool_calls:
         content += tool_use_blocks(tool_calls)
         stop = "tool_use"
+    usage: dict[str, Any] = {"input_tokens": tin, "output_tokens": tout}
+    sequence = None
+    if native:
+        content = native.get("content") or content
+        usage.update(native.get("usage") or {})
+        sequence = native.get("stop_sequence")
     return {"id": f"msg_{call.trace_id}", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": _STOP.get(stop or "stop", "end_turn"),
-            "stop_sequence": None, "usage": {"input_tokens": tin, "output_tokens": tout}}
+            "stop_sequence": sequence, "usage": usage}
 
 
 @router.post("/v1/messages", openapi_extra=calls.body_schema(MessagesIn))
@@ -154,15 +227,17 @@ async def messages(request: Request) -> Any:
         raise ApiError(400, f"an app (`{body.model}`) answers from its own pipeline and does not call tools; "
                        "send tools to a model alias", param="tools", code="unsupported_parameter")
     session = _session(body, request)
-    creq = _request(body, tenant, session)
     alias = calls.app_model(state, app) if app else body.model
+    providers = set() if app else _providers(state, alias)
+    betas = native_.forwarded_betas(request.headers.get("anthropic-beta")) if "anthropic" in providers else None
+    creq = _request(body, tenant, session, betas=betas, native_blocks=providers == {"anthropic"})
     estimate = state.estimate(alias, sum(len(m.content) for m in creq.messages), creq.max_tokens)
     meta = body.metadata or {}
     call = await calls.begin(state, principal, tenant, "/v1/messages", alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq)},
                              user=meta.get("user_id") if isinstance(meta.get("user_id"), str) else None,
                              session=session)
-    tool_calls = None
+    tool_calls = native = None
     async with calls.failures(call):
         if app:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
@@ -181,9 +256,10 @@ async def messages(request: Request) -> Any:
             text, stop, tin, tout, cost = result.text, result.finish_reason, result.usage.input_tokens, \
                 result.usage.output_tokens, result.cost_usd
             tool_calls = result.tool_calls
+            native = (result.raw or {}).get(native_.RAW)
     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
                       output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
-    message = _message(call, body.model, text, stop, tin, tout, tool_calls)
+    message = _message(call, body.model, text, stop, tin, tout, tool_calls, native)
     if body.stream:  # an app without streaming: its answer as one text delta
         events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
         return calls.sse_response(events, call.headers)
@@ -201,7 +277,7 @@ async def count_tokens(request: Request) -> Any:
     principal = state.authenticate(request.headers)
     body = await calls.read_body(request, CountTokensIn)
     calls.check_model(state, principal, body.model)
-    creq = _request(body, principal.tenant)
+    creq = _request(body, principal.tenant, native_blocks=True)
     texts = [m.content for m in creq.messages]
     texts += [json.dumps(m.tool_calls, ensure_ascii=False) for m in creq.messages if m.tool_calls]
     if creq.tools:
@@ -211,59 +287,74 @@ async def count_tokens(request: Request) -> Any:
 
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:
     pieces, usage = await calls.primed_stream(call, creq)
-    return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
+    native = creq.metadata.get(native_.NATIVE)
+    return calls.sse_response(_events(call, body.model, pieces, usage, native), call.headers)
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any) -> AsyncIterator[bytes]:
-    """Anthropic's event sequence: a text block (index 0) as text arrives, then one tool_use block per tool call
-    (content_block_start with id and name, `input_json_delta` pieces), each closed before the next opens."""
+async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any,
+                  native: native_.NativeExchange | None = None) -> AsyncIterator[bytes]:
+    """Anthropic's event sequence: message_start, a ping, then the content blocks one after another, each closed
+    before the next opens: text as it arrives, one tool_use block per tool call (content_block_start with id and
+    name, `input_json_delta` pieces), and an Anthropic alias's thinking blocks (`native`: thinking_delta,
+    signature_delta) relayed in their place."""
     error: BaseException | str | None
     stop, parts, error = "end_turn", [], None
     tool_calls: list[dict[str, Any]] = []
-    block = -1  # index of the open content block
+    blocks = _Blocks()
     tool_block: dict[int, int] = {}  # tool-call index → its content block index
+    cache = native.usage if native is not None else {}
     try:
         start = _message(call, model, "", None, 0, 0)
         start["content"], start["stop_reason"] = [], None
+        if native is not None:  # the upstream's message_start has come: the stream is primed
+            start["usage"] = {"input_tokens": native.input_tokens, "output_tokens": 0, **cache}
         yield _sse("message_start", {"type": "message_start", "message": start})
+        yield _sse("ping", {"type": "ping"})
         async for delta, fr, tools in pieces:
+            if native is not None:
+                for event in blocks.relay(native.take_events()):
+                    yield event
             if fr:
                 stop = _STOP.get(fr, "end_turn")
             if delta:
-                if block < 0:
-                    block = 0
-                    yield _block_start(block, {"type": "text", "text": ""})
+                if blocks.kind != "text":
+                    for event in blocks.open({"type": "text", "text": ""}):
+                        yield event
                 parts.append(delta)
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": block,
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": blocks.index,
                                                    "delta": {"type": "text_delta", "text": delta}})
             for piece in tools or ():
                 merge_tool_deltas(tool_calls, [piece])
                 index = piece.get("index", 0)
                 if index not in tool_block:
-                    if block >= 0:
-                        yield _sse("content_block_stop", {"type": "content_block_stop", "index": block})
-                    block = tool_block[index] = block + 1
                     fn = piece.get("function") or {}
-                    yield _block_start(block, {"type": "tool_use", "id": piece.get("id") or "",
-                                               "name": fn.get("name") or "", "input": {}})
+                    for event in blocks.open({"type": "tool_use", "id": piece.get("id") or "",
+                                              "name": fn.get("name") or "", "input": {}}):
+                        yield event
+                    tool_block[index] = blocks.index
                 arguments = (piece.get("function") or {}).get("arguments")
                 if arguments:
                     yield _sse("content_block_delta", {"type": "content_block_delta", "index": tool_block[index],
                                                        "delta": {"type": "input_json_delta",
                                                                  "partial_json": arguments}})
-        if block < 0:
-            block = 0
-            yield _block_start(block, {"type": "text", "text": ""})
+        if native is not None:
+            for event in blocks.relay(native.take_events()):
+                yield event
+        if blocks.count == 0:
+            for event in blocks.open({"type": "text", "text": ""}):
+                yield event
         if tool_calls:
             stop = "tool_use"
         tin, tout, _ = usage()
-        yield _sse("content_block_stop", {"type": "content_block_stop", "index": block})
-        yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
-                                     "usage": {"input_tokens": tin, "output_tokens": tout}})
+        for event in blocks.close():
+            yield event
+        sequence = native.stop_sequence if native is not None else None
+        yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
+                                     "usage": {"input_tokens": tin, "output_tokens": tout, **cache}})
         yield _sse("message_stop", {"type": "message_stop"})
     except UserError as exc:
         error = exc
@@ -277,6 +368,45 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
             text = "".join(parts)
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,
                               output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
+
+
+class _Blocks:
+    """The content blocks of a streamed message: indexes in order, at most one open."""
+
+    def __init__(self) -> None:
+        self.count = 0  # blocks opened so far
+        self.index = -1  # the open block's index, -1 for none
+        self.kind: str | None = None  # the open block's type
+        self.upstream: dict[int, int] = {}  # a relayed block's upstream index → ours
+
+    def open(self, block: dict[str, Any]) -> list[bytes]:
+        events = self.close()
+        self.index, self.kind = self.count, block["type"]
+        self.count += 1
+        return [*events, _block_start(self.index, block)]
+
+    def close(self) -> list[bytes]:
+        if self.index < 0:
+            return []
+        index, self.index, self.kind = self.index, -1, None
+        return [_sse("content_block_stop", {"type": "content_block_stop", "index": index})]
+
+    def relay(self, events: list[dict[str, Any]]) -> list[bytes]:
+        """An Anthropic alias's own block events (thinking …), renumbered into this message."""
+        out: list[bytes] = []
+        for event in events:
+            kind = event.get("type")
+            if kind == "content_block_start":
+                out += self.open(event.get("content_block") or {"type": "thinking"})
+                self.upstream[event.get("index", -1)] = self.index
+            elif event.get("index") in self.upstream:
+                index = self.upstream[event["index"]]
+                if kind == "content_block_stop":
+                    if index == self.index:
+                        out += self.close()
+                else:
+                    out.append(_sse(kind or "content_block_delta", {**event, "index": index}))
+        return out
 
 
 def _block_start(index: int, block: dict[str, Any]) -> bytes:

@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
+from flywheel.testing import fake_llm_anthropic as anthropic
 from flywheel.testing import fake_llm_bedrock as bedrock
 from flywheel.testing import fake_llm_wire as wire
 
@@ -309,7 +310,10 @@ class Exchange:
         return self.answer()
 
     def _cloud_record(self) -> dict[str, Any]:
-        """What an Azure or Bedrock request is recorded with besides its body: never the credential itself."""
+        """What an Azure or Bedrock request is recorded with besides its body: never the credential itself (an
+        Anthropic one: its `anthropic-beta` header, when sent)."""
+        if self.anthropic and "anthropic-beta" in self.headers:
+            return {"anthropic_beta": self.headers["anthropic-beta"]}
         if self.dialect not in ("azure", "bedrock"):
             return {}
         auth = self.headers.get("authorization", "")
@@ -358,17 +362,17 @@ class Exchange:
             return "'model' is required"
         if self.anthropic and not isinstance(self.body.get("max_tokens"), int):
             return "'max_tokens' is required"
-        return None
+        return anthropic.validate(self.body) if self.anthropic else None
 
     def _frames(self, text: wire.Answer) -> list[bytes]:
         if self.dialect == "bedrock":
             return bedrock.converse_stream(self.body, text)
-        return (wire.anthropic_stream if self.anthropic else wire.openai_chat_stream)(self.body, text)
+        return (anthropic.stream if self.anthropic else wire.openai_chat_stream)(self.body, text)
 
     def _payload(self, text: wire.Answer) -> dict[str, Any]:
         if self.dialect == "bedrock":
             return bedrock.converse_response(self.body, text)
-        return (wire.anthropic_message if self.anthropic else wire.openai_chat)(self.body, text)
+        return (anthropic.message if self.anthropic else wire.openai_chat)(self.body, text)
 
     def answer(self) -> bool:
         if self.route == "embeddings":

@@ -6,16 +6,22 @@ tool_use blocks in the answer (streamed too: `input_json_delta`) back to OpenAI 
 finish_reason "tool_calls" (see gateway/tools.py). The SDK's own retries are off (`max_retries=0`); the gateway retries. `max_tokens`, which
 the API requires, comes from the request, else `params.max_tokens` on the alias, else 1024. A `response_format`
 of type json_schema goes as Anthropic's structured output (`output_config.format`).
+
+A request from the server's `/v1/messages` route may carry its Anthropic body (thinking, cache_control, images,
+betas …): it is sent as it came, and thinking blocks and cache usage come back (anthropic_native.py).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
 
 from flywheel.config import ModelAlias
+from flywheel.gateway.providers import anthropic_native as native_
+from flywheel.gateway.providers.anthropic_native import NativeExchange
 from flywheel.gateway.providers.base import ProviderResponse, make_chunk, make_usage
 from flywheel.gateway.providers.sdk import SdkProvider, StreamFold
 from flywheel.gateway.tools import anthropic_messages, anthropic_tool_choice, anthropic_tools, tool_calls_of
@@ -25,7 +31,8 @@ DEFAULT_MAX_TOKENS = 1024
 # Keyword arguments this SDK version's `messages.create` accepts; anything else goes in `extra_body`, so
 # params keep working across SDK versions that add or drop named arguments (e.g. `temperature`).
 _KNOWN = frozenset(inspect.signature(anthropic.resources.Messages.create).parameters) - {
-    "self", "model", "messages", "max_tokens", "system", "stream", "timeout", "extra_body"}
+    "self", "model", "messages", "max_tokens", "system", "stream", "timeout", "extra_body", "extra_headers"}
+_PLAIN_BLOCKS = frozenset({"text", "tool_use"})  # what the gateway's result holds without the native content
 
 
 def anthropic_output_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -69,6 +76,9 @@ class AnthropicProvider(SdkProvider):
         choice = anthropic_tool_choice(request.tool_choice, parallel if request.tools else None)
         if choice is not None:
             params["tool_choice"] = choice
+        native = native_.usable_exchange(request)
+        if native is not None:
+            native_.apply(kw, params, native)
         extra: dict[str, Any] = {}
         for key, value in params.items():
             (kw if key in _KNOWN else extra)[key] = value
@@ -81,11 +91,18 @@ class AnthropicProvider(SdkProvider):
         blocks = msg.content or []
         text = "".join(getattr(b, "text", "") or "" for b in blocks)
         usage = None
+        cache: dict[str, Any] = {}
         if msg.usage is not None:
             usage = make_usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0)
+            cache = native_.usage_fields(msg.usage)
         calls = tool_calls_of(blocks)
         stop = "tool_calls" if msg.stop_reason == "tool_use" else msg.stop_reason
-        return ProviderResponse(text, usage, msg.model or "", stop, None, calls)
+        raw = None
+        sequence = getattr(msg, "stop_sequence", None)
+        if any(b.type not in _PLAIN_BLOCKS for b in blocks) or any(cache.values()) or sequence:
+            raw = {native_.RAW: {"content": [native_.block_dict(b) for b in blocks], "usage": cache,
+                                 "stop_sequence": sequence}}
+        return ProviderResponse(text, usage, msg.model or "", stop, raw, calls)
 
     def _send(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Any:
         return self.client.messages.create(**self.kwargs(alias, request, timeout))
@@ -99,24 +116,68 @@ class AnthropicProvider(SdkProvider):
     async def _aopen(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Any:
         return await self.aclient().messages.create(stream=True, **self.kwargs(alias, request, timeout))
 
-    def _fold(self) -> _Events:
-        return _Events()
+    def _fold(self, native: NativeExchange | None = None) -> _Events:
+        return _Events(native)
+
+    # the SdkProvider loops, with the request's native exchange on the fold: a thinking event yields an empty
+    # chunk, so the route relays the events it queued as they come
+    def stream(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Iterator[StreamChunk]:
+        with self._fold(native_.usable_exchange(request)) as fold:
+            fold.events = self._open(alias, request, timeout)
+            for event in fold.events:
+                delta = fold.take(event)
+                if fold.calls or delta or fold.relayed:
+                    yield make_chunk(delta, tool_calls=fold.calls)
+                    fold.calls, fold.relayed = None, False
+        yield fold.final()
+
+    async def astream(self, alias: ModelAlias, request: ChatRequest,
+                      timeout: float) -> AsyncIterator[StreamChunk]:
+        async with self._fold(native_.usable_exchange(request)) as fold:
+            fold.events = await self._aopen(alias, request, timeout)
+            async for event in fold.events:
+                delta = fold.take(event)
+                if fold.calls or delta or fold.relayed:
+                    yield make_chunk(delta, tool_calls=fold.calls)
+                    fold.calls, fold.relayed = None, False
+        yield fold.final()
 
 
 class _Events(StreamFold):
-    """Folds the Messages stream events: text deltas, input tokens at start, output tokens and stop at end."""
+    """Folds the Messages stream events: text deltas, input tokens at start, output tokens and stop at end. With
+    a native exchange, the events of other blocks (thinking …) and the cache usage go to it (`relayed`: the last
+    event was one)."""
 
-    __slots__ = ("input_tokens", "output_tokens", "stop_reason", "stopped", "tools")
+    __slots__ = ("input_tokens", "native", "native_blocks", "output_tokens", "relayed", "stop_reason", "stopped",
+                 "tools")
 
-    def __init__(self) -> None:
+    def __init__(self, native: NativeExchange | None = None) -> None:
         super().__init__()
         self.input_tokens = self.output_tokens = 0
         self.stop_reason: str | None = None
         self.stopped = False
         self.tools: dict[int, int] = {}  # content block index → tool-call index
+        self.native = native
+        self.native_blocks: set[int] = set()  # content block indexes relayed natively
+        self.relayed = False
+
+    def _relay(self, event: Any) -> bool:
+        """Queue a native block's event on the exchange; False when it is not one."""
+        if self.native is None:
+            return False
+        kind = event.type
+        if kind == "content_block_start" and event.content_block.type not in _PLAIN_BLOCKS:
+            self.native_blocks.add(event.index)
+        elif kind not in ("content_block_delta", "content_block_stop") or event.index not in self.native_blocks:
+            return False
+        self.native.add_event(event.model_dump(mode="json", exclude_none=True))
+        self.relayed = True
+        return True
 
     def take(self, event: Any) -> str:
         kind = event.type
+        if self._relay(event):
+            return ""
         if kind == "content_block_delta":
             delta = event.delta
             if delta.type == "input_json_delta":
@@ -134,10 +195,17 @@ class _Events(StreamFold):
         elif kind == "message_start" and event.message.usage is not None:
             self.input_tokens = event.message.usage.input_tokens or 0
             self.output_tokens = event.message.usage.output_tokens or 0
+            if self.native is not None:
+                self.native.input_tokens = self.input_tokens
+                self.native.usage.update(native_.usage_fields(event.message.usage))
         elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
             if event.usage is not None:
                 self.output_tokens = event.usage.output_tokens or self.output_tokens
+            if self.native is not None:
+                self.native.stop_sequence = getattr(event.delta, "stop_sequence", None)
+                if event.usage is not None:
+                    self.native.usage.update(native_.usage_fields(event.usage))
         elif kind == "message_stop":
             self.stopped = True
         return ""
