@@ -70,8 +70,15 @@ class ChatRequest(Record):
 
 
 class Usage(Record):
+    """Tokens of one call. `input_tokens` counts every input token, cached or not (OpenAI's `prompt_tokens`;
+    Anthropic's and Bedrock's uncached input plus their cache reads and writes); `cache_read_tokens` and
+    `cache_write_tokens` are the part of them the provider served from, or wrote to, its prompt cache, which
+    `price.cache_read` / `price.cache_write` price."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -81,6 +88,8 @@ class Usage(Record):
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
         )
 
 

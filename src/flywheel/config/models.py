@@ -46,6 +46,9 @@ def validate_tenant(tenant: Any, where: str | None = None) -> str:
 class Price(Section):
     input: float = 0.0  # USD per 1M input tokens
     output: float = 0.0  # USD per 1M output tokens
+    # USD per 1M input tokens read from / written to the provider's prompt cache; unset: the input price
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
 
 
 class ModelAlias(Section):

@@ -18,7 +18,7 @@ from flywheel.config import ModelAlias
 from flywheel.errors import AttemptFailure, GatewayError, UserError
 from flywheel.gateway.choices import span_output
 from flywheel.gateway.logprobs import refusal, supports_logprobs, wanted
-from flywheel.gateway.pricing import cost_usd
+from flywheel.gateway.pricing import usage_cost
 from flywheel.gateway.providers.base import (
     Provider,
     ProviderError,
@@ -80,7 +80,8 @@ class CallState:
 
     With `ctx` (streams), attempt spans are started and ended inside that context."""
 
-    __slots__ = ("alias", "alias_name", "attempt", "chain", "cost", "ctx", "failures", "gateway", "input_tokens",
+    __slots__ = ("alias", "alias_name", "attempt", "cache_read", "cache_write", "chain", "cost", "ctx", "failures",
+                 "gateway", "input_tokens",
                  "move_on", "next_alias", "output_tokens", "prov", "request", "retry", "sent", "span", "t0",
                  "timeout", "token", "top")
 
@@ -88,7 +89,7 @@ class CallState:
         self.request, self.top, self.ctx = request, top, ctx
         self.t0 = time.perf_counter()
         self.attempt = self.retry = 0
-        self.input_tokens = self.output_tokens = 0
+        self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
         self.cost = 0.0
         self.failures: list[AttemptFailure] = []
         self.span: LiveSpan | None = None
@@ -188,13 +189,19 @@ class CallState:
     def charge(self, span: LiveSpan, alias: ModelAlias, usage: Usage | None) -> float:
         if usage is None:
             return 0.0
-        cost = cost_usd(alias.price, usage.input_tokens, usage.output_tokens)
+        cost = usage_cost(alias.price, usage)
         self.input_tokens += usage.input_tokens
         self.output_tokens += usage.output_tokens
+        self.cache_read += usage.cache_read_tokens
+        self.cache_write += usage.cache_write_tokens
         self.cost += cost
         attrs = span.attributes
         attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
         attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+        if usage.cache_read_tokens:
+            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+        if usage.cache_write_tokens:
+            attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
         attrs["flywheel.cost_usd"] = cost
         return cost
 
@@ -266,7 +273,8 @@ class CallState:
         self.close_top()
         result = trusted(ChatResult, {
             "text": text, "alias": self.request.model, "model": alias.pinned, "provider": alias.provider,
-            "usage": make_usage(self.input_tokens, self.output_tokens), "cost_usd": self.cost,
+            "usage": make_usage(self.input_tokens, self.output_tokens, self.cache_read, self.cache_write),
+            "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
             "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs})

@@ -15,12 +15,23 @@ from flywheel.types import Usage
 PER_TOKENS = 1_000_000
 
 
-def cost_usd(price: Price, input_tokens: int, output_tokens: int) -> float:
-    """USD for the given token counts at `price` (USD per 1M input / output tokens)."""
-    if not (price.input or price.output):
+def cost_usd(price: Price, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0
+             ) -> float:
+    """USD for the given token counts at `price` (USD per 1M tokens). `input_tokens` includes the `cache_read`
+    and `cache_write` tokens, which are priced at `price.cache_read` / `price.cache_write` when set (Anthropic:
+    0.1× and 1.25× the input price; OpenAI's cached input: 0.1-0.5×), else at the input price."""
+    if not (price.input or price.output or price.cache_read or price.cache_write):
         return 0.0
-    return (input_tokens * price.input + output_tokens * price.output) / PER_TOKENS
+    cache_read, cache_write = min(cache_read, input_tokens), min(cache_write, max(input_tokens - cache_read, 0))
+    uncached = input_tokens - cache_read - cache_write
+    read = price.input if price.cache_read is None else price.cache_read
+    write = price.input if price.cache_write is None else price.cache_write
+    return (uncached * price.input + cache_read * read + cache_write * write + output_tokens * price.output
+            ) / PER_TOKENS
 
 
 def usage_cost(price: Price, usage: Usage | None) -> float:
-    return 0.0 if usage is None else cost_usd(price, usage.input_tokens, usage.output_tokens)
+    if usage is None:
+        return 0.0
+    return cost_usd(price, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                    usage.cache_write_tokens)

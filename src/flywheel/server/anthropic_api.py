@@ -197,6 +197,11 @@ def _response_format(output_config: dict[str, Any] | None) -> dict[str, Any] | N
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
 
 
+def uncached_input(total: int, cache: dict[str, Any]) -> int:
+    """Anthropic's `input_tokens` (the uncached part) from flywheel's total input and the cache counts."""
+    return max(total - (cache.get("cache_read_input_tokens") or 0) - (cache.get("cache_creation_input_tokens") or 0), 0)
+
+
 def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int,
              tool_calls: list[dict[str, Any]] | None = None, native: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Message object; `native` (an Anthropic alias's `raw["anthropic"]`): its content blocks as they came
@@ -210,6 +215,7 @@ def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int
     if native:
         content = native.get("content") or content
         usage.update(native.get("usage") or {})
+        usage["input_tokens"] = uncached_input(tin, usage)
         sequence = native.get("stop_sequence")
     return {"id": f"msg_{call.trace_id}", "type": "message", "role": "assistant", "model": model,
             "content": content, "stop_reason": _STOP.get(stop or "stop", "end_turn"),
@@ -354,7 +360,8 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
             yield event
         sequence = native.stop_sequence if native is not None else None
         yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
-                                     "usage": {"input_tokens": tin, "output_tokens": tout, **cache}})
+                                     "usage": {"input_tokens": uncached_input(tin, cache), "output_tokens": tout,
+                                               **cache}})
         yield _sse("message_stop", {"type": "message_stop"})
     except UserError as exc:
         error = exc

@@ -203,7 +203,7 @@ def session_options(state: ServerState, app: Any, name: str, session: str | None
 
 async def begin(state: ServerState, principal: Principal, tenant: str, route: str, model: str,
                 app: str | None, *, estimate_usd: float = 0.0, inputs: Any = None, user: str | None = None,
-                session: str | None = None) -> Call:
+                session: str | None = None, keep_inputs: bool = False) -> Call:
     """Admit the request (429 when over a limit) and open its root span. The caller's end-user and session ids
     go on it as `flywheel.user_id` / `flywheel.session_id` (the store files the trace under them)."""
     admission = await asyncio.to_thread(state.admit, principal, estimate_usd) if principal.limited \
@@ -218,9 +218,10 @@ async def begin(state: ServerState, principal: Principal, tenant: str, route: st
     if session:
         attrs["flywheel.session_id"] = str(session)[:256]
     # An app's own span records its input as the app saw it (after its input `redact` guards): the raw request
-    # stays off the root span, so the trace's input preview is the masked text too.
+    # stays off the root span, so the trace's input preview is the masked text too. `keep_inputs`: the root is
+    # where the route keeps what it must read back (a stored Response).
     name = f"server {route.replace('{name}', app)}" if app else f"server {route}"
-    span, token = tracer.start(name, "other", None if app else inputs, **attrs)
+    span, token = tracer.start(name, "other", None if app and not keep_inputs else inputs, **attrs)
     return Call(state, principal, tenant, route, model, app, admission, span, token)
 
 

@@ -132,7 +132,7 @@ async def responses(request: Request) -> Any:
         record["developer"] = [i - start for i in developer]
     call = await calls.begin(state, principal, tenant, ROUTE, alias, app, estimate_usd=estimate,
                              inputs={"model": body.model, "messages": span_messages(creq), "response": record},
-                             user=body.user, session=session)
+                             user=body.user, session=session, keep_inputs=True)
     call.span.set(**{responses_store.KEPT: body.store is not False})
     if body.previous_response_id is not None:
         call.span.set(**{responses_store.PREVIOUS: body.previous_response_id})

@@ -93,7 +93,7 @@ class AnthropicProvider(SdkProvider):
         usage = None
         cache: dict[str, Any] = {}
         if msg.usage is not None:
-            usage = make_usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0)
+            usage = anthropic_usage(msg.usage.input_tokens or 0, msg.usage.output_tokens or 0, msg.usage)
             cache = native_.usage_fields(msg.usage)
         calls = tool_calls_of(blocks)
         stop = "tool_calls" if msg.stop_reason == "tool_use" else msg.stop_reason
@@ -148,12 +148,13 @@ class _Events(StreamFold):
     a native exchange, the events of other blocks (thinking …) and the cache usage go to it (`relayed`: the last
     event was one)."""
 
-    __slots__ = ("input_tokens", "native", "native_blocks", "output_tokens", "relayed", "stop_reason", "stopped",
+    __slots__ = ("cache", "input_tokens", "native", "native_blocks", "output_tokens", "relayed", "stop_reason", "stopped",
                  "tools")
 
     def __init__(self, native: NativeExchange | None = None) -> None:
         super().__init__()
         self.input_tokens = self.output_tokens = 0
+        self.cache = (0, 0)  # cache_read_input_tokens, cache_creation_input_tokens
         self.stop_reason: str | None = None
         self.stopped = False
         self.tools: dict[int, int] = {}  # content block index → tool-call index
@@ -194,6 +195,8 @@ class _Events(StreamFold):
                            "function": {"name": block.name, "arguments": ""}}]
         elif kind == "message_start" and event.message.usage is not None:
             self.input_tokens = event.message.usage.input_tokens or 0
+            self.cache = (getattr(event.message.usage, "cache_read_input_tokens", 0) or 0,
+                          getattr(event.message.usage, "cache_creation_input_tokens", 0) or 0)
             self.output_tokens = event.message.usage.output_tokens or 0
             if self.native is not None:
                 self.native.input_tokens = self.input_tokens
@@ -211,12 +214,20 @@ class _Events(StreamFold):
         return ""
 
     def usage(self) -> Usage | None:
-        if not (self.input_tokens or self.output_tokens):
+        if not (self.input_tokens or self.output_tokens or any(self.cache)):
             return None
-        return make_usage(self.input_tokens, self.output_tokens)
+        read, write = self.cache
+        return make_usage(self.input_tokens + read + write, self.output_tokens, read, write)
 
     def final(self) -> StreamChunk:
         if not self.stopped and self.stop_reason is None:
             raise self.truncated("message_stop", self.usage())
         stop = "tool_calls" if self.stop_reason == "tool_use" else self.stop_reason
         return make_chunk("", stop or "end_turn", self.usage())
+
+
+def anthropic_usage(input_tokens: int, output_tokens: int, usage: Any) -> Usage:
+    """Anthropic reports its cache reads and writes apart from `input_tokens`; flywheel's input counts them all."""
+    read = getattr(usage, "cache_read_input_tokens", 0) or 0
+    write = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    return make_usage(input_tokens + read + write, output_tokens, read, write)

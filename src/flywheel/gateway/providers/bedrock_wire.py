@@ -102,7 +102,9 @@ def converse_usage(data: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     inp, out = usage.get("inputTokens") or 0, usage.get("outputTokens") or 0
-    return make_usage(int(inp), int(out)) if inp or out else None
+    # as on Anthropic, inputTokens leaves out the prompt-cache reads and writes; flywheel's input counts them all
+    read, write = int(usage.get("cacheReadInputTokens") or 0), int(usage.get("cacheWriteInputTokens") or 0)
+    return make_usage(int(inp) + read + write, int(out), read, write) if inp or out or read or write else None
 
 
 def tool_call(use: dict[str, Any]) -> dict[str, Any]:

@@ -285,7 +285,9 @@ class _StreamState(StreamFold):
 
     def take(self, chunk: ChatCompletionChunk) -> str:
         if chunk.usage is not None:
-            self.usage = make_usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+            details = getattr(chunk.usage, "prompt_tokens_details", None)
+            self.usage = make_usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0,
+                                    (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0)
         if not chunk.choices:
             return ""
         choice = chunk.choices[0]

@@ -22,11 +22,19 @@ def reported_usage(data: Any) -> Usage | None:
     usage = data.get("usage")
     if not isinstance(usage, dict):
         return None
-    inp = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
     out = usage.get("completion_tokens", usage.get("output_tokens")) or 0
+    if "prompt_tokens" in usage:  # OpenAI: the cached tokens are part of prompt_tokens
+        inp = usage.get("prompt_tokens") or 0
+        details = usage.get("prompt_tokens_details")
+        read = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+        write = 0
+    else:  # Anthropic: input_tokens leaves out the cache reads and writes
+        read = usage.get("cache_read_input_tokens") or 0
+        write = usage.get("cache_creation_input_tokens") or 0
+        inp = (usage.get("input_tokens") or 0) + read + write
     if not (inp or out):
         return None
-    return make_usage(int(inp), int(out))
+    return make_usage(int(inp), int(out), int(read), int(write))
 
 
 def short(text: str, n: int = 300) -> str:
