@@ -26,7 +26,7 @@ COMMANDS = {
     "judge": "judge", "promote": "promote", "review": "review", "feedback": "feedback",
     "prompts": "prompts", "route": "route", "export": "export", "train-check": "train_check",
     "drift": "drift", "skew": "drift", "embed": "retrieval", "store": "store",
-    "workflow": "workflow", "finetune": "finetune",
+    "workflow": "workflow", "finetune": "finetune", "mcp": "mcp",
 }
 # command name -> its one-line help for `flywheel --help`, so listing the commands imports none of them
 # (importing them all took 1.6 s). tests/test_cli_help.py fails when a line drifts from the command's docstring.
@@ -56,6 +56,7 @@ SHORT_HELP = {
              "prompts).",
     "keys": "Create, list and revoke API keys for `flywheel serve` (tenant, models, apps, budget, rate "
             "limits).",
+    "mcp": "Serve the project over MCP: `search` and `ask` tools and its prompts (stdio, or --http PORT).",
     "monitor": "Production metrics per time window and group, and the alerts that crossed a threshold.",
     "prompts": "Prompt versions and labels: list, show, diff, label, rollback, register.",
     "promote": "Write eval cases from reviewed traces (--queue, --traces or --feedback negative) into suite "

@@ -20,6 +20,9 @@
         max_retries: 2
     output: "{{steps.draft.output}}"
 
+A `tools:` entry with `mcp: {command | url, env, cwd, headers, timeout}` is an MCP server: its tools join the
+workflow's under their own names, and `tool: SERVER` offers them all (workflows/mcp_servers.py).
+
 A step's kind is the one kind key it has (prompt, retrieve, tool, check, branch, map, reduce, plan, python), or
 `kind:`. Unknown kinds and fields, tools without a schema, unknown checks, prompt files that do not exist,
 references to unknown steps or inputs, and cycles are UserErrors naming the file:line and the valid choices.
@@ -77,8 +80,9 @@ def parse_workflow(data: Any, path: Path, lines: dict, *, root: Path) -> Workflo
         raise ConfigError("`steps:` must be a non-empty list of steps", where=at("steps"),
                           hint="e.g. steps: [{id: answer, prompt: \"{{inputs.question}}\"}]")
     inputs = _inputs(data.get("inputs"), at("inputs"))
-    tools = _tools(data.get("tools") or {}, at, root)
-    steps = [_step(raw, i, at, root, tools) for i, raw in enumerate(steps_raw)]
+    servers: dict[str, list[str]] = {}  # MCP server name → its tools (`tool: SERVER` offers them all)
+    tools = _tools(data.get("tools") or {}, at, root, (path, lines, servers))
+    steps = [_step(raw, i, at, root, tools, servers) for i, raw in enumerate(steps_raw)]
     model = data.get("model", "default")
     if not isinstance(model, str):
         raise ConfigError("`model:` must be a model alias name", where=at("model"))
@@ -97,19 +101,30 @@ def _inputs(raw: Any, at: str) -> list[str] | None:
     raise ConfigError("`inputs:` must be a list of names (or a mapping name → description)", where=at)
 
 
-def _tools(raw: Any, at: Any, root: Path) -> dict[str, Tool]:
+def _tools(raw: Any, at: Any, root: Path, mcp: tuple[Path, dict, dict[str, list[str]]]) -> dict[str, Tool]:
     if not isinstance(raw, dict):
-        raise ConfigError("`tools:` must be a mapping of tool name → {function, schema, description}",
+        raise ConfigError("`tools:` must be a mapping of tool name → {function, schema, description} (or {mcp})",
                           where=at("tools"))
     out: dict[str, Tool] = {}
     for name, spec in raw.items():
         here = at("tools", name)
         if not isinstance(spec, dict):
             raise ConfigError(f"tool '{name}' must be a mapping {{function, schema, description}}", where=here)
+        fields = ("mcp",) if "mcp" in spec else ("function", "schema", "description", "mcp")
         for key in spec:
-            if key not in ("function", "schema", "description"):
-                raise _unknown_field(str(key), ("function", "schema", "description"), at("tools", name, key),
-                                     f"tool '{name}'")
+            if key not in fields:
+                raise _unknown_field(str(key), fields, at("tools", name, key), f"tool '{name}'")
+        if "mcp" in spec:  # an MCP server: its tools, by their own names
+            from flywheel.workflows.mcp_servers import mcp_server_tools
+
+            served = mcp_server_tools(str(name), spec["mcp"], mcp[0], mcp[1], root)
+            for tool in served:
+                if tool in out or tool in raw:
+                    raise ConfigError(f"tool '{tool}' of MCP server '{name}' has the name of another tool",
+                                      where=here, hint="rename the other tool, or serve them from one place")
+            out.update(served)
+            mcp[2][str(name)] = list(served)
+            continue
         if "function" in spec:
             fn = _import(str(spec["function"]), root, at("tools", name, "function"))
         elif name in TOOLS:
@@ -123,7 +138,7 @@ def _tools(raw: Any, at: Any, root: Path) -> dict[str, Tool]:
     return out
 
 
-def _step(raw: Any, i: int, at: Any, root: Path, tools: dict[str, Tool]) -> Step:
+def _step(raw: Any, i: int, at: Any, root: Path, tools: dict[str, Tool], servers: dict[str, list[str]]) -> Step:
     here = at("steps", i)
     if not isinstance(raw, dict):
         raise ConfigError(f"step {i + 1} must be a mapping with `id:` and one kind key", where=here,
@@ -141,9 +156,24 @@ def _step(raw: Any, i: int, at: Any, root: Path, tools: dict[str, Tool]) -> Step
     if not isinstance(needs, list):
         raise ConfigError("`needs:` must be a list of step ids", where=at("steps", i, "needs"))
     s = Step(id=sid, kind=kind, params=params, needs=[str(n) for n in needs], where=here)
+    if servers and kind in ("tool", "plan"):
+        _expand_servers(s, raw, servers, at("steps", i, kind if kind == "tool" else "tools"))
     check_settings(s, lambda key: at("steps", i, key))
     _check_step(s, raw, at, i, root, tools)
     return s
+
+
+def _expand_servers(s: Step, raw: dict, servers: dict[str, list[str]], here: str) -> None:
+    """`tool: SERVER` (or in a list) → the MCP server's tools; with `args:` the step must name one of them."""
+    from flywheel.workflows.mcp_servers import expand_servers
+
+    key = "tool" if s.kind == "tool" else "tools"
+    named = raw.get(key)
+    expanded = expand_servers(named, servers)
+    if s.kind == "tool" and "args" in raw and isinstance(expanded, list) and expanded != named:
+        raise ConfigError(f"tool step '{s.id}' has `args:` but names MCP server '{named}', which serves several "
+                          f"tools: {', '.join(expanded)}", where=here, hint="name the one tool to call with them")
+    raw[key] = s.params[key] = expanded
 
 
 def _kind(raw: dict, sid: str, at: Any, i: int) -> str:
