@@ -232,10 +232,29 @@ def _inputs(value: Any) -> str:
 
 
 def _outputs(value: Any) -> str:
-    """A span's output; for a list of messages (spans received over OTLP) the last message's text."""
+    """A span's output; for a list of messages (spans received over OTLP) the last message's text; tool calls
+    as `→ name(arguments)` after the text."""
     from flywheel.tracing.store_sink import answer_preview
 
+    last = value[-1] if isinstance(value, list) and value and isinstance(value[-1], dict) else value
+    if isinstance(last, dict) and last.get("tool_calls"):
+        text = last.get("content") if isinstance(last.get("content"), str) else ""
+        return "  ".join([*([text] if text else []), *map(_tool_call, last["tool_calls"])])
     return (answer_preview(value) or "") if isinstance(value, list) else _text(value)
+
+
+def _tool_call(call: Any) -> str:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict):
+        return "→ " + _text(call)
+    args = fn.get("arguments")
+    try:
+        parsed = json.loads(args) if isinstance(args, str) else args
+    except ValueError:
+        parsed = args
+    shown = (", ".join(f"{k}={_text(v)}" for k, v in parsed.items()) if isinstance(parsed, dict)
+             else _text(parsed or ""))
+    return f"→ {fn.get('name') or '?'}({shown})"
 
 
 def _text(value: Any) -> str:
