@@ -230,3 +230,17 @@ def test_azure_v1_embeddings_serve_as_an_openai_compat_embedder(llm):
     sent = llm.requests[-1]
     assert sent["path"] == "/openai/v1/embeddings" and sent["model"] == "text-embedding-3-small-prod"
     assert sent["auth"] == "bearer"
+
+
+@pytest.mark.parametrize("v1", [False, True], ids=["deployment", "v1"])
+def test_an_azure_alias_is_an_embedder(llm: FakeLLM, v1: bool) -> None:
+    """`retrieval.embedder: <azure alias>`: the embedding deployment answers through the Azure routes, with
+    api-version on the deployment style and the key in the right header (before: refused, openai_compat only)."""
+    from flywheel.retrieval.embedders import OpenAICompatEmbedder
+
+    emb = OpenAICompatEmbedder("az", alias(llm, v1=v1, model="embed-prod"))
+    vectors = emb.embed(["refund policy", "退款规则"])
+    assert vectors.shape[0] == 2 and vectors.shape[1] > 0
+    sent = [r for r in llm.requests if str(r.get("path", "")).endswith("/embeddings")][-1]
+    assert ("deployments/embed-prod" in sent["path"]) != v1
+    assert KEY not in json.dumps(sent, default=str)  # the credential is never recorded

@@ -367,7 +367,14 @@ class OpenAICompatEmbedder(Embedder):
 
     def _api(self) -> Any:
         with self._lock:
-            if self._client is None:
+            if self._client is None and self.alias.provider == "azure":
+                # the gateway's Azure endpoint and credential rules (deployment path, api-version, key or Entra
+                # token); retries stay ours
+                from flywheel.gateway.providers.azure import AzureProvider
+
+                azure = AzureProvider(self.alias.model_copy(update={"model": self.model}))
+                self._client = azure._new_client(azure._sdk_class(False))
+            elif self._client is None:
                 from openai import OpenAI
 
                 key = os.environ.get(self.alias.api_key_env, "") if self.alias.api_key_env else ""
@@ -483,8 +490,9 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
         raise ConfigError(f"`retrieval.embedder: {name}` is neither `local`, `none` nor a model alias "
                           f"(aliases: {sorted(models)})", where=where,
                           hint="add the alias under `models:` with provider openai_compat, or use `local`")
-    if alias.provider != "openai_compat":
-        raise ConfigError(f"embedder alias '{name}' has provider {alias.provider}; embeddings need openai_compat",
-                          where=where, hint="point the alias at an OpenAI-compatible embeddings endpoint (Azure OpenAI: "
-                          "provider openai_compat with base_url https://RESOURCE.openai.azure.com/openai/v1)")
+    if alias.provider not in ("openai_compat", "azure"):
+        raise ConfigError(f"embedder alias '{name}' has provider {alias.provider}; embeddings need openai_compat "
+                          "or azure", where=where,
+                          hint="point the alias at an OpenAI-compatible embeddings endpoint, or an Azure OpenAI "
+                          "embedding deployment")
     return OpenAICompatEmbedder(name, alias, config.embedder_model)
