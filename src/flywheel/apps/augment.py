@@ -34,7 +34,7 @@ from flywheel.errors import FlywheelError
 from flywheel.gateway.providers import estimate_tokens
 from flywheel.gateway.structured import StructuredOutputError, chat_structured
 from flywheel.prompts import family_of, supports_prefill
-from flywheel.prompts.render import pick_language
+from flywheel.prompts.cross_language import LANGUAGE_NAMES, cross_language_message  # noqa: F401 - docs_qa imports it here
 from flywheel.retrieval.fusion import rrf
 from flywheel.text.language import LANGUAGES, LATIN, detect_language, normalize_language
 from flywheel.tracing import tracer
@@ -44,19 +44,6 @@ QueryOptions = DocsQAOptions.QueryOptions
 RerankOptions = DocsQAOptions.RerankOptions
 ContextOptions = DocsQAOptions.ContextOptions
 
-LANGUAGE_NAMES = {"en": "English", "zh": "Simplified Chinese (简体中文)", "ja": "Japanese", "ko": "Korean",
-                  "fr": "French", "de": "German", "es": "Spanish", "pt": "Portuguese", "it": "Italian",
-                  "ru": "Russian", "ar": "Arabic"}
-_NAMES_EN = {**LANGUAGE_NAMES, "zh": "Chinese"}
-_NAMES_ZH = {"en": "英文", "zh": "中文", "ja": "日文", "ko": "韩文", "fr": "法文", "de": "德文", "es": "西班牙文",
-             "ru": "俄文"}
-CROSS_LANGUAGE = {
-    "en": ("I can't match this question to the documents: they are in {corpus} and the question is in {question}, "
-           "and matching across languages needs a language model. Ask in {corpus}, or configure a model in "
-           "flywheel.yaml (`models:`) and set the app's `options: {{query: {{translate: auto}}}}`."),
-    "zh": ("无法跨语言匹配：已索引的文档是{corpus}，而问题是{question}，跨语言检索需要配置语言模型。请用{corpus}提问，"
-           "或在 flywheel.yaml 的 `models:` 中配置模型，并为应用设置 `options: {{query: {{translate: auto}}}}`。"),
-}
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)、:]|\(\d+\))\s*")
 RERANK_CHARS = 1200  # each passage as the re-ranker sees it (a long chunk is judged by its start)
 
@@ -92,13 +79,6 @@ def corpus_language(retriever: Any, tenant: str, sample: Sequence[Hit] = ()) -> 
         counts = detected
     counts = {k: v for k, v in counts.items() if k}
     return max(counts, key=lambda k: counts[k]) if counts else None
-
-
-def cross_language_message(question_language: str, corpus: str) -> str:
-    """Why the app cannot answer a question in another script than the corpus, in the question's language."""
-    template = pick_language(CROSS_LANGUAGE, question_language)
-    names = _NAMES_ZH if template is CROSS_LANGUAGE["zh"] else _NAMES_EN
-    return template.format(corpus=names.get(corpus, corpus), question=names.get(question_language, question_language))
 
 
 @dataclass(frozen=True)

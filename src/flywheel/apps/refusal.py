@@ -19,7 +19,7 @@ from flywheel.text import split_sentences
 
 _EN = re.compile(
     r"\b(?:"
-    r"i (?:really |simply )?(?:do not|don't|dont|cannot|can't|can not) (?:know|say|tell|answer|determine|find|help)"
+    r"i (?:really |simply )?(?:do not|don't|dont|cannot|can't|can not) (?:know|say|tell|answer|determine|find|help|match)"
     r"|i(?:'m| am) (?:not sure|unable|not able|sorry)"
     r"|(?:unable|not able) to (?:answer|determine|find|help)"
     r"|i have no (?:information|knowledge|idea)"
@@ -34,7 +34,7 @@ _EN = re.compile(
     r"|(?:sorry|apologies),? (?:but )?i (?:can't|cannot|can not|am unable)"
     r")", re.IGNORECASE)
 _ZH = re.compile(
-    r"不知道|不清楚|无法(?:回答|确定|判断|得知|找到|提供|据此)|不能(?:回答|确定)|没有(?:找到)?(?:相关|足够)?(?:的)?(?:信息|内容|资料|答案)"
+    r"不知道|不清楚|无法(?:回答|确定|判断|得知|找到|提供|据此|跨语言匹配)|不能(?:回答|确定)|没有(?:找到)?(?:相关|足够)?(?:的)?(?:信息|内容|资料|答案)"
     r"|(?:资料|文档|来源|材料|上下文|内容)(?:中)?(?:没有|并未|未|不)(?:涵盖|提及|提到|包含|涉及|说明|给出)"
     r"|(?:没有|未)(?:涵盖|提及|提到|涉及)|(?:资料|信息)不足|没有提供(?:任何)?资料|抱歉，?我(?:无法|不能)")
 _CITATION = re.compile(r"\[\d+(?:\s*[,，、]\s*\d+)*\]")

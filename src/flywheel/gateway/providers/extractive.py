@@ -24,7 +24,10 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   context's words half; a Chinese question word written inside a longer source word counts too). It must
   reach `params.min_coverage` (default 0.34) with at least two question terms.
   Examples are not answers: a unit holding the whole question (a page listing example questions) is not
-  quoted, and Chinese inside inline code (`"发票怎么开？"`, an example string) matches nothing.
+  quoted, and quoted example questions, Chinese inside inline code, call arguments in inline code, link
+  targets and URLs match nothing; a question's name matches only a whole word (extractive_match.py).
+  A unit in another script than the question (code and links aside) is not quoted; when every source is, it
+  answers the cross-language message (flywheel.prompts.cross_language).
   The quotes are the best units (up to `params.max_quotes`, default 3); when the best is a list item, its
   sibling items that also qualify are quoted with it, in order (up to 5).
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
@@ -42,7 +45,6 @@ ignored, see `_match_form`) and Chinese text is segmented into words with jieba.
 
 from __future__ import annotations
 
-import itertools
 import math
 import re
 from collections.abc import Collection
@@ -50,16 +52,24 @@ from dataclasses import dataclass
 
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, estimate_tokens
-from flywheel.prompts.render import language_of
-from flywheel.text import (
-    QUESTION_WORDS,
-    STOPWORDS,
-    fold_traditional,
-    normalize,
-    segment,
-    sentence_spans,
-    stem,
+from flywheel.gateway.providers.extractive_match import (
+    HAN_RUN,
+    INLINE_CODE,
+    echo_key,
+    found,
+    names,
+    pairs,
+    prose,
+    prose_script,
+    question_scripts,
+    script,
+    terms,
+    whole_words,
+    words,
 )
+from flywheel.prompts.cross_language import cross_language_message
+from flywheel.prompts.render import language_of
+from flywheel.text import detect_language, sentence_spans
 from flywheel.types import ChatRequest, Usage
 
 # At line starts, as the prompt renders them: a passage that mentions `<source id="1">…</source>` inline (the
@@ -79,14 +89,7 @@ _CODE_LINE = re.compile(r"^\s{2,}\S|[(){}\[\]=;]|^\s*(?:def|class|import|from|wi
                         r"|^\s*[\w.-]+:(?:\s|$)|^\s*(?:\$|>>>) ")
 _TERMINAL = tuple("。！？；.!?;：:，,、”」)）")
 _LEAD_END = ("：", ":")
-_INLINE_CODE = re.compile(r"`[^`\n]+`")
 _EMPHASIS = re.compile(r"[*_`#>]+")
-_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_WORD = re.compile(r"[a-z0-9][a-z0-9_]*")
-_NAME_LIKE = re.compile(r"\b(?:[A-Z][A-Za-z0-9]*|\d+(?:\.\d+)?)\b")  # Oracle, GenOS, CEO, 2024
-
-# What questions are phrased with rather than about (plus a few Chinese question phrases jieba keeps whole).
-_STOP = STOPWORDS | QUESTION_WORDS | frozenset({"有什么", "什么样", "哪种", "几个", "是不是", "work", "happen", "mean"})
 
 _LEAD = {"en": "According to the sources:", "zh": "根据资料："}
 _NOT_COVERED = {"en": "The sources do not cover this question, so I cannot answer it from them.",
@@ -191,7 +194,7 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     """Sentence spans of the paragraph text[start:end]. Line breaks inside a paragraph are wrapping, not sentence
     ends, and punctuation inside `inline code` ends nothing: the splitter sees a copy with those masked (same
     length, so the spans index the original text)."""
-    flat = _INLINE_CODE.sub(lambda m: "`" + "x" * (len(m.group(0)) - 2) + "`", text[start:end].replace("\n", " "))
+    flat = INLINE_CODE.sub(lambda m: "`" + "x" * (len(m.group(0)) - 2) + "`", text[start:end].replace("\n", " "))
     return [(start + a, start + b) for a, b in sentence_spans(flat)]
 
 
@@ -291,68 +294,6 @@ def split_sentences(text: str) -> list[str]:
     return [u.text for u in units(0, text)]
 
 
-# ---------------------------------------------------------------- terms
-
-
-def _match_form(word: str) -> str:
-    """A word's stem without a final s. Snowball keeps the s of a plural without a vowel before it (llms, pdfs,
-    gpus) and takes one that belongs to the word (alias → alia, aliases → alias): matching ignores it on both
-    sides, so "model aliases" finds "alias" and "PDFs" finds "PDF"."""
-    t = stem(word)
-    return t[:-1] if len(t) > 2 and t.endswith("s") and t.isalpha() else t
-
-
-def _words(text: str) -> list[str]:
-    """Stemmed English words; an identifier (`register_provider`) also counts as its parts."""
-    out: list[str] = []
-    for w in _WORD.findall(text.lower()):
-        parts = w.split("_") if "_" in w else []
-        out.extend(t for t in (_match_form(x) for x in [w, *parts] if x and x not in _STOP) if t not in _STOP)
-    return out
-
-
-def _pairs(words: list[str]) -> set[tuple[str, str]]:
-    return set(itertools.pairwise(words))
-
-
-def terms(text: str) -> set[str]:
-    """Content terms: stemmed English words and Chinese words of two or more characters (jieba, traditional
-    characters folded to simplified, as the keyword tokens are: 發票 matches 发票), without function words."""
-    lowered = text.lower()
-    out = set(_words(lowered))
-    for run in _HAN_RUN.findall(fold_traditional(lowered)):
-        # Single characters (词, 下, 用) are too ambiguous to count as matching content.
-        out.update(w for w in segment(run) if len(w) > 1 and w not in _STOP)
-    return out
-
-
-def _names(question: str, language: str) -> set[str]:
-    """Terms of the question that name something: Latin words in a Chinese question; capitalised words
-    (Oracle, GenOS, CEO) and numbers in an English one, except its first word (capitalised anyway)."""
-    if language == "zh":
-        return set(_words(" ".join(re.findall(r"[A-Za-z0-9][A-Za-z0-9_.-]*", question))))
-    found = [m for m in _NAME_LIKE.finditer(question) if m.start() > 0]
-    return set(_words(" ".join(m.group(0) for m in found)))
-
-
-def _code_without_han(code: re.Match[str]) -> str:
-    """Inline code with Chinese in it is an example string (`"发票怎么开？"`), not what the sentence is about."""
-    return " " if _HAN_RUN.search(code.group(0)) else code.group(0)
-
-
-def _echo_key(text: str) -> str:
-    return "".join(normalize(text).split()).rstrip("?？.。!！")
-
-
-def _found(text: str, q_terms: set[str], han_terms: list[str]) -> set[str]:
-    """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
-    same words differently in different phrases (代表 in the question, 代表队 in the source)."""
-    text = _INLINE_CODE.sub(_code_without_han, text)
-    out = terms(text)
-    lowered = fold_traditional(text.lower())
-    return out | {t for t in han_terms if t not in out and t in lowered}
-
-
 # ---------------------------------------------------------------- choosing
 
 
@@ -365,23 +306,27 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     sentences = [u for n in sorted(sources) for u in units(n, sources[n], sections.get(n, ""))]
     # A source sentence holding the whole question quotes it as an example ("What does min_relevance do?" in a
     # passage about questions); it does not answer it.
-    echo = _echo_key(question)
+    echo = echo_key(question)
     if len(echo) >= 6:
-        sentences = [s for s in sentences if echo not in _echo_key(s.text)]
+        sentences = [s for s in sentences if echo not in echo_key(s.text)]
     q_terms = terms(question)
-    left_out = q_terms & set(_words(" ".join(unseen)))
+    left_out = q_terms & set(words(" ".join(unseen)))
     if q_terms - left_out:  # a question that is nothing but an unseen number is still about it (and declined)
         q_terms -= left_out
+    # A unit in another script than the question matches it only on its code and names (an English question's
+    # words in a Chinese sentence): it cannot answer it.
+    q_lang = language_of(question)
+    q_scripts = question_scripts(question) | {""}
+    sentences = [s for s in sentences if prose_script(s.text) in q_scripts]
     if not sentences or not q_terms:
         return []
-    q_lang = language_of(question)
-    everywhere = set().union(*(terms(t) for t in sources.values()))
-    if _names(question, q_lang) & q_terms - everywhere:
-        return []  # the question names something the sources never mention
-    han_terms = [t for t in q_terms if _HAN_RUN.fullmatch(t)]
-    own = [_found(s.text, q_terms, han_terms) for s in sentences]
-    ctx = [_found(s.context, q_terms, han_terms) - o for s, o in zip(sentences, own, strict=True)]
-    q_pairs = _pairs(_words(question))
+    q_names = names(question, q_lang) & q_terms
+    if q_names - set().union(*(whole_words(t) for t in sources.values())):
+        return []  # the question names something the sources never mention (a piece of an identifier is not it)
+    han_terms = [t for t in q_terms if HAN_RUN.fullmatch(t)]
+    own = [found(s.text, han_terms, q_names) for s in sentences]
+    ctx = [found(s.context, han_terms, q_names) - o for s, o in zip(sentences, own, strict=True)]
+    q_pairs = pairs(words(question))
     df: dict[str, int] = {}
     for ts in own:
         for t in ts & q_terms:
@@ -398,7 +343,7 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
         coverage = (sum(idf[t] for t in mine) + 0.5 * sum(idf[t] for t in around)) / total
         if coverage < min_coverage or len(mine | around) < need_terms or not (mine or sent.kind == "item"):
             continue
-        order = len(q_pairs & _pairs(_words(sent.text))) / len(q_pairs) if q_pairs else 0.0
+        order = len(q_pairs & pairs(words(sent.text))) / len(q_pairs) if q_pairs else 0.0
         # a quote in the reader's language beats an equally matching one in another language
         same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
         scored.append((coverage + 0.1 * order + same_language, sent))
@@ -425,6 +370,19 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     return picked
 
 
+def other_script(question: str, sources: dict[int, str]) -> str:
+    """The sources' language when every source with prose is written in another script than the question and
+    its content words (their words can match it only on code and names, and there is no model here to
+    translate); '' otherwise."""
+    q_scripts = question_scripts(question)
+    found_languages = (detect_language(prose(" ".join(u.text for u in units(n, text))))
+                       for n, text in sources.items())
+    languages = [lang for lang in found_languages if lang]
+    if not q_scripts or not languages or any(script(lang) in q_scripts for lang in languages):
+        return ""
+    return max(sorted(set(languages)), key=languages.count)
+
+
 def extractive_answer(question: str, sources: dict[int, str], *, max_quotes: int = 3,
                       min_coverage: float = 0.34, sections: dict[int, str] | None = None,
                       unseen: Collection[str] = ()) -> str:
@@ -434,7 +392,8 @@ def extractive_answer(question: str, sources: dict[int, str], *, max_quotes: int
     picked = best_sentences(question, sources, max_quotes=max_quotes, min_coverage=min_coverage,
                             sections=sections, unseen=unseen)
     if not picked:
-        return _NOT_COVERED[language]
+        other = other_script(question, sources)
+        return cross_language_message(language_of(question), other) if other else _NOT_COVERED[language]
     lines = [_LEAD[language]]
     for _, sent in picked:
         quote = f"「{sent.text}」" if language == "zh" else f"“{sent.text}”"

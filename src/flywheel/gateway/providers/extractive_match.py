@@ -1,0 +1,162 @@
+"""What the `extractive` model matches a question with: content terms (stemmed English words, jieba Chinese
+words), the question's names, and what in a source's text does not count.
+
+- **Names** are whole: a name in the question (`_names`: a Latin word in a Chinese question, a capitalised word
+  or a number in an English one) matches a source word or identifier only as a whole, never as a piece of a
+  longer identifier ("CI" is not the `ci` of `bootstrap_ci`). Ordinary words still match identifier pieces
+  ("register a provider" finds `register_provider`).
+- **Examples are mentions, not content**: quoted text that is itself a question (“发票什么时候发送”,
+  "How do I …?", `"发票怎么开？"`), Chinese inside inline code (an example string) and inline code that is a
+  call or an assignment (`llm.add(pattern, model=None)`) match nothing but the name called or assigned.
+- **Markup is not content**: link targets and URLs match nothing (a link's text does).
+- **Prose**: a unit's text without inline code, links and URLs. Its script says whether the unit can
+  answer a question at all: an English question's words found in a Chinese sentence can only be its code and
+  names, and the reverse (see extractive.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from flywheel.text import (
+    QUESTION_WORDS,
+    STOPWORDS,
+    detect_language,
+    fold_traditional,
+    normalize,
+    segment,
+    stem,
+)
+from flywheel.text.language import LATIN
+
+INLINE_CODE = re.compile(r"`[^`\n]+`")
+HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9_]*")
+_NAME_LIKE = re.compile(r"\b(?:[A-Z][A-Za-z0-9]*|\d+(?:\.\d+)?)\b")  # Oracle, GenOS, CEO, 2024
+# Quoted text, by the quote marks both languages use (straight double quotes only around a span of one line).
+_QUOTED = re.compile(r"“[^”\n]{1,80}”|「[^」\n]{1,80}」|『[^』\n]{1,80}』|\"[^\"\n]{1,80}\"")
+# A question as quoted text: it ends with a question mark, opens with an English question word, or holds a
+# Chinese interrogative.
+_QUESTION_LIKE = re.compile(r"[?？]\W*$|^\W*(?:how|what|why|when|where|which|who|can|does|do|is|are)\b"
+                            r"|什么|什麼|怎么|怎麼|怎样|怎樣|如何|为什么|為什麼|为何|為何|哪|吗|嗎|多少|是否|能否",
+                            re.IGNORECASE)
+# A call or an assignment in inline code (`llm.add(pattern, reply, model=None)`): its arguments are not what
+# the sentence is about.
+_CALL = re.compile(r"\w\(|\w=")
+_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+")
+
+# What questions are phrased with rather than about (plus a few Chinese question phrases jieba keeps whole).
+STOP = STOPWORDS | QUESTION_WORDS | frozenset({"有什么", "什么样", "哪种", "几个", "是不是", "work", "happen", "mean"})
+
+
+def _match_form(word: str) -> str:
+    """A word's stem without a final s. Snowball keeps the s of a plural without a vowel before it (llms, pdfs,
+    gpus) and takes one that belongs to the word (alias → alia, aliases → alias): matching ignores it on both
+    sides, so "model aliases" finds "alias" and "PDFs" finds "PDF"."""
+    t = stem(word)
+    return t[:-1] if len(t) > 2 and t.endswith("s") and t.isalpha() else t
+
+
+def words(text: str, parts: bool = True) -> list[str]:
+    """Stemmed English words; an identifier (`register_provider`) also counts as its parts unless `parts` is
+    False."""
+    out: list[str] = []
+    for w in _WORD.findall(text.lower()):
+        pieces = w.split("_") if parts and "_" in w else []
+        out.extend(t for t in (_match_form(x) for x in [w, *pieces] if x and x not in STOP) if t not in STOP)
+    return out
+
+
+def pairs(found: list[str]) -> set[tuple[str, str]]:
+    return set(itertools.pairwise(found))
+
+
+def terms(text: str) -> set[str]:
+    """Content terms: stemmed English words and Chinese words of two or more characters (jieba, traditional
+    characters folded to simplified, as the keyword tokens are: 發票 matches 发票), without function words."""
+    lowered = text.lower()
+    out = set(words(lowered))
+    for run in HAN_RUN.findall(fold_traditional(lowered)):
+        # Single characters (词, 下, 用) are too ambiguous to count as matching content.
+        out.update(w for w in segment(run) if len(w) > 1 and w not in STOP)
+    return out
+
+
+def names(question: str, language: str) -> set[str]:
+    """Terms of the question that name something, whole (`min_relevance`, not its pieces): Latin words in a
+    Chinese question; capitalised words (Oracle, GenOS, CEO) and numbers in an English one, except its first
+    word (capitalised anyway)."""
+    if language == "zh":
+        return set(words(" ".join(re.findall(r"[A-Za-z0-9][A-Za-z0-9_.-]*", question)), parts=False))
+    found = [m for m in _NAME_LIKE.finditer(question) if m.start() > 0]
+    return set(words(" ".join(m.group(0) for m in found), parts=False))
+
+
+def whole_words(text: str) -> set[str]:
+    """The words and whole identifiers of a text (what a name of the question may match)."""
+    return set(words(content(text), parts=False))
+
+
+def _code_without_examples(code: re.Match[str]) -> str:
+    """Inline code with Chinese in it is an example string (`"发票怎么开？"`), not what the sentence is about; so is
+    one that is a question."""
+    inner = code.group(0)[1:-1].strip("\"'")
+    if HAN_RUN.search(inner) or _QUESTION_LIKE.search(inner):
+        return " "
+    call = _CALL.search(inner)
+    return f" {inner[:call.start() + 1]} " if call else code.group(0)  # the callee names it; not its arguments
+
+
+def _quote_without_questions(quote: re.Match[str]) -> str:
+    """A quoted question (“发票什么时候发送”, "How do I …?") is an example being talked about, not content."""
+    return " " if _QUESTION_LIKE.search(quote.group(0)[1:-1]) else quote.group(0)
+
+
+def content(text: str) -> str:
+    """What a unit's words are matched on: its text without examples, link targets and URLs (a link keeps its
+    text)."""
+    text = _URL.sub(" ", _LINK.sub(lambda m: f" {m.group(1)} ", text))
+    return _QUOTED.sub(_quote_without_questions, INLINE_CODE.sub(_code_without_examples, text))
+
+
+def echo_key(text: str) -> str:
+    return "".join(normalize(text).split()).rstrip("?？.。!！")
+
+
+def found(text: str, han_terms: list[str], question_names: set[str]) -> set[str]:
+    """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
+    same words differently in different phrases (代表 in the question, 代表队 in the source). A name of the
+    question found only as a piece of a longer identifier is left out."""
+    text = content(text)
+    out = terms(text)
+    if question_names & out:
+        out -= question_names - set(words(text, parts=False))
+    lowered = fold_traditional(text.lower())
+    return out | {t for t in han_terms if t not in out and t in lowered}
+
+
+def prose(text: str) -> str:
+    """The text without inline code, links and URLs: what it says in its own words."""
+    return _URL.sub(" ", _LINK.sub(" ", INLINE_CODE.sub(" ", text)))
+
+
+def script(language: str) -> str:
+    """The writing system of a language tag ('' for none): keywords only match within one."""
+    if not language:
+        return ""
+    return "latin" if language in LATIN else {"ja": "zh", "uk": "ru"}.get(language, language)
+
+
+def prose_script(text: str) -> str:
+    """The script of a unit's own words, its code and link targets aside ('' when it has none)."""
+    return script(detect_language(prose(text)))
+
+
+def question_scripts(question: str) -> set[str]:
+    """The scripts a unit may be written in to answer the question: the question's, and its content words'
+    ("min_relevance 是什么？" is about two English words, which an English sentence matches as well), as the
+    retriever's language rule has it."""
+    content = detect_language(" ".join(sorted(terms(question))))
+    return {script(detect_language(question)), script(content)} - {""}
