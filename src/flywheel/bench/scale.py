@@ -119,7 +119,12 @@ def measure_embedding(texts: list[str]) -> dict[str, Any]:
     """Chunks per second of the local embedder and of sentence-transformers over the same texts, each the best
     of EMBED_PASSES passes taken in turns (a busy machine slows PyTorch's spinning threads more than ours, so a
     single pass each would flatter one side), with the load average around them."""
-    from flywheel.retrieval.embedders import _load_sentence_transformers, local_available, local_embedder
+    from flywheel.retrieval.embedders import (
+        LocalEmbedder,
+        _load_sentence_transformers,
+        local_available,
+        local_embedder,
+    )
 
     out: dict[str, Any] = {"embed_chunks": len(texts)}
     if not texts:
@@ -132,6 +137,10 @@ def measure_embedding(texts: list[str]) -> dict[str, Any]:
         embedder.embed(texts[:32])  # load the weights outside the clock
         sides["embed_chunks_per_s"] = lambda: embedder.embed(texts)
         out["embed_backend"] = embedder.describe()
+        if not embedder.int8:  # the opt-in int8 graph (FLYWHEEL_EMBED_INT8=1), in the same turns
+            int8 = LocalEmbedder(int8=True)
+            int8.embed(texts[:32])
+            sides["embed_int8_chunks_per_s"] = lambda: int8.embed(texts)
     else:
         out["embed_chunks_per_s"], out["embed_chunks_per_s_reason"] = None, "the local embedder is not installed"
     try:

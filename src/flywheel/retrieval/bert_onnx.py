@@ -26,6 +26,7 @@ import numpy as np
 from flywheel.retrieval import onnx_proto as pb
 
 OPSET = 17
+INT8 = 3  # TensorProto.INT8 (only the experimental int8 graphs use it)
 
 
 class WeightSource(Protocol):
@@ -73,11 +74,12 @@ class InlineFloat32:
 
 
 def graph_bytes(cfg: dict, weights: WeightSource, name: str, pooling: str = "mean", position_offset: int = 0,
-                int8: frozenset[str] = frozenset()) -> bytes:
+                int8: frozenset[str] = frozenset(), reduce_range: bool = False) -> bytes:
     """The serialized model (deterministic: the same bytes for the same weights and recipe). Inputs input_ids
     and attention_mask (int64, (batch, tokens)), output `embedding` (float32, (batch, hidden), L2-normalised).
     `position_offset`: the first position id (XLM-R/RoBERTa count from padding_idx + 1). `int8` names dense
-    layers (`l0_up` … `l5_up`, `l0_down` …) whose MatMul runs in int8 (see int8_linear; not shipped)."""
+    layers (`l0_up` … `l5_up`, `l0_down` …, `l0_att`, and `l0_qkv` for the fused attention's Q/K/V product) that
+    run in int8 (see int8_linear; not shipped). `reduce_range`: 7-bit int8 weights (u8s8) instead of u8u8."""
     d, heads, eps = int(cfg["hidden_size"]), int(cfg["num_attention_heads"]), float(cfg["layer_norm_eps"])
     inits: list[bytes] = []
     nodes: list[bytes] = []
@@ -102,12 +104,34 @@ def graph_bytes(cfg: dict, weights: WeightSource, name: str, pooling: str = "mea
         mm = op("MatMul", [x, weight(prefix + ".weight", transpose=True)], lname + "_mm")
         return op("Add", [mm, weight(prefix + ".bias")], lname)
 
+    def s7_weights(w: str, lname: str, columns: int) -> tuple[str, str, str]:
+        """(int8 weights in ±63, per-column scale, int8 zero points) of a (in, out) float32 weight: 7 bits, so
+        that AVX2's u8s8 kernel (vpmaddubsw adds u8×s8 product pairs in saturating int16) cannot saturate:
+        2 × 255 × 63 < 32767. ONNX Runtime's `reduce_range` recipe for CPUs without VNNI."""
+        peak = op("Max", [op("ReduceMax", [op("Abs", [w], lname + "_wabs")], lname + "_wmax", axes=[0],
+                             keepdims=0), "tiny"], lname + "_wpeak")
+        scale = op("Div", [peak, "q63"], lname + "_wscale")
+        q = op("Clip", [op("Round", [op("Div", [w, scale], lname + "_wdiv")], lname + "_wround"), "qmin63", "q63"],
+               lname + "_wclip")
+        qt = op("Cast", [q], lname + "_wq", to=INT8)
+        zero = op("Cast", [const(lname + "_wzero_f", np.zeros(columns, np.float32))], lname + "_wzero", to=INT8)
+        return qt, scale, zero
+
     def int8_linear(x: str, prefix: str, lname: str) -> str:
+        if reduce_range:
+            w = weight(prefix + ".weight", transpose=True)
+            qt, scale, zero = s7_weights(w, lname, int(weights.shape(prefix + ".weight")[0]))
+            return op("DynamicQuantizeMatMul", [x, qt, scale, zero, weight(prefix + ".bias")], lname,
+                      domain="com.microsoft")
+        return u8u8_linear(x, prefix, lname)
+
+    def u8u8_linear(x: str, prefix: str, lname: str) -> str:
         """com.microsoft DynamicQuantizeMatMul: x quantised to uint8 on each run (over the whole tensor), the
         weights per output column, symmetric (±127), derived from the weights by nodes that ONNX Runtime folds at
         session creation. The weights are stored as uint8 around a zero point of 128 (u8u8), not int8: on AVX2
         without VNNI the u8s8 kernel adds pairs of products in saturating int16 (vpmaddubsw), which moved vectors
-        by up to 0.01 and would make them depend on the CPU; u8u8 is exact and as fast here."""
+        by up to 0.01 and would make them depend on the CPU. Superseded by reduce_range (s7_weights), which keeps u8s8
+        exact and is faster; kept to reproduce docs/retrieval.md's u8u8 row."""
         w = weight(prefix + ".weight", transpose=True)  # (in, out) float32
         peak = op("Max", [op("ReduceMax", [op("Abs", [w], lname + "_wabs")], lname + "_wmax", axes=[0],
                              keepdims=0), "tiny"], lname + "_wpeak")
@@ -129,7 +153,7 @@ def graph_bytes(cfg: dict, weights: WeightSource, name: str, pooling: str = "mea
                           ("tiny2", 1e-12)):
         const(cname, np.array(scalar, np.float32))
     if int8:
-        for cname, scalar in (("q127", 127.0), ("qmin", -127.0), ("q128", 128.0)):
+        for cname, scalar in (("q127", 127.0), ("qmin", -127.0), ("q128", 128.0), ("q63", 63.0), ("qmin63", -63.0)):
             const(cname, np.array(scalar, np.float32))
     if position_offset:
         const("first_pos", np.array([position_offset], np.int64))
@@ -152,7 +176,14 @@ def graph_bytes(cfg: dict, weights: WeightSource, name: str, pooling: str = "mea
                                       for which in ("query", "key", "value")], n + f"qkv_{part}", axis=axis)
                         for part, axis in (("weight", 1), ("bias", 0)))
         # softmax(QKᵀ/√d_head + mask) V per head, heads concatenated: (B, T, d)
-        ctx = op("Attention", [x, qkv_w, qkv_b, mask32], n + "ctx", domain="com.microsoft", num_heads=heads)
+        if n + "qkv" in int8:  # x quantised to uint8 on each run, Q/K/V weights 7-bit per column (QAttention)
+            xq, xs, xz = (n + "xq", n + "xs", n + "xz")
+            nodes.append(pb.node("DynamicQuantizeLinear", [x], [xq, xs, xz], n + "xquant"))
+            qt, scale, zero = s7_weights(qkv_w, n + "qkv", 3 * d)
+            ctx = op("QAttention", [xq, qt, qkv_b, xs, scale, mask32, xz, zero], n + "ctx", domain="com.microsoft",
+                     num_heads=heads)
+        else:
+            ctx = op("Attention", [x, qkv_w, qkv_b, mask32], n + "ctx", domain="com.microsoft", num_heads=heads)
         x = norm(op("Add", [x, linear(ctx, p + "attention.output.dense", n + "att")], n + "res1"),
                  p + "attention.output.LayerNorm", n + "norm1")
         up = linear(x, p + "intermediate.dense", n + "up")

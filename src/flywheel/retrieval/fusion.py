@@ -5,8 +5,9 @@
 - `dense_weight`: how much the dense side can help, from the languages the embedder covers: 0 when the query's
   language is not covered (an English-only model on a Chinese question), scaled by the share of the tenant's
   corpus in covered languages. `auto` fusion (rescore.py: both sides' candidates re-scored on the passage and
-  fused by z-scored score) scales the dense side by this weight, and skips it entirely when the weight is
-  negligible; a multilingual embedder (languages=None) gets weight 1 everywhere.
+  fused by a fitted linear model over their z-scores and a few features) scales the dense side by this weight,
+  and skips it entirely when the weight is negligible; a multilingual embedder (languages=None) gets weight 1
+  everywhere.
 """
 
 from __future__ import annotations

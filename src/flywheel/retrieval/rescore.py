@@ -1,5 +1,5 @@
 """Hybrid re-scoring (fusion `auto`): the candidates both retrievers found are scored again on the passage itself
-and fused by normalised score, instead of by rank.
+and fused by a linear model over a few features, instead of by rank.
 
 1. The pool is the keyword side's top n and the dense side's top n, fetched once (the index already applied
    the tenant and the filters to both sides).
@@ -8,24 +8,47 @@ and fused by normalised score, instead of by rank.
    stronger length normalisation pushes down the longer passage that actually states the answer). A passage
    the dense side alone found gets its exact keyword score too, instead of no rank on that side.
 3. `dense`: the embedder's cosine (a passage the keyword side alone found gets the lowest pooled cosine).
-4. Each signal is z-scored over the pool and the two are added with weights words 1.0 and dense 1.0 × the
-   language weight of `fusion.dense_weight` (0 for a Chinese question with an English-only embedder).
+4. Each signal is z-scored over the pool, and the fused score is Σ coefficient × feature (`features`) with one
+   model for a pool the dense side ran on (`DENSE_MODEL`) and one for a keyword-only pool (`WORDS_MODEL`).
+   Every dense-side term is scaled by the language weight of `fusion.dense_weight` (0 for a Chinese question
+   with an English-only embedder, which uses the keyword-only model) and by `Weights.dense`.
 
-Measured on the development sets only (cmrc2018-sentence-dev, mrpc-train, and the `-dev` halves of
-debian-desc-{en,zh} and manpages-{en,zh}; docs/retrieval.md has the held-out table). Also tried there and left out because they did not help: CJK character-bigram BM25 as a third signal
-(−0.006 nDCG@10 at weight 0.3 on cmrc2018-sentence-dev), a query-term proximity bonus (−0.002 to −0.004 zh, ±0.001 en),
-RM3-style pseudo-relevance feedback (−0.010 zh), and a dense weight that follows the two sides' top-10
-agreement (±0.001 en).
+The coefficients are fitted on the development sets only (`scripts/fit_fusion.py`, coordinate ascent on the mean
+nDCG@10 of cmrc2018-sentence-dev, mrpc-train and the `-dev` halves of debian-desc-{en,zh} and manpages-{en,zh};
+docs/retrieval.md has the dev and held-out tables and what was tried and left out).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
+
+from flywheel.retrieval.tokenize import cjk_bigrams
 
 K1, B = 0.9, 0.4
+
+# Per-candidate features (`features`); the per-query trust signals enter as products with the dense z-score.
+FEATURES = (
+    "words",  # BM25 (k1 0.9, b 0.4) z-scored over the pool
+    "dense",  # cosine z-scored over the pool
+    "words_rr",  # 1 / rank on the keyword side (FTS5's BM25), 0 when that side did not return it
+    "dense_rr",  # 1 / rank on the dense side, 0 when it did not return it
+    "coverage",  # idf-weighted share of the query's terms the passage contains
+    "pairs",  # share of adjacent query-term pairs found in order within 2 tokens in the passage
+    "cjk",  # share of the query terms' CJK character bigrams in the passage's tokens joined (jieba cuts differ)
+    "dense_x_dense_gap",  # dense z × the dense side's top-1 − top-2 z-score gap in the pool
+    "dense_x_words_gap",  # dense z × the keyword side's top-1 − top-2 z-score gap
+    "dense_x_length",  # dense z × min(query terms, 12) / 12
+)
+DENSE_FEATURES = frozenset(f for f in FEATURES if f.startswith("dense"))
+# Re-scoring as it was before the fitted model (words 1.0 + dense 1.0): the starting point of the fit.
+BASELINE = {"words": 1.0, "dense": 1.0}
+# Fitted by scripts/fit_fusion.py (--limit 1000 --l2 0.002) on the six dev sets; docs/retrieval.md, "Fusion".
+DENSE_MODEL: dict[str, float] = {"words": 1.0, "dense": 1.0, "dense_rr": -0.2}
+WORDS_MODEL: dict[str, float] = {"words": 1.0, "words_rr": -0.1, "coverage": 0.2, "pairs": 0.2, "cjk": 0.4}
 
 
 @dataclass(frozen=True)
@@ -33,7 +56,7 @@ class Weights:
     words: float = 1.0
     # nDCG@10 at 0.5 / 1.0 / 1.5 on the English dev sets: debian-desc-en-dev 0.942 / 0.950 / 0.952,
     # manpages-en-dev 0.801 / 0.818 / 0.823, mrpc-train 0.964 / 0.963 / - (2.0: 0.957): 1.0 gains on both
-    # description sets and costs MRPC, where BM25 is at its ceiling, 0.001
+    # description sets and costs MRPC, where BM25 is at its ceiling, 0.001. Scales every dense-side term.
     dense: float = 1.0
     k1: float = K1
     b: float = B
@@ -74,6 +97,95 @@ class Candidate:
     pk: int
     words: list[str]  # the passage's keyword tokens
     dense: float | None = None  # cosine, when the dense side returned it
+    keyword_rank: int | None = None  # from 1, when the keyword side returned it
+    dense_rank: int | None = None
+
+
+def _gap(values: Sequence[float]) -> float:
+    top = sorted(values, reverse=True)[:2]
+    return top[0] - top[1] if len(top) == 2 else 0.0
+
+
+def _pairs(pairs: Sequence[tuple[str, str]], at: dict[str, list[int]]) -> float:
+    """Share of `pairs` (a, b) with b one or two positions after a, given the positions of the query terms."""
+    if not pairs:
+        return 0.0
+    found = 0
+    for a, b in pairs:
+        after = {i + d for i in at.get(a, ()) for d in (1, 2)}
+        found += any(j in after for j in at.get(b, ()))
+    return found / len(pairs)
+
+
+def _has_gram(text: str, gram: str) -> bool:
+    """Whether `gram` (of cjk_bigrams) is among cjk_bigrams(text), for keyword tokens joined (already normalised):
+    a bigram anywhere; a one-character run only standing alone between non-CJK characters. A substring search
+    instead of the passage's own bigrams: 5x faster on a pool of Chinese man pages."""
+    if len(gram) > 1:
+        return gram in text
+    at = text.find(gram)
+    while at >= 0:
+        if not cjk_bigrams(text[at - 1:at] if at else "") and not cjk_bigrams(text[at + 1:at + 2]):
+            return True
+        at = text.find(gram, at + 1)
+    return False
+
+
+def features(candidates: Sequence[Candidate], query_terms: Sequence[str], df: dict[str, int], n_docs: int,
+             with_dense: bool, weights: Weights = Weights(), wanted: Collection[str] = FEATURES
+             ) -> dict[str, list[float]]:
+    """The `wanted` FEATURES per candidate (in order), each a list; the dense ones only `with_dense` and when the
+    dense side returned a candidate. `words` is always there."""
+    docs = [c.words for c in candidates]
+    terms = list(dict.fromkeys(query_terms))
+    words = zscores(bm25(terms, docs, df, n_docs, weights.k1, weights.b))
+    out: dict[str, list[float]] = {"words": words}
+    if "words_rr" in wanted:
+        out["words_rr"] = [1.0 / c.keyword_rank if c.keyword_rank else 0.0 for c in candidates]
+    if "coverage" in wanted or "pairs" in wanted:
+        wanted_terms = set(terms)
+        positions: list[dict[str, list[int]]] = []
+        for doc in docs:
+            at: dict[str, list[int]] = {}
+            for i, t in enumerate(doc):
+                if t in wanted_terms:
+                    at.setdefault(t, []).append(i)
+            positions.append(at)
+        idfs = {t: idf(max(n_docs, 1), df.get(t, 0)) for t in terms}
+        total = sum(idfs.values()) or 1.0
+        if "coverage" in wanted:
+            out["coverage"] = [sum(idfs[t] for t in at) / total for at in positions]
+        if "pairs" in wanted:
+            pairs = list(pairwise(terms))
+            out["pairs"] = [_pairs(pairs, at) for at in positions]
+    if "cjk" in wanted:
+        grams = {g for t in terms for g in cjk_bigrams(t)}
+        out["cjk"] = [sum(_has_gram("".join(d), g) for g in grams) / len(grams) if grams else 0.0 for d in docs]
+    known = [c.dense for c in candidates if c.dense is not None]
+    if with_dense and known:
+        lowest = min(known)
+        dense = zscores([c.dense if c.dense is not None else lowest for c in candidates])
+        dense_gap, words_gap = _gap(dense), _gap(words)
+        length = min(len(terms), 12) / 12
+        out["dense"] = dense
+        extra = {"dense_rr": lambda: [1.0 / c.dense_rank if c.dense_rank else 0.0 for c in candidates],
+                 "dense_x_dense_gap": lambda: [d * dense_gap for d in dense],
+                 "dense_x_words_gap": lambda: [d * words_gap for d in dense],
+                 "dense_x_length": lambda: [d * length for d in dense]}
+        out.update({name: make() for name, make in extra.items() if name in wanted})
+    return out
+
+
+def combine(feats: dict[str, list[float]], model: dict[str, float], dense_scale: float) -> list[float]:
+    """Σ coefficient × feature per candidate; a dense-side feature's term is also × `dense_scale`."""
+    n = len(next(iter(feats.values()), []))
+    scores = [0.0] * n
+    for name, coef in model.items():
+        if coef == 0 or name not in feats:
+            continue
+        w = coef * (dense_scale if name in DENSE_FEATURES else 1.0)
+        scores = [s + w * v for s, v in zip(scores, feats[name], strict=True)]
+    return scores
 
 
 def fuse(candidates: Sequence[Candidate], query_terms: Sequence[str], df: dict[str, int], n_docs: int,
@@ -81,15 +193,12 @@ def fuse(candidates: Sequence[Candidate], query_terms: Sequence[str], df: dict[s
     """Fused score per candidate pk, and the weights used ({"dense_weight"})."""
     if not candidates:
         return {}, {"dense_weight": 0.0}
-    words = zscores(bm25(query_terms, [c.words for c in candidates], df, n_docs, weights.k1, weights.b))
-    fused = [weights.words * z for z in words]
-    w_dense = 0.0
-    known = [c.dense for c in candidates if c.dense is not None]
-    if dense_weight > 0 and known:
-        w_dense = dense_weight * weights.dense
-        lowest = min(known)
-        dense = zscores([c.dense if c.dense is not None else lowest for c in candidates])
-        fused = [f + w_dense * d for f, d in zip(fused, dense, strict=True)]
+    with_dense = dense_weight > 0 and any(c.dense is not None for c in candidates)
+    model = dict(DENSE_MODEL if with_dense else WORDS_MODEL)
+    feats = features(candidates, query_terms, df, n_docs, with_dense, weights, wanted=model.keys())
+    w_dense = dense_weight * weights.dense if with_dense else 0.0
+    model["words"] = model.get("words", 0.0) * weights.words
+    fused = combine(feats, model, w_dense)
     # squashed to (0, 1), same order: a hit's score stays positive (a lone candidate's z-score is 0)
     return ({c.pk: 1.0 / (1.0 + math.exp(-s)) for c, s in zip(candidates, fused, strict=True)},
             {"dense_weight": round(w_dense, 4)})

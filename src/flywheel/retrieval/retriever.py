@@ -202,7 +202,7 @@ class Retriever:
                                {"bm25": 1.0, "dense": w_dense}, k=self.config.rrf_k)
         else:  # auto: re-score the pool of both sides on the passages themselves (rescore.py)
             pool = self.index.fetch(dict.fromkeys([p for p, _ in keyword] + [p for p, _ in dense]), tenant)
-            fused, used = self._rescore(terms, doc_freqs, dense, pool, w_dense)
+            fused, used = self._rescore(terms, doc_freqs, keyword, dense, pool, w_dense)
             info.update(used)
         top = fusion.ranked(fused, k)
         rows = pool if pool is not None else self.index.fetch((p for p, _ in top), tenant)
@@ -242,10 +242,14 @@ class Retriever:
             hits = []
         return hits, info
 
-    def _rescore(self, terms: list[str], doc_freqs: tuple[int, dict[str, int]], dense: list[tuple[int, float]],
-                 pool: dict[int, tuple[Chunk, str]], w_dense: float) -> tuple[dict[int, float], dict[str, Any]]:
+    def _rescore(self, terms: list[str], doc_freqs: tuple[int, dict[str, int]], keyword: list[tuple[int, float]],
+                 dense: list[tuple[int, float]], pool: dict[int, tuple[Chunk, str]], w_dense: float
+                 ) -> tuple[dict[int, float], dict[str, Any]]:
         dense_score = dict(dense)
-        candidates = [rescore.Candidate(pk, tokens.split(), dense_score.get(pk)) for pk, (_, tokens) in pool.items()]
+        kw_rank = {p: i for i, (p, _) in enumerate(keyword, start=1)}
+        dn_rank = {p: i for i, (p, _) in enumerate(dense, start=1)}
+        candidates = [rescore.Candidate(pk, tokens.split(), dense_score.get(pk), kw_rank.get(pk), dn_rank.get(pk))
+                      for pk, (_, tokens) in pool.items()]
         n_docs, df = doc_freqs
         return rescore.fuse(candidates, terms, df, n_docs, w_dense if dense else 0.0, self.weights)
 
