@@ -218,8 +218,8 @@ def test_thinking_blocks_sent_back_in_history_are_dropped_not_refused(ant, llm):
 
 
 def test_anthropic_defined_tools_are_refused_by_type_not_turned_into_functions(ant):
-    with pytest.raises(anthropic.BadRequestError) as info:
-        ant.messages.create(model="claude", max_tokens=50, messages=[{"role": "user", "content": "hi"}],
+    with pytest.raises(anthropic.BadRequestError) as info:  # to a non-Anthropic alias (Anthropic ones relay it)
+        ant.messages.create(model="gpt", max_tokens=50, messages=[{"role": "user", "content": "hi"}],
                             tools=[{"type": "web_search_20250305", "name": "web_search"}])
     assert "web_search_20250305" in info.value.body["error"]["message"]
     done = ant.messages.create(model="claude", max_tokens=50, messages=[{"role": "user", "content": "hi"}],

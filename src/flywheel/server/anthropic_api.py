@@ -16,7 +16,13 @@ signed thinking blocks of earlier turns, `cache_control` breakpoints, images and
 `service_tier`, `metadata.user_id`, the `anthropic-beta` header and fields this code does not know
 (`context_management` …); the answer's thinking blocks (streamed: thinking_delta, signature_delta) and cache usage
 come back. Other providers get the translation: thinking and cache_control dropped, fields they have no use for
-ignored; image and document blocks are a 400 unless every alias the request may reach is an Anthropic one."""
+ignored; image and document blocks, and Anthropic's server tools (`web_search_…`, `web_fetch_…`,
+`code_execution_…`, `text_editor_…`, `bash_…`: a tool `type` other than custom) with their server_tool_use /
+`…_tool_result` blocks, are a 400 unless every alias the request may reach is an Anthropic one; then they go as
+they came and their result blocks come back as Anthropic sent them, streamed too.
+
+A stream that waits on the upstream for longer than the keep-alive interval (FLYWHEEL_STREAM_PING_SECONDS,
+default 10) sends a `ping` event, as Anthropic does, so proxies do not cut it (keepalive.py)."""
 
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ from flywheel.gateway.tools import (
 from flywheel.server import calls
 from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
+from flywheel.server.keepalive import keepalive
 from flywheel.types import ChatRequest, Message
 
 router = APIRouter()
@@ -126,7 +133,8 @@ def _request(body: MessagesIn, tenant: str, session: str | None = None, *, betas
                 [_plain(b.model_dump(exclude_none=True), f"messages.{i}.content.{j}", native_blocks)
                  for j, b in enumerate(m.content)]
             msgs += openai_messages(m.role, content, f"messages.{i}.content")
-        tools = openai_tools(body.tools) if body.tools else None
+        custom = _custom_tools(body.tools or [], native_blocks)
+        tools = openai_tools(custom) if custom else None
         choice, parallel = openai_tool_choice(body.tool_choice)
     except ToolFormatError as exc:
         raise ApiError(400, exc.message, param=exc.param, code="invalid_value") from None
@@ -140,10 +148,34 @@ def _request(body: MessagesIn, tenant: str, session: str | None = None, *, betas
     return creq
 
 
+def _custom_tools(tools: list[dict[str, Any]], native_blocks: bool) -> list[dict[str, Any]]:
+    """The custom tools, which the gateway's view holds; Anthropic's server tools (`web_search_20250305`,
+    `code_execution_…`, `bash_…`: a `type` other than custom) reach Anthropic aliases only, through the native
+    body as sent, and are a 400 naming the tool when another provider may answer."""
+    custom = []
+    for i, tool in enumerate(tools):
+        if tool.get("type") in (None, "custom"):
+            custom.append(tool)
+        elif not native_blocks:
+            raise ApiError(400, f"tool {tool.get('name') or tool.get('type')!r} (type {tool.get('type')!r}) is an "
+                           "Anthropic server tool, run by Anthropic only, and this model may be answered by another "
+                           "provider: send it to a model alias whose route and fallbacks are all `provider: "
+                           "anthropic`, or define it as a custom tool {name, description, input_schema}",
+                           param=f"tools.{i}.type", code="unsupported_value")
+    return custom
+
+
+def _server_block(kind: Any) -> bool:
+    """A server tool's call or result block (server_tool_use, web_search_tool_result, …): Anthropic aliases only."""
+    return isinstance(kind, str) and (kind == "server_tool_use" or
+                                      (kind.endswith("_tool_result") and kind != "tool_result"))
+
+
 def _plain(block: dict[str, Any], param: str, native_blocks: bool) -> dict[str, Any]:
-    """A content block as the gateway's view holds it: image-like blocks (also inside a tool_result) as text."""
+    """A content block as the gateway's view holds it: image-like and server-tool blocks (also inside a
+    tool_result) as text."""
     kind = block.get("type")
-    if kind in native_.NATIVE_ONLY_BLOCKS:
+    if kind in native_.NATIVE_ONLY_BLOCKS or _server_block(kind):
         if not native_blocks:
             raise ApiError(400, f"content block type {kind!r} reaches Anthropic aliases only, and this model may "
                            "be answered by another provider (text only): send it to a model alias whose route and "
@@ -306,13 +338,15 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
     """Anthropic's event sequence: message_start, a ping, then the content blocks one after another, each closed
     before the next opens: text as it arrives, one tool_use block per tool call (content_block_start with id and
     name, `input_json_delta` pieces), and an Anthropic alias's thinking blocks (`native`: thinking_delta,
-    signature_delta) relayed in their place."""
+    signature_delta) and server-tool blocks (server_tool_use, web_search_tool_result …) relayed in their place;
+    a `ping` whenever the upstream is silent for the keep-alive interval (keepalive.py)."""
     error: BaseException | str | None
     stop, parts, error = "end_turn", [], None
     tool_calls: list[dict[str, Any]] = []
     blocks = _Blocks()
     tool_block: dict[int, int] = {}  # tool-call index → its content block index
     cache = native.usage if native is not None else {}
+    ticking = keepalive(pieces)
     try:
         start = _message(call, model, "", None, 0, 0)
         start["content"], start["stop_reason"] = [], None
@@ -320,7 +354,11 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
             start["usage"] = {"input_tokens": native.input_tokens, "output_tokens": 0, **cache}
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
-        async for delta, fr, tools in pieces:
+        async for item in ticking:
+            if item is None:  # a long wait on the upstream (thinking): keep the connection alive
+                yield _sse("ping", {"type": "ping"})
+                continue
+            delta, fr, tools = item
             if native is not None:
                 for event in blocks.relay(native.take_events()):
                     yield event
@@ -371,6 +409,7 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
         raise
     finally:
         with anyio.CancelScope(shield=True):
+            await ticking.aclose()
             tin, tout, cost = usage()
             text = "".join(parts)
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,

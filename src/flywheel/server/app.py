@@ -72,9 +72,12 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
+        from flywheel.server import mcp_mount
+
         workers = _background_workers(state, app)
         try:
-            yield
+            async with mcp_mount.running(app):  # /mcp's session manager, when mounted
+                yield
         finally:
             for worker in workers:
                 worker.stop()
@@ -107,6 +110,9 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
                    ops, otlp, review_api, files_api, batches_api):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
+    from flywheel.server import mcp_mount
+
+    mcp_mount.mount(app, state)  # MCP over streamable HTTP at /mcp, when the `mcp` extra is installed
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

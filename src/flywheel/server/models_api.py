@@ -1,6 +1,8 @@
 """GET /v1/models[/ID] and POST /v1/embeddings: the OpenAI-compatible routes that are not a chat (moved out of
 openai_proxy.py). The model list is the aliases and `app:` names the caller's key may use (with Anthropic's card
-fields too, so both SDKs' `models.list()` work); embeddings come from the configured embedder, text only (token
+fields too, so both SDKs' `models.list()` work). A request with the `anthropic-version` header (every Anthropic SDK
+sends it) gets Anthropic's page instead (`limit` 1..1000, default 20; `after_id` / `before_id`; `has_more`,
+`first_id`, `last_id`), so the SDK's auto-pagination walks it; OpenAI clients get the whole list. Embeddings come from the configured embedder, text only (token
 ids are a 400 naming LangChain's switch), floats or base64.
 """
 
@@ -45,8 +47,42 @@ def _model_cards(request: Request) -> list[dict[str, Any]]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> Any:
     cards = _model_cards(request)
-    return {"object": "list", "data": cards, "has_more": False,  # Anthropic's page fields: one page
-            "first_id": cards[0]["id"] if cards else None, "last_id": cards[-1]["id"] if cards else None}
+    if "anthropic-version" not in request.headers:
+        return {"object": "list", "data": cards}
+    return _anthropic_page(cards, request.query_params)
+
+
+def _anthropic_page(cards: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """Anthropic's cursor page over the cards: `after_id` starts after that id, `before_id` ends before it (the
+    `limit` cards nearest it); an id that is not in the list is a 400 naming the parameter."""
+    raw = query.get("limit")
+    try:
+        limit = 20 if raw is None else int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, f"limit must be a whole number from 1 to 1000, got {raw!r}", param="limit",
+                       code="invalid_value")
+    ids = [c["id"] for c in cards]
+    start, end = 0, len(cards)
+    for name in ("after_id", "before_id"):
+        value = query.get(name)
+        if value is None:
+            continue
+        if value not in ids:
+            raise ApiError(400, f"{name} {value!r} is not a model on this server; send an id from a page's "
+                           "first_id / last_id", param=name, code="invalid_value")
+        if name == "after_id":
+            start = ids.index(value) + 1
+        else:
+            end = ids.index(value)
+    if query.get("before_id") is not None and query.get("after_id") is None:
+        page, has_more = cards[max(start, end - limit):end], end - limit > start
+    else:
+        page, has_more = cards[start:min(end, start + limit)], start + limit < end
+    data = [{k: c[k] for k in ("type", "id", "display_name", "created_at")} for c in page]
+    return {"data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
 
 @router.get("/v1/models/{model:path}")
 async def retrieve_model(model: str, request: Request) -> Any:

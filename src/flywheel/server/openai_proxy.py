@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -36,8 +36,9 @@ from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
 from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
+from flywheel.server.keepalive import keepalive
 from flywheel.server.keys import Principal
-from flywheel.types import Answer, ChatRequest, Message
+from flywheel.types import Answer, ChatRequest, Message, Usage
 
 router = APIRouter()
 # ChatRequest's defaults, for building one from an already-validated body without validating it again
@@ -191,9 +192,12 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
         "parallel_tool_calls": body.parallel_tool_calls, "logprobs": body.logprobs, "top_logprobs": body.top_logprobs})
 
 
-def usage_json(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens}
+def usage_json(usage: Usage) -> dict[str, Any]:
+    """OpenAI's usage object; `prompt_tokens_details.cached_tokens` is the part of the prompt the provider served
+    from its prompt cache (OpenAI's cached tokens, Anthropic's cache reads)."""
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}}
 
 
 def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -225,20 +229,20 @@ def legacy_logprobs(tokens: list[dict[str, Any]] | None, offset: int = 0) -> dic
 Picked = tuple[str, str | None, Any, list[dict[str, Any]] | None]
 
 
-def completion(call: calls.Call, model: str, choices: list[Picked], input_tokens: int,
-               output_tokens: int, extra: dict[str, Any]) -> dict[str, Any]:
+def completion(call: calls.Call, model: str, choices: list[Picked], usage: Usage,
+               extra: dict[str, Any]) -> dict[str, Any]:
     if call.route == _LEGACY:  # a text completion: `text` where a chat has `message`
         return {"id": f"cmpl-{call.trace_id}", "object": "text_completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": i, "text": text, "logprobs": legacy_logprobs(lp),
                                              "finish_reason": _FINISH.get(fr or "stop", "stop")}
                                             for i, (text, fr, _, lp) in enumerate(choices)],
-                "usage": usage_json(input_tokens, output_tokens), "flywheel": {"trace_id": call.trace_id, **extra}}
+                "usage": usage_json(usage), "flywheel": {"trace_id": call.trace_id, **extra}}
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": i, "message": _message(text, tools), "logprobs": chat_logprobs(lp),
                      "finish_reason": "tool_calls" if tools else _FINISH.get(fr or "stop", "stop")}
                     for i, (text, fr, tools, lp) in enumerate(choices)],
-        "usage": usage_json(input_tokens, output_tokens), "system_fingerprint": None,
+        "usage": usage_json(usage), "system_fingerprint": None,
         "flywheel": {"trace_id": call.trace_id, **extra},
     }
 
@@ -314,7 +318,7 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc, _ in picked] if n > 1 else
                       {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
-    payload = completion(call, body.model, picked, tin, tout,
+    payload = completion(call, body.model, picked, r.usage,
                          {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts})
     return calls.JSONBytes(payload, call.headers)
 
@@ -349,10 +353,8 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)
     if body.stream:
-        return _sse(call, body, calls.one_piece(answer.text), (answer.usage.input_tokens, answer.usage.output_tokens),
-                    answer_extra(answer))
-    payload = completion(call, body.model, [(answer.text, "stop", None, None)], answer.usage.input_tokens,
-                         answer.usage.output_tokens, answer_extra(answer))
+        return _sse(call, body, calls.one_piece(answer.text), answer.usage, answer_extra(answer))
+    payload = completion(call, body.model, [(answer.text, "stop", None, None)], answer.usage, answer_extra(answer))
     return calls.JSONBytes(payload, call.headers)
 
 
@@ -370,14 +372,22 @@ async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -
     return _sse(call, body, pieces, settle, {})
 
 
+def cached_tokens(usage: Callable[[], Any]) -> int:
+    """The prompt-cache reads of a stream `calls.primed_stream` settled (0 for an app's stream)."""
+    read = getattr(usage, "cache_read", None)
+    return int(read()) if read is not None else 0
+
+
 def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.ScoredPieces, usage: Any,
          extra: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
-    """The SSE response; `usage` is (input tokens, output tokens) or a function giving (them, cost) once `pieces`
-    is done, `extra` the final chunk's `flywheel` fields (or a function giving them then)."""
+    """The SSE response; `usage` is the answer's Usage or a function giving (input tokens, output tokens, cost)
+    once `pieces` is done, `extra` the final chunk's `flywheel` fields (or a function giving them then). A wait
+    on the upstream longer than the keep-alive interval sends an SSE comment (`: keep-alive`)."""
     legacy = call.route == _LEGACY
     cid, created = f"{'cmpl' if legacy else 'chatcmpl'}-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     offset = 0  # where the next delta starts in the answer (a legacy chunk's logprobs.text_offset)
+    ticking: AsyncGenerator[Any, None] = keepalive(pieces)  # type: ignore[arg-type]
 
     def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
         if legacy:  # a text completion's chunk: {text} where a chat chunk has {delta}
@@ -396,7 +406,10 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
         try:
             if not legacy:
                 yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-            async for piece in pieces:
+            async for piece in ticking:
+                if piece is None:
+                    yield b": keep-alive\n\n"
+                    continue
                 delta, fr, tools = piece[0], piece[1], piece[2]
                 if fr:
                     finish = _FINISH.get(fr, "stop")
@@ -412,11 +425,15 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
                     yield event([{"index": 0, "delta": {"tool_calls": tools}, "finish_reason": None}])
             if tool_calls:
                 finish = "tool_calls"
-            tin, tout, cost = usage() if callable(usage) else (*usage, None)
+            if callable(usage):
+                tin, tout, _ = usage()
+                settled = Usage(input_tokens=tin, output_tokens=tout, cache_read_tokens=cached_tokens(usage))
+            else:
+                settled = usage
             yield event([{"index": 0, "delta": {}, "finish_reason": finish}],
                         flywheel={"trace_id": call.trace_id, **(extra() if callable(extra) else extra)})
             if include_usage:
-                yield event([], usage=usage_json(tin, tout))
+                yield event([], usage=usage_json(settled))
             yield b"data: [DONE]\n\n"
         except UserError as exc:  # the upstream broke after text went out: tell the client in-band
             error = exc
@@ -426,6 +443,8 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
             error = exc if isinstance(exc, Exception) else "client disconnected"
             raise
         finally:
+            with anyio.CancelScope(shield=True):
+                await ticking.aclose()
             if callable(usage):
                 with anyio.CancelScope(shield=True):
                     close = getattr(pieces, "aclose", None)  # ended (its usage known) before it is settled

@@ -249,9 +249,11 @@ def output_items(rid: str, text: str, tool_calls: list[dict[str, Any]] | None, c
     return items
 
 
-def usage_json(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def usage_json(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    """The Responses usage object; `cached_tokens`: the part of the input served from the provider's prompt cache
+    (kept with a stored response as [input, output, cached]; older ones have no third number)."""
     return {"input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
             "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": input_tokens + output_tokens}
 

@@ -7,6 +7,9 @@
   (otherwise a 400), so a client that drops or alters them fails the way it would against the real API.
 - `cache_control` anywhere (system, tools, message blocks): the usage reports the system prompt's tokens as
   `cache_creation_input_tokens` on a conversation's first turn and as `cache_read_input_tokens` on later ones.
+- a `web_search_…` server tool in `tools`: a text answer starts (after any thinking) with a canned
+  `server_tool_use` block searching for the user's text and its `web_search_tool_result` (one result,
+  https://example.com/search?q=…), and the usage counts `server_tool_use.web_search_requests: 1`.
 """
 
 from __future__ import annotations
@@ -75,9 +78,28 @@ def _thought(body: dict) -> str:
     return f"The user asked: {wire.last_user_text(body)[:60]}"
 
 
+def _web_search(body: dict, text: wire.Answer) -> list[dict]:
+    """The canned server_tool_use + web_search_tool_result blocks when `tools` has a web_search tool (text answers)."""
+    tools = body.get("tools") or []
+    if not isinstance(text, str) or not any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")
+                                            for t in tools):
+        return []
+    query = wire.last_user_text(body)[:100]
+    tool_id = "srvtoolu_" + hashlib.sha256(query.encode()).hexdigest()[:20]
+    result = {"type": "web_search_result", "url": f"https://example.com/search?q={len(query)}",
+              "title": f"Results for {query[:40]}", "encrypted_content": "enc-" + tool_id[9:], "page_age": None}
+    return [{"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {"query": query}},
+            {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": [result]}]
+
+
 def message(body: dict, text: wire.Answer) -> dict:
-    """wire.anthropic_message, with a thinking block first when thinking is on, and cache usage."""
+    """wire.anthropic_message, with a thinking block first when thinking is on, a canned web search when asked
+    for, and cache usage."""
     out = wire.anthropic_message(body, text)
+    search = _web_search(body, text)
+    if search:
+        out["content"] = [*search, *out["content"]]
+        out["usage"]["server_tool_use"] = {"web_search_requests": 1}
     if _thinking_on(body):
         thought = _thought(body)
         out["content"] = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}, *out["content"]]
@@ -88,19 +110,39 @@ def message(body: dict, text: wire.Answer) -> dict:
 def stream(body: dict, text: wire.Answer) -> list[bytes]:
     """wire.anthropic_stream's frames, with the thinking block (index 0) and cache usage added."""
     frames = wire.anthropic_stream(body, text)
-    thinking, cache = _thinking_on(body), _cache_usage(body)
-    if not (thinking or cache):
+    thinking, cache, search = _thinking_on(body), _cache_usage(body), _web_search(body, text)
+    if not (thinking or cache or search):
         return frames
+    shift = int(thinking) + len(search)
     out = []
     for frame in frames:
         name, data = _parse(frame)
         if name == "message_start":
             data["message"]["usage"].update(cache)
-        elif name.startswith("content_block") and thinking:
-            data["index"] += 1
+        elif name.startswith("content_block"):
+            data["index"] += shift
+        elif name == "message_delta" and search:
+            data["usage"]["server_tool_use"] = {"web_search_requests": 1}
         out.append(wire._event(name, data))
-        if name == "ping" and thinking:
-            out += _thinking_frames(_thought(body))
+        if name == "ping":
+            out += _thinking_frames(_thought(body)) if thinking else []
+            out += _search_frames(search, int(thinking))
+    return out
+
+
+def _search_frames(blocks: list[dict], first: int) -> list[bytes]:
+    """The server_tool_use block (its input streamed as input_json_delta) and its result block, whole."""
+    out = []
+    for index, block in enumerate(blocks, first):
+        opened = {**block, "input": {}} if block["type"] == "server_tool_use" else block
+        out.append(wire._event("content_block_start", {"type": "content_block_start", "index": index,
+                                                       "content_block": opened}))
+        if block["type"] == "server_tool_use":
+            partial = json.dumps(block["input"], ensure_ascii=False)
+            out.append(wire._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                           "delta": {"type": "input_json_delta",
+                                                                     "partial_json": partial}}))
+        out.append(wire._event("content_block_stop", {"type": "content_block_stop", "index": index}))
     return out
 
 

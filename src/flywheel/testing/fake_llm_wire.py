@@ -97,6 +97,29 @@ class Scored(str):
         return scored
 
 
+class Cached(str):
+    """A reply text whose OpenAI-wire usage reports `tokens` of the prompt as served from the prompt cache
+    (`usage.prompt_tokens_details.cached_tokens`, at most the prompt's tokens), as OpenAI does for a repeated
+    prefix: `fake.add("hello", Cached("Hi!", 12))`."""
+
+    tokens: int
+
+    def __new__(cls, text: str, tokens: int) -> Self:
+        cached = super().__new__(cls, text)
+        cached.tokens = int(tokens)
+        return cached
+
+
+def _usage(body: dict, answer: Any, completion: int) -> dict:
+    """OpenAI's usage object for an answer; cached prompt tokens only when the reply is `Cached`."""
+    prompt = prompt_tokens(body)
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                             "total_tokens": prompt + completion}
+    if isinstance(answer, Cached):
+        usage["prompt_tokens_details"] = {"cached_tokens": min(answer.tokens, prompt)}
+    return usage
+
+
 # what a rule answers: text, or tool calls; or, for a request with `n` > 1, one text per choice (a tuple)
 Answer = str | list[ToolCall] | tuple[str, ...]
 
@@ -221,7 +244,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
         assert isinstance(text, str)
         text = (text,) * choice_count(body)
     texts = [truncate(t, limit) for t in text]
-    prompt, completion = prompt_tokens(body), sum(count_tokens(t) for t, _ in texts)
+    completion = sum(count_tokens(t) for t, _ in texts)
     scores = [_choice_logprobs(body, answer, said) for answer, (said, _) in zip(text, texts)]
     return {
         "id": new_id("chatcmpl-fake"),
@@ -234,7 +257,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
              "logprobs": scores[i], "finish_reason": "length" if cut else "stop"}
             for i, (t, cut) in enumerate(texts)
         ],
-        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        "usage": _usage(body, text[0], completion),
     }
 
 
@@ -275,10 +298,9 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
                           for piece in split_deltas(call["function"]["arguments"]))
         frames.append(chunk(i, {}, "tool_calls" if calls else "length" if cut else "stop"))
     if with_usage:
-        prompt = prompt_tokens(body)
         completion = sum(count_tokens(c["function"]["arguments"]) for c in calls) if calls \
             else sum(count_tokens(t) for t, _ in texts)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        usage = _usage(body, answers[0], completion)
         frames.append(b"data: " + dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     frames.append(b"data: [DONE]\n\n")
     return frames
