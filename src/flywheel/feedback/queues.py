@@ -137,9 +137,7 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
     if not isinstance(overlap, int) or overlap < 1:
         raise UserError(f"overlap must be at least 1 annotator per item (got {overlap!r})")
     if name is not None and not valid_name(name):
-        raise UserError(f"invalid queue name {name!r}",
-                        hint="ASCII letters, digits and _.:- (at most 200, starting with a letter or digit: the "
-                        "name is part of the queue's URLs), e.g. daily-0612")
+        raise UserError(f"invalid queue name {name!r}", hint="ASCII letters, digits and _.:- (≤ 200), e.g. daily-0612")
     if seed is None:
         seed = secrets.randbelow(2**31)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**62:
