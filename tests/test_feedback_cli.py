@@ -53,7 +53,7 @@ def test_feedback_cli_records_all_events_or_none(proj):
     assert plain.exit_code == 0 and f"comment on trace {tid}" in plain.output
     assert "sk-proj-abcdefghijklmnopqrstuvwxyz123456" not in (_events(path, tid)[-1].comment or "")
     before = len(_events(path, tid))
-    for args, message in ((["--score", "1.5", "--thumbs", "up"], "--score 1.5: score takes a number between 0 and 1"),
+    for args, message in ((["--score", "1.5", "--thumbs", "up"], "1.5 is not in the range 0<=x<=1"),
                           ([], "nothing to record"),
                           (["--category", "x" * 101], "1 to 100 characters")):
         bad = run(path, "feedback", tid, *args)

@@ -53,7 +53,7 @@ def test_every_status_value_has_both_languages():
 
 def test_trace_list_facets_and_page_show_chinese_status_values(server):
     html = _get(server, "/ui/traces?lang=zh").text
-    statuses = re.findall(r'<td class="num">[^<]*</td><td>([^<]*)</td><td class="preview">', html)
+    statuses = re.findall(r'<td class="num">[^<]*</td><td[^>]*>([^<]*)</td><td class="preview">', html)
     assert statuses and set(statuses) <= {"正常", "出错"} and "出错" in statuses
     assert '<option value="ok">正常</option>' in html and '<option value="incomplete">未完成</option>' in html
     facets = _get(server, "/ui/traces/facets?lang=zh").text

@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from flywheel.errors import ConfigError, FlywheelError, GatewayError, UserError
     from flywheel.gateway import Gateway
     from flywheel.guards import GuardPolicy
-    from flywheel.retrieval import Retriever, ingest
+    from flywheel.retrieval import Retriever, ingest  # type: ignore[no-redef]
     from flywheel.tracing import trace
     from flywheel.types import (
         Answer,

@@ -168,7 +168,9 @@ def features(candidates: Sequence[Candidate], query_terms: Sequence[str], df: di
         dense_gap, words_gap = _gap(dense), _gap(words)
         length = min(len(terms), 12) / 12
         out["dense"] = dense
-        extra = {"dense_rr": lambda: [1.0 / c.dense_rank if c.dense_rank else 0.0 for c in candidates],
+        # a correction between the two sides: with no keyword candidate at all, the order is the cosine's
+        both = any(c.keyword_rank for c in candidates)
+        extra = {"dense_rr": lambda: [1.0 / c.dense_rank if c.dense_rank and both else 0.0 for c in candidates],
                  "dense_x_dense_gap": lambda: [d * dense_gap for d in dense],
                  "dense_x_words_gap": lambda: [d * words_gap for d in dense],
                  "dense_x_length": lambda: [d * length for d in dense]}
