@@ -3,14 +3,17 @@ in front of `fake_llm`. Registered in conftest.py (`pytest_plugins`)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from flywheel.config import Project
-from flywheel.testing.fake_llm import FakeLLM
+from flywheel.testing.fake_llm import FakeLLM, ToolCall
 
 # price: $0.125 per output token → a 2-token answer ("Yes.") costs exactly $0.25 (binary-exact sums)
 PROJECT_YAML = """
@@ -53,6 +56,40 @@ def serve_project(root: Path, yaml_text: str, docs: dict[str, str] | None = None
         with Runtime(project) as rt:
             ingest([root / "docs"], rt.store, project.config, root=root)
     return LiveServer(create_app(Project.load(root))).start()
+
+
+@contextmanager
+def serving(root: Path, yaml_text: str, docs: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """`serve_project`, stopped on exit: a module fixture's body is `with serving(...) as s: yield s`."""
+    server = serve_project(root, yaml_text, docs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The agent/conversation tests' upstream: a weather tool call, its answer, and a name remembered from history.
+NAME_IN_HISTORY = r"(?:my name is|我叫)\s*(\w+)"
+
+
+def name_from_history(body: dict, pattern: str = NAME_IN_HISTORY) -> str:
+    earlier = " ".join(m["content"] for m in body["messages"][:-1] if isinstance(m.get("content"), str))
+    found = re.search(pattern, earlier, re.IGNORECASE)
+    return f"Your name is {found.group(1)}." if found else "I do not know."
+
+
+@contextmanager
+def weather_and_memory_llm(name_pattern: str = NAME_IN_HISTORY) -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        server.add(r"weather in Paris|巴黎.*天气", ToolCall("get_weather", {"city": "Paris"}, id="call_w1"))
+        server.add(r'"temp": ?21', "It is 21 degrees in Paris.")
+        server.add(r"what is my name|我叫什么", lambda body: name_from_history(body, name_pattern))
+        yield server
+
+
+def last_messages_request(llm: FakeLLM) -> dict:
+    """The newest request fake_llm got on Anthropic's /v1/messages."""
+    return [r for r in llm.requests if r["path"] == "/v1/messages"][-1]
 
 
 class LiveServer:

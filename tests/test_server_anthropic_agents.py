@@ -11,8 +11,8 @@ import json
 import anthropic
 import httpx
 import pytest
+from server_support import last_messages_request, serving
 
-from flywheel.config import Project
 from flywheel.gateway.providers import anthropic_native as native_
 from flywheel.testing.fake_llm import FakeLLM, ToolCall
 from flywheel.testing.fake_llm_anthropic import sign
@@ -54,24 +54,13 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import LiveServer
-
-    from flywheel.server import create_app
-
-    root = tmp_path_factory.mktemp("agents")
-    (root / "flywheel.yaml").write_text(PROJECT.format(base=llm.url), encoding="utf-8")
-    server = LiveServer(create_app(Project.load(root))).start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("agents"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def ant(live):
     return anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0)
-
-
-def _last(llm: FakeLLM) -> dict:
-    return [r for r in llm.requests if r["path"] == "/v1/messages"][-1]
 
 
 def _tool_turns(first: list[dict]) -> list[dict]:
@@ -86,7 +75,7 @@ def _tool_turns(first: list[dict]) -> list[dict]:
 def test_streamed_claude_code_tool_loop_keeps_thinking_signatures_and_reports_cache_usage(ant, llm):
     with ant.beta.messages.stream(**claude_code("claude", [{"role": "user", "content": "read the readme"}])) as s:
         first = s.get_final_message()
-    sent = _last(llm)
+    sent = last_messages_request(llm)
     assert sent["thinking"] == {"type": "enabled", "budget_tokens": 4096}
     assert sent["system"] == SYSTEM and sent["tools"][0]["cache_control"] == {"type": "ephemeral"}
     assert sent["metadata"] == {"user_id": "user_abc_account__session_1234"}
@@ -102,7 +91,7 @@ def test_streamed_claude_code_tool_loop_keeps_thinking_signatures_and_reports_ca
     assert [b.type for b in second.content] == ["thinking", "text"]
     assert second.content[1].text == "The README introduces flywheel."
     assert second.usage.cache_read_input_tokens and not second.usage.cache_creation_input_tokens
-    sent = _last(llm)["messages"]
+    sent = last_messages_request(llm)["messages"]
     assert sent[1]["content"][0]["signature"] == first.content[0].signature  # round-tripped as it came
     assert sent[2]["content"][0]["cache_control"] == {"type": "ephemeral"}
 
@@ -150,7 +139,7 @@ def test_images_documents_and_mid_conversation_system_turns_pass_through_to_anth
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9", "content": [image]},
                                      {"type": "text", "text": "and this screenshot?"}]}])
     assert done.content[0].type == "text"
-    sent = _last(llm)
+    sent = last_messages_request(llm)
     assert sent["messages"][0]["content"][:3] == [image, url, doc] and sent["top_k"] == 5
     assert sent["messages"][2] == {"role": "system", "content": "The user is on macOS."}
     assert sent["messages"][3]["content"][0]["content"] == [image] and sent["service_tier"] == "auto"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import anthropic
 import httpx
 import pytest
+from server_support import last_messages_request, serving
 
-from flywheel.config import Project
 from flywheel.testing.fake_llm import FakeLLM
 
 PROJECT = """
@@ -33,15 +33,8 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import LiveServer
-
-    from flywheel.server import create_app
-
-    root = tmp_path_factory.mktemp("server_tools")
-    (root / "flywheel.yaml").write_text(PROJECT.format(base=llm.url), encoding="utf-8")
-    server = LiveServer(create_app(Project.load(root))).start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("server_tools"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +42,10 @@ def ant(live):
     return anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0)
 
 
-def _last(llm: FakeLLM) -> dict:
-    return [r for r in llm.requests if r["path"] == "/v1/messages"][-1]
-
-
 def test_web_search_passes_through_and_its_blocks_come_back(ant, llm):
     msg = ant.messages.create(model="claude", max_tokens=200, tools=[SEARCH, CUSTOM],
                               messages=[{"role": "user", "content": "latest news"}])
-    assert _last(llm)["tools"] == [SEARCH, CUSTOM]
+    assert last_messages_request(llm)["tools"] == [SEARCH, CUSTOM]
     assert [b.type for b in msg.content] == ["server_tool_use", "web_search_tool_result", "text"]
     use, result = msg.content[0], msg.content[1]
     assert use.name == "web_search" and use.input == {"query": "latest news"}
@@ -67,7 +56,7 @@ def test_web_search_passes_through_and_its_blocks_come_back(ant, llm):
                {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
                {"role": "user", "content": "more news"}]
     again = ant.messages.create(model="claude", max_tokens=200, tools=[SEARCH], messages=history)
-    assert _last(llm)["messages"][1]["content"][:2] == history[1]["content"][:2]
+    assert last_messages_request(llm)["messages"][1]["content"][:2] == history[1]["content"][:2]
     assert again.content[-1].text == "Here is what the search found."
 
 

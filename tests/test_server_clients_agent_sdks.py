@@ -7,14 +7,13 @@ memory. Upstream is fake_llm."""
 
 from __future__ import annotations
 
-import re
-
 import anthropic
 import httpx
 import openai
 import pytest
+from server_support import serving, weather_and_memory_llm
 
-from flywheel.testing.fake_llm import FakeLLM, ToolCall
+from flywheel.testing.fake_llm import FakeLLM
 
 PROJECT = """
 models:
@@ -37,28 +36,16 @@ ANTHROPIC_WEATHER = {"name": "get_weather", "description": "Current weather in a
                      "input_schema": WEATHER["parameters"]}
 
 
-def _from_history(body: dict) -> str:
-    earlier = " ".join(m["content"] for m in body["messages"][:-1] if isinstance(m.get("content"), str))
-    found = re.search(r"(?:my name is|我叫)\s*(\w+)", earlier, re.IGNORECASE)
-    return f"Your name is {found.group(1)}." if found else "I do not know."
-
-
 @pytest.fixture(scope="module")
 def llm():
-    with FakeLLM() as server:
-        server.add(r"weather in Paris|巴黎.*天气", ToolCall("get_weather", {"city": "Paris"}, id="call_w1"))
-        server.add(r'"temp": ?21', "It is 21 degrees in Paris.")
-        server.add(r"what is my name|我叫什么", _from_history)
+    with weather_and_memory_llm() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import serve_project
-
-    server = serve_project(tmp_path_factory.mktemp("agent_sdks"), PROJECT.format(base=llm.url))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("agent_sdks"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import pytest
 from openai.types.conversations import Conversation, ConversationDeletedResource, ConversationItem
 from openai.types.conversations.conversation_item_list import ConversationItemList
 from pydantic import TypeAdapter
+from server_support import serving
 
 from flywheel.testing.fake_llm import FakeLLM, ToolCall
 
@@ -53,11 +54,8 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import serve_project
-
-    server = serve_project(tmp_path_factory.mktemp("conversations"), PROJECT.format(base=llm.url))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("conversations"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 def _client(live, tenant: str | None = None) -> openai.OpenAI:

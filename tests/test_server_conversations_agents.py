@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import openai
 import pytest
-
-from flywheel.testing.fake_llm import FakeLLM, ToolCall
+from server_support import serving, weather_and_memory_llm
 
 agents = pytest.importorskip("agents")
 from agents.memory import OpenAIConversationsSession
@@ -25,28 +23,16 @@ cache: {{exact: false}}
 """
 
 
-def _from_history(body: dict) -> str:
-    earlier = " ".join(m["content"] for m in body["messages"][:-1] if isinstance(m.get("content"), str))
-    found = re.search(r"(?:my name is|我叫)\s*(\w+?)(?:[.。，,]|$)", earlier, re.IGNORECASE)
-    return f"Your name is {found.group(1)}." if found else "I do not know."
-
-
 @pytest.fixture(scope="module")
 def llm():
-    with FakeLLM() as server:
-        server.add(r"weather in Paris|巴黎.*天气", ToolCall("get_weather", {"city": "Paris"}, id="call_w1"))
-        server.add(r'"temp": ?21', "It is 21 degrees in Paris.")
-        server.add(r"what is my name|我叫什么", _from_history)
+    with weather_and_memory_llm(r"(?:my name is|我叫)\s*(\w+?)(?:[.。，,]|$)") as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import serve_project
-
-    server = serve_project(tmp_path_factory.mktemp("conversations_agents"), PROJECT.format(base=llm.url))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("conversations_agents"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @agents.function_tool

@@ -10,7 +10,6 @@ names any item of the caller's conversations or any input item of a kept respons
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
@@ -21,8 +20,7 @@ from openai.types.conversations.conversation_item_list import ConversationItemLi
 from openai.types.responses import Response, ResponseStreamEvent
 from openai.types.responses.response_item_list import ResponseItemList
 from pydantic import BaseModel, TypeAdapter
-
-from flywheel.testing.fake_llm import FakeLLM, ToolCall
+from server_support import serving, weather_and_memory_llm
 
 PROJECT = """
 models:
@@ -35,28 +33,16 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Current we
 OURS = {"store", "flywheel"}  # on a response: OpenAI answers `store` too (the SDK has no field for it); ours
 
 
-def _from_history(body: dict) -> str:
-    earlier = " ".join(m["content"] for m in body["messages"][:-1] if isinstance(m.get("content"), str))
-    found = re.search(r"(?:my name is|我叫)\s*(\w+)", earlier, re.IGNORECASE)
-    return f"Your name is {found.group(1)}." if found else "I do not know."
-
-
 @pytest.fixture(scope="module")
 def llm():
-    with FakeLLM() as server:
-        server.add(r"weather in Paris|巴黎.*天气", ToolCall("get_weather", {"city": "Paris"}, id="call_w1"))
-        server.add(r'"temp": ?21', "It is 21 degrees in Paris.")
-        server.add(r"what is my name|我叫什么", _from_history)
+    with weather_and_memory_llm() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import serve_project
-
-    server = serve_project(tmp_path_factory.mktemp("conversations_walk"), PROJECT.format(base=llm.url))
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("conversations_walk"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 def _client(live, tenant: str | None = None) -> openai.OpenAI:
