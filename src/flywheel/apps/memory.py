@@ -13,11 +13,12 @@ arrive). A session id sent by another tenant (or to another app) finds no turns:
 What is stored is what the model saw: the user's message after the input guards (masked where a redact guard
 is configured) and the answer with credentials scrubbed.
 
-Session vaults: the values a redact guard masked in a session's turns stay in this process only (`SessionVaults`,
+Session vaults: the values a redact guard masked in a session's turns stay in this process (`SessionVaults`,
 never in the store), so a later answer that repeats an earlier turn's placeholder shows the user's value again.
 One vault per session: one nonce, and the same value keeps the same placeholder in every turn. Bounded: the
 newest `max_sessions` sessions (LRU), each forgotten `ttl_s` seconds after its last turn. Another worker, or
-this one after a restart or an eviction, starts a new vault: the earlier values then stay masked.
+this one after a restart or an eviction, starts a new vault: the earlier values then stay masked. A server that
+shares state in Redis shares the vaults there instead, encrypted (flywheel.apps.session_vaults).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flywheel.checks.pii import Vault
 from flywheel.errors import UserError
@@ -122,6 +123,14 @@ class SessionVaults:
             self._vaults.pop(key, None)
 
 
+class VaultStore(Protocol):
+    """Where sessions' vaults live: `SessionVaults` (this process) or `session_vaults.RedisSessionVaults`."""
+
+    def get(self, *key: str) -> SessionVault: ...
+
+    def forget(self, *key: str) -> None: ...
+
+
 # One per process: every app object over the same store continues the same sessions (apps are rebuilt per call).
 SESSION_VAULTS = SessionVaults()
 
@@ -131,15 +140,15 @@ class ConversationMemory:
     the sessions' redaction vaults live (the process-wide SESSION_VAULTS unless given)."""
 
     def __init__(self, store: Any, *, max_turns: int = 10, token_budget: int = 2000, keep_turns: int | None = None,
-                 vaults: SessionVaults | None = None):
+                 vaults: VaultStore | None = None):
         if max_turns < 1 or token_budget < 1:
             raise UserError("memory needs max_turns >= 1 and token_budget >= 1")
         self._store, self.max_turns, self.token_budget = store, max_turns, token_budget
         self.keep_turns = max(keep_turns or 0, max_turns)
-        self.vaults = vaults if vaults is not None else SESSION_VAULTS
+        self.vaults: VaultStore = vaults if vaults is not None else SESSION_VAULTS
 
     def vault(self, tenant: str, app: str, session_id: str) -> SessionVault:
-        """The session's redaction vault (in process memory; keyed by store too, so two projects never share)."""
+        """The session's redaction vault (keyed by store too, so two projects never share)."""
         return self.vaults.get(self._where(), tenant, app, session_id)
 
     def _where(self) -> str:

@@ -48,8 +48,11 @@ def _chat(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True) -
     from flywheel.apps.memory import ConversationMemory
 
     options = ChatOptions.model_validate(cfg.options)  # checked with file:line when flywheel.yaml loaded
+    from flywheel.apps.session_vaults import vaults_for
+
     memory = ConversationMemory(lambda: runtime.store, max_turns=options.memory.max_turns,  # opened on first use
-                                token_budget=options.memory.token_budget, keep_turns=options.avoid_recent)
+                                token_budget=options.memory.token_budget, keep_turns=options.avoid_recent,
+                                vaults=vaults_for(runtime.config))
     return ChatApp(gateway=runtime.gateway, model=cfg.model, name=name, system=options.system,
                    tenant=cfg.tenant, guards=_guards(runtime, name, cfg),
                    cache=runtime.cache if cache else None, memory=memory, avoid_recent=options.avoid_recent)

@@ -78,9 +78,10 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
         import uvicorn
     except ImportError:
         raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
+    from flywheel.apps.session_vaults import check_shared_vaults, redis_url_of
     from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
-    from flywheel.server.counters import check_redis_answers, redis_url_of
+    from flywheel.server.counters import check_redis_answers
 
     project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
     for origin in cors:
@@ -91,6 +92,7 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     redis_url = redis_url_of(project.config)
     if redis_url:  # a Redis that does not answer at start is a typo or a missing service: exit 2, not 503s
         check_redis_answers(redis_url)
+        check_shared_vaults()  # chat sessions' vaults in Redis: one key for every worker (FLYWHEEL_VAULT_KEY)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     settings = project.config.server

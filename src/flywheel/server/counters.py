@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import and_, select, update
 
+from flywheel.apps.session_vaults import redis_url_of
 from flywheel.errors import UserError
 
 if TYPE_CHECKING:
@@ -345,17 +346,6 @@ class RedisCounters:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead connection
             self.client.close()
-
-
-def redis_url_of(config: Any) -> str | None:
-    """The Redis URL the counters use: `server.redis`, else `cache.backend` when it is a Redis URL."""
-    url = getattr(getattr(config, "server", None), "redis", None)
-    if url:
-        return str(url)
-    backend = str(getattr(getattr(config, "cache", None), "backend", "") or "")
-    if backend.startswith(("redis://", "rediss://", "unix://")):
-        return backend.split("?", 1)[0]  # the cache's `?prefix=` is the cache's, not the counters'
-    return None
 
 
 def check_redis_answers(url: str) -> None:
