@@ -213,7 +213,7 @@ def test_weights_and_threshold_score_like_promptfoo(tmp_path: Path, llm, project
     assert results["scored"]["passed"] and results["scored"]["score"] == pytest.approx(
         4 / 5
     )  # (3 + 0 + 1) / 5
-    assert results["strict"]["passed"]  # the weight-0 miss does not decide
+    assert not results["strict"]["passed"]  # as in promptfoo, a weight-0 miss still fails
     assert not results["too-low"]["passed"]
     parts = results["too-low"]["checks"][0]["details"]["assertions"]
     assert [p["name"] for p in parts] == ["contains", "contains", "rouge-n"] and parts[2]["score"] == 0.6
@@ -283,8 +283,8 @@ def test_bad_inputs_are_user_errors_with_file_and_line(tmp_path: Path, project) 
         "tests:\n  - vars: {q: hi}\n"
     )
     assert config_key.where.endswith(":3") and "params:" in (config_key.hint or "")
-    unknown = error('prompts: ["Q"]\nproviders: [small]\nscenarios: []\ntests:\n  - vars: {q: hi}\n')
-    assert unknown.where.endswith(":3") and "scenarios" in unknown.message
+    unknown = error('prompts: ["Q"]\nproviders: [small]\nredteam: {}\ntests:\n  - vars: {q: hi}\n')
+    assert unknown.where.endswith(":3") and "redteam" in unknown.message
     grader = error(
         'prompts: ["Q"]\nproviders: [small]\ntests:\n  - vars: {q: hi}\n'
         "    assert: [{type: llm-rubric, value: polite}]\n"

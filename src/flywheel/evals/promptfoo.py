@@ -2,9 +2,10 @@
 natively: no npm, no promptfoo.
 
 Each prompt becomes one suite with a `model:` target; the providers become its model matrix (the aliases of
-flywheel.yaml they name, run side by side like `--models`); each test (after `file://` vars are read and list
-vars expanded) becomes a case whose assertions are flywheel checks (flywheel.evals.promptfoo_asserts).
-Runs are ordinary flywheel runs: stored, reported, resumable, comparable.
+flywheel.yaml they name, run side by side like `--models`; a provider's `prompts:` limits it to those prompts);
+each test (after `file://` vars are read, `$ref`s resolved, `scenarios` crossed and list vars expanded) becomes
+a case whose assertions are flywheel checks (flywheel.evals.promptfoo_asserts). Runs are ordinary flywheel
+runs: stored, reported, resumable, comparable.
 
     from flywheel.evals.promptfoo import load_promptfoo
     suites = load_promptfoo("promptfooconfig.yaml", project)
@@ -14,20 +15,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.config import Project, read_yaml
+from flywheel.config import Project, read_user_text, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import UserError
 from flywheel.evals.promptfoo_asserts import Located, checks_of_test, to_check
-from flywheel.evals.promptfoo_providers import grader_alias, provider_alias, read_providers
-from flywheel.evals.promptfoo_templates import Template, render_value, translate
-from flywheel.evals.promptfoo_tests import TEST_KEYS, TestRow, expand, file_ref, load_var, read_tests, resolve
+from flywheel.evals.promptfoo_prompts import PromptSpec, flywheel_prompt, read_prompts, used_vars
+from flywheel.evals.promptfoo_providers import echo_target, grader_alias, provider_alias, read_providers
+from flywheel.evals.promptfoo_templates import render_value
+from flywheel.evals.promptfoo_tests import (
+    TEST_KEYS,
+    TestRow,
+    expand,
+    file_ref,
+    load_var,
+    read_scenarios,
+    read_tests,
+    resolve_refs,
+    yaml12_bools,
+)
 from flywheel.evals.suite import MIN_CHECKS, EvalCase, Suite, Target
 
-CONFIG_KEYS = frozenset({"description", "prompts", "providers", "targets", "tests", "defaultTest"})
+CONFIG_KEYS = frozenset(
+    {
+        "description",
+        "prompts",
+        "providers",
+        "targets",
+        "tests",
+        "defaultTest",
+        "scenarios",
+        "assertionTemplates",
+    }
+)
 IGNORED_KEYS = frozenset(
     {
         "outputPath",
@@ -38,7 +60,18 @@ IGNORED_KEYS = frozenset(
         "metadata",
         "commandLineOptions",
         "env",
+        "derivedMetrics",
     }
+)
+# keys promptfoo runs as code: why flywheel cannot, and what to do instead
+CODE_KEYS = {
+    "nunjucksFilters": "custom Nunjucks filters are JavaScript, and flywheel runs no JavaScript",
+    "filters": "custom Nunjucks filters are JavaScript, and flywheel runs no JavaScript",
+    "extensions": "extension hooks are JavaScript/Python code run by promptfoo",
+}
+CODE_HINT = (
+    "compute the value into a var instead (built-in filters: dump, trim, upper, lower, capitalize, title, "
+    "length, first, last, join, replace, default), or write a flywheel suite with a Python target"
 )
 
 
@@ -49,18 +82,10 @@ def is_promptfoo(data: Any, path: Path) -> bool:
     return (
         isinstance(data, dict)
         and "target" not in data
-        and {"prompts", "tests"} <= set(data)
+        and "prompts" in data
+        and bool({"tests", "scenarios"} & set(data))
         and bool({"providers", "targets"} & set(data))
     )
-
-
-@dataclass
-class PromptSpec:
-    label: str
-    template: Template
-    system: Template | None
-    shots: list[dict[str, Any]]
-    where: str
 
 
 def load_promptfoo(
@@ -71,6 +96,7 @@ def load_promptfoo(
     if data is None or lines is None:
         data, lines = read_yaml(path)
     line_map: dict = lines
+    data = yaml12_bools(data, line_map, read_user_text(path))
 
     def at(*keys: Any) -> str:
         return line_of(path, line_map, keys)
@@ -80,6 +106,8 @@ def load_promptfoo(
             "a promptfoo config must be a mapping with prompts, providers and tests", where=f"{path}:1"
         )
     for key in data:
+        if key in CODE_KEYS:
+            raise UserError(f"promptfoo key `{key}`: {CODE_KEYS[key]}", where=at(key), hint=CODE_HINT)
         if key not in CONFIG_KEYS | IGNORED_KEYS:
             raise UserError(
                 f"promptfoo key `{key}` is not supported by flywheel eval",
@@ -88,7 +116,7 @@ def load_promptfoo(
                 f"{', '.join(sorted(IGNORED_KEYS))})",
             )
     for key in ("prompts", "tests"):
-        if not data.get(key):
+        if not data.get(key) and not (key == "tests" and data.get("scenarios")):
             raise UserError(
                 f"the promptfoo config has no `{key}`",
                 where=at(key) if key in data else f"{path}:1",
@@ -102,27 +130,52 @@ def load_promptfoo(
             hint="list the models to run, e.g. `providers: [openai:chat:gpt-4o-mini]`",
         )
     warnings: list[str] = []
-    providers = read_providers(data[providers_key], providers_key, project, at, warnings)
-    prompts = _prompts(data["prompts"], path.parent, at)
+    if "derivedMetrics" in data:
+        warnings.append(
+            f"{at('derivedMetrics')}: `derivedMetrics` are not computed; flywheel reports each check's "
+            "pass rate and each case's score"
+        )
+    resolve_refs(data, at)
+    providers = read_providers(data[providers_key], providers_key, project, at, warnings, path.parent)
+    prompts = read_prompts(data["prompts"], path.parent, at)
     default = data.get("defaultTest") or {}
+    if isinstance(default, str) and file_ref(default):
+        default = load_var(default, path.parent, at("defaultTest"))
     if not isinstance(default, dict):
         raise UserError(
             "`defaultTest` must be a mapping (vars, assert, options, threshold)", where=at("defaultTest")
         )
     _known_test_keys(default, at("defaultTest"))
     judge = grader_alias(default.get("options"), at("defaultTest", "options"), project)
-    rows = read_tests(data["tests"], path, line_map)
+    rows = read_tests(data.get("tests"), path, line_map) + read_scenarios(data.get("scenarios"), at)
     name = str(data.get("description") or path.stem)
-    aliases = [p.alias for p in providers]
     suites = []
     for prompt in prompts:
-        target = Target(
-            "model",
-            aliases[0],
-            prompt=_flywheel_prompt(prompt),
-            where=at(providers_key),
-            prompt_where=prompt.where,
-            params={p.alias: p.params for p in providers if p.params},
+        runs = [p for p in providers if p.prompts is None or {prompt.label, prompt.ref} & set(p.prompts)]
+        if not runs:
+            warnings.append(
+                f"{prompt.where}: prompt `{prompt.label}` is run by no provider (their `prompts:`)"
+            )
+            continue
+        aliases = [p.alias for p in runs]
+        echo = [p for p in runs if p.alias == "echo"]
+        if echo and len(runs) > 1:
+            raise UserError(
+                "the `echo` provider cannot run beside models in flywheel",
+                where=echo[0].where,
+                hint="put the echo run in a config of its own",
+            )
+        target = (
+            echo_target(prompt, echo[0].where)
+            if echo
+            else Target(
+                "model",
+                aliases[0],
+                prompt=flywheel_prompt(prompt),
+                where=at(providers_key),
+                prompt_where=prompt.where,
+                params={p.alias: p.params for p in runs if p.params},
+            )
         )
         suite = Suite(
             name=name if len(prompts) == 1 else f"{name} · {prompt.label}",
@@ -130,7 +183,7 @@ def load_promptfoo(
             target=target,
             cases=[],
             judge=judge,
-            models=aliases,
+            models=[] if echo else aliases,
             warnings=warnings,
         )
         suite.cases = _cases(rows, default, prompt, path.parent, project, judge, warnings, at)
@@ -139,137 +192,6 @@ def load_promptfoo(
         warnings
     )  # the suites share one list; each prompt repeats the tests' warnings
     return suites
-
-
-# ---------------------------------------------------------------- prompts
-
-
-def _prompts(value: Any, base: Path, at: Callable[..., str]) -> list[PromptSpec]:
-    entries: list[tuple[Any, str | None, str]] = []
-    if isinstance(value, dict):  # {file://a.txt: label}
-        entries = [(k, v, at("prompts", k)) for k, v in value.items()]
-    else:
-        for i, item in enumerate(value if isinstance(value, list) else [value]):
-            where = at("prompts", i) if isinstance(value, list) else at("prompts")
-            if isinstance(item, dict):
-                unknown = set(item) - {"id", "raw", "label"}
-                if unknown:
-                    raise UserError(
-                        f"prompt key(s) {', '.join(sorted(map(str, unknown)))} are not supported",
-                        where=where,
-                        hint="a prompt is text, file://…, or {raw|id, label}",
-                    )
-                entries.append((item.get("raw", item.get("id")), item.get("label"), where))
-            else:
-                entries.append((item, None, where))
-    prompts: list[PromptSpec] = []
-    for raw, label, where in entries:
-        if not isinstance(raw, str) or not raw.strip():
-            raise UserError(f"a prompt must be text or file://PATH, got {raw!r}", where=where)
-        ref = file_ref(raw)
-        if ref is None:
-            prompts.append(_prompt(raw, label or _short(raw), where))
-            continue
-        for path in resolve(base, ref, where, "prompt"):
-            prompts.extend(_file_prompts(path, label, where))
-    labels = [p.label for p in prompts]
-    for i, p in enumerate(prompts):
-        if labels.count(labels[i]) > 1:  # two prompts with one label: number them, suite names stay unique
-            p.label = f"{labels[i]} #{labels[:i].count(labels[i]) + 1}"
-    return prompts
-
-
-def _file_prompts(path: Path, label: str | None, where: str) -> list[PromptSpec]:
-    suffix = path.suffix.lower()
-    if suffix in (".py", ".js", ".ts", ".mjs", ".cjs"):
-        raise UserError(
-            f"prompt file {path.name}: flywheel runs no code to build prompts",
-            where=where,
-            hint="write the prompt as text (.txt) or a chat array (.json / .yaml)",
-        )
-    if suffix in (".json", ".yaml", ".yml"):
-        data, _ = read_yaml(path)
-        return [_chat(data, label or path.name, f"{path}:1")]
-    text = path.read_text(encoding="utf-8")
-    parts = [p.strip("\n") for p in text.split("\n---\n")] if "\n---\n" in text else [text]
-    return [
-        _prompt(p, label or (path.name if len(parts) == 1 else f"{path.name}: {i}"), f"{path}:1")
-        for i, p in enumerate(parts, start=1)
-    ]
-
-
-def _prompt(text: str, label: str, where: str) -> PromptSpec:
-    stripped = text.strip()
-    if stripped.startswith("[") and stripped.endswith("]"):
-        try:
-            return _chat(json.loads(stripped), label, where)
-        except ValueError:
-            pass  # not JSON: a text prompt that happens to be in brackets
-    return PromptSpec(label, translate(text, where), None, [], where)
-
-
-def _chat(messages: Any, label: str, where: str) -> PromptSpec:
-    """A chat array: system messages, earlier user/assistant turns (sent before the request, as n-shot
-    examples), and the final user message (the template)."""
-    ok = (
-        isinstance(messages, list)
-        and messages
-        and all(
-            isinstance(m, dict)
-            and m.get("role") in ("system", "user", "assistant")
-            and isinstance(m.get("content"), str)
-            for m in messages
-        )
-    )
-    if not ok or messages[-1]["role"] != "user":
-        raise UserError(
-            "a chat prompt must be a list of {role, content} messages ending with a user message",
-            where=where,
-            hint='[{"role": "system", "content": "…"}, {"role": "user", "content": "{{q}}"}]',
-        )
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    turns = [m for m in messages[:-1] if m["role"] != "system"]
-    if any("{{" in m["content"] for m in turns):
-        raise UserError(
-            "variables in earlier chat turns are not supported",
-            where=where,
-            hint="put {{ variables }} in the system message or the last user message",
-        )
-    if turns and turns[-1]["role"] != "assistant":
-        raise UserError(
-            "a chat prompt's user messages must alternate with assistant messages",
-            where=where,
-            hint="merge consecutive user messages into the last one",
-        )
-    shots = [{"messages": [{"role": m["role"], "content": m["content"]} for m in turns]}] if turns else []
-    return PromptSpec(
-        label,
-        translate(messages[-1]["content"], where),
-        translate(system, where) if system else None,
-        shots,
-        where,
-    )
-
-
-def _flywheel_prompt(spec: PromptSpec) -> Any:
-    from flywheel.prompts.examples import Example
-    from flywheel.prompts.registry import Prompt
-
-    return Prompt(
-        name=_slug(spec.label),
-        template=spec.template.text,
-        system=spec.system.text if spec.system else "",
-        examples=tuple(Example.model_validate(s) for s in spec.shots),
-    )
-
-
-def _short(text: str, n: int = 40) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= n else flat[: n - 1] + "…"
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-")[:60] or "prompt"
 
 
 # ---------------------------------------------------------------- tests → cases
@@ -316,7 +238,7 @@ def _cases(
         base_id = description if description and descriptions.count(description) == 1 else f"test-{n}"
         combos = expand({**default_vars, **_vars(test.get("vars"), base, row.at("vars"))})
         for k, raw_vars in enumerate(combos, start=1):
-            missing = sorted(v for v in _used(prompt) if v not in raw_vars)
+            missing = sorted(v for v in used_vars(prompt) if v not in raw_vars)
             if missing:
                 raise UserError(
                     f"test {n} has no var(s) {', '.join(missing)} used by the prompt ({prompt.where})",
@@ -350,11 +272,6 @@ def _cases(
     return cases
 
 
-def _used(prompt: PromptSpec) -> set[str]:
-    used = prompt.template.variables()
-    return used | prompt.system.variables() if prompt.system is not None else used
-
-
 def _located(
     raw: Any,
     where: str,
@@ -374,10 +291,11 @@ def _located(
         warnings,
         vars,
     )
-    check = getattr(part.check, "inner", part.check)
-    if check.needs_llm and getattr(check, "model", None) is None:
+    for check in _leaves(part.check):
+        if not check.needs_llm or getattr(check, "model", None) is not None:
+            continue
         if grader is not None:
-            check.model = grader  # type: ignore[union-attr]
+            check.model = grader  # type: ignore[attr-defined]
         elif (
             project.config.models["default"].provider == "extractive"
         ):  # answers from sources, judges nothing
@@ -389,6 +307,13 @@ def _located(
                 "assertion, or add a `default` alias",
             )
     return part
+
+
+def _leaves(check: Any) -> list[Any]:
+    """The checks that run: a `not-` wrapper's inner check, an assert-set's parts (recursively)."""
+    check = getattr(check, "inner", check)
+    parts = getattr(check, "parts", None)
+    return [leaf for p in parts for leaf in _leaves(p.check)] if parts is not None else [check]
 
 
 def _vars(value: Any, base: Path, where: str) -> dict[str, Any]:
@@ -413,8 +338,13 @@ def _list(value: Any, where: str) -> list[Any]:
 
 
 def _text(value: Any) -> Any:
+    """A var as promptfoo's templates print it: JSON for lists and mappings, `true` / `false`, `2` for 2.0."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     return (
         value
-        if value is None or isinstance(value, str | int | float | bool)
+        if value is None or isinstance(value, str | int | float)
         else json.dumps(value, ensure_ascii=False)
     )

@@ -7,8 +7,10 @@ the alias.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flywheel.config import Project
@@ -24,6 +26,22 @@ REQUEST_PARAMS = {
 CREDENTIAL_KEYS = frozenset(
     {"apiKey", "apiKeyEnvar", "apiBaseUrl", "apiHost", "baseUrl", "organization", "headers"}
 )
+# request hints that change cost or speed, never the answer: ignored with a warning
+NO_EFFECT_KEYS = frozenset({"cache_control", "showThinking", "passthrough"})
+# test options promptfoo runs as code, or that flywheel's judge does not take
+OPTION_WHY = {
+    "transform": (
+        "`transform` is JavaScript, and flywheel runs no JavaScript",
+        (
+            "assert on the text itself: `is-json` / `contains-json` (with a JSON Schema as value), `regex`, "
+            "`icontains` …"
+        ),
+    ),
+    "rubricPrompt": (
+        "flywheel's judge keeps its own grading prompt (its hash ties every score to it)",
+        "write the grading instructions into the `llm-rubric` value",
+    ),
+}
 PROVIDER_KINDS = {"openai": "openai_compat", "anthropic": "anthropic"}
 
 
@@ -33,11 +51,18 @@ class Provider:
     params: dict[str, Any]
     label: str
     where: str
+    prompts: list[str] | None = None  # the prompt labels it runs (None: all)
 
 
 def read_providers(
-    value: Any, key: str, project: Project, at: Callable[..., str], warnings: list[str]
+    value: Any,
+    key: str,
+    project: Project,
+    at: Callable[..., str],
+    warnings: list[str],
+    base: Path | None = None,
 ) -> list[Provider]:
+    """The providers of the config; `base` (the config's folder) resolves `file://` config values."""
     items = value if isinstance(value, list) else [value]
     found: list[Provider] = []
     for i, item in enumerate(items):
@@ -48,26 +73,31 @@ def read_providers(
             ((pid, options),) = item.items()
             item = {"id": pid, **(options or {})}
         if isinstance(item, dict):
-            unknown = set(item) - {"id", "config", "label", "delay"}
+            unknown = set(item) - {"id", "config", "label", "delay", "prompts"}
             if unknown:
                 raise UserError(
                     f"provider key(s) {', '.join(sorted(map(str, unknown)))} are not supported",
                     where=where,
-                    hint="a provider is `id` (+ `config`, `label`)",
+                    hint="a provider is `id` (+ `config`, `label`, `prompts`)",
                 )
             pid, config, label = item.get("id"), item.get("config") or {}, item.get("label")
+            prompts = item.get("prompts")
+            if prompts is not None:
+                prompts = [prompts] if isinstance(prompts, str) else prompts
+                if not isinstance(prompts, list) or not all(isinstance(x, str) for x in prompts):
+                    raise UserError("a provider's `prompts` must list prompt labels", where=where)
         else:
-            pid = item
+            pid, prompts = item, None
         if not isinstance(pid, str) or not pid.strip():
             raise UserError(
                 f"a provider needs an id, got {item!r}",
                 where=where,
                 hint="e.g. openai:chat:gpt-4o-mini, anthropic:messages:claude-3-5-haiku, or an alias",
             )
-        alias = provider_alias(pid.strip(), project, where)
+        alias = "echo" if pid.strip() == "echo" else provider_alias(pid.strip(), project, where)
         if not isinstance(config, dict):
             raise UserError("a provider's `config` must be a mapping", where=where)
-        params = _params(config, pid, where, warnings)
+        params = _params(config, pid, where, warnings, base)
         clash = next((p for p in found if p.alias == alias), None)
         if clash is not None:
             raise UserError(
@@ -76,7 +106,7 @@ def read_providers(
                 hint="the matrix compares aliases: add a second alias in flywheel.yaml "
                 "(with its own `params:`) and name it as this provider's id",
             )
-        found.append(Provider(alias, params, str(label or pid), where))
+        found.append(Provider(alias, params, str(label or pid), where, prompts))
     return found
 
 
@@ -116,11 +146,21 @@ def provider_alias(pid: str, project: Project, where: str) -> str:
     )
 
 
-def _params(config: dict[str, Any], pid: str, where: str, warnings: list[str]) -> dict[str, Any]:
+def _params(
+    config: dict[str, Any], pid: str, where: str, warnings: list[str], base: Path | None
+) -> dict[str, Any]:
+    from flywheel.evals.promptfoo_tests import load_var
+
     params: dict[str, Any] = {}
     for key, value in config.items():
+        if base is not None:
+            value = load_var(value, base, where)  # `response_format: file://schema.json`
         if key in REQUEST_PARAMS:
             params[REQUEST_PARAMS[key]] = [value] if key == "stop" and isinstance(value, str) else value
+        elif key in NO_EFFECT_KEYS:
+            warnings.append(
+                f"{where}: provider `{pid}` config `{key}` is ignored (it does not change answers)"
+            )
         elif key in CREDENTIAL_KEYS:
             warnings.append(
                 f"{where}: provider `{pid}` config `{key}` is ignored: the alias in flywheel.yaml "
@@ -142,6 +182,9 @@ def grader_alias(options: Any, where: str, project: Project) -> str | None:
         return None
     if not isinstance(options, dict):
         raise UserError("`options` must be a mapping", where=where)
+    for key, (why, hint) in OPTION_WHY.items():
+        if key in options:
+            raise UserError(f"test option `{key}` is not supported: {why}", where=where, hint=hint)
     unknown = set(options) - {"provider"}
     if unknown:
         raise UserError(
@@ -158,3 +201,20 @@ def grader_alias(options: Any, where: str, project: Project) -> str | None:
             f"cannot read grading provider {provider!r}", where=where, hint="write `provider: ALIAS`"
         )
     return provider_alias(pid, project, where)
+
+
+def echo_target(prompt: Any, where: str) -> Any:
+    """A Python target answering with the prompt rendered for the case, like promptfoo's `echo` provider
+    (a chat prompt echoes as its JSON messages)."""
+    from flywheel.evals.suite import Target
+    from flywheel.prompts.render import render
+
+    def echo(vars: dict[str, Any]) -> str:
+        text = render(prompt.template.text, vars, where=prompt.where)
+        if prompt.system is None and not prompt.shots:
+            return text
+        system = [{"role": "system", "content": render(prompt.system.text, vars)}] if prompt.system else []
+        shots = [m for s in prompt.shots for m in s["messages"]]
+        return json.dumps([*system, *shots, {"role": "user", "content": text}], ensure_ascii=False)
+
+    return Target("python", "echo", function=echo, where=where)

@@ -160,6 +160,8 @@ class Template:
 
 
 def _text(value: Any) -> Any:
+    if isinstance(value, bool):  # promptfoo (JavaScript) prints true / false
+        return json.dumps(value)
     return value if isinstance(value, str | int | float) else json.dumps(value, ensure_ascii=False)
 
 

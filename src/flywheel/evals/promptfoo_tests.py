@@ -3,16 +3,19 @@ too), with `file://` var values loaded and list vars expanded into one test per 
 
 CSV: every column is a var except `__expected` / `__expected1` … (one assertion each, promptfoo's string form:
 `contains: Paris`, `not-icontains: sorry`, `similar(0.8): text`, `llm-rubric: …`, `grade: …`; anything else is
-`equals`), `__description` and `__threshold`; `__metric` and `__metadata…` columns are ignored.
+`equals`), `__description`, `__threshold` and `__config:__expected[N]:threshold` (that assertion's threshold);
+`__metric` and `__metadata…` columns are ignored.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import glob
 import io
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,7 @@ def _from_files(ref: str, base: Path, where: str) -> list[TestRow]:
             rows.extend(_csv_tests(path))
         elif suffix in (".yaml", ".yml", ".json"):
             data, lines = read_yaml(path)
+            data = yaml12_bools(data, lines, read_user_text(path))
             items = data if isinstance(data, list) else [data]
             for i, item in enumerate(items):
                 key: tuple = (i,) if isinstance(data, list) else ()
@@ -127,13 +131,26 @@ def _csv_tests(path: Path) -> list[TestRow]:
     for row in reader:
         where = f"{path}:{reader.line_num}"
         test: dict[str, Any] = {"vars": {}, "assert": []}
+        expected: dict[str, dict[str, Any]] = {}  # column → its assertion
+        configs: list[tuple[str, str, str]] = []  # (column, key, cell) of `__config:COLUMN:KEY`
         for key, cell in row.items():
             if key is None:
                 raise UserError("the row has more cells than the header has columns", where=where)
             cell = cell or ""
             if key.startswith("__expected"):
                 if cell.strip():
-                    test["assert"].append(assertion_from_string(cell.strip()))
+                    expected[key] = assertion_from_string(cell.strip())
+                    test["assert"].append(expected[key])
+            elif key.startswith("__config:"):
+                column, _, option = key[len("__config:") :].partition(":")
+                if not column.startswith("__expected") or option != "threshold":
+                    raise UserError(
+                        f"unsupported CSV column `{key}`",
+                        where=f"{path}:1",
+                        hint="flywheel reads `__config:__expected[N]:threshold`",
+                    )
+                if cell.strip():
+                    configs.append((column, option, cell.strip()))
             elif key == "__description":
                 test["description"] = cell
             elif key == "__threshold":
@@ -151,10 +168,20 @@ def _csv_tests(path: Path) -> list[TestRow]:
                     f"unsupported CSV column `{key}`",
                     where=f"{path}:1",
                     hint="special columns: __expected[N], __description, __threshold, __metric, "
-                    "__metadata:NAME; other columns are vars",
+                    "__metadata:NAME, __config:__expected[N]:threshold; other columns are vars",
                 )
             else:
                 test["vars"][key] = cell
+        for column, option, cell in configs:
+            # `__expected` also names the first of numbered columns (`__expected1`), as in promptfoo
+            target = expected.get(column) or (expected.get("__expected1") if column == "__expected" else None)
+            if target is not None:
+                try:
+                    target[option] = float(cell)
+                except ValueError:
+                    raise UserError(
+                        f"`__config:{column}:{option}` must be a number, got {cell!r}", where=where
+                    ) from None
         rows.append(TestRow(test, where))
     return rows
 
@@ -224,3 +251,112 @@ def expand(vars: dict[str, Any]) -> list[dict[str, Any]]:
         return [dict(vars)]
     combos = itertools.product(*(vars[k] for k in keys))
     return [{**vars, **dict(zip(keys, combo, strict=True))} for combo in combos]
+
+
+# ---------------------------------------------------------------- $ref, scenarios
+
+
+def resolve_refs(data: dict[str, Any], at: Callable[..., str]) -> None:
+    """Replace every `{$ref: '#/assertionTemplates/NAME'}` (any JSON pointer into the config) under tests,
+    defaultTest and scenarios by what it points at, in place."""
+
+    def walk(value: Any, keys: tuple) -> Any:
+        if isinstance(value, dict):
+            if "$ref" in value:
+                return _pointed(data, value["$ref"], at(*keys))
+            return {k: walk(v, (*keys, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*keys, i)) for i, v in enumerate(value)]
+        return value
+
+    for key in ("tests", "defaultTest", "scenarios"):
+        if key in data:
+            data[key] = walk(data[key], (key,))
+
+
+def _pointed(data: dict[str, Any], ref: Any, where: str) -> Any:
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        raise UserError(
+            f"cannot follow `$ref: {ref}`",
+            where=where,
+            hint="flywheel follows references into the config itself: `$ref: '#/assertionTemplates/NAME'`",
+        )
+    value: Any = data
+    for step in ref[2:].split("/"):
+        step = step.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            raise UserError(
+                f"`$ref: {ref}` points at nothing in the config",
+                where=where,
+                hint="define it under `assertionTemplates:` (or fix the path)",
+            )
+    return copy.deepcopy(value)
+
+
+def read_scenarios(value: Any, at: Callable[..., str]) -> list[TestRow]:
+    """promptfoo `scenarios`: every test of a scenario runs once per entry of its `config`, with the entry's
+    vars under the test's and the entry's assertions before the test's."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UserError("`scenarios` must be a list of {config, tests}", where=at("scenarios"))
+    rows: list[TestRow] = []
+    for i, scenario in enumerate(value):
+        where = at("scenarios", i)
+        if not isinstance(scenario, dict) or not isinstance(scenario.get("config"), list):
+            raise UserError(
+                "a scenario needs `config:` (a list of {vars, assert}) and `tests:`",
+                where=where,
+                hint="scenarios: [{config: [{vars: {lang: fr}}], tests: [{vars: {q: hi}, assert: […]}]}]",
+            )
+        unknown = set(scenario) - {"config", "tests", "description"}
+        if unknown:
+            raise UserError(
+                f"scenario key(s) {', '.join(sorted(map(str, unknown)))} are not supported",
+                where=where,
+                hint="a scenario has description, config and tests",
+            )
+        tests = scenario.get("tests") or [{}]
+        for j, entry in enumerate(scenario["config"]):
+            for k, test in enumerate(tests):
+                if not isinstance(entry, dict) or not isinstance(test, dict):
+                    raise UserError("scenario configs and tests must be mappings", where=where)
+                merged = {**entry, **test}
+                merged["vars"] = {**(entry.get("vars") or {}), **(test.get("vars") or {})}
+                merged["assert"] = [*(entry.get("assert") or []), *(test.get("assert") or [])]
+                test_where = (
+                    at("scenarios", i, "tests", k)
+                    if scenario.get("tests")
+                    else at("scenarios", i, "config", j)
+                )
+                rows.append(TestRow(merged, test_where))
+    return rows
+
+
+# ---------------------------------------------------------------- YAML 1.2 scalars
+
+_YAML11_BOOL = r"(yes|no|on|off)"
+
+
+def yaml12_bools(data: Any, lines: dict, text: str) -> Any:
+    """promptfoo reads YAML 1.2, where `yes` / `no` / `on` / `off` are text, not booleans as in YAML 1.1:
+    every boolean written so goes back to the text it was (`body: Yes` stays "Yes")."""
+    source = text.splitlines()
+
+    def walk(value: Any, keys: tuple) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*keys, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*keys, i)) for i, v in enumerate(value)]
+        if isinstance(value, bool) and keys in lines and 0 < lines[keys] <= len(source):
+            line, last = source[lines[keys] - 1], keys[-1] if keys else None
+            lead = rf"{re.escape(str(last))}\s*:\s*" if isinstance(last, str) else r"(?:^|[\[,-])\s*"
+            m = re.search(lead + _YAML11_BOOL + r"\s*(?=$|[,}\]#])", line, re.IGNORECASE)
+            return m.group(1) if m else value
+        return value
+
+    return walk(data, ())
