@@ -148,10 +148,11 @@ def test_import_flywheel_is_cheap_and_exposes_the_public_api():
 def test_init_suggests_a_folder_that_exists_or_asks_for_one(tmp_path):
     result = cli("--project", str(tmp_path), "init")
     assert result.exit_code == 0
-    assert "`flywheel ingest PATH` (a folder of your Markdown" in result.output and "ingest docs/" not in result.output
+    cmd = f"flywheel --project {tmp_path}"  # the commands that follow need the project too
+    assert f"`{cmd} ingest PATH` (a folder of your Markdown" in result.output and "ingest docs/" not in result.output
     (tmp_path / "docs").mkdir()
     again = cli("--project", str(tmp_path), "init", "--force")
-    assert "next: `flywheel ingest docs/`" in again.output
+    assert f"next: `{cmd} ingest {tmp_path / 'docs'}/`" in again.output
 
 
 def test_pytest_evals_with_a_pytest_outside_flywheels_environment_says_what_is_needed(tmp_path):

@@ -190,7 +190,10 @@ def hoist_project(args: list[str]) -> list[str]:
     return front + rest
 
 
-@click.group(cls=FlywheelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FlywheelGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="\b\nNew here? `flywheel demo` (offline), then `flywheel init` in your project.\n"
+                    "Guide: docs/getting-started.md · 中文: docs/zh/getting-started.md\n"
+                    "One command's options: flywheel COMMAND --help")
 @click.option("--project", "project_dir", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Project folder (holds flywheel.yaml; data goes to DIR/.flywheel/).")
 @click.version_option(package_name="flywheel")

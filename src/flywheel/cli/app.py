@@ -47,22 +47,35 @@ def answer_json(answer: Any, question: str | None = None) -> dict[str, Any]:
     return out
 
 
-def print_answer(answer: Any, root: Path, command: str) -> None:
-    from flywheel.text.display import safe_display  # document text and names must not drive the terminal
+# The lines around a Chinese answer, in Chinese (the answer itself is written in the question's language).
+_ZH_NOTES = {"no_passage": "已拒答：没有找到相关的段落，所以没有调用模型",
+             "model_declined": "模型拒绝回答：它表示资料里没有答案",
+             "guard_blocked": "已拒答：被护栏拦截",
+             "exact": "来自缓存：之前回答过同一个问题，没有调用模型",
+             "semantic": "来自缓存：之前回答过相似的问题，没有调用模型"}
 
+
+def print_answer(answer: Any, root: Path, command: str) -> None:
+    from flywheel.cli.chat import answer_note
+    from flywheel.text.display import safe_display  # document text and names must not drive the terminal
+    from flywheel.text.language import detect_language
+
+    zh = detect_language(answer.text) == "zh"
     click.echo(safe_display(answer.text, multiline=True))
     if answer.citations:
-        click.secho("\nSources", bold=True)
+        click.secho("\n来源" if zh else "\nSources", bold=True)
         for c in answer.citations:
             where = f" · {c.location}" if c.location else ""
             click.echo(f"  [{c.id}] {safe_display(_shown_source(c.source, root) + where)}")
-    from flywheel.cli.chat import answer_note
-
     note = answer_note(answer)  # answered from the cache, or refused and why
-    if note:
-        click.secho(f"({note})", dim=True)
+    if note and zh:
+        note = _ZH_NOTES.get(answer.refusal or answer.cache, note)
+    if note:  # a line of its own, not in parentheses: the notes hold some
+        click.secho(note, dim=True)
     if answer.trace_id:
-        click.secho(f"trace {answer.trace_id} · see it with `{command} traces show {answer.trace_id}`", dim=True)
+        show = f"`{command} traces show {answer.trace_id}`"
+        click.secho(f"追踪 {answer.trace_id} · 查看：{show}" if zh else f"trace {answer.trace_id} · see it with {show}",
+                    dim=True)
 
 
 @main.command()

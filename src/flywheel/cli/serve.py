@@ -77,7 +77,9 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     try:
         import uvicorn
     except ImportError:
-        raise UserError("the server needs FastAPI and uvicorn", hint="pip install 'flywheel[server]'") from None
+        from flywheel.text.install import pip_install
+
+        raise UserError("the server needs FastAPI and uvicorn", hint=pip_install("server")) from None
     from flywheel.apps.session_vaults import check_shared_vaults, redis_url_of
     from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
@@ -100,7 +102,8 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     cors = cors or tuple(settings.cors_origins)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"flywheel serving {project.root} at http://{shown}:{port}  (OpenAI base_url http://{shown}:{port}/v1; "
-               f"{workers} worker{'s' if workers != 1 else ''}; Ctrl-C to stop)", err=True)
+               f"dashboard http://{shown}:{port}/ui; {workers} worker{'s' if workers != 1 else ''}; Ctrl-C to stop)",
+               err=True)
     if loopback and workers > 1:  # only a warning depends on the keys here: looked up beside the start-up
         threading.Thread(target=_warn_if_open, args=(project, host), daemon=True).start()
     elif not loopback:
