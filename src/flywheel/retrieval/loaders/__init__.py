@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode
+from flywheel.retrieval.loaders.docx import load_docx
+from flywheel.retrieval.loaders.epub import load_epub
 from flywheel.retrieval.loaders.html import load_html
 from flywheel.retrieval.loaders.jsonl import load_jsonl
 from flywheel.retrieval.loaders.markdown import load_markdown
 from flywheel.retrieval.loaders.pdf import load_pdf
+from flywheel.retrieval.loaders.pptx import load_pptx
+from flywheel.retrieval.loaders.sheets import load_csv, load_xlsx
 from flywheel.retrieval.loaders.text import load_text
 from flywheel.types import Document
 
@@ -23,6 +27,8 @@ LOADERS: dict[str, Loader] = {
     ".html": load_html, ".htm": load_html, ".xhtml": load_html,
     ".pdf": load_pdf,
     ".jsonl": load_jsonl, ".ndjson": load_jsonl,
+    ".docx": load_docx, ".pptx": load_pptx, ".xlsx": load_xlsx, ".csv": load_csv, ".tsv": load_csv,
+    ".epub": load_epub,
 }
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", ".venv", "site-packages"}
 

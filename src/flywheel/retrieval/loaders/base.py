@@ -25,6 +25,7 @@ class Skip(Exception):
 @dataclass
 class LoadOptions:
     max_bytes: int = 50 * 1024 * 1024
+    max_rows: int = 50_000  # spreadsheets and CSV: rows indexed from one file (the rest is reported)
     text_field: str = "text"  # JSONL: the field holding the text
     title_field: str = "title"
     id_fields: tuple[str, ...] = ("_id", "id")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode, read_bytes
 from flywheel.retrieval.loaders.markdown import markdown_documents
+from flywheel.retrieval.loaders.tables import table_text
 from flywheel.types import Document
 
 _DROP = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "svg", "iframe",
@@ -32,6 +34,9 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
     for tag in soup.find_all(attrs={"role": _NOISE_ROLES}):  # type: ignore[call-overload]
         tag.decompose()
     root = soup.find("main") or soup.find("article") or soup.body or soup
+    for table in root.find_all("table"):
+        if table.find_parent("table") is None:  # a nested table is text inside its outer table's cell
+            table.replace_with(f"\n\n{_table(table)}\n\n")
     for level in range(1, 7):
         for h in root.find_all(f"h{level}"):
             h.replace_with(f"\n\n{'#' * level} {h.get_text(' ', strip=True)}\n\n")
@@ -53,6 +58,22 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
         if lines:
             paragraphs.append(" ".join(lines) if not any(ln.startswith("#") for ln in lines) else "\n".join(lines))
     return "\n\n".join(paragraphs), title
+
+
+def _table(table: Any) -> str:
+    """A <table> as rows (tables.py); a first row of <th> cells names the columns."""
+    rows: list[list[str]] = []
+    header = False
+    for i, tr in enumerate(tr for tr in table.find_all("tr") if tr.find_parent("table") is table):
+        cells = tr.find_all(["td", "th"], recursive=False)
+        header = header or (i == 0 and bool(cells) and all(c.name == "th" for c in cells))
+        row: list[str] = []
+        for c in cells:
+            row.append(c.get_text(" ", strip=True))
+            span = str(c.get("colspan") or "1")
+            row.extend([""] * (min(int(span), 100) - 1 if span.isdigit() else 0))
+        rows.append(row)
+    return table_text(rows, header=True if header else None)
 
 
 def load_html(path: Path, *, source: str, tenant: str, options: LoadOptions) -> list[Document]:
