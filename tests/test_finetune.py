@@ -261,7 +261,7 @@ def test_finetune_without_the_extra_names_it(tmp_path, monkeypatch) -> None:
     result = run(tmp_path, "finetune", "--base", str(base), "--data", str(data), "--out", str(tmp_path / "out"))
     assert result.exit_code == 2, result.output
     assert "`finetune` extra" in result.stderr and "peft" in result.stderr
-    assert "pip install 'flywheel[finetune]'" in result.stderr and "cpu" in result.stderr
+    assert "[finetune]'" in result.stderr and "cpu" in result.stderr
     assert not (tmp_path / "out").exists()
 
     from flywheel.errors import GatewayError
@@ -271,7 +271,7 @@ def test_finetune_without_the_extra_names_it(tmp_path, monkeypatch) -> None:
     # "transformers is not installed", or "torch, transformers are not installed" on a machine without torch
     with pytest.raises(GatewayError, match=r"\btransformers (is|are) not installed") as err:
         _gateway(tmp_path).chat(ChatRequest.of("hi", model="local"))
-    assert "pip install 'flywheel[finetune]'" in str(err.value)
+    assert "[finetune]'" in str(err.value)
     assert err.value.exit_code == 2  # a missing extra is the user's to install, not an outage
 
 

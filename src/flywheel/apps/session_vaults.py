@@ -29,6 +29,7 @@ from typing import Any
 from flywheel.apps.memory import SESSION_VAULT_TTL_S, SessionVault
 from flywheel.checks.pii_placeholders import placeholder, placeholder_type
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 KEY_ENV = "FLYWHEEL_VAULT_KEY"
 _PREFIX = "flywheel:vault:"
@@ -68,7 +69,7 @@ class _Sealer:
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         except ImportError as exc:
             raise UserError("shared session vaults need the `cryptography` package",
-                            hint="pip install 'flywheel[redis]'") from exc
+                            hint=pip_install("redis")) from exc
         self._aead = AESGCM(key)
         self._mac_key = hashlib.sha256(b"flywheel vault fingerprint" + key).digest()
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from flywheel.bench import data_root, dataset_dir
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 DRIFTS = ("topic", "length", "json", "language", "refusal")
 INSTALL_EVIDENTLY = "pip install evidently 'pandas<3'"
@@ -240,7 +241,7 @@ def run(*, windows: int = 50, per_window: int = 200, reference_windows: int = 5,
                     e["method"] = "EmbeddingsDrift default (ModelDriftMethod, domain classifier), input or output"
                     out["evidently"] = e
             elif evidently:
-                out["evidently"] = {"skipped": "the local embedder is not installed (pip install 'flywheel[local]')"}
+                out["evidently"] = {"skipped": f"the local embedder is not installed ({pip_install('local')})"}
         finally:
             store.close()
     out.update(traces=n, per_window=per_window, embed_seconds=round(embed_s, 1),

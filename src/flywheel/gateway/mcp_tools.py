@@ -38,9 +38,9 @@ from urllib.parse import urlsplit
 
 from flywheel.errors import UserError
 from flywheel.gateway.tool_loop import Tool
+from flywheel.text.install import pip_install
 from flywheel.tracing import tracer
 
-INSTALL = "pip install 'flywheel[mcp]' (the official MCP SDK)"
 DEFAULT_TIMEOUT_S = 30.0  # per call
 START_TIMEOUT_S = 60.0  # at least this long to start and list the tools (interpreters, npx downloads …)
 _GRACE_S = 5.0  # beyond the call's own timeout, for the background loop to answer at all
@@ -105,7 +105,7 @@ def _sdk() -> Any:
     try:
         import mcp
     except ImportError:
-        raise UserError("MCP tools need the official MCP SDK, which is not installed", hint=INSTALL) from None
+        raise UserError("MCP tools need the official MCP SDK, which is not installed", hint=f"{pip_install('mcp')} (the official MCP SDK)") from None
     return mcp
 
 

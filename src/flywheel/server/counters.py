@@ -34,6 +34,7 @@ from sqlalchemy import and_, select, update
 
 from flywheel.apps.session_vaults import redis_url_of
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -276,7 +277,7 @@ class RedisCounters:
             import redis
         except ImportError:
             raise UserError("budgets and rate limits in Redis need the redis client",
-                            hint="pip install 'flywheel[redis]', or remove `server.redis`") from None
+                            hint=f"{pip_install('redis')}, or remove `server.redis`") from None
         if client is None:
             try:
                 from redis.backoff import NoBackoff
@@ -356,7 +357,7 @@ def check_redis_answers(url: str) -> None:
         import redis
     except ImportError:
         raise UserError("budgets and rate limits in Redis need the redis client",
-                        hint="pip install 'flywheel[redis]', or remove `server.redis`") from None
+                        hint=f"{pip_install('redis')}, or remove `server.redis`") from None
     clean, _ = split_redis_url(url)
     shown = mask_redis_url(url)
     try:

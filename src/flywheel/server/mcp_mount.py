@@ -29,6 +29,7 @@ from flywheel.server.errors import ApiError
 from flywheel.server.keys import Principal
 from flywheel.server.mcp_server import answer_result, build_server
 from flywheel.server.state import OPEN, ServerState
+from flywheel.text.install import pip_install
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -211,7 +212,7 @@ def wanted(state: ServerState) -> bool:
     if choice is None:
         return False
     raise UserError(f"{state.project.where('server', 'mcp')}: `server.mcp: true` needs the official MCP SDK, which "
-                    "is not installed", hint="pip install 'flywheel[mcp]', or set `server.mcp: false`")
+                    "is not installed", hint=f"{pip_install('mcp')}, or set `server.mcp: false`")
 
 
 def mount(app: FastAPI, state: ServerState) -> McpEndpoint | None:

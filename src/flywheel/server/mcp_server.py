@@ -24,6 +24,7 @@ import anyio
 
 from flywheel.errors import UserError
 from flywheel.server.errors import ApiError
+from flywheel.text.install import pip_install
 from flywheel.types import Answer
 
 INSTRUCTIONS = ("Search this project's documents (`search`, returns passages with sources) or get an answer with "
@@ -69,7 +70,7 @@ def sdk() -> dict[str, Any]:
             )
         except ModuleNotFoundError:
             raise UserError("serving MCP needs the official MCP SDK, which is not installed",
-                            hint="pip install 'flywheel[mcp]'") from None
+                            hint=pip_install("mcp")) from None
     return {"Server": Server, "Context": Context, "ToolError": ToolError, "Prompt": Prompt,
             "PromptArgument": PromptArgument, "user": UserMessage, "assistant": AssistantMessage}
 

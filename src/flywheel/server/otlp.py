@@ -62,7 +62,7 @@ def _parse(raw: bytes, content_type: str, signal: str = "trace") -> dict[str, An
         try:
             from google.protobuf.json_format import MessageToDict
         except ImportError:
-            raise ApiError(415, "OTLP protobuf needs the OpenTelemetry packages (pip install 'flywheel[otel]'); "
+            raise ApiError(415, "OTLP protobuf needs the OpenTelemetry packages ({pip_install('otel')}); "
                            "or send application/json", code="unsupported_media_type") from None
         from google.protobuf.message import DecodeError
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest

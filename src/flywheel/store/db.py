@@ -29,6 +29,7 @@ from sqlalchemy.engine import URL, make_url
 
 from flywheel.errors import UserError
 from flywheel.store.writer import Writer
+from flywheel.text.install import pip_install
 
 log = logging.getLogger("flywheel.store")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -161,7 +162,7 @@ def _postgres_engine(u: URL) -> Engine:
         import psycopg  # noqa: F401
     except ImportError:
         raise UserError("the store is PostgreSQL but the psycopg driver is not installed",
-                        hint="pip install 'flywheel[postgres]'") from None
+                        hint=pip_install("postgres")) from None
     return create_engine(u, json_serializer=_json_serializer, pool_pre_ping=True, pool_size=8, max_overflow=16,
                          connect_args={"connect_timeout": 10})
 

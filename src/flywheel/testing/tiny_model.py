@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -52,7 +53,7 @@ def write_tiny_model(out: str | Path, *, seed: int = 0, vocab_size: int = 600, h
         from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     except ImportError as exc:
         raise UserError(f"the tiny model needs torch and transformers ({exc.name} is missing)",
-                        hint="pip install 'flywheel[finetune]'") from None
+                        hint=pip_install("finetune")) from None
     folder = Path(out)
     if (folder / "config.json").exists():
         raise UserError(f"{folder} already holds a model", hint="pick an empty folder")

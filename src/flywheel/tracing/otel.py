@@ -29,6 +29,7 @@ from typing import Any
 
 from flywheel.errors import UserError
 from flywheel.store.writer import BatchWorker
+from flywheel.text.install import pip_install
 from flywheel.tracing.redact import Redactor
 from flywheel.tracing.tracer import OTEL_PARENT, OTEL_TRACE, tracer
 from flywheel.types import Span
@@ -57,7 +58,7 @@ def attach_otlp(endpoint: str | None = None, *, headers: Mapping[str, str] | Non
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
         raise UserError("OTLP export needs the OpenTelemetry packages",
-                        hint="pip install 'flywheel[otel]' or remove tracing.otlp_endpoint from flywheel.yaml") from None
+                        hint=f"{pip_install('otel')} or remove tracing.otlp_endpoint from flywheel.yaml") from None
     if exporter is None:
         if not endpoint:
             raise UserError("attach_otlp needs a collector endpoint or an exporter",

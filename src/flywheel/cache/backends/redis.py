@@ -30,6 +30,7 @@ from flywheel.cache.backends.base import (
     stored_answer,
 )
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 from flywheel.text.secrets import scrub_secrets
 
 DEFAULT_PREFIX = "flywheel:cache:"
@@ -62,7 +63,7 @@ class RedisBackend(Backend):
             from redis.retry import Retry
         except ImportError:
             raise UserError("the cache backend is Redis but the redis client is not installed",
-                            hint="pip install 'flywheel[redis]' or set `cache: {backend: store}`") from None
+                            hint=f"{pip_install('redis')} or set `cache: {{backend: store}}`") from None
         clean, url_prefix, defaults = _split_url(url)
         self.prefix = prefix if prefix is not None else url_prefix
         try:

@@ -43,12 +43,13 @@ from flywheel.gateway.providers.base import (
     make_chunk,
     make_usage,
 )
+from flywheel.text.install import pip_install
 from flywheel.types import ChatRequest, StreamChunk
 
 MANIFEST = "flywheel-finetune.json"  # written by `flywheel finetune` next to the adapter
 ADAPTER_CONFIG = "adapter_config.json"  # peft's
-EXTRA_HINT = ("pip install 'flywheel[finetune]'; on a machine without a GPU, install the CPU build of torch first: "
-              "pip install torch --index-url https://download.pytorch.org/whl/cpu")
+CPU_TORCH = "on a machine without a GPU, install the CPU build of torch first: " \
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu"
 DEFAULT_MAX_TOKENS = 256
 
 
@@ -67,8 +68,9 @@ def require_extra(*modules: str, what: str = "the `transformers` provider") -> N
         if not found:
             missing.append(name)
     if missing:
-        raise UserError(f"{what} needs the `finetune` extra (pip install 'flywheel[finetune]'): "
-                        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed", hint=EXTRA_HINT)
+        raise UserError(f"{what} needs the `finetune` extra ({pip_install('finetune')}): "
+                        f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed",
+                        hint=f"{pip_install('finetune')}; {CPU_TORCH}")
 
 
 def quiet_transformers() -> None:

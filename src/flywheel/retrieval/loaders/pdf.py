@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, make_document, read_bytes
 from flywheel.retrieval.loaders.boilerplate import record, strip_boilerplate
+from flywheel.text.install import pip_install
 from flywheel.types import Document
 
 
@@ -15,7 +16,7 @@ def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> l
         from pypdf import PdfReader
         from pypdf.errors import PyPdfError
     except ImportError:
-        raise Skip("PDF support is not installed: pip install 'flywheel[pdf]'") from None
+        raise Skip(f"PDF support is not installed: {pip_install('pdf')}") from None
     import io
 
     data = read_bytes(path, options)
