@@ -8,7 +8,7 @@ stop_reason "tool_use" (streamed as content_block_start + `input_json_delta`). `
 route's sticky arm), and a chat app continues that session, as on the OpenAI wire; `disable_parallel_tool_use` is
 the gateway's `parallel_tool_calls: false`. `output_config.format`
 (`messages.parse`) becomes the gateway's `response_format`; POST /v1/messages/count_tokens estimates input tokens.
-An `app:NAME` model streams the app's answer as it comes (apps_api.primed_app_stream: sentence by sentence once its
+An `app:NAME` model streams the app's answer as it comes (keepalive.app_stream: sentence by sentence once its
 output guards passed each one), as on /v1/chat/completions.
 
 To an `anthropic` alias the body also goes as it came (gateway/providers/anthropic_native.py): `thinking` with the
@@ -22,7 +22,9 @@ ignored; image and document blocks, and Anthropic's server tools (`web_search_â€
 they came and their result blocks come back as Anthropic sent them, streamed too.
 
 A stream that waits on the upstream for longer than the keep-alive interval (FLYWHEEL_STREAM_PING_SECONDS,
-default 10) sends a `ping` event, as Anthropic does, so proxies do not cut it (keepalive.py)."""
+default 10) sends a `ping` event, as Anthropic does, so proxies do not cut it (keepalive.py). An upstream silent
+for the whole interval before its first chunk (a model thinking) gets the stream opened with `message_start` and
+`ping` anyway; an upstream failure before that is an HTTP status, after it an `error` event."""
 
 from __future__ import annotations
 
@@ -46,9 +48,8 @@ from flywheel.gateway.tools import (
     tool_use_blocks,
 )
 from flywheel.server import calls
-from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
-from flywheel.server.keepalive import keepalive
+from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.types import ChatRequest, Message
 
 router = APIRouter()
@@ -281,7 +282,7 @@ async def messages(request: Request) -> Any:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
             options = calls.session_options(state, runner, app, session, param="metadata.session_id")
             if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
-                pieces, usage = await primed_app_stream(call, runner.stream(creq.last_user(), tenant, **options))
+                pieces, usage = await app_stream(call, runner.stream(creq.last_user(), tenant, **options))
                 return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
             answer = await runner.arun(creq.last_user(), tenant, **options)
             state.metrics.answer(answer, tenant)
@@ -324,7 +325,7 @@ async def count_tokens(request: Request) -> Any:
 
 
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:
-    pieces, usage = await calls.primed_stream(call, creq)
+    pieces, usage = await model_stream(call, creq)
     native = creq.metadata.get(native_.NATIVE)
     return calls.sse_response(_events(call, body.model, pieces, usage, native), call.headers)
 
@@ -333,7 +334,7 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any,
+async def _events(call: calls.Call, model: str, pieces: calls.Pieces | Ticking[Any], usage: Any,
                   native: native_.NativeExchange | None = None) -> AsyncIterator[bytes]:
     """Anthropic's event sequence: message_start, a ping, then the content blocks one after another, each closed
     before the next opens: text as it arrives, one tool_use block per tool call (content_block_start with id and
@@ -350,7 +351,7 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces, usage: Any
     try:
         start = _message(call, model, "", None, 0, 0)
         start["content"], start["stop_reason"] = [], None
-        if native is not None:  # the upstream's message_start has come: the stream is primed
+        if native is not None:  # the upstream's input tokens: 0 while it has sent nothing (message_delta has them)
             start["usage"] = {"input_tokens": native.input_tokens, "output_tokens": 0, **cache}
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})

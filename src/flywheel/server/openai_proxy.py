@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -34,9 +34,8 @@ from flywheel.gateway.call import span_messages
 from flywheel.gateway.providers.base import trusted
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
-from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError
-from flywheel.server.keepalive import keepalive
+from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.server.keys import Principal
 from flywheel.types import Answer, ChatRequest, Message, Usage
 
@@ -359,16 +358,16 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
 
 
 async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any) -> Any:
-    """The app's answer streamed as it comes (a failure before any text is an HTTP status, as for an alias)."""
-    pieces, usage = await primed_app_stream(call, stream)
+    """The app's answer streamed as it comes (a failure before any text is an HTTP status, as for an alias, when it
+    comes within the keep-alive interval: keepalive.py)."""
+    pieces, usage = await app_stream(call, stream)
     return _sse(call, body, pieces, usage, lambda: answer_extra(stream.answer) if stream.answer else {})
 
 
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
-    if creq.logprobs:
-        scored, settle = await calls.primed_scored_stream(call, creq)
-        return _sse(call, body, scored, settle, {})
-    pieces, settle = await calls.primed_stream(call, creq)
+    """The alias's stream: an upstream failure within the keep-alive interval is an HTTP status, a later one an
+    in-stream error (keepalive.py)."""
+    pieces, settle = await model_stream(call, creq, scored=bool(creq.logprobs))
     return _sse(call, body, pieces, settle, {})
 
 
@@ -378,16 +377,16 @@ def cached_tokens(usage: Callable[[], Any]) -> int:
     return int(read()) if read is not None else 0
 
 
-def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.ScoredPieces, usage: Any,
+def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.ScoredPieces | Ticking[Any], usage: Any,
          extra: dict[str, Any] | Callable[[], dict[str, Any]]) -> Any:
     """The SSE response; `usage` is the answer's Usage or a function giving (input tokens, output tokens, cost)
     once `pieces` is done, `extra` the final chunk's `flywheel` fields (or a function giving them then). A wait
-    on the upstream longer than the keep-alive interval sends an SSE comment (`: keep-alive`)."""
+    on the upstream longer than the keep-alive interval sends an SSE comment (`: keep-alive`), at once when the
+    stream opens before the upstream's first chunk (`pieces` late)."""
     legacy = call.route == _LEGACY
     cid, created = f"{'cmpl' if legacy else 'chatcmpl'}-{call.trace_id}", int(time.time())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     offset = 0  # where the next delta starts in the answer (a legacy chunk's logprobs.text_offset)
-    ticking: AsyncGenerator[Any, None] = keepalive(pieces)  # type: ignore[arg-type]
 
     def event(choices: list[dict[str, Any]], **more: Any) -> bytes:
         if legacy:  # a text completion's chunk: {text} where a chat chunk has {delta}
@@ -403,9 +402,12 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
         error: BaseException | str | None
         finish, parts, error = "stop", [], None
         tool_calls: list[dict[str, Any]] = []
+        ticking: Ticking[Any] = keepalive(pieces)  # type: ignore[arg-type]
         try:
             if not legacy:
                 yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            if ticking.late:
+                yield b": keep-alive\n\n"
             async for piece in ticking:
                 if piece is None:
                     yield b": keep-alive\n\n"
@@ -435,7 +437,7 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
             if include_usage:
                 yield event([], usage=usage_json(settled))
             yield b"data: [DONE]\n\n"
-        except UserError as exc:  # the upstream broke after text went out: tell the client in-band
+        except UserError as exc:  # the upstream broke after the stream opened: tell the client in-band
             error = exc
             err = call.fail_upstream(exc)
             yield b"data: " + json.dumps(err.body()).encode() + b"\n\n"

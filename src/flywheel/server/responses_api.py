@@ -3,7 +3,10 @@ gateway (and `app:NAME` apps) as /v1/chat/completions: the same key check before
 rate admission, root span and `x-flywheel-trace-id`, cost settled when the answer ends (a stream the client cut
 included). The shapes are translated in responses_wire.py; streaming sends the Responses SSE event sequence
 (response.created … response.completed, each with a `sequence_number`), an upstream failure after the first byte
-as an `error` event followed by `response.failed`.
+as an `error` event followed by `response.failed`. A wait on the upstream longer than the keep-alive interval
+(FLYWHEEL_STREAM_PING_SECONDS, default 10) sends an SSE comment `: keep-alive`; an upstream silent for the whole
+interval before its first chunk gets the stream opened with `response.created` and `response.in_progress` anyway
+(keepalive.py).
 
 A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
 `previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
@@ -12,7 +15,7 @@ unretrievable, and an `item_reference` input item is read back from the caller's
 it names. `conversation` (conversations_api.py) puts a conversation's items before `input` and appends the input
 and output items to it when the response completes (`store: false` included: as OpenAI, it governs the response
 object, not the conversation). An `app:NAME` model answers the last user message from its pipeline (a chat app
-continues `metadata.session_id`), streamed as it comes through its output guards (apps_api.primed_app_stream);
+continues `metadata.session_id`), streamed as it comes through its output guards (keepalive.app_stream);
 its citations come back as file_citation annotations and under `flywheel.citations`.
 """
 
@@ -30,8 +33,8 @@ from flywheel.errors import UserError
 from flywheel.gateway.call import span_messages
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls, conversations_store, responses_store
-from flywheel.server.apps_api import primed_app_stream
 from flywheel.server.errors import ApiError, page_query
+from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.server.openai_proxy import answer_extra, cached_tokens
 from flywheel.server.responses_wire import (
     CUT,
@@ -54,6 +57,7 @@ from flywheel.types import ChatRequest, Message
 
 router = APIRouter()
 ROUTE = "/v1/responses"
+_KEEP_ALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see bytes
 Usage = Callable[[], tuple[int, int, float | None]]
 Notes = list[dict[str, Any]] | None
 Extra = dict[str, Any] | None
@@ -144,7 +148,7 @@ async def responses(request: Request) -> Any:
         if app:
             return await _app_response(call, turn, body, creq, app, session)
         if body.stream:
-            pieces, usage = await calls.primed_stream(call, creq)
+            pieces, usage = await model_stream(call, creq)
             return calls.sse_response(_events(call, turn, pieces, usage), call.headers)
         failed: Exception | None = None
         try:
@@ -257,7 +261,7 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
     if body.stream and hasattr(runner, "stream"):
         stream = runner.stream(creq.last_user(), call.tenant, **options)
-        pieces, usage = await primed_app_stream(call, stream)
+        pieces, usage = await app_stream(call, stream)
         return calls.sse_response(_events(
             call, turn, pieces, usage,
             lambda: citation_notes(stream.answer.text, stream.answer.citations) if stream.answer else None,
@@ -384,19 +388,26 @@ class _Stream:
         return out
 
 
-async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces, usage: Usage,
+async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[Any], usage: Usage,
                   notes: Callable[[], Notes] | None = None,
                   extra: Callable[[], Extra] | None = None) -> AsyncIterator[bytes]:
     """The event stream; `notes` and `extra` (an app's citations and `flywheel` fields) are asked for once the
-    pieces have all come."""
+    pieces have all come. A wait on the upstream longer than the keep-alive interval sends `: keep-alive`."""
     s = _Stream(turn)
+    ticking = keepalive(pieces)
     error: BaseException | str | None = None
     finish: str | None = None
     status, fields = "failed", None
     try:
         yield s.event("response.created", response=s.response("in_progress", output=[]))
         yield s.event("response.in_progress", response=s.response("in_progress", output=[]))
-        async for delta, fr, tools in pieces:
+        if ticking.late:
+            yield _KEEP_ALIVE
+        async for item in ticking:
+            if item is None:  # a long wait on the upstream (thinking): keep the connection alive
+                yield _KEEP_ALIVE
+                continue
+            delta, fr, tools = item
             finish = fr or finish
             for chunk in (s.delta(delta) if delta else []):
                 yield chunk
@@ -415,7 +426,7 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces, usage: Us
         await turn.appended(s.items)
         yield s.event(f"response.{status}", response=s.response(status, usage_json(tin, tout, cached_tokens(usage)),
                                                                 fields))
-    except UserError as exc:  # the upstream broke after the first byte: tell the client in-band
+    except UserError as exc:  # the upstream broke after the stream opened: tell the client in-band
         error = exc
         err = call.fail_upstream(exc)
         yield s.event("error", code=err.code, message=err.message, param=err.param)
@@ -427,6 +438,7 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces, usage: Us
         raise
     finally:
         with anyio.CancelScope(shield=True):
+            await ticking.aclose()
             close = getattr(pieces, "aclose", None)  # ended (its usage known) before it is settled
             if close is not None:
                 await close()
