@@ -137,7 +137,7 @@ def test_legacy_completions_answer_plain_and_streamed(oai):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == done.usage.completion_tokens
 
 
-@pytest.mark.parametrize(("extra", "param"), [({"prompt": [[1, 2]]}, "prompt"), ({"prompt": ["a", "b"]}, "prompt"),
+@pytest.mark.parametrize(("extra", "param"), [({"prompt": [[1, 2]]}, "prompt"), ({"prompt": ["a", "b"], "stream": True}, "prompt"),
                                               ({"prompt": "x", "echo": True}, "echo")])
 def test_legacy_completions_refuse_what_they_cannot_answer_by_name(live, extra, param):
     r = httpx.post(live.url + "/v1/completions", json={"model": "gpt", **extra})

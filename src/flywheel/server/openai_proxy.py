@@ -129,11 +129,18 @@ class CompletionIn(BaseModel):
     seed: int | None = None
     logit_bias: dict[str, float] | None = None
 
-    def as_chat(self) -> ChatCompletionIn:
-        prompt = self.prompt[0] if isinstance(self.prompt, list) and len(self.prompt) == 1 else self.prompt
-        if not isinstance(prompt, str):
-            raise ApiError(400, "`prompt` must be one text (token ids and several prompts are not supported; send "
-                           "one request per prompt)", param="prompt", code="unsupported_value")
+    def prompts(self) -> list[str]:
+        """The prompt texts: one, or several (LangChain's completion-model `OpenAI.batch` / `generate` send a list)."""
+        given = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+        if not given or not all(isinstance(p, str) for p in given):
+            raise ApiError(400, "`prompt` must be text, a string or a list of strings (token ids are not supported)",
+                           param="prompt", code="unsupported_value")
+        if len(given) > 1 and self.stream:
+            raise ApiError(400, "several prompts cannot be streamed in one request; send one request per prompt",
+                           param="prompt", code="unsupported_value")
+        return given  # type: ignore[return-value]
+
+    def as_chat(self, prompt: str) -> ChatCompletionIn:
         for name in ("suffix", "echo"):
             if getattr(self, name) not in (None, False):
                 raise ApiError(400, f"`{name}` is not supported on /v1/completions", param=name,
@@ -264,8 +271,21 @@ async def chat_completions(request: Request) -> Any:
 async def completions(request: Request) -> Any:
     state = request.app.state.flywheel
     principal = state.authenticate(request.headers)
-    body = (await calls.read_body(request, CompletionIn)).as_chat()
-    return await _chat(request, body, principal, "/v1/completions")
+    legacy = await calls.read_body(request, CompletionIn)
+    prompts = legacy.prompts()
+    if len(prompts) == 1:
+        return await _chat(request, legacy.as_chat(prompts[0]), principal, _LEGACY)
+    # several prompts: one chat each, in turn; prompt i's choices are numbered i*n .. i*n+n-1 (OpenAI's order)
+    answers = [json.loads((await _chat(request, legacy.as_chat(p), principal, _LEGACY)).body) for p in prompts]
+    merged = answers[0]
+    merged["choices"] = [{**c, "index": i} for i, c in enumerate(c for a in answers for c in a["choices"])]
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        merged["usage"][key] = sum(a["usage"][key] for a in answers)
+    merged["usage"]["prompt_tokens_details"]["cached_tokens"] = sum(
+        a["usage"]["prompt_tokens_details"]["cached_tokens"] for a in answers)
+    merged["flywheel"].update(trace_ids=[a["flywheel"]["trace_id"] for a in answers],
+                              cost_usd=sum(a["flywheel"].get("cost_usd") or 0.0 for a in answers))
+    return calls.JSONBytes(merged, {"x-flywheel-trace-id": merged["flywheel"]["trace_id"]})
 
 
 def _unsupported(body: ChatCompletionIn) -> None:
