@@ -44,7 +44,10 @@ def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None,
         with store.connect() as conn:
             found = list(conn.execute(select(traces.c.trace_id, traces.c.tenant)
                                       .where(traces.c.trace_id.like(f"{prefix}%")).limit(2)))
-        if len(prefix) < 6 or not found:
+        if found and len(prefix) < 6:
+            raise UserError(f"trace id prefix {trace_id!r} is too short: give at least 6 characters",
+                            hint="copy a trace id from `flywheel traces`")
+        if not found:
             raise UserError(f"no trace {trace_id!r}", hint="copy a trace id from `flywheel traces`")
         if len(found) > 1 and found[0][0] != prefix:
             raise UserError(f"trace id prefix {trace_id!r} is ambiguous", hint="give more characters of the id")

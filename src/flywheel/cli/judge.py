@@ -104,12 +104,22 @@ def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
     if r.get("proposed_criterion"):
         console.print(f"  proposed criterion: {r['proposed_criterion']}")
     if r["version"] is not None:
-        used = "adopted: the judge uses it from now on" if r["adopted"] else "not adopted (κ did not improve)"
-        console.print(f"  stored as version {r['version']} — {used}")
+        console.print(f"  stored as version {r['version']} — {_adoption(r)}")
     kappa = r["kappa_after"] if r["adopted"] else r["kappa_before"]
     if kappa is None or kappa < min_kappa:
         console.print(f"  [yellow]warning:[/] κ {_num(kappa)} is below review.min_judge_kappa {min_kappa}: "
                       "label more items or sharpen the criterion")
+
+
+def _adoption(r: dict[str, Any]) -> str:
+    if r["adopted"]:
+        return "adopted: the judge uses it from now on"
+    if r["kappa_after"] is None:
+        return ("not adopted: κ on the held-out part is undefined (people and the judge gave all its items one "
+                "and the same verdict); label more items")
+    if not r["examples"] and not r.get("proposed_criterion"):
+        return "not adopted: nothing to change (no train disagreement)"
+    return "not adopted (κ did not improve)"
 
 
 @judge.command("versions")

@@ -46,13 +46,14 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         from flywheel.registry import unknown_alias
 
         raise unknown_alias(judge, project.config.models)
-    judged_by = project.config.models.get(judge or "default")
-    if judged_by is not None and judged_by.provider == "extractive":
-        click.secho(f"note: the cases' judge checks will use `{judge or 'default'}`, the offline extractive model, "
-                    "which cannot judge; pass --judge ALIAS of a real model", fg="yellow", err=True)
     path = Path(to)
     if not path.is_absolute():
         path = project.root / path
+    judge_alias = judge or _suite_judge(path) or "default"  # cases appended to a suite use its defaults.judge
+    judged_by = project.config.models.get(judge_alias)
+    if judged_by is not None and judged_by.provider == "extractive":
+        click.secho(f"note: the cases' judge checks will use `{judge_alias}`, the offline extractive model, "
+                    "which cannot judge; pass --judge ALIAS of a real model", fg="yellow", err=True)
     with Runtime(project, tracing=False) as rt:
         if queue:
             found = sources_of.from_queue(rt.store, queue, verdict)
@@ -85,3 +86,16 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
     if result.written:
         click.echo(f"run it: flywheel eval {to}")
 
+
+def _suite_judge(path: Path) -> str | None:
+    """The `defaults.judge` of the existing suite at `path` (None when there is none or it cannot be read: writing
+    to it reports what is wrong)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    defaults = data.get("defaults") if isinstance(data, dict) else None
+    alias = defaults.get("judge") if isinstance(defaults, dict) else None
+    return alias if isinstance(alias, str) else None

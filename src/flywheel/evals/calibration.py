@@ -28,6 +28,7 @@ from typing import Any
 
 from flywheel.checks.base import CheckContext, Services
 from flywheel.checks.judge import Judge, ask_async
+from flywheel.checks.pii import pseudonymize
 from flywheel.errors import UserError
 from flywheel.evals.calibration_store import judge_key, latest_calibration, save_calibration
 from flywheel.feedback.agreement import cohen_kappa, majority
@@ -247,16 +248,26 @@ def pick_examples(
     for g in groups:
         rng.shuffle(g)
     order = [x for pair in _zip_longest(*groups) for x in pair if x is not None]
-    out = [dict(e) for e in keep]
+    out = [masked_example(e["input"], e["output"], e["verdict"], e.get("reason") or "") for e in keep]
     seen = {e["input"] for e in out}
     for item in order:
         if len(out) >= limit:
             break
-        if item.input in seen:
+        example = masked_example(item.input, item.output, item.human, item.reason)
+        if example["input"] in seen:
             continue
-        seen.add(item.input)
-        out.append({"input": item.input, "output": item.output, "verdict": item.human, "reason": item.reason})
+        seen.add(example["input"])
+        out.append(example)
     return out[:limit]
+
+
+def masked_example(question: str, output: str, verdict: str, reason: str) -> dict[str, str]:
+    """A people-graded example as it goes into a judge prompt: the prompt is stored and sent with every later
+    judge call, so personal data is pseudonymised (one record: the same value, the same placeholder) and
+    secrets are masked, as in promoted cases."""
+    masked = pseudonymize({"input": [question], "output": [output], "reason": [reason]})
+    return {"input": masked.text("input") or "", "output": masked.text("output") or "", "verdict": verdict,
+            "reason": masked.text("reason") or ""}
 
 
 def _zip_longest(a: list[Any], b: list[Any]) -> list[tuple[Any, Any]]:
@@ -268,10 +279,12 @@ async def propose_criterion(
     gateway: Any, model: str, criterion: str, wrong: Sequence[tuple[LabelledItem, str]]
 ) -> str | None:
     """The judge model's edit of the criterion from the disagreements (None when it proposes nothing usable)."""
+    shown = [(masked_example(i.input, i.output, i.human, i.reason), j) for i, j in wrong[: 2 * MAX_EXAMPLES]]
     cases = "\n".join(
-        f"<case>\nInput: {_clip(i.input)}\nAnswer: {_clip(i.output)}\nJudge said: {j.upper()}\n"
-        f"People said: {i.human.upper()}" + (f" because: {_clip(i.reason)}" if i.reason else "") + "\n</case>"
-        for i, j in wrong[: 2 * MAX_EXAMPLES]
+        f"<case>\nInput: {_clip(e['input'])}\nAnswer: {_clip(e['output'])}\nJudge said: {j.upper()}\n"
+        f"People said: {e['verdict'].upper()}" + (f" because: {_clip(e['reason'])}" if e["reason"] else "")
+        + "\n</case>"
+        for e, j in shown
     )
     request = ChatRequest(
         messages=[

@@ -35,7 +35,10 @@ from flywheel.text import STOPWORDS, detect_language, tokenize
 
 COSINE_DUPLICATE = 0.92  # same threshold family as the semantic cache
 JACCARD_DUPLICATE = 0.8
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*%?")
+# a number not glued to a Latin word or identifier (v2, abc123); Chinese, Japanese and Korean text writes numbers
+# without spaces ("退款需要14天"), so a CJK character before one does not hide it
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_NUMBER = re.compile(rf"(?<![^\W{_CJK}])(?<!\.)\d+(?:[.,:]\d+)*%?")
 _MAX_CONTEXT = 2000  # characters per retrieved passage kept in a case
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")  # masked PII (<EMAIL_ADDRESS_1>, <SECRET>): no key term
 
@@ -317,8 +320,10 @@ def _default_target(project: Project, sources: Sequence[Source]) -> str:
     if len(apps) == 1 and apps[0] in project.config.apps:
         return f"app:{apps[0]}"
     raise UserError(
-        "cannot tell which app the new suite should run" + (f" (traces of {', '.join(apps)})" if apps else ""),
-        hint="pass --target app:NAME (an app in flywheel.yaml) or model:ALIAS",
+        "cannot tell which app the new suite should run" + (f" (traces of {', '.join(apps)})" if apps else
+                                                            " (the traces belong to no app)"),
+        hint="pass --target app:NAME (an app in flywheel.yaml) or model:ALIAS (traces served through "
+             "/v1/chat/completions: the alias the client named as `model`)",
     )
 
 

@@ -60,11 +60,14 @@ def from_queue(store: Any, queue: str, verdict: str = "fail") -> list[Source]:
     verdicts = majority((lb.item_id, lb.annotator, lb.verdict) for lb in labels)
     items = [i for i in queues.items(store, q) if verdicts.get(i.id) == verdict]
     apps = _apps(store, [i.trace_id for i in items]) if items else {}
+    feedback = _feedback(store, [i.trace_id for i in items]) if items else {}
     out = []
     for item in items:
         mine = [lb for lb in labels if lb.item_id == item.id and lb.verdict == verdict]
         reasons = list(dict.fromkeys(lb.reason for lb in mine if lb.reason))
-        correction = next((lb.correction for lb in reversed(mine) if lb.correction), None)
+        # no annotator wrote one: the trace's own correction (a user's, through feedback), as `--traces` reads it
+        correction = (next((lb.correction for lb in reversed(mine) if lb.correction), None)
+                      or _last_fix(feedback.get(item.trace_id, [])))
         who = sorted({lb.annotator for lb in mine})
         out.append(Source(
             trace_id=item.trace_id, input=item.input, output=item.output, context=_context(item.sources),
@@ -135,6 +138,13 @@ def _feedback(store: Any, trace_ids: list[str]) -> dict[str, list[dict[str, Any]
     return out
 
 
+def _last_fix(events: list[dict[str, Any]]) -> str | None:
+    """The last `correction` or `edited` text among a trace's feedback events (oldest first)."""
+    fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)
+             and e["value"].strip()]
+    return fixes[-1] if fixes else None
+
+
 def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str, Any]]], via: str) -> list[Source]:
     from flywheel.feedback.content import trace_contents
 
@@ -150,11 +160,11 @@ def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str
         events = [e for e in feedback.get(tid, []) if not (e["name"] == "label" and e["value"] != "fail")
                   and not (isinstance(e["value"], dict) and e["value"].get("passed") is True)]
         comments = list(dict.fromkeys(e["comment"] for e in events if e.get("comment")))
-        fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)]
+        fix = _last_fix(events)
         complaint = any(_negative(e) for e in events)
         out.append(Source(
             trace_id=tid, input=c["input"], output=c["output"], context=_context(c["sources"]),
-            reason="; ".join(comments) or None, correction=fixes[-1] if fixes else None, app=apps.get(tid),
+            reason="; ".join(comments) or None, correction=fix, app=apps.get(tid),
             description=f"promoted from {via}" + ("" if complaint else " (no feedback against it)"),
             verdict="fail" if complaint else "unreviewed",
             extra={"feedback": sorted({e["name"] for e in events}) or None},

@@ -7,7 +7,8 @@
 | guard-triggered | one of its guard spans did not pass (blocked, redacted, re-asked, dropped sources …) |
 | low-score | a check or judge scored it below 0.5 (or said fail / false) |
 | uncertain | a check or judge scored it between 0.35 and 0.65, or its signals disagree (one ≥ 0.5, one < 0.5) |
-| new-topic | its input has words absent from the traces before the window (flywheel.text.tokenize, CJK aware); |
+| new-topic | its input has words absent from the traces before the window (flywheel.text.tokenize, CJK aware; |
+|           | no stopwords, question words or bare numbers);                                                    |
 |           | without `since`, the older half of the newest candidates is the reference |
 
 "mixed" splits n evenly over the strategies that have candidates (what one cannot fill goes to the others,
@@ -235,8 +236,6 @@ class _Sampler:
 
     def new_topic(self) -> list[str]:
         """Traces of the window whose input has words absent from the traces before it, most novel first."""
-        from flywheel.text.tokenize import tokenize
-
         t = self.t
         cands = self.conn.execute(select(t.c.trace_id, t.c.input_preview, t.c.started_at).where(*self.where())
                                   .order_by(t.c.started_at.desc()).limit(NEW_TOPIC_CANDIDATES)).all()
@@ -253,10 +252,10 @@ class _Sampler:
             return []  # nothing older to compare with: everything would look new
         vocab: set[str] = set()
         for text in ref:
-            vocab.update(tokenize(text or ""))
+            vocab.update(_topic_words(text))
         scored = []
         for tid, text, _ in cands:
-            words = set(tokenize(text or ""))
+            words = _topic_words(text)
             novel = len(words - vocab)
             if novel:
                 scored.append((-novel / len(words), -novel, _tiebreak(tid, self.seed), tid))
@@ -318,3 +317,11 @@ def _signal(dialect: str) -> Any:
         "(CASE WHEN json_type(feedback.value) IN ('integer', 'real') THEN CAST(feedback.value AS REAL) "
         "WHEN feedback.value IN ('\"pass\"', 'true') THEN 1.0 "
         "WHEN feedback.value IN ('\"fail\"', 'false') THEN 0.0 END)")
+
+
+def _topic_words(text: str | None) -> set[str]:
+    """The words of an input that can make it a new topic: CJK-aware tokens without function words, the words a
+    question is framed with (可以, 如何, how) and bare numbers (an order number is not a topic)."""
+    from flywheel.text import QUESTION_WORDS, STOPWORDS, tokenize
+
+    return {w for w in tokenize(text or "") if not w.isdigit() and w not in STOPWORDS and w not in QUESTION_WORDS}

@@ -229,6 +229,11 @@ def gather(store: Store, *, queue: str | None = None, since: float | None = None
     from flywheel.feedback.content import trace_contents
 
     collected = collect(store, queue, since=since, app=app, min_agreement=min_agreement)
+    # an item no annotator corrected takes the trace's own `correction` feedback (a user's or an API client's)
+    fixes = corrections(store, [x.trace_id for x in collected.items if x.kind == "binary" and not x.correction])
+    for x in collected.items:
+        if not x.correction and x.trace_id in fixes:
+            x.correction = fixes[x.trace_id]
     if queue is None:
         ft = store.table("feedback")
         from sqlalchemy import select
@@ -245,11 +250,6 @@ def gather(store: Store, *, queue: str | None = None, since: float | None = None
             add_trace_facts(store, extra)
             extra = [x for x in extra if (since is None or (x.started_at or 0) >= since) and (app is None or x.app == app)]
             collected.items += extra
-    else:
-        fixes = corrections(store, [x.trace_id for x in collected.items if x.kind == "binary" and not x.correction])
-        for x in collected.items:
-            if not x.correction and x.trace_id in fixes:
-                x.correction = fixes[x.trace_id]
     return collected
 
 
@@ -315,6 +315,7 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
     names = [str(p) for p in files]
     sheet = datasheet.build(fmt, collected, used, counts, {**unusable, "near-duplicates": n_dupes}, options, names,
                             warnings, tally.to_dict())
+    _same_created_at(sheet, _ext(base, ".json"))
     if fmt == "hf":
         files[out / "README.md"] = _card(sheet, bool(holdout))
     files[_ext(base, ".md")] = datasheet.render(sheet)
@@ -360,6 +361,18 @@ def _sibling(path: Path, tag: str, suffix: str | None = None) -> Path:
     ext = path.suffix if suffix is None else suffix
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     return path.with_name(f"{stem}{tag}{ext}")
+
+
+def _same_created_at(sheet: dict[str, Any], path: Path) -> None:
+    """Exporting the same data again writes the same files: when the datasheet already there says everything the
+    new one says, its `created_at` is kept."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(old, dict) and isinstance(old.get("created_at"), str) and \
+            {**old, "created_at": None} == {**json.loads(json.dumps(sheet)), "created_at": None}:
+        sheet["created_at"] = old["created_at"]
 
 
 def _ext(base: Path, ext: str) -> Path:

@@ -56,7 +56,7 @@ class Collected:
     items: list[Labelled]
     queues: list[str]
     n_labels: int
-    agreement: dict[str, Any]  # agreement_report of the labels used (no disagreement list)
+    agreement: dict[str, Any]  # agreement_report of every label of the queues read (no disagreement list)
     dropped: dict[str, int] = field(default_factory=dict)  # why items were left out → how many
 
 
@@ -83,7 +83,7 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
     chosen = [q for q in chosen if q.kind in kinds]
     out: list[Labelled] = []
     dropped: Counter[str] = Counter()
-    used_labels: list[tuple[str, str, str]] = []
+    read_labels: list[tuple[str, str, str]] = []
     for q in chosen:
         labels = review.labels(store, q)
         if not labels:
@@ -96,6 +96,9 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
             mine = by_item.get(item.id)
             if not mine:
                 continue
+            # agreement describes how the queue was labelled: every labelled item counts, the ties and the
+            # low-agreement items left out below included (leaving them out would inflate κ towards 1)
+            read_labels += [(f"{q.id}:{lb.item_id}", lb.annotator, lb.verdict) for lb in mine]
             verdict = votes.get(item.id)
             if verdict is None:
                 dropped["tie between annotators"] += 1
@@ -115,8 +118,7 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
                 correction=next((lb.correction for lb in reversed(agreeing) if lb.correction), None),
                 reasons=list(dict.fromkeys(lb.reason for lb in agreeing if lb.reason)),
                 annotators=sorted({lb.annotator for lb in mine})))
-            used_labels += [(f"{q.id}:{lb.item_id}", lb.annotator, lb.verdict) for lb in mine]
-    if not used_labels and not dropped:
+    if not read_labels and not dropped:
         raise no_labels(queue)
     add_trace_facts(store, out)
     if since is not None or app is not None:
@@ -124,9 +126,9 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
         out = [x for x in out if (since is None or (x.started_at or 0.0) >= since) and (app is None or x.app == app)]
         if before - len(out):
             dropped["outside --since / --app"] = before - len(out)
-    report = agreement_report(used_labels, n_boot=200, seed=0) if used_labels else {}
+    report = agreement_report(read_labels, n_boot=200, seed=0) if read_labels else {}
     report.pop("disagreements", None)
-    return Collected(items=out, queues=[q.name for q in chosen], n_labels=len(used_labels), agreement=report,
+    return Collected(items=out, queues=[q.name for q in chosen], n_labels=len(read_labels), agreement=report,
                      dropped=dict(dropped))
 
 

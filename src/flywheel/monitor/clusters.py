@@ -21,9 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.text import QUESTION_WORDS, STOPWORDS
+
 NOVEL_QUANTILE = 95.0
 MIN_CLUSTER = 5
 EXAMPLES = 5
+# words that say nothing about a topic: function words and the ones a question is framed with (可以, 如何, how)
+_NOT_TOPIC = STOPWORDS | QUESTION_WORDS
 
 
 def choose_k(n: int) -> int:
@@ -73,7 +77,7 @@ def keywords(docs: Sequence[Sequence[str]], background: Counter[str], n_backgrou
     n = max(1, len(docs))
     need = 2 if len(docs) >= 4 else 1
     scored = [(df[t] / n * math.log((1 + n_background + n) / (1 + background.get(t, 0) + df[t])), t)
-              for t in df if df[t] >= need and len(t) > 1 and not t.isdigit()]
+              for t in df if df[t] >= need and len(t) > 1 and not t.isdigit() and t not in _NOT_TOPIC]
     return [t for _, t in sorted(scored, key=lambda s: (-s[0], s[1]))[:top]]
 
 
