@@ -222,7 +222,7 @@ def test_a_new_project_shows_empty_states_and_says_how_to_get_traces(browser, em
     w = Watched(browser.new_context(locale=locale))
     zh = locale == "zh-CN"
     try:
-        for path, empty in (("/ui/traces", "没有符合筛选条件的追踪" if zh else "No traces match"),
+        for path, empty in (("/ui/traces", "还没有追踪" if zh else "No traces yet"),
                             ("/ui/sessions", "没有会话" if zh else "No sessions"),
                             ("/ui/users", "没有用户" if zh else "No users"),
                             ("/ui/review", "还没有审核队列" if zh else "No review queues yet")):

@@ -78,7 +78,8 @@ def test_every_message_key_has_both_languages_and_unknown_text_stays_english():
 SAMPLE = {"n": "3", "low": "1", "high": "9", "kind": "binary", "side": "base", "what": "reason", "choices": "'a' or 'b'",
           "rest": "", "a": "x1", "b": "x2", "example": "{{question}}", "window": "1m", "who": "ana", "id": "ab12",
           "ids": "ab12, cd34", "scope": "app 'support'", "checks": "judge, exact", "known": "small, big",
-          "detail": "ValueError: x", "strategy": "'mixed'"}
+          "detail": "ValueError: x", "strategy": "'mixed'", "apps": "support",
+          "cmd": "`flywheel promote --traces ab12 --to evals/x.yaml --target app:NAME`"}
 WHAT = {"cannot_read": "--window", "no_prompt_ref": "label"}
 
 

@@ -10,6 +10,7 @@ another tenant's production traces are left out for a tenant's key."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -185,6 +186,12 @@ def run_page(request: Request, run_ref: str) -> Response:
         cases = [dict(r) for r in conn.execute(q.order_by(stats.c.ord).offset(offset).limit(limit)).mappings()]
         firsts = {r["id"]: dict(r) for r in conn.execute(select(eval_results).where(
             eval_results.c.id.in_([c["ord"] for c in cases]))).mappings()} if cases else {}
+        # "Compare" opens this run against the suite's run before it (or the pick-two form when there is none):
+        # a link with only one side answered the form's "a run id is needed" error
+        runs_c = eval_runs.c
+        previous = conn.scalar(select(runs_c.id).where(runs_c.suite == run["suite"], runs_c.id != run["id"],
+                                                      runs_c.started_at < (run["started_at"] or 0))
+                               .order_by(runs_c.started_at.desc()).limit(1))
     rows = []
     for c in cases:
         first = firsts.get(c["ord"], {})
@@ -202,6 +209,8 @@ def run_page(request: Request, run_ref: str) -> Response:
         return as_csv(rows, CASE_COLUMNS, f"eval-{run['id'][:8]}.csv", status=_status(errors))
     return _page(request, "eval_run.html", status=_status(errors), run=_run_row(run), rows=rows, pager=pager,
                  errors=errors, show=show, check=check, check_names=check_names,
+                 compare_url=f"/ui/evals/compare?{urlencode({'base': previous, 'cand': run['id']})}" if previous
+                 else "/ui/evals/compare",
                  filters={k: v for k, v in (("show", show if show != "all" else ""), ("check", check)) if v})
 
 

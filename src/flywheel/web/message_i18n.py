@@ -68,6 +68,11 @@ PATTERNS: list[tuple[type, str, str]] = [
     # the trace page's "add to eval suite" (flywheel.web.trace_view.suite_path)
     (UserError, "suite_name", rf"invalid suite file name {_p('name')}"),
     (UserError, "suite_outside", rf"suite file {_p('name')} is outside evals/"),
+    # a new suite for a trace whose app is not in flywheel.yaml (flywheel.evals.promote; the hint is the web's)
+    (UserError, "suite_no_target_of", r"cannot tell which app the new suite should run \(traces of (?P<apps>.+)\)"),
+    (UserError, "suite_no_target", r"cannot tell which app the new suite should run"),
+    (UserError, "suite_target_hint", (r"the trace's app is not one of flywheel\.yaml's apps: choose an existing suite, or run "
+                                      r"(?P<cmd>`flywheel promote [^`]+`)")),
     # validation of a page's URL or form
     (object, "whole_number", r"a whole number from (?P<low>\d+) to (?P<high>\d+)"),
     (object, "one_of_or_empty", r"one of (?P<choices>.+) \(or empty\)"),
@@ -151,6 +156,9 @@ EN: dict[str, str] = {
     "pair_twice": "a pair compares two different traces (got {id} twice)",
     "pair_queued": "the pair {a} / {b} is already in a review queue", "unknown_strategy": "unknown sampling strategy {name}",
     "suite_name": "invalid suite file name {name}", "suite_outside": "suite file {name} is outside evals/",
+    "suite_no_target_of": "cannot tell which app the new suite should run (traces of {apps})",
+    "suite_no_target": "cannot tell which app the new suite should run",
+    "suite_target_hint": "the trace's app is not one of flywheel.yaml's apps: choose an existing suite, or run {cmd}",
     "whole_number": "a whole number from {low} to {high}", "one_of": "one of {choices}",
     "one_of_or_empty": "one of {choices} (or empty)",
     "time_format": "a time is a Unix number, an ISO date ({a}) or an age ({b})",
@@ -194,6 +202,9 @@ ZH: dict[str, str] = {
     "pair_twice": "一对要比较两条不同的追踪（{id} 出现了两次）", "pair_queued": "追踪对 {a} / {b} 已在审核队列中",
     "unknown_strategy": "未知的抽样策略 {name}",
     "suite_name": "无效的评测套件文件名 {name}", "suite_outside": "评测套件文件 {name} 不在 evals/ 内",
+    "suite_no_target_of": "无法判断新评测套件要运行哪个应用（追踪来自 {apps}）",
+    "suite_no_target": "无法判断新评测套件要运行哪个应用",
+    "suite_target_hint": "该追踪的应用不在 flywheel.yaml 的 apps 中：请选一个已有的评测套件，或运行 {cmd}",
     "whole_number": "须为 {low} 到 {high} 之间的整数", "one_of": "须为以下之一：{choices}",
     "one_of_or_empty": "须为以下之一：{choices}（或留空）",
     "time_format": "时间须为 Unix 秒数、ISO 日期（{a}）或时长（{b}）",

@@ -6,7 +6,9 @@ from __future__ import annotations
 from flywheel.web import i18n
 
 EN: dict[str, str] = {
-    "review": "Review", "evals": "Evals", "queues": "Review queues", "queue": "Queue", "no_queues": "No review queues yet.",
+    "review": "Review", "evals": "Evals", "queues": "Review queues", "queue": "Queue",
+    "no_queues": "No review queues yet: New queue samples traces to label "
+    "(or `flywheel review sample -n 50`); then open the queue and label with the keyboard.",
     "new_queue": "New queue", "create": "Create", "strategy": "Strategy", "n_items": "Items", "overlap": "Annotators per item",
     "kind": "Kind", "binary": "binary (pass / fail)", "pairwise": "pairwise (A / B / tie)", "progress": "Progress",
     "complete": "complete", "annotators": "Annotators", "labels_n": "labels", "items_n": "items", "created": "Created",
@@ -16,8 +18,9 @@ EN: dict[str, str] = {
     "final_prompt": "Final prompt as sent", "sources": "Retrieved sources", "answer": "Answer",
     "answer_a": "Answer A", "answer_b": "Answer B", "reason": "Reason", "correction": "Correction (the right answer)",
     "pass": "Pass", "fail": "Fail", "a": "A is better", "b": "B is better", "tie": "Tie", "undo": "Undo last",
-    "skip": "Skip", "keys_binary": "Keys: P pass · F fail · S skip · U undo the last label.",
-    "keys_pairwise": "Keys: A · B · T tie · S skip · U undo the last label.",
+    "skip": "Skip",
+    "keys_binary": "Keys: P pass · F fail · S skip · U undo the last label · R write a reason (Esc leaves it).",
+    "keys_pairwise": "Keys: A · B · T tie · S skip · U undo the last label · R write a reason (Esc leaves it).",
     "done": "Done: no more items for you in this queue.", "mine": "labelled by you", "labelled": "Labelled",
     "undone": "Your label was removed; label this item again.",
     "cohen": "Cohen's κ per pair", "fleiss": "Fleiss' κ", "alpha": "Krippendorff's α", "ci95": "95 % interval",
@@ -27,7 +30,10 @@ EN: dict[str, str] = {
     "no_judge": "No judge was calibrated on this queue (`flywheel judge calibrate … --queue NAME`).",
     "adopted": " (adopted)", "add_trace": "Add this trace to a new review queue", "trace": "Trace",
     "runs": "Eval runs", "run": "Run", "suite": "Suite", "target": "Target", "model": "Model",
-    "pass_rate": "Pass rate", "cost": "Cost", "date": "Date", "status": "Status", "no_runs": "No eval runs yet.",
+    "pass_rate": "Pass rate", "cost": "Cost", "date": "Date", "status": "Status",
+    "no_runs_match": "No eval runs match these filters.",
+    "no_runs": "No eval runs yet: write a suite in evals/ and run "
+    "`flywheel eval` (docs/evals.md); each run shows up here.",
     "cases": "Cases", "case": "Case", "repeats": "Repeats", "passes": "Passes", "flaky": "flaky", "failed": "failed",
     "passed": "passed", "all": "all", "show": "Show", "check": "Failing check", "apply": "Apply",
     "output": "Output", "reference": "Reference", "checks": "Checks", "compare": "Compare",
@@ -60,7 +66,9 @@ EN: dict[str, str] = {
 }
 
 ZH: dict[str, str] = {
-    "review": "审核", "evals": "评测", "queues": "审核队列", "queue": "队列", "no_queues": "还没有审核队列。",
+    "review": "审核", "evals": "评测", "queues": "审核队列", "queue": "队列",
+    "no_queues": "还没有审核队列：点“新建队列”抽样要标注的追踪"
+    "（或运行 `flywheel review sample -n 50`），再打开队列用键盘标注。",
     "new_queue": "新建队列", "create": "创建", "strategy": "抽样策略", "n_items": "条目数", "overlap": "每条的标注人数",
     "kind": "类型", "binary": "二元（通过 / 不通过）", "pairwise": "成对（A / B / 平局）", "progress": "进度",
     "complete": "已完成", "annotators": "标注人", "labels_n": "个标签", "items_n": "个条目", "created": "创建时间",
@@ -70,8 +78,9 @@ ZH: dict[str, str] = {
     "final_prompt": "实际发送的最终提示词", "sources": "检索到的来源", "answer": "回答",
     "answer_a": "回答 A", "answer_b": "回答 B", "reason": "理由", "correction": "更正（正确的回答）",
     "pass": "通过", "fail": "不通过", "a": "A 更好", "b": "B 更好", "tie": "平局", "undo": "撤销上一个",
-    "skip": "跳过", "keys_binary": "快捷键：P 通过 · F 不通过 · S 跳过 · U 撤销上一个标签。",
-    "keys_pairwise": "快捷键：A · B · T 平局 · S 跳过 · U 撤销上一个标签。",
+    "skip": "跳过",
+    "keys_binary": "快捷键：P 通过 · F 不通过 · S 跳过 · U 撤销上一个标签 · R 填写理由（Esc 离开输入框）。",
+    "keys_pairwise": "快捷键：A · B · T 平局 · S 跳过 · U 撤销上一个标签 · R 填写理由（Esc 离开输入框）。",
     "done": "完成：此队列中没有留给你的条目了。", "mine": "由你标注", "labelled": "已标注",
     "undone": "你的标签已删除；请重新标注此条目。",
     "cohen": "每对标注人的 Cohen κ", "fleiss": "Fleiss κ", "alpha": "Krippendorff α", "ci95": "95% 区间",
@@ -81,7 +90,10 @@ ZH: dict[str, str] = {
     "no_judge": "尚未在此队列上校准评审模型（`flywheel judge calibrate … --queue NAME`）。",
     "adopted": "（已采用）", "add_trace": "将此追踪加入新的审核队列", "trace": "追踪",
     "runs": "评测运行", "run": "运行", "suite": "套件", "target": "目标", "model": "模型",
-    "pass_rate": "通过率", "cost": "费用", "date": "日期", "status": "状态", "no_runs": "还没有评测运行。",
+    "pass_rate": "通过率", "cost": "费用", "date": "日期", "status": "状态",
+    "no_runs_match": "没有符合筛选条件的评测运行。",
+    "no_runs": "还没有评测运行：在 evals/ 中写一个评测套件并运行 "
+    "`flywheel eval`（见 docs/evals.md），每次运行都会显示在这里。",
     "cases": "用例", "case": "用例", "repeats": "重复次数", "passes": "通过次数", "flaky": "不稳定", "failed": "失败",
     "passed": "通过", "all": "全部", "show": "显示", "check": "未通过的检查", "apply": "应用",
     "output": "输出", "reference": "参考答案", "checks": "检查", "compare": "对比",

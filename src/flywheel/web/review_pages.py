@@ -446,6 +446,10 @@ async def add_trace_to_suite(request: Request, trace: str) -> Response:
         path = suite_path(project.root, form.get("new_suite", "").strip() or form.get("suite", ""))
         result = write_suite(project, path, promote_sources.from_traces(_store(request), [trace]))
     except UserError as exc:
+        if exc.message.startswith("cannot tell which app"):  # its hint names the CLI's --target; this form has none
+            to = f"{SUITE_DIR}/{path.relative_to((project.root / SUITE_DIR).resolve())}"
+            exc = UserError(exc.message, hint="the trace's app is not one of flywheel.yaml's apps: choose an existing "
+                            f"suite, or run `flywheel promote --traces {trace[:12]} --to {to} --target app:NAME`")
         return _done(request, viewer, trace, None, localize_error(language(request), exc))
     shown = f"{SUITE_DIR}/{path.relative_to((project.root / SUITE_DIR).resolve())}"
     message = ax["written"].format(c=", ".join(result.written), p=shown) if result.written else \

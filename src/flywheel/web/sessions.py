@@ -16,6 +16,7 @@ from flywheel.web.render import as_csv, as_json, not_found, render, split_format
 
 router = APIRouter()
 SESSION_COLUMNS = ("session_id", "user_id", "turns", "first_at", "last_at", "cost_usd", "errors")
+USERS_SHOWN = 200  # the most recently active; the traces page's user filter finds any other
 USER_COLUMNS = ("user_id", "traces", "sessions", "last_at", "cost_usd")
 TURN_COLUMNS = ("trace_id", "started_at", "status", "latency_ms", "cost_usd", "user_id", "input_preview",
                 "output_preview")
@@ -61,12 +62,12 @@ def users_page(request: Request) -> Response:
     viewer = gate(request, fmt)
     if not isinstance(viewer, Viewer):
         return viewer
-    rows = top_users(request.app.state.flywheel.store, tenant=viewer.tenant, limit=200)
+    rows = top_users(request.app.state.flywheel.store, tenant=viewer.tenant, limit=USERS_SHOWN)
     if fmt == "json":
         return as_json(rows)
     if fmt == "csv":
         return as_csv(rows, USER_COLUMNS, "users.csv")
-    return render(request, "users.html", rows=rows)
+    return render(request, "users.html", rows=rows, capped=len(rows) >= USERS_SHOWN, shown=USERS_SHOWN)
 
 
 @router.get("/ui/sessions/{session_ref}", include_in_schema=False)

@@ -1,5 +1,6 @@
 // The review page's keys: each verdict button carries its key in data-key (p / f, or a / b / t), plus s (skip)
-// and u (undo the last label). Keys typed into the reason and correction fields are text, not verdicts.
+// and u (undo the last label); r goes to the reason field. Keys typed into the reason and correction fields are
+// text, not verdicts.
 // One request at a time: a key pressed while the next item loads is kept and applied to that item.
 (function () {
   "use strict";
@@ -23,6 +24,8 @@
       return;
     }
     var key = e.key.toLowerCase();
+    var reason = document.querySelector("#item #reason");
+    if (key === "r" && reason) { reason.focus(); e.preventDefault(); return; }  // the reason without 19 Tabs
     if (!document.querySelector('#item button[data-key="' + key + '"]')) { return; }
     e.preventDefault();
     if (busy) { pending = key; } else { press(key); }
