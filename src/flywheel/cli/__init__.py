@@ -50,7 +50,7 @@ SHORT_HELP = {
                 "transformers`.",
     "fake-llm": "Serve scripted answers on the OpenAI (/v1/chat/completions, /v1/embeddings, /v1/models) "
                 "and Anthropic (/v1/messages) wire protocols, for testing apps without a real model.",
-    "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora).",
+    "ingest": "Index files and folders (Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV, EPUB, BEIR corpora).",
     "init": "Write flywheel.yaml (commented, with provider presets), prompts/ and evals/.",
     "judge": "Calibrate LLM judges against human review labels (agreement κ, few-shot examples, versioned "
              "prompts).",

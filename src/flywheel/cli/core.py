@@ -226,4 +226,4 @@ def _ingest_suggestion(root: Path, cmd: str = "flywheel") -> str:
         if (root / name).exists():
             shown = name if cmd == "flywheel" else str(root / name)  # ingest reads paths from the current folder
             return f"`{cmd} ingest {shown}{'/' if (root / name).is_dir() else ''}`"
-    return f"`{cmd} ingest PATH` (a folder of your Markdown, PDF, HTML or text files; try it with `flywheel demo`)"
+    return f"`{cmd} ingest PATH` (a folder of your Markdown, PDF, HTML, text, Word, PowerPoint or Excel files; try it with `flywheel demo`)"

@@ -57,7 +57,7 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
 def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tuple[str, ...], text_field: str,
            max_file_mb: float, follow_links: bool, no_embed: bool, shard_spec: str | None, ray_address: str | None,
            as_json: bool) -> None:
-    """Index files and folders (Markdown, PDF, HTML, text, JSONL, BEIR corpora). Unchanged files are skipped;
+    """Index files and folders (Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV, EPUB, BEIR corpora). Unchanged files are skipped;
     an interrupted run resumes where it stopped. Keyword search works as soon as the chunks are written; the
     vectors are computed after (skip with --no-embed)."""
     from flywheel.apps.runtime import Runtime
@@ -98,7 +98,7 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
         _print_summary(summary, tenant)
     if failed:
         raise UserError(f"cannot ingest {'; '.join(failed)}",
-                        hint="give Markdown, PDF, HTML, text or JSONL files (`flywheel ingest --help`)")
+                        hint="give Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV or EPUB files (`flywheel ingest --help`)")
 
 
 def _embed_after_ingest(rt: Any, tenant: str, summary: Any) -> None:
@@ -119,7 +119,7 @@ def _check_folders(paths: tuple[str, ...]) -> None:
         path = Path(raw)
         if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
             raise UserError(f"folder {raw} has no files to ingest",
-                            hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text or JSONL files")
+                            hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV or EPUB files")
 
 
 def _explicit_failures(paths: tuple[str, ...], skipped: list[tuple[str, str]], root: Path) -> list[str]:
