@@ -10,7 +10,13 @@ form, and so does a token with a digit (s3, gpt4) or another script. A name is
 a run of word characters joined by `_`, `.`, `/`, `::` or `->` (min_relevance, v1.2, os.path, docs/a.md,
 std::vector): `settings.yaml` stemmed would be `set` + `yaml`, matching every text with "set" in it. camelCase
 is not told apart: its case is gone once lower-cased, and a user typing `maxtokens` must get the same tokens
-as a document writing `maxTokens`. Hyphens join English words (follow-ups, e-mails), which are stemmed."""
+as a document writing `maxTokens`. Hyphens join English words (follow-ups, e-mails), which are stemmed.
+
+An acronym's plural is the acronym: written as capitals and an s (LLMs, GPUs, VMs) before lower-casing, and by
+its letters after it (llms, pdfs: `stem`), since Snowball keeps an s without a vowel before it. A Chinese word of
+two characters that jieba's dictionary lacks is its two characters (`unglue_chinese`): jieba's HMM made it up by gluing
+characters the dictionary cut one by one, and glues them differently with the next character, so a question's
+one-character word (表, 库) would miss the document's."""
 
 from __future__ import annotations
 
@@ -19,16 +25,19 @@ from collections.abc import Iterable
 
 from flywheel.text import STOPWORDS_EN, STOPWORDS_ZH, detect_language, normalize, stem
 from flywheel.text import tokenize as _tokenize
-from flywheel.text.tokenize import MAX_TOKEN_CHARS, fold_traditional
+from flywheel.text.stopwords import STOPWORDS
+from flywheel.text.tokenize import MAX_TOKEN_CHARS, fold_traditional, in_dictionary, singular_acronyms
 
 __all__ = ["MAX_TOKEN_CHARS", "STOPWORDS_EN", "STOPWORDS_ZH", "TOKENIZER_HISTORY", "TOKENIZER_VERSION",
            "detect_language", "keyword_tokens", "marked_tokens", "normalize", "tokenize", "tokenize_many"]
 
 # Part of the ingest settings hash (changing keyword_tokens re-indexes files) and recorded per ingested file, so
 # a search over files indexed by another version warns (retriever.py). 2: traditional Chinese folded to simplified;
-# 3: English words stemmed.
-TOKENIZER_VERSION = "3"
-TOKENIZER_HISTORY = "3: English words stemmed; 2: traditional Chinese folded to simplified"  # for that warning
+# 3: English words stemmed; 4: an acronym's plural is the acronym (LLMs → llm), a Chinese two-character word
+# jieba's HMM made up is its two characters (表在 → 表).
+TOKENIZER_VERSION = "4"
+TOKENIZER_HISTORY = ("4: acronym plurals (LLMs) match the acronym, one-character Chinese words are not glued to "
+                     "the next; 3: English words stemmed; 2: traditional Chinese folded to simplified")  # for that warning
 
 
 def tokenize(text: str, *, stopwords: bool = False) -> list[str]:
@@ -88,15 +97,32 @@ def _pieces(text: str) -> list[tuple[list[str], bool]]:
     """The tokens of `text`, cut where names start and end: (tokens, True) for the text between names,
     (tokens, False) for a name. Names start and end where tokens do, so together they are exactly the
     tokenizer's tokens of the whole text (tests/test_retrieval_stemming.py checks it on the docs)."""
-    text = normalize(text)
+    text = normalize(singular_acronyms(text))
     out: list[tuple[list[str], bool]] = []
     start = 0
     for lo, hi in _name_spans(text):
         if text[start:lo].strip():  # not only the space between two names
-            out.append((_tokenize(text[start:lo]), True))
+            out.append((unglue_chinese(_tokenize(text[start:lo])), True))
         out.append((_tokenize(text[lo:hi]), False))
         start = hi
-    out.append((_tokenize(text[start:] if start else text), True))
+    out.append((unglue_chinese(_tokenize(text[start:] if start else text)), True))
+    return out
+
+
+_HAN2 = re.compile(r"[\u4e00-\u9fff]{2}")
+
+
+def unglue_chinese(tokens: list[str]) -> list[str]:
+    """`tokens` with each two-character Chinese word that jieba's dictionary lacks as its two characters: its
+    HMM glued two characters the dictionary cut one by one, and which it glues depends on the next character
+    (订单表在哪 → 订单 表在, 订单表记录 → 订单 表 记录), so the one-character word of a question (表, 库) missed
+    the same word in a document."""
+    out: list[str] = []
+    for t in tokens:
+        if len(t) == 2 and _HAN2.fullmatch(t) and not in_dictionary(t):
+            out.extend(c for c in t if c not in STOPWORDS)
+        else:
+            out.append(t)
     return out
 
 

@@ -63,6 +63,12 @@ def segment(text: str) -> list[str]:
     return [w for w in _segmenter().lcut(text, HMM=True) if w.strip()]
 
 
+def in_dictionary(word: str) -> bool:
+    """Whether jieba's dictionary has `word` as a word of its own (a word its HMM made up for characters the
+    dictionary cut one by one, a name or two characters glued together, has not; nor a mere prefix of a word)."""
+    return _segmenter().dt.FREQ.get(word, 0) > 0
+
+
 def fold_traditional(text: str) -> str:
     """`text` with traditional Chinese characters replaced by their simplified forms (發票 → 发票), one
     character for one, everything else unchanged."""
@@ -111,13 +117,40 @@ def stem(word: str) -> str:
     """The Snowball English (Porter2) stem of a lower-case word of ASCII letters (rules → rule, refunded → refund,
     policies → polici); any other token (with a digit, `_`, another script) is returned as it is.
 
-    Known gaps, kept because the keyword index's tokens (TOKENIZER_VERSION) are built with it: a plural without
-    a vowel before its s keeps it (llms, pdfs, sdks), and "alias" is "alia" while "aliases" is "alias"."""
+    Snowball keeps the s of a plural without a vowel before it (llms, pdfs, sdks): a word of four or more letters
+    without a vowel before its final s is an acronym's plural here, and loses it (llms → llm; dns, gps and nfs,
+    three letters, keep theirs). Known gap, kept because the keyword index's tokens (TOKENIZER_VERSION) are built
+    with it: "alias" is "alia" while "aliases" is "alias"."""
     if not (word.isascii() and word.isalpha()):
         return word
+    if is_acronym_plural(word):
+        word = word[:-1]
     stemmer = getattr(_stemmers, "english", None)
     if stemmer is None:
         import snowballstemmer
 
         stemmer = _stemmers.english = snowballstemmer.stemmer("english")
     return str(stemmer.stemWord(word))
+
+
+_VOWELS = frozenset("aeiouy")
+
+
+def is_acronym_plural(word: str) -> bool:
+    """Whether a lower-case word of ASCII letters is an acronym's plural by its letters: four or more, no vowel
+    before a final s (llms, pdfs, rpms). Not dns, gps or nfs (three letters: the s is the acronym's), nor a final
+    ps, whose s is a unit's or a protocol's (mbps, https, ftps)."""
+    return (len(word) >= 4 and word[-1] == "s" and word[-2] not in "sp"
+            and not _VOWELS.intersection(word[:-1]))
+
+
+# An acronym's plural as written: two or more capitals and a lower-case s (LLMs, GPUs, VMs), a word of its own:
+# in a name (docs/LLMs.md, LLMs_config, a->LLMs, as flywheel.retrieval.tokenize tells names) it stays as written.
+_ACRONYM_PLURAL = re.compile(r"(?<![A-Za-z0-9_./:>])([A-Z]{2,})s(?![A-Za-z0-9_]|[./][A-Za-z0-9]|::|->)")
+
+
+def singular_acronyms(text: str) -> str:
+    """`text`, NFKC, with each acronym's plural written as the acronym (LLMs → LLM, GPUs → GPU): Snowball keeps
+    the s of llms and gpus, and once lower-cased gpus cannot be told from a word. For the keyword tokens only:
+    the text itself, and the features of trained models, keep the words as written."""
+    return _ACRONYM_PLURAL.sub(r"\1", unicodedata.normalize("NFKC", text))

@@ -3,7 +3,8 @@ expected.json holds what ingesting it (keyword-only, BATCH_CHUNKS=8, into SQLite
 speed work (issue #17): every chunk's id, text hash, keyword tokens and language, and the file records. The
 files' `settings` hash includes TOKENIZER_VERSION and was updated when it went to 2 (traditional Chinese folded to
 simplified; this corpus's keyword tokens did not change) and to 3 (English words stemmed: the English chunks'
-tokens were updated too, each token either as it was or its Snowball stem, every other field unchanged)."""
+tokens were updated too, each token either as it was or its Snowball stem, every other field unchanged) and to 4
+(用例 and 线上, two-character words jieba's dictionary lacks, became their characters; every other field unchanged)."""
 
 from __future__ import annotations
 
