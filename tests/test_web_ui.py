@@ -137,7 +137,7 @@ def test_chinese_ui_text(browser, web_server):
     try:
         w.page.goto(f"{web_server.url}/ui/traces?lang=zh")
         expect(w.page.locator("h1")).to_have_text("追踪")
-        expect(w.page.locator("#apply")).to_have_text("应用")
+        expect(w.page.locator("#apply")).to_have_text("应用筛选")
         w.page.goto(f"{web_server.url}/ui/sessions")  # remembered in a cookie
         expect(w.page.locator("h1")).to_have_text("会话")
         w.shot("sessions-zh")

@@ -192,7 +192,7 @@ def test_queue_creation_errors_in_chinese(browser, server):
         w.page.click("#create-queue")
         error = w.page.locator("#form-error")
         expect(error).to_contain_text("no-such-app")
-        assert_chinese(error.inner_text(), "'no-such-app'", "--app")
+        assert_chinese(error.inner_text(), "'no-such-app'", "“应用”一栏")  # the form field, not the CLI flag
         w.page.fill('input[name="app"]', "")
         w.page.fill('input[name="name"]', "zh-taken")
         w.page.fill('textarea[name="trace_ids"]', trace_id(4))

@@ -4,7 +4,7 @@ annotators — the overlap is enforced here, in the store, not by the client.
     q = queues.create_queue(store, kind="binary", n=50, overlap=2)          # sampled (sampling.py), seeded
     item = queues.next_item(store, q, "ana")                                 # claims it for lock_ttl_s
     queues.label(store, item.id, "ana", "fail", reason="wrong version", correction="Use 2.1")
-    queues.progress(store, q); queues.labels(store, q)
+    queues.progress(store, q); queues.progress_many(store, queues.list_queues(store)); queues.labels(store, q)
 
 Every write that counts against the overlap (a claim in `next_item`, a `label`) runs in one transaction that is
 serialised per queue — SQLite `BEGIN IMMEDIATE`, PostgreSQL `SELECT … FOR UPDATE` on the queue row — and a
@@ -35,6 +35,7 @@ from flywheel.errors import UserError
 from flywheel.feedback.content import trace_contents
 from flywheel.feedback.events import validate
 from flywheel.feedback.queue_checks import already_queued, checked_ids, checked_pairs, free_name, known
+from flywheel.feedback.queue_progress import progress_many
 from flywheel.feedback.sampling import STRATEGIES, empty_window_message, sample_pairs, sample_strata
 from flywheel.text.secrets import scrub_secrets
 
@@ -472,19 +473,10 @@ def labels(store: Store, queue: str | Queue | None = None, *, tenant: str | None
 
 
 def progress(store: Store, queue: str | Queue) -> dict[str, Any]:
-    """{"queue", "items", "overlap", "labels", "complete" (items with K labels), "annotators": {name: n_done}}."""
+    """{"queue", "items", "overlap", "labels", "complete" (items with K labels), "annotators": {name: n_done}};
+    `progress_many` for several queues at once."""
     queue = get_queue(store, queue)
-    lt, it = store.table("review_labels"), store.table("review_items")
-    with store.connect() as conn:
-        n_items = conn.scalar(select(func.count()).select_from(it).where(it.c.queue_id == queue.id)) or 0
-        per_item = select(lt.c.item_id, func.count().label("n")).where(lt.c.queue_id == queue.id) \
-            .group_by(lt.c.item_id).subquery()
-        complete = conn.scalar(select(func.count()).select_from(per_item).where(per_item.c.n >= queue.overlap)) or 0
-        who = {str(k): int(v) for k, v in conn.execute(
-            select(lt.c.annotator, func.count()).where(lt.c.queue_id == queue.id)
-            .group_by(lt.c.annotator).order_by(lt.c.annotator)).all()}
-    return {"queue": queue.name, "items": n_items, "overlap": queue.overlap, "labels": sum(who.values()),
-            "complete": complete, "annotators": who}
+    return progress_many(store, [queue])[queue.id]
 
 
 def _empty_queue_hint(kind: str, strategy: str, app: str | None, since: float | None, until: float | None) -> str:

@@ -132,6 +132,18 @@ PHRASES: dict[str, str] = {
 }
 _WORDS = re.compile(r"[A-Za-z]+(?: [A-Za-z]+){2,}")  # three English words in a row: still untranslated
 
+# Remedies in the core's hints that name a CLI option or command: on a page, the form field or page to use instead
+# (the CLI keeps its wording; the new-queue form's fields are App and Strategy, trace ids are on the Traces page)
+WEB_ACTIONS: dict[str, dict[str, str]] = {
+    "drop --app": {"en": "clear the App field", "zh": "清空“应用”一栏"},
+    "try --strategy random": {"en": "try the Strategy “random”", "zh": "试试“随机”抽样策略"},
+    "list traces with `flywheel traces` (of the queue's tenant)": {
+        "en": "find the trace ids of the queue's tenant on the Traces page (/ui/traces)",
+        "zh": "在“追踪”页（/ui/traces）查找该队列租户的追踪 ID"},
+    "list traces with `flywheel traces`": {"en": "find trace ids on the Traces page (/ui/traces)",
+                                           "zh": "在“追踪”页（/ui/traces）查找追踪 ID"},
+}
+
 EN: dict[str, str] = {
     "nf_page": "no page {id}", "nf_trace": "no trace with id {id}", "nf_span": "no span with id {id}",
     "nf_session": "no session with id {id}",
@@ -261,14 +273,22 @@ def match(lang: str, text: str, compiled: list[tuple[type, str, re.Pattern[str]]
 def localize_error(lang: str, exc: UserError) -> str:
     """A UserError as a page shows it: its message and, in parentheses, its hint, each translated when known."""
     message = localize(lang, exc.message, exc)
-    hint = localize(lang, exc.hint, exc) if exc.hint else ""
-    if lang != "en" and hint == exc.hint:
+    web_hint = web_actions(lang, exc.hint or "")
+    hint = localize(lang, web_hint, exc) if web_hint else ""
+    if lang != "en" and hint == web_hint:
         hint = phrases(hint)
     if lang != "en" and message != exc.message and _WORDS.search(hint or ""):
         hint = ""  # the message says what went wrong in Chinese; an untranslated CLI hint would only add English
     if not hint:
         return message
     return f"{message}（{hint}）" if lang == "zh" else f"{message} ({hint})"
+
+
+def web_actions(lang: str, hint: str) -> str:
+    """`hint` with each remedy that names a CLI option or command worded as the action on a page (WEB_ACTIONS)."""
+    for cli, web in sorted(WEB_ACTIONS.items(), key=lambda kv: -len(kv[0])):
+        hint = hint.replace(cli, web.get(lang, web["en"]))
+    return hint
 
 
 def localize_all(lang: str, errors: dict[str, str]) -> dict[str, str]:

@@ -46,7 +46,7 @@ EN: dict[str, str] = {
 ZH: dict[str, str] = {
     "metrics": "指标", "monitors": "监控", "prompts": "提示词", "playground": "试验场",
     "window": "时间窗", "group_by": "分组", "no_group": "（不分组）", "since": "起始时间", "until": "截止时间",
-    "apply": "应用", "invalid": "无效", "export": "导出", "no_data": "无数据",
+    "apply": "应用筛选", "invalid": "无效", "export": "导出", "no_data": "无数据",
     "partial": "部分结果：时间预算已用完；{since} 之前的时间窗只有 SQL 汇总（追踪数、错误、费用、令牌）。"
     "请选更长的时间窗或更短的时间范围查看其余指标。",
     "took": "计算耗时 {ms} 毫秒", "click_point": "点击数据点可打开对应的追踪。", "n_rows": "{n} 个时间窗 × 分组",

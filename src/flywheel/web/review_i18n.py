@@ -95,7 +95,7 @@ ZH: dict[str, str] = {
     "no_runs": "还没有评测运行：在 evals/ 中写一个评测套件并运行 "
     "`flywheel eval`（见 docs/evals.md），每次运行都会显示在这里。",
     "cases": "用例", "case": "用例", "repeats": "重复次数", "passes": "通过次数", "flaky": "不稳定", "failed": "失败",
-    "passed": "通过", "all": "全部", "show": "显示", "check": "未通过的检查", "apply": "应用",
+    "passed": "通过", "all": "全部", "show": "显示", "check": "未通过的检查", "apply": "应用筛选",
     "output": "输出", "reference": "参考答案", "checks": "检查", "compare": "对比",
     "compare_runs": "对比两次运行", "base": "基线", "cand": "候选", "delta": "变化",
     "regressions_only": "只看退化", "regression": "退化", "fix": "修复", "same": "不变",

@@ -55,11 +55,10 @@ def _queue(request: Request, viewer: Viewer, ref: str) -> queues.Queue | None:
 
 def _rows(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
     store = _store(request)
-    out = []
-    for q in queues.list_queues(store, tenant=_tenant(viewer)):
-        p = queues.progress(store, q)
-        out.append({**q.model_dump(), "labels": p["labels"], "complete": p["complete"], "annotators": p["annotators"]})
-    return out
+    listed = queues.list_queues(store, tenant=_tenant(viewer))
+    done = queues.progress_many(store, listed)
+    return [{**q.model_dump(), "labels": done[q.id]["labels"], "complete": done[q.id]["complete"],
+             "annotators": done[q.id]["annotators"]} for q in listed]
 
 
 # ------------------------------------------------------------------------------------------- the list

@@ -17,6 +17,7 @@ from flywheel.web.render import as_csv, as_json, not_found, render, split_format
 router = APIRouter()
 SESSION_COLUMNS = ("session_id", "user_id", "turns", "first_at", "last_at", "cost_usd", "errors")
 USERS_SHOWN = 200  # the most recently active; the traces page's user filter finds any other
+TURNS_SHOWN = 1000  # a session's latest turns; the traces list filtered by session_id pages through the rest
 USER_COLUMNS = ("user_id", "traces", "sessions", "last_at", "cost_usd")
 TURN_COLUMNS = ("trace_id", "started_at", "status", "latency_ms", "cost_usd", "user_id", "input_preview",
                 "output_preview")
@@ -76,11 +77,16 @@ def session_page(request: Request, session_ref: str) -> Response:
     viewer = gate(request, fmt)
     if not isinstance(viewer, Viewer):
         return viewer
-    turns = session_turns(request.app.state.flywheel.store, session_id, tenant=viewer.tenant)
+    store = request.app.state.flywheel.store
+    turns = session_turns(store, session_id, tenant=viewer.tenant, limit=TURNS_SHOWN + 1)
     if not turns:
         return not_found(request, f"no session with id '{session_id}'", fmt)
+    capped = len(turns) > TURNS_SHOWN  # one more than shown was read, to know
+    turns = turns[-TURNS_SHOWN:]
+    every_turn = f"/ui/traces?{urlencode({'session_id': session_id})}"
     if fmt == "json":
-        return as_json(turns, session_id=session_id)
+        return as_json(turns, session_id=session_id, capped=capped, all_turns=every_turn)
     if fmt == "csv":
         return as_csv(turns, TURN_COLUMNS, "session.csv")
-    return render(request, "session.html", session_id=session_id, turns=turns)
+    return render(request, "session.html", session_id=session_id, turns=turns, capped=capped, shown=TURNS_SHOWN,
+                  every_turn=every_turn)

@@ -59,6 +59,8 @@ PATTERNS: list[tuple[type, str, str]] = [
     (object, "rule_relative", r"alert rule (?P<rule>`[^`]*`): cannot read relative_to (?P<spec>.+)"),
 ]
 _COMPILED = [(kind, key, re.compile(pattern, re.DOTALL)) for kind, key, pattern in PATTERNS]
+# texts that name a CLI option: reworded on English pages too (EN says what to do on the page)
+_WEB_WORDED = [c for c in _COMPILED if c[1] in ("reference_empty_window", "reference_empty_suite")]
 
 EN: dict[str, str] = {
     "alert_metric": "{rule}: {metric} = {value}{baseline}, {bound} [{group}]",
@@ -66,10 +68,11 @@ EN: dict[str, str] = {
     "bound_ratio": "{p}{dir} {n}x baseline", "bound_threshold": "{p}{dir} the threshold", "bound": "{p}{dir} {n}",
     "embeddings_drifted": "{side} embeddings drifted (MMD p={p}, AUC {auc})",
     "field_shifted": "{field} shifted (PSI {psi}; {moved})",
+    # the core's text ends in "choose another --reference"; the drift page has a Reference field for it
     "reference_empty_window": "the reference is empty: no traces to compare against in that window; choose another "
-                              "--reference",
-    "reference_empty_suite": "the reference is empty: no traces to compare against in {suite}; choose another "
-                             "--reference",
+                              "in the Reference field",
+    "reference_empty_suite": "the reference is empty: no traces to compare against in {suite}; choose another in the "
+                             "Reference field",
     "reference_small": "the reference holds {n} {unit}; at least {min} are needed to test drift",
     "gateway_failed": "all models failed for alias {alias} after {n} attempt(s): {tried}",
     "gateway_hint": "check the endpoint is up and the API key is set{fallbacks}",
@@ -87,8 +90,8 @@ ZH: dict[str, str] = {
     "bound_ratio": "{p}{dir}基线的 {n} 倍", "bound_threshold": "{p}{dir}阈值", "bound": "{p}{dir} {n}",
     "embeddings_drifted": "{side}嵌入发生漂移（MMD p={p}，AUC {auc}）",
     "field_shifted": "{field} 的分布发生变化（PSI {psi}；{moved}）",
-    "reference_empty_window": "参照为空：该时间窗内没有可比较的追踪；请换一个 --reference",
-    "reference_empty_suite": "参照为空：{suite} 中没有可比较的内容；请换一个 --reference",
+    "reference_empty_window": "参照为空：该时间窗内没有可比较的追踪；请在“参照”一栏换一个",
+    "reference_empty_suite": "参照为空：{suite} 中没有可比较的内容；请在“参照”一栏换一个",
     "reference_small": "参照只有 {n} 条{unit}；检验漂移至少需要 {min} 条",
     "gateway_failed": "别名 {alias} 的所有模型都失败了（共尝试 {n} 次）：{tried}",
     "gateway_hint": "请确认端点可用、API 密钥已设置{fallbacks}",
@@ -139,8 +142,10 @@ def _one(lang: str, text: str) -> str:
 
 def alert_text(lang: str, text: str | None) -> str:
     """A monitor or drift alert message (and any text of this catalog) in `lang`."""
-    if not text or lang == "en":
-        return text or ""
+    if not text:
+        return ""
+    if lang == "en":
+        return message_i18n.match(lang, text, _WEB_WORDED, TEXT) or text
     return _one(lang, text)
 
 
