@@ -83,11 +83,14 @@ def _num(x: float | None) -> str:
 def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
     """`queue` as the user named it (the report holds the queue id, which they never typed)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    from flywheel.text import safe_display
+
     console = Console(highlight=False)
-    console.print(
-        f"[bold]{r['check']}[/] judged by {r['judge_model']} on queue {queue}: "
+    console.print(  # the check's name may hold a criterion the user typed: shown as text, not markup
+        f"[bold]{escape(safe_display(r['check']))}[/] judged by {r['judge_model']} on queue {queue}: "
         f"{r['n']} labelled item(s), {r['n_train']} train / {r['n_heldout']} held out (seed {r['seed']})"
     )
     t = Table(show_edge=False)
@@ -102,7 +105,7 @@ def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
     console.print(f"  step: {r['step']} · {r['train_disagreements']} train disagreement(s) · "
                   f"{r['examples']} example(s) in the prompt")
     if r.get("proposed_criterion"):
-        console.print(f"  proposed criterion: {r['proposed_criterion']}")
+        console.print(f"  proposed criterion: {escape(safe_display(r['proposed_criterion']))}")
     if r["version"] is not None:
         console.print(f"  stored as version {r['version']} — {_adoption(r)}")
     kappa = r["kappa_after"] if r["adopted"] else r["kappa_before"]

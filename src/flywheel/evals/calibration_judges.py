@@ -22,6 +22,16 @@ from flywheel.evals.calibration_store import calibrated_criterion, judge_status
 FORMS = "evals/FILE.yaml, evals/FILE.yaml#CASE, monitor:NAME, guard:APP or judge:CRITERION"
 
 
+LABEL_CHARS = 48  # of the criterion, in the calibrate header: one terminal line with the model and queue
+
+
+def criterion_label(criterion: str) -> str:
+    """How a `judge:CRITERION` judge is named in reports: its criterion, on one line and shortened
+    (`judge "The answer cites a source."`), since that is all that tells it from another."""
+    text = " ".join(criterion.split())
+    return f'judge "{text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "…"}"'
+
+
 def resolve_judge(project: Project, ref: str) -> JudgeRef:
     """The judge check `ref` names in the project; UserError (with what exists) when there is none."""
     ref = ref.strip()
@@ -29,7 +39,7 @@ def resolve_judge(project: Project, ref: str) -> JudgeRef:
         criterion = ref[len("judge:"):].strip()
         if not criterion:
             raise UserError("judge: needs a criterion, e.g. judge:'The answer cites a source.'")
-        return JudgeRef(label="judge", criterion=criterion)
+        return JudgeRef(label=criterion_label(criterion), criterion=criterion)
     if ref.startswith("monitor:"):
         return _from_specs(ref, project.config.monitor.online, ref[len("monitor:"):], by_name=True)
     if ref.startswith("guard:"):

@@ -66,8 +66,6 @@ def render_run(
         + (f" · resumed {s.resumed} result(s)" if s.resumed else "")
         + (f" · {s.errors} error(s)" if s.errors else "")
     )
-    for w in s.warnings:
-        console.print(f"  [yellow]warning:[/] {escape(w)}")
     for line in judge_agreement(s, judges):
         console.print(f"  judge agreement {escape(agreement_text(line))}")
         if line.get("warning"):

@@ -28,8 +28,9 @@ A case may instead be a conversation or a multiple-choice question (see docs/mul
         answer: 0                  # the index of the right choice, or its text
 
 The shape is validated by the pydantic schema in flywheel.evals.suite_schema; every mistake is a UserError
-naming file:line and the valid choices. A case with fewer than three checks
-gets a warning: an assertion test should state at least three expectations.
+naming file:line and the valid choices. A hand-written case with fewer than three checks
+gets a warning: an assertion test should state at least three expectations (a case promoted from a trace,
+with `metadata.source_trace_id`, and a multiple-choice case are exempt).
 """
 
 from __future__ import annotations
@@ -249,7 +250,8 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
                 hint="multi-turn cases need an app: target (a chat app keeps the session) or a model: target",
             )
         stated = sum(len(t.checks) for t in case.turns) if case.turns else len(case.checks)
-        if stated < MIN_CHECKS and not case.choices:  # a multiple-choice case is scored by its answer
+        # a multiple-choice case is scored by its answer; a promoted one states what its label says
+        if stated < MIN_CHECKS and not case.choices and not _promoted(case):
             suite.warnings.append(
                 f"{case_where}: case `{case.id}` states {stated} check(s); "
                 f"state at least {MIN_CHECKS} expectations"
@@ -258,6 +260,13 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
     if not suite.cases:
         raise ConfigError("the suite has no cases", where=at("cases"), hint="add at least one case")
     return suite
+
+
+def _promoted(case: EvalCase) -> bool:
+    """A case `flywheel promote` wrote from a trace. Its checks are derived from what the reviewer's label
+    says (a judge, plus the numbers or terms the correction gives), so padding it to three would invent
+    expectations nobody stated; the three-expectations lint is for hand-written cases."""
+    return bool(case.metadata.get("source_trace_id"))
 
 
 def _has_prompt_vars(case: EvalCase, target: Target, where: str) -> None:

@@ -24,22 +24,33 @@ STOPWORDS_ZH = _words("""
 STOPWORDS: frozenset[str] = STOPWORDS_EN | STOPWORDS_ZH
 
 # Words that frame a question rather than say what it is about ("please explain how to use …", "请问怎么样才能…"):
-# matching an answer's sentences to a question ignores them. Wider than STOPWORDS on the question side (tell,
-# explain, use), narrower elsewhere (has, more, off can be what a question is about).
+# matching an answer's sentences to a question ignores them, and topic labels never show them. Wider than
+# STOPWORDS on the question side (tell, explain, use), narrower elsewhere (has, more, off can be what a question
+# is about). Both languages list their interrogatives by kind: wh-words and their -ever forms; the word that
+# completes an English how-phrase (how long / much / many / often / far / soon: tokenize drops `how` as a
+# stopword, so "long" would stand alone as content; not kind, type, sort, which are also keys and programming
+# words); Chinese question pronouns (啥, 哪儿, 何时, 为啥, 咋), amount and degree (多久, 多长时间, 几点),
+# A-not-A forms (是不是, 有没有), the question adverbs 到底 / 究竟 / 难道 and the final particles.
 QUESTION_WORDS_EN = _words("""
 a about all also am an and any are as at be been being but by can could describe did do does doing
 each every explain for from get give he her here his how how's i i'm if in into is it it's its just
 know may me might must my need no nor not of on onto or our over please shall she should show so
 some tell than that the their them then there there's these they this those to under use used using
 want was we were what what's when where which who whom whose why will with without would you your
+whatever whenever wherever whether whichever whoever where's who's why's
+long much many often far soon
 """)
 QUESTION_WORDS_ZH = _words("""
 一下 一个 下 与 个 中 为 为什么 为何 之 也 了 于 什么 什么样 从 以 会 你 你们 其 几个 及 可不可以
 可以 吗 吧 呢 和 哪个 哪些 哪种 哪里 啊 在 地 多少 如何 对 就 得 怎么 怎么样 怎样 我 我们 或 把 时
 时候 是 是否 有 有什么 的 着 能 能否 被 要 该 请问 谁 过 这 这个 那 那个 都
+啥 哪儿 哪位 哪样 何时 何处 何地 何种 为啥 咋 咋样 咋办 怎么办 怎么回事 干嘛 干吗 意思
+多久 多长 多长时间 多大 多远 多高 多快 几时 几点 几天 几次 几种 几年
+是不是 有没有 需不需要 行不行 好不好 到底 究竟 难道 嘛 呀
 """) | _words("""
 一個 個 與 為 為什麼 為何 什麼 什麼樣 從 會 你們 幾個 嗎 哪個 哪種 哪裡 哪裏 對 怎麼 怎麼樣 怎樣 我們 時 時候 有什麼
 著 該 請問 誰 過 這 這個 那個 於
+哪兒 何時 何處 為啥 怎麼辦 怎麼回事 幹嘛 幹嗎 多長 多長時間 多遠 幾時 幾點 幾天 幾次 幾種 幾年 有沒有 難道
 """)  # the same words in traditional characters (繁體): jieba keeps them whole too
 QUESTION_WORDS: frozenset[str] = QUESTION_WORDS_EN | QUESTION_WORDS_ZH
 
