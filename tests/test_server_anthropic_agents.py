@@ -157,7 +157,7 @@ def test_the_same_turns_to_an_openai_compatible_alias_are_translated(ant, llm):
     assert second.content[0].text == "The README introduces flywheel."
     sent = [r for r in llm.requests if r["path"] == "/v1/chat/completions"][-1]
     assert "thinking" not in sent and "context_management" not in sent and "cache_control" not in json.dumps(sent)
-    assert sent["messages"][0] == {"role": "system", "content": SYSTEM[0]["text"] + SYSTEM[1]["text"]}
+    assert sent["messages"][0] == {"role": "system", "content": SYSTEM[0]["text"] + "\n" + SYSTEM[1]["text"]}
     assert sent["messages"][-1]["role"] == "tool" and "# flywheel" in sent["messages"][-1]["content"]
 
 

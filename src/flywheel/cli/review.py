@@ -3,21 +3,18 @@ and agreement. The queue logic is flywheel.feedback.queues; this module parses a
 
 from __future__ import annotations
 
-import re
 import shlex
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from flywheel.cli import emit_json, main
 from flywheel.errors import UserError
+from flywheel.text.when import parse_when
 
 DAY = 86_400.0
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
 VERDICT_KEYS = {"binary": {"p": "pass", "f": "fail"}, "pairwise": {"a": "a", "b": "b", "t": "tie"}}
 
 
@@ -25,31 +22,6 @@ def _store(state: Any) -> Any:
     from flywheel.store import Store
 
     return Store.open(state.project.store_url)
-
-
-def parse_when(value: str | None, option: str, now: float | None = None) -> float | None:
-    """A time option: Unix seconds, an ISO date / date-time (UTC unless it says otherwise), or an age like 24h,
-    7d, 30m (that long before now)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    now = time.time() if now is None else now
-    m = _RELATIVE.match(text.lower())
-    if m:
-        return now - float(m.group(1)) * _UNITS[m.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"cannot read {option} {value!r} as a time",
-                        hint="use an age (24h, 7d), a date (2026-06-01), a date-time (2026-06-01T08:00) or Unix "
-                             "seconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 def _annotator_option(value: str | None) -> str:

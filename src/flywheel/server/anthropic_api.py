@@ -110,7 +110,7 @@ def _text(content: str | list[Block], param: str) -> str:
             raise ApiError(400, f"content block type {block.type!r} is not supported (text only)",
                            param=f"{param}.{i}.type", code="unsupported_content")
         out.append(block.text)
-    return "".join(out)
+    return "\n".join(out)  # parts are separate texts (as vLLM flattens them)
 
 
 def _session(body: MessagesIn, request: Request) -> str | None:

@@ -104,10 +104,11 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
         otlp,
         responses_api,
         review_api,
+        root,
     )
 
     for module in (openai_proxy, models_api, anthropic_api, responses_api, conversations_api, apps_api, feedback_api,
-                   ops, otlp, review_api, files_api, batches_api):
+                   ops, otlp, review_api, files_api, batches_api, root):
         app.include_router(module.router)
     web.mount(app, state)  # the dashboard under /ui
     from flywheel.server import mcp_mount

@@ -9,6 +9,7 @@ guards, judges — lands in one trace carrying the caller's tenant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -225,22 +226,47 @@ async def begin(state: ServerState, principal: Principal, tenant: str, route: st
     return Call(state, principal, tenant, route, model, app, admission, span, token)
 
 
+class _Tracked:
+    """An async generator as a response body that remembers whether iterating it ever began (Python 3.11 has no
+    `inspect.getasyncgenstate`); one method call per chunk, no extra generator frame."""
+
+    def __init__(self, events: Any):
+        self.events, self.started = events, False
+
+    def __aiter__(self) -> _Tracked:
+        return self
+
+    def __anext__(self) -> Any:
+        self.started = True
+        return self.events.__anext__()
+
+
 def sse_response(events: Any, headers: dict[str, str]) -> Any:
-    """A text/event-stream response that closes its generator as soon as the stream ends for any reason (the
+    """A text/event-stream response that closes its generator as soon as the response ends for any reason (the
     client went away included), so the generator's `finally` ends the trace and settles the cost right then,
-    not whenever the garbage collector finds it."""
+    not whenever the garbage collector finds it.
+
+    A generator that never started (the client gone before the first byte: the first send fails, or the ASGI
+    server cancels the response before it iterates) has no `finally` to run yet: it is run to its first event and
+    closed there, so its `finally` settles all the same. The wires' first event (role chunk, message_start,
+    response.created) is made before any upstream wait; at worst it waits for a keep-alive or the first piece."""
     import anyio
     from fastapi.responses import StreamingResponse
 
+    body = _Tracked(events)
+
     class _Closing(StreamingResponse):
-        async def stream_response(self, send: Any) -> None:
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
             try:
-                await super().stream_response(send)
+                await super().__call__(scope, receive, send)
             finally:
                 with anyio.CancelScope(shield=True):
+                    if not body.started:
+                        with contextlib.suppress(Exception):  # the generator's own finally has recorded it
+                            await events.__anext__()
                     await events.aclose()
 
-    return _Closing(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+    return _Closing(body, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
 
 
 @asynccontextmanager

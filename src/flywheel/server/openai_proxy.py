@@ -156,6 +156,10 @@ class CompletionIn(BaseModel):
 
 
 def text_of(content: str | list[ContentPart] | None, param: str) -> str:
+    """A message's content as the one text a flywheel Message holds: text parts joined with a newline, as vLLM
+    flattens them for a chat template (joined with "", "part one" + "part two" reached the model as
+    "part onepart two"). One part is its text unchanged, so `"hi"` and `[{"type": "text", "text": "hi"}]` are the
+    same request (the same cache key and trace input)."""
     if content is None or isinstance(content, str):
         return content or ""
     parts = []
@@ -164,7 +168,7 @@ def text_of(content: str | list[ContentPart] | None, param: str) -> str:
             raise ApiError(400, f"content part type {part.type!r} is not supported (text only)",
                            param=f"{param}.{i}.type", code="unsupported_content")
         parts.append(part.text)
-    return "".join(parts)
+    return "\n".join(parts)
 
 
 def to_messages(messages: list[ChatMessageIn]) -> list[Message]:

@@ -1,7 +1,8 @@
 """Review queues over HTTP (the dashboard's review page): the same functions as `flywheel review`.
 
     GET  /v1/review/queues                      the key's tenant's queues, with progress
-    POST /v1/review/queues                      sample a queue (body: kind, n, strategy, overlap, app, since …)
+    POST /v1/review/queues                      sample a queue (body: kind, n, strategy, overlap, app, since …;
+                                                since/until as the CLI takes them: 1717200000, 24h, 2026-06-01)
     GET  /v1/review/queues/{q}                  one queue, its progress and items
     POST /v1/review/queues/{q}/next             {"annotator"} → {"item": …} claimed for review.lock_ttl_s, or null
     POST /v1/review/items/{id}/label            {"annotator", "verdict", "reason"?, "correction"?} → 201
@@ -16,6 +17,7 @@ name is the annotator.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -25,11 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from flywheel.errors import UserError
 from flywheel.feedback import queues
 from flywheel.server.errors import ApiError
+from flywheel.text.when import FORMS_HINT, parse_when
 
 router = APIRouter()
 
-
-_YEAR_2200 = 7_258_118_400.0
 
 
 class SampleIn(BaseModel):
@@ -40,8 +41,9 @@ class SampleIn(BaseModel):
     strategy: str = "mixed"
     overlap: int | None = Field(default=None, ge=1, le=100)
     app: str | None = None
-    since: float | None = Field(default=None, ge=0, le=_YEAR_2200)  # Unix seconds
-    until: float | None = Field(default=None, ge=0, le=_YEAR_2200)
+    # what `flywheel review create --since/--until` takes: Unix seconds, 24h / 7d, 2026-06-01, an ISO date-time
+    since: float | str | None = None
+    until: float | str | None = None
     seed: int | None = Field(default=None, ge=0, le=2**62)
     trace_ids: list[str] | None = None
     pairs: list[tuple[str, str]] | None = None
@@ -67,6 +69,15 @@ def _tenant(request: Request) -> tuple[Any, str | None]:
     principal = state.authenticate(request.headers)
     bound = None if principal.admin or principal.key_id is None else principal.tenant
     return state, bound
+
+
+def _when(value: float | str | None, param: str, now: float) -> float | None:
+    """A `since`/`until` read as `flywheel review create` reads it (flywheel.text.when); 400 naming the field."""
+    try:
+        seconds = parse_when(value, f"`{param}`", now)
+    except UserError as exc:
+        raise ApiError(400, f"{exc.message}; {FORMS_HINT}", param=param, code="invalid_value") from None
+    return seconds  # a time before 1970 or after 2200 is refused by queues.create_queue
 
 
 def _annotator(request: Request, given: str | None) -> str:
@@ -115,10 +126,12 @@ async def list_review_queues(request: Request) -> Any:
 async def create_review_queue(body: SampleIn, request: Request) -> Any:
     state, tenant = _tenant(request)
     overlap = body.overlap or state.project.config.review.overlap
+    now = time.time()
+    since, until = _when(body.since, "since", now), _when(body.until, "until", now)
 
     def run() -> dict[str, Any]:
         queue = queues.create_queue(state.store, body.name, kind=body.kind, overlap=overlap, strategy=body.strategy,
-                                    n=body.n, app=body.app, since=body.since, until=body.until, seed=body.seed,
+                                    n=body.n, app=body.app, since=since, until=until, seed=body.seed,
                                     trace_ids=body.trace_ids, pairs=body.pairs, tenant=tenant)
         return {**_queue_json(state.store, queue), "items": [i.model_dump() for i in queues.items(state.store, queue)]}
 
