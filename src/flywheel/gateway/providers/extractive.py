@@ -21,8 +21,11 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   "如何选择基础模型？" quotes the items under the heading "如何选择基础模型", not the heading. A sentence's context
   also holds the sentence before it ("它的好处是…" is about what that one names). Code is never quoted.
 - A unit's score is the IDF-weighted share of the question's terms it covers (its own words count fully, its
-  context's words half; a Chinese question word written inside a longer source word counts too). It must
-  reach `params.min_coverage` (default 0.34) with at least two question terms.
+  context's words half; a Chinese question word written inside a longer source word counts too, and so do
+  characters jieba cut one by one, 年 假, where a unit writes them together, 年假, never against one). It must
+  reach `params.min_coverage` (default 0.34) with at least two question terms. The question's words in the
+  unit's heading path (the source's location, then the headings inside it) add `TOPIC` times their share: a
+  unit in a section about the question beats one that mentions its words in passing elsewhere.
   Examples are not answers: a unit holding the whole question (a page listing example questions) is not
   quoted, and quoted example questions, Chinese inside inline code, call arguments in inline code, link
   targets and URLs match nothing; a question's name matches only a whole word (extractive_match.py).
@@ -33,6 +36,8 @@ How it picks (see docs/retrieval.md, "The extractive model"):
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
   a Latin-script word in a Chinese question, a capitalised word (not the first) or a number in an English
   one — that appears in none of the sources: names have no synonyms, so the sources are about something else.
+  An all-capital one (US, HR, SLA) may be spelled out instead: words whose initials spell it ("United States";
+  capitalised words for two letters) match it, there and in the unit's score.
 - **Unseen identifiers** (`request.metadata["unseen_identifiers"]`, which the docs-QA app sets from the
   retriever): the question's identifiers that no document of the corpus contains (order 12345 in "退款规则
   12345？") are not terms of the question — documentation describes the kind of thing, not the user's own
@@ -55,14 +60,18 @@ from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, esti
 from flywheel.gateway.providers.extractive_match import (
     HAN_RUN,
     INLINE_CODE,
+    acronyms,
+    content,
     echo_key,
     found,
+    joined_characters,
     names,
     pairs,
     prose,
     prose_script,
     question_scripts,
     script,
+    spells_out,
     terms,
     whole_words,
     words,
@@ -97,6 +106,7 @@ _NOT_COVERED = {"en": "The sources do not cover this question, so I cannot answe
 _NO_SOURCES = {"en": "No sources were given, and the extractive model can only quote sources.",
                "zh": "没有提供任何资料；抽取式模型只能引用资料中的原文。"}
 MAX_ITEMS = 5  # list items quoted together when the best unit is one of them
+TOPIC = 0.2  # weight of the question's share in a unit's heading
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,7 @@ class Sentence:
     kind: str = "sentence"  # sentence | item | row
     context: str = ""  # the heading it sits under, and the lead-in (list items) or previous sentence
     group: int = -1  # list items of one list share a group
+    heading: str = ""  # the heading it sits under (part of `context`)
 
 
 def parse_sources(text: str) -> dict[int, str]:
@@ -137,9 +148,9 @@ def parse_sources(text: str) -> dict[int, str]:
 
 
 def source_sections(text: str) -> dict[int, str]:
-    """The section each numbered source comes from: the last part of its location ("Guardrails > On-fail
-    actions" → "On-fail actions"), from the XML `location` attribute or the Markdown `### [n] source location`
-    line. A chunk's text does not repeat its heading; this is what its sentences sit under."""
+    """The section each numbered source comes from: its heading path ("Guardrails > On-fail actions"), from the
+    XML `location` attribute or the Markdown `### [n] source location` line. A chunk's text does not repeat its
+    heading; the path's last part is what its sentences sit under, the whole path what they are about."""
     found: dict[int, str] = {}
     for attrs, _ in _XML_SOURCE.findall(text):
         m, loc = _XML_ID.search(attrs), _XML_LOCATION.search(attrs)
@@ -150,7 +161,7 @@ def source_sections(text: str) -> dict[int, str]:
         if m:
             rest = line[m.end():].split(None, 1)  # the source name, then the location
             found.setdefault(int(m.group(1)), rest[1] if len(rest) > 1 else "")
-    return {n: _LINES_SUFFIX.sub("", loc).split(" > ")[-1].strip() for n, loc in found.items()}
+    return {n: _LINES_SUFFIX.sub("", loc).strip() for n, loc in found.items()}
 
 
 def _strip_sources(text: str) -> str:
@@ -230,7 +241,8 @@ def units(n: int, text: str, section: str = "") -> list[Sentence]:
         a, b = block
         raw = text[a:b].strip()
         if block_kind == "item":
-            out.append(Sentence(n, len(out), text[a:b].strip(), "item", f"{heading} {lead}".strip(), group))
+            out.append(Sentence(n, len(out), text[a:b].strip(), "item", f"{heading} {lead}".strip(), group,
+                                heading))
         elif "\n" not in raw and _heading_like(raw):
             heading, lead = _clean(raw), ""
             group += 1
@@ -246,7 +258,8 @@ def units(n: int, text: str, section: str = "") -> list[Sentence]:
                     continue
                 if len(sent) >= 2 and not _CODE_LIKE.match(sent):
                     # the sentence before says what "it" / "它" refers to
-                    out.append(Sentence(n, len(out), sent, "sentence", f"{heading} {previous}".strip()))
+                    out.append(Sentence(n, len(out), sent, "sentence", f"{heading} {previous}".strip(),
+                                        heading=heading))
                 previous = sent
         block, block_kind = [], ""
 
@@ -274,7 +287,7 @@ def units(n: int, text: str, section: str = "") -> list[Sentence]:
         if stripped.startswith("|"):
             close()
             if not set(stripped) <= set("|-: "):
-                out.append(Sentence(n, len(out), stripped, "row", heading))
+                out.append(Sentence(n, len(out), stripped, "row", heading, heading=heading))
             continue
         mark = _LIST_MARK.match(line)
         if mark and len(stripped) > len(mark.group(0).strip()):
@@ -297,13 +310,17 @@ def split_sentences(text: str) -> list[str]:
 # ---------------------------------------------------------------- choosing
 
 
+def _last_part(path: str) -> str:
+    return path.split(" > ")[-1].strip()
+
+
 def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 3, min_coverage: float = 0.34,
                    sections: dict[int, str] | None = None, unseen: Collection[str] = ()
                    ) -> list[tuple[float, Sentence]]:
     """The units that answer the question best, in the order they are quoted; [] when none does. `unseen`:
     identifiers of the question that the whole corpus lacks, left out of its terms."""
     sections = sections or {}
-    sentences = [u for n in sorted(sources) for u in units(n, sources[n], sections.get(n, ""))]
+    sentences = [u for n in sorted(sources) for u in units(n, sources[n], _last_part(sections.get(n, "")))]
     # A source sentence holding the whole question quotes it as an example ("What does min_relevance do?" in a
     # passage about questions); it does not answer it.
     echo = echo_key(question)
@@ -318,35 +335,47 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     q_lang = language_of(question)
     q_scripts = question_scripts(question) | {""}
     sentences = [s for s in sentences if prose_script(s.text) in q_scripts]
+    # Characters jieba cut one by one (年 假) count where a unit writes them together, never against one, unless
+    # nothing else is left ("年假有几天？").
+    bonus = joined_characters(question) - q_terms
+    if not q_terms:
+        q_terms, bonus = bonus, set()
     if not sentences or not q_terms:
         return []
     q_names = names(question, q_lang) & q_terms
-    if q_names - set().union(*(whole_words(t) for t in sources.values())):
+    spelled = {t: letters for t, letters in acronyms(question).items() if t in q_terms}
+    unnamed = q_names - set().union(*(whole_words(t) for t in sources.values()))
+    if any(t not in spelled or not any(spells_out(spelled[t], content(s)) for s in sources.values())
+           for t in unnamed):
         return []  # the question names something the sources never mention (a piece of an identifier is not it)
-    han_terms = [t for t in q_terms if HAN_RUN.fullmatch(t)]
-    own = [found(s.text, han_terms, q_names) for s in sentences]
-    ctx = [found(s.context, han_terms, q_names) - o for s, o in zip(sentences, own, strict=True)]
+    han_terms = [t for t in q_terms | bonus if HAN_RUN.fullmatch(t)]
+    own = [found(s.text, han_terms, q_names, spelled) for s in sentences]
+    ctx = [found(s.context, han_terms, q_names, spelled) - o for s, o in zip(sentences, own, strict=True)]
     q_pairs = pairs(words(question))
     df: dict[str, int] = {}
     for ts in own:
-        for t in ts & q_terms:
+        for t in ts & (q_terms | bonus):
             df[t] = df.get(t, 0) + 1
     n = len(sentences)
     # A question term found in no sentence keeps the highest weight: missing it lowers coverage the most.
-    idf = {t: math.log(1 + n / df.get(t, 0.5)) for t in q_terms}
-    total = sum(idf.values())
+    idf = {t: math.log(1 + n / df.get(t, 0.5)) for t in q_terms | bonus}
+    total = sum(idf[t] for t in q_terms)
     # A sentence sharing one word with a two-word question ("reset my password") does not answer it.
     need_terms = min(2, len(q_terms))
     scored: list[tuple[float, Sentence]] = []
     for sent, o, c in zip(sentences, own, ctx, strict=True):
-        mine, around = o & q_terms, c & q_terms
+        mine, around = o & (q_terms | bonus), c & (q_terms | bonus)
         coverage = (sum(idf[t] for t in mine) + 0.5 * sum(idf[t] for t in around)) / total
         if coverage < min_coverage or len(mine | around) < need_terms or not (mine or sent.kind == "item"):
             continue
         order = len(q_pairs & pairs(words(sent.text))) / len(q_pairs) if q_pairs else 0.0
+        # The heading says what a unit is about: the question's words there beat the same words met in passing
+        # in a section about something else.
+        about = f"{sections.get(sent.source, '')} {sent.heading}"
+        topic = sum(idf[t] for t in found(about, han_terms, q_names, spelled) & (q_terms | bonus)) / total
         # a quote in the reader's language beats an equally matching one in another language
         same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
-        scored.append((coverage + 0.1 * order + same_language, sent))
+        scored.append((coverage + 0.1 * order + TOPIC * topic + same_language, sent))
     scored.sort(key=lambda x: (-x[0], x[1].source, x[1].ordinal))
     if not scored:
         return []

@@ -33,6 +33,7 @@ from flywheel.text.language import LATIN
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_]*")
+_ACRONYM = re.compile(r"\b([A-Z]{2,6})s?\b")  # US, HR, SLAs
 _NAME_LIKE = re.compile(r"\b(?:[A-Z][A-Za-z0-9]*|\d+(?:\.\d+)?)\b")  # Oracle, GenOS, CEO, 2024
 # Quoted text, by the quote marks both languages use (straight double quotes only around a span of one line).
 _QUOTED = re.compile(r"“[^”\n]{1,80}”|「[^」\n]{1,80}」|『[^』\n]{1,80}』|\"[^\"\n]{1,80}\"")
@@ -84,6 +85,23 @@ def terms(text: str) -> set[str]:
     return out
 
 
+def joined_characters(question: str) -> set[str]:
+    """The question's Chinese characters that jieba cut one by one next to each other (function words aside),
+    joined again: a word its dictionary lacks (年假 → 年 假), or no word at all (先做 → 先 做). They match a
+    source that writes them together, and are not held against one that does not."""
+    out: set[str] = set()
+    for run in HAN_RUN.findall(fold_traditional(question.lower())):
+        joined = ""
+        for w in [*segment(run), ""]:
+            if len(w) == 1 and w not in STOP:
+                joined += w
+                continue
+            if len(joined) > 1:
+                out.add(joined)
+            joined = ""
+    return out
+
+
 def names(question: str, language: str) -> set[str]:
     """Terms of the question that name something, whole (`min_relevance`, not its pieces): Latin words in a
     Chinese question; capitalised words (Oracle, GenOS, CEO) and numbers in an English one, except its first
@@ -92,6 +110,26 @@ def names(question: str, language: str) -> set[str]:
         return set(words(" ".join(re.findall(r"[A-Za-z0-9][A-Za-z0-9_.-]*", question)), parts=False))
     found = [m for m in _NAME_LIKE.finditer(question) if m.start() > 0]
     return set(words(" ".join(m.group(0) for m in found), parts=False))
+
+
+def acronyms(question: str) -> dict[str, str]:
+    """The question's all-capital words (US, HR, SLAs), as term → letters: a source may spell them out."""
+    out: dict[str, str] = {}
+    for m in _ACRONYM.finditer(question):
+        found = words(m.group(0), parts=False)
+        if found:
+            out[found[0]] = m.group(1)
+    return out
+
+
+def spells_out(letters: str, text: str) -> bool:
+    """Whether `text` has consecutive words whose initials are `letters` ("United States" for US, "service
+    level agreement" for SLA), connecting words (of, and, for, the) skipped. Two letters need capitalised words:
+    any two lowercase words would spell a short acronym by chance."""
+    capital = len(letters) < 3
+    initial = [f"{c}[a-z]" if capital else f"[{c}{c.lower()}]" for c in letters]  # letters are A-Z
+    pattern = r"\s+(?:(?:of|and|for|the|&)\s+)?".join(f"{i}[\\w'-]*" for i in initial)
+    return re.search(rf"\b{pattern}\b", text) is not None
 
 
 def whole_words(text: str) -> set[str]:
@@ -125,15 +163,18 @@ def echo_key(text: str) -> str:
     return "".join(normalize(text).split()).rstrip("?？.。!！")
 
 
-def found(text: str, han_terms: list[str], question_names: set[str]) -> set[str]:
+def found(text: str, han_terms: list[str], question_names: set[str], spelled: dict[str, str] | None = None
+          ) -> set[str]:
     """The text's content terms, plus the question's Chinese words it contains as written: jieba segments the
-    same words differently in different phrases (代表 in the question, 代表队 in the source). A name of the
+    same words differently in different phrases (代表 in the question, 代表队 in the source); and the question's
+    acronyms (`spelled`, term → letters) the text spells out (US in "the United States"). A name of the
     question found only as a piece of a longer identifier is left out."""
     text = content(text)
     out = terms(text)
     if question_names & out:
         out -= question_names - set(words(text, parts=False))
     lowered = fold_traditional(text.lower())
+    out |= {t for t, letters in (spelled or {}).items() if t not in out and spells_out(letters, text)}
     return out | {t for t in han_terms if t not in out and t in lowered}
 
 
