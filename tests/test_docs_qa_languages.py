@@ -7,11 +7,11 @@ in both languages."""
 from __future__ import annotations
 
 import pytest
+from docs_support import bm25_runtime
 
 from flywheel.apps.augment import prefer_question_language, twin_key
 from flywheel.apps.docs_qa import DocsQA
-from flywheel.apps.runtime import Runtime
-from flywheel.config import ModelAlias, Project
+from flywheel.config import ModelAlias
 from flywheel.gateway import Gateway
 from flywheel.prompts import PromptRegistry
 from flywheel.retrieval.retriever import Retriever, asked_terms, topic_terms
@@ -93,17 +93,7 @@ If the invoice details are wrong, you can ask for it to be reissued once within 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """The shop's help pages in Chinese and English (docs/zh/…, docs/en/…), BM25 only."""
-    root = tmp_path_factory.mktemp("bilingual")
-    for name, text in PAGES.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    (root / "flywheel.yaml").write_text("retrieval: {embedder: none}\n", encoding="utf-8")
-    project = Project.load(root)
-    from flywheel.retrieval.ingest import ingest
-
-    with Runtime(project) as rt:
-        ingest([root / "docs"], rt.store, project.config, root=root)
+    with bm25_runtime(tmp_path_factory.mktemp("bilingual"), PAGES) as rt:
         yield rt
 
 

@@ -6,13 +6,9 @@ sentence under a section about the question beats one that mentions its words in
 from __future__ import annotations
 
 import pytest
+from docs_support import bm25_runtime, offline_app
 
-from flywheel.apps.docs_qa import DocsQA
-from flywheel.apps.runtime import Runtime
-from flywheel.config import ModelAlias, Project
-from flywheel.gateway import Gateway
 from flywheel.gateway.providers.extractive import extractive_answer, source_sections
-from flywheel.prompts import PromptRegistry
 from flywheel.text import segment
 
 PAGES = {
@@ -62,19 +58,8 @@ DECLINED = ("提供的资料没有涵盖这个问题", "The sources do not cover
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """The user's documents, ingested BM25 only, asked through the docs-QA app with the extractive model."""
-    root = tmp_path_factory.mktemp("new_user")
-    for name, text in PAGES.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    (root / "flywheel.yaml").write_text("retrieval: {embedder: none}\n", encoding="utf-8")
-    project = Project.load(root)
-    from flywheel.retrieval.ingest import ingest
-
-    with Runtime(project) as rt:
-        ingest([root / "docs"], rt.store, project.config, root=root)
-        yield DocsQA(retriever=rt.retriever, gateway=Gateway({"default": ModelAlias(provider="extractive")}),
-                     prompt=PromptRegistry().get("docs_qa"))
+    with bm25_runtime(tmp_path_factory.mktemp("new_user"), PAGES) as rt:
+        yield offline_app(rt.retriever)
 
 
 def test_a_word_jieba_cuts_into_characters_still_matches(app):

@@ -7,13 +7,9 @@ refused, in both languages."""
 from __future__ import annotations
 
 import pytest
+from docs_support import bm25_runtime, offline_app
 
-from flywheel.apps.docs_qa import DocsQA
-from flywheel.apps.runtime import Runtime
-from flywheel.config import ModelAlias, Project
-from flywheel.gateway import Gateway
 from flywheel.gateway.providers.extractive import extractive_answer
-from flywheel.prompts import PromptRegistry
 
 PAGES = {
     "zh/refund.md": """# 售后
@@ -61,23 +57,8 @@ DECLINED = ("提供的资料没有涵盖这个问题", "The sources do not cover
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """The shop's help pages in Chinese and English, BM25 only."""
-    root = tmp_path_factory.mktemp("unseen")
-    for name, text in PAGES.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    (root / "flywheel.yaml").write_text("retrieval: {embedder: none}\n", encoding="utf-8")
-    project = Project.load(root)
-    from flywheel.retrieval.ingest import ingest
-
-    with Runtime(project) as rt:
-        ingest([root / "docs"], rt.store, project.config, root=root)
+    with bm25_runtime(tmp_path_factory.mktemp("unseen"), PAGES) as rt:
         yield rt
-
-
-def offline_app(retriever) -> DocsQA:
-    return DocsQA(retriever=retriever, gateway=Gateway({"default": ModelAlias(provider="extractive")}),
-                  prompt=PromptRegistry().get("docs_qa"))
 
 
 # ------------------------------------------------------------------ the model, given the sources

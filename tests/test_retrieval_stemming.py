@@ -10,12 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from docs_support import bm25_runtime, offline_app
 
-from flywheel.apps.docs_qa import DocsQA
-from flywheel.apps.runtime import Runtime
-from flywheel.config import ModelAlias, Project, RetrievalConfig
-from flywheel.gateway import Gateway
-from flywheel.prompts import PromptRegistry
+from flywheel.config import RetrievalConfig
 from flywheel.retrieval.ingest import ingest
 from flywheel.retrieval.retriever import Retriever, open_index
 from flywheel.retrieval.tokenize import TOKENIZER_VERSION, keyword_tokens, marked_tokens, unglue_chinese
@@ -99,21 +96,8 @@ def test_marking_names_cuts_the_text_only_where_tokens_end():
 # ------------------------------------------------------------------ search and the offline app
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stemming")
-    for name, text in PAGES.items():
-        path = root / "docs" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    (root / "flywheel.yaml").write_text("retrieval: {embedder: none}\n", encoding="utf-8")
-    project = Project.load(root)
-    with Runtime(project) as rt:
-        ingest([root / "docs"], rt.store, project.config, root=root)
+    with bm25_runtime(tmp_path_factory.mktemp("stemming"), PAGES) as rt:
         yield rt
-
-
-def offline_app(retriever) -> DocsQA:
-    return DocsQA(retriever=retriever, gateway=Gateway({"default": ModelAlias(provider="extractive")}),
-                  prompt=PromptRegistry().get("docs_qa"))
 
 
 @pytest.mark.parametrize("question", ["What is the refund rule for order 12345?",
