@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -455,8 +456,12 @@ def test_bad_script_names_file_and_line(tmp_path, text, line, needle):
 def test_cli_serves_script_until_interrupted(tmp_path):
     script = tmp_path / "rules.yaml"
     script.write_text("- match: ping\n  reply: pong\n", encoding="utf-8")
-    command = [sys.executable, "-m", "flywheel", "fake-llm", "--port", "0", "--script", str(script)]
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # `python -m flywheel fake-llm`, with SIGINT raising KeyboardInterrupt as after a terminal's Ctrl-C, also when
+    # pytest runs as a background job (`… &` in a script starts it with SIGINT ignored, which children inherit)
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             f"sys.argv = ['flywheel', 'fake-llm', '--port', '0', '--script', {str(script)!r}]; "
+             "runpy.run_module('flywheel', run_name='__main__')")
+    with subprocess.Popen([sys.executable, "-c", start], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"}) as proc:
         try:
             base_url = proc.stdout.readline().strip()
@@ -465,8 +470,16 @@ def test_cli_serves_script_until_interrupted(tmp_path):
                 assert ask(c, "ping?").choices[0].message.content == "pong"
         finally:
             proc.send_signal(signal.SIGINT)
-            proc.wait(10)
-    assert proc.returncode == 130
+            try:  # communicate, not wait: a child blocked on a full stderr pipe would never exit
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                status = Path(f"/proc/{proc.pid}/status")
+                signals = [ln for ln in status.read_text().splitlines() if ln.startswith("Sig")] \
+                    if status.exists() else []
+                proc.kill()
+                _, err = proc.communicate()
+                pytest.fail(f"fake-llm did not stop on SIGINT ({signals}); its stderr: {err[-3000:]}")
+    assert proc.returncode == 130, err[-3000:]
 
 
 def test_pytest_fixture_serves_scripted_answers(fake_llm):
