@@ -6,6 +6,8 @@ uvicorn server in front of fake_llm."""
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 from test_pipeline import gateway, judge_policy
@@ -79,8 +81,12 @@ def test_an_app_answer_streams_sentence_by_sentence_through_its_guards(live, cli
 
     from flywheel.tracing import get_trace, tracer
 
-    tracer.flush()
-    trace = get_trace(live.state.store, final.id.removeprefix("chatcmpl-"))
+    for _ in range(400):  # the request's span ends after the last byte is sent: poll until it is stored
+        tracer.flush()
+        trace = get_trace(live.state.store, final.id.removeprefix("chatcmpl-"))
+        if trace and trace["spans"][0]["name"] != "docs":
+            break
+        time.sleep(0.02)
     root = trace["spans"][0]
     assert root["name"] == "server /v1/chat/completions" and trace["app"] == "docs"
     assert [c["name"] for c in root["children"]] == ["docs"]  # the app's run, inside the request's trace
