@@ -32,15 +32,20 @@ class LoadOptions:
     metadata: dict[str, Any] = field(default_factory=dict)  # user fields added to every document
 
 
+def check_size(size: int, options: LoadOptions) -> None:
+    """Skip an empty file or one over `options.max_bytes`."""
+    if size == 0:
+        raise Skip("empty file")
+    if size > options.max_bytes:
+        raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+
+
 def read_bytes(path: Path, options: LoadOptions) -> bytes:
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise Skip(f"cannot read: {exc.strerror}") from None
-    if size == 0:
-        raise Skip("empty file")
-    if size > options.max_bytes:
-        raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+    check_size(size, options)
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from flywheel.retrieval.loaders.base import LoadOptions, Skip
+from flywheel.retrieval.loaders.base import LoadOptions, Skip, check_size
 
 REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 R_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
@@ -49,10 +49,7 @@ def open_package(path: Path, options: LoadOptions, required: str) -> Iterator[zi
                 raise Skip(f"old binary Office format saved as {suffix}: {_resave(suffix)}")
     except OSError as exc:
         raise Skip(f"cannot read: {exc.strerror}") from None
-    if size == 0:
-        raise Skip("empty file")
-    if size > options.max_bytes:
-        raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+    check_size(size, options)
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
