@@ -107,19 +107,31 @@ def test_list_input_with_a_prior_assistant_turn(llm, client, alias):
         {"role": "developer", "content": "Be brief."},
         {"role": "user", "content": "Hello there"},
         {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi!"}]},
-        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "What is the capital "},
-                                                        {"type": "input_text", "text": "of France?"}]}])
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "One question."},
+                                                        {"type": "input_text", "text": "What is the capital of France?"}]}])
     assert resp.output_text == "Paris."
     sent = _sent(llm)
     if alias == "gpt":
         assert sent["messages"] == [{"role": "system", "content": "Be brief."},
                                     {"role": "user", "content": "Hello there"},
                                     {"role": "assistant", "content": "Hi!"},
-                                    {"role": "user", "content": "What is the capital of France?"}]
+                                    {"role": "user", "content": "One question.\nWhat is the capital of France?"}]
     else:  # the Anthropic wire: system apart, turns alternate
         assert sent["path"].endswith("/v1/messages") and sent["system"] == "Be brief."
         assert [m["role"] for m in sent["messages"]] == ["user", "assistant", "user"]
         assert sent["messages"][1]["content"] == "Hi!"
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_text_parts_are_joined_with_a_newline_as_on_chat_completions(llm, client, alias):
+    parts = [{"type": "input_text", "text": "Hello"}, {"type": "input_text", "text": "world"}]
+    resp = client.responses.create(model=alias, input=[{"role": "user", "content": parts}])
+    assert resp.output_text == "You said: Hello\nworld"  # fake_llm echoes the prompt; glued, it read "Helloworld"
+    chat = client.chat.completions.create(model=alias, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}, {"type": "text", "text": "world"}]}])
+    assert chat.choices[0].message.content == resp.output_text
+    one = client.responses.create(model=alias, input=[{"role": "user", "content": parts[:1]}])
+    assert one.output_text == "You said: Hello"  # one part is its text unchanged
 
 
 @pytest.mark.parametrize("alias", ALIASES)

@@ -85,9 +85,10 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
                 await state.runtime.gateway.aclose()
             state.close()  # flushes the trace writer and closes the store
 
-    # no /docs or /redoc: FastAPI serves them from a CDN, and flywheel works offline; /openapi.json stays
+    # no /docs or /redoc: FastAPI serves them from a CDN, and flywheel works offline; /openapi.json is root.py's,
+    # which asks for a key when keys are required
     app = FastAPI(title="flywheel", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="OpenAI-compatible proxy, app API and feedback for a flywheel project.")
+                  openapi_url=None, description="OpenAI-compatible proxy, app API and feedback for a flywheel project.")
     app.state.flywheel = state
     _errors(app)
     from flywheel import web

@@ -2,7 +2,7 @@
 
     Responses                                                  gateway (OpenAI chat)
     instructions                                               a system message first
-    input "text" | [{role, content}, {type: message, …}]       messages (input_text / output_text parts joined)
+    input "text" | [{role, content}, {type: message, …}]       messages (text parts joined with a newline)
     {type: function_call, call_id, name, arguments}            the assistant turn's tool_calls (consecutive merged)
     {type: function_call_output, call_id, output}              {role: tool, tool_call_id, content}
     tools [{type: function, name, description, parameters}]    [{type: function, function: {name, …}}]
@@ -76,7 +76,8 @@ def refuse_unsupported(body: ResponsesIn) -> None:
 
 
 def _text(content: Any, param: str) -> str:
-    """A message's content (a string or text parts) as one string."""
+    """A message's content (a string or text parts) as one string: parts joined with a newline, as chat
+    completions (openai_proxy.text_of) and the Messages API join them, so "Hello" + "world" is not "Helloworld"."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -92,7 +93,7 @@ def _text(content: Any, param: str) -> str:
         else:
             raise ApiError(400, f"content part type {kind!r} is not supported (text only: input_text, output_text)",
                            param=f"{param}.{i}.type", code="unsupported_content")
-    return "".join(out)
+    return "\n".join(out)
 
 
 def _string(item: dict[str, Any], key: str, param: str) -> str:

@@ -1,6 +1,7 @@
 """PowerPoint (.pptx, standard library only): one Document per slide in presentation order, located as
 `slide N: Title` (the title placeholder's text), with the slide's text boxes in reading order, its tables as rows
-(tables.py) and its speaker notes last under "Speaker notes:"."""
+(tables.py) and its speaker notes last under "Speaker notes:". Hidden slides (`<p:sld show="0">`, Slide Show >
+Hide Slide) are not indexed, and a warning says which; the slides around them keep their numbers."""
 
 from __future__ import annotations
 
@@ -93,15 +94,27 @@ def _notes(zf: zipfile.ZipFile, slide_part: str) -> list[str]:
     return []
 
 
-def load_pptx(path: Path, *, source: str, tenant: str, options: LoadOptions) -> list[Document]:
+def _hidden_warning(numbers: list[int]) -> str:
+    which = ", ".join(str(n) for n in numbers[:20]) + (f" and {len(numbers) - 20} more" if len(numbers) > 20 else "")
+    return (f"{len(numbers)} hidden slide{'s were' if len(numbers) > 1 else ' was'} not indexed (slide "
+            f"{which}); to index {'them' if len(numbers) > 1 else 'it'}, unhide in PowerPoint (Slide Show > Hide "
+            "Slide) and save")
+
+
+def load_pptx(path: Path, *, source: str, tenant: str,
+              options: LoadOptions) -> tuple[list[Document], list[str]]:
     with open_package(path, options, "ppt/presentation.xml") as zf:
         pres = read_xml(zf, "ppt/presentation.xml", KIND)
         targets = rels(zf, "ppt/presentation.xml", KIND)
         ids = [s.get(R_ID) for s in pres.iter() if local(s.tag) == "sldId"] if pres is not None else []
         slide_parts = [targets[i][1] for i in ids if i in targets and targets[i][0] == "slide"]
         slides = []
+        hidden: list[int] = []
         for number, part in enumerate(slide_parts, start=1):
             root = read_xml(zf, part, KIND)
+            if root is not None and attr(root, "show") in ("0", "false"):
+                hidden.append(number)  # numbered as PowerPoint numbers it, so the others keep their numbers
+                continue
             tree = next((el for el in root.iter() if local(el.tag) == "spTree"), None) if root is not None else None
             if tree is None:
                 continue
@@ -111,8 +124,10 @@ def load_pptx(path: Path, *, source: str, tenant: str, options: LoadOptions) -> 
                 blocks.append("Speaker notes: " + "\n\n".join(notes))
             slides.append((number, title, blocks))
         deck_title = core_title(zf, KIND)
+    warnings = [_hidden_warning(hidden)] if hidden else []
     if not slides:
-        raise Skip("PowerPoint deck without slides")
+        raise Skip(f"PowerPoint deck with only hidden slides ({len(hidden)}; Slide Show > Hide Slide): unhide the "
+                   "ones to index and save" if hidden else "PowerPoint deck without slides")
     deck_title = deck_title or next((t for _, t, _ in slides if t), None) or path.stem
     docs = []
     for number, title, blocks in slides:
@@ -126,4 +141,4 @@ def load_pptx(path: Path, *, source: str, tenant: str, options: LoadOptions) -> 
         record(docs[-1].metadata, dropped)
     if not docs:
         raise Skip("PowerPoint deck without text (pictures only)")
-    return docs
+    return docs, warnings

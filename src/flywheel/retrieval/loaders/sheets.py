@@ -2,7 +2,9 @@
 XML) and CSV/TSV. Rows become text the same way tables do everywhere (tables.py): with a header row, each cell
 carries its column name. A sheet becomes Documents of up to ROWS_PER_DOC rows, located by sheet name (and
 `rows a–b`, the spreadsheet's own row numbers, when the sheet is longer); at most `LoadOptions.max_rows` rows
-of a file are indexed (reading stops there) and the rest reported as a warning. Dates are written as dates (cell style), not serials."""
+of a file are indexed (reading stops there) and the rest reported as a warning. Dates are written as dates (cell style), not serials.
+A formula cell is indexed as the value the file stored for it; one without a stored value (a file written by a
+library, never opened in a spreadsheet app) is empty, and a warning counts them."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +39,27 @@ _COLUMN = re.compile(r"^([A-Z]+)")
 _DATE_IDS = {*range(14, 23), 45, 46, 47}  # built-in number formats that are dates or times
 _DATE_CODE = re.compile(r"[dmyhs]", re.IGNORECASE)
 _EPOCH = datetime(1899, 12, 30)  # Excel's day 0 (1900 date system, with its leap-year bug folded in)
+
+
+@dataclass
+class _Uncalculated:
+    """Formula cells of a sheet without a stored value: how many, and the first few references (a sheet of a
+    million of them must not hold a million references)."""
+
+    count: int = 0
+    refs: list[str] = field(default_factory=list)
+
+    def add(self, ref: str) -> None:
+        self.count += 1
+        if len(self.refs) < 5:
+            self.refs.append(ref)
+
+    def warning(self, sheet: str) -> str:
+        which = ", ".join(self.refs) + (", …" if self.count > len(self.refs) else "")
+        many = self.count > 1
+        return (f"sheet '{sheet}': {self.count} formula cell{'s' if many else ''} had no calculated value ({which}) "
+                f"and {'were' if many else 'was'} indexed as empty; open and save the file in Excel or LibreOffice to "
+                "store the values")
 
 
 class _Rows:
@@ -151,7 +175,10 @@ def _date_styles(zf: zipfile.ZipFile, part: str | None) -> set[int]:
     return out
 
 
-def _sheet_rows(zf: zipfile.ZipFile, part: str, shared: list[str], dates: set[int]) -> Iterator[tuple[int, list[str]]]:
+def _sheet_rows(zf: zipfile.ZipFile, part: str, shared: list[str], dates: set[int],
+                uncalculated: _Uncalculated) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a worksheet as (row number, cells); formula cells without a stored value are counted in
+    `uncalculated`."""
     with open_part(zf, part, MAX_STREAMED) as f:
         sheet_data: ET.Element | None = None
         number = 0
@@ -174,9 +201,18 @@ def _sheet_rows(zf: zipfile.ZipFile, part: str, shared: list[str], dates: set[in
                     continue
                 cells.extend([""] * (col + 1 - len(cells)))
                 cells[col] = _cell(c, shared, dates)
+                if not cells[col] and _uncalculated(c):
+                    uncalculated.add(attr(c, "r") or f"row {number}")
             yield number, cells
             if sheet_data is not None:
                 sheet_data.clear()  # rows already read are dropped: memory stays flat however long the sheet
+
+
+def _uncalculated(c: ET.Element) -> bool:
+    """A formula (<f>, or a shared formula's reference to one) with no value (<v>) stored by the app that last
+    calculated it."""
+    children = {local(e.tag) for e in c}
+    return "f" in children and "v" not in children
 
 
 def _cell(c: ET.Element, shared: list[str], dates: set[int]) -> str:
@@ -202,11 +238,20 @@ def load_xlsx(path: Path, *, source: str, tenant: str, options: LoadOptions) -> 
         shared = _shared_strings(zf, by_type.get("sharedStrings"))
         dates = _date_styles(zf, by_type.get("styles"))
         out = _Rows(source, tenant, options, core_title(zf, KIND) or path.stem)
+        blank_formulas = 0
         for sheet in (s for s in book.iter() if local(s.tag) == "sheet") if book is not None else ():
             target = parts.get(sheet.get(R_ID) or "")
             if target is None or target[0] != "worksheet" or target[1] not in zf.NameToInfo:
                 continue  # a chart sheet, or a sheet the package does not have
-            out.add(attr(sheet, "name") or target[1], _sheet_rows(zf, target[1], shared, dates))
+            name = attr(sheet, "name") or target[1]
+            uncalculated = _Uncalculated()
+            out.add(name, _sheet_rows(zf, target[1], shared, dates, uncalculated))
+            if uncalculated.count:
+                out.warnings.append(uncalculated.warning(name))
+                blank_formulas += uncalculated.count
+    if not out.docs and blank_formulas:
+        raise Skip(f"Excel workbook whose only cells are {blank_formulas} formulas without a calculated value: open "
+                   "and save it in Excel or LibreOffice to store the values")
     if not out.docs:
         raise Skip("Excel workbook without cell text")
     return out.docs, out.warnings
