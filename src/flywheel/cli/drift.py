@@ -71,18 +71,14 @@ def drift(state: Any, reference: str, since: str | None, until: str | None, wind
 
 
 def _notify_targets(state: Any) -> list[str]:
-    from flywheel.errors import UserError
-    from flywheel.monitor.alerts import check_rules
+    from flywheel.monitor.alerts import notify_targets
 
-    config = state.project.config.monitor
-    if not config.notify:
-        raise UserError("--notify: no notify targets in flywheel.yaml",
-                        hint="add monitor.notify, e.g. notify: [log, https://hooks.example.com/flywheel]")
-    check_rules([], config.notify, state.project.where)
-    return list(config.notify)
+    return notify_targets(state.project.config.monitor.notify, state.project.where)
 
 
 def _print_drift(report: dict[str, Any]) -> None:
+    from flywheel.monitor.drift import MIN_TRACES
+
     ref = report["reference"]
     where = ref.get("suite") or f"{_when(ref.get('start'))} .. {_when(ref.get('end'))}"
     unit = "cases" if ref.get("kind") == "eval" else "traces"
@@ -103,6 +99,9 @@ def _print_drift(report: dict[str, Any]) -> None:
         shifted = [k for k, v in w.get("psi", {}).items() if v.get("drifted")]
         if shifted:
             parts.append("shifted: " + ", ".join(shifted))
+        if not parts:  # traces, but no test ran: say why instead of a bare count
+            parts.append("(not tested: " + ("see the reference warning" if ref.get("warning") or
+                                            ref["n"] < MIN_TRACES else f"fewer than {MIN_TRACES} traces") + ")")
         click.echo(f"{head}  " + "; ".join(parts))
         for c in w.get("new_clusters", []):
             click.echo(f"    new topic: {c['label']} ({c['n']} traces, e.g. {', '.join(c['examples'][:3])})")

@@ -37,23 +37,28 @@ def monitor(ctx: click.Context, window: str, since: str | None, until: str | Non
     if ctx.invoked_subcommand is not None:
         return
     from flywheel.apps.runtime import Runtime
-    from flywheel.monitor.alerts import check_rules, evaluate, notify
+    from flywheel.monitor.alerts import check_rules, evaluate, notify, notify_targets
     from flywheel.monitor.windows import compute, parse_duration, parse_time
 
     project = ctx.obj.project
     config = project.config.monitor
     check_rules(config.alerts, config.notify, project.where)
+    targets = notify_targets(config.notify, project.where) if send else []
     width = parse_duration(window, "--window")
     now = time.time()
     end = parse_time(until, now=now, what="--until") or now
     start = parse_time(since, now=end, what="--since")
     start = (end // width) * width - width if start is None else start  # the last whole window and the current
+    if start >= end:
+        from flywheel.errors import UserError
+
+        raise UserError("--since is not before --until", hint="give a --since earlier than --until")
     groups = _groups(group_by)
     with Runtime(project, tracing=False) as rt:
         windows = compute(rt.store, window=width, since=start, until=end, group_by=groups)
         alerts, _ = evaluate(rt.store, config.alerts, since=start, until=end, group_by=groups) if config.alerts \
             else ([], {})
-    problems = notify(alerts, config.notify) if send else []
+    problems = notify(alerts, targets) if send else []
     if as_json:
         emit_json({"since": start, "until": end, "window": window, "group_by": list(groups),
                    "windows": [w.to_json() for w in windows], "alerts": [a.to_json() for a in alerts],
@@ -96,7 +101,7 @@ def run(ctx: click.Context, since: str | None, once: bool, as_json: bool) -> Non
     """Score production traces with the online evaluators (`monitor.online`), once or continuously."""
     from flywheel.apps.runtime import Runtime
     from flywheel.errors import UserError
-    from flywheel.monitor.online import ALERT_EVERY_S, OnlineWorker, pending_counts
+    from flywheel.monitor.online import ALERT_EVERY_S, OnlineWorker, claim_errors, pending_counts
     from flywheel.monitor.windows import parse_time
 
     project = ctx.obj.project
@@ -113,15 +118,19 @@ def run(ctx: click.Context, since: str | None, once: bool, as_json: bool) -> Non
             result = worker.run_once(since=start)
             sent = worker.fire_alerts()
             states = pending_counts(rt.store)
+            errors = claim_errors(rt.store)
             if as_json:
-                emit_json({**result.to_json(), "claims": states, "alerts_sent": [a.to_json() for a in sent]})
+                emit_json({**result.to_json(), "claims": states, "errors": errors,
+                           "alerts_sent": [a.to_json() for a in sent]})
                 return
             for a in sent:
                 click.echo(f"alert sent: {a.message}")
             click.echo(f"scored {result.scored} trace(s) · pending {result.pending} · failed {result.failed} · "
                        f"judge cost ${result.cost_usd:.4f}")
             for name, counts in sorted(states.items()):
-                click.echo(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+                why = errors.get(name)
+                click.echo(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+                           + (f" · no verdict: {why['error']} ({why['claims']})" if why else ""))
             return
         click.echo(f"online evaluators: {', '.join(e.name for e in worker.evaluators)} · every "
                    f"{worker.interval_s:g} s (Ctrl-C to stop)")

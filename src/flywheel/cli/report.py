@@ -19,7 +19,8 @@ def report() -> None:
 @report.command("daily")
 @click.option("--date", "day", default=None, help="The UTC day to report (YYYY-MM-DD); default: yesterday.")
 @click.option("--html", "as_html", is_flag=True, help="Write an HTML page (see --out) instead of text.")
-@click.option("--out", default=None, help="Where --html writes (default: .flywheel/reports/daily-DAY.html).")
+@click.option("--out", default=None,
+              help="Where --html writes: a file, or a folder (default: .flywheel/reports/daily-DAY.html).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def daily(state: Any, day: str | None, as_html: bool, out: str | None, as_json: bool) -> None:
@@ -43,9 +44,16 @@ def daily(state: Any, day: str | None, as_html: bool, out: str | None, as_json: 
         emit_json(data)
         return
     if as_html:
-        path = Path(out) if out else project.data_dir / "reports" / f"daily-{data['day']}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render_html(data), encoding="utf-8")
+        name = f"daily-{data['day']}.html"
+        path = Path(out) if out else project.data_dir / "reports" / name
+        if path.is_dir():
+            path = path / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_html(data), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot write the report to {path}: {exc.strerror}",
+                            hint=f"--out takes a writable file, or a folder to write {name} into") from None
         click.echo(f"wrote {path}")
         return
     click.echo(render_text(data))

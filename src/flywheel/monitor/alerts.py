@@ -9,6 +9,8 @@ rate: steadier than any single window's), for totals (volume, cost_usd, tokens, 
 MIN_BASELINE_WINDOWS of them must hold traces, else the window is not judged). Its bounds
 are ratios (above: 2.0 = twice the baseline; below: 0.5 = half). A baseline of 0 counts any value above 0
 as crossing `above`. Windows without a value for the metric (no answers, no JSON asked for …) raise nothing.
+For totals, a group's window without traces is a 0 (an outage crosses `below`), and a window still open is
+judged against `above` only (its total can still grow past `below`).
 
 Notify targets: `log` (the `flywheel.monitor` logger, at WARNING), `http(s)://…` (POST `{"alerts": [...]}`
 as JSON), `command:CMD` (CMD run with the same JSON on stdin). A target that fails is logged; it never stops
@@ -55,7 +57,7 @@ class Alert:
 
     @property
     def message(self) -> str:
-        group = ", ".join(f"{k}={v}" for k, v in self.group.items()) or "all traffic"
+        group = ", ".join(f"{k}={'-' if v is None else v}" for k, v in self.group.items()) or "all traffic"
         if self.details.get("message"):  # a drift alert says what moved in its own words
             return f"{self.rule}: {self.details['message']}, {self.bound} [{group}]"
         base = f" (baseline {self.baseline:.4g})" if self.baseline is not None else ""
@@ -101,6 +103,16 @@ def check_rules(rules: Sequence[AlertRule], notify: Sequence[str] = (), where: C
                             hint="use log, an http(s):// webhook URL, or command:CMD")
 
 
+def notify_targets(notify: Sequence[str], where: Callable[..., str] | None = None) -> list[str]:
+    """The `monitor.notify` targets `--notify` sends to, checked; none configured is a UserError (exit 2)
+    rather than a flag that silently sends nothing."""
+    if not notify:
+        raise UserError("--notify: no notify targets in flywheel.yaml",
+                        hint="add monitor.notify, e.g. notify: [log, https://hooks.example.com/flywheel]")
+    check_rules([], notify, where)
+    return list(notify)
+
+
 def baseline_width(rule: AlertRule, name: str) -> float:
     spec = (rule.relative_to or "").strip()
     if not spec.startswith("window:"):
@@ -110,11 +122,15 @@ def baseline_width(rule: AlertRule, name: str) -> float:
 
 
 def evaluate(store: Store, rules: Sequence[AlertRule], *, since: float | None = None, until: float | None = None,
-             group_by: Sequence[str] = ("app",)) -> tuple[list[Alert], dict[str, list[WindowStats]]]:
+             group_by: Sequence[str] = ("app",), now: float | None = None
+             ) -> tuple[list[Alert], dict[str, list[WindowStats]]]:
     """Alerts of every rule over every window in [since, until) (default: the latest window of each rule),
-    and the windows each rule looked at (by rule name)."""
+    and the windows each rule looked at (by rule name). Windows ending after `now` (default: the clock) are
+    still open: a total there is not judged against `below`, and no empty window is assumed there."""
     check_rules(rules)
-    until = time.time() if until is None else until
+    now = time.time() if now is None else now
+    until = now if until is None else until
+    seen_until = min(until, now)
     alerts: list[Alert] = []
     seen: dict[str, list[WindowStats]] = {}
     for i, rule in enumerate(rules):
@@ -124,43 +140,69 @@ def evaluate(store: Store, rules: Sequence[AlertRule], *, since: float | None = 
         # (monitor.windows), so starting at `until - width` would judge the closed window on its tail alone.
         start = math.floor((until - width) / width) * width if since is None else since
         extra = baseline_width(rule, name) if rule.relative_to else 0.0
+        if rule.metric in _TOTALS:  # a group's window without traces is a 0 (an outage), judged like any other
+            extra = max(extra, width)
         stats = compute(store, window=width, since=start - extra, until=until, group_by=group_by,
                         where=rule.where or None)
+        if rule.metric in _TOTALS:
+            stats = _with_empty_windows(stats, width, seen_until)
         seen[name] = [w for w in stats if w.end > start]
         history: dict[tuple, list[WindowStats]] = defaultdict(list)
         for w in stats:  # oldest first
             key = tuple(sorted(w.group.items(), key=lambda kv: kv[0]))
             if w.end > start:
-                alert = _check(rule, name, w, history[key], extra)
+                alert = _check(rule, name, w, history[key], extra, closed=w.end <= seen_until)
                 if alert is not None:
                     alerts.append(alert)
             history[key].append(w)
     return alerts, seen
 
 
-def _check(rule: AlertRule, name: str, w: WindowStats, before: list[WindowStats], span: float) -> Alert | None:
+def _with_empty_windows(stats: list[WindowStats], width: float, until: float) -> list[WindowStats]:
+    """`stats` plus, for every group, a window of zero totals for each window without traces from the group's
+    first window up to the one holding `until` (compute returns only windows that hold traces)."""
+    first: dict[tuple, WindowStats] = {}
+    have: set[tuple] = set()
+    for w in stats:
+        key = tuple(sorted(w.group.items(), key=lambda kv: kv[0]))
+        first.setdefault(key, w)
+        have.add((key, w.start))
+    out = list(stats)
+    for key, w0 in first.items():
+        start = w0.start + width
+        while start < until:
+            if (key, start) not in have:
+                metrics: dict[str, float | None] = {m: (0 if m in _TOTALS else None) for m in METRICS}
+                out.append(WindowStats(start, start + width, dict(w0.group), metrics, {"empty": True}))
+            start += width
+    return sorted(out, key=lambda w: w.start)
+
+
+def _check(rule: AlertRule, name: str, w: WindowStats, before: list[WindowStats], span: float, *,
+           closed: bool = True) -> Alert | None:
     value = w.metrics.get(rule.metric)
     if value is None:
         return None
     baseline: float | None = None
     subject = float(value)
     if rule.relative_to:
-        past = [float(b.metrics[rule.metric]) for b in before  # type: ignore[arg-type]
-                if b.start >= w.start - span and b.metrics.get(rule.metric) is not None]
-        if len(past) < MIN_BASELINE_WINDOWS:
+        past = [b for b in before if b.start >= w.start - span and b.metrics.get(rule.metric) is not None]
+        if sum(1 for b in past if b.metrics.get("volume")) < MIN_BASELINE_WINDOWS:
             return None
-        baseline = _baseline(rule.metric, [b for b in before if b.start >= w.start - span
-                                           and b.metrics.get(rule.metric) is not None])
+        baseline = _baseline(rule.metric, past)
         subject = (float("inf") if value > 0 else 1.0) if baseline == 0 else float(value) / baseline
     unit = "x baseline" if rule.relative_to else ""
+    # a total of a window still open only grows: it can already be above its bound, not yet known to be below
+    can_be_below = closed or rule.metric not in _TOTALS
     if rule.above is not None and subject > rule.above:
         bound = f"above {rule.above:g}{unit}"
-    elif rule.below is not None and subject < rule.below:
+    elif rule.below is not None and subject < rule.below and can_be_below:
         bound = f"below {rule.below:g}{unit}"
     else:
         return None
+    group = {**rule.where, **w.group}  # a rule's `where:` is part of what the alert is about
     return Alert(rule=name, metric=rule.metric, value=float(value), bound=bound, window_start=w.start,
-                 window_end=w.end, group=w.group, baseline=baseline)
+                 window_end=w.end, group=group, baseline=baseline)
 
 
 _TOTALS = frozenset({"volume", "cost_usd", "tokens", "pii_hits", "json_requested"})
@@ -190,7 +232,7 @@ def fire(store: Store, rules: Sequence[AlertRule], targets: Sequence[str], *, no
     if not rules:
         return []
     now = time.time() if now is None else now
-    alerts, _ = evaluate(store, rules, until=now, group_by=group_by)
+    alerts, _ = evaluate(store, rules, until=now, group_by=group_by, now=now)
     new = []
     for a in alerts:
         try:
@@ -247,6 +289,18 @@ def notify(alerts: Sequence[Alert], targets: Sequence[str]) -> list[str]:
 
 
 def _shown(target: str) -> str:
+    """A notify target as it may be printed and logged. A webhook's path and query are often its credential
+    (Slack, Discord, Teams hooks carry the token in the path), so only its scheme and host are shown."""
+    import urllib.parse
+
     from flywheel.text.secrets import scrub_secrets
 
+    if target.startswith(("http://", "https://")):
+        try:
+            parts = urllib.parse.urlsplit(target)
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            return scrub_secrets(target)
+        rest = "/…" if parts.path.strip("/") or parts.query else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{rest}"
     return scrub_secrets(target)

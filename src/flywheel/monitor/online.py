@@ -340,3 +340,21 @@ def pending_counts(store: Store) -> dict[str, dict[str, int]]:
                 runs.c.evaluator, runs.c.status)).all():
             out.setdefault(name, {})[status] = int(n)
     return out
+
+
+def claim_errors(store: Store) -> dict[str, dict[str, Any]]:
+    """Per evaluator, the most common reason its pending or failed claims gave no verdict (secrets scrubbed):
+    {"error": …, "claims": n} — what `monitor run --once` shows next to `pending N`."""
+    from sqlalchemy import func
+
+    from flywheel.text.secrets import scrub_secrets
+
+    runs = monitor_online_runs
+    out: dict[str, dict[str, Any]] = {}
+    with store.connect() as conn:
+        rows = conn.execute(select(runs.c.evaluator, runs.c.error, func.count().label("n")).where(
+            runs.c.status.in_(("pending", "failed")), runs.c.error.is_not(None)).group_by(
+            runs.c.evaluator, runs.c.error)).all()
+    for name, error, n in sorted(rows, key=lambda r: (r[0], -r[2], str(r[1]))):
+        out.setdefault(name, {"error": scrub_secrets(str(error))[:300], "claims": int(n)})
+    return out

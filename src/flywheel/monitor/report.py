@@ -44,7 +44,7 @@ def daily(store: Store, rules: Sequence[AlertRule] = (), *, day: dt.date | None 
     """The report of `day` (default yesterday); `embedder` for the drift section (None: words only)."""
     start, end = day_bounds(day, now=now)
     windows = compute(store, window=DAY, since=start, until=end, group_by=("app",))
-    alerts, _ = evaluate(store, rules, since=start, until=end) if rules else ([], {})
+    alerts, _ = evaluate(store, rules, since=start, until=end, now=now) if rules else ([], {})
     total = compute(store, window=DAY, since=start, until=end, group_by=())
     return {
         "day": dt.datetime.fromtimestamp(start, dt.UTC).date().isoformat(), "since": start, "until": end,
@@ -114,7 +114,7 @@ def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str,
         negative = sorted({tid for tid, value in thumbs if value == 0})
 
         def rows(q: Any) -> list[dict[str, Any]]:
-            return [dict(r) for r in conn.execute(q.limit(NOTABLE)).mappings()]
+            return [_masked(dict(r)) for r in conn.execute(q.limit(NOTABLE)).mappings()]
 
         errors = rows(select(*cols).where(in_day, traces_t.c.status == "error")
                       .order_by(traces_t.c.started_at.desc(), traces_t.c.trace_id))
@@ -123,6 +123,17 @@ def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str,
         disliked = rows(select(*cols).where(in_day, traces_t.c.trace_id.in_(negative))
                         .order_by(traces_t.c.started_at.desc(), traces_t.c.trace_id))
     return {"errors": errors, "negative_feedback": disliked, "slowest": slowest}
+
+
+def _masked(row: dict[str, Any]) -> dict[str, Any]:
+    """A notable trace with the PII (e-mails, phone numbers, ids …) and secrets in its texts masked: the report is
+    a page people forward and paste, and `flywheel traces show ID` is where the whole trace stays readable."""
+    from flywheel.checks.pii import redact_for_storage
+
+    for key in ("input_preview", "output_preview", "error"):
+        if row.get(key):
+            row[key] = redact_for_storage(row[key])
+    return row
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -153,7 +164,7 @@ def render_text(report: dict[str, Any]) -> str:
     for kind, rows in report["notable"].items():
         if rows:
             out.append(f"{kind.replace('_', ' ')}:")
-            out += [f"  {r['trace_id'][:8]}  {_num(r['latency_ms'])} ms  {(r['input_preview'] or '')[:70]}"
+            out += [f"  {r['trace_id'][:8]}  {_num(r['latency_ms'])} ms  {' '.join((r['input_preview'] or '').split())[:70]}"
                     for r in rows]
     return "\n".join(out)
 
@@ -185,7 +196,7 @@ def render_html(report: dict[str, Any]) -> str:
         names = list(report["apps"][0]["metrics"])
         parts.append("<h2>Apps</h2><table><tr><th>app</th>" + "".join(f"<th>{e(n)}</th>" for n in names) + "</tr>")
         for w in report["apps"]:
-            parts.append(f"<tr><td>{e(str(w['group'].get('app')))}</td>"
+            parts.append(f"<tr><td>{e(w['group'].get('app') or '(no app)')}</td>"
                          + "".join(f"<td>{e(_cell(w['metrics'][n]))}</td>" for n in names) + "</tr>")
         parts.append("</table>")
     parts.append(f"<h2>Alerts ({len(report['alerts'])})</h2><ul>"
@@ -202,7 +213,7 @@ def render_html(report: dict[str, Any]) -> str:
         if rows:
             parts.append(f"<h2>{e(kind.replace('_', ' ').capitalize())}</h2><table><tr><th>trace</th><th>app</th>"
                          "<th>latency ms</th><th>question</th><th>answer / error</th></tr>")
-            parts += [f"<tr><td><code>{e(r['trace_id'])}</code></td><td>{e(str(r['app']))}</td>"
+            parts += [f"<tr><td><code>{e(r['trace_id'])}</code></td><td>{e(r['app'] or '(no app)')}</td>"
                       f"<td>{e(_num(r['latency_ms']))}</td><td>{e(r['input_preview'] or '')}</td>"
                       f"<td>{e(r['error'] or r['output_preview'] or '')}</td></tr>" for r in rows]
             parts.append("</table>")

@@ -296,12 +296,15 @@ def _details(spans: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> dic
 
 def question_and_answer(spans: list[dict[str, Any]]) -> tuple[str, str]:
     """The user's question and the answer of one trace, from its spans (oldest first): the root span's inputs,
-    else the retrieval query, else the first model call's last user message; the app span's answer, else the
-    root's outputs, else the last model call's."""
+    else the app span's (a server request's root records none, and a cache hit has no model call to fall back
+    on), else the retrieval query, else the first model call's last user message; the app span's answer, else
+    the root's outputs, else the last model call's."""
     root = next((s for s in spans if s["parent_id"] is None), None)
     app = next((s for s in spans if s["kind"] == "app"), None)
     llms = [s for s in spans if s["kind"] == "llm"]
     question = text_of(root["inputs"]) if root else ""
+    if not question and app is not None:
+        question = text_of(app["inputs"])
     if not question:
         search = next((s for s in spans if s["kind"] == "retrieval"), None)
         question = text_of(search["inputs"]) if search else ""
