@@ -2,9 +2,11 @@
 
 The last user message is embedded and compared with earlier questions of the same scope (system prompt,
 model, prompt/corpus version, tenant, output parameters, embedder; with multi_turn also the earlier turns).
-Single-turn requests only unless multi_turn is on: "and in French?" means nothing without its history.
-Candidates at cosine ≥ threshold are checked best first by the verifier (verifier.py), which rejects
-near-duplicates that differ in a number, a negation or a name; the first accepted one is the hit. Every
+Single-turn requests only unless multi_turn is on: "and in French?" means nothing without its history; and
+only questions in a language the embedder covers (MiniLM's vectors of Chinese text are near-random).
+Candidates at cosine ≥ threshold are checked best first: the contrast rules (contrast.py) veto near-duplicates
+that ask something else (another e-mail address, number, negation, an opposite word or another name), then the
+verifier (verifier.py) scores the rest; the first accepted one is the hit. Every
 candidate examined is logged with its similarity and verifier score, accepted or not, so hit precision can
 be measured later by reviewing the log.
 """
@@ -22,10 +24,13 @@ from typing import Any
 import numpy as np
 
 from flywheel.cache.backends.guarded import GuardedBackend
+from flywheel.cache.contrast import contradiction
 from flywheel.cache.embedding import Embedder, embedder_name, normalise_rows
 from flywheel.cache.keys import Versions, is_single_turn, normalise_text, semantic_scope
 from flywheel.cache.vectors import VectorIndex
 from flywheel.cache.verifier import Verifier, default_verifier
+from flywheel.text.language import detect_language
+from flywheel.tracing.tracer import tracer
 from flywheel.types import ChatRequest
 
 TOP_K = 3  # candidates verified per lookup, best first
@@ -72,13 +77,32 @@ class SemanticCache:
 
     # ---------------------------------------------------------------- scope and embedding
     def scope(self, request: ChatRequest, versions: Versions) -> str | None:
-        """The request's scope, or None when it may not use the semantic cache (multi-turn, no user text)."""
-        if not normalise_text(request.last_user()):
+        """The request's scope, or None when it may not use the semantic cache (multi-turn, no user text, or a
+        question in a language the embedder does not cover)."""
+        question = normalise_text(request.last_user())
+        if not question:
             return None
         if not self.multi_turn and not is_single_turn(request):
             return None
+        if not self.covers(question):
+            return None
         scoped = dataclasses.replace(versions, model_version=f"{versions.model_version}|{self.embedder_name}")
         return semantic_scope(request, scoped, multi_turn=self.multi_turn)
+
+    def covers(self, question: str) -> bool:
+        """Whether the embedder's vectors mean something for the question's language. An embedder that lists its
+        `languages` (the local MiniLM: Latin-script ones) gives near-random vectors for others (Chinese …):
+        two different Chinese questions can score cosine 1.0, so such a question skips the semantic cache."""
+        languages = getattr(self.embedder, "languages", None)
+        if not languages:
+            return True
+        language = detect_language(question)
+        if not language or language in languages:
+            return True
+        current = tracer.current()
+        if current is not None:
+            current.set(**{"flywheel.cache.semantic_skipped": f"language {language} not covered by the embedder"})
+        return False
 
     def embed(self, text: str) -> np.ndarray:
         vec = self._memo.get(text)
@@ -128,7 +152,13 @@ class SemanticCache:
                 continue
             p = None
             accepted = True
-            if self.verifier is not None:
+            vetoed = contradiction(query, entry.question)  # asks something else: never served, even unverified
+            if vetoed is not None:
+                p, accepted = (None if self.verifier is None else 0.0), False
+                current = tracer.current()
+                if current is not None:
+                    current.set(**{"flywheel.cache.vetoed": vetoed})
+            elif self.verifier is not None:
                 p = self.verifier.probability(query, entry.question, similarity)
                 cut = self.verifier.threshold if self.verifier_threshold is None else self.verifier_threshold
                 accepted = p >= cut

@@ -1,0 +1,322 @@
+"""Rules that veto a semantic-cache candidate outright: the two questions are near-duplicates that ask
+opposite or different things, so serving one's answer for the other is wrong whatever the embedding says.
+
+A semantic candidate is by construction close to the query (cosine ≥ threshold), so what the two do NOT share
+carries the difference. The rules:
+
+- **identifiers**: the two mention different e-mail addresses or URLs, or only one mentions any ("why was the
+  order for ann@example.com cancelled" / "… for bob@example.com …"): one user's answer is not another's;
+- **numbers**: each side has a value the other does not ("within 7 days" / "within 30 days", "seven" /
+  "thirty", "七天" / "三十天"), digits, English number words and Chinese numerals alike;
+- **negation**: one side negated and the other not ("is it rate limited" / "is it not rate limited");
+- **opposites**: one side has a word whose opposite only the other side has: a lexicon of common opposites
+  ("on"/"off", "start"/"stop", "before"/"after", "minimum"/"maximum", 开/关, 启用/禁用 …) and, for English,
+  words that differ only by an opposing prefix ("lock"/"unlock", "enable"/"disable", "import"/"export",
+  "upgrade"/"downgrade");
+- **names**: a name replaced by another at the same place ("the Pro plan" / "the Enterprise plan", "on Linux" /
+  "on Windows"): capitalised or alphanumeric tokens, the first word of a sentence excepted.
+
+A number or a name only one side mentions is left to the learned verifier (verifier.py), which scores what
+the rules let through. The rules cost some real paraphrases a hit; a cache prefers a miss to a wrong answer.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from flywheel.cache.verifier import _expand
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’.,:/][^\W{_CJK}]+)*", re.UNICODE)
+_SHORT_REPLACEMENT = 3  # tokens a side: a longer replaced run is a rephrasing, not a name swapped for another
+_SPELLING_RATIO = 0.75  # character similarity above which two names are one name spelled two ways
+_ABBREVIATED_NO = re.compile(r"\bno\.\s*(?=\d)", re.IGNORECASE)  # "No. 2": a number, not a negation
+# an e-mail address or a URL: a question about one person's mailbox or one page is not about another's
+_IDENTIFIER = re.compile(
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+|\b(?:https?|ftp)://[^\s<>\"'）】，。]+",
+    re.IGNORECASE,
+)
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+_DIGITS = re.compile(r"\d+(?:[.,:/]\d+)*")
+_SENTENCE_END = re.compile(r"[.?!:;]+(?:\s+|$)|\s*[。？！：；]")
+_POSSESSIVE = re.compile(r"['’]s$")
+_CN_NUMERAL = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
+_CN_DIGIT = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
+_UNITS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
+    "thousand": 1000,
+    "million": 10**6,
+    "billion": 10**9,
+}
+_NUMBER_WORDS = {**{w: i for i, w in enumerate(_UNITS)}, **_TENS, "dozen": 12, "half": 0.5, "twice": 2}
+_NEGATIONS = frozenset(["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without"])
+# (没有 before 没: each occurrence counted once; 别 and 非 left out: 区别 "difference", 非常 "very")
+_NEGATIONS_ZH = ("没有", "不", "没", "未", "无", "勿")
+# words that hold a negation character without negating ("不同" different, "无论" whatever, "未来" future …)
+_NOT_NEGATING_ZH = ("不同", "不过", "不错", "不管", "不仅", "不断", "无论", "无线", "未来", "没关系")
+# Opposite prefixes: two words that are one stem behind two different prefixes of a pair are opposites.
+_PREFIX_PAIRS = (
+    ("", "un"),
+    ("", "dis"),
+    ("", "de"),
+    ("", "non"),
+    ("", "in"),
+    ("", "im"),
+    ("", "il"),
+    ("", "ir"),
+    ("", "anti"),
+    ("en", "dis"),
+    ("en", "de"),
+    ("in", "ex"),
+    ("im", "ex"),
+    ("in", "de"),
+    ("in", "out"),
+    ("up", "down"),
+    ("over", "under"),
+    ("pre", "post"),
+    ("min", "max"),
+)
+_OPPOSITES_EN = (
+    "on off|in out|start stop|open close|show hide|add remove|add delete|create delete|insert delete|"
+    "before after|first last|min max|minimum maximum|most least|more less|more fewer|higher lower|high low|"
+    "larger smaller|large small|big small|long short|fast slow|old new|early late|earlier later|"
+    "allow deny|allow block|accept reject|approve reject|accept decline|buy sell|send receive|push pull|"
+    "read write|left right|upper lower|above below|inside outside|internal external|public private|"
+    "include exclude|input output|true false|pass fail|success failure|succeed fail|win lose|join leave|"
+    "attach detach|pause resume|plus minus|positive negative|login logout|signin signout|"
+    "increase decrease|increase reduce|raise lower|grant revoke|always never|"
+    "maximise minimise|maximize minimize|ascending descending|import export|upload download|inbound outbound|"
+    "encrypt decrypt|compress decompress|expand collapse|enter exit|arrive leave|permanent temporary|"
+    "synchronous asynchronous|sync async|online offline|valid invalid|required optional|free paid|cheap expensive"
+)
+_OPPOSITES_ZH = (
+    "启用 禁用|开启 关闭|打开 关闭|启动 停止|开始 结束|开始 停止|上传 下载|导入 导出|添加 删除|增加 删除|增加 减少|"
+    "升级 降级|之前 之后|以前 以后|以上 以下|最大 最小|最多 最少|最高 最低|最早 最晚|允许 禁止|允许 拒绝|接受 拒绝|"
+    "锁定 解锁|加密 解密|订阅 退订|登录 退出|登录 登出|登入 登出|显示 隐藏|成功 失败|公开 私有|输入 输出|绑定 解绑|"
+    "冻结 解冻|连接 断开|包含 排除|必填 可选|免费 付费|同步 异步|在线 离线|永久 临时|升序 降序|展开 折叠|"
+    "开 关|增 减|加 减|大 小|多 少|高 低|长 短|快 慢|前 后|早 晚|新 旧|买 卖|左 右|内 外|入 出|升 降|是 否|收 发|"
+    "正 负|真 假|对 错|上 下"
+)
+
+
+def _pairs(spec: str) -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for a, b in (p.split() for p in spec.split("|")))
+
+
+_EN_PAIRS = _pairs(_OPPOSITES_EN)
+_ZH_PAIRS = _pairs(_OPPOSITES_ZH)
+
+
+def _stem(word: str) -> str:
+    """A light English stem ("stopped", "stops", "stopping" → "stop"; "enabled", "enable" → "enabl"): enough
+    to compare a word with the lexicon and with its prefixed opposite."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+                word = word[:-1]  # stopp → stop
+            break
+    return word[:-1] if len(word) > 3 and word.endswith("e") else word
+
+
+def _cn_number(run: str) -> float:
+    """The value of a run of Chinese numerals ("三十" → 30, "二百零五" → 205, "七" → 7)."""
+    total, section, digit = 0, 0, None
+    for ch in run:
+        if ch in _CN_DIGIT:
+            digit = _CN_DIGIT[ch]
+        elif ch in _CN_UNIT:
+            section += (1 if digit is None else digit) * _CN_UNIT[ch]
+            digit = None
+        else:  # 万
+            total = (total + section + (digit or 0)) * 10000
+            section, digit = 0, None
+    return float(total + section + (digit or 0))
+
+
+def _numbers(text: str, words: list[str]) -> frozenset[float | str]:
+    found: set[float | str] = set()
+    for n in _DIGITS.findall(text):
+        flat = n.replace(",", "")
+        try:
+            found.add(float(flat))
+        except ValueError:
+            found.add(flat)  # a time or a version: compared as written
+    found |= {float(_NUMBER_WORDS[w]) for w in words if w in _NUMBER_WORDS}
+    for run in _CN_NUMERAL.findall(text):
+        if run not in ("万", "千", "百"):  # 千万 "by all means", a bare unit: not a count
+            found.add(_cn_number(run))
+    return frozenset(found)
+
+
+def _negations(text: str, words: list[str]) -> int:
+    count = sum(1 for w in words if w in _NEGATIONS) - len(_ABBREVIATED_NO.findall(text))
+    rest = text
+    for word in _NOT_NEGATING_ZH:
+        rest = rest.replace(word, " ")
+    for mark in _NEGATIONS_ZH:
+        count += rest.count(mark)
+        rest = rest.replace(mark, " ")
+    return count
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    text: str  # contractions spelled out
+    tokens: tuple[str, ...]  # lower-cased; a CJK character is a token
+    # per token: a name (capitalised or alphanumeric, not the first word of a sentence)
+    names: tuple[bool, ...]
+    stems: frozenset[str]
+    numbers: frozenset[float | str]
+    negations: int
+    identifiers: frozenset[str]
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> _Parsed:
+    expanded = _expand(text)
+    raw: list[str] = []
+    names: list[bool] = []
+    start = True  # the first word of each sentence is capitalised anyway: not a name
+    for m in _TOKEN.finditer(expanded):
+        word = _POSSESSIVE.sub("", m.group())  # "the API's limit" names the API
+        raw.append(word)
+        names.append(not start and _is_name(word))
+        start = bool(_SENTENCE_END.match(expanded, m.end()))
+    tokens = tuple(w.lower() for w in raw)
+    words = [t for t in tokens if not _CJK_CHAR.fullmatch(t)]
+    return _Parsed(
+        expanded,
+        tokens,
+        tuple(names),
+        frozenset(_stem(w) for w in words),
+        _numbers(expanded, words),
+        _negations(expanded, words),
+        frozenset(m.group().lower().rstrip(".,;:!?") for m in _IDENTIFIER.finditer(expanded)),
+    )
+
+
+def _is_name(word: str) -> bool:
+    letters = [c for c in word if c.isalpha()]
+    if not letters or not letters[0].isascii() or word == "I":
+        return False
+    has_digit = any(c.isdigit() for c in word)
+    return any(c.isupper() for c in word) or (has_digit and len(word) > 1)
+
+
+def _opposite_stems(a: str, b: str) -> bool:
+    for p, q in _PREFIX_PAIRS:
+        for x, y in ((a, b), (b, a)):
+            if x.startswith(p) and y.startswith(q) and len(x) - len(p) >= 3 and x[len(p) :] == y[len(q) :]:
+                return True
+    return False
+
+
+def _has_opposites(q_only: frozenset[str], c_only: frozenset[str]) -> bool:
+    for a, b in _EN_PAIRS:
+        a, b = _stem(a), _stem(b)
+        if (a in q_only and b in c_only) or (b in q_only and a in c_only):
+            return True
+    return any(_opposite_stems(a, b) for a in q_only for b in c_only)
+
+
+def _has_opposites_zh(q: str, c: str) -> bool:
+    for a, b in _ZH_PAIRS:
+        if (a in q and b in c and a not in c and b not in q) or (
+            b in q and a in c and b not in c and a not in q
+        ):
+            return True
+    return False
+
+
+def _renamed(q: _Parsed, c: _Parsed) -> bool:
+    """A name replaced by another at the same place ("the Pro plan" / "the Enterprise plan"). Only short aligned
+    replacements of names that are not spellings of each other ("U.K." / "UK", "Sept" / "September") count: a
+    rephrased sentence that mentions a name elsewhere is left to the verifier."""
+    ops = difflib.SequenceMatcher(None, q.tokens, c.tokens, autojunk=False).get_opcodes()
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "replace" or max(i2 - i1, j2 - j1) > _SHORT_REPLACEMENT:
+            continue
+        q_names = {q.tokens[i] for i in range(i1, i2) if q.names[i]} - set(c.tokens)
+        c_names = {c.tokens[j] for j in range(j1, j2) if c.names[j]} - set(q.tokens)
+        if q_names and c_names and not any(_same_name(a, b) for a in q_names for b in c_names):
+            return True
+    return False
+
+
+def _same_name(a: str, b: str) -> bool:
+    a, b = _fold(a), _fold(b)
+    if a.startswith(b) or b.startswith(a):
+        return True
+    return difflib.SequenceMatcher(None, a, b).ratio() >= _SPELLING_RATIO
+
+
+def _fold(name: str) -> str:
+    """A name without accents, case and punctuation ("Martínez" → "martinez", "U.K." → "uk")."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", name.lower()) if ch.isalnum())
+
+
+def contradiction(query: str, cached: str) -> str | None:
+    """Why `query` and the `cached` question ask different things ("identifiers", "numbers", "negation",
+    "opposites", "names"), or None when no rule sees a difference."""
+    q, c = _parse(query), _parse(cached)
+    if q.identifiers != c.identifiers:
+        return "identifiers"
+    if q.numbers - c.numbers and c.numbers - q.numbers:
+        return "numbers"
+    if q.negations % 2 != c.negations % 2:
+        return "negation"
+    q_only, c_only = q.stems - c.stems, c.stems - q.stems
+    if (q_only and c_only and _has_opposites(q_only, c_only)) or _has_opposites_zh(q.text, c.text):
+        return "opposites"
+    if _renamed(q, c):
+        return "names"
+    return None
