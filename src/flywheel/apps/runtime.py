@@ -82,7 +82,9 @@ class Runtime:
             return None
         from flywheel.cache import Cache
 
-        return Cache.from_config(cfg, self.store, cache_embedder() if cfg.semantic is not None else None)
+        return Cache.from_config(cfg, self.store, cache_embedder() if cfg.semantic is not None else None,
+                                 mask=pii_masker(self.config.tracing.redact_pii,
+                                                 self.project.where("tracing", "redact_pii")))
 
     def app(self, name: str = "docs_qa", *, cache: bool = True):
         """The app `name`; `cache=False` builds it without the response cache (evals replay uncached)."""

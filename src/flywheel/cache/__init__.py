@@ -40,6 +40,7 @@ from flywheel.cache.semantic import SemanticCache
 from flywheel.checks.pii import renonce
 from flywheel.config import CacheConfig
 from flywheel.errors import UserError
+from flywheel.protocols import Masker
 from flywheel.tracing.tracer import tracer
 from flywheel.types import ChatRequest, ChatResult, Usage
 
@@ -66,6 +67,14 @@ class CacheHit:
                           cached=True)
 
 
+def _masked_log(log_hit: Callable[[dict[str, Any]], None], mask: Masker) -> Callable[[dict[str, Any]], None]:
+    def masked(row: dict[str, Any]) -> None:
+        log_hit({k: mask(v) if k in ("query", "cached_question") and isinstance(v, str) else v
+                 for k, v in row.items()})
+
+    return masked
+
+
 class Cache:
     def __init__(self, backend: Backend, *, exact: bool = True, semantic: SemanticCache | None = None,
                  ttl_s: float | None = None, hit_log: Any = None, breaker: Breaker | None = None,
@@ -81,7 +90,10 @@ class Cache:
 
     @classmethod
     def from_config(cls, cache_config: CacheConfig | None, store: Any = None,
-                    embedder: Embedder | None = None, clock: Callable[[], float] = time.time) -> Cache:
+                    embedder: Embedder | None = None, clock: Callable[[], float] = time.time,
+                    mask: Masker | None = None) -> Cache:
+        """`mask`: `tracing.redact_pii`'s masker, applied to the questions of the hit log (`cache_hits`). The
+        entries keep their questions as asked: the contrast rules tell one user's address from another's."""
         cfg = cache_config or CacheConfig()
         backend = open_backend(cfg.backend, store)
         guarded = GuardedBackend(backend)
@@ -90,6 +102,8 @@ class Cache:
             from flywheel.cache.backends.store import StoreHitLog
 
             hit_log = StoreHitLog(store).log_hit  # one place to review hits, whatever holds the entries
+        if mask is not None:
+            hit_log = _masked_log(hit_log or (lambda row: guarded.call("log_hit", None, row)), mask)
         semantic = None
         if cfg.semantic is not None:
             if embedder is None:  # the cache does not reach into retrieval: the Runtime passes its embedder
