@@ -65,6 +65,13 @@ def _prompt_at(name: str, ref: str, registry: Any, versions: Any) -> Any:
     return versions.get(name, versions.resolve(name, ref)).prompt()
 
 
+def _pad(text: str, width: int = 21) -> str:
+    """`text` left-aligned in `width` terminal cells (a Chinese character takes two)."""
+    from rich.cells import cell_len
+
+    return text + " " * max(1, width - cell_len(text))
+
+
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -96,7 +103,7 @@ def list_prompts(state: Any, as_json: bool) -> None:
     for r in rows:
         tags = ", ".join(f"{label}={v}" for label, v in sorted(r["labels"].items())) or "no labels"
         current = r["version"] or "(no file)"
-        click.echo(f"{r['name']:<20} {current:<13} {r['versions']} stored  {tags}")
+        click.echo(f"{_pad(r['name'])}{current:<13} {r['versions']} stored  {tags}")
         for w in r["warnings"]:
             click.secho(f"  warning: {w}", fg="yellow", err=True)
 
@@ -201,7 +208,7 @@ def label(state: Any, name: str, ref: str, label: str, as_json: bool) -> None:
     if as_json:
         emit_json({"name": name, "label": label, "version": version, "previous": previous})
         return
-    was = f" (was {previous})" if previous and previous != version else ""
+    was = " (unchanged)" if previous == version else f" (was {previous})" if previous else ""
     click.echo(f"{name}: {label} → {version}{was}")
 
 
@@ -228,6 +235,7 @@ def rollback(state: Any, name: str, label: str, as_json: bool) -> None:
 def register(state: Any, paths: tuple[str, ...], as_json: bool) -> None:
     """Record the current version of prompt files in the store (default: every prompt of the project)."""
     from flywheel.prompts.registry import load_prompt_file
+    from flywheel.prompts.versions import check_storable
 
     rows = []
     with _open(state) as (registry, versions):
@@ -237,12 +245,14 @@ def register(state: Any, paths: tuple[str, ...], as_json: bool) -> None:
         loaded = [load_prompt_file(Path(r).resolve() if r in paths and Path(r).is_file() else registry.path_of(r))
                   for r in refs]
         for prompt in loaded:
+            check_storable(prompt)  # a secret in one file stores none of them
+        for prompt in loaded:
             rows.append({"name": prompt.name, "version": prompt.version, "path": prompt.path,
                          "new": versions.record(prompt), "warnings": list(prompt.warnings)})
     if as_json:
         emit_json(rows)
         return
     for r in rows:
-        click.echo(f"{r['name']:<20} {r['version']}  {'new' if r['new'] else 'known'}  {r['path']}")
+        click.echo(f"{_pad(r['name'])}{r['version']}  {'new' if r['new'] else 'known'}  {r['path']}")
         for w in r["warnings"]:
             click.secho(f"  warning: {w}", fg="yellow", err=True)

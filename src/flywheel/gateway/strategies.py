@@ -15,6 +15,9 @@
   stops early when the critic answers `NO ISSUES`.
 - `ensemble:A+B+C[:judge[=ALIAS]]` — one answer from each alias; majority vote (default) or a judge.
 
+Votes, checks, judges and critics see each reply as its answer: the request's prefill put back, reasoning blocks
+(<thinking>, <think>, the request's `metadata.reasoning_tag`) removed; the winner is returned as it was sampled.
+
 The result's usage, cost and attempts sum EVERY call (samples, judge, critiques, LLM checks); latency is the
 wall time of the whole strategy; `raw["strategy"]` says what happened (samples, votes, winner). Every call is
 traced under one parent span `strategy.<name>`. Requests with `tools` and requests marked with a
@@ -32,136 +35,30 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from flywheel.errors import GatewayError, UserError
 from flywheel.gateway.choices import MAX_CHOICES, split_choices, supports_n
+from flywheel.gateway.strategy_spec import (  # noqa: F401 - the spec grammar, re-exported from here
+    ALIASES,
+    FORMS,
+    MAX_SAMPLES,
+    NAMES,
+    StrategySpec,
+    build_check,
+    parse_strategies,
+)
+from flywheel.prompts.reasoning import strip_reasoning
 from flywheel.tracing import in_context, tracer
 from flywheel.types import ChatRequest, ChatResult, Message, Usage
 
-NAMES = ("none", "self_consistency", "best_of", "critique", "ensemble")
-FORMS = ("none, self_consistency:N[:field=PATH], best_of:N[:judge[=ALIAS]|:CHECK[=ARG]], critique:R[:ALIAS], "
-         "ensemble:A+B[+C…][:judge[=ALIAS]]")
-ALIASES = {"best_of_n": "best_of"}  # the name the literature uses; the spec keeps the short one
 SAMPLE_TEMPERATURE = 0.8
-MAX_SAMPLES = 32
 _FINAL = re.compile(r"^\W*(?:final answer|answer|答案)\W*[:：]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _BEST = re.compile(r"best\W*[:：]?\s*\[?\s*(?:candidate\s*)?#?(\d+)", re.IGNORECASE)
 _TRIM = " \t\n.。!！?？,，;；:：'\"`*_()[]"
-
-
-# ------------------------------------------------------------------ the spec
-
-
-@dataclass(frozen=True)
-class StrategySpec:
-    """A strategy as written on the command line or in YAML (`self_consistency:5`, `best_of:3:judge`…)."""
-
-    name: str = "none"
-    n: int = 1  # samples (self_consistency, best_of) or rounds (critique)
-    field: str | None = None  # self_consistency: vote on this JSON field
-    judge: str | None = None  # best_of / ensemble: rank with a judge on this alias ("" = the request's alias)
-    check: str | None = None  # best_of: rank with this check (`name` or `name=arg`)
-    critic: str | None = None  # critique: the alias that critiques (default: the request's)
-    aliases: tuple[str, ...] = ()  # ensemble
-
-    def __str__(self) -> str:
-        if self.name == "none":
-            return "none"
-        if self.name == "ensemble":
-            tail = "" if self.judge is None else (":judge" + (f"={self.judge}" if self.judge else ""))
-            return f"ensemble:{'+'.join(self.aliases)}{tail}"
-        parts = [self.name, str(self.n)]
-        if self.field:
-            parts.append(f"field={self.field}")
-        if self.check:
-            parts.append(self.check)
-        elif self.judge is not None and self.name == "best_of":
-            parts.append("judge" + (f"={self.judge}" if self.judge else ""))
-        if self.critic:
-            parts.append(self.critic)
-        return ":".join(parts)
-
-    @classmethod
-    def parse(cls, text: str, where: str | None = None) -> StrategySpec:
-        """UserError (with `where`) naming the valid forms when `text` is not one of them."""
-        parts = [p.strip() for p in text.strip().split(":")]
-        name, args = parts[0].lower().replace("-", "_"), parts[1:]
-        name = ALIASES.get(name, name)
-
-        def bad(why: str) -> UserError:
-            return UserError(f"bad strategy {text!r}: {why}", where=where, hint=f"write one of: {FORMS}")
-
-        if name not in NAMES:
-            from flywheel.registry import unknown_name
-
-            raise unknown_name("strategy name", name, NAMES, where=where, hint=f"write one of: {FORMS}")
-        if name == "none":
-            if args:
-                raise bad("`none` takes no arguments")
-            return cls()
-        if name == "ensemble":
-            aliases = tuple(a.strip() for a in (args[0] if args else "").split("+") if a.strip())
-            if len(aliases) < 2 or len(args) > 2:
-                raise bad("an ensemble names two or more aliases joined by +, e.g. ensemble:small+strong")
-            judge = _judge_arg(args[1], bad) if len(args) == 2 else None
-            return cls(name, len(aliases), aliases=aliases, judge=judge)
-        if not args or not args[0].isdigit() or not 1 <= int(args[0]) <= MAX_SAMPLES:
-            raise bad(f"{name} needs a count from 1 to {MAX_SAMPLES}, e.g. {name}:3")
-        n, rest = int(args[0]), args[1:]
-        if len(rest) > 1:
-            raise bad(f"too many parts after {name}:{n}")
-        opt = rest[0] if rest else None
-        if name == "self_consistency":
-            if opt is not None and not (opt.startswith("field=") and len(opt) > 6):
-                raise bad("self_consistency takes only `field=PATH`")
-            return cls(name, n, field=opt[6:] if opt else None)
-        if name == "critique":
-            return cls(name, n, critic=opt or None)
-        if opt is None or opt == "judge" or opt.startswith("judge="):
-            return cls(name, n, judge=_judge_arg(opt or "judge", bad))
-        build_check(opt, where)  # an unknown check or a bad argument fails here, not mid-run
-        return cls(name, n, check=opt)
-
-    def aliases_used(self) -> list[str]:
-        """Model aliases the spec names (to check they exist before a run)."""
-        named = [*self.aliases, self.judge or "", self.critic or ""]
-        return [a for a in named if a]
-
-    def build(self) -> Strategy:
-        if self.name == "none":
-            return Strategy(self)
-        return {"self_consistency": SelfConsistency, "best_of": BestOfN, "critique": SelfCritique,
-                "ensemble": Ensemble}[self.name](self)
-
-
-def build_check(text: str, where: str | None = None) -> Any:
-    """A check from `name` or `name=arg` (the argument read as a YAML scalar: `max_words=10` gives 10)."""
-    import yaml
-
-    from flywheel.checks import from_entry
-
-    name, eq, arg = text.partition("=")
-    return from_entry({name: yaml.safe_load(arg)} if eq else name, where)
-
-
-def _judge_arg(opt: str, bad: Callable[[str], UserError]) -> str:
-    if opt == "judge":
-        return ""
-    if opt.startswith("judge=") and len(opt) > 6:
-        return opt[6:]
-    raise bad("expected `judge` or `judge=ALIAS`")
-
-
-def parse_strategies(value: str, where: str | None = None) -> list[StrategySpec]:
-    """`none,self_consistency:5,…` → specs, duplicates dropped, order kept."""
-    specs = [StrategySpec.parse(p, where) for p in value.split(",") if p.strip()]
-    if not specs:
-        raise UserError("no strategy given", where=where, hint=f"write e.g. none,self_consistency:5 ({FORMS})")
-    return list({str(s): s for s in specs}.values())
+# flywheel's scaffold (a prompt's `reasoning: true`) and the tag R1-style reasoning models write
+REASONING_TAGS = ("thinking", "think")
 
 
 # ------------------------------------------------------------------ answers and votes
@@ -174,6 +71,27 @@ def normalize_answer(text: str) -> str:
     core = found[-1] if found else text
     core = " ".join(unicodedata.normalize("NFKC", core).casefold().split())
     return core.strip(_TRIM)
+
+
+def _prefill(request: ChatRequest) -> str:
+    """The start of the answer the request sends as a trailing assistant message (the provider continues it)."""
+    last = request.messages[-1] if request.messages else None
+    return last.content if last is not None and last.role == "assistant" else ""
+
+
+def final_text(text: str, request: ChatRequest | None = None) -> str:
+    """A reply as its answer: after the request's prefill (a trailing assistant message) when the reply is its
+    continuation, without reasoning blocks (<thinking>, <think>, the request's `metadata.reasoning_tag`). What
+    votes, checks, judges and critics look at; the user's answer is finished the same way (RenderedPrompt.finish)."""
+    tag = request.metadata.get("reasoning_tag") if request is not None else None
+    prefill = _prefill(request) if request is not None else ""
+    if prefill and not text.startswith(prefill):  # the provider returned the continuation of the prefill
+        text = prefill + text
+    lowered = text.lower()
+    for t in dict.fromkeys([*REASONING_TAGS, *([str(tag)] if tag else [])]):
+        if f"<{t.lower()}" in lowered or f"</{t.lower()}" in lowered:
+            text = strip_reasoning(text, t)
+    return text
 
 
 def field_value(text: str, path: str) -> str | None:
@@ -338,8 +256,8 @@ class SelfConsistency(Strategy):
     def pick(self, calls: _Calls, request: ChatRequest) -> tuple[ChatResult, dict[str, Any]]:
         samples = _samples(calls, request, self.spec.n)
         path = self.spec.field
-        keys = [None if s is None else field_value(s.text, path) if path else normalize_answer(s.text)
-                for s in samples]
+        answers = [None if s is None else final_text(s.text, request) for s in samples]
+        keys = [None if a is None else field_value(a, path) if path else normalize_answer(a) for a in answers]
         index, counts = vote(keys)
         if index is None:  # no sample had the field: fall back to the first answer
             index = next(i for i, s in enumerate(samples) if s is not None)
@@ -358,7 +276,8 @@ class BestOfN(Strategy):
         if self.spec.check:
             index, details["scores"] = self._by_check(calls, request, answered)
         else:
-            index, details["judge"] = _judge(calls, request, [s.text for _, s in answered], self.spec.judge)
+            texts = [final_text(s.text, request) for _, s in answered]
+            index, details["judge"] = _judge(calls, request, texts, self.spec.judge)
             index = answered[index][0]
         details["winner"] = index
         winner = samples[index]
@@ -374,7 +293,7 @@ class BestOfN(Strategy):
                            services=Services(gateway=_Metered(calls), judge_model=request.model))
         scores: list[dict[str, Any]] = []
         for i, sample in answered:
-            r = check.run(sample.text, ctx)
+            r = check.run(final_text(sample.text, request), ctx)
             scores.append({"sample": i, "passed": r.passed, "score": r.score, "reason": r.reason})
         best = max(scores, key=lambda s: (s["passed"], s["score"], -s["sample"]))
         return best["sample"], scores
@@ -387,6 +306,14 @@ CRITIC_SYSTEM = ("You review a draft answer. List the concrete problems a revisi
                  "parts, not following the request, unclear wording). If it has none, reply exactly NO ISSUES.")
 
 
+def _own_call(request: ChatRequest, purpose: str) -> dict[str, Any]:
+    """Metadata of a judge / critic call: who it is for (tenant, app, user: spans and costs are attributed to
+    them), not the request's prompt version (the call does not use that prompt)."""
+    kept: dict[str, Any] = {k: request.metadata[k] for k in ("tenant", "app", "user", "session_id")
+                            if k in request.metadata}
+    return {**kept, "purpose": purpose}
+
+
 def _transcript(request: ChatRequest) -> str:
     return "\n\n".join(f"{m.role}: {m.content}" for m in request.messages if m.role != "system" and m.content)
 
@@ -394,12 +321,12 @@ def _transcript(request: ChatRequest) -> str:
 def _judge(calls: _Calls, request: ChatRequest, texts: list[str], judge: str | None) -> tuple[int, dict[str, Any]]:
     """(index of the best of `texts`, what the judge said); the first text when the judge names none."""
     shown = "\n\n".join(f'<candidate n="{i}">\n{t}\n</candidate>' for i, t in enumerate(texts, 1))
-    ask = ChatRequest(model=judge or request.model, temperature=0.0, metadata={"purpose": "strategy_judge"},
+    ask = ChatRequest(model=judge or request.model, temperature=0.0, metadata=_own_call(request, "strategy_judge"),
                       messages=[Message(role="system", content=JUDGE_SYSTEM),
                                 Message(role="user", content=f"<request>\n{_transcript(request)}\n</request>\n\n"
                                                              f"{shown}\n\nWhich candidate is best?")])
     said = calls.one(ask).text
-    found = _BEST.findall(said)
+    found = _BEST.findall(final_text(said))  # a reasoning judge may weigh "best: 2" before it decides
     n = int(found[-1]) if found else 0
     if not 1 <= n <= len(texts):
         return 0, {"said": said[:500], "error": "the judge named no candidate; the first was kept"}
@@ -413,18 +340,23 @@ class SelfCritique(Strategy):
         stopped = "rounds"
         for _ in range(self.spec.n):
             critique = calls.one(ChatRequest(
-                model=self.spec.critic or request.model, temperature=0.0, metadata={"purpose": "strategy_critique"},
+                model=self.spec.critic or request.model, temperature=0.0, metadata=_own_call(request, "strategy_critique"),
                 messages=[Message(role="system", content=CRITIC_SYSTEM),
                           Message(role="user", content=f"<request>\n{_transcript(request)}\n</request>\n\n"
-                                                       f"<draft>\n{draft.text}\n</draft>")])).text
+                                                       f"<draft>\n{final_text(draft.text, request)}\n</draft>")])).text
+            critique = final_text(critique)  # a reasoning critic's thinking is neither a verdict nor feedback
             if normalize_answer(critique).startswith("no issues"):
                 stopped = "no_issues"
                 rounds.append({"draft": draft.text, "critique": critique})
                 break
+            prefill = _prefill(request)  # the draft goes back whole, and the new answer starts with it again
+            head = request.messages[:-1] if prefill else request.messages
+            whole = draft.text if draft.text.startswith(prefill) else prefill + draft.text
             revise = request.model_copy(update={"messages": [
-                *request.messages, Message(role="assistant", content=draft.text),
+                *head, Message(role="assistant", content=whole),
                 Message(role="user", content=f"A reviewer found these problems in your answer:\n{critique}\n\n"
-                                             "Write the improved answer to my request. Reply with the answer only.")]})
+                                             "Write the improved answer to my request. Reply with the answer only."),
+                *([Message(role="assistant", content=prefill)] if prefill else [])]})
             rounds.append({"draft": draft.text, "critique": critique})
             draft = calls.one(revise)
         return draft, {"name": "critique", "rounds": rounds, "stopped": stopped}
@@ -437,11 +369,11 @@ class Ensemble(Strategy):
             self.spec.aliases, [a.text if a else None for a in answers], strict=True))}
         if self.spec.judge is not None:
             answered = [i for i, a in enumerate(answers) if a is not None]
-            k, details["judge"] = _judge(calls, request, [answers[i].text for i in answered],  # type: ignore[union-attr]
-                                         self.spec.judge)
+            texts = [final_text(answers[i].text, request) for i in answered]  # type: ignore[union-attr]
+            k, details["judge"] = _judge(calls, request, texts, self.spec.judge)
             index: int | None = answered[k]
         else:
-            index, counts = vote([normalize_answer(a.text) if a else None for a in answers])
+            index, counts = vote([normalize_answer(final_text(a.text, request)) if a else None for a in answers])
             details["votes"] = dict(counts)
         assert index is not None
         winner = answers[index]

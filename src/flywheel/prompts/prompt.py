@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from flywheel.errors import UserError
 from flywheel.prompts.examples import Example, Shots, examples_body, format_examples, select_examples
 from flywheel.prompts.reasoning import Reasoning, strip_reasoning
 from flywheel.prompts.render import (
@@ -168,6 +169,10 @@ class Prompt:
     def _chosen(self, values: Mapping[str, Any], embedder: Embedder | None) -> list[int]:
         if not self.examples:
             return []
+        if self.shots.query and self.shots.query not in values:  # a typo would silently pick the first examples
+            given = ", ".join(sorted(set(values) - BUILT_VARIABLES))
+            raise UserError(f"`shots.query` names the variable '{self.shots.query}', which was not given",
+                            where=self.path, hint=f"name one of the variables passed: {given}")
         keys = [self.shots.query] if self.shots.query else ["question", "input"]
         query = next((str(values[k]) for k in keys if values.get(k)), None)
         return select_examples(self.examples, self.shots, query, embedder)

@@ -46,6 +46,21 @@ log = logging.getLogger(__name__)
 PROMPTS_DIR = "prompts"
 SOURCE_FIELDS = frozenset({"id", "text", "source", "location", "title"})
 _SUFFIXES = (".yaml", ".yml")
+MAX_NAME = 200  # the store's column
+
+
+def name_problem(value: str) -> str | None:
+    """Why `value` cannot be a prompt's name, or None. The name keys the store and is how apps and the CLI refer
+    to the prompt, so it must not read as a path (`prompt: a/b` is a file) nor differ by a stray space."""
+    if value != value.strip():
+        return f"has leading or trailing spaces ({value!r}); write {value.strip()!r}"
+    if len(value) > MAX_NAME:
+        return f"is {len(value)} characters long; at most {MAX_NAME}"
+    if "/" in value or "\\" in value or value.lower().endswith(_SUFFIXES):
+        return f"{value!r} reads as a file path; a name has no '/', '\\' or .yaml ending"
+    if not value.isprintable():
+        return f"{value!r} contains a control character (a tab or line break)"
+    return None
 
 
 class PromptFile(BaseModel):
@@ -64,6 +79,16 @@ class PromptFile(BaseModel):
     reasoning: bool | Reasoning = False
     format: PromptFormat = "auto"
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # the file name
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @field_validator("no_answer", mode="before")
     @classmethod
     def _one_message(cls, value: Any) -> Any:
@@ -73,8 +98,17 @@ class PromptFile(BaseModel):
     @classmethod
     def _reasoning_shape(cls, value: Any) -> Any:
         # without this, `reasoning: maybe` reads "reasoning.bool: Input should be a valid boolean (+1 more)"
-        if value is None or isinstance(value, bool | dict):
+        if value is None or isinstance(value, bool):
             return value
+        if isinstance(value, dict):  # validated here: a bad tag would also read "reasoning.bool: …"
+            try:
+                return Reasoning.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                at = ".".join(str(p) for p in first["loc"])
+                why = ("a tag starts with a letter and has up to 40 letters, digits, '_' or '-' (e.g. scratchpad)"
+                       if first["type"] == "string_pattern_mismatch" else first["msg"])
+                raise ValueError(f"`{at}`: {why}, got {first.get('input')!r}") from None
         raise ValueError(f"must be true, false or {{tag: NAME}}, got {value!r}")
 
 
@@ -123,6 +157,10 @@ def load_prompt_file(path: str | Path) -> Prompt:
 
     def line_of(*keys: str) -> str:
         return f"{path}:{lines.get(tuple(keys), lines.get(keys[:1], 1))}"
+
+    if not spec.template.strip():
+        raise ConfigError("`template` is empty: it is the user message the model answers", where=line_of("template"),
+                          hint="write the request, e.g. template: \"Question: {{question}}\"")
 
     checks = {("system",): spec.system, ("template",): spec.template,
               ("sources", "xml"): spec.sources.xml, ("sources", "markdown"): spec.sources.markdown}
@@ -187,9 +225,11 @@ class PromptRegistry:
         self._cache: dict[tuple[str, int, int], Prompt] = {}
         self._recorded: set[tuple[str, str]] = set()
 
+    def _dirs(self) -> list[Path]:
+        return ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]
+
     def _candidates(self, name: str) -> list[Path]:
-        dirs = ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]
-        return [d / f"{name}{suffix}" for d in dirs for suffix in _SUFFIXES]
+        return [d / f"{name}{suffix}" for d in self._dirs() for suffix in _SUFFIXES]
 
     def path_of(self, ref: str, *, where: str | None = None) -> Path:
         """Resolve a prompt name (`docs_qa`) or path (`prompts/docs_qa.yaml`, relative to the project)."""
@@ -201,12 +241,18 @@ class PromptRegistry:
                 raise ConfigError(f"prompt file {path} does not exist", where=where,
                                 hint="fix the path, or run `flywheel init` to write prompts/docs_qa.yaml")
             return path
-        for path in self._candidates(ref):
-            if path.is_file():
-                return path
-        for path in self.files():  # a file whose `name:` is not its file name is found by its `name:`
-            if _declared_name(path) == ref:
-                return path
+        files = self.files()
+        for folder in self._dirs():  # the project's prompts first, by file name then by `name:`; then packaged
+            for suffix in _SUFFIXES:
+                if (folder / f"{ref}{suffix}").is_file():
+                    return folder / f"{ref}{suffix}"
+            declaring = [p for p in files if p.parent == folder and _declared_name(p) == ref]
+            if len(declaring) > 1:
+                raise ConfigError(f"prompt '{ref}' is declared by {len(declaring)} files: "
+                                  f"{', '.join(str(p) for p in declaring)}", where=where,
+                                  hint="give each file its own `name:` (or name the file you mean by its path)")
+            if declaring:
+                return declaring[0]
         raise unknown_name("prompt", ref, self.names(), where=where, error=ConfigError,
                            hint=f"add {PROMPTS_DIR}/{ref}.yaml to the project")
 
@@ -246,9 +292,8 @@ class PromptRegistry:
 
     def files(self) -> list[Path]:
         """Every prompt file: the project's, then the packaged ones the project does not override (by file name)."""
-        dirs = ([self.root / PROMPTS_DIR] if self.root else []) + [builtin_dir()]
         found: dict[str, Path] = {}
-        for d in dirs:
+        for d in self._dirs():
             for p in sorted(d.iterdir()) if d.is_dir() else []:
                 if p.suffix in _SUFFIXES:
                     found.setdefault(p.stem, p)
@@ -274,4 +319,5 @@ def _declared_name(path: Path) -> str:
     except UserError:
         return path.stem
     name = data.get("name") if isinstance(data, dict) else None
-    return name.strip() if isinstance(name, str) and name.strip() else path.stem
+    # a name the loader refuses lists under the file name, so loading it reports the problem at its line
+    return name if isinstance(name, str) and name.strip() and name_problem(name) is None else path.stem

@@ -50,7 +50,11 @@ def render(template: str, variables: Mapping[str, Any], *, where: str | None = N
     """Substitute every `{{ name }}`; a name missing from `variables` raises UserError."""
     missing = [n for n in placeholders(template) if n not in variables]
     if missing:
-        raise UserError(f"prompt template uses undefined variable(s): {', '.join(missing)}", where=where,
+        from flywheel.registry import did_you_mean
+
+        close = [c for n in missing for c in did_you_mean(n, sorted(variables))[:1]]
+        mean = f" — did you mean {' or '.join(close)}?" if close else ""
+        raise UserError(f"prompt template uses undefined variable(s): {', '.join(missing)}{mean}", where=where,
                         hint=f"pass them when rendering, or remove them; given: {', '.join(sorted(variables))}")
 
     def sub(m: re.Match) -> str:

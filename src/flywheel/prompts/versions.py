@@ -66,14 +66,16 @@ def check_label(label: str, *, where: str | None = None) -> str:
     return label
 
 
-def _unknown(what: str, ref: str, prompt: str, choices: Iterable[str], *, where: str | None, hint: str) -> UserError:
+def _unknown(what: str, ref: str, prompt: str, choices: Iterable[str], *, where: str | None, hint: str,
+             plural: str | None = None) -> UserError:
     """"prompt 'x' has no label 'prodution' — did you mean 'production'? (known labels: production)"."""
     known = sorted(set(choices))
     close = did_you_mean(ref, known)
+    plural = plural or f"{what}s"
     message = f"prompt '{prompt}' has no {what} '{ref}'"
     if close:
         message += " — did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
-    message += f" (known {what}s: {', '.join(known)})" if known else f" (it has no {what}s yet)"
+    message += f" (known {plural}: {', '.join(known)})" if known else f" (it has no {plural} yet)"
     return UserError(message, where=where, hint=hint)
 
 
@@ -85,6 +87,17 @@ def _contains_secret(content: Any) -> bool:
     if isinstance(content, list):
         return any(_contains_secret(v) for v in content)
     return False
+
+
+def check_storable(prompt: Prompt) -> tuple[dict[str, Any], str | None]:
+    """(content, file text) to store for `prompt`; a UserError when either looks like it holds a secret."""
+    content = prompt.content()
+    source_text = _source_text(prompt)
+    if _contains_secret(content) or (source_text and _contains_secret(source_text)):
+        raise UserError(f"prompt '{prompt.name}' looks like it contains a secret (an API key or password); "
+                        "it was not stored", where=prompt.path,
+                        hint="remove the secret from the prompt file; prompts are stored and shown in full")
+    return content, source_text
 
 
 class PromptVersions:
@@ -102,12 +115,7 @@ class PromptVersions:
             found = conn.execute(select(vt.c.id).where(vt.c.name == prompt.name, vt.c.version == prompt.version))
             if found.first() is not None:
                 return False
-        content = prompt.content()
-        source_text = _source_text(prompt)
-        if _contains_secret(content) or (source_text and _contains_secret(source_text)):
-            raise UserError(f"prompt '{prompt.name}' looks like it contains a secret (an API key or password); "
-                            "it was not stored", where=prompt.path,
-                            hint="remove the secret from the prompt file; prompts are stored and shown in full")
+        content, source_text = check_storable(prompt)
         row = {"name": prompt.name, "version": prompt.version, "content": content,
                "description": prompt.description or None, "path": prompt.path, "source_text": source_text,
                "created_at": time.time() if now is None else now}
@@ -150,8 +158,10 @@ class PromptVersions:
         if len(matches) > 1:
             raise UserError(f"version prefix '{version}' of prompt '{name}' is ambiguous", where=where,
                             hint=f"it matches {', '.join(v.version for v in matches)}; give more characters")
+        short = len(version) < MIN_PREFIX and any(v.version.startswith(version) for v in stored)
         raise _unknown("version", version, name, [v.version for v in stored], where=where,
-                       hint="`flywheel prompts list` shows the versions and labels")
+                       hint=f"a version prefix needs at least {MIN_PREFIX} characters" if short
+                       else "`flywheel prompts list` shows the versions and labels")
 
     # ---------------------------------------------------------------- labels
     def _events(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -208,8 +218,10 @@ class PromptVersions:
         if not choices:
             raise UserError(f"prompt '{name}' has no stored versions or labels", where=where,
                             hint="record the current file with `flywheel prompts register`")
-        raise _unknown("version or label", ref, name, choices, where=where,
-                       hint="`flywheel prompts list` shows the versions and labels")
+        short = len(ref) < MIN_PREFIX and any(v.version.startswith(ref) for v in stored)
+        raise _unknown("version or label", ref, name, choices, where=where, plural="versions and labels",
+                       hint=f"a version prefix needs at least {MIN_PREFIX} characters" if short
+                       else "`flywheel prompts list` shows the versions and labels")
 
     def set_label(self, name: str, ref: str, label: str, *, actor: str | None = None,
                   now: float | None = None) -> tuple[str | None, str]:
@@ -217,7 +229,8 @@ class PromptVersions:
         check_label(label)
         version = self.resolve(name, ref)
         previous = self.labels(name).get(name, {}).get(label)
-        self._append(name, label, version, "set", actor, now)
+        if previous != version:  # re-setting it is no move: a rollback must still go to the version before
+            self._append(name, label, version, "set", actor, now)
         return previous, version
 
     def rollback(self, name: str, label: str = "production", *, actor: str | None = None,
