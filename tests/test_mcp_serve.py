@@ -300,3 +300,21 @@ def test_a_prompt_file_that_does_not_load_is_a_503_saying_why_until_fixed(tmp_pa
         assert fixed.status_code == 200 and [p["name"] for p in fixed.json()["result"]["prompts"]] == ["broken"]
     finally:
         live.stop()
+
+
+def test_a_tenant_without_documents_is_told_so_without_the_servers_paths(served):
+    from flywheel.server.keys import KeyStore
+
+    with Runtime(Project.load(served.root)) as rt:
+        key = KeyStore(rt.store).create("newco", tenant="newco")[0]
+
+    async def work(session: Any) -> dict[str, Any]:
+        return {"search": await session.call_tool("search", {"query": "何时发货"}),
+                "ask": await session.call_tool("ask", {"question": "When does it ship?"})}
+
+    out = session_run(served, key, work)
+    found, answer = payload(out["search"]), payload(out["ask"])
+    assert found["passages"] == [] and answer["refusal"] == "no_passage"
+    for note in (found["note"], answer["note"]):
+        assert note == "tenant 'newco' has no documents yet: ingest some with `flywheel ingest PATH --tenant newco`"
+    assert str(served.root) not in json.dumps([found, answer])  # a remote caller learns no path of the server

@@ -14,13 +14,14 @@ import click
 from flywheel.cli import main
 from flywheel.server.mcp_server import INSTRUCTIONS, answer_result, sdk
 
-__all__ = ["INSTRUCTIONS", "LocalGate", "build_server", "mcp_command"]
+__all__ = ["INSTRUCTIONS", "LocalGate", "build_server", "mcp_command", "serve_http"]
 
 
 class LocalGate:
     """The caller started the command (or reached its port): any tenant, any app, no metering."""
 
     guard_stdout = True
+    local = True
 
     def __init__(self, rt: Any):
         self.rt = rt
@@ -38,7 +39,7 @@ class LocalGate:
         from flywheel.cli.names import check_app
 
         if app not in self.apps:
-            self.apps[app] = self.rt.app(check_app(self.rt.project, app))
+            self.apps[app] = self.rt.app(check_app(self.rt.project, app, option="app"))
         answer = await anyio.to_thread.run_sync(lambda: self.apps[app].run(question, tenant=tenant))
         return answer_result(answer)
 
@@ -64,9 +65,25 @@ def mcp_command(state: Any, port: int | None, host: str) -> None:
         server = build_server(rt)
         if port is None:
             server.run()
-        elif hasattr(server, "settings") and hasattr(server.settings, "port"):  # mcp 1.x: host/port are settings
-            server.settings.host, server.settings.port = host, port
-            server.run("streamable-http")
         else:
-            click.secho(f"MCP server on http://{host}:{port}/mcp", err=True)
-            server.run("streamable-http", host=host, port=port)
+            serve_http(server, host, port)
+
+
+def serve_http(server: Any, host: str, port: int) -> None:
+    """The SDK's streamable-HTTP app on uvicorn, on a socket bound first: a port in use or an unknown host is
+    one clear error (exit 2), not a uvicorn log line after the server has started."""
+    import inspect
+
+    import uvicorn
+
+    from flywheel.cli.serve import bind
+
+    sock = bind(host, port)
+    if "host" in inspect.signature(server.streamable_http_app).parameters:  # mcp 2.x
+        app = server.streamable_http_app(host=host)
+    else:  # mcp 1.x: the host (which decides its DNS-rebinding protection) is a setting
+        server.settings.host, server.settings.port = host, port
+        app = server.streamable_http_app()
+    click.secho(f"MCP server on http://{host}:{port}/mcp", err=True)
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])

@@ -214,8 +214,12 @@ class CallState:
             span.record_error(exc)
             self.end_attempt()
             raise exc
-        # anything but a ProviderError is a provider bug: it fails this alias (not retryable), not the call
-        err = exc if isinstance(exc, ProviderError) else ProviderError(f"{type(exc).__name__}: {exc}")
+        # a UserError is a request this provider cannot express (a tool_choice with no Anthropic form): the
+        # caller's to fix, not retried; anything else is a provider bug: it fails this alias, not the call
+        if isinstance(exc, UserError):
+            err = ProviderError(exc.message, kind="client")
+        else:
+            err = exc if isinstance(exc, ProviderError) else ProviderError(f"{type(exc).__name__}: {exc}")
         if partial:
             span.outputs, span.has_output = partial, True
         self.charge(span, alias, err.usage)

@@ -7,8 +7,10 @@ A stream that fails before any text was delivered is retried and falls back exac
 call. One that fails after text was delivered is resumed when the gateway has attempts left (`resume_streams`,
 on by default): the next attempt (a retry, or the fallback) is read silently until it has reproduced the text
 already delivered, and the stream goes on with what follows it — so a deterministic model behind a proxy that
-cuts streams loses nothing. If the new attempt's text departs from what the caller already has, or no attempt
-is left, `StreamBrokenError` is raised (recorded on the spans), since the caller cannot un-show text.
+cuts streams loses nothing. Tool-call pieces are resumed the same way: each call's id and name reach the caller
+once, and its arguments continue where the delivered fragments stopped. If the new attempt departs from what the
+caller already has (other text, another tool, other arguments), or no attempt is left, `StreamBrokenError` is
+raised (recorded on the spans), since the caller cannot un-show text.
 
 A stream answers one choice: a request with `n` > 1 is refused (UserError) when the stream is created.
 
@@ -82,6 +84,7 @@ class _StreamBase:
         self._top_token: Any = None
         self._delivered: list[str] = []  # text handed to the consumer, across attempts
         self._shown = 0  # its length
+        self._calls: list[dict[str, Any]] = []  # tool calls as the consumer assembled them from its pieces
         self._gen = self._run()
 
     def _run(self) -> Any:
@@ -90,6 +93,11 @@ class _StreamBase:
     @property
     def text(self) -> str:
         return self._attempt.text if self._attempt else ""
+
+    @property
+    def _sent(self) -> bool:
+        """Whether the consumer has anything it cannot un-see: text or tool-call pieces."""
+        return bool(self._shown or self._calls)
 
     def _open(self) -> CallState:
         top, self._top_token = self._ctx.run(tracer.start, "gateway.chat", "llm", inputs(self.request),
@@ -110,7 +118,7 @@ class _StreamBase:
         attempt = self._attempt
         partial = attempt.text if attempt and attempt.parts else ""
         err = call.fail(exc, partial)
-        if self._shown and not self.gateway.resume_streams:
+        if self._sent and not self.gateway.resume_streams:
             raise self._broken(call)
         return call.backoff(err, self.gateway.retry)
 
@@ -119,42 +127,90 @@ class _StreamBase:
 
     def _exhausted(self, call: CallState) -> Exception:
         """No attempt left: a GatewayError, or StreamBrokenError when the caller already has some text."""
-        if self._shown:
+        if self._sent:
             call.close_top()
             return self._broken(call)
         return call.exhausted()
 
     def _to_show(self, call: CallState, attempt: _Attempt, chunk: StreamChunk) -> StreamChunk | None:
         """`chunk` as the consumer should get it: unchanged normally; while a resumed attempt is still
-        re-producing the text already delivered, only what goes beyond it (None: nothing new yet). Raises
-        StreamBrokenError when the attempt departs from the delivered text."""
+        re-producing the text and tool calls already delivered, only what goes beyond them (None: nothing new
+        yet). Raises StreamBrokenError when the attempt departs from what was delivered."""
         shown = self._shown
+        pieces = self._new_pieces(call, attempt, chunk.tool_calls) if chunk.tool_calls else None
         before = len(attempt.text) - len(chunk.delta) if chunk.delta else len(attempt.text)
         if before >= shown:
             if chunk.delta:
                 self._delivered.append(chunk.delta)
                 self._shown += len(chunk.delta)
-            return chunk
+            if pieces is chunk.tool_calls:
+                return chunk
+            if not chunk.delta and not pieces and not chunk.finish_reason and chunk.usage is None:
+                return None
+            return make_chunk(chunk.delta, chunk.finish_reason, chunk.usage, pieces or None, chunk.logprobs)
         text = attempt.text
         delivered = "".join(self._delivered)
         if not delivered.startswith(text[:shown]) or (chunk.finish_reason and len(text) < shown):
-            assert call.alias is not None
-            err = ProviderError(f"the new attempt's text departs from the {shown} characters already delivered",
-                                kind="stream_diverged")
-            call.fail(err, text)
-            raise self._broken(call)
+            raise self._diverged(call, attempt, f"the {shown} characters already delivered")
         new = text[shown:]
         if new:
             self._delivered.append(new)
             self._shown += len(new)
-        if not new and not chunk.finish_reason and chunk.usage is None and not chunk.tool_calls:
+        if not new and not chunk.finish_reason and chunk.usage is None and not pieces:
             return None
-        return make_chunk(new, chunk.finish_reason, chunk.usage, chunk.tool_calls)
+        return make_chunk(new, chunk.finish_reason, chunk.usage, pieces or None)
+
+    def _new_pieces(self, call: CallState, attempt: _Attempt,
+                    pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Of a chunk's tool-call pieces (already folded into `attempt.tool_calls`), what the consumer lacks:
+        `pieces` itself when all of it is new; for a call it already has, only the arguments beyond the
+        delivered ones (a resumed attempt's id and name were delivered by the broken one)."""
+        out: list[dict[str, Any]] = []
+        for piece in pieces:
+            index = piece.get("index", 0)
+            if index >= len(self._calls):  # a call the consumer has not seen: all of it
+                merge_tool_deltas(self._calls, [piece])
+                out.append(piece)
+                continue
+            sent, mine = self._calls[index]["function"], attempt.tool_calls[index]["function"]
+            if sent["name"] and mine["name"] and sent["name"] != mine["name"]:
+                raise self._diverged(call, attempt, f"tool call {index} ({sent['name']}) already delivered")
+            has, got = sent["arguments"], mine["arguments"]
+            if not got.startswith(has) and not has.startswith(got):
+                raise self._diverged(call, attempt, f"the arguments of tool call {index} already delivered")
+            fn: dict[str, Any] = {}
+            if mine["name"] and not sent["name"]:
+                fn["name"] = mine["name"]
+            if len(got) > len(has):
+                fn["arguments"] = got[len(has):]
+            new: dict[str, Any] = {"index": index}
+            if piece.get("id") and not self._calls[index]["id"]:
+                new.update(id=piece["id"], type="function")
+            if fn or "id" in new:
+                new["function"] = fn
+                merge_tool_deltas(self._calls, [new])
+                out.append(new)
+        return pieces if out == pieces else out
+
+    def _short(self, call: CallState, attempt: _Attempt) -> None:
+        """An attempt that ended: StreamBrokenError when it delivered less than the consumer already has."""
+        mine = attempt.tool_calls
+        if len(attempt.text) < self._shown or len(mine) < len(self._calls) or any(
+                len(m["function"]["arguments"]) < len(s["function"]["arguments"])
+                for m, s in zip(mine, self._calls, strict=False)):
+            raise self._diverged(call, attempt, "what was already delivered (it ended sooner)")
+
+    def _diverged(self, call: CallState, attempt: _Attempt, what: str) -> StreamBrokenError:
+        assert call.alias is not None
+        call.fail(ProviderError(f"the new attempt departs from {what}", kind="stream_diverged"), attempt.text)
+        return self._broken(call)
 
     def _succeed(self, call: CallState) -> None:
         a = self._attempt
         assert a is not None and call.alias is not None
-        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, a.tool_calls or None,
+        calls = [{**c, "id": sent["id"] or c["id"]} for c, sent in zip(a.tool_calls, self._calls, strict=False)]
+        calls += a.tool_calls[len(calls):]  # the ids the consumer has, where a resumed attempt chose others
+        self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, calls or None,
                                      None, a.logprobs or None)
         self._close(call, None)
 
@@ -204,8 +260,7 @@ class ChatStream(_StreamBase):
                         failure = exc
                         break
                     if chunk is _END:
-                        if len(attempt.text) < self._shown:  # a resumed attempt that ended too early
-                            self._to_show(call, attempt, make_chunk("", "stop"))
+                        self._short(call, attempt)  # a resumed attempt that ended too early
                         self._succeed(call)  # closes the call's span too
                         return
                     chunk = cast(StreamChunk, chunk)
@@ -256,8 +311,7 @@ class AsyncChatStream(_StreamBase):
                     try:
                         chunk = await chunks.__anext__()
                     except StopAsyncIteration:
-                        if len(attempt.text) < self._shown:
-                            self._to_show(call, attempt, make_chunk("", "stop"))
+                        self._short(call, attempt)
                         self._succeed(call)
                         return
                     except Exception as exc:  # noqa: BLE001 - classified by _failed

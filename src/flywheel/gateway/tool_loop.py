@@ -251,13 +251,24 @@ def _span(record: ToolCallRecord) -> Any:
                           "flywheel.tool.step": record.step})
 
 
+def _await(target: Tool, args: dict[str, Any]) -> Any:
+    """An async tool run from the sync loop: on this thread, or, where an event loop already runs on it (a
+    notebook cell, an async function calling `run_tools`), on a worker thread with a loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(target(**args))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(in_context(lambda: asyncio.run(target(**args)))).result()
+
+
 def _execute(loop: _Loop, call: dict[str, Any]) -> ToolCallRecord:
     record, target, args = loop.prepare(call)
     with _span(record) as sp:
         value: Any = None
         if target is not None:
             try:
-                value = asyncio.run(target(**args)) if target.is_async else target(**args)
+                value = _await(target, args) if target.is_async else target(**args)
             except Exception as exc:  # noqa: BLE001 - the model hears about it and may try again
                 loop.finish(record, exc=exc)
             else:

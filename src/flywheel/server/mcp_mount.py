@@ -43,6 +43,7 @@ class KeyGate:
     """The caller is the flywheel key of the HTTP request that carried the MCP call."""
 
     guard_stdout = False
+    local = False  # a remote caller: no paths of this machine in messages
 
     def __init__(self, state: ServerState):
         self.state = state

@@ -18,15 +18,17 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import anyio
+from pydantic import Field
 
 from flywheel.errors import UserError
 from flywheel.server.errors import ApiError
 from flywheel.text.install import pip_install
 from flywheel.types import Answer
 
+MAX_K = 1000  # as `flywheel search --k`
 INSTRUCTIONS = ("Search this project's documents (`search`, returns passages with sources) or get an answer with "
                 "numbered citations from one of its apps (`ask`).")
 
@@ -36,6 +38,7 @@ class Gate(Protocol):
     UserError or ApiError; the client gets the message as the tool's error."""
 
     guard_stdout: bool  # stdout carries the protocol (stdio): stray prints go to stderr
+    local: bool  # the caller started the server: messages may name the project's folder on this machine
 
     def tenant(self, ctx: Any, requested: str | None) -> str:
         """The tenant a call acts for (`requested`: the tool's `tenant` argument)."""
@@ -96,6 +99,20 @@ def _answering(sdk: dict[str, Any], gate: Gate) -> Iterator[None]:
         raise sdk["ToolError"](exc.message) from None
 
 
+def empty_note(rt: Any, tenant: str, query: str | None = None, mode: str = "hybrid", *,
+               local: bool = True) -> str | None:
+    """Why a search found nothing, when the reason is not "nothing relevant" (which a client would assume): the
+    tenant has no documents at all (a server started on the wrong `--project` looks exactly like it), or a dense
+    search in a language the embedder does not cover. `local`: name the project's folder (not to remote callers)."""
+    if rt.retriever.count(tenant):
+        if mode == "dense" and query is not None:
+            return rt.retriever.language_gap(query, switch="use mode hybrid or bm25")
+        return None
+    where = "" if tenant == "default" else f" --tenant {tenant}"
+    project = f" in the project at {rt.project.root}" if local else ""
+    return f"tenant '{tenant}' has no documents yet{project}: ingest some with `flywheel ingest PATH{where}`"
+
+
 def _takes_context(sdk: dict[str, Any], fn: Callable[..., Any]) -> Callable[..., Any]:
     """`fn` with its `ctx` parameter annotated as the SDK's Context, which is how the SDK knows to pass it."""
     fn.__annotations__["ctx"] = sdk["Context"]
@@ -118,23 +135,42 @@ def build_server(rt: Any, gate: Gate, *, name: str = "flywheel") -> Any:
             passages = [{"n": n, "text": h.chunk.text, "source": h.chunk.source, "location": h.chunk.location,
                          "chunk_id": h.chunk.id, "score": round(float(h.score), 6)} for n, h in enumerate(hits, 1)]
             sp.set(outputs=[{"source": p["source"], "score": p["score"]} for p in passages])
-            return {"passages": passages, "trace_id": sp.trace_id}
+            out: dict[str, Any] = {"passages": passages, "trace_id": sp.trace_id}
+            if not passages and (note := empty_note(rt, tenant, query, mode, local=gate.local)):
+                out["note"] = note
+            return out
 
-    async def search(query: str, k: int = 5, tenant: str | None = None, filters: dict[str, Any] | None = None,
+    async def search(query: Annotated[str, Field(description="what to look for, in any language")],
+                     k: Annotated[int, Field(ge=1, le=MAX_K, description="passages to return at most")] = 5,
+                     tenant: Annotated[str | None, Field(description="whose documents")] = None,
+                     filters: Annotated[dict[str, Any] | None, Field(description="metadata field → value")] = None,
                      mode: Literal["hybrid", "bm25", "dense"] = "hybrid", ctx: Any = None) -> dict[str, Any]:
         """Search the project's ingested documents (tenant: whose documents; default: the caller's, or
         "default"). Returns passages [{n, text, source, location, chunk_id, score}] best first (none when nothing
-        is relevant enough), and the trace id."""
+        is relevant enough; then `note` says when that is because the tenant has no documents at all, or because
+        dense search cannot match the query's language), and the trace id."""
         with _answering(kit, gate):
+            if not query.strip():
+                raise UserError("the query is empty", hint="pass the words to look for in `query`")
             who = gate.tenant(ctx, tenant)
             # the retriever is synchronous; the thread keeps the event loop free (and copies the context)
             return await anyio.to_thread.run_sync(run_search, query, k, who, filters, mode, gate.attributes(ctx))
 
-    async def ask(question: str, app: str = "docs_qa", tenant: str | None = None, ctx: Any = None) -> dict[str, Any]:
+    async def ask(question: Annotated[str, Field(description="the question, in any language")],
+                  app: Annotated[str, Field(description="which of the project's apps answers")] = "docs_qa",
+                  tenant: Annotated[str | None, Field(description="whose documents")] = None,
+                  ctx: Any = None) -> dict[str, Any]:
         """Answer a question with one of the project's apps (default docs_qa: from the ingested documents, with
-        [n] citations). Returns {answer, citations, refused, refusal, trace_id}."""
+        [n] citations). Returns {answer, citations, refused, refusal, trace_id}; a refusal because the tenant
+        has no documents at all also has a `note` saying so."""
         with _answering(kit, gate):
-            return await gate.ask(ctx, app, question, gate.tenant(ctx, tenant))
+            who = gate.tenant(ctx, tenant)
+            out = await gate.ask(ctx, app, question, who)
+            if out.get("refusal") == "no_passage":
+                note = await anyio.to_thread.run_sync(lambda: empty_note(rt, who, local=gate.local))
+                if note:
+                    out["note"] = note
+            return out
 
     server.tool()(_takes_context(kit, search))
     server.tool()(_takes_context(kit, ask))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from flywheel.errors import UserError
 from flywheel.gateway.providers.base import ProviderError, make_usage
 from flywheel.gateway.retry import parse_retry_after
 from flywheel.types import Usage
@@ -47,6 +48,8 @@ def to_provider_error(exc: BaseException) -> ProviderError:
     """Classify one failed attempt."""
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, UserError):  # built before sending: a request this provider cannot express
+        return ProviderError(exc.message, kind="client")
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
