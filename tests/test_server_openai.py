@@ -183,6 +183,16 @@ def test_upstream_failures_are_502_after_the_gateway_gave_up(live, server_llm):
     assert _post(live, "/v1/chat/completions", json=body).status_code == 200  # and it recovers
 
 
+def test_a_request_the_upstream_refuses_is_400_not_a_retryable_502(live, server_llm):
+    """Before: every GatewayError was 502, so the openai SDK re-sent a request that could never succeed."""
+    server_llm.fail(Fault.SERVER_ERROR, times=1, status=400)
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "refused please"}]}
+    err = _err(_post(live, "/v1/chat/completions", json=body), 400)
+    assert err["code"] == "invalid_request" and "HTTP 400" in err["message"]
+    server_llm.fail(Fault.SERVER_ERROR, times=1, status=401)  # the server's own upstream key: still 502
+    _err(_post(live, "/v1/chat/completions", json=body), 502)
+
+
 def test_ops_routes(live):
     assert httpx.get(live.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(live.url + "/readyz").json()["status"] == "ready"

@@ -54,9 +54,18 @@ def from_validation(errors: list[dict[str, Any]], prefix: tuple = ()) -> ApiErro
     return ApiError(400, f"invalid value for '{param}': {msg}" if param else msg, param=param, code="invalid_value")
 
 
+# upstream answers that refuse the request itself (not the server's credentials or model name): resending it
+# cannot succeed, and SDKs retry a 502 but not a 400
+_REQUEST_REFUSED = frozenset({400, 422})
+
+
 def from_gateway(exc: Exception) -> ApiError:
-    """Upstream failures after retries and fallbacks: 504 when every attempt timed out, else 502."""
+    """Upstream failures after retries and fallbacks: 400 when every attempt refused the request itself (an
+    upstream 400 / 422, or a request no provider of the chain can express), 504 when every attempt timed out,
+    else 502 (an outage, or the server's own upstream key or model name is wrong)."""
     if isinstance(exc, GatewayError):
+        if exc.attempts and all(a.local_mistake or a.status in _REQUEST_REFUSED for a in exc.attempts):
+            return ApiError(400, exc.message, code="invalid_request")
         timed_out = bool(exc.attempts) and all("timed out" in a.error.lower() or "timeout" in a.error.lower()
                                                for a in exc.attempts)
         status = 504 if timed_out else 502
