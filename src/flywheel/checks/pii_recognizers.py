@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flywheel.checks import pii_validators as v
+from flywheel.checks.pii_context import in_address, is_quantity, near, words
 
 _L = r"(?<![0-9A-Za-z])"  # left boundary of a number or token, also next to CJK characters
 _R = r"(?![0-9A-Za-z])"
@@ -33,42 +34,6 @@ class PiiEntity:
     def as_dict(self) -> dict:
         return {"type": self.type, "start": self.start, "end": self.end, "score": round(self.score, 3),
                 "recognizer": self.recognizer}
-
-
-def _words(*words: str) -> re.Pattern[str]:
-    """Context keywords: whole words for Latin script, substrings for CJK."""
-    latin = [w for w in words if w.isascii()]
-    cjk = [w for w in words if not w.isascii()]
-    parts = []
-    if latin:
-        parts.append(r"(?<![a-z])(?:" + "|".join(re.escape(w) for w in latin) + r")(?![a-z])")
-    if cjk:
-        parts.append("|".join(re.escape(w) for w in cjk))
-    return re.compile("|".join(parts), re.IGNORECASE)
-
-
-def near(text: str, start: int, end: int, words: re.Pattern[str] | None, before: int = 48,
-         after: int = 24) -> bool:
-    if words is None:
-        return False
-    return bool(words.search(text, max(0, start - before), start)
-                or words.search(text, end, min(len(text), end + after)))
-
-
-# A number followed by a street name ("3369 24 Clarke Avenue", "1977 Main St") or preceded by an
-# address word ("Suite 2001", "Box 9168") is part of an address, not a phone number or a year.
-_STREET_AFTER = re.compile(
-    r"[ \t]+(?:[A-Z0-9][\w'’.-]*[ \t]+){1,3}(?:street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|"
-    r"way|court|ct|place|pl|square|sq|terrace|parkway|pkwy|highway|hwy|rue|via|calle|camino|gata|gatan|"
-    r"katu|vej|straße|strasse|str|weg|platz|allee|alley|crescent|close|plaza|circle|row)\b\.?",
-    re.IGNORECASE)
-_ADDRESS_BEFORE = re.compile(r"(?:apt|apartment|suite|ste|unit|box|psc|floor|room|no)\.?\s*#?\s*$",
-                             re.IGNORECASE)
-
-
-def in_address(text: str, start: int, end: int) -> bool:
-    return bool(_STREET_AFTER.match(text, end, min(len(text), end + 60))
-                or _ADDRESS_BEFORE.search(text, max(0, start - 12), start))
 
 
 Scorer = Callable[[re.Match[str], str], float | None]
@@ -96,12 +61,21 @@ class Recognizer:
 
 # ---------------------------------------------------------------- email, URL, IP
 
-_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+%-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+%-])[A-Za-z0-9][A-Za-z0-9._%+'-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
                     r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9_-])")
 
 
+# `scheme://user:pa#ss` right before a match: the "local part" is (the end of) a URL's password.
+_URL_USERINFO = re.compile(r"://[^/\s:@]*:[^@\s/]*$")
+
+
 def _email(m: re.Match[str], text: str) -> float | None:
-    return None if ".." in m.group(0) else 1.0
+    value = m.group(0)
+    if ".." in value or value.split("@")[0].endswith("'"):
+        return None
+    if _URL_USERINFO.search(text, max(0, m.start() - 80), m.start()):
+        return None  # the `url_password` SECRET recognizer claims it
+    return 1.0
 
 
 # Top-level domains accepted for bare host names ("example.com.br"). Two-letter ones that are also
@@ -160,17 +134,23 @@ class UrlRecognizer(Recognizer):
 
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
                    r"(?:/\d{1,2})?(?!\.?\d)")
-_IPV6 = re.compile(r"(?<![A-Za-z0-9_:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{0,4}|(?:\d{1,3}\.){3}\d{1,3})"
-                   r"(?:/\d{1,3})?(?![A-Za-z0-9_:])")
-_IP_WORDS = _words("ip", "ips", "address", "host", "server", "gateway", "dns", "subnet", "ping", "地址")
-_VERSION_WORDS = _words("version", "ver", "v", "release", "build", "版本")
+_IPV6 = re.compile(r"(?<![A-Za-z0-9_:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{0,4})"
+                   r"(?:/\d{1,3})?(?![A-Za-z0-9_:]|\.\d)")
+_IP_WORDS = words("ip", "ips", "address", "host", "server", "gateway", "dns", "subnet", "ping", "地址")
+_VERSION_WORDS = words("version", "versions", "ver", "v", "release", "released", "build", "firmware", "patch",
+                        "update", "upgrade", "sdk", "kernel", "版本", "版本号", "固件", "补丁", "升级")
+# Addresses that point at no one: this machine, "any address", and subnet masks (255.255.255.0).
+_NOT_A_HOST = re.compile(r"^(?:127\.|0\.0\.0\.0(?:/|$)|255\.)")
 
 
 def _ipv4(m: re.Match[str], text: str) -> float | None:
     if text[max(0, m.start() - 1):m.start()] in ("v", "V"):
         return None  # v1.2.3.4
-    if near(text, m.start(), m.end(), _VERSION_WORDS, 16, 0):
-        return 0.4
+    if _NOT_A_HOST.match(m.group(0)):
+        return None
+    if near(text, m.start(), m.end(), _VERSION_WORDS, 24, 12) and not near(text, m.start(), m.end(), _IP_WORDS,
+                                                                             32, 8):
+        return 0.4  # "firmware 10.4.2.1", "4.10.2.3 release"
     if max(len(part) for part in m.group(0).split("/")[0].split(".")) == 1:
         return 0.7 if near(text, m.start(), m.end(), _IP_WORDS, 32, 8) else 0.45  # "3.1.4.2": rarely an IP
     return 0.9
@@ -180,7 +160,9 @@ def _ipv6(m: re.Match[str], text: str) -> float | None:
     value = m.group(0)
     if value.count(":") < 2 or not any(c.isalpha() for c in value) and "::" not in value:
         return None  # clock times such as 11:34:35
-    return 0.9 if v.ip_valid(value) else None
+    if not v.ip_valid(value) or value.split("/")[0] in ("::", "::1"):
+        return None  # "::1" is this machine, "::" any address
+    return 0.9
 
 
 # ---------------------------------------------------------------- phone numbers
@@ -188,12 +170,17 @@ def _ipv6(m: re.Match[str], text: str) -> float | None:
 _PHONE = re.compile(
     r"(?<![A-Za-z0-9_+./-])(?:(?:\+|00)\d{1,3}[ \t.-]?)?(?:\(0\)[ \t]?)?(?:\(\d{1,5}\)[ \t.-]?)?"
     r"\d{1,12}(?:[ \t.-]\d{1,10}){0,5}(?:[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,6})?(?![A-Za-z0-9_/]|\.\d|-\d)")
-_PHONE_WORDS = _words("phone", "telephone", "tel", "call", "called", "calling", "mobile", "cell", "cellphone",
+_PHONE_WORDS = words("phone", "telephone", "tel", "call", "called", "calling", "mobile", "cell", "cellphone",
                       "fax", "desk", "office", "home", "work", "whatsapp", "sms", "text", "dial", "reach",
-                      "contact", "answering", "messages", "hotline", "ph", "mob", "landline", "电话", "手机",
+                      "contact", "answering", "messages", "hotline", "ph", "mob", "landline", "ring", "电话", "手机",
                       "联系", "致电", "来电", "座机", "传真", "热线", "总机", "客服", "拨打")
-_OTHER_ID_WORDS = _words("license", "licence", "card", "account", "passport", "ssn", "social security", "iban",
-                         "invoice", "order", "tracking", "routing", "zip", "postal", "postcode", "id")
+_OTHER_ID_WORDS = words("license", "licence", "card", "account", "passport", "ssn", "social security", "iban",
+                         "invoice", "order", "tracking", "routing", "zip", "postal", "postcode", "id", "part",
+                         "sku", "serial", "model", "item", "product", "batch", "lot", "reference", "ref", "ticket",
+                         "case", "policy", "contract", "arxiv", "doi", "isbn", "issn", "patent", "iso", "iec",
+                         "gb", "rfc", "din", "ansi", "ieee", "standard", "标准",
+                         "订单", "单号", "编号", "工单", "流水", "序列号", "批号", "学号", "工号", "账号", "合同",
+                         "发票", "运单", "快递")
 _NAME_AFTER = re.compile(r"[ \t]+[A-Z][a-z]")
 _CN_LANDLINE = re.compile(r"^(?:0\d{2,3}-\d{7,8}|[48]00-?\d{3}-?\d{4})$")
 _YEAR_RANGE = re.compile(r"^(?:1[6-9]|20)\d\d[ \t]?[-.][ \t]?(?:1[6-9]|20)\d\d$")
@@ -212,12 +199,16 @@ def _phone(m: re.Match[str], text: str) -> float | None:
         return None
     groups = re.findall(r"\d+", core)
     international = value.startswith(("+", "00")) or "(" in value and not _YEAR_PAREN.match(value)
+    if not international and len(groups) == 2 and "." in core:
+        return None  # a decimal number: 121.4737, arXiv 2301.12345
     if international:
         score = 0.6
     elif len(groups) == 1:
         score = 0.3 if n in (10, 11) else 0.15  # bare digits: needs context
     elif _CN_LANDLINE.match(value):
         score = 0.55  # 010-62345678, 0755-86013388, 400-820-8820
+    elif core.startswith("0") and n in (10, 11) and len(groups) <= 3:
+        score = 0.55  # a national number with its trunk prefix: UK 07700 900123, 020 7946 0018
     elif n == 7 and len(groups) == 2:
         score = 0.55 if len(groups[0]) == 3 else 0.45  # NANP local 555 0123; 4-3 is often a postcode
     elif all(len(g) >= 2 for g in groups) and max(len(g) for g in groups) <= 5:
@@ -237,11 +228,14 @@ def _phone(m: re.Match[str], text: str) -> float | None:
 
 # ---------------------------------------------------------------- payment and bank cards
 
-_CARD = re.compile(_L + r"\d(?:[ -]?\d){11,18}" + _R + r"(?!-\d)")
-_CARD_WORDS = _words("card", "credit", "debit", "visa", "mastercard", "amex", "american express", "discover",
-                     "jcb", "diners", "maestro", "unionpay", "cc", "payment", "pay", "charge", "billed",
+# spaced or dashed anyhow; dotted only in groups of four (4111.1111.1111.1111), not as a decimal number
+_CARD = re.compile(_L + r"(?:\d(?:(?: {1,2}|-)?\d){11,18}|\d{4}(?:\.\d{4}){2}\.\d{3,7})" + _R
+                   + r"(?![-.]\d)")
+_CARD_WORDS = words("card", "credit", "debit", "visa", "mastercard", "amex", "american express", "discover",
+                     "jcb", "diners", "maestro", "unionpay", "cc", "payment", "pay", "paid", "charge", "charged",
+                     "billed",
                      "卡", "卡号", "信用卡", "银行卡", "借记卡", "储蓄卡")
-_CN_BANK_WORDS = _words("银行卡", "卡号", "储蓄卡", "借记卡", "信用卡", "银行账号", "银行账户", "开户", "银联",
+_CN_BANK_WORDS = words("银行卡", "卡号", "储蓄卡", "借记卡", "信用卡", "银行账号", "银行账户", "开户", "银联",
                         "unionpay", "china union")
 
 
@@ -252,6 +246,9 @@ def _card_number(value: str) -> str | None:
     return number
 
 
+_BARCODE_WORDS = words("ean", "upc", "gtin", "barcode", "bar code", "isbn", "sku", "条码", "条形码", "商品码")
+
+
 def _credit_card(m: re.Match[str], text: str) -> float | None:
     number = _card_number(m.group(0))
     if number is None:
@@ -259,6 +256,8 @@ def _credit_card(m: re.Match[str], text: str) -> float | None:
     score = {1.0: 0.6, 0.75: 0.45}.get(v.card_plausibility(number), 0.3)
     if near(text, m.start(), m.end(), _CARD_WORDS, 56, 16):
         score += 0.35
+    elif near(text, m.start(), m.end(), _BARCODE_WORDS, 24, 8):
+        return None  # a product code that happens to pass Luhn (1 in 10 do)
     if number.startswith("62") and len(number) >= 16:
         score = min(score, 0.85)  # UnionPay: the Chinese bank-card recognizer claims it
     return score
@@ -306,7 +305,7 @@ class IbanRecognizer(Recognizer):
 
 
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- .]?)(\d{2})\2(\d{4})(?![\d-])")
-_SSN_WORDS = _words("ssn", "ssns", "social security", "social sec", "ss#", "ss number", "taxpayer")
+_SSN_WORDS = words("ssn", "ssns", "social security", "social sec", "ss#", "ss number", "taxpayer")
 
 
 def _ssn(m: re.Match[str], text: str) -> float | None:
@@ -321,7 +320,7 @@ def _ssn(m: re.Match[str], text: str) -> float | None:
 # US state driver's licence formats vary from 1 letter + 4 digits to 13 alphanumerics, so a number
 # alone says little; the licence is recognised by the words around it.
 _DL = re.compile(_L + r"(?:[A-Za-z]{1,2}[ -]?\d{4,14}|\d[\d-]{5,16}\d|[A-Za-z]\d{3}[ -]?\d{3}[ -]?\d{2,6})" + _R)
-_DL_WORDS = _words("driver's license", "drivers license", "driver license", "driver’s license",
+_DL_WORDS = words("driver's license", "drivers license", "driver license", "driver’s license",
                    "driving licence", "driving license", "driver's licence", "drivers licence", "dl", "dl#",
                    "dln", "license number", "licence number", "license no", "licence no", "license #",
                    "lic#", "lic no", "驾驶证", "驾照")
@@ -340,7 +339,7 @@ def _driver_license(m: re.Match[str], text: str) -> float | None:
 _CN_ID = re.compile(_L + r"[1-8]\d{5}([ -]?)(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\1\d{3}[\dXx]"
                     + _R)
 _CN_ID15 = re.compile(_L + r"[1-8]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _R)
-_CN_ID_WORDS = _words("身份证", "身份证号", "证件号", "公民身份", "居民身份", "id card", "resident id", "id number")
+_CN_ID_WORDS = words("身份证", "身份证号", "证件号", "公民身份", "居民身份", "id card", "resident id", "id number")
 
 
 def _cn_id(m: re.Match[str], text: str) -> float | None:
@@ -353,8 +352,9 @@ def _cn_id15(m: re.Match[str], text: str) -> float | None:
     return 0.75 if near(text, m.start(), m.end(), _CN_ID_WORDS, 24, 4) else None
 
 
-_CN_MOBILE = re.compile(r"(?<![0-9A-Za-z+])(?:(?:\+|00)86[ -]?|86-)?1[3-9]\d(?:[ -]?\d{4}){2}" + _R + r"(?!-\d)")
-_CN_MOBILE_WORDS = _words("手机", "电话", "联系", "致电", "号码", "微信", "短信", "mobile", "phone", "cell", "tel",
+_CN_MOBILE = re.compile(r"(?<![0-9A-Za-z+.])(?:(?:\+|00)86[ -]?|86-)?1[3-9]\d(?:[ .-]?\d{4}){2}" + _R
+                        + r"(?![-.]\d)")
+_CN_MOBILE_WORDS = words("手机", "电话", "联系", "致电", "号码", "微信", "短信", "mobile", "phone", "cell", "tel",
                           "call", "whatsapp", "wechat")
 
 
@@ -363,10 +363,14 @@ def _cn_mobile(m: re.Match[str], text: str) -> float | None:
     if v.repetitive(v.digits(value)[-11:]):
         return None
     score = 0.8 if not value.startswith(("+", "00", "86")) else 0.85
-    if re.fullmatch(r"1\d{10}", value) and near(text, m.start(), m.end(), _OTHER_ID_WORDS, 24, 0):
-        score -= 0.3
     if near(text, m.start(), m.end(), _CN_MOBILE_WORDS, 24, 8) or near(text, m.start(), m.end(), _PHONE_WORDS):
-        score += 0.15  # above any PHONE_NUMBER score for the same span
+        return score + 0.15  # above any PHONE_NUMBER score for the same span
+    if re.fullmatch(r"1\d{10}", value) is None:
+        return score
+    if is_quantity(text, m.start(), m.end()):
+        return None  # "营收13812345678元", "累计 15923456789 次"
+    if near(text, m.start(), m.end(), _OTHER_ID_WORDS, 24, 0):
+        return 0.45  # bare digits after "order", "工单", with no phone word near: a reference number
     return score
 
 
@@ -397,7 +401,7 @@ _YEAR_BEFORE = re.compile(
     r"late|mid|the|a|an|born|founded|established|built|dated|between|and|fiscal|fy|class|summer|winter|"
     r"spring|autumn|fall|january|february|march|april|may|june|july|august|september|october|november|"
     r"december)|[(–-])\s*$", re.IGNORECASE)
-_DATE_WORDS = _words("date", "born", "birth", "dob", "when", "on", "since", "due", "expires", "expiry", "日期",
+_DATE_WORDS = words("date", "born", "birth", "dob", "when", "on", "since", "due", "expires", "expiry", "日期",
                      "生日", "出生")
 
 

@@ -21,7 +21,6 @@ from flywheel.text.secrets import (
     PRIVATE_KEY,
     PROSE_SECRET,
     SECRET_NAMES,
-    URL_PASSWORD,
     aws_context,
     is_aws_secret,
     looks_random,
@@ -36,8 +35,24 @@ _ASSIGNED = re.compile(
     r"(?:bearer[ \t]+)?(?P<q>[\"'`]?)(?P<value>[^\s\"'`,;，。；)]{6,200})(?P=q)")
 _AUTH_HEADER = re.compile(r"(?i)\bauthorization:[ \t]*(?:bearer|basic|token)[ \t]+(?P<value>[A-Za-z0-9._~+/=-]{12,})")
 _PASSWORD_NAMES = ("password", "passwd", "pwd", "passphrase", "pass", "密码", "口令")
-_PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>|\{[^}]*\}|\$\{?[\w]+\}?|your[_-]?\w*|changeme|none|null|"
-                          r"true|false|example\w*|placeholder|redacted|\.\.\.|os\.environ.*|env\(.*)$")
+_PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>|\{[^}]*\}|\$\{?[\w]+\}?|your[\w-]*|changeme|none|null|"
+                          r"true|false|example\w*|placeholder|redacted|\.\.\.|…|password|passwd|pass|pwd|secret|"
+                          r"os\.environ.*|env\(.*)$")
+# `scheme://user:PASSWORD@host`, the user name may be empty (`redis://:PASSWORD@host`).
+# flywheel.text.secrets.URL_PASSWORD (the storage scrubber's) should allow the empty user too.
+_URL_PASSWORD = re.compile(r"://(?P<user>[^/\s:@]*):(?P<pw>[^@\s/]+)@")
+
+
+# A word or a CamelCase name ("Required", "SecretManager"): letters that read as words, not as a password.
+_WORDS_ONLY = re.compile(r"[A-Z]?[a-z]+(?:[A-Z][a-z]+)*|[A-Z]+")
+
+
+def _password_like(value: str, quoted: bool = False) -> bool:
+    """Passwords may be short, but prose ("the password is stored in …") must not match: a digit or a symbol,
+    a quoted value, or mixed-case letters that are not CamelCase words (`VqrpRsYExLuZ`)."""
+    if any(c.isdigit() for c in value) or any(not c.isalnum() for c in value) or quoted:
+        return True
+    return len(value) >= 8 and value.isascii() and _WORDS_ONLY.fullmatch(value) is None
 
 
 def _assigned(m: re.Match[str], text: str) -> float | None:
@@ -46,15 +61,39 @@ def _assigned(m: re.Match[str], text: str) -> float | None:
         return None
     name = m.group("name").lower()
     if name in _PASSWORD_NAMES:
-        # passwords may be short words, but prose ("the password is stored in …") must not match
-        return 0.75 if (any(c.isdigit() for c in value) or any(not c.isalnum() for c in value)
-                        or m.group("q")) else None
+        return 0.75 if _password_like(value, bool(m.group("q"))) else None
     return 0.8 if v.looks_random(value, min_len=12, min_entropy=3.0) else None
+
+
+# `账号 admin 密码 Xk29!ab`: a Chinese secret name, a space, then the value (no colon). Only ASCII values that
+# look like a password (`_password_like`) count, so "密码 错误" or "密码 reset" stay.
+_CJK_SPACED = re.compile(r"(?:密码|口令|密钥|秘钥|令牌|私钥)[ \t]+(?P<value>[!-~]{6,128})(?![!-~])")
+
+
+def _cjk_spaced(m: re.Match[str], text: str) -> float | None:
+    value = m.group("value")
+    if _PLACEHOLDER.match(value) or not _password_like(value) or not any(c.isalpha() for c in value):
+        return None
+    return 0.75
+
+
+def _url_password(m: re.Match[str], text: str) -> float | None:
+    return None if _PLACEHOLDER.match(m.group("pw")) else 0.9
+
+
+_PASSWORD_WORD = re.compile(r"(?i)pass(?:word|code|phrase)")
 
 
 def _prose(m: re.Match[str], text: str) -> float | None:
     value = m.group("val")
-    return 0.75 if looks_random(value, min_len=12) and not _PLACEHOLDER.match(value) else None
+    if _PLACEHOLDER.match(value):
+        return None
+    if _PASSWORD_WORD.match(m.group(0)):  # "my password is Xk29@abc": a password needs no random look,
+        word = value.rstrip(".,;:!?")  # but a digit or random-looking letters ("is incorrect!" is prose)
+        letters = re.sub(r"[^A-Za-z]", "", word)
+        random_ish = any(c.isdigit() for c in word) or _password_like(letters)
+        return 0.75 if len(word) >= 8 and letters and random_ish else None
+    return 0.75 if looks_random(value, min_len=12) else None
 
 
 class KnownKeyRecognizer(Recognizer):
@@ -94,6 +133,7 @@ def secret_recognizers() -> list[Recognizer]:
     out.append(Recognizer("SECRET", "private_key", PRIVATE_KEY, lambda m, t: 0.99))
     out.append(Recognizer("SECRET", "assigned_secret", _ASSIGNED, _assigned, group="value"))
     out.append(Recognizer("SECRET", "stated_secret", PROSE_SECRET, _prose, group="val"))
-    out.append(Recognizer("SECRET", "url_password", URL_PASSWORD, lambda m, t: 0.9, group="pw"))
+    out.append(Recognizer("SECRET", "stated_secret_zh", _CJK_SPACED, _cjk_spaced, group="value"))
+    out.append(Recognizer("SECRET", "url_password", _URL_PASSWORD, _url_password, group="pw"))
     out.append(Recognizer("SECRET", "authorization_header", _AUTH_HEADER, lambda m, t: 0.9, group="value"))
     return out

@@ -7,10 +7,15 @@ a system prompt leaked one short sentence at a time is still caught). Guards tha
 A failing guard stops the stream: the generator is closed (the upstream request is dropped) and the
 policy message is appended. Re-ask and fallback can't rewrite text already shown, so on a stream they
 stop it like `block`.
+
+An armoured block (`-----BEGIN RSA PRIVATE KEY-----` … `-----END …-----`) is one unit: its lines are held back
+until the END line (or the end of the stream, or MAX_BLOCK characters) and checked together, so a key whose
+body lines would each pass as a "sentence" is masked whole.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 from flywheel.checks.base import CheckContext
@@ -23,6 +28,29 @@ _split = complete_sentences
 
 
 WINDOW = 1000  # characters of already released text checked again with each new sentence
+MAX_BLOCK = 64_000  # an armoured block still open after this many characters is checked (and released) as is
+_BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{1,60}-----")
+_BLOCK_END = re.compile(r"-----END [A-Z0-9 ]{1,60}-----")
+
+
+def _units(sentences: list[str], held: str) -> tuple[list[str], str]:
+    """The sentences to check one by one, with an armoured block joined into one; and the text of a block
+    not yet closed (held back, `held` is the part of it from earlier deltas)."""
+    out: list[str] = []
+    block = held
+    for sentence in sentences:
+        if not block:
+            begin = _BLOCK_BEGIN.search(sentence)
+            if begin is None or _BLOCK_END.search(sentence, begin.end()):
+                out.append(sentence)
+            else:
+                block = sentence
+            continue
+        block += sentence
+        if _BLOCK_END.search(sentence) or len(block) > MAX_BLOCK:  # the END line is never split
+            out.append(block)
+            block = ""
+    return out, block
 
 
 def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckContext,
@@ -49,16 +77,18 @@ class _Release:
     def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None, record: list[GuardAction] | None):
         self.pipeline, self.ctx = pipeline, ctx or CheckContext()
         self.record: list[GuardAction] = [] if record is None else record
-        self.buffer = self.released = ""
+        self.buffer = self.released = self.held = ""
         self.stopped = False
 
     def feed(self, delta: str) -> list[str]:
         self.buffer += delta
         sentences, self.buffer = _split(self.buffer)
-        return self._release(sentences)
+        units, self.held = _units(sentences, self.held)
+        return self._release(units)
 
     def finish(self) -> list[str]:
-        rest, self.buffer = self.buffer, ""
+        rest = self.held + self.buffer
+        self.held = self.buffer = ""
         return self._release([rest] if rest else [])
 
     def _release(self, sentences: list[str]) -> list[str]:
