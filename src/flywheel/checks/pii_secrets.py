@@ -21,6 +21,7 @@ from flywheel.text.secrets import (
     PRIVATE_KEY,
     PROSE_SECRET,
     SECRET_NAMES,
+    URL_PASSWORD,
     aws_context,
     is_aws_secret,
     looks_random,
@@ -38,9 +39,6 @@ _PASSWORD_NAMES = ("password", "passwd", "pwd", "passphrase", "pass", "密码", 
 _PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>|\{[^}]*\}|\$\{?[\w]+\}?|your[\w-]*|changeme|none|null|"
                           r"true|false|example\w*|placeholder|redacted|\.\.\.|…|password|passwd|pass|pwd|secret|"
                           r"os\.environ.*|env\(.*)$")
-# `scheme://user:PASSWORD@host`, the user name may be empty (`redis://:PASSWORD@host`).
-# flywheel.text.secrets.URL_PASSWORD (the storage scrubber's) should allow the empty user too.
-_URL_PASSWORD = re.compile(r"://(?P<user>[^/\s:@]*):(?P<pw>[^@\s/]+)@")
 
 
 # A word or a CamelCase name ("Required", "SecretManager"): letters that read as words, not as a password.
@@ -134,6 +132,6 @@ def secret_recognizers() -> list[Recognizer]:
     out.append(Recognizer("SECRET", "assigned_secret", _ASSIGNED, _assigned, group="value"))
     out.append(Recognizer("SECRET", "stated_secret", PROSE_SECRET, _prose, group="val"))
     out.append(Recognizer("SECRET", "stated_secret_zh", _CJK_SPACED, _cjk_spaced, group="value"))
-    out.append(Recognizer("SECRET", "url_password", _URL_PASSWORD, _url_password, group="pw"))
+    out.append(Recognizer("SECRET", "url_password", URL_PASSWORD, _url_password, group="pw"))
     out.append(Recognizer("SECRET", "authorization_header", _AUTH_HEADER, lambda m, t: 0.9, group="value"))
     return out

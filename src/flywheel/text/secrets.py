@@ -55,15 +55,16 @@ AWS_KEY_ID = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9
 AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=_-])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=_-])")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9/+]{40,}")  # starts with a character class: `re` scans for it quickly
 BEARER = re.compile(r"(?i:bearer)\s+[A-Za-z0-9\-._~+/]{8,}=*")
-URL_PASSWORD = re.compile(r"://(?P<user>[^/\s:@]+):(?P<pw>[^@\s/]+)@")
+URL_PASSWORD = re.compile(r"://(?P<user>[^/\s:@]*):(?P<pw>[^@\s/]+)@")
 
 # Names of secret-holding fields, as they appear in assignments and prose (English and Chinese).
 SECRET_NAMES = (r"api[_ .-]?key|apikey|secret(?:[_ .-]?key)?|client[_ .-]?secret|access[_ .-]?key(?:[_ .-]?id)?|"
                 r"auth[_ .-]?token|access[_ .-]?token|refresh[_ .-]?token|bearer|token|private[_ .-]?key|"
                 r"password|passwd|pwd|passphrase|pass|credentials?|密码|口令|密钥|秘钥|令牌|私钥")
 CJK_SECRET_NAMES = "密码|口令|密钥|秘钥|令牌|私钥"
-_CJK_ASSIGNED = re.compile(rf"(?:{CJK_SECRET_NAMES})[ \t]*(?:[:=：]|是|为)[ \t]*(?!\[REDACTED\])[\"'`“]?"
-                           r"(?P<val>[^\s\"'`”,;，。；)）]{4,200})")
+# `密码：x`, `密钥是 x`, or `密码 x` with a space when the value holds a digit or a symbol (`密码 错误` stays)
+_CJK_ASSIGNED = re.compile(rf"(?:{CJK_SECRET_NAMES})" r"(?:[ \t]*(?:[:=：]|是|为)[ \t]*|[ \t]+(?=[!-~]*[0-9!-/:-@\[-`{-~]))"
+                           r"(?!\[REDACTED\])[\"'`“]?(?P<val>[^\s\"'`”,;，。；)）]{4,200})")
 # Prose: "my token is 9f86…", "the API key was: Xk29…", "password = hunter2!" — the value must look random.
 PROSE_SECRET = re.compile(r"(?i)(?<![a-z])(?:api[ _-]?key|key|token|secret|password|passcode|passphrase|credentials?)"
                     r"(?:[ \t]+(?:is|was)[ \t]*:?|[ \t]*[:=：])[ \t]*(?!\[REDACTED\])[\"'`]?"
@@ -223,8 +224,8 @@ def _kv_spans(text: str, low: str) -> Iterator[tuple[int, int]]:
         rule = _KV_BEFORE.get(kw)
         if rule is not None and not rule.search(before):
             continue
-        if rule is None and _LETTER_BEFORE.search(before):  # `passwords: 3` is fine, `db_password=x` is not
-            continue
+        if rule is None and _LETTER_BEFORE.search(before) and not text[m.start():m.end("kw")].isupper():
+            continue  # `passwords: 3` is fine, `db_password=x` and `PGPASSWORD=x` are not
         value = _SCHEME.sub("", hay[m.start("val"):m.end()]).strip("\"'`)")
         if _PLACEHOLDER.match(value) is None:
             yield m.start("val"), m.end()
@@ -238,7 +239,7 @@ def _prose_spans(text: str, low: str) -> Iterator[tuple[int, int]]:
 
 # Values that stand for a secret rather than being one: examples in docs and config templates, variable
 # references, elisions (`…`). Never scrubbed: they are not credentials.
-_PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>?|\{[^}]*\}?|\$\{?\w+\}?|your[_-]?\w*|changeme|none|null|true|false|"
+_PLACEHOLDER = re.compile(r"(?i)^(?:x+|\*+|<[^>]*>?|\{[^}]*\}?|\$\{?\w+\}?|your[\w-]*|changeme|none|null|true|false|"
                           r"example\w*|placeholder|redacted|password|passwd|pass|pwd|pw|secret|token|key|"
                           r"os\.environ.*|env\(.*|(?:…|\.\.\.)[`'\")]*)$")
 
