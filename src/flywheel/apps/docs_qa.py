@@ -29,7 +29,9 @@ over the same retrieved chunks, model route, prompt version, guard policy and te
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -66,6 +68,9 @@ from flywheel.prompts.render import pick_language
 from flywheel.tracing import in_context, tracer
 from flywheel.types import Answer, ChatRequest, Citation, Hit, Message, Source, content_hash
 
+PROMPT_RECHECK_S = 2.0  # how often a running app asks the registry whether its prompt or pinned label moved
+log = logging.getLogger("flywheel.apps")
+
 REASK = "{feedback}\nUse only the sources above and cite them as [n]."
 _SEPARATOR = re.compile(r"(\s*[,，、]\s*)")
 
@@ -81,10 +86,15 @@ class DocsQA:
                  guards: GuardPolicy | None = None, cache: Any = None, services: Any = None,
                  query: QueryOptions | None = None, rerank: RerankOptions | None = None,
                  context: ContextOptions | None = None, cross_encoder: CrossEncoder | None = None,
-                 prompts: Any = None):
+                 prompts: Any = None, prompt_source: Callable[[], Prompt] | None = None):
+        """`prompt_source`: where the prompt comes from (the registry, by name or pinned label), asked again at
+        most every PROMPT_RECHECK_S seconds, so a running server follows an edited file or a moved label."""
         self.retriever = retriever
         self.gateway = gateway
         self.prompt = prompt
+        self._prompt_source = prompt_source
+        self._prompt_checked = time.monotonic()
+        self._no_answer_option = no_answer
         self.model = model
         self.name = name
         self.tenant = tenant
@@ -133,6 +143,7 @@ class DocsQA:
         question = (input or "").strip()
         if not question:
             raise UserError("the question is empty", hint="ask something, e.g. `flywheel ask \"How do I …?\"`")
+        self._refresh_prompt()
         tenant = validate_tenant(self.tenant if tenant is None else tenant)  # "" is an error, not `default`
         model = model or self.model
         self.gateway.resolve(model)  # an unknown alias is a UserError before anything runs
@@ -141,6 +152,22 @@ class DocsQA:
             return self._prepare(masked, run, tenant, model, merged)
 
         return question, tenant, model, prepare
+
+    def _refresh_prompt(self) -> None:
+        now = time.monotonic()
+        if self._prompt_source is None or now - self._prompt_checked < PROMPT_RECHECK_S:
+            return
+        self._prompt_checked = now
+        try:
+            prompt = self._prompt_source()
+        except UserError as exc:  # a deleted file or label: keep answering with the prompt already loaded
+            log.warning("app %s: keeping prompt %s@%s: %s", self.name, self.prompt.name, self.prompt.version, exc)
+            return
+        if prompt.version != self.prompt.version:
+            log.info("app %s: prompt %s is now version %s", self.name, prompt.name, prompt.version)
+            self.prompt = prompt
+            if not isinstance(self._no_answer_option, str):
+                self.no_answer = {**prompt.no_answer, **(self._no_answer_option or {})} or {"en": "I don't know."}
 
     def _attrs(self) -> dict[str, Any]:
         return {"flywheel.prompt.name": self.prompt.name, "flywheel.prompt.version": self.prompt.version}
@@ -184,7 +211,9 @@ class DocsQA:
         def request(alias: str) -> ChatRequest:  # a fallback alias gets the prompt in its own family's format
             if alias not in rendered:
                 rendered[alias] = self._render(question, hits, alias)
-            return ChatRequest(messages=rendered[alias].messages(), model=alias, metadata=dict(meta))
+            tag = rendered[alias].reasoning_tag  # strategies compare answers without this reasoning block
+            return ChatRequest(messages=rendered[alias].messages(), model=alias,
+                               metadata={**meta, "reasoning_tag": tag} if tag else dict(meta))
 
         messages = request(model).messages
         system = messages[0].content if messages[0].role == "system" else None

@@ -33,14 +33,15 @@ def _docs_qa(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True
     label = options.prompt_label  # a pinned label serves the stored version even after the file moved on
     where = project.where("apps", name, "options", "prompt_label") if label else project.where("apps", name, "prompt")
     registry = PromptRegistry(project.root, store=runtime.store)
-    prompt = registry.get(cfg.prompt or DEFAULT_APP, where=where, label=label)
+    ref = cfg.prompt or DEFAULT_APP
+    prompt = registry.get(ref, where=where, label=label)
     guards = _guards(runtime, name, cfg)
     # Runtime.cache, where the runtime provides one (flywheel.cache.Cache built from `cache:` in flywheel.yaml).
     response_cache = runtime.cache if cache else None
     return DocsQA(retriever=runtime.retriever, gateway=runtime.gateway, prompt=prompt, model=cfg.model,
                   name=name, tenant=cfg.tenant, k=k, filters=filters, no_answer=no_answer, guards=guards,
                   cache=response_cache, query=options.query, rerank=options.rerank, context=options.context,
-                  prompts=registry)
+                  prompts=registry, prompt_source=lambda: registry.get(ref, where=where, label=label))
 
 
 def _chat(runtime: RuntimeLike, name: str, cfg: AppConfig, cache: bool = True) -> Any:
