@@ -87,6 +87,20 @@ def test_app_model_runs_its_guards(client, server_llm):
     assert done.model_extra["flywheel"]["refused"] is True and len(server_llm.requests) == before
 
 
+def test_an_app_names_what_it_answered_without(client, server_llm):
+    """Before: an app model dropped the caller's temperature, response_format and earlier turns without a word."""
+    server_llm.add(r"opening hours", "We are open 9 to 5.")
+    messages = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "opening hours?"}]
+    done = client.chat.completions.create(model="app:support", messages=messages, temperature=0.2, seed=7,
+                                          response_format={"type": "json_object"})
+    assert done.model_extra["flywheel"]["ignored"] == [
+        "temperature", "seed", "response_format", "messages before the last user message"]
+    plain = client.chat.completions.create(model="app:support", messages=messages[1:])
+    assert "ignored" not in plain.model_extra["flywheel"]
+    chunks = list(client.chat.completions.create(model="app:support", messages=messages[1:], stream=True, top_p=0.5))
+    assert [c.model_extra["flywheel"]["ignored"] for c in chunks if "flywheel" in (c.model_extra or {})] == [["top_p"]]
+
+
 def test_models_and_embeddings(client):
     ids = {m.id for m in client.models.list()}
     assert {"gpt", "other", "app:support", "app:docs_qa"} <= ids

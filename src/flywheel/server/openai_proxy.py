@@ -360,32 +360,46 @@ def _check_logprobs(state: Any, body: ChatCompletionIn, creq: ChatRequest, app: 
         raise ApiError(400, exc.message, param=param, code="unsupported_parameter") from None
 
 
+# what an app answers without: its own prompt, model options and memory decide (the answer's `flywheel.ignored`)
+_APP_IGNORES = ("temperature", "top_p", "seed", "max_tokens", "max_completion_tokens", "stop", "response_format",
+                "frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort", "verbosity")
+
+
+def _app_ignored(body: ChatCompletionIn) -> list[str]:
+    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
+    return ignored + ["messages before the last user message"] * (len(body.messages) > 1)
+
+
 async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str,
                           session: str | None) -> Any:
     """An app answers the last user message; with a session (`metadata.session_id` or the header) a chat app
-    continues that conversation from its stored memory, as on /v1/apps/{name}."""
+    continues that conversation from its stored memory, as on /v1/apps/{name}. What else the caller sent is
+    named in the answer's `flywheel.ignored`, never silently dropped."""
     question = creq.last_user()
     if not question.strip():
         raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
+    names = _app_ignored(body)
+    ignored = {"ignored": names} if names else {}
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
     if body.stream and hasattr(runner, "stream"):
-        return await _app_stream(call, body, runner.stream(question, call.tenant, **options))
+        return await _app_stream(call, body, runner.stream(question, call.tenant, **options), ignored)
     answer = await runner.arun(question, call.tenant, **options)
     call.state.metrics.answer(answer, call.tenant)
     await call.finish(cost=answer.cost_usd, input_tokens=answer.usage.input_tokens,
                       output_tokens=answer.usage.output_tokens, output=answer.text)
     if body.stream:
-        return _sse(call, body, calls.one_piece(answer.text), answer.usage, answer_extra(answer))
-    payload = completion(call, body.model, [(answer.text, "stop", None, None)], answer.usage, answer_extra(answer))
+        return _sse(call, body, calls.one_piece(answer.text), answer.usage, {**answer_extra(answer), **ignored})
+    payload = completion(call, body.model, [(answer.text, "stop", None, None)], answer.usage,
+                         {**answer_extra(answer), **ignored})
     return calls.JSONBytes(payload, call.headers)
 
 
-async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any) -> Any:
+async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any, ignored: dict[str, Any]) -> Any:
     """The app's answer streamed as it comes (a failure before any text is an HTTP status, as for an alias, when it
     comes within the keep-alive interval: keepalive.py)."""
     pieces, usage = await app_stream(call, stream)
-    return _sse(call, body, pieces, usage, lambda: answer_extra(stream.answer) if stream.answer else {})
+    return _sse(call, body, pieces, usage, lambda: {**answer_extra(stream.answer), **ignored} if stream.answer else {})
 
 
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
