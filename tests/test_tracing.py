@@ -8,12 +8,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import select
 
-from flywheel.store import Store
-from flywheel.store.schema import spans as spans_t
-from flywheel.store.schema import traces as traces_t
-from flywheel.tracing import attach_store, in_context, trace, tracer
+from flywheel.tracing import in_context, trace, tracer
 from flywheel.types import Span
 
 
@@ -26,29 +22,8 @@ def recorded():
     tracer.remove_sink(got.append)
 
 
-@pytest.fixture
-def store(store_url):
-    s = Store.open(store_url)
-    detach = attach_store(s)
-    yield s
-    detach()
-    s.close()
-
-
 def _by_name(spans: list[Span]) -> dict[str, Span]:
     return {s.name: s for s in spans}
-
-
-def _span_rows(store: Store, trace_id: str) -> dict[str, dict]:
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(spans_t).where(spans_t.c.trace_id == trace_id)).mappings()
-        return {r["name"]: dict(r) for r in rows}
-
-
-def _trace_row(store: Store, trace_id: str) -> dict | None:
-    with store.engine.connect() as conn:
-        r = conn.execute(select(traces_t).where(traces_t.c.trace_id == trace_id)).mappings().first()
-        return dict(r) if r else None
 
 
 # ------------------------------------------------------------------------------------------ in memory

@@ -27,10 +27,6 @@ def store(store_url):
     s.close()
 
 
-def _by_name(spans: list[Span]) -> dict[str, Span]:
-    return {s.name: s for s in spans}
-
-
 def _span_rows(store: Store, trace_id: str) -> dict[str, dict]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(spans_t).where(spans_t.c.trace_id == trace_id)).mappings()
