@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -32,6 +33,7 @@ ROUTE = "/v1/batches"
 MAX_REQUESTS = 50_000  # per batch, as OpenAI
 WINDOWS = {"24h": 86400.0}
 LINE_KEYS = ("custom_id", "method", "url", "body")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def endpoint_models() -> dict[str, type[BaseModel]]:
@@ -66,6 +68,11 @@ async def create(request: Request) -> Any:
     if body.completion_window not in WINDOWS:
         raise ApiError(400, f"completion_window must be '24h', got {body.completion_window!r}",
                        param="completion_window", code="invalid_value")
+    if body.output_expires_after is not None:
+        # refused, not ignored: a caller asking for the results to be deleted must not find them kept
+        raise ApiError(400, "output_expires_after is not supported: flywheel keeps a batch's output and error files "
+                       "until you delete them (client.files.delete); leave it out", param="output_expires_after",
+                       code="unsupported_parameter")
     meta = check_metadata(body.metadata)
     now = state.clock()
     row = await asyncio.to_thread(batches_store.get_file, state.store, tenant, body.input_file_id, now,
@@ -93,7 +100,9 @@ def parse_lines(state: Any, principal: Principal, endpoint: str, model: type[Bas
     its number and field."""
     lines: list[batches_store.Line] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(content.decode("utf-8").splitlines(), start=1):
+    # only \n, \r\n or \r (never raw inside JSON) end a line: str.splitlines would also break on U+2028, U+2029
+    # and U+0085, which JSON allows raw inside a string; a leading byte-order mark (Windows editors) is skipped
+    for number, raw in enumerate(_LINE_END.split(content.decode("utf-8-sig")), start=1):
         if not raw.strip():
             continue
         if len(lines) >= MAX_REQUESTS:
@@ -101,7 +110,7 @@ def parse_lines(state: Any, principal: Principal, endpoint: str, model: type[Bas
         try:
             item = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise _bad(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})", "invalid_json_line") from None
+            raise _bad(number, None, f"not valid JSON: {exc.msg} (column {exc.colno})", "invalid_json_line") from None
         if not isinstance(item, dict):
             raise _bad(number, None, "a line must be a JSON object {custom_id, method, url, body}")
         for key in item:
@@ -133,10 +142,14 @@ def parse_lines(state: Any, principal: Principal, endpoint: str, model: type[Bas
 def _check_body(state: Any, principal: Principal, endpoint: str, model: type[BaseModel], number: int,
                 body: dict[str, Any]) -> None:
     try:
-        model.model_validate(body)
+        parsed = model.model_validate(body)
     except ValidationError as exc:
         err = from_validation([dict(e) for e in exc.errors(include_url=False)])
         raise _bad(number, f"body.{err.param}" if err.param else "body", err.message, err.code) from None
+    try:
+        _refuse_unsupported(endpoint, parsed)
+    except ApiError as exc:
+        raise _bad(number, f"body.{exc.param}" if exc.param else "body", exc.message, exc.code) from None
     if body.get("stream"):
         raise _bad(number, "body.stream", "a batch request cannot stream; leave `stream` out")
     name = body["model"]
@@ -150,6 +163,19 @@ def _check_body(state: Any, principal: Principal, endpoint: str, model: type[Bas
         calls.check_model(state, principal, name, param="body.model")
     except ApiError as exc:
         raise _bad(number, "body.model", exc.message, exc.code) from None
+
+
+def _refuse_unsupported(endpoint: str, parsed: BaseModel) -> None:
+    """What the endpoint's route refuses in a well-formed body before calling a model (so a batch line that would
+    only fail when run fails here, at once)."""
+    from flywheel.server.openai_proxy import CompletionIn
+    from flywheel.server.responses_wire import ResponsesIn, refuse_unsupported
+
+    if endpoint == "/v1/responses" and isinstance(parsed, ResponsesIn):
+        refuse_unsupported(parsed)
+    elif endpoint == "/v1/completions" and isinstance(parsed, CompletionIn):
+        for prompt in parsed.prompts():
+            parsed.as_chat(prompt)
 
 
 def _bad(number: int, field: str | None, message: str, code: str | None = "invalid_batch_input") -> ApiError:

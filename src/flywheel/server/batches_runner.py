@@ -123,8 +123,6 @@ class BatchRunner:
         if batch["status"] == "validating":
             await asyncio.to_thread(batches_store.set_status, store, batch_id, "in_progress", clock(),
                                     only_from=("validating",))
-        owner = await asyncio.to_thread(batches_store.owner, store, batch)
-        caller = _AsOwner(self.state, owner)
         todo = iter(await asyncio.to_thread(batches_store.pending, store, batch_id))
 
         async def stopping() -> bool:
@@ -135,7 +133,9 @@ class BatchRunner:
             for line in todo:
                 if await stopping():
                     return
-                await self._one(caller, batch, line)
+                # the key as it is now, for each request: one revoked (or re-limited) mid-batch counts at once
+                owner = await asyncio.to_thread(batches_store.owner, store, batch)
+                await self._one(_AsOwner(self.state, owner), batch, line)
 
         await asyncio.gather(*(work() for _ in range(self.concurrency)))
         batch = await asyncio.to_thread(batches_store.get_batch, store, batch_id)
@@ -211,15 +211,20 @@ class BatchRunner:
                 code, message = _UNRUN[final]
                 result = {"id": f"batch_req_{secrets.token_hex(12)}", "custom_id": custom_id, "response": None,
                           "error": {"code": code, "message": message}}
-            (out if state == "done" else errors).append(json.dumps(result, ensure_ascii=False))
-        files: dict[str, Any] = {}
-        for key, rows, name in (("output_file_id", out, "output"), ("error_file_id", errors, "error")):
-            if rows:
-                content = ("\n".join(rows) + "\n").encode()
-                files[key] = batches_store.add_file(store, batch["tenant"], "batch_output", f"{bid}_{name}.jsonl",
-                                                    content, now)["id"]
-        batches_store.set_status(store, bid, final, now, only_from=("in_progress", "finalizing", "cancelling"),
-                                 worker=None, lease_until=None, **files)
+            if result is not None:  # a finished request always has its line
+                (out if state == "done" else errors).append(_jsonl(result))
+        files = {key: ("\n".join(rows) + "\n").encode()
+                 for key, rows in (("output_file_id", out), ("error_file_id", errors)) if rows}
+        batches_store.finalize(store, batch, final, now, files)
+
+
+# characters JSON keeps raw inside a string that str.splitlines (and so many a reader of the file) breaks on
+_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
+def _jsonl(result: dict[str, Any]) -> str:
+    """One output line: readable UTF-8 (Chinese stays Chinese), with every line break but \\n escaped."""
+    return json.dumps(result, ensure_ascii=False).translate(_BREAKS)
 
 
 def _tokens(body: dict[str, Any]) -> tuple[int, int]:

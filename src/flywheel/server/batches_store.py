@@ -42,10 +42,15 @@ def file_payload(row: Any) -> dict[str, Any]:
             "expires_at": int(row["expires_at"]) if row["expires_at"] is not None else None, "status_details": None}
 
 
+def _file_row(tenant: str, purpose: str, filename: str, content: bytes, now: float,
+              expires_at: float | None = None) -> dict[str, Any]:
+    return {"id": new_id("file-"), "tenant": tenant, "purpose": purpose, "filename": filename[:255],
+            "bytes": len(content), "content": content, "created_at": now, "expires_at": expires_at}
+
+
 def add_file(store: Store, tenant: str, purpose: str, filename: str, content: bytes, now: float,
              expires_at: float | None = None) -> dict[str, Any]:
-    row = {"id": new_id("file-"), "tenant": tenant, "purpose": purpose, "filename": filename[:255],
-           "bytes": len(content), "content": content, "created_at": now, "expires_at": expires_at}
+    row = _file_row(tenant, purpose, filename, content, now, expires_at)
     with store.begin() as conn:
         conn.execute(insert(file_t).values(**row))
     return row
@@ -117,7 +122,7 @@ def create_batch(store: Store, *, principal: Principal, tenant: str, endpoint: s
     return bid
 
 
-def get_batch(store: Store, batch_id: str, tenant: str | None = None) -> dict[str, Any]:
+def get_batch(store: Store, batch_id: str, tenant: str | None = None, param: str = "batch_id") -> dict[str, Any]:
     """The batch (the tenant's, when `tenant` is given); 404 otherwise."""
     query = select(batch_t).where(batch_t.c.id == batch_id)
     if tenant is not None:
@@ -125,7 +130,7 @@ def get_batch(store: Store, batch_id: str, tenant: str | None = None) -> dict[st
     with store.connect() as conn:
         row = conn.execute(query).mappings().first()
     if row is None:
-        raise ApiError(404, f"no batch with id {batch_id!r}", param="batch_id", code="batch_not_found")
+        raise ApiError(404, f"no batch with id {batch_id!r}", param=param, code="batch_not_found")
     return dict(row)
 
 
@@ -133,7 +138,7 @@ def list_batches(store: Store, tenant: str, *, limit: int, after: str | None) ->
     c = batch_t.c
     query = select(batch_t).where(c.tenant == tenant)
     if after:
-        anchor = get_batch(store, after, tenant)
+        anchor = get_batch(store, after, tenant, param="after")
         query = query.where((c.created_at < anchor["created_at"]) |
                             ((c.created_at == anchor["created_at"]) & (c.id < anchor["id"])))
     with store.connect() as conn:
@@ -150,6 +155,25 @@ def set_status(store: Store, batch_id: str, status: str, now: float, *, only_fro
         res = conn.execute(update(batch_t).where(batch_t.c.id == batch_id, batch_t.c.status.in_(only_from))
                            .values(status=status, **stamp, **values))
     return bool(res.rowcount)
+
+
+def finalize(store: Store, batch: dict[str, Any], status: str, now: float, files: dict[str, bytes]) -> bool:
+    """Write the batch's result files ({"output_file_id" | "error_file_id": JSONL bytes}) and move it to its final
+    `status`, in one transaction: when the batch was already finalized (by another runner that took its lease
+    over, or before a restart), nothing is written, so no orphan result file is left. False then."""
+    bid, c = batch["id"], batch_t.c
+    rows = {key: _file_row(batch["tenant"], "batch_output", f"{bid}_{key.removesuffix('_file_id')}.jsonl",
+                           content, now) for key, content in files.items()}
+    stamp = {f"{status}_at": now} if f"{status}_at" in c else {}
+    with store.begin() as conn:
+        res = conn.execute(update(batch_t).where(c.id == bid, c.status.in_(("in_progress", "finalizing", "cancelling")))
+                           .values(status=status, worker=None, lease_until=None, **stamp,
+                                   **{key: row["id"] for key, row in rows.items()}))
+        if not res.rowcount:
+            return False
+        for row in rows.values():
+            conn.execute(insert(file_t).values(**row))
+    return True
 
 
 def counts(store: Store, batch_id: str) -> dict[str, int]:

@@ -119,6 +119,9 @@ async def add_items(cid: str, request: Request) -> Any:
     body = await calls.read_body(request, ItemsIn)
     items = await _items(state, conv.tenant, body.items, conv.id)
     stored = await conversations_store.add(state, conv.id, items, fresh_on_duplicate=False)
+    if not stored:  # deleted since it was found: nothing was added, and the caller must know
+        raise ApiError(404, f"no conversation with id {cid!r} was found", param="conversation_id",
+                       code="conversation_not_found")
     return _answer(_list(stored, False))
 
 

@@ -1,7 +1,7 @@
 """The OpenAI Files API (`client.files.*`) on `flywheel serve`, for the Batch API (batches_api.py):
 
     POST   /v1/files                 upload (multipart: file, purpose=batch, optional expires_after[anchor|seconds])
-    GET    /v1/files                 list (purpose, limit 1-100, order desc | asc, after)
+    GET    /v1/files                 list (purpose, limit 1-10,000, order desc | asc, after)
     GET    /v1/files/{id}            retrieve
     DELETE /v1/files/{id}            delete
     GET    /v1/files/{id}/content    the bytes
@@ -28,6 +28,7 @@ UPLOAD_PURPOSES = ("batch",)
 MAX_FILE_BYTES = 200 * 1024 * 1024  # OpenAI's limit for a batch input file
 # expires_after.seconds bounds, as OpenAI: one hour to thirty days
 EXPIRES_MIN_S, EXPIRES_MAX_S = 3600, 30 * 86400
+MAX_LIST = 10_000  # files a page of GET /v1/files, as OpenAI (rows without their bytes)
 
 
 def caller(request: Request) -> tuple[Any, str]:
@@ -89,9 +90,11 @@ async def list_files(request: Request) -> Any:
     state, tenant = caller(request)
     query = request.query_params
     limit = query.get("limit", "20")
-    if limit.isdigit() and 100 < int(limit) <= 10_000:  # OpenAI lists up to 10,000 files a page
-        limit = "100"
-    size, order = page_query({**query, "limit": limit})
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIST:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIST:,}, got {limit!r}", param="limit",
+                       code="invalid_value")
+    # the page is as long as asked, as on OpenAI: a caller reading `.data` without following `has_more` gets it all
+    size, order = int(limit), page_query({"order": query.get("order", "desc")})[1]
     rows, more = await asyncio.to_thread(batches_store.list_files, state.store, tenant, state.clock(),
                                          purpose=query.get("purpose") or None, limit=size, order=order,
                                          after=query.get("after") or None)
