@@ -384,7 +384,10 @@ class RequestMiddleware:
         return b"".join(chunks)
 
     async def _too_large(self, scope: dict, send: Any) -> None:
-        err = ApiError(413, f"the request body is larger than {self.state.max_body_bytes} bytes", code="body_too_large")
+        limit = self.state.max_body_bytes
+        err = ApiError(413, f"the request body is larger than this server's limit of {limit / 2**20:g} MB ({limit} "
+                            "bytes); send less, or the operator raises it with `flywheel serve --max-body-mb N` or "
+                            "`server.max_body_mb` in flywheel.yaml", code="body_too_large")
         body = json.dumps(err.body(anthropic=scope["path"].startswith("/v1/messages"))).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
