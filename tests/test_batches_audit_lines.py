@@ -263,3 +263,25 @@ def test_a_batch_outlives_its_deleted_input_file(client, llm):
     client.files.delete(done.output_file_id)
     with pytest.raises(openai.NotFoundError):
         client.files.content(done.output_file_id)
+
+
+def test_a_request_waiting_on_the_rate_limit_is_not_sent_after_a_cancel(served, llm):
+    """Before: a request refused by its key's rpm slept out Retry-After and was sent again even after the batch
+    was cancelled (and kept retrying past the completion window)."""
+    server, _ = served
+    key = server.state.keys.create("key-rpm", tenant="rpm", rpm=1)[0]
+    c = OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+    llm.add(r"^rpm-line", "ok")
+    lines = [chat_line(f"p{i}", f"rpm-line {i}") for i in range(3)]
+    f = c.files.create(file=("p.jsonl", "\n".join(json.dumps(x) for x in lines).encode()), purpose="batch")
+    admin = OpenAI(base_url=server.url + "/v1", api_key=server.state.keys.create("key-rpm2", tenant="rpm")[0],
+                   max_retries=0)
+    batch = c.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    while len([r for r in llm.requests if "rpm-line" in json.dumps(r)]) < 1:  # the minute's one request went out
+        time.sleep(0.02)
+    admin.batches.cancel(batch.id)
+    done = wait_final(admin, batch.id)
+    assert done.status == "cancelled" and done.request_counts.completed == 1
+    unrun = [json.loads(x) for x in admin.files.content(done.error_file_id).text.splitlines()]
+    assert {x["error"]["code"] for x in unrun} == {"batch_cancelled"} and len(unrun) == 2
+    assert len([r for r in llm.requests if "rpm-line" in json.dumps(r)]) == 1

@@ -9,8 +9,8 @@ A request's output line is kept in the store as soon as it finishes, and only pe
 a server restarted mid-batch carries on without repeating finished requests (one in flight when the process died
 is sent again). A batch is held by one server process at a time through a lease in its row (renewed every
 second, taken over when it lapses, at once when its process on this host is gone). A request refused by the key's
-rate limit (429 `rate_limit_exceeded`) waits for its `Retry-After` and is sent again. Cancelling stops new
-requests; those in flight finish. Past the completion window, the requests not run are written to the error file
+rate limit (429 `rate_limit_exceeded`) waits for its `Retry-After` and is sent again, unless the batch is
+cancelled or expires meanwhile (it is then never sent). Cancelling stops new requests; those in flight finish. Past the completion window, the requests not run are written to the error file
 as `batch_expired`.
 """
 
@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -135,7 +136,7 @@ class BatchRunner:
                     return
                 # the key as it is now, for each request: one revoked (or re-limited) mid-batch counts at once
                 owner = await asyncio.to_thread(batches_store.owner, store, batch)
-                await self._one(_AsOwner(self.state, owner), batch, line)
+                await self._one(_AsOwner(self.state, owner), batch, line, stopping)
 
         await asyncio.gather(*(work() for _ in range(self.concurrency)))
         batch = await asyncio.to_thread(batches_store.get_batch, store, batch_id)
@@ -150,12 +151,20 @@ class BatchRunner:
                                     only_from=("in_progress",))
         await asyncio.to_thread(self._finalize, batch, final)
 
-    async def _one(self, caller: _AsOwner, batch: dict[str, Any], line: batches_store.Line) -> None:
+    async def _one(self, caller: _AsOwner, batch: dict[str, Any], line: batches_store.Line,
+                   stopping: Callable[[], Awaitable[bool]]) -> None:
         while True:
             status, body, rid = await self._send(caller, batch, line)
             error = body.get("error") if status >= 400 else None
             if status == 429 and isinstance(error, dict) and error.get("code") == "rate_limit_exceeded":
-                await asyncio.sleep(min(float(body.get("_retry_after") or 1), MAX_RATE_WAIT_S))
+                # waiting out the key's rate limit: a cancel or the window's end stops the wait, and the line
+                # stays unrun (batch_cancelled / batch_expired), never sent after the batch stopped
+                waited, wait = 0.0, min(float(body.get("_retry_after") or 1), MAX_RATE_WAIT_S)
+                while waited < wait:
+                    await asyncio.sleep(min(1.0, wait - waited))
+                    waited += 1.0
+                    if await stopping():
+                        return
                 continue
             break
         body.pop("_retry_after", None)
