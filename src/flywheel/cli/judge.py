@@ -20,10 +20,14 @@ def judge() -> None:
 @judge.command("calibrate")
 @click.argument("check")
 @click.option("--queue", required=True, help="Review queue (name or id) whose human labels are the truth.")
-@click.option("--heldout", default=0.5, show_default=True, type=float, help="Share of items held out to measure.")
+@click.option(
+    "--heldout", default=0.5, show_default=True, type=float, help="Share of items held out to measure."
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the train / held-out split.")
 @click.option("--model", help="Judge model alias (default: the check's, the suite's judge, else `default`).")
-@click.option("--no-propose", is_flag=True, help="Only add few-shot examples; do not ask for a criterion edit.")
+@click.option(
+    "--no-propose", is_flag=True, help="Only add few-shot examples; do not ask for a criterion edit."
+)
 @click.option("--max-examples", default=8, show_default=True, type=click.IntRange(0, 50))
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -99,29 +103,43 @@ def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
     for name in ("before", "after"):
         a = r[name]
         cm = a["confusion"]
-        t.add_row(name, _num(a["kappa"]), _num(a["tpr"]), _num(a["tnr"]),
-                  *(str(cm[k]) for k in ("tp", "fn", "fp", "tn")), str(a["errors"] or ""))
+        t.add_row(
+            name,
+            _num(a["kappa"]),
+            _num(a["tpr"]),
+            _num(a["tnr"]),
+            *(str(cm[k]) for k in ("tp", "fn", "fp", "tn")),
+            str(a["errors"] or ""),
+        )
     console.print(t)
-    console.print(f"  step: {r['step']} · {r['train_disagreements']} train disagreement(s) · "
-                  f"{r['examples']} example(s) in the prompt")
+    console.print(
+        f"  step: {r['step']} · {r['train_disagreements']} train disagreement(s) · "
+        f"{r['examples']} example(s) in the prompt"
+    )
     if r.get("proposed_criterion"):
         console.print(f"  proposed criterion: {escape(safe_display(r['proposed_criterion']))}")
     if r["version"] is not None:
         console.print(f"  stored as version {r['version']} — {_adoption(r)}")
     kappa = r["kappa_after"] if r["adopted"] else r["kappa_before"]
-    if kappa is None or kappa < min_kappa:
-        console.print(f"  [yellow]warning:[/] κ {_num(kappa)} is below review.min_judge_kappa {min_kappa}: "
-                      "label more items or sharpen the criterion")
+    if kappa is None:
+        console.print("  [yellow]warning:[/] κ could not be measured on the held-out part: label more items")
+    elif kappa < min_kappa:
+        console.print(
+            f"  [yellow]warning:[/] κ {_num(kappa)} is below review.min_judge_kappa {min_kappa}: "
+            "label more items or sharpen the criterion"
+        )
 
 
 def _adoption(r: dict[str, Any]) -> str:
     if r["adopted"]:
         return "adopted: the judge uses it from now on"
     if r["kappa_after"] is None:
-        return ("not adopted: κ on the held-out part is undefined (people and the judge gave all its items one "
-                "and the same verdict); label more items")
-    if not r["examples"] and not r.get("proposed_criterion"):
-        return "not adopted: nothing to change (no train disagreement)"
+        return (
+            "not adopted: κ on the held-out part is undefined (people and the judge gave all its items one "
+            "and the same verdict); label more items"
+        )
+    if not r.get("prompt_changed", True):
+        return "not adopted: the prompt did not change (measured only)"
     return "not adopted (κ did not improve)"
 
 
@@ -146,5 +164,7 @@ def versions_cmd(state: Any, check: str, as_json: bool) -> None:
         return
     for r in rows:
         mark = "adopted" if r["adopted"] else "measured"
-        click.echo(f"v{r['version']} {mark}: κ {_num(r['kappa_before'])} → {_num(r['kappa_after'])} "
-                   f"(n held out {r['n_heldout']}, queue {r['queue_id']}, {len(r['examples'] or [])} example(s))")
+        click.echo(
+            f"v{r['version']} {mark}: κ {_num(r['kappa_before'])} → {_num(r['kappa_after'])} "
+            f"(n held out {r['n_heldout']}, queue {r['queue_id']}, {len(r['examples'] or [])} example(s))"
+        )

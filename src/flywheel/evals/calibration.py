@@ -31,6 +31,7 @@ from flywheel.checks.judge import Judge, ask_async
 from flywheel.checks.pii import pseudonymize
 from flywheel.errors import UserError
 from flywheel.evals.calibration_store import judge_key, latest_calibration, save_calibration
+from flywheel.evals.records import scrub
 from flywheel.feedback.agreement import cohen_kappa, majority
 from flywheel.types import ChatRequest, Message
 
@@ -162,10 +163,19 @@ def labelled_items(store: Any, queue: str) -> tuple[str, list[LabelledItem]]:
     return str(getattr(q, "id", queue)), out
 
 
-def split(items: list[LabelledItem], heldout: float, seed: int) -> tuple[list[LabelledItem], list[LabelledItem]]:
+def split(
+    items: list[LabelledItem], heldout: float, seed: int
+) -> tuple[list[LabelledItem], list[LabelledItem]]:
     """(train, held-out): each human verdict shuffled with `seed` and cut at the same share."""
     if not 0 < heldout < 1:
         raise UserError(f"--heldout must be between 0 and 1 (exclusive), got {heldout}")
+    verdicts = {i.human for i in items}
+    if len(verdicts) == 1:  # κ and one of TPR / TNR are undefined whatever the judge says
+        raise UserError(
+            f"all {len(items)} labelled item(s) have the human verdict {verdicts.pop()}: agreement with a judge "
+            "needs items people passed and items they failed",
+            hint="label items of the other verdict too (flywheel review sample, then flywheel review)",
+        )
     rng = random.Random(seed)
     train: list[LabelledItem] = []
     held: list[LabelledItem] = []
@@ -196,8 +206,10 @@ async def judge_items(
     *,
     default_model: str | None = None,
     concurrency: int = 8,
+    malformed: list[str] | None = None,
 ) -> list[str | None]:
-    """The judge check's verdict ("pass" / "fail", None when it gave none) on every item's answer."""
+    """The judge check's verdict ("pass" / "fail", None when it gave none) on every item's answer; the replies
+    that held no verdict are appended to `malformed` when given."""
     check = Judge({"criterion": prompt, "model": model} if model else prompt)
     services = Services(gateway=gateway, judge_model=default_model)
     gate = asyncio.Semaphore(concurrency)
@@ -210,6 +222,8 @@ async def judge_items(
         async with gate:
             answer = await ask_async(gateway, request)  # an unreachable judge stops the calibration (exit 3)
         result = check.verdict(answer)
+        if result.error and malformed is not None:
+            malformed.append(answer.text)
         return None if result.error else ("pass" if result.passed else "fail")
 
     return list(await asyncio.gather(*(one(i) for i in items)))
@@ -266,8 +280,12 @@ def masked_example(question: str, output: str, verdict: str, reason: str) -> dic
     judge call, so personal data is pseudonymised (one record: the same value, the same placeholder) and
     secrets are masked, as in promoted cases."""
     masked = pseudonymize({"input": [question], "output": [output], "reason": [reason]})
-    return {"input": masked.text("input") or "", "output": masked.text("output") or "", "verdict": verdict,
-            "reason": masked.text("reason") or ""}
+    return {
+        "input": masked.text("input") or "",
+        "output": masked.text("output") or "",
+        "verdict": verdict,
+        "reason": masked.text("reason") or "",
+    }
 
 
 def _zip_longest(a: list[Any], b: list[Any]) -> list[tuple[Any, Any]]:
@@ -282,7 +300,8 @@ async def propose_criterion(
     shown = [(masked_example(i.input, i.output, i.human, i.reason), j) for i, j in wrong[: 2 * MAX_EXAMPLES]]
     cases = "\n".join(
         f"<case>\nInput: {_clip(e['input'])}\nAnswer: {_clip(e['output'])}\nJudge said: {j.upper()}\n"
-        f"People said: {e['verdict'].upper()}" + (f" because: {_clip(e['reason'])}" if e["reason"] else "")
+        f"People said: {e['verdict'].upper()}"
+        + (f" because: {_clip(e['reason'])}" if e["reason"] else "")
         + "\n</case>"
         for e, j in shown
     )
@@ -324,8 +343,18 @@ def calibrate(
     """Measure, improve, re-measure on the held-out split; store the new version (unless `save=False`)."""
     return asyncio.run(
         acalibrate(
-            store, gateway, judge, items, queue_id=queue_id, heldout=heldout, seed=seed, propose=propose,
-            max_examples=max_examples, default_model=default_model, concurrency=concurrency, save=save,
+            store,
+            gateway,
+            judge,
+            items,
+            queue_id=queue_id,
+            heldout=heldout,
+            seed=seed,
+            propose=propose,
+            max_examples=max_examples,
+            default_model=default_model,
+            concurrency=concurrency,
+            save=save,
         )
     )
 
@@ -352,13 +381,34 @@ async def acalibrate(
     kept = list(current["examples"] or []) if current else []
     prompt_before = current["prompt"] if current else judge.criterion
 
+    malformed: list[str] = []
+
     def run(prompt: str, part: Sequence[LabelledItem]) -> Any:
-        return judge_items(gateway, prompt, model, part, default_model=default_model, concurrency=concurrency)
+        return judge_items(
+            gateway,
+            prompt,
+            model,
+            part,
+            default_model=default_model,
+            concurrency=concurrency,
+            malformed=malformed,
+        )
 
     judged = await run(prompt_before, [*train, *held])
+    if all(
+        j is None for j in judged
+    ):  # nothing to measure: storing a version would record a judge that never ran
+        reply = f"; its first reply: {_clip(scrub(malformed[0]))[:200]!r}" if malformed else ""
+        raise UserError(
+            f"the judge model `{model}` gave no PASS/FAIL verdict on any of the {len(judged)} item(s){reply}",
+            hint="point --model (or the check's `model:`) at a judge model that ends its reply with "
+            "`Verdict: PASS` or `Verdict: FAIL`",
+        )
     before_train = agreement([i.human for i in train], judged[: len(train)])
-    before = agreement([i.human for i in held], judged[len(train):])
-    wrong = [(i, j) for i, j in zip(train, before_train.judged, strict=True) if j is not None and j != i.human]
+    before = agreement([i.human for i in held], judged[len(train) :])
+    wrong = [
+        (i, j) for i, j in zip(train, before_train.judged, strict=True) if j is not None and j != i.human
+    ]
     examples = pick_examples([i for i, _ in wrong], seed, max_examples, keep=kept)
     candidates = {"few-shot": (criterion, examples)}
     proposal = None
@@ -375,8 +425,10 @@ async def acalibrate(
         chosen = max(candidates, key=lambda k: (scores[k], k == "few-shot"))
     new_criterion, new_examples = candidates[chosen]
     prompt_after = render_prompt(new_criterion, new_examples)
-    after = before if prompt_after == prompt_before else agreement(
-        [i.human for i in held], await run(prompt_after, held)
+    after = (
+        before
+        if prompt_after == prompt_before
+        else agreement([i.human for i in held], await run(prompt_after, held))
     )
     adopted = prompt_after != prompt_before and _at_least(after.kappa, before.kappa)
     report: dict[str, Any] = {
@@ -394,7 +446,8 @@ async def acalibrate(
         "after": after.to_dict(),
         "train_disagreements": len(wrong),
         "examples": len(new_examples),
-        "step": chosen if prompt_after != prompt_before else "none (no train disagreements)",
+        "step": chosen if prompt_after != prompt_before else _no_step(wrong),
+        "prompt_changed": prompt_after != prompt_before,
         "proposed_criterion": proposal,
         "criterion": new_criterion,
         "adopted": adopted,
@@ -420,6 +473,12 @@ async def acalibrate(
             metrics={k: report[k] for k in ("before", "after", "step", "proposed_criterion", "n_train")},
         )
     return report
+
+
+def _no_step(wrong: Sequence[Any]) -> str:
+    if not wrong:
+        return "none (no train disagreements)"
+    return "none (the train disagreements are already examples in the prompt)"
 
 
 def _at_least(after: float | None, before: float | None) -> bool:

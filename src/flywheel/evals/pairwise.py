@@ -220,6 +220,12 @@ def summarize_pairs(
             f"the longer answer won {100 * lr:.0f}% of decisive pairs: the judge may reward length; "
             "compare with --max-length-diff PCT (flag or skip pairs of unequal length)"
         )
+    errors = [p for p in results if p["outcome"] == "error"]
+    if errors:
+        warnings.append(
+            f"{len(errors)} of {len(results)} pair(s) got no verdict and are left out of the rates "
+            f"(first: {errors[0]['error']}); check the judge alias `{judge}`"
+        )
     pc = report["position_consistency"]
     if pc is not None and n >= 5 and pc < 0.7:
         warnings.append(
@@ -271,13 +277,20 @@ def pairs_from_runs(runs: Any, run_a: str, run_b: str) -> tuple[dict[str, Any], 
     ra, rb = runs.get(run_a), runs.get(run_b)
     if ra["id"] == rb["id"]:
         raise UserError("RUN_A and RUN_B are the same run", hint="give two different run ids")
+    if ra["suite"] != rb["suite"]:  # same case ids in two suites are different questions
+        raise UserError(
+            f"run {ra['id'][:8]} is of suite `{ra['suite']}` and run {rb['id'][:8]} of suite `{rb['suite']}`: "
+            "only runs of the same suite can be compared",
+            hint="list runs with `flywheel eval --list` and pick two of one suite",
+        )
     first = {
         r.case_id: r for r in runs.load_results(ra["id"]) if r.repeat_index == 0 and r.output is not None
     }
     pairs = []
     for r in runs.load_results(rb["id"]):
         other = first.get(r.case_id)
-        if r.repeat_index == 0 and r.output is not None and other is not None:
+        # a case edited between the runs asks another question: its answers are not a pair
+        if r.repeat_index == 0 and r.output is not None and other is not None and other.input == r.input:
             pairs.append(
                 Pair(
                     r.case_id,
@@ -289,7 +302,7 @@ def pairs_from_runs(runs: Any, run_a: str, run_b: str) -> tuple[dict[str, Any], 
             )
     if not pairs:
         raise UserError(
-            f"runs {ra['id'][:8]} and {rb['id'][:8]} have no case with an output in common",
-            hint="compare two runs of the same suite",
+            f"runs {ra['id'][:8]} and {rb['id'][:8]} have no case answered by both with the same input",
+            hint="compare two runs of the same suite (cases edited between them are left out)",
         )
     return ra, rb, pairs

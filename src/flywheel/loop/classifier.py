@@ -41,7 +41,9 @@ Array = np.ndarray[Any, Any]
 MIN_EXAMPLES = 10
 
 
-def fit_logistic(x: Array, y: Array, *, l2: float = 1e-3, steps: int = 400, lr: float = 0.5) -> tuple[Array, float]:
+def fit_logistic(
+    x: Array, y: Array, *, l2: float = 1e-3, steps: int = 400, lr: float = 0.5
+) -> tuple[Array, float]:
     """Weights and bias minimising the class-balanced log loss + l2/2·|w|² (features are unit-length rows)."""
     n, d = x.shape
     pos = max(1, int(y.sum()))
@@ -67,9 +69,19 @@ def metrics(truth: list[int], predicted: list[int]) -> dict[str, Any]:
         tp = int(((p == cls) & (t == cls)).sum())
         precision = tp / int((p == cls).sum()) if (p == cls).any() else None
         recall = tp / int((t == cls).sum()) if (t == cls).any() else None
-        f1 = None if precision is None or recall is None else \
-            0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-        out[name] = {"precision": _r(precision), "recall": _r(recall), "f1": _r(f1), "support": int((t == cls).sum())}
+        f1 = (
+            None
+            if precision is None or recall is None
+            else 0.0
+            if precision + recall == 0
+            else 2 * precision * recall / (precision + recall)
+        )
+        out[name] = {
+            "precision": _r(precision),
+            "recall": _r(recall),
+            "f1": _r(f1),
+            "support": int((t == cls).sum()),
+        }
     kappa = cohen_kappa(list(t), list(p)) if len(t) >= 2 else float("nan")
     out["kappa"] = None if np.isnan(kappa) else round(float(kappa), 4)
     return out
@@ -79,12 +91,24 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(float(v), 4)
 
 
-def train_check(store: Store, root: Path, name: str, queue: str, *, features: str = "tfidf", heldout: float = 0.3,
-                seed: int = 0, embedder: Any = None, threshold: float = 0.5,
-                judge: str | None = None) -> dict[str, Any]:
+def train_check(
+    store: Store,
+    root: Path,
+    name: str,
+    queue: str,
+    *,
+    features: str = "tfidf",
+    heldout: float = 0.3,
+    seed: int = 0,
+    embedder: Any = None,
+    threshold: float = 0.5,
+    judge: str | None = None,
+) -> dict[str, Any]:
     """Fit, evaluate on the held-out part, save under ROOT/.flywheel/checks/NAME/; returns the report."""
     if not NAME_PATTERN.match(name):
-        raise UserError(f"invalid check name {name!r}", hint="letters, digits and _.- (at most 100), e.g. relevant")
+        raise UserError(
+            f"invalid check name {name!r}", hint="letters, digits and _.- (at most 100), e.g. relevant"
+        )
     if features not in FEATURES:
         raise UserError(f"--features must be one of {', '.join(FEATURES)}, got {features!r}")
     if not 0.0 < heldout < 1.0:
@@ -94,11 +118,20 @@ def train_check(store: Store, root: Path, name: str, queue: str, *, features: st
     if not items:
         raise no_labels(queue)
     labels = np.asarray([1 if x.verdict == "pass" else 0 for x in items], dtype=np.float32)
-    if len(items) < MIN_EXAMPLES or labels.min() == labels.max():
-        raise UserError(f"queue {queue} has {len(items)} labelled item(s), {int(labels.sum())} pass and "
-                        f"{len(items) - int(labels.sum())} fail: too few to learn from",
-                        hint=f"label at least {MIN_EXAMPLES} items with both verdicts present "
-                             "(`flywheel review sample -n 50`, then `flywheel review`)")
+    if labels.min() == labels.max():
+        only = "pass" if labels[0] == 1 else "fail"
+        raise UserError(
+            f"queue {queue}: all {len(items)} labelled item(s) are {only}: a check cannot learn "
+            "to tell pass from fail from one verdict",
+            hint=f"label items of the other verdict too (at least {MIN_EXAMPLES} items in all)",
+        )
+    if len(items) < MIN_EXAMPLES:
+        raise UserError(
+            f"queue {queue} has {len(items)} labelled item(s), {int(labels.sum())} pass and "
+            f"{len(items) - int(labels.sum())} fail: too few to learn from",
+            hint=f"label at least {MIN_EXAMPLES} items with both verdicts present "
+            "(`flywheel review sample -n 50`, then `flywheel review`)",
+        )
     keys = [norm_input(x.input) + "\0" + norm_input(x.output) for x in items]
     train_keys, _ = split(keys, 1.0 - heldout, seed)
     tr = np.asarray([k in train_keys for k in keys])
@@ -121,18 +154,36 @@ def train_check(store: Store, root: Path, name: str, queue: str, *, features: st
     p_held = sigmoid(x[~tr] @ w + b)
     predicted = [int(v >= threshold) for v in p_held]
     truth = [int(v) for v in labels[~tr]]
-    report: dict[str, Any] = {"name": name, "queue": queue, "features": features, "threshold": threshold,
-                              "examples": {"train": int(tr.sum()), "heldout": int((~tr).sum()),
-                                           "pass": int(labels.sum()), "fail": int(len(labels) - labels.sum())},
-                              "heldout": metrics(truth, predicted)}
+    report: dict[str, Any] = {
+        "name": name,
+        "queue": queue,
+        "features": features,
+        "threshold": threshold,
+        "examples": {
+            "train": int(tr.sum()),
+            "heldout": int((~tr).sum()),
+            "pass": int(labels.sum()),
+            "fail": int(len(labels) - labels.sum()),
+        },
+        "heldout": metrics(truth, predicted),
+    }
     report["vs_human_majority_kappa"] = report["heldout"]["kappa"]
-    report["judge"] = _versus_judge(store, [x.trace_id for x, h in zip(items, ~tr, strict=True) if h],
-                                    predicted, truth, judge)
-    data_hash = hashlib.sha256(json.dumps(sorted((x.trace_id, x.verdict) for x in items)).encode()).hexdigest()[:16]
-    meta = {**report, "data_hash": data_hash, "seed": seed, "created_at": time.time(),
-            "weights_hash": hashlib.sha256(w.tobytes() + np.float32(b).tobytes()).hexdigest()[:16],
-            "embedder": getattr(embedder, "name", None) if features == "embedding" else None,
-            "cost_per_call_usd": 0.0}
+    report["warnings"] = _heldout_warnings(truth, heldout)
+    report["judge"] = _versus_judge(
+        store, [x.trace_id for x, h in zip(items, ~tr, strict=True) if h], predicted, truth, judge
+    )
+    data_hash = hashlib.sha256(
+        json.dumps(sorted((x.trace_id, x.verdict) for x in items)).encode()
+    ).hexdigest()[:16]
+    meta = {
+        **report,
+        "data_hash": data_hash,
+        "seed": seed,
+        "created_at": time.time(),
+        "weights_hash": hashlib.sha256(w.tobytes() + np.float32(b).tobytes()).hexdigest()[:16],
+        "embedder": getattr(embedder, "name", None) if features == "embedding" else None,
+        "cost_per_call_usd": 0.0,
+    }
     folder = root / MODELS_DIR / name
     _save(folder, meta, w, b, idf)
     TrainedModel.load(folder)  # what was written loads
@@ -142,23 +193,47 @@ def train_check(store: Store, root: Path, name: str, queue: str, *, features: st
     return report
 
 
-def _versus_judge(store: Store, trace_ids: list[str], predicted: list[int], truth: list[int],
-                  judge_name: str | None) -> dict[str, Any]:
+def _heldout_warnings(truth: list[int], heldout: float) -> list[str]:
+    """The held-out numbers only describe the verdicts the held-out part holds."""
+    missing = [name for name, cls in (("pass", 1), ("fail", 0)) if cls not in truth]
+    if not missing:
+        return []
+    warning = (
+        f"the held-out part ({len(truth)} item(s)) holds no {' and no '.join(missing)} item: its numbers say "
+        f"nothing about {' or '.join(missing)} answers; label more items or raise --heldout (now {heldout})"
+    )
+    return [warning]
+
+
+def _versus_judge(
+    store: Store, trace_ids: list[str], predicted: list[int], truth: list[int], judge_name: str | None
+) -> dict[str, Any]:
     """Agreement with the LLM judge on the held-out items it scored, the judge's own agreement with the humans,
     and its recorded cost per call."""
     verdicts = judge_verdicts(store, trace_ids, judge_name)
-    rows = [(int(verdicts[t][0]), p, h) for t, p, h in zip(trace_ids, predicted, truth, strict=True) if t in verdicts]
+    rows = [
+        (int(verdicts[t][0]), p, h)
+        for t, p, h in zip(trace_ids, predicted, truth, strict=True)
+        if t in verdicts
+    ]
     if not rows:
-        return {"n": 0, "judge": judge_name,
-                "note": "no held-out item has an LLM judge verdict (feedback rows of source judge)"}
+        return {
+            "n": 0,
+            "judge": judge_name,
+            "note": "no held-out item has an LLM judge verdict (feedback rows of source judge)",
+        }
     judge, ours, human = (list(c) for c in zip(*rows, strict=True))
     costs = [c for t in trace_ids if t in verdicts for c in [verdicts[t][1]] if c is not None]
     k_ours = cohen_kappa(ours, judge) if len(rows) >= 2 else float("nan")
     k_judge = cohen_kappa(judge, human) if len(rows) >= 2 else float("nan")
-    return {"n": len(rows), "judge": judge_name, "agreement": round(sum(a == b for a, b in zip(ours, judge, strict=True)) / len(rows), 4),
-            "kappa_with_classifier": None if np.isnan(k_ours) else round(float(k_ours), 4),
-            "judge_kappa_with_humans": None if np.isnan(k_judge) else round(float(k_judge), 4),
-            "judge_cost_per_call_usd": round(sum(costs) / len(costs), 8) if costs else None}
+    return {
+        "n": len(rows),
+        "judge": judge_name,
+        "agreement": round(sum(a == b for a, b in zip(ours, judge, strict=True)) / len(rows), 4),
+        "kappa_with_classifier": None if np.isnan(k_ours) else round(float(k_ours), 4),
+        "judge_kappa_with_humans": None if np.isnan(k_judge) else round(float(k_judge), 4),
+        "judge_cost_per_call_usd": round(sum(costs) / len(costs), 8) if costs else None,
+    }
 
 
 def _save(folder: Path, meta: dict[str, Any], w: Array, b: float, idf: Array | None) -> None:
@@ -170,7 +245,9 @@ def _save(folder: Path, meta: dict[str, Any], w: Array, b: float, idf: Array | N
         if idf is not None:
             arrays["idf"] = idf
         np.savez_compressed(tmp / "weights.npz", **arrays)
-        (tmp / "model.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        (tmp / "model.json").write_text(
+            json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)
