@@ -64,6 +64,7 @@ def test_a_route_name_is_served_by_its_alias_and_recorded_on_the_span(tmp_path: 
     ("support: {alias: small, shadow: huge}\n", "huge", 9),
     ("support: {sticky: user}\n", "exactly one of", 9),
     ("support: {alias: small, sticky: device}\n", "sticky", 9),
+    ("support: {alias: small, shadow: small}\n", "also the alias that serves it", 9),
 ])
 def test_bad_routes_are_config_errors_with_file_and_line(tmp_path: Path, llm, routes: str, needle: str,
                                                          line: int) -> None:

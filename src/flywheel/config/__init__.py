@@ -166,6 +166,10 @@ def check_routes(config: Config, file: Path | str, lines: dict) -> None:
             targets = [("router", route.router.small), ("router", route.router.strong)]
             route.router.anchor(file, where(file, lines, (*at, "router", "model")))
         if route.shadow is not None:
+            if route.shadow == route.alias:  # every copied request would go to the model that just answered it
+                raise ConfigError(f"route '{name}': shadow `{route.shadow}` is also the alias that serves it, so "
+                                  "each request would be sent to it twice", where=where(file, lines, (*at, "shadow")),
+                                  hint="shadow a candidate you are not serving yet, or remove `shadow:`")
             targets.append(("shadow", route.shadow))
         for key, alias in targets:
             if alias not in config.models:
