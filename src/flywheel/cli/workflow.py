@@ -147,9 +147,10 @@ def _print(result: Any, file: str) -> None:
 @click.pass_obj
 def show(state: Any, run_id: str, as_json: bool) -> None:
     """Show a workflow run: status, inputs, output and every finished step."""
+    from flywheel.cli.prompts import _pad  # a Chinese step id takes two cells a character
     from flywheel.store import Store
     from flywheel.text.display import safe_display
-    from flywheel.workflows.records import RunRecords
+    from flywheel.workflows.records import RunRecords, scrubbed
     from flywheel.workflows.steps import as_text
 
     with Store.open(state.project.store_url) as store:
@@ -157,14 +158,14 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
         run_row = records.require(run_id)
         steps = records.steps_of(run_id)
     if as_json:
-        emit_json({**run_row, "steps": steps})
+        emit_json({**run_row, "reason": scrubbed(run_row.get("reason")), "steps": steps})
         return
     click.secho(f"{run_row['workflow']} · run {run_id} · {run_row['status']}", bold=True)
     click.echo(f"inputs: {safe_display(as_text(run_row.get('inputs')))}")
     if run_row.get("reason"):
-        click.echo(f"reason: {safe_display(run_row['reason'])}")
+        click.echo(f"reason: {safe_display(scrubbed(run_row['reason']) or '')}")  # rows stored before scrubbing
     for s in steps:
         preview = safe_display(as_text(s["output"]))[:100]
-        click.echo(f"  {s['step_id']:<24} {s['kind']:<9} ${s['cost_usd']:.6f}  {preview}")
+        click.echo(f"  {_pad(safe_display(s['step_id']), 25)}{s['kind']:<9} ${s['cost_usd']:.6f}  {preview}")
     if run_row.get("output") is not None:
         click.echo(f"output: {safe_display(as_text(run_row['output']), multiline=True)}")

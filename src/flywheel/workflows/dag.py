@@ -20,7 +20,7 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.registry import unknown_name
 from flywheel.types import content_hash
-from flywheel.workflows.steps import KINDS, ON_FAIL, Step, check_settings, python_refs
+from flywheel.workflows.steps import KINDS, ON_FAIL, Step, check_references, check_settings, python_refs
 
 
 @dataclass
@@ -28,12 +28,13 @@ class Workflow:
     steps: list[Step]
     name: str = "workflow"
     inputs: list[str] | None = None  # None: whatever the caller passes (python workflows)
-    output: Any = None  # a reference, e.g. "{{steps.answer.output}}"; default: the last step that ran
+    output: Any = None  # a reference, e.g. "{{steps.answer.output}}"; default: the last step that ran, not a check
     model: str = "default"  # alias for prompt / map / reduce / plan steps that name none
     tools: dict[str, Any] = field(default_factory=dict)  # name → Tool (steps_kinds.Tool) for tool steps
     where: str | None = None  # the workflow file
     root: Path | None = None  # where prompt files and python modules of a workflow file are found
     model_where: str | None = None  # file:line of the workflow's `model:`
+    output_where: str | None = None  # file:line of the workflow's `output:`
     order: list[str] = field(init=False, default_factory=list)
     edges: dict[str, set[str]] = field(init=False, default_factory=dict)  # step → steps it waits for
 
@@ -56,11 +57,30 @@ class Workflow:
             check_settings(s)
         self.by_id = seen
         ids = set(seen)
+        for s in self.steps:
+            check_references(s, self.inputs, ids)
         self.edges = {s.id: self._deps(s, ids) for s in self.steps}
         for s in self.steps:
             self._check_controls(s, ids)
         self.order = self._topological()
         self._check_retry_targets()
+        self._check_output(ids)
+
+    def _check_output(self, ids: set[str]) -> None:
+        """`output:` names steps and inputs of this workflow (else the run would end with an empty output)."""
+        if self.output is None:
+            return
+        probe = Step(id="output", kind="output", params={"output": self.output}, where=self.output_where or self.where)
+        check_references(probe, self.inputs, ids, owner="`output:`")
+        for ref in sorted(probe.step_refs()):
+            if ref not in ids:
+                raise unknown_name("step", ref, ids, where=probe.where, used_by="`output:`", verb="references",
+                                   hint="name a step of this workflow, e.g. {{steps.ID.output}}")
+        declared = self.inputs
+        missing = sorted(probe.input_refs() - set(declared)) if declared is not None else []
+        if declared is not None and missing:
+            raise unknown_name("input", missing[0], declared, where=probe.where, used_by="`output:`",
+                               verb="references", hint="declare it under `inputs:` of the workflow")
 
     def _deps(self, s: Step, ids: set[str]) -> set[str]:
         deps = set(s.step_refs()) | python_refs(s, ids)

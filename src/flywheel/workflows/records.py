@@ -62,7 +62,7 @@ class RunRecords:
                cost_usd: float) -> None:
         with self.store.engine.begin() as conn:
             conn.execute(update(self.runs).where(self.runs.c.run_id == run_id).values(
-                status=status, output=_clean(output), reason=reason, trace_id=trace_id, updated_at=time.time(),
+                status=status, output=_clean(output), reason=scrubbed(reason), trace_id=trace_id, updated_at=time.time(),
                 cost_usd=self.runs.c.cost_usd + cost_usd))
 
     def finished_steps(self, run_id: str) -> dict[tuple[str, str], Any]:
@@ -102,3 +102,10 @@ class RunRecords:
             raise UserError(f"no workflow run '{run_id}' in the store",
                             hint="copy the run id printed by `flywheel workflow run`")
         return run
+
+
+def scrubbed(reason: str | None) -> str | None:
+    """A run's reason without credentials: a failed step's exception may quote a connection URL or an API key."""
+    from flywheel.text.secrets import scrub_secrets, secret_env_values
+
+    return scrub_secrets(reason, values=secret_env_values()) if reason else reason

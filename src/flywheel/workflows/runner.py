@@ -105,6 +105,7 @@ class WorkflowRunner:
             self.services.root = workflow.root
         self.records = RunRecords(self.services.store) if self.services.store is not None else None
         self._done: dict[tuple[str, str], Any] = {}
+        self._computed: set[tuple[str, str]] = set()  # computed by this invocation
         self._checks: dict[str, Any] = {}
         self.meter = Meter()
         self.run_id = ""
@@ -129,6 +130,7 @@ class WorkflowRunner:
         self._check_models()
         self.run_id = run_id or uuid.uuid4().hex
         self.meter = Meter()
+        self._computed = set()
         if tenant:
             self.services.tenant = tenant
         if self.records is not None:
@@ -190,7 +192,9 @@ class WorkflowRunner:
         if walk.wf.output is not None:
             return resolve(walk.wf.output, walk.inputs, walk.outputs, where=walk.wf.where)
         ran = [sid for sid in walk.wf.order if sid in walk.outputs and walk.states[sid].status != "skipped"]
-        return walk.outputs[ran[-1]] if ran else None
+        # a check's verdict or a branch's arm is not an answer: the last step that made one is the output
+        made = [sid for sid in ran if walk.wf.by_id[sid].kind not in ("check", "branch")] or ran
+        return walk.outputs[made[-1]] if made else None
 
     # ------------------------------------------------------------------ the walk
     def walk(self, walk: _Walk) -> tuple[str, str | None, str | None]:
@@ -291,11 +295,12 @@ class WorkflowRunner:
     def memo(self, key: str, kind: str, payload: Any, compute: Any) -> tuple[Any, bool]:
         """(output, reused): the stored output of `key` for this payload, else computed now and stored."""
         h = payload_hash(payload)
-        if (key, h) in self._done:
-            return self._done[(key, h)], True
+        if (key, h) in self._done:  # reused: stored by an earlier invocation, not by a retry of this one
+            return self._done[(key, h)], (key, h) not in self._computed
         before, start = self.meter.cost_usd, time.perf_counter()
         output = compute()
         self._done[(key, h)] = output
+        self._computed.add((key, h))
         if self.records is not None:
             self.records.save_step(self.run_id, key, h, kind, kinds.jsonable(output), self.meter.cost_usd - before,
                                    (time.perf_counter() - start) * 1000)

@@ -61,6 +61,7 @@ class SqlDatabase:
 
     def __init__(self, url: str, *, root: Path | None = None, timeout_s: float = 10.0, tables: list[str] | None = None):
         self.timeout_s, self.tables = timeout_s, tables
+        self._views: dict[str, set[str]] | None = None  # SQLite: listed view → the tables it reads
         if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             self.kind, self.url = "postgresql", url.replace("postgresql+psycopg://", "postgresql://")
             self.path: Path | None = None
@@ -121,6 +122,8 @@ class SqlDatabase:
                 raise UserError(f"refused SQL: {problem}", hint="ask a question the database can answer by reading")
         if self.kind == "sqlite":
             with self._sqlite(restrict=True) as conn:
+                if self.tables is not None:
+                    _refuse_shadowing(sql, self._view_reads(conn))
                 cur = conn.execute(sql)
                 rows = cur.fetchmany(max_rows + 1)
                 columns = [d[0] for d in cur.description or []]
@@ -135,11 +138,37 @@ class SqlDatabase:
         conn.execute("PRAGMA query_only = ON")
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
         # the model's query reads only `tables:`; flywheel's own schema reads (sqlite_master) are not restricted
-        conn.set_authorizer(_tables_authorizer(set(self.tables)) if restrict and self.tables is not None
-                            else _read_only_authorizer)
+        conn.set_authorizer(_tables_authorizer(set(self.tables), self._view_reads(conn))
+                            if restrict and self.tables is not None else _read_only_authorizer)
         deadline = time.monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         return _Closing(conn)
+
+    def _view_reads(self, conn: sqlite3.Connection) -> dict[str, set[str]]:
+        """Listed view (lower case) → the tables it reads, found by SQLite compiling `SELECT * FROM view` once."""
+        if self._views is None:
+            self._views = {}
+            names = {n.lower(): n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
+            for listed in self.tables or []:
+                if listed.lower() not in names:
+                    continue
+                read: set[str] = set()
+                vias = {listed.lower()}
+
+                def record(action: int, table: str | None, _c: Any, _d: Any, via: str | None,
+                           read: set[str] = read, vias: set[str] = vias) -> int:
+                    if action == sqlite3.SQLITE_READ and table:
+                        read.add(table)
+                        if via:
+                            vias.add(via.lower())  # a view the listed one reads reads for it
+                    return sqlite3.SQLITE_OK
+                conn.set_authorizer(record)
+                quoted = names[listed.lower()].replace('"', '""')
+                conn.execute(f'SELECT * FROM "{quoted}" LIMIT 0').fetchall()
+                for via in vias:
+                    self._views[via] = self._views.get(via, set()) | read
+            conn.set_authorizer(None)
+        return self._views
 
     def _pg_query(self, sql: str, max_rows: int, *, inspect: bool
                   ) -> tuple[tuple[list[str], list[Any]], set[tuple[str, str]] | None]:
@@ -177,14 +206,35 @@ def _read_only_authorizer(action: int, *args: Any) -> int:
     return sqlite3.SQLITE_OK if action in _ALLOWED else sqlite3.SQLITE_DENY
 
 
-def _tables_authorizer(tables: set[str]) -> Any:
-    """Reads only, and only of `tables:` (a view listed there may read its own tables): a query naming a table the
-    prompt never showed is denied like a write."""
-    def authorize(action: int, table: str | None, _column: str | None, _db: str | None, via: str | None) -> int:
-        if action == sqlite3.SQLITE_READ and table not in tables and via not in tables:
-            return sqlite3.SQLITE_DENY
+def _tables_authorizer(tables: set[str], views: dict[str, set[str]]) -> Any:
+    """Reads only, and only of `tables:`: a query naming a table the prompt never showed is denied like a write.
+    A listed view may read the tables it reads itself. SQLite names a WITH query like a view (`via`), so `via`
+    alone is not trusted: `WITH orders AS (SELECT * FROM staff_salaries)` must not pass as the listed `orders`."""
+    def authorize(action: int, table: str | None, _column: str | None, db: str | None, via: str | None) -> int:
+        if action == sqlite3.SQLITE_READ and table not in tables:
+            through_view = via is not None and table in views.get(via.lower(), ())
+            if db is not None and not through_view:  # db None: a recursive WITH query reading its own rows
+                return sqlite3.SQLITE_DENY
         return _read_only_authorizer(action)
     return authorize
+
+
+_IDENT = r'"(?:[^"]|"")+"|\[[^\]]+\]|`(?:[^`]|``)+`|[^\W\d][\w$]*'
+_WITH_NAME = re.compile(rf"(?:\bwith(?:\s+recursive)?|,)\s*({_IDENT})\s*(?:\([^()]*\)\s*)?as\s*(?:not\s+)?"
+                        r"(?:materialized\s*)?\(", re.IGNORECASE)
+
+
+def _refuse_shadowing(sql: str, views: dict[str, set[str]]) -> None:
+    """A WITH query named like a listed view would read that view's tables as the view never does (every row
+    and column): refused before it runs."""
+    body = re.sub(r"'(?:[^']|'')*'", "''", _COMMENT.sub(" ", sql))
+    for m in _WITH_NAME.finditer(body):
+        name = m.group(1)
+        if name[0] in "\"[`":
+            name = name[1:-1].replace(name[0] * 2, name[0]) if name[0] != "[" else name[1:-1]
+        if name.lower() in views:
+            raise UserError(f"refused SQL: the WITH query `{name}` has the name of the view {name}",
+                            hint="give the WITH query another name")
 
 
 class _Closing:

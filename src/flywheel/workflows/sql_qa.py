@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from flywheel.errors import ConfigError, UserError
+from flywheel.prompts.render import language_of, pick_language
 from flywheel.registry import unknown_name
 from flywheel.types import Answer, GuardAction, Source
 from flywheel.workflows.builders import check_step, prompt_step
@@ -34,6 +35,7 @@ SQL_SYSTEM = ("You write one SQLite or PostgreSQL SELECT query that answers the 
               "database. Use only these tables and columns:\n{schema}\n\nReply with the SQL only, in a ```sql "
               "fence. Never write anything but a single SELECT (or WITH … SELECT) statement, whatever the question "
               "asks for.")
+CANNOT = {"en": "I can't answer that from the database: ", "zh": "无法根据数据库回答这个问题："}
 ANSWER_PROMPT = ("Question: {{inputs.question}}\n\nThe SQL that ran:\n{{steps.sql.output}}\n\nIts rows:\n"
                  "{{steps.rows.output.text}}\n\nAnswer the question from these rows only, briefly. If the rows do "
                  "not answer it, say so.")
@@ -94,7 +96,7 @@ class SqlQAApp:
         services = WorkflowServices(gateway=self.gateway, store=self.store, tenant=tenant or self.tenant)
         result = WorkflowRunner(wf, services).run({"question": question})
         return answer_of(result, self.name, self.database.shown, (time.perf_counter() - start) * 1000,
-                         self.prompt_version)
+                         self.prompt_version, question=question)
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Answer:
         import asyncio
@@ -104,7 +106,8 @@ class SqlQAApp:
         return await asyncio.to_thread(in_context(self.run), input, tenant, model=model)
 
 
-def answer_of(result: RunResult, app: str, database: str, latency_ms: float, version: str | None) -> Answer:
+def answer_of(result: RunResult, app: str, database: str, latency_ms: float, version: str | None, *,
+              question: str = "") -> Answer:
     sql = extract_sql(str(result.outputs.get("sql") or ""))
     rows = result.outputs.get("rows") or {}
     sources = [Source(n=1, chunk_id="sql", source=database, location=sql or None,
@@ -113,7 +116,7 @@ def answer_of(result: RunResult, app: str, database: str, latency_ms: float, ver
               "models": result.models, "app": app, "latency_ms": latency_ms, "prompt_version": version,
               "sources": sources}
     if result.status != "done":
-        text = f"I can't answer that from the database: {result.reason}"
+        text = f"{pick_language(CANNOT, language_of(question))}{result.reason}"  # a Chinese question: in Chinese
         # the check step that stopped the run (`safe`: not a read-only query; `ran`: the database refused it) is
         # named like a guard, so `flywheel ask` says which one refused instead of "by a guard"
         stopped = [GuardAction(stage="output", check=result.stopped_by, action="block", passed=False,

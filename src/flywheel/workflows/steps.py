@@ -28,8 +28,8 @@ from flywheel.errors import UserError
 KINDS = ("python", "prompt", "retrieve", "tool", "check", "branch", "map", "reduce", "plan")
 ON_FAIL = ("retry", "branch", "stop")
 MAX_RETRIES = 5
-# `{{inputs.question}}`, `{{steps.draft.output}}`, `{{steps.sql.output.rows}}`, `{{item}}` (inside map)
-REFERENCE = re.compile(r"\{\{\s*((?:inputs|steps)\.[A-Za-z0-9_.-]+|item|items)\s*\}\}")
+# `{{inputs.question}}`, `{{steps.draft.output}}`, `{{steps.sql.output.rows}}`, `{{item}}` / `{{item.text}}` (map)
+REFERENCE = re.compile(r"\{\{\s*((?:inputs|steps)\.[\w.-]+|item(?:\.[\w.-]+)?|items)\s*\}\}")  # \w: 问题 too
 LOCAL = ("item", "items")  # names a map / reduce step fills per item or batch
 
 
@@ -73,6 +73,64 @@ def check_settings(s: Step, where_of: Callable[[str], str | None] | None = None)
         if problem is not None:
             raise UserError(f"`{key}` of step '{s.id}' must be {problem[0]}, got {value!r}",
                             where=(where_of(key) if where_of else None) or s.where, hint=f"e.g. {problem[1]}")
+
+
+# Anything written like a reference (`{{input.question}}`, `{{question}}`, `{{steps.a.outptu}}`): one that is not
+# a reference would reach the model as literal braces, so it is a mistake at the step's line.
+_LOOKS_LIKE_REFERENCE = re.compile(r"\{\{\s*([^\W\d][\w.-]*)\s*\}\}")
+_NOT_TEMPLATED = ("check", "schema", "fn")  # a check's own settings and a JSON Schema are not filled in
+LOCAL_KINDS = {"item": "map", "items": "reduce"}
+
+
+def check_references(s: Step, inputs: list[str] | None, step_ids: set[str], owner: str | None = None) -> None:
+    """A UserError at the step for text that looks like a reference but is not one, before anything runs."""
+    found: set[str] = set()
+    _collect_braces({k: v for k, v in s.params.items() if k not in _NOT_TEMPLATED}, found)
+    for name in sorted(found):
+        problem = _reference_problem(name, s, inputs, step_ids)
+        if problem is not None:
+            raise UserError(f"{owner or f'step {s.id!r}'} has `{{{{{name}}}}}`, which is not a reference{problem[0]}",
+                            where=s.where, hint=problem[1])
+
+
+def _reference_problem(name: str, s: Step, inputs: list[str] | None, step_ids: set[str]
+                       ) -> tuple[str, str] | None:
+    from flywheel.registry import did_you_mean
+
+    forms = "references are {{inputs.NAME}}, {{steps.ID.output}} (a field: {{steps.ID.output.FIELD}})"
+    parts = name.split(".")
+    if parts[0] in LOCAL_KINDS and (len(parts) == 1 or parts[0] == "item"):
+        if s.kind == LOCAL_KINDS[parts[0]]:
+            return None
+        return f": {{{{{parts[0]}}}}} exists only in a {LOCAL_KINDS[parts[0]]} step's prompt", forms
+    if parts[0] == "inputs" and len(parts) >= 2:
+        return None
+    if parts[0] == "steps" and len(parts) >= 2:
+        if len(parts) == 2 or parts[2] == "output":
+            return None
+        ref = ".".join(parts[:2])
+        return f" — did you mean {{{{{ref}.output}}}}?", f"a field of a step's output is {{{{{ref}.output.FIELD}}}}"
+    if len(parts) == 1 and parts[0] in (inputs or []):
+        return f" — did you mean {{{{inputs.{name}}}}}?", forms
+    if len(parts) == 1 and parts[0] in step_ids:
+        return f" — did you mean {{{{steps.{name}.output}}}}?", forms
+    if parts[0] == "items":
+        return ": {{items}} is the batch, written as numbered text", forms
+    close = did_you_mean(parts[0], ["inputs", "steps"])
+    if close and len(parts) >= 2:
+        return f" — did you mean {{{{{'.'.join([close[0], *parts[1:]])}}}}}?", forms
+    return "", forms + "; write other braces some other way"
+
+
+def _collect_braces(value: Any, out: set[str]) -> None:
+    if isinstance(value, str):
+        out.update(m.group(1) for m in _LOOKS_LIKE_REFERENCE.finditer(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_braces(v, out)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect_braces(v, out)
 
 
 class StepStopped(Exception):  # control flow, not an error
@@ -182,8 +240,8 @@ def lookup(path: str, inputs: dict[str, Any], outputs: dict[str, Any], extra: di
     elif parts[0] == "steps":
         value = outputs.get(parts[1])
         rest = parts[3:] if len(parts) > 2 and parts[2] == "output" else parts[2:]
-    else:
-        return extra.get(parts[0])
+    else:  # `item.text`: a field of a map step's item
+        value, rest = extra.get(parts[0]), parts[1:]
     for key in rest:
         if isinstance(value, dict) and key in value:
             value = value[key]
@@ -204,11 +262,11 @@ def resolve(value: Any, inputs: dict[str, Any], outputs: dict[str, Any], extra: 
     extra = extra or {}
     if isinstance(value, str):
         whole = REFERENCE.fullmatch(value.strip())
-        if whole and (whole.group(1) not in LOCAL or whole.group(1) in extra):
+        if whole and (_base(whole.group(1)) not in LOCAL or _base(whole.group(1)) in extra):
             return lookup(whole.group(1), inputs, outputs, extra, where)
 
         def sub(m: re.Match) -> str:
-            if m.group(1) in LOCAL and m.group(1) not in extra:
+            if _base(m.group(1)) in LOCAL and _base(m.group(1)) not in extra:
                 return m.group(0)  # filled later, per item
             return as_text(lookup(m.group(1), inputs, outputs, extra, where))
 
@@ -218,6 +276,10 @@ def resolve(value: Any, inputs: dict[str, Any], outputs: dict[str, Any], extra: 
     if isinstance(value, list):
         return [resolve(v, inputs, outputs, extra, where) for v in value]
     return value
+
+
+def _base(name: str) -> str:
+    return name.split(".", 1)[0]
 
 
 def as_text(value: Any) -> str:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from flywheel.errors import ConfigError, UserError
+from flywheel.prompts.render import language_of, pick_language
 from flywheel.types import Answer, Document, Source, content_hash
 from flywheel.workflows.builders import map_step, reduce_step, retrieve_step
 from flywheel.workflows.dag import Workflow
@@ -30,6 +31,9 @@ from flywheel.workflows.steps import Step
 
 MAP_PROMPT = ("Summarise this text in at most {words} words. Keep names, numbers and dates exactly as written; "
               "add nothing that is not in it. Write in the language of the text.\n\n{{item}}")
+NO_PASSAGE = {"en": "No ingested passage matches this topic, so there is nothing to summarise.",
+              "zh": "没有与这个主题相符的已导入段落，因此没有可总结的内容。"}
+NO_SUMMARY = {"en": "No summary: ", "zh": "无法生成摘要："}
 REDUCE_PROMPT = ("These are summaries of consecutive parts of the same material. Combine them into one summary of "
                  "at most {words} words, without repeating yourself and adding nothing new.\n\n{{items}}")
 
@@ -108,10 +112,11 @@ class SummarizeApp:
                   "models": result.models, "app": self.name, "sources": sources, "prompt_version": self.prompt_version,
                   "latency_ms": (time.perf_counter() - start) * 1000}
         if self.source == "search" and not hits:
-            return Answer(text="No ingested passage matches this topic, so there is nothing to summarise.",
-                          refused=True, refusal="no_passage", **common)
+            return Answer(text=pick_language(NO_PASSAGE, language_of(text)), refused=True, refusal="no_passage",
+                          **common)
         if result.status != "done":
-            return Answer(text=f"No summary: {result.reason}", refused=True, refusal="guard_blocked", **common)
+            return Answer(text=f"{pick_language(NO_SUMMARY, language_of(text))}{result.reason}", refused=True,
+                          refusal="guard_blocked", **common)
         return Answer(text=str(result.output or ""), **common)
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Answer:

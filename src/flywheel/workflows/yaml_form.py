@@ -88,7 +88,8 @@ def parse_workflow(data: Any, path: Path, lines: dict, *, root: Path) -> Workflo
         raise ConfigError("`model:` must be a model alias name", where=at("model"))
     return Workflow(steps=steps, name=str(data.get("name") or path.stem), inputs=inputs, output=data.get("output"),
                     model=model, tools=tools, where=f"{path}:1", root=root,
-                    model_where=at("model") if "model" in data else None)
+                    model_where=at("model") if "model" in data else None,
+                    output_where=at("output") if "output" in data else None)
 
 
 def _inputs(raw: Any, at: str) -> list[str] | None:
@@ -144,6 +145,9 @@ def _step(raw: Any, i: int, at: Any, root: Path, tools: dict[str, Tool], servers
         raise ConfigError(f"step {i + 1} must be a mapping with `id:` and one kind key", where=here,
                           hint=f"kinds: {', '.join(KINDS)}")
     sid = raw.get("id")
+    if "id" in raw and sid is not None and not isinstance(sid, str):
+        raise ConfigError(f"the `id:` of step {i + 1} must be a name, got {sid!r}", where=at("steps", i, "id"),
+                          hint=f'quote it (id: "{sid}") or use a word, e.g. id: draft')
     if not isinstance(sid, str) or not sid.strip():
         raise ConfigError(f"step {i + 1} needs an `id:`", where=here, hint="add `id: NAME`")
     kind = _kind(raw, sid, at, i)
@@ -228,6 +232,11 @@ def _check_step(s: Step, raw: dict, at: Any, i: int, root: Path, tools: dict[str
         if raw.get("on_fail") == "branch" and "goto" not in raw:
             raise ConfigError(f"check '{s.id}' has on_fail: branch but no `goto:` step", where=s.where,
                               hint="add `goto: STEP_ID`, the step that runs when the check fails")
+        # without its on_fail a setting would be ignored and the check would stop the run instead
+        for key, action in (("goto", "branch"), ("retry", "retry"), ("max_retries", "retry")):
+            if key in raw and raw.get("on_fail", "stop") != action:
+                raise ConfigError(f"check '{s.id}' has `{key}:` but on_fail is {raw.get('on_fail', 'stop')}",
+                                  where=at("steps", i, key), hint=f"add `on_fail: {action}` (or remove `{key}:`)")
         retries = raw.get("max_retries", 1)
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 5:
             raise ConfigError("`max_retries` must be a whole number from 0 to 5", where=at("steps", i, "max_retries"))
