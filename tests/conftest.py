@@ -88,3 +88,15 @@ class FakeClock:
 def clock() -> FakeClock:
     """Inject instead of sleeping: TTLs, backoffs and deadlines are then exact and instant."""
     return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _own_workflow_tools():
+    """Workflow tools a test registers are gone after it: the registry is global, and a tool left behind
+    (`city_weather`) changed another module's "did you mean" (test_mcp_tools) when both ran in one session."""
+    from flywheel.workflows.tools import TOOLS
+
+    before = set(TOOLS.names())
+    yield
+    for name in set(TOOLS.names()) - before:
+        TOOLS.unregister(name)

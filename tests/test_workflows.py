@@ -27,18 +27,6 @@ from flywheel.workflows import (
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture(autouse=True)
-def _own_tools():
-    """Tools a test registers are gone after it: the registry is global, and a tool left behind (`city_weather`)
-    changed another module's "did you mean" (test_mcp_tools) when both ran in one session."""
-    from flywheel.workflows.tools import TOOLS
-
-    before = set(TOOLS.names())
-    yield
-    for name in set(TOOLS.names()) - before:
-        TOOLS.unregister(name)
-
-
 def test_steps_receive_inputs_and_earlier_outputs_by_parameter_name():
     @step
     def words(text):
