@@ -67,7 +67,7 @@ class CacheHit:
                           cached=True)
 
 
-def _masked_log(log_hit: Callable[[dict[str, Any]], None], mask: Masker) -> Callable[[dict[str, Any]], None]:
+def _masked_log(log_hit: Callable[[dict[str, Any]], Any], mask: Masker) -> Callable[[dict[str, Any]], None]:
     def masked(row: dict[str, Any]) -> None:
         log_hit({k: mask(v) if k in ("query", "cached_question") and isinstance(v, str) else v
                  for k, v in row.items()})
@@ -97,7 +97,7 @@ class Cache:
         cfg = cache_config or CacheConfig()
         backend = open_backend(cfg.backend, store)
         guarded = GuardedBackend(backend)
-        hit_log = None
+        hit_log: Callable[[dict[str, Any]], Any] | None = None
         if store is not None and backend.name != "store":
             from flywheel.cache.backends.store import StoreHitLog
 
