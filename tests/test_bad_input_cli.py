@@ -15,7 +15,7 @@ from flywheel.cli import main
 
 GOOD = "models:\n  default: {provider: extractive}\n"
 SUITE_HEAD = "target: model:default\nprompt: 'Q: {{q}}'\ncases: %s\n"
-WF_OK = "name: wf\nsteps:\n  - id: a\n    prompt: 'Say {{inputs.x}}'\n"
+WF_OK = "name: wf\ninputs: [x]\nsteps:\n  - id: a\n    prompt: 'Say {{inputs.x}}'\n"
 
 # (name, files to write, arguments, what the output must hold)
 CASES: list[tuple[str, dict, list[str], list[str]]] = [
