@@ -20,12 +20,13 @@ PROGRESS_EVERY_S = 2.0
               type=click.Choice(["flywheel", "openai-log", "langfuse"]),
               help="flywheel: {timestamp, app, model, input, output, tenant?, session_id?, user_id?, metadata?, "
                    "latency_ms?, usage?} per line; openai-log: {request, response} per line; langfuse: its trace "
-                   "export lines.")
+                   "export (JSON lines or the UI's JSON array).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def import_traces(state: Any, file: str, fmt: str, as_json: bool) -> None:
-    """Import past request/response logs (JSON lines) as traces with their original timestamps.
-    Re-importing the same file adds nothing twice; a bad line stops the import before anything is written."""
+    """Import past request/response logs (JSON lines, or one JSON array) as traces with their original
+    timestamps. Re-importing the same file adds nothing twice; a bad line stops the import before anything is
+    written."""
     from flywheel.apps.runtime import Runtime, pii_masker
     from flywheel.tracing.importer import import_file
     from flywheel.tracing.redact import Redactor

@@ -6,6 +6,7 @@ flywheel API key. /v1/metrics is accepted and dropped (SDKs export metrics by de
 Attribute names of the different SDKs are mapped by one table, flywheel.tracing.otlp_conventions.
 
 Accepts `application/x-protobuf` and `application/json` (OTLP's JSON mapping: hex ids), optionally gzip.
+A request that is not OTLP in shape is a 400 naming the JSON path of the bad field, and none of its spans is kept.
 Each span keeps its ids, parent, timestamps, status and attributes; prompt and completion content is lifted
 from the common conventions into the span's inputs/outputs (`gen_ai.input.messages` / `gen_ai.output.messages`,
 OpenLLMetry's `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`, OpenInference's `input.value` / `output.value`).
@@ -40,6 +41,7 @@ from flywheel.types import Span
 router = APIRouter()
 _HEX = re.compile(r"^[0-9a-f]+$")
 MAX_INFLATED = 64 * 1024 * 1024
+MAX_NANOS = 2**63 - 1
 
 
 def _decode_body(raw: bytes, encoding: str) -> bytes:
@@ -88,21 +90,22 @@ def _parse(raw: bytes, content_type: str, signal: str = "trace") -> dict[str, An
 
 
 def _id(value: Any, nbytes: int, param: str) -> str | None:
-    """OTLP ids: hex in OTLP/JSON, base64 after MessageToDict; flywheel keeps lowercase hex."""
+    """OTLP ids: hex in OTLP/JSON, base64 after MessageToDict; flywheel keeps lowercase hex. All zeros is
+    OTLP's invalid id, read as none (a root's parent, a log record tied to no span)."""
     if value in (None, ""):
         return None
     if not isinstance(value, str):
         raise ApiError(400, f"{param} must be a string", param=param, code="invalid_value")
     low = value.lower()
     if len(low) == nbytes * 2 and _HEX.match(low):
-        return low
+        return None if low.strip("0") == "" else low
     try:
         data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         data = b""
     if len(data) != nbytes:
         raise ApiError(400, f"{param} is not a {nbytes}-byte id", param=param, code="invalid_value")
-    return data.hex()
+    return None if not data.strip(b"\0") else data.hex()
 
 
 def _value(v: Any) -> Any:
@@ -164,13 +167,48 @@ def _json_body(body: Any) -> Any:
     return body
 
 
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    """An OTLP message field: absent is empty, anything but an object is the sender's error (400, not a 500)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ApiError(400, f"{where} must be an object", param=where, code="invalid_value")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ApiError(400, f"{where} must be a list", param=where, code="invalid_value")
+    return value
+
+
+def _nanos(value: Any, where: str) -> int | None:
+    """A Unix-nanosecond timestamp (OTLP/JSON sends it as a string): the store keeps it in a signed 64-bit integer."""
+    if value in (None, "", 0, "0"):
+        return None
+    try:
+        ns = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"{where} is an integer (Unix nanoseconds)", param=where, code="invalid_value") from None
+    if not 0 <= ns <= MAX_NANOS:
+        raise ApiError(400, f"{where} is out of range (Unix nanoseconds, 0 to {MAX_NANOS})", param=where,
+                       code="invalid_value")
+    return ns
+
+
 def to_spans(data: dict[str, Any], tenant: str) -> list[Span]:
+    """Every span of the request, checked before any is kept: a malformed one is a 400 naming its path."""
     spans: list[Span] = []
-    for r, rs in enumerate(data.get("resourceSpans") or []):
-        resource = _attrs(((rs or {}).get("resource") or {}).get("attributes"))
-        for s, ss in enumerate((rs or {}).get("scopeSpans") or (rs or {}).get("instrumentationLibrarySpans") or []):
-            for i, sp in enumerate((ss or {}).get("spans") or []):
-                where = f"resourceSpans.{r}.scopeSpans.{s}.spans.{i}"
+    for r, rs in enumerate(_list(data.get("resourceSpans"), "resourceSpans")):
+        rs = _obj(rs, f"resourceSpans.{r}")
+        resource = _attrs(_obj(rs.get("resource"), f"resourceSpans.{r}.resource").get("attributes"))
+        scope_key = "scopeSpans" if "scopeSpans" in rs else "instrumentationLibrarySpans"
+        for s, ss in enumerate(_list(rs.get(scope_key), f"resourceSpans.{r}.{scope_key}")):
+            ss = _obj(ss, f"resourceSpans.{r}.{scope_key}.{s}")
+            for i, sp in enumerate(_list(ss.get("spans"), f"resourceSpans.{r}.{scope_key}.{s}.spans")):
+                where = f"resourceSpans.{r}.{scope_key}.{s}.spans.{i}"
                 if not isinstance(sp, dict):
                     raise ApiError(400, "a span is an object", param=where, code="invalid_value")
                 spans.append(_span(sp, resource, tenant, where))
@@ -183,18 +221,19 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
         attrs.setdefault("service.name", resource["service.name"])
     attrs["flywheel.tenant"] = tenant  # the caller's tenant, never the sender's claim
     attrs["flywheel.source"] = "otlp"
-    try:
-        start = int(sp.get("startTimeUnixNano") or 0)
-        end = int(sp["endTimeUnixNano"]) if sp.get("endTimeUnixNano") else None
-    except (TypeError, ValueError):
-        raise ApiError(400, "timestamps are integers (ns)", param=f"{where}.startTimeUnixNano",
-                       code="invalid_value") from None
+    start = _nanos(sp.get("startTimeUnixNano"), f"{where}.startTimeUnixNano") or 0
+    end = _nanos(sp.get("endTimeUnixNano"), f"{where}.endTimeUnixNano")
     trace_id = _id(sp.get("traceId"), 16, f"{where}.traceId")
     span_id = _id(sp.get("spanId"), 8, f"{where}.spanId")
     if trace_id is None or span_id is None:
-        raise ApiError(400, "a span needs traceId and spanId", param=f"{where}.traceId", code="invalid_value")
-    status = sp.get("status") or {}
-    failed = status.get("code") in (2, "STATUS_CODE_ERROR")
+        missing = f"{where}.traceId" if trace_id is None else f"{where}.spanId"
+        raise ApiError(400, "a span needs a traceId and a spanId (not all zeros)", param=missing,
+                       code="invalid_value")
+    status = _obj(sp.get("status"), f"{where}.status")
+    failed = status.get("code") in (2, "2", "STATUS_CODE_ERROR")
+    message = status.get("message")
+    if message is not None and not isinstance(message, str):
+        raise ApiError(400, "status.message is a string", param=f"{where}.status.message", code="invalid_value")
     inputs, outputs = genai_content.content(attrs, _span_events(sp.get("events")))
     kind = otlp_conventions.kind(attrs)
     # the text now lives in inputs/outputs: not kept twice, and gone with them under capture_content: false
@@ -204,7 +243,7 @@ def _span(sp: dict[str, Any], resource: dict[str, Any], tenant: str, where: str)
     return Span(span_id=span_id, trace_id=trace_id, parent_id=_id(sp.get("parentSpanId"), 8, f"{where}.parentSpanId"),
                 name=name[:200], kind=kind, start_ns=start, end_ns=end,
                 inputs=inputs, outputs=outputs, output_state="missing" if outputs is None else "ok",
-                error=(status.get("message") or _exception(sp.get("events")) or "error") if failed else None,
+                error=(message or _exception(sp.get("events")) or "error") if failed else None,
                 attributes=attrs)
 
 
@@ -284,9 +323,11 @@ _pending_lock = threading.Lock()
 def log_events(data: dict[str, Any]) -> dict[tuple[str, str], list[genai_content.Event]]:
     """GenAI content events of an OTLP logs request, by (trace id, span id); records tied to no span are skipped."""
     out: dict[tuple[str, str], list[genai_content.Event]] = {}
-    for r, rl in enumerate(data.get("resourceLogs") or []):
-        for s, sl in enumerate((rl or {}).get("scopeLogs") or []):
-            for i, rec in enumerate((sl or {}).get("logRecords") or []):
+    for r, rl in enumerate(_list(data.get("resourceLogs"), "resourceLogs")):
+        rl = _obj(rl, f"resourceLogs.{r}")
+        for s, sl in enumerate(_list(rl.get("scopeLogs"), f"resourceLogs.{r}.scopeLogs")):
+            sl = _obj(sl, f"resourceLogs.{r}.scopeLogs.{s}")
+            for i, rec in enumerate(_list(sl.get("logRecords"), f"resourceLogs.{r}.scopeLogs.{s}.logRecords")):
                 where = f"resourceLogs.{r}.scopeLogs.{s}.logRecords.{i}"
                 if not isinstance(rec, dict):
                     raise ApiError(400, "a log record is an object", param=where, code="invalid_value")

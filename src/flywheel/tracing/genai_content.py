@@ -13,7 +13,8 @@ received over OTLP carry their content in one of several conventions, read here 
   `gen_ai.completion`);
 - OpenLLMetry: `gen_ai.prompt.N.role|content` / `gen_ai.completion.N.role|content`;
 - OpenInference: `llm.input_messages.N.message.role|content` / `llm.output_messages.N.message.…` (or
-  `…message.contents.M.message_content.text`);
+  `…message.contents.M.message_content.text`; tool calls `…message.tool_calls.M.tool_call.function.name|arguments`,
+  OpenLLMetry's `gen_ai.completion.N.tool_calls.M.name|arguments`, become OpenAI `tool_calls`);
 - whole values: OpenInference's `input.value` / `output.value`, OpenLLMetry's `traceloop.entity.input|output`,
   Langfuse's `langfuse.observation.input|output`, MLflow's `mlflow.spanInputs|spanOutputs`, a tool span's
   `gen_ai.tool.call.arguments|result`, Pydantic AI's `final_result` (otlp_conventions.INPUT_VALUES /
@@ -37,6 +38,10 @@ from flywheel.tracing.otlp_conventions import INPUT_MESSAGES, INPUT_VALUES, OUTP
 _INDEXED = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.(\w+)$")
 _OI = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
 _OI_PART = re.compile(r"^contents\.(\d+)\.message_content\.(\w+)$")
+# a tool call of an indexed message: OpenInference's `tool_calls.M.tool_call.{id, function.name, function.arguments}`,
+# OpenLLMetry's `gen_ai.completion.N.tool_calls.M.{id, name, arguments}`
+_INDEXED_CALL = re.compile(r"^gen_ai\.(prompt|completion)\.(\d+)\.tool_calls\.(\d+)\.(id|name|arguments)$")
+_OI_CALL = re.compile(r"^tool_calls\.(\d+)\.tool_call\.(id|function\.name|function\.arguments)$")
 _ROLE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                 "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool"}
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
@@ -122,23 +127,40 @@ def _system(value: Any, following: list[dict[str, Any]] | None = None) -> list[d
 def _indexed(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
     found: dict[str, dict[int, dict[str, Any]]] = {"prompt": {}, "completion": {}, "input": {}, "output": {}}
     oi_parts: dict[tuple[str, int], dict[int, Any]] = {}
+    calls: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
     for key, value in attrs.items():
         m = _INDEXED.match(key)
         if m:
             found[m.group(1)].setdefault(int(m.group(2)), {})[m.group(3)] = value
             continue
+        m = _INDEXED_CALL.match(key)
+        if m:
+            field = m.group(4)
+            calls.setdefault((m.group(1), int(m.group(2))), {}).setdefault(int(m.group(3)), {})[field] = value
+            continue
         m = _OI.match(key)
         if m:
             side, n, rest = m.group(1), int(m.group(2)), m.group(3)
             part = _OI_PART.match(rest)
+            call = _OI_CALL.match(rest)
             if part and part.group(2) == "text":
                 oi_parts.setdefault((side, n), {})[int(part.group(1))] = value
+            elif call:
+                field = call.group(2).removeprefix("function.")
+                calls.setdefault((side, n), {}).setdefault(int(call.group(1)), {})[field] = value
             elif "." not in rest:
                 found[side].setdefault(n, {})[rest] = value
     for (side, n), parts in oi_parts.items():
         msg = found[side].setdefault(n, {})
         if "content" not in msg:
             msg["content"] = "".join(str(parts[i]) for i in sorted(parts))
+    for (side, n), by_index in calls.items():  # as OpenAI's `tool_calls`, like flywheel's own model spans
+        msg = found[side].setdefault(n, {})
+        msg.setdefault("role", "assistant")
+        msg.setdefault("content", None)
+        msg["tool_calls"] = [{"id": c.get("id"), "type": "function",
+                              "function": {"name": c.get("name"), "arguments": _as_text(c.get("arguments")) or "{}"}}
+                             for c in (by_index[i] for i in sorted(by_index))]
 
     def listed(side: str) -> list[dict[str, Any]] | None:
         items = found[side]

@@ -83,8 +83,9 @@ OUTPUT_VALUES = ("output.value", "traceloop.entity.output", "langfuse.observatio
                  "gen_ai.tool.call.result", "final_result")
 CONTENT_KEYS = frozenset({*INPUT_MESSAGES, "gen_ai.output.messages", "gen_ai.system_instructions",
                           "gen_ai.prompt", "gen_ai.completion", *INPUT_VALUES, *OUTPUT_VALUES})
-_CONTENT_PATTERN = re.compile(r"^(gen_ai\.(prompt|completion)\.\d+\.(content|role)"
-                              r"|llm\.(input|output)_messages\.\d+\.message\.(content|role|contents\..*))$")
+_CONTENT_PATTERN = re.compile(r"^(gen_ai\.(prompt|completion)\.\d+\.(content|role|tool_calls\..*)"
+                              r"|llm\.(input|output)_messages\.\d+\.message\.(content|role|contents\..*"
+                              r"|tool_calls\..*))$")
 
 
 def is_content_key(key: str) -> bool:

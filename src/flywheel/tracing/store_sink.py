@@ -279,7 +279,7 @@ def aggregate(members: list[dict[str, Any]]) -> dict[str, Any]:
                 p = parent.get(p)
                 seen += 1
         total = sum(m[metric] for m in members if m["span_id"] in reporting and m["span_id"] not in covered)
-        totals[metric] = float(total) if metric == "cost_usd" else int(total)
+        totals[metric] = float(total) if metric == "cost_usd" else min(int(total), 2**63 - 1)
     return totals
 
 
@@ -408,10 +408,12 @@ def _str(v: Any) -> str | None:
 
 
 def _int(v: Any) -> int | None:
+    """A token count for its column: not a count (negative, or past the store's 64-bit integers) is none."""
     try:
-        return None if v is None or isinstance(v, bool) else int(v)
-    except (TypeError, ValueError):
+        n = None if v is None or isinstance(v, bool) else int(v)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if n is not None and 0 <= n < 2**63 else None
 
 
 def _float(v: Any) -> float | None:
