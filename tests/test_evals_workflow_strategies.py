@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import textwrap
-import threading
 
 from click.testing import CliRunner
 from test_evals_support import write_project
 
 import flywheel.cli.evals  # noqa: F401 - registers `eval`
 from flywheel.cli import main
+from flywheel.testing.fake_llm import Choices
 
 WORKFLOW = """
 name: capital
@@ -38,16 +37,6 @@ cases:
 """
 
 
-def cycling(*answers: str):
-    it, lock = itertools.cycle(answers), threading.Lock()
-
-    def reply(body: dict) -> str:
-        with lock:
-            return next(it)
-
-    return reply
-
-
 def setup(tmp_path, llm):
     write_project(tmp_path, llm)
     (tmp_path / "flow.yaml").write_text(textwrap.dedent(WORKFLOW), encoding="utf-8")
@@ -56,7 +45,7 @@ def setup(tmp_path, llm):
 
 
 def test_a_workflow_target_compares_strategies(tmp_path, llm):
-    llm.add(r"France", cycling("London.", "Paris.", "Paris."))  # one call: wrong; a vote of three: right
+    llm.add(r"France", Choices("London.", "Paris.", "Paris."))  # one call: wrong; a vote of three: right
     llm.add(r"Italy", "Rome.")
     setup(tmp_path, llm)
     out = CliRunner().invoke(main, ["--project", str(tmp_path), "eval", "--strategies", "none,self_consistency:3",

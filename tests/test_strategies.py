@@ -6,10 +6,8 @@ one parent span, and the StrategyGateway wrapper."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
-import threading
 
 import pytest
 from gateway_support import llm, server  # noqa: F401 - fixtures
@@ -25,20 +23,10 @@ from flywheel.gateway.strategies import (
     parse_strategies,
     vote,
 )
+from flywheel.testing.fake_llm import Choices
 from flywheel.types import ChatRequest
 
 PRICE = {"input": 1.0, "output": 2.0}
-
-
-def cycling(*answers: str):
-    """A reply callable answering `answers` in turn (thread-safe: samples arrive concurrently)."""
-    it, lock = itertools.cycle(answers), threading.Lock()
-
-    def reply(body: dict) -> str:
-        with lock:
-            return next(it)
-
-    return reply
 
 
 @pytest.fixture
@@ -110,7 +98,7 @@ def test_vote_and_normalization():
 
 
 def test_self_consistency_picks_the_majority_and_sums_every_call(gw, llm, spans):
-    llm.add(r"6 \* 7", cycling("I think 41.", "Answer: 42", "answer: 42.", "Answer: 7", "Reasoning…\nAnswer: 42"))
+    llm.add(r"6 \* 7", Choices("I think 41.", "Answer: 42", "answer: 42.", "Answer: 7", "Reasoning…\nAnswer: 42"))
     req = ChatRequest.of("What is 6 * 7?", model="m")
     result = StrategySpec.parse("self_consistency:5").build().chat(gw, req)
     assert normalize_answer(result.text) == "42"
@@ -125,7 +113,7 @@ def test_self_consistency_picks_the_majority_and_sums_every_call(gw, llm, spans)
 
 
 def test_self_consistency_samples_one_by_one_where_the_provider_has_no_n(gw, llm, spans):
-    llm.add(r"6 \* 7", cycling("Answer: 42", "Answer: 41", "Answer: 42"), model="m-c")
+    llm.add(r"6 \* 7", Choices("Answer: 42", "Answer: 41", "Answer: 42"), model="m-c")
     result = StrategySpec.parse("self_consistency:3").build().chat(gw, ChatRequest.of("What is 6 * 7?", model="c"))
     assert normalize_answer(result.text) == "42" and result.raw["strategy"]["votes"] == {"42": 2, "41": 1}
     assert [r["path"] for r in llm.requests] == ["/v1/messages"] * 3 and all("n" not in r for r in llm.requests)
@@ -133,7 +121,7 @@ def test_self_consistency_samples_one_by_one_where_the_provider_has_no_n(gw, llm
 
 
 def test_self_consistency_votes_on_a_json_field(gw, llm):
-    llm.add(r"verdict", cycling('{"verdict": "yes", "why": "a"}', '{"verdict": "no", "why": "b"}',
+    llm.add(r"verdict", Choices('{"verdict": "yes", "why": "a"}', '{"verdict": "no", "why": "b"}',
                                 '```json\n{"verdict": "Yes", "why": "c"}\n```', "not json"))
     result = StrategySpec.parse("self_consistency:4:field=verdict").build().chat(
         gw, ChatRequest.of("give a verdict", model="m", temperature=0.3))
@@ -143,7 +131,7 @@ def test_self_consistency_votes_on_a_json_field(gw, llm):
 
 
 def test_best_of_n_picks_the_sample_passing_the_check(gw, llm, spans):
-    llm.add(r"config", cycling("no json here", '{"ok": true}', "still none"))
+    llm.add(r"config", Choices("no json here", '{"ok": true}', "still none"))
     result = StrategySpec.parse("best_of:3:is-json").build().chat(gw, ChatRequest.of("give config", model="m"))
     assert result.text == '{"ok": true}'
     scores = result.raw["strategy"]["scores"]
@@ -158,7 +146,7 @@ def test_best_of_n_by_judge_counts_the_judge(gw, llm, spans):
         return f"Candidate {good.group(1)} is correct.\nBest: {good.group(1)}"
 
     llm.add(r"Which candidate is best", judge, model="m-a")
-    llm.add(r"poem", cycling("meh", "the good one", "bad"))
+    llm.add(r"poem", Choices("meh", "the good one", "bad"))
     result = StrategySpec.parse("best_of:3:judge=a").build().chat(gw, ChatRequest.of("a poem", model="m"))
     assert result.text == "the good one"
     assert llm.requests[-1]["model"] == "m-a" and llm.requests[-1]["temperature"] == 0.0
@@ -209,7 +197,7 @@ def test_failed_samples_are_dropped_when_others_answer(gw, llm):
 
 
 def test_strategy_gateway_applies_to_answers_only(gw, llm):
-    llm.add(r"q", cycling("A", "B", "A"))
+    llm.add(r"q", Choices("A", "B", "A"))
     sgw = StrategyGateway(gw, "self_consistency:3")
     assert len(sgw.chat(ChatRequest.of("q", model="m")).raw["strategy"]["samples"]) == 3
     judged = sgw.chat(ChatRequest.of("q", model="m", metadata={"purpose": "judge"}))
@@ -251,7 +239,7 @@ def test_eval_compares_strategies_side_by_side(tmp_path, llm, target):
     from test_evals_support import write_project, write_suite
 
     llm.reset()
-    llm.add(r"France", cycling("London.", "Paris.", "Paris."))  # one call: wrong; a vote of three: right
+    llm.add(r"France", Choices("London.", "Paris.", "Paris."))  # one call: wrong; a vote of three: right
     llm.add(r"Italy", "Rome.")
     write_project(tmp_path, llm)
     with (tmp_path / "flywheel.yaml").open("a", encoding="utf-8") as f:
@@ -297,7 +285,7 @@ def test_requested_strategy_in_metadata(gw, llm):
 
 
 def test_a_request_can_ask_the_gateway_for_a_strategy_in_its_metadata(gw, llm):
-    llm.add(r"capital of France", cycling("Lyon", "Paris", "Paris"))
+    llm.add(r"capital of France", Choices("Lyon", "Paris", "Paris"))
     req = ChatRequest.of("What is the capital of France?", model="m").model_copy(
         update={"metadata": {"strategy": "self_consistency:3"}})
     result = gw.chat(req)

@@ -4,9 +4,7 @@ a reasoning scaffold (or an R1-style `<think>` model) are voted, checked and jud
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
 
 import pytest
 from gateway_support import llm, server  # noqa: F401 - fixtures
@@ -15,17 +13,8 @@ from flywheel.config import ModelAlias
 from flywheel.errors import UserError
 from flywheel.gateway import Gateway
 from flywheel.gateway.strategies import StrategySpec, final_text, normalize_answer
+from flywheel.testing.fake_llm import Choices
 from flywheel.types import ChatRequest
-
-
-def cycling(*answers: str):
-    it, lock = itertools.cycle(answers), threading.Lock()
-
-    def reply(body: dict) -> str:
-        with lock:
-            return next(it)
-
-    return reply
 
 
 @pytest.fixture
@@ -68,7 +57,7 @@ def test_final_text_strips_reasoning_blocks_only():
 @pytest.mark.parametrize("tag", ["thinking", "think"])
 def test_self_consistency_votes_on_the_answer_after_the_reasoning(gw, llm, tag):
     # Every sample reasons differently; three of five end with the same answer.
-    llm.add(r"6 \* 7", cycling(*(f"<{tag}>{why}</{tag}>{answer}" for why, answer in [
+    llm.add(r"6 \* 7", Choices(*(f"<{tag}>{why}</{tag}>{answer}" for why, answer in [
         ("6*7 is 42", "42."), ("seven sixes", "41"), ("7+7+7+7+7+7", "42"), ("guess", "7"), ("42 I recall", "42!")])))
     result = StrategySpec.parse("self_consistency:5").build().chat(gw, ChatRequest.of("What is 6 * 7?", model="m"))
     info = result.raw["strategy"]
@@ -78,7 +67,7 @@ def test_self_consistency_votes_on_the_answer_after_the_reasoning(gw, llm, tag):
 
 
 def test_best_of_with_a_check_checks_the_answer_not_the_reasoning(gw, llm):
-    llm.add(r"JSON please", cycling("<thinking>plan {</thinking>not json", '<thinking>easy</thinking>{"a": 1}'))
+    llm.add(r"JSON please", Choices("<thinking>plan {</thinking>not json", '<thinking>easy</thinking>{"a": 1}'))
     result = StrategySpec.parse("best_of:2:is-json").build().chat(gw, ChatRequest.of("JSON please", model="m"))
     scores = result.raw["strategy"]["scores"]
     assert [s["passed"] for s in scores] == [False, True] and result.raw["strategy"]["winner"] == 1
@@ -87,7 +76,7 @@ def test_best_of_with_a_check_checks_the_answer_not_the_reasoning(gw, llm):
 def test_the_judge_and_the_critic_see_answers_without_reasoning(gw, llm):
     llm.add(r"Which candidate is best", "Best: 2")
     llm.add(r"<draft>", "NO ISSUES")
-    llm.add(r"Name a colour", cycling("<thinking>secret plan A</thinking>Red.", "<thinking>secret plan B</thinking>Blue."))
+    llm.add(r"Name a colour", Choices("<thinking>secret plan A</thinking>Red.", "<thinking>secret plan B</thinking>Blue."))
     StrategySpec.parse("best_of:2:judge").build().chat(gw, ChatRequest.of("Name a colour", model="m"))
     StrategySpec.parse("critique:1").build().chat(gw, ChatRequest.of("Name a colour", model="m"))
     asked = [str(r["messages"]) for r in llm.requests if "Name a colour" in str(r["messages"])
@@ -107,7 +96,7 @@ def test_ensemble_votes_on_answers_across_wires_without_reasoning(gw, llm):
 def test_judge_and_critic_calls_are_attributed_to_the_requests_tenant_and_app(gw, llm, spans):
     llm.add(r"Which candidate is best", "Best: 1")
     llm.add(r"<draft>", "NO ISSUES")
-    llm.add(r"Name a fruit", cycling("Apple.", "Pear."))
+    llm.add(r"Name a fruit", Choices("Apple.", "Pear."))
     meta = {"tenant": "acme", "app": "shop", "prompt_version": "abc123abc123"}
     req = ChatRequest.of("Name a fruit", model="m").model_copy(update={"metadata": meta})
     StrategySpec.parse("best_of:2:judge").build().chat(gw, req)
@@ -125,7 +114,7 @@ def test_judge_and_critic_calls_are_attributed_to_the_requests_tenant_and_app(gw
 def test_a_reasoning_critic_and_judge_are_read_after_their_thinking(gw, llm):
     llm.add(r"Which candidate is best", "<think>candidate 1 looks best: 1 maybe… no.</think>Best: 2")
     llm.add(r"<draft>", "<think>is there an issue? the draft may be too long</think>NO ISSUES")
-    llm.add(r"Name a city", cycling("Rome.", "Paris."))
+    llm.add(r"Name a city", Choices("Rome.", "Paris."))
     best = StrategySpec.parse("best_of:2:judge").build().chat(gw, ChatRequest.of("Name a city", model="m"))
     assert best.raw["strategy"]["judge"]["best"] == 2 and best.text == "Paris."
     critique = StrategySpec.parse("critique:3").build().chat(gw, ChatRequest.of("Name a city", model="m"))
@@ -137,7 +126,7 @@ def test_a_prefilled_request_is_voted_and_checked_with_its_prefill(gw, llm):
     # Anthropic continues a trailing assistant message: each sample is the continuation of "{".
     from flywheel.types import Message
 
-    llm.add(r"as JSON", cycling('"city": "Paris"}', 'oops', '"city": "paris"}'))
+    llm.add(r"as JSON", Choices('"city": "Paris"}', 'oops', '"city": "paris"}'))
     req = ChatRequest(model="c", messages=[Message(role="user", content="The main city of France as JSON"),
                                            Message(role="assistant", content="{")])
     best = StrategySpec.parse("best_of:3:is-json").build().chat(gw, req)
