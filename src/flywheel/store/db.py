@@ -90,6 +90,18 @@ def _refuse_raw_at_in_password(raw: str) -> None:
                          "urllib.parse.quote(password, safe=''))")
 
 
+def _mask_raw(raw: str) -> str:
+    """A URL that did not parse, safe to print: whatever stands between the user's ':' and the last '@' (the
+    password, even one holding an unencoded '/') becomes ***."""
+    scheme, sep, rest = raw.partition("://")
+    if not sep:
+        return repr(raw.rsplit("@", 1)[-1])
+    if "@" in rest:
+        userinfo, host = rest.rsplit("@", 1)
+        rest = f"{userinfo.split(':', 1)[0]}{':***' if ':' in userinfo else ''}@{host}"
+    return repr(f"{scheme}://{rest}")
+
+
 def normalize_url(url: str) -> tuple[URL, str, Path | None]:
     """(SQLAlchemy URL, dialect, temp dir to delete on close). Maps postgresql:// to the psycopg 3 driver and
     sqlite memory URLs to a temporary file (a writer thread and readers need a real shared database)."""
@@ -101,8 +113,9 @@ def normalize_url(url: str) -> tuple[URL, str, Path | None]:
     _refuse_raw_at_in_password(raw)
     try:
         u = make_url(raw)
-    except sa_exc.ArgumentError:
-        raise UserError(f"cannot parse store URL {raw!r}",
+    except (sa_exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        why = "the port is not a number" if "int()" in str(exc) else "not a URL"
+        raise UserError(f"cannot parse store URL {_mask_raw(raw)} ({why})",
                         hint="use sqlite:///path/to/file.db or postgresql://user:password@host:5432/dbname") from None
     backend = u.get_backend_name()
     tmp: Path | None = None
@@ -308,7 +321,8 @@ class Store:
              max_delay_s: float = 0.2) -> Store:
         """Open (creating if needed) and migrate the store at `url`. Raises UserError when unreachable."""
         u, dialect, tmp = normalize_url(url)
-        shown = u.render_as_string(hide_password=True)
+        # as the user wrote it (postgresql://…), not the driver URL (postgresql+psycopg://…)
+        shown = u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
         engine = _sqlite_engine(u) if dialect == "sqlite" else _postgres_engine(u)
         load_schemas()
         for attempt in range(_OPEN_ATTEMPTS):
@@ -327,6 +341,9 @@ class Store:
                         if dialect == "postgresql" and 'extension "vector"' in str(exc.orig):
                             engine.dispose()
                             raise _pgvector_error(shown, exc) from None
+                        if dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "42501":
+                            engine.dispose()
+                            raise _privilege_error(shown, u.username, exc) from None
                         raise
                 break
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
@@ -390,6 +407,15 @@ def _pgvector_error(shown: str, exc: sa_exc.DBAPIError) -> UserError:
     return UserError(f"the PostgreSQL store {shown} needs the pgvector extension: {reason}",
                      hint="install pgvector on the server (https://github.com/pgvector/pgvector) and have a "
                           "superuser run `CREATE EXTENSION vector;` in this database once; nothing was written")
+
+
+def _privilege_error(shown: str, user: str | None, exc: sa_exc.DBAPIError) -> UserError:
+    """The user may connect but not read or create the store's tables (another role owns them)."""
+    reason = str(exc.orig).strip().splitlines()[0]
+    return UserError(f"the PostgreSQL user {user or '(default)'} may not use the store {shown}: {reason}",
+                     hint="connect as the role that created the store's tables (or the database owner), or have "
+                          "it run `GRANT ALL ON ALL TABLES IN SCHEMA public TO <user>` (and the same ON ALL "
+                          "SEQUENCES); nothing was written")
 
 
 def _open_error(shown: str, dialect: str, exc: Exception) -> UserError:
