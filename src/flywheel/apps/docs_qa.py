@@ -100,10 +100,6 @@ class DocsQA:
         self.tenant = tenant
         self.k = k
         self.filters = dict(filters) if filters else None
-        if isinstance(no_answer, str):  # one message for every language: the prompt's per-language ones give way
-            self.no_answer: dict[str, str] = {"en": no_answer}
-        else:
-            self.no_answer = {**prompt.no_answer, **(no_answer or {})} or {"en": "I don't know."}
         self.guards = guards
         self.cache = cache  # a flywheel.cache.Cache: answers reused for the same question and retrieved chunks
         self.services = services  # what LLM guards use (default: this app's gateway)
@@ -166,8 +162,14 @@ class DocsQA:
         if prompt.version != self.prompt.version:
             log.info("app %s: prompt %s is now version %s", self.name, prompt.name, prompt.version)
             self.prompt = prompt
-            if not isinstance(self._no_answer_option, str):
-                self.no_answer = {**prompt.no_answer, **(self._no_answer_option or {})} or {"en": "I don't know."}
+
+    @property
+    def no_answer(self) -> dict[str, str]:
+        """The no-answer message per language: the app's option over the current prompt's."""
+        option = self._no_answer_option
+        if isinstance(option, str):  # one message for every language: the prompt's per-language ones give way
+            return {"en": option}
+        return {**self.prompt.no_answer, **(option or {})} or {"en": "I don't know."}
 
     def _attrs(self) -> dict[str, Any]:
         return {"flywheel.prompt.name": self.prompt.name, "flywheel.prompt.version": self.prompt.version}

@@ -260,9 +260,11 @@ def _opposite_stems(a: str, b: str) -> bool:
     return False
 
 
+_EN_STEM_PAIRS = tuple((_stem(a), _stem(b)) for a, b in _EN_PAIRS)  # stemmed once, not per candidate
+
+
 def _has_opposites(q_only: frozenset[str], c_only: frozenset[str]) -> bool:
-    for a, b in _EN_PAIRS:
-        a, b = _stem(a), _stem(b)
+    for a, b in _EN_STEM_PAIRS:
         if (a in q_only and b in c_only) or (b in q_only and a in c_only):
             return True
     return any(_opposite_stems(a, b) for a in q_only for b in c_only)

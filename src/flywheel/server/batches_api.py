@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -27,13 +26,13 @@ from flywheel.server.conversations_store import check_metadata
 from flywheel.server.errors import ApiError, from_validation, page_query
 from flywheel.server.files_api import caller
 from flywheel.server.keys import Principal
+from flywheel.text.lines import split_lines
 
 router = APIRouter()
 ROUTE = "/v1/batches"
 MAX_REQUESTS = 50_000  # per batch, as OpenAI
 WINDOWS = {"24h": 86400.0}
 LINE_KEYS = ("custom_id", "method", "url", "body")
-_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def endpoint_models() -> dict[str, type[BaseModel]]:
@@ -100,9 +99,8 @@ def parse_lines(state: Any, principal: Principal, endpoint: str, model: type[Bas
     its number and field."""
     lines: list[batches_store.Line] = []
     seen: dict[str, int] = {}
-    # only \n, \r\n or \r (never raw inside JSON) end a line: str.splitlines would also break on U+2028, U+2029
-    # and U+0085, which JSON allows raw inside a string; a leading byte-order mark (Windows editors) is skipped
-    for number, raw in enumerate(_LINE_END.split(content.decode("utf-8-sig")), start=1):
+    # a leading byte-order mark (Windows editors) is skipped
+    for number, raw in enumerate(split_lines(content.decode("utf-8-sig")), start=1):
         if not raw.strip():
             continue
         if len(lines) >= MAX_REQUESTS:

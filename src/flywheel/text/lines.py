@@ -3,9 +3,19 @@ a missing, unreadable or non-UTF-8 file is a UserError naming it, never a traceb
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flywheel.errors import UserError
+
+# Only \n, \r\n or \r end a line of a JSON Lines file: str.splitlines would also cut at U+2028, U+2029 and
+# U+0085, which JSON allows raw inside a string.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a JSON Lines text, ended by \n, \r\n or \r only (never by a character JSON keeps raw)."""
+    return _LINE_END.split(text)
 
 
 def numbered_lines(path: Path, *, hint: str) -> list[tuple[int, str, str]]:
@@ -20,5 +30,4 @@ def numbered_lines(path: Path, *, hint: str) -> list[tuple[int, str, str]]:
                         hint="save the file as UTF-8") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    # split on "\n" only: str.splitlines would also cut at U+2028 inside a JSON string written unescaped
-    return [(n, f"{path}:{n}", line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
+    return [(n, f"{path}:{n}", line) for n, line in enumerate(split_lines(text), 1) if line.strip()]

@@ -37,6 +37,7 @@ from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
+from flywheel.text.lines import split_lines
 from flywheel.tracing.redact import Redactor
 from flywheel.tracing.store_sink import span_row, trace_row
 from flywheel.tracing.tracer import make_span
@@ -134,7 +135,7 @@ def read_file(path: str | Path, fmt: str = "flywheel", progress: Progress | None
 def _lines(text: str, p: Path) -> list[tuple[int, Any]]:
     """(line number, value) of each non-blank line of a JSON Lines text."""
     out: list[tuple[int, Any]] = []
-    for n, raw in enumerate(text.splitlines(), start=1):
+    for n, raw in enumerate(split_lines(text), start=1):
         if not raw.strip():
             continue
         try:
