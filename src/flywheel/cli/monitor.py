@@ -38,7 +38,7 @@ def monitor(ctx: click.Context, window: str, since: str | None, until: str | Non
         return
     from flywheel.apps.runtime import Runtime
     from flywheel.monitor.alerts import check_rules, evaluate, notify, notify_targets
-    from flywheel.monitor.windows import compute, parse_duration, parse_time
+    from flywheel.monitor.windows import check_period, compute, parse_duration, parse_time
 
     project = ctx.obj.project
     config = project.config.monitor
@@ -49,10 +49,7 @@ def monitor(ctx: click.Context, window: str, since: str | None, until: str | Non
     end = parse_time(until, now=now, what="--until") or now
     start = parse_time(since, now=end, what="--since")
     start = (end // width) * width - width if start is None else start  # the last whole window and the current
-    if start >= end:
-        from flywheel.errors import UserError
-
-        raise UserError("--since is not before --until", hint="give a --since earlier than --until")
+    check_period(start, end)
     groups = _groups(group_by)
     with Runtime(project, tracing=False) as rt:
         windows = compute(rt.store, window=width, since=start, until=end, group_by=groups)

@@ -51,7 +51,7 @@ from flywheel.monitor.vectors import (
     rows_from_texts,
     store_vectors,
 )
-from flywheel.monitor.windows import parse_duration, parse_time
+from flywheel.monitor.windows import check_period, parse_duration, parse_time
 from flywheel.protocols import Embedder
 from flywheel.store import Store
 
@@ -342,8 +342,7 @@ def drift_report(store: Store, embedder: Embedder | None, *, project: Project | 
     until = (time.time() if now is None else now) if until is None else until
     if since is None:
         since = until - 7 * (size if kind == "time" else 86400)
-    if since >= until:
-        raise UserError("--since is not before --until", hint="give a --since earlier than --until")
+    check_period(since, until)
     ref = parse_reference(reference or "window:30d", since)
     name = embedder_name(embedder)
     if ref["kind"] == "eval":

@@ -35,6 +35,7 @@ from flywheel.monitor.vectors import (
     representation,
     store_vectors,
 )
+from flywheel.monitor.windows import check_period
 from flywheel.protocols import Embedder
 from flywheel.store import Store
 
@@ -79,8 +80,7 @@ def skew_report(store: Store, embedder: Embedder | None, project: Project, suite
     """The `flywheel skew --json` document; computes and stores missing trace vectors first."""
     until = time.time() if until is None else until
     since = until - DEFAULT_DAYS * 86400 if since is None else since
-    if since >= until:
-        raise UserError("--since is not before --until", hint="give a --since earlier than --until")
+    check_period(since, until)
     cases, info = suite_rows(project, suite, embedder)
     store_vectors(store, embedder, since=since, until=until, app=app)
     prod = load_rows(store, embedder_name(embedder), since=since, until=until, app=app)

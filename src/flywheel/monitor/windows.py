@@ -70,6 +70,12 @@ def parse_duration(text: str, what: str = "window") -> float:
     return float(m.group(1)) * _SECONDS[m.group(2)]
 
 
+def check_period(since: float, until: float) -> None:
+    """A period that ends before it starts is the user's mistake, not an empty report."""
+    if since >= until:
+        raise UserError("--since is not before --until", hint="give a --since earlier than --until")
+
+
 def parse_time(text: str | float | None, *, now: float | None = None, what: str = "--since") -> float | None:
     """A point in time: Unix seconds, an ISO date/time (UTC unless it says otherwise), or a duration ago (`7d`)."""
     if text is None or text == "":
