@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,15 +122,20 @@ def _reference_problem(name: str, s: Step, inputs: list[str] | None, step_ids: s
     return "", forms + "; write other braces some other way"
 
 
-def _collect_braces(value: Any, out: set[str]) -> None:
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a step's settings, nested mappings and lists included."""
     if isinstance(value, str):
-        out.update(m.group(1) for m in _LOOKS_LIKE_REFERENCE.finditer(value))
+        yield value
     elif isinstance(value, dict):
         for v in value.values():
-            _collect_braces(v, out)
+            yield from _strings(v)
     elif isinstance(value, list | tuple):
         for v in value:
-            _collect_braces(v, out)
+            yield from _strings(v)
+
+
+def _collect_braces(value: Any, out: set[str]) -> None:
+    out.update(m.group(1) for text in _strings(value) for m in _LOOKS_LIKE_REFERENCE.finditer(text))
 
 
 class StepStopped(Exception):  # control flow, not an error
@@ -176,17 +181,11 @@ class Step:
 
 
 def _collect_refs(value: Any, out: set[str]) -> None:
-    if isinstance(value, str):
-        for m in REFERENCE.finditer(value):
+    for text in _strings(value):
+        for m in REFERENCE.finditer(text):
             name = m.group(1)
             if name.startswith(("inputs.", "steps.")):
                 out.add(".".join(name.split(".")[:2]))
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect_refs(v, out)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _collect_refs(v, out)
 
 
 def step(fn: Callable[..., Any] | None = None, *, id: str | None = None, needs: list[str] | None = None
