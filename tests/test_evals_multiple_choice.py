@@ -10,9 +10,9 @@ import pytest
 from test_evals_support import llm, project, runtime, write_suite  # noqa: F401 - fixtures
 
 from flywheel.errors import ConfigError
+from flywheel.evals.choices import chosen_by_logprobs, chosen_by_text, first_token_alternatives
 from flywheel.evals.runner import RunOptions, run_suite
 from flywheel.evals.suite import load_suite
-from flywheel.evals.targets import chosen_by_logprobs, chosen_by_text, first_token_alternatives
 from flywheel.testing.fake_llm_wire import Scored
 
 QUIET = RunOptions(concurrency=2, progress=False)
@@ -65,7 +65,8 @@ def test_reading_the_choice() -> None:
         {"token": "B", "logprob": -0.2}, {"token": " A", "logprob": -1.9}, {"token": "Z", "logprob": -0.1}]}]
     top = first_token_alternatives(tokens)
     assert top == {"B": -0.2, " A": -1.9, "Z": -0.1}
-    assert chosen_by_logprobs(top, 3) == 1  # Z is no option
+    assert chosen_by_logprobs(top, choices) is None  # Z, no option, is likelier than B: the text decides
+    assert chosen_by_logprobs({**top, "Z": -3.0}, choices) == 1
     assert first_token_alternatives(None) is None
 
 
@@ -106,14 +107,14 @@ def test_accuracy_by_logprobs_when_the_provider_returns_them(tmp_path: Path, llm
     config.write_text(config.read_text(encoding="utf-8").replace(
         "model: fake-small,", "model: fake-small, params: {logprobs: true, top_logprobs: 5},"), encoding="utf-8")
     for country, right in (("France", " A"), ("Italy", " B"), ("Spain", " A"), ("Germany", " A")):
-        llm.add(country, Scored("I think it is Madrid.", {right: -0.1, " C": -2.5}))
+        llm.add(country, Scored("C", {right: -0.1, "C": -2.5}))  # sampled C, but the likeliest letter is `right`
     runtime = Runtime(Project.load(project.root), tracing=False)
     try:
         suite = load_suite(write_suite(tmp_path / "evals" / "mc.yaml", SUITE), runtime.project)
         summary = run_suite(suite, runtime, options=QUIET)
     finally:
         runtime.close()
-    # france A ✓, italy B ✓, spain A ✗ (the text says Madrid: log-probabilities win), germany A ✓
+    # france A ✓, italy B ✓, spain A ✗ (the text says C: log-probabilities win), germany A ✓
     assert summary.multiple_choice == {"cases": 4, "executions": 4, "correct": 3, "accuracy": 0.75,
                                        "methods": {"logprobs": 4}}
     assert all(r["logprobs"] is True and r["top_logprobs"] == 5 for r in llm.requests)

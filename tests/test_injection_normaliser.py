@@ -97,18 +97,7 @@ def test_each_obfuscation_is_caught_by_the_sources_detector(kind):
     assert scan_sources([CARRIER.format(planted="See the attached spreadsheet for details.")]) == []
 
 
-# Known false positives of the prompt model, not of the normaliser (which leaves Greek as it is): two Greek
-# sentences score just above the threshold (0.50, 0.53; 0.58 with the model before this normaliser) because
-# the model's "non-ASCII share" feature was never shown benign text in a script other than Latin or Chinese.
-KNOWN_FALSE_POSITIVES = {"Πόσο κοστίζει ένα εισιτήριο για τη Θεσσαλονίκη;", "Παρακαλώ στείλτε μου το τιμολόγιο με email."}
-
-
-def _known(row: dict) -> object:
-    mark = pytest.mark.xfail(strict=True, reason="known false positive: Greek script, see KNOWN_FALSE_POSITIVES")
-    return pytest.param(row, marks=mark) if row["text"] in KNOWN_FALSE_POSITIVES else row
-
-
-@pytest.mark.parametrize("row", [_known(r) for r in _lookalikes()], ids=lambda r: r["text"][:40])
+@pytest.mark.parametrize("row", _lookalikes(), ids=lambda r: r["text"][:40])
 def test_benign_lookalikes_are_not_flagged(row):
     verdict = detect_injection(row["text"])
     assert not verdict.flagged, f"{row['text']!r} scored {verdict.score:.3f}"

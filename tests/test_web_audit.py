@@ -118,7 +118,7 @@ def test_a_chinese_annotator_name_is_remembered(browser, audit):
         expect(w.page.locator("#annotator-name")).to_have_text("丽丽")
         w.page.goto(f"{audit.url}/ui/review/audit-q?lang=zh")  # the name from the cookie; the kind in Chinese
         expect(w.page.locator("#annotator-name")).to_have_text("丽丽")
-        expect(w.page.locator("h1")).to_contain_text("(二元, 每条的标注人数 2)")
+        expect(w.page.locator("h1")).to_contain_text("（二元，每条的标注人数 2）")  # Chinese punctuation
         w.page.goto(f"{audit.url}/ui/review")
         expect(w.page.locator('#queue-rows tr[data-queue="audit-q"] td[data-kind="binary"]')).to_have_text("二元")
         w.page.goto(f"{audit.url}/ui/review/audit-q?lang=en")

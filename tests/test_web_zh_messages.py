@@ -65,7 +65,7 @@ def test_every_message_key_has_both_languages_and_unknown_text_stays_english():
     assert message_i18n.localize("zh", "no trace with id 'abc'") == "没有 ID 为 'abc' 的追踪"
     err = UserError("a queue named 'daily' already exists", hint="choose another --name, or omit it for a dated one")
     assert message_i18n.localize_error("en", err) == "a queue named 'daily' already exists " \
-        "(choose another --name, or omit it for a dated one)"
+        "(choose another name, or leave the Name field empty for a dated one)"  # the form's field, not --name
     assert_chinese(message_i18n.localize_error("zh", err), "'daily'")
     # a pattern tied to an exception type does not claim another type's message
     from flywheel.feedback.queues import ConflictError

@@ -317,12 +317,21 @@ def test_runs_resume_on_postgres(pg_fresh_url):
         calls.append(1)
         return {"n": 1}
 
+    @step
+    def two(one):
+        if len(calls) == 1:
+            raise RuntimeError("down")
+        return one
+
     with Store.open(pg_fresh_url) as store:
         assert schema_diff(store, ["workflow_runs", "workflow_steps"]) == []
         services = WorkflowServices(store=store)
-        Workflow(steps=[one], name="pg").run(services=services, run_id="pg-1")
-        again = Workflow(steps=[one], name="pg").run(services=services, run_id="pg-1", resume=True)
-    assert again.output == {"n": 1} and calls == [1]
+        with pytest.raises(RuntimeError):
+            Workflow(steps=[one, two], name="pg").run(services=services, run_id="pg-1")
+        calls.append(0)  # `two` passes from now on
+        again = Workflow(steps=[one, two], name="pg").run(services=services, run_id="pg-1", resume=True)
+    assert again.output == {"n": 1} and calls == [1, 0]
+    assert [s.status for s in again.steps] == ["reused", "done"]
 
 
 def test_tool_step_with_loop_runs_the_gateways_bounded_tool_loop(llm):

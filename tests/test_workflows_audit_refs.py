@@ -139,7 +139,7 @@ def test_a_retried_check_is_not_reported_as_reused(tmp_path, llm, store):
     first = load_workflow(path).run({"question": "q"}, services=services, run_id="r1")
     assert first.status == "stopped"
     assert {s.id: s.status for s in first.steps} == {"draft": "done", "cited": "done"}  # was `cited: reused`
-    again = load_workflow(path).run(services=services, run_id="r1", resume=True)
+    again = load_workflow(path).run({"question": "q"}, services=services, run_id="r1")  # the same id again
     assert {s.id: s.status for s in again.steps}["cited"] == "reused"  # stored by the first invocation
 
 

@@ -151,7 +151,7 @@ def test_an_interrupted_run_says_how_to_resume_and_resume_latest_finds_it(tmp_pa
     again = runner.invoke(main, ["--project", str(tmp_path), "workflow", "run", "wf.yaml", "--resume", "latest",
                                  "--json"])
     assert again.exit_code == 0, again.output
-    data = json.loads(again.output)
+    data = json.loads(again.stdout)  # stderr says which run `latest` picked
     assert data["run_id"] == run_id and data["output"] == "TIDES!"
     assert [s["status"] for s in data["steps"]] == ["reused", "done"]
 

@@ -173,16 +173,21 @@ def test_a_syntax_error_has_its_line(tmp_path):
 # ------------------------------------------------------------------ CLI
 
 STEPS_PY = '''
+import pathlib
+
 def split(text):
     return text.split()
 
 def count(split):
+    if pathlib.Path(__file__).with_name("down").exists():
+        raise RuntimeError("the counter is down")
     return len(split)
 '''
 
 
 def test_cli_runs_shows_and_resumes_a_workflow(tmp_path):
     (tmp_path / "wfsteps.py").write_text(STEPS_PY)
+    (tmp_path / "down").write_text("")
     write(tmp_path, """
         name: words
         inputs: [text]
@@ -193,16 +198,16 @@ def test_cli_runs_shows_and_resumes_a_workflow(tmp_path):
             python: wfsteps:count
     """)
     runner = CliRunner()
-    out = runner.invoke(main, ["--project", str(tmp_path), "workflow", "run", "wf.yaml", "--input", "text=a b c",
-                               "--json"])
-    assert out.exit_code == 0, out.output
-    data = json.loads(out.output)
-    assert data["status"] == "done" and data["output"] == 3
-    again = runner.invoke(main, ["--project", str(tmp_path), "workflow", "run", "wf.yaml", "--resume",
-                                 data["run_id"], "--json"])
+    out = runner.invoke(main, ["--project", str(tmp_path), "workflow", "run", "wf.yaml", "--input", "text=a b c"])
+    assert out.exit_code == 1 and "failed at step 'count'" in out.output, out.output
+    run_id = out.output.split("workflow run ")[1].split()[0]
+    (tmp_path / "down").unlink()
+    again = runner.invoke(main, ["--project", str(tmp_path), "workflow", "run", "wf.yaml", "--resume", run_id,
+                                 "--json"])
     assert again.exit_code == 0, again.output
-    assert [s["status"] for s in json.loads(again.output)["steps"]] == ["reused", "reused"]
-    shown = runner.invoke(main, ["--project", str(tmp_path), "workflow", "show", data["run_id"], "--json"])
+    data = json.loads(again.output)
+    assert data["output"] == 3 and [s["status"] for s in data["steps"]] == ["reused", "done"]
+    shown = runner.invoke(main, ["--project", str(tmp_path), "workflow", "show", run_id, "--json"])
     assert shown.exit_code == 0, shown.output
     row = json.loads(shown.output)
     assert row["status"] == "done" and [s["step_id"] for s in row["steps"]] == ["split", "count"]

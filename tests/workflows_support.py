@@ -54,6 +54,9 @@ def killable_workflow() -> Any:
     def expand(fetch: str) -> str:
         _count("expand")
         if os.environ.get("WF_KILL") == "1":
+            from flywheel.tracing import tracer
+
+            tracer.flush()  # the spans of the steps that finished reach the store (the root's never does)
             os.kill(os.getpid(), signal.SIGKILL)  # dies mid-run: no cleanup, no finally
         return fetch.upper()
 
@@ -72,4 +75,8 @@ def run_child() -> None:
     from flywheel.workflows import WorkflowServices
 
     store = Store.open(sys.argv[1])
+    if os.environ.get("WF_TRACE") == "1":
+        from flywheel.tracing import attach_store
+
+        attach_store(store)
     killable_workflow().run({"topic": "tides"}, services=WorkflowServices(store=store), run_id=sys.argv[2])

@@ -17,8 +17,9 @@ Session vaults: the values a redact guard masked in a session's turns stay in th
 never in the store), so a later answer that repeats an earlier turn's placeholder shows the user's value again.
 One vault per session: one nonce, and the same value keeps the same placeholder in every turn. Bounded: the
 newest `max_sessions` sessions (LRU), each forgotten `ttl_s` seconds after its last turn. Another worker, or
-this one after a restart or an eviction, starts a new vault: the earlier values then stay masked. A server that
-shares state in Redis shares the vaults there instead, encrypted (flywheel.apps.session_vaults).
+this one after a restart or an eviction, starts a new vault: the earlier values then stay masked. Workers that
+share state share the vaults instead, encrypted (flywheel.apps.session_vaults): in Redis, or, with a vault key
+(`flywheel serve --workers N` gives its workers one) and no Redis, in the store.
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ class SessionVaults:
 
 
 class VaultStore(Protocol):
-    """Where sessions' vaults live: `SessionVaults` (this process) or `session_vaults.RedisSessionVaults`."""
+    """Where sessions' vaults live: `SessionVaults` (this process), `session_vaults.RedisSessionVaults` or
+    `session_vaults.StoreSessionVaults` (which also has `on_store(store)`: its vaults in that store)."""
 
     def get(self, *key: str) -> SessionVault: ...
 
@@ -149,7 +151,12 @@ class ConversationMemory:
 
     def vault(self, tenant: str, app: str, session_id: str) -> SessionVault:
         """The session's redaction vault (keyed by store too, so two projects never share)."""
-        return self.vaults.get(self._where(), tenant, app, session_id)
+        return self._vaults().get(self._where(), tenant, app, session_id)
+
+    def _vaults(self) -> VaultStore:
+        """The vaults, bound to this memory's store when they live in a store."""
+        on_store = getattr(self.vaults, "on_store", None)
+        return on_store(self.store) if on_store is not None else self.vaults
 
     def _where(self) -> str:
         return str(getattr(self.store, "url", id(self.store)))
@@ -214,7 +221,7 @@ class ConversationMemory:
         from sqlalchemy import delete
 
         t = self._table
-        self.vaults.forget(self._where(), tenant, app, session_id)
+        self._vaults().forget(self._where(), tenant, app, session_id)
         with self.store.begin() as conn:
             return int(conn.execute(delete(t).where(t.c.tenant == tenant, t.c.app == app,
                                                     t.c.session_id == session_id)).rowcount or 0)

@@ -1,5 +1,7 @@
-"""Chat sessions' redaction vaults shared by every server worker, in Redis (`server.redis`, or `cache.backend:
-redis://…`), so a turn served by another worker still shows the user the values earlier turns masked.
+"""Chat sessions' redaction vaults shared by every server worker, so a turn served by another worker still shows
+the user the values earlier turns masked: in Redis (`server.redis`, or `cache.backend: redis://…`), else, when
+the process has a vault key (FLYWHEEL_VAULT_KEY), in the store (tables `session_vaults`, `session_vault_values`:
+the same scheme, one row per session and one per value, deleted `ttl_s` after the session's last turn).
 
 What Redis holds per session (one hash, expiring `ttl_s` after the session's last turn):
 - `nonce`: the session's placeholder nonce;
@@ -11,7 +13,8 @@ What Redis holds per session (one hash, expiring `ttl_s` after the session's las
   ciphertext copied into another session does not decrypt).
 
 The key is `FLYWHEEL_VAULT_KEY` (32 bytes, base64 or hex), which `flywheel serve --workers N` sets for its workers
-to a new random key when it is not set; a process without it draws its own. Several machines share vaults only
+to a new random key when it is not set; a process without it draws its own (with Redis), or keeps its vaults in
+process memory (without: flywheel.apps.memory.SessionVaults). Several machines share vaults only
 when they are given the same key; a value sealed under another key does not decrypt and stays masked, as a value
 from a forgotten session does. Restarting `flywheel serve` (without a fixed key) makes the values unreadable.
 """
@@ -22,16 +25,26 @@ import base64
 import binascii
 import hashlib
 import hmac
+import importlib.util
+import logging
 import os
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from flywheel.apps.memory import SESSION_VAULT_TTL_S, SessionVault
 from flywheel.checks.pii_placeholders import placeholder, placeholder_type
 from flywheel.errors import UserError
+from flywheel.store.schema_session_vaults import session_vault_values as v_t
+from flywheel.store.schema_session_vaults import session_vaults as s_t
 from flywheel.text.install import pip_install
 
 KEY_ENV = "FLYWHEEL_VAULT_KEY"
+log = logging.getLogger("flywheel.apps.session_vaults")
 _PREFIX = "flywheel:vault:"
 # KEYS[1] the session's hash; ARGV: value field, counter field, sealed-value field prefix, ciphertext, ttl.
 _ISSUE = """
@@ -95,6 +108,26 @@ def check_shared_vaults() -> None:
     _Sealer(vault_key())
 
 
+def share_vaults_with_workers(redis_url: str | None, workers: int) -> str | None:
+    """`flywheel serve`'s start-up step for chat sessions' vaults, before its workers start: with Redis, the check
+    above; without, for several workers, the key drawn (or checked) now so every worker inherits it and they share
+    the vaults in the store. A warning to print when they cannot (no `cryptography`: each worker keeps its own)."""
+    if redis_url:
+        check_shared_vaults()
+        return None
+    if workers <= 1:
+        return None
+    vault_key()
+    if not _has_cipher():
+        return ("chat sessions' redaction vaults stay per worker (a turn on another worker shows the placeholder, "
+                f"not the value): sharing them needs the `cryptography` package; {pip_install('redis')}")
+    return None
+
+
+def _has_cipher() -> bool:
+    return importlib.util.find_spec("cryptography") is not None
+
+
 class RedisSessionVault(SessionVault):
     """A session's vault read from Redis; a new value's placeholder number is taken in Redis (one script call)."""
 
@@ -147,25 +180,149 @@ class RedisSessionVaults:
         self.sealer = _Sealer(key if key is not None else vault_key())
         self.issue = client.register_script(_ISSUE)
 
-    def _key(self, *key: str) -> str:
-        return _PREFIX + hashlib.sha256("\0".join(key).encode()).hexdigest()[:40]
-
     def get(self, *key: str) -> SessionVault:
-        return RedisSessionVault(self, self._key(*key))
+        return RedisSessionVault(self, _vault_key_name(*key))
 
     def forget(self, *key: str) -> None:
-        self.client.delete(self._key(*key))
+        self.client.delete(_vault_key_name(*key))
+
+
+def _vault_key_name(*key: str) -> str:
+    return _PREFIX + hashlib.sha256("\0".join(key).encode()).hexdigest()[:40]
+
+
+class StoreSessionVault(SessionVault):
+    """A session's vault read from the store; a new value's placeholder number is taken in a store transaction
+    (the fingerprint and the number are unique per session, so two workers never give two values one number)."""
+
+    def __init__(self, owner: StoreSessionVaults, key: str):
+        super().__init__()
+        self.owner, self.key = owner, key
+        self.nonce, sealed = owner.open_session(key, self.nonce)
+        for entity_type, number, value in sealed:
+            opened = owner.sealer.open(value, self._where(entity_type))
+            if opened is not None:
+                dict.__setitem__(self, placeholder(entity_type, number, self.nonce), opened)
+
+    def _where(self, entity_type: str) -> bytes:
+        return f"{self.key}\0{entity_type}".encode()
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        with self.lock:
+            for known_key, known in self.items():
+                if known == value and placeholder_type(known_key) == entity_type:
+                    return known_key
+            sealer = self.owner.sealer
+            number = self.owner.issue(self.key, entity_type, sealer.fingerprint(entity_type, value),
+                                      sealer.seal(value, self._where(entity_type)))
+            key = placeholder(entity_type, number, self.nonce)
+            dict.__setitem__(self, key, value)
+            return key
+
+
+class StoreSessionVaults:
+    """`SessionVaults` (get / forget) in the flywheel store, for workers that share a store and a vault key but no
+    Redis. `on_store(store)` gives the vaults of one store (ConversationMemory binds them to its own)."""
+
+    _ISSUE_ATTEMPTS = 8  # a concurrent issue by another worker makes an insert conflict: read again and retry
+
+    def __init__(self, store: Any = None, ttl_s: float = SESSION_VAULT_TTL_S, key: bytes | None = None,
+                 clock: Callable[[], float] = time.time, sealer: _Sealer | None = None):
+        if ttl_s <= 0:
+            raise UserError("session vaults need ttl_s > 0")
+        self.store, self.ttl_s, self.clock = store, float(ttl_s), clock
+        self.sealer = sealer or _Sealer(key if key is not None else vault_key())
+        self._swept = [0.0]  # shared by the bound copies: the last sweep of expired sessions
+
+    def on_store(self, store: Any) -> StoreSessionVaults:
+        bound = StoreSessionVaults(store, self.ttl_s, clock=self.clock, sealer=self.sealer)
+        bound._swept = self._swept
+        return bound
+
+    def get(self, *key: str) -> SessionVault:
+        return StoreSessionVault(self, _vault_key_name(*key))
+
+    def forget(self, *key: str) -> None:
+        name = _vault_key_name(*key)
+        with self.store.begin() as conn:
+            conn.execute(delete(v_t).where(v_t.c.key == name))
+            conn.execute(delete(s_t).where(s_t.c.key == name))
+
+    def open_session(self, name: str, nonce: str) -> tuple[str, list[tuple[str, int, bytes]]]:
+        """The session's nonce (`nonce` for a new or expired session) and its sealed values; its last use is now."""
+        now = self.clock()
+        self._sweep(now)
+        for _ in range(self._ISSUE_ATTEMPTS):
+            try:
+                with self.store.begin(write_first=True) as conn:
+                    row = conn.execute(select(s_t.c.nonce, s_t.c.used_at).where(s_t.c.key == name)).first()
+                    if row is not None and now - row.used_at >= self.ttl_s:  # expired, not yet swept: a new vault
+                        conn.execute(delete(v_t).where(v_t.c.key == name))
+                        conn.execute(delete(s_t).where(s_t.c.key == name))
+                        row = None
+                    if row is None:
+                        conn.execute(insert(s_t).values(key=name, nonce=nonce, used_at=now))
+                        return nonce, []
+                    conn.execute(update(s_t).where(s_t.c.key == name).values(used_at=now))
+                    values = [(r.entity_type, int(r.number), bytes(r.sealed)) for r in conn.execute(
+                        select(v_t.c.entity_type, v_t.c.number, v_t.c.sealed).where(v_t.c.key == name))]
+                return str(row.nonce), values
+            except IntegrityError:
+                continue  # another worker started this session's vault first: read its nonce
+        raise RuntimeError("could not open a session vault: the store kept conflicting")
+
+    def issue(self, name: str, entity_type: str, fingerprint: str, sealed: bytes) -> int:
+        """The number of the value's placeholder in the session: the one it already has, else the next free."""
+        c = v_t.c
+        for _ in range(self._ISSUE_ATTEMPTS):
+            try:
+                with self.store.begin(write_first=True) as conn:
+                    known = conn.execute(select(c.number).where(c.key == name, c.fingerprint == fingerprint)).first()
+                    if known is not None:
+                        return int(known.number)
+                    top = conn.execute(select(func.max(c.number)).where(c.key == name,
+                                                                        c.entity_type == entity_type)).scalar()
+                    number = int(top or 0) + 1
+                    conn.execute(insert(v_t).values(key=name, entity_type=entity_type, number=number,
+                                                    fingerprint=fingerprint, sealed=sealed))
+                    return number
+            except IntegrityError:
+                continue  # another worker took this number (or this value) first
+        raise RuntimeError(f"could not number a {entity_type} placeholder: the store kept conflicting")
+
+    def _sweep(self, now: float) -> None:
+        """Delete the sessions unused for `ttl_s` (at most once a minute per process)."""
+        if now - self._swept[0] < min(60.0, self.ttl_s):
+            return
+        self._swept[0] = now
+        cutoff = now - self.ttl_s
+        with self.store.begin() as conn:
+            conn.execute(delete(v_t).where(v_t.c.key.in_(select(s_t.c.key).where(s_t.c.used_at <= cutoff))))
+            conn.execute(delete(s_t).where(s_t.c.used_at <= cutoff))
 
 
 _SHARED: dict[str, RedisSessionVaults] = {}
+_IN_STORE: list[StoreSessionVaults] = []
+_WARNED: list[bool] = []
 
 
-def vaults_for(config: Any) -> RedisSessionVaults | None:
-    """The shared vaults for a project whose server counts in Redis (one client per URL per process), else None
-    (the process-wide in-memory vaults)."""
+def vaults_for(config: Any) -> RedisSessionVaults | StoreSessionVaults | None:
+    """The shared vaults of this process: in Redis for a project whose server counts there (one client per URL),
+    else in the store when the process has a vault key (FLYWHEEL_VAULT_KEY: given, or set by `flywheel serve
+    --workers N` for its workers), else None (the process-wide in-memory vaults)."""
     url = redis_url_of(config)
     if not url:
-        return None
+        if not os.environ.get(KEY_ENV, "").strip():
+            return None
+        if not _has_cipher():
+            if not _WARNED:
+                _WARNED.append(True)
+                log.warning("%s is set but `cryptography` is not installed: chat sessions' redaction vaults stay "
+                            "in this process (%s)", KEY_ENV, pip_install("redis"))
+            return None
+        if not _IN_STORE:
+            _IN_STORE.append(StoreSessionVaults())
+        return _IN_STORE[0]
     if url not in _SHARED:
         _SHARED[url] = RedisSessionVaults(url)
     return _SHARED[url]
@@ -182,4 +339,5 @@ def redis_url_of(config: Any) -> str | None:
     return None
 
 
-__all__ = ["KEY_ENV", "RedisSessionVault", "RedisSessionVaults", "check_shared_vaults", "redis_url_of", "vault_key", "vaults_for"]
+__all__ = ["KEY_ENV", "RedisSessionVault", "RedisSessionVaults", "StoreSessionVault", "StoreSessionVaults",
+           "check_shared_vaults", "redis_url_of", "share_vaults_with_workers", "vault_key", "vaults_for"]

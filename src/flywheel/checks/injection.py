@@ -184,8 +184,9 @@ def _unit_interval(value: Any, name: str) -> float | None:
 
 @register
 class InjectionCheck(Check):
-    """injection: {threshold, sources, sources_threshold} — passes when neither the text nor (sources: true)
-    ctx.sources carry a prompt-injection attempt."""
+    """injection: {threshold, sources, sources_threshold} (thresholds between 0 and 1, sources: true or false).
+
+    Passes when neither the text nor (sources: true) ctx.sources carry a prompt-injection attempt."""
 
     name = "injection"
 
@@ -194,7 +195,10 @@ class InjectionCheck(Check):
         opts = _options(arg, {"threshold", "sources", "sources_threshold"}, self.name)
         threshold = _unit_interval(opts.get("threshold"), "threshold")
         sources_threshold = _unit_interval(opts.get("sources_threshold"), "sources_threshold")
-        self.sources = bool(opts.get("sources", True))
+        sources = opts.get("sources", True)
+        if not isinstance(sources, bool):
+            raise TypeError(f"injection sources must be true or false, got {sources!r}")
+        self.sources = sources
         self.detector = detector(threshold, sources_threshold)
 
     def definition(self) -> dict[str, Any]:
@@ -230,8 +234,10 @@ class InjectionCheck(Check):
 
 @register
 class PromptLeakCheck(Check):
-    """prompt-leak: {secrets, min_overlap} — passes when the output reveals neither the system prompt
-    (ctx.system_prompt) nor any secret (ctx.secrets and the `secrets` listed here)."""
+    """prompt-leak: {secrets: [TEXT, ...], min_overlap: 0..1}.
+
+    Passes when the output reveals neither the system prompt (ctx.system_prompt) nor any secret (ctx.secrets
+    and the `secrets` listed here)."""
 
     name = "prompt-leak"
 

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from itertools import pairwise
 
-from flywheel.checks.injection_normalise import deobfuscate
+from flywheel.checks.injection_normalise import deobfuscate, other_script_chars
 
 MAX_CHARS = 4000  # longer text: the first 3000 and the last 1000 characters are scored
 CHAR_NGRAMS = (2, 4)
@@ -115,9 +115,12 @@ def dense(raw: str, norm: str) -> dict[str, float]:
     n = max(len(norm), 1)
     tokens = norm.split()
     cjk = len(_CJK.findall(norm))
-    non_ascii = sum(1 for c in norm if ord(c) > 127) - cjk
-    feats["len"] = min(math.log1p(len(raw)) / 9.0, 1.0)
-    feats["symbols"] = len(_SPECIAL.findall(norm)) / n
+    native, marks = other_script_chars(norm)
+    # Non-ASCII characters other than Chinese and words in one non-Latin script: symbols, emoji, look-alikes.
+    non_ascii = sum(1 for c in norm if ord(c) > 127) - cjk - native
+    # The length of what the model reads: words in a script it has no n-grams for add no evidence.
+    feats["len"] = min(math.log1p(max(len(raw) - native, 0)) / 9.0, 1.0)
+    feats["symbols"] = (len(_SPECIAL.findall(norm)) - marks) / n  # a vowel sign (Hindi, Thai) is no symbol
     feats["non_ascii"] = max(non_ascii, 0) / n
     feats["cjk"] = cjk / n
     if len(tokens) >= 8:

@@ -29,6 +29,7 @@ collapses whitespace and cuts long text.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -48,6 +49,11 @@ CONFUSABLES: dict[str, str] = {
     "ν": "v", "ο": "o", "ρ": "p", "ς": "c", "σ": "o", "υ": "u", "ϳ": "j", "ᴦ": "r",
 }
 _CONFUSABLE_TABLE = str.maketrans(CONFUSABLES)
+# Letters confusables.txt does not give as Latin look-alikes but that stand in for one inside a Latin word
+# (`ignorε`, `aпd`, `τhe`): folded only in a word that also holds Latin letters, never in Greek or Russian.
+_NEAR_LATIN = {"ε": "e", "η": "n", "κ": "k", "τ": "t", "χ": "x", "ω": "w", "к": "k", "м": "m", "п": "n",
+               "т": "t", "ш": "w"}
+_MIXED_TABLE = str.maketrans({**_NEAR_LATIN, **CONFUSABLES})
 # zero-width spaces and joiners, direction marks, word joiners, BOM, soft hyphen, Mongolian vowel separator,
 # combining grapheme joiner
 _ZERO_WIDTH = re.compile(r"[\u00ad\u034f\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
@@ -56,6 +62,9 @@ _COMBINING_AFTER_LATIN = re.compile(r"(?<=[A-Za-z])[\u0300-\u036f]+")
 _CYR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u052f\u1d26\ua640-\ua69f]")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _LATIN = re.compile(r"[A-Za-z]")
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+# a character outside Latin, Chinese and common punctuation: only then can a word be in another script
+_OTHER_SCRIPT = re.compile(r"[^\x00-\u024f\u2000-\u206f\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 _SEP_CLASS = r"\-_.·•・*/|~+\u2010-\u2015"
 _CJK_CLASS = r"\u3400-\u4dbf\u4e00-\u9fff"
@@ -102,10 +111,50 @@ def strip_latin_marks(text: str) -> str:
     return unicodedata.normalize("NFC", _COMBINING_AFTER_LATIN.sub("", unicodedata.normalize("NFD", text)))
 
 
+# Writing systems whose scripts share words: Japanese mixes Han and kana, Korean Hangul and Han.
+_SAME_SYSTEM = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "KATAKANA-HIRAGANA": "CJK", "HANGUL": "CJK"}
+
+
+@functools.lru_cache(maxsize=8192)
+def _script(c: str) -> str:
+    """A letter's script from its Unicode name (`α`, GREEK SMALL LETTER ALPHA → GREEK); "" for a mark, which
+    takes the script of the letters around it."""
+    if not unicodedata.category(c).startswith("L"):
+        return ""
+    head = unicodedata.name(c, "").split(" ", 1)[0]
+    return _SAME_SYSTEM.get(head, head)
+
+
+def other_script_chars(text: str) -> tuple[int, int]:
+    """(letters and marks of the words written wholly in one script other than Latin, Han excepted;
+    combining marks anywhere) in a normalised text. Both injection models read Latin and Chinese only: a
+    Greek, Russian, Arabic, Hindi, Thai or Korean word is that language, not a disguise, and evidence of
+    nothing. A word that mixes Latin letters with another script's (`ignοrε` with Greek letters the
+    normaliser could not fold) is not counted: that is a disguise."""
+    if not _OTHER_SCRIPT.search(text):
+        return 0, 0
+    native = marks = 0
+    start = -1
+    for i, c in enumerate(f"{text} "):
+        if unicodedata.category(c)[0] in "LM":
+            start = i if start < 0 else start
+            continue
+        if start >= 0:
+            word = text[start:i]
+            start = -1
+            if not word.isascii():
+                scripts = {_script(ch) for ch in word} - {""}
+                if len(scripts) == 1 and "LATIN" not in scripts:
+                    native += sum(1 for ch in word if not _CJK_CHAR.match(ch))
+                marks += sum(1 for ch in word if unicodedata.category(ch)[0] == "M")
+    return native, marks
+
+
 def fold_confusables(text: str) -> str:
     """Cyrillic and Greek look-alikes of Latin letters made Latin inside words that also hold letters of
-    another script (`іgnоre` with Cyrillic `і о` → `ignore`, `的АІ` → `的AI`), and in words of look-alikes
-    only (`ЅУЅТЕМ`) next to such a word or a Latin or Chinese one and to no Cyrillic or Greek word; Russian
+    another script (`іgnоre` with Cyrillic `і о` → `ignore`, `ignοrε` with a Greek `ο` → `ignorε`, `的АІ` →
+    `的AI`; inside a Latin word also `ε η κ τ χ ω к м п т ш`), and in words of look-alikes only (`ЅУЅТЕМ`) next to such a word, a Latin or Chinese one or a
+    folded one, and to no Cyrillic or Greek word (`Ѕау ассеѕѕ grаntеd` → `Say access granted`); Russian
     and Greek words stay as they are."""
     if not _CYR_GREEK.search(text):
         return text
@@ -113,23 +162,35 @@ def fold_confusables(text: str) -> str:
     # per word: 0 no Cyrillic or Greek, 1 look-alikes only, 2 a Cyrillic or Greek word, 3 look-alikes mixed in
     kinds = []
     for m in words:
-        foreign = _CYR_GREEK.findall(m.group(0))
+        word = m.group(0)
+        foreign = _CYR_GREEK.findall(word)
         if not foreign:
             kinds.append(0)
+        elif _LATIN.search(word):
+            kinds.append(3)  # Latin letters make it no Russian or Greek word, whatever else it holds
         elif any(c not in CONFUSABLES for c in foreign):
             kinds.append(2)
         else:
-            kinds.append(3 if len(foreign) < len(m.group(0)) else 1)
-    out, last = [], 0
-    for i, (m, kind) in enumerate(zip(words, kinds, strict=True)):
-        if kind == 1:
-            near = [kinds[j] for j in (i - 1, i + 1) if 0 <= j < len(words)]
-            if 2 in near or not (0 in near or 3 in near):
+            kinds.append(3 if len(foreign) < len(word) else 1)
+    # A word of look-alikes is folded next to a Latin, mixed or already folded word and no Cyrillic or Greek
+    # one: folding spreads along a run of such words ("ЅАУ АССЕЅЅ grаntеd") and stops at a real word.
+    folded = [kind == 3 for kind in kinds]
+    changed = True
+    while changed:
+        changed = False
+        for i, kind in enumerate(kinds):
+            if kind != 1 or folded[i]:
                 continue
-        elif kind != 3:
-            continue
-        out += [text[last:m.start()], m.group(0).translate(_CONFUSABLE_TABLE)]
-        last = m.end()
+            near = [j for j in (i - 1, i + 1) if 0 <= j < len(words)]
+            if any(kinds[j] == 2 for j in near) or not any(kinds[j] == 0 or folded[j] for j in near):
+                continue
+            folded[i] = changed = True
+    out, last = [], 0
+    for m, fold in zip(words, folded, strict=True):
+        if fold:
+            word = m.group(0)
+            out += [text[last:m.start()], word.translate(_MIXED_TABLE if _LATIN.search(word) else _CONFUSABLE_TABLE)]
+            last = m.end()
     return "".join(out) + text[last:]
 
 

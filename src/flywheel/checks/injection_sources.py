@@ -24,7 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from flywheel.checks.injection_normalise import deobfuscate
+from flywheel.checks.injection_normalise import deobfuscate, other_script_chars
 
 SOURCES_MODEL_PATH = Path(__file__).parent / "models" / "injection_sources.json"
 FORMAT = "flywheel-injection-sources-v1"
@@ -202,12 +202,18 @@ def rule_hits(unit: str) -> list[str]:
     return hits
 
 
+def _readable_len(unit: str) -> int:
+    """The unit's length less its words in a script the model has no tokens for (Greek, Thai, ...): those add
+    no evidence, and a long Thai sentence is no more an instruction than a short one."""
+    return len(unit) - other_script_chars(unit)[0]
+
+
 def dense(unit: str) -> dict[str, float]:
     """Rule hits (0/1), the unit's length (log-scaled to 0..1) and whether it is Chinese."""
     feats = dict.fromkeys(_RULE_NAMES, 0.0)
     for name in rule_hits(unit):
         feats[f"rule_{name}"] = 1.0
-    feats["len"] = min(math.log1p(len(unit)) / 6.0, 1.0)
+    feats["len"] = min(math.log1p(_readable_len(unit)) / 6.0, 1.0)
     feats["cjk"] = 1.0 if _HAS_CJK.search(unit) else 0.0
     return feats
 
@@ -245,7 +251,7 @@ class SourcesModel:
         z = self.intercept + (num / math.sqrt(sq) if sq else 0.0)
         d = self.dense
         z += sum(d.get(f"rule_{name}", 0.0) for name in rule_hits(unit))
-        z += d.get("len", 0.0) * min(math.log1p(len(unit)) / 6.0, 1.0)
+        z += d.get("len", 0.0) * min(math.log1p(_readable_len(unit)) / 6.0, 1.0)
         if _HAS_CJK.search(unit):
             z += d.get("cjk", 0.0)
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))

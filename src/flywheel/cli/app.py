@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ def bundled_docs() -> Path:
 
 
 def command_prefix(project_dir: Path | str) -> str:
-    return "flywheel" if str(project_dir) in ("", ".") else f"flywheel --project {project_dir}"
+    """The `flywheel` command to print for a project, ready to paste: a folder with spaces (or quotes, `$` …) in
+    its path is shell-quoted."""
+    return "flywheel" if str(project_dir) in ("", ".") else f"flywheel --project {shlex.quote(str(project_dir))}"
 
 
 def _shown_source(source: str, root: Path) -> str:
@@ -98,7 +101,7 @@ def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | 
             check_alias(rt.gateway, model, "--model")  # before anything runs; lists the known ones
         app = rt.app(check_app(project, app_name))
         answer = app.run(text, tenant=tenant, model=model)
-        tenant = tenant or getattr(app, "tenant", "default")
+        tenant = str(tenant or getattr(app, "tenant", None) or "default")
         empty = (getattr(app, "kind", None) == "docs_qa" and answer.refused and not answer.checks
                  and rt.retriever.count(tenant) == 0)  # other kinds (sql_qa, chat) do not read documents
     if as_json:
@@ -106,8 +109,15 @@ def ask(state: Any, question: tuple[str, ...], tenant: str | None, model: str | 
         return
     print_answer(answer, project.root, command_prefix(state.project_dir))
     if empty:
-        click.secho(f"tenant '{tenant}' has no documents yet: run `{command_prefix(state.project_dir)} ingest PATH"
-                    f"{'' if tenant == 'default' else f' --tenant {tenant}'}` first", fg="yellow")
+        from flywheel.text.language import detect_language
+
+        zh = detect_language(answer.text) == "zh"
+        run = (f"`{command_prefix(state.project_dir)} ingest {'文档目录' if zh else 'PATH'}"
+               f"{'' if tenant == 'default' else f' --tenant {shlex.quote(tenant)}'}`")
+        whose = (("这个项目", "this project") if tenant == "default"  # a new user has not met tenants yet
+                 else (f"租户 '{tenant}'", f"tenant '{tenant}'"))
+        click.secho(f"{whose[0]}还没有任何文档：请先运行 {run}" if zh
+                    else f"{whose[1]} has no documents yet: run {run} first", fg="yellow")
 
 
 def _bulk_embedder(project: Any) -> Any:
@@ -124,6 +134,8 @@ def _summary_line(summary: Any) -> str:
     s = _summary_dict(summary)
     line = (f"{s['files']} files: {s['indexed']} indexed ({s['chunks_added']} chunks), "
             f"{s['unchanged']} unchanged")
+    if s.get("embedded"):  # also after an interrupted run, whose files are unchanged but not all embedded yet
+        line += f", {s['embedded']} chunks embedded"
     if s.get("skipped"):
         line += f", {len(s['skipped'])} skipped"
     return line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import traceback
 from importlib import resources
@@ -205,14 +206,14 @@ def init(state, force: bool, as_json: bool) -> None:
         conftest.write_text(EVALS_CONFTEST, encoding="utf-8")
         written.append(str(conftest))
     gitignore = root / ".gitignore"
-    if not gitignore.exists() or DATA_DIR not in gitignore.read_text(encoding="utf-8"):
-        with gitignore.open("a", encoding="utf-8") as f:
-            f.write(f"{DATA_DIR}/\n")
+    ignored = _ignore_data_dir(gitignore)
     if as_json:
-        emit_json({"written": written})
+        emit_json({"written": written + [str(gitignore)] * ignored})
         return
     for path in written:
         click.echo(f"wrote {path}")
+    if ignored:
+        click.echo(f"added {DATA_DIR}/ (the store: documents, traces, eval runs) to {gitignore}")
     from flywheel.cli.app import command_prefix
 
     cmd = command_prefix(root)  # with --project DIR, the commands that follow need it too
@@ -220,10 +221,22 @@ def init(state, force: bool, as_json: bool) -> None:
                f"in evals/docs_qa.yaml and run `{cmd} eval`; edit models: in flywheel.yaml to use an API model")
 
 
+def _ignore_data_dir(gitignore: Path) -> bool:
+    """Add `.flywheel/` (the store, caches) to .gitignore unless a line already ignores it; True when added. An
+    existing last line without a newline stays as it was (appending straight after it would change its pattern)."""
+    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    if DATA_DIR in {line.strip().strip("/") for line in text.splitlines()}:
+        return False
+    with gitignore.open("a", encoding="utf-8") as f:
+        f.write(("\n" if text and not text.endswith("\n") else "") + f"{DATA_DIR}/\n")
+    return True
+
+
 def _ingest_suggestion(root: Path, cmd: str = "flywheel") -> str:
     """`flywheel ingest` of a documents folder that exists here, or a request to point at the user's own."""
     for name in ("docs", "doc", "documentation", "notes", "content", "README.md"):
         if (root / name).exists():
-            shown = name if cmd == "flywheel" else str(root / name)  # ingest reads paths from the current folder
-            return f"`{cmd} ingest {shown}{'/' if (root / name).is_dir() else ''}`"
-    return f"`{cmd} ingest PATH` (a folder of your Markdown, PDF, HTML, text, Word, PowerPoint or Excel files; try it with `flywheel demo`)"
+            path = (name if cmd == "flywheel" else str(root / name)) + ("/" if (root / name).is_dir() else "")
+            return f"`{cmd} ingest {shlex.quote(path)}`"  # a path from the current folder, pasteable
+    return (f"`{cmd} ingest PATH` (a folder of your Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV or "
+            "EPUB files; try it with `flywheel demo`)")

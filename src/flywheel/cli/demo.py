@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -152,11 +153,21 @@ class Log:
 @click.pass_obj
 def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
     """Offline tour: answers with citations, guards, cache, retries and fallback, evals, traces."""
+    root = Path(demo_dir) if demo_dir else state.project_dir / ".flywheel" / "demo"
+    again = f"{command_prefix(state.project_dir)} demo" + (f" --dir {shlex.quote(demo_dir)}" if demo_dir else "")
+    try:
+        _demo(root, fresh, as_json)
+    except KeyboardInterrupt:  # the ingest keeps every file it finished, and the embeddings done so far
+        click.secho(f"interrupted: what the demo built so far is kept; run `{again}` to continue where it stopped "
+                    "(--fresh starts over)", fg="yellow", err=True)
+        sys.exit(130)
+
+
+def _demo(root: Path, fresh: bool, as_json: bool) -> None:
     from flywheel.cli.demo_loop import PROMOTED_SUITE, judge_reply
     from flywheel.retrieval.embedders import local_available
     from flywheel.testing.fake_llm import FakeLLM
 
-    root = Path(demo_dir) if demo_dir else state.project_dir / ".flywheel" / "demo"
     if fresh and root.exists():
         shutil.rmtree(root)
     try:
@@ -166,10 +177,10 @@ def demo(state: Any, demo_dir: str | None, fresh: bool, as_json: bool) -> None:
                         hint="pass --dir DIR of a folder you can write to") from None
     semantic = local_available()  # the semantic cache embeds with the local MiniLM
     (root / "flywheel.yaml").write_text(DEMO_CONFIG.format(
-        root=root, env=LLM_ENV, semantic="  semantic: {}                    # verified paraphrase hits\n"
+        root=shlex.quote(str(root)), env=LLM_ENV, semantic="  semantic: {}                    # verified paraphrase hits\n"
         if semantic else ""), encoding="utf-8")
     (root / "evals").mkdir(exist_ok=True)
-    (root / "evals" / "demo.yaml").write_text(DEMO_SUITE.format(root=root), encoding="utf-8")
+    (root / "evals" / "demo.yaml").write_text(DEMO_SUITE.format(root=shlex.quote(str(root))), encoding="utf-8")
     (root / PROMOTED_SUITE).unlink(missing_ok=True)  # the last section writes it afresh
     _copy_docs(bundled_docs(), root / "docs")
     log = Log(as_json)
@@ -242,25 +253,29 @@ def _tour(root: Path, log: Log, llm: Any, semantic: bool) -> dict[str, Any]:
 
 def _answers(rt: Any, project: Any, log: Log, cmd: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from flywheel.cli.app import _bulk_embedder, _summary_dict, _summary_line
+    from flywheel.retrieval.embedders import local_available
     from flywheel.retrieval.ingest import ingest
 
     t0 = time.perf_counter()
     embedder = _bulk_embedder(project)
     kind = project.config.retrieval.embedder
-    log.line(f"  ingesting {project.root / 'docs'} (embedder: {kind}"
-             + ("; the first run embeds every chunk, later runs skip unchanged files" if kind != "none" else "")
-             + ") …")
-    tty = sys.stdout.isatty() and not log.as_json
-    last_line = [time.perf_counter()]
+    if kind == "local" and not local_available():  # nothing is embedded: keyword search only (stderr says how to fix)
+        how = "embedder: local is not installed, so keyword search (BM25) only"
+    elif kind == "none":
+        how = "embedder: none"
+    else:
+        how = f"embedder: {kind}; the first run embeds every chunk, later runs skip unchanged files"
+    log.line(f"  ingesting {project.root / 'docs'} ({how}) …")
+    last_line = [time.perf_counter()]  # a line every 2 s at most, on a terminal too: the first run takes minutes
 
     def progress(done: int, total: int, source: str, chunks: int) -> None:
-        if tty or time.perf_counter() - last_line[0] < 2.0 and done != total:
+        if time.perf_counter() - last_line[0] < 2.0 and done != total:
             return
         last_line[0] = time.perf_counter()
         log.line(f"  ingest {done}/{total} files, {chunks} chunks ({time.perf_counter() - t0:.1f} s)", dim=True)
 
     def embedded(done: int, waiting: int) -> None:  # the embed stage runs after every file is chunked
-        if tty or time.perf_counter() - last_line[0] < 2.0 and done != waiting:
+        if not waiting or time.perf_counter() - last_line[0] < 2.0 and done != waiting:
             return
         last_line[0] = time.perf_counter()
         log.line(f"  embedded {done}/{waiting} chunks ({time.perf_counter() - t0:.1f} s)", dim=True)

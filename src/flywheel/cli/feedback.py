@@ -11,7 +11,7 @@ from flywheel.errors import UserError
 
 
 @main.command("feedback")
-@click.argument("trace_id")
+@click.argument("trace_id", metavar="TRACE_ID|RESPONSE_ID")
 @click.option("--thumbs", type=click.Choice(["up", "down"], case_sensitive=False), help="Thumbs up or down.")
 @click.option("--score", type=click.FloatRange(0, 1), help="A score between 0 and 1.")
 @click.option("--comment", help="Free text; attached to the thumbs / score event, or stored on its own.")
@@ -25,7 +25,7 @@ def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None,
     """Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are stored."""
     from sqlalchemy import select
 
-    from flywheel.feedback.events import FeedbackEvent, validate
+    from flywheel.feedback.events import FeedbackEvent, trace_id_of, validate
     from flywheel.store import Store
     from flywheel.text.secrets import scrub_secrets
 
@@ -40,7 +40,7 @@ def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None,
     comment = scrub_secrets(comment) if comment else None
     with Store.open(state.project.store_url) as store:
         traces = store.table("traces")
-        prefix = trace_id.strip().lower()
+        prefix = trace_id_of(trace_id.strip().lower())
         with store.connect() as conn:
             found = list(conn.execute(select(traces.c.trace_id, traces.c.tenant)
                                       .where(traces.c.trace_id.like(f"{prefix}%")).limit(2)))

@@ -55,8 +55,13 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         click.secho(f"note: the cases' judge checks will use `{judge_alias}`, the offline extractive model, "
                     "which cannot judge; pass --judge ALIAS of a real model", fg="yellow", err=True)
     with Runtime(project, tracing=False) as rt:
+        gone: list[str] = []
         if queue:
-            found = sources_of.from_queue(rt.store, queue, verdict)
+            found = sources_of.from_queue(rt.store, queue, verdict, missing=gone)
+            if not found and gone:
+                raise UserError(f"the {len(gone)} item(s) of queue {queue} with the human majority verdict "
+                                f"{verdict} refer to traces no longer in the store: nothing to promote",
+                                hint="a deleted trace has no input to replay; promote from a queue of stored traces")
             if not found:
                 raise UserError(f"no item of queue {queue} has the human majority verdict {verdict}",
                                 hint="see the labels with `flywheel review agreement --queue Q`")
@@ -69,7 +74,7 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
             found = sources_of.from_feedback(rt.store, feedback or "negative", app=app, limit=limit)
         result = write_suite(project, path, found, target=target, judge=judge, embedder=rt.embedder, keep=keep)
     if as_json:  # the warnings are in it
-        emit_json(result.to_dict())
+        emit_json(result.to_dict() | {"skipped_missing": gone})
         return
     for w in result.warnings:
         click.secho(f"warning: {w}", fg="yellow", err=True)
@@ -81,6 +86,9 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         click.echo(f"nothing new for {path}")
     if result.skipped_existing:
         click.echo(f"  skipped {len(result.skipped_existing)} trace(s) already in the suite (or near-duplicates)")
+    if gone:
+        click.echo(f"  skipped {len(gone)} item(s) whose trace is no longer in the store: "
+                   f"{', '.join(t[:12] for t in gone[:5])}{' …' if len(gone) > 5 else ''}")
     for kept, dups in result.collapsed.items():
         click.echo(f"  {kept[:12]} stands for {len(dups)} near-duplicate(s): {', '.join(d[:12] for d in dups)}")
     if result.written:

@@ -176,8 +176,7 @@ class ReviewSession:
                      f" · {done['complete']} complete · you: {done['annotators'].get(self.annotator, 0)}"))
         c.print(Panel(escape(item.input or "(no input recorded)"), title="input", title_align="left"))
         if item.prompt:
-            lines = [f"[bold]{escape(str(m.get('role', '?')))}[/]: {escape(_content(m.get('content')))}"
-                     for m in item.prompt]
+            lines = [f"[bold]{escape(str(m.get('role', '?')))}[/]: {escape(_turn(m))}" for m in item.prompt]
             of = " of A" if item.kind == "pairwise" else ""
             c.print(Panel("\n".join(lines), title=f"final prompt{of} ({len(item.prompt)} messages, exact)",
                           title_align="left", border_style="dim"))
@@ -202,6 +201,18 @@ class ReviewSession:
             c.print(Panel(escape(item.output or "(no answer recorded)"), title="answer", title_align="left",
                           border_style="cyan"))
         c.print(self.legend(item), markup=False)
+
+
+def _turn(message: dict[str, Any]) -> str:
+    """A prompt message as the reviewer reads it: its text, then the tools it called with their arguments (an
+    agent's turn that only called a tool has no text, and the call is what there is to judge)."""
+    raw = message.get("tool_calls")
+    shown = []
+    for call in raw if isinstance(raw, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            shown.append(f"→ {function.get('name', '?')}({_content(function.get('arguments'))})")
+    return " ".join([t for t in [_content(message.get("content")).strip()] if t] + shown)
 
 
 def _content(value: Any) -> str:
@@ -349,20 +360,38 @@ def status(state: Any, queue_name: str | None, as_json: bool) -> None:
 
 
 @review.command("agreement")
-@click.option("--queue", "queue_name", help="One queue (default: the labels of every queue).")
+@click.option("--queue", "queue_name", help="One queue (default: the labels of every queue of --kind).")
+@click.option("--kind", type=click.Choice(["binary", "pairwise"]),
+              help="Without --queue: the queues whose labels to measure (default: binary when there are any).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def agreement(state: Any, queue_name: str | None, as_json: bool) -> None:
+def agreement(state: Any, queue_name: str | None, kind: str | None, as_json: bool) -> None:
     """Inter-annotator agreement: Cohen's κ per pair, Fleiss' κ, Krippendorff's α (95 % bootstrap intervals) and
-    the items where annotators disagree."""
+    the items where annotators disagree. Binary (pass / fail) and pairwise (a / b / tie) labels are never pooled."""
     from flywheel.feedback import queues
 
     with _store(state) as store:
-        got = queues.labels(store, queues.get_queue(store, queue_name) if queue_name else None)
+        if queue_name:
+            one = queues.get_queue(store, queue_name)
+            if kind and one.kind != kind:
+                raise UserError(f"queue {one.name} is {one.kind}, not {kind}", hint="leave out --kind with --queue")
+            got, kind, other = queues.labels(store, one), one.kind, []
+        else:
+            kinds = {q.id: q.kind for q in queues.list_queues(store)}
+            every = queues.labels(store, None)
+            if kind is None:
+                kind = "pairwise" if every and all(kinds.get(lb.queue_id) == "pairwise" for lb in every) else "binary"
+            got = [lb for lb in every if kinds.get(lb.queue_id) == kind]
+            other = [lb for lb in every if kinds.get(lb.queue_id) != kind]
     if not got:
-        raise UserError("no labels yet" + (f" in queue {queue_name!r}" if queue_name else ""),
+        raise UserError("no labels yet" + (f" in queue {queue_name!r}" if queue_name else
+                                           f" in {kind} queues" if other else ""),
                         hint="label items first: flywheel review --annotator NAME")
-    report = agreement_report([(lb.item_id, lb.annotator, lb.verdict) for lb in got])
+    report = {**agreement_report([(lb.item_id, lb.annotator, lb.verdict) for lb in got]), "kind": kind}
+    if other:  # pass/fail and a/b/tie pooled would make chance agreement look smaller and κ larger than it is
+        click.secho(f"note: {len(other)} label(s) of {'pairwise' if kind == 'binary' else 'binary'} queues are "
+                    f"measured separately: --kind {'pairwise' if kind == 'binary' else 'binary'}", err=True,
+                    fg="yellow")
     if as_json:
         emit_json(report)
         return

@@ -17,10 +17,13 @@ PROGRESS_EVERY_S = 2.0
 @traces.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", default="flywheel", show_default=True,
-              type=click.Choice(["flywheel", "openai-log", "langfuse"]),
+              type=click.Choice(["flywheel", "openai-log", "langfuse", "otlp", "phoenix"]),
               help="flywheel: {timestamp, app, model, input, output, tenant?, session_id?, user_id?, metadata?, "
-                   "latency_ms?, usage?} per line; openai-log: {request, response} per line; langfuse: its trace "
-                   "export (JSON lines or the UI's JSON array).")
+                   "latency_ms?, usage?} per line; openai-log: {request, response} per line; langfuse: traces from "
+                   "its API (GET /api/public/traces/{id}, or a list page) or the UI's trace download, every "
+                   "observation a span; otlp: OTLP/JSON ({resourceSpans}) per line, as the OpenTelemetry "
+                   "Collector's file exporter writes; phoenix: Phoenix's span JSON (its REST API, UI download "
+                   "or get_spans_dataframe().to_json(orient='records', lines=True)).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def import_traces(state: Any, file: str, fmt: str, as_json: bool) -> None:
@@ -40,10 +43,10 @@ def import_traces(state: Any, file: str, fmt: str, as_json: bool) -> None:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S or done == total:
             last[0] = now
-            click.echo(f"import: {phase} {done}/{total}", err=True)
+            click.echo(f"import: {phase} {done}" + (f"/{total}" if total else ""), err=True)
 
     with Runtime(state.project, tracing=False) as rt:
-        result = import_file(rt.store, file, fmt, redactor=redactor,
+        result = import_file(rt.store, file, fmt, redactor=redactor, models=config.models,
                              progress=progress if sys.stderr.isatty() or not as_json else None)
     if as_json:
         emit_json(result.to_json())

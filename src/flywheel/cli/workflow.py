@@ -1,4 +1,5 @@
-"""`flywheel workflow run FILE.yaml --input k=v [--resume RUN_ID]` and `flywheel workflow show RUN_ID`."""
+"""`flywheel workflow run FILE.yaml --input k=v [--resume RUN_ID]`, `flywheel workflow show RUN_ID` and
+`flywheel workflow runs`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from flywheel.errors import UserError
 
 @main.group("workflow")
 def workflow() -> None:
-    """Run YAML workflows (prompt, retrieve, tool, check, branch, map/reduce, plan steps); resume stopped runs."""
+    """Run YAML workflows (prompt, retrieve, tool, check, branch, map/reduce, plan steps); resume failed,
+    interrupted or killed runs."""
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -45,8 +47,8 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--input", "-i", "inputs", multiple=True, metavar="NAME=VALUE",
               help="A workflow input (repeatable); NAME=@file reads a file; JSON lists/mappings are parsed.")
 @click.option("--resume", "run_id", default=None, metavar="RUN_ID",
-              help="Continue this run (`latest`: the newest unfinished run of this workflow): steps that finished "
-                   "with the same inputs are not run again.")
+              help="Continue this failed, interrupted or killed run (`latest`: the newest such run of this "
+                   "workflow): steps that finished with the same inputs are not run again.")
 @click.option("--tenant", default=None, help="Tenant for retrieve steps (default: default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (status, output, steps, cost) as JSON.")
 @click.pass_obj
@@ -73,6 +75,8 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
         runner = WorkflowRunner(wf, services)
         if run_id == "latest":
             run_id = _latest(rt.store, wf.name, file)
+        if run_id is not None:
+            _note_changes(rt.store, run_id, wf, file)
         try:
             result = runner.run(given, run_id=run_id, resume=run_id is not None, tenant=tenant)
         except UserError:
@@ -99,11 +103,28 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
 def _latest(store: Any, workflow: str, file: str) -> str:
     from flywheel.workflows.records import RunRecords
 
-    found = RunRecords(store).latest_unfinished(workflow)
+    records = RunRecords(store)
+    found = records.latest_unfinished(workflow)
     if found is None:
         raise UserError(f"workflow '{workflow}' has no unfinished run to resume",
                         hint=f"start one with `flywheel workflow run {file} --input NAME=VALUE`")
+    from flywheel.cli.traces import _when
+
+    run = records.require(found)
+    status = "killed" if run["status"] == "running" and _state(run, short=True) is None else run["status"]
+    click.secho(f"resuming run {found} ({status}, {_when(run['updated_at'])})", dim=True, err=True)
     return found
+
+
+def _note_changes(store: Any, run_id: str, wf: Any, file: str) -> None:
+    """Say so when the workflow changed since the run started: its changed steps (and those after them) run
+    again, the others are reused."""
+    from flywheel.workflows.records import RESUMABLE, RunRecords
+
+    row = RunRecords(store).get_run(run_id)  # a finished run is refused by the runner, without this note
+    if row is not None and row["status"] in RESUMABLE and row["workflow"] == wf.name and row["version"] != wf.version:
+        click.secho(f"{file} changed since run {run_id} started: steps whose settings, prompt files or "
+                    "inputs changed run again; the others are reused", fg="yellow", err=True)
 
 
 def _step_failed(exc: Exception, runner: Any, file: str) -> UserError:
@@ -137,8 +158,6 @@ def _print(result: Any, file: str) -> None:
     line = ", ".join(f"{s.id} {marks.get(s.status, s.status)}" for s in result.steps)
     click.secho(f"\nsteps: {safe_display(line)}", dim=True)
     click.secho(f"run {result.run_id} · ${result.cost_usd:.6f} · trace {result.trace_id}", dim=True)
-    if result.status != "done":
-        click.secho(f"resume with `flywheel workflow run {file} --resume {result.run_id}`", dim=True)
 
 
 @workflow.command("show")
@@ -150,7 +169,7 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
     from flywheel.cli.prompts import _pad  # a Chinese step id takes two cells a character
     from flywheel.store import Store
     from flywheel.text.display import safe_display
-    from flywheel.workflows.records import RunRecords, scrubbed
+    from flywheel.workflows.records import RESUMABLE, RunRecords, resume_command, scrubbed
     from flywheel.workflows.steps import as_text
 
     with Store.open(state.project.store_url) as store:
@@ -160,12 +179,66 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({**run_row, "reason": scrubbed(run_row.get("reason")), "steps": steps})
         return
-    click.secho(f"{run_row['workflow']} · run {run_id} · {run_row['status']}", bold=True)
+    trace = f" · trace {run_row['trace_id']}" if run_row.get("trace_id") else ""
+    click.secho(f"{run_row['workflow']} · run {run_id} · {run_row['status']}{trace}", bold=True)
     click.echo(f"inputs: {safe_display(as_text(run_row.get('inputs')))}")
-    if run_row.get("reason"):
+    state = _state(run_row)
+    if state:
+        click.echo(safe_display(state))
+    elif run_row.get("reason"):
         click.echo(f"reason: {safe_display(scrubbed(run_row['reason']) or '')}")  # rows stored before scrubbing
     for s in steps:
         preview = safe_display(as_text(s["output"]))[:100]
         click.echo(f"  {_pad(safe_display(s['step_id']), 25)}{s['kind']:<9} ${s['cost_usd']:.6f}  {preview}")
     if run_row.get("output") is not None:
         click.echo(f"output: {safe_display(as_text(run_row['output']), multiline=True)}")
+    if run_row["status"] in RESUMABLE and not (state or "").startswith("being run"):
+        click.secho(f"resume with {resume_command(run_row)}", dim=True)
+
+
+def _state(run: dict[str, Any], short: bool = False) -> str | None:
+    """What a `running` run is doing: run by a live process, or left by one that is gone (killed, crashed); with
+    `short`, None for the latter."""
+    import time
+
+    from flywheel.workflows.records import held_elsewhere
+
+    if run["status"] != "running":
+        return None
+    busy = held_elsewhere(run, time.time())
+    if busy is not None:
+        return f"being run by {busy}"
+    return None if short else "its process is gone (killed or crashed): it stopped mid-run"
+
+
+@workflow.command("runs")
+@click.option("--workflow", "name", default=None, help="Only runs of this workflow (its `name:`).")
+@click.option("--last", default=20, show_default=True, type=click.IntRange(1, 10_000), help="How many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_obj
+def runs(state: Any, name: str | None, last: int, as_json: bool) -> None:
+    """List recent workflow runs (newest first) with their state: done, stopped, refused (finished), or failed,
+    interrupted, running (resumable; a `running` run whose process is gone was killed)."""
+    from flywheel.store import Store
+    from flywheel.text.display import safe_display
+    from flywheel.workflows.records import RunRecords, scrubbed
+
+    with Store.open(state.project.store_url) as store:
+        rows = RunRecords(store).recent(name, last)
+    if as_json:
+        emit_json([{**r, "reason": scrubbed(r.get("reason"))} for r in rows])
+        return
+    if not rows:
+        of = f" of workflow '{name}'" if name else ""
+        click.echo(f"no workflow runs{of} yet: start one with `flywheel workflow run FILE.yaml --input NAME=VALUE`")
+        return
+    from flywheel.cli.traces import _when
+
+    click.echo(f"{'run':<32}  {'updated':<11}  {'workflow':<20}  {'status':<11}  {'cost $':<9}  why")
+    for r in rows:
+        live = _state(r, short=True)
+        status = r["status"] if r["status"] != "running" or live else "killed"  # its process is gone
+        why = live or ("" if r["status"] == "running" else scrubbed(r.get("reason")) or "")
+        line = (f"{r['run_id']:<32}  {_when(r['updated_at']):<11}  {safe_display(r['workflow'])[:20]:<20}  "
+                f"{status:<11}  {r['cost_usd']:<9.6f}  {safe_display(why)}")
+        click.echo(line[:240].rstrip())

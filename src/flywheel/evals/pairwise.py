@@ -272,6 +272,10 @@ async def compare_pairs(
     )
 
 
+def _answered(r: Any) -> bool:
+    return r.output is not None and r.error is None
+
+
 def pairs_from_runs(runs: Any, run_a: str, run_b: str) -> tuple[dict[str, Any], dict[str, Any], list[Pair]]:
     """The two runs (by id / prefix) and one pair per case both answered (first repeat of each)."""
     ra, rb = runs.get(run_a), runs.get(run_b)
@@ -283,14 +287,14 @@ def pairs_from_runs(runs: Any, run_a: str, run_b: str) -> tuple[dict[str, Any], 
             "only runs of the same suite can be compared",
             hint="list runs with `flywheel eval --list` and pick two of one suite",
         )
-    first = {
-        r.case_id: r for r in runs.load_results(ra["id"]) if r.repeat_index == 0 and r.output is not None
-    }
+    # an answer that ended in an error is no answer (a multi-turn one keeps the turns before the error: half a
+    # conversation is not a pair for a whole one)
+    first = {r.case_id: r for r in runs.load_results(ra["id"]) if r.repeat_index == 0 and _answered(r)}
     pairs = []
     for r in runs.load_results(rb["id"]):
         other = first.get(r.case_id)
         # a case edited between the runs asks another question: its answers are not a pair
-        if r.repeat_index == 0 and r.output is not None and other is not None and other.input == r.input:
+        if r.repeat_index == 0 and _answered(r) and other is not None and other.input == r.input:
             pairs.append(
                 Pair(
                     r.case_id,

@@ -241,19 +241,37 @@ def _existing(path: Path) -> tuple[str, dict[str, Any] | None]:
     return text, data
 
 
+_CASES_KEY = re.compile(r"^cases:[ \t]*(?P<empty>\[[ \t]*\])?[ \t]*(?P<comment>#.*)?$", re.MULTILINE)
+_TOP_LEVEL = re.compile(r"^(?=[^\s#-])", re.MULTILINE)  # a line that starts a top-level key (not a list item)
+_LEADING_NOTES = re.compile(r"(?:^[ \t]*(?:#.*)?\n)+\Z", re.MULTILINE)  # blank / comment lines before it
+
+
 def _append(text: str, data: dict[str, Any], cases: list[dict[str, Any]]) -> str:
-    """The file with `cases` appended: as text (comments and layout kept) when `cases:` is the last top-level
-    block, else the whole suite written again."""
+    """The file with `cases` added at the end of its `cases:` block as text, so comments and layout everywhere
+    else are kept (also when other keys follow the block, or it is `cases: []`); the whole suite written again
+    only when that text does not load back as the intended suite (a flow-style list)."""
     wanted = {**data, "cases": [*data["cases"], *cases]}
-    items = re.findall(r"^( *)- ", text[text.find("\ncases:"):], re.MULTILINE) if "\ncases:" in text else []
-    indent = items[0] if items else ""
-    block = "".join(indent + line + "\n" for line in _dump(cases).splitlines())
-    candidate = text.rstrip("\n") + "\n" + block
-    try:
-        if yaml.safe_load(candidate) == wanted:
-            return candidate
-    except yaml.YAMLError:
-        pass
+    key = _CASES_KEY.search(text)
+    if key is not None:
+        head = text[:key.start()] + ("cases:" + (f"  {key['comment']}" if key["comment"] else "")
+                                      if key["empty"] else key.group(0))
+        rest = text[key.end():]
+        following = _TOP_LEVEL.search(rest)
+        end = following.start() if following else len(rest)
+        notes = _LEADING_NOTES.search(rest[:end])  # comments above the next key belong to that key
+        if notes is not None and following is not None:
+            end = notes.start()
+        body = rest[:end]
+        items = re.findall(r"^( *)- ", body, re.MULTILINE)
+        indent = items[0] if items else "  "
+        block = "".join(indent + line + "\n" for line in _dump(cases).splitlines())
+        body = body.rstrip("\n")
+        candidate = head + body + "\n" + block + rest[end:]
+        try:
+            if yaml.safe_load(candidate) == wanted:
+                return candidate
+        except yaml.YAMLError:
+            pass
     return _dump(wanted)
 
 

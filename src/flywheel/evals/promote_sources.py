@@ -43,8 +43,9 @@ def _apps(store: Any, trace_ids: list[str]) -> dict[str, str | None]:
     return {tid: app for tid, app in rows}
 
 
-def from_queue(store: Any, queue: str, verdict: str = "fail") -> list[Source]:
-    """Items of `queue` whose human majority verdict is `verdict` (binary queues)."""
+def from_queue(store: Any, queue: str, verdict: str = "fail", *, missing: list[str] | None = None) -> list[Source]:
+    """Items of `queue` whose human majority verdict is `verdict` (binary queues). An item whose trace was deleted
+    from the store after review has no input to replay: it is left out, and its trace id added to `missing`."""
     from flywheel.feedback import queues
     from flywheel.feedback.agreement import majority
 
@@ -63,6 +64,10 @@ def from_queue(store: Any, queue: str, verdict: str = "fail") -> list[Source]:
     feedback = _feedback(store, [i.trace_id for i in items]) if items else {}
     out = []
     for item in items:
+        if item.trace_id not in apps:  # no `traces` row any more (apps has every stored trace, app or not)
+            if missing is not None:
+                missing.append(item.trace_id)
+            continue
         mine = [lb for lb in labels if lb.item_id == item.id and lb.verdict == verdict]
         reasons = list(dict.fromkeys(lb.reason for lb in mine if lb.reason))
         # no annotator wrote one: the trace's own correction (a user's, through feedback), as `--traces` reads it
@@ -80,14 +85,16 @@ def from_queue(store: Any, queue: str, verdict: str = "fail") -> list[Source]:
 
 def from_traces(store: Any, trace_ids: list[str]) -> list[Source]:
     """The given traces; reason and correction from their feedback (comments, `correction` / `edited`)."""
+    from flywheel.feedback.events import trace_id_of
     from flywheel.tracing.query import get_trace
 
     full = []
     for tid in trace_ids:
-        trace = get_trace(store, tid)  # resolves a unique prefix
+        trace = get_trace(store, trace_id_of(tid))  # resolves a unique prefix, and a response id (chatcmpl-…)
         if trace is None:
             raise UserError(f"unknown trace {tid}", hint="list traces with `flywheel traces`")
         full.append(trace["trace_id"])
+    full = list(dict.fromkeys(full))  # one trace given twice (a prefix and the whole id) is one case
     feedback = _feedback(store, full)
     return _sources(store, full, feedback, "trace")
 

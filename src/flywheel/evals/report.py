@@ -66,6 +66,11 @@ def render_run(
         + (f" · resumed {s.resumed} result(s)" if s.resumed else "")
         + (f" · {s.errors} error(s)" if s.errors else "")
     )
+    choice = s.multiple_choice
+    if choice and choice["executions"]:  # which reading scored how many: a fallback means words, not a letter
+        methods = ", ".join(f"{name} {n}" for name, n in choice["methods"].items())
+        console.print(f"  multiple choice {choice['correct']}/{choice['executions']} correct = "
+                      f"{_pct(choice['accuracy'])} (by {escape(methods)})")
     for line in judge_agreement(s, judges):
         console.print(f"  judge agreement {escape(agreement_text(line))}")
         if line.get("warning"):

@@ -20,6 +20,7 @@ from flywheel.evals.records import CaseRun, scrub
 from flywheel.evals.report import agreement_text, judge_agreement, usd
 from flywheel.evals.runner import RunSummary
 from flywheel.evals.textdiff import diff_html
+from flywheel.types import CheckResult
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;
@@ -178,17 +179,23 @@ def _diff(s: RunSummary, previous: dict[str, Any], old: list[CaseRun]) -> str:
     )
 
 
+def _label(c: CheckResult) -> str:
+    """A check's name, with its turn in a multi-turn case (the same check often runs on every turn)."""
+    turn = c.details.get("turn")
+    return escape(f"turn {turn} · {c.name}" if turn is not None else c.name)
+
+
 def _cases(s: RunSummary) -> str:
     rows = []
     for r in s.results:
         verdict = "<span class='pass'>pass</span>" if r.passed else "<span class='fail'>fail</span>"
         tags = "".join(
             f"<span class='tag {'pass' if c.passed else 'fail'}' title='{_t(c.reason)}'>"
-            f"{escape(c.name)}</span>"
+            f"{_label(c)}</span>"
             for c in r.checks
         )
         detail = "".join(
-            f"<li><b>{escape(c.name)}</b> {'✔' if c.passed else '✘'} {_t(c.error or c.reason)}"
+            f"<li><b>{_label(c)}</b> {'✔' if c.passed else '✘'} {_t(c.error or c.reason)}"
             f" <span class='muted'>spec {escape(c.spec)}</span></li>"
             for c in r.checks
         )

@@ -11,8 +11,9 @@ versions resumes it and runs only the missing cases. Pass `resume=False` for a f
 
 A multi-turn case runs its turns in order in one session; each check result carries its turn
 (`details.turn`), the stored output is the transcript, and the case passes when every turn passes
-(`by_case[i].turns` has each turn's pass count). A multiple-choice case records one `choice` check
-(`details`: chosen, answer, method) and the summary's `multiple_choice` has the accuracy. Checks over repeats
+(`by_case[i].turns`); a turn ending in an error stops the conversation, and the error names the turn. A
+multiple-choice case records one `choice` check (`details`: chosen, answer, method), the summary's
+`multiple_choice` the accuracy. Checks over repeats
 (`diversity`) run once per case over all its outputs, after the other checks; their result is added to each of
 the case's runs (and fails them when it fails). A case var `shuffle_seed` shuffles its list vars, per repeat.
 """
@@ -35,10 +36,12 @@ from flywheel.checks.base import Check, CheckContext
 from flywheel.checks.diversity import shuffle_lists
 from flywheel.config import AppConfig
 from flywheel.errors import GatewayError, UserError
+from flywheel.evals.case_kinds import TurnProgress, choice_summary, last_answer, turn_error, turn_rows
+from flywheel.evals.choices import LETTERS
 from flywheel.evals.records import CaseRun, RunStore
 from flywheel.evals.stats import wilson
 from flywheel.evals.suite import EvalCase, Suite
-from flywheel.evals.targets import LETTERS, Output, Runner, input_text, make_runner
+from flywheel.evals.targets import Output, Runner, input_text, make_runner
 from flywheel.types import CheckResult, content_hash
 
 
@@ -194,23 +197,35 @@ async def _single(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner:
                                                                            out, services))
 
 
-async def _turns(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner, services: Any) -> None:
-    outs = await runner.converse(vars, [t.input for t in case.turns])
-    transcript, checks = [], []
-    for n, (turn, out) in enumerate(zip(case.turns, outs, strict=True), start=1):
-        ctx = _context(turn.input, vars, turn.reference or case.reference, out, services)
-        for check in await _checked(per_output(turn.checks), out, ctx):
-            check.details, check.reason = {**check.details, "turn": n}, f"turn {n}: {check.reason}"
-            checks.append(check)
-        transcript.append(f"[turn {n}] {turn.input}\n{out.text}")
-    last = outs[-1]
-    _record(result, last)
-    result.output = "\n\n".join(transcript)
-    result.latency_ms = sum(o.latency_ms for o in outs)
-    result.cost_usd = sum(o.cost_usd or 0.0 for o in outs)
-    result.models = sorted({m for o in outs for m in o.models})
-    result.usage = {k: sum(o.usage.get(k, 0) for o in outs) for k in ("input_tokens", "output_tokens")}
-    result.checks = checks
+async def _turns(
+    case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner, services: Any, progress: TurnProgress
+) -> None:
+    """The turns in order, each checked as soon as it is answered; when a turn fails with an error (or the case
+    times out) the turns before it keep their outputs and checks, and the later ones are not sent."""
+    outs: list[Output] = []
+    transcript: list[str] = []
+    checks: list[CheckResult] = []
+    progress.turn = 1
+    try:
+        async for out in runner.converse(vars, [t.input for t in case.turns]):
+            n = len(outs) + 1
+            turn = case.turns[n - 1]
+            ctx = _context(turn.input, vars, turn.reference or case.reference, out, services)
+            for check in await _checked(per_output(turn.checks), out, ctx):
+                check.details, check.reason = {**check.details, "turn": n}, f"turn {n}: {check.reason}"
+                checks.append(check)
+            outs.append(out)
+            transcript.append(f"[turn {n}] {turn.input}\n{out.text}")
+            progress.turn = n + 1
+    finally:
+        if outs:
+            _record(result, outs[-1])
+            result.output = "\n\n".join(transcript)
+            result.latency_ms = sum(o.latency_ms for o in outs)
+            result.cost_usd = sum(o.cost_usd or 0.0 for o in outs)
+            result.models = sorted({m for o in outs for m in o.models})
+            result.usage = {k: sum(o.usage.get(k, 0) for o in outs) for k in ("input_tokens", "output_tokens")}
+            result.checks = checks
 
 
 async def _choice(case: EvalCase, vars: dict[str, Any], result: CaseRun, runner: Runner) -> None:
@@ -236,10 +251,11 @@ async def run_case(
     question = case.turns[0].input if case.turns else input_text(vars)
     result = CaseRun(case.id, repeat_index, passed=False, score=0.0, output=None, input=question, vars=case.vars,
                      reference=case.reference)
+    progress = TurnProgress()
     try:
         async with asyncio.timeout(timeout_s):
             if case.turns:
-                await _turns(case, vars, result, runner, services)
+                await _turns(case, vars, result, runner, services, progress)
             elif case.choices:
                 await _choice(case, vars, result, runner)
             else:
@@ -252,6 +268,9 @@ async def run_case(
         raise  # a mistake in the suite or configuration: stop the run and say so
     except Exception as exc:  # noqa: BLE001 - a crashing target is this case's failure, not the run's
         result.error = f"{type(exc).__name__}: {exc}"
+    if result.error is not None and case.turns:  # the turns before keep their outputs, checks and cost
+        result.error = turn_error(progress.turn, len(case.turns), result.error)
+        result.latency_ms = None  # a broken-off conversation's time is no conversation's latency
     if result.error is None:
         result.passed = all(c.passed for c in result.checks)
         result.score = statistics.fmean(c.score for c in result.checks) if result.checks else 1.0
@@ -268,10 +287,14 @@ def over_repeats(suite: Suite, results: list[CaseRun], services: Any) -> None:
         runs = [r for r in by_case.get(case.id, []) if r.error is None]
         if not group or not runs:
             continue
-        outputs = [r.output or "" for r in sorted(runs, key=lambda r: r.repeat_index)]
-        ctx = CheckContext(input=runs[0].input, vars=case.vars, reference=case.reference, services=services)
+        outputs = [last_answer(case, r) for r in sorted(runs, key=lambda r: r.repeat_index)]
+        question = case.turns[-1].input if case.turns else runs[0].input
+        reference = (case.turns[-1].reference if case.turns else None) or case.reference
+        ctx = CheckContext(input=question, vars=case.vars, reference=reference, services=services)
         for check in group:
             verdict = check.run_many(outputs, ctx)  # type: ignore[attr-defined]
+            if case.turns:
+                verdict.details = {**verdict.details, "turn": len(case.turns)}
             for r in runs:
                 r.checks = [c for c in r.checks if c.spec != verdict.spec or c.name != verdict.name] + [verdict]
                 r.passed = all(c.passed for c in r.checks)
@@ -421,7 +444,7 @@ def summarize(
             "errors": sum(r.error is not None for r in runs),
         }
         if case.turns:
-            entry["turns"] = _turn_rows(case, runs)
+            entry["turns"] = turn_rows(case, runs)
         cases.append(entry)
     checks: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -466,32 +489,6 @@ def summarize(
         flaky=[c["id"] for c in cases if c["flaky"]],
         versions=versions,
         warnings=list(suite.warnings),
-        multiple_choice=_choice_summary(suite, results),
+        multiple_choice=choice_summary(suite, results),
         results=results,
     )
-
-
-def _turn_rows(case: EvalCase, runs: list[CaseRun]) -> list[dict[str, Any]]:
-    """Per turn: how many runs passed it, and the checks that failed it (a run that errored passes none)."""
-    rows = []
-    for n, turn in enumerate(case.turns, start=1):
-        mine = [[c for c in r.checks if c.details.get("turn") == n] for r in runs if r.error is None]
-        failed = sorted({c.name for checks in mine for c in checks if not c.passed})
-        rows.append({"turn": n, "input": turn.input, "runs": len(runs),
-                     "passes": sum(all(c.passed for c in checks) for checks in mine), "failed_checks": failed})
-    return rows
-
-
-def _choice_summary(suite: Suite, results: list[CaseRun]) -> dict[str, Any] | None:
-    ids = {c.id for c in suite.cases if c.choices}
-    if not ids:
-        return None
-    runs = [r for r in results if r.case_id in ids]
-    correct = sum(r.passed for r in runs)
-    methods: dict[str, int] = defaultdict(int)
-    for r in runs:
-        for c in r.checks:
-            if c.name == "choice":
-                methods[str(c.details.get("method"))] += 1
-    return {"cases": len(ids), "executions": len(runs), "correct": correct,
-            "accuracy": round(correct / len(runs), 4) if runs else None, "methods": dict(sorted(methods.items()))}

@@ -48,6 +48,7 @@ from flywheel.config import Project, read_yaml
 from flywheel.config import where as line_of
 from flywheel.errors import ConfigError, UserError
 from flywheel.evals.case_files import read_case_file
+from flywheel.evals.choices import MAX_CHOICES
 from flywheel.evals.suite_schema import CaseSpec, DefaultsSpec, SuiteSpec, validate
 from flywheel.registry import unknown_alias, unknown_name
 from flywheel.types import content_hash
@@ -241,14 +242,14 @@ def load_suite(path: str | Path, project: Project | None = None) -> Suite:
             )
         seen[case.id] = case_where
         _has_prompt_vars(case, target, at(*keypath, "vars") if keypath is not None else case_where)
-        if target.kind == "workflow":
-            check_case(workflow, step_id, case.vars, case.id, case_where)
-        if case.turns and target.kind == "python":
+        if case.turns and target.kind in ("python", "workflow"):
             raise ConfigError(
                 f"case `{case.id}` has `turns:` but the target {target} keeps no conversation",
                 where=case_where,
                 hint="multi-turn cases need an app: target (a chat app keeps the session) or a model: target",
             )
+        if target.kind == "workflow":
+            check_case(workflow, step_id, case.vars, case.id, case_where)
         stated = sum(len(t.checks) for t in case.turns) if case.turns else len(case.checks)
         # a multiple-choice case is scored by its answer; a promoted one states what its label says
         if stated < MIN_CHECKS and not case.choices and not _promoted(case):
@@ -295,7 +296,7 @@ def _known_alias(alias: str, project: Project, where: str) -> None:
 def _target(spec: SuiteSpec, project: Project, at: Callable[..., str]) -> Target:
     raw = spec.target.strip()
     where = at("target")
-    kind, _, name = raw.partition(":")
+    kind, _, name = (part.strip() for part in raw.partition(":"))
     if kind == "app":
         if spec.prompt is not None:
             raise ConfigError(
@@ -309,12 +310,23 @@ def _target(spec: SuiteSpec, project: Project, at: Callable[..., str]) -> Target
                                hint="use one of those, or add it under `apps:` in flywheel.yaml")
         return Target("app", app, where=where)
     if kind == "model":
+        if not name:
+            aliases = sorted(project.config.models)
+            configured = f"configured aliases: {', '.join(aliases)}" if aliases else "no aliases are configured"
+            example = next((a for a in project.config.models if a != "default"), "default" if aliases else "ALIAS")
+            raise ConfigError(f"`target: {raw}` names no model alias ({configured})", where=where,
+                              hint=f"write `target: model:{example}`; aliases are the names under `models:` in "
+                              "flywheel.yaml")
         _known_alias(name, project, where)
         prompt = _prompt(spec.prompt, project, at("prompt"))
         return Target("model", name, prompt=prompt, where=where, prompt_where=at("prompt"))
     if kind == "workflow":
         from flywheel.workflows.eval_target import parse_target
 
+        if not name.partition("#")[0].strip():
+            raise ConfigError(f"`target: {raw}` names no workflow file", where=where,
+                              hint="write `target: workflow:PATH.yaml` or `workflow:PATH.yaml#STEP`, the path "
+                              "relative to the project folder")
         parse_target(name, project.root, where)
         return Target("workflow", name, where=where)
     if not name or not all(part.isidentifier() for part in kind.split(".")):
@@ -429,6 +441,9 @@ def _built(located: list[tuple[Any, str]], project: Project) -> list[Check]:
 def _answer_index(choices: list[str], answer: int | str | None, n: int, here: Callable[..., str]) -> int:
     """The right choice's index: `answer` as written (an index from 0, or the text of a choice)."""
     listed = ", ".join(f"{i}: {c}" for i, c in enumerate(choices))
+    if len(choices) > MAX_CHOICES:  # the options are lettered A to Z
+        raise ConfigError(f"case {n} has {len(choices)} choices; at most {MAX_CHOICES} (A to Z)",
+                          where=here("choices"), hint="split the question, or drop the least likely options")
     if len({c.strip().casefold() for c in choices}) != len(choices):
         raise ConfigError(f"case {n} lists the same choice twice", where=here("choices"),
                           hint="every choice must be different")

@@ -25,15 +25,20 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.evals.choices import (
+    choice_question,
+    chosen_by_logprobs,
+    chosen_by_text,
+    first_token_alternatives,
+)
 from flywheel.evals.suite import Suite, Target
 from flywheel.prompts import RenderedPrompt, family_of, supports_prefill
 from flywheel.prompts.render import source_items
@@ -60,39 +65,6 @@ class Output:
     top_logprobs: dict[str, float] | None = None  # the first answer token's alternatives, when the provider says
 
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-MC_INSTRUCTION = "Answer with the letter of the right choice."
-
-
-def choice_question(question: str, choices: list[str]) -> str:
-    """The question with its options lettered A, B, C … (lm-evaluation-harness style)."""
-    options = "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return f"{question}\n\n{options}\n\n{MC_INSTRUCTION}"
-
-
-def chosen_by_logprobs(top: dict[str, float], n: int) -> int | None:
-    """The most likely option letter among the first token's alternatives (" B", "B." count as B)."""
-    best: tuple[float, int] | None = None
-    for token, logprob in top.items():
-        letter = token.strip().rstrip(".):").upper()
-        if len(letter) == 1 and letter in LETTERS[:n] and (best is None or logprob > best[0]):
-            best = (logprob, LETTERS.index(letter))
-    return best[1] if best is not None else None
-
-
-def chosen_by_text(text: str, choices: list[str]) -> int | None:
-    """The option a generated answer names: a leading letter ("B", "(B)", "B. Rome", "Answer: B"), else the one
-    choice whose text it contains; None when it names none or several."""
-    letters = LETTERS[:len(choices)]
-    said = re.match(rf"^\s*\(?([{letters}])\)?(?:\s*$|[.):：,])", text) or \
-        re.search(rf"(?:(?i:answer|choice|option)|答案|选项)\s*(?:(?i:is)|是)?\s*[:：]?\s*\(?([{letters}])\)?(?![A-Za-z])", text)
-    if said:
-        return letters.index(said.group(1))
-    lowered = text.casefold()
-    found = [i for i, c in enumerate(choices) if c.strip() and c.strip().casefold() in lowered]
-    return found[0] if len(found) == 1 else None
-
-
 def input_text(vars: dict[str, Any]) -> str:
     for name in INPUT_VARS:
         if name in vars and vars[name] is not None:
@@ -112,13 +84,16 @@ class Runner:
     async def call(self, vars: dict[str, Any]) -> Output:
         raise NotImplementedError
 
-    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
-        """The outputs of a conversation's turns, sent in order."""
+    def converse(self, vars: dict[str, Any], inputs: list[str]) -> AsyncIterator[Output]:
+        """The outputs of a conversation's turns, sent in order, each as soon as it is answered (a turn that
+        fails leaves the earlier ones with the caller)."""
         raise UserError(f"{self.target} keeps no conversation", where=self.target.where,
                         hint="multi-turn cases need an app: target (a chat app) or a model: target")
 
     async def choose(self, vars: dict[str, Any], choices: list[str]) -> tuple[int | None, Output, str]:
-        """(chosen index or None, the output, "logprobs" | "generation") for a multiple-choice question."""
+        """(chosen index or None, the output, method) for a multiple-choice question; the method is "logprobs",
+        "generation" (no log-probabilities came back) or "generation-fallback" (they came back, but no option was
+        the likeliest first token: the model answered in words, so its text is read)."""
         name = next((n for n in INPUT_VARS if vars.get(n) is not None), None)
         if name is None and len(vars) == 1:
             name = next(iter(vars))
@@ -127,9 +102,10 @@ class Runner:
                             hint=f"give it one of the vars {', '.join(INPUT_VARS)}")
         out = await self.call({**vars, name: choice_question(str(vars[name]), choices)})
         if out.top_logprobs:
-            picked = chosen_by_logprobs(out.top_logprobs, len(choices))
+            picked = chosen_by_logprobs(out.top_logprobs, choices)
             if picked is not None:
                 return picked, out, "logprobs"
+            return chosen_by_text(out.text, choices), out, "generation-fallback"
         return chosen_by_text(out.text, choices), out, "generation"
 
     async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -185,7 +161,7 @@ class AppRunner(Runner):
         answer = await self.in_thread(self.app.run, question, tenant, **options)
         return from_answer(answer, (time.perf_counter() - start) * 1000)
 
-    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
+    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> AsyncIterator[Output]:
         """Each turn is `app.run(turn, tenant, session_id=…)` in a fresh session (one per case run)."""
         if "session_id" not in _parameters(self.app.run):
             raise UserError(f"app:{self.target.name} keeps no sessions (kind {getattr(self.app, 'kind', '?')})",
@@ -195,12 +171,10 @@ class AppRunner(Runner):
         tenant = vars.get("tenant") or self.tenant
         options: dict[str, Any] = {"model": self.model} if self.model else {}
         options["session_id"] = f"eval-{uuid.uuid4().hex}"
-        outputs = []
         for text in inputs:
             start = time.perf_counter()
             answer = await self.in_thread(self.app.run, text, tenant, **options)
-            outputs.append(from_answer(answer, (time.perf_counter() - start) * 1000))
-        return outputs
+            yield from_answer(answer, (time.perf_counter() - start) * 1000)
 
 
 def from_answer(answer: Answer, latency_ms: float) -> Output:
@@ -261,21 +235,19 @@ class ModelRunner(Runner):
             )
         return [Message(role="user", content=text)]
 
-    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> list[Output]:
+    async def converse(self, vars: dict[str, Any], inputs: list[str]) -> AsyncIterator[Output]:
         """Each turn is the suite's prompt rendered with the turn's text as `input` / `question`, after the
         earlier turns' user messages and answers."""
         history: list[Message] = []
-        outputs = []
         for text in inputs:
             turn_vars = {**vars, "input": text, "question": text}
             rendered = self.rendered(turn_vars)
             messages = rendered.messages() if rendered is not None else [Message(role="user", content=text)]
             head = [m for m in messages[:1] if m.role == "system"]
             out = await self.call(turn_vars, [*head, *history, *messages[len(head):]])
-            outputs.append(out)
+            yield out
             history += [m for m in messages[len(head):] if m.role == "user"]
             history.append(Message(role="assistant", content=out.text))
-        return outputs
 
     async def call(self, vars: dict[str, Any], messages: list[Message] | None = None) -> Output:
         rendered = self.rendered(vars)
@@ -310,16 +282,6 @@ class ModelRunner(Runner):
         if self.on_loop:
             await self.gateway.aclose()  # this loop's connections; the next run's loop opens its own
         await super().aclose()
-
-
-def first_token_alternatives(tokens: list[dict[str, Any]] | None) -> dict[str, float] | None:
-    """token -> logprob of the first answer token's alternatives (`ChatResult.logprobs`), when present."""
-    if not tokens or not isinstance(tokens[0], dict):
-        return None
-    first = tokens[0]
-    options = first.get("top_logprobs") or [first]
-    found = {str(o["token"]): float(o["logprob"]) for o in options if "token" in o and "logprob" in o}
-    return found or None
 
 
 def _lean_async(gateway: Any, alias: str) -> bool:

@@ -19,14 +19,16 @@ import types
 from pathlib import Path
 from typing import Any
 
-from flywheel.feedback.events import EVENTS, SOURCES, FeedbackEvent, for_trace, record, validate
+from flywheel.feedback.events import EVENTS, SOURCES, FeedbackEvent, for_trace, record, trace_id_of, validate
 
 
 def send(trace_id: str, name: str, value: Any = None, *, comment: str | None = None, source: str = "user",
          span_id: str | None = None, actor: str | None = None, tenant: str | None = None,
          project: str | Path | Any = ".", store: Any = None) -> FeedbackEvent:
     """Record one feedback event on `trace_id` in the store of `project` (a folder or a Project), or in `store`
-    when given. `name`/`value` as in `record` ("thumbs", "down"; "score", 0.2; "correction", "…")."""
+    when given. `name`/`value` as in `record` ("thumbs", "down"; "score", 0.2; "correction", "…"). `trace_id` may
+    be the id of a response the server returned (`chatcmpl-<trace id>`, `resp_…`, `msg_…`)."""
+    trace_id = trace_id_of(trace_id)
     if store is not None:
         return record(store, trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor,
                       tenant=tenant)
@@ -56,4 +58,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "for_trace", "record", "send", "validate"]
+__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "for_trace", "record", "send", "trace_id_of", "validate"]

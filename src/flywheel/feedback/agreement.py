@@ -289,7 +289,10 @@ def agreement_report(labels: Iterable[tuple[str, str, str]], *, n_boot: int = 10
     blocks += [_fleiss_features(counts), _alpha_features(counts)]
     features = np.concatenate(blocks, axis=1) if data.items else np.zeros((0, sum(b.shape[1] for b in blocks)))
     point = features.sum(0)
-    boot = _bootstrap(features, n_boot, seed) if n_boot and len(data.items) >= 2 else None
+    # resampled in item-id order: the intervals of the same labels do not depend on the order they were read in
+    # (`flywheel review agreement` and an export's datasheet print the same ones)
+    by_id = np.array(sorted(range(len(data.items)), key=data.items.__getitem__), dtype=np.int64)
+    boot = _bootstrap(features[by_id], n_boot, seed) if n_boot and len(data.items) >= 2 else None
 
     out_pairs: list[dict[str, Any]] = []
     col = 0

@@ -37,6 +37,19 @@ SOURCES: tuple[str, ...] = ("user", "annotator", "check", "judge")
 MAX_TEXT = 20_000  # characters of a comment, correction or edited text
 _NAME = re.compile(r"^[a-z0-9_.:-]{1,100}$")
 _HEX = re.compile(r"^[0-9a-f]{1,32}$")
+# the ids `flywheel serve` gives its answers carry the trace id: /v1/chat/completions `chatcmpl-<trace>`,
+# /v1/completions `cmpl-<trace>`, /v1/responses `resp_<trace>`, Anthropic /v1/messages `msg_<trace>`
+_RESPONSE_ID = re.compile(r"^(?:chatcmpl-|cmpl-|resp_|msg_)([0-9a-f]{32})$")
+
+
+def trace_id_of(value: Any) -> Any:
+    """The trace id of `value` when it is the id of a response this server returned (what the OpenAI and
+    Anthropic SDKs hand a frontend as `response.id`); anything else unchanged."""
+    if isinstance(value, str):
+        found = _RESPONSE_ID.match(value.strip())
+        if found:
+            return found.group(1)
+    return value
 
 
 def _thumbs(value: Any) -> int:
@@ -110,7 +123,8 @@ def validate(trace_id: Any, name: Any, value: Any = None, *, source: str = "user
         return err
 
     if not isinstance(trace_id, str) or not _HEX.match(trace_id):
-        raise bad("trace_id", "a trace id is 1-32 lowercase hex characters")
+        raise bad("trace_id", "a trace id is 1-32 lowercase hex characters (or a response id such as "
+                              "chatcmpl-<trace id>)")
     if span_id is not None and (not isinstance(span_id, str) or not _HEX.match(span_id)):
         raise bad("span_id", "a span id is 1-32 lowercase hex characters")
     if source not in SOURCES:
@@ -138,7 +152,9 @@ def validate(trace_id: Any, name: Any, value: Any = None, *, source: str = "user
 def record(store: Store, trace_id: str, name: str, value: Any = None, *, source: str = "user",
            span_id: str | None = None, comment: str | None = None, actor: str | None = None,
            tenant: str | None = None, created_at: float | None = None) -> FeedbackEvent:
-    """Validate and store one feedback event against `trace_id`; returns the stored event (with its id)."""
+    """Validate and store one feedback event against `trace_id` (or the id of a response this server returned);
+    returns the stored event (with its id)."""
+    trace_id = trace_id_of(trace_id)
     name, value = validate(trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor)
     # every path (HTTP with a browser's token, Python, CLI) stores user text: a key pasted into a comment or a
     # correction must not reach the store, the dashboard or an eval suite promoted from it

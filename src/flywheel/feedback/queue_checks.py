@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from flywheel.errors import UserError
+from flywheel.feedback.events import trace_id_of
 from flywheel.tracing import tracer
 
 if TYPE_CHECKING:
@@ -50,7 +51,10 @@ def known(store: Store, conn: Any, ids: list[str], tenant: str | None) -> set[st
 
 
 def checked_ids(store: Store, conn: Any, trace_ids: Iterable[str], tenant: str | None) -> list[str]:
-    ids = list(dict.fromkeys(str(t).strip().lower() for t in trace_ids))
+    ids = list(dict.fromkeys(trace_id_of(str(t).strip().lower()) for t in trace_ids))
+    if not ids:
+        raise UserError("`trace_ids` is empty: a queue needs at least one trace",
+                        hint="give trace ids (`flywheel traces` lists them), or leave `trace_ids` out to sample")
     missing = [t for t in ids if t not in known(store, conn, ids, tenant)]
     if missing:
         raise UserError(f"unknown trace id(s): {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""),
@@ -71,6 +75,9 @@ def checked_pairs(store: Store, conn: Any, pairs: Iterable[tuple[str, str]], ten
             raise UserError(f"a pair compares two different traces (got {a} twice)")
         if (a, b) not in clean and (b, a) not in clean:
             clean.append((a, b))
+    if not clean:
+        raise UserError("`pairs` is empty: a pairwise queue needs at least one pair of traces",
+                        hint="give [trace A, trace B] pairs, or leave `pairs` out to sample")
     flat = [x for p in clean for x in p]
     missing = sorted(set(flat) - known(store, conn, flat, tenant))
     if missing:

@@ -322,18 +322,24 @@ class GuardPolicy:
 
     @classmethod
     def from_config(cls, config: GuardsConfig | dict | None, where: Callable[..., str] | None = None,
-                    aliases: set[str] | None = None, *, services: Any = None) -> GuardPolicy:
+                    aliases: set[str] | None = None, *, services: Any = None,
+                    models: Mapping[str, Any] | None = None) -> GuardPolicy:
         """Build and validate; every mistake is a ConfigError naming file:line (via `where(stage, i, key)`).
-        `services` (e.g. Services(gateway=…)) is what LLM checks use when a run's context brings none."""
+        `services` (e.g. Services(gateway=…)) is what LLM checks use when a run's context brings none.
+        `models` (alias → its config; else the services' gateway's) lets a judge guard be checked against the
+        provider that would judge."""
         if config is None:
             return cls(services=services)
         if isinstance(config, dict):
             config = GuardsConfig.model_validate(config)
         loc = where or (lambda *p: None)
+        if models is None:
+            models = getattr(getattr(services, "gateway", None), "models", None)
+        build_one = partial(_build, where=loc, aliases=aliases, models=models if isinstance(models, Mapping) else None)
         return cls(
-            GuardPipeline([_build(s, "input", i, loc, aliases) for i, s in enumerate(config.input)], "input"),
-            GuardPipeline([_build(s, "output", i, loc, aliases) for i, s in enumerate(config.output)], "output"),
-            SourcesPipeline([_build(s, "sources", i, loc, aliases) for i, s in enumerate(config.sources)]),
+            GuardPipeline([build_one(s, "input", i) for i, s in enumerate(config.input)], "input"),
+            GuardPipeline([build_one(s, "output", i) for i, s in enumerate(config.output)], "output"),
+            SourcesPipeline([build_one(s, "sources", i) for i, s in enumerate(config.sources)]),
             services=services,
         )
 
@@ -342,7 +348,7 @@ _HIDDEN, _HIDDEN_MAX = 0xF0000, 60000  # a Unicode private-use plane: no detecto
 
 
 def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None],
-           aliases: set[str] | None) -> Guard:
+           aliases: set[str] | None, models: Mapping[str, Any] | None = None) -> Guard:
     raw: dict[str, Any] = spec.model_dump()
     action = raw["on_fail"]
     message = _message(raw.get("message"), stage, i, where)
@@ -351,15 +357,22 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
         return _build_source_guard(spec, raw, i, where, message, max_chars)
     check_on_fail(spec.check, action, stage, where(stage, i, "on_fail"))
     args = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
-    arg = args.pop("value") if set(args) == {"value"} else (args or None)
+    single = set(args) == {"value"}  # `value: zh` is the check's whole argument
+    arg = args["value"] if single else (args or None)
     try:
         check = build(spec.check, arg, where=where(stage, i, "check"))
     except UserError as exc:  # ConfigError included
-        raise ConfigError(exc.message, where=exc.where, hint=_policy_key_hint(args) or exc.hint) from None
-    judge = getattr(check, "model", None)  # an LLM check's judge alias (judge, agrees-with-reference)
+        where_arg = _named_arg(exc.message, args, stage, i, where, whole=single)
+        raise ConfigError(exc.message, where=where_arg or exc.where,
+                          hint=_policy_key_hint(args) or exc.hint) from None
+    # an LLM check's judge alias (judge, agrees-with-reference, and those under `not-`)
+    judge = getattr(getattr(check, "inner", check), "model", None)
     if isinstance(judge, str) and aliases is not None and judge not in aliases:
         raise unknown_alias(judge, aliases, where=where(stage, i, "model"), used_by=f"guard `{spec.check}`",
                             verb="calls", error=ConfigError)
+    if getattr(check, "needs_llm", False):
+        _check_judge(spec.check, judge if isinstance(judge, str) else None, models,
+                     where(stage, i, "model") if judge else where(stage, i))
     if action == "redact" and not callable(getattr(check, "redact", None)):
         raise ConfigError(f"check `{spec.check}` cannot redact", where=where(stage, i, "on_fail"),
                           hint="redact works with checks that find spans (pii); use block or refrain")
@@ -390,11 +403,38 @@ def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Cal
     try:
         check = build(spec.check, args or None, where=where("sources", i, "check"))
     except UserError as exc:
-        raise ConfigError(exc.message, where=exc.where, hint=_policy_key_hint(args) or exc.hint) from None
+        where_arg = _named_arg(exc.message, args, "sources", i, where)
+        raise ConfigError(exc.message, where=where_arg or exc.where,
+                          hint=_policy_key_hint(args) or exc.hint) from None
     if not callable(getattr(check, "flag_sources", None)):
         raise ConfigError(f"check `{spec.check}` cannot scan retrieved sources", where=where("sources", i, "check"),
                           hint="source guards need a check that flags sources, such as injection")
     return Guard(check=check, on_fail=action, message=message, max_chars=max_chars)
+
+
+def _named_arg(message: str, args: Mapping[str, Any], stage: str, i: int, where: Callable[..., str | None],
+               whole: bool = False) -> str | None:
+    """The line of the argument a check rejected (`threshold: 1.5`, or `value:` when it is the whole argument),
+    else None (the guard's line)."""
+    if not message.startswith("bad argument"):  # an unknown check, or a check's own located error
+        return None
+    if whole:
+        return where(stage, i, "value")
+    named = [key for key in args if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", message)]
+    return where(stage, i, named[0]) if len(named) == 1 else None
+
+
+def _check_judge(check: str, alias: str | None, models: Mapping[str, Any] | None, where: str | None) -> None:
+    """An LLM guard (judge) whose judge is the offline extractive provider — the implicit `default` alias when
+    the guard names no `model:` — could never return a verdict: every answer would fail closed."""
+    name = alias or "default"
+    config = (models or {}).get(name)
+    if getattr(config, "provider", None) != "extractive":
+        return
+    judged = f"is judged by model alias '{name}'" if alias else "names no `model:`, so it is judged by `default`"
+    raise ConfigError(f"guard `{check}` {judged}, the offline extractive provider: it quotes passages and "
+                      "cannot judge, so every answer would be blocked", where=where,
+                      hint="add `model: ALIAS` naming an LLM alias from models: (or a route), e.g. model: strong")
 
 
 def _policy_key_hint(args: Mapping[str, Any]) -> str | None:

@@ -32,10 +32,13 @@ def build(fmt: str, collected: Collected, used: list[Labelled], counts: dict[str
         },
         "labels": {
             "n_labels": collected.n_labels,
+            "kind": rep.get("kind"),  # κ and α below are of this kind's labels; the other kind's: other_kind
             "annotators": rep.get("annotators", []),
             "fleiss_kappa": rep.get("fleiss_kappa"), "fleiss_ci95": rep.get("fleiss_ci95"),
             "krippendorff_alpha": rep.get("krippendorff_alpha"), "krippendorff_ci95": rep.get("krippendorff_ci95"),
-            "mean_item_agreement": round(sum(x.agreement for x in used) / len(used), 4) if used else None,
+            # every labelled item read, the ties and low-agreement ones left out included (as κ and α are)
+            "mean_item_agreement": collected.mean_item_agreement,
+            **({"other_kind": rep["other_kind"]} if rep.get("other_kind") else {}),
         },
         "date_range": {"first": _day(min(starts)) if starts else None, "last": _day(max(starts)) if starts else None},
         "dropped": {**collected.dropped, **dropped},
@@ -80,9 +83,10 @@ def render(sheet: dict[str, Any]) -> str:
              f"- rows from: {_counts(src['from'])}",
              f"- date range: {sheet['date_range']['first'] or '—'} … {sheet['date_range']['last'] or '—'}", "",
              "## Label agreement", "", f"- labels: {labels['n_labels']} by {len(labels['annotators'])} annotator(s)",
-             f"- Fleiss' κ: {_num(labels['fleiss_kappa'])} (95 % CI {_ci(labels['fleiss_ci95'])})",
-             f"- Krippendorff's α: {_num(labels['krippendorff_alpha'])} (95 % CI {_ci(labels['krippendorff_ci95'])})",
-             f"- mean share of an item's labels agreeing with its majority: {_num(labels['mean_item_agreement'])}", "",
+             *_kappa_lines(labels, labels.get("kind")),
+             *_kappa_lines(labels.get("other_kind") or {}, (labels.get("other_kind") or {}).get("kind")),
+             ("- mean share of an item's labels agreeing with its most common verdict (every labelled item): "
+              f"{_num(labels['mean_item_agreement'])}"), "",
              "## Left out", ""]
     lines += [f"- {why}: {n}" for why, n in sheet["dropped"].items()] or ["- nothing"]
     lines += ["", "## Personal data", "", *_pii_lines(sheet.get("pii") or {})]
@@ -109,6 +113,15 @@ def _pii_lines(pii: dict[str, Any]) -> list[str]:
 
 def _counts(c: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in sorted(c.items(), key=lambda kv: -kv[1])) or "—"
+
+
+def _kappa_lines(stats: dict[str, Any], kind: str | None) -> list[str]:
+    if not stats:
+        return []
+    of = f" ({kind} labels)" if kind else ""
+    return [f"- Fleiss' κ{of}: {_num(stats.get('fleiss_kappa'))} (95 % CI {_ci(stats.get('fleiss_ci95'))})",
+            (f"- Krippendorff's α{of}: {_num(stats.get('krippendorff_alpha'))} "
+             f"(95 % CI {_ci(stats.get('krippendorff_ci95'))})")]
 
 
 def _num(v: Any) -> str:

@@ -80,12 +80,44 @@ def _text(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def prompt_messages(x: Labelled) -> list[dict[str, str]]:
+# roles other SDKs record (OpenAI's `developer` for reasoning models, Gemini's `model`) under the chat names
+_ROLE_ALIASES = {"developer": "system", "model": "assistant"}
+
+
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    """One prompt message in the chat fine-tuning shape: an assistant turn that called tools keeps its
+    `tool_calls` (and has no `content` when it said nothing), a tool result keeps its `tool_call_id`."""
+    role = str(m.get("role", "user"))
+    out: dict[str, Any] = {"role": _ROLE_ALIASES.get(role, role), "content": _text(m.get("content"))}
+    calls = [c for c in m.get("tool_calls") or [] if isinstance(c, dict)] if out["role"] == "assistant" else []
+    if calls:
+        out["tool_calls"] = [_tool_call(c) for c in calls]
+        if not out["content"].strip():
+            del out["content"]
+    if out["role"] == "tool" and isinstance(m.get("tool_call_id"), str):
+        out["tool_call_id"] = m["tool_call_id"]
+    if out["role"] != "tool" and isinstance(m.get("name"), str) and m["name"]:
+        out["name"] = m["name"]
+    return out
+
+
+def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    raw = call.get("function")
+    function: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    arguments = function.get("arguments", "")
+    return {"id": str(call.get("id") or ""), "type": "function",
+            "function": {"name": str(function.get("name") or ""),
+                         "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}}
+
+
+def prompt_messages(x: Labelled) -> list[dict[str, Any]]:
     """The exact final prompt the answer was generated from (not masked yet, see `mask_row`), without a trailing
-    assistant turn."""
-    messages = [{"role": str(m.get("role", "user")), "content": _text(m.get("content"))}
-                for m in x.prompt if isinstance(m, dict)]
-    while messages and messages[-1]["role"] == "assistant":
+    assistant turn; tool calls and tool results kept."""
+    messages = [_message(m) for m in x.prompt if isinstance(m, dict)]
+    # a turn with no text and no tool call (an empty system prompt, an image-only user turn) has nothing a chat
+    # fine-tune can hold: OpenAI refuses a line with one, so it would block the whole file
+    messages = [m for m in messages if m["role"] == "tool" or "tool_calls" in m or m["content"].strip()]
+    while messages and messages[-1]["role"] == "assistant" and "tool_calls" not in messages[-1]:
         messages.pop()
     if not messages or not any(m["role"] == "user" for m in messages):
         messages.append({"role": "user", "content": x.input or ""})
@@ -146,14 +178,30 @@ def mask_row(x: Labelled, row: dict[str, Any], keep: frozenset[str] = frozenset(
     else:
         parts = {name: row[name] for name in DPO_FIELDS}
         fields = DPO_FIELDS
-    masked = pseudonymize({name: [str(m.get("content") or "") for m in parts[name]] for name in fields}, keep)
+    # every text of a field, its messages' contents and then their tool calls' arguments, masked as one record
+    masked = pseudonymize({name: [str(m.get("content") or "") for m in parts[name]]
+                                 + [c["function"]["arguments"] for m in parts[name] for c in m.get("tool_calls", [])]
+                           for name in fields}, keep)
     if tally is not None:
         tally.add(masked, correction=bool(x.correction) and x.kind == "binary")
-    new = {name: [{**m, "content": masked.fields[name][i] or ""} for i, m in enumerate(parts[name])]
-           for name in fields}
+    new = {name: _with_masked(parts[name], masked.fields[name]) for name in fields}
     if "messages" in row:
         return {**row, "messages": new["prompt"] + new["answer"]}
     return {**row, **new}
+
+
+def _with_masked(messages: list[dict[str, Any]], texts: list[str | None]) -> list[dict[str, Any]]:
+    """`messages` with their contents and tool-call arguments replaced by the masked `texts` (in `mask_row`'s
+    order)."""
+    args = iter(texts[len(messages):])
+    out = []
+    for m, text in zip(messages, texts, strict=False):
+        new = {**m, "content": text or ""} if "content" in m else dict(m)
+        if "tool_calls" in m:
+            new["tool_calls"] = [{**c, "function": {**c["function"], "arguments": next(args) or ""}}
+                                 for c in m["tool_calls"]]
+        out.append(new)
+    return out
 
 
 def validate_openai(rows: list[dict[str, Any]]) -> list[str]:
@@ -240,7 +288,10 @@ def gather(store: Store, *, queue: str | None = None, since: float | None = None
 
         with store.connect() as conn:
             ids = list(dict.fromkeys(conn.scalars(select(ft.c.trace_id).where(ft.c.name == "correction"))))
-        seen = {x.trace_id for x in collected.items} | {x.trace_id_b for x in collected.items if x.trace_id_b}
+        # a trace the annotators labelled stays their decision: a tie or an item below --min-agreement that was
+        # left out must not come back as a user's correction
+        seen = collected.reviewed | {x.trace_id for x in collected.items} \
+            | {x.trace_id_b for x in collected.items if x.trace_id_b}
         ids = [t for t in ids if t not in seen]
         fixes, contents = corrections(store, ids), trace_contents(store, ids)
         extra = [Labelled(item_id="", queue="", kind="binary", trace_id=t, verdict="fail", agreement=1.0, n_labels=0,

@@ -4,7 +4,8 @@ Accepted, one JSON object a line: the rows `flywheel export sft` / `hf` write (`
 "source_trace_id": ...}`) and OpenAI's chat fine-tuning format that `flywheel export openai-ft` writes
 (`{"messages": [...]}`, optionally `tools`, and `weight: 0|1` on assistant messages). A folder from
 `flywheel export hf` is read as its `train.jsonl`. Every row needs an assistant message with text; the loss is
-taken on the assistant messages only (not on the ones with `weight: 0`).
+taken on the assistant messages only (not on the ones with `weight: 0`, nor on an agent's turns that called tools:
+those and the tool results are the context the template renders before the answer).
 """
 
 from __future__ import annotations
@@ -86,19 +87,44 @@ def _row(obj: Any, n: int, where: str) -> Row:
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise UserError(f"message {i}: role must be one of {', '.join(ROLES)}", where=where, hint=_FORMAT_HINT)
         content = m.get("content")
-        if content is None and m.get("tool_calls"):
-            raise UserError(f"message {i}: tool calls cannot be trained on by `flywheel finetune`", where=where,
-                            hint="leave rows with tool calls out of the file")
+        calls = m.get("tool_calls") if m["role"] == "assistant" else None
+        if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
+            raise UserError(f"message {i}: tool_calls must be a list of calls", where=where, hint=_FORMAT_HINT)
+        if content is None and calls:
+            content = ""
         if not isinstance(content, str):
             raise UserError(f"message {i}: content must be text", where=where, hint=_FORMAT_HINT)
         weight = m.get("weight", 1)
         if weight not in (0, 1):
             raise UserError(f"message {i}: weight must be 0 or 1", where=where)
-        messages.append({"role": m["role"], "content": content, "weight": weight})
+        message: dict[str, Any] = {"role": m["role"], "content": content, "weight": weight}
+        if calls:  # the turn that called the tools is the context of the answer, rendered but not learnt
+            message |= {"tool_calls": [_template_call(c) for c in calls], "weight": 0}
+        if m["role"] == "tool" and isinstance(m.get("tool_call_id"), str):
+            message["tool_call_id"] = m["tool_call_id"]
+        messages.append(message)
     if not any(m["role"] == "assistant" and m["weight"] and m["content"].strip() for m in messages):
         raise UserError("no assistant message with text to learn from", where=where, hint=_FORMAT_HINT)
     trace = obj.get("source_trace_id")
     return Row(messages, n, str(trace) if trace is not None else None)
+
+
+def _template_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as chat templates take it: `function.arguments` a mapping (most templates render it as JSON)."""
+    raw = call.get("function")
+    function: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    arguments = function.get("arguments")
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except json.JSONDecodeError:
+            pass
+    return {"type": "function", "id": call.get("id"),
+            "function": {"name": function.get("name"), "arguments": arguments}}
+
+
+def _plain(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if k != "weight"}
 
 
 def encode(row: Row, tokenizer: Any, max_length: int) -> Example | None:
@@ -106,7 +132,7 @@ def encode(row: Row, tokenizer: Any, max_length: int) -> Example | None:
     None when truncation to `max_length` left no assistant token."""
     from flywheel.gateway.providers.transformers_local import chat_text
 
-    plain = [{"role": m["role"], "content": m["content"]} for m in row.messages]
+    plain = [_plain(m) for m in row.messages]
     ids: list[int] = []
     labels: list[int] = []
     done = ""  # the text rendered so far; each assistant turn is the difference between two renderings
@@ -129,7 +155,7 @@ def encode(row: Row, tokenizer: Any, max_length: int) -> Example | None:
 def _last_turn(row: Row, tokenizer: Any, max_length: int) -> Example | None:
     from flywheel.gateway.providers.transformers_local import chat_text
 
-    plain = [{"role": m["role"], "content": m["content"]} for m in row.messages]
+    plain = [_plain(m) for m in row.messages]
     last = max(i for i, m in enumerate(row.messages) if m["role"] == "assistant")
     prompt = chat_text(tokenizer, plain[:last], add_generation_prompt=True)
     ids: list[int] = []

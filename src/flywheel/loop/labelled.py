@@ -24,6 +24,9 @@ _SPACE = re.compile(r"\s+")
 _PUNCT = re.compile(r"[^\w\s]")
 
 
+TRACE_GONE = "trace no longer in the store"
+
+
 class NoLabelsError(UserError):
     """Nothing labelled to learn from (exit 2, with what to label first)."""
 
@@ -58,6 +61,11 @@ class Collected:
     n_labels: int
     agreement: dict[str, Any]  # agreement_report of every label of the queues read (no disagreement list)
     dropped: dict[str, int] = field(default_factory=dict)  # why items were left out → how many
+    # trace ids of every labelled item read, the ones left out (ties, low agreement, --since / --app) included:
+    # the reviewers have spoken on these, so no other path (a user's correction feedback) brings them back
+    reviewed: set[str] = field(default_factory=set)
+    # mean share of an item's labels that agree with its most common verdict, over every labelled item read
+    mean_item_agreement: float | None = None
 
 
 def norm_input(text: str) -> str:
@@ -83,7 +91,9 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
     chosen = [q for q in chosen if q.kind in kinds]
     out: list[Labelled] = []
     dropped: Counter[str] = Counter()
-    read_labels: list[tuple[str, str, str]] = []
+    read_labels: dict[str, list[tuple[str, str, str]]] = {}  # queue kind → labels
+    reviewed: set[str] = set()
+    shares: list[float] = []
     for q in chosen:
         labels = review.labels(store, q)
         if not labels:
@@ -98,7 +108,9 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
                 continue
             # agreement describes how the queue was labelled: every labelled item counts, the ties and the
             # low-agreement items left out below included (leaving them out would inflate κ towards 1)
-            read_labels += [(f"{q.id}:{lb.item_id}", lb.annotator, lb.verdict) for lb in mine]
+            read_labels.setdefault(q.kind, []).extend((lb.item_id, lb.annotator, lb.verdict) for lb in mine)
+            reviewed.update(t for t in (item.trace_id, item.trace_id_b) if t)
+            shares.append(max(Counter(lb.verdict for lb in mine).values()) / len(mine))
             verdict = votes.get(item.id)
             if verdict is None:
                 dropped["tie between annotators"] += 1
@@ -120,21 +132,46 @@ def collect(store: Store, queue: str | None = None, *, since: float | None = Non
                 annotators=sorted({lb.annotator for lb in mine})))
     if not read_labels and not dropped:
         raise no_labels(queue)
-    add_trace_facts(store, out)
+    stored = add_trace_facts(store, out)
+    kept = [x for x in out if x.trace_id in stored and (not x.trace_id_b or x.trace_id_b in stored)]
+    if len(kept) < len(out):  # deleted from the store after review: the prompt and answer went with them
+        dropped[TRACE_GONE] = len(out) - len(kept)
+        out = kept
     if since is not None or app is not None:
         before = len(out)
         out = [x for x in out if (since is None or (x.started_at or 0.0) >= since) and (app is None or x.app == app)]
         if before - len(out):
             dropped["outside --since / --app"] = before - len(out)
-    report = agreement_report(read_labels, n_boot=200, seed=0) if read_labels else {}
+    return Collected(items=out, queues=[q.name for q in chosen], n_labels=sum(map(len, read_labels.values())),
+                     agreement=kind_agreement(read_labels),
+                     dropped=dict(dropped), reviewed=reviewed,
+                     mean_item_agreement=round(sum(shares) / len(shares), 4) if shares else None)
+
+
+def kind_agreement(by_kind: dict[str, list[tuple[str, str, str]]]) -> dict[str, Any]:
+    """The agreement report of the binary labels (the pairwise ones when there are none), with its `kind`; the
+    other kind's statistics under `other_kind`. Pass/fail and a/b/tie verdicts are never pooled: categories that
+    can never meet on one item make chance agreement look smaller, and κ and α larger, than they are. The same
+    resamples and seed as `flywheel review agreement`, which prints the same numbers."""
+    if not by_kind:
+        return {}
+    main = "binary" if by_kind.get("binary") else "pairwise"
+    report = agreement_report(by_kind[main], n_boot=1000, seed=0)
     report.pop("disagreements", None)
-    return Collected(items=out, queues=[q.name for q in chosen], n_labels=len(read_labels), agreement=report,
-                     dropped=dict(dropped))
+    report["kind"] = main
+    for kind, rows in by_kind.items():
+        if kind != main and rows:
+            other = agreement_report(rows, n_boot=1000, seed=0)
+            report["other_kind"] = {"kind": kind, "n_labels": other["n_labels"],
+                                    **{k: other[k] for k in ("fleiss_kappa", "fleiss_ci95", "krippendorff_alpha",
+                                                             "krippendorff_ci95")}}
+    return report
 
 
-def add_trace_facts(store: Store, items: list[Labelled]) -> None:
+def add_trace_facts(store: Store, items: list[Labelled]) -> set[str]:
+    """Set each item's start time, app and model from its trace; returns the ids of the traces (A and B) found."""
     t = store.table("traces")
-    ids = list({x.trace_id for x in items})
+    ids = list({x.trace_id for x in items} | {x.trace_id_b for x in items if x.trace_id_b})
     facts: dict[str, tuple[Any, Any, Any]] = {}
     with store.connect() as conn:
         for i in range(0, len(ids), 500):
@@ -143,6 +180,7 @@ def add_trace_facts(store: Store, items: list[Labelled]) -> None:
                 facts[tid] = (started, app, model)
     for x in items:
         x.started_at, x.app, x.model = facts.get(x.trace_id, (None, None, None))
+    return set(facts)
 
 
 def corrections(store: Store, trace_ids: list[str]) -> dict[str, str]:

@@ -2,16 +2,22 @@
 
 Each request of a batch goes through the route a live request takes (POST /v1/chat/completions, /v1/embeddings,
 /v1/responses, /v1/completions: the gateway, guards, cache, key limits and tracing), called in-process as the key
-that created the batch, with at most `server.batch_concurrency` requests in flight per batch. Each request is
-one trace whose root span `batch <endpoint>` carries `flywheel.batch_id` and `flywheel.batch.custom_id`.
+that created the batch. Each request is one trace whose root span `batch <endpoint>` carries `flywheel.batch_id`
+and `flywheel.batch.custom_id`.
+
+Scheduling: a server process runs every active batch it holds (however many there are), with at most
+`server.batch_concurrency` requests in flight over all of them. A free slot goes to the request that has waited
+longest, and a batch's next request queues behind the others, so the batches take turns: a new batch starts
+within one turn of every batch before it, never after they finish. A request waiting out a rate limit holds no
+slot, and a batch cancelled or expired while its request waited for a slot sends nothing more.
 
 A request's output line is kept in the store as soon as it finishes, and only pending requests are ever sent, so
 a server restarted mid-batch carries on without repeating finished requests (one in flight when the process died
 is sent again). A batch is held by one server process at a time through a lease in its row (renewed every
 second, taken over when it lapses, at once when its process on this host is gone). A request refused by the key's
 rate limit (429 `rate_limit_exceeded`) waits for its `Retry-After` and is sent again, unless the batch is
-cancelled or expires meanwhile (it is then never sent). Cancelling stops new requests; those in flight finish. Past the completion window, the requests not run are written to the error file
-as `batch_expired`.
+cancelled or expires meanwhile (it is then never sent). Cancelling stops new requests; those in flight finish.
+Past the completion window, the requests not run are written to the error file as `batch_expired`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -60,12 +68,53 @@ class _AsOwner:
         return getattr(self._state, name)
 
 
+class _Slots:
+    """At most `size` holders at once; a freed slot is handed to the longest waiter (first come, first served,
+    whatever the Python version's asyncio.Semaphore does)."""
+
+    def __init__(self, size: int):
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        await self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self) -> None:
+        if self.free and not self.waiters:
+            self.free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # the slot was handed over as this waiter was cancelled: pass it on
+            elif waiter in self.waiters:
+                self.waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the waiter, never back to the pool first
+                return
+        self.free += 1
+
+
 class BatchRunner:
     """The background worker: claims active batches from the store and runs them; `wake()` after a create or
-    cancel so it does not wait for the next poll."""
+    cancel so it does not wait for the next poll. `concurrency`: requests in flight over all its batches."""
 
     def __init__(self, state: Any, concurrency: int = 4, poll_s: float = 1.0):
         self.state, self.store, self.concurrency, self.poll_s = state, state.store, concurrency, poll_s
+        self._slots = _Slots(concurrency)
         self.me = batches_store.worker_id()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -132,12 +181,11 @@ class BatchRunner:
 
         async def work() -> None:
             for line in todo:
-                if await stopping():
+                if not await self._one(batch, line, stopping):
                     return
-                # the key as it is now, for each request: one revoked (or re-limited) mid-batch counts at once
-                owner = await asyncio.to_thread(batches_store.owner, store, batch)
-                await self._one(_AsOwner(self.state, owner), batch, line, stopping)
 
+        # as many workers as slots, so a batch running alone fills them all; with other batches, each of its
+        # requests queues for a slot behind theirs
         await asyncio.gather(*(work() for _ in range(self.concurrency)))
         batch = await asyncio.to_thread(batches_store.get_batch, store, batch_id)
         if batch["status"] == "cancelling":
@@ -151,20 +199,27 @@ class BatchRunner:
                                     only_from=("in_progress",))
         await asyncio.to_thread(self._finalize, batch, final)
 
-    async def _one(self, caller: _AsOwner, batch: dict[str, Any], line: batches_store.Line,
-                   stopping: Callable[[], Awaitable[bool]]) -> None:
+    async def _one(self, batch: dict[str, Any], line: batches_store.Line,
+                   stopping: Callable[[], Awaitable[bool]]) -> bool:
+        """Run one request to its output line; False (the line left pending) when the batch stopped first."""
         while True:
-            status, body, rid = await self._send(caller, batch, line)
+            async with self._slots.held():
+                if await stopping():  # checked once the slot is ours: a stopped batch sends nothing more
+                    return False
+                # the key as it is now, for each request: one revoked (or re-limited) mid-batch counts at once
+                owner = await asyncio.to_thread(batches_store.owner, self.store, batch)
+                status, body, rid = await self._send(_AsOwner(self.state, owner), batch, line)
             error = body.get("error") if status >= 400 else None
             if status == 429 and isinstance(error, dict) and error.get("code") == "rate_limit_exceeded":
-                # waiting out the key's rate limit: a cancel or the window's end stops the wait, and the line
-                # stays unrun (batch_cancelled / batch_expired), never sent after the batch stopped
+                # waiting out the key's rate limit, holding no slot: a cancel or the window's end stops the
+                # wait, and the line stays unrun (batch_cancelled / batch_expired), never sent after the batch
+                # stopped
                 waited, wait = 0.0, min(float(body.get("_retry_after") or 1), MAX_RATE_WAIT_S)
                 while waited < wait:
                     await asyncio.sleep(min(1.0, wait - waited))
                     waited += 1.0
                     if await stopping():
-                        return
+                        return False
                 continue
             break
         body.pop("_retry_after", None)
@@ -172,6 +227,7 @@ class BatchRunner:
                   "response": {"status_code": status, "request_id": rid, "body": body}, "error": None}
         await asyncio.to_thread(batches_store.record, self.store, batch["id"], line.line, 200 <= status < 300,
                                 result, _tokens(body), self.state.clock())
+        return True
 
     async def _send(self, caller: _AsOwner, batch: dict[str, Any],
                     line: batches_store.Line) -> tuple[int, dict[str, Any], str]:
@@ -236,10 +292,22 @@ def _jsonl(result: dict[str, Any]) -> str:
     return json.dumps(result, ensure_ascii=False).translate(_BREAKS)
 
 
-def _tokens(body: dict[str, Any]) -> tuple[int, int]:
+def _tokens(body: dict[str, Any]) -> batches_store.Tokens:
+    """The usage a response body reports, in the chat / completions shape (prompt_tokens, prompt_tokens_details
+    .cached_tokens, completion_tokens_details.reasoning_tokens) or the Responses one (input_tokens …)."""
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
-        return 0, 0
-    tin = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
-    tout = usage.get("completion_tokens", usage.get("output_tokens")) or 0
-    return int(tin), int(tout)
+        return batches_store.Tokens()
+
+    def count(*path: str) -> int:
+        value: Any = usage
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+    chat = "prompt_tokens" in usage
+    return batches_store.Tokens(
+        input=count("prompt_tokens") if chat else count("input_tokens"),
+        output=count("completion_tokens") if chat else count("output_tokens"),
+        cached=count("prompt_tokens_details" if chat else "input_tokens_details", "cached_tokens"),
+        reasoning=count("completion_tokens_details" if chat else "output_tokens_details", "reasoning_tokens"))

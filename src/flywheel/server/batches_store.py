@@ -3,7 +3,8 @@
 
 Every function here is synchronous (routes and the runner call them through `asyncio.to_thread`). A file or a
 batch belongs to the tenant that created it; another tenant's id is exactly as absent as a missing one (404).
-A batch's request counts and usage are summed from its request rows, so they never drift from what ran.
+A batch's request counts and usage are summed from its request rows (and their token details,
+`batch_request_usage`), so they never drift from what ran.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flywheel.store import Store
 from flywheel.store.schema_batches import batch_requests as req_t
 from flywheel.store.schema_batches import batches as batch_t
 from flywheel.store.schema_batches import files as file_t
+from flywheel.store.schema_batches_usage import batch_request_usage as usage_t
 
 # a batch a runner should pick up (validating: created, not yet started)
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
@@ -178,14 +180,17 @@ def finalize(store: Store, batch: dict[str, Any], status: str, now: float, files
 
 def counts(store: Store, batch_id: str) -> dict[str, int]:
     """completed / failed request counts and the token usage of the batch's finished requests."""
-    c = req_t.c
+    c, u = req_t.c, usage_t.c
     query = select(func.sum(case((c.state == "done", 1), else_=0)), func.sum(case((c.state == "failed", 1), else_=0)),
                    func.sum(func.coalesce(c.input_tokens, 0)), func.sum(func.coalesce(c.output_tokens, 0))
                    ).where(c.batch_id == batch_id)
+    details = select(func.sum(u.cached_tokens), func.sum(u.reasoning_tokens)).where(u.batch_id == batch_id)
     with store.connect() as conn:
         done, failed, tin, tout = conn.execute(query).one()
+        cached, reasoning = conn.execute(details).one()
     return {"completed": int(done or 0), "failed": int(failed or 0), "input_tokens": int(tin or 0),
-            "output_tokens": int(tout or 0)}
+            "output_tokens": int(tout or 0), "cached_tokens": int(cached or 0),
+            "reasoning_tokens": int(reasoning or 0)}
 
 
 def batch_payload(row: dict[str, Any], tally: dict[str, int]) -> dict[str, Any]:
@@ -202,8 +207,10 @@ def batch_payload(row: dict[str, Any], tally: dict[str, int]) -> dict[str, Any]:
         "expired_at": at("expired"), "cancelling_at": at("cancelling"), "cancelled_at": at("cancelled"),
         "request_counts": {"total": row["total"], "completed": tally["completed"], "failed": tally["failed"]},
         "metadata": row["meta"] or None, "model": row["model"],
-        "usage": {"input_tokens": tally["input_tokens"], "input_tokens_details": {"cached_tokens": 0},
-                  "output_tokens": tally["output_tokens"], "output_tokens_details": {"reasoning_tokens": 0},
+        "usage": {"input_tokens": tally["input_tokens"],
+                  "input_tokens_details": {"cached_tokens": tally["cached_tokens"]},
+                  "output_tokens": tally["output_tokens"],
+                  "output_tokens_details": {"reasoning_tokens": tally["reasoning_tokens"]},
                   "total_tokens": tally["input_tokens"] + tally["output_tokens"]},
     }
 
@@ -219,14 +226,28 @@ def pending(store: Store, batch_id: str) -> list[Line]:
     return [Line(r.line, r.custom_id, r.body) for r in rows]
 
 
-def record(store: Store, batch_id: str, line: int, ok: bool, result: dict[str, Any], tokens: tuple[int, int],
+@dataclass(frozen=True)
+class Tokens:
+    """A finished request's token usage, as its response body reported it."""
+
+    input: int = 0
+    output: int = 0
+    cached: int = 0  # of `input`, served from the upstream's prompt cache
+    reasoning: int = 0  # of `output`, spent reasoning
+
+
+def record(store: Store, batch_id: str, line: int, ok: bool, result: dict[str, Any], tokens: Tokens,
            now: float) -> None:
-    """Keep a finished request's output line (once: a row that is no longer pending is left as it is)."""
+    """Keep a finished request's output line and its token details (once: a row that is no longer pending is left
+    as it is, and its details are not counted twice)."""
     c = req_t.c
     with store.begin() as conn:
-        conn.execute(update(req_t).where(c.batch_id == batch_id, c.line == line, c.state == "pending").values(
-            state="done" if ok else "failed", result=result, input_tokens=tokens[0], output_tokens=tokens[1],
+        res = conn.execute(update(req_t).where(c.batch_id == batch_id, c.line == line, c.state == "pending").values(
+            state="done" if ok else "failed", result=result, input_tokens=tokens.input, output_tokens=tokens.output,
             finished_at=now))
+        if res.rowcount and (tokens.cached or tokens.reasoning):
+            conn.execute(insert(usage_t).values(batch_id=batch_id, line=line, cached_tokens=tokens.cached,
+                                                reasoning_tokens=tokens.reasoning))
 
 
 def results(store: Store, batch_id: str) -> list[tuple[str, dict[str, Any] | None, str]]:
@@ -264,16 +285,25 @@ def _gone(worker: str | None) -> bool:
     return False
 
 
-def claim(store: Store, me: str, now: float, limit: int = 20) -> list[str]:
-    """The active batches this runner now holds: its own, unheld ones, lapsed leases, and those of a dead process
-    of this host; each claimed by a compare-and-set on its worker, so two runners never hold one batch."""
+def claim(store: Store, me: str, now: float) -> list[str]:
+    """The active batches this runner now holds (every one, however many: a runner that looked only at the oldest
+    few would leave a newer batch waiting behind them): its own (their leases renewed), unheld ones, lapsed leases,
+    and those of a dead process of this host; each claimed by a compare-and-set on its worker, so two runners never
+    hold one batch."""
     c = batch_t.c
     with store.connect() as conn:
         rows = conn.execute(select(c.id, c.worker, c.lease_until).where(c.status.in_(ACTIVE))
-                            .order_by(c.created_at).limit(limit)).all()
+                            .order_by(c.created_at)).all()
     held = []
+    if any(row.worker == me for row in rows):  # this runner's leases, renewed in one statement
+        with store.begin() as conn:
+            conn.execute(update(batch_t).where(c.worker == me, c.status.in_(ACTIVE)).values(lease_until=now + LEASE_S))
+        # those still ours (a lease that lapsed may have been taken over meanwhile)
+        with store.connect() as conn:
+            held = list(conn.execute(select(c.id).where(c.worker == me, c.status.in_(ACTIVE))
+                                     .order_by(c.created_at)).scalars())
     for row in rows:
-        if row.worker != me and row.worker and (row.lease_until or 0) > now and not _gone(row.worker):
+        if row.worker == me or (row.worker and (row.lease_until or 0) > now and not _gone(row.worker)):
             continue
         with store.begin() as conn:
             cond = c.worker.is_(None) if row.worker is None else c.worker == row.worker

@@ -31,7 +31,8 @@ class FeedbackIn(BaseModel):
                                   "accepted, rejected, abandoned, followup, label")
     value: Any = None
     comment: str | None = None
-    trace_id: str | None = None
+    trace_id: str | None = Field(default=None, description="the trace id, or the id of the response "
+                                                            "(chatcmpl-…, resp_…, msg_…)")
     span_id: str | None = None
     token: str | None = Field(default=None, description="a feedback token instead of an API key")
     source: str = "user"
@@ -75,6 +76,8 @@ async def post_feedback(request: Request) -> Any:
     except ValidationError as exc:
         _authenticate_bad_body(state, request, raw)
         raise from_validation([dict(e) for e in exc.errors(include_url=False)]) from None
+    if body.trace_id is not None:  # the response id the SDK handed the frontend names its trace too
+        body.trace_id = feedback.trace_id_of(body.trace_id)
     token = body.token or request.headers.get("x-flywheel-feedback-token")
     if token:
         trace_id = state.signer.verify(token)

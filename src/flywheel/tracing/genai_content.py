@@ -197,11 +197,20 @@ def from_events(events: list[Event]) -> tuple[list[dict[str, Any]] | None, list[
             inputs.extend(listed)
             outputs.extend(enumerate(messages(attrs.get("gen_ai.output.messages")) or [], start=len(outputs)))
         elif name == "gen_ai.content.prompt":
-            inputs.extend(messages(attrs.get("gen_ai.prompt")) or [])
+            inputs.extend(_event_messages(attrs.get("gen_ai.prompt"), "user"))
         elif name == "gen_ai.content.completion":
-            outputs.extend(enumerate(messages(attrs.get("gen_ai.completion")) or [], start=len(outputs)))
+            outputs.extend(enumerate(_event_messages(attrs.get("gen_ai.completion"), "assistant"), start=len(outputs)))
     answer = [m for _, m in sorted(outputs, key=lambda x: x[0])]
     return inputs or None, answer or None
+
+
+def _event_messages(value: Any, role: str) -> list[dict[str, Any]]:
+    """The messages of a `gen_ai.content.prompt|completion` event: a JSON message list, or plain text (OpenLIT
+    1.x writes the prompt as `role: text` lines, the completion as its text) as one message of `role`."""
+    listed = messages(value)
+    if listed is not None:
+        return listed
+    return [{"role": role, "content": value}] if isinstance(value, str) and value.strip() else []
 
 
 def content(attrs: dict[str, Any], events: list[Event] | None = None) -> tuple[Any, Any]:

@@ -1,80 +1,67 @@
 """Load past request/response logs as traces, with their original timestamps (`flywheel traces import`).
 
-Formats (one JSON object per line, or one JSON array of them as Langfuse's UI exports; a UTF-8 BOM is skipped;
-a line that is unmistakably another format, by keys only that format has, is refused naming the right one):
+Formats (one JSON object per line; or one JSON document: an array of them, or pretty-printed objects one after
+the other; plain or gzip; a UTF-8 BOM is skipped; a line that is unmistakably another format, by keys only that
+format has, is refused naming the right one):
 - `flywheel`: `{timestamp, app, model, input, output, tenant?, session_id?, user_id?, metadata?, latency_ms?,
   usage?: {input_tokens, output_tokens}, cost_usd?, error?}`; `input` is a text or a list of chat messages.
 - `openai-log`: `{request: {model, messages, response_format?, …}, response: {choices, usage, created, model},
-  timestamp?, app?, tenant?, latency_ms?, metadata?}` (an OpenAI chat completion request and its response).
-- `langfuse`: a Langfuse trace export line: `{id, timestamp, name, input, output, sessionId?, userId?,
-  metadata?, latency? (s), totalCost?, observations?: [{type: GENERATION, model, usage / usageDetails,
-  startTime, endTime, calculatedTotalCost?}]}`; the generations' tokens are summed (and their costs without
-  a `totalCost`).
+  timestamp?, app?, tenant?, latency_ms?, metadata?}` (an OpenAI chat completion request and its response),
+  or a Responses API call (`request.input`, `response.output`: see import_responses).
+- `langfuse`: Langfuse traces with their observations (see import_langfuse).
+- `otlp`: OTLP/JSON trace exports, spans read as the OTLP receiver reads them (see import_otlp); `phoenix`:
+  Phoenix's own span JSON, read as the OpenInference OTLP spans they were (see import_phoenix).
 
-Each record becomes one trace: a root span (the app) and an `llm` child span (the model call), written through
-the same redactor and row conversion as flywheel's own spans (`store_sink.span_row` / `trace_row`), so secrets
-are scrubbed the same way. Trace ids are a hash of the line's content: importing a file twice adds nothing the
-second time. Every line is read and checked before anything is written, and all rows go in one transaction:
-a bad line (reported as FILE:LINE and the field) leaves the store untouched.
+A `flywheel` or `openai-log` record becomes a root span (the app) and an `llm` child span (the model call); a
+Langfuse trace its root and one span per observation. Spans go through the same redactor and row conversion as
+flywheel's own (`store_sink.span_row` / `trace_row`), so secrets are scrubbed the same way. Trace ids are a
+hash of the line's content (of a Langfuse trace's id): importing a file twice adds nothing the second time.
+The file is read twice, never held whole: every line is checked first, then the rows are written in batches in
+one transaction, so a bad line (reported as FILE:LINE and the field) leaves the store untouched.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import hashlib
+import io
 import json
-import math
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
-from flywheel.text.lines import split_lines
+from flywheel.tracing import import_langfuse, import_phoenix, import_responses
+from flywheel.tracing.import_fields import (
+    MAX_LATENCY_MS,
+    Bad,
+    Record,
+    chat_messages,
+    error_text,
+    meta_obj,
+    opt_num,
+    opt_str,
+    output_text,
+    time_of,
+)
+from flywheel.tracing.import_otlp import import_otlp
 from flywheel.tracing.redact import Redactor
 from flywheel.tracing.store_sink import span_row, trace_row
 from flywheel.tracing.tracer import make_span
 from flywheel.types import Span
 
-FORMATS = ("flywheel", "openai-log", "langfuse")
-Progress = Callable[[str, int, int], None]  # (phase "read" | "write", done, total)
+FORMATS = ("flywheel", "openai-log", "langfuse", "otlp", "phoenix")
+Progress = Callable[[str, int, int], None]  # (phase "read" | "write", done, total; 0: not known yet)
 _BATCH = 500
-# span times are kept as signed 64-bit nanoseconds: up to 2262-04-11; counts in the store's 64-bit integers
-MAX_TIME = (2**63 - 1) / 1e9 - 366 * 86400.0  # (leaving a year for the call's latency)
-MAX_COUNT = float(2**62)
-MAX_LATENCY_MS = 366 * 86400e3
 
 
-@dataclass
-class Record:
-    """One past call, normalised."""
-
-    line: int
-    digest: str
-    started: float  # Unix seconds
-    latency_ms: float | None
-    app: str | None
-    model: str | None
-    messages: list[dict[str, Any]]
-    output: str | None
-    tenant: str | None = None
-    session_id: str | None = None
-    user_id: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cost_usd: float | None = None
-    error: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None  # the tools the model asked for (OpenAI's message.tool_calls)
 
 
 @dataclass
@@ -87,70 +74,89 @@ class ImportResult:
         return {"lines": self.lines, "imported": self.imported, "already_present": self.already}
 
 
-class _Bad(Exception):
-    def __init__(self, field_name: str, message: str):
-        self.field_name, self.message = field_name, message
 
 
-def read_file(path: str | Path, fmt: str = "flywheel", progress: Progress | None = None) -> list[Record]:
-    """Every record of the file, checked; the first bad line raises UserError naming FILE:LINE and the field."""
+def _checked(path: str | Path, fmt: str) -> Path:
     if fmt not in FORMATS:
         raise UserError(f"unknown import format {fmt!r}", hint=f"use one of: {', '.join(FORMATS)}")
     p = Path(path)
+    if not p.is_file():
+        raise UserError(f"no such file: {p}", hint="give the path of a JSON-lines log file")
+    return p
+
+
+def _records(p: Path, fmt: str) -> Iterator[Record]:
+    """The file's records one by one (a JSON Lines file is streamed, never held whole)."""
+    parse, expand = _PARSERS[fmt], _EXPAND.get(fmt, lambda obj: [obj])
+    for n, value in _values(p):
+        for obj in expand(value) if isinstance(value, dict) else [value]:
+            try:
+                if not isinstance(obj, dict):
+                    raise Bad("(line)", "a line must be a JSON object")
+                other = _other_format(obj, fmt)
+                if other is not None:
+                    raise UserError(f"this line is in the {other} format, not {fmt}", where=f"{p}:{n}",
+                                    hint=f"import it with `--format {other}`")
+                rec = parse(obj)
+            except Bad as bad:
+                other = _other_format(obj, None) if isinstance(obj, dict) else None
+                hint = (f"this looks like the {other} format: `--format {other}`" if other not in (None, fmt)
+                        else f"see `flywheel traces import --help` for the {fmt} format")
+                raise UserError(f"`{bad.field_name}`: {bad.message}", where=f"{p}:{n}", hint=hint) from None
+            rec.line = n
+            identity = rec.source_id or json.dumps(obj, sort_keys=True, ensure_ascii=False)
+            rec.digest = hashlib.sha256(f"{fmt}\n{identity}".encode()).hexdigest()
+            yield rec
+
+
+def _values(p: Path) -> Iterator[tuple[int, Any]]:
+    """(line, value) of each JSON value of the file: JSON Lines read line by line, or a whole JSON document (an
+    array, pretty-printed objects). Plain or gzip; a UTF-8 byte-order mark, as Windows tools write, is skipped."""
     try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":  # a gzip file (logs are often rotated as .jsonl.gz)
-            raw = gzip.decompress(raw)
-        text = raw.decode("utf-8-sig")  # (a byte-order mark, as Windows tools write, is not data)
-    except FileNotFoundError:
-        raise UserError(f"no such file: {p}", hint="give the path of a JSON-lines log file") from None
+        with p.open("rb") as head:
+            gz = head.read(2) == b"\x1f\x8b"  # a gzip file (logs are often rotated as .jsonl.gz)
+        with io.TextIOWrapper(gzip.open(p, "rb") if gz else p.open("rb"), encoding="utf-8-sig") as f:
+            n = 0
+            for line in f:
+                n += 1
+                if not line.strip():
+                    continue
+                if _one_document(line):
+                    yield from _json_values("\n" * (n - 1) + line + f.read(), p)
+                    return
+                try:
+                    value = json.loads(line)
+                except ValueError as exc:
+                    raise UserError(f"line {n} is not valid JSON: {exc}", where=f"{p}:{n}",
+                                    hint="one JSON object per line (JSON Lines), or one JSON array of objects") from None
+                yield n, value
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
         raise UserError(f"cannot read {p}: {exc}", hint="the file must be UTF-8 JSON lines (or gzip of them)") from None
-    parse = _PARSERS[fmt]
-    items = _array_items(text, p) if text.lstrip()[:1] == "[" else _lines(text, p)
-    total = len(items)
-    out: list[Record] = []
-    for n, obj in items:
-        try:
-            if not isinstance(obj, dict):
-                raise _Bad("(line)", "a line must be a JSON object")
-            other = _other_format(obj, fmt)
-            if other is not None:
-                raise UserError(f"this line is in the {other} format, not {fmt}", where=f"{p}:{n}",
-                                hint=f"import it with `--format {other}`")
-            rec = parse(obj)
-        except _Bad as bad:
-            other = _other_format(obj, None) if isinstance(obj, dict) else None
-            hint = (f"this looks like the {other} format: `--format {other}`" if other not in (None, fmt)
-                    else f"see `flywheel traces import --help` for the {fmt} format")
-            raise UserError(f"`{bad.field_name}`: {bad.message}", where=f"{p}:{n}", hint=hint) from None
-        rec.line = n
-        rec.digest = hashlib.sha256(f"{fmt}\n{json.dumps(obj, sort_keys=True, ensure_ascii=False)}".encode()).hexdigest()
-        out.append(rec)
-        if progress is not None and len(out) % 1000 == 0:
-            progress("read", len(out), total)
-    return out
 
 
-def _lines(text: str, p: Path) -> list[tuple[int, Any]]:
-    """(line number, value) of each non-blank line of a JSON Lines text."""
-    out: list[tuple[int, Any]] = []
-    for n, raw in enumerate(split_lines(text), start=1):
-        if not raw.strip():
-            continue
-        try:
-            out.append((n, json.loads(raw)))
-        except ValueError as exc:
-            raise UserError(f"line {n} is not valid JSON: {exc}", where=f"{p}:{n}",
-                            hint="one JSON object per line (JSON Lines), or one JSON array of objects") from None
-    return out
+def _one_document(first_line: str) -> bool:
+    """Whether a file whose first line this is holds JSON spread over lines (one array, or pretty-printed objects
+    as a UI downloads a trace) rather than JSON Lines: the line opens an array, or an object it does not close."""
+    start = first_line.strip()
+    if start[:1] == "[":
+        return True
+    if start[:1] != "{":
+        return False
+    try:
+        json.loads(start)
+    except ValueError:
+        return True
+    return False
 
 
-def _array_items(text: str, p: Path) -> list[tuple[int, Any]]:
-    """(line where it starts, value) of each element of a file holding one JSON array (as Langfuse's UI exports)."""
+def _json_values(text: str, p: Path) -> list[tuple[int, Any]]:
+    """(line where it starts, value) of each element of a file holding one JSON array (as Langfuse's UI exports),
+    or of each of the JSON values written one after the other (pretty-printed objects)."""
     decoder = json.JSONDecoder()
     out: list[tuple[int, Any]] = []
-    i = text.index("[") + 1
+    array = text.lstrip()[:1] == "["
+    i = text.index("[") + 1 if array else 0
+    what = "the JSON array is" if array else "the JSON is"
     line, counted = 1, 0  # the line number at text[counted]
 
     def line_at(pos: int) -> int:
@@ -159,10 +165,12 @@ def _array_items(text: str, p: Path) -> list[tuple[int, Any]]:
         return line
 
     while True:
-        while i < len(text) and text[i] in " \t\r\n,":
+        while i < len(text) and text[i] in (" \t\r\n," if array else " \t\r\n"):
             i += 1
         n = line_at(i)
-        if i < len(text) and text[i] == "]":
+        if not array and i == len(text):
+            return out
+        if array and i < len(text) and text[i] == "]":
             if text[i + 1:].strip():
                 raise UserError("text after the end of the JSON array", where=f"{p}:{n}",
                                 hint="one JSON array of objects, or one JSON object per line")
@@ -170,7 +178,7 @@ def _array_items(text: str, p: Path) -> list[tuple[int, Any]]:
         try:
             value, i = decoder.raw_decode(text, i)
         except ValueError as exc:
-            raise UserError(f"the JSON array is not valid at line {n}: {exc}", where=f"{p}:{n}",
+            raise UserError(f"{what} not valid at line {n}: {exc}", where=f"{p}:{n}",
                             hint="the file is truncated or not JSON; one JSON array of objects, or JSON Lines") from None
         out.append((n, value))
 
@@ -180,55 +188,85 @@ def _other_format(obj: dict[str, Any], fmt: str | None) -> str | None:
     (None: whichever it looks like): a file given with the wrong --format is named, not read as something else."""
     if fmt != "openai-log" and isinstance(obj.get("request"), dict) and isinstance(obj.get("response"), dict):
         return "openai-log"
+    if fmt not in ("otlp", "phoenix") and import_phoenix.is_phoenix_span(obj):
+        return "phoenix"
+    if fmt not in ("otlp", "phoenix") and any(isinstance(obj.get(k), list) for k in ("resourceSpans", "resource_spans", "batches",
+                                                                   "resourceLogs", "resource_logs")):
+        return "otlp"
     # (one camelCase `userId` is any JavaScript app's log; a trace id with two of Langfuse's fields is Langfuse's)
     langfuse_keys = sum(k in obj for k in ("sessionId", "userId", "totalCost", "latency", "htmlPath"))
     if fmt != "langfuse" and (isinstance(obj.get("observations"), list) or "htmlPath" in obj
                               or ("id" in obj and langfuse_keys >= 2)):
         return "langfuse"
+    page = obj.get("data") if isinstance(obj.get("meta"), dict) else None  # a page of Langfuse's traces list
+    if fmt != "langfuse" and isinstance(page, list) and page and isinstance(page[0], dict):
+        return "langfuse" if _other_format(page[0], None) == "langfuse" else None
     return None
 
 
 def import_file(store: Store, path: str | Path, fmt: str = "flywheel", *, redactor: Redactor | None = None,
-                progress: Progress | None = None) -> ImportResult:
-    """Read, check and store every record of `path` as a trace (all or nothing)."""
-    records = read_file(path, fmt, progress)
-    result = ImportResult(lines=len(records))
+                progress: Progress | None = None, models: dict[str, Any] | None = None) -> ImportResult:
+    """Read, check and store every record of `path` as a trace (all or nothing). The file is read twice: once to
+    check every line (keeping only the trace ids), then to write, so a large log is never held in memory.
+    `models` (flywheel.yaml's) price OTLP model spans that report tokens but no cost."""
+    p = _checked(path, fmt)
     redactor = redactor or Redactor.from_config(None)
-    seen: set[str] = set()
-    unique = []
-    for rec in records:
-        if rec.digest[:32] not in seen:
-            seen.add(rec.digest[:32])
-            unique.append(rec)
-    result.already = len(records) - len(unique)
+    if fmt in ("otlp", "phoenix"):  # (one reader: Phoenix's spans are OpenInference OTLP spans)
+        lines, imported, already = import_otlp(store, p, _values, redactor, models, progress)
+        return ImportResult(lines=lines, imported=imported, already=already)
+    ids: list[str] = []
+    for rec in _records(p, fmt):
+        ids.append(rec.digest[:32])
+        if progress is not None and len(ids) % 1000 == 0:
+            progress("read", len(ids), 0)
+    result = ImportResult(lines=len(ids))
+    unique = list(dict.fromkeys(ids))
     with store.begin() as conn:
         existing: set[str] = set()
-        ids = [r.digest[:32] for r in unique]
-        for i in range(0, len(ids), _BATCH):
+        for i in range(0, len(unique), _BATCH):
             existing.update(conn.execute(select(traces_t.c.trace_id).where(
-                traces_t.c.trace_id.in_(ids[i:i + _BATCH]))).scalars())
-        todo = [r for r in unique if r.digest[:32] not in existing]
-        result.already += len(unique) - len(todo)
-        for i in range(0, len(todo), _BATCH):
-            span_rows: list[dict[str, Any]] = []
-            trace_rows: list[dict[str, Any]] = []
-            for rec in todo[i:i + _BATCH]:
-                rows = [span_row(redactor(s)) for s in to_spans(rec)]
-                span_rows.extend(rows)
-                trace_rows.append(trace_row(rows[0], rows))
-            conn.execute(spans_t.insert(), span_rows)
-            conn.execute(traces_t.insert(), trace_rows)
-            if progress is not None:
-                progress("write", min(i + _BATCH, len(todo)), len(todo))
-        result.imported = len(todo)
+                traces_t.c.trace_id.in_(unique[i:i + _BATCH]))).scalars())
+        todo = {tid for tid in unique if tid not in existing}
+        result.already = len(ids) - len(todo)
+        written: set[str] = set()
+        batch: list[Record] = []
+        for k, rec in enumerate(_records(p, fmt)):
+            if k >= len(ids):  # (lines appended since the check: not checked, not written)
+                break
+            if rec.digest[:32] in todo and rec.digest[:32] not in written:
+                written.add(rec.digest[:32])
+                batch.append(rec)
+            if len(batch) == _BATCH:
+                _write(conn, batch, redactor, progress, len(written), len(todo))
+                batch = []
+        _write(conn, batch, redactor, progress, len(written), len(todo))
+        result.imported = len(written)
     return result
 
 
+def _write(conn: Connection, records: list[Record], redactor: Redactor, progress: Progress | None, done: int,
+           total: int) -> None:
+    if not records:
+        return
+    span_rows: list[dict[str, Any]] = []
+    trace_rows: list[dict[str, Any]] = []
+    for rec in records:
+        rows = [span_row(redactor(s)) for s in to_spans(rec)]
+        span_rows.extend(rows)
+        trace_rows.append(trace_row(rows[0], rows))
+    conn.execute(spans_t.insert(), span_rows)
+    conn.execute(traces_t.insert(), trace_rows)
+    if progress is not None:
+        progress("write", done, total)
+
+
 def to_spans(rec: Record) -> list[Span]:
-    """The root span and its llm child for one record (ids derived from the record's content)."""
+    """The root span and its llm child for one record, or with the record's steps under it instead (ids derived
+    from the record's identity)."""
     trace_id = rec.digest[:32]
-    start = int(rec.started * 1e9)
-    end = start + int((rec.latency_ms or 0.0) * 1e6)
+    # (the trace encloses its steps: an observation may start before the trace's own timestamp)
+    start = min([_ns(rec.started), *(_ns(s.started) for s in rec.steps)])
+    end = max([_ns(rec.started) + int((rec.latency_ms or 0.0) * 1e6), *(_ns(s.ended) for s in rec.steps if s.ended)])
     question = next((m.get("content") for m in reversed(rec.messages) if m.get("role") == "user"), None)
     attrs: dict[str, Any] = {"flywheel.imported": True}
     for key, value in (("flywheel.app", rec.app), ("flywheel.tenant", rec.tenant),
@@ -237,6 +275,8 @@ def to_spans(rec: Record) -> list[Span]:
             attrs[key] = value
     if rec.metadata:
         attrs["flywheel.metadata"] = rec.metadata
+    if rec.steps and rec.cost_usd is not None and all("flywheel.cost_usd" not in s.attributes for s in rec.steps):
+        attrs["flywheel.cost_usd"] = rec.cost_usd  # the trace's total cost, when no step has its own
     llm_attrs: dict[str, Any] = {"gen_ai.operation.name": "chat"}
     fields: tuple[tuple[str, Any], ...] = (("gen_ai.request.model", rec.model), ("gen_ai.usage.input_tokens", rec.input_tokens),
                        ("gen_ai.usage.output_tokens", rec.output_tokens), ("flywheel.cost_usd", rec.cost_usd),
@@ -254,6 +294,8 @@ def to_spans(rec: Record) -> list[Span]:
                      outputs=None if answer is None else {"text": rec.output or "", **(
                          {"tool_calls": rec.tool_calls} if rec.tool_calls else {})}, output_state=state,
                      error=rec.error, attributes=attrs)
+    if rec.steps:
+        return [root, *_step_spans(rec, root.span_id)]
     llm = make_span(span_id=_id(rec.digest, "llm"), trace_id=trace_id, parent_id=root.span_id,
                     name="gateway.chat", kind="llm", start_ns=start, end_ns=end,
                     inputs={"messages": rec.messages, "params": rec.params}, outputs=answer,
@@ -261,204 +303,86 @@ def to_spans(rec: Record) -> list[Span]:
     return [root, llm]
 
 
+def _step_spans(rec: Record, root_id: str) -> list[Span]:
+    out = []
+    for step in rec.steps:
+        text = step.outputs if isinstance(step.outputs, str) else None
+        state = "missing" if step.outputs is None else ("empty" if text is not None and not text.strip() else "ok")
+        out.append(make_span(
+            span_id=_id(rec.digest, f"step:{step.key}"), trace_id=rec.digest[:32],
+            parent_id=root_id if step.parent is None else _id(rec.digest, f"step:{step.parent}"),
+            name=step.name[:200], kind=step.kind, start_ns=_ns(step.started),
+            end_ns=None if step.ended is None else _ns(step.ended), inputs=step.inputs, outputs=step.outputs,
+            output_state=state, error=step.error, attributes=step.attributes))
+    return out
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
 def _id(digest: str, part: str) -> str:
     return hashlib.sha256(f"{digest}:{part}".encode()).hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------------- field readers
-
-
-def _time(value: Any, name: str) -> float:
-    if isinstance(value, bool) or value is None:
-        raise _Bad(name, "missing" if value is None else "a time is Unix seconds or an ISO 8601 date-time")
-    if isinstance(value, (int, float)):
-        t = float(value)
-        # a number past 1e11 seconds (year 5138) is in a smaller unit: ms, µs or ns since the epoch
-        for unit in (1e3, 1e6, 1e9):
-            if t > 1e11:
-                t = float(value) / unit
-        if not math.isfinite(t) or not 0 <= t <= MAX_TIME:
-            raise _Bad(name, "not a valid Unix time (seconds, milliseconds, microseconds or nanoseconds)")
-        return t
-    if isinstance(value, str):
-        try:
-            parsed = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise _Bad(name, f"cannot read {value!r} as an ISO 8601 date-time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        if not 0 <= parsed.timestamp() <= MAX_TIME:
-            raise _Bad(name, f"{value!r} is before 1970 or after 2262")
-        return parsed.timestamp()
-    raise _Bad(name, "a time is Unix seconds or an ISO 8601 date-time")
-
-
-def _opt_str(obj: dict[str, Any], key: str, name: str | None = None, limit: int = 200) -> str | None:
-    value = obj.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise _Bad(name or key, "must be a string")
-    return str(value)[:limit]
-
-
-def _opt_num(value: Any, name: str, *, integer: bool = False, most: float = MAX_COUNT) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise _Bad(name, "must be a non-negative number")
-    if value > most:
-        raise _Bad(name, f"{value} is too large (at most {most:g})")
-    return int(value) if integer else float(value)
-
-
-def _messages(value: Any, name: str) -> list[dict[str, Any]]:
-    if isinstance(value, str):
-        return [{"role": "user", "content": value}]
-    if isinstance(value, list) and value and all(isinstance(m, dict) and isinstance(m.get("role"), str)
-                                                 for m in value):
-        return [{"role": m["role"], "content": _content(m.get("content"))} for m in value]
-    if isinstance(value, dict):
-        inner = value.get("messages")  # {"messages": [...]}, as LangChain's runs log their input
-        if isinstance(inner, list) and inner and all(isinstance(m, dict) and isinstance(m.get("role"), str)
-                                                     for m in inner):
-            return _messages(inner, f"{name}.messages")
-        text = _only_text(value)
-        return [{"role": "user", "content": text if text is not None else json.dumps(value, ensure_ascii=False)}]
-    raise _Bad(name, "a text, or a list of chat messages with `role` and `content`")
-
-
-def _only_text(value: dict[str, Any]) -> str | None:
-    """The text of an object with a single field that is a text (`{"question": "…"}`), else None."""
-    return next(iter(value.values())) if len(value) == 1 and isinstance(next(iter(value.values())), str) else None
-
-
-def _content(value: Any) -> str:
-    if isinstance(value, list):  # content parts
-        return "".join(str(p.get("text", "")) for p in value if isinstance(p, dict))
-    return "" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _output(value: Any, name: str) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        for key in ("content", "text", "output", "completion"):
-            if isinstance(value.get(key), str):
-                return str(value[key])
-        text = _only_text(value)
-        return text if text is not None else json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return _content(value) if all(isinstance(p, dict) for p in value) else json.dumps(value, ensure_ascii=False)
-    raise _Bad(name, "a text (or null)")
-
-
-def _error(value: Any) -> str | None:
-    """The error of a failed call: a text, or an API error object (`{"message", "type", …}`) as its message."""
-    if isinstance(value, dict):
-        message = value.get("message")
-        value = message if isinstance(message, str) and message else json.dumps(value, ensure_ascii=False)
-    return _opt_str({"error": value}, "error", limit=20_000)
-
-
-def _meta(value: Any, name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _Bad(name, "must be an object")
-    return value
 
 
 def _flywheel(obj: dict[str, Any]) -> Record:
     for key in ("timestamp", "input", "output"):
         if key not in obj:
-            raise _Bad(key, "missing")
+            raise Bad(key, "missing")
     usage = obj.get("usage") or {}
     if not isinstance(usage, dict):
-        raise _Bad("usage", "must be an object with input_tokens / output_tokens")
+        raise Bad("usage", "must be an object with input_tokens / output_tokens")
     return Record(
-        line=0, digest="", started=_time(obj["timestamp"], "timestamp"),
-        latency_ms=_opt_num(obj.get("latency_ms"), "latency_ms", most=MAX_LATENCY_MS), app=_opt_str(obj, "app", limit=100),
-        model=_opt_str(obj, "model"), messages=_messages(obj["input"], "input"), output=_output(obj["output"], "output"),
-        tenant=_opt_str(obj, "tenant", limit=100), session_id=_opt_str(obj, "session_id"),
-        user_id=_opt_str(obj, "user_id"), metadata=_meta(obj.get("metadata"), "metadata"),
-        input_tokens=_opt_num(usage.get("input_tokens", usage.get("prompt_tokens")), "usage.input_tokens",
+        line=0, digest="", started=time_of(obj["timestamp"], "timestamp"),
+        latency_ms=opt_num(obj.get("latency_ms"), "latency_ms", most=MAX_LATENCY_MS), app=opt_str(obj, "app", limit=100),
+        model=opt_str(obj, "model"), messages=chat_messages(obj["input"], "input"), output=output_text(obj["output"], "output"),
+        tenant=opt_str(obj, "tenant", limit=100), session_id=opt_str(obj, "session_id"),
+        user_id=opt_str(obj, "user_id"), metadata=meta_obj(obj.get("metadata"), "metadata"),
+        input_tokens=opt_num(usage.get("input_tokens", usage.get("prompt_tokens")), "usage.input_tokens",
                               integer=True),
-        output_tokens=_opt_num(usage.get("output_tokens", usage.get("completion_tokens")), "usage.output_tokens",
+        output_tokens=opt_num(usage.get("output_tokens", usage.get("completion_tokens")), "usage.output_tokens",
                                integer=True),
-        cost_usd=_opt_num(obj.get("cost_usd"), "cost_usd"), error=_error(obj.get("error")))
+        cost_usd=opt_num(obj.get("cost_usd"), "cost_usd"), error=error_text(obj.get("error")))
 
 
 def _openai(obj: dict[str, Any]) -> Record:
     req, resp = obj.get("request"), obj.get("response")
     if not isinstance(req, dict):
-        raise _Bad("request", "missing (an OpenAI chat completion request object)")
+        raise Bad("request", "missing (an OpenAI chat completion request object)")
     if not isinstance(resp, dict):
-        raise _Bad("response", "missing (an OpenAI chat completion response object)")
+        raise Bad("response", "missing (an OpenAI chat completion response object)")
+    if import_responses.is_responses(resp):  # a Responses API call (POST /v1/responses)
+        return import_responses.parse(obj, req, resp)
     if "messages" not in req:
-        raise _Bad("request.messages", "missing")
+        raise Bad("request.messages", "missing")
     choices = resp.get("choices")
     if not isinstance(choices, list):
-        raise _Bad("response.choices", "missing (a list)")
+        raise Bad("response.choices", "missing (a list)")
     first = choices[0] if choices and isinstance(choices[0], dict) else {}
     message: dict[str, Any] = first["message"] if isinstance(first.get("message"), dict) else {}
-    output = _output(message.get("content", first.get("text")), "response.choices.0.message.content")
+    output = output_text(message.get("content", first.get("text")), "response.choices.0.message.content")
     tool_calls = message.get("tool_calls")
     if tool_calls is not None and not (isinstance(tool_calls, list) and all(isinstance(c, dict) for c in tool_calls)):
-        raise _Bad("response.choices.0.message.tool_calls", "must be a list of tool call objects")
+        raise Bad("response.choices.0.message.tool_calls", "must be a list of tool call objects")
     stamp = obj.get("timestamp", resp.get("created"))
     if stamp is None:
-        raise _Bad("response.created", "missing (or give a top-level `timestamp`)")
+        raise Bad("response.created", "missing (or give a top-level `timestamp`)")
     usage = resp.get("usage") or {}
     params = {k: req[k] for k in ("temperature", "max_tokens", "response_format", "stop") if req.get(k) is not None}
     return Record(
-        line=0, digest="", started=_time(stamp, "timestamp" if "timestamp" in obj else "response.created"),
-        latency_ms=_opt_num(obj.get("latency_ms"), "latency_ms", most=MAX_LATENCY_MS), app=_opt_str(obj, "app", limit=100),
-        model=_opt_str(resp, "model", "response.model") or _opt_str(req, "model", "request.model"),
-        messages=_messages(req["messages"], "request.messages"), output=output,
-        tenant=_opt_str(obj, "tenant", limit=100), session_id=_opt_str(obj, "session_id"),
-        user_id=_opt_str(req, "user", "request.user"), metadata=_meta(obj.get("metadata"), "metadata"),
-        input_tokens=_opt_num(usage.get("prompt_tokens"), "response.usage.prompt_tokens", integer=True),
-        output_tokens=_opt_num(usage.get("completion_tokens"), "response.usage.completion_tokens", integer=True),
-        cost_usd=_opt_num(obj.get("cost_usd"), "cost_usd"), params=params, tool_calls=tool_calls or None)
-
-
-def _langfuse(obj: dict[str, Any]) -> Record:
-    if "timestamp" not in obj:
-        raise _Bad("timestamp", "missing")
-    observations = obj.get("observations") or []
-    if not isinstance(observations, list):
-        raise _Bad("observations", "must be a list")
-    gens = [(i, o) for i, o in enumerate(observations) if isinstance(o, dict) and o.get("type") == "GENERATION"]
-    gen = gens[0][1] if gens else {}
-    # an agent's trace has several model calls: its tokens (and, without a trace total, cost) are theirs summed
-    tokens: dict[str, int | None] = {"input": None, "output": None}
-    gen_cost: float | None = None
-    for i, o in gens:
-        usage = o.get("usageDetails") or o.get("usage") or {}
-        if not isinstance(usage, dict):
-            raise _Bad(f"observations.{i}.usage", "must be an object")
-        for side, legacy in (("input", "promptTokens"), ("output", "completionTokens")):
-            n = _opt_num(usage.get(side, usage.get(legacy)), f"observations.{i}.usage.{side}", integer=True)
-            tokens[side] = tokens[side] if n is None else (tokens[side] or 0) + n
-        c = _opt_num(o.get("calculatedTotalCost"), f"observations.{i}.calculatedTotalCost")
-        gen_cost = gen_cost if c is None else (gen_cost or 0.0) + c
-    latency = obj.get("latency")
-    metadata = _meta(obj.get("metadata"), "metadata")
-    if obj.get("tags"):
-        metadata = {**metadata, "tags": obj["tags"]}
-    cost = obj.get("totalCost")
-    return Record(
-        line=0, digest="", started=_time(obj["timestamp"], "timestamp"),
-        latency_ms=None if latency is None else _opt_num(latency, "latency", most=MAX_LATENCY_MS / 1e3) * 1000.0,
-        app=_opt_str(obj, "name", limit=100), model=_opt_str(gen, "model", "observations.model"),
-        messages=_messages(obj.get("input") if obj.get("input") is not None else gen.get("input", ""), "input"),
-        output=_output(obj.get("output") if obj.get("output") is not None else gen.get("output"), "output"),
-        tenant=_opt_str(metadata, "tenant", "metadata.tenant", limit=100),
-        session_id=_opt_str(obj, "sessionId"), user_id=_opt_str(obj, "userId"), metadata=metadata,
-        input_tokens=tokens["input"], output_tokens=tokens["output"],
-        cost_usd=gen_cost if cost is None else _opt_num(cost, "totalCost"), name=_opt_str(obj, "name", limit=200))
+        line=0, digest="", started=time_of(stamp, "timestamp" if "timestamp" in obj else "response.created"),
+        latency_ms=opt_num(obj.get("latency_ms"), "latency_ms", most=MAX_LATENCY_MS), app=opt_str(obj, "app", limit=100),
+        model=opt_str(resp, "model", "response.model") or opt_str(req, "model", "request.model"),
+        messages=chat_messages(req["messages"], "request.messages"), output=output,
+        tenant=opt_str(obj, "tenant", limit=100), session_id=opt_str(obj, "session_id"),
+        user_id=opt_str(req, "user", "request.user"), metadata=meta_obj(obj.get("metadata"), "metadata"),
+        input_tokens=opt_num(usage.get("prompt_tokens"), "response.usage.prompt_tokens", integer=True),
+        output_tokens=opt_num(usage.get("completion_tokens"), "response.usage.completion_tokens", integer=True),
+        cost_usd=opt_num(obj.get("cost_usd"), "cost_usd"), params=params, tool_calls=tool_calls or None)
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Record]] = {"flywheel": _flywheel, "openai-log": _openai,
-                                                            "langfuse": _langfuse}
+                                                            "langfuse": import_langfuse.parse}
+_EXPAND: dict[str, Callable[[dict[str, Any]], list[Any]]] = {"langfuse": import_langfuse.expand}

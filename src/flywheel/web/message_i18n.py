@@ -114,11 +114,9 @@ _COMPILED = [(kind, key, re.compile(pattern, re.DOTALL)) for kind, key, pattern 
 PHRASES: dict[str, str] = {
     "widen the window (--since / --until)": "放宽时间窗（--since / --until）",
     "drop --app": "去掉 --app", "try --strategy random": "试试 --strategy random",
-    "record more traffic (flywheel ask, flywheel serve); traces already in a queue are not sampled again":
-        "记录更多流量（flywheel ask、flywheel serve）；已在队列中的追踪不会再被抽样",
-    "answer the same questions with another model or prompt version (flywheel ask … --model ALIAS); traces already "
-    "in a queue are not sampled again": "用另一个模型或提示词版本回答同样的问题（flywheel ask … --model ALIAS）；"
-                                       "已在队列中的追踪不会再被抽样",
+    "record more traffic (flywheel ask, flywheel serve)": "记录更多流量（flywheel ask、flywheel serve）",
+    "answer the same questions with another model or prompt version": "用另一个模型或提示词版本回答同样的问题",
+    "; traces already in a queue are not sampled again": "；已在队列中的追踪不会再被抽样",
     ", or ": "，或", ", ": "，", "the whole store": "整个存储", "app ": "应用 ", "tenant ": "租户 ",
     "since ": "起始 ", "until ": "截止 ", "sample again": "请重新抽样",
     "choose another --name, or omit it for a dated one": "换一个名称，或留空按日期命名",
@@ -126,6 +124,13 @@ PHRASES: dict[str, str] = {
     "letters, digits and _.-/ inside evals/, e.g. regressions.yaml": "evals/ 内的英文字母、数字和 _.-/，例如 "
                                                                      "regressions.yaml",
     "start again from the first page": "请从第一页重新开始",
+    "give a --since earlier than --until": "起始时间须早于截止时间",
+    "write eval:SUITE, window:30d or window:2026-10-01..2026-10-06": "写成 eval:SUITE、window:30d 或 "
+                                                                    "window:2026-10-01..2026-10-06",
+    "write a number and a unit: 30m, 1h, 1d, 7d, 2w": "写成数字加单位：30m、1h、1d、7d、2w",
+    "a duration (1h, 1d) or a number of traces (500)": "时长（1h、1d）或追踪条数（500）",
+    "a duration (30m, 1h, 1d) or a number of traces (500, `500 traces`)": "时长（30m、1h、1d）或追踪条数（500、"
+                                                                         "`500 traces`）",
     "list traces with `flywheel traces`": "用 `flywheel traces` 列出追踪",
     "a trace is reviewed once; leave these out": "每条追踪只审核一次；请去掉这些",
     "list traces with `flywheel traces` (of the queue's tenant)": "用 `flywheel traces` 列出（该队列租户的）追踪",
@@ -142,7 +147,20 @@ WEB_ACTIONS: dict[str, dict[str, str]] = {
         "zh": "在“追踪”页（/ui/traces）查找该队列租户的追踪 ID"},
     "list traces with `flywheel traces`": {"en": "find trace ids on the Traces page (/ui/traces)",
                                            "zh": "在“追踪”页（/ui/traces）查找追踪 ID"},
+    "choose another --name, or omit it for a dated one": {"en": "choose another name, or leave the Name field empty "
+                                                          "for a dated one", "zh": "换一个名称，或留空“名称”一栏按日期命名"},
+    # only the CLI answers with another model: its command in full, not an elided one
+    " (flywheel ask … --model ALIAS)": {"en": " (`flywheel ask \"QUESTION\" --model ALIAS` for each question)",
+                                       "zh": "（对每个问题运行 `flywheel ask \"问题\" --model 模型别名`）"},
 }
+
+# CLI options that messages of the core name, and the form field of the page that takes the same value
+# (the traces, metrics and monitors pages): a page names the field, never the option
+WEB_FIELDS: dict[str, dict[str, str]] = {
+    "--reference": {"en": "Reference", "zh": "参照"}, "--since": {"en": "Since", "zh": "起始时间"},
+    "--until": {"en": "Until", "zh": "截止时间"}, "--window": {"en": "Window", "zh": "时间窗"},
+}
+_FLAG = re.compile(r"(?<![\w-])(" + "|".join(re.escape(f) for f in WEB_FIELDS) + r")(?![\w-])")
 
 EN: dict[str, str] = {
     "nf_page": "no page {id}", "nf_trace": "no trace with id {id}", "nf_span": "no span with id {id}",
@@ -249,10 +267,22 @@ TEXT = {"en": EN, "zh": ZH}
 def localize(lang: str, text: str | None, source: Any = None) -> str:
     """`text` (an English message) in `lang` when it is a known one, else as it is. `source` is the exception it
     came from, if known: then a pattern tied to an exception type only matches a message of that type."""
-    if text is None or lang == "en":
-        return text or ""
-    found = match(lang, text, _COMPILED, TEXT, source)
-    return text if found is None else found
+    if text is None:
+        return ""
+    found = known(lang, text, source)
+    return web_fields(lang, text if found is None else found)
+
+
+def known(lang: str, text: str, source: Any = None) -> str | None:
+    """`text` in `lang` when a pattern of this catalog knows it; None in English or when none does."""
+    return None if lang == "en" else match(lang, text, _COMPILED, TEXT, source)
+
+
+def web_fields(lang: str, text: str) -> str:
+    """`text` with each CLI option of WEB_FIELDS named as its form field; quoted values (a user's input) stay."""
+    parts = re.split(f"({_Q}|`[^`]*`)", text)  # a command in backticks is meant for the CLI: it keeps its options
+    return "".join(part if i % 2 else _FLAG.sub(lambda m: WEB_FIELDS[m.group(1)].get(lang, WEB_FIELDS[m.group(1)]["en"]),
+                                                 part) for i, part in enumerate(parts))
 
 
 def match(lang: str, text: str, compiled: list[tuple[type, str, re.Pattern[str]]], table: dict[str, dict[str, str]],
@@ -273,11 +303,12 @@ def match(lang: str, text: str, compiled: list[tuple[type, str, re.Pattern[str]]
 def localize_error(lang: str, exc: UserError) -> str:
     """A UserError as a page shows it: its message and, in parentheses, its hint, each translated when known."""
     message = localize(lang, exc.message, exc)
-    web_hint = web_actions(lang, exc.hint or "")
-    hint = localize(lang, web_hint, exc) if web_hint else ""
-    if lang != "en" and hint == web_hint:
-        hint = phrases(hint)
-    if lang != "en" and message != exc.message and _WORDS.search(hint or ""):
+    hint = web_actions(lang, exc.hint or "")
+    if hint and lang != "en":
+        found = known(lang, hint, exc)
+        hint = phrases(hint) if found is None else found
+    hint = web_fields(lang, hint)
+    if known(lang, exc.message, exc) is not None and _WORDS.search(hint):
         hint = ""  # the message says what went wrong in Chinese; an untranslated CLI hint would only add English
     if not hint:
         return message

@@ -24,6 +24,7 @@ from flywheel.errors import UserError
 from flywheel.monitor.alerts import evaluate, rule_name
 from flywheel.store.schema_monitor import monitor_alerts
 from flywheel.web.auth import Viewer
+from flywheel.web.message_i18n import localize_error
 from flywheel.web.metrics_i18n import Text
 from flywheel.web.pages import gate
 from flywheel.web.render import as_json, fragment, language, render, split_format
@@ -111,10 +112,11 @@ def monitors_page(request: Request) -> Response:
     if fmt != "html":
         return as_json(rules, alert_log=[{k: v for k, v in r.items() if k != "group_key"} for r in log],
                        problem=problem, now=now)
-    drift_qs = urlencode({k: v for k, v in request.query_params.items()
-                          if k in ("window", "since", "until", "reference", "app")})
+    drift_qs = urlencode({k: v for k, v in request.query_params.items() if k in DRIFT_PARAMS})
+    drift_errors = shown(drift_params(request, now)[1], language(request)) if not viewer.scoped else {}
     return render(request, "metrics_monitors.html", tx=Text(language(request)), rules=rules, problem=problem,
-                  alert_log=log, drift_qs=drift_qs, drift_allowed=not viewer.scoped)
+                  alert_log=log, drift_qs=drift_qs, drift_allowed=not viewer.scoped, errors=drift_errors,
+                  drift_form={k: request.query_params.get(k, "") for k in DRIFT_PARAMS})
 
 
 # ------------------------------------------------------------------------------------------------- drift
@@ -127,31 +129,48 @@ def _embedder(state: Any) -> Any:
     return _embedders[state]
 
 
-def drift_params(request: Request, now: float) -> tuple[dict[str, Any], dict[str, str]]:
+DRIFT_PARAMS = ("window", "since", "until", "reference", "app")
+
+
+def drift_params(request: Request, now: float) -> tuple[dict[str, Any], dict[str, UserError | str]]:
+    """The drift section's params from the URL and {field: problem} for the malformed ones (`shown` words them)."""
     from flywheel.monitor.drift import parse_reference, parse_window
+    from flywheel.monitor.windows import check_period
     from flywheel.tracing.search import parse_time
 
     q = request.query_params
-    errors: dict[str, str] = {}
+    errors: dict[str, UserError | str] = {}
     p: dict[str, Any] = {"window": q.get("window") or "1d", "reference": q.get("reference") or None,
                          "app": q.get("app") or None, "since": None, "until": None}
     try:
         parse_window(p["window"])
     except UserError as exc:
-        errors["window"] = exc.message
+        errors["window"] = exc
         p["window"] = "1d"
     for name in ("since", "until"):
         try:
             p[name] = parse_time(q.get(name), now=now)
         except ValueError as exc:
             errors[name] = str(exc)
+    if p["since"] is not None and "until" not in errors:
+        try:
+            check_period(p["since"], now if p["until"] is None else p["until"])
+        except UserError as exc:
+            errors["since"] = exc
     if p["reference"]:
         try:
             parse_reference(p["reference"], p["since"] or now)
         except UserError as exc:
-            errors["reference"] = exc.message
+            errors["reference"] = exc
             p["reference"] = None
     return p, errors
+
+
+def shown(problems: dict[str, UserError | str], lang: str | None) -> dict[str, str]:
+    """{field: why}: on a page (`lang`) a core error in the page's words with its hint (the format to write); in a
+    JSON twin (None) the core's English message, as every twin keeps it."""
+    return {k: v if isinstance(v, str) else v.message if lang is None else localize_error(lang, v)
+            for k, v in problems.items()}
 
 
 @router.get("/ui/monitors/drift", include_in_schema=False)
@@ -177,11 +196,12 @@ def drift_fragment(request: Request) -> Response:
             report = drift_report(state.store, _embedder(state), project=state.project, reference=p["reference"],
                                   since=p["since"], until=p["until"], window=p["window"], app=p["app"], now=now)
         except UserError as exc:
-            errors["drift"] = exc.message
+            errors["drift"] = exc
         except Exception as exc:  # a failing drift computation must not break the monitors page
             log.exception("drift report failed")
             errors["drift"] = f"the drift report failed: {type(exc).__name__}: {exc}"
     if fmt == "json":
         return as_json((report or {}).get("windows", []), alerts=(report or {}).get("alerts", []),
-                       reference=(report or {}).get("reference"), errors=errors)
-    return fragment(request, "metrics_drift.html", tx=tx, report=report, errors=errors, message=None, p=p)
+                       reference=(report or {}).get("reference"), errors=shown(errors, None))
+    return fragment(request, "metrics_drift.html", tx=tx, report=report, errors=shown(errors, language(request)),
+                    message=None, p=p)

@@ -84,6 +84,18 @@ def qs(params: dict[str, Any], **changes: Any) -> str:
 _env.globals["qs"] = qs
 
 
+# Every dashboard HTML response: scripts only from /ui/static (an answer, a comment or a span body that slipped
+# through escaping still cannot run), no framing by another site (a labelling page cannot be click-jacked), and
+# no copy kept by the browser (Back after logging out asks the server, which asks for a login, instead of showing
+# the traces again). Inline styles stay allowed: the waterfall and the meters are sized with style="width: …%".
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     """The template with the page context every page has: `t` (UI text), `lang`, `viewer`, `csrf`, `path`."""
     from flywheel.web.auth import csrf_token, ensure_csrf_cookie
@@ -98,7 +110,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         request=request, nav=NAV, t=i18n.Translator(lang), lang=lang, other_lang="en" if lang == "zh" else "zh",
         viewer=request.scope.get("flywheel.viewer"), csrf=csrf_token(request, nonce) if nonce else "",
         path=request.url.path, query=dict(request.query_params), **context)
-    response = HTMLResponse(body, status_code=status)
+    response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
     if request.query_params.get("lang") in i18n.LANGS:
         response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
     ensure_csrf_cookie(request, response)
@@ -111,7 +123,7 @@ def fragment(request: Request, template: str, **context: Any) -> HTMLResponse:
     body = _env.get_template(template).render(request=request, t=i18n.Translator(lang), lang=lang,
                                               viewer=request.scope.get("flywheel.viewer"),
                                               **_localized(lang, context))
-    return HTMLResponse(body)
+    return HTMLResponse(body, headers=SECURITY_HEADERS)  # a fragment's address opened in a tab is a page too
 
 
 def _localized(lang: str, context: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +151,7 @@ def not_found(request: Request, what: str, fmt: str = "html") -> Response:
 
     if fmt == "fragment":
         return HTMLResponse(f'<p class="invalid">{html.escape(localize(language(request), what))}</p>',
-                            status_code=404)
+                            status_code=404, headers=SECURITY_HEADERS)
     if fmt != "html":
         return JSONResponse({"error": {"message": what, "code": "not_found"}}, status_code=404)
     return render(request, "error.html", status=404, title=i18n.Translator(language(request))("not_found"),

@@ -27,7 +27,8 @@ EN: dict[str, str] = {
     "n": "n", "pair": "Pair", "undefined": "undefined", "disagreements": "Disagreements", "verdicts": "Verdicts",
     "no_disagreements": "No disagreements.", "judge_vs_human": "Judge vs. people",
     "judge_line": "judge calibration v{version}: κ = {kappa} on {n} held-out items{adopted}",
-    "no_judge": "No judge was calibrated on this queue (`flywheel judge calibrate … --queue NAME`).",
+    "no_judge": "No judge was calibrated on this queue. Only the CLI calibrates one: `flywheel judge calibrate "
+    "evals/SUITE.yaml#CHECK --queue {queue}`, with the judge check of your suite (docs/judge-calibration.md).",
     "adopted": " (adopted)", "add_trace": "Add this trace to a new review queue", "trace": "Trace",
     "runs": "Eval runs", "run": "Run", "suite": "Suite", "target": "Target", "model": "Model",
     "pass_rate": "Pass rate", "cost": "Cost", "date": "Date", "status": "Status",
@@ -43,11 +44,11 @@ EN: dict[str, str] = {
     "diff_reference": "Candidate output vs. reference", "paired_test": "Paired test of the pass-rate change",
     "mcnemar": "McNemar exact (sign test on the discordant cases)", "regressions": "regressions", "fixes": "fixes",
     "paired_ci": "paired bootstrap 95 % interval of the change", "p_value": "p",
-    "pairwise_judge": "Pairwise judge", "no_comparison": "No stored pairwise comparison of these two runs "
-    "(`flywheel compare RUN_A RUN_B`).", "outcome": "Outcome", "question": "Question", "judge_reason": "Judge's reason",
+    "pairwise_judge": "Pairwise judge", "no_comparison": "No stored pairwise comparison of these two runs. Only "
+    "the CLI judges one: `flywheel compare {base} {cand}`.", "outcome": "Outcome", "question": "Question", "judge_reason": "Judge's reason",
     "first_page": "← First page", "next_page": "Next page →", "prev_page": "← Previous", "rows_of": "rows {a}–{b} of {n}",
     "invalid": "invalid", "export": "Export", "case_rule": "A case passes when every repeat passed.",
-    "open": "Open",
+    "open": "Open", "queue_meta": "({kind}, {label} {n})",
     "kind_binary": "binary", "kind_pairwise": "pairwise",
     # sampling strategies and judge outcomes as shown (tx.label); forms, URLs and JSON keep the English value
     "strategy_mixed": "mixed", "strategy_random": "random", "strategy_negative-feedback": "negative-feedback",
@@ -87,7 +88,8 @@ ZH: dict[str, str] = {
     "n": "n", "pair": "标注人对", "undefined": "无定义", "disagreements": "分歧", "verdicts": "判定",
     "no_disagreements": "没有分歧。", "judge_vs_human": "评审模型与人工",
     "judge_line": "评审校准 v{version}：在 {n} 个留出条目上 κ = {kappa}{adopted}",
-    "no_judge": "尚未在此队列上校准评审模型（`flywheel judge calibrate … --queue NAME`）。",
+    "no_judge": "尚未在此队列上校准评审模型。只能在命令行中校准：`flywheel judge calibrate "
+    "evals/SUITE.yaml#CHECK --queue {queue}`，其中填入你的评测套件中的评审检查（见 docs/judge-calibration.md）。",
     "adopted": "（已采用）", "add_trace": "将此追踪加入新的审核队列", "trace": "追踪",
     "runs": "评测运行", "run": "运行", "suite": "套件", "target": "目标", "model": "模型",
     "pass_rate": "通过率", "cost": "费用", "date": "日期", "status": "状态",
@@ -103,11 +105,12 @@ ZH: dict[str, str] = {
     "diff_reference": "候选输出与参考答案", "paired_test": "通过率变化的配对检验",
     "mcnemar": "McNemar 精确检验（不一致用例上的符号检验）", "regressions": "退化", "fixes": "修复",
     "paired_ci": "变化的配对自助法 95% 区间", "p_value": "p",
-    "pairwise_judge": "成对评审", "no_comparison": "没有这两次运行的已存成对对比（`flywheel compare RUN_A RUN_B`）。",
+    "pairwise_judge": "成对评审", "no_comparison": "没有这两次运行的已存成对对比。只能在命令行中评审："
+    "`flywheel compare {base} {cand}`。",
     "outcome": "结果", "question": "问题", "judge_reason": "评审理由",
     "first_page": "← 第一页", "next_page": "下一页 →", "prev_page": "← 上一页", "rows_of": "第 {a}–{b} 行，共 {n} 行",
     "invalid": "无效", "export": "导出", "case_rule": "一个用例的所有重复都通过才算通过。",
-    "open": "打开",
+    "open": "打开", "queue_meta": "（{kind}，{label} {n}）",
     "kind_binary": "二元", "kind_pairwise": "成对",
     "strategy_mixed": "混合", "strategy_random": "随机", "strategy_negative-feedback": "负面反馈",
     "strategy_guard-triggered": "护栏触发", "strategy_low-score": "低分", "strategy_uncertain": "不确定",

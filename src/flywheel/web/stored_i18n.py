@@ -133,10 +133,9 @@ def _value(lang: str, name: str, value: str) -> str:
 
 def _one(lang: str, text: str) -> str:
     """One message (no hint): the core's UserError messages (flywheel.web.message_i18n), else this module's."""
-    known = message_i18n.localize(lang, text)
-    if known != text:
-        return known
-    found = message_i18n.match(lang, text, _COMPILED, TEXT, param=lambda k, v: _value(lang, k, v))
+    found = message_i18n.known(lang, text)
+    if found is None:
+        found = message_i18n.match(lang, text, _COMPILED, TEXT, param=lambda k, v: _value(lang, k, v))
     return text if found is None else found
 
 

@@ -20,7 +20,15 @@ from typing import Any
 from flywheel.errors import UserError
 from flywheel.registry import unknown_name
 from flywheel.types import content_hash
-from flywheel.workflows.steps import KINDS, ON_FAIL, Step, check_references, check_settings, python_refs
+from flywheel.workflows.steps import (
+    KINDS,
+    ON_FAIL,
+    Step,
+    check_references,
+    check_settings,
+    code_identity,
+    python_refs,
+)
 
 
 @dataclass
@@ -202,6 +210,7 @@ class Workflow:
     # ------------------------------------------------------------------ identity
     @property
     def version(self) -> str:
-        """Changes whenever what the workflow does changes (steps, their settings, functions' names)."""
-        body = [[s.id, s.kind, s.params, s.needs, getattr(s.fn, "__qualname__", None)] for s in self.steps]
-        return content_hash(json.dumps([self.name, body, self.output, self.model], sort_keys=True, default=str))
+        """Changes whenever what the workflow does changes (steps, their settings, functions' names and source)."""
+        body = [[s.id, s.kind, s.params, s.needs, code_identity(s.fn) if s.fn else None] for s in self.steps]
+        return content_hash(json.dumps([self.name, body, self.output, self.model], sort_keys=True,
+                                       default=lambda v: code_identity(v) if callable(v) else str(v)))

@@ -145,12 +145,29 @@ def messages_of(user: str, system: str | None = None) -> list[Message]:
 
 # ------------------------------------------------------------------ prompt, map, reduce
 
+def prompt_file(prompt: Any) -> str | None:
+    """The prompt file a `prompt:` setting names (`prompts/x.yaml`), None for inline text."""
+    text = prompt.strip() if isinstance(prompt, str) else ""
+    return text if text.endswith((".yaml", ".yml")) and "\n" not in text else None
+
+
+def prompt_version(ctx: StepContext, prompt: Any) -> str | None:
+    """The content version of the prompt file `prompt` names (None for inline text): part of what a step's stored
+    output is keyed by, so a resumed run asks again after the file was edited."""
+    path = prompt_file(prompt)
+    if path is None:
+        return None
+    from flywheel.prompts import PromptRegistry
+
+    return str(PromptRegistry(ctx.services.root).get(path, where=ctx.where).version)
+
+
 def prompt_messages(ctx: StepContext, prompt: Any, vars: dict[str, Any] | None, model: str) -> list[Message]:
     """Messages of a `prompt:` setting: inline text, {system, template}, or a prompt file with `vars:`."""
     if isinstance(prompt, dict):
         return messages_of(as_text(prompt.get("template", "")), as_text(prompt.get("system")) or None)
     text = as_text(prompt)
-    if text.strip().endswith((".yaml", ".yml")) and "\n" not in text.strip():
+    if prompt_file(text) is not None:
         from flywheel.prompts import PromptRegistry, family_of
 
         loaded = PromptRegistry(ctx.services.root).get(text.strip(), where=ctx.where)
@@ -197,8 +214,17 @@ def run_map(ctx: StepContext, p: dict[str, Any], fill: Callable[[Any, dict[str, 
                 sp.set(outputs=text)
                 return text
 
-        out.append(ctx.memo(key, [body, p.get("model")], compute) if ctx.memo else compute())
+        out.append(ctx.memo(key, _item_payload(ctx, body, p, fill(p.get("vars"), {"item": item})), compute)
+                   if ctx.memo else compute())
     return out
+
+
+def _item_payload(ctx: StepContext, body: Any, p: dict[str, Any], vars: Any) -> list[Any]:
+    """What one map item's or reduce batch's stored output is keyed by: the prompt filled in, the model, and for
+    a prompt file its variables and content version (the file's path alone is the same for every item)."""
+    if prompt_file(body) is None and not vars:
+        return [body, p.get("model")]
+    return [body, p.get("model"), vars, prompt_version(ctx, body)]
 
 
 def run_reduce(ctx: StepContext, p: dict[str, Any], fill: Callable[[Any, dict[str, Any]], Any]) -> Any:
@@ -217,10 +243,14 @@ def run_reduce(ctx: StepContext, p: dict[str, Any], fill: Callable[[Any, dict[st
             body = fill(p["prompt"], {"items": listed})
             key = f"{ctx.step_id}#{level}.{g}"
 
-            def compute(body: Any = body) -> Any:
-                return ctx.chat_messages(prompt_messages(ctx, body, None, ctx.model), model=p.get("model")).text.strip()
+            given = {"items": listed}  # a prompt file's {{items}}
 
-            results.append(ctx.memo(key, [body, p.get("model")], compute) if ctx.memo else compute())
+            def compute(body: Any = body, given: dict[str, Any] = given) -> Any:
+                return ctx.chat_messages(prompt_messages(ctx, body, given, ctx.model),
+                                         model=p.get("model")).text.strip()
+
+            payload = _item_payload(ctx, body, p, given if prompt_file(body) else None)
+            results.append(ctx.memo(key, payload, compute) if ctx.memo else compute())
         if len(results) == 1:
             return results[0]
         items, level = results, level + 1

@@ -2,6 +2,11 @@
 
 Each finished step is written at once, in its own transaction (not through the background writer): a run
 killed a moment later still finds it when resumed.
+
+A run being run is held by one process: while `running`, its `reason` names the holder (`running: HOST:PID:…`)
+and each finished step refreshes `updated_at`. Another process may take the run over only when the holder is gone
+(a process of this host that no longer runs) or, for a holder on another host, after STALE_S without a finished
+step; the take-over is a compare-and-set, so two processes resuming one run at once never both run it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from flywheel.errors import UserError
 from flywheel.protocols import StoreLike
 from flywheel.text.secrets import scrub_secrets
+
+RESUMABLE = ("running", "interrupted", "failed")  # done, stopped and refused runs are finished
+HOLDER = "running: "  # the `reason` of a running run: the process that runs it
+STALE_S = 600.0  # a holder on another host with no finished step for this long is taken to be gone
 
 
 def _tables(store: StoreLike) -> tuple[Any, Any]:
@@ -48,15 +57,38 @@ class RunRecords:
 
     def start(self, run_id: str, workflow: str, version: str, source: str | None, inputs: dict[str, Any],
               tenant: str | None) -> None:
-        now = time.time()
+        """Create or take over the run for this process; a UserError when another process is running it."""
+        from flywheel.server.batches_store import worker_id
+
+        now, holder = time.time(), HOLDER + worker_id()
+        values = {"status": "running", "version": version, "inputs": _clean(inputs), "reason": holder,
+                  "updated_at": now}
+        run = self.get_run(run_id)
+        if run is None:
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(insert(self.runs).values(run_id=run_id, workflow=workflow, source=source,
+                                                          tenant=tenant, created_at=now, **values))
+                return
+            except IntegrityError:  # created a moment ago by another process
+                run = self.require(run_id)
+        busy = held_elsewhere(run, now)
+        if busy is None:
+            c = self.runs.c
+            same = [c.run_id == run_id, c.status == run["status"], c.updated_at == run["updated_at"],
+                    c.reason.is_(None) if run["reason"] is None else c.reason == run["reason"]]
+            with self.store.engine.begin() as conn:
+                if conn.execute(update(self.runs).where(*same).values(**values)).rowcount == 1:
+                    return
+            busy = "another process started it a moment ago"
+        raise UserError(f"workflow run '{run_id}' is being run by another process ({busy})",
+                        hint=f"wait for it to finish (`flywheel workflow show {run_id}` shows its state): two "
+                             "processes running one run would run its steps twice")
+
+    def set_trace(self, run_id: str, trace_id: str) -> None:
+        """The trace of the attempt now running (a killed run's trace is found from `flywheel workflow show`)."""
         with self.store.engine.begin() as conn:
-            if conn.execute(select(self.runs.c.run_id).where(self.runs.c.run_id == run_id)).first() is None:
-                conn.execute(insert(self.runs).values(
-                    run_id=run_id, workflow=workflow, version=version, source=source, inputs=_clean(inputs),
-                    status="running", tenant=tenant, created_at=now, updated_at=now))
-            else:
-                conn.execute(update(self.runs).where(self.runs.c.run_id == run_id).values(
-                    status="running", version=version, inputs=_clean(inputs), updated_at=now))
+            conn.execute(update(self.runs).where(self.runs.c.run_id == run_id).values(trace_id=trace_id))
 
     def finish(self, run_id: str, status: str, output: Any, reason: str | None, trace_id: str | None,
                cost_usd: float) -> None:
@@ -73,13 +105,16 @@ class RunRecords:
 
     def save_step(self, run_id: str, step_id: str, input_hash: str, kind: str, output: Any, cost_usd: float,
                   latency_ms: float) -> None:
+        now = time.time()
         try:
             with self.store.engine.begin() as conn:
                 conn.execute(insert(self.steps).values(
                     run_id=run_id, step_id=step_id, input_hash=input_hash, kind=kind, output=_clean(output),
-                    cost_usd=cost_usd, latency_ms=latency_ms, created_at=time.time()))
+                    cost_usd=cost_usd, latency_ms=latency_ms, created_at=now))
+                # the holder is alive (see STALE_S)
+                conn.execute(update(self.runs).where(self.runs.c.run_id == run_id).values(updated_at=now))
         except IntegrityError:
-            pass  # the same step with the same inputs finished twice (two resumes at once): keep the first
+            pass  # the same step with the same inputs finished twice (a run taken over): keep the first
 
     def steps_of(self, run_id: str) -> list[dict[str, Any]]:
         with self.store.engine.connect() as conn:
@@ -88,13 +123,23 @@ class RunRecords:
         return [dict(r) for r in rows]
 
     def latest_unfinished(self, workflow: str) -> str | None:
-        """The id of the newest run of `workflow` that did not finish (stopped, failed, interrupted, or killed while
+        """The id of the newest run of `workflow` that did not finish (failed, interrupted, or killed while
         running), for `--resume latest`."""
         with self.store.engine.connect() as conn:
             row = conn.execute(select(self.runs.c.run_id)
-                               .where(self.runs.c.workflow == workflow, self.runs.c.status != "done")
+                               .where(self.runs.c.workflow == workflow, self.runs.c.status.in_(RESUMABLE))
                                .order_by(self.runs.c.updated_at.desc()).limit(1)).first()
         return str(row.run_id) if row is not None else None
+
+    def recent(self, workflow: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first (of one workflow when given), without their inputs and outputs."""
+        c = self.runs.c
+        q = select(c.run_id, c.workflow, c.status, c.reason, c.cost_usd, c.trace_id, c.created_at, c.updated_at)
+        if workflow is not None:
+            q = q.where(c.workflow == workflow)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(q.order_by(c.updated_at.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
 
     def require(self, run_id: str) -> dict[str, Any]:
         run = self.get_run(run_id)
@@ -104,8 +149,97 @@ class RunRecords:
         return run
 
 
+def not_resumable(run: dict[str, Any]) -> UserError | None:
+    """Why `run` cannot be resumed (it finished: done, stopped by a check, refused), saying what to do instead;
+    None for a run that can resume (failed, interrupted, killed)."""
+    status, run_id = run["status"], run["run_id"]
+    if status in RESUMABLE:
+        return None
+    if status == "done":
+        what = ": it finished, there is nothing to resume"
+    else:
+        why = f" ({scrubbed(run.get('reason'))})" if run.get("reason") else ""
+        what = f"{why}: a {status} run is finished, resuming it would end the same way"
+    return UserError(f"workflow run '{run_id}' is {status}{what}; start a new run instead: {again(run)}",
+                     hint=f"`flywheel workflow show {run_id}` shows its steps and output")
+
+
+def again(run: dict[str, Any]) -> str:
+    """How to start a new run like `run`: the command with its inputs (a long, multi-line or unprintable one
+    elided)."""
+    import shlex
+
+    from flywheel.workflows.steps import as_text
+
+    path = _file(run)
+    if path is None:
+        return f"run workflow '{run['workflow']}' without resuming"
+    shown = []
+    for name, value in (run.get("inputs") or {}).items():
+        text = as_text(value)
+        shown.append(shlex.quote(f"{name}={text}") if len(text) <= 60 and text.isprintable() else f"{name}=…")
+    return " ".join(["`flywheel workflow run", shlex.quote(path), *(f"--input {s}" for s in shown)]) + "`"
+
+
+def resume_command(run: dict[str, Any]) -> str:
+    import shlex
+
+    path = _file(run)
+    if path is None:
+        return f"`run(run_id={run['run_id']!r}, resume=True)` of workflow '{run['workflow']}'"
+    return f"`flywheel workflow run {shlex.quote(path)} --resume {run['run_id']}`"
+
+
+def _file(run: dict[str, Any]) -> str | None:
+    """The workflow file of a run (its `source` is FILE:LINE), None for a workflow built in Python."""
+    source = str(run.get("source") or "")
+    if not source:
+        return None
+    path, _, line = source.rpartition(":")
+    return path if path and line.isdigit() else source
+
+
+def held_elsewhere(run: dict[str, Any], now: float) -> str | None:
+    """Which process holds a `running` run while it may still be running it; None when the run can be taken."""
+    import socket
+
+    from flywheel.server.batches_store import _gone
+
+    reason = run.get("reason") or ""
+    if run["status"] != "running" or not reason.startswith(HOLDER):
+        return None  # not running, or left `running` by a version that did not record its holder
+    worker = reason[len(HOLDER):]
+    if _gone(worker):  # a process of this host that no longer runs (killed, crashed)
+        return None
+    host, pid = ([*worker.rsplit(":", 2), "?"])[:2]
+    here = host == socket.gethostname()[:120]
+    idle = now - float(run["updated_at"] or 0)
+    if not here and idle >= STALE_S:
+        return None
+    return f"process {pid} on {'this host' if here else host}, updated {idle:.0f} s ago"
+
+
 def scrubbed(reason: str | None) -> str | None:
     """A run's reason without credentials: a failed step's exception may quote a connection URL or an API key."""
     from flywheel.text.secrets import scrub_secrets, secret_env_values
 
     return scrub_secrets(reason, values=secret_env_values()) if reason else reason
+
+
+def runs_of_traces(store: StoreLike, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """trace id → the workflow run it traced, for traces whose steps name their run (a trace whose root span
+    never ended, its process killed mid-run, shows the run's name and inputs from here)."""
+    from flywheel.store.schema import spans
+
+    if not trace_ids:
+        return {}
+    runs: dict[str, str] = {}
+    with store.engine.connect() as conn:
+        for row in conn.execute(select(spans.c.trace_id, spans.c.attributes)
+                                .where(spans.c.trace_id.in_(trace_ids), spans.c.name.like("step %"))):
+            run_id = (row.attributes or {}).get("flywheel.workflow.run_id")
+            if isinstance(run_id, str) and run_id:
+                runs.setdefault(row.trace_id, run_id)
+    records = RunRecords(store)
+    found = {trace: records.get_run(run_id) for trace, run_id in runs.items()}
+    return {trace: run for trace, run in found.items() if run is not None}

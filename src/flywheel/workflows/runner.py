@@ -18,6 +18,7 @@ step inputs were all skipped); a failed check stops the run (`on_fail: stop`), a
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -29,17 +30,19 @@ from flywheel.types import SpanKind, Usage, content_hash
 from flywheel.workflows import kinds
 from flywheel.workflows.dag import Workflow
 from flywheel.workflows.kinds import Meter, StepContext, WorkflowServices
-from flywheel.workflows.records import RunRecords
+from flywheel.workflows.records import RunRecords, not_resumable
 from flywheel.workflows.steps import (
     MAX_RETRIES,
     Step,
     StepRefused,
     StepStopped,
     as_text,
+    code_identity,
     python_args,
     resolve,
 )
 
+log = logging.getLogger(__name__)
 SPAN_KINDS: dict[str, SpanKind] = {"retrieve": "retrieval", "tool": "tool", "check": "guard"}
 MODEL_KINDS = ("prompt", "map", "reduce", "plan", "tool")  # kinds that call a model (tool: with `prompt:`)
 CONTROL_KEYS = ("then", "else", "goto", "retry", "on_fail", "max_retries", "check", "fn")
@@ -77,11 +80,7 @@ class RunResult:
 
 
 def payload_hash(payload: Any) -> str:
-    def default(obj: Any) -> str:  # functions by name, never by address (the hash must survive a restart)
-        name = getattr(obj, "__qualname__", None)
-        return f"{getattr(obj, '__module__', '')}:{name}" if name else type(obj).__name__
-
-    return content_hash(json.dumps(payload, sort_keys=True, default=default, ensure_ascii=False), n=32)
+    return content_hash(json.dumps(payload, sort_keys=True, default=code_identity, ensure_ascii=False), n=32)
 
 
 class _Walk:
@@ -125,6 +124,9 @@ class WorkflowRunner:
             if row["workflow"] != wf.name:
                 raise UserError(f"run '{run_id}' is a run of workflow '{row['workflow']}', not '{wf.name}'",
                                 hint=f"resume it with the file of workflow '{row['workflow']}'")
+            finished = not_resumable(row)
+            if finished is not None:
+                raise finished
             given = {**(row.get("inputs") or {}), **given}
         self._check_inputs(given)
         self._check_models()
@@ -134,24 +136,33 @@ class WorkflowRunner:
         if tenant:
             self.services.tenant = tenant
         if self.records is not None:
-            self._done = self.records.finished_steps(self.run_id)
             self.records.start(self.run_id, wf.name, wf.version, wf.where, given, self.services.tenant)
+            self._done = self.records.finished_steps(self.run_id)  # after the start: the run is ours now
         attrs = {"flywheel.app": wf.name, "flywheel.workflow": wf.name, "flywheel.workflow.run_id": self.run_id,
                  "flywheel.workflow.version": wf.version, "flywheel.tenant": self.services.tenant}
         with tracer.span(f"workflow {wf.name}", kind="app", inputs=given, **attrs) as root:
             walk = _Walk(wf, given)
             try:
+                if self.records is not None:
+                    self.records.set_trace(self.run_id, root.trace_id)
                 status, reason, stopped_by = self.walk(walk)
             except BaseException as exc:
                 if self.records is not None:
                     at = f"step '{self.step_id}': " if self.step_id else ""
                     status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                    self.records.finish(self.run_id, status, None, f"{at}{type(exc).__name__}: {exc}".rstrip(": "),
-                                        root.trace_id, self.meter.cost_usd)
+                    try:
+                        self.records.finish(self.run_id, status, None,
+                                            f"{at}{type(exc).__name__}: {exc}".rstrip(": "), root.trace_id,
+                                            self.meter.cost_usd)
+                    except Exception:  # the store failing must not hide why the run ended (Ctrl-C, the step's error)
+                        log.exception("workflow run %s: could not record that it %s", self.run_id, status)
                 raise
             output = self._output(walk) if status == "done" else None
             root.set(outputs=as_text(output) if status == "done" else reason,
                      **{"flywheel.workflow.status": status, "flywheel.cost_usd": self.meter.cost_usd})
+            if status != "done":  # not a success: the trace's status is `error`, and says why
+                root.set(**{"flywheel.workflow.reason": reason, "flywheel.workflow.stopped_by": stopped_by})
+                root.record_error(f"workflow {status} at step '{stopped_by}': {reason}")
         if self.records is not None:
             self.records.finish(self.run_id, status, output, reason, root.trace_id, self.meter.cost_usd)
         return RunResult(self.run_id, wf.name, status, output, walk.outputs, list(walk.states.values()), reason,
@@ -270,10 +281,14 @@ class WorkflowRunner:
             payload = {"kind": s.kind, "params": params}
             if s.kind == "check":
                 payload["check"] = s.params.get("check") or s.params.get("fn")
+            version = kinds.prompt_version(ctx, params.get("prompt"))
+            if version is not None:  # an edited prompt file asks again
+                payload["prompt_version"] = version
         if feedback:
             payload["feedback"], payload["retry"] = feedback, attempt  # each retry asks again
         with tracer.span(f"step {s.id}", kind=SPAN_KINDS.get(s.kind, "other"), inputs=_preview(payload),
-                         **{"flywheel.step.id": s.id, "flywheel.step.kind": s.kind}) as sp:
+                         **{"flywheel.step.id": s.id, "flywheel.step.kind": s.kind,
+                            "flywheel.workflow.run_id": self.run_id}) as sp:
             before = self.meter.cost_usd
             start = time.perf_counter()
             if s.kind == "python":

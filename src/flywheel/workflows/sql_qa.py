@@ -23,6 +23,7 @@ from typing import Any
 from flywheel.errors import ConfigError, UserError
 from flywheel.prompts.render import language_of, pick_language
 from flywheel.registry import unknown_name
+from flywheel.tracing import tracer
 from flywheel.types import Answer, GuardAction, Source
 from flywheel.workflows.builders import check_step, prompt_step
 from flywheel.workflows.dag import Workflow
@@ -94,9 +95,16 @@ class SqlQAApp:
         wf = self.workflow if model in (None, self.model) else sql_workflow(
             self.database, model=str(model), name=self.name)
         services = WorkflowServices(gateway=self.gateway, store=self.store, tenant=tenant or self.tenant)
-        result = WorkflowRunner(wf, services).run({"question": question})
-        return answer_of(result, self.name, self.database.shown, (time.perf_counter() - start) * 1000,
-                         self.prompt_version, question=question)
+        # the app's span, as other apps have: a run the checks stopped is the app refusing (status ok, refused),
+        # while the workflow's span under it says the workflow stopped
+        attrs = {"flywheel.app": self.name, "flywheel.tenant": services.tenant}
+        with tracer.span(self.name, kind="app", inputs={"question": question}, **attrs) as span:
+            result = WorkflowRunner(wf, services).run({"question": question})
+            answer = answer_of(result, self.name, self.database.shown, (time.perf_counter() - start) * 1000,
+                               self.prompt_version, question=question)
+            refusal = {"flywheel.refusal": answer.refusal} if answer.refusal else {}
+            span.set(outputs={"text": answer.text}, **{"flywheel.refused": answer.refused, **refusal})
+        return answer
 
     async def arun(self, input: str, tenant: str | None = None, *, model: str | None = None) -> Answer:
         import asyncio

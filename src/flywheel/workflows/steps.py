@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.errors import UserError
+from flywheel.types import content_hash
 
 KINDS = ("python", "prompt", "retrieve", "tool", "check", "branch", "map", "reduce", "plan")
 ON_FAIL = ("retry", "branch", "stop")
@@ -197,6 +198,20 @@ def step(fn: Callable[..., Any] | None = None, *, id: str | None = None, needs: 
         return Step(id=id or f.__name__, kind="python", fn=f, needs=list(needs or []))
 
     return wrap(fn) if fn is not None else wrap
+
+
+def code_identity(fn: Any) -> str:
+    """A function by name and source (never by address: it must survive a restart): editing a python step's body
+    gives it a new identity, so a resumed run runs it again instead of reusing what the old code returned. Code it
+    calls is not covered."""
+    name = getattr(fn, "__qualname__", None)
+    if not name:
+        return type(fn).__name__
+    try:
+        source = content_hash(inspect.getsource(fn), n=12)
+    except (OSError, TypeError):  # built-ins, functions defined in a REPL
+        source = ""
+    return f"{getattr(fn, '__module__', '')}:{name}" + (f"#{source}" if source else "")
 
 
 def python_args(s: Step, inputs: dict[str, Any], outputs: dict[str, Any]) -> tuple[bool, dict[str, Any]]:

@@ -28,6 +28,10 @@
       if (s) { s.focus(); e.preventDefault(); }
     }
   });
+  // a control that applies its form at once (the CSP allows no inline onchange= handlers)
+  document.addEventListener("change", function (e) {
+    if (e.target.hasAttribute && e.target.hasAttribute("data-autosubmit") && e.target.form) { e.target.form.submit(); }
+  });
   document.addEventListener("click", function (e) {
     var row = e.target.closest && e.target.closest("tr.span");
     if (!row) { return; }
