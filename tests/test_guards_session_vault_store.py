@@ -179,10 +179,14 @@ def _serve_workers(root: Path, env: dict[str, str]) -> tuple[subprocess.Popen, s
     raise AssertionError("the server did not get ready")
 
 
-def test_two_serve_workers_continue_one_session_without_redis(tmp_path: Path, llm) -> None:
+@pytest.mark.parametrize("key", ["given", "drawn by serve"])
+def test_two_serve_workers_continue_one_session_without_redis(tmp_path: Path, llm, key: str) -> None:
     script(llm)
     (tmp_path / "flywheel.yaml").write_text(YAML.format(base=llm.base_url), encoding="utf-8")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", KEY_ENV: secrets.token_hex(32)}
+    env = {k: v for k, v in os.environ.items() if k != KEY_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    if key == "given":
+        env[KEY_ENV] = secrets.token_hex(32)
     proc, url, pids = _serve_workers(tmp_path, env)
     try:
         def turn(text: str) -> tuple[str, int]:

@@ -74,8 +74,8 @@ SHORT_HELP = {
     "store": "Manage the store: copy it between SQLite and PostgreSQL.",
     "traces": "List recent traces (newest first), including incomplete ones (their process stopped "
               "mid-request).",
-    "workflow": "Run YAML workflows (prompt, retrieve, tool, check, branch, map/reduce, plan steps); resume stopped "
-                "runs.",
+    "workflow": "Run YAML workflows (prompt, retrieve, tool, check, branch, map/reduce, plan steps); resume failed, "
+                "interrupted or killed runs.",
 }
 
 

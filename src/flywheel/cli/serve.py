@@ -80,7 +80,7 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
         from flywheel.text.install import pip_install
 
         raise UserError("the server needs FastAPI and uvicorn", hint=pip_install("server")) from None
-    from flywheel.apps.session_vaults import check_shared_vaults, redis_url_of
+    from flywheel.apps.session_vaults import redis_url_of, share_vaults_with_workers
     from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
     from flywheel.server.counters import check_redis_answers
@@ -94,7 +94,10 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     redis_url = redis_url_of(project.config)
     if redis_url:  # a Redis that does not answer at start is a typo or a missing service: exit 2, not 503s
         check_redis_answers(redis_url)
-        check_shared_vaults()  # chat sessions' vaults in Redis: one key for every worker (FLYWHEEL_VAULT_KEY)
+    # chat sessions' vaults (in Redis, else in the store): one key for every worker (FLYWHEEL_VAULT_KEY), drawn now
+    vault_warning = share_vaults_with_workers(redis_url, workers)
+    if vault_warning:
+        click.echo(f"warning: {vault_warning}", err=True)
     sock = bind(host, port)
     port = sock.getsockname()[1]
     settings = project.config.server

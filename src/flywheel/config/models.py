@@ -260,7 +260,7 @@ class ServerConfig(Section):
     online_evaluators: bool = True  # run `monitor.online` in a background worker inside `flywheel serve`
     embed_worker: bool = True  # embed chunks that have no vector yet, in the background (after `ingest --no-embed`)
     batch_worker: bool = True  # run the Batch API's batches (/v1/batches) in the background of this server
-    batch_concurrency: int = Field(default=4, ge=1, le=256)  # requests of one batch in flight at once
+    batch_concurrency: int = Field(default=4, ge=1, le=256)  # batch requests in flight per server process, all batches
     mcp: bool | None = None  # /mcp (MCP over streamable HTTP) in flywheel serve; None: on when the mcp extra is installed
 
     @field_validator("cors_origins")

@@ -8,7 +8,7 @@ edited, accepted …), annotator labels, check and judge results — one row sha
     record(store, answer.trace_id, "thumbs", "down", comment="wrong version number", actor="ann")
     for_trace(store, answer.trace_id)
 
-The module itself is callable (`flywheel.feedback(...)` = `send`); review queues are in `flywheel.feedback.queues`,
+The module itself is callable (`flywheel.feedback(...)` = `send`; a trace id that names no trace raises UserError); review queues are in `flywheel.feedback.queues`,
 sampling strategies in `.sampling`, implicit signals (edit distance, regenerations) in `.implicit`.
 """
 
@@ -19,7 +19,18 @@ import types
 from pathlib import Path
 from typing import Any
 
-from flywheel.feedback.events import EVENTS, SOURCES, FeedbackEvent, for_trace, record, trace_id_of, validate
+from flywheel.feedback.events import (
+    EVENTS,
+    SOURCES,
+    FeedbackEvent,
+    find_trace,
+    for_trace,
+    record,
+    resolve_trace_ids,
+    text_scrubber,
+    trace_id_of,
+    validate,
+)
 
 
 def send(trace_id: str, name: str, value: Any = None, *, comment: str | None = None, source: str = "user",
@@ -28,7 +39,6 @@ def send(trace_id: str, name: str, value: Any = None, *, comment: str | None = N
     """Record one feedback event on `trace_id` in the store of `project` (a folder or a Project), or in `store`
     when given. `name`/`value` as in `record` ("thumbs", "down"; "score", 0.2; "correction", "…"). `trace_id` may
     be the id of a response the server returned (`chatcmpl-<trace id>`, `resp_…`, `msg_…`)."""
-    trace_id = trace_id_of(trace_id)
     if store is not None:
         return record(store, trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor,
                       tenant=tenant)
@@ -37,18 +47,8 @@ def send(trace_id: str, name: str, value: Any = None, *, comment: str | None = N
 
     proj = project if isinstance(project, Project) else Project.load(project)
     with Store.open(proj.store_url) as opened:
-        if tenant is None:
-            tenant = _trace_tenant(opened, trace_id)
         return record(opened, trace_id, name, value, source=source, span_id=span_id, comment=comment,
-                      actor=actor, tenant=tenant)
-
-
-def _trace_tenant(store: Any, trace_id: str) -> str | None:
-    from sqlalchemy import select
-
-    t = store.table("traces")
-    with store.connect() as conn:
-        return conn.scalar(select(t.c.tenant).where(t.c.trace_id == trace_id))
+                      actor=actor, tenant=tenant, scrub=text_scrubber(proj))
 
 
 class _CallableModule(types.ModuleType):
@@ -58,4 +58,5 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "for_trace", "record", "send", "trace_id_of", "validate"]
+__all__ = ["EVENTS", "SOURCES", "FeedbackEvent", "find_trace", "for_trace", "record", "resolve_trace_ids", "send",
+           "text_scrubber", "trace_id_of", "validate"]

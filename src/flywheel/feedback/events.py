@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from flywheel.errors import UserError
 from flywheel.text.secrets import scrub_secrets
+from flywheel.tracing import tracer
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -40,6 +43,7 @@ _HEX = re.compile(r"^[0-9a-f]{1,32}$")
 # the ids `flywheel serve` gives its answers carry the trace id: /v1/chat/completions `chatcmpl-<trace>`,
 # /v1/completions `cmpl-<trace>`, /v1/responses `resp_<trace>`, Anthropic /v1/messages `msg_<trace>`
 _RESPONSE_ID = re.compile(r"^(?:chatcmpl-|cmpl-|resp_|msg_)([0-9a-f]{32})$")
+MIN_PREFIX = 6  # hex characters of a trace id prefix (the traces list shows 8)
 
 
 def trace_id_of(value: Any) -> Any:
@@ -49,6 +53,74 @@ def trace_id_of(value: Any) -> Any:
         found = _RESPONSE_ID.match(value.strip())
         if found:
             return found.group(1)
+    return value
+
+
+def resolve_trace_ids(store: Store, refs: Iterable[Any], *, tenant: str | None = None) -> list[str]:
+    """`refs` as trace ids: a response id (`chatcmpl-…`) becomes its trace id, and a prefix of 6+ hex characters
+    the one trace (of `tenant` when given) that it starts; anything else comes back as typed (lowercased), for
+    the caller to report as unknown. A prefix that starts several traces raises UserError."""
+    t = store.table("traces")
+    out: list[str] = []
+    for raw in refs:
+        tid = trace_id_of(str(raw).strip().lower())
+        if MIN_PREFIX <= len(tid) < 32 and _HEX.match(tid):
+            query = select(t.c.trace_id).where(t.c.trace_id.like(tid + "%")).order_by(t.c.trace_id).limit(2)
+            if tenant is not None:
+                query = query.where(t.c.tenant == tenant)
+            with store.connect() as conn:
+                found = list(conn.scalars(query))
+            if len(found) > 1:
+                raise UserError(f"trace id prefix {tid!r} is ambiguous: it starts {found[0]}, {found[1]} …",
+                                hint="give more characters of the id (`flywheel traces` lists them)")
+            tid = found[0] if found else tid
+        out.append(tid)
+    return out
+
+
+def find_trace(store: Store, ref: Any, *, tenant: str | None = None) -> tuple[str, str | None]:
+    """(trace id, its tenant) of the trace `ref` names (a trace id, a unique prefix, or the id of a response this
+    server returned), among `tenant`'s when given; UserError `no trace …` when there is none."""
+    full = resolve_trace_ids(store, [ref], tenant=tenant)[0]
+    t = store.table("traces")
+    query = select(t.c.trace_id, t.c.tenant).where(t.c.trace_id == full)
+    if tenant is not None:
+        query = query.where(t.c.tenant == tenant)
+    for attempt in range(2):
+        with store.connect() as conn:
+            row = conn.execute(query).first()
+        if row is not None:
+            return str(row[0]), row[1]
+        if attempt == 0:
+            tracer.flush()  # a trace of this process may still be in the writer's queue
+    raise UserError(f"no trace {full}", hint="copy a trace id (or 6+ characters of one) from `flywheel traces`, or "
+                                              "pass the id of a response the server returned")
+
+
+def text_scrubber(project: Any = None) -> Callable[[str], str]:
+    """What feedback text goes through before it is stored: the traces' own scrubber (secrets, secret environment
+    values, `tracing.redact` patterns, and PII when `tracing.redact_pii` is on) — `project`'s when given, else
+    the one tracing uses in this process — or the secret scrubber alone when there is neither."""
+    from flywheel.tracing.redact import Redactor
+
+    if project is not None:
+        from flywheel.apps.runtime import pii_masker
+
+        cfg = project.config
+        masker = pii_masker(cfg.tracing.redact_pii, project.where("tracing", "redact_pii"))
+        return Redactor.from_config(cfg.tracing, cfg.models, masker=masker).scrub_text
+    redactor = tracer.redactor
+    return redactor.scrub_text if isinstance(redactor, Redactor) else scrub_secrets
+
+
+def scrub_value(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` with every string in it (nested in lists and dicts too) passed through `scrub`."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrub_value(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_value(v, scrub) for v in value]
     return value
 
 
@@ -151,15 +223,21 @@ def validate(trace_id: Any, name: Any, value: Any = None, *, source: str = "user
 
 def record(store: Store, trace_id: str, name: str, value: Any = None, *, source: str = "user",
            span_id: str | None = None, comment: str | None = None, actor: str | None = None,
-           tenant: str | None = None, created_at: float | None = None) -> FeedbackEvent:
-    """Validate and store one feedback event against `trace_id` (or the id of a response this server returned);
-    returns the stored event (with its id)."""
-    trace_id = trace_id_of(trace_id)
+           tenant: str | None = None, created_at: float | None = None,
+           scrub: Callable[[str], str] | None = None) -> FeedbackEvent:
+    """Validate and store one feedback event against `trace_id` (a trace of `tenant` when given: its id, a unique
+    prefix, or the id of a response this server returned); returns the stored event (with its id). UserError
+    when there is no such trace. `scrub`: what the text goes through (default: `text_scrubber()`)."""
+    trace_id = trace_id_of(trace_id.strip().lower() if isinstance(trace_id, str) else trace_id)
     name, value = validate(trace_id, name, value, source=source, span_id=span_id, comment=comment, actor=actor)
+    trace_id, trace_tenant = find_trace(store, trace_id, tenant=tenant)
+    tenant = trace_tenant if tenant is None else tenant
     # every path (HTTP with a browser's token, Python, CLI) stores user text: a key pasted into a comment or a
-    # correction must not reach the store, the dashboard or an eval suite promoted from it
-    comment = scrub_secrets(comment) if comment else comment
-    value = scrub_secrets(value) if isinstance(value, str) else value
+    # correction must not reach the store, the dashboard or an eval suite promoted from it, nor an e-mail address
+    # when the project masks PII in its traces
+    scrub = scrub or text_scrubber()
+    comment = scrub(comment) if comment else comment
+    value = scrub_value(value, scrub)
     event = FeedbackEvent(trace_id=trace_id, span_id=span_id, source=source, name=name, value=value,  # type: ignore[arg-type]
                           comment=comment, actor=actor, tenant=tenant,
                           created_at=time.time() if created_at is None else created_at)

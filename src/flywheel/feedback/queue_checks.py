@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from flywheel.errors import UserError
-from flywheel.feedback.events import trace_id_of
+from flywheel.feedback.events import resolve_trace_ids
 from flywheel.tracing import tracer
 
 if TYPE_CHECKING:
@@ -50,8 +50,17 @@ def known(store: Store, conn: Any, ids: list[str], tenant: str | None) -> set[st
     return out
 
 
+def trace_alive(store: Store, it: Any) -> Any:
+    """SQL condition: the review item (`it`, the review_items table) still has its trace(s) — a deleted trace
+    leaves its items in the queue, but there is nothing left to show an annotator."""
+    t = store.table("traces")
+    a = select(t.c.trace_id).where(t.c.trace_id == it.c.trace_id).exists()
+    b = select(t.c.trace_id).where(t.c.trace_id == it.c.trace_id_b).exists()
+    return a & (it.c.trace_id_b.is_(None) | b)
+
+
 def checked_ids(store: Store, conn: Any, trace_ids: Iterable[str], tenant: str | None) -> list[str]:
-    ids = list(dict.fromkeys(trace_id_of(str(t).strip().lower()) for t in trace_ids))
+    ids = list(dict.fromkeys(resolve_trace_ids(store, trace_ids, tenant=tenant)))
     if not ids:
         raise UserError("`trace_ids` is empty: a queue needs at least one trace",
                         hint="give trace ids (`flywheel traces` lists them), or leave `trace_ids` out to sample")
@@ -70,7 +79,7 @@ def checked_pairs(store: Store, conn: Any, pairs: Iterable[tuple[str, str]], ten
                    ) -> list[tuple[str, str | None, str]]:
     clean: list[tuple[str, str]] = []
     for pair in pairs:
-        a, b = (str(x).strip().lower() for x in pair)
+        a, b = resolve_trace_ids(store, pair, tenant=tenant)
         if a == b:
             raise UserError(f"a pair compares two different traces (got {a} twice)")
         if (a, b) not in clean and (b, a) not in clean:
@@ -89,3 +98,16 @@ def checked_pairs(store: Store, conn: Any, pairs: Iterable[tuple[str, str]], ten
         if conn.scalar(same):
             raise UserError(f"the pair {a} / {b} is already in a review queue")
     return [(a, b, "explicit") for a, b in clean]
+
+
+def empty_queue_hint(kind: str, strategy: str, app: str | None, since: float | None, until: float | None) -> str:
+    """Only the remedies that can change the outcome: suggesting `--strategy random` to a random sample,
+    or a wider window to a command that gave none, would print a next step that fails the same way."""
+    steps = ["widen the window (--since / --until)"] if since is not None or until is not None else []
+    steps += ["drop --app"] if app else []
+    steps += ["try --strategy random"] if kind == "binary" and strategy not in ("random", "explicit") else []
+    more = ("answer the same questions with another model or prompt version (flywheel ask … --model ALIAS)"
+            if kind == "pairwise" else "record more traffic (flywheel ask, flywheel serve)")
+    steps.append(f"{more}; traces already in a queue are not sampled again")
+    return ", ".join(steps[:-1]) + (", or " if len(steps) > 1 else "") + steps[-1]
+

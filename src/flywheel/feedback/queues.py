@@ -23,7 +23,7 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,11 +33,18 @@ from sqlalchemy.exc import IntegrityError
 
 from flywheel.errors import UserError
 from flywheel.feedback.content import trace_contents
-from flywheel.feedback.events import validate
-from flywheel.feedback.queue_checks import already_queued, checked_ids, checked_pairs, free_name, known
+from flywheel.feedback.events import resolve_trace_ids, text_scrubber, validate
+from flywheel.feedback.queue_checks import (
+    already_queued,
+    checked_ids,
+    checked_pairs,
+    empty_queue_hint,
+    free_name,
+    known,
+    trace_alive,
+)
 from flywheel.feedback.queue_progress import progress_many
 from flywheel.feedback.sampling import STRATEGIES, empty_window_message, sample_pairs, sample_strata
-from flywheel.text.secrets import scrub_secrets
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -165,7 +172,7 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
                                                                since=since, until=until, seed=seed)]
     if not rows:
         raise UserError(empty_window_message(kind, strategy, app, tenant, since, until),
-                        hint=_empty_queue_hint(kind, strategy, app, since, until))
+                        hint=empty_queue_hint(kind, strategy, app, since, until))
     now = time.time()
     queue = Queue(id=secrets.token_hex(6), name=name or "", kind=kind, overlap=overlap,  # type: ignore[arg-type]
                   strategy=strategy, seed=seed, tenant=tenant, app=app, since=since, until=until, created_at=now,
@@ -296,12 +303,12 @@ def get_item(store: Store, item_id: str, annotator: str | None = None) -> Item:
 def add_items(store: Store, queue: str | Queue, trace_ids: Iterable[str], *, tenant: str | None = None
               ) -> dict[str, list[str]]:
     """Append traces to a binary queue (of `tenant` when given): {"added": [...], "skipped": [...]} — a trace
-    already in any review queue is skipped, not an error. Unknown traces, or another tenant's, raise UserError
-    and add nothing."""
+    already in any review queue is skipped, not an error. Ids may be unique prefixes (6+ hex characters) or
+    response ids. Unknown traces, or another tenant's, or an ambiguous prefix raise UserError and add nothing."""
     queue = get_queue(store, queue, tenant=tenant)
     if queue.kind != "binary":
         raise UserError(f"queue {queue.name!r} is pairwise; traces are added to binary queues")
-    ids = list(dict.fromkeys(str(t).strip().lower() for t in trace_ids if str(t).strip()))
+    ids = list(dict.fromkeys(resolve_trace_ids(store, (t for t in trace_ids if str(t).strip()), tenant=queue.tenant)))
     if not ids:
         raise UserError("no trace id to add", hint="list traces with `flywheel traces`")
     with store.connect() as conn:
@@ -336,8 +343,9 @@ def _annotator(name: Any) -> str:
 def next_item(store: Store, queue: str | Queue, annotator: str, *, lock_ttl_s: float = 600.0,
               skip: Iterable[str] = ()) -> Item | None:
     """The next item `annotator` should label, claimed for `lock_ttl_s` seconds; None when nothing is left for
-    them. Never an item they labelled, nor one that K annotators have labelled or hold; an item they already
-    hold comes back first. `skip`: item ids not to hand out now (skipped in this session)."""
+    them. Never an item they labelled, nor one that K annotators have labelled or hold, nor one whose trace was
+    deleted (`progress` counts those as "gone"); an item they already hold comes back first. `skip`: item ids not
+    to hand out now (skipped in this session)."""
     annotator = _annotator(annotator)
     queue = get_queue(store, queue)
     it, lt, ct = store.table("review_items"), store.table("review_labels"), store.table("review_claims")
@@ -345,7 +353,9 @@ def next_item(store: Store, queue: str | Queue, annotator: str, *, lock_ttl_s: f
     now = time.time()
     with _serialized(store, queue.id) as conn:
         conn.execute(delete(ct).where(ct.c.queue_id == queue.id, ct.c.expires_at <= now))
-        mine = select(ct.c.item_id).where(ct.c.queue_id == queue.id, ct.c.annotator == annotator)
+        alive = trace_alive(store, it)
+        mine = select(ct.c.item_id).where(ct.c.queue_id == queue.id, ct.c.annotator == annotator,
+                                          ct.c.item_id.in_(select(it.c.id).where(it.c.queue_id == queue.id, alive)))
         if skip:
             mine = mine.where(ct.c.item_id.not_in(skip))
         item_id = conn.scalar(mine.limit(1))
@@ -354,7 +364,7 @@ def next_item(store: Store, queue: str | Queue, annotator: str, *, lock_ttl_s: f
             n_claims = select(func.count()).select_from(ct).where(
                 ct.c.item_id == it.c.id, ct.c.annotator != annotator).scalar_subquery()
             done = select(lt.c.id).where(lt.c.item_id == it.c.id, lt.c.annotator == annotator).exists()
-            q = select(it.c.id).where(it.c.queue_id == queue.id, ~done, n_labels + n_claims < queue.overlap)
+            q = select(it.c.id).where(it.c.queue_id == queue.id, ~done, n_labels + n_claims < queue.overlap, alive)
             if skip:
                 q = q.where(it.c.id.not_in(skip))
             item_id = conn.scalar(q.order_by(it.c.position).limit(1))
@@ -378,21 +388,24 @@ def release(store: Store, item_id: str, annotator: str) -> None:
 # ---------------------------------------------------------------------------- labels
 
 
-def _text(value: Any, what: str) -> str | None:
+def _text(value: Any, what: str, scrub: Callable[[str], str]) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise UserError(f"the {what} must be a text of at most {MAX_TEXT} characters")
-    return scrub_secrets(value)
+    return scrub(value)
 
 
 def label(store: Store, item_id: str, annotator: str, verdict: str, *, reason: str | None = None,
-          correction: str | None = None) -> Label:
+          correction: str | None = None, scrub: Callable[[str], str] | None = None) -> Label:
     """Record `annotator`'s verdict on an item (for pairwise: "a" / "b" as this annotator saw them, or "tie").
     UserError for an unknown item, a verdict outside the item's choices, a second label by the same annotator,
-    or an item that already has its K labels. Writes the label and its `feedback` row together, or nothing."""
+    or an item that already has its K labels. Writes the label and its `feedback` row together, or nothing.
+    `reason` and `correction` go through `scrub` (default: `events.text_scrubber()`: secrets, and PII when
+    `tracing.redact_pii` is on)."""
     annotator = _annotator(annotator)
-    reason, correction = _text(reason, "reason"), _text(correction, "correction")
+    scrub = scrub or text_scrubber()
+    reason, correction = _text(reason, "reason", scrub), _text(correction, "correction", scrub)
     it, lt, ct = store.table("review_items"), store.table("review_labels"), store.table("review_claims")
     qt, ft, tt = store.table("review_queues"), store.table("feedback"), store.table("traces")
     with store.connect() as conn:
@@ -477,16 +490,3 @@ def progress(store: Store, queue: str | Queue) -> dict[str, Any]:
     `progress_many` for several queues at once."""
     queue = get_queue(store, queue)
     return progress_many(store, [queue])[queue.id]
-
-
-def _empty_queue_hint(kind: str, strategy: str, app: str | None, since: float | None, until: float | None) -> str:
-    """Only the remedies that can change the outcome: suggesting `--strategy random` to a random sample,
-    or a wider window to a command that gave none, would print a next step that fails the same way."""
-    steps = ["widen the window (--since / --until)"] if since is not None or until is not None else []
-    steps += ["drop --app"] if app else []
-    steps += ["try --strategy random"] if kind == "binary" and strategy not in ("random", "explicit") else []
-    more = ("answer the same questions with another model or prompt version (flywheel ask … --model ALIAS)"
-            if kind == "pairwise" else "record more traffic (flywheel ask, flywheel serve)")
-    steps.append(f"{more}; traces already in a queue are not sampled again")
-    return ", ".join(steps[:-1]) + (", or " if len(steps) > 1 else "") + steps[-1]
-

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from flywheel.server import batches_store
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Principal
+from flywheel.store.leases import worker_id
 from flywheel.tracing import tracer
 
 log = logging.getLogger("flywheel.server.batches")
@@ -115,7 +116,7 @@ class BatchRunner:
     def __init__(self, state: Any, concurrency: int = 4, poll_s: float = 1.0):
         self.state, self.store, self.concurrency, self.poll_s = state, state.store, concurrency, poll_s
         self._slots = _Slots(concurrency)
-        self.me = batches_store.worker_id()
+        self.me = worker_id()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._running: dict[str, asyncio.Task] = {}

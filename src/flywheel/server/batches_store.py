@@ -9,9 +9,7 @@ A batch's request counts and usage are summed from its request rows (and their t
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +18,7 @@ from sqlalchemy import case, delete, func, insert, select, update
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Limits, Principal
 from flywheel.store import Store
+from flywheel.store.leases import process_gone
 from flywheel.store.schema_batches import batch_requests as req_t
 from flywheel.store.schema_batches import batches as batch_t
 from flywheel.store.schema_batches import files as file_t
@@ -261,30 +260,6 @@ def results(store: Store, batch_id: str) -> list[tuple[str, dict[str, Any] | Non
 # ------------------------------------------------------------------------------------------ leases
 
 
-def worker_id() -> str:
-    """This runner: host, process id and a random part (two runners of one process are two workers)."""
-    return f"{socket.gethostname()[:120]}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def _gone(worker: str | None) -> bool:
-    """Whether `worker` was a process of this host that no longer runs (its lease can be taken at once)."""
-    if not worker:
-        return True
-    parts = worker.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname()[:120] or not parts[1].isdigit():
-        return False
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return False  # another runner of this process: its lease lapses on its own
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
 def claim(store: Store, me: str, now: float) -> list[str]:
     """The active batches this runner now holds (every one, however many: a runner that looked only at the oldest
     few would leave a newer batch waiting behind them): its own (their leases renewed), unheld ones, lapsed leases,
@@ -303,7 +278,7 @@ def claim(store: Store, me: str, now: float) -> list[str]:
             held = list(conn.execute(select(c.id).where(c.worker == me, c.status.in_(ACTIVE))
                                      .order_by(c.created_at)).scalars())
     for row in rows:
-        if row.worker == me or (row.worker and (row.lease_until or 0) > now and not _gone(row.worker)):
+        if row.worker == me or (row.worker and (row.lease_until or 0) > now and not process_gone(row.worker)):
             continue
         with store.begin() as conn:
             cond = c.worker.is_(None) if row.worker is None else c.worker == row.worker

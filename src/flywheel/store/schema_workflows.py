@@ -22,7 +22,7 @@ workflow_runs = Table(
     Column("version", String(32), nullable=False),
     Column("source", String(1000)),  # the workflow file, when it came from one
     Column("inputs", JSONDoc),
-    Column("status", String(10), nullable=False),
+    Column("status", String(16), nullable=False),
     Column("output", JSONDoc),
     Column("reason", Text),
     Column("trace_id", String(32)),

@@ -3,7 +3,7 @@
 Each line (or the file as one JSON document) is an OTLP `ExportTraceServiceRequest` in OTLP's JSON mapping,
 `{"resourceSpans": [...]}`, as the OpenTelemetry Collector's `file` exporter writes one per line; Grafana Tempo's
 `{"batches": [...]}` (its trace API and "download trace" JSON) reads the same. The spans are read exactly as
-flywheel's OTLP receiver reads them (`flywheel.server.otlp`: OpenLLMetry's `gen_ai.prompt.N.*` and the current
+flywheel's OTLP receiver reads them (`flywheel.tracing.otlp_decode`: OpenLLMetry's `gen_ai.prompt.N.*` and the current
 `gen_ai.input.messages`, OpenInference, OpenLIT, Langfuse, Logfire, MLflow …, token counts under any of their
 names, a model span without a cost priced from flywheel.yaml's `models:`), keep their own trace and span ids,
 and a trace whose spans are spread over several lines (export batches) is one trace.
@@ -29,8 +29,9 @@ from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.tracing import import_phoenix
 from flywheel.tracing.import_fields import Bad
+from flywheel.tracing.otlp_decode import OtlpError, camel, log_events, priced, to_spans, with_events
 from flywheel.tracing.redact import Redactor
-from flywheel.tracing.store_sink import _trace_members, span_row, trace_row
+from flywheel.tracing.store_sink import span_row, trace_members, trace_row
 from flywheel.types import Span
 
 TENANT = "default"  # what the receiver stamps on spans sent to an open server
@@ -48,7 +49,6 @@ def import_otlp(
     progress: Progress | None,
 ) -> tuple[int, int, int]:
     """(lines, traces imported, traces already in the store) of an OTLP/JSON file, all or nothing."""
-    otlp, _ = _receiver()
     lines = 0
     events: dict[tuple[str, str], list[Any]] = {}  # the content log records, by (trace id, span id)
     for n, obj in values(p):  # check every line first
@@ -72,7 +72,7 @@ def import_otlp(
             seen.update(s.span_id for s in spans)
             stored = _stored(conn, [s.span_id for s in spans])  # (their content, if any, comes below)
             fresh = [
-                otlp._with_events(s, events.pop((s.trace_id, s.span_id), []))
+                with_events(s, events.pop((s.trace_id, s.span_id), []))
                 for s in spans
                 if s.span_id not in stored
             ]
@@ -91,18 +91,6 @@ def import_otlp(
     return lines, len(added), len(new) - len(added)
 
 
-def _receiver() -> Any:
-    try:
-        from flywheel.server import otlp
-        from flywheel.server.errors import ApiError
-    except ImportError:
-        raise UserError(
-            "reading OTLP files uses flywheel's OTLP receiver, which needs the `server` extra",
-            hint="pip install 'flywheel[server]'",
-        ) from None
-    return otlp, ApiError
-
-
 def _stored(conn: Connection, span_ids: list[str]) -> set[str]:
     out: set[str] = set()
     for i in range(0, len(span_ids), _BATCH):
@@ -116,7 +104,6 @@ def _complete_stored(
 ) -> set[str]:
     """Content log records whose spans are not in this file but in the store (their traces' file was imported
     first): those spans get the content they lack, as the receiver does; the ids of their traces."""
-    otlp, _ = _receiver()
     done: set[str] = set()
     keys = list(events)
     for i in range(0, len(keys), _BATCH):
@@ -134,7 +121,7 @@ def _complete_stored(
                 error=row["error"],
                 attributes=row["attributes"] or {},
             )
-            updated = otlp._with_events(span, evs)
+            updated = with_events(span, evs)
             if updated is not span:
                 conn.execute(delete(spans_t).where(spans_t.c.span_id == row["span_id"]))
                 conn.execute(spans_t.insert(), [span_row(redactor(updated))])
@@ -147,17 +134,15 @@ def _logs(obj: Any, p: Path, n: int) -> dict[tuple[str, str], list[Any]] | None:
     as log records export them), by (trace id, span id); None for any other line."""
     if not isinstance(obj, dict) or not any(k in obj for k in ("resourceLogs", "resource_logs")):
         return None
-    otlp, api_error = _receiver()
     try:
-        return dict(otlp.log_events(_camel(obj)))
-    except api_error as exc:
+        return dict(log_events(camel(obj)))
+    except OtlpError as exc:
         raise UserError(
             _named(exc.message, exc.param), where=f"{p}:{n}", hint="OTLP/JSON logs: hex trace and span ids"
         ) from None
 
 
 def _spans(obj: Any, p: Path, n: int, models: dict[str, Any] | None) -> list[Span]:
-    otlp, api_error = _receiver()
     try:
         data = _request(obj)
     except Bad as bad:
@@ -172,18 +157,18 @@ def _spans(obj: Any, p: Path, n: int, models: dict[str, Any] | None) -> list[Spa
             "exporter writes, or Phoenix spans; or use --format flywheel|openai-log|langfuse",
         )
     try:
-        spans = otlp.to_spans(data, TENANT)
-    except api_error as exc:
+        spans = to_spans(data, TENANT)
+    except OtlpError as exc:
         raise UserError(
             _named(exc.message, exc.param),
             where=f"{p}:{n}",
             hint="OTLP/JSON: hex trace and span ids, times in Unix nanoseconds",
         ) from None
-    return [otlp._priced(s, models) for s in spans] if models else spans
+    return [priced(s, models) for s in spans] if models else spans
 
 
 def _named(message: str, param: str | None) -> str:
-    """The receiver's message with the JSON path of the bad field quoted (named first when it does not say it)."""
+    """The decoder's message with the JSON path of the bad field quoted (named first when it does not say it)."""
     if not param:
         return message
     return message.replace(param, f"`{param}`", 1) if param in message else f"`{param}`: {message}"
@@ -199,7 +184,7 @@ def _request(obj: Any) -> dict[str, Any] | None:
     phoenix = import_phoenix.to_request(obj)  # (Phoenix's own span JSON, its snake_case keys as they are)
     if phoenix is not None:
         return phoenix
-    obj = _camel(obj)
+    obj = camel(obj)
     if isinstance(obj.get("resourceSpans"), list):
         return obj
     if isinstance(obj.get("batches"), list):
@@ -210,24 +195,10 @@ def _request(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def _camel(value: Any) -> Any:
-    """Every object key in lowerCamelCase (OTLP/JSON's keys are proto field names; attribute names are values)."""
-    if isinstance(value, dict):
-        return {_camel_key(k): _camel(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camel(v) for v in value]
-    return value
-
-
-def _camel_key(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 def _trace_rows(conn: Connection, trace_ids: list[str]) -> None:
     """The trace rows of `trace_ids` from all their spans in the store (a trace without its root span yet has
     none: it shows as incomplete, as when the receiver gets it)."""
-    members = _trace_members(conn, trace_ids)
+    members = trace_members(conn, trace_ids)
     roots = conn.execute(
         select(spans_t).where(spans_t.c.trace_id.in_(trace_ids), spans_t.c.parent_id.is_(None))
     ).mappings()

@@ -125,7 +125,7 @@ class StoreSink:
             # a root seen before (sent again) or members forgotten on overflow: the database has them all
             unknown = [tid for tid in root_ids
                        if tid in self._done or (self._overflowed and tid not in self._open)]
-            from_db = _trace_members(conn, unknown) if unknown else {}
+            from_db = trace_members(conn, unknown) if unknown else {}
             trace_rows = []
             for root in roots:
                 tid = root["trace_id"]
@@ -172,7 +172,7 @@ class StoreSink:
 
     def _fix_late(self, conn: Connection, trace_ids: set[str]) -> None:
         """Spans that ended (or were rewritten) after their root: recompute those trace rows from the database."""
-        members = _trace_members(conn, trace_ids)
+        members = trace_members(conn, trace_ids)
         roots = conn.execute(select(spans_t).where(spans_t.c.trace_id.in_(list(trace_ids)),
                                                    spans_t.c.parent_id.is_(None))).mappings()
         rows = [trace_row(dict(r), members[r["trace_id"]]) for r in roots if r["trace_id"] in members]
@@ -251,7 +251,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _trace_members(conn: Connection, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+def trace_members(conn: Connection, trace_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
     cols = [spans_t.c.trace_id, spans_t.c.span_id, spans_t.c.parent_id, spans_t.c.start_ns, spans_t.c.error,
             spans_t.c.tenant, spans_t.c.app, spans_t.c.model, spans_t.c.prompt_version, spans_t.c.kind,
             spans_t.c.inputs, spans_t.c.outputs, spans_t.c.attributes, *(spans_t.c[m] for m in _METRICS)]

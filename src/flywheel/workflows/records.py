@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from flywheel.errors import UserError
 from flywheel.protocols import StoreLike
+from flywheel.store.leases import process_gone, worker_id
 from flywheel.text.secrets import scrub_secrets
 
 RESUMABLE = ("running", "interrupted", "failed")  # done, stopped and refused runs are finished
@@ -58,7 +59,6 @@ class RunRecords:
     def start(self, run_id: str, workflow: str, version: str, source: str | None, inputs: dict[str, Any],
               tenant: str | None) -> None:
         """Create or take over the run for this process; a UserError when another process is running it."""
-        from flywheel.server.batches_store import worker_id
 
         now, holder = time.time(), HOLDER + worker_id()
         values = {"status": "running", "version": version, "inputs": _clean(inputs), "reason": holder,
@@ -203,13 +203,12 @@ def held_elsewhere(run: dict[str, Any], now: float) -> str | None:
     """Which process holds a `running` run while it may still be running it; None when the run can be taken."""
     import socket
 
-    from flywheel.server.batches_store import _gone
 
     reason = run.get("reason") or ""
     if run["status"] != "running" or not reason.startswith(HOLDER):
         return None  # not running, or left `running` by a version that did not record its holder
     worker = reason[len(HOLDER):]
-    if _gone(worker):  # a process of this host that no longer runs (killed, crashed)
+    if process_gone(worker):  # a process of this host that no longer runs (killed, crashed)
         return None
     host, pid = ([*worker.rsplit(":", 2), "?"])[:2]
     here = host == socket.gethostname()[:120]
