@@ -50,3 +50,15 @@ def test_spaces_around_the_alias_are_no_mistake(tmp_path: Path, project) -> None
     path = write_suite(tmp_path / "evals" / "t.yaml", f"name: t\ntarget: 'model: small '\n{CASES}")
     suite = load_suite(path, project)
     assert str(suite.target) == "model:small"
+
+
+def test_eval_compare_points_at_the_compare_command(tmp_path):
+    from click.testing import CliRunner
+
+    from flywheel.cli import main
+
+    (tmp_path / "flywheel.yaml").write_text("models: {}\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "eval", "compare", "a", "b"])
+    assert result.exit_code == 2, result.output
+    assert "suite compare does not exist" in result.output
+    assert "flywheel compare" in result.output

@@ -145,3 +145,25 @@ def test_a_bad_value_is_reported_on_the_value_line_and_an_unknown_check_on_the_c
             {"output": [{"check": "languag", "value": "zh", "on_fail": "block"}]}, where=where
         )
     assert err.value.where == "guards.yaml:2" and "did you mean 'language'" in err.value.message
+
+
+def test_the_project_open_check_reports_a_judge_guard_on_the_extractive_default(tmp_path, llm):
+    """check_guards (run when a project opens, before `flywheel serve` answers) was given no models, so the
+    extractive judge was found only on the app's first request."""
+    from flywheel.apps.registry import check_guards
+
+    gpt = f'  gpt: {{provider: openai_compat, base_url: "{llm.base_url}", model: fake-model, max_retries: 0}}\n'
+    with pytest.raises(ConfigError) as err, Runtime(_project(tmp_path, gpt)) as rt:
+        check_guards(rt)
+    assert err.value.where == f"{tmp_path / 'flywheel.yaml'}:9"
+    assert "extractive" in err.value.message
+
+
+def test_a_bad_check_argument_hint_is_the_docstrings_whole_first_paragraph():
+    from flywheel.checks.base import build
+    from flywheel.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        build("diversity", "x")
+    # the first docstring line alone stopped at "— over a case's"
+    assert (err.value.hint or "").endswith("(and passes).")

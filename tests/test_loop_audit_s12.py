@@ -70,6 +70,9 @@ def test_feedback_by_the_response_id_the_sdk_returns(served):
     events = feedback.for_trace(server.state.store, trace)
     assert [(e.name, e.comment) for e in events] == [("thumbs", "答案不对，应该是 14 天"), ("correction", None)]
     assert events[1].value == "退款需要 14 天。"
+    shown = _run(root, "traces", "show", chat_id, "--json")  # the id a frontend logged finds its trace too
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["trace_id"] == trace
     unknown = httpx.post(server.url + "/v1/feedback", json={"trace_id": "chatcmpl-" + "0" * 32, "name": "thumbs",
                                                             "value": "up"}, timeout=30)
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "trace_not_found"

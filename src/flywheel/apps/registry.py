@@ -69,7 +69,8 @@ def _guards(runtime: RuntimeLike, name: str, cfg: AppConfig, services: Any = ...
     if services is ...:
         services = Services(gateway=runtime.gateway)
     return GuardPolicy.from_config(cfg.guards, where=lambda *p: runtime.project.where("apps", name, "guards", *p),
-                                   aliases=set(runtime.config.models) | set(runtime.config.routes), services=services)
+                                   aliases=set(runtime.config.models) | set(runtime.config.routes), services=services,
+                                   models=runtime.config.models)
 
 
 def check_guards(runtime: RuntimeLike) -> None:

@@ -184,7 +184,7 @@ def build(name: str, arg: Any = None, where: str | None = None) -> Check:
         raise
     except (TypeError, ValueError) as exc:
         raise UserError(f"bad argument for check `{base}`: {exc}", where=where,
-                        hint=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None) from None
+                        hint=_first_paragraph(cls.__doc__)) from None
     return Not(check) if negate else check
 
 
@@ -239,3 +239,15 @@ def _load_builtin(until: str | None = None) -> None:
         importlib.import_module(f"flywheel.checks.{name}")
         if until is not None and until in CHECKS:
             return
+
+
+def _first_paragraph(doc: str | None) -> str | None:
+    """A check's docstring up to its first blank line, on one line (its first line alone may stop mid-sentence)."""
+    if not doc:
+        return None
+    lines = []
+    for line in doc.strip().splitlines():
+        if not line.strip():
+            break
+        lines.append(line.strip())
+    return " ".join(lines)

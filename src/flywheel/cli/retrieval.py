@@ -51,7 +51,7 @@ def _parse_filters(values: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--shard", "shard_spec", default=None, metavar="I/N",
               help="Only the files of partition I of N (by a hash of their path); run I = 0 … N-1 anywhere.")
 @click.option("--ray", "ray_address", default=None, metavar="HOST:PORT|auto",
-              help="Load, chunk and embed on this Ray cluster (pip install 'flywheel[ray]'); this process writes.")
+              help="Load, chunk and embed on this Ray cluster (needs flywheel's `ray` extra); this process writes.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_obj
 def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tuple[str, ...], text_field: str,

@@ -65,13 +65,14 @@ def traces(ctx: click.Context, last: int, app: str | None, status: str | None, f
 @click.option("--json", "as_json", is_flag=True, help="Print the trace, its span tree and its feedback as JSON.")
 @click.pass_context
 def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
-    """Show one trace (a unique prefix of its id is enough) as a span tree with inputs and outputs, and its
-    feedback."""
+    """Show one trace (a unique prefix of its id, or the response id an SDK returned, is enough) as a span tree
+    with inputs and outputs, and its feedback."""
     from flywheel.feedback import for_trace
+    from flywheel.feedback.events import trace_id_of
     from flywheel.tracing import get_trace
 
     with _runtime(ctx) as rt:
-        trace = get_trace(rt.store, trace_id)
+        trace = get_trace(rt.store, trace_id_of(trace_id.strip()))
         events = for_trace(rt.store, trace["trace_id"]) if trace is not None else []
     if trace is None:
         raise UserError(f"no trace with id '{trace_id}' in this project's store",

@@ -160,7 +160,10 @@ def discover(paths: list[str] | tuple[str, ...], project: Project) -> list[Path]
         elif path.is_file():
             found.append(path)
         else:
-            raise UserError(f"suite {p} does not exist", hint="pass a YAML suite file or a folder of them")
+            hint = "pass a YAML suite file or a folder of them"
+            if str(p) in ("compare", "promote", "skew", "report"):  # another command's name typed after `eval`
+                hint = f"`{p}` is its own command: `flywheel {p} …`; `flywheel eval` takes suite files"
+            raise UserError(f"suite {p} does not exist", hint=hint)
     if not found:
         raise UserError(f"no YAML suites in {', '.join(map(str, paths))}", hint="suites are *.yaml files")
     return found

@@ -12,7 +12,7 @@ Credentials, first found (`bedrock_auth`):
    so an alias pointed elsewhere cannot leak it;
 3. AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN) → SigV4 (aws_sigv4.py: the secret never
    leaves the process, so SigV4 goes to any base_url);
-4. with botocore installed (`pip install 'flywheel[bedrock]'`): its credential chain (profiles, SSO, container
+4. with botocore installed (flywheel's `bedrock` extra): its credential chain (profiles, SSO, container
    and instance roles), refreshed as it expires → SigV4.
 
 HTTP goes through httpx (proxies from the environment honoured): one sync client per alias, one async client
