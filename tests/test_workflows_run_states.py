@@ -166,12 +166,31 @@ def test_a_killed_runs_trace_shows_the_workflows_input_not_a_steps(tmp_path):
     assert len(rows) == 1 and rows[0]["status"] == "incomplete"
     assert rows[0]["input_preview"] == '{"topic":"tides"}'  # was the step's inputs: {"kind": "python", …}
     assert rows[0]["name"] == "workflow killable"
+    _the_dashboard_names_the_killed_run_too(tmp_path)
 
     shown = cli(tmp_path, "workflow", "show", "run-killed")
     assert "its process is gone (killed or crashed)" in shown.output
     assert "resume with" in shown.output
     listed = cli(tmp_path, "workflow", "runs").output.splitlines()
     assert listed[1].split()[0] == "run-killed" and " killed " in listed[1]
+
+
+def _the_dashboard_names_the_killed_run_too(root):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from flywheel import web
+    from flywheel.config import Project
+    from flywheel.server import create_app
+
+    app = create_app(Project.load(root))
+    web.mount(app, app.state.flywheel)
+    app.state.flywheel.admin_key = "admin-key-for-this-test"
+    with TestClient(app) as client:
+        got = client.get("/ui/traces.json", headers={"Authorization": "Bearer admin-key-for-this-test"})
+    assert got.status_code == 200, got.text
+    (row,) = got.json()["rows"]
+    assert row["name"] == "workflow killable" and row["input_preview"] == '{"topic":"tides"}'
 
 
 def test_two_processes_cannot_run_one_run_at_once(store):

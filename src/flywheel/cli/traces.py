@@ -39,6 +39,7 @@ def traces(ctx: click.Context, last: int, app: str | None, status: str | None, f
         return
     from flywheel.tracing.query import dropped_spans
     from flywheel.tracing.search import TraceQuery, search_traces
+    from flywheel.workflows.records import name_incomplete_runs
 
     q, errors = TraceQuery.from_params({"app": app, "status": status, "feedback": feedback, "model": model,
                                         "session_id": session_id, "since": since, "search": search})
@@ -50,7 +51,7 @@ def traces(ctx: click.Context, last: int, app: str | None, status: str | None, f
     with _runtime(ctx) as rt:
         rows = search_traces(rt.store, q, limit=last).rows
         dropped = dropped_spans(rt.store)
-        _workflow_questions(rt.store, rows)
+        name_incomplete_runs(rt.store, rows)
     if as_json:
         emit_json(rows)
         return
@@ -82,21 +83,6 @@ def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
         return
     _print_tree(trace)
     _print_feedback(events)
-
-
-def _workflow_questions(store: Any, rows: list[dict[str, Any]]) -> None:
-    """A workflow run killed mid-way never ended its root span, so its row has a step's name and inputs: show the
-    workflow's name and the run's inputs instead."""
-    from flywheel.tracing.store_sink import preview
-    from flywheel.workflows.records import runs_of_traces
-
-    incomplete = [r for r in rows if r.get("status") == "incomplete"]
-    runs = runs_of_traces(store, [r["trace_id"] for r in incomplete])
-    for r in incomplete:
-        run = runs.get(r["trace_id"])
-        if run is not None:
-            r["name"], r["app"] = f"workflow {run['workflow']}", run["workflow"]
-            r["input_preview"] = preview(run.get("inputs") or {})
 
 
 def _runtime(ctx: click.Context) -> Any:

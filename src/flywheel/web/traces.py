@@ -18,6 +18,7 @@ from flywheel.tracing.search import FACET_FIELDS, TraceQuery, facet_counts, sear
 from flywheel.web.auth import Viewer
 from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, not_found, render, split_format
+from flywheel.workflows.records import name_incomplete_runs
 
 router = APIRouter()
 SPAN_CHUNK = 200  # span rows per response: the first one of a 5,000-span trace stays small
@@ -69,6 +70,7 @@ def traces_page(request: Request) -> Response:
         errors["cursor"] = exc.message
         page = search_traces(request.app.state.flywheel.store, q, limit=limit)
         cursor = None
+    name_incomplete_runs(request.app.state.flywheel.store, page.rows)  # a killed workflow run: its name, inputs
     took_ms = round((time.perf_counter() - started) * 1000, 1)
     base = {**filters, "limit": request.query_params.get("limit")}
     next_url = f"{request.url.path}?{urlencode({k: v for k, v in {**base, 'cursor': page.next_cursor}.items() if v})}" \

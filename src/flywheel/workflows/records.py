@@ -242,3 +242,17 @@ def runs_of_traces(store: StoreLike, trace_ids: list[str]) -> dict[str, dict[str
     records = RunRecords(store)
     found = {trace: records.get_run(run_id) for trace, run_id in runs.items()}
     return {trace: run for trace, run in found.items() if run is not None}
+
+
+def name_incomplete_runs(store: StoreLike, rows: list[dict[str, Any]]) -> None:
+    """Trace list rows (`flywheel traces`, the dashboard): a workflow run killed mid-way never ended its root span,
+    so its row has a step's name and inputs; give it the workflow's name and the run's inputs instead."""
+    from flywheel.tracing.store_sink import preview
+
+    incomplete = [r for r in rows if r.get("status") == "incomplete"]
+    runs = runs_of_traces(store, [r["trace_id"] for r in incomplete])
+    for r in incomplete:
+        run = runs.get(r["trace_id"])
+        if run is not None:
+            r["name"], r["app"] = f"workflow {run['workflow']}", run["workflow"]
+            r["input_preview"] = preview(run.get("inputs") or {})
