@@ -128,7 +128,30 @@ def _has_cipher() -> bool:
     return importlib.util.find_spec("cryptography") is not None
 
 
-class RedisSessionVault(SessionVault):
+class _SharedVault(SessionVault):
+    """A session's vault whose placeholder numbers are taken where every worker sees them (`_issue`); values are
+    sealed with the session key and the type as associated data (`_where`), so a copy in another session does
+    not open."""
+
+    key: str
+
+    def _where(self, entity_type: str) -> bytes:
+        return f"{self.key}\0{entity_type}".encode()
+
+    def _issue(self, entity_type: str, value: str) -> int:
+        raise NotImplementedError
+
+    def placeholder_for(self, entity_type: str, value: str) -> str:
+        with self.lock:
+            for known_key, known in self.items():
+                if known == value and placeholder_type(known_key) == entity_type:
+                    return known_key
+            key = placeholder(entity_type, self._issue(entity_type, value), self.nonce)
+            dict.__setitem__(self, key, value)
+            return key
+
+
+class RedisSessionVault(_SharedVault):
     """A session's vault read from Redis; a new value's placeholder number is taken in Redis (one script call)."""
 
     def __init__(self, owner: RedisSessionVaults, key: str):
@@ -147,22 +170,12 @@ class RedisSessionVault(SessionVault):
             if value is not None and entity_type and number.isdigit():
                 dict.__setitem__(self, placeholder(entity_type, number, self.nonce), value)
 
-    def _where(self, entity_type: str) -> bytes:
-        return f"{self.key}\0{entity_type}".encode()
-
-    def placeholder_for(self, entity_type: str, value: str) -> str:
-        with self.lock:
-            for known_key, known in self.items():
-                if known == value and placeholder_type(known_key) == entity_type:
-                    return known_key
-            owner = self.owner
-            fingerprint = owner.sealer.fingerprint(entity_type, value)
-            sealed = owner.sealer.seal(value, self._where(entity_type))  # the number is only known in Redis
-            number = int(owner.issue(keys=[self.key], args=[f"v:{fingerprint}", f"n:{entity_type}",
-                                                              f"p:{entity_type}:", sealed, owner.ttl_s]))
-            key = placeholder(entity_type, number, self.nonce)
-            dict.__setitem__(self, key, value)
-            return key
+    def _issue(self, entity_type: str, value: str) -> int:
+        owner = self.owner
+        fingerprint = owner.sealer.fingerprint(entity_type, value)
+        sealed = owner.sealer.seal(value, self._where(entity_type))  # the number is only known in Redis
+        return int(owner.issue(keys=[self.key], args=[f"v:{fingerprint}", f"n:{entity_type}",
+                                                        f"p:{entity_type}:", sealed, owner.ttl_s]))
 
 
 class RedisSessionVaults:
@@ -191,7 +204,7 @@ def _vault_key_name(*key: str) -> str:
     return _PREFIX + hashlib.sha256("\0".join(key).encode()).hexdigest()[:40]
 
 
-class StoreSessionVault(SessionVault):
+class StoreSessionVault(_SharedVault):
     """A session's vault read from the store; a new value's placeholder number is taken in a store transaction
     (the fingerprint and the number are unique per session, so two workers never give two values one number)."""
 
@@ -204,20 +217,10 @@ class StoreSessionVault(SessionVault):
             if opened is not None:
                 dict.__setitem__(self, placeholder(entity_type, number, self.nonce), opened)
 
-    def _where(self, entity_type: str) -> bytes:
-        return f"{self.key}\0{entity_type}".encode()
-
-    def placeholder_for(self, entity_type: str, value: str) -> str:
-        with self.lock:
-            for known_key, known in self.items():
-                if known == value and placeholder_type(known_key) == entity_type:
-                    return known_key
-            sealer = self.owner.sealer
-            number = self.owner.issue(self.key, entity_type, sealer.fingerprint(entity_type, value),
-                                      sealer.seal(value, self._where(entity_type)))
-            key = placeholder(entity_type, number, self.nonce)
-            dict.__setitem__(self, key, value)
-            return key
+    def _issue(self, entity_type: str, value: str) -> int:
+        sealer = self.owner.sealer
+        return self.owner.issue(self.key, entity_type, sealer.fingerprint(entity_type, value),
+                                sealer.seal(value, self._where(entity_type)))
 
 
 class StoreSessionVaults:
