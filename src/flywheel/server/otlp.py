@@ -198,20 +198,7 @@ def _attach(store: Any, tenant: str, events: dict[tuple[str, str], list[genai_co
             continue
         if row["tenant"] != tenant:
             continue  # another tenant's span: its content is not this caller's to write
-        span = Span(
-            span_id=row["span_id"],
-            trace_id=row["trace_id"],
-            parent_id=row["parent_id"],
-            name=row["name"],
-            kind=row["kind"],
-            start_ns=row["start_ns"],
-            end_ns=row["end_ns"],
-            inputs=row["inputs"],
-            outputs=row["outputs"],
-            output_state=row["output_state"],
-            error=row["error"],
-            attributes=row["attributes"] or {},
-        )
+        span = otlp_decode.stored_span(row)
         updated = _with_events(span, evs)
         if updated is not span:
             tracer.ingest(updated)

@@ -29,7 +29,15 @@ from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.tracing import import_phoenix
 from flywheel.tracing.import_fields import Bad
-from flywheel.tracing.otlp_decode import OtlpError, camel, log_events, priced, to_spans, with_events
+from flywheel.tracing.otlp_decode import (
+    OtlpError,
+    camel,
+    log_events,
+    priced,
+    stored_span,
+    to_spans,
+    with_events,
+)
 from flywheel.tracing.redact import Redactor
 from flywheel.tracing.store_sink import span_row, trace_members, trace_row
 from flywheel.types import Span
@@ -113,14 +121,7 @@ def _complete_stored(
             evs = events.get((row["trace_id"], row["span_id"]))
             if evs is None or row["tenant"] != TENANT:
                 continue  # (another tenant's span: its content is not this import's to write)
-            fields = ("span_id", "trace_id", "parent_id", "name", "kind", "start_ns", "end_ns", "inputs")
-            span = Span(
-                **{f: row[f] for f in fields},
-                outputs=row["outputs"],
-                output_state=row["output_state"],
-                error=row["error"],
-                attributes=row["attributes"] or {},
-            )
+            span = stored_span(row)
             updated = with_events(span, evs)
             if updated is not span:
                 conn.execute(delete(spans_t).where(spans_t.c.span_id == row["span_id"]))

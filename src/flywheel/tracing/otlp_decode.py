@@ -278,3 +278,10 @@ def with_events(span: Span, events: list[genai_content.Event]) -> Span:
     if span.output_state == "missing" and outputs is not None:
         update.update(outputs=outputs, output_state="ok")
     return span.model_copy(update=update) if update else span
+
+
+def stored_span(row: Any) -> Span:
+    """A span as the `spans` table holds it (a row mapping), to complete with log events that came later."""
+    fields = ("span_id", "trace_id", "parent_id", "name", "kind", "start_ns", "end_ns", "inputs", "outputs",
+              "output_state", "error")
+    return Span(**{f: row[f] for f in fields}, attributes=row["attributes"] or {})
