@@ -106,10 +106,13 @@ def test_unknown_app_and_bad_input(live):
 
 def test_feedback_table_and_python_api(live):
     assert schema_diff(live.state.store, ["feedback", "api_keys", "rate_windows"]) == []
-    event = feedback.record(live.state.store, "c0ffee", "score", 0.75, source="judge", actor="judge:v1")
+    from review_support import add_traces
+
+    [tid] = add_traces(live.state.store, [{}])  # feedback names a stored trace (a missing one is a UserError)
+    event = feedback.record(live.state.store, tid, "score", 0.75, source="judge", actor="judge:v1")
     assert event.id and event.value == 0.75
-    assert feedback.record(live.state.store, "c0ffee", "my.check", {"passed": True}, source="check").name == "my.check"
+    assert feedback.record(live.state.store, tid, "my.check", {"passed": True}, source="check").name == "my.check"
     with pytest.raises(UserError, match="trace_id"):
         feedback.record(live.state.store, "NOT HEX", "thumbs", "up")
     with pytest.raises(UserError, match="unknown event"):
-        feedback.record(live.state.store, "c0ffee", "my.check", 1)  # users are held to the known events
+        feedback.record(live.state.store, tid, "my.check", 1)  # users are held to the known events

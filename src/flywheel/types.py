@@ -73,12 +73,15 @@ class Usage(Record):
     """Tokens of one call. `input_tokens` counts every input token, cached or not (OpenAI's `prompt_tokens`;
     Anthropic's and Bedrock's uncached input plus their cache reads and writes); `cache_read_tokens` and
     `cache_write_tokens` are the part of them the provider served from, or wrote to, its prompt cache, which
-    `price.cache_read` / `price.cache_write` price."""
+    `price.cache_read` / `price.cache_write` price. `reasoning_tokens` is the part of `output_tokens` a reasoning
+    model spent thinking (OpenAI's `completion_tokens_details.reasoning_tokens`; Anthropic counts thinking in its
+    output tokens without a separate number, so 0 there); it is billed as output."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -90,6 +93,7 @@ class Usage(Record):
             output_tokens=self.output_tokens + other.output_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
         )
 
 

@@ -23,11 +23,8 @@ from flywheel.errors import UserError
 def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None, comment: str | None,
              correction: str | None, category: str | None, actor: str | None, as_json: bool) -> None:
     """Record feedback on a trace (thumbs, score, comment, correction, category); all events or none are stored."""
-    from sqlalchemy import select
-
-    from flywheel.feedback.events import FeedbackEvent, trace_id_of, validate
+    from flywheel.feedback.events import FeedbackEvent, find_trace, scrub_value, text_scrubber, validate
     from flywheel.store import Store
-    from flywheel.text.secrets import scrub_secrets
 
     wanted: list[tuple[str, Any]] = [(n, v) for n, v in (("thumbs", thumbs), ("score", score),
                                                           ("correction", correction), ("category", category))
@@ -37,24 +34,13 @@ def feedback(state: Any, trace_id: str, thumbs: str | None, score: float | None,
                                                   "--category")
     if comment and not wanted:
         wanted = [("comment", None)]
-    comment = scrub_secrets(comment) if comment else None
+    scrub = text_scrubber(state.project)  # what traces go through: secrets, and PII when tracing.redact_pii is on
+    comment = scrub(comment) if comment else None
     with Store.open(state.project.store_url) as store:
-        traces = store.table("traces")
-        prefix = trace_id_of(trace_id.strip().lower())
-        with store.connect() as conn:
-            found = list(conn.execute(select(traces.c.trace_id, traces.c.tenant)
-                                      .where(traces.c.trace_id.like(f"{prefix}%")).limit(2)))
-        if found and len(prefix) < 6:
-            raise UserError(f"trace id prefix {trace_id!r} is too short: give at least 6 characters",
-                            hint="copy a trace id from `flywheel traces`")
-        if not found:
-            raise UserError(f"no trace {trace_id!r}", hint="copy a trace id from `flywheel traces`")
-        if len(found) > 1 and found[0][0] != prefix:
-            raise UserError(f"trace id prefix {trace_id!r} is ambiguous", hint="give more characters of the id")
-        full, tenant = found[0]
+        full, tenant = find_trace(store, trace_id)
         events = []
         for i, (name, value) in enumerate(wanted):
-            text = scrub_secrets(value) if name == "correction" and isinstance(value, str) else value
+            text = scrub_value(value, scrub)
             with_comment = comment if i == 0 else None
             try:
                 name, text = validate(full, name, text, comment=with_comment, actor=actor)

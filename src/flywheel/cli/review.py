@@ -41,6 +41,7 @@ def review(ctx: click.Context, annotator: str | None, queue_name: str | None) ->
     if ctx.invoked_subcommand is not None:
         return
     from flywheel.feedback import queues
+    from flywheel.feedback.events import text_scrubber
 
     name = _annotator_option(annotator)
     with _store(ctx.obj) as store:
@@ -51,7 +52,8 @@ def review(ctx: click.Context, annotator: str | None, queue_name: str | None) ->
             if not known:
                 raise UserError("there is no review queue yet", hint="build one: flywheel review sample --daily 50")
             queue = known[0]
-        ReviewSession(store, queue, name, ttl=ctx.obj.project.config.review.lock_ttl_s).run()
+        ReviewSession(store, queue, name, ttl=ctx.obj.project.config.review.lock_ttl_s,
+                      scrub=text_scrubber(ctx.obj.project)).run()
 
 
 class KeyReader:
@@ -81,10 +83,12 @@ class KeyReader:
 
 
 class ReviewSession:
-    def __init__(self, store: Any, queue: Any, annotator: str, *, ttl: float = 600.0, console: Any = None):
+    def __init__(self, store: Any, queue: Any, annotator: str, *, ttl: float = 600.0, console: Any = None,
+                 scrub: Any = None):
         from rich.console import Console
 
         self.store, self.queue, self.annotator, self.ttl = store, queue, annotator, ttl
+        self.scrub = scrub  # reasons and corrections: the project's trace scrubber (PII when redact_pii is on)
         self.console = console or Console(highlight=False, soft_wrap=False)
         self.keys = KeyReader()
         self.history: list[str] = []
@@ -147,7 +151,7 @@ class ReviewSession:
                 reason = self.keys.text("why? (Enter to skip)", text) or None
                 try:
                     queues.label(self.store, item.id, self.annotator, verdicts[key], reason=reason,
-                                 correction=correction)
+                                 correction=correction, scrub=self.scrub)
                 except UserError as exc:
                     self.console.print(f"[red]{exc.message}[/]")
                     return "skip"
@@ -280,10 +284,12 @@ def label_cmd(state: Any, item_id: str, annotator: str | None, verdict: str, rea
               correction: str | None, as_json: bool) -> None:
     """Label one item (for scripts); a pairwise verdict is in the A / B order this annotator is shown."""
     from flywheel.feedback import queues
+    from flywheel.feedback.events import text_scrubber
 
     name = _annotator_option(annotator)
     with _store(state) as store:
-        stored = queues.label(store, item_id, name, verdict, reason=reason, correction=correction)
+        stored = queues.label(store, item_id, name, verdict, reason=reason, correction=correction,
+                              scrub=text_scrubber(state.project))
     if as_json:
         emit_json(stored.model_dump())
     else:

@@ -38,11 +38,11 @@ from flywheel.feedback.queue_checks import (
     already_queued,
     checked_ids,
     checked_pairs,
-    empty_queue_hint,
     free_name,
     known,
     trace_alive,
 )
+from flywheel.feedback.queue_checks import empty_queue_hint as _empty_queue_hint  # the web tests render it
 from flywheel.feedback.queue_progress import progress_many
 from flywheel.feedback.sampling import STRATEGIES, empty_window_message, sample_pairs, sample_strata
 
@@ -172,7 +172,7 @@ def create_queue(store: Store, name: str | None = None, *, kind: str = "binary",
                                                                since=since, until=until, seed=seed)]
     if not rows:
         raise UserError(empty_window_message(kind, strategy, app, tenant, since, until),
-                        hint=empty_queue_hint(kind, strategy, app, since, until))
+                        hint=_empty_queue_hint(kind, strategy, app, since, until))
     now = time.time()
     queue = Queue(id=secrets.token_hex(6), name=name or "", kind=kind, overlap=overlap,  # type: ignore[arg-type]
                   strategy=strategy, seed=seed, tenant=tenant, app=app, since=since, until=until, created_at=now,

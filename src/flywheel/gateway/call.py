@@ -82,14 +82,14 @@ class CallState:
 
     __slots__ = ("alias", "alias_name", "attempt", "cache_read", "cache_write", "chain", "cost", "ctx", "failures",
                  "gateway", "input_tokens",
-                 "move_on", "next_alias", "output_tokens", "prov", "request", "retry", "sent", "span", "t0",
+                 "move_on", "next_alias", "output_tokens", "prov", "reasoning", "request", "retry", "sent", "span", "t0",
                  "timeout", "token", "top")
 
     def __init__(self, request: ChatRequest, top: LiveSpan, ctx: contextvars.Context | None = None):
         self.request, self.top, self.ctx = request, top, ctx
         self.t0 = time.perf_counter()
         self.attempt = self.retry = 0
-        self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = 0
+        self.input_tokens = self.output_tokens = self.cache_read = self.cache_write = self.reasoning = 0
         self.cost = 0.0
         self.failures: list[AttemptFailure] = []
         self.span: LiveSpan | None = None
@@ -194,6 +194,7 @@ class CallState:
         self.output_tokens += usage.output_tokens
         self.cache_read += usage.cache_read_tokens
         self.cache_write += usage.cache_write_tokens
+        self.reasoning += usage.reasoning_tokens
         self.cost += cost
         attrs = span.attributes
         attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
@@ -202,6 +203,8 @@ class CallState:
             attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
         if usage.cache_write_tokens:
             attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_write_tokens
+        if usage.reasoning_tokens:
+            attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
         attrs["flywheel.cost_usd"] = cost
         return cost
 
@@ -277,7 +280,8 @@ class CallState:
         self.close_top()
         result = trusted(ChatResult, {
             "text": text, "alias": self.request.model, "model": alias.pinned, "provider": alias.provider,
-            "usage": make_usage(self.input_tokens, self.output_tokens, self.cache_read, self.cache_write),
+            "usage": make_usage(self.input_tokens, self.output_tokens, self.cache_read, self.cache_write,
+                                self.reasoning),
             "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,

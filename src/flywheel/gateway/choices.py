@@ -19,7 +19,7 @@ from typing import Any
 
 from flywheel.config import ModelAlias
 from flywheel.errors import UserError
-from flywheel.gateway.providers.base import Provider, ProviderError, ProviderResponse, make_usage, trusted
+from flywheel.gateway.providers.base import Provider, ProviderError, ProviderResponse, trusted
 from flywheel.tracing import LiveSpan, in_context
 from flywheel.types import ChatRequest, ChatResult, Choice, Usage
 
@@ -116,7 +116,7 @@ def _sum_usage(usages: list[Usage | None]) -> Usage | None:
     reported = [u for u in usages if u is not None]
     if not reported:
         return None
-    return make_usage(sum(u.input_tokens for u in reported), sum(u.output_tokens for u in reported))
+    return sum(reported, Usage())
 
 
 def span_output(text: str, tool_calls: list[dict[str, Any]] | None, choices: list[Choice] | None) -> Any:

@@ -353,6 +353,8 @@ async def _primed(call: Call, request: ChatRequest, scored: bool) -> Any:
             return r.usage.input_tokens, r.usage.output_tokens, r.cost_usd
         return call.state.cut_stream_usage(call.model, request.messages, "".join(delivered))
 
-    # the prompt-cache reads of the ended stream, for the wires that report them (openai_proxy.cached_tokens)
+    # the prompt-cache reads and reasoning tokens of the ended stream, for the wires that report them
+    # (openai_proxy.cached_tokens, reasoning_tokens)
     usage.cache_read = lambda: stream.result.usage.cache_read_tokens if stream.result else 0  # type: ignore[attr-defined]
+    usage.reasoning = lambda: stream.result.usage.reasoning_tokens if stream.result else 0  # type: ignore[attr-defined]
     return pieces(), usage

@@ -148,6 +148,11 @@ class LateUsage:
         read = getattr(self.primed, "cache_read", None)
         return int(read()) if read is not None else 0
 
+    def reasoning(self) -> int:
+        """The reasoning tokens of the ended stream (openai_proxy.reasoning_tokens), 0 when unknown."""
+        count = getattr(self.primed, "reasoning", None)
+        return int(count()) if count is not None else 0
+
 
 async def _primed(start: Callable[[], Awaitable[tuple[AsyncIterator[T], Usage]]],
                   cut: Usage) -> tuple[Ticking[T], LateUsage]:

@@ -204,10 +204,15 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
 
 def usage_json(usage: Usage) -> dict[str, Any]:
     """OpenAI's usage object; `prompt_tokens_details.cached_tokens` is the part of the prompt the provider served
-    from its prompt cache (OpenAI's cached tokens, Anthropic's cache reads)."""
-    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}}
+    from its prompt cache (OpenAI's cached tokens, Anthropic's cache reads); `completion_tokens_details
+    .reasoning_tokens`, the part of the completion a reasoning model spent thinking, only when the upstream
+    reported some."""
+    out: dict[str, Any] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+                           "total_tokens": usage.input_tokens + usage.output_tokens,
+                           "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens}}
+    if usage.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
 
 
 def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -409,10 +414,10 @@ async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -
     return _sse(call, body, pieces, settle, {})
 
 
-def cached_tokens(usage: Callable[[], Any]) -> int:
-    """The prompt-cache reads of a stream `calls.primed_stream` settled (0 for an app's stream)."""
-    read = getattr(usage, "cache_read", None)
-    return int(read()) if read is not None else 0
+def stream_tokens(usage: Callable[[], Any], kind: str) -> int:
+    """The `cache_read` or `reasoning` tokens of a stream `calls.primed_stream` settled (0 for an app's stream)."""
+    count = getattr(usage, kind, None)
+    return int(count()) if count is not None else 0
 
 
 def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.ScoredPieces | Ticking[Any], usage: Any,
@@ -467,7 +472,8 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
                 finish = "tool_calls"
             if callable(usage):
                 tin, tout, _ = usage()
-                settled = Usage(input_tokens=tin, output_tokens=tout, cache_read_tokens=cached_tokens(usage))
+                settled = Usage(input_tokens=tin, output_tokens=tout, cache_read_tokens=stream_tokens(usage, "cache_read"),
+                                reasoning_tokens=stream_tokens(usage, "reasoning"))
             else:
                 settled = usage
             yield event([{"index": 0, "delta": {}, "finish_reason": finish}],

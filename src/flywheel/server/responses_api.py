@@ -35,7 +35,7 @@ from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls, conversations_store, responses_store
 from flywheel.server.errors import ApiError, page_query
 from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
-from flywheel.server.openai_proxy import answer_extra, cached_tokens
+from flywheel.server.openai_proxy import answer_extra, stream_tokens
 from flywheel.server.responses_wire import (
     CUT,
     ResponsesIn,
@@ -80,8 +80,9 @@ class _Turn:
             await self.append(output)
 
     def keep(self, status: str, input_tokens: int, output_tokens: int, extra: Extra = None,
-             notes: Notes = None, cached_tokens: int = 0) -> None:
-        self.record.update(status=status, usage=[input_tokens, output_tokens, cached_tokens], flywheel=extra or {},
+             notes: Notes = None, cached_tokens: int = 0, reasoning_tokens: int = 0) -> None:
+        self.record.update(status=status, usage=[input_tokens, output_tokens, cached_tokens, reasoning_tokens],
+                           flywheel=extra or {},
                            annotations=notes or [])
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
@@ -162,13 +163,14 @@ async def responses(request: Request) -> Any:
     cut = r.finish_reason in CUT
     status, extra = "incomplete" if cut else "completed", {"model": r.model, "cost_usd": r.cost_usd,
                                                             "attempts": r.attempts}
-    cached = r.usage.cache_read_tokens
-    turn.keep(status, tin, tout, extra, cached_tokens=cached)
+    cached, reasoning = r.usage.cache_read_tokens, r.usage.reasoning_tokens
+    turn.keep(status, tin, tout, extra, cached_tokens=cached, reasoning_tokens=reasoning)
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output={"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
     output = output_items(turn.rid, r.text, r.tool_calls, cut)
     await turn.appended(output)
-    return calls.JSONBytes(turn.response(status, output, usage_json(tin, tout, cached), extra), call.headers)
+    return calls.JSONBytes(turn.response(status, output, usage_json(tin, tout, cached, reasoning), extra),
+                           call.headers)
 
 
 async def _conversation(state: Any, body: ResponsesIn, tenant: str,
@@ -274,11 +276,11 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
         return calls.sse_response(_events(call, turn, calls.one_piece(answer.text),
                                           lambda: (tin, tout, answer.cost_usd), lambda: notes, lambda: extra),
                                   call.headers)
-    cached = answer.usage.cache_read_tokens
-    turn.keep("completed", tin, tout, extra, notes, cached)
+    cached, reasoning = answer.usage.cache_read_tokens, answer.usage.reasoning_tokens
+    turn.keep("completed", tin, tout, extra, notes, cached, reasoning)
     await call.finish(cost=answer.cost_usd, input_tokens=tin, output_tokens=tout, output=answer.text)
     payload = turn.response("completed", output_items(turn.rid, answer.text, None, False, notes),
-                            usage_json(tin, tout, cached), extra)
+                            usage_json(tin, tout, cached, reasoning), extra)
     return calls.JSONBytes(payload, call.headers)
 
 
@@ -424,8 +426,8 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[
         tin, tout, _ = usage()
         status = "incomplete" if cut else "completed"
         await turn.appended(s.items)
-        yield s.event(f"response.{status}", response=s.response(status, usage_json(tin, tout, cached_tokens(usage)),
-                                                                fields))
+        settled = usage_json(tin, tout, stream_tokens(usage, "cache_read"), stream_tokens(usage, "reasoning"))
+        yield s.event(f"response.{status}", response=s.response(status, settled, fields))
     except UserError as exc:  # the upstream broke after the stream opened: tell the client in-band
         error = exc
         err = call.fail_upstream(exc)
@@ -444,6 +446,7 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[
                 await close()
             tin, tout, cost = usage()
             text = "".join(s.text)
-            turn.keep(status if error is None else "failed", tin, tout, fields, s.notes, cached_tokens(usage))
+            turn.keep(status if error is None else "failed", tin, tout, fields, s.notes,
+                      stream_tokens(usage, "cache_read"), stream_tokens(usage, "reasoning"))
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,
                               output={"content": text, "tool_calls": s.tool_calls} if s.tool_calls else text)

@@ -250,12 +250,14 @@ def output_items(rid: str, text: str, tool_calls: list[dict[str, Any]] | None, c
     return items
 
 
-def usage_json(input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
-    """The Responses usage object; `cached_tokens`: the part of the input served from the provider's prompt cache
-    (kept with a stored response as [input, output, cached]; older ones have no third number)."""
+def usage_json(input_tokens: int, output_tokens: int, cached_tokens: int = 0,
+               reasoning_tokens: int = 0) -> dict[str, Any]:
+    """The Responses usage object; `cached_tokens`: the part of the input served from the provider's prompt cache,
+    `reasoning_tokens`: the part of the output a reasoning model spent thinking (kept with a stored response as
+    [input, output, cached, reasoning]; older ones lack the last numbers)."""
     return {"input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": cached_tokens, "cache_write_tokens": 0},
-            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
             "total_tokens": input_tokens + output_tokens}
 
 

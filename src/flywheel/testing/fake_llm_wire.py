@@ -110,13 +110,32 @@ class Cached(str):
         return cached
 
 
-def _usage(body: dict, answer: Any, completion: int) -> dict:
-    """OpenAI's usage object for an answer; cached prompt tokens only when the reply is `Cached`."""
+class Reasoned(str):
+    """A reply text whose OpenAI-wire usage reports `tokens` reasoning tokens (`usage.completion_tokens_details
+    .reasoning_tokens`) on top of the text's own tokens, as a reasoning model (o-series, gpt-5, DeepSeek-R1) that
+    thought before answering does: `completion_tokens` counts both. `fake.add("why", Reasoned("Because.", 40))`.
+    Each choice of an `n` > 1 request thinks its own `tokens`."""
+
+    tokens: int
+
+    def __new__(cls, text: str, tokens: int) -> Self:
+        reasoned = super().__new__(cls, text)
+        reasoned.tokens = int(tokens)
+        return reasoned
+
+
+def _usage(body: dict, answers: Any, completion: int) -> dict:
+    """OpenAI's usage object for an answer (its choices: `answers`): cached prompt tokens only when the first is
+    `Cached`, reasoning tokens (added to `completion`) for each choice that is `Reasoned`."""
     prompt = prompt_tokens(body)
+    reasoning = sum(a.tokens for a in answers if isinstance(a, Reasoned))
+    completion += reasoning
     usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
                              "total_tokens": prompt + completion}
-    if isinstance(answer, Cached):
-        usage["prompt_tokens_details"] = {"cached_tokens": min(answer.tokens, prompt)}
+    if isinstance(answers[0], Cached):
+        usage["prompt_tokens_details"] = {"cached_tokens": min(answers[0].tokens, prompt)}
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return usage
 
 
@@ -257,7 +276,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
              "logprobs": scores[i], "finish_reason": "length" if cut else "stop"}
             for i, (t, cut) in enumerate(texts)
         ],
-        "usage": _usage(body, text[0], completion),
+        "usage": _usage(body, text, completion),
     }
 
 
@@ -300,7 +319,7 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     if with_usage:
         completion = sum(count_tokens(c["function"]["arguments"]) for c in calls) if calls \
             else sum(count_tokens(t) for t, _ in texts)
-        usage = _usage(body, answers[0], completion)
+        usage = _usage(body, answers, completion)
         frames.append(b"data: " + dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
     frames.append(b"data: [DONE]\n\n")
     return frames

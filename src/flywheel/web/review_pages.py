@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from flywheel.errors import UserError
 from flywheel.feedback import queues
+from flywheel.feedback.events import resolve_trace_ids
 from flywheel.feedback.sampling import STRATEGIES
 from flywheel.web.auth import Viewer, csrf_token
 from flywheel.web.i18n import Translator
@@ -98,8 +99,11 @@ def new_queue_page(request: Request, trace: str = "") -> Response:
     viewer = gate(request)
     if not isinstance(viewer, Viewer):
         return viewer
-    trace = _full_ids(request, viewer, [trace])[0] if trace.strip() else ""
-    if trace:
+    if trace.strip():
+        try:
+            trace = resolve_trace_ids(_store(request), [trace], tenant=_tenant(viewer))[0]
+        except UserError:  # an ambiguous prefix names no one trace
+            return not_found(request, f"no trace with id '{trace}'")
         t = _store(request).table("traces")
         with _store(request).connect() as conn:
             found = conn.execute(select(t.c.trace_id, t.c.tenant).where(t.c.trace_id == trace)).first()
@@ -134,7 +138,7 @@ async def create_queue(request: Request) -> Response:
         errors["name"] = tx("err_name_new")
     elif queue_name and not queues.valid_name(queue_name):
         errors["name"] = tx("err_name")
-    ids = _full_ids(request, viewer, [x for x in form.get("trace_ids", "").replace(",", " ").split() if x])
+    ids = [x for x in form.get("trace_ids", "").replace(",", " ").split() if x]  # create_queue resolves prefixes
     if ids and kind != "binary":
         errors["trace_ids"] = tx("err_ids_pairwise")
     if not errors:
@@ -152,24 +156,6 @@ async def create_queue(request: Request) -> Response:
             return RedirectResponse(f"/ui/review/{quote(queue.name)}", status_code=303)
     return _page(request, "review_new.html", status=400, form={**_form_defaults(request), **form}, errors=errors,
                  strategies=_strategies())
-
-
-def _full_ids(request: Request, viewer: Viewer, ids: list[str]) -> list[str]:
-    """`ids` with each prefix of 6+ hex characters (the traces list shows 8) replaced by the one trace of the
-    viewer's that it starts, as the trace pages take it; any other id as typed, for the queue API to name."""
-    t = _store(request).table("traces")
-    out = []
-    for raw in ids:
-        tid = raw.strip().lower()
-        if 6 <= len(tid) < 32 and all(c in "0123456789abcdef" for c in tid):
-            query = select(t.c.trace_id).where(t.c.trace_id.like(tid + "%")).limit(2)
-            if viewer.scoped:
-                query = query.where(t.c.tenant == viewer.tenant)
-            with _store(request).connect() as conn:
-                found = list(conn.scalars(query))
-            tid = found[0] if len(found) == 1 else tid
-        out.append(tid)
-    return out
 
 
 def _has_traces(request: Request, viewer: Viewer) -> bool:

@@ -167,10 +167,13 @@ def trusted(cls: type[R], fields: dict[str, Any]) -> R:
     return rec
 
 
-def make_usage(input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> Usage:
-    """`input_tokens`: all of them, the cached part included (see Usage)."""
+def make_usage(input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0,
+               reasoning: int = 0) -> Usage:
+    """`input_tokens`: all of them, the cached part included; `output_tokens` the reasoning part included (see
+    Usage)."""
     return trusted(Usage, {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                           "cache_read_tokens": cache_read, "cache_write_tokens": cache_write})
+                           "cache_read_tokens": cache_read, "cache_write_tokens": cache_write,
+                           "reasoning_tokens": reasoning})
 
 
 def make_chunk(delta: str, finish_reason: str | None = None, usage: Usage | None = None,

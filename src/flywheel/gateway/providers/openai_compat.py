@@ -45,7 +45,7 @@ from flywheel.gateway.providers.base import (
 )
 from flywheel.gateway.providers.http_pool import AsyncHttpPool, HttpPool, proxied
 from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
-from flywheel.gateway.providers.sdk_errors import reported_usage, short
+from flywheel.gateway.providers.sdk_errors import parse_usage, reported_usage, short
 from flywheel.gateway.retry import parse_retry_after
 from flywheel.types import ChatRequest, Choice, StreamChunk, Usage
 
@@ -284,10 +284,8 @@ class _StreamState(StreamFold):
         self.usage: Usage | None = None
 
     def take(self, chunk: ChatCompletionChunk) -> str:
-        if chunk.usage is not None:
-            details = getattr(chunk.usage, "prompt_tokens_details", None)
-            self.usage = make_usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0,
-                                    (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0)
+        if chunk.usage is not None:  # the final chunk's (cached and reasoning tokens in their details)
+            self.usage = parse_usage(chunk.usage.model_dump()) or make_usage(0, 0)
         if not chunk.choices:
             return ""
         choice = chunk.choices[0]

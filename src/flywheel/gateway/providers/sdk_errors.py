@@ -17,25 +17,39 @@ from flywheel.types import Usage
 
 
 def reported_usage(data: Any) -> Usage | None:
-    """Usage from an OpenAI-style (`prompt_tokens`) or Anthropic-style (`input_tokens`) dict, if present."""
+    """Usage from a response body's `usage` (see `parse_usage`), if present."""
     if not isinstance(data, dict):
         return None
     usage = data.get("usage")
-    if not isinstance(usage, dict):
-        return None
+    return parse_usage(usage) if isinstance(usage, dict) else None
+
+
+def parse_usage(usage: dict[str, Any]) -> Usage | None:
+    """Usage from an OpenAI chat-completions (`prompt_tokens`), OpenAI Responses (`input_tokens` with
+    `input_tokens_details`) or Anthropic (`input_tokens`) usage dict; None when it counts no tokens."""
     out = usage.get("completion_tokens", usage.get("output_tokens")) or 0
-    if "prompt_tokens" in usage:  # OpenAI: the cached tokens are part of prompt_tokens
-        inp = usage.get("prompt_tokens") or 0
-        details = usage.get("prompt_tokens_details")
-        read = (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    if "prompt_tokens" in usage or "input_tokens_details" in usage or "output_tokens_details" in usage:
+        # OpenAI: the cached tokens are part of the input, the reasoning tokens part of the output
+        inp = usage.get("prompt_tokens", usage.get("input_tokens")) or 0
+        read = _detail(usage, "prompt_tokens_details", "cached_tokens") or _detail(
+            usage, "input_tokens_details", "cached_tokens")
         write = 0
-    else:  # Anthropic: input_tokens leaves out the cache reads and writes
+    else:  # Anthropic: input_tokens leaves out the cache reads and writes; thinking is counted in output_tokens
         read = usage.get("cache_read_input_tokens") or 0
         write = usage.get("cache_creation_input_tokens") or 0
         inp = (usage.get("input_tokens") or 0) + read + write
+    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens") or _detail(
+        usage, "output_tokens_details", "reasoning_tokens")
     if not (inp or out):
         return None
-    return make_usage(int(inp), int(out), int(read), int(write))
+    return make_usage(int(inp), int(out), int(read), int(write), min(reasoning, int(out)))
+
+
+def _detail(usage: dict[str, Any], group: str, name: str) -> int:
+    """`usage[group][name]` as a count (0 when absent, null or not a number)."""
+    details = usage.get(group)
+    value = details.get(name) if isinstance(details, dict) else None
+    return int(value) if isinstance(value, int | float) and value > 0 else 0
 
 
 def short(text: str, n: int = 300) -> str:
