@@ -170,3 +170,21 @@ def test_the_cli_masks_feedback_and_labels_with_the_projects_setting(served):
     assert EMAILS[2] not in labelled.output and "<EMAIL_ADDRESS>" in labelled.output
     missing = cli.invoke(main, ["--project", str(root), "feedback", "ab" * 16, "--thumbs", "up"])
     assert missing.exit_code == 2 and f"no trace {'ab' * 16}" in missing.output
+
+
+def test_review_status_says_how_many_items_lost_their_trace(served):
+    from click.testing import CliRunner
+
+    from flywheel.cli import main
+
+    server, root = served
+    store = server.state.store
+    ids = add_traces(store, [{"input": f"s{i}"} for i in range(2)])
+    queues.create_queue(store, "status-gone", trace_ids=ids, overlap=1)
+    t, s = store.table("traces"), store.table("spans")
+    with store.begin() as conn:
+        conn.execute(delete(s).where(s.c.trace_id == ids[0]))
+        conn.execute(delete(t).where(t.c.trace_id == ids[0]))
+    shown = CliRunner().invoke(main, ["--project", str(root), "review", "status", "--queue", "status-gone"])
+    assert shown.exit_code == 0, shown.output
+    assert "status-gone: 1 item(s) skipped, their trace was deleted" in shown.output

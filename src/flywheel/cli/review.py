@@ -363,6 +363,9 @@ def status(state: Any, queue_name: str | None, as_json: bool) -> None:
         who = ", ".join(f"{k} {v}" for k, v in r["annotators"].items()) or "-"
         table.add_row(r["name"], r["kind"], str(r["items"]), str(r["complete"]), str(r["overlap"]), who)
     Console(highlight=False).print(table)
+    for r in rows:
+        if r.get("gone"):
+            click.echo(f"{r['name']}: {r['gone']} item(s) skipped, their trace was deleted")
 
 
 @review.command("agreement")
