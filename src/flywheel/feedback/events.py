@@ -59,11 +59,15 @@ def trace_id_of(value: Any) -> Any:
 def resolve_trace_ids(store: Store, refs: Iterable[Any], *, tenant: str | None = None) -> list[str]:
     """`refs` as trace ids: a response id (`chatcmpl-…`) becomes its trace id, and a prefix of 6+ hex characters
     the one trace (of `tenant` when given) that it starts; anything else comes back as typed (lowercased), for
-    the caller to report as unknown. A prefix that starts several traces raises UserError."""
+    the caller to report as unknown. A prefix that starts several traces, or a hex prefix under 6 characters,
+    raises UserError."""
     t = store.table("traces")
     out: list[str] = []
     for raw in refs:
         tid = trace_id_of(str(raw).strip().lower())
+        if 0 < len(tid) < MIN_PREFIX and _HEX.match(tid):
+            raise UserError(f"trace id prefix {tid!r} is too short: give at least {MIN_PREFIX} characters",
+                            hint="copy a trace id (or 6+ characters of one) from `flywheel traces`")
         if MIN_PREFIX <= len(tid) < 32 and _HEX.match(tid):
             query = select(t.c.trace_id).where(t.c.trace_id.like(tid + "%")).order_by(t.c.trace_id).limit(2)
             if tenant is not None:
