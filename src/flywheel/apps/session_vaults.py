@@ -120,7 +120,7 @@ def share_vaults_with_workers(redis_url: str | None, workers: int) -> str | None
     vault_key()
     if not _has_cipher():
         return ("chat sessions' redaction vaults stay per worker (a turn on another worker shows the placeholder, "
-                f"not the value): sharing them needs the `cryptography` package; {pip_install('server')}")
+                f"not the value): sharing them needs the `cryptography` package; {pip_install('redis')}")
     return None
 
 
