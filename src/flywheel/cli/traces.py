@@ -24,7 +24,7 @@ ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or mor
 @click.option("--status", default=None, type=click.Choice(["ok", "error", "incomplete"]),
               help="Only traces with this status (incomplete: the process stopped mid-request).")
 @click.option("--feedback", default=None, type=click.Choice(["positive", "negative", "any", "none"]),
-              help="Only traces with thumbs up (positive), thumbs down (negative), any feedback, or none.")
+              help="Only traces whose user vote is positive (thumbs up, score ≥ 0.5) or negative (thumbs down, score < 0.5; a changed vote counts as the last one), with any feedback, or none.")
 @click.option("--model", default=None, help="Only traces of this model alias.")
 @click.option("--session", "session_id", default=None, help="Only the turns of this conversation (session id).")
 @click.option("--since", default=None, help="Only traces since a time: an age (15m, 24h, 7d) or an ISO date.")
@@ -70,6 +70,7 @@ def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
     with inputs and outputs, and its feedback."""
     from flywheel.feedback import for_trace
     from flywheel.feedback.events import trace_id_of
+    from flywheel.store.schema_feedback import superseded_ids
     from flywheel.tracing import get_trace
 
     with _runtime(ctx) as rt:
@@ -78,8 +79,9 @@ def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
     if trace is None:
         raise UserError(f"no trace with id '{trace_id}' in this project's store",
                         hint="run `flywheel traces` to list recent trace ids")
-    if as_json:
-        emit_json({**trace, "feedback": [e.model_dump() for e in events]})
+    if as_json:  # `superseded`: a vote its voter changed later (the history stays, the later vote counts)
+        gone = superseded_ids(events)
+        emit_json({**trace, "feedback": [{**e.model_dump(), "superseded": e.id in gone} for e in events]})
         return
     _print_tree(trace)
     _print_feedback(events)
@@ -205,7 +207,10 @@ def _print_feedback(events: list[Any], width: int | None = None) -> None:
     if not events:
         click.echo("feedback: none")
         return
-    click.echo(f"feedback ({len(events)}):")
+    from flywheel.store.schema_feedback import superseded_ids
+
+    gone = superseded_ids(events)  # votes their voter changed later: listed as history, marked, dimmed
+    click.echo(f"feedback ({len(events)}" + (f", {len(gone)} vote(s) changed later" if gone else "") + "):")
     for e in events:
         value = ("up" if e.value else "down") if e.name == "thumbs" else ("" if e.value is None else _text(e.value))
         parts = [_when(e.created_at), f"{e.name} {_clean(value)}".rstrip(), f"({e.source}"
@@ -214,7 +219,9 @@ def _print_feedback(events: list[Any], width: int | None = None) -> None:
             parts.append(f"span {e.span_id[:8]}")
         if e.comment:
             parts.append(f'"{_clean(e.comment)}"')
-        click.echo(fit("  " + "  ".join(parts), width))
+        if e.id in gone:
+            parts.insert(2, "[replaced by a later vote]")
+        click.secho(fit("  " + "  ".join(parts), width), dim=e.id in gone)
 
 
 def _inputs(value: Any) -> str:

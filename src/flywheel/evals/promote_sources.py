@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from flywheel.errors import UserError
+from flywheel.store.schema_feedback import is_current
 
 NEGATIVE = ("thumbs", "score", "rejected", "correction", "edited", "regenerated")
 
@@ -101,12 +102,13 @@ def from_traces(store: Any, trace_ids: list[str]) -> list[Source]:
 
 def from_feedback(store: Any, kind: str = "negative", *, app: str | None = None, limit: int = 200) -> list[Source]:
     """Traces with negative feedback: thumbs down, a score below 0.5, rejected, regenerated, corrected or
-    edited answers (newest first, at most `limit` traces)."""
+    edited answers (newest first, at most `limit` traces). A vote counts as its voter last gave it."""
     if kind != "negative":
         raise UserError(f"--feedback takes `negative`, got {kind!r}")
     t = store.table("feedback")
     with store.connect() as conn:
-        rows = conn.execute(select(t).where(t.c.name.in_(NEGATIVE)).order_by(t.c.created_at.desc())).mappings().all()
+        rows = conn.execute(select(t).where(t.c.name.in_(NEGATIVE), is_current(t))
+                            .order_by(t.c.created_at.desc())).mappings().all()
     picked: list[str] = []
     for r in rows:
         if r["trace_id"] not in picked and _negative(r):
@@ -137,10 +139,13 @@ def _negative(row: Any) -> bool:
 
 
 def _feedback(store: Any, trace_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The feedback that still counts on each trace, oldest first: a vote its voter changed later (thumbs down,
+    then up) is gone with its comment — the complaint was taken back."""
     t = store.table("feedback")
     out: dict[str, list[dict[str, Any]]] = {}
     with store.connect() as conn:
-        for r in conn.execute(select(t).where(t.c.trace_id.in_(trace_ids)).order_by(t.c.created_at, t.c.id)).mappings():
+        for r in conn.execute(select(t).where(t.c.trace_id.in_(trace_ids), is_current(t))
+                              .order_by(t.c.created_at, t.c.id)).mappings():
             out.setdefault(r["trace_id"], []).append(dict(r))
     return out
 

@@ -253,7 +253,8 @@ def record(store: Store, trace_id: str, name: str, value: Any = None, *, source:
 
 
 def for_trace(store: Store, trace_id: str, *, tenant: str | None = None) -> list[FeedbackEvent]:
-    """Every feedback event of a trace, oldest first (only the tenant's when `tenant` is given)."""
+    """Every feedback event of a trace, oldest first (only the tenant's when `tenant` is given) — the history: a
+    vote its voter changed later is listed too; `store.schema_feedback.superseded_ids(events)` names those."""
     table = store.table("feedback")
     query = table.select().where(table.c.trace_id == trace_id)
     if tenant is not None:

@@ -65,7 +65,8 @@ class NotFoundError(UserError):
 
 
 class ConflictError(UserError):
-    """A label that would break a rule: a second label by the same annotator, or one past the overlap (409)."""
+    """A label that would break a rule: a second label by the same annotator, one past the overlap, or one on an
+    item whose trace was deleted (409)."""
 
 
 class Queue(BaseModel):
@@ -400,7 +401,8 @@ def label(store: Store, item_id: str, annotator: str, verdict: str, *, reason: s
           correction: str | None = None, scrub: Callable[[str], str] | None = None) -> Label:
     """Record `annotator`'s verdict on an item (for pairwise: "a" / "b" as this annotator saw them, or "tie").
     UserError for an unknown item, a verdict outside the item's choices, a second label by the same annotator,
-    or an item that already has its K labels. Writes the label and its `feedback` row together, or nothing.
+    an item that already has its K labels, or one whose trace (either trace of a pair) was deleted (ConflictError:
+    no feedback row on a trace that is gone). Writes the label and its `feedback` row together, or nothing.
     `reason` and `correction` go through `scrub` (default: `events.text_scrubber()`: secrets, and PII when
     `tracing.redact_pii` is on)."""
     annotator = _annotator(annotator)
@@ -421,6 +423,9 @@ def label(store: Store, item_id: str, annotator: str, verdict: str, *, reason: s
     canonical = {"a": "b", "b": "a"}.get(shown, shown) if swapped else shown
     now = time.time()
     with _serialized(store, row["queue_id"]) as conn:
+        if conn.scalar(select(it.c.id).where(it.c.id == item_id, trace_alive(store, it))) is None:
+            raise ConflictError(f"item {item_id}'s trace was deleted: nothing left to label (progress counts it as "
+                                "gone)", hint="take the next item with `flywheel review` (it skips such items)")
         overlap = conn.scalar(select(qt.c.overlap).where(qt.c.id == row["queue_id"]))
         mine = conn.scalar(select(lt.c.id).where(lt.c.item_id == item_id, lt.c.annotator == annotator))
         if mine is not None:

@@ -4,6 +4,7 @@
 |---|---|
 | random | it is in the window (uniform: see `_random`) |
 | negative-feedback | a user gave thumbs down, a score below 0.5, a correction, or rejected / regenerated it |
+|                   | (a vote counts as its voter last gave it: thumbs down then up is positive)          |
 | guard-triggered | one of its guard spans did not pass (blocked, redacted, re-asked, dropped sources …) |
 | low-score | a check or judge scored it below 0.5 (or said fail / false) |
 | uncertain | a check or judge scored it between 0.35 and 0.65, or its signals disagree (one ≥ 0.5, one < 0.5) |
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, exists, func, literal_column, or_, select
 
 from flywheel.errors import UserError
+from flywheel.store.schema_feedback import LOW, is_current, vote_signal
 from flywheel.tracing.query import product_traffic
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ SMALL = 5000  # at most this many traces in the window: read their ids and sampl
 NEW_TOPIC_CANDIDATES = 2000
 PAIR_CANDIDATES = 20_000  # newest traces of the window searched for same-input pairs
 NEW_TOPIC_REFERENCE = 5000
-LOW, NEAR = 0.5, 0.15  # below LOW is a low score; within NEAR of LOW is uncertain
+NEAR = 0.15  # within NEAR of LOW (schema_feedback: below it is a low score) is uncertain
 
 
 def sample_traces(store: Store, *, n: int, strategy: str = "mixed", app: str | None = None,
@@ -192,10 +194,11 @@ class _Sampler:
         return ids
 
     def _feedback_since(self) -> list[Any]:
-        """Feedback on a trace of the window was written after the window began (less an hour of clock skew):
-        a condition on the feedback row itself, so older rows are dropped before they are joined to traces."""
+        """Conditions on the feedback row itself, so other rows are dropped before they are joined to traces: it
+        still counts (a vote its voter changed later does not: schema_feedback.is_current), and feedback on a
+        trace of the window was written after the window began (less an hour of clock skew)."""
         f = self.store.table("feedback")
-        return [] if self.since is None else [f.c.created_at >= self.since - 3600]
+        return [is_current(f)] + ([] if self.since is None else [f.c.created_at >= self.since - 3600])
 
     def _feedback_join(self, *conds: Any) -> Any:
         f, t = self.store.table("feedback"), self.t
@@ -203,17 +206,19 @@ class _Sampler:
                 .where(*conds, *self._feedback_since(), *self.where()).distinct())
 
     def _negative(self) -> Any:
-        f, sig = self.store.table("feedback"), _signal(self.dialect)
+        f = self.store.table("feedback")
+        sig = vote_signal(f.c.value)
         return self._feedback_join(f.c.source == "user", or_(
             and_(f.c.name == "thumbs", sig < LOW), and_(f.c.name == "score", sig < LOW),
             f.c.name.in_(("correction", "rejected", "regenerated"))))
 
     def _low(self) -> Any:
         f = self.store.table("feedback")
-        return self._feedback_join(f.c.source.in_(("check", "judge")), _signal(self.dialect) < LOW)
+        return self._feedback_join(f.c.source.in_(("check", "judge")), vote_signal(f.c.value) < LOW)
 
     def _uncertain(self) -> Any:
-        f, t, sig = self.store.table("feedback"), self.t, _signal(self.dialect)
+        f, t = self.store.table("feedback"), self.t
+        sig = vote_signal(f.c.value)
         near = self._feedback_join(f.c.source.in_(("check", "judge")), sig > LOW - NEAR, sig < LOW + NEAR)
         split = (select(f.c.trace_id).where(f.c.source != "annotator", sig.is_not(None), *self._feedback_since())
                  .group_by(f.c.trace_id).having(and_(func.min(sig) < LOW, func.max(sig) >= LOW)))  # feedback alone
@@ -304,19 +309,6 @@ def _take(pool: list[str], k: int, strategy: str, chosen: dict[str, str]) -> Non
 
 def _tiebreak(trace_id: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{trace_id}".encode()).hexdigest()
-
-
-def _signal(dialect: str) -> Any:
-    """A feedback row's value as a number: numbers as they are, pass / true as 1, fail / false as 0, else NULL."""
-    if dialect == "postgresql":
-        return literal_column(
-            "(CASE WHEN jsonb_typeof(feedback.value) = 'number' THEN (feedback.value #>> '{}')::float "
-            "WHEN feedback.value::text IN ('\"pass\"', 'true') THEN 1.0 "
-            "WHEN feedback.value::text IN ('\"fail\"', 'false') THEN 0.0 END)")
-    return literal_column(
-        "(CASE WHEN json_type(feedback.value) IN ('integer', 'real') THEN CAST(feedback.value AS REAL) "
-        "WHEN feedback.value IN ('\"pass\"', 'true') THEN 1.0 "
-        "WHEN feedback.value IN ('\"fail\"', 'false') THEN 0.0 END)")
 
 
 def _topic_words(text: str | None) -> set[str]:

@@ -172,6 +172,8 @@ def _is_negative(row: dict[str, Any]) -> bool:
 def _load(store: Any, route: str | None, since: float | None) -> tuple[list[dict[str, Any]], dict[str, list]]:
     from sqlalchemy import or_, select
 
+    from flywheel.store.schema_feedback import is_current
+
     spans = store.table("spans")
     cols = [
         spans.c.trace_id,
@@ -194,7 +196,8 @@ def _load(store: Any, route: str | None, since: float | None) -> tuple[list[dict
         served = sorted({r["trace_id"] for r in rows if r["name"].startswith("route ")})
         for i in range(0, len(served), 500):
             fq = select(feedback.c.trace_id, feedback.c.source, feedback.c.name, feedback.c.value).where(
-                feedback.c.trace_id.in_(served[i : i + 500])
+                feedback.c.trace_id.in_(served[i : i + 500]),
+                is_current(feedback),  # a vote its user changed later counts as the later one
             )
             for f in conn.execute(fq).mappings():
                 by_trace[f["trace_id"]].append(dict(f))

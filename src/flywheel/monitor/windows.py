@@ -31,6 +31,7 @@ from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
+from flywheel.store.schema_feedback import is_current
 from flywheel.text.language import detect_language
 from flywheel.tracing.query import product_traffic
 
@@ -55,7 +56,8 @@ METRICS: dict[str, str] = {
     "guard_trigger_rate": "share of traces where a guard did not pass",
     "pii_hits": "traces where a PII guard fired",
     "cache_hit_rate": "share of cache lookups that hit",
-    "negative_feedback_rate": "share of traces with negative user feedback (thumbs down, score < 0.5)",
+    "negative_feedback_rate": ("share of traces with negative user feedback (thumbs down, score < 0.5; a changed "
+                               "vote counts as the last one)"),
     "online_pass_rate": "share of online check / judge results that passed",
 }
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -264,7 +266,7 @@ def trace_details(conn: Any, trace_ids: list[str]) -> dict[str, dict[str, Any]]:
         for r in conn.execute(select(*cols).where(spans_t.c.trace_id.in_(chunk))).mappings():
             spans_by[r["trace_id"]].append(dict(r))
         q = select(feedback_t.c.trace_id, feedback_t.c.source, feedback_t.c.name, feedback_t.c.value).where(
-            feedback_t.c.trace_id.in_(chunk))
+            feedback_t.c.trace_id.in_(chunk), is_current(feedback_t))  # a changed vote counts as the later one
         for r in conn.execute(q).mappings():
             fb[r["trace_id"]].append(dict(r))
     for tid in trace_ids:

@@ -18,7 +18,7 @@ import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import String, and_, cast, desc, exists, func, or_, select, tuple_
+from sqlalchemy import and_, desc, exists, func, or_, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from flywheel.errors import UserError
@@ -26,6 +26,7 @@ from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
+from flywheel.store.schema_feedback import user_vote
 from flywheel.tracing.query import incomplete_traces
 
 MAX_LIMIT = 10_000
@@ -187,9 +188,9 @@ def conditions(q: TraceQuery) -> list[Any]:
         if q.feedback in ("any", "none"):
             with_feedback = t.trace_id.in_(select(f.trace_id))
             out.append(with_feedback if q.feedback == "any" else ~with_feedback)
-        else:  # thumbs are stored as 1 (up) / 0 (down)
-            thumb = "1" if q.feedback == "positive" else "0"
-            out.append(t.trace_id.in_(select(f.trace_id).where(f.name == "thumbs", cast(f.value, String) == thumb)))
+        else:  # a user's current vote (a vote its voter changed later counts as the later one)
+            out.append(t.trace_id.in_(select(f.trace_id).where(user_vote(feedback_t,
+                                                                         negative=q.feedback == "negative"))))
     s = spans_t.c
     if q.guard is not None:
         out.append(exists().where(s.trace_id == t.trace_id, s.kind == "guard",

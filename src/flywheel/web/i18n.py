@@ -65,6 +65,7 @@ EN: dict[str, str] = {
     "guard_fallback": "fallback", "guard_refrain": "refrain", "guard_log-only": "log-only", "guard_error": "error",
     "fbname_thumbs": "thumbs", "fbvalue_up": "up", "fbvalue_down": "down", "fbsource_user": "user",
     "fbsource_annotator": "annotator", "fbsource_check": "check", "fbsource_judge": "judge",
+    "fb_superseded": "replaced by a later vote",
     "colon": ": ",
 }
 
@@ -118,6 +119,7 @@ ZH: dict[str, str] = {
     "guard_fallback": "回退", "guard_refrain": "拒答", "guard_log-only": "仅记录", "guard_error": "出错",
     "fbname_thumbs": "赞/踩", "fbvalue_up": "赞", "fbvalue_down": "踩", "fbsource_user": "用户",
     "fbsource_annotator": "标注人", "fbsource_check": "检查", "fbsource_judge": "评审模型",
+    "fb_superseded": "已被之后的投票取代",
     "colon": "：",
 }
 

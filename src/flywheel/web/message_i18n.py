@@ -47,6 +47,7 @@ PATTERNS: list[tuple[type, str, str]] = [
     # labelling (flywheel.feedback.queues.label / undo)
     (ConflictError, "already_labelled", r"(?P<who>.+) already labelled item (?P<id>\S+)"),
     (ConflictError, "item_full", r"item (?P<id>\S+) already has its (?P<n>\d+) label\(s\)"),
+    (ConflictError, "item_trace_gone", r"item (?P<id>\S+)'s trace was deleted: nothing left to label.*"),
     (NotFoundError, "nothing_to_undo", r"(?P<who>.+) has no label on item (?P<id>\S+) to undo"),
     (UserError, "bad_verdict", (rf"verdict {_p('verdict')} is not one of this (?P<kind>binary|pairwise) item's "
                                r"choices: (?P<choices>.+)")),
@@ -147,6 +148,9 @@ WEB_ACTIONS: dict[str, dict[str, str]] = {
         "zh": "在“追踪”页（/ui/traces）查找该队列租户的追踪 ID"},
     "list traces with `flywheel traces`": {"en": "find trace ids on the Traces page (/ui/traces)",
                                            "zh": "在“追踪”页（/ui/traces）查找追踪 ID"},
+    "take the next item with `flywheel review` (it skips such items)": {
+        "en": "reload the page for the next item (deleted traces are skipped)",
+        "zh": "刷新页面以取下一条（已删除的追踪会被跳过）"},
     "choose another --name, or omit it for a dated one": {"en": "choose another name, or leave the Name field empty "
                                                           "for a dated one", "zh": "换一个名称，或留空“名称”一栏按日期命名"},
     # only the CLI answers with another model: its command in full, not an elided one
@@ -172,6 +176,7 @@ EN: dict[str, str] = {
     "annotator_needed": "an annotator name is needed (1-200 printable characters)",
     "annotator_chars": "1-200 printable characters",
     "already_labelled": "{who} already labelled item {id}", "item_full": "item {id} already has its {n} label(s)",
+    "item_trace_gone": "item {id}'s trace was deleted: nothing left to label (progress counts it as gone)",
     "nothing_to_undo": "{who} has no label on item {id} to undo",
     "bad_verdict": "verdict {verdict} is not one of this {kind} item's choices: {choices}",
     "text_too_long": "the {what} must be a text of at most {n} characters",
@@ -220,6 +225,7 @@ ZH: dict[str, str] = {
     "nf_item_here": "此队列中没有审核条目 {id}",
     "annotator_needed": "需要标注人名称（1–200 个可打印字符）", "annotator_chars": "须为 1–200 个可打印字符",
     "already_labelled": "{who} 已标注过条目 {id}", "item_full": "条目 {id} 已有全部 {n} 个标签",
+    "item_trace_gone": "条目 {id} 的追踪已被删除，无可标注，进度中计为“已消失”",
     "nothing_to_undo": "{who} 在条目 {id} 上没有可撤销的标签",
     "bad_verdict": "判定 {verdict} 不是此{kind}条目的可选项：{choices}",
     "text_too_long": "{what}须为最多 {n} 个字符的文本",
