@@ -66,6 +66,7 @@ class GatewayError(UserError):
     def __init__(self, alias: str, attempts: list[AttemptFailure]):
         self.alias = alias
         self.attempts = attempts
+        self.retry_after: float | None = None  # the last attempt's Retry-After (seconds), when the upstream sent one
         user_fault = bool(attempts) and all(a.user_fault for a in attempts)
         self.exit_code = 2 if user_fault else UPSTREAM_EXIT
         tried = "; ".join(repr(a) for a in attempts) or "no attempt was made"

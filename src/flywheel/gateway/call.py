@@ -82,8 +82,8 @@ class CallState:
 
     __slots__ = ("alias", "alias_name", "attempt", "cache_read", "cache_write", "chain", "cost", "ctx", "failures",
                  "gateway", "input_tokens",
-                 "move_on", "next_alias", "output_tokens", "prov", "reasoning", "request", "retry", "sent", "span", "t0",
-                 "timeout", "token", "top")
+                 "move_on", "next_alias", "output_tokens", "prov", "reasoning", "request", "retry", "retry_after", "sent",
+                 "span", "t0", "timeout", "token", "top")
 
     def __init__(self, request: ChatRequest, top: LiveSpan, ctx: contextvars.Context | None = None):
         self.request, self.top, self.ctx = request, top, ctx
@@ -95,6 +95,7 @@ class CallState:
         self.span: LiveSpan | None = None
         self.token: Any = None
         self.sent: list[dict[str, str]] | None = None
+        self.retry_after: float | None = None  # the last failed attempt's Retry-After (seconds), if it sent one
 
     # ------------------------------------------------------------------ walking the chain
     def attempts(self, gateway: Gateway, chain: tuple[str, ...]) -> CallState:
@@ -238,6 +239,7 @@ class CallState:
         local = err.kind == "config" or (err.kind == "client" and err.status is None)
         self.failures.append(AttemptFailure(self.alias_name, alias.pinned, f"{err.kind}: {err.message}", err.status,
                                             local_mistake=local))
+        self.retry_after = err.retry_after
         self.end_attempt()
         return err
 
@@ -297,8 +299,12 @@ class CallState:
         attrs["flywheel.total_cost_usd"] = self.cost
 
     def exhausted(self) -> GatewayError:
+        """The call's error once no attempt is left; `retry_after` on it is the last attempt's Retry-After
+        (seconds, None when it sent none), which the server passes on when every attempt was rate limited."""
         self.close_top()
-        return GatewayError(self.request.model, self.failures)
+        exc = GatewayError(self.request.model, self.failures)
+        exc.retry_after = self.retry_after
+        return exc
 
 
 def top_attrs(request: ChatRequest) -> dict[str, Any]:

@@ -8,7 +8,8 @@ in well under a second; `GET /readyz` says 503 `starting` until the build is don
 for it. Importing this module is light (FastAPI is imported by `create_app`).
 
 One pure-ASGI middleware does what every request needs, before any route runs: a request id (`x-request-id`,
-kept from the client when sane), the body size limit (413 before the body is parsed), the JSON access log
+kept from the client when sane; also as `request-id`, Anthropic's name, on /v1/messages and requests that carry
+`anthropic-version`), the body size limit (413 before the body is parsed), the JSON access log
 line (logger `flywheel.server.access`) and the request counters and latency histogram.
 """
 
@@ -119,7 +120,7 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["*"],
-                           expose_headers=["x-flywheel-trace-id", "x-request-id"])
+                           expose_headers=["x-flywheel-trace-id", "x-request-id", "request-id"])
     app.add_middleware(RequestMiddleware, state=state)
     return app
 
@@ -341,12 +342,14 @@ class RequestMiddleware:
             rid = f"{random.getrandbits(64):016x}"  # an id, not a secret: no urandom call per request
         scope["flywheel.request_id"] = rid
         status = [500]
-        rid_header = (b"x-request-id", rid.encode())
+        rid_headers = [(b"x-request-id", rid.encode())]
+        if scope["path"].startswith("/v1/messages") or b"anthropic-version" in headers:
+            rid_headers.append((b"request-id", rid.encode()))  # where the Anthropic SDKs read it (`_request_id`)
 
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                message["headers"] = [*message.get("headers", []), *rid_headers]
             await send(message)
 
         try:

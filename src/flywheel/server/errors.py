@@ -6,6 +6,7 @@ nothing a client sends can produce a 5xx: a 5xx means the upstream failed (502/5
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,11 +62,15 @@ _REQUEST_REFUSED = frozenset({400, 422})
 
 def from_gateway(exc: Exception) -> ApiError:
     """Upstream failures after retries and fallbacks: 400 when every attempt refused the request itself (an
-    upstream 400 / 422, or a request no provider of the chain can express), 504 when every attempt timed out,
-    else 502 (an outage, or the server's own upstream key or model name is wrong)."""
+    upstream 400 / 422, or a request no provider of the chain can express), 429 when every attempt was rate
+    limited (with the last upstream's Retry-After, so an SDK's retry waits what the upstream asked; a 502 would
+    be retried at once), 504 when every attempt timed out, else 502 (an outage, or the server's own upstream key
+    or model name is wrong)."""
     if isinstance(exc, GatewayError):
         if exc.attempts and all(a.local_mistake or a.status in _REQUEST_REFUSED for a in exc.attempts):
             return ApiError(400, exc.message, code="invalid_request")
+        if exc.attempts and all(a.status == 429 for a in exc.attempts):
+            return ApiError(429, exc.message, code="upstream_rate_limited", headers=_retry_after(exc))
         timed_out = bool(exc.attempts) and all("timed out" in a.error.lower() or "timeout" in a.error.lower()
                                                for a in exc.attempts)
         status = 504 if timed_out else 502
@@ -73,6 +78,14 @@ def from_gateway(exc: Exception) -> ApiError:
     if isinstance(exc, UserError):
         return ApiError(400, exc.message, code="invalid_request")
     return ApiError(502, f"upstream failed: {type(exc).__name__}", code="upstream_failed")
+
+
+def _retry_after(exc: GatewayError) -> dict[str, str]:
+    """Retry-After (whole seconds, rounded up) and retry-after-ms headers from the upstream's, when it sent one."""
+    seconds = exc.retry_after
+    if not isinstance(seconds, (int, float)) or seconds < 0:
+        return {}
+    return {"Retry-After": str(math.ceil(seconds)), "retry-after-ms": str(math.ceil(seconds * 1000))}
 
 
 def compressed_body(headers: Mapping[str, str]) -> ApiError | None:

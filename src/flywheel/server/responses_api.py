@@ -287,7 +287,8 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
 class _Stream:
     """The Responses event sequence for one answer, built as its pieces arrive: a message item (output_text part)
     while text comes, one function_call item per tool call (arguments as deltas); each item is closed with its
-    `done` events before the next kind opens, and every item still open is closed at the end."""
+    `done` events before the next one opens (parallel calls too: OpenAI never interleaves items), and every item
+    still open is closed at the end."""
 
     def __init__(self, turn: _Turn):
         self.turn, self.rid = turn, turn.rid
@@ -336,8 +337,8 @@ class _Stream:
         merge_tool_deltas(self.tool_calls, [piece])
         out: list[bytes] = []
         number = piece.get("index", 0)
-        if number not in self.calls:
-            out += self.close(self.message)
+        if number not in self.calls:  # a new item: the one before is done first, as OpenAI streams them
+            out += self.close_all()
             fn = piece.get("function") or {}
             call_id = piece.get("id") or f"call_{self.rid[5:]}_{number}"
             index = self.calls[number] = len(self.items)

@@ -15,10 +15,14 @@ Endpoints: ``POST /v1/chat/completions`` (also ``stream: true``, with ``stream_o
 pseudo-embeddings: texts sharing words are closer), ``GET /v1/models``; Azure OpenAI's routes (an alias with
 ``provider: azure`` and ``base_url: llm.url``, or ``llm.url + "/openai/v1"``) and Bedrock's Converse /
 ConverseStream (``provider: bedrock``, ``base_url: llm.url``). Token counts follow the
-simple deterministic tokenizer documented in :mod:`flywheel.testing.fake_llm_wire`.
+simple deterministic tokenizer documented in :mod:`flywheel.testing.fake_llm_wire`. ``max_tokens`` cuts an answer
+(``finish_reason: "length"``, ``stop_reason: "max_tokens"``); a stop sequence (OpenAI ``stop``, Anthropic
+``stop_sequences``) ends it before the first one it contains (``"stop"``; ``stop_reason: "stop_sequence"`` with
+``stop_sequence`` set).
 
 A reply can also ask for tools: ``llm.add(r"weather", ToolCall("get_weather", {"city": "Paris"}))`` (or a list
-of them) answers with tool calls on both wires, streamed too. The caller's tool result (an OpenAI ``tool``
+of them) answers with tool calls on both wires, streamed too (only the first when the request says one at a time:
+``parallel_tool_calls: false``, ``tool_choice.disable_parallel_tool_use``). The caller's tool result (an OpenAI ``tool``
 message, an Anthropic ``tool_result`` block) counts as the last user message, so a second rule can match it::
 
     llm.add(r'"temp"', "It is 21 °C in Paris.")   # the tool returned {"temp": 21}

@@ -46,9 +46,11 @@ def chat_view(body: dict[str, Any], model: str) -> dict[str, Any]:
         messages.append({"role": role, "content": "\n".join(texts)})
     system = "\n".join(s.get("text", "") for s in body.get("system") or [] if isinstance(s, dict))
     view: dict[str, Any] = {"model": model, "messages": messages, "system": system}
-    max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
-    if max_tokens is not None:
-        view["max_tokens"] = max_tokens
+    inference = body.get("inferenceConfig") or {}
+    if inference.get("maxTokens") is not None:
+        view["max_tokens"] = inference["maxTokens"]
+    if inference.get("stopSequences"):  # stopReason "stop_sequence", as Bedrock answers it
+        view["stop_sequences"] = inference["stopSequences"]
     return view
 
 

@@ -143,10 +143,14 @@ def _usage(body: dict, answers: Any, completion: int) -> dict:
 Answer = str | list[ToolCall] | tuple[str, ...]
 
 
-def _calls(answer: Answer) -> list[dict]:
-    """OpenAI-wire tool calls of an answer ([] for text)."""
+def _calls(answer: Answer, body: dict) -> list[dict]:
+    """OpenAI-wire tool calls of an answer ([] for text); only the first when the request asks for one call at a
+    time (OpenAI `parallel_tool_calls: false`, Anthropic `tool_choice.disable_parallel_tool_use`), as the APIs do."""
     if isinstance(answer, str | tuple):
         return []
+    choice = body.get("tool_choice")
+    if body.get("parallel_tool_calls") is False or (isinstance(choice, dict) and choice.get("disable_parallel_tool_use")):
+        answer = answer[:1]
     return [{"id": c.id or f"call_{i}", "type": "function",
              "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
             for i, c in enumerate(answer)]
@@ -170,6 +174,24 @@ def truncate(text: str, max_tokens: Any) -> tuple[str, bool]:
         if i == max_tokens:
             return text[:match.start()].rstrip(), True
     return text, False
+
+
+def stop_at(text: str, stops: Any) -> tuple[str, str | None]:
+    """Cut `text` before the first of the stop sequences (OpenAI's `stop`: a string or a list; Anthropic's
+    `stop_sequences`) it contains, as both APIs do (the sequence itself is not returned); (text, the sequence
+    that stopped it, or None)."""
+    stops = [stops] if isinstance(stops, str) else stops if isinstance(stops, list) else []
+    found = [(text.find(s), s) for s in stops if isinstance(s, str) and s and s in text]
+    if not found:
+        return text, None
+    at, hit = min(found)
+    return text[:at], hit
+
+
+def _generated(text: str, body: dict, stops: Any) -> tuple[str, bool]:
+    """`text` as a model told `body`'s max tokens and `stops` would end it: (text, cut by the token limit)."""
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    return truncate(stop_at(text, stops)[0], limit)
 
 
 def split_deltas(text: str) -> list[str]:
@@ -248,7 +270,7 @@ def dumps(obj: Any) -> bytes:
 
 def openai_chat(body: dict, text: Answer) -> dict:
     model = body.get("model") or "fake-model"
-    calls = _calls(text)
+    calls = _calls(text, body)
     if calls:
         prompt, completion = prompt_tokens(body), sum(count_tokens(c["function"]["arguments"]) for c in calls)
         return {"id": new_id("chatcmpl-fake"), "object": "chat.completion", "created": int(time.time()),
@@ -258,11 +280,10 @@ def openai_chat(body: dict, text: Answer) -> dict:
                              "logprobs": None, "finish_reason": "tool_calls"}],
                 "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
                           "total_tokens": prompt + completion}}
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if not isinstance(text, tuple):
         assert isinstance(text, str)
         text = (text,) * choice_count(body)
-    texts = [truncate(t, limit) for t in text]
+    texts = [_generated(t, body, body.get("stop")) for t in text]
     completion = sum(count_tokens(t) for t, _ in texts)
     scores = [_choice_logprobs(body, answer, said) for answer, (said, _) in zip(text, texts)]
     return {
@@ -284,11 +305,10 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     """SSE events (each a complete `data: …\\n\\n` frame) for a streamed chat completion, [DONE] included. Tool
     calls stream as OpenAI does: the id and name first, then the arguments in pieces, by `index`."""
     model = body.get("model") or "fake-model"
-    calls = _calls(text)
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    calls = _calls(text, body)
     answers = text if isinstance(text, tuple) else [text if isinstance(text, str) else ""] * (
         1 if calls else choice_count(body))
-    texts = [truncate(t, limit) for t in answers]
+    texts = [_generated(t, body, body.get("stop")) for t in answers]
     options = body.get("stream_options")
     with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     base = {"id": new_id("chatcmpl-fake"), "object": "chat.completion.chunk", "created": int(time.time()),
@@ -346,7 +366,7 @@ def models_list(names: list[str]) -> dict:
 def anthropic_message(body: dict, text: Answer) -> dict:
     if isinstance(text, tuple):  # the Messages API has no `n`: one answer
         text = text[0]
-    calls = _calls(text)
+    calls = _calls(text, body)
     if calls:
         blocks = [{"type": "tool_use", "id": c["id"].replace("call_", "toolu_", 1), "name": c["function"]["name"],
                    "input": json.loads(c["function"]["arguments"])} for c in calls]
@@ -356,15 +376,16 @@ def anthropic_message(body: dict, text: Answer) -> dict:
                 "usage": {"input_tokens": prompt_tokens(body),
                           "output_tokens": sum(count_tokens(c["function"]["arguments"]) for c in calls)}}
     assert isinstance(text, str)
-    text, cut = truncate(text, body.get("max_tokens"))
+    stopped, hit = stop_at(text, body.get("stop_sequences"))
+    text, cut = truncate(stopped, body.get("max_tokens"))
     return {
         "id": new_id("msg_fake"),
         "type": "message",
         "role": "assistant",
         "model": body.get("model") or "fake-model",
         "content": [{"type": "text", "text": text}],
-        "stop_reason": "max_tokens" if cut else "end_turn",
-        "stop_sequence": None,
+        "stop_reason": "max_tokens" if cut else "stop_sequence" if hit else "end_turn",
+        "stop_sequence": None if cut else hit,
         "usage": {"input_tokens": prompt_tokens(body), "output_tokens": count_tokens(text)},
     }
 
@@ -393,7 +414,8 @@ def anthropic_stream(body: dict, text: Answer) -> list[bytes]:
         frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": i}))
     frames += [
         _event("message_delta", {"type": "message_delta",
-                                 "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                 "delta": {"stop_reason": message["stop_reason"],
+                                           "stop_sequence": message["stop_sequence"]},
                                  "usage": {"output_tokens": usage["output_tokens"]}}),
         _event("message_stop", {"type": "message_stop"}),
     ]
