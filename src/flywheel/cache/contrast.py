@@ -4,10 +4,15 @@ opposite or different things, so serving one's answer for the other is wrong wha
 A semantic candidate is by construction close to the query (cosine ≥ threshold), so what the two do NOT share
 carries the difference. The rules:
 
+- **language**: the two are written in languages of different scripts ("How do I enable SSO?" / "如何启用 SSO？",
+  "Как включить SSO?"), or in different Chinese scripts ("如何设置模型版本" / "如何設置模型版本"): the answer is
+  in the asker's language (two Latin-script languages are left to the verifier: marker words are too loose);
 - **identifiers**: the two mention different e-mail addresses or URLs, or only one mentions any ("why was the
   order for ann@example.com cancelled" / "… for bob@example.com …"): one user's answer is not another's;
 - **numbers**: each side has a value the other does not ("within 7 days" / "within 30 days", "seven" /
-  "thirty", "七天" / "三十天"), digits, English number words and Chinese numerals alike;
+  "thirty", "七天" / "三十天"), digits, English number words and Chinese numerals alike, and also relative
+  dates ("last year" / "this year", 去年 / 今年, 昨天 / 今天) and the unit of a rate or a duration ("per minute" /
+  "per hour", 每分钟 / 每秒);
 - **negation**: one side negated and the other not ("is it rate limited" / "is it not rate limited");
 - **opposites**: one side has a word whose opposite only the other side has: a lexicon of common opposites
   ("on"/"off", "start"/"stop", "before"/"after", "minimum"/"maximum", 开/关, 启用/禁用 …) and, for English,
@@ -29,6 +34,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from flywheel.cache.verifier import _expand
+from flywheel.text import detect_language, fold_traditional
+from flywheel.text.language import LATIN
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’.,:/][^\W{_CJK}]+)*", re.UNICODE)
@@ -102,6 +109,7 @@ _NEGATIONS = frozenset(["not", "no", "never", "none", "nobody", "nothing", "neit
 _NEGATIONS_ZH = ("没有", "不", "没", "未", "无", "勿")
 # words that hold a negation character without negating ("不同" different, "无论" whatever, "未来" future …)
 _NOT_NEGATING_ZH = ("不同", "不过", "不错", "不管", "不仅", "不断", "无论", "无线", "未来", "没关系")
+_A_NOT_A = re.compile(rf"([{_CJK}])[不没]\1")
 # Opposite prefixes: two words that are one stem behind two different prefixes of a pair are opposites.
 _PREFIX_PAIRS = (
     ("", "un"),
@@ -145,6 +153,64 @@ _OPPOSITES_ZH = (
     "开 关|增 减|加 减|大 小|多 少|高 低|长 短|快 慢|前 后|早 晚|新 旧|买 卖|左 右|内 外|入 出|升 降|是 否|收 发|"
     "正 负|真 假|对 错|上 下"
 )
+
+
+# Relative dates: a value like a number ("last year" is not "this year"), written as (unit, offset).
+_RELATIVE_EN = re.compile(r"\b(last|previous|past|this|current|next|coming)\s+(year|quarter|month|week)\b"
+                          r"|\b(yesterday|today|tonight|tomorrow)\b", re.IGNORECASE)
+_OFFSET_EN = {"last": -1, "previous": -1, "past": -1, "this": 0, "current": 0, "next": 1, "coming": 1,
+              "yesterday": -1, "today": 0, "tonight": 0, "tomorrow": 1}
+_RELATIVE_ZH = {
+    "前年": ("year", -2), "去年": ("year", -1), "今年": ("year", 0), "本年": ("year", 0), "明年": ("year", 1),
+    "后年": ("year", 2), "前天": ("day", -2), "昨天": ("day", -1), "昨日": ("day", -1), "今天": ("day", 0),
+    "今日": ("day", 0), "明天": ("day", 1), "明日": ("day", 1), "后天": ("day", 2),
+    "上周": ("week", -1), "上星期": ("week", -1), "上个星期": ("week", -1), "本周": ("week", 0),
+    "这周": ("week", 0), "这个星期": ("week", 0), "下周": ("week", 1), "下星期": ("week", 1),
+    "下个星期": ("week", 1), "上月": ("month", -1), "上个月": ("month", -1), "本月": ("month", 0),
+    "这个月": ("month", 0), "下月": ("month", 1), "下个月": ("month", 1), "上季度": ("quarter", -1),
+    "上个季度": ("quarter", -1), "本季度": ("quarter", 0), "这个季度": ("quarter", 0), "下季度": ("quarter", 1),
+    "下个季度": ("quarter", 1),
+}
+_RELATIVE_ZH_RX = re.compile("|".join(sorted(_RELATIVE_ZH, key=len, reverse=True)))
+# The unit of a rate or a duration: after "per", "a", "each", "every" or a number ("per minute", "30 days",
+# "requests/min", 每分钟, 7天); a unit alone ("the first day") is not a value.
+_UNIT_EN = {"sec": "second", "second": "second", "min": "minute", "minute": "minute",
+            "h": "hour", "hr": "hour", "hour": "hour", "day": "day", "week": "week", "month": "month",
+            "quarter": "quarter", "year": "year", "yr": "year"}
+_RATE_EN = re.compile(r"(?:\b(?:per|a|an|each|every)\s+|\d\s*|/\s*)(second|minute|hour|day|week|month|quarter|"
+                      r"year|sec|min|hr|yr|h)s?\b", re.IGNORECASE)
+_UNIT_ZH = {"秒": "second", "秒钟": "second", "分钟": "minute", "小时": "hour", "天": "day", "日": "day",
+            "周": "week", "星期": "week", "礼拜": "week", "月": "month", "个月": "month", "季度": "quarter",
+            "年": "year"}
+_RATE_ZH = re.compile(r"(?:每|[0-9零〇一二两三四五六七八九十百千万]个?)(秒钟|秒|分钟|小时|天|日|周|星期|礼拜|个月|月|季度|年)")
+
+
+def _dates(text: str) -> frozenset[str]:
+    """Relative dates as (unit, offset): "last year" → year-1, 明天 → day+1."""
+    found = {f"{m.group(2).lower()}{_OFFSET_EN[m.group(1).lower()]:+d}" if m.group(1)
+             else f"day{_OFFSET_EN[m.group(3).lower()]:+d}" for m in _RELATIVE_EN.finditer(text)}
+    found |= {"{}{:+d}".format(*_RELATIVE_ZH[m.group()]) for m in _RELATIVE_ZH_RX.finditer(text)}
+    return frozenset(found)
+
+
+def _units(text: str) -> frozenset[str]:
+    """The units of the rates and durations in `text` ("per minute" → minute, 7天 → day)."""
+    return frozenset({_UNIT_EN[m.group(1).lower()] for m in _RATE_EN.finditer(text)}
+                     | {_UNIT_ZH[m.group(1)] for m in _RATE_ZH.finditer(text)})
+
+
+def _language(query: str, cached: str) -> bool:
+    """Written in different languages (of different scripts), or one in traditional Chinese characters where the
+    other has their simplified forms (設置 / 设置): an answer is written for the language it was asked in."""
+    a, b = detect_language(query), detect_language(cached)
+    if a and b and a != b and not (a in LATIN and b in LATIN):  # marker words tell Latin languages apart
+        return True  # too loosely for a veto ("a", "as"): English against French is left to the verifier
+    for x, y in ((query, cached), (cached, query)):
+        for ch in set(_CJK_CHAR.findall(x)):
+            simple = fold_traditional(ch)
+            if simple != ch and simple in y and ch not in y:
+                return True
+    return False
 
 
 def _pairs(spec: str) -> tuple[tuple[str, str], ...]:
@@ -199,7 +265,7 @@ def _numbers(text: str, words: list[str]) -> frozenset[float | str]:
 
 def _negations(text: str, words: list[str]) -> int:
     count = sum(1 for w in words if w in _NEGATIONS) - len(_ABBREVIATED_NO.findall(text))
-    rest = text
+    rest = _A_NOT_A.sub(r"\1", text)  # 能不能 / 有没有 / 可不可以 ask a question, they do not negate
     for word in _NOT_NEGATING_ZH:
         rest = rest.replace(word, " ")
     for mark in _NEGATIONS_ZH:
@@ -216,6 +282,8 @@ class _Parsed:
     names: tuple[bool, ...]
     stems: frozenset[str]
     numbers: frozenset[float | str]
+    dates: frozenset[str]  # relative dates: compared with each other, not with numbers ("yesterday" / "Oct. 24")
+    units: frozenset[str]  # units of rates and durations
     negations: int
     identifiers: frozenset[str]
 
@@ -239,6 +307,8 @@ def _parse(text: str) -> _Parsed:
         tuple(names),
         frozenset(_stem(w) for w in words),
         _numbers(expanded, words),
+        _dates(expanded),
+        _units(expanded),
         _negations(expanded, words),
         frozenset(m.group().lower().rstrip(".,;:!?") for m in _IDENTIFIER.finditer(expanded)),
     )
@@ -307,12 +377,14 @@ def _fold(name: str) -> str:
 
 
 def contradiction(query: str, cached: str) -> str | None:
-    """Why `query` and the `cached` question ask different things ("identifiers", "numbers", "negation",
-    "opposites", "names"), or None when no rule sees a difference."""
+    """Why `query` and the `cached` question ask different things ("language", "identifiers", "numbers",
+    "negation", "opposites", "names"), or None when no rule sees a difference."""
+    if _language(query, cached):
+        return "language"
     q, c = _parse(query), _parse(cached)
     if q.identifiers != c.identifiers:
         return "identifiers"
-    if q.numbers - c.numbers and c.numbers - q.numbers:
+    if any(a - b and b - a for a, b in ((q.numbers, c.numbers), (q.dates, c.dates), (q.units, c.units))):
         return "numbers"
     if q.negations % 2 != c.negations % 2:
         return "negation"

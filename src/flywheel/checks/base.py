@@ -58,6 +58,10 @@ class Check:
     name: ClassVar[str] = ""
     needs_llm: ClassVar[bool] = False
     blocking: ClassVar[bool] = False  # slow synchronous work (models): `arun` moves it to a worker thread
+    # What the check judges: "span" (each piece on its own: a secret, an e-mail address) or "answer" (the text as
+    # a whole: its language). A stream's guards judge an "answer" check on the answer so far, not sentence by
+    # sentence (flywheel.guards.streaming).
+    scope: ClassVar[str] = "span"
 
     def __init__(self, arg: Any = None):
         self.arg = arg
@@ -137,6 +141,7 @@ class Not(Check):
         self.name = f"not-{inner.name}"  # type: ignore[misc]
         self.needs_llm = inner.needs_llm  # type: ignore[misc]
         self.blocking = inner.blocking  # type: ignore[misc]
+        self.scope = inner.scope  # type: ignore[misc]
 
     def definition(self) -> dict[str, Any]:
         return {"not": self.inner.definition()}

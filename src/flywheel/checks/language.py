@@ -1,7 +1,12 @@
 """`language: zh` — the output is written in the given language (or one of a list).
 
 The detector is `flywheel.text`'s, the same one that picks a reply's language and an embedder's coverage: the
-dominant script decides between scripts, marker words between the Latin-script languages.
+dominant script decides between scripts, marker words between the Latin-script languages. What is not prose —
+URLs, e-mail addresses, `inline code` and fenced code blocks — is left out first (`flywheel.text.language.prose`) (a Chinese answer pointing to
+https://docs.example.com/guide/install is Chinese), unless nothing with letters is left.
+
+The check judges the answer as a whole (`scope = "answer"`): a stream judges it on the answer so far, never on
+one sentence alone (flywheel.guards.streaming).
 """
 
 from __future__ import annotations
@@ -10,11 +15,22 @@ from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register
 from flywheel.text import normalize_language as normalize
-from flywheel.text.language import LANGUAGES, LATIN
+from flywheel.text.language import LANGUAGES, LATIN, prose
 from flywheel.text.language import detect as detect_text
 from flywheel.types import CheckResult
 
-__all__ = ["LANGUAGES", "LATIN", "Language", "detect", "normalize"]
+__all__ = ["LANGUAGES", "LATIN", "Language", "detect", "meant", "normalize", "prose"]
+
+# Names users write for a language that the detector does not take: told back as a did-you-mean.
+_MEANT = {"cn": "zh", "chs": "zh", "cht": "zh", "中文": "zh", "汉语": "zh", "漢語": "zh", "简体中文": "zh",
+          "繁體中文": "zh", "繁体中文": "zh", "普通话": "zh", "英文": "en", "英语": "en", "jp": "ja", "日文": "ja",
+          "日语": "ja", "kr": "ko", "韩文": "ko", "韩语": "ko", "gr": "el", "ua": "uk"}
+
+
+def meant(code: str) -> str | None:
+    """The supported code a user most likely meant by an unsupported one (`cn`, `中文` → `zh`), else None."""
+    guess = _MEANT.get(code.strip().lower())
+    return guess if guess in LANGUAGES else None
 
 
 def detect(text: str) -> tuple[list[str], float, dict[str, Any]]:
@@ -28,6 +44,7 @@ class Language(Check):
     """language: zh (or [zh, en]) — the output is written in that language."""
 
     name = "language"
+    scope = "answer"  # a short English line ("pip install flywheel.") in a Chinese answer is still Chinese
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -37,7 +54,9 @@ class Language(Check):
         self.expected = [normalize(c) for c in codes]
         unknown = [c for c in self.expected if c not in LANGUAGES]
         if unknown:
-            raise ValueError(f"unsupported language {unknown}; supported: {', '.join(LANGUAGES)}")
+            fixes = [f"`{meant(c)}` for `{c}`" for c in unknown if meant(c)]
+            hint = f" (write {', '.join(fixes)})" if fixes else ""
+            raise ValueError(f"unsupported language {unknown}{hint}; supported: {', '.join(LANGUAGES)}")
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         candidates, confidence, evidence = detect(output)

@@ -3,7 +3,8 @@
 Latency cost: the reader sees nothing until the first sentence is complete and checked, so time to first
 token grows by (time to generate one sentence) + (guard time per sentence); after that each sentence waits
 for its own checks, run twice: on the sentence alone and on it with the last 1,000 released characters (so
-a system prompt leaked one short sentence at a time is still caught). Guards that need the whole answer (JSON Schema, word counts) don't belong here.
+a system prompt leaked one short sentence at a time is still caught). Guards that need the whole answer but
+declare no answer scope (JSON Schema, word counts) don't belong here.
 A failing guard stops the stream: the generator is closed (the upstream request is dropped) and the
 policy message is appended. Re-ask and fallback can't rewrite text already shown, so on a stream they
 stop it like `block`.
@@ -11,15 +12,23 @@ stop it like `block`.
 An armoured block (`-----BEGIN RSA PRIVATE KEY-----` … `-----END …-----`) is one unit: its lines are held back
 until the END line (or the end of the stream, or MAX_BLOCK characters) and checked together, so a key whose
 body lines would each pass as a "sentence" is masked whole.
+
+Checks that judge the answer as a whole (`Check.scope == "answer"`: `language`) are never run on a sentence
+alone — a Chinese answer holding the line `pip install flywheel.` or starting with "OK." is still Chinese. They
+judge the answer so far (the last WINDOW released characters plus the sentences waiting): while they fail,
+the new sentences are held back (nothing in the wrong language is shown) until more text makes them pass, or
+HOLD characters are waiting (the stream stops), or the stream ends. At the end they judge the whole answer,
+as a non-streamed answer is judged, so both give the same verdict; an answer-scope guard only passes or stops.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 from flywheel.checks.base import CheckContext
-from flywheel.guards.policy import DEFAULT_BLOCK, GuardOutcome, GuardPipeline
+from flywheel.guards.policy import DEFAULT_BLOCK, Guard, GuardOutcome, GuardPipeline, check_windows, windows
 from flywheel.text import complete_sentences
 from flywheel.types import GuardAction
 
@@ -28,6 +37,7 @@ _split = complete_sentences
 
 
 WINDOW = 1000  # characters of already released text checked again with each new sentence
+HOLD = 1000  # characters an answer-scope guard may hold back while it fails before the stream stops
 MAX_BLOCK = 64_000  # an armoured block still open after this many characters is checked (and released) as is
 _BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{1,60}-----")
 _BLOCK_END = re.compile(r"-----END [A-Z0-9 ]{1,60}-----")
@@ -71,13 +81,26 @@ def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckCont
     return outcome.text, None
 
 
+def _answer_scope(guard: Guard) -> bool:
+    return getattr(guard.check, "scope", "span") == "answer"
+
+
+def _subset(pipeline: GuardPipeline, answer_scope: bool) -> GuardPipeline:
+    """The pipeline's guards of one scope, in order (a copy: a subclass's recording keeps working)."""
+    part = copy.copy(pipeline)
+    part.guards = [g for g in pipeline.guards if _answer_scope(g) == answer_scope]
+    return part
+
+
 class _Release:
-    """Sentence buffer shared by the sync and async generators: feed deltas, get what may be shown."""
+    """Sentence buffer shared by the sync and async generators: feed deltas, get what may be shown.
+    `pending`: text that passed the sentence guards and waits for the answer-scope guards."""
 
     def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None, record: list[GuardAction] | None):
-        self.pipeline, self.ctx = pipeline, ctx or CheckContext()
+        self.sentence, self.answer = _subset(pipeline, False), _subset(pipeline, True)
+        self.ctx = ctx or CheckContext()
         self.record: list[GuardAction] = [] if record is None else record
-        self.buffer = self.released = self.held = ""
+        self.buffer = self.released = self.held = self.pending = ""
         self.stopped = False
 
     def feed(self, delta: str) -> list[str]:
@@ -89,19 +112,53 @@ class _Release:
     def finish(self) -> list[str]:
         rest = self.held + self.buffer
         self.held = self.buffer = ""
-        return self._release([rest] if rest else [])
+        out = self._release([rest] if rest else [])
+        if not self.stopped and self.answer:
+            out += self._settle(final=True)
+        return out
 
     def _release(self, sentences: list[str]) -> list[str]:
-        out = []
+        out: list[str] = []
         for sentence in sentences:
-            text, stop = _check(self.pipeline, sentence, self.released, self.ctx, self.record)
+            text, stop = _check(self.sentence, sentence, self.released + self.pending, self.ctx, self.record)
             if stop:
-                self.stopped = True
-                out.append(("\n" if self.released else "") + stop)
+                return out + self._stop(stop)
+            self.pending += text
+            out += self._settle(final=False)
+            if self.stopped:
                 break
-            self.released += text
-            out.append(text)
         return out
+
+    def _settle(self, final: bool) -> list[str]:
+        """Release the pending text if the answer-scope guards pass on the answer so far; hold it while they
+        fail (until HOLD characters wait, or the end: then their verdict stands)."""
+        if not self.answer:
+            return self._show()
+        if not final and not self.pending.strip():
+            return []  # nothing new to judge
+        text = self.released + self.pending if final else self.released[-WINDOW:] + self.pending
+        if not final and len(self.pending) <= HOLD and not self._passes(text):
+            return []  # too little evidence yet ("OK." opening a Chinese answer): wait for more text
+        outcome = self.answer.run(text, self.ctx)
+        self.record.extend(outcome.actions)
+        if not outcome.passed:
+            return self._stop(outcome.message or DEFAULT_BLOCK)
+        return self._show()
+
+    def _passes(self, text: str) -> bool:
+        """Whether every answer-scope check passes on `text`: a trial, with no span and no guard action (a
+        failure here may not stand), so traces say only what was decided."""
+        ctx = self.answer._context(self.ctx)
+        return all(check_windows(g.check, windows(text, g.max_chars), ctx).passed for g in self.answer.guards)
+
+    def _show(self) -> list[str]:
+        text, self.pending = self.pending, ""
+        self.released += text
+        return [text] if text else []
+
+    def _stop(self, message: str) -> list[str]:
+        self.stopped, self.pending = True, ""
+        return [("\n" if self.released else "") + message]
 
 
 def guard_stream(deltas: Iterable[str], pipeline: GuardPipeline, ctx: CheckContext | None = None,

@@ -6,7 +6,8 @@ Dependency-free and deterministic. The dominant script decides between scripts (
 Arabic, …), counting a CJK character against a whole word of a space-separated script, plus the function words
 that frame a sentence ("怎么", "的", "the", "for"): a Chinese question naming English terms ("怎么设置 model
 version pinning？") is Chinese, an English sentence naming a Chinese person ("Contact 王小明 for details") is
-English. Between Latin-script languages, short marker words decide.
+English. Between Latin-script languages, short marker words decide. Code, URLs and e-mail addresses are left
+out first (`prose`): a Chinese answer pointing to https://docs.example.com/guide/install is Chinese.
 """
 
 from __future__ import annotations
@@ -127,8 +128,27 @@ def _latin_hits(marks: list[tuple[int, ...]]) -> list[int]:
     return hits
 
 
+_NOT_PROSE = re.compile(  # each alternative starts only where a run starts and is bounded: linear in the text
+    r"```.*?(?:```|\Z)"  # a fenced code block (to the end when still open)
+    r"|`[^`\n]+`"  # inline code
+    r"|(?<![A-Za-z0-9+.-])(?:[a-z][a-z0-9+.-]{0,15}://|www\.)[^\s<>\"'`\u3000-\u303f\u3400-\u9fff\uff00-\uffef]+"  # a URL
+    r"|(?<![A-Za-z0-9.+_-])[A-Za-z0-9.+_-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+",  # e-mail
+    re.DOTALL | re.IGNORECASE,
+)
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def prose(text: str) -> str:
+    """`text` without what is not written language (code, URLs, e-mail addresses); `text` itself when nothing
+    with letters would be left (an answer that is only a command is judged on the command)."""
+    rest = _NOT_PROSE.sub(" ", text)
+    return rest if _LETTER.search(rest) else text
+
+
 def detect(text: str) -> Detection:
-    """All the evidence: candidate languages, a 0..1 confidence and the counts they came from."""
+    """All the evidence: candidate languages, a 0..1 confidence and the counts they came from (of the text's
+    prose: code, URLs and e-mail addresses left out)."""
+    text = prose(text)
     scores, marks, han, kana, hangul = _count(text, cjk_frame=True)
     total = sum(scores.values())
     evidence: dict[str, Any] = {"scripts": {k: round(v, 2) for k, v in scores.items() if v}}
@@ -161,7 +181,7 @@ def detect_language(text: str) -> str:
     """The language of `text` as a short code ('zh', 'en', 'ja', 'ko', 'fr', 'ru', …); 'en' for Latin text too
     short to tell; '' when there are no letters at all."""
     # detect()'s decision without its evidence and confidence: called per chunk at ingest, so it is kept cheap
-    sample = text[:_SAMPLE_CHARS]
+    sample = prose(text[:_SAMPLE_CHARS])
     scores, marks, han, kana, hangul = _count(sample, cjk_frame=False)
     script = max(scores, key=lambda k: scores[k])
     if not scores[script]:
