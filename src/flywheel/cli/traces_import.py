@@ -17,13 +17,14 @@ PROGRESS_EVERY_S = 2.0
 @traces.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", default="flywheel", show_default=True,
-              type=click.Choice(["flywheel", "openai-log", "langfuse", "otlp", "phoenix"]),
+              type=click.Choice(["flywheel", "openai-log", "langfuse", "otlp", "phoenix", "langsmith"]),
               help="flywheel: {timestamp, app, model, input, output, tenant?, session_id?, user_id?, metadata?, "
                    "latency_ms?, usage?} per line; openai-log: {request, response} per line; langfuse: traces from "
                    "its API (GET /api/public/traces/{id}, or a list page) or the UI's trace download, every "
                    "observation a span; otlp: OTLP/JSON ({resourceSpans}) per line, as the OpenTelemetry "
                    "Collector's file exporter writes; phoenix: Phoenix's span JSON (its REST API, UI download "
-                   "or get_spans_dataframe().to_json(orient='records', lines=True)).")
+                   "or get_spans_dataframe().to_json(orient='records', lines=True)); langsmith: LangSmith's runs "
+                   "(runs.jsonl, each run of client.list_runs as JSON), every run a span.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_obj
 def import_traces(state: Any, file: str, fmt: str, as_json: bool) -> None:

@@ -19,7 +19,9 @@ received over OTLP carry their content in one of several conventions, read here 
   Langfuse's `langfuse.observation.input|output`, MLflow's `mlflow.spanInputs|spanOutputs`, a tool span's
   `gen_ai.tool.call.arguments|result`, Pydantic AI's `final_result` (otlp_conventions.INPUT_VALUES /
   OUTPUT_VALUES); an OpenAI chat request (`{"model", "messages"}`) reads as its messages, a chat completion
-  (`{"choices": [{"message"}]}`) as its answer messages.
+  (`{"choices": [{"message"}]}`) as its answer messages;
+- the Vercel AI SDK (`ai.operationId` set): `ai.prompt.messages` / `ai.response.text|toolCalls` of a provider call,
+  `ai.prompt` / `ai.response.text|object` of the function around it, `ai.toolCall.args|result`, `ai.value(s)`.
 
 Messages keep their own fields; a message given as `parts` gets a `content` with its text parts joined, its
 `tool_call` parts as OpenAI `tool_calls`, and a message of `tool_call_response` parts becomes the `tool` message
@@ -215,6 +217,10 @@ def _event_messages(value: Any, role: str) -> list[dict[str, Any]]:
 
 def content(attrs: dict[str, Any], events: list[Event] | None = None) -> tuple[Any, Any]:
     """(inputs, outputs) of a span from its attributes, else from its content events."""
+    if isinstance(attrs.get("ai.operationId"), str):  # the Vercel AI SDK's span
+        found = _ai_sdk(attrs)
+        if found != (None, None):
+            return found
     inputs: Any = next((m for m in (messages(attrs.get(k)) for k in INPUT_MESSAGES) if m is not None), None)
     if inputs is not None:
         inputs = _system(attrs.get("gen_ai.system_instructions"), inputs) + inputs
@@ -277,3 +283,102 @@ def _choices(choices: list[Any]) -> list[dict[str, Any]] | None:
             msg["finish_reason"] = choice["finish_reason"]
         out.append(msg)
     return out or None
+
+
+# ------------------------------------------------------------------------------------------ the Vercel AI SDK
+
+
+def _decoded(value: Any) -> Any:
+    """An AI SDK value it wrote as JSON text (an object, a list, a quoted string: `ai.value` is `"hello"`)."""
+    if isinstance(value, str) and value[:1] in ("[", "{", '"'):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _ai_sdk(attrs: dict[str, Any]) -> tuple[Any, Any]:
+    """(inputs, outputs) of an AI SDK span by its `ai.operationId`: a provider call (`….doGenerate`,
+    `….doStream`) has `{"messages"}` from `ai.prompt.messages` and the answer message (text, tool calls); the
+    function around it (`ai.generateText` …) its `ai.prompt` as messages and the answer's text (or object); a
+    tool call its arguments and result; an embedding call its text(s) and how many vectors it returned (not the
+    vectors); a rerank its documents and ranking."""
+    op = str(attrs["ai.operationId"])
+    if op.endswith((".doGenerate", ".doStream")):
+        prompt = _ai_messages(_decoded(attrs.get("ai.prompt.messages")))
+        text, calls = attrs.get("ai.response.text"), _decoded(attrs.get("ai.response.toolCalls"))
+        answer: dict[str, Any] = {"role": "assistant", "content": text if isinstance(text, str) else None}
+        if answer["content"] is None and attrs.get("ai.response.object") is not None:
+            answer["content"] = _as_text(_decoded(attrs["ai.response.object"]))
+        if isinstance(calls, list) and calls:
+            answer["tool_calls"] = [_ai_call(c) for c in calls if isinstance(c, dict)]
+        if isinstance(attrs.get("ai.response.reasoning"), str):
+            answer["reasoning"] = attrs["ai.response.reasoning"]
+        finish = attrs.get("ai.response.finishReason")
+        if isinstance(finish, str):
+            answer["finish_reason"] = finish
+        has_answer = answer["content"] is not None or "tool_calls" in answer
+        return ({"messages": prompt} if prompt else None), ([answer] if has_answer else None)
+    if op == "ai.toolCall":
+        return _decoded(attrs.get("ai.toolCall.args")), _decoded(attrs.get("ai.toolCall.result"))
+    if op.startswith("ai.embed"):  # (and ai.embedMany)
+        many = attrs.get("ai.values")
+        texts = [_decoded(v) for v in many] if isinstance(many, list) else _decoded(attrs.get("ai.value"))
+        vectors = attrs.get("ai.embeddings", [attrs["ai.embedding"]] if "ai.embedding" in attrs else None)
+        dims = _decoded(vectors[0]) if isinstance(vectors, list) and vectors else None
+        return texts, (None if not isinstance(vectors, list) else
+                       {"vectors": len(vectors), **({"dimensions": len(dims)} if isinstance(dims, list) else {})})
+    if op.startswith("ai.rerank"):
+        return _decoded(attrs.get("ai.documents")), _decoded(attrs.get("ai.ranking"))
+    prompt = _decoded(attrs.get("ai.prompt"))  # ai.generateText / streamText / generateObject / streamObject
+    inputs: Any = prompt
+    if isinstance(prompt, dict):
+        listed = prompt.get("messages", prompt.get("prompt"))
+        msgs = (_ai_messages(listed) if isinstance(listed, list) else None) or (
+            [{"role": "user", "content": listed}] if isinstance(listed, str) else [])
+        if isinstance(prompt.get("system"), str) and prompt["system"]:
+            msgs = [{"role": "system", "content": prompt["system"]}, *msgs]
+        inputs = {"messages": msgs} if msgs else prompt
+    output = attrs.get("ai.response.text")
+    if output is None and attrs.get("ai.response.object") is not None:
+        output = _decoded(attrs["ai.response.object"])
+    return inputs, output
+
+
+def _ai_call(call: dict[str, Any]) -> dict[str, Any]:
+    """An AI SDK tool call (`{toolCallId, toolName, input}`; v4: `args`) as an OpenAI `tool_calls` entry."""
+    args = call.get("input", call.get("args"))
+    return {"id": call.get("toolCallId"), "type": "function",
+            "function": {"name": call.get("toolName"), "arguments": _as_text(args) or "{}"}}
+
+
+def _ai_messages(value: Any) -> list[dict[str, Any]] | None:
+    """The AI SDK's prompt messages (content a text, or parts: `text`, `tool-call`, `tool-result`) in OpenAI's
+    shape: text parts joined, tool calls as `tool_calls`, each tool result a `tool` message."""
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        return None
+    out: list[dict[str, Any]] = []
+    for m in value:
+        parts = m.get("content")
+        if not isinstance(parts, list):
+            out.append({"role": m.get("role"), "content": parts})
+            continue
+        parts = [p for p in parts if isinstance(p, dict)]
+        results = [p for p in parts if p.get("type") == "tool-result"]
+        for p in results:  # (v5+: `output: {type, value}`; v4: `result`)
+            result = p.get("output", p.get("result"))
+            if isinstance(result, dict) and "value" in result and set(result) <= {"type", "value"}:
+                result = result["value"]
+            out.append({"role": "tool", "tool_call_id": p.get("toolCallId"), "content": _as_text(result)})
+        rest = [p for p in parts if p.get("type") != "tool-result"]
+        if rest or not results:
+            texts = [p.get("text") for p in rest if p.get("type") == "text" and isinstance(p.get("text"), str)]
+            msg: dict[str, Any] = {"role": m.get("role"), "content": "".join(texts) if texts else None}
+            calls = [_ai_call(p) for p in rest if p.get("type") == "tool-call"]
+            if calls:
+                msg["tool_calls"] = calls
+            if msg["content"] is None and not calls:
+                msg["content"] = rest  # (images, files: as the SDK wrote them)
+            out.append(msg)
+    return out

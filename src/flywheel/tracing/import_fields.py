@@ -12,10 +12,16 @@ from typing import Any
 
 from flywheel.types import SpanKind
 
+# what `flywheel traces import` reads
+FORMATS = ("flywheel", "openai-log", "langfuse", "otlp", "phoenix", "langsmith")
+SPAN_FORMATS = ("otlp", "phoenix", "langsmith")  # read as OTLP spans, by one reader (import_otlp)
+
 # span times are kept as signed 64-bit nanoseconds: up to 2262-04-11; counts in the store's 64-bit integers
 MAX_TIME = (2**63 - 1) / 1e9 - 366 * 86400.0  # (leaving a year for the call's latency)
 MAX_COUNT = float(2**62)
 MAX_LATENCY_MS = 366 * 86400e3
+# the field holding the question of an input logged as an object (LangChain's `input`, a form's `text` …)
+TEXT_KEYS = ("question", "query", "input", "prompt", "text", "message", "content")
 
 
 @dataclass
@@ -136,6 +142,8 @@ def chat_messages(value: Any, name: str) -> list[dict[str, Any]]:
         ):
             return chat_messages(inner, f"{name}.messages")
         text = only_text(value)
+        if text is None:  # `{"question": "…", "lang": "en"}`: its text, not the whole object as JSON
+            text = next((value[k] for k in TEXT_KEYS if isinstance(value.get(k), str)), None)
         return [
             {"role": "user", "content": text if text is not None else json.dumps(value, ensure_ascii=False)}
         ]
@@ -189,3 +197,4 @@ def meta_obj(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Bad(name, "must be an object")
     return value
+

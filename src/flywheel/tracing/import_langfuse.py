@@ -283,6 +283,8 @@ def _metadata(value: Any) -> dict[str, Any]:
 def _messages(value: Any) -> list[dict[str, Any]]:
     """Chat messages from any input: a message list (their other fields, such as `tool_calls`, kept), a
     `{"messages"}` request, a text; anything else as one user message of its JSON."""
+    if isinstance(value, dict) and value and set(value) <= {"args", "kwargs"}:
+        value = _call_argument(value)  # an @observe'd function's input
     if isinstance(value, dict) and isinstance(value.get("messages"), list):
         value = value["messages"]
     if (
@@ -295,6 +297,15 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         return chat_messages(value, "input")
     except Bad:
         return [{"role": "user", "content": json.dumps(value, ensure_ascii=False)}]
+
+
+def _call_argument(value: dict[str, Any]) -> Any:
+    """The one argument of a decorated function's input (`{"args": ["…"], "kwargs": {}}`, as Langfuse's
+    `@observe` records it); the input as it is when the call had several."""
+    args, kwargs = value.get("args") or [], value.get("kwargs") or {}
+    if isinstance(args, list) and isinstance(kwargs, dict) and len(args) + len(kwargs) == 1:
+        return args[0] if args else next(iter(kwargs.values()))
+    return value
 
 
 def _answer_text(value: Any) -> str | None:

@@ -27,7 +27,7 @@ from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
-from flywheel.tracing import import_phoenix
+from flywheel.tracing import import_langsmith, import_phoenix
 from flywheel.tracing.import_fields import Bad
 from flywheel.tracing.otlp_decode import (
     OtlpError,
@@ -148,14 +148,14 @@ def _spans(obj: Any, p: Path, n: int, models: dict[str, Any] | None) -> list[Spa
         data = _request(obj)
     except Bad as bad:
         raise UserError(
-            f"`{bad.field_name}`: {bad.message}", where=f"{p}:{n}", hint="a Phoenix span"
+            f"`{bad.field_name}`: {bad.message}", where=f"{p}:{n}", hint="a Phoenix span or a LangSmith run"
         ) from None
     if data is None:
         raise UserError(
             "not an OTLP trace export: a JSON object with `resourceSpans` is expected",
             where=f"{p}:{n}",
             hint="one ExportTraceServiceRequest (OTLP/JSON) per line, as the Collector's file "
-            "exporter writes, or Phoenix spans; or use --format flywheel|openai-log|langfuse",
+            "exporter writes, Phoenix spans or LangSmith runs; or use --format flywheel|openai-log|langfuse",
         )
     try:
         spans = to_spans(data, TENANT)
@@ -185,6 +185,9 @@ def _request(obj: Any) -> dict[str, Any] | None:
     phoenix = import_phoenix.to_request(obj)  # (Phoenix's own span JSON, its snake_case keys as they are)
     if phoenix is not None:
         return phoenix
+    runs = import_langsmith.to_request(obj)  # (LangSmith's runs)
+    if runs is not None:
+        return runs
     obj = camel(obj)
     if isinstance(obj.get("resourceSpans"), list):
         return obj

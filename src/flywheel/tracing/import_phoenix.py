@@ -3,7 +3,8 @@
 Phoenix gives spans as `{name, context: {trace_id, span_id}, span_kind, parent_id, start_time, end_time,
 status_code, status_message, attributes, events}` (its REST API `GET /v1/projects/{project}/spans`, a page
 `{"data": [span, …], "next_cursor"}`, and its UI's JSONL download), and its `get_spans_dataframe()` rows
-saved with `to_json(orient="records", lines=True)` have the same fields flattened (`context.span_id`,
+saved with `to_json(orient="records", lines=True)` (or as one array, `orient="records"`; or
+`orient="split"` / `"table"`) have the same fields flattened (`context.span_id`,
 `attributes.llm.model_name`, times in epoch milliseconds). Each becomes the OTLP span it was received as:
 attributes in OpenInference's flat names (`llm.input_messages.0.message.content`, whatever nesting Phoenix
 returned them in), `span_kind` as `openinference.span.kind`, status and `exception` events kept; the OTLP
@@ -30,7 +31,11 @@ def is_phoenix_span(obj: Any) -> bool:
 def to_request(obj: dict[str, Any]) -> dict[str, Any] | None:
     """The OTLP request (`{"resourceSpans": …}`) holding the Phoenix span(s) of one JSON value; else None. A bad
     time raises import_fields.Bad naming it."""
-    spans = obj.get("data") if isinstance(obj.get("data"), list) else [obj]
+    data = obj.get("data")
+    spans: list[Any] = data if isinstance(data, list) else [obj]
+    columns = obj.get("columns")
+    if isinstance(columns, list) and all(isinstance(row, list) for row in spans):  # a dataframe's orient="split"
+        spans = [dict(zip(columns, row, strict=False)) for row in spans]
     if not spans or not all(is_phoenix_span(s) for s in spans):
         return None
     return {"resourceSpans": [{"scopeSpans": [{"spans": [_span(s) for s in spans]}]}]}

@@ -10,7 +10,8 @@ format has, is refused naming the right one):
   or a Responses API call (`request.input`, `response.output`: see import_responses).
 - `langfuse`: Langfuse traces with their observations (see import_langfuse).
 - `otlp`: OTLP/JSON trace exports, spans read as the OTLP receiver reads them (see import_otlp); `phoenix`:
-  Phoenix's own span JSON, read as the OpenInference OTLP spans they were (see import_phoenix).
+  Phoenix's own span JSON, read as the OpenInference OTLP spans they were (see import_phoenix); `langsmith`:
+  LangSmith's runs, read the same way (see import_langsmith).
 
 A `flywheel` or `openai-log` record becomes a root span (the app) and an `llm` child span (the model call); a
 Langfuse trace its root and one span per observation. Spans go through the same redactor and row conversion as
@@ -38,9 +39,11 @@ from flywheel.errors import UserError
 from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
-from flywheel.tracing import import_langfuse, import_phoenix, import_responses
+from flywheel.tracing import import_langfuse, import_langsmith, import_phoenix, import_responses
 from flywheel.tracing.import_fields import (
+    FORMATS,
     MAX_LATENCY_MS,
+    SPAN_FORMATS,
     Bad,
     Record,
     chat_messages,
@@ -57,7 +60,6 @@ from flywheel.tracing.store_sink import span_row, trace_row
 from flywheel.tracing.tracer import make_span
 from flywheel.types import Span
 
-FORMATS = ("flywheel", "openai-log", "langfuse", "otlp", "phoenix")
 Progress = Callable[[str, int, int], None]  # (phase "read" | "write", done, total; 0: not known yet)
 _BATCH = 500
 
@@ -111,18 +113,21 @@ def _records(p: Path, fmt: str) -> Iterator[Record]:
 
 def _values(p: Path) -> Iterator[tuple[int, Any]]:
     """(line, value) of each JSON value of the file: JSON Lines read line by line, or a whole JSON document (an
-    array, pretty-printed objects). Plain or gzip; a UTF-8 byte-order mark, as Windows tools write, is skipped."""
+    array, pretty-printed objects) decoded value by value as it is read, so neither is ever held whole. Plain
+    or gzip; a UTF-8 byte-order mark, as Windows tools write, is skipped."""
     try:
         with p.open("rb") as head:
             gz = head.read(2) == b"\x1f\x8b"  # a gzip file (logs are often rotated as .jsonl.gz)
         with io.TextIOWrapper(gzip.open(p, "rb") if gz else p.open("rb"), encoding="utf-8-sig") as f:
             n = 0
-            for line in f:
+            while line := f.readline(_CHUNK):  # (a bounded read: a whole array is often written on one line)
                 n += 1
+                if len(line) == _CHUNK and line[-1] != "\n" and line.lstrip()[:1] != "[":
+                    line += f.readline()  # a long JSON Lines record: read whole (an array is read as it goes)
                 if not line.strip():
                     continue
                 if _one_document(line):
-                    yield from _json_values("\n" * (n - 1) + line + f.read(), p)
+                    yield from _json_values(f, line, n, p)
                     return
                 try:
                     value = json.loads(line)
@@ -131,7 +136,20 @@ def _values(p: Path) -> Iterator[tuple[int, Any]]:
                                     hint="one JSON object per line (JSON Lines), or one JSON array of objects") from None
                 yield n, value
     except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-        raise UserError(f"cannot read {p}: {exc}", hint="the file must be UTF-8 JSON lines (or gzip of them)") from None
+        if _magic(p) == b"PAR1":
+            raise UserError(f"{p} is a Parquet file (Phoenix's TraceDataset.save or a spans dataframe's "
+                            "to_parquet): import reads JSON", hint="save the spans with "
+                            "`df.to_json(FILE, orient='records', lines=True)` and import it with --format phoenix") from None
+        raise UserError(f"cannot read {p}: {exc}", hint="the file must be UTF-8 JSON lines (or gzip of them); "
+                        f"formats read: {', '.join(FORMATS)}") from None
+
+
+def _magic(p: Path) -> bytes:
+    try:
+        with p.open("rb") as f:
+            return f.read(4)
+    except OSError:
+        return b""
 
 
 def _one_document(first_line: str) -> bool:
@@ -149,38 +167,72 @@ def _one_document(first_line: str) -> bool:
     return False
 
 
-def _json_values(text: str, p: Path) -> list[tuple[int, Any]]:
-    """(line where it starts, value) of each element of a file holding one JSON array (as Langfuse's UI exports),
-    or of each of the JSON values written one after the other (pretty-printed objects)."""
-    decoder = json.JSONDecoder()
-    out: list[tuple[int, Any]] = []
-    array = text.lstrip()[:1] == "["
-    i = text.index("[") + 1 if array else 0
-    what = "the JSON array is" if array else "the JSON is"
-    line, counted = 1, 0  # the line number at text[counted]
+_CHUNK = 1 << 20  # characters read at a time from a file that is one JSON document
 
-    def line_at(pos: int) -> int:
-        nonlocal line, counted
-        line, counted = line + text.count("\n", counted, pos), pos
-        return line
+
+def _json_values(f: io.TextIOBase, first: str, first_line: int, p: Path) -> Iterator[tuple[int, Any]]:
+    """(line where it starts, value) of each element of a file holding one JSON array (as Langfuse's UI exports),
+    or of each of the JSON values written one after the other (pretty-printed objects), from `first` (the line
+    at `first_line`) and the rest of `f`. Decoded one value at a time over a buffer holding little more than
+    the value being read (the stdlib has no streaming JSON parser; raw_decode over a sliding window is one), so
+    memory stays flat however large the file."""
+    decoder = json.JSONDecoder()
+    buf, i, eof = first, 0, False
+    line, at = first_line, 0  # the line number at buf[at] (counted as the reading goes, never twice)
+    array = first.lstrip()[:1] == "["
+    if array:
+        i = buf.index("[") + 1
+    what = "the JSON array is" if array else "the JSON is"
+    skip = " \t\r\n," if array else " \t\r\n"
+
+    def more() -> bool:
+        """Drop what was decoded and read at least as much again as is left (a value longer than a chunk is
+        read in doubling steps, not decoded again once per chunk); False at the end of the file."""
+        nonlocal buf, i, line, at, eof
+        chunk = f.read(max(_CHUNK, len(buf) - i))
+        line, at = line + buf.count("\n", at, i), 0
+        buf, i = buf[i:] + chunk, 0
+        eof = not chunk
+        return not eof
 
     while True:
-        while i < len(text) and text[i] in (" \t\r\n," if array else " \t\r\n"):
+        while True:
+            while i < len(buf) and buf[i] in skip:
+                i += 1
+            if i < len(buf) or not more():
+                break
+        line, at = line + buf.count("\n", at, i), i
+        n = line
+        if i == len(buf):  # the end of the file
+            if array:
+                raise UserError(f"{what} not valid at line {n}: the file ends before the array's `]`",
+                                where=f"{p}:{n}", hint="the file is truncated; one JSON array of objects, or JSON Lines")
+            return
+        if array and buf[i] == "]":
             i += 1
-        n = line_at(i)
-        if not array and i == len(text):
-            return out
-        if array and i < len(text) and text[i] == "]":
-            if text[i + 1:].strip():
-                raise UserError("text after the end of the JSON array", where=f"{p}:{n}",
-                                hint="one JSON array of objects, or one JSON object per line")
-            return out
+            while True:  # only white space may follow, to the end of the file
+                if buf[i:].strip():
+                    raise UserError("text after the end of the JSON array", where=f"{p}:{n}",
+                                    hint="one JSON array of objects, or one JSON object per line")
+                i = len(buf)
+                if not more():
+                    return
         try:
-            value, i = decoder.raw_decode(text, i)
-        except ValueError as exc:
-            raise UserError(f"{what} not valid at line {n}: {exc}", where=f"{p}:{n}",
+            value, end = decoder.raw_decode(buf, i)
+        except json.JSONDecodeError as exc:
+            # cut short by the end of what was read (not an error in the middle of it): read on and try again
+            cut = exc.pos >= len(buf) - 64 or exc.msg.startswith("Unterminated string")
+            row, col = n + buf.count("\n", i, exc.pos), exc.pos - buf.rfind("\n", 0, exc.pos)
+            if cut and not eof and more():
+                continue
+            raise UserError(f"{what} not valid at line {row} column {col}: {exc.msg}", where=f"{p}:{n}",
                             hint="the file is truncated or not JSON; one JSON array of objects, or JSON Lines") from None
-        out.append((n, value))
+        if end == len(buf) and not eof:  # (a number cut at the buffer's end reads as a shorter one)
+            if more():
+                continue
+            end = len(buf)  # (the end of the file: what is left is this value)
+        i = end
+        yield n, value
 
 
 def _other_format(obj: dict[str, Any], fmt: str | None) -> str | None:
@@ -188,9 +240,11 @@ def _other_format(obj: dict[str, Any], fmt: str | None) -> str | None:
     (None: whichever it looks like): a file given with the wrong --format is named, not read as something else."""
     if fmt != "openai-log" and isinstance(obj.get("request"), dict) and isinstance(obj.get("response"), dict):
         return "openai-log"
-    if fmt not in ("otlp", "phoenix") and import_phoenix.is_phoenix_span(obj):
+    if fmt not in SPAN_FORMATS and import_phoenix.is_phoenix_span(obj):
         return "phoenix"
-    if fmt not in ("otlp", "phoenix") and any(isinstance(obj.get(k), list) for k in ("resourceSpans", "resource_spans", "batches",
+    if fmt not in SPAN_FORMATS and import_langsmith.is_run(obj):
+        return "langsmith"
+    if fmt not in SPAN_FORMATS and any(isinstance(obj.get(k), list) for k in ("resourceSpans", "resource_spans", "batches",
                                                                    "resourceLogs", "resource_logs")):
         return "otlp"
     # (one camelCase `userId` is any JavaScript app's log; a trace id with two of Langfuse's fields is Langfuse's)
@@ -211,7 +265,7 @@ def import_file(store: Store, path: str | Path, fmt: str = "flywheel", *, redact
     `models` (flywheel.yaml's) price OTLP model spans that report tokens but no cost."""
     p = _checked(path, fmt)
     redactor = redactor or Redactor.from_config(None)
-    if fmt in ("otlp", "phoenix"):  # (one reader: Phoenix's spans are OpenInference OTLP spans)
+    if fmt in SPAN_FORMATS:  # (one reader: Phoenix's spans and LangSmith's runs are read as the OTLP spans they were)
         lines, imported, already = import_otlp(store, p, _values, redactor, models, progress)
         return ImportResult(lines=lines, imported=imported, already=already)
     ids: list[str] = []
@@ -291,8 +345,7 @@ def to_spans(rec: Record) -> list[Span]:
     root = make_span(span_id=_id(rec.digest, "root"), trace_id=trace_id, parent_id=None,
                      name=rec.name or rec.app or "imported", kind="app" if rec.app else "other", start_ns=start,
                      end_ns=end, inputs={"question": question if isinstance(question, str) else None},
-                     outputs=None if answer is None else {"text": rec.output or "", **(
-                         {"tool_calls": rec.tool_calls} if rec.tool_calls else {})}, output_state=state,
+                     outputs=answer, output_state=state,  # (the answer itself, as the model call's: not wrapped)
                      error=rec.error, attributes=attrs)
     if rec.steps:
         return [root, *_step_spans(rec, root.span_id)]

@@ -11,6 +11,7 @@ from flywheel.store import Store
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema import writer_drops
+from flywheel.store.schema_workflows import workflow_runs
 from flywheel.tracing.store_sink import WRITER_KIND, aggregate, preview
 
 # Root span names of flywheel's own housekeeping (ingest, background embedding, the online evaluators' judge
@@ -78,7 +79,20 @@ def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, A
                               .order_by(spans_t.c.start_ns)).mappings():
             members.setdefault(r["trace_id"], []).append(dict(r))
         out.extend(_incomplete(tid, spans) for tid, spans in members.items())
+    _name_runs(conn, [t for t in out if t["app"] is None])
     return out
+
+
+def _name_runs(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Incomplete traces of workflow runs whose spans do not name the app (recorded before the steps carried
+    it): the run's workflow is the app, so `--app NAME` finds a run that was killed."""
+    for i in range(0, len(rows), 500):
+        chunk = {r["trace_id"]: r for r in rows[i:i + 500]}
+        runs = conn.execute(select(workflow_runs.c.trace_id, workflow_runs.c.workflow, workflow_runs.c.tenant)
+                            .where(workflow_runs.c.trace_id.in_(list(chunk))))
+        for trace_id, workflow, tenant in runs:
+            row = chunk[trace_id]
+            row["app"], row["tenant"] = workflow, row["tenant"] or tenant
 
 
 def get_trace(store: Store, trace_id: str) -> dict[str, Any] | None:
@@ -208,6 +222,7 @@ def _incomplete(trace_id: str, spans: list[dict[str, Any]]) -> dict[str, Any]:
 
     def first(key: str) -> Any:
         return next((s[key] for s in ordered if s.get(key)), None)
+
 
     # guard and cache spans record what they looked at (`{"stage": "input", "chars": 55}`), not the question
     asked = [s for s in ordered if s["kind"] not in ("guard", "cache")] or ordered

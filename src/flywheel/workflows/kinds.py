@@ -98,6 +98,16 @@ class StepContext:
     feedback: str | None = None
     previous: Any = None
     memo: Callable[[str, Any, Callable[[], Any]], Any] | None = None  # (key, payload, compute) → stored output
+    app: str = ""  # the workflow's name: on every span of the run (see span_attrs)
+
+    def span_attrs(self) -> dict[str, Any]:
+        """The app and tenant, on each span the run records (steps, map items, tools, model calls): a run killed
+        mid-way never ends its root span, so `flywheel traces --app NAME` finds it by the spans that did end."""
+        return {"flywheel.app": self.app, "flywheel.tenant": self.services.tenant} if self.app else {}
+
+    def request_metadata(self) -> dict[str, Any]:
+        """The metadata of the step's model calls (the gateway puts the tenant and app on their spans)."""
+        return {"workflow_step": self.step_id, "tenant": self.services.tenant, **({"app": self.app} if self.app else {})}
 
     @property
     def gateway(self) -> Any:
@@ -122,7 +132,7 @@ class StepContext:
             messages = [*messages, Message(role="assistant", content=as_text(self.previous)),
                         Message(role="user", content=self.feedback)]
         request = ChatRequest(messages=messages, model=model or self.model,
-                              metadata={"workflow_step": self.step_id, "tenant": self.services.tenant}, **fields)
+                              metadata=self.request_metadata(), **fields)
         return self.gateway.chat(request)
 
     def tool(self, name: str) -> Tool:
@@ -188,7 +198,7 @@ def run_prompt(ctx: StepContext, p: dict[str, Any]) -> Any:
         if ctx.feedback and ctx.previous is not None:
             messages = [*messages, Message(role="assistant", content=as_text(ctx.previous)),
                         Message(role="user", content=ctx.feedback)]
-        request = ChatRequest(messages=messages, model=model, metadata={"workflow_step": ctx.step_id})
+        request = ChatRequest(messages=messages, model=model, metadata=ctx.request_metadata())
         try:
             return chat_structured(ctx.gateway, request, schema, max_reasks=int(p.get("max_reasks", 1))).value
         except StructuredOutputError as exc:
@@ -208,7 +218,8 @@ def run_map(ctx: StepContext, p: dict[str, Any], fill: Callable[[Any, dict[str, 
         key = f"{ctx.step_id}[{i}]"
 
         def compute(body: Any = body, i: int = i, item: Any = item) -> Any:
-            with tracer.span(f"map {ctx.step_id}[{i}]", kind="other", inputs={"item": as_text(item)[:2000]}) as sp:
+            with tracer.span(f"map {ctx.step_id}[{i}]", kind="other", inputs={"item": as_text(item)[:2000]},
+                             **ctx.span_attrs()) as sp:
                 text = ctx.chat_messages(prompt_messages(ctx, body, fill(p.get("vars"), {"item": item}), ctx.model),
                                          model=p.get("model")).text.strip()
                 sp.set(outputs=text)
@@ -274,7 +285,7 @@ def run_tool(ctx: StepContext, p: dict[str, Any]) -> Any:
     tools = {n: ctx.tool(str(n)) for n in names}
     if "args" in p:
         one = tools[str(names[0])]
-        with tracer.span(f"tool {one.name}", kind="tool", inputs=p["args"]) as sp:
+        with tracer.span(f"tool {one.name}", kind="tool", inputs=p["args"], **ctx.span_attrs()) as sp:
             result = one.call(p["args"] or {})
             sp.set(outputs=jsonable(result))
         return jsonable(result)
@@ -300,7 +311,7 @@ def run_tool(ctx: StepContext, p: dict[str, Any]) -> Any:
         problem = tools[name].check_args(args)
         if problem is not None:
             raise StepRefused(ctx.step_id, f"the model's arguments for '{name}' do not fit its schema: {problem}")
-        with tracer.span(f"tool {name}", kind="tool", inputs=args) as sp:
+        with tracer.span(f"tool {name}", kind="tool", inputs=args, **ctx.span_attrs()) as sp:
             value = jsonable(tools[name].fn(**args))
             sp.set(outputs=value)
         outputs.append(value)
@@ -311,7 +322,7 @@ def _tool_loop(ctx: StepContext, p: dict[str, Any], tools: dict[str, Tool], mode
     from flywheel.gateway.tool_loop import run_tools
 
     request = ChatRequest(messages=prompt_messages(ctx, p["prompt"], p.get("vars"), model), model=model,
-                          metadata={"workflow_step": ctx.step_id, "tenant": ctx.services.tenant})
+                          metadata=ctx.request_metadata())
     done = run_tools(ctx.gateway, request, tools, max_steps=int(p.get("max_steps", 4)),
                      max_cost_usd=p.get("max_cost_usd"))
     if done.stop_reason != "final":

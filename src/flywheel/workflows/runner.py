@@ -270,6 +270,7 @@ class WorkflowRunner:
     def _execute(self, walk: _Walk, s: Step) -> Any:
         feedback, previous, attempt = walk.feedback.get(s.id, (None, None, 0))
         ctx = StepContext(self.services, walk.wf.model, walk.wf.tools, self.meter, step_id=s.id, where=s.where,
+                          app=self.workflow.name,
                           inputs=walk.inputs, feedback=feedback, previous=previous,
                           memo=lambda key, payload, compute: self.memo(walk.prefix + key, s.kind, payload, compute)[0])
         if s.kind == "python":
@@ -288,7 +289,7 @@ class WorkflowRunner:
             payload["feedback"], payload["retry"] = feedback, attempt  # each retry asks again
         with tracer.span(f"step {s.id}", kind=SPAN_KINDS.get(s.kind, "other"), inputs=_preview(payload),
                          **{"flywheel.step.id": s.id, "flywheel.step.kind": s.kind,
-                            "flywheel.workflow.run_id": self.run_id}) as sp:
+                            "flywheel.workflow.run_id": self.run_id, **ctx.span_attrs()}) as sp:
             before = self.meter.cost_usd
             start = time.perf_counter()
             if s.kind == "python":
