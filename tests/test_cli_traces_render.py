@@ -20,3 +20,10 @@ def test_other_outputs_are_unchanged():
     assert _outputs("plain") == "plain"
     assert _outputs({"a": 1}) == '{"a": 1}'
     assert _outputs([{"role": "assistant", "content": "done"}]) == "done"
+
+
+def test_an_app_answer_shows_its_text_not_the_wrapper():
+    """The root span of `flywheel ask` stores {"text", "citations"}: `traces show` prints the answer."""
+    answer = {"text": "Rotate keys every 90 days [1].", "citations": [{"id": 1, "source": "keys.md"}]}
+    assert _outputs(answer) == "Rotate keys every 90 days [1].  [1 source(s)]"
+    assert _outputs({"text": "我不知道。", "citations": []}) == "我不知道。"

@@ -118,3 +118,24 @@ def test_spans_stored_before_they_named_the_app_are_found_by_the_run(store):
     rows = list_traces(store, app="legacy-flow")
     assert [(r["trace_id"], r["status"], r["tenant"]) for r in rows] == [("ab" * 16, "incomplete", "acme")]
     assert list_traces(store, app="other") == []
+
+
+TERMINATED = STEPS.replace("os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally: the root span never ends",
+                           "os.kill(os.getpid(), signal.SIGTERM)  # `kill PID`, `timeout`, a process manager")
+
+
+def test_a_plain_kill_stops_a_run_like_ctrl_c(tmp_path):
+    """SIGTERM is how process managers, `timeout` and CI runners stop a job: the run stops as on Ctrl-C — its
+    finished steps stored, the resume command printed, its trace ended with an error (not left incomplete)."""
+    (tmp_path / "killed_steps.py").write_text(textwrap.dedent(TERMINATED), encoding="utf-8")
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "digest.yaml").write_text(WORKFLOW, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.run([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "workflow", "run",
+                            "workflows/digest.yaml", "--input", "topic=tides"], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120, check=False, env=env)
+    assert child.returncode == 130, child.stderr[-2000:]
+    assert "interrupted at step 'die'" in child.stderr and "--resume" in child.stderr
+    assert "Traceback" not in child.stderr
+    found = _traces(tmp_path, "--app", "nightly-digest")
+    assert [t["status"] for t in found] == ["error"], found

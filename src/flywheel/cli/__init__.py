@@ -142,6 +142,9 @@ class FlywheelGroup(click.Group):
         from flywheel.cli.core import print_crash, print_error, scrub_logs
 
         scrub_logs()
+        command = [*getattr(ctx, "_protected_args", ()), *ctx.args][:1]  # click ≥ 8.2 keeps the name there
+        if command and command[0] in STOPPED_LIKE_CTRL_C:
+            _terminate_as_interrupt()
         try:
             return super().invoke(ctx)
         except UserError as exc:
@@ -158,6 +161,24 @@ class FlywheelGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - a bug: its traceback is printed scrubbed, exit 1
             print_crash(exc, ctx.obj)
             sys.exit(1)
+
+
+# Long jobs that keep their work on Ctrl-C (and print how to resume): a plain `kill` (SIGTERM, as a process
+# manager, `timeout` or a CI runner sends it) stops them the same way instead of leaving a half-run behind.
+# Servers (`serve`, `fake-llm`) keep their own signal handling.
+STOPPED_LIKE_CTRL_C = frozenset({"demo", "embed", "eval", "export", "finetune", "ingest", "monitor", "store",
+                                 "workflow"})
+
+
+def _terminate_as_interrupt() -> None:
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _silence_stdout() -> None:

@@ -250,6 +250,9 @@ def _outputs(value: Any) -> str:
     if isinstance(last, dict) and last.get("tool_calls"):
         text = last.get("content") if isinstance(last.get("content"), str) else ""
         return "  ".join([*([text] if text else []), *map(_tool_call, last["tool_calls"])])
+    if isinstance(value, dict) and isinstance(value.get("text"), str):  # an app's answer: its text, not the wrapper
+        cites = value.get("citations")
+        return value["text"] + (f"  [{len(cites)} source(s)]" if isinstance(cites, list) and cites else "")
     return (answer_preview(value) or "") if isinstance(value, list) else _text(value)
 
 
