@@ -39,6 +39,9 @@ class Message(Record):
     tool_call_id: str | None = None
 
 
+_NO_OP = {"top_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
+
+
 class ChatRequest(Record):
     messages: list[Message]
     model: str = "default"  # an alias from flywheel.yaml
@@ -56,6 +59,21 @@ class ChatRequest(Record):
     # that cannot return them refuse the request (gateway/logprobs.py)
     logprobs: bool | None = None
     top_logprobs: int | None = None
+    # sampling: each reaches the providers whose API takes it and is dropped for the others (docs/gateway.md,
+    # "Sampling parameters"); all but `user` are part of the exact cache key
+    top_p: float | None = None
+    top_k: int | None = None  # Anthropic's; OpenAI-compatible and Azure aliases drop it (OpenAI refuses it)
+    seed: int | None = None  # OpenAI's best-effort determinism; Anthropic has none
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    user: str | None = None  # the end user (OpenAI `user`, Anthropic `metadata.user_id`): never a cache key part
+
+    def sampling(self, name: str) -> Any:
+        """The value of sampling parameter `name` to send or key on: None when unset or the APIs' own no-op
+        default (top_p 1, penalties 0) — clients that always send those must not reach a reasoning model that
+        refuses the field (o-series, gpt-5), nor split the cache from clients that leave them out."""
+        value = getattr(self, name)
+        return None if name in _NO_OP and value == _NO_OP[name] else value
 
     @classmethod
     def of(cls, text: str, *, system: str | None = None, **kw: Any) -> ChatRequest:
@@ -124,6 +142,9 @@ class ChatResult(Record):
     # the answer's tokens when the request asked for `logprobs` (OpenAI `choices[].logprobs.content`): each
     # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}
     logprobs: list[dict[str, Any]] | None = None
+    # what a reasoning model thought before answering (an OpenAI-compatible upstream's `reasoning_content` /
+    # `reasoning`, or a leading <think>…</think> taken out of the text); never part of `text`
+    reasoning: str | None = None
 
 
 class StreamChunk(Record):
@@ -133,6 +154,7 @@ class StreamChunk(Record):
     # OpenAI `delta.tool_calls` pieces: [{index, id?, type?, function: {name?, arguments (a fragment)}}]
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[dict[str, Any]] | None = None  # the tokens of this delta, as ChatResult.logprobs
+    reasoning: str | None = None  # a piece of the model's reasoning (ChatResult.reasoning), never in `delta`
 
 
 # ---------------------------------------------------------------- retrieval

@@ -1,14 +1,15 @@
 """Cache keys and per-request cache directives.
 
 A key is the sha256 of everything that changes the answer and nothing else: the normalised messages, the
-request parameters that change output (temperature, max_tokens, stop, response_format, tools, tool_choice;
+request parameters that change output (temperature, top_p, top_k, seed, the penalties, max_tokens, stop,
+response_format, tools, tool_choice;
 assistant tool calls and tool results are part of the messages), the resolved
 (pinned) model version, the route to it (`route_version`: provider, base_url, alias params, prompt family and
 the fallback chain), the prompt version, the corpus version, the tenant and the app's guard configuration. A
 new prompt, model, endpoint, corpus or guard policy therefore gets new keys and old entries simply stop
 matching; there is nothing to invalidate by hand. Timeouts, API keys and metadata (trace ids, cache
-directives, user tags) are noise and stay out of the key, and so is the per-run nonce of input-redaction
-placeholders (`<EMAIL_ADDRESS_1_qhzvk>` is keyed as `<EMAIL_ADDRESS_1>`): two users asking the same question with
+directives, user tags, the request's `user`) are noise and stay out of the key, and so is the per-run nonce of
+input-redaction placeholders (`<EMAIL_ADDRESS_1_qhzvk>` is keyed as `<EMAIL_ADDRESS_1>`): two users asking the same question with
 their own e-mail addresses share one entry (the cache replays it with the current run's nonce, see __init__.py).
 """
 
@@ -28,7 +29,8 @@ from flywheel.types import ChatRequest, Message
 
 KEY_VERSION = "3"  # bump when the canonical form below changes, so old rows are never misread
 _OUTPUT_PARAMS = ("temperature", "max_tokens", "stop", "response_format", "tools", "tool_choice",
-                  "parallel_tool_calls", "logprobs", "top_logprobs")  # (a None parameter stays out of the key)
+                  "parallel_tool_calls", "logprobs", "top_logprobs", "top_p", "top_k", "seed", "frequency_penalty",
+                  "presence_penalty")  # (a None parameter stays out of the key; `user` is never in it)
 DIRECTIVES = ("no-cache", "no-store")
 
 
@@ -66,7 +68,7 @@ def normalise_text(text: str) -> str:
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:
-    params = {p: getattr(request, p) for p in _OUTPUT_PARAMS if getattr(request, p) is not None}
+    params = {p: request.sampling(p) for p in _OUTPUT_PARAMS if request.sampling(p) is not None}
     if request.n != 1:  # only then, so keys of one-choice requests stay as they were
         params["n"] = request.n
     return params

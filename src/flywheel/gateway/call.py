@@ -170,6 +170,7 @@ class CallState:
         }
         if alias.version:
             attrs["flywheel.model.version"] = alias.version
+        sampling_attrs(self.request, attrs)
         return f"chat {alias.model or alias.provider}", attrs
 
     def end(self, span: LiveSpan, token: Any) -> None:
@@ -253,14 +254,17 @@ class CallState:
 
     def answered(self, resp: ProviderResponse) -> ChatResult:
         return self.succeeded(resp.text, resp.usage, resp.model, resp.finish_reason, resp.raw, resp.tool_calls,
-                              resp.choices, resp.logprobs)
+                              resp.choices, resp.logprobs, resp.reasoning)
 
     def succeeded(self, text: str, usage: Usage | None, response_model: str, finish_reason: str | None,
                   raw: dict | None, tool_calls: list[dict[str, Any]] | None = None,
-                  choices: list[Choice] | None = None, logprobs: list[dict[str, Any]] | None = None) -> ChatResult:
+                  choices: list[Choice] | None = None, logprobs: list[dict[str, Any]] | None = None,
+                  reasoning: str | None = None) -> ChatResult:
         """Close the attempt in progress (and the call) as answered; the call's `ChatResult`. The spans' output
         is the text, or {"content", "tool_calls"} when the model asked for tools, plus every choice under
-        "choices" when the request asked for n > 1 (choices.py); log-probabilities stay off the spans (logprobs.py)."""
+        "choices" when the request asked for n > 1 (choices.py); log-probabilities stay off the spans (logprobs.py).
+        The model's `reasoning` goes on the attempt span only, as {"content", "reasoning"} (so it is scrubbed, and
+        dropped without `capture_content`, like any output); the call's span keeps the answer alone."""
         span, alias = self.span, self.alias
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
@@ -273,6 +277,8 @@ class CallState:
         output: Any = (span_output(text, tool_calls, choices) if choices else
                        {"content": text, "tool_calls": tool_calls} if tool_calls else text)
         span.outputs, span.has_output = output, True
+        if reasoning:
+            span.outputs = {**(output if isinstance(output, dict) else {"content": text}), "reasoning": reasoning}
         top = self.top
         top.outputs, top.has_output = output, True
         top_attrs = top.attributes
@@ -287,7 +293,7 @@ class CallState:
             "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
-            "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs})
+            "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs, "reasoning": reasoning or None})
         self.end_attempt()
         return result
 
@@ -316,11 +322,26 @@ def top_attrs(request: ChatRequest) -> dict[str, Any]:
         attrs["gen_ai.request.max_tokens"] = request.max_tokens
     if request.n != 1:
         attrs["gen_ai.request.choice.count"] = request.n
+    sampling_attrs(request, attrs)
     if request.metadata:
         for key, attr in _METADATA_ATTRS.items():
             if key in request.metadata:
                 attrs[attr] = request.metadata[key]
     return attrs
+
+
+# the sampling parameters recorded as OpenTelemetry GenAI request attributes (`user` is not: an end-user id)
+SAMPLING_ATTRS = {"top_p": "gen_ai.request.top_p", "top_k": "gen_ai.request.top_k", "seed": "gen_ai.request.seed",
+                  "frequency_penalty": "gen_ai.request.frequency_penalty",
+                  "presence_penalty": "gen_ai.request.presence_penalty"}
+
+
+def sampling_attrs(request: ChatRequest, attrs: dict[str, Any]) -> None:
+    """Add the request's sampling parameters (those set) to span attributes."""
+    for name, attr in SAMPLING_ATTRS.items():
+        value = getattr(request, name)
+        if value is not None:
+            attrs[attr] = value
 
 
 def attempt_inputs(request: ChatRequest, alias: ModelAlias,
@@ -330,6 +351,9 @@ def attempt_inputs(request: ChatRequest, alias: ModelAlias,
     if alias.params:
         params.update(alias.params)
     params.update(request_params(request))
+    params.pop("user", None)  # an end-user id: the call's metadata has it, spans do not
+    if request.top_k is not None:
+        params["top_k"] = request.top_k
     if messages is None:
         messages = span_messages(request)
     return {"messages": messages, "params": params}

@@ -109,7 +109,7 @@ def merge(responses: list[ProviderResponse], n: int) -> ProviderResponse:
     head = choices[0]
     return ProviderResponse(head.text, _sum_usage([r.usage for r in responses]), responses[0].model,
                             head.finish_reason, responses[0].raw if len(responses) == 1 else None, head.tool_calls,
-                            choices, head.logprobs)
+                            choices, head.logprobs, responses[0].reasoning)
 
 
 def _sum_usage(usages: list[Usage | None]) -> Usage | None:
@@ -136,4 +136,6 @@ def split_choices(result: ChatResult) -> list[ChatResult | None]:
     if not result.choices:
         return [result]
     return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
-                                      "logprobs": c.logprobs, "choices": None}) for c in result.choices]
+                                      "logprobs": c.logprobs, "choices": None,
+                                      "reasoning": result.reasoning if i == 0 else None})
+            for i, c in enumerate(result.choices)]

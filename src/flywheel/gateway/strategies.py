@@ -225,8 +225,11 @@ def _total(request: ChatRequest, winner: ChatResult, results: list[ChatResult], 
 
 
 def _sampled(request: ChatRequest, n: int) -> list[ChatRequest]:
+    """n copies to sample; with a `seed`, sample i gets seed + i (reproducible, yet not n copies of one answer)."""
     temperature = request.temperature if request.temperature is not None else SAMPLE_TEMPERATURE
-    return [request.model_copy(update={"temperature": temperature}) for _ in range(n)]
+    seed = request.seed
+    return [request.model_copy(update={"temperature": temperature, "seed": None if seed is None else seed + i})
+            for i in range(n)]
 
 
 def _samples(calls: _Calls, request: ChatRequest, n: int) -> list[ChatResult | None]:
@@ -238,10 +241,10 @@ def _samples(calls: _Calls, request: ChatRequest, n: int) -> list[ChatResult | N
     except Exception:  # noqa: BLE001 - then the samples go one by one
         takes_n = False
     if n > 1 and takes_n:
-        one = _sampled(request, 1)[0]
         sizes = [min(MAX_CHOICES, n - start) for start in range(0, n, MAX_CHOICES)]
-        try:
-            got = calls.many([one.model_copy(update={"n": size}) for size in sizes])
+        try:  # (with a seed, each n-request its own: one seed samples its n choices apart already)
+            got = calls.many([one.model_copy(update={"n": size})
+                              for one, size in zip(_sampled(request, len(sizes)), sizes, strict=True)])
         except GatewayError:  # every n-request failed (`many` kept why): try the samples one by one
             pass
         else:

@@ -41,7 +41,7 @@ _END = object()
 class _Attempt:
     """Text, usage and finish reason of the attempt in progress."""
 
-    __slots__ = ("finish_reason", "logprobs", "parts", "tool_calls", "usage")
+    __slots__ = ("finish_reason", "logprobs", "parts", "thought", "tool_calls", "usage")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -49,6 +49,7 @@ class _Attempt:
         self.finish_reason: str | None = None
         self.tool_calls: list[dict[str, Any]] = []
         self.logprobs: list[dict[str, Any]] = []
+        self.thought: list[str] = []  # the model's reasoning pieces (StreamChunk.reasoning)
 
     def take(self, chunk: StreamChunk) -> None:
         if chunk.delta:
@@ -57,6 +58,8 @@ class _Attempt:
             merge_tool_deltas(self.tool_calls, chunk.tool_calls)
         if chunk.logprobs:
             self.logprobs.extend(chunk.logprobs)
+        if chunk.reasoning:
+            self.thought.append(chunk.reasoning)
         if chunk.usage is not None:
             self.usage = chunk.usage
         if chunk.finish_reason:
@@ -85,6 +88,7 @@ class _StreamBase:
         self._delivered: list[str] = []  # text handed to the consumer, across attempts
         self._shown = 0  # its length
         self._calls: list[dict[str, Any]] = []  # tool calls as the consumer assembled them from its pieces
+        self._thought = 0  # characters of reasoning handed to the consumer, across attempts
         self._gen = self._run()
 
     def _run(self) -> Any:
@@ -138,16 +142,18 @@ class _StreamBase:
         yet). Raises StreamBrokenError when the attempt departs from what was delivered."""
         shown = self._shown
         pieces = self._new_pieces(call, attempt, chunk.tool_calls) if chunk.tool_calls else None
+        thought = self._new_thought(attempt) if chunk.reasoning else None
         before = len(attempt.text) - len(chunk.delta) if chunk.delta else len(attempt.text)
         if before >= shown:
             if chunk.delta:
                 self._delivered.append(chunk.delta)
                 self._shown += len(chunk.delta)
-            if pieces is chunk.tool_calls:
+            if pieces is chunk.tool_calls and thought == chunk.reasoning:
                 return chunk
-            if not chunk.delta and not pieces and not chunk.finish_reason and chunk.usage is None:
+            if not chunk.delta and not pieces and not thought and not chunk.finish_reason and chunk.usage is None:
                 return None
-            return make_chunk(chunk.delta, chunk.finish_reason, chunk.usage, pieces or None, chunk.logprobs)
+            return make_chunk(chunk.delta, chunk.finish_reason, chunk.usage, pieces or None, chunk.logprobs,
+                              thought)
         text = attempt.text
         delivered = "".join(self._delivered)
         if not delivered.startswith(text[:shown]) or (chunk.finish_reason and len(text) < shown):
@@ -156,9 +162,19 @@ class _StreamBase:
         if new:
             self._delivered.append(new)
             self._shown += len(new)
-        if not new and not chunk.finish_reason and chunk.usage is None and not pieces:
+        if not new and not chunk.finish_reason and chunk.usage is None and not pieces and not thought:
             return None
-        return make_chunk(new, chunk.finish_reason, chunk.usage, pieces or None)
+        return make_chunk(new, chunk.finish_reason, chunk.usage, pieces or None, reasoning=thought)
+
+    def _new_thought(self, attempt: _Attempt) -> str | None:
+        """Of the attempt's reasoning so far, what goes beyond the reasoning the consumer already has (a retried
+        or resumed attempt thinks again; its thinking is not shown twice)."""
+        total = "".join(attempt.thought)
+        if len(total) <= self._thought:
+            return None
+        new = total[self._thought:]
+        self._thought = len(total)
+        return new
 
     def _new_pieces(self, call: CallState, attempt: _Attempt,
                     pieces: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -211,7 +227,7 @@ class _StreamBase:
         calls = [{**c, "id": sent["id"] or c["id"]} for c, sent in zip(a.tool_calls, self._calls, strict=False)]
         calls += a.tool_calls[len(calls):]  # the ids the consumer has, where a resumed attempt chose others
         self.result = call.succeeded(a.text, a.usage, call.alias.model, a.finish_reason, None, calls or None,
-                                     None, a.logprobs or None)
+                                     None, a.logprobs or None, "".join(a.thought) or None)
         self._close(call, None)
 
     def _close(self, call: CallState, exc: BaseException | None) -> None:

@@ -15,8 +15,10 @@ To an `anthropic` alias the body also goes as it came (gateway/providers/anthrop
 signed thinking blocks of earlier turns, `cache_control` breakpoints, images and documents, `top_k`, `top_p`,
 `service_tier`, `metadata.user_id`, the `anthropic-beta` header and fields this code does not know
 (`context_management` …); the answer's thinking blocks (streamed: thinking_delta, signature_delta) and cache usage
-come back. Other providers get the translation: thinking and cache_control dropped, fields they have no use for
-ignored; image and document blocks, and Anthropic's server tools (`web_search_…`, `web_fetch_…`,
+come back. Other providers get the translation: thinking and cache_control dropped, `top_p` (and `top_k`, for the
+providers that take it) and `metadata.user_id` as the gateway's `top_p` / `top_k` / `user`, fields they have no use
+for ignored; an OpenAI-compatible reasoning model's thinking (`reasoning_content`, or a leading `<think>` block)
+comes back as a leading thinking block with an empty signature (streamed: thinking_delta); image and document blocks, and Anthropic's server tools (`web_search_…`, `web_fetch_…`,
 `code_execution_…`, `text_editor_…`, `bash_…`: a tool `type` other than custom) with their server_tool_use /
 `…_tool_result` blocks, are a 400 unless every alias the request may reach is an Anthropic one; then they go as
 they came and their result blocks come back as Anthropic sent them, streamed too.
@@ -143,7 +145,8 @@ def _request(body: MessagesIn, tenant: str, session: str | None = None, *, betas
     meta = calls.request_metadata(tenant, user if isinstance(user, str) else None, session, body.metadata)
     creq = ChatRequest(messages=msgs, model=body.model, temperature=body.temperature, max_tokens=body.max_tokens,
                        stop=body.stop_sequences or None, tools=tools, tool_choice=choice, metadata=meta,
-                       response_format=_response_format(body.output_config), parallel_tool_calls=parallel)
+                       response_format=_response_format(body.output_config), parallel_tool_calls=parallel,
+                       top_p=body.top_p, top_k=body.top_k, user=user if isinstance(user, str) else None)
     if betas is not None:
         creq.metadata[native_.NATIVE] = native_.NativeExchange(_native_body(body), betas, creq)
     return creq
@@ -236,10 +239,14 @@ def uncached_input(total: int, cache: dict[str, Any]) -> int:
 
 
 def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int, tout: int,
-             tool_calls: list[dict[str, Any]] | None = None, native: dict[str, Any] | None = None) -> dict[str, Any]:
+             tool_calls: list[dict[str, Any]] | None = None, native: dict[str, Any] | None = None,
+             reasoning: str | None = None) -> dict[str, Any]:
     """The Message object; `native` (an Anthropic alias's `raw["anthropic"]`): its content blocks as they came
-    (thinking with signatures included), cache usage and stop sequence."""
+    (thinking with signatures included), cache usage and stop sequence. `reasoning` (an OpenAI-compatible
+    reasoning model's): a leading thinking block, with an empty signature (no Anthropic model signed it)."""
     content = [{"type": "text", "text": text}] if text or not tool_calls else []
+    if reasoning:
+        content.insert(0, {"type": "thinking", "thinking": reasoning, "signature": ""})
     if tool_calls:
         content += tool_use_blocks(tool_calls)
         stop = "tool_use"
@@ -276,7 +283,7 @@ async def messages(request: Request) -> Any:
                              inputs={"model": body.model, "messages": span_messages(creq)},
                              user=meta.get("user_id") if isinstance(meta.get("user_id"), str) else None,
                              session=session)
-    tool_calls = native = None
+    tool_calls = native = reasoning = None
     async with calls.failures(call):
         if app:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
@@ -296,9 +303,10 @@ async def messages(request: Request) -> Any:
                 result.usage.output_tokens, result.cost_usd
             tool_calls = result.tool_calls
             native = (result.raw or {}).get(native_.RAW)
+            reasoning = result.reasoning
     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
                       output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
-    message = _message(call, body.model, text, stop, tin, tout, tool_calls, native)
+    message = _message(call, body.model, text, stop, tin, tout, tool_calls, native, reasoning)
     if body.stream:  # an app without streaming: its answer as one text delta
         events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
         return calls.sse_response(events, call.headers)
@@ -325,7 +333,7 @@ async def count_tokens(request: Request) -> Any:
 
 
 async def _stream(call: calls.Call, body: MessagesIn, creq: ChatRequest) -> Any:
-    pieces, usage = await model_stream(call, creq)
+    pieces, usage = await model_stream(call, creq, scored=True)  # with the reasoning of an OpenAI-compatible alias
     native = creq.metadata.get(native_.NATIVE)
     return calls.sse_response(_events(call, body.model, pieces, usage, native), call.headers)
 
@@ -359,10 +367,17 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces | Ticking[A
             if item is None:  # a long wait on the upstream (thinking): keep the connection alive
                 yield _sse("ping", {"type": "ping"})
                 continue
-            delta, fr, tools = item
+            delta, fr, tools = item[0], item[1], item[2]
+            thought: str | None = item[4] if len(item) == 5 else None  # type: ignore[misc]
             if native is not None:
                 for event in blocks.relay(native.take_events()):
                     yield event
+            elif thought:  # an OpenAI-compatible reasoning model's thinking: a thinking block
+                if blocks.kind != "thinking":
+                    for event in blocks.open({"type": "thinking", "thinking": "", "signature": ""}):
+                        yield event
+                yield _sse("content_block_delta", {"type": "content_block_delta", "index": blocks.index,
+                                                   "delta": {"type": "thinking_delta", "thinking": thought}})
             if fr:
                 stop = _STOP.get(fr, "end_turn")
             if delta:

@@ -289,8 +289,10 @@ async def failures(call: Call) -> AsyncIterator[None]:
 
 # (text delta, finish reason, tool-call pieces in OpenAI `delta.tool_calls` form or None)
 Pieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None]]
-# the same, plus the delta's tokens with their log-probabilities (StreamChunk.logprobs) or None
-ScoredPieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None]]
+# the same, plus the delta's tokens with their log-probabilities (StreamChunk.logprobs) or None, and its piece of
+# the model's reasoning (StreamChunk.reasoning) or None
+ScoredPieces = AsyncIterator[tuple[str, str | None, list[dict[str, Any]] | None, list[dict[str, Any]] | None,
+                                   str | None]]
 
 
 async def one_piece(text: str) -> Pieces:
@@ -306,7 +308,8 @@ async def primed_stream(call: Call, request: ChatRequest) -> tuple[Pieces, Calla
 
 async def primed_scored_stream(call: Call,
                                request: ChatRequest) -> tuple[ScoredPieces, Callable[[], tuple[int, int, float]]]:
-    """`_primed` as (delta, finish reason, tool calls, logprobs) pieces, for a request asking for logprobs."""
+    """`_primed` as (delta, finish reason, tool calls, logprobs, reasoning) pieces, for wires that relay the
+    log-probabilities or the reasoning."""
     return await _primed(call, request, True)  # type: ignore[no-any-return]
 
 
@@ -334,13 +337,13 @@ async def _primed(call: Call, request: ChatRequest, scored: bool) -> Any:
             if first is not None:
                 delivered.append(first.delta)
                 if scored:
-                    yield first.delta, first.finish_reason, first.tool_calls, first.logprobs
+                    yield first.delta, first.finish_reason, first.tool_calls, first.logprobs, first.reasoning
                 else:
                     yield first.delta, first.finish_reason, first.tool_calls
                 async for chunk in it:
                     delivered.append(chunk.delta)
                     if scored:
-                        yield chunk.delta, chunk.finish_reason, chunk.tool_calls, chunk.logprobs
+                        yield chunk.delta, chunk.finish_reason, chunk.tool_calls, chunk.logprobs, chunk.reasoning
                     else:
                         yield chunk.delta, chunk.finish_reason, chunk.tool_calls
         finally:

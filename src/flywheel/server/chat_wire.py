@@ -45,8 +45,9 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionIn(BaseModel):
-    """The OpenAI chat-completions body. Parameters the gateway has no use for (top_p, seed …) are accepted
-    and ignored, as OpenAI-compatible servers commonly do."""
+    """The OpenAI chat-completions body. `top_p`, `seed`, `frequency_penalty`, `presence_penalty` and `user` reach
+    the provider where its API takes them; parameters the gateway has no use for (logit_bias, store …) are
+    accepted and ignored, as OpenAI-compatible servers commonly do."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
@@ -124,7 +125,7 @@ class CompletionIn(BaseModel):
             model=self.model, messages=[ChatMessageIn.model_construct(role="user", content=prompt, name=None,
                                                                       tool_calls=None, tool_call_id=None)],
             **{k: getattr(self, k) for k in ("stream", "stream_options", "temperature", "max_tokens", "stop", "n",
-                                             "user")},
+                                             "user", "top_p", "seed", "frequency_penalty", "presence_penalty")},
             logprobs=True if self.logprobs is not None else None, top_logprobs=self.logprobs or None,
             **{k: None for k in ("max_completion_tokens", "metadata", "response_format", "tools", "tool_choice",
                                  "modalities", "parallel_tool_calls")})
@@ -174,7 +175,9 @@ def chat_request(body: ChatCompletionIn, tenant: str, session: str | None = None
         "temperature": body.temperature, "max_tokens": body.max_completion_tokens or body.max_tokens,
         "stop": stop or None, "response_format": body.response_format, "tools": body.tools or None,
         "tool_choice": body.tool_choice, "metadata": meta, "n": body.n or 1,
-        "parallel_tool_calls": body.parallel_tool_calls, "logprobs": body.logprobs, "top_logprobs": body.top_logprobs})
+        "parallel_tool_calls": body.parallel_tool_calls, "logprobs": body.logprobs, "top_logprobs": body.top_logprobs,
+        "top_p": body.top_p, "seed": body.seed, "frequency_penalty": body.frequency_penalty,
+        "presence_penalty": body.presence_penalty, "user": body.user})
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
@@ -190,10 +193,13 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     return out
 
 
-def _message(text: str, tool_calls: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _message(text: str, tool_calls: list[dict[str, Any]] | None, reasoning: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": "assistant", "content": text or None if tool_calls else text, "refusal": None}
+    if reasoning:  # DeepSeek's field for what a reasoning model thought (the first choice's)
+        out["reasoning_content"] = reasoning
     if tool_calls:
-        return {"role": "assistant", "content": text or None, "refusal": None, "tool_calls": tool_calls}
-    return {"role": "assistant", "content": text, "refusal": None}
+        out["tool_calls"] = tool_calls
+    return out
 
 
 def chat_logprobs(tokens: list[dict[str, Any]] | None) -> dict[str, Any] | None:
@@ -220,7 +226,7 @@ Picked = tuple[str, str | None, Any, list[dict[str, Any]] | None]
 
 
 def completion(call: calls.Call, model: str, choices: list[Picked], usage: Usage,
-               extra: dict[str, Any]) -> dict[str, Any]:
+               extra: dict[str, Any], reasoning: str | None = None) -> dict[str, Any]:
     if call.route == LEGACY:  # a text completion: `text` where a chat has `message`
         return {"id": f"cmpl-{call.trace_id}", "object": "text_completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": i, "text": text, "logprobs": legacy_logprobs(lp),
@@ -229,7 +235,8 @@ def completion(call: calls.Call, model: str, choices: list[Picked], usage: Usage
                 "usage": usage_json(usage), "flywheel": {"trace_id": call.trace_id, **extra}}
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": _message(text, tools), "logprobs": chat_logprobs(lp),
+        "choices": [{"index": i, "message": _message(text, tools, reasoning if i == 0 else None),
+                     "logprobs": chat_logprobs(lp),
                      "finish_reason": "tool_calls" if tools else FINISH.get(fr or "stop", "stop")}
                     for i, (text, fr, tools, lp) in enumerate(choices)],
         "usage": usage_json(usage), "system_fingerprint": None,

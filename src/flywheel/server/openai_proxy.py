@@ -14,8 +14,10 @@ merged requests; see gateway/choices.py); a stream or an app answers one choice,
 on the trace as `flywheel.user_id` / `flywheel.session_id`. `logprobs` / `top_logprobs` are relayed from an alias
 whose provider returns them (`choices[].logprobs.content`, streamed on each chunk; the legacy route's `logprobs: N`
 in its {tokens, token_logprobs, top_logprobs, text_offset} shape); another alias, or an `app:NAME` model, is a 400
-naming `logprobs`. They are not stored on the trace (gateway/logprobs.py). The request and response shapes are
-in chat_wire.py.
+naming `logprobs`. They are not stored on the trace (gateway/logprobs.py). `top_p`, `seed`, `frequency_penalty`,
+`presence_penalty` and `user` reach the alias's provider where its API takes them (gateway/providers/base.py). A
+reasoning model's thinking comes back as DeepSeek's API returns it: `message.reasoning_content` (streamed:
+`delta.reasoning_content`), never in `content`. The request and response shapes are in chat_wire.py.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
                       output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc, _ in picked] if n > 1 else
                       {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
     payload = completion(call, body.model, picked, r.usage,
-                         {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts})
+                         {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts}, r.reasoning)
     return calls.JSONBytes(payload, call.headers)
 
 
@@ -206,7 +208,7 @@ async def _app_stream(call: calls.Call, body: ChatCompletionIn, stream: Any, ign
 async def _stream(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest) -> Any:
     """The alias's stream: an upstream failure within the keep-alive interval is an HTTP status, a later one an
     in-stream error (keepalive.py)."""
-    pieces, settle = await model_stream(call, creq, scored=bool(creq.logprobs))
+    pieces, settle = await model_stream(call, creq, scored=True)  # logprobs and reasoning ride on the pieces
     return _sse(call, body, pieces, settle, {})
 
 
@@ -254,10 +256,12 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
                 delta, fr, tools = piece[0], piece[1], piece[2]
                 if fr:
                     finish = FINISH.get(fr, "stop")
+                if len(piece) == 5 and piece[4] and not legacy:  # the model's reasoning, as DeepSeek's API sends it
+                    yield event([{"index": 0, "delta": {"reasoning_content": piece[4]}, "finish_reason": None}])
                 if delta:
                     parts.append(delta)
                     choice: dict[str, Any] = {"index": 0, "delta": {"content": delta}, "finish_reason": None}
-                    if len(piece) == 4 and piece[3]:  # a request asking for logprobs: this delta's tokens
+                    if len(piece) >= 4 and piece[3]:  # a request asking for logprobs: this delta's tokens
                         choice["logprobs"] = chat_logprobs(piece[3])
                     yield event([choice])
                     offset += len(delta)

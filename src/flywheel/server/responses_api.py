@@ -97,7 +97,7 @@ def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: 
     return ChatRequest(messages=chat_messages(body, history, developer), model=body.model, temperature=body.temperature,
                        max_tokens=body.max_output_tokens, response_format=response_format(body.text),
                        tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice), metadata=meta,
-                       parallel_tool_calls=body.parallel_tool_calls)
+                       parallel_tool_calls=body.parallel_tool_calls, top_p=body.top_p, user=body.user)
 
 
 @router.post(ROUTE, openapi_extra=calls.body_schema(ResponsesIn))

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from flywheel.testing.fake_llm_wire import ToolCall
 
 
-HINT = ("a script is a list of {match, reply (or tool_call: {name, arguments}), logprobs?, model?, latency_ms?} or a "
+HINT = ("a script is a list of {match, reply (or tool_call: {name, arguments}), logprobs?, reasoning?, model?, "
+        "latency_ms?} or a "
         "mapping with rules:, default:, "
         "latency_ms: and faults: (see `flywheel fake-llm --help`)")
 
@@ -55,6 +56,8 @@ class ScriptRule(BaseModel):
     reply: str | list[str] | None = None
     tool_call: ScriptToolCall | list[ScriptToolCall] | None = None
     logprobs: dict[str, float] | list[dict[str, float]] | None = None  # scripted alternatives (fake_llm_wire.Scored)
+    # the reply's thinking, returned as `reasoning_content` on the OpenAI wire (fake_llm_wire.Reasoned)
+    reasoning: str | None = None
     model: str | None = None
     latency_ms: float | None = Field(default=None, ge=0)
 
@@ -136,11 +139,13 @@ def load_script(llm: FakeLLM, path: str | Path) -> Script:
 
 def _answer(rule: ScriptRule) -> str | list[ToolCall] | Choices:
     from flywheel.testing.fake_llm import Choices
-    from flywheel.testing.fake_llm_wire import Scored, ToolCall
+    from flywheel.testing.fake_llm_wire import Reasoned, Scored, ToolCall, count_tokens
 
     scored = [rule.logprobs] if isinstance(rule.logprobs, dict) else rule.logprobs
     if isinstance(rule.reply, list):
         return Choices(*(Scored(r, *scored) if scored else r for r in rule.reply))
+    if isinstance(rule.reply, str) and rule.reasoning:
+        return Reasoned(rule.reply, count_tokens(rule.reasoning), thought=rule.reasoning)
     if rule.reply is not None:
         return Scored(rule.reply, *scored) if scored else rule.reply
     calls = rule.tool_call if isinstance(rule.tool_call, list) else [rule.tool_call]

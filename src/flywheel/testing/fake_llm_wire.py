@@ -114,14 +114,23 @@ class Reasoned(str):
     """A reply text whose OpenAI-wire usage reports `tokens` reasoning tokens (`usage.completion_tokens_details
     .reasoning_tokens`) on top of the text's own tokens, as a reasoning model (o-series, gpt-5, DeepSeek-R1) that
     thought before answering does: `completion_tokens` counts both. `fake.add("why", Reasoned("Because.", 40))`.
-    Each choice of an `n` > 1 request thinks its own `tokens`."""
+    Each choice of an `n` > 1 request thinks its own `tokens`. With `thought`, the OpenAI wire also returns that
+    text as DeepSeek / vLLM do: `message.reasoning_content` (streamed first, as `delta.reasoning_content` pieces);
+    `field="reasoning"` names it as OpenRouter / newer vLLM do."""
 
     tokens: int
+    thought: str | None
+    field: str
 
-    def __new__(cls, text: str, tokens: int) -> Self:
+    def __new__(cls, text: str, tokens: int, thought: str | None = None, field: str = "reasoning_content") -> Self:
         reasoned = super().__new__(cls, text)
-        reasoned.tokens = int(tokens)
+        reasoned.tokens, reasoned.thought, reasoned.field = int(tokens), thought, field
         return reasoned
+
+
+def _thought(answer: Any) -> dict[str, str]:
+    """The message (or first delta) field carrying a `Reasoned` answer's thought, if it has one."""
+    return {answer.field: answer.thought} if isinstance(answer, Reasoned) and answer.thought else {}
 
 
 def _usage(body: dict, answers: Any, completion: int) -> dict:
@@ -293,7 +302,7 @@ def openai_chat(body: dict, text: Answer) -> dict:
         "model": model,
         "system_fingerprint": "fp_fake",
         "choices": [
-            {"index": i, "message": {"role": "assistant", "content": t, "refusal": None},
+            {"index": i, "message": {"role": "assistant", "content": t, "refusal": None, **_thought(text[i])},
              "logprobs": scores[i], "finish_reason": "length" if cut else "stop"}
             for i, (t, cut) in enumerate(texts)
         ],
@@ -323,6 +332,8 @@ def openai_chat_stream(body: dict, text: Answer) -> list[bytes]:
     frames = []
     for i, (said, cut) in enumerate(texts):
         frames.append(chunk(i, {"role": "assistant", "content": None if calls else "", "refusal": None}))
+        for field_, thought in _thought(answers[i]).items():
+            frames.extend(chunk(i, {field_: piece}) for piece in split_deltas(thought))
         scored = None if calls else _choice_logprobs(body, answers[i], said)
         if scored is not None:  # one token per chunk, its logprobs on it
             frames.extend(chunk(i, {"content": t["token"]}, None, {"content": [t], "refusal": None})

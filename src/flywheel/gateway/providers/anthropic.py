@@ -5,7 +5,9 @@ System messages become the `system=` parameter (joined by blank lines). Tools, t
 tool_use blocks in the answer (streamed too: `input_json_delta`) back to OpenAI `tool_calls` with
 finish_reason "tool_calls" (see gateway/tools.py). The SDK's own retries are off (`max_retries=0`); the gateway retries. `max_tokens`, which
 the API requires, comes from the request, else `params.max_tokens` on the alias, else 1024. A `response_format`
-of type json_schema goes as Anthropic's structured output (`output_config.format`).
+of type json_schema goes as Anthropic's structured output (`output_config.format`). `top_p` and `top_k` are sent,
+`user` as `metadata.user_id`; `seed`, `frequency_penalty` and `presence_penalty` have no Anthropic form and are
+dropped (the Messages API refuses unknown fields).
 
 A request from the server's `/v1/messages` route may carry its Anthropic body (thinking, cache_control, images,
 betas …): it is sent as it came, and thinking blocks and cache usage come back (anthropic_native.py).
@@ -63,6 +65,11 @@ class AnthropicProvider(SdkProvider):
             kw["system"] = system
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        for name in ("top_p", "top_k"):  # seed and the penalties have no Anthropic form: dropped
+            if request.sampling(name) is not None:
+                params[name] = request.sampling(name)
+        if request.user:
+            params["metadata"] = {**params.get("metadata", {}), "user_id": request.user}
         if request.stop:
             params["stop_sequences"] = request.stop
         if request.tools:

@@ -59,13 +59,14 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 
 class ProviderResponse:
     """One successful completion as the backend returned it."""
 
-    __slots__ = ("choices", "finish_reason", "logprobs", "model", "raw", "text", "tool_calls", "usage")
+    __slots__ = ("choices", "finish_reason", "logprobs", "model", "raw", "reasoning", "text", "tool_calls", "usage")
 
     def __init__(self, text: str, usage: Usage | None = None, model: str = "",
                  finish_reason: str | None = None, raw: dict[str, Any] | None = None,
                  tool_calls: list[dict[str, Any]] | None = None, choices: list[Choice] | None = None,
-                 logprobs: list[dict[str, Any]] | None = None):
+                 logprobs: list[dict[str, Any]] | None = None, reasoning: str | None = None):
         self.text = text
+        self.reasoning = reasoning  # what a reasoning model thought, kept out of `text` (None: nothing)
         # every choice when several were asked for (the first is text / finish_reason / tool_calls); else None
         self.choices = choices
         self.tool_calls = tool_calls  # OpenAI-wire tool calls the model asked for, None for none
@@ -138,6 +139,8 @@ class BaseProvider:
 
     def stream(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Iterator[StreamChunk]:
         resp = self.chat(alias, request, timeout)
+        if resp.reasoning:
+            yield make_chunk("", reasoning=resp.reasoning)
         if resp.text:
             yield make_chunk(resp.text)
         yield make_chunk("", resp.finish_reason or "stop", resp.usage, indexed(resp.tool_calls))
@@ -148,6 +151,8 @@ class BaseProvider:
     async def astream(self, alias: ModelAlias, request: ChatRequest,
                       timeout: float) -> AsyncIterator[StreamChunk]:
         resp = await self.achat(alias, request, timeout)
+        if resp.reasoning:
+            yield make_chunk("", reasoning=resp.reasoning)
         if resp.text:
             yield make_chunk(resp.text)
         yield make_chunk("", resp.finish_reason or "stop", resp.usage, indexed(resp.tool_calls))
@@ -178,9 +183,9 @@ def make_usage(input_tokens: int, output_tokens: int, cache_read: int = 0, cache
 
 def make_chunk(delta: str, finish_reason: str | None = None, usage: Usage | None = None,
                tool_calls: list[dict[str, Any]] | None = None,
-               logprobs: list[dict[str, Any]] | None = None) -> StreamChunk:
+               logprobs: list[dict[str, Any]] | None = None, reasoning: str | None = None) -> StreamChunk:
     return trusted(StreamChunk, {"delta": delta, "finish_reason": finish_reason, "usage": usage,
-                                 "tool_calls": tool_calls, "logprobs": logprobs})
+                                 "tool_calls": tool_calls, "logprobs": logprobs, "reasoning": reasoning})
 
 
 def indexed(tool_calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -229,7 +234,16 @@ def request_params(request: ChatRequest) -> dict[str, Any]:
         params["logprobs"] = request.logprobs
     if request.top_logprobs is not None:
         params["top_logprobs"] = request.top_logprobs
+    for name in OPENAI_SAMPLING:
+        value = request.sampling(name)
+        if value is not None:
+            params[name] = value
     return params
+
+
+# the sampling parameters OpenAI's chat API takes besides temperature (and so OpenAI-compatible servers and Azure):
+# sent as they are; `top_k` is not among them (OpenAI refuses it), see docs/gateway.md "Sampling parameters"
+OPENAI_SAMPLING = ("top_p", "seed", "frequency_penalty", "presence_penalty", "user")
 
 
 def estimate_tokens(text: str) -> int:

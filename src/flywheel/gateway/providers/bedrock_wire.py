@@ -60,6 +60,8 @@ def converse_body(model_params: dict[str, Any], request: ChatRequest) -> dict[st
         inference["maxTokens"] = request.max_tokens
     if request.temperature is not None:
         inference["temperature"] = request.temperature
+    if request.sampling("top_p") is not None:  # Converse's one other sampling field; seed, top_k and penalties are dropped
+        inference["topP"] = request.top_p
     if request.stop:
         inference["stopSequences"] = request.stop
     if inference:

@@ -21,6 +21,11 @@ covering all of them); the gateway asks again for any choices a server that igno
 `request.logprobs` / `top_logprobs` are sent as they are, and the answer's `choices[].logprobs.content` comes back
 on `ProviderResponse.logprobs` (each choice's on `Choice.logprobs`; streamed, each chunk's on `StreamChunk.logprobs`).
 A server that ignores them answers without: the result's `logprobs` is None.
+
+Sampling: `top_p`, `seed`, `frequency_penalty`, `presence_penalty` and `user` are sent as they are (`top_k` is not:
+OpenAI refuses it; set it in the alias's `params` for a server that takes it). A reasoning model's thinking —
+`reasoning_content` / `reasoning` beside the answer, or a leading `<think>…</think>` in it — comes back on
+`ProviderResponse.reasoning` (streamed: `StreamChunk.reasoning`), never in the text (reasoning.py).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from flywheel.gateway.providers.base import (
     trusted,
 )
 from flywheel.gateway.providers.http_pool import AsyncHttpPool, HttpPool, proxied
+from flywheel.gateway.providers.reasoning import ThinkSplitter, joined, split_think, wire_reasoning
 from flywheel.gateway.providers.sdk import NO_KEY, SdkProvider, StreamFold, api_key
 from flywheel.gateway.providers.sdk_errors import parse_usage, reported_usage, short
 from flywheel.gateway.retry import parse_retry_after
@@ -219,9 +225,11 @@ def parse_body(status: int, content: bytes) -> ProviderResponse:
         raise ProviderError(f"response has no choices: {str(err or data)[:300]}", kind="bad_response",
                             status=status, retryable=True, usage=reported_usage(data)) from None
     choices = data["choices"]
+    inline, text = split_think(text)
     return ProviderResponse(text, reported_usage(data), data.get("model") or "", choice.get("finish_reason"),
                             data, message.get("tool_calls") or None,
-                            parse_choices(choices, status) if len(choices) > 1 else None, tokens(choice))
+                            parse_choices(choices, status) if len(choices) > 1 else None, tokens(choice),
+                            joined(wire_reasoning(message), inline))
 
 
 def tokens(choice: Any) -> list[dict[str, Any]] | None:
@@ -238,7 +246,7 @@ def parse_choices(choices: list[Any], status: int) -> list[Choice]:
         try:
             message = choice["message"]
             out.append((choice.get("index", pos), trusted(Choice, {
-                "text": message.get("content") or "", "finish_reason": choice.get("finish_reason"),
+                "text": split_think(message.get("content") or "")[1], "finish_reason": choice.get("finish_reason"),
                 "tool_calls": message.get("tool_calls") or None, "logprobs": tokens(choice)})))
         except (KeyError, TypeError, AttributeError):
             raise ProviderError(f"choice {pos} has no message: {str(choice)[:300]}", kind="bad_response",
@@ -274,14 +282,16 @@ def transport_error(exc: Exception) -> ProviderError:
 
 class _StreamState(StreamFold):
     """Collects finish_reason and usage across chunks (usage arrives last, in a chunk with no choices); hands each
-    chunk's log-probabilities on (`logprobs`)."""
+    chunk's log-probabilities (`logprobs`) and reasoning (`thought`: `delta.reasoning_content`, or a leading
+    <think> block of the content) on."""
 
-    __slots__ = ("finish_reason", "usage")
+    __slots__ = ("finish_reason", "splitter", "usage")
 
     def __init__(self) -> None:
         super().__init__()
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.splitter = ThinkSplitter()
 
     def take(self, chunk: ChatCompletionChunk) -> str:
         if chunk.usage is not None:  # the final chunk's (cached and reasoning tokens in their details)
@@ -297,7 +307,11 @@ class _StreamState(StreamFold):
             self.calls = [c.model_dump(exclude_none=True) for c in choice.delta.tool_calls]
         if choice.logprobs is not None and choice.logprobs.content:
             self.logprobs = [t.model_dump() for t in choice.logprobs.content]
-        delta = choice.delta.content or ""
+        thought, delta = self.splitter.feed(choice.delta.content or "")
+        thought = (wire_reasoning(choice.delta) or "") + thought
+        if thought:
+            self.thought = thought
+            self.chars += len(thought)
         self.chars += len(delta)
         return delta
 
@@ -309,4 +323,5 @@ class _StreamState(StreamFold):
     def final(self) -> StreamChunk:
         if self.finish_reason is None:
             raise self.truncated("a finish_reason", self.usage)
-        return make_chunk("", self.finish_reason, self.usage)
+        thought, rest = self.splitter.flush()
+        return make_chunk(rest, self.finish_reason, self.usage, reasoning=thought or None)

@@ -57,13 +57,14 @@ class StreamFold:
     As a context manager (sync or async) around reading `events`, it closes them on the way out and
     turns an exception into the `ProviderError` for it (see `broken`)."""
 
-    __slots__ = ("calls", "chars", "events", "logprobs")
+    __slots__ = ("calls", "chars", "events", "logprobs", "thought")
 
     def __init__(self) -> None:
         self.chars = 0
         self.events: Any = None  # the SDK stream, once open
         self.calls: list[dict[str, Any]] | None = None  # tool-call pieces `take` found in the last event
         self.logprobs: list[dict[str, Any]] | None = None  # the last event's tokens with their log-probabilities
+        self.thought: str | None = None  # the last event's piece of the model's reasoning (StreamChunk.reasoning)
 
     def __enter__(self) -> Self:
         return self
@@ -196,9 +197,9 @@ class SdkProvider:
             fold.events = self._open(alias, request, timeout)
             for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls or fold.logprobs:
-                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs)
-                    fold.calls = fold.logprobs = None
+                if fold.calls or fold.logprobs or fold.thought:
+                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs, reasoning=fold.thought)
+                    fold.calls = fold.logprobs = fold.thought = None
                 elif delta:
                     yield make_chunk(delta)
         yield fold.final()
@@ -209,9 +210,9 @@ class SdkProvider:
             fold.events = await self._aopen(alias, request, timeout)
             async for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls or fold.logprobs:
-                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs)
-                    fold.calls = fold.logprobs = None
+                if fold.calls or fold.logprobs or fold.thought:
+                    yield make_chunk(delta, tool_calls=fold.calls, logprobs=fold.logprobs, reasoning=fold.thought)
+                    fold.calls = fold.logprobs = fold.thought = None
                 elif delta:
                     yield make_chunk(delta)
         yield fold.final()

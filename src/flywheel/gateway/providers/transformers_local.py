@@ -263,7 +263,7 @@ class TransformersProvider(BaseProvider):
         except UserError as err:
             raise ProviderError(err.render(), kind="config") from None
         temperature = request.temperature if request.temperature is not None else params.get("temperature", 0.0)
-        top_p = params.get("top_p")
+        top_p = request.top_p if request.top_p is not None else params.get("top_p")
         return loaded, {"messages": [{"role": m.role, "content": m.content} for m in request.messages],
                         "max_tokens": request.max_tokens or int(params.get("max_tokens", DEFAULT_MAX_TOKENS)),
                         "temperature": float(temperature or 0.0),
