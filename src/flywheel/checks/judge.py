@@ -8,10 +8,13 @@
 Binary verdicts only (no 1–10 scales: they drift and nobody can say what a 7 means), and the judge writes its
 reasoning BEFORE the verdict. Where the alias's endpoint takes `response_format` (openai_compat unless the
 alias says `json_schema: false`), the judge is asked for `{"reasoning": …, "verdict": "PASS"|"FAIL"}` as
-structured output; an endpoint that rejects it (HTTP 400/422) is asked again in plain text. Text is parsed
-leniently (`Verdict: PASS`, `**verdict**: yes`, `{"verdict": "fail"}`, a bare `PASS`) and the FINAL verdict
-counts, never JSON quoted from the output under review; output without any verdict is recorded as an error
-on the result, never raised.
+structured output; an endpoint that rejects it (HTTP 400/422) is asked again in plain text. Replies are read
+by the rules of flywheel.checks.judge_parse: reasoning blocks (`<think>`) never count, JSON is read leniently
+(fences, single quotes, True/False, full-width ｛“passed”：true｝), `Verdict: PASS`, `结论：不通过`, a bare `PASS`;
+the FINAL verdict counts, never JSON quoted from the output under review. A reply without a verdict (empty,
+cut off by max_tokens, a refusal, a score, only a <think> block) is asked once more for the verdict alone
+(MAX_REASKS, an ordinary traced and priced gateway call); still none is an error on the result
+(`malformed judge output: …`, `details.judge_problem`), never raised and never a pass.
 
 The judge model is the check's `model`, else `ctx.services.judge_model`, else the `default` alias; the
 result's `spec` covers the judge prompt and the pinned model that alias resolves to.
@@ -19,18 +22,26 @@ result's `spec` covers the judge prompt and the pinned model that alias resolves
 
 from __future__ import annotations
 
-import json
-import re
+from collections.abc import Sequence
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register, service
+from flywheel.checks.judge_parse import (  # noqa: F401 - parse_verdict, reasoning_of: used by evals.pairwise
+    Reading,
+    answer_part,
+    parse_verdict,
+    read_verdict,
+    reasoning_of,
+)
 from flywheel.errors import GatewayError
+from flywheel.tracing import tracer
 from flywheel.types import ChatRequest, ChatResult, CheckResult, Message
 
 JUDGE_SYSTEM = """You are a careful, strict evaluator of an AI assistant's output.
 You decide whether the OUTPUT meets the CRITERION. The decision is binary: it meets it or it does not.
 First reason step by step about the evidence in the output, quoting it where it helps.
-Only after the reasoning, end with one final line that is exactly `Verdict: PASS` or `Verdict: FAIL`."""
+Only after the reasoning, end with one final line that is exactly `Verdict: PASS` or `Verdict: FAIL`,
+in English, whatever the language of the criterion, input and output."""
 
 JUDGE_USER = """<criterion>
 {criterion}
@@ -53,71 +64,15 @@ REFERENCE_CRITERION = (
     "order or extra correct detail are fine.\n\nReference answer:\n{reference}"
 )
 
-PASS_WORDS = ("pass", "passed", "yes", "true", "meets", "correct")
-FAIL_WORDS = ("fail", "failed", "no", "false", "incorrect")
+PASS_WORDS = ("pass", "passed", "yes", "true", "meets", "correct", "通过", "合格", "符合", "满足", "正确")
+FAIL_WORDS = ("fail", "failed", "no", "false", "incorrect", "不通过", "未通过", "不合格", "不符合", "不满足",
+              "不正确", "错误", "失败")
 _BINARY = {**{w: "pass" for w in PASS_WORDS}, **{w: "fail" for w in FAIL_WORDS}}
 _MAX_REASON = 2000
-_VERDICT_KEYS = ("verdict", "winner", "decision")
+MAX_REASKS = 1  # a reply without a verdict is asked once more for the verdict alone
 
 
-# ---------------------------------------------------------------- lenient verdict parsing (shared with evals)
-
-
-def parse_verdict(text: str, labels: dict[str, str]) -> str | None:
-    """The FINAL verdict in a judge's output, as one of `labels`' values, or None when there is none.
-
-    `labels` maps lower-case words to verdicts, e.g. {"pass": "pass", "yes": "pass", "fail": "fail"}.
-    Words match in any case; one-letter labels (A, B) only in upper case, so the article "a" is no verdict.
-    The whole output being one JSON object with `verdict` (structured output) decides. Otherwise the LAST
-    explicit verdict wins, wherever it is: `verdict: X` (any markup), `[[X]]`, or a JSON object with a
-    `verdict` / `winner` / `decision` key — JSON the judge quotes from the output under review
-    (`The output is {"answer": "yes"} … Verdict: FAIL`) is no verdict. Failing those: the whole output being
-    one label, then the last line holding exactly one label.
-    """
-    if not text or not text.strip():
-        return None
-    whole = _json_verdict(text.strip(), labels)
-    if whole is not None:
-        return whole
-    alts = [
-        f"(?-i:{re.escape(w.upper())})" if len(w) == 1 else re.escape(w)
-        for w in sorted(labels, key=len, reverse=True)
-    ]
-    label = rf"(?<![\w])({'|'.join(alts)})(?![\w])"
-    found: list[tuple[int, str]] = []
-    for m in re.finditer(r"\{[^{}]*\}", text):
-        verdict = _json_verdict(m.group(0), labels)
-        if verdict is not None:
-            found.append((m.end(), verdict))
-    marker = rf"(?i:verdict|winner|decision)[^\w\n]{{0,12}}?{label}"
-    for rx in (marker, rf"\[\[\s*{label}\s*\]\]"):
-        found.extend((m.end(), labels[m.group(1).lower()]) for m in re.finditer(rx, text, re.IGNORECASE))
-    if found:
-        return max(found)[1]
-    bare = re.sub(r"[\s*_`\"'.!:\[\]()]+", " ", text).strip().lower()
-    if bare in labels:
-        return labels[bare]
-    for line in reversed([ln for ln in text.strip().splitlines() if ln.strip()][-3:]):
-        hits = {labels[m.group(1).lower()] for m in re.finditer(label, line, re.IGNORECASE)}
-        if len(hits) == 1:
-            return hits.pop()
-    return None
-
-
-def _json_verdict(text: str, labels: dict[str, str]) -> str | None:
-    if not text.startswith("{"):
-        return None
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    for key in _VERDICT_KEYS:
-        value = str(obj.get(key, "")).strip().strip("[]*").lower()
-        if value in labels:
-            return labels[value]
-    return None
+# ---------------------------------------------------------------- verdicts (rules: flywheel.checks.judge_parse)
 
 
 def verdict_schema(verdicts: list[str]) -> dict[str, Any]:
@@ -181,24 +136,61 @@ async def ask_async(gateway: Any, request: ChatRequest) -> ChatResult:
     return await achat(request.model_copy(update={"response_format": None}))
 
 
-def reasoning_of(text: str) -> str:
-    """The judge's reasoning: its output without the final verdict line (or the structured `reasoning`)."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            obj = json.loads(stripped)
-        except ValueError:
-            obj = None
-        if isinstance(obj, dict) and isinstance(obj.get("reasoning"), str):
-            return obj["reasoning"].strip()[:_MAX_REASON]
-    lines = stripped.splitlines()
-    if lines and re.search(r"verdict|\[\[", lines[-1], re.IGNORECASE):
-        # keep reasoning written on the verdict line itself ("… so it passes. Verdict: PASS")
-        before = re.split(r"verdict|\[\[", lines[-1], maxsplit=1, flags=re.IGNORECASE)[0].strip()
-        lines = [*lines[:-1], before] if before else lines[:-1]
-    reason = "\n".join(lines).strip()
-    reason = re.sub(r"^\W*reasoning\W*", "", reason, flags=re.IGNORECASE)
-    return reason[:_MAX_REASON]
+def reask(request: ChatRequest, reply: ChatResult, reading: Reading, choices: Sequence[str]) -> ChatRequest:
+    """`request` again after a reply without a verdict: the reply (without its reasoning blocks) and a short
+    note asking for the verdict alone (one of `choices`), in the shape the request asked for."""
+    if request.response_format is not None:
+        verdicts = " or ".join(f'"{c}"' for c in choices)
+        ask_for = f'only the JSON object {{"reasoning": "<one sentence>", "verdict": {verdicts}}}'
+    else:
+        ask_for = "only the final line " + " or ".join(f"`Verdict: {c}`" for c in choices)
+    answer = answer_part(reply.text)[0][:_MAX_REASON]
+    messages = list(request.messages)
+    if answer:
+        messages.append(Message(role="assistant", content=answer))
+    note = f"Your reply could not be used: {reading.why()}. Reply with {ask_for}, nothing else."
+    messages.append(Message(role="user", content=note))
+    metadata = {**request.metadata, "reask": int(request.metadata.get("reask", 0)) + 1}
+    return request.model_copy(update={"messages": messages, "metadata": metadata})
+
+
+def _needs_reask(answers: list[ChatResult], labels: dict[str, str]) -> Reading | None:
+    if len(answers) > MAX_REASKS:
+        return None
+    last = answers[-1]
+    reading = read_verdict(last.text, labels, finish_reason=last.finish_reason)
+    return reading if reading.verdict is None else None
+
+
+def ask_for_verdict(gateway: Any, request: ChatRequest, labels: dict[str, str],
+                    choices: Sequence[str] = ("PASS", "FAIL")) -> list[ChatResult]:
+    """The judge's replies: the first, then at most MAX_REASKS re-asks while a reply holds no verdict (each
+    an ordinary gateway call: traced, priced; a re-ask the endpoint fails ends the asking)."""
+    answers = [ask(gateway, request)]
+    while (reading := _needs_reask(answers, labels)) is not None:
+        request = reask(request, answers[-1], reading, choices)
+        with tracer.span("judge.reask", kind="eval", inputs={"problem": reading.problem},
+                         **{"flywheel.judge.problem": reading.problem or ""}):
+            try:
+                answers.append(ask(gateway, request))
+            except GatewayError:
+                break
+    return answers
+
+
+async def ask_for_verdict_async(gateway: Any, request: ChatRequest, labels: dict[str, str],
+                                choices: Sequence[str] = ("PASS", "FAIL")) -> list[ChatResult]:
+    """`ask_for_verdict` on the event loop."""
+    answers = [await ask_async(gateway, request)]
+    while (reading := _needs_reask(answers, labels)) is not None:
+        request = reask(request, answers[-1], reading, choices)
+        with tracer.span("judge.reask", kind="eval", inputs={"problem": reading.problem},
+                         **{"flywheel.judge.problem": reading.problem or ""}):
+            try:
+                answers.append(await ask_async(gateway, request))
+            except GatewayError:
+                break
+    return answers
 
 
 # ---------------------------------------------------------------- model resolution
@@ -263,27 +255,35 @@ class _LLMCheck(Check):
         )
         return with_structured_output(service(ctx, "gateway"), request, ["PASS", "FAIL"])
 
-    def verdict(self, result: ChatResult) -> CheckResult:
-        details = {
+    def verdict(self, result: ChatResult, earlier: Sequence[ChatResult] = ()) -> CheckResult:
+        """The check's result from the judge's reply `result`; `earlier` are the replies before a re-ask, whose
+        cost and latency count too."""
+        calls = [*earlier, result]
+        details: dict[str, Any] = {
             "judge_model": result.model,
-            "judge_cost_usd": result.cost_usd,
-            "judge_latency_ms": result.latency_ms,
+            "judge_cost_usd": sum(r.cost_usd for r in calls),
+            "judge_latency_ms": sum(r.latency_ms for r in calls),
+            "judge_calls": len(calls),
         }
-        verdict = parse_verdict(result.text, _BINARY)
-        if verdict is None:
-            details["raw"] = result.text[:_MAX_REASON]
+        reading = read_verdict(result.text, _BINARY, finish_reason=result.finish_reason)
+        if reading.verdict is None:
+            details["raw"] = calls[0].text[:_MAX_REASON]  # the judge's own answer; the re-asks' after it
+            if earlier:
+                details["raw_reasks"] = [r.text[:_MAX_REASON] for r in calls[1:]]
+            details["judge_problem"] = reading.problem
+            asked = f" (also after {len(earlier)} re-ask)" if earlier else ""
             return CheckResult(
                 passed=False,
                 score=0.0,
                 reason="the judge gave no PASS/FAIL verdict",
-                error="malformed judge output: no verdict found",
+                error=f"malformed judge output: no verdict found: {reading.why()}{asked}",
                 details=details,
             )
-        details["verdict"] = verdict
+        details["verdict"] = reading.verdict
         return CheckResult(
-            passed=verdict == "pass",
-            score=float(verdict == "pass"),
-            reason=reasoning_of(result.text) or f"judge says {verdict}",
+            passed=reading.verdict == "pass",
+            score=float(reading.verdict == "pass"),
+            reason=reading.reasoning[:_MAX_REASON] or f"judge says {reading.verdict}",
             details=details,
         )
 
@@ -292,18 +292,20 @@ class _LLMCheck(Check):
         if isinstance(req, CheckResult):
             return req
         try:
-            return self.verdict(ask(_gateway(ctx), req))
+            answers = ask_for_verdict(_gateway(ctx), req, _BINARY)
         except GatewayError as exc:  # the judge's endpoint failing is this result's error, not the run's
             return _unreachable(exc)
+        return self.verdict(answers[-1], answers[:-1])
 
     async def aevaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         req = self.request(output, ctx)
         if isinstance(req, CheckResult):
             return req
         try:
-            return self.verdict(await ask_async(_gateway(ctx), req))
+            answers = await ask_for_verdict_async(_gateway(ctx), req, _BINARY)
         except GatewayError as exc:
             return _unreachable(exc)
+        return self.verdict(answers[-1], answers[:-1])
 
 
 def _unreachable(exc: GatewayError) -> CheckResult:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.checks.base import CheckContext, Services
-from flywheel.checks.judge import Judge, ask_async
+from flywheel.checks.judge import _BINARY, Judge, ask_async, ask_for_verdict_async
+from flywheel.checks.judge_parse import answer_part
 from flywheel.checks.pii import pseudonymize
 from flywheel.errors import UserError
 from flywheel.evals.calibration_store import judge_key, latest_calibration, save_calibration
@@ -219,11 +220,11 @@ async def judge_items(
         request = check.request(item.output, ctx)
         if not isinstance(request, ChatRequest):
             return None
-        async with gate:
-            answer = await ask_async(gateway, request)  # an unreachable judge stops the calibration (exit 3)
-        result = check.verdict(answer)
+        async with gate:  # an unreachable judge stops the calibration (exit 3); no verdict: asked once more
+            answers = await ask_for_verdict_async(gateway, request, _BINARY)
+        result = check.verdict(answers[-1], answers[:-1])
         if result.error and malformed is not None:
-            malformed.append(answer.text)
+            malformed.append(answers[0].text)
         return None if result.error else ("pass" if result.passed else "fail")
 
     return list(await asyncio.gather(*(one(i) for i in items)))
@@ -315,7 +316,8 @@ async def propose_criterion(
         metadata={"purpose": "judge-calibration"},
     )
     result = await ask_async(gateway, request)
-    found = re.findall(r"<criterion>(.*?)</criterion>", result.text, re.DOTALL | re.IGNORECASE)
+    answer = answer_part(result.text)[0]  # a reasoning model's drafts inside <think> are not its proposal
+    found = re.findall(r"<criterion>(.*?)</criterion>", answer, re.DOTALL | re.IGNORECASE)
     proposal = found[-1].strip() if found else ""
     if not proposal or proposal == criterion.strip() or len(proposal) > 4000:
         return None
