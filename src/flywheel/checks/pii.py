@@ -7,7 +7,8 @@
 
 Entity types: EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD (Luhn), IBAN_CODE (MOD 97), IP_ADDRESS, URL,
 US_SSN, US_DRIVER_LICENSE, DATE_TIME, CN_RESIDENT_ID (GB 11643 checksum and birth date), CN_MOBILE,
-CN_BANK_CARD (Luhn), SECRET (API keys, tokens, private keys, passwords). With `backend: presidio`
+CN_BANK_CARD (Luhn), SECRET (API keys, tokens, private keys, passwords); and (`pii_recognizers_cn`) CN_QQ,
+CN_WECHAT, PASSPORT, HK_ID and TW_ID (check characters), MO_ID, BANK_ACCOUNT, CN_LICENSE_PLATE, CN_ADDRESS. With `backend: presidio`
 Presidio's other types (CRYPTO, UK_NHS, US_ITIN, US_PASSPORT, …) are found too.
 
 Backends: `regex` (default) runs flywheel's recognizers directly: pure Python, no dependency,
@@ -53,6 +54,7 @@ from flywheel.checks.pii_placeholders import (
     without_nonces,
 )
 from flywheel.checks.pii_recognizers import PiiEntity, Recognizer, builtin_recognizers
+from flywheel.checks.pii_recognizers_cn import cn_recognizers
 from flywheel.checks.pii_secrets import secret_recognizers
 from flywheel.text.secrets import REDACTED, scrub_secrets
 from flywheel.types import CheckResult
@@ -82,15 +84,20 @@ __all__ = [
 ]
 
 # When two candidates overlap and score the same, the more specific type wins.
-_PRIORITY = {"CN_RESIDENT_ID": 6, "CN_BANK_CARD": 5, "SECRET": 5, "IBAN_CODE": 5, "EMAIL_ADDRESS": 5,
-             "CN_MOBILE": 4, "CREDIT_CARD": 3, "US_SSN": 3, "IP_ADDRESS": 3, "US_DRIVER_LICENSE": 3,
+_PRIORITY = {"CN_RESIDENT_ID": 6, "HK_ID": 6, "TW_ID": 6, "CN_BANK_CARD": 5, "SECRET": 5, "IBAN_CODE": 5,
+             "EMAIL_ADDRESS": 5, "PASSPORT": 5, "MO_ID": 5, "CN_QQ": 4, "CN_WECHAT": 4, "BANK_ACCOUNT": 4,
+             "CN_MOBILE": 4, "CN_LICENSE_PLATE": 3, "CN_ADDRESS": 3, "CREDIT_CARD": 3, "US_SSN": 3, "IP_ADDRESS": 3, "US_DRIVER_LICENSE": 3,
              "URL": 2, "PHONE_NUMBER": 1, "DATE_TIME": 1}
 ENTITY_TYPES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
-                "US_DRIVER_LICENSE", "DATE_TIME", "CN_RESIDENT_ID", "CN_MOBILE", "CN_BANK_CARD", "SECRET")
+                "US_DRIVER_LICENSE", "DATE_TIME", "CN_RESIDENT_ID", "CN_MOBILE", "CN_BANK_CARD", "SECRET",
+                "CN_QQ", "CN_WECHAT", "PASSPORT", "HK_ID", "TW_ID", "MO_ID", "BANK_ACCOUNT", "CN_LICENSE_PLATE",
+                "CN_ADDRESS")
 # Names users may write for an entity type.
 ALIASES = {"EMAIL": "EMAIL_ADDRESS", "PHONE": "PHONE_NUMBER", "IBAN": "IBAN_CODE", "SSN": "US_SSN",
            "IP": "IP_ADDRESS", "DOMAIN_NAME": "URL", "DATE": "DATE_TIME", "API_KEY": "SECRET",
-           "CN_ID": "CN_RESIDENT_ID", "DRIVER_LICENSE": "US_DRIVER_LICENSE", "CARD": "CREDIT_CARD"}
+           "CN_ID": "CN_RESIDENT_ID", "DRIVER_LICENSE": "US_DRIVER_LICENSE", "CARD": "CREDIT_CARD",
+           "QQ": "CN_QQ", "WECHAT": "CN_WECHAT", "WEIXIN": "CN_WECHAT", "HKID": "HK_ID",
+           "LICENSE_PLATE": "CN_LICENSE_PLATE", "CAR_PLATE": "CN_LICENSE_PLATE", "ADDRESS": "CN_ADDRESS"}
 # Dates and URLs are personal only in context ("born on 2/8/1935" vs "released in 2019"), so the check,
 # `redact` and `redact_for_storage` leave them alone unless asked for by name (or with `entities: all`).
 CONTEXTUAL = frozenset({"DATE_TIME", "URL"})
@@ -123,7 +130,7 @@ class PiiAnalyzer:
         self.threshold = float(threshold)
         self.backend = backend
         self.allow = frozenset(a.strip().casefold() for a in allow)
-        recognizers: list[Recognizer] = builtin_recognizers() + secret_recognizers()
+        recognizers: list[Recognizer] = builtin_recognizers() + cn_recognizers() + secret_recognizers()
         if self.entities is not None:
             recognizers = [r for r in recognizers if r.entity in self.entities]
         self.recognizers = recognizers
@@ -255,7 +262,8 @@ def redact_for_storage(value: Any, entities: Iterable[str] | str | None = None, 
 
 # Types whose values are written with varying separators ("415-555-0134", "415 555 0134"): compared without them.
 _SEPARATED = frozenset({"PHONE_NUMBER", "CN_MOBILE", "CREDIT_CARD", "CN_BANK_CARD", "IBAN_CODE", "US_SSN",
-                        "CN_RESIDENT_ID", "US_DRIVER_LICENSE"})
+                        "CN_RESIDENT_ID", "US_DRIVER_LICENSE", "HK_ID", "TW_ID", "MO_ID", "BANK_ACCOUNT",
+                        "CN_LICENSE_PLATE"})
 
 
 def _identity(entity_type: str, value: str) -> str:

@@ -258,7 +258,7 @@ def _credit_card(m: re.Match[str], text: str) -> float | None:
         score += 0.35
     elif near(text, m.start(), m.end(), _BARCODE_WORDS, 24, 8):
         return None  # a product code that happens to pass Luhn (1 in 10 do)
-    if number.startswith("62") and len(number) >= 16:
+    if v.is_unionpay(number):
         score = min(score, 0.85)  # UnionPay: the Chinese bank-card recognizer claims it
     return score
 
@@ -269,7 +269,7 @@ def _cn_bank_card(m: re.Match[str], text: str) -> float | None:
         return None
     if near(text, m.start(), m.end(), _CN_BANK_WORDS, 24, 8):
         return 0.96  # a Chinese bank's card, whatever its network
-    return 0.9 if number.startswith("62") else None
+    return 0.9 if v.is_unionpay(number) else None
 
 
 # ---------------------------------------------------------------- IBAN and US identifiers

@@ -42,6 +42,7 @@ def repetitive(number: str) -> bool:
     return number in "01234567890123456789" or number in "98765432109876543210"
 
 
+_UNIONPAY = re.compile(r"^(?:62|81(?:[0-6]\d|7[01]))")
 # Issuer prefixes and card lengths of the networks. A Luhn-valid number that fits one is likely a card;
 # Maestro's wide range (12-19 digits, prefixes 50 / 56-69) also fits barcodes, so it scores lower.
 _NETWORKS = [  # (prefix regex, allowed lengths, plausibility 0..1)
@@ -51,11 +52,16 @@ _NETWORKS = [  # (prefix regex, allowed lengths, plausibility 0..1)
     (re.compile(r"^3(?:0[0-5]|[689])"), set(range(14, 20)), 1.0),  # Diners Club
     (re.compile(r"^35(?:2[89]|[3-8]\d)"), set(range(16, 20)), 1.0),  # JCB
     (re.compile(r"^(?:6011|64[4-9]|65)"), set(range(16, 20)), 1.0),  # Discover
-    (re.compile(r"^62"), set(range(16, 20)), 1.0),  # UnionPay
+    (_UNIONPAY, set(range(16, 20)), 1.0),  # UnionPay
     (re.compile(r"^220[0-4]"), set(range(16, 20)), 1.0),  # Mir
     (re.compile(r"^(?:1800|2131)"), {15}, 1.0),  # JCB (old)
     (re.compile(r"^(?:50|5[6-9]|6\d|0604)"), set(range(12, 20)), 0.75),  # Maestro
 ]
+
+
+def is_unionpay(number: str) -> bool:
+    """A UnionPay card number: IIN 62 or, for cards issued since 2016, 8100-8171; 16 to 19 digits."""
+    return bool(_UNIONPAY.match(number)) and 16 <= len(number) <= 19
 
 
 def card_plausibility(number: str) -> float:
@@ -175,3 +181,34 @@ def looks_random(token: str, min_len: int = 16, min_entropy: float = 3.2) -> boo
     classes = sum((any(c.islower() for c in token), any(c.isupper() for c in token),
                    any(c.isdigit() for c in token)))
     return classes >= 2 and shannon_entropy(token) >= min_entropy
+
+
+# ---------------------------------------------------------------- Hong Kong and Taiwan identity cards
+
+
+def hk_id_valid(text: str) -> bool:
+    """HKID: one or two letters, six digits, a check character 0-9 or A. Letters count A=10 … Z=35, a
+    missing second letter counts 36; weights 9 … 1 from the left; the weighted sum is divisible by 11
+    (the check character A stands for 10)."""
+    s = re.sub(r"[\s()（）]", "", text).upper()
+    if not re.fullmatch(r"[A-Z]{1,2}\d{6}[0-9A]", s):
+        return False
+    letters = s[:-7]
+    values = ([36] if len(letters) == 1 else []) + [ord(c) - 55 for c in letters]
+    values += [int(c) for c in s[-7:-1]] + [10 if s[-1] == "A" else int(s[-1])]
+    return sum(val * w for val, w in zip(values, range(9, 0, -1), strict=True)) % 11 == 0
+
+
+# Taiwan: the first letter's two-digit code (household registration place); I, O, W … are out of order.
+_TW_LETTER = dict(zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", range(10, 36), strict=True))
+
+
+def tw_id_valid(text: str) -> bool:
+    """Taiwan national ID (and the 2021 resident certificate): a letter, 1/2 (8/9 for residents), eight
+    digits; the letter's code d1 d0 weighted 1, 9, the digits 8 … 1, the check digit 1; sum divisible by 10."""
+    s = text.strip().upper()
+    if not re.fullmatch(r"[A-Z][1289]\d{8}", s):
+        return False
+    code = _TW_LETTER[s[0]]
+    total = code // 10 + code % 10 * 9 + sum(int(c) * w for c, w in zip(s[1:9], range(8, 0, -1), strict=True))
+    return (total + int(s[9])) % 10 == 0
