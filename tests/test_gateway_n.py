@@ -274,4 +274,4 @@ def test_server_refuses_bad_n(live, body, says):
 
 def test_choice_record_round_trips():
     assert Choice(text="a").model_dump() == {"text": "a", "finish_reason": None, "tool_calls": None,
-                                             "logprobs": None}
+                                             "logprobs": None, "reasoning": None}

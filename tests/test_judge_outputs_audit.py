@@ -9,6 +9,7 @@ each gives the right verdict or a recorded "malformed judge output" error, never
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from conftest import spans  # noqa: F401 - fixture
@@ -187,3 +188,16 @@ def test_pairwise_verdicts_ignore_think_drafts(llm) -> None:
                                  flagged=False, skip=False))
     assert out["verdicts"] == ["B", "B"] and out["outcome"] == "tie"
     assert out["reasons"][0] == "B is more complete."
+
+
+def test_a_reask_after_a_rejected_response_format_asks_in_text(llm) -> None:
+    """An endpoint that refuses `response_format` on every request: the re-ask goes as plain text at once,
+    without spending another 400 on the structured form, and asks for the final line, not for JSON."""
+    llm.fail(Fault.SERVER_ERROR, None, status=400, when=lambda body: "response_format" in body)
+    llm.add(r"could not be used", "Verdict: FAIL")
+    llm.add(r".", "Hmm, let me think about whether it cites anything")
+    r = build("judge", "Cites a source.").run("[1]", ctx_for(gateway_for(llm)))
+    assert not r.passed and r.error is None and r.details["judge_calls"] == 2
+    structured = [body for body in llm.requests if "response_format" in body]
+    assert len(structured) == 1  # the first call only
+    assert "Verdict: PASS" in json.dumps(llm.requests[-1], ensure_ascii=False)

@@ -122,6 +122,7 @@ class Choice(Record):
     finish_reason: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     logprobs: list[dict[str, Any]] | None = None  # as ChatResult.logprobs
+    reasoning: str | None = None  # what the model thought before this answer (as ChatResult.reasoning)
 
 
 class ChatResult(Record):
@@ -143,7 +144,8 @@ class ChatResult(Record):
     # {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}
     logprobs: list[dict[str, Any]] | None = None
     # what a reasoning model thought before answering (an OpenAI-compatible upstream's `reasoning_content` /
-    # `reasoning`, or a leading <think>…</think> taken out of the text); never part of `text`
+    # `reasoning`, a leading <think>…</think> taken out of the text, or Anthropic's thinking blocks); never part
+    # of `text`; with n > 1, the first choice's (each choice has its own on `Choice.reasoning`)
     reasoning: str | None = None
 
 

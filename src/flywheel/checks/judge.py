@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register, service
-from flywheel.checks.judge_parse import (  # noqa: F401 - parse_verdict, reasoning_of: used by evals.pairwise
+from flywheel.checks.judge_parse import (  # noqa: F401 - parse_verdict, reasoning_of: re-exported (tests, older imports)
     Reading,
     answer_part,
     parse_verdict,
@@ -113,27 +113,39 @@ def _rejected_format(exc: GatewayError) -> bool:
 
 def ask(gateway: Any, request: ChatRequest) -> ChatResult:
     """One judge call; a structured request the endpoint rejects is asked again as plain text."""
+    return _ask(gateway, request)[0]
+
+
+def _ask(gateway: Any, request: ChatRequest) -> tuple[ChatResult, ChatRequest]:
+    """(the reply, the request that got it): plain text once the endpoint rejected `response_format`, so a
+    re-ask does not spend another 400 on it."""
     try:
-        return gateway.chat(request)
+        return gateway.chat(request), request
     except GatewayError as exc:
         if request.response_format is None or not _rejected_format(exc):
             raise
-    return gateway.chat(request.model_copy(update={"response_format": None}))
+    plain = request.model_copy(update={"response_format": None})
+    return gateway.chat(plain), plain
 
 
 async def ask_async(gateway: Any, request: ChatRequest) -> ChatResult:
     """`ask` on the event loop (the gateway's `achat`, else its `chat` on a thread)."""
+    return (await _ask_async(gateway, request))[0]
+
+
+async def _ask_async(gateway: Any, request: ChatRequest) -> tuple[ChatResult, ChatRequest]:
     achat = getattr(gateway, "achat", None)
     if achat is None:
         import asyncio
 
-        return await asyncio.to_thread(ask, gateway, request)
+        return await asyncio.to_thread(_ask, gateway, request)
     try:
-        return await achat(request)
+        return await achat(request), request
     except GatewayError as exc:
         if request.response_format is None or not _rejected_format(exc):
             raise
-    return await achat(request.model_copy(update={"response_format": None}))
+    plain = request.model_copy(update={"response_format": None})
+    return await achat(plain), plain
 
 
 def reask(request: ChatRequest, reply: ChatResult, reading: Reading, choices: Sequence[str]) -> ChatRequest:
@@ -166,30 +178,34 @@ def ask_for_verdict(gateway: Any, request: ChatRequest, labels: dict[str, str],
                     choices: Sequence[str] = ("PASS", "FAIL")) -> list[ChatResult]:
     """The judge's replies: the first, then at most MAX_REASKS re-asks while a reply holds no verdict (each
     an ordinary gateway call: traced, priced; a re-ask the endpoint fails ends the asking)."""
-    answers = [ask(gateway, request)]
+    first, request = _ask(gateway, request)
+    answers = [first]
     while (reading := _needs_reask(answers, labels)) is not None:
         request = reask(request, answers[-1], reading, choices)
         with tracer.span("judge.reask", kind="eval", inputs={"problem": reading.problem},
                          **{"flywheel.judge.problem": reading.problem or ""}):
             try:
-                answers.append(ask(gateway, request))
+                reply, request = _ask(gateway, request)
             except GatewayError:
                 break
+            answers.append(reply)
     return answers
 
 
 async def ask_for_verdict_async(gateway: Any, request: ChatRequest, labels: dict[str, str],
                                 choices: Sequence[str] = ("PASS", "FAIL")) -> list[ChatResult]:
     """`ask_for_verdict` on the event loop."""
-    answers = [await ask_async(gateway, request)]
+    first, request = await _ask_async(gateway, request)
+    answers = [first]
     while (reading := _needs_reask(answers, labels)) is not None:
         request = reask(request, answers[-1], reading, choices)
         with tracer.span("judge.reask", kind="eval", inputs={"problem": reading.problem},
                          **{"flywheel.judge.problem": reading.problem or ""}):
             try:
-                answers.append(await ask_async(gateway, request))
+                reply, request = await _ask_async(gateway, request)
             except GatewayError:
                 break
+            answers.append(reply)
     return answers
 
 

@@ -10,7 +10,11 @@ two-sided exact sign test of wins against losses (ties left out), and a 95 % per
 (2,000 resamples, fixed seed) — absent when every pair had the same outcome (e.g. all ties), where it would
 have zero width. Fewer than 30 judged pairs gets a warning. Position consistency = share of judged pairs
 whose two orders agree. The judge answers as structured output (`{"reasoning", "verdict"}`) where the alias's
-endpoint takes `response_format`, else in text whose final verdict line counts.
+endpoint takes `response_format`, else in text whose final verdict line counts. Replies are read by the rules
+of flywheel.checks.judge_parse (`Verdict: tie`, `结论：平局`, `{"winner": "B"}` …); a reply without a verdict
+(empty, cut off, only a <think> block, a score) is asked once more for the verdict alone, as the single judge
+does (`ask_for_verdict_async`: a traced, priced gateway call); each pair records its `judge_calls` (both
+orders, re-asks included) and its cost covers them all.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.checks.judge import ask_async, parse_verdict, pinned_model, reasoning_of, with_structured_output
+from flywheel.checks.judge import ask_for_verdict_async, pinned_model, with_structured_output
+from flywheel.checks.judge_parse import read_verdict, reasoning_of
 from flywheel.errors import GatewayError, UserError
 from flywheel.evals.records import scrub
 from flywheel.evals.stats import MIN_N, bootstrap_ci, sign_test_p, wilson
@@ -59,7 +64,13 @@ PAIR_LABELS = {
     "both": "tie",
     "neither": "tie",
     "same": "tie",
+    # Chinese judges: 平局 (a draw), 相同 (the same), 一样好 (equally good), 不分胜负 (no winner)
+    "平局": "tie",
+    "相同": "tie",
+    "一样好": "tie",
+    "不分胜负": "tie",
 }
+PAIR_CHOICES = ("A", "B", "tie")
 
 
 @dataclass
@@ -97,7 +108,7 @@ def _request(pair: Pair, first: str, second: str, judge: str, gateway: Any) -> C
         temperature=0.0,
         metadata={"purpose": "pairwise-judge"},
     )
-    return with_structured_output(gateway, request, ["A", "B", "tie"])
+    return with_structured_output(gateway, request, list(PAIR_CHOICES))
 
 
 async def judge_pair(pair: Pair, gateway: Any, judge: str, *, flagged: bool, skip: bool) -> dict[str, Any]:
@@ -123,27 +134,34 @@ async def judge_pair(pair: Pair, gateway: Any, judge: str, *, flagged: bool, ski
         "reason": None,
         "error": None,
         "judge_cost_usd": 0.0,
+        "judge_calls": 0,
     }
     if flagged and skip:
         return out
     try:
-        first, second = await asyncio.gather(
-            ask_async(gateway, _request(pair, pair.a, pair.b, judge, gateway)),
-            ask_async(gateway, _request(pair, pair.b, pair.a, judge, gateway)),
+        asked = await asyncio.gather(
+            ask_for_verdict_async(gateway, _request(pair, pair.a, pair.b, judge, gateway), PAIR_LABELS, PAIR_CHOICES),
+            ask_for_verdict_async(gateway, _request(pair, pair.b, pair.a, judge, gateway), PAIR_LABELS, PAIR_CHOICES),
         )
     except GatewayError as exc:
         return {**out, "outcome": "error", "error": f"judge call failed: {exc.message}"}
-    v1, v2 = parse_verdict(first.text, PAIR_LABELS), parse_verdict(second.text, PAIR_LABELS)
+    readings = [read_verdict(r[-1].text, PAIR_LABELS, finish_reason=r[-1].finish_reason) for r in asked]
+    v1, v2 = readings[0].verdict, readings[1].verdict
     out["verdicts"] = [v1, v2]
-    out["judge_cost_usd"] = first.cost_usd + second.cost_usd
-    out["reasons"] = [scrub(reasoning_of(first.text)), scrub(reasoning_of(second.text))]
+    out["judge_cost_usd"] = sum(r.cost_usd for replies in asked for r in replies)
+    out["judge_calls"] = sum(len(replies) for replies in asked)
+    # the reasoning of the reply whose verdict counts, else the judge's first (a re-ask's is one sentence)
+    out["reasons"] = [scrub(reasoning_of(r[-1].text) or reasoning_of(r[0].text)) for r in asked]
     out["reason"] = out["reasons"][0][:500]
     if v1 is None or v2 is None:
-        bad = first.text if v1 is None else second.text
+        which = 0 if v1 is None else 1
+        replies, reading = asked[which], readings[which]
+        again = f" (also after {len(replies) - 1} re-ask)" if len(replies) > 1 else ""
         return {
             **out,
             "outcome": "error",
-            "error": f"malformed judge output (no verdict): {scrub(bad[:200])!r}",
+            "error": f"malformed judge output (no verdict: {reading.why()}{again}): "
+            f"{scrub(replies[0].text[:200])!r}",
         }
     p1 = {"A": "a", "B": "b", "tie": "tie"}[v1]
     p2 = {"A": "b", "B": "a", "tie": "tie"}[v2]  # order 2 showed b first
@@ -199,6 +217,7 @@ def summarize_pairs(
             "longer_won_rate": round(longer_won / len(decisive), 4) if decisive else None,
         },
         "judge_cost_usd": round(sum(p["judge_cost_usd"] for p in results), 8),
+        "judge_calls": sum(p.get("judge_calls", 0) for p in results),
         "pairs": results,
     }
     if max_length_diff is not None and length_action == "flag":

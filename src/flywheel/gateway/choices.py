@@ -4,7 +4,8 @@ A provider with ``supports_n = True`` (openai_compat) gets the request as is: on
 wire, every choice parsed, usage covering all of them. A server behind it that ignores `n` (some local servers
 answer one choice) gets the missing choices asked for one by one. Any other provider (Anthropic, in-process
 ones) is sent n concurrent requests with n = 1 (threads for `chat`, tasks for `achat`) and the answers are
-merged: choices in order, usage summed. Either way it is one attempt of the gateway call: one `llm` span whose
+merged: choices in order, usage summed, each choice with its own reasoning (`Choice.reasoning`; the result's
+`reasoning` is the first choice's). Either way it is one attempt of the gateway call: one `llm` span whose
 output holds every choice, `gen_ai.request.choice.count` = n and `flywheel.upstream_requests` = how many
 requests it took, its tokens and cost covering every sample. A sample that fails fails the attempt (retried
 or falling back like any failed attempt, as OpenAI's all-or-nothing `n` does); the tokens the other samples
@@ -104,12 +105,13 @@ def merge(responses: list[ProviderResponse], n: int) -> ProviderResponse:
     choices: list[Choice] = []
     for r in responses:
         choices.extend(r.choices or [trusted(Choice, {"text": r.text, "finish_reason": r.finish_reason,
-                                                      "tool_calls": r.tool_calls, "logprobs": r.logprobs})])
+                                                      "tool_calls": r.tool_calls, "logprobs": r.logprobs,
+                                                      "reasoning": r.reasoning})])
     choices = choices[:n]
     head = choices[0]
     return ProviderResponse(head.text, _sum_usage([r.usage for r in responses]), responses[0].model,
                             head.finish_reason, responses[0].raw if len(responses) == 1 else None, head.tool_calls,
-                            choices, head.logprobs, responses[0].reasoning)
+                            choices, head.logprobs, head.reasoning)
 
 
 def _sum_usage(usages: list[Usage | None]) -> Usage | None:
@@ -136,6 +138,5 @@ def split_choices(result: ChatResult) -> list[ChatResult | None]:
     if not result.choices:
         return [result]
     return [result.model_copy(update={"text": c.text, "finish_reason": c.finish_reason, "tool_calls": c.tool_calls,
-                                      "logprobs": c.logprobs, "choices": None,
-                                      "reasoning": result.reasoning if i == 0 else None})
-            for i, c in enumerate(result.choices)]
+                                      "logprobs": c.logprobs, "choices": None, "reasoning": c.reasoning})
+            for c in result.choices]

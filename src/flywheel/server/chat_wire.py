@@ -195,7 +195,7 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 
 def _message(text: str, tool_calls: list[dict[str, Any]] | None, reasoning: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"role": "assistant", "content": text or None if tool_calls else text, "refusal": None}
-    if reasoning:  # DeepSeek's field for what a reasoning model thought (the first choice's)
+    if reasoning:  # DeepSeek's field for what a reasoning model thought (this choice's)
         out["reasoning_content"] = reasoning
     if tool_calls:
         out["tool_calls"] = tool_calls
@@ -226,7 +226,10 @@ Picked = tuple[str, str | None, Any, list[dict[str, Any]] | None]
 
 
 def completion(call: calls.Call, model: str, choices: list[Picked], usage: Usage,
-               extra: dict[str, Any], reasoning: str | None = None) -> dict[str, Any]:
+               extra: dict[str, Any], reasoning: list[str | None] | None = None) -> dict[str, Any]:
+    """The completion body; `reasoning`: each choice's reasoning, in the choices' order (None: none)."""
+    thought = list(reasoning or [])
+    thought += [None] * (len(choices) - len(thought))
     if call.route == LEGACY:  # a text completion: `text` where a chat has `message`
         return {"id": f"cmpl-{call.trace_id}", "object": "text_completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": i, "text": text, "logprobs": legacy_logprobs(lp),
@@ -235,7 +238,7 @@ def completion(call: calls.Call, model: str, choices: list[Picked], usage: Usage
                 "usage": usage_json(usage), "flywheel": {"trace_id": call.trace_id, **extra}}
     return {
         "id": f"chatcmpl-{call.trace_id}", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": i, "message": _message(text, tools, reasoning if i == 0 else None),
+        "choices": [{"index": i, "message": _message(text, tools, thought[i]),
                      "logprobs": chat_logprobs(lp),
                      "finish_reason": "tool_calls" if tools else FINISH.get(fr or "stop", "stop")}
                     for i, (text, fr, tools, lp) in enumerate(choices)],

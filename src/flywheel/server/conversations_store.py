@@ -3,7 +3,8 @@
 
 A conversation belongs to the tenant that created it; another tenant's id is exactly as absent as a missing one
 (404). Its items are kept in the shape the API answers them: `message` (input_text parts, output_text for the
-assistant), `function_call` and `function_call_output` items, each with an id unique within the conversation.
+assistant), `function_call` and `function_call_output` items, each with an id unique within the conversation (a response's
+`reasoning` item is not kept: the model's thinking is never sent back to a model).
 Every string is scrubbed before it is stored by the same scrubber the traces use (secrets, the secret
 environment values, `tracing.redact` patterns, and PII when `tracing.redact_pii` is on), so a conversation
 continued later carries those values as their placeholders, as a continued response does.
@@ -120,6 +121,8 @@ def normal_items(items: Any, param: str) -> list[dict[str, Any]]:
     for item in items:
         kind = item.get("type", "message")
         given = item.get("id")
+        if kind == "reasoning":  # a response's thinking sent back: no model takes it again (responses_wire.py)
+            continue
         if kind == "message":
             role = item["role"]
             new: dict[str, Any] = {"type": "message", "role": role, "status": "completed",

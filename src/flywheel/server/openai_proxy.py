@@ -145,7 +145,8 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
                       output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc, _ in picked] if n > 1 else
                       {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
     payload = completion(call, body.model, picked, r.usage,
-                         {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts}, r.reasoning)
+                         {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts},
+                         [c.reasoning for c in r.choices] if r.choices else [r.reasoning])
     return calls.JSONBytes(payload, call.headers)
 
 

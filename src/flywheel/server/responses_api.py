@@ -4,9 +4,8 @@ rate admission, root span and `x-flywheel-trace-id`, cost settled when the answe
 included). The shapes are translated in responses_wire.py; streaming sends the Responses SSE event sequence
 (response.created … response.completed, each with a `sequence_number`), an upstream failure after the first byte
 as an `error` event followed by `response.failed`. A wait on the upstream longer than the keep-alive interval
-(FLYWHEEL_STREAM_PING_SECONDS, default 10) sends an SSE comment `: keep-alive`; an upstream silent for the whole
-interval before its first chunk gets the stream opened with `response.created` and `response.in_progress` anyway
-(keepalive.py).
+(FLYWHEEL_STREAM_PING_SECONDS, default 10) sends an SSE comment `: keep-alive`, before the first chunk after
+`response.created` and `response.in_progress` (keepalive.py).
 
 A response is kept as its trace (responses_store.py; `store: false` marks it not retrievable):
 `previous_response_id` continues the conversation it ended (the caller's tenant's only), GET /v1/responses/{id}
@@ -17,6 +16,10 @@ and output items to it when the response completes (`store: false` included: as 
 object, not the conversation). An `app:NAME` model answers the last user message from its pipeline (a chat app
 continues `metadata.session_id`), streamed as it comes through its output guards (keepalive.app_stream);
 its citations come back as file_citation annotations and under `flywheel.citations`.
+
+A model's thinking (ChatResult.reasoning) comes first as a `reasoning` output item, one summary_text part (streamed:
+the response.reasoning_summary_* events); it is not kept with the response (GET answers without it) nor in a
+conversation.
 """
 
 from __future__ import annotations
@@ -46,10 +49,12 @@ from flywheel.server.responses_wire import (
     citation_notes,
     message_item,
     output_items,
+    reasoning_item,
     refuse_unsupported,
     response_format,
     response_object,
     settings,
+    summary_part,
     text_part,
     usage_json,
 )
@@ -149,7 +154,7 @@ async def responses(request: Request) -> Any:
         if app:
             return await _app_response(call, turn, body, creq, app, session)
         if body.stream:
-            pieces, usage = await model_stream(call, creq)
+            pieces, usage = await model_stream(call, creq, scored=True)  # the reasoning rides on the pieces
             return calls.sse_response(_events(call, turn, pieces, usage), call.headers)
         failed: Exception | None = None
         try:
@@ -167,7 +172,7 @@ async def responses(request: Request) -> Any:
     turn.keep(status, tin, tout, extra, cached_tokens=cached, reasoning_tokens=reasoning)
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output={"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
-    output = output_items(turn.rid, r.text, r.tool_calls, cut)
+    output = output_items(turn.rid, r.text, r.tool_calls, cut, reasoning=r.reasoning)
     await turn.appended(output)
     return calls.JSONBytes(turn.response(status, output, usage_json(tin, tout, cached, reasoning), extra),
                            call.headers)
@@ -188,7 +193,8 @@ async def _conversation(state: Any, body: ResponsesIn, tenant: str,
 
 def _appender(state: Any, cid: str, inputs: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
     async def append(output: list[dict[str, Any]]) -> None:
-        await conversations_store.add(state, cid, [*inputs, *output], fresh_on_duplicate=True)
+        kept = [o for o in output if o.get("type") != "reasoning"]  # the thinking is not sent to a model again
+        await conversations_store.add(state, cid, [*inputs, *kept], fresh_on_duplicate=True)
     return append
 
 
@@ -297,6 +303,7 @@ class _Stream:
         self.items: list[dict[str, Any]] = []  # output items, in output order
         self.open: list[int] = []  # output indexes of the items not yet done
         self.message: int | None = None  # output index of the open message item
+        self.thinking: int | None = None  # output index of the open reasoning item
         self.calls: dict[int, int] = {}  # tool-call index → output index
         self.tool_calls: list[dict[str, Any]] = []  # merged, for the trace
         self.text: list[str] = []
@@ -309,6 +316,38 @@ class _Stream:
     def response(self, status: str, usage: dict[str, Any] | None = None, extra: Extra = None,
                  output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         return self.turn.response(status, self.items if output is None else output, usage, extra)
+
+    def thought(self, text: str) -> list[bytes]:
+        """A piece of the model's reasoning: the reasoning item (opened first, with its summary part) grows."""
+        out: list[bytes] = []
+        if self.thinking is None:
+            out += self.close_all()
+            index = self.thinking = len(self.items)
+            item = {**reasoning_item(self.rid, "", "in_progress"), "summary": []}
+            if index:
+                item["id"] += f"_{index}"
+            self.items.append(item)
+            self.open.append(index)
+            out.append(self.event("response.output_item.added", output_index=index, item=item))
+            item["summary"].append(summary_part(""))
+            out.append(self.event("response.reasoning_summary_part.added", item_id=item["id"], output_index=index,
+                                  summary_index=0, part=summary_part("")))
+        index = self.thinking
+        item = self.items[index]
+        item["summary"][0]["text"] += text
+        out.append(self.event("response.reasoning_summary_text.delta", item_id=item["id"], output_index=index,
+                              summary_index=0, delta=text))
+        return out
+
+    def close_thought(self, item: dict[str, Any], index: int, status: str) -> list[bytes]:
+        self.thinking = None
+        part = item["summary"][0]
+        item["status"] = status
+        return [self.event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
+                           summary_index=0, text=part["text"]),
+                self.event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
+                           summary_index=0, part=part),
+                self.event("response.output_item.done", output_index=index, item=item)]
 
     def delta(self, text: str) -> list[bytes]:
         out: list[bytes] = []
@@ -360,6 +399,8 @@ class _Stream:
             return []
         self.open.remove(index)
         item = self.items[index]
+        if item["type"] == "reasoning":
+            return self.close_thought(item, index, "completed")
         if item["type"] == "function_call":
             item["status"] = "completed"
             return [self.event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
@@ -382,7 +423,10 @@ class _Stream:
     def close_all(self, cut: bool = False) -> list[bytes]:
         out: list[bytes] = []
         for index in list(self.open):
-            if cut and index == self.message:
+            if cut and index == self.thinking:  # cut while still thinking
+                self.open.remove(index)
+                out += self.close_thought(self.items[index], index, "incomplete")
+            elif cut and index == self.message:
                 self.open.remove(index)
                 self.message = None
                 out += self.close_message(self.items[index], index, "incomplete")
@@ -410,14 +454,17 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[
             if item is None:  # a long wait on the upstream (thinking): keep the connection alive
                 yield _KEEP_ALIVE
                 continue
-            delta, fr, tools = item
+            delta, fr, tools = item[0], item[1], item[2]
+            thought: str | None = item[4] if len(item) == 5 else None  # type: ignore[misc]
             finish = fr or finish
+            for chunk in (s.thought(thought) if thought else []):
+                yield chunk
             for chunk in (s.delta(delta) if delta else []):
                 yield chunk
             for piece in tools or ():
                 for chunk in s.tool(piece):
                     yield chunk
-        if not s.items:  # an empty answer is still one (empty) message
+        if not any(i["type"] != "reasoning" for i in s.items):  # an empty answer is still one (empty) message
             for chunk in s.delta(""):
                 yield chunk
         cut = finish in CUT

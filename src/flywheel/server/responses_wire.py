@@ -9,10 +9,12 @@
     tool_choice {type: function, name}                         {type: function, function: {name}}
     text.format {type: json_schema, name, schema, strict}      response_format {type: json_schema, json_schema: {…}}
     output: a `message` item (output_text) and/or `function_call` items; status `incomplete` when the
-    answer was cut at max_output_tokens
+    answer was cut at max_output_tokens; first a `reasoning` item when the model thought before answering
+    (ChatResult.reasoning: `{type: reasoning, id: rs_…, summary: [{type: summary_text, text}]}`)
+    input {type: reasoning, …} (an earlier output sent back)   dropped: no model takes its earlier reasoning back
 
-Anything that cannot be translated (images, files, built-in tools such as web_search, reasoning items) is a
-400 naming the field, never silently dropped. `previous_response_id` puts the stored conversation
+Anything else that cannot be translated (images, files, built-in tools such as web_search) is a 400 naming
+the field, never silently dropped. `previous_response_id` puts the stored conversation
 (responses_store.py) between `instructions` and `input`.
 """
 
@@ -140,13 +142,18 @@ def chat_messages(body: ResponsesIn, history: list[Message] | None = None,
                 msgs[-1] = last.model_copy(update={"tool_calls": [*(last.tool_calls or []), call]})
             else:
                 msgs.append(Message(role="assistant", content="", tool_calls=[call]))
+        elif kind == "reasoning":  # `[*response.output, …]` sent back: the thinking is not sent to the model again
+            continue
         elif kind == "function_call_output":
             output = item.get("output")
             msgs.append(Message(role="tool", tool_call_id=_string(item, "call_id", param),
                                 content=_text(output if output is not None else "", f"{param}.output")))
         else:
             raise ApiError(400, f"input item type {kind!r} is not supported (message, function_call, "
-                           "function_call_output, item_reference)", param=f"{param}.type", code="unsupported_content")
+                           "function_call_output, reasoning, item_reference)", param=f"{param}.type", code="unsupported_content")
+    if all(isinstance(i, dict) and i.get("type") == "reasoning" for i in body.input):
+        raise ApiError(400, "input holds only reasoning items, which are not sent to the model again: add the "
+                       "message to answer", param="input.0.type", code="invalid_value")
     return msgs
 
 
@@ -236,11 +243,21 @@ def call_item(rid: str, number: int, call_id: str, name: str, arguments: str, st
             "arguments": arguments}
 
 
+def reasoning_item(rid: str, text: str, status: str = "completed") -> dict[str, Any]:
+    """The reasoning output item of response `rid`: the model's thinking as one summary_text part (OpenAI's
+    shape; the SDK reads it as ResponseReasoningItem)."""
+    return {"id": f"rs_{rid[5:]}", "type": "reasoning", "summary": [summary_part(text)], "status": status}
+
+
+def summary_part(text: str) -> dict[str, Any]:
+    return {"type": "summary_text", "text": text}
+
+
 def output_items(rid: str, text: str, tool_calls: list[dict[str, Any]] | None, cut: bool,
-                 notes: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """A whole answer as output items: the message (when there is text, or nothing else), then one function_call
-    item per tool call."""
-    items = []
+                 notes: list[dict[str, Any]] | None = None, reasoning: str | None = None) -> list[dict[str, Any]]:
+    """A whole answer as output items: a reasoning item when the model thought, the message (when there is text,
+    or nothing else), then one function_call item per tool call."""
+    items = [reasoning_item(rid, reasoning)] if reasoning else []
     if text or not tool_calls:
         items.append(message_item(f"msg_{rid[5:]}", text, "incomplete" if cut else "completed", notes))
     for i, call in enumerate(tool_calls or ()):

@@ -113,6 +113,9 @@ class FaultPlan:
     retry_after: float = 0.0
     seconds: float = 30.0
     status: int = 500
+    # only requests whose body this returns true for (None: every request); others pass untouched
+    when: Callable[[dict], bool] | None = None
+    message: str | None = None  # SERVER_ERROR's error message (None: the stock one)
 
 
 class Injected(NamedTuple):
@@ -217,13 +220,19 @@ class FakeLLM:
         return rule
 
     def fail(self, fault: Fault | str, times: int | None = 1, *, model: str | None = None,
-             retry_after: float = 0.0, seconds: float = 30.0, status: int = 500) -> None:
+             retry_after: float = 0.0, seconds: float = 30.0, status: int = 500,
+             when: Callable[[dict], bool] | None = None, message: str | None = None) -> None:
         """Inject `fault` into the next `times` requests (None: all of them until clear_faults()).
 
-        `model` restricts it to requests for that model. Queued faults are used in the order added.
-        RATE_LIMIT uses `retry_after` (seconds), HANG `seconds`, SERVER_ERROR `status`.
+        `model` restricts it to requests for that model, `when(body)` to the requests whose body (the parsed
+        JSON, as `requests` records it) it returns true for — e.g. a provider that always refuses
+        `response_format`: `fail(Fault.SERVER_ERROR, None, status=400, when=lambda b: "response_format" in b)`.
+        A request it passes over does not use up `times`. Queued faults are used in the order added.
+        RATE_LIMIT uses `retry_after` (seconds), HANG `seconds`, SERVER_ERROR `status` and `message`.
         """
-        plan = FaultPlan(Fault(fault), times, model, retry_after, seconds, status)
+        if when is not None and not callable(when):
+            raise TypeError("when must be a callable(request_body) -> bool")
+        plan = FaultPlan(Fault(fault), times, model, retry_after, seconds, status, when, message)
         if times is not None and times <= 0:
             return
         with self._lock:
@@ -294,10 +303,15 @@ class FakeLLM:
         with self._lock:
             self._requests.append(entry)
 
-    def _take_fault(self, model: str | None) -> FaultPlan | None:
+    def _take_fault(self, model: str | None, body: dict | None = None) -> FaultPlan | None:
+        with self._lock:
+            faults = list(self._faults)
+        # `when` is the test's code: called outside the lock (it may read `requests`)
+        chosen = [p for p in faults if (p.model is None or p.model == model)
+                  and (p.when is None or bool(p.when(body if body is not None else {})))]
         with self._lock:
             for i, plan in enumerate(self._faults):
-                if plan.model is None or plan.model == model:
+                if any(plan is c for c in chosen):
                     if plan.remaining is not None:
                         plan.remaining -= 1
                         if plan.remaining <= 0:

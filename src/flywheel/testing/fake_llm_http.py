@@ -299,7 +299,7 @@ class Exchange:
         elif self.model_in_path is not None and "model" not in self.body:
             self.body["model"] = self.model_in_path  # Azure: the deployment names the model
         model = self.body.get("model")
-        plan = self.llm._take_fault(model if isinstance(model, str) else None)
+        plan = self.llm._take_fault(model if isinstance(model, str) else None, self.body)
         if plan is not None:
             if not self.sleep(self.llm.latency):
                 return False
@@ -401,7 +401,8 @@ class Exchange:
             return self.error(429, "rate limit exceeded (injected by fake_llm)", code="rate_limit_exceeded",
                               headers={"Retry-After": after, "retry-after-ms": str(int(plan.retry_after * 1000))})
         if kind == "server_error":
-            return self.error(plan.status, "internal server error (injected by fake_llm)", code="server_error")
+            return self.error(plan.status, plan.message or "internal server error (injected by fake_llm)",
+                              code="server_error")
         if kind == "drop":
             return False  # the caller closes the socket without a byte of response
         if kind == "invalid_json":

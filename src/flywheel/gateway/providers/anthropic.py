@@ -11,6 +11,11 @@ dropped (the Messages API refuses unknown fields).
 
 A request from the server's `/v1/messages` route may carry its Anthropic body (thinking, cache_control, images,
 betas …): it is sent as it came, and thinking blocks and cache usage come back (anthropic_native.py).
+
+Extended thinking (`thinking: {type: enabled, …}`, from the alias's params or such a body): the thinking blocks'
+text is the result's `reasoning` (streamed: `StreamChunk.reasoning`, from thinking_delta events), never part of
+its text; the signed blocks themselves stay in `raw` for the `/v1/messages` pass-through. Redacted thinking has
+no readable text and adds none.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from flywheel.config import ModelAlias
 from flywheel.gateway.providers import anthropic_native as native_
 from flywheel.gateway.providers.anthropic_native import NativeExchange
 from flywheel.gateway.providers.base import ProviderResponse, make_chunk, make_usage
+from flywheel.gateway.providers.reasoning import joined
 from flywheel.gateway.providers.sdk import SdkProvider, StreamFold
 from flywheel.gateway.tools import anthropic_messages, anthropic_tool_choice, anthropic_tools, tool_calls_of
 from flywheel.types import ChatRequest, StreamChunk, Usage
@@ -97,6 +103,7 @@ class AnthropicProvider(SdkProvider):
     def _decode(msg: Any) -> ProviderResponse:
         blocks = msg.content or []
         text = "".join(getattr(b, "text", "") or "" for b in blocks)
+        reasoning = joined(*(getattr(b, "thinking", None) for b in blocks if b.type == "thinking"))
         usage = None
         cache: dict[str, Any] = {}
         if msg.usage is not None:
@@ -109,7 +116,7 @@ class AnthropicProvider(SdkProvider):
         if any(b.type not in _PLAIN_BLOCKS for b in blocks) or any(cache.values()) or sequence:
             raw = {native_.RAW: {"content": [native_.block_dict(b) for b in blocks], "usage": cache,
                                  "stop_sequence": sequence}}
-        return ProviderResponse(text, usage, msg.model or "", stop, raw, calls)
+        return ProviderResponse(text, usage, msg.model or "", stop, raw, calls, reasoning=reasoning)
 
     def _send(self, alias: ModelAlias, request: ChatRequest, timeout: float) -> Any:
         return self.client.messages.create(**self.kwargs(alias, request, timeout))
@@ -133,9 +140,9 @@ class AnthropicProvider(SdkProvider):
             fold.events = self._open(alias, request, timeout)
             for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls or delta or fold.relayed:
-                    yield make_chunk(delta, tool_calls=fold.calls)
-                    fold.calls, fold.relayed = None, False
+                if fold.calls or delta or fold.relayed or fold.thought:
+                    yield make_chunk(delta, tool_calls=fold.calls, reasoning=fold.thought)
+                    fold.calls, fold.relayed, fold.thought = None, False, None
         yield fold.final()
 
     async def astream(self, alias: ModelAlias, request: ChatRequest,
@@ -144,9 +151,9 @@ class AnthropicProvider(SdkProvider):
             fold.events = await self._aopen(alias, request, timeout)
             async for event in fold.events:
                 delta = fold.take(event)
-                if fold.calls or delta or fold.relayed:
-                    yield make_chunk(delta, tool_calls=fold.calls)
-                    fold.calls, fold.relayed = None, False
+                if fold.calls or delta or fold.relayed or fold.thought:
+                    yield make_chunk(delta, tool_calls=fold.calls, reasoning=fold.thought)
+                    fold.calls, fold.relayed, fold.thought = None, False, None
         yield fold.final()
 
 
@@ -156,7 +163,7 @@ class _Events(StreamFold):
     event was one)."""
 
     __slots__ = ("cache", "input_tokens", "native", "native_blocks", "output_tokens", "relayed", "stop_reason", "stopped",
-                 "tools")
+                 "thought", "tools")
 
     def __init__(self, native: NativeExchange | None = None) -> None:
         super().__init__()
@@ -168,6 +175,7 @@ class _Events(StreamFold):
         self.native = native
         self.native_blocks: set[int] = set()  # content block indexes relayed natively
         self.relayed = False
+        self.thought: str | None = None  # the last event's thinking text (a thinking_delta), for the chunk
 
     def _relay(self, event: Any) -> bool:
         """Queue a native block's event on the exchange; False when it is not one."""
@@ -184,6 +192,8 @@ class _Events(StreamFold):
 
     def take(self, event: Any) -> str:
         kind = event.type
+        if kind == "content_block_delta" and event.delta.type == "thinking_delta":
+            self.thought = event.delta.thinking or None  # the reasoning, relayed natively too when native
         if self._relay(event):
             return ""
         if kind == "content_block_delta":

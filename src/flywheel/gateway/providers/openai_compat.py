@@ -245,9 +245,11 @@ def parse_choices(choices: list[Any], status: int) -> list[Choice]:
     for pos, choice in enumerate(choices):
         try:
             message = choice["message"]
+            inline, text = split_think(message.get("content") or "")
             out.append((choice.get("index", pos), trusted(Choice, {
-                "text": split_think(message.get("content") or "")[1], "finish_reason": choice.get("finish_reason"),
-                "tool_calls": message.get("tool_calls") or None, "logprobs": tokens(choice)})))
+                "text": text, "finish_reason": choice.get("finish_reason"),
+                "tool_calls": message.get("tool_calls") or None, "logprobs": tokens(choice),
+                "reasoning": joined(wire_reasoning(message), inline)})))
         except (KeyError, TypeError, AttributeError):
             raise ProviderError(f"choice {pos} has no message: {str(choice)[:300]}", kind="bad_response",
                                 status=status, retryable=True) from None
