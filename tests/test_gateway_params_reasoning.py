@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from flywheel.cache.keys import Versions, exact_key
-from flywheel.config import ModelAlias, Project
+from flywheel.config import ModelAlias
 from flywheel.gateway import Gateway
 from flywheel.gateway.providers.reasoning import ThinkSplitter, split_think
 from flywheel.testing.fake_llm import FakeLLM
@@ -46,15 +46,10 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import LiveServer
+    from server_support import serving
 
-    from flywheel.server import create_app
-
-    root = tmp_path_factory.mktemp("params_reasoning")
-    (root / "flywheel.yaml").write_text(PROJECT.format(base=llm.url), encoding="utf-8")
-    server = LiveServer(create_app(Project.load(root))).start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("params_reasoning"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import anthropic
 import openai
 import pytest
 
-from flywheel.config import ModelAlias, Project
+from flywheel.config import ModelAlias
 from flywheel.gateway import Gateway
 from flywheel.testing.fake_llm import Choices, FakeLLM
 from flywheel.testing.fake_llm_anthropic import sign
@@ -59,15 +59,10 @@ def llm():
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, llm):
-    from server_support import LiveServer
+    from server_support import serving
 
-    from flywheel.server import create_app
-
-    root = tmp_path_factory.mktemp("reasoning_wires")
-    (root / "flywheel.yaml").write_text(PROJECT.format(base=llm.url), encoding="utf-8")
-    server = LiveServer(create_app(Project.load(root))).start()
-    yield server
-    server.stop()
+    with serving(tmp_path_factory.mktemp("reasoning_wires"), PROJECT.format(base=llm.url)) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

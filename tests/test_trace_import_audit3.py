@@ -19,24 +19,13 @@ import pytest
 from flywheel.errors import UserError
 from flywheel.tracing import get_trace, list_traces
 from flywheel.tracing import importer as importer_mod
+from flywheel.tracing.import_fields import otlp_kvs
 from flywheel.tracing.importer import import_file
 
 # ------------------------------------------------------------------------------------------ the Vercel AI SDK
 
 
-def _kv(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    def value(v: Any) -> dict[str, Any]:
-        if isinstance(v, bool):
-            return {"boolValue": v}
-        if isinstance(v, int):
-            return {"intValue": str(v)}
-        if isinstance(v, float):
-            return {"doubleValue": v}
-        if isinstance(v, list):
-            return {"arrayValue": {"values": [value(x) for x in v]}}
-        return {"stringValue": v}
-
-    return [{"key": k, "value": value(v)} for k, v in attrs.items()]
+_kv = otlp_kvs  # the importers' own encoder: a span as the SDK's OTLP exporter writes it
 
 
 def _span(sid: str, parent: str, name: str, start: int, attrs: dict[str, Any], tid: str = "a1" * 16,

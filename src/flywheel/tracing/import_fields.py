@@ -198,3 +198,22 @@ def meta_obj(value: Any, name: str) -> dict[str, Any]:
         raise Bad(name, "must be an object")
     return value
 
+
+def otlp_kvs(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attributes as OTLP JSON key-values, for importers that hand their spans to the OTLP reader."""
+    return [{"key": k, "value": otlp_value(v)} for k, v in attrs.items()]
+
+
+def otlp_value(v: Any) -> dict[str, Any]:
+    """One value as an OTLP JSON AnyValue (a list as an array; anything else not scalar as JSON text)."""
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, str):
+        return {"stringValue": v}
+    if isinstance(v, list):
+        return {"arrayValue": {"values": [otlp_value(x) for x in v]}}
+    return {"stringValue": json.dumps(v, ensure_ascii=False, default=str)}

@@ -18,7 +18,7 @@ import hashlib
 import json
 from typing import Any
 
-from flywheel.tracing.import_fields import Bad, time_of
+from flywheel.tracing.import_fields import Bad, otlp_kvs, time_of
 
 _KINDS = {"llm": "LLM", "chain": "CHAIN", "tool": "TOOL", "retriever": "RETRIEVER", "embedding": "EMBEDDING",
           "prompt": "CHAIN", "parser": "CHAIN"}
@@ -91,7 +91,7 @@ def _span(run: dict[str, Any]) -> dict[str, Any]:
         "name": str(run.get("name") or run.get("run_type") or "run")[:200],
         "startTimeUnixNano": _nanos(run.get("start_time"), "start_time"),
         "endTimeUnixNano": None if end is None else _nanos(end, "end_time"),
-        "attributes": [{"key": k, "value": _value(v)} for k, v in attrs.items()],
+        "attributes": otlp_kvs(attrs),
         "status": {"code": 2, "message": str(error).strip().splitlines()[-1][:2000] if str(error).strip() else ""}
         if error else {"code": 0},
     }
@@ -116,16 +116,6 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def _value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, list):
-        return {"arrayValue": {"values": [_value(x) for x in v]}}
-    return {"stringValue": v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)}
 
 
 def _inputs(value: Any) -> Any:

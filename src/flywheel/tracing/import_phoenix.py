@@ -14,10 +14,9 @@ downloads are OTLP already.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from flywheel.tracing.import_fields import time_of
+from flywheel.tracing.import_fields import otlp_kvs, time_of
 
 _STATUS = {"OK": 1, "ERROR": 2}
 
@@ -60,7 +59,7 @@ def _span(row: dict[str, Any]) -> dict[str, Any]:
         "name": row.get("name") or "span",
         "startTimeUnixNano": _nanos(row.get("start_time"), "start_time"),
         "endTimeUnixNano": None if end is None else _nanos(end, "end_time"),
-        "attributes": _kvs(attrs),
+        "attributes": otlp_kvs(attrs),
         "status": {"code": _STATUS.get(str(status).upper(), 0), "message": row.get("status_message") or ""},
         "events": [_event(e) for e in row.get("events") or [] if isinstance(e, dict)],
     }
@@ -86,22 +85,6 @@ def _nanos(value: Any, name: str) -> str:
 def _event(event: dict[str, Any]) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     _flatten("", event.get("attributes") if isinstance(event.get("attributes"), dict) else {}, attrs)
-    return {"name": event.get("name"), "attributes": _kvs(attrs)}
+    return {"name": event.get("name"), "attributes": otlp_kvs(attrs)}
 
 
-def _kvs(attrs: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _value(v)} for k, v in attrs.items()]
-
-
-def _value(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, str):
-        return {"stringValue": v}
-    if isinstance(v, list):
-        return {"arrayValue": {"values": [_value(x) for x in v]}}
-    return {"stringValue": json.dumps(v, ensure_ascii=False)}
