@@ -157,7 +157,7 @@ def show(state: Any, name: str, version: str | None, label: str | None, as_json:
 @click.pass_obj
 def diff(state: Any, name: str, a: str, b: str, as_json: bool) -> None:
     """Word-level diff of two versions of prompt NAME (each a version, a label, or `file` for the file now)."""
-    from flywheel.prompts.diff import prompt_diff
+    from flywheel.prompts.diff import collapse, prompt_diff
 
     with _open(state) as (registry, versions):
         _check_name(name, registry, versions)
@@ -176,7 +176,7 @@ def diff(state: Any, name: str, a: str, b: str, as_json: bool) -> None:
     for field, ops in changes.items():
         click.secho(f"\n## {field}", bold=True)
         parts = []
-        for op, text in ops:
+        for op, text in collapse(ops):  # long unchanged stretches shortened; --json has them all
             if op == "equal":
                 parts.append(text)
             else:
@@ -228,6 +228,25 @@ def rollback(state: Any, name: str, label: str, as_json: bool) -> None:
     click.echo(f"{name}: {label} → {new} (was {old})")
 
 
+def _one_file_per_name(loaded: list[Any]) -> list[Any]:
+    """The prompts to store: a packaged prompt that a project file replaces (same `name:`) is left out, and two
+    project files that declare one name with different content are an error naming both (both would be stored
+    as versions of that name, and the later one would look like the current version)."""
+    from flywheel.prompts.registry import builtin_dir
+
+    packaged = builtin_dir().resolve()
+    own = {p.name for p in loaded if p.path is None or Path(p.path).resolve().parent != packaged}
+    kept = [p for p in loaded if p.name not in own or p.path is None or Path(p.path).resolve().parent != packaged]
+    first: dict[str, Any] = {}
+    for prompt in kept:
+        other = first.setdefault(prompt.name, prompt)
+        if other.version != prompt.version:
+            raise UserError(f"prompt '{prompt.name}' is declared by two files with different content: {other.path} "
+                            f"({other.version}) and {prompt.path} ({prompt.version}); nothing was stored",
+                            hint="give each file its own `name:`, or delete the copy you do not use")
+    return kept
+
+
 @prompts.command("register")
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -244,6 +263,7 @@ def register(state: Any, paths: tuple[str, ...], as_json: bool) -> None:
         # to the project.
         loaded = [load_prompt_file(Path(r).resolve() if r in paths and Path(r).is_file() else registry.path_of(r))
                   for r in refs]
+        loaded = _one_file_per_name(loaded)
         for prompt in loaded:
             check_storable(prompt)  # a secret in one file stores none of them
         for prompt in loaded:

@@ -20,6 +20,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -80,6 +81,7 @@ class Shots(BaseModel):
     query: str | None = None  # the variable compared with each example (default: question, else input)
 
 
+@lru_cache(maxsize=20_000)  # an example's tokens, computed once, not again on every request (read-only)
 def _vector(text: str) -> Counter[str]:
     return Counter(tokenize(text))
 

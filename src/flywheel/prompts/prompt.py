@@ -20,6 +20,7 @@ from flywheel.errors import UserError
 from flywheel.prompts.examples import Example, Shots, examples_body, format_examples, select_examples
 from flywheel.prompts.reasoning import Reasoning, strip_reasoning
 from flywheel.prompts.render import (
+    PLACEHOLDER,
     XML_FAMILIES,
     PromptFormat,
     SourceItem,
@@ -44,6 +45,15 @@ class SourceBlocks(BaseModel):
     xml: str = '<source id="{{id}}" name="{{source}}" location="{{location}}">\n{{text}}\n</source>'
     markdown: str = "### [{{id}}] {{source}} {{location}}\n{{text}}"
     separator: str = "\n\n"
+
+
+def text_where(path: str | None, start: tuple[int, bool] | None, text: str, offset: int) -> str | None:
+    """`path:line` of `text[offset]` for a field whose key is on line `start[0]`: exact in a literal `|` block
+    (`start[1]`), whose text begins on the next line; else the key's line."""
+    if path is None or start is None:
+        return path
+    line, block = start
+    return f"{path}:{line + 1 + text[:offset].count(chr(10)) if block else line}"
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,8 @@ class Prompt:
     format: PromptFormat = "auto"
     warnings: tuple[str, ...] = ()  # e.g. fewer than 5 examples
     label: str | None = None  # the store label it was loaded by
+    # Where each text field starts in its file: {field: (line, literal block)}, for errors at the exact line.
+    lines: dict[str, tuple[int, bool]] = field(default_factory=dict, compare=False, repr=False)
 
     def content(self) -> dict[str, Any]:
         """What the model sees, as plain data: hashed into the version and stored with it."""
@@ -144,6 +156,7 @@ class Prompt:
         `prefill`: whether the provider continues a trailing assistant message (`supports_prefill(alias)`);
         None guesses it from the family (Claude-family models do).
         """
+        self._check_variables(variables)
         style = self.style_for(family)
         block = self.sources.xml if style == "xml" else self.sources.markdown
         values = dict(variables)
@@ -165,6 +178,29 @@ class Prompt:
                               turns=turns, prefill=self.prefill, prefill_sent=sent,
                               reasoning_tag=self.reasoning.tag if self.reasoning is not None else None,
                               examples=tuple(chosen))
+
+    def where(self, field_name: str, text: str = "", offset: int = 0) -> str | None:
+        """`path:line` of `text[offset]`, `text` being the value of `field_name` (exact inside a `|` block)."""
+        return text_where(self.path, self.lines.get(field_name), text, offset)
+
+    def _check_variables(self, given: Mapping[str, Any]) -> None:
+        """A placeholder the caller did not pass is an error at its file:line, naming what was passed."""
+        missing = [v for v in self.variables() if v not in given]
+        if not missing:
+            return
+        from flywheel.registry import did_you_mean
+
+        first = missing[0]
+        field_name, text = next((f, t) for f, t in (("system", self.system), ("template", self.template))
+                                if first in placeholders(t))
+        offset = next(m.start() for m in PLACEHOLDER.finditer(text) if m.group(1) == first)
+        close = [c for n in missing for c in did_you_mean(n, sorted(given))[:1]]
+        mean = f" — did you mean {' or '.join(close)}?" if close else ""
+        passed = ", ".join(sorted(given)) or "none"
+        raise UserError(f"prompt '{self.name}' uses undefined variable(s): {', '.join(missing)}{mean}",
+                        where=self.where(field_name, text, offset),
+                        hint=f"pass them when rendering, or remove them from the prompt; given: {passed} "
+                             "(`sources` and `examples` are filled in by flywheel)")
 
     def _chosen(self, values: Mapping[str, Any], embedder: Embedder | None) -> list[int]:
         if not self.examples:

@@ -22,6 +22,7 @@ not of comments, key order or the description — and is recorded on spans as `f
 from __future__ import annotations
 
 import logging
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flywheel.config import read_yaml, validation_error
 from flywheel.config import where as where_in
+from flywheel.config.yaml_io import read_user_text
 from flywheel.errors import ConfigError, UserError
 from flywheel.prompts.examples import MIN_EXAMPLES, Example, ExampleTurn, Shots
-from flywheel.prompts.prompt import Prompt, RenderedPrompt, SourceBlocks
+from flywheel.prompts.prompt import Prompt, RenderedPrompt, SourceBlocks, text_where
 from flywheel.prompts.reasoning import Reasoning
-from flywheel.prompts.render import PromptFormat, placeholders, template_problem
+from flywheel.prompts.render import PromptFormat, placeholders, template_problem_at
 from flywheel.protocols import StoreLike
 from flywheel.registry import did_you_mean, unknown_name
 
@@ -145,7 +147,9 @@ def _unknown_keys(data: Any, path: Path, lines: dict, at: tuple = ()) -> None:
 def load_prompt_file(path: str | Path) -> Prompt:
     """Read and validate a prompt file; mistakes raise ConfigError naming file:line."""
     path = Path(path)
-    data, lines = read_yaml(path)
+    text = read_user_text(path)
+    data, lines = read_yaml(path, text)
+    raw = text.splitlines()
     if not isinstance(data, dict):
         raise ConfigError("a prompt file must be a mapping with at least `template:`", where=f"{path}:1",
                           hint="see flywheel/prompts/builtin/docs_qa.yaml for an example")
@@ -153,10 +157,17 @@ def load_prompt_file(path: str | Path) -> Prompt:
     try:
         spec = PromptFile.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, path, lines) from None
+        error = validation_error(exc, path, lines)
+        if error.hint == _GENERIC_HINT:  # `flywheel init` writes no prompt with examples, shots or prefill
+            loc = exc.errors()[0]["loc"]
+            error = ConfigError(error.message, where=error.where,
+                                hint=_EXAMPLE_HINT if loc and loc[0] == "examples" else _FILE_HINT)
+        raise error from None
 
     def line_of(*keys: str) -> str:
         return f"{path}:{lines.get(tuple(keys), lines.get(keys[:1], 1))}"
+
+    starts = {".".join(keys): _text_start(raw, lines.get(keys)) for keys in _TEXT_FIELDS if keys in lines}
 
     if not spec.template.strip():
         raise ConfigError("`template` is empty: it is the user message the model answers", where=line_of("template"),
@@ -165,9 +176,11 @@ def load_prompt_file(path: str | Path) -> Prompt:
     checks = {("system",): spec.system, ("template",): spec.template,
               ("sources", "xml"): spec.sources.xml, ("sources", "markdown"): spec.sources.markdown}
     for keys, text in checks.items():
-        problem = template_problem(text)
-        if problem:
-            raise ConfigError(f"`{'.'.join(keys)}`: {problem}", where=line_of(*keys),
+        found = template_problem_at(text)
+        if found:
+            problem, offset = found
+            at = text_where(str(path), starts.get(".".join(keys)), text, offset) or line_of(*keys)
+            raise ConfigError(f"`{'.'.join(keys)}`: {problem}", where=at,
                               hint="placeholders look like {{question}}; write literal braces outside {{ }}")
     for style in ("xml", "markdown"):
         unknown = set(placeholders(getattr(spec.sources, style))) - SOURCE_FIELDS
@@ -186,7 +199,21 @@ def load_prompt_file(path: str | Path) -> Prompt:
     return Prompt(name=spec.name or path.stem, template=spec.template, system=spec.system,
                   description=spec.description, sources=spec.sources, no_answer=dict(spec.no_answer),
                   path=str(path), examples=tuple(spec.examples), shots=spec.shots, prefill=spec.prefill,
-                  reasoning=reasoning, format=spec.format, warnings=tuple(warnings))
+                  reasoning=reasoning, format=spec.format, warnings=tuple(warnings), lines=starts)
+
+
+_GENERIC_HINT = "see the commented example written by `flywheel init`"
+_EXAMPLE_HINT = ("write each example as {input: …, output: …}, or as {messages: [{role: user, content: …}, "
+                 "{role: assistant, content: …}]} ending with the assistant (docs/prompts.md)")
+_FILE_HINT = "see the prompt file format in docs/prompts.md (`flywheel prompts show docs_qa` prints one)"
+_TEXT_FIELDS = (("system",), ("template",), ("sources", "xml"), ("sources", "markdown"))
+
+
+def _text_start(raw: list[str], key_line: int | None) -> tuple[int, bool]:
+    """(key line, whether the value is a literal `|` block, whose text starts on the next line)."""
+    line = key_line or 1
+    text = raw[line - 1] if 0 < line <= len(raw) else ""
+    return line, re.search(r":\s*\|[-+0-9]*\s*(#.*)?$", text) is not None
 
 
 def _looks_like_path(ref: str | Path) -> bool:

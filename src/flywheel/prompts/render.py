@@ -19,6 +19,7 @@ from flywheel.text import detect_language
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _OPEN_OR_CLOSE = re.compile(r"\{\{|\}\}")
+_JINJA_TAG = re.compile(r"\{%-?\s*[A-Za-z]\w*.{0,200}?%\}|\{#.{0,200}?#\}", re.DOTALL)  # {% if x %}, {# note #}
 
 SourceStyle = Literal["xml", "markdown", "json"]
 PromptFormat = Literal["auto", "xml", "markdown", "json"]
@@ -37,13 +38,26 @@ def placeholders(template: str) -> list[str]:
 
 
 def template_problem(template: str) -> str | None:
-    """Why a template is malformed (a stray or unclosed `{{` / `}}`), or None when it is fine."""
-    rest = PLACEHOLDER.sub("", template)
-    m = _OPEN_OR_CLOSE.search(rest)
-    if m is None:
+    """Why a template is malformed (a stray or unclosed `{{` / `}}`, a Jinja tag), or None when it is fine."""
+    found = template_problem_at(template)
+    return found[0] if found else None
+
+
+def template_problem_at(template: str) -> tuple[str, int] | None:
+    """(why, offset in `template`) for the first malformed placeholder or Jinja tag, or None when it is fine.
+
+    `{% … %}` and `{# … #}` are refused: the renderer has no tags, so `{% if x %}` would reach the model as text."""
+    tag = _JINJA_TAG.search(template)
+    inside = {i for p in PLACEHOLDER.finditer(template) for i in range(p.start(), p.end())}
+    bad = next((m for m in _OPEN_OR_CLOSE.finditer(template) if m.start() not in inside), None)
+    if tag is not None and (bad is None or tag.start() < bad.start()):
+        shown = tag.group(0) if len(tag.group(0)) <= 60 else tag.group(0)[:57] + "..."
+        return (f"`{shown}` is a Jinja tag; flywheel templates only substitute {{{{ name }}}} (no if, for, "
+                "filters or comments), so it would reach the model as literal text"), tag.start()
+    if bad is None:
         return None
-    snippet = rest[max(0, m.start() - 20): m.end() + 20].replace("\n", " ")
-    return f"malformed placeholder near `{snippet}` (write {{{{ name }}}} with a plain variable name)"
+    snippet = template[max(0, bad.start() - 20): bad.end() + 20].replace("\n", " ")
+    return f"malformed placeholder near `{snippet}` (write {{{{ name }}}} with a plain variable name)", bad.start()
 
 
 def render(template: str, variables: Mapping[str, Any], *, where: str | None = None) -> str:

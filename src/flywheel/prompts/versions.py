@@ -28,7 +28,7 @@ from flywheel.protocols import StoreLike
 from flywheel.registry import did_you_mean
 from flywheel.text import scrub_secrets
 
-LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")
+LABEL = re.compile(r"[^\W\d_][\w.-]{0,99}")  # a letter of any script (production, 生产), then letters, digits, _ . -
 MIN_PREFIX = 4
 
 
@@ -60,7 +60,7 @@ def check_label(label: str, *, where: str | None = None) -> str:
     if label in RESERVED:
         raise UserError(f"'{label}' cannot be a label: it means the prompt file as it is now", where=where,
                         hint="choose another name, e.g. production or staging")
-    if not LABEL.match(label or ""):
+    if not LABEL.fullmatch(label or ""):
         raise UserError(f"invalid label {label!r}", where=where,
                         hint="a label starts with a letter and has letters, digits, '_', '.' or '-' (e.g. production)")
     return label
