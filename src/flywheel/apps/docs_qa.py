@@ -70,6 +70,7 @@ from flywheel.types import Answer, ChatRequest, Citation, Hit, Message, Source, 
 
 PROMPT_RECHECK_S = 2.0  # how often a running app asks the registry whether its prompt or pinned label moved
 log = logging.getLogger("flywheel.apps")
+APP_VARIABLES = ("question",)  # what the app passes to its prompt's template (sources and examples are built)
 
 REASK = "{feedback}\nUse only the sources above and cite them as [n]."
 _SEPARATOR = re.compile(r"(\s*[,，、]\s*)")
@@ -91,6 +92,7 @@ class DocsQA:
         most every PROMPT_RECHECK_S seconds, so a running server follows an edited file or a moved label."""
         self.retriever = retriever
         self.gateway = gateway
+        prompt.check_variables(APP_VARIABLES)  # a variable the app never passes would fail every question
         self.prompt = prompt
         self._prompt_source = prompt_source
         self._prompt_checked = time.monotonic()
@@ -156,7 +158,8 @@ class DocsQA:
         self._prompt_checked = now
         try:
             prompt = self._prompt_source()
-        except UserError as exc:  # a deleted file or label: keep answering with the prompt already loaded
+            prompt.check_variables(APP_VARIABLES)
+        except UserError as exc:  # a deleted file or label, a variable the app does not pass: keep the one loaded
             log.warning("app %s: keeping prompt %s@%s: %s", self.name, self.prompt.name, self.prompt.version, exc)
             return
         if prompt.version != self.prompt.version:

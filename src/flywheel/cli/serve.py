@@ -54,6 +54,8 @@ def log_config(access_log: bool) -> dict[str, Any]:
                                            "stream": "ext://sys.stderr"}}
     cfg["loggers"]["flywheel.server.access"] = {"handlers": ["flywheel_access"], "propagate": False,
                                                 "level": "INFO" if access_log else "WARNING"}
+    # what the apps say while serving (a prompt label moved: "app support: prompt support_qa is now version …")
+    cfg["loggers"]["flywheel.apps"] = {"handlers": ["default"], "propagate": False, "level": "INFO"}
     return cfg
 
 

@@ -18,7 +18,7 @@ class DocsQAOptions(Section):
     k: int | None = Field(default=None, ge=1, strict=True)  # strict: `k: true` or `k: "5"` is a mistake
     filters: dict[str, Any] | None = None  # metadata field → value, e.g. {lang: en}
     no_answer: str | dict[str, str] | None = None  # a message, or one per language {en: …, zh: …}
-    prompt_label: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,99}$")  # pin a label
+    prompt_label: str | None = Field(default=None, pattern=r"^[^\W\d_][\w.-]{0,99}$")  # pin a label (生产 too)
 
     class QueryOptions(Section):
         """`options.query`: transforms of the question before search (flywheel.apps.augment)."""

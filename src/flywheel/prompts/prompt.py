@@ -9,7 +9,7 @@ differ from their defaults, so a prompt file that does not use them keeps the ve
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -156,7 +156,7 @@ class Prompt:
         `prefill`: whether the provider continues a trailing assistant message (`supports_prefill(alias)`);
         None guesses it from the family (Claude-family models do).
         """
-        self._check_variables(variables)
+        self.check_variables(variables)
         style = self.style_for(family)
         block = self.sources.xml if style == "xml" else self.sources.markdown
         values = dict(variables)
@@ -183,8 +183,9 @@ class Prompt:
         """`path:line` of `text[offset]`, `text` being the value of `field_name` (exact inside a `|` block)."""
         return text_where(self.path, self.lines.get(field_name), text, offset)
 
-    def _check_variables(self, given: Mapping[str, Any]) -> None:
-        """A placeholder the caller did not pass is an error at its file:line, naming what was passed."""
+    def check_variables(self, given: Mapping[str, Any] | Collection[str]) -> None:
+        """A placeholder the caller did not pass is an error at its file:line, naming what was passed (`given`:
+        the variables, or only their names — an app checks its prompt when it is built)."""
         missing = [v for v in self.variables() if v not in given]
         if not missing:
             return
