@@ -55,3 +55,26 @@ def test_an_app_whose_prompt_uses_a_variable_it_never_passes_fails_when_built(tm
     assert out.exit_code == 2, out.output
     assert "product" in out.output and "support.yaml:3" in out.output
     assert "Traceback" not in out.output
+
+
+def test_prompts_list_shows_the_others_when_one_file_is_broken(tmp_path):
+    """One prompt file with a mistake does not hide every other prompt: it is listed with its error (file:line),
+    and the command still exits 2."""
+    import json
+
+    from click.testing import CliRunner
+
+    import flywheel.cli.prompts  # noqa: F401 - registers the `prompts` group
+    from flywheel.cli import main
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "good.yaml").write_text("name: good\ntemplate: 'Q: {{question}}'\n", encoding="utf-8")
+    (tmp_path / "prompts" / "broken.yaml").write_text("name: broken\ntemplate: 'Q: {{question}'\n", encoding="utf-8")
+    (tmp_path / "flywheel.yaml").write_text("models: {default: {provider: extractive}}\n", encoding="utf-8")
+    out = CliRunner().invoke(main, ["--project", str(tmp_path), "prompts", "list"])
+    assert out.exit_code == 2, out.output
+    assert "good" in out.stdout and "broken" in out.stdout and "(broken)" in out.stdout
+    assert "broken.yaml:2" in out.stderr and "Traceback" not in out.output
+    rows = json.loads(CliRunner().invoke(main, ["--project", str(tmp_path), "prompts", "list", "--json"]).stdout)
+    errors = {r["name"]: bool(r["error"]) for r in rows}  # (the packaged prompts are listed too)
+    assert errors["broken"] and not errors["good"] and sum(errors.values()) == 1

@@ -89,11 +89,16 @@ def list_prompts(state: Any, as_json: bool) -> None:
     with _open(state) as (registry, versions):
         labels = versions.labels()
         for name in _known(registry, versions):
-            prompt = _file_prompt(name, registry)
+            error = None
+            try:  # one broken file is listed with its error, not in the way of every other prompt
+                prompt = _file_prompt(name, registry)
+            except UserError as exc:
+                prompt, error = None, f"{exc.where}: {exc.message}" if exc.where else exc.message
             stored = versions.versions(name)
             rows.append({"name": name, "version": prompt.version if prompt else None,
                          "path": prompt.path if prompt else None, "versions": len(stored),
-                         "labels": labels.get(name, {}), "warnings": list(prompt.warnings) if prompt else []})
+                         "labels": labels.get(name, {}), "warnings": list(prompt.warnings) if prompt else [],
+                         "error": error})
     if as_json:
         emit_json(rows)
         return
@@ -102,10 +107,14 @@ def list_prompts(state: Any, as_json: bool) -> None:
         return
     for r in rows:
         tags = ", ".join(f"{label}={v}" for label, v in sorted(r["labels"].items())) or "no labels"
-        current = r["version"] or "(no file)"
+        current = r["version"] or ("(broken)" if r["error"] else "(no file)")
         click.echo(f"{_pad(r['name'])}{current:<13} {r['versions']} stored  {tags}")
         for w in r["warnings"]:
             click.secho(f"  warning: {w}", fg="yellow", err=True)
+        if r["error"]:
+            click.secho(f"  error: {r['error']}", fg="red", err=True)
+    if any(r["error"] for r in rows):
+        raise SystemExit(2)  # listed, and still a failure for scripts: a prompt file cannot be loaded
 
 
 @prompts.command("show")
