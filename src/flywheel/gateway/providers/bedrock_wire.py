@@ -26,6 +26,7 @@ import json
 from typing import Any
 
 from flywheel.gateway.providers.base import ProviderError, ProviderResponse, make_chunk, make_usage
+from flywheel.gateway.providers.reasoning import joined
 from flywheel.gateway.providers.sdk import StreamFold
 from flywheel.gateway.tools import anthropic_messages, anthropic_tool_choice, anthropic_tools
 from flywheel.types import ChatRequest, StreamChunk, Usage
@@ -131,7 +132,11 @@ def parse_converse(status: int, content: bytes, model: str) -> ProviderResponse:
     text = "".join(b["text"] for b in blocks if isinstance(b, dict) and isinstance(b.get("text"), str))
     calls = [tool_call(b["toolUse"]) for b in blocks if isinstance(b, dict) and isinstance(b.get("toolUse"), dict)]
     stop = data.get("stopReason")
-    return ProviderResponse(text, converse_usage(data), model, FINISH.get(stop, stop), data, calls or None)
+    # Claude's extended thinking on Bedrock: {"reasoningContent": {"reasoningText": {"text", "signature"}}} blocks
+    reasoning = joined(*(((b.get("reasoningContent") or {}).get("reasoningText") or {}).get("text")
+                         for b in blocks if isinstance(b, dict) and isinstance(b.get("reasoningContent"), dict)))
+    return ProviderResponse(text, converse_usage(data), model, FINISH.get(stop, stop), data, calls or None,
+                            reasoning=reasoning)
 
 
 def error_message(status: int, headers: Any, content: bytes) -> str:
@@ -174,6 +179,12 @@ class ConverseFold(StreamFold):
             if isinstance(delta.get("toolUse"), dict):
                 index = self.tools.get(data.get("contentBlockIndex", 0), 0)
                 self.calls = [{"index": index, "function": {"arguments": delta["toolUse"].get("input") or ""}}]
+                return ""
+            thought = (delta.get("reasoningContent") or {}).get("text") if isinstance(
+                delta.get("reasoningContent"), dict) else None
+            if thought:  # a piece of Claude's thinking (its `signature` piece carries no text)
+                self.thought = thought
+                self.chars += len(thought)
                 return ""
             text = delta.get("text") or ""
             self.chars += len(text)
