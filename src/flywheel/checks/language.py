@@ -11,9 +11,11 @@ one sentence alone (flywheel.guards.streaming).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, register
+from flywheel.errors import ConfigError
 from flywheel.text import normalize_language as normalize
 from flywheel.text.language import LANGUAGES, LATIN, prose
 from flywheel.text.language import detect as detect_text
@@ -80,3 +82,19 @@ class Language(Check):
             reason=f"detected {detected}, expected {'/'.join(self.expected)}",
             details=evidence,
         )
+
+
+def by_language(value: Mapping[str, str], where: str | None) -> dict[str, str]:
+    """Texts per language as written in YAML (`message: {zh-CN: …, EN: …}`), keyed by the codes questions are
+    detected as (`zh`, `en`): a key that is no such code (`中文`) would never be picked, so it is a config error
+    rather than a silent English reply."""
+    out: dict[str, str] = {}
+    for key, text in value.items():
+        code, guess = normalize(key), meant(key)
+        if code not in LANGUAGES or code in out:
+            raise ConfigError(f"guard `message` has two texts for language `{code}`" if code in out else
+                              f"guard `message` has a text for `{key}`, which is not a language code", where=where,
+                              hint=(f"write `{guess}` for `{key}`; " if guess else "") + "one text per language "
+                              f"code, such as en or zh (supported: {', '.join(LANGUAGES)})")
+        out[code] = text
+    return out

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any
 
 from flywheel.checks.base import Check, CheckContext, build
-from flywheel.checks.language import LANGUAGES, meant, normalize
+from flywheel.checks.language import by_language
 from flywheel.checks.pii import PLACEHOLDER, Vault, placeholder_type
 from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, GuardsConfig, GuardSpec, check_on_fail
 from flywheel.errors import ConfigError, UserError
@@ -452,24 +452,9 @@ def _message(value: Any, stage: str, i: int, where: Callable[..., str | None]) -
         return value
     if isinstance(value, Mapping) and value and all(isinstance(k, str) and isinstance(v, str)
                                                     for k, v in value.items()):
-        return _by_language(value, where(stage, i, "message"))
+        return by_language(value, where(stage, i, "message"))
     raise ConfigError(f"guard `message` must be text or a mapping of language to text, not {value!r}",
                       where=where(stage, i, "message"), hint='for example message: {en: "Not here.", zh: "不行。"}')
-
-
-def _by_language(value: Mapping[str, str], where: str | None) -> dict[str, str]:
-    """`message: {zh-CN: …, EN: …}` keyed by the codes questions are detected as (`zh`, `en`): a key that is no
-    such code (`中文`) would never be picked, so it is a config error rather than a silent English reply."""
-    out: dict[str, str] = {}
-    for key, text in value.items():
-        code, guess = normalize(key), meant(key)
-        if code not in LANGUAGES or code in out:
-            raise ConfigError(f"guard `message` has two texts for language `{code}`" if code in out else
-                              f"guard `message` has a text for `{key}`, which is not a language code", where=where,
-                              hint=(f"write `{guess}` for `{key}`; " if guess else "") + "one text per language "
-                              f"code, such as en or zh (supported: {', '.join(LANGUAGES)})")
-        out[code] = text
-    return out
 
 
 def _max_chars(value: Any, stage: str, i: int, where: Callable[..., str | None]) -> int:
