@@ -322,10 +322,17 @@ def _render_comparison(report: dict[str, Any], html_path: str | None, as_json: b
     if as_json:
         emit_json(report)
         return
+    from rich.markup import escape
+
     from flywheel.evals.report import render_pairwise
 
     console = _console()
     render_pairwise(console, report)
+    reasked = [p for p in report.get("pairs") or [] if (p.get("judge_calls") or 0) > 2]
+    if reasked:  # each pair is judged twice (A/B swapped); more calls: a reply without a verdict was re-asked
+        console.print(f"  judge re-asked in {len(reasked)} pair(s): " + ", ".join(
+            f"{escape(str(p['case_id']))} ({p['judge_calls']} calls)" for p in reasked[:20])
+            + (" …" if len(reasked) > 20 else ""))
     if report.get("comparison_id"):
         console.print(f"stored as comparison {report['comparison_id'][:12]} "
                       f"(flywheel compare --show {report['comparison_id'][:12]})")

@@ -4,9 +4,10 @@
     report = load_comparison(store, cid[:8])   # the same report, pairs included
 
 Every pair keeps the question, both answers, the reference, the judge's verdict and reasoning for both
-orders of the position swap, and (regression) the replayed trace and the replay's own trace. The texts in a
-report were scrubbed of secrets when its pairs were made (`Pair`); they are scrubbed again here, so a report
-built by other code cannot store one either.
+orders of the position swap, its `judge_calls` (more than 2: a reply without a verdict was re-asked; kept by
+ordinal in the summary, None for comparisons stored before), and (regression) the replayed trace and the
+replay's own trace. The texts in a report were scrubbed of secrets when its pairs were made (`Pair`); they are
+scrubbed again here, so a report built by other code cannot store one either.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def save_comparison(
     head, pairs = store.table("eval_comparisons"), store.table("eval_comparison_pairs")
     cid = uuid.uuid4().hex
     summary = scrub({k: v for k, v in report.items() if k != "pairs"})
+    # each pair's judge calls (2, more where a reply had no verdict and was re-asked), by ordinal, in the summary
+    summary["pair_judge_calls"] = [p.get("judge_calls") for p in report.get("pairs") or []]
     rows = []
     for i, p in enumerate(report.get("pairs") or []):
         verdicts, reasons = p.get("verdicts") or [None, None], p.get("reasons") or [None, None]
@@ -107,15 +110,16 @@ def load_comparison(store: Any, ref: str) -> dict[str, Any]:
         q = select(pairs).where(pairs.c.comparison_id == row["id"]).order_by(pairs.c.ordinal)
         rows = [dict(r) for r in conn.execute(q).mappings()]
     report = {**(row["summary"] or {}), "comparison_id": row["id"], "kind": row["kind"]}
+    calls = report.pop("pair_judge_calls", None) or []  # absent from comparisons stored before it was kept
     report.update(run_a=row["run_a"], run_b=row["run_b"], created_at=row["created_at"])
     if row["app"]:
         report["app"] = row["app"]
-    report["pairs"] = [_pair(r) for r in rows]
+    report["pairs"] = [_pair(r, calls[r["ordinal"]] if 0 <= r["ordinal"] < len(calls) else None) for r in rows]
     return report
 
 
-def _pair(r: dict[str, Any]) -> dict[str, Any]:
-    """A stored pair in the shape `judge_pair` returns."""
+def _pair(r: dict[str, Any], judge_calls: int | None) -> dict[str, Any]:
+    """A stored pair in the shape `judge_pair` returns (`judge_calls` None: stored before it was kept)."""
     return {
         "case_id": r["case_id"],
         **{k: r[k] for k in _PAIR_TEXTS},
@@ -130,6 +134,7 @@ def _pair(r: dict[str, Any]) -> dict[str, Any]:
         "length_ratio": r["length_ratio"],
         "flagged": bool(r["flagged"]),
         "judge_cost_usd": r["judge_cost_usd"],
+        "judge_calls": judge_calls,
         "len_a": len((r["answer_a"] or "").strip()),
         "len_b": len((r["answer_b"] or "").strip()),
     }

@@ -264,7 +264,8 @@ class CallState:
         is the text, or {"content", "tool_calls"} when the model asked for tools, plus every choice under
         "choices" when the request asked for n > 1 (choices.py); log-probabilities stay off the spans (logprobs.py).
         The model's `reasoning` goes on the attempt span only, as {"content", "reasoning"} (so it is scrubbed, and
-        dropped without `capture_content`, like any output); the call's span keeps the answer alone."""
+        dropped without `capture_content`, like any output), and with n > 1 each choice's under its own entry of
+        "choices"; the call's span keeps the answer alone."""
         span, alias = self.span, self.alias
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
@@ -277,8 +278,11 @@ class CallState:
         output: Any = (span_output(text, tool_calls, choices) if choices else
                        {"content": text, "tool_calls": tool_calls} if tool_calls else text)
         span.outputs, span.has_output = output, True
+        if choices and any(c.reasoning for c in choices):  # each choice's own reasoning, not the first's alone
+            span.outputs = span_output(text, tool_calls, choices, reasoning=True)
         if reasoning:
-            span.outputs = {**(output if isinstance(output, dict) else {"content": text}), "reasoning": reasoning}
+            own = span.outputs
+            span.outputs = {**(own if isinstance(own, dict) else {"content": text}), "reasoning": reasoning}
         top = self.top
         top.outputs, top.has_output = output, True
         top_attrs = top.attributes

@@ -121,15 +121,27 @@ def _sum_usage(usages: list[Usage | None]) -> Usage | None:
     return sum(reported, Usage())
 
 
-def span_output(text: str, tool_calls: list[dict[str, Any]] | None, choices: list[Choice] | None) -> Any:
+def span_output(text: str, tool_calls: list[dict[str, Any]] | None, choices: list[Choice] | None,
+                reasoning: bool = False) -> Any:
     """What the `llm` spans record as output: the text; {"content", "tool_calls"} when the model asked for tools;
-    plus every choice under "choices" when there are several."""
+    plus every choice under "choices" when there are several. With `reasoning` (the attempt span), a choice that
+    has reasoning is {"content", "reasoning"} (and "tool_calls" when it has them)."""
     if not choices:
         return {"content": text, "tool_calls": tool_calls} if tool_calls else text
     out: dict[str, Any] = {"content": text}
     if tool_calls:
         out["tool_calls"] = tool_calls
-    out["choices"] = [{"content": c.text, "tool_calls": c.tool_calls} if c.tool_calls else c.text for c in choices]
+    out["choices"] = [_choice_output(c, reasoning) for c in choices]
+    return out
+
+
+def _choice_output(choice: Choice, reasoning: bool) -> Any:
+    if not (reasoning and choice.reasoning):
+        return {"content": choice.text, "tool_calls": choice.tool_calls} if choice.tool_calls else choice.text
+    out: dict[str, Any] = {"content": choice.text}
+    if choice.tool_calls:
+        out["tool_calls"] = choice.tool_calls
+    out["reasoning"] = choice.reasoning
     return out
 
 

@@ -193,7 +193,7 @@ class _Events(StreamFold):
     def take(self, event: Any) -> str:
         kind = event.type
         if kind == "content_block_delta" and event.delta.type == "thinking_delta":
-            self.thought = event.delta.thinking or None  # the reasoning, relayed natively too when native
+            self.think(event.index, event.delta.thinking)  # the reasoning, relayed natively too when native
         if self._relay(event):
             return ""
         if kind == "content_block_delta":

@@ -183,7 +183,7 @@ class ConverseFold(StreamFold):
             thought = (delta.get("reasoningContent") or {}).get("text") if isinstance(
                 delta.get("reasoningContent"), dict) else None
             if thought:  # a piece of Claude's thinking (its `signature` piece carries no text)
-                self.thought = thought
+                self.think(data.get("contentBlockIndex", 0), thought)
                 self.chars += len(thought)
                 return ""
             text = delta.get("text") or ""

@@ -44,7 +44,8 @@ def split_think(text: str) -> tuple[str | None, str]:
 
 
 def joined(*parts: str | None) -> str | None:
-    """The reasoning pieces that are set, one after another (None for none)."""
+    """The reasoning pieces that are set, one a line (None for none); streamed, `StreamFold.think` starts each
+    later block with the same "\n", so both read alike."""
     found = [p for p in parts if p]
     return "\n".join(found) if found else None
 

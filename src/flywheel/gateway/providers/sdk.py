@@ -57,7 +57,7 @@ class StreamFold:
     As a context manager (sync or async) around reading `events`, it closes them on the way out and
     turns an exception into the `ProviderError` for it (see `broken`)."""
 
-    __slots__ = ("calls", "chars", "events", "logprobs", "thought")
+    __slots__ = ("calls", "chars", "events", "logprobs", "thought", "thought_block")
 
     def __init__(self) -> None:
         self.chars = 0
@@ -65,6 +65,15 @@ class StreamFold:
         self.calls: list[dict[str, Any]] | None = None  # tool-call pieces `take` found in the last event
         self.logprobs: list[dict[str, Any]] | None = None  # the last event's tokens with their log-probabilities
         self.thought: str | None = None  # the last event's piece of the model's reasoning (StreamChunk.reasoning)
+        self.thought_block: int | None = None  # the content block the last reasoning piece came from
+
+    def think(self, block: int, text: str | None) -> None:
+        """`text` of reasoning block `block` is the chunk's reasoning; the first piece of a block after an earlier
+        one's starts with "\n", so the streamed reasoning reads as the whole answer's (`reasoning.joined`)."""
+        if not text:
+            return
+        self.thought = ("\n" + text) if self.thought_block is not None and block != self.thought_block else text
+        self.thought_block = block
 
     def __enter__(self) -> Self:
         return self
