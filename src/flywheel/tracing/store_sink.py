@@ -370,6 +370,10 @@ def answer_preview(outputs: Any) -> str | None:
         text = outputs[-1].get("content")
         if isinstance(text, str):
             return preview(text)
+    if isinstance(outputs, dict) and "reasoning" in outputs:  # a reasoning model's attempt span: its answer,
+        outputs = {k: v for k, v in outputs.items() if k != "reasoning"}  # never its thinking
+        if set(outputs) <= {"content", "tool_calls"} and not outputs.get("tool_calls"):
+            return preview(outputs.get("content") or "")  # all thinking (cut by max_tokens): an empty answer
     return preview(outputs)
 
 

@@ -59,6 +59,18 @@ def pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
 
 
+def with_reasoning(value: Any) -> tuple[Any, str | None]:
+    """A model span's output split into (what it answered, its reasoning): an attempt span of a reasoning model
+    records `{"content": answer, "reasoning": thinking}` (plus `tool_calls` when it called tools); the page shows
+    the answer as the answer and the thinking apart. Anything else: (value, None)."""
+    if not isinstance(value, dict) or not isinstance(value.get("reasoning"), str) or not value["reasoning"]:
+        return value, None
+    rest = {k: v for k, v in value.items() if k != "reasoning"}
+    if set(rest) == {"content"} or (set(rest) <= {"content", "tool_calls"} and not rest.get("tool_calls")):
+        return rest.get("content"), value["reasoning"]
+    return rest, value["reasoning"]
+
+
 def _stored(name: str, catalog: str = "stored_i18n") -> Any:
     """A filter that shows a text the core built in English in the page's language: `{{ text|NAME(lang) }}`."""
 
@@ -70,7 +82,8 @@ def _stored(name: str, catalog: str = "stored_i18n") -> Any:
     return shown
 
 
-_env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty, alert_text=_stored("alert_text"),
+_env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty, with_reasoning=with_reasoning,
+                    alert_text=_stored("alert_text"),
                     bound_text=_stored("bound_text"), error_text=_stored("error_text"),
                     reason_text=_stored("reason_text", "reason_i18n"))
 

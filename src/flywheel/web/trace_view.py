@@ -23,13 +23,28 @@ def final_prompt(spans: list[dict[str, Any]], bodies: dict[str, dict[str, Any]])
         messages = inputs.get("messages") if isinstance(inputs, dict) else None
         text: str | None
         if isinstance(messages, list):
-            text = "\n\n".join(f"[{m.get('role', '?')}]\n{_content(m.get('content'))}" if isinstance(m, dict)
-                               else str(m) for m in messages)
+            text = "\n\n".join(_message(m) if isinstance(m, dict) else str(m) for m in messages)
         else:
             text = inputs if isinstance(inputs, str) else None
         params = inputs.get("params") if isinstance(inputs, dict) else None
         return {"span": span, "text": text, "raw": inputs if text is None else None, "params": params}
     return None
+
+
+def _message(m: dict[str, Any]) -> str:
+    """One message of the prompt: its role, text, and the tool calls an assistant made (an imported agent's
+    earlier turn has no text, only calls) or the call a tool message answers."""
+    role = str(m.get("role", "?"))
+    if m.get("tool_call_id"):
+        role += f" {m['tool_call_id']}"
+    lines = [f"[{role}]", _content(m.get("content"))]
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") if isinstance(call, dict) else None
+        if isinstance(fn, dict):
+            lines.append(f"→ {fn.get('name', '?')}({fn.get('arguments') or ''})")
+        else:
+            lines.append(f"→ {call}")
+    return "\n".join(line for line in lines[:1] + [x for x in lines[1:] if x])
 
 
 def _content(content: Any) -> str:
