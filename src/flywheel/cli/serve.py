@@ -39,6 +39,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                         hint="pick another --port, or stop what is using it") from None
+    sock.listen(2048)  # connections queue from the moment the banner names the address, not once uvicorn starts
     sock.set_inheritable(True)
     return sock
 
