@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,17 @@ def live(tmp_path_factory, server_llm, server_clock):
     server = LiveServer(create_app(project, clock=server_clock, max_body_bytes=64 * 1024)).start()
     yield server
     server.stop()
+
+
+def openai_client(server: LiveServer, **options: Any) -> Any:
+    """The official openai SDK pointed at a served app (no retries unless `options` asks for them)."""
+    import openai
+
+    return openai.OpenAI(base_url=server.url + "/v1", **{"api_key": "unused", "max_retries": 0, **options})
+
+
+def anthropic_client(server: LiveServer, **options: Any) -> Any:
+    """The official anthropic SDK pointed at a served app (no retries unless `options` asks for them)."""
+    import anthropic
+
+    return anthropic.Anthropic(base_url=server.url, **{"api_key": "unused", "max_retries": 0, **options})

@@ -13,9 +13,8 @@
 
 from __future__ import annotations
 
-import anthropic
-import openai
 import pytest
+from server_support import anthropic_client, openai_client
 
 from flywheel.cache.keys import Versions, exact_key
 from flywheel.config import ModelAlias
@@ -54,12 +53,12 @@ def live(tmp_path_factory, llm):
 
 @pytest.fixture(scope="module")
 def oai(live):
-    return openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+    return openai_client(live)
 
 
 @pytest.fixture(scope="module")
 def ant(live):
-    return anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0)
+    return anthropic_client(live)
 
 
 def _sent(llm: FakeLLM, marker: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import anthropic
 import openai
 import pytest
+from server_support import anthropic_client, openai_client
 
 from flywheel.config import Project
 from flywheel.testing.fake_llm import FakeLLM, Fault, ToolCall
@@ -46,13 +47,13 @@ def live(tmp_path_factory, llm):
 @pytest.fixture
 def oai(live, llm):
     llm.clear_faults()
-    return openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=0)
+    return openai_client(live)
 
 
 @pytest.fixture
 def ant(live, llm):
     llm.clear_faults()
-    return anthropic.Anthropic(base_url=live.url, api_key="unused", max_retries=0)
+    return anthropic_client(live)
 
 
 # ------------------------------------------------------------------------------------- upstream rate limits
@@ -73,7 +74,7 @@ def test_upstream_rate_limit_is_the_sdks_rate_limit_error_with_the_upstreams_ret
 def test_the_sdks_retry_takes_the_429_and_then_answers(live, llm):
     llm.clear_faults()
     llm.fail(Fault.RATE_LIMIT, times=1, retry_after=0.05, model="fake-model")
-    client = openai.OpenAI(base_url=live.url + "/v1", api_key="unused", max_retries=2)
+    client = openai_client(live, max_retries=2)
     raw = client.chat.completions.with_raw_response.create(model="gpt", messages=HELLO)
     assert raw.retries_taken == 1
     assert raw.parse().choices[0].message.content == "You said: hello there"

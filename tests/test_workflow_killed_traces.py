@@ -55,14 +55,19 @@ def _traces(root: Path, *args: str) -> list[dict]:
     return json.loads(out.stdout[out.stdout.index("["):])
 
 
+def _run_digest(root: Path, steps: str) -> subprocess.CompletedProcess[str]:
+    """`flywheel workflow run` of the digest workflow in a child process, its python steps from `steps`."""
+    (root / "killed_steps.py").write_text(textwrap.dedent(steps), encoding="utf-8")
+    (root / "workflows").mkdir()
+    (root / "workflows" / "digest.yaml").write_text(WORKFLOW, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "flywheel", "--project", str(root), "workflow", "run",
+                           "workflows/digest.yaml", "--input", "topic=tides"], cwd=root, capture_output=True,
+                          text=True, timeout=120, check=False, env=env)
+
+
 def test_a_run_killed_mid_way_is_listed_by_its_app(tmp_path):
-    (tmp_path / "killed_steps.py").write_text(textwrap.dedent(STEPS), encoding="utf-8")
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "digest.yaml").write_text(WORKFLOW, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "workflow", "run",
-                            "workflows/digest.yaml", "--input", "topic=tides"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=120, check=False, env=env)
+    child = _run_digest(tmp_path, STEPS)
     assert child.returncode == -9, child.stderr[-2000:]
 
     found = _traces(tmp_path, "--app", "nightly-digest")
@@ -127,13 +132,7 @@ TERMINATED = STEPS.replace("os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, 
 def test_a_plain_kill_stops_a_run_like_ctrl_c(tmp_path):
     """SIGTERM is how process managers, `timeout` and CI runners stop a job: the run stops as on Ctrl-C — its
     finished steps stored, the resume command printed, its trace ended with an error (not left incomplete)."""
-    (tmp_path / "killed_steps.py").write_text(textwrap.dedent(TERMINATED), encoding="utf-8")
-    (tmp_path / "workflows").mkdir()
-    (tmp_path / "workflows" / "digest.yaml").write_text(WORKFLOW, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.run([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "workflow", "run",
-                            "workflows/digest.yaml", "--input", "topic=tides"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=120, check=False, env=env)
+    child = _run_digest(tmp_path, TERMINATED)
     assert child.returncode == 130, child.stderr[-2000:]
     assert "interrupted at step 'die'" in child.stderr and "--resume" in child.stderr
     assert "Traceback" not in child.stderr

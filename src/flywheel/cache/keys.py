@@ -68,7 +68,7 @@ def normalise_text(text: str) -> str:
 
 
 def _params(request: ChatRequest) -> dict[str, Any]:
-    params = {p: request.sampling(p) for p in _OUTPUT_PARAMS if request.sampling(p) is not None}
+    params = {p: value for p in _OUTPUT_PARAMS if (value := request.sampling(p)) is not None}
     if request.n != 1:  # only then, so keys of one-choice requests stay as they were
         params["n"] = request.n
     return params

@@ -72,8 +72,8 @@ class AnthropicProvider(SdkProvider):
         if request.temperature is not None:
             params["temperature"] = request.temperature
         for name in ("top_p", "top_k"):  # seed and the penalties have no Anthropic form: dropped
-            if request.sampling(name) is not None:
-                params[name] = request.sampling(name)
+            if (value := request.sampling(name)) is not None:
+                params[name] = value
         if request.user:
             params["metadata"] = {**params.get("metadata", {}), "user_id": request.user}
         if request.stop:
