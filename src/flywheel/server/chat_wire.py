@@ -37,6 +37,10 @@ class ChatMessageIn(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     refusal: str | None = None
+    # an earlier answer's thinking, sent back with it (`messages.append(choice.message)`): accepted and dropped, as
+    # DeepSeek advises; no model is sent its earlier reasoning (an Anthropic one would refuse it unsigned)
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class StreamOptions(BaseModel):

@@ -17,14 +17,15 @@ object, not the conversation). An `app:NAME` model answers the last user message
 continues `metadata.session_id`), streamed as it comes through its output guards (keepalive.app_stream);
 its citations come back as file_citation annotations and under `flywheel.citations`.
 
-A model's thinking (ChatResult.reasoning) comes first as a `reasoning` output item, one summary_text part (streamed:
-the response.reasoning_summary_* events); it is not kept with the response (GET answers without it) nor in a
-conversation.
+A model's thinking (ChatResult.reasoning) comes first as a `reasoning` output item (`rs_<trace id>`), one
+summary_text part (streamed: the response.reasoning_summary_* events; the event sequence is built in
+responses_stream.py). It is kept with the response (`inputs.response.reasoning`), so GET answers the same output
+items and an `item_reference` to it resolves; it is never sent to a model again (a continued response, a
+conversation's history).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -34,28 +35,23 @@ from fastapi import APIRouter, Request
 
 from flywheel.errors import UserError
 from flywheel.gateway.call import span_messages
-from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls, conversations_store, responses_store
 from flywheel.server.errors import ApiError, page_query
 from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.server.openai_proxy import answer_extra, stream_tokens
+from flywheel.server.responses_stream import EventStream, Extra, Notes
 from flywheel.server.responses_wire import (
     CUT,
     ResponsesIn,
-    call_item,
     chat_messages,
     chat_tool_choice,
     chat_tools,
     citation_notes,
-    message_item,
     output_items,
-    reasoning_item,
     refuse_unsupported,
     response_format,
     response_object,
     settings,
-    summary_part,
-    text_part,
     usage_json,
 )
 from flywheel.types import ChatRequest, Message
@@ -64,8 +60,6 @@ router = APIRouter()
 ROUTE = "/v1/responses"
 _KEEP_ALIVE = b": keep-alive\n\n"  # an SSE comment: clients skip it, proxies see bytes
 Usage = Callable[[], tuple[int, int, float | None]]
-Notes = list[dict[str, Any]] | None
-Extra = dict[str, Any] | None
 
 
 class _Turn:
@@ -85,10 +79,12 @@ class _Turn:
             await self.append(output)
 
     def keep(self, status: str, input_tokens: int, output_tokens: int, extra: Extra = None,
-             notes: Notes = None, cached_tokens: int = 0, reasoning_tokens: int = 0) -> None:
+             notes: Notes = None, cached_tokens: int = 0, reasoning_tokens: int = 0,
+             thought: str | None = None) -> None:
         self.record.update(status=status, usage=[input_tokens, output_tokens, cached_tokens, reasoning_tokens],
-                           flywheel=extra or {},
-                           annotations=notes or [])
+                           flywheel=extra or {}, annotations=notes or [])
+        if thought:  # the reasoning item's text: a retrieve answers the same output items
+            self.record["reasoning"] = thought
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
                  extra: Extra = None) -> dict[str, Any]:
@@ -169,7 +165,7 @@ async def responses(request: Request) -> Any:
     status, extra = "incomplete" if cut else "completed", {"model": r.model, "cost_usd": r.cost_usd,
                                                             "attempts": r.attempts}
     cached, reasoning = r.usage.cache_read_tokens, r.usage.reasoning_tokens
-    turn.keep(status, tin, tout, extra, cached_tokens=cached, reasoning_tokens=reasoning)
+    turn.keep(status, tin, tout, extra, cached_tokens=cached, reasoning_tokens=reasoning, thought=r.reasoning)
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
                       output={"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
     output = output_items(turn.rid, r.text, r.tool_calls, cut, reasoning=r.reasoning)
@@ -290,157 +286,12 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
     return calls.JSONBytes(payload, call.headers)
 
 
-class _Stream:
-    """The Responses event sequence for one answer, built as its pieces arrive: a message item (output_text part)
-    while text comes, one function_call item per tool call (arguments as deltas); each item is closed with its
-    `done` events before the next one opens (parallel calls too: OpenAI never interleaves items), and every item
-    still open is closed at the end."""
-
-    def __init__(self, turn: _Turn):
-        self.turn, self.rid = turn, turn.rid
-        self.notes: Notes = None
-        self.seq = 0
-        self.items: list[dict[str, Any]] = []  # output items, in output order
-        self.open: list[int] = []  # output indexes of the items not yet done
-        self.message: int | None = None  # output index of the open message item
-        self.thinking: int | None = None  # output index of the open reasoning item
-        self.calls: dict[int, int] = {}  # tool-call index → output index
-        self.tool_calls: list[dict[str, Any]] = []  # merged, for the trace
-        self.text: list[str] = []
-
-    def event(self, kind: str, **data: Any) -> bytes:
-        payload = {"type": kind, "sequence_number": self.seq, **data}
-        self.seq += 1
-        return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
-
-    def response(self, status: str, usage: dict[str, Any] | None = None, extra: Extra = None,
-                 output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        return self.turn.response(status, self.items if output is None else output, usage, extra)
-
-    def thought(self, text: str) -> list[bytes]:
-        """A piece of the model's reasoning: the reasoning item (opened first, with its summary part) grows."""
-        out: list[bytes] = []
-        if self.thinking is None:
-            out += self.close_all()
-            index = self.thinking = len(self.items)
-            item = {**reasoning_item(self.rid, "", "in_progress"), "summary": []}
-            if index:
-                item["id"] += f"_{index}"
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
-            item["summary"].append(summary_part(""))
-            out.append(self.event("response.reasoning_summary_part.added", item_id=item["id"], output_index=index,
-                                  summary_index=0, part=summary_part("")))
-        index = self.thinking
-        item = self.items[index]
-        item["summary"][0]["text"] += text
-        out.append(self.event("response.reasoning_summary_text.delta", item_id=item["id"], output_index=index,
-                              summary_index=0, delta=text))
-        return out
-
-    def close_thought(self, item: dict[str, Any], index: int, status: str) -> list[bytes]:
-        self.thinking = None
-        part = item["summary"][0]
-        item["status"] = status
-        return [self.event("response.reasoning_summary_text.done", item_id=item["id"], output_index=index,
-                           summary_index=0, text=part["text"]),
-                self.event("response.reasoning_summary_part.done", item_id=item["id"], output_index=index,
-                           summary_index=0, part=part),
-                self.event("response.output_item.done", output_index=index, item=item)]
-
-    def delta(self, text: str) -> list[bytes]:
-        out: list[bytes] = []
-        if self.message is None:
-            out += self.close_all()
-            index = self.message = len(self.items)
-            item = {**message_item(f"msg_{self.rid[5:]}" + (f"_{index}" if index else ""), "", "in_progress"),
-                    "content": []}
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
-            item["content"].append(text_part(""))
-            out.append(self.event("response.content_part.added", item_id=item["id"], output_index=index,
-                                  content_index=0, part=text_part("")))
-        index = self.message
-        if not text:
-            return out
-        part = self.items[index]["content"][0]
-        part["text"] += text
-        self.text.append(text)
-        out.append(self.event("response.output_text.delta", item_id=self.items[index]["id"], output_index=index,
-                              content_index=0, delta=text, logprobs=[]))
-        return out
-
-    def tool(self, piece: dict[str, Any]) -> list[bytes]:
-        merge_tool_deltas(self.tool_calls, [piece])
-        out: list[bytes] = []
-        number = piece.get("index", 0)
-        if number not in self.calls:  # a new item: the one before is done first, as OpenAI streams them
-            out += self.close_all()
-            fn = piece.get("function") or {}
-            call_id = piece.get("id") or f"call_{self.rid[5:]}_{number}"
-            index = self.calls[number] = len(self.items)
-            item = call_item(self.rid, number, call_id, fn.get("name") or "", "", "in_progress")
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
-        index = self.calls[number]
-        arguments = (piece.get("function") or {}).get("arguments")
-        if arguments:
-            self.items[index]["arguments"] += arguments
-            if index in self.open:
-                out.append(self.event("response.function_call_arguments.delta", item_id=self.items[index]["id"],
-                                      output_index=index, delta=arguments))
-        return out
-
-    def close(self, index: int | None) -> list[bytes]:
-        if index is None or index not in self.open:
-            return []
-        self.open.remove(index)
-        item = self.items[index]
-        if item["type"] == "reasoning":
-            return self.close_thought(item, index, "completed")
-        if item["type"] == "function_call":
-            item["status"] = "completed"
-            return [self.event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                               arguments=item["arguments"]),
-                    self.event("response.output_item.done", output_index=index, item=item)]
-        self.message = None
-        return self.close_message(item, index, "completed")
-
-    def close_message(self, item: dict[str, Any], index: int, status: str) -> list[bytes]:
-        part = item["content"][0]
-        if self.notes:
-            part["annotations"] = self.notes
-        item["status"] = status
-        return [self.event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                           text=part["text"], logprobs=[]),
-                self.event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                           part=part),
-                self.event("response.output_item.done", output_index=index, item=item)]
-
-    def close_all(self, cut: bool = False) -> list[bytes]:
-        out: list[bytes] = []
-        for index in list(self.open):
-            if cut and index == self.thinking:  # cut while still thinking
-                self.open.remove(index)
-                out += self.close_thought(self.items[index], index, "incomplete")
-            elif cut and index == self.message:
-                self.open.remove(index)
-                self.message = None
-                out += self.close_message(self.items[index], index, "incomplete")
-            else:
-                out += self.close(index)
-        return out
-
-
 async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[Any], usage: Usage,
                   notes: Callable[[], Notes] | None = None,
                   extra: Callable[[], Extra] | None = None) -> AsyncIterator[bytes]:
     """The event stream; `notes` and `extra` (an app's citations and `flywheel` fields) are asked for once the
     pieces have all come. A wait on the upstream longer than the keep-alive interval sends `: keep-alive`."""
-    s = _Stream(turn)
+    s = EventStream(turn)
     ticking = keepalive(pieces)
     error: BaseException | str | None = None
     finish: str | None = None
@@ -495,6 +346,6 @@ async def _events(call: calls.Call, turn: _Turn, pieces: calls.Pieces | Ticking[
             tin, tout, cost = usage()
             text = "".join(s.text)
             turn.keep(status if error is None else "failed", tin, tout, fields, s.notes,
-                      stream_tokens(usage, "cache_read"), stream_tokens(usage, "reasoning"))
+                      stream_tokens(usage, "cache_read"), stream_tokens(usage, "reasoning"), s.reasoning())
             await call.finish(cost=cost or 0.0, input_tokens=tin, output_tokens=tout, error=error,
                               output={"content": text, "tool_calls": s.tool_calls} if s.tool_calls else text)

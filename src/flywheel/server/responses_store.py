@@ -3,7 +3,7 @@ GET / DELETE /v1/responses/{id}. Nothing is stored twice: a response is its trac
 
 The root span of a /v1/responses call records the whole conversation the model was asked (`inputs.messages`:
 `instructions` first, then a previous response's conversation, then this request's `input`), the request's
-settings and the response's status, usage and `flywheel` extra (`inputs.response`), and the answer
+settings and the response's status, usage, `flywheel` extra and reasoning text (`inputs.response`), and the answer
 (`outputs`: the text, or {content, tool_calls}). Its attributes say whether it may be read back
 (`flywheel.response.store`; false for `store: false`) and which response it continued
 (`flywheel.response.previous_id`); DELETE adds `flywheel.response.deleted` (the trace itself stays).
@@ -36,7 +36,7 @@ KEPT = "flywheel.response.store"
 PREVIOUS = "flywheel.response.previous_id"
 DELETED = "flywheel.response.deleted"
 _ID = re.compile(r"resp_([0-9a-f]{32})")
-_ITEM = re.compile(r"(msg|fc)_([0-9a-f]{32})(?:_(\d+))?")  # an output item's id: the response's trace id in it
+_ITEM = re.compile(r"(msg|fc|rs)_([0-9a-f]{32})(?:_(\d+))?")  # an output item's id: the response's trace id in it
 _INPUT_ITEM = re.compile(r"(msg|fc|fco)_([0-9a-f]{32})_in(\d+)")  # an input item's id (responses_wire.input_items)
 _CUT = re.compile(r"…\[\d+ more characters\]$")
 _WAIT_S = (0.0, 0.1, 0.2, 0.4)  # another worker's trace writer may still hold a response that just ended
@@ -72,7 +72,9 @@ class Stored:
         """The response's output items, as it answered them."""
         text, tool_calls = _answer(self.root["outputs"])
         cut = not self.failed and self.record.get("status") == "incomplete"
-        return output_items(self.rid, text, tool_calls, cut, self.record.get("annotations"))
+        thought = self.record.get("reasoning")  # the reasoning item's text (None: it did not think)
+        return output_items(self.rid, text, tool_calls, cut, self.record.get("annotations"),
+                            thought if isinstance(thought, str) else None)
 
     def payload(self) -> dict[str, Any]:
         """The response object as it was answered (GET /v1/responses/{id})."""
@@ -203,7 +205,8 @@ async def resolve_references(state: Any, items: Any, tenant: str, conversation: 
 
 async def _kept_item(state: Any, ref: Any, tenant: str, param: str, responses: dict[str, Stored]) -> dict[str, Any]:
     """The item `ref` of a kept response: an output item (msg_<trace>, msg_<trace>_N streamed after a tool call,
-    fc_<trace>_N the Nth tool call) or an input item (msg_ / fc_ / fco_<trace>_inN, as its input_items list it)."""
+    fc_<trace>_N the Nth tool call, rs_<trace> its reasoning: dropped from the input, as a reasoning item sent back
+    is) or an input item (msg_ / fc_ / fco_<trace>_inN, as its input_items list it)."""
     output = _ITEM.fullmatch(ref) if isinstance(ref, str) else None
     given = _INPUT_ITEM.fullmatch(ref) if isinstance(ref, str) and output is None else None
     match = output or given
@@ -220,7 +223,7 @@ async def _kept_item(state: Any, ref: Any, tenant: str, param: str, responses: d
         raise ApiError(400, f"response {stored.rid} failed, so its item {ref!r} has no content; send the "
                        "item itself in `input`", param=param, code="invalid_value")
     else:
-        wanted = "message" if kind == "msg" else "function_call"
+        wanted = {"msg": "message", "fc": "function_call", "rs": "reasoning"}[kind]
         calls = [o for o in stored.output() if o["type"] == wanted]
         index = int(number or 0) if kind == "fc" else 0
         found = calls[index:index + 1]

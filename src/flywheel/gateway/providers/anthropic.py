@@ -10,7 +10,9 @@ of type json_schema goes as Anthropic's structured output (`output_config.format
 dropped (the Messages API refuses unknown fields).
 
 A request from the server's `/v1/messages` route may carry its Anthropic body (thinking, cache_control, images,
-betas …): it is sent as it came, and thinking blocks and cache usage come back (anthropic_native.py).
+betas …): it is sent as it came, less the thinking blocks no Anthropic model signed (`signed_history`: another
+provider's reasoning, which Anthropic refuses), and thinking blocks and cache usage come back (anthropic_native.py).
+The gateway's own messages carry no reasoning, so a translated request never sends an earlier turn's thinking.
 
 Extended thinking (`thinking: {type: enabled, …}`, from the alias's params or such a body): the thinking blocks'
 text is the result's `reasoning` (streamed: `StreamChunk.reasoning`, from thinking_delta events), never part of
@@ -92,6 +94,9 @@ class AnthropicProvider(SdkProvider):
         native = native_.usable_exchange(request)
         if native is not None:
             native_.apply(kw, params, native)
+            kw["messages"], bare = signed_history(kw["messages"])
+            if bare:  # another provider's tool loop: Anthropic refuses thinking on for it
+                params.pop("thinking", None)
         extra: dict[str, Any] = {}
         for key, value in params.items():
             (kw if key in _KNOWN else extra)[key] = value
@@ -241,6 +246,36 @@ class _Events(StreamFold):
             raise self.truncated("message_stop", self.usage())
         stop = "tool_calls" if self.stop_reason == "tool_use" else self.stop_reason
         return make_chunk("", stop or "end_turn", self.usage())
+
+
+def signed_history(messages: list[Any]) -> tuple[list[Any], bool]:
+    """(the messages without the thinking blocks no Anthropic model signed, whether thinking must be off). A thinking
+    block with an empty or missing `signature` is another provider's reasoning (/v1/messages answers an
+    OpenAI-compatible model's thinking as one), which Anthropic refuses (400): it is dropped, and a turn left with no
+    content goes too (Anthropic combines consecutive turns of one role). Signed and redacted thinking stay as sent.
+    When the last assistant turn calls tools and so no longer starts with a thinking block, that tool loop was not
+    an Anthropic model's thinking turn: Anthropic refuses it with thinking on, so thinking is off for this request
+    (a tool loop keeps one thinking configuration)."""
+    out: list[Any] = []
+    last: list[Any] = []  # the last assistant turn's content, when blocks were dropped from it
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        kept = [b for b in content if not _unsigned(b)] if isinstance(content, list) else None
+        dropped = kept is not None and len(kept) < len(content or ())
+        if dropped:
+            m = {**m, "content": kept}
+        if isinstance(m, dict) and m.get("role") == "assistant":
+            last = kept if dropped and kept else []
+        if not dropped or kept:
+            out.append(m)
+    first = last[0] if last and isinstance(last[0], dict) else {}
+    bare = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in last) and \
+        first.get("type") not in ("thinking", "redacted_thinking")
+    return out, bare
+
+
+def _unsigned(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
 
 
 def anthropic_usage(input_tokens: int, output_tokens: int, usage: Any) -> Usage:
