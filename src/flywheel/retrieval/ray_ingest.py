@@ -7,7 +7,7 @@ the driver (the `flywheel ingest` process) writes what they return to the store.
 - Writes are the plain ingest's (Ingestor.write_rows): content-hash ids, a file marked complete only by its
   last transaction. A killed run resumes; a retried task or a second run adds nothing twice.
 - Plain Ray tasks (ray core), not Ray Data: per-file work is already coarse, and the `ray` extra stays the
-  core package.
+  core package. On a cluster with GPUs, one actor per GPU embeds (ray_embed.py) and the tasks load and chunk.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from flywheel.retrieval.ingest import Ingestor, IngestSummary, source_name
 from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for
 from flywheel.text.install import pip_install
 
+log = logging.getLogger("flywheel.retrieval")
 FILES_PER_TASK = 8
 CONNECT_TIMEOUT_S = 3.0
 
@@ -89,8 +90,7 @@ def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], optio
         batches = [ingestor._prepare(b, tenant, summary) for b in ingestor._batches(loaded.docs)]
         vectors: dict[str, Any] = {}
         if embed and embedder is not None:
-            texts = {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"])
-                     for rows in batches for r in rows if embedder.covers(r["lang"])}
+            texts = _texts_to_embed(embedder, {"skip": None, "batches": batches})
             if texts:
                 vectors = dict(zip(texts, embedder.embed(list(texts.values())), strict=True))
         out.append({**result, "skip": None, "size": size, "n_docs": len(loaded.docs), "batches": batches,
@@ -100,9 +100,12 @@ def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], optio
 
 
 def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, address: str, sync: bool,
-               rconfig: RetrievalConfig, models: dict[str, ModelAlias], options: LoadOptions) -> IngestSummary:
+               rconfig: RetrievalConfig, models: dict[str, ModelAlias], options: LoadOptions,
+               gpu_actors: bool | None = None) -> IngestSummary:
     """Ingest `paths` with the loading, chunking and embedding on the Ray cluster at `address` (what
-    `Ingestor.run` does in one process, `ingestor.shard` included)."""
+    `Ingestor.run` does in one process, `ingestor.shard` included). On a cluster with GPUs the embedding runs
+    in GPU actors (ray_embed.py) when one of them can use its GPU (`gpu_actors=True`: whenever the cluster
+    declares GPUs, so the actors embed on their CPUs where none can)."""
     from flywheel.retrieval.embed import embed_pending, waiting_count
     from flywheel.retrieval.ingest import in_shard
     from flywheel.retrieval.retriever import check_tenant
@@ -136,13 +139,15 @@ def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, add
         todo.append((str(path.resolve()), source))
     task = ray.remote(prepare_files).options(max_retries=3)
     embed = ingestor.embed and ingestor.embedder is not None
+    actors = embed_actors(ray, rconfig, models, gpu_actors) if embed and todo else []
     root = str(ingestor.root) if ingestor.root else None
-    pending = [task.remote(rconfig, models, options, root, tenant, todo[i:i + FILES_PER_TASK], embed)
+    pending = [task.remote(rconfig, models, options, root, tenant, todo[i:i + FILES_PER_TASK], embed and not actors)
                for i in range(0, len(todo), FILES_PER_TASK)]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        for result in ray.get(done[0]):
-            _write(ingestor, result, tenant, hashes[result["source"]], summary)
+    try:
+        _collect(ray, ingestor, pending, actors, tenant, hashes, summary)
+    finally:
+        for actor in actors:  # frees their GPUs for the next ingest
+            ray.kill(actor)
     if sync:
         ingestor._sync(roots, seen, tenant, summary)
     ingestor.index.refresh_languages(tenant)
@@ -154,6 +159,56 @@ def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, add
         summary.embed_waiting = waiting_count(ingestor.index, ingestor.embedder, tenant)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _collect(ray: Any, ingestor: Ingestor, pending: list[Any], actors: list[Any], tenant: str,
+             hashes: dict[str, tuple[str, bool, bool]], summary: IngestSummary) -> None:
+    """Write each file as its task returns it; with GPU actors, first send its texts to one (round robin) and
+    write it when its vectors come back."""
+    embedding: dict[Any, tuple[dict, list[str]]] = {}  # an actor's embed call -> (its file's result, text hashes)
+    turn = 0
+    while pending or embedding:
+        (ref,), _ = ray.wait([*pending, *embedding], num_returns=1)
+        if ref in embedding:
+            result, keys = embedding.pop(ref)
+            result["vectors"] = dict(zip(keys, ray.get(ref), strict=True))
+            _write(ingestor, result, tenant, hashes[result["source"]], summary)
+            continue
+        pending.remove(ref)
+        for result in ray.get(ref):
+            texts = _texts_to_embed(ingestor.embedder, result) if actors else {}
+            if texts:
+                call = actors[turn % len(actors)].embed.remote(list(texts.values()))
+                turn += 1
+                embedding[call] = (result, list(texts))
+            else:
+                _write(ingestor, result, tenant, hashes[result["source"]], summary)
+
+
+def embed_actors(ray: Any, rconfig: RetrievalConfig, models: dict[str, ModelAlias], force: bool | None
+                 ) -> list[Any]:
+    """The GPU actors to embed with: none without GPUs, or (unless `force`) when none of them can use its GPU
+    (then the tasks embed on the workers' CPUs, as on a cluster without GPUs, and a warning says why)."""
+    from flywheel.retrieval.ray_embed import start_actors
+
+    if force is False:
+        return []
+    actors, wheres = start_actors(ray, rconfig, models)
+    if actors and not force and all(w.startswith("cpu:") for w in wheres):
+        log.warning("ray ingest: the cluster's GPUs are not used for embedding (%s); embedding on the workers' "
+                    "CPUs", wheres[0].removeprefix("cpu: "))
+        for actor in actors:
+            ray.kill(actor)
+        return []
+    return actors
+
+
+def _texts_to_embed(embedder: Embedder | None, result: dict) -> dict[str, str]:
+    """{text hash: text to embed} of a task's file (what prepare_files embeds itself without GPU actors)."""
+    if embedder is None or result["skip"] is not None:
+        return {}
+    return {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"])
+            for rows in result["batches"] for r in rows if embedder.covers(r["lang"])}
 
 
 def _write(ingestor: Ingestor, result: dict, tenant: str, planned: tuple[str, bool, bool],
