@@ -126,7 +126,7 @@ def embed_throughput(folder: Path, texts: list[str]) -> None:
     save("embed.json", data)
 
 
-def ray_gpu(folder: Path, root: Path, chunks: int) -> None:
+def ray_gpu(folder: Path, root: Path, chunks: int, cpu_tasks: bool = True) -> None:
     from flywheel.bench.scale import _corpus
     from flywheel.config import RetrievalConfig
     from flywheel.retrieval import ray_ingest as ray_ingest_module
@@ -152,15 +152,17 @@ def ray_gpu(folder: Path, root: Path, chunks: int) -> None:
 
     single = run("single_process")
     address = start_ray(4, 1)
+    runs = {}
     try:
-        gpu = run("ray_gpu_actor", ray=address)
-        original = ray_ingest_module.embed_actors
-        ray_ingest_module.embed_actors = lambda ray, rconfig, models, force: original(ray, rconfig, models, False)
-        cpu = run("ray_cpu_tasks", ray=address)
-        ray_ingest_module.embed_actors = original
+        runs["ray_gpu_actor"] = run("ray_gpu_actor", ray=address)
+        if cpu_tasks:
+            original = ray_ingest_module.embed_actors
+            ray_ingest_module.embed_actors = lambda ray, rconfig, models, force: original(ray, rconfig, models, False)
+            runs["ray_cpu_tasks"] = run("ray_cpu_tasks", ray=address)
+            ray_ingest_module.embed_actors = original
     finally:
         stop_ray()
-    for name, other in (("ray_gpu_actor", gpu), ("ray_cpu_tasks", cpu)):
+    for name, other in runs.items():
         data[f"{name}_rows_equal"] = other["rows"] == single["rows"]
         same_keys = other["vectors"].keys() == single["vectors"].keys()
         data[f"{name}_vector_keys_equal"] = same_keys
@@ -174,7 +176,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunks", type=int, default=40000, help="keyword/Ray corpus size")
     parser.add_argument("--embed-chunks", type=int, default=4000, help="embedding and Ray-GPU corpus size")
-    parser.add_argument("--skip", default="", help="comma-separated: ray, embed, gpu")
+    parser.add_argument("--gpu-chunks", type=int, default=0, help="Ray-GPU corpus size (default: --embed-chunks)")
+    parser.add_argument("--skip", default="", help="comma-separated: ray, embed, gpu, cputasks")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if "ray" not in skip:
@@ -190,7 +193,7 @@ def main() -> None:
                  for p in f.read_text().split("## ")[1:]][:args.embed_chunks]
         embed_throughput(folder, texts)
     if "gpu" not in skip:
-        ray_gpu(folder, root / "gpu", args.embed_chunks)
+        ray_gpu(folder, root / "gpu", args.gpu_chunks or args.embed_chunks, "cputasks" not in skip)
 
 
 if __name__ == "__main__":

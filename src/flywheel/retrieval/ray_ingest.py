@@ -144,7 +144,8 @@ def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, add
     pending = [task.remote(rconfig, models, options, root, tenant, todo[i:i + FILES_PER_TASK], embed and not actors)
                for i in range(0, len(todo), FILES_PER_TASK)]
     try:
-        _collect(ray, ingestor, pending, actors, tenant, hashes, summary)
+        with ingestor.writes.open():  # files share transactions, as in a plain ingest (not one commit per file)
+            _collect(ray, ingestor, pending, actors, tenant, hashes, summary)
     finally:
         for actor in actors:  # frees their GPUs for the next ingest
             ray.kill(actor)
