@@ -197,6 +197,7 @@ def test_an_incomplete_trace_opens(tmp_path):
     from web_support import _span
 
     from flywheel.store.schema import spans
+    from flywheel.tracing.store_sink import mark_open
 
     app = _app(tmp_path)
     store = app.state.flywheel.store
@@ -204,6 +205,7 @@ def test_an_incomplete_trace_opens(tmp_path):
     with store.engine.begin() as conn:
         conn.execute(spans.insert(), [_span(tid, "d" * 16, None, "support", "app", 1_790_000_000.0, 10,
                                             tenant="acme", inputs={"question": "killed mid-way"})])
+        mark_open(conn, [(tid, 1_790_000_000.0)])  # as the span writer marks a trace stored without its row
     with TestClient(app) as client:
         page = client.get(f"/ui/traces/{tid}")
         assert page.status_code == 200 and "incomplete" in page.text

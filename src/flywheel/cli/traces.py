@@ -165,6 +165,10 @@ def fit(text: str, cells: int) -> str:
 
 
 def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
+    """The span tree, a line per span and its in/out (a reasoning model's thinking on a `reasoning:` line of its
+    own, cut to the terminal's width: `--json` has it whole)."""
+    from flywheel.tracing.store_sink import with_reasoning
+
     width = width or shutil.get_terminal_size((80, 24)).columns
     status = trace["status"]
     head = (f"{_clean(trace['name'])}  {status}  trace {trace['trace_id']}  {_when(trace['started_at'])}  "
@@ -192,9 +196,13 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
             click.secho(fit(f"{inner}err: {_clean(span['error'])}", width), fg="red")
         else:
             state = span["output_state"]
+            answer, thinking = with_reasoning(span["outputs"])  # a reasoning model's answer, its thinking apart
             out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
-                   else _clean(_outputs(span["outputs"])))
+                   else "(no answer: the model only reasoned)" if thinking is not None and not answer
+                   else _clean(_outputs(answer)))
             click.echo(fit(f"{inner}out: {out}", width))
+            if thinking is not None:
+                click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
         for i, child in enumerate(span["children"]):
             add(child, prefix + more, i == len(span["children"]) - 1)
 

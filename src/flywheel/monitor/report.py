@@ -20,7 +20,7 @@ from flywheel.monitor.windows import compute
 from flywheel.store import Store
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
-from flywheel.store.schema_feedback import is_current
+from flywheel.store.schema_feedback import user_vote
 from flywheel.tracing.query import product_traffic
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,11 @@ def drift_section(store: Store, embedder: Any, start: float, end: float) -> dict
 def _notable(store: Store, start: float, end: float) -> dict[str, list[dict[str, Any]]]:
     cols = [traces_t.c[k] for k in _KEYS]
     in_day = and_(traces_t.c.started_at >= start, traces_t.c.started_at < end, product_traffic(traces_t))
+    # negative feedback: a user's current thumbs down or score < 0.5 (a changed vote counts as the later one),
+    # `user_vote`: the rule of the monitor's negative_feedback_rate and of `flywheel traces --feedback negative`
+    negative = select(feedback_t.c.trace_id).where(feedback_t.c.created_at >= start,
+                                                   user_vote(feedback_t, negative=True))
     with store.connect() as conn:
-        # thumbs are stored as JSON 0/1: compared in Python, the same on both engines; a vote its user changed
-        # later (down, then up) counts as the later one
-        thumbs = conn.execute(select(feedback_t.c.trace_id, feedback_t.c.value).where(
-            feedback_t.c.source == "user", feedback_t.c.name == "thumbs", feedback_t.c.created_at >= start,
-            is_current(feedback_t))).all()
-        negative = sorted({tid for tid, value in thumbs if value == 0})
 
         def rows(q: Any) -> list[dict[str, Any]]:
             return [_masked(dict(r)) for r in conn.execute(q.limit(NOTABLE)).mappings()]

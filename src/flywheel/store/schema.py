@@ -92,3 +92,15 @@ writer_drops = Table(
     Column("count", Integer, nullable=False),
     Index("ix_writer_drops_at", "at"),
 )
+
+# Traces with spans stored and no trace row yet: the root span has not ended (the request is still running, or
+# its process was killed). A row per such trace, written with the trace's first spans and deleted when its trace
+# row is written, so `flywheel traces` and the dashboard find an incomplete trace of any age by reading this
+# small table instead of scanning every span for a trace id without a trace row.
+open_traces = Table(
+    "open_traces",
+    metadata,
+    Column("trace_id", String(ID), primary_key=True),
+    Column("started_at", Float, nullable=False),  # Unix seconds: the earliest of its spans stored when first seen
+    Index("ix_open_traces_started_at", "started_at"),
+)

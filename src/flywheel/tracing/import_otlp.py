@@ -39,7 +39,7 @@ from flywheel.tracing.otlp_decode import (
     with_events,
 )
 from flywheel.tracing.redact import Redactor
-from flywheel.tracing.store_sink import span_row, trace_members, trace_row
+from flywheel.tracing.store_sink import close_open, mark_open, span_row, trace_members, trace_row
 from flywheel.types import Span
 
 TENANT = "default"  # what the receiver stamps on spans sent to an open server
@@ -210,3 +210,8 @@ def _trace_rows(conn: Connection, trace_ids: list[str]) -> None:
     if rows:
         conn.execute(delete(traces_t).where(traces_t.c.trace_id.in_([r["trace_id"] for r in rows])))
         conn.execute(traces_t.insert(), rows)
+        close_open(conn, [r["trace_id"] for r in rows])
+    ended = {r["trace_id"] for r in rows}
+    opened = [(tid, min(m["start_ns"] for m in spans) / 1e9) for tid, spans in members.items() if tid not in ended]
+    if opened:
+        mark_open(conn, opened)

@@ -8,6 +8,7 @@ from sqlalchemy import Text, cast, func, select
 
 from flywheel.errors import UserError
 from flywheel.store import Store
+from flywheel.store.schema import open_traces as open_traces_t
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema import writer_drops
@@ -64,13 +65,15 @@ def dropped_spans(store: Store, since: float | None = None) -> int:
 
 
 def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, Any]]:
-    """Traces with spans stored but no trace row (their root never ended), started at or after `since`."""
-    has_row = select(traces_t.c.trace_id).where(traces_t.c.trace_id == spans_t.c.trace_id).exists()
-    # no DISTINCT in SQL: with it SQLite walks the whole trace_id index instead of the start_ns range
-    q = select(spans_t.c.trace_id).where(~has_row)
-    if since is not None:
-        q = q.where(spans_t.c.start_ns >= int(since * 1e9))
-    ids = list(dict.fromkeys(conn.scalars(q.limit(1_000_000))))[:10_000]
+    """Traces with spans stored but no trace row (their root never ended: still running, or killed), started at
+    or after `since` (the newest 10,000). Read from `open_traces` (a row per such trace, kept by the span writer
+    and the OTLP import), so one of any age is found without scanning every span."""
+    o = open_traces_t.c
+    has_row = select(traces_t.c.trace_id).where(traces_t.c.trace_id == o.trace_id).exists()
+    q = select(o.trace_id).where(~has_row)  # (a trace row written by other means than the writer: ended)
+    if since is not None:  # (a mark's time is its first spans' start: never before the trace's own)
+        q = q.where(o.started_at >= since)
+    ids = list(conn.scalars(q.order_by(o.started_at.desc()).limit(10_000)))
     out: list[dict[str, Any]] = []
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
@@ -79,6 +82,8 @@ def incomplete_traces(conn: Any, since: float | None = None) -> list[dict[str, A
                               .order_by(spans_t.c.start_ns)).mappings():
             members.setdefault(r["trace_id"], []).append(dict(r))
         out.extend(_incomplete(tid, spans) for tid, spans in members.items())
+    if since is not None:  # an earlier span stored after the mark: the trace started before `since`
+        out = [t for t in out if t["started_at"] >= since]
     _name_runs(conn, [t for t in out if t["app"] is None])
     return out
 

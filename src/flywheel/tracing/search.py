@@ -30,7 +30,6 @@ from flywheel.store.schema_feedback import user_vote
 from flywheel.tracing.query import incomplete_traces
 
 MAX_LIMIT = 10_000
-INCOMPLETE_LOOKBACK_S = 3600.0  # how far back a short page looks for incomplete traces (status=incomplete: all)
 FACET_FIELDS = ("status", "app", "model", "prompt_version", "tenant")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -214,9 +213,10 @@ def _matches_cheap(q: TraceQuery, row: dict[str, Any]) -> bool:
 def search_traces(store: Store, q: TraceQuery, *, cursor: str | None = None, limit: int = 50) -> Page:
     """One page of traces matching `q`, newest first, keyset-paginated on (started_at, trace_id).
 
-    Traces whose root never ended (no trace row yet, status "incomplete") are merged in when only time, app and
-    tenant filters are set (within the page's time span, or the last hour for a page that is not full), or
-    listed alone, however old, for `status="incomplete"`."""
+    Traces whose root never ended (no trace row yet, status "incomplete": still running, or killed) are merged in
+    when only time, app and tenant filters are set (within the page's time span; however old for a page that is
+    not full), or listed alone, however old, for `status="incomplete"`. They are read from `open_traces`, a row
+    per such trace, so finding one of any age never scans the spans."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     after = decode_cursor(cursor) if cursor else None
     with store.engine.connect() as conn:
@@ -229,13 +229,8 @@ def search_traces(store: Store, q: TraceQuery, *, cursor: str | None = None, lim
             stmt = stmt.order_by(desc(traces_t.c.started_at), desc(traces_t.c.trace_id)).limit(limit + 1)
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         if q.status == "incomplete" or q.only_cheap():
-            if len(rows) > limit:
-                floor = rows[limit - 1]["started_at"]
-            elif q.status == "incomplete":
-                floor = q.since
-            else:  # a short page: only recent incomplete traces, not a scan of every span ever stored
-                top = after[0] if after is not None else time.time()
-                floor = max(q.since or 0.0, top - INCOMPLETE_LOOKBACK_S)
+            # a full page reaches back to its last row; a short one (or status=incomplete) to `since`, or forever
+            floor = rows[limit - 1]["started_at"] if len(rows) > limit else q.since
             extra = [r for r in incomplete_traces(conn, floor) if _matches_cheap(q, r)
                      and (after is None or (r["started_at"], r["trace_id"]) < after)]
             if extra:

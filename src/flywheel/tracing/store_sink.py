@@ -22,10 +22,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 
 from flywheel.protocols import Masker
 from flywheel.store import Store
+from flywheel.store.schema import open_traces as open_traces_t
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.tracing.redact import Redactor, jsonable
@@ -121,6 +122,11 @@ class StoreSink:
             if r["parent_id"] is None:
                 roots.append(r)
         root_ids = {r["trace_id"] for r in roots}
+        # traces first seen without their root: marked open (listed as incomplete, however old, until it ends)
+        opened = [(tid, min(m["start_ns"] for m in members) / 1e9) for tid, members in batch.items()
+                  if tid not in root_ids and tid not in self._done and tid not in self._open]
+        if opened:
+            mark_open(conn, opened)
         if roots:
             # a root seen before (sent again) or members forgotten on overflow: the database has them all
             unknown = [tid for tid in root_ids
@@ -132,6 +138,7 @@ class StoreSink:
                 members = from_db[tid] if tid in from_db else [*self._open.get(tid, ()), *batch[tid]]
                 trace_rows.append(trace_row(root, members))
             self._upsert_traces(conn, trace_rows)
+            close_open(conn, root_ids)
         late = {tid for tid in batch if tid not in root_ids and tid in self._done}
         if late:
             self._fix_late(conn, late)
@@ -218,6 +225,21 @@ def _sql(conn: Connection, table: str) -> str:
             f"{c} = excluded.{c}" for c in cols if c != key_col)
         _SQL[key] = sql
     return _SQL[key]
+
+
+def mark_open(conn: Connection, traces: list[tuple[str, float]]) -> None:
+    """Record (trace id, started_at) pairs as open: spans stored, no trace row yet (a trace marked already keeps
+    its row). `close_open` removes them when their trace rows are written."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(f"INSERT INTO open_traces (trace_id, started_at) VALUES ({mark}, {mark}) "
+                         "ON CONFLICT (trace_id) DO NOTHING", traces)
+
+
+def close_open(conn: Connection, trace_ids: Iterable[str]) -> None:
+    """The traces' rows are written: they are open no more."""
+    ids = list(trace_ids)
+    for i in range(0, len(ids), 500):
+        conn.execute(delete(open_traces_t).where(open_traces_t.c.trace_id.in_(ids[i:i + 500])))
 
 
 def _insert_spans(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -370,11 +392,24 @@ def answer_preview(outputs: Any) -> str | None:
         text = outputs[-1].get("content")
         if isinstance(text, str):
             return preview(text)
-    if isinstance(outputs, dict) and "reasoning" in outputs:  # a reasoning model's attempt span: its answer,
-        outputs = {k: v for k, v in outputs.items() if k != "reasoning"}  # never its thinking
-        if set(outputs) <= {"content", "tool_calls"} and not outputs.get("tool_calls"):
-            return preview(outputs.get("content") or "")  # all thinking (cut by max_tokens): an empty answer
-    return preview(outputs)
+    answer, thinking = with_reasoning(outputs)  # a reasoning model's attempt span: its answer, never its thinking
+    if thinking is not None and (answer is None or isinstance(answer, str)):
+        return preview(answer or "")  # all thinking (cut by max_tokens): an empty answer
+    return preview(answer)
+
+
+def with_reasoning(value: Any) -> tuple[Any, str | None]:
+    """A model span's output split into (what it answered, its reasoning): an attempt span of a reasoning model
+    records `{"content": answer, "reasoning": thinking}` (plus `tool_calls` when it called tools); the dashboard's
+    span body and `flywheel traces show` show the answer as the answer and the thinking apart, and previews never
+    show the thinking. The answer is the text (None when the model only thought), or the rest of the output when
+    it holds more than the text (tool calls). Anything else: (value, None)."""
+    if not isinstance(value, dict) or not isinstance(value.get("reasoning"), str) or not value["reasoning"]:
+        return value, None
+    rest = {k: v for k, v in value.items() if k != "reasoning"}
+    if set(rest) == {"content"} or (set(rest) <= {"content", "tool_calls"} and not rest.get("tool_calls")):
+        return rest.get("content"), value["reasoning"]
+    return rest, value["reasoning"]
 
 
 def _preview_text(value: Any) -> str | None:

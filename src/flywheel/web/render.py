@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from flywheel.tracing.store_sink import with_reasoning  # the one reading rule: CLI and pages
 from flywheel.web import i18n
 
 HERE = Path(__file__).parent
@@ -57,18 +58,6 @@ def pretty(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, indent=2, default=str)
-
-
-def with_reasoning(value: Any) -> tuple[Any, str | None]:
-    """A model span's output split into (what it answered, its reasoning): an attempt span of a reasoning model
-    records `{"content": answer, "reasoning": thinking}` (plus `tool_calls` when it called tools); the page shows
-    the answer as the answer and the thinking apart. Anything else: (value, None)."""
-    if not isinstance(value, dict) or not isinstance(value.get("reasoning"), str) or not value["reasoning"]:
-        return value, None
-    rest = {k: v for k, v in value.items() if k != "reasoning"}
-    if set(rest) == {"content"} or (set(rest) <= {"content", "tool_calls"} and not rest.get("tool_calls")):
-        return rest.get("content"), value["reasoning"]
-    return rest, value["reasoning"]
 
 
 def _stored(name: str, catalog: str = "stored_i18n") -> Any:
