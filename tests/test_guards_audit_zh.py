@@ -13,7 +13,7 @@ from flywheel.apps.runtime import Runtime
 from flywheel.checks.base import build
 from flywheel.config import Project
 from flywheel.guards import GuardPolicy
-from flywheel.guards.streaming import HOLD, WINDOW, guard_stream
+from flywheel.guards.streaming import guard_stream
 
 STOP = "[stopped]"
 
@@ -77,28 +77,25 @@ def test_an_answer_in_the_wrong_language_is_stopped_streamed_as_not_streamed(lan
     assert "pin a model version" not in shown and "固定模型版本" not in shown
 
 
-def test_a_long_answer_in_the_wrong_language_stops_after_at_most_hold_characters():
+def test_a_long_answer_in_the_wrong_language_shows_nothing_english_and_stops():
     sentence = "This sentence is written in English and keeps the answer going. "
     text = "好的。" + sentence * 200
-    pulled: list[str] = []
-
-    def deltas():
-        for piece in _pieces(text, 20):
-            pulled.append(piece)
-            yield piece
-
-    out = "".join(guard_stream(deltas(), _policy("zh").output))
-    assert out == "好的。" + "\n" + STOP  # nothing English was shown
-    assert len("".join(pulled)) <= len("好的。") + HOLD + len(sentence) + 20  # the model was cut off early
+    assert not _policy("zh").output.run(text).passed
+    out = "".join(guard_stream(iter(_pieces(text, 20)), _policy("zh").output))
+    assert out == "好的。" + "\n" + STOP  # nothing English was shown; the verdict is the whole answer's
 
 
-def test_a_language_switch_late_in_a_long_answer_stops_the_stream():
+@pytest.mark.parametrize(("repeat", "whole"), [(40, True), (200, False)])
+def test_a_language_switch_late_in_a_long_answer_gets_the_whole_answers_verdict(repeat, whole):
     zh = "这是一个很长的中文回答，用来说明配置文件里的每一个选项。" * 60
-    en = "From here on the model answers in English only, which is not what was asked. " * 40
+    en = "From here on the model answers in English only, which is not what was asked. " * repeat
+    assert _policy("zh").output.run(zh + en).passed is whole
     out = _streamed(_policy("zh"), zh + en, 50)
-    assert out.startswith(zh[:200]) and out.endswith(STOP)
-    shown_en = out[len(zh):]
-    assert len(shown_en) < WINDOW  # caught on the released tail (WINDOW characters), not after the whole answer
+    assert out.startswith(zh[:200]) and out.endswith(STOP) is (not whole)
+    if whole:  # mostly Chinese: passes whole, so it streams whole (was: stopped once the tail read as English)
+        assert out == zh + en
+    else:  # the English held back once the answer so far read as English: most of it never shown
+        assert len(out) < len(zh + en) // 2
 
 
 def test_not_language_and_log_only_are_judged_on_the_whole_answer_too():

@@ -59,15 +59,32 @@ class Check:
     needs_llm: ClassVar[bool] = False
     blocking: ClassVar[bool] = False  # slow synchronous work (models): `arun` moves it to a worker thread
     # What the check judges: "span" (each piece on its own: a secret, an e-mail address) or "answer" (the text as
-    # a whole: its language). A stream's guards judge an "answer" check on the answer so far, not sentence by
-    # sentence (flywheel.guards.streaming).
+    # a whole: its language, its length, a phrase it must hold). A stream's guards never judge an "answer" check
+    # on a sentence alone; they judge the whole answer at the end (flywheel.guards.streaming).
     scope: ClassVar[str] = "span"
+    # For an "answer" check: what its verdict on the start of an answer (a stream's answer so far) already says
+    # about the whole answer. "fail": a failure stands whatever follows (max_words: a stream stops at once);
+    # "pass": a pass stands, a failure may still be undone (contains: judged at the end); "": neither (is-json,
+    # judge: judged once, on the whole answer). See `settled`.
+    settles: str = ""
+    # For an "answer" check: while it fails on the answer so far, a stream holds new text back instead of showing
+    # it (language: an answer in the wrong language shows nothing), until more text makes it pass or the end.
+    holds: ClassVar[bool] = False
 
     def __init__(self, arg: Any = None):
         self.arg = arg
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         raise NotImplementedError
+
+    def settled(self, result: CheckResult) -> bool:
+        """Whether `result`, this check's verdict on the start of an answer, stands for any longer answer."""
+        return self.scope == "answer" and self.settles == ("pass" if result.passed else "fail") and not result.error
+
+    def slack(self, result: CheckResult) -> int:
+        """How many characters may follow the start of an answer this check judged `result` before its verdict
+        could change (0: any); a stream judges it again only after that many (max_words: the words left)."""
+        return 0
 
     async def aevaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         """Async evaluation; LLM checks override it to await the gateway instead of blocking a thread."""
@@ -142,6 +159,8 @@ class Not(Check):
         self.needs_llm = inner.needs_llm  # type: ignore[misc]
         self.blocking = inner.blocking  # type: ignore[misc]
         self.scope = inner.scope  # type: ignore[misc]
+        self.settles = {"pass": "fail", "fail": "pass"}.get(inner.settles, "")  # not-contains: a find stands
+        self.holds = inner.holds  # type: ignore[misc]
 
     def definition(self) -> dict[str, Any]:
         return {"not": self.inner.definition()}
@@ -151,6 +170,17 @@ class Not(Check):
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         return self._negate(self.inner.run(output, ctx))
+
+    def settled(self, result: CheckResult) -> bool:
+        return not result.error and self.inner.settled(self._inverse(result))
+
+    def slack(self, result: CheckResult) -> int:
+        return 0 if result.error else self.inner.slack(self._inverse(result))
+
+    @staticmethod
+    def _inverse(r: CheckResult) -> CheckResult:
+        """The inner check's result this negated one came from."""
+        return CheckResult(passed=not r.passed, score=1.0 - r.score, details=r.details)
 
     async def aevaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         return self._negate(await self.inner.arun(output, ctx))

@@ -71,6 +71,7 @@ class Diversity(Check):
     repeated outputs; with no limit given it only measures (and passes)."""
 
     name = "diversity"
+    scope = "answer"
     over_repeats = True  # an eval runner gives it all the repeated outputs of a case at once
 
     def __init__(self, arg: Any = None):

@@ -108,6 +108,7 @@ class Grounding(Check):
     """grounding: {require_citations: bool = false, min_score: float = 1.0} — cited [n] exist, quotes occur in them"""
 
     name = "grounding"
+    scope = "answer"  # a quote may run over sentences; the score is over the whole answer
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)

@@ -6,7 +6,9 @@ URLs, e-mail addresses, `inline code` and fenced code blocks — is left out fir
 https://docs.example.com/guide/install is Chinese), unless nothing with letters is left.
 
 The check judges the answer as a whole (`scope = "answer"`): a stream judges it on the answer so far, never on
-one sentence alone (flywheel.guards.streaming).
+one sentence alone, holds new text back while that fails (`holds`) and gives its verdict on the whole answer at
+the end (flywheel.guards.streaming): a long English log or code block inside a Chinese answer passes as it
+passes whole.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Language(Check):
 
     name = "language"
     scope = "answer"  # a short English line ("pip install flywheel.") in a Chinese answer is still Chinese
+    holds = True  # on a stream, text is not shown while the answer so far is in another language
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)

@@ -82,6 +82,7 @@ def _number(value: Any, what: str, low: float, high: float | None = None) -> flo
 
 
 class _Overlap(Check):
+    scope = "answer"  # the whole answer against the expected text
     keys: frozenset[str] = frozenset({"value"})
     default_threshold = 0.0
 

@@ -46,6 +46,7 @@ class Similar(Check):
     """similar: THRESHOLD or {threshold: 0.8, reference: TEXT} — embedding cosine to the reference ≥ it."""
 
     name = "similar"
+    scope = "answer"  # the whole answer against the reference
     blocking = True  # a local embedding model computes on the CPU
 
     def __init__(self, arg: Any = None):

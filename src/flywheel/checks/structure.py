@@ -58,6 +58,7 @@ class IsJson(Check):
     """is-json or is-json: SCHEMA — the whole output is JSON, optionally valid against a JSON Schema."""
 
     name = "is-json"
+    scope = "answer"  # the whole answer parses, not each sentence
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -76,6 +77,7 @@ class ContainsJson(Check):
     """contains-json or contains-json: SCHEMA — a JSON value (fenced or {...}/[...]) appears in the output."""
 
     name = "contains-json"
+    scope = "answer"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -119,6 +121,7 @@ class IsXml(Check):
     """is-xml or is-xml: [root/child, …] — the output is well-formed XML with the listed element paths."""
 
     name = "is-xml"
+    scope = "answer"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)

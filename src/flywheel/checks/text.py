@@ -6,6 +6,10 @@
 
 Counts are CJK aware: every Chinese / Japanese / Korean character counts as one word, since those
 scripts do not separate words with spaces.
+
+Every check here judges the answer as a whole (`scope = "answer"`): on a stream none is run on one sentence
+alone. A found text or a reached minimum stands once the answer so far has it (`settles = "pass"`), a maximum
+exceeded stands too (`"fail"`: the stream stops at once); the rest is judged on the whole answer at its end.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from flywheel.checks.base import Check, CheckContext, register
 from flywheel.text import split_sentences
 from flywheel.types import CheckResult
 
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 
@@ -48,6 +52,8 @@ def _short(text: str, n: int = 60) -> str:
 
 
 class _Contains(Check):
+    scope = "answer"  # "参考资料" anywhere in the answer, not in every sentence
+    settles = "pass"
     fold = False
 
     def __init__(self, arg: Any = None):
@@ -76,6 +82,8 @@ class IContains(_Contains):
 
 
 class _ContainsMany(Check):
+    scope = "answer"
+    settles = "pass"
     fold = False
     need_all = False
 
@@ -138,6 +146,7 @@ class Equals(Check):
     """equals: VALUE — the output equals VALUE (outer whitespace ignored; a mapping/list compares as JSON)."""
 
     name = "equals"
+    scope = "answer"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -164,6 +173,7 @@ class StartsWith(Check):
     """starts-with: TEXT — the output (after leading whitespace) starts with TEXT."""
 
     name = "starts-with"
+    scope = "answer"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -182,6 +192,7 @@ class Regex(Check):
     """regex: PATTERN or {pattern: PATTERN, flags: "ims"} — a Python regular expression matches somewhere."""
 
     name = "regex"
+    scope = "answer"
 
     def __init__(self, arg: Any = None):
         super().__init__(arg)
@@ -199,6 +210,8 @@ class Regex(Check):
             self.pattern = re.compile(pattern, value)
         except re.error as exc:
             raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        # a match stands in any longer answer, unless the pattern looks past it (`$`, `\Z`, a lookahead)
+        self.settles = "" if re.search(r"\$|\\Z|\(\?[=!]", pattern) else "pass"
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         m = self.pattern.search(output)
@@ -211,7 +224,8 @@ class Regex(Check):
 
 
 def count_words(text: str) -> int:
-    return len(_WORD.findall(_CJK.sub(r" \g<0> ", text)))
+    cjk = sum(map(len, _CJK.findall(text)))  # one word each
+    return cjk + len(_WORD.findall(_CJK.sub(" ", text) if cjk else text))
 
 
 def count_sentences(text: str) -> int:
@@ -231,6 +245,7 @@ def _bound(value: Any, what: str) -> int | None:
 
 
 class _Count(Check):
+    scope = "answer"  # 50 words in all, not per sentence
     unit = ""
     counter = staticmethod(count_words)
     side = ""  # "min", "max" or "" for a {min, max} range
@@ -249,6 +264,22 @@ class _Count(Check):
             raise ValueError(f"{self.name} needs a number")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"{self.name}: min {self.min} is above max {self.max}")
+        # a longer answer never counts fewer: a maximum exceeded stands, and so does a minimum reached alone
+        self.settles = "fail" if self.max is not None else "pass"
+
+    def settled(self, result: CheckResult) -> bool:
+        if result.passed:
+            return self.max is None
+        return self.max is not None and result.details.get("count", 0) > self.max
+
+    def slack(self, result: CheckResult) -> int:
+        """Text of n characters adds at most n words or sentences (characters: trailing space may count too)."""
+        n = result.details.get("count")
+        if not isinstance(n, int) or self.unit == "characters":
+            return 0
+        safe = [self.min - n - 1] if self.min is not None and self.min > n else []  # before the minimum is reached
+        safe += [self.max - n] if self.max is not None and self.max >= n else []  # before the maximum is exceeded
+        return min(safe, default=0)
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
         n = self.counter(output)

@@ -170,6 +170,7 @@ class Trained(Check):
     """trained: NAME, or {model: NAME, threshold: 0.5, path: DIR} — a classifier fitted by `flywheel train-check`."""
 
     name = "trained"
+    scope = "answer"  # scores the (input, whole answer) pair
     blocking = True
 
     def __init__(self, arg: Any = None, where: str | None = None):

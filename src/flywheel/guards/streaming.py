@@ -3,8 +3,7 @@
 Latency cost: the reader sees nothing until the first sentence is complete and checked, so time to first
 token grows by (time to generate one sentence) + (guard time per sentence); after that each sentence waits
 for its own checks, run twice: on the sentence alone and on it with the last 1,000 released characters (so
-a system prompt leaked one short sentence at a time is still caught). Guards that need the whole answer but
-declare no answer scope (JSON Schema, word counts) don't belong here.
+a system prompt leaked one short sentence at a time is still caught).
 A failing guard stops the stream: the generator is closed (the upstream request is dropped) and the
 policy message is appended. Re-ask and fallback can't rewrite text already shown, so on a stream they
 stop it like `block`.
@@ -13,12 +12,17 @@ An armoured block (`-----BEGIN RSA PRIVATE KEY-----` … `-----END …-----`) is
 until the END line (or the end of the stream, or MAX_BLOCK characters) and checked together, so a key whose
 body lines would each pass as a "sentence" is masked whole.
 
-Checks that judge the answer as a whole (`Check.scope == "answer"`: `language`) are never run on a sentence
-alone — a Chinese answer holding the line `pip install flywheel.` or starting with "OK." is still Chinese. They
-judge the answer so far (the last WINDOW released characters plus the sentences waiting): while they fail,
-the new sentences are held back (nothing in the wrong language is shown) until more text makes them pass, or
-HOLD characters are waiting (the stream stops), or the stream ends. At the end they judge the whole answer,
-as a non-streamed answer is judged, so both give the same verdict; an answer-scope guard only passes or stops.
+Checks that judge the answer as a whole (`Check.scope == "answer"`: language, contains, max_words, is-json,
+…) are never run on a sentence alone: at the end of the stream they judge the whole answer, as a
+non-streamed answer is judged, so both give the same verdict (an answer-scope guard only passes or stops).
+Before the end a guard acts only on what the answer so far already settles, so no verdict can differ:
+- `settles == "fail"` (max_words, not-contains): judged on the answer so far after each sentence; a failure
+  that more text cannot undo (`Check.settled`) stops the stream at once;
+- `holds` (language): while it fails on the answer so far, new text is held back (not shown) until more text
+  makes it pass, or the end gives the verdict; never stopped early, since a Chinese answer quoting a long
+  English log is still Chinese once its Chinese follows;
+- the rest (contains, min_words, is-json) wait for the end: a failure on part of the answer means nothing.
+A log-only answer-scope guard is judged at the end only, so it logs what a non-streamed answer would.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ _split = complete_sentences
 
 
 WINDOW = 1000  # characters of already released text checked again with each new sentence
-HOLD = 1000  # characters an answer-scope guard may hold back while it fails before the stream stops
 MAX_BLOCK = 64_000  # an armoured block still open after this many characters is checked (and released) as is
+_FENCE = "```"
 _BLOCK_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{1,60}-----")
 _BLOCK_END = re.compile(r"-----END [A-Z0-9 ]{1,60}-----")
 
@@ -85,10 +89,10 @@ def _answer_scope(guard: Guard) -> bool:
     return getattr(guard.check, "scope", "span") == "answer"
 
 
-def _subset(pipeline: GuardPipeline, answer_scope: bool) -> GuardPipeline:
-    """The pipeline's guards of one scope, in order (a copy: a subclass's recording keeps working)."""
+def _subset(pipeline: GuardPipeline, guards: list[Guard]) -> GuardPipeline:
+    """The pipeline with these of its guards, in order (a copy: a subclass's recording keeps working)."""
     part = copy.copy(pipeline)
-    part.guards = [g for g in pipeline.guards if _answer_scope(g) == answer_scope]
+    part.guards = guards
     return part
 
 
@@ -97,11 +101,20 @@ class _Release:
     `pending`: text that passed the sentence guards and waits for the answer-scope guards."""
 
     def __init__(self, pipeline: GuardPipeline, ctx: CheckContext | None, record: list[GuardAction] | None):
-        self.sentence, self.answer = _subset(pipeline, False), _subset(pipeline, True)
+        guards = pipeline.guards
+        self.sentence = _subset(pipeline, [g for g in guards if not _answer_scope(g)])
+        self.answer = _subset(pipeline, [g for g in guards if _answer_scope(g)])
+        acting = [g for g in self.answer.guards if g.on_fail != "log-only"]  # log-only: the end's verdict only
+        self.stops = [g for g in acting if getattr(g.check, "settles", "") == "fail"]
+        self.holds = [g for g in acting if getattr(g.check, "holds", False)]
         self.ctx = ctx or CheckContext()
         self.record: list[GuardAction] = [] if record is None else record
         self.buffer = self.released = self.held = self.pending = ""
         self.stopped = False
+        self.fences = 0  # code fences (```) in the released text (counted for the holding guards)
+        self.prose = ""  # the last WINDOW released characters outside code blocks (for the holding guards)
+        self.tried = 0  # length of the answer so far when the holding guards last judged all of it
+        self.quiet = [0] * len(self.stops)  # per stop guard: the answer so far may grow to this size unjudged
 
     def feed(self, delta: str) -> list[str]:
         self.buffer += delta
@@ -130,30 +143,68 @@ class _Release:
         return out
 
     def _settle(self, final: bool) -> list[str]:
-        """Release the pending text if the answer-scope guards pass on the answer so far; hold it while they
-        fail (until HOLD characters wait, or the end: then their verdict stands)."""
+        """At the end: the answer-scope guards' verdict on the whole answer. Before: stop on a failure the answer
+        so far settles; show the pending text unless a holding guard fails on the answer so far."""
         if not self.answer:
             return self._show()
-        if not final and not self.pending.strip():
+        answer = self.released + self.pending
+        if final:
+            return self._verdict(self.answer, answer) or self._show()
+        if not self.pending.strip():
             return []  # nothing new to judge
-        text = self.released + self.pending if final else self.released[-WINDOW:] + self.pending
-        if not final and len(self.pending) <= HOLD and not self._passes(text):
-            return []  # too little evidence yet ("OK." opening a Chinese answer): wait for more text
-        outcome = self.answer.run(text, self.ctx)
-        self.record.extend(outcome.actions)
-        if not outcome.passed:
-            return self._stop(outcome.message or DEFAULT_BLOCK)
+        ctx = self.answer._context(self.ctx)
+        for i, guard in enumerate(self.stops):  # a trial first: no span, no guard action unless the failure stands
+            if len(answer) <= self.quiet[i]:
+                continue  # its verdict cannot have changed yet (max_words: fewer new characters than words left)
+            result = check_windows(guard.check, windows(answer, guard.max_chars), ctx)
+            self.quiet[i] = len(answer) + (guard.check.slack(result) if len(answer) <= guard.max_chars else 0)
+            if not result.passed and guard.check.settled(result):
+                stop = self._verdict(_subset(self.answer, [guard]), answer)
+                if stop:
+                    return stop
+        if self.holds and not self._holding_passes(ctx):
+            return []  # an answer so far in another language ("OK." opening a Chinese answer): wait for more
         return self._show()
 
-    def _passes(self, text: str) -> bool:
-        """Whether every answer-scope check passes on `text`: a trial, with no span and no guard action (a
-        failure here may not stand), so traces say only what was decided."""
-        ctx = self.answer._context(self.ctx)
-        return all(check_windows(g.check, windows(text, g.max_chars), ctx).passed for g in self.answer.guards)
+    def _verdict(self, pipeline: GuardPipeline, text: str) -> list[str]:
+        """Run (and record) `pipeline` on `text`: the stop message when it fails, else nothing."""
+        outcome = pipeline.run(text, self.ctx)
+        self.record.extend(outcome.actions)
+        return [] if outcome.passed else self._stop(outcome.message or DEFAULT_BLOCK)
+
+    def _holding_passes(self, ctx: CheckContext) -> bool:
+        """Whether the holding guards pass on the answer so far: a trial (no span, no guard action: a failure here
+        may not stand) on the released prose tail and the pending text, and when that fails, on all of it — at
+        most once each time the answer grew by an eighth (or WINDOW characters), so a long answer costs linear
+        time (meanwhile the text waits)."""
+        def passes(text: str) -> bool:
+            return all(check_windows(g.check, windows(text, g.max_chars), ctx).passed for g in self.holds)
+
+        if len(self.pending) <= WINDOW:  # the cheap trial: at most 2 × WINDOW characters
+            if passes(self._tail() + self.pending):
+                return True
+            if len(self.released) <= WINDOW:
+                return False  # that was all of it
+        size = len(self.released) + len(self.pending)
+        if size < self.tried + max(WINDOW, self.tried // 8):
+            return False  # judged all of it a moment ago: wait for more text
+        self.tried = size
+        return passes(self.released + self.pending)
+
+    def _tail(self) -> str:
+        """The last WINDOW released characters outside code blocks, then a fence when one is still open (so the
+        pending code is left out as code: `flywheel.text.language.prose`): a long code block in a Chinese
+        answer is read with the Chinese before it, not alone as English."""
+        return self.prose + (_FENCE + "\n" if self.fences % 2 else "")
 
     def _show(self) -> list[str]:
         text, self.pending = self.pending, ""
         self.released += text
+        if self.holds:
+            parts = text.split(_FENCE)
+            kept = "".join(part for k, part in enumerate(parts) if (self.fences + k) % 2 == 0)
+            self.prose = (self.prose + kept)[-WINDOW:]
+            self.fences += len(parts) - 1
         return [text] if text else []
 
     def _stop(self, message: str) -> list[str]:
