@@ -2,7 +2,11 @@
 opposite or different things, so serving one's answer for the other is wrong whatever the embedding says.
 
 A semantic candidate is by construction close to the query (cosine ≥ threshold), so what the two do NOT share
-carries the difference. The rules:
+carries the difference. Both are read with full-width forms folded (ＧＰＴ４ → GPT4, ２０２３ → 2023; keys.fold_width).
+The rules:
+
+- **forms**: a question about the characters' forms themselves (全角/半角, full-width, Unicode, code point),
+  whose width forms are therefore kept, and another with other forms ("把 ＡＢＣ 转成半角" / "把 ABC 转成半角");
 
 - **language**: the two are written in languages of different scripts ("How do I enable SSO?" / "如何启用 SSO？",
   "Как включить SSO?"), or in different Chinese scripts ("如何设置模型版本" / "如何設置模型版本"): the answer is
@@ -19,7 +23,10 @@ carries the difference. The rules:
   words that differ only by an opposing prefix ("lock"/"unlock", "enable"/"disable", "import"/"export",
   "upgrade"/"downgrade");
 - **names**: a name replaced by another at the same place ("the Pro plan" / "the Enterprise plan", "on Linux" /
-  "on Windows"): capitalised or alphanumeric tokens, the first word of a sentence excepted.
+  "on Windows", 北京 / 上海, 张小明 / 王小红): capitalised or alphanumeric tokens, the first word of a sentence
+  excepted; words jieba tags as proper nouns (people, places, organisations, other names) in Chinese; and any
+  Chinese word in a sentence of a Latin-script language ("the population of 北京" / "… of 上海"), which the
+  default English embedder places close together whatever they say.
 
 A number or a name only one side mentions is left to the learned verifier (verifier.py), which scores what
 the rules let through. The rules cost some real paraphrases a hit; a cache prefers a miss to a wrong answer.
@@ -33,12 +40,16 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from flywheel.cache.keys import WIDTH_FORM, fold_width
 from flywheel.cache.verifier import _expand
 from flywheel.text import detect_language, fold_traditional
 from flywheel.text.language import LATIN
+from flywheel.text.tokenize import _segmenter
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+(?:['’.,:/][^\W{_CJK}]+)*", re.UNICODE)
+_TOKEN = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+(?:['’.,:/][^\W{_CJK}]+)*", re.UNICODE)  # a CJK run: cut into words
+# jieba's part-of-speech tags of proper nouns: person (nr, nrfg, nrt), place (ns), organisation (nt), other (nz)
+_PROPER_NOUN_TAGS = frozenset({"nr", "nrfg", "nrt", "ns", "nt", "nz"})
 _SHORT_REPLACEMENT = 3  # tokens a side: a longer replaced run is a rephrasing, not a name swapped for another
 _SPELLING_RATIO = 0.75  # character similarity above which two names are one name spelled two ways
 _ABBREVIATED_NO = re.compile(r"\bno\.\s*(?=\d)", re.IGNORECASE)  # "No. 2": a number, not a negation
@@ -277,9 +288,11 @@ def _negations(text: str, words: list[str]) -> int:
 @dataclass(frozen=True)
 class _Parsed:
     text: str  # contractions spelled out
-    tokens: tuple[str, ...]  # lower-cased; a CJK character is a token
-    # per token: a name (capitalised or alphanumeric, not the first word of a sentence)
+    tokens: tuple[str, ...]  # lower-cased; a CJK run is cut into its words
+    # per token: a name (capitalised or alphanumeric, not the first word of a sentence; a CJK word that jieba
+    # tags a proper noun, or any CJK word in a sentence of a Latin-script language: "the population of 北京")
     names: tuple[bool, ...]
+    tags: tuple[str, ...]
     stems: frozenset[str]
     numbers: frozenset[float | str]
     dates: frozenset[str]  # relative dates: compared with each other, not with numbers ("yesterday" / "Oct. 24")
@@ -293,18 +306,32 @@ def _parse(text: str) -> _Parsed:
     expanded = _expand(text)
     raw: list[str] = []
     names: list[bool] = []
-    start = True  # the first word of each sentence is capitalised anyway: not a name
+    tags: list[str] = []  # jieba's part-of-speech tag of each CJK word ("" for other tokens)
+    # A Chinese (or Japanese) sentence: its Latin words name something, whatever their case ("gpt-4o 的上下文长度" /
+    # "claude 的上下文长度"), the first one too ("Kubernetes 怎么部署？"); its own words only when jieba tags them a
+    # proper noun. Elsewhere a Chinese word names something ("the population of 北京"), and the first word of each
+    # sentence is capitalised anyway: not a name.
+    cjk = _CJK_CHAR.search(expanded) is not None and detect_language(expanded) not in LATIN
+    start = not cjk
     for m in _TOKEN.finditer(expanded):
-        word = _POSSESSIVE.sub("", m.group())  # "the API's limit" names the API
-        raw.append(word)
-        names.append(not start and _is_name(word))
-        start = bool(_SENTENCE_END.match(expanded, m.end()))
+        if _CJK_CHAR.match(m.group()):
+            for word, tag in _cjk_words(m.group()):
+                raw.append(word)
+                tags.append(tag)
+                names.append(not cjk or tag in _PROPER_NOUN_TAGS)
+        else:
+            word = _POSSESSIVE.sub("", m.group())  # "the API's limit" names the API
+            raw.append(word)
+            tags.append("")
+            names.append(_is_latin(word) if cjk else not start and _is_name(word))
+        start = not cjk and bool(_SENTENCE_END.match(expanded, m.end()))
     tokens = tuple(w.lower() for w in raw)
-    words = [t for t in tokens if not _CJK_CHAR.fullmatch(t)]
+    words = [t for t in tokens if not _CJK_CHAR.match(t)]
     return _Parsed(
         expanded,
         tokens,
         tuple(names),
+        tuple(tags),
         frozenset(_stem(w) for w in words),
         _numbers(expanded, words),
         _dates(expanded),
@@ -312,6 +339,20 @@ def _parse(text: str) -> _Parsed:
         _negations(expanded, words),
         frozenset(m.group().lower().rstrip(".,;:!?") for m in _IDENTIFIER.finditer(expanded)),
     )
+
+
+@lru_cache(maxsize=4096)
+def _cjk_words(run: str) -> tuple[tuple[str, str], ...]:
+    """The words of a CJK run (jieba, the process's one instance), each with its part-of-speech tag."""
+    _segmenter()  # jieba initialised once, quietly
+    from jieba import posseg
+
+    return tuple((p.word, p.flag) for p in posseg.lcut(run, HMM=True) if p.word.strip())
+
+
+def _is_latin(word: str) -> bool:
+    letter = next((c for c in word if c.isalpha()), "")
+    return letter.isascii() and letter != ""
 
 
 def _is_name(word: str) -> bool:
@@ -361,7 +402,18 @@ def _renamed(q: _Parsed, c: _Parsed) -> bool:
         c_names = {c.tokens[j] for j in range(j1, j2) if c.names[j]} - set(q.tokens)
         if q_names and c_names and not any(_same_name(a, b) for a in q_names for b in c_names):
             return True
+        if i2 - i1 == j2 - j1 == 1 and (_cjk_renamed(q, i1, c, j1) or _cjk_renamed(c, j1, q, i1)):
+            return True
     return False
+
+
+def _cjk_renamed(a: _Parsed, i: int, b: _Parsed, j: int) -> bool:
+    """A Chinese proper noun replaced, one word for one, by a Chinese noun jieba does not tag as a name (华为 /
+    小米, 支付宝 / 微信): Chinese has no capitals to tell a name by, and jieba's tags miss many. (Not in English:
+    there a name replaced by a description, "Mr. Singleton" / "the prisoner", is mostly a paraphrase, as MRPC
+    shows.)"""
+    return (a.tags[i] in _PROPER_NOUN_TAGS and b.tags[j] not in _PROPER_NOUN_TAGS
+            and b.tags[j].startswith(("n", "vn")) and not _same_name(a.tokens[i], b.tokens[j]))
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -377,8 +429,12 @@ def _fold(name: str) -> str:
 
 
 def contradiction(query: str, cached: str) -> str | None:
-    """Why `query` and the `cached` question ask different things ("language", "identifiers", "numbers",
-    "negation", "opposites", "names"), or None when no rule sees a difference."""
+    """Why `query` and the `cached` question ask different things ("forms", "language", "identifiers",
+    "numbers", "negation", "opposites", "names"), or None when no rule sees a difference. Both are read with
+    their width forms folded (keys.fold_width: ＧＰＴ４ is GPT4, ２０２３ is 2023)."""
+    query, cached = fold_width(query), fold_width(cached)  # entries saved before the fold kept their width forms
+    if set(WIDTH_FORM.findall(query)) != set(WIDTH_FORM.findall(cached)):
+        return "forms"  # a question about the characters' forms ("把 ＡＢＣ 转成半角") keeps them: they differ
     if _language(query, cached):
         return "language"
     q, c = _parse(query), _parse(cached)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,10 +61,37 @@ def route_version(chain: Iterable[ModelAlias]) -> str:
     return _digest({"v": KEY_VERSION, "route": route})[:16]
 
 
+# Width forms: the full-width twins of ASCII (ＧＰＴ４, ２０２４, ？, the ideographic space U+3000) that Chinese and
+# Japanese input methods type, and half-width katakana: NFKC's <wide> and <narrow> mappings and no others
+# (NFKC's other mappings change meaning: x² → x2, ½ → 1⁄2, ① → 1). All lie in U+3000 and U+FF01–U+FFEE.
+_WIDTH = {c: unicodedata.normalize("NFKC", chr(c)) for c in (0x3000, *range(0xFF01, 0xFFEF))
+          if unicodedata.decomposition(chr(c)).startswith(("<wide>", "<narrow>"))}
+WIDTH_FORM = re.compile("[{}]".format("".join(map(chr, _WIDTH))))
+
+
+# Words that make the characters' form the subject ("把 ＡＢＣ 转成半角", "the code point of Ａ"): then the
+# width forms are the question itself and stay as written.
+_ABOUT_FORMS = re.compile(r"全角|半角|全形|半形|全宽|半宽|码位|码点|full[- ]?width|half[- ]?width|zenkaku|hankaku"
+                          r"|unicode|code ?points?", re.IGNORECASE)
+
+
+def fold_width(text: str) -> str:
+    """`text` with full-width ASCII forms as ASCII and half-width katakana as katakana (NFC), nothing else
+    changed: "ＧＰＴ４ 的上下文长度？" → "GPT4 的上下文长度?"; as written (NFC) when it asks about the forms
+    themselves (全角, 半角, full-width, Unicode, code point …)."""
+    if not WIDTH_FORM.search(text) or _ABOUT_FORMS.search(text.translate(_WIDTH)):
+        return unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", text.translate(_WIDTH))
+
+
 def normalise_text(text: str) -> str:
-    """NFC, LF line endings, no leading/trailing whitespace, placeholders without their run's nonce: differences
-    a model does not see as meaning."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
+    """Width forms folded (fold_width), NFC, LF line endings, no leading/trailing whitespace, placeholders
+    without their run's nonce: differences a model does not see as meaning.
+
+    (The width fold came after KEY_VERSION 3 without a bump: a text without width forms keeps its key, and a
+    key of text with them, stored before, can no longer be computed (no folded text has width forms), so such
+    an entry is only missed, never served for another question; it expires with its TTL.)"""
+    text = fold_width(text).replace("\r\n", "\n").replace("\r", "\n").strip()
     return without_nonces(text) if "<" in text else text
 
 
