@@ -263,9 +263,30 @@ def _credit_card(m: re.Match[str], text: str) -> float | None:
     return score
 
 
+# UnionPay does not require the Luhn check digit on every IIN 62 range, so a 62 number of 16-19 digits that
+# fails Luhn is a card when a card word stands right before it (卡号, 银行卡, 银联, card) and no word for
+# another kind of number (订单号, 流水号, tracking, order) does: without Luhn, the context is the evidence.
+_CARD_LABEL = words("卡", "银联", "unionpay", "card", "card no", "card number", "card #")
+_NOT_CARD_LABEL = words("订单", "单号", "编号", "流水", "工单", "序列号", "批号", "运单", "快递", "物流", "合同", "发票",
+                        "条码", "会议", "order", "tracking", "invoice", "reference", "ref", "ticket", "transaction",
+                        "serial", "sku", "barcode", "id")
+
+
+def _unionpay_without_luhn(m: re.Match[str], text: str) -> float | None:
+    number = v.digits(m.group(0))
+    if not (number.startswith("62") and 16 <= len(number) <= 19) or v.repetitive(number):
+        return None
+    if near(text, m.start(), m.end(), _CARD_LABEL, 16, 0) and not near(text, m.start(), m.end(), _NOT_CARD_LABEL,
+                                                                       16, 0):
+        return 0.8
+    return None
+
+
 def _cn_bank_card(m: re.Match[str], text: str) -> float | None:
     number = _card_number(m.group(0))
-    if number is None or not 16 <= len(number) <= 19:
+    if number is None:
+        return _unionpay_without_luhn(m, text)
+    if not 16 <= len(number) <= 19:
         return None
     if near(text, m.start(), m.end(), _CN_BANK_WORDS, 24, 8):
         return 0.96  # a Chinese bank's card, whatever its network

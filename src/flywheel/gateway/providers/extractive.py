@@ -31,7 +31,10 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   targets and URLs match nothing; a question's name matches only a whole word (extractive_match.py).
   A unit in another script than the question (code and links aside) is not quoted; when every source is, it
   answers the cross-language message (flywheel.prompts.cross_language).
-  The quotes are the best units (up to `params.max_quotes`, default 3); when the best is a list item, its
+  Chinese frame words (在…的情况下, 没有, 以后) and the noun an interrogative asks for (什么地方: "where") are
+  not terms, as English function words are not (extractive_match.py).
+  The quotes are the best units (up to `params.max_quotes`, default 3), each at least `RELATIVE_FLOOR` (0.6)
+  of the best one's relevance (the same-language bonus only ranks); when the best is a list item, its
   sibling items that also qualify are quoted with it, in order (up to 5).
 - It declines (in the question's language) when no unit qualifies, or when the question names something —
   a Latin-script word in a Chinese question, a capitalised word (not the first) or a number in an English
@@ -61,6 +64,7 @@ from flywheel.gateway.providers.extractive_match import (
     HAN_RUN,
     INLINE_CODE,
     acronyms,
+    asked_kinds,
     content,
     echo_key,
     found,
@@ -107,6 +111,9 @@ _NO_SOURCES = {"en": "No sources were given, and the extractive model can only q
                "zh": "没有提供任何资料；抽取式模型只能引用资料中的原文。"}
 MAX_ITEMS = 5  # list items quoted together when the best unit is one of them
 TOPIC = 0.2  # weight of the question's share in a unit's heading
+# A quote's relevance is at least this share of the best quote's: weaker units match the question only in
+# passing (docs/retrieval.md, "The extractive model": CMRC 2018 dev quotes from other passages 9.5 % → 7.4 %).
+RELATIVE_FLOOR = 0.6
 
 
 @dataclass(frozen=True)
@@ -327,7 +334,7 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     if len(echo) >= 6:
         sentences = [s for s in sentences if echo not in echo_key(s.text)]
     q_terms = terms(question)
-    left_out = q_terms & set(words(" ".join(unseen)))
+    left_out = q_terms & (set(words(" ".join(unseen))) | asked_kinds(question))
     if q_terms - left_out:  # a question that is nothing but an unseen number is still about it (and declined)
         q_terms -= left_out
     # A unit in another script than the question matches it only on its code and names (an English question's
@@ -362,7 +369,7 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     total = sum(idf[t] for t in q_terms)
     # A sentence sharing one word with a two-word question ("reset my password") does not answer it.
     need_terms = min(2, len(q_terms))
-    scored: list[tuple[float, Sentence]] = []
+    scored: list[tuple[float, float, Sentence]] = []  # ranking score, relevance, unit
     for sent, o, c in zip(sentences, own, ctx, strict=True):
         mine, around = o & (q_terms | bonus), c & (q_terms | bonus)
         coverage = (sum(idf[t] for t in mine) + 0.5 * sum(idf[t] for t in around)) / total
@@ -373,22 +380,27 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
         # in a section about something else.
         about = f"{sections.get(sent.source, '')} {sent.heading}"
         topic = sum(idf[t] for t in found(about, han_terms, q_names, spelled) & (q_terms | bonus)) / total
-        # a quote in the reader's language beats an equally matching one in another language
+        relevance = coverage + 0.1 * order + TOPIC * topic
+        # a quote in the reader's language beats an equally matching one in another language (ranking only)
         same_language = 0.25 if language_of(sent.text) == q_lang else 0.0
-        scored.append((coverage + 0.1 * order + TOPIC * topic + same_language, sent))
-    scored.sort(key=lambda x: (-x[0], x[1].source, x[1].ordinal))
+        scored.append((relevance + same_language, relevance, sent))
+    scored.sort(key=lambda x: (-x[0], x[2].source, x[2].ordinal))
     if not scored:
         return []
-    floor = max(min_coverage, scored[0][0] * 0.5)
+    # Every quote matches the question at least RELATIVE_FLOOR as well as the best one does. The floor is taken
+    # on relevance alone: the language bonus, added to every unit in the question's language, would lift a weak
+    # match past it.
+    floor = max(min_coverage, max(rel for _, rel, _ in scored) * RELATIVE_FLOOR)
+    qualified = [(score, sent) for score, rel, sent in scored if rel >= floor]
     picked: list[tuple[float, Sentence]] = []
     seen: set[str] = set()
-    for score, sent in scored:
-        if score < floor or len(picked) >= max_quotes:
+    for score, sent in qualified:
+        if len(picked) >= max_quotes:
             break
         group = [sent]
         if sent.kind == "item" and not picked:  # the list that answers, in its own order
-            group = sorted((s for sc, s in scored if s.kind == "item" and s.source == sent.source
-                            and s.group == sent.group and sc >= floor), key=lambda s: s.ordinal)[:MAX_ITEMS]
+            group = sorted((s for _, s in qualified if s.kind == "item" and s.source == sent.source
+                            and s.group == sent.group), key=lambda s: s.ordinal)[:MAX_ITEMS]
             if sent not in group:
                 group = [sent]
         for s in group:

@@ -49,7 +49,13 @@ _LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+")
 
 # What questions are phrased with rather than about (plus a few Chinese question phrases jieba keeps whole).
-STOP = STOPWORDS | QUESTION_WORDS | frozenset({"有什么", "什么样", "哪种", "几个", "是不是", "work", "happen", "mean"})
+# The Chinese frame words carry what English says with function words the lists already drop: 在…的情况下 / 以后 /
+# 之前 (in case of, after, before), 没有 (no, without), 需要 / 应该 / 可能 / 必须 (need, should, may, must),
+# 发生 (happen), 知道 / 告诉 / 想要 / 使用 (know, tell, want, use). As terms they matched any sentence that
+# says "哪种情况" or "没有", whatever it was about.
+STOP = STOPWORDS | QUESTION_WORDS | frozenset({"有什么", "什么样", "哪种", "几个", "是不是", "work", "happen", "mean",
+                                                "情况", "情况下", "以后", "之后", "以前", "之前", "没有", "需要", "应该",
+                                                "可能", "必须", "发生", "知道", "告诉", "想要", "使用"})
 
 
 def _match_form(word: str) -> str:
@@ -82,6 +88,25 @@ def terms(text: str) -> set[str]:
     for run in HAN_RUN.findall(fold_traditional(lowered)):
         # Single characters (词, 下, 用) are too ambiguous to count as matching content.
         out.update(w for w in segment(run) if len(w) > 1 and w not in STOP)
+    return out
+
+
+# A Chinese question asks where / when / why / how with an interrogative and the kind of answer it wants
+# (什么地方, 哪个时间, 什么原因, 用什么方法): that noun is the question's wh-word, which English drops as a
+# question word, not what it is about ("赫哲语在什么地方比较通行？" is not about some 地方).
+_INTERROGATIVES = frozenset({"什么", "哪个", "哪些", "哪种", "哪一种", "何种", "什么样", "啥"})
+_ASKED_KINDS = frozenset({"地方", "地点", "位置", "地区", "时间", "时候", "时刻", "日期", "原因", "缘故", "理由", "方法",
+                          "办法", "方式", "途径"})
+
+
+def asked_kinds(question: str) -> set[str]:
+    """The question's nouns that only say which kind of answer it asks for: one of place, time, reason or
+    manner right after an interrogative (什么地方 is "where")."""
+    out: set[str] = set()
+    for run in HAN_RUN.findall(fold_traditional(question.lower())):
+        for before, word in itertools.pairwise(segment(run)):
+            if before in _INTERROGATIVES and word in _ASKED_KINDS:
+                out.add(word)
     return out
 
 
