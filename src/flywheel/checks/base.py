@@ -65,7 +65,7 @@ class Check:
     # For an "answer" check: what its verdict on the start of an answer (a stream's answer so far) already says
     # about the whole answer. "fail": a failure stands whatever follows (max_words: a stream stops at once);
     # "pass": a pass stands, a failure may still be undone (contains: judged at the end); "": neither (is-json,
-    # judge: judged once, on the whole answer). See `settled`.
+    # a judge guard with `scope: answer`: judged once, on the whole answer). See `settled`.
     settles: str = ""
     # For an "answer" check: while it fails on the answer so far, a stream holds new text back instead of showing
     # it (language: an answer in the wrong language shows nothing), until more text makes it pass or the end.

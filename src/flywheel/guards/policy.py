@@ -29,6 +29,7 @@ from flywheel.checks.language import by_language
 from flywheel.checks.pii import PLACEHOLDER, Vault, placeholder_type
 from flywheel.config import GUARD_ACTIONS, OUTPUT_ONLY_ACTIONS, GuardsConfig, GuardSpec, check_on_fail
 from flywheel.errors import ConfigError, UserError
+from flywheel.guards.scope import judge_scope
 from flywheel.prompts.render import language_of, pick_language
 from flywheel.registry import did_you_mean, unknown_alias
 from flywheel.tracing import tracer
@@ -36,7 +37,7 @@ from flywheel.types import CheckResult, GuardAction, content_hash
 
 ACTIONS = GUARD_ACTIONS  # one list: flywheel.yaml is checked against it when it loads
 OUTPUT_ONLY = OUTPUT_ONLY_ACTIONS
-POLICY_KEYS = {"check", "on_fail", "max_reasks", "message", "fallback", "max_chars"}
+POLICY_KEYS = {"check", "on_fail", "max_reasks", "message", "fallback", "max_chars", "scope"}
 MESSAGES = {
     "block": {"en": "Sorry, I can't help with that request.", "zh": "抱歉，我无法协助处理这个请求。"},
     "refrain": {"en": "I don't know.", "zh": "我不知道。"},
@@ -59,6 +60,7 @@ class Guard:
     message: Message = None
     fallback: str | None = None
     max_chars: int = DEFAULT_MAX_CHARS  # longer text is checked in windows of this size
+    scope: str | None = None  # a judge guard's `scope:` on a stream (flywheel.guards.scope); None: its check's
 
     @property
     def name(self) -> str:
@@ -318,7 +320,7 @@ class GuardPolicy:
         since a different policy can change what the app answers."""
         stages = {"input": self.input.guards, "output": self.output.guards, "sources": self.sources.guards}
         blob = {stage: [[g.check.spec(), g.on_fail, g.max_reasks, g.message, g.fallback, g.max_chars]
-                        for g in guards] for stage, guards in stages.items()}
+                        + (["answer"] if g.scope == "answer" else []) for g in guards] for stage, guards in stages.items()}
         return content_hash(json.dumps(blob, sort_keys=True, default=str, ensure_ascii=False))
 
     @classmethod
@@ -355,6 +357,7 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
     message = _message(raw.get("message"), stage, i, where)
     max_chars = _max_chars(raw.get("max_chars", DEFAULT_MAX_CHARS), stage, i, where)
     if stage == "sources":
+        judge_scope(raw.get("scope"), stage, spec.check, None, partial(where, stage, i, "scope"))  # none takes a scope
         return _build_source_guard(spec, raw, i, where, message, max_chars)
     check_on_fail(spec.check, action, stage, where(stage, i, "on_fail"))
     args = {k: v for k, v in raw.items() if k not in POLICY_KEYS}
@@ -371,6 +374,7 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
     if isinstance(judge, str) and aliases is not None and judge not in aliases:
         raise unknown_alias(judge, aliases, where=where(stage, i, "model"), used_by=f"guard `{spec.check}`",
                             verb="calls", error=ConfigError)
+    scope = judge_scope(raw.get("scope"), stage, spec.check, check, partial(where, stage, i, "scope"))
     if getattr(check, "needs_llm", False):
         _check_judge(spec.check, judge if isinstance(judge, str) else None, models,
                      where(stage, i, "model") if judge else where(stage, i))
@@ -393,7 +397,7 @@ def _build(spec: GuardSpec, stage: str, i: int, where: Callable[..., str | None]
         raise ConfigError(f"max_reasks must be a whole number from 0 to 5, not {max_reasks!r}",
                           where=where(stage, i, "max_reasks"), hint="bounded re-asks keep cost predictable")
     return Guard(check=check, on_fail=action, max_reasks=max_reasks, message=message, fallback=fallback,
-                 max_chars=max_chars)
+                 max_chars=max_chars, scope=scope)
 
 
 def _build_source_guard(spec: GuardSpec, raw: dict[str, Any], i: int, where: Callable[..., str | None],

@@ -23,6 +23,8 @@ Before the end a guard acts only on what the answer so far already settles, so n
   English log is still Chinese once its Chinese follows;
 - the rest (contains, min_words, is-json) wait for the end: a failure on part of the answer means nothing.
 A log-only answer-scope guard is judged at the end only, so it logs what a non-streamed answer would.
+A judge guard is span-scope (each sentence) unless its config says `scope: answer` (Guard.scope,
+flywheel.guards.scope): then it settles nothing, so it is judged once, on the whole answer, at the end.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ def _check(pipeline: GuardPipeline, sentence: str, released: str, ctx: CheckCont
 
 
 def _answer_scope(guard: Guard) -> bool:
-    return getattr(guard.check, "scope", "span") == "answer"
+    """Judged on the whole answer: its check's scope, or a judge guard's `scope: answer` (flywheel.guards.scope)."""
+    return (getattr(guard, "scope", None) or getattr(guard.check, "scope", "span")) == "answer"
 
 
 def _subset(pipeline: GuardPipeline, guards: list[Guard]) -> GuardPipeline:
