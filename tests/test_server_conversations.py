@@ -234,7 +234,8 @@ def test_another_tenants_conversation_is_exactly_like_a_missing_one(live):
     (lambda c, cid: c.responses.create(model="gpt", input="hi", conversation={"name": "x"}), "conversation"),
     (lambda c, cid: c.conversations.items.list(cid, limit=0), "limit"),
     (lambda c, cid: c.conversations.items.list(cid, order="sideways"), "order"),
-    (lambda c, cid: c.conversations.items.create(cid, items=[{"type": "reasoning", "summary": []}]), "items.0.type"),
+    (lambda c, cid: c.conversations.items.create(cid, items=[{"type": "reasoning", "summary": [{"type": "x"}]}]),
+     "items.0.summary"),  # a reasoning item is a conversation item (as on OpenAI); a malformed one is not
     (lambda c, cid: c.conversations.items.create(cid, items=[
         {"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]), "items.0.content.0.type"),
     (lambda c, cid: c.conversations.items.create(cid, items=[]), "items"),

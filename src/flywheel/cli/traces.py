@@ -166,8 +166,9 @@ def fit(text: str, cells: int) -> str:
 
 def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
     """The span tree, a line per span and its in/out (a reasoning model's thinking on a `reasoning:` line of its
-    own, cut to the terminal's width: `--json` has it whole)."""
-    from flywheel.tracing.store_sink import with_reasoning
+    own, cut to the terminal's width: `--json` has it whole; with n > 1 choices, a `choice N:` line for each
+    answer, each followed by its own reasoning)."""
+    from flywheel.tracing.store_sink import choice_outputs, with_reasoning
 
     width = width or shutil.get_terminal_size((80, 24)).columns
     status = trace["status"]
@@ -196,18 +197,30 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
             click.secho(fit(f"{inner}err: {_clean(span['error'])}", width), fg="red")
         else:
             state = span["output_state"]
-            answer, thinking = with_reasoning(span["outputs"])  # a reasoning model's answer, its thinking apart
-            out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
-                   else "(no answer: the model only reasoned)" if thinking is not None and not answer
-                   else _clean(_outputs(answer)))
-            click.echo(fit(f"{inner}out: {out}", width))
-            if thinking is not None:
-                click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
+            choices = choice_outputs(span["outputs"]) if state not in ("missing", "empty") else None
+            if choices is not None:  # n > 1: each choice's answer, then its reasoning
+                click.echo(fit(f"{inner}out: {len(choices)} choices", width))
+                for k, (answer, thinking) in enumerate(choices):
+                    click.echo(fit(f"{inner}choice {k}: {_answer(answer, thinking)}", width))
+                    if thinking is not None:
+                        click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
+            else:
+                answer, thinking = with_reasoning(span["outputs"])  # a reasoning model's answer, its thinking apart
+                out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
+                       else _answer(answer, thinking))
+                click.echo(fit(f"{inner}out: {out}", width))
+                if thinking is not None:
+                    click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
         for i, child in enumerate(span["children"]):
             add(child, prefix + more, i == len(span["children"]) - 1)
 
     for i, span in enumerate(trace["spans"]):
         add(span, "", i == len(trace["spans"]) - 1)
+
+
+def _answer(answer: Any, thinking: str | None) -> str:
+    """A model's answer on one line; a reasoning model that only thought (cut by max_tokens) answered nothing."""
+    return "(no answer: the model only reasoned)" if thinking is not None and not answer else _clean(_outputs(answer))
 
 
 def _print_feedback(events: list[Any], width: int | None = None) -> None:

@@ -38,9 +38,17 @@ class ChatMessageIn(BaseModel):
     tool_call_id: str | None = None
     refusal: str | None = None
     # an earlier answer's thinking, sent back with it (`messages.append(choice.message)`): accepted and dropped, as
-    # DeepSeek advises; no model is sent its earlier reasoning (an Anthropic one would refuse it unsigned)
+    # DeepSeek advises; no model is sent its earlier reasoning (an Anthropic one would refuse it unsigned).
+    # `reasoning_details` is OpenRouter's structured (and encrypted) form of it
     reasoning_content: str | None = None
     reasoning: str | None = None
+    reasoning_details: list[dict[str, Any]] | None = None
+    # what else the openai SDK sends back with an appended ChatCompletionMessage (the fields its provider
+    # answered): `annotations` (url citations of a web-search answer) are dropped; `audio` and the legacy
+    # `function_call` only as null (to_messages refuses a value: text only, tool calls in `tool_calls`)
+    annotations: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
+    function_call: dict[str, Any] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -158,6 +166,13 @@ def to_messages(messages: list[ChatMessageIn]) -> list[Message]:
         if m.role == "tool" and not m.tool_call_id:
             raise ApiError(400, "a tool message needs the `tool_call_id` it answers", param=f"messages.{i}",
                            code="invalid_value")
+        if m.function_call is not None:
+            raise ApiError(400, "`function_call` (legacy function calling) is not supported: send the call in "
+                           "`tool_calls` and its result as a `tool` message", param=f"messages.{i}.function_call",
+                           code="unsupported_parameter")
+        if m.audio is not None:
+            raise ApiError(400, "`audio` (a reference to an earlier audio answer) is not supported: send the "
+                           "answer's text as `content`", param=f"messages.{i}.audio", code="unsupported_parameter")
         # already validated as ChatMessageIn: built without a second validation pass (the per-request hot path)
         out.append(trusted(Message, {
             "role": role, "content": text_of(m.content, f"messages.{i}.content"), "name": m.name,

@@ -3,8 +3,10 @@
 
 A conversation belongs to the tenant that created it; another tenant's id is exactly as absent as a missing one
 (404). Its items are kept in the shape the API answers them: `message` (input_text parts, output_text for the
-assistant), `function_call` and `function_call_output` items, each with an id unique within the conversation (a response's
-`reasoning` item is not kept: the model's thinking is never sent back to a model).
+assistant), `function_call`, `function_call_output` and `reasoning` items, each with an id unique within the conversation. A
+response's `reasoning` output item is a conversation item, as on OpenAI (listed and retrieved like any other, its
+summary_text parts kept); it is never sent to a model again (`history` leaves it out, as /v1/responses drops a
+reasoning item sent back), so a later turn on any model goes on without it.
 Every string is scrubbed before it is stored by the same scrubber the traces use (secrets, the secret
 environment values, `tracing.redact` patterns, and PII when `tracing.redact_pii` is on), so a conversation
 continued later carries those values as their placeholders, as a continued response does.
@@ -22,7 +24,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import insert, select, update
 
 from flywheel.server.errors import ApiError
-from flywheel.server.responses_wire import ResponsesIn, chat_messages
+from flywheel.server.responses_wire import ResponsesIn, chat_messages, summary_part
 from flywheel.store.schema_conversations import conversation_items as items_t
 from flywheel.store.schema_conversations import conversations as conv_t
 from flywheel.text.secrets import scrub_secrets
@@ -32,7 +34,7 @@ from flywheel.types import Message
 
 MAX_ADD = 20  # items per create call, as OpenAI
 MAX_METADATA = 16
-_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 
 
 @dataclass
@@ -106,13 +108,17 @@ def _part(part: dict[str, Any]) -> dict[str, Any]:
 
 
 def normal_items(items: Any, param: str) -> list[dict[str, Any]]:
-    """Input items (a string, or message / function_call / function_call_output items, checked the way
-    /v1/responses checks `input`, a bad one named as `param`.N) as conversation items, ids not yet given
+    """Input items (a string, or message / function_call / function_call_output / reasoning items, checked the
+    way /v1/responses checks `input`, a bad one named as `param`.N) as conversation items, ids not yet given
     where the caller sent none."""
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
     try:
-        chat_messages(ResponsesIn(model="conversation", input=items))
+        if not _only_reasoning(items):  # a turn's thinking alone is a valid addition, not a valid model input
+            chat_messages(ResponsesIn(model="conversation", input=items))
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and item.get("type") == "reasoning":
+                _summary(item, f"input.{i}")
     except ApiError as exc:
         if exc.param and exc.param.startswith("input"):
             exc.param = param + exc.param[len("input"):]
@@ -121,12 +127,12 @@ def normal_items(items: Any, param: str) -> list[dict[str, Any]]:
     for item in items:
         kind = item.get("type", "message")
         given = item.get("id")
-        if kind == "reasoning":  # a response's thinking sent back: no model takes it again (responses_wire.py)
-            continue
-        if kind == "message":
+        if kind == "reasoning":  # kept as OpenAI keeps it; `history` never sends it to a model
+            new: dict[str, Any] = {"type": "reasoning", "summary": _summary(item, "input"), "status": "completed"}
+        elif kind == "message":
             role = item["role"]
-            new: dict[str, Any] = {"type": "message", "role": role, "status": "completed",
-                                   "content": _parts(item.get("content"), role)}
+            new = {"type": "message", "role": role, "status": "completed",
+                   "content": _parts(item.get("content"), role)}
         elif kind == "function_call":
             new = {"type": "function_call", "call_id": item["call_id"], "name": item["name"],
                    "arguments": item.get("arguments") or "{}", "status": "completed"}
@@ -140,9 +146,26 @@ def normal_items(items: Any, param: str) -> list[dict[str, Any]]:
     return out
 
 
+def _only_reasoning(items: list[Any]) -> bool:
+    return all(isinstance(i, dict) and i.get("type") == "reasoning" for i in items)
+
+
+def _summary(item: dict[str, Any], param: str) -> list[dict[str, Any]]:
+    """A reasoning item's summary_text parts as kept (its text; an encrypted_content, only ever readable by the
+    provider that wrote it, is not kept)."""
+    summary = item.get("summary") or []
+    if not isinstance(summary, list) or not all(
+            isinstance(p, dict) and p.get("type") == "summary_text" and isinstance(p.get("text"), str) for p in summary):
+        raise ApiError(400, "a reasoning item's `summary` must be a list of {type: summary_text, text}",
+                       param=f"{param}.summary", code="invalid_value")
+    return [summary_part(p["text"]) for p in summary]
+
+
 def history(items: list[dict[str, Any]]) -> list[Message]:
-    """A conversation's items as the gateway messages they stand for."""
-    return chat_messages(ResponsesIn(model="conversation", input=items)) if items else []
+    """A conversation's items as the gateway messages they stand for: its reasoning items are left out (the
+    thinking is never sent to a model again, whichever model goes on)."""
+    said = [i for i in items if i.get("type") != "reasoning"]
+    return chat_messages(ResponsesIn(model="conversation", input=said)) if said else []
 
 
 # ------------------------------------------------------------------ the store

@@ -189,7 +189,9 @@ async def _conversation(state: Any, body: ResponsesIn, tenant: str,
 
 def _appender(state: Any, cid: str, inputs: list[dict[str, Any]]) -> Callable[[list[dict[str, Any]]], Awaitable[None]]:
     async def append(output: list[dict[str, Any]]) -> None:
-        kept = [o for o in output if o.get("type") != "reasoning"]  # the thinking is not sent to a model again
+        # the reasoning item too, as OpenAI keeps it: conversations_store.history never sends it to a model
+        kept = [conversations_store.normal_items([o], "output")[0] if o.get("type") == "reasoning" else o
+                for o in output]
         await conversations_store.add(state, cid, [*inputs, *kept], fresh_on_duplicate=True)
     return append
 
