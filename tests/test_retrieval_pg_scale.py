@@ -98,7 +98,7 @@ def test_hnsw_index_uses_the_configured_parameters_and_recall_at_10_is_high(pg_s
     assert float(np.mean(recalls)) >= 0.95, np.mean(recalls)
 
 
-def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store, monkeypatch):
+def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store, pg_server, monkeypatch):
     rng = np.random.default_rng(3)
     dim = 32
     centers = rng.standard_normal((5, dim))
@@ -121,9 +121,19 @@ def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store, monkeypa
         assert graph.last_dense["path"] == "exact" and got == [small_ids[i] for i in exact]
     else:  # iterative scan: through the graph
         assert graph.last_dense["path"] == "hnsw" and len(got) == 10 and set(got) <= set(only_b_all)
-    # through the graph: a scan that the filters cut below k is re-run exactly
+    # through the graph: a scan that the filters cut below k is re-run exactly (pgvector >= 0.8 scans on until
+    # k rows pass or hnsw.max_scan_tuples is reached: a tiny limit here stops it short)
     monkeypatch.setattr(graph, "ef_search", lambda n, mine, everyone: 10)
-    only_b = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+    iterative = graph.pgvector_version() >= (0, 8)
+    if iterative:
+        pg_server.execute("ALTER DATABASE t_pg_scale SET hnsw.max_scan_tuples = 1")
+        pg_store.engine.dispose()  # new connections take the database's setting
+    try:
+        only_b = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+    finally:
+        if iterative:
+            pg_server.execute("ALTER DATABASE t_pg_scale RESET hnsw.max_scan_tuples")
+            pg_store.engine.dispose()
     assert graph.last_dense["path"] == "hnsw+exact" and graph.last_dense["ef_search"] == 10
     assert only_b == [small_ids[i] for i in exact]
 
@@ -139,9 +149,8 @@ def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled
     with pg_store.engine.connect() as conn:
         mine, everyone = index.chunk_counts(conn, "tiny")
     assert mine == 200 and everyone >= 4200  # the other tests' tenants count too
-    old = index.pgvector_version() < (0, 8)
     ef = RetrievalConfig().hnsw_ef_search  # the default
-    want = min(1000, -(-ef * everyone // mine)) if old else ef  # ef_search / share, capped; or as configured
+    want = min(1000, -(-ef * everyone // mine))  # ef_search / share, capped (with or without iterative scans)
     assert index.ef_search(10, mine, everyone) == want
     recalls = []
     for q in clustered(rng, 20, dim, centers):
@@ -161,7 +170,7 @@ def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled
     assert index.hnsw_index_name(MODEL, dim) in plan
 
 
-def test_ef_search_scales_with_the_tenant_share_only_before_pgvector_0_8(pg_store, monkeypatch):
+def test_ef_search_scales_with_the_tenant_share(pg_store, monkeypatch):
     index = open_index(pg_store, RetrievalConfig(hnsw_ef_search=40))
     monkeypatch.setattr(index, "pgvector_version", lambda: (0, 6, 2))
     assert index.ef_search(10, 1000, 1000) == 40  # the only tenant: as configured
@@ -170,8 +179,8 @@ def test_ef_search_scales_with_the_tenant_share_only_before_pgvector_0_8(pg_stor
     assert index.ef_search(10, 9, 1000) is None  # 1000 candidates would hold ~9 of its rows: search exactly
     assert index.ef_search(60, 500, 1000) == 120  # at least k before scaling
     monkeypatch.setattr(index, "pgvector_version", lambda: (0, 8, 0))
-    assert index.ef_search(10, 100, 1000) == 40  # iterative scan keeps scanning instead
-    assert index.ef_search(10, 9, 1000) == 40
+    assert index.ef_search(10, 100, 1000) == 400  # recall still needs the tenant's share of candidates
+    assert index.ef_search(10, 9, 1000) == 1000  # the iterative scan keeps k: through the graph, not exact
 
 
 def test_keyword_top_k_scores_only_candidates_and_matches_full_scoring(pg_store, monkeypatch):

