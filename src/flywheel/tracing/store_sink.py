@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, select
 
 from flywheel.protocols import Masker
 from flywheel.store import Store
-from flywheel.store.schema import open_traces as open_traces_t
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
+from flywheel.tracing.open_marks import close_open, mark_open, sweep_stale_marks
 from flywheel.tracing.redact import Redactor, jsonable
 from flywheel.tracing.tracer import tracer
 from flywheel.types import Span
@@ -87,6 +87,7 @@ class StoreSink:
 
     MAX_OPEN_TRACES = 50_000
     MAX_DONE_TRACES = 100_000
+    SWEEP_EVERY_S = 300.0  # how often stale marks are swept (see `sweep_stale_marks`); first on the 1st batch
 
     def __init__(self, store: Store, redactor: Redactor):
         self.store = store
@@ -95,6 +96,7 @@ class StoreSink:
         self._open: dict[str, list[dict[str, Any]]] = {}  # trace id → committed member summaries
         self._done: dict[str, None] = {}  # recently finished trace ids (insertion-ordered, bounded)
         self._overflowed = False
+        self._swept = -math.inf
         store.writer.register(WRITER_KIND, self.write_batch)
 
     # caller's thread: enqueue only
@@ -142,6 +144,8 @@ class StoreSink:
         late = {tid for tid in batch if tid not in root_ids and tid in self._done}
         if late:
             self._fix_late(conn, late)
+        if time.monotonic() - self._swept >= self.SWEEP_EVERY_S:
+            self._sweep(conn)
 
         def committed() -> None:
             for tid, members in batch.items():
@@ -176,6 +180,10 @@ class StoreSink:
         for i in range(0, len(rows), _CHUNK):
             conn.exec_driver_sql(sql, [tuple(r[c] for c in _TRACE_COLS) for r in rows[i:i + _CHUNK]])
             _yield_gil()
+
+    def _sweep(self, conn: Connection) -> None:
+        self._swept = time.monotonic()
+        sweep_stale_marks(conn)
 
     def _fix_late(self, conn: Connection, trace_ids: set[str]) -> None:
         """Spans that ended (or were rewritten) after their root: recompute those trace rows from the database."""
@@ -225,21 +233,6 @@ def _sql(conn: Connection, table: str) -> str:
             f"{c} = excluded.{c}" for c in cols if c != key_col)
         _SQL[key] = sql
     return _SQL[key]
-
-
-def mark_open(conn: Connection, traces: list[tuple[str, float]]) -> None:
-    """Record (trace id, started_at) pairs as open: spans stored, no trace row yet (a trace marked already keeps
-    its row). `close_open` removes them when their trace rows are written."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(f"INSERT INTO open_traces (trace_id, started_at) VALUES ({mark}, {mark}) "
-                         "ON CONFLICT (trace_id) DO NOTHING", traces)
-
-
-def close_open(conn: Connection, trace_ids: Iterable[str]) -> None:
-    """The traces' rows are written: they are open no more."""
-    ids = list(trace_ids)
-    for i in range(0, len(ids), 500):
-        conn.execute(delete(open_traces_t).where(open_traces_t.c.trace_id.in_(ids[i:i + 500])))
 
 
 def _insert_spans(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -410,6 +403,15 @@ def with_reasoning(value: Any) -> tuple[Any, str | None]:
     if set(rest) == {"content"} or (set(rest) <= {"content", "tool_calls"} and not rest.get("tool_calls")):
         return rest.get("content"), value["reasoning"]
     return rest, value["reasoning"]
+
+
+def choice_outputs(value: Any) -> list[tuple[Any, str | None]] | None:
+    """An n > 1 model span's choices, each read by `with_reasoning` as (its answer, its reasoning): the `llm` spans
+    record `{"content", "choices": [...]}` (gateway/choices.py span_output), the attempt span with each choice's
+    reasoning in it. None when the output holds no choices."""
+    if not isinstance(value, dict) or not isinstance(value.get("choices"), list) or not value["choices"]:
+        return None
+    return [with_reasoning(c) for c in value["choices"]]
 
 
 def _preview_text(value: Any) -> str | None:
