@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from flywheel.tracing.store_sink import with_reasoning  # the one reading rule: CLI and pages
+from flywheel.tracing.store_sink import choice_outputs, with_reasoning  # the one reading rule: CLI and pages
 from flywheel.web import i18n
 
 HERE = Path(__file__).parent
@@ -72,6 +72,7 @@ def _stored(name: str, catalog: str = "stored_i18n") -> Any:
 
 
 _env.filters.update(when=when, ms=ms, usd=usd, size=size, pretty=pretty, with_reasoning=with_reasoning,
+                    choice_outputs=choice_outputs,
                     alert_text=_stored("alert_text"),
                     bound_text=_stored("bound_text"), error_text=_stored("error_text"),
                     reason_text=_stored("reason_text", "reason_i18n"))
