@@ -341,7 +341,9 @@ def test_overlap_holds_with_concurrent_processes(any_store):
     race_ids = add_traces(any_store, [{"input": "race"}])
     race = queues.create_queue(any_store, trace_ids=race_ids, overlap=2)
     [item] = queues.items(any_store, race)
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: a child forked while one of this process's threads (the tracer's writer, a library's
+    # pool) holds a lock can hang forever on it
+    ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
         drained = pool.starmap(_drain, [(any_store.url, q.id, f"ann{i}") for i in range(4)])
         raced = pool.starmap(_race, [(any_store.url, item.id, f"r{i}") for i in range(6)])
