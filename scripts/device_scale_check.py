@@ -157,7 +157,7 @@ def ray_gpu(folder: Path, root: Path, chunks: int, cpu_tasks: bool = True) -> No
         runs["ray_gpu_actor"] = run("ray_gpu_actor", ray=address)
         if cpu_tasks:
             original = ray_ingest_module.embed_actors
-            ray_ingest_module.embed_actors = lambda ray, rconfig, models, force: original(ray, rconfig, models, False)
+            ray_ingest_module.embed_actors = lambda ray, rconfig, models, force=None: original(ray, rconfig, models, False)
             runs["ray_cpu_tasks"] = run("ray_cpu_tasks", ray=address)
             ray_ingest_module.embed_actors = original
     finally:

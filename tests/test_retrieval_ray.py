@@ -171,7 +171,7 @@ def test_gpu_actors_embed_what_the_tasks_chunked(cluster, tmp_path, monkeypatch)
 
     monkeypatch.setattr(ray_embed, "start_actors", start)
     original = ray_ingest.embed_actors
-    monkeypatch.setattr(ray_ingest, "embed_actors", lambda ray_, rconfig, models, force: original(
+    monkeypatch.setattr(ray_ingest, "embed_actors", lambda ray_, rconfig, models, force=None: original(
         ray_, rconfig, models, True))
     embedded_on_the_cluster(cluster, tmp_path)
     assert len(started) == 1 and len(started[0]) == 1 and started[0][0].startswith("cpu:")

@@ -197,18 +197,16 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
             click.secho(fit(f"{inner}err: {_clean(span['error'])}", width), fg="red")
         else:
             state = span["output_state"]
-            choices = choice_outputs(span["outputs"]) if state not in ("missing", "empty") else None
-            if choices is not None:  # n > 1: each choice's answer, then its reasoning
+            if state in ("missing", "empty"):
+                shown: list[tuple[str, Any, str | None]] = []
+                click.echo(fit(f"{inner}out: ({state} output)", width))
+            elif (choices := choice_outputs(span["outputs"])) is not None:  # n > 1: each answer, then its reasoning
+                shown = [(f"choice {k}", answer, thinking) for k, (answer, thinking) in enumerate(choices)]
                 click.echo(fit(f"{inner}out: {len(choices)} choices", width))
-                for k, (answer, thinking) in enumerate(choices):
-                    click.echo(fit(f"{inner}choice {k}: {_answer(answer, thinking)}", width))
-                    if thinking is not None:
-                        click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
-            else:
-                answer, thinking = with_reasoning(span["outputs"])  # a reasoning model's answer, its thinking apart
-                out = ("(missing output)" if state == "missing" else "(empty output)" if state == "empty"
-                       else _answer(answer, thinking))
-                click.echo(fit(f"{inner}out: {out}", width))
+            else:  # a reasoning model's answer, its thinking apart
+                shown = [("out", *with_reasoning(span["outputs"]))]
+            for label, answer, thinking in shown:
+                click.echo(fit(f"{inner}{label}: {_answer(answer, thinking)}", width))
                 if thinking is not None:
                     click.secho(fit(f"{inner}reasoning: {_clean(thinking)}", width), dim=True)
         for i, child in enumerate(span["children"]):

@@ -90,7 +90,7 @@ def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], optio
         batches = [ingestor._prepare(b, tenant, summary) for b in ingestor._batches(loaded.docs)]
         vectors: dict[str, Any] = {}
         if embed and embedder is not None:
-            texts = _texts_to_embed(embedder, {"skip": None, "batches": batches})
+            texts = _texts_to_embed(embedder, batches)
             if texts:
                 vectors = dict(zip(texts, embedder.embed(list(texts.values())), strict=True))
         out.append({**result, "skip": None, "size": size, "n_docs": len(loaded.docs), "batches": batches,
@@ -100,12 +100,10 @@ def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], optio
 
 
 def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, address: str, sync: bool,
-               rconfig: RetrievalConfig, models: dict[str, ModelAlias], options: LoadOptions,
-               gpu_actors: bool | None = None) -> IngestSummary:
+               rconfig: RetrievalConfig, models: dict[str, ModelAlias], options: LoadOptions) -> IngestSummary:
     """Ingest `paths` with the loading, chunking and embedding on the Ray cluster at `address` (what
     `Ingestor.run` does in one process, `ingestor.shard` included). On a cluster with GPUs the embedding runs
-    in GPU actors (ray_embed.py) when one of them can use its GPU (`gpu_actors=True`: whenever the cluster
-    declares GPUs, so the actors embed on their CPUs where none can)."""
+    in GPU actors (ray_embed.py) when one of them can use its GPU (`embed_actors`)."""
     from flywheel.retrieval.embed import embed_pending, waiting_count
     from flywheel.retrieval.ingest import in_shard
     from flywheel.retrieval.retriever import check_tenant
@@ -139,7 +137,7 @@ def ray_ingest(ingestor: Ingestor, paths: Sequence[str | Path], tenant: str, add
         todo.append((str(path.resolve()), source))
     task = ray.remote(prepare_files).options(max_retries=3)
     embed = ingestor.embed and ingestor.embedder is not None
-    actors = embed_actors(ray, rconfig, models, gpu_actors) if embed and todo else []
+    actors = embed_actors(ray, rconfig, models) if embed and todo else []
     root = str(ingestor.root) if ingestor.root else None
     pending = [task.remote(rconfig, models, options, root, tenant, todo[i:i + FILES_PER_TASK], embed and not actors)
                for i in range(0, len(todo), FILES_PER_TASK)]
@@ -177,7 +175,7 @@ def _collect(ray: Any, ingestor: Ingestor, pending: list[Any], actors: list[Any]
             continue
         pending.remove(ref)
         for result in ray.get(ref):
-            texts = _texts_to_embed(ingestor.embedder, result) if actors else {}
+            texts = _texts_to_embed(ingestor.embedder, result["batches"]) if actors and result["skip"] is None else {}
             if texts:
                 call = actors[turn % len(actors)].embed.remote(list(texts.values()))
                 turn += 1
@@ -186,7 +184,7 @@ def _collect(ray: Any, ingestor: Ingestor, pending: list[Any], actors: list[Any]
                 _write(ingestor, result, tenant, hashes[result["source"]], summary)
 
 
-def embed_actors(ray: Any, rconfig: RetrievalConfig, models: dict[str, ModelAlias], force: bool | None
+def embed_actors(ray: Any, rconfig: RetrievalConfig, models: dict[str, ModelAlias], force: bool | None = None
                  ) -> list[Any]:
     """The GPU actors to embed with: none without GPUs, or (unless `force`) when none of them can use its GPU
     (then the tasks embed on the workers' CPUs, as on a cluster without GPUs, and a warning says why)."""
@@ -204,12 +202,13 @@ def embed_actors(ray: Any, rconfig: RetrievalConfig, models: dict[str, ModelAlia
     return actors
 
 
-def _texts_to_embed(embedder: Embedder | None, result: dict) -> dict[str, str]:
-    """{text hash: text to embed} of a task's file (what prepare_files embeds itself without GPU actors)."""
-    if embedder is None or result["skip"] is not None:
+def _texts_to_embed(embedder: Embedder | None, batches: list[list[dict]]) -> dict[str, str]:
+    """{text hash: text to embed} of a file's prepared rows (what prepare_files embeds itself without GPU
+    actors)."""
+    if embedder is None:
         return {}
     return {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"])
-            for rows in result["batches"] for r in rows if embedder.covers(r["lang"])}
+            for rows in batches for r in rows if embedder.covers(r["lang"])}
 
 
 def _write(ingestor: Ingestor, result: dict, tenant: str, planned: tuple[str, bool, bool],

@@ -59,14 +59,11 @@ class EventStream:
         """A piece of the model's reasoning: the reasoning item (opened first, with its summary part) grows."""
         out: list[bytes] = []
         if self.thinking is None:
-            out += self.close_all()
-            index = self.thinking = len(self.items)
             item = {**reasoning_item(self.rid, "", "in_progress"), "summary": []}
-            if index:
-                item["id"] += f"_{index}"
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
+            if self.items:
+                item["id"] += f"_{len(self.items)}"
+            index, out = self._add(item)
+            self.thinking = index
             item["summary"].append(summary_part(""))
             out.append(self.event("response.reasoning_summary_part.added", item_id=item["id"], output_index=index,
                                   summary_index=0, part=summary_part("")))
@@ -90,14 +87,11 @@ class EventStream:
     def delta(self, text: str) -> list[bytes]:
         out: list[bytes] = []
         if self.message is None:
-            out += self.close_all()
-            index = self.message = len(self.items)
             number = sum(1 for i in self.items if i["type"] != "reasoning")  # as output_items numbers it
             item = {**message_item(f"msg_{self.rid[5:]}" + (f"_{number}" if number else ""), "", "in_progress"),
                     "content": []}
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
+            index, out = self._add(item)
+            self.message = index
             item["content"].append(text_part(""))
             out.append(self.event("response.content_part.added", item_id=item["id"], output_index=index,
                                   content_index=0, part=text_part("")))
@@ -116,14 +110,10 @@ class EventStream:
         out: list[bytes] = []
         number = piece.get("index", 0)
         if number not in self.calls:  # a new item: the one before is done first, as OpenAI streams them
-            out += self.close_all()
             fn = piece.get("function") or {}
             call_id = piece.get("id") or f"call_{self.rid[5:]}_{number}"
-            index = self.calls[number] = len(self.items)
-            item = call_item(self.rid, number, call_id, fn.get("name") or "", "", "in_progress")
-            self.items.append(item)
-            self.open.append(index)
-            out.append(self.event("response.output_item.added", output_index=index, item=item))
+            self.calls[number], out = self._add(call_item(self.rid, number, call_id, fn.get("name") or "", "",
+                                                          "in_progress"))
         index = self.calls[number]
         arguments = (piece.get("function") or {}).get("arguments")
         if arguments:
@@ -132,6 +122,16 @@ class EventStream:
                 out.append(self.event("response.function_call_arguments.delta", item_id=self.items[index]["id"],
                                       output_index=index, delta=arguments))
         return out
+
+    def _add(self, item: dict[str, Any]) -> tuple[int, list[bytes]]:
+        """Open `item` as the next output item, every open one done first (OpenAI never interleaves items):
+        (its output index, the events)."""
+        out = self.close_all()
+        index = len(self.items)
+        self.items.append(item)
+        self.open.append(index)
+        out.append(self.event("response.output_item.added", output_index=index, item=item))
+        return index, out
 
     def close(self, index: int | None) -> list[bytes]:
         if index is None or index not in self.open:
