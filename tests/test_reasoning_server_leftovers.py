@@ -171,7 +171,8 @@ def test_traces_show_prints_each_choices_answer_then_its_reasoning(oai, root):
     shown = out.output
     assert '"reasoning"' not in shown and '"content"' not in shown  # not the attempt span's JSON
     lines = [line.split("│")[-1].strip() for line in shown.splitlines()]
-    call, attempt = [i for i, line in enumerate(lines) if line == "out: 2 choices"]
+    served, call, attempt = [i for i, line in enumerate(lines) if line == "out: 2 choices"]
+    assert lines[served + 1:served + 3] == ["choice 0: Red.", "choice 1: Blue."]  # the server's root span
     assert lines[call + 1:call + 3] == ["choice 0: Red.", "choice 1: Blue."]  # the call span: the answers alone
     assert lines[attempt + 1:attempt + 5] == ["choice 0: Red.", "reasoning: Warm colours first.",
                                               "choice 1: Blue.", "reasoning: The sky decides."]

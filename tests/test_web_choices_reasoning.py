@@ -148,7 +148,7 @@ def test_the_choices_match_what_traces_show_prints(web_server, n2, capsys):
             shown.append(f"{c['label']} {c['answer']}")
             if c["reasoning"] is not None:
                 shown.append(f"reasoning: {c['reasoning']}")
-    assert shown == printed and len(shown) == 6
+    assert shown == printed and len(shown) == 8  # the server's root span (2 answers), the call (2), the attempt (4)
 
 
 def _spans_in_tree_order(trace: dict[str, Any]) -> list[str]:

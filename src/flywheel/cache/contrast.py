@@ -350,6 +350,12 @@ def _cjk_words(run: str) -> tuple[tuple[str, str], ...]:
     return tuple((p.word, p.flag) for p in posseg.lcut(run, HMM=True) if p.word.strip())
 
 
+def warm_tagger() -> None:
+    """Load jieba and its part-of-speech tagger now (a second or two, once per process) instead of on the first
+    Chinese question the semantic cache compares: `flywheel serve` calls it beside the requests at start."""
+    _cjk_words("北京")
+
+
 def _is_latin(word: str) -> bool:
     letter = next((c for c in word if c.isalpha()), "")
     return letter.isascii() and letter != ""

@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -128,10 +129,16 @@ def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", 
 def _background_workers(state: ServerState, app: FastAPI) -> list[Any]:
     """Work that runs beside the requests, never in their path: the online evaluators and alert checks
     (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`), the embedding of chunks
-    that have no vector yet (unless `server.embed_worker: false`), and the Batch API's runner (unless
-    `server.batch_worker: false`)."""
+    that have no vector yet (unless `server.embed_worker: false`), the Batch API's runner (unless
+    `server.batch_worker: false`) and, with the semantic cache on, the loading of jieba's part-of-speech tagger
+    that its Chinese contrast rules use (`app.state.warmup`), so no first request pays for it."""
     config = state.project.config
     workers: list[Any] = []
+    if config.cache.semantic is not None:
+        from flywheel.cache.contrast import warm_tagger
+
+        app.state.warmup = Warmup(warm_tagger).start()
+        workers.append(app.state.warmup)
     if config.server.batch_worker:
         from flywheel.server.batches_runner import BatchRunner
 
@@ -146,6 +153,32 @@ def _background_workers(state: ServerState, app: FastAPI) -> list[Any]:
 
         workers.append(EmbedWorker(state.runtime).start())
     return workers
+
+
+class Warmup:
+    """Loads, in a daemon thread beside the requests, what the first request would otherwise wait for; `done` is
+    set once it has run. A request that needs it meanwhile waits for the same load (Python's import lock), no
+    longer; a load that fails is logged, and the request that needs it meets the error as it would have."""
+
+    def __init__(self, *steps: Callable[[], Any]):
+        self.steps = steps
+        self.done = threading.Event()
+
+    def start(self) -> Warmup:
+        threading.Thread(target=self._run, name="flywheel-warmup", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            for step in self.steps:
+                step()
+        except Exception:  # a warm-up is an optimisation: the request that needs it meets the error
+            log.warning("warming up at start failed; the first request that needs it loads it", exc_info=True)
+        finally:
+            self.done.set()
+
+    def stop(self) -> None:
+        """Nothing to stop: a load in progress ends with the process (the thread is a daemon)."""
 
 
 def create_app_from_env() -> LazyApp:

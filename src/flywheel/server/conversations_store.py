@@ -113,22 +113,23 @@ def normal_items(items: Any, param: str) -> list[dict[str, Any]]:
     where the caller sent none."""
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
+    summaries: dict[int, list[dict[str, Any]]] = {}  # each reasoning item's summary, checked once, kept as checked
     try:
         if not _only_reasoning(items):  # a turn's thinking alone is a valid addition, not a valid model input
             chat_messages(ResponsesIn(model="conversation", input=items))
         for i, item in enumerate(items):
             if isinstance(item, dict) and item.get("type") == "reasoning":
-                _summary(item, f"input.{i}")
+                summaries[i] = _summary(item, f"input.{i}")
     except ApiError as exc:
         if exc.param and exc.param.startswith("input"):
             exc.param = param + exc.param[len("input"):]
         raise
     out = []
-    for item in items:
+    for i, item in enumerate(items):
         kind = item.get("type", "message")
         given = item.get("id")
         if kind == "reasoning":  # kept as OpenAI keeps it; `history` never sends it to a model
-            new: dict[str, Any] = {"type": "reasoning", "summary": _summary(item, "input"), "status": "completed"}
+            new: dict[str, Any] = {"type": "reasoning", "summary": summaries[i], "status": "completed"}
         elif kind == "message":
             role = item["role"]
             new = {"type": "message", "role": role, "status": "completed",

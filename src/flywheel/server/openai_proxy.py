@@ -33,6 +33,7 @@ from fastapi import APIRouter, Request
 from flywheel.errors import UserError
 from flywheel.gateway import logprobs as gateway_logprobs
 from flywheel.gateway.call import span_messages
+from flywheel.gateway.choices import span_output
 from flywheel.gateway.tools import merge_tool_deltas
 from flywheel.server import calls
 from flywheel.server.chat_wire import (
@@ -142,8 +143,7 @@ async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, 
     picked: list[Picked] = [(c.text, c.finish_reason, c.tool_calls, c.logprobs) for c in r.choices] if r.choices \
         else [(r.text, r.finish_reason, r.tool_calls, r.logprobs)]
     await call.finish(cost=r.cost_usd, input_tokens=tin, output_tokens=tout,
-                      output=[{"content": t, "tool_calls": tc} if tc else t for t, _, tc, _ in picked] if n > 1 else
-                      {"content": r.text, "tool_calls": r.tool_calls} if r.tool_calls else r.text)
+                      output=span_output(r.text, r.tool_calls, r.choices if n > 1 else None))  # as the llm spans
     payload = completion(call, body.model, picked, r.usage,
                          {"model": r.model, "cost_usd": r.cost_usd, "attempts": r.attempts},
                          [c.reasoning for c in r.choices] if r.choices else [r.reasoning])

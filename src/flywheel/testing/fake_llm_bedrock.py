@@ -3,7 +3,9 @@
 
 A Converse request is read through a chat-completions-shaped view (`chat_view`) so the same rules, tool calls,
 faults and token counts script it as the OpenAI and Anthropic wires: the last user message or tool result is
-what rules match, and `inputTokens` / `outputTokens` follow fake_llm_wire's tokenizer.
+what rules match, and `inputTokens` / `outputTokens` follow fake_llm_wire's tokenizer. With Claude's extended
+thinking on (`additionalModelRequestFields.thinking: {type: enabled, …}`), the answer starts with a signed
+`reasoningContent` block (streamed: two text pieces, then the signature), thinking what the Anthropic wire thinks.
 
 Auth (when the FakeLLM has an `api_key`): `Authorization: Bearer <api_key>` (a Bedrock API key), or a SigV4
 signature made with `api_key` as the AWS secret access key (any access key id) — verified here, so a test
@@ -18,6 +20,7 @@ from typing import Any
 
 from flywheel.gateway.providers.aws_eventstream import encode_message
 from flywheel.gateway.providers.aws_sigv4 import parse_authorization, signature
+from flywheel.testing import fake_llm_anthropic as anthropic
 from flywheel.testing import fake_llm_wire as wire
 
 ERROR_TYPES = {400: "ValidationException", 401: "UnrecognizedClientException", 403: "AccessDeniedException",
@@ -51,6 +54,9 @@ def chat_view(body: dict[str, Any], model: str) -> dict[str, Any]:
         view["max_tokens"] = inference["maxTokens"]
     if inference.get("stopSequences"):  # stopReason "stop_sequence", as Bedrock answers it
         view["stop_sequences"] = inference["stopSequences"]
+    thinking = (body.get("additionalModelRequestFields") or {}).get("thinking")
+    if isinstance(thinking, dict):  # Claude's extended thinking, as Bedrock passes it on
+        view["thinking"] = thinking
     return view
 
 
@@ -81,6 +87,9 @@ def converse_response(view: dict[str, Any], answer: wire.Answer) -> dict[str, An
     blocks = [{"text": b["text"]} if b["type"] == "text" else
               {"toolUse": {"toolUseId": b["id"].replace("toolu_", "tooluse_", 1), "name": b["name"],
                            "input": b["input"]}} for b in message["content"]]
+    if anthropic._thinking_on(view):  # the thinking first, signed, as Claude on Bedrock answers it
+        thought = anthropic._thought(view)
+        blocks.insert(0, {"reasoningContent": {"reasoningText": {"text": thought, "signature": anthropic.sign(thought)}}})
     usage = message["usage"]
     return {"output": {"message": {"role": "assistant", "content": blocks}}, "stopReason": message["stop_reason"],
             "usage": {"inputTokens": usage["input_tokens"], "outputTokens": usage["output_tokens"],
@@ -99,7 +108,13 @@ def converse_stream(view: dict[str, Any], answer: wire.Answer) -> list[bytes]:
     done = converse_response(view, answer)
     frames = [event("messageStart", {"role": "assistant"})]
     for i, block in enumerate(done["output"]["message"]["content"]):
-        if "toolUse" in block:
+        if "reasoningContent" in block:  # the thinking in two pieces, then its signature (no text)
+            reasoning = block["reasoningContent"]["reasoningText"]
+            half = len(reasoning["text"]) // 2
+            frames.extend(event("contentBlockDelta", {"contentBlockIndex": i, "delta": {"reasoningContent": d}})
+                          for d in ({"text": reasoning["text"][:half]}, {"text": reasoning["text"][half:]},
+                                    {"signature": reasoning["signature"]}))
+        elif "toolUse" in block:
             use = block["toolUse"]
             frames.append(event("contentBlockStart", {"contentBlockIndex": i, "start": {
                 "toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}}))

@@ -379,16 +379,21 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str | None:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def answer_preview(outputs: Any) -> str | None:
-    """The preview of a model span's answer: the last message's text when the output is a list of messages."""
+def answer_preview(outputs: Any, limit: int = PREVIEW_CHARS) -> str | None:
+    """The preview of a model span's answer: the last message's text when the output is a list of messages; with
+    n > 1 choices (`choice_outputs`), the first choice's answer after a `[N choices] ` mark (as `flywheel traces
+    show` heads them: `out: N choices`)."""
+    if isinstance(outputs, dict) and isinstance(outputs.get("choices"), list) and len(outputs["choices"]) > 1:
+        mark = f"[{len(outputs['choices'])} choices] "
+        return mark + (answer_preview(outputs["choices"][0], limit - len(mark)) or "")
     if isinstance(outputs, list) and outputs and isinstance(outputs[-1], dict) and "role" in outputs[-1]:
         text = outputs[-1].get("content")
         if isinstance(text, str):
-            return preview(text)
+            return preview(text, limit)
     answer, thinking = with_reasoning(outputs)  # a reasoning model's attempt span: its answer, never its thinking
     if thinking is not None and (answer is None or isinstance(answer, str)):
-        return preview(answer or "")  # all thinking (cut by max_tokens): an empty answer
-    return preview(answer)
+        return preview(answer or "", limit)  # all thinking (cut by max_tokens): an empty answer
+    return preview(answer, limit)
 
 
 def with_reasoning(value: Any) -> tuple[Any, str | None]:

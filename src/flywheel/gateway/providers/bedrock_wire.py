@@ -183,8 +183,7 @@ class ConverseFold(StreamFold):
             thought = (delta.get("reasoningContent") or {}).get("text") if isinstance(
                 delta.get("reasoningContent"), dict) else None
             if thought:  # a piece of Claude's thinking (its `signature` piece carries no text)
-                self.think(data.get("contentBlockIndex", 0), thought)
-                self.chars += len(thought)
+                self.think(data.get("contentBlockIndex", 0), thought)  # counted in `chars` (StreamFold.think)
                 return ""
             text = delta.get("text") or ""
             self.chars += len(text)

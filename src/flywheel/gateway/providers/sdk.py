@@ -69,11 +69,14 @@ class StreamFold:
 
     def think(self, block: int, text: str | None) -> None:
         """`text` of reasoning block `block` is the chunk's reasoning; the first piece of a block after an earlier
-        one's starts with "\n", so the streamed reasoning reads as the whole answer's (`reasoning.joined`)."""
+        one's starts with "\n", so the streamed reasoning reads as the whole answer's (`reasoning.joined`). It
+        counts in `chars`: the gateway hands reasoning to its caller as it comes (the server relays it), so a
+        stream that breaks after it is `stream_broken` (see `broken`), as one that breaks after text is."""
         if not text:
             return
         self.thought = ("\n" + text) if self.thought_block is not None and block != self.thought_block else text
         self.thought_block = block
+        self.chars += len(text)
 
     def __enter__(self) -> Self:
         return self
@@ -100,7 +103,8 @@ class StreamFold:
         raise NotImplementedError
 
     def broken(self, err: ProviderError) -> ProviderError:
-        """`err` raised opening or reading the stream: once text went out it is a `stream_broken` failure."""
+        """`err` raised opening or reading the stream: once text or reasoning went out (`chars`) it is a
+        `stream_broken` failure."""
         if self.chars:
             err.kind = "stream_broken"
             err.message = f"stream broke after {self.chars} characters: {err.message}"
