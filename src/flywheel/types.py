@@ -147,6 +147,9 @@ class ChatResult(Record):
     # `reasoning`, a leading <think>…</think> taken out of the text, or Anthropic's thinking blocks); never part
     # of `text`; with n > 1, the first choice's (each choice has its own on `Choice.reasoning`)
     reasoning: str | None = None
+    # False when the attempt that answered got no token usage from its upstream (a server that ignores
+    # `stream_options.include_usage`, such as llama-cpp-python's): its tokens are counted 0, not estimated
+    usage_reported: bool = True
 
 
 class StreamChunk(Record):

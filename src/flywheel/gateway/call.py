@@ -270,6 +270,8 @@ class CallState:
         assert span is not None and alias is not None
         self.charge(span, alias, usage)
         attrs = span.attributes
+        if usage is None:  # counted 0, marked so a 0 is not read as a free answer
+            attrs["flywheel.usage.reported"] = self.top.attributes["flywheel.usage.reported"] = False
         attrs["gen_ai.response.model"] = response_model or alias.model
         if choices:
             attrs["gen_ai.response.finish_reasons"] = [c.finish_reason or "" for c in choices]
@@ -297,7 +299,8 @@ class CallState:
             "cost_usd": self.cost,
             "latency_ms": (time.perf_counter() - self.t0) * 1000.0, "attempts": self.attempt,
             "finish_reason": finish_reason, "trace_id": top.trace_id, "cached": False, "raw": raw,
-            "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs, "reasoning": reasoning or None})
+            "tool_calls": tool_calls, "choices": choices, "logprobs": logprobs, "reasoning": reasoning or None,
+            "usage_reported": usage is not None})
         self.end_attempt()
         return result
 

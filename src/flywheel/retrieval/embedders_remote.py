@@ -116,7 +116,23 @@ class OpenAICompatEmbedder(Embedder):
         if len(data) != len(batch):
             raise UserError(f"embeddings endpoint of alias '{self.alias_name}' returned {len(data)} vectors "
                             f"for {len(batch)} inputs", hint="check the server's embeddings implementation")
-        return [d.embedding for d in data]
+        return [self._vector(d.embedding, i) for i, d in enumerate(data)]
+
+    def _vector(self, embedding: Any, i: int) -> list[float]:
+        """One input's vector, checked: a server that does not pool (llama.cpp serving a generation model, or an
+        embedding model loaded without its pooling) answers one vector per token instead."""
+        if isinstance(embedding, list) and embedding and isinstance(embedding[0], list):
+            raise UserError(f"embeddings endpoint of alias '{self.alias_name}' (model {self.model}) returned "
+                            f"{len(embedding)} vectors for input {i + 1}, one per token: the server does not pool "
+                            "them into one vector per text",
+                            hint="serve an embedding model with pooling (llama.cpp: `--embedding --pooling mean`, "
+                                 "or the model's own pooling); a chat model's token states are no text embedding")
+        if not isinstance(embedding, list) or not embedding or not all(
+                isinstance(x, (int, float)) for x in embedding[:8]):
+            raise UserError(f"embeddings endpoint of alias '{self.alias_name}' (model {self.model}) returned "
+                            f"no vector of numbers for input {i + 1} (got {type(embedding).__name__})",
+                            hint="check the server's embeddings implementation")
+        return embedding
 
     def _failed(self, exc: Exception) -> UserError:
         return UserError(f"embeddings endpoint of alias '{self.alias_name}' ({self.alias.base_url}, "

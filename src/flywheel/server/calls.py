@@ -360,4 +360,5 @@ async def _primed(call: Call, request: ChatRequest, scored: bool) -> Any:
     # (openai_proxy.cached_tokens, reasoning_tokens)
     usage.cache_read = lambda: stream.result.usage.cache_read_tokens if stream.result else 0  # type: ignore[attr-defined]
     usage.reasoning = lambda: stream.result.usage.reasoning_tokens if stream.result else 0  # type: ignore[attr-defined]
+    usage.reported = lambda: stream.result.usage_reported if stream.result else True  # type: ignore[attr-defined]
     return pieces(), usage

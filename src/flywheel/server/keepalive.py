@@ -153,6 +153,11 @@ class LateUsage:
         count = getattr(self.primed, "reasoning", None)
         return int(count()) if count is not None else 0
 
+    def reported(self) -> bool:
+        """False when the ended stream's upstream reported no token usage (ChatResult.usage_reported)."""
+        known = getattr(self.primed, "reported", None)
+        return bool(known()) if known is not None else True
+
 
 async def _primed(start: Callable[[], Awaitable[tuple[AsyncIterator[T], Usage]]],
                   cut: Usage) -> tuple[Ticking[T], LateUsage]:

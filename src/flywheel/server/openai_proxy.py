@@ -279,8 +279,9 @@ def _sse(call: calls.Call, body: ChatCompletionIn, pieces: calls.Pieces | calls.
                 settled = usage
             yield event([{"index": 0, "delta": {}, "finish_reason": finish}],
                         flywheel={"trace_id": call.trace_id, **(extra() if callable(extra) else extra)})
-            if include_usage:
-                yield event([], usage=usage_json(settled))
+            if include_usage:  # null, not zeros, when the upstream reported none (OpenAI's type allows it)
+                reported = getattr(usage, "reported", None)
+                yield event([], usage=usage_json(settled) if reported is None or reported() else None)
             yield b"data: [DONE]\n\n"
         except UserError as exc:  # the upstream broke after the stream opened: tell the client in-band
             error = exc
