@@ -56,7 +56,11 @@ def llama() -> Iterator[str]:
               "models": [common | {"model": str(chat), "model_alias": "tiny"},
                          common | {"model": str(pooled), "model_alias": "tiny-embed", "embedding": True},
                          # a generation model asked for embeddings: one vector per token, not per text
-                         common | {"model": str(chat), "model_alias": "tiny-tokens", "embedding": True}]}
+                         common | {"model": str(chat), "model_alias": "tiny-tokens", "embedding": True},
+                         # tool calls: a forced tool choice makes llama.cpp write the arguments under the
+                         # schema's grammar, whatever the weights
+                         common | {"model": str(chat), "model_alias": "tiny-tools",
+                                   "chat_format": "chatml-function-calling"}]}
     (workdir / "config.json").write_text(json.dumps(config), encoding="utf-8")
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen([python, "-m", "llama_cpp.server", "--config_file", str(workdir / "config.json")],
@@ -93,6 +97,7 @@ def _direct(base: str) -> openai.OpenAI:
 PROJECT = """
 models:
   local: {{provider: openai_compat, base_url: "{base}", model: tiny, max_retries: 0, timeout: 120}}
+  local-tools: {{provider: openai_compat, base_url: "{base}", model: tiny-tools, max_retries: 0, timeout: 120}}
   local-embed: {{provider: openai_compat, base_url: "{base}", model: tiny-embed, timeout: 120,
                 params: {{languages: [en, zh]}}}}
 retrieval: {{embedder: local-embed}}
@@ -219,3 +224,40 @@ def test_a_server_that_does_not_pool_gets_a_clear_error_not_a_numpy_one(llama):
     with pytest.raises(UserError, match="one per token") as caught:
         OpenAICompatEmbedder("tokens", alias).embed(["Refunds take five days.", "退款需要五天。"])
     assert "--pooling mean" in caught.value.hint
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "北京"]}},
+                   "required": ["city"]}}}]
+
+
+def _calls(deltas: list) -> list[tuple[str, str]]:
+    """(name, arguments) of each tool call a client assembles from stream deltas the OpenAI way: the name is
+    set once, the arguments are concatenated."""
+    out: dict[int, list[str]] = {}
+    for d in deltas:
+        for piece in d.tool_calls or []:
+            name, args = out.setdefault(piece.index, ["", ""])
+            if piece.function and piece.function.name and not name:
+                out[piece.index][0] = piece.function.name
+            if piece.function and piece.function.arguments:
+                out[piece.index][1] += piece.function.arguments
+    return [(name, args) for name, args in out.values()]
+
+
+def test_forced_tool_calls_reach_the_sdk_as_llama_cpp_wrote_them_plain_and_streamed(llama, served):
+    ask = {"messages": [{"role": "user", "content": "北京天气怎么样？"}], "tools": TOOLS, "max_tokens": 40,
+           "tool_choice": {"type": "function", "function": {"name": "get_weather"}}, "temperature": 0}
+    direct = _direct(llama).chat.completions.create(model="tiny-tools", **ask).choices[0]
+    want = [(c.function.name, c.function.arguments) for c in direct.message.tool_calls]
+    assert want and want[0][0] == "get_weather"
+
+    client = openai_client(served)
+    plain = client.chat.completions.create(model="local-tools", **ask).choices[0]
+    assert [(c.function.name, c.function.arguments) for c in plain.message.tool_calls] == want
+    assert plain.finish_reason == "tool_calls"
+
+    chunks = list(client.chat.completions.create(model="local-tools", stream=True, **ask))
+    assert _calls([c.choices[0].delta for c in chunks if c.choices]) == want
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]

@@ -114,9 +114,12 @@ def _embed_after_ingest(rt: Any, tenant: str, summary: Any) -> None:
 
 
 def _check_folders(paths: tuple[str, ...]) -> None:
-    """An empty folder is a mistake (a wrong path), not a successful ingest of nothing."""
+    """A missing path or an empty folder is a mistake (a wrong path), not a successful ingest of nothing; both
+    are found before the store is opened, so a typo creates no `.flywheel/` and writes nothing."""
     for raw in paths:
         path = Path(raw)
+        if not path.exists():
+            raise UserError(f"no such file or folder: {raw}", hint="check the path passed to `flywheel ingest`")
         if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
             raise UserError(f"folder {raw} has no files to ingest",
                             hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV or EPUB files")
@@ -202,6 +205,7 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
         coverage = rt.retriever.coverage(tenant) if rt.retriever.embedder is not None and mode != "bm25" else None
         gap = (rt.retriever.language_gap(question, switch="use --mode hybrid or --mode bm25")
                if mode == "dense" and not hits else None)
+        empty = not hits and rt.retriever.index.count(tenant) == 0  # a typo in --tenant, or nothing ingested
     rows: list[dict[str, Any]] = [{"chunk_id": h.chunk.id, "doc_id": h.chunk.doc_id, "source": h.chunk.source,
              "location": h.chunk.location, "text": h.chunk.text, "score": h.score, "ranks": h.ranks,
              "scores": h.scores} for h in hits]
@@ -209,6 +213,11 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
         click.secho(f"no results: {gap}", fg="yellow", err=as_json)  # with --json, stdout stays the JSON []
     if as_json:
         emit_json(rows)
+        return
+    if empty:
+        click.echo(f"no results: tenant {tenant!r} has no documents; ingest some with "
+                   f"`flywheel ingest PATH{'' if tenant == 'default' else f' --tenant {tenant}'}` "
+                   "(or check the --tenant name)")
         return
     if not rows and gap is None:
         click.echo("no results above the relevance floor (retrieval.min_relevance); try other words or "
@@ -240,7 +249,7 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
     import threading
 
     from flywheel.apps.runtime import Runtime
-    from flywheel.retrieval.embed import embed_pending
+    from flywheel.retrieval.embed import EmbedSummary, embed_pending
 
     if tenant is not None:
         from flywheel.retrieval.retriever import check_tenant
@@ -252,16 +261,17 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
             raise UserError("no embedder is configured (or the local one is not installed): nothing to embed",
                             hint=f"set `retrieval.embedder` in flywheel.yaml, or {pip_install('local')}")
         stop = threading.Event()
-        total = 0
+        passes: list[EmbedSummary] = []  # each filled window by window: an interrupt counts what was committed
         try:
             while True:
+                done = EmbedSummary()
+                passes.append(done)
                 if as_json:
-                    done = embed_pending(retriever.index, retriever.embedder, tenant, stop=stop)
+                    embed_pending(retriever.index, retriever.embedder, tenant, stop=stop, summary=done)
                 else:
                     with embed_progress(force=True) as on_embed:
-                        done = embed_pending(retriever.index, retriever.embedder, tenant, progress=on_embed,
-                                             stop=stop)
-                total += done.chunks
+                        embed_pending(retriever.index, retriever.embedder, tenant, progress=on_embed, stop=stop,
+                                      summary=done)
                 if as_json and not watch:
                     emit_json({**done.to_dict(), "model": retriever.embedder.name})
                 elif done.chunks or not watch:
@@ -269,9 +279,12 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
                                f"in {done.seconds:.1f} s with {retriever.embedder.name}")
                 if not watch:
                     return
+                if not done.chunks:  # `--watch` idles: keep only the passes that did something
+                    passes.pop()
                 time.sleep(interval)
         except KeyboardInterrupt:
             stop.set()
+            total = sum(p.chunks for p in passes)
             click.secho(f"stopped after {total} chunks: the vectors written are kept; run `flywheel embed` again "
                         f"to continue", fg="yellow", err=True)
             sys.exit(130)

@@ -88,12 +88,13 @@ def waiting_count(index: Index, embedder: Embedder, tenant: str | None = None) -
 
 def embed_pending(index: Index, embedder: Embedder, tenant: str | None = None,
                   progress: EmbedProgress | None = None, stop: threading.Event | None = None,
-                  window: int | None = None) -> EmbedSummary:
+                  window: int | None = None, summary: EmbedSummary | None = None) -> EmbedSummary:
     """Give a vector to every chunk waiting for one (of `tenant`, or of every tenant), one window per
-    transaction. Returns when the queue is empty or `stop` is set."""
+    transaction. Returns when the queue is empty or `stop` is set. `summary`, when given, is the one updated
+    and returned: it counts every committed window even if the run is interrupted (Ctrl-C, SIGTERM)."""
     started = time.perf_counter()
     window = window or WINDOW
-    summary = EmbedSummary()
+    summary = summary if summary is not None else EmbedSummary()
     model, languages = embedder.name, embedder.languages
     total = index.count_missing_embeddings(tenant, model, languages) if progress else 0
     if progress:

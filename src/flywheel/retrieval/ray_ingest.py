@@ -45,11 +45,11 @@ def connect(address: str) -> Any:
         raise UserError("--ray needs the ray package", hint=pip_install("ray")) from exc
     if address != "auto":
         host, sep, port = address.rpartition(":")
-        if not sep or not port.isdigit():
+        if not sep or not host.strip("[]").strip() or not port.isdigit() or not 0 < int(port) < 65536:
             raise UserError(f"bad --ray address {address!r}: expected HOST:PORT of the cluster's head, or auto",
                             hint="the address `ray start --head` printed (its --port, default 6379)")
         try:
-            socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), CONNECT_TIMEOUT_S).close()
+            socket.create_connection((host.strip("[]"), int(port)), CONNECT_TIMEOUT_S).close()
         except OSError as exc:
             raise UserError(f"no Ray cluster answers at {address}: {exc.strerror or exc}",
                             hint="start one with `ray start --head`, or check the address and port") from exc
