@@ -138,7 +138,7 @@ def test_twins_and_bad_input(keyed):
     _login(client, keys["acme"])
     page = client.get("/ui/traces.csv?feedback=negative")
     assert page.headers["content-type"].startswith("text/csv")
-    table = list(csv.DictReader(io.StringIO(page.text)))
+    table = list(csv.DictReader(io.StringIO(page.content.decode("utf-8-sig"))))
     assert len(table) == 10 and table[0]["tenant"] == "acme"
     bad = client.get("/ui/traces.json?latency_max=-1&status=weird")
     assert bad.status_code == 400 and set(bad.json()["errors"]) == {"latency_max", "status"}
@@ -149,7 +149,7 @@ def test_twins_and_bad_input(keyed):
     assert client.get("/ui/sessions/nope").status_code == 404
     assert "no span" in client.get("/ui/spans/ffff/body").text
     assert client.get("/ui/sessions.json").json()["rows"][0]["session_id"] == "sess-2"
-    assert client.get("/ui/users.csv").text.startswith("user_id,traces,sessions")
+    assert client.get("/ui/users.csv").content.decode("utf-8-sig").startswith("user_id,traces,sessions")
     detail = client.get(f"/ui/traces/{trace_id(12)}.json").json()
     assert detail["trace"]["trace_id"] == trace_id(12) and len(detail["rows"]) == 5
     assert detail["feedback"][0]["comment"] == "wrong refund period"

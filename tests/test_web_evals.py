@@ -99,7 +99,7 @@ def test_runs_list_and_twins(acme, server):
     twin = httpx.get(server.url + "/ui/evals.json?model=small", headers=headers).json()
     assert [r["id"] for r in twin["rows"]] == [BASE] and twin["total"] == 1
     csv = httpx.get(server.url + "/ui/evals.csv", headers=headers)
-    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("id,suite,target,model")
+    assert csv.status_code == 200 and csv.content.decode("utf-8-sig").startswith("id,suite,target,model")
     bad = httpx.get(server.url + "/ui/evals?status=bogus&limit=0", headers=headers)
     assert bad.status_code == 400 and 'data-invalid="status"' in bad.text and 'data-invalid="page"' in bad.text
 

@@ -105,7 +105,7 @@ def test_twins_and_tenant_scope(web_server):
     globex = get(web_server, f"/ui/metrics.json?window=1d&since={T0:.0f}&until={T0 + 86400:.0f}&tenant=acme", "globex")
     assert sum(r["volume"] for r in globex.json()["rows"]) == 5  # its own tenant whatever the URL asks
     csv = get(web_server, f"/ui/metrics.csv?window=1h&group_by=model&{RANGE}", "acme")
-    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("start,end,group_model,volume")
+    assert csv.status_code == 200 and csv.content.decode("utf-8-sig").startswith("start,end,group_model,volume")
     assert len(csv.text.splitlines()) == 1 + 2 * 3  # 2 models × the 3 hours the range touches
     zh = get(web_server, f"/ui/metrics?lang=zh&{RANGE}", "acme")  # no browser: the language cookie stays out
     assert zh.status_code == 200 and "负面反馈率" in zh.text and "点击数据点" in zh.text

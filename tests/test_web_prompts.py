@@ -81,7 +81,7 @@ def test_prompt_list_versions_labels_and_twins(admin, web_server, versions):
     listing = get(web_server, "/ui/prompts.json").json()["rows"]
     mine = next(r for r in listing if r["name"] == NAME)
     assert mine["versions"] == 2 and mine["labels"] == {"production": v1, "staging": v2}
-    assert get(web_server, "/ui/prompts.csv").text.startswith("name,versions,latest_version")
+    assert get(web_server, "/ui/prompts.csv").content.decode("utf-8-sig").startswith("name,versions,latest_version")
     assert "提示词" in get(web_server, "/ui/prompts?lang=zh").text
     assert "另存为新的提示词版本" not in get(web_server, "/ui/playground?lang=zh").text  # shown under results only
     assert "变体 1" in get(web_server, "/ui/playground?lang=zh").text

@@ -28,7 +28,8 @@ ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or mor
 @click.option("--model", default=None, help="Only traces of this model alias.")
 @click.option("--session", "session_id", default=None, help="Only the turns of this conversation (session id).")
 @click.option("--since", default=None, help="Only traces since a time: an age (15m, 24h, 7d) or an ISO date.")
-@click.option("--search", default=None, help="Only traces whose question or answer contains this text.")
+@click.option("--search", default=None, help="Only traces whose question or answer contains this text (words "
+                                              "separated by spaces: each of them, anywhere).")
 @click.option("--json", "as_json", is_flag=True, help="Print the traces as JSON.")
 @click.pass_context
 def traces(ctx: click.Context, last: int, app: str | None, status: str | None, feedback: str | None,
@@ -69,22 +70,24 @@ def show(ctx: click.Context, trace_id: str, as_json: bool) -> None:
     """Show one trace (a unique prefix of its id, or the response id an SDK returned, is enough) as a span tree
     with inputs and outputs, and its feedback."""
     from flywheel.feedback import for_trace
-    from flywheel.feedback.events import trace_id_of
+    from flywheel.feedback.events import label_corrections, trace_id_of
     from flywheel.store.schema_feedback import superseded_ids
     from flywheel.tracing import get_trace
 
     with _runtime(ctx) as rt:
         trace = get_trace(rt.store, trace_id_of(trace_id.strip()))
         events = for_trace(rt.store, trace["trace_id"]) if trace is not None else []
+        fixes = label_corrections(rt.store, events)  # a reviewer's correction, kept with their label
     if trace is None:
         raise UserError(f"no trace with id '{trace_id}' in this project's store",
                         hint="run `flywheel traces` to list recent trace ids")
     if as_json:  # `superseded`: a vote its voter changed later (the history stays, the later vote counts)
         gone = superseded_ids(events)
-        emit_json({**trace, "feedback": [{**e.model_dump(), "superseded": e.id in gone} for e in events]})
+        emit_json({**trace, "feedback": [{**e.model_dump(), "superseded": e.id in gone,
+                                          "correction": fixes.get(e.id or 0)} for e in events]})
         return
     _print_tree(trace)
-    _print_feedback(events)
+    _print_feedback(events, fixes=fixes)
 
 
 def _runtime(ctx: click.Context) -> Any:
@@ -221,7 +224,7 @@ def _answer(answer: Any, thinking: str | None) -> str:
     return "(no answer: the model only reasoned)" if thinking is not None and not answer else _clean(_outputs(answer))
 
 
-def _print_feedback(events: list[Any], width: int | None = None) -> None:
+def _print_feedback(events: list[Any], width: int | None = None, fixes: dict[int, str] | None = None) -> None:
     width = width or shutil.get_terminal_size((80, 24)).columns
     if not events:
         click.echo("feedback: none")
@@ -241,6 +244,8 @@ def _print_feedback(events: list[Any], width: int | None = None) -> None:
         if e.id in gone:
             parts.insert(2, "[replaced by a later vote]")
         click.secho(fit("  " + "  ".join(parts), width), dim=e.id in gone)
+        if (fixes or {}).get(e.id):  # the reviewer's correction, on its own line under their label
+            click.echo(fit(f"            correction: {_clean((fixes or {})[e.id])}", width))
 
 
 def _inputs(value: Any) -> str:

@@ -191,11 +191,13 @@ def mask_text(text: str | None) -> str | None:
 
 def build_case(src: Source, judge: str | None, taken: set[str], keep: frozenset[str] = frozenset(),
                tally: PiiTally | None = None) -> dict[str, Any]:
-    masked = pseudonymize({"input": [src.input], "context": list(src.context), "served_answer": [src.output],
-                           "reference": [src.correction], "reason": [src.reason]}, keep)
+    # the earlier turns of a conversation are input too: one placeholder per value across every turn
+    masked = pseudonymize({"input": [*src.history, src.input], "context": list(src.context),
+                           "served_answer": [src.output], "reference": [src.correction], "reason": [src.reason]},
+                          keep)
     if tally is not None:
         tally.add(masked, correction=bool(src.correction))
-    question = masked.text("input") or ""
+    *earlier, question = [t or "" for t in masked.fields["input"]]
     served = masked.text("served_answer") or ""
     correction = masked.text("reference")
     reason = masked.text("reason")
@@ -204,10 +206,16 @@ def build_case(src: Source, judge: str | None, taken: set[str], keep: frozenset[
     while case_id in taken:
         case_id, n = f"trace-{src.trace_id[:12]}-{n}", n + 1
     taken.add(case_id)
-    case: dict[str, Any] = {"id": case_id, "description": src.description, "vars": {"question": question}}
+    case: dict[str, Any] = {"id": case_id, "description": src.description}
+    last: dict[str, Any] = case  # a single-turn case, or the conversation's last turn (checks apply to it alone)
+    if earlier:  # a later turn of a conversation: replay the user's earlier messages first, in one session
+        last = {"input": question}
+        case["turns"] = [*({"input": t} for t in earlier), last]
+    else:
+        case["vars"] = {"question": question}
     if correction or (src.verdict == "pass" and served):
-        case["reference"] = correction or served
-    case["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass",
+        last["reference"] = correction or served
+    last["checks"] = derive_checks(reason, correction, served, judge, passed=src.verdict == "pass",
                                    unreviewed=src.verdict == "unreviewed")
     meta: dict[str, Any] = {"source_trace_id": src.trace_id, "served_answer": served}
     if src.context:
@@ -301,8 +309,9 @@ def write_suite(
     known = {str((c.get("metadata") or {}).get("source_trace_id")) for c in old_cases if isinstance(c, dict)}
     fresh = [s for s in sources if s.trace_id not in known]
     result.skipped_existing = [s.trace_id for s in sources if s.trace_id in known]
-    old_inputs = [str((c.get("vars") or {}).get("question", "")) for c in old_cases if isinstance(c, dict)]
-    masked = [replace(s, input=mask_text(s.input) or "") for s in fresh]
+    old_inputs = [_conversation(c) for c in old_cases if isinstance(c, dict)]
+    # near-duplicates are judged on the whole conversation: two sessions that end in "那多久？" ask different things
+    masked = [replace(s, input=mask_text("\n".join([*s.history, s.input])) or "") for s in fresh]
     survivors, result.collapsed, dup = collapse(masked, [i for i in old_inputs if i], embedder)
     result.skipped_existing += dup
     taken = {str(c.get("id")) for c in old_cases if isinstance(c, dict)}
@@ -331,6 +340,14 @@ def write_suite(
         new_text = _append(text, data, cases)
     _write_atomic(project, path, new_text)
     return result
+
+
+def _conversation(case: dict[str, Any]) -> str:
+    """An existing case's input as `collapse` compares it: its question, or its turns' inputs one per line."""
+    turns = case.get("turns")
+    if isinstance(turns, list) and turns:
+        return "\n".join(str(t.get("input", "")) for t in turns if isinstance(t, dict))
+    return str((case.get("vars") or {}).get("question", ""))
 
 
 def _default_target(project: Project, sources: Sequence[Source]) -> str:

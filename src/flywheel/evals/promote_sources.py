@@ -31,6 +31,11 @@ class Source:
     # "unreviewed": a trace given by id that no feedback finds fault with (promoted for coverage)
     verdict: str = "fail"
     extra: dict[str, Any] = field(default_factory=dict)  # kept in the case's metadata (queue, labels …)
+    # the user's earlier messages of a conversation this answer was a later turn of (oldest first), for traffic
+    # to a model alias (the client sends the whole chat each time): the case replays them as turns, since
+    # "多久能到账？" alone is not the question that was answered. Not for apps: their prompts may hold few-shot
+    # turns, and a docs-QA app takes no session
+    history: list[str] = field(default_factory=list)
 
 
 def _context(sources: list[dict[str, Any]]) -> list[str]:
@@ -80,6 +85,7 @@ def from_queue(store: Any, queue: str, verdict: str = "fail", *, missing: list[s
             reason="; ".join(reasons) or None, correction=correction, app=apps.get(item.trace_id),
             description=f"queue {q.name}: {verdict} by {', '.join(who)}", verdict=verdict,
             extra={"queue": q.name, "item_id": item.id, "annotators": who},
+            history=[] if apps.get(item.trace_id) else earlier_turns(item.prompt or [], item.input),
         ))
     return out
 
@@ -150,6 +156,21 @@ def _feedback(store: Any, trace_ids: list[str]) -> dict[str, list[dict[str, Any]
     return out
 
 
+def earlier_turns(prompt: list[dict[str, Any]], question: str) -> list[str]:
+    """The user messages sent before the one that asked `question` (the last user message equal to it, or
+    ending with it: a docs-QA prompt puts the context first). [] when the question is not found: a re-ask's
+    or judge's prompt is never mistaken for a conversation."""
+    users = [m.get("content") for m in prompt if m.get("role") == "user"]
+    texts = [u if isinstance(u, str) else "" for u in users]  # a multimodal message (a parts list) is no text
+    q = (question or "").strip()
+    if not q:
+        return []
+    at = next((i for i in range(len(texts) - 1, -1, -1) if texts[i].strip().endswith(q)), None)
+    if at is None:
+        return []
+    return [t for t in texts[:at] if t.strip()]
+
+
 def _last_fix(events: list[dict[str, Any]]) -> str | None:
     """The last `correction` or `edited` text among a trace's feedback events (oldest first)."""
     fixes = [e["value"] for e in events if e["name"] in ("correction", "edited") and isinstance(e["value"], str)
@@ -180,5 +201,6 @@ def _sources(store: Any, trace_ids: list[str], feedback: dict[str, list[dict[str
             description=f"promoted from {via}" + ("" if complaint else " (no feedback against it)"),
             verdict="fail" if complaint else "unreviewed",
             extra={"feedback": sorted({e["name"] for e in events}) or None},
+            history=[] if apps.get(tid) else earlier_turns(c["prompt"], c["input"]),
         ))
     return out

@@ -262,3 +262,17 @@ def for_trace(store: Store, trace_id: str, *, tenant: str | None = None) -> list
     with store.connect() as conn:
         rows = conn.execute(query.order_by(table.c.created_at, table.c.id)).mappings().all()
     return [FeedbackEvent(**dict(row)) for row in rows]
+
+
+def label_corrections(store: Store, events: Iterable[FeedbackEvent]) -> dict[int, str]:
+    """{feedback id: correction} for the reviewers' `label` events among `events` that came with one. A review
+    label keeps its correction with the label (`review_labels`), not as a feedback row: the trace page and
+    `flywheel traces show` list it on the label's line, where the reviewer wrote it."""
+    ids = [e.id for e in events if e.name == "label" and e.source == "annotator" and e.id is not None]
+    if not ids:
+        return {}
+    lt = store.table("review_labels")
+    with store.connect() as conn:
+        rows = conn.execute(select(lt.c.feedback_id, lt.c.correction).where(
+            lt.c.feedback_id.in_(ids), lt.c.correction.is_not(None))).all()
+    return {int(fid): str(text) for fid, text in rows if fid is not None and str(text).strip()}

@@ -32,7 +32,7 @@ from flywheel.checks.pii import pseudonymize
 from flywheel.errors import UserError
 from flywheel.evals.promote import collapse, mask_text
 from flywheel.evals.promote_pii import DPO_FIELDS, SFT_FIELDS, PiiTally, fields_of, keep_fields
-from flywheel.evals.promote_sources import Source
+from flywheel.evals.promote_sources import Source, earlier_turns
 from flywheel.loop import datasheet
 from flywheel.loop.labelled import (
     Collected,
@@ -391,7 +391,8 @@ def _export_eval(collected: Collected, out: Path, project: Project | None, verdi
                       context=[str(s["text"]) for s in x.sources if isinstance(s, dict) and s.get("text")],
                       reason="; ".join(x.reasons) or None, correction=x.correction, app=x.app, verdict=verdict,
                       description=f"exported from queue {x.queue}: {verdict} ({x.agreement:.0%} agreement)",
-                      extra={"queue": x.queue or None, "item_id": x.item_id or None}) for x in picked]
+                      extra={"queue": x.queue or None, "item_id": x.item_id or None},
+                      history=[] if x.app else earlier_turns(x.prompt, x.input)) for x in picked]
     result = write_suite(project, out, sources, target=target, embedder=embedder, keep=keep)
     used = picked
     counts = {"cases": len(result.written), "already in the suite": len(result.skipped_existing)}

@@ -76,6 +76,8 @@ async def post_feedback(request: Request) -> Any:
     except ValidationError as exc:
         _authenticate_bad_body(state, request, raw)
         raise from_validation([dict(e) for e in exc.errors(include_url=False)]) from None
+    if body.trace_id is not None and not body.trace_id.strip():
+        body.trace_id = None  # "" is a missing id (400 below), not a lookup of trace "" (a 404 "no trace ")
     if body.trace_id is not None:  # the response id the SDK handed the frontend names its trace too
         body.trace_id = feedback.trace_id_of(body.trace_id)
     token = body.token or request.headers.get("x-flywheel-feedback-token")

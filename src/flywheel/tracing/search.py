@@ -78,7 +78,7 @@ class TraceQuery(BaseModel):
     feedback: Literal["positive", "negative", "any", "none"] | None = None
     guard: str | None = Field(default=None, max_length=40)  # a guard action: block, redact, refrain, fallback, log-only …
     cache: Literal["hit", "miss"] | None = None
-    search: str | None = Field(default=None, max_length=200)  # text in the question or answer previews
+    search: str | None = Field(default=None, max_length=200)  # words, each in the question or answer previews
     session_id: str | None = Field(default=None, max_length=200)
     user_id: str | None = Field(default=None, max_length=200)
 
@@ -176,8 +176,10 @@ def conditions(q: TraceQuery) -> list[Any]:
         out.append(t.cost_usd >= q.cost_min)
     if q.cost_max is not None:
         out.append(t.cost_usd <= q.cost_max)
-    if q.search:
-        like = "%" + re.sub(r"([\\%_])", r"\\\1", q.search.strip()) + "%"
+    # words separated by spaces (an ideographic space too) must each appear, in the question or the answer:
+    # "退款 政策" finds "退款 refund 政策是什么", as a search box does; one word is the plain substring match
+    for word in (q.search or "").split():
+        like = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
         out.append(or_(t.input_preview.ilike(like, escape="\\"), t.output_preview.ilike(like, escape="\\")))
     # feedback: IN (subquery), run once (feedback rows are few next to traces), so a rare value answers fast;
     # guard/cache: a correlated EXISTS, which stops at the first page of matches when they are common (a value

@@ -122,8 +122,8 @@ PHRASES: dict[str, str] = {
     "since ": "起始 ", "until ": "截止 ", "sample again": "请重新抽样",
     "choose another --name, or omit it for a dated one": "换一个名称，或留空按日期命名",
     "choose a name inside evals/": "请选 evals/ 内的名称",
-    "letters, digits and _.-/ inside evals/, e.g. regressions.yaml": "evals/ 内的英文字母、数字和 _.-/，例如 "
-                                                                     "regressions.yaml",
+    "letters, digits and _.-/ inside evals/, e.g. regressions.yaml": "evals/ 内的字母（中文也可以）、数字和 _.-/，"
+                                                                     "例如 regressions.yaml 或 回归.yaml",
     "start again from the first page": "请从第一页重新开始",
     "give a --since earlier than --until": "起始时间须早于截止时间",
     "write eval:SUITE, window:30d or window:2026-10-01..2026-10-06": "写成 eval:SUITE、window:30d 或 "

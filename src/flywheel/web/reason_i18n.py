@@ -210,9 +210,16 @@ def _failure(text: str) -> str:
     return text
 
 
+_TURN = re.compile(r"turn (\d+): (.*)", re.DOTALL)  # a multi-turn case's check reason names its turn first
+_TURN_TEXT = {"zh": "第 {n} 轮：{reason}"}
+
+
 def reason_text(lang: str, text: str | None) -> str:
     """A check's (or an agreement statistic's) reason in `lang`; the text itself when nobody mapped it."""
     if not text or lang == "en":
         return text or ""
+    turn = _TURN.fullmatch(text)
+    if turn is not None and lang in _TURN_TEXT:  # "turn 3: expected …": the turn, then the reason translated
+        return _TURN_TEXT[lang].format(n=turn.group(1), reason=reason_text(lang, turn.group(2)))
     found = message_i18n.match(lang, text, _COMPILED, TEXT, param=lambda k, v: _value(lang, k, v))
     return text if found is None else found

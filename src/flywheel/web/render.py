@@ -173,7 +173,10 @@ def as_json(rows: list[dict[str, Any]], **extra: Any) -> JSONResponse:
 
 
 def as_csv(rows: list[dict[str, Any]], columns: Iterable[str], filename: str, status: int = 200) -> Response:
+    # a byte-order mark first: Excel reads a CSV without one in the system's code page (GBK on a Chinese
+    # Windows), which garbles every Chinese question; csv readers and pandas take "utf-8-sig" as plain UTF-8
     buf = io.StringIO()
+    buf.write("\ufeff")
     cols = list(columns)
     out = csv.writer(buf)
     out.writerow(cols)

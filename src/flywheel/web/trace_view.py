@@ -10,7 +10,8 @@ from typing import Any
 from flywheel.errors import UserError
 
 SUITE_DIR = "evals"
-_SUITE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}$")
+# letters and digits of any script (`flywheel promote --to evals/回归.yaml` writes such a file, and the page lists it)
+_SUITE_NAME = re.compile(r"^\w[\w./-]{0,199}$")
 
 
 def final_prompt(spans: list[dict[str, Any]], bodies: dict[str, dict[str, Any]]) -> dict[str, Any] | None:

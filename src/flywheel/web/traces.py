@@ -238,8 +238,10 @@ def span_body_fragment(request: Request, span_id: str) -> Response:
 def _feedback(request: Request, trace_id: str) -> list[dict[str, Any]]:
     """The trace's feedback, oldest first; `superseded`: a vote its voter changed later (shown struck through)."""
     from flywheel.feedback import for_trace
+    from flywheel.feedback.events import label_corrections
     from flywheel.store.schema_feedback import superseded_ids
 
-    events = for_trace(request.app.state.flywheel.store, trace_id)
-    gone = superseded_ids(events)
-    return [{**e.model_dump(), "superseded": e.id in gone} for e in events]
+    store = request.app.state.flywheel.store
+    events = for_trace(store, trace_id)
+    gone, fixes = superseded_ids(events), label_corrections(store, events)
+    return [{**e.model_dump(), "superseded": e.id in gone, "correction": fixes.get(e.id or 0)} for e in events]
