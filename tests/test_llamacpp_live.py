@@ -97,6 +97,8 @@ def _direct(base: str) -> openai.OpenAI:
 PROJECT = """
 models:
   local: {{provider: openai_compat, base_url: "{base}", model: tiny, max_retries: 0, timeout: 120}}
+  local-short: {{provider: openai_compat, base_url: "{base}", model: tiny, max_retries: 0, timeout: 120,
+                params: {{max_tokens: 8, temperature: 0}}}}
   local-tools: {{provider: openai_compat, base_url: "{base}", model: tiny-tools, max_retries: 0, timeout: 120}}
   local-embed: {{provider: openai_compat, base_url: "{base}", model: tiny-embed, timeout: 120,
                 params: {{languages: [en, zh]}}}}
@@ -261,3 +263,20 @@ def test_forced_tool_calls_reach_the_sdk_as_llama_cpp_wrote_them_plain_and_strea
     chunks = list(client.chat.completions.create(model="local-tools", stream=True, **ask))
     assert _calls([c.choices[0].delta for c in chunks if c.choices]) == want
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+
+def test_flywheel_chat_says_when_the_server_reported_no_tokens(llama, served):
+    from click.testing import CliRunner
+
+    from flywheel.cli import main
+
+    upstream = list(_direct(llama).chat.completions.create(
+        model="tiny", messages=QUESTION, max_tokens=8, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    streamed_usage = any(c.usage is not None for c in upstream)
+    root = str(served.state.project.root)
+    plain = CliRunner().invoke(main, ["--project", root, "chat", "-m", "local-short", "退款怎么办理？"])
+    streamed = CliRunner().invoke(main, ["--project", root, "chat", "-m", "local-short", "--stream", "退款怎么办理？"])
+    assert plain.exit_code == 0 and streamed.exit_code == 0, (plain.output, streamed.output)
+    assert " in / " in plain.output  # llama.cpp reports usage on plain answers
+    assert ("tokens not reported by the server" in streamed.output) is not streamed_usage, streamed.output

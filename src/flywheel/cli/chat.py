@@ -11,7 +11,9 @@ from flywheel.cli.names import check_alias, check_app
 def _summary(result) -> str:
     usage = result.usage
     retries = f" · {result.attempts} attempts" if result.attempts > 1 else ""
-    return (f"{result.model} · {usage.input_tokens} in / {usage.output_tokens} out tokens · "
+    tokens = (f"{usage.input_tokens} in / {usage.output_tokens} out tokens" if result.usage_reported else
+              "tokens not reported by the server")
+    return (f"{result.model} · {tokens} · "
             f"${result.cost_usd:.6f} · {result.latency_ms:.0f} ms{retries} · trace {result.trace_id}")
 
 
