@@ -16,6 +16,8 @@ line (logger `flywheel.server.access`) and the request counters and latency hist
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
 import json
 import logging
 import os
@@ -130,14 +132,22 @@ def _background_workers(state: ServerState, app: FastAPI) -> list[Any]:
     """Work that runs beside the requests, never in their path: the online evaluators and alert checks
     (`monitor.online` / `monitor.alerts`, unless `server.online_evaluators: false`), the embedding of chunks
     that have no vector yet (unless `server.embed_worker: false`), the Batch API's runner (unless
-    `server.batch_worker: false`) and, with the semantic cache on, the loading of jieba's part-of-speech tagger
-    that its Chinese contrast rules use (`app.state.warmup`), so no first request pays for it."""
+    `server.batch_worker: false`) and the imports the first request would wait for (`app.state.warmup`): the
+    vendor SDKs of the configured aliases (the openai SDK alone takes about a second) and, with the semantic cache
+    on, jieba's part-of-speech tagger that its Chinese contrast rules use."""
     config = state.project.config
     workers: list[Any] = []
+    steps: list[Callable[[], Any]] = []
+    providers = {alias.provider for alias in config.models.values()}
+    for module, users in (("openai", {"openai_compat", "azure"}), ("anthropic", {"anthropic"})):
+        if providers & users:
+            steps.append(functools.partial(importlib.import_module, module))
     if config.cache.semantic is not None:
         from flywheel.cache.contrast import warm_tagger
 
-        app.state.warmup = Warmup(warm_tagger).start()
+        steps.append(warm_tagger)
+    if steps:
+        app.state.warmup = Warmup(*steps).start()
         workers.append(app.state.warmup)
     if config.server.batch_worker:
         from flywheel.server.batches_runner import BatchRunner
