@@ -41,6 +41,7 @@ def chat(state, message: tuple[str, ...] | str, alias: str | None, app_name: str
         gateway = rt.gateway
         if alias is not None:  # an unknown alias is a UserError before anything is sent
             check_alias(gateway, alias, "--model")
+        request_alias_given = alias is not None
         alias = alias or "default"
         request = ChatRequest.of(message, system=system, model=alias)
         gateway.resolve(alias)
@@ -60,6 +61,25 @@ def chat(state, message: tuple[str, ...] | str, alias: str | None, app_name: str
         emit_json(result.model_dump(mode="json"))
     else:
         click.secho(_summary(result), dim=True, err=True)
+        hint = _builtin_default_hint(state.project, alias, request_alias_given, message)
+        if hint:
+            click.secho(hint, fg="yellow", err=True)
+
+
+def _builtin_default_hint(project, alias: str, given: bool, message: str) -> str | None:
+    """When `default` is the built-in offline extractive model (flywheel.yaml defines no `default`) and the
+    user's own aliases went unused: which to pass, and whether the message's first word was meant as one."""
+    if given or alias != "default" or project.defines("models", "default"):
+        return None
+    own = [name for name in project.config.models if name != "default"]
+    if not own:
+        return None
+    first = message.split(maxsplit=1)[0] if message.split() else ""
+    if first in own:
+        return (f"answered by the built-in offline model (`default`); \"{first}\" was read as part of the message: "
+                f"to ask that alias, `flywheel chat -m {first} \"…\"`")
+    return (f"answered by the built-in offline model: flywheel.yaml defines no `default` alias; pass one of yours "
+            f"with -m ({', '.join(own)}), or name one `default`")
 
 
 def _chat_app(rt, app_name: str, message: str, alias: str | None, stream: bool, as_json: bool) -> None:

@@ -64,6 +64,10 @@ class Project:
         """file:line of a key path in flywheel.yaml, for error messages (the nearest known parent)."""
         return where(self._shown_path, self._lines, path)
 
+    def defines(self, *path: str | int) -> bool:
+        """Whether flywheel.yaml itself sets this key path (a default filled in by flywheel does not count)."""
+        return tuple(path) in self._lines
+
 
 def load_config_file(path: Path | str) -> tuple[Config, dict]:
     data, lines = read_yaml(path)
