@@ -192,17 +192,25 @@ def _print_summary(summary: Any, tenant: str) -> None:
               help="Keyword (bm25) and vector (dense) search fused, or one of them alone.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="Only chunks whose metadata (or source, doc_id, lang) matches; repeat a key for any-of.")
-@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON (a list).")
+@click.option("--coverage", "with_coverage", is_flag=True,
+              help="With --json: print {hits, coverage} (how much of the tenant's corpus is embedded) instead of "
+                   "the list of hits.")
 @click.pass_obj
 def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode: str, filters: tuple[str, ...],
-           as_json: bool) -> None:
+           as_json: bool, with_coverage: bool) -> None:
     """Search the ingested documents (hybrid BM25 + dense by default)."""
     from flywheel.apps.runtime import Runtime
 
+    if with_coverage and not as_json:
+        raise UserError("--coverage goes with --json",
+                        hint="the plain output already ends with the coverage line; add --json for the object")
     question = " ".join(query).strip()
     with Runtime(state.project) as rt:
         hits = rt.retriever.search(question, k=k, tenant=tenant, filters=_parse_filters(filters), mode=mode)  # type: ignore[arg-type]
-        coverage = rt.retriever.coverage(tenant) if rt.retriever.embedder is not None and mode != "bm25" else None
+        # --json --coverage: always (also with --mode bm25 or no embedder: embedded 0); plain: when dense counts
+        coverage = (rt.retriever.coverage(tenant) if with_coverage
+                    or (rt.retriever.embedder is not None and mode != "bm25") else None)
         gap = (rt.retriever.language_gap(question, switch="use --mode hybrid or --mode bm25")
                if mode == "dense" and not hits else None)
         empty = not hits and rt.retriever.index.count(tenant) == 0  # a typo in --tenant, or nothing ingested
@@ -211,8 +219,8 @@ def search(state: Any, query: tuple[str, ...], k: int | None, tenant: str, mode:
              "scores": h.scores} for h in hits]
     if gap is not None:  # why nothing came back, not "try other words": no words in this language can match
         click.secho(f"no results: {gap}", fg="yellow", err=as_json)  # with --json, stdout stays the JSON []
-    if as_json:
-        emit_json(rows)
+    if as_json:  # a bare list, as before; --coverage wraps it (the list stays what existing readers index)
+        emit_json({"hits": rows, "coverage": coverage.to_dict()} if with_coverage and coverage is not None else rows)
         return
     if empty:
         click.echo(f"no results: tenant {tenant!r} has no documents; ingest some with "
@@ -260,6 +268,14 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
         if retriever.embedder is None:
             raise UserError("no embedder is configured (or the local one is not installed): nothing to embed",
                             hint=f"set `retrieval.embedder` in flywheel.yaml, or {pip_install('local')}")
+        if tenant is not None and not retriever.count(tenant):  # a typo in --tenant, or nothing ingested yet
+            note = _no_chunks_note(retriever.index, tenant)
+            if not watch:
+                if as_json:  # stdout stays the JSON; the note goes to stderr
+                    emit_json({**EmbedSummary().to_dict(), "model": retriever.embedder.name})
+                click.echo(note, err=as_json)
+                return
+            click.echo(f"{note}; watching for them", err=True)
         stop = threading.Event()
         passes: list[EmbedSummary] = []  # each filled window by window: an interrupt counts what was committed
         try:
@@ -288,6 +304,17 @@ def embed(state: Any, tenant: str | None, watch: bool, interval: float, as_json:
             click.secho(f"stopped after {total} chunks: the vectors written are kept; run `flywheel embed` again "
                         f"to continue", fg="yellow", err=True)
             sys.exit(130)
+
+
+def _no_chunks_note(index: Any, tenant: str) -> str:
+    """What `flywheel embed --tenant X` says when X has no chunks: like `flywheel search`, plus the tenants that
+    have some (a misspelt name is then plain to see)."""
+    where = "" if tenant == "default" else f" --tenant {tenant}"
+    others = sorted(index.tenants())
+    shown = ", ".join(repr(safe_display(t)) for t in others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+    return (f"nothing to embed: tenant {safe_display(tenant)!r} has no chunks; ingest some with "
+            f"`flywheel ingest PATH{safe_display(where)}` (or check the --tenant name"
+            + (f"; tenants with chunks: {shown})" if others else "; no tenant has any chunks yet)"))
 
 
 @contextmanager

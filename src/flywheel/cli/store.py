@@ -12,13 +12,10 @@ from flywheel.cli import emit_json, main
 
 
 def masked(url: str) -> str:
-    """A store URL safe to print: the password replaced by ***."""
-    from sqlalchemy.engine import make_url
+    """A store URL safe to print, as the user wrote it: only a non-empty password replaced by ***."""
+    from flywheel.store.url_display import display_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown without anything after the scheme
-        return url.split("://", 1)[0] + "://…"
+    return display_url(url)
 
 
 @main.group("store")

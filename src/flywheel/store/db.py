@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
 from flywheel.errors import UserError
+from flywheel.store.url_display import display_url
 from flywheel.store.writer import Writer
 from flywheel.text.install import pip_install
 
@@ -321,8 +322,8 @@ class Store:
              max_delay_s: float = 0.2) -> Store:
         """Open (creating if needed) and migrate the store at `url`. Raises UserError when unreachable."""
         u, dialect, tmp = normalize_url(url)
-        # as the user wrote it (postgresql://…), not the driver URL (postgresql+psycopg://…)
-        shown = u.set(drivername=u.get_backend_name()).render_as_string(hide_password=True)
+        # as the user wrote it (postgresql://…, ?host=/socket/dir, an empty password), not the driver URL
+        shown = display_url(url)
         engine = _sqlite_engine(u) if dialect == "sqlite" else _postgres_engine(u)
         load_schemas()
         for attempt in range(_OPEN_ATTEMPTS):
