@@ -41,7 +41,7 @@ _END = object()
 class _Attempt:
     """Text, usage and finish reason of the attempt in progress."""
 
-    __slots__ = ("finish_reason", "logprobs", "parts", "thought", "tool_calls", "usage")
+    __slots__ = ("finish_reason", "logprobs", "parts", "thought", "thought_departed", "tool_calls", "usage")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -50,6 +50,7 @@ class _Attempt:
         self.tool_calls: list[dict[str, Any]] = []
         self.logprobs: list[dict[str, Any]] = []
         self.thought: list[str] = []  # the model's reasoning pieces (StreamChunk.reasoning)
+        self.thought_departed = False  # its thinking is not the one the consumer has (see _new_thought)
 
     def take(self, chunk: StreamChunk) -> None:
         if chunk.delta:
@@ -88,7 +89,8 @@ class _StreamBase:
         self._delivered: list[str] = []  # text handed to the consumer, across attempts
         self._shown = 0  # its length
         self._calls: list[dict[str, Any]] = []  # tool calls as the consumer assembled them from its pieces
-        self._thought = 0  # characters of reasoning handed to the consumer, across attempts
+        self._thought: list[str] = []  # the reasoning handed to the consumer, across attempts
+        self._thinker: _Attempt | None = None  # the attempt whose thinking the consumer is getting
         self._gen = self._run()
 
     def _run(self) -> Any:
@@ -167,13 +169,25 @@ class _StreamBase:
         return make_chunk(new, chunk.finish_reason, chunk.usage, pieces or None, reasoning=thought)
 
     def _new_thought(self, attempt: _Attempt) -> str | None:
-        """Of the attempt's reasoning so far, what goes beyond the reasoning the consumer already has (a retried
-        or resumed attempt thinks again; its thinking is not shown twice)."""
-        total = "".join(attempt.thought)
-        if len(total) <= self._thought:
+        """Of the attempt's reasoning so far, what goes beyond the reasoning the consumer already has. A retried
+        or resumed attempt thinks again: while it repeats the thinking already shown, nothing is shown twice, and
+        beyond it the rest follows; once it thinks otherwise (another sample, a fallback model), none of its
+        thinking is shown, so the consumer never gets two thoughts spliced into one."""
+        if attempt.thought_departed:
             return None
-        new = total[self._thought:]
-        self._thought = len(total)
+        if attempt is self._thinker:  # the attempt whose thinking is being shown: its newest piece
+            self._thought.append(attempt.thought[-1])
+            return attempt.thought[-1]
+        total, shown = "".join(attempt.thought), "".join(self._thought)
+        common = min(len(total), len(shown))
+        if total[:common] != shown[:common]:
+            attempt.thought_departed = True
+            return None
+        if len(total) <= len(shown):
+            return None
+        new = total[len(shown):]
+        self._thought.append(new)
+        self._thinker = attempt
         return new
 
     def _new_pieces(self, call: CallState, attempt: _Attempt,
