@@ -203,6 +203,23 @@ cases:
     assert [m["content"] for m in sent(llm)[-1]] == ["2+2?", "4", "times 3?"]
 
 
+def test_a_conversations_stored_reference_is_its_last_turns(tmp_path: Path, rt, llm) -> None:
+    llm.add(r"2\+2", "4")
+    llm.add(r"times 3", "12")
+    text = """\
+name: math-ref
+target: model:gpt
+prompt: "{{question}}"
+cases:
+  - turns:
+      - {input: "2+2?"}
+      - {input: "times 3?", reference: "12", checks: [{equals: "12"}]}
+"""
+    suite = load_suite(write_suite(tmp_path / "evals" / "math-ref.yaml", text), rt.project)
+    summary = run_suite(suite, rt, options=QUIET)
+    assert summary.passed == 1 and summary.results[0].reference == "12"  # shown in the run page's reference column
+
+
 @pytest.mark.parametrize(("case", "message", "line"), [
     ("  - turns: [{input: hi, chekcs: []}]", "unknown key `chekcs` in case 1 — did you mean `checks`?", 4),
     ("  - turns: []", "turns", 4),

@@ -249,8 +249,10 @@ async def run_case(
         vars = shuffle_lists({k: v for k, v in vars.items() if k != "shuffle_seed"},
                              f"{vars['shuffle_seed']}:{repeat_index}")
     question = case.turns[0].input if case.turns else input_text(vars)
+    # a conversation's reference is its last turn's (what a reader compares the final answer with)
+    reference = case.reference or (case.turns[-1].reference if case.turns else None)
     result = CaseRun(case.id, repeat_index, passed=False, score=0.0, output=None, input=question, vars=case.vars,
-                     reference=case.reference)
+                     reference=reference)
     progress = TurnProgress()
     try:
         async with asyncio.timeout(timeout_s):
