@@ -76,6 +76,7 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
 
     from flywheel.errors import UserError
     from flywheel.store.db import normalize_url
+    from flywheel.store.url_display import display_url
 
     folder: Path | None = None
     server: Any = None
@@ -103,7 +104,7 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
             with engine.connect() as conn:
                 conn.exec_driver_sql(f"CREATE DATABASE {name}")
         except DBAPIError as exc:
-            shown = admin_url.render_as_string(hide_password=True)
+            shown = display_url(admin_url.render_as_string(hide_password=False))
             raise UserError(f"--pg {shown}: cannot create the benchmark's database: {str(exc.orig).strip()}",
                             hint="a PostgreSQL with pgvector, as a role that may CREATE DATABASE") from None
         try:

@@ -358,8 +358,10 @@ def check_redis_answers(url: str) -> None:
     except ImportError:
         raise UserError("budgets and rate limits in Redis need the redis client",
                         hint=f"{pip_install('redis')}, or remove `server.redis`") from None
+    from flywheel.store.url_display import display_url
+
     clean, _ = split_redis_url(url)
-    shown = mask_redis_url(url)
+    shown = display_url(url)
     try:
         client = redis.Redis.from_url(clean, health_check_interval=0)
     except ValueError as exc:
@@ -374,16 +376,6 @@ def check_redis_answers(url: str) -> None:
     finally:
         with contextlib.suppress(Exception):
             client.close()
-
-
-def mask_redis_url(url: str) -> str:
-    """The URL with its password shown as ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: show the scheme only
-        return url.split("://", 1)[0] + "://…"
 
 
 def build_counters(config: Any, store: Store) -> Counters:

@@ -399,7 +399,7 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({self.dialect}: {make_url(self.url).render_as_string(hide_password=True)})"
+        return f"Store({self.dialect}: {display_url(self.url)})"
 
 
 def _pgvector_error(shown: str, exc: sa_exc.DBAPIError) -> UserError:
