@@ -157,3 +157,14 @@ def test_display_url_masks_only_real_passwords(url, shown):
     from flywheel.store.url_display import display_url
 
     assert display_url(url) == shown
+
+
+def test_the_redis_check_shows_the_url_as_written_with_its_password_masked():
+    from flywheel.errors import UserError
+    from flywheel.server.counters import check_redis_answers
+
+    for url, shown in (("redis://:s3cret-pw@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+                       ("redis://127.0.0.1:1/0?password=s3cret-pw", "redis://127.0.0.1:1/0?password=***")):
+        with pytest.raises(UserError) as caught:
+            check_redis_answers(url)
+        assert shown in caught.value.message and "s3cret-pw" not in str(caught.value)
