@@ -65,7 +65,9 @@ class ModelAlias(Section):
     fallbacks: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)  # extra request parameters (temperature, …)
     family: str | None = None  # prompt formatting family (openai, anthropic, qwen …); guessed when absent
-    json_schema: bool | None = None  # endpoint accepts response_format json_schema; None: yes for openai_compat
+    # endpoint accepts response_format json_schema; None: yes for openai_compat; "json_object": it takes the schema
+    # as {type: json_object, schema} instead (llama-cpp-python's server refuses type json_schema)
+    json_schema: bool | Literal["json_object"] | None = None
 
     @model_validator(mode="after")
     def _needs_model(self) -> ModelAlias:

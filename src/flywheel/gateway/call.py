@@ -317,7 +317,20 @@ class CallState:
         self.close_top()
         exc = GatewayError(self.request.model, self.failures)
         exc.retry_after = self.retry_after
+        refused = [f.alias for f in self.failures if _refuses_json_schema(self.request, f.error)]
+        if refused:
+            exc.hint = (f"the endpoint of '{refused[0]}' refuses response_format type json_schema: set "
+                        "`json_schema: json_object` on that alias (llama-cpp-python's server takes the schema so), "
+                        "or `json_schema: false`")
         return exc
+
+
+def _refuses_json_schema(request: ChatRequest, error: str) -> bool:
+    """Whether a failed attempt reads as an endpoint refusing `response_format` type json_schema (llama-cpp-python
+    answers HTTP 500 "Input should be 'text' or 'json_object'")."""
+    fmt = request.response_format
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema" and "json_object" in error \
+        and "json_schema" in error
 
 
 def top_attrs(request: ChatRequest) -> dict[str, Any]:

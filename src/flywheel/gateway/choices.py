@@ -5,7 +5,8 @@ wire, every choice parsed, usage covering all of them. A server behind it that i
 answer one choice) gets the missing choices asked for one by one. Any other provider (Anthropic, in-process
 ones) is sent n concurrent requests with n = 1 (threads for `chat`, tasks for `achat`) and the answers are
 merged: choices in order, usage summed, each choice with its own reasoning (`Choice.reasoning`; the result's
-`reasoning` is the first choice's). Either way it is one attempt of the gateway call: one `llm` span whose
+`reasoning` is the first choice's). With a `seed`, each of these n = 1 requests for choice k carries seed + k, so
+the samples differ yet stay reproducible (`singles`). Either way it is one attempt of the gateway call: one `llm` span whose
 output holds every choice, `gen_ai.request.choice.count` = n and `flywheel.upstream_requests` = how many
 requests it took, its tokens and cost covering every sample. A sample that fails fails the attempt (retried
 or falling back like any failed attempt, as OpenAI's all-or-nothing `n` does); the tokens the other samples
@@ -50,10 +51,9 @@ def chat_n(prov: Provider, alias: ModelAlias, request: ChatRequest, timeout: flo
     missing = n - _count(first)
     outcomes: list[ProviderResponse | BaseException] = []
     if missing > 0:
-        one = request.model_copy(update={"n": 1})
         call = in_context(prov.chat)
         with ThreadPoolExecutor(max_workers=missing) as pool:
-            futures = [pool.submit(call, alias, one, timeout) for _ in range(missing)]
+            futures = [pool.submit(call, alias, one, timeout) for one in singles(request, n - missing, missing)]
             for f in futures:
                 exc = f.exception()
                 outcomes.append(exc if exc is not None else f.result())
@@ -69,10 +69,19 @@ async def achat_n(prov: Provider, alias: ModelAlias, request: ChatRequest, timeo
     missing = n - _count(first)
     outcomes: list[ProviderResponse | BaseException] = []
     if missing > 0:
-        one = request.model_copy(update={"n": 1})
-        outcomes = list(await asyncio.gather(*(prov.achat(alias, one, timeout) for _ in range(missing)),
+        ones = singles(request, n - missing, missing)
+        outcomes = list(await asyncio.gather(*(prov.achat(alias, one, timeout) for one in ones),
                                              return_exceptions=True))
     return _settle(first, outcomes, n, span)
+
+
+def singles(request: ChatRequest, start: int, count: int) -> list[ChatRequest]:
+    """The n = 1 requests for choices `start` … `start + count - 1`. With a `seed`, choice k is sampled with
+    seed + k: the same seed on every request would make every sample the same (what OpenAI's seeded `n` never
+    does), and the choices stay reproducible."""
+    if request.seed is None:
+        return [request.model_copy(update={"n": 1})] * count
+    return [request.model_copy(update={"n": 1, "seed": request.seed + k}) for k in range(start, start + count)]
 
 
 def _count(responses: list[ProviderResponse]) -> int:

@@ -97,12 +97,12 @@ def _prepare(gateway: Any, request: ChatRequest, schema: type[BaseModel] | dict,
 
 def _supports_response_format(gateway: Any, alias_name: str) -> bool:
     """OpenAI-compatible servers (Azure OpenAI too) take `response_format`; an alias opts out with
-    `json_schema: false`."""
+    `json_schema: false` (`json_schema: json_object`: the provider sends the schema in llama-cpp-python's form)."""
     try:
         alias = gateway.resolve(alias_name)
     except Exception:  # noqa: BLE001 - an unknown alias fails properly in chat()
         return False
-    return alias.json_schema if alias.json_schema is not None else alias.provider in ("openai_compat", "azure")
+    return bool(alias.json_schema) if alias.json_schema is not None else alias.provider in ("openai_compat", "azure")
 
 
 def _reask(request: ChatRequest, answer: str, error: str) -> ChatRequest:

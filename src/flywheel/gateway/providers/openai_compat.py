@@ -22,6 +22,9 @@ covering all of them); the gateway asks again for any choices a server that igno
 on `ProviderResponse.logprobs` (each choice's on `Choice.logprobs`; streamed, each chunk's on `StreamChunk.logprobs`).
 A server that ignores them answers without: the result's `logprobs` is None.
 
+`response_format` goes as it is, except to an alias with `json_schema: json_object` (llama-cpp-python's server):
+a `json_schema` format goes there as `{type: json_object, schema}` (`json_object_form`).
+
 Sampling: `top_p`, `seed`, `frequency_penalty`, `presence_penalty` and `user` are sent as they are (`top_k` is not:
 OpenAI refuses it; set it in the alias's `params` for a server that takes it). A reasoning model's thinking —
 `reasoning_content` / `reasoning` beside the answer, or a leading `<think>…</think>` in it — comes back on
@@ -107,6 +110,8 @@ class OpenAICompatProvider(SdkProvider):
         if alias.params:
             body.update(alias.params)
         body.update(request_params(request))
+        if alias.json_schema == "json_object" and isinstance(body.get("response_format"), dict):
+            body["response_format"] = json_object_form(body["response_format"])
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -270,6 +275,15 @@ def status_error(status: int, headers: Any, content: bytes) -> ProviderError:
         message += f" - {detail}"
     return ProviderError.from_status(status, short(message), retry_after=parse_retry_after(headers),
                                      usage=reported_usage(data))
+
+
+def json_object_form(response_format: dict[str, Any]) -> dict[str, Any]:
+    """A `json_schema` response_format as `{type: json_object, schema}`: the form llama-cpp-python's server (and
+    other servers of the Anyscale JSON mode) constrain by, where they refuse type json_schema (alias
+    `json_schema: json_object`). Any other response_format goes as it is."""
+    spec = response_format.get("json_schema") if response_format.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return {"type": "json_object", "schema": schema} if isinstance(schema, dict) else response_format
 
 
 def transport_error(exc: Exception) -> ProviderError:
