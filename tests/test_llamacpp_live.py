@@ -2,96 +2,33 @@
 `flywheel.testing.tiny_gguf`: the gateway's `openai_compat` provider (plain, streamed, usage, log-probabilities),
 `flywheel serve` in front of it for the official openai SDK, and its `/v1/embeddings` as the retrieval embedder.
 
-The server runs from the interpreter in FLYWHEEL_LLAMA_CPP_PYTHON (CI builds llama-cpp-python in a virtualenv of
-its own: its FastAPI pins must not move ours), else from this one when it has `llama_cpp`. Without either the
-module skips, and fails under FLYWHEEL_REQUIRE_SERVICES=1. The model's words are noise, so every expectation is
+The server (tests/llamacpp_support.py) runs from FLYWHEEL_LLAMA_CPP_PYTHON or this interpreter; without
+llama-cpp-python the module skips, and fails under FLYWHEEL_REQUIRE_SERVICES=1. The model's words are noise, so every expectation is
 the server's own answer to the same request, asked directly with the openai SDK.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from importlib.util import find_spec
-from pathlib import Path
 
 import httpx
 import numpy as np
-import openai
 import pytest
-from conftest import need
+from llamacpp_support import direct_client, llama_server
 from server_support import openai_client, serving
-from services_fixtures import _free_port
-
-from flywheel.testing.tiny_gguf import write_tiny_gguf
 
 QUESTION = [{"role": "user", "content": "How do refunds work? 退款怎么办理？"}]
-
-
-def _llama_python() -> str | None:
-    given = os.environ.get("FLYWHEEL_LLAMA_CPP_PYTHON")
-    if given:
-        return given if Path(given).exists() else None
-    return sys.executable if find_spec("llama_cpp") is not None else None
 
 
 @pytest.fixture(scope="module")
 def llama() -> Iterator[str]:
     """Base URL (…/v1) of a llama.cpp server with the tiny model as `tiny` (chat), `tiny-embed` (embeddings, mean
-    pooling) and `tiny-tokens` (embeddings without pooling)."""
-    python = _llama_python()
-    need(python is not None, "llama-cpp-python[server] is not installed (pip install 'llama-cpp-python[server]', "
-                             "or FLYWHEEL_LLAMA_CPP_PYTHON=<its python>)")
-    workdir = Path(tempfile.mkdtemp(prefix="fw-llamacpp-"))
-    chat, pooled = write_tiny_gguf(workdir / "tiny.gguf"), write_tiny_gguf(workdir / "embed.gguf", pooling="mean")
-    port = _free_port()
-    common = {"n_ctx": 2048, "n_threads": 1, "n_batch": 512, "verbose": False, "seed": 0}
-    config = {"host": "127.0.0.1", "port": port,
-              "models": [common | {"model": str(chat), "model_alias": "tiny"},
-                         common | {"model": str(pooled), "model_alias": "tiny-embed", "embedding": True},
-                         # a generation model asked for embeddings: one vector per token, not per text
-                         common | {"model": str(chat), "model_alias": "tiny-tokens", "embedding": True},
-                         # tool calls: a forced tool choice makes llama.cpp write the arguments under the
-                         # schema's grammar, whatever the weights
-                         common | {"model": str(chat), "model_alias": "tiny-tools",
-                                   "chat_format": "chatml-function-calling"}]}
-    (workdir / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
-    proc = subprocess.Popen([python, "-m", "llama_cpp.server", "--config_file", str(workdir / "config.json")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(base + "/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        log.close()
-        text = (workdir / "server.log").read_text(errors="replace")[-800:]
-        shutil.rmtree(workdir, ignore_errors=True)
-        need(False, f"the llama.cpp server did not start: {text}")
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-    shutil.rmtree(workdir, ignore_errors=True)
+    pooling), `tiny-tokens` (embeddings without pooling) and `tiny-tools` (forced tool calls)."""
+    with llama_server() as base:
+        yield base
 
 
-def _direct(base: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base, api_key="unused", max_retries=0)
+_direct = direct_client
 
 
 PROJECT = """
@@ -240,7 +177,7 @@ def _calls(deltas: list) -> list[tuple[str, str]]:
     out: dict[int, list[str]] = {}
     for d in deltas:
         for piece in d.tool_calls or []:
-            name, args = out.setdefault(piece.index, ["", ""])
+            name = out.setdefault(piece.index, ["", ""])[0]
             if piece.function and piece.function.name and not name:
                 out[piece.index][0] = piece.function.name
             if piece.function and piece.function.arguments:
