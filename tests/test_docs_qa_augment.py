@@ -130,12 +130,14 @@ def test_offline_cross_language_says_it_cannot_match_in_the_questions_language(r
     assert answer.refused and answer.refusal == "no_passage" and answer.citations == []
     assert answer.text.startswith("I can't match this question to the documents: they are in Chinese and the "
                                   "question is in English")
+    # the app already translates: only the model is missing, so it is not told to set what it has
+    assert "but its model cannot" in answer.text and "set the app's" not in answer.text
     root = next(s for s in spans if s.trace_id == answer.trace_id and s.kind == "app")
     assert root.attributes["flywheel.no_answer"] == "cross-language"
     assert root.attributes["flywheel.corpus.language"] == "zh"
 
     zh = app.run("如何固定模型版本？", tenant="en")
-    assert zh.refused and zh.text.startswith("无法跨语言匹配") and "英文" in zh.text
+    assert zh.refused and zh.text.startswith("无法跨语言匹配") and "英文" in zh.text and "不能翻译" in zh.text
 
     same_language = app.run("如何删除账户？", tenant="zh")  # nothing relevant, but not a language problem
     assert same_language.refused and "跨语言" not in same_language.text

@@ -262,7 +262,9 @@ class DocsQA:
         if not crosses_script(language, corpus) or any(q.kind == "translation" for q in queries):
             return []
         _note(**{"flywheel.no_answer": "cross-language", "flywheel.corpus.language": corpus})
-        return Answer(text=cross_language_message(language, str(corpus)), refused=True, refusal="no_passage")
+        translate_set = self.query is not None and self.query.translate == "auto"
+        return Answer(text=cross_language_message(language, str(corpus), translate_set=translate_set), refused=True,
+                      refusal="no_passage")
 
     def _search_k(self) -> int | None:
         if self.rerank is not None:  # the re-ranker sees `top` candidates; the model the best k of them

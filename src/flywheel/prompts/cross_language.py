@@ -21,8 +21,20 @@ CROSS_LANGUAGE = {
 }
 
 
-def cross_language_message(question_language: str, corpus: str) -> str:
-    """Why the app cannot answer a question in another script than the corpus, in the question's language."""
-    template = pick_language(CROSS_LANGUAGE, question_language)
-    names = _NAMES_ZH if template is CROSS_LANGUAGE["zh"] else _NAMES_EN
+# the app already asks for translation (`query: {translate: auto}`): only a model that can translate is missing
+CROSS_LANGUAGE_NO_MODEL = {
+    "en": ("I can't match this question to the documents: they are in {corpus} and the question is in {question}. "
+           "This app translates questions (`query: {{translate: auto}}`), but its model cannot: ask in {corpus}, or "
+           "configure a language model in flywheel.yaml (`models:`) for the app."),
+    "zh": ("无法跨语言匹配：已索引的文档是{corpus}，而问题是{question}。这个应用会翻译问题（`query: {{translate: auto}}`），"
+           "但它的模型不能翻译：请用{corpus}提问，或在 flywheel.yaml 的 `models:` 中为应用配置语言模型。"),
+}
+
+
+def cross_language_message(question_language: str, corpus: str, *, translate_set: bool = False) -> str:
+    """Why the app cannot answer a question in another script than the corpus, in the question's language;
+    `translate_set`: the app already has `query: {translate: auto}` (so only the model is missing)."""
+    templates = CROSS_LANGUAGE_NO_MODEL if translate_set else CROSS_LANGUAGE
+    template = pick_language(templates, question_language)
+    names = _NAMES_ZH if template is templates["zh"] else _NAMES_EN
     return template.format(corpus=names.get(corpus, corpus), question=names.get(question_language, question_language))
