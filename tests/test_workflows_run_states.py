@@ -87,6 +87,18 @@ def test_a_stopped_run_is_not_offered_resume_and_resuming_it_says_it_is_finished
     assert latest.exit_code == 2 and "no unfinished run" in latest.output  # a stopped run is not unfinished
 
 
+def test_show_and_resume_take_a_unique_prefix_of_the_run_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    project_with(tmp_path, STOPPING)
+    run_id = json.loads(cli(tmp_path, "workflow", "run", "wf.yaml", "-i", "topic=tides", "--json").stdout)["run_id"]
+    shown = cli(tmp_path, "workflow", "show", run_id[:8], "--json")
+    assert shown.exit_code == 0, shown.output  # was: "no workflow run '…' in the store"
+    assert json.loads(shown.stdout)["run_id"] == run_id and json.loads(shown.stdout)["steps"]
+    again = cli(tmp_path, "workflow", "run", "wf.yaml", "--resume", run_id[:8])
+    assert again.exit_code == 2 and f"workflow run '{run_id}' is stopped" in again.output  # found by its prefix
+    assert cli(tmp_path, "workflow", "show", "zzzzzzzz").exit_code == 2
+
+
 def test_a_refused_or_finished_run_cannot_be_resumed_from_python(store):
     services = WorkflowServices(store=store)
 

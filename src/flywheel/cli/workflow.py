@@ -75,6 +75,10 @@ def run(state: Any, file: str, inputs: tuple[str, ...], run_id: str | None, tena
         runner = WorkflowRunner(wf, services)
         if run_id == "latest":
             run_id = _latest(rt.store, wf.name, file)
+        elif run_id is not None:
+            from flywheel.workflows.records import RunRecords
+
+            run_id = RunRecords(rt.store).resolve(run_id)  # a prefix, as `workflow runs` shows ids
         if run_id is not None:
             _note_changes(rt.store, run_id, wf, file)
         try:
@@ -174,7 +178,8 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
 
     with Store.open(state.project.store_url) as store:
         records = RunRecords(store)
-        run_row = records.require(run_id)
+        run_row = records.require(run_id)  # the id, or a unique prefix of it
+        run_id = run_row["run_id"]
         steps = records.steps_of(run_id)
     if as_json:
         emit_json({**run_row, "reason": scrubbed(run_row.get("reason")), "steps": steps})

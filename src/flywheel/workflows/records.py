@@ -141,8 +141,22 @@ class RunRecords:
             rows = conn.execute(q.order_by(c.updated_at.desc()).limit(limit)).mappings().all()
         return [dict(r) for r in rows]
 
+    def resolve(self, run_id: str) -> str:
+        """The run id `run_id` names: itself when stored, else the one run whose id starts with it (at least 6
+        characters, as `flywheel workflow runs` and `traces` show them shortened); unchanged when none does."""
+        if len(run_id) < 6 or self.get_run(run_id) is not None:
+            return run_id
+        c = self.runs.c
+        pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.store.engine.connect() as conn:
+            found = list(conn.scalars(select(c.run_id).where(c.run_id.like(pattern, escape="\\")).limit(3)))
+        if len(found) > 1:
+            raise UserError(f"run id prefix '{run_id}' matches {len(found)} workflow runs "
+                            f"({', '.join(sorted(found)[:2])} …)", hint="give more characters of the run id")
+        return found[0] if found else run_id
+
     def require(self, run_id: str) -> dict[str, Any]:
-        run = self.get_run(run_id)
+        run = self.get_run(self.resolve(run_id))
         if run is None:
             raise UserError(f"no workflow run '{run_id}' in the store",
                             hint="copy the run id printed by `flywheel workflow run`")
