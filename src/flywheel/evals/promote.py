@@ -373,6 +373,11 @@ def _write_atomic(project: Project, path: Path, text: str) -> None:
             fh.write(text)
         load_suite(tmp, project)
         os.replace(tmp, path)
+    except UserError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if not (exc.where or "").startswith(tmp):  # the temporary name means nothing to the user
+            raise
+        raise UserError(f"{exc.message} (in the suite for {path}; nothing was written)", hint=exc.hint) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from flywheel.checks.trained import (
 )
 from flywheel.errors import UserError
 from flywheel.feedback.agreement import cohen_kappa
+from flywheel.loop.atomic import follow_umask, partial_dir
 from flywheel.loop.labelled import collect, judge_verdicts, no_labels, norm_input, split
 
 if TYPE_CHECKING:
@@ -238,8 +238,7 @@ def _versus_judge(
 
 def _save(folder: Path, meta: dict[str, Any], w: Array, b: float, idf: Array | None) -> None:
     """Written to a temporary folder next to it, then swapped in (a reader never sees half a model)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = partial_dir(folder)
     try:
         arrays: dict[str, Any] = {"weights": w, "bias": np.float32(b)}
         if idf is not None:
@@ -248,6 +247,7 @@ def _save(folder: Path, meta: dict[str, Any], w: Array, b: float, idf: Array | N
         (tmp / "model.json").write_text(
             json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
+        follow_umask(tmp)
         old = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)

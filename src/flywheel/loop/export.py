@@ -21,9 +21,6 @@ before writing. Every file, datasheet included, is written to a temporary name a
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +31,7 @@ from flywheel.evals.promote import collapse, mask_text
 from flywheel.evals.promote_pii import DPO_FIELDS, SFT_FIELDS, PiiTally, fields_of, keep_fields
 from flywheel.evals.promote_sources import Source, earlier_turns
 from flywheel.loop import datasheet
+from flywheel.loop.atomic import write_all, write_folder
 from flywheel.loop.labelled import (
     Collected,
     Labelled,
@@ -327,7 +325,8 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
     if not rows:
         what = "pairwise verdicts or corrections" if fmt == "dpo" else f"items labelled {verdict} or corrected"
         left_out = {**collected.dropped, **unusable}
-        raise UserError(f"no {what} to export" + (f" (left out: {left_out})" if left_out else ""),
+        why = ", ".join(f"{k}: {v}" for k, v in left_out.items() if v)
+        raise UserError(f"no {what} to export" + (f" (left out: {why})" if why else ""),
                         hint="label first: `flywheel review sample -n 50` then `flywheel review`"
                              + (" (`--kind pairwise` for A/B preferences)" if fmt == "dpo" else ""))
     rows, n_dupes = dedupe(rows, embedder)
@@ -372,9 +371,9 @@ def export(store: Store, fmt: str, out: Path, *, project: Project | None = None,
     files[_ext(base, ".md")] = datasheet.render(sheet)
     files[_ext(base, ".json")] = json.dumps(sheet, indent=2, ensure_ascii=False) + "\n"
     if fmt == "hf":
-        _write_folder(out, files)
+        write_folder(out, files)
     else:
-        _write_all(files)
+        write_all(files)
     return ExportResult(fmt, [str(p) for p in files], counts, sheet, warnings)
 
 
@@ -399,7 +398,7 @@ def _export_eval(collected: Collected, out: Path, project: Project | None, verdi
     sheet = datasheet.build("eval", collected, used, counts, {"near-duplicates": sum(map(len, result.collapsed.values()))},
                             options, [str(out)], result.warnings, result.pii)
     base = _sibling(out, ".datasheet", suffix="")
-    _write_all({_ext(base, ".md"): datasheet.render(sheet),
+    write_all({_ext(base, ".md"): datasheet.render(sheet),
                 _ext(base, ".json"): json.dumps(sheet, indent=2, ensure_ascii=False) + "\n"})
     return ExportResult("eval", [str(out), str(_ext(base, ".md")), str(_ext(base, ".json"))], counts, sheet,
                         list(result.warnings))
@@ -435,39 +434,6 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def _write_all(files: dict[Path, str]) -> None:
-    """Every file to a temporary name first, then all renamed: an error leaves no file half-written."""
-    temps: list[tuple[str, Path]] = []
-    try:
-        for path, text in files.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            temps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-    except BaseException:
-        for tmp, _ in temps:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-    for tmp, path in temps:
-        os.replace(tmp, path)
-
-
-def _write_folder(folder: Path, files: dict[Path, str]) -> None:
-    """A whole export folder built next to `folder` and swapped in."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder} exists and is not a folder", hint="an hf export writes a folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        for path, text in files.items():
-            (tmp / path.relative_to(folder)).write_text(text, encoding="utf-8")
-        swap_in(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _card(sheet: dict[str, Any], holdout: bool) -> str:
     splits = "    - split: train\n      path: train.jsonl\n" + (
         "    - split: holdout\n      path: holdout.jsonl\n" if holdout else "")
@@ -480,15 +446,3 @@ def _card(sheet: dict[str, Any], holdout: bool) -> str:
             "```python\nfrom datasets import load_dataset\nds = load_dataset(\"json\", data_files={\"train\": "
             "\"train.jsonl\"" + (", \"holdout\": \"holdout.jsonl\"" if holdout else "") + "})\n```\n\n"
             "See `datasheet.md` for sources, label agreement, the date range and what was left out.\n")
-
-
-def swap_in(tmp: Path, dest: Path) -> None:
-    """Put the finished folder `tmp` at `dest`, replacing what was there only once `tmp` is complete."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(dest)

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -36,10 +36,11 @@ from flywheel.gateway.providers.transformers_local import (
     quiet_transformers,
     require_extra,
 )
-from flywheel.loop.export import swap_in
+from flywheel.loop.atomic import check_writable, follow_umask, partial_dir, swap_in
 from flywheel.loop.finetune_data import IGNORE, Example, Row, data_file, encode, read_rows, sha256
 
 METHODS = ("lora",)
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # LoRA targets by architecture family: attention and MLP projections, never the embeddings or the LM head.
 TARGETS = (
     ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),  # llama, qwen, mistral, gemma
@@ -108,6 +109,10 @@ def check_inputs(base: str, data: Path, out: Path, options: FinetuneOptions, *, 
         raise UserError(f"{out} already exists", hint="pass --overwrite to replace it, or choose another --out")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a folder")
+    check_writable(out)
+    if not DEVICE.fullmatch(options.device or "auto"):
+        raise UserError(f"unknown device {options.device!r}", hint="one of auto, cpu, cuda, cuda:N (cuda:0, cuda:1 "
+                        "…) or mps")
     for name, value in (("epochs", options.epochs), ("lr", options.lr), ("rank", options.rank),
                         ("batch size", options.batch_size), ("grad accum", options.grad_accum)):
         if value <= 0:
@@ -121,6 +126,19 @@ def target_modules(model: Any) -> list[str] | str:
         if set(family) <= names:
             return list(family)
     return "all-linear"
+
+
+def check_targets(model: Any, wanted: list[str]) -> list[str]:
+    """--target-modules as given, each the name of a layer of the model: peft only complains when none is, so
+    a misspelt one would be left out of training without a word."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in wanted if t not in names]
+    if missing:
+        layers = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
+                         if not any(True for _ in m.children()) and getattr(getattr(m, "weight", None), "ndim", 0) == 2})
+        raise UserError(f"--target-modules: no layer of the base model is named {', '.join(missing)}",
+                        hint=f"layers with weights to adapt: {', '.join(layers)}")
+    return wanted
 
 
 def finetune(base: str, data: Path, out: Path, options: FinetuneOptions | None = None, *, overwrite: bool = False,
@@ -154,7 +172,7 @@ def finetune(base: str, data: Path, out: Path, options: FinetuneOptions | None =
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         dtype = torch.bfloat16  # the frozen base in bf16; peft keeps the adapter weights in float32
     model: Any = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, **dtype_arg(dtype))
-    targets = opts.target_modules or target_modules(model)
+    targets = check_targets(model, opts.target_modules) if opts.target_modules else target_modules(model)
     lora = peft.LoraConfig(r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=targets,
                            task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # peft calls an API transformers 5 deprecates: not the user's concern
@@ -244,12 +262,12 @@ def _collate(batch: list[Example], pad_id: int, torch: Any, device: str) -> tupl
 
 def _write_out(out: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
     """The adapter, tokenizer and manifest into a temporary folder next to OUT, then renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = partial_dir(out)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        follow_umask(tmp)
         swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

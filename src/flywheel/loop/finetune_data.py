@@ -77,6 +77,9 @@ _FORMAT_HINT = ('each line is {"messages": [{"role": "user", "content": ...}, {"
 
 
 def _row(obj: Any, n: int, where: str) -> Row:
+    if isinstance(obj, dict) and "messages" not in obj and {"chosen", "rejected"} <= set(obj):
+        raise UserError("a preference (DPO) row: `flywheel finetune` learns from SFT rows", where=where,
+                        hint="export them with `flywheel export sft FILE.jsonl` (or openai-ft / hf)")
     if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list) or not obj["messages"]:
         raise UserError("the row has no `messages` list", where=where, hint=_FORMAT_HINT)
     extra = set(obj) - ROW_KEYS

@@ -22,7 +22,7 @@ def numbered_lines(path: Path, *, hint: str) -> list[tuple[int, str, str]]:
     """(line number, "file:line", text) of every non-blank line of the UTF-8 file at `path`; `hint` says what
     the file should be when it does not exist."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM (Windows editors) is not part of line 1
     except FileNotFoundError:
         raise UserError(f"no such file: {path}", hint=hint) from None
     except UnicodeDecodeError as exc:
