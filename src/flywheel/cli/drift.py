@@ -17,6 +17,20 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def _quantiles(q: dict[str, int] | None) -> str:
+    """Length percentiles as people read them: `p10 36 · p50 41 · p90 48 chars` (`-` with no inputs)."""
+    if not q:
+        return "-"
+    return " · ".join(f"{k} {v}" for k, v in q.items()) + " chars"
+
+
+def _shares(shares: dict[str, float]) -> str:
+    """Category shares, largest first: `en 78%, zh 22%` (`<1%` for a sliver, `-` with none)."""
+    if not shares:
+        return "-"
+    return ", ".join(f"{k} {'<1%' if 0 < v < 0.005 else f'{v:.0%}'}" for k, v in shares.items())
+
+
 def _services(state: Any) -> tuple[Any, Any]:
     from flywheel.retrieval.embedders import build_embedder
     from flywheel.store import Store
@@ -140,9 +154,9 @@ def skew(state: Any, suite: str, since: str | None, until: str | None, app: str 
     if report.get("warning"):
         click.echo(f"  {report['warning']}")
         return
-    for key in ("length", "language", "format"):
+    for key, show in (("length", _quantiles), ("language", _shares), ("format", _shares)):
         part = report[key]
-        click.echo(f"{key}: suite {part['suite']}  production {part['production']}  PSI {part['psi']:.2f}")
+        click.echo(f"{key}: suite {show(part['suite'])}  production {show(part['production'])}  PSI {part['psi']:.2f}")
     if not report["gaps"]:
         click.echo("no gaps: every production topic, language, length and format is in the suite")
     for g in report["gaps"]:

@@ -23,9 +23,9 @@ BELOW_THRESHOLD = 1
 
 
 def _console() -> Console:
-    from rich.console import Console  # only when rendering: `--json` never imports rich
+    from flywheel.cli.console import console  # only when rendering: `--json` never imports rich
 
-    return Console(stderr=False, highlight=False)
+    return console()
 
 
 def _warn(text: str) -> None:

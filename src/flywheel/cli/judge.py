@@ -86,13 +86,13 @@ def _num(x: float | None) -> str:
 
 def _render(r: dict[str, Any], min_kappa: float, queue: str) -> None:
     """`queue` as the user named it (the report holds the queue id, which they never typed)."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from flywheel.cli.console import console as make_console
     from flywheel.text import safe_display
 
-    console = Console(highlight=False)
+    console = make_console()
     console.print(  # the check's name may hold a criterion the user typed: shown as text, not markup
         f"[bold]{escape(safe_display(r['check']))}[/] judged by {r['judge_model']} on queue {queue}: "
         f"{r['n']} labelled item(s), {r['n_train']} train / {r['n_heldout']} held out (seed {r['seed']})"
@@ -156,6 +156,9 @@ def versions_cmd(state: Any, check: str, as_json: bool) -> None:
     ref = resolve_judge(state.project, check)
     with Runtime(state.project, tracing=False) as rt:
         rows = history(rt.store, ref.key)
+        names = _queue_names(rt.store, {r["queue_id"] for r in rows if r["queue_id"]})
+    for r in rows:  # people know a queue by its name; its id stays in the JSON for scripts
+        r["queue"] = names.get(r["queue_id"], r["queue_id"])
     if as_json:
         emit_json([{k: v for k, v in r.items() if k != "metrics"} for r in rows])
         return
@@ -166,5 +169,19 @@ def versions_cmd(state: Any, check: str, as_json: bool) -> None:
         mark = "adopted" if r["adopted"] else "measured"
         click.echo(
             f"v{r['version']} {mark}: κ {_num(r['kappa_before'])} → {_num(r['kappa_after'])} "
-            f"(n held out {r['n_heldout']}, queue {r['queue_id']}, {len(r['examples'] or [])} example(s))"
+            f"(n held out {r['n_heldout']}, queue {r['queue']}, {len(r['examples'] or [])} example(s))"
         )
+
+
+def _queue_names(store: Any, ids: set[str]) -> dict[str, str]:
+    """Queue id → name for the queues that still exist (a deleted queue keeps showing its id)."""
+    from flywheel.errors import UserError
+    from flywheel.feedback.queues import get_queue
+
+    names = {}
+    for queue_id in ids:
+        try:
+            names[queue_id] = get_queue(store, queue_id).name
+        except UserError:
+            continue
+    return names

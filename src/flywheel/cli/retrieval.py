@@ -146,11 +146,12 @@ def _with_progress(run: Any) -> Any:
 
 
 def _print_summary(summary: Any, tenant: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    from flywheel.cli.console import console as make_console
+
+    console = make_console()
     table = Table(title=f"ingest · tenant {escape(safe_display(tenant))}", show_header=False, min_width=36)
     table.add_column(style="bold")
     table.add_column(justify="right")

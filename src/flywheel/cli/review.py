@@ -353,8 +353,9 @@ def status(state: Any, queue_name: str | None, as_json: bool) -> None:
     if not rows:
         click.echo("no review queues yet: flywheel review sample --daily 50")
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from flywheel.cli.console import console
 
     table = Table(show_edge=False)
     for col in ("queue", "kind", "items", "complete", "overlap", "annotators (labels)"):
@@ -362,7 +363,7 @@ def status(state: Any, queue_name: str | None, as_json: bool) -> None:
     for r in rows:
         who = ", ".join(f"{k} {v}" for k, v in r["annotators"].items()) or "-"
         table.add_row(r["name"], r["kind"], str(r["items"]), str(r["complete"]), str(r["overlap"]), who)
-    Console(highlight=False).print(table)
+    console().print(table)
     for r in rows:
         if r.get("gone"):
             click.echo(f"{r['name']}: {r['gone']} item(s) skipped, their trace was deleted")
@@ -421,10 +422,11 @@ def _num(value: Any) -> str:
 
 
 def print_agreement(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from flywheel.cli.console import console as make_console
+
+    console = make_console()
     console.print(f"items: {report.get('n_items', 0)}, labels: {report.get('n_labels', '?')}")
     table = Table(show_edge=False)
     for col in ("annotators", "Cohen's κ", "95 % CI", "n"):

@@ -224,11 +224,10 @@ def compare_shadow_cmd(
     if as_json:
         emit_json(data)
         return
-    from rich.console import Console
-
+    from flywheel.cli.console import console as make_console
     from flywheel.evals.report import render_pairwise
 
-    console = Console(highlight=False)
+    console = make_console()
     render_pairwise(console, data)
     counts = data["shadow"]
     console.print(

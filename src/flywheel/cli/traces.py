@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from typing import Any
 
 import click
 from rich.cells import cell_len
 
 from flywheel.cli import emit_json, main
+from flywheel.cli.console import UNLIMITED_WIDTH, output_width
 from flywheel.errors import UserError
 from flywheel.text.display import safe_display
 
@@ -106,7 +106,7 @@ WIDE_TOTALS = 124  # … and the tokens and cost columns
 
 
 def _print_table(rows: list[dict[str, Any]], width: int | None = None, dropped: int = 0) -> None:
-    width = width or shutil.get_terminal_size((80, 24)).columns
+    width = width or output_width()
     if not rows:
         click.echo("no traces yet: run something traced (e.g. `flywheel chat \"hello\"`) first")
         return
@@ -119,7 +119,8 @@ def _print_table(rows: list[dict[str, Any]], width: int | None = None, dropped: 
     cols += [("status", "status", False), ("question", "question", False)]
     cells = [_cells(r) for r in rows]
     widths = {key: max(cell_len(title), *(cell_len(c[key]) for c in cells)) for title, key, _ in cols}
-    widths["name"] = min(widths.get("name", 0), 24)
+    if width < UNLIMITED_WIDTH:  # on a terminal a long name gives way to the question; off one it stays whole
+        widths["name"] = min(widths.get("name", 0), 24)
     fixed = sum(widths[key] for _, key, _ in cols[:-1]) + 2 * (len(cols) - 1)
     widths["question"] = max(12, width - fixed - 1)
     click.echo(_line([(title, widths[key], right) for title, key, right in cols]), color=False)
@@ -173,7 +174,7 @@ def _print_tree(trace: dict[str, Any], width: int | None = None) -> None:
     answer, each followed by its own reasoning)."""
     from flywheel.tracing.store_sink import choice_outputs, with_reasoning
 
-    width = width or shutil.get_terminal_size((80, 24)).columns
+    width = width or output_width()
     status = trace["status"]
     head = (f"{_clean(trace['name'])}  {status}  trace {trace['trace_id']}  {_when(trace['started_at'])}  "
             f"{_ms(trace.get('latency_ms'))}  tokens {trace.get('input_tokens', 0)}/{trace.get('output_tokens', 0)}"
@@ -225,7 +226,7 @@ def _answer(answer: Any, thinking: str | None) -> str:
 
 
 def _print_feedback(events: list[Any], width: int | None = None, fixes: dict[int, str] | None = None) -> None:
-    width = width or shutil.get_terminal_size((80, 24)).columns
+    width = width or output_width()
     if not events:
         click.echo("feedback: none")
         return

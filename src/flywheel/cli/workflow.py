@@ -237,13 +237,21 @@ def runs(state: Any, name: str | None, last: int, as_json: bool) -> None:
         of = f" of workflow '{name}'" if name else ""
         click.echo(f"no workflow runs{of} yet: start one with `flywheel workflow run FILE.yaml --input NAME=VALUE`")
         return
-    from flywheel.cli.traces import _when
+    from rich.cells import cell_len
 
-    click.echo(f"{'run':<32}  {'updated':<11}  {'workflow':<20}  {'status':<11}  {'cost $':<9}  why")
+    from flywheel.cli.console import UNLIMITED_WIDTH, output_width
+    from flywheel.cli.prompts import _pad
+    from flywheel.cli.traces import _when, fit
+
+    # on a terminal a long name or reason is cut, with "…"; in a file, a pipe or a CI log it stays whole
+    whole = output_width() >= UNLIMITED_WIDTH
+    names = {r["run_id"]: safe_display(r["workflow"]) for r in rows}
+    name_width = max(20, *map(cell_len, names.values())) if whole else 20
+    click.echo(f"{'run':<32}  {'updated':<11}  {_pad('workflow', name_width + 2)}{'status':<11}  {'cost $':<9}  why")
     for r in rows:
         live = _state(r, short=True)
         status = r["status"] if r["status"] != "running" or live else "killed"  # its process is gone
         why = live or ("" if r["status"] == "running" else scrubbed(r.get("reason")) or "")
-        line = (f"{r['run_id']:<32}  {_when(r['updated_at']):<11}  {safe_display(r['workflow'])[:20]:<20}  "
+        line = (f"{r['run_id']:<32}  {_when(r['updated_at']):<11}  {_pad(fit(names[r['run_id']], name_width), name_width + 2)}"
                 f"{status:<11}  {r['cost_usd']:<9.6f}  {safe_display(why)}")
-        click.echo(line[:240].rstrip())
+        click.echo(line.rstrip() if whole else fit(line, 240).rstrip())

@@ -95,7 +95,23 @@ def write_tiny_model(out: str | Path, *, seed: int = 0, vocab_size: int = 600, h
     return folder
 
 
-if __name__ == "__main__":  # python -m flywheel.testing.tiny_model OUT
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m flywheel.testing.tiny_model OUT_FOLDER")
-    print(write_tiny_model(sys.argv[1]))
+def main(argv: list[str]) -> None:
+    """python -m flywheel.testing.tiny_model OUT: write the model, print its folder — and nothing else."""
+    if len(argv) != 1:
+        print("usage: python -m flywheel.testing.tiny_model OUT_FOLDER", file=sys.stderr)
+        sys.exit(2)
+    try:  # no "Writing model shards" progress bar on stderr; transformers' warnings still show
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass  # write_tiny_model says what to install
+    try:
+        print(write_tiny_model(argv[0]))
+    except UserError as exc:  # a folder that already holds a model, torch missing: no traceback
+        print(f"error: {exc.render()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
