@@ -27,6 +27,10 @@ class Runtime:
         self.config = project.config
         self._tracing = tracing and project.config.tracing.enabled
         self._detach: Any = None
+        if any(a.prompt is not None for a in project.config.apps.values()):
+            from flywheel.apps.app_prompts import check_app_prompts
+
+            check_app_prompts(project)  # a prompt name that is none (or prose) fails here, with file:line
         if any(a.guards.input or a.guards.output or a.guards.sources for a in project.config.apps.values()):
             from flywheel.apps.registry import check_guards
 

@@ -87,7 +87,8 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
 
 def check_apps(config: Config, file: Path | str, lines: dict) -> None:
     """What the schema alone cannot say about `apps:` — each app's kind exists, its options fit its kind, its
-    model and guard fallbacks are defined aliases — checked when the config loads, with file:line."""
+    model and guard fallbacks are defined aliases — checked when the config loads, with file:line (its `prompt:`
+    is checked when the runtime is built: apps.app_prompts)."""
     check_routes(config, file, lines)
     check_models(config, file, lines)
     for name, app in config.apps.items():
