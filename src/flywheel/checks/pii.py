@@ -56,6 +56,7 @@ from flywheel.checks.pii_placeholders import (
 from flywheel.checks.pii_recognizers import PiiEntity, Recognizer, builtin_recognizers
 from flywheel.checks.pii_recognizers_cn import cn_recognizers
 from flywheel.checks.pii_secrets import secret_recognizers
+from flywheel.text import split_sentences
 from flywheel.text.secrets import REDACTED, scrub_secrets
 from flywheel.types import CheckResult
 
@@ -69,6 +70,7 @@ __all__ = [
     "Pseudonymized",
     "Vault",
     "analyzer",
+    "asked_part",
     "find_pii",
     "new_nonce",
     "placeholder",
@@ -81,6 +83,7 @@ __all__ = [
     "restore_stream",
     "sensitive_pii",
     "without_nonces",
+    "without_personal",
 ]
 
 # When two candidates overlap and score the same, the more specific type wins.
@@ -207,6 +210,33 @@ def sensitive_pii(text: str, entities: Iterable[str] | str | None = None, thresh
 
 
 # ---------------------------------------------------------------- reversible redaction
+
+
+def without_personal(text: str) -> tuple[str, bool]:
+    """The text without the user's own details — what a default `pii` guard masks, and the placeholders a
+    `redact` guard left (`<EMAIL_ADDRESS_1_qhzvk>`, `<PHONE_NUMBER_1>`) — each replaced by a space, and whether it
+    had any. What a question asks about is never the asker's e-mail or phone number (the extractive model and
+    the retriever's keywords leave them out); an order number or an error code is no personal data and stays."""
+    spans = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+    spans += [(e.start, e.end) for e in sensitive_pii(PLACEHOLDER.sub(lambda m: " " * len(m.group(0)), text))]
+    if not spans:
+        return text, False
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        out.append(text[pos:start] + " " if start >= pos else "")
+        pos = max(pos, end)
+    return "".join(out) + text[pos:], True
+
+
+def asked_part(question: str) -> tuple[str, bool]:
+    """What a question asks, without the asker's own details (`without_personal`), and whether it had any. A
+    sentence that carries them ("Mail me at ann@example.com", "电话 13812345678") says how to reach the asker, not
+    what they ask: it is left out when other sentences are left, else only the details are."""
+    sentences = [s for s in split_sentences(question) if s.strip()]
+    kept = [s for s in sentences if not without_personal(s)[1]]
+    if 0 < len(kept) < len(sentences):
+        return " ".join(kept), True
+    return without_personal(question)
 
 
 def _replace(text: str, spans: list[PiiEntity], make: Any) -> str:

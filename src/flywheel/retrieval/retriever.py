@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from flywheel.checks.pii import asked_part
 from flywheel.config import Project, RetrievalConfig, validate_tenant
 from flywheel.errors import UserError
 from flywheel.retrieval import fusion, rescore
@@ -157,7 +158,9 @@ class Retriever:
 
     def _search(self, query: str, k: int, tenant: str, filters: dict | None, mode: Mode
                 ) -> tuple[list[Hit], dict[str, Any]]:
-        tokens = keyword_tokens(query)
+        # the asker's e-mail or phone number (or a redact guard's placeholder) is not what they ask: asked_part
+        keywords = asked_part(query)[0]
+        tokens = keyword_tokens(keywords) or keyword_tokens(query)
         n = max(4 * k, 50)
         info: dict[str, Any] = {"candidates": n}
         if stale := self.stale_tokenizer_files(tenant):
@@ -213,7 +216,7 @@ class Retriever:
         dn_score = dict(dense)
         found_rows = [(rows[p][1], rows[p][0].text) for p, _ in top if p in rows]
         coverage = self._coverage(terms, doc_freqs, found_rows)
-        for asked in asked_terms(query):  # a long question is relevant when what it asks is covered
+        for asked in asked_terms(keywords):  # a long question is relevant when what it asks is covered
             coverage = [max(a, b) for a, b in zip(coverage, self._coverage(asked, doc_freqs, found_rows), strict=True)]
         signal = "coverage+dense" if dense else "coverage"
         hits: list[Hit] = []

@@ -46,6 +46,11 @@ How it picks (see docs/retrieval.md, "The extractive model"):
   12345？") are not terms of the question — documentation describes the kind of thing, not the user's own
   one — unless nothing else is left. An identifier the corpus has but no source shows still counts, and
   still declines.
+- **The asker's own details** (flywheel.checks.pii.asked_part): an e-mail address, a phone number or other
+  personal data a default `pii` guard masks, and the placeholder a `redact` guard put there
+  (`<EMAIL_ADDRESS_1_qhzvk>`), are not terms of the question, nor is a sentence that carries them when others are
+  left ("… Mail me at ann@example.com"); within the asking sentence, the words that ask to be reached
+  (`CONTACT_WORDS`: mail, call, 联系, 电话) count where a unit has them, never against one.
 
 English words are stemmed with flywheel.text's `stem` (Snowball English, the keyword index's stems; a final s
 ignored, see `_match_form`) and Chinese text is segmented into words with jieba. Token usage is estimated (~4 characters per token).
@@ -58,9 +63,11 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from flywheel.checks.pii import asked_part
 from flywheel.config import ModelAlias
 from flywheel.gateway.providers.base import BaseProvider, ProviderResponse, estimate_tokens
 from flywheel.gateway.providers.extractive_match import (
+    CONTACT_WORDS,
     HAN_RUN,
     INLINE_CODE,
     acronyms,
@@ -327,6 +334,7 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     """The units that answer the question best, in the order they are quoted; [] when none does. `unseen`:
     identifiers of the question that the whole corpus lacks, left out of its terms."""
     sections = sections or {}
+    question, reached = asked_part(question)  # the asker's e-mail, phone … (or placeholders) are not what they ask
     sentences = [u for n in sorted(sources) for u in units(n, sources[n], _last_part(sections.get(n, "")))]
     # A source sentence holding the whole question quotes it as an example ("What does min_relevance do?" in a
     # passage about questions); it does not answer it.
@@ -345,6 +353,9 @@ def best_sentences(question: str, sources: dict[int, str], *, max_quotes: int = 
     # Characters jieba cut one by one (年 假) count where a unit writes them together, never against one, unless
     # nothing else is left ("年假有几天？").
     bonus = joined_characters(question) - q_terms
+    if reached and q_terms - CONTACT_WORDS:  # "mail me at …" counts where a unit says it, never against one
+        bonus |= q_terms & CONTACT_WORDS
+        q_terms -= CONTACT_WORDS
     if not q_terms:
         q_terms, bonus = bonus, set()
     if not sentences or not q_terms:
@@ -415,7 +426,7 @@ def other_script(question: str, sources: dict[int, str]) -> str:
     """The sources' language when every source with prose is written in another script than the question and
     its content words (their words can match it only on code and names, and there is no model here to
     translate); '' otherwise."""
-    q_scripts = question_scripts(question)
+    q_scripts = question_scripts(asked_part(question)[0])
     found_languages = (detect_language(prose(" ".join(u.text for u in units(n, text))))
                        for n, text in sources.items())
     languages = [lang for lang in found_languages if lang]

@@ -9,6 +9,10 @@ words), the question's names, and what in a source's text does not count.
   "How do I …?", `"发票怎么开？"`), Chinese inside inline code (an example string) and inline code that is a
   call or an assignment (`llm.add(pattern, model=None)`) match nothing but the name called or assigned.
 - **Markup is not content**: link targets and URLs match nothing (a link's text does).
+- **The user's own details are not the question**: personal data (`without_personal` in flywheel.checks.pii:
+  what the `pii` guard masks by default — e-mail addresses, phone numbers, IDs, cards, secrets) and the placeholders a `redact` guard puts in its
+  place (`<EMAIL_ADDRESS_1_qhzvk>`) say how to reach the user, not what they ask; and the words that ask to be
+  reached ("mail me at", "请发邮件到…联系我", `CONTACT_WORDS`) are not held against a source (see extractive.py).
 - **Prose**: a unit's text without inline code, links and URLs. Its script says whether the unit can
   answer a question at all: an English question's words found in a Chinese sentence can only be its code and
   names, and the reverse (see extractive.py).
@@ -226,3 +230,12 @@ def question_scripts(question: str) -> set[str]:
     retriever's language rule has it."""
     content = detect_language(" ".join(sorted(terms(question))))
     return {script(detect_language(question)), script(content)} - {""}
+
+
+# The words a question asks to be contacted with ("mail me at …", "请发邮件到 … 联系我", "我的手机 …"): beside the
+# user's own details they say how to answer, not what about.
+CONTACT_WORDS = frozenset(words("mail e-mail email call phone telephone mobile cell contact reach text write reply "
+                                "number address sms whatsapp wechat qq telegram")) | frozenset({
+    "邮件", "发邮件", "电子邮件", "电邮", "邮箱", "邮箱地址", "地址", "联系", "联络", "联系方式", "电话", "打电话", "电话号码",
+    "手机", "手机号", "手机号码", "号码", "微信", "微信号", "短信", "回复", "回电", "通知"})
+
