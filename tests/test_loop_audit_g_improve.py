@@ -12,16 +12,15 @@ import os
 import stat
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import need
 from review_support import add_traces
+from test_loop_audit_s12 import _project as _chat_project
 
 from flywheel.cli import main
-from flywheel.config import Project
 from flywheel.feedback import queues
 from flywheel.store import Store
 
@@ -116,14 +115,7 @@ def test_finetune_clears_what_a_killed_run_left_half_written(tmp_path, base) -> 
 
 
 def _reviewed_project(root: Path) -> None:
-    (root / "flywheel.yaml").write_text(textwrap.dedent("""\
-        models:
-          default: {provider: extractive}
-        retrieval: {embedder: none}
-        apps:
-          docs_qa: {kind: chat, model: default}
-        """), encoding="utf-8")
-    store = Store.open(Project.load(root).store_url)
+    store = Store.open(_chat_project(root).store_url)
     specs = [{"input": q, "output": a} for q, a in ROWS] + [{"input": f"无关的问题 {i}", "output": "不知道。"}
                                                            for i in range(8)]
     ids = add_traces(store, specs)

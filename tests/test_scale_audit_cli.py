@@ -17,14 +17,15 @@ from flywheel.store.schema_retrieval import embeddings
 from flywheel.testing.fake_llm import FakeLLM
 
 
-def _project(tmp_path: Path, base_url: str) -> Path:
+def _project(tmp_path: Path, base_url: str, topics: int = 10) -> Path:
+    """A project whose embedder is fake_llm at `base_url`, with one page of `topics` sections; its docs folder."""
     (tmp_path / "flywheel.yaml").write_text(
         f"models:\n  emb: {{provider: openai_compat, base_url: '{base_url}', model: fake-embedding}}\n"
         "retrieval: {embedder: emb, min_relevance: null}\n")
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("".join(f"# Topic {i}\nThe gateway retries call {i} with a fallback model.\n\n"
-                                       for i in range(10)), encoding="utf-8")
+                                       for i in range(topics)), encoding="utf-8")
     return docs
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_scale_audit_cli import _project as _audit_project
 
 import flywheel.cli.retrieval  # registers `flywheel search` and `flywheel embed`
 import flywheel.cli.store  # noqa: F401 - registers `flywheel store`
@@ -23,14 +24,7 @@ from flywheel.testing.fake_llm import FakeLLM
 
 
 def _project(tmp_path: Path, base_url: str) -> Path:
-    (tmp_path / "flywheel.yaml").write_text(
-        f"models:\n  emb: {{provider: openai_compat, base_url: '{base_url}', model: fake-embedding}}\n"
-        "retrieval: {embedder: emb, min_relevance: null}\n")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.md").write_text("".join(f"# Topic {i}\nThe gateway retries call {i} with a fallback model.\n\n"
-                                       for i in range(5)), encoding="utf-8")
-    return docs
+    return _audit_project(tmp_path, base_url, topics=5)
 
 
 def _cli(tmp_path: Path, *args: str) -> object:
