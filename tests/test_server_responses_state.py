@@ -165,6 +165,27 @@ def test_store_false_is_not_retrievable(client):
     assert "store: false" in _error(err)["message"]
 
 
+def test_a_retrieve_gives_the_completed_at_the_response_was_sent_with(live, client, monkeypatch):
+    # the stored response took the root span's end, a moment later: across a second boundary the two differed
+    import time as real_time
+
+    from flywheel.server import responses_api
+
+    class Clock:
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        def time(self) -> float:
+            return 1_700_000_000.0  # when the response object was built and sent
+
+    monkeypatch.setattr(responses_api, "time", Clock())
+    plain = client.responses.create(model="gpt", input="What is the weather in Paris?")
+    events = list(client.responses.create(model="gpt", input="My name is Ada.", stream=True))
+    for sent in (plain, events[-1].response):
+        assert sent.completed_at == 1_700_000_000
+        assert client.responses.retrieve(sent.id).completed_at == 1_700_000_000
+
+
 def test_retrieve_equals_the_create_response_and_delete_ends_it(live, client):
     made = client.responses.create(model="gpt", input="What is the weather in Paris?", tools=[WEATHER],
                                    metadata={"feature": "weather"}, temperature=0.3, user="u-7")

@@ -88,8 +88,11 @@ class _Turn:
 
     def response(self, status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None,
                  extra: Extra = None) -> dict[str, Any]:
+        completed_at = int(time.time())
+        if status == "completed":  # a retrieve answers the same second, not the root span's later end
+            self.record["completed_at"] = completed_at
         return response_object(self.rid, self.echo, status=status, output=output, usage=usage,
-                               created_at=self.created, extra=extra, completed_at=int(time.time()))
+                               created_at=self.created, extra=extra, completed_at=completed_at)
 
 
 def _chat_request(body: ResponsesIn, tenant: str, session: str | None, history: list[Message] | None,

@@ -86,7 +86,8 @@ class Stored:
             usage=usage_json(*usage) if usage else None, created_at=self.root["start_ns"] // 1_000_000_000,
             extra=record.get("flywheel"),
             error={"code": "server_error", "message": self.root["error"] or "failed"} if self.failed else None,
-            completed_at=self.root["end_ns"] // 1_000_000_000 if self.root.get("end_ns") else None)
+            completed_at=record.get("completed_at") or (self.root["end_ns"] // 1_000_000_000 if self.root.get("end_ns")
+                                                        else None))
 
     def input_items(self) -> list[dict[str, Any]]:
         """The request's `input` as Responses input items (GET /v1/responses/{id}/input_items)."""
