@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import openai
 from conftest import need
-from services_fixtures import _free_port
+from services_fixtures import _free_port, stop_process
 
 from flywheel.testing.tiny_gguf import write_tiny_gguf
 
@@ -80,12 +80,7 @@ def llama_server(models: list[dict] | None = None, n_ctx: int = 2048) -> Iterato
             need(False, f"the llama.cpp server did not start: {text}")
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -116,6 +116,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 # ----------------------------------------------------------------------------------------- Redis
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 5) -> None:
+    """Terminate a service the tests started, killing it when it does not exit within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,10 +170,5 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
         _need(False, f"redis-server did not start: {err.strip()[-300:]}")
     yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     shutil.rmtree(workdir, ignore_errors=True)
