@@ -168,12 +168,13 @@ def test_migrating_an_older_store_marks_its_incomplete_traces(store_url):
     """A store written before `open_traces` existed: its incomplete traces are marked by the migration."""
     old = time.time() - 30 * 86400
     with Store.open(store_url) as store:
-        with store.begin() as conn:  # back to the schema before migration 0015, spans written then
+        ended = add_traces(store, [{"app": "support", "started_at": old}])  # a trace that ended (its row written)
+        with store.begin() as conn:  # back to the schema before migrations 0015 and 0016, spans written then
             conn.execute(text("DROP TABLE open_traces"))
-            conn.execute(text("DELETE FROM alembic_version WHERE version_num = '0015_tracing_open_traces'"))
+            conn.execute(text("ALTER TABLE traces DROP COLUMN search_text"))
+            conn.execute(text("DELETE FROM alembic_version WHERE version_num = '0016_tracing_search_text'"))
             conn.execute(spans_t.insert(), [span_row(_span(KILLED, "01" * 8, "02" * 8, "step fetch", old,
                                                            **{"flywheel.app": "nightly-digest"}))])
-        ended = add_traces(store, [{"app": "support", "started_at": old}])  # a trace that ended (its row written)
     with Store.open(store_url) as store:
         with store.engine.connect() as conn:
             marked = conn.execute(select(open_traces.c.trace_id, open_traces.c.started_at)).all()

@@ -29,7 +29,8 @@ ID_CHARS = 8  # shown in the table; `show` accepts any unique prefix of 6 or mor
 @click.option("--session", "session_id", default=None, help="Only the turns of this conversation (session id).")
 @click.option("--since", default=None, help="Only traces since a time: an age (15m, 24h, 7d) or an ISO date.")
 @click.option("--search", default=None, help="Only traces whose question or answer contains this text (words "
-                                              "separated by spaces: each of them, anywhere).")
+                                              "separated by spaces: each of them, anywhere; letter case, full/half width and "
+                                              "traditional/simplified Chinese are ignored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the traces as JSON.")
 @click.pass_context
 def traces(ctx: click.Context, last: int, app: str | None, status: str | None, feedback: str | None,

@@ -9,10 +9,27 @@ Times: `traces.started_at/ended_at` are Unix seconds (float); `spans.start_ns/en
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
+from flywheel.text import fold_for_search
+
 metadata = MetaData()
+
+
+def search_text(question: str | None, answer: str | None) -> str:
+    """`traces.search_text`: the question and answer previews, each `fold_for_search`ed (full-width letters and
+    digits as ASCII, lower case, traditional Chinese as simplified), on lines of their own; a search word is
+    matched against it folded the same way (flywheel.tracing.search)."""
+    return "\n".join(fold_for_search(p) for p in (question, answer) if p)
+
+
+def _search_text_default(context: Any) -> str:
+    row = context.get_current_parameters()
+    return search_text(row.get("input_preview"), row.get("output_preview"))
+
 
 # JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite. Python None is stored as
 # SQL NULL (not the JSON literal null), so `IS NULL` works the same on both engines.
@@ -45,6 +62,9 @@ traces = Table(
     Column("cost_usd", Float, nullable=False, server_default="0"),
     Column("session_id", String(200)),  # a conversation: flywheel.session_id / session.id / gen_ai.conversation.id
     Column("user_id", String(200)),  # the end user: flywheel.user_id / user.id / the OpenAI `user` field
+    # what trace search matches: the previews folded by `search_text` (filled on insert when a row leaves it out;
+    # NULL only in rows written by raw SQL, which search matches on the previews as written)
+    Column("search_text", Text, default=lambda ctx: _search_text_default(ctx)),
     Index("ix_traces_started_at", "started_at"),
     Index("ix_traces_session_id", "session_id"),
     Index("ix_traces_app_started_at", "app", "started_at"),

@@ -11,7 +11,7 @@ from flywheel.text.sentences import (
     split_sentences,
 )
 from flywheel.text.stopwords import QUESTION_WORDS, STOPWORDS, STOPWORDS_EN, STOPWORDS_ZH
-from flywheel.text.tokenize import fold_traditional, normalize, segment, stem, tokenize
+from flywheel.text.tokenize import fold_for_search, fold_traditional, normalize, segment, stem, tokenize
 
 __all__ = [
     "QUESTION_WORDS",
@@ -22,6 +22,7 @@ __all__ = [
     "complete_sentences",
     "detect",
     "detect_language",
+    "fold_for_search",
     "fold_traditional",
     "normalize",
     "normalize_language",

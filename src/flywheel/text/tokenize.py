@@ -87,6 +87,13 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
+def fold_for_search(text: str) -> str:
+    """`text` as substring search compares it (trace search: `traces.search_text` and the words looked for):
+    `normalize` (NFKC: full-width ＡＰＩ１２３ and an ideographic space become API123 and a space; lower case,
+    non-ASCII letters too), then `fold_traditional` (發票 → 发票)."""
+    return fold_traditional(normalize(text))
+
+
 def tokenize(text: str, *, keep_stopwords: bool = False, fold: bool = True) -> list[str]:
     """Keyword tokens of `text`: CJK runs folded to simplified characters (unless not `fold`: features of
     models trained before the fold) and segmented into words, other words whole, lower-cased, NFKC; common

@@ -27,6 +27,7 @@ from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_feedback import feedback as feedback_t
 from flywheel.store.schema_feedback import user_vote
+from flywheel.text import fold_for_search
 from flywheel.tracing.query import incomplete_traces
 
 MAX_LIMIT = 10_000
@@ -176,11 +177,8 @@ def conditions(q: TraceQuery) -> list[Any]:
         out.append(t.cost_usd >= q.cost_min)
     if q.cost_max is not None:
         out.append(t.cost_usd <= q.cost_max)
-    # words separated by spaces (an ideographic space too) must each appear, in the question or the answer:
-    # "退款 政策" finds "退款 refund 政策是什么", as a search box does; one word is the plain substring match
-    for word in (q.search or "").split():
-        like = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
-        out.append(or_(t.input_preview.ilike(like, escape="\\"), t.output_preview.ilike(like, escape="\\")))
+    if q.search:
+        out.append(_text_matches(q.search))
     # feedback: IN (subquery), run once (feedback rows are few next to traces), so a rare value answers fast;
     # guard/cache: a correlated EXISTS, which stops at the first page of matches when they are common (a value
     # that matches nothing scans every trace: see docs/dashboard.md, "Performance")
@@ -204,6 +202,24 @@ def conditions(q: TraceQuery) -> list[Any]:
         else:
             out.append(and_(exists().where(s.trace_id == t.trace_id, s.name == "cache.lookup"), ~hit))
     return out
+
+
+def _like(word: str) -> str:
+    return "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
+
+
+def _text_matches(search: str) -> Any:
+    """Words separated by spaces (an ideographic space too) must each appear, in the question or the answer:
+    "退款 政策" finds "退款 refund 政策是什么", as a search box does; one word is the plain substring match.
+    Both sides are folded (`fold_for_search`): "api 123" finds ＡＰＩ１２３ and "发票" finds 發票, and the other
+    way round, with a plain LIKE on `search_text`, the previews folded when the trace was written (or by
+    migration 0016 for older rows). A row written by raw SQL without it (NULL) is matched as before: each word
+    in its previews as written, ignoring ASCII case only."""
+    t = traces_t.c
+    folded = [t.search_text.like(_like(w), escape="\\") for w in fold_for_search(search).split()]
+    as_written = [or_(t.input_preview.ilike(_like(w), escape="\\"), t.output_preview.ilike(_like(w), escape="\\"))
+                  for w in search.split()]
+    return or_(and_(t.search_text.is_not(None), *folded), and_(t.search_text.is_(None), *as_written))
 
 
 def _matches_cheap(q: TraceQuery, row: dict[str, Any]) -> bool:

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, select
 
 from flywheel.protocols import Masker
 from flywheel.store import Store
+from flywheel.store.schema import search_text
 from flywheel.store.schema import spans as spans_t
 from flywheel.store.schema import traces as traces_t
 from flywheel.tracing.open_marks import close_open, mark_open, sweep_stale_marks
@@ -346,7 +347,8 @@ def trace_row(root: dict[str, Any], members: list[dict[str, Any]]) -> dict[str, 
         "started_at": root["start_ns"] / 1e9,
         "ended_at": root["end_ns"] / 1e9 if root["end_ns"] is not None else None,
         "latency_ms": root["latency_ms"], "status": "error" if root["error"] else "ok", "error": root["error"],
-        "input_preview": question, "output_preview": answer, "output_state": output_state, "tenant": first("tenant"), "app": first("app"),
+        "input_preview": question, "output_preview": answer, "search_text": search_text(question, answer),
+        "output_state": output_state, "tenant": first("tenant"), "app": first("app"),
         "model": first("model"), "prompt_version": first("prompt_version"), **aggregate(members),
         **conversation(root.get("attributes") or {}),
     }
