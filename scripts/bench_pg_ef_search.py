@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The measurement behind the default `retrieval.hnsw_ef_search` (docs/retrieval.md, "PostgreSQL at a million
-chunks"): PostgreSQL HNSW recall@10 and p50, unfiltered and filtered to one of 10 tenants, for several ef_search
-values, on MiniLM-like vectors and on the bench's clustered mixture. Prints one JSON object per vector kind.
+chunks"): PostgreSQL HNSW recall@10 and p50 of a store of one tenant and of one of 10 tenants (each tenant's
+vectors are a partition with a graph of its own), for several ef_search values, on MiniLM-like vectors and on the
+bench's clustered mixture. Prints one JSON object per vector kind and tenant count.
 
     nice -n 10 python scripts/bench_pg_ef_search.py                  # 100,000 chunks, ef 40,50,64,100,200,400
     nice -n 10 python scripts/bench_pg_ef_search.py --n 20000 --ef 40,64 --kinds minilm
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--ef", default="40,50,64,100,200,400")
     parser.add_argument("--kinds", default="minilm,clustered", help="comma-separated: minilm, clustered, uniform")
+    parser.add_argument("--tenants", default="1,10", help="comma-separated tenant counts")
     parser.add_argument("--cache", type=Path, default=Path("minilm-english-vectors.npy"))
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -88,10 +90,11 @@ def main() -> None:
     sweep = tuple(int(v) for v in args.ef.split(","))
     for kind in args.kinds.split(","):
         vectors = minilm_like(real_vectors(args.cache), args.n) if kind == "minilm" else kind
-        out = measure_pg(args.n, args.queries, 10, ef_sweep=sweep, vectors=vectors,
-                         log=lambda msg: print(msg, file=sys.stderr, flush=True))
-        out["load_average_after"] = list(os.getloadavg())
-        print(json.dumps({"kind": kind, **out}), flush=True)
+        for tenants in (int(t) for t in args.tenants.split(",")):
+            out = measure_pg(args.n, args.queries, tenants, ef_sweep=sweep, vectors=vectors,
+                             log=lambda msg: print(msg, file=sys.stderr, flush=True))
+            out["load_average_after"] = list(os.getloadavg())
+            print(json.dumps({"kind": kind, "tenants": tenants, **out}), flush=True)
 
 
 if __name__ == "__main__":

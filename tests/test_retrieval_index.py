@@ -175,14 +175,16 @@ def test_dense_search_without_an_embedder_is_a_user_error(store, tmp_path):
     assert r.search("anything", mode="hybrid") == []
 
 
-def test_postgres_hnsw_scan_filtered_below_k_falls_back_to_exact(pg_fresh_url, embedder, tmp_path):
-    """Force PostgreSQL onto the HNSW index (no sequential scans, no sorts): pgvector filters after the index
-    scan, so a selective tenant would get fewer than k rows without the exact fallback."""
+def test_postgres_a_small_tenant_beside_a_big_one_gets_k_rows_from_its_own_graph(pg_fresh_url, embedder, tmp_path):
+    """Force PostgreSQL onto the HNSW index (no sequential scans, no sorts). The tenant's vectors are a partition
+    of their own: its graph holds none of the 100 rows of the other tenant that lie closer to the query (a
+    shared graph filtered afterwards kept fewer than k of its rows)."""
     from sqlalchemy import event
+
+    from flywheel.store.schema_retrieval import partition_name
 
     store = Store.open(pg_fresh_url)
     try:
-        # more rows closer to the query than hnsw.ef_search (40 for 5 rows): the index scan sees no "small" row
         noise = [{"id": f"n{i}", "text": f"Gateway retries and fallbacks for model calls, variant {i}."}
                  for i in range(100)]
         add(store, embedder, tmp_path, "big", noise)
@@ -200,11 +202,11 @@ def test_postgres_hnsw_scan_filtered_below_k_falls_back_to_exact(pg_fresh_url, e
         r = retriever(store, embedder, min_relevance=None)
         with store.engine.connect() as conn:
             kind = open_index(store).vector_kind(384)  # halfvec on pgvector >= 0.7
+            q = "[" + ",".join(["0.05"] * 384) + "]"
             plan = "\n".join(row[0] for row in conn.exec_driver_sql(
-                "EXPLAIN SELECT hash FROM embeddings WHERE model = 'all-MiniLM-L6-v2' AND dim = 384 "
-                f"ORDER BY vector::{kind}(384) <=> "
-                f"(SELECT vector FROM embeddings LIMIT 1)::{kind}(384) LIMIT 5"))
-        assert "hnsw" in plan.lower()
+                "EXPLAIN SELECT hash FROM embeddings WHERE tenant = 'small' AND model = 'all-MiniLM-L6-v2' "
+                f"AND dim = 384 ORDER BY vector::{kind}(384) <=> '{q}'::{kind}(384) LIMIT 5"))
+        assert f"Index Scan using {partition_name('small')}" in plan and partition_name("big") not in plan
         query = embedder.embed_query("gateway retries for model calls")
         rows = open_index(store).dense("small", embedder.name, query, 5)
         assert len(rows) == 5

@@ -1,5 +1,6 @@
-"""PostgreSQL at scale: HNSW (halfvec on pgvector >= 0.7) with the configured parameters, filtered searches that
-keep k results, recall@10 against exact search, and keyword top-k that does not score every matching row.
+"""PostgreSQL at scale: HNSW (halfvec on pgvector >= 0.7) with the configured parameters, one graph per tenant (the
+tenant's partition of `embeddings`), filtered searches that keep k results, recall@10 against exact search, and
+keyword top-k that does not score every matching row.
 Runs on the real PostgreSQL of tests/services_fixtures.py (skipped when it cannot start)."""
 
 from __future__ import annotations
@@ -7,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sqlalchemy import event, select, text
+from store_revisions import embeddings_before_tenant_vectors
 
 from flywheel.config import RetrievalConfig
 from flywheel.retrieval.index import postgres
 from flywheel.retrieval.retriever import open_index
 from flywheel.store import Store
-from flywheel.store.schema_retrieval import chunks
+from flywheel.store.schema_retrieval import chunks, partition_name
 from flywheel.types import content_hash
 
 pytestmark = pytest.mark.postgres
@@ -53,7 +55,7 @@ def put(index, tenant: str, vectors: np.ndarray, tokens=None, meta=None) -> list
     with index.transaction() as conn:
         index.insert_chunks(conn, rows)
         if len(vectors) and vectors.shape[1]:
-            index.put_embeddings(conn, MODEL, vecs)
+            index.put_embeddings(conn, MODEL, vecs, tenant)
     return ids
 
 
@@ -61,6 +63,28 @@ def ids_of(store, pks) -> list[str]:
     with store.engine.connect() as conn:
         by_pk = dict(conn.execute(select(chunks.c.pk, chunks.c.id).where(chunks.c.pk.in_([p for p, _ in pks]))).all())
     return [by_pk[p] for p, _ in pks]
+
+
+def search_plan(store, index, tenant: str, dim: int, ef: int = 64) -> str:
+    """EXPLAIN of the product's dense query for `tenant` (the shape PostgresIndex.dense sends)."""
+    kind = index.vector_kind(dim)
+    q = "'[" + ",".join(["1"] + ["0"] * (dim - 1)) + "]'"
+    with store.engine.connect() as conn:
+        conn.execute(text(f"SET hnsw.ef_search = {ef}"))
+        return "\n".join(r[0] for r in conn.execute(text(
+            f"EXPLAIN SELECT c.pk FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash AND c.tenant = e.tenant "
+            f"WHERE e.tenant = '{tenant}' AND e.model = '{MODEL}' AND e.dim = {dim} "
+            f"ORDER BY e.vector::{kind}({dim}) <=> {q}::{kind}({dim}) LIMIT 10")))
+
+
+def scanned_hnsw_parent(store, plan: str) -> set[str]:
+    """The partitioned HNSW indexes whose partition index the plan scans."""
+    used = {line.split("Index Scan using ")[1].split(" on ")[0] for line in plan.splitlines() if "Index Scan using" in line}
+    with store.engine.connect() as conn:
+        return {r[0] for r in conn.execute(text(
+            "SELECT p.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_am am ON am.oid = c.relam "
+            "WHERE am.amname = 'hnsw' AND c.relname = ANY(:used)"), {"used": sorted(used)})}
 
 
 def clustered(rng, n: int, dim: int, centers: np.ndarray) -> np.ndarray:
@@ -84,10 +108,8 @@ def test_hnsw_index_uses_the_configured_parameters_and_recall_at_10_is_high(pg_s
                            {"n": index.hnsw_index_name(MODEL, dim)}).scalar()
         assert ddl and "hnsw" in ddl and f"{kind}_cosine_ops" in ddl and "m='12'" in ddl.replace(" ", "")
         assert "ef_construction='48'" in ddl.replace(" ", "")
-        plan = "\n".join(r[0] for r in conn.execute(text(
-            f"EXPLAIN SELECT hash FROM embeddings WHERE model = '{MODEL}' AND dim = {dim} "
-            f"ORDER BY vector::{kind}({dim}) <=> (SELECT vector FROM embeddings LIMIT 1)::{kind}({dim}) LIMIT 10")))
-    assert "ix_embeddings_hnsw" in plan
+    assert scanned_hnsw_parent(pg_store, search_plan(pg_store, index, "recall", dim)) == {
+        index.hnsw_index_name(MODEL, dim)}
     queries = clustered(rng, 40, dim, centers)
     recalls = []
     for q in queries:
@@ -114,31 +136,31 @@ def test_tenant_and_metadata_filtered_searches_keep_k_results(pg_store, pg_serve
     assert index.last_dense["path"] == "exact"  # 30 chunks <= hnsw_exact_below: no graph scan
     only_b = ids_of(pg_store, index.dense("small", MODEL, q, 10, filters={"kind": "b"}))
     assert only_b == [small_ids[i] for i in exact]
-    # above hnsw_exact_below but too small a share for 1000 candidates to hold 10 of its rows (before 0.8)
+    # through its own graph (however small a share of the store it is): the big tenant's vectors are not in it
     graph = open_index(pg_store, RetrievalConfig(hnsw_exact_below=0))
     got = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
-    if graph.pgvector_version() < (0, 8):
-        assert graph.last_dense["path"] == "exact" and got == [small_ids[i] for i in exact]
-    else:  # iterative scan: through the graph
-        assert graph.last_dense["path"] == "hnsw" and len(got) == 10 and set(got) <= set(only_b_all)
-    # through the graph: a scan that the filters cut below k is re-run exactly (pgvector >= 0.8 scans on until
-    # k rows pass or hnsw.max_scan_tuples is reached: a tiny limit here stops it short)
-    monkeypatch.setattr(graph, "ef_search", lambda n, mine, everyone: 10)
+    assert graph.last_dense["path"] == "hnsw" and len(got) == 10 and set(got) <= set(only_b_all)
+    # a scan that the filters cut below k is re-run exactly (pgvector >= 0.8 scans on until k rows pass or
+    # hnsw.max_scan_tuples is reached: a tiny limit here stops it short): 10 of 400 chunks pass the filter
+    sparse = clustered(rng, 400, dim, centers)
+    sparse_ids = put(index, "sparse", sparse, meta=lambda i: {"kind": "c" if i % 40 == 0 else "a"})
+    want = [sparse_ids[i] for i in sorted(range(0, 400, 40), key=lambda i: -float(sparse[i] @ q))]
+    monkeypatch.setattr(graph, "ef_search", lambda n: 10)
     iterative = graph.pgvector_version() >= (0, 8)
     if iterative:
         pg_server.execute("ALTER DATABASE t_pg_scale SET hnsw.max_scan_tuples = 1")
         pg_store.engine.dispose()  # new connections take the database's setting
     try:
-        only_b = ids_of(pg_store, graph.dense("small", MODEL, q, 10, filters={"kind": "b"}))
+        only_c = ids_of(pg_store, graph.dense("sparse", MODEL, q, 10, filters={"kind": "c"}))
     finally:
         if iterative:
             pg_server.execute("ALTER DATABASE t_pg_scale RESET hnsw.max_scan_tuples")
             pg_store.engine.dispose()
     assert graph.last_dense["path"] == "hnsw+exact" and graph.last_dense["ef_search"] == 10
-    assert only_b == [small_ids[i] for i in exact]
+    assert only_c == want
 
 
-def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled_ef_search(pg_store):
+def test_a_small_tenant_among_a_big_one_walks_a_graph_of_its_own_with_recall_1(pg_store):
     rng = np.random.default_rng(11)
     dim = 48
     centers = rng.standard_normal((30, dim))
@@ -149,38 +171,73 @@ def test_a_small_tenant_among_a_big_one_keeps_k_with_recall_1_through_the_scaled
     with pg_store.engine.connect() as conn:
         mine, everyone = index.chunk_counts(conn, "tiny")
     assert mine == 200 and everyone >= 4200  # the other tests' tenants count too
-    ef = RetrievalConfig().hnsw_ef_search  # the default
-    want = min(1000, -(-ef * everyone // mine))  # ef_search / share, capped (with or without iterative scans)
-    assert index.ef_search(10, mine, everyone) == want
+    ef = RetrievalConfig().hnsw_ef_search  # the default: not scaled by the tenant's share (a 5 % tenant here)
     recalls = []
     for q in clustered(rng, 20, dim, centers):
         got = index.dense("tiny", MODEL, q, 10)
-        assert index.last_dense == {"path": "hnsw", "ef_search": want, "tenant_chunks": 200,
-                                    "all_chunks": everyone}
+        assert index.last_dense == {"path": "hnsw", "ef_search": ef, "tenant_chunks": 200}
         truth = {small_ids[i] for i in np.argsort(-(small @ q))[:10]}
         recalls.append(len(truth & set(ids_of(pg_store, got))) / 10)
     assert recalls == [1.0] * 20
-    with pg_store.engine.connect() as conn:  # the graph served it: the product's query plan
-        conn.execute(text(f"SET enable_seqscan = off; SET hnsw.ef_search = {want}"))
-        plan = "\n".join(r[0] for r in conn.execute(text(
-            f"EXPLAIN SELECT c.pk FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
-            f"WHERE e.model = '{MODEL}' AND e.dim = {dim} AND c.tenant = 'tiny' "
-            f"ORDER BY e.vector::{index.vector_kind(dim)}({dim}) <=> "
-            f"(SELECT vector FROM embeddings LIMIT 1)::{index.vector_kind(dim)}({dim}) LIMIT 10")))
-    assert index.hnsw_index_name(MODEL, dim) in plan
+    plan = search_plan(pg_store, index, "tiny", dim, ef)  # the graph of the tenant's partition served it
+    assert scanned_hnsw_parent(pg_store, plan) == {index.hnsw_index_name(MODEL, dim)}
+    assert plan.count("Index Scan using") == 1 and partition_name("tiny") in plan
+    assert partition_name("huge") not in plan
 
 
-def test_ef_search_scales_with_the_tenant_share(pg_store, monkeypatch):
+def test_ef_search_is_the_configured_value_at_least_k_at_most_pgvectors_limit(pg_store):
     index = open_index(pg_store, RetrievalConfig(hnsw_ef_search=40))
-    monkeypatch.setattr(index, "pgvector_version", lambda: (0, 6, 2))
-    assert index.ef_search(10, 1000, 1000) == 40  # the only tenant: as configured
-    assert index.ef_search(10, 100, 1000) == 400  # a tenth of the chunks: ten times the candidates
-    assert index.ef_search(10, 20, 1000) == 1000  # capped at pgvector's limit
-    assert index.ef_search(10, 9, 1000) is None  # 1000 candidates would hold ~9 of its rows: search exactly
-    assert index.ef_search(60, 500, 1000) == 120  # at least k before scaling
-    monkeypatch.setattr(index, "pgvector_version", lambda: (0, 8, 0))
-    assert index.ef_search(10, 100, 1000) == 400  # recall still needs the tenant's share of candidates
-    assert index.ef_search(10, 9, 1000) == 1000  # the iterative scan keeps k: through the graph, not exact
+    assert index.ef_search(10) == 40
+    assert index.ef_search(60) == 60  # at least k
+    index.hnsw["hnsw_ef_search"] = 5000
+    assert index.ef_search(10) == 1000  # pgvector's limit
+
+
+def test_each_tenant_gets_a_partition_attached_beside_open_transactions(pg_store, monkeypatch):
+    rng = np.random.default_rng(4)
+    index = open_index(pg_store)
+    put(index, "first", rng.standard_normal((5, 8)).astype(np.float32))
+    odd = "o'brien: 50% \\ 中文"  # quotes, a colon, a percent sign, a backslash, CJK
+    monkeypatch.setattr(postgres, "PARTITION_LOCK_TIMEOUT_S", 3)  # a regression fails in seconds, not hangs
+    with pg_store.engine.connect() as reader, reader.begin():
+        reader.execute(text("SELECT count(*) FROM embeddings")).scalar()  # a search holding its lock
+        with pg_store.engine.connect() as writer, writer.begin():
+            writer.execute(text("SELECT 1 FROM embeddings WHERE tenant = 'first' FOR UPDATE")).all()
+            put(index, odd, rng.standard_normal((5, 8)).astype(np.float32))  # attached meanwhile
+    other = open_index(pg_store)  # another process: knows no partition yet, attaches none twice
+    other.prepare_tenants([odd, "first"])
+    with pg_store.engine.connect() as conn:
+        parts = dict(conn.execute(text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'embeddings'::regclass")).all())
+        assert parts[partition_name(odd)] == "FOR VALUES IN ('o''brien: 50% \\ 中文')"
+        assert conn.execute(text(f"SELECT count(*) FROM {partition_name(odd)}")).scalar() == 5
+    assert len(index.dense(odd, MODEL, rng.standard_normal(8).astype(np.float32), 3)) == 3
+
+
+def test_two_processes_attaching_the_same_new_tenant_both_succeed(pg_store):
+    import threading
+
+    indexes = [open_index(pg_store) for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(indexes))
+
+    def attach(ix):
+        try:
+            start.wait()
+            ix.prepare_tenants(["raced"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attach, args=(ix,)) for ix in indexes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with pg_store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM pg_class WHERE relname = :n"),
+                            {"n": partition_name("raced")}).scalar() == 1
 
 
 def test_keyword_top_k_scores_only_candidates_and_matches_full_scoring(pg_store, monkeypatch):
@@ -231,12 +288,10 @@ def test_migration_replaces_the_old_vector_index_of_a_store_written_before(pg_fr
     new_name = index.hnsw_index_name(MODEL, 24)
     old_name = f"ix_embeddings_hnsw_{content_hash(MODEL, '24', n=12)}"
     with store.engine.begin() as conn:  # the store as the previous revision left it
-        conn.execute(text(f"DROP INDEX {new_name}"))
+        conn.execute(text("ALTER TABLE ingested_files DROP COLUMN tokenizer"))  # added after 0007 (0009)
+        embeddings_before_tenant_vectors(conn, "0002_retrieval")
         conn.execute(text(f"CREATE INDEX {old_name} ON embeddings USING hnsw ((vector::vector(24)) "
                           f"vector_cosine_ops) WHERE model = '{MODEL}'"))
-        conn.execute(text("ALTER TABLE ingested_files DROP COLUMN tokenizer"))  # added after 0007 (0009)
-        conn.execute(text("UPDATE alembic_version SET version_num = '0002_retrieval' "
-                          "WHERE version_num = '0009_retrieval_tokenizer'"))
     store.close()
     store = Store.open(pg_fresh_url)
     with store.engine.connect() as conn:

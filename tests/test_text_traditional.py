@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text, update
+from store_revisions import embeddings_before_tenant_vectors
 
 from flywheel.cli import main
 from flywheel.config import RetrievalConfig
@@ -205,8 +206,7 @@ def test_the_migration_adds_the_column_to_a_store_of_the_previous_revision(store
     ingest([tmp_path / "docs" / "cn"], store, KEYWORD_ONLY, tenant="cn", root=tmp_path)
     with store.engine.begin() as conn:  # the store as the previous revision left it
         conn.execute(text("ALTER TABLE ingested_files DROP COLUMN tokenizer"))
-        conn.execute(text("UPDATE alembic_version SET version_num = '0007_retrieval_halfvec' "
-                          "WHERE version_num = '0009_retrieval_tokenizer'"))
+        embeddings_before_tenant_vectors(conn, "0007_retrieval_halfvec")
     store.close()
     store = Store.open(store_url)
     try:

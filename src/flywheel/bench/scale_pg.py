@@ -4,17 +4,16 @@
   centres with a 16-d within-cluster spread; nearest-neighbour cosines ≈ 0.8, 10th ≈ 0.7, like sentence
   embeddings). Uniform random unit vectors would be the pathological worst case of every ANN index (no
   neighbourhood structure); `pg_vectors_kind` says which was used. Chunks are spread round-robin over `tenants`
-  tenants, so a tenant filter keeps 1/tenants of the index's candidates.
-- Rows: real `chunks` rows through the index's `insert_chunks`, vectors by binary COPY into `embeddings` (the
-  bulk path `flywheel store copy` also takes: rows first, then `ensure_vector_indexes()` builds the HNSW index
-  the product way — halfvec on pgvector ≥ 0.7, m / ef_construction from the retrieval config).
+  tenants; each tenant's vectors are a partition of `embeddings` with an HNSW graph of its own (`--pg-tenants 1`:
+  one graph of all `n`).
+- Rows: real `chunks` rows through the index's `insert_chunks`, vectors by binary COPY into `embeddings` after
+  `prepare_tenants` attached the partitions (the bulk path `flywheel store copy` also takes: rows first, then
+  `ensure_vector_indexes()` builds the HNSW index the product way — halfvec on pgvector ≥ 0.7, m /
+  ef_construction from the retrieval config — on every partition).
   `maintenance_work_mem` is raised for the build session so the graph is built in memory.
 - Search: `queries` calls of `index.dense(tenant, …, k=10)` (the product's query: hnsw.ef_search from config,
   iterative scan on pgvector ≥ 0.8), on fresh query vectors from the same mixture; p50/p95 after a few warm-ups.
-- Unfiltered search (`pg_unfiltered_*`): as many queries over all chunks, the product's SQL without the tenant
-  clause at the ef_search the product gives a store's only tenant (`index.ef_search(k, n, n)`: no scaling) — what
-  a one-tenant deployment runs; recall@10 against exact search over all vectors. `pg_unfiltered_plan` says
-  whether the planner used the HNSW index (a sequential scan would be exact).
+- `pg_search_plan`: the plan of one search (the HNSW index scan of the tenant's partition, or a sequential scan).
 - Recall@10: against exact search by numpy over the tenant's stored vectors (rounded to float16 when the index
   is over halfvec, as the index compares them; `pg_recall_at_10_vs_float32` against the float32 originals).
   `exact=True` disables index scans, so the same query runs as a sequential scan: recall 1.0 checks the
@@ -121,20 +120,27 @@ def _database(dsn: str | None, settings: dict[str, str] | None = None) -> Iterat
                 shutil.rmtree(folder or "", ignore_errors=True)
 
 
-def _copy_vectors(store: Any, model: str, hashes: list[str], vectors: np.ndarray) -> None:
-    """Binary COPY into `embeddings` (model, hash, dim, vector): pgvector's binary `vector` is int16 dim,
-    int16 0, then float4s, all big-endian."""
+def _copy_vectors(store: Any, model: str, hashes: list[str], tenants: list[str], vectors: np.ndarray) -> None:
+    """Binary COPY into `embeddings` (model, hash, tenant, dim, vector): pgvector's binary `vector` is int16 dim,
+    int16 0, then float4s, all big-endian. The tenants' partitions must be attached (`prepare_tenants`)."""
     m, width = model.encode(), len(hashes[0])
+    names = [t.encode() for t in tenants]
+    t_width = max(len(t) for t in names)
+    if any(len(t) != t_width for t in names):
+        raise ValueError("bench tenants must have names of one length (fixed-width COPY rows)")
     dt = np.dtype([("nf", ">i2"), ("lm", ">i4"), ("m", f"S{len(m)}"), ("lh", ">i4"), ("h", f"S{width}"),
+                   ("lt", ">i4"), ("t", f"S{t_width}"),
                    ("ld", ">i4"), ("d", ">i4"), ("lv", ">i4"), ("vd", ">i2"), ("vu", ">i2"),
                    ("v", ">f4", (vectors.shape[1],))])
     rows = np.zeros(len(hashes), dtype=dt)
-    rows["nf"], rows["lm"], rows["m"], rows["lh"], rows["h"] = 4, len(m), m, width, [h.encode() for h in hashes]
+    rows["nf"], rows["lm"], rows["m"], rows["lh"], rows["h"] = 5, len(m), m, width, [h.encode() for h in hashes]
+    rows["lt"], rows["t"] = t_width, names
     rows["ld"], rows["d"], rows["lv"], rows["vd"] = 4, vectors.shape[1], 4 + 4 * vectors.shape[1], vectors.shape[1]
     rows["v"] = vectors
     raw = store.engine.raw_connection()
     try:
-        with raw.cursor() as cur, cur.copy("COPY embeddings (model, hash, dim, vector) FROM STDIN (FORMAT BINARY)") as cp:
+        with raw.cursor() as cur, cur.copy("COPY embeddings (model, hash, tenant, dim, vector) FROM STDIN "
+                                           "(FORMAT BINARY)") as cp:
             cp.write(b"PGCOPY\n\xff\r\n\x00" + bytes(8) + rows.tobytes() + b"\xff\xff")
         raw.commit()
     finally:
@@ -144,12 +150,14 @@ def _copy_vectors(store: Any, model: str, hashes: list[str], vectors: np.ndarray
 def _load(store: Any, index: Any, data: np.ndarray, tenants: list[str], batch: int = 20000) -> None:
     from flywheel.retrieval.synthetic import chunk_row
 
+    index.prepare_tenants(tenants)
     for lo in range(0, len(data), batch):
         rows = [chunk_row(tenants[i % len(tenants)], "bench", i, f"chunk {i}")
                 for i in range(lo, min(len(data), lo + batch))]
         with index.transaction() as conn:
             index.insert_chunks(conn, rows)
-        _copy_vectors(store, MODEL_NAME, [r["embed_hash"] for r in rows], data[lo:lo + batch])
+        _copy_vectors(store, MODEL_NAME, [r["embed_hash"] for r in rows], [r["tenant"] for r in rows],
+                      data[lo:lo + batch])
 
 
 MODEL_NAME = "synthetic-384"
@@ -163,7 +171,7 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
                config: Any = None, seed: int = 0, ef_sweep: tuple[int, ...] = (),
                vectors: str | np.ndarray = "clustered", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The `pg_*` fields (see the module docstring); `n` ≤ 0 gives nulls with a reason. `ef_sweep`: the same
-    searches, filtered and unfiltered (new query vectors), again with each of these `hnsw_ef_search` values, in
+    searches (new query vectors) again with each of these `hnsw_ef_search` values, in
     `pg_ef_sweep`. `vectors`: a key of VECTOR_KINDS, or real unit vectors (rows, DIM wide): the first `n` are
     stored, queries are drawn from the others (held out, so no query finds itself)."""
     if n <= 0:
@@ -198,7 +206,7 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
         return clustered_vectors(rng, count, DIM, centres, basis)
 
     data = sample(n) if given is None else np.ascontiguousarray(given[:n], dtype=np.float32)
-    names = [f"tenant{t}" for t in range(tenants)]
+    names = [f"tenant{t:04d}" for t in range(tenants)]
     kind_text = (VECTOR_KINDS[str(vectors)] if given is None else
                  f"given: {n} stored, queries drawn from {len(given) - n} held out")
     out: dict[str, Any] = {"pg_vectors": n, "pg_tenants": tenants, "pg_dim": DIM, "pg_vectors_kind": kind_text}
@@ -235,8 +243,11 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
             (index_name,) = index.ensure_vector_indexes()
             out["pg_build_s"] = round(time.perf_counter() - started, 1)
             with store.engine.connect() as conn:
-                out["pg_index_mb"] = _mb(conn, f"SELECT pg_relation_size('{index_name}')")
-                out["pg_embeddings_mb"] = round(_mb(conn, "SELECT pg_total_relation_size('embeddings')")
+                # partitioned: the sizes are the partitions' (the parent table and index hold nothing)
+                out["pg_index_mb"] = _mb(conn, "SELECT sum(pg_relation_size(relid)) "
+                                               f"FROM pg_partition_tree('{index_name}')")
+                out["pg_embeddings_mb"] = round(_mb(conn, "SELECT sum(pg_total_relation_size(relid)) "
+                                                          "FROM pg_partition_tree('embeddings') WHERE isleaf")
                                                 - out["pg_index_mb"], 1)  # the heap and its primary key
                 out["pg_chunks_mb"] = _mb(conn, "SELECT pg_total_relation_size('chunks')")
                 out["pg_settings"] = {key: str(conn.exec_driver_sql(f"SHOW {key}").scalar()) for key in
@@ -251,15 +262,14 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
             out["pg_mb_per_million"] = {"hnsw_index": round(out["pg_index_mb"] * per_million),
                                         "embeddings": round(out["pg_embeddings_mb"] * per_million),
                                         "chunks_synthetic": round(out["pg_chunks_mb"] * per_million)}
-            say(f"{queries} searches with a tenant filter, {queries} without …")
+            say(f"{queries} searches, each of one tenant …")
             out.update(_search(index, data, names, sample(queries + WARMUP), pk_ordinal, halfvec=kind == "halfvec"))
-            out.update(_search_unfiltered(index, data, sample(queries + WARMUP), pk_ordinal, kind))
+            out["pg_search_plan"] = _plan(index, names[0], sample(1)[0])
             sweep = {}
             for ef in ef_sweep:
                 say(f"again with hnsw_ef_search = {ef} …")
                 index.hnsw["hnsw_ef_search"] = ef
                 found = _search(index, data, names, sample(queries + WARMUP), pk_ordinal, halfvec=kind == "halfvec")
-                found.update(_search_unfiltered(index, data, sample(queries + WARMUP), pk_ordinal, kind))
                 sweep[str(ef)] = {k.removeprefix("pg_").removesuffix("_1m"): v for k, v in found.items()}
             if sweep:
                 out["pg_ef_sweep"] = sweep
@@ -273,10 +283,9 @@ def measure_pg(n: int, queries: int, tenants: int = 10, dsn: str | None = None, 
                         "pg_hnsw_exact_below": index.hnsw["hnsw_exact_below"],
                         "pg_maintenance_work_mem_mb": work_mem_mb, "pg_exact": exact})
             if version < (0, 8):
-                out["pg_iterative_scan_reason"] = ("pgvector < 0.8: a filtered HNSW scan stops at ef_search "
-                                                   "candidates, so ef_search is divided by the tenant's share of "
-                                                   "the chunks (pg_ef_search_used); fewer than k left re-runs "
-                                                   "the query exactly")
+                out["pg_iterative_scan_reason"] = ("pgvector < 0.8: a metadata-filtered HNSW scan stops at "
+                                                   "ef_search candidates; fewer than k left re-runs the query "
+                                                   "exactly")
         finally:
             store.close()
     return out
@@ -327,56 +336,21 @@ def _search(index: Any, data: np.ndarray, tenants: list[str], qs: np.ndarray, pk
             "pg_search_paths": paths, "pg_ef_search_used": sorted(efs)}
 
 
-def _search_unfiltered(index: Any, data: np.ndarray, qs: np.ndarray, pk_ordinal: dict[int, int],
-                       kind: str) -> dict[str, Any]:
-    """Searches over every chunk: `dense()`'s SQL without the tenant clause (no store runs it, but a store's only
-    tenant runs the same scan: its filter rejects nothing), at the ef_search `dense()` sets for that tenant."""
-    from sqlalchemy import text
+def _plan(index: Any, tenant: str, q: np.ndarray) -> str:
+    """The scans in the plan of one search as `dense()` runs it (its statement, captured as sent)."""
+    from sqlalchemy import event
 
-    n = len(data)
-    ef = index.ef_search(K, n, n)
-    cast = f"{kind}({DIM})"
-    sql = text(f"SELECT c.pk FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
-               f"WHERE e.model = '{MODEL_NAME}' AND e.dim = {DIM} "
-               f"ORDER BY e.vector::{cast} <=> CAST(:q AS {cast}) LIMIT {K}")
+    sent: list[tuple[str, Any]] = []
 
-    def literal(q: np.ndarray) -> str:
-        return "[" + ",".join(f"{float(x):.8g}" for x in q) + "]"
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if "<=>" in statement and not sent:
+            sent.append((statement, parameters))
 
-    times: list[float] = []
-    got: list[list[int]] = []
+    event.listen(index.engine, "before_cursor_execute", capture)
+    try:
+        index.dense(tenant, MODEL_NAME, q, K)
+    finally:
+        event.remove(index.engine, "before_cursor_execute", capture)
     with index.engine.connect() as conn:
-        with conn.begin():
-            conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-            plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql.text), {"q": literal(qs[0])}))
-        for i, q in enumerate(qs):
-            started = time.perf_counter()
-            with conn.begin():
-                conn.execute(text(f"SET LOCAL hnsw.ef_search = {ef}"))
-                rows = conn.execute(sql, {"q": literal(q)}).all()
-            elapsed = (time.perf_counter() - started) * 1000
-            if i >= WARMUP:
-                times.append(elapsed)
-                got.append([pk_ordinal[int(pk)] for (pk,) in rows])
-    queries = qs[WARMUP:]
-    if kind == "halfvec":  # the index compares the float16-rounded values
-        queries = queries.astype(np.float16).astype(np.float32)
-    best = np.full((len(queries), K), -np.inf, dtype=np.float32)  # exact top-k over all rows, 100k at a time
-    best_at = np.zeros((len(queries), K), dtype=np.int64)
-    for lo in range(0, n, 100_000):
-        part = data[lo:lo + 100_000]
-        if kind == "halfvec":
-            part = part.astype(np.float16).astype(np.float32)
-        sims = np.concatenate([best, (queries @ part.T) / np.linalg.norm(part, axis=1)], axis=1)
-        at = np.concatenate([best_at, np.broadcast_to(np.arange(lo, lo + len(part)), (len(queries), len(part)))],
-                            axis=1)
-        top = np.argpartition(-sims, K, axis=1)[:, :K]
-        best, best_at = np.take_along_axis(sims, top, axis=1), np.take_along_axis(at, top, axis=1)
-    recall = [len(set(truth.tolist()) & set(found)) / K for truth, found in zip(best_at, got, strict=True)]
-    return {"pg_unfiltered_p50_ms": round(statistics.median(times), 2),
-            "pg_unfiltered_p95_ms": round(float(np.percentile(times, 95)), 2),
-            "pg_unfiltered_recall_at_10": round(float(np.mean(recall)), 4),
-            "pg_unfiltered_recall_at_10_min": round(float(np.min(recall)), 2),
-            "pg_unfiltered_ef_search": ef, "pg_unfiltered_short_of_k": sum(len(g) < K for g in got),
-            "pg_unfiltered_plan": "; ".join(line.strip().removeprefix("->  ").split("  (cost=")[0]
-                                            for line in plan.splitlines() if "Scan" in line)}
+        plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + sent[0][0], sent[0][1])]
+    return "; ".join(line.strip().removeprefix("->  ").split("  (cost=")[0] for line in plan if "Scan" in line)

@@ -69,7 +69,7 @@ def ingest(state: Any, paths: tuple[str, ...], tenant: str, sync: bool, meta: tu
     options = LoadOptions(max_bytes=int(max_file_mb * 1024 * 1024), text_field=text_field,
                           metadata=_parse_filters(meta) or {})
     project = state.project
-    _check_folders(paths)
+    _check_folders(paths, sync)
     if ray_address is not None:  # before the store is opened: a cluster that doesn't answer changes nothing
         from flywheel.retrieval.ray_ingest import connect
 
@@ -113,14 +113,15 @@ def _embed_after_ingest(rt: Any, tenant: str, summary: Any) -> None:
     summary.seconds = round(summary.seconds + done.seconds, 3)
 
 
-def _check_folders(paths: tuple[str, ...]) -> None:
+def _check_folders(paths: tuple[str, ...], sync: bool = False) -> None:
     """A missing path or an empty folder is a mistake (a wrong path), not a successful ingest of nothing; both
-    are found before the store is opened, so a typo creates no `.flywheel/` and writes nothing."""
+    are found before the store is opened, so a typo creates no `.flywheel/` and writes nothing. With --sync an
+    empty folder is what is left after deleting its files: syncing it removes their chunks."""
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise UserError(f"no such file or folder: {raw}", hint="check the path passed to `flywheel ingest`")
-        if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+        if path.is_dir() and not sync and not any(p.is_file() for p in path.rglob("*")):
             raise UserError(f"folder {raw} has no files to ingest",
                             hint="point `flywheel ingest` at a folder of Markdown, PDF, HTML, text, JSONL, Word, PowerPoint, Excel/CSV or EPUB files")
 

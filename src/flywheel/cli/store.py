@@ -54,7 +54,8 @@ def copy(src_url: str, dst_url: str, append: bool, batch_rows: int, as_json: boo
                 click.echo(f"copying {masked(src_url)} → {masked(dst_url)}", err=True)
             summary = copy_store(src, dst, append=append, batch_rows=batch_rows,
                                  progress=None if as_json else _progress(),
-                                 transforms=copy_transforms(dst.dialect))
+                                 transforms=copy_transforms(dst.dialect, open_index(dst)
+                                                            if dst.dialect == "postgresql" else None))
             if dst.dialect == "postgresql":  # one HNSW build per embedding model, after the bulk load
                 open_index(dst).ensure_vector_indexes()
         except KeyboardInterrupt:

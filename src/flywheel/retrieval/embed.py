@@ -106,7 +106,8 @@ def embed_pending(index: Index, embedder: Embedder, tenant: str | None = None,
             break
         after = max(r["pk"] for r in rows)
         texts = {r["embed_hash"]: embedding_text(r["title"], r["location"], r["text"]) for r in rows}
-        have = index.get_embeddings(model, texts)  # another process may have embedded some meanwhile
+        # a vector of the same text (another tenant's, or another process's meanwhile) is copied, not recomputed
+        have = index.get_embeddings(model, texts)
         missing = [h for h in texts if h not in have]
         if missing:
             with tracer.span("retrieval.embed", kind="embedding", inputs={"texts": len(missing)},
@@ -115,9 +116,15 @@ def embed_pending(index: Index, embedder: Embedder, tenant: str | None = None,
                 backend = getattr(embedder, "last_backend", None)
                 sp.set(outputs={"vectors": len(missing)},
                        **({"flywheel.retrieval.embed_backend": backend} if backend else {}))
-            with index.transaction() as conn:
-                index.put_embeddings(conn, model, dict(zip(missing, vectors, strict=True)))
-            summary.embedded += len(missing)
+            have.update(zip(missing, vectors, strict=True))
+        by_tenant: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            by_tenant.setdefault(r["tenant"], {})[r["embed_hash"]] = have[r["embed_hash"]]
+        index.prepare_tenants(by_tenant)
+        with index.transaction() as conn:
+            for owner, vecs in by_tenant.items():
+                index.put_embeddings(conn, model, vecs, owner)
+        summary.embedded += len(missing)
         summary.chunks += len(rows)
         if progress:
             progress(min(summary.chunks, max(total, summary.chunks)), max(total, summary.chunks))

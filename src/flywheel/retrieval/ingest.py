@@ -318,7 +318,7 @@ class Ingestor:
                     if not last:  # (a file written in one transaction is marked complete at once, below)
                         self.index.set_file_state(conn, tenant, source, status="partial", chunks=0, **state)
                     if vectors and self.embedder is not None:
-                        self.index.put_embeddings(conn, self.model, vectors)
+                        self.index.put_embeddings(conn, self.model, vectors, tenant)
                 added = self.index.insert_chunks(conn, rows)  # ids already there (a concurrent run) are skipped
                 if last:
                     count = self.index.count_source(conn, tenant, source)
@@ -376,12 +376,15 @@ class Ingestor:
         return rows
 
     def _sync(self, roots: list[Path], seen: set[str], tenant: str, summary: IngestSummary) -> None:
-        prefixes = [source_name(p, self.root).rstrip("/") + "/" for p in roots if p.is_dir()]
+        folders = [source_name(p, self.root) for p in roots if p.is_dir()]
+        prefixes = [name.rstrip("/") + "/" for name in folders if name != "."]
+        whole_root = "." in folders  # the root itself: every source named relative to it (not absolute ones)
         files = {source_name(p, self.root) for p in roots if p.is_file()}
         for source in self.index.sources(tenant):
             if source in seen or not in_shard(source, self.shard):  # another shard's file is its business
                 continue
-            if any(source.startswith(pre) for pre in prefixes) or source in files:
+            if (any(source.startswith(pre) for pre in prefixes) or source in files
+                    or (whole_root and not source.startswith("/"))):
                 with self.writes() as conn:
                     summary.chunks_removed += self.index.delete_source(conn, tenant, source, forget=True)
                 summary.removed_files.append(source)

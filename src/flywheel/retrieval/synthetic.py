@@ -63,8 +63,13 @@ def add_chunks_without_vectors(index: Index, tenant: str, source: str, count: in
 
 
 def add_vectors(index: Index, rows: list[dict], vectors: np.ndarray, model: str = MODEL) -> None:
+    by_tenant: dict[str, dict[str, np.ndarray]] = {}
+    for r, v in zip(rows, vectors, strict=True):
+        by_tenant.setdefault(r["tenant"], {})[r["embed_hash"]] = v
+    index.prepare_tenants(by_tenant)
     with index.transaction() as conn:
-        index.put_embeddings(conn, model, {r["embed_hash"]: v for r, v in zip(rows, vectors, strict=True)})
+        for tenant, mine in by_tenant.items():
+            index.put_embeddings(conn, model, mine, tenant)
 
 
 def _written(index: Index, tenant: str, source: str, vectors: np.ndarray | None, count: int, start: int,
@@ -74,6 +79,7 @@ def _written(index: Index, tenant: str, source: str, vectors: np.ndarray | None,
                 for i in range(lo, min(count, lo + batch))]
         with index.transaction() as conn:
             if vectors is not None:
-                index.put_embeddings(conn, model, {r["embed_hash"]: vectors[lo + j] for j, r in enumerate(rows)})
+                index.put_embeddings(conn, model, {r["embed_hash"]: vectors[lo + j] for j, r in enumerate(rows)},
+                                     tenant)
             index.insert_chunks(conn, rows)
         yield from rows

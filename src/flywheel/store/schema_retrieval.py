@@ -6,8 +6,12 @@
 - `chunks`: the searchable unit. `tokens` holds the pre-segmented keyword tokens (jieba for Chinese); SQLite
   indexes them with the tenant in the contentless FTS5 table `chunks_fts` (kept in sync by triggers, created
   by the migration only); PostgreSQL in the `tsv` tsvector column (GIN). `pk` only ever grows (AUTOINCREMENT).
-- `embeddings`: vectors cached by (model, hash of the embedded text), shared by all tenants: re-ingesting or
-  re-chunking unchanged text never calls the embedder again. float32 BLOB on SQLite, pgvector on PostgreSQL.
+- `embeddings`: vectors by (model, hash of the embedded text, tenant): re-ingesting or re-chunking unchanged text
+  never calls the embedder again (a vector another tenant already has is copied, not recomputed). float32 BLOB on
+  SQLite, pgvector on PostgreSQL, where the table is partitioned by tenant (`PARTITION BY LIST (tenant)`, one
+  partition per tenant, attached at its first vector: `partition_ddl`), so a tenant's search walks an HNSW graph
+  of its own vectors instead of filtering a graph of everyone's (migration 0016_retrieval_tenant_vectors).
+  Tenant '' holds vectors no chunk used when a store was migrated (still reused by a re-ingest).
 - `retrieval_tenants`: a per-tenant write counter (in-memory vector caches check it), chunk count and
   language statistics.
 """
@@ -16,10 +20,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, String, Table, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from flywheel.store.schema import JSONDoc, metadata
+from flywheel.types import content_hash
 
 try:  # the `postgres` extra; without it a PostgreSQL store cannot be opened anyway
     from pgvector.sqlalchemy import VECTOR as _PgVector
@@ -78,6 +95,7 @@ embeddings = Table(
     metadata,
     Column("model", String(200), primary_key=True),
     Column("hash", String(32), primary_key=True),
+    Column("tenant", String(100), primary_key=True),
     Column("dim", Integer, nullable=False),
     Column("vector", VectorColumn, nullable=False),
 )
@@ -91,3 +109,30 @@ retrieval_tenants = Table(
     Column("languages", JSONDoc),  # {"zh": chunks, "en": chunks}
     Column("updated_at", Float, nullable=False),
 )
+
+
+def partition_name(tenant: str) -> str:
+    """The PostgreSQL partition of `embeddings` holding `tenant`'s vectors (a hash: tenants may hold any text)."""
+    return f"embeddings_t_{content_hash(tenant, n=16)}"
+
+
+def partition_ddl(tenant: str) -> list[str]:
+    """Statements that create and attach `tenant`'s partition of `embeddings` (PostgreSQL). ATTACH takes a SHARE
+    UPDATE EXCLUSIVE lock on `embeddings`, so searches and writes of other tenants go on meanwhile (`CREATE TABLE
+    … PARTITION OF` would wait for every open transaction on the table and block new ones behind it). The
+    partitioned HNSW indexes are built on the new, empty partition as it is attached."""
+    name = partition_name(tenant)
+    value = "'" + tenant.replace("'", "''") + "'"
+    return [f"CREATE TABLE IF NOT EXISTS {name} (LIKE embeddings INCLUDING DEFAULTS INCLUDING CONSTRAINTS)",
+            f"ALTER TABLE embeddings ATTACH PARTITION {name} FOR VALUES IN ({value})"]
+
+
+def attach_partition(conn: Connection, tenant: str) -> None:
+    """Run `partition_ddl(tenant)` in the connection's transaction. Sent as they are through the driver's cursor
+    (no parameters): a tenant may hold ':' or '%', which SQLAlchemy or psycopg would read as placeholders."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]  # open while conn is
+    try:
+        for statement in partition_ddl(tenant):
+            cursor.execute(statement)
+    finally:
+        cursor.close()

@@ -227,6 +227,7 @@ class Index(ABC):
     # ---------------------------------------------------------------- embedding cache
 
     def get_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of `model` by text hash, whichever tenant's they are (the same text, the same vector)."""
         wanted = list(dict.fromkeys(hashes))
         out: dict[str, np.ndarray] = {}
         with self.engine.connect() as conn:
@@ -238,16 +239,23 @@ class Index(ABC):
                     out[h] = self._decode_vector(vec)
         return out
 
-    def put_embeddings(self, conn: Connection, model: str, vectors: dict[str, np.ndarray]) -> None:
+    def prepare_tenants(self, tenants: Iterable[str]) -> None:
+        """Make room for the tenants' vectors before a write transaction (PostgreSQL attaches their partitions;
+        call it outside any transaction that touched `embeddings`)."""
+
+    def put_embeddings(self, conn: Connection, model: str, vectors: dict[str, np.ndarray], tenant: str) -> None:
+        """Store the tenant's vectors of `model` (by text hash); ones it already has are kept."""
         if not vectors:
             return
-        rows = [{"model": model, "hash": h, "dim": int(v.shape[0]), "vector": self._encode_vector(v)}
-                for h, v in vectors.items()]
+        self.prepare_tenants([tenant])
+        rows = [{"model": model, "hash": h, "tenant": tenant, "dim": int(v.shape[0]),
+                 "vector": self._encode_vector(v)} for h, v in vectors.items()]
         conn.execute(self._insert_ignore(embeddings), rows)
         self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
 
     def _missing(self, q: Any, tenant: str | None, model: str, languages: Collection[str] | None) -> Any:
-        have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash)
+        have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash,
+                                               embeddings.c.tenant == chunks.c.tenant)
         q = q.where(~have.exists())
         if tenant is not None:
             q = q.where(chunks.c.tenant == tenant)
@@ -276,7 +284,8 @@ class Index(ABC):
                            ) -> tuple[int, int, int]:
         """(chunks, chunks with a vector for `model`, chunks waiting for one) of the tenant."""
         with_vector = (select(func.count()).select_from(
-            chunks.join(embeddings, (embeddings.c.hash == chunks.c.embed_hash) & (embeddings.c.model == model)))
+            chunks.join(embeddings, (embeddings.c.hash == chunks.c.embed_hash) & (embeddings.c.model == model)
+                        & (embeddings.c.tenant == chunks.c.tenant)))
             .where(chunks.c.tenant == tenant))
         with self.engine.connect() as conn:
             embedded = int(conn.execute(with_vector).scalar() or 0)

@@ -12,25 +12,25 @@ scored. A chunk containing only common terms scores less than the sum of those t
 common-only chunks are never read. Otherwise at most CANDIDATES of them are scored too (a query made only of
 words found in more than CANDIDATES chunks: the ranking is then approximate, `last_keyword["exact"]` is False).
 
-Vectors: HNSW over `halfvec` (pgvector ≥ 0.7: half the index memory, same recall at these dimensions), else
-over `vector`; `m` / `ef_construction` from `retrieval.hnsw_m` / `retrieval.hnsw_ef_construction` when the index
-is created (at the first vector write of a model, or `ensure_vector_indexes()` after `flywheel store copy`).
+Vectors: `embeddings` is partitioned by tenant (one partition each, attached before the tenant's first vector:
+`prepare_tenants`), so a tenant's search walks an HNSW graph of its own vectors, as fast and with the same recall
+as a store of one tenant (a filter on a shared graph would reject most candidates: ef_search had to grow with
+every tenant's share of the store, 10x for a 10 % tenant). HNSW over `halfvec` (pgvector ≥ 0.7: half the index
+memory, same recall at these dimensions), else over `vector`; one partitioned index per (model, dim), with
+`m` / `ef_construction` from `retrieval.hnsw_m` / `retrieval.hnsw_ef_construction`, created at the first vector
+write of a model (or `ensure_vector_indexes()` after `flywheel store copy`) and built on every partition.
 Searches set `hnsw.ef_search` (`retrieval.hnsw_ef_search`, at least k) and, with pgvector ≥ 0.8,
-`hnsw.iterative_scan = relaxed_order`, so a tenant or metadata filter that rejects most index candidates keeps
-scanning until k rows pass. The filter applies to a bounded scan of ef_search candidates, of which the
-tenant holds about its share of all chunks (the counters of `retrieval_tenants`): ef_search is divided by that
-share (capped at 1000), so the scan keeps about as many of the tenant's rows as a graph of its own would rank.
-When it still returns fewer than k rows (a selective metadata filter) the query is re-run exactly, so k rows
-come back whenever k exist. A tenant of at most `retrieval.hnsw_exact_below` chunks, or (pgvector < 0.8) too
-small a share for 1000 candidates to hold k of its rows, is searched exactly (faster than a graph scan that
-the filter would mostly discard). `last_dense` says which path ran.
+`hnsw.iterative_scan = relaxed_order`, so a metadata filter that rejects most candidates keeps scanning until k
+rows pass. When the scan still returns fewer than k rows (a selective filter; pgvector < 0.8) the query is re-run
+exactly, so k rows come back whenever k exist. A tenant of at most `retrieval.hnsw_exact_below` chunks is
+searched exactly (a scan of its partition beats a graph walk). `last_dense` says which path ran.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -40,16 +40,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.types import UserDefinedType
 
 from flywheel.retrieval.index.base import Index, Scored, filter_clauses
-from flywheel.store.schema_retrieval import chunks, embeddings
+from flywheel.store.schema_retrieval import attach_partition, chunks, embeddings, partition_name
 from flywheel.types import content_hash
 
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
 CANDIDATES = 2000  # a term in more chunks than this is "common" (see above)
 HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 64, "hnsw_exact_below": 2000}
-# ef_search 64: at 100k MiniLM-like chunks the smallest of 40 / 64 / 100 whose recall@10 stays ≥ 0.95 both
-# unfiltered and filtered to a 10 % tenant (40 runs as 50 under the retriever: 0.949 unfiltered); see the table in
-# docs/retrieval.md, "PostgreSQL at a million chunks"
+# ef_search 64: at 100k MiniLM-like chunks the smallest of 40 / 64 / 100 whose recall@10 stays ≥ 0.95 over one
+# tenant's graph (40 runs as 50 under the retriever: 0.949); see docs/retrieval.md, "PostgreSQL at a million chunks"
+PARTITION_LOCK_TIMEOUT_S = 30  # attaching a partition waits for index builds on `embeddings`, never for searches
 MAX_EF_SEARCH = 1000  # pgvector's limit
 MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 
@@ -93,6 +93,7 @@ class PostgresIndex(Index):
         self.hnsw = {k: int(d if getattr(config, k, None) is None else getattr(config, k))
                      for k, d in HNSW_DEFAULTS.items()}
         self._hnsw: set[tuple[str, int]] = set()
+        self._partitions: set[str] = set()  # tenants whose `embeddings` partition is known to be attached
         self._lock = threading.Lock()
         self._pgvector: tuple[int, ...] | None = None
         self._stats: dict[str, tuple[int, float, float, dict[str, int]]] = {}  # tenant -> (version, n, avgdl, df)
@@ -199,12 +200,33 @@ class PostgresIndex(Index):
     def hnsw_index_name(self, model: str, dim: int) -> str:
         return f"ix_embeddings_hnsw_{content_hash(model, str(dim), self.vector_kind(dim) or '', n=12)}"
 
+    def prepare_tenants(self, tenants: Iterable[str]) -> None:
+        """Attach the `embeddings` partition of each tenant that has none yet, each in a short transaction of its
+        own on another connection (the caller's write transaction must not have touched `embeddings`: ATTACH
+        would wait for it). An advisory lock serialises processes attaching the same tenant."""
+        new = [t for t in dict.fromkeys(tenants) if t not in self._partitions]
+        if not new:
+            return
+        with self.engine.connect() as conn:
+            for tenant in new:
+                name = partition_name(tenant)
+                with conn.begin():
+                    conn.execute(text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_S}s'"))
+                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+                    attached = conn.execute(text(
+                        "SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "WHERE c.relname = :name AND i.inhparent = 'embeddings'::regclass"), {"name": name}).first()
+                    if attached is None:
+                        attach_partition(conn, tenant)
+                self._partitions.add(tenant)
+
     def on_new_vectors(self, conn: Any, model: str, dim: int) -> None:
         if (model, dim) in self._hnsw:
             return
         kind = self.vector_kind(dim)
         if kind is not None:
             model_sql = model.replace("'", "''")
+            # on the partitioned table: built on every partition, and on each one attached later
             conn.execute(text(
                 f"CREATE INDEX IF NOT EXISTS {self.hnsw_index_name(model, dim)} ON embeddings USING hnsw "
                 f"((vector::{kind}({int(dim)})) {kind}_cosine_ops) "
@@ -229,16 +251,19 @@ class PostgresIndex(Index):
         vtype = _Vec(kind, dim)
         distance = cast(embeddings.c.vector, vtype).op("<=>", return_type=Float)(
             bindparam("qv", np.asarray(vector, dtype=np.float32), type_=vtype))
+        # the tenant as a literal: the planner prunes to its partition and walks that partition's graph
         base = (select(chunks.c.pk, (1.0 - distance).label("sim"))
-                .select_from(embeddings.join(chunks, chunks.c.embed_hash == embeddings.c.hash))
-                .where(embeddings.c.model == bindparam("model", model, literal_execute=True),
+                .select_from(embeddings.join(chunks, (chunks.c.embed_hash == embeddings.c.hash)
+                                             & (chunks.c.tenant == embeddings.c.tenant)))
+                .where(embeddings.c.tenant == bindparam("tenant", tenant, literal_execute=True),
+                       embeddings.c.model == bindparam("model", model, literal_execute=True),
                        embeddings.c.dim == bindparam("dim", dim, literal_execute=True),
-                       chunks.c.tenant == tenant, *filter_clauses(filters))
+                       *filter_clauses(filters))
                 .limit(n))
         exact_query = base.order_by(distance + 0.0, chunks.c.pk)  # an ORDER BY the index cannot serve
         with self.engine.connect() as conn, conn.begin():
-            mine, everyone = self.chunk_counts(conn, tenant)
-            ef = None if mine <= self.hnsw["hnsw_exact_below"] else self.ef_search(n, mine, everyone)
+            mine, _everyone = self.chunk_counts(conn, tenant)
+            ef = None if mine <= self.hnsw["hnsw_exact_below"] else self.ef_search(n)
             if ef is None:
                 rows, path = conn.execute(exact_query).all(), "exact"
             else:
@@ -248,33 +273,29 @@ class PostgresIndex(Index):
                 rows, path = conn.execute(base.order_by(distance)).all(), "hnsw"
                 if len(rows) < n:  # the filtered scan kept fewer than n: exact over the tenant's rows
                     rows, path = conn.execute(exact_query).all(), "hnsw+exact"
-        self.last_dense = {"path": path, "ef_search": ef or 0, "tenant_chunks": mine, "all_chunks": everyone}
+        self.last_dense = {"path": path, "ef_search": ef or 0, "tenant_chunks": mine}
         # relaxed_order may return neighbours slightly out of order
         return sorted(((int(pk), float(sim)) for pk, sim in rows), key=lambda r: (-r[1], r[0]))
 
-    def ef_search(self, n: int, tenant_chunks: int, all_chunks: int) -> int | None:
-        """hnsw.ef_search for a search of `n` rows of a tenant holding `tenant_chunks` of `all_chunks`; None when
-        a graph scan could not keep n of them (search exactly). The filter applies to a scan of ef_search
-        candidates, of which the tenant holds about its share: the configured value is divided by that share,
-        so about as many of the tenant's rows are ranked as in a graph of its own (capped at pgvector's 1000).
-        pgvector ≥ 0.8 then scans on until n rows pass the filter (iterative scan), so even a tenant too small
-        for 1000 candidates goes through the graph; its recall comes from the scaled ef_search all the same (an
-        iterative scan alone kept k rows but missed true neighbours of a 5 % tenant)."""
-        want = max(self.hnsw["hnsw_ef_search"], n)
-        if 0 < tenant_chunks < all_chunks:
-            if self.pgvector_version() < (0, 8) and MAX_EF_SEARCH * tenant_chunks < n * all_chunks:
-                return None  # even 1000 candidates would hold fewer than n of the tenant's rows
-            want = math.ceil(want * all_chunks / tenant_chunks)
-        return min(MAX_EF_SEARCH, want)
+    def ef_search(self, n: int) -> int:
+        """hnsw.ef_search for a search of `n` rows: as configured, at least n, at most pgvector's 1000. The
+        tenant's own graph needs no more (its partition holds only its vectors)."""
+        return min(MAX_EF_SEARCH, max(self.hnsw["hnsw_ef_search"], n))
 
 
-def copy_transforms(dialect: str) -> dict[str, Any]:
+def copy_transforms(dialect: str, index: Index | None = None) -> dict[str, Any]:
     """Per-table row fixes for `flywheel store copy` into `dialect`: the chunks' tsvector exists on PostgreSQL
-    only (SQLite's FTS5 table is filled by its triggers from `tokens`), so it is rebuilt from the tokens."""
+    only (SQLite's FTS5 table is filled by its triggers from `tokens`), so it is rebuilt from the tokens; on
+    PostgreSQL (`index`: the target's), each batch of vectors first gets its tenants' partitions."""
 
     def chunk_rows(rows: list[dict]) -> list[dict]:
         for row in rows:
             row["tsv"] = tsvector_literal(row["tokens"].split()) if dialect == "postgresql" else None
         return rows
 
-    return {"chunks": chunk_rows}
+    def vector_rows(rows: list[dict]) -> list[dict]:
+        if index is not None:
+            index.prepare_tenants(r["tenant"] for r in rows)
+        return rows
+
+    return {"chunks": chunk_rows, "embeddings": vector_rows}

@@ -29,10 +29,10 @@ _FETCH_ROWS = 4096
 # the pks array keeps each row's identity whatever the order.
 # Chunks and vectors of the tenant, all at once (a rebuild) or those with pk in (lo, hi] (what was added).
 CHUNK_VECTORS = ("SELECT c.pk, e.vector FROM chunks c JOIN embeddings e ON e.hash = c.embed_hash AND e.model = ? "
-                  "WHERE c.pk > ? AND c.pk <= ? AND c.tenant = ?")
+                  "AND e.tenant = c.tenant WHERE c.pk > ? AND c.pk <= ? AND c.tenant = ?")
 # Vectors added with rowid in (lo, hi] for chunks that were already loaded (pk <= the last pk seen).
 _NEW_VECTORS = ("SELECT c.pk, e.vector FROM embeddings e JOIN chunks c ON c.embed_hash = e.hash "
-                "WHERE e.rowid > ? AND e.rowid <= ? AND e.model = ? AND c.tenant = ? AND c.pk <= ?")
+                "AND c.tenant = e.tenant WHERE e.rowid > ? AND e.rowid <= ? AND e.model = ? AND c.tenant = ? AND c.pk <= ?")
 _STAMP = ("SELECT (SELECT version FROM retrieval_tenants WHERE tenant = ?), "
           "(SELECT chunks FROM retrieval_tenants WHERE tenant = ?), "
           "(SELECT max(rowid) FROM embeddings), (SELECT max(pk) FROM chunks)")

@@ -68,7 +68,7 @@ _SPOT_CHECKS = 4
 # CROSS JOIN and `tenant || ''` pin the plan to pk lookups: left to itself (no ANALYZE) SQLite walks the tenant's
 # index or every embedding of the model (120 ms and 50 s for 256 rows out of 200k, against 2 ms)
 _RESCORE = ("SELECT c.pk, e.vector FROM chunks c CROSS JOIN embeddings e ON e.hash = c.embed_hash AND e.model = ? "
-            "WHERE c.pk IN ({marks}) AND c.tenant || '' = ?")
+            "AND e.tenant = c.tenant WHERE c.pk IN ({marks}) AND c.tenant || '' = ?")
 
 
 def available() -> bool:

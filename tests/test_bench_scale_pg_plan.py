@@ -1,5 +1,5 @@
-"""`measure_pg`'s unfiltered searches (`pg_unfiltered_*`: the scan a store's only tenant runs) next to the
-tenant-filtered ones, in the main run and in every `pg_ef_sweep` entry, and the vector kinds it measures on.
+"""`measure_pg`'s searches: each walks the HNSW graph of its tenant's partition (`pg_search_plan`) at the ef_search
+of the main run or of a `pg_ef_sweep` entry, and the vector kinds it measures on.
 Runs on the session's PostgreSQL (tests/services_fixtures.py), in a database of its own that it drops."""
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ from flywheel.retrieval.synthetic import unit_vectors
 
 
 @pytest.mark.postgres
-def test_unfiltered_searches_go_through_the_hnsw_index_at_the_configured_ef_in_each_sweep_entry(pg_server):
+def test_searches_walk_the_tenants_own_graph_at_the_configured_ef_in_each_sweep_entry(pg_server):
     out = measure_pg(5000, 10, 2, pg_server.admin_uri, ef_sweep=(20, 64))
-    assert out["pg_unfiltered_ef_search"] == max(RetrievalConfig().hnsw_ef_search, 10)  # not scaled: no filter
-    assert "hnsw" in out["pg_unfiltered_plan"]  # a sequential scan would be exact and hide the graph's recall
-    assert 0.0 <= out["pg_unfiltered_recall_at_10"] <= 1.0 and out["pg_unfiltered_p50_ms"] > 0
-    assert out["pg_unfiltered_short_of_k"] == 0
-    assert [out["pg_ef_sweep"][ef]["unfiltered_ef_search"] for ef in ("20", "64")] == [20, 64]
-    assert out["pg_ef_sweep"]["20"]["ef_search_used"] == [40]  # the filtered ones: 20 / a half share
+    assert out["pg_ef_search_used"] == [max(RetrievalConfig().hnsw_ef_search, 10)]  # not scaled by the share
+    assert "Index Scan using embeddings_t_" in out["pg_search_plan"]  # the tenant's partition's HNSW index
+    assert out["pg_search_plan"].count("Index Scan using embeddings_t_") == 1
+    assert out["pg_index_mb"] > 0 and out["pg_embeddings_mb"] > 0  # summed over the partitions
+    assert [out["pg_ef_sweep"][ef]["ef_search_used"] for ef in ("20", "64")] == [[20], [64]]
     for entry in out["pg_ef_sweep"].values():
-        assert 0.0 <= entry["unfiltered_recall_at_10"] <= 1.0 and entry["unfiltered_p50_ms"] > 0
+        assert 0.0 <= entry["recall_at_10"] <= 1.0 and entry["search_p50_ms"] > 0
+        assert entry["searches_short_of_k"] == 0
 
 
 @pytest.mark.postgres
-def test_unfiltered_recall_is_exactly_one_when_index_scans_are_off(pg_server):
+def test_recall_is_exactly_one_when_index_scans_are_off(pg_server):
     out = measure_pg(3000, 8, 2, pg_server.admin_uri, exact=True, seed=5)
-    assert "hnsw" not in out["pg_unfiltered_plan"] and out["pg_unfiltered_recall_at_10"] == 1.0
+    assert "Index Scan using embeddings_t_" not in out["pg_search_plan"] and out["pg_recall_at_10_1m"] == 1.0
 
 
 @pytest.mark.postgres
@@ -39,7 +39,7 @@ def test_given_vectors_are_stored_and_queried_with_held_out_rows(pg_server):
     given /= np.linalg.norm(given, axis=1, keepdims=True)
     out = measure_pg(2800, 8, 2, pg_server.admin_uri, vectors=given, exact=True)
     assert out["pg_vectors_kind"] == "given: 2800 stored, queries drawn from 200 held out"
-    assert out["pg_recall_at_10_1m"] == 1.0 and out["pg_unfiltered_recall_at_10"] == 1.0
+    assert out["pg_recall_at_10_1m"] == 1.0
 
 
 def test_an_unknown_vector_kind_or_too_few_given_vectors_is_refused_before_any_server_starts():

@@ -1,0 +1,86 @@
+"""retrieval: vectors stored per tenant (`embeddings.tenant` in the primary key); on PostgreSQL `embeddings` is
+partitioned by tenant.
+
+A tenant's vector search on PostgreSQL used to filter one HNSW graph of every tenant's vectors, so ef_search had
+to grow with the tenant's share of the store (10x for a 10 % tenant). Partitioned by tenant, each tenant's search
+walks a graph of its own. Each vector is now stored once for every tenant with a chunk of that text (the usual case
+is one), and once under tenant '' if no chunk uses it (a re-ingest still reuses it). SQLite keeps the same table
+shape (one schema), its searches join on the tenant too.
+
+PostgreSQL: the old table is renamed, the partitioned one created, one partition attached per tenant
+(flywheel.store.schema_retrieval.attach_partition, as at run time), the rows copied, the old table and its indexes
+dropped, and one HNSW index per (model, dim) built again with the default m = 16, ef_construction = 128 (the
+index flywheel.retrieval.index.postgres.PostgresIndex.on_new_vectors creates). On a big store this takes as long
+as the first index build did.
+
+Revision ID: 0016_retrieval_tenant_vectors
+Branch: retrieval
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from flywheel.store.schema_retrieval import attach_partition
+from flywheel.types import content_hash
+
+revision = "0016_retrieval_tenant_vectors"
+down_revision = "0009_retrieval_tokenizer"
+branch_labels = None
+depends_on = None
+
+MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}
+COLUMNS = "model, hash, tenant, dim, vector"
+OWNED = ("SELECT e.model, e.hash, t.tenant, e.dim, e.vector FROM {old} e "
+         "JOIN (SELECT DISTINCT embed_hash, tenant FROM chunks) t ON t.embed_hash = e.hash")
+UNUSED = ("SELECT e.model, e.hash, '', e.dim, e.vector FROM {old} e "
+          "WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embed_hash = e.hash)")
+
+
+def _pgvector(bind: sa.Connection) -> tuple[int, ...]:
+    v = bind.execute(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+    return tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
+        op.execute("CREATE TABLE embeddings_new (model VARCHAR(200) NOT NULL, hash VARCHAR(32) NOT NULL, "
+                   "tenant VARCHAR(100) NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, "
+                   "PRIMARY KEY (model, hash, tenant))")
+        op.execute(f"INSERT INTO embeddings_new ({COLUMNS}) " + OWNED.format(old="embeddings"))
+        op.execute(f"INSERT INTO embeddings_new ({COLUMNS}) " + UNUSED.format(old="embeddings"))
+        op.execute("DROP TABLE embeddings")
+        op.execute("ALTER TABLE embeddings_new RENAME TO embeddings")
+        return
+    pairs = bind.execute(sa.text("SELECT DISTINCT model, dim FROM embeddings")).all()
+    op.execute("ALTER TABLE embeddings RENAME TO embeddings_old")
+    op.execute("ALTER INDEX IF EXISTS embeddings_pkey RENAME TO embeddings_old_pkey")
+    op.execute("CREATE TABLE embeddings (model VARCHAR(200) NOT NULL, hash VARCHAR(32) NOT NULL, "
+               "tenant VARCHAR(100) NOT NULL, dim INTEGER NOT NULL, vector vector NOT NULL, "
+               "PRIMARY KEY (model, hash, tenant)) PARTITION BY LIST (tenant)")
+    tenants = [t for (t,) in bind.execute(sa.text(
+        "SELECT DISTINCT c.tenant FROM chunks c WHERE EXISTS "
+        "(SELECT 1 FROM embeddings_old e WHERE e.hash = c.embed_hash)"))]
+    if bind.execute(sa.text(UNUSED.format(old="embeddings_old") + " LIMIT 1")).first() is not None:
+        tenants.append("")
+    for tenant in tenants:
+        attach_partition(bind, tenant)
+    op.execute(f"INSERT INTO embeddings ({COLUMNS}) " + OWNED.format(old="embeddings_old"))
+    op.execute(f"INSERT INTO embeddings ({COLUMNS}) " + UNUSED.format(old="embeddings_old"))
+    op.execute("DROP TABLE embeddings_old")  # and its HNSW indexes, whose names the new ones take
+    kind = "halfvec" if _pgvector(bind) >= (0, 7) else "vector"
+    for model, dim in pairs:
+        dim = int(dim)
+        if dim <= MAX_INDEX_DIMS[kind]:
+            name = f"ix_embeddings_hnsw_{content_hash(model, str(dim), kind, n=12)}"
+            model_sql = model.replace("'", "''")
+            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
+                       f"((vector::{kind}({dim})) {kind}_cosine_ops) WITH (m = 16, ef_construction = 128) "
+                       f"WHERE model = '{model_sql}' AND dim = {dim}")
+
+
+def downgrade() -> None:
+    """Not supported: an older flywheel cannot read vectors stored per tenant (restore a backup instead)."""
+    raise NotImplementedError("0016_retrieval_tenant_vectors cannot be downgraded")
