@@ -263,9 +263,29 @@ def test_promote_keeps_hand_written_comments_when_keys_follow_the_cases(tmp_path
     assert len(data["cases"]) == len(yaml.safe_load(suite)["cases"]) + 1
 
 
-def test_binary_and_pairwise_labels_are_never_pooled(tmp_path):
+def _as_seen(store, item_id: str, annotator: str, verdict: str) -> str:
+    """The letter `annotator` types for the canonical pairwise `verdict`: each annotator sees A and B in an order
+    of their own (a hash of the random item id), and a typed "a" is the item's B where theirs is swapped."""
+    return {"a": "b", "b": "a"}.get(verdict, verdict) if queues.get_item(store, item_id, annotator).swapped else verdict
+
+
+# Which annotator sees A and B swapped comes from a hash of the item's random id. The test once typed "a" for
+# both annotators meaning the same answer, which it was only where their orders matched: 1 run in 64 no pair had a
+# majority and `export dpo` had nothing to export. The orders are set here instead, that unlucky one included.
+SWAPS = {
+    "none": lambda n, annotator: False,
+    "ana": lambda n, annotator: annotator == "ana",
+    "unlucky": lambda n, annotator: annotator == "ana" and VERDICTS[n] == ("pass", "pass"),
+    "mixed": lambda n, annotator: (n % 2 == 0) if annotator == "ana" else (n % 3 == 0),
+}
+
+
+@pytest.mark.parametrize("swaps", SWAPS)
+def test_binary_and_pairwise_labels_are_never_pooled(tmp_path, monkeypatch, swaps):
     from flywheel.feedback.agreement import agreement_report
 
+    position: dict[str, int] = {}  # pairwise item id → its index in VERDICTS
+    monkeypatch.setattr(queues, "_swapped", lambda item_id, annotator: SWAPS[swaps](position[item_id], annotator))
     project = _project(tmp_path)
     with Store.open(project.store_url) as store:
         ids = add_traces(store, [{"input": f"How do I configure feature {i}?", "output": f"Use setting {i}."}
@@ -277,9 +297,10 @@ def test_binary_and_pairwise_labels_are_never_pooled(tmp_path):
         a, b = (add_traces(store, [{"input": f"Can feature {i} be turned off?", "output": f"{said} {i}."}
                                    for i in range(len(VERDICTS))]) for said in ("Yes, setting", "Maybe"))
         ab = queues.create_queue(store, "ab", kind="pairwise", overlap=2, pairs=list(zip(a, b, strict=True)))
+        position.update((it.id, n) for n, it in enumerate(queues.items(store, ab)))
         for it, (ana, bo) in zip(queues.items(store, ab), VERDICTS, strict=True):
-            queues.label(store, it.id, "ana", "a" if ana == "pass" else "b")
-            queues.label(store, it.id, "bo", "tie" if bo == "fail" else "a")
+            queues.label(store, it.id, "ana", _as_seen(store, it.id, "ana", "a" if ana == "pass" else "b"))
+            queues.label(store, it.id, "bo", _as_seen(store, it.id, "bo", "tie" if bo == "fail" else "a"))
         alone = {kind: agreement_report([(lb.item_id, lb.annotator, lb.verdict) for lb in queues.labels(store, q)])
                  for kind, q in (("binary", binary), ("pairwise", ab))}
     for kind, args in (("binary", []), ("pairwise", ["--kind", "pairwise"])):

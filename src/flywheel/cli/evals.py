@@ -188,24 +188,36 @@ def _list(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    from rich.table import Table
+    import datetime as dt
 
+    from rich.table import Table
+    from rich.text import Text
+
+    from flywheel.evals.report import fit_table, print_name
+
+    console = _console()
     t = Table(show_edge=False)
     errors = any(r.get("error") for r in rows)
     for col in ("run", "suite", "target", "model", "status", "pass rate", "started"):
         t.add_column(col, no_wrap=True)
     if errors:
         t.add_column("error", overflow="fold")
-    import datetime as dt
-
+    listed = []
     for r in rows:
         started = dt.datetime.fromtimestamp(r["started_at"]).strftime("%Y-%m-%d %H:%M")
         rate = "–" if r["pass_rate"] is None else f"{100 * r['pass_rate']:.1f}%"
-        cells = [r["id"][:12], r["suite"], r["target"], r["model"] or "", r["status"], rate, started]
-        if errors:
-            cells.append((r.get("error") or "").splitlines()[0][:80] if r.get("error") else "")
-        t.add_row(*cells)
-    _console().print(t)
+        error = (r.get("error") or "").splitlines()[0][:80] if r.get("error") else ""
+        listed.append((r["id"][:12], r["suite"], r["target"], r["model"] or "", r["status"], rate, started, error))
+        t.add_row(*[Text(c) for c in listed[-1][:7]], *([Text(error)] if errors else []))
+    # names give way (cut with "…") to the ids, states, rates and dates; too narrow for that: a run a paragraph
+    if fit_table(console, t, [1, 2, 3, 7] if errors else [1, 2, 3]):
+        console.print(t)
+        return
+    for run_id, suite, target, model, status, rate, started, error in listed:
+        print_name(console, f"{run_id}  {status}  {rate}  {started}  {model}".rstrip())
+        print_name(console, f"  {suite} · {target}")
+        if error:
+            print_name(console, f"  error: {error}", "red")
 
 
 @main.command()

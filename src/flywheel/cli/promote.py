@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,7 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         from flywheel.registry import unknown_alias
 
         raise unknown_alias(judge, project.config.models)
-    path = Path(to)
-    if not path.is_absolute():
-        path = project.root / path
+    path = suite_path(to, project.root)
     judge_alias = judge or _suite_judge(path) or "default"  # cases appended to a suite use its defaults.judge
     judged_by = project.config.models.get(judge_alias)
     if judged_by is not None and judged_by.provider == "extractive":
@@ -80,10 +79,10 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
         click.secho(f"warning: {w}", fg="yellow", err=True)
     verb = "created" if result.created and result.written else "appended to"
     if result.written:
-        click.echo(f"{verb} {path}: {len(result.written)} case(s) ({', '.join(result.written[:5])}"
+        click.echo(f"{verb} {shown_path(path)}: {len(result.written)} case(s) ({', '.join(result.written[:5])}"
                    f"{' …' if len(result.written) > 5 else ''})")
     else:
-        click.echo(f"nothing new for {path}")
+        click.echo(f"nothing new for {shown_path(path)}")
     if result.skipped_existing:
         click.echo(f"  skipped {len(result.skipped_existing)} trace(s) already in the suite (or near-duplicates)")
     if gone:
@@ -92,7 +91,27 @@ def promote(state: Any, queue: str | None, verdict: str, traces: str | None, fee
     for kept, dups in result.collapsed.items():
         click.echo(f"  {kept[:12]} stands for {len(dups)} near-duplicate(s): {', '.join(d[:12] for d in dups)}")
     if result.written:
-        click.echo(f"run it: flywheel eval {to}")
+        from flywheel.cli.app import command_prefix
+
+        click.echo(f"run it: {command_prefix(state.project_dir)} eval {shlex.quote(shown_path(path))}")
+
+
+def suite_path(given: str, root: Path) -> Path:
+    """Where `--to` is: as `flywheel eval SUITE` finds a suite, relative to the current folder when the file is
+    there, else to the project (a new suite is created in the project, where `flywheel eval` looks for suites)."""
+    path = Path(given).expanduser()
+    if path.is_absolute():
+        return path
+    here = Path.cwd() / path
+    return here if here.is_file() else root / path
+
+
+def shown_path(path: Path) -> str:
+    """`path` as the user can paste it here: relative to the current folder when under it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _suite_judge(path: Path) -> str | None:

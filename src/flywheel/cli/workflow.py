@@ -166,11 +166,16 @@ def _print(result: Any, file: str) -> None:
 
 @workflow.command("show")
 @click.argument("run_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the run and its stored steps as JSON.")
+@click.option("--step", "step_id", default=None, metavar="STEP_ID",
+              help="Print this step's whole output, line breaks kept, under a line naming the step.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its stored steps, outputs whole, as JSON.")
 @click.pass_obj
-def show(state: Any, run_id: str, as_json: bool) -> None:
-    """Show a workflow run: status, inputs, output and every finished step."""
+def show(state: Any, run_id: str, step_id: str | None, as_json: bool) -> None:
+    """Show a workflow run: status, inputs, output and every finished step (a line each, cut to the terminal's
+    width; `--step ID` prints one step's whole output, `--json` all of them)."""
+    from flywheel.cli.console import output_width
     from flywheel.cli.prompts import _pad  # a Chinese step id takes two cells a character
+    from flywheel.cli.traces import _clean, fit
     from flywheel.store import Store
     from flywheel.text.display import safe_display
     from flywheel.workflows.records import RESUMABLE, RunRecords, resume_command, scrubbed
@@ -181,8 +186,15 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
         run_row = records.require(run_id)  # the id, or a unique prefix of it
         run_id = run_row["run_id"]
         steps = records.steps_of(run_id)
+    if step_id is not None:
+        steps = _one_step(steps, step_id, run_id)
     if as_json:
         emit_json({**run_row, "reason": scrubbed(run_row.get("reason")), "steps": steps})
+        return
+    if step_id is not None:  # the whole text, its newlines kept, as the run's output is printed
+        for s in steps:
+            click.secho(f"{safe_display(s['step_id'])} · {s['kind']} · ${s['cost_usd']:.6f} · run {run_id}", bold=True)
+            click.echo(safe_display(as_text(s["output"]), multiline=True))
         return
     trace = f" · trace {run_row['trace_id']}" if run_row.get("trace_id") else ""
     click.secho(f"{run_row['workflow']} · run {run_id} · {run_row['status']}{trace}", bold=True)
@@ -192,13 +204,25 @@ def show(state: Any, run_id: str, as_json: bool) -> None:
         click.echo(safe_display(state))
     elif run_row.get("reason"):
         click.echo(f"reason: {safe_display(scrubbed(run_row['reason']) or '')}")  # rows stored before scrubbing
+    width = output_width()  # as `traces show`: cut to a terminal's width with "…", whole in a file or a pipe
     for s in steps:
-        preview = safe_display(as_text(s["output"]))[:100]
-        click.echo(f"  {_pad(safe_display(s['step_id']), 25)}{s['kind']:<9} ${s['cost_usd']:.6f}  {preview}")
+        line = f"  {_pad(safe_display(s['step_id']), 25)}{s['kind']:<9} ${s['cost_usd']:.6f}  "
+        click.echo(fit(line + _clean(as_text(s["output"])), width))
     if run_row.get("output") is not None:
         click.echo(f"output: {safe_display(as_text(run_row['output']), multiline=True)}")
     if run_row["status"] in RESUMABLE and not (state or "").startswith("being run"):
         click.secho(f"resume with {resume_command(run_row)}", dim=True)
+
+
+def _one_step(steps: list[dict[str, Any]], step_id: str, run_id: str) -> list[dict[str, Any]]:
+    """The stored rows of step `step_id` (one, or one per input when a resume ran it again with new inputs)."""
+    found = [s for s in steps if s["step_id"] == step_id]
+    if not found:
+        from flywheel.registry import unknown_name
+
+        raise unknown_name("step", step_id, [s["step_id"] for s in steps], option="--step",
+                           hint=f"the steps run {run_id} finished are listed by `flywheel workflow show {run_id}`")
+    return found
 
 
 def _state(run: dict[str, Any], short: bool = False) -> str | None:

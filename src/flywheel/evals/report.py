@@ -9,9 +9,51 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from flywheel.evals.runner import RunSummary
+
+MIN_NAME_CELLS = 10  # a name cut narrower than this is not read as a name: the rows become a list
+_UNLIMITED = 100_000
+
+
+def _natural(console: Console, renderable: Any) -> int:
+    """The width `renderable` takes when nothing limits it, in terminal cells."""
+    return Measurement.get(console, console.options.update(max_width=_UNLIMITED), renderable).maximum
+
+
+def fit_table(console: Console, table: Table, shrink: list[int], *, min_cells: int = MIN_NAME_CELLS) -> bool:
+    """Make `table` fit `console.width` by cutting the cells of columns `shrink` (names) with "…", by display
+    width (a Chinese character takes two cells), the widest first; every other column keeps every character.
+    False when a name would be cut below `min_cells`, or two names would be cut alike: the caller prints its rows
+    as a list instead."""
+    excess = _natural(console, table) - console.width
+    if excess <= 0:
+        return True
+    widths = {i: max(_natural(console, c) for c in (table.columns[i].header, *table.columns[i].cells)) for i in shrink}
+    while excess > 0:
+        widest = max(widths, key=widths.__getitem__)
+        if widths[widest] <= min_cells:
+            return False
+        widths[widest] -= 1
+        excess -= 1
+    for i, width in widths.items():
+        column = table.columns[i]
+        names = [c.plain if isinstance(c, Text) else str(c) for c in column.cells]
+        cut = [Text(n, end="") for n in names]
+        for text in cut:
+            text.truncate(width, overflow="ellipsis")
+        if len({c.plain for c in cut}) < len(set(names)):  # two names cut alike: the rows could not be told apart
+            return False
+        column.min_width, column.max_width, column.no_wrap, column.overflow = None, width, True, "ellipsis"
+    return True
+
+
+def print_name(console: Console, text: str, style: str = "") -> None:
+    """A name on a line of its own, cut with "…" to the console's width instead of wrapped (a list layout's head)."""
+    console.print(Text(text, style=style), no_wrap=True, overflow="ellipsis")
 
 
 def _pct(x: float | None) -> str:
@@ -107,31 +149,38 @@ def render_run(
 def render_matrix(
     console: Console, suite: str, rows: list[dict[str, Any]], threshold: float, cheapest: str | None
 ) -> None:
-    t = Table(title=f"{escape(suite)}: model matrix (threshold {_pct(threshold)})", title_justify="left")
+    """One row per model; on a narrow terminal long aliases are cut with "…", and where even the numbers do not
+    fit, a list: each model on its own line, its numbers under it."""
+    console.print(Text(f"{suite}: model matrix (threshold {_pct(threshold)})", style="italic"))
+    t = Table(show_edge=False)
     for col in ("model", "pass rate", "passed", "cost", "cost/case", "p50", "p95", "errors"):
         t.add_column(col, justify="left" if col == "model" else "right", no_wrap=True)
     for r in rows:
-        model = escape(r["model"])
-        name = (
-            f"[green]★ {model}[/]"
-            if r["model"] == cheapest
-            else (model if r["meets_threshold"] else f"[red]{model}[/]")
-        )
-        t.add_row(
-            name,
-            _pct(r["pass_rate"]),
-            f"{r['passed']}/{r['executions']}",
-            usd(r["cost_usd"]),
-            usd(r["cost_per_case"]),
-            _ms(r["latency_ms"]["p50"]),
-            _ms(r["latency_ms"]["p95"]),
-            str(r["errors"] or ""),
-        )
-    console.print(t)
+        t.add_row(Text(_marked(r["model"], cheapest), style=_style(r, r["model"] == cheapest)),
+                  _pct(r["pass_rate"]), f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
+                  usd(r["cost_per_case"]), _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]),
+                  str(r["errors"] or ""))
+    if fit_table(console, t, [0]):
+        console.print(t)
+    else:
+        for r in rows:
+            print_name(console, _marked(r["model"], cheapest), _style(r, r["model"] == cheapest))
+            console.print(f"  pass rate {_pct(r['pass_rate'])} ({r['passed']}/{r['executions']}) · "
+                          f"p50 {_ms(r['latency_ms']['p50'])} · p95 {_ms(r['latency_ms']['p95'])}")
+            console.print(f"  cost {usd(r['cost_usd'])} · {usd(r['cost_per_case'])} a case"
+                          + (f" · [red]{r['errors']} error(s)[/]" if r["errors"] else ""))
     if cheapest is None:
         console.print("[red]no model meets the threshold[/]")
     else:
         console.print(f"★ cheapest model meeting the threshold: [bold]{escape(cheapest)}[/]")
+
+
+def _marked(name: str, best: str | None) -> str:
+    return f"★ {name}" if name == best else name
+
+
+def _style(row: dict[str, Any], best: bool) -> str:
+    return "green" if best else "" if row["meets_threshold"] else "red"
 
 
 def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int = 30) -> None:
@@ -181,20 +230,25 @@ def render_pairwise(console: Console, report: dict[str, Any], *, show_cases: int
 
 
 def render_strategies(console: Console, comparison: Any) -> None:
-    """One row per sampling strategy of `flywheel eval --strategies`: pass rate with its interval, cost, latency."""
-    t = Table(title=f"{escape(comparison.suite)}: strategies (threshold {_pct(comparison.threshold)})", title_justify="left",
-              show_edge=False)
-    widest = max(len(s) for s in comparison.strategies) + 2
-    t.add_column("strategy", no_wrap=True, min_width=widest)  # the name never shrinks; cost/case is in --json
+    """One row per sampling strategy of `flywheel eval --strategies`: pass rate with its interval, cost, latency
+    (a list, each strategy on its own line, where a narrow terminal has no room for the table)."""
+    console.print(Text(f"{comparison.suite}: strategies (threshold {_pct(comparison.threshold)})", style="italic"))
+    t = Table(show_edge=False)
+    t.add_column("strategy", no_wrap=True)  # cut with "…" only where the numbers would not fit; cost/case is in --json
     for col in ("pass rate", "95% CI", "passed", "cost", "p50", "p95", "errors"):
         t.add_column(col, justify="right", no_wrap=True)
-    for r in comparison.rows():
-        strategy = escape(r["strategy"])
-        name = strategy if r["meets_threshold"] else f"[red]{strategy}[/]"
-        if r["strategy"] == comparison.best:
-            name = f"[green]★ {strategy}[/]"
-        t.add_row(name, _pct(r["pass_rate"]), _ci(r["pass_rate_ci95"]),
-                  f"{r['passed']}/{r['executions']}", usd(r["cost_usd"]),
-                  _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
-    console.print(t)
+    rows = comparison.rows()
+    for r in rows:
+        t.add_row(Text(_marked(r["strategy"], comparison.best), style=_style(r, r["strategy"] == comparison.best)),
+                  _pct(r["pass_rate"]), _ci(r["pass_rate_ci95"]), f"{r['passed']}/{r['executions']}",
+                  usd(r["cost_usd"]), _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]), str(r["errors"] or ""))
+    if fit_table(console, t, [0]):
+        console.print(t)
+    else:
+        for r in rows:
+            print_name(console, _marked(r["strategy"], comparison.best), _style(r, r["strategy"] == comparison.best))
+            console.print(f"  pass rate {_pct(r['pass_rate'])} ({r['passed']}/{r['executions']}, 95% CI "
+                          f"{_ci(r['pass_rate_ci95'])})")
+            console.print(f"  cost {usd(r['cost_usd'])} · p50 {_ms(r['latency_ms']['p50'])} · "
+                          f"p95 {_ms(r['latency_ms']['p95'])}" + (f" · [red]{r['errors']} error(s)[/]" if r["errors"] else ""))
     console.print(f"★ highest pass rate (ties: cheaper): [bold]{escape(comparison.best)}[/]")
