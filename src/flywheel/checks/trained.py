@@ -14,7 +14,8 @@ Features, shared with the trainer (flywheel.loop.classifier) so training and ser
 - `embedding`: the local embedder's vectors of input and output and their element-wise product.
 
 The model folder is found from where the check is written (the suite file's or flywheel.yaml's folder, walking
-up) and from the working directory; `path:` names it explicitly.
+up) and from the working directory; `path:` names it explicitly, relative to the folder of that file (the project
+folder for flywheel.yaml) like every path written in it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from flywheel.checks.base import Check, CheckContext, register, service
+from flywheel.config.yaml_io import anchored, folder_of
 from flywheel.errors import UserError
 from flywheel.text.tokenize import normalize, tokenize
 from flywheel.types import CheckResult
@@ -143,18 +145,18 @@ class TrainedModel:
 
 
 def find_model(name: str, where: str | None = None, path: str | None = None) -> Path:
-    """The folder of trained check `name`: `path` when given, else `.flywheel/checks/NAME` in the folder of the
-    file that names the check or above it, or in the working directory or above it."""
+    """The folder of trained check `name`: `path` when given (relative to the folder of the file that names the
+    check: flywheel.yaml's is the project), else `.flywheel/checks/NAME` in that folder or above it, or in the
+    working directory or above it."""
+    home = folder_of(where)
     if path:
-        folder = Path(path)
+        folder = anchored(path, home)
         if (folder / "model.json").exists():
             return folder
-        raise UserError(f"no trained check in {folder} (model.json missing)", where=where,
-                        hint=f"train it: flywheel train-check {name} --from-queue QUEUE")
-    starts = []
-    if where:
-        file = Path(where.rsplit(":", 1)[0] if re.search(r":\d+$", where) else where)
-        starts.append((file if file.is_dir() else file.parent).resolve())
+        raise UserError(f"no trained check in {folder.absolute()} (model.json missing)", where=where,
+                        hint=f"fix `path:` (a folder relative to the file that names the check), or train it: "
+                             f"flywheel train-check {name} --from-queue QUEUE")
+    starts = [home.resolve()] if home is not None else []
     starts.append(Path.cwd())
     for start in starts:
         for folder in (start, *start.parents):

@@ -50,7 +50,7 @@ def gateway_message(exc: Any, state: Any = None) -> str:
     went to, and for an endpoint that refused every connection, what to do about it."""
     project = getattr(state, "_project", None)
     models = getattr(getattr(project, "config", None), "models", None) or {}
-    missing = _missing_key(exc, models)
+    missing = _missing_key(exc, models) or _not_set_up(exc)
     if missing:
         return missing
     groups: dict[tuple[str, str, str], int] = {}
@@ -105,6 +105,19 @@ def _missing_key(exc: Any, models: dict[str, Any]) -> str | None:
     verb = "is" if len(unset) == 1 else "are"
     return (f"{names} {verb} not set: {aliases}\n  hint: export {next(iter(unset))}=YOUR_KEY in this shell, or "
             "use another alias (--model, or `model:` of the app in flywheel.yaml)")
+
+
+def _not_set_up(exc: Any) -> str | None:
+    """When the one alias tried could not be set up here, so nothing was sent (a `transformers` folder that does
+    not exist, a missing extra): its error as it is, with its flywheel.yaml:line, not "check the endpoint is up"."""
+    failed = {(a.alias, a.error) for a in exc.attempts}
+    if len(failed) != 1 or not all(a.local_mistake for a in exc.attempts):
+        return None
+    alias, error = next(iter(failed))
+    if not error.startswith("config: "):
+        return None
+    head, _, hint = error.removeprefix("config: ").partition("\n")
+    return f"{head} (model alias '{alias}')" + (f"\n{hint}" if hint else "")
 
 
 def print_crash(exc: BaseException, state: Any = None) -> None:

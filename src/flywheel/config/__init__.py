@@ -18,7 +18,7 @@ from flywheel.config.models import (
     Config,
 )
 from flywheel.config.yaml_io import *
-from flywheel.config.yaml_io import interpolate, read_yaml, validation_error, where
+from flywheel.config.yaml_io import anchored, interpolate, read_yaml, validation_error, where
 from flywheel.errors import ConfigError
 from flywheel.registry import names_in_group, unknown_alias, unknown_name
 
@@ -38,6 +38,7 @@ class Project:
         self._lines = lines or {}
         if config is not None and lines is None:  # built in Python: the same checks as a loaded flywheel.yaml
             check_apps(self.config, self.config_path, self._lines)
+            anchor_local_models(self.config, self.config_path, self._lines)
 
     @classmethod
     def load(cls, root: str | Path = ".") -> Project:
@@ -57,7 +58,7 @@ class Project:
             return f"sqlite:///{self.data_dir / 'flywheel.db'}"
         prefix, _, path = url.partition(":///")
         if prefix.startswith("sqlite") and path and not path.startswith("/") and path != ":memory:":
-            return f"{prefix}:///{self.root / path}"  # relative sqlite paths are relative to the project
+            return f"{prefix}:///{anchored(path, self.root)}"  # relative to the project; `~` is the home folder
         return url
 
     def where(self, *path: str | int) -> str:
@@ -81,7 +82,7 @@ def load_config_file(path: Path | str) -> tuple[Config, dict]:
     except ValidationError as exc:
         raise validation_error(exc, path, lines, schema=Config) from None
     check_apps(config, path, lines)
-    anchor_local_models(config, path)
+    anchor_local_models(config, path, lines)
     return config, lines
 
 
@@ -146,17 +147,21 @@ def check_on_fail(check: str, on_fail: str, stage: str, at: str | None) -> None:
     raise ConfigError(message, where=at, hint=hint)
 
 
-def anchor_local_models(config: Config, file: Path | str) -> None:
-    """A `transformers` alias's relative `model:` folder is relative to flywheel.yaml, like every other path in
-    it, so the same config works from any working directory."""
+def anchor_local_models(config: Config, file: Path | str, lines: dict) -> None:
+    """Paths in flywheel.yaml are relative to its folder (the project), so the same config works from any working
+    directory: a `transformers` alias's `model:` folder (a relative one that is not a folder there and does not
+    start with `.` is the id of a model in the Hugging Face cache) and `retrieval.embedder_model`. Routers'
+    folders are anchored by check_routes, trained checks' `path:` by the check (flywheel.checks.trained)."""
     base = Path(file).resolve().parent
-    config.retrieval.anchor(file)  # `embedder_model:` of `embedder: local`
-    for alias in config.models.values():
-        folder = Path(alias.model).expanduser()
-        if alias.provider != "transformers" or folder.is_absolute():
+    at = ("retrieval", "embedder_model")
+    config.retrieval.anchor(file, where(file, lines, at) if at in lines else None)  # of `embedder: local`
+    for name, alias in config.models.items():
+        if alias.provider != "transformers":
             continue
-        if alias.model.startswith(".") or (base / folder).is_dir():  # else a Hugging Face cache id
-            alias.model = str(base / folder)
+        alias._where = where(file, lines, ("models", name, "model")) if lines else None  # None: built in Python
+        folder = anchored(alias.model, base)
+        if alias.model.startswith((".", "~", "/")) or folder.is_dir():
+            alias.model = str(folder)
 
 
 def check_routes(config: Config, file: Path | str, lines: dict) -> None:

@@ -19,7 +19,7 @@ from flywheel.config.app_options import (  # noqa: F401 - re-exported: flywheel.
     SqlQAOptions,
     SummarizeOptions,
 )
-from flywheel.config.yaml_io import FieldValueError
+from flywheel.config.yaml_io import FieldValueError, anchored
 from flywheel.errors import ConfigError, UserError
 from flywheel.registry import unknown_alias
 
@@ -68,6 +68,12 @@ class ModelAlias(Section):
     # endpoint accepts response_format json_schema; None: yes for openai_compat; "json_object": it takes the schema
     # as {type: json_object, schema} instead (llama-cpp-python's server refuses type json_schema)
     json_schema: bool | Literal["json_object"] | None = None
+    _where: str | None = PrivateAttr(default=None)  # flywheel.yaml:line of `model:`, set when the config loads
+
+    @property
+    def defined_at(self) -> str | None:
+        """flywheel.yaml:line of this alias's `model:` (for errors about it), when it was read from a file."""
+        return self._where
 
     @model_validator(mode="after")
     def _needs_model(self) -> ModelAlias:
@@ -100,6 +106,7 @@ class RetrievalConfig(Section):
     hnsw_ef_search: int = Field(default=64, ge=1, le=1000)  # candidates per search: recall vs latency
     hnsw_exact_below: int = Field(default=2000, ge=0)  # a tenant with at most this many chunks: exact search
     _base: str | None = PrivateAttr(default=None)  # flywheel.yaml's folder, set when the config loads
+    _where: str | None = PrivateAttr(default=None)  # flywheel.yaml:line of `embedder_model:`, likewise
 
     @field_validator("embedder_languages")
     @classmethod
@@ -130,16 +137,22 @@ class RetrievalConfig(Section):
                              "`embedder_model: DIR`); an endpoint alias declares `params: {languages: [..]}`")
         return self
 
-    def anchor(self, config_file: Path | str) -> None:
-        """Relative `embedder_model` folders of `embedder: local` are relative to flywheel.yaml's folder."""
+    def anchor(self, config_file: Path | str, where: str | None = None) -> None:
+        """Relative `embedder_model` folders of `embedder: local` are relative to flywheel.yaml's folder; `where`
+        is the flywheel.yaml:line of `embedder_model:`, for the errors about the folder."""
         self._base = str(Path(config_file).resolve().parent)
+        self._where = where
+
+    @property
+    def model_folder_at(self) -> str | None:
+        """flywheel.yaml:line of `embedder_model:`, when the config was read from a file."""
+        return self._where
 
     def model_folder(self) -> Path | None:
         """The local embedder's model folder (`~` expanded, anchored), or None for the shipped MiniLM."""
         if self.embedder != "local" or not self.embedder_model:
             return None
-        folder = Path(self.embedder_model).expanduser()
-        return folder if folder.is_absolute() or self._base is None else Path(self._base) / folder
+        return anchored(self.embedder_model, self._base)
 
     @field_validator("min_relevance")
     @classmethod
@@ -333,8 +346,7 @@ class RouterSpec(Section):
         return self
 
     def path(self) -> Path:
-        folder = Path(self.model).expanduser()
-        return folder if folder.is_absolute() or self._base is None else Path(self._base) / folder
+        return anchored(self.model, self._base)
 
     def anchor(self, config_file: Path | str, where: str | None = None) -> Path:
         """Resolve `model` against the folder of `config_file`; ConfigError when no router was saved there."""

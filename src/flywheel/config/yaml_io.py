@@ -61,6 +61,22 @@ def where(file: Path | str, lines: dict, path: tuple | list) -> str:
     return f"{file}:{line}"
 
 
+def anchored(raw: str | Path, base: str | Path | None) -> Path:
+    """A path written in a config file: `~` expanded, an absolute path as it is, a relative one joined to `base`
+    (the folder of the file that holds it — flywheel.yaml's is the project folder); with no `base` (a config
+    built in Python, not read from a file) it stays relative to the working directory."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def folder_of(location: str | None) -> Path | None:
+    """The folder of the file a `file:line` location (as `where` writes it) names, or None without one."""
+    if not location:
+        return None
+    file = Path(re.sub(r":\d+$", "", location))
+    return file if file.is_dir() else file.parent
+
+
 def interpolate(value: Any, file: Path | str, lines: dict, path: tuple = ()) -> Any:
     """Replace ${VAR} and ${VAR:-default} in every string."""
     if isinstance(value, dict):

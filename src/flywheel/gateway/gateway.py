@@ -136,8 +136,8 @@ class Gateway:
             return self.provider(alias_name)
         except ProviderError as err:
             return err
-        except UserError as err:
-            return ProviderError(err.message, kind="config")
+        except UserError as err:  # keep its flywheel.yaml:line (a `transformers` folder that does not exist)
+            return ProviderError(f"{err.where}: {err.message}" if err.where else err.message, kind="config")
         except Exception as exc:  # noqa: BLE001 - a provider that cannot be built fails its alias only
             return ProviderError(f"cannot set up provider '{self.models[alias_name].provider}': "
                                  f"{type(exc).__name__}: {exc}", kind="config")

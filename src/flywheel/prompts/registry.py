@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flywheel.config import read_yaml, validation_error
 from flywheel.config import where as where_in
-from flywheel.config.yaml_io import read_user_text
+from flywheel.config.yaml_io import anchored, read_user_text
 from flywheel.errors import ConfigError, UserError
 from flywheel.prompts.examples import MIN_EXAMPLES, Example, ExampleTurn, Shots
 from flywheel.prompts.prompt import Prompt, RenderedPrompt, SourceBlocks, text_where
@@ -261,9 +261,7 @@ class PromptRegistry:
     def path_of(self, ref: str, *, where: str | None = None) -> Path:
         """Resolve a prompt name (`docs_qa`) or path (`prompts/docs_qa.yaml`, relative to the project)."""
         if ref.endswith(_SUFFIXES) or "/" in ref or "\\" in ref:
-            path = Path(ref)
-            if not path.is_absolute() and self.root is not None:
-                path = self.root / path
+            path = anchored(ref, self.root)  # relative to the project; `~` is the home folder
             if not path.is_file():
                 raise ConfigError(f"prompt file {path} does not exist", where=where,
                                 hint="fix the path, or run `flywheel init` to write prompts/docs_qa.yaml")

@@ -372,7 +372,7 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
                 _warned.add("local-folder")
                 log.warning("onnxruntime is not installed: the local model runs on NumPy, slower (%s)",
                             pip_install("local"))
-            return folder_embedder(folder, config.embedder_languages, where)
+            return folder_embedder(folder, config.embedder_languages, config.model_folder_at or where)
         if not local_available():
             if "local" not in _warned:
                 _warned.add("local")

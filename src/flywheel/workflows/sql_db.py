@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from flywheel.config.yaml_io import anchored
 from flywheel.errors import UserError
 
 # Verbs that write or change state wherever they appear (functions such as replace() stay allowed; the read-only
@@ -67,9 +68,7 @@ class SqlDatabase:
             self.path: Path | None = None
         else:
             raw = url.split(":///", 1)[1] if url.startswith("sqlite:") else url
-            path = Path(raw)
-            if not path.is_absolute() and root is not None:
-                path = root / path
+            path = anchored(raw, root)  # relative to the project; `~` is the home folder
             if not path.is_file():
                 raise UserError(f"database {path} does not exist", hint="set `database:` to a SQLite file or a "
                                 "postgresql:// URL in the app's options")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.config import ModelAlias
+from flywheel.config.yaml_io import anchored, folder_of
 from flywheel.errors import UserError
 from flywheel.gateway.providers.base import (
     BaseProvider,
@@ -123,9 +124,15 @@ def chat_text(tokenizer: Any, messages: list[dict[str, Any]], *, add_generation_
     return lines + ("assistant: " if add_generation_prompt else "")
 
 
-def resolve_model_dir(model: str) -> tuple[str, str | None]:
-    """(what to load the weights from, the adapter folder or None) for an alias's `model:`."""
+def resolve_model_dir(model: str, where: str | None = None) -> tuple[str, str | None]:
+    """(what to load the weights from, the adapter folder or None) for an alias's `model:` (anchored to the
+    project folder when flywheel.yaml was loaded: flywheel.config.anchor_local_models); `where` is its
+    flywheel.yaml:line, for the errors."""
     path = Path(model).expanduser()
+    if where is not None and not path.is_absolute() and path.exists():  # anchored, yet relative: not in the project
+        raise UserError(f"model folder {anchored(model, folder_of(where)).absolute()} does not exist (paths in "
+                        f"flywheel.yaml are relative to the project, not to the working directory's {model})",
+                        where=where, hint="fix `model:`, or make it absolute")
     if path.is_dir():
         path = path.resolve()
         manifest = path / MANIFEST
@@ -137,16 +144,17 @@ def resolve_model_dir(model: str) -> tuple[str, str | None]:
                 base = str(json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
                            .get("base_model_name_or_path") or "")
             if not base:
-                raise UserError(f"{path} is an adapter folder that does not name its base model",
+                raise UserError(f"{path} is an adapter folder that does not name its base model", where=where,
                                 hint=f"set `base` in {MANIFEST} or base_model_name_or_path in {ADAPTER_CONFIG}")
             return base, str(path)
         if not (path / "config.json").is_file():
-            raise UserError(f"{path} holds no Hugging Face model (no config.json) and no adapter",
+            raise UserError(f"{path} holds no Hugging Face model (no config.json) and no adapter", where=where,
                             hint="point `model:` at a model folder or at the output of `flywheel finetune`")
         return str(path), None
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise UserError(f"model folder {model} does not exist",
-                        hint="a relative path is relative to the working directory; use an absolute path")
+        raise UserError(f"model folder {path} does not exist", where=where,
+                        hint="fix `model:`: a folder (a relative path is relative to flywheel.yaml's folder, the "
+                             "project), or the id of a model in the Hugging Face cache")
     return model, None  # a hub id: only from the local cache (local_files_only)
 
 
@@ -251,7 +259,8 @@ class TransformersProvider(BaseProvider):
         super().__init__(alias)
         if alias is not None:
             require_extra("torch", "transformers")
-            resolve_model_dir(alias.model)  # a wrong path fails when the gateway builds the alias, not mid-call
+            # a wrong path fails when the gateway builds the alias, not mid-call
+            resolve_model_dir(alias.model, alias.defined_at)
 
     def _prepare(self, alias: ModelAlias, request: ChatRequest) -> tuple[LoadedModel, dict[str, Any]]:
         if request.tools:
