@@ -338,7 +338,7 @@ def run_scale(chunks: int, embed_chunks: int, vectors: int, queries: int, ray_ad
 @click.option("--pg-vectors", default=0, show_default=True, type=click.IntRange(0),
               help="Synthetic 384-d chunks for the PostgreSQL figures (pg_*_1m: HNSW p50, recall@10); 0 skips.")
 @click.option("--pg-tenants", default=10, show_default=True, type=click.IntRange(1),
-              help="Tenants the PostgreSQL chunks are spread over (searches filter to one).")
+              help="Tenants the PostgreSQL chunks are spread over (a partition and an HNSW graph each; a search is of one).")
 @click.option("--pg-ef-sweep", default="", metavar="EF,EF,…",
               help="Also time the PostgreSQL searches with these hnsw.ef_search values (latency vs recall).")
 @click.option("--pg", "pg_dsn", default=None, metavar="DSN",
