@@ -96,6 +96,7 @@ def embed_pending(index: Index, embedder: Embedder, tenant: str | None = None,
     window = window or WINDOW
     summary = summary if summary is not None else EmbedSummary()
     model, languages = embedder.name, embedder.languages
+    index.ensure_model_index(model)  # a dropped index is rebuilt even when nothing waits for a vector
     total = index.count_missing_embeddings(tenant, model, languages) if progress else 0
     if progress:
         progress(0, total)

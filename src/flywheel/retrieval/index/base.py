@@ -248,10 +248,11 @@ class Index(ABC):
         if not vectors:
             return
         self.prepare_tenants([tenant])
+        # before the insert: a transaction holding its insert's lock must never wait to build the index
+        self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
         rows = [{"model": model, "hash": h, "tenant": tenant, "dim": int(v.shape[0]),
                  "vector": self._encode_vector(v)} for h, v in vectors.items()]
         conn.execute(self._insert_ignore(embeddings), rows)
-        self.on_new_vectors(conn, model, int(next(iter(vectors.values())).shape[0]))
 
     def _missing(self, q: Any, tenant: str | None, model: str, languages: Collection[str] | None) -> Any:
         have = select(embeddings.c.hash).where(embeddings.c.model == model, embeddings.c.hash == chunks.c.embed_hash,
@@ -294,11 +295,15 @@ class Index(ABC):
         return total, embedded, self.count_missing_embeddings(tenant, model, languages)
 
     def on_new_vectors(self, conn: Connection, model: str, dim: int) -> None:
-        """Hook: PostgreSQL creates the model's HNSW index here."""
+        """Hook, called before vectors of (model, dim) are inserted in `conn`'s transaction: PostgreSQL creates the
+        model's HNSW index here."""
 
     def ensure_vector_indexes(self) -> list[str]:
         """Build the vector indexes of every stored model (after a bulk copy); none on SQLite."""
         return []
+
+    def ensure_model_index(self, model: str) -> None:
+        """Create the vector index of `model`'s stored vectors if it is missing (PostgreSQL; none on SQLite)."""
 
     @abstractmethod
     def _insert_ignore(self, table: Any) -> Any: ...

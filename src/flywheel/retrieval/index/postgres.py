@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import TSQUERY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.types import UserDefinedType
 
+from flywheel.errors import UserError
 from flywheel.retrieval.index.base import Index, Scored, filter_clauses
 from flywheel.store.schema_retrieval import attach_partition, chunks, embeddings, partition_name
 from flywheel.types import content_hash
@@ -50,6 +51,7 @@ HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 64
 # ef_search 64: at 100k MiniLM-like chunks the smallest of 40 / 64 / 100 whose recall@10 stays ≥ 0.95 over one
 # tenant's graph (40 runs as 50 under the retriever: 0.949); see docs/retrieval.md, "PostgreSQL at a million chunks"
 PARTITION_LOCK_TIMEOUT_S = 30  # attaching a partition waits for index builds on `embeddings`, never for searches
+LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
 MAX_EF_SEARCH = 1000  # pgvector's limit
 MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 
@@ -210,29 +212,53 @@ class PostgresIndex(Index):
         with self.engine.connect() as conn:
             for tenant in new:
                 name = partition_name(tenant)
-                with conn.begin():
-                    conn.execute(text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_S}s'"))
-                    conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
-                    attached = conn.execute(text(
-                        "SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                        "WHERE c.relname = :name AND i.inhparent = 'embeddings'::regclass"), {"name": name}).first()
-                    if attached is None:
-                        attach_partition(conn, tenant)
+                try:
+                    with conn.begin():
+                        conn.execute(text(f"SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_S}s'"))
+                        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+                        attached = conn.execute(text(
+                            "SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                            "WHERE c.relname = :name AND i.inhparent = 'embeddings'::regclass"),
+                            {"name": name}).first()
+                        if attached is None:
+                            attach_partition(conn, tenant)
+                except Exception as exc:
+                    if getattr(getattr(exc, "orig", exc), "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                        raise
+                    raise UserError(
+                        f"tenant {tenant!r}: its vectors were not written, the table `embeddings` stayed locked "
+                        f"by another session for {PARTITION_LOCK_TIMEOUT_S} s (an index build, a migration?)",
+                        hint="run the command again once it is done; chunks already ingested are keyword-"
+                             "searchable, and `flywheel embed` adds their vectors") from None
                 self._partitions.add(tenant)
 
     def on_new_vectors(self, conn: Any, model: str, dim: int) -> None:
+        """Create the HNSW index of (model, dim) unless it exists. Called before the transaction's first insert
+        into `embeddings`: CREATE INDEX takes a SHARE lock on the table and every partition (even IF NOT EXISTS,
+        even when the index is there), which waits for other transactions' inserts (ROW EXCLUSIVE); two writers
+        that had each inserted, then both asked for it, deadlocked. So an existing index is found in the catalog
+        without any lock, and creators queue on an advisory lock, holding no lock on the table meanwhile."""
         if (model, dim) in self._hnsw:
             return
         kind = self.vector_kind(dim)
-        if kind is not None:
+        if kind is not None and not self._has_index(conn, name := self.hnsw_index_name(model, dim)):
             model_sql = model.replace("'", "''")
             # on the partitioned table: built on every partition, and on each one attached later
             conn.execute(text(
-                f"CREATE INDEX IF NOT EXISTS {self.hnsw_index_name(model, dim)} ON embeddings USING hnsw "
+                f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
                 f"((vector::{kind}({int(dim)})) {kind}_cosine_ops) "
                 f"WITH (m = {self.hnsw['hnsw_m']}, ef_construction = {self.hnsw['hnsw_ef_construction']}) "
                 f"WHERE model = '{model_sql}' AND dim = {int(dim)}"))
         self._hnsw.add((model, dim))
+
+    @staticmethod
+    def _has_index(conn: Any, name: str) -> bool:
+        """Whether the index `name` on `embeddings` exists, once no other writer is creating it (a transaction-level
+        advisory lock: the creator's commit releases it)."""
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+        return conn.execute(text(
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :name AND i.indrelid = 'embeddings'::regclass"), {"name": name}).first() is not None
 
     def ensure_vector_indexes(self) -> list[str]:
         """Create the HNSW index of every (model, dim) stored (after a bulk copy); returns their names."""
@@ -244,6 +270,18 @@ class PostgresIndex(Index):
                 self.on_new_vectors(conn, model, int(dim))
             names.append(self.hnsw_index_name(model, int(dim)))
         return names
+
+    def ensure_model_index(self, model: str) -> None:
+        """The HNSW index of `model`, created if its vectors have none (dropped to rebuild it with other
+        `hnsw_m` / `hnsw_ef_construction`): the embed stage checks once per process, even with nothing to embed
+        (the index used to be made only by a write of new vectors)."""
+        if any(m == model for m, _dim in self._hnsw):
+            return
+        with self.engine.connect() as conn:
+            dim = conn.execute(select(embeddings.c.dim).where(embeddings.c.model == model).limit(1)).scalar()
+        if dim is not None:
+            with self.transaction() as conn:
+                self.on_new_vectors(conn, model, int(dim))
 
     def dense(self, tenant: str, model: str, vector: np.ndarray, n: int, filters: dict | None = None) -> Scored:
         dim = int(vector.shape[0])
