@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from store_revisions import embeddings_before_tenant_vectors
 from test_retrieval_embed import Hashing
 
@@ -59,6 +59,10 @@ def test_a_store_written_before_migrates_with_each_vector_kept_for_every_tenant_
             assert len(hits) == len(expected)  # each chunk once, never a copy per tenant holding its text
             assert set(index.fetch([pk for pk, _ in hits], tenant)) == {pk for pk, _ in hits}
         assert index.dense("acme", MODEL, vecs[shared_a["embed_hash"]], 1)[0][1] == pytest.approx(1.0, abs=1e-3)
+        # a re-ingest finds every kept vector: a tenant's, another tenant's, one no chunk uses any more
+        found = index.get_embeddings(MODEL, [shared_a["embed_hash"], own["embed_hash"], "f" * 32, "0" * 32])
+        assert sorted(found) == sorted([shared_a["embed_hash"], own["embed_hash"], "f" * 32])
+        assert np.allclose(found["f" * 32], vecs["f" * 32], atol=1e-3)
         if pg:
             with store.engine.connect() as conn:
                 parts = {r[0] for r in conn.execute(text(
@@ -154,3 +158,39 @@ def test_ingest_sync_removes_the_files_deleted_from_a_folder_even_when_none_is_l
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run(main, [*project, "ingest", str(empty)]).exit_code == 2  # without --sync: still a mistake
+
+
+@pytest.mark.postgres
+def test_the_reuse_look_up_reads_only_the_partitions_of_tenants_holding_the_text(pg_fresh_url, tmp_path):
+    """A tenant's embed stage asks whether another tenant already has a text's vector: the tenants holding the text
+    are found through `chunks`, so a partition of an unrelated tenant is never read (proved with a lock on it that
+    would block any reader), however many tenants the database holds."""
+    import psycopg
+
+    store = Store.open(pg_fresh_url)
+    try:
+        emb = Hashing()
+        for tenant in ("acme", "beta", "unrelated"):
+            extra = "" if tenant != "unrelated" else "\n# Other\nNothing in common with the others.\n"
+            folder = _docs(tmp_path, tenant) if tenant != "unrelated" else tmp_path / tenant
+            if tenant == "unrelated":
+                folder.mkdir()
+                (folder / "u.md").write_text("# Unrelated\nA page no other tenant has." + extra, encoding="utf-8")
+            ingest([folder], store, RetrievalConfig(), embedder=emb, tenant=tenant, root=folder)
+        index = open_index(store)
+        hashes = [h for h, t in _vector_rows(store) if t == "acme"]
+
+        @event.listens_for(store.engine, "connect")
+        def _short_waits(dbapi_conn, _record):  # fail in 2 s instead of waiting, if the partition were read
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '2s'")
+            dbapi_conn.commit()
+
+        store.engine.dispose()
+        with psycopg.connect(pg_fresh_url) as locker:
+            locker.execute(f"LOCK TABLE {partition_name('unrelated')} IN ACCESS EXCLUSIVE MODE")
+            found = index.get_embeddings(emb.name, hashes)
+            locker.rollback()
+        assert sorted(found) == sorted(hashes)
+    finally:
+        store.close()

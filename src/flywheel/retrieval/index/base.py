@@ -227,14 +227,20 @@ class Index(ABC):
     # ---------------------------------------------------------------- embedding cache
 
     def get_embeddings(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of `model` by text hash, whichever tenant's they are (the same text, the same vector)."""
+        """Stored vectors of `model` by text hash, whichever tenant's they are (the same text, the same vector).
+        The tenants that may hold them are those with a chunk of the text (one index of `chunks`, however many
+        tenants there are), plus '' (vectors no chunk used when the store was migrated): on PostgreSQL only their
+        partitions are read, not every tenant's."""
         wanted = list(dict.fromkeys(hashes))
         out: dict[str, np.ndarray] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(wanted), 500):
                 part = wanted[start:start + 500]
+                owners = {t for (t,) in conn.execute(
+                    select(chunks.c.tenant).where(chunks.c.embed_hash.in_(part)).distinct())}
                 rows = conn.execute(select(embeddings.c.hash, embeddings.c.vector).where(
-                    embeddings.c.model == model, embeddings.c.hash.in_(part)))
+                    embeddings.c.model == model, embeddings.c.hash.in_(part),
+                    embeddings.c.tenant.in_(sorted(owners | {""}))))
                 for h, vec in rows:
                     out[h] = self._decode_vector(vec)
         return out
