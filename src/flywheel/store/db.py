@@ -345,6 +345,11 @@ class Store:
                         if dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "42501":
                             engine.dispose()
                             raise _privilege_error(shown, u.username, exc) from None
+                        if dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "53200":
+                            engine.dispose()  # out of shared memory: the lock table, not the connection
+                            raise UserError(f"cannot migrate the PostgreSQL store {shown}: {exc.orig}; nothing "
+                                            "was changed", hint="raise max_locks_per_transaction (ALTER SYSTEM "
+                                            "SET …, then restart PostgreSQL) and open the store again") from None
                         raise
                 break
             except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:

@@ -19,10 +19,15 @@ Branch: retrieval
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from alembic import op
 
+from flywheel.errors import UserError
 from flywheel.store.schema_retrieval import attach_partition
+from flywheel.store.url_display import display_url
 from flywheel.types import content_hash
 
 revision = "0016_retrieval_tenant_vectors"
@@ -36,6 +41,7 @@ OWNED = ("SELECT e.model, e.hash, t.tenant, e.dim, e.vector FROM {old} e "
          "JOIN (SELECT DISTINCT embed_hash, tenant FROM chunks) t ON t.embed_hash = e.hash")
 UNUSED = ("SELECT e.model, e.hash, '', e.dim, e.vector FROM {old} e "
           "WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embed_hash = e.hash)")
+LOCKS_PER_PARTITION = 6  # measured: the partition, its primary key, TOAST table and index, and the ATTACH
 
 
 def _pgvector(bind: sa.Connection) -> tuple[int, ...]:
@@ -65,6 +71,34 @@ def upgrade() -> None:
         "(SELECT 1 FROM embeddings_old e WHERE e.hash = c.embed_hash)"))]
     if bind.execute(sa.text(UNUSED.format(old="embeddings_old") + " LIMIT 1")).first() is not None:
         tenants.append("")
+    slots = bind.execute(sa.text(  # the lock table's nominal size, read before it can fill up
+        "SELECT current_setting('max_locks_per_transaction')::int, current_setting('max_connections')::int "
+        "+ current_setting('max_prepared_transactions')::int")).one()
+    try:
+        _partition_and_copy(bind, tenants, pairs)
+    except Exception as exc:
+        if getattr(getattr(exc, "orig", exc), "sqlstate", None) != "53200":  # out of shared memory: lock table
+            raise
+        raise _out_of_locks(bind, len(tenants), len(pairs), *slots) from None
+
+
+def _out_of_locks(bind: sa.Connection, n_tenants: int, n_pairs: int, per_tx: int, conns: int) -> UserError:
+    """One transaction holds a lock on every partition it creates (and each partition's HNSW index) until it
+    commits: thousands of tenants outgrow PostgreSQL's default lock table (64 × max_connections)."""
+    need = n_tenants * (LOCKS_PER_PARTITION + n_pairs) + 64
+    wanted = max(2 * per_tx, math.ceil(need / max(conns, 1)))
+    suggest = 1 << (wanted - 1).bit_length()
+    shown = display_url(bind.engine.url.render_as_string(hide_password=False))
+    return UserError(
+        f"cannot upgrade the PostgreSQL store {shown} to vectors per tenant (migration "
+        f"0016_retrieval_tenant_vectors): its one transaction needs a lock on a new partition for each of "
+        f"{n_tenants:,} tenants (about {need:,} locks) and the server's lock table is full "
+        f"(max_locks_per_transaction = {per_tx} for {conns} connections); nothing was changed",
+        hint=f"raise it (ALTER SYSTEM SET max_locks_per_transaction = {suggest}, or postgresql.conf), restart "
+             "PostgreSQL, then open the store again; the setting can go back down after the upgrade")
+
+
+def _partition_and_copy(bind: sa.Connection, tenants: list[str], pairs: Sequence[sa.Row]) -> None:
     for tenant in tenants:
         attach_partition(bind, tenant)
     op.execute(f"INSERT INTO embeddings ({COLUMNS}) " + OWNED.format(old="embeddings_old"))
