@@ -39,6 +39,11 @@ _schemas_lock = threading.Lock()
 _schemas_loaded = False
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE code of a driver error, raw or wrapped by SQLAlchemy (None for anything else)."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None)
+
+
 def load_schemas() -> MetaData:
     """Import `schema.py` and every `schema_<domain>.py` of this package, so `metadata` holds all tables."""
     global _schemas_loaded
@@ -342,10 +347,10 @@ class Store:
                         if dialect == "postgresql" and 'extension "vector"' in str(exc.orig):
                             engine.dispose()
                             raise _pgvector_error(shown, exc) from None
-                        if dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "42501":
+                        if dialect == "postgresql" and sqlstate(exc) == "42501":
                             engine.dispose()
                             raise _privilege_error(shown, u.username, exc) from None
-                        if dialect == "postgresql" and getattr(exc.orig, "sqlstate", None) == "53200":
+                        if dialect == "postgresql" and sqlstate(exc) == "53200":
                             engine.dispose()  # out of shared memory: the lock table, not the connection
                             raise UserError(f"cannot migrate the PostgreSQL store {shown}: {exc.orig}; nothing "
                                             "was changed", hint="raise max_locks_per_transaction (ALTER SYSTEM "

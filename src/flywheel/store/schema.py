@@ -64,7 +64,7 @@ traces = Table(
     Column("user_id", String(200)),  # the end user: flywheel.user_id / user.id / the OpenAI `user` field
     # what trace search matches: the previews folded by `search_text` (filled on insert when a row leaves it out;
     # NULL only in rows written by raw SQL, which search matches on the previews as written)
-    Column("search_text", Text, default=lambda ctx: _search_text_default(ctx)),
+    Column("search_text", Text, default=_search_text_default),
     Index("ix_traces_started_at", "started_at"),
     Index("ix_traces_session_id", "session_id"),
     Index("ix_traces_app_started_at", "app", "started_at"),

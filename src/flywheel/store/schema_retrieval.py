@@ -111,6 +111,36 @@ retrieval_tenants = Table(
 )
 
 
+MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
+
+
+def pgvector_version(conn: Connection) -> tuple[int, ...]:
+    """The installed pgvector extension's version, (0,) when it is not installed."""
+    v = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+    return tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
+
+
+def vector_kind(version: tuple[int, ...], dim: int) -> str | None:
+    """The type an HNSW index of `dim`-dimensional vectors is built over on pgvector `version`: `halfvec` (≥ 0.7,
+    half the memory), else `vector`; None when `dim` is too wide for an HNSW index of that type."""
+    kind = "halfvec" if version >= (0, 7) else "vector"
+    return kind if dim <= MAX_INDEX_DIMS[kind] else None
+
+
+def hnsw_index_name(model: str, dim: int, kind: str | None) -> str:
+    """The partitioned HNSW index of (model, dim) on `embeddings`."""
+    return f"ix_embeddings_hnsw_{content_hash(model, str(dim), kind or '', n=12)}"
+
+
+def hnsw_index_ddl(model: str, dim: int, kind: str, m: int, ef_construction: int) -> str:
+    """CREATE INDEX of the HNSW index of (model, dim) over `kind` (on the partitioned table: built on every
+    partition, and on each one attached later)."""
+    model_sql = model.replace("'", "''")
+    return (f"CREATE INDEX IF NOT EXISTS {hnsw_index_name(model, dim, kind)} ON embeddings USING hnsw "
+            f"((vector::{kind}({int(dim)})) {kind}_cosine_ops) WITH (m = {int(m)}, ef_construction = "
+            f"{int(ef_construction)}) WHERE model = '{model_sql}' AND dim = {int(dim)}")
+
+
 def partition_name(tenant: str) -> str:
     """The PostgreSQL partition of `embeddings` holding `tenant`'s vectors (a hash: tenants may hold any text)."""
     return f"embeddings_t_{content_hash(tenant, n=16)}"

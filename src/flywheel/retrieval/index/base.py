@@ -185,6 +185,11 @@ class Index(ABC):
                                              func.sum(counted))).one()
         return int(mine or 0), int(everyone or 0)
 
+    def tenant_chunks(self, conn: Connection, tenant: str) -> int:
+        """Chunks of the tenant, from its counter row (one primary-key read, however many tenants there are)."""
+        n = conn.execute(select(retrieval_tenants.c.chunks).where(retrieval_tenants.c.tenant == tenant)).scalar()
+        return int(n or 0)
+
     def version(self, conn: Connection, tenant: str) -> int:
         v = conn.execute(select(retrieval_tenants.c.version).where(retrieval_tenants.c.tenant == tenant)).scalar()
         return int(v or 0)

@@ -41,8 +41,17 @@ from sqlalchemy.types import UserDefinedType
 
 from flywheel.errors import UserError
 from flywheel.retrieval.index.base import Index, Scored, filter_clauses
-from flywheel.store.schema_retrieval import attach_partition, chunks, embeddings, partition_name
-from flywheel.types import content_hash
+from flywheel.store.db import sqlstate
+from flywheel.store.schema_retrieval import (
+    attach_partition,
+    chunks,
+    embeddings,
+    hnsw_index_ddl,
+    hnsw_index_name,
+    partition_name,
+    pgvector_version,
+    vector_kind,
+)
 
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
@@ -53,7 +62,6 @@ HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 64
 PARTITION_LOCK_TIMEOUT_S = 30  # attaching a partition waits for index builds on `embeddings`, never for searches
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
 MAX_EF_SEARCH = 1000  # pgvector's limit
-MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}  # pgvector's HNSW limits
 
 
 def _quote(term: str) -> str:
@@ -117,8 +125,7 @@ class PostgresIndex(Index):
     def pgvector_version(self) -> tuple[int, ...]:
         if self._pgvector is None:
             with self.engine.connect() as conn:
-                v = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
-            self._pgvector = tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
+                self._pgvector = pgvector_version(conn)
         return self._pgvector
 
     # ---------------------------------------------------------------- keyword (BM25 in SQL)
@@ -186,7 +193,7 @@ class PostgresIndex(Index):
     def doc_freqs(self, tenant: str, terms: list[str]) -> tuple[int, dict[str, int]]:
         unique = list(dict.fromkeys(t for t in terms if len(t.encode("utf-8")) < 2000))
         with self.engine.connect() as conn:
-            total, _ = self.chunk_counts(conn, tenant)
+            total = self.tenant_chunks(conn, tenant)
             df = self._tenant_stats(conn, tenant, unique)[2] if unique else {}
         return total, df
 
@@ -194,13 +201,10 @@ class PostgresIndex(Index):
 
     def vector_kind(self, dim: int) -> str | None:
         """The type the HNSW index of `dim`-dimensional vectors is built over (None: too wide for HNSW)."""
-        kind = "halfvec" if self.pgvector_version() >= (0, 7) else "vector"
-        if dim > MAX_INDEX_DIMS[kind]:
-            return None
-        return kind
+        return vector_kind(self.pgvector_version(), dim)
 
     def hnsw_index_name(self, model: str, dim: int) -> str:
-        return f"ix_embeddings_hnsw_{content_hash(model, str(dim), self.vector_kind(dim) or '', n=12)}"
+        return hnsw_index_name(model, dim, self.vector_kind(dim))
 
     def prepare_tenants(self, tenants: Iterable[str]) -> None:
         """Attach the `embeddings` partition of each tenant that has none yet, each in a short transaction of its
@@ -223,7 +227,7 @@ class PostgresIndex(Index):
                         if attached is None:
                             attach_partition(conn, tenant)
                 except Exception as exc:
-                    if getattr(getattr(exc, "orig", exc), "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                    if sqlstate(exc) != LOCK_NOT_AVAILABLE:
                         raise
                     raise UserError(
                         f"tenant {tenant!r}: its vectors were not written, the table `embeddings` stayed locked "
@@ -241,14 +245,9 @@ class PostgresIndex(Index):
         if (model, dim) in self._hnsw:
             return
         kind = self.vector_kind(dim)
-        if kind is not None and not self._has_index(conn, name := self.hnsw_index_name(model, dim)):
-            model_sql = model.replace("'", "''")
-            # on the partitioned table: built on every partition, and on each one attached later
-            conn.execute(text(
-                f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
-                f"((vector::{kind}({int(dim)})) {kind}_cosine_ops) "
-                f"WITH (m = {self.hnsw['hnsw_m']}, ef_construction = {self.hnsw['hnsw_ef_construction']}) "
-                f"WHERE model = '{model_sql}' AND dim = {int(dim)}"))
+        if kind is not None and not self._has_index(conn, self.hnsw_index_name(model, dim)):
+            conn.execute(text(hnsw_index_ddl(model, dim, kind, self.hnsw["hnsw_m"],
+                                             self.hnsw["hnsw_ef_construction"])))
         self._hnsw.add((model, dim))
 
     @staticmethod
@@ -300,7 +299,7 @@ class PostgresIndex(Index):
                 .limit(n))
         exact_query = base.order_by(distance + 0.0, chunks.c.pk)  # an ORDER BY the index cannot serve
         with self.engine.connect() as conn, conn.begin():
-            mine, _everyone = self.chunk_counts(conn, tenant)
+            mine = self.tenant_chunks(conn, tenant)
             ef = None if mine <= self.hnsw["hnsw_exact_below"] else self.ef_search(n)
             if ef is None:
                 rows, path = conn.execute(exact_query).all(), "exact"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from flywheel.store.schema_retrieval import hnsw_index_ddl, pgvector_version, vector_kind
 from flywheel.types import content_hash
 
 revision = "0007_retrieval_halfvec"
@@ -23,29 +24,18 @@ down_revision = "0002_retrieval"
 branch_labels = None
 depends_on = None
 
-MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}
-
-
-def _pgvector(bind: sa.Connection) -> tuple[int, ...]:
-    v = bind.execute(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
-    return tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
-
 
 def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    kind = "halfvec" if _pgvector(bind) >= (0, 7) else "vector"
+    version = pgvector_version(bind)
     for model, dim in bind.execute(sa.text("SELECT DISTINCT model, dim FROM embeddings")).all():
         dim = int(dim)
-        old = f"ix_embeddings_hnsw_{content_hash(model, str(dim), n=12)}"
-        if dim <= MAX_INDEX_DIMS[kind]:
-            new = f"ix_embeddings_hnsw_{content_hash(model, str(dim), kind, n=12)}"
-            model_sql = model.replace("'", "''")
-            op.execute(f"CREATE INDEX IF NOT EXISTS {new} ON embeddings USING hnsw "
-                       f"((vector::{kind}({dim})) {kind}_cosine_ops) WITH (m = 16, ef_construction = 64) "
-                       f"WHERE model = '{model_sql}' AND dim = {dim}")
-        op.execute(f"DROP INDEX IF EXISTS {old}")
+        kind = vector_kind(version, dim)
+        if kind is not None:
+            op.execute(hnsw_index_ddl(model, dim, kind, m=16, ef_construction=64))
+        op.execute(f"DROP INDEX IF EXISTS ix_embeddings_hnsw_{content_hash(model, str(dim), n=12)}")
 
 
 def downgrade() -> None:

@@ -26,16 +26,15 @@ import sqlalchemy as sa
 from alembic import op
 
 from flywheel.errors import UserError
-from flywheel.store.schema_retrieval import attach_partition
+from flywheel.store.db import sqlstate
+from flywheel.store.schema_retrieval import attach_partition, hnsw_index_ddl, pgvector_version, vector_kind
 from flywheel.store.url_display import display_url
-from flywheel.types import content_hash
 
 revision = "0016_retrieval_tenant_vectors"
 down_revision = "0009_retrieval_tokenizer"
 branch_labels = None
 depends_on = None
 
-MAX_INDEX_DIMS = {"halfvec": 4000, "vector": 2000}
 COLUMNS = "model, hash, tenant, dim, vector"
 OWNED = ("SELECT e.model, e.hash, t.tenant, e.dim, e.vector FROM {old} e "
          "JOIN (SELECT DISTINCT embed_hash, tenant FROM chunks) t ON t.embed_hash = e.hash")
@@ -43,10 +42,6 @@ UNUSED = ("SELECT e.model, e.hash, '', e.dim, e.vector FROM {old} e "
           "WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.embed_hash = e.hash)")
 LOCKS_PER_PARTITION = 6  # measured: the partition, its primary key, TOAST table and index, and the ATTACH
 
-
-def _pgvector(bind: sa.Connection) -> tuple[int, ...]:
-    v = bind.execute(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
-    return tuple(int(p) for p in str(v or "0").split(".") if p.isdigit())
 
 
 def upgrade() -> None:
@@ -77,7 +72,7 @@ def upgrade() -> None:
     try:
         _partition_and_copy(bind, tenants, pairs)
     except Exception as exc:
-        if getattr(getattr(exc, "orig", exc), "sqlstate", None) != "53200":  # out of shared memory: lock table
+        if sqlstate(exc) != "53200":  # out of shared memory: lock table
             raise
         raise _out_of_locks(bind, len(tenants), len(pairs), *slots) from None
 
@@ -104,15 +99,11 @@ def _partition_and_copy(bind: sa.Connection, tenants: list[str], pairs: Sequence
     op.execute(f"INSERT INTO embeddings ({COLUMNS}) " + OWNED.format(old="embeddings_old"))
     op.execute(f"INSERT INTO embeddings ({COLUMNS}) " + UNUSED.format(old="embeddings_old"))
     op.execute("DROP TABLE embeddings_old")  # and its HNSW indexes, whose names the new ones take
-    kind = "halfvec" if _pgvector(bind) >= (0, 7) else "vector"
+    version = pgvector_version(bind)
     for model, dim in pairs:
-        dim = int(dim)
-        if dim <= MAX_INDEX_DIMS[kind]:
-            name = f"ix_embeddings_hnsw_{content_hash(model, str(dim), kind, n=12)}"
-            model_sql = model.replace("'", "''")
-            op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
-                       f"((vector::{kind}({dim})) {kind}_cosine_ops) WITH (m = 16, ef_construction = 128) "
-                       f"WHERE model = '{model_sql}' AND dim = {dim}")
+        kind = vector_kind(version, int(dim))
+        if kind is not None:  # the retrieval defaults: the configured values are not known here
+            op.execute(hnsw_index_ddl(model, int(dim), kind, m=16, ef_construction=128))
 
 
 def downgrade() -> None:

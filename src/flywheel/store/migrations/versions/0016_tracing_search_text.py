@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from flywheel.text import fold_for_search
+from flywheel.store.schema import search_text
 
 revision = "0016_tracing_search_text"
 down_revision = "0015_tracing_open_traces"
@@ -35,9 +35,7 @@ def upgrade() -> None:
                             .where(t.c.trace_id > last).order_by(t.c.trace_id).limit(_BATCH)).all()
         if not rows:
             break
-        # the same text as flywheel.store.schema.search_text writes for a new trace
-        bind.execute(fill, [{"b_id": tid, "b_text": "\n".join(fold_for_search(p) for p in (q, a) if p)}
-                            for tid, q, a in rows])
+        bind.execute(fill, [{"b_id": tid, "b_text": search_text(q, a)} for tid, q, a in rows])
         last = rows[-1][0]
 
 
