@@ -12,13 +12,18 @@ twice, a lazy "module:object" string and the object it names) is not a collision
 Plugins: installed packages add entries through the entry-point groups `flywheel.checks`,
 `flywheel.providers` and `flywheel.apps` (see docs/plugins.md). Entry points are read on the first lookup
 that misses and on `names()`, and stay "module:object" strings until used, so an installed plugin costs
-nothing until it is asked for. A plugin that takes a built-in's name is a collision, not a silent override.
+nothing until it is asked for. A plugin entry point that takes a built-in's name is not registered (the built-in
+stays, a warning names both); two plugins with one name make that name an error naming both. A plugin that fails
+to import, or names an object of the wrong kind or signature (`validate`), is a RegistryError naming the plugin
+and its entry point when it is used; every other name keeps working.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import entry_points
@@ -27,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from flywheel.errors import UserError
 
 T = TypeVar("T")
+log = logging.getLogger("flywheel.registry")
 
 GROUPS = ("flywheel.checks", "flywheel.providers", "flywheel.apps")
 
@@ -89,7 +95,28 @@ def import_object(target: str, *, what: str, where: str | None = None) -> Any:
     except AttributeError as exc:
         raise RegistryError(f"{what} points at {target!r}, which does not exist: {exc}", where=where,
                             hint="fix the entry point or the registration") from None
+    except UserError as exc:  # e.g. the module registers a name that is taken
+        raise RegistryError(f"{what} could not be imported: {exc.message}", where=where, hint=exc.hint) from None
+    except Exception as exc:  # noqa: BLE001 - any failure of a plugin's module is that plugin's error
+        raise RegistryError(f"{what} could not be imported: {type(exc).__name__}: {exc}", where=where,
+                            hint="fix the module, or uninstall the package that provides it") from None
     return obj
+
+
+def signature_problem(obj: Any, call: str, *args: Any, **kwargs: Any) -> str | None:
+    """Why `obj` cannot be called as `call` (with these placeholder arguments), or None. Only the parameters
+    are compared; an object whose signature cannot be read is trusted."""
+    if not callable(obj):
+        return f"is a {type(obj).__name__}, not a callable `{call}`"
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        return f"cannot be called as `{call}` ({exc})"
+    return None
 
 
 def _qualname(obj: Any) -> str:
@@ -104,12 +131,18 @@ def _qualname(obj: Any) -> str:
 class Registry(Generic[T]):
     """Names → objects of one kind, with lazy "module:object" entries and an optional entry-point group."""
 
-    def __init__(self, kind: str, *, group: str | None = None, hint: str | None = None):
+    def __init__(self, kind: str, *, group: str | None = None, hint: str | None = None,
+                 validate: Callable[[Any], str | None] | None = None):
+        """`validate(obj)`: what is wrong with an imported lazy entry (not a Check subclass, a factory with
+        the wrong parameters …), or None; checked when the entry is first used."""
         self.kind = kind
         self.group = group
         self.hint = hint  # added to the "unknown" error: how to add one
+        self.validate = validate
         self._entries: dict[str, T | str] = {}
         self._origin: dict[str, str] = {}  # where an entry came from, for collision messages
+        self._plugins: dict[str, tuple[str, str]] = {}  # name -> (distribution, "entry point GROUP: name = mod:obj")
+        self._conflicts: dict[str, RegistryError] = {}  # a name two plugins claim: an error when it is asked for
         self._plugins_loaded = group is None
         self._lock = threading.RLock()
         if group is not None:
@@ -145,6 +178,8 @@ class Registry(Generic[T]):
         with self._lock:
             self._entries.pop(name, None)
             self._origin.pop(name, None)
+            self._plugins.pop(name, None)
+            self._conflicts.pop(name, None)
 
     # ---------------------------------------------------------------- plugins
     def load_plugins(self) -> None:
@@ -157,7 +192,21 @@ class Registry(Generic[T]):
             self._plugins_loaded = True
             for ep in entry_points(group=self.group or ""):
                 dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
-                self.register(ep.name, ep.value, origin=f"{ep.value} (plugin {dist})")
+                origin = f"{ep.value} (plugin {dist})"
+                existing = self._entries.get(ep.name)
+                if existing is not None and _qualname(existing) != ep.value:
+                    taken = f"existing={self._origin.get(ep.name) or _qualname(existing)}, new={origin}"
+                    if ep.name in self._plugins:  # two plugins, one name: neither is meant more than the other
+                        self._conflicts[ep.name] = RegistryError(
+                            f"{self.kind} '{ep.name}' is claimed by two plugins ({taken})",
+                            hint=f"uninstall one of them (pip uninstall {dist}), or rename its entry point")
+                    else:  # a built-in (or a registration made in Python) keeps its name
+                        log.warning("flywheel: ignoring plugin %s (entry point %s: %s = %s); %s '%s' already "
+                                    "registered (%s): rename it in the plugin", dist, self.group, ep.name, ep.value,
+                                    self.kind, ep.name, taken)
+                    continue
+                self.register(ep.name, ep.value, origin=origin)
+                self._plugins[ep.name] = (dist, f"entry point {self.group}: {ep.name} = {ep.value}")
 
     # ---------------------------------------------------------------- lookup
     def get(self, name: str, *, where: str | None = None) -> T:
@@ -166,6 +215,9 @@ class Registry(Generic[T]):
         if entry is None:
             self.load_plugins()
             entry = self._entries.get(name)
+        if name in self._conflicts:
+            conflict = self._conflicts[name]
+            raise RegistryError(conflict.message, where=where, hint=conflict.hint)
         if entry is None:
             raise unknown_name(self.kind, name, self.names(), where=where, hint=self.hint)
         if isinstance(entry, str):
@@ -173,13 +225,25 @@ class Registry(Generic[T]):
         return entry
 
     def _import(self, name: str, target: str, where: str | None) -> T:
-        obj = import_object(target, what=f"{self.kind} '{name}'", where=where)
+        dist, entry_point = self._plugins.get(name, (None, None))
+        what = f"{self.kind} '{name}' of plugin {dist} ({entry_point})" if dist else f"{self.kind} '{name}'"
+        hint = f"fix the plugin, or uninstall it (pip uninstall {dist})" if dist else None
+        try:
+            obj = import_object(target, what=what, where=where)
+        except RegistryError as exc:
+            raise RegistryError(exc.message, where=where, hint=hint or exc.hint) from None
         with self._lock:
             current = self._entries.get(name)
+            if current is not None and not isinstance(current, str):
+                obj = current  # importing it registered the object itself (a decorator): keep that one
+            problem = self.validate(obj) if self.validate is not None else None
+            if problem:  # the entry stays lazy: every use says what is wrong, other names are unaffected
+                if current is not None and not isinstance(current, str):
+                    self._entries[name] = target
+                raise RegistryError(f"{what}: {target} {problem}", where=where,
+                                    hint=hint or "fix the registration")
             if current == target:
                 self._entries[name] = obj
-            elif current is not None and not isinstance(current, str):
-                return current  # importing it registered the object itself (a decorator): keep that one
         return obj  # type: ignore[no-any-return]
 
     def names(self) -> list[str]:

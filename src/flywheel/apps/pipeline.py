@@ -361,6 +361,8 @@ class AnswerPipeline:
         attrs: dict[str, Any] = {"flywheel.refused": answer.refused, "flywheel.cache.status": answer.cache}
         if answer.refusal is not None:
             attrs["flywheel.refusal"] = answer.refusal
+        if run.last is not None:  # the trace's model is the answer's, not that of a call made before it
+            attrs["flywheel.answer.model"] = run.last.model
         span.set(outputs={"text": stored, "citations": [c.id for c in answer.citations]}, **attrs)
         return answer
 

@@ -18,7 +18,7 @@ from typing import Any
 from flywheel.config import AppConfig, ChatOptions, DocsQAOptions
 from flywheel.errors import ConfigError
 from flywheel.protocols import RuntimeLike
-from flywheel.registry import Registry, unknown_name
+from flywheel.registry import Registry, signature_problem, unknown_name
 
 DEFAULT_APP = "docs_qa"
 
@@ -83,7 +83,8 @@ def check_guards(runtime: RuntimeLike) -> None:
 
 # factory(runtime, name, AppConfig, cache=True) -> App; plugins add kinds through the `flywheel.apps` group.
 AppFactory = Callable[..., Any]
-APP_KINDS: Registry[AppFactory] = Registry("kind", group="flywheel.apps")
+APP_KINDS: Registry[AppFactory] = Registry("kind", group="flywheel.apps", validate=lambda factory: signature_problem(
+    factory, "factory(runtime, name, cfg, cache=True)", None, "", None, cache=True))
 APP_KINDS.register("docs_qa", _docs_qa)
 APP_KINDS.register("chat", _chat)
 APP_KINDS.register("sql_qa", "flywheel.workflows.sql_qa:sql_qa_factory")
@@ -104,5 +105,5 @@ def build_app(runtime: RuntimeLike, name: str = DEFAULT_APP, *, cache: bool = Tr
     if cfg.kind not in APP_KINDS:
         raise unknown_name("kind", cfg.kind, APP_KINDS.names(), used_by=f"app '{name}'", error=ConfigError,
                            where=runtime.project.where("apps", name, "kind"))
-    factory = APP_KINDS.get(cfg.kind)
+    factory = APP_KINDS.get(cfg.kind, where=runtime.project.where("apps", name, "kind"))
     return factory(runtime, name, cfg, cache=cache)

@@ -19,7 +19,8 @@ from flywheel.types import CheckResult
 
 # Built-in families register themselves on import; plugins come from the `flywheel.checks` entry-point group.
 CHECKS: Registry[type[Check]] = Registry("check", group="flywheel.checks",
-                                         hint="any check may be prefixed with not-")
+                                         hint="any check may be prefixed with not-",
+                                         validate=lambda obj: _not_a_check(obj))
 
 
 @dataclass
@@ -45,6 +46,11 @@ class Services:
     gateway: Any = None  # has chat(ChatRequest) / achat(ChatRequest) -> ChatResult
     embedder: Any = None  # has embed(list[str]) -> array of vectors
     judge_model: str | None = None  # default alias for LLM checks that name none
+
+
+def _not_a_check(obj: Any) -> str | None:
+    """Why a registered object cannot be a check (a plugin's entry point naming a function …), or None."""
+    return None if isinstance(obj, type) and issubclass(obj, Check) else "is not a subclass of flywheel.checks.base.Check"
 
 
 def service(ctx: CheckContext, name: str) -> Any:

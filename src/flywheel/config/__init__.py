@@ -122,6 +122,12 @@ def check_apps(config: Config, file: Path | str, lines: dict) -> None:
         except ValidationError as exc:
             err = validation_error(exc, file, lines, prefix=(*at, "options"), schema=schema)
             raise ConfigError(err.message, where=err.where, hint=_OPTION_HINTS[app.kind]) from None
+        rerank = getattr(options, "rerank", None)
+        if rerank is not None and rerank.model is None:  # a cross-encoder can only be passed in Python
+            raise ConfigError(f"app '{name}': `options.rerank` names no model alias; a cross-encoder can only be "
+                              "given in Python (DocsQA(cross_encoder=…))",
+                              where=where(file, lines, (*at, "options", "rerank")),
+                              hint="set `rerank: {model: ALIAS}` to re-rank with a model alias")
         for key in ("query", "rerank"):  # docs_qa's transform and re-rank aliases
             alias = getattr(getattr(options, key, None), "model", None)
             if isinstance(alias, str) and alias not in config.models and alias not in config.routes:

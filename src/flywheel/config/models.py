@@ -21,7 +21,7 @@ from flywheel.config.app_options import (  # noqa: F401 - re-exported: flywheel.
 )
 from flywheel.config.yaml_io import FieldValueError, anchored
 from flywheel.errors import ConfigError, UserError
-from flywheel.registry import unknown_alias
+from flywheel.registry import names_in_group, unknown_alias, unknown_name
 
 MAX_TENANT = 100
 _TENANT_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]")
@@ -51,8 +51,11 @@ class Price(Section):
     cache_write: float | None = Field(default=None, ge=0)
 
 
+BUILTIN_PROVIDERS = ("openai_compat", "anthropic", "extractive", "transformers", "azure", "bedrock")
+
+
 class ModelAlias(Section):
-    provider: Literal["openai_compat", "anthropic", "extractive", "transformers", "azure", "bedrock"] = "openai_compat"
+    provider: str = "openai_compat"  # a built-in, or a `flywheel.providers` plugin (docs/plugins.md)
     model: str = ""
     version: str | None = None  # pinned version; recorded on every result
     base_url: str | None = None
@@ -74,6 +77,15 @@ class ModelAlias(Section):
     def defined_at(self) -> str | None:
         """flywheel.yaml:line of this alias's `model:` (for errors about it), when it was read from a file."""
         return self._where
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:  # plugins' names come from their entry points: nothing imported
+        known = {value} if value in BUILTIN_PROVIDERS else {*BUILTIN_PROVIDERS, *names_in_group("flywheel.providers")}
+        if value not in known:
+            raise ValueError(unknown_name("model provider", value, known).message
+                             + "; a provider plugin adds its name when installed (docs/plugins.md)")
+        return value
 
     @model_validator(mode="after")
     def _needs_model(self) -> ModelAlias:

@@ -6,7 +6,8 @@ a full second behind: see `flywheel.store.writer`); on the writer thread each ba
 (tokens, cost, errors) in the same transaction, so a trace row never exists without its spans.
 
 Attributes the sink reads (OpenTelemetry GenAI + flywheel conventions):
-  gen_ai.request.model / gen_ai.response.model → model, gen_ai.provider.name → provider,
+  gen_ai.request.model / gen_ai.response.model (an app span: flywheel.answer.model) → model,
+  gen_ai.provider.name → provider,
   gen_ai.usage.input_tokens / gen_ai.usage.output_tokens → tokens, flywheel.cost_usd → cost,
   flywheel.prompt.version, flywheel.tenant, flywheel.app.
 Trace totals count each span's tokens/cost unless one of its descendants reports that figure too
@@ -310,7 +311,8 @@ def span_row(rec: Span) -> dict[str, Any]:
         "latency_ms": rec.latency_ms, "inputs": rec.inputs,
         "outputs": rec.outputs if rec.output_state != "missing" else None,
         "output_state": rec.output_state, "error": rec.error, "attributes": attrs,
-        "model": _str(attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")),
+        "model": _str(attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+                      or attrs.get("flywheel.answer.model")),  # an app span: the model that answered
         "provider": _str(attrs.get("gen_ai.provider.name")),
         "input_tokens": _int(attrs.get("gen_ai.usage.input_tokens")),
         "output_tokens": _int(attrs.get("gen_ai.usage.output_tokens")),

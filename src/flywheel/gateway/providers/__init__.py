@@ -18,13 +18,14 @@ from flywheel.gateway.providers.base import (
     estimate_tokens,
     request_messages,
 )
-from flywheel.registry import Registry, import_object, unknown_name
+from flywheel.registry import Registry, import_object, signature_problem, unknown_name
 
 Factory = Callable[[Any], Provider]  # factory(alias: ModelAlias) -> Provider
 
 PROVIDERS: Registry[Factory] = Registry(
     "model provider", group="flywheel.providers",
-    hint="set `provider:` on the alias to one of those, or register yours (docs/plugins.md)")
+    hint="set `provider:` on the alias to one of those, or register yours (docs/plugins.md)",
+    validate=lambda factory: signature_problem(factory, "factory(alias)", None))
 PROVIDERS.register("openai_compat", "flywheel.gateway.providers.openai_compat:OpenAICompatProvider")
 PROVIDERS.register("anthropic", "flywheel.gateway.providers.anthropic:AnthropicProvider")
 PROVIDERS.register("azure", "flywheel.gateway.providers.azure:AzureProvider")
