@@ -50,6 +50,7 @@ from flywheel.gateway.tools import (
     tool_use_blocks,
 )
 from flywheel.server import calls
+from flywheel.server.chat_wire import NullableFlag
 from flywheel.server.errors import ApiError
 from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.types import ChatRequest, Message
@@ -85,7 +86,7 @@ class MessagesIn(BaseModel):
     system: str | list[Block] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     stop_sequences: list[str] | None = None
-    stream: bool = False
+    stream: NullableFlag = False
     metadata: dict[str, Any] | None = None
     top_p: float | None = None
     top_k: int | None = None

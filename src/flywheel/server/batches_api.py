@@ -166,11 +166,14 @@ def _check_body(state: Any, principal: Principal, endpoint: str, model: type[Bas
 def _refuse_unsupported(endpoint: str, parsed: BaseModel) -> None:
     """What the endpoint's route refuses in a well-formed body before calling a model (so a batch line that would
     only fail when run fails here, at once)."""
-    from flywheel.server.openai_proxy import CompletionIn
+    from flywheel.server import openai_proxy
+    from flywheel.server.openai_proxy import ChatCompletionIn, CompletionIn
     from flywheel.server.responses_wire import ResponsesIn, refuse_unsupported
 
     if endpoint == "/v1/responses" and isinstance(parsed, ResponsesIn):
         refuse_unsupported(parsed)
+    elif endpoint == "/v1/chat/completions" and isinstance(parsed, ChatCompletionIn):
+        openai_proxy.refuse_unsupported(parsed)
     elif endpoint == "/v1/completions" and isinstance(parsed, CompletionIn):
         for prompt in parsed.prompts():
             parsed.as_chat(prompt)

@@ -5,9 +5,9 @@ validates them: unknown fields refused), their translation to a flywheel `ChatRe
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from flywheel.gateway import logprobs as gateway_logprobs
 from flywheel.gateway.providers.base import trusted
@@ -21,6 +21,11 @@ _REQUEST_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f 
 LEGACY = "/v1/completions"
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "stop": "stop", "max_tokens": "length",
           "length": "length", "content_filter": "content_filter", "tool_calls": "tool_calls"}
+
+
+# `stream: null` is "not streamed": the OpenAI API types it nullable (the openai SDK's own signature takes
+# `stream=None`), as do the Responses and legacy completions bodies; the Messages wire takes it the same way
+NullableFlag = Annotated[bool, BeforeValidator(lambda v: False if v is None else v)]
 
 
 class ContentPart(BaseModel):
@@ -64,7 +69,7 @@ class ChatCompletionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(min_length=1)
-    stream: bool = False
+    stream: NullableFlag = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -91,6 +96,13 @@ class ChatCompletionIn(BaseModel):
     safety_identifier: str | None = None
     verbosity: str | None = None
     modalities: list[str] | None = None
+    # OpenAI parameters taken as absent when null (clients send them so); a value: refused by name in
+    # openai_proxy.refuse_unsupported, except `prediction` (Predicted Outputs, a latency hint: accepted and ignored)
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
 
 
 class CompletionIn(BaseModel):
@@ -100,7 +112,7 @@ class CompletionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, max_length=200)
     prompt: str | list[str] | list[int] | list[list[int]]
-    stream: bool = False
+    stream: NullableFlag = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1)

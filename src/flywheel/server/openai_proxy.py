@@ -96,16 +96,28 @@ async def completions(request: Request) -> Any:
     return calls.JSONBytes(merged, {"x-flywheel-trace-id": merged["flywheel"]["trace_id"]})
 
 
-def _unsupported(body: ChatCompletionIn) -> None:
+def refuse_unsupported(body: ChatCompletionIn) -> None:
     """Parameters whose answer the gateway cannot give, refused by name rather than answered with nothing."""
     if body.modalities and set(body.modalities) != {"text"}:
         raise ApiError(400, "only text output is supported: send `modalities: [\"text\"]` or leave it out",
                        param="modalities", code="unsupported_parameter")
+    for param, message in _REFUSED.items():
+        if getattr(body, param) is not None:
+            raise ApiError(400, message, param=param, code="unsupported_parameter")
+
+
+# OpenAI parameters accepted as null (absent) and refused with a value; `prediction` is accepted and ignored
+_REFUSED = {
+    "audio": "audio output is not supported (text only): leave `audio` out",
+    "web_search_options": "web search runs on OpenAI's platform, not here: leave `web_search_options` out",
+    "functions": "legacy `functions` is not supported: send them as `tools` ({type: function, function: {...}})",
+    "function_call": "legacy `function_call` is not supported: send `tool_choice` with `tools`",
+}
 
 
 async def _chat(request: Request, body: ChatCompletionIn, principal: Principal, route: str) -> Any:
     state = request.app.state.flywheel
-    _unsupported(body)
+    refuse_unsupported(body)
     tenant = calls.resolve_tenant(principal, request.headers.get("x-flywheel-tenant"))
     app = calls.check_model(state, principal, body.model)
     n = body.n or 1

@@ -261,6 +261,17 @@ def _check_app_body(body: ResponsesIn, creq: ChatRequest) -> None:
         raise ApiError(400, "an app needs a user message in `input`", param="input", code="invalid_value")
 
 
+# what an app answers without (its own prompt, model options and memory decide), named in `flywheel.ignored` as on
+# /v1/chat/completions rather than silently dropped
+_APP_IGNORES = ("instructions", "max_output_tokens", "temperature", "top_p", "reasoning")
+
+
+def _app_ignored(body: ResponsesIn, creq: ChatRequest) -> list[str]:
+    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
+    earlier = [m for m in creq.messages if m.role != "system"][:-1]
+    return ignored + ["input before the last user message"] * bool(earlier)
+
+
 async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: ChatRequest, app: str,
                         session: str | None) -> Any:
     """An app answers the last user message; with `metadata.session_id` (or the header) a chat app continues that
@@ -268,17 +279,19 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
     (sentence by sentence once its output guards passed each one); its citations close the message."""
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
+    names = _app_ignored(body, creq)
+    ignored = {"ignored": names} if names else {}
     if body.stream and hasattr(runner, "stream"):
         stream = runner.stream(creq.last_user(), call.tenant, **options)
         pieces, usage = await app_stream(call, stream)
         return calls.sse_response(_events(
             call, turn, pieces, usage,
             lambda: citation_notes(stream.answer.text, stream.answer.citations) if stream.answer else None,
-            lambda: answer_extra(stream.answer) if stream.answer else None), call.headers)
+            lambda: {**answer_extra(stream.answer), **ignored} if stream.answer else None), call.headers)
     answer = await runner.arun(creq.last_user(), call.tenant, **options)
     call.state.metrics.answer(answer, call.tenant)
     tin, tout = answer.usage.input_tokens, answer.usage.output_tokens
-    notes, extra = citation_notes(answer.text, answer.citations), answer_extra(answer)
+    notes, extra = citation_notes(answer.text, answer.citations), {**answer_extra(answer), **ignored}
     if body.stream:  # an app without streaming: its answer as one delta
         return calls.sse_response(_events(call, turn, calls.one_piece(answer.text),
                                           lambda: (tin, tout, answer.cost_usd), lambda: notes, lambda: extra),

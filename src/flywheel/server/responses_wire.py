@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flywheel.server.chat_wire import NullableFlag
 from flywheel.server.errors import ApiError
 from flywheel.types import Citation, Message
 
@@ -50,7 +51,7 @@ class ResponsesIn(BaseModel):
     text: dict[str, Any] | None = None
     metadata: dict[str, str] | None = None
     user: str | None = Field(default=None, max_length=256)
-    stream: bool = False
+    stream: NullableFlag = False
     stream_options: dict[str, Any] | None = None
     store: bool | None = None
     previous_response_id: str | None = None
@@ -65,6 +66,7 @@ class ResponsesIn(BaseModel):
     prompt_cache_retention: str | None = None
     top_logprobs: int | None = None
     max_tool_calls: int | None = None
+    prompt: dict[str, Any] | None = None  # a prompt template stored on OpenAI's platform: null only (refused)
 
 
 def refuse_unsupported(body: ResponsesIn) -> None:
@@ -72,6 +74,9 @@ def refuse_unsupported(body: ResponsesIn) -> None:
         raise ApiError(400, "logprobs are not supported on the Responses API here (chat completions relay them from "
                        "OpenAI-compatible aliases); send the request without them", param="top_logprobs" if body.top_logprobs else "include",
                        code="unsupported_parameter")
+    if body.prompt is not None:
+        raise ApiError(400, "prompt templates (`prompt`) live on OpenAI's platform, not here: send the text as "
+                       "`instructions` and `input`", param="prompt", code="unsupported_parameter")
     if body.background:
         raise ApiError(400, "background responses are not supported; send the request without `background` "
                        "(use stream=true for long answers)", param="background", code="unsupported_parameter")
