@@ -55,3 +55,43 @@ def test_the_index_defaults_without_a_config_are_the_config_defaults():
     config = RetrievalConfig()
     assert {key: getattr(config, key) for key in HNSW_DEFAULTS} == HNSW_DEFAULTS
     assert HNSW_DEFAULTS["hnsw_ef_search"] == 64  # measured choice: docs/retrieval.md, "PostgreSQL at a million chunks"
+
+
+class _ScriptedIndex:
+    """dense() answers each query with the chunks a test chose (pks = ordinals), as the bench's index would."""
+
+    def __init__(self, answers):
+        self.answers, self.calls, self.last_dense = answers, 0, {}
+
+    def dense(self, tenant, model, q, k):
+        got = self.answers[self.calls]
+        self.calls += 1
+        self.last_dense = {"path": "hnsw", "ef_search": 64}
+        return [(pk, 0.0) for pk in got]
+
+
+def test_recall_zero_queries_are_told_apart_from_near_ties():
+    """A query answered from another region counts as recall 0 with what it got; a swapped near-tie is counted
+    as found by `within_tie` only."""
+    import numpy as np
+
+    from flywheel.bench import scale_pg
+
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((200, 8)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    q = data[0] + 0.01 * rng.standard_normal(8).astype(np.float32)
+    tenth = int(np.argsort(-(data @ q))[9])
+    data = np.vstack([data, data[tenth] + 1e-6]).astype(np.float32)  # a near-tie of the 10th exact neighbour
+    order = [int(o) for o in np.argsort(-(data @ q / np.linalg.norm(data, axis=1)))]
+    assert {order[9], order[10]} == {tenth, 200}
+    exact, far = order[:10], order[-10:]
+    tie_swap = order[:9] + [order[10]]
+    qs = np.stack([q] * (scale_pg.WARMUP + 2))
+    answers = [exact] * scale_pg.WARMUP + [far, tie_swap]
+    out = scale_pg._search(_ScriptedIndex(answers), data, ["t"], qs, {i: i for i in range(len(data))}, halfvec=False)
+    assert out["pg_queries_recall_0"] == 1 and out["pg_recall_at_10_min"] == 0.0
+    (miss,) = out["pg_queries_recall_0_sims"]
+    assert miss["best_returned"] < miss["tenth_exact"] <= miss["best_exact"]
+    assert out["pg_recall_at_10_1m"] == pytest.approx((0 + 0.9) / 2)
+    assert out["pg_recall_at_10_within_tie"] == pytest.approx((0 + 1.0) / 2)
