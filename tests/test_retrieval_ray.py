@@ -88,7 +88,7 @@ def corpus(root: Path) -> Path:
         folder = docs / "sub" if i % 2 else docs
         body = "\n\n".join(f"## Part {j}\nFile {i} part {j}: shard{i}x{j} notes on gateways." for j in range(3))
         (folder / f"f{i}.md").write_text(f"# File {i}\n{body}\n")
-    (docs / "broken.pdf").write_bytes(b"not a pdf")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7 not a pdf")  # (plain text named .pdf is indexed as text)
     return docs
 
 

@@ -4,6 +4,7 @@ stage on its own) and `flywheel search QUERY`."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -133,7 +134,7 @@ def _explicit_failures(paths: tuple[str, ...], skipped: list[tuple[str, str]], r
     failed = []
     for source, reason in skipped:
         path = Path(source) if Path(source).is_absolute() else root / source
-        raw = named.get(path.resolve())
+        raw = named.get(Path(os.path.realpath(path)))  # (resolve() raises on a symbolic link loop)
         if raw is not None:
             failed.append(f"{raw}: {reason}")
     return failed

@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -34,7 +36,7 @@ from flywheel.retrieval.chunking import Chunker
 from flywheel.retrieval.embed import EmbedProgress, embed_pending, embedding_text, waiting_count
 from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
-from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, walk
+from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, too_large, walk
 from flywheel.retrieval.retriever import check_tenant, open_index
 from flywheel.retrieval.tokenize import TOKENIZER_VERSION, keyword_tokens
 from flywheel.text import detect_language
@@ -42,7 +44,9 @@ from flywheel.text.secrets import scrub_secrets
 from flywheel.tracing import tracer
 from flywheel.types import Chunk, Document, content_hash
 
-CHUNKER_VERSION = "2"  # 2: boilerplate dropped, code blocks whole, line ranges
+# 2: boilerplate dropped, code blocks whole, line ranges; 3: Big5/Shift-JIS/declared charsets, CR line ends, short
+# lines no longer lost as headings (files indexed before are re-read once: their text may differ)
+CHUNKER_VERSION = "3"
 BATCH_CHUNKS = 256
 GROUP_SECONDS = 1.0  # the longest a written file waits for its shared transaction to commit
 HEADER_TOKENS = 24  # room left in the embedder's window for the "title > heading" line embedded with a chunk
@@ -163,6 +167,17 @@ class SharedTransaction:
                 stack.__exit__(type(exc), exc, exc.__traceback__)  # roll back
 
 
+def _broken_link(path: Path) -> str:
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # (Python < 3.13; later ones raise OSError ELOOP)
+        return "symbolic link loop (the link leads back to itself)"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+    return f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)"
+
+
 def source_name(path: Path, root: Path | None) -> str:
     resolved = path.resolve()
     if root is not None:
@@ -251,15 +266,25 @@ class Ingestor:
         """The files under `root`; without `follow_links`, a symbolic link leading outside `root` (to
         /etc/shadow, ~/.ssh …) is skipped with a reason instead of being read."""
         top = root.resolve()
-        for path in walk(root, self.follow_links):
+        base = self.root.absolute() if self.root is not None else None
+        unreadable: list[tuple[Path, str]] = []
+        for path in walk(root, self.follow_links, unreadable):
+            shown = self._shown(path, base)
+            if path.is_symlink() and not path.exists():  # (resolving it would fail or name what it points to)
+                summary.skipped.append((shown, _broken_link(path)))
+                continue
             target = path.resolve()
             if self.follow_links or path == root or target == top or top in target.parents:
                 yield path
-                continue
-            link = path.absolute()
-            base = self.root.absolute() if self.root is not None else None
-            shown = link.relative_to(base).as_posix() if base is not None and base in link.parents else str(link)
-            summary.skipped.append((shown, LINK_OUTSIDE))
+            else:
+                summary.skipped.append((shown, LINK_OUTSIDE))
+        summary.skipped.extend((self._shown(folder, base), reason) for folder, reason in unreadable)
+
+    @staticmethod
+    def _shown(path: Path, base: Path | None) -> str:
+        """How the summary names a file it does not read: like its source (not via the link's target)."""
+        link = Path(os.path.normpath(path.absolute()))  # ../docs/a.txt → /home/me/docs/a.txt, as sources are
+        return link.relative_to(base).as_posix() if base is not None and base in link.parents else str(link)
 
     def _file(self, path: Path, source: str, tenant: str, summary: IngestSummary, progress: Progress | None,
               i: int, n: int) -> str:
@@ -268,7 +293,7 @@ class Ingestor:
             loader_for(path)
             size = path.stat().st_size
             if size > self.options.max_bytes:
-                raise Skip(f"too large ({size / 1e6:.1f} MB > limit {self.options.max_bytes / 1e6:.1f} MB)")
+                raise Skip(too_large(size, self.options))
             file_hash = hashlib.sha256(path.read_bytes()).hexdigest() if size else ""
             if (state and state["status"] == "complete" and state["file_hash"] == file_hash
                     and state["settings"] == self.settings):

@@ -26,7 +26,7 @@ from flywheel.retrieval.embed import embedding_text
 from flywheel.retrieval.embedders import Embedder, build_embedder
 from flywheel.retrieval.index.base import Index
 from flywheel.retrieval.ingest import Ingestor, IngestSummary, source_name
-from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for
+from flywheel.retrieval.loaders import LoadOptions, Skip, load_file, loader_for, too_large
 from flywheel.text.install import pip_install
 
 log = logging.getLogger("flywheel.retrieval")
@@ -80,7 +80,7 @@ def prepare_files(rconfig: RetrievalConfig, models: dict[str, ModelAlias], optio
             loader_for(path)
             size = path.stat().st_size
             if size > options.max_bytes:
-                raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+                raise Skip(too_large(size, options))
             loaded = load_file(path, source=source, tenant=tenant, options=options)
         except (Skip, OSError) as exc:
             result["skip"] = str(exc) if isinstance(exc, Skip) else f"cannot read: {exc.strerror or exc}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode
+from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode, read_bytes, too_large
 from flywheel.retrieval.loaders.docx import load_docx
 from flywheel.retrieval.loaders.epub import load_epub
 from flywheel.retrieval.loaders.html import load_html
@@ -51,7 +52,15 @@ class Loaded:
 def load_file(path: Path, *, source: str, tenant: str = "default", options: LoadOptions | None = None) -> Loaded:
     """Documents of one file. Raises Skip (with the reason) when the file cannot be used."""
     options = options or LoadOptions()
-    result = loader_for(path)(path, source=source, tenant=tenant, options=options)
+    try:
+        result = loader_for(path)(path, source=source, tenant=tenant, options=options)
+    except Skip:
+        kind = _plain_text_as(path, options)
+        if kind is None:
+            raise
+        # a .docx that is a renamed .txt: its text is what the user wants found
+        result = (load_text(path, source=source, tenant=tenant, options=options),
+                  [f"not a {kind} but plain text: indexed as text (rename it to .txt)"])
     docs, warnings = result if isinstance(result, tuple) else (result, [])
     unique: dict[str, Document] = {}
     for d in docs:
@@ -65,14 +74,46 @@ def load_file(path: Path, *, source: str, tenant: str = "default", options: Load
     return Loaded(list(unique.values()), warnings, dropped)
 
 
+_PACKAGES = {".docx": "Word document", ".pptx": "PowerPoint deck", ".xlsx": "Excel workbook", ".epub": "EPUB book",
+             ".pdf": "PDF"}
+_MAGIC = (b"PK", b"%PDF", b"\xd0\xcf\x11\xe0")
+_HTML = re.compile(rb"\s*(?:\xef\xbb\xbf)?\s*<(?:!doctype html|html|head|body|\?xml|!--)", re.IGNORECASE)
+
+
+def _plain_text_as(path: Path, options: LoadOptions) -> str | None:
+    """What a binary-format file (.docx, .pdf …) was meant to be, when it holds plain text instead; else None.
+    An HTML page under such a name (a download that got a login or error page) is skipped as that."""
+    kind = _PACKAGES.get(path.suffix.lower())
+    if kind is None:
+        return None
+    try:
+        with path.open("rb") as f:
+            head = f.read(1024)
+        if not head or head.startswith(_MAGIC) or b"%PDF" in head:
+            return None
+        decode(read_bytes(path, options))
+    except (OSError, Skip):
+        return None
+    if _HTML.match(head):
+        raise Skip(f"not a {kind} but an HTML page (a download that got a web page instead?)")
+    return kind
+
+
 def is_beir_dataset(folder: Path) -> bool:
     return (folder / "corpus.jsonl").is_file() and (folder / "qrels").is_dir()
 
 
-def walk(path: Path, follow_links: bool = False) -> Iterator[Path]:
+def walk(path: Path, follow_links: bool = False, unreadable: list[tuple[Path, str]] | None = None
+         ) -> Iterator[Path]:
     """Files under `path` in a stable order; hidden and tool folders are skipped. A BEIR dataset folder
     contributes only its corpus (its queries and qrels are evaluation data, not documents). Linked folders are
-    entered only with `follow_links` (each real folder once: a link back up the tree does not loop)."""
+    entered only with `follow_links` (each real folder once: a link back up the tree does not loop). A folder
+    that cannot be listed (permissions) is added to `unreadable` with the reason."""
+
+    def failed(exc: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((Path(exc.filename or path), f"cannot read folder: {exc.strerror or exc}"))
+
     if path.is_file():
         yield path
         return
@@ -80,7 +121,7 @@ def walk(path: Path, follow_links: bool = False) -> Iterator[Path]:
         yield path / "corpus.jsonl"
         return
     visited: set[str] = set()
-    for root, dirs, files in os.walk(path, followlinks=follow_links):
+    for root, dirs, files in os.walk(path, onerror=failed, followlinks=follow_links):
         if follow_links:
             real = os.path.realpath(root)
             if real in visited:
@@ -98,4 +139,5 @@ def walk(path: Path, follow_links: bool = False) -> Iterator[Path]:
                 yield here / name
 
 
-__all__ = ["LOADERS", "LoadOptions", "Loaded", "Skip", "decode", "is_beir_dataset", "load_file", "loader_for", "walk"]
+__all__ = ["LOADERS", "LoadOptions", "Loaded", "Skip", "decode", "is_beir_dataset", "load_file", "loader_for",
+           "too_large", "walk"]

@@ -8,14 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flywheel.retrieval.loaders.encoding import ENCODINGS as LEGACY
+from flywheel.retrieval.loaders.encoding import ranked
 from flywheel.types import Document, content_hash
 
-# Tried in order after BOM detection. Legacy single-byte code pages (latin-1, cp1252) are deliberately absent:
-# they decode any byte string, so a wrong guess would index mojibake instead of reporting the file.
-ENCODINGS = ("utf-8", "gb18030", "big5", "shift_jis", "euc-kr")
+# After BOM detection and UTF-8, the legacy CJK encodings are ranked (encoding.py). Legacy single-byte code pages
+# (latin-1, cp1252) are deliberately absent: they decode any byte string, so a wrong guess would index mojibake
+# instead of reporting the file (an HTML page that declares one is read with it).
+ENCODINGS = ("utf-8", *LEGACY)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_WIDE = re.compile("[\x80-\ufffc\U00010000-\U0010ffff]")  # decoded multi-byte characters, not U+FFFD
 
 
 class Skip(Exception):
@@ -37,7 +41,15 @@ def check_size(size: int, options: LoadOptions) -> None:
     if size == 0:
         raise Skip("empty file")
     if size > options.max_bytes:
-        raise Skip(f"too large ({size / 1e6:.1f} MB > limit {options.max_bytes / 1e6:.1f} MB)")
+        raise Skip(too_large(size, options))
+
+
+def too_large(size: int, options: LoadOptions) -> str:
+    """Why a file over the limit is skipped, in the unit of `--max-file-mb` (MiB), never "50.0 MB > 50.0 MB"."""
+    mb, limit = size / 2**20, options.max_bytes / 2**20
+    digits = next((d for d in range(1, 7) if round(mb, d) > round(limit, d)), 6)
+    return (f"too large ({mb:.{digits}f} MB > limit {limit:.{digits}f} MB): raise `flywheel ingest --max-file-mb` "
+            f"to index it")
 
 
 def read_bytes(path: Path, options: LoadOptions) -> bytes:
@@ -52,8 +64,12 @@ def read_bytes(path: Path, options: LoadOptions) -> bytes:
         raise Skip(f"cannot read: {exc.strerror}") from None
 
 
-def decode(data: bytes) -> str:
-    """Text of `data`: BOM first, then UTF-8 and the common CJK encodings. Binary or undecodable → Skip."""
+def decode(data: bytes, declared: str | None = None) -> str:
+    """Text of `data` with "\n" line ends (Windows CRLF and old-Mac CR alike): BOM first, then the encoding the
+    file declares (`declared`: an HTML page's meta charset), UTF-8 (also with a rare bad byte among many valid
+    multi-byte characters, shown as U+FFFD: a log cut mid-character must not become GB18030 mojibake), and the
+    likeliest of the common CJK encodings (encoding.py: GB18030, Big5, Shift-JIS, EUC-KR). Binary or
+    undecodable → Skip."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
             try:
@@ -62,7 +78,16 @@ def decode(data: bytes) -> str:
                 raise Skip(f"undecodable text (has a {enc} byte-order mark but is not valid {enc})") from None
     if b"\x00" in data[:8192]:
         raise Skip("binary file (contains NUL bytes)")
-    for enc in ENCODINGS:
+    for enc in ([declared] if declared else []) + ["utf-8"]:
+        try:
+            return _checked(data.decode(enc))
+        except (UnicodeDecodeError, LookupError):
+            continue
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    if bad <= max(4, len(text) // 1000) and len(_WIDE.findall(text)) >= 10 * bad:
+        return _checked(text)  # UTF-8 (plenty of valid multi-byte characters) with a stray byte or cut short
+    for enc in ranked(data):  # (scored only for a file that is not UTF-8)
         try:
             return _checked(data.decode(enc))
         except UnicodeDecodeError:
@@ -71,6 +96,8 @@ def decode(data: bytes) -> str:
 
 
 def _checked(text: str) -> str:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise Skip("empty file (only whitespace)")
     sample = text[:20000]

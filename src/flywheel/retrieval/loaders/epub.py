@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode
+from flywheel.retrieval.loaders.encoding import declared
 from flywheel.retrieval.loaders.html import html_to_markdown
 from flywheel.retrieval.loaders.markdown import markdown_documents
 from flywheel.retrieval.loaders.ooxml import DC_TITLE, attr, local, open_package, open_part, read_xml
@@ -50,7 +51,7 @@ def load_epub(path: Path, *, source: str, tenant: str, options: LoadOptions) -> 
             with open_part(zf, part) as f:
                 data = f.read()
             try:
-                text, chapter_title = html_to_markdown(decode(data))
+                text, chapter_title = html_to_markdown(decode(data, declared(data)))
             except Skip:
                 continue  # an empty or image-only chapter (a cover page)
             if not text.strip():

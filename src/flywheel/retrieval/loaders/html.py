@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, decode, read_bytes
+from flywheel.retrieval.loaders.encoding import declared
 from flywheel.retrieval.loaders.markdown import markdown_documents
 from flywheel.retrieval.loaders.tables import table_text
 from flywheel.types import Document
@@ -77,7 +78,8 @@ def _table(table: Any) -> str:
 
 
 def load_html(path: Path, *, source: str, tenant: str, options: LoadOptions) -> list[Document]:
-    text, title = html_to_markdown(decode(read_bytes(path, options)))
+    data = read_bytes(path, options)
+    text, title = html_to_markdown(decode(data, declared(data)))  # <meta charset="gbk"> is read as GBK
     if not text.strip():
         raise Skip("HTML page without main text")
     docs = markdown_documents(text, source=source, tenant=tenant, options=options, default_title=path.stem)

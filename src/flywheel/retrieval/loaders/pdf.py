@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from flywheel.retrieval.loaders.base import LoadOptions, Skip, make_document, read_bytes
 from flywheel.retrieval.loaders.boilerplate import record, strip_boilerplate
 from flywheel.text.install import pip_install
 from flywheel.types import Document
+
+_PLACEHOLDER = re.compile(r"^(?:untitled(?: document)?|anonymous|\(anonymous\)|unknown|no title|title|document|"
+                          r"powerpoint presentation|slide \d+|microsoft word - .*|[\w-]+\.(?:docx?|pptx?|xlsx?|tex|dvi))$",
+                          re.IGNORECASE)
+
+
+def _real_title(title: str | None) -> str | None:
+    """The Title of the PDF's info dictionary, None when it is a tool's placeholder ("untitled", "Microsoft
+    Word - draft3.docx", "main.tex"): the file name says more."""
+    return None if not title or _PLACEHOLDER.match(title.strip()) else title
 
 
 def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> list[Document]:
@@ -48,7 +59,7 @@ def load_pdf(path: Path, *, source: str, tenant: str, options: LoadOptions) -> l
         raise Skip(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from None
     if not pages:
         raise Skip("PDF without extractable text (scanned images need OCR first)")
-    title = title or path.stem
+    title = _real_title(title) or path.stem
     docs = []
     for n, text in pages:  # running heads, share lines and reference lists dropped page by page
         kept, dropped = strip_boilerplate(text)
