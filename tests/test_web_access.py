@@ -48,7 +48,7 @@ def _login(client, key):
 
 
 def test_open_on_loopback_without_keys(tmp_path):
-    with TestClient(_app(tmp_path)) as client:
+    with TestClient(_app(tmp_path), base_url="http://127.0.0.1") as client:
         page = client.get("/ui/traces")
         assert page.status_code == 200 and "open (local, no keys)" in page.text
         assert len(client.get("/ui/traces.json?limit=500").json()["rows"]) == 126  # every tenant
@@ -206,7 +206,7 @@ def test_an_incomplete_trace_opens(tmp_path):
         conn.execute(spans.insert(), [_span(tid, "d" * 16, None, "support", "app", 1_790_000_000.0, 10,
                                             tenant="acme", inputs={"question": "killed mid-way"})])
         mark_open(conn, [(tid, 1_790_000_000.0)])  # as the span writer marks a trace stored without its row
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         page = client.get(f"/ui/traces/{tid}")
         assert page.status_code == 200 and "incomplete" in page.text
         rows = client.get("/ui/traces.json?status=incomplete").json()["rows"]

@@ -79,7 +79,16 @@ def check_period(since: float, until: float) -> None:
 
 
 def parse_time(text: str | float | None, *, now: float | None = None, what: str = "--since") -> float | None:
-    """A point in time: Unix seconds, an ISO date/time (UTC unless it says otherwise), or a duration ago (`7d`)."""
+    """A point in time: Unix seconds, an ISO date/time (UTC unless it says otherwise), or a duration ago (`7d`).
+    `nan`, `inf` and a duration too long to count are a UserError, as any other unreadable time."""
+    seconds = _parse_time(text, now, what)
+    if seconds is not None and not math.isfinite(seconds):
+        raise UserError(f"cannot read {what} {text!r}",
+                        hint="write a duration ago (7d, 12h), a date (2026-10-01) or a time (2026-10-01T08:00)")
+    return seconds
+
+
+def _parse_time(text: str | float | None, now: float | None, what: str) -> float | None:
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)):

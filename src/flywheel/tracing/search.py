@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 import re
 import time
 from typing import Any, Literal
@@ -38,7 +39,15 @@ _STATUS = ("ok", "error", "incomplete")
 
 
 def parse_time(value: Any, now: float | None = None) -> float | None:
-    """Unix seconds from a Unix number, an ISO date/datetime (UTC unless it says), or an age like 15m, 24h, 7d."""
+    """Unix seconds from a Unix number, an ISO date/datetime (UTC unless it says), or an age like 15m, 24h, 7d.
+    `nan`, `inf` and an age too long to count (`1e400d`) are a ValueError, like any other unreadable time."""
+    seconds = _parse_time(value, now)
+    if seconds is not None and not math.isfinite(seconds):
+        raise ValueError("a time is a Unix number, an ISO date (2026-05-01T10:00) or an age (15m, 24h, 7d)")
+    return seconds
+
+
+def _parse_time(value: Any, now: float | None) -> float | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -63,7 +72,7 @@ def parse_time(value: Any, now: float | None = None) -> float | None:
 class TraceQuery(BaseModel):
     """Filters over traces; every field optional, all of them ANDed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `latency_min=inf` is a 400, not a 500
 
     since: float | None = None  # Unix seconds, inclusive
     until: float | None = None  # Unix seconds, exclusive

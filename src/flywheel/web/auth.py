@@ -1,9 +1,11 @@
 """Who is looking at the dashboard, and the forms' CSRF protection.
 
-- Open: on a loopback address before any key exists (as the API), everyone sees every tenant.
+- Open: on a loopback address before any key exists (as the API), everyone sees every tenant, when the browser
+  asks for a loopback name (localhost, 127.0.0.1, [::1]): any other Host (DNS rebinding) gets a 403 page.
 - Otherwise a viewer logs in at /ui/login with an API key (or FLYWHEEL_ADMIN_KEY); the session cookie `fw_session`
   is `key_id|kind|expiry` signed with the server secret (HttpOnly, SameSite=Lax, Secure on https). The key
-  itself is never put in the cookie; revoking the key ends its sessions at the next request.
+  itself is never put in the cookie; revoking the key (or changing FLYWHEEL_ADMIN_KEY) ends its sessions at the
+  next request.
   Scripts may send `Authorization: Bearer KEY` instead (e.g. for the `.json` twins).
 - A key sees only its tenant's traces; another tenant's trace by URL is a 404, as an unknown one.
 - CSRF: every form carries `csrf` = HMAC(secret, the `fw_csrf` cookie's nonce); a POST without a matching one is
@@ -18,6 +20,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -52,8 +55,23 @@ def _mac(request: Request, purpose: str, payload: str) -> str:
 
 
 def is_open(request: Request) -> bool:
+    return would_be_open(request) and local_host(request)
+
+
+def would_be_open(request: Request) -> bool:
+    """A loopback server without keys: open, when the browser asks for it by a local name (`local_host`)."""
     state = _state(request)
     return bool(state.allow_open and not state._keys_exist())
+
+
+def local_host(request: Request) -> bool:
+    """Whether the request names a loopback host (localhost, *.localhost, 127.0.0.1, [::1]). An open dashboard
+    answers only those: a web page on another site that points its own name at 127.0.0.1 (DNS rebinding) sends
+    that name, and must not read every trace or post the forms."""
+    from flywheel.server.app import is_loopback
+
+    name = urlsplit("//" + (request.headers.get("host") or "").strip()).hostname or ""
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
 
 
 def viewer_of(request: Request) -> Viewer | None:
@@ -82,8 +100,9 @@ def _from_cookie(request: Request) -> Viewer | None:
     except (ValueError, UnicodeDecodeError):
         return None
     state = _state(request)
-    if kind == "admin":
-        return Viewer("admin", None, "admin") if state.admin_key else None
+    if kind == "admin":  # only while FLYWHEEL_ADMIN_KEY is still the key it logged in with
+        ok = state.admin_key and hmac.compare_digest(key_id, _admin_id(request, state.admin_key))
+        return Viewer("admin", None, "admin") if ok else None
     keys = state.keys.keys
     with state.store.engine.connect() as conn:
         row = conn.execute(select(keys.c.name, keys.c.tenant, keys.c.revoked_at)
@@ -98,7 +117,7 @@ def login(request: Request, key: str) -> str | None:
     state = _state(request)
     key = key.strip()
     if state.admin_key and key and hmac.compare_digest(key.encode(), state.admin_key.encode()):
-        key_id, kind = "admin", "admin"
+        key_id, kind = _admin_id(request, state.admin_key), "admin"
     else:
         principal = state.keys.verify(key) if key else None
         if principal is None or principal.key_id is None:
@@ -107,6 +126,12 @@ def login(request: Request, key: str) -> str | None:
     payload = base64.urlsafe_b64encode(f"{key_id}|{kind}|{state.clock() + SESSION_TTL_S:.0f}".encode())
     text = payload.decode().rstrip("=")
     return f"{text}.{_mac(request, 'session', text)}"
+
+
+def _admin_id(request: Request, admin_key: str) -> str:
+    """An admin session names the admin key it logged in with (by a MAC, never the key): changing
+    FLYWHEEL_ADMIN_KEY, e.g. after it leaked, ends the sessions of the old one."""
+    return "admin-" + _mac(request, "admin", admin_key)[:22]
 
 
 def set_session(request: Request, response: Response, value: str | None) -> None:

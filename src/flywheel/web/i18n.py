@@ -50,6 +50,9 @@ EN: dict[str, str] = {
     "spans_shown": "spans", "of": "of", "incomplete_note": "Its root span never ended (the process stopped).",
     "language": "中文", "open_mode": "open (local, no keys)", "signed_in_as": "signed in as",
     "bad_csrf": "The form expired or came from another site; reload the page and try again.",
+    "local_only": "This dashboard has no API keys yet, so it opens only at a local address: http://127.0.0.1:PORT/ui "
+                  "or http://localhost:PORT/ui. To open it by another name, create a key (flywheel keys create "
+                  "--name NAME) and log in with it.",
     # the trace page's actions (flywheel.web.review_pages): add the trace to a review queue or an eval suite
     "action_add_to_queue": "Add to review queue", "action_queue": "Queue", "action_add": "Add",
     "action_new_queue": "or a new queue", "action_add_to_suite": "Add to eval suite", "action_suite": "Suite file",
@@ -112,6 +115,8 @@ ZH: dict[str, str] = {
     "spans_shown": "个跨度", "of": "/", "incomplete_note": "其根跨度从未结束（进程已停止）。",
     "language": "English", "open_mode": "开放模式（本机，无密钥）", "signed_in_as": "已登录：",
     "bad_csrf": "表单已过期或来自其他网站；请刷新页面后重试。",
+    "local_only": "此控制台尚无 API 密钥，所以只能通过本机地址打开：http://127.0.0.1:端口/ui 或 http://localhost:端口/ui。"
+                  "要通过其他名称打开，请创建密钥（flywheel keys create --name NAME）并用它登录。",
     "action_add_to_queue": "加入审核队列", "action_queue": "队列", "action_add": "加入",
     "action_new_queue": "或新建队列", "action_add_to_suite": "加入评测套件", "action_suite": "评测套件文件",
     "action_new_suite": "或 evals/ 下的新文件", "action_no_queue": "你还没有二元（通过 / 不通过）队列。",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from flywheel.web.auth import csrf_ok, is_open, login, prepare_csrf, set_session
+from flywheel.web.auth import csrf_ok, is_open, login, prepare_csrf, set_session, would_be_open
 from flywheel.web.pages import bad_csrf, form_of, safe_next
 from flywheel.web.render import render
 
@@ -17,6 +17,8 @@ def login_page(request: Request) -> Response:
     prepare_csrf(request)
     if is_open(request):
         return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    if would_be_open(request):  # open, but asked for by another name: there is no key to log in with
+        return render(request, "error.html", status=403, title="403", message="local_only")
     return render(request, "login.html", next=safe_next(request.query_params.get("next")), failed=False)
 
 

@@ -84,12 +84,19 @@ def _params(request: Request, viewer: Viewer) -> tuple[dict[str, Any], dict[str,
             "where": where}, errors
 
 
+LATEST = 32503680000.0  # 3000-01-01: the page shows its range as dates, and a year like -3166904 has none
+
+
 def _time(raw: str | None, name: str, errors: dict[str, str], now: float) -> float | None:
     try:
-        return parse_time(raw, now=now)
+        value = parse_time(raw, now=now)
     except ValueError as exc:
         errors[name] = str(exc)
         return None
+    if value is not None and not 0 <= value < LATEST:
+        errors[name] = "a time between 1970 and the year 3000"
+        return None
+    return value
 
 
 def summaries(store: Any, p: dict[str, Any]) -> list[WindowStats]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import weakref
 from typing import Any
@@ -130,6 +131,7 @@ def _embedder(state: Any) -> Any:
 
 
 DRIFT_PARAMS = ("window", "since", "until", "reference", "app")
+MAX_DRIFT_WINDOWS = 400  # as the metrics page (metrics_pages.MAX_WINDOWS)
 
 
 def drift_params(request: Request, now: float) -> tuple[dict[str, Any], dict[str, UserError | str]]:
@@ -143,10 +145,14 @@ def drift_params(request: Request, now: float) -> tuple[dict[str, Any], dict[str
     p: dict[str, Any] = {"window": q.get("window") or "1d", "reference": q.get("reference") or None,
                          "app": q.get("app") or None, "since": None, "until": None}
     try:
-        parse_window(p["window"])
+        kind, size = parse_window(p["window"])
+        if not math.isfinite(size):  # 400 nines: a count too big for a number
+            raise UserError(f"cannot read --window {p['window'][:20]!r}",
+                            hint="a duration (30m, 1h, 1d) or a number of traces (500, `500 traces`)")
     except UserError as exc:
         errors["window"] = exc
         p["window"] = "1d"
+        kind, size = parse_window("1d")
     for name in ("since", "until"):
         try:
             p[name] = parse_time(q.get(name), now=now)
@@ -157,6 +163,11 @@ def drift_params(request: Request, now: float) -> tuple[dict[str, Any], dict[str
             check_period(p["since"], now if p["until"] is None else p["until"])
         except UserError as exc:
             errors["since"] = exc
+    if p["since"] is not None and not errors and kind == "time" and \
+            ((now if p["until"] is None else p["until"]) - p["since"]) / size > MAX_DRIFT_WINDOWS:
+        # one window is a list of arrays: `since=-99999999999999` asked for a billion and ran the server out of memory
+        errors["since"] = UserError(f"the range holds more than {MAX_DRIFT_WINDOWS} windows of {p['window']}; "
+                                    "pick a longer window")
     if p["reference"]:
         try:
             parse_reference(p["reference"], p["since"] or now)

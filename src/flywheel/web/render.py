@@ -189,8 +189,8 @@ def as_csv(rows: list[dict[str, Any]], columns: Iterable[str], filename: str, st
 def _csv_cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value  # a spreadsheet must not run a formula from a question
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value  # a spreadsheet must not run a formula from a question (a tab or CR first still runs one)
     return "" if value is None else value
 
 

@@ -269,6 +269,15 @@ async def label_item(request: Request, queue_ref: str) -> Response:
     return _answer(request, queue, annotator, _next(request, queue, annotator), last=last, message=message)
 
 
+def _in_queue(request: Request, queue: queues.Queue, item_id: str) -> bool:
+    """Whether `item_id` is an item of `queue`: a form may name only the items of the queue its URL names (the
+    viewer's tenant's), not give back another queue's claims."""
+    try:
+        return queues.get_item(_store(request), item_id).queue_id == queue.id
+    except UserError:
+        return False
+
+
 @router.post("/ui/review/{queue_ref}/skip", include_in_schema=False)
 async def skip_item(request: Request, queue_ref: str) -> Response:
     got = await _posted(request, queue_ref)
@@ -277,7 +286,7 @@ async def skip_item(request: Request, queue_ref: str) -> Response:
     _, queue, annotator, form = got
     skipped = [x for x in form.get("skipped", "").split(",") if x][-200:]
     item_id = form.get("item_id", "")
-    if item_id:
+    if item_id and _in_queue(request, queue, item_id):
         queues.release(_store(request), item_id, annotator)
         skipped.append(item_id)
     item = _next(request, queue, annotator, skipped)
@@ -301,7 +310,7 @@ async def undo_label(request: Request, queue_ref: str) -> Response:
         return _answer(request, queue, annotator, _next(request, queue, annotator), last=None,
                        message=localize(language(request), exc.message, exc))
     current = form.get("item_id")
-    if current:  # hand the item on screen back: the undone one comes first
+    if current and _in_queue(request, queue, current):  # hand the item on screen back: the undone one comes first
         queues.release(store, current, annotator)
     item = queues.get_item(store, item_id, annotator)
     return _answer(request, queue, annotator, item, last=None, message=Text(language(request))("undone"))
