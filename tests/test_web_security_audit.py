@@ -164,3 +164,17 @@ def test_an_open_dashboard_refuses_another_hosts_name(tmp_path):
         saved = client.post("/ui/views", data={"name": "x", "query": "model=gpt", "csrf": token}, headers=evil,
                             follow_redirects=False)
         assert saved.status_code == 303 and saved.headers["location"].startswith("/ui/login")
+
+
+def test_an_open_api_answers_local_names_only(tmp_path):
+    """The same DNS rebinding on /v1: a page on evil.example could list the models and call them (spending the
+    user's provider keys) and read stored responses. A local name still needs no key."""
+    app = create_app(write_project(tmp_path, "http://127.0.0.1:9/v1"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        for host in ("127.0.0.1:8300", "localhost", "[::1]:8300"):
+            assert client.get("/v1/models", headers={"host": host}).status_code == 200, host
+        refused = client.get("/v1/models", headers={"host": "evil.example:8300"})
+        assert refused.status_code == 401 and "flywheel keys create" in refused.json()["error"]["message"]
+        chat = client.post("/v1/chat/completions", headers={"host": "evil.example"},
+                           json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
+        assert chat.status_code == 401

@@ -59,6 +59,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def local_name(host_header: str | None) -> bool:
+    """Whether a request's Host names this machine's loopback (localhost, *.localhost, 127.0.0.1, [::1]; no
+    header: a caller inside the process). An open server (loopback, no keys) answers only those: a web page on
+    another site that points its own name at 127.0.0.1 (DNS rebinding) sends that name, and must not call the
+    models or read the traces."""
+    from urllib.parse import urlsplit
+
+    if not host_header:
+        return True
+    try:
+        name = urlsplit("//" + host_header.strip()).hostname or ""
+    except ValueError:  # a malformed Host ("[::1")
+        return False
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
 def create_app(project: Project | str | Path = ".", *, host: str = "127.0.0.1", clock: Any = None,
                max_body_bytes: int = 4 * 1024 * 1024, cors_origins: list[str] | None = None) -> FastAPI:
     """The flywheel server for `project` (a Project or its folder). `host` is the address it will be bound

@@ -12,7 +12,7 @@ from typing import Any
 
 from flywheel.apps.runtime import Runtime
 from flywheel.config import Project
-from flywheel.server.app import is_loopback
+from flywheel.server.app import is_loopback, local_name
 from flywheel.server.counters import build_counters
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Admission, CountersDown, KeyStore, LimitExceeded, Principal
@@ -58,6 +58,11 @@ class ServerState:
         if key and self.admin_key and hmac.compare_digest(key.encode(), self.admin_key.encode()):
             return Principal(name="admin", admin=True)
         if self.allow_open and not self._keys_exist():
+            if not local_name(headers.get("host")):
+                raise ApiError(401, "this server has no API keys, so it answers only requests to a local name "
+                                    "(localhost, 127.0.0.1, [::1]); this one was sent to "
+                                    f"{str(headers.get('host'))[:100]!r}: create a key with `flywheel keys "
+                                    "create` to serve other names", code="missing_api_key")
             return OPEN  # SDKs always send some key: on an open server it is ignored
         if not key:
             raise ApiError(401, "an API key is required: send `Authorization: Bearer <key>`",

@@ -20,7 +20,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -65,13 +64,10 @@ def would_be_open(request: Request) -> bool:
 
 
 def local_host(request: Request) -> bool:
-    """Whether the request names a loopback host (localhost, *.localhost, 127.0.0.1, [::1]). An open dashboard
-    answers only those: a web page on another site that points its own name at 127.0.0.1 (DNS rebinding) sends
-    that name, and must not read every trace or post the forms."""
-    from flywheel.server.app import is_loopback
+    """Whether the request names a loopback host (server.app.local_name): an open dashboard answers only those."""
+    from flywheel.server.app import local_name
 
-    name = urlsplit("//" + (request.headers.get("host") or "").strip()).hostname or ""
-    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+    return local_name(request.headers.get("host") or "")
 
 
 def viewer_of(request: Request) -> Viewer | None:
