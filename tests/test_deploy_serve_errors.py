@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from flywheel.cli import main
@@ -79,7 +80,7 @@ def test_zero_workers_is_refused(tmp_path):
 def test_off_loopback_with_only_the_admin_key_starts_closed(tmp_path):
     """docs/server.md's docker-compose example: a fresh project, FLYWHEEL_ADMIN_KEY set, no key created yet. The
     server is not open (every route needs a key), so it starts, and the admin key creates the first key."""
-    env = {**os.environ, "FLYWHEEL_ADMIN_KEY": "change-me-too", "FLYWHEEL_SECRET": "change-me"}
+    env = {**os.environ, "FLYWHEEL_ADMIN_KEY": "fw-admin-" + "x7" * 12, "FLYWHEEL_SECRET": "s3" * 16}
     proc = subprocess.Popen([sys.executable, "-m", "flywheel", "--project", str(tmp_path), "serve", "--host", "0.0.0.0",
                              "--port", "0", "--workers", "2", "--no-access-log"], stderr=subprocess.PIPE, text=True,
                             env=env, start_new_session=True)
@@ -99,7 +100,7 @@ def test_off_loopback_with_only_the_admin_key_starts_closed(tmp_path):
                     pass
                 time.sleep(0.1)
             assert client.get(f"{url}/v1/models").status_code == 401
-            admin = {"authorization": "Bearer change-me-too"}
+            admin = {"authorization": "Bearer " + env["FLYWHEEL_ADMIN_KEY"]}
             made = client.post(f"{url}/v1/keys", json={"name": "web", "tenant": "acme"}, headers=admin)
             assert made.status_code in (200, 201), made.text
             assert client.get(f"{url}/v1/models", headers={"authorization": f"Bearer {made.json()['key']}"}
@@ -107,3 +108,13 @@ def test_off_loopback_with_only_the_admin_key_starts_closed(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize("name", ["FLYWHEEL_SECRET", "FLYWHEEL_ADMIN_KEY"])
+def test_a_guessable_secret_or_admin_key_is_refused_before_serving(tmp_path, monkeypatch, name):
+    """The docs' docker-compose example had FLYWHEEL_SECRET: change-me: anyone who read the docs could sign a
+    dashboard session or feedback token, or log in as admin with change-me-too."""
+    monkeypatch.setenv(name, "change-me")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), "serve", "--port", "0"])
+    assert result.exit_code == 2 and f"{name} is 9 characters long" in result.output
+    assert "change-me" not in result.output and "Traceback" not in result.output

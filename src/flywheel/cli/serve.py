@@ -210,10 +210,14 @@ def _warn_open(host: str) -> None:
 
 
 def _check_keys(project: Any, host: str) -> bool:
-    """True when the server will run open (no keys, loopback). Off loopback with no keys: refuse (exit 2)."""
+    """True when the server will run open (no keys, loopback). Off loopback with no keys, or a guessable
+    FLYWHEEL_SECRET / FLYWHEEL_ADMIN_KEY: refuse (exit 2)."""
     from flywheel.server.app import is_loopback
     from flywheel.server.keys import KeyStore
+    from flywheel.server.tokens import check_env_secrets
     from flywheel.store import Store
+
+    check_env_secrets()
 
     with Store.open(project.store_url) as store:
         has_keys = KeyStore(store).any_active()

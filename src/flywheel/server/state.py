@@ -17,7 +17,7 @@ from flywheel.server.counters import build_counters
 from flywheel.server.errors import ApiError
 from flywheel.server.keys import Admission, CountersDown, KeyStore, LimitExceeded, Principal
 from flywheel.server.metrics import Metrics
-from flywheel.server.tokens import TokenSigner, load_secret
+from flywheel.server.tokens import TokenSigner, check_env_secrets, load_secret
 
 OPEN = Principal(name="open", tenant="default")
 __all__ = ["OPEN", "ServerState", "is_loopback"]
@@ -33,6 +33,7 @@ class ServerState:
         self.runtime = runtime or Runtime(project)
         self.store = self.runtime.store  # opened (and migrated) at start-up, not on the first request
         self.keys = KeyStore(self.store, clock, counters=build_counters(project.config, self.store))
+        check_env_secrets()
         self.signer = TokenSigner(load_secret(project), clock)
         self.metrics = Metrics()
         self.admin_key = os.environ.get("FLYWHEEL_ADMIN_KEY") or None

@@ -19,7 +19,23 @@ from collections.abc import Callable
 from flywheel.config import Project
 
 DEFAULT_TTL_S = 7 * 24 * 3600
+MIN_SECRET_CHARS = 16
 _TRACE = re.compile(r"^[0-9a-f]{1,32}$")
+
+
+def check_env_secrets() -> None:
+    """A FLYWHEEL_SECRET or FLYWHEEL_ADMIN_KEY short enough to guess (`change-me`) is refused at start-up: the
+    secret signs every dashboard session and feedback token, the admin key opens everything."""
+    from flywheel.errors import UserError
+
+    for name, what in (("FLYWHEEL_SECRET", "signs every dashboard session and feedback token"),
+                       ("FLYWHEEL_ADMIN_KEY", "manages every key and sees every tenant")):
+        value = os.environ.get(name) or ""
+        if value and len(value.strip()) < MIN_SECRET_CHARS:
+            raise UserError(f"{name} is {len(value.strip())} characters long: a value that short can be guessed, "
+                            f"and it {what}",
+                            hint=f"set it to at least {MIN_SECRET_CHARS} random characters, e.g. the output of "
+                                 "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"`")
 
 
 def load_secret(project: Project) -> bytes:
