@@ -134,3 +134,24 @@ def test_a_batch_line_with_a_refused_parameter_is_refused_at_creation_and_null_o
     assert caught.value.body["param"] == "body.functions" and "line 2" in caught.value.body["message"]
     good = oai.files.create(file=("good.jsonl", _batch_lines(fine)), purpose="batch")
     assert oai.batches.create(input_file_id=good.id, endpoint="/v1/chat/completions", completion_window="24h").id
+
+
+def test_an_app_on_the_anthropic_wire_says_what_it_ignored_and_returns_its_flywheel_object(live):
+    """`app:NAME` on /v1/messages dropped `system`, `temperature`, `stop_sequences` and earlier turns without a
+    word, and a docs_qa app's citations were lost on that wire: now the message (and, streamed, its
+    message_delta event) carries `flywheel` as chat completions does."""
+    ask = {"model": "app:support", "max_tokens": 50, "system": "Be brief.", "stop_sequences": ["\n\n"],
+           "messages": [{"role": "user", "content": "早"}, {"role": "assistant", "content": "早！"}, *HI]}
+    # anthropic 2.x types no `temperature` argument any more; older SDKs and other clients send it
+    msg = anthropic_client(live).messages.create(**ask, extra_body={"temperature": 0.3})
+    extra = msg.model_extra["flywheel"]
+    assert msg.content[0].text == "你好！我是助手。" and extra["app"] == "support"
+    assert {"system", "temperature", "stop_sequences", "messages before the last user message"} <= set(extra["ignored"])
+    assert "citations" in extra and "max_tokens" not in extra["ignored"]
+    plain = anthropic_client(live).messages.create(model="app:support", max_tokens=50, messages=HI)
+    assert "ignored" not in plain.model_extra["flywheel"]
+    with httpx.stream("POST", live.url + "/v1/messages", json={**ask, "temperature": 0.3, "stream": True}, timeout=60,
+                      headers={"x-api-key": "unused", "anthropic-version": "2023-06-01"}) as r:
+        events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
+    (delta,) = [e for e in events if e["type"] == "message_delta"]
+    assert delta["flywheel"]["app"] == "support" and "temperature" in delta["flywheel"]["ignored"]

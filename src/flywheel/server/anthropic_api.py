@@ -31,7 +31,7 @@ for the whole interval before its first chunk (a model thinking) gets the stream
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import anyio
@@ -50,7 +50,7 @@ from flywheel.gateway.tools import (
     tool_use_blocks,
 )
 from flywheel.server import calls
-from flywheel.server.chat_wire import NullableFlag
+from flywheel.server.chat_wire import NullableFlag, answer_extra
 from flywheel.server.errors import ApiError
 from flywheel.server.keepalive import Ticking, app_stream, keepalive, model_stream
 from flywheel.types import ChatRequest, Message
@@ -263,6 +263,16 @@ def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int
             "stop_sequence": sequence, "usage": usage}
 
 
+# what an app answers without: its own prompt, model options and memory decide (the answer's `flywheel.ignored`,
+# as on /v1/chat/completions); `max_tokens`, which the wire requires, is not named
+_APP_IGNORES = ("system", "temperature", "top_p", "top_k", "stop_sequences", "thinking", "output_config")
+
+
+def _app_ignored(body: MessagesIn) -> list[str]:
+    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
+    return ignored + ["messages before the last user message"] * (len(body.messages) > 1)
+
+
 @router.post("/v1/messages", openapi_extra=calls.body_schema(MessagesIn))
 async def messages(request: Request) -> Any:
     state = request.app.state.flywheel
@@ -289,9 +299,12 @@ async def messages(request: Request) -> Any:
         if app:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
             options = calls.session_options(state, runner, app, session, param="metadata.session_id")
+            ignored = {"ignored": names} if (names := _app_ignored(body)) else {}
             if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
-                pieces, usage = await app_stream(call, runner.stream(creq.last_user(), tenant, **options))
-                return calls.sse_response(_events(call, body.model, pieces, usage), call.headers)
+                stream = runner.stream(creq.last_user(), tenant, **options)
+                pieces, usage = await app_stream(call, stream)
+                return calls.sse_response(_events(call, body.model, pieces, usage, extra=lambda: {
+                    **(answer_extra(stream.answer) if stream.answer else {}), **ignored}), call.headers)
             answer = await runner.arun(creq.last_user(), tenant, **options)
             state.metrics.answer(answer, tenant)
             text, stop, tin, tout, cost = answer.text, "stop", answer.usage.input_tokens, \
@@ -308,8 +321,11 @@ async def messages(request: Request) -> Any:
     await call.finish(cost=cost, input_tokens=tin, output_tokens=tout,
                       output={"content": text, "tool_calls": tool_calls} if tool_calls else text)
     message = _message(call, body.model, text, stop, tin, tout, tool_calls, native, reasoning)
+    if app:  # as on the OpenAI wire: the app's citations, cost, refusal, and what it answered without
+        message["flywheel"] = {**answer_extra(answer), **ignored}
     if body.stream:  # an app without streaming: its answer as one text delta
-        events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None))
+        events = _events(call, body.model, calls.one_piece(text), lambda: (tin, tout, None),
+                         extra=(lambda: message["flywheel"]) if app else None)
         return calls.sse_response(events, call.headers)
     return calls.JSONBytes(message, call.headers)
 
@@ -344,12 +360,14 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 async def _events(call: calls.Call, model: str, pieces: calls.Pieces | Ticking[Any], usage: Any,
-                  native: native_.NativeExchange | None = None) -> AsyncIterator[bytes]:
+                  native: native_.NativeExchange | None = None,
+                  extra: Callable[[], dict[str, Any]] | None = None) -> AsyncIterator[bytes]:
     """Anthropic's event sequence: message_start, a ping, then the content blocks one after another, each closed
     before the next opens: text as it arrives, one tool_use block per tool call (content_block_start with id and
     name, `input_json_delta` pieces), and an Anthropic alias's thinking blocks (`native`: thinking_delta,
     signature_delta) and server-tool blocks (server_tool_use, web_search_tool_result …) relayed in their place;
-    a `ping` whenever the upstream is silent for the keep-alive interval (keepalive.py)."""
+    a `ping` whenever the upstream is silent for the keep-alive interval (keepalive.py). `extra()`: an app's
+    `flywheel` object (citations, what it ignored), on the `message_delta` event."""
     error: BaseException | str | None
     stop, parts, error = "end_turn", [], None
     tool_calls: list[dict[str, Any]] = []
@@ -414,9 +432,11 @@ async def _events(call: calls.Call, model: str, pieces: calls.Pieces | Ticking[A
         for event in blocks.close():
             yield event
         sequence = native.stop_sequence if native is not None else None
-        yield _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
-                                     "usage": {"input_tokens": uncached_input(tin, cache), "output_tokens": tout,
-                                               **cache}})
+        final = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": sequence},
+                 "usage": {"input_tokens": uncached_input(tin, cache), "output_tokens": tout, **cache}}
+        if extra is not None and (more := extra()):
+            final["flywheel"] = more
+        yield _sse("message_delta", final)
         yield _sse("message_stop", {"type": "message_stop"})
     except UserError as exc:
         error = exc
