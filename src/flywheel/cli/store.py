@@ -66,6 +66,11 @@ def copy(src_url: str, dst_url: str, append: bool, batch_rows: int, as_json: boo
             dst.close()
     finally:
         src.close()
+    if summary.conflicts:  # merged into a store with its own rows: these were NOT copied
+        click.secho(f"warning: {sum(summary.conflicts.values()):,} rows were not copied: their ids are taken in the "
+                    "target by other rows (" + ", ".join(f"{t} {n}" for t, n in summary.conflicts.items())
+                    + "); --append finishes an interrupted copy, it does not merge two stores: copy into an empty "
+                    "database to keep them", fg="yellow", err=True)
     if as_json:
         emit_json({"source": masked(src_url), "target": masked(dst_url), **summary.to_dict()})
         return

@@ -52,7 +52,10 @@ def trace_contents(store: Store, trace_ids: list[str]) -> dict[str, dict[str, An
 def _content(spans: list[dict[str, Any]], input_preview: Any, output_preview: Any) -> dict[str, Any]:
     by_id = {s["span_id"]: s for s in spans}
     root = next((s for s in spans if s["parent_id"] is None or s["parent_id"] not in by_id), None)
-    text_in = _pick(root["inputs"], _INPUT_KEYS, role="user") if root else None
+    top = root  # a `server …` root records no inputs: its first child (the app span) holds the user's question
+    while top is not None and not top["inputs"]:
+        top = next((s for s in spans if s["parent_id"] == top["span_id"]), None)
+    text_in = _pick(top["inputs"], _INPUT_KEYS, role="user") if top else None
     text_out = _pick(root["outputs"], _OUTPUT_KEYS) if root else None
     answering = [s for s in spans if not _under_judge(s, by_id)]  # the root too: an OTLP trace may be one llm span
     llm = [s for s in answering if s["kind"] == "llm"]

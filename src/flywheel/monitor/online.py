@@ -155,8 +155,15 @@ class OnlineWorker:
                 if time.monotonic() - last_alerts >= max(ALERT_EVERY_S, self.interval_s):
                     last_alerts = time.monotonic()
                     self.fire_alerts()
-            except Exception:
-                log.exception("online evaluators: pass failed")
+            except Exception as exc:
+                from flywheel.store.outage import store_outage
+
+                lost = store_outage(exc)  # PostgreSQL restarting: one line per pass, not a traceback
+                if lost is not None:
+                    log.warning("online evaluators: the store is unavailable (%s); next try in %.0f s", lost,
+                                self.interval_s)
+                else:
+                    log.exception("online evaluators: pass failed")
             self._stop.wait(self.interval_s)
 
     def fire_alerts(self) -> list[Any]:

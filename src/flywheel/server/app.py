@@ -376,9 +376,23 @@ def _errors(app: FastAPI) -> None:
                 return denied
         return error_response(request, ApiError(exc.status_code, message, headers=dict(exc.headers or {})))
 
+    from sqlalchemy.exc import DBAPIError
+
+    @app.exception_handler(DBAPIError)  # here, not only under Exception: Starlette re-raises those to uvicorn,
+    async def store_error(request: Request, exc: Exception) -> JSONResponse:  # which logs a traceback per request
+        return await crash(request, exc)
+
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> JSONResponse:
         rid = request.scope.get("flywheel.request_id", "")
+        from flywheel.store.outage import store_outage
+
+        lost = store_outage(exc)
+        if lost is not None:  # PostgreSQL stopped or restarting: say so (one log line), serve again once back
+            log.warning("request %s: the store is unavailable (%s)", rid, lost)
+            return error_response(request, ApiError(
+                503, f"the store is unavailable ({lost}); retry once it is back (request id {rid})",
+                code="store_unavailable", headers={"Retry-After": "5"}))
         log.exception("request %s failed", rid)
         return error_response(request, ApiError(500, f"internal error (request id {rid}); see the server log",
                                                 code="internal_error"))

@@ -7,7 +7,7 @@
 - Idempotent: a row whose primary key (or another unique key) is already in the target is skipped, never
   duplicated or overwritten. So an interrupted copy is finished by running it again with `append=True`.
 - A non-empty target is refused unless `append=True` (merging stores whose integer ids collide would skip
-  rows: the summary counts them as `skipped`).
+  rows: the summary counts them as `skipped`, and those the target holds for another row as `conflicts`).
 - Types that differ between the engines are converted: pgvector columns ⇄ float32 BLOBs; per-table
   `transforms` (given by the caller) fill what only one engine keeps (the PostgreSQL tsvector of chunks).
 - PostgreSQL sequences of integer ids are moved past the copied ids, so new rows do not collide.
@@ -40,9 +40,12 @@ class CopySummary:
     copied: int = 0  # rows written
     skipped: int = 0  # rows whose key was already in the target
     seconds: float = 0.0
+    # per table: skipped rows whose integer id the target holds for ANOTHER row (merging two stores): not copied
+    conflicts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tables": self.tables, "copied": self.copied, "skipped": self.skipped, "seconds": self.seconds}
+        return {"tables": self.tables, "copied": self.copied, "skipped": self.skipped, "conflicts": self.conflicts,
+                "seconds": self.seconds}
 
 
 def non_empty_tables(store: Store) -> list[str]:
@@ -87,8 +90,8 @@ def copy_store(src: Store, dst: Store, *, append: bool = False, batch_rows: int 
         if filled:
             raise UserError(f"the target store is not empty ({', '.join(filled[:5])}"
                             f"{' …' if len(filled) > 5 else ''} hold rows)",
-                            hint="copy into an empty database; to finish an interrupted copy (or merge), re-run "
-                                 "with --append: rows already there are skipped, never duplicated")
+                            hint="copy into an empty database; to finish an interrupted copy, re-run with --append: "
+                                 "rows already there are skipped, never duplicated")
     summary = CopySummary()
     for table in load_schemas().sorted_tables:
         summary.tables[table.name] = _copy_table(src, dst, table, batch_rows, progress,
@@ -128,13 +131,45 @@ def _copy_table(src: Store, dst: Store, table: Table, batch_rows: int, progress:
         if transform is not None:
             rows = transform(rows)
         with dst.engine.begin() as conn:
-            written = len(conn.execute(statement, rows).all())
+            inserted = conn.execute(statement, rows).all()
+            written = len(inserted)
+            if written < len(rows) and _serial_key(table) is not None:
+                taken = _taken_by_other_rows(conn, table, rows, {r[0] for r in inserted})
+                if taken:
+                    summary.conflicts[table.name] = summary.conflicts.get(table.name, 0) + taken
         summary.copied += written
         summary.skipped += len(rows) - written
         done += len(rows)
         if progress:
             progress(table.name, done, max(total, done))
     return done
+
+
+def _serial_key(table: Table) -> Column | None:
+    keys = list(table.primary_key.columns)
+    if len(keys) == 1 and keys[0].autoincrement and keys[0].type.python_type is int:
+        return keys[0]
+    return None
+
+
+def _taken_by_other_rows(conn: Any, table: Table, rows: list[dict[str, Any]], inserted: set[Any]) -> int:
+    """How many of the skipped `rows` collide with a different row under the same integer id in the target:
+    their text and integer columns differ (the same row copied before, by an interrupted copy, does not)."""
+    key = _serial_key(table)
+    assert key is not None
+    skipped = {r[key.name]: r for r in rows if r[key.name] not in inserted}
+    plain = [c for c in table.columns if c is not key and _plain(c)]
+    there = conn.execute(select(key, *plain).where(key.in_(list(skipped)))).mappings()
+    return sum(1 for r in there if any(r[c.name] != skipped[r[key.name]].get(c.name) for c in plain))
+
+
+def _plain(column: Column) -> bool:
+    """A text or integer column: read back the same from either engine (JSON, floats and vectors are not)."""
+    try:
+        kind = column.type.python_type
+    except NotImplementedError:
+        return False
+    return kind in (str, int) and type(column.type).__name__.upper() not in ("JSON", "JSONB")
 
 
 def _advance_sequences(dst: Store) -> None:

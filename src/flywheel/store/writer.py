@@ -268,6 +268,8 @@ class Writer:
     """The store's background writer (one thread). Thread-safe; `submit`/`put` wait at most `block_s`, and only
     when the writer is `max_backlog_s` behind (see the module docstring for the policy)."""
 
+    OUTAGE_RETRY_S = 30.0  # how long a batch is held while PostgreSQL is unreachable (a restart takes seconds)
+
     def __init__(self, engine: Engine, *, batch_rows: int = 100, max_delay_s: float = 0.2,
                  max_queue: int = 200_000, name: str = "flywheel-store-writer", max_backlog_s: float = 0.3,
                  block_s: float = 1.0, clock: Callable[[], float] = time.perf_counter):
@@ -275,6 +277,8 @@ class Writer:
         self._handlers: dict[str, Handler] = {}
         self._tables: dict[str, Table] = {}
         self.errors = 0  # items that could not be written (logged)
+        self._outage_since: float | None = None  # monotonic start of the store outage being waited out
+        self._outage_dropping = False
         self.drops: dict[str, int] = {}  # kind → items dropped (queue full or closed), since start
         self._unrecorded: dict[tuple[str, str], int] = {}  # (kind, reason) → drops not yet in `writer_drops`
         self._drops_lock = threading.Lock()
@@ -356,6 +360,9 @@ class Writer:
                 conn.execute(writer_drops.insert(), rows)
         except Exception:
             log.exception("store writer: could not record %d dropped items", sum(pending.values()))
+            with self._drops_lock:  # kept for the next batch: counts are not lost with the connection
+                for key, n in pending.items():
+                    self._unrecorded[key] = self._unrecorded.get(key, 0) + n
 
     # ------------------------------------------------------------------ writer thread
     def _write(self, batch: list[tuple[str, Any]]) -> None:
@@ -371,8 +378,11 @@ class Writer:
             with self.engine.begin() as conn:
                 after = [self._apply(conn, kind, payloads) for kind, payloads in groups.items()]
             self._committed(after)
+            self._outage_since, self._outage_dropping = None, False
             return
         except Exception as exc:  # noqa: BLE001 - retried item by item below
+            if self._outlast_outage(groups, exc):
+                return
             log.warning("store writer: batch of %d failed (%s); retrying item by item", len(batch), exc)
         # Isolate the bad items: each one in its own transaction, so one bad row costs one row.
         for kind, payloads in groups.items():
@@ -384,6 +394,48 @@ class Writer:
                 except Exception:
                     self.errors += 1
                     log.exception("store writer: dropped one %s item", kind)
+
+    def _outlast_outage(self, groups: dict[str, list[Any]], exc: Exception) -> bool:
+        """PostgreSQL lost (stopped, restarting): hold the batch and retry it whole, with backoff, for up to
+        OUTAGE_RETRY_S, instead of dropping every item with a traceback each. True when handled: written once
+        the store is back, or dropped and counted in `writer_drops` (reason `store_unavailable`) when it is not.
+        False for any other error (isolated item by item as before); SQLite keeps that behaviour."""
+        from flywheel.store.outage import store_outage
+
+        why = store_outage(exc)
+        if why is None or self.engine.dialect.name != "postgresql":
+            return False
+        n = sum(len(p) for p in groups.values())
+        if self._outage_since is None:  # one window per outage: later batches do not each wait it out again
+            self._outage_since = time.monotonic()
+            log.warning("store writer: the store is unavailable (%s); holding %d items, retrying for up to %.0f s",
+                        why, n, self.OUTAGE_RETRY_S)
+        delay, deadline = 0.25, self._outage_since + self.OUTAGE_RETRY_S
+        while (left := deadline - time.monotonic()) > 0:
+            pause_until = time.monotonic() + min(delay, left)
+            while not self._worker.closed and time.monotonic() < pause_until:
+                time.sleep(0.05)
+            if self._worker.closed:  # closing (Ctrl-C, exit): do not hold the shutdown for the store
+                break
+            delay = min(delay * 2, 4.0)
+            try:
+                with self.engine.begin() as conn:
+                    after = [self._apply(conn, kind, payloads) for kind, payloads in groups.items()]
+            except Exception as again:  # noqa: BLE001 - still down, or another error
+                if store_outage(again) is None:
+                    return False
+                continue
+            self._committed(after)
+            self._outage_since, self._outage_dropping = None, False
+            log.warning("store writer: the store is back; wrote the %d held items", n)
+            return True
+        for kind, payloads in groups.items():
+            self.count_dropped(kind, len(payloads), "store_unavailable")
+        if not self._outage_dropping:  # once per outage; the counts go to writer_drops
+            self._outage_dropping = True
+            log.error("store writer: the store is still unavailable (%s)%s; dropping what cannot be written until "
+                      "it is back (counted in writer_drops)", why, " at close" if self._worker.closed else "")
+        return True
 
     def _apply(self, conn: Connection, kind: str, payloads: list[Any]) -> Callable[[], None] | None:
         if kind.startswith("table:"):
