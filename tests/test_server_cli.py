@@ -101,7 +101,7 @@ def test_lazy_app_is_live_at_once_and_requests_wait_for_the_build(tmp_path):
     lazy = LazyApp(build)
 
     async def scenario():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lazy), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=lazy), base_url="http://127.0.0.1") as client:
             assert (await client.get("/healthz")).status_code == 200
             starting = await client.get("/readyz")
             assert starting.status_code == 503 and starting.json() == {"status": "starting"}
@@ -179,7 +179,7 @@ def test_cors_preflight_when_configured(tmp_path):
     app = create_app(tmp_path, cors_origins=["https://app.example.com"])
 
     async def preflight():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
             return await client.options("/v1/feedback", headers={
                 "origin": "https://app.example.com", "access-control-request-method": "POST"})
 
