@@ -178,3 +178,18 @@ def test_an_open_api_answers_local_names_only(tmp_path):
         chat = client.post("/v1/chat/completions", headers={"host": "evil.example"},
                            json={"model": "gpt", "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code == 401
+
+
+def test_a_twins_unknown_filter_is_a_400_with_no_rows(site):
+    """`/ui/traces.json?q=refund` (the name other trace APIs use) ignored `q` and returned every trace, as if all
+    of them had matched; a script cannot tell. Now: 400, no rows, and the filter it meant."""
+    client, _, keys = site
+    client.cookies.clear()
+    everything = client.get("/ui/traces.json", headers=_bearer(keys["acme"])).json()["rows"]
+    assert everything  # the seeded traces are there to be wrongly returned
+    r = client.get("/ui/traces.json", params={"q": "no-such-words"}, headers=_bearer(keys["acme"]))
+    assert r.status_code == 400 and r.json()["rows"] == [] and "did you mean 'search'" in r.json()["errors"]["q"]
+    typo = client.get("/ui/traces.csv", params={"modle": "gpt"}, headers=_bearer(keys["acme"]))
+    assert typo.status_code == 400 and typo.text.count("\n") == 1  # the header row only
+    page = client.get("/ui/traces.json", params={"search": "x", "lang": "zh", "limit": "5"}, headers=_bearer(keys["acme"]))
+    assert page.status_code == 200

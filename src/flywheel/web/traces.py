@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from flywheel.errors import UserError
 from flywheel.store.schema_web import web_views
 from flywheel.tracing.query import span_body, span_details, trace_outline
-from flywheel.tracing.search import FACET_FIELDS, TraceQuery, facet_counts, search_traces
+from flywheel.tracing.search import FACET_FIELDS, Page, TraceQuery, facet_counts, search_traces
 from flywheel.web.auth import Viewer
 from flywheel.web.pages import gate, posted, tenant_may_see
 from flywheel.web.render import as_csv, as_json, fragment, not_found, render, split_format
@@ -36,6 +36,24 @@ def _query(request: Request, viewer: Viewer) -> tuple[TraceQuery, dict[str, str]
     if viewer.scoped:
         q = q.model_copy(update={"tenant": viewer.tenant})
     return q, errors, {k: v for k, v in params.items() if k in TraceQuery.model_fields and v != ""}
+
+
+SEARCH_SYNONYMS = ("q", "query", "text", "contains")  # what other trace APIs call the free-text search
+
+
+def _unknown_filters(request: Request) -> dict[str, str]:
+    """{param: why} for each query param that is neither a filter (TraceQuery) nor a page param."""
+    import difflib
+
+    fields = sorted(TraceQuery.model_fields)
+    out = {}
+    for name in request.query_params:
+        if name in TraceQuery.model_fields or name in PAGE_PARAMS:
+            continue
+        near = ["search"] if name.lower() in SEARCH_SYNONYMS else difflib.get_close_matches(name, fields, 1)
+        out[name] = (f"not a filter{f' (did you mean {near[0]!r}?)' if near else ''}; the filters are: "
+                     + ", ".join(fields))
+    return out
 
 
 def _limit(request: Request, errors: dict[str, str]) -> int:
@@ -64,8 +82,12 @@ def traces_page(request: Request) -> Response:
     limit = _limit(request, errors)
     cursor = request.query_params.get("cursor") or None
     started = time.perf_counter()
+    unknown = _unknown_filters(request) if fmt in ("json", "csv") else {}
+    errors.update(unknown)
     try:
-        page = search_traces(request.app.state.flywheel.store, q, cursor=cursor, limit=limit)
+        # a script's misspelt filter (`?q=refund`) gets a 400 and no rows, not every trace as if it had matched
+        page = Page(rows=[]) if unknown else search_traces(request.app.state.flywheel.store, q, cursor=cursor,
+                                                             limit=limit)
     except UserError as exc:
         errors["cursor"] = exc.message
         page = search_traces(request.app.state.flywheel.store, q, limit=limit)
