@@ -140,6 +140,9 @@ class BatchRunner:
             log.exception("releasing the batch leases failed; another server takes them over when they lapse")
 
     async def _loop(self) -> None:
+        from flywheel.store.outage import store_outage
+
+        down = False  # the store is unreachable: said once, not with a traceback every poll
         while True:
             try:
                 held = await asyncio.to_thread(batches_store.claim, self.store, self.me, self.state.clock())
@@ -147,8 +150,16 @@ class BatchRunner:
                 for bid in held:
                     if bid not in self._running:
                         self._running[bid] = asyncio.create_task(self._run(bid))
-            except Exception:
-                log.exception("looking for batches to run failed")
+                if down:
+                    log.warning("batches: the store is back; looking for batches to run again")
+                down = False
+            except Exception as exc:
+                why = store_outage(exc)
+                if why is None:
+                    log.exception("looking for batches to run failed")
+                elif not down:
+                    log.warning("batches: the store is unavailable (%s); retrying every %.0f s", why, self.poll_s)
+                down = why is not None
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             except TimeoutError:
