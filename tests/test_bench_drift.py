@@ -30,6 +30,13 @@ def test_plan_and_scoring() -> None:
     alarms[0] = True  # outside every injection: a false alarm
     got = score(alarms, plan)
     assert got["detected"] == 1 and got["false_alarms"] == 1 and got["mean_delay_windows"] == 1.0
+    assert "mean_delay_windows_reason" not in got
+
+
+def test_an_undefined_mean_delay_is_null_with_a_reason() -> None:
+    missed = score([False] * 6, {"topic": (2, 5)})
+    assert missed["mean_delay_windows"] is None and "no injected drift" in missed["mean_delay_windows_reason"]
+    assert score([False] * 6, {})["mean_delay_windows_reason"] == "nothing injected"
 
 
 def test_every_injected_drift_is_detected_within_one_window() -> None:

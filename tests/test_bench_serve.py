@@ -39,3 +39,59 @@ def test_litellm_command_is_found_by_env_then_path_then_a_venv_beside(tmp_path, 
     venv_bin.mkdir(parents=True)
     (venv_bin / "litellm").write_text("#!/bin/sh\n", encoding="utf-8")
     assert litellm_bin() == str(venv_bin / "litellm")
+
+
+def test_a_litellm_proxy_that_cannot_start_is_reported_and_flywheel_still_measured(tmp_path, monkeypatch):
+    # `pip install litellm` without the [proxy] extra: the command exists but exits at start-up
+    broken = tmp_path / "litellm"
+    broken.write_text("#!/bin/sh\necho \"ImportError: backoff is not installed\" >&2\nexit 1\n", encoding="utf-8")
+    broken.chmod(0o755)
+    monkeypatch.setenv("FLYWHEEL_LITELLM_BIN", str(broken))
+    result = CliRunner().invoke(main, ["bench", "serve", "--requests", "10", "--concurrency", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["rps"] > 0 and out["failed"] == 0 and out["litellm_rps"] is None
+    assert out["litellm"].startswith("failed: ") and "backoff is not installed" in out["litellm"]
+
+
+def test_sigterm_mid_run_stops_the_servers_the_bench_started(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    bench = subprocess.Popen([sys.executable, "-m", "flywheel", "bench", "serve", "--requests", "1000000",
+                              "--no-litellm", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "TMPDIR": str(tmp_path)})
+    children_file = Path(f"/proc/{bench.pid}/task/{bench.pid}/children")
+    if not children_file.exists():
+        bench.kill()
+        pytest.skip("needs Linux /proc")
+    children: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("fw-bench-serve-*/flywheel.yaml")):
+        time.sleep(0.2)
+    while time.monotonic() < deadline and len(children) < 2:  # fake-llm and flywheel serve are up
+        children = [int(c) for c in children_file.read_text().split()]
+        time.sleep(0.2)
+    assert len(children) >= 2
+    bench.send_signal(signal.SIGTERM)
+    bench.communicate(timeout=60)
+    try:
+        for child in children:
+            for _ in range(300):  # the bench waits for its servers, so they are gone when it has exited
+                if not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text():
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"server {child} still runs after the bench was stopped")
+        assert not list(tmp_path.glob("fw-bench-serve-*"))
+    finally:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

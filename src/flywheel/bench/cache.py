@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,16 +66,29 @@ def _mrpc_vectors(rows: list[tuple[int, str, str]], cache_file: Path | None) -> 
     from flywheel.retrieval.embedders import local_embedder as default_embedder
 
     texts = sorted({normalise_text(t) for r in rows for t in (r[1], r[2])})
-    if cache_file is not None and cache_file.exists():
-        data = np.load(cache_file, allow_pickle=False)
-        if list(data["texts"]) == texts:
-            return dict(zip(texts, data["vectors"], strict=True))
+    cached = _read_vectors(cache_file)
+    if cached is not None and list(cached[0]) == texts:
+        return dict(zip(texts, cached[1], strict=True))
     t = time.time()
     vectors = default_embedder().embed(texts)
     click.echo(f"embedded {len(texts)} MRPC sentences in {time.time() - t:.0f} s", err=True)
     if cache_file is not None:
         np.savez(cache_file, texts=np.array(texts), vectors=vectors)
     return dict(zip(texts, vectors, strict=True))
+
+
+def _read_vectors(cache_file: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(texts, vectors) from a --vectors file written by an earlier run; None when there is none yet."""
+    from flywheel.errors import UserError
+
+    if cache_file is None or not cache_file.exists():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as data:
+            return data["texts"], data["vectors"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(f"--vectors {cache_file}: not an npz file of MRPC embeddings ({exc})",
+                        hint="give a new file name (the bench writes it), or delete this one") from None
 
 
 def _score(answers: list[str | None], rows: list[tuple[int, str, str]]) -> tuple[float, float]:
@@ -306,7 +320,7 @@ def _embed_p50_ms(n: int = 30) -> float | None:
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="The benchmark data folder holding mrpc/ (or the mrpc folder itself) "
                    "[$FLYWHEEL_BENCH_DATA, else ../shared/data].")
-@click.option("--vectors", type=click.Path(path_type=Path), default=None,
+@click.option("--vectors", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="npz file to keep the MRPC embeddings between runs.")
 @click.option("--skip-mrpc", is_flag=True, help="Only the latency runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the JSON result.")
@@ -318,6 +332,7 @@ def command(entries: int, data: Path | None, vectors: Path | None, skip_mrpc: bo
 
     mrpc: Path | None = None
     if not skip_mrpc:
+        _read_vectors(vectors)  # a bad --vectors file is reported now, not after the latency runs
         try:
             mrpc = dataset_dir(data_root(data), "mrpc", "cache")
         except UserError as exc:

@@ -153,7 +153,9 @@ def score(alarms: list[bool], plan: dict[str, tuple[int, int]]) -> dict[str, Any
     return {"detected": detected, "injected": len(plan),
             "false_alarms": sum(1 for w, a in enumerate(alarms) if a and w not in injected),
             "windows": len(alarms), "mean_delay_windows": round(float(np.mean(found)), 3) if found else None,
-            "delays": delays}
+            "delays": delays,
+            **({} if found else {"mean_delay_windows_reason": "nothing injected" if not plan else
+                                 "no injected drift was detected within 1 window"})}
 
 
 def evidently_scores(ref: Any, windows: list[Any], time_one: bool = True) -> dict[str, Any]:

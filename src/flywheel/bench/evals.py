@@ -83,7 +83,12 @@ def measure(cmd: list[str], folder: Path, name: str, *, env: dict[str, str] | No
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=folder)
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C or `kill` of the bench: promptfoo must not go on calling a dead server
+            proc.kill()
+            proc.wait()
+            raise
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {

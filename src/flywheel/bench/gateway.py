@@ -181,7 +181,12 @@ def overhead_run(calls: int, warmup: int) -> dict[str, Any]:
         from flywheel.bench import missing_peer
 
         out["litellm"] = missing_peer("litellm", "pip install litellm")
+        for key in ("litellm_p50_ms", "litellm_overhead_p50_ms", "litellm_overhead_p99_ms"):
+            out[key], out[f"{key}_reason"] = None, "litellm is not installed (pip install litellm)"
     return out
+
+
+FAULT_FIELDS = ("fault_failed_calls", "fault_retried_calls", "fault_fallback_calls", "fault_p50_ms", "fault_p99_ms")
 
 
 def fault_run(calls: int, rate: float = 0.2, timeout_s: float = 0.2) -> dict[str, Any]:
@@ -235,7 +240,9 @@ def command(calls: int, warmup: int, fault_calls: int, as_json: bool) -> None:
             click.echo(f"fault run: {fault_calls} calls with 20 % faults on the primary …", err=True)
         result.update(fault_run(fault_calls))
     else:
-        result.update({"fault_calls": 0, "fault_failed_calls": None, "fault_p50_ms": None, "fault_p99_ms": None})
+        result.update({"fault_calls": 0, "fault_rate": None})
+        for key in FAULT_FIELDS:
+            result[key], result[f"{key}_reason"] = None, "--fault-calls 0"
     emit_json(result)
     if not as_json:
         p50, p99 = result["overhead_p50_ms"], result["overhead_p99_ms"]

@@ -301,7 +301,7 @@ def run_synthetic(n_chunks: int, queries: int = 200, log: Any = None) -> dict[st
                 result["embedder_chunks_per_s"] = round(embed_rate, 1)
                 result["ingest_chunks_per_s"] = round(1.0 / (1.0 / pipeline + 1.0 / embed_rate), 1)
                 result["note"] = (f"document vectors are random ({fixture.name}): embedding {n_chunks} chunks with "
-                                  f"{real.name} at {embed_rate:.0f}/s would take {n_chunks / embed_rate / 60:.0f} min "
+                                  f"{real.name} at {embed_rate:.0f}/s would take {n_chunks / embed_rate / 60:.1f} min "
                                   "here. index_chunks_per_s is the whole pipeline minus the embedder (load, chunk, "
                                   "tokenise, write FTS + vectors); embedder_chunks_per_s is MiniLM on a sample of "
                                   f"{len(texts_sample)} chunks; ingest_chunks_per_s combines both. Queries are "
@@ -408,21 +408,6 @@ def calibrate_floor(data_dir: Path, log: Any = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- command
 
 
-def _parse_weights(raw: str | None) -> tuple[float, ...]:
-    from flywheel.errors import UserError
-
-    if not raw:
-        return ()
-    try:
-        weights = tuple(float(w) for w in raw.split(",") if w.strip())
-    except ValueError:
-        raise UserError(f"--dense-weights {raw!r} is not a comma-separated list of numbers",
-                        hint="e.g. --dense-weights 0.5,1.5,2") from None
-    if any(w < 0 for w in weights):
-        raise UserError(f"--dense-weights {raw!r} has a negative weight", hint="use weights >= 0") from None
-    return weights
-
-
 @click.command()
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The benchmark data folder holding cmrc2018-dev/ (and for --calibrate mrpc/, askfsdl-scope/) "
@@ -457,8 +442,12 @@ def command(data: Path | None, dataset: Path | None, limit: int | None, syntheti
         if not as_json:
             click.secho(msg, dim=True, err=True)
 
+    from flywheel.bench.retrieval_options import check_options, parse_weights
+
+    check_options(dataset=dataset, synthetic=synthetic, calibrate=calibrate, sets=sets, only=only,
+                   config_file=config_file, dense_weights=dense_weights)
     root = data_root(data)
-    weights = _parse_weights(dense_weights)
+    weights = parse_weights(dense_weights)
     if calibrate:
         for name in ("cmrc2018-dev", "mrpc", "askfsdl-scope"):
             dataset_dir(root, name, "retrieval --calibrate")

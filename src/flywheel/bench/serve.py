@@ -91,8 +91,9 @@ def litellm_bin() -> str | None:
 
 
 @contextlib.contextmanager
-def _services(workers: int, litellm: str | None) -> Iterator[dict[str, tuple[str, str]]]:
-    """{target: (URL, API key)} for direct, proxy and (when `litellm` is a command) litellm."""
+def _services(workers: int, litellm: str | None, status: dict[str, str]) -> Iterator[dict[str, tuple[str, str]]]:
+    """{target: (URL, API key)} for direct, proxy and (when `litellm` is a command that starts) litellm;
+    `status["litellm"]` says "measured" or why the proxy could not start (the run goes on without it)."""
     procs: list[subprocess.Popen] = []
     tmp = Path(tempfile.mkdtemp(prefix="fw-bench-serve-"))
     try:
@@ -127,13 +128,23 @@ def _services(workers: int, litellm: str | None) -> Iterator[dict[str, tuple[str
                 f"general_settings: {{master_key: {master}}}\nlitellm_settings: {{telemetry: false}}\n",
                 encoding="utf-8")
             lport = _free_port()
-            lite = subprocess.Popen([litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1", "--port",
-                                     str(lport), "--num_workers", str(workers)], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL,
-                                    env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"})
+            with (tmp / "litellm.log").open("w", encoding="utf-8") as log:
+                lite = subprocess.Popen([litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
+                                         "--port", str(lport), "--num_workers", str(workers)],
+                                        stdout=subprocess.DEVNULL, stderr=log,
+                                        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                             "LITELLM_LOG": "ERROR"})
             procs.append(lite)
-            _wait_ready(f"http://127.0.0.1:{lport}/health/liveliness", lite)
-            urls["litellm"] = (f"http://127.0.0.1:{lport}/chat/completions", master)
+            try:
+                _wait_ready(f"http://127.0.0.1:{lport}/health/liveliness", lite)
+            except click.ClickException as exc:  # a broken peer install must not cost flywheel's figures
+                _stop(lite)
+                lines = [ln.strip() for ln in (tmp / "litellm.log").read_text(errors="replace").splitlines()]
+                last = next((ln for ln in reversed(lines) if ln), "")
+                status["litellm"] = f"failed: {litellm} {exc.format_message()}" + (f": {last}" if last else "")
+            else:
+                urls["litellm"] = (f"http://127.0.0.1:{lport}/chat/completions", master)
+                status["litellm"] = "measured"
         yield urls
     finally:
         for proc in reversed(procs):
@@ -267,7 +278,10 @@ async def _measure(urls: dict[str, tuple[str, str]], requests: int, concurrency:
 def command(workers: int, requests: int, concurrency: int, no_litellm: bool, as_json: bool) -> None:
     """`flywheel serve` overhead and throughput in front of fake_llm, next to the LiteLLM proxy."""
     litellm = None if no_litellm else litellm_bin()
-    with _services(workers, litellm) as urls:
+    status = {"litellm": "skipped: --no-litellm" if no_litellm else
+              "skipped: no `litellm` command (set FLYWHEEL_LITELLM_BIN, or install 'litellm[proxy]' into "
+              ".venv-litellm)"}
+    with _services(workers, litellm, status) as urls:
         got = asyncio.run(_measure(urls, requests, concurrency))
     lat, rps = got["lat"], got["rps"]
 
@@ -281,9 +295,7 @@ def command(workers: int, requests: int, concurrency: int, no_litellm: bool, as_
            "litellm_overhead_p50_ms": over("litellm", 50), "litellm_overhead_p99_ms": over("litellm", 99),
            "litellm_rps": round(rps["litellm"], 1) if "litellm" in rps else None,
            "litellm_failed": got["failed"].get("litellm"),
-           "litellm": "measured" if litellm else "skipped: --no-litellm" if no_litellm else
-           "skipped: no `litellm` command (set FLYWHEEL_LITELLM_BIN, or install 'litellm[proxy]' into "
-           ".venv-litellm)"}
+           "litellm": status["litellm"]}
     import json
 
     click.echo(json.dumps(out, indent=None if as_json else 2))

@@ -190,8 +190,10 @@ def run(store_path: Path, runs: int) -> dict[str, Any]:
 
 
 @click.command()
-@click.option("--traces", default=100_000, show_default=True, type=click.IntRange(10, 10_000_000))
-@click.option("--spans-per-trace", default=10, show_default=True, type=click.IntRange(1, 100))
+@click.option("--traces", default=100_000, show_default=True, type=click.IntRange(10, 10_000_000),
+              help="Synthetic traces in the store.")
+@click.option("--spans-per-trace", default=10, show_default=True, type=click.IntRange(1, 100),
+              help="Spans of each synthetic trace.")
 @click.option("--big-spans", default=5000, show_default=True, type=click.IntRange(20, 100_000),
               help="Spans of the one big trace.")
 @click.option("--runs", default=30, show_default=True, type=click.IntRange(1, 10_000), help="Requests per page.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from flywheel.cli import main
+from flywheel.cli import _terminate_as_interrupt, main
 
 BENCHMARKS = ["gateway", "retrieval", "evals", "guards", "cache", "answers", "serve", "review", "drift", "ui", "scale"]
 
@@ -12,6 +12,9 @@ BENCHMARKS = ["gateway", "retrieval", "evals", "guards", "cache", "answers", "se
 @main.group()
 def bench() -> None:
     """Benchmarks that print JSON, measured side by side against a peer in the same run."""
+    # a plain `kill` (or `timeout`) stops a benchmark as Ctrl-C does: the servers it started and its temp
+    # folders are removed on the way out instead of being left behind
+    _terminate_as_interrupt()
 
 
 for _name in BENCHMARKS:
