@@ -87,7 +87,9 @@ def serve(state: Any, host: str, port: int, workers: int, cors: tuple[str, ...],
     from flywheel.config.models import validate_cors_origin
     from flywheel.server.app import is_loopback
     from flywheel.server.counters import check_redis_answers
+    from flywheel.server.tokens import check_env_secrets
 
+    check_env_secrets()  # a guessable FLYWHEEL_SECRET / FLYWHEEL_ADMIN_KEY: exit 2 before anything starts
     project = state.project  # a bad flywheel.yaml fails here: one line, exit 2
     for origin in cors:
         validate_cors_origin(origin)
@@ -210,14 +212,10 @@ def _warn_open(host: str) -> None:
 
 
 def _check_keys(project: Any, host: str) -> bool:
-    """True when the server will run open (no keys, loopback). Off loopback with no keys, or a guessable
-    FLYWHEEL_SECRET / FLYWHEEL_ADMIN_KEY: refuse (exit 2)."""
+    """True when the server will run open (no keys, loopback). Off loopback with no keys: refuse (exit 2)."""
     from flywheel.server.app import is_loopback
     from flywheel.server.keys import KeyStore
-    from flywheel.server.tokens import check_env_secrets
     from flywheel.store import Store
-
-    check_env_secrets()
 
     with Store.open(project.store_url) as store:
         has_keys = KeyStore(store).any_active()
