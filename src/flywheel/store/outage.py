@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
+from flywheel.store.db import sqlstate
+
 # libpq / psycopg / sqlite3 messages of a store that cannot be reached (lower case)
 _MARKERS = (
     "connection is bad", "connection refused", "could not connect", "connection to server",
@@ -38,9 +40,8 @@ def _reason(exc: BaseException) -> str | None:
         return _first_line(exc)
     if not isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError)):
         return None
-    orig = getattr(exc, "orig", None) or exc
-    state = getattr(orig, "sqlstate", None)
-    message = _first_line(orig)
+    state = sqlstate(exc)
+    message = _first_line(getattr(exc, "orig", None) or exc)
     if getattr(exc, "connection_invalidated", False) or (state and state.startswith(_SQLSTATES)):
         return message
     return message if any(marker in message.lower() for marker in _MARKERS) else None

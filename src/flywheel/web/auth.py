@@ -54,20 +54,15 @@ def _mac(request: Request, purpose: str, payload: str) -> str:
 
 
 def is_open(request: Request) -> bool:
-    return would_be_open(request) and local_host(request)
+    from flywheel.server.app import local_name
+
+    return would_be_open(request) and local_name(request.headers.get("host"))
 
 
 def would_be_open(request: Request) -> bool:
-    """A loopback server without keys: open, when the browser asks for it by a local name (`local_host`)."""
+    """A loopback server without keys: open, when the browser asks for it by a local name (server.app.local_name)."""
     state = _state(request)
     return bool(state.allow_open and not state._keys_exist())
-
-
-def local_host(request: Request) -> bool:
-    """Whether the request names a loopback host (server.app.local_name): an open dashboard answers only those."""
-    from flywheel.server.app import local_name
-
-    return local_name(request.headers.get("host") or "")
 
 
 def viewer_of(request: Request) -> Viewer | None:

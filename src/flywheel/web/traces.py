@@ -43,14 +43,14 @@ SEARCH_SYNONYMS = ("q", "query", "text", "contains")  # what other trace APIs ca
 
 def _unknown_filters(request: Request) -> dict[str, str]:
     """{param: why} for each query param that is neither a filter (TraceQuery) nor a page param."""
-    import difflib
+    from flywheel.registry import did_you_mean
 
     fields = sorted(TraceQuery.model_fields)
     out = {}
     for name in request.query_params:
         if name in TraceQuery.model_fields or name in PAGE_PARAMS:
             continue
-        near = ["search"] if name.lower() in SEARCH_SYNONYMS else difflib.get_close_matches(name, fields, 1)
+        near = ["search"] if name.lower() in SEARCH_SYNONYMS else did_you_mean(name, fields, n=1)
         out[name] = (f"not a filter{f' (did you mean {near[0]!r}?)' if near else ''}; the filters are: "
                      + ", ".join(fields))
     return out

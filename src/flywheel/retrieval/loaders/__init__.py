@@ -87,12 +87,15 @@ def _plain_text_as(path: Path, options: LoadOptions) -> str | None:
     if kind is None:
         return None
     try:
-        with path.open("rb") as f:
-            head = f.read(1024)
-        if not head or head.startswith(_MAGIC) or b"%PDF" in head:
-            return None
-        decode(read_bytes(path, options))
-    except (OSError, Skip):
+        data = read_bytes(path, options)
+    except Skip:
+        return None
+    head = data[:1024]
+    if not head or head.startswith(_MAGIC) or b"%PDF" in head:
+        return None
+    try:
+        decode(data)
+    except Skip:
         return None
     if _HTML.match(head):
         raise Skip(f"not a {kind} but an HTML page (a download that got a web page instead?)")
