@@ -54,7 +54,7 @@ def test_the_index_defaults_without_a_config_are_the_config_defaults():
 
     config = RetrievalConfig()
     assert {key: getattr(config, key) for key in HNSW_DEFAULTS} == HNSW_DEFAULTS
-    assert HNSW_DEFAULTS["hnsw_ef_search"] == 64  # measured choice: docs/retrieval.md, "PostgreSQL at a million chunks"
+    assert HNSW_DEFAULTS["hnsw_ef_search"] == 200  # measured choice: docs/retrieval.md, "One graph per tenant"
 
 
 class _ScriptedIndex:

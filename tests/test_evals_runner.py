@@ -248,7 +248,7 @@ def test_similarity_uses_the_projects_retrieval_embedder(tmp_path: Path, llm, pr
     summary = run_suite(suite, runtime, options=QUIET)
     checks = summary.results[0].checks
     assert summary.passed == 1, [c.reason for c in checks]
-    assert checks[0].details["embedder"] == "all-MiniLM-L6-v2" and checks[0].score > 0.6
+    assert checks[0].details["embedder"] == "all-MiniLM-L6-v2-int8" and checks[0].score > 0.6
 
 
 def test_docs_qa_app_target_end_to_end(tmp_path: Path) -> None:

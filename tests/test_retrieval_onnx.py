@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend of the local embedder: the graph shipped in the package gives the NumPy forward
+"""The ONNX Runtime backend of the local embedder at fp32 (FLYWHEEL_EMBED_INT8=0; int8, the default, is
+tests/test_minilm_int8.py): the graph shipped in the package gives the NumPy forward
 pass's vectors and rankings (and sentence-transformers' when the `torch` extra is installed), is what
 scripts/minilm_onnx.py writes today, runs without torch, and falls back cleanly when onnxruntime is missing or
 the graph cannot be loaded."""
@@ -52,10 +53,10 @@ def test_onnx_gives_the_numpy_vectors_and_rankings():
     _need_onnx()
     pairs, chinese = _sentences()
     texts = [a for a, _ in pairs] + [b for _, b in pairs] + chinese + ["", "a", "word " * 400]
-    onnx = embedders.LocalEmbedder(backend="onnx")
+    onnx = embedders.LocalEmbedder(backend="onnx", int8=False)
     got = onnx.embed(texts)
     assert "onnx" in onnx.backends_used and "fp32" in onnx.backends_used["onnx"]
-    reference = embedders.LocalEmbedder(backend="numpy").embed(texts)
+    reference = embedders.LocalEmbedder(backend="numpy", int8=False).embed(texts)
     assert got.shape == reference.shape == (len(texts), 384) and got.dtype == np.float32
     assert np.abs(got - reference).max() < 1e-5  # float noise: cached vectors of either backend mix safely
     n = len(pairs)
@@ -72,7 +73,7 @@ def test_the_shipped_weights_give_sentence_transformers_vectors():
         pytest.skip("the `torch` extra (sentence-transformers and the original weights) is not installed")
     pairs, chinese = _sentences()
     texts = [a for a, _ in pairs] + [b for _, b in pairs] + chinese + ["", "a", "word " * 400]
-    got = embedders.LocalEmbedder(backend="onnx").embed(texts)
+    got = embedders.LocalEmbedder(backend="onnx", int8=False).embed(texts)
     reference = embedders.LocalEmbedder(backend="torch").embed(texts)
     assert (got * reference).sum(1).min() > 0.9999  # measured 0.999998 (docs/retrieval.md)
     n = len(pairs)
@@ -130,7 +131,7 @@ def test_a_graph_that_cannot_load_falls_back_to_numpy_with_one_warning(monkeypat
     broken = tmp_path / "model.onnx"
     broken.write_bytes(b"half a model")
     monkeypatch.setattr(minilm_onnx, "MODEL_FILE", broken)
-    emb = embedders.LocalEmbedder()
+    emb = embedders.LocalEmbedder(int8=False)
     with caplog.at_level(logging.WARNING, logger="flywheel.retrieval"):
         vecs = emb.embed(["first text", "second text"])
         emb.embed(["third text"])

@@ -91,7 +91,7 @@ def test_cli_dense_search_with_the_local_minilm_names_the_language_gap(tmp_path)
     assert runner.invoke(main, ["--project", str(tmp_path), "ingest", str(docs), "--json"]).exit_code == 0
     result = runner.invoke(main, ["--project", str(tmp_path), "search", *QUESTION.split(), "--mode", "dense"])
     assert result.exit_code == 0, result.output
-    assert "no results: the embedder all-MiniLM-L6-v2 does not cover Chinese (zh)" in result.stdout
+    assert "no results: the embedder all-MiniLM-L6-v2-int8 does not cover Chinese (zh)" in result.stdout
     assert "use --mode hybrid or --mode bm25" in result.stdout and "multilingual embedder" in result.stdout
     assert "relevance floor" not in result.stdout
     as_json = runner.invoke(main, ["--project", str(tmp_path), "search", QUESTION, "--mode", "dense", "--json"])

@@ -66,26 +66,29 @@ def _mrpc_vectors(rows: list[tuple[int, str, str]], cache_file: Path | None) -> 
     from flywheel.retrieval.embedders import local_embedder as default_embedder
 
     texts = sorted({normalise_text(t) for r in rows for t in (r[1], r[2])})
+    embedder = default_embedder()
     cached = _read_vectors(cache_file)
-    if cached is not None and list(cached[0]) == texts:
+    # vectors of another precision (FLYWHEEL_EMBED_INT8) or of an older file without a name are computed again
+    if cached is not None and list(cached[0]) == texts and cached[2] == embedder.name:
         return dict(zip(texts, cached[1], strict=True))
     t = time.time()
-    vectors = default_embedder().embed(texts)
-    click.echo(f"embedded {len(texts)} MRPC sentences in {time.time() - t:.0f} s", err=True)
+    vectors = embedder.embed(texts)
+    click.echo(f"embedded {len(texts)} MRPC sentences with {embedder.name} in {time.time() - t:.0f} s", err=True)
     if cache_file is not None:
-        np.savez(cache_file, texts=np.array(texts), vectors=vectors)
+        np.savez(cache_file, texts=np.array(texts), vectors=vectors, model=np.array(embedder.name))
     return dict(zip(texts, vectors, strict=True))
 
 
-def _read_vectors(cache_file: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """(texts, vectors) from a --vectors file written by an earlier run; None when there is none yet."""
+def _read_vectors(cache_file: Path | None) -> tuple[np.ndarray, np.ndarray, str | None] | None:
+    """(texts, vectors, embedder name) from a --vectors file written by an earlier run; None when there is none
+    yet."""
     from flywheel.errors import UserError
 
     if cache_file is None or not cache_file.exists():
         return None
     try:
         with np.load(cache_file, allow_pickle=False) as data:
-            return data["texts"], data["vectors"]
+            return data["texts"], data["vectors"], str(data["model"]) if "model" in data.files else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(f"--vectors {cache_file}: not an npz file of MRPC embeddings ({exc})",
                         hint="give a new file name (the bench writes it), or delete this one") from None

@@ -137,10 +137,12 @@ def measure_embedding(texts: list[str]) -> dict[str, Any]:
         embedder.embed(texts[:32])  # load the weights outside the clock
         sides["embed_chunks_per_s"] = lambda: embedder.embed(texts)
         out["embed_backend"] = embedder.describe()
-        if not embedder.int8:  # the opt-in int8 graph (FLYWHEEL_EMBED_INT8=1), in the same turns
-            int8 = LocalEmbedder(int8=True)
-            int8.embed(texts[:32])
-            sides["embed_int8_chunks_per_s"] = lambda: int8.embed(texts)
+        # the other precision in the same turns: fp32 (FLYWHEEL_EMBED_INT8=0) beside the int8 default, or back
+        if embedder.backend != "torch":
+            other = LocalEmbedder(int8=not embedder.int8)
+            other.embed(texts[:32])
+            field = "embed_int8_chunks_per_s" if other.int8 else "embed_fp32_chunks_per_s"
+            sides[field] = lambda: other.embed(texts)
     else:
         out["embed_chunks_per_s"], out["embed_chunks_per_s_reason"] = None, "the local embedder is not installed"
     try:

@@ -39,7 +39,8 @@ from flywheel.types import CheckResult
 MODELS_DIR = Path(".flywheel") / "checks"
 FEATURES = ("tfidf", "embedding")
 TFIDF_DIM = 2 ** 15
-LOCAL_EMBEDDER = "all-MiniLM-L6-v2"  # flywheel.retrieval.embedders.LocalEmbedder.name
+# the names of flywheel.retrieval.embedders.LocalEmbedder: int8 (the default since 2026-12-05) and fp32
+LOCAL_EMBEDDERS = ("all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SPACE = re.compile(r"\s+")
 
@@ -133,10 +134,10 @@ class TrainedModel:
         if self.features == "tfidf":
             assert self.idf is not None
             return tfidf(inputs, outputs, self.idf)
-        if embedder is None:
+        if embedder is None:  # the shipped model at the precision these weights were fitted on
             from flywheel.retrieval.embedders import local_embedder
 
-            embedder = local_embedder()
+            embedder = local_embedder(self.meta.get("embedder"))
         return embedding(inputs, outputs, embedder)
 
     def predict(self, inputs: Sequence[str], outputs: Sequence[str], embedder: Any = None) -> Array:
@@ -200,7 +201,7 @@ class Trained(Check):
         wanted = self.model.meta.get("embedder")
         if embedder is not None and getattr(embedder, "name", None) != wanted:
             embedder = None  # another embedder's vectors mean nothing to these weights
-        if self.model.features == "embedding" and embedder is None and wanted != LOCAL_EMBEDDER:
+        if self.model.features == "embedding" and embedder is None and wanted not in LOCAL_EMBEDDERS:
             return CheckResult(passed=False, score=0.0, reason=f"{self.model.name} needs the embedder {wanted}",
                                error=f"trained check {self.model.name} was fitted on {wanted} vectors; none here")
         p = float(self.model.predict([ctx.input or ""], [output], embedder)[0])

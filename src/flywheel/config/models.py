@@ -115,7 +115,7 @@ class RetrievalConfig(Section):
     min_relevance: float | Literal["auto"] | None = "auto"
     hnsw_m: int = Field(default=16, ge=2, le=100)  # PostgreSQL (pgvector) HNSW graph degree
     hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
-    hnsw_ef_search: int = Field(default=64, ge=1, le=1000)  # candidates per search: recall vs latency
+    hnsw_ef_search: int = Field(default=200, ge=1, le=1000)  # candidates per search: recall vs latency
     hnsw_exact_below: int = Field(default=2000, ge=0)  # a tenant with at most this many chunks: exact search
     _base: str | None = PrivateAttr(default=None)  # flywheel.yaml's folder, set when the config loads
     _where: str | None = PrivateAttr(default=None)  # flywheel.yaml:line of `embedder_model:`, likewise

@@ -75,15 +75,20 @@ def local_available() -> bool:
 class LocalEmbedder(Embedder):
     """sentence-transformers/all-MiniLM-L6-v2, its weights shipped in the package (minilm.py), never downloaded.
 
-    Backends, all giving the same vectors (cosine ≥ 0.99999, tested), so they share one cache key:
-    - `onnx`: onnxruntime over the graph shipped next to the weights (minilm_onnx.py). The fastest here, for
+    Precision: int8 by default (name minilm_onnx.INT8_NAME): the feed-forward input and attention output
+    products in int8 with 7-bit weights, each text quantised on its own range (so its vector never depends on
+    what it was batched with); 1.3x the fp32 graph on AVX2, retrieval quality unchanged (docs/retrieval.md).
+    FLYWHEEL_EMBED_INT8=0 (or int8=False) runs fp32, under the model's own name (`all-MiniLM-L6-v2`).
+
+    Backends, sharing a cache key per precision:
+    - `onnx`: onnxruntime over the graphs shipped next to the weights (minilm_onnx.py). The fastest here, for
       bulk and for single queries; needs onnxruntime (the `local` extra).
-    - `numpy`: a NumPy forward pass over the same weights (minilm.py), the reference for `onnx`.
+    - `numpy`: a NumPy forward pass over the same weights (minilm.py), the reference for `onnx`: fp32 to cosine
+      ≥ 0.99999; int8 to cosine ≥ 0.995 (float noise moves a few values across a rounding step).
     - `torch`: sentence-transformers over the original fp32 weights (extra `torch`, not installed by `local`):
-      the upstream implementation, for comparisons.
+      the upstream implementation, for comparisons and GPUs; fp32 only.
     `auto` (default; `bulk` is the same): onnx when onnxruntime is installed and loads the graph, else numpy.
-    FLYWHEEL_EMBED_BACKEND=auto|onnx|torch|numpy overrides the default. FLYWHEEL_EMBED_INT8=1 (or int8=True) runs
-    the int8 graph instead (minilm_onnx.INT8_MODEL_FILE, ~1.2x faster): other vectors, so another name, onnx only.
+    FLYWHEEL_EMBED_BACKEND=auto|onnx|torch|numpy overrides the default.
     The backend in use is logged once (logger `flywheel.retrieval`, INFO) and listed in `backends_used`.
 
     With `folder` (model_folder.ModelFolder: `retrieval.embedder_model`), the same machinery runs that model
@@ -113,10 +118,18 @@ class LocalEmbedder(Embedder):
         from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
         from flywheel.retrieval.minilm_onnx import INT8_NAME
 
-        # int8 graph (minilm_onnx.INT8_MODEL_FILE): other vectors, so another name; onnx only, never a fallback
-        self.int8 = folder is None and (os.environ.get("FLYWHEEL_EMBED_INT8", "") == "1" if int8 is None else int8)
+        self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown local embedder backend {self.backend!r}",
+                            hint=f"FLYWHEEL_EMBED_BACKEND is one of {', '.join(BACKENDS)}")
+        # int8 (the default for the shipped model): other vectors than fp32, so another name
+        self.int8 = folder is None and (_int8_setting(self.backend) if int8 is None else int8)
         if self.int8:
             self.name = INT8_NAME
+        if self.int8 and self.backend == "torch":
+            raise UserError("FLYWHEEL_EMBED_INT8=1 runs on the onnx and numpy backends, not torch",
+                            hint="unset FLYWHEEL_EMBED_INT8 (torch runs the fp32 model), or unset "
+                                 "FLYWHEEL_EMBED_BACKEND")
 
         self.folder = folder
         if folder is not None:
@@ -129,13 +142,6 @@ class LocalEmbedder(Embedder):
                             hint="reinstall flywheel (`pip install -e '.[local]'` from a full clone)")
         else:
             self.model_dir = MODEL_DIR
-        self.backend = backend or os.environ.get("FLYWHEEL_EMBED_BACKEND", "auto")
-        if self.backend not in BACKENDS:
-            raise UserError(f"unknown local embedder backend {self.backend!r}",
-                            hint=f"FLYWHEEL_EMBED_BACKEND is one of {', '.join(BACKENDS)}")
-        if self.int8 and self.backend in ("torch", "numpy"):
-            raise UserError(f"FLYWHEEL_EMBED_INT8=1 runs on onnx only, not {self.backend}",
-                            hint="unset FLYWHEEL_EMBED_BACKEND, or unset FLYWHEEL_EMBED_INT8")
         self.device = device  # "cuda[:N]" runs the torch backend on that GPU (Ray's GPU actors, ray_embed.py)
         if device != "cpu" and (self.int8 or self.backend != "torch"):
             raise UserError(f"the local embedder runs on {device} with the torch backend only",
@@ -184,8 +190,8 @@ class LocalEmbedder(Embedder):
 
     def backend_for(self, n: int) -> str:
         """The backend a batch of `n` texts goes to: `auto` picks onnx whenever onnxruntime can run it."""
-        if self.backend in ("onnx", "torch", "numpy") or self.int8:
-            return "onnx" if self.int8 else self.backend
+        if self.backend in ("onnx", "torch", "numpy"):
+            return self.backend
         if "onnx" in self._runners:
             return "onnx"
         if self._onnx_error is None:
@@ -217,8 +223,8 @@ class LocalEmbedder(Embedder):
                 raise UserError("FLYWHEEL_EMBED_BACKEND=onnx needs onnxruntime", hint=pip_install("local"))
             if folder is None:
                 path = minilm_onnx.INT8_MODEL_FILE if self.int8 else minilm_onnx.MODEL_FILE
-                runner = minilm_onnx.OnnxBert(path)
-                precision = "int8 (7-bit weights)" if self.int8 else "fp32"
+                runner = minilm_onnx.OnnxBert(path, per_text=self.int8)
+                precision = "int8 (7-bit weights, one text per run)" if self.int8 else "fp32"
                 return runner, f"onnx (onnxruntime {runner.version}, {precision}, {runner.describe()}, {path})"
             from flywheel.retrieval.bert_onnx import InlineFloat32, graph_bytes
 
@@ -232,6 +238,9 @@ class LocalEmbedder(Embedder):
         from flywheel.retrieval.minilm import NumpyBert, NumpyMiniLM
 
         if folder is None:
+            if self.int8:
+                return (NumpyMiniLM(self.model_dir, self.max_tokens, int8=True),
+                        "numpy (the int8 graph's arithmetic in float32, one range per text, no torch)")
             return NumpyMiniLM(self.model_dir, self.max_tokens), "numpy (exact fp32 forward pass, no torch)"
         model = NumpyBert(folder.read_weights(), folder.config, folder.max_seq_length, folder.pooling,
                           folder.position_offset)
@@ -263,7 +272,7 @@ class LocalEmbedder(Embedder):
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         backend = self.backend_for(len(texts))
-        if backend == "onnx" and self.backend in ("auto", "bulk") and not self.int8:
+        if backend == "onnx" and self.backend in ("auto", "bulk"):
             try:
                 self._runner("onnx")
             except Exception as exc:  # noqa: BLE001 - any export/load failure: fall back, say why once
@@ -283,6 +292,15 @@ class LocalEmbedder(Embedder):
         vecs = model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True,
                             show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
+
+
+def _int8_setting(backend: str) -> bool:
+    """FLYWHEEL_EMBED_INT8: 1 int8, 0 fp32; unset: int8, except on the torch backend (sentence-transformers, the
+    fp32 upstream reference)."""
+    flag = os.environ.get("FLYWHEEL_EMBED_INT8", "").strip()
+    if flag not in ("", "0", "1"):
+        raise UserError(f"FLYWHEEL_EMBED_INT8 is {flag!r}", hint="set it to 1 (int8, the default) or 0 (fp32)")
+    return flag == "1" if flag else backend != "torch"
 
 
 def _load_sentence_transformers(folder: ModelFolder | None = None, device: str = "cpu") -> tuple[Any, str]:
@@ -326,15 +344,27 @@ def _load_sentence_transformers(folder: ModelFolder | None = None, device: str =
 
 
 _shared_local: LocalEmbedder | None = None
+_other_precision: LocalEmbedder | None = None
 _folder_embedders: dict[tuple[Path, tuple[str, ...] | None], LocalEmbedder] = {}
 
 
-def local_embedder() -> LocalEmbedder:
-    """The process-wide local embedder (weights and tokenizer loaded once, lazily). UserError when not installed."""
-    global _shared_local
+def local_embedder(name: str | None = None) -> LocalEmbedder:
+    """The process-wide local embedder (weights and tokenizer loaded once, lazily). UserError when not installed.
+    `name`: the shipped model at the precision of that name (`all-MiniLM-L6-v2-int8` or `all-MiniLM-L6-v2`), for
+    weights fitted on its vectors (trained checks, query routers); None: the configured default."""
+    global _shared_local, _other_precision
     if _shared_local is None:
         _shared_local = LocalEmbedder()
-    return _shared_local
+    if name is None or name == _shared_local.name:
+        return _shared_local
+    from flywheel.retrieval.minilm_onnx import INT8_NAME
+
+    if name not in (INT8_NAME, LocalEmbedder.name):
+        raise UserError(f"{name} is not a name of the local embedder",
+                        hint=f"the local embedder computes {INT8_NAME} (default) or {LocalEmbedder.name} vectors")
+    if _other_precision is None:
+        _other_precision = LocalEmbedder(backend="auto", int8=name == INT8_NAME)
+    return _other_precision
 
 
 def folder_embedder(folder: Path | str, languages: list[str] | None = None, where: str | None = None

@@ -70,14 +70,43 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, np.float32(1.0) - tail, tail - np.float32(1.0)).astype(np.float32)
 
 
+INT8_KINDS = ("up", "att")  # the int8 graph's layers (scripts/minilm_onnx.py INT8_LAYERS): FFN input, attention output
+
+
+def s7_weights(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weights rounded to ±63 as float32, per-column scale) of an (in, out) float32 matrix: the int8 graph's
+    7-bit symmetric weights (bert_onnx.s7_weights), computed the same way in float32."""
+    scale = (np.maximum(np.abs(w).max(0), np.float32(1e-9)) / np.float32(63)).astype(np.float32)
+    return np.clip(np.round(w / scale), -63, 63).astype(np.float32), scale
+
+
+def int8_matmul(x: np.ndarray, mask: np.ndarray, w_q: np.ndarray, w_scale: np.ndarray, bias: np.ndarray
+                ) -> np.ndarray:
+    """onnxruntime's DynamicQuantizeMatMul run on one text at a time, in float32: each text's activations
+    `x` (B, T, in) quantised to uint8 over its own real tokens (range widened to include 0, scale
+    (max - min) / 255, zero point rounded half to even), times the 7-bit weights. The integer sums stay below
+    2^24 (in × 255 × 63 for in ≤ 1024), so float32 holds them exactly whatever order BLAS adds them in."""
+    real = mask[:, :, None] > 0
+    lo = np.minimum(np.where(real, x, np.inf).min((1, 2)), 0).astype(np.float32)
+    hi = np.maximum(np.where(real, x, -np.inf).max((1, 2)), 0).astype(np.float32)
+    scale = np.where(hi > lo, (hi - lo) / np.float32(255), np.float32(1)).astype(np.float32)
+    zero = np.round(np.clip(-lo / scale, 0, 255)).astype(np.float32)
+    q = np.clip(np.round(x / scale[:, None, None]) + zero[:, None, None], 0, 255) - zero[:, None, None]
+    b, t, d = x.shape
+    acc = (q.reshape(b * t, d) @ w_q).reshape(b, t, -1)
+    return acc * (scale[:, None, None] * w_scale) + bias
+
+
 class NumpyBert:
     """The one NumPy forward pass of a BERT-family encoder (BERT, XLM-R/RoBERTa) with sentence-transformers'
     pooling: `w` holds float32 tensors named without a `bert.`/`roberta.` prefix, `cfg` is the config.json.
     `pooling` is `mean` (over real tokens) or `cls` (the first token); `position_offset` is the first position id
-    (XLM-R/RoBERTa count positions from padding_idx + 1, BERT from 0)."""
+    (XLM-R/RoBERTa count positions from padding_idx + 1, BERT from 0). `int8`: the feed-forward input and attention
+    output products run as the int8 graph runs them (int8_matmul), giving its vectors."""
 
     def __init__(self, w: dict[str, np.ndarray], cfg: dict, max_seq_length: int, pooling: str = "mean",
-                 position_offset: int = 0):
+                 position_offset: int = 0, int8: bool = False):
+        self.int8 = int8
         self.heads = int(cfg["num_attention_heads"])
         self.eps = np.float32(cfg["layer_norm_eps"])
         self.max_seq_length = max_seq_length
@@ -103,6 +132,9 @@ class NumpyBert:
                 "down_b": w[p + "output.dense.bias"],
                 "norm2": (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
             })
+            if int8:
+                for kind, key in zip(INT8_KINDS, ("up_w", "out_w"), strict=True):
+                    self.layers[-1][kind + "_q"] = s7_weights(self.layers[-1][key])
 
     def _norm(self, x: np.ndarray, params: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)
@@ -128,8 +160,14 @@ class NumpyBert:
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(b * t, d)
-            x = self._norm(x + (ctx @ layer["out_w"] + layer["out_b"]).reshape(b, t, d), layer["norm1"])
-            up = x.reshape(b * t, d) @ layer["up_w"] + layer["up_b"]
+            if self.int8:
+                (att_w, att_scale), (up_w, up_scale) = layer["att_q"], layer["up_q"]
+                att = int8_matmul(ctx.reshape(b, t, d), mask, att_w, att_scale, layer["out_b"])
+                x = self._norm(x + att, layer["norm1"])
+                up = int8_matmul(x, mask, up_w, up_scale, layer["up_b"]).reshape(b * t, -1)
+            else:
+                x = self._norm(x + (ctx @ layer["out_w"] + layer["out_b"]).reshape(b, t, d), layer["norm1"])
+                up = x.reshape(b * t, d) @ layer["up_w"] + layer["up_b"]
             up = np.float32(0.5) * up * (np.float32(1.0) + _erf(up * np.float32(1 / np.sqrt(2))))
             x = self._norm(x + (up @ layer["down_w"] + layer["down_b"]).reshape(b, t, d), layer["norm2"])
         if self.pooling == "cls":
@@ -151,9 +189,9 @@ class NumpyBert:
 class NumpyMiniLM(NumpyBert):
     """all-MiniLM-L6-v2 from the weights shipped in the package (mean pooling)."""
 
-    def __init__(self, model_dir: Path = MODEL_DIR, max_seq_length: int = 256):
+    def __init__(self, model_dir: Path = MODEL_DIR, max_seq_length: int = 256, int8: bool = False):
         w, cfg = load_weights(model_dir)
-        super().__init__(w, cfg, max_seq_length)
+        super().__init__(w, cfg, max_seq_length, int8=int8)
 
 
 def length_batches(encodings: list[list[int]], token_budget: int, max_rows: int = 256

