@@ -93,3 +93,16 @@ def test_an_int8_graph_that_cannot_load_falls_back_to_numpy_int8_with_one_warnin
     assert len([r for r in caplog.records if "onnx backend unavailable" in r.getMessage()]) == 1
     assert list(emb.backends_used) == ["numpy"] and "int8" in emb.backends_used["numpy"]
     assert vecs.shape == (2, 384) and emb.name == minilm_onnx.INT8_NAME
+
+
+def test_weights_fitted_on_either_precision_get_that_precision(monkeypatch):
+    """Trained checks and query routers fitted before the default changed (fp32 vectors) keep getting fp32 ones;
+    those fitted since get int8; a name that is not the local embedder's is refused."""
+    monkeypatch.setattr(embedders, "_shared_local", None)
+    monkeypatch.setattr(embedders, "_other_precision", None)
+    default = embedders.local_embedder()
+    assert embedders.local_embedder(minilm_onnx.INT8_NAME) is default
+    fp32 = embedders.local_embedder("all-MiniLM-L6-v2")
+    assert fp32.name == "all-MiniLM-L6-v2" and not fp32.int8 and embedders.local_embedder("all-MiniLM-L6-v2") is fp32
+    with pytest.raises(UserError, match="not a name of the local embedder"):
+        embedders.local_embedder("bge-small-zh")
