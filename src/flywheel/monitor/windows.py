@@ -79,37 +79,16 @@ def check_period(since: float, until: float) -> None:
 
 
 def parse_time(text: str | float | None, *, now: float | None = None, what: str = "--since") -> float | None:
-    """A point in time: Unix seconds, an ISO date/time (UTC unless it says otherwise), or a duration ago (`7d`).
-    `nan`, `inf` and a duration too long to count are a UserError, as any other unreadable time."""
-    seconds = _parse_time(text, now, what)
-    if seconds is not None and not math.isfinite(seconds):
-        raise UserError(f"cannot read {what} {text!r}",
-                        hint="write a duration ago (7d, 12h), a date (2026-10-01) or a time (2026-10-01T08:00)")
-    return seconds
-
-
-def _parse_time(text: str | float | None, now: float | None, what: str) -> float | None:
-    if text is None or text == "":
-        return None
-    if isinstance(text, (int, float)):
-        return float(text)
-    now = time.time() if now is None else now
-    if _DURATION.match(text):
-        return now - parse_duration(text, what)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    import datetime as dt
+    """A point in time: Unix seconds, an ISO date/time (UTC unless it says otherwise), or a duration ago (`7d`):
+    tracing's one reader of times, with an unreadable one (also `nan`, `inf`, a duration too long to count) a
+    UserError naming `what`."""
+    from flywheel.tracing.search import parse_time as read_time
 
     try:
-        parsed = dt.datetime.fromisoformat(text.strip())
+        return read_time(text, now)
     except ValueError:
         raise UserError(f"cannot read {what} {text!r}",
                         hint="write a duration ago (7d, 12h), a date (2026-10-01) or a time (2026-10-01T08:00)") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
 
 
 @dataclass

@@ -268,11 +268,6 @@ def _message(call: calls.Call, model: str, text: str, stop: str | None, tin: int
 _APP_IGNORES = ("system", "temperature", "top_p", "top_k", "stop_sequences", "thinking", "output_config")
 
 
-def _app_ignored(body: MessagesIn) -> list[str]:
-    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
-    return ignored + ["messages before the last user message"] * (len(body.messages) > 1)
-
-
 @router.post("/v1/messages", openapi_extra=calls.body_schema(MessagesIn))
 async def messages(request: Request) -> Any:
     state = request.app.state.flywheel
@@ -299,7 +294,7 @@ async def messages(request: Request) -> Any:
         if app:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
             options = calls.session_options(state, runner, app, session, param="metadata.session_id")
-            ignored = {"ignored": names} if (names := _app_ignored(body)) else {}
+            ignored = {"ignored": names} if (names := calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)) else {}
             if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
                 stream = runner.stream(creq.last_user(), tenant, **options)
                 pieces, usage = await app_stream(call, stream)

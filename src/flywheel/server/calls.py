@@ -183,6 +183,14 @@ def model_names(state: ServerState) -> list[str]:
     return sorted(cfg.models) + sorted(cfg.routes)
 
 
+def app_ignored(body: BaseModel, fields: tuple[str, ...], earlier: bool, earlier_name: str = "messages") -> list[str]:
+    """What the caller sent that an app answers without (its own prompt, model options and memory decide): the
+    `fields` set in `body`, and `earlier` turns before the last user message. Named in the answer's
+    `flywheel.ignored` on every wire, never silently dropped."""
+    ignored = [name for name in fields if getattr(body, name) is not None]
+    return ignored + [f"{earlier_name} before the last user message"] * earlier
+
+
 def app_model(state: ServerState, app: str) -> str:
     cfg = state.project.config.apps.get(app)
     return (cfg.model if cfg is not None and cfg.model else None) or "default"

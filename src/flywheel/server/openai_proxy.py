@@ -181,11 +181,6 @@ _APP_IGNORES = ("temperature", "top_p", "seed", "max_tokens", "max_completion_to
                 "frequency_penalty", "presence_penalty", "logit_bias", "reasoning_effort", "verbosity")
 
 
-def _app_ignored(body: ChatCompletionIn) -> list[str]:
-    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
-    return ignored + ["messages before the last user message"] * (len(body.messages) > 1)
-
-
 async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRequest, app: str,
                           session: str | None) -> Any:
     """An app answers the last user message; with a session (`metadata.session_id` or the header) a chat app
@@ -194,7 +189,7 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     question = creq.last_user()
     if not question.strip():
         raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
-    names = _app_ignored(body)
+    names = calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)
     ignored = {"ignored": names} if names else {}
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")

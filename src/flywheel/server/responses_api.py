@@ -266,12 +266,6 @@ def _check_app_body(body: ResponsesIn, creq: ChatRequest) -> None:
 _APP_IGNORES = ("instructions", "max_output_tokens", "temperature", "top_p", "reasoning")
 
 
-def _app_ignored(body: ResponsesIn, creq: ChatRequest) -> list[str]:
-    ignored = [name for name in _APP_IGNORES if getattr(body, name) is not None]
-    earlier = [m for m in creq.messages if m.role != "system"][:-1]
-    return ignored + ["input before the last user message"] * bool(earlier)
-
-
 async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: ChatRequest, app: str,
                         session: str | None) -> Any:
     """An app answers the last user message; with `metadata.session_id` (or the header) a chat app continues that
@@ -279,7 +273,8 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
     (sentence by sentence once its output guards passed each one); its citations close the message."""
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
-    names = _app_ignored(body, creq)
+    earlier = len([m for m in creq.messages if m.role != "system"]) > 1
+    names = calls.app_ignored(body, _APP_IGNORES, earlier, earlier_name="input")
     ignored = {"ignored": names} if names else {}
     if body.stream and hasattr(runner, "stream"):
         stream = runner.stream(creq.last_user(), call.tenant, **options)
