@@ -39,8 +39,6 @@ from flywheel.types import CheckResult
 MODELS_DIR = Path(".flywheel") / "checks"
 FEATURES = ("tfidf", "embedding")
 TFIDF_DIM = 2 ** 15
-# the names of flywheel.retrieval.embedders.LocalEmbedder: int8 (the default since 2026-12-05) and fp32
-LOCAL_EMBEDDERS = ("all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _SPACE = re.compile(r"\s+")
 
@@ -201,9 +199,12 @@ class Trained(Check):
         wanted = self.model.meta.get("embedder")
         if embedder is not None and getattr(embedder, "name", None) != wanted:
             embedder = None  # another embedder's vectors mean nothing to these weights
-        if self.model.features == "embedding" and embedder is None and wanted not in LOCAL_EMBEDDERS:
-            return CheckResult(passed=False, score=0.0, reason=f"{self.model.name} needs the embedder {wanted}",
-                               error=f"trained check {self.model.name} was fitted on {wanted} vectors; none here")
+        if self.model.features == "embedding" and embedder is None:
+            from flywheel.retrieval.embedders import local_names
+
+            if wanted not in local_names():  # the shipped model's vectors are computed below without one
+                return CheckResult(passed=False, score=0.0, reason=f"{self.model.name} needs the embedder {wanted}",
+                                   error=f"trained check {self.model.name} was fitted on {wanted} vectors; none here")
         p = float(self.model.predict([ctx.input or ""], [output], embedder)[0])
         passed = p >= self.threshold
         return CheckResult(passed=passed, score=p,

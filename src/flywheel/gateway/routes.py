@@ -89,7 +89,7 @@ class QueryRouter:
     """A saved query-level router: P(the small model fails this query) from the query text alone."""
 
     def __init__(self, route: str, spec: RouterSpec):
-        from flywheel.checks.trained import LOCAL_EMBEDDERS, TrainedModel
+        from flywheel.checks.trained import TrainedModel
 
         self.route, self.spec, self.threshold = route, spec, spec.threshold
         folder = spec.path()
@@ -112,12 +112,12 @@ class QueryRouter:
                             hint="name the aliases it was trained for, or train it again for these")
         self.embedder: Any = None
         if self.model.features == "embedding":
-            if meta.get("embedder") not in LOCAL_EMBEDDERS:
-                raise UserError(f"route '{route}': the router was fitted on {meta.get('embedder')} vectors; "
-                                f"the gateway computes only the local embedder's ({', '.join(LOCAL_EMBEDDERS)})",
-                                hint="train it with --features tfidf, or with the local embedder")
-            from flywheel.retrieval.embedders import local_embedder
+            from flywheel.retrieval.embedders import local_embedder, local_names
 
+            if meta.get("embedder") not in local_names():
+                raise UserError(f"route '{route}': the router was fitted on {meta.get('embedder')} vectors; "
+                                f"the gateway computes only the local embedder's ({', '.join(local_names())})",
+                                hint="train it with --features tfidf, or with the local embedder")
             self.embedder = local_embedder(meta.get("embedder"))
 
     @property

@@ -357,14 +357,20 @@ def local_embedder(name: str | None = None) -> LocalEmbedder:
         _shared_local = LocalEmbedder()
     if name is None or name == _shared_local.name:
         return _shared_local
+    int8_name, fp32_name = local_names()
+    if name not in (int8_name, fp32_name):
+        raise UserError(f"{name} is not a name of the local embedder",
+                        hint=f"the local embedder computes {int8_name} (default) or {fp32_name} vectors")
+    if _other_precision is None:
+        _other_precision = LocalEmbedder(backend="auto", int8=name == int8_name)
+    return _other_precision
+
+
+def local_names() -> tuple[str, str]:
+    """The names the shipped model's vectors are stored under: (int8, the default; fp32)."""
     from flywheel.retrieval.minilm_onnx import INT8_NAME
 
-    if name not in (INT8_NAME, LocalEmbedder.name):
-        raise UserError(f"{name} is not a name of the local embedder",
-                        hint=f"the local embedder computes {INT8_NAME} (default) or {LocalEmbedder.name} vectors")
-    if _other_precision is None:
-        _other_precision = LocalEmbedder(backend="auto", int8=name == INT8_NAME)
-    return _other_precision
+    return INT8_NAME, LocalEmbedder.name
 
 
 def folder_embedder(folder: Path | str, languages: list[str] | None = None, where: str | None = None

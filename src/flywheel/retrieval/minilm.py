@@ -70,6 +70,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
     return np.where(x >= 0, np.float32(1.0) - tail, tail - np.float32(1.0)).astype(np.float32)
 
 
+MAX_ROWS = 256  # texts in one batch at most (length_batches)
 INT8_KINDS = ("up", "att")  # the int8 graph's layers (scripts/minilm_onnx.py INT8_LAYERS): FFN input, attention output
 
 
@@ -194,7 +195,7 @@ class NumpyMiniLM(NumpyBert):
         super().__init__(w, cfg, max_seq_length, int8=int8)
 
 
-def length_batches(encodings: list[list[int]], token_budget: int, max_rows: int = 256
+def length_batches(encodings: list[list[int]], token_budget: int, max_rows: int = MAX_ROWS
                    ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
     """(row indices, ids (B, T) int64, mask (B, T) int64) batches of inputs of similar length, each about
     `token_budget` tokens padded: sorting by length all but removes padding, and a fixed token budget instead of

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from flywheel.retrieval.minilm import MODEL_DIR, length_batches
+from flywheel.retrieval.minilm import MAX_ROWS, MODEL_DIR, length_batches
 
 MODEL_FILE = MODEL_DIR / "model.onnx"
 # FFN-input and attention-output MatMuls in int8, 7-bit weights (scripts/minilm_onnx.py INT8_LAYERS): ~1.3x faster
@@ -90,7 +90,7 @@ class OnnxBert:
 
         # the int8 graph quantises its whole input at once: run one text at a time, so each text's vector comes
         # from its own range and never from what it was batched with (batched, cosine to itself alone ≥ 0.992)
-        self.max_rows = 1 if per_text else 256
+        self.max_rows = 1 if per_text else MAX_ROWS
 
         cores = threads or cpu_count()
         n_sessions, per_session = (sessions, max(1, cores // sessions)) if sessions else session_layout(cores)

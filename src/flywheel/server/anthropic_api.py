@@ -294,7 +294,7 @@ async def messages(request: Request) -> Any:
         if app:
             runner = state.app(app)  # a chat app continues the session's conversation from its memory
             options = calls.session_options(state, runner, app, session, param="metadata.session_id")
-            ignored = {"ignored": names} if (names := calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)) else {}
+            ignored = calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)
             if body.stream and hasattr(runner, "stream"):  # as it comes, through its output guards
                 stream = runner.stream(creq.last_user(), tenant, **options)
                 pieces, usage = await app_stream(call, stream)

@@ -183,12 +183,14 @@ def model_names(state: ServerState) -> list[str]:
     return sorted(cfg.models) + sorted(cfg.routes)
 
 
-def app_ignored(body: BaseModel, fields: tuple[str, ...], earlier: bool, earlier_name: str = "messages") -> list[str]:
-    """What the caller sent that an app answers without (its own prompt, model options and memory decide): the
-    `fields` set in `body`, and `earlier` turns before the last user message. Named in the answer's
-    `flywheel.ignored` on every wire, never silently dropped."""
+def app_ignored(body: BaseModel, fields: tuple[str, ...], earlier: bool, earlier_name: str = "messages"
+                ) -> dict[str, list[str]]:
+    """`{"ignored": [...]}` for the answer's `flywheel` object ({} when nothing was): the `fields` set in `body`
+    and `earlier` turns before the last user message, which an app answers without (its own prompt, model
+    options and memory decide). Named on every wire, never silently dropped."""
     ignored = [name for name in fields if getattr(body, name) is not None]
-    return ignored + [f"{earlier_name} before the last user message"] * earlier
+    ignored += [f"{earlier_name} before the last user message"] * earlier
+    return {"ignored": ignored} if ignored else {}
 
 
 def app_model(state: ServerState, app: str) -> str:

@@ -189,8 +189,7 @@ async def _app_completion(call: calls.Call, body: ChatCompletionIn, creq: ChatRe
     question = creq.last_user()
     if not question.strip():
         raise ApiError(400, "an app needs a user message", param="messages", code="invalid_value")
-    names = calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)
-    ignored = {"ignored": names} if names else {}
+    ignored = calls.app_ignored(body, _APP_IGNORES, len(body.messages) > 1)
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
     if body.stream and hasattr(runner, "stream"):

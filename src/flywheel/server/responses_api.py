@@ -273,9 +273,8 @@ async def _app_response(call: calls.Call, turn: _Turn, body: ResponsesIn, creq: 
     (sentence by sentence once its output guards passed each one); its citations close the message."""
     runner = call.state.app(app)
     options = calls.session_options(call.state, runner, app, session, param="metadata.session_id")
-    earlier = len([m for m in creq.messages if m.role != "system"]) > 1
-    names = calls.app_ignored(body, _APP_IGNORES, earlier, earlier_name="input")
-    ignored = {"ignored": names} if names else {}
+    earlier = sum(m.role != "system" for m in creq.messages) > 1
+    ignored = calls.app_ignored(body, _APP_IGNORES, earlier, earlier_name="input")
     if body.stream and hasattr(runner, "stream"):
         stream = runner.stream(creq.last_user(), call.tenant, **options)
         pieces, usage = await app_stream(call, stream)
