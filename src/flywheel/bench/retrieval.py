@@ -212,6 +212,7 @@ class _RandomVectors:
     and query embedding use the real local model, so chunking and query latency are the product's own."""
 
     languages = frozenset({"en"})
+    glossed: frozenset[str] = frozenset()
 
     def __init__(self, real: Any, dim: int = 384):
         self.real, self.dim = real, dim

@@ -92,16 +92,20 @@ class SemanticCache:
     def covers(self, question: str) -> bool:
         """Whether the embedder's vectors mean something for the question's language. An embedder that lists its
         `languages` (the local MiniLM: Latin-script ones) gives near-random vectors for others (Chinese …):
-        two different Chinese questions can score cosine 1.0, so such a question skips the semantic cache."""
+        two different Chinese questions can score cosine 1.0, so such a question skips the semantic cache. So does
+        one in a language it covers through glosses (Chinese, when it has the dictionary): the cache's threshold
+        was calibrated on its own English vectors, not on glosses."""
         languages = getattr(self.embedder, "languages", None)
         if not languages:
             return True
         language = detect_language(question)
-        if not language or language in languages:
+        glossed = language in getattr(self.embedder, "glossed", ())
+        if not language or (language in languages and not glossed):
             return True
+        why = "read through dictionary glosses" if glossed else "not covered"
         current = tracer.current()
         if current is not None:
-            current.set(**{"flywheel.cache.semantic_skipped": f"language {language} not covered by the embedder"})
+            current.set(**{"flywheel.cache.semantic_skipped": f"language {language} {why} by the embedder"})
         return False
 
     def embed(self, text: str) -> np.ndarray:

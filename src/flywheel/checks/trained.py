@@ -195,16 +195,16 @@ class Trained(Check):
                 "data_hash": self.model.meta.get("data_hash"), "weights_hash": self.model.meta.get("weights_hash")}
 
     def evaluate(self, output: str, ctx: CheckContext) -> CheckResult:
+        from flywheel.retrieval.embedders import local_names, vector_name
+
         embedder = service(ctx, "embedder") if self.model.features == "embedding" else None
         wanted = self.model.meta.get("embedder")
-        if embedder is not None and getattr(embedder, "name", None) != wanted:
+        if embedder is not None and vector_name(embedder) != wanted:
             embedder = None  # another embedder's vectors mean nothing to these weights
-        if self.model.features == "embedding" and embedder is None:
-            from flywheel.retrieval.embedders import local_names
-
-            if wanted not in local_names():  # the shipped model's vectors are computed below without one
-                return CheckResult(passed=False, score=0.0, reason=f"{self.model.name} needs the embedder {wanted}",
-                                   error=f"trained check {self.model.name} was fitted on {wanted} vectors; none here")
+        # the shipped model's vectors are computed below without one
+        if self.model.features == "embedding" and embedder is None and wanted not in local_names():
+            return CheckResult(passed=False, score=0.0, reason=f"{self.model.name} needs the embedder {wanted}",
+                               error=f"trained check {self.model.name} was fitted on {wanted} vectors; none here")
         p = float(self.model.predict([ctx.input or ""], [output], embedder)[0])
         passed = p >= self.threshold
         return CheckResult(passed=passed, score=p,

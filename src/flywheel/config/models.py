@@ -105,6 +105,9 @@ class RetrievalConfig(Section):
     # all-MiniLM-L6-v2); with an alias: the endpoint's model name
     embedder_model: str | None = None
     embedder_languages: list[str] | None = None  # what a local model folder covers; default: from its vocabulary
+    # the shipped MiniLM reads Chinese as English CC-CEDICT glosses (retrieval/gloss.py); false: Chinese chunks
+    # are not embedded (keyword search only), as before 2026-12-05
+    gloss_chinese: bool = True
     chunk_tokens: int = Field(default=256, ge=16, le=8192)
     overlap: int = Field(default=32, ge=0)
     fusion: Literal["auto", "rrf", "weighted"] = "auto"
@@ -140,6 +143,13 @@ class RetrievalConfig(Section):
             raise FieldValueError(f"overlap ({self.overlap}) must be smaller than chunk_tokens ({self.chunk_tokens}): "
                                   "each chunk would repeat the whole previous one; a tenth to a quarter is usual",
                                   ("overlap",))
+        return self
+
+    @model_validator(mode="after")
+    def _glosses_need_the_shipped_model(self) -> RetrievalConfig:
+        if not self.gloss_chinese and (self.embedder != "local" or self.embedder_model):
+            raise ValueError("gloss_chinese applies to the shipped local MiniLM (`embedder: local` without "
+                             "`embedder_model`); other embedders read Chinese as their model does")
         return self
 
     @model_validator(mode="after")

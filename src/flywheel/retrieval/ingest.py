@@ -204,7 +204,9 @@ class Ingestor:
 
         size = config.chunk_tokens
         # Documents in a language the embedder doesn't cover are never embedded, so they are chunked at the
-        # configured size, not cut to the embedder's window and counted in its tokenizer.
+        # configured size, not cut to the embedder's window and counted in its tokenizer; so are those it reads
+        # as glosses (Chinese with the local MiniLM): its window counts the gloss, not the text, and keyword
+        # search and answers keep the passages they had before glosses.
         self.plain_chunker = Chunker(approximate_tokens, split_by_characters, size, config.overlap)
         self.chunker = self.plain_chunker
         if embedder is not None:
@@ -357,8 +359,10 @@ class Ingestor:
         batch: list[tuple[Document, list[Chunk]]] = []
         size = 0
         for doc in docs:
-            embedded = self.embedder is None or self.embedder.covers(detect_language(doc.text[:4000]))
-            chunks = (self.chunker if embedded else self.plain_chunker).chunk(doc)
+            language = detect_language(doc.text[:4000])
+            windowed = self.embedder is None or (self.embedder.covers(language)
+                                                 and language not in self.embedder.glossed)
+            chunks = (self.chunker if windowed else self.plain_chunker).chunk(doc)
             batch.append((doc, chunks))
             size += len(chunks)
             if size >= BATCH_CHUNKS:

@@ -163,6 +163,7 @@ class Retriever:
         tokens = keyword_tokens(keywords) or keyword_tokens(query)
         n = max(4 * k, 50)
         info: dict[str, Any] = {"candidates": n}
+        language = detect_language(query)
         if stale := self.stale_tokenizer_files(tenant):
             info["stale_tokenizer_files"] = stale
         if mode == "dense" and self.embedder is None:
@@ -170,14 +171,14 @@ class Retriever:
                             hint=f"{pip_install('local')}, or set `retrieval.embedder` in flywheel.yaml")
         gap = self.language_gap(query) if mode == "dense" else None
         if gap is not None:  # its vectors for this language are near-random: nothing dense can match
-            info["query_language_not_covered"] = detect_language(query)
+            info["query_language_not_covered"] = language
             return [], info
         w_dense = 0.0
         if self.embedder is not None and mode != "bm25":
             w_dense = 1.0
             if mode == "hybrid" and self.config.fusion != "rrf":
-                w_dense = fusion.dense_weight(self.embedder.languages, detect_language(query),
-                                              self.index.languages(tenant))
+                w_dense = fusion.dense_weight(self.embedder.languages, language, self.index.languages(tenant),
+                                              self.embedder.glossed)
         info["dense_weight"] = round(w_dense, 4)
 
         terms = content_terms(tokens)
@@ -218,7 +219,12 @@ class Retriever:
         coverage = self._coverage(terms, doc_freqs, found_rows)
         for asked in asked_terms(keywords):  # a long question is relevant when what it asks is covered
             coverage = [max(a, b) for a, b in zip(coverage, self._coverage(asked, doc_freqs, found_rows), strict=True)]
-        signal = "coverage+dense" if dense else "coverage"
+        # A question the embedder reads as glosses (Chinese with the local MiniLM) is matched to glosses of the
+        # passages: their cosines run high for unrelated text (cmrc2018, half the passages indexed: 45 % of the
+        # questions about the other half reach 0.40), so only keyword coverage vouches for it. An English question
+        # over glossed Chinese passages is matched on the model's own English: its cosine counts as usual.
+        vouches = bool(dense) and (embedder is None or language not in embedder.glossed)
+        signal = "coverage+dense" if vouches else "coverage"
         hits: list[Hit] = []
         for (pk, score), cov in zip([t for t in top if t[0] in rows], coverage, strict=True):
             scores = {"coverage": round(cov, 4)}
@@ -226,16 +232,16 @@ class Retriever:
                 scores["bm25"] = kw_score[pk]
             if pk in dn_score:
                 scores["dense"] = dn_score[pk]
-            scores["relevance"] = round(max(cov, dn_score.get(pk, 0.0)), 4)
+            scores["relevance"] = round(max(cov, dn_score.get(pk, 0.0) if vouches else 0.0), 4)
             hits.append(Hit(chunk=rows[pk][0], score=score, scores=scores,
                             ranks={"bm25": kw_rank.get(pk), "dense": dn_rank.get(pk)}))
         floors = {s: self.floor(s) for s in ("coverage", "dense")}
         info.update(relevance_signal=signal, floor=floors["coverage"])
-        if dense:
+        if vouches:
             info["floor_dense"] = floors["dense"]
         if floors["coverage"] is None:
             return hits, info
-        passing = [h for h in hits if self.passes(h)]
+        passing = [h for h in hits if self.passes(h, vouches)]
         if hits and not passing:
             info["below_floor"] = True
             hits = []
@@ -289,13 +295,14 @@ class Retriever:
         _, df = self.index.doc_freqs(tenant, ids)
         return [t for t in ids if not df.get(t, 0)]
 
-    def passes(self, hit: Hit) -> bool:
+    def passes(self, hit: Hit, dense_vouches: bool = True) -> bool:
         """Whether a hit reaches the floor on either signal: keyword coverage or dense cosine (each its own
-        `auto` floor; one number for both when `min_relevance` is set). True when the floor is off."""
+        `auto` floor; one number for both when `min_relevance` is set), the cosine only when it `dense_vouches`.
+        True when the floor is off."""
         cov_floor, dense_floor = self.floor("coverage"), self.floor("dense")
         if cov_floor is None or dense_floor is None:
             return True
-        dense = hit.scores.get("dense")
+        dense = hit.scores.get("dense") if dense_vouches else None
         return hit.scores.get("coverage", 0.0) >= cov_floor or (dense is not None and dense >= dense_floor)
 
     def _same_language(self, query: str, terms: list[str], hit: Hit, dense_ran: bool) -> bool:
