@@ -126,6 +126,17 @@ def test_trace_vectors_table_matches_its_migration_and_is_filled_once(store_url:
         assert got.trace_ids[0] == records[0]["trace_id"]
 
 
+def test_vectors_of_an_embedder_that_glosses_chinese_are_kept_apart(store) -> None:
+    """The local MiniLM reads Chinese traces through glosses since 2026-12-05: its vectors are stored under
+    another key than those stored before, so a reference window from before never meets new windows (a false
+    drift of every Chinese topic)."""
+    before, glossing = _HashEmbedder(), _HashEmbedder()
+    glossing.glossed = frozenset({"zh"})
+    write_traces(store, traffic({"天气": 1.0}, 10, START, DAY, random.Random(6)))
+    assert store_vectors(store, before) == 10 and store_vectors(store, glossing) == 10
+    assert len(load_rows(store, "hash-384")) == len(load_rows(store, "hash-384+zh-gloss")) == 10
+
+
 # ---------------------------------------------------------------------------- the CLI
 
 

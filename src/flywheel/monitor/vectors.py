@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from flywheel.apps.refusal import declined
 from flywheel.protocols import Embedder
+from flywheel.retrieval.embedders import vector_name
 from flywheel.store import Store
 from flywheel.store.schema import traces as traces_t
 from flywheel.store.schema_drift import trace_vectors
@@ -163,7 +164,11 @@ def rows_from_texts(ids: Sequence[str], questions: Sequence[str], answers: Seque
 
 
 def embedder_name(embedder: Embedder | None) -> str:
-    return NO_EMBEDDER if embedder is None else str(getattr(embedder, "name", type(embedder).__name__))[:200]
+    """The key stored vectors are kept under: the embedder's `vector_name`, so the local MiniLM's vectors of
+    Chinese traces read through glosses never mix with those stored before it glossed (a false drift)."""
+    if embedder is None:
+        return NO_EMBEDDER
+    return str(vector_name(embedder) or type(embedder).__name__)[:200]
 
 
 def _traces_query(since: float | None, until: float | None, app: str | None) -> Any:
