@@ -135,7 +135,8 @@ def embedded_on_the_cluster(cluster: str, tmp_path: Path) -> None:
     docs.mkdir()
     for i in range(3):
         (docs / f"e{i}.md").write_text(f"# Embed {i}\nThe gateway retries call {i} twice.\n\n## More\nCache {i}.\n")
-    (docs / "zh.md").write_text("# 网关\n网关在上游失败时重试两次。\n")  # not embedded (the model is English-only)
+    (docs / "zh.md").write_text("# 网关\n网关在上游失败时重试两次。\n")  # embedded as its gloss, on the workers too
+    (docs / "ja.md").write_text("# ゲートウェイ\nゲートウェイは上流が失敗すると二回再試行します。\n")  # not embedded
     config = RetrievalConfig()  # the local embedder
     with Store.open(f"sqlite:///{tmp_path / 'ray.db'}") as on_ray, \
             Store.open(f"sqlite:///{tmp_path / 'single.db'}") as single:
