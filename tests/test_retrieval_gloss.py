@@ -28,14 +28,13 @@ def test_words_become_their_first_clean_sense_and_traditional_matches_simplified
 
 
 def test_a_word_the_dictionary_lacks_is_glossed_by_its_pieces():
-    senses = {"向量": ["vector"], "检": ["to check"], "索": ["to search"]}
-    g = gloss.Glosser(senses)
+    g = gloss.Glosser({"向量": "vector", "检": "to check", "索": "to search"})
     assert g.pieces("向量检索") == ["向量", "检", "索"]
     assert g.word("向量检索") == "vector check search"
 
 
 def test_a_word_whose_senses_are_all_noise_has_no_gloss_and_does_not_recurse():
-    g = gloss.Glosser({"张三": ["surname Zhang", "CL:個|个[ge4]"], "张": ["surname Zhang"]})
+    g = gloss.Glosser({"张三": "surname Zhang/CL:個|个[ge4]", "张": "surname Zhang"})
     assert g.word("张三") == "" and g.word("张") == ""
 
 
