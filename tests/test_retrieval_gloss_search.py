@@ -1,6 +1,6 @@
 """Hybrid search with the local MiniLM reading Chinese through CC-CEDICT glosses: the dense side of a Chinese
-question is weighted GLOSSED_DENSE_WEIGHT and does not vouch for relevance (keyword coverage does, as before);
-an English question finds the Chinese passage that answers it, on the model's own English."""
+question is weighted GLOSSED_DENSE_WEIGHT; a cosine against a gloss ranks (an English question finds the Chinese
+passage that answers it) but never vouches for relevance: keyword coverage does, as before."""
 
 from __future__ import annotations
 
@@ -47,11 +47,16 @@ def retriever(tmp_path_factory):
     store.close()
 
 
-def test_an_english_question_finds_the_chinese_passage_that_answers_it(retriever):
-    hits = retriever.search("When are invoices sent?", k=3)
-    assert hits and hits[0].chunk.source.endswith("billing.md")
-    assert hits[0].scores["coverage"] == 0.0 and hits[0].scores["relevance"] == pytest.approx(hits[0].scores["dense"], abs=1e-4)
-    assert hits[0].scores["relevance"] >= 0.40  # the auto floor for its cosine
+def test_an_english_question_ranks_chinese_passages_but_their_gloss_does_not_vouch_for_them(retriever):
+    from flywheel.retrieval.retriever import Retriever
+
+    unfloored = Retriever(retriever.index, retriever.embedder, RetrievalConfig(min_relevance=None))
+    hits = unfloored.search("When are invoices sent?", k=3)
+    assert hits[0].chunk.source.endswith("billing.md") and hits[0].scores["dense"] >= 0.40
+    assert hits[0].scores["coverage"] == hits[0].scores["relevance"] == 0.0
+    # with the floor: a cosine against a gloss answers nothing on its own (off-topic English questions reach 0.40
+    # against glosses too), so the app says it cannot match across languages, or translates
+    assert retriever.search("When are invoices sent?", k=3) == []
 
 
 def test_a_chinese_question_is_vouched_for_by_its_keywords_only(retriever, spans):

@@ -219,21 +219,24 @@ class Retriever:
         coverage = self._coverage(terms, doc_freqs, found_rows)
         for asked in asked_terms(keywords):  # a long question is relevant when what it asks is covered
             coverage = [max(a, b) for a, b in zip(coverage, self._coverage(asked, doc_freqs, found_rows), strict=True)]
-        # A question the embedder reads as glosses (Chinese with the local MiniLM) is matched to glosses of the
-        # passages: their cosines run high for unrelated text (cmrc2018, half the passages indexed: 45 % of the
-        # questions about the other half reach 0.40), so only keyword coverage vouches for it. An English question
-        # over glossed Chinese passages is matched on the model's own English: its cosine counts as usual.
-        vouches = bool(dense) and (embedder is None or language not in embedder.glossed)
+        # A cosine between glosses (Chinese with the local MiniLM) ranks but does not vouch for relevance: glosses of
+        # unrelated texts score high (cmrc2018, half the passages indexed: 45 % of the questions about the other
+        # half reach 0.40), and 8 % of off-topic English questions reach it against glossed Chinese descriptions.
+        glossed = embedder.glossed if embedder is not None else frozenset()
+        vouches = bool(dense) and language not in glossed
         signal = "coverage+dense" if vouches else "coverage"
         hits: list[Hit] = []
+        vouched: list[bool] = []  # per hit: its cosine counts for the floor
         for (pk, score), cov in zip([t for t in top if t[0] in rows], coverage, strict=True):
+            chunk = rows[pk][0]
+            vouched.append(vouches and (not glossed or detect_language(chunk.text) not in glossed))
             scores = {"coverage": round(cov, 4)}
             if pk in kw_score:
                 scores["bm25"] = kw_score[pk]
             if pk in dn_score:
                 scores["dense"] = dn_score[pk]
-            scores["relevance"] = round(max(cov, dn_score.get(pk, 0.0) if vouches else 0.0), 4)
-            hits.append(Hit(chunk=rows[pk][0], score=score, scores=scores,
+            scores["relevance"] = round(max(cov, dn_score.get(pk, 0.0) if vouched[-1] else 0.0), 4)
+            hits.append(Hit(chunk=chunk, score=score, scores=scores,
                             ranks={"bm25": kw_rank.get(pk), "dense": dn_rank.get(pk)}))
         floors = {s: self.floor(s) for s in ("coverage", "dense")}
         info.update(relevance_signal=signal, floor=floors["coverage"])
@@ -241,7 +244,7 @@ class Retriever:
             info["floor_dense"] = floors["dense"]
         if floors["coverage"] is None:
             return hits, info
-        passing = [h for h in hits if self.passes(h, vouches)]
+        passing = [h for h, v in zip(hits, vouched, strict=True) if self.passes(h, v)]
         if hits and not passing:
             info["below_floor"] = True
             hits = []
@@ -317,7 +320,9 @@ class Retriever:
         content = detect_language(" ".join(t for t in terms if t not in QUESTION_WORDS_ZH))
         if content and _script(content) == _script(c):
             return True
-        return dense_ran and self.embedder is not None and self.embedder.covers(q) and self.embedder.covers(c)
+        if self.embedder is None or {q, c} & self.embedder.glossed:  # glosses rank, they do not vouch (_search)
+            return False
+        return dense_ran and self.embedder.covers(q) and self.embedder.covers(c)
 
     def language_gap(self, query: str, switch: str = "search in hybrid or bm25 mode") -> str | None:
         """Why dense search cannot match `query`: the embedder does not cover the question's language (a
