@@ -107,3 +107,31 @@ def test_weights_fitted_on_either_precision_get_that_precision(monkeypatch):
     assert fp32.name == "all-MiniLM-L6-v2" and not fp32.int8 and embedders.local_embedder("all-MiniLM-L6-v2") is fp32
     with pytest.raises(UserError, match="not a name of the local embedder"):
         embedders.local_embedder("bge-small-zh")
+
+
+def test_after_the_precision_changed_the_coverage_line_names_the_vectors_stored_before(tmp_path):
+    """A store embedded with fp32 (before int8 became the default): search with int8 has no vectors yet, and the
+    coverage line says the fp32 ones are there and why they are not used, instead of a bare 0 %."""
+    from flywheel.config import RetrievalConfig
+    from flywheel.retrieval.embed import coverage, embed_pending
+    from flywheel.retrieval.ingest import ingest
+    from flywheel.retrieval.retriever import open_index
+    from flywheel.store import Store
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "keys.md").write_text("# Keys\n\nRevoke a key with flywheel keys revoke.\n\n# Cache\n\nThe cache "
+                                  "answers repeated questions.\n", encoding="utf-8")
+    fp32 = embedders.LocalEmbedder(backend="numpy", int8=False)
+    int8 = embedders.LocalEmbedder(backend="numpy", int8=True)
+    with Store.open(f"sqlite:///{tmp_path / 'f.db'}") as store:
+        ingest([docs], store, RetrievalConfig(), embedder=fp32, root=tmp_path)
+        index = open_index(store)
+        before = coverage(index, int8, "default")
+        assert before.embedded == 0 and before.waiting == before.total > 0
+        assert before.other_models == {"all-MiniLM-L6-v2": before.total}
+        assert (f"{before.total:,} have all-MiniLM-L6-v2 vectors, which search with all-MiniLM-L6-v2-int8 does not "
+                "use") in before.describe() and "FLYWHEEL_EMBED_INT8" in before.describe()
+        embed_pending(index, int8)
+        after = coverage(index, int8, "default")
+        assert after.waiting == 0 and "all-MiniLM-L6-v2 vectors" not in after.describe()

@@ -47,7 +47,7 @@ def test_search_json_coverage_says_how_much_is_embedded_and_json_alone_stays_a_l
         out = json.loads(res.stdout)  # stdout is the JSON alone
         assert out["hits"] and out["hits"][0]["source"] == "docs/a.md"
         assert out["coverage"] == {"total": chunks, "embedded": 0, "waiting": chunks, "other_language": 0,
-                                   "fraction": 0.0}
+                                   "fraction": 0.0, "model": "fake-embedding", "other_models": {}}
 
         assert _cli(tmp_path, "embed", "--tenant", "acme").exit_code == 0
         res = _cli(tmp_path, "search", "gateway", "--tenant", "acme", "--json", "--coverage")

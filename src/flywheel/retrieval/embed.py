@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import text
@@ -65,6 +65,8 @@ class Coverage:
     embedded: int  # chunks with a vector of the configured embedder
     waiting: int  # chunks the embed stage has not reached yet
     other_language: int  # chunks in a language the embedder does not cover: keyword search only
+    model: str = ""  # the embedder's vectors
+    other_models: dict[str, int] = field(default_factory=dict)  # chunks with vectors of other models, unused
 
     @property
     def fraction(self) -> float:
@@ -74,6 +76,11 @@ class Coverage:
         line = f"embedded {self.fraction * 100:.0f} % of {self.total:,} chunks; dense results cover those"
         if self.waiting:
             line += f" ({self.waiting:,} waiting: `flywheel embed` or `flywheel serve` adds them)"
+            # vectors the store holds of another model (an upgrade changed the default precision): say why they
+            # are not used, so a search that lost its dense side is not a mystery
+            for name, n in sorted(self.other_models.items(), key=lambda kv: -kv[1])[:2]:
+                line += (f"; {n:,} have {name} vectors, which search with {self.model} does not use (another "
+                         "embedder, or precision: FLYWHEEL_EMBED_INT8)")
         if self.other_language:
             line += f"; {self.other_language:,} in languages the embedder does not cover (keyword only)"
         return line
@@ -143,8 +150,9 @@ def coverage(index: Index, embedder: Embedder | None, tenant: str) -> Coverage:
         total = index.count(tenant)
         return Coverage(total=total, embedded=0, waiting=0, other_language=total)
     total, embedded, waiting = index.embedding_coverage(tenant, embedder.name, embedder.languages)
+    others = index.other_models(tenant, embedder.name) if waiting else {}
     return Coverage(total=total, embedded=embedded, waiting=waiting,
-                    other_language=max(0, total - embedded - waiting))
+                    other_language=max(0, total - embedded - waiting), model=embedder.name, other_models=others)
 
 
 LEASE_KEY = 0x66776D62  # pg_try_advisory_lock key of the embed stage ("fwmb")

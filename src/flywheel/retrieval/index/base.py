@@ -305,6 +305,16 @@ class Index(ABC):
                                      ).scalar() or 0)
         return total, embedded, self.count_missing_embeddings(tenant, model, languages)
 
+    def other_models(self, tenant: str, model: str) -> dict[str, int]:
+        """{model name: chunks of the tenant with a vector of it} for the models other than `model`: vectors from
+        another embedder or precision (all-MiniLM-L6-v2 before int8 was the default), which search does not use."""
+        q = (select(embeddings.c.model, func.count()).select_from(
+            chunks.join(embeddings, (embeddings.c.hash == chunks.c.embed_hash)
+                        & (embeddings.c.tenant == chunks.c.tenant)))
+             .where(chunks.c.tenant == tenant, embeddings.c.model != model).group_by(embeddings.c.model))
+        with self.engine.connect() as conn:
+            return {str(name): int(n) for name, n in conn.execute(q)}
+
     def on_new_vectors(self, conn: Connection, model: str, dim: int) -> None:
         """Hook, called before vectors of (model, dim) are inserted in `conn`'s transaction: PostgreSQL creates the
         model's HNSW index here."""
