@@ -61,6 +61,7 @@ def test_the_local_embedder_glosses_chinese_only_and_english_vectors_do_not_chan
     default = embedders.local_embedder()
     assert default.glossed == {"zh"} and default.covers("zh") and not default.thresholds_hold("zh")
     assert default.covers("en") and default.thresholds_hold("en") and not default.covers("ja")
+    assert default.languages_named().endswith(", pt, zh (through dictionary glosses)")  # in "not covered" messages
     raw = embedders.local_embedder(default.name)  # weights fitted before glosses: Chinese as written, as then
     assert embedders.vector_name(default) == default.name + embedders.GLOSS_SUFFIX and not raw.glossed
     english = ["Revoke an API key with flywheel keys revoke", "日本語の文章です。ひらがなを含みます。"]

@@ -214,6 +214,9 @@ class _RandomVectors:
     languages = frozenset({"en"})
     glossed: frozenset[str] = frozenset()
 
+    def languages_named(self) -> str:
+        return "en"
+
     def __init__(self, real: Any, dim: int = 384):
         self.real, self.dim = real, dim
         self.name = f"synthetic-random-{dim}"

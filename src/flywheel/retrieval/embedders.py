@@ -50,6 +50,11 @@ class Embedder(ABC):
     def covers(self, language: str) -> bool:
         return self.languages is None or not language or language in self.languages
 
+    def languages_named(self) -> str:
+        """The languages it covers, for messages: "de, en, …, zh (through dictionary glosses)"."""
+        return ", ".join(f"{lang} (through dictionary glosses)" if lang in self.glossed else lang
+                         for lang in sorted(self.languages or ()))
+
     def thresholds_hold(self, language: str) -> bool:
         """Whether a cosine threshold chosen on this embedder's vectors (a semantic-cache hit, a duplicate eval
         case) means the same for text in `language`: covered, and not through glosses."""

@@ -258,7 +258,7 @@ class Ingestor:
         elif self.embedder is not None:
             summary.embed_waiting = waiting_count(self.index, self.embedder, tenant)
         if summary.not_embedded and self.embedder is not None:
-            covered = ", ".join(sorted(self.embedder.languages or ()))
+            covered = self.embedder.languages_named()
             summary.not_embedded_reason = (f"the embedder {self.model} covers {covered} only; keyword search "
                                            f"finds these chunks (a multilingual embedder would embed them)")
         summary.seconds = round(time.perf_counter() - started, 3)

@@ -326,12 +326,12 @@ class Retriever:
 
     def language_gap(self, query: str, switch: str = "search in hybrid or bm25 mode") -> str | None:
         """Why dense search cannot match `query`: the embedder does not cover the question's language (a
-        Chinese question with the Latin-only local MiniLM). None when it does, or when there is no embedder.
+        Russian question with the local MiniLM). None when it does, or when there is no embedder.
         Hybrid search needs no such warning: it leaves the dense side out for such a question (fusion)."""
         language = detect_language(query)
         if self.embedder is None or self.embedder.covers(language):
             return None
-        covered = ", ".join(sorted(self.embedder.languages or ()))
+        covered = self.embedder.languages_named()
         return (f"the embedder {self.embedder.name} does not cover {language_name(language)} ({language}), the "
                 f"question's language (it covers {covered}), so dense search cannot match this question; "
                 f"{switch} (keyword matching), or configure a multilingual embedder "
