@@ -33,6 +33,7 @@ from flywheel.errors import UserError
 from flywheel.feedback.agreement import cohen_kappa
 from flywheel.loop.atomic import follow_umask, partial_dir
 from flywheel.loop.labelled import collect, judge_verdicts, no_labels, norm_input, split
+from flywheel.retrieval.embedders import vector_name
 
 if TYPE_CHECKING:
     from flywheel.store import Store
@@ -181,7 +182,7 @@ def train_check(
         "seed": seed,
         "created_at": time.time(),
         "weights_hash": hashlib.sha256(w.tobytes() + np.float32(b).tobytes()).hexdigest()[:16],
-        "embedder": _vector_name(embedder) if features == "embedding" else None,
+        "embedder": vector_name(embedder) if features == "embedding" else None,
         "cost_per_call_usd": 0.0,
     }
     folder = root / MODELS_DIR / name
@@ -191,12 +192,6 @@ def train_check(
     report["cost_per_call_usd"] = 0.0
     report["check"] = {"trained": name}
     return report
-
-
-def _vector_name(embedder: Any) -> str | None:
-    from flywheel.retrieval.embedders import vector_name
-
-    return vector_name(embedder)
 
 
 def _heldout_warnings(truth: list[int], heldout: float) -> list[str]:

